@@ -1,0 +1,57 @@
+# Helpers every spindle target is built through, so warnings, sanitizers and
+# frame pointers are applied in one place (as marl_set_target_options does).
+
+function(spindle_set_target_options target)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "INTERFACE_LIBRARY")
+    return()
+  endif()
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter
+    -fno-omit-frame-pointer)
+  if(SPINDLE_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(SPINDLE_SANITIZER)
+    string(REPLACE ";" "," san "${SPINDLE_SANITIZER}")
+    target_compile_options(${target} PRIVATE -fsanitize=${san})
+    target_link_options(${target} PUBLIC -fsanitize=${san})
+  endif()
+endfunction()
+
+# spindle_add_module(name SOURCES ... DEPS ...)
+# Builds an object library spindle_<name> plus an interface target
+# spindle_<name>_headers carrying its include directory and its lower layers.
+function(spindle_add_module name)
+  cmake_parse_arguments(M "" "" "SOURCES;DEPS;LIBS" ${ARGN})
+  add_library(spindle_${name}_headers INTERFACE)
+  target_include_directories(spindle_${name}_headers INTERFACE
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:include>)
+  target_compile_features(spindle_${name}_headers INTERFACE cxx_std_20)
+  foreach(dep ${M_DEPS})
+    target_link_libraries(spindle_${name}_headers INTERFACE spindle_${dep}_headers)
+  endforeach()
+  target_link_libraries(spindle_${name}_headers INTERFACE ${M_LIBS})
+  add_library(spindle_${name} OBJECT ${M_SOURCES})
+  target_link_libraries(spindle_${name} PUBLIC spindle_${name}_headers)
+  target_include_directories(spindle_${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  set_target_properties(spindle_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  spindle_set_target_options(spindle_${name})
+endfunction()
+
+# spindle_add_test(name SOURCES ... [TIMEOUT s] [LABELS ...])
+# Every test gets a timeout (deadlock is how schedulers fail), scaled by
+# SPINDLE_TEST_TIMEOUT_MULTIPLIER for sanitizer builds.
+set(SPINDLE_TEST_TIMEOUT_MULTIPLIER 1 CACHE STRING "Scale for test timeouts")
+function(spindle_add_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  math(EXPR t "${T_TIMEOUT} * ${SPINDLE_TEST_TIMEOUT_MULTIPLIER}")
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE spindle::spindle ${T_LIBS})
+  spindle_set_target_options(${name})
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${t} LABELS "${T_LABELS}")
+endfunction()

@@ -1,0 +1,5 @@
+// spindle.hpp: the umbrella header. Lives in the top layer (io), the only
+// module allowed to include all the others.
+#pragma once
+
+#include <spindle/runtime/all.hpp>

@@ -1,0 +1,186 @@
+// fiber.hpp: the fiber control block. Public only because Task<T> and spawn
+// are templates; user code never touches it. Its fields are documented with
+// who may touch them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <source_location>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include <spindle/runtime/detail/spinlock.hpp>
+
+namespace spindle::detail {
+
+class Worker;
+class Scheduler;
+struct Waiter;
+struct FiberLocalSlots;
+
+// Fiber lifecycle. Every transition goes through Fiber::set_state (which
+// checks the previous state in debug builds).
+enum class FiberState : std::uint8_t {
+  created,    // spawned, never run, owns no stack; in some run queue
+  ready,      // has run before, runnable, in some run queue or LIFO slot
+  running,    // on a worker thread right now
+  suspended,  // waiting; whoever was handed its Waiter will wake it
+  done,       // body finished; the stack is released
+};
+const char* to_string(FiberState s) noexcept;
+
+// Execution context of one stack (a fiber's or a worker's own thread stack).
+// Only the context-switch wrapper (runtime/src/context.cpp) reads these.
+struct ExecContext {
+  void* fctx = nullptr;          // saved Boost.Context fcontext_t
+  void* stack_bottom = nullptr;  // lowest usable address (ASan)
+  std::size_t stack_size = 0;
+  void* asan_fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
+};
+
+struct StackSlot {
+  void* base = nullptr;    // lowest address of the mapping (guard page first)
+  std::size_t size = 0;    // usable bytes above the guard
+  std::size_t guard = 0;   // bytes of PROT_NONE guard at base (0: unguarded)
+  char* bottom() const noexcept { return static_cast<char*>(base) + guard; }
+  char* top() const noexcept { return bottom() + size; }
+  explicit operator bool() const noexcept { return base != nullptr; }
+};
+
+class Fiber {
+ public:
+  Fiber() noexcept;
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+  virtual ~Fiber();
+
+  // Runs the user body, stores value or exception. Never throws.
+  virtual void invoke() noexcept = 0;
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // acq_rel: the last owner must see every write of the others before delete.
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  std::uint64_t id() const noexcept { return id_; }
+  const std::string& name() const noexcept { return name_; }
+  bool done() const noexcept {
+    // acquire; pairs with the release in Fiber::complete().
+    return done_.load(std::memory_order_acquire);
+  }
+
+  // --- scheduling (the worker running or queueing the fiber) ---
+  ExecContext ctx_;
+  StackSlot stack_;
+  std::size_t stack_size_ = 0;  // requested; 0 = runtime default
+  Fiber* next_ = nullptr;       // link of whichever intrusive queue holds it
+  Scheduler* sched_ = nullptr;  // immutable after spawn
+  // Written by whoever holds the fiber (runner, waker); relaxed because
+  // dumps read it from other threads as a hint.
+  std::atomic<FiberState> state_{FiberState::created};
+  // Worker the fiber must run on (hop_to, or an armed timer), or nullptr.
+  // Written only by the fiber itself while running; read by wakers after the
+  // fiber published itself (the publish happens-after the write).
+  Worker* affinity_ = nullptr;
+
+  // --- identity (immutable after spawn) ---
+  std::uint64_t id_ = 0;
+  std::string name_;
+  std::source_location where_{};
+  std::chrono::steady_clock::time_point born_{};
+
+  // --- join (guarded by join_lock_) ---
+  SpinLock join_lock_;
+  Waiter* joiner_ = nullptr;  // SPINDLE_GUARDED_BY(join_lock_)
+  std::atomic<bool> done_{false};
+  std::exception_ptr error_;           // written once before done_
+  std::atomic<bool> error_observed_{false};
+  bool detached_ = false;              // set by the handle owner
+
+  // --- cancellation and waits (guarded by wait_lock_) ---
+  SpinLock wait_lock_;
+  Waiter* current_wait_ = nullptr;     // SPINDLE_GUARDED_BY(wait_lock_)
+  std::atomic<const char*> wait_what_{nullptr};  // what it waits on (dumps)
+  std::atomic<bool> cancel_requested_{false};
+  int shield_depth_ = 0;               // fiber itself only
+
+  // --- registry for dump_fibers (guarded by the registry list's lock) ---
+  Fiber* reg_prev_ = nullptr;
+  Fiber* reg_next_ = nullptr;
+  void* reg_list_ = nullptr;
+
+  FiberLocalSlots* locals_ = nullptr;  // fiber itself only
+
+ private:
+  std::atomic<std::uint32_t> refs_{1};
+};
+
+// Result storage shared by the fiber and its Task<T>.
+template <class T>
+class ResultFiber : public Fiber {
+ public:
+  ~ResultFiber() override {
+    if (has_value_) reinterpret_cast<T*>(storage_)->~T();
+  }
+  template <class... A>
+  void set_value(A&&... a) {
+    new (storage_) T(std::forward<A>(a)...);
+    has_value_ = true;
+  }
+  T take() { return std::move(*reinterpret_cast<T*>(storage_)); }
+
+ private:
+  alignas(T) unsigned char storage_[sizeof(T)];
+  bool has_value_ = false;
+};
+
+template <>
+class ResultFiber<void> : public Fiber {
+ public:
+  void set_value() noexcept {}
+  void take() noexcept {}
+};
+
+template <class T, class F>
+class TaskFiber final : public ResultFiber<T> {
+ public:
+  explicit TaskFiber(F&& f) : fn_(std::move(f)) {}
+  void invoke() noexcept override {
+    try {
+      if constexpr (std::is_void_v<T>) {
+        fn_();
+        this->set_value();
+      } else {
+        this->set_value(fn_());
+      }
+    } catch (...) {
+      this->error_ = std::current_exception();
+    }
+  }
+
+ private:
+  F fn_;
+};
+
+// Hands a new fiber to the scheduler of the calling worker (or, from a plain
+// thread, to the runtime registered as current; see Runtime). Takes one
+// reference (the scheduler's); the caller keeps its own.
+// `target` is the runtime to use from a plain thread (nullptr: the calling
+// worker's, else the most recently started runtime).
+void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t name_len,
+                  std::size_t stack_size, const std::source_location& where);
+
+// Joins f: suspends the calling fiber (or blocks the thread) until f is done,
+// then rethrows its exception, if any. A cancellation point.
+void join_fiber(Fiber* f);
+// Requests cancellation of f (idempotent; nothing happens if f is done).
+void cancel_fiber(Fiber* f) noexcept;
+
+}  // namespace spindle::detail

@@ -1,0 +1,50 @@
+// options.hpp: how a Runtime and a spawned fiber are configured.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <source_location>
+#include <string>
+
+namespace spindle {
+
+// RuntimeOptions configures a Runtime (and `run`). Plain data; copy freely.
+struct RuntimeOptions {
+  // Number of worker threads. 0 means std::thread::hardware_concurrency().
+  // 1 is a supported single-threaded mode.
+  unsigned workers = 0;
+  // Default stack size of a fiber (bytes, rounded up to the page size). Only
+  // touched pages cost memory, so the default is small but roomy.
+  std::size_t stack_size = 64 * 1024;
+  // Put a PROT_NONE guard page below every stack so an overflow is caught and
+  // reported with the fiber's name. Past a share of vm.max_map_count the pool
+  // hands out unguarded stacks (and says so once on stderr); see
+  // docs/runtime.md "Stacks".
+  bool guard_pages = true;
+  // Threads of the CPU offload pool and the blocking pool (0 = defaults).
+  unsigned offload_threads = 0;
+  unsigned blocking_threads = 0;
+  // A fiber running longer than this without suspending is reported on
+  // stderr by name. Zero disables the monitor thread.
+  std::chrono::milliseconds slow_fiber_threshold{0};
+  // How long shutdown waits for cancelled fibers to finish before it reports
+  // the ones left and gives up on them.
+  std::chrono::milliseconds shutdown_timeout{2000};
+  // When every worker is parked, no timer, I/O or offload is pending and
+  // fibers are still alive, nothing can ever wake them. After this quiet
+  // period `run`/`block_on` fail with spindle::Deadlock and a fiber dump.
+  // Zero disables the detector.
+  std::chrono::milliseconds deadlock_grace{100};
+  // Print the fiber dump on SIGQUIT (handled on worker 0's loop).
+  bool dump_on_sigquit = true;
+};
+
+// SpawnOptions names a fiber and sizes its stack. Its `where` member records
+// the call site of the aggregate initialisation, which is the spawn call.
+struct SpawnOptions {
+  std::string name{};
+  std::size_t stack_size = 0;  // 0: the runtime's default
+  std::source_location where = std::source_location::current();
+};
+
+}  // namespace spindle

@@ -1,0 +1,99 @@
+// runtime.hpp: Runtime (long-lived embedding) and run (asyncio.run).
+#pragma once
+
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include <spindle/runtime/errors.hpp>
+#include <spindle/runtime/options.hpp>
+#include <spindle/runtime/spawn.hpp>
+#include <spindle/runtime/stats.hpp>
+
+namespace spindle {
+
+namespace detail {
+class Scheduler;
+// Called when block_on's main fiber ends (however it ends).
+void main_finished(Scheduler* s) noexcept;
+}
+
+// Runtime owns the worker threads, their loops and stack pools. Construct it
+// on a plain thread (never on a fiber). The constructor starts the workers,
+// which park in their loops until work arrives.
+//
+// Shutdown protocol (docs/runtime.md "Shutdown"):
+//  1. cancel every live fiber;
+//  2. wait up to options.shutdown_timeout for them to finish;
+//  3. report the ones left (fiber dump on stderr) and abandon them;
+//  4. stop and join the workers, close every loop.
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions options = {});
+  ~Runtime();  // calls shutdown()
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // block_on: runs f as a fiber named "main" and blocks the calling plain
+  // thread until it finishes; returns its value or rethrows its exception.
+  // Throws spindle::Deadlock when every fiber is blocked with nothing left
+  // to wake them (the fiber dump goes to stderr). Not from a fiber.
+  // One block_on at a time per Runtime.
+  template <class F>
+  auto block_on(F&& f) {
+    detail::Scheduler* s = sched_.get();
+    begin_main();
+    auto body = [s, fn = std::forward<F>(f)]() mutable {
+      struct Signal {
+        detail::Scheduler* s;
+        ~Signal() { detail::main_finished(s); }
+      } signal{s};
+      return fn();
+    };
+    SpawnOptions opts{.name = "main"};
+    auto task = detail::make_task(s, &opts, opts.where, std::move(body));
+    wait_main();  // throws Deadlock
+    return task.join();
+  }
+
+  // shutdown: the protocol above. Idempotent. From a plain thread only.
+  void shutdown();
+
+  // stats: a snapshot of the per-worker counters. Any thread.
+  Stats stats() const;
+  unsigned workers() const noexcept;
+  const RuntimeOptions& options() const noexcept;
+
+ private:
+  void begin_main();
+  void wait_main();
+  std::unique_ptr<detail::Scheduler> sched_;
+};
+
+// run: asyncio.run. Starts a Runtime, runs f as the main fiber, returns its
+// value (or rethrows), and shuts down cleanly (fibers still alive are
+// cancelled and joined within options.shutdown_timeout). From a plain thread.
+template <class F>
+auto run(F&& f, RuntimeOptions options = {}) {
+  Runtime rt(options);
+  if constexpr (std::is_void_v<std::invoke_result_t<std::decay_t<F>>>) {
+    rt.block_on(std::forward<F>(f));
+    rt.shutdown();
+  } else {
+    auto r = rt.block_on(std::forward<F>(f));
+    rt.shutdown();
+    return r;
+  }
+}
+
+// dump_fibers: writes one line per live fiber of the current runtime (or of
+// every runtime when called on a plain thread): id, name, state, what it
+// waits on, spawn site and age. Any thread. Also printed on SIGQUIT.
+void dump_fibers(std::ostream& os);
+
+// current_stats: stats of the runtime the caller runs in (fiber only).
+Stats current_stats();
+
+}  // namespace spindle

@@ -1,0 +1,66 @@
+// spawn.hpp: start a fiber. asyncio.create_task / go f() / fibers::fiber.
+#pragma once
+
+#include <concepts>
+#include <functional>
+#include <source_location>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <spindle/runtime/options.hpp>
+#include <spindle/runtime/task.hpp>
+
+namespace spindle {
+
+namespace detail {
+
+template <class F, class... Args>
+auto make_task(Scheduler* target, const SpawnOptions* opts, const std::source_location& where,
+               F&& f, Args&&... args) {
+  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+  auto body = [fn = std::forward<F>(f),
+               tup = std::make_tuple(std::forward<Args>(args)...)]() mutable -> R {
+    return std::apply(fn, std::move(tup));
+  };
+  auto* fiber = new TaskFiber<R, decltype(body)>(std::move(body));
+  fiber->add_ref();  // one for the Task, one for the scheduler
+  const std::string* name = opts ? &opts->name : nullptr;
+  schedule_new(fiber, target, name ? name->data() : nullptr, name ? name->size() : 0,
+               opts ? opts->stack_size : 0, where);
+  return Task<R>(fiber);
+}
+
+}  // namespace detail
+
+// spawn: starts f(args...) as a new fiber and returns its Task. The
+// arguments are decay-copied into the fiber (use std::ref to share). Never
+// suspends; the new fiber runs later on this worker or a thief.
+// Callable from a fiber or from a thread inside a Runtime's block_on; from
+// any other thread it needs a Runtime that is running (it goes to that
+// runtime's global queue). The fiber gets its stack only when it first runs.
+template <class F>
+  requires std::invocable<std::decay_t<F>>
+auto spawn(F&& f, std::source_location where = std::source_location::current()) {
+  return detail::make_task(nullptr, nullptr, where, std::forward<F>(f));
+}
+
+template <class F, class A0, class... Args>
+  requires(!std::same_as<std::decay_t<A0>, std::source_location> &&
+           std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<Args>...>)
+auto spawn(F&& f, A0&& a0, Args&&... args) {
+  return detail::make_task(nullptr, nullptr, std::source_location::current(),
+                           std::forward<F>(f), std::forward<A0>(a0),
+                           std::forward<Args>(args)...);
+}
+
+// spawn with options: a name (shown in dumps and error reports) and a stack
+// size. `SpawnOptions{.name = "reader"}` records the call site itself.
+template <class F, class... Args>
+  requires std::invocable<std::decay_t<F>, std::decay_t<Args>...>
+auto spawn(const SpawnOptions& opts, F&& f, Args&&... args) {
+  return detail::make_task(nullptr, &opts, opts.where, std::forward<F>(f),
+                           std::forward<Args>(args)...);
+}
+
+}  // namespace spindle

@@ -1,0 +1,31 @@
+// stats.hpp: per-worker counters (Go's schedtrace, tokio's RuntimeMetrics).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <vector>
+
+namespace spindle {
+
+// Counters of one worker since the runtime started. Each is written only by
+// its worker and read with relaxed loads, so a snapshot taken while the
+// runtime runs is approximate; after shutdown it is exact.
+struct WorkerStats {
+  std::uint64_t switches = 0;  // fibers resumed on this worker
+  std::uint64_t spawns = 0;    // fibers spawned from this worker
+  std::uint64_t finished = 0;  // fibers that ended on this worker
+  std::uint64_t steals = 0;    // fibers taken from other workers' queues
+  std::uint64_t parks = 0;     // times the worker slept in its loop
+  std::uint64_t polls = 0;     // non-blocking loop polls while busy
+  std::uint64_t timers_fired = 0;
+};
+
+struct Stats {
+  std::vector<WorkerStats> workers;
+  std::uint64_t live_fibers = 0;  // spawned and not yet finished
+  WorkerStats total() const;
+};
+
+std::ostream& operator<<(std::ostream& os, const Stats& s);
+
+}  // namespace spindle

@@ -1,0 +1,109 @@
+// suspend.hpp: the suspension API, the one thing sync/ and io/ use to make a
+// fiber wait. Nothing here exposes worker internals.
+//
+// The protocol (docs/runtime.md "Suspension"):
+//  1. The waiting fiber (or thread) owns a Waiter, usually on its stack.
+//  2. wait(w, deadline, publish) switches the fiber off its stack FIRST, and
+//     only then runs `publish` (on the worker's side of the switch). publish
+//     hands &w to whoever will complete it (a wait list, an I/O callback).
+//     So nobody can resume a fiber that is still running on its own stack.
+//  3. A completer calls w.try_complete(how) (a CAS out of `waiting`); only
+//     the winner may then call wake(w), after releasing its own locks. The
+//     first of {event, timer, cancellation} wins, the others do nothing.
+//  4. When wait returns, the waiter is no longer referenced by the runtime
+//     (timer removed, cancellation slot cleared). If the state is not
+//     `notified`, the caller removes w from its own wait list (under its
+//     lock) before w dies: a completer that lost the CAS may still hold a
+//     pointer until then, so it must check the state under the same lock.
+//
+// Lock order: Fiber::wait_lock_ (held around publish, so a cancel cannot
+// slip in between) ranks above every lock publish takes. Completers never
+// take wait_lock_. See docs/runtime.md "Lock ranks".
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include <spindle/runtime/detail/fiber.hpp>
+#include <spindle/runtime/detail/function_ref.hpp>
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle::detail {
+
+struct ThreadParker;
+
+struct Waiter {
+  enum State : std::uint8_t { waiting, notified, timed_out, cancelled };
+
+  // try_complete: moves the waiter out of `waiting`. Returns true for the one
+  // caller that did; that caller must call wake(*this) (outside its locks).
+  // acq_rel: the winner's writes before the CAS (a value handed over) are
+  // visible to the woken fiber, which reads the state with acquire.
+  bool try_complete(State how) noexcept {
+    std::uint8_t expected = waiting;
+    return state.compare_exchange_strong(expected, how, std::memory_order_acq_rel,
+                                         std::memory_order_acquire);
+  }
+  State result() const noexcept {
+    return static_cast<State>(state.load(std::memory_order_acquire));
+  }
+
+  std::atomic<std::uint8_t> state{waiting};
+  Fiber* fiber = nullptr;            // set by wait(); nullptr on a plain thread
+  ThreadParker* parker = nullptr;    // set by wait() on a plain thread
+  // Links and payload for the primitive that queues the waiter; guarded by
+  // that primitive's lock.
+  Waiter* next = nullptr;
+  Waiter* prev = nullptr;
+  void* data = nullptr;
+  std::uintptr_t tag = 0;
+  // Timer bookkeeping (owner worker only; see TimerHeap).
+  std::chrono::steady_clock::time_point deadline{};
+  std::int32_t heap_index = -1;
+};
+
+// wait: blocks the calling fiber (or plain thread) until w is completed by a
+// waker (notified), `deadline` passes (timed_out; pass nullptr for none), or
+// the fiber is cancelled (cancelled). Returns the final state.
+//  - `publish` runs after the fiber left its stack, under its wait_lock_; it
+//    returns false to not wait after all (then wait returns at once with
+//    w's state, usually still `waiting`, which the caller treats as "retry").
+//  - A fiber whose cancellation is already requested (and not shielded)
+//    returns `cancelled` at once without calling publish.
+//  - `what` describes the wait for fiber dumps ("mutex", "sleep", ...).
+SPINDLE_MAY_SUSPEND Waiter::State wait(Waiter& w,
+                                       const std::chrono::steady_clock::time_point* deadline,
+                                       FunctionRef<bool()> publish, const char* what);
+
+// wake: makes w's fiber runnable (or unblocks its thread). Only the winner of
+// w.try_complete may call it, once, and not while holding a lock that the
+// woken side could need. From a worker the fiber runs next on that worker
+// (LIFO slot); from elsewhere it goes to its affinity worker or the global
+// queue, unparking a worker if needed. Never suspends; any thread.
+void wake(Waiter& w) noexcept;
+
+// throw_if_cancelled: raises Cancelled for the `cancelled` state.
+void throw_if_cancelled(Waiter::State s);
+
+// hop_to_worker: moves the calling fiber to worker `index` and pins it there
+// (I/O affinity: libuv handles may only be touched on their loop's thread).
+// It stays pinned until unpin() or the next hop. Returns the previous pin
+// (-1 for none). Not a cancellation point.
+SPINDLE_MAY_SUSPEND int hop_to_worker(int index);
+void unpin() noexcept;
+
+// current_fiber: the fiber running on this thread, or nullptr.
+Fiber* current_fiber() noexcept;
+
+// ExternalWork: while one is alive the deadlock detector assumes an
+// outside event (I/O, offload job) may still wake a fiber. Any thread.
+class ExternalWork {
+ public:
+  ExternalWork() noexcept;
+  ~ExternalWork();
+  ExternalWork(const ExternalWork&) = delete;
+  ExternalWork& operator=(const ExternalWork&) = delete;
+};
+
+}  // namespace spindle::detail

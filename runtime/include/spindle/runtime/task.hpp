@@ -1,0 +1,73 @@
+// task.hpp: Task<T>, the handle spawn returns (a join handle, as
+// asyncio.Task / std::thread / tokio's JoinHandle).
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include <spindle/runtime/detail/fiber.hpp>
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle {
+
+// Task<T> refers to one spawned fiber and, once it finishes, its result.
+// Move-only. Dropping a Task without join() detaches the fiber: it runs to
+// completion, and an exception that nobody joined is reported on stderr with
+// the fiber's name (never silently lost).
+//
+// Thread-safety: one Task object is used by one fiber or thread at a time;
+// cancel() may be called from anywhere through any copy of the id.
+template <class T>
+class Task {
+ public:
+  Task() noexcept = default;
+  explicit Task(detail::ResultFiber<T>* f) noexcept : f_(f) {}
+  Task(Task&& o) noexcept : f_(std::exchange(o.f_, nullptr)) {}
+  Task& operator=(Task&& o) noexcept {
+    if (this != &o) {
+      reset();
+      f_ = std::exchange(o.f_, nullptr);
+    }
+    return *this;
+  }
+  ~Task() { reset(); }
+
+  // join: waits until the fiber finished and returns its value or rethrows
+  // its exception (Cancelled if it was cancelled). May suspend the calling
+  // fiber; on a plain thread it blocks the thread. A cancellation point: if
+  // the *caller* is cancelled meanwhile, raises Cancelled and the task keeps
+  // running. Call at most once.
+  SPINDLE_MAY_SUSPEND T join() {
+    SPINDLE_CHECK_TASK(f_);
+    detail::join_fiber(f_);
+    return f_->take();
+  }
+
+  // done: true once the fiber's body has finished. Never suspends.
+  bool done() const noexcept { return f_ && f_->done(); }
+
+  // cancel: asks the fiber to stop; it receives spindle::Cancelled at its
+  // current or next suspension point. A finished task is left alone. Any
+  // thread. Never suspends.
+  void cancel() noexcept {
+    if (f_) detail::cancel_fiber(f_);
+  }
+
+  // detach: gives the fiber up; it runs on. Same as dropping the handle.
+  void detach() noexcept { reset(); }
+
+  // id: the fiber's id (as this_fiber::id() inside it); 0 for an empty Task.
+  std::uint64_t id() const noexcept { return f_ ? f_->id() : 0; }
+  explicit operator bool() const noexcept { return f_ != nullptr; }
+
+ private:
+  void reset() noexcept {
+    if (f_) {
+      f_->detached_ = true;
+      std::exchange(f_, nullptr)->release();
+    }
+  }
+  detail::ResultFiber<T>* f_ = nullptr;
+};
+
+}  // namespace spindle

@@ -1,0 +1,44 @@
+// this_fiber.hpp: what a fiber can ask about and do to itself.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle {
+
+// yield: moves the calling fiber to the back of its worker's run order so
+// that every other runnable fiber there runs first (asyncio.sleep(0),
+// Gosched). A cancellation point. On a plain thread: std::this_thread::yield.
+SPINDLE_MAY_SUSPEND void yield();
+
+// sleep_until / sleep_for: suspend the calling fiber until the time has come
+// (millisecond-granular wake-ups from the worker's loop; never early). A
+// cancellation point. On a plain thread they block the thread.
+SPINDLE_MAY_SUSPEND void sleep_until(std::chrono::steady_clock::time_point t);
+template <class Rep, class Period>
+SPINDLE_MAY_SUSPEND void sleep_for(std::chrono::duration<Rep, Period> d) {
+  sleep_until(std::chrono::steady_clock::now() +
+              std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+}
+
+// cancellation_requested: true when the calling fiber's task was cancelled,
+// so long CPU loops can stop on their own. Never suspends.
+bool cancellation_requested() noexcept;
+
+namespace this_fiber {
+// id: the calling fiber's id (as Task::id()); 0 on a plain thread.
+std::uint64_t id() noexcept;
+// name: the calling fiber's name ("" if unnamed or on a plain thread). The
+// view stays valid while the fiber lives.
+std::string_view name() noexcept;
+// in_fiber: true when called on a spindle fiber.
+bool in_fiber() noexcept;
+// worker_index: index of the worker thread running the caller right now, or
+// -1 on a plain thread. It may differ after any suspension point.
+int worker_index() noexcept;
+}  // namespace this_fiber
+
+}  // namespace spindle

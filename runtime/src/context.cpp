@@ -1,0 +1,113 @@
+// context.cpp: raw fcontext switches plus sanitizer fiber annotations.
+// docs/decisions/0001-raw-fcontext.md explains why raw fcontext rather than
+// boost::context::fiber: we need the landing side to run the suspending
+// fiber's publish step, which fcontext's transfer_t gives us for free.
+#include "context.hpp"
+
+#include <pthread.h>
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include "check.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPINDLE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPINDLE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SPINDLE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SPINDLE_TSAN 1
+#endif
+#endif
+
+#ifdef SPINDLE_ASAN
+extern "C" {
+void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
+                                     size_t* size_old);
+}
+#endif
+#ifdef SPINDLE_TSAN
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+}
+#endif
+
+namespace spindle::detail {
+
+namespace ctx = boost::context::detail;
+
+namespace {
+ContextEntry g_entry = nullptr;
+
+void trampoline(ctx::transfer_t t) {
+  g_entry(t.fctx);
+  SPINDLE_CHECK(false, "a fiber context returned");
+}
+}  // namespace
+
+void context_init_thread(ExecContext& c) {
+  pthread_attr_t attr;
+  SPINDLE_CHECK(pthread_getattr_np(pthread_self(), &attr) == 0, "pthread_getattr_np failed");
+  void* addr = nullptr;
+  size_t size = 0;
+  pthread_attr_getstack(&attr, &addr, &size);
+  pthread_attr_destroy(&attr);
+  c.stack_bottom = addr;
+  c.stack_size = size;
+#ifdef SPINDLE_TSAN
+  c.tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+void context_make(ExecContext& c, const StackSlot& stack, ContextEntry entry) {
+  // All contexts share one entry (the worker's fiber main); stored once.
+  g_entry = entry;
+  c.stack_bottom = stack.bottom();
+  c.stack_size = stack.size;
+  c.fctx = ctx::make_fcontext(stack.top(), stack.size, &trampoline);
+  c.asan_fake_stack = nullptr;
+#ifdef SPINDLE_TSAN
+  c.tsan_fiber = __tsan_create_fiber(0);
+#endif
+}
+
+void* context_switch(ExecContext& from, ExecContext& to, bool from_exits) {
+#ifdef SPINDLE_ASAN
+  __sanitizer_start_switch_fiber(from_exits ? nullptr : &from.asan_fake_stack, to.stack_bottom,
+                                 to.stack_size);
+#endif
+#ifdef SPINDLE_TSAN
+  __tsan_switch_to_fiber(to.tsan_fiber, 0);
+#endif
+  ctx::transfer_t t = ctx::jump_fcontext(to.fctx, nullptr);
+#ifdef SPINDLE_ASAN
+  __sanitizer_finish_switch_fiber(from.asan_fake_stack, nullptr, nullptr);
+#endif
+  (void)from_exits;
+  return t.fctx;
+}
+
+void context_first_entry() noexcept {
+#ifdef SPINDLE_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+}
+
+void context_destroy(ExecContext& c) noexcept {
+#ifdef SPINDLE_TSAN
+  if (c.tsan_fiber) __tsan_destroy_fiber(c.tsan_fiber);
+#endif
+  c.tsan_fiber = nullptr;
+  c.fctx = nullptr;
+}
+
+}  // namespace spindle::detail

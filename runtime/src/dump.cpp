@@ -1,0 +1,107 @@
+// dump.cpp: fiber dumps (on demand and on SIGQUIT) and stats printing.
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <spindle/runtime/runtime.hpp>
+
+#include "scheduler.hpp"
+
+namespace spindle::detail {
+
+namespace {
+void describe(const Fiber* f, std::ostream& os, std::chrono::steady_clock::time_point now) {
+  using namespace std::chrono;
+  os << "fiber " << f->id_ << " \"" << f->name_ << "\" "
+     << to_string(f->state_.load(std::memory_order_relaxed));
+  if (const char* what = f->wait_what_.load(std::memory_order_relaxed)) os << " on " << what;
+  if (f->cancel_requested_.load(std::memory_order_relaxed)) os << " (cancel requested)";
+  os << ", age " << std::fixed << std::setprecision(1)
+     << duration<double, std::milli>(now - f->born_).count() << " ms, spawned at "
+     << f->where_.file_name() << ':' << f->where_.line() << " (" << f->where_.function_name()
+     << ')';
+}
+}  // namespace
+
+void Scheduler::dump(std::ostream& os) {
+  const auto now = std::chrono::steady_clock::now();
+  std::ostringstream body;
+  std::size_t n = 0;
+  auto walk = [&](Registry& r) {
+    std::lock_guard lk(r.lock);
+    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      body << "  ";
+      describe(f, body, now);
+      body << '\n';
+      ++n;
+    }
+  };
+  walk(external_registry_);
+  for (auto& w : workers_) walk(w->registry());
+  os << "spindle: " << n << " live fiber(s) on " << size() << " worker(s):\n" << body.str();
+}
+
+bool Scheduler::find_and_describe(const Fiber* target, std::string& out) {
+  const auto now = std::chrono::steady_clock::now();
+  auto look = [&](Registry& r) {
+    std::lock_guard lk(r.lock);
+    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      if (f == target) {
+        std::ostringstream os;
+        describe(f, os, now);
+        out = os.str();
+        return true;
+      }
+    }
+    return false;
+  };
+  if (look(external_registry_)) return true;
+  for (auto& w : workers_) {
+    if (look(w->registry())) return true;
+  }
+  return false;
+}
+
+}  // namespace spindle::detail
+
+namespace spindle {
+
+void dump_fibers(std::ostream& os) {
+  if (detail::Worker* w = detail::current_worker()) {
+    w->scheduler().dump(os);
+    return;
+  }
+  if (detail::Scheduler* s = detail::default_scheduler()) s->dump(os);
+}
+
+Stats current_stats() {
+  detail::Worker* w = detail::current_worker();
+  return w != nullptr ? w->scheduler().stats() : Stats{};
+}
+
+WorkerStats Stats::total() const {
+  WorkerStats t;
+  for (const auto& w : workers) {
+    t.switches += w.switches;
+    t.spawns += w.spawns;
+    t.finished += w.finished;
+    t.steals += w.steals;
+    t.parks += w.parks;
+    t.polls += w.polls;
+    t.timers_fired += w.timers_fired;
+  }
+  return t;
+}
+
+std::ostream& operator<<(std::ostream& os, const Stats& s) {
+  os << "live fibers: " << s.live_fibers << '\n';
+  for (std::size_t i = 0; i < s.workers.size(); ++i) {
+    const auto& w = s.workers[i];
+    os << "worker " << i << ": switches " << w.switches << ", spawns " << w.spawns
+       << ", finished " << w.finished << ", steals " << w.steals << ", parks " << w.parks
+       << ", polls " << w.polls << ", timers " << w.timers_fired << '\n';
+  }
+  return os;
+}
+
+}  // namespace spindle

@@ -1,0 +1,115 @@
+// overflow.cpp: turns a fiber stack overflow into a message naming the
+// fiber. Each worker thread has an alternate signal stack; the SIGSEGV
+// handler runs on it, checks whether the fault address lies in the running
+// fiber's guard page, and if so writes the report and aborts. Any other
+// fault goes to the handler that was installed before ours (or the default
+// action), so sanitizers and crash reporters keep working.
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "scheduler.hpp"
+
+namespace spindle::detail {
+
+namespace {
+struct sigaction g_previous;
+std::once_flag g_once;
+thread_local void* t_altstack = nullptr;
+constexpr std::size_t kAltStackSize = 64 * 1024;
+
+// Async-signal-safe formatting helpers.
+void put(char*& p, char* end, const char* s) {
+  while (*s && p < end) *p++ = *s++;
+}
+void put_num(char*& p, char* end, unsigned long long v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v && n < 24);
+  while (n > 0 && p < end) *p++ = tmp[--n];
+}
+
+void on_segv(int sig, siginfo_t* info, void* uctx) {
+  Worker* w = current_worker();
+  Fiber* f = w != nullptr ? w->running() : nullptr;
+  if (f != nullptr && f->stack_.guard != 0) {
+    auto* addr = static_cast<char*>(info->si_addr);
+    auto* lo = static_cast<char*>(f->stack_.base);
+    if (addr >= lo && addr < lo + f->stack_.guard) {
+      char buf[1024];
+      char* p = buf;
+      char* end = buf + sizeof buf - 1;
+      put(p, end, "spindle: stack overflow in fiber ");
+      put_num(p, end, f->id_);
+      put(p, end, " \"");
+      put(p, end, f->name_.c_str());
+      put(p, end, "\" (stack of ");
+      put_num(p, end, f->stack_.size);
+      put(p, end, " bytes; spawned at ");
+      put(p, end, f->where_.file_name());
+      put(p, end, ":");
+      put_num(p, end, f->where_.line());
+      put(p, end, "). Give it a bigger stack: SpawnOptions{.stack_size = ...}\n");
+      (void)!write(STDERR_FILENO, buf, static_cast<std::size_t>(p - buf));
+      signal(SIGABRT, SIG_DFL);
+      abort();
+    }
+  }
+  // Not ours: hand over to whoever was there before.
+  if (g_previous.sa_flags & SA_SIGINFO) {
+    if (g_previous.sa_sigaction != nullptr) {
+      g_previous.sa_sigaction(sig, info, uctx);
+      return;
+    }
+  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN &&
+             g_previous.sa_handler != nullptr) {
+    g_previous.sa_handler(sig);
+    return;
+  }
+  signal(sig, SIG_DFL);  // return and fault again, now fatally
+}
+}  // namespace
+
+void install_overflow_handler() {
+  std::call_once(g_once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = &on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_previous);
+  });
+}
+
+void thread_altstack_init() {
+  void* p = mmap(nullptr, kAltStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+  if (p == MAP_FAILED) return;
+  stack_t ss{};
+  ss.ss_sp = p;
+  ss.ss_size = kAltStackSize;
+  ss.ss_flags = 0;
+  if (sigaltstack(&ss, nullptr) == 0) {
+    t_altstack = p;
+  } else {
+    munmap(p, kAltStackSize);
+  }
+}
+
+void thread_altstack_free() {
+  if (t_altstack == nullptr) return;
+  stack_t ss{};
+  ss.ss_flags = SS_DISABLE;
+  sigaltstack(&ss, nullptr);
+  munmap(t_altstack, kAltStackSize);
+  t_altstack = nullptr;
+}
+
+}  // namespace spindle::detail

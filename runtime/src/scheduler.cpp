@@ -1,0 +1,323 @@
+// scheduler.cpp: state shared by one runtime's workers. See scheduler.hpp
+// and docs/runtime.md ("Park/unpark", "Shutdown", "Deadlock detection").
+#include "scheduler.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <spindle/runtime/errors.hpp>
+
+#include "check.hpp"
+
+namespace spindle::detail {
+
+namespace {
+std::mutex g_schedulers_mu;
+std::vector<Scheduler*> g_schedulers;  // guarded by g_schedulers_mu
+std::atomic<long> g_external_work{0};
+
+unsigned worker_count(const RuntimeOptions& o) {
+  if (o.workers != 0) return o.workers;
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
+}
+}  // namespace
+
+ExternalWork::ExternalWork() noexcept { g_external_work.fetch_add(1, std::memory_order_relaxed); }
+ExternalWork::~ExternalWork() { g_external_work.fetch_sub(1, std::memory_order_relaxed); }
+long external_work() noexcept { return g_external_work.load(std::memory_order_relaxed); }
+
+Scheduler* default_scheduler() noexcept {
+  std::lock_guard lk(g_schedulers_mu);
+  return g_schedulers.empty() ? nullptr : g_schedulers.back();
+}
+
+void main_finished(Scheduler* s) noexcept { s->main_finished(); }
+
+Scheduler::Scheduler(const RuntimeOptions& o)
+    : opts_(o), stacks_(o.stack_size, o.guard_pages) {
+  install_overflow_handler();
+  const unsigned n = worker_count(o);
+  workers_.reserve(n);
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  parked_.reserve(n);
+  {
+    std::lock_guard lk(g_schedulers_mu);
+    g_schedulers.push_back(this);
+  }
+  for (auto& w : workers_) w->start();
+  if (o.slow_fiber_threshold.count() > 0) monitor_ = std::thread([this] { monitor_main(); });
+}
+
+Scheduler::~Scheduler() {
+  shutdown();
+  std::lock_guard lk(g_schedulers_mu);
+  g_schedulers.erase(std::find(g_schedulers.begin(), g_schedulers.end(), this));
+}
+
+// ---- queues ---------------------------------------------------------------
+
+void Scheduler::spawn(Fiber* f) {
+  Worker* me = current_worker();
+  if (me != nullptr && &me->scheduler() == this) {
+    me->count_spawn();
+    f->id_ = me->next_fiber_id();
+    me->registry().insert(f);
+    me->push_local(f);
+    return;
+  }
+  external_spawns_.fetch_add(1, std::memory_order_relaxed);
+  f->id_ = take_id_block(1);
+  external_registry_.insert(f);
+  push_global(f);
+  notify_work(true);
+}
+
+void Scheduler::wake_fiber(Fiber* f) {
+  Worker* me = current_worker();
+  if (me != nullptr && &me->scheduler() != this) me = nullptr;
+  f->state_.store(FiberState::ready, std::memory_order_relaxed);
+  // affinity_ was written by the fiber before it published its waiter; we
+  // won the waiter's CAS after that publish, so the read is ordered.
+  Worker* a = f->affinity_;
+  if (a != nullptr && a != me) {
+    a->push_inbox(f);
+  } else if (me != nullptr) {
+    me->push_lifo(f);
+  } else {
+    push_global(f);
+    notify_work(true);
+  }
+}
+
+void Scheduler::push_global(Fiber* f) { global_.push(f); }
+void Scheduler::push_global(FiberList& l) { global_.push_all(l); }
+
+void Scheduler::notify_work(bool strict) {
+  // strict: pairs with the fence in Worker::park() (Dekker: publish, fence,
+  // read the other's flag). Non-strict callers pushed onto their own deque:
+  // they will run the work themselves if nobody wakes, so a missed notify
+  // only delays parallelism until the next maintenance() backstop.
+  if (strict) std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (searching_.load(std::memory_order_relaxed) != 0) return;
+  if (parked_count_.load(std::memory_order_relaxed) == 0) return;
+  Worker* w = nullptr;
+  {
+    std::lock_guard lk(idle_lock_);
+    if (!parked_.empty()) {
+      w = parked_.back();
+      parked_.pop_back();
+      parked_count_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+  if (w != nullptr) w->unpark();
+}
+
+// ---- idle set -------------------------------------------------------------
+
+bool Scheduler::try_begin_search() noexcept {
+  // At most half of the workers search at once (at least one), so idle
+  // workers do not all hammer the same deques.
+  const int s = searching_.load(std::memory_order_relaxed);
+  if (2 * s >= static_cast<int>(size())) return false;
+  searching_.fetch_add(1, std::memory_order_seq_cst);
+  return true;
+}
+
+void Scheduler::end_search(bool found) noexcept {
+  const int prev = searching_.fetch_sub(1, std::memory_order_seq_cst);
+  // The last searcher that found work wakes another worker: there may be
+  // more where that came from (tokio's transition_from_searching).
+  if (found && prev == 1) notify_work(true);
+}
+
+void Scheduler::register_parked(Worker* w) {
+  std::lock_guard lk(idle_lock_);
+  parked_.push_back(w);
+  parked_count_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void Scheduler::unregister_parked(Worker* w) {
+  std::lock_guard lk(idle_lock_);
+  auto it = std::find(parked_.begin(), parked_.end(), w);
+  if (it != parked_.end()) {
+    parked_.erase(it);
+    parked_count_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+// ---- fibers ---------------------------------------------------------------
+
+std::uint64_t Scheduler::live_fibers() const noexcept {
+  std::uint64_t spawned = external_spawns_.load(std::memory_order_relaxed);
+  std::uint64_t finished = 0;
+  for (auto& w : workers_) {
+    const WorkerStats s = w->stats();
+    spawned += s.spawns;
+    finished += s.finished;
+  }
+  return spawned > finished ? spawned - finished : 0;
+}
+
+std::uint64_t Scheduler::activity() const noexcept {
+  std::uint64_t a = external_spawns_.load(std::memory_order_relaxed);
+  for (auto& w : workers_) a += w->switch_count() + w->stats().spawns;
+  return a;
+}
+
+void Scheduler::cancel_all() {
+  std::vector<Fiber*> all;
+  auto collect = [&](Registry& r) {
+    std::lock_guard lk(r.lock);
+    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      f->add_ref();
+      all.push_back(f);
+    }
+  };
+  collect(external_registry_);
+  for (auto& w : workers_) collect(w->registry());
+  for (Fiber* f : all) {
+    cancel_fiber(f);
+    f->release();
+  }
+}
+
+Stats Scheduler::stats() const {
+  Stats s;
+  for (auto& w : workers_) s.workers.push_back(w->stats());
+  s.live_fibers = live_fibers();
+  return s;
+}
+
+// ---- deadlock detection ---------------------------------------------------
+
+bool Scheduler::quiet(std::uint64_t& mark) const noexcept {
+  if (opts_.deadlock_grace.count() <= 0) return false;
+  if (parked_count_.load(std::memory_order_seq_cst) != static_cast<int>(size())) return false;
+  if (external_work() != 0 || !global_.empty()) return false;
+  for (auto& w : workers_) {
+    if (w->timer_count() != 0) return false;
+  }
+  if (live_fibers() == 0) return false;
+  mark = activity();
+  return true;
+}
+
+void Scheduler::check_deadlock(std::uint64_t mark) {
+  std::uint64_t again = 0;
+  if (!quiet(again) || again != mark) return;
+  {
+    std::lock_guard lk(main_mu_);
+    if (deadlock_ || main_done_) return;
+    deadlock_ = true;
+  }
+  std::ostringstream os;
+  os << "spindle: deadlock: all fibers are asleep (" << live_fibers()
+     << " alive; no timer, I/O or offload pending)\n";
+  dump(os);
+  std::cerr << os.str() << std::flush;
+  main_cv_.notify_all();
+}
+
+// ---- main fiber and shutdown ----------------------------------------------
+
+void Scheduler::begin_main() {
+  std::lock_guard lk(main_mu_);
+  main_done_ = false;
+  deadlock_ = false;
+}
+
+void Scheduler::main_finished() noexcept {
+  {
+    std::lock_guard lk(main_mu_);
+    main_done_ = true;
+  }
+  main_cv_.notify_all();
+}
+
+void Scheduler::wait_main() {
+  std::unique_lock lk(main_mu_);
+  main_cv_.wait(lk, [&] { return main_done_ || deadlock_; });
+  if (main_done_) return;
+  // Deadlock: unwind every fiber (main included) so their RAII runs, then
+  // report. The main fiber gets shutdown_timeout to finish.
+  lk.unlock();
+  cancel_all();
+  lk.lock();
+  main_cv_.wait_for(lk, opts_.shutdown_timeout, [&] { return main_done_; });
+  throw Deadlock("spindle: deadlock: all fibers are asleep (see the fiber dump on stderr)");
+}
+
+void Scheduler::shutdown() {
+  if (shut_) return;
+  shut_ = true;
+  using namespace std::chrono;
+  const auto until = steady_clock::now() + opts_.shutdown_timeout;
+  // Cancel repeatedly: clean-up code may spawn fibers of its own.
+  while (live_fibers() != 0 && steady_clock::now() < until) {
+    cancel_all();
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  if (const auto left = live_fibers(); left != 0) {
+    std::ostringstream os;
+    os << "spindle: shutdown: " << left << " fiber(s) did not finish within "
+       << opts_.shutdown_timeout.count() << " ms of being cancelled; abandoning them\n";
+    dump(os);
+    std::cerr << os.str() << std::flush;
+  }
+  stopping_.store(true, std::memory_order_relaxed);
+  for (auto& w : workers_) w->unpark();
+  for (auto& w : workers_) w->join();
+  if (monitor_.joinable()) {
+    monitor_cv_.notify_all();
+    monitor_.join();
+  }
+}
+
+// ---- slow fiber monitor ---------------------------------------------------
+
+// Samples each worker's (running fiber, switch count) every quarter
+// threshold; the same pair for longer than the threshold means one fiber ran
+// that long without suspending (asyncio's slow-callback warning). No cost on
+// the switch path beyond the counters the stats keep anyway.
+void Scheduler::monitor_main() {
+  using namespace std::chrono;
+  const auto threshold = opts_.slow_fiber_threshold;
+  const auto period = std::max(milliseconds(1), threshold / 4);
+  struct Seen {
+    Fiber* f = nullptr;
+    std::uint64_t switches = 0;
+    steady_clock::time_point since{};
+    bool warned = false;
+  };
+  std::vector<Seen> seen(size());
+  std::unique_lock lk(monitor_mu_);
+  while (!stopping()) {
+    monitor_cv_.wait_for(lk, period);
+    const auto now = steady_clock::now();
+    for (unsigned i = 0; i < size(); ++i) {
+      Worker& w = *workers_[i];
+      Fiber* f = w.running_hint();
+      const std::uint64_t sw = w.switch_count();
+      Seen& s = seen[i];
+      if (f != s.f || sw != s.switches || f == nullptr) {
+        s = Seen{f, sw, now, false};
+        continue;
+      }
+      if (!s.warned && now - s.since >= threshold) {
+        s.warned = true;
+        std::string who;
+        if (find_and_describe(f, who)) {
+          std::fprintf(stderr,
+                       "spindle: slow fiber: %s has run for over %lld ms on worker %u "
+                       "without suspending\n",
+                       who.c_str(), static_cast<long long>(threshold.count()), i);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace spindle::detail

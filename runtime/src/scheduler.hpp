@@ -1,0 +1,126 @@
+// scheduler.hpp: what the workers of one Runtime share: the global queue,
+// the idle set (who is parked, who is searching), the stack pool, the
+// external registry, shutdown and deadlock state.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <spindle/runtime/options.hpp>
+#include <spindle/runtime/stats.hpp>
+
+#include "fiber_list.hpp"
+#include "stack_pool.hpp"
+#include "worker.hpp"
+
+namespace spindle::detail {
+
+class Scheduler {
+ public:
+  explicit Scheduler(const RuntimeOptions& o);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  const RuntimeOptions& options() const noexcept { return opts_; }
+  unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
+  Worker& worker(unsigned i) noexcept { return *workers_[i]; }
+  StackPool& stacks() noexcept { return stacks_; }
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_relaxed); }
+
+  // --- queues and wake-ups (any thread) ---
+  void spawn(Fiber* f);       // a new fiber
+  void wake_fiber(Fiber* f);  // a fiber whose waiter was won (see wake())
+  void push_global(Fiber* f);
+  void push_global(FiberList& l);
+  FiberList take_global(std::size_t max) { return global_.take(max); }
+  bool global_empty() const noexcept { return global_.empty(); }
+  std::size_t global_size_hint() const noexcept { return global_.size_hint(); }
+  // notify_work: new stealable work exists; unpark one worker if nobody is
+  // searching. strict: the work was pushed by another thread than the one
+  // that will run it, so the full fence of the park protocol is needed.
+  void notify_work(bool strict);
+
+  // --- idle set (workers) ---
+  bool try_begin_search() noexcept;
+  void end_search(bool found) noexcept;
+  void register_parked(Worker* w);
+  void unregister_parked(Worker* w);
+  int parked_count() const noexcept { return parked_count_.load(std::memory_order_seq_cst); }
+
+  // --- fibers ---
+  std::uint64_t take_id_block(std::uint64_t n) noexcept {
+    return next_id_.fetch_add(n, std::memory_order_relaxed);
+  }
+  Registry& external_registry() noexcept { return external_registry_; }
+  std::uint64_t live_fibers() const noexcept;
+  void cancel_all();
+  void dump(std::ostream& os);
+  bool find_and_describe(const Fiber* f, std::string& out);
+  Stats stats() const;
+
+  // --- deadlock detection ---
+  // True when this worker, about to park last, sees nothing that could ever
+  // wake a fiber. `mark` receives the activity count to compare later.
+  bool quiet(std::uint64_t& mark) const noexcept;
+  void check_deadlock(std::uint64_t mark);
+
+  // --- main fiber / shutdown (the thread in block_on) ---
+  void begin_main();
+  void main_finished() noexcept;
+  void wait_main();  // throws Deadlock
+  void shutdown();
+
+ private:
+  std::uint64_t activity() const noexcept;
+  void monitor_main();
+
+  const RuntimeOptions opts_;
+  StackPool stacks_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  InjectQueue global_;
+  Registry external_registry_;
+  std::atomic<std::uint64_t> external_spawns_{0};
+  std::atomic<std::uint64_t> next_id_{1};
+
+  // Idle set. parked_ is guarded by idle_lock_ (rank: leaf); the counters
+  // mirror it for lock-free reads.
+  SpinLock idle_lock_;
+  std::vector<Worker*> parked_;
+  std::atomic<int> parked_count_{0};
+  std::atomic<int> searching_{0};
+
+  std::atomic<bool> stopping_{false};
+  bool shut_ = false;  // shutdown() caller only
+
+  std::mutex main_mu_;  // rank: leaf
+  std::condition_variable main_cv_;
+  bool main_done_ = false;   // guarded by main_mu_
+  bool deadlock_ = false;    // guarded by main_mu_
+
+  std::thread monitor_;
+  std::mutex monitor_mu_;
+  std::condition_variable monitor_cv_;
+};
+
+// The runtime spawns from plain threads go to when none is named.
+Scheduler* default_scheduler() noexcept;
+
+// Number of ExternalWork guards alive (all runtimes).
+long external_work() noexcept;
+
+// Defined in overflow.cpp.
+void install_overflow_handler();
+void thread_altstack_init();
+void thread_altstack_free();
+
+// Defined in fiber.cpp: runs a fiber's body and completion on its stack.
+void run_fiber(Fiber* f) noexcept;
+// Defined in fiber_local.cpp.
+void destroy_fiber_locals(Fiber* f) noexcept;
+
+}  // namespace spindle::detail

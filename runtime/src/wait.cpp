@@ -1,0 +1,153 @@
+// wait.cpp: the suspension API (suspend.hpp) and the waits built directly on
+// it: yield, sleep, hop.
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <spindle/runtime/errors.hpp>
+#include <spindle/runtime/suspend.hpp>
+#include <spindle/runtime/this_fiber.hpp>
+
+#include "check.hpp"
+#include "scheduler.hpp"
+
+namespace spindle::detail {
+
+// A plain thread waiting on a Waiter. wake() signals it under its mutex, and
+// the thread returns only after seeing the signal under the same mutex, so
+// the parker (on the thread's stack) outlives the waker's use of it.
+struct ThreadParker {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool signaled = false;
+};
+
+Fiber* current_fiber() noexcept {
+  Worker* w = current_worker();
+  return w != nullptr ? w->running() : nullptr;
+}
+
+namespace {
+Waiter::State wait_thread(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
+                          FunctionRef<bool()> publish) {
+  ThreadParker p;
+  w.parker = &p;
+  if (!publish()) return w.result();
+  std::unique_lock lk(p.mu);
+  if (deadline != nullptr) {
+    if (!p.cv.wait_until(lk, *deadline, [&] { return p.signaled; })) {
+      lk.unlock();
+      if (w.try_complete(Waiter::timed_out)) return Waiter::timed_out;
+      lk.lock();  // someone else won: wait for its signal before p dies
+    }
+  }
+  p.cv.wait(lk, [&] { return p.signaled; });
+  return w.result();
+}
+}  // namespace
+
+Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
+                   FunctionRef<bool()> publish, const char* what) {
+  Worker* wk = current_worker();
+  Fiber* f = wk != nullptr ? wk->running() : nullptr;
+  if (f == nullptr) return wait_thread(w, deadline, publish);
+  w.fiber = f;
+  if (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) {
+    w.try_complete(Waiter::cancelled);
+    return Waiter::cancelled;
+  }
+  Worker* const saved_affinity = f->affinity_;
+  if (deadline != nullptr) f->affinity_ = wk;  // the timer lives in wk's heap
+  f->wait_what_.store(what, std::memory_order_relaxed);
+  wk->switch_out(Pending{Pending::wait, f, &w, deadline, &publish, nullptr});
+  // Resumed. With a deadline we are on the timer's worker (affinity).
+  if (deadline != nullptr) {
+    current_worker()->remove_timer(&w);
+    f->affinity_ = saved_affinity;
+  }
+  {
+    std::lock_guard lk(f->wait_lock_);
+    f->current_wait_ = nullptr;
+  }
+  f->wait_what_.store(nullptr, std::memory_order_relaxed);
+  return w.result();
+}
+
+void wake(Waiter& w) noexcept {
+  if (Fiber* f = w.fiber) {
+    f->sched_->wake_fiber(f);
+  } else if (ThreadParker* p = w.parker) {
+    std::lock_guard lk(p->mu);
+    p->signaled = true;
+    p->cv.notify_one();
+  }
+}
+
+void throw_if_cancelled(Waiter::State s) {
+  if (s == Waiter::cancelled) throw Cancelled{};
+}
+
+int hop_to_worker(int index) {
+  Worker* wk = current_worker();
+  Fiber* f = wk != nullptr ? wk->running() : nullptr;
+  SPINDLE_CHECK(f != nullptr, "hop_to_worker outside a fiber");
+  Scheduler& s = wk->scheduler();
+  SPINDLE_CHECK(index >= 0 && static_cast<unsigned>(index) < s.size(), "hop_to_worker: no such worker");
+  const int prev = f->affinity_ ? static_cast<int>(f->affinity_->index()) : -1;
+  Worker* target = &s.worker(static_cast<unsigned>(index));
+  f->affinity_ = target;
+  if (target != wk) wk->switch_out(Pending{Pending::requeue, f, nullptr, nullptr, nullptr, target});
+  return prev;
+}
+
+void unpin() noexcept {
+  if (Fiber* f = current_fiber()) f->affinity_ = nullptr;
+}
+
+}  // namespace spindle::detail
+
+namespace spindle {
+
+using detail::current_worker;
+
+void yield() {
+  detail::Worker* w = current_worker();
+  detail::Fiber* f = w != nullptr ? w->running() : nullptr;
+  if (f == nullptr) {
+    std::this_thread::yield();
+    return;
+  }
+  if (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) {
+    throw Cancelled{};
+  }
+  w->switch_out(detail::Pending{detail::Pending::yield, f});
+}
+
+void sleep_until(std::chrono::steady_clock::time_point t) {
+  detail::Waiter w;
+  const auto s = detail::wait(w, &t, [] { return true; }, "sleep");
+  detail::throw_if_cancelled(s);
+}
+
+bool cancellation_requested() noexcept {
+  detail::Fiber* f = detail::current_fiber();
+  return f != nullptr && f->cancel_requested_.load(std::memory_order_relaxed);
+}
+
+namespace this_fiber {
+std::uint64_t id() noexcept {
+  detail::Fiber* f = detail::current_fiber();
+  return f != nullptr ? f->id() : 0;
+}
+std::string_view name() noexcept {
+  detail::Fiber* f = detail::current_fiber();
+  return f != nullptr ? std::string_view(f->name()) : std::string_view();
+}
+bool in_fiber() noexcept { return detail::current_fiber() != nullptr; }
+int worker_index() noexcept {
+  detail::Worker* w = current_worker();
+  return w != nullptr ? static_cast<int>(w->index()) : -1;
+}
+}  // namespace this_fiber
+
+}  // namespace spindle

@@ -1,0 +1,528 @@
+// worker.cpp: the worker loop. Summary (the full essay is docs/runtime.md):
+//
+// A worker is one OS thread running fibers. It looks for the next fiber in
+// this order, one named step each:
+//   next_local(): LIFO slot (capped at kLifoCap runs in a row) -> local deque
+//                 (LIFO, stealable) -> local FIFO (yielded fibers, oldest
+//                 first; the rest of it moves into the deque so thieves see it)
+//   maintenance() every kMaintenanceInterval picks, and whenever the worker
+//                 runs dry: inbox (fibers that must run here), a batch of the
+//                 global queue, due timers, a non-blocking poll of the loop.
+//   steal():      half of a random victim's deque, if fewer than half of the
+//                 workers are searching already.
+//   park():       sleep in uv_run(UV_RUN_ONCE) until I/O, the nearest timer,
+//                 or uv_async_send from a waker.
+//
+// Fibers switch directly to the next fiber when one is at hand (no trip
+// through the scheduler context); the landing side finishes the switch for
+// the fiber that left (Pending), e.g. runs its publish step. See land().
+//
+// Why no wake-up is lost (docs/runtime.md "Park/unpark"): a waker publishes
+// work, then a seq_cst fence, then reads the parked flags; a parker sets its
+// parked flag, then a seq_cst fence, then re-reads every queue. Whichever
+// fence comes first in the total order, the other side sees the write.
+#include "worker.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "check.hpp"
+#include "context.hpp"
+#include "scheduler.hpp"
+
+namespace spindle::detail {
+
+namespace {
+thread_local Worker* tls_worker = nullptr;
+
+// A fiber in the LIFO slot cannot be stolen; after this many LIFO runs in a
+// row it goes to the back of the FIFO, so two chatting fibers cannot starve
+// the rest (tokio uses 3 per tick; measured in docs/runtime.md).
+constexpr unsigned kLifoCap = 8;
+// Picks between looks at the inbox, global queue, timers and I/O (tokio and
+// Go use 61, a prime, so it does not beat with user loops).
+constexpr std::uint64_t kMaintenanceInterval = 61;
+constexpr std::size_t kStealMax = 128;
+
+void on_async(uv_async_t*) {}  // the loop returning is the point
+void on_timer(uv_timer_t*) {}
+void on_sigquit(uv_signal_t* h, int) {
+  static_cast<Scheduler*>(h->data)->dump(std::cerr);
+}
+}  // namespace
+
+[[gnu::noinline]] Worker* current_worker() noexcept {
+  Worker* w = tls_worker;
+  asm volatile("" ::: "memory");
+  return w;
+}
+
+void Registry::insert(Fiber* f) noexcept {
+  std::lock_guard lk(lock);
+  f->reg_list_ = this;
+  f->reg_prev_ = nullptr;
+  f->reg_next_ = head;
+  if (head) head->reg_prev_ = f;
+  head = f;
+}
+
+void Registry::erase(Fiber* f) noexcept {
+  std::lock_guard lk(lock);
+  if (f->reg_prev_) f->reg_prev_->reg_next_ = f->reg_next_; else head = f->reg_next_;
+  if (f->reg_next_) f->reg_next_->reg_prev_ = f->reg_prev_;
+  f->reg_prev_ = f->reg_next_ = nullptr;
+  f->reg_list_ = nullptr;
+}
+
+Worker::Worker(Scheduler& s, unsigned index)
+    : sched_(s), index_(index), rng_(0x9E3779B97F4A7C15ull * (index + 1)), stacks_(s.stacks()) {
+  SPINDLE_CHECK(uv_loop_init(&loop_) == 0, "uv_loop_init failed");
+  SPINDLE_CHECK(uv_async_init(&loop_, &async_, &on_async) == 0, "uv_async_init failed");
+  async_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  uv_timer_init(&loop_, &park_timer_);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&park_timer_));
+  if (index == 0 && s.options().dump_on_sigquit) {
+    uv_signal_init(&loop_, &sigquit_);
+    sigquit_.data = &s;
+    if (uv_signal_start(&sigquit_, &on_sigquit, SIGQUIT) == 0) {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&sigquit_));
+    }
+    sigquit_on_ = true;
+  }
+  scratch_.reserve(decltype(deque_)::capacity());
+}
+
+Worker::~Worker() = default;
+
+void Worker::start() {
+  thread_ = std::thread([this] { thread_main(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::thread_main() {
+  tls_worker = this;
+  context_init_thread(sched_ctx_);
+  thread_altstack_init();
+  loop();
+  // Close our handles and let the loop run their close callbacks; a loop
+  // that will not close means a handle leaked (a bug, so we say so).
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&park_timer_), nullptr);
+  if (sigquit_on_) uv_close(reinterpret_cast<uv_handle_t*>(&sigquit_), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  const int rc = uv_loop_close(&loop_);
+  if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
+  thread_altstack_free();
+  tls_worker = nullptr;
+}
+
+// ---- the loop -------------------------------------------------------------
+
+void Worker::loop() {
+  while (!sched_.stopping()) {
+    if (tick_ - last_maintenance_ >= kMaintenanceInterval) maintenance();
+    Fiber* f = next_local();
+    if (!f) f = find_work();
+    if (f) {
+      resume(f);
+      continue;
+    }
+    park();
+  }
+}
+
+// prepare: makes f ready to be switched to on this worker. False when f must
+// run on another worker (it was forwarded there).
+bool Worker::prepare(Fiber* f) {
+  Worker* a = f->affinity_;
+  if (a != nullptr && a != this) [[unlikely]] {
+    a->push_inbox(f);
+    return false;
+  }
+  if (f->state_.load(std::memory_order_relaxed) == FiberState::created) {
+    f->stack_ = stacks_.get(f->stack_size_);
+    context_make(f->ctx_, f->stack_, &Worker::fiber_main);
+  }
+  f->state_.store(FiberState::running, std::memory_order_relaxed);
+  running_.store(f, std::memory_order_relaxed);
+  switches_.inc();
+  return true;
+}
+
+void Worker::resume(Fiber* f) {
+  if (!prepare(f)) return;
+  pending_ = Pending{Pending::from_scheduler};
+  void* from = context_switch(sched_ctx_, f->ctx_, false);
+  land(from);
+}
+
+Fiber* Worker::next_local() {
+  ++tick_;
+  if (lifo_ != nullptr) {
+    if (lifo_runs_ < kLifoCap) {
+      ++lifo_runs_;
+      return std::exchange(lifo_, nullptr);
+    }
+    fifo_.push_back(std::exchange(lifo_, nullptr));
+  }
+  lifo_runs_ = 0;
+  if (Fiber* f = deque_.pop()) return f;
+  if (!fifo_.empty()) {
+    Fiber* f = fifo_.pop_front();
+    if (!fifo_.empty()) transfer_fifo();
+    return f;
+  }
+  return nullptr;
+}
+
+// next_direct: the next fiber a suspending fiber may switch to directly, or
+// nullptr to go through the scheduler context (maintenance due, stopping, or
+// nothing local).
+Fiber* Worker::next_direct() {
+  for (;;) {
+    if (tick_ + 1 - last_maintenance_ >= kMaintenanceInterval || sched_.stopping()) return nullptr;
+    Fiber* f = next_local();
+    if (f == nullptr || prepare(f)) return f;
+  }
+}
+
+Fiber* Worker::find_work() {
+  maintenance();
+  if (Fiber* f = next_local()) return f;
+  return steal();
+}
+
+void Worker::maintenance() {
+  last_maintenance_ = tick_;
+  drain_inbox();
+  take_global();
+  if (!timers_.empty()) fire_timers();
+  if (uv_loop_alive(&loop_)) {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    polls_.inc();
+  }
+  // Backstop for a missed (non-strict) notify: more here than we can run.
+  if (deque_.size_hint() > 1) sched_.notify_work(false);
+}
+
+void Worker::drain_inbox() {
+  if (inbox_.empty()) return;
+  FiberList l = inbox_.take(0);
+  fifo_.splice_back(l);
+}
+
+bool Worker::take_global() {
+  if (sched_.global_empty()) return false;
+  const std::size_t free = deque_.capacity() - deque_.size_hint();
+  std::size_t n = sched_.global_size_hint() / sched_.size() + 1;
+  n = std::min({n, free / 2, std::size_t{64}});
+  if (n == 0) return false;
+  FiberList l = sched_.take_global(n);
+  bool any = !l.empty();
+  while (Fiber* f = l.pop_front()) {
+    if (!deque_.push(f)) fifo_.push_back(f);
+  }
+  return any;
+}
+
+// transfer_fifo: moves the FIFO into the deque so idle workers can steal it,
+// pushing the newest first so that the owner's LIFO pops still return the
+// oldest first. Fibers pinned here stay in the FIFO (thieves could not run
+// them anyway).
+void Worker::transfer_fifo() {
+  std::size_t room = deque_.capacity() - deque_.size_hint();
+  scratch_.clear();
+  FiberList keep;
+  while (!fifo_.empty() && scratch_.size() < room) {
+    Fiber* f = fifo_.pop_front();
+    if (f->affinity_ == this) keep.push_back(f); else scratch_.push_back(f);
+  }
+  keep.splice_back(fifo_);
+  fifo_.splice_back(keep);
+  for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) deque_.push(*it);
+  if (scratch_.size() > 1) sched_.notify_work(false);
+}
+
+Fiber* Worker::steal() {
+  const unsigned n = sched_.size();
+  if (n < 2 || !sched_.try_begin_search()) return nullptr;
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  const unsigned start = static_cast<unsigned>(rng_ % n);
+  for (unsigned i = 0; i < n; ++i) {
+    Worker& v = sched_.worker((start + i) % n);
+    if (&v == this) continue;
+    std::size_t want = std::min(kStealMax, std::max<std::size_t>(1, v.deque_.size_hint() / 2));
+    Fiber* first = nullptr;
+    std::size_t got = 0;
+    int races = 0;
+    while (got < want) {
+      Fiber* x = nullptr;
+      auto r = v.deque_.steal(x);
+      if (r == decltype(v.deque_)::StealResult::ok) {
+        if (first == nullptr) first = x; else deque_.push(x);
+        ++got;
+      } else if (r == decltype(v.deque_)::StealResult::empty || ++races > 8) {
+        break;
+      }
+    }
+    if (first != nullptr) {
+      for (std::size_t k = 0; k < got; ++k) steals_.inc();
+      sched_.end_search(true);
+      return first;
+    }
+  }
+  sched_.end_search(false);
+  return nullptr;
+}
+
+// ---- parking --------------------------------------------------------------
+
+bool Worker::has_work_for_park() const {
+  if (lifo_ || deque_.size_hint() > 0 || !fifo_.empty() || !inbox_.empty()) return true;
+  if (!sched_.global_empty() || sched_.stopping()) return true;
+  for (unsigned i = 0; i < sched_.size(); ++i) {
+    if (sched_.worker(i).has_stealable()) return true;
+  }
+  return !timers_.empty() && timers_.top()->deadline <= std::chrono::steady_clock::now();
+}
+
+void Worker::park() {
+  // 1. Advertise. 2. Full fence. 3. Re-check everything a waker could have
+  // published before it read our flag (see the file comment).
+  parked_.store(true, std::memory_order_relaxed);
+  sched_.register_parked(this);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (has_work_for_park()) {
+    sched_.unregister_parked(this);
+    parked_.store(false, std::memory_order_relaxed);
+    if (!timers_.empty()) fire_timers();
+    return;
+  }
+  std::uint64_t mark = 0;
+  const bool watch = sched_.quiet(mark);
+  arm_park_timer(watch);
+  uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+  uv_run(&loop_, UV_RUN_ONCE);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  uv_timer_stop(&park_timer_);
+  if (watch) sched_.check_deadlock(mark);
+  sched_.unregister_parked(this);
+  parked_.store(false, std::memory_order_relaxed);
+  parks_.inc();
+  drain_inbox();
+  if (!timers_.empty()) fire_timers();
+}
+
+void Worker::arm_park_timer(bool deadlock_watch) {
+  using namespace std::chrono;
+  std::uint64_t ms = 0;
+  bool arm = false;
+  if (!timers_.empty()) {
+    auto d = timers_.top()->deadline - steady_clock::now();
+    // Round up: waking early would only find nothing due and park again.
+    ms = d.count() <= 0 ? 0 : static_cast<std::uint64_t>(ceil<milliseconds>(d).count());
+    arm = true;
+  } else if (deadlock_watch) {
+    ms = static_cast<std::uint64_t>(sched_.options().deadlock_grace.count());
+    arm = true;
+  }
+  if (arm) {
+    uv_update_time(&loop_);
+    uv_timer_start(&park_timer_, &on_timer, ms, 0);
+  }
+}
+
+void Worker::unpark() noexcept { uv_async_send(&async_); }
+
+void Worker::push_inbox(Fiber* f) {
+  inbox_.push(f);
+  // Pairs with the fence in park(): either we see parked_ or it sees f.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (parked_.load(std::memory_order_relaxed)) unpark();
+}
+
+// ---- local queues ---------------------------------------------------------
+
+void Worker::push_local(Fiber* f) {
+  if (!deque_.push(f)) {
+    overflow_half();
+    deque_.push(f);
+  }
+  sched_.notify_work(false);
+}
+
+void Worker::push_lifo(Fiber* f) {
+  if (Fiber* old = std::exchange(lifo_, f)) push_local(old);
+}
+
+// overflow_half: the deque is full; move its older half to the global queue
+// (taking from our own top like a thief, so no protocol changes).
+void Worker::overflow_half() {
+  FiberList l;
+  for (std::size_t i = 0; i < deque_.capacity() / 2; ++i) {
+    Fiber* x = nullptr;
+    if (deque_.steal(x) != decltype(deque_)::StealResult::ok) break;
+    l.push_back(x);
+  }
+  sched_.push_global(l);
+}
+
+// ---- timers ---------------------------------------------------------------
+
+void Worker::add_timer(Waiter* w) {
+  timers_.push(w);
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+}
+
+void Worker::remove_timer(Waiter* w) noexcept {
+  if (w->heap_index < 0) return;
+  timers_.remove(w);
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+}
+
+void Worker::fire_timers() {
+  const auto now = std::chrono::steady_clock::now();
+  while (!timers_.empty() && timers_.top()->deadline <= now) {
+    Waiter* w = timers_.pop();
+    timers_fired_.inc();
+    if (w->try_complete(Waiter::timed_out)) wake(*w);
+  }
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+}
+
+// ---- switching ------------------------------------------------------------
+
+void Worker::switch_out(const Pending& p) {
+  pending_ = p;
+  Fiber* self = p.prev;
+  void* from;
+  if (Fiber* next = next_direct()) {
+    from = context_switch(self->ctx_, next->ctx_, false);
+  } else {
+    running_.store(nullptr, std::memory_order_relaxed);
+    from = context_switch(self->ctx_, sched_ctx_, false);
+  }
+  // Resumed, perhaps on another thread: `this` may be stale.
+  current_worker()->land(from);
+}
+
+void Worker::exit_fiber(Fiber* f) {
+  pending_ = Pending{Pending::finish, f};
+  if (Fiber* next = next_direct()) {
+    context_switch(f->ctx_, next->ctx_, true);
+  } else {
+    running_.store(nullptr, std::memory_order_relaxed);
+    context_switch(f->ctx_, sched_ctx_, true);
+  }
+  SPINDLE_CHECK(false, "a finished fiber was resumed");
+  __builtin_unreachable();
+}
+
+void Worker::land(void* from) {
+  const Pending p = pending_;
+  pending_.kind = Pending::none;
+  switch (p.kind) {
+    case Pending::from_scheduler:
+      sched_ctx_.fctx = from;
+      break;
+    case Pending::wait:
+      p.prev->ctx_.fctx = from;
+      after_wait_publish(p);
+      break;
+    case Pending::yield:
+      p.prev->ctx_.fctx = from;
+      p.prev->state_.store(FiberState::ready, std::memory_order_relaxed);
+      fifo_.push_back(p.prev);
+      break;
+    case Pending::finish:
+      finish(p.prev);
+      break;
+    case Pending::requeue:
+      p.prev->ctx_.fctx = from;
+      p.prev->state_.store(FiberState::ready, std::memory_order_relaxed);
+      p.target->push_inbox(p.prev);
+      break;
+    case Pending::none:
+      SPINDLE_CHECK(false, "landed with no pending action");
+  }
+}
+
+// after_wait_publish: runs the waiting fiber's publish step now that it is
+// off its stack. Holding its wait_lock_ across publish means a cancel either
+// sees current_wait_ set or, having set cancel_requested_ before taking the
+// lock, is seen by the check below: cancellation is never lost.
+void Worker::after_wait_publish(const Pending& p) {
+  Fiber* f = p.prev;
+  Waiter* w = p.waiter;
+  f->state_.store(FiberState::suspended, std::memory_order_relaxed);
+  bool waiting;
+  {
+    std::lock_guard lk(f->wait_lock_);
+    if (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) {
+      w->try_complete(Waiter::cancelled);
+      waiting = false;
+    } else {
+      waiting = (*p.publish)();
+      if (waiting && f->shield_depth_ == 0) f->current_wait_ = w;
+    }
+  }
+  if (!waiting) {
+    f->state_.store(FiberState::ready, std::memory_order_relaxed);
+    push_lifo(f);
+    return;
+  }
+  // The fiber's affinity is this worker while the timer is armed, so even if
+  // it was woken already it cannot run before we are done here.
+  if (p.deadline != nullptr) {
+    w->deadline = *p.deadline;
+    add_timer(w);
+  }
+}
+
+void Worker::finish(Fiber* f) {
+  context_destroy(f->ctx_);
+  stacks_.put(f->stack_);
+  f->stack_ = StackSlot{};
+  finished_.inc();
+  f->release();  // the scheduler's reference
+}
+
+void Worker::fiber_main(void* from) {
+  context_first_entry();
+  Worker* w = current_worker();
+  w->land(from);
+  Fiber* f = w->running();
+  run_fiber(f);
+  current_worker()->exit_fiber(f);
+}
+
+std::uint64_t Worker::next_fiber_id() noexcept {
+  if (id_next_ == id_end_) {
+    constexpr std::uint64_t kBlock = 256;
+    id_next_ = sched_.take_id_block(kBlock);
+    id_end_ = id_next_ + kBlock;
+  }
+  return id_next_++;
+}
+
+WorkerStats Worker::stats() const noexcept {
+  WorkerStats s;
+  s.switches = switches_.get();
+  s.spawns = spawns_.get();
+  s.finished = finished_.get();
+  s.steals = steals_.get();
+  s.parks = parks_.get();
+  s.polls = polls_.get();
+  s.timers_fired = timers_fired_.get();
+  return s;
+}
+
+}  // namespace spindle::detail
