@@ -6,6 +6,8 @@
 
 #include <pthread.h>
 
+#include <atomic>
+
 #include <boost/context/detail/fcontext.hpp>
 
 #include "check.hpp"
@@ -30,6 +32,7 @@ extern "C" {
 void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
                                      size_t* size_old);
+void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 }
 #endif
 #ifdef SPINDLE_TSAN
@@ -46,10 +49,12 @@ namespace spindle::detail {
 namespace ctx = boost::context::detail;
 
 namespace {
-ContextEntry g_entry = nullptr;
+// One entry for every fiber (the worker's fiber main). Atomic only because
+// each context_make stores it again, possibly from several workers at once.
+std::atomic<ContextEntry> g_entry{nullptr};
 
 void trampoline(ctx::transfer_t t) {
-  g_entry(t.fctx);
+  g_entry.load(std::memory_order_relaxed)(t.fctx);
   SPINDLE_CHECK(false, "a fiber context returned");
 }
 }  // namespace
@@ -70,9 +75,14 @@ void context_init_thread(ExecContext& c) {
 
 void context_make(ExecContext& c, const StackSlot& stack, ContextEntry entry) {
   // All contexts share one entry (the worker's fiber main); stored once.
-  g_entry = entry;
+  g_entry.store(entry, std::memory_order_relaxed);
   c.stack_bottom = stack.bottom();
   c.stack_size = stack.size;
+#ifdef SPINDLE_ASAN
+  // A recycled stack still carries the redzones of the frames its previous
+  // fiber never unwound (a finished fiber just stops being switched to).
+  __asan_unpoison_memory_region(stack.bottom(), stack.size);
+#endif
   c.fctx = ctx::make_fcontext(stack.top(), stack.size, &trampoline);
   c.asan_fake_stack = nullptr;
 #ifdef SPINDLE_TSAN

@@ -47,7 +47,11 @@ constexpr std::uint64_t kMaintenanceInterval = 61;
 constexpr std::size_t kStealMax = 128;
 
 void on_async(uv_async_t*) {}  // the loop returning is the point
-void on_timer(uv_timer_t*) {}
+// uv_run(UV_RUN_ONCE) runs due timers *before* it computes the poll timeout,
+// so a park timer that is already due when the loop starts would fire and
+// then leave the poll to block forever. uv_stop makes that poll return at
+// once (the flag is cleared when uv_run returns).
+void on_timer(uv_timer_t* t) { uv_stop(t->loop); }
 void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
 }
@@ -110,6 +114,7 @@ void Worker::thread_main() {
   context_init_thread(sched_ctx_);
   thread_altstack_init();
   loop();
+  sched_.wait_unparks_done();
   // Close our handles and let the loop run their close callbacks; a loop
   // that will not close means a handle leaked (a bug, so we say so).
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
