@@ -223,6 +223,13 @@ void Scheduler::check_deadlock(std::uint64_t mark) {
 
 // ---- main fiber and shutdown ----------------------------------------------
 
+void Scheduler::wait_unparks_done() noexcept {
+  // acq_rel/acquire; pair with each other and with the release in shutdown().
+  if (left_loop_.fetch_add(1, std::memory_order_acq_rel) + 1 == size()) left_loop_.notify_all();
+  for (unsigned n; (n = left_loop_.load(std::memory_order_acquire)) < size();) left_loop_.wait(n);
+  while (!unparks_done_.load(std::memory_order_acquire)) unparks_done_.wait(false);
+}
+
 void Scheduler::begin_main() {
   std::lock_guard lk(main_mu_);
   main_done_ = false;
@@ -269,6 +276,9 @@ void Scheduler::shutdown() {
   }
   stopping_.store(true, std::memory_order_relaxed);
   for (auto& w : workers_) w->unpark();
+  // release; pairs with the acquire in wait_unparks_done().
+  unparks_done_.store(true, std::memory_order_release);
+  unparks_done_.notify_all();
   for (auto& w : workers_) w->join();
   if (monitor_.joinable()) {
     monitor_cv_.notify_all();

@@ -74,6 +74,12 @@ class Scheduler {
   void main_finished() noexcept;
   void wait_main();  // throws Deadlock
   void shutdown();
+  // A worker that left its loop waits here before closing its uv_async_t:
+  // shutdown() or a worker still finishing its last fiber may be about to
+  // uv_async_send to it, and libuv aborts on a send to a closed handle. So
+  // every worker waits until all workers have left their loops and
+  // shutdown() has sent its last unpark.
+  void wait_unparks_done() noexcept;
 
  private:
   std::uint64_t activity() const noexcept;
@@ -95,6 +101,8 @@ class Scheduler {
   std::atomic<int> searching_{0};
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> unparks_done_{false};  // shutdown() sent its last unpark
+  std::atomic<unsigned> left_loop_{0};      // workers past their loop
   bool shut_ = false;  // shutdown() caller only
 
   std::mutex main_mu_;  // rank: leaf

@@ -26,6 +26,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include <iostream>
 
 #include "check.hpp"
@@ -47,11 +49,15 @@ constexpr std::uint64_t kMaintenanceInterval = 61;
 constexpr std::size_t kStealMax = 128;
 
 void on_async(uv_async_t*) {}  // the loop returning is the point
-// uv_run(UV_RUN_ONCE) runs due timers *before* it computes the poll timeout,
-// so a park timer that is already due when the loop starts would fire and
-// then leave the poll to block forever. uv_stop makes that poll return at
-// once (the flag is cleared when uv_run returns).
-void on_timer(uv_timer_t* t) { uv_stop(t->loop); }
+// The park timerfd expired. uv_stop makes a poll that is about to start
+// return at once (the flag is cleared when uv_run returns). It matters for
+// the libuv trap recorded in docs/runtime.md: UV_RUN_ONCE runs callbacks
+// before it computes the poll timeout.
+void on_timerfd(uv_poll_t* h, int, int) {
+  std::uint64_t expirations;
+  (void)!read(static_cast<Worker*>(h->data)->timer_fd(), &expirations, sizeof expirations);
+  uv_stop(h->loop);
+}
 void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
 }
@@ -86,8 +92,12 @@ Worker::Worker(Scheduler& s, unsigned index)
   SPINDLE_CHECK(uv_async_init(&loop_, &async_, &on_async) == 0, "uv_async_init failed");
   async_.data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
-  uv_timer_init(&loop_, &park_timer_);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&park_timer_));
+  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  SPINDLE_CHECK(timer_fd_ >= 0, "timerfd_create failed");
+  SPINDLE_CHECK(uv_poll_init(&loop_, &timer_poll_, timer_fd_) == 0, "uv_poll_init failed");
+  timer_poll_.data = this;
+  uv_poll_start(&timer_poll_, UV_READABLE, &on_timerfd);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&timer_poll_));
   if (index == 0 && s.options().dump_on_sigquit) {
     uv_signal_init(&loop_, &sigquit_);
     sigquit_.data = &s;
@@ -118,9 +128,10 @@ void Worker::thread_main() {
   // Close our handles and let the loop run their close callbacks; a loop
   // that will not close means a handle leaked (a bug, so we say so).
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&park_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_poll_), nullptr);
   if (sigquit_on_) uv_close(reinterpret_cast<uv_handle_t*>(&sigquit_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
+  close(timer_fd_);
   const int rc = uv_loop_close(&loop_);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
   thread_altstack_free();
@@ -317,7 +328,7 @@ void Worker::park() {
   uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
   uv_run(&loop_, UV_RUN_ONCE);
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
-  uv_timer_stop(&park_timer_);
+  disarm_park_timer();
   if (watch) sched_.check_deadlock(mark);
   sched_.unregister_parked(this);
   parked_.store(false, std::memory_order_relaxed);
@@ -327,22 +338,29 @@ void Worker::park() {
 }
 
 void Worker::arm_park_timer(bool deadlock_watch) {
-  using namespace std::chrono;
-  std::uint64_t ms = 0;
-  bool arm = false;
+  itimerspec its{};
   if (!timers_.empty()) {
-    auto d = timers_.top()->deadline - steady_clock::now();
-    // Round up: waking early would only find nothing due and park again.
-    ms = d.count() <= 0 ? 0 : static_cast<std::uint64_t>(ceil<milliseconds>(d).count());
-    arm = true;
+    // steady_clock is CLOCK_MONOTONIC on Linux, so the deadline is absolute.
+    const auto ns = timers_.top()->deadline.time_since_epoch() / std::chrono::nanoseconds(1);
+    its.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    its.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
+    timer_armed_ = true;
   } else if (deadlock_watch) {
-    ms = static_cast<std::uint64_t>(sched_.options().deadlock_grace.count());
-    arm = true;
+    const auto ms = sched_.options().deadlock_grace.count();
+    its.it_value.tv_sec = static_cast<time_t>(ms / 1000);
+    its.it_value.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
+    timerfd_settime(timer_fd_, 0, &its, nullptr);
+    timer_armed_ = true;
   }
-  if (arm) {
-    uv_update_time(&loop_);
-    uv_timer_start(&park_timer_, &on_timer, ms, 0);
-  }
+}
+
+void Worker::disarm_park_timer() {
+  if (!timer_armed_) return;
+  itimerspec its{};
+  timerfd_settime(timer_fd_, 0, &its, nullptr);
+  timer_armed_ = false;
 }
 
 void Worker::unpark() noexcept { uv_async_send(&async_); }

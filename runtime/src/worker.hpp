@@ -71,6 +71,7 @@ class Worker {
   std::size_t timer_count() const noexcept { return timer_count_.load(std::memory_order_relaxed); }
   WorkerStats stats() const noexcept;
   unsigned index() const noexcept { return index_; }
+  int timer_fd() const noexcept { return timer_fd_; }
   Fiber* running_hint() const noexcept { return running_.load(std::memory_order_relaxed); }
   std::uint64_t switch_count() const noexcept { return switches_.get(); }
 
@@ -110,6 +111,7 @@ class Worker {
   bool has_work_for_park() const;
   void fire_timers();
   void arm_park_timer(bool deadlock_watch);
+  void disarm_park_timer();
   void transfer_fifo();
   void overflow_half();
   void finish(Fiber* f);
@@ -136,7 +138,12 @@ class Worker {
   std::uint64_t deadlock_mark_ = 0;
   uv_loop_t loop_;
   uv_async_t async_;
-  uv_timer_t park_timer_;
+  // Park timeout: a timerfd (nanosecond deadlines) watched by the loop, not
+  // a uv_timer_t (epoll_wait's millisecond timeout would make every sleep up
+  // to 1 ms late). docs/runtime.md "Timers".
+  int timer_fd_ = -1;
+  bool timer_armed_ = false;
+  uv_poll_t timer_poll_;
   uv_signal_t sigquit_;
   bool sigquit_on_ = false;
 
