@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <exception>
 #include <typeinfo>
+#include <vector>
 
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/suspend.hpp>
@@ -93,40 +94,83 @@ void run_fiber(Fiber* f) noexcept {
     f->invoke();
   }
   destroy_fiber_locals(f);
-  Waiter* joiner;
+  // Complete every joiner under join_lock_ (so none can unlink concurrently),
+  // wake the winners after releasing it. Most fibers have 0 or 1 joiner.
+  Waiter* small[8];
+  std::vector<Waiter*> more;
+  std::size_t n = 0;
   {
     std::lock_guard lk(f->join_lock_);
     // release; pairs with the acquire in Fiber::done(): the result and
     // error_ written above are visible to whoever sees done.
     f->done_.store(true, std::memory_order_release);
-    joiner = std::exchange(f->joiner_, nullptr);
-    if (joiner != nullptr && !joiner->try_complete(Waiter::notified)) joiner = nullptr;
+    for (JoinNode* j = std::exchange(f->joiners_, nullptr); j != nullptr; j = j->next) {
+      j->linked = false;
+      if (!j->waiter->try_complete(Waiter::notified)) continue;
+      if (n < 8) small[n++] = j->waiter; else more.push_back(j->waiter);
+    }
   }
-  if (joiner != nullptr) wake(*joiner);
+  for (std::size_t i = 0; i < n; ++i) wake(*small[i]);
+  for (Waiter* w : more) wake(*w);
   f->state_.store(FiberState::done, std::memory_order_relaxed);
   if (auto* reg = static_cast<Registry*>(f->reg_list_)) reg->erase(f);
 }
 
-void join_fiber(Fiber* f) {
-  while (!f->done()) {
+namespace {
+void link(Fiber* f, JoinNode& n) {
+  n.next = f->joiners_;
+  n.prev = nullptr;
+  if (f->joiners_ != nullptr) f->joiners_->prev = &n;
+  f->joiners_ = &n;
+  n.linked = true;
+}
+void unlink(Fiber* f, JoinNode& n) {
+  std::lock_guard lk(f->join_lock_);
+  if (!n.linked) return;
+  if (n.prev != nullptr) n.prev->next = n.next; else f->joiners_ = n.next;
+  if (n.next != nullptr) n.next->prev = n.prev;
+  n.linked = false;
+}
+}  // namespace
+
+int wait_any(Fiber* const* fs, std::size_t n,
+             const std::chrono::steady_clock::time_point* deadline) {
+  for (;;) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (fs[i]->done()) return static_cast<int>(i);
+    }
+    JoinNode inline_nodes[4];
+    std::vector<JoinNode> heap_nodes(n > 4 ? n : 0);
+    JoinNode* nodes = n > 4 ? heap_nodes.data() : inline_nodes;
     Waiter w;
     const Waiter::State s = wait(
-        w, nullptr,
+        w, deadline,
         [&] {
-          std::lock_guard lk(f->join_lock_);
-          if (f->done_.load(std::memory_order_relaxed)) return false;
-          f->joiner_ = &w;
+          // Runs under our wait_lock_ (rank 3); each join_lock_ is rank 1.
+          for (std::size_t i = 0; i < n; ++i) {
+            std::lock_guard lk(fs[i]->join_lock_);
+            if (fs[i]->done_.load(std::memory_order_relaxed)) return false;
+            nodes[i].waiter = &w;
+            link(fs[i], nodes[i]);
+          }
           return true;
         },
         "join");
-    if (s != Waiter::notified) {
-      // We were not woken by the completion: unhook before w dies. Under
-      // join_lock_, so a completer cannot be holding &w at the same time.
-      std::lock_guard lk(f->join_lock_);
-      if (f->joiner_ == &w) f->joiner_ = nullptr;
-    }
+    // Unhook before the nodes die. Under each join_lock_, so a completer is
+    // never holding one of our nodes at the same time.
+    for (std::size_t i = 0; i < n; ++i) unlink(fs[i], nodes[i]);
     throw_if_cancelled(s);
+    if (s == Waiter::timed_out) {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (fs[i]->done()) return static_cast<int>(i);
+      }
+      return -1;
+    }
   }
+}
+
+void join_fiber(Fiber* f) {
+  if (!f->done()) wait_any(&f, 1, nullptr);
   if (f->error_) {
     f->error_observed_.store(true, std::memory_order_relaxed);
     std::rethrow_exception(f->error_);

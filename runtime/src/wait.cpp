@@ -4,6 +4,7 @@
 #include <mutex>
 #include <thread>
 
+#include <spindle/runtime/cancel.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/suspend.hpp>
 #include <spindle/runtime/this_fiber.hpp>
@@ -52,9 +53,25 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
   Fiber* f = wk != nullptr ? wk->running() : nullptr;
   if (f == nullptr) return wait_thread(w, deadline, publish);
   w.fiber = f;
-  if (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) {
+  const bool shielded = f->shield_depth_ != 0;
+  if (!shielded && f->cancel_requested_.load(std::memory_order_relaxed)) {
     w.try_complete(Waiter::cancelled);
     return Waiter::cancelled;
+  }
+  // A deadline scope earlier than the wait's own deadline bounds the wait;
+  // if that is what ends it, the wait reports `cancelled` and names the
+  // scope, which turns it into TimedOut (cancel.hpp).
+  std::chrono::steady_clock::time_point scoped;
+  const bool by_scope = !shielded && f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
+                        (deadline == nullptr || f->scope_deadline_ <= *deadline);
+  if (by_scope) {
+    scoped = f->scope_deadline_;
+    deadline = &scoped;
+    if (std::chrono::steady_clock::now() >= scoped) {
+      f->expired_scope_ = f->scope_id_;
+      w.try_complete(Waiter::cancelled);
+      return Waiter::cancelled;
+    }
   }
   Worker* const saved_affinity = f->affinity_;
   if (deadline != nullptr) f->affinity_ = wk;  // the timer lives in wk's heap
@@ -70,7 +87,12 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
     f->current_wait_ = nullptr;
   }
   f->wait_what_.store(nullptr, std::memory_order_relaxed);
-  return w.result();
+  const Waiter::State s = w.result();
+  if (by_scope && s == Waiter::timed_out) {
+    f->expired_scope_ = f->scope_id_;
+    return Waiter::cancelled;
+  }
+  return s;
 }
 
 void wake(Waiter& w) noexcept {
@@ -104,6 +126,38 @@ void unpin() noexcept {
   if (Fiber* f = current_fiber()) f->affinity_ = nullptr;
 }
 
+void enter_deadline(DeadlineScope& s, std::chrono::steady_clock::time_point t) noexcept {
+  Fiber* f = current_fiber();
+  s.fiber = f;
+  if (f == nullptr) return;
+  s.saved_deadline = f->scope_deadline_;
+  s.saved_id = f->scope_id_;
+  s.id = ++f->scope_counter_;
+  if (t < f->scope_deadline_) {
+    f->scope_deadline_ = t;
+    f->scope_id_ = s.id;
+  }
+}
+
+bool leave_deadline(DeadlineScope& s) noexcept {
+  Fiber* f = s.fiber;
+  if (f == nullptr) return false;
+  f->scope_deadline_ = s.saved_deadline;
+  f->scope_id_ = s.saved_id;
+  if (f->expired_scope_ != s.id) return false;
+  f->expired_scope_ = 0;
+  // An outside cancel wins: it surfaces as Cancelled, never TimedOut.
+  return !f->cancel_requested_.load(std::memory_order_relaxed);
+}
+
+void enter_shield() noexcept {
+  if (Fiber* f = current_fiber()) ++f->shield_depth_;
+}
+
+void leave_shield() noexcept {
+  if (Fiber* f = current_fiber()) --f->shield_depth_;
+}
+
 }  // namespace spindle::detail
 
 namespace spindle {
@@ -117,8 +171,13 @@ void yield() {
     std::this_thread::yield();
     return;
   }
-  if (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) {
-    throw Cancelled{};
+  if (f->shield_depth_ == 0) {
+    if (f->cancel_requested_.load(std::memory_order_relaxed)) throw Cancelled{};
+    if (f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
+        std::chrono::steady_clock::now() >= f->scope_deadline_) {
+      f->expired_scope_ = f->scope_id_;
+      throw Cancelled{};
+    }
   }
   w->switch_out(detail::Pending{detail::Pending::yield, f});
 }
@@ -131,7 +190,10 @@ void sleep_until(std::chrono::steady_clock::time_point t) {
 
 bool cancellation_requested() noexcept {
   detail::Fiber* f = detail::current_fiber();
-  return f != nullptr && f->cancel_requested_.load(std::memory_order_relaxed);
+  if (f == nullptr || f->shield_depth_ != 0) return false;
+  return f->cancel_requested_.load(std::memory_order_relaxed) ||
+         (f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
+          std::chrono::steady_clock::now() >= f->scope_deadline_);
 }
 
 namespace this_fiber {

@@ -1,6 +1,7 @@
 // all.hpp: every public header of the runtime module.
 #pragma once
 
+#include <spindle/runtime/cancel.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/fiber_local.hpp>
 #include <spindle/runtime/options.hpp>

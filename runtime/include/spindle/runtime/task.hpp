@@ -60,6 +60,9 @@ class Task {
   std::uint64_t id() const noexcept { return f_ ? f_->id() : 0; }
   explicit operator bool() const noexcept { return f_ != nullptr; }
 
+  // For the combinators (gather, wait, TaskGroup): the control block.
+  detail::ResultFiber<T>* fiber() const noexcept { return f_; }
+
  private:
   void reset() noexcept {
     if (f_) {

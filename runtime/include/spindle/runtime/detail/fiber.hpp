@@ -21,6 +21,15 @@ namespace spindle::detail {
 class Worker;
 class Scheduler;
 struct Waiter;
+
+// One waiter's registration on one fiber's completion. Lives on the waiting
+// side's stack; linked into Fiber::joiners_ under that fiber's join_lock_.
+struct JoinNode {
+  Waiter* waiter = nullptr;
+  JoinNode* prev = nullptr;
+  JoinNode* next = nullptr;
+  bool linked = false;  // SPINDLE_GUARDED_BY(fiber's join_lock_)
+};
 struct FiberLocalSlots;
 
 // Fiber lifecycle. Every transition goes through Fiber::set_state (which
@@ -98,7 +107,7 @@ class Fiber {
 
   // --- join (guarded by join_lock_) ---
   SpinLock join_lock_;
-  Waiter* joiner_ = nullptr;  // SPINDLE_GUARDED_BY(join_lock_)
+  JoinNode* joiners_ = nullptr;  // SPINDLE_GUARDED_BY(join_lock_)
   std::atomic<bool> done_{false};
   std::exception_ptr error_;           // written once before done_
   std::atomic<bool> error_observed_{false};
@@ -110,6 +119,14 @@ class Fiber {
   std::atomic<const char*> wait_what_{nullptr};  // what it waits on (dumps)
   std::atomic<bool> cancel_requested_{false};
   int shield_depth_ = 0;               // fiber itself only
+  // Deadline scopes (with_timeout): the earliest active deadline and the id
+  // of the scope that set it; expired_scope_ names the scope whose deadline
+  // cancelled a wait. Fiber itself only.
+  std::chrono::steady_clock::time_point scope_deadline_ =
+      std::chrono::steady_clock::time_point::max();
+  std::uint64_t scope_id_ = 0;
+  std::uint64_t expired_scope_ = 0;
+  std::uint64_t scope_counter_ = 0;
 
   // --- registry for dump_fibers (guarded by the registry list's lock) ---
   Fiber* reg_prev_ = nullptr;
@@ -182,5 +199,11 @@ void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t nam
 void join_fiber(Fiber* f);
 // Requests cancellation of f (idempotent; nothing happens if f is done).
 void cancel_fiber(Fiber* f) noexcept;
+// wait_any: suspends the caller until one of fs[0..n) is done, `deadline`
+// (nullptr: none) passes, or the caller is cancelled (raises Cancelled).
+// Returns the index of a done fiber (the lowest, if several), or -1 when the
+// deadline passed first. Several waiters may wait on one fiber at once.
+int wait_any(Fiber* const* fs, std::size_t n,
+             const std::chrono::steady_clock::time_point* deadline);
 
 }  // namespace spindle::detail
