@@ -31,10 +31,14 @@ struct RuntimeOptions {
   // the ones left and gives up on them.
   std::chrono::milliseconds shutdown_timeout{2000};
   // When every worker is parked, no timer, I/O or offload is pending and
-  // fibers are still alive, nothing can ever wake them. After this quiet
-  // period `run`/`block_on` fail with spindle::Deadlock and a fiber dump.
-  // Zero disables the detector.
-  std::chrono::milliseconds deadlock_grace{100};
+  // fibers are still alive, nothing in the runtime can wake them. After this
+  // quiet period `run`/`block_on` fail with spindle::Deadlock and a fiber
+  // dump. The runtime cannot see a plain thread that will wake a fiber later
+  // (set an Event, send on a Channel): such a thread should hold a
+  // spindle::detail::ExternalWork guard meanwhile. 1 s rather than less
+  // because a plain thread on a loaded machine can stall for over 100 ms
+  // (seen in the wake stress test). Zero disables the detector.
+  std::chrono::milliseconds deadlock_grace{1000};
   // Print the fiber dump on SIGQUIT (handled on worker 0's loop).
   bool dump_on_sigquit = true;
 };

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs the Debian packages spindle builds, tests and
+# benchmarks with (docs/decisions/0002-dependencies.md says why each one).
+# Idempotent: when everything is installed it only checks and exits, without
+# apt-get update. Needs no stdin. Uses sudo only when not already root.
+set -euo pipefail
+
+packages=(
+  cmake
+  ninja-build
+  g++
+  pkg-config
+  libboost-context-dev   # fiber context switching (runtime/src/context.cpp)
+  libboost-fiber-dev     # the peer the benchmarks compare against
+  libboost-dev           # header-only Boost (Beast, for HTTP in io/)
+  libuv1-dev             # I/O readiness and timers; found through pkg-config
+  libbenchmark-dev       # Google Benchmark (bench/)
+  catch2                 # Catch2 v2 (tests/)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=()
+if [[ "$(id -u)" != 0 ]]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: not root and no sudo; install these yourself: ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo=(sudo -n)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+echo "install-deps: done"

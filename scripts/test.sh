@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# test.sh: installs the dependencies, then configures, builds and tests the
+# dev, asan-ubsan and tsan presets (CMakePresets.json) one after another.
+# Exits non-zero if any step of any preset failed, after trying them all, and
+# ends with one summary line per preset.
+#
+#   scripts/test.sh                                # all three
+#   SPINDLE_PRESETS="dev tsan" scripts/test.sh     # a subset
+#   SPINDLE_JOBS=4 scripts/test.sh                 # build parallelism (default: nproc)
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+presets=(${SPINDLE_PRESETS:-dev asan-ubsan tsan})
+jobs=${SPINDLE_JOBS:-$(nproc)}
+
+if ! scripts/install-deps.sh </dev/null; then
+  echo "test.sh: installing dependencies failed" >&2
+  exit 1
+fi
+
+declare -A result
+failed=0
+start_all=$SECONDS
+
+for preset in "${presets[@]}"; do
+  start=$SECONDS
+  echo "=== ${preset}: configure"
+  if ! cmake --preset "$preset"; then
+    result[$preset]="FAIL (configure)"
+  else
+    echo "=== ${preset}: build (-j${jobs})"
+    if ! cmake --build --preset "$preset" -j "$jobs"; then
+      result[$preset]="FAIL (build)"
+    else
+      echo "=== ${preset}: test"
+      if ! ctest --preset "$preset"; then
+        result[$preset]="FAIL (tests)"
+      else
+        result[$preset]="ok"
+      fi
+    fi
+  fi
+  [[ ${result[$preset]} == ok ]] || failed=1
+  result[$preset]+=" in $((SECONDS - start))s"
+  echo "=== ${preset}: ${result[$preset]}"
+done
+
+echo
+echo "=== summary ($((SECONDS - start_all))s)"
+for preset in "${presets[@]}"; do
+  printf '%-12s %s\n' "$preset" "${result[$preset]}"
+done
+exit "$failed"
