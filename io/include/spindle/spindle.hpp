@@ -3,3 +3,4 @@
 #pragma once
 
 #include <spindle/runtime/all.hpp>
+#include <spindle/sync/all.hpp>

@@ -1,0 +1,248 @@
+// queue.hpp: Queue<T>, PriorityQueue<T>, LifoQueue<T> with asyncio.Queue
+// semantics, for fibers and plain threads.
+//
+//   Queue<T> q(maxsize);     // maxsize 0 (the default): unbounded
+//   q.put(v);                // waits while full
+//   T v = q.get();           // waits while empty
+//   q.task_done();           // one get()'s item is processed
+//   q.join();                // waits until every put item was task_done()
+//
+// Queue is FIFO, PriorityQueue hands out the smallest item first (by
+// operator<, as asyncio/heapq), LifoQueue the newest. Waiting putters and
+// getters are each served FIFO. T may be move-only.
+//
+// put/get/join may suspend the calling fiber (a plain thread blocks) and are
+// cancellation points (Cancelled; nothing put or taken). try_put/try_get,
+// task_done and the observers never suspend. Any fiber or thread.
+//
+// Memory ordering: a put happens before the get that returns its item; a
+// task_done happens before the join it releases returns.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <spindle/sync/wait_queue.hpp>
+
+namespace spindle {
+
+namespace detail {
+
+template <class T>
+struct FifoStore {
+  std::deque<T> c;
+  void push(T&& v) { c.push_back(std::move(v)); }
+  T pop() {
+    T v = std::move(c.front());
+    c.pop_front();
+    return v;
+  }
+  std::size_t size() const noexcept { return c.size(); }
+};
+
+template <class T>
+struct LifoStore {
+  std::vector<T> c;
+  void push(T&& v) { c.push_back(std::move(v)); }
+  T pop() {
+    T v = std::move(c.back());
+    c.pop_back();
+    return v;
+  }
+  std::size_t size() const noexcept { return c.size(); }
+};
+
+// Min-heap on operator< (std::priority_queue cannot move its top out).
+template <class T>
+struct HeapStore {
+  std::vector<T> c;
+  void push(T&& v) {
+    c.push_back(std::move(v));
+    std::push_heap(c.begin(), c.end(), std::greater<>{});
+  }
+  T pop() {
+    std::pop_heap(c.begin(), c.end(), std::greater<>{});
+    T v = std::move(c.back());
+    c.pop_back();
+    return v;
+  }
+  std::size_t size() const noexcept { return c.size(); }
+};
+
+template <class T, class Store>
+class BasicQueue {
+ public:
+  // maxsize <= 0: unbounded.
+  explicit BasicQueue(std::ptrdiff_t maxsize = 0) : max_(maxsize > 0 ? maxsize : 0) {}
+  BasicQueue(const BasicQueue&) = delete;
+  BasicQueue& operator=(const BasicQueue&) = delete;
+
+  // put: adds v, waiting while the queue is full. May suspend; a
+  // cancellation point (Cancelled; v not added).
+  SPINDLE_MAY_SUSPEND void put(T v) { put_impl(v, nullptr); }
+  // try_put: adds v only if there is room (asyncio's put_nowait, returning
+  // false instead of raising QueueFull). Never suspends. v moved from only
+  // on success.
+  bool try_put(T&& v) {
+    Wakeups wakeups;
+    std::lock_guard g(mu_);
+    return put_locked(v, wakeups);
+  }
+  bool try_put(const T& v) {
+    T c(v);
+    return try_put(std::move(c));
+  }
+  // put_for: put with a time limit; false when it ran out (v not moved from).
+  template <class Rep, class Period>
+  SPINDLE_MAY_SUSPEND bool put_for(T&& v, std::chrono::duration<Rep, Period> d) {
+    const auto t = deadline_after(d);
+    return put_impl(v, &t);
+  }
+
+  // get: removes and returns the next item, waiting while empty. May
+  // suspend; a cancellation point (Cancelled; nothing taken).
+  SPINDLE_MAY_SUSPEND T get() {
+    std::optional<T> out;
+    get_impl(out, nullptr);
+    return std::move(*out);
+  }
+  // try_get: the next item if one is there (asyncio's get_nowait). Never
+  // suspends.
+  std::optional<T> try_get() {
+    std::optional<T> out;
+    Wakeups wakeups;
+    std::lock_guard g(mu_);
+    get_locked(out, wakeups);
+    return out;
+  }
+  // get_for: get with a time limit; nullopt when it ran out.
+  template <class Rep, class Period>
+  SPINDLE_MAY_SUSPEND std::optional<T> get_for(std::chrono::duration<Rep, Period> d) {
+    std::optional<T> out;
+    const auto t = deadline_after(d);
+    get_impl(out, &t);
+    return out;
+  }
+
+  // task_done: marks one item fetched by get as processed; when every put
+  // item is done, wakes join()ers. Raises std::logic_error if called more
+  // often than items were put (asyncio's ValueError). Never suspends.
+  void task_done() {
+    Wakeups wakeups;
+    std::lock_guard g(mu_);
+    if (unfinished_ == 0) throw std::logic_error("spindle: task_done() called too many times");
+    if (--unfinished_ == 0) {
+      while (WaitNode* n = joiners_.pop_winner()) wakeups.add(n);
+    }
+  }
+  // join: waits until every item ever put has been task_done(). May
+  // suspend; a cancellation point.
+  SPINDLE_MAY_SUSPEND void join() {
+    {
+      std::lock_guard g(mu_);
+      if (unfinished_ == 0) return;
+    }
+    WaitNode node;
+    const auto s = wait_on(
+        mu_, joiners_, node, nullptr, [&](Wakeups&) { return unfinished_ == 0; }, "queue join");
+    throw_if_cancelled(s);
+  }
+
+  // Snapshots; never suspend.
+  std::size_t size() const {
+    std::lock_guard g(mu_);
+    return store_.size();
+  }
+  bool empty() const { return size() == 0; }
+  bool full() const {
+    std::lock_guard g(mu_);
+    return max_ != 0 && store_.size() >= max_;
+  }
+  std::size_t maxsize() const noexcept { return max_; }
+
+ private:
+  // put_locked: under mu_. Hands v to a waiting getter (the store is then
+  // empty, so order is kept) or stores it if there is room.
+  bool put_locked(T& v, Wakeups& wakeups) {
+    if (WaitNode* n = getters_.pop_winner()) {
+      static_cast<std::optional<T>*>(n->slot)->emplace(std::move(v));
+      wakeups.add(n);
+    } else if (max_ == 0 || store_.size() < max_) {
+      store_.push(std::move(v));
+    } else {
+      return false;
+    }
+    ++unfinished_;
+    return true;
+  }
+  // get_locked: under mu_. Takes the next item; refills from the oldest
+  // waiting putter.
+  bool get_locked(std::optional<T>& out, Wakeups& wakeups) {
+    if (store_.size() == 0) return false;
+    out.emplace(store_.pop());
+    if (WaitNode* n = putters_.pop_winner()) {
+      store_.push(std::move(*static_cast<T*>(n->slot)));
+      ++unfinished_;
+      wakeups.add(n);
+    }
+    return true;
+  }
+
+  bool put_impl(T& v, const TimePoint* deadline) {
+    {
+      Wakeups wakeups;
+      std::lock_guard g(mu_);
+      if (put_locked(v, wakeups)) return true;
+    }
+    WaitNode node;
+    node.slot = &v;
+    const auto s = wait_on(
+        mu_, putters_, node, deadline, [&](Wakeups& w) { return put_locked(v, w); }, "queue put");
+    throw_if_cancelled(s);
+    return s == Waiter::notified;
+  }
+
+  void get_impl(std::optional<T>& out, const TimePoint* deadline) {
+    {
+      Wakeups wakeups;
+      std::lock_guard g(mu_);
+      if (get_locked(out, wakeups)) return;
+    }
+    WaitNode node;
+    node.slot = &out;
+    const auto s = wait_on(
+        mu_, getters_, node, deadline, [&](Wakeups& w) { return get_locked(out, w); },
+        "queue get");
+    throw_if_cancelled(s);
+  }
+
+  mutable SpinLock mu_;
+  const std::size_t max_;
+  Store store_;                  // SPINDLE_GUARDED_BY(mu_)
+  std::size_t unfinished_ = 0;   // SPINDLE_GUARDED_BY(mu_): put minus task_done
+  WaitList getters_;             // SPINDLE_GUARDED_BY(mu_): slot is std::optional<T>*
+  WaitList putters_;             // SPINDLE_GUARDED_BY(mu_): slot is T*
+  WaitList joiners_;             // SPINDLE_GUARDED_BY(mu_)
+};
+
+}  // namespace detail
+
+// Queue<T>: FIFO (asyncio.Queue).
+template <class T>
+using Queue = detail::BasicQueue<T, detail::FifoStore<T>>;
+// PriorityQueue<T>: smallest item first (asyncio.PriorityQueue).
+template <class T>
+using PriorityQueue = detail::BasicQueue<T, detail::HeapStore<T>>;
+// LifoQueue<T>: newest item first (asyncio.LifoQueue).
+template <class T>
+using LifoQueue = detail::BasicQueue<T, detail::LifoStore<T>>;
+
+}  // namespace spindle

@@ -1,0 +1,303 @@
+// select.hpp: select(), Go's select statement over channel operations.
+//
+//   sp::select(sp::on_recv(jobs, [](std::optional<Job> j) { /* nullopt: closed */ }),
+//              sp::on_send(results, r, [] { /* r was sent */ }),
+//              sp::on_timeout(100ms, [] { /* nothing was ready in time */ }));
+//   // or sp::on_default([] { ... }) instead of on_timeout: runs at once when
+//   // no channel case is ready.
+//
+// Exactly one case runs. If several channel cases are ready, one is chosen
+// uniformly at random (so no case starves). Otherwise: with on_default its
+// handler runs at once; else the caller waits until a case becomes ready
+// (or on_timeout's time passes). A recv case on a closed, drained channel is
+// ready and gets nullopt; a send case on a closed channel raises
+// ChannelClosed. Handlers run after every internal lock is released.
+// Returns the index (0-based, in argument order) of the case that ran.
+//
+// May suspend (a plain thread blocks); a cancellation point (Cancelled, no
+// case ran). Any fiber or thread.
+//
+// Memory ordering: as for the channel operation that ran (channel.hpp).
+//
+// How it waits (Go's selectgo): lock every channel involved in address
+// order, try the cases in a random order; if none is ready, enqueue one
+// WaitNode per case, all sharing one Waiter. The first channel operation to
+// win that Waiter's CAS is the case that fires; afterwards every node is
+// unlinked again under the channel locks.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <spindle/sync/channel.hpp>
+#include <spindle/sync/wait_queue.hpp>
+
+namespace spindle {
+
+namespace detail {
+
+enum class CaseKind { channel, timeout, fallback };
+
+template <class T, class F>
+struct RecvCase {
+  static constexpr CaseKind kind = CaseKind::channel;
+  Channel<T>* ch;
+  F f;
+  std::optional<T> val{};
+  SpinLock* lock() { return &ChannelAccess<T>::lock(*ch); }
+  ChanOp try_now(Wakeups& w) { return ChannelAccess<T>::recv(*ch, val, w); }
+  void prepare(WaitNode& n) { n.slot = &val; }
+  void enqueue(WaitNode& n) { ChannelAccess<T>::recvq(*ch).push_back(&n); }
+  void dequeue(WaitNode& n) { ChannelAccess<T>::recvq(*ch).remove(&n); }
+  void fire(bool closed) { f(std::move(val)); }
+};
+
+template <class T, class F>
+struct SendCase {
+  static constexpr CaseKind kind = CaseKind::channel;
+  Channel<T>* ch;
+  T val;
+  F f;
+  SpinLock* lock() { return &ChannelAccess<T>::lock(*ch); }
+  ChanOp try_now(Wakeups& w) { return ChannelAccess<T>::send(*ch, val, w); }
+  void prepare(WaitNode& n) { n.slot = &val; }
+  void enqueue(WaitNode& n) { ChannelAccess<T>::sendq(*ch).push_back(&n); }
+  void dequeue(WaitNode& n) { ChannelAccess<T>::sendq(*ch).remove(&n); }
+  void fire(bool closed) {
+    if (closed) throw ChannelClosed{};
+    f();
+  }
+};
+
+template <class F>
+struct TimeoutCase {
+  static constexpr CaseKind kind = CaseKind::timeout;
+  TimePoint at;
+  F f;
+};
+
+template <class F>
+struct DefaultCase {
+  static constexpr CaseKind kind = CaseKind::fallback;
+  F f;
+};
+
+template <class C>
+inline constexpr bool is_channel_case = std::remove_cvref_t<C>::kind == CaseKind::channel;
+
+// Applies fn(case) to the I-th element of a tuple for a run-time index.
+template <class Tuple, class Fn, std::size_t... I>
+void visit_at(Tuple& t, std::size_t i, Fn&& fn, std::index_sequence<I...>) {
+  ((i == I ? (fn(std::get<I>(t)), 0) : 0), ...);
+}
+
+template <class... C>
+class Selector {
+ public:
+  static constexpr std::size_t N = sizeof...(C);
+
+  explicit Selector(C&... cs) : cases_(cs...) {
+    std::size_t k = 0;
+    for_each([&](auto& c, std::size_t i) {
+      using Case = std::remove_cvref_t<decltype(c)>;
+      if constexpr (Case::kind == CaseKind::channel) {
+        chan_idx_[k] = i;
+        locks_[k] = c.lock();
+        ++k;
+      } else if constexpr (Case::kind == CaseKind::timeout) {
+        timeout_ = i;
+        deadline_ = c.at;
+      } else {
+        default_ = i;
+      }
+    });
+    nchan_ = k;
+    // Lock order: address order, each lock once (a channel may appear in
+    // several cases).
+    std::sort(locks_.begin(), locks_.begin() + nchan_);
+    nlocks_ = static_cast<std::size_t>(std::unique(locks_.begin(), locks_.begin() + nchan_) -
+                                       locks_.begin());
+    // Random order of the channel cases (Fisher-Yates): fairness among the
+    // ready ones.
+    for (std::size_t j = 0; j < nchan_; ++j) order_[j] = chan_idx_[j];
+    for (std::size_t j = nchan_; j > 1; --j) {
+      std::swap(order_[j - 1], order_[fast_random() % j]);
+    }
+  }
+
+  std::size_t run() {
+    std::size_t fired = N;
+    ChanOp op = ChanOp::blocked;
+    {
+      Wakeups wakeups;
+      lock_all();
+      fired = try_cases(wakeups, op);
+      unlock_all();
+    }
+    if (fired != N) return fire(fired, op == ChanOp::closed);
+    if (default_ != N) {
+      visit(default_, [](auto& c) {
+        if constexpr (std::remove_cvref_t<decltype(c)>::kind == CaseKind::fallback) c.f();
+      });
+      return default_;
+    }
+    return wait(fired, op);
+  }
+
+ private:
+  template <class Fn>
+  void for_each(Fn&& fn) {
+    std::apply([&](auto&... c) {
+      std::size_t i = 0;
+      (fn(c, i++), ...);
+    }, cases_);
+  }
+  template <class Fn>
+  void visit(std::size_t i, Fn&& fn) {
+    visit_at(cases_, i, fn, std::index_sequence_for<C...>{});
+  }
+  void lock_all() {
+    for (std::size_t j = 0; j < nlocks_; ++j) locks_[j]->lock();
+  }
+  void unlock_all() {
+    for (std::size_t j = nlocks_; j > 0; --j) locks_[j - 1]->unlock();
+  }
+
+  // try_cases: under all locks; returns the index of the case that completed
+  // (op says done or closed) or N.
+  std::size_t try_cases(Wakeups& wakeups, ChanOp& op) {
+    for (std::size_t j = 0; j < nchan_; ++j) {
+      const std::size_t i = order_[j];
+      visit(i, [&](auto& c) {
+        if constexpr (is_channel_case<decltype(c)>) op = c.try_now(wakeups);
+      });
+      if (op != ChanOp::blocked) return i;
+    }
+    return N;
+  }
+
+  std::size_t wait(std::size_t fired, ChanOp op) {
+    Waiter w;
+    std::array<WaitNode, N> nodes{};
+    for (std::size_t j = 0; j < nchan_; ++j) {
+      const std::size_t i = chan_idx_[j];
+      nodes[i].waiter = &w;
+      visit(i, [&](auto& c) {
+        if constexpr (is_channel_case<decltype(c)>) c.prepare(nodes[i]);
+      });
+    }
+    Wakeups wakeups;
+    const TimePoint* dl = timeout_ != N ? &deadline_ : nullptr;
+    const auto s = detail::wait(
+        w, dl,
+        [&]() -> bool {
+          lock_all();
+          fired = try_cases(wakeups, op);
+          if (fired != N) {
+            w.try_complete(Waiter::notified);
+          } else {
+            for (std::size_t j = 0; j < nchan_; ++j) {
+              const std::size_t i = chan_idx_[j];
+              visit(i, [&](auto& c) {
+                if constexpr (is_channel_case<decltype(c)>) c.enqueue(nodes[i]);
+              });
+            }
+          }
+          unlock_all();
+          return fired == N;
+        },
+        "select");
+    wakeups.wake_all();
+    if (fired == N) {
+      // We were enqueued: unlink every node; the winner (if any) is the one
+      // whose outcome a channel wrote.
+      lock_all();
+      for (std::size_t j = 0; j < nchan_; ++j) {
+        const std::size_t i = chan_idx_[j];
+        visit(i, [&](auto& c) {
+          if constexpr (is_channel_case<decltype(c)>) c.dequeue(nodes[i]);
+        });
+        if (s == Waiter::notified && nodes[i].outcome != 0) {
+          fired = i;
+          op = nodes[i].outcome == chan_closed ? ChanOp::closed : ChanOp::done;
+        }
+      }
+      unlock_all();
+    }
+    throw_if_cancelled(s);
+    if (s == Waiter::timed_out) {
+      visit(timeout_, [](auto& c) {
+        if constexpr (std::remove_cvref_t<decltype(c)>::kind == CaseKind::timeout) c.f();
+      });
+      return timeout_;
+    }
+    return fire(fired, op == ChanOp::closed);
+  }
+
+  std::size_t fire(std::size_t i, bool closed) {
+    visit(i, [&](auto& c) {
+      if constexpr (is_channel_case<decltype(c)>) c.fire(closed);
+    });
+    return i;
+  }
+
+  std::tuple<C&...> cases_;
+  std::array<std::size_t, N> chan_idx_{};
+  std::array<std::size_t, N> order_{};
+  std::array<SpinLock*, N> locks_{};
+  std::size_t nchan_ = 0;
+  std::size_t nlocks_ = 0;
+  std::size_t timeout_ = N;
+  std::size_t default_ = N;
+  TimePoint deadline_{};
+};
+
+}  // namespace detail
+
+// on_recv(ch, f): a case receiving from ch; f(std::optional<T>) gets the
+// value, or nullopt if ch is closed and drained.
+template <class T, class F>
+auto on_recv(Channel<T>& ch, F f) {
+  return detail::RecvCase<T, F>{&ch, std::move(f)};
+}
+// on_send(ch, v, f): a case sending v (copied or moved into the case) on
+// ch; f() runs once it was sent.
+template <class T, class U, class F>
+auto on_send(Channel<T>& ch, U&& v, F f) {
+  return detail::SendCase<T, F>{&ch, T(std::forward<U>(v)), std::move(f)};
+}
+// on_timeout(d, f): f() runs if no channel case became ready within d.
+template <class Rep, class Period, class F>
+auto on_timeout(std::chrono::duration<Rep, Period> d, F f) {
+  return detail::TimeoutCase<F>{detail::deadline_after(d), std::move(f)};
+}
+// on_deadline(t, f): as on_timeout, with an absolute steady_clock time.
+template <class F>
+auto on_deadline(std::chrono::steady_clock::time_point t, F f) {
+  return detail::TimeoutCase<F>{t, std::move(f)};
+}
+// on_default(f): f() runs at once if no channel case is ready.
+template <class F>
+auto on_default(F f) {
+  return detail::DefaultCase<F>{std::move(f)};
+}
+
+// select: see the file comment.
+template <class... C>
+SPINDLE_MAY_SUSPEND std::size_t select(C&&... cases) {
+  static_assert(sizeof...(C) > 0, "select needs at least one case");
+  static_assert(((std::remove_cvref_t<C>::kind == detail::CaseKind::timeout) + ... + 0) <= 1,
+                "select: at most one on_timeout");
+  static_assert(((std::remove_cvref_t<C>::kind == detail::CaseKind::fallback) + ... + 0) <= 1,
+                "select: at most one on_default");
+  detail::Selector<std::remove_reference_t<C>...> s(cases...);
+  return s.run();
+}
+
+}  // namespace spindle

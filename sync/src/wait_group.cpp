@@ -1,0 +1,70 @@
+// wait_group.cpp: WaitGroup and Barrier (see wait_group.hpp, barrier.hpp).
+#include <spindle/sync/barrier.hpp>
+#include <spindle/sync/wait_group.hpp>
+
+namespace spindle {
+
+void WaitGroup::add(std::ptrdiff_t n) {
+  detail::Wakeups wakeups;
+  std::lock_guard g(mu_);
+  count_ += n;
+  SPINDLE_CHECK(count_ >= 0, "WaitGroup counter went negative");
+  if (count_ == 0) {
+    while (detail::WaitNode* w = waiters_.pop_winner()) wakeups.add(w);
+  }
+}
+
+std::ptrdiff_t WaitGroup::count() const noexcept {
+  std::lock_guard g(mu_);
+  return count_;
+}
+
+void WaitGroup::wait() { wait_impl(nullptr); }
+
+bool WaitGroup::wait_impl(const detail::TimePoint* deadline) {
+  {
+    std::lock_guard g(mu_);
+    if (count_ == 0) return true;
+  }
+  detail::WaitNode node;
+  const auto s = detail::wait_on(
+      mu_, waiters_, node, deadline, [&](detail::Wakeups&) { return count_ == 0; },
+      "wait group");
+  detail::throw_if_cancelled(s);
+  return s == detail::Waiter::notified;
+}
+
+Barrier::Barrier(std::ptrdiff_t count) : count_(count) {
+  SPINDLE_CHECK(count > 0, "Barrier needs a positive count");
+}
+
+std::uint64_t Barrier::arrive_and_wait() {
+  std::uint64_t my_phase;
+  {
+    detail::Wakeups wakeups;
+    std::lock_guard g(mu_);
+    my_phase = phase_;
+    if (++arrived_ == count_) {
+      arrived_ = 0;
+      ++phase_;
+      // Every queued participant of this phase is still linked: its wait can
+      // only end by our wakeup, a timer (none here) or a cancel, and a
+      // cancelled one withdrew its arrival under mu_ before leaving.
+      while (detail::WaitNode* w = waiters_.pop_winner()) wakeups.add(w);
+      return my_phase;
+    }
+  }
+  detail::WaitNode node;
+  const auto s = detail::wait_on(
+      mu_, waiters_, node, nullptr, [&](detail::Wakeups&) { return phase_ != my_phase; },
+      "barrier");
+  if (s != detail::Waiter::notified) {
+    std::lock_guard g(mu_);
+    if (phase_ == my_phase) --arrived_;  // withdraw: this phase did not complete
+    else return my_phase;               // it completed meanwhile: we passed
+  }
+  detail::throw_if_cancelled(s);
+  return my_phase;
+}
+
+}  // namespace spindle

@@ -1,0 +1,148 @@
+// channel_test.cpp: Channel<T> (rendezvous, bounded, unbounded), close,
+// range-for, timeouts, cancellation, plain threads.
+#include <memory>
+
+#include "sync_test_util.hpp"
+
+using namespace sync_test;
+namespace sp = spindle;
+
+namespace {
+std::unique_ptr<sp::Channel<long>> make_channel(int kind) {
+  if (kind < 0) return std::make_unique<sp::Channel<long>>(sp::unbounded);
+  return std::make_unique<sp::Channel<long>>(static_cast<std::size_t>(kind));
+}
+}  // namespace
+
+TEST_CASE("Channel: per-sender order, every value once, any capacity", "[channel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int kind = GENERATE(0, 1, 16, -1);
+  const long per = static_cast<long>(scaled(2000));
+  const int senders = 4;  // the last one is a plain thread
+  run_checked(workers, [&] {
+    auto ch = make_channel(kind);
+    sp::WaitGroup wg(senders);
+    auto send_all = [&](long id) {
+      for (long i = 0; i < per; ++i) ch->send(id * 1'000'000 + i);
+      wg.done();
+    };
+    PlainThreads pts;
+    pts.start([&] { send_all(senders - 1); });
+    for (long s = 0; s < senders - 1; ++s) sp::spawn(send_all, s).detach();
+    auto closer = sp::spawn([&] { wg.wait(); ch->close(); });
+    std::vector<long> next(senders, 0);
+    long count = 0;
+    bool in_order = true;
+    for (long v : *ch) {
+      const long id = v / 1'000'000, seq = v % 1'000'000;
+      if (seq != next[id]) in_order = false;
+      next[id] = seq + 1;
+      ++count;
+    }
+    closer.join();
+    REQUIRE(in_order);
+    REQUIRE(count == senders * per);
+  });
+}
+
+TEST_CASE("Channel: rendezvous blocks the sender until a receiver takes the value", "[channel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> ch;  // capacity 0
+    std::atomic<bool> sent{false};
+    auto s = sp::spawn([&] { ch.send(7); sent = true; });
+    settle();
+    REQUIRE_FALSE(sent.load());
+    REQUIRE_FALSE(ch.try_send(8));  // no receiver waiting
+    REQUIRE(ch.recv() == 7);
+    s.join();
+    REQUIRE(sent.load());
+    // A receiver waiting makes try_send succeed.
+    auto r = sp::spawn([&] { return ch.recv(); });
+    settle();
+    REQUIRE(ch.try_send(9));
+    REQUIRE(r.join() == 9);
+  });
+}
+
+TEST_CASE("Channel: close semantics", "[channel][close]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> ch(4);
+    ch.send(1);
+    ch.send(2);
+    ch.close();
+    ch.close();  // idempotent
+    REQUIRE(ch.is_closed());
+    REQUIRE_THROWS_AS(ch.send(3), sp::ChannelClosed);
+    REQUIRE_THROWS_AS(ch.try_send(3), sp::ChannelClosed);
+    REQUIRE(ch.recv() == 1);  // buffered values are drained first
+    REQUIRE(ch.try_recv() == 2);
+    REQUIRE(ch.recv() == std::nullopt);
+    REQUIRE(ch.recv_for(10ms) == std::nullopt);
+
+    // close wakes every waiting receiver (nullopt) and sender (ChannelClosed).
+    sp::Channel<int> rv;
+    std::vector<sp::Task<std::optional<int>>> rs;
+    for (int i = 0; i < 3; ++i) rs.push_back(sp::spawn([&] { return rv.recv(); }));
+    sp::Channel<int> full(1);
+    full.send(0);
+    auto s = sp::spawn([&] { full.send(1); });
+    settle();
+    rv.close();
+    full.close();
+    for (auto& r : rs) REQUIRE(r.join() == std::nullopt);
+    REQUIRE_THROWS_AS(s.join(), sp::ChannelClosed);
+    REQUIRE(full.recv() == 0);
+    REQUIRE(full.recv() == std::nullopt);
+  });
+}
+
+TEST_CASE("Channel: try_ and timed operations, cancellation", "[channel][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> ch(1);
+    REQUIRE(ch.try_recv() == std::nullopt);
+    REQUIRE(ch.try_send(1));
+    REQUIRE_FALSE(ch.try_send(2));
+    REQUIRE_FALSE(ch.send_for(2, 15ms));
+    REQUIRE(ch.size() == 1);
+    REQUIRE(ch.recv() == 1);
+    REQUIRE(ch.recv_for(15ms) == std::nullopt);
+    REQUIRE_FALSE(ch.is_closed());
+    auto r = sp::spawn([&] { return ch.recv(); });
+    settle();
+    r.cancel();
+    REQUIRE_THROWS_AS(r.join(), sp::Cancelled);
+    ch.send(5);
+    auto s = sp::spawn([&] { ch.send(6); });
+    settle();
+    s.cancel();
+    REQUIRE_THROWS_AS(s.join(), sp::Cancelled);
+    // Neither cancelled wait took or left anything behind.
+    REQUIRE(ch.recv() == 5);
+    REQUIRE(ch.try_recv() == std::nullopt);
+    auto late = sp::spawn([&] { return ch.recv_for(10s); });
+    settle();
+    ch.send(7);
+    REQUIRE(late.join() == 7);
+  });
+}
+
+TEST_CASE("Channel: move-only values and a plain-thread receiver", "[channel][thread]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int n = static_cast<int>(scaled(500));
+  run_checked(workers, [&] {
+    sp::Channel<std::unique_ptr<int>> ch;
+    sp::Channel<long> result(sp::unbounded);
+    PlainThreads pts;
+    pts.start([&] {
+      long sum = 0;
+      while (auto p = ch.recv()) sum += **p;
+      result.send(sum);
+    });
+    for (int i = 1; i <= n; ++i) ch.send(std::make_unique<int>(i));
+    ch.close();
+    REQUIRE(result.recv() == static_cast<long>(n) * (n + 1) / 2);
+  });
+}

@@ -1,0 +1,88 @@
+// generator_test.cpp: Generator<T>.
+#include <memory>
+#include <stdexcept>
+
+#include "sync_test_util.hpp"
+
+using namespace sync_test;
+namespace sp = spindle;
+
+TEST_CASE("Generator: streams values lazily into range-for", "[generator]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    std::atomic<int> produced{0};
+    sp::Generator<int> g([&](auto& yield) {
+      for (int i = 0; i < 100; ++i) {
+        ++produced;
+        yield(i);
+      }
+    });
+    settle();
+    REQUIRE(produced.load() == 0);  // nothing runs before the first request
+    int expect = 0;
+    for (int v : g) {
+      REQUIRE(v == expect++);
+      REQUIRE(produced.load() == v + 1);  // at most one value ahead: none
+    }
+    REQUIRE(expect == 100);
+  });
+}
+
+TEST_CASE("Generator: move-only values, blocking producer", "[generator]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Generator<std::unique_ptr<int>> g([](auto& yield) {
+      for (int i = 0; i < 5; ++i) {
+        sp::sleep_for(1ms);
+        yield(std::make_unique<int>(i));
+      }
+    });
+    int sum = 0;
+    for (auto& p : g) sum += *p;
+    REQUIRE(sum == 10);
+  });
+}
+
+TEST_CASE("Generator: a producer exception reaches the consumer", "[generator]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Generator<int> g([](auto& yield) {
+      yield(1);
+      throw std::runtime_error("boom");
+    });
+    std::vector<int> seen;
+    REQUIRE_THROWS_WITH([&] { for (int v : g) seen.push_back(v); }(), "boom");
+    REQUIRE(seen == std::vector<int>{1});
+  });
+}
+
+TEST_CASE("Generator: abandoning it cancels the producer", "[generator][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Event cleaned;
+    {
+      sp::Generator<int> g([&](auto& yield) {
+        struct Cleanup {
+          sp::Event& e;
+          ~Cleanup() { e.set(); }
+        } c{cleaned};
+        for (int i = 0;; ++i) yield(i);  // infinite
+      });
+      int n = 0;
+      for (int v : g) {
+        if (v == 3) break;
+        ++n;
+      }
+      REQUIRE(n == 3);
+    }
+    REQUIRE(cleaned.wait_for(10s));
+    // The consumer's wait is itself cancellable.
+    auto consumer = sp::spawn([] {
+      sp::Generator<int> slow([](auto& yield) { sp::sleep_for(std::chrono::hours(1)); yield(0); });
+      for (int v : slow) (void)v;
+    });
+    settle();
+    consumer.cancel();
+    REQUIRE_THROWS_AS(consumer.join(), sp::Cancelled);
+  });
+}

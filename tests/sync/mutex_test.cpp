@@ -1,0 +1,266 @@
+// mutex_test.cpp: Mutex, SharedMutex and ConditionVariable.
+#include <mutex>
+#include <shared_mutex>
+
+#include "sync_test_util.hpp"
+
+using namespace sync_test;
+namespace sp = spindle;
+
+TEST_CASE("Mutex: mutual exclusion under contention, fibers and plain threads", "[mutex]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int fibers = 16, threads = 2;
+  const int iters = static_cast<int>(scaled(2000));
+  long counter = 0;  // deliberately not atomic: the mutex protects it
+  run_checked(workers, [&] {
+    sp::Mutex m;
+    sp::WaitGroup wg(fibers + threads);
+    PlainThreads pts;
+    for (int t = 0; t < threads; ++t) {
+      pts.start([&] {
+        for (int i = 0; i < iters; ++i) {
+          std::lock_guard g(m);
+          ++counter;
+        }
+        wg.done();
+      });
+    }
+    for (int f = 0; f < fibers; ++f) {
+      sp::spawn([&] {
+        for (int i = 0; i < iters; ++i) {
+          std::unique_lock g(m);
+          const long seen = counter;
+          if (i % 7 == 0) sp::yield();  // hold the lock across a switch
+          counter = seen + 1;
+        }
+        wg.done();
+      }).detach();
+    }
+    wg.wait();
+  });
+  REQUIRE(counter == static_cast<long>(fibers + threads) * iters);
+}
+
+TEST_CASE("Mutex: try_lock, try_lock_for, scoped_lock", "[mutex]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Mutex a, b;
+    REQUIRE(a.try_lock());
+    REQUIRE_FALSE(a.try_lock());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto other = sp::spawn([&] { return a.try_lock_for(30ms); });
+    REQUIRE_FALSE(other.join());
+    REQUIRE(std::chrono::steady_clock::now() - t0 >= 30ms);
+    auto later = sp::spawn([&] {
+      const bool ok = a.try_lock_for(10s);
+      if (ok) a.unlock();
+      return ok;
+    });
+    settle();
+    a.unlock();
+    REQUIRE(later.join());
+    {
+      std::scoped_lock both(a, b);
+      REQUIRE_FALSE(b.try_lock());
+    }
+    REQUIRE(b.try_lock());
+    b.unlock();
+  });
+}
+
+TEST_CASE("Mutex: a waiter is not starved by a hot lock", "[mutex]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Mutex m;
+    std::atomic<bool> victim_done{false};
+    std::atomic<long> hot_rounds{0};
+    std::vector<sp::Task<void>> hot;
+    for (int i = 0; i < 4; ++i) {
+      hot.push_back(sp::spawn([&] {
+        // Re-lock at once after every unlock, for as long as the victim waits
+        // (capped so a starving implementation fails instead of hanging).
+        while (!victim_done.load() && hot_rounds.fetch_add(1) < 2'000'000) {
+          std::lock_guard g(m);
+          sp::yield();
+        }
+      }));
+    }
+    settle();
+    auto victim = sp::spawn([&] {
+      std::lock_guard g(m);
+      victim_done = true;
+    });
+    victim.join();
+    for (auto& t : hot) t.join();
+    REQUIRE(victim_done.load());
+    REQUIRE(hot_rounds.load() < 2'000'000);
+  });
+}
+
+TEST_CASE("Mutex: lock is cancellable and the mutex stays usable", "[mutex][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Mutex m;
+    m.lock();
+    auto waiter = sp::spawn([&] { m.lock(); m.unlock(); });
+    settle();
+    waiter.cancel();
+    REQUIRE_THROWS_AS(waiter.join(), sp::Cancelled);
+    m.unlock();
+    REQUIRE(m.try_lock());
+    m.unlock();
+  });
+}
+
+TEST_CASE("Mutex: a plain thread blocks until a fiber unlocks", "[mutex][thread]") {
+  run_checked(2u, [&] {
+    sp::Mutex m;
+    sp::Event locked_by_thread;
+    m.lock();
+    std::atomic<bool> got{false};
+    PlainThreads pts;
+    pts.start([&] {
+      m.lock();
+      got = true;
+      locked_by_thread.set();
+      m.unlock();
+    });
+    settle();
+    REQUIRE_FALSE(got.load());
+    m.unlock();
+    locked_by_thread.wait();
+    REQUIRE(got.load());
+  });
+}
+
+TEST_CASE("ConditionVariable: producer/consumer with a predicate", "[condvar]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int items = static_cast<int>(scaled(3000));
+  run_checked(workers, [&] {
+    sp::Mutex m;
+    sp::ConditionVariable not_empty, not_full;
+    std::deque<int> q;  // guarded by m
+    long sum = 0;
+    auto consumer = sp::spawn([&] {
+      for (int i = 0; i < 2 * items; ++i) {
+        std::unique_lock lk(m);
+        not_empty.wait(lk, [&] { return !q.empty(); });
+        sum += q.front();
+        q.pop_front();
+        not_full.notify_one();
+      }
+    });
+    auto produce = [&] {
+      for (int i = 1; i <= items; ++i) {
+        std::unique_lock lk(m);
+        not_full.wait(lk, [&] { return q.size() < 4; });
+        q.push_back(i);
+        not_empty.notify_one();
+      }
+    };
+    sp::WaitGroup wg(1);
+    PlainThreads pts;
+    pts.start([&] { produce(); wg.done(); });  // one producer is a plain thread
+    produce();
+    consumer.join();
+    wg.wait();
+    REQUIRE(sum == 2L * items * (items + 1) / 2);
+  });
+}
+
+TEST_CASE("ConditionVariable: wait_for times out; cancel keeps the lock held", "[condvar][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Mutex m;
+    sp::ConditionVariable cv;
+    {
+      std::unique_lock lk(m);
+      REQUIRE(cv.wait_for(lk, 20ms) == sp::cv_status::timeout);
+      REQUIRE(lk.owns_lock());
+      REQUIRE_FALSE(cv.wait_for(lk, 10ms, [] { return false; }));
+    }
+    std::atomic<bool> held_after_cancel{false};
+    auto waiter = sp::spawn([&] {
+      std::unique_lock lk(m);
+      try {
+        cv.wait(lk);
+      } catch (const sp::Cancelled&) {
+        held_after_cancel = lk.owns_lock() && !m.try_lock();
+        throw;
+      }
+    });
+    settle();
+    waiter.cancel();
+    REQUIRE_THROWS_AS(waiter.join(), sp::Cancelled);
+    REQUIRE(held_after_cancel.load());
+    REQUIRE(m.try_lock());
+    m.unlock();
+    // notify_all wakes every waiter.
+    int woke = 0;
+    bool go = false;
+    std::vector<sp::Task<void>> ts;
+    for (int i = 0; i < 5; ++i) {
+      ts.push_back(sp::spawn([&] {
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return go; });
+        ++woke;
+      }));
+    }
+    settle();
+    {
+      std::lock_guard g(m);
+      go = true;
+    }
+    cv.notify_all();
+    for (auto& t : ts) t.join();
+    REQUIRE(woke == 5);
+  });
+}
+
+TEST_CASE("SharedMutex: readers share, writers exclude", "[shared_mutex]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int iters = static_cast<int>(scaled(1000));
+  run_checked(workers, [&] {
+    sp::SharedMutex m;
+    std::atomic<int> readers{0}, writers{0};
+    std::atomic<bool> bad{false};
+    long value = 0;
+    sp::WaitGroup wg(8);
+    for (int f = 0; f < 8; ++f) {
+      sp::spawn([&, f] {
+        for (int i = 0; i < iters; ++i) {
+          if ((i + f) % 4 == 0) {
+            std::unique_lock lk(m);
+            if (writers.fetch_add(1) != 0 || readers.load() != 0) bad = true;
+            ++value;
+            if (i % 8 == 0) sp::yield();
+            writers.fetch_sub(1);
+          } else {
+            std::shared_lock lk(m);
+            readers.fetch_add(1);
+            if (writers.load() != 0) bad = true;
+            if (i % 8 == 1) sp::yield();
+            readers.fetch_sub(1);
+          }
+        }
+        wg.done();
+      }).detach();
+    }
+    wg.wait();
+    REQUIRE_FALSE(bad.load());
+    REQUIRE(value == 2L * iters);
+    // A queued writer is not passed by new readers; timed and cancelled waits.
+    m.lock_shared();
+    REQUIRE_FALSE(m.try_lock_for(10ms));
+    auto w = sp::spawn([&] { m.lock(); m.unlock(); });
+    settle();
+    REQUIRE_FALSE(m.try_lock_shared());
+    w.cancel();
+    REQUIRE_THROWS_AS(w.join(), sp::Cancelled);
+    REQUIRE(m.try_lock_shared());
+    m.unlock_shared();
+    m.unlock_shared();
+    REQUIRE(m.try_lock());
+    m.unlock();
+  });
+}

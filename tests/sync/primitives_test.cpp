@@ -1,0 +1,154 @@
+// primitives_test.cpp: Event, Semaphore, WaitGroup, Barrier.
+#include "sync_test_util.hpp"
+
+using namespace sync_test;
+namespace sp = spindle;
+
+TEST_CASE("Event: set wakes every waiter, fibers and plain threads", "[event]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Event ev;
+    sp::WaitGroup wg(10 + 2);
+    std::atomic<int> woke{0};
+    PlainThreads pts;
+    for (int i = 0; i < 2; ++i) pts.start([&] { ev.wait(); ++woke; wg.done(); });
+    for (int i = 0; i < 10; ++i) sp::spawn([&] { ev.wait(); ++woke; wg.done(); }).detach();
+    settle();
+    REQUIRE(woke.load() == 0);
+    REQUIRE_FALSE(ev.is_set());
+    ev.set();
+    wg.wait();
+    REQUIRE(woke.load() == 12);
+    REQUIRE(ev.is_set());
+    ev.wait();  // already set: returns at once
+    ev.clear();
+    REQUIRE_FALSE(ev.wait_for(15ms));
+    auto w = sp::spawn([&] { ev.wait(); });
+    settle();
+    w.cancel();
+    REQUIRE_THROWS_AS(w.join(), sp::Cancelled);
+    // A plain thread sets it for a fiber.
+    pts.start([&] { std::this_thread::sleep_for(10ms); ev.set(); });
+    REQUIRE(ev.wait_for(10s));
+  });
+}
+
+TEST_CASE("Semaphore: bounds concurrency; release hands permits FIFO", "[semaphore]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int jobs = static_cast<int>(scaled(400));
+  run_checked(workers, [&] {
+    sp::Semaphore sem(3);
+    std::atomic<int> inside{0}, peak{0};
+    sp::WaitGroup wg(jobs + 2);
+    auto job = [&] {
+      auto permit = sem.acquire_guard();
+      const int n = ++inside;
+      int p = peak.load();
+      while (n > p && !peak.compare_exchange_weak(p, n)) {}
+      if (sp::this_fiber::in_fiber()) sp::yield(); else std::this_thread::yield();
+      --inside;
+    };
+    PlainThreads pts;
+    for (int t = 0; t < 2; ++t) pts.start([&] { for (int i = 0; i < 20; ++i) job(); wg.done(); });
+    for (int i = 0; i < jobs; ++i) sp::spawn([&] { job(); wg.done(); }).detach();
+    wg.wait();
+    REQUIRE(peak.load() <= 3);
+    REQUIRE(peak.load() >= 1);
+    REQUIRE(sem.available() == 3);
+  });
+}
+
+TEST_CASE("Semaphore: try_acquire, acquire_for, cancellation", "[semaphore][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Semaphore sem(1);
+    REQUIRE(sem.try_acquire());
+    REQUIRE_FALSE(sem.try_acquire());
+    REQUIRE_FALSE(sem.acquire_for(15ms));
+    auto c = sp::spawn([&] { sem.acquire(); });
+    settle();
+    c.cancel();
+    REQUIRE_THROWS_AS(c.join(), sp::Cancelled);
+    // The cancelled waiter took nothing: the next release goes to a live one.
+    auto ok = sp::spawn([&] { return sem.acquire_for(10s); });
+    settle();
+    sem.release();
+    REQUIRE(ok.join());
+    REQUIRE(sem.available() == 0);
+    sem.release(2);
+    REQUIRE(sem.available() == 2);
+  });
+}
+
+TEST_CASE("WaitGroup: wait returns when the counter reaches zero", "[wait_group]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::WaitGroup wg;
+    wg.wait();  // zero: at once
+    std::atomic<int> done{0};
+    wg.add(20);
+    for (int i = 0; i < 20; ++i) {
+      sp::spawn([&] { sp::yield(); ++done; wg.done(); }).detach();
+    }
+    std::vector<sp::Task<void>> waiters;
+    for (int i = 0; i < 3; ++i) waiters.push_back(sp::spawn([&] { wg.wait(); }));
+    wg.wait();
+    REQUIRE(done.load() == 20);
+    for (auto& w : waiters) w.join();
+    wg.add(1);
+    REQUIRE_FALSE(wg.wait_for(10ms));
+    auto c = sp::spawn([&] { wg.wait(); });
+    settle();
+    c.cancel();
+    REQUIRE_THROWS_AS(c.join(), sp::Cancelled);
+    PlainThreads pts;
+    pts.start([&] { std::this_thread::sleep_for(5ms); wg.done(); });
+    wg.wait();
+    REQUIRE(wg.count() == 0);
+  });
+}
+
+TEST_CASE("Barrier: phases keep participants in step", "[barrier]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int phases = static_cast<int>(scaled(200));
+  const int n = 6;
+  run_checked(workers, [&] {
+    sp::Barrier barrier(n);
+    std::atomic<int> arrived{0};
+    std::atomic<bool> bad{false};
+    sp::WaitGroup wg(n);
+    auto part = [&] {
+      for (int p = 0; p < phases; ++p) {
+        ++arrived;
+        barrier.arrive_and_wait();
+        // Everyone of phase p has arrived before anyone leaves it.
+        if (arrived.load() < (p + 1) * n) bad = true;
+        barrier.arrive_and_wait();
+      }
+      wg.done();
+    };
+    PlainThreads pts;
+    pts.start(part);  // one participant is a plain thread
+    for (int i = 1; i < n; ++i) sp::spawn(part).detach();
+    wg.wait();
+    REQUIRE_FALSE(bad.load());
+    REQUIRE(arrived.load() == phases * n);
+  });
+}
+
+TEST_CASE("Barrier: a cancelled participant is withdrawn", "[barrier][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Barrier barrier(2);
+    auto c = sp::spawn([&] { barrier.arrive_and_wait(); });
+    settle();
+    c.cancel();
+    REQUIRE_THROWS_AS(c.join(), sp::Cancelled);
+    // Its arrival no longer counts: two fresh participants are needed.
+    auto a = sp::spawn([&] { return barrier.arrive_and_wait(); });
+    settle();
+    REQUIRE_FALSE(a.done());
+    barrier.arrive_and_wait();
+    REQUIRE(a.join() == 0);
+  });
+}

@@ -1,0 +1,142 @@
+// select_test.cpp: select over channel cases, default and timeout branches,
+// fairness, closed channels, cancellation, a stress mix.
+#include "sync_test_util.hpp"
+
+using namespace sync_test;
+namespace sp = spindle;
+
+TEST_CASE("select: chooses fairly among ready cases", "[select]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> a(sp::unbounded), b(sp::unbounded);
+    const int rounds = 2000;
+    for (int i = 0; i < rounds; ++i) {
+      a.send(1);
+      b.send(2);
+    }
+    int from_a = 0, from_b = 0;
+    for (int i = 0; i < rounds; ++i) {
+      const auto idx = sp::select(sp::on_recv(a, [&](std::optional<int> v) { from_a += *v; }),
+                                  sp::on_recv(b, [&](std::optional<int> v) { from_b += *v / 2; }));
+      REQUIRE(idx < 2);
+    }
+    REQUIRE(from_a + from_b == rounds);
+    // Both ready every time: each should win about half (binomial, sd ~22).
+    REQUIRE(from_a > rounds * 3 / 10);
+    REQUIRE(from_b > rounds * 3 / 10);
+  });
+}
+
+TEST_CASE("select: default and timeout branches", "[select]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> ch;
+    bool dflt = false;
+    REQUIRE(sp::select(sp::on_recv(ch, [](std::optional<int>) {}),
+                       sp::on_default([&] { dflt = true; })) == 1);
+    REQUIRE(dflt);
+    bool timed = false;
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(sp::select(sp::on_recv(ch, [](std::optional<int>) {}),
+                       sp::on_send(ch, 1, [] {}),
+                       sp::on_timeout(25ms, [&] { timed = true; })) == 2);
+    REQUIRE(timed);
+    REQUIRE(std::chrono::steady_clock::now() - t0 >= 25ms);
+    // Only a timeout: a sleep.
+    REQUIRE(sp::select(sp::on_timeout(5ms, [] {})) == 0);
+  });
+}
+
+TEST_CASE("select: waits until a case becomes ready (recv and send)", "[select]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> in, out;
+    auto feeder = sp::spawn([&] { settle(); in.send(42); });
+    int got = 0;
+    REQUIRE(sp::select(sp::on_recv(in, [&](std::optional<int> v) { got = *v; }),
+                       sp::on_timeout(10s, [] {})) == 0);
+    REQUIRE(got == 42);
+    feeder.join();
+    auto taker = sp::spawn([&] { settle(); return out.recv(); });
+    bool sent = false;
+    REQUIRE(sp::select(sp::on_recv(in, [](std::optional<int>) {}),
+                       sp::on_send(out, 9, [&] { sent = true; })) == 1);
+    REQUIRE(sent);
+    REQUIRE(taker.join() == 9);
+    // A plain thread is the other side.
+    PlainThreads pts;
+    pts.start([&] { std::this_thread::sleep_for(10ms); in.send(5); });
+    REQUIRE(sp::select(sp::on_recv(in, [&](std::optional<int> v) { got = *v; })) == 0);
+    REQUIRE(got == 5);
+  });
+}
+
+TEST_CASE("select: closed channels", "[select][close]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> a, b;
+    auto closer = sp::spawn([&] { settle(); a.close(); });
+    bool closed = false;
+    REQUIRE(sp::select(sp::on_recv(a, [&](std::optional<int> v) { closed = !v; }),
+                       sp::on_recv(b, [](std::optional<int>) {})) == 0);
+    REQUIRE(closed);
+    closer.join();
+    REQUIRE_THROWS_AS(sp::select(sp::on_send(a, 1, [] {})), sp::ChannelClosed);
+    b.close();
+  });
+}
+
+TEST_CASE("select: cancellable, and leaves no waiter behind", "[select][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> a, b;
+    auto s = sp::spawn([&] {
+      sp::select(sp::on_recv(a, [](std::optional<int>) {}), sp::on_send(b, 1, [] {}));
+    });
+    settle();
+    s.cancel();
+    REQUIRE_THROWS_AS(s.join(), sp::Cancelled);
+    REQUIRE_FALSE(a.try_send(1));  // nobody receives on a any more
+    REQUIRE(b.try_recv() == std::nullopt);
+  });
+}
+
+TEST_CASE("select: stress, values are conserved", "[select][stress]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const long per = static_cast<long>(scaled(1000));
+  run_checked(workers, [&] {
+    sp::Channel<long> c0, c1(2), done(sp::unbounded);
+    const int producers = 4, consumers = 4;
+    sp::WaitGroup prod(producers);
+    for (int p = 0; p < producers; ++p) {
+      sp::spawn([&] {
+        for (long i = 1; i <= per; ++i) {
+          sp::select(sp::on_send(c0, i, [] {}), sp::on_send(c1, i, [] {}));
+        }
+        prod.done();
+      }).detach();
+    }
+    auto closer = sp::spawn([&] { prod.wait(); c0.close(); c1.close(); });
+    for (int c = 0; c < consumers; ++c) {
+      sp::spawn([&] {
+        long sum = 0;
+        bool open0 = true, open1 = true;
+        while (open0 || open1) {
+          if (open0 && open1) {
+            sp::select(sp::on_recv(c0, [&](std::optional<long> v) { if (v) sum += *v; else open0 = false; }),
+                       sp::on_recv(c1, [&](std::optional<long> v) { if (v) sum += *v; else open1 = false; }));
+          } else if (open0) {
+            if (auto v = c0.recv()) sum += *v; else open0 = false;
+          } else {
+            if (auto v = c1.recv()) sum += *v; else open1 = false;
+          }
+        }
+        done.send(sum);
+      }).detach();
+    }
+    long total = 0;
+    for (int c = 0; c < consumers; ++c) total += *done.recv();
+    closer.join();
+    REQUIRE(total == producers * per * (per + 1) / 2);
+  });
+}
