@@ -51,6 +51,11 @@ class Scheduler {
   void register_parked(Worker* w);
   void unregister_parked(Worker* w);
   int parked_count() const noexcept { return parked_count_.load(std::memory_order_seq_cst); }
+  // A hint for deciding whether sharing work is worth it (not for the park
+  // protocol, which uses the fenced reads).
+  bool anyone_parked_hint() const noexcept {
+    return parked_count_.load(std::memory_order_relaxed) != 0;
+  }
 
   // --- fibers ---
   std::uint64_t take_id_block(std::uint64_t n) noexcept {

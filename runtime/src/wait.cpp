@@ -74,6 +74,7 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
     }
   }
   Worker* const saved_affinity = f->affinity_;
+  w.resume_affinity = saved_affinity;
   if (deadline != nullptr) f->affinity_ = wk;  // the timer lives in wk's heap
   f->wait_what_.store(what, std::memory_order_relaxed);
   wk->switch_out(Pending{Pending::wait, f, &w, deadline, &publish, nullptr});

@@ -185,16 +185,25 @@ Fiber* Worker::next_local() {
       ++lifo_runs_;
       return std::exchange(lifo_, nullptr);
     }
-    fifo_.push_back(std::exchange(lifo_, nullptr));
+    push_fifo(std::exchange(lifo_, nullptr));
   }
   lifo_runs_ = 0;
   if (Fiber* f = deque_.pop()) return f;
+  // Alternate between the two FIFOs when both have fibers, so neither
+  // starves the other.
+  if (!pinned_.empty() && (fifo_.empty() || (tick_ & 1) != 0)) return pinned_.pop_front();
   if (!fifo_.empty()) {
     Fiber* f = fifo_.pop_front();
-    if (!fifo_.empty()) transfer_fifo();
+    // Only make the rest stealable when someone idles: otherwise the moves
+    // are pure cost (yield n=1000 pays a deque push and pop per yield).
+    if (!fifo_.empty() && sched_.anyone_parked_hint()) transfer_fifo();
     return f;
   }
   return nullptr;
+}
+
+void Worker::push_fifo(Fiber* f) {
+  if (f->affinity_ == this) pinned_.push_back(f); else fifo_.push_back(f);
 }
 
 // next_direct: the next fiber a suspending fiber may switch to directly, or
@@ -211,13 +220,21 @@ Fiber* Worker::next_direct() {
 Fiber* Worker::find_work() {
   maintenance();
   if (Fiber* f = next_local()) return f;
+  // Out of local work: now take a batch of the global queue.
+  if (take_global(0)) {
+    if (Fiber* f = next_local()) return f;
+  }
   return steal();
 }
 
 void Worker::maintenance() {
   last_maintenance_ = tick_;
   drain_inbox();
-  take_global();
+  // Fairness only: one fiber from the global queue, to the back of the FIFO.
+  // A batch on top of the LIFO deque here would run new fibers ahead of the
+  // ones timers just woke, and with 100,000 sleepers every one of them would
+  // start (and hold a stack) before the first could finish.
+  take_global(1);
   if (!timers_.empty()) fire_timers();
   if (uv_loop_alive(&loop_)) {
     uv_run(&loop_, UV_RUN_NOWAIT);
@@ -230,11 +247,19 @@ void Worker::maintenance() {
 void Worker::drain_inbox() {
   if (inbox_.empty()) return;
   FiberList l = inbox_.take(0);
-  fifo_.splice_back(l);
+  while (Fiber* f = l.pop_front()) push_fifo(f);
 }
 
-bool Worker::take_global() {
+// take_global: up to `max` fibers (0: a fair share) from the global queue.
+// A single fiber goes to the back of the FIFO; a batch goes onto the deque.
+bool Worker::take_global(std::size_t max) {
   if (sched_.global_empty()) return false;
+  if (max == 1) {
+    FiberList l = sched_.take_global(1);
+    if (l.empty()) return false;
+    push_fifo(l.pop_front());
+    return true;
+  }
   const std::size_t free = deque_.capacity() - deque_.size_hint();
   std::size_t n = sched_.global_size_hint() / sched_.size() + 1;
   n = std::min({n, free / 2, std::size_t{64}});
@@ -242,25 +267,20 @@ bool Worker::take_global() {
   FiberList l = sched_.take_global(n);
   bool any = !l.empty();
   while (Fiber* f = l.pop_front()) {
-    if (!deque_.push(f)) fifo_.push_back(f);
+    if (!deque_.push(f)) push_fifo(f);
   }
   return any;
 }
 
 // transfer_fifo: moves the FIFO into the deque so idle workers can steal it,
 // pushing the newest first so that the owner's LIFO pops still return the
-// oldest first. Fibers pinned here stay in the FIFO (thieves could not run
-// them anyway).
+// oldest first. Pinned fibers live in pinned_ and never come here.
 void Worker::transfer_fifo() {
-  std::size_t room = deque_.capacity() - deque_.size_hint();
+  const std::size_t room = deque_.capacity() - deque_.size_hint();
   scratch_.clear();
-  FiberList keep;
-  while (!fifo_.empty() && scratch_.size() < room) {
-    Fiber* f = fifo_.pop_front();
-    if (f->affinity_ == this) keep.push_back(f); else scratch_.push_back(f);
-  }
-  keep.splice_back(fifo_);
-  fifo_.splice_back(keep);
+  // The oldest move; what does not fit stays in fifo_ and, since the deque
+  // is popped first, still runs after them.
+  while (!fifo_.empty() && scratch_.size() < room) scratch_.push_back(fifo_.pop_front());
   for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) deque_.push(*it);
   if (scratch_.size() > 1) sched_.notify_work(false);
 }
@@ -302,7 +322,9 @@ Fiber* Worker::steal() {
 // ---- parking --------------------------------------------------------------
 
 bool Worker::has_work_for_park() const {
-  if (lifo_ || deque_.size_hint() > 0 || !fifo_.empty() || !inbox_.empty()) return true;
+  if (lifo_ || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty() || !inbox_.empty()) {
+    return true;
+  }
   if (!sched_.global_empty() || sched_.stopping()) return true;
   for (unsigned i = 0; i < sched_.size(); ++i) {
     if (sched_.worker(i).has_stealable()) return true;
@@ -416,7 +438,13 @@ void Worker::fire_timers() {
   while (!timers_.empty() && timers_.top()->deadline <= now) {
     Waiter* w = timers_.pop();
     timers_fired_.inc();
-    if (w->try_complete(Waiter::timed_out)) wake(*w);
+    if (w->try_complete(Waiter::timed_out)) {
+      // We won, so nobody else touches the fiber until it runs; its timer is
+      // gone, so it need not come back here (a 100,000-sleeper wake-up would
+      // otherwise queue them all as pinned).
+      w->fiber->affinity_ = w->resume_affinity;
+      wake(*w);
+    }
   }
   timer_count_.store(timers_.size(), std::memory_order_relaxed);
 }
@@ -463,7 +491,7 @@ void Worker::land(void* from) {
     case Pending::yield:
       p.prev->ctx_.fctx = from;
       p.prev->state_.store(FiberState::ready, std::memory_order_relaxed);
-      fifo_.push_back(p.prev);
+      push_fifo(p.prev);
       break;
     case Pending::finish:
       finish(p.prev);

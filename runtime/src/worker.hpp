@@ -105,7 +105,7 @@ class Worker {
   Fiber* find_work();
   void maintenance();
   void drain_inbox();
-  bool take_global();
+  bool take_global(std::size_t max);
   Fiber* steal();
   void park();
   bool has_work_for_park() const;
@@ -113,6 +113,7 @@ class Worker {
   void arm_park_timer(bool deadlock_watch);
   void disarm_park_timer();
   void transfer_fifo();
+  void push_fifo(Fiber* f);
   void overflow_half();
   void finish(Fiber* f);
   void after_wait_publish(const Pending& p);
@@ -126,7 +127,8 @@ class Worker {
   Pending pending_;
   Fiber* lifo_ = nullptr;
   unsigned lifo_runs_ = 0;
-  FiberList fifo_;  // yielded, capped-LIFO and inbox fibers, oldest first
+  FiberList fifo_;    // yielded, capped-LIFO and inbox fibers, oldest first
+  FiberList pinned_;  // the same, for fibers that must run on this worker
   std::vector<Fiber*> scratch_;
   std::uint64_t tick_ = 0;
   std::uint64_t last_maintenance_ = 0;

@@ -58,9 +58,12 @@ struct Waiter {
   Waiter* prev = nullptr;
   void* data = nullptr;
   std::uintptr_t tag = 0;
-  // Timer bookkeeping (owner worker only; see TimerHeap).
+  // Timer bookkeeping (owner worker only; see TimerHeap). A timed wait pins
+  // the fiber to the timer's worker; when the timer itself wins, the pin is
+  // no longer needed and the fiber gets resume_affinity back at once.
   std::chrono::steady_clock::time_point deadline{};
   std::int32_t heap_index = -1;
+  Worker* resume_affinity = nullptr;
 };
 
 // wait: blocks the calling fiber (or plain thread) until w is completed by a
