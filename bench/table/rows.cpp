@@ -1,0 +1,117 @@
+// rows.cpp: the table's rows and columns. To add a workload, write its
+// Workload (bench/workloads/) and add one Row below.
+#include "rows.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <map>
+
+#include "../harness/measure.hpp"
+#include "../workloads/workloads.hpp"
+
+#ifdef SPINDLE_BENCH_SYNC_ROWS
+#include "sync_workloads.hpp"
+#endif
+
+namespace bench {
+
+namespace {
+int g_fast_runs = 3;
+
+// runs == 0: g_fast_runs. Results are cached per (workload, config,
+// repetitions); a screening run is one cold run, the same as a `once` row's.
+Measure cached(const Workload& w, double Sample::*field, int warmups, int runs) {
+  return [=](const Config& c, const Effort& e) {
+    static std::map<std::string, std::vector<Sample>> cache;
+    static std::map<std::string, double> killed;  // key -> limit it was killed at
+    const int n = e.screen ? 1 : runs == 0 ? g_fast_runs : runs;
+    const int warm = e.screen || n == 1 ? 0 : warmups;
+    const std::string key = w.name + "|" + to_string(c) + "|" + std::to_string(n);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+      std::fprintf(stderr, "  %-20s %-42s %-6s", w.name.c_str(), to_string(c).c_str(),
+                   n == 1 ? "1 run" : "median");
+      it = cache.emplace(key, measure(w, c, warm, n, e.timeout_s)).first;
+      if (it->second.empty()) {
+        killed[key] = e.timeout_s;
+        std::fprintf(stderr, "   killed after %.1f s\n", e.timeout_s);
+      } else {
+        std::fprintf(stderr, " %9.1f ms\n", median(it->second, &Sample::ms));
+      }
+    }
+    if (e.killed_after_s != nullptr && killed.count(key)) *e.killed_after_s = killed[key];
+    return median(it->second, field);
+  };
+}
+
+}  // namespace
+
+void set_fast_runs(int runs) { g_fast_runs = runs; }
+
+Measure per_threads(double (*on_spindle)(unsigned), double (*on_boost)(unsigned)) {
+  auto cache = std::make_shared<std::map<std::string, double>>();
+  return [=](const Config& c, const Effort&) {
+    const std::string key = std::to_string(static_cast<int>(c.peer)) + "/" + std::to_string(c.threads);
+    auto it = cache->find(key);
+    if (it != cache->end()) return it->second;
+    auto f = c.peer == Peer::spindle ? on_spindle : on_boost;
+    std::vector<Sample> runs;
+    for (int i = 0; i < g_fast_runs; ++i) {
+      std::string bytes = *run_in_child("function row", [&] {
+        const double v = f(c.threads);
+        return std::string(reinterpret_cast<const char*>(&v), sizeof v);
+      });
+      Sample s;
+      std::memcpy(&s.ms, bytes.data(), sizeof(double));
+      runs.push_back(s);
+    }
+    return (*cache)[key] = median(runs, &Sample::ms);
+  };
+}
+
+Measure median_of3(const Workload& w, double Sample::*field) { return cached(w, field, 1, 0); }
+Measure once(const Workload& w, double Sample::*field) { return cached(w, field, 0, 1); }
+
+std::vector<Row> table_rows() {
+  const Workload sky = skynet(), sj = spawn_join(), y2 = yield_switch(2), y1k = yield_switch(1000),
+                 tm = timers();
+  std::vector<Row> rows = {
+      {"skynet", "ns/fiber", median_of3(sky, &Sample::ns_per_op)},
+      {"skynet", "ms", median_of3(sky, &Sample::ms)},
+      {"spawn_join", "ns/fiber", median_of3(sj, &Sample::ns_per_op)},
+      {"yield n=2", "ns/yield", median_of3(y2, &Sample::ns_per_op)},
+      {"yield n=1000", "ns/yield", median_of3(y1k, &Sample::ns_per_op)},
+      {"timers", "ms", once(tm, &Sample::ms)},
+      {"timers_fire", "ms", once(tm, &Sample::fire_ms)},
+      {"timers", "KiB/fiber", once(tm, &Sample::kib_per_fiber)},
+      // New core rows go here: {name, unit, median_of3(workload, &Sample::field)}.
+  };
+  // Rows of the sync module go here, e.g.
+  //   {"pingpong", "ns/round trip", per_threads(sync_bench::pingpong_spindle,
+  //                                             sync_bench::pingpong_boost)},
+  // with its workloads from bench/sync/sync_workloads.hpp: then link
+  // spindle_sync_workloads to spindle_bench_table and define
+  // SPINDLE_BENCH_SYNC_ROWS in bench/CMakeLists.txt (see the comment there).
+  // A throughput row (values/s) sets higher_is_better.
+  return rows;
+}
+
+std::vector<Column> table_columns() {
+  const Peer s = Peer::spindle, b = Peer::boost_fiber;
+  using A = BoostAlgo;
+  return {
+      {"spindle 1w", s, {{s, 1}}},
+      {"spindle 2w", s, {{s, 2}}},
+      {"Boost.Fiber 1t", b, {{b, 1, A::round_robin}}},
+      // shared_work spinning lost to shared_work suspending on every row
+      // but timers_fire when measured, and costs minutes on skynet (64 s
+      // per run), so it is not screened.
+      {"Boost.Fiber 2t", b,
+       {{b, 2, A::work_stealing, false},
+        {b, 2, A::work_stealing, true},
+        {b, 2, A::shared_work, true}}},
+  };
+}
+
+}  // namespace bench

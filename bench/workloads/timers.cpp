@@ -1,0 +1,95 @@
+// timers.cpp: 100,000 fibers behind a start gate, each sleeping 10 ms
+// (BENCHMARKS.md workload 6). Reports ms first spawn -> last join,
+// fire_ms gate -> last join, and KiB of peak RSS per fiber.
+//
+// Peak RSS is the process's (ru_maxrss), so measure() gives every timers run
+// a fresh child; the figure is the growth of the peak over the run (the
+// binary and the runtime's own start-up memory excluded), per fiber.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <vector>
+
+#include <spindle/spindle.hpp>
+
+#include "../gate.hpp"
+#include "../peers/boost_env.hpp"
+#include "timing.hpp"
+#include "workloads.hpp"
+
+namespace bench {
+
+namespace {
+constexpr long kFibers = 100'000;
+constexpr auto kSleep = std::chrono::milliseconds(10);
+
+Sample finish(long rss0, Clock::time_point t0, Clock::time_point gate, Clock::time_point t1,
+              long count) {
+  if (count != kFibers) {
+    fail("timers", cat("count ", std::to_string(count), ", expected ", std::to_string(kFibers)));
+  }
+  Sample s;
+  s.ms = ms_between(t0, t1);
+  s.fire_ms = ms_between(gate, t1);
+  s.kib_per_fiber = static_cast<double>(peak_rss_kib() - rss0) / kFibers;
+  if (s.fire_ms < 10.0) {  // every fiber sleeps 10 ms after the gate opens
+    fail("timers", cat("last join ", std::to_string(s.fire_ms), " ms after the gate"));
+  }
+  return s;
+}
+
+Sample on_spindle() {
+  Gate gate;
+  std::atomic<long> count{0};
+  std::vector<spindle::Task<void>> fibers;
+  fibers.reserve(kFibers);
+  const long rss0 = peak_rss_kib();
+  auto t0 = Clock::now();
+  for (long i = 0; i < kFibers; ++i) {
+    fibers.push_back(spindle::spawn([&] {
+      gate.wait();
+      spindle::sleep_for(kSleep);
+      count.fetch_add(1, std::memory_order_relaxed);  // joined before read
+    }));
+  }
+  auto tg = Clock::now();
+  gate.open();
+  for (auto& f : fibers) f.join();
+  return finish(rss0, t0, tg, Clock::now(), count.load(std::memory_order_relaxed));
+}
+
+// The natural Boost.Fiber event: a flag under a fiber mutex and condition
+// variable.
+Sample on_boost() {
+  boost::fibers::mutex mu;
+  boost::fibers::condition_variable cv;
+  bool open = false;
+  std::atomic<long> count{0};
+  std::vector<boost::fibers::fiber> fibers;
+  fibers.reserve(kFibers);
+  const long rss0 = peak_rss_kib();
+  auto t0 = Clock::now();
+  for (long i = 0; i < kFibers; ++i) {
+    fibers.push_back(boost_fiber(boost::fibers::launch::post, [&] {
+      {
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return open; });
+      }
+      boost::this_fiber::sleep_for(kSleep);
+      count.fetch_add(1, std::memory_order_relaxed);
+    }));
+  }
+  auto tg = Clock::now();
+  {
+    std::unique_lock lk(mu);
+    open = true;
+  }
+  cv.notify_all();
+  for (auto& f : fibers) f.join();
+  return finish(rss0, t0, tg, Clock::now(), count.load(std::memory_order_relaxed));
+}
+}  // namespace
+
+Workload timers() { return Workload{"timers", on_spindle, on_boost}; }
+
+}  // namespace bench
