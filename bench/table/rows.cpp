@@ -87,13 +87,18 @@ std::vector<Row> table_rows() {
       {"timers", "KiB/fiber", once(tm, &Sample::kib_per_fiber)},
       // New core rows go here: {name, unit, median_of3(workload, &Sample::field)}.
   };
-  // Rows of the sync module go here, e.g.
-  //   {"pingpong", "ns/round trip", per_threads(sync_bench::pingpong_spindle,
-  //                                             sync_bench::pingpong_boost)},
-  // with its workloads from bench/sync/sync_workloads.hpp: then link
-  // spindle_sync_workloads to spindle_bench_table and define
-  // SPINDLE_BENCH_SYNC_ROWS in bench/CMakeLists.txt (see the comment there).
-  // A throughput row (values/s) sets higher_is_better.
+#ifdef SPINDLE_BENCH_SYNC_ROWS
+  // The sync module's rows (bench/sync/sync_workloads.hpp). A throughput row
+  // in values/s would set higher_is_better.
+  using namespace sync_bench;
+  rows.push_back({"pingpong", "ns/round trip", per_threads(pingpong_spindle, pingpong_boost)});
+  rows.push_back({"pingpong_unbuf", "ns/round trip",
+                  per_threads(pingpong_unbuf_spindle, pingpong_unbuf_boost)});
+  rows.push_back({"mutex_contention", "ns/inc",
+                  per_threads(mutex_contention_spindle, mutex_contention_boost)});
+  rows.push_back({"channel_mpmc", "ns/msg",
+                  per_threads(channel_throughput_spindle, channel_throughput_boost)});
+#endif
   return rows;
 }
 
