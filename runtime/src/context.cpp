@@ -44,6 +44,16 @@ void __tsan_switch_to_fiber(void* fiber, unsigned flags);
 }
 #endif
 
+// The Itanium C++ ABI's per-thread exception globals (libstdc++ and libc++
+// both implement this layout and accessor).
+namespace __cxxabiv1 {
+struct __cxa_eh_globals {
+  void* caughtExceptions;
+  unsigned int uncaughtExceptions;
+};
+extern "C" __cxa_eh_globals* __cxa_get_globals() noexcept;
+}  // namespace __cxxabiv1
+
 namespace spindle::detail {
 
 namespace ctx = boost::context::detail;
@@ -85,12 +95,24 @@ void context_make(ExecContext& c, const StackSlot& stack, ContextEntry entry) {
 #endif
   c.fctx = ctx::make_fcontext(stack.top(), stack.size, &trampoline);
   c.asan_fake_stack = nullptr;
+  c.eh_caught = nullptr;
+  c.eh_uncaught = 0;
 #ifdef SPINDLE_TSAN
   c.tsan_fiber = __tsan_create_fiber(0);
 #endif
 }
 
 void* context_switch(ExecContext& from, ExecContext& to, bool from_exits) {
+  // A fiber that suspends inside a catch handler (or while unwinding) and
+  // resumes on another thread must find its own exception state there:
+  // otherwise `throw;` terminates and std::uncaught_exceptions() drifts. So
+  // the state is saved into the context that leaves and the arriving one's is
+  // installed, on this thread, before the jump.
+  __cxxabiv1::__cxa_eh_globals* eh = __cxxabiv1::__cxa_get_globals();
+  from.eh_caught = eh->caughtExceptions;
+  from.eh_uncaught = eh->uncaughtExceptions;
+  eh->caughtExceptions = to.eh_caught;
+  eh->uncaughtExceptions = to.eh_uncaught;
 #ifdef SPINDLE_ASAN
   __sanitizer_start_switch_fiber(from_exits ? nullptr : &from.asan_fake_stack, to.stack_bottom,
                                  to.stack_size);

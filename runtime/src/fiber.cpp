@@ -149,7 +149,13 @@ int wait_any(Fiber* const* fs, std::size_t n,
           // Runs under our wait_lock_ (rank 3); each join_lock_ is rank 1.
           for (std::size_t i = 0; i < n; ++i) {
             std::lock_guard lk(fs[i]->join_lock_);
-            if (fs[i]->done_.load(std::memory_order_relaxed)) return false;
+            if (fs[i]->done_.load(std::memory_order_relaxed)) {
+              // Not waiting after all -- but an earlier node may already
+              // have been completed by its fiber, which then woke us. Only
+              // if we win the CAS may we ask to be re-queued; else that
+              // wake stands (suspend.hpp, publish's contract).
+              return !w.try_complete(Waiter::notified);
+            }
             nodes[i].waiter = &w;
             link(fs[i], nodes[i]);
           }

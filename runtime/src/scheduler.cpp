@@ -198,14 +198,20 @@ bool Scheduler::quiet(std::uint64_t& mark) const noexcept {
   if (parked_count_.load(std::memory_order_seq_cst) != static_cast<int>(size())) return false;
   if (external_work() != 0 || !global_.empty()) return false;
   for (auto& w : workers_) {
-    if (w->timer_count() != 0) return false;
+    // A fiber in an inbox or a deque is runnable: its worker may simply not
+    // have woken from the unpark yet.
+    if (w->timer_count() != 0 || w->has_stealable() || !w->inbox_empty()) return false;
   }
   if (live_fibers() == 0) return false;
   mark = activity();
   return true;
 }
 
-void Scheduler::check_deadlock(std::uint64_t mark) {
+void Scheduler::check_deadlock(std::uint64_t mark,
+                               std::chrono::steady_clock::time_point since) {
+  // The park may have ended early (any async or stale eventfd wakes it):
+  // only a full grace period of quiet counts; otherwise park() starts over.
+  if (std::chrono::steady_clock::now() - since < opts_.deadlock_grace) return;
   std::uint64_t again = 0;
   if (!quiet(again) || again != mark) return;
   {

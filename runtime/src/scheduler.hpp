@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -72,7 +73,7 @@ class Scheduler {
   // True when this worker, about to park last, sees nothing that could ever
   // wake a fiber. `mark` receives the activity count to compare later.
   bool quiet(std::uint64_t& mark) const noexcept;
-  void check_deadlock(std::uint64_t mark);
+  void check_deadlock(std::uint64_t mark, std::chrono::steady_clock::time_point since);
 
   // --- main fiber / shutdown (the thread in block_on) ---
   void begin_main();

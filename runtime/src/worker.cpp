@@ -346,12 +346,13 @@ void Worker::park() {
   }
   std::uint64_t mark = 0;
   const bool watch = sched_.quiet(mark);
+  const auto watch_since = std::chrono::steady_clock::now();
   arm_park_timer(watch);
   uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
   uv_run(&loop_, UV_RUN_ONCE);
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
   disarm_park_timer();
-  if (watch) sched_.check_deadlock(mark);
+  if (watch) sched_.check_deadlock(mark, watch_since);
   sched_.unregister_parked(this);
   parked_.store(false, std::memory_order_relaxed);
   parks_.inc();

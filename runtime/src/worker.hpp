@@ -68,6 +68,7 @@ class Worker {
   void push_inbox(Fiber* f);
   void unpark() noexcept;
   bool has_stealable() const noexcept { return deque_.size_hint() > 0; }
+  bool inbox_empty() const noexcept { return inbox_.empty(); }
   std::size_t timer_count() const noexcept { return timer_count_.load(std::memory_order_relaxed); }
   WorkerStats stats() const noexcept;
   unsigned index() const noexcept { return index_; }
@@ -136,8 +137,6 @@ class Worker {
   TimerHeap timers_;
   StackCache stacks_;
   std::uint64_t id_next_ = 0, id_end_ = 0;
-  bool deadlock_watch_ = false;
-  std::uint64_t deadlock_mark_ = 0;
   uv_loop_t loop_;
   uv_async_t async_;
   // Park timeout: a timerfd (nanosecond deadlines) watched by the loop, not

@@ -70,8 +70,14 @@ struct Waiter {
 // waker (notified), `deadline` passes (timed_out; pass nullptr for none), or
 // the fiber is cancelled (cancelled). Returns the final state.
 //  - `publish` runs after the fiber left its stack, under its wait_lock_; it
-//    returns false to not wait after all (then wait returns at once with
-//    w's state, usually still `waiting`, which the caller treats as "retry").
+//    returns false to not wait after all: the runtime then re-queues the
+//    fiber itself, and wait returns w's state (`waiting`, or `notified` if
+//    publish completed it). Contract: publish may return false only if
+//    nobody else can complete w any more -- w was never visible to anyone,
+//    or publish itself won w's CAS. If w was already visible (publish linked
+//    it somewhere before changing its mind) and another completer won, it
+//    must return true: that completer's wake will resume the fiber, and a
+//    second queueing would run it twice.
 //  - A fiber whose cancellation is already requested (and not shielded)
 //    returns `cancelled` at once without calling publish.
 //  - `what` describes the wait for fiber dumps ("mutex", "sleep", ...).

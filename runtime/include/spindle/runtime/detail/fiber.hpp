@@ -51,6 +51,11 @@ struct ExecContext {
   std::size_t stack_size = 0;
   void* asan_fake_stack = nullptr;
   void* tsan_fiber = nullptr;
+  // The C++ runtime's per-thread exception state (__cxa_eh_globals: the
+  // caught-exception stack and the uncaught count) of this context while it
+  // is switched out. Fibers migrate between threads, so it travels with them.
+  void* eh_caught = nullptr;
+  unsigned eh_uncaught = 0;
 };
 
 struct StackSlot {
