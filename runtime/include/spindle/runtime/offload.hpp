@@ -1,0 +1,211 @@
+// offload.hpp: run a CPU-bound or blocking call off the workers and wait for
+// it (asyncio's run_in_executor, tokio's spawn_blocking).
+//
+// A worker thread that runs a 2 ms computation or a blocking read() stalls
+// every fiber queued behind it, its timers and its I/O. offload(f) and
+// blocking(f) hand f to a separate pool of plain threads and suspend only the
+// calling fiber until f has finished. The worker threads never run f.
+//
+// The two pools (runtime/src/offload.cpp has the details):
+//  - offload: a fixed pool for CPU work, sized like the machine (one thread
+//    per hardware thread), so CPU jobs share the cores instead of
+//    oversubscribing them.
+//  - blocking: a pool for calls that mostly wait (a blocking syscall, a
+//    library without an async API). It grows on demand up to a bound, since
+//    a blocked thread costs no CPU, and a thread idle for 5 s retires.
+//
+// Pools are process-wide, not per Runtime. Ideally each Runtime would own
+// its pools; they are process-wide singletons for now because the runtime's
+// internals are not this file's to change. Each pool is created on first use
+// and sized from the RuntimeOptions of the runtime whose fiber used it first
+// (offload_threads / blocking_threads; 0 or a plain-thread caller: the
+// defaults, hardware_concurrency() and 64). Later runtimes share it as it is.
+// At process exit a static destructor stops each pool: jobs already running
+// finish and their threads are joined; jobs still queued are dropped (their
+// waiters are never woken, which at exit nobody is left to notice). So do not
+// call offload() from code that runs during static destruction.
+#pragma once
+
+#include <atomic>
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <new>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include <spindle/runtime/detail/macros.hpp>
+#include <spindle/runtime/suspend.hpp>
+
+namespace spindle {
+
+namespace detail {
+
+enum class PoolKind : std::uint8_t { cpu, blocking };
+
+// OffloadJob: the state one offload call shares with the pool thread that
+// runs it. Heap-allocated and reference-counted, because either side may be
+// the last to use it: the caller may be cancelled and leave while the job
+// still runs, and then the job's result must land here, never on the dead
+// fiber's stack. References: one for the caller (taken at construction),
+// one for the pool (taken when the job is queued).
+class OffloadJob {
+ public:
+  OffloadJob() noexcept = default;
+  OffloadJob(const OffloadJob&) = delete;
+  OffloadJob& operator=(const OffloadJob&) = delete;
+
+  // execute: runs the user's callable and stores its value or exception.
+  // Called exactly once, on a pool thread (or inline on a thread of the
+  // same pool). Never throws.
+  virtual void execute() noexcept = 0;
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // acq_rel: whoever deletes the job must see every write of the other side
+  // (the result, the waiter's state) first.
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Completed by the pool thread after execute(); the caller waits on it.
+  Waiter waiter;
+  // The pool's queue link; guarded by the pool's mutex.
+  OffloadJob* next_ = nullptr;
+
+ protected:
+  virtual ~OffloadJob() = default;
+
+ private:
+  std::atomic<std::uint32_t> refs_{1};
+};
+
+// OffloadTask: an OffloadJob with a callable F returning R. R may be void,
+// an object type (move-only is fine) or an lvalue reference.
+template <class R, class F>
+class OffloadTask final : public OffloadJob {
+  static_assert(!std::is_rvalue_reference_v<R>,
+                "spindle::offload: a job may not return an rvalue reference");
+  using Stored = std::conditional_t<std::is_lvalue_reference_v<R>,
+                                    std::reference_wrapper<std::remove_reference_t<R>>, R>;
+
+ public:
+  template <class G>
+  explicit OffloadTask(G&& g) : fn_(std::forward<G>(g)) {}
+
+  void execute() noexcept override {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        std::invoke(fn_);
+      } else {
+        value_.emplace(std::invoke(fn_));
+      }
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  }
+
+  // take: the job's value, or rethrows its exception. Only after the job
+  // finished (the waiter was notified, or execute() ran inline).
+  R take() {
+    if (error_) {
+      // Move the exception out, so the caller's thread drops the last
+      // reference to it: if the pool thread released the job last, it would
+      // otherwise free the exception object the caller's handler used,
+      // ordered only by libstdc++'s internal refcount (invisible to TSan).
+      std::exception_ptr e = std::exchange(error_, nullptr);
+      std::rethrow_exception(e);
+    }
+    if constexpr (std::is_void_v<R>) {
+      return;
+    } else if constexpr (std::is_lvalue_reference_v<R>) {
+      return value_->get();
+    } else {
+      return std::move(*value_);
+    }
+  }
+
+ private:
+  F fn_;
+  std::conditional_t<std::is_void_v<R>, char, std::optional<Stored>> value_{};
+  std::exception_ptr error_;
+};
+
+// OffloadRef: the caller's reference, released however the call ends.
+struct OffloadRef {
+  OffloadJob* job;
+  ~OffloadRef() { job->release(); }
+};
+
+// run_offload: queues `job` on the pool `kind` and waits until the pool has
+// executed it. Returns normally once it has (the result is in the job).
+// Throws Cancelled if the caller is cancelled first: the pool keeps its own
+// reference and runs the job to completion, the result is dropped with the
+// job. On a plain thread it blocks the thread; on a thread of that very pool
+// it runs the job inline (so a job that offloads cannot deadlock its pool).
+SPINDLE_MAY_SUSPEND void run_offload(PoolKind kind, OffloadJob& job);
+
+template <class F>
+decltype(auto) offload_on(PoolKind kind, F&& f) {
+  using Fn = std::decay_t<F>;
+  using R = std::invoke_result_t<Fn&>;
+  auto* job = new OffloadTask<R, Fn>(std::forward<F>(f));
+  OffloadRef ref{job};
+  run_offload(kind, *job);
+  return job->take();
+}
+
+}  // namespace detail
+
+// offload: runs f() on the CPU offload pool and suspends the calling fiber
+// until it has finished; returns f's value or rethrows its exception. For
+// CPU-bound work of about a millisecond or more: a shorter job costs more in
+// hand-offs (two thread wake-ups, ~10-50 us) than it saves.
+//  - May suspend. f is decay-copied (moved) into a heap job, so it may be
+//    move-only; its result may be move-only, void or an lvalue reference.
+//  - A cancellation point: if the caller is cancelled while f is queued or
+//    running, offload raises spindle::Cancelled at once. f is not stopped:
+//    it runs to completion on the pool and its result is dropped (a
+//    cancelled caller that was already cancelled before the call raises
+//    Cancelled without queueing f at all). So f must not use references
+//    into the caller's stack that the caller's unwinding would destroy:
+//    capture by value (or shared ownership), as f may outlive the call.
+//    A deadline scope (with_timeout) ends the wait the same way and its
+//    scope raises TimedOut; inside shield() the wait is not interrupted.
+//  - Who may call: any fiber; any plain thread, which then blocks until f
+//    has finished (not cancellable there). Called on a thread of the offload
+//    pool itself (a job offloading more work), it runs f inline.
+//  - f runs on a pool thread, never on a worker: inside f,
+//    this_fiber::in_fiber() is false, and spindle's fiber waits (sync/
+//    primitives, sleep_for) block that pool thread as on any plain thread.
+//  - While the call waits the runtime's deadlock detector counts it as
+//    outside work that may still wake a fiber, so it never reports fibers
+//    waiting on offload as deadlocked.
+//
+// Memory ordering: everything f did (including constructing its result)
+// happens-before offload returns in the caller. The pool thread stores the
+// result and then completes the waiter with a compare-exchange that is
+// acq_rel; the caller reads the waiter's state with acquire before it reads
+// the result. Conversely, everything the caller did before calling offload
+// happens-before f starts (the job is handed over under the pool's mutex).
+template <class F>
+  requires std::invocable<std::decay_t<F>&>
+SPINDLE_MAY_SUSPEND decltype(auto) offload(F&& f) {
+  return detail::offload_on(detail::PoolKind::cpu, std::forward<F>(f));
+}
+
+// blocking: as offload, but on the pool for blocking calls (file or database
+// APIs without async variants, sleeps, waits on other processes). The pool
+// starts empty, adds a thread whenever every thread is busy, up to
+// RuntimeOptions::blocking_threads (64 when 0); beyond that, calls queue.
+// A thread idle for 5 s retires. Same contract as offload in every other
+// respect (may suspend, cancellation point, any fiber or plain thread, runs
+// inline on a thread of the blocking pool itself, same memory ordering).
+template <class F>
+  requires std::invocable<std::decay_t<F>&>
+SPINDLE_MAY_SUSPEND decltype(auto) blocking(F&& f) {
+  return detail::offload_on(detail::PoolKind::blocking, std::forward<F>(f));
+}
+
+}  // namespace spindle
