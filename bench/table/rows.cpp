@@ -11,6 +11,7 @@
 #include "../workloads/workloads.hpp"
 
 #ifdef SPINDLE_BENCH_SYNC_ROWS
+#include "offload_workload.hpp"
 #include "sync_workloads.hpp"
 #endif
 
@@ -98,6 +99,32 @@ std::vector<Row> table_rows() {
                   per_threads(mutex_contention_spindle, mutex_contention_boost)});
   rows.push_back({"channel_mpmc", "ns/msg",
                   per_threads(channel_throughput_spindle, channel_throughput_boost)});
+  // offload (BENCHMARKS.md 7): the Boost.Fiber peer is a std::thread pool and
+  // a boost::fibers::future. Each figure runs in its own child process (Boost's
+  // work_stealing can be set up once per process).
+  using namespace offload_bench;
+  rows.push_back({"offload total", "ms",
+                  per_threads(
+                      [](unsigned w) {
+                        double tick = 0;
+                        return offload_total_ms(w, &tick);
+                      },
+                      [](unsigned t) {
+                        double tick = 0;
+                        return offload_boost_total_ms(t, &tick);
+                      })});
+  rows.push_back({"offload worst tick", "ms",
+                  per_threads(
+                      [](unsigned w) {
+                        double tick = 0;
+                        offload_total_ms(w, &tick);
+                        return tick;
+                      },
+                      [](unsigned t) {
+                        double tick = 0;
+                        offload_boost_total_ms(t, &tick);
+                        return tick;
+                      })});
 #endif
   return rows;
 }

@@ -1,0 +1,37 @@
+// offload_workload.hpp: BENCHMARKS.md workload 7, "offload", as plain
+// functions the main table can call (no Google Benchmark here).
+//
+//   64 fibers each offload one ~2 ms CPU job (a serial chain of 560,000
+//   splitmix64 rounds, its result checked against a reference computed
+//   before the clock starts) while a ticker fiber loops sleep_for(1 ms) and
+//   records how late each tick woke. Returns total ms, first spawn -> last
+//   join (ideal ~ 64 x 2 ms / cores); *worst_tick_ms gets the worst lateness
+//   (ideal << 1 ms). A wrong job result aborts the process with a message.
+//
+// Guards: that offload keeps the workers free (the ticker stays on time
+// while the cores are busy with jobs) and that the pool keeps every core
+// busy (total near the ideal).
+#pragma once
+
+namespace offload_bench {
+
+// spindle: a Runtime with `workers` workers; jobs go to spindle::offload's
+// pool (process-wide, sized by hardware threads unless the first runtime
+// that used it set RuntimeOptions::offload_threads).
+double offload_total_ms(unsigned workers, double* worst_tick_ms);
+
+// The Boost.Fiber peer: the same fibers on Boost.Fiber, jobs on a std::thread
+// pool of hardware-thread size, each fiber waiting on a
+// boost::fibers::future fulfilled by the pool thread through its promise.
+// threads == 1: round_robin on a fresh thread. threads == 2: work_stealing
+// on two fresh threads (`suspend`: idle threads sleep rather than spin).
+// Boost's work_stealing keeps its scheduler table in statics that can be
+// set up once per process, so call the 2-thread form at most once per
+// process (the table runs each measurement in a fresh child anyway).
+double offload_boost_total_ms(unsigned threads, double* worst_tick_ms, bool suspend = true);
+
+// The Boost.Fiber peer on the calling thread, under whatever Boost.Fiber
+// scheduler is installed there (bench::BoostEnv, for the table's harness).
+double offload_boost_here_ms(double* worst_tick_ms);
+
+}  // namespace offload_bench

@@ -1,0 +1,313 @@
+// cancel_test.cpp: cancellation and deadline scopes across 1, 2 and 4
+// workers: nested deadlines, shielded clean-up, every suspension point
+// cancellable (sleep_for, join, yield, with_timeout, the combinators), races
+// at one instant with exactly one winner and no lost wake-up, and a storm of
+// random cancellations that leaves no fiber behind.
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+#define CANCEL_WORKERS() GENERATE(1u, 2u, 4u)
+
+namespace {
+// Runs body in a fiber, cancels it after `after`, returns true when join
+// raised Cancelled.
+template <class F>
+bool cancelled_by_cancel(F body, Clock::duration after = 2ms) {
+  auto t = sp::spawn(std::move(body));
+  sp::sleep_for(after);
+  t.cancel();
+  try {
+    t.join();
+  } catch (const sp::Cancelled&) {
+    return true;
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("nested deadlines: each scope reports its own expiry", "[cancel][deadline]") {
+  const unsigned workers = CANCEL_WORKERS();
+  run_checked(workers, [] {
+    // Inner deadline first: the inner scope raises TimedOut, the outer goes on.
+    int r = sp::with_timeout(1s, [] {
+      bool inner = false;
+      try {
+        sp::with_timeout(5ms, [] { sp::sleep_for(1h); });
+      } catch (const sp::TimedOut&) {
+        inner = true;
+      }
+      FIBER_CHECK(inner);
+      sp::sleep_for(1ms);  // the outer scope is still fine
+      return 7;
+    });
+    FIBER_CHECK(r == 7);
+    // Outer deadline first: the inner scope lets it pass, the outer reports.
+    bool outer = false, inner_saw = false;
+    try {
+      sp::with_timeout(5ms, [&] {
+        try {
+          sp::with_timeout(1h, [] { sp::sleep_for(1h); });
+        } catch (const sp::TimedOut&) {
+          inner_saw = true;
+        }
+      });
+    } catch (const sp::TimedOut&) {
+      outer = true;
+    }
+    FIBER_CHECK(outer);
+    FIBER_CHECK(!inner_saw);
+    // A cancel from outside surfaces as Cancelled, never TimedOut.
+    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }));
+  });
+}
+
+TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel][shield]") {
+  const unsigned workers = CANCEL_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<bool> finished_cleanup{false};
+    std::atomic<bool> raised_after{false};
+    auto t = sp::spawn([&] {
+      sp::shield([&] {
+        sp::sleep_for(20ms);  // cancelled meanwhile: not interrupted
+        finished_cleanup = true;
+      });
+      try {
+        sp::yield();  // the pending cancel surfaces here
+      } catch (const sp::Cancelled&) {
+        raised_after = true;
+        throw;
+      }
+    });
+    sp::sleep_for(2ms);
+    t.cancel();
+    bool got = false;
+    try {
+      t.join();
+    } catch (const sp::Cancelled&) {
+      got = true;
+    }
+    FIBER_CHECK(got && finished_cleanup.load() && raised_after.load());
+    // A deadline does not interrupt a shield either.
+    bool timed_out = false, shielded_done = false;
+    try {
+      sp::with_timeout(2ms, [&] {
+        sp::shield([&] {
+          sp::sleep_for(10ms);
+          shielded_done = true;
+        });
+        sp::sleep_for(1h);
+      });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out && shielded_done);
+  });
+}
+
+TEST_CASE("every suspension point is cancellable", "[cancel]") {
+  const unsigned workers = CANCEL_WORKERS();
+  run_checked(workers, [] {
+    FIBER_CHECK(cancelled_by_cancel([] { sp::sleep_for(1h); }));
+    FIBER_CHECK(cancelled_by_cancel([] {
+      for (;;) sp::yield();
+    }));
+    FIBER_CHECK(cancelled_by_cancel([] {
+      auto other = sp::spawn([] { sp::sleep_for(50ms); });
+      other.join();  // the joiner is cancelled, not `other`
+    }));
+    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }));
+    FIBER_CHECK(cancelled_by_cancel([] {
+      std::vector<sp::Task<void>> ts;
+      ts.push_back(sp::spawn([] { sp::sleep_for(1h); }));
+      sp::gather(ts);
+    }));
+    FIBER_CHECK(cancelled_by_cancel([] {
+      sp::TaskGroup g;
+      g.spawn([] { sp::sleep_for(1h); });
+      g.wait();
+    }));
+    // Cancelled before it ever ran: the body does not run.
+    std::atomic<bool> ran{false};
+    auto t = sp::spawn([&] { ran = true; });
+    t.cancel();
+    bool got = false;
+    try {
+      t.join();
+    } catch (const sp::Cancelled&) {
+      got = true;
+    }
+    FIBER_CHECK(got || ran.load());  // it may have run already on another worker
+  });
+}
+
+// One-instant races. Each round arms two outcomes for the same wait at about
+// the same moment (jittered); exactly one must win, and a signal that lost
+// must still be there (Gate keeps it), so no wake-up is lost.
+TEST_CASE("races at one instant have one winner and lose no wake-up", "[cancel][stress]") {
+  const unsigned workers = GENERATE(2u, 4u);
+  const std::size_t rounds = kTsan ? 150 : kAsan ? 300 : 600;
+  std::atomic<std::uint64_t> progress{0};
+  Watchdog dog(progress, "one-instant races");
+  run_checked(workers, [&] {
+    Xorshift rng(workers);
+    std::uint64_t normal = 0, cancelled = 0, timed_out = 0, leftover = 0;
+    for (std::size_t i = 0; i < rounds; ++i) {
+      const int kind = static_cast<int>(i % 3);
+      Gate gate;
+      const auto jitter = rng() % 2000;
+      auto waiter = sp::spawn([&gate, kind]() -> int {
+        if (kind == 1) {  // timeout against wake
+          return sp::with_timeout(std::chrono::microseconds(200), [&] {
+            gate.wait();
+            return 0;
+          });
+        }
+        if (kind == 2) {  // cancel against timeout
+          sp::with_timeout(std::chrono::microseconds(200), [] { sp::sleep_for(1h); });
+          return 0;
+        }
+        gate.wait();  // cancel against wake
+        return 0;
+      });
+      sp::sleep_for(std::chrono::microseconds(150));
+      spin(jitter);
+      if (kind == 0) {
+        auto s = sp::spawn([&] { gate.signal(); });
+        waiter.cancel();
+        s.join();
+      } else if (kind == 1) {
+        gate.signal();
+      } else {
+        waiter.cancel();
+      }
+      int outcome = 0;
+      try {
+        waiter.join();
+        ++normal;
+      } catch (const sp::Cancelled&) {
+        ++cancelled;
+        outcome = 1;
+      } catch (const sp::TimedOut&) {
+        ++timed_out;
+        outcome = 2;
+      }
+      if (kind != 2) {
+        // The signal was consumed iff the wait ended normally; otherwise it
+        // is still pending: consume it without blocking.
+        auto probe = sp::spawn([&gate] { gate.wait(); });
+        std::vector<sp::Task<void>> pv;
+        pv.push_back(std::move(probe));
+        const auto r = sp::wait(pv, sp::WaitFor::all_completed, 20ms);
+        const bool signal_left = r.pending.empty();
+        FIBER_CHECK(signal_left == (outcome != 0));
+        if (!signal_left) {
+          pv[0].cancel();
+          try {
+            pv[0].join();
+          } catch (const sp::Cancelled&) {
+          }
+        } else {
+          ++leftover;
+        }
+      } else {
+        FIBER_CHECK(outcome != 0);  // never ends normally: it slept 1 h
+      }
+      progress.fetch_add(1, std::memory_order_relaxed);
+    }
+    FIBER_CHECK(normal + cancelled + timed_out == rounds);
+  });
+}
+
+// A storm of random cancellations: fibers in every kind of wait (sleep,
+// yield, join, deadline scope, gather, TaskGroup) cancelled at random
+// moments, before or after they started. Nothing may leak: run_checked
+// asserts live_fibers == 0 after shutdown, and ASan/LSan check memory.
+TEST_CASE("a storm of random cancellations leaves no fiber behind", "[cancel][stress]") {
+  const unsigned workers = CANCEL_WORKERS();
+  const std::size_t total = kTsan ? 6000 : kAsan ? 60000 : 1000000 / 3;
+  std::atomic<std::uint64_t> progress{0};
+  Watchdog dog(progress, "cancellation storm");
+  run_checked(workers, [&] {
+    Xorshift rng(17 + workers);
+    constexpr std::size_t kBatch = 500;
+    std::vector<sp::Task<int>> batch;
+    batch.reserve(kBatch);
+    std::size_t cancels = 0;
+    while (cancels < total) {
+      batch.clear();
+      for (std::size_t i = 0; i < kBatch; ++i) {
+        const auto kind = rng() % 6;
+        const auto us = std::chrono::microseconds(rng() % 300);
+        batch.push_back(sp::spawn([kind, us]() -> int {
+          switch (kind) {
+            case 0: sp::sleep_for(us); break;
+            case 1: for (int k = 0; k < 20; ++k) sp::yield(); break;
+            case 2: sp::with_timeout(us, [] { sp::sleep_for(1h); }); break;
+            case 3: {
+              auto c = sp::spawn([us] { sp::sleep_for(us); });
+              c.join();
+              break;
+            }
+            case 4: {
+              auto [a, b] = sp::gather(sp::spawn([us] { sp::sleep_for(us); return 1; }),
+                                       sp::spawn([] { sp::yield(); return 2; }));
+              return a + b;
+            }
+            default: {
+              sp::TaskGroup g;
+              g.spawn([us] { sp::sleep_for(us); });
+              g.spawn([] { sp::yield(); });
+              g.wait();
+            }
+          }
+          return 0;
+        }));
+      }
+      // Cancel in random order, with pauses so some have started or ended.
+      for (std::size_t i = 0; i < kBatch; ++i) {
+        batch[rng() % kBatch].cancel();
+        ++cancels;
+        if (rng() % 64 == 0) sp::yield();
+      }
+      for (auto& t : batch) {
+        try {
+          t.join();
+        } catch (const sp::Cancelled&) {
+        } catch (const sp::TimedOut&) {
+        }
+      }
+      progress.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+}
+
+TEST_CASE("cancelling a finished task has no effect", "[cancel]") {
+  run_checked(2, [] {
+    auto t = sp::spawn([] { return 5; });
+    while (!t.done()) sp::yield();
+    t.cancel();
+    FIBER_CHECK(t.join() == 5);
+  });
+}
+
+TEST_CASE("cancel from a plain thread; Cancelled is not a std::exception", "[cancel]") {
+  static_assert(!std::is_base_of_v<std::exception, sp::Cancelled>);
+  run_checked(2, [] {
+    auto t = sp::spawn([] { sp::sleep_for(1h); });
+    std::thread([&t] { t.cancel(); }).join();
+    bool got = false;
+    try {
+      t.join();
+    } catch (const std::exception&) {
+    } catch (const sp::Cancelled&) {
+      got = true;
+    }
+    FIBER_CHECK(got);
+  });
+}

@@ -1,0 +1,112 @@
+// deadlock_test.cpp: the "all fibers are asleep" detector. A program whose
+// fibers can never be woken fails with spindle::Deadlock and a fiber dump on
+// stderr; a program that merely sleeps, or waits for a plain thread that
+// holds an ExternalWork guard, is not reported.
+#include <thread>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+namespace {
+sp::RuntimeOptions detector(unsigned workers) {
+  sp::RuntimeOptions o = options(workers);
+  o.deadlock_grace = 100ms;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("joining a fiber blocked forever is reported as a deadlock", "[deadlock]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  std::atomic<int> unwound{0};
+  StderrCapture cap;
+  const auto t0 = Clock::now();
+  CHECK_THROWS_AS(run_checked(detector(workers),
+                              [&] {
+                                struct Guard {
+                                  std::atomic<int>& n;
+                                  ~Guard() { n.fetch_add(1); }
+                                };
+                                auto stuck = sp::spawn(sp::SpawnOptions{.name = "stuck-forever"}, [&] {
+                                  Guard g{unwound};
+                                  sp::detail::Waiter w;  // nobody will ever complete it
+                                  const auto s = sp::detail::wait(w, nullptr, [] { return true; }, "nothing");
+                                  sp::detail::throw_if_cancelled(s);
+                                });
+                                Guard g{unwound};
+                                stuck.join();
+                              }),
+                  sp::Deadlock);
+  const auto took = Clock::now() - t0;
+  const std::string err = cap.text();
+  CHECK_THAT(err, Catch::Matchers::Contains("all fibers are asleep"));
+  CHECK_THAT(err, Catch::Matchers::Contains("\"stuck-forever\""));
+  CHECK_THAT(err, Catch::Matchers::Contains("on nothing"));
+  // The fibers were unwound (their RAII ran) before run() gave up.
+  CHECK(unwound.load() == 2);
+  CHECK(took < slack(5s));
+}
+
+TEST_CASE("a main fiber waiting on nothing is a deadlock", "[deadlock]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  StderrCapture cap;
+  Gate never;
+  CHECK_THROWS_AS(run_checked(detector(workers), [&] { never.wait(); }), sp::Deadlock);
+  CHECK_THAT(cap.text(), Catch::Matchers::Contains("all fibers are asleep"));
+}
+
+TEST_CASE("sleeping is not a deadlock", "[deadlock]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  StderrCapture cap;
+  const int r = run_checked(detector(workers), [] {
+    auto t = sp::spawn([] {
+      sp::sleep_for(300ms);
+      return 1;
+    });
+    sp::sleep_for(100ms);
+    return t.join() + 1;
+  });
+  CHECK(r == 2);
+  CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
+}
+
+TEST_CASE("a plain thread holding ExternalWork keeps the detector quiet", "[deadlock]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  StderrCapture cap;
+  Gate from_thread;  // outlives both the thread and the runtime
+  std::thread th;
+  const int r = run_checked(detector(workers), [&] {
+    th = std::thread([&] {
+      sp::detail::ExternalWork busy;  // "I will wake a fiber later"
+      std::this_thread::sleep_for(300ms);
+      from_thread.signal();
+    });
+    from_thread.wait();
+    return 5;
+  });
+  th.join();
+  CHECK(r == 5);
+  CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
+}
+
+TEST_CASE("deadlock_grace = 0 disables the detector", "[deadlock]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  StderrCapture cap;
+  Gate from_thread;
+  std::thread th;
+  sp::RuntimeOptions o = options(workers);
+  o.deadlock_grace = 0ms;
+  // No ExternalWork guard: only the disabled detector keeps this alive.
+  const int r = run_checked(o, [&] {
+    th = std::thread([&] {
+      std::this_thread::sleep_for(300ms);
+      from_thread.signal();
+    });
+    from_thread.wait();
+    return 6;
+  });
+  th.join();
+  CHECK(r == 6);
+  CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
+}

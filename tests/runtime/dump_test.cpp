@@ -1,0 +1,61 @@
+// dump_test.cpp: dump_fibers lists every live fiber with its name, state,
+// what it waits on and its spawn site, from a fiber or from a plain thread.
+#include <sstream>
+#include <thread>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+namespace {
+bool has_line(const std::string& dump, const std::string& a, const std::string& b) {
+  std::istringstream in(dump);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) return true;
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("dump_fibers shows names, states, waits and spawn sites", "[dump]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  Gate gate, gate2;  // one waiter each
+  std::string from_fiber, from_thread;
+  int sleeper_line = 0, waiter_line = 0, args_line = 0;
+  run_checked(workers, [&] {
+    auto sleeper = sp::spawn(sp::SpawnOptions{.name = "dump-sleeper"}, [] { sp::sleep_for(1h); }); sleeper_line = __LINE__;
+    auto waiter = sp::spawn(sp::SpawnOptions{.name = "dump-waiter"}, [&] { gate.wait(); }); waiter_line = __LINE__;
+    auto with_args = sp::spawn([](Gate* g) { g->wait(); }, &gate2); args_line = __LINE__;
+    // Let all three reach their waits.
+    sp::sleep_for(20ms);
+    std::ostringstream os;
+    sp::dump_fibers(os);
+    from_fiber = os.str();
+    std::thread th([&] {
+      std::ostringstream o2;
+      sp::dump_fibers(o2);  // a plain thread: the running runtime
+      from_thread = o2.str();
+    });
+    th.join();
+    sleeper.cancel();
+    CHECK_THROWS_AS(sleeper.join(), sp::Cancelled);
+    gate.signal();
+    gate2.signal();
+    waiter.join();
+    with_args.join();
+  });
+  INFO(from_fiber);
+  CHECK_THAT(from_fiber, Catch::Matchers::Contains("live fiber(s)"));
+  CHECK(has_line(from_fiber, "\"main\"", "running"));
+  CHECK(has_line(from_fiber, "\"dump-sleeper\"", "suspended on sleep"));
+  CHECK(has_line(from_fiber, "\"dump-waiter\"", "suspended on gate"));
+  CHECK(has_line(from_fiber, "\"dump-sleeper\"", "dump_test.cpp:" + std::to_string(sleeper_line)));
+  CHECK(has_line(from_fiber, "\"dump-waiter\"", "dump_test.cpp:" + std::to_string(waiter_line)));
+  // spawn(f, args...) records its caller's site too.
+  CHECK(has_line(from_fiber, "\"\"", "dump_test.cpp:" + std::to_string(args_line)));
+  INFO(from_thread);
+  CHECK(has_line(from_thread, "\"dump-sleeper\"", "suspended on sleep"));
+  CHECK(has_line(from_thread, "\"main\"", "main"));
+}

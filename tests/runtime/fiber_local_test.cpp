@@ -1,0 +1,93 @@
+// fiber_local_test.cpp: FiberLocal<T> gives each fiber its own instance,
+// keeps it across migrations, and destroys it when the fiber ends (however
+// it ends).
+#include <string>
+#include <vector>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+namespace {
+// Counts live copies. The FiberLocal's own initial value is one of them.
+struct Tracked {
+  static inline std::atomic<int> live{0};
+  int value = 0;
+  Tracked() { live.fetch_add(1); }
+  explicit Tracked(int v) : value(v) { live.fetch_add(1); }
+  Tracked(const Tracked& o) : value(o.value) { live.fetch_add(1); }
+  ~Tracked() { live.fetch_sub(1); }
+};
+}  // namespace
+
+TEST_CASE("FiberLocal: one instance per fiber, kept across suspensions", "[fiber_local]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  sp::FiberLocal<std::uint64_t> local(7);
+  std::atomic<int> wrong{0};
+  run_checked(workers, [&] {
+    std::vector<sp::Task<void>> tasks;
+    for (int k = 0; k < 64; ++k) {
+      tasks.push_back(sp::spawn([&] {
+        if (local.get() != 7) wrong.fetch_add(1);  // starts from the initial value
+        const std::uint64_t me = sp::this_fiber::id();
+        *local = me;
+        for (int i = 0; i < 20; ++i) {
+          if (i % 5 == 0) sp::sleep_for(0ms); else sp::yield();
+          if (local.get() != me) wrong.fetch_add(1);  // nobody else's value
+        }
+      }));
+    }
+    // The main fiber has its own instance too.
+    *local = 1;
+    for (auto& t : tasks) t.join();
+    CHECK(*local == 1);
+  });
+  CHECK(wrong.load() == 0);
+  // A plain thread has its own instance as well.
+  CHECK(local.get() == 7);
+}
+
+TEST_CASE("FiberLocal values are destroyed when their fiber ends", "[fiber_local]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  sp::FiberLocal<Tracked> local(Tracked(5));
+  const int baseline = Tracked::live.load();  // the FiberLocal's initial value
+  constexpr int kFibers = 16;
+  std::atomic<int> live_while_blocked{-1};
+  run_checked(workers, [&] {
+    std::vector<Gate> release(kFibers);  // a Gate has one waiter at a time
+    std::atomic<int> touched{0};
+    std::vector<sp::Task<void>> tasks;
+    for (int k = 0; k < kFibers; ++k) {
+      tasks.push_back(sp::spawn([&, k] {
+        local->value += 1;
+        touched.fetch_add(1);
+        release[k].wait();
+      }));
+    }
+    // A fiber that never touches the FiberLocal creates no instance.
+    sp::spawn([] { sp::yield(); }).join();
+    while (touched.load() != kFibers) sp::yield();
+    live_while_blocked = Tracked::live.load() - baseline;
+    for (auto& g : release) g.signal();
+    for (auto& t : tasks) t.join();
+    // join returns after the fiber's end, locals included.
+    CHECK(Tracked::live.load() == baseline);
+
+    // Also when the fiber ends with an exception or is cancelled.
+    auto throws = sp::spawn([&] {
+      local->value = 1;
+      throw std::runtime_error("x");
+    });
+    CHECK_THROWS_AS(throws.join(), std::runtime_error);
+    auto cancelled = sp::spawn([&] {
+      local->value = 2;
+      sp::sleep_for(1h);
+    });
+    while (Tracked::live.load() == baseline) sp::yield();
+    cancelled.cancel();
+    CHECK_THROWS_AS(cancelled.join(), sp::Cancelled);
+    CHECK(Tracked::live.load() == baseline);
+  });
+  CHECK(live_while_blocked.load() == kFibers);
+}

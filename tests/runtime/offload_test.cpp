@@ -1,0 +1,359 @@
+// offload_test.cpp: spindle::offload and spindle::blocking (offload.hpp):
+// values, exceptions, void and move-only results, where jobs run,
+// cancellation while waiting (and racing completion), many concurrent
+// calls, growth of the blocking pool, plain-thread callers, nested calls and
+// the deadlock detector's view of a pending job.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <spindle/runtime/offload.hpp>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+namespace {
+
+// Not derived from std::exception: offload must rethrow the very object.
+struct CustomError {
+  int code;
+};
+
+// Counts live instances, so a test can see that a dropped result is freed.
+struct Tracked {
+  static std::atomic<int>& live() {
+    static std::atomic<int> n{0};
+    return n;
+  }
+  explicit Tracked(int v) : value(v) { live().fetch_add(1, std::memory_order_relaxed); }
+  Tracked(const Tracked& o) : value(o.value) { live().fetch_add(1, std::memory_order_relaxed); }
+  ~Tracked() { live().fetch_sub(1, std::memory_order_relaxed); }
+  int value;
+};
+
+// wait_until: polls cond from a fiber (sleeping 1 ms between tries) until it
+// holds or `limit` passes; returns whether it held.
+template <class C>
+bool wait_until(C cond, Clock::duration limit) {
+  const auto end = Clock::now() + limit;
+  while (!cond()) {
+    if (Clock::now() > end) return false;
+    sp::sleep_for(1ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("offload returns the job's value and rethrows its exception", "[offload]") {
+  const unsigned workers = GENERATE(1u, 2u, 4u);
+  run_checked(workers, [] {
+    CHECK(sp::offload([] { return 6 * 7; }) == 42);
+    CHECK(sp::offload([s = std::string("spindle")] { return s + "!"; }) == "spindle!");
+    CHECK_THROWS_AS(sp::offload([]() -> int { throw std::runtime_error("boom"); }),
+                    std::runtime_error);
+    try {
+      sp::offload([]() -> int { throw CustomError{7}; });
+      FAIL("no exception");
+    } catch (const CustomError& e) {
+      CHECK(e.code == 7);
+    }
+    CHECK(sp::blocking([] { return 5; }) == 5);
+    CHECK_THROWS_AS(sp::blocking([] { throw CustomError{1}; }), CustomError);
+  });
+}
+
+TEST_CASE("offload runs void jobs, and their writes are visible after it returns",
+          "[offload]") {
+  const unsigned workers = GENERATE(1u, 2u, 4u);
+  run_checked(workers, [] {
+    // Plain (non-atomic) data: TSan checks the happens-before edge from the
+    // job's writes to the caller's reads that offload.hpp promises.
+    std::vector<int> data(1000, 0);
+    sp::offload([&data] {
+      for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<int>(i);
+    });
+    long sum = 0;
+    for (int v : data) sum += v;
+    CHECK(sum == 999L * 1000 / 2);
+    sp::blocking([&data] { data[0] = -1; });
+    CHECK(data[0] == -1);
+  });
+}
+
+TEST_CASE("offload accepts move-only jobs and results, and lvalue references", "[offload]") {
+  const unsigned workers = GENERATE(1u, 2u, 4u);
+  run_checked(workers, [] {
+    std::unique_ptr<int> p = sp::offload([] { return std::make_unique<int>(11); });
+    REQUIRE(p != nullptr);
+    CHECK(*p == 11);
+    // A move-only callable.
+    auto q = sp::offload([r = std::make_unique<int>(12)]() mutable { return std::move(r); });
+    CHECK(*q == 12);
+    int x = 0;
+    int& ref = sp::offload([&x]() -> int& { return x; });
+    CHECK(&ref == &x);
+  });
+}
+
+TEST_CASE("worker threads never run the job", "[offload]") {
+  const unsigned workers = GENERATE(1u, 2u, 4u);
+  run_checked(workers, [] {
+    std::vector<sp::Task<void>> tasks;
+    for (int i = 0; i < 32; ++i) {
+      tasks.push_back(sp::spawn([i] {
+        const long caller = os_tid();
+        struct Where {
+          int worker;
+          bool in_fiber;
+          long tid;
+        };
+        auto job = [] { return Where{sp::this_fiber::worker_index(), sp::this_fiber::in_fiber(), os_tid()}; };
+        const Where w = i % 2 == 0 ? sp::offload(job) : sp::blocking(job);
+        FIBER_CHECK(w.worker == -1);
+        FIBER_CHECK(!w.in_fiber);
+        FIBER_CHECK(w.tid != caller);
+        FIBER_CHECK(w.tid != os_tid());  // the caller may have migrated
+      }));
+    }
+    for (auto& t : tasks) t.join();
+  });
+}
+
+TEST_CASE("a fiber cancelled while waiting raises Cancelled at once; the job completes",
+          "[offload][cancel]") {
+  const unsigned workers = GENERATE(1u, 2u, 4u);
+  const bool use_blocking = GENERATE(false, true);
+  run_checked(workers, [use_blocking] {
+    // Shared with the job by value: the job outlives the cancelled caller.
+    struct State {
+      std::atomic<bool> started{false};
+      std::atomic<bool> release{false};
+      std::atomic<int> completions{0};
+    };
+    auto st = std::make_shared<State>();
+    const int live0 = Tracked::live().load();
+    auto job = [st] {
+      st->started.store(true);
+      while (!st->release.load()) std::this_thread::sleep_for(1ms);
+      st->completions.fetch_add(1);
+      return Tracked(99);
+    };
+    auto task = sp::spawn([job, use_blocking] {
+      return use_blocking ? sp::blocking(job).value : sp::offload(job).value;
+    });
+    REQUIRE(wait_until([&] { return st->started.load(); }, slack(10s)));
+    const auto t0 = Clock::now();
+    task.cancel();
+    CHECK_THROWS_AS(task.join(), sp::Cancelled);
+    CHECK(Clock::now() - t0 < slack(2s));  // did not wait for the job
+    CHECK(st->completions.load() == 0);     // the job is still running
+    st->release.store(true);
+    CHECK(wait_until([&] { return st->completions.load() == 1; }, slack(10s)));
+    // The dropped result is destroyed along with the job.
+    CHECK(wait_until([&] { return Tracked::live().load() == live0; }, slack(10s)));
+  });
+}
+
+TEST_CASE("a fiber already cancelled raises Cancelled from offload", "[offload][cancel]") {
+  const unsigned workers = GENERATE(1u, 2u);
+  run_checked(workers, [] {
+    std::atomic<bool> entered{false}, ran{false};
+    auto task = sp::spawn([&] {
+      entered.store(true);
+      // Spin without suspending (every suspension is a cancellation point),
+      // so that offload is the first one the cancelled fiber reaches.
+      while (!sp::cancellation_requested()) std::this_thread::yield();
+      return sp::offload([&] {
+        ran.store(true);
+        return 1;
+      });
+    });
+    // A plain thread cancels, so the main fiber can suspend in join() and
+    // leave the worker to the spinning task even with one worker.
+    std::thread canceller([&] {
+      while (!entered.load()) std::this_thread::yield();
+      task.cancel();
+    });
+    CHECK_THROWS_AS(task.join(), sp::Cancelled);
+    canceller.join();
+    CHECK(!ran.load());  // never queued (a queued job would run at once)
+    // The pool's bookkeeping survived the withdrawn job.
+    CHECK(sp::offload([] { return 2; }) == 2);
+  });
+}
+
+TEST_CASE("a deadline scope around offload raises TimedOut; the job completes",
+          "[offload][cancel]") {
+  run_checked(2, [] {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    CHECK_THROWS_AS(sp::with_timeout(20ms,
+                                     [done] {
+                                       return sp::offload([done] {
+                                         std::this_thread::sleep_for(300ms);
+                                         done->store(true);
+                                         return 1;
+                                       });
+                                     }),
+                    sp::TimedOut);
+    CHECK(!done->load());  // TimedOut came before the job's 300 ms
+    CHECK(wait_until([&] { return done->load(); }, slack(10s)));
+  });
+}
+
+TEST_CASE("a shielded offload is not interrupted by a cancel", "[offload][cancel]") {
+  run_checked(2, [] {
+    std::atomic<bool> started{false};
+    std::atomic<int> got{0};
+    auto task = sp::spawn([&] {
+      got.store(sp::shield([&] {
+        return sp::offload([&] {
+          started.store(true);
+          std::this_thread::sleep_for(50ms);
+          return 7;
+        });
+      }));
+      sp::yield();  // the pending cancel surfaces here
+      got.store(-1);
+    });
+    REQUIRE(wait_until([&] { return started.load(); }, slack(10s)));
+    task.cancel();
+    CHECK_THROWS_AS(task.join(), sp::Cancelled);
+    CHECK(got.load() == 7);
+  });
+}
+
+TEST_CASE("cancellation racing completion: every caller gets a value or Cancelled",
+          "[offload][cancel][stress]") {
+  const unsigned workers = GENERATE(1u, 2u, 4u);
+  const std::size_t rounds = scaled(300);
+  run_checked(workers, [rounds, workers] {
+    const int live0 = Tracked::live().load();
+    std::atomic<long> delivered{0}, cancelled{0};
+    Xorshift rng(workers);
+    std::vector<sp::Task<void>> tasks;
+    for (std::size_t i = 0; i < rounds; ++i) {
+      const std::uint64_t spin_for = rng() % 20000;
+      tasks.push_back(sp::spawn([&, i, spin_for] {
+        try {
+          auto job = [i, spin_for] {
+            spin(spin_for);
+            return Tracked(static_cast<int>(i));
+          };
+          const Tracked r = i % 3 == 0 ? sp::blocking(job) : sp::offload(job);
+          FIBER_CHECK(r.value == static_cast<int>(i));
+          delivered.fetch_add(1);
+        } catch (const sp::Cancelled&) {
+          cancelled.fetch_add(1);
+        }
+      }));
+      if (rng() % 4 == 0) sp::yield();
+      if (i % 2 == 1) tasks[i - (rng() % 2)].cancel();
+    }
+    for (auto& t : tasks) {
+      try {
+        t.join();
+      } catch (const sp::Cancelled&) {
+        cancelled.fetch_add(1);  // cancelled before the body caught it
+      }
+    }
+    CHECK(delivered.load() + cancelled.load() == static_cast<long>(rounds));
+    // Every job, delivered or dropped, is freed once the pools are done.
+    CHECK(wait_until([&] { return Tracked::live().load() == live0; }, slack(20s)));
+  });
+}
+
+TEST_CASE("many concurrent offloads all complete", "[offload]") {
+  const unsigned workers = GENERATE(1u, 2u, 4u);
+  run_checked(workers, [] {
+    constexpr long kCalls = 1000;
+    std::vector<sp::Task<long>> tasks;
+    tasks.reserve(kCalls);
+    for (long i = 0; i < kCalls; ++i) {
+      tasks.push_back(sp::spawn([i] { return sp::offload([i] { return i * i; }); }));
+    }
+    long sum = 0;
+    for (auto& t : tasks) sum += t.join();
+    CHECK(sum == (kCalls - 1) * kCalls * (2 * kCalls - 1) / 6);
+  });
+}
+
+TEST_CASE("the blocking pool grows beyond the offload pool for blocking calls", "[offload]") {
+  run_checked(2, [] {
+    constexpr int kCalls = 16;
+    constexpr auto kSleep = 50ms;
+    std::atomic<int> inside{0}, peak{0};
+    const auto t0 = Clock::now();
+    std::vector<sp::Task<void>> tasks;
+    for (int i = 0; i < kCalls; ++i) {
+      tasks.push_back(sp::spawn([&] {
+        sp::blocking([&] {
+          const int n = inside.fetch_add(1) + 1;
+          int p = peak.load();
+          while (n > p && !peak.compare_exchange_weak(p, n)) {
+          }
+          std::this_thread::sleep_for(kSleep);
+          inside.fetch_sub(1);
+        });
+      }));
+    }
+    for (auto& t : tasks) t.join();
+    const auto took = Clock::now() - t0;
+    // A behaviour bound, not a speed claim: serialised calls would take
+    // 16 x 50 ms; a pool of hardware-thread size at least 16 x 50 / cores.
+    CHECK(took >= kSleep);
+    CHECK(took < kCalls * kSleep);
+    CHECK(peak.load() > 1);
+  });
+}
+
+TEST_CASE("offload from a plain thread runs the job on the pool and blocks the thread",
+          "[offload]") {
+  // No runtime at all.
+  const long me = os_tid();
+  CHECK(sp::offload([] { return os_tid(); }) != me);
+  CHECK(sp::blocking([] { return os_tid(); }) != me);
+  CHECK_THROWS_AS(sp::offload([] { throw CustomError{3}; }), CustomError);
+  // Plain threads next to a running runtime.
+  run_checked(2, [] {
+    std::atomic<long> sum{0};
+    std::vector<std::thread> threads;
+    for (long t = 0; t < 4; ++t) {
+      threads.emplace_back([&sum, t] { sum.fetch_add(sp::offload([t] { return t + 1; })); });
+    }
+    const long mine = sp::offload([] { return 100L; });
+    for (auto& th : threads) th.join();  // brief: the jobs are tiny
+    CHECK(sum.load() + mine == 110);
+  });
+}
+
+TEST_CASE("an offload job that offloads runs the inner job inline", "[offload]") {
+  run_checked(2, [] {
+    const auto [outer, inner, blocking_tid] = sp::offload([] {
+      const long o = os_tid();
+      const long i = sp::offload([] { return os_tid(); });
+      const long b = sp::blocking([] { return os_tid(); });
+      return std::tuple{o, i, b};
+    });
+    CHECK(inner == outer);         // same pool: inline, cannot deadlock the pool
+    CHECK(blocking_tid != outer);  // the other pool: handed over
+  });
+}
+
+TEST_CASE("a fiber waiting on offload is not reported as deadlocked", "[offload]") {
+  sp::RuntimeOptions o = options(1);
+  o.deadlock_grace = 20ms;
+  // Every worker parks, no timer or I/O is pending, and the main fiber waits:
+  // only the pending job (ExternalWork) tells the detector to hold off.
+  CHECK_NOTHROW(run_checked(o, [] {
+    sp::blocking([] { std::this_thread::sleep_for(300ms); });
+    sp::offload([] { std::this_thread::sleep_for(200ms); });
+  }));
+}

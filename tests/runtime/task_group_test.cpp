@@ -1,0 +1,271 @@
+// task_group_test.cpp: TaskGroup across 1, 2 and 4 workers: children and
+// grandchildren, failure semantics (first failure cancels the siblings and
+// is rethrown, all failures kept, Cancelled is no failure), cancel(), the
+// owner's cancellation and deadline, and the destructor (waits, reports,
+// aborts the children when the scope unwinds).
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+#define GROUP_WORKERS() GENERATE(1u, 2u, 4u)
+
+namespace {
+struct Boom : std::runtime_error {
+  explicit Boom(const std::string& m) : std::runtime_error(m) {}
+};
+
+void sleep_until_cancelled(std::atomic<int>& cancelled) {
+  try {
+    sp::sleep_for(1h);
+  } catch (const sp::Cancelled&) {
+    cancelled.fetch_add(1);
+    throw;
+  }
+}
+
+// Spawns a binary tree of depth d into g; counts the nodes that ran.
+void tree(sp::TaskGroup& g, std::atomic<int>& ran, int d) {
+  ran.fetch_add(1);
+  if (d == 0) return;
+  sp::yield();
+  g.spawn([&g, &ran, d] { tree(g, ran, d - 1); });
+  g.spawn([&g, &ran, d] { tree(g, ran, d - 1); });
+}
+}  // namespace
+
+TEST_CASE("a group waits for its children and their children", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> ran{0};
+    sp::TaskGroup g;
+    auto t = g.spawn([] {
+      sp::sleep_for(5ms);
+      return 42;
+    });
+    g.spawn([&] { tree(g, ran, 8); });
+    g.wait();
+    FIBER_CHECK(ran.load() == (1 << 9) - 1);
+    FIBER_CHECK(t.done());
+    FIBER_CHECK(t.join() == 42);
+    FIBER_CHECK(!g.failed());
+  });
+}
+
+TEST_CASE("a long-lived group with many short children", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> ran{0};
+    sp::TaskGroup g;
+    const int n = kSanitized ? 2000 : 20000;
+    for (int i = 0; i < n; ++i) {
+      g.spawn([&] { ran.fetch_add(1); });  // Tasks dropped: the group tracks them
+      if (i % 64 == 0) sp::yield();
+    }
+    g.wait();
+    FIBER_CHECK(ran.load() == n);
+  });
+}
+
+TEST_CASE("the first failure cancels the siblings and is rethrown from wait", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> cancelled{0};
+    std::atomic<bool> late_ran{false};
+    sp::TaskGroup g;
+    for (int i = 0; i < 3; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
+    // A sibling that turns its cancellation into a second failure.
+    g.spawn([] {
+      try {
+        sp::sleep_for(1h);
+      } catch (const sp::Cancelled&) {
+      }
+      throw Boom("second");
+    });
+    g.spawn([] {
+      sp::sleep_for(5ms);
+      throw Boom("first");
+    });
+    std::string what;
+    try {
+      g.wait();
+    } catch (const Boom& e) {
+      what = e.what();
+    }
+    FIBER_CHECK(what == "first");
+    FIBER_CHECK(cancelled.load() == 3);
+    const auto errs = g.errors();
+    FIBER_CHECK(errs.size() == 2);
+    if (errs.size() == 2) {
+      FIBER_CHECK(sp::detail::exception_what(errs[0]) == "first");
+      FIBER_CHECK(sp::detail::exception_what(errs[1]) == "second");
+    }
+    // After a failure, new children start cancelled: their bodies never run.
+    auto late = g.spawn([&] { late_ran = true; });
+    bool late_cancelled = false;
+    try {
+      late.join();
+    } catch (const sp::Cancelled&) {
+      late_cancelled = true;
+    }
+    FIBER_CHECK(late_cancelled);
+    FIBER_CHECK(!late_ran.load());
+    // The group stays failed.
+    bool again = false;
+    try {
+      g.wait();
+    } catch (const Boom&) {
+      again = true;
+    }
+    FIBER_CHECK(again);
+  });
+}
+
+TEST_CASE("cancel() cancels the children; cancelled children are no failures", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> cancelled{0};
+    sp::TaskGroup g;
+    for (int i = 0; i < 4; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
+    sp::sleep_for(2ms);
+    g.cancel();
+    g.wait();  // no throw
+    FIBER_CHECK(cancelled.load() == 4);
+    FIBER_CHECK(g.errors().empty());
+  });
+}
+
+TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> cancelled{0};
+    std::atomic<int> cleaned{0};
+    auto owner = sp::spawn([&] {
+      sp::TaskGroup g;
+      for (int i = 0; i < 4; ++i) {
+        g.spawn([&] {
+          // RAII clean-up that waits, shielded, completes while Cancelled
+          // unwinds the child. (Not in a catch handler: a fiber must not
+          // suspend inside one, see the runtime issue in issue #3's report.)
+          struct Cleanup {
+            std::atomic<int>& n;
+            ~Cleanup() {
+              sp::shield([] { sp::sleep_for(1ms); });
+              n.fetch_add(1);
+            }
+          } cleanup{cleaned};
+          sleep_until_cancelled(cancelled);
+        });
+      }
+      g.wait();
+    });
+    sp::sleep_for(5ms);
+    owner.cancel();
+    bool got = false;
+    try {
+      owner.join();
+    } catch (const sp::Cancelled&) {
+      got = true;
+    }
+    FIBER_CHECK(got);
+    FIBER_CHECK(cancelled.load() == 4);
+    FIBER_CHECK(cleaned.load() == 4);
+  });
+}
+
+TEST_CASE("with_timeout around a group raises TimedOut after the children ended", "[task_group][timeout]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> cancelled{0};
+    bool timed_out = false;
+    try {
+      sp::with_timeout(10ms, [&] {
+        sp::TaskGroup g;
+        g.spawn([&] { sleep_until_cancelled(cancelled); });
+        g.spawn([] { sp::sleep_for(1ms); });
+        g.wait();
+      });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    FIBER_CHECK(cancelled.load() == 1);
+  });
+}
+
+TEST_CASE("the destructor waits, and reports a failure nobody received", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  std::string err;
+  {
+    StderrCapture cap;
+    run_checked(workers, [] {
+      std::atomic<int> done{0};
+      {
+        sp::TaskGroup g;
+        for (int i = 0; i < 3; ++i) {
+          g.spawn([&] {
+            sp::sleep_for(2ms);
+            done.fetch_add(1);
+          });
+        }
+      }  // no wait(): the destructor waits
+      FIBER_CHECK(done.load() == 3);
+      {
+        sp::TaskGroup g;
+        g.spawn([]() -> int { throw Boom("unheard"); });
+      }
+    });
+    err = cap.text();
+  }
+  CHECK(err.find("unheard") != std::string::npos);
+  CHECK(err.find("TaskGroup") != std::string::npos);
+}
+
+TEST_CASE("the destructor cancels the children when the scope unwinds", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> cancelled{0};
+    bool caught = false;
+    try {
+      sp::TaskGroup g;
+      g.spawn([&] { sleep_until_cancelled(cancelled); });
+      sp::sleep_for(1ms);
+      throw Boom("body");
+    } catch (const Boom&) {
+      caught = true;
+    }
+    FIBER_CHECK(caught);
+    FIBER_CHECK(cancelled.load() == 1);
+  });
+}
+
+TEST_CASE("an owner cancelled outside wait: the destructor cancels and waits", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> cancelled{0};
+    std::atomic<bool> after_scope{false};
+    auto owner = sp::spawn([&] {
+      {
+        sp::TaskGroup g;
+        g.spawn([&] { sleep_until_cancelled(cancelled); });
+        sp::sleep_for(1h);  // cancelled here: unwinds through ~TaskGroup
+      }
+      after_scope = true;
+    });
+    sp::sleep_for(5ms);
+    owner.cancel();
+    bool got = false;
+    try {
+      owner.join();
+    } catch (const sp::Cancelled&) {
+      got = true;
+    }
+    FIBER_CHECK(got);
+    FIBER_CHECK(!after_scope.load());
+    FIBER_CHECK(cancelled.load() == 1);
+  });
+}

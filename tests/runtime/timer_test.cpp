@@ -1,0 +1,127 @@
+// timer_test.cpp: sleep_for / sleep_until. Sleeps never end early; sleepers
+// wake in deadline order; upper bounds are loose (never a speed claim, only
+// "it did not hang").
+#include <algorithm>
+#include <mutex>
+#include <numeric>
+#include <vector>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+TEST_CASE("sleep_for never returns early", "[timer]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  std::atomic<int> early{0}, hung{0}, done{0};
+  const auto sleeps = run_checked(workers, [&] {
+    std::vector<sp::Task<void>> tasks;
+    constexpr int kFibers = 200;
+    for (int k = 0; k < kFibers; ++k) {
+      tasks.push_back(sp::spawn([&, k] {
+        Xorshift rng(static_cast<std::uint64_t>(k) + 1);
+        for (int i = 0; i < 3; ++i) {
+          // 0..20 ms, with sub-millisecond values among them.
+          const auto d = std::chrono::microseconds(rng() % 20'000);
+          const auto t0 = Clock::now();
+          sp::sleep_for(d);
+          const auto slept = Clock::now() - t0;
+          if (slept < d) early.fetch_add(1);
+          if (slept > d + slack(2s)) hung.fetch_add(1);
+          done.fetch_add(1);
+        }
+      }));
+    }
+    for (auto& t : tasks) t.join();
+    return kFibers * 3;
+  });
+  CHECK(done.load() == sleeps);
+  CHECK(early.load() == 0);
+  CHECK(hung.load() == 0);
+}
+
+TEST_CASE("a 10 ms sleep takes at least 10 ms and well under a second", "[timer]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const auto slept = run_checked(workers, [] {
+    const auto t0 = Clock::now();
+    sp::sleep_for(10ms);
+    return Clock::now() - t0;
+  });
+  CHECK(slept >= 10ms);
+  CHECK(slept < slack(1s));
+}
+
+TEST_CASE("sleep_until: a past deadline returns, a future one is honoured", "[timer]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [] {
+    const auto t0 = Clock::now();
+    sp::sleep_until(t0 - 1s);  // already due: returns without hanging
+    sp::sleep_until(Clock::time_point{});
+    const auto until = Clock::now() + 15ms;
+    sp::sleep_until(until);
+    CHECK(Clock::now() >= until);
+    CHECK(Clock::now() - t0 < slack(2s));
+  });
+}
+
+TEST_CASE("sleepers wake in deadline order", "[timer]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  // Spacing well above the loop's granularity; wider under sanitizers,
+  // where a worker can be late by more than 5 ms on a busy machine.
+  const auto spacing = kSanitized ? 25ms : 10ms;
+  constexpr int kSleepers = 12;
+  std::vector<int> order;
+  std::mutex mu;
+  std::atomic<int> early{0};
+  run_checked(workers, [&] {
+    // Spawn in a scrambled order so that spawn order does not give the
+    // answer away.
+    std::vector<int> idx(kSleepers);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::reverse(idx.begin(), idx.end());
+    std::rotate(idx.begin(), idx.begin() + 5, idx.end());
+    const auto base = Clock::now() + 20ms;
+    std::vector<sp::Task<void>> tasks;
+    for (int i : idx) {
+      tasks.push_back(sp::spawn([&, i] {
+        const auto deadline = base + i * spacing;
+        sp::sleep_until(deadline);
+        if (Clock::now() < deadline) early.fetch_add(1);
+        std::lock_guard lk(mu);
+        order.push_back(i);
+      }));
+    }
+    for (auto& t : tasks) t.join();
+  });
+  std::vector<int> expected(kSleepers);
+  std::iota(expected.begin(), expected.end(), 0);
+  CHECK(order == expected);
+  CHECK(early.load() == 0);
+}
+
+TEST_CASE("every sleep is one timer firing", "[timer][stats]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  constexpr int kFibers = 100;
+  constexpr int kSleeps = 5;
+  sp::Runtime rt(options(workers));
+  rt.block_on([] {
+    std::vector<sp::Task<void>> tasks;
+    for (int k = 0; k < kFibers; ++k) {
+      tasks.push_back(sp::spawn([k] {
+        for (int i = 0; i < kSleeps; ++i) sp::sleep_for(std::chrono::microseconds((k * 37 + i * 101) % 3000));
+      }));
+    }
+    for (auto& t : tasks) t.join();
+  });
+  rt.shutdown();
+  const auto s = rt.stats();
+  CHECK(s.live_fibers == 0);
+  CHECK(s.total().timers_fired >= static_cast<std::uint64_t>(kFibers) * kSleeps);
+}
+
+TEST_CASE("sleep_for on a plain thread blocks the thread", "[timer]") {
+  const auto t0 = Clock::now();
+  sp::sleep_for(5ms);
+  CHECK(Clock::now() - t0 >= 5ms);
+  sp::yield();  // a no-op on a plain thread, must not crash
+}

@@ -1,0 +1,306 @@
+// spindle_test.hpp: shared fixtures of the runtime tests.
+//
+//  - worker-count parameterisation (STYLE.md "Tests": oversubscribing a small
+//    machine is the point, so 8 workers run on 2 cores too);
+//  - scaling of heavy loops in sanitizer builds (TSan makes every switch and
+//    atomic 5-20x dearer; the stress tests must stay in CI's time budget);
+//  - run_checked: the clean-teardown check (no fiber alive after shutdown);
+//  - StderrCapture: read what the runtime reported on stderr;
+//  - Gate: a counting, cancellation-aware signal built only on the
+//    suspension API (tests of the runtime must not depend on sync/);
+//  - Watchdog: turns a hang (the usual symptom of a lost wake-up) into a
+//    fiber dump and an abort well before CTest's TIMEOUT kills us silently.
+#pragma once
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <spindle/runtime/all.hpp>
+#include <spindle/runtime/suspend.hpp>
+
+// The worker counts every scheduler test runs at.
+#define SPINDLE_TEST_WORKERS() GENERATE(1u, 2u, 4u, 8u)
+
+namespace spindle_test {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// tests/runtime/CMakeLists.txt defines SPINDLE_TEST_TSAN / SPINDLE_TEST_ASAN
+// for sanitizer builds; GCC's own macros are the fallback.
+#if defined(SPINDLE_TEST_TSAN) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kTsan = true;
+#else
+inline constexpr bool kTsan = false;
+#endif
+#if defined(SPINDLE_TEST_ASAN) || defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAsan = true;
+#else
+inline constexpr bool kAsan = false;
+#endif
+inline constexpr bool kSanitized = kTsan || kAsan;
+
+// scaled: iteration count for a heavy test. Sanitizer builds divide it (TSan
+// by 10, ASan by 2); the environment variable SPINDLE_TEST_SCALE multiplies
+// it (e.g. 10 for a long local soak). Never below 1.
+inline std::size_t scaled(std::size_t plain) {
+  double f = kTsan ? 0.1 : kAsan ? 0.5 : 1.0;
+  if (const char* e = std::getenv("SPINDLE_TEST_SCALE")) {
+    const double m = std::atof(e);
+    if (m > 0) f *= m;
+  }
+  const auto n = static_cast<std::size_t>(static_cast<double>(plain) * f);
+  return n == 0 ? 1 : n;
+}
+
+// slack: a loose upper bound for "it happened promptly" checks. Never a speed
+// claim: only there so that a wait that never ends fails instead of hanging,
+// and generous because the CI machine is shared and sanitizers are slow.
+inline Clock::duration slack(Clock::duration plain) { return kSanitized ? plain * 4 : plain; }
+
+// Catch2 v2 assertions are not thread-safe, and fibers run on several worker
+// threads at once. So fibers other than "main" check with FIBER_CHECK, which
+// records failures here; the test thread reports them (run_checked does it
+// at teardown, other tests call report_fiber_failures()).
+class FiberFailures {
+ public:
+  void add(std::string m) {
+    std::lock_guard lk(mu_);
+    msgs_.push_back(std::move(m));
+  }
+  std::vector<std::string> take() {
+    std::lock_guard lk(mu_);
+    return std::exchange(msgs_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> msgs_;
+};
+inline FiberFailures& fiber_failures() {
+  static FiberFailures f;
+  return f;
+}
+inline void report_fiber_failures() {
+  for (const auto& m : fiber_failures().take()) FAIL_CHECK(m);
+}
+
+#define SPINDLE_TEST_STR2(x) #x
+#define SPINDLE_TEST_STR(x) SPINDLE_TEST_STR2(x)
+#define FIBER_CHECK(...)                                                           \
+  do {                                                                             \
+    if (!(__VA_ARGS__))                                                            \
+      ::spindle_test::fiber_failures().add(__FILE__ ":" SPINDLE_TEST_STR(__LINE__) \
+                                           ": FIBER_CHECK(" #__VA_ARGS__ ") failed"); \
+  } while (0)
+
+inline spindle::RuntimeOptions options(unsigned workers) {
+  spindle::RuntimeOptions o;
+  o.workers = workers;
+  return o;
+}
+
+// run_checked: spindle::run with the teardown check every test wants: after
+// shutdown no fiber is left alive (the runtime's stats are exact then).
+template <class F>
+auto run_checked(spindle::RuntimeOptions o, F&& f) {
+  spindle::Runtime rt(o);
+  struct Teardown {
+    spindle::Runtime& rt;
+    ~Teardown() {
+      rt.shutdown();
+      const spindle::Stats s = rt.stats();
+      CHECK(s.live_fibers == 0);
+      report_fiber_failures();
+    }
+  } teardown{rt};
+  return rt.block_on(std::forward<F>(f));
+}
+
+template <class F>
+auto run_checked(unsigned workers, F&& f) {
+  return run_checked(options(workers), std::forward<F>(f));
+}
+
+// os_tid: the kernel's id of the calling thread. A system call, so unlike a
+// thread_local it cannot be cached by the compiler across a fiber switch:
+// the ground truth for "which thread am I on".
+inline long os_tid() noexcept { return ::syscall(SYS_gettid); }
+
+// StderrCapture: redirects file descriptor 2 into a temporary file while it
+// lives; text() stops the capture and returns what was written. A sanitizer
+// report among it is echoed to the real stderr, so it is never hidden.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    std::fflush(stderr);
+    std::cerr.flush();
+    file_ = std::tmpfile();
+    REQUIRE(file_ != nullptr);
+    saved_ = ::dup(2);
+    REQUIRE(saved_ >= 0);
+    REQUIRE(::dup2(::fileno(file_), 2) == 2);
+  }
+  ~StderrCapture() { stop(); if (file_) std::fclose(file_); }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+
+  const std::string& text() {
+    stop();
+    return text_;
+  }
+
+ private:
+  void stop() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    std::cerr.flush();
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+    std::rewind(file_);
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0) text_.append(buf, n);
+    // Echo only what a sanitizer wrote, so its report is not hidden.
+    if (text_.find("Sanitizer") != std::string::npos ||
+        text_.find("runtime error") != std::string::npos) {
+      std::fprintf(stderr, "[captured stderr]\n%s[end of captured stderr]\n", text_.c_str());
+    }
+  }
+  std::FILE* file_ = nullptr;
+  int saved_ = -1;
+  std::string text_;
+};
+
+// Gate: a counting signal with at most one waiter at a time, usable by a
+// fiber or a plain thread on either side. It follows suspend.hpp's protocol:
+// publish hands over the waiter under mu_; signal wins the waiter's CAS under
+// mu_ and wakes it after unlocking; a waiter that ends any other way unhooks
+// itself under mu_ before its Waiter dies. A signal that loses the CAS to a
+// cancellation is kept (pending_), so no signal is ever dropped.
+class Gate {
+ public:
+  // wait: consumes one signal, suspending until there is one. A
+  // cancellation point (throws spindle::Cancelled).
+  void wait() {
+    using spindle::detail::Waiter;
+    Waiter w;
+    const Waiter::State s = spindle::detail::wait(
+        w, nullptr,
+        [&] {
+          std::lock_guard lk(mu_);
+          if (pending_ > 0) {
+            --pending_;
+            return false;  // consumed without waiting
+          }
+          waiter_ = &w;
+          return true;
+        },
+        "gate");
+    if (s == Waiter::notified) return;
+    {
+      std::lock_guard lk(mu_);
+      if (waiter_ == &w) waiter_ = nullptr;
+    }
+    if (s == Waiter::waiting) return;  // publish found a pending signal
+    spindle::detail::throw_if_cancelled(s);
+  }
+
+  // signal: wakes the waiter, or leaves a signal for the next wait. Any
+  // thread or fiber; never suspends.
+  void signal() {
+    spindle::detail::Waiter* w = nullptr;
+    {
+      std::lock_guard lk(mu_);
+      w = std::exchange(waiter_, nullptr);
+      if (w == nullptr || !w->try_complete(spindle::detail::Waiter::notified)) {
+        w = nullptr;
+        ++pending_;
+      }
+    }
+    if (w != nullptr) spindle::detail::wake(*w);
+  }
+
+ private:
+  std::mutex mu_;
+  spindle::detail::Waiter* waiter_ = nullptr;  // guarded by mu_
+  unsigned pending_ = 0;                       // guarded by mu_
+};
+
+// Watchdog: if `progress` stops changing for `stall`, prints what was going
+// on (a fiber dump of the newest runtime) and aborts: a lost wake-up shows up
+// as a hang, and the dump says who was left waiting.
+class Watchdog {
+ public:
+  Watchdog(const std::atomic<std::uint64_t>& progress, const char* what,
+           Clock::duration stall = std::chrono::seconds(kSanitized ? 60 : 20))
+      : thread_([this, &progress, what, stall] {
+          std::uint64_t last = progress.load(std::memory_order_relaxed);
+          auto since = Clock::now();
+          std::unique_lock lk(mu_);
+          while (!stop_) {
+            cv_.wait_for(lk, 100ms);
+            const std::uint64_t now_v = progress.load(std::memory_order_relaxed);
+            if (now_v != last) {
+              last = now_v;
+              since = Clock::now();
+            } else if (Clock::now() - since > stall) {
+              std::fprintf(stderr, "watchdog: %s made no progress (stuck at %llu); lost wake-up?\n",
+                           what, static_cast<unsigned long long>(now_v));
+              spindle::dump_fibers(std::cerr);
+              std::cerr.flush();
+              std::abort();
+            }
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// Xorshift: a tiny deterministic PRNG for jitter (no shared state, no locks).
+struct Xorshift {
+  std::uint64_t s;
+  explicit Xorshift(std::uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  std::uint64_t operator()() noexcept {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+};
+
+// spin: burns roughly n iterations without suspending (timing jitter).
+inline void spin(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
+}
+
+}  // namespace spindle_test
