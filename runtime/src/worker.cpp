@@ -37,7 +37,10 @@
 namespace spindle::detail {
 
 namespace {
-thread_local Worker* tls_worker = nullptr;
+// initial-exec: one %fs-relative load instead of a __tls_get_addr call (the
+// objects are PIC, which defaults to the general-dynamic model). spindle is a
+// static library linked into executables, where this model always works.
+[[gnu::tls_model("initial-exec")]] thread_local Worker* tls_worker = nullptr;
 
 // A fiber in the LIFO slot cannot be stolen; after this many LIFO runs in a
 // row it goes to the back of the FIFO, so two chatting fibers cannot starve
