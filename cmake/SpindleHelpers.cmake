@@ -39,12 +39,13 @@ function(spindle_add_module name)
   spindle_set_target_options(spindle_${name})
 endfunction()
 
-# spindle_add_test(name SOURCES ... [TIMEOUT s] [LABELS ...])
+# spindle_add_test(name SOURCES ... [TIMEOUT s] [LABELS ...] [NO_CTEST])
 # Every test gets a timeout (deadlock is how schedulers fail), scaled by
-# SPINDLE_TEST_TIMEOUT_MULTIPLIER for sanitizer builds.
+# SPINDLE_TEST_TIMEOUT_MULTIPLIER for sanitizer builds. NO_CTEST builds the
+# program only (death tests register it themselves, once per scenario).
 set(SPINDLE_TEST_TIMEOUT_MULTIPLIER 1 CACHE STRING "Scale for test timeouts")
 function(spindle_add_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "NO_CTEST" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
@@ -52,6 +53,8 @@ function(spindle_add_test name)
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE spindle::spindle ${T_LIBS})
   spindle_set_target_options(${name})
-  add_test(NAME ${name} COMMAND ${name})
-  set_tests_properties(${name} PROPERTIES TIMEOUT ${t} LABELS "${T_LABELS}")
+  if(NOT T_NO_CTEST)
+    add_test(NAME ${name} COMMAND ${name})
+    set_tests_properties(${name} PROPERTIES TIMEOUT ${t} LABELS "${T_LABELS}")
+  endif()
 endfunction()
