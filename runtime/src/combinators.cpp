@@ -30,16 +30,6 @@ std::string exception_what(const std::exception_ptr& e) {
   }
 }
 
-bool is_cancellation(const std::exception_ptr& e) noexcept {
-  if (!e) return false;
-  try {
-    std::rethrow_exception(e);
-  } catch (const Cancelled&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
 
 void rethrow_error(Fiber* f) {
   // error_ was written before done_ (release); callers saw done() (acquire).

@@ -43,7 +43,10 @@ std::string describe_exception(const std::exception_ptr& e) {
   }
 }
 
-bool is_cancelled(const std::exception_ptr& e) {
+}  // namespace
+
+bool is_cancellation(const std::exception_ptr& e) noexcept {
+  if (!e) return false;
   try {
     std::rethrow_exception(e);
   } catch (const Cancelled&) {
@@ -52,14 +55,13 @@ bool is_cancelled(const std::exception_ptr& e) {
     return false;
   }
 }
-}  // namespace
 
 Fiber::Fiber() noexcept = default;
 
 // The last reference is gone. An exception that nobody joined is reported
 // here, with the fiber's name and spawn site: never silently lost.
 Fiber::~Fiber() {
-  if (error_ && !error_observed_.load(std::memory_order_relaxed) && !is_cancelled(error_)) {
+  if (error_ && !error_observed_.load(std::memory_order_relaxed) && !is_cancellation(error_)) {
     const std::string what = describe_exception(error_);
     std::fprintf(stderr,
                  "spindle: fiber %llu \"%s\" (spawned at %s:%u) ended with an exception "

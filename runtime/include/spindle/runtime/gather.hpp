@@ -73,8 +73,6 @@ namespace detail {
 // The message of an exception: what() for std::exception and Cancelled,
 // "unknown exception" otherwise. Empty for a null pointer.
 std::string exception_what(const std::exception_ptr& e);
-// True when e holds spindle::Cancelled.
-bool is_cancellation(const std::exception_ptr& e) noexcept;
 // Rethrows a done fiber's exception, marking it observed (as join does).
 [[noreturn]] void rethrow_error(Fiber* f);
 

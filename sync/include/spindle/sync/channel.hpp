@@ -23,6 +23,8 @@
 // it.
 #pragma once
 
+#include <spindle/sync/pull_iterator.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -159,27 +161,7 @@ class Channel {
 
   // Range-for: receives until the channel is closed and drained. Each ++ is
   // a recv() (may suspend; a cancellation point).
-  class iterator {
-   public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = T;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(Channel* c) : ch_(c) { ++*this; }
-    T& operator*() { return *cur_; }
-    T* operator->() { return &*cur_; }
-    iterator& operator++() {
-      cur_ = ch_->recv();
-      if (!cur_) ch_ = nullptr;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(const iterator& o) const { return ch_ == o.ch_; }
-
-   private:
-    Channel* ch_ = nullptr;
-    std::optional<T> cur_;
-  };
+  using iterator = detail::PullIterator<T, Channel, &Channel::recv>;
   iterator begin() { return iterator(this); }
   iterator end() { return iterator(); }
 

@@ -24,6 +24,8 @@
 // the consumer's access to v.
 #pragma once
 
+#include <spindle/sync/pull_iterator.hpp>
+
 #include <exception>
 #include <iterator>
 #include <memory>
@@ -104,27 +106,7 @@ class Generator {
     return v;
   }
 
-  class iterator {
-   public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = T;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(Generator* g) : g_(g) { ++*this; }
-    T& operator*() { return *cur_; }
-    T* operator->() { return &*cur_; }
-    iterator& operator++() {
-      cur_ = g_->next();
-      if (!cur_) g_ = nullptr;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(const iterator& o) const { return g_ == o.g_; }
-
-   private:
-    Generator* g_ = nullptr;
-    std::optional<T> cur_;
-  };
+  using iterator = detail::PullIterator<T, Generator, &Generator::next>;
   SPINDLE_MAY_SUSPEND iterator begin() { return iterator(this); }
   iterator end() { return iterator(); }
 

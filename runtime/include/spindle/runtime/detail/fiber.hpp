@@ -208,6 +208,8 @@ void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t nam
 void join_fiber(Fiber* f);
 // Requests cancellation of f (idempotent; nothing happens if f is done).
 void cancel_fiber(Fiber* f) noexcept;
+// True when e holds spindle::Cancelled (a fiber's error_, say).
+bool is_cancellation(const std::exception_ptr& e) noexcept;
 // wait_any: suspends the caller until one of fs[0..n) is done, `deadline`
 // (nullptr: none) passes, or the caller is cancelled (raises Cancelled).
 // Returns the index of a done fiber (the lowest, if several), or -1 when the
