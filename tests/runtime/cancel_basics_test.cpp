@@ -79,12 +79,18 @@ TEST_CASE("cancellation reaches yield, join and waits; RAII runs", "[cancel]") {
   Gate never;          // nobody signals it
   Gate release_inner;  // outlive the runtime
   run_checked(workers, [&] {
+    // Each counts itself in once its Guard exists: a fiber cancelled before
+    // it ever ran never runs its body (by design), so the test waits for all
+    // three rather than for a fixed time (fiber creation is slow under TSan).
+    std::atomic<int> started{0};
     auto yielder = sp::spawn([&] {
       Guard g{cleaned};
+      ++started;
       for (;;) sp::yield();
     });
     auto waiter = sp::spawn([&] {
       Guard g{cleaned};
+      ++started;
       never.wait();
     });
     // A fiber blocked in join: the join is cancelled, the joined task lives on.
@@ -95,9 +101,10 @@ TEST_CASE("cancellation reaches yield, join and waits; RAII runs", "[cancel]") {
     });
     auto joiner = sp::spawn([&] {
       Guard g{cleaned};
+      ++started;
       return inner.join();
     });
-    sp::sleep_for(5ms);
+    while (started.load() < 3) sp::sleep_for(1ms);
     yielder.cancel();
     waiter.cancel();
     joiner.cancel();

@@ -19,7 +19,18 @@ struct Boom : std::runtime_error {
   explicit Boom(const std::string& m) : std::runtime_error(m) {}
 };
 
+// Children count themselves in before they sleep, and tests that count the
+// cancelled ones wait for that first: a child cancelled before it ever ran
+// never runs its body (by design), so it would not count. Under TSan, where
+// creating a fiber takes about a millisecond, a fixed sleep was not enough.
+std::atomic<int> g_started{0};
+
+void await_started(int n) {
+  while (g_started.load() < n) sp::sleep_for(1ms);
+}
+
 void sleep_until_cancelled(std::atomic<int>& cancelled) {
+  g_started.fetch_add(1);
   try {
     sp::sleep_for(1h);
   } catch (const sp::Cancelled&) {
@@ -76,6 +87,7 @@ TEST_CASE("the first failure cancels the siblings and is rethrown from wait", "[
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<bool> late_ran{false};
+    g_started = 0;
     sp::TaskGroup g;
     for (int i = 0; i < 3; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
     // A sibling that turns its cancellation into a second failure.
@@ -87,6 +99,7 @@ TEST_CASE("the first failure cancels the siblings and is rethrown from wait", "[
       throw Boom("second");
     });
     g.spawn([] {
+      await_started(3);
       sp::sleep_for(5ms);
       throw Boom("first");
     });
@@ -129,9 +142,10 @@ TEST_CASE("cancel() cancels the children; cancelled children are no failures", "
   const unsigned workers = GROUP_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
+    g_started = 0;
     sp::TaskGroup g;
     for (int i = 0; i < 4; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
-    sp::sleep_for(2ms);
+    await_started(4);
     g.cancel();
     g.wait();  // no throw
     FIBER_CHECK(cancelled.load() == 4);
@@ -144,6 +158,7 @@ TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<int> cleaned{0};
+    g_started = 0;
     auto owner = sp::spawn([&] {
       sp::TaskGroup g;
       for (int i = 0; i < 4; ++i) {
@@ -163,7 +178,7 @@ TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled
       }
       g.wait();
     });
-    sp::sleep_for(5ms);
+    await_started(4);
     owner.cancel();
     bool got = false;
     try {
@@ -183,7 +198,8 @@ TEST_CASE("with_timeout around a group raises TimedOut after the children ended"
     std::atomic<int> cancelled{0};
     bool timed_out = false;
     try {
-      sp::with_timeout(10ms, [&] {
+      // 100 ms: room for the sleeper to start even under TSan (see above).
+      sp::with_timeout(100ms, [&] {
         sp::TaskGroup g;
         g.spawn([&] { sleep_until_cancelled(cancelled); });
         g.spawn([] { sp::sleep_for(1ms); });
@@ -231,9 +247,10 @@ TEST_CASE("the destructor cancels the children when the scope unwinds", "[task_g
     std::atomic<int> cancelled{0};
     bool caught = false;
     try {
+      g_started = 0;
       sp::TaskGroup g;
       g.spawn([&] { sleep_until_cancelled(cancelled); });
-      sp::sleep_for(1ms);
+      await_started(1);
       throw Boom("body");
     } catch (const Boom&) {
       caught = true;
@@ -248,6 +265,7 @@ TEST_CASE("an owner cancelled outside wait: the destructor cancels and waits", "
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<bool> after_scope{false};
+    g_started = 0;
     auto owner = sp::spawn([&] {
       {
         sp::TaskGroup g;
@@ -256,7 +274,7 @@ TEST_CASE("an owner cancelled outside wait: the destructor cancels and waits", "
       }
       after_scope = true;
     });
-    sp::sleep_for(5ms);
+    await_started(1);
     owner.cancel();
     bool got = false;
     try {
