@@ -10,13 +10,6 @@
 using namespace spindle_test;
 namespace sp = spindle;
 
-namespace {
-struct Guard {
-  std::atomic<int>& n;
-  ~Guard() { n.fetch_add(1); }
-};
-}  // namespace
-
 TEST_CASE("cancelling a sleeping fiber ends its sleep at once", "[cancel]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   std::atomic<int> cleaned{0};
@@ -24,7 +17,7 @@ TEST_CASE("cancelling a sleeping fiber ends its sleep at once", "[cancel]") {
     std::atomic<bool> started{false};
     std::atomic<bool> after_sleep{false};
     auto t = sp::spawn([&] {
-      Guard g{cleaned};
+      CountOnExit g{cleaned};
       started = true;
       sp::sleep_for(1h);
       after_sleep = true;
@@ -79,17 +72,17 @@ TEST_CASE("cancellation reaches yield, join and waits; RAII runs", "[cancel]") {
   Gate never;          // nobody signals it
   Gate release_inner;  // outlive the runtime
   run_checked(workers, [&] {
-    // Each counts itself in once its Guard exists: a fiber cancelled before
+    // Each counts itself in once its CountOnExit exists: a fiber cancelled before
     // it ever ran never runs its body (by design), so the test waits for all
     // three rather than for a fixed time (fiber creation is slow under TSan).
     std::atomic<int> started{0};
     auto yielder = sp::spawn([&] {
-      Guard g{cleaned};
+      CountOnExit g{cleaned};
       ++started;
       for (;;) sp::yield();
     });
     auto waiter = sp::spawn([&] {
-      Guard g{cleaned};
+      CountOnExit g{cleaned};
       ++started;
       never.wait();
     });
@@ -100,7 +93,7 @@ TEST_CASE("cancellation reaches yield, join and waits; RAII runs", "[cancel]") {
       return 3;
     });
     auto joiner = sp::spawn([&] {
-      Guard g{cleaned};
+      CountOnExit g{cleaned};
       ++started;
       return inner.join();
     });

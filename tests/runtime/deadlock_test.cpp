@@ -24,17 +24,13 @@ TEST_CASE("joining a fiber blocked forever is reported as a deadlock", "[deadloc
   const auto t0 = Clock::now();
   CHECK_THROWS_AS(run_checked(detector(workers),
                               [&] {
-                                struct Guard {
-                                  std::atomic<int>& n;
-                                  ~Guard() { n.fetch_add(1); }
-                                };
                                 auto stuck = sp::spawn(sp::SpawnOptions{.name = "stuck-forever"}, [&] {
-                                  Guard g{unwound};
+                                  CountOnExit g{unwound};
                                   sp::detail::Waiter w;  // nobody will ever complete it
                                   const auto s = sp::detail::wait(w, nullptr, [] { return true; }, "nothing");
                                   sp::detail::throw_if_cancelled(s);
                                 });
-                                Guard g{unwound};
+                                CountOnExit g{unwound};
                                 stuck.join();
                               }),
                   sp::Deadlock);

@@ -8,13 +8,6 @@
 using namespace spindle_test;
 namespace sp = spindle;
 
-namespace {
-struct Guard {
-  std::atomic<int>& n;
-  ~Guard() { n.fetch_add(1); }
-};
-}  // namespace
-
 TEST_CASE("shutdown cancels fibers left alive when main returns", "[shutdown]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   constexpr int kEach = 10;
@@ -29,18 +22,18 @@ TEST_CASE("shutdown cancels fibers left alive when main returns", "[shutdown]") 
   const int r = run_checked(o, [&] {
     for (int k = 0; k < kEach; ++k) {
       sp::spawn([&] {
-        Guard g{cleaned};
+        CountOnExit g{cleaned};
         started.fetch_add(1);
         sp::sleep_for(1h);
       }).detach();
       // Dropped handles detach too.
       auto looping = sp::spawn([&] {
-        Guard g{cleaned};
+        CountOnExit g{cleaned};
         started.fetch_add(1);
         for (;;) sp::yield();
       });
       sp::spawn([&] {
-        Guard g{cleaned};
+        CountOnExit g{cleaned};
         started.fetch_add(1);
         never.wait();
       }).detach();

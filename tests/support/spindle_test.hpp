@@ -195,6 +195,13 @@ class StderrCapture {
 // mu_ and wakes it after unlocking; a waiter that ends any other way unhooks
 // itself under mu_ before its Waiter dies. A signal that loses the CAS to a
 // cancellation is kept (pending_), so no signal is ever dropped.
+// CountOnExit: increments its counter when destroyed, so a test can see
+// that a fiber's RAII clean-up ran (after cancellation, say).
+struct CountOnExit {
+  std::atomic<int>& n;
+  ~CountOnExit() { n.fetch_add(1); }
+};
+
 class Gate {
  public:
   // wait: consumes one signal, suspending until there is one. A
