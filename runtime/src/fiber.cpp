@@ -81,7 +81,6 @@ void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t nam
   if (name != nullptr) f->name_.assign(name, name_len);
   f->stack_size_ = stack_size;
   f->where_ = where;
-  f->born_ = std::chrono::steady_clock::now();
   f->sched_ = target;
   target->spawn(f);
 }

@@ -13,6 +13,7 @@ namespace spindle::detail {
 class FiberList {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
+  Fiber* front() const noexcept { return head_; }
   std::size_t size() const noexcept { return size_; }
   void push_back(Fiber* f) noexcept {
     f->next_ = nullptr;

@@ -53,6 +53,12 @@ class RunQueue {
 
   // Owner only. The most recently pushed element, or nullptr.
   T* pop() noexcept {
+    // Empty fast path, no fence: top_ only grows and only we move bottom_,
+    // so seeing top_ >= bottom_ even with a stale top_ proves emptiness.
+    // (A yield among fibers that never spawn pays this check, not a fence.)
+    if (top_.load(std::memory_order_relaxed) >= bottom_.load(std::memory_order_relaxed)) {
+      return nullptr;
+    }
     const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
     bottom_.store(b, std::memory_order_seq_cst);
     std::int64_t t = top_.load(std::memory_order_seq_cst);

@@ -63,12 +63,14 @@ void Scheduler::spawn(Fiber* f) {
   Worker* me = current_worker();
   if (me != nullptr && &me->scheduler() == this) {
     me->count_spawn();
+    f->born_ = me->recent_time();
     f->id_ = me->next_fiber_id();
     me->registry().insert(f);
     me->push_local(f);
     return;
   }
   external_spawns_.fetch_add(1, std::memory_order_relaxed);
+  f->born_ = coarse_now();
   f->id_ = take_id_block(1);
   external_registry_.insert(f);
   push_global(f);

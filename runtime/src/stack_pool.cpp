@@ -112,7 +112,7 @@ void StackPool::give(std::vector<StackSlot>& in, std::size_t keep) {
 
 StackCache::~StackCache() { pool_.give(cache_, 0); }
 
-StackSlot StackCache::get(std::size_t size) {
+StackSlot StackCache::get_slow(std::size_t size) {
   if (size != 0 && size != pool_.default_size()) return pool_.allocate(size);
   if (cache_.empty()) pool_.take(cache_, kBatch);
   StackSlot s = cache_.back();
@@ -120,7 +120,7 @@ StackSlot StackCache::get(std::size_t size) {
   return s;
 }
 
-void StackCache::put(StackSlot s) noexcept {
+void StackCache::put_slow(StackSlot s) noexcept {
   if (s.size != pool_.default_size()) {
     pool_.free(s);
     return;

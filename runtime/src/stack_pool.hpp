@@ -48,12 +48,32 @@ class StackPool {
 // StackCache: one per worker, touched only by its owner.
 class StackCache {
  public:
-  explicit StackCache(StackPool& pool) : pool_(pool) {}
+  explicit StackCache(StackPool& pool) : pool_(pool) { cache_.reserve(kMax + 1); }
   ~StackCache();
-  StackSlot get(std::size_t size);
-  void put(StackSlot s) noexcept;
+  // Inline fast paths: every spawn takes a stack and every finish returns
+  // one, and an out-of-line call returning a StackSlot through memory cost
+  // a store-forwarding stall per spawn (measured, docs/runtime.md).
+  StackSlot get(std::size_t size) {
+    if ((size == 0 || size == pool_.default_size()) && !cache_.empty()) [[likely]] {
+      StackSlot s = cache_.back();
+      cache_.pop_back();
+      return s;
+    }
+    return get_slow(size);
+  }
+  void put(StackSlot s) noexcept {
+    // reserve(kMax + 1) above: this push_back never allocates.
+    if (s.size == pool_.default_size() && cache_.size() < kMax) [[likely]] {
+      cache_.push_back(s);
+      return;
+    }
+    put_slow(s);
+  }
 
  private:
+  StackSlot get_slow(std::size_t size);
+  void put_slow(StackSlot s) noexcept;
+
   static constexpr std::size_t kMax = 256;   // ~skynet's live set per worker
   static constexpr std::size_t kBatch = 32;
   StackPool& pool_;

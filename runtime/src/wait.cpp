@@ -180,7 +180,7 @@ void yield() {
       throw Cancelled{};
     }
   }
-  w->switch_out(detail::Pending{detail::Pending::yield, f});
+  w->switch_out(detail::Pending::yield, f);
 }
 
 void sleep_until(std::chrono::steady_clock::time_point t) {

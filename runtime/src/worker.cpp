@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <iostream>
@@ -35,6 +36,11 @@
 #include "scheduler.hpp"
 
 namespace spindle::detail {
+
+// The steps of a switch between fibers: each is small and called from one
+// or two places, and the call frames they would otherwise add cost as much
+// as their bodies on a yield (measured: docs/runtime.md "Switch cost").
+#define SPINDLE_SWITCH_STEP [[gnu::always_inline]] inline
 
 namespace {
 // initial-exec: one %fs-relative load instead of a __tls_get_addr call (the
@@ -65,6 +71,13 @@ void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
 }
 }  // namespace
+
+std::chrono::steady_clock::time_point coarse_now() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::chrono::steady_clock::time_point(std::chrono::seconds(ts.tv_sec) +
+                                               std::chrono::nanoseconds(ts.tv_nsec));
+}
 
 [[gnu::noinline]] Worker* current_worker() noexcept {
   Worker* w = tls_worker;
@@ -125,6 +138,7 @@ void Worker::join() {
 void Worker::thread_main() {
   tls_worker = this;
   context_init_thread(sched_ctx_);
+  eh_ = context_thread_eh();
   thread_altstack_init();
   loop();
   sched_.wait_unparks_done();
@@ -158,7 +172,7 @@ void Worker::loop() {
 
 // prepare: makes f ready to be switched to on this worker. False when f must
 // run on another worker (it was forwarded there).
-bool Worker::prepare(Fiber* f) {
+SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
   Worker* a = f->affinity_;
   if (a != nullptr && a != this) [[unlikely]] {
     a->push_inbox(f);
@@ -177,11 +191,11 @@ bool Worker::prepare(Fiber* f) {
 void Worker::resume(Fiber* f) {
   if (!prepare(f)) return;
   pending_ = Pending{Pending::from_scheduler};
-  void* from = context_switch(sched_ctx_, f->ctx_, false);
+  void* from = context_switch(sched_ctx_, f->ctx_, eh_, false);
   land(from);
 }
 
-Fiber* Worker::next_local() {
+SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
   ++tick_;
   if (lifo_ != nullptr) {
     if (lifo_runs_ < kLifoCap) {
@@ -197,6 +211,7 @@ Fiber* Worker::next_local() {
   if (!pinned_.empty() && (fifo_.empty() || (tick_ & 1) != 0)) return pinned_.pop_front();
   if (!fifo_.empty()) {
     Fiber* f = fifo_.pop_front();
+    if (Fiber* after = fifo_.front()) prefetch_for_switch(after);
     // Only make the rest stealable when someone idles: otherwise the moves
     // are pure cost (yield n=1000 pays a deque push and pop per yield).
     if (!fifo_.empty() && sched_.anyone_parked_hint()) transfer_fifo();
@@ -205,14 +220,26 @@ Fiber* Worker::next_local() {
   return nullptr;
 }
 
-void Worker::push_fifo(Fiber* f) {
+// prefetch_for_switch: f runs after the fiber about to run. Among many
+// yielding fibers each switch otherwise misses on the new fiber's stack
+// frames and control block; this starts those loads one switch early: f's
+// saved frames (its line was prefetched one switch ago, as the fiber after
+// next) and the control block of the fiber after f.
+void Worker::prefetch_for_switch(Fiber* f) noexcept {
+  if (Fiber* later = f->next_) __builtin_prefetch(later);
+  if (const char* sp = static_cast<const char*>(f->ctx_.fctx)) {
+    for (int i = 0; i < 4; ++i) __builtin_prefetch(sp + 64 * i);
+  }
+}
+
+SPINDLE_SWITCH_STEP void Worker::push_fifo(Fiber* f) {
   if (f->affinity_ == this) pinned_.push_back(f); else fifo_.push_back(f);
 }
 
 // next_direct: the next fiber a suspending fiber may switch to directly, or
 // nullptr to go through the scheduler context (maintenance due, stopping, or
 // nothing local).
-Fiber* Worker::next_direct() {
+SPINDLE_SWITCH_STEP Fiber* Worker::next_direct() {
   for (;;) {
     if (tick_ + 1 - last_maintenance_ >= kMaintenanceInterval || sched_.stopping()) return nullptr;
     Fiber* f = next_local();
@@ -232,6 +259,7 @@ Fiber* Worker::find_work() {
 
 void Worker::maintenance() {
   last_maintenance_ = tick_;
+  recent_time_ = coarse_now();
   drain_inbox();
   // Fairness only: one fiber from the global queue, to the back of the FIFO.
   // A batch on top of the LIFO deque here would run new fibers ahead of the
@@ -355,6 +383,7 @@ void Worker::park() {
   uv_run(&loop_, UV_RUN_ONCE);
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
   disarm_park_timer();
+  recent_time_ = coarse_now();
   if (watch) sched_.check_deadlock(mark, watch_since);
   sched_.unregister_parked(this);
   parked_.store(false, std::memory_order_relaxed);
@@ -455,55 +484,82 @@ void Worker::fire_timers() {
 
 // ---- switching ------------------------------------------------------------
 
-void Worker::switch_out(const Pending& p) {
-  pending_ = p;
-  Fiber* self = p.prev;
+// Inlined into both switch_out overloads: one frame less on every
+// suspended fiber's stack (see context.hpp).
+[[gnu::always_inline]] inline void Worker::switch_from(Fiber* self) {
   void* from;
   if (Fiber* next = next_direct()) {
-    from = context_switch(self->ctx_, next->ctx_, false);
+    from = context_switch(self->ctx_, next->ctx_, eh_, false);
   } else {
     running_.store(nullptr, std::memory_order_relaxed);
-    from = context_switch(self->ctx_, sched_ctx_, false);
+    from = context_switch(self->ctx_, sched_ctx_, eh_, false);
   }
   // Resumed, perhaps on another thread: `this` may be stale.
   current_worker()->land(from);
 }
 
+void Worker::switch_out(const Pending& p) {
+  pending_ = p;
+  switch_from(p.prev);
+}
+
+void Worker::switch_out(Pending::Kind kind, Fiber* self) {
+  pending_.kind = kind;
+  pending_.prev = self;
+  switch_from(self);
+}
+
 void Worker::exit_fiber(Fiber* f) {
   pending_ = Pending{Pending::finish, f};
   if (Fiber* next = next_direct()) {
-    context_switch(f->ctx_, next->ctx_, true);
+    context_switch(f->ctx_, next->ctx_, eh_, true);
   } else {
     running_.store(nullptr, std::memory_order_relaxed);
-    context_switch(f->ctx_, sched_ctx_, true);
+    context_switch(f->ctx_, sched_ctx_, eh_, true);
   }
   SPINDLE_CHECK(false, "a finished fiber was resumed");
   __builtin_unreachable();
 }
 
 void Worker::land(void* from) {
-  const Pending p = pending_;
+  // A yield (the hot case) needs two words of pending_ and no call.
+  Fiber* const prev = pending_.prev;
+  if (pending_.kind == Pending::yield) [[likely]] {
+    pending_.kind = Pending::none;
+    prev->ctx_.fctx = from;
+    prev->state_.store(FiberState::ready, std::memory_order_relaxed);
+    push_fifo(prev);
+    return;
+  }
+  land_other(from);
+}
+
+void Worker::land_other(void* from) {
+  const Pending::Kind kind = pending_.kind;
+  Fiber* const prev = pending_.prev;
   pending_.kind = Pending::none;
-  switch (p.kind) {
+  switch (kind) {
     case Pending::from_scheduler:
       sched_ctx_.fctx = from;
       break;
-    case Pending::wait:
-      p.prev->ctx_.fctx = from;
+    case Pending::wait: {
+      const Pending p = pending_;
+      prev->ctx_.fctx = from;
       after_wait_publish(p);
       break;
+    }
     case Pending::yield:
-      p.prev->ctx_.fctx = from;
-      p.prev->state_.store(FiberState::ready, std::memory_order_relaxed);
-      push_fifo(p.prev);
+      prev->ctx_.fctx = from;
+      prev->state_.store(FiberState::ready, std::memory_order_relaxed);
+      push_fifo(prev);
       break;
     case Pending::finish:
-      finish(p.prev);
+      finish(prev);
       break;
     case Pending::requeue:
-      p.prev->ctx_.fctx = from;
-      p.prev->state_.store(FiberState::ready, std::memory_order_relaxed);
-      p.target->push_inbox(p.prev);
+      prev->ctx_.fctx = from;
+      prev->state_.store(FiberState::ready, std::memory_order_relaxed);
+      pending_.target->push_inbox(prev);
       break;
     case Pending::none:
       SPINDLE_CHECK(false, "landed with no pending action");

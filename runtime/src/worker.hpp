@@ -15,6 +15,7 @@
 #include <spindle/runtime/stats.hpp>
 #include <spindle/runtime/suspend.hpp>
 
+#include "context.hpp"
 #include "fiber_list.hpp"
 #include "run_queue.hpp"
 #include "stack_pool.hpp"
@@ -23,6 +24,10 @@
 namespace spindle::detail {
 
 class Scheduler;
+
+// coarse_now: steady_clock's epoch at jiffy resolution.
+// CLOCK_MONOTONIC_COARSE reads a kernel-updated value without the TSC.
+std::chrono::steady_clock::time_point coarse_now() noexcept;
 
 // Registry of live fibers for dumps: an intrusive list under a spin lock.
 struct Registry {
@@ -84,15 +89,20 @@ class Worker {
   // Switches away from the running fiber; `p.prev` must be it. Returns when
   // the fiber is resumed (possibly on another worker).
   void switch_out(const Pending& p);
+  void switch_out(Pending::Kind kind, Fiber* self);  // yield, or any kind with no extra fields
   [[noreturn]] void exit_fiber(Fiber* f);
   Fiber* running() const noexcept { return running_.load(std::memory_order_relaxed); }
   Scheduler& scheduler() noexcept { return sched_; }
   Registry& registry() noexcept { return registry_; }
   std::uint64_t next_fiber_id() noexcept;
   void count_spawn() noexcept { spawns_.inc(); }
+  // A recent time (at most one maintenance round old) for stamping fibers'
+  // birth; dumps show ages in milliseconds.
+  std::chrono::steady_clock::time_point recent_time() const noexcept { return recent_time_; }
 
   // The landing side of every switch (see Pending).
   void land(void* from_fctx);
+  void land_other(void* from_fctx);  // every kind but yield
 
  private:
   friend class Scheduler;
@@ -115,9 +125,11 @@ class Worker {
   void disarm_park_timer();
   void transfer_fifo();
   void push_fifo(Fiber* f);
+  static void prefetch_for_switch(Fiber* f) noexcept;
   void overflow_half();
   void finish(Fiber* f);
   void after_wait_publish(const Pending& p);
+  void switch_from(Fiber* self);
 
   Scheduler& sched_;
   const unsigned index_;
@@ -125,6 +137,7 @@ class Worker {
 
   // Owner only.
   ExecContext sched_ctx_;
+  EhGlobals* eh_ = nullptr;  // this thread's exception globals (context.hpp)
   Pending pending_;
   Fiber* lifo_ = nullptr;
   unsigned lifo_runs_ = 0;
@@ -133,6 +146,7 @@ class Worker {
   std::vector<Fiber*> scratch_;
   std::uint64_t tick_ = 0;
   std::uint64_t last_maintenance_ = 0;
+  std::chrono::steady_clock::time_point recent_time_ = coarse_now();
   std::uint64_t rng_;
   TimerHeap timers_;
   StackCache stacks_;

@@ -78,6 +78,13 @@ class Fiber {
   // Runs the user body, stores value or exception. Never throws.
   virtual void invoke() noexcept = 0;
 
+  // Fiber blocks come from a per-thread cache of freed blocks
+  // (runtime/src/fiber_alloc.cpp): spawning and joining in batches would
+  // otherwise take malloc's slow path for most of them. The size passed to
+  // delete is the dynamic type's (the destructor is virtual).
+  static void* operator new(std::size_t size);
+  static void operator delete(void* p, std::size_t size) noexcept;
+
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   // acq_rel: the last owner must see every write of the others before delete.
   void release() noexcept {
