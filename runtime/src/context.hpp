@@ -47,6 +47,13 @@ void context_make(ExecContext& ctx, const StackSlot& stack, ContextEntry entry);
 // otherwise `throw;` terminates and std::uncaught_exceptions() drifts. So
 // the state is saved into the context that leaves and the arriving one's is
 // installed, on this thread (`eh`), before the jump.
+//
+// Not instrumented by ASan: glibc places a thread's static TLS (where the
+// globals live) inside its stack mapping, and a worker's stack can carry
+// stale redzones there from frames a fiber switch never unwound.
+#if defined(SPINDLE_ASAN)
+__attribute__((no_sanitize("address")))
+#endif
 inline void context_swap_eh(ExecContext& from, ExecContext& to, EhGlobals* eh) noexcept {
   from.eh_caught = eh->caught;
   from.eh_uncaught = eh->uncaught;
