@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -142,19 +143,23 @@ int main_impl(int argc, char** argv) {
   table[0].cells.push_back("ratio");
   for (const Config& t : cols.back().tries) tried[0].cells.push_back(algo_name(t));
   std::fprintf(stderr, "measuring (one child process per line; wall time of the run or median):\n");
+  std::map<std::string, std::vector<double>> figures;  // spindle figures per row
   for (const Row& r : table_rows()) {
     if (!filter.empty() && r.workload.find(filter) == std::string::npos) continue;
     Line line{{r.workload, r.unit + (r.higher_is_better ? " (higher is better)" : "")}};
     Line screened{{r.workload, r.unit}};
     double best[2] = {NAN, NAN};  // per peer
+    std::vector<double> spindle_figs;
     for (const Column& c : cols) {
       const Config& pick = c.tries.size() == 1 ? c.tries[0] : screen(r, c, screened);
       const double v = r.measure(pick, Effort{});
       double& b = best[c.peer == Peer::spindle ? 0 : 1];
       if (better(v, b, r.higher_is_better)) b = v;
+      if (c.peer == Peer::spindle) spindle_figs.push_back(v);
       line.cells.push_back(num(v));
     }
     line.cells.push_back(std::isnan(best[0] / best[1]) ? "-" : num(best[0] / best[1]) + "x");
+    figures[r.workload] = spindle_figs;
     table.push_back(line);
     tried.push_back(screened);
   }
@@ -165,6 +170,7 @@ int main_impl(int argc, char** argv) {
   std::printf("\nBoost.Fiber 2 threads, one cold run of each algorithm (the best is the one\n"
               "measured in full above; '>N s': killed, over twice the best one's time):\n\n");
   print_table(tried);
+  std::printf("%s", extra_sections(figures, filter).c_str());
   std::printf("\n%s", skynet_stats().c_str());
   return 0;
 }

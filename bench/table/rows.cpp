@@ -129,6 +129,49 @@ std::vector<Row> table_rows() {
   return rows;
 }
 
+std::string extra_sections(const std::map<std::string, std::vector<double>>& spindle,
+                           const std::string& filter) {
+  std::string out;
+#ifdef SPINDLE_BENCH_SYNC_ROWS
+  const std::string row = "mutex_contention";
+  if (filter.empty() || row.find(filter) != std::string::npos) {
+    // std::mutex with plain threads, same workload (1,000,000 increments),
+    // median of three, each in a fresh child, like the rows above.
+    double fig[2] = {0, 0};
+    for (unsigned t = 1; t <= 2; ++t) {
+      std::vector<Sample> runs;
+      for (int i = 0; i < g_fast_runs; ++i) {
+        std::string bytes = *run_in_child("std::mutex", [&] {
+          const double v = sync_bench::mutex_contention_std(t);
+          return std::string(reinterpret_cast<const char*>(&v), sizeof v);
+        });
+        Sample smp;
+        std::memcpy(&smp.ms, bytes.data(), sizeof(double));
+        runs.push_back(smp);
+      }
+      fig[t - 1] = median(runs, &Sample::ms);
+    }
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "\nmutex_contention against std::mutex with plain threads (same run):\n"
+                  "std::mutex 1 thread %.2f ns/inc, 2 threads %.2f ns/inc",
+                  fig[0], fig[1]);
+    out += buf;
+    auto it = spindle.find(row);
+    if (it != spindle.end() && it->second.size() >= 2) {
+      std::snprintf(buf, sizeof buf, "; spindle 2w / std::mutex 2t = %.2fx",
+                    it->second[1] / fig[1]);
+      out += buf;
+    }
+    out += "\n";
+  }
+#else
+  (void)spindle;
+  (void)filter;
+#endif
+  return out;
+}
+
 std::vector<Column> table_columns() {
   const Peer s = Peer::spindle, b = Peer::boost_fiber;
   using A = BoostAlgo;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,12 @@ Measure once(const Workload& w, double Sample::*field);
 // algorithm, so Config::algo is ignored and all of Boost's 2-thread tries
 // share one measurement.
 Measure per_threads(double (*on_spindle)(unsigned), double (*on_boost)(unsigned));
+
+// extra_sections: lines printed under the tables for peers that are not
+// columns (std::mutex with threads beside mutex_contention). `spindle` maps
+// a row's workload to its spindle figures (1 and 2 workers) from the table.
+std::string extra_sections(const std::map<std::string, std::vector<double>>& spindle,
+                           const std::string& filter);
 
 // Set by --runs: overrides the repetitions of median_of3 (1 for a quick look).
 void set_fast_runs(int runs);

@@ -28,6 +28,15 @@ Fiber* current_fiber() noexcept {
   return w != nullptr ? w->running() : nullptr;
 }
 
+bool may_spin() noexcept {
+  Worker* w = current_worker();
+  if (w == nullptr) {
+    static const bool multicore = std::thread::hardware_concurrency() > 1;
+    return multicore;
+  }
+  return w->scheduler().size() > 1 && !w->has_local_work();
+}
+
 namespace {
 Waiter::State wait_thread(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
                           FunctionRef<bool()> publish) {

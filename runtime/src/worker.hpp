@@ -82,6 +82,10 @@ class Worker {
   std::uint64_t switch_count() const noexcept { return switches_.get(); }
 
   // --- owner thread only ---
+  // Some fiber is ready to run here (LIFO slot, deque, FIFOs).
+  bool has_local_work() const noexcept {
+    return lifo_ != nullptr || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty();
+  }
   void push_local(Fiber* f);          // a new or woken fiber, stealable
   void push_lifo(Fiber* f);           // a woken fiber: runs next
   void add_timer(Waiter* w);

@@ -1,17 +1,62 @@
-// mutex.cpp: Mutex (see mutex.hpp). FIFO hand-off on the shared wait queue.
+// mutex.cpp: Mutex (see mutex.hpp): Go's normal and starvation modes on the
+// shared wait queue.
+//
+// The state word (bits): LOCKED (someone owns it), WOKEN (a waiter has been
+// woken or is spinning, so unlock need not wake another), STARVING (hand-off
+// mode; nobody may take a free word, the oldest waiter gets it), WAITERS
+// (waiters_ is not empty; changed only under mu_).
+//
+// Invariants:
+//  - At most one fiber/thread "holds" WOKEN (tracked by its `awoke` flag);
+//    it clears it when it takes the lock, when it queues again, or when it
+//    leaves with an error (then it does the wake unlock would have done).
+//  - In starvation mode unlock clears LOCKED but keeps STARVING and hands the
+//    mutex to the waiter it pops; that waiter sets LOCKED itself. A free word
+//    with STARVING set is "being handed over": nobody else takes it.
+//  - Lock order: mu_ is a leaf under Fiber::wait_lock_ (publish runs under
+//    it); no wake happens under mu_.
 #include <spindle/sync/mutex.hpp>
 
 namespace spindle {
 
+namespace {
+// Go's values: a waiter that waited longer than this switches the mutex to
+// hand-off mode; a spinner spins this many rounds of this many pauses.
+constexpr auto kStarvationThreshold = std::chrono::milliseconds(1);
+constexpr int kSpinRounds = 4;
+constexpr int kPausesPerRound = 30;
+
+void pause_round() noexcept {
+  for (int i = 0; i < kPausesPerRound; ++i) __builtin_ia32_pause();
+}
+}  // namespace
+
+bool Mutex::grab_if_free(std::uint32_t& st, bool& awoke) noexcept {
+  while ((st & (kLocked | kStarving)) == 0) {
+    std::uint32_t nw = st | kLocked;
+    if (awoke) nw &= ~kWoken;
+    // acquire; pairs with the release RMW in unlock().
+    if (state_.compare_exchange_weak(st, nw, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+      awoke = false;
+      return true;
+    }
+  }
+  return false;
+}
+
 bool Mutex::try_lock() noexcept {
-  std::uint32_t expected = 0;
-  // acquire; pairs with the release CAS / store in unlock().
-  return state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
-                                        std::memory_order_relaxed);
+  std::uint32_t st = state_.load(std::memory_order_relaxed);
+  bool awoke = false;
+  return grab_if_free(st, awoke);
 }
 
 void Mutex::lock() {
-  if (try_lock()) return;
+  std::uint32_t expected = 0;
+  if (state_.compare_exchange_strong(expected, kLocked, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+    return;
+  }
   detail::throw_for(lock_slow(nullptr) ? detail::Waiter::notified : detail::Waiter::cancelled);
 }
 
@@ -21,58 +66,153 @@ bool Mutex::try_lock_until(std::chrono::steady_clock::time_point t) {
 }
 
 bool Mutex::lock_slow(const detail::TimePoint* deadline) {
-  detail::WaitNode node;
-  const auto s = detail::wait_on(
-      mu_, waiters_, node, deadline,
-      [&](detail::Wakeups&) {
-        // Under mu_: take the lock if it is free, else announce a waiter so
-        // the owner's unlock() takes the slow path and hands over.
-        std::uint32_t st = state_.load(std::memory_order_relaxed);
-        for (;;) {
-          if ((st & kLocked) == 0) {
-            if (state_.compare_exchange_weak(st, st | kLocked, std::memory_order_acquire,
-                                             std::memory_order_relaxed)) {
-              return true;
+  bool awoke = false;          // we hold WOKEN
+  bool queued_before = false;  // a woken waiter that lost goes back to the front
+  bool starving = false;
+  detail::TimePoint wait_start{};
+  int spins = 0;
+  std::uint32_t st = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (grab_if_free(st, awoke)) return true;
+    // Spin while the owner may be running on another worker.
+    if ((st & kStarving) == 0 && spins < kSpinRounds && detail::may_spin()) {
+      if (!awoke && (st & (kWoken | kWaiters)) == kWaiters &&
+          state_.compare_exchange_strong(st, st | kWoken, std::memory_order_relaxed,
+                                         std::memory_order_relaxed)) {
+        awoke = true;
+      }
+      pause_round();
+      ++spins;
+      st = state_.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (!queued_before) wait_start = detail::Clock::now();
+
+    detail::WaitNode node;
+    detail::Waiter w;
+    node.waiter = &w;
+    node.outcome = 0;
+    const bool to_front = queued_before;
+    const detail::Waiter::State s = detail::wait(
+        w, deadline,
+        [&]() -> bool {
+          std::lock_guard g(mu_);
+          std::uint32_t cur = state_.load(std::memory_order_relaxed);
+          for (;;) {
+            if ((cur & (kLocked | kStarving)) == 0) {
+              // Freed meanwhile: take it instead of waiting.
+              std::uint32_t nw = cur | kLocked;
+              if (awoke) nw &= ~kWoken;
+              if (state_.compare_exchange_weak(cur, nw, std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
+                awoke = false;
+                node.outcome = kOutcomeTaken;
+                w.try_complete(detail::Waiter::notified);  // nobody else can see w
+                return false;
+              }
+              continue;
             }
-          } else if ((st & kWaiters) != 0 ||
-                     state_.compare_exchange_weak(st, st | kWaiters, std::memory_order_relaxed,
-                                                  std::memory_order_relaxed)) {
-            return false;
+            std::uint32_t nw = cur | kWaiters;
+            if (awoke) nw &= ~kWoken;
+            if (starving) nw |= kStarving;
+            if (state_.compare_exchange_weak(cur, nw, std::memory_order_relaxed,
+                                             std::memory_order_relaxed)) {
+              break;
+            }
           }
+          awoke = false;
+          if (to_front) waiters_.push_front(&node); else waiters_.push_back(&node);
+          return true;
+        },
+        "mutex");
+
+    if (s != detail::Waiter::notified) {
+      {
+        std::lock_guard g(mu_);
+        waiters_.remove(&node);
+        if (waiters_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+      }
+      if (awoke) {
+        // The wait ended before publish ran (a cancel was already pending):
+        // give WOKEN back and do the wake an unlock skipped because of it.
+        const std::uint32_t now = state_.fetch_and(~kWoken, std::memory_order_relaxed) & ~kWoken;
+        wake_if_needed(now);
+      }
+      return false;
+    }
+    if (node.outcome == kOutcomeTaken) return true;  // publish took it
+    if (node.outcome == kOutcomeHandoff) {
+      // Handed over in starvation mode: LOCKED is clear and STARVING keeps
+      // everyone else off until we set LOCKED. Leave starvation mode if we
+      // did not starve or nobody else waits (Go's rule).
+      std::uint32_t cur = state_.load(std::memory_order_relaxed);
+      const bool waited_long = detail::Clock::now() - wait_start > kStarvationThreshold;
+      for (;;) {
+        std::uint32_t nw = cur | kLocked;
+        if (!waited_long || (cur & kWaiters) == 0) nw &= ~kStarving;
+        if (state_.compare_exchange_weak(cur, nw, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+          return true;
         }
-      },
-      "mutex");
-  if (s != detail::Waiter::notified) {
-    // wait_on unlinked our node; if we were the last waiter, drop the flag
-    // (harmless if a new waiter sets it again: it does so under mu_).
-    std::lock_guard g(mu_);
-    if (waiters_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+      }
+    }
+    // Woken in normal mode: we hold WOKEN; compete again, from the front.
+    awoke = true;
+    queued_before = true;
+    spins = 0;
+    starving = starving || detail::Clock::now() - wait_start > kStarvationThreshold;
+    st = state_.load(std::memory_order_relaxed);
   }
-  detail::throw_if_cancelled(s);
-  return s == detail::Waiter::notified;
 }
 
 void Mutex::unlock() {
-  std::uint32_t expected = kLocked;
-  // release; pairs with the acquire CAS in try_lock()/lock_slow().
-  if (state_.compare_exchange_strong(expected, 0, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
-    return;
-  }
-  SPINDLE_CHECK((expected & kLocked) != 0, "Mutex::unlock on a mutex that is not locked");
-  unlock_slow();
+  // release; pairs with the acquire CAS that takes LOCKED next.
+  const std::uint32_t old = state_.fetch_sub(kLocked, std::memory_order_release);
+  SPINDLE_CHECK((old & kLocked) != 0, "Mutex::unlock on a mutex that is not locked");
+  if (old != kLocked) unlock_slow(old - kLocked);
 }
 
-void Mutex::unlock_slow() {
+void Mutex::unlock_slow(std::uint32_t st) {
+  if ((st & kStarving) == 0) {
+    wake_if_needed(st);
+    return;
+  }
+  // Starvation mode: hand the mutex to the oldest waiter.
   detail::WaitNode* next;
   {
     std::lock_guard g(mu_);
     next = waiters_.pop_winner();
-    if (next == nullptr) {
-      state_.store(0, std::memory_order_release);  // nobody left: free it
-    } else if (waiters_.empty()) {
-      state_.store(kLocked, std::memory_order_relaxed);  // handed over; no more waiters
-    }  // else stays LOCKED | WAITERS, ownership passes to `next`
+    if (next != nullptr) {
+      next->outcome = kOutcomeHandoff;
+      if (waiters_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+    } else {
+      // Everyone left (timed out, cancelled): back to normal mode, free.
+      state_.fetch_and(~(kStarving | kWaiters), std::memory_order_relaxed);
+    }
+  }
+  if (next != nullptr) detail::wake(*next->waiter);
+}
+
+// wake_if_needed: normal mode, `st` a recent state. Wakes one waiter unless
+// nobody waits, someone holds the lock again, a waiter is already woken (or
+// spinning), or the mutex is in hand-off mode.
+void Mutex::wake_if_needed(std::uint32_t st) {
+  for (;;) {
+    if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) return;
+    if (state_.compare_exchange_weak(st, st | kWoken, std::memory_order_relaxed,
+                                     std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  detail::WaitNode* next;
+  {
+    std::lock_guard g(mu_);
+    next = waiters_.pop_winner();
+    if (next != nullptr) next->outcome = kOutcomeWake;
+    std::uint32_t clear = 0;
+    if (waiters_.empty()) clear |= kWaiters;
+    if (next == nullptr) clear |= kWoken;  // nobody to hand WOKEN to
+    if (clear != 0) state_.fetch_and(~clear, std::memory_order_relaxed);
   }
   if (next != nullptr) detail::wake(*next->waiter);
 }

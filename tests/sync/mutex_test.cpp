@@ -133,6 +133,98 @@ TEST_CASE("Mutex: a plain thread blocks until a fiber unlocks", "[mutex][thread]
   });
 }
 
+// Normal mode, starvation mode, spinning, hand-off and WOKEN bookkeeping all
+// race here: lockers with short time limits, lockers that get cancelled while
+// queued or while spinning, and plain threads. Whatever the interleaving,
+// the counter is exact and the mutex ends free with nobody queued (a lost
+// WOKEN or WAITERS bit would leave a waiter asleep: the watchdog fails it).
+TEST_CASE("Mutex: stress with timeouts, cancellations and threads", "[mutex][stress]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  const int iters = static_cast<int>(scaled(3000));
+  long counter = 0;      // guarded by m
+  long acquired = 0;     // guarded by m: successful lock()/try_lock_for()
+  run_checked(workers, [&] {
+    sp::Mutex m;
+    std::atomic<long> cancelled{0};
+    PlainThreads pts;
+    for (int t = 0; t < 2; ++t) {
+      pts.start([&] {
+        for (int i = 0; i < iters / 4; ++i) {
+          std::lock_guard g(m);
+          ++counter;
+          ++acquired;
+        }
+      });
+    }
+    std::vector<sp::Task<void>> lockers;
+    for (int f = 0; f < 12; ++f) {
+      lockers.push_back(sp::spawn([&, f] {
+        for (int i = 0; i < iters; ++i) {
+          if ((i + f) % 5 == 0) {
+            if (!m.try_lock_for(std::chrono::microseconds(20 + (i % 50)))) continue;
+          } else {
+            m.lock();
+          }
+          ++counter;
+          ++acquired;
+          if (i % 13 == 0) sp::yield();  // hold it across a switch: others queue
+          m.unlock();
+        }
+      }));
+    }
+    // Victims: lock forever until cancelled, at random points of the race.
+    for (int round = 0; round < 20; ++round) {
+      auto v = sp::spawn([&] {
+        for (;;) {
+          std::lock_guard g(m);
+          ++counter;
+          ++acquired;
+          sp::yield();
+        }
+      });
+      sp::sleep_for(std::chrono::microseconds(200));
+      v.cancel();
+      try {
+        v.join();
+      } catch (const sp::Cancelled&) {
+        cancelled.fetch_add(1);
+      }
+    }
+    for (auto& t : lockers) t.join();
+    pts.join();
+    REQUIRE(cancelled.load() == 20);
+    REQUIRE(m.try_lock());  // free, and no one left queued behind it
+    m.unlock();
+  });
+  REQUIRE(counter == acquired);
+  REQUIRE(acquired > 0);
+}
+
+TEST_CASE("Mutex: starvation mode hands the lock to a long-waiting fiber", "[mutex]") {
+  // One worker, so nothing spins: a hot fiber that relocks at once would win
+  // every normal-mode race against the woken waiter. The waiter must still
+  // get the lock, and soon after waiting 1 ms (hand-off mode), well before
+  // the hot fiber's round cap.
+  run_checked(1u, [&] {
+    sp::Mutex m;
+    std::atomic<bool> got{false};
+    auto hot = sp::spawn([&] {
+      for (long r = 0; r < 5'000'000 && !got.load(); ++r) {
+        std::lock_guard g(m);
+        sp::yield();  // the waiter runs here, finds it locked, queues again
+      }
+    });
+    sp::yield();
+    auto waiter = sp::spawn([&] {
+      std::lock_guard g(m);
+      got = true;
+    });
+    waiter.join();
+    hot.join();
+    REQUIRE(got.load());
+  });
+}
+
 TEST_CASE("ConditionVariable: producer/consumer with a predicate", "[condvar]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   const int items = static_cast<int>(scaled(3000));

@@ -102,6 +102,13 @@ void throw_if_cancelled(Waiter::State s);
 SPINDLE_MAY_SUSPEND int hop_to_worker(int index);
 void unpin() noexcept;
 
+// may_spin: whether a short busy-wait (a few hundred pause instructions)
+// for a resource held elsewhere is worth it: on a plain thread when the
+// machine has more than one core; in a fiber when the runtime has more than
+// one worker and this worker has no other fiber ready to run. Never
+// suspends; any thread.
+bool may_spin() noexcept;
+
 // current_fiber: the fiber running on this thread, or nullptr.
 Fiber* current_fiber() noexcept;
 

@@ -5,22 +5,33 @@
 // TimedLockable requirements, so std::unique_lock, std::scoped_lock and
 // std::lock_guard work with it.
 //
-// Fairness: strict FIFO hand-off. unlock() with waiters passes ownership
-// straight to the oldest waiter (the lock never becomes free in between), so
-// no waiter starves under a hot lock: a waiter is served after at most the
-// waiters that queued before it. The price is a switch per hand-off under
-// contention (Go's "starvation mode" all the time).
+// Fairness: Go's two modes (sync.Mutex). In normal mode an unlock frees the
+// word and wakes at most one waiter, which then competes with newcomers
+// (the running fiber usually wins and keeps the lock on its core: no switch
+// per critical section under contention). A waiter that loses goes back to
+// the FRONT of the queue, and once any waiter has waited longer than
+// kStarvationThreshold (1 ms) the mutex turns to starvation mode: unlock
+// hands ownership straight to the oldest waiter and newcomers queue behind
+// it. It returns to normal mode when a waiter that waited less than the
+// threshold, or the last waiter, takes it over. So no waiter starves.
 //
-// Fast path: one atomic word, state_ = LOCKED | WAITERS. An uncontended
-// lock() is one CAS 0 -> LOCKED, an uncontended unlock() one CAS LOCKED -> 0;
-// the wait list and its spin lock are touched only when WAITERS is set. While
-// anyone waits the word never returns to 0 (ownership is handed over), so a
-// newcomer's CAS cannot barge ahead of the queue: FIFO holds.
+// Spinning: a locker that finds the word locked in normal mode spins a few
+// rounds (a few hundred pause instructions) before it queues, but only when
+// another worker could be the owner and its own worker has nothing else to
+// run (detail::may_spin); while it spins it sets WOKEN, so unlock does not
+// wake a second waiter for nothing.
+//
+// Fast path: one atomic word, state_ = LOCKED | WOKEN | STARVING | WAITERS.
+// An uncontended lock() is one CAS 0 -> LOCKED, an uncontended unlock() one
+// CAS LOCKED -> 0; the wait list and its spin lock are touched only when
+// WAITERS is set. WAITERS changes only under mu_ (it mirrors "the list is
+// not empty"); LOCKED, WOKEN and STARVING change by CAS anywhere.
 //
 // Memory ordering: everything the owner did before unlock() happens before
 // everything the next owner does after its lock()/try_lock() returns: the
-// fast paths pair the release CAS in unlock() with the acquire CAS in
-// lock(); a hand-off is ordered by the waiter's acq_rel CAS and the wake.
+// release RMW in unlock() pairs with the acquire CAS that takes LOCKED; a
+// starvation-mode hand-off is ordered by the waiter's acq_rel CAS and the
+// wake.
 #pragma once
 
 #include <atomic>
@@ -44,8 +55,9 @@ class Mutex {
   // Not recursive: locking a mutex you hold deadlocks.
   SPINDLE_MAY_SUSPEND void lock();
 
-  // try_lock: acquires the mutex only if it is free and nobody waits for it
-  // (no barging past waiters). Never suspends; not a cancellation point.
+  // try_lock: acquires the mutex only if it is free right now (in normal
+  // mode it may take it ahead of queued waiters, as Go's TryLock does).
+  // Never suspends; not a cancellation point.
   bool try_lock() noexcept;
 
   // try_lock_for / try_lock_until: lock() with a time limit. Returns false
@@ -56,16 +68,21 @@ class Mutex {
   }
   SPINDLE_MAY_SUSPEND bool try_lock_until(std::chrono::steady_clock::time_point t);
 
-  // unlock: releases the mutex, handing it to the oldest live waiter if any.
-  // Never suspends. Any fiber or thread may call it (it is not checked that
+  // unlock: releases the mutex (see Fairness for who gets it next). Never
+  // suspends. Any fiber or thread may call it (it is not checked that
   // the caller is the owner); unlocking a free mutex aborts.
   void unlock();
 
  private:
   bool lock_slow(const detail::TimePoint* deadline);
+  void unlock_slow(std::uint32_t st);
+  void wake_if_needed(std::uint32_t st);
+  bool grab_if_free(std::uint32_t& st, bool& awoke) noexcept;
 
-  void unlock_slow();
-  static constexpr std::uint32_t kLocked = 1, kWaiters = 2;
+  static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
+  // WaitNode::outcome written by unlock for the waiter it wakes.
+  // kOutcomeTaken: publish found it free and took it.
+  static constexpr std::uint32_t kOutcomeWake = 1, kOutcomeHandoff = 2, kOutcomeTaken = 3;
 
   std::atomic<std::uint32_t> state_{0};  // any thread, atomic; WAITERS changes under mu_
   detail::SpinLock mu_;
