@@ -30,6 +30,11 @@ double offload_total_ms(unsigned workers, double* worst_tick_ms);
 // process (the table runs each measurement in a fresh child anyway).
 double offload_boost_total_ms(unsigned threads, double* worst_tick_ms, bool suspend = true);
 
+// offload_job_ms: how long one job takes on this machine, on one thread
+// with nothing else running (median of 5). The job is ~2 ms on the VM
+// BENCHMARKS.md was written on; the ideal total here is 64 x this / cores.
+double offload_job_ms();
+
 // The Boost.Fiber peer on the calling thread, under whatever Boost.Fiber
 // scheduler is installed there (bench::BoostEnv, for the table's harness).
 double offload_boost_here_ms(double* worst_tick_ms);

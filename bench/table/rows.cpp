@@ -2,7 +2,9 @@
 // Workload (bench/workloads/) and add one Row below.
 #include "rows.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 #include <cstring>
 #include <memory>
 #include <map>
@@ -161,6 +163,32 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
     if (it != spindle.end() && it->second.size() >= 2) {
       std::snprintf(buf, sizeof buf, "; spindle 2w / std::mutex 2t = %.2fx",
                     it->second[1] / fig[1]);
+      out += buf;
+    }
+    out += "\n";
+  }
+  const std::string off = "offload total";
+  if (filter.empty() || off.find(filter) != std::string::npos) {
+    // The ideal total depends on how fast the job runs here: measure one job
+    // alone (in a child, like everything else) and scale.
+    std::string bytes = *run_in_child("offload job", [] {
+      const double v = offload_bench::offload_job_ms();
+      return std::string(reinterpret_cast<const char*>(&v), sizeof v);
+    });
+    double job_ms = 0;
+    std::memcpy(&job_ms, bytes.data(), sizeof job_ms);
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const double ideal = 64 * job_ms / cores;
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "\noffload: one job takes %.2f ms alone on this machine (BENCHMARKS.md: ~2 ms),\n"
+                  "so the ideal total is 64 x %.2f ms / %u cores = %.1f ms",
+                  job_ms, job_ms, cores, ideal);
+    out += buf;
+    auto it = spindle.find(off);
+    if (it != spindle.end() && !it->second.empty()) {
+      const double best = *std::min_element(it->second.begin(), it->second.end());
+      std::snprintf(buf, sizeof buf, "; spindle's best total / ideal = %.2fx", best / ideal);
       out += buf;
     }
     out += "\n";

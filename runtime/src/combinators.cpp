@@ -172,6 +172,11 @@ TaskGroup::~TaskGroup() {
   report_undelivered();
 }
 
+bool TaskGroup::cancelling() const {
+  std::lock_guard lk(mu_);
+  return cancelling_;
+}
+
 void TaskGroup::adopt(Fiber* f) {
   std::vector<Fiber*> pruned;
   bool cancel_it;

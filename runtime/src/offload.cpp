@@ -40,6 +40,9 @@
 #include <spindle/runtime/offload.hpp>
 
 #include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -75,8 +78,9 @@ class Pool {
  public:
   // name: thread name (15 characters at most). max_threads: bound on live
   // threads (>= 1). retire_idle: whether idle threads retire.
-  Pool(const char* name, unsigned max_threads, bool retire_idle)
-      : name_(name), max_(max_threads), retire_idle_(retire_idle) {}
+  // low_priority: threads run under SCHED_IDLE (see RuntimeOptions).
+  Pool(const char* name, unsigned max_threads, bool retire_idle, bool low_priority)
+      : name_(name), max_(max_threads), retire_idle_(retire_idle), low_priority_(low_priority) {}
   ~Pool() { stop(); }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -151,6 +155,11 @@ class Pool {
   void thread_main(std::list<std::thread>::iterator self) {
     t_pool = this;
     pthread_setname_np(pthread_self(), name_);
+    if (low_priority_) {
+      // Lowering our own policy needs no privilege. If it fails (not Linux,
+      // a seccomp filter) the pool just runs at normal priority.
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+    }
     std::unique_lock lk(mu_);
     for (;;) {
       if (OffloadJob* job = pop_locked()) {
@@ -227,6 +236,7 @@ class Pool {
   const char* const name_;
   const unsigned max_;
   const bool retire_idle_;
+  const bool low_priority_;
 
   std::mutex mu_;  // leaf rank; see the top of this file
   std::condition_variable cv_;
@@ -261,7 +271,10 @@ Pool& cpu_pool() {
   static Pool pool("spindle-offload", [] {
     const RuntimeOptions* o = caller_options();
     return o != nullptr && o->offload_threads != 0 ? o->offload_threads : hardware_threads();
-  }(), /*retire_idle=*/false);
+  }(), /*retire_idle=*/false, [] {
+    const RuntimeOptions* o = caller_options();
+    return o == nullptr || o->offload_low_priority;
+  }());
   return pool;
 }
 
@@ -270,7 +283,7 @@ Pool& blocking_pool() {
     const RuntimeOptions* o = caller_options();
     return o != nullptr && o->blocking_threads != 0 ? o->blocking_threads
                                                     : kDefaultBlockingThreads;
-  }(), /*retire_idle=*/true);
+  }(), /*retire_idle=*/true, /*low_priority=*/false);
   return pool;
 }
 

@@ -80,9 +80,9 @@ class Scheduler {
   void main_finished() noexcept;
   void wait_main();  // throws Deadlock
   void shutdown();
-  // A worker that left its loop waits here before closing its uv_async_t:
+  // A worker that left its loop waits here before closing its wake eventfd:
   // shutdown() or a worker still finishing its last fiber may be about to
-  // uv_async_send to it, and libuv aborts on a send to a closed handle. So
+  // write to it, and the number could be reused by then. So
   // every worker waits until all workers have left their loops and
   // shutdown() has sent its last unpark.
   void wait_unparks_done() noexcept;

@@ -11,7 +11,7 @@
 //   steal():      half of a random victim's deque, if fewer than half of the
 //                 workers are searching already.
 //   park():       sleep in uv_run(UV_RUN_ONCE) until I/O, the nearest timer,
-//                 or uv_async_send from a waker.
+//                 or a waker's write to our wake eventfd.
 //
 // Fibers switch directly to the next fiber when one is at hand (no trip
 // through the scheduler context); the landing side finishes the switch for
@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <iostream>
@@ -57,7 +58,21 @@ constexpr unsigned kLifoCap = 8;
 constexpr std::uint64_t kMaintenanceInterval = 61;
 constexpr std::size_t kStealMax = 128;
 
-void on_async(uv_async_t*) {}  // the loop returning is the point
+// A waker wrote to the wake eventfd. Read the counter FIRST, then clear the
+// flag: while the flag is set no waker writes, so the read consumed the only
+// write, and a waker after the clear writes anew (the next poll sees it).
+// The other order loses wake-ups: a waker between the clear and the read
+// would have its write consumed and leave the flag set, so every later
+// unpark would skip its write. Wakers that skipped theirs while the flag was
+// set published their work before it; the clear is an RMW (acq_rel) that
+// reads their flag, and the worker re-checks its queues after the loop
+// returns. The loop returning is the point.
+void on_wake_fd(uv_poll_t* h, int, int) {
+  auto* w = static_cast<Worker*>(h->data);
+  std::uint64_t count;
+  (void)!read(w->wake_fd(), &count, sizeof count);
+  w->clear_wake_pending();
+}
 // The park timerfd expired. uv_stop makes a poll that is about to start
 // return at once (the flag is cleared when uv_run returns). It matters for
 // the libuv trap recorded in docs/runtime.md: UV_RUN_ONCE runs callbacks
@@ -105,9 +120,12 @@ void Registry::erase(Fiber* f) noexcept {
 Worker::Worker(Scheduler& s, unsigned index)
     : sched_(s), index_(index), rng_(0x9E3779B97F4A7C15ull * (index + 1)), stacks_(s.stacks()) {
   SPINDLE_CHECK(uv_loop_init(&loop_) == 0, "uv_loop_init failed");
-  SPINDLE_CHECK(uv_async_init(&loop_, &async_, &on_async) == 0, "uv_async_init failed");
-  async_.data = this;
-  uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  SPINDLE_CHECK(wake_fd_ >= 0, "eventfd failed");
+  SPINDLE_CHECK(uv_poll_init(&loop_, &wake_poll_, wake_fd_) == 0, "uv_poll_init failed");
+  wake_poll_.data = this;
+  uv_poll_start(&wake_poll_, UV_READABLE, &on_wake_fd);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   SPINDLE_CHECK(timer_fd_ >= 0, "timerfd_create failed");
   SPINDLE_CHECK(uv_poll_init(&loop_, &timer_poll_, timer_fd_) == 0, "uv_poll_init failed");
@@ -144,11 +162,12 @@ void Worker::thread_main() {
   sched_.wait_unparks_done();
   // Close our handles and let the loop run their close callbacks; a loop
   // that will not close means a handle leaked (a bug, so we say so).
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wake_poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_poll_), nullptr);
   if (sigquit_on_) uv_close(reinterpret_cast<uv_handle_t*>(&sigquit_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   close(timer_fd_);
+  close(wake_fd_);
   const int rc = uv_loop_close(&loop_);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
   thread_altstack_free();
@@ -379,9 +398,9 @@ void Worker::park() {
   const bool watch = sched_.quiet(mark);
   const auto watch_since = std::chrono::steady_clock::now();
   arm_park_timer(watch);
-  uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+  uv_ref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
   uv_run(&loop_, UV_RUN_ONCE);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
   disarm_park_timer();
   recent_time_ = coarse_now();
   if (watch) sched_.check_deadlock(mark, watch_since);
@@ -418,7 +437,17 @@ void Worker::disarm_park_timer() {
   timer_armed_ = false;
 }
 
-void Worker::unpark() noexcept { uv_async_send(&async_); }
+// unpark: one eventfd write per wake-up cycle. Not uv_async_send: it marks
+// the handle busy around its write, and the woken loop spins (sched_yield)
+// until the sender finishes; a sender preempted by the very worker it woke
+// (an offload thread at low priority, say) then stalls that worker for a
+// time slice (measured: offload ticks 10-40 ms late; docs/runtime.md).
+void Worker::unpark() noexcept {
+  // acq_rel: an unpark that finds the flag set relies on the pending write.
+  if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  const std::uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+}
 
 void Worker::push_inbox(Fiber* f) {
   inbox_.push(f);

@@ -78,6 +78,8 @@ class Worker {
   WorkerStats stats() const noexcept;
   unsigned index() const noexcept { return index_; }
   int timer_fd() const noexcept { return timer_fd_; }
+  int wake_fd() const noexcept { return wake_fd_; }
+  void clear_wake_pending() noexcept { wake_pending_.exchange(false, std::memory_order_acq_rel); }
   Fiber* running_hint() const noexcept { return running_.load(std::memory_order_relaxed); }
   std::uint64_t switch_count() const noexcept { return switches_.get(); }
 
@@ -156,7 +158,11 @@ class Worker {
   StackCache stacks_;
   std::uint64_t id_next_ = 0, id_end_ = 0;
   uv_loop_t loop_;
-  uv_async_t async_;
+  // Wake-ups from other threads (unpark): an eventfd watched by the loop,
+  // and a flag so that one write serves every waker until the loop runs.
+  int wake_fd_ = -1;
+  uv_poll_t wake_poll_;
+  std::atomic<bool> wake_pending_{false};
   // Park timeout: a timerfd (nanosecond deadlines) watched by the loop, not
   // a uv_timer_t (epoll_wait's millisecond timeout would make every sleep up
   // to 1 ms late). docs/runtime.md "Timers".

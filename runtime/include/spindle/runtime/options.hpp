@@ -24,6 +24,16 @@ struct RuntimeOptions {
   // Threads of the CPU offload pool and the blocking pool (0 = defaults).
   unsigned offload_threads = 0;
   unsigned blocking_threads = 0;
+  // CPU offload threads run at the lowest priority (nice 19, Linux): a
+  // worker thread that wakes (a timer, I/O, a wake-up) takes the core from
+  // them at once instead of waiting out their time slice, so fibers keep
+  // sub-millisecond timing while CPU-bound jobs use every otherwise idle
+  // cycle (measured: worst 1 ms tick lateness 0.1-0.4 ms instead of 2-10 ms
+  // with both cores busy; docs/runtime.md "Offload"). The cost: against
+  // other processes' normal-priority work the jobs get a small share. Set
+  // false for normal priority. Like offload_threads, read by the first
+  // offload() of the process.
+  bool offload_low_priority = true;
   // A fiber running longer than this without suspending is reported on
   // stderr by name. Zero disables the monitor thread.
   std::chrono::milliseconds slow_fiber_threshold{0};

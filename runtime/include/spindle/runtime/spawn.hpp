@@ -15,9 +15,12 @@ namespace spindle {
 
 namespace detail {
 
+// make_task_ex: make_task whose fiber may be marked cancelled before it is
+// scheduled (TaskGroup: a child spawned after a failure must never run its
+// body, and an idle worker could steal and start it at once).
 template <class F, class... Args>
-auto make_task(Scheduler* target, const SpawnOptions* opts, const std::source_location& where,
-               F&& f, Args&&... args) {
+auto make_task_ex(Scheduler* target, const SpawnOptions* opts, const std::source_location& where,
+                  bool start_cancelled, F&& f, Args&&... args) {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
   auto body = [fn = std::forward<F>(f),
                tup = std::make_tuple(std::forward<Args>(args)...)]() mutable -> R {
@@ -25,10 +28,18 @@ auto make_task(Scheduler* target, const SpawnOptions* opts, const std::source_lo
   };
   auto* fiber = new TaskFiber<R, decltype(body)>(std::move(body));
   fiber->add_ref();  // one for the Task, one for the scheduler
+  if (start_cancelled) fiber->cancel_requested_.store(true, std::memory_order_relaxed);
   const std::string* name = opts ? &opts->name : nullptr;
   schedule_new(fiber, target, name ? name->data() : nullptr, name ? name->size() : 0,
                opts ? opts->stack_size : 0, where);
   return Task<R>(fiber);
+}
+
+template <class F, class... Args>
+auto make_task(Scheduler* target, const SpawnOptions* opts, const std::source_location& where,
+               F&& f, Args&&... args) {
+  return make_task_ex(target, opts, where, false, std::forward<F>(f),
+                      std::forward<Args>(args)...);
 }
 
 }  // namespace detail

@@ -127,12 +127,15 @@ class TaskGroup {
         throw;
       }
     };
-    auto task = detail::make_task(nullptr, opts, where, std::move(body));
+    // Decided before the child is scheduled (a thief could start it at
+    // once); a failure that comes later is handled by adopt().
+    auto task = detail::make_task_ex(nullptr, opts, where, cancelling(), std::move(body));
     adopt(task.fiber());
     return task;
   }
 
   void adopt(detail::Fiber* f);
+  bool cancelling() const;
   void child_failed(std::exception_ptr e) noexcept;
   void cancel_children(detail::Fiber* except) noexcept;
   void wait_children();
