@@ -48,9 +48,11 @@ void context_make(ExecContext& ctx, const StackSlot& stack, ContextEntry entry);
 // the state is saved into the context that leaves and the arriving one's is
 // installed, on this thread (`eh`), before the jump.
 //
-// Not instrumented by ASan: glibc places a thread's static TLS (where the
-// globals live) inside its stack mapping, and a worker's stack can carry
-// stale redzones there from frames a fiber switch never unwound.
+// Not instrumented by ASan: the globals are libstdc++'s static TLS, which
+// glibc places inside the thread's stack mapping; an address range that
+// once held fiber stacks could carry stale redzones there (the root cause,
+// unmapping stacks without clearing their shadow, is fixed in
+// stack_pool.cpp; this read needs no checking either way).
 #if defined(SPINDLE_ASAN)
 __attribute__((no_sanitize("address")))
 #endif

@@ -86,7 +86,7 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
   w.resume_affinity = saved_affinity;
   if (deadline != nullptr) f->affinity_ = wk;  // the timer lives in wk's heap
   f->wait_what_.store(what, std::memory_order_relaxed);
-  wk->switch_out(Pending{Pending::wait, f, &w, deadline, &publish, nullptr});
+  wk->switch_out_wait(f, &w, deadline, &publish);
   // Resumed. With a deadline we are on the timer's worker (affinity).
   if (deadline != nullptr) {
     current_worker()->remove_timer(&w);

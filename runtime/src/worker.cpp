@@ -532,6 +532,17 @@ void Worker::switch_out(const Pending& p) {
   switch_from(p.prev);
 }
 
+void Worker::switch_out_wait(Fiber* self, Waiter* w,
+                             const std::chrono::steady_clock::time_point* deadline,
+                             FunctionRef<bool()>* publish) {
+  pending_.kind = Pending::wait;
+  pending_.prev = self;
+  pending_.waiter = w;
+  pending_.deadline = deadline;
+  pending_.publish = publish;
+  switch_from(self);
+}
+
 void Worker::switch_out(Pending::Kind kind, Fiber* self) {
   pending_.kind = kind;
   pending_.prev = self;
@@ -571,12 +582,12 @@ void Worker::land_other(void* from) {
     case Pending::from_scheduler:
       sched_ctx_.fctx = from;
       break;
-    case Pending::wait: {
-      const Pending p = pending_;
+    case Pending::wait:
       prev->ctx_.fctx = from;
-      after_wait_publish(p);
+      // pending_ stays intact until the next switch, which cannot happen
+      // before this returns: no copy needed.
+      after_wait_publish(pending_);
       break;
-    }
     case Pending::yield:
       prev->ctx_.fctx = from;
       prev->state_.store(FiberState::ready, std::memory_order_relaxed);

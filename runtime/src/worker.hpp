@@ -96,6 +96,9 @@ class Worker {
   // the fiber is resumed (possibly on another worker).
   void switch_out(const Pending& p);
   void switch_out(Pending::Kind kind, Fiber* self);  // yield, or any kind with no extra fields
+  void switch_out_wait(Fiber* self, Waiter* w,
+                       const std::chrono::steady_clock::time_point* deadline,
+                       FunctionRef<bool()>* publish);  // Pending::wait, without a copy
   [[noreturn]] void exit_fiber(Fiber* f);
   Fiber* running() const noexcept { return running_.load(std::memory_order_relaxed); }
   Scheduler& scheduler() noexcept { return sched_; }
