@@ -99,18 +99,10 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
           std::lock_guard g(mu_);
           std::uint32_t cur = state_.load(std::memory_order_relaxed);
           for (;;) {
-            if ((cur & (kLocked | kStarving)) == 0) {
-              // Freed meanwhile: take it instead of waiting.
-              std::uint32_t nw = cur | kLocked;
-              if (awoke) nw &= ~kWoken;
-              if (state_.compare_exchange_weak(cur, nw, std::memory_order_acquire,
-                                               std::memory_order_relaxed)) {
-                awoke = false;
-                node.outcome = kOutcomeTaken;
-                w.try_complete(detail::Waiter::notified);  // nobody else can see w
-                return false;
-              }
-              continue;
+            if (grab_if_free(cur, awoke)) {  // freed meanwhile: take it instead
+              node.outcome = kOutcomeTaken;
+              w.try_complete(detail::Waiter::notified);  // nobody else can see w
+              return false;
             }
             std::uint32_t nw = cur | kWaiters;
             if (awoke) nw &= ~kWoken;
