@@ -130,12 +130,7 @@ TEST_CASE("gather: a cancelled child propagates Cancelled", "[gather]") {
     auto a = forever(cancelled);
     auto b = after(1ms, 2);
     a.cancel();
-    bool got = false;
-    try {
-      sp::gather(a, b);
-    } catch (const sp::Cancelled&) {
-      got = true;
-    }
+    const bool got = raises_cancelled([&] { sp::gather(a, b); });
     FIBER_CHECK(got);
     FIBER_CHECK(b.done());
   });
@@ -160,12 +155,7 @@ TEST_CASE("gather: cancelling the caller cancels and waits for the tasks", "[gat
     });
     sp::sleep_for(10ms);
     caller.cancel();
-    bool got = false;
-    try {
-      caller.join();
-    } catch (const sp::Cancelled&) {
-      got = true;
-    }
+    const bool got = raises_cancelled([&] { caller.join(); });
     FIBER_CHECK(got);
     FIBER_CHECK(children_done.load());
     FIBER_CHECK(cancelled.load() == 4);

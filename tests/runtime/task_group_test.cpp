@@ -180,12 +180,7 @@ TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled
     });
     await_started(4);
     owner.cancel();
-    bool got = false;
-    try {
-      owner.join();
-    } catch (const sp::Cancelled&) {
-      got = true;
-    }
+    const bool got = raises_cancelled([&] { owner.join(); });
     FIBER_CHECK(got);
     FIBER_CHECK(cancelled.load() == 4);
     FIBER_CHECK(cleaned.load() == 4);
@@ -276,12 +271,7 @@ TEST_CASE("an owner cancelled outside wait: the destructor cancels and waits", "
     });
     await_started(1);
     owner.cancel();
-    bool got = false;
-    try {
-      owner.join();
-    } catch (const sp::Cancelled&) {
-      got = true;
-    }
+    const bool got = raises_cancelled([&] { owner.join(); });
     FIBER_CHECK(got);
     FIBER_CHECK(!after_scope.load());
     FIBER_CHECK(cancelled.load() == 1);

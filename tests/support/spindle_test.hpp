@@ -141,6 +141,18 @@ auto run_checked(unsigned workers, F&& f) {
 // os_tid: the kernel's id of the calling thread. A system call, so unlike a
 // thread_local it cannot be cached by the compiler across a fiber switch:
 // the ground truth for "which thread am I on".
+// raises_cancelled: runs f; true when it raised spindle::Cancelled, false
+// when it returned. Any other exception propagates.
+template <class F>
+bool raises_cancelled(F&& f) {
+  try {
+    f();
+  } catch (const spindle::Cancelled&) {
+    return true;
+  }
+  return false;
+}
+
 inline long os_tid() noexcept { return ::syscall(SYS_gettid); }
 
 // StderrCapture: redirects file descriptor 2 into a temporary file while it
