@@ -47,15 +47,6 @@ void context_make(ExecContext& ctx, const StackSlot& stack, ContextEntry entry);
 // otherwise `throw;` terminates and std::uncaught_exceptions() drifts. So
 // the state is saved into the context that leaves and the arriving one's is
 // installed, on this thread (`eh`), before the jump.
-//
-// Not instrumented by ASan: the globals are libstdc++'s static TLS, which
-// glibc places inside the thread's stack mapping; an address range that
-// once held fiber stacks could carry stale redzones there (the root cause,
-// unmapping stacks without clearing their shadow, is fixed in
-// stack_pool.cpp; this read needs no checking either way).
-#if defined(SPINDLE_ASAN)
-__attribute__((no_sanitize("address")))
-#endif
 inline void context_swap_eh(ExecContext& from, ExecContext& to, EhGlobals* eh) noexcept {
   from.eh_caught = eh->caught;
   from.eh_uncaught = eh->uncaught;
