@@ -40,7 +40,6 @@
 #include <spindle/runtime/offload.hpp>
 
 #include <pthread.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -78,7 +77,7 @@ class Pool {
  public:
   // name: thread name (15 characters at most). max_threads: bound on live
   // threads (>= 1). retire_idle: whether idle threads retire.
-  // low_priority: threads run under SCHED_IDLE (see RuntimeOptions).
+  // low_priority: threads run at nice 19 (RuntimeOptions::offload_low_priority).
   Pool(const char* name, unsigned max_threads, bool retire_idle, bool low_priority)
       : name_(name), max_(max_threads), retire_idle_(retire_idle), low_priority_(low_priority) {}
   ~Pool() { stop(); }
@@ -156,8 +155,8 @@ class Pool {
     t_pool = this;
     pthread_setname_np(pthread_self(), name_);
     if (low_priority_) {
-      // Lowering our own policy needs no privilege. If it fails (not Linux,
-      // a seccomp filter) the pool just runs at normal priority.
+      // Lowering our own priority needs no privilege. If it fails (not
+      // Linux, a seccomp filter) the pool just runs at normal priority.
       (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
     }
     std::unique_lock lk(mu_);
@@ -268,13 +267,12 @@ Pool& cpu_pool() {
   // Sized once, by the first caller (see offload.hpp). A function-local
   // static: thread-safe first use, and its destructor is the clean stop at
   // exit.
-  static Pool pool("spindle-offload", [] {
+  static Pool pool = [] {
     const RuntimeOptions* o = caller_options();
-    return o != nullptr && o->offload_threads != 0 ? o->offload_threads : hardware_threads();
-  }(), /*retire_idle=*/false, [] {
-    const RuntimeOptions* o = caller_options();
-    return o == nullptr || o->offload_low_priority;
-  }());
+    return Pool("spindle-offload",
+                o != nullptr && o->offload_threads != 0 ? o->offload_threads : hardware_threads(),
+                /*retire_idle=*/false, /*low_priority=*/o == nullptr || o->offload_low_priority);
+  }();
   return pool;
 }
 
