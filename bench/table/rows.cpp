@@ -48,6 +48,23 @@ Measure cached(const Workload& w, double Sample::*field, int warmups, int runs) 
   };
 }
 
+// median_in_children: the median of --runs calls of f, each in a fresh
+// child process (one set-up per process, as every table cell gets).
+template <class F>
+double median_in_children(const char* what, F f) {
+  std::vector<Sample> runs;
+  for (int i = 0; i < g_fast_runs; ++i) {
+    std::string bytes = *run_in_child(what, [&] {
+      const double v = f();
+      return std::string(reinterpret_cast<const char*>(&v), sizeof v);
+    });
+    Sample s;
+    std::memcpy(&s.ms, bytes.data(), sizeof(double));
+    runs.push_back(s);
+  }
+  return median(runs, &Sample::ms);
+}
+
 }  // namespace
 
 void set_fast_runs(int runs) { g_fast_runs = runs; }
@@ -59,17 +76,7 @@ Measure per_threads(double (*on_spindle)(unsigned), double (*on_boost)(unsigned)
     auto it = cache->find(key);
     if (it != cache->end()) return it->second;
     auto f = c.peer == Peer::spindle ? on_spindle : on_boost;
-    std::vector<Sample> runs;
-    for (int i = 0; i < g_fast_runs; ++i) {
-      std::string bytes = *run_in_child("function row", [&] {
-        const double v = f(c.threads);
-        return std::string(reinterpret_cast<const char*>(&v), sizeof v);
-      });
-      Sample s;
-      std::memcpy(&s.ms, bytes.data(), sizeof(double));
-      runs.push_back(s);
-    }
-    return (*cache)[key] = median(runs, &Sample::ms);
+    return (*cache)[key] = median_in_children("function row", [&] { return f(c.threads); });
   };
 }
 
@@ -141,17 +148,7 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
     // median of three, each in a fresh child, like the rows above.
     double fig[2] = {0, 0};
     for (unsigned t = 1; t <= 2; ++t) {
-      std::vector<Sample> runs;
-      for (int i = 0; i < g_fast_runs; ++i) {
-        std::string bytes = *run_in_child("std::mutex", [&] {
-          const double v = sync_bench::mutex_contention_std(t);
-          return std::string(reinterpret_cast<const char*>(&v), sizeof v);
-        });
-        Sample smp;
-        std::memcpy(&smp.ms, bytes.data(), sizeof(double));
-        runs.push_back(smp);
-      }
-      fig[t - 1] = median(runs, &Sample::ms);
+      fig[t - 1] = median_in_children("std::mutex", [t] { return sync_bench::mutex_contention_std(t); });
     }
     char buf[512];
     std::snprintf(buf, sizeof buf,
@@ -171,12 +168,7 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
   if (filter.empty() || off.find(filter) != std::string::npos) {
     // The ideal total depends on how fast the job runs here: measure one job
     // alone (in a child, like everything else) and scale.
-    std::string bytes = *run_in_child("offload job", [] {
-      const double v = offload_bench::offload_job_ms();
-      return std::string(reinterpret_cast<const char*>(&v), sizeof v);
-    });
-    double job_ms = 0;
-    std::memcpy(&job_ms, bytes.data(), sizeof job_ms);
+    const double job_ms = median_in_children("offload job", [] { return offload_bench::offload_job_ms(); });
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     const double ideal = 64 * job_ms / cores;
     char buf[512];
