@@ -29,10 +29,12 @@ struct RuntimeOptions {
   // them at once instead of waiting out their time slice, so fibers keep
   // sub-millisecond timing while CPU-bound jobs use every otherwise idle
   // cycle (measured: worst 1 ms tick lateness 0.1-0.4 ms instead of 2-10 ms
-  // with both cores busy; docs/runtime.md "Offload"). The cost: against
-  // other processes' normal-priority work the jobs get a small share. Set
-  // false for normal priority. Like offload_threads, read by the first
-  // offload() of the process.
+  // with both cores busy; docs/runtime.md "Offload"). The cost is real: when
+  // other processes keep the cores busy, the jobs get a tiny share (measured
+  // beside two CPU-bound processes: the offload workload took 5.2-5.6 s
+  // instead of 155 ms, and the ticks were late anyway). Set false on shared
+  // or loaded machines. Like offload_threads, read by the first offload()
+  // of the process.
   bool offload_low_priority = true;
   // A fiber running longer than this without suspending is reported on
   // stderr by name. Zero disables the monitor thread.
