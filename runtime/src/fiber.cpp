@@ -147,7 +147,7 @@ int wait_any(Fiber* const* fs, std::size_t n,
     const Waiter::State s = wait(
         w, deadline,
         [&] {
-          // Runs under our wait_lock_ (rank 3); each join_lock_ is rank 1.
+          // Runs on the landing side of our switch; each join_lock_ is rank 1.
           for (std::size_t i = 0; i < n; ++i) {
             std::lock_guard lk(fs[i]->join_lock_);
             if (fs[i]->done_.load(std::memory_order_relaxed)) {
@@ -186,15 +186,20 @@ void join_fiber(Fiber* f) {
 
 void cancel_fiber(Fiber* f) noexcept {
   if (f->done()) return;
-  // Set before taking wait_lock_: see Worker::after_wait_publish.
-  f->cancel_requested_.store(true, std::memory_order_release);
-  Waiter* w;
-  {
-    std::lock_guard lk(f->wait_lock_);
-    w = f->current_wait_;
-    if (w != nullptr && !w->try_complete(Waiter::cancelled)) w = nullptr;
+  // seq_cst store, then seq_cst read of the cell: pairs with the CAS and
+  // flag read in Worker::after_wait_publish (see there).
+  f->cancel_requested_.store(true, std::memory_order_seq_cst);
+  // Complete the current wait if it is cancellable and still waiting. Only
+  // the Fiber is touched (we hold a reference), never its Waiter, which may
+  // be gone; the generation in the cell makes the CAS apply to this wait.
+  std::uint64_t c = f->wait_cell_.load(std::memory_order_seq_cst);
+  while ((c & (Waiter::kStateMask | Waiter::kCancellable)) == (Waiter::waiting | Waiter::kCancellable)) {
+    if (f->wait_cell_.compare_exchange_weak(c, (c & ~(Waiter::kGenUnit - 1)) | Waiter::cancelled,
+                                            std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      f->sched_->wake_fiber(f);
+      return;
+    }
   }
-  if (w != nullptr) wake(*w);
 }
 
 }  // namespace spindle::detail

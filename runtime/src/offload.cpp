@@ -10,7 +10,7 @@
 //     is already claimed, starts one more thread, up to the pool's bound.
 //     Starting threads here, before the fiber suspends, keeps thread
 //     creation (which can fail and takes tens of microseconds) out of
-//     publish, which runs on the worker under the fiber's wait_lock_.
+//     publish, which runs on the worker's side of the switch.
 //  3. wait() switches the fiber off its stack and runs publish, which takes
 //     the pool's reference (add_ref) and links the job into the queue:
 //     noexcept and allocation-free (intrusive list), as publish must be.
@@ -33,9 +33,10 @@
 // lock is taken twice per job; a lock-free queue would buy nothing
 // measurable here and would need its own parking protocol.
 //
-// Lock ranks: Pool::mu_ is a leaf. It is taken inside publish (under the
-// fiber's wait_lock_, which ranks above it) and never held while calling
-// into the runtime: wake() runs after it is released.
+// Lock ranks: Pool::mu_ is a leaf. It is taken inside publish and never
+// held while calling into the runtime: wake() runs after it is released.
+// A cancelled caller's job still completes its Waiter later: the CAS fails
+// on the generation (the caller's fiber has moved on to other waits).
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/offload.hpp>
 

@@ -56,11 +56,33 @@ Waiter::State wait_thread(Waiter& w, const std::chrono::steady_clock::time_point
 }
 }  // namespace
 
+// wait_publish_done: the slow side of Fiber::publishing_. Only a fiber woken
+// on another worker within the few instructions between its publish and the
+// end of after_wait_publish gets here.
+[[gnu::noinline]] static void wait_publish_done(Fiber* f) noexcept {
+  for (int i = 0; f->publishing_.load(std::memory_order_acquire); ++i) {
+    if (i < 64) {
+      __builtin_ia32_pause();
+    } else {
+      std::this_thread::yield();  // that worker's thread was preempted
+    }
+  }
+}
+
 Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
                    FunctionRef<bool()> publish, const char* what) {
   Worker* wk = current_worker();
   Fiber* f = wk != nullptr ? wk->running() : nullptr;
   if (f == nullptr) return wait_thread(w, deadline, publish);
+  // A new generation of the fiber's cell, `waiting` and not cancellable.
+  // Between waits only the fiber writes its cell (every other writer CASes
+  // out of `waiting` of the current generation, and after_wait_publish has
+  // finished with it: publishing_ is clear), so a plain store suffices;
+  // completers see it through publish's hand-off.
+  const std::uint64_t gen = (f->wait_cell_.load(std::memory_order_relaxed) | (Waiter::kGenUnit - 1)) + 1;
+  f->wait_cell_.store(gen, std::memory_order_relaxed);
+  w.cell = &f->wait_cell_;
+  w.gen = gen;
   w.fiber = f;
   const bool shielded = f->shield_depth_ != 0;
   if (!shielded && f->cancel_requested_.load(std::memory_order_relaxed)) {
@@ -86,15 +108,15 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
   w.resume_affinity = saved_affinity;
   if (deadline != nullptr) f->affinity_ = wk;  // the timer lives in wk's heap
   f->wait_what_.store(what, std::memory_order_relaxed);
+  f->publishing_.store(true, std::memory_order_relaxed);
   wk->switch_out_wait(f, &w, deadline, &publish);
-  // Resumed. With a deadline we are on the timer's worker (affinity).
+  // Resumed. If that was on another worker, the one that ran publish may
+  // not be done with w yet.
+  if (f->publishing_.load(std::memory_order_acquire)) [[unlikely]] wait_publish_done(f);
+  // With a deadline we are on the timer's worker (affinity).
   if (deadline != nullptr) {
     current_worker()->remove_timer(&w);
     f->affinity_ = saved_affinity;
-  }
-  {
-    std::lock_guard lk(f->wait_lock_);
-    f->current_wait_ = nullptr;
   }
   f->wait_what_.store(nullptr, std::memory_order_relaxed);
   const Waiter::State s = w.result();

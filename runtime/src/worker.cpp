@@ -607,28 +607,43 @@ void Worker::land_other(void* from) {
 }
 
 // after_wait_publish: runs the waiting fiber's publish step now that it is
-// off its stack. Holding its wait_lock_ across publish means a cancel either
-// sees current_wait_ set or, having set cancel_requested_ before taking the
-// lock, is seen by the check below: cancellation is never lost.
+// off its stack, then makes the wait cancellable.
+//  - Everything read from the fiber or its Waiter is read before publish:
+//    once publish made the Waiter visible, a completer on another thread may
+//    wake the fiber, and (with no deadline pinning it here) another worker
+//    may run it. Only the fiber's own cell is touched after that, and
+//    publishing_ keeps the fiber (and so the Fiber and its Waiter) from
+//    returning out of wait() until we clear it at the very end.
+//  - Cancellation is never lost: we mark the cell cancellable with a
+//    seq_cst CAS and then read cancel_requested_ (seq_cst); cancel_fiber
+//    stores the flag (seq_cst) and then reads the cell. In the single order
+//    of those four operations one side sees the other's write.
 void Worker::after_wait_publish(const Pending& p) {
-  Fiber* f = p.prev;
-  Waiter* w = p.waiter;
+  Fiber* const f = p.prev;
+  Waiter* const w = p.waiter;
+  const std::uint64_t gen = w->gen;
+  const bool shielded = f->shield_depth_ != 0;
   f->state_.store(FiberState::suspended, std::memory_order_relaxed);
-  bool waiting;
-  {
-    std::lock_guard lk(f->wait_lock_);
-    if (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) {
-      w->try_complete(Waiter::cancelled);
-      waiting = false;
-    } else {
-      waiting = (*p.publish)();
-      if (waiting && f->shield_depth_ == 0) f->current_wait_ = w;
-    }
-  }
-  if (!waiting) {
+  if (!(*p.publish)()) {
     f->state_.store(FiberState::ready, std::memory_order_relaxed);
     push_lifo(f);
+    f->publishing_.store(false, std::memory_order_release);
     return;
+  }
+  if (!shielded) {
+    std::uint64_t expected = gen;  // waiting, not yet cancellable
+    if (f->wait_cell_.compare_exchange_strong(expected, gen | Waiter::kCancellable,
+                                              std::memory_order_seq_cst,
+                                              std::memory_order_relaxed) &&
+        f->cancel_requested_.load(std::memory_order_seq_cst) &&
+        w->try_complete(Waiter::cancelled)) {
+      // We completed it, so nobody else will wake it: queue it ourselves.
+      f->state_.store(FiberState::ready, std::memory_order_relaxed);
+      push_lifo(f);
+      f->publishing_.store(false, std::memory_order_release);
+      return;
+    }
+    // CAS failed: a completer already won; its wake resumes the fiber.
   }
   // The fiber's affinity is this worker while the timer is armed, so even if
   // it was woken already it cannot run before we are done here.
@@ -636,6 +651,7 @@ void Worker::after_wait_publish(const Pending& p) {
     w->deadline = *p.deadline;
     add_timer(w);
   }
+  f->publishing_.store(false, std::memory_order_release);
 }
 
 void Worker::finish(Fiber* f) {

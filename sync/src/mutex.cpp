@@ -13,8 +13,8 @@
 //  - In starvation mode unlock clears LOCKED but keeps STARVING and hands the
 //    mutex to the waiter it pops; that waiter sets LOCKED itself. A free word
 //    with STARVING set is "being handed over": nobody else takes it.
-//  - Lock order: mu_ is a leaf under Fiber::wait_lock_ (publish runs under
-//    it); no wake happens under mu_.
+//  - Lock order: mu_ is a leaf (taken inside publish); no wake happens
+//    under mu_.
 #include <spindle/sync/mutex.hpp>
 
 namespace spindle {

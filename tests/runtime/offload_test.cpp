@@ -208,6 +208,31 @@ TEST_CASE("a deadline scope around offload raises TimedOut; the job completes",
   });
 }
 
+// The job still completes its Waiter after the caller gave up on it; by then
+// the caller's fiber is in another wait, whose state lives in the same
+// per-fiber cell (suspend.hpp). The generation in the cell must make that
+// late completion a no-op: a sleep is never early.
+TEST_CASE("a job finishing after its caller moved on does not end the caller's next wait",
+          "[offload][cancel]") {
+  run_checked(1, [] {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    CHECK_THROWS_AS(sp::with_timeout(10ms,
+                                     [done] {
+                                       return sp::offload([done] {
+                                         std::this_thread::sleep_for(100ms);
+                                         done->store(true);
+                                         return 1;
+                                       });
+                                     }),
+                    sp::TimedOut);
+    CHECK(!done->load());
+    const auto t0 = Clock::now();
+    sp::sleep_for(300ms);  // the job completes about 90 ms into this wait
+    CHECK(Clock::now() - t0 >= 300ms);
+    CHECK(done->load());
+  });
+}
+
 TEST_CASE("a shielded offload is not interrupted by a cancel", "[offload][cancel]") {
   run_checked(2, [] {
     std::atomic<bool> started{false};

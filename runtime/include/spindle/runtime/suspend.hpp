@@ -11,14 +11,18 @@
 //     the winner may then call wake(w), after releasing its own locks. The
 //     first of {event, timer, cancellation} wins, the others do nothing.
 //  4. When wait returns, the waiter is no longer referenced by the runtime
-//     (timer removed, cancellation slot cleared). If the state is not
-//     `notified`, the caller removes w from its own wait list (under its
-//     lock) before w dies: a completer that lost the CAS may still hold a
-//     pointer until then, so it must check the state under the same lock.
+//     (timer removed). If the state is not `notified`, the caller removes w
+//     from its own wait list (under its lock) before w dies: a completer
+//     that lost the CAS may still hold a pointer until then, so it must
+//     check the state under the same lock.
+//  5. Cancellation never touches a Waiter: the state lives in the fiber's
+//     wait cell (see Waiter), which becomes cancellable only after publish
+//     returned. The publisher marks the cell cancellable with a seq_cst RMW
+//     and then reads cancel_requested_ (seq_cst); cancel_fiber sets the
+//     flag (seq_cst) and then reads the cell: one of them sees the other.
 //
-// Lock order: Fiber::wait_lock_ (held around publish, so a cancel cannot
-// slip in between) ranks above every lock publish takes. Completers never
-// take wait_lock_. See docs/runtime.md "Lock ranks".
+// publish runs with no runtime lock held, so it may take any primitive lock.
+// See docs/runtime.md "Suspension" and "Lock ranks".
 #pragma once
 
 #include <atomic>
@@ -36,28 +40,48 @@ struct ThreadParker;
 struct Waiter {
   enum State : std::uint8_t { waiting, notified, timed_out, cancelled };
 
+  // The state lives in a 64-bit *cell*: bits 0-1 the State, bit 2
+  // kCancellable, bits 3.. a generation. A fiber's waits all use the
+  // fiber's own cell (Fiber::wait_cell_), each with a new generation, so
+  // cancel_fiber can complete the current wait by touching only the Fiber
+  // (never a Waiter that may already be gone), and a stale completer (an
+  // offload job finishing after its caller was cancelled) holding an older
+  // Waiter fails its CAS on the generation. A plain thread's wait uses the
+  // Waiter's own cell, generation 0.
+  static constexpr std::uint64_t kStateMask = 3;
+  static constexpr std::uint64_t kCancellable = 4;
+  static constexpr std::uint64_t kGenUnit = 8;
+
+  Waiter() noexcept = default;
+  Waiter(const Waiter&) = delete;  // cell may point into the Waiter itself
+  Waiter& operator=(const Waiter&) = delete;
+
   // try_complete: moves the waiter out of `waiting`. Returns true for the one
   // caller that did; that caller must call wake(*this) (outside its locks).
   // acq_rel: the winner's writes before the CAS (a value handed over) are
   // visible to the woken fiber, which reads the state with acquire.
   bool try_complete(State how) noexcept {
-    std::uint8_t expected = waiting;
-    return state.compare_exchange_strong(expected, how, std::memory_order_acq_rel,
-                                         std::memory_order_acquire);
+    // First guess: an unshielded fiber wait, already marked cancellable.
+    std::uint64_t expected = gen | kCancellable;
+    for (;;) {
+      if (cell->compare_exchange_weak(expected, gen | how, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+        return true;
+      }
+      // Another generation, or out of `waiting` already: someone else won.
+      if ((expected & ~kCancellable) != gen) return false;
+    }
   }
+  // result: the state; meaningful to the waiting side once wait() returned.
   State result() const noexcept {
-    return static_cast<State>(state.load(std::memory_order_acquire));
+    return static_cast<State>(cell->load(std::memory_order_acquire) & kStateMask);
   }
 
-  std::atomic<std::uint8_t> state{waiting};
+  std::atomic<std::uint64_t> own{waiting};  // the cell of a plain-thread wait
+  std::atomic<std::uint64_t>* cell = &own;  // set by wait(); see above
+  std::uint64_t gen = 0;                     // this wait's generation (<< 3)
   Fiber* fiber = nullptr;            // set by wait(); nullptr on a plain thread
   ThreadParker* parker = nullptr;    // set by wait() on a plain thread
-  // Links and payload for the primitive that queues the waiter; guarded by
-  // that primitive's lock.
-  Waiter* next = nullptr;
-  Waiter* prev = nullptr;
-  void* data = nullptr;
-  std::uintptr_t tag = 0;
   // Timer bookkeeping (owner worker only; see TimerHeap). A timed wait pins
   // the fiber to the timer's worker; when the timer itself wins, the pin is
   // no longer needed and the fiber gets resume_affinity back at once.
@@ -69,7 +93,7 @@ struct Waiter {
 // wait: blocks the calling fiber (or plain thread) until w is completed by a
 // waker (notified), `deadline` passes (timed_out; pass nullptr for none), or
 // the fiber is cancelled (cancelled). Returns the final state.
-//  - `publish` runs after the fiber left its stack, under its wait_lock_; it
+//  - `publish` runs after the fiber left its stack (no runtime lock held); it
 //    returns false to not wait after all: the runtime then re-queues the
 //    fiber itself, and wait returns w's state (`waiting`, or `notified` if
 //    publish completed it). Contract: publish may return false only if
@@ -79,7 +103,9 @@ struct Waiter {
 //    must return true: that completer's wake will resume the fiber, and a
 //    second queueing would run it twice.
 //  - A fiber whose cancellation is already requested (and not shielded)
-//    returns `cancelled` at once without calling publish.
+//    returns `cancelled` at once without calling publish. A cancel that
+//    arrives after that check, even before the switch, still lets publish
+//    run, and then completes the wait as `cancelled`.
 //  - `what` describes the wait for fiber dumps ("mutex", "sleep", ...).
 SPINDLE_MAY_SUSPEND Waiter::State wait(Waiter& w,
                                        const std::chrono::steady_clock::time_point* deadline,

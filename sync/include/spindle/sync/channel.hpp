@@ -221,20 +221,23 @@ class Channel {
     return op == detail::ChanOp::done;
   }
 
+  // send_impl / recv_impl: one try under mu_, and if that blocks, wait with
+  // mu_ still held (wait_on_locked). Wakeups is declared before the lock so
+  // that it wakes after the lock is released.
   bool send_impl(T& v, const detail::TimePoint* deadline) {
-    if (try_send_impl(v)) return true;
+    detail::Wakeups wakeups;
+    std::unique_lock g(mu_);
+    const detail::ChanOp op = send_locked(v, wakeups);
+    if (op == detail::ChanOp::done) return true;
+    if (op == detail::ChanOp::closed) {
+      g.unlock();
+      throw ChannelClosed{};
+    }
     detail::WaitNode node;
     node.slot = &v;
-    detail::ChanOp op = detail::ChanOp::blocked;
-    const auto s = detail::wait_on(
-        mu_, sendq_, node, deadline,
-        [&](detail::Wakeups& w) {
-          op = send_locked(v, w);
-          return op != detail::ChanOp::blocked;
-        },
-        "channel send");
+    const auto s = detail::wait_on_locked(g, sendq_, node, deadline, "channel send");
     if (s == detail::Waiter::notified) {
-      if (op == detail::ChanOp::closed || node.outcome == detail::chan_closed) throw ChannelClosed{};
+      if (node.outcome == detail::chan_closed) throw ChannelClosed{};
       return true;
     }
     detail::throw_if_cancelled(s);
@@ -242,17 +245,12 @@ class Channel {
   }
 
   void recv_impl(std::optional<T>& out, const detail::TimePoint* deadline) {
-    {
-      detail::Wakeups wakeups;
-      std::lock_guard g(mu_);
-      if (recv_locked(out, wakeups) != detail::ChanOp::blocked) return;
-    }
+    detail::Wakeups wakeups;
+    std::unique_lock g(mu_);
+    if (recv_locked(out, wakeups) != detail::ChanOp::blocked) return;
     detail::WaitNode node;
     node.slot = &out;
-    const auto s = detail::wait_on(
-        mu_, recvq_, node, deadline,
-        [&](detail::Wakeups& w) { return recv_locked(out, w) != detail::ChanOp::blocked; },
-        "channel recv");
+    const auto s = detail::wait_on_locked(g, recvq_, node, deadline, "channel recv");
     detail::throw_if_cancelled(s);
   }
 

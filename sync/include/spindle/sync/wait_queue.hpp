@@ -12,7 +12,9 @@
 //  - Wakeups: nodes whose Waiter a completer won, collected under the
 //    primitive's lock and woken after it is released (wake never runs under
 //    one of our locks).
-//  - wait_on(): the standard "try, else enqueue and suspend" step.
+//  - wait_on(): the standard "try, else enqueue and suspend" step, and
+//    wait_on_locked(), the same with the lock held from the try into
+//    publish (channels; see step 2 and docs/sync.md).
 //
 // Protocol (see runtime/suspend.hpp):
 //  1. The caller tries the operation under the primitive's lock (fast path,
@@ -21,6 +23,9 @@
 //     the lock again, retries (the state may have changed meanwhile) and
 //     only if it still cannot complete links the node into the list. A retry
 //     that succeeds completes the Waiter itself and returns false.
+//     wait_on_locked instead keeps the lock from step 1, links the node
+//     before wait(), and publish only releases the lock: nothing changed
+//     meanwhile, so there is nothing to retry.
 //  3. A completer, under the lock, pops nodes until one's Waiter wins
 //     try_complete(notified); only then does it hand over a value into the
 //     node's slot (still under the lock) and add the node to a Wakeups. Nodes
@@ -32,9 +37,10 @@
 //     node if it is still linked, before the node dies. A completer that lost
 //     the CAS has already unlinked it, under the same lock.
 //
-// Lock order: Fiber::wait_lock_ (held around publish) > primitive locks. With
-// several primitive locks (select), they are taken in address order. A
-// primitive never takes a fiber's wait_lock_ and never wakes under its lock.
+// Lock order: primitive locks are leaves. With several (select), they are
+// taken in address order. A primitive never wakes under its lock. Only
+// wait_on_locked holds one across a context switch: taken by the fiber,
+// released by publish on the landing side before anything else runs there.
 #pragma once
 
 #include <algorithm>
@@ -190,6 +196,40 @@ SPINDLE_MAY_SUSPEND Waiter::State wait_on(Lock& mu, WaitList& list, WaitNode& no
   if (s != Waiter::notified) {
     std::lock_guard g(mu);
     list.remove(&node);
+  }
+  return s;
+}
+
+// wait_on_locked: the slow path for a caller that holds `g` (the
+// primitive's lock) and has just found that the operation cannot complete.
+// Links `node` into `list` at once and suspends; the lock is released by
+// publish, once the fiber is off its stack, so no completer can see the
+// node before then and no retry is needed (wait_on's second lock and second
+// try). Returns with `g` unlocked and the Waiter's final state; on any state
+// but `notified` the node is unlinked again. May suspend.
+template <class Lock>
+SPINDLE_MAY_SUSPEND Waiter::State wait_on_locked(std::unique_lock<Lock>& g, WaitList& list,
+                                                 WaitNode& node, const TimePoint* deadline,
+                                                 const char* what) {
+  Waiter w;
+  node.waiter = &w;
+  list.push_back(&node);
+  const Waiter::State s = wait(
+      w, deadline,
+      [&]() -> bool {
+        g.unlock();
+        return true;
+      },
+      what);
+  if (g.owns_lock()) {
+    // wait() returned before publish (cancellation already requested, or a
+    // deadline scope already expired): nobody saw the node.
+    list.remove(&node);
+    g.unlock();
+  } else if (s != Waiter::notified) {
+    g.lock();
+    list.remove(&node);
+    g.unlock();
   }
   return s;
 }

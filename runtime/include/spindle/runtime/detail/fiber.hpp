@@ -110,6 +110,12 @@ class Fiber {
   // Written by whoever holds the fiber (runner, waker); relaxed because
   // dumps read it from other threads as a hint.
   std::atomic<FiberState> state_{FiberState::created};
+  // True from the moment the fiber switches out to wait until its worker has
+  // finished after_wait_publish (the last time the worker touches the
+  // fiber or its Waiter for that wait). Set by the fiber before the switch,
+  // cleared with release by that worker; a fiber resumed early on another
+  // worker waits for it to clear (acquire) before its Waiter can die.
+  std::atomic<bool> publishing_{false};
   ExecContext ctx_;
   Scheduler* sched_ = nullptr;  // immutable after spawn
   StackSlot stack_;
@@ -129,9 +135,12 @@ class Fiber {
   std::atomic<bool> error_observed_{false};
   bool detached_ = false;              // set by the handle owner
 
-  // --- cancellation and waits (guarded by wait_lock_) ---
-  SpinLock wait_lock_;
-  Waiter* current_wait_ = nullptr;     // SPINDLE_GUARDED_BY(wait_lock_)
+  // --- cancellation and waits ---
+  // The state cell of the fiber's current (or last) wait: Waiter's layout
+  // (state, kCancellable, generation). Written by the fiber itself to start
+  // a wait; afterwards only by CAS (completers, the cancel path, and the
+  // worker marking it cancellable after publish). See suspend.hpp.
+  std::atomic<std::uint64_t> wait_cell_{0};
   std::atomic<const char*> wait_what_{nullptr};  // what it waits on (dumps)
   std::atomic<bool> cancel_requested_{false};
   int shield_depth_ = 0;               // fiber itself only
