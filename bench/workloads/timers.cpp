@@ -12,7 +12,6 @@
 
 #include <spindle/spindle.hpp>
 
-#include "../gate.hpp"
 #include "../peers/boost_env.hpp"
 #include "timing.hpp"
 #include "workloads.hpp"
@@ -39,7 +38,7 @@ Sample finish(long rss0, Clock::time_point t0, Clock::time_point gate, Clock::ti
 }
 
 Sample on_spindle() {
-  Gate gate;
+  spindle::Event gate;
   std::atomic<long> count{0};
   std::vector<spindle::Task<void>> fibers;
   fibers.reserve(kFibers);
@@ -53,7 +52,7 @@ Sample on_spindle() {
     }));
   }
   auto tg = Clock::now();
-  gate.open();
+  gate.set();
   for (auto& f : fibers) f.join();
   return finish(rss0, t0, tg, Clock::now(), count.load(std::memory_order_relaxed));
 }

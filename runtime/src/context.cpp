@@ -106,12 +106,12 @@ void* context_switch_annotated(ExecContext& from, ExecContext& to, EhGlobals* eh
 #ifdef SPINDLE_TSAN
   __tsan_switch_to_fiber(to.tsan_fiber, 0);
 #endif
-  ctx::transfer_t t = ctx::jump_fcontext(to.fctx, nullptr);
+  void* const prev = jump_context(to.fctx);
 #ifdef SPINDLE_ASAN
   __sanitizer_finish_switch_fiber(from.asan_fake_stack, nullptr, nullptr);
 #endif
   (void)from_exits;
-  return t.fctx;
+  return prev;
 }
 #endif
 

@@ -15,7 +15,24 @@
 
 #include "sanitizers.hpp"
 
+#if SPINDLE_OWN_SWITCH
+// switch_x86_64.S: jump_fcontext with the same frame and ABI, leaving with
+// `ret` so the return-stack buffer stays balanced across switches.
+extern "C" boost::context::detail::transfer_t spindle_jump_fcontext(
+    boost::context::detail::fcontext_t to, void* data);
+#endif
+
 namespace spindle::detail {
+
+// jump_context: the raw switch; resumes `to`, returns the saved context of
+// whoever switches back.
+inline void* jump_context(void* to) noexcept {
+#if SPINDLE_OWN_SWITCH
+  return spindle_jump_fcontext(to, nullptr).fctx;
+#else
+  return boost::context::detail::jump_fcontext(to, nullptr).fctx;
+#endif
+}
 
 // The layout of the Itanium C++ ABI's per-thread exception globals
 // (__cxa_eh_globals; libstdc++ and libc++ agree): the caught-exception stack
@@ -73,7 +90,7 @@ inline void* context_switch(ExecContext& from, ExecContext& to, EhGlobals* eh,
 #else
   (void)from_exits;
   context_swap_eh(from, to, eh);
-  return boost::context::detail::jump_fcontext(to.fctx, nullptr).fctx;
+  return jump_context(to.fctx);
 #endif
 }
 

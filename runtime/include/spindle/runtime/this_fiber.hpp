@@ -1,4 +1,11 @@
 // this_fiber.hpp: what a fiber can ask about and do to itself.
+//
+// Thread state a fiber shares: after any suspension point a fiber may run on
+// another worker thread, so thread_locals and the floating-point environment
+// (fesetround, exception masks, flush-to-zero) are the worker's, not the
+// fiber's. A fiber that changes the FP environment restores it before it
+// suspends (docs/decisions/0003-context-switch.md). Use FiberLocal
+// (fiber_local.hpp) for per-fiber data.
 #pragma once
 
 #include <chrono>
