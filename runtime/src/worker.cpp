@@ -643,7 +643,8 @@ void Worker::after_wait_publish(const Pending& p) {
       f->publishing_.store(false, std::memory_order_release);
       return;
     }
-    // CAS failed: a completer already won; its wake resumes the fiber.
+    // Otherwise the wait goes on, or (CAS failed) a completer already won
+    // and its wake resumes the fiber.
   }
   // The fiber's affinity is this worker while the timer is armed, so even if
   // it was woken already it cannot run before we are done here.

@@ -1,4 +1,5 @@
 // mutex_test.cpp: Mutex, SharedMutex and ConditionVariable.
+#include <deque>
 #include <mutex>
 #include <shared_mutex>
 

@@ -28,7 +28,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <iterator>
 #include <limits>
 #include <mutex>
@@ -36,6 +35,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include <spindle/sync/ring_buffer.hpp>
 #include <spindle/sync/wait_queue.hpp>
 
 namespace spindle {
@@ -257,7 +257,7 @@ class Channel {
   mutable detail::SpinLock mu_;
   const std::size_t cap_;
   bool closed_ = false;      // SPINDLE_GUARDED_BY(mu_)
-  std::deque<T> buf_;        // SPINDLE_GUARDED_BY(mu_)
+  detail::RingBuffer<T> buf_;  // SPINDLE_GUARDED_BY(mu_)
   detail::WaitList recvq_;   // SPINDLE_GUARDED_BY(mu_): node.slot is std::optional<T>*
   detail::WaitList sendq_;   // SPINDLE_GUARDED_BY(mu_): node.slot is T*
 };

@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -30,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include <spindle/sync/ring_buffer.hpp>
 #include <spindle/sync/wait_queue.hpp>
 
 namespace spindle {
@@ -38,7 +38,7 @@ namespace detail {
 
 template <class T>
 struct FifoStore {
-  std::deque<T> c;
+  RingBuffer<T> c;
   void push(T&& v) { c.push_back(std::move(v)); }
   T pop() {
     T v = std::move(c.front());
