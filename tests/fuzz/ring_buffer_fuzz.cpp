@@ -51,9 +51,10 @@ struct Fragile {
 };
 
 template <class T>
-void run(const std::uint8_t* data, std::size_t size) {
+void run(std::size_t floor, const std::uint8_t* data, std::size_t size) {
   {
     spindle::detail::RingBuffer<T> rb;
+    rb.set_floor(floor);
     std::deque<long> model;
     long next = 0;
     auto check = [&] {
@@ -112,10 +113,12 @@ void run(const std::uint8_t* data, std::size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
+  // First byte: the element type (bit 0) and the shrink floor (0..127).
+  const std::size_t floor = data[0] >> 1;
   if (data[0] & 1) {
-    run<Fragile>(data + 1, size - 1);
+    run<Fragile>(floor, data + 1, size - 1);
   } else {
-    run<Counted>(data + 1, size - 1);
+    run<Counted>(floor, data + 1, size - 1);
   }
   return 0;
 }

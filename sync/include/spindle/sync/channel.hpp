@@ -65,8 +65,10 @@ template <class T>
 class Channel {
  public:
   // Channel(capacity): rendezvous for 0, else bounded to `capacity` values.
-  explicit Channel(std::size_t capacity = 0) : cap_(capacity) {}
-  explicit Channel(unbounded_t) : cap_(std::numeric_limits<std::size_t>::max()) {}
+  explicit Channel(std::size_t capacity = 0) : cap_(capacity) { buf_.set_floor(capacity); }
+  explicit Channel(unbounded_t) : cap_(std::numeric_limits<std::size_t>::max()) {
+    buf_.set_floor(64);
+  }
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
   // Precondition: nobody waits on the channel.

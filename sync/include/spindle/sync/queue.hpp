@@ -39,6 +39,9 @@ namespace detail {
 template <class T>
 struct FifoStore {
   RingBuffer<T> c;
+  // expect: how many items the queue may hold (0: unbounded); keeps the
+  // ring from shrinking below that (RingBuffer::set_floor).
+  void expect(std::size_t n) noexcept { c.set_floor(n != 0 ? n : 64); }
   void push(T&& v) { c.push_back(std::move(v)); }
   T pop() {
     T v = std::move(c.front());
@@ -51,6 +54,7 @@ struct FifoStore {
 template <class T>
 struct LifoStore {
   std::vector<T> c;
+  void expect(std::size_t) noexcept {}  // a vector never shrinks by itself
   void push(T&& v) { c.push_back(std::move(v)); }
   T pop() {
     T v = std::move(c.back());
@@ -64,6 +68,7 @@ struct LifoStore {
 template <class T>
 struct HeapStore {
   std::vector<T> c;
+  void expect(std::size_t) noexcept {}
   void push(T&& v) {
     c.push_back(std::move(v));
     std::push_heap(c.begin(), c.end(), std::greater<>{});
@@ -81,7 +86,9 @@ template <class T, class Store>
 class BasicQueue {
  public:
   // maxsize <= 0: unbounded.
-  explicit BasicQueue(std::ptrdiff_t maxsize = 0) : max_(maxsize > 0 ? maxsize : 0) {}
+  explicit BasicQueue(std::ptrdiff_t maxsize = 0) : max_(maxsize > 0 ? maxsize : 0) {
+    store_.expect(max_);
+  }
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
 

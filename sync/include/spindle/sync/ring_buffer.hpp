@@ -6,9 +6,14 @@
 // size = tail_ - head_, slot = counter & (cap_ - 1)), so push and pop are a
 // store and an increment, with no per-block allocation as std::deque has
 // (which allocated and freed a 512-byte block every 64 longs of a channel's
-// steady state). Grows by doubling when full; shrinks by half when a
-// drained buffer uses under a quarter of a large array, so a burst on an
-// unbounded channel does not pin its memory forever.
+// steady state). Grows by doubling when full; shrinks by half when it uses
+// under a quarter of an array larger than its floor, so a burst on an
+// unbounded channel does not pin its memory forever. The owner sets the
+// floor to what it expects to hold (a bounded channel: its capacity, up to
+// kMaxFloor): without it a channel that fills and drains its 128 slots over
+// and over grew and shrank its array every cycle. channel_mpmc, median of
+// 12 alternating runs: std::deque 17.4 / 66.6 ns/msg (1 / 2 workers), this
+// without a floor 19.0 / 78.1, with it 14.3 / 54.7.
 //
 // Exception safety: push/emplace_back give the strong guarantee (a throwing
 // T constructor, or a throwing move during growth, leaves the buffer as it
@@ -30,10 +35,18 @@ namespace spindle::detail {
 template <class T>
 class RingBuffer {
  public:
-  // Below this many slots the array never shrinks.
+  // The smallest array, and the largest floor set_floor accepts.
   static constexpr std::size_t kMinCapacity = 8;
+  static constexpr std::size_t kMaxFloor = 1024;
 
   RingBuffer() = default;
+  // set_floor: the array never shrinks below `n` slots (rounded up to a
+  // power of two, clamped to [kMinCapacity, kMaxFloor]). Allocates nothing.
+  void set_floor(std::size_t n) noexcept {
+    std::size_t f = kMinCapacity;
+    while (f < n && f < kMaxFloor) f *= 2;
+    floor_ = f;
+  }
   RingBuffer(const RingBuffer&) = delete;
   RingBuffer& operator=(const RingBuffer&) = delete;
   ~RingBuffer() {
@@ -62,7 +75,7 @@ class RingBuffer {
     std::destroy_at(slot(head_));
     ++head_;
     if constexpr (std::is_nothrow_move_constructible_v<T>) {
-      if (cap_ > kMinCapacity && size() < cap_ / 4) {
+      if (cap_ > floor_ && size() < cap_ / 4) {
         try {
           grow(cap_ / 2);
         } catch (...) {
@@ -114,6 +127,7 @@ class RingBuffer {
 
   T* data_ = nullptr;
   std::size_t cap_ = 0;   // 0 or a power of two
+  std::size_t floor_ = kMinCapacity;  // never shrink below (a power of two)
   std::size_t head_ = 0;  // counter of the oldest element
   std::size_t tail_ = 0;  // counter one past the newest
 };
