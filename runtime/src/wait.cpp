@@ -62,7 +62,7 @@ Waiter::State wait_thread(Waiter& w, const std::chrono::steady_clock::time_point
 [[gnu::noinline]] static void wait_publish_done(Fiber* f) noexcept {
   for (int i = 0; f->publishing_.load(std::memory_order_acquire); ++i) {
     if (i < 64) {
-      __builtin_ia32_pause();
+      cpu_relax();
     } else {
       std::this_thread::yield();  // that worker's thread was preempted
     }
