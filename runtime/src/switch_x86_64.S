@@ -7,8 +7,8 @@
  * With `ret`, the entry is consumed; when both fibers switched from the
  * same call site (the runtime has one or two) even that ret is predicted,
  * and so are the returns above it as long as the two call chains agree.
- * Measured: pingpong 1 worker, median of 12 alternating runs, 188 -> 135 ns
- * per round trip; yield n=2 25 -> 22 ns.
+ * Measured: pingpong 1 worker, median of 12 alternating runs, 208 -> 154 ns
+ * per round trip. (yield n=2 read 22 ns with it; no same-run A/B of that.)
  *
  * 2. It neither saves nor restores MXCSR and the x87 control word (what
  * Boost builds with BOOST_USE_TSX do). stmxcsr/fnstcw/ldmxcsr/fldcw were a
