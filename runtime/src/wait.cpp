@@ -62,7 +62,7 @@ Waiter::State wait_thread(Waiter& w, const std::chrono::steady_clock::time_point
 [[gnu::noinline]] static void wait_publish_done(Fiber* f) noexcept {
   for (int i = 0; f->publishing_.load(std::memory_order_acquire); ++i) {
     if (i < 64) {
-      cpu_relax();
+      spin_hint();
     } else {
       std::this_thread::yield();  // that worker's thread was preempted
     }
@@ -108,6 +108,8 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
   w.resume_affinity = saved_affinity;
   if (deadline != nullptr) f->affinity_ = wk;  // the timer lives in wk's heap
   f->wait_what_.store(what, std::memory_order_relaxed);
+  // relaxed: sequenced before publish, so a fiber resumed through publish's
+  // hand-off sees it or the worker's later release clear.
   f->publishing_.store(true, std::memory_order_relaxed);
   wk->switch_out_wait(f, &w, deadline, &publish);
   // Resumed. If that was on another worker, the one that ran publish may

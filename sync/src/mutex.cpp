@@ -27,7 +27,7 @@ constexpr int kSpinRounds = 4;
 constexpr int kPausesPerRound = 30;
 
 void pause_round() noexcept {
-  for (int i = 0; i < kPausesPerRound; ++i) detail::cpu_relax();
+  for (int i = 0; i < kPausesPerRound; ++i) detail::spin_hint();
 }
 }  // namespace
 

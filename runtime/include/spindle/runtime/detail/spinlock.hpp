@@ -7,10 +7,11 @@
 
 namespace spindle::detail {
 
-// cpu_relax: the spin-wait hint of the CPU (x86 `pause`, Arm `yield`): lets
+// spin_hint: the spin-wait hint of the CPU (x86 `pause`, Arm `yield`): lets
 // the other hyperthread run and avoids a memory-order flush when the wait
-// ends. A compiler barrier elsewhere.
-inline void cpu_relax() noexcept {
+// ends. A compiler barrier elsewhere. (Not `cpu_relax`: Boost.Fiber defines
+// that as a macro, and the benchmarks include both.)
+inline void spin_hint() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #elif defined(__aarch64__) || defined(__arm__)
@@ -27,7 +28,7 @@ class SpinLock {
       // acquire; pairs with the release in unlock().
       if (!locked_.exchange(true, std::memory_order_acquire)) return;
       while (locked_.load(std::memory_order_relaxed)) {
-        cpu_relax();
+        spin_hint();
       }
     }
   }
