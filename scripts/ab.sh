@@ -10,7 +10,8 @@
 #
 # To get A from an older commit: git worktree add /tmp/old REV, then build
 # its release preset there (cmake --preset release; cmake --build
-# build/release --target spindle_ab_loops).
+# build/release --target spindle_ab_loops); a commit older than bench/ab/
+# needs bench/ab/ and its CMake lines copied in (docs/hacking.md).
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   echo "usage: $0 BINARY_A BINARY_B [ARGS...]" >&2

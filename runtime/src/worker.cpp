@@ -624,34 +624,30 @@ void Worker::after_wait_publish(const Pending& p) {
   const std::uint64_t gen = w->gen;
   const bool shielded = f->shield_depth_ != 0;
   f->state_.store(FiberState::suspended, std::memory_order_relaxed);
-  if (!(*p.publish)()) {
-    f->state_.store(FiberState::ready, std::memory_order_relaxed);
-    push_lifo(f);
-    f->publishing_.store(false, std::memory_order_release);
-    return;
-  }
-  if (!shielded) {
+  // requeue: the wait is over and nobody else will wake the fiber (publish
+  // declined, or we completed it as cancelled ourselves).
+  bool requeue = !(*p.publish)();
+  if (!requeue && !shielded) {
     std::uint64_t expected = gen;  // waiting, not yet cancellable
-    if (f->wait_cell_.compare_exchange_strong(expected, gen | Waiter::kCancellable,
-                                              std::memory_order_seq_cst,
-                                              std::memory_order_relaxed) &&
-        f->cancel_requested_.load(std::memory_order_seq_cst) &&
-        w->try_complete(Waiter::cancelled)) {
-      // We completed it, so nobody else will wake it: queue it ourselves.
-      f->state_.store(FiberState::ready, std::memory_order_relaxed);
-      push_lifo(f);
-      f->publishing_.store(false, std::memory_order_release);
-      return;
-    }
+    requeue = f->wait_cell_.compare_exchange_strong(expected, gen | Waiter::kCancellable,
+                                                    std::memory_order_seq_cst,
+                                                    std::memory_order_relaxed) &&
+              f->cancel_requested_.load(std::memory_order_seq_cst) &&
+              w->try_complete(Waiter::cancelled);
     // Otherwise the wait goes on, or (CAS failed) a completer already won
     // and its wake resumes the fiber.
   }
-  // The fiber's affinity is this worker while the timer is armed, so even if
-  // it was woken already it cannot run before we are done here.
-  if (p.deadline != nullptr) {
+  if (requeue) {
+    f->state_.store(FiberState::ready, std::memory_order_relaxed);
+    push_lifo(f);
+  } else if (p.deadline != nullptr) {
+    // The fiber's affinity is this worker while the timer is armed, so even
+    // if it was woken already it cannot run before we are done here.
     w->deadline = *p.deadline;
     add_timer(w);
   }
+  // The last touch of the fiber for this wait; pairs with the acquire load
+  // in wait() (see Fiber::publishing_).
   f->publishing_.store(false, std::memory_order_release);
 }
 

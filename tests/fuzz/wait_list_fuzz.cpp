@@ -84,17 +84,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (op & 7) {
       case 0:
       case 1:
+      case 2:  // push an unlinked node: at the back (0, 1) or the front (2)
         if (!w.nodes[i].linked) {
           w.rearm(i);
-          w.list.push_back(&w.nodes[i]);
-          w.model.push_back(i);
-        }
-        break;
-      case 2:
-        if (!w.nodes[i].linked) {
-          w.rearm(i);
-          w.list.push_front(&w.nodes[i]);
-          w.model.push_front(i);
+          if ((op & 7) == 2) {
+            w.list.push_front(&w.nodes[i]);
+            w.model.push_front(i);
+          } else {
+            w.list.push_back(&w.nodes[i]);
+            w.model.push_back(i);
+          }
         }
         break;
       case 3:  // remove: a no-op on an unlinked node

@@ -231,10 +231,7 @@ class Channel {
     std::unique_lock g(mu_);
     const detail::ChanOp op = send_locked(v, wakeups);
     if (op == detail::ChanOp::done) return true;
-    if (op == detail::ChanOp::closed) {
-      g.unlock();
-      throw ChannelClosed{};
-    }
+    if (op == detail::ChanOp::closed) throw ChannelClosed{};  // g unlocks first
     detail::WaitNode node;
     node.slot = &v;
     const auto s = detail::wait_on_locked(g, sendq_, node, deadline, "channel send");

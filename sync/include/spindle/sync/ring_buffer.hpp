@@ -68,7 +68,6 @@ class RingBuffer {
     ++tail_;
   }
   void push_back(T&& v) { emplace_back(std::move(v)); }
-  void push_back(const T& v) { emplace_back(v); }
 
   // pop_front: destroys the oldest element. Precondition: !empty().
   void pop_front() noexcept {
