@@ -12,14 +12,17 @@
 //     creation (which can fail and takes tens of microseconds) out of
 //     publish, which runs on the worker's side of the switch.
 //  3. wait() switches the fiber off its stack and runs publish, which takes
-//     the pool's reference (add_ref) and links the job into the queue:
-//     noexcept and allocation-free (intrusive list), as publish must be.
+//     the pool's reference (add_ref) and one on the waiting fiber, and
+//     links the job into the queue: noexcept and allocation-free (intrusive
+//     list), as publish must be.
 //     Queueing in publish rather than before wait() is what makes an early
 //     finish safe: the job can only complete a waiter whose fiber is
 //     already off its stack (suspend.hpp, step 2).
 //  4. A pool thread pops the job, runs execute() (the result or exception
 //     lands in the job, on the heap), then try_complete(notified); only the
-//     winner calls wake(). Then it drops the pool's reference.
+//     winner calls wake(). Then it drops the pool's reference, and the
+//     reference to the waiting fiber taken in step 3 (the Waiter's state
+//     lives in the fiber's wait cell; a cancelled caller may be gone).
 //  5. The caller resumes. notified: it takes the result. cancelled: it
 //     raises Cancelled; the pool thread's CAS fails later, it wakes nobody,
 //     and whichever side releases last frees the job, result included.
@@ -206,7 +209,17 @@ class Pool {
   static void run(OffloadJob* job) noexcept {
     job->execute();
     if (job->waiter.try_complete(Waiter::notified)) wake(job->waiter);
+    release_pool_ref(job);
+  }
+
+  // release_pool_ref: drops the pool's reference to the job and the
+  // reference to the waiting fiber taken with it in publish. The fiber must
+  // outlive our try_complete: a fiber waiter's state is in the fiber's wait
+  // cell (suspend.hpp), and a caller cancelled meanwhile may have finished.
+  static void release_pool_ref(OffloadJob* job) noexcept {
+    Fiber* const f = job->waiter.fiber;  // read before the job may go
     job->release();
+    if (f != nullptr) f->release();
   }
 
   // stop: process exit. Queued jobs are dropped (their waiters are never
@@ -222,6 +235,9 @@ class Pool {
     cv_.notify_all();
     while (dropped != nullptr) {
       OffloadJob* next = dropped->next_;
+      // Not release_pool_ref: this runs at process exit, after the exiting
+      // thread's thread_locals (the Fiber block cache among them) are gone,
+      // and the waiting fiber never resumes anyway; its reference is left.
       dropped->release();
       dropped = next;
     }
@@ -304,6 +320,10 @@ void run_offload(PoolKind kind, OffloadJob& job) {
         // it may complete and resume the caller on another worker at once.
         queued = true;
         job.add_ref();
+        // The pool's try_complete may come after we were cancelled and our
+        // fiber finished: keep the fiber (its wait cell) alive until then.
+        // Dropped in release_pool_ref. relaxed: a new reference from an owner.
+        if (Fiber* f = job.waiter.fiber) f->add_ref();
         pool.submit(&job);
         return true;
       },

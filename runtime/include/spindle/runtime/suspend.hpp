@@ -14,7 +14,10 @@
 //     (timer removed). If the state is not `notified`, the caller removes w
 //     from its own wait list (under its lock) before w dies: a completer
 //     that lost the CAS may still hold a pointer until then, so it must
-//     check the state under the same lock.
+//     check the state under the same lock. A completer that keeps w beyond
+//     the wait instead (w lives in a heap object it shares, as an offload
+//     job's does) must hold a reference on w.fiber (Fiber::add_ref) until
+//     its try_complete: the state is in the fiber's cell (point 5).
 //  5. Cancellation never touches a Waiter: the state lives in the fiber's
 //     wait cell (see Waiter), which becomes cancellable only after publish
 //     returned. The publisher marks the cell cancellable with a seq_cst RMW
