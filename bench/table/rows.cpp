@@ -10,6 +10,7 @@
 #include <map>
 
 #include "../harness/measure.hpp"
+#include "../workloads/stranded.hpp"
 #include "../workloads/workloads.hpp"
 
 #ifdef SPINDLE_BENCH_SYNC_ROWS
@@ -135,6 +136,19 @@ std::vector<Row> table_rows() {
                         return tick;
                       })});
 #endif
+  // stranded (bench/workloads/stranded.hpp): like the offload ticker, how
+  // late a fiber runs while a CPU-bound fiber holds its worker, here with
+  // the other worker idle. yield: ms from the spinner's start until the
+  // yielding fiber runs; sleep: ms a 1 ms sleep ends late. Median of 5
+  // trials per child; the 1-worker/1-thread cells are "-" (NaN: nobody else
+  // could take the fiber, so the figure would only be the 200 ms spin).
+  // Boost.Fiber 2t is work_stealing spin only (its "tried" cells repeat it).
+  // Boost cannot pin, so each child prints on stderr in how many trials the
+  // fiber really waited on the spinner's thread: read the Boost cell with it.
+  rows.push_back({"stranded_yield", "ms",
+                  per_threads(stranded_yield_spindle, stranded_yield_boost)});
+  rows.push_back({"stranded_sleep", "ms",
+                  per_threads(stranded_sleep_spindle, stranded_sleep_boost)});
   return rows;
 }
 

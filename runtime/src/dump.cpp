@@ -89,6 +89,8 @@ WorkerStats Stats::total() const {
     t.parks += w.parks;
     t.polls += w.polls;
     t.timers_fired += w.timers_fired;
+    t.handed_off += w.handed_off;
+    t.timers_rescued += w.timers_rescued;
   }
   return t;
 }
@@ -99,7 +101,8 @@ std::ostream& operator<<(std::ostream& os, const Stats& s) {
     const auto& w = s.workers[i];
     os << "worker " << i << ": switches " << w.switches << ", spawns " << w.spawns
        << ", finished " << w.finished << ", steals " << w.steals << ", parks " << w.parks
-       << ", polls " << w.polls << ", timers " << w.timers_fired << '\n';
+       << ", polls " << w.polls << ", timers " << w.timers_fired
+       << ", handed off " << w.handed_off << ", timers rescued " << w.timers_rescued << '\n';
   }
   return os;
 }

@@ -40,6 +40,7 @@ Scheduler::Scheduler(const RuntimeOptions& o)
     : opts_(o), stacks_(o.stack_size, o.guard_pages) {
   install_overflow_handler();
   const unsigned n = worker_count(o);
+  if (n > 1 && o.handoff_after.count() > 0) install_handoff_handler();
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
   parked_.reserve(n);
@@ -104,6 +105,26 @@ void Scheduler::notify_work(bool strict) {
   // only delays parallelism until the next maintenance() backstop.
   if (strict) std::atomic_thread_fence(std::memory_order_seq_cst);
   if (searching_.load(std::memory_order_relaxed) != 0) return;
+  if (parked_count_.load(std::memory_order_relaxed) == 0) return;
+  Worker* w = nullptr;
+  {
+    std::lock_guard lk(idle_lock_);
+    if (!parked_.empty()) {
+      w = parked_.back();
+      parked_.pop_back();
+      parked_count_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+  if (w != nullptr) w->unpark();
+}
+
+void Scheduler::ensure_watcher() {
+  if (opts_.handoff_after.count() <= 0 || size() < 2) return;
+  // Pairs with the fence in Worker::park(): our parked_ flag was cleared
+  // before this fence; a parker that registered before it is seen here, and
+  // one that registers after it sees us active (others_active) and watches.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (watchers_.load(std::memory_order_relaxed) != 0) return;
   if (parked_count_.load(std::memory_order_relaxed) == 0) return;
   Worker* w = nullptr;
   {

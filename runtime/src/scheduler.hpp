@@ -58,6 +58,13 @@ class Scheduler {
     return parked_count_.load(std::memory_order_relaxed) != 0;
   }
 
+  // --- watchers (docs/runtime.md "Hand-off") ---
+  // Parked workers that will wake to look at the others (watch_others).
+  void add_watcher(int d) noexcept { watchers_.fetch_add(d, std::memory_order_seq_cst); }
+  // Called by a worker that runs fibers again after a park: if no parked
+  // worker watches, unpark one (it becomes the watcher when it parks again).
+  void ensure_watcher();
+
   // --- fibers ---
   std::uint64_t take_id_block(std::uint64_t n) noexcept {
     return next_id_.fetch_add(n, std::memory_order_relaxed);
@@ -105,6 +112,7 @@ class Scheduler {
   std::vector<Worker*> parked_;
   std::atomic<int> parked_count_{0};
   std::atomic<int> searching_{0};
+  std::atomic<int> watchers_{0};
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unparks_done_{false};  // shutdown() sent its last unpark
@@ -126,6 +134,9 @@ Scheduler* default_scheduler() noexcept;
 
 // Number of ExternalWork guards alive (all runtimes).
 long external_work() noexcept;
+
+// Defined in handoff.cpp: the SIGURG handler of the hand-off.
+void install_handoff_handler();
 
 // Defined in overflow.cpp.
 void install_overflow_handler();

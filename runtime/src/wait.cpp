@@ -104,9 +104,7 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
       return Waiter::cancelled;
     }
   }
-  Worker* const saved_affinity = f->affinity_;
-  w.resume_affinity = saved_affinity;
-  if (deadline != nullptr) f->affinity_ = wk;  // the timer lives in wk's heap
+  w.timer_owner = nullptr;  // set by add_timer, if the wait gets that far
   f->wait_what_.store(what, std::memory_order_relaxed);
   // relaxed: sequenced before publish, so a fiber resumed through publish's
   // hand-off sees it or the worker's later release clear.
@@ -115,11 +113,10 @@ Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadl
   // Resumed. If that was on another worker, the one that ran publish may
   // not be done with w yet.
   if (f->publishing_.load(std::memory_order_acquire)) [[unlikely]] wait_publish_done(f);
-  // With a deadline we are on the timer's worker (affinity).
-  if (deadline != nullptr) {
-    current_worker()->remove_timer(&w);
-    f->affinity_ = saved_affinity;
-  }
+  // The timer may still be armed (the wait ended another way), on whichever
+  // worker ran publish; this may be another worker (docs/runtime.md
+  // "Timers"). timer_owner was set before publishing_ was cleared.
+  if (Worker* owner = w.timer_owner) owner->remove_timer(&w);
   f->wait_what_.store(nullptr, std::memory_order_relaxed);
   const Waiter::State s = w.result();
   if (by_scope && s == Waiter::timed_out) {

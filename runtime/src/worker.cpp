@@ -155,6 +155,10 @@ void Worker::join() {
 
 void Worker::thread_main() {
   tls_worker = this;
+  tid_.store(pthread_self(), std::memory_order_relaxed);
+  // release; pairs with the acquire in request_handoff.
+  tid_set_.store(true, std::memory_order_release);
+  watch_.resize(sched_.size());
   context_init_thread(sched_ctx_);
   eh_ = context_thread_eh();
   thread_altstack_init();
@@ -182,6 +186,13 @@ void Worker::loop() {
     Fiber* f = next_local();
     if (!f) f = find_work();
     if (f) {
+      if (unparked_) [[unlikely]] {
+        // Back to running fibers after a park: make sure an idle worker
+        // watches us (docs/runtime.md "Hand-off"). Not on every unpark:
+        // a worker woken only to watch would wake the next, and so on.
+        unparked_ = false;
+        sched_.ensure_watcher();
+      }
       resume(f);
       continue;
     }
@@ -285,7 +296,7 @@ void Worker::maintenance() {
   // ones timers just woke, and with 100,000 sleepers every one of them would
   // start (and hold a stack) before the first could finish.
   take_global(1);
-  if (!timers_.empty()) fire_timers();
+  fire_own_timers();
   if (uv_loop_alive(&loop_)) {
     uv_run(&loop_, UV_RUN_NOWAIT);
     polls_.inc();
@@ -325,7 +336,7 @@ bool Worker::take_global(std::size_t max) {
 // transfer_fifo: moves the FIFO into the deque so idle workers can steal it,
 // pushing the newest first so that the owner's LIFO pops still return the
 // oldest first. Pinned fibers live in pinned_ and never come here.
-void Worker::transfer_fifo() {
+std::size_t Worker::transfer_fifo() {
   const std::size_t room = deque_.capacity() - deque_.size_hint();
   scratch_.clear();
   // The oldest move; what does not fit stays in fifo_ and, since the deque
@@ -333,6 +344,7 @@ void Worker::transfer_fifo() {
   while (!fifo_.empty() && scratch_.size() < room) scratch_.push_back(fifo_.pop_front());
   for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) deque_.push(*it);
   if (scratch_.size() > 1) sched_.notify_work(false);
+  return scratch_.size();
 }
 
 Fiber* Worker::steal() {
@@ -379,10 +391,14 @@ bool Worker::has_work_for_park() const {
   for (unsigned i = 0; i < sched_.size(); ++i) {
     if (sched_.worker(i).has_stealable()) return true;
   }
-  return !timers_.empty() && timers_.top()->deadline <= std::chrono::steady_clock::now();
+  return next_deadline() <= std::chrono::steady_clock::now();
 }
 
 void Worker::park() {
+  // 0. Before sleeping, look after the workers that are stuck in one fiber
+  // (their due timers, their queued fibers); it may give us work.
+  auto look_again = watch_others(std::chrono::steady_clock::now());
+  if (has_local_work()) return;
   // 1. Advertise. 2. Full fence. 3. Re-check everything a waker could have
   // published before it read our flag (see the file comment).
   parked_.store(true, std::memory_order_relaxed);
@@ -391,16 +407,26 @@ void Worker::park() {
   if (has_work_for_park()) {
     sched_.unregister_parked(this);
     parked_.store(false, std::memory_order_relaxed);
-    if (!timers_.empty()) fire_timers();
+    fire_own_timers();
     return;
   }
+  // Someone must watch the workers that run fibers (docs/runtime.md
+  // "Hand-off"). Read after the fence: a worker that left its park before
+  // it either is seen here or sees us in the idle set (ensure_watcher).
+  if (look_again == std::chrono::steady_clock::time_point::max() && others_active()) {
+    look_again = std::chrono::steady_clock::now() + sched_.options().handoff_after * 5;
+  }
+  const bool watching = look_again != std::chrono::steady_clock::time_point::max();
+  if (watching) sched_.add_watcher(1);
   std::uint64_t mark = 0;
   const bool watch = sched_.quiet(mark);
   const auto watch_since = std::chrono::steady_clock::now();
-  arm_park_timer(watch);
+  arm_park_timer(std::min(next_deadline(), look_again), watch);
   uv_ref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
   uv_run(&loop_, UV_RUN_ONCE);
   uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
+  if (watching) sched_.add_watcher(-1);
+  unparked_ = true;
   disarm_park_timer();
   recent_time_ = coarse_now();
   if (watch) sched_.check_deadlock(mark, watch_since);
@@ -408,14 +434,16 @@ void Worker::park() {
   parked_.store(false, std::memory_order_relaxed);
   parks_.inc();
   drain_inbox();
-  if (!timers_.empty()) fire_timers();
+  fire_own_timers();
 }
 
-void Worker::arm_park_timer(bool deadlock_watch) {
+// arm_park_timer: wake at `at` (max: no deadline), else, when the deadlock
+// detector watches, after its grace period.
+void Worker::arm_park_timer(std::chrono::steady_clock::time_point at, bool deadlock_watch) {
   itimerspec its{};
-  if (!timers_.empty()) {
+  if (at != std::chrono::steady_clock::time_point::max()) {
     // steady_clock is CLOCK_MONOTONIC on Linux, so the deadline is absolute.
-    const auto ns = timers_.top()->deadline.time_since_epoch() / std::chrono::nanoseconds(1);
+    const auto ns = at.time_since_epoch() / std::chrono::nanoseconds(1);
     its.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
     its.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
     if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
@@ -459,6 +487,7 @@ void Worker::push_inbox(Fiber* f) {
 // ---- local queues ---------------------------------------------------------
 
 void Worker::push_local(Fiber* f) {
+  RuntimeSection rs(*this);
   if (!deque_.push(f)) {
     overflow_half();
     deque_.push(f);
@@ -467,6 +496,7 @@ void Worker::push_local(Fiber* f) {
 }
 
 void Worker::push_lifo(Fiber* f) {
+  RuntimeSection rs(*this);
   if (Fiber* old = std::exchange(lifo_, f)) push_local(old);
 }
 
@@ -484,38 +514,94 @@ void Worker::overflow_half() {
 
 // ---- timers ---------------------------------------------------------------
 
-void Worker::add_timer(Waiter* w) {
-  timers_.push(w);
+// The heap is shared (timer_lock_): the owner adds, any worker fires or
+// removes. Who may touch a Waiter when (docs/runtime.md "Timers"):
+//  - add: the owner, in after_wait_publish, before it clears publishing_;
+//    the woken fiber waits for that clear before it reads timer_owner.
+//  - fire: pop and try_complete under the lock. A winner's fiber cannot run
+//    (so its Waiter cannot die) until we wake it, after the unlock. A loser
+//    is never touched again after the unlock.
+//  - remove: the fiber itself, after its wait ended, under the lock, so a
+//    firer that popped it is done with it (it lost the CAS) or woke it.
+void Worker::set_next_deadline_locked() noexcept {
+  const auto t = timers_.empty() ? std::chrono::steady_clock::time_point::max() : timers_.top()->deadline;
+  next_deadline_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
   timer_count_.store(timers_.size(), std::memory_order_relaxed);
+}
+
+void Worker::add_timer(Waiter* w) {
+  std::lock_guard lk(timer_lock_);
+  w->timer_owner = this;
+  timers_.push(w);
+  set_next_deadline_locked();
 }
 
 void Worker::remove_timer(Waiter* w) noexcept {
+  std::lock_guard lk(timer_lock_);
   if (w->heap_index < 0) return;
   timers_.remove(w);
-  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  set_next_deadline_locked();
 }
 
-void Worker::fire_timers() {
-  const auto now = std::chrono::steady_clock::now();
-  while (!timers_.empty() && timers_.top()->deadline <= now) {
-    Waiter* w = timers_.pop();
-    timers_fired_.inc();
-    if (w->try_complete(Waiter::timed_out)) {
-      // We won, so nobody else touches the fiber until it runs; its timer is
-      // gone, so it need not come back here (a 100,000-sleeper wake-up would
-      // otherwise queue them all as pinned).
-      w->fiber->affinity_ = w->resume_affinity;
-      wake(*w);
+std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
+  FiberList won;  // linked through next_: a suspended fiber is in no queue
+  std::size_t fired = 0;
+  {
+    std::lock_guard lk(timer_lock_);
+    while (!timers_.empty() && timers_.top()->deadline <= now) {
+      Waiter* w = timers_.pop();
+      ++fired;
+      if (w->try_complete(Waiter::timed_out)) won.push_back(w->fiber);
     }
+    set_next_deadline_locked();
   }
-  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  // Outside the lock (lock ranks: nothing is woken under a runtime lock).
+  // From this worker the fibers go to its LIFO slot and deque; from an idle
+  // worker taking over, to that worker's: they run where a core is free.
+  while (Fiber* f = won.pop_front()) f->sched_->wake_fiber(f);
+  return fired;
+}
+
+void Worker::fire_own_timers() {
+  if (next_deadline_.load(std::memory_order_relaxed) ==
+      std::chrono::steady_clock::time_point::max().time_since_epoch().count()) {
+    return;
+  }
+  const std::size_t n = fire_due_timers(std::chrono::steady_clock::now());
+  for (std::size_t i = 0; i < n; ++i) timers_fired_.inc();
 }
 
 // ---- switching ------------------------------------------------------------
 
+// to_user: the runtime returns to a fiber's user code (depth 1 -> 0).
+// Publishes held_ for idle workers (watch_others) and, when someone idles
+// while fibers wait in our FIFO, makes them stealable now rather than after
+// a hand-off: the code we return to may run for long.
+SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
+  if (lifo_ != nullptr || !fifo_.empty()) {
+    publish_held();
+  } else if (held_.load(std::memory_order_relaxed)) {
+    held_.store(false, std::memory_order_relaxed);
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  rt_depth_.store(0, std::memory_order_relaxed);
+}
+
+void Worker::leave_to_user() noexcept { to_user(); }
+
+void Worker::publish_held() noexcept {
+  // The LIFO slot stays: it runs next, and a woken fiber moving to another
+  // core at once would turn every ping-pong into a cross-core one. Only a
+  // hand-off (after handoff_after) takes it.
+  if (!fifo_.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 0) sched_.notify_work(true);
+  const bool h = lifo_ != nullptr || !fifo_.empty();
+  if (held_.load(std::memory_order_relaxed) != h) held_.store(h, std::memory_order_relaxed);
+}
+
 // Inlined into both switch_out overloads: one frame less on every
 // suspended fiber's stack (see context.hpp).
 [[gnu::always_inline]] inline void Worker::switch_from(Fiber* self) {
+  enter_rt();
   void* from;
   if (Fiber* next = next_direct()) {
     from = context_switch(self->ctx_, next->ctx_, eh_, false);
@@ -524,7 +610,9 @@ void Worker::fire_timers() {
     from = context_switch(self->ctx_, sched_ctx_, eh_, false);
   }
   // Resumed, perhaps on another thread: `this` may be stale.
-  current_worker()->land(from);
+  Worker* me = current_worker();
+  me->land(from);
+  me->to_user();
 }
 
 void Worker::switch_out(const Pending& p) {
@@ -550,6 +638,7 @@ void Worker::switch_out(Pending::Kind kind, Fiber* self) {
 }
 
 void Worker::exit_fiber(Fiber* f) {
+  enter_rt();
   pending_ = Pending{Pending::finish, f};
   if (Fiber* next = next_direct()) {
     context_switch(f->ctx_, next->ctx_, eh_, true);
@@ -641,8 +730,9 @@ void Worker::after_wait_publish(const Pending& p) {
     f->state_.store(FiberState::ready, std::memory_order_relaxed);
     push_lifo(f);
   } else if (p.deadline != nullptr) {
-    // The fiber's affinity is this worker while the timer is armed, so even
-    // if it was woken already it cannot run before we are done here.
+    // The fiber may be woken (and run elsewhere) already; it then waits for
+    // publishing_ to clear before it looks at w.timer_owner, so the timer we
+    // add now is removed by it, or fired and found gone.
     w->deadline = *p.deadline;
     add_timer(w);
   }
@@ -663,6 +753,7 @@ void Worker::fiber_main(void* from) {
   context_first_entry();
   Worker* w = current_worker();
   w->land(from);
+  w->to_user();
   Fiber* f = w->running();
   run_fiber(f);
   current_worker()->exit_fiber(f);
@@ -686,6 +777,8 @@ WorkerStats Worker::stats() const noexcept {
   s.parks = parks_.get();
   s.polls = polls_.get();
   s.timers_fired = timers_fired_.get();
+  s.handed_off = handed_off_.get();
+  s.timers_rescued = timers_rescued_.get();
   return s;
 }
 

@@ -5,6 +5,8 @@
 
 #include <uv.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -73,6 +75,22 @@ class Worker {
   void push_inbox(Fiber* f);
   void unpark() noexcept;
   bool has_stealable() const noexcept { return deque_.size_hint() > 0; }
+  bool parked_hint() const noexcept { return parked_.load(std::memory_order_relaxed); }
+  // The earliest deadline in this worker's timer heap (max when empty).
+  std::chrono::steady_clock::time_point next_deadline() const noexcept {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(next_deadline_.load(std::memory_order_relaxed)));
+  }
+  // Fires the timers of this worker's heap that are due at `now` and wakes
+  // their fibers; returns how many it fired. Any worker thread (an idle one
+  // takes over the timers of a busy one: docs/runtime.md "Hand-off").
+  std::size_t fire_due_timers(std::chrono::steady_clock::time_point now);
+  // Removes w's timer from this worker's heap if it is still there. Any
+  // thread; w.timer_owner must be this worker.
+  void remove_timer(Waiter* w) noexcept;
+  // Hint: a fiber waits in this worker's LIFO slot or FIFO, where only this
+  // worker can run it, while a fiber's user code runs here.
+  bool holds_fibers() const noexcept { return held_.load(std::memory_order_relaxed); }
   bool inbox_empty() const noexcept { return inbox_.empty(); }
   std::size_t timer_count() const noexcept { return timer_count_.load(std::memory_order_relaxed); }
   WorkerStats stats() const noexcept;
@@ -85,13 +103,13 @@ class Worker {
 
   // --- owner thread only ---
   // Some fiber is ready to run here (LIFO slot, deque, FIFOs).
-  bool has_local_work() const noexcept {
+  bool has_local_work() noexcept {
+    RuntimeSection rs(*this);
     return lifo_ != nullptr || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty();
   }
   void push_local(Fiber* f);          // a new or woken fiber, stealable
   void push_lifo(Fiber* f);           // a woken fiber: runs next
   void add_timer(Waiter* w);
-  void remove_timer(Waiter* w) noexcept;
   // Switches away from the running fiber; `p.prev` must be it. Returns when
   // the fiber is resumed (possibly on another worker).
   void switch_out(const Pending& p);
@@ -113,6 +131,13 @@ class Worker {
   void land(void* from_fctx);
   void land_other(void* from_fctx);  // every kind but yield
 
+  // --- hand-off (handoff.cpp; docs/runtime.md "Hand-off") ---
+  // The SIGURG handler's side, on this worker's thread: if the signal
+  // interrupted a fiber's user code (rt_depth_ == 0), the LIFO slot and the
+  // FIFO go onto the deque, where idle workers steal them. Then it unparks
+  // the worker that asked. False when the signal was not ours.
+  bool handoff_in_signal() noexcept;
+
  private:
   friend class Scheduler;
   static void fiber_main(void* from_fctx);
@@ -129,16 +154,57 @@ class Worker {
   Fiber* steal();
   void park();
   bool has_work_for_park() const;
-  void fire_timers();
-  void arm_park_timer(bool deadlock_watch);
+  void fire_own_timers();
+  void arm_park_timer(std::chrono::steady_clock::time_point at, bool deadlock_watch);
   void disarm_park_timer();
-  void transfer_fifo();
+  std::size_t transfer_fifo();
   void push_fifo(Fiber* f);
   static void prefetch_for_switch(Fiber* f) noexcept;
   void overflow_half();
   void finish(Fiber* f);
   void after_wait_publish(const Pending& p);
   void switch_from(Fiber* self);
+  void set_next_deadline_locked() noexcept;
+
+  // rt_depth_ > 0 while this thread runs runtime code that may touch the
+  // LIFO slot, the FIFOs or the owner's end of the deque; 0 exactly while a
+  // fiber's user code runs, the only time the hand-off signal handler may
+  // touch them (it runs on this thread, so signal fences order the two).
+  // The scheduler context is at depth 1; every switch happens at depth 1;
+  // a fiber entering the runtime from user code adds one, and leaves
+  // through to_user(). Owner thread and its signal handler only.
+  class RuntimeSection {
+   public:
+    explicit RuntimeSection(Worker& w) noexcept : w_(w) { w_.enter_rt(); }
+    ~RuntimeSection() { w_.leave_rt(); }
+    RuntimeSection(const RuntimeSection&) = delete;
+    RuntimeSection& operator=(const RuntimeSection&) = delete;
+
+   private:
+    Worker& w_;
+  };
+  void enter_rt() noexcept {
+    rt_depth_.store(rt_depth_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+  void leave_rt() noexcept {
+    if (rt_depth_.load(std::memory_order_relaxed) == 1) {
+      leave_to_user();
+    } else {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      rt_depth_.store(rt_depth_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    }
+  }
+  void to_user() noexcept;       // depth 1 -> 0: publish held_, expose the FIFO
+  void leave_to_user() noexcept;  // the same, out of line
+  void publish_held() noexcept;  // the slow part of to_user
+  // An idle worker's look at the others before it parks: fires the due
+  // timers of a stuck worker, asks a stuck worker to hand off its fibers,
+  // and returns when to look again (max: no need).
+  std::chrono::steady_clock::time_point watch_others(std::chrono::steady_clock::time_point now);
+  void request_handoff(Worker& rescuer) noexcept;
+  bool others_active() const noexcept;  // some other worker is not parked
+  bool unparked_ = false;  // owner only: parked since it last ran a fiber
 
   Scheduler& sched_;
   const unsigned index_;
@@ -157,7 +223,15 @@ class Worker {
   std::uint64_t last_maintenance_ = 0;
   std::chrono::steady_clock::time_point recent_time_ = coarse_now();
   std::uint64_t rng_;
-  TimerHeap timers_;
+  // What this worker saw of each other worker at its last look
+  // (watch_others): the fiber running there, its switch count, since when,
+  // and when it last asked that worker for a hand-off.
+  struct Watch {
+    Fiber* fiber = nullptr;
+    std::uint64_t switches = 0;
+    std::chrono::steady_clock::time_point since{}, asked{};
+  };
+  std::vector<Watch> watch_;
   StackCache stacks_;
   std::uint64_t id_next_ = 0, id_end_ = 0;
   uv_loop_t loop_;
@@ -176,6 +250,19 @@ class Worker {
   bool sigquit_on_ = false;
 
   // Shared.
+  // The timer heap: its owner adds (after_wait_publish); any worker may fire
+  // due timers or remove a timer (the woken fiber, wherever it runs).
+  SpinLock timer_lock_;  // rank: leaf (nothing is locked or woken under it)
+  TimerHeap timers_;     // SPINDLE_GUARDED_BY(timer_lock_)
+  std::atomic<std::chrono::steady_clock::rep> next_deadline_{
+      std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
+  // Hand-off state (docs/runtime.md "Hand-off").
+  std::atomic<int> rt_depth_{1};
+  std::atomic<bool> held_{false};             // written by the owner at to_user
+  std::atomic<bool> handoff_asked_{false};    // set by a rescuer before its signal
+  std::atomic<Worker*> rescuer_{nullptr};     // unparked by the handler
+  std::atomic<pthread_t> tid_{};              // set by the thread itself
+  std::atomic<bool> tid_set_{false};
   RunQueue<Fiber, 1024> deque_;
   InjectQueue inbox_;
   std::atomic<bool> parked_{false};
@@ -183,6 +270,8 @@ class Worker {
   std::atomic<std::size_t> timer_count_{0};
   Registry registry_;
   Counter switches_, spawns_, finished_, steals_, parks_, polls_, timers_fired_;
+  Counter handed_off_;       // written by the signal handler on the owner thread
+  Counter timers_rescued_;   // timers of other workers fired by this one
 };
 
 // current_worker: the worker running on this thread, or nullptr. Never

@@ -39,6 +39,15 @@ struct RuntimeOptions {
   // A fiber running longer than this without suspending is reported on
   // stderr by name. Zero disables the monitor thread.
   std::chrono::milliseconds slow_fiber_threshold{0};
+  // A worker that has run one fiber for longer than this without suspending
+  // is *stuck* for the others: an idle worker fires its due timers and asks
+  // it (with SIGURG, handled only while the fiber runs user code) to put its
+  // queued fibers where idle workers can take them, so one CPU-bound fiber
+  // never strands the work queued behind it while a core idles
+  // (docs/runtime.md "Hand-off"). Zero turns both off; the due timers of a
+  // busy worker are then fired only by that worker. With 1 worker there is
+  // nobody to take over, and nothing happens.
+  std::chrono::microseconds handoff_after{200};
   // How long shutdown waits for cancelled fibers to finish before it reports
   // the ones left and gives up on them.
   std::chrono::milliseconds shutdown_timeout{2000};

@@ -17,7 +17,10 @@ struct WorkerStats {
   std::uint64_t steals = 0;    // fibers taken from other workers' queues
   std::uint64_t parks = 0;     // times the worker slept in its loop
   std::uint64_t polls = 0;     // non-blocking loop polls while busy
-  std::uint64_t timers_fired = 0;
+  std::uint64_t timers_fired = 0;  // timers this worker fired (its own or a busy worker's)
+  // Taking over from a worker stuck in one fiber (docs/runtime.md "Hand-off"):
+  std::uint64_t handed_off = 0;     // fibers this worker's queues gave up while it was stuck
+  std::uint64_t timers_rescued = 0; // timers of other, busy workers that this worker fired
 };
 
 struct Stats {

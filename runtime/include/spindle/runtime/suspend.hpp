@@ -85,12 +85,14 @@ struct Waiter {
   std::uint64_t gen = 0;                     // this wait's generation (<< 3)
   Fiber* fiber = nullptr;            // set by wait(); nullptr on a plain thread
   ThreadParker* parker = nullptr;    // set by wait() on a plain thread
-  // Timer bookkeeping (owner worker only; see TimerHeap). A timed wait pins
-  // the fiber to the timer's worker; when the timer itself wins, the pin is
-  // no longer needed and the fiber gets resume_affinity back at once.
+  // Timer bookkeeping, guarded by the timer_lock_ of the worker whose heap
+  // holds the timer (timer_owner; see TimerHeap). A timed wait does not pin
+  // the fiber: any worker may fire the timer, and the woken fiber, wherever
+  // it runs, removes its own entry under that lock (docs/runtime.md
+  // "Timers").
   std::chrono::steady_clock::time_point deadline{};
   std::int32_t heap_index = -1;
-  Worker* resume_affinity = nullptr;
+  Worker* timer_owner = nullptr;
 };
 
 // wait: blocks the calling fiber (or plain thread) until w is completed by a

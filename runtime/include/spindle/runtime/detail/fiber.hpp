@@ -102,10 +102,10 @@ class Fiber {
   // The fields every switch touches come first, so with the vtable pointer
   // they share one cache line (yield among 1,000 fibers misses on each).
   Fiber* next_ = nullptr;       // link of whichever intrusive queue holds it
-  // Worker the fiber must run on (hop_to, or an armed timer), or nullptr.
-  // Written by the fiber itself while running, and by the worker whose timer
-  // won the fiber's wait; read by wakers after the fiber published itself
-  // (the publish happens-after the write).
+  // Worker the fiber must run on (hop_to_worker), or nullptr. Written by
+  // the fiber itself while running; read by wakers after the fiber
+  // published itself (the publish happens-after the write). Timed waits do
+  // not pin: any worker may fire a timer (docs/runtime.md "Timers").
   Worker* affinity_ = nullptr;
   // Written by whoever holds the fiber (runner, waker); relaxed because
   // dumps read it from other threads as a hint.

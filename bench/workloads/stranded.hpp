@@ -1,0 +1,30 @@
+// stranded.hpp: the "stranded" workload of /work/shared/BENCHMARKS.md as
+// plain functions (threads) -> ms, for the table's per_threads rows.
+//
+// A fiber B spins 200 ms without ever suspending; a fiber X is queued on
+// B's worker when B starts, and another worker is idle. A runtime that lets
+// the idle worker take X reports microseconds; one that strands X behind B
+// reports about 200 ms. Two cases, median of 5 trials per call:
+//   stranded_yield_*  X loops `while (!started) yield();`: ms from B's start
+//                     to X seeing it.
+//   stranded_sleep_*  X spawns B, then sleeps 1 ms (its timer on its own
+//                     worker, where B then starts): ms X resumes late.
+//
+// spindle: a Runtime with `threads` workers; X and B hop to worker 0 so X
+// is queued there, then X unpins itself (B stays pinned). Boost.Fiber:
+// work_stealing (spin) on `threads` threads, B posted from X to the ready
+// queue of X's thread; there is no pinning API, so whether X really waited
+// on B's thread is only recorded (the other thread may steal B first).
+// The figure is the median of all trials either way; each call prints to
+// stderr the trials, how many were co-located and their median.
+// threads < 2: NaN (nobody could take X; the table prints "-").
+#pragma once
+
+namespace bench {
+
+double stranded_yield_spindle(unsigned threads);
+double stranded_yield_boost(unsigned threads);
+double stranded_sleep_spindle(unsigned threads);
+double stranded_sleep_boost(unsigned threads);
+
+}  // namespace bench

@@ -1,0 +1,175 @@
+// handoff.cpp: idle workers taking over from a worker stuck in one fiber.
+// The essay is docs/runtime.md "Hand-off"; in short:
+//
+// spindle is cooperative: a fiber that computes for seconds without
+// suspending keeps its worker. What must not happen is that the work queued
+// behind it waits too while another core idles. Two kinds of work can:
+//  - fibers in the stuck worker's LIFO slot and FIFO, which are owner-only
+//    (no atomics on the hot path: yield is ~15 ns);
+//  - timers in its heap, which used to fire only in its own maintenance.
+// The deque was always stealable, and fibers pinned with hop_to_worker stay
+// where the user put them.
+//
+// The watchers are the idle workers themselves (no extra thread, no cost
+// while every worker is busy): before parking, a worker looks at each other
+// worker's (running fiber, switch count). The same pair for handoff_after
+// means that worker is stuck. Then the idle worker
+//  - fires the stuck worker's due timers itself (the heap has a lock; the
+//    woken fibers run on the idle worker), and
+//  - if the stuck worker holds fibers (held_), sends it SIGURG. The handler
+//    runs on the stuck worker's own thread. If it interrupted user code
+//    (rt_depth_ == 0), the owner-only queues are quiescent, so it moves
+//    them onto the deque -- it *is* the owner -- and unparks the idle worker,
+//    which steals them. If it interrupted runtime code it does nothing but
+//    the unpark: the worker is switching and will run its queues itself.
+// The idle worker parks with a timer for its next look (handoff_after while
+// something is held, 5x that while a worker merely runs), so detection takes
+// between one and two periods.
+#include <errno.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "scheduler.hpp"
+
+namespace spindle::detail {
+
+namespace {
+struct sigaction g_previous;
+std::once_flag g_once;
+
+// Async-signal-safe: reads a thread_local pointer, atomics, one write().
+void on_sigurg(int sig, siginfo_t* info, void* uctx) {
+  const int saved_errno = errno;
+  Worker* w = current_worker();
+  const bool ours = w != nullptr && w->handoff_in_signal();
+  if (!ours) {
+    // Not a hand-off request (a socket's out-of-band data, someone else's
+    // kill): give it to whoever had SIGURG before us.
+    if (g_previous.sa_flags & SA_SIGINFO) {
+      if (g_previous.sa_sigaction != nullptr) g_previous.sa_sigaction(sig, info, uctx);
+    } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN &&
+               g_previous.sa_handler != nullptr) {
+      g_previous.sa_handler(sig);
+    }
+  }
+  errno = saved_errno;
+}
+}  // namespace
+
+void install_handoff_handler() {
+  std::call_once(g_once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = &on_sigurg;
+    // SA_RESTART: a fiber blocked in a restartable system call (a blocking
+    // read someone forgot to offload) does not see EINTR. SA_ONSTACK: the
+    // busy fiber may be deep in its stack; the worker's alternate stack is
+    // there for the overflow report anyway.
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGURG, &sa, &g_previous);
+  });
+}
+
+bool Worker::handoff_in_signal() noexcept {
+  // acquire; pairs with the release in request_handoff (rescuer_ is set).
+  if (!handoff_asked_.exchange(false, std::memory_order_acquire)) return false;
+  if (rt_depth_.load(std::memory_order_relaxed) == 0) {
+    // We interrupted user code: nothing else on this thread is using the
+    // LIFO slot, the FIFO or our end of the deque, and the signal fences in
+    // enter_rt/to_user keep the compiler from moving runtime accesses across
+    // the depth changes. Oldest first, so that thieves (who take the oldest
+    // entries) start with the fiber that has waited longest. Only as many as
+    // the deque has room for (thieves only make more room); a later request
+    // takes the rest.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    std::size_t room = deque_.capacity() - deque_.size_hint();
+    while (room > 0 && !fifo_.empty()) {
+      deque_.push(fifo_.pop_front());
+      handed_off_.inc();
+      --room;
+    }
+    if (room > 0 && lifo_ != nullptr) {
+      deque_.push(std::exchange(lifo_, nullptr));
+      handed_off_.inc();
+    }
+    held_.store(lifo_ != nullptr || !fifo_.empty(), std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+  // Wake the asker either way: it steals what we pushed, or looks again.
+  if (Worker* r = rescuer_.exchange(nullptr, std::memory_order_acq_rel)) r->unpark();
+  return true;
+}
+
+void Worker::request_handoff(Worker& rescuer) noexcept {
+  // acquire; pairs with the release in thread_main.
+  if (!tid_set_.load(std::memory_order_acquire)) return;
+  rescuer_.store(&rescuer, std::memory_order_relaxed);
+  // release: the handler that sees the request sees rescuer_.
+  handoff_asked_.store(true, std::memory_order_release);
+  // The worker's thread runs until every worker has left its loop
+  // (Scheduler::wait_unparks_done), and we are in ours.
+  pthread_kill(tid_.load(std::memory_order_relaxed), SIGURG);
+}
+
+std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_clock::time_point now) {
+  using clock = std::chrono::steady_clock;
+  const auto after = sched_.options().handoff_after;
+  const unsigned n = sched_.size();
+  if (after.count() <= 0 || n < 2 || sched_.stopping()) return clock::time_point::max();
+  // While a worker merely runs (nothing held, no timer due), look again at
+  // this slower pace: it bounds the time to notice a worker that got stuck
+  // while we slept, at one wake-up per period (~0.1% of a core).
+  const auto idle_look = after * 5;
+  auto next = clock::time_point::max();
+  for (unsigned i = 0; i < n; ++i) {
+    if (i == index_) continue;
+    Worker& v = sched_.worker(i);
+    Watch& s = watch_[i];
+    Fiber* const f = v.running_hint();
+    const std::uint64_t sw = v.switch_count();
+    if (f == nullptr) {
+      // Parked or in its scheduler context: it looks after its own queues
+      // and timers (a parked worker's timerfd fires for its heap). Keep
+      // watching while it is awake or was busy since our last look, so a
+      // worker that parks and wakes often keeps its watcher instead of
+      // unparking one each time (Scheduler::ensure_watcher).
+      if (!v.parked_hint() || sw != s.switches) next = std::min(next, now + idle_look);
+      s = Watch{nullptr, sw, now, clock::time_point{}};
+      continue;
+    }
+    if (f != s.fiber || sw != s.switches) s = Watch{f, sw, now, clock::time_point{}};
+    const bool stuck = now - s.since >= after;
+    if (stuck) {
+      if (v.next_deadline() <= now) {
+        const std::size_t fired = v.fire_due_timers(now);
+        for (std::size_t k = 0; k < fired; ++k) {
+          timers_fired_.inc();
+          timers_rescued_.inc();
+        }
+      }
+      if (v.holds_fibers() && now - s.asked >= after) {
+        v.request_handoff(*this);
+        s.asked = now;
+      }
+    }
+    const bool pending = v.holds_fibers() || v.has_stealable();
+    const auto at = pending ? (stuck ? now + after : s.since + after)
+                            : std::max(s.since + after, std::min(v.next_deadline(), now + idle_look));
+    next = std::min(next, at);
+  }
+  return next;
+}
+
+bool Worker::others_active() const noexcept {
+  if (sched_.options().handoff_after.count() <= 0) return false;
+  for (unsigned i = 0; i < sched_.size(); ++i) {
+    if (i != index_ && !sched_.worker(i).parked_hint()) return true;
+  }
+  return false;
+}
+
+}  // namespace spindle::detail
