@@ -146,6 +146,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     if (stuck) {
       if (v.next_deadline() <= now) {
         const std::size_t fired = v.fire_due_timers(now);
+        v.timers_taken_.fetch_add(fired, std::memory_order_relaxed);
         for (std::size_t k = 0; k < fired; ++k) {
           timers_fired_.inc();
           timers_rescued_.inc();

@@ -330,6 +330,10 @@ void Scheduler::monitor_main() {
     std::uint64_t switches = 0;
     steady_clock::time_point since{};
     bool warned = false;
+    // The worker's hand-off counters at the last sample before this fiber
+    // was seen (so what happened between that sample and this one counts).
+    Worker::HeldBack at_start{};
+    Worker::HeldBack last{};  // at the previous sample
   };
   std::vector<Seen> seen(size());
   std::unique_lock lk(monitor_mu_);
@@ -341,18 +345,28 @@ void Scheduler::monitor_main() {
       Fiber* f = w.running_hint();
       const std::uint64_t sw = w.switch_count();
       Seen& s = seen[i];
+      const Worker::HeldBack h = w.held_back();
       if (f != s.f || sw != s.switches || f == nullptr) {
-        s = Seen{f, sw, now, false};
+        s = Seen{f, sw, now, false, s.last, h};
         continue;
       }
+      s.last = h;
       if (!s.warned && now - s.since >= threshold) {
         s.warned = true;
         std::string who;
         if (find_and_describe(f, who)) {
+          // What it held back: what idle workers took over meanwhile
+          // (docs/runtime.md "Hand-off"), and what still waits there.
           std::fprintf(stderr,
                        "spindle: slow fiber: %s has run for over %lld ms on worker %u "
-                       "without suspending\n",
-                       who.c_str(), static_cast<long long>(threshold.count()), i);
+                       "without suspending; behind it, %llu fiber(s) were handed to idle "
+                       "workers and %llu of its timer(s) fired by them; still there: %s, "
+                       "%zu stealable fiber(s), %zu timer(s)\n",
+                       who.c_str(), static_cast<long long>(threshold.count()), i,
+                       static_cast<unsigned long long>(h.handed_off - s.at_start.handed_off),
+                       static_cast<unsigned long long>(h.timers_taken - s.at_start.timers_taken),
+                       h.holds ? "fibers only it can run" : "no fiber only it can run",
+                       h.stealable, h.timers);
         }
       }
     }

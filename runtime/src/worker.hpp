@@ -76,6 +76,17 @@ class Worker {
   void unpark() noexcept;
   bool has_stealable() const noexcept { return deque_.size_hint() > 0; }
   bool parked_hint() const noexcept { return parked_.load(std::memory_order_relaxed); }
+  // For the slow-fiber report: what queued behind the running fiber here
+  // went elsewhere, and what is still here.
+  struct HeldBack {
+    std::uint64_t handed_off, timers_taken;
+    bool holds;
+    std::size_t stealable, timers;
+  };
+  HeldBack held_back() const noexcept {
+    return {handed_off_.get(), timers_taken_.load(std::memory_order_relaxed), holds_fibers(),
+            deque_.size_hint(), timer_count()};
+  }
   // The earliest deadline in this worker's timer heap (max when empty).
   std::chrono::steady_clock::time_point next_deadline() const noexcept {
     return std::chrono::steady_clock::time_point(
@@ -272,6 +283,7 @@ class Worker {
   Counter switches_, spawns_, finished_, steals_, parks_, polls_, timers_fired_;
   Counter handed_off_;       // written by the signal handler on the owner thread
   Counter timers_rescued_;   // timers of other workers fired by this one
+  std::atomic<std::uint64_t> timers_taken_{0};  // this worker's timers fired by others (RMW: many writers)
 };
 
 // current_worker: the worker running on this thread, or nullptr. Never
