@@ -92,11 +92,11 @@ bool Worker::handoff_in_signal() noexcept {
       handed_off_.inc();
       --room;
     }
-    if (room > 0 && lifo_ != nullptr) {
-      deque_.push(std::exchange(lifo_, nullptr));
+    if (room > 0 && lifo() != nullptr) {
+      deque_.push(swap_lifo(nullptr));
       handed_off_.inc();
     }
-    held_.store(lifo_ != nullptr || !fifo_.empty(), std::memory_order_relaxed);
+    held_.store(!fifo_.empty(), std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
   // Wake the asker either way: it steals what we pushed, or looks again.

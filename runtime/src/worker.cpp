@@ -10,8 +10,11 @@
 //                 global queue, due timers, a non-blocking poll of the loop.
 //   steal():      half of a random victim's deque, if fewer than half of the
 //                 workers are searching already.
-//   park():       sleep in uv_run(UV_RUN_ONCE) until I/O, the nearest timer,
-//                 or a waker's write to our wake eventfd.
+//   park():       first look after workers stuck in one fiber (fire their
+//                 due timers, ask them by signal to make their queued fibers
+//                 stealable: handoff.cpp), then sleep in uv_run(UV_RUN_ONCE)
+//                 until I/O, the nearest timer, the next look, or a waker's
+//                 write to our wake eventfd.
 //
 // Fibers switch directly to the next fiber when one is at hand (no trip
 // through the scheduler context); the landing side finishes the switch for
@@ -227,12 +230,12 @@ void Worker::resume(Fiber* f) {
 
 SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
   ++tick_;
-  if (lifo_ != nullptr) {
+  if (lifo() != nullptr) {
     if (lifo_runs_ < kLifoCap) {
       ++lifo_runs_;
-      return std::exchange(lifo_, nullptr);
+      return swap_lifo(nullptr);
     }
-    push_fifo(std::exchange(lifo_, nullptr));
+    push_fifo(swap_lifo(nullptr));
   }
   lifo_runs_ = 0;
   if (Fiber* f = deque_.pop()) return f;
@@ -384,7 +387,7 @@ Fiber* Worker::steal() {
 // ---- parking --------------------------------------------------------------
 
 bool Worker::has_work_for_park() const {
-  if (lifo_ || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty() || !inbox_.empty()) {
+  if (lifo() || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty() || !inbox_.empty()) {
     return true;
   }
   if (!sched_.global_empty() || sched_.stopping()) return true;
@@ -486,18 +489,37 @@ void Worker::push_inbox(Fiber* f) {
 
 // ---- local queues ---------------------------------------------------------
 
+// Both are reached from user code (spawn, a wake-up), so they run as a
+// runtime section (docs/runtime.md "Hand-off"); written out rather than
+// RuntimeSection so that to_user is inlined.
 void Worker::push_local(Fiber* f) {
-  RuntimeSection rs(*this);
+  const int depth = rt_depth_.load(std::memory_order_relaxed);
+  rt_depth_.store(depth + 1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
   if (!deque_.push(f)) {
     overflow_half();
     deque_.push(f);
   }
   sched_.notify_work(false);
+  if (depth == 0) {
+    to_user();
+  } else {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    rt_depth_.store(depth, std::memory_order_relaxed);
+  }
 }
 
 void Worker::push_lifo(Fiber* f) {
-  RuntimeSection rs(*this);
-  if (Fiber* old = std::exchange(lifo_, f)) push_local(old);
+  const int depth = rt_depth_.load(std::memory_order_relaxed);
+  rt_depth_.store(depth + 1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (Fiber* old = swap_lifo(f)) push_local(old);
+  if (depth == 0) {
+    to_user();
+  } else {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    rt_depth_.store(depth, std::memory_order_relaxed);
+  }
 }
 
 // overflow_half: the deque is full; move its older half to the global queue
@@ -577,31 +599,31 @@ void Worker::fire_own_timers() {
 // Publishes held_ for idle workers (watch_others) and, when someone idles
 // while fibers wait in our FIFO, makes them stealable now rather than after
 // a hand-off: the code we return to may run for long.
+// The LIFO slot is not exposed: it runs next, and a woken fiber moving to
+// another core at once would turn every ping-pong into a cross-core one.
+// Only a hand-off (after handoff_after) takes it. Costs a yield two loads
+// of our queue heads, one of the parked-count hint and one of held_.
 SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
-  if (lifo_ != nullptr || !fifo_.empty()) {
-    publish_held();
-  } else if (held_.load(std::memory_order_relaxed)) {
-    held_.store(false, std::memory_order_relaxed);
+  bool fifo = !fifo_.empty();
+  if (fifo && sched_.anyone_parked_hint()) [[unlikely]] {
+    expose_fifo();
+    fifo = !fifo_.empty();
   }
+  if (held_.load(std::memory_order_relaxed) != fifo) held_.store(fifo, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   rt_depth_.store(0, std::memory_order_relaxed);
 }
 
 void Worker::leave_to_user() noexcept { to_user(); }
 
-void Worker::publish_held() noexcept {
-  // The LIFO slot stays: it runs next, and a woken fiber moving to another
-  // core at once would turn every ping-pong into a cross-core one. Only a
-  // hand-off (after handoff_after) takes it.
-  if (!fifo_.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 0) sched_.notify_work(true);
-  const bool h = lifo_ != nullptr || !fifo_.empty();
-  if (held_.load(std::memory_order_relaxed) != h) held_.store(h, std::memory_order_relaxed);
+[[gnu::noinline]] void Worker::expose_fifo() noexcept {
+  if (transfer_fifo() > 0) sched_.notify_work(true);
 }
 
 // Inlined into both switch_out overloads: one frame less on every
 // suspended fiber's stack (see context.hpp).
 [[gnu::always_inline]] inline void Worker::switch_from(Fiber* self) {
-  enter_rt();
+  enter_rt_from_user();
   void* from;
   if (Fiber* next = next_direct()) {
     from = context_switch(self->ctx_, next->ctx_, eh_, false);
@@ -638,7 +660,7 @@ void Worker::switch_out(Pending::Kind kind, Fiber* self) {
 }
 
 void Worker::exit_fiber(Fiber* f) {
-  enter_rt();
+  enter_rt_from_user();
   pending_ = Pending{Pending::finish, f};
   if (Fiber* next = next_direct()) {
     context_switch(f->ctx_, next->ctx_, eh_, true);

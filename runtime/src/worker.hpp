@@ -100,8 +100,11 @@ class Worker {
   // thread; w.timer_owner must be this worker.
   void remove_timer(Waiter* w) noexcept;
   // Hint: a fiber waits in this worker's LIFO slot or FIFO, where only this
-  // worker can run it, while a fiber's user code runs here.
-  bool holds_fibers() const noexcept { return held_.load(std::memory_order_relaxed); }
+  // worker can run it (held_ mirrors the FIFO as of the last return to user
+  // code; the slot is read directly).
+  bool holds_fibers() const noexcept {
+    return held_.load(std::memory_order_relaxed) || lifo_.load(std::memory_order_relaxed) != nullptr;
+  }
   bool inbox_empty() const noexcept { return inbox_.empty(); }
   std::size_t timer_count() const noexcept { return timer_count_.load(std::memory_order_relaxed); }
   WorkerStats stats() const noexcept;
@@ -116,7 +119,7 @@ class Worker {
   // Some fiber is ready to run here (LIFO slot, deque, FIFOs).
   bool has_local_work() noexcept {
     RuntimeSection rs(*this);
-    return lifo_ != nullptr || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty();
+    return lifo() != nullptr || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty();
   }
   void push_local(Fiber* f);          // a new or woken fiber, stealable
   void push_lifo(Fiber* f);           // a woken fiber: runs next
@@ -206,9 +209,14 @@ class Worker {
       rt_depth_.store(rt_depth_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     }
   }
+  // Switches start from user code (depth 0): nothing to load.
+  void enter_rt_from_user() noexcept {
+    rt_depth_.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
   void to_user() noexcept;       // depth 1 -> 0: publish held_, expose the FIFO
   void leave_to_user() noexcept;  // the same, out of line
-  void publish_held() noexcept;  // the slow part of to_user
+  void expose_fifo() noexcept;   // the FIFO onto the deque, and notify
   // An idle worker's look at the others before it parks: fires the due
   // timers of a stuck worker, asks a stuck worker to hand off its fibers,
   // and returns when to look again (max: no need).
@@ -225,7 +233,16 @@ class Worker {
   ExecContext sched_ctx_;
   EhGlobals* eh_ = nullptr;  // this thread's exception globals (context.hpp)
   Pending pending_;
-  Fiber* lifo_ = nullptr;
+  // The LIFO slot. Owner (and its hand-off handler) only, except that idle
+  // workers read it as a hint (holds_fibers): relaxed loads and stores, the
+  // same instructions as a plain pointer.
+  std::atomic<Fiber*> lifo_{nullptr};
+  Fiber* lifo() const noexcept { return lifo_.load(std::memory_order_relaxed); }
+  Fiber* swap_lifo(Fiber* f) noexcept {
+    Fiber* old = lifo_.load(std::memory_order_relaxed);
+    lifo_.store(f, std::memory_order_relaxed);
+    return old;
+  }
   unsigned lifo_runs_ = 0;
   FiberList fifo_;    // yielded, capped-LIFO and inbox fibers, oldest first
   FiberList pinned_;  // the same, for fibers that must run on this worker
@@ -269,7 +286,7 @@ class Worker {
       std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
   // Hand-off state (docs/runtime.md "Hand-off").
   std::atomic<int> rt_depth_{1};
-  std::atomic<bool> held_{false};             // written by the owner at to_user
+  std::atomic<bool> held_{false};             // the FIFO is non-empty; owner writes at to_user
   std::atomic<bool> handoff_asked_{false};    // set by a rescuer before its signal
   std::atomic<Worker*> rescuer_{nullptr};     // unparked by the handler
   std::atomic<pthread_t> tid_{};              // set by the thread itself
