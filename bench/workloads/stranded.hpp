@@ -15,8 +15,8 @@
 // work_stealing (spin) on `threads` threads, B posted from X to the ready
 // queue of X's thread; there is no pinning API, so whether X really waited
 // on B's thread is only recorded (the other thread may steal B first).
-// The figure is the median of all trials either way; each call prints to
-// stderr the trials, how many were co-located and their median.
+// The figure is the median of the co-located trials only (up to 30 trials
+// to get 5); each call prints to stderr every trial, marking the others.
 // threads < 2: NaN (nobody could take X; the table prints "-").
 #pragma once
 

@@ -115,6 +115,19 @@ void Worker::request_handoff(Worker& rescuer) noexcept {
   pthread_kill(tid_.load(std::memory_order_relaxed), SIGURG);
 }
 
+// await_handoff: the asker spins (it is idle anyway) until the handler ran,
+// for at most ~50 us; then its park sees the handed-off fibers in the deque
+// and it steals them at once, instead of sleeping until the handler's
+// unpark arrives (a wake-up costs tens of microseconds here). Delivering
+// the signal to a running thread takes a few microseconds.
+void Worker::await_handoff() const noexcept {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+  while (rescuer_.load(std::memory_order_acquire) != nullptr) {
+    for (int i = 0; i < 64; ++i) spin_hint();
+    if (std::chrono::steady_clock::now() >= until) return;
+  }
+}
+
 std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_clock::time_point now) {
   using clock = std::chrono::steady_clock;
   const auto after = sched_.options().handoff_after;
@@ -143,6 +156,15 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     }
     if (f != s.fiber || sw != s.switches) s = Watch{f, sw, now, clock::time_point{}};
     const bool stuck = now - s.since >= after;
+    // Fibers in its FIFO while it runs user code: it would have made them
+    // stealable itself had it seen us parked (to_user), so ask at once,
+    // stuck or not. Its LIFO slot only once it is stuck: that fiber runs
+    // next, and taking it early would split every ping-pong across cores.
+    if ((v.holds_fifo() || (stuck && v.holds_fibers())) && now - s.asked >= after) {
+      v.request_handoff(*this);
+      s.asked = now;
+      v.await_handoff();
+    }
     if (stuck) {
       if (v.next_deadline() <= now) {
         const std::size_t fired = v.fire_due_timers(now);
@@ -151,10 +173,6 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
           timers_fired_.inc();
           timers_rescued_.inc();
         }
-      }
-      if (v.holds_fibers() && now - s.asked >= after) {
-        v.request_handoff(*this);
-        s.asked = now;
       }
     }
     const bool pending = v.holds_fibers() || v.has_stealable();

@@ -102,6 +102,7 @@ class Worker {
   // Hint: a fiber waits in this worker's LIFO slot or FIFO, where only this
   // worker can run it (held_ mirrors the FIFO as of the last return to user
   // code; the slot is read directly).
+  bool holds_fifo() const noexcept { return held_.load(std::memory_order_relaxed); }
   bool holds_fibers() const noexcept {
     return held_.load(std::memory_order_relaxed) || lifo_.load(std::memory_order_relaxed) != nullptr;
   }
@@ -222,6 +223,7 @@ class Worker {
   // and returns when to look again (max: no need).
   std::chrono::steady_clock::time_point watch_others(std::chrono::steady_clock::time_point now);
   void request_handoff(Worker& rescuer) noexcept;
+  void await_handoff() const noexcept;
   bool others_active() const noexcept;  // some other worker is not parked
   bool unparked_ = false;  // owner only: parked since it last ran a fiber
 
