@@ -605,7 +605,11 @@ void Worker::fire_own_timers() {
 // of our queue heads, one of the parked-count hint and one of held_.
 SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
   bool fifo = !fifo_.empty();
-  if (fifo && sched_.anyone_parked_hint()) [[unlikely]] {
+  // Two or more, as next_local's transfer: a single yielder behind the
+  // fiber we return to is most often its partner in a yield or ping-pong
+  // pair, which is faster kept on one core; if the fiber runs long, the
+  // hand-off takes it.
+  if (fifo && fifo_.size() > 1 && sched_.anyone_parked_hint()) [[unlikely]] {
     expose_fifo();
     fifo = !fifo_.empty();
   }
