@@ -33,6 +33,7 @@
 #include <mutex>
 
 #include "scheduler.hpp"
+#include "signal_chain.hpp"
 
 namespace spindle::detail {
 
@@ -45,16 +46,9 @@ void on_sigurg(int sig, siginfo_t* info, void* uctx) {
   const int saved_errno = errno;
   Worker* w = current_worker();
   const bool ours = w != nullptr && w->handoff_in_signal();
-  if (!ours) {
-    // Not a hand-off request (a socket's out-of-band data, someone else's
-    // kill): give it to whoever had SIGURG before us.
-    if (g_previous.sa_flags & SA_SIGINFO) {
-      if (g_previous.sa_sigaction != nullptr) g_previous.sa_sigaction(sig, info, uctx);
-    } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN &&
-               g_previous.sa_handler != nullptr) {
-      g_previous.sa_handler(sig);
-    }
-  }
+  // Not a hand-off request (a socket's out-of-band data, someone else's
+  // kill): give it to whoever had SIGURG before us (its default is ignore).
+  if (!ours) call_previous_handler(g_previous, sig, info, uctx);
   errno = saved_errno;
 }
 }  // namespace
@@ -80,22 +74,23 @@ bool Worker::handoff_in_signal() noexcept {
   if (rt_depth_.load(std::memory_order_relaxed) == 0) {
     // We interrupted user code: nothing else on this thread is using the
     // LIFO slot, the FIFO or our end of the deque, and the signal fences in
-    // enter_rt/to_user keep the compiler from moving runtime accesses across
+    // RuntimeSection/to_user keep the compiler from moving runtime accesses across
     // the depth changes. Oldest first, so that thieves (who take the oldest
     // entries) start with the fiber that has waited longest. Only as many as
     // the deque has room for (thieves only make more room); a later request
     // takes the rest.
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    std::size_t room = deque_.capacity() - deque_.size_hint();
-    while (room > 0 && !fifo_.empty()) {
+    const std::size_t room = deque_.capacity() - deque_.size_hint();
+    std::size_t moved = 0;
+    while (moved < room && !fifo_.empty()) {
       deque_.push(fifo_.pop_front());
-      handed_off_.inc();
-      --room;
+      ++moved;
     }
-    if (room > 0 && lifo() != nullptr) {
+    if (moved < room && lifo() != nullptr) {
       deque_.push(swap_lifo(nullptr));
-      handed_off_.inc();
+      ++moved;
     }
+    handed_off_.add(moved);
     held_.store(!fifo_.empty(), std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
@@ -165,15 +160,11 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
       s.asked = now;
       v.await_handoff();
     }
-    if (stuck) {
-      if (v.next_deadline() <= now) {
-        const std::size_t fired = v.fire_due_timers(now);
-        v.timers_taken_.fetch_add(fired, std::memory_order_relaxed);
-        for (std::size_t k = 0; k < fired; ++k) {
-          timers_fired_.inc();
-          timers_rescued_.inc();
-        }
-      }
+    if (stuck && v.next_deadline() <= now) {
+      const std::size_t fired = v.fire_due_timers(now);
+      v.timers_taken_.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
+      timers_fired_.add(fired);
+      timers_rescued_.add(fired);
     }
     // Look again after one period while it holds FIFO fibers (or stealable
     // ones: a notify may have missed us); at the idle pace when it holds

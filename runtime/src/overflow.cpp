@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "scheduler.hpp"
+#include "signal_chain.hpp"
 
 namespace spindle::detail {
 
@@ -63,16 +64,7 @@ void on_segv(int sig, siginfo_t* info, void* uctx) {
     }
   }
   // Not ours: hand over to whoever was there before.
-  if (g_previous.sa_flags & SA_SIGINFO) {
-    if (g_previous.sa_sigaction != nullptr) {
-      g_previous.sa_sigaction(sig, info, uctx);
-      return;
-    }
-  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN &&
-             g_previous.sa_handler != nullptr) {
-    g_previous.sa_handler(sig);
-    return;
-  }
+  if (call_previous_handler(g_previous, sig, info, uctx)) return;
   signal(sig, SIG_DFL);  // return and fault again, now fatally
 }
 }  // namespace

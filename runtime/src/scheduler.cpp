@@ -106,6 +106,12 @@ void Scheduler::notify_work(bool strict) {
   if (strict) std::atomic_thread_fence(std::memory_order_seq_cst);
   if (searching_.load(std::memory_order_relaxed) != 0) return;
   if (parked_count_.load(std::memory_order_relaxed) == 0) return;
+  unpark_one();
+}
+
+// unpark_one: takes the most recently parked worker out of the idle set and
+// wakes it (outside idle_lock_: no wake-up under a runtime lock).
+void Scheduler::unpark_one() {
   Worker* w = nullptr;
   {
     std::lock_guard lk(idle_lock_);
@@ -126,16 +132,7 @@ void Scheduler::ensure_watcher() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (watchers_.load(std::memory_order_relaxed) != 0) return;
   if (parked_count_.load(std::memory_order_relaxed) == 0) return;
-  Worker* w = nullptr;
-  {
-    std::lock_guard lk(idle_lock_);
-    if (!parked_.empty()) {
-      w = parked_.back();
-      parked_.pop_back();
-      parked_count_.fetch_sub(1, std::memory_order_seq_cst);
-    }
-  }
-  if (w != nullptr) w->unpark();
+  unpark_one();
 }
 
 // ---- idle set -------------------------------------------------------------

@@ -96,6 +96,7 @@ class Scheduler {
 
  private:
   std::uint64_t activity() const noexcept;
+  void unpark_one();
   void monitor_main();
 
   const RuntimeOptions opts_;

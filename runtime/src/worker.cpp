@@ -247,7 +247,9 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
     if (Fiber* after = fifo_.front()) prefetch_for_switch(after);
     // Only make the rest stealable when someone idles: otherwise the moves
     // are pure cost (yield n=1000 pays a deque push and pop per yield).
-    if (!fifo_.empty() && sched_.anyone_parked_hint()) transfer_fifo();
+    if (!fifo_.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 1) {
+      sched_.notify_work(false);
+    }
     return f;
   }
   return nullptr;
@@ -346,7 +348,6 @@ std::size_t Worker::transfer_fifo() {
   // is popped first, still runs after them.
   while (!fifo_.empty() && scratch_.size() < room) scratch_.push_back(fifo_.pop_front());
   for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) deque_.push(*it);
-  if (scratch_.size() > 1) sched_.notify_work(false);
   return scratch_.size();
 }
 
@@ -375,7 +376,7 @@ Fiber* Worker::steal() {
       }
     }
     if (first != nullptr) {
-      for (std::size_t k = 0; k < got; ++k) steals_.inc();
+      steals_.add(got);
       sched_.end_search(true);
       return first;
     }
@@ -489,37 +490,24 @@ void Worker::push_inbox(Fiber* f) {
 
 // ---- local queues ---------------------------------------------------------
 
-// Both are reached from user code (spawn, a wake-up), so they run as a
-// runtime section (docs/runtime.md "Hand-off"); written out rather than
-// RuntimeSection so that to_user is inlined.
+// Reached from user code (spawn, a wake-up): runtime sections.
 void Worker::push_local(Fiber* f) {
-  const int depth = rt_depth_.load(std::memory_order_relaxed);
-  rt_depth_.store(depth + 1, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  RuntimeSection rs(*this);
   if (!deque_.push(f)) {
     overflow_half();
     deque_.push(f);
   }
   sched_.notify_work(false);
-  if (depth == 0) {
-    to_user();
-  } else {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    rt_depth_.store(depth, std::memory_order_relaxed);
-  }
 }
 
 void Worker::push_lifo(Fiber* f) {
-  const int depth = rt_depth_.load(std::memory_order_relaxed);
-  rt_depth_.store(depth + 1, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  RuntimeSection rs(*this);
   if (Fiber* old = swap_lifo(f)) push_local(old);
-  if (depth == 0) {
-    to_user();
-  } else {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    rt_depth_.store(depth, std::memory_order_relaxed);
-  }
+}
+
+bool Worker::has_local_work() noexcept {
+  RuntimeSection rs(*this);
+  return lifo() != nullptr || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty();
 }
 
 // overflow_half: the deque is full; move its older half to the global queue
@@ -585,12 +573,8 @@ std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
 }
 
 void Worker::fire_own_timers() {
-  if (next_deadline_.load(std::memory_order_relaxed) ==
-      std::chrono::steady_clock::time_point::max().time_since_epoch().count()) {
-    return;
-  }
-  const std::size_t n = fire_due_timers(std::chrono::steady_clock::now());
-  for (std::size_t i = 0; i < n; ++i) timers_fired_.inc();
+  if (next_deadline() == std::chrono::steady_clock::time_point::max()) return;
+  timers_fired_.add(fire_due_timers(std::chrono::steady_clock::now()));
 }
 
 // ---- switching ------------------------------------------------------------
@@ -604,21 +588,33 @@ void Worker::fire_own_timers() {
 // Only a hand-off (after handoff_after) takes it. Costs a yield two loads
 // of our queue heads, one of the parked-count hint and one of held_.
 SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
-  bool fifo = !fifo_.empty();
   // Two or more, as next_local's transfer: a single yielder behind the
   // fiber we return to is most often its partner in a yield or ping-pong
   // pair, which is faster kept on one core; if the fiber runs long, the
   // hand-off takes it.
-  if (fifo && fifo_.size() > 1 && sched_.anyone_parked_hint()) [[unlikely]] {
-    expose_fifo();
-    fifo = !fifo_.empty();
-  }
+  if (fifo_.size() > 1 && sched_.anyone_parked_hint()) [[unlikely]] expose_fifo();
+  const bool fifo = !fifo_.empty();
   if (held_.load(std::memory_order_relaxed) != fifo) held_.store(fifo, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   rt_depth_.store(0, std::memory_order_relaxed);
 }
 
-void Worker::leave_to_user() noexcept { to_user(); }
+// A section nests (push_lifo calls push_local; land calls push_lifo); only
+// the outermost one, entered from user code, goes back through to_user.
+SPINDLE_SWITCH_STEP Worker::RuntimeSection::RuntimeSection(Worker& w) noexcept
+    : w_(w), depth_(w.rt_depth_.load(std::memory_order_relaxed)) {
+  w_.rt_depth_.store(depth_ + 1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+SPINDLE_SWITCH_STEP Worker::RuntimeSection::~RuntimeSection() {
+  if (depth_ == 0) {
+    w_.to_user();
+  } else {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    w_.rt_depth_.store(depth_, std::memory_order_relaxed);
+  }
+}
 
 [[gnu::noinline]] void Worker::expose_fifo() noexcept {
   if (transfer_fifo() > 0) sched_.notify_work(true);

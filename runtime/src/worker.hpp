@@ -56,7 +56,10 @@ struct Pending {
 // Relaxed counter written by one thread, read by any (no RMW needed).
 struct Counter {
   std::atomic<std::uint64_t> v{0};
-  void inc() noexcept { v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void inc() noexcept { add(1); }
+  void add(std::uint64_t n) noexcept {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
 };
 
@@ -118,10 +121,7 @@ class Worker {
 
   // --- owner thread only ---
   // Some fiber is ready to run here (LIFO slot, deque, FIFOs).
-  bool has_local_work() noexcept {
-    RuntimeSection rs(*this);
-    return lifo() != nullptr || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty();
-  }
+  bool has_local_work() noexcept;
   void push_local(Fiber* f);          // a new or woken fiber, stealable
   void push_lifo(Fiber* f);           // a woken fiber: runs next
   void add_timer(Waiter* w);
@@ -188,35 +188,26 @@ class Worker {
   // The scheduler context is at depth 1; every switch happens at depth 1;
   // a fiber entering the runtime from user code adds one, and leaves
   // through to_user(). Owner thread and its signal handler only.
+  // Entry points reachable from user code that touch those queues
+  // (push_local, push_lifo, has_local_work) hold one; defined in worker.cpp
+  // so that to_user is inlined.
   class RuntimeSection {
    public:
-    explicit RuntimeSection(Worker& w) noexcept : w_(w) { w_.enter_rt(); }
-    ~RuntimeSection() { w_.leave_rt(); }
+    explicit RuntimeSection(Worker& w) noexcept;
+    ~RuntimeSection();
     RuntimeSection(const RuntimeSection&) = delete;
     RuntimeSection& operator=(const RuntimeSection&) = delete;
 
    private:
     Worker& w_;
+    const int depth_;  // on entry
   };
-  void enter_rt() noexcept {
-    rt_depth_.store(rt_depth_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  }
-  void leave_rt() noexcept {
-    if (rt_depth_.load(std::memory_order_relaxed) == 1) {
-      leave_to_user();
-    } else {
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      rt_depth_.store(rt_depth_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-    }
-  }
   // Switches start from user code (depth 0): nothing to load.
   void enter_rt_from_user() noexcept {
     rt_depth_.store(1, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
   void to_user() noexcept;       // depth 1 -> 0: publish held_, expose the FIFO
-  void leave_to_user() noexcept;  // the same, out of line
   void expose_fifo() noexcept;   // the FIFO onto the deque, and notify
   // An idle worker's look at the others before it parks: fires the due
   // timers of a stuck worker, asks a stuck worker to hand off its fibers,

@@ -94,6 +94,22 @@ struct Outcome {
   int x_before = -1;             // where X last ran before it was left behind
   int x_after = -1;              // where X resumed
   Clock::duration delay() const { return x_resume - b_start; }
+
+  // B's part once X is there: records where and when B starts, runs `start`
+  // (what announces B's start or makes X runnable), then computes.
+  template <class Start>
+  void busy(const std::atomic<bool>& stop, Start start) {
+    b_worker = here();
+    b_start = Clock::now();
+    start();
+    b_spun = compute(stop, b_start);
+  }
+  // X's part once it runs again: records it and stops B.
+  void resumed(std::atomic<bool>& stop) {
+    x_resume = Clock::now();
+    x_after = here();
+    stop.store(true, std::memory_order_relaxed);
+  }
 };
 
 // The check every stranding case ends with.
@@ -122,18 +138,13 @@ TEST_CASE("the main fiber yielding behind a busy fiber is run by an idle worker"
     // between this spawn and its first yield).
     auto b = sp::spawn(sp::SpawnOptions{.name = "busy"}, [&] {
       sp::detail::hop_to_worker(0);
-      o.b_worker = here();
-      o.b_start = Clock::now();
-      started.store(true, std::memory_order_release);
-      o.b_spun = compute(stop, o.b_start);
+      o.busy(stop, [&] { started.store(true, std::memory_order_release); });
     });
     while (!started.load(std::memory_order_acquire)) {
       o.x_before = here();
       sp::yield();
     }
-    o.x_resume = Clock::now();
-    o.x_after = here();
-    stop.store(true, std::memory_order_relaxed);
+    o.resumed(stop);
     b.join();
   });
   INFO("runtime stats:\n" << stats);
@@ -154,17 +165,12 @@ TEST_CASE("a spawned fiber yielding behind a busy fiber is run by an idle worker
         o.x_before = here();
         sp::yield();
       }
-      o.x_resume = Clock::now();
-      o.x_after = here();
-      stop.store(true, std::memory_order_relaxed);
+      o.resumed(stop);
     });
     auto b = sp::spawn(sp::SpawnOptions{.name = "busy"}, [&] {
       sp::detail::hop_to_worker(0);
       while (!queued.load()) sp::yield();  // X is queued here now (file comment)
-      o.b_worker = here();
-      o.b_start = Clock::now();
-      started.store(true, std::memory_order_release);
-      o.b_spun = compute(stop, o.b_start);
+      o.busy(stop, [&] { started.store(true, std::memory_order_release); });
     });
     x.join();
     b.join();
@@ -192,17 +198,12 @@ TEST_CASE("a sleep that falls due behind a busy fiber is fired by an idle worker
         asleep.store(true);
         sp::sleep_for(1ms);
       }
-      o.x_resume = Clock::now();
-      o.x_after = here();
-      stop.store(true, std::memory_order_relaxed);
+      o.resumed(stop);
     });
     auto b = sp::spawn(sp::SpawnOptions{.name = "busy"}, [&] {
       sp::detail::hop_to_worker(0);
       while (!asleep.load()) sp::yield();  // X's timer is armed here now
-      o.b_worker = here();
-      o.b_start = Clock::now();
-      started.store(true, std::memory_order_release);
-      o.b_spun = compute(stop, o.b_start);
+      o.busy(stop, [&] { started.store(true, std::memory_order_release); });
     });
     x.join();
     b.join();
@@ -226,17 +227,12 @@ TEST_CASE("a receiver woken by a busy fiber's channel send is run by an idle wor
       o.x_before = here();
       waiting.store(true);
       got = ch.recv();
-      o.x_resume = Clock::now();
-      o.x_after = here();
-      stop.store(true, std::memory_order_relaxed);
+      o.resumed(stop);
     });
     auto b = sp::spawn(sp::SpawnOptions{.name = "busy"}, [&] {
       sp::detail::hop_to_worker(0);
       while (!waiting.load()) sp::yield();  // X waits in recv now
-      o.b_worker = here();
-      o.b_start = Clock::now();
-      ch.send(7);  // wakes X on this worker, then computes at once
-      o.b_spun = compute(stop, o.b_start);
+      o.busy(stop, [&] { ch.send(7); });  // wakes X on this worker, then computes at once
     });
     x.join();
     b.join();
@@ -259,17 +255,12 @@ TEST_CASE("a waiter woken by a busy fiber's event set is run by an idle worker",
       o.x_before = here();
       waiting.store(true);
       ev.wait();
-      o.x_resume = Clock::now();
-      o.x_after = here();
-      stop.store(true, std::memory_order_relaxed);
+      o.resumed(stop);
     });
     auto b = sp::spawn(sp::SpawnOptions{.name = "busy"}, [&] {
       sp::detail::hop_to_worker(0);
       while (!waiting.load()) sp::yield();  // X waits on ev now
-      o.b_worker = here();
-      o.b_start = Clock::now();
-      ev.set();  // wakes X on this worker, then computes at once
-      o.b_spun = compute(stop, o.b_start);
+      o.busy(stop, [&] { ev.set(); });  // wakes X on this worker, then computes at once
     });
     x.join();
     b.join();
@@ -303,17 +294,12 @@ TEST_CASE("a join completes when the joined fiber was woken behind a busy fiber"
       o.x_before = here();
       x_waiting.store(true);
       joined = jt.join();
-      o.x_resume = Clock::now();
-      o.x_after = here();
-      stop.store(true, std::memory_order_relaxed);
+      o.resumed(stop);
     });
     auto b = sp::spawn(sp::SpawnOptions{.name = "busy"}, [&] {
       sp::detail::hop_to_worker(0);
       while (!j_waiting.load() || !x_waiting.load()) sp::yield();  // both wait now
-      o.b_worker = here();
-      o.b_start = Clock::now();
-      ev.set();  // J becomes runnable on this worker, behind B
-      o.b_spun = compute(stop, o.b_start);
+      o.busy(stop, [&] { ev.set(); });  // J becomes runnable on this worker, behind B
     });
     x.join();
     b.join();
