@@ -23,8 +23,8 @@
 //    which steals them. If it interrupted runtime code it does nothing but
 //    the unpark: the worker is switching and will run its queues itself.
 // The idle worker parks with a timer for its next look (handoff_after while
-// something is held, 5x that while a worker merely runs), so detection takes
-// between one and two periods.
+// the other holds FIFO fibers, 5x that while it merely runs or holds only its
+// LIFO slot), so detection takes between one and two periods, or about six.
 #include <errno.h>
 #include <signal.h>
 

@@ -585,8 +585,8 @@ void Worker::fire_own_timers() {
 // a hand-off: the code we return to may run for long.
 // The LIFO slot is not exposed: it runs next, and a woken fiber moving to
 // another core at once would turn every ping-pong into a cross-core one.
-// Only a hand-off (after handoff_after) takes it. Costs a yield two loads
-// of our queue heads, one of the parked-count hint and one of held_.
+// Only a hand-off (after handoff_after) takes it. Costs a yield a load of
+// the FIFO's size and head, one of the parked-count hint and one of held_.
 SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
   // Two or more, as next_local's transfer: a single yielder behind the
   // fiber we return to is most often its partner in a yield or ping-pong
