@@ -7,6 +7,8 @@
 //                                           (bench/sync/sync_workloads.hpp)
 //   spindle_ab_loops yield WORKERS N        yield_switch(N)
 //                                           (bench/workloads/workloads.hpp)
+//   spindle_ab_loops skynet|spawn_join WORKERS 0
+//   spindle_ab_loops timers_fire WORKERS 0  timers(): fire_ms per fiber, in ns
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,9 +21,14 @@
 int main(int argc, char** argv) {
   const bool pp = argc == 4 && std::strcmp(argv[1], "pingpong") == 0;
   const bool yield = argc == 4 && std::strcmp(argv[1], "yield") == 0;
+  const bool skynet = argc == 4 && std::strcmp(argv[1], "skynet") == 0;
+  const bool spawn_join = argc == 4 && std::strcmp(argv[1], "spawn_join") == 0;
+  const bool timers = argc == 4 && std::strcmp(argv[1], "timers_fire") == 0;
   const long arg = argc == 4 ? std::atol(argv[3]) : -1;
-  if (!(pp && (arg == 0 || arg == 1)) && !(yield && arg > 0)) {
-    std::fprintf(stderr, "usage: %s pingpong WORKERS 1|0 | yield WORKERS N\n", argv[0]);
+  if (!(pp && (arg == 0 || arg == 1)) && !(yield && arg > 0) && !skynet && !spawn_join && !timers) {
+    std::fprintf(stderr,
+                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire WORKERS 0\n",
+                 argv[0]);
     return 2;
   }
   const auto workers = static_cast<unsigned>(std::atoi(argv[2]));
@@ -34,8 +41,18 @@ int main(int argc, char** argv) {
     } else {
       spindle::RuntimeOptions o;
       o.workers = workers;
-      const bench::Workload y = bench::yield_switch(static_cast<int>(arg));
-      ns = spindle::run([&] { return y.on_spindle().ns_per_op; }, o);
+      const bench::Workload w = yield        ? bench::yield_switch(static_cast<int>(arg))
+                                : skynet     ? bench::skynet()
+                                : spawn_join ? bench::spawn_join()
+                                             : bench::timers();
+      // timers_fire: the table's fire row, gate -> last join beyond the 10 ms
+      // sleep, per fiber (100,000 fibers).
+      ns = spindle::run(
+          [&] {
+            const bench::Sample s = w.on_spindle();
+            return timers ? (s.fire_ms - 10.0) * 1e6 / 100000.0 : s.ns_per_op;
+          },
+          o);
     }
     std::printf("%.1f ns/op\n", ns);
   }
