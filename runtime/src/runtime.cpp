@@ -11,7 +11,13 @@ Runtime::Runtime(RuntimeOptions options) {
   sched_ = std::make_unique<detail::Scheduler>(options);
 }
 
-Runtime::~Runtime() = default;  // ~Scheduler shuts down
+// ~Scheduler shuts down, joining the worker threads; on one of them (or on
+// any fiber, which may be one of them after a migration) that join would
+// wait for itself. Stop with the same message shutdown() gives.
+Runtime::~Runtime() {
+  SPINDLE_CHECK(detail::current_worker() == nullptr,
+                "a Runtime destroyed on a fiber (destroy it on a plain thread, after block_on returns)");
+}
 
 void Runtime::shutdown() {
   SPINDLE_CHECK(detail::current_worker() == nullptr, "Runtime::shutdown called from a fiber");

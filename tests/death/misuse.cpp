@@ -29,6 +29,13 @@ int main(int argc, char** argv) {
                    spindle::RuntimeOptions{.workers = 1});
     });
   }
-  std::fprintf(stderr, "usage: %s join-empty|join-detached|runtime-on-fiber\n", argv[0]);
+  if (std::strcmp(what, "delete-runtime-on-fiber") == 0) {
+    return spindle_death::expect_death([] {
+      auto* rt = new spindle::Runtime(spindle::RuntimeOptions{.workers = 2});
+      rt->block_on([rt] { delete rt; });
+    });
+  }
+  std::fprintf(stderr, "usage: %s join-empty|join-detached|runtime-on-fiber|delete-runtime-on-fiber\n",
+               argv[0]);
   return 2;
 }
