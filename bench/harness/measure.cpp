@@ -68,11 +68,55 @@ bool read_all(int fd, std::string& out, double timeout_s) {
 }
 }  // namespace
 
+namespace {
+// Distinct stderr lines of children that succeeded, in first-seen order.
+std::vector<std::string>& diagnostics() {
+  static std::vector<std::string> d;
+  return d;
+}
+
+std::string read_file(FILE* f) {
+  std::string s;
+  std::rewind(f);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  return s;
+}
+
+void keep_diagnostics(const std::string& text) {
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
+    auto& d = diagnostics();
+    if (!line.empty() && std::find(d.begin(), d.end(), line) == d.end()) d.push_back(line);
+    at = end + 1;
+  }
+}
+}  // namespace
+
+std::string collected_diagnostics() {
+  std::string s;
+  for (const std::string& l : diagnostics()) s += "  " + l + "\n";
+  return s;
+}
+
 std::optional<std::string> run_in_child(const std::string& what,
                                         const std::function<std::string()>& f, double timeout_s) {
   int fds[2];
   if (::pipe(fds) != 0) {
     std::perror("spindle_bench: pipe");
+    std::exit(1);
+  }
+  // The child's stderr goes to a file, not to ours: a runtime diagnostic
+  // printed mid-run would otherwise land in the middle of the progress
+  // lines. A file rather than a pipe, so a chatty child cannot block on a
+  // full pipe that nobody reads until it exits.
+  FILE* err = std::tmpfile();
+  if (err == nullptr) {
+    std::perror("spindle_bench: tmpfile");
     std::exit(1);
   }
   std::fflush(nullptr);  // or buffered output would be printed twice
@@ -83,6 +127,7 @@ std::optional<std::string> run_in_child(const std::string& what,
   }
   if (pid == 0) {
     ::close(fds[0]);
+    ::dup2(::fileno(err), STDERR_FILENO);
     write_all(fds[1], f());
     std::fflush(nullptr);
     std::_Exit(0);  // skip static destructors of runtimes we abandoned
@@ -94,6 +139,15 @@ std::optional<std::string> run_in_child(const std::string& what,
   if (!finished) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string child_err = read_file(err);
+  std::fclose(err);
+  const bool ok = finished && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  // A failed child's stderr explains the failure: print it now, in full.
+  if (ok || !finished) {
+    keep_diagnostics(child_err);
+  } else {
+    std::fputs(child_err.c_str(), stderr);
   }
   if (!finished) return std::nullopt;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

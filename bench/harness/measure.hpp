@@ -32,6 +32,11 @@ std::optional<std::string> run_in_child(const std::string& what,
                                         const std::function<std::string()>& f,
                                         double timeout_s = 0);
 
+// collected_diagnostics: what successful children printed on stderr (the
+// runtime's own warnings, say), each distinct line once, indented; printed
+// by the caller after its table so that it never breaks a row.
+std::string collected_diagnostics();
+
 // measure: in one child, sets up the peer for c (a spindle Runtime, or
 // Boost.Fiber's scheduler on c.threads threads), runs the workload `warmups`
 // times unrecorded (warm stack caches and heap, as a long-running program

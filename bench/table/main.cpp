@@ -172,6 +172,8 @@ int main_impl(int argc, char** argv) {
   print_table(tried);
   std::printf("%s", extra_sections(figures, filter).c_str());
   std::printf("\n%s", skynet_stats().c_str());
+  const std::string diag = collected_diagnostics();
+  if (!diag.empty()) std::printf("\ndiagnostics the runs printed (each line once):\n%s", diag.c_str());
   return 0;
 }
 
