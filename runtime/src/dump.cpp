@@ -96,7 +96,7 @@ WorkerStats Stats::total() const {
 }
 
 std::ostream& operator<<(std::ostream& os, const Stats& s) {
-  os << "live fibers: " << s.live_fibers << '\n';
+  os << "live fibers: " << s.live_fibers << ", free stacks given back: " << s.stacks_released << '\n';
   for (std::size_t i = 0; i < s.workers.size(); ++i) {
     const auto& w = s.workers[i];
     os << "worker " << i << ": switches " << w.switches << ", spawns " << w.spawns

@@ -1,7 +1,10 @@
 // overflow.cpp: turns a fiber stack overflow into a message naming the
 // fiber. Each worker thread has an alternate signal stack; the SIGSEGV
 // handler runs on it, checks whether the fault address lies in the running
-// fiber's guard page, and if so writes the report and aborts. Any other
+// fiber's guard page (or just below an unguarded stack, or the stack's
+// canary is broken), and if so writes the report and aborts. An unguarded
+// stack's canary is also checked at every switch away from its fiber
+// (stack_canary.hpp), which catches an overflow that did not fault. Any other
 // fault goes to the handler that was installed before ours (or the default
 // action), so sanitizers and crash reporters keep working.
 #include <signal.h>
@@ -13,6 +16,7 @@
 #include <mutex>
 
 #include "scheduler.hpp"
+#include "stack_canary.hpp"
 #include "signal_chain.hpp"
 
 namespace spindle::detail {
@@ -22,6 +26,9 @@ struct sigaction g_previous;
 std::once_flag g_once;
 thread_local void* t_altstack = nullptr;
 constexpr std::size_t kAltStackSize = 64 * 1024;
+// A fault this close below an unguarded stack is taken for its overflow:
+// a frame of a recursion is rarely bigger.
+constexpr std::size_t kBelowWindow = 64 * 1024;
 
 // Async-signal-safe formatting helpers.
 void put(char*& p, char* end, const char* s) {
@@ -37,30 +44,42 @@ void put_num(char*& p, char* end, unsigned long long v) {
   while (n > 0 && p < end) *p++ = tmp[--n];
 }
 
+// write_report: the one overflow message, for a fault in a guard page, a
+// fault below an unguarded stack, or a canary found broken at a switch.
+// Async-signal-safe (fixed buffer, write(2)).
+[[noreturn]] void write_report(const Fiber* f, const char* how) {
+  char buf[1024];
+  char* p = buf;
+  char* end = buf + sizeof buf - 1;
+  put(p, end, "spindle: stack overflow in fiber ");
+  put_num(p, end, f->id_);
+  put(p, end, " \"");
+  put(p, end, f->name_.c_str());
+  put(p, end, "\" (stack of ");
+  put_num(p, end, f->stack_.size);
+  put(p, end, " bytes");
+  put(p, end, how);
+  put(p, end, "; spawned at ");
+  put(p, end, f->where_.file_name());
+  put(p, end, ":");
+  put_num(p, end, f->where_.line());
+  put(p, end, "). Give it a bigger stack: SpawnOptions{.stack_size = ...}\n");
+  (void)!write(STDERR_FILENO, buf, static_cast<std::size_t>(p - buf));
+  signal(SIGABRT, SIG_DFL);
+  abort();
+}
+
 void on_segv(int sig, siginfo_t* info, void* uctx) {
   Worker* w = current_worker();
   Fiber* f = w != nullptr ? w->running() : nullptr;
-  if (f != nullptr && f->stack_.guard != 0) {
+  if (f != nullptr && f->stack_.base != nullptr) {
     auto* addr = static_cast<char*>(info->si_addr);
     auto* lo = static_cast<char*>(f->stack_.base);
-    if (addr >= lo && addr < lo + f->stack_.guard) {
-      char buf[1024];
-      char* p = buf;
-      char* end = buf + sizeof buf - 1;
-      put(p, end, "spindle: stack overflow in fiber ");
-      put_num(p, end, f->id_);
-      put(p, end, " \"");
-      put(p, end, f->name_.c_str());
-      put(p, end, "\" (stack of ");
-      put_num(p, end, f->stack_.size);
-      put(p, end, " bytes; spawned at ");
-      put(p, end, f->where_.file_name());
-      put(p, end, ":");
-      put_num(p, end, f->where_.line());
-      put(p, end, "). Give it a bigger stack: SpawnOptions{.stack_size = ...}\n");
-      (void)!write(STDERR_FILENO, buf, static_cast<std::size_t>(p - buf));
-      signal(SIGABRT, SIG_DFL);
-      abort();
+    if (f->stack_.guard != 0 && addr >= lo && addr < lo + f->stack_.guard) write_report(f, "");
+    // Unguarded: a fault just below the stack, or one anywhere once the
+    // canary is broken (the fiber ran into the memory below and on).
+    if (f->stack_.guard == 0 && ((addr < lo && addr >= lo - kBelowWindow) || !canary_intact(*f))) {
+      write_report(f, ", no guard page");
     }
   }
   // Not ours: hand over to whoever was there before.
@@ -68,6 +87,10 @@ void on_segv(int sig, siginfo_t* info, void* uctx) {
   signal(sig, SIG_DFL);  // return and fault again, now fatally
 }
 }  // namespace
+
+void report_broken_canary(const Fiber& f) {
+  write_report(&f, ", no guard page: it wrote below its stack, seen when it switched away");
+}
 
 void install_overflow_handler() {
   std::call_once(g_once, [] {

@@ -208,6 +208,7 @@ Stats Scheduler::stats() const {
   Stats s;
   for (auto& w : workers_) s.workers.push_back(w->stats());
   s.live_fibers = live_fibers();
+  s.stacks_released = stacks_.released_count();
   return s;
 }
 

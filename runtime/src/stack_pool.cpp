@@ -3,7 +3,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
 
 #include "check.hpp"
@@ -38,6 +40,15 @@ std::size_t page_size() {
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102  // Linux 6.13; older headers lack it
+#endif
+
+// Whether this kernel has guard regions: unknown (-1), no (0), yes (1).
+// Probed by the first guard install; relaxed, since every thread that
+// probes reaches the same answer.
+std::atomic<int> g_guard_regions{-1};
+
 std::size_t max_map_count() {
   std::ifstream in("/proc/sys/vm/max_map_count");
   std::size_t n = 0;
@@ -56,47 +67,98 @@ StackPool::~StackPool() {
   for (auto& [p, n] : slabs_) unmap(p, n);
 }
 
-void StackPool::grow_locked() {
-  const bool guard = guard_budget_ >= kSlabStacks;
-  if (guard_pages_ && !guard && !warned_) {
-    warned_ = true;
-    std::fprintf(stderr,
-                 "spindle: many live fibers; new stacks get no guard page "
-                 "(vm.max_map_count would run out)\n");
+// put_guard: makes the page at `page` a guard: a guard region if the kernel
+// has them (region = true), else nothing (region = false; the caller then
+// decides about PROT_NONE, which costs map entries).
+void StackPool::put_guard(char* page, bool& region) noexcept {
+  region = false;
+  if (g_guard_regions.load(std::memory_order_relaxed) == 0) return;
+  if (madvise(page, page_size(), MADV_GUARD_INSTALL) == 0) {
+    g_guard_regions.store(1, std::memory_order_relaxed);
+    region = true;
+    return;
   }
-  const std::size_t g = guard ? page_size() : 0;
-  const std::size_t stride = default_size_ + g;
+  g_guard_regions.store(0, std::memory_order_relaxed);
+}
+
+void StackPool::grow_locked() {
+  const std::size_t pg = page_size();
+  // A slab always leaves room for guards; whether they are installed is
+  // decided per page below.
+  const std::size_t stride = default_size_ + (guard_pages_ ? pg : 0);
   const std::size_t bytes = stride * kSlabStacks;
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   SPINDLE_CHECK(p != MAP_FAILED, "mmap of a stack slab failed (out of memory?)");
   slabs_.emplace_back(p, bytes);
-  if (guard) guard_budget_ -= kSlabStacks;
-  // Push in reverse so the lowest stack is handed out first.
+  bool regions = false;
+  if (guard_pages_) put_guard(static_cast<char*>(p), regions);
+  const bool protect = guard_pages_ && !regions && guard_budget_ >= kSlabStacks;
+  // Once per process, however many runtimes: a program that makes runtimes
+  // in a loop (a benchmark, a test) is told once.
+  static std::atomic<bool> warned{false};
+  if (guard_pages_ && !regions && !protect && !warned.exchange(true, std::memory_order_relaxed)) {
+    std::fprintf(stderr,
+                 "spindle: many live fibers; new stacks get no guard page "
+                 "(vm.max_map_count would run out), only a canary\n");
+  }
+  if (protect) guard_budget_ -= kSlabStacks;
+  // Push in reverse so the lowest stack is handed out first. Without a
+  // guard, the page reserved for it becomes part of the stack below it:
+  // base stays the slot's start and guard is 0 (the slot's usable size is
+  // default_size_, the rest unused).
   for (std::size_t i = kSlabStacks; i-- > 0;) {
     char* base = static_cast<char*>(p) + i * stride;
-    if (g) SPINDLE_CHECK(mprotect(base, g, PROT_NONE) == 0, "mprotect of a guard page failed");
+    std::size_t g = 0;
+    if (regions) {
+      bool ok = i == 0;  // slot 0's was installed by the probe above
+      if (!ok) put_guard(base, ok);
+      SPINDLE_CHECK(ok, "madvise(MADV_GUARD_INSTALL) of a guard page failed");
+      g = pg;
+    } else if (protect) {
+      SPINDLE_CHECK(mprotect(base, pg, PROT_NONE) == 0, "mprotect of a guard page failed");
+      g = pg;
+    } else if (guard_pages_) {
+      base += pg;  // the unused guard slot stays below, untouched
+    }
     free_.push_back(StackSlot{base, default_size_, g});
   }
+  dirty_.store(free_.size(), std::memory_order_relaxed);
 }
 
 StackSlot StackPool::map_single(std::size_t size) {
-  const std::size_t g = guard_pages_ ? page_size() : 0;
-  size = round_up(size, page_size());
+  const std::size_t pg = page_size();
+  const std::size_t g = guard_pages_ ? pg : 0;
+  size = round_up(size, pg);
   void* p = mmap(nullptr, size + g, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   SPINDLE_CHECK(p != MAP_FAILED, "mmap of a fiber stack failed (out of memory?)");
-  if (g) SPINDLE_CHECK(mprotect(p, g, PROT_NONE) == 0, "mprotect of a guard page failed");
+  if (g) {
+    bool region = false;
+    put_guard(static_cast<char*>(p), region);
+    if (!region) SPINDLE_CHECK(mprotect(p, g, PROT_NONE) == 0, "mprotect of a guard page failed");
+  }
   return StackSlot{p, size, g};
+}
+
+StackSlot StackPool::pop_locked() {
+  if (!free_.empty()) {
+    StackSlot s = free_.back();
+    free_.pop_back();
+    dirty_.store(free_.size(), std::memory_order_relaxed);
+    return s;
+  }
+  if (released_.empty()) grow_locked();
+  if (!free_.empty()) return pop_locked();
+  StackSlot s = released_.back();
+  released_.pop_back();
+  return s;
 }
 
 StackSlot StackPool::allocate(std::size_t size) {
   if (size != 0 && round_up(size, page_size()) != default_size_) return map_single(size);
   std::lock_guard lk(mu_);
-  if (free_.empty()) grow_locked();
-  StackSlot s = free_.back();
-  free_.pop_back();
-  return s;
+  return pop_locked();
 }
 
 void StackPool::free(StackSlot s) noexcept {
@@ -106,17 +168,13 @@ void StackPool::free(StackSlot s) noexcept {
   }
   std::lock_guard lk(mu_);
   free_.push_back(s);
+  dirty_.store(free_.size(), std::memory_order_relaxed);
 }
 
 std::size_t StackPool::take(std::vector<StackSlot>& out, std::size_t n) {
   std::lock_guard lk(mu_);
-  if (free_.empty()) grow_locked();
   std::size_t k = 0;
-  while (k < n && !free_.empty()) {
-    out.push_back(free_.back());
-    free_.pop_back();
-    ++k;
-  }
+  for (; k < n; ++k) out.push_back(pop_locked());
   return k;
 }
 
@@ -126,6 +184,50 @@ void StackPool::give(std::vector<StackSlot>& in, std::size_t keep) {
     free_.push_back(in.back());
     in.pop_back();
   }
+  dirty_.store(free_.size(), std::memory_order_relaxed);
+}
+
+bool StackPool::scavenge_some() {
+  if (dirty_.load(std::memory_order_relaxed) <= kKeepDirty) return false;
+  std::vector<StackSlot> cold;
+  {
+    std::lock_guard lk(mu_);
+    if (free_.size() <= kKeepDirty) return false;
+    const std::size_t n = std::min(free_.size() - kKeepDirty, kScavengeChunk);
+    // The oldest are at the front; erasing them moves the rest down, which
+    // is at most kKeepDirty + kScavengeChunk slots whenever there is work.
+    cold.assign(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    dirty_.store(free_.size(), std::memory_order_relaxed);
+  }
+  // Outside the lock: the stacks in `cold` are in no list, so nobody can
+  // hand them out meanwhile. Adjacent stacks (one slab's, in address
+  // order) go in one call; a guard between them is covered too, which
+  // keeps both kinds of guard (DONTNEED drops no guard region and a
+  // PROT_NONE page has nothing to drop).
+  std::sort(cold.begin(), cold.end(),
+            [](const StackSlot& a, const StackSlot& b) { return a.base < b.base; });
+  std::size_t i = 0;
+  while (i < cold.size()) {
+    char* lo = cold[i].bottom();
+    char* hi = cold[i].top();
+    std::size_t j = i + 1;
+    while (j < cold.size() && static_cast<char*>(cold[j].base) <= hi + page_size() &&
+           cold[j].base >= hi) {
+      hi = cold[j].top();
+      ++j;
+    }
+    (void)madvise(lo, static_cast<std::size_t>(hi - lo), MADV_DONTNEED);
+    i = j;
+  }
+  std::lock_guard lk(mu_);
+  released_.insert(released_.end(), cold.begin(), cold.end());
+  return true;
+}
+
+std::size_t StackPool::released_count() const {
+  std::lock_guard lk(mu_);
+  return released_.size();
 }
 
 StackCache::~StackCache() { pool_.give(cache_, 0); }

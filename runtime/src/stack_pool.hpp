@@ -1,13 +1,22 @@
-// stack_pool.hpp: fiber stacks. mmap'd in slabs, each stack with a PROT_NONE
-// guard page below it; recycled through a per-worker LIFO cache (the most
+// stack_pool.hpp: fiber stacks. mmap'd in slabs, each stack with a guard
+// page below it; recycled through a per-worker LIFO cache (the most
 // recently freed stack has the warmest pages: touching a fresh page costs
 // microseconds) and a shared free list behind it.
 //
-// vm.max_map_count: every guard page splits its slab's mapping, costing two
-// map entries. Once guarded stacks would use half of the limit, new slabs
-// are made without guards (reported once on stderr). docs/runtime.md "Stacks".
+// Guard pages: where the kernel has guard regions (MADV_GUARD_INSTALL,
+// Linux 6.13), a guard costs no map entry, so every stack gets one. Else a
+// guard is a PROT_NONE page that splits its slab's mapping, costing two
+// entries of vm.max_map_count; once guarded stacks would use half of the
+// limit, new slabs are made without guards (reported once per process on
+// stderr) and their fibers rely on the stack canary (Worker::check_canary).
+//
+// Scavenging: free stacks keep the pages their last fiber touched. Beyond
+// kKeepDirty of them, an idle worker gives the coldest back to the kernel
+// (MADV_DONTNEED), as Go's scavenger does, so a burst of a million fibers
+// does not keep its memory after it ends. docs/runtime.md "Stacks".
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <mutex>
 #include <vector>
@@ -32,17 +41,39 @@ class StackPool {
   std::size_t take(std::vector<StackSlot>& out, std::size_t n);
   void give(std::vector<StackSlot>& in, std::size_t keep);
 
+  // Idle workers only (it makes system calls). Returns the memory of up to
+  // kScavengeChunk of the coldest free stacks beyond kKeepDirty to the
+  // kernel; true if it did any (call again while idle), false if there
+  // was nothing to do. The check for nothing is one relaxed load.
+  bool scavenge_some();
+  // Free stacks whose memory was given back (for tests and stats).
+  std::size_t released_count() const;
+
+  // The coldest free stacks beyond this many keep their pages only until a
+  // worker idles: 1,024 stacks is a few MiB of resident memory (a trivial
+  // fiber touches a page or two) and covers the live set of the table's
+  // workloads, so their spawns never fault.
+  static constexpr std::size_t kKeepDirty = 1024;
+  static constexpr std::size_t kScavengeChunk = 4096;
+
  private:
   void grow_locked();
   StackSlot map_single(std::size_t size);
+  StackSlot pop_locked();
+  void put_guard(char* page, bool& region) noexcept;
 
   const std::size_t default_size_;
   const bool guard_pages_;
-  std::size_t guard_budget_;  // stacks that may still get a guard page
-  std::mutex mu_;             // rank: leaf
-  std::vector<StackSlot> free_;          // guarded by mu_
+  std::size_t guard_budget_;  // stacks that may still get a PROT_NONE guard
+  mutable std::mutex mu_;     // rank: leaf
+  // Free default stacks, oldest first: free_ still holds its pages,
+  // released_ was given back. Taken from the back (the warmest).
+  std::vector<StackSlot> free_;                       // guarded by mu_
+  std::vector<StackSlot> released_;                   // guarded by mu_
   std::vector<std::pair<void*, std::size_t>> slabs_;  // guarded by mu_
-  bool warned_ = false;                  // guarded by mu_
+  // free_.size(), written under mu_, read without it by scavenge_some's
+  // early out (relaxed: a stale value only delays or wastes one check).
+  std::atomic<std::size_t> dirty_{0};
 };
 
 // StackCache: one per worker, touched only by its owner.

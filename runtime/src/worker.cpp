@@ -36,6 +36,7 @@
 #include <iostream>
 
 #include "check.hpp"
+#include "stack_canary.hpp"
 #include "context.hpp"
 #include "scheduler.hpp"
 
@@ -213,6 +214,7 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
   }
   if (f->state_.load(std::memory_order_relaxed) == FiberState::created) {
     f->stack_ = stacks_.get(f->stack_size_);
+    f->unguarded_ = f->stack_.guard == 0;
     context_make(f->ctx_, f->stack_, &Worker::fiber_main);
   }
   f->state_.store(FiberState::running, std::memory_order_relaxed);
@@ -347,7 +349,10 @@ std::size_t Worker::transfer_fifo() {
   // The oldest move; what does not fit stays in fifo_ and, since the deque
   // is popped first, still runs after them.
   while (!fifo_.empty() && scratch_.size() < room) scratch_.push_back(fifo_.pop_front());
-  for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) deque_.push(*it);
+  for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) {
+    // room is an underestimate (thieves only free slots), so this holds.
+    SPINDLE_CHECK(deque_.push(*it), "transfer_fifo: the run queue was fuller than its size said");
+  }
   return scratch_.size();
 }
 
@@ -361,7 +366,11 @@ Fiber* Worker::steal() {
   for (unsigned i = 0; i < n; ++i) {
     Worker& v = sched_.worker((start + i) % n);
     if (&v == this) continue;
+    // Bounded by our own free room, so every push below succeeds: top_ only
+    // grows, so the room size_hint shows can only be an underestimate.
+    const std::size_t room = deque_.capacity() - deque_.size_hint();
     std::size_t want = std::min(kStealMax, std::max<std::size_t>(1, v.deque_.size_hint() / 2));
+    want = std::min(want, room + 1);  // the first one is returned, not pushed
     Fiber* first = nullptr;
     std::size_t got = 0;
     int races = 0;
@@ -369,7 +378,11 @@ Fiber* Worker::steal() {
       Fiber* x = nullptr;
       auto r = v.deque_.steal(x);
       if (r == decltype(v.deque_)::StealResult::ok) {
-        if (first == nullptr) first = x; else deque_.push(x);
+        if (first == nullptr) {
+          first = x;
+        } else if (!deque_.push(x)) {
+          push_fifo(x);  // unreachable by the bound above; never lose a fiber
+        }
         ++got;
       } else if (r == decltype(v.deque_)::StealResult::empty || ++races > 8) {
         break;
@@ -403,6 +416,11 @@ void Worker::park() {
   // (their due timers, their queued fibers); it may give us work.
   auto look_again = watch_others(std::chrono::steady_clock::now());
   if (has_local_work()) return;
+  // Idle: give the memory of cold free stacks back, a chunk at a time, and
+  // stop as soon as there is work (stack_pool.hpp).
+  while (sched_.stacks().scavenge_some()) {
+    if (has_work_for_park()) return;
+  }
   // 1. Advertise. 2. Full fence. 3. Re-check everything a waker could have
   // published before it read our flag (see the file comment).
   parked_.store(true, std::memory_order_relaxed);
@@ -493,10 +511,9 @@ void Worker::push_inbox(Fiber* f) {
 // Reached from user code (spawn, a wake-up): runtime sections.
 void Worker::push_local(Fiber* f) {
   RuntimeSection rs(*this);
-  if (!deque_.push(f)) {
-    overflow_half();
-    deque_.push(f);
-  }
+  // overflow_half frees at least one slot (a steal that loses its race
+  // lost it to a thief, which freed one), so this loop runs at most twice.
+  while (!deque_.push(f)) overflow_half();
   sched_.notify_work(false);
 }
 
@@ -623,6 +640,7 @@ SPINDLE_SWITCH_STEP Worker::RuntimeSection::~RuntimeSection() {
 // Inlined into both switch_out overloads: one frame less on every
 // suspended fiber's stack (see context.hpp).
 [[gnu::always_inline]] inline void Worker::switch_from(Fiber* self) {
+  check_canary(*self);
   enter_rt_from_user();
   void* from;
   if (Fiber* next = next_direct()) {
@@ -660,6 +678,7 @@ void Worker::switch_out(Pending::Kind kind, Fiber* self) {
 }
 
 void Worker::exit_fiber(Fiber* f) {
+  check_canary(*f);
   enter_rt_from_user();
   pending_ = Pending{Pending::finish, f};
   if (Fiber* next = next_direct()) {
@@ -767,6 +786,7 @@ void Worker::finish(Fiber* f) {
   context_destroy(f->ctx_);
   stacks_.put(f->stack_);
   f->stack_ = StackSlot{};
+  f->unguarded_ = false;
   finished_.inc();
   f->release();  // the scheduler's reference
 }

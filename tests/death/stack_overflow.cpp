@@ -1,6 +1,14 @@
-// stack_overflow.cpp: infinite recursion in a fiber named "deep" must end
-// in a message naming the fiber (the guard page and the SIGSEGV handler on
-// the alternate stack), not a bare SIGSEGV.
+// stack_overflow.cpp: a fiber that overflows its stack must end in a
+// message naming the fiber, not a bare SIGSEGV or silent corruption.
+//   (no argument)    infinite recursion on a guarded stack: the guard page
+//                    and the SIGSEGV handler on the alternate stack;
+//   unguarded-small  guard_pages = false, a recursion 10 KiB past the end
+//                    of a 64 KiB stack that then returns: the canary,
+//                    checked when the fiber switches away;
+//   unguarded-deep   guard_pages = false, infinite recursion: the handler
+//                    sees the broken canary when the fault comes.
+#include <cstring>
+
 #include <spindle/runtime/all.hpp>
 
 #include "death.hpp"
@@ -14,15 +22,40 @@ namespace {
   const int below = recurse(depth + 1);
   return below + frame[0] + frame[511];
 }
-}  // namespace
 
-int main() {
-  return spindle_death::expect_death([] {
+// Fills each 512-byte frame, as code filling a local buffer does; stops at
+// `limit` bytes of frames.
+[[gnu::noinline]] int fill(int depth, int limit) {
+  volatile char frame[512];
+  for (char& c : const_cast<char(&)[512]>(frame)) c = static_cast<char>(depth | 1);
+  const int below = (depth + 1) * 512 < limit ? fill(depth + 1, limit) : 0;
+  return below + frame[0] + frame[511];
+}
+
+int run_one(const char* name, int (*body)(), bool guard_pages) {
+  return spindle_death::expect_death([=] {
+    spindle::RuntimeOptions o;
+    o.workers = 1;
+    o.guard_pages = guard_pages;
     spindle::run(
-        [] {
-          auto t = spindle::spawn(spindle::SpawnOptions{.name = "deep"}, [] { return recurse(0); });
+        [=] {
+          auto t = spindle::spawn(spindle::SpawnOptions{.name = name}, body);
           return t.join();
         },
-        spindle::RuntimeOptions{.workers = 2});
+        o);
   });
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* what = argc > 1 ? argv[1] : "";
+  if (std::strcmp(what, "") == 0) return run_one("deep", [] { return recurse(0); }, true);
+  if (std::strcmp(what, "unguarded-small") == 0) {
+    return run_one("small", [] { return fill(0, 74 * 1024); }, false);
+  }
+  if (std::strcmp(what, "unguarded-deep") == 0) {
+    return run_one("deep", [] { return fill(0, 1 << 30); }, false);
+  }
+  std::fprintf(stderr, "usage: %s [unguarded-small|unguarded-deep]\n", argv[0]);
+  return 2;
 }

@@ -26,6 +26,9 @@ struct WorkerStats {
 struct Stats {
   std::vector<WorkerStats> workers;
   std::uint64_t live_fibers = 0;  // spawned and not yet finished
+  // Free fiber stacks whose memory idle workers gave back to the system
+  // (docs/runtime.md "Stacks"); they fault their pages in again when reused.
+  std::uint64_t stacks_released = 0;
   WorkerStats total() const;
 };
 

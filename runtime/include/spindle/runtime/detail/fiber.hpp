@@ -116,6 +116,10 @@ class Fiber {
   // cleared with release by that worker; a fiber resumed early on another
   // worker waits for it to clear (acquire) before its Waiter can die.
   std::atomic<bool> publishing_{false};
+  // The stack has no guard page, so every switch away checks its canary
+  // (runtime/src/stack_canary.hpp). Here rather than read from stack_,
+  // which lies on the next cache line. Set with stack_, by its worker.
+  bool unguarded_ = false;
   ExecContext ctx_;
   Scheduler* sched_ = nullptr;  // immutable after spawn
   StackSlot stack_;
