@@ -17,37 +17,56 @@
 //     publish, which runs on the worker's side of the switch.
 //  3. wait() switches the fiber off its stack and runs publish, which calls
 //     submit(): under mu_ it takes the pool's reference (add_ref) and one on
-//     the waiting fiber and links the job into the queue: noexcept and
-//     allocation-free (intrusive list), as publish must be.
+//     the waiting fiber, links the job into the queue and sets queued_:
+//     noexcept and allocation-free (intrusive list), as publish must be.
 //     Queueing in publish rather than before wait() is what makes an early
 //     finish safe: the job can only complete a waiter whose fiber is
 //     already off its stack (suspend.hpp, step 2). A stopped pool (step 6)
 //     refuses the job; publish then completes the waiter as cancelled
 //     itself and declines to wait.
-//  4. A pool thread pops the job (under mu_), runs execute() (the result or
-//     exception lands in the job, on the heap), then try_complete(notified);
-//     only the winner calls wake(). Then it drops the pool's reference, and
-//     the reference to the waiting fiber taken in step 3 (the Waiter's state
-//     lives in the fiber's wait cell; a cancelled caller may be gone).
-//  5. The caller resumes. notified: it takes the result. cancelled: it
-//     raises Cancelled; the pool thread's CAS fails later (the caller's
-//     fiber has moved on to other waits), it wakes nobody, and whichever
-//     side releases last frees the job, result included.
+//  4. A pool thread pops the job (under mu_, clearing queued_), runs
+//     execute() (the result or exception lands in the job, on the heap),
+//     then try_complete(notified); only the winner calls wake(). Then it
+//     drops the pool's reference, and the reference to the waiting fiber
+//     taken in step 3 (the Waiter's state lives in the fiber's wait cell; a
+//     cancelled caller may be gone).
+//  5. The caller resumes (wait() returns only once publish has finished, so
+//     submit is done). notified: it takes the result. Otherwise (a cancel,
+//     or a deadline scope, won the waiter's CAS) it calls withdraw(): under
+//     mu_, if queued_ is still set, it unlinks the job and clears queued_,
+//     and then, after unlocking, drops the two references of step 3 itself;
+//     its own reference goes as Cancelled leaves offload_on (OffloadRef), so
+//     the closure and everything it captured is destroyed on the caller's
+//     fiber before the caller's code sees Cancelled, and never runs. If
+//     queued_ was already clear, a pool thread popped the job: it runs to
+//     completion, its CAS fails on the generation (the caller's fiber has
+//     moved on to other waits), it wakes nobody, and whichever side
+//     releases last frees the job, result included.
 //  6. stop() (the owner's shutdown, or exit for the process-wide pools):
-//     under mu_ it sets stop_ and unlinks every queued job; after unlocking
-//     it completes each one's waiter as cancelled (the caller raises
-//     Cancelled; the CAS fails if the caller was cancelled already) and
-//     drops the references of step 3. Running jobs finish; every thread is
-//     joined.
+//     under mu_ it sets stop_ and unlinks every queued job, clearing
+//     queued_; after unlocking it completes each one's waiter as cancelled
+//     (the caller raises Cancelled; a caller that was cancelled meanwhile
+//     finds queued_ clear in step 5 and leaves the job to us) and drops the
+//     references of step 3. Running jobs finish; every thread is joined.
+//  queued_ changes only under mu_, and exactly one of pop (4), withdraw (5)
+//  and stop (6) clears it for a job that step 3 linked; that one owns the
+//  references of step 3 from then on. So a pool thread runs only jobs it
+//  popped itself, never one a caller withdrew or stop failed; and the
+//  pool's reference, which keeps the job alive while it is linked, is
+//  dropped only after the job left the queue: nobody frees a linked job.
+//  Withdrawing on the caller's side, rather than skipping cancelled jobs
+//  when a thread pops them, frees a dropped job at once: callers cancelled
+//  in a loop while every pool thread is busy do not pile up jobs.
 //  An ExternalWork guard lives from before the wait until the caller runs
 //  again, so the deadlock detector never sees a fiber waiting on a job
 //  without outside work pending.
 //
-// The queue is a mutex, a condition variable and an intrusive FIFO. Jobs
-// are meant to be CPU work of a millisecond or more (or blocking calls), so
-// a hand-off costs a few microseconds against milliseconds of work, and the
-// lock is taken twice per job; a lock-free queue would buy nothing
-// measurable here and would need its own parking protocol.
+// The queue is a mutex, a condition variable and an intrusive FIFO (doubly
+// linked, for withdraw). Jobs are meant to be CPU work of a millisecond or
+// more (or blocking calls), so a hand-off costs a few microseconds against
+// milliseconds of work, and the lock is taken twice per job; a lock-free
+// queue would buy nothing measurable here and would need its own parking
+// protocol.
 //
 // Lock ranks: Pool::mu_ is a leaf. It is taken inside publish and never
 // held while calling into the runtime: wake() runs after it is released.
@@ -165,21 +184,40 @@ class Pool {
       // owner.
       if (Fiber* f = job->waiter.fiber) f->add_ref();
       job->next_ = nullptr;
+      job->prev_ = tail_;
       if (tail_ != nullptr) {
         tail_->next_ = job;
       } else {
         head_ = job;
       }
       tail_ = job;
+      job->queued_ = true;
       ++queued_count_;
     }
     cv_.notify_one();
     return true;
   }
 
+  // withdraw: step 5. Takes a job whose caller gave up off the queue if no
+  // thread has popped it yet; returns whether it did. The caller only, after
+  // its wait ended other than `notified`.
+  bool withdraw(OffloadJob* job) noexcept {
+    {
+      std::lock_guard lk(mu_);
+      if (!job->queued_) return false;  // running or run (4), or failed (6)
+      unlink_locked(job);
+      --demand_;
+      ++withdrawn_;
+    }
+    // Not the last references: the caller holds its own on the job, and its
+    // fiber is running.
+    release_pool_ref(job);
+    return true;
+  }
+
   OffloadPoolStats stats() const {
     std::lock_guard lk(mu_);
-    return OffloadPoolStats{max_, live_, live_ - free_, queued_count_};
+    return OffloadPoolStats{max_, live_, live_ - free_, queued_count_, withdrawn_};
   }
 
   // close: first half of step 6. Sets stop_ and fails every queued job (its
@@ -192,6 +230,7 @@ class Pool {
       stop_ = true;
       failed = head_;
       for (OffloadJob* j = head_; j != nullptr; j = j->next_) {
+        j->queued_ = false;
         --demand_;
         ++n;
       }
@@ -201,8 +240,9 @@ class Pool {
     cv_.notify_all();  // idle threads: stop_ is set, the queue is empty
     while (failed != nullptr) {
       OffloadJob* const next = failed->next_;  // read before the job may go
-      failed->next_ = nullptr;
-      // Loses only to a cancel (or a deadline scope) of the caller.
+      failed->next_ = failed->prev_ = nullptr;
+      // Loses only to a cancel (or a deadline scope) of the caller, who then
+      // finds queued_ clear and leaves the references to us.
       if (failed->waiter.try_complete(Waiter::cancelled)) wake(failed->waiter);
       // The waiters of the process-wide pools are plain threads (fibers use
       // their runtime's pools), so at exit this drops no Fiber reference:
@@ -257,7 +297,7 @@ class Pool {
   // thread_main: pop, run, repeat; park on the condition variable when the
   // queue is empty. Counters (all under mu_): a thread is `free_` except
   // while it runs a job; a job is `demand_` from prepare() until a thread
-  // pops it or stop fails it.
+  // pops it, its caller withdraws it or stop fails it.
   void thread_main(std::list<std::thread>::iterator self) {
     t_pool = this;
     pthread_setname_np(pthread_self(), name_);
@@ -294,13 +334,18 @@ class Pool {
     }
   }
 
+  void unlink_locked(OffloadJob* job) noexcept {
+    (job->prev_ != nullptr ? job->prev_->next_ : head_) = job->next_;
+    (job->next_ != nullptr ? job->next_->prev_ : tail_) = job->prev_;
+    job->next_ = job->prev_ = nullptr;
+    job->queued_ = false;
+    --queued_count_;
+  }
+
   OffloadJob* pop_locked() noexcept {
     OffloadJob* job = head_;
     if (job == nullptr) return nullptr;
-    head_ = job->next_;
-    if (head_ == nullptr) tail_ = nullptr;
-    job->next_ = nullptr;
-    --queued_count_;
+    unlink_locked(job);
     --demand_;
     --free_;
     return job;
@@ -339,6 +384,7 @@ class Pool {
   OffloadJob* head_ = nullptr;  // SPINDLE_GUARDED_BY(mu_)
   OffloadJob* tail_ = nullptr;  // SPINDLE_GUARDED_BY(mu_)
   std::size_t queued_count_ = 0;  // SPINDLE_GUARDED_BY(mu_) jobs linked head_..tail_
+  std::uint64_t withdrawn_ = 0;   // SPINDLE_GUARDED_BY(mu_) jobs unlinked by withdraw()
   unsigned live_ = 0;           // SPINDLE_GUARDED_BY(mu_) threads started, not retired
   unsigned free_ = 0;           // SPINDLE_GUARDED_BY(mu_) live threads not running a job
   unsigned demand_ = 0;         // SPINDLE_GUARDED_BY(mu_) announced jobs not yet popped
@@ -462,7 +508,11 @@ void run_offload(PoolKind kind, OffloadJob& job) {
         return !job.waiter.try_complete(Waiter::cancelled);
       },
       kind == PoolKind::cpu ? "offload" : "blocking");
-  if (!queued) pool.unprepare();  // cancelled before it suspended, or refused by stop
+  if (!queued) {
+    pool.unprepare();  // cancelled before it suspended, or refused by stop
+  } else if (s != Waiter::notified) {
+    pool.withdraw(&job);  // step 5
+  }
   if (s == Waiter::notified) return;
   if (s == Waiter::timed_out) throw TimedOut{};  // no deadline today; future-proof
   throw Cancelled{};

@@ -5,7 +5,10 @@
 //    runtimes run one after the other or side by side;
 //  - a job still queued when its runtime shuts down is not run, and its
 //    caller raises Cancelled (nothing waits forever, nothing is lost
-//    silently).
+//    silently);
+//  - a caller cancelled while its job is queued takes the job off the queue:
+//    the job never runs and its closure is destroyed before the caller's
+//    fiber ends, so callers cancelled in a loop do not pile up jobs.
 // Every pool thread here is held by a JobGate, so "queued" and "running"
 // are states the test waits for (through offload_pool_stats), not guesses.
 #include <atomic>
@@ -161,6 +164,19 @@ sp::RuntimeOptions pool_options(unsigned workers, unsigned cpu, unsigned blockin
   return o;
 }
 
+// Probe: counts its destruction once, in whichever move of it is last: the
+// closure of a job that is destroyed, not merely moved.
+struct Probe {
+  std::atomic<long>* destroyed;
+  bool owner = true;
+  explicit Probe(std::atomic<long>* d) : destroyed(d) {}
+  Probe(Probe&& o) noexcept : destroyed(o.destroyed), owner(std::exchange(o.owner, false)) {}
+  Probe(const Probe&) = delete;
+  ~Probe() {
+    if (owner) destroyed->fetch_add(1);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("two runtimes one after the other each get pools of their own size",
@@ -214,6 +230,105 @@ TEST_CASE("a plain thread outside any runtime uses pools of the default size",
     t.join();
   });
   CHECK(pool(PoolKind::cpu).bound == hw);
+}
+
+TEST_CASE("a cancelled caller's queued job is dropped without running; a running one completes",
+          "[offload][pools][cancel]") {
+  const unsigned workers = GENERATE(1u, 2u);
+  const PoolKind kind = GENERATE(PoolKind::cpu, PoolKind::blocking);
+  constexpr int kQueued = 8;
+  std::atomic<int> ran{0};
+  run_checked(pool_options(workers, 1, 1), [&] {
+    auto gate = std::make_shared<JobGate>();
+    OpenOnExit opener{gate};
+    std::atomic<int> busy_done{0};
+    // Holds the pool's only thread.
+    auto busy = sp::spawn([kind, gate, &busy_done] {
+      call_on(kind, [gate, &busy_done] {
+        gate->enter();
+        busy_done.fetch_add(1);
+      });
+    });
+    REQUIRE(wait_until([&] { return gate->started() == 1; }));
+
+    // Shared with the queued jobs only: each caller copies it into its
+    // job's closure, so use_count() - 1 is the number of closures alive.
+    auto token = std::make_shared<int>(0);
+    std::vector<sp::Task<void>> callers;
+    for (int i = 0; i < kQueued; ++i) {
+      callers.push_back(sp::spawn([kind, &token, &ran] {
+        call_on(kind, [t = token, &ran] { ran.fetch_add(1); });
+      }));
+    }
+    REQUIRE(wait_until([&] { return pool(kind).queued == static_cast<std::size_t>(kQueued); }));
+    CHECK(token.use_count() == 1 + kQueued);
+    for (auto& c : callers) c.cancel();
+    for (auto& c : callers) CHECK(raises_cancelled([&] { c.join(); }));
+    // Each caller destroyed its job before its fiber ended, while the pool
+    // thread is still held: nothing had to run for that.
+    CHECK(token.use_count() == 1);
+    CHECK(pool(kind).queued == 0);
+    CHECK(pool(kind).withdrawn == static_cast<std::uint64_t>(kQueued));
+
+    // The running job's caller is cancelled too: it raises at once, and the
+    // job runs to completion anyway.
+    busy.cancel();
+    CHECK(raises_cancelled([&] { busy.join(); }));
+    CHECK(busy_done.load() == 0);
+    gate->open();
+    CHECK(wait_until([&] { return busy_done.load() == 1; }));
+    CHECK(wait_until([&] { return pool(kind).running == 0; }));
+  });
+  // The runtime's shutdown joined the pool thread: nothing runs any more.
+  CHECK(ran.load() == 0);
+}
+
+TEST_CASE("callers cancelled in a loop do not grow the queue", "[offload][pools][cancel][stress]") {
+  const unsigned workers = GENERATE(1u, 2u);
+  const PoolKind kind = GENERATE(PoolKind::cpu, PoolKind::blocking);
+  const std::size_t rounds = scaled(1000);
+  constexpr int kBatch = 32;
+  std::atomic<long> ran{0}, entered{0}, destroyed{0};
+  run_checked(pool_options(workers, 1, 1), [&] {
+    auto gate = std::make_shared<JobGate>();
+    OpenOnExit opener{gate};
+    auto busy = sp::spawn([kind, gate] { call_on(kind, [gate] { gate->enter(); }); });
+    REQUIRE(wait_until([&] { return gate->started() == 1; }));
+
+    long cancelled = 0;
+    std::size_t most_queued = 0;
+    bool counts_ok = true;
+    for (std::size_t r = 0; r < rounds && counts_ok; ++r) {
+      std::vector<sp::Task<void>> callers;
+      for (int i = 0; i < kBatch; ++i) {
+        callers.push_back(sp::spawn([kind, &ran, &entered, &destroyed] {
+          entered.fetch_add(1);
+          call_on(kind, [p = Probe(&destroyed), &ran] { ran.fetch_add(1); });
+        }));
+      }
+      // Let some of them queue their job and catch others before they do
+      // (or before they even start, which makes no job at all): every way
+      // out of a cancelled call is exercised.
+      if (r % 2 == 0) sp::yield();
+      most_queued = std::max(most_queued, pool(kind).queued);
+      for (auto& c : callers) c.cancel();
+      for (auto& c : callers) {
+        if (raises_cancelled([&] { c.join(); })) ++cancelled;
+      }
+      // Every closure made so far is gone, and none is left queued.
+      counts_ok = destroyed.load() == entered.load() && pool(kind).queued == 0;
+    }
+    CHECK(counts_ok);
+    CHECK(cancelled == static_cast<long>(rounds) * kBatch);
+    CHECK(destroyed.load() == entered.load());
+    CHECK(pool(kind).queued == 0);
+    CHECK(most_queued <= static_cast<std::size_t>(kBatch));
+    // Some jobs really were queued and withdrawn, not only caught early.
+    CHECK(pool(kind).withdrawn > 0);
+    gate->open();
+    busy.join();
+  });
+  CHECK(ran.load() == 0);
 }
 
 TEST_CASE("a job still queued at shutdown is not run; its shielded caller raises Cancelled, and "
