@@ -15,9 +15,9 @@
 
 namespace offload_bench {
 
-// spindle: a Runtime with `workers` workers; jobs go to spindle::offload's
-// pool (process-wide, sized by hardware threads unless the first runtime
-// that used it set RuntimeOptions::offload_threads).
+// spindle: a Runtime with `workers` workers; jobs go to that runtime's
+// spindle::offload pool (sized by hardware threads, and created anew in each
+// call, as the Boost peer's pool is).
 double offload_total_ms(unsigned workers, double* worst_tick_ms);
 
 // The Boost.Fiber peer: the same fibers on Boost.Fiber, jobs on a std::thread

@@ -1,45 +1,76 @@
 // offload.cpp: the offload and blocking pools behind spindle::offload and
-// spindle::blocking (offload.hpp has the contract).
+// spindle::blocking (offload.hpp has the contract, offload_pools.hpp who
+// owns which pools).
 //
 // One call, as a numbered protocol:
 //  1. The caller allocates an OffloadJob (refcount 1: its own reference) and
-//     calls run_offload. On a thread of the target pool itself it runs the
-//     job inline and is done (waiting would block a pool thread on a queue
-//     that only pool threads drain).
+//     calls run_offload, which picks the pools: the calling fiber's
+//     runtime's; on a pool thread, the pools of the runtime that pool
+//     belongs to; on any other plain thread, the process-wide ones. On a
+//     thread of the target pool itself it runs the job inline and is done
+//     (waiting would block a pool thread on a queue that only pool threads
+//     drain).
 //  2. prepare() announces one more job (demand_) and, when every live thread
 //     is already claimed, starts one more thread, up to the pool's bound.
 //     Starting threads here, before the fiber suspends, keeps thread
 //     creation (which can fail and takes tens of microseconds) out of
 //     publish, which runs on the worker's side of the switch.
-//  3. wait() switches the fiber off its stack and runs publish, which takes
-//     the pool's reference (add_ref) and one on the waiting fiber, and
-//     links the job into the queue: noexcept and allocation-free (intrusive
-//     list), as publish must be.
+//  3. wait() switches the fiber off its stack and runs publish, which calls
+//     submit(): under mu_ it takes the pool's reference (add_ref) and one on
+//     the waiting fiber, links the job into the queue and sets queued_:
+//     noexcept and allocation-free (intrusive list), as publish must be.
 //     Queueing in publish rather than before wait() is what makes an early
 //     finish safe: the job can only complete a waiter whose fiber is
-//     already off its stack (suspend.hpp, step 2).
-//  4. A pool thread pops the job, runs execute() (the result or exception
-//     lands in the job, on the heap), then try_complete(notified); only the
-//     winner calls wake(). Then it drops the pool's reference, and the
-//     reference to the waiting fiber taken in step 3 (the Waiter's state
-//     lives in the fiber's wait cell; a cancelled caller may be gone).
-//  5. The caller resumes. notified: it takes the result. cancelled: it
-//     raises Cancelled; the pool thread's CAS fails later, it wakes nobody,
-//     and whichever side releases last frees the job, result included.
+//     already off its stack (suspend.hpp, step 2). A stopped pool (step 6)
+//     refuses the job; publish then completes the waiter as cancelled
+//     itself and declines to wait.
+//  4. A pool thread pops the job (under mu_, clearing queued_), runs
+//     execute() (the result or exception lands in the job, on the heap),
+//     then try_complete(notified); only the winner calls wake(). Then it
+//     drops the pool's reference, and the reference to the waiting fiber
+//     taken in step 3 (the Waiter's state lives in the fiber's wait cell; a
+//     cancelled caller may be gone).
+//  5. The caller resumes (wait() returns only once publish has finished, so
+//     submit is done). notified: it takes the result. Otherwise (a cancel,
+//     or a deadline scope, won the waiter's CAS) it calls withdraw(): under
+//     mu_, if queued_ is still set, it unlinks the job and clears queued_,
+//     and then, after unlocking, drops the two references of step 3 itself;
+//     its own reference goes as Cancelled leaves offload_on (OffloadRef), so
+//     the closure and everything it captured is destroyed on the caller's
+//     fiber before the caller's code sees Cancelled, and never runs. If
+//     queued_ was already clear, a pool thread popped the job: it runs to
+//     completion, its CAS fails on the generation (the caller's fiber has
+//     moved on to other waits), it wakes nobody, and whichever side
+//     releases last frees the job, result included.
+//  6. stop() (the owner's shutdown, or exit for the process-wide pools):
+//     under mu_ it sets stop_ and unlinks every queued job, clearing
+//     queued_; after unlocking it completes each one's waiter as cancelled
+//     (the caller raises Cancelled; a caller that was cancelled meanwhile
+//     finds queued_ clear in step 5 and leaves the job to us) and drops the
+//     references of step 3. Running jobs finish; every thread is joined.
+//  queued_ changes only under mu_, and exactly one of pop (4), withdraw (5)
+//  and stop (6) clears it for a job that step 3 linked; that one owns the
+//  references of step 3 from then on. So a pool thread runs only jobs it
+//  popped itself, never one a caller withdrew or stop failed; and the
+//  pool's reference, which keeps the job alive while it is linked, is
+//  dropped only after the job left the queue: nobody frees a linked job.
+//  Withdrawing on the caller's side, rather than skipping cancelled jobs
+//  when a thread pops them, frees a dropped job at once: callers cancelled
+//  in a loop while every pool thread is busy do not pile up jobs.
 //  An ExternalWork guard lives from before the wait until the caller runs
 //  again, so the deadlock detector never sees a fiber waiting on a job
 //  without outside work pending.
 //
-// The queue is a mutex, a condition variable and an intrusive FIFO. Jobs
-// are meant to be CPU work of a millisecond or more (or blocking calls), so
-// a hand-off costs a few microseconds against milliseconds of work, and the
-// lock is taken twice per job; a lock-free queue would buy nothing
-// measurable here and would need its own parking protocol.
+// The queue is a mutex, a condition variable and an intrusive FIFO (doubly
+// linked, for withdraw). Jobs are meant to be CPU work of a millisecond or
+// more (or blocking calls), so a hand-off costs a few microseconds against
+// milliseconds of work, and the lock is taken twice per job; a lock-free
+// queue would buy nothing measurable here and would need its own parking
+// protocol.
 //
 // Lock ranks: Pool::mu_ is a leaf. It is taken inside publish and never
 // held while calling into the runtime: wake() runs after it is released.
-// A cancelled caller's job still completes its Waiter later: the CAS fails
-// on the generation (the caller's fiber has moved on to other waits).
+// OffloadPools::mu_ is a leaf too, never held with Pool::mu_.
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/offload.hpp>
 
@@ -49,10 +80,12 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <list>
 #include <mutex>
 #include <thread>
 
+#include "offload_pools.hpp"
 #include "scheduler.hpp"
 
 namespace spindle::detail {
@@ -68,41 +101,59 @@ constexpr auto kIdleRetire = std::chrono::seconds(5);
 // or DNS calls concurrent without letting a runaway loop create thousands.
 constexpr unsigned kDefaultBlockingThreads = 64;
 
-class Pool;
+unsigned hardware_threads() noexcept {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
+}
 
 // The pool the calling thread belongs to, or nullptr (workers, plain
 // threads). Pool threads are plain threads, so this never migrates; it is
 // read through a non-inlined accessor anyway, as every scheduler
-// thread-local is (DESIGN.md "Thread-locals and migration").
+// thread-local is (docs/hacking.md "Thread-locals and migration").
 thread_local const Pool* t_pool = nullptr;
 [[gnu::noinline]] const Pool* current_pool() noexcept { return t_pool; }
 
+}  // namespace
+
 class Pool {
  public:
-  // name: thread name (15 characters at most). max_threads: bound on live
+  // group: the OffloadPools that owns this pool. max_threads: bound on live
   // threads (>= 1). retire_idle: whether idle threads retire.
   // low_priority: threads run at nice 19 (RuntimeOptions::offload_low_priority).
-  Pool(const char* name, unsigned max_threads, bool retire_idle, bool low_priority)
-      : name_(name), max_(max_threads), retire_idle_(retire_idle), low_priority_(low_priority) {}
-  ~Pool() { stop(); }
+  Pool(OffloadPools& group, PoolKind kind, unsigned max_threads, bool retire_idle,
+       bool low_priority)
+      : group_(group),
+        kind_(kind),
+        name_(kind == PoolKind::cpu ? "spindle-offload" : "spindle-block"),
+        max_(max_threads),
+        retire_idle_(retire_idle),
+        low_priority_(low_priority) {}
+  ~Pool() {
+    (void)close();
+    join();
+  }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  bool owns_current_thread() const noexcept { return current_pool() == this; }
+  OffloadPools& group() const noexcept { return group_; }
+  PoolKind kind() const noexcept { return kind_; }
 
   // prepare: announces one job that submit() or unprepare() will follow,
-  // starting a thread if none is free for it. May throw std::system_error
-  // (thread creation), then nothing was announced. Any thread.
+  // starting a thread if none is free for it. Throws Cancelled once the pool
+  // is stopped, std::system_error if thread creation fails; either way
+  // nothing was announced. Any thread.
   void prepare() {
     std::list<std::thread> finished;
     std::list<std::thread>::iterator slot;
     bool start = false;
     {
       std::lock_guard lk(mu_);
+      if (stop_) throw Cancelled{};
       ++demand_;
       if (demand_ > free_ && live_ < max_) {
         ++live_;
         ++free_;  // it will look for work as soon as it runs
+        ++starting_;
         slot = threads_.emplace(threads_.end());
         start = true;
       }
@@ -113,26 +164,112 @@ class Pool {
   }
 
   // unprepare: withdraws an announced job that was never submitted (the
-  // caller was cancelled before it suspended).
+  // caller was cancelled before it suspended, or submit refused it).
   void unprepare() noexcept {
     std::lock_guard lk(mu_);
     --demand_;
   }
 
-  // submit: queues an announced job (the pool's reference already taken).
+  // submit: step 3. Queues an announced job, taking the pool's references;
+  // false (nothing taken, nothing linked) once the pool is stopped.
   // noexcept and allocation-free: it runs inside publish. Any thread.
-  void submit(OffloadJob* job) noexcept {
+  bool submit(OffloadJob* job) noexcept {
     {
       std::lock_guard lk(mu_);
+      if (stop_) return false;
+      job->add_ref();
+      // The pool's try_complete may come after the caller was cancelled and
+      // its fiber finished: keep the fiber (its wait cell) alive until then.
+      // Dropped with the job reference. relaxed: a new reference from an
+      // owner.
+      if (Fiber* f = job->waiter.fiber) f->add_ref();
       job->next_ = nullptr;
+      job->prev_ = tail_;
       if (tail_ != nullptr) {
         tail_->next_ = job;
       } else {
         head_ = job;
       }
       tail_ = job;
+      job->queued_ = true;
+      ++queued_count_;
     }
     cv_.notify_one();
+    return true;
+  }
+
+  // withdraw: step 5. Takes a job whose caller gave up off the queue if no
+  // thread has popped it yet; returns whether it did. The caller only, after
+  // its wait ended other than `notified`.
+  bool withdraw(OffloadJob* job) noexcept {
+    {
+      std::lock_guard lk(mu_);
+      if (!job->queued_) return false;  // running or run (4), or failed (6)
+      unlink_locked(job);
+      --demand_;
+      ++withdrawn_;
+    }
+    // Not the last references: the caller holds its own on the job, and its
+    // fiber is running.
+    release_pool_ref(job);
+    return true;
+  }
+
+  OffloadPoolStats stats() const {
+    std::lock_guard lk(mu_);
+    return OffloadPoolStats{max_, live_, live_ - free_, queued_count_, withdrawn_};
+  }
+
+  // close: first half of step 6. Sets stop_ and fails every queued job (its
+  // caller raises Cancelled). Returns how many it failed. Idempotent.
+  std::size_t close() noexcept {
+    OffloadJob* failed = nullptr;
+    std::size_t n = 0;
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+      failed = head_;
+      for (OffloadJob* j = head_; j != nullptr; j = j->next_) {
+        j->queued_ = false;
+        --demand_;
+        ++n;
+      }
+      head_ = tail_ = nullptr;
+      queued_count_ = 0;
+    }
+    cv_.notify_all();  // idle threads: stop_ is set, the queue is empty
+    while (failed != nullptr) {
+      OffloadJob* const next = failed->next_;  // read before the job may go
+      failed->next_ = failed->prev_ = nullptr;
+      // Loses only to a cancel (or a deadline scope) of the caller, who then
+      // finds queued_ clear and leaves the references to us.
+      if (failed->waiter.try_complete(Waiter::cancelled)) wake(failed->waiter);
+      // The waiters of the process-wide pools are plain threads (fibers use
+      // their runtime's pools), so at exit this drops no Fiber reference:
+      // the exiting thread's Fiber block cache may be gone by then.
+      release_pool_ref(failed);
+      failed = next;
+    }
+    return n;
+  }
+
+  // join: second half of step 6: waits for running jobs and joins every
+  // thread. After close(). Idempotent.
+  void join() noexcept {
+    std::list<std::thread> all;
+    {
+      std::unique_lock lk(mu_);
+      // A prepare() that passed the stop_ check before close() may still be
+      // creating its thread: wait until its std::thread sits in threads_.
+      started_cv_.wait(lk, [&] { return starting_ == 0; });
+      // After stop_ no thread retires and no prepare() starts one, so the
+      // lists are final. Splicing keeps each thread's own iterator valid.
+      all.splice(all.end(), threads_);
+      all.splice(all.end(), retired_);
+    }
+    for (auto& t : all) {
+      if (t.joinable()) t.join();
+    }
   }
 
  private:
@@ -141,20 +278,26 @@ class Pool {
       std::thread t([this, slot] { thread_main(slot); });
       std::lock_guard lk(mu_);
       *slot = std::move(t);  // under mu_: a retiring thread splices its node
+      --starting_;
     } catch (...) {
-      std::lock_guard lk(mu_);
-      threads_.erase(slot);
-      --live_;
-      --free_;
-      --demand_;
+      {
+        std::lock_guard lk(mu_);
+        threads_.erase(slot);
+        --live_;
+        --free_;
+        --demand_;
+        --starting_;
+      }
+      started_cv_.notify_all();
       throw;
     }
+    started_cv_.notify_all();
   }
 
   // thread_main: pop, run, repeat; park on the condition variable when the
   // queue is empty. Counters (all under mu_): a thread is `free_` except
   // while it runs a job; a job is `demand_` from prepare() until a thread
-  // pops it.
+  // pops it, its caller withdraws it or stop fails it.
   void thread_main(std::list<std::thread>::iterator self) {
     t_pool = this;
     pthread_setname_np(pthread_self(), name_);
@@ -183,7 +326,7 @@ class Pool {
           !stop_ && demand_ < free_) {
         --live_;
         --free_;
-        // Hand our own std::thread to the next prepare() or stop() to join
+        // Hand our own std::thread to the next prepare() or join() to join
         // (a thread cannot join itself).
         retired_.splice(retired_.end(), threads_, self);
         return;
@@ -191,12 +334,18 @@ class Pool {
     }
   }
 
+  void unlink_locked(OffloadJob* job) noexcept {
+    (job->prev_ != nullptr ? job->prev_->next_ : head_) = job->next_;
+    (job->next_ != nullptr ? job->next_->prev_ : tail_) = job->prev_;
+    job->next_ = job->prev_ = nullptr;
+    job->queued_ = false;
+    --queued_count_;
+  }
+
   OffloadJob* pop_locked() noexcept {
     OffloadJob* job = head_;
     if (job == nullptr) return nullptr;
-    head_ = job->next_;
-    if (head_ == nullptr) tail_ = nullptr;
-    job->next_ = nullptr;
+    unlink_locked(job);
     --demand_;
     --free_;
     return job;
@@ -213,7 +362,7 @@ class Pool {
   }
 
   // release_pool_ref: drops the pool's reference to the job and the
-  // reference to the waiting fiber taken with it in publish. The fiber must
+  // reference to the waiting fiber taken with it in submit. The fiber must
   // outlive our try_complete: a fiber waiter's state is in the fiber's wait
   // cell (suspend.hpp), and a caller cancelled meanwhile may have finished.
   static void release_pool_ref(OffloadJob* job) noexcept {
@@ -222,95 +371,126 @@ class Pool {
     if (f != nullptr) f->release();
   }
 
-  // stop: process exit. Queued jobs are dropped (their waiters are never
-  // woken); running ones finish; every thread is joined.
-  void stop() noexcept {
-    OffloadJob* dropped = nullptr;
-    {
-      std::lock_guard lk(mu_);
-      stop_ = true;
-      dropped = std::exchange(head_, nullptr);
-      tail_ = nullptr;
-    }
-    cv_.notify_all();
-    while (dropped != nullptr) {
-      OffloadJob* next = dropped->next_;
-      // Not release_pool_ref: this runs at process exit, after the exiting
-      // thread's thread_locals (the Fiber block cache among them) are gone,
-      // and the waiting fiber never resumes anyway; its reference is left.
-      dropped->release();
-      dropped = next;
-    }
-    // After stop_ is set no thread retires (it checks stop_ under mu_), so
-    // both lists are stable now.
-    for (auto& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-    for (auto& t : retired_) t.join();
-  }
-
-  const char* const name_;
+  OffloadPools& group_;
+  const PoolKind kind_;
+  const char* const name_;  // thread name, 15 characters at most
   const unsigned max_;
   const bool retire_idle_;
   const bool low_priority_;
 
-  std::mutex mu_;  // leaf rank; see the top of this file
-  std::condition_variable cv_;
+  mutable std::mutex mu_;  // leaf rank; see the top of this file
+  std::condition_variable cv_;          // pool threads wait here for jobs
+  std::condition_variable started_cv_;  // join() waits here for starting_ == 0
   OffloadJob* head_ = nullptr;  // SPINDLE_GUARDED_BY(mu_)
   OffloadJob* tail_ = nullptr;  // SPINDLE_GUARDED_BY(mu_)
+  std::size_t queued_count_ = 0;  // SPINDLE_GUARDED_BY(mu_) jobs linked head_..tail_
+  std::uint64_t withdrawn_ = 0;   // SPINDLE_GUARDED_BY(mu_) jobs unlinked by withdraw()
   unsigned live_ = 0;           // SPINDLE_GUARDED_BY(mu_) threads started, not retired
   unsigned free_ = 0;           // SPINDLE_GUARDED_BY(mu_) live threads not running a job
   unsigned demand_ = 0;         // SPINDLE_GUARDED_BY(mu_) announced jobs not yet popped
+  unsigned starting_ = 0;       // SPINDLE_GUARDED_BY(mu_) slots whose std::thread is not set yet
   bool stop_ = false;           // SPINDLE_GUARDED_BY(mu_)
   std::list<std::thread> threads_;  // SPINDLE_GUARDED_BY(mu_) live threads
   std::list<std::thread> retired_;  // SPINDLE_GUARDED_BY(mu_) exited, not joined
 };
 
-// The options of the runtime whose fiber calls, or nullptr on a plain
-// thread. This reads the Scheduler's options (the only use of runtime
-// internals here); a public detail accessor would let this file include
-// suspend.hpp alone.
-const RuntimeOptions* caller_options() noexcept {
-  Fiber* f = current_fiber();
-  return f != nullptr && f->sched_ != nullptr ? &f->sched_->options() : nullptr;
+// ---- OffloadPools -----------------------------------------------------------
+
+OffloadPools::OffloadPools(const RuntimeOptions* o, const char* who) noexcept
+    : cpu_threads_(o != nullptr && o->offload_threads != 0 ? o->offload_threads
+                                                           : hardware_threads()),
+      blocking_threads_(o != nullptr && o->blocking_threads != 0 ? o->blocking_threads
+                                                                 : kDefaultBlockingThreads),
+      low_priority_(o == nullptr || o->offload_low_priority),
+      who_(who) {}
+
+OffloadPools::~OffloadPools() { stop(); }
+
+Pool& OffloadPools::get(PoolKind kind) {
+  const auto i = static_cast<std::size_t>(kind);
+  // acquire; pairs with the release store below: the Pool is constructed.
+  if (Pool* p = pools_[i].load(std::memory_order_acquire)) return *p;
+  std::lock_guard lk(mu_);
+  if (stopped_) throw Cancelled{};
+  if (!owned_[i]) {
+    owned_[i] = kind == PoolKind::cpu
+                    ? std::make_unique<Pool>(*this, kind, cpu_threads_, /*retire_idle=*/false,
+                                             low_priority_)
+                    : std::make_unique<Pool>(*this, kind, blocking_threads_,
+                                             /*retire_idle=*/true, /*low_priority=*/false);
+    pools_[i].store(owned_[i].get(), std::memory_order_release);
+  }
+  return *owned_[i];
 }
 
-unsigned hardware_threads() noexcept {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : n;
+OffloadPoolStats OffloadPools::stats(PoolKind kind) const {
+  const auto i = static_cast<std::size_t>(kind);
+  // acquire; pairs with the release store in get().
+  if (const Pool* p = pools_[i].load(std::memory_order_acquire)) return p->stats();
+  OffloadPoolStats s;
+  s.bound = kind == PoolKind::cpu ? cpu_threads_ : blocking_threads_;
+  return s;
 }
 
-Pool& cpu_pool() {
-  // Sized once, by the first caller (see offload.hpp). A function-local
-  // static: thread-safe first use, and its destructor is the clean stop at
-  // exit.
-  static Pool pool = [] {
-    const RuntimeOptions* o = caller_options();
-    return Pool("spindle-offload",
-                o != nullptr && o->offload_threads != 0 ? o->offload_threads : hardware_threads(),
-                /*retire_idle=*/false, /*low_priority=*/o == nullptr || o->offload_low_priority);
-  }();
-  return pool;
+void OffloadPools::stop() noexcept {
+  std::array<Pool*, 2> ps{};
+  {
+    std::lock_guard lk(mu_);
+    if (stopped_) return;
+    stopped_ = true;  // get() creates no pool from now on
+    for (std::size_t i = 0; i < ps.size(); ++i) ps[i] = owned_[i].get();
+  }
+  // Close both before joining either: a running job of one pool may wait on
+  // a queued job of the other, which must fail rather than wait for threads
+  // that are being joined.
+  std::size_t failed = 0;
+  for (Pool* p : ps) {
+    if (p != nullptr) failed += p->close();
+  }
+  if (failed != 0) {
+    std::fprintf(stderr,
+                 "spindle: %s: %zu offload/blocking job(s) still queued were not run; "
+                 "their callers raise Cancelled\n",
+                 who_, failed);
+  }
+  for (Pool* p : ps) {
+    if (p != nullptr) p->join();
+  }
 }
 
-Pool& blocking_pool() {
-  static Pool pool("spindle-block", [] {
-    const RuntimeOptions* o = caller_options();
-    return o != nullptr && o->blocking_threads != 0 ? o->blocking_threads
-                                                    : kDefaultBlockingThreads;
-  }(), /*retire_idle=*/true, /*low_priority=*/false);
-  return pool;
+// ---- calls ------------------------------------------------------------------
+
+namespace {
+
+// The pools a plain thread outside any runtime uses. A function-local
+// static: thread-safe first use, and its destructor stops them at exit.
+OffloadPools& process_pools() {
+  static OffloadPools pools(nullptr, "exit");
+  return pools;
+}
+
+// Step 1: the pools of the calling code.
+OffloadPools& caller_pools() {
+  if (Fiber* f = current_fiber(); f != nullptr && f->sched_ != nullptr) {
+    return f->sched_->offload_pools();
+  }
+  if (const Pool* p = current_pool()) return p->group();
+  return process_pools();
 }
 
 }  // namespace
 
+OffloadPoolStats offload_pool_stats(PoolKind kind) { return caller_pools().stats(kind); }
+
 void run_offload(PoolKind kind, OffloadJob& job) {
-  Pool& pool = kind == PoolKind::cpu ? cpu_pool() : blocking_pool();
-  if (pool.owns_current_thread()) {  // step 1: a job offloading to its own pool
+  // Step 1: a job offloading to its own pool. Checked before looking the
+  // pool up, so it works while the pool is stopping too.
+  if (const Pool* own = current_pool(); own != nullptr && own->kind() == kind) {
     job.execute();
     return;
   }
-  pool.prepare();  // step 2
+  Pool& pool = caller_pools().get(kind);  // throws Cancelled once stopped
+  pool.prepare();                         // step 2; likewise
   ExternalWork pending;
   bool queued = false;
   const Waiter::State s = wait(
@@ -319,16 +499,20 @@ void run_offload(PoolKind kind, OffloadJob& job) {
         // Step 3. `queued` is written before submit: once the job is queued
         // it may complete and resume the caller on another worker at once.
         queued = true;
-        job.add_ref();
-        // The pool's try_complete may come after we were cancelled and our
-        // fiber finished: keep the fiber (its wait cell) alive until then.
-        // Dropped in release_pool_ref. relaxed: a new reference from an owner.
-        if (Fiber* f = job.waiter.fiber) f->add_ref();
-        pool.submit(&job);
-        return true;
+        if (pool.submit(&job)) return true;
+        // Stopped: the job was never visible to a pool thread.
+        queued = false;
+        // We win unless someone else completed the waiter (nothing else can
+        // before publish returns, but publish's contract says what to do):
+        // then that completer's wake resumes us, and we must not decline.
+        return !job.waiter.try_complete(Waiter::cancelled);
       },
       kind == PoolKind::cpu ? "offload" : "blocking");
-  if (!queued) pool.unprepare();  // cancelled before it suspended
+  if (!queued) {
+    pool.unprepare();  // cancelled before it suspended, or refused by stop
+  } else if (s != Waiter::notified) {
+    pool.withdraw(&job);  // step 5
+  }
   if (s == Waiter::notified) return;
   if (s == Waiter::timed_out) throw TimedOut{};  // no deadline today; future-proof
   throw Cancelled{};

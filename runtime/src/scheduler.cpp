@@ -37,7 +37,7 @@ Scheduler* default_scheduler() noexcept {
 void main_finished(Scheduler* s) noexcept { s->main_finished(); }
 
 Scheduler::Scheduler(const RuntimeOptions& o)
-    : opts_(o), stacks_(o.stack_size, o.guard_pages) {
+    : opts_(o), stacks_(o.stack_size, o.guard_pages), offload_pools_(&opts_, "shutdown") {
   install_overflow_handler();
   const unsigned n = worker_count(o);
   if (n > 1 && o.handoff_after.count() > 0) install_handoff_handler();
@@ -301,6 +301,13 @@ void Scheduler::shutdown() {
     dump(os);
     std::cerr << os.str() << std::flush;
   }
+  // The pools stop after the fibers had their chance to finish (clean-up
+  // code may offload inside shield()) and before the workers do: a job
+  // finishing while we join the pool threads, and stop failing a queued
+  // job, each wake a fiber, and a wake needs running workers (after they
+  // stop, nobody runs the fiber, and waking one pinned to a worker writes
+  // to that worker's closed eventfd; Worker::push_inbox).
+  offload_pools_.stop();
   stopping_.store(true, std::memory_order_relaxed);
   for (auto& w : workers_) w->unpark();
   // release; pairs with the acquire in wait_unparks_done().

@@ -15,6 +15,7 @@
 #include <spindle/runtime/stats.hpp>
 
 #include "fiber_list.hpp"
+#include "offload_pools.hpp"
 #include "stack_pool.hpp"
 #include "worker.hpp"
 
@@ -31,6 +32,8 @@ class Scheduler {
   unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
   Worker& worker(unsigned i) noexcept { return *workers_[i]; }
   StackPool& stacks() noexcept { return stacks_; }
+  // The runtime's offload and blocking pools (offload.cpp). Any thread.
+  OffloadPools& offload_pools() noexcept { return offload_pools_; }
   bool stopping() const noexcept { return stopping_.load(std::memory_order_relaxed); }
 
   // --- queues and wake-ups (any thread) ---
@@ -101,6 +104,8 @@ class Scheduler {
 
   const RuntimeOptions opts_;
   StackPool stacks_;
+  // Stopped by shutdown() between the fibers and the workers (see there).
+  OffloadPools offload_pools_;
   std::vector<std::unique_ptr<Worker>> workers_;
   InjectQueue global_;
   Registry external_registry_;

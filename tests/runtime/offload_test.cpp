@@ -190,21 +190,58 @@ TEST_CASE("a fiber already cancelled raises Cancelled from offload", "[offload][
   });
 }
 
-TEST_CASE("a deadline scope around offload raises TimedOut; the job completes",
-          "[offload][cancel]") {
-  run_checked(2, [] {
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    CHECK_THROWS_AS(sp::with_timeout(20ms,
-                                     [done] {
-                                       return sp::offload([done] {
-                                         std::this_thread::sleep_for(300ms);
-                                         done->store(true);
-                                         return 1;
-                                       });
+// JobState: what a test job shares with its test, by shared_ptr: the job
+// may outlive its caller.
+struct JobState {
+  std::atomic<bool> started{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> done{false};
+};
+
+// timed_out_while_running: offloads body(state) inside with_timeout(d) until
+// the deadline ends the wait of a job that a pool thread had already taken;
+// returns that job's state. A job still queued at the deadline is dropped,
+// not run: its caller withdraws it (the pool counts it) and its closure is
+// gone at once. That is checked for every such attempt, and the next one
+// gets twice the time, up to `most`, so a slow thread start only costs a
+// retry.
+template <class Body>
+std::shared_ptr<JobState> timed_out_while_running(Body body, Clock::duration most) {
+  for (Clock::duration d = 10ms; d <= most; d *= 2) {
+    auto st = std::make_shared<JobState>();
+    const auto withdrawn0 = sp::detail::offload_pool_stats(sp::detail::PoolKind::cpu).withdrawn;
+    CHECK_THROWS_AS(sp::with_timeout(d,
+                                     [st, body] {
+                                       return sp::offload([st, body] { return body(*st); });
                                      }),
                     sp::TimedOut);
-    CHECK(!done->load());  // TimedOut came before the job's 300 ms
-    CHECK(wait_until([&] { return done->load(); }, slack(10s)));
+    if (sp::detail::offload_pool_stats(sp::detail::PoolKind::cpu).withdrawn == withdrawn0) {
+      return st;  // a pool thread had it
+    }
+    CHECK(st.use_count() == 1);  // the closure is destroyed, it never runs
+    CHECK(!st->started.load());
+  }
+  FAIL("no job started within the deadlines tried");
+  return nullptr;
+}
+
+TEST_CASE("a deadline scope around offload raises TimedOut; a started job completes",
+          "[offload][cancel]") {
+  run_checked(2, [] {
+    sp::offload([] {});  // an idle pool thread is ready for the job below
+    auto st = timed_out_while_running(
+        [](JobState& s) {
+          s.started.store(true);
+          while (!s.release.load()) std::this_thread::sleep_for(1ms);
+          s.done.store(true);
+          return 1;
+        },
+        slack(2s));
+    REQUIRE(st != nullptr);
+    REQUIRE(wait_until([&] { return st->started.load(); }, slack(10s)));
+    CHECK(!st->done.load());  // held until released
+    st->release.store(true);
+    CHECK(wait_until([&] { return st->done.load(); }, slack(10s)));
   });
 }
 
@@ -215,21 +252,20 @@ TEST_CASE("a deadline scope around offload raises TimedOut; the job completes",
 TEST_CASE("a job finishing after its caller moved on does not end the caller's next wait",
           "[offload][cancel]") {
   run_checked(1, [] {
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    CHECK_THROWS_AS(sp::with_timeout(10ms,
-                                     [done] {
-                                       return sp::offload([done] {
-                                         std::this_thread::sleep_for(100ms);
-                                         done->store(true);
-                                         return 1;
-                                       });
-                                     }),
-                    sp::TimedOut);
-    CHECK(!done->load());
+    sp::offload([] {});  // an idle pool thread is ready for the job below
+    auto st = timed_out_while_running(
+        [](JobState& s) {
+          s.started.store(true);
+          std::this_thread::sleep_for(100ms);
+          s.done.store(true);
+          return 1;
+        },
+        80ms);  // the deadline ends the wait before the job's 100 ms
+    REQUIRE(st != nullptr);
     const auto t0 = Clock::now();
-    sp::sleep_for(300ms);  // the job completes about 90 ms into this wait
+    sp::sleep_for(300ms);  // the job completes within about 100 ms of it
     CHECK(Clock::now() - t0 >= 300ms);
-    CHECK(done->load());
+    CHECK(wait_until([&] { return st->done.load(); }, slack(10s)));
   });
 }
 

@@ -14,20 +14,36 @@
 //    library without an async API). It grows on demand up to a bound, since
 //    a blocked thread costs no CPU, and a thread idle for 5 s retires.
 //
-// Pools are process-wide, not per Runtime. Ideally each Runtime would own
-// its pools; they are process-wide singletons for now because the runtime's
-// internals are not this file's to change. Each pool is created on first use
-// and sized from the RuntimeOptions of the runtime whose fiber used it first
-// (offload_threads / blocking_threads; 0 or a plain-thread caller: the
-// defaults, hardware_concurrency() and 64). Later runtimes share it as it is.
-// At process exit a static destructor stops each pool: jobs already running
-// finish and their threads are joined; jobs still queued are dropped (their
-// waiters are never woken, which at exit nobody is left to notice). So do not
-// call offload() from code that runs during static destruction.
+// Each Runtime owns its two pools. A pool is created by the first call that
+// needs it, sized from that runtime's RuntimeOptions (offload_threads /
+// blocking_threads, 0: hardware_concurrency() and 64; offload_low_priority),
+// so two runtimes in one process, one after the other or side by side, each
+// get pools of their own size. Runtime::shutdown stops them (docs/runtime.md
+// "Shutdown"), and no queued job is run or lost silently there:
+//  - shutdown first cancels the runtime's fibers; a caller cancelled while
+//    its job is queued takes the job off the queue (it never runs) and
+//    raises Cancelled, as any cancelled caller does. While shutdown waits
+//    for the fibers to finish (shutdown_timeout) the pools keep working, so
+//    clean-up code may still offload inside shield();
+//  - then it stops the pools: a job still queued (its caller waited inside
+//    shield() past shutdown_timeout, or is a job of the other pool) is not
+//    run; its caller raises Cancelled, and the count is reported on stderr.
+//    Jobs already running finish, and shutdown waits for them (it cannot
+//    interrupt them);
+//  - an offload call that reaches the pools after that raises Cancelled.
+// A job's own offload/blocking calls (on a pool thread) go to the pools of
+// the runtime that pool belongs to.
+//
+// A plain thread outside any runtime shares one process-wide pair of pools
+// with the default sizes (created on first use; stopped at static
+// destruction the same way: running jobs finish, queued ones fail with
+// Cancelled). So do not call offload() from code that runs during static
+// destruction.
 #pragma once
 
 #include <atomic>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -71,8 +87,14 @@ class OffloadJob {
 
   // Completed by the pool thread after execute(); the caller waits on it.
   Waiter waiter;
-  // The pool's queue link; guarded by the pool's mutex.
+  // The pool's queue links, and whether the job is linked now. All three
+  // guarded by the pool's mutex; whoever clears queued_ (the pool thread
+  // that pops the job, the cancelled caller that withdraws it, or the pool's
+  // stop) takes over the pool's references (offload.cpp, the protocol), and
+  // stop then walks the jobs it took through next_ without the mutex.
   OffloadJob* next_ = nullptr;
+  OffloadJob* prev_ = nullptr;
+  bool queued_ = false;
 
  protected:
   virtual ~OffloadJob() = default;
@@ -140,11 +162,26 @@ struct OffloadRef {
 
 // run_offload: queues `job` on the pool `kind` and waits until the pool has
 // executed it. Returns normally once it has (the result is in the job).
-// Throws Cancelled if the caller is cancelled first: the pool keeps its own
-// reference and runs the job to completion, the result is dropped with the
-// job. On a plain thread it blocks the thread; on a thread of that very pool
-// it runs the job inline (so a job that offloads cannot deadlock its pool).
+// Throws Cancelled if the caller is cancelled first: a job still queued is
+// taken off the queue and never runs; a job already running runs to
+// completion on the pool, which keeps its own reference, and the result is
+// dropped with the job. Also throws Cancelled when the pools stopped
+// (shutdown) before the job ran. On a plain thread it blocks the thread; on
+// a thread of that very pool it runs the job inline (so a job that offloads
+// cannot deadlock its pool).
 SPINDLE_MAY_SUSPEND void run_offload(PoolKind kind, OffloadJob& job);
+
+// OffloadPoolStats: one pool as the calling code would use it (a fiber: its
+// runtime's pool; a plain thread: the process-wide one). For tests and
+// debugging; a snapshot taken under the pool's lock.
+struct OffloadPoolStats {
+  unsigned bound = 0;    // most threads it may have (its options' size)
+  unsigned threads = 0;  // threads started and not retired
+  unsigned running = 0;  // threads running a job now
+  std::size_t queued = 0;       // jobs linked in the queue, waiting for a thread
+  std::uint64_t withdrawn = 0;  // jobs taken off the queue by their cancelled callers
+};
+OffloadPoolStats offload_pool_stats(PoolKind kind);
 
 template <class F>
 decltype(auto) offload_on(PoolKind kind, F&& f) {
@@ -165,17 +202,21 @@ decltype(auto) offload_on(PoolKind kind, F&& f) {
 //  - May suspend. f is decay-copied (moved) into a heap job, so it may be
 //    move-only; its result may be move-only, void or an lvalue reference.
 //  - A cancellation point: if the caller is cancelled while f is queued or
-//    running, offload raises spindle::Cancelled at once. f is not stopped:
-//    it runs to completion on the pool and its result is dropped (a
-//    cancelled caller that was already cancelled before the call raises
+//    running, offload raises spindle::Cancelled at once. If f had not
+//    started, it never runs: the caller takes it off the queue and destroys
+//    it (and what it captured) before Cancelled propagates. If f is running
+//    it is not stopped: it runs to completion on the pool and its result is
+//    dropped (a caller that was already cancelled before the call raises
 //    Cancelled without queueing f at all). So f must not use references
 //    into the caller's stack that the caller's unwinding would destroy:
 //    capture by value (or shared ownership), as f may outlive the call.
 //    A deadline scope (with_timeout) ends the wait the same way and its
 //    scope raises TimedOut; inside shield() the wait is not interrupted.
-//  - Who may call: any fiber; any plain thread, which then blocks until f
-//    has finished (not cancellable there). Called on a thread of the offload
-//    pool itself (a job offloading more work), it runs f inline.
+//  - Who may call: any fiber (f goes to its runtime's pool); any plain
+//    thread, which then blocks until f has finished (not cancellable there;
+//    outside any runtime f goes to the process-wide pool). Called on a
+//    thread of the offload pool itself (a job offloading more work), it runs
+//    f inline.
 //  - f runs on a pool thread, never on a worker: inside f,
 //    this_fiber::in_fiber() is false, and spindle's fiber waits (sync/
 //    primitives, sleep_for) block that pool thread as on any plain thread.

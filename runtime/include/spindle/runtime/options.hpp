@@ -21,7 +21,8 @@ struct RuntimeOptions {
   // hands out unguarded stacks (and says so once on stderr); see
   // docs/runtime.md "Stacks".
   bool guard_pages = true;
-  // Threads of the CPU offload pool and the blocking pool (0 = defaults).
+  // Threads of this runtime's CPU offload pool and blocking pool (0 = the
+  // defaults, hardware_concurrency() and 64; offload.hpp).
   unsigned offload_threads = 0;
   unsigned blocking_threads = 0;
   // CPU offload threads run at the lowest priority (nice 19, Linux): a
@@ -33,8 +34,8 @@ struct RuntimeOptions {
   // other processes keep the cores busy, the jobs get a tiny share (measured
   // beside two CPU-bound processes: the offload workload took 5.2-5.6 s
   // instead of 155 ms, and the ticks were late anyway). Set false on shared
-  // or loaded machines. Like offload_threads, read by the first offload()
-  // of the process.
+  // or loaded machines. Like offload_threads, read when this runtime's
+  // offload pool is created (by its first offload()).
   bool offload_low_priority = true;
   // A fiber running longer than this without suspending is reported on
   // stderr by name. Zero disables the monitor thread.

@@ -20,15 +20,18 @@ class Scheduler;
 void main_finished(Scheduler* s) noexcept;
 }
 
-// Runtime owns the worker threads, their loops and stack pools. Construct it
-// on a plain thread (never on a fiber). The constructor starts the workers,
-// which park in their loops until work arrives.
+// Runtime owns the worker threads, their loops and stack pools, and its
+// offload and blocking pools (offload.hpp). Construct it on a plain thread
+// (never on a fiber). The constructor starts the workers, which park in
+// their loops until work arrives; the pools start with their first job.
 //
 // Shutdown protocol (docs/runtime.md "Shutdown"):
 //  1. cancel every live fiber;
 //  2. wait up to options.shutdown_timeout for them to finish;
 //  3. report the ones left (fiber dump on stderr) and abandon them;
-//  4. stop and join the workers, close every loop.
+//  4. stop the runtime's offload and blocking pools: queued jobs fail with
+//     Cancelled, running ones finish, their threads are joined (offload.hpp);
+//  5. stop and join the workers, close every loop.
 class Runtime {
  public:
   explicit Runtime(RuntimeOptions options = {});
