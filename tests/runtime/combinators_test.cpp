@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include <spindle/sync/event.hpp>
+
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -254,14 +256,22 @@ TEST_CASE("when_any returns the first task to finish", "[when_any]") {
 TEST_CASE("as_completed yields tasks in completion order", "[as_completed]") {
   const unsigned workers = COMBINATOR_WORKERS();
   run_checked(workers, [] {
+    // The completion order is set by the loop itself, not by sleeps (a
+    // loaded machine reorders 5/30/60 ms sleeps): each result received
+    // opens the gate of the task that must complete next. Listed out of
+    // order, so yielding in list order would wait for a gate never opened.
+    sp::Event gate[3];
+    auto gated = [&](int v) { return sp::spawn([&, v] { gate[v - 1].wait(); return v; }); };
     std::vector<sp::Task<int>> tasks;
-    tasks.push_back(after(60ms, 3));
-    tasks.push_back(after(5ms, 1));
-    tasks.push_back(after(30ms, 2));
+    tasks.push_back(gated(3));
+    tasks.push_back(gated(1));
+    tasks.push_back(gated(2));
+    gate[0].set();
     std::vector<int> seen;
     for (auto& t : sp::as_completed(tasks)) {
       FIBER_CHECK(t.done());
       seen.push_back(t.join());
+      if (seen.back() < 3) gate[seen.back()].set();
     }
     FIBER_CHECK(seen == std::vector<int>{1, 2, 3});
   });
