@@ -35,7 +35,18 @@ function(spindle_add_module name)
   add_library(spindle_${name} OBJECT ${M_SOURCES})
   target_link_libraries(spindle_${name} PUBLIC spindle_${name}_headers)
   target_include_directories(spindle_${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  # Position-independent, so libspindle.a can also be linked into a shared
+  # object (a plugin; docs/building.md "Static TLS and dlopen"). -fPIC alone
+  # assumes another library may replace any global function at load time
+  # (semantic interposition), so GCC inlines no call to one, even within its
+  # own file (Worker::land would be called out of line on every switch).
+  # Nobody replaces a static library's functions; with
+  # -fno-semantic-interposition the code is -fPIE's but for a GOT load here
+  # and there (measured in docs/building.md).
   set_target_properties(spindle_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(spindle_${name} PRIVATE -fno-semantic-interposition)
+  endif()
   spindle_set_target_options(spindle_${name})
 endfunction()
 

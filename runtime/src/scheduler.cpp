@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/errors.hpp>
 
 #include "check.hpp"
@@ -280,7 +281,7 @@ void Scheduler::wait_main() {
   lk.unlock();
   cancel_all();
   lk.lock();
-  main_cv_.wait_for(lk, opts_.shutdown_timeout, [&] { return main_done_; });
+  main_cv_.wait_until(lk, deadline_after(opts_.shutdown_timeout), [&] { return main_done_; });
   throw Deadlock("spindle: deadlock: all fibers are asleep (see the fiber dump on stderr)");
 }
 
@@ -288,7 +289,7 @@ void Scheduler::shutdown() {
   if (shut_) return;
   shut_ = true;
   using namespace std::chrono;
-  const auto until = steady_clock::now() + opts_.shutdown_timeout;
+  const auto until = deadline_after(opts_.shutdown_timeout);
   // Cancel repeatedly: clean-up code may spawn fibers of its own.
   while (live_fibers() != 0 && steady_clock::now() < until) {
     cancel_all();

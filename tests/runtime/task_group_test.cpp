@@ -4,8 +4,12 @@
 // owner's cancellation and deadline, and the destructor (waits, reports,
 // aborts the children when the scope unwinds).
 #include <atomic>
+#include <cstdint>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "spindle_test.hpp"
 
@@ -276,4 +280,54 @@ TEST_CASE("an owner cancelled outside wait: the destructor cancels and waits", "
     FIBER_CHECK(!after_scope.load());
     FIBER_CHECK(cancelled.load() == 1);
   });
+}
+
+namespace {
+// The spawn site ("file:line") the fiber dump shows for fiber `id`, or "" if
+// the dump has no such fiber.
+std::string dumped_site(const std::string& dump, std::uint64_t id) {
+  std::istringstream in(dump);
+  const std::string head = "fiber " + std::to_string(id) + " \"";
+  const std::string at = "spawned at ";
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto h = line.find(head);
+    if (h == std::string::npos || line.find_first_not_of(' ') != h) continue;
+    const auto a = line.find(at);
+    if (a == std::string::npos) return "";
+    const auto from = a + at.size();
+    return line.substr(from, line.find(" (", from) - from);
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("every TaskGroup::spawn overload records its caller's file and line", "[task_group]") {
+  const unsigned workers = GROUP_WORKERS();
+  std::vector<std::pair<std::uint64_t, int>> sites;  // task id, line of its spawn call
+  std::uint64_t unknown = 0;
+  std::string dump;
+  run_checked(workers, [&] {
+    sp::TaskGroup g;
+    auto park = [](auto&&...) { sp::sleep_for(1h); };  // until g.cancel()
+    // One call per line, so __LINE__ is the line of the call.
+    sites.emplace_back(g.spawn([] { sp::sleep_for(1h); }).id(), __LINE__);
+    sites.emplace_back(g.spawn(park, 1).id(), __LINE__);
+    sites.emplace_back(g.spawn(park, 1, "two").id(), __LINE__);
+    sites.emplace_back(g.spawn(park, 1, "two", 3.0).id(), __LINE__);
+    sites.emplace_back(g.spawn(sp::SpawnOptions{}, park).id(), __LINE__);
+    sites.emplace_back(g.spawn(sp::SpawnOptions{.name = "opt"}, park, 1, 2, 3, 4).id(), __LINE__);
+    // Four or more arguments without options: no site rather than a wrong one.
+    unknown = g.spawn(park, 1, 2, 3, 4).id();
+    std::ostringstream os;
+    sp::dump_fibers(os);
+    dump = os.str();
+    g.cancel();
+    g.wait();
+  });
+  INFO(dump);
+  for (const auto& [id, line] : sites) {
+    CHECK(dumped_site(dump, id) == std::string(__FILE__) + ":" + std::to_string(line));
+  }
+  CHECK(dumped_site(dump, unknown) == ":0");
 }

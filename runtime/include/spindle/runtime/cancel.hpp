@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/errors.hpp>
 
@@ -65,13 +66,12 @@ SPINDLE_MAY_SUSPEND auto with_deadline(std::chrono::steady_clock::time_point t, 
   }
 }
 
-// with_timeout: with_deadline(now + d, f). asyncio.timeout / wait_for.
+// with_timeout: with_deadline(now + d, f). asyncio.timeout / wait_for. A d too
+// long for the clock means no deadline; zero or negative, one already passed.
 template <class Rep, class Period, class F>
 SPINDLE_MAY_SUSPEND auto with_timeout(std::chrono::duration<Rep, Period> d, F&& f)
     -> std::invoke_result_t<F&> {
-  return with_deadline(std::chrono::steady_clock::now() +
-                           std::chrono::ceil<std::chrono::steady_clock::duration>(d),
-                       std::forward<F>(f));
+  return with_deadline(detail::deadline_after(d), std::forward<F>(f));
 }
 
 // shield: runs f() with cancellation and deadlines held off: waits inside

@@ -45,6 +45,7 @@
 #include <variant>
 #include <vector>
 
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/detail/fiber.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/errors.hpp>
@@ -371,8 +372,7 @@ AsCompleted<T> as_completed(std::vector<Task<T>>& tasks) {
 }
 template <class T, class Rep, class Period>
 AsCompleted<T> as_completed(std::vector<Task<T>>& tasks, std::chrono::duration<Rep, Period> timeout) {
-  return AsCompleted<T>(tasks, std::chrono::steady_clock::now() +
-                                   std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  return AsCompleted<T>(tasks, detail::deadline_after(timeout));
 }
 
 // wait(tasks, mode[, timeout]): asyncio.wait. Suspends until `mode` is met
@@ -393,8 +393,7 @@ template <class T, class Rep, class Period>
 SPINDLE_MAY_SUSPEND WaitResult wait(std::vector<Task<T>>& tasks, WaitFor mode,
                                     std::chrono::duration<Rep, Period> timeout) {
   const std::vector<detail::Fiber*> fs = detail::fibers_of(tasks);
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
+  const auto deadline = detail::deadline_after(timeout);
   WaitResult r;
   detail::wait_tasks(fs.data(), fs.size(), mode, &deadline, r);
   return r;

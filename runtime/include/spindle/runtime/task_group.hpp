@@ -77,12 +77,37 @@ class TaskGroup {
   auto spawn(F&& f, std::source_location where = std::source_location::current()) {
     return spawn_child(nullptr, where, std::forward<F>(f));
   }
-  template <class F, class A0, class... Args>
-    requires(!std::same_as<std::decay_t<A0>, std::source_location> &&
-             std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<Args>...>)
-  auto spawn(F&& f, A0&& a0, Args&&... args) {
-    return spawn_child(nullptr, std::source_location::current(), std::forward<F>(f),
-                       std::forward<A0>(a0), std::forward<Args>(args)...);
+  // With arguments, as spindle::spawn: a defaulted std::source_location
+  // cannot follow a parameter pack, so up to three arguments have their own
+  // overloads (the spawn site is the caller's); with more it is unknown
+  // unless SpawnOptions come first (they record the site where they are made).
+  template <class F, NotLocation A0>
+    requires std::invocable<std::decay_t<F>, std::decay_t<A0>>
+  auto spawn(F&& f, A0&& a0, std::source_location where = std::source_location::current()) {
+    return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0));
+  }
+  template <class F, NotLocation A0, NotLocation A1>
+    requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>>
+  auto spawn(F&& f, A0&& a0, A1&& a1,
+             std::source_location where = std::source_location::current()) {
+    return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0),
+                       std::forward<A1>(a1));
+  }
+  template <class F, NotLocation A0, NotLocation A1, NotLocation A2>
+    requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>,
+                            std::decay_t<A2>>
+  auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2,
+             std::source_location where = std::source_location::current()) {
+    return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0),
+                       std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A0, class A1, class A2, class A3, class... Args>
+    requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>,
+                            std::decay_t<A2>, std::decay_t<A3>, std::decay_t<Args>...>
+  auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2, A3&& a3, Args&&... args) {
+    return spawn_child(nullptr, std::source_location{}, std::forward<F>(f),
+                       std::forward<A0>(a0), std::forward<A1>(a1), std::forward<A2>(a2),
+                       std::forward<A3>(a3), std::forward<Args>(args)...);
   }
   template <class F, class... Args>
     requires std::invocable<std::decay_t<F>, std::decay_t<Args>...>

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle {
@@ -23,12 +24,13 @@ SPINDLE_MAY_SUSPEND void yield();
 
 // sleep_until / sleep_for: suspend the calling fiber until the time has come
 // (millisecond-granular wake-ups from the worker's loop; never early). A
-// cancellation point. On a plain thread they block the thread.
+// cancellation point. On a plain thread they block the thread. sleep_for
+// with a d too long for the clock sleeps until cancelled; with zero or a
+// negative d it returns at once.
 SPINDLE_MAY_SUSPEND void sleep_until(std::chrono::steady_clock::time_point t);
 template <class Rep, class Period>
 SPINDLE_MAY_SUSPEND void sleep_for(std::chrono::duration<Rep, Period> d) {
-  sleep_until(std::chrono::steady_clock::now() +
-              std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+  sleep_until(detail::deadline_after(d));
 }
 
 // cancellation_requested: true when the calling fiber's task was cancelled,

@@ -49,6 +49,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/detail/fiber.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/detail/spinlock.hpp>
@@ -59,18 +60,6 @@ namespace spindle::detail {
 
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
-
-template <class Rep, class Period>
-TimePoint deadline_after(std::chrono::duration<Rep, Period> d) {
-  // Saturate very long durations instead of overflowing the time_point.
-  const auto now = Clock::now();
-  if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(
-               std::chrono::hours(24 * 365 * 100))) {
-    return TimePoint::max();
-  }
-  if (d <= d.zero()) return now;
-  return now + std::chrono::ceil<Clock::duration>(d);
-}
 
 // WaitNode: an entry in a WaitList (see the file comment). All fields but
 // `waiter` are guarded by the lock of the list the node is in; once a

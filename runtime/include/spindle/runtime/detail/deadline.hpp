@@ -1,0 +1,50 @@
+// deadline.hpp: deadline_after, the one conversion from a relative timeout
+// to a steady_clock deadline. Every `_for` / `with_timeout` style call goes
+// through it, because `now() + d` is undefined behaviour once d reaches
+// past time_point::max() (hours::max(), duration::max(): "wait forever"),
+// and converting d to nanoseconds can overflow before the addition does.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <ratio>
+#include <type_traits>
+
+namespace spindle::detail {
+
+// deadline_after(d): steady_clock::now() + d, rounded up to the clock's
+// tick (a timeout never ends early), saturated at time_point::max() (which
+// the timers treat as "never"). Zero, negative and NaN durations give
+// now(): the deadline has already passed, so a wait times out at once.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  using Clock = std::chrono::steady_clock;
+  using Tick = Clock::duration;
+  const auto now = Clock::now();
+  // steady_clock counts up from boot (CLOCK_MONOTONIC), so now >= 0 and
+  // this subtraction cannot overflow.
+  const Tick::rep room = (Clock::time_point::max() - now).count();
+  using Ratio = std::ratio_divide<Period, Tick::period>;
+  if constexpr (std::is_integral_v<Rep> && Ratio::den == 1) {
+    // The usual case (an integral count of ticks, microseconds, seconds,
+    // hours...): exact integer arithmetic, d fits iff d <= room / ticks.
+    if (d.count() <= 0) return now;
+    constexpr auto ticks = static_cast<std::uintmax_t>(Ratio::num);
+    if (static_cast<std::uintmax_t>(d.count()) > static_cast<std::uintmax_t>(room) / ticks) {
+      return Clock::time_point::max();
+    }
+    return now + Tick(static_cast<Tick::rep>(static_cast<std::uintmax_t>(d.count()) * ticks));
+  } else {
+    // Floating counts and units finer than a tick. In long double any
+    // arithmetic count converts without overflow (hours::max() is ~3e31
+    // ns), and the result is cast back to an integer only below `room`.
+    const long double n = std::chrono::duration<long double, Tick::period>(d).count();
+    if (!(n > 0)) return now;
+    const long double up = std::ceil(n);
+    if (up >= static_cast<long double>(room)) return Clock::time_point::max();
+    return now + Tick(static_cast<Tick::rep>(up));
+  }
+}
+
+}  // namespace spindle::detail
