@@ -15,12 +15,19 @@ namespace sp = spindle;
 #define CANCEL_WORKERS() GENERATE(1u, 2u, 4u)
 
 namespace {
-// Runs body in a fiber, cancels it after `after`, returns true when join
-// raised Cancelled.
+// Runs body in a fiber, cancels it once the body has started and (unless
+// `what` is null) the fiber is suspended in a wait of that kind ("" for any
+// wait), and returns true when join raised Cancelled. Cancelling earlier
+// would prove nothing: a fiber cancelled before it runs never runs its body.
 template <class F>
-bool cancelled_by_cancel(F body, Clock::duration after = 2ms) {
-  auto t = sp::spawn(std::move(body));
-  sp::sleep_for(after);
+bool cancelled_by_cancel(F body, const char* what) {
+  std::atomic<bool> started{false};
+  auto t = sp::spawn([&started, body = std::move(body)]() mutable {
+    started = true;
+    body();
+  });
+  while (!started.load()) sp::yield();
+  if (what != nullptr) wait_suspended(t, what);
   t.cancel();
   return raises_cancelled([&] { t.join(); });
 }
@@ -58,7 +65,7 @@ TEST_CASE("nested deadlines: each scope reports its own expiry", "[cancel][deadl
     FIBER_CHECK(outer);
     FIBER_CHECK(!inner_saw);
     // A cancel from outside surfaces as Cancelled, never TimedOut.
-    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }));
+    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }, "sleep"));
   });
 }
 
@@ -79,7 +86,7 @@ TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel]
         throw;
       }
     });
-    sp::sleep_for(2ms);
+    wait_suspended(t, "sleep");  // inside the shield
     t.cancel();
     const bool got = raises_cancelled([&] { t.join(); });
     FIBER_CHECK(got && finished_cleanup.load() && raised_after.load());
@@ -103,31 +110,41 @@ TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel]
 TEST_CASE("every suspension point is cancellable", "[cancel]") {
   const unsigned workers = CANCEL_WORKERS();
   run_checked(workers, [] {
-    FIBER_CHECK(cancelled_by_cancel([] { sp::sleep_for(1h); }));
+    FIBER_CHECK(cancelled_by_cancel([] { sp::sleep_for(1h); }, "sleep"));
+    // yield is not a wait: started is all there is to wait for.
     FIBER_CHECK(cancelled_by_cancel([] {
       for (;;) sp::yield();
-    }));
+    }, nullptr));
     FIBER_CHECK(cancelled_by_cancel([] {
-      auto other = sp::spawn([] { sp::sleep_for(50ms); });
-      other.join();  // the joiner is cancelled, not `other`
-    }));
-    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }));
+      auto other = sp::spawn([] { sp::sleep_for(1h); });
+      try {
+        other.join();  // the joiner is cancelled, not `other`
+      } catch (const sp::Cancelled&) {
+        FIBER_CHECK(!other.done());
+        other.cancel();
+        FIBER_CHECK(raises_cancelled([&] { other.join(); }));  // it was still asleep
+        throw;
+      }
+    }, "join"));
+    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }, "sleep"));
     FIBER_CHECK(cancelled_by_cancel([] {
       std::vector<sp::Task<void>> ts;
       ts.push_back(sp::spawn([] { sp::sleep_for(1h); }));
       sp::gather(ts);
-    }));
+    }, ""));
     FIBER_CHECK(cancelled_by_cancel([] {
       sp::TaskGroup g;
       g.spawn([] { sp::sleep_for(1h); });
       g.wait();
-    }));
-    // Cancelled before it ever ran: the body does not run.
+    }, ""));
+    // Cancelled right after spawn: either the body never ran and join
+    // raises Cancelled, or (another worker started it first) it ran to its
+    // end -- it never suspends -- and join returns. Never both, never neither.
     std::atomic<bool> ran{false};
     auto t = sp::spawn([&] { ran = true; });
     t.cancel();
     const bool got = raises_cancelled([&] { t.join(); });
-    FIBER_CHECK(got || ran.load());  // it may have run already on another worker
+    FIBER_CHECK(got != ran.load());
   });
 }
 
@@ -141,7 +158,6 @@ TEST_CASE("races at one instant have one winner and lose no wake-up", "[cancel][
   Watchdog dog(progress, "one-instant races");
   run_checked(workers, [&] {
     Xorshift rng(workers);
-    std::uint64_t normal = 0, cancelled = 0, timed_out = 0, leftover = 0;
     for (std::size_t i = 0; i < rounds; ++i) {
       const int kind = static_cast<int>(i % 3);
       Gate gate;
@@ -174,38 +190,24 @@ TEST_CASE("races at one instant have one winner and lose no wake-up", "[cancel][
       int outcome = 0;
       try {
         waiter.join();
-        ++normal;
       } catch (const sp::Cancelled&) {
-        ++cancelled;
         outcome = 1;
       } catch (const sp::TimedOut&) {
-        ++timed_out;
         outcome = 2;
       }
+      // Each race has only its two contenders as possible outcomes.
+      if (kind == 0) FIBER_CHECK(outcome != 2);  // cancel vs wake: never TimedOut
+      if (kind == 1) FIBER_CHECK(outcome != 1);  // timeout vs wake: never Cancelled
       if (kind != 2) {
         // The signal was consumed iff the wait ended normally; otherwise it
-        // is still pending: consume it without blocking.
-        auto probe = sp::spawn([&gate] { gate.wait(); });
-        std::vector<sp::Task<void>> pv;
-        pv.push_back(std::move(probe));
-        const auto r = sp::wait(pv, sp::WaitFor::all_completed, 20ms);
-        const bool signal_left = r.pending.empty();
-        FIBER_CHECK(signal_left == (outcome != 0));
-        if (!signal_left) {
-          pv[0].cancel();
-          try {
-            pv[0].join();
-          } catch (const sp::Cancelled&) {
-          }
-        } else {
-          ++leftover;
-        }
+        // is still pending (signal() has returned: s.join() above, or it ran
+        // on this fiber).
+        FIBER_CHECK(gate.try_consume() == (outcome != 0));
       } else {
         FIBER_CHECK(outcome != 0);  // never ends normally: it slept 1 h
       }
       progress.fetch_add(1, std::memory_order_relaxed);
     }
-    FIBER_CHECK(normal + cancelled + timed_out == rounds);
   });
 }
 

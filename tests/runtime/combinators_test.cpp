@@ -361,7 +361,9 @@ TEST_CASE("wait and when_any are cancellation points that leave the tasks alone"
     tasks.push_back(forever(cancelled));
     auto w = sp::spawn([&] { sp::wait(tasks, sp::WaitFor::all_completed); });
     auto a = sp::spawn([&] { sp::when_any(tasks); });
-    sp::sleep_for(5ms);
+    // Both are waiting: a cancel before they ran would prove nothing.
+    wait_suspended(w, "");
+    wait_suspended(a, "");
     w.cancel();
     a.cancel();
     int got = 0;

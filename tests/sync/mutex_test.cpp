@@ -57,7 +57,7 @@ TEST_CASE("Mutex: try_lock, try_lock_for, scoped_lock", "[mutex]") {
       if (ok) a.unlock();
       return ok;
     });
-    settle();
+    wait_suspended(later, "mutex");
     a.unlock();
     REQUIRE(later.join());
     {
@@ -86,7 +86,7 @@ TEST_CASE("Mutex: a waiter is not starved by a hot lock", "[mutex]") {
         }
       }));
     }
-    settle();
+    while (hot_rounds.load() < 100) sp::yield();  // the hot fibers are running
     auto victim = sp::spawn([&] {
       std::lock_guard g(m);
       victim_done = true;
@@ -104,7 +104,7 @@ TEST_CASE("Mutex: lock is cancellable and the mutex stays usable", "[mutex][canc
     sp::Mutex m;
     m.lock();
     auto waiter = sp::spawn([&] { m.lock(); m.unlock(); });
-    settle();
+    wait_suspended(waiter, "mutex");
     waiter.cancel();
     REQUIRE_THROWS_AS(waiter.join(), sp::Cancelled);
     m.unlock();
@@ -119,14 +119,16 @@ TEST_CASE("Mutex: a plain thread blocks until a fiber unlocks", "[mutex][thread]
     sp::Event locked_by_thread;
     m.lock();
     std::atomic<bool> got{false};
+    std::atomic<int> entered{0};
     PlainThreads pts;
     pts.start([&] {
+      ++entered;
       m.lock();
       got = true;
       locked_by_thread.set();
       m.unlock();
     });
-    settle();
+    plain_grace(entered, 1);
     REQUIRE_FALSE(got.load());
     m.unlock();
     locked_by_thread.wait();
@@ -202,21 +204,41 @@ TEST_CASE("Mutex: stress with timeouts, cancellations and threads", "[mutex][str
 }
 
 TEST_CASE("Mutex: starvation mode hands the lock to a long-waiting fiber", "[mutex]") {
-  // One worker, so nothing spins: a hot fiber that relocks at once would win
-  // every normal-mode race against the woken waiter. The waiter must still
-  // get the lock, and soon after waiting 1 ms (hand-off mode), well before
-  // the hot fiber's round cap.
+  // One worker, so nothing spins. In normal mode a hot fiber that relocks at
+  // once wins every race against the waiter: its unlock wakes the waiter,
+  // and it takes the free lock again before the waiter runs; the waiter
+  // finds it locked and queues again. Only starvation mode stops that: a
+  // waiter that has waited more than 1 ms queues with STARVING set, and the
+  // next unlock hands the mutex to it; the hot fiber's next lock queues.
+  // So once the waiter has been queued for a few milliseconds, the hot
+  // fiber may take the lock at most once more (the round in flight when the
+  // waiter, running between every two hot rounds, noticed). The bound is in
+  // hand-off order, not time: a descheduled worker runs no hot rounds either.
+  // Without starvation mode the hot fiber takes it every round, up to its cap.
+  constexpr long kCap = 200'000;
+  long late_rounds = 0;  // hot acquisitions 5 ms or more after the waiter queued
+  long rounds = 0;
   run_checked(1u, [&] {
     sp::Mutex m;
     std::atomic<bool> got{false};
+    std::atomic<bool> hot_running{false};
+    sp::Task<void> waiter;
     auto hot = sp::spawn([&] {
-      for (long r = 0; r < 5'000'000 && !got.load(); ++r) {
+      Clock::time_point queued_at = Clock::time_point::max();
+      for (long r = 0; r < kCap && !got.load(); ++r) {
         std::lock_guard g(m);
+        ++rounds;
+        hot_running = true;
+        if (Clock::now() - queued_at > 5ms) ++late_rounds;
         sp::yield();  // the waiter runs here, finds it locked, queues again
+        if (queued_at == Clock::time_point::max() && waiter.id() != 0 &&
+            sp::detail::count_suspended("mutex", waiter.id()) == 1) {
+          queued_at = Clock::now();  // the waiter is in the queue (at the latest now)
+        }
       }
     });
-    sp::yield();
-    auto waiter = sp::spawn([&] {
+    while (!hot_running.load()) sp::yield();
+    waiter = sp::spawn([&] {
       std::lock_guard g(m);
       got = true;
     });
@@ -224,6 +246,9 @@ TEST_CASE("Mutex: starvation mode hands the lock to a long-waiting fiber", "[mut
     hot.join();
     REQUIRE(got.load());
   });
+  INFO("hot rounds: " << rounds << ", of which after the waiter queued 5 ms: " << late_rounds);
+  CHECK(rounds < kCap);
+  CHECK(late_rounds <= 1);
 }
 
 TEST_CASE("ConditionVariable: producer/consumer with a predicate", "[condvar]") {
@@ -282,7 +307,7 @@ TEST_CASE("ConditionVariable: wait_for times out; cancel keeps the lock held", "
         throw;
       }
     });
-    settle();
+    wait_suspended(waiter, "condition variable");
     waiter.cancel();
     REQUIRE_THROWS_AS(waiter.join(), sp::Cancelled);
     REQUIRE(held_after_cancel.load());
@@ -299,7 +324,7 @@ TEST_CASE("ConditionVariable: wait_for times out; cancel keeps the lock held", "
         ++woke;
       }));
     }
-    settle();
+    wait_suspended("condition variable", 5);
     {
       std::lock_guard g(m);
       go = true;
@@ -346,7 +371,7 @@ TEST_CASE("SharedMutex: readers share, writers exclude", "[shared_mutex]") {
     m.lock_shared();
     REQUIRE_FALSE(m.try_lock_for(10ms));
     auto w = sp::spawn([&] { m.lock(); m.unlock(); });
-    settle();
+    wait_suspended(w, "shared mutex");
     REQUIRE_FALSE(m.try_lock_shared());
     w.cancel();
     REQUIRE_THROWS_AS(w.join(), sp::Cancelled);

@@ -55,7 +55,7 @@ TEST_CASE("Queue: nowait forms, full/size, timeouts, cancellation, task_done mis
     REQUIRE(three != nullptr);  // not moved from on failure
     REQUIRE_FALSE(q.put_for(std::move(three), 10ms));
     auto putter = sp::spawn([&] { q.put(std::make_unique<int>(4)); });
-    settle();
+    wait_suspended(putter, "queue put");
     putter.cancel();
     REQUIRE_THROWS_AS(putter.join(), sp::Cancelled);
     REQUIRE(q.size() == 2);
@@ -64,12 +64,12 @@ TEST_CASE("Queue: nowait forms, full/size, timeouts, cancellation, task_done mis
     REQUIRE(q.try_get() == std::nullopt);
     REQUIRE(q.get_for(10ms) == std::nullopt);
     auto getter = sp::spawn([&] { return *q.get(); });
-    settle();
+    wait_suspended(getter, "queue get");
     getter.cancel();
     REQUIRE_THROWS_AS(getter.join(), sp::Cancelled);
     // join waits for task_done; it is cancellable too.
     auto joiner = sp::spawn([&] { q.join(); });
-    settle();
+    wait_suspended(joiner, "queue join");
     REQUIRE_FALSE(joiner.done());
     q.task_done();
     q.task_done();
@@ -77,7 +77,7 @@ TEST_CASE("Queue: nowait forms, full/size, timeouts, cancellation, task_done mis
     REQUIRE_THROWS_AS(q.task_done(), std::logic_error);
     q.put(std::make_unique<int>(5));
     auto j2 = sp::spawn([&] { q.join(); });
-    settle();
+    wait_suspended(j2, "queue join");
     j2.cancel();
     REQUIRE_THROWS_AS(j2.join(), sp::Cancelled);
   });
@@ -96,7 +96,7 @@ TEST_CASE("PriorityQueue and LifoQueue order", "[queue]") {
     sp::LifoQueue<int> lq(3);
     for (int i = 0; i < 3; ++i) lq.put(i);
     auto late = sp::spawn([&] { lq.put(9); });  // waits: full
-    settle();
+    wait_suspended(late, "queue put");
     REQUIRE(lq.get() == 2);  // newest first; the waiting put then enters
     late.join();
     REQUIRE(lq.get() == 9);
@@ -104,7 +104,7 @@ TEST_CASE("PriorityQueue and LifoQueue order", "[queue]") {
     REQUIRE(lq.get() == 0);
     // A waiting getter receives the next put directly.
     auto g = sp::spawn([&] { return pq.get(); });
-    settle();
+    wait_suspended(g, "queue get");
     pq.put({7, "x"});
     REQUIRE(g.join().first == 7);
   });
