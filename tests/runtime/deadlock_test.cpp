@@ -87,16 +87,21 @@ TEST_CASE("a plain thread holding ExternalWork keeps the detector quiet", "[dead
 }
 
 TEST_CASE("deadlock_grace = 0 disables the detector", "[deadlock]") {
-  const unsigned workers = SPINDLE_TEST_WORKERS();
+  // Two worker counts only: each run waits out more than the default grace.
+  const unsigned workers = GENERATE(1u, 2u);
   StderrCapture cap;
   Gate from_thread;
   std::thread th;
   sp::RuntimeOptions o = options(workers);
   o.deadlock_grace = 0ms;
-  // No ExternalWork guard: only the disabled detector keeps this alive.
+  // No ExternalWork guard: only the disabled detector keeps this alive. The
+  // signal comes after the default grace (1 s), so a detector that took 0
+  // for "the default" would have reported by then, as would one that took
+  // it for "no grace".
+  REQUIRE(sp::RuntimeOptions{}.deadlock_grace < 1200ms);
   const int r = run_checked(o, [&] {
     th = std::thread([&] {
-      std::this_thread::sleep_for(300ms);
+      std::this_thread::sleep_for(1200ms);
       from_thread.signal();
     });
     from_thread.wait();
