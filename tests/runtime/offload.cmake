@@ -9,3 +9,14 @@ spindle_add_test(offload_test
 if(spindle_runtime_test_defs)
   target_compile_definitions(offload_test PRIVATE ${spindle_runtime_test_defs})
 endif()
+
+# The pool options are read by the first offload() of a process: a program
+# of its own.
+spindle_add_test(offload_options_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/offload_options_test.cpp
+  LIBS spindle_test_main
+  TIMEOUT 60
+  LABELS runtime offload)
+if(spindle_runtime_test_defs)
+  target_compile_definitions(offload_options_test PRIVATE ${spindle_runtime_test_defs})
+endif()
