@@ -2,6 +2,8 @@
 #include <deque>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
+#include <vector>
 
 #include "sync_test_util.hpp"
 
@@ -377,6 +379,103 @@ TEST_CASE("SharedMutex: readers share, writers exclude", "[shared_mutex]") {
     REQUIRE_THROWS_AS(w.join(), sp::Cancelled);
     REQUIRE(m.try_lock_shared());
     m.unlock_shared();
+    m.unlock_shared();
+    REQUIRE(m.try_lock());
+    m.unlock();
+  });
+}
+
+TEST_CASE("SharedMutex: one FIFO queue; readers behind a writer wait, then go as a batch",
+          "[shared_mutex]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::SharedMutex m;
+    std::mutex mu;
+    std::vector<std::string> order;  // guarded by mu
+    auto note = [&](const char* who) {
+      std::lock_guard g(mu);
+      order.push_back(who);
+    };
+    std::atomic<int> readers_in{0};
+    m.lock_shared();  // the main fiber reads
+    auto w1 = sp::spawn([&] {
+      std::unique_lock lk(m);
+      note("w1");
+    });
+    wait_suspended(w1, "shared mutex");
+    // New readers queue behind the queued writer, though only readers hold it.
+    REQUIRE_FALSE(m.try_lock_shared());
+    auto reader = [&](const char* who) {
+      return sp::spawn([&, who] {
+        std::shared_lock lk(m);
+        note(who);
+        // Both readers of the batch hold it at once: each waits for the other.
+        readers_in.fetch_add(1);
+        wait_until([&] { return readers_in.load() >= 2; }, "both readers of the batch inside");
+      });
+    };
+    auto r1 = reader("r");
+    wait_suspended(r1, "shared mutex (shared)");
+    auto r2 = reader("r");
+    wait_suspended(r2, "shared mutex (shared)");
+    auto w2 = sp::spawn([&] {
+      std::unique_lock lk(m);
+      note("w2");
+    });
+    wait_suspended(w2, "shared mutex");
+    auto r3 = sp::spawn([&] {
+      std::shared_lock lk(m);
+      note("r3");
+    });
+    wait_suspended(r3, "shared mutex (shared)");
+    {
+      std::lock_guard g(mu);
+      REQUIRE(order.empty());
+    }
+    m.unlock_shared();
+    for (auto* t : {&w1, &r1, &r2, &w2, &r3}) t->join();
+    REQUIRE(order == std::vector<std::string>{"w1", "r", "r", "w2", "r3"});
+    REQUIRE(m.try_lock());
+    m.unlock();
+  });
+}
+
+TEST_CASE("SharedMutex: cancelled and timed-out waiters leave the queue cleanly",
+          "[shared_mutex][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::SharedMutex m;
+    // try_lock_shared_for: times out behind a writer, succeeds once it leaves.
+    m.lock();
+    const auto t0 = Clock::now();
+    REQUIRE_FALSE(m.try_lock_shared_for(10ms));
+    REQUIRE(Clock::now() - t0 >= 10ms);
+    auto timed = sp::spawn([&] {
+      const bool ok = m.try_lock_shared_for(1h);
+      if (ok) m.unlock_shared();
+      return ok;
+    });
+    wait_suspended(timed, "shared mutex (shared)");
+    // A cancelled reader queued behind the writer takes nothing with it.
+    auto cancelled = sp::spawn([&] { m.lock_shared(); });
+    wait_suspended(cancelled, "shared mutex (shared)");
+    cancelled.cancel();
+    REQUIRE_THROWS_AS(cancelled.join(), sp::Cancelled);
+    m.unlock();
+    REQUIRE(timed.join());
+    REQUIRE(m.try_lock());  // no reader count left behind by the cancelled one
+    m.unlock();
+
+    // A writer that leaves the queue lets the readers behind it in at once:
+    // only readers hold the lock then.
+    m.lock_shared();
+    auto w = sp::spawn([&] { m.lock(); m.unlock(); });
+    wait_suspended(w, "shared mutex");
+    auto r = sp::spawn([&] { m.lock_shared(); m.unlock_shared(); });
+    wait_suspended(r, "shared mutex (shared)");
+    w.cancel();
+    REQUIRE_THROWS_AS(w.join(), sp::Cancelled);
+    r.join();  // while the main fiber still holds its shared lock
     m.unlock_shared();
     REQUIRE(m.try_lock());
     m.unlock();
