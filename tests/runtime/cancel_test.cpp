@@ -15,6 +15,16 @@ namespace sp = spindle;
 #define CANCEL_WORKERS() GENERATE(1u, 2u, 4u)
 
 namespace {
+template <class F>
+bool raises_timed_out(F&& f) {
+  try {
+    f();
+  } catch (const sp::TimedOut&) {
+    return true;
+  }
+  return false;
+}
+
 // Runs body in a fiber, cancels it once the body has started and (unless
 // `what` is null) the fiber is suspended in a wait of that kind ("" for any
 // wait), and returns true when join raised Cancelled. Cancelling earlier
@@ -66,6 +76,54 @@ TEST_CASE("nested deadlines: each scope reports its own expiry", "[cancel][deadl
     FIBER_CHECK(!inner_saw);
     // A cancel from outside surfaces as Cancelled, never TimedOut.
     FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }, "sleep"));
+  });
+}
+
+TEST_CASE("with_deadline: absolute and past deadlines", "[cancel][deadline]") {
+  const unsigned workers = CANCEL_WORKERS();
+  run_checked(workers, [] {
+    // An absolute deadline: the wait inside ends there, not before, as TimedOut.
+    const auto t = Clock::now() + 15ms;
+    bool timed_out = false;
+    try {
+      sp::with_deadline(t, [] { sp::sleep_for(1h); });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    FIBER_CHECK(Clock::now() >= t);
+    FIBER_CHECK(Clock::now() - t < slack(2s));
+    // A past deadline: the first suspension point raises, a wait...
+    const auto t0 = Clock::now();
+    FIBER_CHECK(raises_timed_out([] { sp::with_deadline(Clock::now() - 1s, [] { sp::sleep_for(1h); }); }));
+    FIBER_CHECK(Clock::now() - t0 < slack(2s));
+    // ...or a yield; code before it runs.
+    bool ran_before = false;
+    FIBER_CHECK(raises_timed_out([&] {
+      sp::with_deadline(Clock::time_point{}, [&] {
+        ran_before = true;
+        sp::yield();
+        FIBER_CHECK(false);  // not reached
+      });
+    }));
+    FIBER_CHECK(ran_before);
+    // Code that never suspends is not interrupted: it returns its value,
+    // and can see the expired deadline.
+    bool saw = false;
+    const int v = sp::with_deadline(Clock::now() - 1s, [&] {
+      saw = sp::cancellation_requested();
+      return 5;
+    });
+    FIBER_CHECK(v == 5);
+    FIBER_CHECK(saw);
+    FIBER_CHECK(!sp::cancellation_requested());  // the scope is gone with it
+    // A scope that ended in time leaves nothing behind: a later sleep past
+    // its deadline is not cut short.
+    const auto d = Clock::now() + 5ms;
+    FIBER_CHECK(sp::with_deadline(d, [] { return 1; }) == 1);
+    const auto s0 = Clock::now();
+    sp::sleep_for(20ms);
+    FIBER_CHECK(Clock::now() - s0 >= 20ms);
   });
 }
 
