@@ -5,6 +5,7 @@
 // random cancellations that leaves no fiber behind.
 #include <atomic>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "spindle_test.hpp"
@@ -329,6 +330,54 @@ TEST_CASE("a storm of random cancellations leaves no fiber behind", "[cancel][st
       }
       progress.fetch_add(1, std::memory_order_relaxed);
     }
+  });
+}
+
+// A cancel that lands while its fiber is on the way into a wait -- after
+// wait()'s own check of the flag, before the wait is marked cancellable
+// after publish -- is caught by the publisher's check of the flag
+// (suspend.hpp point 5). Lost, the fiber would sleep its hour: the
+// Watchdog reports the hang. A plain thread cancels, so it runs in
+// parallel with the worker, at jittered moments around the start of the
+// victim's sleep.
+TEST_CASE("a cancel racing a fiber into its wait is never lost", "[cancel][stress]") {
+  const std::size_t rounds = scaled(20'000);
+  std::atomic<std::uint64_t> progress{0};
+  Watchdog dog(progress, "cancel racing into a wait", std::chrono::seconds(kSanitized ? 60 : 10));
+  run_checked(2, [&] {
+    std::atomic<sp::Task<void>*> victim{nullptr};
+    std::atomic<bool> started{false}, stop{false};
+    std::atomic<std::uint64_t> cancels{0};
+    std::thread canceller([&] {
+      sp::detail::ExternalWork busy;  // it will wake fibers (by cancelling)
+      Xorshift rng(3);
+      while (!stop.load()) {
+        sp::Task<void>* t = victim.load();
+        if (t == nullptr || !started.load()) {
+          spin(50);
+          continue;
+        }
+        spin(rng() % 3000);
+        t->cancel();
+        victim.store(nullptr);
+        cancels.fetch_add(1);
+      }
+    });
+    for (std::size_t i = 0; i < rounds; ++i) {
+      started = false;
+      sp::Task<void> t = sp::spawn([&] {
+        started = true;
+        sp::sleep_for(1h);
+      });
+      victim.store(&t);
+      // Cancelled in any phase of its way into the sleep, or in it.
+      FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+      while (victim.load() != nullptr) spin(50);  // the canceller is done with t
+      progress.fetch_add(1, std::memory_order_relaxed);
+    }
+    stop = true;
+    canceller.join();
+    FIBER_CHECK(cancels.load() == rounds);
   });
 }
 
