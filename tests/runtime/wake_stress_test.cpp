@@ -189,3 +189,51 @@ TEST_CASE("many unpinned fibers wake each other in a ring", "[stress][wake]") {
   });
   CHECK(progress.load() == laps * kFibers);
 }
+
+// The Dekker pair of park/unpark, head on (docs/runtime.md "Park/unpark"):
+// one worker, whose only fiber waits on a Gate, and a plain thread that
+// signals it at jittered moments after the fiber said it is about to wait,
+// so the wake-up (global queue + notify_work) lands at every phase of the
+// worker's park sequence. Without the waker's fence its read of the parked
+// count can pass its own push of the fiber (x86 reorders a store with a
+// later load); the worker, which fenced, then sees no work and the waker
+// no parked worker: the fiber sits in the global queue and the worker
+// sleeps with nothing to wake it. The Watchdog turns that into a failure.
+TEST_CASE("a plain thread's wake-up reaches a worker that is going to sleep", "[stress][wake]") {
+  const std::size_t rounds = scaled(300'000);
+  std::atomic<std::uint64_t> progress{0};
+  Watchdog dog(progress, "wake-ups of a parking worker", std::chrono::seconds(kSanitized ? 60 : 10));
+  Gate gate;  // outlives the runtime
+  std::atomic<bool> about_to_wait{false};
+  std::atomic<bool> stop{false};
+  std::thread waker([&] {
+    sp::detail::ExternalWork busy;  // keeps the deadlock detector off
+    Xorshift rng(5);
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (!about_to_wait.exchange(false)) {
+        spin(20);
+        continue;
+      }
+      spin(rng() % 6000);
+      gate.signal();
+    }
+  });
+  sp::Stats stats;
+  {
+    sp::Runtime rt(options(1));
+    rt.block_on([&] {
+      for (std::size_t i = 0; i < rounds; ++i) {
+        about_to_wait.store(true);
+        gate.wait();
+        progress.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    stop = true;
+    waker.join();
+    rt.shutdown();
+    stats = rt.stats();
+  }
+  CHECK(progress.load() == rounds);
+  // The point: the worker really parked between many of the wake-ups.
+  CHECK(stats.total().parks > rounds / 100);
+}
