@@ -1,5 +1,8 @@
 // dump_test.cpp: dump_fibers lists every live fiber with its name, state,
 // what it waits on and its spawn site, from a fiber or from a plain thread.
+#include <signal.h>
+#include <unistd.h>
+
 #include <sstream>
 #include <thread>
 
@@ -64,4 +67,26 @@ TEST_CASE("dump_fibers shows names, states, waits and spawn sites", "[dump]") {
   // suspend it); the dump from the plain thread says so.
   CHECK(has_line(from_thread, "\"main\" running", "runtime.hpp"));
   CHECK(has_line(from_thread, "\"dump-waiter\"", "suspended on gate"));
+}
+
+TEST_CASE("SIGQUIT prints the fiber dump", "[dump]") {
+  // dump_on_sigquit (the default): worker 0's loop handles the signal while
+  // it waits, and prints the same dump on stderr.
+  StderrCapture cap;
+  run_checked(1u, [&] {
+    auto napper = sp::spawn(sp::SpawnOptions{.name = "sigquit-napper"}, [] { sp::sleep_for(1h); });
+    wait_suspended(napper, "sleep");
+    REQUIRE(::kill(::getpid(), SIGQUIT) == 0);
+    // The only worker parks while main sleeps: its loop sees the signal.
+    const auto end = Clock::now() + slack(10s);
+    while (cap.peek().find("\"sigquit-napper\"") == std::string::npos && Clock::now() < end) {
+      sp::sleep_for(1ms);
+    }
+    napper.cancel();
+    CHECK_THROWS_AS(napper.join(), sp::Cancelled);
+  });
+  const std::string err = cap.text();
+  INFO(err);
+  CHECK(has_line(err, "\"sigquit-napper\"", "suspended on sleep"));
+  CHECK_THAT(err, Catch::Matchers::Contains("live fiber(s) on 1 worker(s)"));
 }

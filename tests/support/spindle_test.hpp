@@ -184,6 +184,20 @@ class StderrCapture {
     stop();
     return text_;
   }
+  // peek: what was written so far, without stopping the capture.
+  std::string peek() {
+    std::fflush(stderr);
+    std::cerr.flush();
+    std::string out;
+    char buf[4096];
+    off_t at = 0;
+    ssize_t n;
+    while ((n = ::pread(::fileno(file_), buf, sizeof buf, at)) > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      at += n;
+    }
+    return out;
+  }
 
  private:
   void stop() {
