@@ -64,6 +64,12 @@ TEST_CASE("sleep_until: a past deadline returns, a future one is honoured", "[ti
   });
 }
 
+// Flaky under load until fire_due_timers wakes timers that are due
+// together in deadline order (see "timers that come due together ..."
+// below): a worker late by more than the spacing runs the two it fires at
+// once in reverse order. Measured under a concurrent ASan build: 4 runs in
+// 15 failed as the runtime is, 0 in 15 with the fire order fixed. Wider
+// spacing would only hide that bug.
 TEST_CASE("sleepers wake in deadline order", "[timer]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   // Spacing well above the loop's granularity; wider under sanitizers,
