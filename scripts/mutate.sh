@@ -98,6 +98,15 @@ count_matches() {
     'my $s = $_; my $c = eval "\$s =~ $ENV{MUTATE_SUBST}g"; die $@ if $@; print 0 + $c;' \
     "$1" || echo "?"
 }
+# match_error COUNT FILE: why a pattern that did not match exactly once is
+# an error.
+match_error() {
+  if [[ $1 == 0 ]]; then
+    echo "pattern not found in $2 (did the code move? update the pattern)"
+  else
+    echo "pattern matched $1 times in $2 (make it specific)"
+  fi
+}
 # apply_subst FILE SUBST: applies it in place.
 apply_subst() {
   MUTATE_SUBST=$2 perl -0777 -i -pe 'eval "\$_ =~ $ENV{MUTATE_SUBST}"; die $@ if $@;' "$1"
@@ -111,7 +120,7 @@ if [[ $dry_run == 1 ]]; then
     selected "$name" || continue
     n=$(count_matches "$ROOT/$file" "$subst")
     if [[ $n != 1 ]]; then
-      echo "mutate: $name: ERROR: pattern matched ${n} times in $file (pattern not found if 0)"
+      echo "mutate: $name: ERROR: $(match_error "$n" "$file")"
       bad=$((bad + 1)); continue
     fi
     cp "$ROOT/$file" "$tmp"
@@ -197,8 +206,7 @@ while IFS= read -r m; do
   # Apply: exactly one match, or an error.
   count=$(count_matches "$SRC/$file" "$subst")
   if [[ $count != 1 ]]; then
-    if [[ $count == 0 ]]; then why="pattern not found in $file (did the code move?)"; else why="pattern matched $count times in $file"; fi
-    echo "mutate: $name: ERROR: $why"
+    echo "mutate: $name: ERROR: $(match_error "$count" "$file")"
     errors=$((errors + 1)); error_names+=("$name"); continue
   fi
   apply_subst "$SRC/$file" "$subst"
