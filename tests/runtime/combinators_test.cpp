@@ -95,14 +95,22 @@ TEST_CASE("gather: the first exception cancels the rest, which have ended", "[ga
   const unsigned workers = COMBINATOR_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
+    std::atomic<bool> three_done{false};
     std::vector<sp::Task<int>> tasks;
     tasks.push_back(forever(cancelled));
-    tasks.push_back(sp::spawn([]() -> int {
-      sp::sleep_for(5ms);
+    // Fails only once both forever tasks are asleep and the last task has
+    // returned (under load a fixed delay is no guarantee of either: a
+    // sibling cancelled before it ran never runs its body).
+    tasks.push_back(sp::spawn([&]() -> int {
+      wait_suspended("sleep", 2);
+      while (!three_done.load()) sp::sleep_for(200us);
       throw Boom("second");
     }));
     tasks.push_back(forever(cancelled));
-    tasks.push_back(after(1ms, 3));
+    tasks.push_back(sp::spawn([&] {
+      three_done = true;
+      return 3;
+    }));
     bool threw = false;
     try {
       sp::gather(tasks);
