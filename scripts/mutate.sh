@@ -38,7 +38,9 @@ LOG=$SCRATCH/logs
 
 # ---------------------------------------------------------------------------
 # The mutations. One line each, fields separated by " :: ":
-#   name :: file :: perl substitution (s{...}{...}) :: build targets :: ctest -R regex
+#   name :: file :: perl substitution (s{...}{...}) :: build targets :: ctest -R regex [:: env]
+# env (optional): VAR=value words set for the tests of that mutation only
+# (e.g. more rounds of a race that is rare by nature).
 # The substitution must match exactly once in the file, or the mutation is
 # an ERROR ("pattern not found" / "pattern matched N times"), never a kill:
 # when the code it targets moves, the pattern must be updated, not the
@@ -49,7 +51,7 @@ MUTATIONS=$(cat <<'EOF'
 mutex_starvation_off :: sync/src/mutex.cpp :: s{\n\s*if\s*\(starving\)\s*nw\s*\|=\s*kStarving;}{} :: sync_mutex :: ^sync_mutex$
 blocking_pool_cap_2 :: runtime/src/offload.cpp :: s{(kDefaultBlockingThreads\s*=\s*)\d+}{${1}2} :: offload_test :: ^offload_test$
 wait_list_lifo :: sync/include/spindle/sync/wait_queue.hpp :: s{(WaitNode\*\s+pop_front\(\)\s*noexcept\s*\{\s*WaitNode\*\s*n\s*=\s*)head_;}{${1}tail_;} :: sync_primitives sync_queue :: ^sync_(primitives|queue)$
-waker_fence_missing :: runtime/src/scheduler.cpp :: s{if\s*\(strict\)\s*std::atomic_thread_fence\(std::memory_order_seq_cst\);}{(void)strict;} :: runtime_wake_stress :: ^runtime_wake_stress$
+waker_fence_missing :: runtime/src/scheduler.cpp :: s{if\s*\(strict\)\s*std::atomic_thread_fence\(std::memory_order_seq_cst\);}{(void)strict;} :: runtime_wake_stress :: ^runtime_wake_park$ :: SPINDLE_WAKE_PARK_ROUNDS=3000000
 wait_cell_generation_unchecked :: runtime/include/spindle/runtime/suspend.hpp :: s{if\s*\(\(expected\s*&\s*~kCancellable\)\s*!=\s*gen\)\s*return\s+false;}{if ((expected & kStateMask) != waiting) return false;} :: offload_test :: ^offload_test$
 cancel_check_before_wait_skipped :: runtime/src/wait.cpp :: s{if\s*\(!shielded\s*&&\s*f->cancel_requested_\.load\(std::memory_order_relaxed\)\)\s*\{(\s*w\.try_complete\(Waiter::cancelled\);)}{if (false) \{$1} :: offload_test sync_primitives :: ^(offload_test|sync_primitives)$
 cancel_after_publish_skipped :: runtime/src/worker.cpp :: s{f->cancel_requested_\.load\(std::memory_order_seq_cst\)\s*&&}{false &&} :: runtime_cancel runtime_cancel_basics :: ^runtime_cancel(_basics)?$
@@ -160,9 +162,11 @@ fi
 build() {  # targets... ; log file as $BUILD_LOG
   cmake --build "$BUILD" -j "$JOBS" --target "$@" >"$BUILD_LOG" 2>&1
 }
-run_tests() {  # ctest regex ; log file as $TEST_LOG
+run_tests() {  # ctest regex [VAR=value...] ; log file as $TEST_LOG
   # --stop-on-failure: one failing test is enough to kill a mutation.
-  ctest --test-dir "$BUILD" -j "$JOBS" -R "$1" --output-on-failure \
+  local regex=$1
+  shift
+  env "$@" ctest --test-dir "$BUILD" -j "$JOBS" -R "$regex" --output-on-failure \
     --stop-on-failure >"$TEST_LOG" 2>&1
 }
 
@@ -198,6 +202,7 @@ while IFS= read -r m; do
   subst=$(field "$m" 3)
   read -r -a ts <<<"$(field "$m" 4)"
   regex=$(field "$m" 5)
+  read -r -a envs <<<"$(field "$m" 6)"
   t0=$(date +%s)
   if [[ ! -f $SRC/$file ]]; then
     echo "mutate: $name: ERROR: $file not found"
@@ -220,7 +225,7 @@ while IFS= read -r m; do
   if ! build "${ts[@]}"; then
     verdict="ERROR: does not build (see $BUILD_LOG)"
     errors=$((errors + 1)); error_names+=("$name")
-  elif run_tests "$regex"; then
+  elif run_tests "$regex" "${envs[@]}"; then
     verdict="SURVIVED (tests ${regex} pass; see $TEST_LOG)"
     survived=$((survived + 1)); survivors+=("$name")
   else
