@@ -381,6 +381,45 @@ TEST_CASE("a cancel racing a fiber into its wait is never lost", "[cancel][stres
   });
 }
 
+// suspend.hpp: "A fiber whose cancellation is already requested (and not
+// shielded) returns `cancelled` at once without calling publish." What a
+// publish does is visible (an offload job queued, a node linked), so it
+// must not run for a wait that cannot happen: the probe's publish only
+// records that it ran.
+TEST_CASE("a fiber already cancelled does not publish its next wait", "[cancel]") {
+  const unsigned workers = GENERATE(1u, 2u);
+  run_checked(workers, [] {
+    std::atomic<bool> entered{false}, published{false};
+    std::atomic<int> state{-1};
+    auto t = sp::spawn([&] {
+      entered = true;
+      // Spin without suspending (every suspension is a cancellation point)
+      // until the cancel has been requested.
+      while (!sp::cancellation_requested()) std::this_thread::yield();
+      sp::detail::Waiter w;
+      const auto s = sp::detail::wait(
+          w, nullptr,
+          [&] {
+            published = true;
+            return true;  // nobody else can complete w: only the cancel ends it
+          },
+          "probe");
+      state = static_cast<int>(s);
+      sp::detail::throw_if_cancelled(s);
+    });
+    // A plain thread cancels, so the main fiber can suspend in join() and
+    // leave the only worker to the spinning fiber.
+    std::thread canceller([&] {
+      while (!entered.load()) std::this_thread::yield();
+      t.cancel();
+    });
+    FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+    canceller.join();
+    FIBER_CHECK(state.load() == static_cast<int>(sp::detail::Waiter::cancelled));
+    FIBER_CHECK(!published.load());
+  });
+}
+
 TEST_CASE("cancelling a finished task has no effect", "[cancel]") {
   run_checked(2, [] {
     auto t = sp::spawn([] { return 5; });
