@@ -161,7 +161,11 @@ TEST_CASE("gather: cancelling the caller cancels and waits for the tasks", "[gat
         throw;
       }
     });
-    sp::sleep_for(10ms);
+    // The four children asleep and the caller in gather: a cancel before
+    // that would prove nothing (a child cancelled before it ran never runs
+    // its handler).
+    wait_suspended("sleep", 4);
+    wait_suspended(caller, "");
     caller.cancel();
     const bool got = raises_cancelled([&] { caller.join(); });
     FIBER_CHECK(got);
@@ -310,9 +314,12 @@ TEST_CASE("wait: every WaitFor mode", "[wait]") {
     }
     {  // first_exception: returns at the failure, not at the earlier success
       std::vector<sp::Task<int>> tasks;
-      tasks.push_back(after(1ms, 0));
-      tasks.push_back(sp::spawn([]() -> int {
-        sp::sleep_for(15ms);
+      tasks.reserve(3);  // task 1 reads tasks[0] while the others are added
+      tasks.push_back(sp::spawn([] { return 0; }));
+      // Fails only once task 0 has ended (a fixed 15 ms is no guarantee of
+      // that under TSan and load).
+      tasks.push_back(sp::spawn([&]() -> int {
+        while (!tasks[0].done()) sp::sleep_for(200us);
         throw Boom("x");
       }));
       tasks.push_back(forever(cancelled));
