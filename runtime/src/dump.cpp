@@ -3,6 +3,7 @@
 #include <iostream>
 #include <sstream>
 
+#include <spindle/runtime/detail/introspect.hpp>
 #include <spindle/runtime/runtime.hpp>
 
 #include "scheduler.hpp"
@@ -60,6 +61,38 @@ bool Scheduler::find_and_describe(const Fiber* target, std::string& out) {
     if (look(w->registry())) return true;
   }
   return false;
+}
+
+// Suspended and visible to wakers: after_wait_publish stores `suspended`
+// before it runs publish and clears publishing_ (release) after; a wake
+// stores `ready`. publishing_ is read first (acquire) and again after the
+// state, so a fiber seen between the two stores of one wait is not
+// counted. Hints, like every field a dump reads: a test polls until the
+// count is reached.
+std::size_t count_suspended(std::string_view what, std::uint64_t fiber_id) {
+  Scheduler* s = nullptr;
+  if (Worker* w = current_worker()) {
+    s = &w->scheduler();
+  } else {
+    s = default_scheduler();
+  }
+  if (s == nullptr) return 0;
+  std::size_t n = 0;
+  auto walk = [&](Registry& r) {
+    std::lock_guard lk(r.lock);
+    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      if (fiber_id != 0 && f->id_ != fiber_id) continue;
+      if (f->publishing_.load(std::memory_order_acquire)) continue;
+      if (f->state_.load(std::memory_order_acquire) != FiberState::suspended) continue;
+      const char* why = f->wait_what_.load(std::memory_order_acquire);
+      if (why == nullptr || (!what.empty() && what != why)) continue;
+      if (f->publishing_.load(std::memory_order_acquire)) continue;
+      ++n;
+    }
+  };
+  walk(s->external_registry());
+  for (unsigned i = 0; i < s->size(); ++i) walk(s->worker(i).registry());
+  return n;
 }
 
 }  // namespace spindle::detail

@@ -5,6 +5,7 @@
 // random cancellations that leaves no fiber behind.
 #include <atomic>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "spindle_test.hpp"
@@ -15,12 +16,29 @@ namespace sp = spindle;
 #define CANCEL_WORKERS() GENERATE(1u, 2u, 4u)
 
 namespace {
-// Runs body in a fiber, cancels it after `after`, returns true when join
-// raised Cancelled.
 template <class F>
-bool cancelled_by_cancel(F body, Clock::duration after = 2ms) {
-  auto t = sp::spawn(std::move(body));
-  sp::sleep_for(after);
+bool raises_timed_out(F&& f) {
+  try {
+    f();
+  } catch (const sp::TimedOut&) {
+    return true;
+  }
+  return false;
+}
+
+// Runs body in a fiber, cancels it once the body has started and (unless
+// `what` is null) the fiber is suspended in a wait of that kind ("" for any
+// wait), and returns true when join raised Cancelled. Cancelling earlier
+// would prove nothing: a fiber cancelled before it runs never runs its body.
+template <class F>
+bool cancelled_by_cancel(F body, const char* what) {
+  std::atomic<bool> started{false};
+  auto t = sp::spawn([&started, body = std::move(body)]() mutable {
+    started = true;
+    body();
+  });
+  while (!started.load()) sp::yield();
+  if (what != nullptr) wait_suspended(t, what);
   t.cancel();
   return raises_cancelled([&] { t.join(); });
 }
@@ -58,7 +76,55 @@ TEST_CASE("nested deadlines: each scope reports its own expiry", "[cancel][deadl
     FIBER_CHECK(outer);
     FIBER_CHECK(!inner_saw);
     // A cancel from outside surfaces as Cancelled, never TimedOut.
-    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }));
+    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }, "sleep"));
+  });
+}
+
+TEST_CASE("with_deadline: absolute and past deadlines", "[cancel][deadline]") {
+  const unsigned workers = CANCEL_WORKERS();
+  run_checked(workers, [] {
+    // An absolute deadline: the wait inside ends there, not before, as TimedOut.
+    const auto t = Clock::now() + 15ms;
+    bool timed_out = false;
+    try {
+      sp::with_deadline(t, [] { sp::sleep_for(1h); });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    FIBER_CHECK(Clock::now() >= t);
+    FIBER_CHECK(Clock::now() - t < slack(2s));
+    // A past deadline: the first suspension point raises, a wait...
+    const auto t0 = Clock::now();
+    FIBER_CHECK(raises_timed_out([] { sp::with_deadline(Clock::now() - 1s, [] { sp::sleep_for(1h); }); }));
+    FIBER_CHECK(Clock::now() - t0 < slack(2s));
+    // ...or a yield; code before it runs.
+    bool ran_before = false;
+    FIBER_CHECK(raises_timed_out([&] {
+      sp::with_deadline(Clock::time_point{}, [&] {
+        ran_before = true;
+        sp::yield();
+        FIBER_CHECK(false);  // not reached
+      });
+    }));
+    FIBER_CHECK(ran_before);
+    // Code that never suspends is not interrupted: it returns its value,
+    // and can see the expired deadline.
+    bool saw = false;
+    const int v = sp::with_deadline(Clock::now() - 1s, [&] {
+      saw = sp::cancellation_requested();
+      return 5;
+    });
+    FIBER_CHECK(v == 5);
+    FIBER_CHECK(saw);
+    FIBER_CHECK(!sp::cancellation_requested());  // the scope is gone with it
+    // A scope that ended in time leaves nothing behind: a later sleep past
+    // its deadline is not cut short.
+    const auto d = Clock::now() + 5ms;
+    FIBER_CHECK(sp::with_deadline(d, [] { return 1; }) == 1);
+    const auto s0 = Clock::now();
+    sp::sleep_for(20ms);
+    FIBER_CHECK(Clock::now() - s0 >= 20ms);
   });
 }
 
@@ -79,7 +145,7 @@ TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel]
         throw;
       }
     });
-    sp::sleep_for(2ms);
+    wait_suspended(t, "sleep");  // inside the shield
     t.cancel();
     const bool got = raises_cancelled([&] { t.join(); });
     FIBER_CHECK(got && finished_cleanup.load() && raised_after.load());
@@ -103,31 +169,41 @@ TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel]
 TEST_CASE("every suspension point is cancellable", "[cancel]") {
   const unsigned workers = CANCEL_WORKERS();
   run_checked(workers, [] {
-    FIBER_CHECK(cancelled_by_cancel([] { sp::sleep_for(1h); }));
+    FIBER_CHECK(cancelled_by_cancel([] { sp::sleep_for(1h); }, "sleep"));
+    // yield is not a wait: started is all there is to wait for.
     FIBER_CHECK(cancelled_by_cancel([] {
       for (;;) sp::yield();
-    }));
+    }, nullptr));
     FIBER_CHECK(cancelled_by_cancel([] {
-      auto other = sp::spawn([] { sp::sleep_for(50ms); });
-      other.join();  // the joiner is cancelled, not `other`
-    }));
-    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }));
+      auto other = sp::spawn([] { sp::sleep_for(1h); });
+      try {
+        other.join();  // the joiner is cancelled, not `other`
+      } catch (const sp::Cancelled&) {
+        FIBER_CHECK(!other.done());
+        other.cancel();
+        FIBER_CHECK(raises_cancelled([&] { other.join(); }));  // it was still asleep
+        throw;
+      }
+    }, "join"));
+    FIBER_CHECK(cancelled_by_cancel([] { sp::with_timeout(1h, [] { sp::sleep_for(1h); }); }, "sleep"));
     FIBER_CHECK(cancelled_by_cancel([] {
       std::vector<sp::Task<void>> ts;
       ts.push_back(sp::spawn([] { sp::sleep_for(1h); }));
       sp::gather(ts);
-    }));
+    }, ""));
     FIBER_CHECK(cancelled_by_cancel([] {
       sp::TaskGroup g;
       g.spawn([] { sp::sleep_for(1h); });
       g.wait();
-    }));
-    // Cancelled before it ever ran: the body does not run.
+    }, ""));
+    // Cancelled right after spawn: either the body never ran and join
+    // raises Cancelled, or (another worker started it first) it ran to its
+    // end -- it never suspends -- and join returns. Never both, never neither.
     std::atomic<bool> ran{false};
     auto t = sp::spawn([&] { ran = true; });
     t.cancel();
     const bool got = raises_cancelled([&] { t.join(); });
-    FIBER_CHECK(got || ran.load());  // it may have run already on another worker
+    FIBER_CHECK(got != ran.load());
   });
 }
 
@@ -141,7 +217,6 @@ TEST_CASE("races at one instant have one winner and lose no wake-up", "[cancel][
   Watchdog dog(progress, "one-instant races");
   run_checked(workers, [&] {
     Xorshift rng(workers);
-    std::uint64_t normal = 0, cancelled = 0, timed_out = 0, leftover = 0;
     for (std::size_t i = 0; i < rounds; ++i) {
       const int kind = static_cast<int>(i % 3);
       Gate gate;
@@ -174,38 +249,24 @@ TEST_CASE("races at one instant have one winner and lose no wake-up", "[cancel][
       int outcome = 0;
       try {
         waiter.join();
-        ++normal;
       } catch (const sp::Cancelled&) {
-        ++cancelled;
         outcome = 1;
       } catch (const sp::TimedOut&) {
-        ++timed_out;
         outcome = 2;
       }
+      // Each race has only its two contenders as possible outcomes.
+      if (kind == 0) FIBER_CHECK(outcome != 2);  // cancel vs wake: never TimedOut
+      if (kind == 1) FIBER_CHECK(outcome != 1);  // timeout vs wake: never Cancelled
       if (kind != 2) {
         // The signal was consumed iff the wait ended normally; otherwise it
-        // is still pending: consume it without blocking.
-        auto probe = sp::spawn([&gate] { gate.wait(); });
-        std::vector<sp::Task<void>> pv;
-        pv.push_back(std::move(probe));
-        const auto r = sp::wait(pv, sp::WaitFor::all_completed, 20ms);
-        const bool signal_left = r.pending.empty();
-        FIBER_CHECK(signal_left == (outcome != 0));
-        if (!signal_left) {
-          pv[0].cancel();
-          try {
-            pv[0].join();
-          } catch (const sp::Cancelled&) {
-          }
-        } else {
-          ++leftover;
-        }
+        // is still pending (signal() has returned: s.join() above, or it ran
+        // on this fiber).
+        FIBER_CHECK(gate.try_consume() == (outcome != 0));
       } else {
         FIBER_CHECK(outcome != 0);  // never ends normally: it slept 1 h
       }
       progress.fetch_add(1, std::memory_order_relaxed);
     }
-    FIBER_CHECK(normal + cancelled + timed_out == rounds);
   });
 }
 
@@ -269,6 +330,93 @@ TEST_CASE("a storm of random cancellations leaves no fiber behind", "[cancel][st
       }
       progress.fetch_add(1, std::memory_order_relaxed);
     }
+  });
+}
+
+// A cancel that lands while its fiber is on the way into a wait -- after
+// wait()'s own check of the flag, before the wait is marked cancellable
+// after publish -- is caught by the publisher's check of the flag
+// (suspend.hpp point 5). Lost, the fiber would sleep its hour: the
+// Watchdog reports the hang. A plain thread cancels, so it runs in
+// parallel with the worker, at jittered moments around the start of the
+// victim's sleep.
+TEST_CASE("a cancel racing a fiber into its wait is never lost", "[cancel][stress]") {
+  const std::size_t rounds = scaled(20'000);
+  std::atomic<std::uint64_t> progress{0};
+  Watchdog dog(progress, "cancel racing into a wait", std::chrono::seconds(kSanitized ? 60 : 10));
+  run_checked(2, [&] {
+    std::atomic<sp::Task<void>*> victim{nullptr};
+    std::atomic<bool> started{false}, stop{false};
+    std::atomic<std::uint64_t> cancels{0};
+    std::thread canceller([&] {
+      sp::detail::ExternalWork busy;  // it will wake fibers (by cancelling)
+      Xorshift rng(3);
+      while (!stop.load()) {
+        sp::Task<void>* t = victim.load();
+        if (t == nullptr || !started.load()) {
+          spin(50);
+          continue;
+        }
+        spin(rng() % 3000);
+        t->cancel();
+        victim.store(nullptr);
+        cancels.fetch_add(1);
+      }
+    });
+    for (std::size_t i = 0; i < rounds; ++i) {
+      started = false;
+      sp::Task<void> t = sp::spawn([&] {
+        started = true;
+        sp::sleep_for(1h);
+      });
+      victim.store(&t);
+      // Cancelled in any phase of its way into the sleep, or in it.
+      FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+      while (victim.load() != nullptr) spin(50);  // the canceller is done with t
+      progress.fetch_add(1, std::memory_order_relaxed);
+    }
+    stop = true;
+    canceller.join();
+    FIBER_CHECK(cancels.load() == rounds);
+  });
+}
+
+// suspend.hpp: "A fiber whose cancellation is already requested (and not
+// shielded) returns `cancelled` at once without calling publish." What a
+// publish does is visible (an offload job queued, a node linked), so it
+// must not run for a wait that cannot happen: the probe's publish only
+// records that it ran.
+TEST_CASE("a fiber already cancelled does not publish its next wait", "[cancel]") {
+  const unsigned workers = GENERATE(1u, 2u);
+  run_checked(workers, [] {
+    std::atomic<bool> entered{false}, published{false};
+    std::atomic<int> state{-1};
+    auto t = sp::spawn([&] {
+      entered = true;
+      // Spin without suspending (every suspension is a cancellation point)
+      // until the cancel has been requested.
+      while (!sp::cancellation_requested()) std::this_thread::yield();
+      sp::detail::Waiter w;
+      const auto s = sp::detail::wait(
+          w, nullptr,
+          [&] {
+            published = true;
+            return true;  // nobody else can complete w: only the cancel ends it
+          },
+          "probe");
+      state = static_cast<int>(s);
+      sp::detail::throw_if_cancelled(s);
+    });
+    // A plain thread cancels, so the main fiber can suspend in join() and
+    // leave the only worker to the spinning fiber.
+    std::thread canceller([&] {
+      while (!entered.load()) std::this_thread::yield();
+      t.cancel();
+    });
+    FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+    canceller.join();
+    FIBER_CHECK(state.load() == static_cast<int>(sp::detail::Waiter::cancelled));
+    FIBER_CHECK(!published.load());
   });
 }
 

@@ -97,14 +97,22 @@ TEST_CASE("gather: the first exception cancels the rest, which have ended", "[ga
   const unsigned workers = COMBINATOR_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
+    std::atomic<bool> three_done{false};
     std::vector<sp::Task<int>> tasks;
     tasks.push_back(forever(cancelled));
-    tasks.push_back(sp::spawn([]() -> int {
-      sp::sleep_for(5ms);
+    // Fails only once both forever tasks are asleep and the last task has
+    // returned (under load a fixed delay is no guarantee of either: a
+    // sibling cancelled before it ran never runs its body).
+    tasks.push_back(sp::spawn([&]() -> int {
+      wait_suspended("sleep", 2);
+      while (!three_done.load()) sp::sleep_for(200us);
       throw Boom("second");
     }));
     tasks.push_back(forever(cancelled));
-    tasks.push_back(after(1ms, 3));
+    tasks.push_back(sp::spawn([&] {
+      three_done = true;
+      return 3;
+    }));
     bool threw = false;
     try {
       sp::gather(tasks);
@@ -155,7 +163,11 @@ TEST_CASE("gather: cancelling the caller cancels and waits for the tasks", "[gat
         throw;
       }
     });
-    sp::sleep_for(10ms);
+    // The four children asleep and the caller in gather: a cancel before
+    // that would prove nothing (a child cancelled before it ran never runs
+    // its handler).
+    wait_suspended("sleep", 4);
+    wait_suspended(caller, "");
     caller.cancel();
     const bool got = raises_cancelled([&] { caller.join(); });
     FIBER_CHECK(got);
@@ -312,9 +324,12 @@ TEST_CASE("wait: every WaitFor mode", "[wait]") {
     }
     {  // first_exception: returns at the failure, not at the earlier success
       std::vector<sp::Task<int>> tasks;
-      tasks.push_back(after(1ms, 0));
-      tasks.push_back(sp::spawn([]() -> int {
-        sp::sleep_for(15ms);
+      tasks.reserve(3);  // task 1 reads tasks[0] while the others are added
+      tasks.push_back(sp::spawn([] { return 0; }));
+      // Fails only once task 0 has ended (a fixed 15 ms is no guarantee of
+      // that under TSan and load).
+      tasks.push_back(sp::spawn([&]() -> int {
+        while (!tasks[0].done()) sp::sleep_for(200us);
         throw Boom("x");
       }));
       tasks.push_back(forever(cancelled));
@@ -371,7 +386,9 @@ TEST_CASE("wait and when_any are cancellation points that leave the tasks alone"
     tasks.push_back(forever(cancelled));
     auto w = sp::spawn([&] { sp::wait(tasks, sp::WaitFor::all_completed); });
     auto a = sp::spawn([&] { sp::when_any(tasks); });
-    sp::sleep_for(5ms);
+    // Both are waiting: a cancel before they ran would prove nothing.
+    wait_suspended(w, "");
+    wait_suspended(a, "");
     w.cancel();
     a.cancel();
     int got = 0;

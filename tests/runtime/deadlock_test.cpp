@@ -2,6 +2,7 @@
 // fibers can never be woken fails with spindle::Deadlock and a fiber dump on
 // stderr; a program that merely sleeps, or waits for a plain thread that
 // holds an ExternalWork guard, is not reported.
+#include <memory>
 #include <thread>
 
 #include "spindle_test.hpp"
@@ -72,37 +73,55 @@ TEST_CASE("a plain thread holding ExternalWork keeps the detector quiet", "[dead
   StderrCapture cap;
   Gate from_thread;  // outlives both the thread and the runtime
   std::thread th;
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();  // also when run_checked throws
+    }
+  } joiner{th};
   const int r = run_checked(detector(workers), [&] {
-    th = std::thread([&] {
-      sp::detail::ExternalWork busy;  // "I will wake a fiber later"
+    // "I will wake a fiber later": announced before the thread exists, so
+    // a thread that starts late under load cannot leave a gap in which the
+    // detector sees nothing pending.
+    auto busy = std::make_unique<sp::detail::ExternalWork>();
+    th = std::thread([&, busy = std::move(busy)] {
       std::this_thread::sleep_for(300ms);
       from_thread.signal();
     });
     from_thread.wait();
     return 5;
   });
-  th.join();
   CHECK(r == 5);
   CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
 }
 
 TEST_CASE("deadlock_grace = 0 disables the detector", "[deadlock]") {
-  const unsigned workers = SPINDLE_TEST_WORKERS();
+  // Two worker counts only: each run waits out more than the default grace.
+  const unsigned workers = GENERATE(1u, 2u);
   StderrCapture cap;
   Gate from_thread;
   std::thread th;
   sp::RuntimeOptions o = options(workers);
   o.deadlock_grace = 0ms;
-  // No ExternalWork guard: only the disabled detector keeps this alive.
+  // No ExternalWork guard: only the disabled detector keeps this alive. The
+  // signal comes after the default grace (1 s), so a detector that took 0
+  // for "the default" would have reported by then, as would one that took
+  // it for "no grace".
+  REQUIRE(sp::RuntimeOptions{}.deadlock_grace < 1200ms);
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();  // also when run_checked throws
+    }
+  } joiner{th};
   const int r = run_checked(o, [&] {
     th = std::thread([&] {
-      std::this_thread::sleep_for(300ms);
+      std::this_thread::sleep_for(1200ms);
       from_thread.signal();
     });
     from_thread.wait();
     return 6;
   });
-  th.join();
   CHECK(r == 6);
   CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
 }

@@ -1,5 +1,8 @@
 // dump_test.cpp: dump_fibers lists every live fiber with its name, state,
 // what it waits on and its spawn site, from a fiber or from a plain thread.
+#include <signal.h>
+#include <unistd.h>
+
 #include <sstream>
 #include <thread>
 
@@ -28,8 +31,11 @@ TEST_CASE("dump_fibers shows names, states, waits and spawn sites", "[dump]") {
     auto sleeper = sp::spawn(sp::SpawnOptions{.name = "dump-sleeper"}, [] { sp::sleep_for(1h); }); sleeper_line = __LINE__;
     auto waiter = sp::spawn(sp::SpawnOptions{.name = "dump-waiter"}, [&] { gate.wait(); }); waiter_line = __LINE__;
     auto with_args = sp::spawn([](Gate* g) { g->wait(); }, &gate2); args_line = __LINE__;
-    // Let all three reach their waits.
-    sp::sleep_for(20ms);
+    // All three are in their waits (the runtime's own view, which is what the
+    // dump prints too).
+    wait_suspended(sleeper, "sleep");
+    wait_suspended(waiter, "gate");
+    wait_suspended(with_args, "gate");
     std::ostringstream os;
     sp::dump_fibers(os);
     from_fiber = os.str();
@@ -48,7 +54,7 @@ TEST_CASE("dump_fibers shows names, states, waits and spawn sites", "[dump]") {
   });
   INFO(from_fiber);
   CHECK_THAT(from_fiber, Catch::Matchers::Contains("live fiber(s)"));
-  CHECK(has_line(from_fiber, "\"main\"", "running"));
+  CHECK(has_line(from_fiber, "\"main\" running", "runtime.hpp"));
   CHECK(has_line(from_fiber, "\"dump-sleeper\"", "suspended on sleep"));
   CHECK(has_line(from_fiber, "\"dump-waiter\"", "suspended on gate"));
   CHECK(has_line(from_fiber, "\"dump-sleeper\"", "dump_test.cpp:" + std::to_string(sleeper_line)));
@@ -57,5 +63,30 @@ TEST_CASE("dump_fibers shows names, states, waits and spawn sites", "[dump]") {
   CHECK(has_line(from_fiber, "\"\"", "dump_test.cpp:" + std::to_string(args_line)));
   INFO(from_thread);
   CHECK(has_line(from_thread, "\"dump-sleeper\"", "suspended on sleep"));
-  CHECK(has_line(from_thread, "\"main\"", "main"));
+  // The main fiber is still running (blocked in th.join(), which does not
+  // suspend it); the dump from the plain thread says so.
+  CHECK(has_line(from_thread, "\"main\" running", "runtime.hpp"));
+  CHECK(has_line(from_thread, "\"dump-waiter\"", "suspended on gate"));
+}
+
+TEST_CASE("SIGQUIT prints the fiber dump", "[dump]") {
+  // dump_on_sigquit (the default): worker 0's loop handles the signal while
+  // it waits, and prints the same dump on stderr.
+  StderrCapture cap;
+  run_checked(1u, [&] {
+    auto napper = sp::spawn(sp::SpawnOptions{.name = "sigquit-napper"}, [] { sp::sleep_for(1h); });
+    wait_suspended(napper, "sleep");
+    REQUIRE(::kill(::getpid(), SIGQUIT) == 0);
+    // The only worker parks while main sleeps: its loop sees the signal.
+    const auto end = Clock::now() + slack(10s);
+    while (cap.peek().find("\"sigquit-napper\"") == std::string::npos && Clock::now() < end) {
+      sp::sleep_for(1ms);
+    }
+    napper.cancel();
+    CHECK_THROWS_AS(napper.join(), sp::Cancelled);
+  });
+  const std::string err = cap.text();
+  INFO(err);
+  CHECK(has_line(err, "\"sigquit-napper\"", "suspended on sleep"));
+  CHECK_THAT(err, Catch::Matchers::Contains("live fiber(s) on 1 worker(s)"));
 }

@@ -13,10 +13,11 @@ namespace {
 // Counts live copies. The FiberLocal's own initial value is one of them.
 struct Tracked {
   static inline std::atomic<int> live{0};
+  static inline std::atomic<int> made{0};  // constructions, ever
   int value = 0;
-  Tracked() { live.fetch_add(1); }
-  explicit Tracked(int v) : value(v) { live.fetch_add(1); }
-  Tracked(const Tracked& o) : value(o.value) { live.fetch_add(1); }
+  Tracked() { live.fetch_add(1); made.fetch_add(1); }
+  explicit Tracked(int v) : value(v) { live.fetch_add(1); made.fetch_add(1); }
+  Tracked(const Tracked& o) : value(o.value) { live.fetch_add(1); made.fetch_add(1); }
   ~Tracked() { live.fetch_sub(1); }
 };
 }  // namespace
@@ -55,6 +56,15 @@ TEST_CASE("FiberLocal values are destroyed when their fiber ends", "[fiber_local
   constexpr int kFibers = 16;
   std::atomic<int> live_while_blocked{-1};
   run_checked(workers, [&] {
+    // A fiber that never touches the FiberLocal creates no instance (none of
+    // the others runs yet, and the main fiber has not touched it either).
+    const int made_before = Tracked::made.load();
+    sp::spawn([] {
+      sp::yield();
+      sp::sleep_for(0ms);
+    }).join();
+    CHECK(Tracked::made.load() == made_before);
+    CHECK(Tracked::live.load() == baseline);
     std::vector<Gate> release(kFibers);  // a Gate has one waiter at a time
     std::atomic<int> touched{0};
     std::vector<sp::Task<void>> tasks;
@@ -65,8 +75,6 @@ TEST_CASE("FiberLocal values are destroyed when their fiber ends", "[fiber_local
         release[k].wait();
       }));
     }
-    // A fiber that never touches the FiberLocal creates no instance.
-    sp::spawn([] { sp::yield(); }).join();
     while (touched.load() != kFibers) sp::yield();
     live_while_blocked = Tracked::live.load() - baseline;
     for (auto& g : release) g.signal();

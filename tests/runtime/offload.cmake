@@ -20,3 +20,14 @@ spindle_add_test(offload_pools_test
 if(spindle_runtime_test_defs)
   target_compile_definitions(offload_pools_test PRIVATE ${spindle_runtime_test_defs})
 endif()
+
+# The pool options (offload_threads, blocking_threads, offload_low_priority)
+# as the pools of one runtime see them.
+spindle_add_test(offload_options_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/offload_options_test.cpp
+  LIBS spindle_test_main
+  TIMEOUT 60
+  LABELS runtime offload)
+if(spindle_runtime_test_defs)
+  target_compile_definitions(offload_options_test PRIVATE ${spindle_runtime_test_defs})
+endif()

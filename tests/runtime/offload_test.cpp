@@ -12,6 +12,10 @@
 #include <tuple>
 #include <vector>
 
+#include <sys/resource.h>
+
+#include <cerrno>
+
 #include <spindle/runtime/offload.hpp>
 
 #include "spindle_test.hpp"
@@ -51,6 +55,27 @@ bool wait_until(C cond, Clock::duration limit) {
 }
 
 }  // namespace
+
+// First in this file on purpose: it needs a process whose blocking pool has
+// no thread yet, so that blocking() from inside an offload job starts one.
+// KNOWN BUG (reported with issue #17, not fixed here): that thread is
+// created by a nice-19 offload thread and inherits its priority; the
+// blocking pool never resets it, so it serves every blocking job at nice 19
+// until it retires. [!shouldfail] keeps the suite green while the bug
+// stands and fails once it is fixed: then drop the tag.
+TEST_CASE("a blocking thread started from an offload job does not run at nice 19",
+          "[offload][!shouldfail]") {
+  errno = 0;
+  const int base = getpriority(PRIO_PROCESS, static_cast<id_t>(os_tid()));
+  REQUIRE(errno == 0);
+  REQUIRE(base < 19);
+  run_checked(1, [&] {
+    const int inner = sp::offload([] {
+      return sp::blocking([] { return getpriority(PRIO_PROCESS, static_cast<id_t>(os_tid())); });
+    });
+    CHECK(inner == base);
+  });
+}
 
 TEST_CASE("offload returns the job's value and rethrows its exception", "[offload]") {
   const unsigned workers = GENERATE(1u, 2u, 4u);
@@ -297,7 +322,10 @@ TEST_CASE("cancellation racing completion: every caller gets a value or Cancelle
   const std::size_t rounds = scaled(300);
   run_checked(workers, [rounds, workers] {
     const int live0 = Tracked::live().load();
-    std::atomic<long> delivered{0}, cancelled{0};
+    // outcome[i]: 1 delivered, 2 Cancelled (in the body or before it ran).
+    std::vector<std::atomic<int>> outcome(rounds);
+    std::vector<char> was_cancelled(rounds, 0);
+    long delivered = 0, cancelled = 0;
     Xorshift rng(workers);
     std::vector<sp::Task<void>> tasks;
     for (std::size_t i = 0; i < rounds; ++i) {
@@ -310,22 +338,32 @@ TEST_CASE("cancellation racing completion: every caller gets a value or Cancelle
           };
           const Tracked r = i % 3 == 0 ? sp::blocking(job) : sp::offload(job);
           FIBER_CHECK(r.value == static_cast<int>(i));
-          delivered.fetch_add(1);
+          outcome[i].store(1);
         } catch (const sp::Cancelled&) {
-          cancelled.fetch_add(1);
+          outcome[i].store(2);
         }
       }));
       if (rng() % 4 == 0) sp::yield();
-      if (i % 2 == 1) tasks[i - (rng() % 2)].cancel();
-    }
-    for (auto& t : tasks) {
-      try {
-        t.join();
-      } catch (const sp::Cancelled&) {
-        cancelled.fetch_add(1);  // cancelled before the body caught it
+      if (i % 2 == 1) {
+        const std::size_t victim = i - (rng() % 2);
+        was_cancelled[victim] = 1;
+        tasks[victim].cancel();
       }
     }
-    CHECK(delivered.load() + cancelled.load() == static_cast<long>(rounds));
+    for (std::size_t i = 0; i < rounds; ++i) {
+      try {
+        tasks[i].join();
+      } catch (const sp::Cancelled&) {
+        outcome[i].store(2);  // cancelled before the body caught it
+      }
+      if (outcome[i].load() == 1) ++delivered;
+      if (outcome[i].load() == 2) ++cancelled;
+      // Only a task that was cancelled may end Cancelled; every task ends
+      // one way or the other.
+      if (!was_cancelled[i]) FIBER_CHECK(outcome[i].load() == 1);
+      FIBER_CHECK(outcome[i].load() != 0);
+    }
+    INFO("delivered " << delivered << ", cancelled " << cancelled);
     // Every job, delivered or dropped, is freed once the pools are done.
     CHECK(wait_until([&] { return Tracked::live().load() == live0; }, slack(20s)));
   });
@@ -347,31 +385,71 @@ TEST_CASE("many concurrent offloads all complete", "[offload]") {
 }
 
 TEST_CASE("the blocking pool grows beyond the offload pool for blocking calls", "[offload]") {
-  run_checked(2, [] {
-    constexpr int kCalls = 16;
-    constexpr auto kSleep = 50ms;
-    std::atomic<int> inside{0}, peak{0};
-    const auto t0 = Clock::now();
+  // kCalls blocking jobs, each held until all kCalls have started: they can
+  // only all finish in time if the pool runs kCalls threads at once (more
+  // than the offload pool's hardware-thread count, well under the default
+  // cap of 64). A pool that stops growing early leaves the rest queued
+  // behind jobs that wait for them, until the deadline lets everyone go.
+  constexpr int kCalls = 16;
+  std::atomic<int> started{0}, saw_all{0};
+  run_checked(2, [&] {
+    const auto deadline = Clock::now() + slack(5s);
     std::vector<sp::Task<void>> tasks;
     for (int i = 0; i < kCalls; ++i) {
       tasks.push_back(sp::spawn([&] {
         sp::blocking([&] {
-          const int n = inside.fetch_add(1) + 1;
-          int p = peak.load();
-          while (n > p && !peak.compare_exchange_weak(p, n)) {
+          started.fetch_add(1);
+          while (started.load() < kCalls && Clock::now() < deadline) {
+            std::this_thread::sleep_for(100us);
           }
-          std::this_thread::sleep_for(kSleep);
-          inside.fetch_sub(1);
+          if (started.load() >= kCalls) saw_all.fetch_add(1);
         });
       }));
     }
     for (auto& t : tasks) t.join();
-    const auto took = Clock::now() - t0;
-    // A behaviour bound, not a speed claim: serialised calls would take
-    // 16 x 50 ms; a pool of hardware-thread size at least 16 x 50 / cores.
-    CHECK(took >= kSleep);
-    CHECK(took < kCalls * kSleep);
-    CHECK(peak.load() > 1);
+  });
+  CHECK(started.load() == kCalls);
+  CHECK(saw_all.load() == kCalls);  // all kCalls were running at one time
+}
+
+TEST_CASE("the blocking pool stops at its default cap of 64 threads", "[offload]") {
+  // 70 jobs held until released: exactly 64 start, the rest wait for a
+  // free thread. (Whether a 65th could start is a negative: it is given
+  // 50 ms, which can only hide a broken cap, never fail a good one.)
+  constexpr int kCap = 64, kCalls = 70;
+  std::atomic<int> started{0}, inside{0}, peak{0};
+  std::atomic<bool> release{false};
+  run_checked(2, [&] {
+    std::vector<sp::Task<void>> tasks;
+    for (int i = 0; i < kCalls; ++i) {
+      tasks.push_back(sp::spawn([&] {
+        sp::blocking([&] {
+          started.fetch_add(1);
+          const int n = inside.fetch_add(1) + 1;
+          int p = peak.load();
+          while (n > p && !peak.compare_exchange_weak(p, n)) {
+          }
+          while (!release.load()) std::this_thread::sleep_for(200us);
+          inside.fetch_sub(1);
+        });
+      }));
+    }
+    CHECK(wait_until([&] { return started.load() >= kCap; }, slack(10s)));
+    sp::sleep_for(50ms);
+    CHECK(started.load() == kCap);
+    release = true;
+    for (auto& t : tasks) t.join();
+  });
+  CHECK(started.load() == kCalls);
+  CHECK(peak.load() == kCap);
+}
+
+TEST_CASE("offload threads run at nice 19 by default", "[offload]") {
+  // (Blocking threads should keep the process's priority; see the first
+  // test case of this file for the case where they do not.)
+  run_checked(1, [&] {
+    auto nice_of_thread = [] { return getpriority(PRIO_PROCESS, static_cast<id_t>(os_tid())); };
+    CHECK(sp::offload(nice_of_thread) == 19);
   });
 }
 

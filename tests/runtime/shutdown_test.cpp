@@ -1,6 +1,14 @@
 // shutdown_test.cpp: run() returns promptly when main returns while other
 // fibers still sleep, loop or wait: shutdown cancels them and their RAII
 // runs. And after every run() no fiber is left alive.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "spindle_test.hpp"
@@ -90,4 +98,65 @@ TEST_CASE("an exception from main propagates out of run", "[shutdown]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   CHECK_THROWS_MATCHES(run_checked(workers, []() -> int { throw std::runtime_error("from main"); }),
                        std::runtime_error, Catch::Matchers::Message("from main"));
+}
+
+namespace {
+// Runs `child` in a forked child with its stderr into a pipe; returns what
+// it wrote and its exit status (-1 unless it exited normally). The child
+// leaves with _exit, so an abandoned fiber is not reported as a leak at
+// exit: abandoning is what is under test.
+template <class F>
+std::pair<std::string, int> in_child(F child) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::dup2(fds[1], 2);
+    child();
+    std::fflush(nullptr);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+}  // namespace
+
+TEST_CASE("shutdown reports and abandons fibers that outlive shutdown_timeout", "[shutdown]") {
+  // A fiber that holds its cancellation off (shielded) past the timeout:
+  // shutdown waits the timeout, prints the fiber dump, abandons the fiber
+  // and returns. In a child process: the abandoned fiber is never freed.
+  const auto [err, status] = in_child([] {
+    sp::RuntimeOptions o = options(2);
+    o.shutdown_timeout = 100ms;
+    sp::Runtime rt(o);
+    rt.block_on([] {
+      auto t = sp::spawn(sp::SpawnOptions{.name = "stubborn"}, [] { sp::shield([] { sp::sleep_for(1h); }); });
+      wait_suspended(t, "sleep");
+      t.detach();
+    });
+    const auto t0 = Clock::now();
+    rt.shutdown();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    std::fprintf(stderr, "child: shutdown returned after %lld ms\n", static_cast<long long>(ms));
+  });
+  INFO(err);
+  CHECK(status == 0);
+  CHECK_THAT(err, Catch::Matchers::Contains(
+                      "spindle: shutdown: 1 fiber(s) did not finish within 100 ms of being cancelled; "
+                      "abandoning them"));
+  CHECK_THAT(err, Catch::Matchers::Contains("\"stubborn\" suspended on sleep (cancel requested)"));
+  const auto at = err.find("child: shutdown returned after ");
+  REQUIRE(at != std::string::npos);
+  const long ms = std::atol(err.c_str() + at + std::strlen("child: shutdown returned after "));
+  CHECK(ms >= 100);  // it did wait for the fiber
 }

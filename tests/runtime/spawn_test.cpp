@@ -1,6 +1,7 @@
 // spawn_test.cpp: spawn, Task<T> and join: values, void, move-only results,
 // argument passing, exceptions (joined and detached), identity, and a
 // million fibers.
+#include <cstdio>
 #include <memory>
 #include <numeric>
 #include <set>
@@ -315,4 +316,86 @@ TEST_CASE("a million fibers spawned and joined in batches", "[spawn][heavy]") {
     return sum;
   });
   CHECK(result == static_cast<std::uint64_t>(total) * (total - 1) / 2);
+}
+
+namespace {
+// Uses about `bytes` of stack (kept alive across the recursion).
+[[gnu::noinline]] int use_stack(std::size_t bytes) {
+  volatile char frame[1024];
+  frame[0] = static_cast<char>(bytes);
+  if (bytes <= sizeof frame) return frame[0];
+  const int below = use_stack(bytes - sizeof frame);
+  return below + frame[0] + frame[1023];
+}
+
+// Mappings with no access at all in /proc/self/maps (guard pages among them).
+int prot_none_mappings() {
+  std::FILE* f = std::fopen("/proc/self/maps", "r");
+  if (f == nullptr) return -1;
+  int n = 0;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    char perms[8] = {};
+    if (std::sscanf(line, "%*s %7s", perms) == 1 && std::string(perms).rfind("---", 0) == 0) ++n;
+  }
+  std::fclose(f);
+  return n;
+}
+}  // namespace
+
+TEST_CASE("stack_size: the runtime's default and a spawn's own", "[spawn][stack]") {
+  // 256 KiB of recursion: four times the 64 KiB default, so a size that is
+  // not honoured ends in a stack overflow (the process dies, the test fails).
+  constexpr std::size_t kDeep = 256 * 1024;
+  const unsigned workers = GENERATE(1u, 2u);
+  sp::RuntimeOptions o = options(workers);
+  o.stack_size = 1024 * 1024;
+  run_checked(o, [&] {
+    auto t = sp::spawn([&] {
+      (void)use_stack(kDeep);
+      return true;  // reached only if the stack was big enough
+    });
+    CHECK(t.join());
+  });
+  run_checked(workers, [&] {
+    REQUIRE(sp::RuntimeOptions{}.stack_size < kDeep);
+    auto t = sp::spawn(sp::SpawnOptions{.name = "deep", .stack_size = 1024 * 1024},
+                       [&] {
+                         (void)use_stack(kDeep);
+                         return true;
+                       });
+    CHECK(t.join());
+  });
+}
+
+TEST_CASE("guard_pages = false hands out stacks without guard pages", "[spawn][stack]") {
+  // The same 200 fibers alive at once, with and without guards: with them,
+  // each stack adds a PROT_NONE page (its own mapping); without, none.
+  constexpr int kFibers = 200;
+  auto live_guards = [&](bool guards) {
+    sp::RuntimeOptions o = options(2);
+    o.guard_pages = guards;
+    int n = -1;
+    run_checked(o, [&] {
+      std::vector<Gate> release(kFibers);  // a Gate has one waiter at a time
+      std::atomic<int> started{0};
+      std::vector<sp::Task<void>> ts;
+      for (int i = 0; i < kFibers; ++i) {
+        ts.push_back(sp::spawn([&, i] {
+          started.fetch_add(1);
+          release[i].wait();
+        }));
+      }
+      while (started.load() < kFibers) sp::sleep_for(1ms);
+      n = prot_none_mappings();
+      for (auto& g : release) g.signal();
+      for (auto& t : ts) t.join();
+    });
+    return n;
+  };
+  const int with = live_guards(true);
+  const int without = live_guards(false);
+  INFO("PROT_NONE mappings with guards: " << with << ", without: " << without);
+  REQUIRE(with >= 0);
+  CHECK(with - without >= kFibers * 9 / 10);
 }

@@ -5,6 +5,7 @@
 
 #include <set>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "spindle_test.hpp"
@@ -133,4 +134,35 @@ TEST_CASE("current_stats and operator<< describe the runtime", "[stats]") {
     CHECK_THAT(os.str(), Catch::Matchers::Contains("worker " + std::to_string(workers - 1)));
   });
   CHECK(sp::current_stats().workers.empty());  // not in a fiber
+}
+
+TEST_CASE("workers = 0 means one worker per hardware thread", "[stats]") {
+  const unsigned hw = std::thread::hardware_concurrency();
+  REQUIRE(hw > 0);
+  sp::Runtime rt(options(0));
+  const unsigned n = rt.block_on([] { return static_cast<unsigned>(sp::current_stats().workers.size()); });
+  rt.shutdown();
+  CHECK(n == hw);
+  CHECK(rt.stats().workers.size() == hw);
+}
+
+TEST_CASE("polls counts loop polls only while the loop has I/O to poll", "[stats]") {
+  // No I/O module is in use: the loop holds no active handle while its
+  // worker runs fibers, so a busy runtime never polls it (a poll per
+  // maintenance pass regardless would show up here by the thousand).
+  const unsigned workers = GENERATE(1u, 2u);
+  sp::Runtime rt(options(workers));
+  rt.block_on([] {
+    std::vector<sp::Task<void>> ts;
+    for (int k = 0; k < 50; ++k) {
+      ts.push_back(sp::spawn([] {
+        for (int i = 0; i < 200; ++i) sp::yield();
+      }));
+    }
+    for (auto& t : ts) t.join();
+  });
+  rt.shutdown();
+  const auto s = rt.stats();
+  CHECK(s.total().switches > 10000);  // it was busy: maintenance ran many times
+  CHECK(s.total().polls == 0);
 }

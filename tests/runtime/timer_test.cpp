@@ -64,6 +64,12 @@ TEST_CASE("sleep_until: a past deadline returns, a future one is honoured", "[ti
   });
 }
 
+// Flaky under load until fire_due_timers wakes timers that are due
+// together in deadline order (see "timers that come due together ..."
+// below): a worker late by more than the spacing runs the two it fires at
+// once in reverse order. Measured under a concurrent ASan build: 4 runs in
+// 15 failed as the runtime is, 0 in 15 with the fire order fixed. Wider
+// spacing would only hide that bug.
 TEST_CASE("sleepers wake in deadline order", "[timer]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   // Spacing well above the loop's granularity; wider under sanitizers,
@@ -99,6 +105,42 @@ TEST_CASE("sleepers wake in deadline order", "[timer]") {
   CHECK(early.load() == 0);
 }
 
+// Why "sleepers wake in deadline order" fails now and then under load: it
+// is not the spacing, it is the runtime. When several timers are due at
+// one firing (the worker ran late by more than the spacing: preempted, or
+// busy in a fiber), fire_due_timers pops them in deadline order and wakes
+// each with wake_fiber, which puts it in the LIFO slot and bumps the
+// previous one to the deque, whose owner pops the newest first: they run
+// in REVERSE deadline order, at any worker count. This test makes them
+// come due together deterministically (the only worker is held by the
+// main fiber past all four deadlines).
+// KNOWN BUG (reported with issue #17; the fix belongs in worker.cpp's
+// fire_due_timers, e.g. waking them in reverse order or queueing them
+// FIFO): [!shouldfail] until it is fixed, then drop the tag.
+TEST_CASE("timers that come due together wake in deadline order", "[timer][!shouldfail]") {
+  const unsigned workers = 1;
+  std::vector<int> order;
+  std::mutex mu;
+  run_checked(workers, [&] {
+    const auto base = Clock::now() + 5ms;
+    std::vector<sp::Task<void>> tasks;
+    for (int i = 0; i < 4; ++i) {
+      tasks.push_back(sp::spawn([&, i] {
+        sp::sleep_until(base + i * 1ms);
+        std::lock_guard lk(mu);
+        order.push_back(i);
+      }));
+    }
+    for (auto& t : tasks) wait_suspended(t, "sleep");
+    // Hold the only worker past every deadline without suspending: all
+    // four come due at the same firing. (With more workers an idle one
+    // may fire some on time, so the outcome would depend on timing.)
+    while (Clock::now() < base + 20ms) spin(1000);
+    for (auto& t : tasks) t.join();
+  });
+  CHECK(order == std::vector<int>{0, 1, 2, 3});
+}
+
 TEST_CASE("every sleep is one timer firing", "[timer][stats]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   constexpr int kFibers = 100;
@@ -116,7 +158,9 @@ TEST_CASE("every sleep is one timer firing", "[timer][stats]") {
   rt.shutdown();
   const auto s = rt.stats();
   CHECK(s.live_fibers == 0);
-  CHECK(s.total().timers_fired >= static_cast<std::uint64_t>(kFibers) * kSleeps);
+  // Exactly one each: a sleep whose timer fired twice, or one woken some
+  // other way (no firing), would change the count.
+  CHECK(s.total().timers_fired == static_cast<std::uint64_t>(kFibers) * kSleeps);
 }
 
 TEST_CASE("sleep_for on a plain thread blocks the thread", "[timer]") {

@@ -9,7 +9,10 @@
 //  - Gate: a counting, cancellation-aware signal built only on the
 //    suspension API (tests of the runtime must not depend on sync/);
 //  - Watchdog: turns a hang (the usual symptom of a lost wake-up) into a
-//    fiber dump and an abort well before CTest's TIMEOUT kills us silently.
+//    fiber dump and an abort well before CTest's TIMEOUT kills us silently;
+//  - wait_suspended: waits until fibers are really queued on a primitive
+//    (the runtime's own view, detail::count_suspended), never a sleep that
+//    hopes they got there.
 #pragma once
 
 #include <sys/syscall.h>
@@ -23,7 +26,10 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <sstream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -32,6 +38,7 @@
 #include <catch2/catch.hpp>
 
 #include <spindle/runtime/all.hpp>
+#include <spindle/runtime/detail/introspect.hpp>
 #include <spindle/runtime/suspend.hpp>
 
 // The worker counts every scheduler test runs at.
@@ -177,6 +184,20 @@ class StderrCapture {
     stop();
     return text_;
   }
+  // peek: what was written so far, without stopping the capture.
+  std::string peek() {
+    std::fflush(stderr);
+    std::cerr.flush();
+    std::string out;
+    char buf[4096];
+    off_t at = 0;
+    ssize_t n;
+    while ((n = ::pread(::fileno(file_), buf, sizeof buf, at)) > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      at += n;
+    }
+    return out;
+  }
 
  private:
   void stop() {
@@ -242,6 +263,14 @@ class Gate {
     spindle::detail::throw_if_cancelled(s);
   }
 
+  // try_consume: consumes a pending signal if there is one; never waits.
+  bool try_consume() {
+    std::lock_guard lk(mu_);
+    if (pending_ == 0) return false;
+    --pending_;
+    return true;
+  }
+
   // signal: wakes the waiter, or leaves a signal for the next wait. Any
   // thread or fiber; never suspends.
   void signal() {
@@ -304,6 +333,66 @@ class Watchdog {
   bool stop_ = false;
   std::thread thread_;
 };
+
+// NotSuspended: thrown by wait_suspended when the fibers never got there.
+struct NotSuspended : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail_ {
+template <class Cond>
+void wait_suspended_impl(Cond cond, const std::string& what_for, Clock::duration limit) {
+  const auto end = Clock::now() + limit;
+  while (!cond()) {
+    if (Clock::now() > end) {
+      std::ostringstream os;
+      os << "wait_suspended: " << what_for << " not reached within "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(limit).count() << " ms\n";
+      spindle::dump_fibers(os);
+      fiber_failures().add(os.str());
+      throw NotSuspended(os.str());
+    }
+    // A fiber sleep (on a plain thread: a thread sleep), so the fibers we
+    // wait for can run even on a single worker.
+    spindle::sleep_for(std::chrono::microseconds(200));
+  }
+}
+}  // namespace detail_
+
+// wait_suspended(what, n): waits until at least n fibers are suspended in a
+// wait described as `what` ("mutex", "semaphore", "channel recv", "queue
+// put", "select", "sleep", "join", "gate", ...: the names the fiber dump
+// shows), with their Waiter already handed to the primitive (publish done),
+// and not yet woken. That is the runtime's own knowledge
+// (detail::count_suspended), not a guess from elapsed time. If it does not
+// happen within `limit`, the test fails: the reason and a fiber dump are
+// recorded (reported by run_checked / report_fiber_failures) and
+// NotSuspended is thrown, so the caller does not go on as if it had.
+// From a fiber or a plain thread while the runtime runs. Plain threads
+// that wait on a primitive are not fibers and are not counted.
+inline void wait_suspended(std::string_view what, std::size_t n = 1,
+                           Clock::duration limit = slack(std::chrono::seconds(10))) {
+  detail_::wait_suspended_impl(
+      [&] { return spindle::detail::count_suspended(what) >= n; },
+      std::to_string(n) + " fiber(s) suspended on \"" + std::string(what) + "\"", limit);
+}
+
+// wait_fiber_suspended(id, what): the same for the one fiber with this id
+// (Task::id(), this_fiber::id()); any wait if `what` is empty.
+inline void wait_fiber_suspended(std::uint64_t id, std::string_view what,
+                                 Clock::duration limit = slack(std::chrono::seconds(10))) {
+  detail_::wait_suspended_impl(
+      [&] { return spindle::detail::count_suspended(what, id) == 1; },
+      "fiber " + std::to_string(id) + " suspended on \"" + std::string(what) + "\"", limit);
+}
+
+// wait_suspended(task, what): the same for a task's fiber.
+template <class Task>
+  requires requires(const Task& t) { t.id(); }
+void wait_suspended(const Task& t, std::string_view what,
+                    Clock::duration limit = slack(std::chrono::seconds(10))) {
+  wait_fiber_suspended(t.id(), what, limit);
+}
 
 // Xorshift: a tiny deterministic PRNG for jitter (no shared state, no locks).
 struct Xorshift {

@@ -51,7 +51,7 @@ TEST_CASE("Channel: rendezvous blocks the sender until a receiver takes the valu
     sp::Channel<int> ch;  // capacity 0
     std::atomic<bool> sent{false};
     auto s = sp::spawn([&] { ch.send(7); sent = true; });
-    settle();
+    wait_suspended(s, "channel send");
     REQUIRE_FALSE(sent.load());
     REQUIRE_FALSE(ch.try_send(8));  // no receiver waiting
     REQUIRE(ch.recv() == 7);
@@ -59,7 +59,7 @@ TEST_CASE("Channel: rendezvous blocks the sender until a receiver takes the valu
     REQUIRE(sent.load());
     // A receiver waiting makes try_send succeed.
     auto r = sp::spawn([&] { return ch.recv(); });
-    settle();
+    wait_suspended(r, "channel recv");
     REQUIRE(ch.try_send(9));
     REQUIRE(r.join() == 9);
   });
@@ -88,7 +88,8 @@ TEST_CASE("Channel: close semantics", "[channel][close]") {
     sp::Channel<int> full(1);
     full.send(0);
     auto s = sp::spawn([&] { full.send(1); });
-    settle();
+    wait_suspended("channel recv", 3);
+    wait_suspended(s, "channel send");
     rv.close();
     full.close();
     for (auto& r : rs) REQUIRE(r.join() == std::nullopt);
@@ -111,19 +112,19 @@ TEST_CASE("Channel: try_ and timed operations, cancellation", "[channel][cancel]
     REQUIRE(ch.recv_for(15ms) == std::nullopt);
     REQUIRE_FALSE(ch.is_closed());
     auto r = sp::spawn([&] { return ch.recv(); });
-    settle();
+    wait_suspended(r, "channel recv");
     r.cancel();
     REQUIRE_THROWS_AS(r.join(), sp::Cancelled);
     ch.send(5);
     auto s = sp::spawn([&] { ch.send(6); });
-    settle();
+    wait_suspended(s, "channel send");
     s.cancel();
     REQUIRE_THROWS_AS(s.join(), sp::Cancelled);
     // Neither cancelled wait took or left anything behind.
     REQUIRE(ch.recv() == 5);
     REQUIRE(ch.try_recv() == std::nullopt);
     auto late = sp::spawn([&] { return ch.recv_for(10s); });
-    settle();
+    wait_suspended(late, "channel recv");
     ch.send(7);
     REQUIRE(late.join() == 7);
   });

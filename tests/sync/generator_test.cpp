@@ -1,6 +1,7 @@
 // generator_test.cpp: Generator<T>.
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "sync_test_util.hpp"
 
@@ -17,7 +18,8 @@ TEST_CASE("Generator: streams values lazily into range-for", "[generator]") {
         yield(i);
       }
     });
-    settle();
+    // The body's fiber is parked waiting for the first request ("demand").
+    wait_suspended("semaphore", 1);
     REQUIRE(produced.load() == 0);  // nothing runs before the first request
     int expect = 0;
     for (int v : g) {
@@ -81,8 +83,39 @@ TEST_CASE("Generator: abandoning it cancels the producer", "[generator][cancel]"
       sp::Generator<int> slow([](auto& yield) { sp::sleep_for(std::chrono::hours(1)); yield(0); });
       for (int v : slow) (void)v;
     });
-    settle();
+    wait_suspended(consumer, "channel recv");
     consumer.cancel();
     REQUIRE_THROWS_AS(consumer.join(), sp::Cancelled);
+  });
+}
+
+TEST_CASE("Generator: next() and the single-pass rule", "[generator]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    std::atomic<int> produced{0};
+    sp::Generator<int> g([&](auto& yield) {
+      for (int i = 0; i < 5; ++i) {
+        ++produced;
+        yield(i);
+      }
+    });
+    REQUIRE(g.next() == 0);
+    REQUIRE(g.next() == 1);
+    // Producing runs one value at a time, on demand: the body is parked on
+    // the next request, not running ahead.
+    wait_suspended("semaphore", 1);
+    REQUIRE(produced.load() == 2);
+    // A range-for after next() goes on from where next() left off: one pass.
+    std::vector<int> rest;
+    for (int v : g) rest.push_back(v);
+    REQUIRE(rest == std::vector<int>{2, 3, 4});
+    // Exhausted: next() keeps returning nullopt, another loop sees nothing,
+    // and the body did not run again.
+    REQUIRE(g.next() == std::nullopt);
+    REQUIRE(g.next() == std::nullopt);
+    int again = 0;
+    for (int v : g) again += 1 + v;
+    REQUIRE(again == 0);
+    REQUIRE(produced.load() == 5);
   });
 }

@@ -2,6 +2,8 @@
 #include <deque>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
+#include <vector>
 
 #include "sync_test_util.hpp"
 
@@ -57,7 +59,7 @@ TEST_CASE("Mutex: try_lock, try_lock_for, scoped_lock", "[mutex]") {
       if (ok) a.unlock();
       return ok;
     });
-    settle();
+    wait_suspended(later, "mutex");
     a.unlock();
     REQUIRE(later.join());
     {
@@ -86,7 +88,7 @@ TEST_CASE("Mutex: a waiter is not starved by a hot lock", "[mutex]") {
         }
       }));
     }
-    settle();
+    while (hot_rounds.load() < 100) sp::yield();  // the hot fibers are running
     auto victim = sp::spawn([&] {
       std::lock_guard g(m);
       victim_done = true;
@@ -104,7 +106,7 @@ TEST_CASE("Mutex: lock is cancellable and the mutex stays usable", "[mutex][canc
     sp::Mutex m;
     m.lock();
     auto waiter = sp::spawn([&] { m.lock(); m.unlock(); });
-    settle();
+    wait_suspended(waiter, "mutex");
     waiter.cancel();
     REQUIRE_THROWS_AS(waiter.join(), sp::Cancelled);
     m.unlock();
@@ -119,14 +121,16 @@ TEST_CASE("Mutex: a plain thread blocks until a fiber unlocks", "[mutex][thread]
     sp::Event locked_by_thread;
     m.lock();
     std::atomic<bool> got{false};
+    std::atomic<int> entered{0};
     PlainThreads pts;
     pts.start([&] {
+      ++entered;
       m.lock();
       got = true;
       locked_by_thread.set();
       m.unlock();
     });
-    settle();
+    plain_grace(entered, 1);
     REQUIRE_FALSE(got.load());
     m.unlock();
     locked_by_thread.wait();
@@ -202,21 +206,41 @@ TEST_CASE("Mutex: stress with timeouts, cancellations and threads", "[mutex][str
 }
 
 TEST_CASE("Mutex: starvation mode hands the lock to a long-waiting fiber", "[mutex]") {
-  // One worker, so nothing spins: a hot fiber that relocks at once would win
-  // every normal-mode race against the woken waiter. The waiter must still
-  // get the lock, and soon after waiting 1 ms (hand-off mode), well before
-  // the hot fiber's round cap.
+  // One worker, so nothing spins. In normal mode a hot fiber that relocks at
+  // once wins every race against the waiter: its unlock wakes the waiter,
+  // and it takes the free lock again before the waiter runs; the waiter
+  // finds it locked and queues again. Only starvation mode stops that: a
+  // waiter that has waited more than 1 ms queues with STARVING set, and the
+  // next unlock hands the mutex to it; the hot fiber's next lock queues.
+  // So once the waiter has been queued for a few milliseconds, the hot
+  // fiber may take the lock at most once more (the round in flight when the
+  // waiter, running between every two hot rounds, noticed). The bound is in
+  // hand-off order, not time: a descheduled worker runs no hot rounds either.
+  // Without starvation mode the hot fiber takes it every round, up to its cap.
+  constexpr long kCap = 200'000;
+  long late_rounds = 0;  // hot acquisitions 5 ms or more after the waiter queued
+  long rounds = 0;
   run_checked(1u, [&] {
     sp::Mutex m;
     std::atomic<bool> got{false};
+    std::atomic<bool> hot_running{false};
+    sp::Task<void> waiter;
     auto hot = sp::spawn([&] {
-      for (long r = 0; r < 5'000'000 && !got.load(); ++r) {
+      Clock::time_point queued_at = Clock::time_point::max();
+      for (long r = 0; r < kCap && !got.load(); ++r) {
         std::lock_guard g(m);
+        ++rounds;
+        hot_running = true;
+        if (Clock::now() - queued_at > 5ms) ++late_rounds;
         sp::yield();  // the waiter runs here, finds it locked, queues again
+        if (queued_at == Clock::time_point::max() && waiter.id() != 0 &&
+            sp::detail::count_suspended("mutex", waiter.id()) == 1) {
+          queued_at = Clock::now();  // the waiter is in the queue (at the latest now)
+        }
       }
     });
-    sp::yield();
-    auto waiter = sp::spawn([&] {
+    while (!hot_running.load()) sp::yield();
+    waiter = sp::spawn([&] {
       std::lock_guard g(m);
       got = true;
     });
@@ -224,6 +248,9 @@ TEST_CASE("Mutex: starvation mode hands the lock to a long-waiting fiber", "[mut
     hot.join();
     REQUIRE(got.load());
   });
+  INFO("hot rounds: " << rounds << ", of which after the waiter queued 5 ms: " << late_rounds);
+  CHECK(rounds < kCap);
+  CHECK(late_rounds <= 1);
 }
 
 TEST_CASE("ConditionVariable: producer/consumer with a predicate", "[condvar]") {
@@ -282,7 +309,7 @@ TEST_CASE("ConditionVariable: wait_for times out; cancel keeps the lock held", "
         throw;
       }
     });
-    settle();
+    wait_suspended(waiter, "condition variable");
     waiter.cancel();
     REQUIRE_THROWS_AS(waiter.join(), sp::Cancelled);
     REQUIRE(held_after_cancel.load());
@@ -299,7 +326,7 @@ TEST_CASE("ConditionVariable: wait_for times out; cancel keeps the lock held", "
         ++woke;
       }));
     }
-    settle();
+    wait_suspended("condition variable", 5);
     {
       std::lock_guard g(m);
       go = true;
@@ -346,12 +373,109 @@ TEST_CASE("SharedMutex: readers share, writers exclude", "[shared_mutex]") {
     m.lock_shared();
     REQUIRE_FALSE(m.try_lock_for(10ms));
     auto w = sp::spawn([&] { m.lock(); m.unlock(); });
-    settle();
+    wait_suspended(w, "shared mutex");
     REQUIRE_FALSE(m.try_lock_shared());
     w.cancel();
     REQUIRE_THROWS_AS(w.join(), sp::Cancelled);
     REQUIRE(m.try_lock_shared());
     m.unlock_shared();
+    m.unlock_shared();
+    REQUIRE(m.try_lock());
+    m.unlock();
+  });
+}
+
+TEST_CASE("SharedMutex: one FIFO queue; readers behind a writer wait, then go as a batch",
+          "[shared_mutex]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::SharedMutex m;
+    std::mutex mu;
+    std::vector<std::string> order;  // guarded by mu
+    auto note = [&](const char* who) {
+      std::lock_guard g(mu);
+      order.push_back(who);
+    };
+    std::atomic<int> readers_in{0};
+    m.lock_shared();  // the main fiber reads
+    auto w1 = sp::spawn([&] {
+      std::unique_lock lk(m);
+      note("w1");
+    });
+    wait_suspended(w1, "shared mutex");
+    // New readers queue behind the queued writer, though only readers hold it.
+    REQUIRE_FALSE(m.try_lock_shared());
+    auto reader = [&](const char* who) {
+      return sp::spawn([&, who] {
+        std::shared_lock lk(m);
+        note(who);
+        // Both readers of the batch hold it at once: each waits for the other.
+        readers_in.fetch_add(1);
+        wait_until([&] { return readers_in.load() >= 2; }, "both readers of the batch inside");
+      });
+    };
+    auto r1 = reader("r");
+    wait_suspended(r1, "shared mutex (shared)");
+    auto r2 = reader("r");
+    wait_suspended(r2, "shared mutex (shared)");
+    auto w2 = sp::spawn([&] {
+      std::unique_lock lk(m);
+      note("w2");
+    });
+    wait_suspended(w2, "shared mutex");
+    auto r3 = sp::spawn([&] {
+      std::shared_lock lk(m);
+      note("r3");
+    });
+    wait_suspended(r3, "shared mutex (shared)");
+    {
+      std::lock_guard g(mu);
+      REQUIRE(order.empty());
+    }
+    m.unlock_shared();
+    for (auto* t : {&w1, &r1, &r2, &w2, &r3}) t->join();
+    REQUIRE(order == std::vector<std::string>{"w1", "r", "r", "w2", "r3"});
+    REQUIRE(m.try_lock());
+    m.unlock();
+  });
+}
+
+TEST_CASE("SharedMutex: cancelled and timed-out waiters leave the queue cleanly",
+          "[shared_mutex][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::SharedMutex m;
+    // try_lock_shared_for: times out behind a writer, succeeds once it leaves.
+    m.lock();
+    const auto t0 = Clock::now();
+    REQUIRE_FALSE(m.try_lock_shared_for(10ms));
+    REQUIRE(Clock::now() - t0 >= 10ms);
+    auto timed = sp::spawn([&] {
+      const bool ok = m.try_lock_shared_for(1h);
+      if (ok) m.unlock_shared();
+      return ok;
+    });
+    wait_suspended(timed, "shared mutex (shared)");
+    // A cancelled reader queued behind the writer takes nothing with it.
+    auto cancelled = sp::spawn([&] { m.lock_shared(); });
+    wait_suspended(cancelled, "shared mutex (shared)");
+    cancelled.cancel();
+    REQUIRE_THROWS_AS(cancelled.join(), sp::Cancelled);
+    m.unlock();
+    REQUIRE(timed.join());
+    REQUIRE(m.try_lock());  // no reader count left behind by the cancelled one
+    m.unlock();
+
+    // A writer that leaves the queue lets the readers behind it in at once:
+    // only readers hold the lock then.
+    m.lock_shared();
+    auto w = sp::spawn([&] { m.lock(); m.unlock(); });
+    wait_suspended(w, "shared mutex");
+    auto r = sp::spawn([&] { m.lock_shared(); m.unlock_shared(); });
+    wait_suspended(r, "shared mutex (shared)");
+    w.cancel();
+    REQUIRE_THROWS_AS(w.join(), sp::Cancelled);
+    r.join();  // while the main fiber still holds its shared lock
     m.unlock_shared();
     REQUIRE(m.try_lock());
     m.unlock();

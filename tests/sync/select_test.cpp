@@ -51,13 +51,16 @@ TEST_CASE("select: waits until a case becomes ready (recv and send)", "[select]"
   const unsigned workers = SPINDLE_TEST_WORKERS();
   run_checked(workers, [&] {
     sp::Channel<int> in, out;
-    auto feeder = sp::spawn([&] { settle(); in.send(42); });
+    // The other side acts only once select is really waiting.
+    const auto me = sp::this_fiber::id();
+    auto once_selecting = [me] { spindle_test::wait_fiber_suspended(me, "select"); };
+    auto feeder = sp::spawn([&] { once_selecting(); in.send(42); });
     int got = 0;
     REQUIRE(sp::select(sp::on_recv(in, [&](std::optional<int> v) { got = *v; }),
                        sp::on_timeout(10s, [] {})) == 0);
     REQUIRE(got == 42);
     feeder.join();
-    auto taker = sp::spawn([&] { settle(); return out.recv(); });
+    auto taker = sp::spawn([&] { once_selecting(); return out.recv(); });
     bool sent = false;
     REQUIRE(sp::select(sp::on_recv(in, [](std::optional<int>) {}),
                        sp::on_send(out, 9, [&] { sent = true; })) == 1);
@@ -75,7 +78,11 @@ TEST_CASE("select: closed channels", "[select][close]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   run_checked(workers, [&] {
     sp::Channel<int> a, b;
-    auto closer = sp::spawn([&] { settle(); a.close(); });
+    const auto me = sp::this_fiber::id();
+    auto closer = sp::spawn([&] {
+      spindle_test::wait_fiber_suspended(me, "select");
+      a.close();
+    });
     bool closed = false;
     REQUIRE(sp::select(sp::on_recv(a, [&](std::optional<int> v) { closed = !v; }),
                        sp::on_recv(b, [](std::optional<int>) {})) == 0);
@@ -93,7 +100,7 @@ TEST_CASE("select: cancellable, and leaves no waiter behind", "[select][cancel]"
     auto s = sp::spawn([&] {
       sp::select(sp::on_recv(a, [](std::optional<int>) {}), sp::on_send(b, 1, [] {}));
     });
-    settle();
+    wait_suspended(s, "select");
     s.cancel();
     REQUIRE_THROWS_AS(s.join(), sp::Cancelled);
     REQUIRE_FALSE(a.try_send(1));  // nobody receives on a any more

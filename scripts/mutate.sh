@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# mutate.sh: mutation testing of the mechanisms that matter. Each mutation is
+# a small deliberate breakage (starvation mode off, FIFO hand-off reversed, a
+# fence missing, ...) applied to a scratch copy of the tree; the test targets
+# that should notice are built and run, and the mutation is "killed" when at
+# least one of them fails. A mutation that survives names a test that does
+# not test what it claims. See docs/hacking.md "Mutation testing".
+#
+# Usage: scripts/mutate.sh [-k] [-l] [-n] [NAME...]
+#   NAME...  run only these mutations (default: all)
+#   -l       list the mutations and exit
+#   -n       dry run: only check that each pattern matches the working tree
+#            exactly once (and show the diff it would make); builds nothing
+#   -k       keep going without the baseline run (the unmutated targets
+#            must pass, or every mutation would look killed; only skip it
+#            when you just ran it)
+# Environment:
+#   SPINDLE_MUTATE_DIR  scratch directory (default: build/mutate in the
+#                       tree; it holds a copy of the sources and one dev
+#                       build, reused between runs so rebuilds stay
+#                       incremental)
+#   SPINDLE_MUTATE_JOBS build and ctest parallelism (default 2)
+#
+# Never touches the real tree: the copy is refreshed from the working tree
+# (tracked and untracked, not ignored, files) at the start of each run.
+# Output: one line per mutation (killed / SURVIVED / ERROR and why), then
+# exactly one summary line "mutate: N killed, M survived". Exit status 0 only
+# when every mutation ran and was killed.
+set -u -o pipefail
+
+ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+SCRATCH=${SPINDLE_MUTATE_DIR:-$ROOT/build/mutate}
+JOBS=${SPINDLE_MUTATE_JOBS:-2}
+PRISTINE=$SCRATCH/pristine  # the snapshot mutations are undone from
+SRC=$SCRATCH/src            # the mutated copy, with its build in build/dev
+BUILD=$SRC/build/dev
+LOG=$SCRATCH/logs
+
+# ---------------------------------------------------------------------------
+# The mutations. One line each, fields separated by " :: ":
+#   name :: file :: perl substitution (s{...}{...}) :: build targets :: ctest -R regex [:: env]
+# env (optional): VAR=value words set for the tests of that mutation only
+# (e.g. more rounds of a race that is rare by nature).
+# The substitution must match exactly once in the file, or the mutation is
+# an ERROR ("pattern not found" / "pattern matched N times"), never a kill:
+# when the code it targets moves, the pattern must be updated, not the
+# mutation silently skipped. Patterns match on the statement, not the line
+# number, and tolerate whitespace changes (\s*).
+# ---------------------------------------------------------------------------
+MUTATIONS=$(cat <<'EOF'
+mutex_starvation_off :: sync/src/mutex.cpp :: s{\n\s*if\s*\(starving\)\s*nw\s*\|=\s*kStarving;}{} :: sync_mutex :: ^sync_mutex$
+blocking_pool_cap_2 :: runtime/src/offload.cpp :: s{(kDefaultBlockingThreads\s*=\s*)\d+}{${1}2} :: offload_test :: ^offload_test$
+wait_list_lifo :: sync/include/spindle/sync/wait_queue.hpp :: s{(WaitNode\*\s+pop_front\(\)\s*noexcept\s*\{\s*WaitNode\*\s*n\s*=\s*)head_;}{${1}tail_;} :: sync_primitives sync_queue :: ^sync_(primitives|queue)$
+waker_fence_missing :: runtime/src/scheduler.cpp :: s{if\s*\(strict\)\s*std::atomic_thread_fence\(std::memory_order_seq_cst\);}{(void)strict;} :: runtime_wake_stress :: ^runtime_wake_park$ :: SPINDLE_WAKE_PARK_ROUNDS=3000000
+wait_cell_generation_unchecked :: runtime/include/spindle/runtime/suspend.hpp :: s{if\s*\(\(expected\s*&\s*~kCancellable\)\s*!=\s*gen\)\s*return\s+false;}{if ((expected & kStateMask) != waiting) return false;} :: offload_test :: ^offload_test$
+cancel_check_before_wait_skipped :: runtime/src/wait.cpp :: s{if\s*\(!shielded\s*&&\s*f->cancel_requested_\.load\(std::memory_order_relaxed\)\)\s*\{(\s*w\.try_complete\(Waiter::cancelled\);)}{if (false) \{$1} :: runtime_cancel offload_test :: ^(runtime_cancel|offload_test)$
+cancel_after_publish_skipped :: runtime/src/worker.cpp :: s{f->cancel_requested_\.load\(std::memory_order_seq_cst\)\s*&&}{false &&} :: runtime_cancel runtime_cancel_basics :: ^runtime_cancel(_basics)?$
+shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
+EOF
+)
+
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+
+skip_baseline=0
+list_only=0
+dry_run=0
+while getopts "klnh" opt; do
+  case $opt in
+    k) skip_baseline=1 ;;
+    l) list_only=1 ;;
+    n) dry_run=1 ;;
+    *) usage; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+
+field() { awk -F ' :: ' -v n="$2" '{ print $n }' <<<"$1"; }
+
+if [[ $list_only == 1 ]]; then
+  while IFS= read -r m; do
+    printf '%-34s %s\n' "$(field "$m" 1)" "$(field "$m" 2)"
+  done <<<"$MUTATIONS"
+  exit 0
+fi
+
+selected() {
+  [[ ${#WANT[@]} -eq 0 ]] && return 0
+  local w
+  for w in "${WANT[@]}"; do [[ $w == "$1" ]] && return 0; done
+  return 1
+}
+WANT=("$@")
+for w in "${WANT[@]}"; do
+  grep -q "^$w :: " <<<"$MUTATIONS" || { echo "mutate: no mutation named $w" >&2; exit 2; }
+done
+
+# count_matches FILE SUBST: how many times SUBST's pattern matches FILE.
+count_matches() {
+  MUTATE_SUBST=$2 perl -0777 -ne \
+    'my $s = $_; my $c = eval "\$s =~ $ENV{MUTATE_SUBST}g"; die $@ if $@; print 0 + $c;' \
+    "$1" || echo "?"
+}
+# match_error COUNT FILE: why a pattern that did not match exactly once is
+# an error.
+match_error() {
+  if [[ $1 == 0 ]]; then
+    echo "pattern not found in $2 (did the code move? update the pattern)"
+  else
+    echo "pattern matched $1 times in $2 (make it specific)"
+  fi
+}
+# apply_subst FILE SUBST: applies it in place.
+apply_subst() {
+  MUTATE_SUBST=$2 perl -0777 -i -pe 'eval "\$_ =~ $ENV{MUTATE_SUBST}"; die $@ if $@;' "$1"
+}
+
+if [[ $dry_run == 1 ]]; then
+  bad=0
+  tmp=$(mktemp)
+  while IFS= read -r m; do
+    name=$(field "$m" 1); file=$(field "$m" 2); subst=$(field "$m" 3)
+    selected "$name" || continue
+    n=$(count_matches "$ROOT/$file" "$subst")
+    if [[ $n != 1 ]]; then
+      echo "mutate: $name: ERROR: $(match_error "$n" "$file")"
+      bad=$((bad + 1)); continue
+    fi
+    cp "$ROOT/$file" "$tmp"
+    apply_subst "$tmp" "$subst"
+    echo "mutate: $name: applies to $file"
+    diff -u "$ROOT/$file" "$tmp" | sed -n '3,$p' | grep '^[-+]' | sed 's/^/    /'
+  done <<<"$MUTATIONS"
+  rm -f "$tmp"
+  exit $(( bad > 0 ))
+fi
+
+mkdir -p "$PRISTINE" "$SRC" "$LOG"
+t_start=$(date +%s)
+
+# 1. Snapshot the working tree; bring the build copy up to date, rewriting
+#    only files whose content differs (cmp): they get a fresh mtime, so the
+#    build stays incremental and never mistakes a restored file for an
+#    unchanged one.
+echo "mutate: copying $ROOT to $SCRATCH"
+rm -rf "$PRISTINE"
+mkdir -p "$PRISTINE"
+(cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 -r ls -d 2>/dev/null |
+  tr '\n' '\0' | tar --null -T - -cf -) | tar -xf - -C "$PRISTINE"
+(cd "$PRISTINE" && find . -type f -print0) | while IFS= read -r -d '' f; do
+  if ! cmp -s "$PRISTINE/$f" "$SRC/$f"; then
+    mkdir -p "$(dirname "$SRC/$f")"
+    cp "$PRISTINE/$f" "$SRC/$f"
+  fi
+done
+
+if [[ ! -f $BUILD/build.ninja && ! -f $BUILD/Makefile ]]; then
+  echo "mutate: configuring $BUILD (dev preset, once)"
+  (cd "$SRC" && cmake --preset dev >"$LOG/configure.log" 2>&1) ||
+    { echo "mutate: configure failed, see $LOG/configure.log" >&2; exit 2; }
+fi
+
+build() {  # targets... ; log file as $BUILD_LOG
+  cmake --build "$BUILD" -j "$JOBS" --target "$@" >"$BUILD_LOG" 2>&1
+}
+run_tests() {  # ctest regex [VAR=value...] ; log file as $TEST_LOG
+  # --stop-on-failure: one failing test is enough to kill a mutation.
+  local regex=$1
+  shift
+  env "$@" ctest --test-dir "$BUILD" -j "$JOBS" -R "$regex" --output-on-failure \
+    --stop-on-failure >"$TEST_LOG" 2>&1
+}
+
+# 2. Baseline: every target the selected mutations use must pass unmutated.
+if [[ $skip_baseline == 0 ]]; then
+  targets=()
+  regexes=()
+  while IFS= read -r m; do
+    selected "$(field "$m" 1)" || continue
+    read -r -a ts <<<"$(field "$m" 4)"
+    targets+=("${ts[@]}")
+    regexes+=("($(field "$m" 5))")
+  done <<<"$MUTATIONS"
+  mapfile -t targets < <(printf '%s\n' "${targets[@]}" | sort -u)
+  regex=$(IFS='|'; echo "${regexes[*]}")
+  echo "mutate: baseline (unmutated): ${targets[*]}"
+  BUILD_LOG=$LOG/baseline.build.log
+  build "${targets[@]}" || { echo "mutate: baseline does not build, see $BUILD_LOG" >&2; exit 2; }
+  TEST_LOG=$LOG/baseline.test.log
+  run_tests "$regex" || { echo "mutate: baseline tests fail, see $TEST_LOG" >&2; exit 2; }
+fi
+
+# 3. The mutations, one at a time. (The list is read on fd 3, so that no
+# command in the loop can consume it from stdin.)
+killed=0
+survived=0
+errors=0
+survivors=()
+error_names=()
+while IFS= read -r m <&3; do
+  name=$(field "$m" 1)
+  selected "$name" || continue
+  file=$(field "$m" 2)
+  subst=$(field "$m" 3)
+  read -r -a ts <<<"$(field "$m" 4)"
+  regex=$(field "$m" 5)
+  read -r -a envs <<<"$(field "$m" 6)"
+  t0=$(date +%s)
+  if [[ ! -f $SRC/$file ]]; then
+    echo "mutate: $name: ERROR: $file not found"
+    errors=$((errors + 1)); error_names+=("$name"); continue
+  fi
+  # Apply: exactly one match, or an error.
+  count=$(count_matches "$SRC/$file" "$subst")
+  if [[ $count != 1 ]]; then
+    echo "mutate: $name: ERROR: $(match_error "$count" "$file")"
+    errors=$((errors + 1)); error_names+=("$name"); continue
+  fi
+  apply_subst "$SRC/$file" "$subst"
+  if cmp -s "$SRC/$file" "$PRISTINE/$file"; then
+    echo "mutate: $name: ERROR: substitution left $file unchanged"
+    errors=$((errors + 1)); error_names+=("$name"); continue
+  fi
+  diff -u "$PRISTINE/$file" "$SRC/$file" >"$LOG/$name.diff"
+  BUILD_LOG=$LOG/$name.build.log
+  TEST_LOG=$LOG/$name.test.log
+  if ! build "${ts[@]}"; then
+    verdict="ERROR: does not build (see $BUILD_LOG)"
+    errors=$((errors + 1)); error_names+=("$name")
+  elif run_tests "$regex" "${envs[@]}"; then
+    verdict="SURVIVED (tests ${regex} pass; see $TEST_LOG)"
+    survived=$((survived + 1)); survivors+=("$name")
+  else
+    failed=$(grep -E '^\s*[0-9]+ - ' "$TEST_LOG" | sed -E 's/^\s*[0-9]+ - //' | paste -sd, -)
+    verdict="killed by ${failed:-a failing test}"
+    killed=$((killed + 1))
+  fi
+  # Undo: a fresh copy (new mtime) so the next build recompiles it.
+  cp "$PRISTINE/$file" "$SRC/$file"
+  echo "mutate: $name: $verdict [$(( $(date +%s) - t0 )) s]"
+done 3<<<"$MUTATIONS"
+
+echo "mutate: total time $(( $(date +%s) - t_start )) s; logs in $LOG"
+if [[ $survived -gt 0 ]]; then echo "mutate: survivors: ${survivors[*]}"; fi
+if [[ $errors -gt 0 ]]; then echo "mutate: errors (neither killed nor survived): $errors: ${error_names[*]}"; fi
+echo "mutate: $killed killed, $survived survived"
+[[ $survived -eq 0 && $errors -eq 0 ]]
