@@ -571,21 +571,34 @@ void Worker::remove_timer(Waiter* w) noexcept {
 }
 
 std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
-  FiberList won;  // linked through next_: a suspended fiber is in no queue
+  // Latest deadline first: linked through next_ (a suspended fiber is in
+  // no queue), each new winner in front of the earlier ones.
+  Fiber* won = nullptr;
   std::size_t fired = 0;
   {
     std::lock_guard lk(timer_lock_);
     while (!timers_.empty() && timers_.top()->deadline <= now) {
       Waiter* w = timers_.pop();
       ++fired;
-      if (w->try_complete(Waiter::timed_out)) won.push_back(w->fiber);
+      if (w->try_complete(Waiter::timed_out)) {
+        w->fiber->next_ = won;
+        won = w->fiber;
+      }
     }
     set_next_deadline_locked();
   }
   // Outside the lock (lock ranks: nothing is woken under a runtime lock).
   // From this worker the fibers go to its LIFO slot and deque; from an idle
   // worker taking over, to that worker's: they run where a core is free.
-  while (Fiber* f = won.pop_front()) f->sched_->wake_fiber(f);
+  // Woken latest deadline first, because each wake puts its fiber in the
+  // LIFO slot and bumps the previous one onto the deque, which its owner
+  // pops newest first: the earliest deadline then runs first, and timers
+  // that came due together run in deadline order.
+  while (Fiber* f = won) {
+    won = f->next_;
+    f->next_ = nullptr;
+    f->sched_->wake_fiber(f);
+  }
   return fired;
 }
 

@@ -105,19 +105,15 @@ TEST_CASE("sleepers wake in deadline order", "[timer]") {
   CHECK(early.load() == 0);
 }
 
-// Why "sleepers wake in deadline order" fails now and then under load: it
-// is not the spacing, it is the runtime. When several timers are due at
-// one firing (the worker ran late by more than the spacing: preempted, or
-// busy in a fiber), fire_due_timers pops them in deadline order and wakes
-// each with wake_fiber, which puts it in the LIFO slot and bumps the
-// previous one to the deque, whose owner pops the newest first: they run
-// in REVERSE deadline order, at any worker count. This test makes them
-// come due together deterministically (the only worker is held by the
-// main fiber past all four deadlines).
-// KNOWN BUG (reported with issue #17; the fix belongs in worker.cpp's
-// fire_due_timers, e.g. waking them in reverse order or queueing them
-// FIFO): [!shouldfail] until it is fixed, then drop the tag.
-TEST_CASE("timers that come due together wake in deadline order", "[timer][!shouldfail]") {
+// Timers that come due at one firing (the worker ran late by more than
+// their spacing: preempted, or busy in a fiber) must still run in deadline
+// order. Each wake puts its fiber in the LIFO slot and bumps the previous
+// one onto the deque, whose owner pops the newest first, so
+// fire_due_timers wakes them latest first; waking them in deadline order
+// ran them in reverse ("sleepers wake in deadline order" above then failed
+// now and then under load). Here they come due together deterministically:
+// the only worker is held by the main fiber past all four deadlines.
+TEST_CASE("timers that come due together wake in deadline order", "[timer]") {
   const unsigned workers = 1;
   std::vector<int> order;
   std::mutex mu;
