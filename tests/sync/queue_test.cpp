@@ -183,22 +183,19 @@ TEST_CASE("Queue: maxsize holds under contention", "[queue][stress]") {
 }
 
 namespace {
-// Ordered by priority alone: items with equal priority are ties. (queue.hpp
-// documents the order as operator<, but HeapStore compares with
-// std::greater<>, so a type needs operator> as well; both are given, and
-// agree, so the test holds whichever is used.)
+// Ordered by priority alone: items with equal priority are ties. Only
+// operator<, as queue.hpp's contract says (this would not compile if the
+// heap asked for operator>).
 struct Job {
   int priority;
   int id;
   bool operator<(const Job& o) const { return priority < o.priority; }
-  bool operator>(const Job& o) const { return o < *this; }
 };
 // A "custom comparator" (PriorityQueue takes none: the type's order is
 // it): an order that puts larger values first.
 struct Desc {
   int v;
   bool operator<(const Desc& o) const { return v > o.v; }
-  bool operator>(const Desc& o) const { return o < *this; }
 };
 }  // namespace
 

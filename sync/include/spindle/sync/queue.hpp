@@ -64,17 +64,25 @@ struct LifoStore {
   std::size_t size() const noexcept { return c.size(); }
 };
 
-// Min-heap on operator< (std::priority_queue cannot move its top out).
+// Min-heap on operator< (std::priority_queue cannot move its top out). The
+// heap algorithms build a max-heap of their comparator, so the comparator
+// is operator< with its arguments swapped: only operator< is required, as
+// the contract says.
+struct SwappedLess {
+  template <class A>
+  bool operator()(const A& a, const A& b) const { return b < a; }
+};
+
 template <class T>
 struct HeapStore {
   std::vector<T> c;
   void expect(std::size_t) noexcept {}
   void push(T&& v) {
     c.push_back(std::move(v));
-    std::push_heap(c.begin(), c.end(), std::greater<>{});
+    std::push_heap(c.begin(), c.end(), SwappedLess{});
   }
   T pop() {
-    std::pop_heap(c.begin(), c.end(), std::greater<>{});
+    std::pop_heap(c.begin(), c.end(), SwappedLess{});
     T v = std::move(c.back());
     c.pop_back();
     return v;
