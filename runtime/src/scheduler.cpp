@@ -54,8 +54,33 @@ Scheduler::Scheduler(const RuntimeOptions& o)
 
 Scheduler::~Scheduler() {
   shutdown();
+  // After the workers joined: their loops no longer watch the io fds.
+  if (void* e = ext_.load(std::memory_order_acquire)) ext_destroy_(e);
   std::lock_guard lk(g_schedulers_mu);
   g_schedulers.erase(std::find(g_schedulers.begin(), g_schedulers.end(), this));
+}
+
+void* Scheduler::extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept) {
+  if (void* e = ext_.load(std::memory_order_acquire)) return e;
+  std::lock_guard lk(ext_mu_);
+  if (void* e = ext_.load(std::memory_order_relaxed)) return e;
+  void* e = make(size());
+  ext_destroy_ = destroy;
+  // release; pairs with the acquire loads above and in the destructor.
+  ext_.store(e, std::memory_order_release);
+  return e;
+}
+
+void* runtime_extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept) {
+  Worker* w = current_worker();
+  SPINDLE_CHECK(w != nullptr, "spindle io used outside a fiber");
+  return w->scheduler().extension(make, destroy);
+}
+
+void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noexcept {
+  Worker* w = current_worker();
+  SPINDLE_CHECK(w != nullptr, "set_worker_poller outside a fiber");
+  w->scheduler().worker(worker).set_poller(fd, fn, ctx);
 }
 
 // ---- queues ---------------------------------------------------------------

@@ -94,6 +94,9 @@ class Scheduler {
   // shutdown() has sent its last unpark.
   void wait_unparks_done() noexcept;
 
+  // --- io layer (detail/io_hook.hpp) ---
+  void* extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept);
+
  private:
   std::uint64_t activity() const noexcept;
   void unpark_one();
@@ -124,6 +127,13 @@ class Scheduler {
   std::condition_variable main_cv_;
   bool main_done_ = false;   // guarded by main_mu_
   bool deadlock_ = false;    // guarded by main_mu_
+
+  // The io layer's object: created under ext_mu_ (rank: leaf; make() takes
+  // no runtime lock), read lock-free afterwards (acquire; pairs with the
+  // release store after make), destroyed after the workers joined.
+  std::mutex ext_mu_;
+  std::atomic<void*> ext_{nullptr};
+  void (*ext_destroy_)(void*) noexcept = nullptr;
 
   std::thread monitor_;
   std::mutex monitor_mu_;

@@ -1,0 +1,295 @@
+// tcp.cpp: TcpStream and TcpListener on the readiness core (reactor.hpp).
+//
+// Every operation tries its syscall first while the direction is marked
+// ready, and waits only after EAGAIN (or a short transfer, which means the
+// socket buffer was drained/filled: the next call waits first). The state
+// word is loaded before the syscall and passed to clear_ready, so an event
+// that arrived during the syscall (a new tick) keeps the ready bit.
+#include <spindle/io/tcp.hpp>
+
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "reactor.hpp"
+
+namespace spindle::io {
+
+using detail::Descriptor;
+using detail::Dir;
+using detail::Inflight;
+using detail::Reactor;
+using detail::throw_aborted;
+using detail::throw_errno;
+
+namespace {
+
+// A socket fd not yet handed to the reactor: closed on every exit.
+struct FdGuard {
+  int fd;
+  ~FdGuard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() noexcept { return std::exchange(fd, -1); }
+};
+
+int new_socket(int family) {
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "spindle::io: socket");
+  return fd;
+}
+
+Endpoint sock_name(int fd, bool peer) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                      : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (rc != 0) throw_errno(errno, peer ? "spindle::io: getpeername" : "spindle::io: getsockname");
+  return Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+Descriptor* checked(Descriptor* d, const char* what) {
+  if (d == nullptr) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
+  return d;
+}
+
+}  // namespace
+
+// ---- TcpStream ------------------------------------------------------------
+
+TcpStream& TcpStream::operator=(TcpStream&& o) noexcept {
+  if (this != &o) {
+    close();
+    d_ = std::exchange(o.d_, nullptr);
+  }
+  return *this;
+}
+
+void TcpStream::close() noexcept {
+  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+}
+
+int TcpStream::native_handle() const noexcept { return d_ ? d_->fd : -1; }
+
+TcpStream TcpStream::connect(const Endpoint& ep) {
+  FdGuard g{new_socket(ep.family())};
+  int rc;
+  do {
+    rc = ::connect(g.fd, ep.data(), ep.size());
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EINPROGRESS) throw_errno(errno, "spindle::io: connect");
+  const bool pending = rc != 0;
+  // Registered after connect(): an unconnected socket would report
+  // EPOLLOUT|EPOLLHUP at once. If the connection completes between the two
+  // calls, EPOLL_CTL_ADD reports it (it checks the current readiness).
+  Reactor& r = Reactor::get();
+  TcpStream s(r.open(g.release(), true, !pending));
+  if (pending) {
+    // A cancel or timeout here unwinds through ~TcpStream: the socket closes.
+    s.d_->wr.await("io connect");
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(s.d_->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) throw_errno(err, "spindle::io: connect");
+  }
+  return s;
+}
+
+TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
+  const auto eps = resolve(host, std::to_string(port));
+  std::system_error last(std::make_error_code(std::errc::host_unreachable), "spindle::io: connect");
+  for (const auto& ep : eps) {
+    try {
+      return connect(ep);
+    } catch (const std::system_error& e) {
+      if (e.code() == std::errc::operation_canceled) throw;
+      last = e;
+    }
+  }
+  throw last;
+}
+
+std::size_t TcpStream::read_some(void* p, std::size_t n) {
+  Descriptor* d = checked(d_, "spindle::io: read on a closed stream");
+  if (n == 0) return 0;
+  for (;;) {
+    // acquire; pairs with the release side of signal()'s CAS.
+    const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) throw_aborted("spindle::io: read");
+    if (Dir::ready(s)) {
+      ssize_t got;
+      {
+        Inflight in(d);
+        if (!in.ok()) throw_aborted("spindle::io: read");
+        got = ::read(d->fd, p, n);
+      }
+      if (got > 0) {
+        // Short read: the receive queue is empty now; wait before the next.
+        if (static_cast<std::size_t>(got) < n) d->rd.clear_ready(s);
+        return static_cast<std::size_t>(got);
+      }
+      if (got == 0) return 0;  // end of stream; stays ready (reads keep returning 0)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        d->rd.clear_ready(s);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      throw_errno(errno, "spindle::io: read");
+    }
+    d->rd.await("io read");
+  }
+}
+
+void TcpStream::read_exact(void* p, std::size_t n) {
+  auto* b = static_cast<char*>(p);
+  while (n > 0) {
+    const std::size_t got = read_some(b, n);
+    if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_exact");
+    b += got;
+    n -= got;
+  }
+}
+
+std::size_t TcpStream::write_some(const void* p, std::size_t n) {
+  Descriptor* d = checked(d_, "spindle::io: write on a closed stream");
+  if (n == 0) return 0;
+  for (;;) {
+    const std::uint64_t s = d->wr.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) throw_aborted("spindle::io: write");
+    if (Dir::ready(s)) {
+      ssize_t put;
+      {
+        Inflight in(d);
+        if (!in.ok()) throw_aborted("spindle::io: write");
+        // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE.
+        put = ::send(d->fd, p, n, MSG_NOSIGNAL);
+      }
+      if (put > 0) {
+        // Short write: the send buffer is full; wait before the next.
+        if (static_cast<std::size_t>(put) < n) d->wr.clear_ready(s);
+        return static_cast<std::size_t>(put);
+      }
+      if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        d->wr.clear_ready(s);
+        continue;
+      }
+      if (put < 0 && errno == EINTR) continue;
+      throw_errno(put < 0 ? errno : EIO, "spindle::io: write");
+    }
+    d->wr.await("io write");
+  }
+}
+
+void TcpStream::write_all(const void* p, std::size_t n) {
+  auto* b = static_cast<const char*>(p);
+  while (n > 0) {
+    const std::size_t put = write_some(b, n);
+    b += put;
+    n -= put;
+  }
+}
+
+void TcpStream::shutdown() {
+  Descriptor* d = checked(d_, "spindle::io: shutdown on a closed stream");
+  if (::shutdown(d->fd, SHUT_WR) != 0) throw_errno(errno, "spindle::io: shutdown");
+}
+
+void TcpStream::set_nodelay(bool on) {
+  Descriptor* d = checked(d_, "spindle::io: set_nodelay on a closed stream");
+  const int v = on ? 1 : 0;
+  if (::setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0) {
+    throw_errno(errno, "spindle::io: setsockopt(TCP_NODELAY)");
+  }
+}
+
+Endpoint TcpStream::local_endpoint() const {
+  return sock_name(checked(d_, "spindle::io: local_endpoint on a closed stream")->fd, false);
+}
+
+Endpoint TcpStream::remote_endpoint() const {
+  return sock_name(checked(d_, "spindle::io: remote_endpoint on a closed stream")->fd, true);
+}
+
+// ---- TcpListener ----------------------------------------------------------
+
+TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
+  if (this != &o) {
+    close();
+    d_ = std::exchange(o.d_, nullptr);
+  }
+  return *this;
+}
+
+void TcpListener::close() noexcept {
+  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+}
+
+TcpListener TcpListener::bind(const Endpoint& ep, ListenOptions o) {
+  FdGuard g{new_socket(ep.family())};
+  if (o.reuse_address) {
+    const int one = 1;
+    if (::setsockopt(g.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+      throw_errno(errno, "spindle::io: setsockopt(SO_REUSEADDR)");
+    }
+  }
+  if (::bind(g.fd, ep.data(), ep.size()) != 0) {
+    throw std::system_error(errno, std::system_category(), "spindle::io: bind " + ep.to_string());
+  }
+  if (::listen(g.fd, o.backlog) != 0) throw_errno(errno, "spindle::io: listen");
+  TcpListener l;
+  l.d_ = Reactor::get().open(g.release(), true, false);
+  return l;
+}
+
+TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenOptions o) {
+  const auto eps = resolve(host, std::to_string(port));
+  for (std::size_t i = 0;; ++i) {
+    try {
+      return bind(eps[i], o);
+    } catch (const std::system_error&) {
+      if (i + 1 == eps.size()) throw;
+    }
+  }
+}
+
+TcpStream TcpListener::accept(Endpoint* peer) {
+  Descriptor* d = checked(d_, "spindle::io: accept on a closed listener");
+  for (;;) {
+    const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) throw_aborted("spindle::io: accept");
+    if (Dir::ready(s)) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      int fd;
+      {
+        Inflight in(d);
+        if (!in.ok()) throw_aborted("spindle::io: accept");
+        fd = ::accept4(d->fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      }
+      if (fd >= 0) {
+        // Ready stays set: under edge triggering we accept until EAGAIN.
+        FdGuard g{fd};
+        if (peer != nullptr) *peer = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+        return TcpStream(Reactor::get().open(g.release(), true, true));
+      }
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        d->rd.clear_ready(s);
+        continue;
+      }
+      // The connection died in the queue: try the next one.
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      throw_errno(err, "spindle::io: accept");
+    }
+    d->rd.await("io accept");
+  }
+}
+
+Endpoint TcpListener::local_endpoint() const {
+  return sock_name(checked(d_, "spindle::io: local_endpoint on a closed listener")->fd, false);
+}
+
+}  // namespace spindle::io
