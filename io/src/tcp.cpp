@@ -112,23 +112,59 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
   throw last;
 }
 
-std::size_t TcpStream::read_some(void* p, std::size_t n) {
-  Descriptor* d = checked(d_, "spindle::io: read on a closed stream");
-  if (n == 0) return 0;
+namespace {
+
+std::size_t total(const iovec* iov, std::size_t cnt) noexcept {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < cnt; ++i) n += iov[i].iov_len;
+  return n;
+}
+
+// await_into: Dir::await with its one std::system_error (a second fiber
+// waiting in the same direction) turned into ec. Cancelled and TimedOut
+// propagate: they are not I/O outcomes.
+bool await_into(Dir& dir, const char* what, std::error_code& ec) {
+  try {
+    dir.await(what);
+    return true;
+  } catch (const std::system_error& e) {
+    ec = e.code();
+    return false;
+  }
+}
+
+}  // namespace
+
+std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  ec.clear();
+  Descriptor* d = d_;
+  if (d == nullptr) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  const std::size_t want = total(iov, cnt);
+  if (want == 0) return 0;
   for (;;) {
     // acquire; pairs with the release side of signal()'s CAS.
     const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
-    if (s & Dir::kClosed) throw_aborted("spindle::io: read");
+    if (s & Dir::kClosed) {
+      ec = std::make_error_code(std::errc::operation_canceled);
+      return 0;
+    }
     if (Dir::ready(s)) {
       ssize_t got;
       {
         Inflight in(d);
-        if (!in.ok()) throw_aborted("spindle::io: read");
-        got = ::read(d->fd, p, n);
+        if (!in.ok()) {
+          ec = std::make_error_code(std::errc::operation_canceled);
+          return 0;
+        }
+        got = cnt == 1 ? ::read(d->fd, iov[0].iov_base, iov[0].iov_len)
+                       : ::readv(d->fd, iov, static_cast<int>(cnt));
       }
       if (got > 0) {
         // Short read: the receive queue is empty now; wait before the next.
-        if (static_cast<std::size_t>(got) < n) d->rd.clear_ready(s);
+        if (static_cast<std::size_t>(got) < want) d->rd.clear_ready(s);
         return static_cast<std::size_t>(got);
       }
       if (got == 0) return 0;  // end of stream; stays ready (reads keep returning 0)
@@ -137,10 +173,23 @@ std::size_t TcpStream::read_some(void* p, std::size_t n) {
         continue;
       }
       if (errno == EINTR) continue;
-      throw_errno(errno, "spindle::io: read");
+      ec = std::error_code(errno, std::system_category());
+      return 0;
     }
-    d->rd.await("io read");
+    if (!await_into(d->rd, "io read", ec)) return 0;
   }
+}
+
+std::size_t TcpStream::read_some(void* p, std::size_t n, std::error_code& ec) {
+  const iovec iov{p, n};
+  return read_iov(&iov, 1, ec);
+}
+
+std::size_t TcpStream::read_some(void* p, std::size_t n) {
+  std::error_code ec;
+  const std::size_t got = read_some(p, n, ec);
+  if (ec) throw std::system_error(ec, "spindle::io: read");
+  return got;
 }
 
 void TcpStream::read_exact(void* p, std::size_t n) {
@@ -153,23 +202,43 @@ void TcpStream::read_exact(void* p, std::size_t n) {
   }
 }
 
-std::size_t TcpStream::write_some(const void* p, std::size_t n) {
-  Descriptor* d = checked(d_, "spindle::io: write on a closed stream");
-  if (n == 0) return 0;
+std::size_t TcpStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  ec.clear();
+  Descriptor* d = d_;
+  if (d == nullptr) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  const std::size_t want = total(iov, cnt);
+  if (want == 0) return 0;
   for (;;) {
     const std::uint64_t s = d->wr.state.load(std::memory_order_acquire);
-    if (s & Dir::kClosed) throw_aborted("spindle::io: write");
+    if (s & Dir::kClosed) {
+      ec = std::make_error_code(std::errc::operation_canceled);
+      return 0;
+    }
     if (Dir::ready(s)) {
       ssize_t put;
       {
         Inflight in(d);
-        if (!in.ok()) throw_aborted("spindle::io: write");
-        // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE.
-        put = ::send(d->fd, p, n, MSG_NOSIGNAL);
+        if (!in.ok()) {
+          ec = std::make_error_code(std::errc::operation_canceled);
+          return 0;
+        }
+        // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE
+        // (writev has no such flag, hence sendmsg for sequences).
+        if (cnt == 1) {
+          put = ::send(d->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+          msghdr m{};
+          m.msg_iov = const_cast<iovec*>(iov);
+          m.msg_iovlen = cnt;
+          put = ::sendmsg(d->fd, &m, MSG_NOSIGNAL);
+        }
       }
       if (put > 0) {
         // Short write: the send buffer is full; wait before the next.
-        if (static_cast<std::size_t>(put) < n) d->wr.clear_ready(s);
+        if (static_cast<std::size_t>(put) < want) d->wr.clear_ready(s);
         return static_cast<std::size_t>(put);
       }
       if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -177,10 +246,23 @@ std::size_t TcpStream::write_some(const void* p, std::size_t n) {
         continue;
       }
       if (put < 0 && errno == EINTR) continue;
-      throw_errno(put < 0 ? errno : EIO, "spindle::io: write");
+      ec = std::error_code(put < 0 ? errno : EIO, std::system_category());
+      return 0;
     }
-    d->wr.await("io write");
+    if (!await_into(d->wr, "io write", ec)) return 0;
   }
+}
+
+std::size_t TcpStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
+  const iovec iov{const_cast<void*>(p), n};
+  return write_iov(&iov, 1, ec);
+}
+
+std::size_t TcpStream::write_some(const void* p, std::size_t n) {
+  std::error_code ec;
+  const std::size_t put = write_some(p, n, ec);
+  if (ec) throw std::system_error(ec, "spindle::io: write");
+  return put;
 }
 
 void TcpStream::write_all(const void* p, std::size_t n) {

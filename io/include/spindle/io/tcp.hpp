@@ -13,9 +13,14 @@
 // Sockets must be closed (or destroyed) before their runtime ends.
 #pragma once
 
+#include <sys/uio.h>
+
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <system_error>
+#include <type_traits>
 
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/error.hpp>
@@ -25,7 +30,73 @@ namespace spindle::io {
 
 namespace detail {
 struct Descriptor;
+
+// Buffer sequences, as Asio defines them, without including Asio: a single
+// buffer is anything whose data() returns exactly void* (mutable) or
+// const void* (const) and whose size() is a size (asio::mutable_buffer,
+// const_buffer); a sequence is anything with begin()/end() over such
+// buffers (std::array/vector of them, mutable_buffers_1, Beast's views).
+// data() returning char* (std::string, std::vector<char>) does not count:
+// those go through the (pointer, size) overloads, so a string is never
+// taken for a sequence by accident.
+template <class B>
+concept MutableBuffer = requires(const B& b) {
+  { b.size() } -> std::convertible_to<std::size_t>;
+} && std::is_same_v<decltype(std::declval<const B&>().data()), void*>;
+template <class B>
+concept ConstBuffer = requires(const B& b) {
+  { b.size() } -> std::convertible_to<std::size_t>;
+} && (std::is_same_v<decltype(std::declval<const B&>().data()), void*> ||
+      std::is_same_v<decltype(std::declval<const B&>().data()), const void*>);
+template <class S>
+concept MutableBufferSequence = MutableBuffer<S> || requires(const S& s) {
+  { *s.begin() } -> MutableBuffer;
+  s.end();
+};
+template <class S>
+concept ConstBufferSequence = ConstBuffer<S> || requires(const S& s) {
+  { *s.begin() } -> ConstBuffer;
+  s.end();
+};
+
+// The most iovecs one syscall takes from a sequence (Asio's limit too); a
+// longer sequence is transferred in several calls by the _all operations.
+inline constexpr std::size_t kMaxIov = 64;
+
+template <class S, class Iov>
+std::size_t to_iov(const S& s, Iov* iov) noexcept {
+  std::size_t n = 0;
+  auto add = [&](const auto& b) {
+    if (b.size() != 0 && n < kMaxIov) {
+      iov[n].iov_base = const_cast<void*>(static_cast<const void*>(b.data()));
+      iov[n].iov_len = b.size();
+      ++n;
+    }
+  };
+  if constexpr (ConstBuffer<S>) {
+    add(s);
+  } else {
+    for (auto it = s.begin(); it != s.end() && n < kMaxIov; ++it) add(*it);
+  }
+  return n;
 }
+
+// ErrorCode<EC>: the error-code types the error_code& overloads accept.
+// std::error_code here; <spindle/io/asio_stream.hpp> adds
+// boost::system::error_code (end of stream = boost::asio::error::eof), so
+// Asio does not enter this header.
+template <class EC>
+struct ErrorCodeAdapter {
+  static constexpr bool enabled = false;
+};
+template <>
+struct ErrorCodeAdapter<std::error_code> {
+  static constexpr bool enabled = true;
+  static void assign(std::error_code& out, std::error_code in) noexcept { out = in; }
+};
+template <class EC>
+concept ErrorCode = ErrorCodeAdapter<EC>::enabled;
+}  // namespace detail
 
 class TcpStream {
  public:
@@ -43,11 +114,65 @@ class TcpStream {
   // read_some: at least one byte, waiting if none is available; 0 only at
   // end of stream (or when n == 0).
   SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n);
+  // As above; an error goes to ec (cleared on success) instead of a throw.
+  // Cancellation and timeouts still throw (Cancelled / TimedOut): they are
+  // not I/O outcomes, and every spindle wait unwinds for them.
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n, std::error_code& ec);
+
+  // Asio SyncReadStream: read_some over a MutableBufferSequence (readv, at
+  // most kMaxIov buffers). At least one byte, or an error: end of stream is
+  // an error here, as Asio requires: io::error::eof (throwing /
+  // std::error_code) or exactly boost::asio::error::eof (with
+  // <spindle/io/asio_stream.hpp>). A sequence of total size 0 returns 0.
+  template <detail::MutableBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = read_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: read");
+    return n;
+  }
+  template <detail::MutableBufferSequence B, detail::ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b, EC& ec) {
+    iovec iov[detail::kMaxIov];
+    const std::size_t cnt = detail::to_iov(b, iov);
+    std::error_code e;
+    std::size_t n = 0;
+    if (cnt != 0) {
+      n = read_iov(iov, cnt, e);
+      if (n == 0 && !e) e = make_error_code(error::eof);
+    }
+    detail::ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  // read_iov: one readv of at most kMaxIov entries; 0 with ec clear at end
+  // of stream. The building block of the overloads above.
+  SPINDLE_MAY_SUSPEND std::size_t read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
   // read_exact: exactly n bytes; io::error::eof if the stream ends first
   // (the bytes read so far are in p).
   SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
   // write_some: at least one byte (waits while the socket buffer is full).
   SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n, std::error_code& ec);
+
+  // Asio SyncWriteStream: write_some over a ConstBufferSequence (sendmsg,
+  // at most kMaxIov buffers, MSG_NOSIGNAL). Errors as for read_some.
+  template <detail::ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = write_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: write");
+    return n;
+  }
+  template <detail::ConstBufferSequence B, detail::ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b, EC& ec) {
+    iovec iov[detail::kMaxIov];
+    const std::size_t cnt = detail::to_iov(b, iov);
+    std::error_code e;
+    const std::size_t n = cnt == 0 ? 0 : write_iov(iov, cnt, e);
+    detail::ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  SPINDLE_MAY_SUSPEND std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
   // write_all: all n bytes, waiting while the peer is slower than us.
   SPINDLE_MAY_SUSPEND void write_all(const void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND void write_all(std::string_view s) { write_all(s.data(), s.size()); }
