@@ -21,7 +21,13 @@ class IoCategory final : public std::error_category {
  public:
   const char* name() const noexcept override { return "spindle.io"; }
   std::string message(int c) const override {
-    return c == static_cast<int>(error::eof) ? "end of stream" : "unknown io error";
+    switch (static_cast<error>(c)) {
+      case error::eof:
+        return "end of stream";
+      case error::write_interrupted:
+        return "stream unusable: a cancelled or timed-out write had sent part of its data";
+    }
+    return "unknown io error";
   }
 };
 

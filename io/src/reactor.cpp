@@ -217,6 +217,7 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr) {
   d->rd.state.store(g | (ready_rd ? Dir::kReady : 0), std::memory_order_relaxed);
   d->wr.state.store(g | (ready_wr ? Dir::kReady : 0), std::memory_order_relaxed);
   d->inflight.store(0, std::memory_order_relaxed);
+  d->write_broken.store(false, std::memory_order_relaxed);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = d->tag();

@@ -96,6 +96,11 @@ struct Descriptor {
   // closes the fd, so a concurrent operation never reaches a recycled fd
   // number. Paired seq_cst with the kClosed RMW (docs/io.md).
   std::atomic<std::uint32_t> inflight{0};
+  // A write_all was cancelled after sending part of its data: every later
+  // data operation fails (io::error::write_interrupted). Set by the writer
+  // fiber, read by any operation; relaxed: a flag, no data rides on it (a
+  // reader racing the cancelled writer may do one more read).
+  std::atomic<bool> write_broken{false};
   Descriptor* next_free = nullptr;  // guarded by Reactor::mu_
 
   std::uint64_t tag() const noexcept { return (std::uint64_t{gen} << 32) | slot; }

@@ -11,7 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <stdexcept>
 #include <system_error>
 
 #include "reactor.hpp"
@@ -142,6 +144,10 @@ std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_co
     ec = std::make_error_code(std::errc::bad_file_descriptor);
     return 0;
   }
+  if (d->write_broken.load(std::memory_order_relaxed)) {
+    ec = make_error_code(error::write_interrupted);
+    return 0;
+  }
   const std::size_t want = total(iov, cnt);
   if (want == 0) return 0;
   for (;;) {
@@ -209,6 +215,10 @@ std::size_t TcpStream::write_iov(const iovec* iov, std::size_t cnt, std::error_c
     ec = std::make_error_code(std::errc::bad_file_descriptor);
     return 0;
   }
+  if (d->write_broken.load(std::memory_order_relaxed)) {
+    ec = make_error_code(error::write_interrupted);
+    return 0;
+  }
   const std::size_t want = total(iov, cnt);
   if (want == 0) return 0;
   for (;;) {
@@ -266,16 +276,101 @@ std::size_t TcpStream::write_some(const void* p, std::size_t n) {
 }
 
 void TcpStream::write_all(const void* p, std::size_t n) {
-  auto* b = static_cast<const char*>(p);
-  while (n > 0) {
-    const std::size_t put = write_some(b, n);
-    b += put;
-    n -= put;
+  iovec iov{const_cast<void*>(p), n};
+  write_all_iov(&iov, 1);
+}
+
+void TcpStream::write_all_iov(iovec* iov, std::size_t cnt) {
+  bool sent = false;
+  try {
+    for (;;) {
+      while (cnt > 0 && iov->iov_len == 0) {
+        ++iov;
+        --cnt;
+      }
+      if (cnt == 0) return;
+      std::error_code ec;
+      std::size_t put = write_iov(iov, std::min(cnt, detail::kMaxIov), ec);
+      if (ec) throw std::system_error(ec, "spindle::io: write");
+      sent = true;
+      while (put > 0) {  // advance past what went out
+        const std::size_t k = std::min(put, iov->iov_len);
+        iov->iov_base = static_cast<char*>(iov->iov_base) + k;
+        iov->iov_len -= k;
+        put -= k;
+        if (iov->iov_len == 0) {
+          ++iov;
+          --cnt;
+        }
+      }
+    }
+  } catch (const std::system_error&) {
+    throw;  // an I/O error: the stream reports its own state from now on
+  } catch (...) {
+    // Cancelled or TimedOut between two sends: the peer holds a prefix of
+    // what the caller meant to send, and no later write can mend that.
+    if (sent && d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
+    throw;
+  }
+}
+
+std::size_t TcpStream::read_until(std::string& buf, std::string_view delim, std::size_t max_size) {
+  if (delim.empty()) throw std::invalid_argument("spindle::io: read_until with an empty delimiter");
+  std::size_t searched = 0;  // buf[0, searched) holds no delim start
+  for (;;) {
+    const std::size_t at = buf.find(delim, searched);
+    if (at != std::string::npos) return at + delim.size();
+    // A delimiter split across two reads starts in the last delim-1 bytes.
+    searched = buf.size() >= delim.size() ? buf.size() - delim.size() + 1 : 0;
+    if (buf.size() >= max_size) {
+      throw std::system_error(std::make_error_code(std::errc::message_size),
+                              "spindle::io: read_until: no delimiter within max_size bytes");
+    }
+    const std::size_t old = buf.size();
+    const std::size_t room = std::min<std::size_t>(max_size - old, 4096);
+    buf.resize(old + room);
+    std::size_t got;
+    try {
+      got = read_some(buf.data() + old, room);
+    } catch (...) {
+      buf.resize(old);
+      throw;
+    }
+    buf.resize(old + got);
+    if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_until");
+  }
+}
+
+std::size_t TcpStream::read_to_end(std::string& out, std::size_t max_size) {
+  const std::size_t start = out.size();
+  for (;;) {
+    if (out.size() >= max_size) {
+      // One more byte would pass the limit: find out whether one comes.
+      char probe;
+      if (read_some(&probe, 1) == 0) return out.size() - start;
+      throw std::system_error(std::make_error_code(std::errc::message_size),
+                              "spindle::io: read_to_end: more than max_size bytes");
+    }
+    const std::size_t old = out.size();
+    const std::size_t room = std::min<std::size_t>(max_size - old, std::max<std::size_t>(4096, old / 2));
+    out.resize(old + room);
+    std::size_t got;
+    try {
+      got = read_some(out.data() + old, room);
+    } catch (...) {
+      out.resize(old);
+      throw;
+    }
+    out.resize(old + got);
+    if (got == 0) return out.size() - start;
   }
 }
 
 void TcpStream::shutdown() {
   Descriptor* d = checked(d_, "spindle::io: shutdown on a closed stream");
+  if (d->write_broken.load(std::memory_order_relaxed)) {
+    throw std::system_error(make_error_code(error::write_interrupted), "spindle::io: shutdown");
+  }
   if (::shutdown(d->fd, SHUT_WR) != 0) throw_errno(errno, "spindle::io: shutdown");
 }
 
@@ -284,6 +379,14 @@ void TcpStream::set_nodelay(bool on) {
   const int v = on ? 1 : 0;
   if (::setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0) {
     throw_errno(errno, "spindle::io: setsockopt(TCP_NODELAY)");
+  }
+}
+
+void TcpStream::set_keepalive(bool on) {
+  Descriptor* d = checked(d_, "spindle::io: set_keepalive on a closed stream");
+  const int v = on ? 1 : 0;
+  if (::setsockopt(d->fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v) != 0) {
+    throw_errno(errno, "spindle::io: setsockopt(SO_KEEPALIVE)");
   }
 }
 

@@ -9,6 +9,8 @@
 // (docs/io.md "Asio").
 #pragma once
 
+#include <cerrno>
+
 #include <boost/asio/error.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -30,7 +32,10 @@ struct ErrorCodeAdapter<boost::system::error_code> {
       // category (operation_aborted = ECANCELED, connection_reset, ...).
       out.assign(in.value(), boost::system::system_category());
     } else {
-      out.assign(in.value(), boost::system::generic_category());
+      // io::error::write_interrupted (the only other io code): Boost 1.74
+      // cannot carry a std::error_category, and no Asio code means "a
+      // cancelled write broke the stream"; EIO is the nearest errno.
+      out.assign(EIO, boost::system::system_category());
     }
   }
 };

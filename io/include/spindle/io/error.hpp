@@ -6,14 +6,17 @@
 // operation aborted by close() reports std::errc::operation_canceled.
 // End of stream is not an errno: read_some returns 0, and the operations
 // that need more bytes (read_exact) throw io::error::eof, which compares
-// equal to no std::errc value.
+// equal to no std::errc value. io::error::write_interrupted: a write_all
+// that was cancelled or timed out after sending part of its data leaves the
+// peer with a truncated message, so every later read, write or shutdown on
+// that stream fails with it (close still works).
 #pragma once
 
 #include <system_error>
 
 namespace spindle::io {
 
-enum class error { eof = 1 };
+enum class error { eof = 1, write_interrupted = 2 };
 
 const std::error_category& io_category() noexcept;
 

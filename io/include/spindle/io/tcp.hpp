@@ -18,9 +18,11 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+#include <vector>
 
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/error.hpp>
@@ -173,9 +175,54 @@ class TcpStream {
     return n;
   }
   SPINDLE_MAY_SUSPEND std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
-  // write_all: all n bytes, waiting while the peer is slower than us.
+  // write_all: all n bytes, waiting while the peer is slower than us (the
+  // bytes stay in the caller's buffer: memory is bounded by the socket
+  // buffer). Cancelled or timed out after part of the data went out, it
+  // marks the stream unusable: later calls fail with
+  // io::error::write_interrupted (error.hpp).
   SPINDLE_MAY_SUSPEND void write_all(const void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND void write_all(std::string_view s) { write_all(s.data(), s.size()); }
+  // write_all for a ConstBufferSequence: gathered (sendmsg of up to
+  // kMaxIov buffers per call), same contract.
+  template <detail::ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND void write_all(const B& b) {
+    if constexpr (detail::ConstBuffer<B>) {
+      write_all(b.data(), b.size());
+    } else {
+      iovec small[detail::kMaxIov];
+      std::vector<iovec> big;  // only for sequences longer than kMaxIov
+      std::size_t n = 0;
+      for (auto it = b.begin(); it != b.end(); ++it) {
+        const auto& x = *it;
+        if (x.size() == 0) continue;
+        const iovec v{const_cast<void*>(static_cast<const void*>(x.data())), x.size()};
+        if (n < detail::kMaxIov) {
+          small[n] = v;
+        } else {
+          if (big.empty()) big.assign(small, small + n);
+          big.push_back(v);
+        }
+        ++n;
+      }
+      write_all_iov(big.empty() ? small : big.data(), n);
+    }
+  }
+  // write_all_iov: the building block; advances iov in place.
+  SPINDLE_MAY_SUSPEND void write_all_iov(iovec* iov, std::size_t cnt);
+
+  // read_until: reads into buf (appending) until buf holds `delim`; returns
+  // the length of buf up to and including the first delim. Bytes after it
+  // stay in buf (the next call finds them first), as asio::read_until does.
+  // Throws io::error::eof if the stream ends first, and
+  // std::errc::message_size if buf reaches max_size without a delim
+  // (buf keeps what was read either way). delim must not be empty.
+  SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
+                                             std::size_t max_size);
+  // read_to_end: appends everything until end of stream to out; returns the
+  // number of bytes appended. std::errc::message_size past max_size bytes
+  // in out.
+  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
+                                              std::size_t max_size = std::string::npos);
 
   // shutdown: ends the write side (the peer reads end of stream).
   void shutdown();
@@ -184,6 +231,8 @@ class TcpStream {
   bool is_open() const noexcept { return d_ != nullptr; }
 
   void set_nodelay(bool on);
+  // set_keepalive: SO_KEEPALIVE (the kernel's probe timings).
+  void set_keepalive(bool on);
   Endpoint local_endpoint() const;
   Endpoint remote_endpoint() const;
   int native_handle() const noexcept;
