@@ -13,8 +13,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <stdexcept>
 #include <system_error>
+
+#include <spindle/runtime/this_fiber.hpp>
 
 #include "reactor.hpp"
 
@@ -404,6 +408,7 @@ TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
   if (this != &o) {
     close();
     d_ = std::exchange(o.d_, nullptr);
+    on_error_ = std::move(o.on_error_);
   }
   return *this;
 }
@@ -426,6 +431,7 @@ TcpListener TcpListener::bind(const Endpoint& ep, ListenOptions o) {
   if (::listen(g.fd, o.backlog) != 0) throw_errno(errno, "spindle::io: listen");
   TcpListener l;
   l.d_ = Reactor::get().open(g.release(), true, false);
+  l.on_error_ = std::move(o.on_accept_error);
   return l;
 }
 
@@ -442,6 +448,7 @@ TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenO
 
 TcpStream TcpListener::accept(Endpoint* peer) {
   Descriptor* d = checked(d_, "spindle::io: accept on a closed listener");
+  auto backoff = std::chrono::milliseconds(0);  // nonzero: in a spell of exhaustion
   for (;;) {
     const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
     if (s & Dir::kClosed) throw_aborted("spindle::io: accept");
@@ -467,6 +474,20 @@ TcpStream TcpListener::accept(Endpoint* peer) {
       }
       // The connection died in the queue: try the next one.
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // The connection stays in the backlog and the ready bit stays set
+        // (no EAGAIN): after the pause, accept4 is tried again directly.
+        const std::error_code ec(err, std::system_category());
+        if (on_error_) {
+          on_error_(ec);
+        } else if (backoff.count() == 0) {
+          std::fprintf(stderr, "spindle::io: accept on %s: %s; retrying until descriptors free up\n",
+                       sock_name(d->fd, false).to_string().c_str(), ec.message().c_str());
+        }
+        backoff = std::clamp(backoff * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
+        spindle::sleep_for(backoff);
+        continue;
+      }
       throw_errno(err, "spindle::io: accept");
     }
     d->rd.await("io accept");

@@ -4,3 +4,4 @@
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/error.hpp>
 #include <spindle/io/tcp.hpp>
+#include <spindle/io/udp.hpp>

@@ -18,6 +18,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -246,12 +247,19 @@ class TcpStream {
 struct ListenOptions {
   int backlog = 1024;
   bool reuse_address = true;
+  // on_accept_error: accept() ran out of descriptors or kernel memory
+  // (EMFILE, ENFILE, ENOBUFS, ENOMEM). accept() does not throw for these:
+  // it calls this hook (on the accepting fiber, once per failed try), waits
+  // (1 ms, doubling up to 100 ms; a cancellation point) and tries again,
+  // so the listener serves again once descriptors free up. Empty: one line
+  // on stderr when such a spell begins.
+  std::function<void(const std::error_code&)> on_accept_error;
 };
 
 class TcpListener {
  public:
   TcpListener() noexcept = default;
-  TcpListener(TcpListener&& o) noexcept : d_(o.d_) { o.d_ = nullptr; }
+  TcpListener(TcpListener&& o) noexcept : d_(o.d_), on_error_(std::move(o.on_error_)) { o.d_ = nullptr; }
   TcpListener& operator=(TcpListener&& o) noexcept;
   ~TcpListener() { close(); }
 
@@ -271,6 +279,7 @@ class TcpListener {
 
  private:
   detail::Descriptor* d_ = nullptr;
+  std::function<void(const std::error_code&)> on_error_;  // ListenOptions::on_accept_error
 };
 
 }  // namespace spindle::io
