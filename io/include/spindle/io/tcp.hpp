@@ -253,7 +253,7 @@ struct ListenOptions {
   // (1 ms, doubling up to 100 ms; a cancellation point) and tries again,
   // so the listener serves again once descriptors free up. Empty: one line
   // on stderr when such a spell begins.
-  std::function<void(const std::error_code&)> on_accept_error;
+  std::function<void(const std::error_code&)> on_accept_error = {};
 };
 
 class TcpListener {
