@@ -98,6 +98,9 @@ TEST_CASE("EMFILE on accept goes to the hook and the listener serves again") {
 TEST_CASE("a runtime shut down with fibers blocked on open sockets ends cleanly") {
   const unsigned workers = GENERATE(1u, 2u);
   INFO("workers " << workers);
+  // A first runtime opens what stays open for the process's life (libuv's
+  // signal lock pipe): count after one has come and gone.
+  run_checked(workers, [] {});
   const std::size_t before = open_fds();
   run_checked(workers, [] {
     std::atomic<int> started{0};
