@@ -54,6 +54,9 @@ Scheduler::Scheduler(const RuntimeOptions& o)
 
 Scheduler::~Scheduler() {
   shutdown();
+  // acquire; pairs with the release decrement in ForeignWake: every
+  // foreign waker is done with this object before it is freed.
+  while (foreign_wakes_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   // After the workers joined: their loops no longer watch the io fds.
   if (void* e = ext_.load(std::memory_order_acquire)) ext_destroy_(e);
   std::lock_guard lk(g_schedulers_mu);
@@ -106,6 +109,11 @@ void Scheduler::spawn(Fiber* f) {
 void Scheduler::wake_fiber(Fiber* f) {
   Worker* me = current_worker();
   if (me != nullptr && &me->scheduler() != this) me = nullptr;
+  // A waker outside this runtime (a plain thread, another runtime's worker)
+  // still reads the scheduler and a worker after the push below, and by
+  // then the fiber may have run, ended the runtime and had it destroyed:
+  // count it in flight, and ~Scheduler waits for the count to drop.
+  ForeignWake guard(me == nullptr ? this : nullptr);
   f->state_.store(FiberState::ready, std::memory_order_relaxed);
   // affinity_ was written by the fiber before it published its waiter; we
   // won the waiter's CAS after that publish, so the read is ordered.

@@ -120,6 +120,21 @@ class Scheduler {
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unparks_done_{false};  // shutdown() sent its last unpark
+  // Wakes from outside this runtime still inside wake_fiber. Incremented
+  // (relaxed) before the fiber is pushed: the push's release and the pop's
+  // acquire order the increment before anything the woken fiber does, so
+  // the runtime cannot reach ~Scheduler without seeing it. Decremented with
+  // release when the waker is done; ~Scheduler waits for zero (acquire).
+  std::atomic<unsigned> foreign_wakes_{0};
+  struct ForeignWake {
+    Scheduler* s;
+    explicit ForeignWake(Scheduler* sc) noexcept : s(sc) {
+      if (s != nullptr) s->foreign_wakes_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~ForeignWake() {
+      if (s != nullptr) s->foreign_wakes_.fetch_sub(1, std::memory_order_release);
+    }
+  };
   std::atomic<unsigned> left_loop_{0};      // workers past their loop
   bool shut_ = false;  // shutdown() caller only
 
