@@ -55,8 +55,36 @@ Scheduler::Scheduler(const RuntimeOptions& o)
 
 Scheduler::~Scheduler() {
   shutdown();
+  // acquire; pairs with the release decrement in ForeignWake: every
+  // foreign waker is done with this object before it is freed.
+  while (foreign_wakes_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  // After the workers joined: their loops no longer watch the io fds.
+  if (void* e = ext_.load(std::memory_order_acquire)) ext_destroy_(e);
   std::lock_guard lk(g_schedulers_mu);
   g_schedulers.erase(std::find(g_schedulers.begin(), g_schedulers.end(), this));
+}
+
+void* Scheduler::extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept) {
+  if (void* e = ext_.load(std::memory_order_acquire)) return e;
+  std::lock_guard lk(ext_mu_);
+  if (void* e = ext_.load(std::memory_order_relaxed)) return e;
+  void* e = make(size());
+  ext_destroy_ = destroy;
+  // release; pairs with the acquire loads above and in the destructor.
+  ext_.store(e, std::memory_order_release);
+  return e;
+}
+
+void* runtime_extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept) {
+  Worker* w = current_worker();
+  SPINDLE_CHECK(w != nullptr, "spindle io used outside a fiber");
+  return w->scheduler().extension(make, destroy);
+}
+
+void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noexcept {
+  Worker* w = current_worker();
+  SPINDLE_CHECK(w != nullptr, "set_worker_poller outside a fiber");
+  w->scheduler().worker(worker).set_poller(fd, fn, ctx);
 }
 
 // ---- queues ---------------------------------------------------------------
@@ -82,6 +110,11 @@ void Scheduler::spawn(Fiber* f) {
 void Scheduler::wake_fiber(Fiber* f) {
   Worker* me = current_worker();
   if (me != nullptr && &me->scheduler() != this) me = nullptr;
+  // A waker outside this runtime (a plain thread, another runtime's worker)
+  // still reads the scheduler and a worker after the push below, and by
+  // then the fiber may have run, ended the runtime and had it destroyed:
+  // count it in flight, and ~Scheduler waits for the count to drop.
+  ForeignWake guard(me == nullptr ? this : nullptr);
   f->state_.store(FiberState::ready, std::memory_order_relaxed);
   // affinity_ was written by the fiber before it published its waiter; we
   // won the waiter's CAS after that publish, so the read is ordered.

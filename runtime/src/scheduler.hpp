@@ -97,6 +97,9 @@ class Scheduler {
   // shutdown() has sent its last unpark.
   void wait_unparks_done() noexcept;
 
+  // --- io layer (detail/io_hook.hpp) ---
+  void* extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept);
+
  private:
   std::uint64_t activity() const noexcept;
   void unpark_one();
@@ -122,6 +125,21 @@ class Scheduler {
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unparks_done_{false};  // shutdown() sent its last unpark
+  // Wakes from outside this runtime still inside wake_fiber. Incremented
+  // (relaxed) before the fiber is pushed: the push's release and the pop's
+  // acquire order the increment before anything the woken fiber does, so
+  // the runtime cannot reach ~Scheduler without seeing it. Decremented with
+  // release when the waker is done; ~Scheduler waits for zero (acquire).
+  std::atomic<unsigned> foreign_wakes_{0};
+  struct ForeignWake {
+    Scheduler* s;
+    explicit ForeignWake(Scheduler* sc) noexcept : s(sc) {
+      if (s != nullptr) s->foreign_wakes_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~ForeignWake() {
+      if (s != nullptr) s->foreign_wakes_.fetch_sub(1, std::memory_order_release);
+    }
+  };
   std::atomic<unsigned> left_loop_{0};      // workers past their loop
   bool shut_ = false;  // shutdown() caller only
 
@@ -129,6 +147,13 @@ class Scheduler {
   std::condition_variable main_cv_;
   bool main_done_ = false;   // guarded by main_mu_
   bool deadlock_ = false;    // guarded by main_mu_
+
+  // The io layer's object: created under ext_mu_ (rank: leaf; make() takes
+  // no runtime lock), read lock-free afterwards (acquire; pairs with the
+  // release store after make), destroyed after the workers joined.
+  std::mutex ext_mu_;
+  std::atomic<void*> ext_{nullptr};
+  void (*ext_destroy_)(void*) noexcept = nullptr;
 
   std::thread monitor_;
   std::mutex monitor_mu_;

@@ -86,6 +86,9 @@ void on_timerfd(uv_poll_t* h, int, int) {
   (void)!read(static_cast<Worker*>(h->data)->timer_fd(), &expirations, sizeof expirations);
   uv_stop(h->loop);
 }
+// The io poller's fd is readable: readiness is waiting in the io layer's
+// epoll instance. The callback drains it (a parked worker wakes for it).
+void on_io_poll(uv_poll_t* h, int, int) { static_cast<Worker*>(h->data)->run_poller(); }
 void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
 }
@@ -173,6 +176,7 @@ void Worker::thread_main() {
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_poll_), nullptr);
   if (sigquit_on_) uv_close(reinterpret_cast<uv_handle_t*>(&sigquit_), nullptr);
+  if (io_poll_on_) uv_close(reinterpret_cast<uv_handle_t*>(&io_poll_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   close(timer_fd_);
   close(wake_fd_);
@@ -304,6 +308,9 @@ void Worker::maintenance() {
   // start (and hold a stack) before the first could finish.
   take_global(1);
   fire_own_timers();
+  if (!io_poll_on_ && poller_set_.load(std::memory_order_relaxed)) [[unlikely]] install_poller();
+  // Busy workers see readiness here, without blocking (io_hook.hpp).
+  if (io_poll_on_) poller_fn_(poller_ctx_, index_);
   if (uv_loop_alive(&loop_)) {
     uv_run(&loop_, UV_RUN_NOWAIT);
     polls_.inc();
@@ -396,6 +403,36 @@ Fiber* Worker::steal() {
   }
   sched_.end_search(false);
   return nullptr;
+}
+
+// ---- io poller ------------------------------------------------------------
+
+void Worker::set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept {
+  SPINDLE_CHECK(!poller_set_.load(std::memory_order_relaxed), "set_worker_poller called twice");
+  poller_fd_ = fd;
+  poller_fn_ = fn;
+  poller_ctx_ = ctx;
+  // release; pairs with the acquire in install_poller and run_poller.
+  poller_set_.store(true, std::memory_order_release);
+  // The owner installs the handle itself (its loop, its thread) at its next
+  // maintenance round; a parked owner must wake for that. An fd registered
+  // with the poller before the handle exists is not lost: its readiness
+  // waits in the epoll instance, and maintenance polls it directly.
+  unpark();
+}
+
+// install_poller: owner thread. The handle stays unref'd like the wake and
+// timer polls: it must not keep the loop "alive" (maintenance would then run
+// a non-blocking uv_run, one more syscall, every round), and park() refs
+// wake_poll_ for the blocking run, which watches every active handle.
+void Worker::install_poller() {
+  // acquire; pairs with the release in set_poller.
+  if (!poller_set_.load(std::memory_order_acquire)) return;
+  SPINDLE_CHECK(uv_poll_init(&loop_, &io_poll_, poller_fd_) == 0, "uv_poll_init (io poller) failed");
+  io_poll_.data = this;
+  uv_poll_start(&io_poll_, UV_READABLE, &on_io_poll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&io_poll_));
+  io_poll_on_ = true;
 }
 
 // ---- parking --------------------------------------------------------------

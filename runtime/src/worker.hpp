@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <spindle/runtime/detail/fiber.hpp>
+#include <spindle/runtime/detail/io_hook.hpp>
 #include <spindle/runtime/stats.hpp>
 #include <spindle/runtime/suspend.hpp>
 
@@ -153,6 +154,16 @@ class Worker {
   // the worker that asked. False when the signal was not ours.
   bool handoff_in_signal() noexcept;
 
+  // --- io poller (detail/io_hook.hpp) ---
+  // set_poller: any thread, once. run_poller: the owner (maintenance, its
+  // loop's callback) or a rescuer that found this worker stuck; the
+  // callback's contract allows both at once.
+  void set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept;
+  void run_poller() noexcept {
+    // acquire; pairs with the release in set_poller (fd, fn, ctx).
+    if (poller_set_.load(std::memory_order_acquire)) poller_fn_(poller_ctx_, index_);
+  }
+
  private:
   friend class Scheduler;
   static void fiber_main(void* from_fctx);
@@ -269,6 +280,16 @@ class Worker {
   uv_poll_t timer_poll_;
   uv_signal_t sigquit_;
   bool sigquit_on_ = false;
+  // The io poller. poller_fd_/fn_/ctx_ are written once by set_poller before
+  // the release store of poller_set_, and only read after an acquire load
+  // of it. io_poll_ (owner only) watches poller_fd_ once io_poll_on_.
+  std::atomic<bool> poller_set_{false};
+  int poller_fd_ = -1;
+  WorkerPollFn poller_fn_ = nullptr;
+  void* poller_ctx_ = nullptr;
+  uv_poll_t io_poll_;
+  bool io_poll_on_ = false;
+  void install_poller();
 
   // Shared.
   // The timer heap: its owner adds (after_wait_publish); any worker may fire

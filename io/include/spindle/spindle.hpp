@@ -4,3 +4,4 @@
 
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/all.hpp>
+#include <spindle/io/all.hpp>

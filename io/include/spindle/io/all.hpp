@@ -1,0 +1,7 @@
+// all.hpp: every public io header.
+#pragma once
+
+#include <spindle/io/endpoint.hpp>
+#include <spindle/io/error.hpp>
+#include <spindle/io/tcp.hpp>
+#include <spindle/io/udp.hpp>

@@ -1,0 +1,285 @@
+// tcp.hpp: TcpStream and TcpListener.
+//
+// Every wait (accept, connect, read, write) suspends only the calling fiber,
+// is a cancellation point and obeys with_timeout / with_deadline; the fiber
+// stays free to migrate between workers. One reader and one writer fiber may
+// use a stream at once (full duplex); a second fiber waiting in the same
+// direction gets std::system_error(std::errc::operation_in_progress). As for
+// any C++ object, close(), the destructor and moves must not run while
+// another fiber is inside a call on the same object: to stop a fiber blocked
+// in an operation, cancel it (its wait is a cancellation point). Errors:
+// std::system_error comparable to
+// std::errc (error.hpp); writes never raise SIGPIPE (broken_pipe instead).
+// Sockets must be closed (or destroyed) before their runtime ends.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+#include <spindle/io/endpoint.hpp>
+#include <spindle/io/error.hpp>
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle::io {
+
+namespace detail {
+struct Descriptor;
+
+// Buffer sequences, as Asio defines them, without including Asio: a single
+// buffer is anything whose data() returns exactly void* (mutable) or
+// const void* (const) and whose size() is a size (asio::mutable_buffer,
+// const_buffer); a sequence is anything with begin()/end() over such
+// buffers (std::array/vector of them, mutable_buffers_1, Beast's views).
+// data() returning char* (std::string, std::vector<char>) does not count:
+// those go through the (pointer, size) overloads, so a string is never
+// taken for a sequence by accident.
+template <class B>
+concept MutableBuffer = requires(const B& b) {
+  { b.size() } -> std::convertible_to<std::size_t>;
+} && std::is_same_v<decltype(std::declval<const B&>().data()), void*>;
+template <class B>
+concept ConstBuffer = requires(const B& b) {
+  { b.size() } -> std::convertible_to<std::size_t>;
+} && (std::is_same_v<decltype(std::declval<const B&>().data()), void*> ||
+      std::is_same_v<decltype(std::declval<const B&>().data()), const void*>);
+template <class S>
+concept MutableBufferSequence = MutableBuffer<S> || requires(const S& s) {
+  { *s.begin() } -> MutableBuffer;
+  s.end();
+};
+template <class S>
+concept ConstBufferSequence = ConstBuffer<S> || requires(const S& s) {
+  { *s.begin() } -> ConstBuffer;
+  s.end();
+};
+
+// The most iovecs one syscall takes from a sequence (Asio's limit too); a
+// longer sequence is transferred in several calls by the _all operations.
+inline constexpr std::size_t kMaxIov = 64;
+
+template <class S, class Iov>
+std::size_t to_iov(const S& s, Iov* iov) noexcept {
+  std::size_t n = 0;
+  auto add = [&](const auto& b) {
+    if (b.size() != 0 && n < kMaxIov) {
+      iov[n].iov_base = const_cast<void*>(static_cast<const void*>(b.data()));
+      iov[n].iov_len = b.size();
+      ++n;
+    }
+  };
+  if constexpr (ConstBuffer<S>) {
+    add(s);
+  } else {
+    for (auto it = s.begin(); it != s.end() && n < kMaxIov; ++it) add(*it);
+  }
+  return n;
+}
+
+// ErrorCode<EC>: the error-code types the error_code& overloads accept.
+// std::error_code here; <spindle/io/asio_stream.hpp> adds
+// boost::system::error_code (end of stream = boost::asio::error::eof), so
+// Asio does not enter this header.
+template <class EC>
+struct ErrorCodeAdapter {
+  static constexpr bool enabled = false;
+};
+template <>
+struct ErrorCodeAdapter<std::error_code> {
+  static constexpr bool enabled = true;
+  static void assign(std::error_code& out, std::error_code in) noexcept { out = in; }
+};
+template <class EC>
+concept ErrorCode = ErrorCodeAdapter<EC>::enabled;
+}  // namespace detail
+
+class TcpStream {
+ public:
+  TcpStream() noexcept = default;
+  TcpStream(TcpStream&& o) noexcept : d_(o.d_) { o.d_ = nullptr; }
+  TcpStream& operator=(TcpStream&& o) noexcept;
+  ~TcpStream() { close(); }
+
+  // connect: resolves host (resolve()), then tries each address in turn
+  // until one accepts; throws the last address's error if none does. A
+  // cancelled or timed-out connect closes its socket.
+  SPINDLE_MAY_SUSPEND static TcpStream connect(std::string_view host, std::uint16_t port);
+  SPINDLE_MAY_SUSPEND static TcpStream connect(const Endpoint& ep);
+
+  // read_some: at least one byte, waiting if none is available; 0 only at
+  // end of stream (or when n == 0).
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n);
+  // As above; an error goes to ec (cleared on success) instead of a throw.
+  // Cancellation and timeouts still throw (Cancelled / TimedOut): they are
+  // not I/O outcomes, and every spindle wait unwinds for them.
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n, std::error_code& ec);
+
+  // Asio SyncReadStream: read_some over a MutableBufferSequence (readv, at
+  // most kMaxIov buffers). At least one byte, or an error: end of stream is
+  // an error here, as Asio requires: io::error::eof (throwing /
+  // std::error_code) or exactly boost::asio::error::eof (with
+  // <spindle/io/asio_stream.hpp>). A sequence of total size 0 returns 0.
+  template <detail::MutableBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = read_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: read");
+    return n;
+  }
+  template <detail::MutableBufferSequence B, detail::ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b, EC& ec) {
+    iovec iov[detail::kMaxIov];
+    const std::size_t cnt = detail::to_iov(b, iov);
+    std::error_code e;
+    std::size_t n = 0;
+    if (cnt != 0) {
+      n = read_iov(iov, cnt, e);
+      if (n == 0 && !e) e = make_error_code(error::eof);
+    }
+    detail::ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  // read_iov: one readv of at most kMaxIov entries; 0 with ec clear at end
+  // of stream. The building block of the overloads above.
+  SPINDLE_MAY_SUSPEND std::size_t read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  // read_exact: exactly n bytes; io::error::eof if the stream ends first
+  // (the bytes read so far are in p).
+  SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
+  // write_some: at least one byte (waits while the socket buffer is full).
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n, std::error_code& ec);
+
+  // Asio SyncWriteStream: write_some over a ConstBufferSequence (sendmsg,
+  // at most kMaxIov buffers, MSG_NOSIGNAL). Errors as for read_some.
+  template <detail::ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = write_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: write");
+    return n;
+  }
+  template <detail::ConstBufferSequence B, detail::ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b, EC& ec) {
+    iovec iov[detail::kMaxIov];
+    const std::size_t cnt = detail::to_iov(b, iov);
+    std::error_code e;
+    const std::size_t n = cnt == 0 ? 0 : write_iov(iov, cnt, e);
+    detail::ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  SPINDLE_MAY_SUSPEND std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  // write_all: all n bytes, waiting while the peer is slower than us (the
+  // bytes stay in the caller's buffer: memory is bounded by the socket
+  // buffer). Cancelled or timed out after part of the data went out, it
+  // marks the stream unusable: later calls fail with
+  // io::error::write_interrupted (error.hpp).
+  SPINDLE_MAY_SUSPEND void write_all(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND void write_all(std::string_view s) { write_all(s.data(), s.size()); }
+  // write_all for a ConstBufferSequence: gathered (sendmsg of up to
+  // kMaxIov buffers per call), same contract.
+  template <detail::ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND void write_all(const B& b) {
+    if constexpr (detail::ConstBuffer<B>) {
+      write_all(b.data(), b.size());
+    } else {
+      iovec small[detail::kMaxIov];
+      std::vector<iovec> big;  // only for sequences longer than kMaxIov
+      std::size_t n = 0;
+      for (auto it = b.begin(); it != b.end(); ++it) {
+        const auto& x = *it;
+        if (x.size() == 0) continue;
+        const iovec v{const_cast<void*>(static_cast<const void*>(x.data())), x.size()};
+        if (n < detail::kMaxIov) {
+          small[n] = v;
+        } else {
+          if (big.empty()) big.assign(small, small + n);
+          big.push_back(v);
+        }
+        ++n;
+      }
+      write_all_iov(big.empty() ? small : big.data(), n);
+    }
+  }
+  // write_all_iov: the building block; advances iov in place.
+  SPINDLE_MAY_SUSPEND void write_all_iov(iovec* iov, std::size_t cnt);
+
+  // read_until: reads into buf (appending) until buf holds `delim`; returns
+  // the length of buf up to and including the first delim. Bytes after it
+  // stay in buf (the next call finds them first), as asio::read_until does.
+  // Throws io::error::eof if the stream ends first, and
+  // std::errc::message_size if buf reaches max_size without a delim
+  // (buf keeps what was read either way). delim must not be empty.
+  SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
+                                             std::size_t max_size);
+  // read_to_end: appends everything until end of stream to out; returns the
+  // number of bytes appended. std::errc::message_size past max_size bytes
+  // in out.
+  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
+                                              std::size_t max_size = std::string::npos);
+
+  // shutdown: ends the write side (the peer reads end of stream).
+  void shutdown();
+  // close: idempotent.
+  void close() noexcept;
+  bool is_open() const noexcept { return d_ != nullptr; }
+
+  void set_nodelay(bool on);
+  // set_keepalive: SO_KEEPALIVE (the kernel's probe timings).
+  void set_keepalive(bool on);
+  Endpoint local_endpoint() const;
+  Endpoint remote_endpoint() const;
+  int native_handle() const noexcept;
+
+ private:
+  friend class TcpListener;
+  explicit TcpStream(detail::Descriptor* d) noexcept : d_(d) {}
+  detail::Descriptor* d_ = nullptr;
+};
+
+struct ListenOptions {
+  int backlog = 1024;
+  bool reuse_address = true;
+  // on_accept_error: accept() ran out of descriptors or kernel memory
+  // (EMFILE, ENFILE, ENOBUFS, ENOMEM). accept() does not throw for these:
+  // it calls this hook (on the accepting fiber, once per failed try), waits
+  // (1 ms, doubling up to 100 ms; a cancellation point) and tries again,
+  // so the listener serves again once descriptors free up. Empty: one line
+  // on stderr when such a spell begins.
+  std::function<void(const std::error_code&)> on_accept_error = {};
+};
+
+class TcpListener {
+ public:
+  TcpListener() noexcept = default;
+  TcpListener(TcpListener&& o) noexcept : d_(o.d_), on_error_(std::move(o.on_error_)) { o.d_ = nullptr; }
+  TcpListener& operator=(TcpListener&& o) noexcept;
+  ~TcpListener() { close(); }
+
+  // bind: a listening socket on host:port (a numeric host, or a name that
+  // resolve() turns into addresses: the first that binds). Port 0 picks a
+  // free port; local_endpoint() tells which.
+  SPINDLE_MAY_SUSPEND static TcpListener bind(std::string_view host, std::uint16_t port,
+                                              ListenOptions o = {});
+  static TcpListener bind(const Endpoint& ep, ListenOptions o = {});
+
+  // accept: the next connection (nonblocking, close-on-exec). `peer`, when
+  // given, receives its address.
+  SPINDLE_MAY_SUSPEND TcpStream accept(Endpoint* peer = nullptr);
+  Endpoint local_endpoint() const;
+  void close() noexcept;
+  bool is_open() const noexcept { return d_ != nullptr; }
+
+ private:
+  detail::Descriptor* d_ = nullptr;
+  std::function<void(const std::error_code&)> on_error_;  // ListenOptions::on_accept_error
+};
+
+}  // namespace spindle::io

@@ -1,0 +1,168 @@
+// endpoint.cpp: Endpoint, resolve(), and the io error category.
+#include <spindle/io/endpoint.hpp>
+#include <spindle/io/error.hpp>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <charconv>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <system_error>
+
+#include <spindle/runtime/offload.hpp>
+
+namespace spindle::io {
+
+namespace {
+
+class IoCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "spindle.io"; }
+  std::string message(int c) const override {
+    switch (static_cast<error>(c)) {
+      case error::eof:
+        return "end of stream";
+      case error::write_interrupted:
+        return "stream unusable: a cancelled or timed-out write had sent part of its data";
+    }
+    return "unknown io error";
+  }
+};
+
+class GaiCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "getaddrinfo"; }
+  std::string message(int c) const override { return gai_strerror(c); }
+};
+
+const std::error_category& gai_category() noexcept {
+  static const GaiCategory c;
+  return c;
+}
+
+// numeric_port: the service as a port number, if it is one.
+std::optional<std::uint16_t> numeric_port(std::string_view s) noexcept {
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty() || v > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(v);
+}
+
+}  // namespace
+
+const std::error_category& io_category() noexcept {
+  static const IoCategory c;
+  return c;
+}
+
+Endpoint::Endpoint() noexcept {
+  std::memset(&addr_, 0, sizeof addr_);
+  addr_.v4.sin_family = AF_INET;
+}
+
+Endpoint::Endpoint(std::string_view address, std::uint16_t port) {
+  auto e = parse(address, port);
+  if (!e) throw std::invalid_argument("spindle::io::Endpoint: not a numeric address: " + std::string(address));
+  *this = *e;
+}
+
+std::optional<Endpoint> Endpoint::parse(std::string_view address, std::uint16_t port) noexcept {
+  if (address.size() >= 2 && address.front() == '[' && address.back() == ']') {
+    address = address.substr(1, address.size() - 2);
+  }
+  char buf[INET6_ADDRSTRLEN + 1];
+  if (address.empty() || address.size() >= sizeof buf) return std::nullopt;
+  std::memcpy(buf, address.data(), address.size());
+  buf[address.size()] = '\0';
+  Endpoint e;
+  if (inet_pton(AF_INET, buf, &e.addr_.v4.sin_addr) == 1) {
+    e.addr_.v4.sin_family = AF_INET;
+    e.addr_.v4.sin_port = htons(port);
+    return e;
+  }
+  std::memset(&e.addr_, 0, sizeof e.addr_);
+  if (inet_pton(AF_INET6, buf, &e.addr_.v6.sin6_addr) == 1) {
+    e.addr_.v6.sin6_family = AF_INET6;
+    e.addr_.v6.sin6_port = htons(port);
+    return e;
+  }
+  return std::nullopt;
+}
+
+Endpoint Endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
+  Endpoint e;
+  if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    std::memcpy(&e.addr_.v4, sa, sizeof(sockaddr_in));
+  } else if (sa->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    std::memcpy(&e.addr_.v6, sa, sizeof(sockaddr_in6));
+  } else {
+    throw std::invalid_argument("spindle::io::Endpoint: not an IPv4 or IPv6 address");
+  }
+  return e;
+}
+
+std::string Endpoint::address() const {
+  char buf[INET6_ADDRSTRLEN];
+  const void* a = is_v6() ? static_cast<const void*>(&addr_.v6.sin6_addr)
+                          : static_cast<const void*>(&addr_.v4.sin_addr);
+  inet_ntop(family(), a, buf, sizeof buf);
+  return buf;
+}
+
+std::uint16_t Endpoint::port() const noexcept {
+  return ntohs(is_v6() ? addr_.v6.sin6_port : addr_.v4.sin_port);
+}
+
+std::string Endpoint::to_string() const {
+  return is_v6() ? "[" + address() + "]:" + std::to_string(port())
+                 : address() + ":" + std::to_string(port());
+}
+
+bool operator==(const Endpoint& a, const Endpoint& b) noexcept {
+  if (a.family() != b.family()) return false;
+  if (a.is_v6()) {
+    return std::memcmp(&a.addr_.v6.sin6_addr, &b.addr_.v6.sin6_addr, sizeof(in6_addr)) == 0 &&
+           a.addr_.v6.sin6_port == b.addr_.v6.sin6_port;
+  }
+  return a.addr_.v4.sin_addr.s_addr == b.addr_.v4.sin_addr.s_addr &&
+         a.addr_.v4.sin_port == b.addr_.v4.sin_port;
+}
+
+std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
+  const auto port = numeric_port(service);
+  if (port) {
+    if (auto e = Endpoint::parse(host, *port)) return {*e};  // no thread hop
+  }
+  std::string h(host), s(service);
+  // On the blocking pool: getaddrinfo blocks in the kernel (and in nscd,
+  // DNS). Returns the error code and the list; the list is built there so
+  // a cancelled caller leaves nothing to free.
+  auto [rc, out] = spindle::blocking([h, s]() {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    addrinfo* res = nullptr;
+    std::pair<int, std::vector<Endpoint>> r;
+    r.first = getaddrinfo(h.c_str(), s.c_str(), &hints, &res);
+    if (r.first == EAI_SYSTEM) r.first = -errno - 1000;  // keep errno apart
+    if (r.first == 0) {
+      for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+        if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
+          r.second.push_back(Endpoint::from_sockaddr(a->ai_addr, a->ai_addrlen));
+        }
+      }
+      freeaddrinfo(res);
+    }
+    return r;
+  });
+  const std::string what = "spindle::io::resolve(\"" + h + "\", \"" + s + "\")";
+  if (rc <= -1000) throw std::system_error(-(rc + 1000), std::system_category(), what);
+  if (rc != 0) throw std::system_error(rc, gai_category(), what);
+  if (out.empty()) throw std::system_error(EAI_NONAME, gai_category(), what);
+  return out;
+}
+
+}  // namespace spindle::io

@@ -1,0 +1,276 @@
+// reactor.cpp: the readiness core (reactor.hpp; docs/io.md).
+#include "reactor.hpp"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include <spindle/runtime/cancel.hpp>
+#include <spindle/runtime/detail/io_hook.hpp>
+#include <spindle/runtime/detail/spinlock.hpp>
+#include <spindle/runtime/this_fiber.hpp>
+
+namespace spindle::io::detail {
+
+namespace {
+
+// Spins on a kLock holder: a completer or publisher between two of its own
+// instructions (no syscall, no suspension in between), so a few pauses
+// normally suffice; yield the thread if its holder was preempted.
+void backoff(int& i) noexcept {
+  if (++i < 64) {
+    spindle::detail::spin_hint();
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+void* make_reactor(unsigned workers) { return new Reactor(workers); }
+void destroy_reactor(void* r) noexcept { delete static_cast<Reactor*>(r); }
+
+}  // namespace
+
+[[noreturn]] void throw_errno(int err, const char* what) {
+  throw std::system_error(err, std::system_category(), what);
+}
+
+[[noreturn]] void throw_aborted(const char* what) {
+  throw std::system_error(std::make_error_code(std::errc::operation_canceled), what);
+}
+
+// ---- Dir ------------------------------------------------------------------
+
+void Dir::signal(std::uint32_t gen, bool close, bool hup) noexcept {
+  std::uint64_t s = state.load(std::memory_order_relaxed);
+  int spins = 0;
+  for (;;) {
+    if (gen_of(s) != (gen & kGenMask) || (s & kClosed)) return;  // recycled or closed
+    if (s & kLock) {
+      backoff(spins);
+      s = state.load(std::memory_order_relaxed);
+      continue;
+    }
+    std::uint64_t ns = next_tick(s) | (close ? kClosed : kReady) | (hup ? kHup : 0);
+    if (s & kWaiting) ns = (ns & ~kWaiting) | kLock;
+    // acq_rel: acquire pairs with the publisher's release of kLock (its
+    // write of `waiter`); release orders this event before the woken
+    // fiber's acquire load of the state. seq_cst for close: it pairs with
+    // Inflight's seq_cst load (docs/io.md "Close").
+    if (state.compare_exchange_weak(s, ns, close ? std::memory_order_seq_cst : std::memory_order_acq_rel,
+                                    std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  if (!(s & kWaiting)) return;
+  // We own `waiter` until kLock clears: its fiber, if woken another way,
+  // waits in retract for that (reactor.hpp, Dir::waiter).
+  Waiter* w = waiter;
+  const bool won = w->try_complete(Waiter::notified);
+  // release; pairs with the acquire load in the fiber's retract.
+  state.fetch_and(~kLock, std::memory_order_release);
+  // Only the winner wakes, after releasing kLock: the fiber stays suspended
+  // until this wake, so w is alive.
+  if (won) spindle::detail::wake(*w);
+}
+
+void Dir::await(const char* what) {
+  Waiter w;
+  bool published = false;
+  bool busy = false;
+  // The deadlock detector must not take fibers parked on sockets for a
+  // deadlock: readiness comes from outside.
+  spindle::detail::ExternalWork external;
+  auto publish = [&]() noexcept -> bool {
+    std::uint64_t s = state.load(std::memory_order_relaxed);
+    int spins = 0;
+    for (;;) {
+      if (s & (kReady | kHup | kClosed)) return false;  // w never became visible
+      if (s & kWaiting) {
+        busy = true;  // a second fiber on this direction
+        return false;
+      }
+      if (s & kLock) {
+        backoff(spins);
+        s = state.load(std::memory_order_relaxed);
+        continue;
+      }
+      if (state.compare_exchange_weak(s, s | kWaiting | kLock, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+        break;
+      }
+    }
+    waiter = &w;
+    published = true;
+    // release; pairs with the acq_rel CAS in signal (the write of waiter).
+    state.fetch_and(~kLock, std::memory_order_release);
+    return true;
+  };
+  const Waiter::State st = spindle::detail::wait(w, nullptr, publish, what);
+  if (published && st != Waiter::notified) {
+    // Retract: w must be unreachable before it dies.
+    std::uint64_t s = state.load(std::memory_order_acquire);
+    int spins = 0;
+    for (;;) {
+      if (s & kLock) {  // a completer holds w: wait until it let go
+        backoff(spins);
+        s = state.load(std::memory_order_acquire);
+        continue;
+      }
+      if (!(s & kWaiting)) break;  // a completer took w and let go of it
+      // kWaiting with no kLock: w is still ours (only we set kWaiting).
+      if (state.compare_exchange_weak(s, s & ~kWaiting, std::memory_order_acquire,
+                                      std::memory_order_acquire)) {
+        break;
+      }
+    }
+  }
+  if (busy) {
+    throw std::system_error(std::make_error_code(std::errc::operation_in_progress),
+                            "spindle::io: another fiber is already waiting in this direction");
+  }
+  spindle::detail::throw_if_cancelled(st);
+}
+
+// ---- Inflight -------------------------------------------------------------
+
+Inflight::Inflight(Descriptor* d) noexcept : d_(d) {
+  // seq_cst both: pairs with close(), which sets kClosed (seq_cst RMW) and
+  // then reads inflight (seq_cst). Either close sees us and waits, or we see
+  // kClosed and do not touch the fd.
+  d->inflight.fetch_add(1, std::memory_order_seq_cst);
+  ok_ = !(d->rd.state.load(std::memory_order_seq_cst) & Dir::kClosed);
+}
+
+// ---- Reactor --------------------------------------------------------------
+
+Reactor& Reactor::get() {
+  return *static_cast<Reactor*>(spindle::detail::runtime_extension(&make_reactor, &destroy_reactor));
+}
+
+Reactor::Reactor(unsigned workers) : chunks_(new std::atomic<Descriptor*>[kMaxChunks]) {
+  for (std::uint32_t i = 0; i < kMaxChunks; ++i) chunks_[i].store(nullptr, std::memory_order_relaxed);
+  epfd_.reserve(workers);
+  for (unsigned i = 0; i < workers; ++i) {
+    const int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      for (int e : epfd_) ::close(e);
+      throw_errno(err, "spindle::io: epoll_create1");
+    }
+    epfd_.push_back(fd);
+  }
+  for (unsigned i = 0; i < workers; ++i) {
+    spindle::detail::set_worker_poller(
+        i, epfd_[i], [](void* ctx, unsigned w) noexcept { static_cast<Reactor*>(ctx)->poll(w); }, this);
+  }
+}
+
+Reactor::~Reactor() {
+  for (int e : epfd_) ::close(e);
+  for (std::uint32_t i = 0; i < nchunks_; ++i) delete[] chunks_[i].load(std::memory_order_relaxed);
+}
+
+Descriptor* Reactor::at(std::uint32_t slot) noexcept {
+  // acquire; pairs with the release in alloc() that published the chunk.
+  return chunks_[slot / kChunk].load(std::memory_order_acquire) + slot % kChunk;
+}
+
+Descriptor* Reactor::alloc() {
+  std::lock_guard lk(mu_);
+  if (free_ == nullptr) {
+    if (nchunks_ == kMaxChunks) throw_errno(EMFILE, "spindle::io: descriptor table full");
+    auto* c = new Descriptor[kChunk];
+    for (std::uint32_t i = kChunk; i-- > 0;) {
+      c[i].slot = nchunks_ * kChunk + i;
+      c[i].reactor = this;
+      c[i].next_free = free_;
+      free_ = &c[i];
+    }
+    // release; pairs with the acquire in at().
+    chunks_[nchunks_++].store(c, std::memory_order_release);
+  }
+  Descriptor* d = free_;
+  free_ = d->next_free;
+  d->next_free = nullptr;
+  return d;
+}
+
+Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr) {
+  Descriptor* d;
+  try {
+    d = alloc();
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  const int w = spindle::this_fiber::worker_index();
+  d->fd = fd;
+  d->epfd = epfd_[w < 0 ? 0 : static_cast<unsigned>(w)];
+  const std::uint64_t g = std::uint64_t{d->gen} << Dir::kGenShift;
+  // Relaxed: the epoll_ctl below orders these before any event naming the
+  // tag (the kernel hands the tag over; TSan models it as a release on the
+  // epoll fd and an acquire in epoll_wait), and no other fiber has d yet.
+  d->rd.state.store(g | (ready_rd ? Dir::kReady : 0), std::memory_order_relaxed);
+  d->wr.state.store(g | (ready_wr ? Dir::kReady : 0), std::memory_order_relaxed);
+  d->inflight.store(0, std::memory_order_relaxed);
+  d->write_broken.store(false, std::memory_order_relaxed);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = d->tag();
+  if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    const int err = errno;
+    close(d);
+    throw_errno(err, "spindle::io: epoll_ctl(ADD)");
+  }
+  return d;
+}
+
+void Reactor::close(Descriptor* d) noexcept {
+  // 1. kClosed on both directions, completing any waiter (it throws
+  //    operation_canceled). No event can complete a waiter after this:
+  //    signal ignores a closed direction, and await never parks on one.
+  d->rd.signal(d->gen, true, false);
+  d->wr.signal(d->gen, true, false);
+  // 2. Wait for syscalls already past their Inflight check (nonblocking
+  //    ones: microseconds).
+  int spins = 0;
+  while (d->inflight.load(std::memory_order_seq_cst) != 0) backoff(spins);
+  // 3. Deregister, then close: the fd number can be reused only now.
+  //    A poller may still hold an event with the old tag; the generation
+  //    bump below makes signal ignore it.
+  if (d->fd >= 0) {
+    (void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, d->fd, nullptr);
+    ::close(d->fd);
+  }
+  d->fd = -1;
+  std::lock_guard lk(mu_);
+  d->gen = (d->gen + 1) & Dir::kGenMask;
+  d->next_free = free_;
+  free_ = d;
+}
+
+void Reactor::poll(unsigned i) noexcept {
+  epoll_event ev[64];
+  const int n = epoll_wait(epfd_[i], ev, 64, 0);
+  for (int k = 0; k < n; ++k) {
+    const std::uint64_t tag = ev[k].data.u64;
+    const auto slot = static_cast<std::uint32_t>(tag);
+    const auto gen = static_cast<std::uint32_t>(tag >> 32);
+    Descriptor* d = at(slot);
+    const std::uint32_t e = ev[k].events;
+    // Errors and hang-ups wake both sides: the syscall reports them.
+    // The end of the stream (or an error) is sticky: a short read that
+    // clears kReady must not hide a FIN queued behind the data it read.
+    const bool hup = (e & (EPOLLHUP | EPOLLERR)) != 0;
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) {
+      d->rd.signal(gen, false, hup || (e & EPOLLRDHUP) != 0);
+    }
+    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) d->wr.signal(gen, false, hup);
+  }
+}
+
+}  // namespace spindle::io::detail

@@ -1,0 +1,164 @@
+// reactor.hpp: the readiness core (docs/io.md has the protocol and the
+// no-lost-wake-up argument; docs/decisions/0005-io-readiness.md the design
+// choice and its syscall counts).
+//
+// Each worker owns an edge-triggered epoll instance, watched by its libuv
+// loop (detail/io_hook.hpp). A socket is registered once, in the instance of
+// the worker its fiber ran on, with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET and a
+// tag (slot index, generation) naming a type-stable Descriptor: descriptors
+// live in chunks that are freed only with the reactor, so a poller holding a
+// stale tag can always read the slot and finds the generation changed.
+//
+// Each direction (read, write) is one 64-bit state word:
+//   bits 0-7   flags: kReady, kClosed, kWaiting, kLock, kHup
+//   bits 8-39  tick: +1 on every readiness event for this direction
+//   bits 40-63 the descriptor's generation (low 24 bits)
+// and a Waiter pointer guarded by kWaiting/kLock (see Dir).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <spindle/runtime/suspend.hpp>
+
+namespace spindle::io::detail {
+
+using spindle::detail::Waiter;
+
+struct Dir {
+  static constexpr std::uint64_t kReady = 1;    // an event came and no clear since
+  static constexpr std::uint64_t kClosed = 2;   // close() began; never cleared
+  static constexpr std::uint64_t kWaiting = 4;  // `waiter` holds a parked fiber's Waiter
+  static constexpr std::uint64_t kLock = 8;     // a completer or publisher is using `waiter`
+  // kHup: the peer ended its side or the socket has an error. Like kReady
+  // for every purpose, but clear_ready never clears it (tokio's "closed"
+  // readiness): data and FIN can arrive in one event, and the read that
+  // returns the data stops short of the FIN.
+  static constexpr std::uint64_t kHup = 16;
+  static constexpr std::uint64_t kFlags = 0xff;
+  static constexpr int kTickShift = 8;
+  static constexpr std::uint64_t kTickMask = 0xffffffffull << kTickShift;
+  static constexpr int kGenShift = 40;
+  static constexpr std::uint32_t kGenMask = 0xffffff;
+
+  static std::uint32_t gen_of(std::uint64_t s) noexcept {
+    return static_cast<std::uint32_t>(s >> kGenShift);
+  }
+  static std::uint64_t next_tick(std::uint64_t s) noexcept {
+    return (s & ~kTickMask) | ((s + (1ull << kTickShift)) & kTickMask);
+  }
+
+  // state: see the file comment. Every transition is a CAS or RMW.
+  std::atomic<std::uint64_t> state{0};
+  // waiter: written by the waiting fiber only while it holds kLock with
+  // kWaiting (publish); read by the one completer that moved the state from
+  // kWaiting to kLock (signal / close), which keeps kLock until it has
+  // finished with the Waiter. The waiting fiber, woken any other way
+  // (timeout, cancel), retracts: it waits for kLock to clear, then removes
+  // kWaiting if still set. So a Waiter on the fiber's stack outlives every
+  // completer's use of it.
+  Waiter* waiter = nullptr;
+
+  // signal: a readiness event (or close when `close`): ready (plus kHup
+  // when `hup`) and a new tick, and completes the waiter if one is parked.
+  // Any thread. Ignored when the generation in the state is not `gen` (a
+  // recycled slot) or the direction is closed.
+  void signal(std::uint32_t gen, bool close, bool hup) noexcept;
+  static bool ready(std::uint64_t s) noexcept { return (s & (kReady | kHup)) != 0; }
+  // clear_ready: the caller saw EAGAIN (or a short transfer) after loading
+  // `seen`: clears kReady only if no event came since (same tick).
+  void clear_ready(std::uint64_t seen) noexcept {
+    if (seen & kReady) {
+      state.compare_exchange_strong(seen, seen & ~kReady, std::memory_order_relaxed,
+                                    std::memory_order_relaxed);
+    }
+  }
+  // await: parks the calling fiber until kReady or kClosed (returns at once
+  // if either is set). Throws Cancelled / TimedOut, or std::system_error
+  // (operation_in_progress) when another fiber already waits here.
+  void await(const char* what);
+};
+
+class Reactor;
+
+struct Descriptor {
+  Dir rd, wr;
+  Reactor* reactor = nullptr;  // set once, at chunk creation
+  int fd = -1;
+  int epfd = -1;
+  std::uint32_t slot = 0;
+  std::uint32_t gen = 0;  // owner of the handle only (allocation, close)
+  // Syscalls in progress on fd: close() waits for them to finish before it
+  // closes the fd, so a concurrent operation never reaches a recycled fd
+  // number. Paired seq_cst with the kClosed RMW (docs/io.md).
+  std::atomic<std::uint32_t> inflight{0};
+  // A write_all was cancelled after sending part of its data: every later
+  // data operation fails (io::error::write_interrupted). Set by the writer
+  // fiber, read by any operation; relaxed: a flag, no data rides on it (a
+  // reader racing the cancelled writer may do one more read).
+  std::atomic<bool> write_broken{false};
+  Descriptor* next_free = nullptr;  // guarded by Reactor::mu_
+
+  std::uint64_t tag() const noexcept { return (std::uint64_t{gen} << 32) | slot; }
+};
+
+class Reactor {
+ public:
+  // The calling fiber's runtime's reactor (created on first use).
+  static Reactor& get();
+
+  explicit Reactor(unsigned workers);
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // open: takes ownership of fd (nonblocking) and registers it with the
+  // calling worker's epoll instance. `ready_rd`/`ready_wr`: the initial
+  // readiness (try the syscall first). On failure closes fd and throws.
+  Descriptor* open(int fd, bool ready_rd, bool ready_wr);
+  // close: aborts waiters (they throw operation_canceled), waits for
+  // in-flight syscalls, EPOLL_CTL_DEL, close(fd), recycles the slot. The
+  // handle's owner only, once.
+  void close(Descriptor* d) noexcept;
+
+  // poll: drains worker i's epoll instance without blocking (WorkerPollFn).
+  void poll(unsigned i) noexcept;
+
+ private:
+  Descriptor* alloc();
+  Descriptor* at(std::uint32_t slot) noexcept;
+
+  static constexpr std::uint32_t kChunk = 256;
+  std::vector<int> epfd_;
+  std::mutex mu_;  // rank: leaf; guards chunks_ growth and free_
+  // Chunk pointers never move once published: a fixed table, each entry
+  // written once (release) before any tag naming it exists.
+  static constexpr std::uint32_t kMaxChunks = 1u << 14;  // 4M descriptors
+  std::unique_ptr<std::atomic<Descriptor*>[]> chunks_;
+  std::uint32_t nchunks_ = 0;   // guarded by mu_
+  Descriptor* free_ = nullptr;  // guarded by mu_
+};
+
+// RAII in-flight guard around one syscall: false from ok() when the
+// descriptor is closing (the caller then throws operation_canceled).
+class Inflight {
+ public:
+  explicit Inflight(Descriptor* d) noexcept;
+  ~Inflight() { d_->inflight.fetch_sub(1, std::memory_order_release); }
+  bool ok() const noexcept { return ok_; }
+  Inflight(const Inflight&) = delete;
+  Inflight& operator=(const Inflight&) = delete;
+
+ private:
+  Descriptor* d_;
+  bool ok_;
+};
+
+[[noreturn]] void throw_errno(int err, const char* what);
+[[noreturn]] void throw_aborted(const char* what);
+
+}  // namespace spindle::io::detail

@@ -1,0 +1,501 @@
+// tcp.cpp: TcpStream and TcpListener on the readiness core (reactor.hpp).
+//
+// Every operation tries its syscall first while the direction is marked
+// ready, and waits only after EAGAIN (or a short transfer, which means the
+// socket buffer was drained/filled: the next call waits first). The state
+// word is loaded before the syscall and passed to clear_ready, so an event
+// that arrived during the syscall (a new tick) keeps the ready bit.
+#include <spindle/io/tcp.hpp>
+
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <system_error>
+
+#include <spindle/runtime/this_fiber.hpp>
+
+#include "reactor.hpp"
+
+namespace spindle::io {
+
+using detail::Descriptor;
+using detail::Dir;
+using detail::Inflight;
+using detail::Reactor;
+using detail::throw_aborted;
+using detail::throw_errno;
+
+namespace {
+
+// A socket fd not yet handed to the reactor: closed on every exit.
+struct FdGuard {
+  int fd;
+  ~FdGuard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() noexcept { return std::exchange(fd, -1); }
+};
+
+int new_socket(int family) {
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "spindle::io: socket");
+  return fd;
+}
+
+Endpoint sock_name(int fd, bool peer) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                      : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (rc != 0) throw_errno(errno, peer ? "spindle::io: getpeername" : "spindle::io: getsockname");
+  return Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+Descriptor* checked(Descriptor* d, const char* what) {
+  if (d == nullptr) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
+  return d;
+}
+
+}  // namespace
+
+// ---- TcpStream ------------------------------------------------------------
+
+TcpStream& TcpStream::operator=(TcpStream&& o) noexcept {
+  if (this != &o) {
+    close();
+    d_ = std::exchange(o.d_, nullptr);
+  }
+  return *this;
+}
+
+void TcpStream::close() noexcept {
+  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+}
+
+int TcpStream::native_handle() const noexcept { return d_ ? d_->fd : -1; }
+
+TcpStream TcpStream::connect(const Endpoint& ep) {
+  FdGuard g{new_socket(ep.family())};
+  int rc;
+  do {
+    rc = ::connect(g.fd, ep.data(), ep.size());
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EINPROGRESS) throw_errno(errno, "spindle::io: connect");
+  const bool pending = rc != 0;
+  // Registered after connect(): an unconnected socket would report
+  // EPOLLOUT|EPOLLHUP at once. If the connection completes between the two
+  // calls, EPOLL_CTL_ADD reports it (it checks the current readiness).
+  Reactor& r = Reactor::get();
+  TcpStream s(r.open(g.release(), true, !pending));
+  if (pending) {
+    // A cancel or timeout here unwinds through ~TcpStream: the socket closes.
+    s.d_->wr.await("io connect");
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(s.d_->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) throw_errno(err, "spindle::io: connect");
+  }
+  return s;
+}
+
+TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
+  const auto eps = resolve(host, std::to_string(port));
+  std::system_error last(std::make_error_code(std::errc::host_unreachable), "spindle::io: connect");
+  for (const auto& ep : eps) {
+    try {
+      return connect(ep);
+    } catch (const std::system_error& e) {
+      if (e.code() == std::errc::operation_canceled) throw;
+      last = e;
+    }
+  }
+  throw last;
+}
+
+namespace {
+
+std::size_t total(const iovec* iov, std::size_t cnt) noexcept {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < cnt; ++i) n += iov[i].iov_len;
+  return n;
+}
+
+// await_into: Dir::await with its one std::system_error (a second fiber
+// waiting in the same direction) turned into ec. Cancelled and TimedOut
+// propagate: they are not I/O outcomes.
+bool await_into(Dir& dir, const char* what, std::error_code& ec) {
+  try {
+    dir.await(what);
+    return true;
+  } catch (const std::system_error& e) {
+    ec = e.code();
+    return false;
+  }
+}
+
+}  // namespace
+
+std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  ec.clear();
+  Descriptor* d = d_;
+  if (d == nullptr) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  if (d->write_broken.load(std::memory_order_relaxed)) {
+    ec = make_error_code(error::write_interrupted);
+    return 0;
+  }
+  const std::size_t want = total(iov, cnt);
+  if (want == 0) return 0;
+  for (;;) {
+    // acquire; pairs with the release side of signal()'s CAS.
+    const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) {
+      ec = std::make_error_code(std::errc::operation_canceled);
+      return 0;
+    }
+    if (Dir::ready(s)) {
+      ssize_t got;
+      {
+        Inflight in(d);
+        if (!in.ok()) {
+          ec = std::make_error_code(std::errc::operation_canceled);
+          return 0;
+        }
+        got = cnt == 1 ? ::read(d->fd, iov[0].iov_base, iov[0].iov_len)
+                       : ::readv(d->fd, iov, static_cast<int>(cnt));
+      }
+      if (got > 0) {
+        // Short read: the receive queue is empty now; wait before the next.
+        if (static_cast<std::size_t>(got) < want) d->rd.clear_ready(s);
+        return static_cast<std::size_t>(got);
+      }
+      if (got == 0) return 0;  // end of stream; stays ready (reads keep returning 0)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        d->rd.clear_ready(s);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      ec = std::error_code(errno, std::system_category());
+      return 0;
+    }
+    if (!await_into(d->rd, "io read", ec)) return 0;
+  }
+}
+
+std::size_t TcpStream::read_some(void* p, std::size_t n, std::error_code& ec) {
+  const iovec iov{p, n};
+  return read_iov(&iov, 1, ec);
+}
+
+std::size_t TcpStream::read_some(void* p, std::size_t n) {
+  std::error_code ec;
+  const std::size_t got = read_some(p, n, ec);
+  if (ec) throw std::system_error(ec, "spindle::io: read");
+  return got;
+}
+
+void TcpStream::read_exact(void* p, std::size_t n) {
+  auto* b = static_cast<char*>(p);
+  while (n > 0) {
+    const std::size_t got = read_some(b, n);
+    if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_exact");
+    b += got;
+    n -= got;
+  }
+}
+
+std::size_t TcpStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  ec.clear();
+  Descriptor* d = d_;
+  if (d == nullptr) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  if (d->write_broken.load(std::memory_order_relaxed)) {
+    ec = make_error_code(error::write_interrupted);
+    return 0;
+  }
+  const std::size_t want = total(iov, cnt);
+  if (want == 0) return 0;
+  for (;;) {
+    const std::uint64_t s = d->wr.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) {
+      ec = std::make_error_code(std::errc::operation_canceled);
+      return 0;
+    }
+    if (Dir::ready(s)) {
+      ssize_t put;
+      {
+        Inflight in(d);
+        if (!in.ok()) {
+          ec = std::make_error_code(std::errc::operation_canceled);
+          return 0;
+        }
+        // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE
+        // (writev has no such flag, hence sendmsg for sequences).
+        if (cnt == 1) {
+          put = ::send(d->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+          msghdr m{};
+          m.msg_iov = const_cast<iovec*>(iov);
+          m.msg_iovlen = cnt;
+          put = ::sendmsg(d->fd, &m, MSG_NOSIGNAL);
+        }
+      }
+      if (put > 0) {
+        // Short write: the send buffer is full; wait before the next.
+        if (static_cast<std::size_t>(put) < want) d->wr.clear_ready(s);
+        return static_cast<std::size_t>(put);
+      }
+      if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        d->wr.clear_ready(s);
+        continue;
+      }
+      if (put < 0 && errno == EINTR) continue;
+      ec = std::error_code(put < 0 ? errno : EIO, std::system_category());
+      return 0;
+    }
+    if (!await_into(d->wr, "io write", ec)) return 0;
+  }
+}
+
+std::size_t TcpStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
+  const iovec iov{const_cast<void*>(p), n};
+  return write_iov(&iov, 1, ec);
+}
+
+std::size_t TcpStream::write_some(const void* p, std::size_t n) {
+  std::error_code ec;
+  const std::size_t put = write_some(p, n, ec);
+  if (ec) throw std::system_error(ec, "spindle::io: write");
+  return put;
+}
+
+void TcpStream::write_all(const void* p, std::size_t n) {
+  iovec iov{const_cast<void*>(p), n};
+  write_all_iov(&iov, 1);
+}
+
+void TcpStream::write_all_iov(iovec* iov, std::size_t cnt) {
+  bool sent = false;
+  try {
+    for (;;) {
+      while (cnt > 0 && iov->iov_len == 0) {
+        ++iov;
+        --cnt;
+      }
+      if (cnt == 0) return;
+      std::error_code ec;
+      std::size_t put = write_iov(iov, std::min(cnt, detail::kMaxIov), ec);
+      if (ec) throw std::system_error(ec, "spindle::io: write");
+      sent = true;
+      while (put > 0) {  // advance past what went out
+        const std::size_t k = std::min(put, iov->iov_len);
+        iov->iov_base = static_cast<char*>(iov->iov_base) + k;
+        iov->iov_len -= k;
+        put -= k;
+        if (iov->iov_len == 0) {
+          ++iov;
+          --cnt;
+        }
+      }
+    }
+  } catch (const std::system_error&) {
+    throw;  // an I/O error: the stream reports its own state from now on
+  } catch (...) {
+    // Cancelled or TimedOut between two sends: the peer holds a prefix of
+    // what the caller meant to send, and no later write can mend that.
+    if (sent && d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
+    throw;
+  }
+}
+
+std::size_t TcpStream::read_until(std::string& buf, std::string_view delim, std::size_t max_size) {
+  if (delim.empty()) throw std::invalid_argument("spindle::io: read_until with an empty delimiter");
+  std::size_t searched = 0;  // buf[0, searched) holds no delim start
+  for (;;) {
+    const std::size_t at = buf.find(delim, searched);
+    if (at != std::string::npos) return at + delim.size();
+    // A delimiter split across two reads starts in the last delim-1 bytes.
+    searched = buf.size() >= delim.size() ? buf.size() - delim.size() + 1 : 0;
+    if (buf.size() >= max_size) {
+      throw std::system_error(std::make_error_code(std::errc::message_size),
+                              "spindle::io: read_until: no delimiter within max_size bytes");
+    }
+    const std::size_t old = buf.size();
+    const std::size_t room = std::min<std::size_t>(max_size - old, 4096);
+    buf.resize(old + room);
+    std::size_t got;
+    try {
+      got = read_some(buf.data() + old, room);
+    } catch (...) {
+      buf.resize(old);
+      throw;
+    }
+    buf.resize(old + got);
+    if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_until");
+  }
+}
+
+std::size_t TcpStream::read_to_end(std::string& out, std::size_t max_size) {
+  const std::size_t start = out.size();
+  for (;;) {
+    if (out.size() >= max_size) {
+      // One more byte would pass the limit: find out whether one comes.
+      char probe;
+      if (read_some(&probe, 1) == 0) return out.size() - start;
+      throw std::system_error(std::make_error_code(std::errc::message_size),
+                              "spindle::io: read_to_end: more than max_size bytes");
+    }
+    const std::size_t old = out.size();
+    const std::size_t room = std::min<std::size_t>(max_size - old, std::max<std::size_t>(4096, old / 2));
+    out.resize(old + room);
+    std::size_t got;
+    try {
+      got = read_some(out.data() + old, room);
+    } catch (...) {
+      out.resize(old);
+      throw;
+    }
+    out.resize(old + got);
+    if (got == 0) return out.size() - start;
+  }
+}
+
+void TcpStream::shutdown() {
+  Descriptor* d = checked(d_, "spindle::io: shutdown on a closed stream");
+  if (d->write_broken.load(std::memory_order_relaxed)) {
+    throw std::system_error(make_error_code(error::write_interrupted), "spindle::io: shutdown");
+  }
+  if (::shutdown(d->fd, SHUT_WR) != 0) throw_errno(errno, "spindle::io: shutdown");
+}
+
+void TcpStream::set_nodelay(bool on) {
+  Descriptor* d = checked(d_, "spindle::io: set_nodelay on a closed stream");
+  const int v = on ? 1 : 0;
+  if (::setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0) {
+    throw_errno(errno, "spindle::io: setsockopt(TCP_NODELAY)");
+  }
+}
+
+void TcpStream::set_keepalive(bool on) {
+  Descriptor* d = checked(d_, "spindle::io: set_keepalive on a closed stream");
+  const int v = on ? 1 : 0;
+  if (::setsockopt(d->fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v) != 0) {
+    throw_errno(errno, "spindle::io: setsockopt(SO_KEEPALIVE)");
+  }
+}
+
+Endpoint TcpStream::local_endpoint() const {
+  return sock_name(checked(d_, "spindle::io: local_endpoint on a closed stream")->fd, false);
+}
+
+Endpoint TcpStream::remote_endpoint() const {
+  return sock_name(checked(d_, "spindle::io: remote_endpoint on a closed stream")->fd, true);
+}
+
+// ---- TcpListener ----------------------------------------------------------
+
+TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
+  if (this != &o) {
+    close();
+    d_ = std::exchange(o.d_, nullptr);
+    on_error_ = std::move(o.on_error_);
+  }
+  return *this;
+}
+
+void TcpListener::close() noexcept {
+  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+}
+
+TcpListener TcpListener::bind(const Endpoint& ep, ListenOptions o) {
+  FdGuard g{new_socket(ep.family())};
+  if (o.reuse_address) {
+    const int one = 1;
+    if (::setsockopt(g.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+      throw_errno(errno, "spindle::io: setsockopt(SO_REUSEADDR)");
+    }
+  }
+  if (::bind(g.fd, ep.data(), ep.size()) != 0) {
+    throw std::system_error(errno, std::system_category(), "spindle::io: bind " + ep.to_string());
+  }
+  if (::listen(g.fd, o.backlog) != 0) throw_errno(errno, "spindle::io: listen");
+  TcpListener l;
+  l.d_ = Reactor::get().open(g.release(), true, false);
+  l.on_error_ = std::move(o.on_accept_error);
+  return l;
+}
+
+TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenOptions o) {
+  const auto eps = resolve(host, std::to_string(port));
+  for (std::size_t i = 0;; ++i) {
+    try {
+      return bind(eps[i], o);
+    } catch (const std::system_error&) {
+      if (i + 1 == eps.size()) throw;
+    }
+  }
+}
+
+TcpStream TcpListener::accept(Endpoint* peer) {
+  Descriptor* d = checked(d_, "spindle::io: accept on a closed listener");
+  auto backoff = std::chrono::milliseconds(0);  // nonzero: in a spell of exhaustion
+  for (;;) {
+    const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) throw_aborted("spindle::io: accept");
+    if (Dir::ready(s)) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      int fd;
+      {
+        Inflight in(d);
+        if (!in.ok()) throw_aborted("spindle::io: accept");
+        fd = ::accept4(d->fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      }
+      if (fd >= 0) {
+        // Ready stays set: under edge triggering we accept until EAGAIN.
+        FdGuard g{fd};
+        if (peer != nullptr) *peer = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+        return TcpStream(Reactor::get().open(g.release(), true, true));
+      }
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        d->rd.clear_ready(s);
+        continue;
+      }
+      // The connection died in the queue: try the next one.
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // The connection stays in the backlog and the ready bit stays set
+        // (no EAGAIN): after the pause, accept4 is tried again directly.
+        const std::error_code ec(err, std::system_category());
+        if (on_error_) {
+          on_error_(ec);
+        } else if (backoff.count() == 0) {
+          std::fprintf(stderr, "spindle::io: accept on %s: %s; retrying until descriptors free up\n",
+                       sock_name(d->fd, false).to_string().c_str(), ec.message().c_str());
+        }
+        backoff = std::clamp(backoff * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
+        spindle::sleep_for(backoff);
+        continue;
+      }
+      throw_errno(err, "spindle::io: accept");
+    }
+    d->rd.await("io accept");
+  }
+}
+
+Endpoint TcpListener::local_endpoint() const {
+  return sock_name(checked(d_, "spindle::io: local_endpoint on a closed listener")->fd, false);
+}
+
+}  // namespace spindle::io

@@ -1,0 +1,156 @@
+// udp.cpp: UdpSocket on the readiness core (reactor.hpp).
+//
+// Datagram sockets use the same protocol as streams (tcp.cpp): try the
+// syscall while the direction is ready, clear the bit on EAGAIN with the
+// state loaded before the syscall (a newer tick keeps it), wait otherwise.
+// Unlike a stream, a datagram transfer is never short, so only EAGAIN
+// clears readiness: after a recv the next recv tries first.
+#include <spindle/io/udp.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "reactor.hpp"
+
+namespace spindle::io {
+
+using detail::Descriptor;
+using detail::Dir;
+using detail::Inflight;
+using detail::Reactor;
+using detail::throw_aborted;
+using detail::throw_errno;
+
+namespace {
+
+Descriptor* checked(Descriptor* d, const char* what) {
+  if (d == nullptr) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
+  return d;
+}
+
+// retry: runs `call` (a nonblocking syscall: result, errno) until it
+// succeeds, fails with something other than EAGAIN/EINTR (thrown), or the
+// socket closes (operation_canceled); waits on `dir` between tries.
+template <class Call>
+ssize_t retry(Descriptor* d, Dir& dir, const char* what, const char* wait_name, Call call) {
+  for (;;) {
+    // acquire; pairs with the release side of signal()'s CAS.
+    const std::uint64_t s = dir.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) throw_aborted(what);
+    if (Dir::ready(s)) {
+      ssize_t r;
+      {
+        Inflight in(d);
+        if (!in.ok()) throw_aborted(what);
+        r = call(d->fd);
+      }
+      if (r >= 0) return r;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        dir.clear_ready(s);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      throw_errno(errno, what);
+    }
+    dir.await(wait_name);
+  }
+}
+
+}  // namespace
+
+UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
+  if (this != &o) {
+    close();
+    d_ = std::exchange(o.d_, nullptr);
+  }
+  return *this;
+}
+
+void UdpSocket::close() noexcept {
+  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+}
+
+int UdpSocket::native_handle() const noexcept { return d_ ? d_->fd : -1; }
+
+UdpSocket UdpSocket::bind(const Endpoint& ep) {
+  const int fd = ::socket(ep.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "spindle::io: socket");
+  if (::bind(fd, ep.data(), ep.size()) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw std::system_error(err, std::system_category(), "spindle::io: bind " + ep.to_string());
+  }
+  // Both directions start ready: the first send and recv try at once.
+  return UdpSocket(Reactor::get().open(fd, true, true));
+}
+
+UdpSocket UdpSocket::bind(std::string_view host, std::uint16_t port) {
+  const auto eps = resolve(host, std::to_string(port));
+  for (std::size_t i = 0;; ++i) {
+    try {
+      return bind(eps[i]);
+    } catch (const std::system_error&) {
+      if (i + 1 == eps.size()) throw;
+    }
+  }
+}
+
+void UdpSocket::connect(const Endpoint& peer) {
+  Descriptor* d = checked(d_, "spindle::io: connect on a closed socket");
+  if (::connect(d->fd, peer.data(), peer.size()) != 0) {
+    throw std::system_error(errno, std::system_category(), "spindle::io: udp connect " + peer.to_string());
+  }
+}
+
+std::size_t UdpSocket::send_impl(const void* p, std::size_t n, const Endpoint* to) {
+  Descriptor* d = checked(d_, "spindle::io: send on a closed socket");
+  const ssize_t r = retry(d, d->wr, "spindle::io: send", "io send", [&](int fd) {
+    // MSG_NOSIGNAL: harmless for datagrams, kept for uniformity.
+    return to ? ::sendto(fd, p, n, MSG_NOSIGNAL, to->data(), to->size()) : ::send(fd, p, n, MSG_NOSIGNAL);
+  });
+  return static_cast<std::size_t>(r);
+}
+
+std::size_t UdpSocket::send_to(const void* p, std::size_t n, const Endpoint& to) { return send_impl(p, n, &to); }
+std::size_t UdpSocket::send(const void* p, std::size_t n) { return send_impl(p, n, nullptr); }
+
+Received UdpSocket::recv_impl(void* p, std::size_t n, Endpoint* from) {
+  Descriptor* d = checked(d_, "spindle::io: recv on a closed socket");
+  sockaddr_storage ss{};
+  iovec iov{p, n};
+  msghdr m{};
+  const ssize_t r = retry(d, d->rd, "spindle::io: recv", "io recv", [&](int fd) {
+    m = msghdr{};
+    m.msg_name = &ss;
+    m.msg_namelen = sizeof ss;
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    // MSG_TRUNC: the return value is the datagram's real length, so a
+    // truncation is reported with its size (msg_flags gets MSG_TRUNC too).
+    return ::recvmsg(fd, &m, MSG_TRUNC);
+  });
+  Received out;
+  out.datagram_size = static_cast<std::size_t>(r);
+  out.size = out.datagram_size < n ? out.datagram_size : n;
+  out.truncated = (m.msg_flags & MSG_TRUNC) != 0;
+  if (from != nullptr) *from = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), m.msg_namelen);
+  return out;
+}
+
+Received UdpSocket::recv_from(void* p, std::size_t n, Endpoint& from) { return recv_impl(p, n, &from); }
+Received UdpSocket::recv(void* p, std::size_t n) { return recv_impl(p, n, nullptr); }
+
+Endpoint UdpSocket::local_endpoint() const {
+  Descriptor* d = checked(d_, "spindle::io: local_endpoint on a closed socket");
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(d->fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) throw_errno(errno, "spindle::io: getsockname");
+  return Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+}  // namespace spindle::io

@@ -1,0 +1,57 @@
+// endpoint_test.cpp: Endpoint parsing and printing, resolve() of numeric
+// hosts (no thread hop), of names, and its errors.
+#include <spindle/io/all.hpp>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+namespace io = spindle::io;
+
+TEST_CASE("Endpoint parses and prints IPv4 and IPv6") {
+  io::Endpoint a("127.0.0.1", 8080);
+  CHECK_FALSE(a.is_v6());
+  CHECK(a.address() == "127.0.0.1");
+  CHECK(a.port() == 8080);
+  CHECK(a.to_string() == "127.0.0.1:8080");
+  io::Endpoint b("::1", 443);
+  CHECK(b.is_v6());
+  CHECK(b.address() == "::1");
+  CHECK(b.port() == 443);
+  CHECK(b.to_string() == "[::1]:443");
+  CHECK(io::Endpoint("[::1]", 443) == b);
+  CHECK_FALSE(a == b);
+  CHECK_FALSE(io::Endpoint::parse("localhost", 1).has_value());
+  CHECK_FALSE(io::Endpoint::parse("1.2.3", 1).has_value());
+  CHECK_THROWS_AS(io::Endpoint("not an address", 1), std::invalid_argument);
+}
+
+TEST_CASE("resolve: numeric hosts, names, and errors that name the host") {
+  run_checked(2, [] {
+    // A numeric host and port is parsed on the fiber: the fiber stays on
+    // its OS thread (a trip through the blocking pool would suspend it).
+    const long tid = os_tid();
+    const int worker = sp::this_fiber::worker_index();
+    auto v = io::resolve("10.1.2.3", "99");
+    FIBER_CHECK(os_tid() == tid);
+    FIBER_CHECK(sp::this_fiber::worker_index() == worker);
+    FIBER_CHECK(v.size() == 1);
+    FIBER_CHECK(v.at(0) == io::Endpoint("10.1.2.3", 99));
+    auto v6 = io::resolve("::1", "7");
+    FIBER_CHECK(v6.size() == 1 && v6.at(0).is_v6() && v6.at(0).port() == 7);
+
+    // "localhost" comes from /etc/hosts through getaddrinfo.
+    auto l = io::resolve("localhost", "80");
+    FIBER_CHECK(!l.empty());
+    for (auto& e : l) FIBER_CHECK(e.port() == 80);
+
+    // A service name that is not a port goes through getaddrinfo too.
+    bool named = false;
+    try {
+      io::resolve("127.0.0.1", "no-such-service-xyz");
+    } catch (const std::system_error& e) {
+      named = std::string(e.what()).find("no-such-service-xyz") != std::string::npos;
+    }
+    FIBER_CHECK(named);
+  });
+}
