@@ -111,9 +111,11 @@ ClientResult run_client(int port, int conns, const ClientOptions& o) {
   lat.reserve(o.requests > 0 ? o.requests : 1u << 20);
   const std::uint64_t t_start = now_ns();
   const std::uint64_t warm_end = t_start + static_cast<std::uint64_t>(o.warmup_s * 1e9);
-  bool measuring = false;
-  std::uint64_t window_start = 0, window_end = 0, replies = 0;
-  double cpu0 = 0;
+  // No warm-up: count from the first reply (syscall counts over exactly
+  // `requests` replies, plus the connections' set-up).
+  bool measuring = o.warmup_s <= 0;
+  std::uint64_t window_start = t_start, window_end = 0, replies = 0;
+  double cpu0 = measuring && o.server_pid > 0 ? process_cpu_s(o.server_pid) : 0;
   std::vector<epoll_event> evs(1024);
   for (;;) {
     const int n = epoll_wait(ep, evs.data(), static_cast<int>(evs.size()), 1000);
@@ -170,6 +172,7 @@ ClientResult run_client(int port, int conns, const ClientOptions& o) {
   res.rps_per_cpu = res.server_cpu_s > 0 ? res.requests / res.server_cpu_s : 0;
   res.p50_us = percentile(lat, 0.50);
   res.p99_us = percentile(lat, 0.99);
+  res.max_us = lat.empty() ? 0 : *std::max_element(lat.begin(), lat.end()) / 1000.0;
   return res;
 }
 

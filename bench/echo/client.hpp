@@ -23,6 +23,7 @@ struct ClientResult {
   double requests = 0;            // replies in the window
   double window_s = 0;
   double p50_us = 0, p99_us = 0;  // per request: send -> last byte back
+  double max_us = 0;              // the slowest request (stalls show here)
   double server_cpu_s = 0;        // server CPU seconds during the window
   double rps_per_cpu = 0;         // requests / server CPU second
   double server_rss_kib_idle = 0;   // server RSS before the client connected

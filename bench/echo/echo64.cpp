@@ -230,8 +230,8 @@ std::vector<Cell> run_rounds(const std::vector<ServerSpec>& servers, const std::
         const ServerSpec& s = servers[(k + static_cast<std::size_t>(r)) % servers.size()];
         Cell c = measure_cell(s, n, o, l);
         if (progress) {
-          std::fprintf(stderr, "  echo64 %-10s conns %4d  %8.0f req/s  %8.0f req/cpu-s  p50 %6.1f us  p99 %7.1f us\n",
-                       s.name().c_str(), n, c.r.rps, c.r.rps_per_cpu, c.r.p50_us, c.r.p99_us);
+          std::fprintf(stderr, "  echo64 %-10s conns %4d  %8.0f req/s  %8.0f req/cpu-s  p50 %6.1f us  p99 %7.1f us  max %7.1f us\n",
+                       s.name().c_str(), n, c.r.rps, c.r.rps_per_cpu, c.r.p50_us, c.r.p99_us, c.r.max_us);
         }
         out.push_back(c);
       }

@@ -10,7 +10,7 @@
 //   spindle_echo64 server libuv|spindle [WORKERS] [PORT]
 //       one server in the foreground; prints its port; exits 0 on SIGTERM.
 //   spindle_echo64 client PORT CONNS REQUESTS
-//       one client run: REQUESTS replies after a 0.2 s warm-up; prints a line.
+//       one client run, no warm-up, stops after REQUESTS replies; prints a line.
 // bench/echo/syscalls.sh runs the last two under strace -c.
 #include <sched.h>
 #include <unistd.h>
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   }
   if (argc == 5 && std::strcmp(argv[1], "client") == 0) {
     ClientOptions o;
-    o.warmup_s = 0.2;
+    o.warmup_s = 0;
     o.requests = std::strtoull(argv[4], nullptr, 10);
     const ClientResult r = run_client(std::atoi(argv[2]), std::atoi(argv[3]), o);
     std::printf("%.0f requests in %.2f s: %.0f req/s, p50 %.1f us, p99 %.1f us\n", r.requests,
