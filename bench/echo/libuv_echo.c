@@ -10,6 +10,7 @@
  */
 #include "libuv_echo.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,8 @@ int libuv_echo_serve(int port, void (*on_listening)(int port, void* arg), void* 
   uv_tcp_t server;
   struct sockaddr_in addr;
   int r;
+  /* libuv writes with write(2): a peer that reset would raise SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
   if ((r = uv_loop_init(&loop)) != 0) goto fail;
   uv_tcp_init(&loop, &server);
   uv_ip4_addr("127.0.0.1", port, &addr);
