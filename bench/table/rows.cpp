@@ -12,6 +12,7 @@
 #include "../harness/measure.hpp"
 #include "../workloads/stranded.hpp"
 #include "../workloads/workloads.hpp"
+#include "echo64.hpp"
 
 #ifdef SPINDLE_BENCH_SYNC_ROWS
 #include "offload_workload.hpp"
@@ -206,8 +207,30 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
   }
 #else
   (void)spindle;
-  (void)filter;
 #endif
+  const std::string echo = "echo64";
+  if (filter.empty() || echo.find(filter) != std::string::npos) {
+    // BENCHMARKS.md echo64 (bench/echo/): the raw libuv C server and spindle
+    // with 1 and 2 workers, each server in its own process and the client in
+    // another, servers alternating within each round. --runs rounds of 1 s
+    // windows (~15 s a round); the pinned layout and longer windows are
+    // spindle_echo64's (docs/benchmarks.md "echo64").
+    echo64::ClientOptions o;
+    o.warmup_s = 0.3;
+    o.measure_s = 1.0;
+    const std::vector<int> conns{1, 100, 1000};
+    const auto servers = echo64::default_servers();
+    const auto cells = echo64::run_rounds(servers, conns, g_fast_runs, o, echo64::Layout{}, true);
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "\necho64 (loopback, 64-byte closed-loop echoes from one epoll client thread; "
+                  "median of %d rounds,\n(min-max); ratios: spindle median / libuv C median at "
+                  "the same conns; KiB/conn: server RSS\ngrowth / connections; "
+                  "build/release/bench/echo/spindle_echo64 adds the pinned layout):\n\n",
+                  g_fast_runs);
+    out += buf;
+    out += echo64::format(cells, servers, conns, g_fast_runs > 1);
+  }
   return out;
 }
 
