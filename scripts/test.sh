@@ -22,6 +22,12 @@ fi
 
 declare -A result
 failed=0
+# Every docs/*.md section a comment cites must exist (scripts/check_doc_refs.sh).
+docs_result="ok"
+if ! scripts/check_doc_refs.sh; then
+  docs_result="FAIL (broken citations above)"
+  failed=1
+fi
 total_passed=0
 total_failed=0
 start_all=$SECONDS
@@ -83,6 +89,7 @@ for preset in "${presets[@]}"; do
   printf '%-12s %s\n' "$preset" "${result[$preset]}"
 done
 printf '%-12s %s\n' "benchmarks" "${bench_result}"
+printf '%-12s %s\n' "doc refs" "${docs_result}"
 # The plain closing line CI reads: every test of every preset.
 echo "total: ${total_passed} passed, ${total_failed} failed"
 exit "$failed"

@@ -1,4 +1,4 @@
-// echo64.hpp: BENCHMARKS.md "echo64" (loopback, servers stopped by PID).
+// echo64.hpp: docs/benchmarks.md "echo64" (loopback, servers stopped by PID).
 //
 // Servers (each runs in a child process of its own, started by
 // start_server and killed by PID):

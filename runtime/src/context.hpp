@@ -1,6 +1,6 @@
 // context.hpp: the one seam to Boost.Context. Every switch between stacks
 // goes through context_switch, which also announces it to ASan and TSan so
-// the sanitizer builds see fibers as they are (STYLE.md "Sanitizers").
+// the sanitizer builds see fibers as they are (docs/runtime.md "Sanitizers").
 //
 // context_switch is inline in plain builds: a yield is a handful of calls
 // deep, and each frame is one more stack cache line that a switch to a

@@ -4,7 +4,7 @@
 // Why: glibc's tcache keeps 7 blocks per size, so a batch of 1,000 spawns
 // followed by 1,000 joins sends most blocks through _int_free and the
 // unsorted bin (about 150 instructions a fiber, a fifth of spawn_join).
-// Measured in docs/runtime.md "Spawn cost".
+// Measured in docs/runtime.md "Switch and spawn cost".
 //
 // Who touches what: each thread only its own cache (thread_local). A block
 // freed on another thread than the one that allocated it simply joins the

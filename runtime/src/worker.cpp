@@ -44,7 +44,7 @@ namespace spindle::detail {
 
 // The steps of a switch between fibers: each is small and called from one
 // or two places, and the call frames they would otherwise add cost as much
-// as their bodies on a yield (measured: docs/runtime.md "Switch cost").
+// as their bodies on a yield (measured: docs/runtime.md "Switch and spawn cost").
 #define SPINDLE_SWITCH_STEP [[gnu::always_inline]] inline
 
 namespace {

@@ -1,4 +1,4 @@
-// wake_stress_test.cpp: the lost-wake-up hunt (DESIGN.md "Park/unpark").
+// wake_stress_test.cpp: the lost-wake-up hunt (docs/runtime.md "Park/unpark").
 //
 // A waker publishes work and then unparks the target only if it advertises
 // being parked; the parker advertises and then rechecks its queues. Get the

@@ -1,6 +1,6 @@
 // spindle_test.hpp: shared fixtures of the runtime tests.
 //
-//  - worker-count parameterisation (STYLE.md "Tests": oversubscribing a small
+//  - worker-count parameterisation (docs/hacking.md "Tests": oversubscribing a small
 //    machine is the point, so 8 workers run on 2 cores too);
 //  - scaling of heavy loops in sanitizer builds (TSan makes every switch and
 //    atomic 5-20x dearer; the stress tests must stay in CI's time budget);

@@ -1,7 +1,7 @@
 // suspend.hpp: the suspension API, the one thing sync/ and io/ use to make a
 // fiber wait. Nothing here exposes worker internals.
 //
-// The protocol (docs/runtime.md "Suspension"):
+// The protocol (docs/runtime.md "The suspension protocol"):
 //  1. The waiting fiber (or thread) owns a Waiter, usually on its stack.
 //  2. wait(w, deadline, publish) switches the fiber off its stack FIRST, and
 //     only then runs `publish` (on the worker's side of the switch). publish
@@ -25,7 +25,7 @@
 //     flag (seq_cst) and then reads the cell: one of them sees the other.
 //
 // publish runs with no runtime lock held, so it may take any primitive lock.
-// See docs/runtime.md "Suspension" and "Lock ranks".
+// See docs/runtime.md "The suspension protocol" and "Lock ranks".
 #pragma once
 
 #include <atomic>
