@@ -18,8 +18,8 @@ namespace {
 
 // Calls f with durations that do not fit steady_clock's range from now, in
 // several representations: integral coarser and finer than the clock's
-// tick, unsigned, floating, infinite. The last one fits (24.8 days) and
-// must not saturate.
+// tick, unsigned, floating, infinite; and one that fits (24.8 days), for
+// the ordinary path.
 template <class F>
 void for_each_huge(F&& f) {
   f(chr::hours::max());
