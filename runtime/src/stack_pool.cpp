@@ -3,9 +3,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <algorithm>
 #include <fstream>
 
 #include "check.hpp"
@@ -104,9 +104,10 @@ void StackPool::grow_locked() {
   }
   if (protect) guard_budget_ -= kSlabStacks;
   // Push in reverse so the lowest stack is handed out first. Without a
-  // guard, the page reserved for it becomes part of the stack below it:
-  // base stays the slot's start and guard is 0 (the slot's usable size is
-  // default_size_, the rest unused).
+  // guard, the page reserved for it stays below the stack, untouched: base
+  // moves past it and guard is 0, so an overflow first breaks the canary
+  // (stack_canary.hpp) and then writes into that spare page before it
+  // reaches the next slot's stack.
   for (std::size_t i = kSlabStacks; i-- > 0;) {
     char* base = static_cast<char*>(p) + i * stride;
     std::size_t g = 0;
@@ -119,7 +120,7 @@ void StackPool::grow_locked() {
       SPINDLE_CHECK(mprotect(base, pg, PROT_NONE) == 0, "mprotect of a guard page failed");
       g = pg;
     } else if (guard_pages_) {
-      base += pg;  // the unused guard slot stays below, untouched
+      base += pg;
     }
     free_.push_back(StackSlot{base, default_size_, g});
   }
