@@ -249,6 +249,13 @@ TEST_CASE("a plain thread's wake-up reaches a worker that is going to sleep",
     stats = rt.stats();
   }
   CHECK(progress.load() == rounds);
-  // The point: the worker really parked between many of the wake-ups.
-  CHECK(stats.total().parks > rounds / 100);
+  // The point: the worker really parked between many of the wake-ups. How
+  // many depends on how fast the worker reaches its park against the
+  // waker's spin. Measured: 140,000-180,000 parks in 300,000 rounds in the
+  // dev build, but 14-107 in 30,000 under ThreadSanitizer, which slows the
+  // worker's path far more than the spin; there the test is a check that
+  // no wake-up is lost (progress above, the watchdog) more than a race
+  // hunt, and the bar is only that it parked at all.
+  INFO("parks " << stats.total().parks << " in " << rounds << " rounds");
+  CHECK(stats.total().parks > (kTsan ? 0 : rounds / 100));
 }
