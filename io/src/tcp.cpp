@@ -21,6 +21,7 @@
 #include <spindle/runtime/this_fiber.hpp>
 
 #include "reactor.hpp"
+#include "try_io.hpp"
 
 namespace spindle::io {
 
@@ -126,19 +127,6 @@ std::size_t total(const iovec* iov, std::size_t cnt) noexcept {
   return n;
 }
 
-// await_into: Dir::await with its one std::system_error (a second fiber
-// waiting in the same direction) turned into ec. Cancelled and TimedOut
-// propagate: they are not I/O outcomes.
-bool await_into(Dir& dir, const char* what, std::error_code& ec) {
-  try {
-    dir.await(what);
-    return true;
-  } catch (const std::system_error& e) {
-    ec = e.code();
-    return false;
-  }
-}
-
 }  // namespace
 
 std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
@@ -154,40 +142,11 @@ std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_co
   }
   const std::size_t want = total(iov, cnt);
   if (want == 0) return 0;
-  for (;;) {
-    // acquire; pairs with the release side of signal()'s CAS.
-    const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
-    if (s & Dir::kClosed) {
-      ec = std::make_error_code(std::errc::operation_canceled);
-      return 0;
-    }
-    if (Dir::ready(s)) {
-      ssize_t got;
-      {
-        Inflight in(d);
-        if (!in.ok()) {
-          ec = std::make_error_code(std::errc::operation_canceled);
-          return 0;
-        }
-        got = cnt == 1 ? ::read(d->fd, iov[0].iov_base, iov[0].iov_len)
-                       : ::readv(d->fd, iov, static_cast<int>(cnt));
-      }
-      if (got > 0) {
-        // Short read: the receive queue is empty now; wait before the next.
-        if (static_cast<std::size_t>(got) < want) d->rd.clear_ready(s);
-        return static_cast<std::size_t>(got);
-      }
-      if (got == 0) return 0;  // end of stream; stays ready (reads keep returning 0)
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        d->rd.clear_ready(s);
-        continue;
-      }
-      if (errno == EINTR) continue;
-      ec = std::error_code(errno, std::system_category());
-      return 0;
-    }
-    if (!await_into(d->rd, "io read", ec)) return 0;
-  }
+  // 0 at end of stream: readiness stays (reads keep returning 0).
+  const ssize_t got = detail::try_io(d, d->rd, "io read", want, ec, [&](int fd) {
+    return cnt == 1 ? ::read(fd, iov[0].iov_base, iov[0].iov_len) : ::readv(fd, iov, static_cast<int>(cnt));
+  });
+  return got > 0 ? static_cast<std::size_t>(got) : 0;
 }
 
 std::size_t TcpStream::read_some(void* p, std::size_t n, std::error_code& ec) {
@@ -225,46 +184,18 @@ std::size_t TcpStream::write_iov(const iovec* iov, std::size_t cnt, std::error_c
   }
   const std::size_t want = total(iov, cnt);
   if (want == 0) return 0;
-  for (;;) {
-    const std::uint64_t s = d->wr.state.load(std::memory_order_acquire);
-    if (s & Dir::kClosed) {
-      ec = std::make_error_code(std::errc::operation_canceled);
-      return 0;
-    }
-    if (Dir::ready(s)) {
-      ssize_t put;
-      {
-        Inflight in(d);
-        if (!in.ok()) {
-          ec = std::make_error_code(std::errc::operation_canceled);
-          return 0;
-        }
-        // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE
-        // (writev has no such flag, hence sendmsg for sequences).
-        if (cnt == 1) {
-          put = ::send(d->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-        } else {
-          msghdr m{};
-          m.msg_iov = const_cast<iovec*>(iov);
-          m.msg_iovlen = cnt;
-          put = ::sendmsg(d->fd, &m, MSG_NOSIGNAL);
-        }
-      }
-      if (put > 0) {
-        // Short write: the send buffer is full; wait before the next.
-        if (static_cast<std::size_t>(put) < want) d->wr.clear_ready(s);
-        return static_cast<std::size_t>(put);
-      }
-      if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        d->wr.clear_ready(s);
-        continue;
-      }
-      if (put < 0 && errno == EINTR) continue;
-      ec = std::error_code(put < 0 ? errno : EIO, std::system_category());
-      return 0;
-    }
-    if (!await_into(d->wr, "io write", ec)) return 0;
-  }
+  const ssize_t put = detail::try_io(d, d->wr, "io write", want, ec, [&](int fd) {
+    // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE
+    // (writev has no such flag, hence sendmsg for sequences).
+    if (cnt == 1) return ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    msghdr m{};
+    m.msg_iov = const_cast<iovec*>(iov);
+    m.msg_iovlen = cnt;
+    return ::sendmsg(fd, &m, MSG_NOSIGNAL);
+  });
+  if (put > 0) return static_cast<std::size_t>(put);
+  if (put == 0) ec = std::error_code(EIO, std::system_category());  // a send of n > 0 bytes never returns 0
+  return 0;
 }
 
 std::size_t TcpStream::write_some(const void* p, std::size_t n, std::error_code& ec) {

@@ -16,14 +16,13 @@
 #include <utility>
 
 #include "reactor.hpp"
+#include "try_io.hpp"
 
 namespace spindle::io {
 
 using detail::Descriptor;
 using detail::Dir;
-using detail::Inflight;
 using detail::Reactor;
-using detail::throw_aborted;
 using detail::throw_errno;
 
 namespace {
@@ -33,32 +32,13 @@ Descriptor* checked(Descriptor* d, const char* what) {
   return d;
 }
 
-// retry: runs `call` (a nonblocking syscall: result, errno) until it
-// succeeds, fails with something other than EAGAIN/EINTR (thrown), or the
-// socket closes (operation_canceled); waits on `dir` between tries.
+// retry: try_io for datagrams (never short), its error thrown.
 template <class Call>
 ssize_t retry(Descriptor* d, Dir& dir, const char* what, const char* wait_name, Call call) {
-  for (;;) {
-    // acquire; pairs with the release side of signal()'s CAS.
-    const std::uint64_t s = dir.state.load(std::memory_order_acquire);
-    if (s & Dir::kClosed) throw_aborted(what);
-    if (Dir::ready(s)) {
-      ssize_t r;
-      {
-        Inflight in(d);
-        if (!in.ok()) throw_aborted(what);
-        r = call(d->fd);
-      }
-      if (r >= 0) return r;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        dir.clear_ready(s);
-        continue;
-      }
-      if (errno == EINTR) continue;
-      throw_errno(errno, what);
-    }
-    dir.await(wait_name);
-  }
+  std::error_code ec;
+  const ssize_t r = detail::try_io(d, dir, wait_name, 0, ec, call);
+  if (r < 0) throw std::system_error(ec, what);
+  return r;
 }
 
 }  // namespace

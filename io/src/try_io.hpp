@@ -1,0 +1,69 @@
+// try_io.hpp: the readiness protocol around one nonblocking syscall, shared
+// by every socket kind (tcp.cpp, udp.cpp; docs/io.md "Waiting").
+#pragma once
+
+#include <sys/types.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <system_error>
+
+#include "reactor.hpp"
+
+namespace spindle::io::detail {
+
+// try_io: while `dir` is ready, runs call(fd) inside an Inflight guard. On
+// EAGAIN it clears readiness with the state loaded before the call (a
+// readiness event that came meanwhile bumped the tick, so the clear fails
+// and the next try goes ahead) and waits on `dir`; EINTR tries again. A
+// stream's short transfer (a result in (0, want); want = 0 for datagrams,
+// which are never short) clears readiness too: the kernel's queue is
+// drained, so the next call waits first instead of paying an EAGAIN.
+// Returns call's non-negative result, or -1 with ec set: operation_canceled
+// when the descriptor closes, the errno of a failed call, or the error of a
+// second fiber waiting in the same direction. Cancelled and TimedOut from
+// the wait propagate: they are not I/O outcomes.
+template <class Call>
+ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want, std::error_code& ec,
+               Call call) {
+  ec.clear();
+  for (;;) {
+    // acquire; pairs with the release side of Dir::signal's CAS.
+    const std::uint64_t s = dir.state.load(std::memory_order_acquire);
+    if (s & Dir::kClosed) {
+      ec = std::make_error_code(std::errc::operation_canceled);
+      return -1;
+    }
+    if (Dir::ready(s)) {
+      ssize_t r;
+      {
+        Inflight in(d);
+        if (!in.ok()) {
+          ec = std::make_error_code(std::errc::operation_canceled);
+          return -1;
+        }
+        r = call(d->fd);
+      }
+      if (r >= 0) {
+        if (r > 0 && static_cast<std::size_t>(r) < want) dir.clear_ready(s);
+        return r;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        dir.clear_ready(s);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      ec = std::error_code(errno, std::system_category());
+      return -1;
+    }
+    try {
+      dir.await(wait_name);
+    } catch (const std::system_error& e) {
+      ec = e.code();
+      return -1;
+    }
+  }
+}
+
+}  // namespace spindle::io::detail
