@@ -44,11 +44,13 @@ struct RlimitGuard {
 TEST_CASE("EMFILE on accept goes to the hook and the listener serves again") {
   RlimitGuard guard;
   std::atomic<int> reported{0};
-  std::atomic<bool> wrong_code{false};
+  std::error_code first_error;  // written by the acceptor before it reports
   run_checked(2, [&] {
     auto l = io::TcpListener::bind(io::Endpoint("127.0.0.1", 0),
                                    {.on_accept_error = [&](const std::error_code& ec) {
-                                     if (ec != std::errc::too_many_files_open) wrong_code = true;
+                                     // Only a copy here: comparing calls the
+                                     // category's virtuals (see below).
+                                     if (reported.load() == 0) first_error = ec;
                                      reported.fetch_add(1);
                                    }});
     const auto ep = l.local_endpoint();
@@ -62,16 +64,21 @@ TEST_CASE("EMFILE on accept goes to the hook and the listener serves again") {
     rlimit low = guard.saved;
     low.rlim_cur = static_cast<rlim_t>(top + 1);
     REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    // While no descriptor is free, nothing here may run a Catch check or
+    // any other first-time virtual call: UBSan's vptr check then probes
+    // memory through a pipe(2), fails with EMFILE and reports a bogus
+    // "invalid vptr" (seen in CI). Results are kept and checked later.
     std::vector<int> spare;
     for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) spare.push_back(fd);
-    FIBER_CHECK(errno == EMFILE);
+    const int exhausted_errno = errno;
     // connect() takes no new descriptor; the kernel queues the connections.
+    int connected = 0;
     for (int c : clients) {
       sockaddr_in a{};
       a.sin_family = AF_INET;
       a.sin_port = htons(ep.port());
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      FIBER_CHECK(::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+      connected += ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
     }
     auto acceptor = sp::spawn([&] {
       int n = 0;
@@ -83,6 +90,8 @@ TEST_CASE("EMFILE on accept goes to the hook and the listener serves again") {
     });
     while (reported.load() == 0) sp::yield();  // accept has hit EMFILE
     for (int fd : spare) ::close(fd);          // descriptors free up
+    FIBER_CHECK(exhausted_errno == EMFILE);
+    FIBER_CHECK(connected == kClients);
     FIBER_CHECK(acceptor.join() == kClients);
     for (int c : clients) {
       char b[2] = {};
@@ -92,7 +101,7 @@ TEST_CASE("EMFILE on accept goes to the hook and the listener serves again") {
     }
   });
   CHECK(reported.load() >= 1);
-  CHECK(!wrong_code.load());
+  CHECK(first_error == std::errc::too_many_files_open);
 }
 
 TEST_CASE("a runtime shut down with fibers blocked on open sockets ends cleanly") {
