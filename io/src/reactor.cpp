@@ -109,7 +109,7 @@ void Dir::await(const char* what) {
     state.fetch_and(~kLock, std::memory_order_release);
     return true;
   };
-  const Waiter::State st = spindle::detail::wait(w, nullptr, publish, what);
+  const Waiter::State st = spindle::detail::suspend(w, nullptr, publish, what);
   if (published && st != Waiter::notified) {
     // Retract: w must be unreachable before it dies.
     std::uint64_t s = state.load(std::memory_order_acquire);

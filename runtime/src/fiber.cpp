@@ -144,7 +144,7 @@ int wait_any(Fiber* const* fs, std::size_t n,
     std::vector<JoinNode> heap_nodes(n > 4 ? n : 0);
     JoinNode* nodes = n > 4 ? heap_nodes.data() : inline_nodes;
     Waiter w;
-    const Waiter::State s = wait(
+    const Waiter::State s = suspend(
         w, deadline,
         [&] {
           // Runs on the landing side of our switch; each join_lock_ is rank 1.

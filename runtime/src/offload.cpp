@@ -15,11 +15,11 @@
 //     Starting threads here, before the fiber suspends, keeps thread
 //     creation (which can fail and takes tens of microseconds) out of
 //     publish, which runs on the worker's side of the switch.
-//  3. wait() switches the fiber off its stack and runs publish, which calls
+//  3. suspend() switches the fiber off its stack and runs publish, which calls
 //     submit(): under mu_ it takes the pool's reference (add_ref) and one on
 //     the waiting fiber, links the job into the queue and sets queued_:
 //     noexcept and allocation-free (intrusive list), as publish must be.
-//     Queueing in publish rather than before wait() is what makes an early
+//     Queueing in publish rather than before suspend() is what makes an early
 //     finish safe: the job can only complete a waiter whose fiber is
 //     already off its stack (suspend.hpp, step 2). A stopped pool (step 6)
 //     refuses the job; publish then completes the waiter as cancelled
@@ -30,7 +30,7 @@
 //     drops the pool's reference, and the reference to the waiting fiber
 //     taken in step 3 (the Waiter's state lives in the fiber's wait cell; a
 //     cancelled caller may be gone).
-//  5. The caller resumes (wait() returns only once publish has finished, so
+//  5. The caller resumes (suspend() returns only once publish has finished, so
 //     submit is done). notified: it takes the result. Otherwise (a cancel,
 //     or a deadline scope, won the waiter's CAS) it calls withdraw(): under
 //     mu_, if queued_ is still set, it unlinks the job and clears queued_,
@@ -493,7 +493,7 @@ void run_offload(PoolKind kind, OffloadJob& job) {
   pool.prepare();                         // step 2; likewise
   ExternalWork pending;
   bool queued = false;
-  const Waiter::State s = wait(
+  const Waiter::State s = suspend(
       job.waiter, nullptr,
       [&] {
         // Step 3. `queued` is written before submit: once the job is queued

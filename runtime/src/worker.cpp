@@ -793,7 +793,7 @@ void Worker::land_other(void* from) {
 //    wake the fiber, and (with no deadline pinning it here) another worker
 //    may run it. Only the fiber's own cell is touched after that, and
 //    publishing_ keeps the fiber (and so the Fiber and its Waiter) from
-//    returning out of wait() until we clear it at the very end.
+//    returning out of suspend() until we clear it at the very end.
 //  - Cancellation is never lost: we mark the cell cancellable with a
 //    seq_cst CAS and then read cancel_requested_ (seq_cst); cancel_fiber
 //    stores the flag (seq_cst) and then reads the cell. In the single order
@@ -828,7 +828,7 @@ void Worker::after_wait_publish(const Pending& p) {
     add_timer(w);
   }
   // The last touch of the fiber for this wait; pairs with the acquire load
-  // in wait() (see Fiber::publishing_).
+  // in suspend() (see Fiber::publishing_).
   f->publishing_.store(false, std::memory_order_release);
 }
 

@@ -26,7 +26,7 @@ detail::Waiter::State ConditionVariable::park(std::uint64_t e, const detail::Tim
   detail::WaitNode node;
   // A notify since we read the epoch (after we released the user's lock)
   // counts as our wakeup: return instead of parking.
-  return detail::wait_on(
+  return detail::suspend_on(
       mu_, waiters_, node, deadline, [&](detail::Wakeups&) { return epoch_ != e; },
       "condition variable");
 }

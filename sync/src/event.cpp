@@ -28,7 +28,7 @@ bool Event::wait_until(std::chrono::steady_clock::time_point t) {
 
 bool Event::wait_impl(const detail::TimePoint* deadline) {
   detail::WaitNode node;
-  const auto s = detail::wait_on(
+  const auto s = detail::suspend_on(
       mu_, waiters_, node, deadline,
       [&](detail::Wakeups&) { return set_.load(std::memory_order_relaxed); }, "event");
   detail::throw_if_cancelled(s);

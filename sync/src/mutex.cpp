@@ -93,7 +93,7 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
     node.waiter = &w;
     node.outcome = 0;
     const bool to_front = queued_before;
-    const detail::Waiter::State s = detail::wait(
+    const detail::Waiter::State s = detail::suspend(
         w, deadline,
         [&]() -> bool {
           std::lock_guard g(mu_);

@@ -22,7 +22,7 @@ bool Semaphore::acquire_until(std::chrono::steady_clock::time_point t) {
 
 bool Semaphore::acquire_slow(const detail::TimePoint* deadline) {
   detail::WaitNode node;
-  const auto s = detail::wait_on(
+  const auto s = detail::suspend_on(
       mu_, waiters_, node, deadline,
       [&](detail::Wakeups&) {
         if (count_ <= 0) return false;

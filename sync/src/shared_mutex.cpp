@@ -41,7 +41,7 @@ void SharedMutex::lock_shared() {
 bool SharedMutex::lock_slow(bool shared, const detail::TimePoint* deadline) {
   detail::WaitNode node;
   node.kind = shared ? kShared : 0;
-  const auto s = detail::wait_on(
+  const auto s = detail::suspend_on(
       mu_, waiters_, node, deadline,
       [&](detail::Wakeups&) {
         if (!can_take(shared)) return false;

@@ -27,7 +27,7 @@ bool WaitGroup::wait_impl(const detail::TimePoint* deadline) {
     if (count_ == 0) return true;
   }
   detail::WaitNode node;
-  const auto s = detail::wait_on(
+  const auto s = detail::suspend_on(
       mu_, waiters_, node, deadline, [&](detail::Wakeups&) { return count_ == 0; },
       "wait group");
   detail::throw_if_cancelled(s);
@@ -55,7 +55,7 @@ std::uint64_t Barrier::arrive_and_wait() {
     }
   }
   detail::WaitNode node;
-  const auto s = detail::wait_on(
+  const auto s = detail::suspend_on(
       mu_, waiters_, node, nullptr, [&](detail::Wakeups&) { return phase_ != my_phase; },
       "barrier");
   if (s != detail::Waiter::notified) {

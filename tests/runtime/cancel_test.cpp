@@ -397,7 +397,7 @@ TEST_CASE("a fiber already cancelled does not publish its next wait", "[cancel]"
       // until the cancel has been requested.
       while (!sp::cancellation_requested()) std::this_thread::yield();
       sp::detail::Waiter w;
-      const auto s = sp::detail::wait(
+      const auto s = sp::detail::suspend(
           w, nullptr,
           [&] {
             published = true;

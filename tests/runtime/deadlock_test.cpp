@@ -28,7 +28,7 @@ TEST_CASE("joining a fiber blocked forever is reported as a deadlock", "[deadloc
                                 auto stuck = sp::spawn(sp::SpawnOptions{.name = "stuck-forever"}, [&] {
                                   CountOnExit g{unwound};
                                   sp::detail::Waiter w;  // nobody will ever complete it
-                                  const auto s = sp::detail::wait(w, nullptr, [] { return true; }, "nothing");
+                                  const auto s = sp::detail::suspend(w, nullptr, [] { return true; }, "nothing");
                                   sp::detail::throw_if_cancelled(s);
                                 });
                                 CountOnExit g{unwound};

@@ -242,7 +242,7 @@ class Gate {
   void wait() {
     using spindle::detail::Waiter;
     Waiter w;
-    const Waiter::State s = spindle::detail::wait(
+    const Waiter::State s = spindle::detail::suspend(
         w, nullptr,
         [&] {
           std::lock_guard lk(mu_);

@@ -3,14 +3,14 @@
 //
 // The protocol (docs/runtime.md "The suspension protocol"):
 //  1. The waiting fiber (or thread) owns a Waiter, usually on its stack.
-//  2. wait(w, deadline, publish) switches the fiber off its stack FIRST, and
+//  2. suspend(w, deadline, publish) switches the fiber off its stack FIRST, and
 //     only then runs `publish` (on the worker's side of the switch). publish
 //     hands &w to whoever will complete it (a wait list, an I/O callback).
 //     So nobody can resume a fiber that is still running on its own stack.
 //  3. A completer calls w.try_complete(how) (a CAS out of `waiting`); only
 //     the winner may then call wake(w), after releasing its own locks. The
 //     first of {event, timer, cancellation} wins, the others do nothing.
-//  4. When wait returns, the waiter is no longer referenced by the runtime
+//  4. When suspend returns, the waiter is no longer referenced by the runtime
 //     (timer removed). If the state is not `notified`, the caller removes w
 //     from its own wait list (under its lock) before w dies: a completer
 //     that lost the CAS may still hold a pointer until then, so it must
@@ -75,16 +75,16 @@ struct Waiter {
       if ((expected & ~kCancellable) != gen) return false;
     }
   }
-  // result: the state; meaningful to the waiting side once wait() returned.
+  // result: the state; meaningful to the waiting side once suspend() returned.
   State result() const noexcept {
     return static_cast<State>(cell->load(std::memory_order_acquire) & kStateMask);
   }
 
   std::atomic<std::uint64_t> own{waiting};  // the cell of a plain-thread wait
-  std::atomic<std::uint64_t>* cell = &own;  // set by wait(); see above
+  std::atomic<std::uint64_t>* cell = &own;  // set by suspend(); see above
   std::uint64_t gen = 0;                     // this wait's generation (<< 3)
-  Fiber* fiber = nullptr;            // set by wait(); nullptr on a plain thread
-  ThreadParker* parker = nullptr;    // set by wait() on a plain thread
+  Fiber* fiber = nullptr;            // set by suspend(); nullptr on a plain thread
+  ThreadParker* parker = nullptr;    // set by suspend() on a plain thread
   // Timer bookkeeping, guarded by the timer_lock_ of the worker whose heap
   // holds the timer (timer_owner; see TimerHeap). A timed wait does not pin
   // the fiber: any worker may fire the timer, and the woken fiber, wherever
@@ -95,12 +95,12 @@ struct Waiter {
   Worker* timer_owner = nullptr;
 };
 
-// wait: blocks the calling fiber (or plain thread) until w is completed by a
+// suspend: blocks the calling fiber (or plain thread) until w is completed by a
 // waker (notified), `deadline` passes (timed_out; pass nullptr for none), or
 // the fiber is cancelled (cancelled). Returns the final state.
 //  - `publish` runs after the fiber left its stack (no runtime lock held); it
 //    returns false to not wait after all: the runtime then re-queues the
-//    fiber itself, and wait returns w's state (`waiting`, or `notified` if
+//    fiber itself, and suspend returns w's state (`waiting`, or `notified` if
 //    publish completed it). Contract: publish may return false only if
 //    nobody else can complete w any more -- w was never visible to anyone,
 //    or publish itself won w's CAS. If w was already visible (publish linked
@@ -112,7 +112,7 @@ struct Waiter {
 //    arrives after that check, even before the switch, still lets publish
 //    run, and then completes the wait as `cancelled`.
 //  - `what` describes the wait for fiber dumps ("mutex", "sleep", ...).
-SPINDLE_MAY_SUSPEND Waiter::State wait(Waiter& w,
+SPINDLE_MAY_SUSPEND Waiter::State suspend(Waiter& w,
                                        const std::chrono::steady_clock::time_point* deadline,
                                        FunctionRef<bool()> publish, const char* what);
 

@@ -224,7 +224,7 @@ class Channel {
   }
 
   // send_impl / recv_impl: one try under mu_, and if that blocks, wait with
-  // mu_ still held (wait_on_locked). Wakeups is declared before the lock so
+  // mu_ still held (suspend_on_locked). Wakeups is declared before the lock so
   // that it wakes after the lock is released.
   bool send_impl(T& v, const detail::TimePoint* deadline) {
     detail::Wakeups wakeups;
@@ -234,7 +234,7 @@ class Channel {
     if (op == detail::ChanOp::closed) throw ChannelClosed{};  // g unlocks first
     detail::WaitNode node;
     node.slot = &v;
-    const auto s = detail::wait_on_locked(g, sendq_, node, deadline, "channel send");
+    const auto s = detail::suspend_on_locked(g, sendq_, node, deadline, "channel send");
     if (s == detail::Waiter::notified) {
       if (node.outcome == detail::chan_closed) throw ChannelClosed{};
       return true;
@@ -249,7 +249,7 @@ class Channel {
     if (recv_locked(out, wakeups) != detail::ChanOp::blocked) return;
     detail::WaitNode node;
     node.slot = &out;
-    const auto s = detail::wait_on_locked(g, recvq_, node, deadline, "channel recv");
+    const auto s = detail::suspend_on_locked(g, recvq_, node, deadline, "channel recv");
     detail::throw_if_cancelled(s);
   }
 

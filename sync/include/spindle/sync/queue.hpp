@@ -166,7 +166,7 @@ class BasicQueue {
       if (unfinished_ == 0) return;
     }
     WaitNode node;
-    const auto s = wait_on(
+    const auto s = suspend_on(
         mu_, joiners_, node, nullptr, [&](Wakeups&) { return unfinished_ == 0; }, "queue join");
     throw_if_cancelled(s);
   }
@@ -219,7 +219,7 @@ class BasicQueue {
     }
     WaitNode node;
     node.slot = &v;
-    const auto s = wait_on(
+    const auto s = suspend_on(
         mu_, putters_, node, deadline, [&](Wakeups& w) { return put_locked(v, w); }, "queue put");
     throw_if_cancelled(s);
     return s == Waiter::notified;
@@ -233,7 +233,7 @@ class BasicQueue {
     }
     WaitNode node;
     node.slot = &out;
-    const auto s = wait_on(
+    const auto s = suspend_on(
         mu_, getters_, node, deadline, [&](Wakeups& w) { return get_locked(out, w); },
         "queue get");
     throw_if_cancelled(s);

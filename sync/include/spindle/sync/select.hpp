@@ -194,7 +194,7 @@ class Selector {
     }
     Wakeups wakeups;
     const TimePoint* dl = timeout_ != N ? &deadline_ : nullptr;
-    const auto s = detail::wait(
+    const auto s = detail::suspend(
         w, dl,
         [&]() -> bool {
           lock_all();

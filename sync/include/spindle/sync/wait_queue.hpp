@@ -12,19 +12,19 @@
 //  - Wakeups: nodes whose Waiter a completer won, collected under the
 //    primitive's lock and woken after it is released (wake never runs under
 //    one of our locks).
-//  - wait_on(): the standard "try, else enqueue and suspend" step, and
-//    wait_on_locked(), the same with the lock held from the try into
+//  - suspend_on(): the standard "try, else enqueue and suspend" step, and
+//    suspend_on_locked(), the same with the lock held from the try into
 //    publish (channels; see step 2 and docs/sync.md).
 //
 // Protocol (see runtime/suspend.hpp):
 //  1. The caller tries the operation under the primitive's lock (fast path,
-//     no switch). If it cannot complete, it calls detail::wait().
-//  2. wait() switches the fiber off its stack and runs publish, which takes
+//     no switch). If it cannot complete, it calls detail::suspend().
+//  2. suspend() switches the fiber off its stack and runs publish, which takes
 //     the lock again, retries (the state may have changed meanwhile) and
 //     only if it still cannot complete links the node into the list. A retry
 //     that succeeds completes the Waiter itself and returns false.
-//     wait_on_locked instead keeps the lock from step 1, links the node
-//     before wait(), and publish only releases the lock: nothing changed
+//     suspend_on_locked instead keeps the lock from step 1, links the node
+//     before suspend(), and publish only releases the lock: nothing changed
 //     meanwhile, so there is nothing to retry.
 //  3. A completer, under the lock, pops nodes until one's Waiter wins
 //     try_complete(notified); only then does it hand over a value into the
@@ -39,7 +39,7 @@
 //
 // Lock order: primitive locks are leaves. With several (select), they are
 // taken in address order. A primitive never wakes under its lock. Only
-// wait_on_locked holds one across a context switch: taken by the fiber,
+// suspend_on_locked holds one across a context switch: taken by the fiber,
 // released by publish on the landing side before anything else runs there.
 #pragma once
 
@@ -156,20 +156,20 @@ class Wakeups {
   WaitNode* head_ = nullptr;
 };
 
-// wait_on: the standard slow path. `try_now(Wakeups&)` is called under `mu`
+// suspend_on: the standard slow path. `try_now(Wakeups&)` is called under `mu`
 // from inside publish; it returns true if the operation completed (and may
 // queue wakeups of other waiters), else the node is linked into `list`.
 // Returns the Waiter's final state; on any state but `notified` the node is
 // unlinked again before returning. May suspend; a cancellation point only in
 // that it returns `cancelled` (callers throw).
 template <class Lock, class TryNow>
-SPINDLE_MAY_SUSPEND Waiter::State wait_on(Lock& mu, WaitList& list, WaitNode& node,
+SPINDLE_MAY_SUSPEND Waiter::State suspend_on(Lock& mu, WaitList& list, WaitNode& node,
                                           const TimePoint* deadline, TryNow&& try_now,
                                           const char* what) {
   Waiter w;
   node.waiter = &w;
   Wakeups wakeups;
-  const Waiter::State s = wait(
+  const Waiter::State s = suspend(
       w, deadline,
       [&]() -> bool {
         std::lock_guard g(mu);
@@ -189,21 +189,21 @@ SPINDLE_MAY_SUSPEND Waiter::State wait_on(Lock& mu, WaitList& list, WaitNode& no
   return s;
 }
 
-// wait_on_locked: the slow path for a caller that holds `g` (the
+// suspend_on_locked: the slow path for a caller that holds `g` (the
 // primitive's lock) and has just found that the operation cannot complete.
 // Links `node` into `list` at once and suspends; the lock is released by
 // publish, once the fiber is off its stack, so no completer can see the
-// node before then and no retry is needed (wait_on's second lock and second
+// node before then and no retry is needed (suspend_on's second lock and second
 // try). Returns with `g` unlocked and the Waiter's final state; on any state
 // but `notified` the node is unlinked again. May suspend.
 template <class Lock>
-SPINDLE_MAY_SUSPEND Waiter::State wait_on_locked(std::unique_lock<Lock>& g, WaitList& list,
+SPINDLE_MAY_SUSPEND Waiter::State suspend_on_locked(std::unique_lock<Lock>& g, WaitList& list,
                                                  WaitNode& node, const TimePoint* deadline,
                                                  const char* what) {
   Waiter w;
   node.waiter = &w;
   list.push_back(&node);
-  const Waiter::State s = wait(
+  const Waiter::State s = suspend(
       w, deadline,
       [&]() -> bool {
         g.unlock();
@@ -211,7 +211,7 @@ SPINDLE_MAY_SUSPEND Waiter::State wait_on_locked(std::unique_lock<Lock>& g, Wait
       },
       what);
   if (g.owns_lock()) {
-    // wait() returned before publish (cancellation already requested, or a
+    // suspend() returned before publish (cancellation already requested, or a
     // deadline scope already expired): nobody saw the node.
     list.remove(&node);
     g.unlock();

@@ -13,7 +13,7 @@ namespace spindle::detail {
 
 // count_suspended: how many live fibers of the current runtime (the caller's,
 // or from a plain thread the one dump_fibers would show) are suspended in a
-// wait described as `what` (the `what` argument of detail::wait: "mutex",
+// wait described as `what` (the `what` argument of detail::suspend: "mutex",
 // "semaphore", "channel recv", ...; empty: any wait), counting only fibers
 // whose publish step has finished -- their Waiter is in the primitive's wait
 // list, so a waker can see it -- and that nobody has woken yet. With

@@ -1,4 +1,4 @@
-// wait.cpp: the suspension API (suspend.hpp) and the waits built directly on
+// suspend.cpp: the suspension API (suspend.hpp) and the waits built directly on
 // it: yield, sleep, hop.
 #include <condition_variable>
 #include <mutex>
@@ -69,7 +69,7 @@ Waiter::State wait_thread(Waiter& w, const std::chrono::steady_clock::time_point
   }
 }
 
-Waiter::State wait(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
+Waiter::State suspend(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
                    FunctionRef<bool()> publish, const char* what) {
   Worker* wk = current_worker();
   Fiber* f = wk != nullptr ? wk->running() : nullptr;
@@ -215,7 +215,7 @@ void yield() {
 
 void sleep_until(std::chrono::steady_clock::time_point t) {
   detail::Waiter w;
-  const auto s = detail::wait(w, &t, [] { return true; }, "sleep");
+  const auto s = detail::suspend(w, &t, [] { return true; }, "sleep");
   detail::throw_if_cancelled(s);
 }
 
