@@ -3,5 +3,6 @@
 
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/error.hpp>
+#include <spindle/io/fd_stream.hpp>
 #include <spindle/io/tcp.hpp>
 #include <spindle/io/udp.hpp>
