@@ -133,8 +133,10 @@ fsys::path temp_name(const fsys::path& path) {
   static std::atomic<std::uint64_t> counter{std::random_device{}()};
   const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
   fsys::path t = path;
-  t.replace_filename("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(n));
+  std::string name = ".";  // appends: GCC 12 warns falsely on "literal" + std::string&&
+  name.append(path.filename().string()).append(".tmp-").append(std::to_string(::getpid()));
+  name.append("-").append(std::to_string(n));
+  t.replace_filename(name);
   return t;
 }
 
