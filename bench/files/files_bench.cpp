@@ -12,8 +12,8 @@
 //    open/fstat/read/close each; libuv: 64 chains of uv_fs_open -> fstat ->
 //    read -> close on one loop, its default 4-thread pool);
 //  - big: one 256 MiB file read sequentially into a prefaulted buffer
-//    (spindle: File::read, kFileChunk jobs; threads: one read() loop on one
-//    thread; libuv: uv_fs_read of 4 MiB after 4 MiB).
+//    (spindle: File::read, kFileChunk jobs; threads: read() of 4 MiB after
+//    4 MiB on one thread; libuv: uv_fs_read of 4 MiB after 4 MiB).
 // During spindle's runs a ticker fiber on the same runtime sleeps 1 ms in a
 // loop and records its worst lateness. `--sweep` also times the big read
 // through shielded blocking() jobs of 256 KiB to 16 MiB (the chunk size
@@ -148,7 +148,11 @@ double threads_big(const Setup& s, char* buf) {
   std::thread t([&] {
     const int fd = ::open(s.big.c_str(), O_RDONLY | O_CLOEXEC);
     std::size_t got = 0;
-    for (ssize_t r; got < kBigSize && (r = ::read(fd, buf + got, kBigSize - got)) > 0;) got += r;
+    // 4 MiB per read(), as spindle's chunks: one 256 MiB read() measured
+    // slower here (a fairer peer is the faster one).
+    for (ssize_t r; got < kBigSize && (r = ::read(fd, buf + got, std::min(io::kFileChunk, kBigSize - got))) > 0;) {
+      got += static_cast<std::size_t>(r);
+    }
     ::close(fd);
     if (got != kBigSize) fail("threads: big short read");
   });
@@ -334,6 +338,20 @@ Timed spindle_big(const Setup& s, char* buf) {
   return {ms, worst};
 }
 
+// The floor under spindle_small: the same 1,000 fibers, each waiting for
+// one empty blocking() job (two thread hand-offs and no syscall).
+double spindle_noop_handoffs() {
+  const auto t0 = Clock::now();
+  std::vector<sp::Task<int>> tasks;
+  tasks.reserve(kSmallFiles);
+  for (int i = 0; i < kSmallFiles; ++i) tasks.push_back(sp::spawn([i] { return sp::blocking([i] { return i; }); }));
+  long sum = 0;
+  for (auto& t : tasks) sum += t.join();
+  const double ms = ms_since(t0);
+  if (sum != static_cast<long>(kSmallFiles) * (kSmallFiles - 1) / 2) fail("noop: sum");
+  return ms;
+}
+
 // The big read through shielded blocking() jobs of `chunk` bytes (what
 // File::read does with kFileChunk).
 double spindle_big_chunked(const Setup& s, char* buf, std::size_t chunk) {
@@ -406,7 +424,7 @@ int main(int argc, char** argv) {
   std::vector<char> big(kBigSize);
   std::memset(big.data(), 1, big.size());
 
-  std::vector<double> sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
+  std::vector<double> sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
   std::vector<std::vector<double>> sweep_ms(4);
   const std::size_t sweep_chunks[4] = {256 << 10, 1 << 20, 4 << 20, 16 << 20};
   sp::RuntimeOptions o;
@@ -423,6 +441,7 @@ int main(int argc, char** argv) {
       sp_small.push_back(a.ms);
       tick_small.push_back(a.worst_tick_ms);
     });
+    rt.block_on([&] { sp_noop.push_back(spindle_noop_handoffs()); });
     th_small.push_back(threads_small(s, threads));
     uv_small.push_back(libuv_small(s));
     rt.block_on([&] {
@@ -447,6 +466,7 @@ int main(int argc, char** argv) {
               runs, workers, blocking_threads, limit, threads, std::getenv("UV_THREADPOOL_SIZE") ? std::getenv("UV_THREADPOOL_SIZE") : "4");
   std::printf("small: read_file of %d files of %zu B\n", kSmallFiles, kSmallSize);
   row("spindle read_file (one fiber per file)", sp_small, "ms");
+  row("spindle 1,000 empty blocking() jobs (floor)", sp_noop, "ms");
   row("threads open/fstat/read/close", th_small, "ms");
   row("libuv uv_fs_* (64 chains)", uv_small, "ms");
   row("ratio spindle / threads (<1: spindle faster)", ratio(sp_small, th_small), "x ");
@@ -454,7 +474,7 @@ int main(int argc, char** argv) {
   row("ticker worst lateness during spindle run", tick_small, "ms");
   std::printf("big: sequential read of one %zu MiB file\n", kBigSize >> 20);
   row("spindle File::read", sp_big, "ms");
-  row("threads read()", th_big, "ms");
+  row("threads read() 4 MiB", th_big, "ms");
   row("libuv uv_fs_read 4 MiB", uv_big, "ms");
   row("ratio spindle / threads", ratio(sp_big, th_big), "x ");
   row("ratio spindle / libuv", ratio(sp_big, uv_big), "x ");

@@ -89,6 +89,16 @@ std::size_t read_chunks(int fd, void* p, std::size_t n, std::int64_t offset, con
     const std::size_t want = std::min(kFileChunk, n - done);
     char* at = static_cast<char*>(p) + done;
     const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(done);
+    if (want <= detail::kInlineMax) {
+      // The page-cache fast path (file_ops.hpp): 0 is end of file; a short
+      // count may be a partly cached range, so the loop goes on from there.
+      const ssize_t c = detail::try_read_cached(fd, at, want, off);
+      if (c == 0) break;
+      if (c > 0) {
+        done += static_cast<std::size_t>(c);
+        continue;
+      }
+    }
     const ssize_t r = in_pool([=]() noexcept { return detail::full_read(fd, at, want, off); });
     if (r < 0) throw_path(static_cast<int>(-r), op, path);
     done += static_cast<std::size_t>(r);

@@ -3,8 +3,14 @@
 // of them, the looping syscalls a job runs, and errors that name the path.
 #pragma once
 
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <cerrno>
 #include <cstddef>
@@ -69,6 +75,47 @@ inline ssize_t full_write(int fd, const void* p, std::size_t n, std::int64_t off
     done += static_cast<std::size_t>(r);
   }
   return static_cast<ssize_t>(done);
+}
+
+// The page-cache fast path (docs/decisions/0006-files.md). Two syscalls
+// that never wait for a device: openat2 with RESOLVE_CACHED fails with
+// EAGAIN when the path lookup would need I/O, and preadv2 with RWF_NOWAIT
+// fails with EAGAIN (or returns short) when the data is not in the page
+// cache. A read whose file and data are cached then costs a few syscalls on
+// the worker instead of two thread hand-offs; anything else falls back to
+// the pool. kInlineMax bounds what one inline read copies (a 64 KiB memcpy
+// holds the worker for microseconds, like a socket read).
+inline constexpr std::size_t kInlineMax = std::size_t{64} << 10;
+
+// try_open_cached: a read-only, close-on-exec, O_NONBLOCK open (a FIFO must
+// not make the worker wait for a writer; the caller uses the fd only for a
+// regular file) that succeeds only from the lookup caches. -1 for every
+// failure: the pool's open then reports the authoritative error. A kernel
+// without openat2 (ENOSYS, or a seccomp filter's EPERM) is remembered.
+inline int try_open_cached(const char* path) noexcept {
+  static std::atomic<bool> unsupported{false};
+  if (unsupported.load(std::memory_order_relaxed)) return -1;
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+  how.resolve = RESOLVE_CACHED;
+  const long fd = ::syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM || errno == E2BIG)) {
+    unsupported.store(true, std::memory_order_relaxed);
+  }
+  return fd < 0 ? -1 : static_cast<int>(fd);
+}
+
+// try_read_cached: one preadv2(RWF_NOWAIT) of at most n bytes (offset < 0:
+// at the file position). The bytes read (possibly fewer than n when only
+// part is cached; 0 at end of file), or -1 when nothing could be read
+// without waiting (or on any error: the pool's read reports it).
+inline ssize_t try_read_cached(int fd, void* p, std::size_t n, std::int64_t offset) noexcept {
+  iovec v{p, n};
+  ssize_t r;
+  do {
+    r = ::preadv2(fd, &v, 1, offset < 0 ? -1 : static_cast<off_t>(offset), RWF_NOWAIT);
+  } while (r < 0 && errno == EINTR);
+  return r;
 }
 
 // throw_path: std::system_error(err) whose what() is "spindle::io: <op> <path>".

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <random>
+#include <utility>
 
 #include <spindle/io/file.hpp>
 
@@ -60,58 +61,104 @@ bool read_more(int fd, std::string& out, std::size_t want, const fsys::path& pat
 
 }  // namespace
 
+namespace {
+
+// read_cached: the page-cache fast path of read_file, on the calling
+// thread (file_ops.hpp). Opens path from the lookup caches; for a regular
+// file, reads up to st_size + 1 bytes (at most kInlineMax and `limit`)
+// without waiting. Returns true when it read the whole file (the fd is
+// closed). Otherwise fd holds the open file, positioned after what `out`
+// holds, and `hint` the bytes st_size says are left; or fd is -1 and the
+// pool must start from scratch (not cached, not a regular file, an error:
+// the pool reports errors).
+bool read_cached(const fsys::path& path, std::size_t limit, FdCloser& fd, std::string& out, std::size_t& hint) {
+  fd.fd = detail::try_open_cached(path.c_str());
+  if (fd.fd < 0) return false;
+  struct stat st{};
+  if (::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(std::exchange(fd.fd, -1));
+    return false;
+  }
+  // st_size 0: empty, or a file whose size says nothing (/proc).
+  const std::size_t guess = static_cast<std::size_t>(st.st_size) + 1;
+  hint = guess;
+  if (guess > detail::kInlineMax) return false;  // large: the pool reads it, in chunks
+  const std::size_t want = std::min(st.st_size == 0 ? detail::kInlineMax : guess, limit);
+  out.resize(want);
+  const ssize_t r = detail::try_read_cached(fd.fd, out.data(), want, -1);
+  if (r < 0) {
+    out.clear();  // nothing read: the position is still 0
+    return false;
+  }
+  out.resize(static_cast<std::size_t>(r));
+  hint = guess > out.size() ? guess - out.size() : 0;
+  // A short count may also mean "only part is cached"; st_size tells.
+  const bool at_end = st.st_size == 0 ? r == 0 : static_cast<std::size_t>(r) + 1 == guess;
+  if (static_cast<std::size_t>(r) < want && at_end) {
+    ::close(std::exchange(fd.fd, -1));
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::string read_file(const fsys::path& path, std::size_t max_size) {
   // At most max_size + 1 bytes are ever asked for: the extra one tells
   // "exactly max_size" from "more".
   const std::size_t limit = max_size == std::string::npos ? max_size : max_size + 1;
   std::string out;
   FdCloser fd;
-  FirstRead first;
   cancel_point();
-  // Job 1: open, fstat, and the first chunk: a regular file's st_size + 1
-  // bytes (a short read then proves end of file in the same syscall), or
-  // 64 KiB for files whose size says nothing (/proc, devices).
-  in_pool([&]() noexcept {
-    fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd.fd < 0) {
-      first = {errno, "open"};
-      return;
-    }
-    struct stat st{};
-    if (::fstat(fd.fd, &st) != 0) {
-      first = {errno, "fstat"};
-      return;
-    }
-    if (S_ISDIR(st.st_mode)) {
-      first = {EISDIR, "read"};
-      return;
-    }
-    const std::size_t guess =
-        S_ISREG(st.st_mode) && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) + 1 : 64 << 10;
-    const std::size_t want = std::min({guess, kFileChunk, limit});
-    try {
-      out.resize(want);
-    } catch (...) {
-      first = {ENOMEM, "read"};
-      return;
-    }
-    const ssize_t r = detail::full_read(fd.fd, out.data(), want, -1);
-    if (r < 0) {
-      out.clear();
-      first = {static_cast<int>(-r), "read"};
-      return;
-    }
-    out.resize(static_cast<std::size_t>(r));
-    first.eof = static_cast<std::size_t>(r) < want;
-    first.hint = guess > want ? guess - want : 0;
-    if (first.eof) {
-      ::close(fd.fd);
-      fd.fd = -1;
-    }
-  });
-  if (first.err != 0) throw_path(first.err, first.op, path);
-  bool eof = first.eof;
-  std::size_t hint = first.hint;
+  std::size_t hint = 0;
+  bool eof = read_cached(path, limit, fd, out, hint);
+  if (!eof && fd.fd < 0) {
+    FirstRead first;
+    // Job 1: open, fstat, and the first chunk: a regular file's st_size + 1
+    // bytes (a short read then proves end of file in the same syscall), or
+    // 64 KiB for files whose size says nothing (/proc, devices).
+    in_pool([&]() noexcept {
+      fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd.fd < 0) {
+        first = {errno, "open"};
+        return;
+      }
+      struct stat st{};
+      if (::fstat(fd.fd, &st) != 0) {
+        first = {errno, "fstat"};
+        return;
+      }
+      if (S_ISDIR(st.st_mode)) {
+        first = {EISDIR, "read"};
+        return;
+      }
+      const std::size_t guess =
+          S_ISREG(st.st_mode) && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) + 1 : 64 << 10;
+      const std::size_t want = std::min({guess, kFileChunk, limit});
+      try {
+        out.resize(want);
+      } catch (...) {
+        first = {ENOMEM, "read"};
+        return;
+      }
+      const ssize_t r = detail::full_read(fd.fd, out.data(), want, -1);
+      if (r < 0) {
+        out.clear();
+        first = {static_cast<int>(-r), "read"};
+        return;
+      }
+      out.resize(static_cast<std::size_t>(r));
+      first.eof = static_cast<std::size_t>(r) < want;
+      first.hint = guess > want ? guess - want : 0;
+      if (first.eof) {
+        ::close(fd.fd);
+        fd.fd = -1;
+      }
+    });
+    if (first.err != 0) throw_path(first.err, first.op, path);
+    eof = first.eof;
+    hint = first.hint;
+  }
   while (!eof && out.size() < limit) {
     cancel_point();
     const std::size_t want = std::min({std::max<std::size_t>(hint, 64 << 10), kFileChunk, limit - out.size()});

@@ -404,3 +404,51 @@ TEST_CASE("files: the calls work from a plain thread too (blocking it)") {
   CHECK(io::read_file(dir / "p") == "plain");
   CHECK(io::exists(dir / "p"));
 }
+
+TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") {
+  TempDir dir;
+  const std::string text = pattern(10'000, 21);
+  write_plain(dir / "cached", text);
+  write_plain(dir / "evicted", text);
+  {
+    // Clean pages (fsync), then dropped from the page cache: RWF_NOWAIT
+    // must refuse them.
+    const int fd = ::open((dir / "evicted").c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::fsync(fd) == 0);
+    REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+    ::close(fd);
+  }
+  sp::RuntimeOptions o = options(2);
+  o.blocking_threads = 1;  // one pool thread, held by `blocker` below
+  run_checked(o, [&] {
+    // Warm the lookup caches for the cached file's path and data.
+    FIBER_CHECK(io::read_file(dir / "cached") == text);
+    auto f = io::File::open(dir / "cached", io::OpenMode::read);
+    std::atomic<bool> release{false};
+    auto blocker = sp::spawn([&] {
+      sp::blocking([&] {
+        while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      });
+    });
+    while (sp::detail::offload_pool_stats(sp::detail::PoolKind::blocking).running == 0) sp::sleep_for(1ms);
+    // The only pool thread is busy: only the fast path can finish these
+    // (if it did not, they would wait for the blocker: `fast` stays false).
+    char buf[100];
+    auto fast = sp::spawn([&] {
+      return io::read_file(dir / "cached") == text && f.pread(buf, sizeof buf, 500) == sizeof buf &&
+             text.compare(500, sizeof buf, buf, sizeof buf) == 0;
+    });
+    const auto until = Clock::now() + slack(5s);
+    while (!fast.done() && Clock::now() < until) sp::sleep_for(1ms);
+    FIBER_CHECK(fast.done());
+    if (!fast.done()) release = true;  // let it finish rather than hang
+    FIBER_CHECK(fast.join());
+    // Not in the page cache: read_file waits for the pool.
+    auto t = sp::spawn([&] { return io::read_file(dir / "evicted"); });
+    wait_suspended(t, "blocking");
+    release = true;
+    blocker.join();
+    FIBER_CHECK(t.join() == text);
+  });
+}
