@@ -8,7 +8,8 @@
 //
 // Workloads (each run: spindle, threads, libuv, in that order):
 //  - small: read_file of 1,000 files of 4 KiB (all at once: one fiber per
-//    file; the threads peer: T threads taking files from a shared counter,
+//    file; once as shipped, once with the page-cache fast path off, so the
+//    pool path alone is compared with libuv's pool; the threads peer: T threads taking files from a shared counter,
 //    open/fstat/read/close each; libuv: 64 chains of uv_fs_open -> fstat ->
 //    read -> close on one loop, its default 4-thread pool);
 //  - big: one 256 MiB file read sequentially into a prefaulted buffer
@@ -424,7 +425,7 @@ int main(int argc, char** argv) {
   std::vector<char> big(kBigSize);
   std::memset(big.data(), 1, big.size());
 
-  std::vector<double> sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
+  std::vector<double> sp_pool_small, sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
   std::vector<std::vector<double>> sweep_ms(4);
   const std::size_t sweep_chunks[4] = {256 << 10, 1 << 20, 4 << 20, 16 << 20};
   sp::RuntimeOptions o;
@@ -441,7 +442,12 @@ int main(int argc, char** argv) {
       sp_small.push_back(a.ms);
       tick_small.push_back(a.worst_tick_ms);
     });
-    rt.block_on([&] { sp_noop.push_back(spindle_noop_handoffs()); });
+    rt.block_on([&] {
+      io::detail::set_page_cache_fast_path(false);
+      sp_pool_small.push_back(spindle_small(s, limit).ms);
+      io::detail::set_page_cache_fast_path(true);
+      sp_noop.push_back(spindle_noop_handoffs());
+    });
     th_small.push_back(threads_small(s, threads));
     uv_small.push_back(libuv_small(s));
     rt.block_on([&] {
@@ -466,11 +472,14 @@ int main(int argc, char** argv) {
               runs, workers, blocking_threads, limit, threads, std::getenv("UV_THREADPOOL_SIZE") ? std::getenv("UV_THREADPOOL_SIZE") : "4");
   std::printf("small: read_file of %d files of %zu B\n", kSmallFiles, kSmallSize);
   row("spindle read_file (one fiber per file)", sp_small, "ms");
+  row("spindle read_file, fast path off (pool only)", sp_pool_small, "ms");
   row("spindle 1,000 empty blocking() jobs (floor)", sp_noop, "ms");
   row("threads open/fstat/read/close", th_small, "ms");
   row("libuv uv_fs_* (64 chains)", uv_small, "ms");
   row("ratio spindle / threads (<1: spindle faster)", ratio(sp_small, th_small), "x ");
   row("ratio spindle / libuv", ratio(sp_small, uv_small), "x ");
+  row("ratio spindle pool only / threads", ratio(sp_pool_small, th_small), "x ");
+  row("ratio spindle pool only / libuv", ratio(sp_pool_small, uv_small), "x ");
   row("ticker worst lateness during spindle run", tick_small, "ms");
   std::printf("big: sequential read of one %zu MiB file\n", kBigSize >> 20);
   row("spindle File::read", sp_big, "ms");

@@ -20,6 +20,10 @@ using detail::cancel_point;
 using detail::in_pool;
 using detail::throw_path;
 
+void detail::set_page_cache_fast_path(bool on) noexcept {
+  detail::fast_path_on.store(on, std::memory_order_relaxed);
+}
+
 File::File(File&& o) noexcept
     : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), broken_(std::exchange(o.broken_, false)) {}
 

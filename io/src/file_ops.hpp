@@ -87,6 +87,10 @@ inline ssize_t full_write(int fd, const void* p, std::size_t n, std::int64_t off
 // holds the worker for microseconds, like a socket read).
 inline constexpr std::size_t kInlineMax = std::size_t{64} << 10;
 
+// fast_path_on: set_page_cache_fast_path's switch (file.hpp). Relaxed: a
+// setting, no data rides on it.
+inline std::atomic<bool> fast_path_on{true};
+
 // try_open_cached: a read-only, close-on-exec, O_NONBLOCK open (a FIFO must
 // not make the worker wait for a writer; the caller uses the fd only for a
 // regular file) that succeeds only from the lookup caches. -1 for every
@@ -94,7 +98,7 @@ inline constexpr std::size_t kInlineMax = std::size_t{64} << 10;
 // without openat2 (ENOSYS, or a seccomp filter's EPERM) is remembered.
 inline int try_open_cached(const char* path) noexcept {
   static std::atomic<bool> unsupported{false};
-  if (unsupported.load(std::memory_order_relaxed)) return -1;
+  if (unsupported.load(std::memory_order_relaxed) || !fast_path_on.load(std::memory_order_relaxed)) return -1;
   open_how how{};
   how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
   how.resolve = RESOLVE_CACHED;
@@ -110,6 +114,7 @@ inline int try_open_cached(const char* path) noexcept {
 // part is cached; 0 at end of file), or -1 when nothing could be read
 // without waiting (or on any error: the pool's read reports it).
 inline ssize_t try_read_cached(int fd, void* p, std::size_t n, std::int64_t offset) noexcept {
+  if (!fast_path_on.load(std::memory_order_relaxed)) return -1;
   iovec v{p, n};
   ssize_t r;
   do {

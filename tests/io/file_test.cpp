@@ -330,6 +330,13 @@ TEST_CASE("files: many concurrent readers") {
   const std::string shared = pattern(8 << 20, 99);
   write_plain(dir / "shared", shared);
   const unsigned workers = GENERATE(1u, 2u);
+  // With the page-cache fast path (every file here is cached) and without
+  // it (every read goes through the pool).
+  const bool fast = GENERATE(true, false);
+  io::detail::set_page_cache_fast_path(fast);
+  struct Restore {
+    ~Restore() { io::detail::set_page_cache_fast_path(true); }
+  } restore;
   run_checked(workers, [&] {
     const std::size_t before = open_fds();
     std::vector<sp::Task<bool>> tasks;

@@ -70,6 +70,14 @@ constexpr bool has(OpenMode set, OpenMode flag) noexcept {
   return (static_cast<unsigned>(set) & static_cast<unsigned>(flag)) != 0;
 }
 
+namespace detail {
+// set_page_cache_fast_path: turns the page-cache fast path of small reads
+// (docs/io.md "Files and fds") on (the default) or off, process-wide, so
+// benchmarks and tests can measure and exercise the pool path alone. Any
+// thread; takes effect for calls that start afterwards.
+void set_page_cache_fast_path(bool on) noexcept;
+}  // namespace detail
+
 class File {
  public:
   File() noexcept = default;
