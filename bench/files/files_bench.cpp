@@ -339,6 +339,15 @@ Timed spindle_big(const Setup& s, char* buf) {
   return {ms, worst};
 }
 
+// The ticker alone for 50 ms: what the machine gives a 1 ms sleeper with no
+// file work (the baseline for the lateness rows).
+double ticker_idle() {
+  Ticker ticker;
+  ticker.start();
+  sp::sleep_for(std::chrono::milliseconds(50));
+  return ticker.finish();
+}
+
 // The floor under spindle_small: the same 1,000 fibers, each waiting for
 // one empty blocking() job (two thread hand-offs and no syscall).
 double spindle_noop_handoffs() {
@@ -425,7 +434,7 @@ int main(int argc, char** argv) {
   std::vector<char> big(kBigSize);
   std::memset(big.data(), 1, big.size());
 
-  std::vector<double> sp_pool_small, sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
+  std::vector<double> tick_idle, sp_pool_small, sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
   std::vector<std::vector<double>> sweep_ms(4);
   const std::size_t sweep_chunks[4] = {256 << 10, 1 << 20, 4 << 20, 16 << 20};
   sp::RuntimeOptions o;
@@ -447,6 +456,7 @@ int main(int argc, char** argv) {
       sp_pool_small.push_back(spindle_small(s, limit).ms);
       io::detail::set_page_cache_fast_path(true);
       sp_noop.push_back(spindle_noop_handoffs());
+      tick_idle.push_back(ticker_idle());
     });
     th_small.push_back(threads_small(s, threads));
     uv_small.push_back(libuv_small(s));
@@ -481,6 +491,7 @@ int main(int argc, char** argv) {
   row("ratio spindle pool only / threads", ratio(sp_pool_small, th_small), "x ");
   row("ratio spindle pool only / libuv", ratio(sp_pool_small, uv_small), "x ");
   row("ticker worst lateness during spindle run", tick_small, "ms");
+  row("ticker worst lateness, no file work (baseline)", tick_idle, "ms");
   std::printf("big: sequential read of one %zu MiB file\n", kBigSize >> 20);
   row("spindle File::read", sp_big, "ms");
   row("threads read() 4 MiB", th_big, "ms");

@@ -95,7 +95,7 @@ inline std::atomic<bool> fast_path_on{true};
 // not make the worker wait for a writer; the caller uses the fd only for a
 // regular file) that succeeds only from the lookup caches. -1 for every
 // failure: the pool's open then reports the authoritative error. A kernel
-// without openat2 (ENOSYS, or a seccomp filter's EPERM) is remembered.
+// that cannot do it at all is remembered (below).
 inline int try_open_cached(const char* path) noexcept {
   static std::atomic<bool> unsupported{false};
   if (unsupported.load(std::memory_order_relaxed) || !fast_path_on.load(std::memory_order_relaxed)) return -1;
@@ -103,7 +103,9 @@ inline int try_open_cached(const char* path) noexcept {
   how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
   how.resolve = RESOLVE_CACHED;
   const long fd = ::syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
-  if (fd < 0 && (errno == ENOSYS || errno == EPERM || errno == E2BIG)) {
+  // ENOSYS: no openat2 (before 5.6); EINVAL: no RESOLVE_CACHED (before
+  // 5.12: the flags are otherwise valid); EPERM: a seccomp filter.
+  if (fd < 0 && (errno == ENOSYS || errno == EINVAL || errno == EPERM)) {
     unsupported.store(true, std::memory_order_relaxed);
   }
   return fd < 0 ? -1 : static_cast<int>(fd);
