@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <utility>
 
@@ -21,23 +20,6 @@
 #include "stream_ops.hpp"
 
 namespace spindle::io {
-
-namespace detail {
-
-// A non-pollable fd, shared by the stream and any pool job using it, so
-// the fd is closed only after the last job on it returned (the stream's
-// close never races a job's syscall on a recycled fd number).
-struct BlockingFd {
-  int fd = -1;
-  // As Descriptor::write_broken: a write_all was cut short. Relaxed: a
-  // flag, no data rides on it.
-  std::atomic<bool> write_broken{false};
-  ~BlockingFd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-}  // namespace detail
 
 namespace {
 
@@ -63,8 +45,9 @@ std::size_t clip(const iovec* iov, std::size_t cnt, std::size_t limit, iovec* ou
 
 FdStream::FdStream(FdStream&& o) noexcept
     : d_(std::exchange(o.d_, nullptr)),
-      b_(std::move(o.b_)),
       fd_(std::exchange(o.fd_, -1)),
+      pool_(std::exchange(o.pool_, false)),
+      pool_broken_(std::exchange(o.pool_broken_, false)),
       socket_(o.socket_),
       restore_blocking_(std::exchange(o.restore_blocking_, false)) {}
 
@@ -72,8 +55,9 @@ FdStream& FdStream::operator=(FdStream&& o) noexcept {
   if (this != &o) {
     close();
     d_ = std::exchange(o.d_, nullptr);
-    b_ = std::move(o.b_);
     fd_ = std::exchange(o.fd_, -1);
+    pool_ = std::exchange(o.pool_, false);
+    pool_broken_ = std::exchange(o.pool_broken_, false);
     socket_ = o.socket_;
     restore_blocking_ = std::exchange(o.restore_blocking_, false);
   }
@@ -113,10 +97,11 @@ FdStream FdStream::adopt(int fd) {
   s.socket_ = S_ISSOCK(st.st_mode);
   // Close-on-exec, as every fd spindle opens: a child spawned later must
   // not hold a pipe end open (its reader would never see end of stream).
-  (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  // Not for 0-2: a program that adopts its own stdin/stdout still expects
+  // children to inherit them.
+  if (fd > 2) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
   if (!pollable(fd, st)) {
-    s.b_ = std::make_shared<detail::BlockingFd>();
-    s.b_->fd = fd;
+    s.pool_ = true;
     return s;
   }
   const int fl = ::fcntl(fd, F_GETFL);
@@ -147,30 +132,34 @@ void FdStream::close() noexcept {
       if (fl >= 0) (void)::fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK);
     }
     d_->reactor->close(std::exchange(d_, nullptr));
-  } else if (b_ == nullptr) {
-    ::close(fd_);  // adopt() failed before handing fd to either side
+  } else {
+    // The pool path, or adopt() failed before registering: no job can be
+    // using fd (every pool job is waited for, shielded, by its caller, and
+    // close() must not race a call on the same object).
+    ::close(fd_);
   }
-  b_.reset();  // the last job on it (if any) closes the fd
   fd_ = -1;
+  pool_ = false;
+  pool_broken_ = false;
   restore_blocking_ = false;
 }
 
 // ---- pool transfers (non-pollable fds) -------------------------------------
 
 // pool_read: one readv of at most kPoolChunk bytes on a pool thread. The
-// wait is shielded: the job reads straight into the caller's buffers, which
-// must outlive it, and a read that took bytes from the fd must hand them
-// over (a cancel raised here would lose them). A pending cancel is raised
-// at the caller's next suspension point.
+// wait is shielded: the job reads straight into the caller's buffers and
+// uses the caller's fd, which must outlive it, and a read that took bytes
+// from the fd must hand them over (a cancel raised here would lose them).
+// A pending cancel is raised at the caller's next suspension point.
 std::size_t FdStream::pool_read(const iovec* iov, std::size_t cnt, std::error_code& ec) {
   iovec part[detail::kMaxIov];
   const std::size_t n = clip(iov, cnt, kPoolChunk, part);
   if (n == 0) return 0;
   const ssize_t r = spindle::shield([&] {
-    return spindle::blocking([b = b_, part, n]() noexcept {
+    return spindle::blocking([fd = fd_, part, n]() noexcept {
       ssize_t k;
       do {
-        k = ::readv(b->fd, part, static_cast<int>(n));
+        k = ::readv(fd, part, static_cast<int>(n));
       } while (k < 0 && errno == EINTR);
       return k < 0 ? -static_cast<ssize_t>(errno) : k;
     });
@@ -188,10 +177,10 @@ std::size_t FdStream::pool_write(const iovec* iov, std::size_t cnt, std::error_c
   const std::size_t n = clip(iov, cnt, kPoolChunk, part);
   if (n == 0) return 0;
   const ssize_t r = spindle::shield([&] {
-    return spindle::blocking([b = b_, part, n]() noexcept {
+    return spindle::blocking([fd = fd_, part, n]() noexcept {
       ssize_t k;
       do {
-        k = detail::writev_nosigpipe(b->fd, part, static_cast<int>(n));
+        k = detail::writev_nosigpipe(fd, part, static_cast<int>(n));
       } while (k < 0 && errno == EINTR);
       return k < 0 ? -static_cast<ssize_t>(errno) : k;
     });
@@ -207,9 +196,9 @@ std::size_t FdStream::pool_write(const iovec* iov, std::size_t cnt, std::error_c
 // ---- the stream calls -------------------------------------------------------
 
 std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  if (b_ == nullptr) return detail::ready_read_iov(d_, iov, cnt, ec);
+  if (!pool_) return detail::ready_read_iov(d_, iov, cnt, ec);
   ec.clear();
-  if (b_->write_broken.load(std::memory_order_relaxed)) {
+  if (pool_broken_) {
     ec = make_error_code(error::write_interrupted);
     return 0;
   }
@@ -217,12 +206,12 @@ std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_cod
 }
 
 std::size_t FdStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  if (b_ == nullptr) {
+  if (!pool_) {
     return detail::ready_write_iov(
         d_, socket_ ? detail::WriteCall::send_nosignal : detail::WriteCall::writev_nosigpipe, iov, cnt, ec);
   }
   ec.clear();
-  if (b_->write_broken.load(std::memory_order_relaxed)) {
+  if (pool_broken_) {
     ec = make_error_code(error::write_interrupted);
     return 0;
   }
@@ -263,7 +252,7 @@ void FdStream::write_all(const void* p, std::size_t n) {
 void FdStream::write_all_iov(iovec* iov, std::size_t cnt) {
   detail::write_all_iov(*this, iov, cnt, [this] {
     if (d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
-    if (b_ != nullptr) b_->write_broken.store(true, std::memory_order_relaxed);
+    if (pool_) pool_broken_ = true;
   });
 }
 

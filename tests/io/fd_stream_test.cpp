@@ -232,6 +232,9 @@ TEST_CASE("adopt restores O_NONBLOCK on close and leaves the fd's description as
     }
     FIBER_CHECK((::fcntl(keep, F_GETFL) & O_NONBLOCK) == 0);
     ::close(keep);
+    // A descriptor above 2 becomes close-on-exec (dup clears the flag).
+    auto out = io::FdStream::adopt(::dup(w));
+    FIBER_CHECK((::fcntl(out.fd(), F_GETFD) & FD_CLOEXEC) != 0);
     ::close(w);
   });
 }

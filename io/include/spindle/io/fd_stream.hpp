@@ -41,7 +41,6 @@
 #include <sys/uio.h>
 
 #include <cstddef>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -55,7 +54,6 @@ namespace spindle::io {
 
 namespace detail {
 struct Descriptor;
-struct BlockingFd;
 
 // BufferStreamOps<D>: the Asio-shaped overloads (any buffer sequence,
 // throwing and error_code& forms) and the gathered write_all, written once
@@ -140,7 +138,10 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   // yours, e.g. for STDIN_FILENO). Pollable descriptors are made
   // O_NONBLOCK and registered with the calling worker's epoll instance;
   // others use the blocking pool (file comment). The fd is made
-  // close-on-exec. On failure fd is closed and std::system_error thrown
+  // close-on-exec, except 0, 1 and 2. A child process that inherits the
+  // same open file description (fd 0 itself, or a dup of it) sees
+  // O_NONBLOCK too while the stream is open. On failure fd is closed and
+  // std::system_error thrown
   // (bad_file_descriptor for an fd that is not open). On a fiber only;
   // never suspends.
   static FdStream adopt(int fd);
@@ -176,8 +177,7 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   SPINDLE_MAY_SUSPEND void write_all_iov(iovec* iov, std::size_t cnt);
 
   // close: restores the fd's O_NONBLOCK flag as adopt() found it, then
-  // closes the fd (after any blocking-pool call on it has finished).
-  // Idempotent; never suspends.
+  // closes the fd. Idempotent; never suspends.
   void close() noexcept;
   bool is_open() const noexcept { return fd_ >= 0; }
   // fd: the descriptor (-1 when closed); still owned by the stream.
@@ -190,9 +190,10 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   std::size_t pool_read(const iovec* iov, std::size_t cnt, std::error_code& ec);
   std::size_t pool_write(const iovec* iov, std::size_t cnt, std::error_code& ec);
 
-  detail::Descriptor* d_ = nullptr;         // pollable: the reactor's handle
-  std::shared_ptr<detail::BlockingFd> b_;   // not pollable: shared with pool jobs
+  detail::Descriptor* d_ = nullptr;  // pollable: the reactor's handle
   int fd_ = -1;
+  bool pool_ = false;         // not pollable: transfers run on the blocking pool
+  bool pool_broken_ = false;  // pool_: a write_all was cut short
   bool socket_ = false;            // send(MSG_NOSIGNAL) rather than writev
   bool restore_blocking_ = false;  // adopt() set O_NONBLOCK: close() clears it
 };
