@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -155,13 +156,14 @@ class Worker {
   bool handoff_in_signal() noexcept;
 
   // --- io poller (detail/io_hook.hpp) ---
-  // set_poller: any thread, once. run_poller: the owner (maintenance, its
-  // loop's callback) or a rescuer that found this worker stuck; the
-  // callback's contract allows both at once.
+  // set_poller: any thread, once. rescue_poll: a rescuer that found this
+  // worker stuck polls its instance without blocking (the owner polls in
+  // maintenance and parks in it; the callback's contract allows both at
+  // once).
   void set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept;
-  void run_poller() noexcept {
+  void rescue_poll() noexcept {
     // acquire; pairs with the release in set_poller (fd, fn, ctx).
-    if (poller_set_.load(std::memory_order_acquire)) poller_fn_(poller_ctx_, index_);
+    if (poller_set_.load(std::memory_order_acquire)) poll_events(&kNoWait, false);
   }
 
  private:
@@ -282,14 +284,19 @@ class Worker {
   bool sigquit_on_ = false;
   // The io poller. poller_fd_/fn_/ctx_ are written once by set_poller before
   // the release store of poller_set_, and only read after an acquire load
-  // of it. io_poll_ (owner only) watches poller_fd_ once io_poll_on_.
+  // of it. Once io_poll_on_ (owner only), wake_fd_ and the loop's backend fd
+  // are entries of poller_fd_ and the worker parks there, not in uv_run.
   std::atomic<bool> poller_set_{false};
   int poller_fd_ = -1;
   WorkerPollFn poller_fn_ = nullptr;
   void* poller_ctx_ = nullptr;
-  uv_poll_t io_poll_;
   bool io_poll_on_ = false;
   void install_poller();
+  static constexpr timespec kNoWait{};
+  // poll_events: one wait on poller_fd_ (timeout nullptr: until an event),
+  // io events to the callback, the worker's own entries handled here. `owner`:
+  // the calling thread is this worker's.
+  void poll_events(const timespec* timeout, bool owner) noexcept;
 
   // Shared.
   // The timer heap: its owner adds (after_wait_publish); any worker may fire
