@@ -206,7 +206,7 @@ void Worker::thread_main() {
   if (sigquit_on_) uv_close(reinterpret_cast<uv_handle_t*>(&sigquit_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   close(timer_fd_);
-  close(wake_fd_);
+  close_wake_fd();
   const int rc = uv_loop_close(&loop_);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
   thread_altstack_free();
@@ -504,8 +504,7 @@ void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
     } else {
       // A rescuer took the owner's edge: the owner may be parked by now,
       // and the flag is still set (no waker writes). Give the edge back.
-      const std::uint64_t one = 1;
-      (void)!write(wake_fd_, &one, sizeof one);
+      write_wake_fd();
     }
   }
   if (loop_ready && owner) uv_run(&loop_, UV_RUN_NOWAIT);
@@ -630,8 +629,30 @@ void Worker::disarm_park_timer() {
 void Worker::unpark() noexcept {
   // acq_rel: an unpark that finds the flag set relies on the pending write.
   if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
-  const std::uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof one);
+  write_wake_fd();
+}
+
+// write_wake_fd: the write of an unpark (or a rescuer's returned edge),
+// safe against the owner closing the eventfd at its exit: a plain thread
+// that woke a fiber (Event::set from a signal thread, say) may still be
+// between its flag and its write when the runtime shuts down, and its write
+// must not land on a closed, perhaps reused, descriptor. seq_cst on both
+// sides (Dekker): either close_wake_fd sees the writer counted and waits,
+// or the writer sees wake_closed_ and skips (the owner has left its loop).
+void Worker::write_wake_fd() noexcept {
+  wake_writers_.fetch_add(1, std::memory_order_seq_cst);
+  if (!wake_closed_.load(std::memory_order_seq_cst)) {
+    const std::uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+  // release; pairs with the acquire in close_wake_fd.
+  wake_writers_.fetch_sub(1, std::memory_order_release);
+}
+
+void Worker::close_wake_fd() noexcept {
+  wake_closed_.store(true, std::memory_order_seq_cst);
+  while (wake_writers_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  close(wake_fd_);
 }
 
 void Worker::push_inbox(Fiber* f) {

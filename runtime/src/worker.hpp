@@ -274,6 +274,12 @@ class Worker {
   int wake_fd_ = -1;
   uv_poll_t wake_poll_;
   std::atomic<bool> wake_pending_{false};
+  // Writers of wake_fd_ in progress, and whether the owner closed it
+  // (write_wake_fd / close_wake_fd: any thread / the owner at its exit).
+  std::atomic<int> wake_writers_{0};
+  std::atomic<bool> wake_closed_{false};
+  void write_wake_fd() noexcept;
+  void close_wake_fd() noexcept;
   // Park timeout: a timerfd (nanosecond deadlines) watched by the loop, not
   // a uv_timer_t (epoll_wait's millisecond timeout would make every sleep up
   // to 1 ms late). docs/runtime.md "Timers".
