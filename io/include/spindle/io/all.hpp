@@ -3,5 +3,7 @@
 
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/error.hpp>
+#include <spindle/io/process.hpp>
+#include <spindle/io/signal.hpp>
 #include <spindle/io/tcp.hpp>
 #include <spindle/io/udp.hpp>
