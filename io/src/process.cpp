@@ -330,9 +330,9 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
       // open closed it; wait() polls instead.
     }
   }
-  ChildPipe* pipes[3] = {&p.in_, &p.out_, &p.err_};
+  FdStream* pipes[3] = {&p.in_, &p.out_, &p.err_};
   for (int i = 0; i < 3; ++i) {
-    if (parent[i].fd >= 0) *pipes[i] = ChildPipe(reactor.open(parent[i].release(), true, true));
+    if (parent[i].fd >= 0) *pipes[i] = FdStream::adopt(parent[i].release());
   }
   return p;
 }

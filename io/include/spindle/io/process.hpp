@@ -46,55 +46,17 @@
 #include <system_error>
 #include <vector>
 
+#include <spindle/io/fd_stream.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle::io {
 
-namespace detail {
-struct Descriptor;
-}
-
-// ChildPipe: our end of a child's stdin, stdout or stderr. A stream with the
-// same calls as TcpStream (read_some, write_all, read_until, read_to_end,
-// shutdown, close; same errors and contract: every wait is a cancellation
-// point obeying with_timeout, one reader and one writer fiber at a time, a
-// cut-short write_all marks it unusable). It is one end of a Unix stream
-// socketpair, as libuv's pipes are: writes use MSG_NOSIGNAL, so a child that
-// closed its stdin gives std::errc::broken_pipe, never SIGPIPE.
-class ChildPipe {
- public:
-  ChildPipe() noexcept = default;
-  ChildPipe(ChildPipe&& o) noexcept : d_(o.d_) { o.d_ = nullptr; }
-  ChildPipe& operator=(ChildPipe&& o) noexcept;
-  ~ChildPipe() { close(); }
-
-  // read_some: at least one byte, waiting if none is available; 0 only at
-  // end of stream (the child closed its end or exited) or when n == 0.
-  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n);
-  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n, std::error_code& ec);
-  // write_some: at least one byte (waits while the buffer is full).
-  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
-  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n, std::error_code& ec);
-  // write_all: all n bytes (memory bounded by the socket buffer).
-  SPINDLE_MAY_SUSPEND void write_all(const void* p, std::size_t n);
-  SPINDLE_MAY_SUSPEND void write_all(std::string_view s) { write_all(s.data(), s.size()); }
-  // read_until / read_to_end: as TcpStream's (tcp.hpp).
-  SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
-                                             std::size_t max_size);
-  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
-                                              std::size_t max_size = std::string::npos);
-  // shutdown: ends our write side (the child reads end of input) while the
-  // descriptor stays open; close() does the same and releases it.
-  void shutdown();
-  void close() noexcept;
-  bool is_open() const noexcept { return d_ != nullptr; }
-  int native_handle() const noexcept;
-
- private:
-  friend class Process;
-  explicit ChildPipe(detail::Descriptor* d) noexcept : d_(d) {}
-  detail::Descriptor* d_ = nullptr;
-};
+// The pipes: our end of the child's stdin, stdout or stderr is an FdStream
+// (fd_stream.hpp: the same calls as TcpStream, every wait a cancellation
+// point obeying with_timeout). It is one end of a Unix stream socketpair,
+// as libuv's pipes are: writes use MSG_NOSIGNAL, so a child that closed
+// its stdin gives std::errc::broken_pipe, never SIGPIPE. Closing the stdin
+// stream is how the child sees end of input.
 
 // Stdio: where one of the child's standard descriptors goes.
 struct Stdio {
@@ -105,7 +67,7 @@ struct Stdio {
   static Stdio inherited() { return {}; }
   // null: /dev/null.
   static Stdio devnull() { return {null, {}, false}; }
-  // pipe: a ChildPipe in the Process (stdin_pipe() ...).
+  // pipe: an FdStream in the Process (stdin_pipe() ...).
   static Stdio pipe() { return {pipe_kind, {}, false}; }
   // to_file: opened by the parent before the spawn (an error names the
   // path): read-only for stdin; for stdout/stderr created (0666 & ~umask)
@@ -158,10 +120,10 @@ class Process {
   // std::system_error for an invalid signal.
   void kill(int sig);
 
-  // The pipes the options asked for; an empty (closed) ChildPipe otherwise.
-  ChildPipe& stdin_pipe() noexcept { return in_; }
-  ChildPipe& stdout_pipe() noexcept { return out_; }
-  ChildPipe& stderr_pipe() noexcept { return err_; }
+  // The pipes the options asked for; an empty (closed) FdStream otherwise.
+  FdStream& stdin_pipe() noexcept { return in_; }
+  FdStream& stdout_pipe() noexcept { return out_; }
+  FdStream& stderr_pipe() noexcept { return err_; }
 
   // communicate: writes `input` to stdin (then closes it), reads stdout and
   // stderr to their ends concurrently (no deadlock whatever the sizes), and
@@ -181,7 +143,7 @@ class Process {
 
  private:
   std::unique_ptr<State> st_;
-  ChildPipe in_, out_, err_;
+  FdStream in_, out_, err_;
 };
 
 // run_command: spawns argv with its stdin, stdout and stderr piped (the
