@@ -27,6 +27,10 @@ namespace {
 
 const char* kProgram = "/bin/true";
 
+// Time spent inside Process::spawn (the calling worker is held while the
+// child runs until its exec: posix_spawn is a vfork), summed over a round.
+std::atomic<long long> g_spawn_ns{0};
+
 double spindle_round(int n, int c, unsigned workers) {
   sp::RuntimeOptions o;
   o.workers = workers;
@@ -41,7 +45,12 @@ double spindle_round(int n, int c, unsigned workers) {
               while (left.fetch_sub(1, std::memory_order_relaxed) > 0) {
                 io::ProcessOptions po;
                 po.search_path = false;
+                const auto s0 = std::chrono::steady_clock::now();
                 auto p = io::Process::spawn({kProgram}, po);
+                g_spawn_ns.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now() - s0)
+                                         .count(),
+                                     std::memory_order_relaxed);
                 if (!p.wait().success()) std::abort();
               }
             });
@@ -81,11 +90,13 @@ int main(int argc, char** argv) {
   std::printf("spawn-and-wait %s x %d, concurrency %d, spindle workers %u (0 = one per core)\n", kProgram, n, c,
               workers);
   for (int r = 0; r < rounds; ++r) {
+    g_spawn_ns.store(0);
     const double a = spindle_round(n, c, workers);
+    const double spawn_us = static_cast<double>(g_spawn_ns.load()) / n / 1000.0;
     const double b = asyncio_round(n, c);
     sp_r.push_back(a);
     py_r.push_back(b);
-    std::printf("round %d: spindle %.0f/s  asyncio %.0f/s\n", r + 1, a, b);
+    std::printf("round %d: spindle %.0f/s (%.0f us per spawn call)  asyncio %.0f/s\n", r + 1, a, spawn_us, b);
     std::fflush(stdout);
   }
   auto report = [](const char* name, const std::vector<double>& v) {
