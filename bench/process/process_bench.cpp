@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
     g_spawn_ns.store(0);
     const double a = spindle_round(n, c, workers);
     const double spawn_us = static_cast<double>(g_spawn_ns.load()) / n / 1000.0;
-    const double b = asyncio_round(n, c);
+    // SPINDLE_BENCH_NO_PEER: spindle alone (for strace -c of its syscalls).
+    const double b = std::getenv("SPINDLE_BENCH_NO_PEER") ? 0 : asyncio_round(n, c);
     sp_r.push_back(a);
     py_r.push_back(b);
     std::printf("round %d: spindle %.0f/s (%.0f us per spawn call)  asyncio %.0f/s\n", r + 1, a, spawn_us, b);
