@@ -75,7 +75,9 @@ extern "C" void on_signal(int sig) {
 
 bool refused(int sig) noexcept {
   return sig <= 0 || sig >= kNsig || sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV ||
-         sig == SIGBUS || sig == SIGILL || sig == SIGFPE;
+         sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
+         // The runtime's hand-off (runtime/src/handoff.cpp) owns SIGURG.
+         sig == SIGURG;
 }
 
 }  // namespace

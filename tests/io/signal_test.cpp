@@ -158,7 +158,7 @@ TEST_CASE("SignalSet: the disposition is installed by the first watcher and rest
 }
 
 TEST_CASE("SignalSet: signals that cannot be waited for are refused") {
-  for (int sig : {SIGKILL, SIGSTOP, SIGSEGV, 0, 4096}) {
+  for (int sig : {SIGKILL, SIGSTOP, SIGSEGV, SIGURG, 0, 4096}) {
     INFO("signal " << sig);
     bool refused = false;
     try {

@@ -27,10 +27,12 @@
 // (raise, kill, pthread_kill) is delivered the same way, unless every thread
 // blocks it (then it stays pending in the kernel, as without spindle).
 //
-// Signals spindle refuses: SIGKILL and SIGSTOP (cannot be caught), and the
+// Signals spindle refuses: SIGKILL and SIGSTOP (cannot be caught), the
 // synchronous faults SIGSEGV, SIGBUS, SIGILL, SIGFPE (the runtime's stack
-// overflow detection owns SIGSEGV; a fault cannot be waited for anyway):
-// std::system_error(std::errc::invalid_argument).
+// overflow detection owns SIGSEGV; a fault cannot be waited for anyway),
+// and SIGURG (the runtime's hand-off sends it to its workers):
+// std::system_error(std::errc::invalid_argument). SIGQUIT may be watched,
+// but while it is, the runtime's fiber dump on SIGQUIT does not run.
 #pragma once
 
 #include <cstdint>
