@@ -270,3 +270,24 @@ TEST_CASE("process: 200 concurrent children, no descriptor leaked") {
   });
   CHECK(right.load() == n);
 }
+
+TEST_CASE("process: the child gets an empty signal mask and default dispositions") {
+  // The runtime's threads inherit this thread's mask: SIGUSR1 blocked and
+  // SIGUSR2 ignored in the parent must not reach the child.
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, &old);
+  struct sigaction ign {}, old_usr2{};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGUSR2, &ign, &old_usr2);
+  int sig1 = 0, sig2 = 0;
+  run_checked(1, [&] {
+    sig1 = io::Process::spawn({"sh", "-c", "kill -USR1 $$; exit 0"}).wait().signal;
+    sig2 = io::Process::spawn({"sh", "-c", "kill -USR2 $$; exit 0"}).wait().signal;
+  });
+  ::sigaction(SIGUSR2, &old_usr2, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  CHECK(sig1 == SIGUSR1);
+  CHECK(sig2 == SIGUSR2);
+}
