@@ -133,7 +133,14 @@ void serve(io::TcpStream s, std::uint64_t id, sp::Channel<Event>& events) {
   struct LeaveGuard {
     sp::Channel<Event>& events;
     std::uint64_t id;
-    ~LeaveGuard() { events.try_send(Event{Event::leave, id, {}, nullptr}); }
+    ~LeaveGuard() {
+      try {
+        events.try_send(Event{Event::leave, id, {}, nullptr});
+      } catch (const sp::ChannelClosed&) {
+        // Cannot happen: main closes events only after every connection
+        // fiber ended. A destructor must not throw regardless.
+      }
+    }
   } leave{events, id};
   writer.spawn([&s, outbox] {
     try {
