@@ -129,9 +129,11 @@ class Process {
   // stderr to their ends concurrently (no deadlock whatever the sizes), and
   // waits for the child. Streams the options did not pipe give empty
   // strings. Each output is limited to max_output bytes
-  // (std::errc::message_size past it). May suspend; a cancellation point:
-  // if cancelled (or a with_timeout around it expires) the child is killed
-  // (SIGKILL) and reaped before Cancelled / TimedOut propagates.
+  // (std::errc::message_size past it). A child that does not read its
+  // input (broken_pipe) is not an error. May suspend; a cancellation point.
+  // On any exception -- cancelled, a with_timeout around it expired, an
+  // I/O error, message_size -- the child is killed (SIGKILL) and reaped
+  // (shielded) before the exception propagates. Call once.
   struct Output {
     ExitStatus status;
     std::string out, err;
