@@ -291,3 +291,17 @@ TEST_CASE("process: the child gets an empty signal mask and default dispositions
   CHECK(sig1 == SIGUSR1);
   CHECK(sig2 == SIGUSR2);
 }
+
+TEST_CASE("process: output past max_output is message_size, and the endless child is killed and reaped") {
+  run_checked(2, [&] {
+    io::RunOptions r;
+    r.max_output = 1 << 20;
+    bool too_big = false;
+    try {
+      io::run_command({"yes"}, r);  // never ends by itself
+    } catch (const std::system_error& e) {
+      too_big = e.code() == std::errc::message_size;
+    }
+    FIBER_CHECK(too_big);
+  });
+}
