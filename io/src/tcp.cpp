@@ -21,7 +21,7 @@
 #include <spindle/runtime/this_fiber.hpp>
 
 #include "reactor.hpp"
-#include "try_io.hpp"
+#include "stream_ops.hpp"
 
 namespace spindle::io {
 
@@ -119,34 +119,8 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
   throw last;
 }
 
-namespace {
-
-std::size_t total(const iovec* iov, std::size_t cnt) noexcept {
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < cnt; ++i) n += iov[i].iov_len;
-  return n;
-}
-
-}  // namespace
-
 std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  ec.clear();
-  Descriptor* d = d_;
-  if (d == nullptr) {
-    ec = std::make_error_code(std::errc::bad_file_descriptor);
-    return 0;
-  }
-  if (d->write_broken.load(std::memory_order_relaxed)) {
-    ec = make_error_code(error::write_interrupted);
-    return 0;
-  }
-  const std::size_t want = total(iov, cnt);
-  if (want == 0) return 0;
-  // 0 at end of stream: readiness stays (reads keep returning 0).
-  const ssize_t got = detail::try_io(d, d->rd, "io read", want, ec, [&](int fd) {
-    return cnt == 1 ? ::read(fd, iov[0].iov_base, iov[0].iov_len) : ::readv(fd, iov, static_cast<int>(cnt));
-  });
-  return got > 0 ? static_cast<std::size_t>(got) : 0;
+  return detail::ready_read_iov(d_, iov, cnt, ec);
 }
 
 std::size_t TcpStream::read_some(void* p, std::size_t n, std::error_code& ec) {
@@ -161,41 +135,10 @@ std::size_t TcpStream::read_some(void* p, std::size_t n) {
   return got;
 }
 
-void TcpStream::read_exact(void* p, std::size_t n) {
-  auto* b = static_cast<char*>(p);
-  while (n > 0) {
-    const std::size_t got = read_some(b, n);
-    if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_exact");
-    b += got;
-    n -= got;
-  }
-}
+void TcpStream::read_exact(void* p, std::size_t n) { detail::read_exact(*this, p, n); }
 
 std::size_t TcpStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  ec.clear();
-  Descriptor* d = d_;
-  if (d == nullptr) {
-    ec = std::make_error_code(std::errc::bad_file_descriptor);
-    return 0;
-  }
-  if (d->write_broken.load(std::memory_order_relaxed)) {
-    ec = make_error_code(error::write_interrupted);
-    return 0;
-  }
-  const std::size_t want = total(iov, cnt);
-  if (want == 0) return 0;
-  const ssize_t put = detail::try_io(d, d->wr, "io write", want, ec, [&](int fd) {
-    // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE
-    // (writev has no such flag, hence sendmsg for sequences).
-    if (cnt == 1) return ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-    msghdr m{};
-    m.msg_iov = const_cast<iovec*>(iov);
-    m.msg_iovlen = cnt;
-    return ::sendmsg(fd, &m, MSG_NOSIGNAL);
-  });
-  if (put > 0) return static_cast<std::size_t>(put);
-  if (put == 0) ec = std::error_code(EIO, std::system_category());  // a send of n > 0 bytes never returns 0
-  return 0;
+  return detail::ready_write_iov(d_, detail::WriteCall::send_nosignal, iov, cnt, ec);
 }
 
 std::size_t TcpStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
@@ -216,89 +159,17 @@ void TcpStream::write_all(const void* p, std::size_t n) {
 }
 
 void TcpStream::write_all_iov(iovec* iov, std::size_t cnt) {
-  bool sent = false;
-  try {
-    for (;;) {
-      while (cnt > 0 && iov->iov_len == 0) {
-        ++iov;
-        --cnt;
-      }
-      if (cnt == 0) return;
-      std::error_code ec;
-      std::size_t put = write_iov(iov, std::min(cnt, detail::kMaxIov), ec);
-      if (ec) throw std::system_error(ec, "spindle::io: write");
-      sent = true;
-      while (put > 0) {  // advance past what went out
-        const std::size_t k = std::min(put, iov->iov_len);
-        iov->iov_base = static_cast<char*>(iov->iov_base) + k;
-        iov->iov_len -= k;
-        put -= k;
-        if (iov->iov_len == 0) {
-          ++iov;
-          --cnt;
-        }
-      }
-    }
-  } catch (const std::system_error&) {
-    throw;  // an I/O error: the stream reports its own state from now on
-  } catch (...) {
-    // Cancelled or TimedOut between two sends: the peer holds a prefix of
-    // what the caller meant to send, and no later write can mend that.
-    if (sent && d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
-    throw;
-  }
+  detail::write_all_iov(*this, iov, cnt, [this] {
+    if (d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
+  });
 }
 
 std::size_t TcpStream::read_until(std::string& buf, std::string_view delim, std::size_t max_size) {
-  if (delim.empty()) throw std::invalid_argument("spindle::io: read_until with an empty delimiter");
-  std::size_t searched = 0;  // buf[0, searched) holds no delim start
-  for (;;) {
-    const std::size_t at = buf.find(delim, searched);
-    if (at != std::string::npos) return at + delim.size();
-    // A delimiter split across two reads starts in the last delim-1 bytes.
-    searched = buf.size() >= delim.size() ? buf.size() - delim.size() + 1 : 0;
-    if (buf.size() >= max_size) {
-      throw std::system_error(std::make_error_code(std::errc::message_size),
-                              "spindle::io: read_until: no delimiter within max_size bytes");
-    }
-    const std::size_t old = buf.size();
-    const std::size_t room = std::min<std::size_t>(max_size - old, 4096);
-    buf.resize(old + room);
-    std::size_t got;
-    try {
-      got = read_some(buf.data() + old, room);
-    } catch (...) {
-      buf.resize(old);
-      throw;
-    }
-    buf.resize(old + got);
-    if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_until");
-  }
+  return detail::read_until(*this, buf, delim, max_size);
 }
 
 std::size_t TcpStream::read_to_end(std::string& out, std::size_t max_size) {
-  const std::size_t start = out.size();
-  for (;;) {
-    if (out.size() >= max_size) {
-      // One more byte would pass the limit: find out whether one comes.
-      char probe;
-      if (read_some(&probe, 1) == 0) return out.size() - start;
-      throw std::system_error(std::make_error_code(std::errc::message_size),
-                              "spindle::io: read_to_end: more than max_size bytes");
-    }
-    const std::size_t old = out.size();
-    const std::size_t room = std::min<std::size_t>(max_size - old, std::max<std::size_t>(4096, old / 2));
-    out.resize(old + room);
-    std::size_t got;
-    try {
-      got = read_some(out.data() + old, room);
-    } catch (...) {
-      out.resize(old);
-      throw;
-    }
-    out.resize(old + got);
-    if (got == 0) return out.size() - start;
-  }
+  return detail::read_to_end(*this, out, max_size);
 }
 
 void TcpStream::shutdown() {

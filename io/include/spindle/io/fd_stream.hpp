@@ -1,0 +1,200 @@
+// fd_stream.hpp: FdStream, an existing file descriptor (stdin, stdout, a
+// pipe end, a terminal, one end of a socketpair) as a spindle stream with
+// TcpStream's calls: read_some, read_exact, read_until, read_to_end,
+// write_some, write_all, and Asio's SyncReadStream/SyncWriteStream.
+//
+//   auto in = io::FdStream::adopt(::dup(STDIN_FILENO));
+//   std::string buf;
+//   for (;;) {
+//     std::size_t n = in.read_until(buf, "\n", 1 << 20);  // a cancellation point
+//     handle(buf.substr(0, n));
+//     buf.erase(0, n);
+//   }
+//
+// Two ways to wait, picked by adopt():
+//  - a descriptor epoll accepts (pipes, FIFOs, terminals, sockets, most
+//    character devices) goes to the readiness core (docs/io.md), as a
+//    socket does: the fd is switched to O_NONBLOCK, every wait suspends only
+//    the fiber and is a cancellation point obeying with_timeout /
+//    with_deadline. O_NONBLOCK is a property of the open file description,
+//    which a terminal or an inherited pipe shares with other processes (the
+//    shell): close() puts the flag back as adopt() found it.
+//  - a descriptor epoll refuses (a regular file, /dev/null: "always
+//    ready") transfers through the runtime's blocking() pool, one call of at
+//    most 1 MiB per job, each job waited for inside shield(): such a call
+//    never blocks for long, so a cancellation is raised at the next
+//    suspension point after it, and no byte read or written is lost to a
+//    cancel. is_pollable() tells which.
+//
+// Contract as TcpStream (tcp.hpp): one reader and one writer fiber at once
+// (full duplex); a second fiber waiting in the same direction gets
+// std::errc::operation_in_progress; close(), moves and the destructor must
+// not race another call on the same object; errors are std::system_error
+// comparable to std::errc; end of stream is read_some returning 0 (or
+// io::error::eof where bytes are required); a write_all cancelled after
+// part of its data went out marks the stream write_interrupted. Writes never
+// raise SIGPIPE (EPIPE, std::errc::broken_pipe, instead). A stream must be
+// closed (or destroyed) before its runtime ends. adopt() and every
+// operation must be called on a fiber.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <spindle/io/error.hpp>
+#include <spindle/io/tcp.hpp>  // buffer-sequence concepts, ErrorCodeAdapter
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle::io {
+
+namespace detail {
+struct Descriptor;
+struct BlockingFd;
+
+// BufferStreamOps<D>: the Asio-shaped overloads (any buffer sequence,
+// throwing and error_code& forms) and the gathered write_all, written once
+// over D's read_iov / write_iov / write_all_iov (the same shape TcpStream
+// has in tcp.hpp). D brings them in with using-declarations.
+template <class D>
+class BufferStreamOps {
+ public:
+  template <MutableBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = read_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: read");
+    return n;
+  }
+  template <MutableBufferSequence B, ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b, EC& ec) {
+    iovec iov[kMaxIov];
+    const std::size_t cnt = to_iov(b, iov);
+    std::error_code e;
+    std::size_t n = 0;
+    if (cnt != 0) {
+      n = self().read_iov(iov, cnt, e);
+      if (n == 0 && !e) e = make_error_code(error::eof);
+    }
+    ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  template <ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = write_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: write");
+    return n;
+  }
+  template <ConstBufferSequence B, ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b, EC& ec) {
+    iovec iov[kMaxIov];
+    const std::size_t cnt = to_iov(b, iov);
+    std::error_code e;
+    const std::size_t n = cnt == 0 ? 0 : self().write_iov(iov, cnt, e);
+    ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  template <ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND void write_all(const B& b) {
+    if constexpr (ConstBuffer<B>) {
+      self().write_all(b.data(), b.size());
+    } else {
+      iovec small[kMaxIov];
+      std::vector<iovec> big;  // only for sequences longer than kMaxIov
+      std::size_t n = 0;
+      for (auto it = b.begin(); it != b.end(); ++it) {
+        const auto& x = *it;
+        if (x.size() == 0) continue;
+        const iovec v{const_cast<void*>(static_cast<const void*>(x.data())), x.size()};
+        if (n < kMaxIov) {
+          small[n] = v;
+        } else {
+          if (big.empty()) big.assign(small, small + n);
+          big.push_back(v);
+        }
+        ++n;
+      }
+      self().write_all_iov(big.empty() ? small : big.data(), n);
+    }
+  }
+
+ private:
+  D& self() noexcept { return static_cast<D&>(*this); }
+};
+}  // namespace detail
+
+class FdStream : public detail::BufferStreamOps<FdStream> {
+ public:
+  FdStream() noexcept = default;
+  FdStream(FdStream&& o) noexcept;
+  FdStream& operator=(FdStream&& o) noexcept;
+  ~FdStream() { close(); }
+
+  // adopt: takes ownership of fd (close() closes it; pass ::dup(fd) to keep
+  // yours, e.g. for STDIN_FILENO). Pollable descriptors are made
+  // O_NONBLOCK and registered with the calling worker's epoll instance;
+  // others use the blocking pool (file comment). The fd is made
+  // close-on-exec. On failure fd is closed and std::system_error thrown
+  // (bad_file_descriptor for an fd that is not open). On a fiber only;
+  // never suspends.
+  static FdStream adopt(int fd);
+
+  // read_some: at least one byte, waiting if none is available; 0 only at
+  // end of stream (or when n == 0). The error_code& form reports I/O errors
+  // in ec; Cancelled / TimedOut still throw.
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n, std::error_code& ec);
+  // read_exact: exactly n bytes; io::error::eof if the stream ends first.
+  SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
+  // read_until / read_to_end: as TcpStream's (tcp.hpp).
+  SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
+                                             std::size_t max_size);
+  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
+                                              std::size_t max_size = std::string::npos);
+  // write_some: at least one byte (waits while the pipe is full).
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n, std::error_code& ec);
+  // write_all: all n bytes; the write_interrupted rule of TcpStream.
+  SPINDLE_MAY_SUSPEND void write_all(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND void write_all(std::string_view s) { write_all(s.data(), s.size()); }
+
+  // The buffer-sequence forms (Asio SyncReadStream / SyncWriteStream; with
+  // <spindle/io/asio_stream.hpp> also boost::system::error_code&).
+  using BufferStreamOps::read_some;
+  using BufferStreamOps::write_all;
+  using BufferStreamOps::write_some;
+
+  // The building blocks (one readv / writev of at most kMaxIov entries).
+  SPINDLE_MAY_SUSPEND std::size_t read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  SPINDLE_MAY_SUSPEND std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  SPINDLE_MAY_SUSPEND void write_all_iov(iovec* iov, std::size_t cnt);
+
+  // close: restores the fd's O_NONBLOCK flag as adopt() found it, then
+  // closes the fd (after any blocking-pool call on it has finished).
+  // Idempotent; never suspends.
+  void close() noexcept;
+  bool is_open() const noexcept { return fd_ >= 0; }
+  // fd: the descriptor (-1 when closed); still owned by the stream.
+  int fd() const noexcept { return fd_; }
+  int native_handle() const noexcept { return fd_; }
+  // is_pollable: true when waits go through the readiness core.
+  bool is_pollable() const noexcept { return d_ != nullptr; }
+
+ private:
+  std::size_t pool_read(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  std::size_t pool_write(const iovec* iov, std::size_t cnt, std::error_code& ec);
+
+  detail::Descriptor* d_ = nullptr;         // pollable: the reactor's handle
+  std::shared_ptr<detail::BlockingFd> b_;   // not pollable: shared with pool jobs
+  int fd_ = -1;
+  bool socket_ = false;            // send(MSG_NOSIGNAL) rather than writev
+  bool restore_blocking_ = false;  // adopt() set O_NONBLOCK: close() clears it
+};
+
+}  // namespace spindle::io

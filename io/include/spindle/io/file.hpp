@@ -1,0 +1,116 @@
+// file.hpp: File, a regular file whose reads and writes suspend only the
+// calling fiber (aiofiles' open / read / write).
+//
+// A regular file is always "ready" to epoll, yet read() on it may wait for
+// the disk: every transfer runs on the runtime's blocking() pool
+// (runtime/include/spindle/runtime/offload.hpp), never on a worker thread.
+// docs/decisions/0006-files.md has the measurement behind that choice
+// (rather than libuv's uv_fs_* pool) and docs/io.md "Files and fds" the
+// details.
+//
+// Chunks and cancellation. A transfer runs as pool jobs of at most
+// kFileChunk bytes each; the fiber waits for each job inside shield() (the
+// job reads into or writes from the caller's buffer, which must outlive
+// it), and between two jobs it checks for a cancel or an expired deadline.
+// So a cancel lands within one chunk's time (about a millisecond from the
+// page cache), and then:
+//  - read / pread raise Cancelled (or the scope's TimedOut); the bytes read
+//    so far are in the buffer, the file position (read) has moved past them;
+//  - write / pwrite raise Cancelled or TimedOut after a prefix of the data
+//    reached the file. The exception is the report: the caller learns that
+//    the write did not complete. A File whose write() was cut short is
+//    marked: every later read, write, pread, pwrite, sync fails with
+//    io::error::write_interrupted (as a stream's write_all; close works).
+//    A cancel that arrives before the first chunk leaves the file untouched.
+// A single chunk is never interrupted: each syscall runs to completion.
+//
+// Errors: std::system_error whose code compares equal to std::errc
+// (no_such_file_or_directory, permission_denied, file_exists,
+// is_a_directory, ...) and whose what() names the operation and the path.
+// Every operation but close() and the accessors may suspend and is a
+// cancellation point; all are callable from a fiber (which then suspends)
+// or a plain thread (which then blocks). One fiber at a time per File (as
+// for any C++ object: no call may race close(), a move or the destructor).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle::io {
+
+// The most one pool job transfers (4 MiB; the measurement in
+// docs/decisions/0006-files.md: larger chunks gain nothing measurable, and
+// a cancel waits for at most one).
+inline constexpr std::size_t kFileChunk = std::size_t{4} << 20;
+
+// OpenMode: flags combined with |. read and/or write pick the access;
+// append: every write goes to the end (O_APPEND; implies write); create:
+// create the file if missing; truncate: empty it on open (needs write);
+// exclusive: create, failing with std::errc::file_exists if it exists
+// (O_CREAT|O_EXCL; implies create).
+enum class OpenMode : unsigned {
+  read = 1,
+  write = 2,
+  append = 4,
+  create = 8,
+  truncate = 16,
+  exclusive = 32,
+};
+constexpr OpenMode operator|(OpenMode a, OpenMode b) noexcept {
+  return static_cast<OpenMode>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
+}
+constexpr bool has(OpenMode set, OpenMode flag) noexcept {
+  return (static_cast<unsigned>(set) & static_cast<unsigned>(flag)) != 0;
+}
+
+class File {
+ public:
+  File() noexcept = default;
+  File(File&& o) noexcept;
+  File& operator=(File&& o) noexcept;
+  // ~File: close() (a close of a regular file does not wait for the disk).
+  ~File() { close(); }
+
+  // open: opens path (close-on-exec). `perms`: the mode of a file it
+  // creates, before the umask. std::errc::invalid_argument for a mode with
+  // neither read, write nor append, or truncate without write access.
+  SPINDLE_MAY_SUSPEND static File open(const std::filesystem::path& path, OpenMode mode,
+                                       mode_t perms = 0666);
+
+  // read: up to n bytes from the file position into p; fewer only at end
+  // of file (0 there). Chunked (file comment).
+  SPINDLE_MAY_SUSPEND std::size_t read(void* p, std::size_t n);
+  // write: all n bytes at the file position (at the end with append).
+  // Chunked; a cut-short write marks the File (file comment).
+  SPINDLE_MAY_SUSPEND void write(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND void write(std::string_view s) { write(s.data(), s.size()); }
+  // pread / pwrite: as read / write at `offset`, leaving the file position
+  // alone. pwrite on an append-mode file writes at the end (Linux).
+  SPINDLE_MAY_SUSPEND std::size_t pread(void* p, std::size_t n, std::uint64_t offset);
+  SPINDLE_MAY_SUSPEND void pwrite(const void* p, std::size_t n, std::uint64_t offset);
+  // size: the file's current size (fstat).
+  SPINDLE_MAY_SUSPEND std::uint64_t size();
+  // sync: fsync: the data and metadata reach the disk.
+  SPINDLE_MAY_SUSPEND void sync();
+  // close: closes the fd; idempotent; never suspends.
+  void close() noexcept;
+
+  bool is_open() const noexcept { return fd_ >= 0; }
+  int fd() const noexcept { return fd_; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  void check_usable(const char* op) const;
+  std::filesystem::path path_;
+  int fd_ = -1;
+  bool broken_ = false;  // a write() was cut short (file comment)
+};
+
+}  // namespace spindle::io

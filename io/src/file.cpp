@@ -1,0 +1,172 @@
+// file.cpp: File (file.hpp). Every syscall but close runs in a shielded
+// pool job (file_ops.hpp, in_pool); transfers are split into kFileChunk
+// jobs with a cancellation check before each.
+#include <spindle/io/file.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include <spindle/io/error.hpp>
+
+#include "file_ops.hpp"
+
+namespace spindle::io {
+
+using detail::cancel_point;
+using detail::in_pool;
+using detail::throw_path;
+
+File::File(File&& o) noexcept
+    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), broken_(std::exchange(o.broken_, false)) {}
+
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    close();
+    path_ = std::move(o.path_);
+    fd_ = std::exchange(o.fd_, -1);
+    broken_ = std::exchange(o.broken_, false);
+  }
+  return *this;
+}
+
+void File::close() noexcept {
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  broken_ = false;
+}
+
+namespace {
+
+int open_flags(OpenMode m, const std::filesystem::path& path) {
+  const bool rd = has(m, OpenMode::read);
+  const bool wr = has(m, OpenMode::write) || has(m, OpenMode::append);
+  if (!rd && !wr) throw_path(EINVAL, "open (mode has neither read nor write)", path);
+  if (has(m, OpenMode::truncate) && !wr) throw_path(EINVAL, "open (truncate without write)", path);
+  int f = O_CLOEXEC | (rd && wr ? O_RDWR : wr ? O_WRONLY : O_RDONLY);
+  if (has(m, OpenMode::append)) f |= O_APPEND;
+  if (has(m, OpenMode::create)) f |= O_CREAT;
+  if (has(m, OpenMode::exclusive)) f |= O_CREAT | O_EXCL;
+  if (has(m, OpenMode::truncate)) f |= O_TRUNC;
+  return f;
+}
+
+}  // namespace
+
+File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) {
+  const int flags = open_flags(mode, path);
+  cancel_point();
+  const int fd = in_pool([&]() noexcept {
+    const int r = ::open(path.c_str(), flags, perms);
+    return r < 0 ? -errno : r;
+  });
+  if (fd < 0) throw_path(-fd, "open", path);
+  File f;
+  f.path_ = path;
+  f.fd_ = fd;
+  return f;
+}
+
+void File::check_usable(const char* op) const {
+  if (fd_ < 0) throw_path(EBADF, op, path_);
+  if (broken_) {
+    throw std::system_error(make_error_code(error::write_interrupted),
+                            std::string("spindle::io: ") + op + " " + path_.string());
+  }
+}
+
+namespace {
+
+// read_chunks: reads up to n bytes in kFileChunk jobs (offset < 0: at the
+// file position); stops at end of file.
+std::size_t read_chunks(int fd, void* p, std::size_t n, std::int64_t offset, const char* op,
+                        const std::filesystem::path& path) {
+  std::size_t done = 0;
+  while (done < n) {
+    cancel_point();
+    const std::size_t want = std::min(kFileChunk, n - done);
+    char* at = static_cast<char*>(p) + done;
+    const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(done);
+    const ssize_t r = in_pool([=]() noexcept { return detail::full_read(fd, at, want, off); });
+    if (r < 0) throw_path(static_cast<int>(-r), op, path);
+    done += static_cast<std::size_t>(r);
+    if (static_cast<std::size_t>(r) < want) break;  // end of file
+  }
+  return done;
+}
+
+}  // namespace
+
+std::size_t File::read(void* p, std::size_t n) {
+  check_usable("read");
+  return read_chunks(fd_, p, n, -1, "read", path_);
+}
+
+std::size_t File::pread(void* p, std::size_t n, std::uint64_t offset) {
+  check_usable("pread");
+  return read_chunks(fd_, p, n, static_cast<std::int64_t>(offset), "pread", path_);
+}
+
+namespace {
+
+// write_chunks: all n bytes in kFileChunk jobs. `wrote` tells the caller
+// whether any chunk went out before an exception.
+void write_chunks(int fd, const void* p, std::size_t n, std::int64_t offset, const char* op,
+                  const std::filesystem::path& path, bool& wrote) {
+  std::size_t done = 0;
+  while (done < n) {
+    cancel_point();
+    const std::size_t want = std::min(kFileChunk, n - done);
+    const char* at = static_cast<const char*>(p) + done;
+    const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(done);
+    const ssize_t r = in_pool([=]() noexcept { return detail::full_write(fd, at, want, off); });
+    if (r < 0) throw_path(static_cast<int>(-r), op, path);
+    wrote = true;
+    done += static_cast<std::size_t>(r);
+  }
+}
+
+}  // namespace
+
+void File::write(const void* p, std::size_t n) {
+  check_usable("write");
+  bool wrote = false;
+  try {
+    write_chunks(fd_, p, n, -1, "write", path_, wrote);
+  } catch (const std::system_error&) {
+    throw;  // an I/O error (ENOSPC, EIO): reported as such
+  } catch (...) {
+    // Cancelled / TimedOut after a prefix went out: later writes would
+    // continue after the prefix as if nothing were missing.
+    if (wrote) broken_ = true;
+    throw;
+  }
+}
+
+void File::pwrite(const void* p, std::size_t n, std::uint64_t offset) {
+  check_usable("pwrite");
+  bool wrote = false;  // pwrite has no position to corrupt: the exception is the report
+  write_chunks(fd_, p, n, static_cast<std::int64_t>(offset), "pwrite", path_, wrote);
+}
+
+std::uint64_t File::size() {
+  check_usable("size");
+  cancel_point();
+  const int fd = fd_;
+  struct stat st{};
+  const int err = in_pool([&]() noexcept { return ::fstat(fd, &st) == 0 ? 0 : errno; });
+  if (err != 0) throw_path(err, "fstat", path_);
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+void File::sync() {
+  check_usable("sync");
+  cancel_point();
+  const int fd = fd_;
+  const int err = in_pool([=]() noexcept { return ::fsync(fd) == 0 ? 0 : errno; });
+  if (err != 0) throw_path(err, "fsync", path_);
+}
+
+}  // namespace spindle::io

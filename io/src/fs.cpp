@@ -1,0 +1,283 @@
+// fs.cpp: read_file, write_file and the metadata calls (fs.hpp).
+//
+// The whole-file calls fold their syscalls into as few pool jobs as they
+// can: a small file is read with one job (open, fstat, read, close) and
+// written with one (open, write, close; plus the rename for an atomic
+// write), since each job costs two thread hand-offs (tens of
+// microseconds), more than the syscalls of a 4 KiB file.
+#include <spindle/io/fs.hpp>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <random>
+
+#include <spindle/io/file.hpp>
+
+#include "file_ops.hpp"
+
+namespace spindle::io {
+
+using detail::cancel_point;
+using detail::FdCloser;
+using detail::in_pool;
+using detail::throw_path;
+
+namespace fsys = std::filesystem;
+
+// ---- read_file ------------------------------------------------------------
+
+namespace {
+
+// What the first job of read_file found.
+struct FirstRead {
+  int err = 0;           // errno of the failed step, 0 if none
+  const char* op = "";   // the step that failed
+  bool eof = false;      // everything was read (the fd is closed then)
+  std::size_t hint = 0;  // bytes left by st_size (a guess: files grow and shrink)
+};
+
+// grow_and_read: appends up to `want` bytes to out by one read job; true at
+// end of file.
+bool read_more(int fd, std::string& out, std::size_t want, const fsys::path& path) {
+  const std::size_t old = out.size();
+  out.resize(old + want);
+  const ssize_t r = in_pool([fd, at = out.data() + old, want]() noexcept {
+    return detail::full_read(fd, at, want, -1);
+  });
+  if (r < 0) {
+    out.resize(old);
+    throw_path(static_cast<int>(-r), "read", path);
+  }
+  out.resize(old + static_cast<std::size_t>(r));
+  return static_cast<std::size_t>(r) < want;
+}
+
+}  // namespace
+
+std::string read_file(const fsys::path& path, std::size_t max_size) {
+  // At most max_size + 1 bytes are ever asked for: the extra one tells
+  // "exactly max_size" from "more".
+  const std::size_t limit = max_size == std::string::npos ? max_size : max_size + 1;
+  std::string out;
+  FdCloser fd;
+  FirstRead first;
+  cancel_point();
+  // Job 1: open, fstat, and the first chunk: a regular file's st_size + 1
+  // bytes (a short read then proves end of file in the same syscall), or
+  // 64 KiB for files whose size says nothing (/proc, devices).
+  in_pool([&]() noexcept {
+    fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd.fd < 0) {
+      first = {errno, "open"};
+      return;
+    }
+    struct stat st{};
+    if (::fstat(fd.fd, &st) != 0) {
+      first = {errno, "fstat"};
+      return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      first = {EISDIR, "read"};
+      return;
+    }
+    const std::size_t guess =
+        S_ISREG(st.st_mode) && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) + 1 : 64 << 10;
+    const std::size_t want = std::min({guess, kFileChunk, limit});
+    try {
+      out.resize(want);
+    } catch (...) {
+      first = {ENOMEM, "read"};
+      return;
+    }
+    const ssize_t r = detail::full_read(fd.fd, out.data(), want, -1);
+    if (r < 0) {
+      out.clear();
+      first = {static_cast<int>(-r), "read"};
+      return;
+    }
+    out.resize(static_cast<std::size_t>(r));
+    first.eof = static_cast<std::size_t>(r) < want;
+    first.hint = guess > want ? guess - want : 0;
+    if (first.eof) {
+      ::close(fd.fd);
+      fd.fd = -1;
+    }
+  });
+  if (first.err != 0) throw_path(first.err, first.op, path);
+  bool eof = first.eof;
+  std::size_t hint = first.hint;
+  while (!eof && out.size() < limit) {
+    cancel_point();
+    const std::size_t want = std::min({std::max<std::size_t>(hint, 64 << 10), kFileChunk, limit - out.size()});
+    eof = read_more(fd.fd, out, want, path);
+    hint = hint > want ? hint - want : 0;
+  }
+  if (out.size() > max_size) throw_path(EFBIG, "read_file (larger than max_size)", path);
+  return out;
+}
+
+// ---- write_file -------------------------------------------------------------
+
+namespace {
+
+// temp_name: a name next to path that no one else picks: the target's name,
+// the process id and a per-process counter seeded at random (another
+// process may run the same program in the same directory).
+fsys::path temp_name(const fsys::path& path) {
+  static std::atomic<std::uint64_t> counter{std::random_device{}()};
+  const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+  fsys::path t = path;
+  t.replace_filename("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                     std::to_string(n));
+  return t;
+}
+
+// The outcome of a write_file job: errno and the failing step.
+struct Step {
+  int err = 0;
+  const char* op = "";
+};
+
+// finish: fsync (when asked), close, and for an atomic write rename and
+// fsync the directory. Run inside the last job.
+Step finish(FdCloser& fd, const WriteFileOptions& o, const fsys::path& tmp, const fsys::path& path) noexcept {
+  if (o.sync && ::fsync(fd.fd) != 0) return {errno, "fsync"};
+  const int c = ::close(fd.fd);
+  fd.fd = -1;
+  if (c != 0 && errno != EINTR) return {errno, "close"};  // EINTR: Linux closed it anyway
+  if (!o.atomic) return {};
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return {errno, "rename"};
+  if (o.sync) {
+    const fsys::path dir = path.has_parent_path() ? path.parent_path() : fsys::path(".");
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return {errno, "open directory"};
+    const int r = ::fsync(dfd);
+    const int err = errno;
+    ::close(dfd);
+    if (r != 0) return {err, "fsync directory"};
+  }
+  return {};
+}
+
+}  // namespace
+
+void write_file(const fsys::path& path, std::string_view data, const WriteFileOptions& o) {
+  const fsys::path tmp = o.atomic ? temp_name(path) : fsys::path();
+  const fsys::path& target = o.atomic ? tmp : path;
+  FdCloser fd;
+  bool renamed = false;
+  try {
+    cancel_point();
+    // Job 1: open, the first chunk, and (when that was all) finish.
+    std::size_t done = 0;
+    Step st = in_pool([&]() noexcept -> Step {
+      const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (o.atomic ? O_EXCL : O_TRUNC);
+      fd.fd = ::open(target.c_str(), flags, o.perms);
+      if (fd.fd < 0) return {errno, "open"};
+      const std::size_t want = std::min(kFileChunk, data.size());
+      const ssize_t r = detail::full_write(fd.fd, data.data(), want, -1);
+      if (r < 0) return {static_cast<int>(-r), "write"};
+      done = want;
+      if (done == data.size()) {
+        Step f = finish(fd, o, tmp, path);
+        renamed = o.atomic && f.err == 0;
+        return f;
+      }
+      return {};
+    });
+    if (st.err != 0) throw_path(st.err, st.op, st.op == std::string_view("rename") ? path : target);
+    while (done < data.size()) {
+      cancel_point();
+      const std::size_t want = std::min(kFileChunk, data.size() - done);
+      const bool last = done + want == data.size();
+      st = in_pool([&]() noexcept -> Step {
+        const ssize_t r = detail::full_write(fd.fd, data.data() + done, want, -1);
+        if (r < 0) return {static_cast<int>(-r), "write"};
+        if (!last) return {};
+        Step f = finish(fd, o, tmp, path);
+        renamed = o.atomic && f.err == 0;
+        return f;
+      });
+      if (st.err != 0) throw_path(st.err, st.op, st.op == std::string_view("rename") ? path : target);
+      done += want;
+    }
+  } catch (...) {
+    // An atomic write that did not complete leaves no temporary behind and
+    // the target as it was. (Without atomic, the target may hold a prefix:
+    // the exception is the caller's report, fs.hpp.)
+    if (o.atomic && !renamed) {
+      if (fd.fd >= 0) ::close(std::exchange(fd.fd, -1));
+      in_pool([&]() noexcept { (void)::unlink(tmp.c_str()); });
+    }
+    throw;
+  }
+}
+
+// ---- metadata ---------------------------------------------------------------
+
+// The metadata calls run unshielded (fs.hpp): each job owns copies of its
+// paths, so a cancelled caller may leave while it runs.
+
+FileStatus stat(const fsys::path& path) {
+  return spindle::blocking([path]() {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) throw_path(errno, "stat", path);
+    FileStatus s;
+    const auto m = st.st_mode;
+    s.type = S_ISREG(m)    ? fsys::file_type::regular
+             : S_ISDIR(m)  ? fsys::file_type::directory
+             : S_ISLNK(m)  ? fsys::file_type::symlink
+             : S_ISBLK(m)  ? fsys::file_type::block
+             : S_ISCHR(m)  ? fsys::file_type::character
+             : S_ISFIFO(m) ? fsys::file_type::fifo
+             : S_ISSOCK(m) ? fsys::file_type::socket
+                           : fsys::file_type::unknown;
+    s.size = static_cast<std::uint64_t>(st.st_size);
+    s.permissions = static_cast<fsys::perms>(m & 07777);
+    const auto since_epoch = std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec);
+    s.last_write_time = std::chrono::file_clock::from_sys(
+        std::chrono::sys_time<std::chrono::nanoseconds>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch)));
+    return s;
+  });
+}
+
+bool exists(const fsys::path& path) {
+  return spindle::blocking([path]() {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) == 0) return true;
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    throw_path(errno, "stat", path);
+  });
+}
+
+bool remove(const fsys::path& path) {
+  return spindle::blocking([path]() { return fsys::remove(path); });
+}
+
+void rename(const fsys::path& from, const fsys::path& to) {
+  spindle::blocking([from, to]() { fsys::rename(from, to); });
+}
+
+bool create_directories(const fsys::path& path) {
+  return spindle::blocking([path]() { return fsys::create_directories(path); });
+}
+
+std::vector<DirEntry> list_directory(const fsys::path& path) {
+  return spindle::blocking([path]() {
+    std::vector<DirEntry> out;
+    for (const auto& e : fsys::directory_iterator(path)) {
+      std::error_code ec;
+      out.push_back({e.path().filename().string(), e.symlink_status(ec).type()});
+    }
+    std::sort(out.begin(), out.end(), [](const DirEntry& a, const DirEntry& b) { return a.name < b.name; });
+    return out;
+  });
+}
+
+}  // namespace spindle::io

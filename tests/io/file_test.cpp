@@ -1,0 +1,406 @@
+// file_test.cpp: File and the whole-file / metadata calls (file.hpp, fs.hpp):
+// round trips, a 64 MiB file cancelled midway (read, write, write_file with
+// and without atomic), missing paths, errors that fail even as root (a
+// directory opened for writing, O_EXCL on an existing file, a file used as
+// a directory, writing a read-only File), many concurrent readers on 1 and
+// 2 workers, and no fd leak after cancellations.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <spindle/io/all.hpp>
+#include <spindle/sync/all.hpp>
+#include <string>
+#include <vector>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+namespace io = spindle::io;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// A fresh directory under the temp dir, removed with everything in it.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "spindle_file_XXXXXX").string();
+    REQUIRE(::mkdtemp(t.data()) != nullptr);
+    path = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& s) const { return path / s; }
+};
+
+template <class F>
+std::error_code code_of(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    return e.code();
+  }
+  return {};
+}
+
+template <class F>
+std::string what_of(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 2654435761u) >> 13 ^ seed);
+  return s;
+}
+
+constexpr std::size_t k64M = std::size_t{64} << 20;
+
+}  // namespace
+
+TEST_CASE("files: write_file / read_file and File round trips") {
+  TempDir dir;
+  run_checked(2, [&] {
+    const std::string text = pattern(100'000, 1);
+    io::write_file(dir / "a.bin", text);
+    FIBER_CHECK(io::read_file(dir / "a.bin") == text);
+    FIBER_CHECK(io::stat(dir / "a.bin").size == text.size());
+    FIBER_CHECK(io::stat(dir / "a.bin").type == fs::file_type::regular);
+    // Replaced, shorter: truncated, not overlaid.
+    io::write_file(dir / "a.bin", "short");
+    FIBER_CHECK(io::read_file(dir / "a.bin") == "short");
+    io::write_file(dir / "a.bin", "atomic!", {.atomic = true, .sync = true});
+    FIBER_CHECK(io::read_file(dir / "a.bin") == "atomic!");
+    FIBER_CHECK(io::read_file(dir / "a.bin", 7) == "atomic!");  // exactly max_size is fine
+    FIBER_CHECK(code_of([&] { io::read_file(dir / "a.bin", 6); }) == std::errc::file_too_large);
+    // The empty file and a file whose st_size says nothing (/proc).
+    io::write_file(dir / "empty", "");
+    FIBER_CHECK(io::read_file(dir / "empty").empty());
+    FIBER_CHECK(io::read_file("/proc/self/status").find("Pid:") != std::string::npos);
+
+    // File: write, append, read, pread, pwrite, size, sync.
+    {
+      auto f =
+          io::File::open(dir / "b.txt", io::OpenMode::write | io::OpenMode::create | io::OpenMode::truncate);
+      f.write("hello ");
+      f.write("world");
+      f.sync();
+      FIBER_CHECK(f.size() == 11);
+    }
+    {
+      auto f = io::File::open(dir / "b.txt", io::OpenMode::append);
+      f.write("!");
+    }
+    auto f = io::File::open(dir / "b.txt", io::OpenMode::read | io::OpenMode::write);
+    char buf[64];
+    FIBER_CHECK(f.read(buf, sizeof buf) == 12);
+    FIBER_CHECK(std::string(buf, 12) == "hello world!");
+    FIBER_CHECK(f.read(buf, sizeof buf) == 0);  // end of file
+    f.pwrite("W", 1, 6);
+    FIBER_CHECK(f.pread(buf, 5, 6) == 5);
+    FIBER_CHECK(std::string(buf, 5) == "World");
+    FIBER_CHECK(f.pread(buf, 10, 100) == 0);
+    f.close();
+    FIBER_CHECK(!f.is_open());
+    FIBER_CHECK(code_of([&] { f.read(buf, 1); }) == std::errc::bad_file_descriptor);
+  });
+}
+
+TEST_CASE("files: a 20 MiB file crosses several chunks both ways") {
+  TempDir dir;
+  run_checked(1, [&] {
+    const std::string big = pattern(20 << 20, 7);
+    io::write_file(dir / "big", big);
+    FIBER_CHECK(io::read_file(dir / "big") == big);
+    auto f = io::File::open(dir / "big", io::OpenMode::read);
+    std::string back(big.size() + 10, '\0');
+    FIBER_CHECK(f.read(back.data(), back.size()) == big.size());
+    back.resize(big.size());
+    FIBER_CHECK(back == big);
+    std::string mid(9 << 20, '\0');
+    FIBER_CHECK(f.pread(mid.data(), mid.size(), 5 << 20) == mid.size());
+    FIBER_CHECK(mid == big.substr(5 << 20, 9 << 20));
+  });
+}
+
+TEST_CASE("files: the metadata calls") {
+  TempDir dir;
+  run_checked(2, [&] {
+    FIBER_CHECK(io::create_directories(dir / "x/y/z"));
+    FIBER_CHECK(!io::create_directories(dir / "x/y/z"));
+    FIBER_CHECK(io::exists(dir / "x/y"));
+    FIBER_CHECK(io::stat(dir / "x/y").type == fs::file_type::directory);
+    io::write_file(dir / "x/b", "2");
+    io::write_file(dir / "x/a", "1");
+    const auto entries = io::list_directory(dir / "x");
+    FIBER_CHECK(entries.size() == 3);
+    FIBER_CHECK(entries.size() == 3 && entries[0].name == "a" && entries[1].name == "b" &&
+                entries[2].name == "y");
+    FIBER_CHECK(entries.size() == 3 && entries[0].type == fs::file_type::regular &&
+                entries[2].type == fs::file_type::directory);
+    io::rename(dir / "x/a", dir / "x/b");  // replaces b
+    FIBER_CHECK(io::read_file(dir / "x/b") == "1");
+    FIBER_CHECK(!io::exists(dir / "x/a"));
+    FIBER_CHECK(io::remove(dir / "x/b"));
+    FIBER_CHECK(!io::remove(dir / "x/b"));
+    const auto mtime = io::stat(dir / "x").last_write_time;
+    const auto age = fs::file_time_type::clock::now() - mtime;
+    FIBER_CHECK((age > -std::chrono::minutes(1) && age < std::chrono::minutes(1)));
+  });
+}
+
+TEST_CASE("files: missing paths are no_such_file_or_directory and name the path") {
+  TempDir dir;
+  run_checked(1, [&] {
+    const auto missing = dir / "nope" / "missing.txt";
+    FIBER_CHECK(code_of([&] { io::read_file(missing); }) == std::errc::no_such_file_or_directory);
+    FIBER_CHECK(what_of([&] { io::read_file(missing); }).find(missing.string()) != std::string::npos);
+    FIBER_CHECK(code_of([&] { io::File::open(missing, io::OpenMode::read); }) ==
+                std::errc::no_such_file_or_directory);
+    FIBER_CHECK(what_of([&] { io::File::open(missing, io::OpenMode::read); }).find(missing.string()) !=
+                std::string::npos);
+    FIBER_CHECK(code_of([&] { io::write_file(missing, "x"); }) == std::errc::no_such_file_or_directory);
+    FIBER_CHECK(code_of([&] { io::write_file(missing, "x", {.atomic = true}); }) ==
+                std::errc::no_such_file_or_directory);
+    FIBER_CHECK(code_of([&] { io::stat(missing); }) == std::errc::no_such_file_or_directory);
+    FIBER_CHECK(what_of([&] { io::stat(missing); }).find(missing.string()) != std::string::npos);
+    FIBER_CHECK(!io::exists(missing));
+    FIBER_CHECK(code_of([&] { io::list_directory(dir / "nope"); }) == std::errc::no_such_file_or_directory);
+    FIBER_CHECK(what_of([&] { io::list_directory(dir / "nope"); }).find("nope") != std::string::npos);
+    FIBER_CHECK(code_of([&] { io::rename(missing, dir / "to"); }) == std::errc::no_such_file_or_directory);
+  });
+}
+
+TEST_CASE("files: errors that fail as root too") {
+  TempDir dir;
+  run_checked(1, [&] {
+    // A directory opened for writing.
+    FIBER_CHECK(code_of([&] { io::File::open(dir.path, io::OpenMode::write); }) == std::errc::is_a_directory);
+    FIBER_CHECK(code_of([&] { io::write_file(dir.path, "x"); }) == std::errc::is_a_directory);
+    FIBER_CHECK(code_of([&] { io::read_file(dir.path); }) == std::errc::is_a_directory);
+    // exclusive on an existing file.
+    io::write_file(dir / "there", "old");
+    FIBER_CHECK(code_of([&] {
+                  io::File::open(dir / "there", io::OpenMode::write | io::OpenMode::exclusive);
+                }) == std::errc::file_exists);
+    FIBER_CHECK(io::read_file(dir / "there") == "old");
+    auto made = io::File::open(dir / "new", io::OpenMode::write | io::OpenMode::exclusive, 0600);
+    FIBER_CHECK(made.is_open());
+    FIBER_CHECK((io::stat(dir / "new").permissions & fs::perms::all) ==
+                (fs::perms::owner_read | fs::perms::owner_write));
+    // A regular file used as a directory.
+    FIBER_CHECK(code_of([&] { io::write_file(dir / "there" / "child", "x"); }) == std::errc::not_a_directory);
+    FIBER_CHECK(code_of([&] { io::create_directories(dir / "there" / "sub"); }) != std::error_code());
+    // Writing a File opened read-only; a mode with no access at all.
+    auto ro = io::File::open(dir / "there", io::OpenMode::read);
+    FIBER_CHECK(code_of([&] { ro.write("x"); }) == std::errc::bad_file_descriptor);
+    FIBER_CHECK(code_of([&] { io::File::open(dir / "there", io::OpenMode::create); }) ==
+                std::errc::invalid_argument);
+    // Removing a non-empty directory.
+    FIBER_CHECK(code_of([&] { io::remove(dir.path); }) == std::errc::directory_not_empty);
+  });
+}
+
+// Runs `op` in a fiber, cancels it once it waits on the blocking pool (so
+// a chunk is in flight) and joins it. True when the cancel landed (the
+// fiber raised Cancelled), false when op finished first (a slow machine
+// can let a waiter get through every chunk before the cancel arrives).
+template <class Op>
+bool cancel_midway(Op op) {
+  auto t = sp::spawn([op] { op(); });
+  wait_suspended(t, "blocking");
+  t.cancel();
+  return raises_cancelled([&] { t.join(); });
+}
+
+void write_plain(const fs::path& p, const std::string& data) {
+  std::FILE* f = std::fopen(p.c_str(), "wb");
+  REQUIRE(f != nullptr);
+  REQUIRE(std::fwrite(data.data(), 1, data.size(), f) == data.size());
+  std::fclose(f);
+}
+
+TEST_CASE("files: 64 MiB reads cancelled midway raise Cancelled and leak no fd") {
+  TempDir dir;
+  const std::string big = pattern(k64M, 3);
+  write_plain(dir / "big", big);
+  const unsigned workers = GENERATE(1u, 2u);
+  run_checked(workers, [&] {
+    const std::size_t before = open_fds();
+    // read_file: the cancel lands between two chunks (a read that ran
+    // through all 16 would return instead).
+    bool landed = false;
+    for (int i = 0; i < 5 && !landed; ++i) landed = cancel_midway([&] { (void)io::read_file(dir / "big"); });
+    FIBER_CHECK(landed);
+    FIBER_CHECK(open_fds() == before);
+    // File::read: the position moved by whole chunks, at least the one in
+    // flight when the cancel came, and the rest reads on from there.
+    landed = false;
+    for (int i = 0; i < 5 && !landed; ++i) {
+      auto f = io::File::open(dir / "big", io::OpenMode::read);
+      std::string buf(k64M, '\0');
+      landed = cancel_midway([&] { (void)f.read(buf.data(), buf.size()); });
+      if (!landed) continue;
+      const off_t pos = ::lseek(f.fd(), 0, SEEK_CUR);
+      FIBER_CHECK(pos >= static_cast<off_t>(io::kFileChunk));
+      FIBER_CHECK(pos < static_cast<off_t>(k64M));
+      FIBER_CHECK(pos % static_cast<off_t>(io::kFileChunk) == 0);
+      FIBER_CHECK(buf.compare(0, static_cast<std::size_t>(pos), big, 0, static_cast<std::size_t>(pos)) == 0);
+      std::string rest(k64M, '\0');
+      rest.resize(f.read(rest.data(), rest.size()));
+      FIBER_CHECK(rest.size() == k64M - static_cast<std::size_t>(pos));
+      FIBER_CHECK(big.compare(static_cast<std::size_t>(pos), std::string::npos, rest) == 0);
+    }
+    FIBER_CHECK(landed);
+    FIBER_CHECK(open_fds() == before);
+  });
+}
+
+TEST_CASE("files: 64 MiB writes cancelled midway are reported, never silently half-written") {
+  TempDir dir;
+  const std::string big = pattern(k64M, 5);
+  run_checked(2, [&] {
+    const std::size_t before = open_fds();
+    // File::write: Cancelled, a whole-chunk prefix in the file, and the
+    // File refuses further use (write_interrupted).
+    bool landed = false;
+    for (int i = 0; i < 5 && !landed; ++i) {
+      auto f = io::File::open(dir / "w", io::OpenMode::write | io::OpenMode::create | io::OpenMode::truncate);
+      landed = cancel_midway([&] { f.write(big.data(), big.size()); });
+      if (!landed) continue;
+      const auto size = io::stat(dir / "w").size;
+      FIBER_CHECK(size >= io::kFileChunk);
+      FIBER_CHECK(size < k64M);
+      FIBER_CHECK(size % io::kFileChunk == 0);
+      FIBER_CHECK(code_of([&] { f.write("more"); }) == io::error::write_interrupted);
+      FIBER_CHECK(code_of([&] { (void)f.size(); }) == io::error::write_interrupted);
+    }
+    FIBER_CHECK(landed);
+    // write_file, atomic: the old content stays and no temporary is left.
+    io::write_file(dir / "target", "old content");
+    landed = false;
+    for (int i = 0; i < 5 && !landed; ++i) {
+      landed = cancel_midway([&] { io::write_file(dir / "target", big, {.atomic = true}); });
+    }
+    FIBER_CHECK(landed);
+    FIBER_CHECK(io::read_file(dir / "target") == "old content");
+    // write_file, not atomic: a prefix, reported by the Cancelled.
+    landed = false;
+    for (int i = 0; i < 5 && !landed; ++i)
+      landed = cancel_midway([&] { io::write_file(dir / "plain", big); });
+    FIBER_CHECK(landed);
+    FIBER_CHECK(io::stat(dir / "plain").size < k64M);
+    const auto names = io::list_directory(dir.path);
+    FIBER_CHECK(names.size() == 3);  // plain, target, w: no temporary
+    // A with_timeout scope ends a write the same way, as TimedOut.
+    auto f = io::File::open(dir / "t", io::OpenMode::write | io::OpenMode::create);
+    bool timed_out = false;
+    try {
+      sp::with_timeout(std::chrono::microseconds(1), [&] { f.write(big.data(), big.size()); });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    FIBER_CHECK(io::stat(dir / "t").size < k64M);
+    FIBER_CHECK(open_fds() == before + 1);  // f
+  });
+}
+
+TEST_CASE("files: many concurrent readers") {
+  TempDir dir;
+  constexpr int kFiles = 200;
+  for (int i = 0; i < kFiles; ++i) write_plain(dir / ("f" + std::to_string(i)), pattern(4096 + i, i));
+  const std::string shared = pattern(8 << 20, 99);
+  write_plain(dir / "shared", shared);
+  const unsigned workers = GENERATE(1u, 2u);
+  run_checked(workers, [&] {
+    const std::size_t before = open_fds();
+    std::vector<sp::Task<bool>> tasks;
+    for (int i = 0; i < kFiles; ++i) {
+      tasks.push_back(sp::spawn(
+          [&, i] { return io::read_file(dir / ("f" + std::to_string(i))) == pattern(4096 + i, i); }));
+    }
+    // 64 fibers pread one File at once, each its own 128 KiB.
+    auto f = io::File::open(dir / "shared", io::OpenMode::read);
+    for (int i = 0; i < 64; ++i) {
+      tasks.push_back(sp::spawn([&, i] {
+        std::string part(128 << 10, '\0');
+        const std::size_t off = static_cast<std::size_t>(i) * part.size();
+        return f.pread(part.data(), part.size(), off) == part.size() &&
+               shared.compare(off, part.size(), part) == 0;
+      }));
+    }
+    int ok = 0;
+    for (auto& t : tasks) ok += t.join() ? 1 : 0;
+    FIBER_CHECK(ok == kFiles + 64);
+    f.close();
+    FIBER_CHECK(open_fds() == before);
+  });
+}
+
+TEST_CASE("files: no fd leak after cancellations at every stage") {
+  TempDir dir;
+  const std::string data = pattern(9 << 20, 11);
+  write_plain(dir / "src", data);
+  run_checked(2, [&] {
+    const std::size_t before = open_fds();
+    const int rounds = static_cast<int>(scaled(40));
+    for (int i = 0; i < rounds; ++i) {
+      // The cancel comes after 0 to 3 yields: before the first job, during
+      // it, or between chunks.
+      auto t = sp::spawn([&, i] {
+        switch (i % 4) {
+          case 0:
+            (void)io::read_file(dir / "src");
+            break;
+          case 1:
+            io::write_file(dir / "dst", data, {.atomic = true});
+            break;
+          case 2:
+            io::write_file(dir / "dst2", data);
+            break;
+          default: {
+            auto f = io::File::open(dir / "src", io::OpenMode::read);
+            std::string buf(data.size(), '\0');
+            (void)f.read(buf.data(), buf.size());
+          }
+        }
+      });
+      for (int k = 0; k < (i / 4) % 4; ++k) sp::yield();
+      t.cancel();
+      try {
+        t.join();
+      } catch (const sp::Cancelled&) {
+      }
+    }
+    FIBER_CHECK(open_fds() == before);
+    // Only the files themselves: no temporary of a cancelled atomic write.
+    for (const auto& e : io::list_directory(dir.path)) {
+      FIBER_CHECK((e.name == "src" || e.name == "dst" || e.name == "dst2"));
+    }
+  });
+}
+
+TEST_CASE("files: the calls work from a plain thread too (blocking it)") {
+  TempDir dir;
+  io::write_file(dir / "p", "plain");
+  CHECK(io::read_file(dir / "p") == "plain");
+  CHECK(io::exists(dir / "p"));
+}
