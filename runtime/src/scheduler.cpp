@@ -11,6 +11,9 @@
 #include <spindle/runtime/errors.hpp>
 
 #include "check.hpp"
+#include "coarse_clock.hpp"
+#include "handoff.hpp"
+#include "overflow.hpp"
 
 namespace spindle::detail {
 

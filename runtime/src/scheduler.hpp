@@ -16,6 +16,7 @@
 
 #include "fiber_list.hpp"
 #include "offload_pools.hpp"
+#include "registry.hpp"
 #include "stack_pool.hpp"
 #include "worker.hpp"
 
@@ -165,18 +166,5 @@ Scheduler* default_scheduler() noexcept;
 
 // Number of ExternalWork guards alive (all runtimes).
 long external_work() noexcept;
-
-// Defined in handoff.cpp: the SIGURG handler of the hand-off.
-void install_handoff_handler();
-
-// Defined in overflow.cpp.
-void install_overflow_handler();
-void thread_altstack_init();
-void thread_altstack_free();
-
-// Defined in fiber.cpp: runs a fiber's body and completion on its stack.
-void run_fiber(Fiber* f) noexcept;
-// Defined in fiber_local.cpp.
-void destroy_fiber_locals(Fiber* f) noexcept;
 
 }  // namespace spindle::detail

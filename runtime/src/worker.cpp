@@ -36,9 +36,11 @@
 #include <iostream>
 
 #include "check.hpp"
-#include "stack_canary.hpp"
 #include "context.hpp"
+#include "overflow.hpp"
+#include "run_fiber.hpp"
 #include "scheduler.hpp"
+#include "stack_canary.hpp"
 
 namespace spindle::detail {
 
@@ -94,34 +96,10 @@ void on_sigquit(uv_signal_t* h, int) {
 }
 }  // namespace
 
-std::chrono::steady_clock::time_point coarse_now() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return std::chrono::steady_clock::time_point(std::chrono::seconds(ts.tv_sec) +
-                                               std::chrono::nanoseconds(ts.tv_nsec));
-}
-
 [[gnu::noinline]] Worker* current_worker() noexcept {
   Worker* w = tls_worker;
   asm volatile("" ::: "memory");
   return w;
-}
-
-void Registry::insert(Fiber* f) noexcept {
-  std::lock_guard lk(lock);
-  f->reg_list_ = this;
-  f->reg_prev_ = nullptr;
-  f->reg_next_ = head;
-  if (head) head->reg_prev_ = f;
-  head = f;
-}
-
-void Registry::erase(Fiber* f) noexcept {
-  std::lock_guard lk(lock);
-  if (f->reg_prev_) f->reg_prev_->reg_next_ = f->reg_next_; else head = f->reg_next_;
-  if (f->reg_next_) f->reg_next_->reg_prev_ = f->reg_prev_;
-  f->reg_prev_ = f->reg_next_ = nullptr;
-  f->reg_list_ = nullptr;
 }
 
 Worker::Worker(Scheduler& s, unsigned index)

@@ -18,8 +18,10 @@
 #include <spindle/runtime/stats.hpp>
 #include <spindle/runtime/suspend.hpp>
 
+#include "coarse_clock.hpp"
 #include "context.hpp"
 #include "fiber_list.hpp"
+#include "registry.hpp"
 #include "run_queue.hpp"
 #include "stack_pool.hpp"
 #include "timer_heap.hpp"
@@ -27,18 +29,6 @@
 namespace spindle::detail {
 
 class Scheduler;
-
-// coarse_now: steady_clock's epoch at jiffy resolution.
-// CLOCK_MONOTONIC_COARSE reads a kernel-updated value without the TSC.
-std::chrono::steady_clock::time_point coarse_now() noexcept;
-
-// Registry of live fibers for dumps: an intrusive list under a spin lock.
-struct Registry {
-  SpinLock lock;  // rank: leaf
-  Fiber* head = nullptr;
-  void insert(Fiber* f) noexcept;
-  void erase(Fiber* f) noexcept;
-};
 
 // What the context that lands after a switch must do for the one that left
 // (which can no longer act: it is off its stack). See Worker::land.
