@@ -108,7 +108,7 @@ void run_fiber(Fiber* f) noexcept {
   for (std::size_t i = 0; i < n; ++i) wake(*small[i]);
   for (Waiter* w : more) wake(*w);
   f->state_.store(FiberState::done, std::memory_order_relaxed);
-  if (auto* reg = static_cast<Registry*>(f->reg_list_)) reg->erase(f);
+  if (Registry* reg = f->reg_list_) reg->erase(f);
 }
 
 namespace {

@@ -42,7 +42,7 @@ class Scheduler {
   void wake_fiber(Fiber* f);  // a fiber whose waiter was won (see wake())
   void push_global(Fiber* f);
   void push_global(FiberList& l);
-  FiberList take_global(std::size_t max) { return global_.take(max); }
+  FiberList take_global(std::size_t max) { return global_.take_up_to(max); }
   bool global_empty() const noexcept { return global_.empty(); }
   std::size_t global_size_hint() const noexcept { return global_.size_hint(); }
   // notify_work: new stealable work exists; unpark one worker if nobody is
