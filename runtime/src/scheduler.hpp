@@ -81,9 +81,10 @@ class Scheduler {
   Stats stats() const;
 
   // --- deadlock detection ---
-  // True when this worker, about to park last, sees nothing that could ever
-  // wake a fiber. `mark` receives the activity count to compare later.
-  bool quiet(std::uint64_t& mark) const noexcept;
+  // all_asleep: true when this worker, about to park last, sees nothing
+  // that could ever wake a fiber. `activity_mark` receives the activity
+  // count that check_deadlock compares after the grace period.
+  bool all_asleep(std::uint64_t& activity_mark) const noexcept;
   void check_deadlock(std::uint64_t mark, std::chrono::steady_clock::time_point since);
 
   // --- main fiber / shutdown (the thread in block_on) ---

@@ -460,7 +460,7 @@ void Worker::park() {
   const bool watching = look_again != std::chrono::steady_clock::time_point::max();
   if (watching) sched_.add_watcher(1);
   std::uint64_t mark = 0;
-  const bool watch = sched_.quiet(mark);
+  const bool watch = sched_.all_asleep(mark);
   const auto watch_since = std::chrono::steady_clock::now();
   arm_park_timer(std::min(next_deadline(), look_again), watch);
   uv_ref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
