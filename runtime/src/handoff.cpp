@@ -32,6 +32,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "handoff.hpp"
 #include "scheduler.hpp"
 #include "signal_chain.hpp"
 

@@ -40,9 +40,11 @@
 #include <iostream>
 
 #include "check.hpp"
-#include "stack_canary.hpp"
 #include "context.hpp"
+#include "overflow.hpp"
+#include "run_fiber.hpp"
 #include "scheduler.hpp"
+#include "stack_canary.hpp"
 
 namespace spindle::detail {
 
@@ -122,34 +124,10 @@ void on_sigquit(uv_signal_t* h, int) {
 }
 }  // namespace
 
-std::chrono::steady_clock::time_point coarse_now() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return std::chrono::steady_clock::time_point(std::chrono::seconds(ts.tv_sec) +
-                                               std::chrono::nanoseconds(ts.tv_nsec));
-}
-
 [[gnu::noinline]] Worker* current_worker() noexcept {
   Worker* w = tls_worker;
   asm volatile("" ::: "memory");
   return w;
-}
-
-void Registry::insert(Fiber* f) noexcept {
-  std::lock_guard lk(lock);
-  f->reg_list_ = this;
-  f->reg_prev_ = nullptr;
-  f->reg_next_ = head;
-  if (head) head->reg_prev_ = f;
-  head = f;
-}
-
-void Registry::erase(Fiber* f) noexcept {
-  std::lock_guard lk(lock);
-  if (f->reg_prev_) f->reg_prev_->reg_next_ = f->reg_next_; else head = f->reg_next_;
-  if (f->reg_next_) f->reg_next_->reg_prev_ = f->reg_prev_;
-  f->reg_prev_ = f->reg_next_ = nullptr;
-  f->reg_list_ = nullptr;
 }
 
 Worker::Worker(Scheduler& s, unsigned index)
@@ -319,7 +297,7 @@ Fiber* Worker::find_work() {
   maintenance();
   if (Fiber* f = next_local()) return f;
   // Out of local work: now take a batch of the global queue.
-  if (take_global(0)) {
+  if (take_global_share()) {
     if (Fiber* f = next_local()) return f;
   }
   return steal();
@@ -333,7 +311,7 @@ void Worker::maintenance() {
   // A batch on top of the LIFO deque here would run new fibers ahead of the
   // ones timers just woke, and with 100,000 sleepers every one of them would
   // start (and hold a stack) before the first could finish.
-  take_global(1);
+  take_global_one();
   fire_own_timers();
   if (!io_poll_on_ && poller_set_.load(std::memory_order_relaxed)) [[unlikely]] install_poller();
   // Busy workers see readiness here, without blocking (io_hook.hpp).
@@ -348,20 +326,24 @@ void Worker::maintenance() {
 
 void Worker::drain_inbox() {
   if (inbox_.empty()) return;
-  FiberList l = inbox_.take(0);
+  FiberList l = inbox_.take_all();
   while (Fiber* f = l.pop_front()) push_fifo(f);
 }
 
-// take_global: up to `max` fibers (0: a fair share) from the global queue.
-// A single fiber goes to the back of the FIFO; a batch goes onto the deque.
-bool Worker::take_global(std::size_t max) {
+// take_global_one: one fiber from the global queue, to the back of the FIFO.
+bool Worker::take_global_one() {
   if (sched_.global_empty()) return false;
-  if (max == 1) {
-    FiberList l = sched_.take_global(1);
-    if (l.empty()) return false;
-    push_fifo(l.pop_front());
-    return true;
-  }
+  FiberList l = sched_.take_global(1);
+  if (l.empty()) return false;
+  push_fifo(l.pop_front());
+  return true;
+}
+
+// take_global_share: a fair share of the global queue (its length over the
+// number of workers, plus one; at most 64 and half the deque's free room),
+// onto the deque (the FIFO takes what does not fit).
+bool Worker::take_global_share() {
+  if (sched_.global_empty()) return false;
   const std::size_t free = deque_.capacity() - deque_.size_hint();
   std::size_t n = sched_.global_size_hint() / sched_.size() + 1;
   n = std::min({n, free / 2, std::size_t{64}});
@@ -553,7 +535,7 @@ void Worker::park() {
   const bool watching = look_again != std::chrono::steady_clock::time_point::max();
   if (watching) sched_.add_watcher(1);
   std::uint64_t mark = 0;
-  const bool watch = sched_.quiet(mark);
+  const bool watch = sched_.all_asleep(mark);
   const auto watch_since = std::chrono::steady_clock::now();
   const auto wake_at = std::min(next_deadline(), look_again);
   if (io_poll_on_) {
@@ -870,10 +852,10 @@ void Worker::land(void* from) {
     push_fifo(prev);
     return;
   }
-  land_other(from);
+  land_slow(from);
 }
 
-void Worker::land_other(void* from) {
+void Worker::land_slow(void* from) {
   const Pending::Kind kind = pending_.kind;
   Fiber* const prev = pending_.prev;
   pending_.kind = Pending::none;
@@ -895,7 +877,7 @@ void Worker::land_other(void* from) {
     case Pending::finish:
       finish(prev);
       break;
-    case Pending::requeue:
+    case Pending::hop:
       prev->ctx_.fctx = from;
       prev->state_.store(FiberState::ready, std::memory_order_relaxed);
       pending_.target->push_inbox(prev);
@@ -923,20 +905,21 @@ void Worker::after_wait_publish(const Pending& p) {
   const std::uint64_t gen = w->gen;
   const bool shielded = f->shield_depth_ != 0;
   f->state_.store(FiberState::suspended, std::memory_order_relaxed);
-  // requeue: the wait is over and nobody else will wake the fiber (publish
-  // declined, or we completed it as cancelled ourselves).
-  bool requeue = !(*p.publish)();
-  if (!requeue && !shielded) {
+  // wait_over: the wait is over and nobody else will wake the fiber (publish
+  // declined, or we completed it as cancelled ourselves): it goes back on
+  // the LIFO slot.
+  bool wait_over = !(*p.publish)();
+  if (!wait_over && !shielded) {
     std::uint64_t expected = gen;  // waiting, not yet cancellable
-    requeue = f->wait_cell_.compare_exchange_strong(expected, gen | Waiter::kCancellable,
-                                                    std::memory_order_seq_cst,
-                                                    std::memory_order_relaxed) &&
-              f->cancel_requested_.load(std::memory_order_seq_cst) &&
-              w->try_complete(Waiter::cancelled);
+    wait_over = f->wait_cell_.compare_exchange_strong(expected, gen | Waiter::kCancellable,
+                                                      std::memory_order_seq_cst,
+                                                      std::memory_order_relaxed) &&
+                f->cancel_requested_.load(std::memory_order_seq_cst) &&
+                w->try_complete(Waiter::cancelled);
     // Otherwise the wait goes on, or (CAS failed) a completer already won
     // and its wake resumes the fiber.
   }
-  if (requeue) {
+  if (wait_over) {
     f->state_.store(FiberState::ready, std::memory_order_relaxed);
     push_lifo(f);
   } else if (p.deadline != nullptr) {

@@ -19,8 +19,10 @@
 #include <spindle/runtime/stats.hpp>
 #include <spindle/runtime/suspend.hpp>
 
+#include "coarse_clock.hpp"
 #include "context.hpp"
 #include "fiber_list.hpp"
+#include "registry.hpp"
 #include "run_queue.hpp"
 #include "stack_pool.hpp"
 #include "timer_heap.hpp"
@@ -29,29 +31,17 @@ namespace spindle::detail {
 
 class Scheduler;
 
-// coarse_now: steady_clock's epoch at jiffy resolution.
-// CLOCK_MONOTONIC_COARSE reads a kernel-updated value without the TSC.
-std::chrono::steady_clock::time_point coarse_now() noexcept;
-
-// Registry of live fibers for dumps: an intrusive list under a spin lock.
-struct Registry {
-  SpinLock lock;  // rank: leaf
-  Fiber* head = nullptr;
-  void insert(Fiber* f) noexcept;
-  void erase(Fiber* f) noexcept;
-};
-
 // What the context that lands after a switch must do for the one that left
 // (which can no longer act: it is off its stack). See Worker::land.
 struct Pending {
-  enum Kind : std::uint8_t { none, from_scheduler, wait, yield, finish, requeue };
+  enum Kind : std::uint8_t { none, from_scheduler, wait, yield, finish, hop };
   Kind kind = none;
   Fiber* prev = nullptr;
   // wait
   Waiter* waiter = nullptr;
   const std::chrono::steady_clock::time_point* deadline = nullptr;
   FunctionRef<bool()>* publish = nullptr;
-  // requeue
+  // hop (hop_to_worker): the worker whose inbox takes the fiber
   class Worker* target = nullptr;
 };
 
@@ -146,7 +136,7 @@ class Worker {
 
   // The landing side of every switch (see Pending).
   void land(void* from_fctx);
-  void land_other(void* from_fctx);  // every kind but yield
+  void land_slow(void* from_fctx);  // every other kind (land() inlines yield)
 
   // --- hand-off (handoff.cpp; docs/runtime.md "Hand-off") ---
   // The SIGURG handler's side, on this worker's thread: if the signal
@@ -178,7 +168,8 @@ class Worker {
   Fiber* find_work();
   void maintenance();
   void drain_inbox();
-  bool take_global(std::size_t max);
+  bool take_global_one();    // to the back of the FIFO
+  bool take_global_share();  // a batch onto the deque
   Fiber* steal();
   void park();
   bool has_work_for_park() const;
