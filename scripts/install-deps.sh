@@ -16,6 +16,7 @@ packages=(
   libuv1-dev             # I/O readiness and timers; found through pkg-config
   libbenchmark-dev       # Google Benchmark (bench/)
   catch2                 # Catch2 v2 (tests/)
+  python3                # the asyncio peer of bench/process (asyncio_spawn.py)
 )
 
 missing=()

@@ -165,7 +165,9 @@ Reactor::Reactor(unsigned workers) : chunks_(new std::atomic<Descriptor*>[kMaxCh
   }
   for (unsigned i = 0; i < workers; ++i) {
     spindle::detail::set_worker_poller(
-        i, epfd_[i], [](void* ctx, unsigned w) noexcept { static_cast<Reactor*>(ctx)->poll(w); }, this);
+        i, epfd_[i],
+        [](void* ctx, const epoll_event* ev, int n) noexcept { static_cast<Reactor*>(ctx)->dispatch(ev, n); },
+        this);
   }
 }
 
@@ -253,9 +255,7 @@ void Reactor::close(Descriptor* d) noexcept {
   free_ = d;
 }
 
-void Reactor::poll(unsigned i) noexcept {
-  epoll_event ev[64];
-  const int n = epoll_wait(epfd_[i], ev, 64, 0);
+void Reactor::dispatch(const epoll_event* ev, int n) noexcept {
   for (int k = 0; k < n; ++k) {
     const std::uint64_t tag = ev[k].data.u64;
     const auto slot = static_cast<std::uint32_t>(tag);

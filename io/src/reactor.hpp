@@ -2,8 +2,8 @@
 // no-lost-wake-up argument; docs/decisions/0005-io-readiness.md the design
 // choice and its syscall counts).
 //
-// Each worker owns an edge-triggered epoll instance, watched by its libuv
-// loop (detail/io_hook.hpp). A socket is registered once, in the instance of
+// Each worker owns an edge-triggered epoll instance, which the worker itself
+// polls and parks in (detail/io_hook.hpp). A socket is registered once, in the instance of
 // the worker its fiber ran on, with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET and a
 // tag (slot index, generation) naming a type-stable Descriptor: descriptors
 // live in chunks that are freed only with the reactor, so a poller holding a
@@ -23,6 +23,7 @@
 #include <mutex>
 #include <vector>
 
+#include <spindle/runtime/detail/io_hook.hpp>
 #include <spindle/runtime/suspend.hpp>
 
 namespace spindle::io::detail {
@@ -103,8 +104,11 @@ struct Descriptor {
   std::atomic<bool> write_broken{false};
   Descriptor* next_free = nullptr;  // guarded by Reactor::mu_
 
+  // The generation has 24 bits (Dir::kGenMask), so a tag's top byte is 0,
+  // never the runtime's (io_hook.hpp kRuntimeTagByte).
   std::uint64_t tag() const noexcept { return (std::uint64_t{gen} << 32) | slot; }
 };
+static_assert((std::uint64_t{Dir::kGenMask} << 32) >> 56 != spindle::detail::kRuntimeTagByte);
 
 class Reactor {
  public:
@@ -125,8 +129,9 @@ class Reactor {
   // handle's owner only, once.
   void close(Descriptor* d) noexcept;
 
-  // poll: drains worker i's epoll instance without blocking (WorkerPollFn).
-  void poll(unsigned i) noexcept;
+  // dispatch: events the worker read from one of our epoll instances
+  // (WorkerPollFn; any worker thread, concurrently).
+  void dispatch(const epoll_event* ev, int n) noexcept;
 
  private:
   Descriptor* alloc();

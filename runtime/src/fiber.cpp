@@ -1,6 +1,5 @@
 // fiber.cpp: spawn, a fiber's life on its stack, join and cancel.
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <typeinfo>
 #include <vector>
@@ -9,15 +8,10 @@
 #include <spindle/runtime/suspend.hpp>
 
 #include "check.hpp"
+#include "run_fiber.hpp"
 #include "scheduler.hpp"
 
 namespace spindle::detail {
-
-void check_failed(const char* file, int line, const char* msg) noexcept {
-  std::fprintf(stderr, "spindle: %s:%d: %s\n", file, line, msg);
-  std::fflush(stderr);
-  std::abort();
-}
 
 const char* to_string(FiberState s) noexcept {
   switch (s) {
@@ -114,7 +108,7 @@ void run_fiber(Fiber* f) noexcept {
   for (std::size_t i = 0; i < n; ++i) wake(*small[i]);
   for (Waiter* w : more) wake(*w);
   f->state_.store(FiberState::done, std::memory_order_relaxed);
-  if (auto* reg = static_cast<Registry*>(f->reg_list_)) reg->erase(f);
+  if (Registry* reg = f->reg_list_) reg->erase(f);
 }
 
 namespace {

@@ -63,12 +63,13 @@ class InjectQueue {
     list_.splice_back(l);
     len_.store(list_.size(), std::memory_order_release);
   }
-  // Takes up to max fibers (all if max == 0).
-  FiberList take(std::size_t max) {
+  // Takes every fiber.
+  FiberList take_all() { return take_up_to(kAll); }
+  // Takes up to max fibers, oldest first.
+  FiberList take_up_to(std::size_t max) {
     FiberList out;
     if (empty()) return out;
     std::lock_guard lk(lock_);
-    if (max == 0) max = list_.size();
     while (out.size() < max && !list_.empty()) out.push_back(list_.pop_front());
     len_.store(list_.size(), std::memory_order_relaxed);
     return out;
@@ -77,6 +78,7 @@ class InjectQueue {
   std::size_t size_hint() const noexcept { return len_.load(std::memory_order_relaxed); }
 
  private:
+  static constexpr std::size_t kAll = static_cast<std::size_t>(-1);
   SpinLock lock_;  // rank: leaf
   FiberList list_;  // SPINDLE_GUARDED_BY(lock_)
   std::atomic<std::size_t> len_{0};

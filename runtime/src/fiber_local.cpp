@@ -2,9 +2,12 @@
 #include <spindle/runtime/fiber_local.hpp>
 
 #include <atomic>
+#include <utility>
 #include <vector>
 
-#include "scheduler.hpp"
+#include <spindle/runtime/suspend.hpp>
+
+#include "run_fiber.hpp"
 
 namespace spindle::detail {
 

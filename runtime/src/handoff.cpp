@@ -32,6 +32,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "handoff.hpp"
 #include "scheduler.hpp"
 #include "signal_chain.hpp"
 
@@ -162,7 +163,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     }
     // Its sockets' readiness waits in its io poller until its next
     // maintenance round: deliver it from here (io_hook.hpp).
-    if (stuck) v.run_poller();
+    if (stuck) v.rescue_poll();
     if (stuck && v.next_deadline() <= now) {
       const std::size_t fired = v.fire_due_timers(now);
       v.timers_taken_.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only

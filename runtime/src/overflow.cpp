@@ -15,9 +15,10 @@
 #include <cstring>
 #include <mutex>
 
-#include "scheduler.hpp"
-#include "stack_canary.hpp"
+#include "overflow.hpp"
 #include "signal_chain.hpp"
+#include "stack_canary.hpp"
+#include "worker.hpp"
 
 namespace spindle::detail {
 

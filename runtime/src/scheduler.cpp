@@ -11,6 +11,9 @@
 #include <spindle/runtime/errors.hpp>
 
 #include "check.hpp"
+#include "coarse_clock.hpp"
+#include "handoff.hpp"
+#include "overflow.hpp"
 
 namespace spindle::detail {
 
@@ -248,7 +251,7 @@ Stats Scheduler::stats() const {
 
 // ---- deadlock detection ---------------------------------------------------
 
-bool Scheduler::quiet(std::uint64_t& mark) const noexcept {
+bool Scheduler::all_asleep(std::uint64_t& activity_mark) const noexcept {
   if (opts_.deadlock_grace.count() <= 0) return false;
   if (parked_count_.load(std::memory_order_seq_cst) != static_cast<int>(size())) return false;
   if (external_work() != 0 || !global_.empty()) return false;
@@ -258,7 +261,7 @@ bool Scheduler::quiet(std::uint64_t& mark) const noexcept {
     if (w->timer_count() != 0 || w->has_stealable() || !w->inbox_empty()) return false;
   }
   if (live_fibers() == 0) return false;
-  mark = activity();
+  activity_mark = activity();
   return true;
 }
 
@@ -268,7 +271,7 @@ void Scheduler::check_deadlock(std::uint64_t mark,
   // only a full grace period of quiet counts; otherwise park() starts over.
   if (std::chrono::steady_clock::now() - since < opts_.deadlock_grace) return;
   std::uint64_t again = 0;
-  if (!quiet(again) || again != mark) return;
+  if (!all_asleep(again) || again != mark) return;
   {
     std::lock_guard lk(main_mu_);
     if (deadlock_ || main_done_) return;

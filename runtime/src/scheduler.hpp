@@ -16,6 +16,7 @@
 
 #include "fiber_list.hpp"
 #include "offload_pools.hpp"
+#include "registry.hpp"
 #include "stack_pool.hpp"
 #include "worker.hpp"
 
@@ -41,7 +42,7 @@ class Scheduler {
   void wake_fiber(Fiber* f);  // a fiber whose waiter was won (see wake())
   void push_global(Fiber* f);
   void push_global(FiberList& l);
-  FiberList take_global(std::size_t max) { return global_.take(max); }
+  FiberList take_global(std::size_t max) { return global_.take_up_to(max); }
   bool global_empty() const noexcept { return global_.empty(); }
   std::size_t global_size_hint() const noexcept { return global_.size_hint(); }
   // notify_work: new stealable work exists; unpark one worker if nobody is
@@ -80,9 +81,10 @@ class Scheduler {
   Stats stats() const;
 
   // --- deadlock detection ---
-  // True when this worker, about to park last, sees nothing that could ever
-  // wake a fiber. `mark` receives the activity count to compare later.
-  bool quiet(std::uint64_t& mark) const noexcept;
+  // all_asleep: true when this worker, about to park last, sees nothing
+  // that could ever wake a fiber. `activity_mark` receives the activity
+  // count that check_deadlock compares after the grace period.
+  bool all_asleep(std::uint64_t& activity_mark) const noexcept;
   void check_deadlock(std::uint64_t mark, std::chrono::steady_clock::time_point since);
 
   // --- main fiber / shutdown (the thread in block_on) ---
@@ -165,18 +167,5 @@ Scheduler* default_scheduler() noexcept;
 
 // Number of ExternalWork guards alive (all runtimes).
 long external_work() noexcept;
-
-// Defined in handoff.cpp: the SIGURG handler of the hand-off.
-void install_handoff_handler();
-
-// Defined in overflow.cpp.
-void install_overflow_handler();
-void thread_altstack_init();
-void thread_altstack_free();
-
-// Defined in fiber.cpp: runs a fiber's body and completion on its stack.
-void run_fiber(Fiber* f) noexcept;
-// Defined in fiber_local.cpp.
-void destroy_fiber_locals(Fiber* f) noexcept;
 
 }  // namespace spindle::detail

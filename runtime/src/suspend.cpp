@@ -149,7 +149,7 @@ int hop_to_worker(int index) {
   const int prev = f->affinity_ ? static_cast<int>(f->affinity_->index()) : -1;
   Worker* target = &s.worker(static_cast<unsigned>(index));
   f->affinity_ = target;
-  if (target != wk) wk->switch_out(Pending{Pending::requeue, f, nullptr, nullptr, nullptr, target});
+  if (target != wk) wk->switch_out(Pending{Pending::hop, f, nullptr, nullptr, nullptr, target});
   return prev;
 }
 

@@ -7,14 +7,16 @@
 //                 first; the rest of it moves into the deque so thieves see it)
 //   maintenance() every kMaintenanceInterval picks, and whenever the worker
 //                 runs dry: inbox (fibers that must run here), a batch of the
-//                 global queue, due timers, a non-blocking poll of the loop.
+//                 global queue, due timers, a non-blocking poll of the loop
+//                 and of the io instance.
 //   steal():      half of a random victim's deque, if fewer than half of the
 //                 workers are searching already.
 //   park():       first look after workers stuck in one fiber (fire their
 //                 due timers, ask them by signal to make their queued fibers
 //                 stealable: handoff.cpp), then sleep in uv_run(UV_RUN_ONCE)
-//                 until I/O, the nearest timer, the next look, or a waker's
-//                 write to our wake eventfd.
+//                 (or, once io gave us its epoll instance, in that instance:
+//                 install_poller) until I/O, the nearest timer, the next
+//                 look, or a waker's write to our wake eventfd.
 //
 // Fibers switch directly to the next fiber when one is at hand (no trip
 // through the scheduler context); the landing side finishes the switch for
@@ -30,15 +32,19 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <iostream>
 
 #include "check.hpp"
-#include "stack_canary.hpp"
 #include "context.hpp"
+#include "overflow.hpp"
+#include "run_fiber.hpp"
 #include "scheduler.hpp"
+#include "stack_canary.hpp"
 
 namespace spindle::detail {
 
@@ -86,42 +92,42 @@ void on_timerfd(uv_poll_t* h, int, int) {
   (void)!read(static_cast<Worker*>(h->data)->timer_fd(), &expirations, sizeof expirations);
   uv_stop(h->loop);
 }
-// The io poller's fd is readable: readiness is waiting in the io layer's
-// epoll instance. The callback drains it (a parked worker wakes for it).
-void on_io_poll(uv_poll_t* h, int, int) { static_cast<Worker*>(h->data)->run_poller(); }
+// The worker's own entries in the io poller's epoll instance (io_hook.hpp).
+constexpr std::uint64_t kWakeTag = (kRuntimeTagByte << 56) | 1;
+constexpr std::uint64_t kLoopTag = (kRuntimeTagByte << 56) | 2;
+
+// epoll_pwait2 where it helps: a deadline in nanoseconds without a timerfd
+// (two timerfd_settime calls per timed park saved). Plain epoll_wait with
+// the timeout rounded up to whole milliseconds where the kernel lacks it
+// (Linux < 5.11), and under TSan, whose interceptors (GCC 12) know
+// epoll_wait's happens-before edge (epoll_ctl -> epoll_wait) but not
+// epoll_pwait2's.
+int wait_epoll(int epfd, epoll_event* ev, int max, const timespec* timeout) noexcept {
+  const bool zero = timeout != nullptr && timeout->tv_sec == 0 && timeout->tv_nsec == 0;
+#if !defined(__SANITIZE_THREAD__)
+  static std::atomic<bool> no_pwait2{false};
+  if (!zero && !no_pwait2.load(std::memory_order_relaxed)) {
+    const int n = epoll_pwait2(epfd, ev, max, timeout, nullptr);
+    if (n >= 0 || errno != ENOSYS) return n;
+    no_pwait2.store(true, std::memory_order_relaxed);
+  }
+#endif
+  int ms = -1;
+  if (timeout != nullptr) {
+    const std::int64_t ns = std::int64_t{timeout->tv_sec} * 1'000'000'000 + timeout->tv_nsec;
+    ms = static_cast<int>(std::min<std::int64_t>((ns + 999'999) / 1'000'000, 1 << 30));
+  }
+  return epoll_wait(epfd, ev, max, zero ? 0 : ms);
+}
 void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
 }
 }  // namespace
 
-std::chrono::steady_clock::time_point coarse_now() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return std::chrono::steady_clock::time_point(std::chrono::seconds(ts.tv_sec) +
-                                               std::chrono::nanoseconds(ts.tv_nsec));
-}
-
 [[gnu::noinline]] Worker* current_worker() noexcept {
   Worker* w = tls_worker;
   asm volatile("" ::: "memory");
   return w;
-}
-
-void Registry::insert(Fiber* f) noexcept {
-  std::lock_guard lk(lock);
-  f->reg_list_ = this;
-  f->reg_prev_ = nullptr;
-  f->reg_next_ = head;
-  if (head) head->reg_prev_ = f;
-  head = f;
-}
-
-void Registry::erase(Fiber* f) noexcept {
-  std::lock_guard lk(lock);
-  if (f->reg_prev_) f->reg_prev_->reg_next_ = f->reg_next_; else head = f->reg_next_;
-  if (f->reg_next_) f->reg_next_->reg_prev_ = f->reg_prev_;
-  f->reg_prev_ = f->reg_next_ = nullptr;
-  f->reg_list_ = nullptr;
 }
 
 Worker::Worker(Scheduler& s, unsigned index)
@@ -176,10 +182,9 @@ void Worker::thread_main() {
   uv_close(reinterpret_cast<uv_handle_t*>(&wake_poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_poll_), nullptr);
   if (sigquit_on_) uv_close(reinterpret_cast<uv_handle_t*>(&sigquit_), nullptr);
-  if (io_poll_on_) uv_close(reinterpret_cast<uv_handle_t*>(&io_poll_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   close(timer_fd_);
-  close(wake_fd_);
+  close_wake_fd();
   const int rc = uv_loop_close(&loop_);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
   thread_altstack_free();
@@ -292,7 +297,7 @@ Fiber* Worker::find_work() {
   maintenance();
   if (Fiber* f = next_local()) return f;
   // Out of local work: now take a batch of the global queue.
-  if (take_global(0)) {
+  if (take_global_share()) {
     if (Fiber* f = next_local()) return f;
   }
   return steal();
@@ -306,11 +311,11 @@ void Worker::maintenance() {
   // A batch on top of the LIFO deque here would run new fibers ahead of the
   // ones timers just woke, and with 100,000 sleepers every one of them would
   // start (and hold a stack) before the first could finish.
-  take_global(1);
+  take_global_one();
   fire_own_timers();
   if (!io_poll_on_ && poller_set_.load(std::memory_order_relaxed)) [[unlikely]] install_poller();
   // Busy workers see readiness here, without blocking (io_hook.hpp).
-  if (io_poll_on_) poller_fn_(poller_ctx_, index_);
+  if (io_poll_on_) poll_events(&kNoWait, true);
   if (uv_loop_alive(&loop_)) {
     uv_run(&loop_, UV_RUN_NOWAIT);
     polls_.inc();
@@ -321,20 +326,24 @@ void Worker::maintenance() {
 
 void Worker::drain_inbox() {
   if (inbox_.empty()) return;
-  FiberList l = inbox_.take(0);
+  FiberList l = inbox_.take_all();
   while (Fiber* f = l.pop_front()) push_fifo(f);
 }
 
-// take_global: up to `max` fibers (0: a fair share) from the global queue.
-// A single fiber goes to the back of the FIFO; a batch goes onto the deque.
-bool Worker::take_global(std::size_t max) {
+// take_global_one: one fiber from the global queue, to the back of the FIFO.
+bool Worker::take_global_one() {
   if (sched_.global_empty()) return false;
-  if (max == 1) {
-    FiberList l = sched_.take_global(1);
-    if (l.empty()) return false;
-    push_fifo(l.pop_front());
-    return true;
-  }
+  FiberList l = sched_.take_global(1);
+  if (l.empty()) return false;
+  push_fifo(l.pop_front());
+  return true;
+}
+
+// take_global_share: a fair share of the global queue (its length over the
+// number of workers, plus one; at most 64 and half the deque's free room),
+// onto the deque (the FIFO takes what does not fit).
+bool Worker::take_global_share() {
+  if (sched_.global_empty()) return false;
   const std::size_t free = deque_.capacity() - deque_.size_hint();
   std::size_t n = sched_.global_size_hint() / sched_.size() + 1;
   n = std::min({n, free / 2, std::size_t{64}});
@@ -412,7 +421,7 @@ void Worker::set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept {
   poller_fd_ = fd;
   poller_fn_ = fn;
   poller_ctx_ = ctx;
-  // release; pairs with the acquire in install_poller and run_poller.
+  // release; pairs with the acquire in install_poller and rescue_poll.
   poller_set_.store(true, std::memory_order_release);
   // The owner installs the handle itself (its loop, its thread) at its next
   // maintenance round; a parked owner must wake for that. An fd registered
@@ -421,18 +430,66 @@ void Worker::set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept {
   unpark();
 }
 
-// install_poller: owner thread. The handle stays unref'd like the wake and
-// timer polls: it must not keep the loop "alive" (maintenance would then run
-// a non-blocking uv_run, one more syscall, every round), and park() refs
-// wake_poll_ for the blocking run, which watches every active handle.
+// install_poller: owner thread. From here on the worker parks in the io
+// poller's epoll instance: its wake eventfd and its loop's backend fd move
+// there, so a wake-up for readiness is one epoll_wait instead of libuv's
+// epoll_wait followed by the io layer's (docs/runtime.md "Park/unpark").
+//  - The eventfd is edge-triggered and never read: every write is a new
+//    edge (eventfd_write wakes the epoll callback each time), and the
+//    counter cannot overflow in practice (one write per wake-up cycle).
+//  - The loop's backend fd is level-triggered: it stays readable while
+//    libuv has events (the SIGQUIT handle), which only the owner runs.
+//  - The libuv polls of both fds stop, so each wake-up is reported once.
 void Worker::install_poller() {
   // acquire; pairs with the release in set_poller.
   if (!poller_set_.load(std::memory_order_acquire)) return;
-  SPINDLE_CHECK(uv_poll_init(&loop_, &io_poll_, poller_fd_) == 0, "uv_poll_init (io poller) failed");
-  io_poll_.data = this;
-  uv_poll_start(&io_poll_, UV_READABLE, &on_io_poll);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&io_poll_));
+  uv_poll_stop(&wake_poll_);
+  uv_poll_stop(&timer_poll_);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLET;
+  ev.data.u64 = kWakeTag;
+  // A write already pending is not lost: adding a ready fd queues an event.
+  SPINDLE_CHECK(epoll_ctl(poller_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) == 0, "epoll_ctl (wake fd) failed");
+  ev.events = EPOLLIN;
+  ev.data.u64 = kLoopTag;
+  SPINDLE_CHECK(epoll_ctl(poller_fd_, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &ev) == 0,
+                "epoll_ctl (loop fd) failed");
+  // epoll_pwait2 sleeps with the thread's timer slack (50 us by default);
+  // the timerfd it replaces had none. Keep the park deadline precise.
+  (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   io_poll_on_ = true;
+}
+
+void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
+  epoll_event ev[64];
+  const int n = wait_epoll(poller_fd_, ev, 64, timeout);
+  bool woken = false, loop_ready = false;
+  int io = 0;  // io events, moved to the front
+  for (int i = 0; i < n; ++i) {
+    const std::uint64_t tag = ev[i].data.u64;
+    if (tag == kWakeTag) {
+      woken = true;
+    } else if (tag == kLoopTag) {
+      loop_ready = true;
+    } else {
+      ev[io++] = ev[i];
+    }
+  }
+  if (io > 0) poller_fn_(poller_ctx_, ev, io);
+  if (woken) {
+    if (owner) {
+      // As on_wake_fd, with the edge in place of the read: consumed first,
+      // then the flag cleared; a waker in between skipped its write, but
+      // its work is published and the owner re-checks its queues after
+      // this (maintenance's caller, or park's return).
+      clear_wake_pending();
+    } else {
+      // A rescuer took the owner's edge: the owner may be parked by now,
+      // and the flag is still set (no waker writes). Give the edge back.
+      write_wake_fd();
+    }
+  }
+  if (loop_ready && owner) uv_run(&loop_, UV_RUN_NOWAIT);
 }
 
 // ---- parking --------------------------------------------------------------
@@ -478,12 +535,34 @@ void Worker::park() {
   const bool watching = look_again != std::chrono::steady_clock::time_point::max();
   if (watching) sched_.add_watcher(1);
   std::uint64_t mark = 0;
-  const bool watch = sched_.quiet(mark);
+  const bool watch = sched_.all_asleep(mark);
   const auto watch_since = std::chrono::steady_clock::now();
-  arm_park_timer(std::min(next_deadline(), look_again), watch);
-  uv_ref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
-  uv_run(&loop_, UV_RUN_ONCE);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
+  const auto wake_at = std::min(next_deadline(), look_again);
+  if (io_poll_on_) {
+    // Parked in the io poller's instance (install_poller): a relative
+    // timeout, measured from after every check above, so never early.
+    timespec ts{};
+    const timespec* timeout = nullptr;
+    std::chrono::nanoseconds rel{-1};
+    if (wake_at != std::chrono::steady_clock::time_point::max()) {
+      rel = std::max(wake_at - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero());
+    } else if (watch) {
+      // Capped: a huge grace must not overflow nanoseconds (the detector
+      // compares the real elapsed time; a longer grace just parks again).
+      rel = std::min<std::chrono::nanoseconds>(sched_.options().deadlock_grace, std::chrono::hours(24));
+    }
+    if (rel.count() >= 0) {
+      ts.tv_sec = static_cast<time_t>(rel.count() / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(rel.count() % 1'000'000'000);
+      timeout = &ts;
+    }
+    poll_events(timeout, true);
+  } else {
+    arm_park_timer(wake_at, watch);
+    uv_ref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
+    uv_run(&loop_, UV_RUN_ONCE);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
+  }
   if (watching) sched_.add_watcher(-1);
   unparked_ = true;
   disarm_park_timer();
@@ -532,8 +611,30 @@ void Worker::disarm_park_timer() {
 void Worker::unpark() noexcept {
   // acq_rel: an unpark that finds the flag set relies on the pending write.
   if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
-  const std::uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof one);
+  write_wake_fd();
+}
+
+// write_wake_fd: the write of an unpark (or a rescuer's returned edge),
+// safe against the owner closing the eventfd at its exit: a plain thread
+// that woke a fiber (Event::set from a signal thread, say) may still be
+// between its flag and its write when the runtime shuts down, and its write
+// must not land on a closed, perhaps reused, descriptor. seq_cst on both
+// sides (Dekker): either close_wake_fd sees the writer counted and waits,
+// or the writer sees wake_closed_ and skips (the owner has left its loop).
+void Worker::write_wake_fd() noexcept {
+  wake_writers_.fetch_add(1, std::memory_order_seq_cst);
+  if (!wake_closed_.load(std::memory_order_seq_cst)) {
+    const std::uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+  // release; pairs with the acquire in close_wake_fd.
+  wake_writers_.fetch_sub(1, std::memory_order_release);
+}
+
+void Worker::close_wake_fd() noexcept {
+  wake_closed_.store(true, std::memory_order_seq_cst);
+  while (wake_writers_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  close(wake_fd_);
 }
 
 void Worker::push_inbox(Fiber* f) {
@@ -751,10 +852,10 @@ void Worker::land(void* from) {
     push_fifo(prev);
     return;
   }
-  land_other(from);
+  land_slow(from);
 }
 
-void Worker::land_other(void* from) {
+void Worker::land_slow(void* from) {
   const Pending::Kind kind = pending_.kind;
   Fiber* const prev = pending_.prev;
   pending_.kind = Pending::none;
@@ -776,7 +877,7 @@ void Worker::land_other(void* from) {
     case Pending::finish:
       finish(prev);
       break;
-    case Pending::requeue:
+    case Pending::hop:
       prev->ctx_.fctx = from;
       prev->state_.store(FiberState::ready, std::memory_order_relaxed);
       pending_.target->push_inbox(prev);
@@ -804,20 +905,21 @@ void Worker::after_wait_publish(const Pending& p) {
   const std::uint64_t gen = w->gen;
   const bool shielded = f->shield_depth_ != 0;
   f->state_.store(FiberState::suspended, std::memory_order_relaxed);
-  // requeue: the wait is over and nobody else will wake the fiber (publish
-  // declined, or we completed it as cancelled ourselves).
-  bool requeue = !(*p.publish)();
-  if (!requeue && !shielded) {
+  // wait_over: the wait is over and nobody else will wake the fiber (publish
+  // declined, or we completed it as cancelled ourselves): it goes back on
+  // the LIFO slot.
+  bool wait_over = !(*p.publish)();
+  if (!wait_over && !shielded) {
     std::uint64_t expected = gen;  // waiting, not yet cancellable
-    requeue = f->wait_cell_.compare_exchange_strong(expected, gen | Waiter::kCancellable,
-                                                    std::memory_order_seq_cst,
-                                                    std::memory_order_relaxed) &&
-              f->cancel_requested_.load(std::memory_order_seq_cst) &&
-              w->try_complete(Waiter::cancelled);
+    wait_over = f->wait_cell_.compare_exchange_strong(expected, gen | Waiter::kCancellable,
+                                                      std::memory_order_seq_cst,
+                                                      std::memory_order_relaxed) &&
+                f->cancel_requested_.load(std::memory_order_seq_cst) &&
+                w->try_complete(Waiter::cancelled);
     // Otherwise the wait goes on, or (CAS failed) a completer already won
     // and its wake resumes the fiber.
   }
-  if (requeue) {
+  if (wait_over) {
     f->state_.store(FiberState::ready, std::memory_order_relaxed);
     push_lifo(f);
   } else if (p.deadline != nullptr) {

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,8 +19,10 @@
 #include <spindle/runtime/stats.hpp>
 #include <spindle/runtime/suspend.hpp>
 
+#include "coarse_clock.hpp"
 #include "context.hpp"
 #include "fiber_list.hpp"
+#include "registry.hpp"
 #include "run_queue.hpp"
 #include "stack_pool.hpp"
 #include "timer_heap.hpp"
@@ -28,29 +31,17 @@ namespace spindle::detail {
 
 class Scheduler;
 
-// coarse_now: steady_clock's epoch at jiffy resolution.
-// CLOCK_MONOTONIC_COARSE reads a kernel-updated value without the TSC.
-std::chrono::steady_clock::time_point coarse_now() noexcept;
-
-// Registry of live fibers for dumps: an intrusive list under a spin lock.
-struct Registry {
-  SpinLock lock;  // rank: leaf
-  Fiber* head = nullptr;
-  void insert(Fiber* f) noexcept;
-  void erase(Fiber* f) noexcept;
-};
-
 // What the context that lands after a switch must do for the one that left
 // (which can no longer act: it is off its stack). See Worker::land.
 struct Pending {
-  enum Kind : std::uint8_t { none, from_scheduler, wait, yield, finish, requeue };
+  enum Kind : std::uint8_t { none, from_scheduler, wait, yield, finish, hop };
   Kind kind = none;
   Fiber* prev = nullptr;
   // wait
   Waiter* waiter = nullptr;
   const std::chrono::steady_clock::time_point* deadline = nullptr;
   FunctionRef<bool()>* publish = nullptr;
-  // requeue
+  // hop (hop_to_worker): the worker whose inbox takes the fiber
   class Worker* target = nullptr;
 };
 
@@ -145,7 +136,7 @@ class Worker {
 
   // The landing side of every switch (see Pending).
   void land(void* from_fctx);
-  void land_other(void* from_fctx);  // every kind but yield
+  void land_slow(void* from_fctx);  // every other kind (land() inlines yield)
 
   // --- hand-off (handoff.cpp; docs/runtime.md "Hand-off") ---
   // The SIGURG handler's side, on this worker's thread: if the signal
@@ -155,13 +146,14 @@ class Worker {
   bool handoff_in_signal() noexcept;
 
   // --- io poller (detail/io_hook.hpp) ---
-  // set_poller: any thread, once. run_poller: the owner (maintenance, its
-  // loop's callback) or a rescuer that found this worker stuck; the
-  // callback's contract allows both at once.
+  // set_poller: any thread, once. rescue_poll: a rescuer that found this
+  // worker stuck polls its instance without blocking (the owner polls in
+  // maintenance and parks in it; the callback's contract allows both at
+  // once).
   void set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept;
-  void run_poller() noexcept {
+  void rescue_poll() noexcept {
     // acquire; pairs with the release in set_poller (fd, fn, ctx).
-    if (poller_set_.load(std::memory_order_acquire)) poller_fn_(poller_ctx_, index_);
+    if (poller_set_.load(std::memory_order_acquire)) poll_events(&kNoWait, false);
   }
 
  private:
@@ -176,7 +168,8 @@ class Worker {
   Fiber* find_work();
   void maintenance();
   void drain_inbox();
-  bool take_global(std::size_t max);
+  bool take_global_one();    // to the back of the FIFO
+  bool take_global_share();  // a batch onto the deque
   Fiber* steal();
   void park();
   bool has_work_for_park() const;
@@ -272,6 +265,12 @@ class Worker {
   int wake_fd_ = -1;
   uv_poll_t wake_poll_;
   std::atomic<bool> wake_pending_{false};
+  // Writers of wake_fd_ in progress, and whether the owner closed it
+  // (write_wake_fd / close_wake_fd: any thread / the owner at its exit).
+  std::atomic<int> wake_writers_{0};
+  std::atomic<bool> wake_closed_{false};
+  void write_wake_fd() noexcept;
+  void close_wake_fd() noexcept;
   // Park timeout: a timerfd (nanosecond deadlines) watched by the loop, not
   // a uv_timer_t (epoll_wait's millisecond timeout would make every sleep up
   // to 1 ms late). docs/runtime.md "Timers".
@@ -282,14 +281,19 @@ class Worker {
   bool sigquit_on_ = false;
   // The io poller. poller_fd_/fn_/ctx_ are written once by set_poller before
   // the release store of poller_set_, and only read after an acquire load
-  // of it. io_poll_ (owner only) watches poller_fd_ once io_poll_on_.
+  // of it. Once io_poll_on_ (owner only), wake_fd_ and the loop's backend fd
+  // are entries of poller_fd_ and the worker parks there, not in uv_run.
   std::atomic<bool> poller_set_{false};
   int poller_fd_ = -1;
   WorkerPollFn poller_fn_ = nullptr;
   void* poller_ctx_ = nullptr;
-  uv_poll_t io_poll_;
   bool io_poll_on_ = false;
   void install_poller();
+  static constexpr timespec kNoWait{};
+  // poll_events: one wait on poller_fd_ (timeout nullptr: until an event),
+  // io events to the callback, the worker's own entries handled here. `owner`:
+  // the calling thread is this worker's.
+  void poll_events(const timespec* timeout, bool owner) noexcept;
 
   // Shared.
   // The timer heap: its owner adds (after_wait_publish); any worker may fire

@@ -6,5 +6,7 @@
 #include <spindle/io/fd_stream.hpp>
 #include <spindle/io/file.hpp>
 #include <spindle/io/fs.hpp>
+#include <spindle/io/process.hpp>
+#include <spindle/io/signal.hpp>
 #include <spindle/io/tcp.hpp>
 #include <spindle/io/udp.hpp>

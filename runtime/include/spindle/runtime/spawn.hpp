@@ -15,12 +15,13 @@ namespace spindle {
 
 namespace detail {
 
-// make_task_ex: make_task whose fiber may be marked cancelled before it is
-// scheduled (TaskGroup: a child spawned after a failure must never run its
-// body, and an idle worker could steal and start it at once).
+// make_task_maybe_cancelled: make_task whose fiber may be marked cancelled
+// before it is scheduled (TaskGroup: a child spawned after a failure must
+// never run its body, and an idle worker could steal and start it at once).
 template <class F, class... Args>
-auto make_task_ex(Scheduler* target, const SpawnOptions* opts, const std::source_location& where,
-                  bool start_cancelled, F&& f, Args&&... args) {
+auto make_task_maybe_cancelled(Scheduler* target, const SpawnOptions* opts,
+                               const std::source_location& where, bool start_cancelled, F&& f,
+                               Args&&... args) {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
   auto body = [fn = std::forward<F>(f),
                tup = std::make_tuple(std::forward<Args>(args)...)]() mutable -> R {
@@ -38,9 +39,15 @@ auto make_task_ex(Scheduler* target, const SpawnOptions* opts, const std::source
 template <class F, class... Args>
 auto make_task(Scheduler* target, const SpawnOptions* opts, const std::source_location& where,
                F&& f, Args&&... args) {
-  return make_task_ex(target, opts, where, false, std::forward<F>(f),
-                      std::forward<Args>(args)...);
+  return make_task_maybe_cancelled(target, opts, where, false, std::forward<F>(f),
+                                   std::forward<Args>(args)...);
 }
+
+// SpawnArgument: an argument for f in the spawn overloads that end in a
+// defaulted std::source_location: anything but a source_location, so that
+// spawn(f, where) takes `where` as the spawn site, not as an argument for f.
+template <class T>
+concept SpawnArgument = !std::same_as<std::decay_t<T>, std::source_location>;
 
 }  // namespace detail
 
@@ -59,16 +66,13 @@ auto spawn(F&& f, std::source_location where = std::source_location::current()) 
 // With arguments. A defaulted std::source_location cannot follow a
 // parameter pack, so up to three arguments have their own overloads (the
 // spawn site then points at the caller); with more, the site is unknown.
-template <class T>
-concept NotLocation = !std::same_as<std::decay_t<T>, std::source_location>;
-
-template <class F, NotLocation A0>
+template <class F, detail::SpawnArgument A0>
   requires std::invocable<std::decay_t<F>, std::decay_t<A0>>
 auto spawn(F&& f, A0&& a0, std::source_location where = std::source_location::current()) {
   return detail::make_task(nullptr, nullptr, where, std::forward<F>(f), std::forward<A0>(a0));
 }
 
-template <class F, NotLocation A0, NotLocation A1>
+template <class F, detail::SpawnArgument A0, detail::SpawnArgument A1>
   requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>>
 auto spawn(F&& f, A0&& a0, A1&& a1,
            std::source_location where = std::source_location::current()) {
@@ -76,7 +80,7 @@ auto spawn(F&& f, A0&& a0, A1&& a1,
                            std::forward<A1>(a1));
 }
 
-template <class F, NotLocation A0, NotLocation A1, NotLocation A2>
+template <class F, detail::SpawnArgument A0, detail::SpawnArgument A1, detail::SpawnArgument A2>
   requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>, std::decay_t<A2>>
 auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2,
            std::source_location where = std::source_location::current()) {

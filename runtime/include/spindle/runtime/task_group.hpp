@@ -81,19 +81,19 @@ class TaskGroup {
   // cannot follow a parameter pack, so up to three arguments have their own
   // overloads (the spawn site is the caller's); with more it is unknown
   // unless SpawnOptions come first (they record the site where they are made).
-  template <class F, NotLocation A0>
+  template <class F, detail::SpawnArgument A0>
     requires std::invocable<std::decay_t<F>, std::decay_t<A0>>
   auto spawn(F&& f, A0&& a0, std::source_location where = std::source_location::current()) {
     return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0));
   }
-  template <class F, NotLocation A0, NotLocation A1>
+  template <class F, detail::SpawnArgument A0, detail::SpawnArgument A1>
     requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>>
   auto spawn(F&& f, A0&& a0, A1&& a1,
              std::source_location where = std::source_location::current()) {
     return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0),
                        std::forward<A1>(a1));
   }
-  template <class F, NotLocation A0, NotLocation A1, NotLocation A2>
+  template <class F, detail::SpawnArgument A0, detail::SpawnArgument A1, detail::SpawnArgument A2>
     requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>,
                             std::decay_t<A2>>
   auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2,
@@ -154,7 +154,8 @@ class TaskGroup {
     };
     // Decided before the child is scheduled (a thief could start it at
     // once); a failure that comes later is handled by adopt().
-    auto task = detail::make_task_ex(nullptr, opts, where, cancelling(), std::move(body));
+    auto task = detail::make_task_maybe_cancelled(nullptr, opts, where, cancelling(),
+                                                  std::move(body));
     adopt(task.fiber());
     return task;
   }

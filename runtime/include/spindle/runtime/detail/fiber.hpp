@@ -21,6 +21,7 @@ namespace spindle::detail {
 class Worker;
 class Scheduler;
 struct Waiter;
+struct Registry;
 
 // One waiter's registration on one fiber's completion. Lives on the waiting
 // side's stack; linked into Fiber::joiners_ under that fiber's join_lock_.
@@ -160,7 +161,7 @@ class Fiber {
   // --- registry for dump_fibers (guarded by the registry list's lock) ---
   Fiber* reg_prev_ = nullptr;
   Fiber* reg_next_ = nullptr;
-  void* reg_list_ = nullptr;
+  Registry* reg_list_ = nullptr;  // the registry it is in (runtime/src/registry.hpp)
 
   FiberLocalSlots* locals_ = nullptr;  // fiber itself only
 

@@ -1,20 +1,29 @@
 // io_hook.hpp: the two things the io layer needs from the runtime, kept free
 // of io types: a per-runtime object it owns, and a per-worker poll callback.
 //
-// A worker poller is an fd (the io layer's epoll instance for that worker)
-// plus a callback. The worker watches the fd with one permanent, unref'd
-// uv_poll_t in its own loop, so a parked worker (uv_run UV_RUN_ONCE) wakes
-// when it becomes readable and runs the callback there; a busy worker calls
-// the callback in every maintenance() round (non-blocking); an idle worker
-// that finds another worker stuck in one fiber (docs/runtime.md "Hand-off")
-// calls that worker's callback too. So the callback must be safe to run on
-// any worker thread, concurrently with itself for the same worker, and must
-// not suspend. It may call wake().
+// A worker poller is an epoll instance (the io layer's, one per worker)
+// plus a callback that takes the io layer's events. The worker waits on
+// that instance itself: parked, it blocks in it (epoll_pwait2, so a timer
+// deadline keeps nanosecond precision); busy, it polls it without blocking
+// in every maintenance() round; an idle worker that finds another worker
+// stuck in one fiber (docs/runtime.md "Hand-off") polls that worker's
+// instance too. One epoll_wait per wake-up, nothing nested: the worker adds
+// its own entries (its wake eventfd, its libuv loop's backend fd) to the
+// instance with tags whose top byte is kRuntimeTagByte, and passes every
+// other event to the callback. So the io layer's tags must never have that
+// top byte; the callback must be safe to run on any worker thread,
+// concurrently with itself for the same worker, and must not suspend. It
+// may call wake().
 #pragma once
+
+#include <cstdint>
+
+struct epoll_event;
 
 namespace spindle::detail {
 
-using WorkerPollFn = void (*)(void* ctx, unsigned worker) noexcept;
+inline constexpr std::uint64_t kRuntimeTagByte = 0xff;  // epoll_event.data.u64 >> 56
+using WorkerPollFn = void (*)(void* ctx, const epoll_event* events, int n) noexcept;
 
 // runtime_extension: the calling fiber's runtime's io object: created by
 // make(worker_count) on the first call (under a lock; make must not
@@ -25,8 +34,9 @@ void* runtime_extension(void* (*make)(unsigned workers), void (*destroy)(void*) 
 
 // set_worker_poller: installs the poller of worker `worker` of the calling
 // fiber's runtime (once per worker; fd and ctx must live until destroy()).
-// The worker starts watching fd at its next maintenance round (it is
-// unparked for it); the callback is called from then on. Any thread.
+// The owner adds its entries to fd and polls it (and parks in it) from its
+// next maintenance round on, and is unparked for that; a rescuer polls it
+// as soon as it is set. Any thread.
 void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noexcept;
 
 }  // namespace spindle::detail

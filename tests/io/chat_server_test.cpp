@@ -1,0 +1,199 @@
+// chat_server_test.cpp: runs examples/chat_server as a separate process and
+// talks to it with plain blocking clients (each read has a 10 s receive
+// timeout, so a missing line fails the test instead of hanging it): the
+// greeting, joins and leaves announced to the others, each line broadcast to
+// every other client and never echoed to its sender, then graceful
+// shutdown: on SIGTERM the listener is closed, everyone is told, connected
+// clients may still chat and leave, and the server exits 0; on SIGINT with
+// an idle client it exits 0 after the grace period, cutting that client.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "spindle_test.hpp"
+
+extern char** environ;
+
+namespace {
+
+struct Server {
+  pid_t pid = -1;
+  int out = -1;  // the server's stdout
+  std::uint16_t port = 0;
+};
+
+std::string read_line_fd(int fd) {
+  std::string s;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') s += c;
+  return s;
+}
+
+std::string read_all(int fd) {
+  std::string s;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      s.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      return s;
+    }
+  }
+}
+
+Server start(const char* workers, const char* grace_ms) {
+  Server s;
+  int out[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+  char* argv[] = {const_cast<char*>(CHAT_SERVER_PATH), const_cast<char*>("0"), const_cast<char*>(workers),
+                  nullptr};
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e != nullptr; ++e) env_s.emplace_back(*e);
+  env_s.push_back(std::string("CHAT_GRACE_MS=") + grace_ms);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const int rc = posix_spawn(&s.pid, CHAT_SERVER_PATH, &fa, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  REQUIRE(rc == 0);
+  s.out = out[0];
+  const std::string first = read_line_fd(s.out);
+  INFO("first line: " << first);
+  s.port = static_cast<std::uint16_t>(std::strtoul(first.c_str(), nullptr, 10));
+  REQUIRE(s.port != 0);
+  return s;
+}
+
+int connect_to(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{spindle_test::kSanitized ? 40 : 10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+class Client {
+ public:
+  Client(std::uint16_t port, const std::string& name) : fd_(connect_to(port)) {
+    REQUIRE(fd_ >= 0);
+    send(name + "\n");
+  }
+  ~Client() { close(); }
+  void send(const std::string& s) {
+    REQUIRE(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));
+  }
+  // line: the next line without its '\n'; "<eof>" or "<timeout>" otherwise.
+  std::string line() {
+    for (;;) {
+      const std::size_t at = buf_.find('\n');
+      if (at != std::string::npos) {
+        std::string l = buf_.substr(0, at);
+        buf_.erase(0, at + 1);
+        return l;
+      }
+      char b[512];
+      const ssize_t n = ::recv(fd_, b, sizeof b, 0);
+      if (n == 0) return "<eof>";
+      if (n < 0) return errno == EAGAIN ? "<timeout>" : "<error>";
+      buf_.append(b, static_cast<std::size_t>(n));
+    }
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+}  // namespace
+
+TEST_CASE("chat_server: joins, broadcasts, leaves, then SIGTERM exits 0 after the clients finish") {
+  const char* workers = GENERATE("1", "2");
+  INFO("workers " << workers);
+  Server srv = start(workers, "30000");
+  {
+    Client a(srv.port, "alice");
+    CHECK(a.line() == "* welcome alice, 0 others here");
+    Client b(srv.port, "bob");
+    CHECK(b.line() == "* welcome bob, 1 others here");
+    CHECK(a.line() == "* bob joined");
+    Client c(srv.port, "carol");
+    CHECK(c.line() == "* welcome carol, 2 others here");
+    CHECK(a.line() == "* carol joined");
+    CHECK(b.line() == "* carol joined");
+
+    a.send("hello\n");
+    CHECK(b.line() == "alice: hello");
+    CHECK(c.line() == "alice: hello");
+    b.send("hi\n");
+    CHECK(a.line() == "bob: hi");  // not "alice: hello": no echo to the sender
+    CHECK(c.line() == "bob: hi");
+
+    c.close();
+    CHECK(a.line() == "* carol left");
+    CHECK(b.line() == "* carol left");
+
+    REQUIRE(::kill(srv.pid, SIGTERM) == 0);
+    CHECK(a.line() == "* server shutting down");
+    CHECK(b.line() == "* server shutting down");
+    // The listener is closed before the announcement.
+    const int late = connect_to(srv.port);
+    CHECK(late < 0);
+    if (late >= 0) ::close(late);
+    // Connected clients may still finish their conversation.
+    a.send("bye\n");
+    CHECK(b.line() == "alice: bye");
+    a.close();
+    CHECK(b.line() == "* alice left");
+  }
+  int status = 0;
+  REQUIRE(::waitpid(srv.pid, &status, 0) == srv.pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  const std::string rest = read_all(srv.out);
+  ::close(srv.out);
+  CHECK(rest.find("stopped on SIGTERM: 3 clients served\n") != std::string::npos);
+  CHECK(rest.find("cut after") == std::string::npos);
+}
+
+TEST_CASE("chat_server: SIGINT with an idle client exits 0 after the grace period") {
+  Server srv = start("2", "200");
+  Client idle(srv.port, "idle");
+  CHECK(idle.line() == "* welcome idle, 0 others here");
+  REQUIRE(::kill(srv.pid, SIGINT) == 0);
+  CHECK(idle.line() == "* server shutting down");
+  CHECK(idle.line() == "<eof>");  // cut when the grace period ended
+  int status = 0;
+  REQUIRE(::waitpid(srv.pid, &status, 0) == srv.pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  const std::string rest = read_all(srv.out);
+  ::close(srv.out);
+  CHECK(rest.find("stopped on SIGINT: 1 clients served, the rest cut after the grace period") !=
+        std::string::npos);
+}

@@ -1,0 +1,307 @@
+// process_test.cpp: Process and run_command (process.hpp): exit codes and
+// terminating signals, a missing program as an error at spawn, cwd and
+// environment, stdio to null and files, pipes in both directions with
+// large outputs on stdout and stderr at once (no deadlock), cancellation of
+// wait with the child still reaped (no zombie), timeouts that kill, 200
+// concurrent children, and no descriptor leaked.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spindle/io/process.hpp>
+#include <spindle/sync/all.hpp>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+namespace io = spindle::io;
+
+namespace {
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// gone_eventually: true once pid no longer exists, false if it is still
+// there (running or a zombie) after a generous while. Polls /proc: the
+// reaper thread reaps on its own schedule, and nothing else can tell us.
+bool gone_eventually(pid_t pid) {
+  const auto end = Clock::now() + slack(std::chrono::seconds(20));
+  const std::string path = "/proc/" + std::to_string(pid);
+  while (Clock::now() < end) {
+    if (!std::filesystem::exists(path)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+std::string temp_path(const char* name) {
+  return (std::filesystem::temp_directory_path() / (std::string("spindle_proc_") + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+template <class F>
+bool raises_timeout(F&& f) {
+  try {
+    f();
+  } catch (const sp::TimedOut&) {
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("process: exit codes and terminating signals") {
+  const unsigned workers = GENERATE(1u, 2u);
+  INFO("workers " << workers);
+  run_checked(workers, [&] {
+    auto ok = io::Process::spawn({"true"});
+    FIBER_CHECK(ok.pid() > 0);
+    FIBER_CHECK(ok.wait().success());
+    FIBER_CHECK(ok.wait().code == 0);  // again: the same status
+
+    auto three = io::Process::spawn({"sh", "-c", "exit 3"});
+    const io::ExitStatus s3 = three.wait();
+    FIBER_CHECK((s3.exited() && s3.code == 3));
+
+    io::ProcessOptions o;
+    o.in = io::Stdio::pipe();
+    auto cat = io::Process::spawn({"cat"}, o);
+    FIBER_CHECK(!cat.try_wait());
+    cat.kill(SIGTERM);
+    const io::ExitStatus st = cat.wait();
+    FIBER_CHECK((!st.exited() && st.signal == SIGTERM && st.code == -1));
+    cat.kill(SIGTERM);  // reaped: nothing happens, nobody else is hit
+
+    auto self = io::Process::spawn({"sh", "-c", "kill -9 $$"});
+    FIBER_CHECK(self.wait().signal == SIGKILL);
+  });
+}
+
+TEST_CASE("process: a missing program, cwd or input file is an error at spawn") {
+  run_checked(1, [&] {
+    auto fails_with = [](std::errc want, auto&& f) {
+      try {
+        f();
+      } catch (const std::system_error& e) {
+        INFO(e.what());
+        return e.code() == want;
+      }
+      return false;
+    };
+    FIBER_CHECK(fails_with(std::errc::no_such_file_or_directory,
+                           [] { io::Process::spawn({"/nonexistent/spindle-no-such-program"}); }));
+    FIBER_CHECK(fails_with(std::errc::no_such_file_or_directory,
+                           [] { io::Process::spawn({"spindle-no-such-program-in-path"}); }));
+    FIBER_CHECK(fails_with(std::errc::permission_denied, [] { io::Process::spawn({"/etc/passwd"}); }));
+    io::ProcessOptions cwd;
+    cwd.cwd = "/nonexistent/dir";
+    FIBER_CHECK(fails_with(std::errc::no_such_file_or_directory, [&] { io::Process::spawn({"true"}, cwd); }));
+    io::ProcessOptions in;
+    in.in = io::Stdio::to_file("/nonexistent/input");
+    FIBER_CHECK(fails_with(std::errc::no_such_file_or_directory, [&] { io::Process::spawn({"cat"}, in); }));
+    // The message names the program.
+    try {
+      io::Process::spawn({"spindle-no-such-program-in-path"});
+    } catch (const std::system_error& e) {
+      FIBER_CHECK(std::string(e.what()).find("spindle-no-such-program-in-path") != std::string::npos);
+    }
+  });
+}
+
+TEST_CASE("process: cwd, environment, null and file redirects") {
+  const std::string out_file = temp_path("out");
+  run_checked(2, [&] {
+    io::RunOptions r;
+    r.process.cwd = "/";
+    r.process.env = std::vector<std::string>{"SPINDLE_X=hello", "PATH=/usr/bin:/bin"};
+    auto o = io::run_command({"sh", "-c", "echo $SPINDLE_X; pwd; echo err >&2"}, r);
+    FIBER_CHECK(o.status.success());
+    FIBER_CHECK(o.out == "hello\n/\n");
+    FIBER_CHECK(o.err == "err\n");
+
+    io::ProcessOptions f;
+    f.out = io::Stdio::to_file(out_file);
+    f.err = io::Stdio::devnull();
+    FIBER_CHECK(io::Process::spawn({"sh", "-c", "echo one; echo lost >&2"}, f).wait().success());
+    f.out = io::Stdio::to_file(out_file, true);
+    FIBER_CHECK(io::Process::spawn({"echo", "two"}, f).wait().success());
+
+    io::ProcessOptions in;
+    in.in = io::Stdio::to_file(out_file);
+    in.out = io::Stdio::pipe();
+    auto cat = io::Process::spawn({"cat"}, in);
+    std::string got;
+    cat.stdout_pipe().read_to_end(got);
+    FIBER_CHECK(got == "one\ntwo\n");
+    FIBER_CHECK(cat.wait().success());
+
+    io::ProcessOptions null_in;
+    null_in.in = io::Stdio::devnull();
+    null_in.out = io::Stdio::pipe();
+    auto wc = io::Process::spawn({"wc", "-c"}, null_in);
+    std::string n;
+    wc.stdout_pipe().read_to_end(n);
+    FIBER_CHECK(n.find('0') != std::string::npos);
+    FIBER_CHECK(wc.wait().success());
+  });
+  std::filesystem::remove(out_file);
+}
+
+TEST_CASE("process: 10 MiB on stdout and stderr at once, and 10 MiB through cat, without deadlock") {
+  const unsigned workers = GENERATE(1u, 2u);
+  INFO("workers " << workers);
+  const std::size_t mib = 10 * 1024 * 1024;
+  run_checked(workers, [&] {
+    // Both streams written concurrently by the child: reading one to its
+    // end before the other would stall it on a full buffer.
+    auto o = io::run_command({"sh", "-c",
+                              "head -c 10485760 /dev/zero | tr '\\0' e >&2 & "
+                              "head -c 10485760 /dev/zero | tr '\\0' o; wait"});
+    FIBER_CHECK(o.status.success());
+    FIBER_CHECK(o.out.size() == mib);
+    FIBER_CHECK(o.err.size() == mib);
+    FIBER_CHECK(o.out.find_first_not_of('o') == std::string::npos);
+    FIBER_CHECK(o.err.find_first_not_of('e') == std::string::npos);
+
+    // The other direction: cat echoes while we still write.
+    std::string in(mib, '\0');
+    for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<char>((i * 7 + i / 4096) & 0xff);
+    io::RunOptions r;
+    r.input = in;
+    auto echoed = io::run_command({"cat"}, r);
+    FIBER_CHECK(echoed.status.success());
+    FIBER_CHECK(echoed.out == in);
+  });
+}
+
+TEST_CASE("process: pipes are streams; a child that closed its stdin gives broken_pipe, not SIGPIPE") {
+  run_checked(2, [&] {
+    io::ProcessOptions o;
+    o.in = o.out = io::Stdio::pipe();
+    auto p = io::Process::spawn({"sh", "-c", "read line; echo got:$line"}, o);
+    p.stdin_pipe().write_all("hello\nrest that nobody reads\n");
+    std::string buf;
+    const std::size_t n = p.stdout_pipe().read_until(buf, "\n", 1024);
+    FIBER_CHECK(buf.substr(0, n) == "got:hello\n");
+    FIBER_CHECK(p.wait().success());
+    std::string big(1 << 20, 'x');
+    bool broken = false;
+    try {
+      p.stdin_pipe().write_all(big);
+    } catch (const std::system_error& e) {
+      broken = e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset;
+    }
+    FIBER_CHECK(broken);
+  });
+}
+
+TEST_CASE("process: a cancelled or timed-out wait leaves the child running; it is still reaped") {
+  pid_t abandoned = -1;
+  pid_t timed = -1;
+  run_checked(2, [&] {
+    {
+      io::ProcessOptions o;
+      o.in = io::Stdio::pipe();
+      auto p = io::Process::spawn({"cat"}, o);  // runs until its stdin closes
+      abandoned = p.pid();
+      auto waiter = sp::spawn([&] { return p.wait(); });
+      wait_suspended(waiter, "process wait");
+      waiter.cancel();
+      FIBER_CHECK(raises_cancelled([&] { waiter.join(); }));
+      FIBER_CHECK(!p.try_wait());  // still running, unreaped
+    }  // ~Process closes cat's stdin: cat exits, and the reaper reaps it
+
+    io::ProcessOptions o;
+    o.in = io::Stdio::pipe();
+    auto p = io::Process::spawn({"cat"}, o);
+    timed = p.pid();
+    FIBER_CHECK(raises_timeout([&] { sp::with_timeout(std::chrono::milliseconds(20), [&] { return p.wait(); }); }));
+    p.stdin_pipe().close();
+    FIBER_CHECK(p.wait().success());  // a later wait reaps it
+  });
+  CHECK(gone_eventually(abandoned));
+  CHECK(gone_eventually(timed));
+}
+
+TEST_CASE("process: run_command with a timeout kills and reaps the child") {
+  run_checked(2, [&] {
+    io::RunOptions r;
+    r.timeout = std::chrono::milliseconds(50);
+    const auto t0 = Clock::now();
+    FIBER_CHECK(raises_timeout([&] { io::run_command({"sleep", "30"}, r); }));
+    // Not a speed claim: only that the 30 s child was not waited for.
+    FIBER_CHECK(Clock::now() - t0 < slack(std::chrono::seconds(10)));
+  });
+}
+
+TEST_CASE("process: 200 concurrent children, no descriptor leaked") {
+  const unsigned workers = GENERATE(1u, 2u);
+  INFO("workers " << workers);
+  const int n = kTsan ? 50 : 200;
+  std::atomic<int> right{0};
+  run_checked(workers, [&] {
+    // Warm-up: the first spawn creates the runtime's reactor (an epoll
+    // instance per worker), which stays until the runtime ends.
+    FIBER_CHECK(io::run_command({"true"}).status.success());
+    const std::size_t before = open_fds();
+    {
+      sp::TaskGroup g;
+      for (int i = 0; i < n; ++i) {
+        g.spawn([i, &right] {
+          auto o = io::run_command({"echo", std::to_string(i)});
+          if (o.status.success() && o.out == std::to_string(i) + "\n") right.fetch_add(1);
+        });
+      }
+      g.wait();
+    }
+    FIBER_CHECK(open_fds() == before);
+  });
+  CHECK(right.load() == n);
+}
+
+TEST_CASE("process: the child gets an empty signal mask and default dispositions") {
+  // The runtime's threads inherit this thread's mask: SIGUSR1 blocked and
+  // SIGUSR2 ignored in the parent must not reach the child.
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, &old);
+  struct sigaction ign {}, old_usr2{};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGUSR2, &ign, &old_usr2);
+  int sig1 = 0, sig2 = 0;
+  run_checked(1, [&] {
+    sig1 = io::Process::spawn({"sh", "-c", "kill -USR1 $$; exit 0"}).wait().signal;
+    sig2 = io::Process::spawn({"sh", "-c", "kill -USR2 $$; exit 0"}).wait().signal;
+  });
+  ::sigaction(SIGUSR2, &old_usr2, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  CHECK(sig1 == SIGUSR1);
+  CHECK(sig2 == SIGUSR2);
+}
+
+TEST_CASE("process: output past max_output is message_size, and the endless child is killed and reaped") {
+  run_checked(2, [&] {
+    io::RunOptions r;
+    r.max_output = 1 << 20;
+    bool too_big = false;
+    try {
+      io::run_command({"yes"}, r);  // never ends by itself
+    } catch (const std::system_error& e) {
+      too_big = e.code() == std::errc::message_size;
+    }
+    FIBER_CHECK(too_big);
+  });
+}

@@ -1,0 +1,171 @@
+// signal_test.cpp: SignalSet / wait_signal (signal.hpp): delivery to one and
+// to several waiting fibers, the set form, signals raised by another thread
+// (kill, pthread_kill), nothing lost between two waits of a loop,
+// cancellation and timeouts, a plain thread waiting, and the disposition
+// put back when the last watcher goes. SIGUSR1/SIGUSR2 only: their default
+// action would kill the test, so a signal that reached no spindle handler
+// fails loudly.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <spindle/io/signal.hpp>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+namespace io = spindle::io;
+
+namespace {
+
+// handler_of: the current disposition's handler for sig.
+void (*handler_of(int sig))(int) {
+  struct sigaction sa {};
+  ::sigaction(sig, nullptr, &sa);
+  return sa.sa_handler;
+}
+
+// raise_from_thread: sends sig to the process from a new plain thread.
+void raise_from_thread(int sig) {
+  std::thread([sig] { ::kill(::getpid(), sig); }).join();
+}
+
+std::atomic<int> g_own_handler_calls{0};
+extern "C" void own_handler(int) { g_own_handler_calls.fetch_add(1, std::memory_order_relaxed); }
+
+}  // namespace
+
+TEST_CASE("wait_signal: one waiter gets a signal raised by another thread") {
+  const unsigned workers = GENERATE(1u, 2u);
+  INFO("workers " << workers);
+  run_checked(workers, [&] {
+    auto t = sp::spawn([] { return io::wait_signal(SIGUSR1); });
+    wait_suspended(t, "signal");
+    raise_from_thread(SIGUSR1);
+    FIBER_CHECK(t.join() == SIGUSR1);
+  });
+  CHECK(handler_of(SIGUSR1) == SIG_DFL);
+}
+
+TEST_CASE("wait_signal: several waiters of one signal all get it") {
+  const unsigned workers = GENERATE(1u, 2u);
+  INFO("workers " << workers);
+  run_checked(workers, [&] {
+    std::vector<sp::Task<int>> ts;
+    for (int i = 0; i < 5; ++i) ts.push_back(sp::spawn([] { return io::wait_signal(SIGUSR1); }));
+    wait_suspended("signal", 5);
+    raise_from_thread(SIGUSR1);
+    for (auto& t : ts) FIBER_CHECK(t.join() == SIGUSR1);
+  });
+}
+
+TEST_CASE("wait_signal: the set form returns the signal that arrived") {
+  run_checked(2, [&] {
+    auto t = sp::spawn([] { return io::wait_signal({SIGUSR1, SIGUSR2}); });
+    wait_suspended(t, "signal");
+    raise_from_thread(SIGUSR2);
+    FIBER_CHECK(t.join() == SIGUSR2);
+  });
+}
+
+TEST_CASE("SignalSet: pthread_kill to a plain thread wakes the fiber") {
+  run_checked(2, [&] {
+    io::SignalSet set({SIGUSR1});
+    auto t = sp::spawn([&] { return set.wait(); });
+    wait_suspended(t, "signal");
+    // raise() in a thread of its own: the handler runs on that thread.
+    std::thread([] { ::raise(SIGUSR1); }).join();
+    FIBER_CHECK(t.join() == SIGUSR1);
+  });
+}
+
+TEST_CASE("SignalSet: a signal between two waits is kept for the next wait") {
+  run_checked(1, [&] {
+    io::SignalSet set({SIGUSR1, SIGUSR2});
+    FIBER_CHECK(!set.try_wait());
+    ::raise(SIGUSR1);  // the handler has run when raise returns
+    ::raise(SIGUSR1);  // merged with the first
+    ::raise(SIGUSR2);
+    FIBER_CHECK(set.wait() == SIGUSR1);
+    FIBER_CHECK(set.wait() == SIGUSR2);
+    FIBER_CHECK(!set.try_wait());
+    // A loop: every arrival after the previous return is seen.
+    for (int i = 0; i < 20; ++i) {
+      raise_from_thread(i % 2 ? SIGUSR1 : SIGUSR2);
+      FIBER_CHECK(set.wait() == (i % 2 ? SIGUSR1 : SIGUSR2));
+    }
+  });
+}
+
+TEST_CASE("wait_signal: cancellation and timeouts; the signal stays for the next wait") {
+  run_checked(2, [&] {
+    io::SignalSet set({SIGUSR1});
+    auto t = sp::spawn([&] { return set.wait(); });
+    wait_suspended(t, "signal");
+    t.cancel();
+    FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+
+    bool timed_out = false;
+    try {
+      sp::with_timeout(std::chrono::milliseconds(20), [&] { return set.wait(); });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    raise_from_thread(SIGUSR1);
+    FIBER_CHECK(set.wait() == SIGUSR1);
+  });
+}
+
+TEST_CASE("SignalSet: a plain thread may wait") {
+  io::SignalSet set({SIGUSR2});
+  std::thread raiser([] { ::kill(::getpid(), SIGUSR2); });
+  CHECK(set.wait() == SIGUSR2);
+  raiser.join();
+}
+
+TEST_CASE("SignalSet: the disposition is installed by the first watcher and restored by the last") {
+  CHECK(handler_of(SIGUSR2) == SIG_DFL);
+  {
+    io::SignalSet a({SIGUSR2});
+    CHECK(handler_of(SIGUSR2) != SIG_DFL);
+    {
+      io::SignalSet b({SIGUSR2});
+    }
+    CHECK(handler_of(SIGUSR2) != SIG_DFL);  // a still watches
+  }
+  CHECK(handler_of(SIGUSR2) == SIG_DFL);
+
+  // The program's own handler comes back too.
+  struct sigaction own {}, old{};
+  own.sa_handler = &own_handler;
+  sigemptyset(&own.sa_mask);
+  ::sigaction(SIGUSR1, &own, &old);
+  {
+    io::SignalSet s({SIGUSR1});
+    ::raise(SIGUSR1);
+    CHECK(s.try_wait() == SIGUSR1);
+  }
+  CHECK(handler_of(SIGUSR1) == &own_handler);
+  ::raise(SIGUSR1);
+  CHECK(g_own_handler_calls.load() == 1);
+  ::sigaction(SIGUSR1, &old, nullptr);
+}
+
+TEST_CASE("SignalSet: signals that cannot be waited for are refused") {
+  for (int sig : {SIGKILL, SIGSTOP, SIGSEGV, SIGURG, 0, 4096}) {
+    INFO("signal " << sig);
+    bool refused = false;
+    try {
+      io::SignalSet s({sig});
+    } catch (const std::system_error& e) {
+      refused = e.code() == std::errc::invalid_argument;
+    }
+    CHECK(refused);
+  }
+}
