@@ -124,13 +124,28 @@ using task_value_t = decltype(std::declval<std::remove_cvref_t<X>&>().join());
 template <class T>
 using gathered_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
-template <class T>
-gathered_t<T> take(Task<T>& t) {
-  if constexpr (std::is_void_v<T>) {
-    t.join();
+// take: the value of a done task, as join() gives it: an lvalue Task is
+// joined as an lvalue (a copyable value is copied and stays in the task), a
+// temporary or std::move'd one gives its value up (moved, no copy).
+template <class X>
+gathered_t<task_value_t<X>> take(X&& t) {
+  if constexpr (std::is_void_v<task_value_t<X>>) {
+    std::forward<X>(t).join();
     return std::monostate{};
   } else {
-    return t.join();
+    return std::forward<X>(t).join();
+  }
+}
+
+// result_taken: true when join() on the task would raise AlreadyJoined (its
+// move-only result was moved out earlier). Checked for every task before
+// gather takes any value, so a misuse costs no other task its result.
+template <class T>
+bool result_taken(const Task<T>& t) noexcept {
+  if constexpr (std::is_void_v<T>) {
+    return false;
+  } else {
+    return t.fiber()->taken();
   }
 }
 
@@ -192,15 +207,18 @@ class Settled<void> {
 };
 
 namespace detail {
-// settle: the outcome of a task that is done (join does not suspend).
-template <class T>
-Settled<T> settle(Task<T>& t) {
+// settle: the outcome of a task that is done (join does not suspend); an
+// lvalue is joined as an lvalue, a temporary gives its value up. A task
+// whose move-only result was already taken settles as AlreadyJoined.
+template <class X>
+Settled<task_value_t<X>> settle(X&& t) {
+  using T = task_value_t<X>;
   try {
     if constexpr (std::is_void_v<T>) {
-      t.join();
+      std::forward<X>(t).join();
       return Settled<T>();
     } else {
-      return Settled<T>(std::in_place, t.join());
+      return Settled<T>(std::in_place, std::forward<X>(t).join());
     }
   } catch (...) {
     return Settled<T>(std::current_exception());
@@ -210,8 +228,11 @@ Settled<T> settle(Task<T>& t) {
 
 // gather(t1, t2, ...): waits for every task and returns their values as a
 // tuple in argument order (void results are std::monostate). Takes the
-// tasks as lvalues or temporaries (gather(spawn(a), spawn(b))); it joins
-// each, so do not join them again.
+// tasks as lvalues or temporaries (gather(spawn(a), spawn(b))) and joins
+// each as join() would: an lvalue task keeps a copyable value (join it or
+// gather it again: the same value), a temporary or a move-only result is
+// moved out (a later join raises AlreadyJoined, and so does gather when
+// any of its tasks was already joined that way, before taking any value).
 //
 // First exception: as soon as one task ends with an exception (Cancelled
 // included), gather cancels the remaining tasks, waits until they have
@@ -232,8 +253,10 @@ SPINDLE_MAY_SUSPEND auto gather(Ts&&... ts)
   detail::Fiber* fs[] = {detail::fiber_of(ts)...};
   const std::ptrdiff_t failed = detail::gather_all(fs, sizeof...(Ts));
   if (failed >= 0) detail::rethrow_error(fs[failed]);
+  if ((detail::result_taken(ts) || ...)) throw AlreadyJoined();
   // Braced initialisation evaluates left to right; every join is immediate.
-  return std::tuple<detail::gathered_t<detail::task_value_t<Ts>>...>{detail::take(ts)...};
+  return std::tuple<detail::gathered_t<detail::task_value_t<Ts>>...>{
+      detail::take(std::forward<Ts>(ts))...};
 }
 
 // gather(tasks): as above for a vector; the values come back in input order.
@@ -243,6 +266,9 @@ SPINDLE_MAY_SUSPEND std::vector<detail::gathered_t<T>> gather(std::vector<Task<T
   const std::vector<detail::Fiber*> fs = detail::fibers_of(tasks);
   const std::ptrdiff_t failed = detail::gather_all(fs.data(), fs.size());
   if (failed >= 0) detail::rethrow_error(fs[static_cast<std::size_t>(failed)]);
+  for (const auto& t : tasks) {
+    if (detail::result_taken(t)) throw AlreadyJoined();
+  }
   std::vector<detail::gathered_t<T>> out;
   out.reserve(tasks.size());
   for (auto& t : tasks) out.push_back(detail::take(t));
@@ -271,7 +297,8 @@ SPINDLE_MAY_SUSPEND auto gather_settled(Ts&&... ts)
     -> std::tuple<Settled<detail::task_value_t<Ts>>...> {
   detail::Fiber* fs[] = {detail::fiber_of(ts)...};
   detail::settle_all(fs, sizeof...(Ts));
-  return std::tuple<Settled<detail::task_value_t<Ts>>...>{detail::settle(ts)...};
+  return std::tuple<Settled<detail::task_value_t<Ts>>...>{
+      detail::settle(std::forward<Ts>(ts))...};
 }
 
 // when_any(tasks) / when_any(t1, t2, ...): waits until one task has
