@@ -49,6 +49,7 @@
 #include <spindle/runtime/detail/fiber.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/errors.hpp>
+#include <spindle/runtime/spawn.hpp>
 #include <spindle/runtime/task.hpp>
 
 namespace spindle {
@@ -74,6 +75,8 @@ namespace detail {
 // The message of an exception: what() for std::exception and Cancelled,
 // "unknown exception" otherwise. Empty for a null pointer.
 std::string exception_what(const std::exception_ptr& e);
+// True when e holds spindle::TimedOut.
+bool is_timed_out(const std::exception_ptr& e) noexcept;
 // Rethrows a done fiber's exception, marking it observed (as join does).
 [[noreturn]] void rethrow_error(Fiber* f);
 
@@ -165,6 +168,10 @@ class Settled {
   bool ok() const noexcept { return !error_; }
   // cancelled: true when the task ended with spindle::Cancelled.
   bool cancelled() const noexcept { return detail::is_cancellation(error_); }
+  // timed_out: true when the task ended with spindle::TimedOut (a
+  // with_timeout / wait_for inside it ran out), so callers need not rethrow
+  // to find out.
+  bool timed_out() const noexcept { return detail::is_timed_out(error_); }
   // value: the task's value; rethrows the task's exception if it failed.
   T& value() & {
     if (error_) std::rethrow_exception(error_);
@@ -196,6 +203,7 @@ class Settled<void> {
   explicit Settled(std::exception_ptr e) noexcept : error_(std::move(e)) {}
   bool ok() const noexcept { return !error_; }
   bool cancelled() const noexcept { return detail::is_cancellation(error_); }
+  bool timed_out() const noexcept { return detail::is_timed_out(error_); }
   void value() const {
     if (error_) std::rethrow_exception(error_);
   }
@@ -259,35 +267,91 @@ SPINDLE_MAY_SUSPEND auto gather(Ts&&... ts)
       detail::take(std::forward<Ts>(ts))...};
 }
 
+namespace detail {
+// gather_vector / settle_vector: the engines of the vector overloads. With
+// `give_up`, each task gives its value up (moved out, as from a temporary).
+template <bool give_up, class T>
+std::vector<gathered_t<T>> gather_vector(std::vector<Task<T>>& tasks) {
+  const std::vector<Fiber*> fs = fibers_of(tasks);
+  const std::ptrdiff_t failed = gather_all(fs.data(), fs.size());
+  if (failed >= 0) rethrow_error(fs[static_cast<std::size_t>(failed)]);
+  for (const auto& t : tasks) {
+    if (result_taken(t)) throw AlreadyJoined();
+  }
+  std::vector<gathered_t<T>> out;
+  out.reserve(tasks.size());
+  for (auto& t : tasks) {
+    if constexpr (give_up) out.push_back(take(std::move(t)));
+    else out.push_back(take(t));
+  }
+  return out;
+}
+template <bool give_up, class T>
+std::vector<Settled<T>> settle_vector(std::vector<Task<T>>& tasks) {
+  const std::vector<Fiber*> fs = fibers_of(tasks);
+  settle_all(fs.data(), fs.size());
+  std::vector<Settled<T>> out;
+  out.reserve(tasks.size());
+  for (auto& t : tasks) {
+    if constexpr (give_up) out.push_back(settle(std::move(t)));
+    else out.push_back(settle(t));
+  }
+  return out;
+}
+
+// TaskBody: what gather/gather_settled accept instead of Tasks: a callable
+// with no parameters (spawned as a task by the combinator itself).
+template <class F>
+concept TaskBody = !is_task_v<std::remove_cvref_t<F>> && std::invocable<std::decay_t<F>>;
+
+// spawn_all: spawns each body, in argument order, as a task.
+template <class... Fs>
+auto spawn_all(Fs&&... fs) {
+  // A defaulted source_location cannot follow a pack: the spawn site is
+  // unknown rather than a line of this header.
+  return std::tuple<decltype(make_task(nullptr, nullptr, std::source_location{},
+                                       std::forward<Fs>(fs)))...>{
+      make_task(nullptr, nullptr, std::source_location{}, std::forward<Fs>(fs))...};
+}
+}  // namespace detail
+
 // gather(tasks): as above for a vector; the values come back in input order.
-// An empty vector gives an empty result at once.
+// An empty vector gives an empty result at once. An lvalue vector's tasks
+// are joined as lvalues (copyable values stay in them); gather(std::move(v))
+// or gather(a_function_returning_the_vector()) moves the values out.
 template <class T>
 SPINDLE_MAY_SUSPEND std::vector<detail::gathered_t<T>> gather(std::vector<Task<T>>& tasks) {
-  const std::vector<detail::Fiber*> fs = detail::fibers_of(tasks);
-  const std::ptrdiff_t failed = detail::gather_all(fs.data(), fs.size());
-  if (failed >= 0) detail::rethrow_error(fs[static_cast<std::size_t>(failed)]);
-  for (const auto& t : tasks) {
-    if (detail::result_taken(t)) throw AlreadyJoined();
-  }
-  std::vector<detail::gathered_t<T>> out;
-  out.reserve(tasks.size());
-  for (auto& t : tasks) out.push_back(detail::take(t));
-  return out;
+  return detail::gather_vector<false>(tasks);
+}
+template <class T>
+SPINDLE_MAY_SUSPEND std::vector<detail::gathered_t<T>> gather(std::vector<Task<T>>&& tasks) {
+  return detail::gather_vector<true>(tasks);
+}
+
+// gather(f1, f2, ...): spawns each callable (no parameters) as a task, then
+// gathers them as gather(t1, t2, ...) does: a tuple of the values in
+// argument order; on the first exception the others are cancelled and
+// waited for. gather([&] { return a(); }, [&] { return b(); }).
+template <class... Fs>
+  requires(sizeof...(Fs) > 0 && (detail::TaskBody<Fs> && ...))
+SPINDLE_MAY_SUSPEND auto gather(Fs&&... fs) {
+  auto tasks = detail::spawn_all(std::forward<Fs>(fs)...);
+  return std::apply([](auto&... t) { return gather(std::move(t)...); }, tasks);
 }
 
 // gather_settled(tasks): waits for every task and returns how each ended,
 // in input order; never throws a task's exception (asyncio's
 // return_exceptions=True). A task that fails does not disturb the others.
-// Joins each task. If the caller is cancelled meanwhile, the tasks are
-// cancelled and waited for (shielded) and Cancelled propagates.
+// Joins each task (an rvalue vector gives the values up, as gather does).
+// If the caller is cancelled meanwhile, the tasks are cancelled and waited
+// for (shielded) and Cancelled propagates.
 template <class T>
 SPINDLE_MAY_SUSPEND std::vector<Settled<T>> gather_settled(std::vector<Task<T>>& tasks) {
-  const std::vector<detail::Fiber*> fs = detail::fibers_of(tasks);
-  detail::settle_all(fs.data(), fs.size());
-  std::vector<Settled<T>> out;
-  out.reserve(tasks.size());
-  for (auto& t : tasks) out.push_back(detail::settle(t));
-  return out;
+  return detail::settle_vector<false>(tasks);
+}
+template <class T>
+SPINDLE_MAY_SUSPEND std::vector<Settled<T>> gather_settled(std::vector<Task<T>>&& tasks) {
+  return detail::settle_vector<true>(tasks);
 }
 
 // gather_settled(t1, t2, ...): the same as a tuple of Settled<T>.
@@ -299,6 +363,15 @@ SPINDLE_MAY_SUSPEND auto gather_settled(Ts&&... ts)
   detail::settle_all(fs, sizeof...(Ts));
   return std::tuple<Settled<detail::task_value_t<Ts>>...>{
       detail::settle(std::forward<Ts>(ts))...};
+}
+
+// gather_settled(f1, f2, ...): spawns each callable as a task, then as
+// gather_settled(t1, t2, ...).
+template <class... Fs>
+  requires(sizeof...(Fs) > 0 && (detail::TaskBody<Fs> && ...))
+SPINDLE_MAY_SUSPEND auto gather_settled(Fs&&... fs) {
+  auto tasks = detail::spawn_all(std::forward<Fs>(fs)...);
+  return std::apply([](auto&... t) { return gather_settled(std::move(t)...); }, tasks);
 }
 
 // when_any(tasks) / when_any(t1, t2, ...): waits until one task has
