@@ -339,6 +339,33 @@ SPINDLE_MAY_SUSPEND auto gather(Fs&&... fs) {
   return std::apply([](auto&... t) { return gather(std::move(t)...); }, tasks);
 }
 
+namespace detail {
+template <class...>
+inline constexpr bool gather_misuse_v = false;
+template <class>
+inline constexpr bool is_task_vector_v = false;
+template <class T>
+inline constexpr bool is_task_vector_v<std::vector<Task<T>>> = true;
+// GatherMisuse: arguments that are neither all Tasks nor all callables
+// (and not one vector of Tasks): the catch-all overloads below turn the
+// compiler's list of candidates into one sentence.
+template <class... Xs>
+concept GatherMisuse =
+    !(sizeof...(Xs) > 0 && (TaskArg<Xs> && ...)) && !(sizeof...(Xs) > 0 && (TaskBody<Xs> && ...)) &&
+    !(sizeof...(Xs) == 1 && (is_task_vector_v<std::remove_cvref_t<Xs>> && ...));
+}  // namespace detail
+
+template <class... Xs>
+  requires detail::GatherMisuse<Xs...>
+auto gather(Xs&&...) {
+  static_assert(detail::gather_misuse_v<Xs...>,
+                "Pass gather either Tasks from spawn (gather(t1, t2) or gather(spawn(f), "
+                "spawn(g))), or callables taking no arguments (gather(f, g)), or one "
+                "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
+                "arguments (bind them in a lambda: [&] { return f(x); }).");
+  return std::tuple<>();
+}
+
 // gather_settled(tasks): waits for every task and returns how each ended,
 // in input order; never throws a task's exception (asyncio's
 // return_exceptions=True). A task that fails does not disturb the others.
@@ -372,6 +399,17 @@ template <class... Fs>
 SPINDLE_MAY_SUSPEND auto gather_settled(Fs&&... fs) {
   auto tasks = detail::spawn_all(std::forward<Fs>(fs)...);
   return std::apply([](auto&... t) { return gather_settled(std::move(t)...); }, tasks);
+}
+
+template <class... Xs>
+  requires detail::GatherMisuse<Xs...>
+auto gather_settled(Xs&&...) {
+  static_assert(detail::gather_misuse_v<Xs...>,
+                "Pass gather_settled either Tasks from spawn (gather_settled(t1, t2)), or "
+                "callables taking no arguments (gather_settled(f, g)), or one "
+                "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
+                "arguments (bind them in a lambda: [&] { return f(x); }).");
+  return std::tuple<>();
 }
 
 // when_any(tasks) / when_any(t1, t2, ...): waits until one task has
