@@ -10,6 +10,7 @@
 #include <spindle/runtime/cancel.hpp>
 #include <spindle/runtime/gather.hpp>
 #include <spindle/runtime/suspend.hpp>
+#include <spindle/runtime/wait_for.hpp>
 
 namespace spindle::detail {
 
@@ -102,6 +103,32 @@ std::ptrdiff_t gather_all(Fiber* const* fs, std::size_t n) {
   if (caller_cancelled || failed >= 0) cancel_and_drain(fs, n);
   if (caller_cancelled) throw Cancelled{};
   return failed;
+}
+
+bool is_timed_out(const std::exception_ptr& e) noexcept {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const TimedOut&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool finish_or_cancel(Fiber* f, std::chrono::steady_clock::time_point deadline) {
+  bool in_time = false;
+  bool caller_cancelled = false;
+  try {
+    // wait_any returns early only when f is done (or the deadline passed).
+    in_time = f->done() || wait_any(&f, 1, &deadline) >= 0;
+  } catch (const Cancelled&) {
+    caller_cancelled = true;  // never suspend inside a handler (see above)
+  }
+  if (in_time) return true;
+  cancel_and_drain(&f, 1);
+  if (caller_cancelled) throw Cancelled{};
+  return false;
 }
 
 void settle_all(Fiber* const* fs, std::size_t n) {

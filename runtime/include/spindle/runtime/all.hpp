@@ -13,3 +13,5 @@
 #include <spindle/runtime/task_group.hpp>
 #include <spindle/runtime/task.hpp>
 #include <spindle/runtime/this_fiber.hpp>
+#include <spindle/runtime/ticker.hpp>
+#include <spindle/runtime/wait_for.hpp>

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -44,6 +45,7 @@ void leave_shield() noexcept;
 // CPU-bound code inside is only interrupted at suspension points (check
 // cancellation_requested()). On a plain thread f runs without a deadline.
 template <class F>
+  requires std::invocable<F&>
 SPINDLE_MAY_SUSPEND auto with_deadline(std::chrono::steady_clock::time_point t, F&& f)
     -> std::invoke_result_t<F&> {
   detail::DeadlineScope scope;
@@ -68,10 +70,38 @@ SPINDLE_MAY_SUSPEND auto with_deadline(std::chrono::steady_clock::time_point t, 
 
 // with_timeout: with_deadline(now + d, f). asyncio.timeout / wait_for. A d too
 // long for the clock means no deadline; zero or negative, one already passed.
+//
+// with_timeout bounds the *wait*, not a task: with_timeout(d, [&] { return
+// task.join(); }) leaves the task running when d passes. To cancel the task
+// then, use wait_for(task, d) (wait_for.hpp).
 template <class Rep, class Period, class F>
+  requires std::invocable<F&>
 SPINDLE_MAY_SUSPEND auto with_timeout(std::chrono::duration<Rep, Period> d, F&& f)
     -> std::invoke_result_t<F&> {
   return with_deadline(detail::deadline_after(d), std::forward<F>(f));
+}
+
+// Misuse: something that cannot be called with no arguments (a Task, a
+// value). One sentence instead of "no type named 'type' in invoke_result".
+namespace detail {
+template <class...>
+inline constexpr bool timeout_misuse_v = false;
+}  // namespace detail
+template <class Rep, class Period, class F>
+  requires(!std::invocable<F&>)
+auto with_timeout(std::chrono::duration<Rep, Period>, F&&) {
+  static_assert(detail::timeout_misuse_v<F>,
+                "Pass with_timeout a callable taking no arguments: with_timeout(d, [&] { return "
+                "task.join(); }) to bound a wait, or use wait_for(task, d) to wait for a Task and "
+                "cancel it when d passes.");
+}
+template <class F>
+  requires(!std::invocable<F&>)
+auto with_deadline(std::chrono::steady_clock::time_point, F&&) {
+  static_assert(detail::timeout_misuse_v<F>,
+                "Pass with_deadline a callable taking no arguments: with_deadline(t, [&] { "
+                "return task.join(); }) to bound a wait, or use wait_for(task, t - now) to wait "
+                "for a Task and cancel it when the deadline passes.");
 }
 
 // shield: runs f() with cancellation and deadlines held off: waits inside

@@ -26,4 +26,16 @@ struct Deadlock : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// AlreadyJoined is raised by a second join() of a Task whose result was
+// moved out: by the first join() of a Task with a move-only result, or by
+// std::move(task).join() (and gather / gather_settled over such a task).
+// A copyable result is never moved out by an lvalue join(): join() again
+// returns the same value, as awaiting an asyncio.Task again does.
+struct AlreadyJoined : std::logic_error {
+  AlreadyJoined()
+      : std::logic_error(
+            "spindle: join() on a Task whose move-only result was already taken by an "
+            "earlier join(); join once and keep the value") {}
+};
+
 }  // namespace spindle

@@ -49,6 +49,7 @@
 #include <spindle/runtime/detail/fiber.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/errors.hpp>
+#include <spindle/runtime/spawn.hpp>
 #include <spindle/runtime/task.hpp>
 
 namespace spindle {
@@ -74,6 +75,8 @@ namespace detail {
 // The message of an exception: what() for std::exception and Cancelled,
 // "unknown exception" otherwise. Empty for a null pointer.
 std::string exception_what(const std::exception_ptr& e);
+// True when e holds spindle::TimedOut.
+bool is_timed_out(const std::exception_ptr& e) noexcept;
 // Rethrows a done fiber's exception, marking it observed (as join does).
 [[noreturn]] void rethrow_error(Fiber* f);
 
@@ -124,13 +127,28 @@ using task_value_t = decltype(std::declval<std::remove_cvref_t<X>&>().join());
 template <class T>
 using gathered_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
-template <class T>
-gathered_t<T> take(Task<T>& t) {
-  if constexpr (std::is_void_v<T>) {
-    t.join();
+// take: the value of a done task, as join() gives it: an lvalue Task is
+// joined as an lvalue (a copyable value is copied and stays in the task), a
+// temporary or std::move'd one gives its value up (moved, no copy).
+template <class X>
+gathered_t<task_value_t<X>> take(X&& t) {
+  if constexpr (std::is_void_v<task_value_t<X>>) {
+    std::forward<X>(t).join();
     return std::monostate{};
   } else {
-    return t.join();
+    return std::forward<X>(t).join();
+  }
+}
+
+// result_taken: true when join() on the task would raise AlreadyJoined (its
+// move-only result was moved out earlier). Checked for every task before
+// gather takes any value, so a misuse costs no other task its result.
+template <class T>
+bool result_taken(const Task<T>& t) noexcept {
+  if constexpr (std::is_void_v<T>) {
+    return false;
+  } else {
+    return t.fiber()->taken();
   }
 }
 
@@ -150,6 +168,10 @@ class Settled {
   bool ok() const noexcept { return !error_; }
   // cancelled: true when the task ended with spindle::Cancelled.
   bool cancelled() const noexcept { return detail::is_cancellation(error_); }
+  // timed_out: true when the task ended with spindle::TimedOut (a
+  // with_timeout / wait_for inside it ran out), so callers need not rethrow
+  // to find out.
+  bool timed_out() const noexcept { return detail::is_timed_out(error_); }
   // value: the task's value; rethrows the task's exception if it failed.
   T& value() & {
     if (error_) std::rethrow_exception(error_);
@@ -181,6 +203,7 @@ class Settled<void> {
   explicit Settled(std::exception_ptr e) noexcept : error_(std::move(e)) {}
   bool ok() const noexcept { return !error_; }
   bool cancelled() const noexcept { return detail::is_cancellation(error_); }
+  bool timed_out() const noexcept { return detail::is_timed_out(error_); }
   void value() const {
     if (error_) std::rethrow_exception(error_);
   }
@@ -192,15 +215,18 @@ class Settled<void> {
 };
 
 namespace detail {
-// settle: the outcome of a task that is done (join does not suspend).
-template <class T>
-Settled<T> settle(Task<T>& t) {
+// settle: the outcome of a task that is done (join does not suspend); an
+// lvalue is joined as an lvalue, a temporary gives its value up. A task
+// whose move-only result was already taken settles as AlreadyJoined.
+template <class X>
+Settled<task_value_t<X>> settle(X&& t) {
+  using T = task_value_t<X>;
   try {
     if constexpr (std::is_void_v<T>) {
-      t.join();
+      std::forward<X>(t).join();
       return Settled<T>();
     } else {
-      return Settled<T>(std::in_place, t.join());
+      return Settled<T>(std::in_place, std::forward<X>(t).join());
     }
   } catch (...) {
     return Settled<T>(std::current_exception());
@@ -210,8 +236,11 @@ Settled<T> settle(Task<T>& t) {
 
 // gather(t1, t2, ...): waits for every task and returns their values as a
 // tuple in argument order (void results are std::monostate). Takes the
-// tasks as lvalues or temporaries (gather(spawn(a), spawn(b))); it joins
-// each, so do not join them again.
+// tasks as lvalues or temporaries (gather(spawn(a), spawn(b))) and joins
+// each as join() would: an lvalue task keeps a copyable value (join it or
+// gather it again: the same value), a temporary or a move-only result is
+// moved out (a later join raises AlreadyJoined, and so does gather when
+// any of its tasks was already joined that way, before taking any value).
 //
 // First exception: as soon as one task ends with an exception (Cancelled
 // included), gather cancels the remaining tasks, waits until they have
@@ -232,36 +261,124 @@ SPINDLE_MAY_SUSPEND auto gather(Ts&&... ts)
   detail::Fiber* fs[] = {detail::fiber_of(ts)...};
   const std::ptrdiff_t failed = detail::gather_all(fs, sizeof...(Ts));
   if (failed >= 0) detail::rethrow_error(fs[failed]);
+  if ((detail::result_taken(ts) || ...)) throw AlreadyJoined();
   // Braced initialisation evaluates left to right; every join is immediate.
-  return std::tuple<detail::gathered_t<detail::task_value_t<Ts>>...>{detail::take(ts)...};
+  return std::tuple<detail::gathered_t<detail::task_value_t<Ts>>...>{
+      detail::take(std::forward<Ts>(ts))...};
 }
 
+namespace detail {
+// gather_vector / settle_vector: the engines of the vector overloads. With
+// `give_up`, each task gives its value up (moved out, as from a temporary).
+template <bool give_up, class T>
+std::vector<gathered_t<T>> gather_vector(std::vector<Task<T>>& tasks) {
+  const std::vector<Fiber*> fs = fibers_of(tasks);
+  const std::ptrdiff_t failed = gather_all(fs.data(), fs.size());
+  if (failed >= 0) rethrow_error(fs[static_cast<std::size_t>(failed)]);
+  for (const auto& t : tasks) {
+    if (result_taken(t)) throw AlreadyJoined();
+  }
+  std::vector<gathered_t<T>> out;
+  out.reserve(tasks.size());
+  for (auto& t : tasks) {
+    if constexpr (give_up) out.push_back(take(std::move(t)));
+    else out.push_back(take(t));
+  }
+  return out;
+}
+template <bool give_up, class T>
+std::vector<Settled<T>> settle_vector(std::vector<Task<T>>& tasks) {
+  const std::vector<Fiber*> fs = fibers_of(tasks);
+  settle_all(fs.data(), fs.size());
+  std::vector<Settled<T>> out;
+  out.reserve(tasks.size());
+  for (auto& t : tasks) {
+    if constexpr (give_up) out.push_back(settle(std::move(t)));
+    else out.push_back(settle(t));
+  }
+  return out;
+}
+
+// TaskBody: what gather/gather_settled accept instead of Tasks: a callable
+// with no parameters (spawned as a task by the combinator itself).
+template <class F>
+concept TaskBody = !is_task_v<std::remove_cvref_t<F>> && std::invocable<std::decay_t<F>>;
+
+// spawn_all: spawns each body, in argument order, as a task.
+template <class... Fs>
+auto spawn_all(Fs&&... fs) {
+  // A defaulted source_location cannot follow a pack: the spawn site is
+  // unknown rather than a line of this header.
+  return std::tuple<decltype(make_task(nullptr, nullptr, std::source_location{},
+                                       std::forward<Fs>(fs)))...>{
+      make_task(nullptr, nullptr, std::source_location{}, std::forward<Fs>(fs))...};
+}
+}  // namespace detail
+
 // gather(tasks): as above for a vector; the values come back in input order.
-// An empty vector gives an empty result at once.
+// An empty vector gives an empty result at once. An lvalue vector's tasks
+// are joined as lvalues (copyable values stay in them); gather(std::move(v))
+// or gather(a_function_returning_the_vector()) moves the values out.
 template <class T>
 SPINDLE_MAY_SUSPEND std::vector<detail::gathered_t<T>> gather(std::vector<Task<T>>& tasks) {
-  const std::vector<detail::Fiber*> fs = detail::fibers_of(tasks);
-  const std::ptrdiff_t failed = detail::gather_all(fs.data(), fs.size());
-  if (failed >= 0) detail::rethrow_error(fs[static_cast<std::size_t>(failed)]);
-  std::vector<detail::gathered_t<T>> out;
-  out.reserve(tasks.size());
-  for (auto& t : tasks) out.push_back(detail::take(t));
-  return out;
+  return detail::gather_vector<false>(tasks);
+}
+template <class T>
+SPINDLE_MAY_SUSPEND std::vector<detail::gathered_t<T>> gather(std::vector<Task<T>>&& tasks) {
+  return detail::gather_vector<true>(tasks);
+}
+
+// gather(f1, f2, ...): spawns each callable (no parameters) as a task, then
+// gathers them as gather(t1, t2, ...) does: a tuple of the values in
+// argument order; on the first exception the others are cancelled and
+// waited for. gather([&] { return a(); }, [&] { return b(); }).
+template <class... Fs>
+  requires(sizeof...(Fs) > 0 && (detail::TaskBody<Fs> && ...))
+SPINDLE_MAY_SUSPEND auto gather(Fs&&... fs) {
+  auto tasks = detail::spawn_all(std::forward<Fs>(fs)...);
+  return std::apply([](auto&... t) { return gather(std::move(t)...); }, tasks);
+}
+
+namespace detail {
+template <class...>
+inline constexpr bool gather_misuse_v = false;
+template <class>
+inline constexpr bool is_task_vector_v = false;
+template <class T>
+inline constexpr bool is_task_vector_v<std::vector<Task<T>>> = true;
+// GatherMisuse: arguments that are neither all Tasks nor all callables
+// (and not one vector of Tasks): the catch-all overloads below turn the
+// compiler's list of candidates into one sentence.
+template <class... Xs>
+concept GatherMisuse =
+    !(sizeof...(Xs) > 0 && (TaskArg<Xs> && ...)) && !(sizeof...(Xs) > 0 && (TaskBody<Xs> && ...)) &&
+    !(sizeof...(Xs) == 1 && (is_task_vector_v<std::remove_cvref_t<Xs>> && ...));
+}  // namespace detail
+
+template <class... Xs>
+  requires detail::GatherMisuse<Xs...>
+auto gather(Xs&&...) {
+  static_assert(detail::gather_misuse_v<Xs...>,
+                "Pass gather either Tasks from spawn (gather(t1, t2) or gather(spawn(f), "
+                "spawn(g))), or callables taking no arguments (gather(f, g)), or one "
+                "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
+                "arguments (bind them in a lambda: [&] { return f(x); }).");
+  return std::tuple<>();
 }
 
 // gather_settled(tasks): waits for every task and returns how each ended,
 // in input order; never throws a task's exception (asyncio's
 // return_exceptions=True). A task that fails does not disturb the others.
-// Joins each task. If the caller is cancelled meanwhile, the tasks are
-// cancelled and waited for (shielded) and Cancelled propagates.
+// Joins each task (an rvalue vector gives the values up, as gather does).
+// If the caller is cancelled meanwhile, the tasks are cancelled and waited
+// for (shielded) and Cancelled propagates.
 template <class T>
 SPINDLE_MAY_SUSPEND std::vector<Settled<T>> gather_settled(std::vector<Task<T>>& tasks) {
-  const std::vector<detail::Fiber*> fs = detail::fibers_of(tasks);
-  detail::settle_all(fs.data(), fs.size());
-  std::vector<Settled<T>> out;
-  out.reserve(tasks.size());
-  for (auto& t : tasks) out.push_back(detail::settle(t));
-  return out;
+  return detail::settle_vector<false>(tasks);
+}
+template <class T>
+SPINDLE_MAY_SUSPEND std::vector<Settled<T>> gather_settled(std::vector<Task<T>>&& tasks) {
+  return detail::settle_vector<true>(tasks);
 }
 
 // gather_settled(t1, t2, ...): the same as a tuple of Settled<T>.
@@ -271,7 +388,28 @@ SPINDLE_MAY_SUSPEND auto gather_settled(Ts&&... ts)
     -> std::tuple<Settled<detail::task_value_t<Ts>>...> {
   detail::Fiber* fs[] = {detail::fiber_of(ts)...};
   detail::settle_all(fs, sizeof...(Ts));
-  return std::tuple<Settled<detail::task_value_t<Ts>>...>{detail::settle(ts)...};
+  return std::tuple<Settled<detail::task_value_t<Ts>>...>{
+      detail::settle(std::forward<Ts>(ts))...};
+}
+
+// gather_settled(f1, f2, ...): spawns each callable as a task, then as
+// gather_settled(t1, t2, ...).
+template <class... Fs>
+  requires(sizeof...(Fs) > 0 && (detail::TaskBody<Fs> && ...))
+SPINDLE_MAY_SUSPEND auto gather_settled(Fs&&... fs) {
+  auto tasks = detail::spawn_all(std::forward<Fs>(fs)...);
+  return std::apply([](auto&... t) { return gather_settled(std::move(t)...); }, tasks);
+}
+
+template <class... Xs>
+  requires detail::GatherMisuse<Xs...>
+auto gather_settled(Xs&&...) {
+  static_assert(detail::gather_misuse_v<Xs...>,
+                "Pass gather_settled either Tasks from spawn (gather_settled(t1, t2)), or "
+                "callables taking no arguments (gather_settled(f, g)), or one "
+                "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
+                "arguments (bind them in a lambda: [&] { return f(x); }).");
+  return std::tuple<>();
 }
 
 // when_any(tasks) / when_any(t1, t2, ...): waits until one task has

@@ -4,6 +4,7 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 
@@ -43,9 +44,10 @@ class Runtime {
   // thread until it finishes; returns its value or rethrows its exception.
   // Throws spindle::Deadlock when every fiber is blocked with nothing left
   // to wake them (the fiber dump goes to stderr). Not from a fiber.
-  // One block_on at a time per Runtime.
+  // One block_on at a time per Runtime. `where` is the main fiber's spawn
+  // site in dumps and reports: the caller's block_on (or run) call.
   template <class F>
-  auto block_on(F&& f) {
+  auto block_on(F&& f, std::source_location where = std::source_location::current()) {
     detail::Scheduler* s = sched_.get();
     begin_main();
     auto body = [s, fn = std::forward<F>(f)]() mutable {
@@ -55,7 +57,7 @@ class Runtime {
       } signal{s};
       return fn();
     };
-    SpawnOptions opts{.name = "main"};
+    SpawnOptions opts{.name = "main", .where = where};
     auto task = detail::make_task(s, &opts, opts.where, std::move(body));
     wait_main();  // throws Deadlock
     return task.join();
@@ -78,14 +80,16 @@ class Runtime {
 // run: asyncio.run. Starts a Runtime, runs f as the main fiber, returns its
 // value (or rethrows), and shuts down cleanly (fibers still alive are
 // cancelled and joined within options.shutdown_timeout). From a plain thread.
+// The main fiber's spawn site (dumps, reports) is the caller's run call.
 template <class F>
-auto run(F&& f, RuntimeOptions options = {}) {
+auto run(F&& f, RuntimeOptions options = {},
+         std::source_location where = std::source_location::current()) {
   Runtime rt(options);
   if constexpr (std::is_void_v<std::invoke_result_t<std::decay_t<F>>>) {
-    rt.block_on(std::forward<F>(f));
+    rt.block_on(std::forward<F>(f), where);
     rt.shutdown();
   } else {
-    auto r = rt.block_on(std::forward<F>(f));
+    auto r = rt.block_on(std::forward<F>(f), where);
     rt.shutdown();
     return r;
   }

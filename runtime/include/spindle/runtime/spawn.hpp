@@ -106,4 +106,35 @@ auto spawn(const SpawnOptions& opts, F&& f, Args&&... args) {
                            std::forward<Args>(args)...);
 }
 
+// Misuse: f cannot be called with the arguments as spawn hands them over.
+// Without these two overloads the compiler lists every candidate above; with
+// them the error's first line says what to write.
+namespace detail {
+template <class...>
+inline constexpr bool spawn_misuse_v = false;
+}  // namespace detail
+
+template <class F, class... Args>
+  requires(!std::same_as<std::remove_cvref_t<F>, SpawnOptions> &&
+           !std::invocable<std::decay_t<F>, std::decay_t<Args>...>)
+auto spawn(F&&, Args&&...) {
+  static_assert(detail::spawn_misuse_v<F, Args...>,
+                "To pass an argument by reference, write spawn(f, std::ref(x)) (std::cref(x) "
+                "for a const T& parameter). spawn(f, args...) copies each argument into the "
+                "fiber and passes the copy as an rvalue, and f cannot be called that way "
+                "(if no parameter is a reference, check the argument count and types).");
+  return Task<void>();  // never reached: only so that `auto t = spawn(...)` reports nothing else
+}
+
+template <class F, class... Args>
+  requires(!std::invocable<std::decay_t<F>, std::decay_t<Args>...>)
+auto spawn(const SpawnOptions&, F&&, Args&&...) {
+  static_assert(detail::spawn_misuse_v<F, Args...>,
+                "To pass an argument by reference, write spawn(options, f, std::ref(x)) "
+                "(std::cref(x) for a const T& parameter). spawn copies each argument into the "
+                "fiber and passes the copy as an rvalue, and f cannot be called that way "
+                "(if no parameter is a reference, check the argument count and types).");
+  return Task<void>();  // never reached: only so that `auto t = spawn(...)` reports nothing else
+}
+
 }  // namespace spindle

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include <spindle/runtime/detail/fiber.hpp>
 #include <spindle/runtime/detail/macros.hpp>
+#include <spindle/runtime/errors.hpp>
 
 namespace spindle {
 
@@ -36,11 +38,37 @@ class Task {
   // its exception (Cancelled if it was cancelled). May suspend the calling
   // fiber; on a plain thread it blocks the thread. A cancellation point: if
   // the *caller* is cancelled meanwhile, raises Cancelled and the task keeps
-  // running. Call at most once.
-  SPINDLE_MAY_SUSPEND T join() {
+  // running.
+  //
+  // Joining again (asyncio: awaiting a task again) gives the same outcome:
+  //  - a copyable result is copied out and stays in the task, so every
+  //    join() returns the same value;
+  //  - a move-only result is moved out by the first join(); a later one
+  //    raises AlreadyJoined (never a moved-from value);
+  //  - an exception is rethrown by every join().
+  // std::move(task).join() moves the result out (no copy) for any T; after
+  // it the task behaves as a joined move-only one.
+  SPINDLE_MAY_SUSPEND T join() & {
     SPINDLE_CHECK_TASK(f_);
     detail::join_fiber(f_);
-    return f_->take();
+    if constexpr (std::is_void_v<T>) {
+      return;
+    } else {
+      if (f_->taken()) throw AlreadyJoined();
+      if constexpr (std::is_copy_constructible_v<T>) {
+        return f_->peek();
+      } else {
+        return f_->take();
+      }
+    }
+  }
+  SPINDLE_MAY_SUSPEND T join() && {
+    SPINDLE_CHECK_TASK(f_);
+    detail::join_fiber(f_);
+    if constexpr (!std::is_void_v<T>) {
+      if (f_->taken()) throw AlreadyJoined();
+      return f_->take();
+    }
   }
 
   // done: true once the fiber's body has finished. Never suspends.

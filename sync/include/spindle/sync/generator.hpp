@@ -11,9 +11,14 @@
 // for the first value and, after each yield(v), waits until the consumer asks
 // for the next one. yield(v) hands v over a rendezvous and so returns only
 // once the consumer took it. An exception escaping the body is rethrown to
-// the consumer at the point it asks for the next value. Destroying the
-// Generator early cancels the body (its pending yield raises, RAII in the
-// body runs) without waiting for it.
+// the consumer at the point it asks for the next value.
+//
+// Ending early: close() (asyncio's aclose()) makes the body's pending
+// yield raise GeneratorExit, so its RAII and catch blocks run, and waits
+// until the body has ended. The body is not cancelled: its clean-up may
+// wait (flush, send a goodbye). Destroying the Generator without close()
+// cancels the body instead (its pending yield raises Cancelled) and does
+// not wait for it.
 //
 // Who may call: build it on a fiber (or in a thread inside block_on; see
 // spawn). Iterate it from one consumer at a time; advancing may suspend and
@@ -26,6 +31,7 @@
 
 #include <spindle/sync/pull_iterator.hpp>
 
+#include <atomic>
 #include <exception>
 #include <iterator>
 #include <memory>
@@ -40,12 +46,24 @@
 
 namespace spindle {
 
+// GeneratorExit: raised inside a Generator's body at its pending yield when
+// the consumer calls close() (Python's GeneratorExit). Let it propagate;
+// the Generator catches it where the body ends. Like Cancelled it does not
+// derive from std::exception, so `catch (const std::exception&)` in the
+// body does not swallow it.
+struct GeneratorExit {
+  const char* what() const noexcept { return "spindle: generator closed"; }
+};
+
 template <class T>
 class Generator {
   struct State {
     Channel<T> values{0};   // rendezvous: body -> consumer; closed at the end
     Semaphore demand{0};    // consumer -> body: "produce the next value"
     std::exception_ptr error;  // written by the body before values.close()
+    // Set by close() before it releases `demand`; read by the body after
+    // its acquire (the semaphore orders the two).
+    std::atomic<bool> closing{false};
   };
 
  public:
@@ -57,6 +75,7 @@ class Generator {
     SPINDLE_MAY_SUSPEND void operator()(T v) {
       s_->values.send(std::move(v));
       s_->demand.acquire();
+      if (s_->closing.load(std::memory_order_relaxed)) throw GeneratorExit{};
     }
 
    private:
@@ -70,8 +89,11 @@ class Generator {
     task_ = spawn([s = s_, body = std::move(body)]() mutable {
       try {
         s->demand.acquire();
+        if (s->closing.load(std::memory_order_relaxed)) throw GeneratorExit{};
         Yield y(s.get());
         body(y);
+      } catch (const GeneratorExit&) {
+        // close(): the body unwound from its yield.
       } catch (const Cancelled&) {
         // Abandoned by the consumer (or cancelled with it): just end.
       } catch (const ChannelClosed&) {
@@ -87,10 +109,30 @@ class Generator {
   Generator(const Generator&) = delete;
 
   ~Generator() {
-    if (!s_) return;
+    if (!s_ || closed_) return;
     s_->values.close();  // a body that swallows Cancelled still ends at its next yield
     task_.cancel();
     task_.detach();      // the body holds its own reference to the state
+  }
+
+  // close: ends the generator early and waits for the body's clean-up
+  // (asyncio's aclose()). A body that has not started never runs; one
+  // waiting in yield gets GeneratorExit there and unwinds; one that has
+  // returned is left alone. Rethrows an exception the body's clean-up
+  // raised (other than GeneratorExit, Cancelled or ChannelClosed) that the
+  // consumer has not seen yet. Afterwards next() returns nullopt. Idempotent.
+  // May suspend; a cancellation point: if the caller is cancelled while
+  // waiting, Cancelled propagates and the body is cancelled too (as by the
+  // destructor), without waiting for it.
+  SPINDLE_MAY_SUSPEND void close() {
+    if (!s_ || closed_) return;
+    finished_ = true;
+    s_->closing.store(true, std::memory_order_relaxed);  // ordered by release()
+    s_->values.close();      // a body that swallows GeneratorExit ends at its next yield
+    s_->demand.release();    // wakes the body's pending acquire (start or yield)
+    task_.join();            // the body catches everything; only our Cancelled comes out
+    closed_ = true;
+    if (s_->error) std::rethrow_exception(std::exchange(s_->error, nullptr));
   }
 
   // next: the next value, or nullopt once the body returned. Rethrows the
@@ -114,6 +156,7 @@ class Generator {
   std::shared_ptr<State> s_;
   Task<void> task_;
   bool finished_ = false;
+  bool closed_ = false;  // close() finished: the body has ended
 };
 
 }  // namespace spindle

@@ -6,6 +6,7 @@
 //   T v = q.get();           // waits while empty
 //   q.task_done();           // one get()'s item is processed
 //   q.join();                // waits until every put item was task_done()
+//   q.shutdown();            // no more puts; getters drain, then end
 //
 // Queue is FIFO, PriorityQueue hands out the smallest item first (by
 // operator<, as asyncio/heapq), LifoQueue the newest. Waiting putters and
@@ -15,8 +16,18 @@
 // cancellation points (Cancelled; nothing put or taken). try_put/try_get,
 // task_done and the observers never suspend. Any fiber or thread.
 //
+// Shutdown (asyncio 3.13's Queue.shutdown): after shutdown(), put, try_put
+// and put_for raise QueueShutDown, and so do putters waiting at that moment
+// (their item is not added). get, try_get and get_for go on returning the
+// items still queued and raise QueueShutDown once the queue is empty;
+// getters waiting at that moment raise it at once. shutdown(true)
+// ("immediate") also discards the queued items, counting each as
+// task_done() (so join() returns once the items already taken are done).
+// Idempotent; there is no way back.
+//
 // Memory ordering: a put happens before the get that returns its item; a
-// task_done happens before the join it releases returns.
+// task_done happens before the join it releases returns; shutdown happens
+// before every QueueShutDown it causes.
 #pragma once
 
 #include <algorithm>
@@ -34,6 +45,12 @@
 
 namespace spindle {
 
+// QueueShutDown: raised by a Queue's put after shutdown(), and by its get
+// once it is shut down and empty (asyncio.QueueShutDown).
+struct QueueShutDown : std::runtime_error {
+  QueueShutDown() : std::runtime_error("spindle: queue shut down") {}
+};
+
 namespace detail {
 
 template <class T>
@@ -49,6 +66,9 @@ struct FifoStore {
     return v;
   }
   std::size_t size() const noexcept { return c.size(); }
+  void clear() noexcept {
+    while (c.size() != 0) c.pop_front();
+  }
 };
 
 template <class T>
@@ -62,6 +82,7 @@ struct LifoStore {
     return v;
   }
   std::size_t size() const noexcept { return c.size(); }
+  void clear() noexcept { c.clear(); }
 };
 
 // Min-heap on operator< (std::priority_queue cannot move its top out). The
@@ -88,6 +109,7 @@ struct HeapStore {
     return v;
   }
   std::size_t size() const noexcept { return c.size(); }
+  void clear() noexcept { c.clear(); }
 };
 
 template <class T, class Store>
@@ -101,21 +123,28 @@ class BasicQueue {
   BasicQueue& operator=(const BasicQueue&) = delete;
 
   // put: adds v, waiting while the queue is full. May suspend; a
-  // cancellation point (Cancelled; v not added).
+  // cancellation point (Cancelled; v not added). QueueShutDown once the
+  // queue is shut down, also while waiting (v not added).
   SPINDLE_MAY_SUSPEND void put(T v) { put_impl(v, nullptr); }
   // try_put: adds v only if there is room (asyncio's put_nowait, returning
   // false instead of raising QueueFull). Never suspends. v moved from only
-  // on success.
+  // on success. QueueShutDown once shut down.
   bool try_put(T&& v) {
-    Wakeups wakeups;
-    std::lock_guard g(mu_);
-    return put_locked(v, wakeups);
+    bool ok;
+    {
+      Wakeups wakeups;
+      std::lock_guard g(mu_);
+      ok = put_locked(v, wakeups);
+    }
+    if (!ok && shut_down()) throw QueueShutDown();
+    return ok;
   }
   bool try_put(const T& v) {
     T c(v);
     return try_put(std::move(c));
   }
-  // put_for: put with a time limit; false when it ran out (v not moved from).
+  // put_for: put with a time limit; false when it ran out (v not moved
+  // from). QueueShutDown as put.
   template <class Rep, class Period>
   SPINDLE_MAY_SUSPEND bool put_for(T&& v, std::chrono::duration<Rep, Period> d) {
     const auto t = deadline_after(d);
@@ -124,21 +153,26 @@ class BasicQueue {
 
   // get: removes and returns the next item, waiting while empty. May
   // suspend; a cancellation point (Cancelled; nothing taken).
+  // QueueShutDown when the queue is shut down and empty (also while
+  // waiting): the end of the stream for a consumer loop.
   SPINDLE_MAY_SUSPEND T get() {
     std::optional<T> out;
     get_impl(out, nullptr);
     return std::move(*out);
   }
   // try_get: the next item if one is there (asyncio's get_nowait). Never
-  // suspends.
+  // suspends. QueueShutDown when shut down and empty.
   std::optional<T> try_get() {
     std::optional<T> out;
-    Wakeups wakeups;
-    std::lock_guard g(mu_);
-    get_locked(out, wakeups);
+    {
+      Wakeups wakeups;
+      std::lock_guard g(mu_);
+      if (!get_locked(out, wakeups) && shutdown_) throw QueueShutDown();
+    }
     return out;
   }
-  // get_for: get with a time limit; nullopt when it ran out.
+  // get_for: get with a time limit; nullopt when it ran out. QueueShutDown
+  // as get.
   template <class Rep, class Period>
   SPINDLE_MAY_SUSPEND std::optional<T> get_for(std::chrono::duration<Rep, Period> d) {
     std::optional<T> out;
@@ -171,6 +205,31 @@ class BasicQueue {
     throw_if_cancelled(s);
   }
 
+  // shutdown: see "Shutdown" at the top. Wakes every waiting putter and
+  // getter (they raise QueueShutDown) and, with `immediate`, discards the
+  // queued items as if each had been task_done(). Never suspends; any
+  // fiber or thread; idempotent.
+  void shutdown(bool immediate = false) {
+    Wakeups wakeups;
+    std::lock_guard g(mu_);
+    shutdown_ = true;
+    if (immediate) {
+      const std::size_t dropped = store_.size();
+      store_.clear();
+      unfinished_ -= std::min(unfinished_, dropped);
+      if (unfinished_ == 0) {
+        while (WaitNode* n = joiners_.pop_winner()) wakeups.add(n);
+      }
+    }
+    // Waiting putters never see room again; waiting getters find the queue
+    // empty (a getter only waits while it is). Their slots stay untouched:
+    // each reads the shutdown from its own side.
+    while (WaitNode* n = putters_.pop_winner()) wakeups.add(n);
+    while (WaitNode* n = getters_.pop_winner()) wakeups.add(n);
+  }
+  // is_shutdown: true once shutdown() was called. Never suspends.
+  bool is_shutdown() const { return shut_down(); }
+
   // Snapshots; never suspend.
   std::size_t size() const {
     std::lock_guard g(mu_);
@@ -187,6 +246,7 @@ class BasicQueue {
   // put_locked: under mu_. Hands v to a waiting getter (the store is then
   // empty, so order is kept) or stores it if there is room.
   bool put_locked(T& v, Wakeups& wakeups) {
+    if (shutdown_) return false;
     if (WaitNode* n = getters_.pop_winner()) {
       static_cast<std::optional<T>*>(n->slot)->emplace(std::move(v));
       wakeups.add(n);
@@ -205,38 +265,61 @@ class BasicQueue {
     out.emplace(store_.pop());
     if (WaitNode* n = putters_.pop_winner()) {
       store_.push(std::move(*static_cast<T*>(n->slot)));
+      n->slot = nullptr;  // tells the putter its item went in (put_impl)
       ++unfinished_;
       wakeups.add(n);
     }
     return true;
   }
 
+  bool shut_down() const {
+    std::lock_guard g(mu_);
+    return shutdown_;
+  }
+
+  // A waiting putter is woken (notified) either by a getter that moved its
+  // item into the store (slot cleared to nullptr under mu_) or by shutdown
+  // (slot left set): node.slot tells which.
   bool put_impl(T& v, const TimePoint* deadline) {
     {
       Wakeups wakeups;
       std::lock_guard g(mu_);
       if (put_locked(v, wakeups)) return true;
+      if (shutdown_) throw QueueShutDown();
     }
     WaitNode node;
     node.slot = &v;
     const auto s = suspend_on(
-        mu_, putters_, node, deadline, [&](Wakeups& w) { return put_locked(v, w); }, "queue put");
+        mu_, putters_, node, deadline,
+        [&](Wakeups& w) {
+          if (put_locked(v, w)) {
+            node.slot = nullptr;
+            return true;
+          }
+          return shutdown_;  // complete (notified) with the slot still set
+        },
+        "queue put");
     throw_if_cancelled(s);
+    if (s == Waiter::notified && node.slot != nullptr) throw QueueShutDown();
     return s == Waiter::notified;
   }
 
+  // A waiting getter is woken (notified) with its slot filled, or by
+  // shutdown with it empty.
   void get_impl(std::optional<T>& out, const TimePoint* deadline) {
     {
       Wakeups wakeups;
       std::lock_guard g(mu_);
       if (get_locked(out, wakeups)) return;
+      if (shutdown_) throw QueueShutDown();
     }
     WaitNode node;
     node.slot = &out;
     const auto s = suspend_on(
-        mu_, getters_, node, deadline, [&](Wakeups& w) { return get_locked(out, w); },
-        "queue get");
+        mu_, getters_, node, deadline,
+        [&](Wakeups& w) { return get_locked(out, w) || shutdown_; }, "queue get");
     throw_if_cancelled(s);
+    if (s == Waiter::notified && !out) throw QueueShutDown();
   }
 
   mutable SpinLock mu_;
@@ -246,6 +329,7 @@ class BasicQueue {
   WaitList getters_;             // SPINDLE_GUARDED_BY(mu_): slot is std::optional<T>*
   WaitList putters_;             // SPINDLE_GUARDED_BY(mu_): slot is T*
   WaitList joiners_;             // SPINDLE_GUARDED_BY(mu_)
+  bool shutdown_ = false;        // SPINDLE_GUARDED_BY(mu_); never cleared
 };
 
 }  // namespace detail

@@ -181,11 +181,22 @@ class ResultFiber : public Fiber {
     new (storage_) T(std::forward<A>(a)...);
     has_value_ = true;
   }
-  T take() { return std::move(*reinterpret_cast<T*>(storage_)); }
+  // The value, left in place (a copyable result is joined any number of
+  // times). Only once the fiber is done and only if has_value().
+  const T& peek() const noexcept { return *reinterpret_cast<const T*>(storage_); }
+  // Moves the value out; afterwards taken() is true and the value is
+  // moved-from (Task refuses to hand it out again).
+  T take() {
+    taken_ = true;
+    return std::move(*reinterpret_cast<T*>(storage_));
+  }
+  // Both only for the Task's owner (one fiber or thread at a time).
+  bool taken() const noexcept { return taken_; }
 
  private:
   alignas(T) unsigned char storage_[sizeof(T)];
   bool has_value_ = false;
+  bool taken_ = false;
 };
 
 template <>

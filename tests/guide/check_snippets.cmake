@@ -1,0 +1,93 @@
+# check_snippets.cmake: every ```cpp block of docs/guide.md is compiled code
+# (issue #15). Run with cmake -P and -DGUIDE=<docs/guide.md> -DROOT=<source
+# root>. Each ```cpp fence must come right after a line
+#   <!-- snippet: <path from ROOT> <name> -->
+# and its lines must equal the lines of that file between `// snippet: <name>`
+# and `// end snippet`, with the indentation of the region's first line
+# removed from each (the guide shows them unindented). The files are built
+# and run by the guide_* tests, so every snippet in the guide compiles and
+# runs. Fails on a block without a marker, a missing region, or a mismatch.
+cmake_minimum_required(VERSION 3.21)
+
+# lines_of(text out): text as a CMake list of lines; `;`, `[` and `]` are
+# replaced (the same way on both sides) so that list splitting stays exact.
+function(lines_of text out)
+  string(REPLACE ";" "<semicolon>" text "${text}")
+  string(REPLACE "[" "<lbracket>" text "${text}")
+  string(REPLACE "]" "<rbracket>" text "${text}")
+  string(REPLACE "\n" ";" text "${text}")
+  set(${out} "${text}" PARENT_SCOPE)
+endfunction()
+
+# region(file name out): the snippet's lines, joined with "\n".
+function(region file name out)
+  if(NOT EXISTS "${ROOT}/${file}")
+    message(FATAL_ERROR "guide.md: snippet file ${file} does not exist")
+  endif()
+  file(READ "${ROOT}/${file}" text)
+  lines_of("${text}" lines)
+  set(inside FALSE)
+  set(indent "")
+  set(body "")
+  foreach(line IN LISTS lines)
+    if(NOT inside)
+      if(line MATCHES "^( *)// snippet: ${name}$")
+        set(inside TRUE)
+        set(indent "${CMAKE_MATCH_1}")
+      endif()
+      continue()
+    endif()
+    if(line MATCHES "^ *// end snippet$")
+      set(${out} "${body}" PARENT_SCOPE)
+      return()
+    endif()
+    string(LENGTH "${indent}" n)
+    string(LENGTH "${line}" len)
+    if(len GREATER_EQUAL n)
+      string(SUBSTRING "${line}" 0 ${n} head)
+      if(head STREQUAL indent)
+        string(SUBSTRING "${line}" ${n} -1 line)
+      endif()
+    endif()
+    string(APPEND body "${line}\n")
+  endforeach()
+  message(FATAL_ERROR "guide.md: no region `// snippet: ${name}` ... `// end snippet` in ${file}")
+endfunction()
+
+file(READ "${GUIDE}" guide)
+lines_of("${guide}" lines)
+set(previous "")
+set(in_block FALSE)
+set(checked 0)
+foreach(line IN LISTS lines)
+  if(in_block)
+    if(line STREQUAL "```")
+      region("${file}" "${name}" expected)
+      if(NOT block STREQUAL expected)
+        message(FATAL_ERROR "guide.md: the snippet ${file} ${name} differs from the file.\n"
+                            "--- guide.md:\n${block}--- ${file}:\n${expected}")
+      endif()
+      math(EXPR checked "${checked} + 1")
+      set(in_block FALSE)
+    else()
+      string(APPEND block "${line}\n")
+    endif()
+  elseif(line STREQUAL "```cpp")
+    if(NOT previous MATCHES "^<!-- snippet: ([^ ]+) ([A-Za-z0-9_]+) -->$")
+      message(FATAL_ERROR "guide.md: a ```cpp block without a `<!-- snippet: FILE NAME -->` line "
+                          "before it (after: ${previous})")
+    endif()
+    set(file "${CMAKE_MATCH_1}")
+    set(name "${CMAKE_MATCH_2}")
+    set(block "")
+    set(in_block TRUE)
+  endif()
+  set(previous "${line}")
+endforeach()
+if(in_block)
+  message(FATAL_ERROR "guide.md: an unterminated ```cpp block")
+endif()
+if(checked EQUAL 0)
+  message(FATAL_ERROR "guide.md: no snippets found")
+endif()
+message(STATUS "guide.md: ${checked} snippets match compiled files")
