@@ -134,7 +134,10 @@ void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
           st.open.fetch_sub(1, std::memory_order_relaxed);
         }
       } unregister{*self, *c};
-      self->serve_conn(*c, s, peer);
+      // Declared after `unregister`, so the socket is closed before the
+      // connection counts as gone (connections_open() == 0 means closed).
+      io::TcpStream conn = std::move(s);
+      self->serve_conn(*c, conn, peer);
     });
     std::lock_guard lk(mu);
     if (!c->finished) conns.emplace(c.get(), std::move(task));

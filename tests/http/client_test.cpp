@@ -1,0 +1,1 @@
+#include "http_test_support.hpp"
