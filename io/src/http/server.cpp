@@ -281,8 +281,10 @@ void Server::State::serve_conn(Conn& c, io::TcpStream& s, const io::Endpoint& pe
       req.remote = peer;
       Response res = call_handler(req);
       const bool keep = m.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
-      write_response(s, res, req, keep);
+      // Counted before the write, so a peer that has its response can rely
+      // on the count (tests do).
       served.fetch_add(1, std::memory_order_relaxed);
+      write_response(s, res, req, keep);
       if (!keep) {
         s.shutdown();
         return;

@@ -122,6 +122,8 @@ class Server {
   void shutdown() noexcept;
 
   // Counters (any thread, relaxed reads: exact once serve() returned).
+  // requests_served counts handler returns, before the response is
+  // written: a peer holding a response sees it counted.
   std::uint64_t connections_accepted() const noexcept;
   std::uint64_t connections_open() const noexcept;
   std::uint64_t requests_served() const noexcept;
