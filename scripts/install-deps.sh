@@ -16,6 +16,9 @@ packages=(
   libuv1-dev             # I/O readiness and timers; found through pkg-config
   libbenchmark-dev       # Google Benchmark (bench/)
   catch2                 # Catch2 v2 (tests/)
+  nlohmann-json3-dev     # JSON for http (docs/decisions/0008-http.md)
+  wrk                    # HTTP load generator (bench/http/run.sh)
+  nginx-light            # the nginx peer of the http_hello benchmark
 )
 
 missing=()
