@@ -193,6 +193,7 @@ struct detail::ClientPool {
   void discard(std::unique_ptr<Conn> c) noexcept;  // closed, slot freed
   std::unique_ptr<Conn> connect(const Url& u);
   bool evict_one_idle() noexcept;                  // requires mu
+  void drop_idle(const std::string& key) noexcept;  // closes key's idle ones
   void wait(std::unique_lock<std::mutex>& lk, ConditionVariable& cv, bool total);
 };
 
@@ -220,6 +221,24 @@ bool detail::ClientPool::evict_one_idle() noexcept {
     return true;
   }
   return false;
+}
+
+void detail::ClientPool::drop_idle(const std::string& key) noexcept {
+  std::deque<std::unique_ptr<Conn>> doomed;
+  {
+    std::lock_guard lk(mu);
+    auto it = hosts.find(key);
+    if (it == hosts.end()) return;
+    HostPool& hp = *it->second;
+    doomed.swap(hp.idle);
+    hp.open -= doomed.size();
+    open_total -= doomed.size();
+    for (std::size_t i = 0; i < doomed.size(); ++i) {
+      hp.cv.notify_one();
+      total_cv.notify_one();
+    }
+  }
+  // closed here, outside the lock
 }
 
 void detail::ClientPool::wait(std::unique_lock<std::mutex>& lk, ConditionVariable& cv, bool total) {
@@ -401,9 +420,14 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
     for (int hop = 0;; ++hop) {
       Response r;
       // A pooled connection the server closed meanwhile: once more, on a
-      // new one (the request never reached a handler).
-      if (!ex.once(meth, u, ro, r) && !ex.once(meth, u, ro, r))
-        throw Error(errc::reset, "connection closed before a response (" + u.str() + ")");
+      // new one (the request never reached a handler). The host's other
+      // idle connections are as old as this one (a restarted or idle-
+      // timing server closed them all): closed first, so the retry connects.
+      if (!ex.once(meth, u, ro, r)) {
+        pool_->drop_idle(u.key());
+        if (!ex.once(meth, u, ro, r))
+          throw Error(errc::reset, "connection closed before a response (" + u.str() + ")");
+      }
       const auto loc = r.headers.get("Location");
       if (!ro.follow_redirects || !is_redirect(r.status) || !loc) return r;
       if (hop >= pool_->opt.max_redirects)
