@@ -3,8 +3,8 @@
 // (with_timeout), and every failure handled on its own (gather_settled).
 //
 // The example starts its own server on 127.0.0.1 (port 0): /page/N answers
-// at once with N bytes, /slow/N takes longer than the per-request timeout,
-// /broken answers 500; one URL points at a port nobody listens on.
+// at once with N bytes, /slow/N takes longer than the per-request timeout
+// (2 s), /broken answers 500; one URL points at a port nobody listens on.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -61,7 +61,7 @@ int main() {
         ~Leave() { n.fetch_sub(1); }
       } leave{in_flight};
       try {
-        auto res = sp::with_timeout(500ms, [&] { return client.get(url); });
+        auto res = sp::with_timeout(2s, [&] { return client.get(url); });
         if (res.status != 200) throw std::runtime_error("HTTP " + std::to_string(res.status));
         return std::to_string(res.body.size()) + " bytes";
       } catch (const http::Error& e) {
