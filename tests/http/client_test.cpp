@@ -357,7 +357,10 @@ TEST_CASE("client: a cancelled request never leaves its half-read connection in 
 TEST_CASE("client: pooled connections the server closed are replaced transparently") {
   run_checked(2, [] {
     http::ServerOptions o;
-    o.idle_timeout = 20ms;  // the server drops idle keep-alive connections
+    // The server drops idle keep-alive connections; long enough that a
+    // fresh connection is not dropped before its request arrives (a
+    // sanitizer build on a loaded machine can take that long).
+    o.idle_timeout = kSanitized ? 1000ms : 100ms;
     sp::Barrier together(3);
     http::Router r;
     r.get("/together", [&](http::Request& q) {
