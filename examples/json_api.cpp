@@ -100,7 +100,9 @@ int main() {
     show("POST /todos", client.post_json(base + "/todos", {{"title", "write docs"}}));
     show("POST /todos", client.post_json(base + "/todos", {{"title", "run benchmarks"}}));
     show("POST /todos (bad)", client.post(base + "/todos", "not json"));
-    show("PATCH /todos/1", client.request("PATCH", base + "/todos/1", {.body = R"({"done":true})"}));
+    http::RequestOptions done;
+    done.body = R"({"done":true})";
+    show("PATCH /todos/1", client.request("PATCH", base + "/todos/1", done));
     show("GET /todos/2", client.get(base + "/todos/2"));
     show("DELETE /todos/2", client.request("DELETE", base + "/todos/2"));
     show("GET /todos/2", client.get(base + "/todos/2"));
