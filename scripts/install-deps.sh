@@ -17,6 +17,9 @@ packages=(
   libbenchmark-dev       # Google Benchmark (bench/)
   catch2                 # Catch2 v2 (tests/)
   python3                # the asyncio peer of bench/process (asyncio_spawn.py)
+  nlohmann-json3-dev     # JSON for http (docs/decisions/0008-http.md)
+  wrk                    # HTTP load generator (bench/http/run.sh)
+  nginx-light            # the nginx peer of the http_hello benchmark
 )
 
 missing=()

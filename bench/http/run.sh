@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# run.sh: BENCHMARKS.md http_hello. Builds (Release, build/http-bench) the
+# raw libuv C server bench/http/libuv_hello.c and spindle's examples
+# http_hello (raw streams + Beast's parser) and http_server_hello
+# (http::Server, minimal responses), then measures each, and nginx (one
+# worker) beside them, with `wrk -t1 -c100 -d5s` on 127.0.0.1, RUNS rounds
+# (default 3) in interleaved order. Each measurement follows a 1 s warm-up.
+# Prints per server: median requests/s, min..max, the ratio of medians to
+# libuv's, and median requests per second of server CPU (utime+stime of
+# the server's processes over the 5 s, from /proc).
+#
+#   bench/http/run.sh                 RUNS=5 WORKERS="1 2" DURATION=5s
+#
+# On 2 cores wrk shares the machine with the server: compare only rows
+# measured in the same run.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+runs=${RUNS:-3}
+workers_list=${WORKERS:-"1 2"}
+duration=${DURATION:-5s}
+build=build/http-bench
+
+for tool in wrk nginx; do
+  if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
+    echo "run.sh: $tool missing (scripts/install-deps.sh installs it)" >&2
+    exit 1
+  fi
+done
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPINDLE_BUILD_TESTS=OFF \
+  -DSPINDLE_BUILD_EXAMPLES=ON -DSPINDLE_BUILD_BENCHMARKS=ON >/dev/null
+cmake --build "$build" --target http_hello http_server_hello libuv_hello >/dev/null
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# cpu_ticks PID: utime+stime of PID and its children (nginx's worker).
+cpu_ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    if [[ -r /proc/$p/stat ]]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    fi
+  done
+  echo "$total"
+}
+
+# start NAME: starts a server, sets $pid and $port.
+start() {
+  case $1 in
+    libuv)
+      "$build/bench/http/libuv_hello" 0 >"$tmp/out" &
+      pid=$! ;;
+    nginx)
+      port=$(free_port)
+      mkdir -p "$tmp/nginx/logs"
+      cat >"$tmp/nginx.conf" <<CONF
+worker_processes 1;
+error_log $tmp/nginx/logs/error.log;
+pid $tmp/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$port;
+    location / { default_type text/plain; return 200 "Hello, World!"; }
+  }
+}
+CONF
+      "$nginx_bin" -p "$tmp/nginx" -c "$tmp/nginx.conf" -g 'daemon off;' &
+      pid=$!
+      for _ in $(seq 100); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.05; done
+      return ;;
+    http_hello_w*|http_server_hello_w*)
+      local bin=${1%_w*} w=${1##*_w}
+      "$build/examples/$bin" 0 "$w" >"$tmp/out" &
+      pid=$! ;;
+  esac
+  for _ in $(seq 100); do [[ -s "$tmp/out" ]] && break; sleep 0.05; done
+  port=$(head -1 "$tmp/out")
+}
+
+servers=(libuv nginx)
+for w in $workers_list; do servers+=("http_hello_w$w" "http_server_hello_w$w"); done
+
+declare -A rps cpu
+for r in $(seq "$runs"); do
+  for s in "${servers[@]}"; do
+    : >"$tmp/out"
+    start "$s"
+    wrk -t1 -c100 -d1s "http://127.0.0.1:$port/" >/dev/null
+    t0=$(cpu_ticks "$pid")
+    out=$(wrk -t1 -c100 -d"$duration" "http://127.0.0.1:$port/")
+    t1=$(cpu_ticks "$pid")
+    kill -TERM "$pid"
+    wait "$pid" || { echo "run.sh: $s exited with $?" >&2; exit 1; }
+    v=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    secs=${duration%s}
+    c=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v v="$v" -v d="$secs" \
+      'BEGIN { cs = t / hz; if (cs > 0) printf "%.0f", v * d / cs; else print 0 }')
+    rps[$s]+="$v "
+    cpu[$s]+="$c "
+    echo "run $r $s: $v req/s, $c req/CPU-s" >&2
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+minmax() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f..%.0f", lo, hi}'; }
+
+base=$(median <<<"${rps[libuv]}")
+printf '\n%-22s %12s %18s %9s %14s\n' server "req/s (med)" "min..max" "vs libuv" "req/CPU-s"
+for s in "${servers[@]}"; do
+  m=$(median <<<"${rps[$s]}")
+  printf '%-22s %12.0f %18s %8.2fx %14.0f\n' "$s" "$m" "$(minmax <<<"${rps[$s]}")" \
+    "$(awk -v a="$m" -v b="$base" 'BEGIN{print a/b}')" "$(median <<<"${cpu[$s]}")"
+done

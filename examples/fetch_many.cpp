@@ -1,0 +1,92 @@
+// fetch_many.cpp: the asyncio seeds' fetch of many URLs with aiohttp, in
+// spindle: at most 10 requests in flight (Semaphore), a timeout per request
+// (with_timeout), and every failure handled on its own (gather_settled).
+//
+// The example starts its own server on 127.0.0.1 (port 0): /page/N answers
+// at once with N bytes, /slow/N takes longer than the per-request timeout
+// (2 s), /broken answers 500; one URL points at a port nobody listens on.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <spindle/io/http/all.hpp>
+#include <spindle/spindle.hpp>
+
+using namespace std::chrono_literals;
+namespace sp = spindle;
+namespace http = spindle::http;
+
+int main() {
+  return sp::run([] {
+    sp::Event release_slow;  // lets /slow handlers end before shutdown
+    http::Router routes;
+    routes.get("/page/:n", [](http::Request& q) {
+      return http::Response::text_body(200, std::string(std::stoul(std::string(q.param("n"))), 'x'));
+    });
+    routes.get("/slow/:n", [&](http::Request&) {
+      release_slow.wait_for(10s);
+      return http::Response::text_body(200, "late");
+    });
+    routes.get("/broken", [](http::Request&) { return http::Response::text_body(500, "oops"); });
+    http::Server server(routes);
+    server.listen("127.0.0.1", 0);
+    auto serving = sp::spawn([&] { server.serve(); });
+
+    std::uint16_t closed_port;  // bound, then closed: connections are refused
+    {
+      auto l = spindle::io::TcpListener::bind("127.0.0.1", 0);
+      closed_port = l.local_endpoint().port();
+    }
+    const std::string base = "http://127.0.0.1:" + std::to_string(server.local_endpoint().port());
+    std::vector<std::string> paths;
+    for (int i = 1; i <= 20; ++i) paths.push_back("/page/" + std::to_string(i * 100));
+    for (int i = 1; i <= 3; ++i) paths.push_back("/slow/" + std::to_string(i));
+    paths.push_back("/broken");
+
+    sp::Semaphore limit(10);
+    std::atomic<int> in_flight{0}, peak{0};
+    http::Client client({.limit = 100, .limit_per_host = 10});
+    std::vector<sp::Task<std::string>> tasks;
+    auto fetch = [&](std::string url) -> std::string {
+      auto permit = limit.acquire_guard();  // at most 10 past this line
+      const int now = in_flight.fetch_add(1) + 1;
+      for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
+      }
+      struct Leave {
+        std::atomic<int>& n;
+        ~Leave() { n.fetch_sub(1); }
+      } leave{in_flight};
+      try {
+        auto res = sp::with_timeout(2s, [&] { return client.get(url); });
+        if (res.status != 200) throw std::runtime_error("HTTP " + std::to_string(res.status));
+        return std::to_string(res.body.size()) + " bytes";
+      } catch (const http::Error& e) {
+        throw std::runtime_error(e.code().message());  // without the URL's port
+      }
+    };
+    for (const auto& p : paths) tasks.push_back(sp::spawn(fetch, base + p));
+    tasks.push_back(sp::spawn(fetch, "http://127.0.0.1:" + std::to_string(closed_port) + "/refused"));
+    paths.push_back("(closed port)/refused");
+
+    auto results = sp::gather_settled(tasks);
+    int ok = 0, failed = 0;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok()) {
+        std::cout << paths[i] << ": " << results[i].value() << '\n';
+        ++ok;
+      } else {
+        std::cout << paths[i] << ": failed: " << results[i].what() << '\n';
+        ++failed;
+      }
+    }
+    std::cout << ok << " ok, " << failed << " failed, at most " << peak.load() << " in flight\n";
+    release_slow.set();
+    server.shutdown();
+    serving.join();
+    return ok == 20 && failed == 5 && peak.load() <= 10 ? 0 : 1;
+  });
+}

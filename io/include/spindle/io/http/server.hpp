@@ -1,0 +1,136 @@
+// server.hpp: http::Server, an HTTP/1.1 server (one fiber per connection)
+// built on Beast's parser and serializer over spindle's TcpStream, and
+// http::Router, a handler that dispatches by method and path.
+//
+//   sp::http::Router r;
+//   r.get("/users/:id", [](sp::http::Request& q) {
+//     return sp::http::Response::text_body(200, std::string(q.param("id")));
+//   });
+//   sp::http::Server srv(r);
+//   srv.listen("127.0.0.1", 8080);
+//   srv.serve();                    // until srv.shutdown()
+//
+// Per connection (docs/http.md "Server"):
+//  - Requests are read one after another, so pipelined requests are
+//    answered in order. Keep-alive unless the request (HTTP/1.0 without
+//    keep-alive, or Connection: close) or the Response (close) says no.
+//  - A head over max_head bytes gets 431, a body over max_body 413,
+//    anything Beast cannot parse 400; each of these closes the connection
+//    (the rest of the stream cannot be framed). The server keeps serving.
+//  - A handler that throws a std::exception gets 500 (the connection stays).
+//    Cancelled passes (the connection fiber unwinds and closes).
+//  - A peer that goes away mid-head or mid-body just ends its connection.
+// Handlers run on the connection's fiber: they may suspend (any spindle
+// wait), and run concurrently with other connections' handlers on every
+// worker, so shared state needs a lock.
+//
+// Graceful shutdown (shutdown(), from any fiber or thread): the server
+// stops accepting; connections waiting for a next request are closed at
+// once; a connection inside a request finishes it (its response says
+// Connection: close) and then closes. serve() returns when every
+// connection has ended, or cancels those left after drain_timeout.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <spindle/io/endpoint.hpp>
+#include <spindle/io/http/message.hpp>
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle::http {
+
+// Handler: called once per request on the connection's fiber.
+using Handler = std::function<Response(Request&)>;
+
+// Router: a Handler that picks a route by method and path.
+// Patterns are split at '/'; a segment ":name" matches any one segment and
+// is stored as a path parameter; a last segment "*" matches the rest of the
+// path (possibly empty; stored as parameter "*"). Routes are tried in the
+// order added. No route matches the path: 404. The path matches but not
+// the method: 405 with Allow. HEAD falls back to a GET route.
+// add() is not thread-safe; add every route before serving.
+class Router {
+ public:
+  Router& add(std::string_view method, std::string_view pattern, Handler h);
+  Router& get(std::string_view pattern, Handler h) { return add("GET", pattern, std::move(h)); }
+  Router& post(std::string_view pattern, Handler h) { return add("POST", pattern, std::move(h)); }
+  Router& put(std::string_view pattern, Handler h) { return add("PUT", pattern, std::move(h)); }
+  Router& del(std::string_view pattern, Handler h) { return add("DELETE", pattern, std::move(h)); }
+
+  // Dispatches (fills req.params for the route chosen).
+  SPINDLE_MAY_SUSPEND Response operator()(Request& req) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::vector<std::string> segments;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+struct ServerOptions {
+  // Head (request line and fields) over this many bytes: 431 and close.
+  std::size_t max_head = 16 * 1024;
+  // Body over this many bytes (Content-Length or chunks): 413 and close.
+  std::size_t max_body = 1024 * 1024;
+  // minimal: no Date and Server fields (for benchmarks; the protocol's
+  // response is status line, Content-Length and Content-Type only).
+  bool minimal = false;
+  std::string server_name = "spindle";
+  // A keep-alive connection with no request under way for this long is
+  // closed. Zero: never.
+  std::chrono::milliseconds idle_timeout{60'000};
+  // A request whose head and body take longer than this to arrive (from
+  // its first byte) is dropped with its connection. Zero: never.
+  std::chrono::milliseconds read_timeout{30'000};
+  // shutdown(): how long serve() lets in-flight requests finish before it
+  // cancels their fibers.
+  std::chrono::milliseconds drain_timeout{10'000};
+  // Listening backlog.
+  int backlog = 1024;
+};
+
+class Server {
+ public:
+  explicit Server(Handler handler, ServerOptions options = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // listen: binds (port 0: the kernel picks; local_endpoint() tells).
+  // Call once, before serve().
+  SPINDLE_MAY_SUSPEND void listen(std::string_view host, std::uint16_t port);
+  io::Endpoint local_endpoint() const;
+
+  // serve: accepts and serves on the calling fiber (connections on fibers
+  // of their own) until shutdown(); then drains (see above) and returns.
+  // A cancellation point: cancelling the fiber in serve() cancels every
+  // connection, waits for them and raises Cancelled.
+  SPINDLE_MAY_SUSPEND void serve();
+
+  // shutdown: asks serve() to stop (graceful, see above). Never suspends;
+  // any fiber or thread; idempotent. Also valid before serve() starts.
+  void shutdown() noexcept;
+
+  // Counters (any thread, relaxed reads: exact once serve() returned).
+  // requests_served counts handler returns, before the response is
+  // written: a peer holding a response sees it counted.
+  std::uint64_t connections_accepted() const noexcept;
+  std::uint64_t connections_open() const noexcept;
+  std::uint64_t requests_served() const noexcept;
+
+ private:
+  struct State;
+  std::shared_ptr<State> st_;
+};
+
+}  // namespace spindle::http

@@ -1,0 +1,141 @@
+// message.cpp: Headers, Request/Response helpers, reason phrases, JSON and
+// the error category. No Beast here (docs/http.md "Layout").
+#include <algorithm>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <spindle/io/http/error.hpp>
+#include <spindle/io/http/message.hpp>
+
+namespace spindle::http {
+
+namespace {
+char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+void Headers::set(std::string_view name, std::string_view value) {
+  erase(name);
+  add(name, value);
+}
+
+void Headers::add(std::string_view name, std::string_view value) {
+  fields_.emplace_back(std::string(name), std::string(value));
+}
+
+std::optional<std::string_view> Headers::get(std::string_view name) const {
+  for (const auto& [n, v] : fields_)
+    if (iequals(n, name)) return std::string_view(v);
+  return std::nullopt;
+}
+
+std::size_t Headers::erase(std::string_view name) {
+  const auto before = fields_.size();
+  std::erase_if(fields_, [&](const Field& f) { return iequals(f.first, name); });
+  return before - fields_.size();
+}
+
+std::string_view Request::path() const noexcept {
+  const std::string_view t = target;
+  return t.substr(0, t.find('?'));
+}
+
+std::string_view Request::query() const noexcept {
+  const std::string_view t = target;
+  const auto q = t.find('?');
+  return q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
+}
+
+std::string_view Request::param(std::string_view name) const noexcept {
+  for (const auto& [n, v] : params)
+    if (n == name) return v;
+  return {};
+}
+
+nlohmann::json Request::json() const { return nlohmann::json::parse(body); }
+nlohmann::json Response::json() const { return nlohmann::json::parse(body); }
+
+Response Response::text_body(int status, std::string body, std::string_view content_type) {
+  Response r;
+  r.status = status;
+  r.headers.set("Content-Type", content_type);
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::json_body(int status, const nlohmann::json& value) {
+  return text_body(status, value.dump(), "application/json");
+}
+
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "";
+  }
+}
+
+namespace {
+class HttpCategory : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "spindle.http"; }
+  std::string message(int v) const override {
+    switch (static_cast<errc>(v)) {
+      case errc::refused: return "connection refused";
+      case errc::reset: return "connection reset";
+      case errc::timeout: return "timed out";
+      case errc::tls: return "TLS failure";
+      case errc::malformed_response: return "malformed response";
+      case errc::truncated: return "response truncated";
+      case errc::body_too_large: return "body too large";
+      case errc::too_many_redirects: return "too many redirects";
+      case errc::invalid_url: return "invalid URL";
+      case errc::connect_failed: return "connect failed";
+    }
+    return "unknown http error";
+  }
+};
+}  // namespace
+
+const std::error_category& http_category() noexcept {
+  static const HttpCategory c;
+  return c;
+}
+
+}  // namespace spindle::http

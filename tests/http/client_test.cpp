@@ -1,0 +1,422 @@
+// client_test.cpp: http::Client against http::Server and against canned
+// raw-socket peers: round trips and JSON, keep-alive reuse and pool limits
+// counted at the server, each kind of timeout, redirects and loops,
+// chunked and truncated bodies, typed errors, cancellation that must not
+// leave a half-read connection in the pool, stale pooled connections, and
+// 1,000 concurrent client fibers on 2 workers.
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <spindle/sync/all.hpp>
+
+#include "http_test_support.hpp"
+
+using namespace spindle_test;
+using namespace http_test;
+
+namespace {
+
+// CannedPeer: a raw server that answers each request head with fixed
+// bytes; it closes after the first, or keeps answering until the peer
+// goes away.
+class CannedPeer {
+ public:
+  CannedPeer(std::string reply, bool close_after) : l_(io::TcpListener::bind("127.0.0.1", 0)) {
+    task_ = sp::spawn([this, reply = std::move(reply), close_after] {
+      sp::TaskGroup conns;
+      for (;;) {
+        io::TcpStream s = l_.accept();
+        accepted_.fetch_add(1);
+        conns.spawn([&reply, close_after, sock = std::move(s)]() mutable {
+          // A local: closed when this body ends (the lambda's captures may
+          // live on until the group ends).
+          io::TcpStream s = std::move(sock);
+          try {
+            std::string buf;
+            for (;;) {  // one reply per request head (bodies are not sent here)
+              buf.erase(0, s.read_until(buf, "\r\n\r\n", 1 << 16));
+              s.write_all(reply);
+              if (close_after) return;
+            }
+          } catch (const std::system_error&) {
+          }
+        });
+      }
+    });
+  }
+  ~CannedPeer() {
+    task_.cancel();
+    try {
+      task_.join();
+    } catch (const sp::Cancelled&) {
+    }
+  }
+  std::string url(std::string_view path = "/") const {
+    return "http://127.0.0.1:" + std::to_string(l_.local_endpoint().port()) + std::string(path);
+  }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  io::TcpListener l_;
+  std::atomic<int> accepted_{0};
+  sp::Task<void> task_;
+};
+
+template <class F>
+http::errc error_of(F&& f) {
+  try {
+    f();
+  } catch (const http::Error& e) {
+    return e.kind();
+  }
+  return static_cast<http::errc>(0);
+}
+
+http::Response echo(http::Request& q) {
+  http::Response r = http::Response::text_body(200, q.method + " " + q.target + " " + q.body);
+  if (auto v = q.headers.get("X-Test")) r.headers.set("X-Echo", *v);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("client: round trips, headers, text, bytes and json") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/hello", echo);
+    r.post("/echo", echo);
+    r.post("/sum", [](http::Request& q) {
+      auto j = q.json();
+      return http::Response::json_body(200, {{"sum", j["a"].get<int>() + j["b"].get<int>()}});
+    });
+    LiveServer srv(r);
+    http::Client c;
+    http::RequestOptions ro;
+    ro.headers.set("X-Test", "yes");
+    auto a = c.get(srv.url("/hello?x=1"), ro);
+    FIBER_CHECK(a.status == 200);
+    FIBER_CHECK(a.reason == "OK");
+    FIBER_CHECK(a.text() == "GET /hello?x=1 ");
+    FIBER_CHECK(a.headers.get("x-echo") == std::optional<std::string_view>("yes"));
+    FIBER_CHECK(a.bytes().size() == a.body.size());
+    FIBER_CHECK(a.url == srv.url("/hello?x=1"));
+    auto b = c.post(srv.url("/echo"), std::string(100'000, 'z'));
+    FIBER_CHECK(b.text() == "POST /echo " + std::string(100'000, 'z'));
+    auto s = c.post_json(srv.url("/sum"), {{"a", 2}, {"b", 40}});
+    FIBER_CHECK(s.json()["sum"] == 42);
+    FIBER_CHECK(s.headers.get("Content-Type") == std::optional<std::string_view>("application/json"));
+    FIBER_CHECK(c.get(srv.url("/missing")).status == 404);  // a status, not an error
+    FIBER_CHECK(c.request("HEAD", srv.url("/hello")).body.empty());
+  });
+}
+
+TEST_CASE("client: keep-alive reuses one connection, counted at the server") {
+  run_checked(2, [] {
+    LiveServer srv(echo);
+    http::Client c;
+    for (int i = 0; i < 20; ++i) FIBER_CHECK(c.get(srv.url("/k" + std::to_string(i))).text() == "GET /k" + std::to_string(i) + " ");
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+    FIBER_CHECK(srv.server().requests_served() == 20);
+    const auto st = c.stats();
+    FIBER_CHECK(st.connections_opened == 1);
+    FIBER_CHECK(st.connections_reused == 19);
+    FIBER_CHECK(st.idle == 1);
+  });
+}
+
+TEST_CASE("client: limit_per_host and limit bound the open connections, counted at the servers") {
+  run_checked(2, [] {
+    // Each handler records, while it runs: how many connections server a
+    // holds open, how many requests both servers are inside handlers for
+    // (each needs a connection of its own), and the client's open count.
+    std::atomic<std::uint64_t> max_a{0}, max_in_handlers{0}, max_client_open{0};
+    std::atomic<std::uint64_t> in_handlers{0};
+    LiveServer* pa = nullptr;
+    http::Client* client = nullptr;
+    auto note = [&](std::atomic<std::uint64_t>& m, std::uint64_t v) {
+      std::uint64_t cur = m.load();
+      while (v > cur && !m.compare_exchange_weak(cur, v)) {
+      }
+    };
+    auto h = [&](http::Request& q) {
+      note(max_in_handlers, in_handlers.fetch_add(1) + 1);
+      sp::sleep_for(1ms);  // overlap the requests
+      note(max_a, pa->server().connections_open());
+      note(max_client_open, client->stats().open);
+      in_handlers.fetch_sub(1);
+      return echo(q);
+    };
+    LiveServer a(h), b(h);
+    pa = &a;
+    {
+      http::Client c({.limit = 0, .limit_per_host = 3});
+      client = &c;
+      sp::TaskGroup g;
+      for (int i = 0; i < 60; ++i) g.spawn([&] { FIBER_CHECK(c.get(a.url()).status == 200); });
+      g.wait();
+      // One host, so no connection is closed to make room: the server's
+      // open count is exact.
+      FIBER_CHECK(max_a.load() <= 3);
+      FIBER_CHECK(max_a.load() >= 1);
+      FIBER_CHECK(a.server().connections_accepted() <= 3);
+      FIBER_CHECK(c.stats().open <= 3);
+    }
+    max_in_handlers = 0;
+    max_client_open = 0;
+    {
+      // Two hosts, two connections in total: the client closes an idle
+      // connection of one host to open one to the other, and a server sees
+      // that close a little later, so its open count can lag; requests
+      // inside handlers at once cannot.
+      http::Client c({.limit = 2, .limit_per_host = 0});
+      client = &c;
+      sp::TaskGroup g;
+      for (int i = 0; i < 60; ++i) g.spawn([&, i] { FIBER_CHECK(c.get((i % 2 ? a : b).url()).status == 200); });
+      g.wait();
+      FIBER_CHECK(max_in_handlers.load() <= 2);
+      FIBER_CHECK(max_in_handlers.load() >= 1);
+      FIBER_CHECK(max_client_open.load() <= 2);
+      FIBER_CHECK(c.stats().open <= 2);
+    }
+  });
+}
+
+TEST_CASE("client: read, total and connect timeouts are errc::timeout") {
+  run_checked(2, [] {
+    sp::Event never;
+    http::Router r;
+    r.get("/slow", [&](http::Request& q) {
+      never.wait_for(slack(10s));
+      return echo(q);
+    });
+    r.get("/hop/:n", [](http::Request& q) {
+      sp::sleep_for(20ms);
+      http::Response res;
+      res.status = 302;
+      res.headers.set("Location", "/hop/" + std::to_string(std::stoi(std::string(q.param("n"))) + 1));
+      return res;
+    });
+    LiveServer srv(r);
+    {
+      http::Client c({.read_timeout = 50ms});
+      FIBER_CHECK(error_of([&] { c.get(srv.url("/slow")); }) == http::errc::timeout);
+      FIBER_CHECK(c.stats().open == 0);  // the half-used connection was closed
+    }
+    {
+      // Each hop answers in time; the whole chain does not.
+      http::Client c({.read_timeout = 1s, .total_timeout = 100ms, .max_redirects = 1000});
+      FIBER_CHECK(error_of([&] { c.get(srv.url("/hop/0")); }) == http::errc::timeout);
+    }
+    {
+      // A caller's own with_timeout stays TimedOut from the caller's scope.
+      http::Client c;
+      bool timed_out = false;
+      try {
+        sp::with_timeout(50ms, [&] { c.get(srv.url("/slow")); });
+      } catch (const sp::TimedOut&) {
+        timed_out = true;
+      }
+      FIBER_CHECK(timed_out);
+      FIBER_CHECK(c.stats().open == 0);
+    }
+    {
+      // connect: a listener whose accept queue is full never completes a
+      // handshake (Linux drops the SYN), so connects hang.
+      auto full = io::TcpListener::bind("127.0.0.1", 0, {.backlog = 1});
+      const auto ep = full.local_endpoint();
+      std::vector<io::TcpStream> fill;
+      for (int i = 0; i < 16; ++i) {
+        try {
+          fill.push_back(sp::with_timeout(200ms, [&] { return io::TcpStream::connect(ep); }));
+        } catch (const sp::TimedOut&) {
+          break;  // the queue is full
+        }
+      }
+      http::Client c({.connect_timeout = 100ms});
+      FIBER_CHECK(error_of([&] { c.get("http://127.0.0.1:" + std::to_string(ep.port()) + "/"); }) ==
+                  http::errc::timeout);
+    }
+    never.set();
+  });
+}
+
+TEST_CASE("client: redirects are followed, bounded, and loops fail") {
+  run_checked(2, [] {
+    http::Router r;
+    auto redirect = [](int status, std::string to) {
+      return [status, to](http::Request&) {
+        http::Response res;
+        res.status = status;
+        res.headers.set("Location", to);
+        return res;
+      };
+    };
+    r.get("/a", redirect(301, "/b"));
+    r.get("/b", redirect(302, "c"));  // relative to /
+    r.get("/c", echo);
+    r.post("/see", redirect(303, "/c"));
+    r.post("/keep", redirect(307, "/echo"));
+    r.post("/echo", echo);
+    r.get("/loop", redirect(302, "/loop"));
+    LiveServer srv(r);
+    http::Client c;
+    auto res = c.get(srv.url("/a"));
+    FIBER_CHECK(res.status == 200);
+    FIBER_CHECK(res.text() == "GET /c ");
+    FIBER_CHECK(res.url == srv.url("/c"));
+    FIBER_CHECK(c.post(srv.url("/see"), "body").text() == "GET /c ");
+    FIBER_CHECK(c.post(srv.url("/keep"), "body").text() == "POST /echo body");
+    FIBER_CHECK(error_of([&] { c.get(srv.url("/loop")); }) == http::errc::too_many_redirects);
+    http::RequestOptions no;
+    no.follow_redirects = false;
+    FIBER_CHECK(c.get(srv.url("/a"), no).status == 301);
+    http::Client strict({.max_redirects = 1});
+    FIBER_CHECK(error_of([&] { strict.get(srv.url("/a")); }) == http::errc::too_many_redirects);
+  });
+}
+
+TEST_CASE("client: chunked bodies, Content-Length checks and malformed responses") {
+  run_checked(2, [] {
+    {
+      CannedPeer p("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n", false);
+      http::Client c;
+      auto r = c.get(p.url());
+      FIBER_CHECK(r.text() == "hello, world");
+      FIBER_CHECK(c.get(p.url()).text() == "hello, world");
+      FIBER_CHECK(p.accepted() == 1);  // chunked framing allowed reuse
+    }
+    {
+      CannedPeer p("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true);
+      http::Client c;
+      FIBER_CHECK(error_of([&] { c.get(p.url()); }) == http::errc::truncated);
+    }
+    {
+      CannedPeer p("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", true);
+      http::Client c;
+      FIBER_CHECK(error_of([&] { c.get(p.url()); }) == http::errc::truncated);
+    }
+    {
+      CannedPeer p("HTTP/1.0 200 OK\r\n\r\nuntil the end", true);  // framed by the close
+      http::Client c;
+      FIBER_CHECK(c.get(p.url()).text() == "until the end");
+      FIBER_CHECK(c.stats().idle == 0);
+    }
+    for (std::string bad : {"NOT HTTP AT ALL\r\n\r\n", "HTTP/1.1 abc OK\r\n\r\n",
+                            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+                            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"}) {
+      CannedPeer p(bad, true);
+      http::Client c;
+      const auto e = error_of([&] { c.get(p.url()); });
+      if (e != http::errc::malformed_response) fiber_failures().add("not malformed_response: " + bad);
+    }
+    {
+      CannedPeer p("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'x'), true);
+      http::Client c({.max_body = 100});
+      FIBER_CHECK(error_of([&] { c.get(p.url()); }) == http::errc::body_too_large);
+    }
+    {
+      CannedPeer p("", true);  // closes without a word
+      http::Client c;
+      FIBER_CHECK(error_of([&] { c.get(p.url()); }) == http::errc::reset);
+    }
+  });
+}
+
+TEST_CASE("client: refused and invalid URLs") {
+  run_checked(1, [] {
+    std::uint16_t port;
+    {
+      auto l = io::TcpListener::bind("127.0.0.1", 0);
+      port = l.local_endpoint().port();
+    }
+    http::Client c;
+    FIBER_CHECK(error_of([&] { c.get("http://127.0.0.1:" + std::to_string(port) + "/"); }) == http::errc::refused);
+    FIBER_CHECK(c.stats().open == 0);
+    for (const char* u : {"ftp://x/", "http://", "http://h:99999/", "http://h:x/", "http://[::1/"})
+      FIBER_CHECK(error_of([&] { c.get(u); }) == http::errc::invalid_url);
+  });
+}
+
+TEST_CASE("client: a cancelled request never leaves its half-read connection in the pool") {
+  run_checked(2, [] {
+    // Head and part of the body, then silence.
+    CannedPeer p("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", false);
+    http::Client c;
+    auto t = sp::spawn([&] { return c.get(p.url()).status; });
+    // The first request's connection is open once the peer accepted it.
+    const auto end = Clock::now() + slack(10s);
+    while (p.accepted() == 0 && Clock::now() < end) sp::sleep_for(1ms);
+    t.cancel();
+    bool cancelled = false;
+    try {
+      t.join();
+    } catch (const sp::Cancelled&) {
+      cancelled = true;
+    }
+    FIBER_CHECK(cancelled);
+    FIBER_CHECK(c.stats().open == 0);
+    FIBER_CHECK(c.stats().idle == 0);
+    // The next request opens a new connection (the peer answers it the
+    // same way: a read timeout ends it), never reading the old one's tail.
+    http::Client c2({.read_timeout = 50ms});
+    FIBER_CHECK(error_of([&] { c2.get(p.url()); }) == http::errc::timeout);
+    FIBER_CHECK(c2.stats().open == 0);
+  });
+}
+
+TEST_CASE("client: pooled connections the server closed are replaced transparently") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    // The server drops idle keep-alive connections; long enough that a
+    // fresh connection is not dropped before its request arrives (a
+    // sanitizer build on a loaded machine can take that long).
+    o.idle_timeout = kSanitized ? 1000ms : 100ms;
+    sp::Barrier together(3);
+    http::Router r;
+    r.get("/together", [&](http::Request& q) {
+      together.arrive_and_wait();  // three requests in handlers at once
+      return echo(q);
+    });
+    r.get("/:x", echo);
+    LiveServer srv(r, o);
+    http::Client c;
+    {
+      sp::TaskGroup g;  // three connections, all idle in the pool afterwards
+      for (int i = 0; i < 3; ++i) g.spawn([&] { FIBER_CHECK(c.get(srv.url("/together")).status == 200); });
+    }
+    FIBER_CHECK(c.stats().idle == 3);
+    const auto end = Clock::now() + slack(10s);
+    while (srv.server().connections_open() != 0 && Clock::now() < end) sp::sleep_for(1ms);
+    FIBER_CHECK(c.stats().idle == 3);  // the client does not know yet
+    // The first stale one fails before any response byte; the retry does
+    // not pick another stale one.
+    FIBER_CHECK(c.get(srv.url("/2")).text() == "GET /2 ");
+    FIBER_CHECK(srv.server().connections_accepted() == 4);
+    FIBER_CHECK(c.stats().connections_opened == 4);
+    FIBER_CHECK(c.stats().open == 1);
+  });
+}
+
+TEST_CASE("client: 1,000 concurrent client fibers against the server on 2 workers") {
+  const int n = kTsan ? 250 : 1000;
+  run_checked(2, [n] {
+    LiveServer srv([](http::Request& q) { return http::Response::text_body(200, std::string(q.path())); });
+    http::Client c({.limit = 100, .limit_per_host = 50});
+    std::atomic<int> ok{0};
+    sp::TaskGroup g;
+    for (int i = 0; i < n; ++i)
+      g.spawn([&, i] {
+        const std::string path = "/f" + std::to_string(i);
+        for (int k = 0; k < 3; ++k)
+          if (c.get(srv.url(path)).text() == path) ok.fetch_add(1);
+      });
+    g.wait();
+    FIBER_CHECK(ok.load() == 3 * n);
+    FIBER_CHECK(srv.server().connections_accepted() <= 50);
+    FIBER_CHECK(srv.server().requests_served() == static_cast<std::uint64_t>(3 * n));
+  });
+}

@@ -1,0 +1,114 @@
+// http_test_support.hpp: fixtures of the http tests. A Server serving on
+// 127.0.0.1:0 from a fiber of its own, and raw-socket helpers for the
+// wire-level checks (what exactly the server sent, inputs no client would
+// produce). No Beast here: the tests compile against the public headers.
+#pragma once
+
+#include <dirent.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <spindle/io/all.hpp>
+#include <spindle/io/http/all.hpp>
+#include <spindle/runtime/all.hpp>
+
+#include "spindle_test.hpp"
+
+namespace http_test {
+
+namespace sp = spindle;
+namespace io = spindle::io;
+namespace http = spindle::http;
+
+// LiveServer: a Server listening on loopback, served by a fiber; stop()
+// shuts it down gracefully and joins that fiber (the destructor too).
+class LiveServer {
+ public:
+  explicit LiveServer(http::Handler h, http::ServerOptions o = {}) : srv_(std::move(h), std::move(o)) {
+    srv_.listen("127.0.0.1", 0);
+    task_ = sp::spawn([this] { srv_.serve(); });
+  }
+  ~LiveServer() { stop(); }
+  std::uint16_t port() const { return srv_.local_endpoint().port(); }
+  std::string url(std::string_view path = "/") const {
+    return "http://127.0.0.1:" + std::to_string(port()) + std::string(path);
+  }
+  http::Server& server() { return srv_; }
+  void stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    srv_.shutdown();
+    task_.join();
+  }
+
+ private:
+  http::Server srv_;
+  sp::Task<void> task_;
+  bool stopped_ = false;
+};
+
+inline io::TcpStream raw_connect(std::uint16_t port) {
+  return io::TcpStream::connect(io::Endpoint("127.0.0.1", port));
+}
+
+// read_all: everything until the peer closes (or an error such as reset).
+inline std::string read_all(io::TcpStream& s) {
+  std::string out;
+  try {
+    s.read_to_end(out);
+  } catch (const std::system_error&) {
+  }
+  return out;
+}
+
+// count_substr: non-overlapping occurrences.
+inline std::size_t count_substr(std::string_view hay, std::string_view needle) {
+  std::size_t n = 0;
+  for (std::size_t p = hay.find(needle); p != std::string_view::npos; p = hay.find(needle, p + needle.size())) ++n;
+  return n;
+}
+
+// open_fds: descriptors open in this process now.
+inline int open_fds() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+}  // namespace http_test
+
+namespace http_test {
+
+// read_response: one response with a Content-Length from s (buf keeps
+// bytes read past it). Returns head and body as one string.
+inline std::string read_response(io::TcpStream& s, std::string& buf) {
+  const std::size_t head_end = s.read_until(buf, "\r\n\r\n", 1 << 20);
+  std::string head = buf.substr(0, head_end);
+  std::string lower = head;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::size_t len = 0;
+  if (const auto p = lower.find("content-length:"); p != std::string::npos)
+    len = std::stoul(lower.substr(p + 15));
+  char tmp[4096];
+  while (buf.size() < head_end + len) {
+    const std::size_t n = s.read_some(tmp, sizeof tmp);
+    if (n == 0) throw std::runtime_error("eof inside a response body");
+    buf.append(tmp, n);
+  }
+  std::string out = buf.substr(0, head_end + len);
+  buf.erase(0, head_end + len);
+  return out;
+}
+
+// body_of: what follows the head.
+inline std::string body_of(const std::string& response) {
+  const auto p = response.find("\r\n\r\n");
+  return p == std::string::npos ? std::string() : response.substr(p + 4);
+}
+
+}  // namespace http_test

@@ -1,0 +1,345 @@
+// server_test.cpp: http::Server at the wire level, driven from raw
+// TcpStreams: round trips, the router, keep-alive and pipelining counted at
+// the server, head/body limits (431/413), a corpus of malformed requests
+// (400 and close, the server goes on serving), peers that vanish mid-head
+// and mid-body, handler failures, the minimal response, and graceful
+// shutdown (idle connections closed, in-flight requests finished).
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <spindle/sync/all.hpp>
+
+#include "http_test_support.hpp"
+
+using namespace spindle_test;
+using namespace http_test;
+
+namespace {
+
+http::Response echo_target(http::Request& q) {
+  return http::Response::text_body(200, q.method + " " + q.target + " " + q.body);
+}
+
+// wait_until: yields until pred() holds, failing (not hanging) after a
+// generous bound. For counters the server updates after the peer saw its
+// part of the exchange (connections_open after a close).
+template <class P>
+bool wait_until(P pred) {
+  const auto end = Clock::now() + slack(10s);
+  while (!pred()) {
+    if (Clock::now() > end) return false;
+    sp::sleep_for(1ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("server: round trip, Date and Server fields, request body") {
+  run_checked(2, [] {
+    LiveServer srv(echo_target);
+    auto s = raw_connect(srv.port());
+    s.write_all("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    std::string buf;
+    const std::string r = read_response(s, buf);
+    FIBER_CHECK(r.starts_with("HTTP/1.1 200 OK\r\n"));
+    FIBER_CHECK(r.find("\r\nDate: ") != std::string::npos);
+    FIBER_CHECK(r.find("\r\nServer: spindle\r\n") != std::string::npos);
+    FIBER_CHECK(body_of(r) == "POST /a?b=1 hello");
+  });
+}
+
+TEST_CASE("server: the minimal response has no Date or Server") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.minimal = true;
+    LiveServer srv([](http::Request&) { return http::Response::text_body(200, "Hello, World!", "text/plain"); },
+                   o);
+    auto s = raw_connect(srv.port());
+    s.write_all("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string buf;
+    const std::string r = read_response(s, buf);
+    FIBER_CHECK(r == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!");
+  });
+}
+
+TEST_CASE("server: chunked request body reaches the handler whole") {
+  run_checked(2, [] {
+    LiveServer srv(echo_target);
+    auto s = raw_connect(srv.port());
+    s.write_all("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
+    std::string buf;
+    FIBER_CHECK(body_of(read_response(s, buf)) == "POST /c abcdefg");
+  });
+}
+
+TEST_CASE("server: router with path parameters, 404, 405 and HEAD") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/users/:id", [](http::Request& q) {
+      return http::Response::text_body(200, "user " + std::string(q.param("id")));
+    });
+    r.get("/users/:id/posts/:post", [](http::Request& q) {
+      return http::Response::text_body(200, std::string(q.param("id")) + "/" + std::string(q.param("post")));
+    });
+    r.post("/users", [](http::Request& q) {
+      auto j = q.json();
+      return http::Response::json_body(201, {{"created", j["name"]}});
+    });
+    r.get("/static/*", [](http::Request& q) { return http::Response::text_body(200, std::string(q.param("*"))); });
+    LiveServer srv(r);
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    auto ask = [&](std::string req) {
+      s.write_all(req);
+      return read_response(s, buf);
+    };
+    FIBER_CHECK(body_of(ask("GET /users/42 HTTP/1.1\r\nHost: x\r\n\r\n")) == "user 42");
+    FIBER_CHECK(body_of(ask("GET /users/7/posts/9?x HTTP/1.1\r\nHost: x\r\n\r\n")) == "7/9");
+    FIBER_CHECK(body_of(ask("GET /static/a/b/c.css HTTP/1.1\r\nHost: x\r\n\r\n")) == "a/b/c.css");
+    const std::string created =
+        ask("POST /users HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{\"name\":\"ann\"}");
+    FIBER_CHECK(created.starts_with("HTTP/1.1 201 Created\r\n"));
+    FIBER_CHECK(nlohmann::json::parse(body_of(created)) == nlohmann::json{{"created", "ann"}});
+    FIBER_CHECK(ask("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    const std::string r405 = ask("DELETE /users HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(r405.starts_with("HTTP/1.1 405 "));
+    FIBER_CHECK(r405.find("\r\nAllow: POST\r\n") != std::string::npos);
+    // HEAD: GET's Content-Length, no body (the next response follows at once).
+    s.write_all("HEAD /users/42 HTTP/1.1\r\nHost: x\r\n\r\nGET /users/1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::size_t head_end = s.read_until(buf, "\r\n\r\n", 1 << 16);
+    FIBER_CHECK(buf.substr(0, head_end).find("Content-Length: 7\r\n") != std::string::npos);
+    buf.erase(0, head_end);
+    FIBER_CHECK(body_of(read_response(s, buf)) == "user 1");
+  });
+}
+
+TEST_CASE("server: keep-alive and pipelining, counted at the server") {
+  run_checked(2, [] {
+    LiveServer srv(echo_target);
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    for (int i = 0; i < 5; ++i) {  // one after another on one connection
+      s.write_all("GET /k" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      FIBER_CHECK(body_of(read_response(s, buf)) == "GET /k" + std::to_string(i) + " ");
+    }
+    // 20 pipelined in one write, the last asking to close: answered in order.
+    std::string batch;
+    for (int i = 0; i < 20; ++i)
+      batch += "GET /p" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n" + (i == 19 ? "Connection: close\r\n" : "") +
+               "\r\n";
+    s.write_all(batch);
+    for (int i = 0; i < 20; ++i)
+      FIBER_CHECK(body_of(read_response(s, buf)) == "GET /p" + std::to_string(i) + " ");
+    FIBER_CHECK(read_all(s).empty());  // closed after the last
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+    FIBER_CHECK(srv.server().requests_served() == 25);
+  });
+}
+
+TEST_CASE("server: HTTP/1.0 closes unless it asks for keep-alive") {
+  run_checked(1, [] {
+    LiveServer srv(echo_target);
+    auto s = raw_connect(srv.port());
+    s.write_all("GET /a HTTP/1.0\r\n\r\n");
+    const std::string r = read_all(s);
+    FIBER_CHECK(r.starts_with("HTTP/1.0 200 OK\r\n"));
+    FIBER_CHECK(body_of(r) == "GET /a ");
+    auto s2 = raw_connect(srv.port());
+    std::string buf;
+    s2.write_all("GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s2, buf)) == "GET /b ");
+    s2.write_all("GET /c HTTP/1.0\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s2, buf)) == "GET /c ");
+  });
+}
+
+TEST_CASE("server: head over max_head gets 431, body over max_body 413; the server goes on") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.max_head = 1024;
+    o.max_body = 100;
+    LiveServer srv(echo_target, o);
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
+      FIBER_CHECK(read_all(s).starts_with("HTTP/1.1 431 "));
+    }
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + std::string(101, 'b'));
+      FIBER_CHECK(read_all(s).starts_with("HTTP/1.1 413 "));
+    }
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" + std::string(64, 'c') +
+                  "\r\n40\r\n" + std::string(64, 'c') + "\r\n0\r\n\r\n");
+      FIBER_CHECK(read_all(s).starts_with("HTTP/1.1 413 "));
+    }
+    {  // exactly at the limits: served
+      auto s = raw_connect(srv.port());
+      std::string buf;
+      s.write_all("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'd'));
+      FIBER_CHECK(body_of(read_response(s, buf)) == "POST / " + std::string(100, 'd'));
+    }
+  });
+}
+
+TEST_CASE("server: malformed requests get 400 and a close; the server goes on") {
+  const std::vector<std::string> corpus = {
+      "GARBAGE\r\n\r\n",
+      "GET\r\n\r\n",
+      "GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+      "GET / FOO/1.1\r\nHost: x\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+      std::string("G\0T / HTTP/1.1\r\n\r\n", 18),
+      "GET / HTTP/1.1\r\nHost: x\r\n\x7f: y\r\n\r\n",
+      "GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+  };
+  run_checked(2, [&] {
+    LiveServer srv(echo_target);
+    const int fds = open_fds();
+    for (std::size_t i = 0; i < corpus.size(); ++i) {
+      auto s = raw_connect(srv.port());
+      s.write_all(corpus[i]);
+      const std::string r = read_all(s);  // also proves the close
+      if (!r.starts_with("HTTP/1.1 400 "))
+        fiber_failures().add("malformed input #" + std::to_string(i) + " answered: " + r.substr(0, 40));
+    }
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    s.write_all("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "GET /ok ");
+    s.close();
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    FIBER_CHECK(open_fds() == fds);
+  });
+}
+
+TEST_CASE("server: peers that vanish mid-head and mid-body end only their connection") {
+  run_checked(2, [] {
+    std::atomic<int> handled{0};
+    LiveServer srv([&](http::Request& q) {
+      handled.fetch_add(1);
+      return echo_target(q);
+    });
+    const int fds = open_fds();
+    for (int round = 0; round < 10; ++round) {
+      {
+        auto s = raw_connect(srv.port());
+        s.write_all("GET /half HTTP/1.1\r\nHost: ");
+      }
+      {
+        auto s = raw_connect(srv.port());
+        s.write_all("POST /half HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + std::string(10, 'x'));
+      }
+      {
+        auto s = raw_connect(srv.port());
+        s.write_all("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc");
+      }
+    }
+    // The kernel completes our connects before the server accepts them:
+    // wait for all 30 accepted and ended.
+    FIBER_CHECK(wait_until([&] {
+      return srv.server().connections_accepted() == 30 && srv.server().connections_open() == 0;
+    }));
+    FIBER_CHECK(handled.load() == 0);
+    FIBER_CHECK(open_fds() == fds);
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    s.write_all("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "GET /after ");
+  });
+}
+
+TEST_CASE("server: a handler that throws gets 500 and the connection stays") {
+  run_checked(2, [] {
+    LiveServer srv([](http::Request& q) -> http::Response {
+      if (q.target == "/boom") throw std::runtime_error("boom");
+      return echo_target(q);
+    });
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    s.write_all("GET /boom HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 500 "));
+    s.write_all("GET /fine HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "GET /fine ");
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+  });
+}
+
+TEST_CASE("server: graceful shutdown closes idle connections and finishes in-flight requests") {
+  run_checked(2, [] {
+    sp::Event entered, release;
+    http::Server srv([&](http::Request& q) {
+      if (q.target == "/slow") {
+        entered.set();
+        release.wait();
+      }
+      return echo_target(q);
+    });
+    srv.listen("127.0.0.1", 0);
+    const auto port = srv.local_endpoint().port();
+    auto serving = sp::spawn([&] { srv.serve(); });
+    // An idle keep-alive connection (one request done).
+    auto idle = raw_connect(port);
+    std::string ibuf;
+    idle.write_all("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(idle, ibuf)) == "GET /first ");
+    // An in-flight request.
+    auto busy = raw_connect(port);
+    busy.write_all("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    entered.wait();
+    srv.shutdown();
+    FIBER_CHECK(read_all(idle).empty());  // closed without a response
+    FIBER_CHECK(!serving.done());         // still draining /slow
+    release.set();
+    const std::string r = read_all(busy);
+    FIBER_CHECK(r.starts_with("HTTP/1.1 200 OK\r\n"));
+    FIBER_CHECK(r.find("\r\nConnection: close\r\n") != std::string::npos);
+    FIBER_CHECK(body_of(r) == "GET /slow ");
+    serving.join();
+    FIBER_CHECK(srv.connections_open() == 0);
+    // Nobody listens any more.
+    bool refused = false;
+    try {
+      raw_connect(port);
+    } catch (const std::system_error& e) {
+      refused = e.code() == std::errc::connection_refused;
+    }
+    FIBER_CHECK(refused);
+  });
+}
+
+TEST_CASE("server: shutdown cancels what is left after drain_timeout") {
+  run_checked(2, [] {
+    sp::Event entered;
+    http::ServerOptions o;
+    o.drain_timeout = 50ms;
+    http::Server srv(
+        [&](http::Request&) -> http::Response {
+          entered.set();
+          sp::Event never;
+          never.wait();  // until cancelled
+          return {};
+        },
+        o);
+    srv.listen("127.0.0.1", 0);
+    auto serving = sp::spawn([&] { srv.serve(); });
+    auto s = raw_connect(srv.local_endpoint().port());
+    s.write_all("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    entered.wait();
+    srv.shutdown();
+    serving.join();
+    FIBER_CHECK(read_all(s).empty());
+    FIBER_CHECK(srv.connections_open() == 0);
+  });
+}
