@@ -11,9 +11,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 if [[ -x scripts/install-deps.sh ]]; then
-  scripts/install-deps.sh
+  scripts/install-deps.sh --bench
 elif [[ -f scripts/install-deps.sh ]]; then
-  bash scripts/install-deps.sh
+  bash scripts/install-deps.sh --bench
 fi
 
 build=build/release

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs the Debian packages spindle builds, tests and
 # benchmarks with (docs/decisions/0002-dependencies.md says why each one).
+#   scripts/install-deps.sh           # build and test
+#   scripts/install-deps.sh --bench   # and the benchmarks' peers
 # Idempotent: when everything is installed it only checks and exits, without
 # apt-get update. Needs no stdin. Uses sudo only when not already root.
 set -euo pipefail
@@ -16,11 +18,18 @@ packages=(
   libuv1-dev             # I/O readiness and timers; found through pkg-config
   libbenchmark-dev       # Google Benchmark (bench/)
   catch2                 # Catch2 v2 (tests/)
-  python3                # the asyncio peer of bench/process (asyncio_spawn.py)
   nlohmann-json3-dev     # JSON for http (docs/decisions/0008-http.md)
-  wrk                    # HTTP load generator (bench/http/run.sh)
-  nginx-light            # the nginx peer of the http_hello benchmark
 )
+# --bench: also the peers and load generators of the benchmarks (not needed
+# to build or test; kept off the test path so a package's install scripts,
+# nginx's above all, cannot fail a test run).
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(
+    python3              # the asyncio peer of bench/process (asyncio_spawn.py)
+    wrk                  # HTTP load generator (bench/http/run.sh)
+    nginx-light          # the nginx peer of the http_hello benchmark
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

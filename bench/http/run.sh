@@ -24,7 +24,7 @@ build=build/http-bench
 
 for tool in wrk nginx; do
   if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
-    echo "run.sh: $tool missing (scripts/install-deps.sh installs it)" >&2
+    echo "run.sh: $tool missing (scripts/install-deps.sh --bench installs it)" >&2
     exit 1
   fi
 done
