@@ -38,7 +38,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 
