@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bench.sh: the main job. Builds spindle in Release (no tests, no examples)
-# and prints the spindle vs Boost.Fiber table (bench/table/main.cpp):
-# skynet, spawn_join, yield_switch and timers at 1 and 2 threads each.
+# and prints the spindle vs Boost.Fiber table (bench/table/main.cpp): the
+# rows docs/benchmarks.md "What is measured" lists (skynet, spawn_join,
+# yield, timers, pingpong, mutex_contention, channel_mpmc, offload, at 1 and
+# 2 threads) and the echo64 section.
 # Works on a fresh Debian 12: missing packages come from install-deps.sh.
 # Extra arguments go to spindle_bench_table (--runs=1 for a quick look,
-# --filter=skynet for one workload). Takes about 3 minutes on 2 cores.
+# --filter=skynet for one workload, --filter=echo64 for the echo64 section).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

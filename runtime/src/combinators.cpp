@@ -68,14 +68,13 @@ std::ptrdiff_t harvest(std::vector<Fiber*>& pending, std::vector<std::size_t>& i
 
 }  // namespace
 
-// Never suspend inside a catch handler: the C++ runtime keeps the stack of
-// caught exceptions per thread, so a fiber that resumes on another thread
-// (or interleaves with other fibers' handlers) and then rethrows with
-// `throw;` finds the wrong exception or none (std::terminate). Handlers
-// here only record what happened; the waiting comes after them, and
-// Cancelled is thrown anew (it carries no state; the deadline scope that
-// may have caused it is tracked on the fiber, so with_timeout still turns
-// it into TimedOut).
+// The catch handlers of the engines only record that the caller was
+// cancelled; the cancelling and waiting (cancel_and_drain) come after them,
+// and Cancelled is thrown anew. That is safe: Cancelled carries no state,
+// and the deadline scope that may have caused it is tracked on the fiber, so
+// with_timeout still turns it into TimedOut. (Waiting inside a handler would
+// be safe too: each fiber's caught-exception state travels with it,
+// context.hpp.)
 void cancel_and_drain(Fiber* const* fs, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) cancel_fiber(fs[i]);
   // Shielded: the caller may itself be cancelled (that is often why we are
@@ -98,7 +97,7 @@ std::ptrdiff_t gather_all(Fiber* const* fs, std::size_t n) {
       wait_any(pending.data(), pending.size(), nullptr);
     }
   } catch (const Cancelled&) {
-    caller_cancelled = true;  // never suspend inside a handler: see below
+    caller_cancelled = true;  // the waiting comes after the handler: see below
   }
   if (caller_cancelled || failed >= 0) cancel_and_drain(fs, n);
   if (caller_cancelled) throw Cancelled{};

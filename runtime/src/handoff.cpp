@@ -6,8 +6,8 @@
 // behind it waits too while another core idles. Two kinds of work can:
 //  - fibers in the stuck worker's LIFO slot and FIFO, which are owner-only
 //    (no atomics on the hot path: yield is ~15 ns);
-//  - timers in its heap, which used to fire only in its own maintenance.
-// The deque was always stealable, and fibers pinned with hop_to_worker stay
+//  - timers in its heap, which its owner fires in its own maintenance.
+// The deque is stealable anyway, and fibers pinned with hop_to_worker stay
 // where the user put them.
 //
 // The watchers are the idle workers themselves (no extra thread, no cost

@@ -155,7 +155,7 @@ void TaskGroup::wait() {
   try {
     wait_children();
   } catch (const Cancelled&) {
-    interrupted = true;  // no suspension inside the handler (combinators.cpp)
+    interrupted = true;  // the waiting comes after the handler, as in combinators.cpp
   }
   if (interrupted) {
     // Rule 4: the owner was cancelled (or its deadline scope expired).

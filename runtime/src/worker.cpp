@@ -84,9 +84,8 @@ void on_wake_fd(uv_poll_t* h, int, int) {
   w->clear_wake_pending();
 }
 // The park timerfd expired. uv_stop makes a poll that is about to start
-// return at once (the flag is cleared when uv_run returns). It matters for
-// the libuv trap recorded in docs/runtime.md: UV_RUN_ONCE runs callbacks
-// before it computes the poll timeout.
+// return at once (the flag is cleared when uv_run returns): docs/runtime.md
+// "No libuv timer in the park".
 void on_timerfd(uv_poll_t* h, int, int) {
   std::uint64_t expirations;
   (void)!read(static_cast<Worker*>(h->data)->timer_fd(), &expirations, sizeof expirations);

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <thread>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle::detail {
 

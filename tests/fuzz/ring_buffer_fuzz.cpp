@@ -1,4 +1,4 @@
-// ring_buffer_fuzz.cpp: RingBuffer<T> (sync/ring_buffer.hpp) against
+// ring_buffer_fuzz.cpp: RingBuffer<T> (sync/detail/ring_buffer.hpp) against
 // std::deque as the model. Each input byte is an operation; after each one
 // the size, and the front when non-empty, must match the model. Two element
 // types: Counted (noexcept move: exercises shrinking) and Fragile (throwing
@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <deque>
 
-#include <spindle/sync/ring_buffer.hpp>
+#include <spindle/sync/detail/ring_buffer.hpp>
 
 namespace {
 

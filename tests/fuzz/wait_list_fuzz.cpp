@@ -1,4 +1,4 @@
-// wait_list_fuzz.cpp: WaitList (sync/wait_queue.hpp) against a std::deque of
+// wait_list_fuzz.cpp: WaitList (sync/detail/wait_queue.hpp) against a std::deque of
 // node indices. Operations: push_back / push_front of an unlinked node,
 // remove of any node (linked or not), pop_front, pop_winner, and completing
 // a node's Waiter behind the list's back (what a timer or a cancel does).
@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <deque>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace {
 

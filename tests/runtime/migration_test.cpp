@@ -1,7 +1,8 @@
 // migration_test.cpp: a fiber may resume on another thread after any
 // suspension point. These tests prove that a migrated fiber sees the
-// thread-locals of the worker it now runs on (DESIGN.md "Thread-locals and
-// migration"), and that hop_to_worker really moves a fiber and pins it.
+// thread-locals of the worker it now runs on (why it must:
+// docs/hacking.md "Thread-locals and migration"), and that hop_to_worker
+// really moves a fiber and pins it.
 #include <map>
 #include <mutex>
 #include <vector>

@@ -14,8 +14,8 @@ struct Cancelled {
   const char* what() const noexcept { return "spindle: fiber cancelled"; }
 };
 
-// TimedOut is raised out of a with_timeout / with_deadline scope (next issue)
-// and by timed waits.
+// TimedOut is raised out of a with_timeout / with_deadline scope and by
+// timed waits.
 struct TimedOut : std::runtime_error {
   TimedOut() : std::runtime_error("spindle: timed out") {}
 };

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 

@@ -23,8 +23,6 @@
 // it.
 #pragma once
 
-#include <spindle/sync/pull_iterator.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -35,8 +33,9 @@
 #include <stdexcept>
 #include <utility>
 
-#include <spindle/sync/ring_buffer.hpp>
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/pull_iterator.hpp>
+#include <spindle/sync/detail/ring_buffer.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 

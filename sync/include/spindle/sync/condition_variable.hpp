@@ -22,7 +22,7 @@
 #include <mutex>
 
 #include <spindle/sync/mutex.hpp>
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 

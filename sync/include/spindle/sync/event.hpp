@@ -13,7 +13,7 @@
 #include <atomic>
 #include <chrono>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 

@@ -38,7 +38,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 
@@ -49,7 +49,8 @@ class Mutex {
   Mutex& operator=(const Mutex&) = delete;
   ~Mutex() = default;  // precondition: unlocked, no waiters
 
-  // lock: acquires the mutex, waiting in FIFO order while it is held.
+  // lock: acquires the mutex, waiting while it is held (who gets it next:
+  // see Fairness above).
   // May suspend (a plain thread blocks). A cancellation point: raises
   // spindle::Cancelled (the mutex is then not held). Any fiber or thread.
   // Not recursive: locking a mutex you hold deadlocks.

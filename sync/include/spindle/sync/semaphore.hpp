@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <utility>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 

@@ -14,7 +14,7 @@
 #include <chrono>
 #include <cstddef>
 
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 

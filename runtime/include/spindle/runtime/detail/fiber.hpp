@@ -33,8 +33,10 @@ struct JoinNode {
 };
 struct FiberLocalSlots;
 
-// Fiber lifecycle. Every transition goes through Fiber::set_state (which
-// checks the previous state in debug builds).
+// Fiber lifecycle (Fiber::state_). The runtime stores the new state at each
+// transition; the store orders nothing (the run queues and the Waiter's CAS
+// do), so readers other than the fiber's own worker, such as dumps, take it
+// as a hint.
 enum class FiberState : std::uint8_t {
   created,    // spawned, never run, owns no stack; in some run queue
   ready,      // has run before, runnable, in some run queue or LIFO slot
