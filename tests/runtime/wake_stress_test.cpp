@@ -253,9 +253,12 @@ TEST_CASE("a plain thread's wake-up reaches a worker that is going to sleep",
   // many depends on how fast the worker reaches its park against the
   // waker's spin. Measured: 140,000-180,000 parks in 300,000 rounds in the
   // dev build, but 14-107 in 30,000 under ThreadSanitizer, which slows the
-  // worker's path far more than the spin; there the test is a check that
-  // no wake-up is lost (progress above, the watchdog) more than a race
-  // hunt, and the bar is only that it parked at all.
+  // worker's path far more than the spin, and 189 in 150,000 under
+  // AddressSanitizer (CI, 2026-11-22); under a sanitizer the test is a
+  // check that no wake-up is lost (progress above, the watchdog) more than
+  // a race hunt, and the bar is only that it parked at all. The race hunt
+  // proper is the dev build's (scripts/mutate.sh kills the fence mutation
+  // there).
   INFO("parks " << stats.total().parks << " in " << rounds << " rounds");
-  CHECK(stats.total().parks > (kTsan ? 0 : rounds / 100));
+  CHECK(stats.total().parks > (kSanitized ? 0 : rounds / 100));
 }
