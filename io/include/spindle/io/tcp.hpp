@@ -99,9 +99,80 @@ struct ErrorCodeAdapter<std::error_code> {
 };
 template <class EC>
 concept ErrorCode = ErrorCodeAdapter<EC>::enabled;
+
+// BufferStreamOps<D>: the Asio-shaped overloads (any buffer sequence,
+// throwing and error_code& forms) and the gathered write_all, written once
+// over D's read_iov / write_iov / write_all_iov (TcpStream and FdStream).
+// D brings them in with using-declarations.
+template <class D>
+class BufferStreamOps {
+ public:
+  template <MutableBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = read_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: read");
+    return n;
+  }
+  template <MutableBufferSequence B, ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b, EC& ec) {
+    iovec iov[kMaxIov];
+    const std::size_t cnt = to_iov(b, iov);
+    std::error_code e;
+    std::size_t n = 0;
+    if (cnt != 0) {
+      n = self().read_iov(iov, cnt, e);
+      if (n == 0 && !e) e = make_error_code(error::eof);
+    }
+    ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  template <ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b) {
+    std::error_code ec;
+    const std::size_t n = write_some(b, ec);
+    if (ec) throw std::system_error(ec, "spindle::io: write");
+    return n;
+  }
+  template <ConstBufferSequence B, ErrorCode EC>
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b, EC& ec) {
+    iovec iov[kMaxIov];
+    const std::size_t cnt = to_iov(b, iov);
+    std::error_code e;
+    const std::size_t n = cnt == 0 ? 0 : self().write_iov(iov, cnt, e);
+    ErrorCodeAdapter<EC>::assign(ec, e);
+    return n;
+  }
+  template <ConstBufferSequence B>
+  SPINDLE_MAY_SUSPEND void write_all(const B& b) {
+    if constexpr (ConstBuffer<B>) {
+      self().write_all(b.data(), b.size());
+    } else {
+      iovec small[kMaxIov];
+      std::vector<iovec> big;  // only for sequences longer than kMaxIov
+      std::size_t n = 0;
+      for (auto it = b.begin(); it != b.end(); ++it) {
+        const auto& x = *it;
+        if (x.size() == 0) continue;
+        const iovec v{const_cast<void*>(static_cast<const void*>(x.data())), x.size()};
+        if (n < kMaxIov) {
+          small[n] = v;
+        } else {
+          if (big.empty()) big.assign(small, small + n);
+          big.push_back(v);
+        }
+        ++n;
+      }
+      self().write_all_iov(big.empty() ? small : big.data(), n);
+    }
+  }
+
+ private:
+  D& self() noexcept { return static_cast<D&>(*this); }
+};
 }  // namespace detail
 
-class TcpStream {
+class TcpStream : public detail::BufferStreamOps<TcpStream> {
  public:
   TcpStream() noexcept = default;
   TcpStream(TcpStream&& o) noexcept : d_(o.d_) { o.d_ = nullptr; }
@@ -127,26 +198,7 @@ class TcpStream {
   // an error here, as Asio requires: io::error::eof (throwing /
   // std::error_code) or exactly boost::asio::error::eof (with
   // <spindle/io/asio_stream.hpp>). A sequence of total size 0 returns 0.
-  template <detail::MutableBufferSequence B>
-  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b) {
-    std::error_code ec;
-    const std::size_t n = read_some(b, ec);
-    if (ec) throw std::system_error(ec, "spindle::io: read");
-    return n;
-  }
-  template <detail::MutableBufferSequence B, detail::ErrorCode EC>
-  SPINDLE_MAY_SUSPEND std::size_t read_some(const B& b, EC& ec) {
-    iovec iov[detail::kMaxIov];
-    const std::size_t cnt = detail::to_iov(b, iov);
-    std::error_code e;
-    std::size_t n = 0;
-    if (cnt != 0) {
-      n = read_iov(iov, cnt, e);
-      if (n == 0 && !e) e = make_error_code(error::eof);
-    }
-    detail::ErrorCodeAdapter<EC>::assign(ec, e);
-    return n;
-  }
+  using BufferStreamOps::read_some;
   // read_iov: one readv of at most kMaxIov entries; 0 with ec clear at end
   // of stream. The building block of the overloads above.
   SPINDLE_MAY_SUSPEND std::size_t read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
@@ -159,22 +211,7 @@ class TcpStream {
 
   // Asio SyncWriteStream: write_some over a ConstBufferSequence (sendmsg,
   // at most kMaxIov buffers, MSG_NOSIGNAL). Errors as for read_some.
-  template <detail::ConstBufferSequence B>
-  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b) {
-    std::error_code ec;
-    const std::size_t n = write_some(b, ec);
-    if (ec) throw std::system_error(ec, "spindle::io: write");
-    return n;
-  }
-  template <detail::ConstBufferSequence B, detail::ErrorCode EC>
-  SPINDLE_MAY_SUSPEND std::size_t write_some(const B& b, EC& ec) {
-    iovec iov[detail::kMaxIov];
-    const std::size_t cnt = detail::to_iov(b, iov);
-    std::error_code e;
-    const std::size_t n = cnt == 0 ? 0 : write_iov(iov, cnt, e);
-    detail::ErrorCodeAdapter<EC>::assign(ec, e);
-    return n;
-  }
+  using BufferStreamOps::write_some;
   SPINDLE_MAY_SUSPEND std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
   // write_all: all n bytes, waiting while the peer is slower than us (the
   // bytes stay in the caller's buffer: memory is bounded by the socket
@@ -185,29 +222,7 @@ class TcpStream {
   SPINDLE_MAY_SUSPEND void write_all(std::string_view s) { write_all(s.data(), s.size()); }
   // write_all for a ConstBufferSequence: gathered (sendmsg of up to
   // kMaxIov buffers per call), same contract.
-  template <detail::ConstBufferSequence B>
-  SPINDLE_MAY_SUSPEND void write_all(const B& b) {
-    if constexpr (detail::ConstBuffer<B>) {
-      write_all(b.data(), b.size());
-    } else {
-      iovec small[detail::kMaxIov];
-      std::vector<iovec> big;  // only for sequences longer than kMaxIov
-      std::size_t n = 0;
-      for (auto it = b.begin(); it != b.end(); ++it) {
-        const auto& x = *it;
-        if (x.size() == 0) continue;
-        const iovec v{const_cast<void*>(static_cast<const void*>(x.data())), x.size()};
-        if (n < detail::kMaxIov) {
-          small[n] = v;
-        } else {
-          if (big.empty()) big.assign(small, small + n);
-          big.push_back(v);
-        }
-        ++n;
-      }
-      write_all_iov(big.empty() ? small : big.data(), n);
-    }
-  }
+  using BufferStreamOps::write_all;
   // write_all_iov: the building block; advances iov in place.
   SPINDLE_MAY_SUSPEND void write_all_iov(iovec* iov, std::size_t cnt);
 
