@@ -1,5 +1,6 @@
 // scheduler.cpp: state shared by one runtime's workers. See scheduler.hpp
-// and docs/runtime.md ("Park/unpark", "Shutdown", "Deadlock detection").
+// and docs/runtime.md ("Shutdown", "Deadlock detection"); the idle set and
+// the waker's side of "Park/unpark" are in idle.cpp.
 #include "scheduler.hpp"
 
 #include <algorithm>
@@ -47,7 +48,7 @@ Scheduler::Scheduler(const RuntimeOptions& o)
   if (n > 1 && o.handoff_after.count() > 0) install_handoff_handler();
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
-  parked_.reserve(n);
+  idle_.reserve(n);
   {
     std::lock_guard lk(g_schedulers_mu);
     g_schedulers.push_back(this);
@@ -135,76 +136,6 @@ void Scheduler::wake_fiber(Fiber* f) {
 void Scheduler::push_global(Fiber* f) { global_.push(f); }
 void Scheduler::push_global(FiberList& l) { global_.push_all(l); }
 
-void Scheduler::notify_work(bool strict) {
-  // strict: pairs with the fence in Worker::park() (Dekker: publish, fence,
-  // read the other's flag). Non-strict callers pushed onto their own deque:
-  // they will run the work themselves if nobody wakes, so a missed notify
-  // only delays parallelism until the next maintenance() backstop.
-  if (strict) std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (searching_.load(std::memory_order_relaxed) != 0) return;
-  if (parked_count_.load(std::memory_order_relaxed) == 0) return;
-  unpark_one();
-}
-
-// unpark_one: takes the most recently parked worker out of the idle set and
-// wakes it (outside idle_lock_: no wake-up under a runtime lock).
-void Scheduler::unpark_one() {
-  Worker* w = nullptr;
-  {
-    std::lock_guard lk(idle_lock_);
-    if (!parked_.empty()) {
-      w = parked_.back();
-      parked_.pop_back();
-      parked_count_.fetch_sub(1, std::memory_order_seq_cst);
-    }
-  }
-  if (w != nullptr) w->unpark();
-}
-
-void Scheduler::ensure_watcher() {
-  if (opts_.handoff_after.count() <= 0 || size() < 2) return;
-  // Pairs with the fence in Worker::park(): our parked_ flag was cleared
-  // before this fence; a parker that registered before it is seen here, and
-  // one that registers after it sees us active (others_active) and watches.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (watchers_.load(std::memory_order_relaxed) != 0) return;
-  if (parked_count_.load(std::memory_order_relaxed) == 0) return;
-  unpark_one();
-}
-
-// ---- idle set -------------------------------------------------------------
-
-bool Scheduler::try_begin_search() noexcept {
-  // At most half of the workers search at once (at least one), so idle
-  // workers do not all hammer the same deques.
-  const int s = searching_.load(std::memory_order_relaxed);
-  if (2 * s >= static_cast<int>(size())) return false;
-  searching_.fetch_add(1, std::memory_order_seq_cst);
-  return true;
-}
-
-void Scheduler::end_search(bool found) noexcept {
-  const int prev = searching_.fetch_sub(1, std::memory_order_seq_cst);
-  // The last searcher that found work wakes another worker: there may be
-  // more where that came from (tokio's transition_from_searching).
-  if (found && prev == 1) notify_work(true);
-}
-
-void Scheduler::register_parked(Worker* w) {
-  std::lock_guard lk(idle_lock_);
-  parked_.push_back(w);
-  parked_count_.fetch_add(1, std::memory_order_seq_cst);
-}
-
-void Scheduler::unregister_parked(Worker* w) {
-  std::lock_guard lk(idle_lock_);
-  auto it = std::find(parked_.begin(), parked_.end(), w);
-  if (it != parked_.end()) {
-    parked_.erase(it);
-    parked_count_.fetch_sub(1, std::memory_order_seq_cst);
-  }
-}
-
 // ---- fibers ---------------------------------------------------------------
 
 std::uint64_t Scheduler::live_fibers() const noexcept {
@@ -253,7 +184,7 @@ Stats Scheduler::stats() const {
 
 bool Scheduler::all_asleep(std::uint64_t& activity_mark) const noexcept {
   if (opts_.deadlock_grace.count() <= 0) return false;
-  if (parked_count_.load(std::memory_order_seq_cst) != static_cast<int>(size())) return false;
+  if (idle_.parked_count() != static_cast<int>(size())) return false;
   if (external_work() != 0 || !global_.empty()) return false;
   for (auto& w : workers_) {
     // A fiber in an inbox or a deque is runnable: its worker may simply not

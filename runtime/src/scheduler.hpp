@@ -1,6 +1,6 @@
 // scheduler.hpp: what the workers of one Runtime share: the global queue,
-// the idle set (who is parked, who is searching), the stack pool, the
-// external registry, shutdown and deadlock state.
+// the idle set (idle.hpp), the stack pool, the external registry, shutdown
+// and deadlock state.
 #pragma once
 
 #include <atomic>
@@ -15,6 +15,7 @@
 #include <spindle/runtime/stats.hpp>
 
 #include "fiber_list.hpp"
+#include "idle.hpp"
 #include "offload_pools.hpp"
 #include "registry.hpp"
 #include "stack_pool.hpp"
@@ -48,25 +49,20 @@ class Scheduler {
   // notify_work: new stealable work exists; unpark one worker if nobody is
   // searching. strict: the work was pushed by another thread than the one
   // that will run it, so the full fence of the park protocol is needed.
+  // idle.cpp, with the rest of the waker's side.
   void notify_work(bool strict);
 
-  // --- idle set (workers) ---
-  bool try_begin_search() noexcept;
+  // --- idle set (workers; idle.hpp) ---
+  IdleSet& idle() noexcept { return idle_; }
+  const IdleSet& idle() const noexcept { return idle_; }
+  bool try_begin_search() noexcept { return idle_.try_begin_search(size()); }
   void end_search(bool found) noexcept;
-  void register_parked(Worker* w);
-  void unregister_parked(Worker* w);
-  int parked_count() const noexcept { return parked_count_.load(std::memory_order_seq_cst); }
   // A hint for deciding whether sharing work is worth it (not for the park
   // protocol, which uses the fenced reads).
-  bool anyone_parked_hint() const noexcept {
-    return parked_count_.load(std::memory_order_relaxed) != 0;
-  }
-
-  // --- watchers (docs/runtime.md "Hand-off") ---
-  // Parked workers that will wake to look at the others (watch_others).
-  void add_watcher(int d) noexcept { watchers_.fetch_add(d, std::memory_order_seq_cst); }
+  bool anyone_parked_hint() const noexcept { return idle_.anyone_parked_hint(); }
   // Called by a worker that runs fibers again after a park: if no parked
-  // worker watches, unpark one (it becomes the watcher when it parks again).
+  // worker watches, unpark one (it becomes the watcher when it parks again;
+  // docs/runtime.md "Hand-off").
   void ensure_watcher();
 
   // --- fibers ---
@@ -117,13 +113,7 @@ class Scheduler {
   std::atomic<std::uint64_t> external_spawns_{0};
   std::atomic<std::uint64_t> next_id_{1};
 
-  // Idle set. parked_ is guarded by idle_lock_ (rank: leaf); the counters
-  // mirror it for lock-free reads.
-  SpinLock idle_lock_;
-  std::vector<Worker*> parked_;
-  std::atomic<int> parked_count_{0};
-  std::atomic<int> searching_{0};
-  std::atomic<int> watchers_{0};
+  IdleSet idle_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unparks_done_{false};  // shutdown() sent its last unpark

@@ -1,6 +1,8 @@
 // worker.hpp: one worker thread: its run queues, timers, stack cache and
 // libuv loop. docs/runtime.md describes the loop phases and the protocols;
-// worker.cpp opens with the summary.
+// worker.cpp opens with the summary. Its members are defined in worker.cpp
+// (the loop, queues, timers, switching), park.cpp (park/unpark, the wake
+// eventfd, the io poller it sleeps in) and handoff.cpp (the hand-off).
 #pragma once
 
 #include <uv.h>
@@ -171,9 +173,11 @@ class Worker {
   bool take_global_one();    // to the back of the FIFO
   bool take_global_share();  // a batch onto the deque
   Fiber* steal();
+  void fire_own_timers();
+  // Parking (park.cpp; docs/runtime.md "Park/unpark").
+  void open_park_handles();
   void park();
   bool has_work_for_park() const;
-  void fire_own_timers();
   void arm_park_timer(std::chrono::steady_clock::time_point at, bool deadlock_watch);
   void disarm_park_timer();
   std::size_t transfer_fifo();

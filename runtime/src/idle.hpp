@@ -1,0 +1,69 @@
+// idle.hpp: the idle set of one runtime: which workers are parked, how many
+// are searching for work to steal, and how many parked ones watch the
+// others. The parker's side of the park protocol is Worker::park (park.cpp);
+// the waker's side, Scheduler::notify_work (idle.cpp); why the two never
+// lose a wake-up is docs/runtime.md "Park/unpark".
+#pragma once
+
+#include <atomic>
+#include <vector>
+
+#include <spindle/runtime/detail/spinlock.hpp>
+
+namespace spindle::detail {
+
+class Worker;
+
+class IdleSet {
+ public:
+  void reserve(unsigned workers) { workers_.reserve(workers); }
+
+  // --- parkers (a worker about to park, or back from a park) ---
+  void add(Worker* w);
+  void remove(Worker* w);  // no-op when a waker took w out already
+
+  // --- wakers ---
+  // The most recently parked worker, taken out of the set (nullptr when
+  // none). The caller wakes it outside the lock.
+  Worker* take_newest();
+
+  // The parked count, seq_cst: the park protocol and the deadlock detector
+  // read it after their fence.
+  int parked_count() const noexcept { return count_.load(std::memory_order_seq_cst); }
+  // Hints (relaxed): for deciding whether sharing work is worth it, and for
+  // wakers that read after their own fence (notify_work, ensure_watcher).
+  bool anyone_parked_hint() const noexcept { return count_.load(std::memory_order_relaxed) != 0; }
+  bool anyone_searching_hint() const noexcept {
+    return searching_.load(std::memory_order_relaxed) != 0;
+  }
+  bool anyone_watching_hint() const noexcept {
+    return watchers_.load(std::memory_order_relaxed) != 0;
+  }
+
+  // --- searchers (Worker::steal) ---
+  // At most half of `workers` search at once (at least one), so idle
+  // workers do not all hammer the same deques. False: do not search.
+  bool try_begin_search(unsigned workers) noexcept {
+    const int s = searching_.load(std::memory_order_relaxed);
+    if (2 * s >= static_cast<int>(workers)) return false;
+    searching_.fetch_add(1, std::memory_order_seq_cst);
+    return true;
+  }
+  // True when the caller was the last searcher.
+  bool end_search() noexcept { return searching_.fetch_sub(1, std::memory_order_seq_cst) == 1; }
+
+  // --- watchers (docs/runtime.md "Hand-off") ---
+  // Parked workers that will wake to look at the others (watch_others).
+  void add_watcher(int d) noexcept { watchers_.fetch_add(d, std::memory_order_seq_cst); }
+
+ private:
+  // workers_ is guarded by lock_ (rank: leaf); count_ mirrors its size for
+  // lock-free reads.
+  SpinLock lock_;
+  std::vector<Worker*> workers_;
+  std::atomic<int> count_{0};
+  std::atomic<int> searching_{0};
+  std::atomic<int> watchers_{0};
+};
+
+}  // namespace spindle::detail
