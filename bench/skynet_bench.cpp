@@ -2,7 +2,8 @@
 // short-lived fibers (1,111,111 of them): stack recycling, the LIFO slot, and
 // how much work stealing costs or gains with two workers. A regression here
 // usually means a slower spawn path, a stack cache miss (fresh pages cost
-// microseconds), or over-eager stealing. No real-world claim.
+// microseconds), or over-eager stealing. No real-world claim. The workload
+// (skynet) is specified in docs/benchmarks.md "What is measured".
 #include "bench_util.hpp"
 #include "workloads/workloads.hpp"
 

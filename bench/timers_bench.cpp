@@ -2,7 +2,8 @@
 // sleeping 10 ms at once after a start gate) and the memory each sleeping
 // fiber holds (peak RSS per fiber: stack pages touched plus bookkeeping).
 // Every iteration runs cold in a fresh process, since peak RSS only grows.
-// No real-world claim.
+// No real-world claim. The workload (timers) is specified in
+// docs/benchmarks.md "What is measured".
 #include "bench_util.hpp"
 #include "workloads/workloads.hpp"
 

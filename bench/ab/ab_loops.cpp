@@ -1,7 +1,8 @@
 // ab_loops.cpp: the table's own spindle workloads, one per invocation, for
 // A/B comparisons of two builds (scripts/ab.sh runs two such binaries
 // alternately). Prints one line "<ns> ns/op" per repetition (REPS, default
-// 3) and nothing else, so the script can take the best of each run.
+// 3) and nothing else, so the script can take the best of each run. The
+// workloads are the table's (docs/benchmarks.md "What is measured").
 //
 //   spindle_ab_loops pingpong WORKERS 1|0   pingpong / pingpong_unbuf
 //                                           (bench/sync/sync_workloads.hpp)

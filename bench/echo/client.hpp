@@ -1,6 +1,7 @@
 // client.hpp: the echo64 load generator: one thread, one epoll instance,
 // N connections in a closed loop (a connection sends its next 64-byte
-// message only after the previous one came back whole and checked).
+// message only after the previous one came back whole and checked), as
+// docs/benchmarks.md "echo64" specifies.
 #pragma once
 
 #include <sys/types.h>

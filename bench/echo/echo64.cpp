@@ -1,5 +1,5 @@
 // echo64.cpp: servers in child processes, cells, rounds, the table
-// (echo64.hpp).
+// (echo64.hpp). The workload: docs/benchmarks.md "echo64".
 #include "echo64.hpp"
 
 #include <fcntl.h>

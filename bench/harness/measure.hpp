@@ -1,5 +1,6 @@
 // measure.hpp: runs a workload in a fresh child process and brings its
-// samples back through a pipe.
+// samples back through a pipe (docs/benchmarks.md "What is measured": each
+// cell in its own child process).
 //
 // Why a child per configuration:
 //  - peak RSS (getrusage ru_maxrss) is per process and only grows, so the

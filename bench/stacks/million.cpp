@@ -3,7 +3,8 @@
 // prints the process RSS at the peak, just after the join, and once idle
 // workers have scavenged the free stacks (stack_pool.hpp); then the cost
 // of spawn+join per fiber on stacks whose memory was given back against
-// the same on warm stacks.
+// the same on warm stacks. The stack pool it measures: docs/runtime.md
+// "Stacks".
 //
 //   spindle_million [N] [WORKERS]
 #include <unistd.h>

@@ -4,6 +4,7 @@
 // throughput, against Boost.Fiber and std::mutex in the same binary. Each
 // iteration runs the whole workload once; the figure is the "ns_per_op"
 // counter (per round trip / increment / message). No real-world claim.
+// The workloads are specified in docs/benchmarks.md "What is measured".
 #include <benchmark/benchmark.h>
 
 #include "sync_workloads.hpp"

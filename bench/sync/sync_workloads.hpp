@@ -1,4 +1,5 @@
-// sync_workloads.hpp: the sync module's benchmark workloads as plain
+// sync_workloads.hpp: the sync module's benchmark workloads (specified in
+// docs/benchmarks.md "What is measured") as plain
 // functions, so the main comparison table can add them as rows. Each runs
 // the whole workload once (own runtime / scheduler set-up), checks its
 // result (aborts on a mismatch) and returns the figure:

@@ -4,6 +4,7 @@
 // ratio best spindle / best Boost.Fiber; then the Boost.Fiber two-thread
 // algorithms it tried, and spindle's per-worker counters for one skynet run
 // on two workers (to show that both workers really share the load).
+// What each row measures: docs/benchmarks.md "What is measured".
 //
 // Usage: spindle_bench_table [--runs=N] [--filter=TEXT]
 //   --runs=N      repetitions of the median-of-3 rows (default 3; 1 = quick)

@@ -1,5 +1,5 @@
-// stranded.hpp: the "stranded" workload of /work/shared/BENCHMARKS.md as
-// plain functions (threads) -> ms, for the table's per_threads rows.
+// stranded.hpp: the "stranded" workload (docs/benchmarks.md "Stranded fibers";
+// the mechanism it measures, docs/runtime.md "Hand-off") as plain functions (threads) -> ms, for the table's per_threads rows.
 //
 // A fiber B spins 200 ms without ever suspending; a fiber X is queued on
 // B's worker when B starts, and another worker is idle. A runtime that lets

@@ -1,5 +1,5 @@
-// workloads.hpp: the micro workloads of /work/shared/BENCHMARKS.md (issue
-// #2), each written once for spindle and once for Boost.Fiber with the same
+// workloads.hpp: the micro workloads of docs/benchmarks.md "What is measured",
+// each written once for spindle and once for Boost.Fiber with the same
 // semantics. Every run verifies its result (fail() on a mismatch) and times
 // from just before the first spawn to just after the last join.
 #pragma once
