@@ -101,7 +101,7 @@ void wait_tasks(Fiber* const* fs, std::size_t n, WaitFor mode,
 template <class T>
 Fiber* fiber_of(const Task<T>& t) {
   SPINDLE_CHECK(static_cast<bool>(t), "combinator given an empty or detached Task");
-  return t.fiber();
+  return TaskAccess::fiber(t);
 }
 
 template <class T>
@@ -148,7 +148,7 @@ bool result_taken(const Task<T>& t) noexcept {
   if constexpr (std::is_void_v<T>) {
     return false;
   } else {
-    return t.fiber()->taken();
+    return TaskAccess::fiber(t)->taken();
   }
 }
 

@@ -33,7 +33,7 @@ auto make_task_maybe_cancelled(Scheduler* target, const SpawnOptions* opts,
   const std::string* name = opts ? &opts->name : nullptr;
   schedule_new(fiber, target, name ? name->data() : nullptr, name ? name->size() : 0,
                opts ? opts->stack_size : 0, where);
-  return Task<R>(fiber);
+  return TaskAccess::make<R>(fiber);
 }
 
 template <class F, class... Args>

@@ -12,6 +12,25 @@
 
 namespace spindle {
 
+template <class T>
+class Task;
+
+namespace detail {
+// TaskAccess: the runtime's own way into a Task, which users do not have:
+// spawn makes a Task from its fiber, and the combinators (gather, wait,
+// wait_for, TaskGroup) reach the control block behind one.
+struct TaskAccess {
+  template <class T>
+  static Task<T> make(ResultFiber<T>* f) noexcept {
+    return Task<T>(f);
+  }
+  template <class T>
+  static ResultFiber<T>* fiber(const Task<T>& t) noexcept {
+    return t.f_;
+  }
+};
+}  // namespace detail
+
 // Task<T> refers to one spawned fiber and, once it finishes, its result.
 // Move-only. Dropping a Task without join() detaches the fiber: it runs to
 // completion, and an exception that nobody joined is reported on stderr with
@@ -23,7 +42,6 @@ template <class T>
 class Task {
  public:
   Task() noexcept = default;
-  explicit Task(detail::ResultFiber<T>* f) noexcept : f_(f) {}
   Task(Task&& o) noexcept : f_(std::exchange(o.f_, nullptr)) {}
   Task& operator=(Task&& o) noexcept {
     if (this != &o) {
@@ -88,10 +106,10 @@ class Task {
   std::uint64_t id() const noexcept { return f_ ? f_->id() : 0; }
   explicit operator bool() const noexcept { return f_ != nullptr; }
 
-  // For the combinators (gather, wait, TaskGroup): the control block.
-  detail::ResultFiber<T>* fiber() const noexcept { return f_; }
-
  private:
+  friend struct detail::TaskAccess;
+  // Takes over the caller's reference to f (spawn: TaskAccess::make).
+  explicit Task(detail::ResultFiber<T>* f) noexcept : f_(f) {}
   void reset() noexcept {
     if (f_) {
       f_->detached_ = true;

@@ -156,7 +156,7 @@ class TaskGroup {
     // once); a failure that comes later is handled by adopt().
     auto task = detail::make_task_maybe_cancelled(nullptr, opts, where, cancelling(),
                                                   std::move(body));
-    adopt(task.fiber());
+    adopt(detail::TaskAccess::fiber(task));
     return task;
   }
 

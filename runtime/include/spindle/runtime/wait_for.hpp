@@ -41,14 +41,14 @@ bool finish_or_cancel(Fiber* f, std::chrono::steady_clock::time_point deadline);
 // (wait_for(spawn(f), 1s)) gives its value up.
 template <class T, class Rep, class Period>
 SPINDLE_MAY_SUSPEND T wait_for(Task<T>& task, std::chrono::duration<Rep, Period> d) {
-  SPINDLE_CHECK_TASK(task.fiber());
-  if (!detail::finish_or_cancel(task.fiber(), detail::deadline_after(d))) throw TimedOut();
+  SPINDLE_CHECK_TASK(detail::TaskAccess::fiber(task));
+  if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d))) throw TimedOut();
   return task.join();
 }
 template <class T, class Rep, class Period>
 SPINDLE_MAY_SUSPEND T wait_for(Task<T>&& task, std::chrono::duration<Rep, Period> d) {
-  SPINDLE_CHECK_TASK(task.fiber());
-  if (!detail::finish_or_cancel(task.fiber(), detail::deadline_after(d))) throw TimedOut();
+  SPINDLE_CHECK_TASK(detail::TaskAccess::fiber(task));
+  if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d))) throw TimedOut();
   return std::move(task).join();
 }
 

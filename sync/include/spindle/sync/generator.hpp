@@ -29,7 +29,7 @@
 // the consumer's access to v.
 #pragma once
 
-#include <spindle/sync/pull_iterator.hpp>
+#include <spindle/sync/detail/pull_iterator.hpp>
 
 #include <atomic>
 #include <exception>

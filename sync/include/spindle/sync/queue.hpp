@@ -40,8 +40,8 @@
 #include <utility>
 #include <vector>
 
-#include <spindle/sync/ring_buffer.hpp>
-#include <spindle/sync/wait_queue.hpp>
+#include <spindle/sync/detail/ring_buffer.hpp>
+#include <spindle/sync/detail/wait_queue.hpp>
 
 namespace spindle {
 
