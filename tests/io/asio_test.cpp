@@ -16,6 +16,7 @@
 #include <spindle/io/all.hpp>
 #include <spindle/io/asio_stream.hpp>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -30,18 +31,6 @@ static_assert(beast::is_sync_write_stream<io::TcpStream>::value);
 // A std::string is not a buffer sequence (its data() is char*): the
 // pointer overloads stay the only way to pass one.
 static_assert(!io::detail::ConstBufferSequence<std::string>);
-
-namespace {
-
-// A connected pair over loopback.
-std::pair<io::TcpStream, io::TcpStream> stream_pair() {
-  auto l = io::TcpListener::bind("127.0.0.1", 0);
-  auto c = sp::spawn([ep = l.local_endpoint()] { return io::TcpStream::connect(ep); });
-  io::TcpStream a = l.accept();
-  return {std::move(a), c.join()};
-}
-
-}  // namespace
 
 TEST_CASE("Beast http::read / http::write run unchanged on TcpStream") {
   const unsigned workers = GENERATE(1u, 2u);

@@ -19,9 +19,14 @@
 #include <string>
 #include <vector>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 extern char** environ;
+
+using spindle_test::connect_loopback;
+using spindle_test::read_all;
+using spindle_test::read_line;
 
 namespace {
 
@@ -30,26 +35,6 @@ struct Server {
   int out = -1;  // the server's stdout
   std::uint16_t port = 0;
 };
-
-std::string read_line_fd(int fd) {
-  std::string s;
-  char c;
-  while (::read(fd, &c, 1) == 1 && c != '\n') s += c;
-  return s;
-}
-
-std::string read_all(int fd) {
-  std::string s;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      s.append(buf, static_cast<std::size_t>(n));
-    } else if (n == 0 || errno != EINTR) {
-      return s;
-    }
-  }
-}
 
 Server start(const char* workers, const char* grace_ms) {
   Server s;
@@ -71,7 +56,7 @@ Server start(const char* workers, const char* grace_ms) {
   ::close(out[1]);
   REQUIRE(rc == 0);
   s.out = out[0];
-  const std::string first = read_line_fd(s.out);
+  const std::string first = read_line(s.out);
   INFO("first line: " << first);
   s.port = static_cast<std::uint16_t>(std::strtoul(first.c_str(), nullptr, 10));
   REQUIRE(s.port != 0);
@@ -79,16 +64,8 @@ Server start(const char* workers, const char* grace_ms) {
 }
 
 int connect_to(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = connect_loopback(port);
   if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
   timeval tv{spindle_test::kSanitized ? 40 : 10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return fd;

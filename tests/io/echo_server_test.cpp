@@ -18,44 +18,20 @@
 #include <thread>
 #include <vector>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 extern char** environ;
 
+using spindle_test::connect_loopback;
+using spindle_test::read_all;
+using spindle_test::read_line;
+
 namespace {
 
-// read_line: bytes from fd up to '\n' (excluded); what came before EOF.
-std::string read_line(int fd) {
-  std::string s;
-  char c;
-  while (::read(fd, &c, 1) == 1 && c != '\n') s += c;
-  return s;
-}
-
-std::string read_all(int fd) {
-  std::string s;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      s.append(buf, static_cast<std::size_t>(n));
-    } else if (n == 0 || errno != EINTR) {
-      return s;
-    }
-  }
-}
-
 int connect_to(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = connect_loopback(port);
   if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -23,12 +24,6 @@ namespace sp = spindle;
 namespace io = spindle::io;
 
 namespace {
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
-}
 
 std::array<int, 2> make_pipe() {
   std::array<int, 2> p{};
@@ -43,16 +38,6 @@ void warm_reactor() {
   REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
   ::close(p[1]);
   (void)spindle::io::FdStream::adopt(p[0]);
-}
-
-template <class F>
-std::error_code code_of(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    return e.code();
-  }
-  return {};
 }
 
 // A buffer of the shape Asio's mutable_buffer has, without Asio.

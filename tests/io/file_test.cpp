@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -23,12 +24,6 @@ namespace io = spindle::io;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
-  return n;
-}
 
 // A fresh directory under the temp dir, removed with everything in it.
 struct TempDir {
@@ -44,16 +39,6 @@ struct TempDir {
   }
   fs::path operator/(const std::string& s) const { return path / s; }
 };
-
-template <class F>
-std::error_code code_of(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    return e.code();
-  }
-  return {};
-}
 
 template <class F>
 std::string what_of(F&& f) {

@@ -19,6 +19,7 @@
 #include <spindle/io/process.hpp>
 #include <spindle/sync/all.hpp>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -26,12 +27,6 @@ namespace sp = spindle;
 namespace io = spindle::io;
 
 namespace {
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
-}
 
 // gone_eventually: true once pid no longer exists, false if it is still
 // there (running or a zombie) after a generous while. Polls /proc: the
@@ -48,16 +43,6 @@ bool gone_eventually(pid_t pid) {
 
 std::string temp_path(const char* name) {
   return (std::filesystem::temp_directory_path() / (std::string("spindle_proc_") + std::to_string(::getpid()) + "_" + name)).string();
-}
-
-template <class F>
-bool raises_timeout(F&& f) {
-  try {
-    f();
-  } catch (const sp::TimedOut&) {
-    return true;
-  }
-  return false;
 }
 
 }  // namespace

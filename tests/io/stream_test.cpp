@@ -14,6 +14,7 @@
 #include <spindle/runtime/offload.hpp>
 #include <spindle/sync/all.hpp>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -22,19 +23,6 @@ namespace io = spindle::io;
 
 namespace {
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
-}
-
-std::pair<io::TcpStream, io::TcpStream> stream_pair() {
-  auto l = io::TcpListener::bind("127.0.0.1", 0);
-  auto c = sp::spawn([ep = l.local_endpoint()] { return io::TcpStream::connect(ep); });
-  io::TcpStream a = l.accept();
-  return {std::move(a), c.join()};
-}
-
 // A buffer of the shape Asio's const_buffer has, without Asio.
 struct Buf {
   const void* p;
@@ -42,16 +30,6 @@ struct Buf {
   const void* data() const { return p; }
   std::size_t size() const { return n; }
 };
-
-template <class F>
-std::error_code code_of(F&& f) {
-  try {
-    f();
-  } catch (const std::system_error& e) {
-    return e.code();
-  }
-  return {};
-}
 
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include <spindle/io/all.hpp>
 #include <spindle/sync/all.hpp>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -20,28 +21,12 @@ namespace io = spindle::io;
 
 namespace {
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
-}
-
 // pattern: the bytes client `c` sends in round `r`, distinct per client and
 // round so a byte delivered to the wrong connection or out of order shows.
 std::string pattern(std::size_t c, std::size_t r, std::size_t len) {
   std::string s(len, '\0');
   for (std::size_t i = 0; i < len; ++i) s[i] = static_cast<char>((c * 131 + r * 17 + i * 7) & 0xff);
   return s;
-}
-
-template <class F>
-bool raises_timeout(F&& f) {
-  try {
-    f();
-  } catch (const sp::TimedOut&) {
-    return true;
-  }
-  return false;
 }
 
 // An echo server: one fiber per connection, until end of stream.

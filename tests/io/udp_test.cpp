@@ -7,21 +7,12 @@
 #include <spindle/io/all.hpp>
 #include <spindle/sync/all.hpp>
 
+#include "io_test.hpp"
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
 namespace sp = spindle;
 namespace io = spindle::io;
-
-namespace {
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
-}
-
-}  // namespace
 
 TEST_CASE("udp send_to / recv_from carry datagrams and their senders") {
   run_checked(2, [] {

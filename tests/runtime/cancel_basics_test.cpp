@@ -79,7 +79,7 @@ TEST_CASE("cancellation reaches yield, join and waits; RAII runs", "[cancel]") {
     auto yielder = sp::spawn([&] {
       CountOnExit g{cleaned};
       ++started;
-      for (;;) sp::yield();
+      yield_until_cancelled();
     });
     auto waiter = sp::spawn([&] {
       CountOnExit g{cleaned};

@@ -13,19 +13,8 @@
 using namespace spindle_test;
 namespace sp = spindle;
 
-#define CANCEL_WORKERS() GENERATE(1u, 2u, 4u)
 
 namespace {
-template <class F>
-bool raises_timed_out(F&& f) {
-  try {
-    f();
-  } catch (const sp::TimedOut&) {
-    return true;
-  }
-  return false;
-}
-
 // Runs body in a fiber, cancels it once the body has started and (unless
 // `what` is null) the fiber is suspended in a wait of that kind ("" for any
 // wait), and returns true when join raised Cancelled. Cancelling earlier
@@ -45,7 +34,7 @@ bool cancelled_by_cancel(F body, const char* what) {
 }  // namespace
 
 TEST_CASE("nested deadlines: each scope reports its own expiry", "[cancel][deadline]") {
-  const unsigned workers = CANCEL_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     // Inner deadline first: the inner scope raises TimedOut, the outer goes on.
     int r = sp::with_timeout(1s, [] {
@@ -81,7 +70,7 @@ TEST_CASE("nested deadlines: each scope reports its own expiry", "[cancel][deadl
 }
 
 TEST_CASE("with_deadline: absolute and past deadlines", "[cancel][deadline]") {
-  const unsigned workers = CANCEL_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     // An absolute deadline: the wait inside ends there, not before, as TimedOut.
     const auto t = Clock::now() + 15ms;
@@ -96,11 +85,11 @@ TEST_CASE("with_deadline: absolute and past deadlines", "[cancel][deadline]") {
     FIBER_CHECK(Clock::now() - t < slack(2s));
     // A past deadline: the first suspension point raises, a wait...
     const auto t0 = Clock::now();
-    FIBER_CHECK(raises_timed_out([] { sp::with_deadline(Clock::now() - 1s, [] { sp::sleep_for(1h); }); }));
+    FIBER_CHECK(raises_timeout([] { sp::with_deadline(Clock::now() - 1s, [] { sp::sleep_for(1h); }); }));
     FIBER_CHECK(Clock::now() - t0 < slack(2s));
     // ...or a yield; code before it runs.
     bool ran_before = false;
-    FIBER_CHECK(raises_timed_out([&] {
+    FIBER_CHECK(raises_timeout([&] {
       sp::with_deadline(Clock::time_point{}, [&] {
         ran_before = true;
         sp::yield();
@@ -129,7 +118,7 @@ TEST_CASE("with_deadline: absolute and past deadlines", "[cancel][deadline]") {
 }
 
 TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel][shield]") {
-  const unsigned workers = CANCEL_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<bool> finished_cleanup{false};
     std::atomic<bool> raised_after{false};
@@ -167,13 +156,11 @@ TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel]
 }
 
 TEST_CASE("every suspension point is cancellable", "[cancel]") {
-  const unsigned workers = CANCEL_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     FIBER_CHECK(cancelled_by_cancel([] { sp::sleep_for(1h); }, "sleep"));
     // yield is not a wait: started is all there is to wait for.
-    FIBER_CHECK(cancelled_by_cancel([] {
-      for (;;) sp::yield();
-    }, nullptr));
+    FIBER_CHECK(cancelled_by_cancel([] { yield_until_cancelled(); }, nullptr));
     FIBER_CHECK(cancelled_by_cancel([] {
       auto other = sp::spawn([] { sp::sleep_for(1h); });
       try {
@@ -275,7 +262,7 @@ TEST_CASE("races at one instant have one winner and lose no wake-up", "[cancel][
 // moments, before or after they started. Nothing may leak: run_checked
 // asserts live_fibers == 0 after shutdown, and ASan/LSan check memory.
 TEST_CASE("a storm of random cancellations leaves no fiber behind", "[cancel][stress]") {
-  const unsigned workers = CANCEL_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   const std::size_t total = kTsan ? 6000 : kAsan ? 60000 : 1000000 / 3;
   std::atomic<std::uint64_t> progress{0};
   Watchdog dog(progress, "cancellation storm");

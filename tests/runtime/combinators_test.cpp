@@ -16,13 +16,7 @@
 using namespace spindle_test;
 namespace sp = spindle;
 
-#define COMBINATOR_WORKERS() GENERATE(1u, 2u, 4u)
-
 namespace {
-struct Boom : std::runtime_error {
-  explicit Boom(const std::string& m) : std::runtime_error(m) {}
-};
-
 // A task that sleeps `d` and then returns v.
 sp::Task<int> after(Clock::duration d, int v) {
   return sp::spawn([d, v] {
@@ -34,19 +28,14 @@ sp::Task<int> after(Clock::duration d, int v) {
 // A task that blocks until cancelled, recording that it saw Cancelled.
 sp::Task<int> forever(std::atomic<int>& cancelled) {
   return sp::spawn([&cancelled]() -> int {
-    try {
-      sp::sleep_for(1h);
-    } catch (const sp::Cancelled&) {
-      cancelled.fetch_add(1);
-      throw;
-    }
+    sleep_until_cancelled(cancelled);
     return -1;
   });
 }
 }  // namespace
 
 TEST_CASE("gather of several tasks returns a tuple in argument order", "[gather]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     auto a = after(30ms, 1);
     auto b = sp::spawn([] { return std::string("two"); });
@@ -63,7 +52,7 @@ TEST_CASE("gather of several tasks returns a tuple in argument order", "[gather]
 }
 
 TEST_CASE("gather of a vector keeps input order, not completion order", "[gather]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::vector<sp::Task<int>> tasks;
     // Later tasks finish first.
@@ -76,7 +65,7 @@ TEST_CASE("gather of a vector keeps input order, not completion order", "[gather
 }
 
 TEST_CASE("gather of many tasks", "[gather]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::vector<sp::Task<long>> tasks;
     const long n = kSanitized ? 500 : 3000;
@@ -94,7 +83,7 @@ TEST_CASE("gather of many tasks", "[gather]") {
 }
 
 TEST_CASE("gather: the first exception cancels the rest, which have ended", "[gather]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<bool> three_done{false};
@@ -147,7 +136,7 @@ TEST_CASE("gather: a cancelled child propagates Cancelled", "[gather]") {
 }
 
 TEST_CASE("gather: cancelling the caller cancels and waits for the tasks", "[gather][cancel]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<bool> children_done{false};
@@ -177,7 +166,7 @@ TEST_CASE("gather: cancelling the caller cancels and waits for the tasks", "[gat
 }
 
 TEST_CASE("gather under with_timeout raises TimedOut and ends the tasks", "[gather][timeout]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::vector<sp::Task<int>> tasks;
@@ -196,7 +185,7 @@ TEST_CASE("gather under with_timeout raises TimedOut and ends the tasks", "[gath
 }
 
 TEST_CASE("gather_settled reports each outcome in order", "[gather_settled]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::vector<sp::Task<int>> tasks;
@@ -239,7 +228,7 @@ TEST_CASE("gather_settled of several tasks, void included", "[gather_settled]") 
 }
 
 TEST_CASE("when_any returns the first task to finish", "[when_any]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::vector<sp::Task<int>> tasks;
     tasks.push_back(after(200ms, 0));
@@ -266,7 +255,7 @@ TEST_CASE("when_any returns the first task to finish", "[when_any]") {
 }
 
 TEST_CASE("as_completed yields tasks in completion order", "[as_completed]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     // The completion order is set by the loop itself, not by sleeps (a
     // loaded machine reorders 5/30/60 ms sleeps): each result received
@@ -310,7 +299,7 @@ TEST_CASE("as_completed with a timeout raises TimedOut", "[as_completed][timeout
 }
 
 TEST_CASE("wait: every WaitFor mode", "[wait]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     {  // first_completed
@@ -379,7 +368,7 @@ TEST_CASE("wait: every WaitFor mode", "[wait]") {
 }
 
 TEST_CASE("wait and when_any are cancellation points that leave the tasks alone", "[wait][cancel]") {
-  const unsigned workers = COMBINATOR_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::vector<sp::Task<int>> tasks;

@@ -38,7 +38,7 @@ TEST_CASE("shutdown cancels fibers left alive when main returns", "[shutdown]") 
       auto looping = sp::spawn([&] {
         CountOnExit g{cleaned};
         started.fetch_add(1);
-        for (;;) sp::yield();
+        yield_until_cancelled();
       });
       sp::spawn([&] {
         CountOnExit g{cleaned};

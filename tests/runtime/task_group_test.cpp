@@ -16,13 +16,7 @@
 using namespace spindle_test;
 namespace sp = spindle;
 
-#define GROUP_WORKERS() GENERATE(1u, 2u, 4u)
-
 namespace {
-struct Boom : std::runtime_error {
-  explicit Boom(const std::string& m) : std::runtime_error(m) {}
-};
-
 // Children count themselves in before they sleep, and tests that count the
 // cancelled ones wait for that first: a child cancelled before it ever ran
 // never runs its body (by design), so it would not count. Under TSan, where
@@ -33,14 +27,10 @@ void await_started(int n) {
   while (g_started.load() < n) sp::sleep_for(1ms);
 }
 
-void sleep_until_cancelled(std::atomic<int>& cancelled) {
+// A child that counts itself in, then waits until cancelled.
+void start_and_sleep(std::atomic<int>& cancelled) {
   g_started.fetch_add(1);
-  try {
-    sp::sleep_for(1h);
-  } catch (const sp::Cancelled&) {
-    cancelled.fetch_add(1);
-    throw;
-  }
+  sleep_until_cancelled(cancelled);
 }
 
 // Spawns a binary tree of depth d into g; counts the nodes that ran.
@@ -54,7 +44,7 @@ void tree(sp::TaskGroup& g, std::atomic<int>& ran, int d) {
 }  // namespace
 
 TEST_CASE("a group waits for its children and their children", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> ran{0};
     sp::TaskGroup g;
@@ -72,7 +62,7 @@ TEST_CASE("a group waits for its children and their children", "[task_group]") {
 }
 
 TEST_CASE("a long-lived group with many short children", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> ran{0};
     sp::TaskGroup g;
@@ -87,13 +77,13 @@ TEST_CASE("a long-lived group with many short children", "[task_group]") {
 }
 
 TEST_CASE("the first failure cancels the siblings and is rethrown from wait", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<bool> late_ran{false};
     g_started = 0;
     sp::TaskGroup g;
-    for (int i = 0; i < 3; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
+    for (int i = 0; i < 3; ++i) g.spawn([&] { start_and_sleep(cancelled); });
     // A sibling that turns its cancellation into a second failure.
     g.spawn([] {
       try {
@@ -143,12 +133,12 @@ TEST_CASE("the first failure cancels the siblings and is rethrown from wait", "[
 }
 
 TEST_CASE("cancel() cancels the children; cancelled children are no failures", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     g_started = 0;
     sp::TaskGroup g;
-    for (int i = 0; i < 4; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
+    for (int i = 0; i < 4; ++i) g.spawn([&] { start_and_sleep(cancelled); });
     await_started(4);
     g.cancel();
     g.wait();  // no throw
@@ -158,7 +148,7 @@ TEST_CASE("cancel() cancels the children; cancelled children are no failures", "
 }
 
 TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<int> cleaned{0};
@@ -177,7 +167,7 @@ TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled
               n.fetch_add(1);
             }
           } cleanup{cleaned};
-          sleep_until_cancelled(cancelled);
+          start_and_sleep(cancelled);
         });
       }
       g.wait();
@@ -192,7 +182,7 @@ TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled
 }
 
 TEST_CASE("with_timeout around a group raises TimedOut after the children ended", "[task_group][timeout]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     bool timed_out = false;
@@ -200,7 +190,7 @@ TEST_CASE("with_timeout around a group raises TimedOut after the children ended"
       // 100 ms: room for the sleeper to start even under TSan (see above).
       sp::with_timeout(100ms, [&] {
         sp::TaskGroup g;
-        g.spawn([&] { sleep_until_cancelled(cancelled); });
+        g.spawn([&] { start_and_sleep(cancelled); });
         g.spawn([] { sp::sleep_for(1ms); });
         g.wait();
       });
@@ -213,7 +203,7 @@ TEST_CASE("with_timeout around a group raises TimedOut after the children ended"
 }
 
 TEST_CASE("the destructor waits, and reports a failure nobody received", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   std::string err;
   {
     StderrCapture cap;
@@ -241,14 +231,14 @@ TEST_CASE("the destructor waits, and reports a failure nobody received", "[task_
 }
 
 TEST_CASE("the destructor cancels the children when the scope unwinds", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     bool caught = false;
     try {
       g_started = 0;
       sp::TaskGroup g;
-      g.spawn([&] { sleep_until_cancelled(cancelled); });
+      g.spawn([&] { start_and_sleep(cancelled); });
       await_started(1);
       throw Boom("body");
     } catch (const Boom&) {
@@ -260,7 +250,7 @@ TEST_CASE("the destructor cancels the children when the scope unwinds", "[task_g
 }
 
 TEST_CASE("an owner cancelled outside wait: the destructor cancels and waits", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     std::atomic<int> cancelled{0};
     std::atomic<bool> after_scope{false};
@@ -268,7 +258,7 @@ TEST_CASE("an owner cancelled outside wait: the destructor cancels and waits", "
     auto owner = sp::spawn([&] {
       {
         sp::TaskGroup g;
-        g.spawn([&] { sleep_until_cancelled(cancelled); });
+        g.spawn([&] { start_and_sleep(cancelled); });
         sp::sleep_for(1h);  // cancelled here: unwinds through ~TaskGroup
       }
       after_scope = true;
@@ -303,7 +293,7 @@ std::string dumped_site(const std::string& dump, std::uint64_t id) {
 }  // namespace
 
 TEST_CASE("every TaskGroup::spawn overload records its caller's file and line", "[task_group]") {
-  const unsigned workers = GROUP_WORKERS();
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   std::vector<std::pair<std::uint64_t, int>> sites;  // task id, line of its spawn call
   std::uint64_t unknown = 0;
   std::string dump;

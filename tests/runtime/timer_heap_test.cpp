@@ -6,10 +6,10 @@
 
 #include <chrono>
 #include <memory>
-#include <random>
 #include <set>
 #include <vector>
 
+#include "rng.hpp"
 #include "timer_heap.hpp"
 
 using spindle::detail::TimerHeap;
@@ -17,7 +17,7 @@ using spindle::detail::Waiter;
 using Clock = std::chrono::steady_clock;
 
 TEST_CASE("the timer heap pops in deadline order and removes from anywhere", "[timer_heap]") {
-  std::mt19937 rng(12345);
+  spindle_test::Xorshift rng(12345);
   const Clock::time_point t0{};
   TimerHeap heap;
   std::vector<std::unique_ptr<Waiter>> pool;

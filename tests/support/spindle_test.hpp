@@ -12,7 +12,11 @@
 //    fiber dump and an abort well before CTest's TIMEOUT kills us silently;
 //  - wait_suspended: waits until fibers are really queued on a primitive
 //    (the runtime's own view, detail::count_suspended), never a sleep that
-//    hopes they got there.
+//    hopes they got there;
+//  - Boom, and fiber bodies that run until cancelled (sleep_until_cancelled,
+//    yield_until_cancelled);
+//  - Xorshift, the one random generator (rng.hpp).
+// io fixtures (fd counts, loopback pairs) are in io_test.hpp.
 #pragma once
 
 #include <sys/syscall.h>
@@ -41,8 +45,13 @@
 #include <spindle/runtime/detail/introspect.hpp>
 #include <spindle/runtime/suspend.hpp>
 
+#include "rng.hpp"
+
 // The worker counts every scheduler test runs at.
 #define SPINDLE_TEST_WORKERS() GENERATE(1u, 2u, 4u, 8u)
+// The same without 8, for suites whose cases each start many runtimes
+// (combinators, task groups, cancellation).
+#define SPINDLE_TEST_FEW_WORKERS() GENERATE(1u, 2u, 4u)
 
 namespace spindle_test {
 
@@ -148,16 +157,24 @@ auto run_checked(unsigned workers, F&& f) {
 // os_tid: the kernel's id of the calling thread. A system call, so unlike a
 // thread_local it cannot be cached by the compiler across a fiber switch:
 // the ground truth for "which thread am I on".
-// raises_cancelled: runs f; true when it raised spindle::Cancelled, false
-// when it returned. Any other exception propagates.
-template <class F>
-bool raises_cancelled(F&& f) {
+// raises<E>: runs f; true when it raised E, false when it returned. Any
+// other exception propagates.
+template <class E, class F>
+bool raises(F&& f) {
   try {
     f();
-  } catch (const spindle::Cancelled&) {
+  } catch (const E&) {
     return true;
   }
   return false;
+}
+template <class F>
+bool raises_cancelled(F&& f) {
+  return raises<spindle::Cancelled>(std::forward<F>(f));
+}
+template <class F>
+bool raises_timeout(F&& f) {
+  return raises<spindle::TimedOut>(std::forward<F>(f));
 }
 
 inline long os_tid() noexcept { return ::syscall(SYS_gettid); }
@@ -394,17 +411,28 @@ void wait_suspended(const Task& t, std::string_view what,
   wait_fiber_suspended(t.id(), what, limit);
 }
 
-// Xorshift: a tiny deterministic PRNG for jitter (no shared state, no locks).
-struct Xorshift {
-  std::uint64_t s;
-  explicit Xorshift(std::uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-  std::uint64_t operator()() noexcept {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
-  }
+// Boom: an exception of the test's own, told apart from the runtime's.
+struct Boom : std::runtime_error {
+  explicit Boom(const std::string& m) : std::runtime_error(m) {}
 };
+
+// sleep_until_cancelled: a fiber body that waits until it is cancelled (an
+// hour stands for forever; the Cancelled propagates). The counting form adds
+// one to `cancelled` when the Cancelled passes through, then rethrows.
+inline void sleep_until_cancelled() { spindle::sleep_for(std::chrono::hours(1)); }
+inline void sleep_until_cancelled(std::atomic<int>& cancelled) {
+  try {
+    sleep_until_cancelled();
+  } catch (const spindle::Cancelled&) {
+    cancelled.fetch_add(1);
+    throw;
+  }
+}
+// yield_until_cancelled: a fiber that stays runnable (never waits) until
+// cancelled: yield is a cancellation point.
+[[noreturn]] inline void yield_until_cancelled() {
+  for (;;) spindle::yield();
+}
 
 // spin: burns roughly n iterations without suspending (timing jitter).
 inline void spin(std::uint64_t n) {

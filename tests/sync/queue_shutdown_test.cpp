@@ -14,12 +14,7 @@ namespace sp = spindle;
 namespace {
 template <class F>
 bool raises_shutdown(F&& f) {
-  try {
-    f();
-  } catch (const sp::QueueShutDown&) {
-    return true;
-  }
-  return false;
+  return spindle_test::raises<sp::QueueShutDown>(std::forward<F>(f));
 }
 }  // namespace
 

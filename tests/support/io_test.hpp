@@ -1,0 +1,92 @@
+// io_test.hpp: fixtures shared by the io tests: the process's open fd count
+// (the leak checks), the error an operation raised, a connected loopback
+// pair, and the plain-socket side of the example-server tests (connect,
+// read a line, read to EOF). Loopback and port 0 only.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <spindle/io/all.hpp>
+
+#include "spindle_test.hpp"
+
+namespace spindle_test {
+
+// open_fds: how many descriptors the process holds (/proc/self/fd). A test
+// compares it before and after to catch a leak.
+inline std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// code_of: the code of the std::system_error f raised; empty if none.
+template <class F>
+std::error_code code_of(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    return e.code();
+  }
+  return {};
+}
+
+// stream_pair: a connected TcpStream pair over loopback (inside a fiber):
+// the accepted side first.
+inline std::pair<spindle::io::TcpStream, spindle::io::TcpStream> stream_pair() {
+  auto l = spindle::io::TcpListener::bind("127.0.0.1", 0);
+  auto c = spindle::spawn([ep = l.local_endpoint()] { return spindle::io::TcpStream::connect(ep); });
+  spindle::io::TcpStream a = l.accept();
+  return {std::move(a), c.join()};
+}
+
+// connect_loopback: a plain blocking socket connected to 127.0.0.1:port,
+// for tests that drive a server from outside the runtime; -1 on failure.
+inline int connect_loopback(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// read_line: bytes from fd up to '\n' (excluded); what came before EOF.
+inline std::string read_line(int fd) {
+  std::string s;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') s += c;
+  return s;
+}
+
+// read_all: bytes from fd until EOF (or an error other than EINTR).
+inline std::string read_all(int fd) {
+  std::string s;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      s.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      return s;
+    }
+  }
+}
+
+}  // namespace spindle_test
