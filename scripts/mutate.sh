@@ -53,7 +53,7 @@ blocking_pool_cap_2 :: runtime/src/offload.cpp :: s{(kDefaultBlockingThreads\s*=
 wait_list_lifo :: sync/include/spindle/sync/detail/wait_queue.hpp :: s{(WaitNode\*\s+pop_front\(\)\s*noexcept\s*\{\s*WaitNode\*\s*n\s*=\s*)head_;}{${1}tail_;} :: sync_primitives sync_queue :: ^sync_(primitives|queue)$
 waker_fence_missing :: runtime/src/idle.cpp :: s{if\s*\(strict\)\s*std::atomic_thread_fence\(std::memory_order_seq_cst\);}{(void)strict;} :: runtime_wake_stress :: ^runtime_wake_park$ :: SPINDLE_WAKE_PARK_ROUNDS=3000000
 wait_cell_generation_unchecked :: runtime/include/spindle/runtime/suspend.hpp :: s{if\s*\(\(expected\s*&\s*~kCancellable\)\s*!=\s*gen\)\s*return\s+false;}{if ((expected & kStateMask) != waiting) return false;} :: offload_test :: ^offload_test$
-cancel_check_before_wait_skipped :: runtime/src/wait.cpp :: s{if\s*\(!shielded\s*&&\s*f->cancel_requested_\.load\(std::memory_order_relaxed\)\)\s*\{(\s*w\.try_complete\(Waiter::cancelled\);)}{if (false) \{$1} :: runtime_cancel offload_test :: ^(runtime_cancel|offload_test)$
+cancel_check_before_wait_skipped :: runtime/src/suspend.cpp :: s{if\s*\(!shielded\s*&&\s*f->cancel_requested_\.load\(std::memory_order_relaxed\)\)\s*\{(\s*w\.try_complete\(Waiter::cancelled\);)}{if (false) \{$1} :: runtime_cancel offload_test :: ^(runtime_cancel|offload_test)$
 cancel_after_publish_skipped :: runtime/src/worker.cpp :: s{f->cancel_requested_\.load\(std::memory_order_seq_cst\)\s*&&}{false &&} :: runtime_cancel runtime_cancel_basics :: ^runtime_cancel(_basics)?$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
 EOF
