@@ -16,9 +16,9 @@
 // means that worker is stuck. Then the idle worker
 //  - fires the stuck worker's due timers itself (the heap has a lock; the
 //    woken fibers run on the idle worker), and
-//  - if the stuck worker holds fibers (held_), sends it SIGURG. The handler
+//  - if the stuck worker holds fibers (remote_.held), sends it SIGURG. The handler
 //    runs on the stuck worker's own thread. If it interrupted user code
-//    (rt_depth_ == 0), the owner-only queues are quiescent, so it moves
+//    (core_.rt_depth == 0), the owner-only queues are quiescent, so it moves
 //    them onto the deque -- it *is* the owner -- and unparks the idle worker,
 //    which steals them. If it interrupted runtime code it does nothing but
 //    the unpark: the worker is switching and will run its queues itself.
@@ -70,9 +70,9 @@ void install_handoff_handler() {
 }
 
 bool Worker::handoff_in_signal() noexcept {
-  // acquire; pairs with the release in request_handoff (rescuer_ is set).
-  if (!handoff_asked_.exchange(false, std::memory_order_acquire)) return false;
-  if (rt_depth_.load(std::memory_order_relaxed) == 0) {
+  // acquire; pairs with the release in request_handoff (remote_.rescuer is set).
+  if (!remote_.handoff_asked.exchange(false, std::memory_order_acquire)) return false;
+  if (core_.rt_depth.load(std::memory_order_relaxed) == 0) {
     // We interrupted user code: nothing else on this thread is using the
     // LIFO slot, the FIFO or our end of the deque, and the signal fences in
     // RuntimeSection/to_user keep the compiler from moving runtime accesses across
@@ -81,34 +81,34 @@ bool Worker::handoff_in_signal() noexcept {
     // the deque has room for (thieves only make more room); a later request
     // takes the rest.
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    const std::size_t room = deque_.capacity() - deque_.size_hint();
+    const std::size_t room = remote_.deque.capacity() - remote_.deque.size_hint();
     std::size_t moved = 0;
-    while (moved < room && !fifo_.empty()) {
-      deque_.push(fifo_.pop_front());
+    while (moved < room && !core_.fifo.empty()) {
+      remote_.deque.push(core_.fifo.pop_front());
       ++moved;
     }
     if (moved < room && lifo() != nullptr) {
-      deque_.push(swap_lifo(nullptr));
+      remote_.deque.push(swap_lifo(nullptr));
       ++moved;
     }
-    handed_off_.add(moved);
-    held_.store(!fifo_.empty(), std::memory_order_relaxed);
+    remote_.handed_off.add(moved);
+    remote_.held.store(!core_.fifo.empty(), std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
   // Wake the asker either way: it steals what we pushed, or looks again.
-  if (Worker* r = rescuer_.exchange(nullptr, std::memory_order_acq_rel)) r->unpark();
+  if (Worker* r = remote_.rescuer.exchange(nullptr, std::memory_order_acq_rel)) r->unpark();
   return true;
 }
 
 void Worker::request_handoff(Worker& rescuer) noexcept {
   // acquire; pairs with the release in thread_main.
-  if (!tid_set_.load(std::memory_order_acquire)) return;
-  rescuer_.store(&rescuer, std::memory_order_relaxed);
-  // release: the handler that sees the request sees rescuer_.
-  handoff_asked_.store(true, std::memory_order_release);
+  if (!remote_.tid_set.load(std::memory_order_acquire)) return;
+  remote_.rescuer.store(&rescuer, std::memory_order_relaxed);
+  // release: the handler that sees the request sees remote_.rescuer.
+  remote_.handoff_asked.store(true, std::memory_order_release);
   // The worker's thread runs until every worker has left its loop
   // (Scheduler::wait_unparks_done), and we are in ours.
-  pthread_kill(tid_.load(std::memory_order_relaxed), SIGURG);
+  pthread_kill(remote_.tid.load(std::memory_order_relaxed), SIGURG);
 }
 
 // await_handoff: the asker spins (it is idle anyway) until the handler ran,
@@ -118,7 +118,7 @@ void Worker::request_handoff(Worker& rescuer) noexcept {
 // the signal to a running thread takes a few microseconds.
 void Worker::await_handoff() const noexcept {
   const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-  while (rescuer_.load(std::memory_order_acquire) != nullptr) {
+  while (remote_.rescuer.load(std::memory_order_acquire) != nullptr) {
     for (int i = 0; i < 64; ++i) spin_hint();
     if (std::chrono::steady_clock::now() >= until) return;
   }
@@ -137,7 +137,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
   for (unsigned i = 0; i < n; ++i) {
     if (i == index_) continue;
     Worker& v = sched_.worker(i);
-    Watch& s = watch_[i];
+    Watch& s = core_.watch[i];
     Fiber* const f = v.running_hint();
     const std::uint64_t sw = v.switch_count();
     if (f == nullptr) {
@@ -166,9 +166,9 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     if (stuck) v.rescue_poll();
     if (stuck && v.next_deadline() <= now) {
       const std::size_t fired = v.fire_due_timers(now);
-      v.timers_taken_.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
-      timers_fired_.add(fired);
-      timers_rescued_.add(fired);
+      v.remote_.timers_taken.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
+      remote_.timers_fired.add(fired);
+      remote_.timers_rescued.add(fired);
     }
     // Look again after one period while it holds FIFO fibers (or stealable
     // ones: a notify may have missed us); at the idle pace when it holds

@@ -54,7 +54,7 @@ void Scheduler::unpark_one() {
 
 void Scheduler::ensure_watcher() {
   if (opts_.handoff_after.count() <= 0 || size() < 2) return;
-  // Pairs with the fence in Worker::park(): our parked_ flag was cleared
+  // Pairs with the fence in Worker::park(): our remote_.parked flag was cleared
   // before this fence; a parker that registered before it is seen here, and
   // one that registers after it sees us active (others_active) and watches.
   std::atomic_thread_fence(std::memory_order_seq_cst);

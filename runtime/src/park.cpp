@@ -78,24 +78,25 @@ int wait_epoll(int epfd, epoll_event* ev, int max, const timespec* timeout) noex
 // open_park_handles: the wake eventfd and the park timerfd, each watched by
 // the loop (until install_poller moves the worker into the io instance).
 void Worker::open_park_handles() {
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  SPINDLE_CHECK(wake_fd_ >= 0, "eventfd failed");
-  SPINDLE_CHECK(uv_poll_init(&loop_, &wake_poll_, wake_fd_) == 0, "uv_poll_init failed");
-  wake_poll_.data = this;
-  uv_poll_start(&wake_poll_, UV_READABLE, &on_wake_fd);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
-  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  SPINDLE_CHECK(timer_fd_ >= 0, "timerfd_create failed");
-  SPINDLE_CHECK(uv_poll_init(&loop_, &timer_poll_, timer_fd_) == 0, "uv_poll_init failed");
-  timer_poll_.data = this;
-  uv_poll_start(&timer_poll_, UV_READABLE, &on_timerfd);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&timer_poll_));
+  remote_.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  SPINDLE_CHECK(remote_.wake_fd >= 0, "eventfd failed");
+  SPINDLE_CHECK(uv_poll_init(&core_.loop, &core_.wake_poll, remote_.wake_fd) == 0, "uv_poll_init failed");
+  core_.wake_poll.data = this;
+  uv_poll_start(&core_.wake_poll, UV_READABLE, &on_wake_fd);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&core_.wake_poll));
+  core_.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  SPINDLE_CHECK(core_.timer_fd >= 0, "timerfd_create failed");
+  SPINDLE_CHECK(uv_poll_init(&core_.loop, &core_.timer_poll, core_.timer_fd) == 0, "uv_poll_init failed");
+  core_.timer_poll.data = this;
+  uv_poll_start(&core_.timer_poll, UV_READABLE, &on_timerfd);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&core_.timer_poll));
 }
 
 // ---- parking --------------------------------------------------------------
 
 bool Worker::has_work_for_park() const {
-  if (lifo() || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty() || !inbox_.empty()) {
+  if (lifo() || remote_.deque.size_hint() > 0 || !core_.fifo.empty() || !core_.pinned.empty() ||
+      !remote_.inbox.empty()) {
     return true;
   }
   if (!sched_.global_empty() || sched_.stopping()) return true;
@@ -117,12 +118,12 @@ void Worker::park() {
   }
   // 1. Advertise. 2. Full fence. 3. Re-check everything a waker could have
   // published before it read our flag (see the file comment).
-  parked_.store(true, std::memory_order_relaxed);
+  remote_.parked.store(true, std::memory_order_relaxed);
   sched_.idle().add(this);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (has_work_for_park()) {
     sched_.idle().remove(this);
-    parked_.store(false, std::memory_order_relaxed);
+    remote_.parked.store(false, std::memory_order_relaxed);
     fire_own_timers();
     return;
   }
@@ -138,7 +139,7 @@ void Worker::park() {
   const bool watch = sched_.all_asleep(mark);
   const auto watch_since = std::chrono::steady_clock::now();
   const auto wake_at = std::min(next_deadline(), look_again);
-  if (io_poll_on_) {
+  if (core_.io_poll_on) {
     // Parked in the io poller's instance (install_poller): a relative
     // timeout, measured from after every check above, so never early.
     timespec ts{};
@@ -159,18 +160,18 @@ void Worker::park() {
     poll_events(timeout, true);
   } else {
     arm_park_timer(wake_at, watch);
-    uv_ref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
-    uv_run(&loop_, UV_RUN_ONCE);
-    uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
+    uv_ref(reinterpret_cast<uv_handle_t*>(&core_.wake_poll));
+    uv_run(&core_.loop, UV_RUN_ONCE);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&core_.wake_poll));
   }
   if (watching) sched_.idle().add_watcher(-1);
-  unparked_ = true;
+  core_.unparked = true;
   disarm_park_timer();
-  recent_time_ = coarse_now();
+  core_.recent_time = coarse_now();
   if (watch) sched_.check_deadlock(mark, watch_since);
   sched_.idle().remove(this);
-  parked_.store(false, std::memory_order_relaxed);
-  parks_.inc();
+  remote_.parked.store(false, std::memory_order_relaxed);
+  remote_.parks.inc();
   drain_inbox();
   fire_own_timers();
 }
@@ -185,22 +186,22 @@ void Worker::arm_park_timer(std::chrono::steady_clock::time_point at, bool deadl
     its.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
     its.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
     if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
-    timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &its, nullptr);
-    timer_armed_ = true;
+    timerfd_settime(core_.timer_fd, TFD_TIMER_ABSTIME, &its, nullptr);
+    core_.timer_armed = true;
   } else if (deadlock_watch) {
     const auto ms = sched_.options().deadlock_grace.count();
     its.it_value.tv_sec = static_cast<time_t>(ms / 1000);
     its.it_value.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
-    timerfd_settime(timer_fd_, 0, &its, nullptr);
-    timer_armed_ = true;
+    timerfd_settime(core_.timer_fd, 0, &its, nullptr);
+    core_.timer_armed = true;
   }
 }
 
 void Worker::disarm_park_timer() {
-  if (!timer_armed_) return;
+  if (!core_.timer_armed) return;
   itimerspec its{};
-  timerfd_settime(timer_fd_, 0, &its, nullptr);
-  timer_armed_ = false;
+  timerfd_settime(core_.timer_fd, 0, &its, nullptr);
+  core_.timer_armed = false;
 }
 
 // unpark: one eventfd write per wake-up cycle. Not uv_async_send: it marks
@@ -210,7 +211,7 @@ void Worker::disarm_park_timer() {
 // time slice (measured: offload ticks 10-40 ms late; docs/runtime.md).
 void Worker::unpark() noexcept {
   // acq_rel: an unpark that finds the flag set relies on the pending write.
-  if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  if (remote_.wake_pending.exchange(true, std::memory_order_acq_rel)) return;
   write_wake_fd();
 }
 
@@ -220,39 +221,39 @@ void Worker::unpark() noexcept {
 // between its flag and its write when the runtime shuts down, and its write
 // must not land on a closed, perhaps reused, descriptor. seq_cst on both
 // sides (Dekker): either close_wake_fd sees the writer counted and waits,
-// or the writer sees wake_closed_ and skips (the owner has left its loop).
+// or the writer sees remote_.wake_closed and skips (the owner has left its loop).
 void Worker::write_wake_fd() noexcept {
-  wake_writers_.fetch_add(1, std::memory_order_seq_cst);
-  if (!wake_closed_.load(std::memory_order_seq_cst)) {
+  remote_.wake_writers.fetch_add(1, std::memory_order_seq_cst);
+  if (!remote_.wake_closed.load(std::memory_order_seq_cst)) {
     const std::uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof one);
+    (void)!write(remote_.wake_fd, &one, sizeof one);
   }
   // release; pairs with the acquire in close_wake_fd.
-  wake_writers_.fetch_sub(1, std::memory_order_release);
+  remote_.wake_writers.fetch_sub(1, std::memory_order_release);
 }
 
 void Worker::close_wake_fd() noexcept {
-  wake_closed_.store(true, std::memory_order_seq_cst);
-  while (wake_writers_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
-  close(wake_fd_);
+  remote_.wake_closed.store(true, std::memory_order_seq_cst);
+  while (remote_.wake_writers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  close(remote_.wake_fd);
 }
 
 void Worker::push_inbox(Fiber* f) {
-  inbox_.push(f);
-  // Pairs with the fence in park(): either we see parked_ or it sees f.
+  remote_.inbox.push(f);
+  // Pairs with the fence in park(): either we see remote_.parked or it sees f.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (parked_.load(std::memory_order_relaxed)) unpark();
+  if (remote_.parked.load(std::memory_order_relaxed)) unpark();
 }
 
 // ---- io poller ------------------------------------------------------------
 
 void Worker::set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept {
-  SPINDLE_CHECK(!poller_set_.load(std::memory_order_relaxed), "set_worker_poller called twice");
-  poller_fd_ = fd;
-  poller_fn_ = fn;
-  poller_ctx_ = ctx;
+  SPINDLE_CHECK(!remote_.poller_set.load(std::memory_order_relaxed), "set_worker_poller called twice");
+  remote_.poller_fd = fd;
+  remote_.poller_fn = fn;
+  remote_.poller_ctx = ctx;
   // release; pairs with the acquire in install_poller and rescue_poll.
-  poller_set_.store(true, std::memory_order_release);
+  remote_.poller_set.store(true, std::memory_order_release);
   // The owner installs the handle itself (its loop, its thread) at its next
   // maintenance round; a parked owner must wake for that. An fd registered
   // with the poller before the handle exists is not lost: its readiness
@@ -272,27 +273,28 @@ void Worker::set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept {
 //  - The libuv polls of both fds stop, so each wake-up is reported once.
 void Worker::install_poller() {
   // acquire; pairs with the release in set_poller.
-  if (!poller_set_.load(std::memory_order_acquire)) return;
-  uv_poll_stop(&wake_poll_);
-  uv_poll_stop(&timer_poll_);
+  if (!remote_.poller_set.load(std::memory_order_acquire)) return;
+  uv_poll_stop(&core_.wake_poll);
+  uv_poll_stop(&core_.timer_poll);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLET;
   ev.data.u64 = kWakeTag;
   // A write already pending is not lost: adding a ready fd queues an event.
-  SPINDLE_CHECK(epoll_ctl(poller_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) == 0, "epoll_ctl (wake fd) failed");
+  SPINDLE_CHECK(epoll_ctl(remote_.poller_fd, EPOLL_CTL_ADD, remote_.wake_fd, &ev) == 0,
+                "epoll_ctl (wake fd) failed");
   ev.events = EPOLLIN;
   ev.data.u64 = kLoopTag;
-  SPINDLE_CHECK(epoll_ctl(poller_fd_, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &ev) == 0,
+  SPINDLE_CHECK(epoll_ctl(remote_.poller_fd, EPOLL_CTL_ADD, uv_backend_fd(&core_.loop), &ev) == 0,
                 "epoll_ctl (loop fd) failed");
   // epoll_pwait2 sleeps with the thread's timer slack (50 us by default);
   // the timerfd it replaces had none. Keep the park deadline precise.
   (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-  io_poll_on_ = true;
+  core_.io_poll_on = true;
 }
 
 void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
   epoll_event ev[64];
-  const int n = wait_epoll(poller_fd_, ev, 64, timeout);
+  const int n = wait_epoll(remote_.poller_fd, ev, 64, timeout);
   bool woken = false, loop_ready = false;
   int io = 0;  // io events, moved to the front
   for (int i = 0; i < n; ++i) {
@@ -305,7 +307,7 @@ void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
       ev[io++] = ev[i];
     }
   }
-  if (io > 0) poller_fn_(poller_ctx_, ev, io);
+  if (io > 0) remote_.poller_fn(remote_.poller_ctx, ev, io);
   if (woken) {
     if (owner) {
       // As on_wake_fd, with the edge in place of the read: consumed first,
@@ -319,7 +321,7 @@ void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
       write_wake_fd();
     }
   }
-  if (loop_ready && owner) uv_run(&loop_, UV_RUN_NOWAIT);
+  if (loop_ready && owner) uv_run(&core_.loop, UV_RUN_NOWAIT);
 }
 
 }  // namespace spindle::detail

@@ -75,18 +75,18 @@ void on_sigquit(uv_signal_t* h, int) {
 }
 
 Worker::Worker(Scheduler& s, unsigned index)
-    : sched_(s), index_(index), rng_(0x9E3779B97F4A7C15ull * (index + 1)), stacks_(s.stacks()) {
-  SPINDLE_CHECK(uv_loop_init(&loop_) == 0, "uv_loop_init failed");
+    : sched_(s), index_(index), core_(0x9E3779B97F4A7C15ull * (index + 1), s.stacks()) {
+  SPINDLE_CHECK(uv_loop_init(&core_.loop) == 0, "uv_loop_init failed");
   open_park_handles();
   if (index == 0 && s.options().dump_on_sigquit) {
-    uv_signal_init(&loop_, &sigquit_);
-    sigquit_.data = &s;
-    if (uv_signal_start(&sigquit_, &on_sigquit, SIGQUIT) == 0) {
-      uv_unref(reinterpret_cast<uv_handle_t*>(&sigquit_));
+    uv_signal_init(&core_.loop, &core_.sigquit);
+    core_.sigquit.data = &s;
+    if (uv_signal_start(&core_.sigquit, &on_sigquit, SIGQUIT) == 0) {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&core_.sigquit));
     }
-    sigquit_on_ = true;
+    core_.sigquit_on = true;
   }
-  scratch_.reserve(decltype(deque_)::capacity());
+  core_.scratch.reserve(decltype(remote_.deque)::capacity());
 }
 
 Worker::~Worker() = default;
@@ -101,24 +101,24 @@ void Worker::join() {
 
 void Worker::thread_main() {
   tls_worker = this;
-  tid_.store(pthread_self(), std::memory_order_relaxed);
+  remote_.tid.store(pthread_self(), std::memory_order_relaxed);
   // release; pairs with the acquire in request_handoff.
-  tid_set_.store(true, std::memory_order_release);
-  watch_.resize(sched_.size());
-  context_init_thread(sched_ctx_);
-  eh_ = context_thread_eh();
+  remote_.tid_set.store(true, std::memory_order_release);
+  core_.watch.resize(sched_.size());
+  context_init_thread(core_.sched_ctx);
+  core_.eh = context_thread_eh();
   thread_altstack_init();
   loop();
   sched_.wait_unparks_done();
   // Close our handles and let the loop run their close callbacks; a loop
   // that will not close means a handle leaked (a bug, so we say so).
-  uv_close(reinterpret_cast<uv_handle_t*>(&wake_poll_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_poll_), nullptr);
-  if (sigquit_on_) uv_close(reinterpret_cast<uv_handle_t*>(&sigquit_), nullptr);
-  uv_run(&loop_, UV_RUN_DEFAULT);
-  close(timer_fd_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&core_.wake_poll), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&core_.timer_poll), nullptr);
+  if (core_.sigquit_on) uv_close(reinterpret_cast<uv_handle_t*>(&core_.sigquit), nullptr);
+  uv_run(&core_.loop, UV_RUN_DEFAULT);
+  close(core_.timer_fd);
   close_wake_fd();
-  const int rc = uv_loop_close(&loop_);
+  const int rc = uv_loop_close(&core_.loop);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
   thread_altstack_free();
   tls_worker = nullptr;
@@ -128,15 +128,15 @@ void Worker::thread_main() {
 
 void Worker::loop() {
   while (!sched_.stopping()) {
-    if (tick_ - last_maintenance_ >= kMaintenanceInterval) maintenance();
+    if (core_.tick - core_.last_maintenance >= kMaintenanceInterval) maintenance();
     Fiber* f = next_local();
     if (!f) f = find_work();
     if (f) {
-      if (unparked_) [[unlikely]] {
+      if (core_.unparked) [[unlikely]] {
         // Back to running fibers after a park: make sure an idle worker
         // watches us (docs/runtime.md "Hand-off"). Not on every unpark:
         // a worker woken only to watch would wake the next, and so on.
-        unparked_ = false;
+        core_.unparked = false;
         sched_.ensure_watcher();
       }
       resume(f);
@@ -155,43 +155,43 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
     return false;
   }
   if (f->state_.load(std::memory_order_relaxed) == FiberState::created) {
-    f->stack_ = stacks_.get(f->stack_size_);
+    f->stack_ = core_.stacks.get(f->stack_size_);
     f->unguarded_ = f->stack_.guard == 0;
     context_make(f->ctx_, f->stack_, &Worker::fiber_main);
   }
   f->state_.store(FiberState::running, std::memory_order_relaxed);
-  running_.store(f, std::memory_order_relaxed);
-  switches_.inc();
+  remote_.running.store(f, std::memory_order_relaxed);
+  remote_.switches.inc();
   return true;
 }
 
 void Worker::resume(Fiber* f) {
   if (!prepare(f)) return;
-  pending_ = Pending{Pending::from_scheduler};
-  void* from = context_switch(sched_ctx_, f->ctx_, eh_, false);
+  core_.pending = Pending{Pending::from_scheduler};
+  void* from = context_switch(core_.sched_ctx, f->ctx_, core_.eh, false);
   land(from);
 }
 
 SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
-  ++tick_;
+  ++core_.tick;
   if (lifo() != nullptr) {
-    if (lifo_runs_ < kLifoCap) {
-      ++lifo_runs_;
+    if (core_.lifo_runs < kLifoCap) {
+      ++core_.lifo_runs;
       return swap_lifo(nullptr);
     }
     push_fifo(swap_lifo(nullptr));
   }
-  lifo_runs_ = 0;
-  if (Fiber* f = deque_.pop()) return f;
+  core_.lifo_runs = 0;
+  if (Fiber* f = remote_.deque.pop()) return f;
   // Alternate between the two FIFOs when both have fibers, so neither
   // starves the other.
-  if (!pinned_.empty() && (fifo_.empty() || (tick_ & 1) != 0)) return pinned_.pop_front();
-  if (!fifo_.empty()) {
-    Fiber* f = fifo_.pop_front();
-    if (Fiber* after = fifo_.front()) prefetch_for_switch(after);
+  if (!core_.pinned.empty() && (core_.fifo.empty() || (core_.tick & 1) != 0)) return core_.pinned.pop_front();
+  if (!core_.fifo.empty()) {
+    Fiber* f = core_.fifo.pop_front();
+    if (Fiber* after = core_.fifo.front()) prefetch_for_switch(after);
     // Only make the rest stealable when someone idles: otherwise the moves
     // are pure cost (yield n=1000 pays a deque push and pop per yield).
-    if (!fifo_.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 1) {
+    if (!core_.fifo.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 1) {
       sched_.notify_work(false);
     }
     return f;
@@ -212,7 +212,7 @@ void Worker::prefetch_for_switch(Fiber* f) noexcept {
 }
 
 SPINDLE_SWITCH_STEP void Worker::push_fifo(Fiber* f) {
-  if (f->affinity_ == this) pinned_.push_back(f); else fifo_.push_back(f);
+  if (f->affinity_ == this) core_.pinned.push_back(f); else core_.fifo.push_back(f);
 }
 
 // next_direct: the next fiber a suspending fiber may switch to directly, or
@@ -220,7 +220,7 @@ SPINDLE_SWITCH_STEP void Worker::push_fifo(Fiber* f) {
 // nothing local).
 SPINDLE_SWITCH_STEP Fiber* Worker::next_direct() {
   for (;;) {
-    if (tick_ + 1 - last_maintenance_ >= kMaintenanceInterval || sched_.stopping()) return nullptr;
+    if (core_.tick + 1 - core_.last_maintenance >= kMaintenanceInterval || sched_.stopping()) return nullptr;
     Fiber* f = next_local();
     if (f == nullptr || prepare(f)) return f;
   }
@@ -237,8 +237,8 @@ Fiber* Worker::find_work() {
 }
 
 void Worker::maintenance() {
-  last_maintenance_ = tick_;
-  recent_time_ = coarse_now();
+  core_.last_maintenance = core_.tick;
+  core_.recent_time = coarse_now();
   drain_inbox();
   // Fairness only: one fiber from the global queue, to the back of the FIFO.
   // A batch on top of the LIFO deque here would run new fibers ahead of the
@@ -246,20 +246,20 @@ void Worker::maintenance() {
   // start (and hold a stack) before the first could finish.
   take_global_one();
   fire_own_timers();
-  if (!io_poll_on_ && poller_set_.load(std::memory_order_relaxed)) [[unlikely]] install_poller();
+  if (!core_.io_poll_on && remote_.poller_set.load(std::memory_order_relaxed)) [[unlikely]] install_poller();
   // Busy workers see readiness here, without blocking (io_hook.hpp).
-  if (io_poll_on_) poll_events(&kNoWait, true);
-  if (uv_loop_alive(&loop_)) {
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    polls_.inc();
+  if (core_.io_poll_on) poll_events(&kNoWait, true);
+  if (uv_loop_alive(&core_.loop)) {
+    uv_run(&core_.loop, UV_RUN_NOWAIT);
+    remote_.polls.inc();
   }
   // Backstop for a missed (non-strict) notify: more here than we can run.
-  if (deque_.size_hint() > 1) sched_.notify_work(false);
+  if (remote_.deque.size_hint() > 1) sched_.notify_work(false);
 }
 
 void Worker::drain_inbox() {
-  if (inbox_.empty()) return;
-  FiberList l = inbox_.take_all();
+  if (remote_.inbox.empty()) return;
+  FiberList l = remote_.inbox.take_all();
   while (Fiber* f = l.pop_front()) push_fifo(f);
 }
 
@@ -277,68 +277,68 @@ bool Worker::take_global_one() {
 // onto the deque (the FIFO takes what does not fit).
 bool Worker::take_global_share() {
   if (sched_.global_empty()) return false;
-  const std::size_t free = deque_.capacity() - deque_.size_hint();
+  const std::size_t free = remote_.deque.capacity() - remote_.deque.size_hint();
   std::size_t n = sched_.global_size_hint() / sched_.size() + 1;
   n = std::min({n, free / 2, std::size_t{64}});
   if (n == 0) return false;
   FiberList l = sched_.take_global(n);
   bool any = !l.empty();
   while (Fiber* f = l.pop_front()) {
-    if (!deque_.push(f)) push_fifo(f);
+    if (!remote_.deque.push(f)) push_fifo(f);
   }
   return any;
 }
 
 // transfer_fifo: moves the FIFO into the deque so idle workers can steal it,
 // pushing the newest first so that the owner's LIFO pops still return the
-// oldest first. Pinned fibers live in pinned_ and never come here.
+// oldest first. Pinned fibers live in core_.pinned and never come here.
 std::size_t Worker::transfer_fifo() {
-  const std::size_t room = deque_.capacity() - deque_.size_hint();
-  scratch_.clear();
-  // The oldest move; what does not fit stays in fifo_ and, since the deque
+  const std::size_t room = remote_.deque.capacity() - remote_.deque.size_hint();
+  core_.scratch.clear();
+  // The oldest move; what does not fit stays in core_.fifo and, since the deque
   // is popped first, still runs after them.
-  while (!fifo_.empty() && scratch_.size() < room) scratch_.push_back(fifo_.pop_front());
-  for (auto it = scratch_.rbegin(); it != scratch_.rend(); ++it) {
+  while (!core_.fifo.empty() && core_.scratch.size() < room) core_.scratch.push_back(core_.fifo.pop_front());
+  for (auto it = core_.scratch.rbegin(); it != core_.scratch.rend(); ++it) {
     // room is an underestimate (thieves only free slots), so this holds.
-    SPINDLE_CHECK(deque_.push(*it), "transfer_fifo: the run queue was fuller than its size said");
+    SPINDLE_CHECK(remote_.deque.push(*it), "transfer_fifo: the run queue was fuller than its size said");
   }
-  return scratch_.size();
+  return core_.scratch.size();
 }
 
 Fiber* Worker::steal() {
   const unsigned n = sched_.size();
   if (n < 2 || !sched_.try_begin_search()) return nullptr;
-  rng_ ^= rng_ << 13;
-  rng_ ^= rng_ >> 7;
-  rng_ ^= rng_ << 17;
-  const unsigned start = static_cast<unsigned>(rng_ % n);
+  core_.rng ^= core_.rng << 13;
+  core_.rng ^= core_.rng >> 7;
+  core_.rng ^= core_.rng << 17;
+  const unsigned start = static_cast<unsigned>(core_.rng % n);
   for (unsigned i = 0; i < n; ++i) {
     Worker& v = sched_.worker((start + i) % n);
     if (&v == this) continue;
     // Bounded by our own free room, so every push below succeeds: top_ only
     // grows, so the room size_hint shows can only be an underestimate.
-    const std::size_t room = deque_.capacity() - deque_.size_hint();
-    std::size_t want = std::min(kStealMax, std::max<std::size_t>(1, v.deque_.size_hint() / 2));
+    const std::size_t room = remote_.deque.capacity() - remote_.deque.size_hint();
+    std::size_t want = std::min(kStealMax, std::max<std::size_t>(1, v.remote_.deque.size_hint() / 2));
     want = std::min(want, room + 1);  // the first one is returned, not pushed
     Fiber* first = nullptr;
     std::size_t got = 0;
     int races = 0;
     while (got < want) {
       Fiber* x = nullptr;
-      auto r = v.deque_.steal(x);
-      if (r == decltype(v.deque_)::StealResult::ok) {
+      auto r = v.remote_.deque.steal(x);
+      if (r == decltype(v.remote_.deque)::StealResult::ok) {
         if (first == nullptr) {
           first = x;
-        } else if (!deque_.push(x)) {
+        } else if (!remote_.deque.push(x)) {
           push_fifo(x);  // unreachable by the bound above; never lose a fiber
         }
         ++got;
-      } else if (r == decltype(v.deque_)::StealResult::empty || ++races > 8) {
+      } else if (r == decltype(v.remote_.deque)::StealResult::empty || ++races > 8) {
         break;
       }
     }
     if (first != nullptr) {
-      steals_.add(got);
+      remote_.steals.add(got);
       sched_.end_search(true);
       return first;
     }
@@ -354,7 +354,7 @@ void Worker::push_local(Fiber* f) {
   RuntimeSection rs(*this);
   // overflow_half frees at least one slot (a steal that loses its race
   // lost it to a thief, which freed one), so this loop runs at most twice.
-  while (!deque_.push(f)) overflow_half();
+  while (!remote_.deque.push(f)) overflow_half();
   sched_.notify_work(false);
 }
 
@@ -365,16 +365,16 @@ void Worker::push_lifo(Fiber* f) {
 
 bool Worker::has_local_work() noexcept {
   RuntimeSection rs(*this);
-  return lifo() != nullptr || deque_.size_hint() > 0 || !fifo_.empty() || !pinned_.empty();
+  return lifo() != nullptr || remote_.deque.size_hint() > 0 || !core_.fifo.empty() || !core_.pinned.empty();
 }
 
 // overflow_half: the deque is full; move its older half to the global queue
 // (taking from our own top like a thief, so no protocol changes).
 void Worker::overflow_half() {
   FiberList l;
-  for (std::size_t i = 0; i < deque_.capacity() / 2; ++i) {
+  for (std::size_t i = 0; i < remote_.deque.capacity() / 2; ++i) {
     Fiber* x = nullptr;
-    if (deque_.steal(x) != decltype(deque_)::StealResult::ok) break;
+    if (remote_.deque.steal(x) != decltype(remote_.deque)::StealResult::ok) break;
     l.push_back(x);
   }
   sched_.push_global(l);
@@ -382,7 +382,7 @@ void Worker::overflow_half() {
 
 // ---- timers ---------------------------------------------------------------
 
-// The heap is shared (timer_lock_): the owner adds, any worker fires or
+// The heap is shared (timers_.lock): the owner adds, any worker fires or
 // removes. Who may touch a Waiter when (docs/runtime.md "Timers"):
 //  - add: the owner, in after_wait_publish, before it clears publishing_;
 //    the woken fiber waits for that clear before it reads timer_owner.
@@ -392,22 +392,23 @@ void Worker::overflow_half() {
 //  - remove: the fiber itself, after its wait ended, under the lock, so a
 //    firer that popped it is done with it (it lost the CAS) or woke it.
 void Worker::set_next_deadline_locked() noexcept {
-  const auto t = timers_.empty() ? std::chrono::steady_clock::time_point::max() : timers_.top()->deadline;
-  next_deadline_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
-  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  const auto t = timers_.heap.empty() ? std::chrono::steady_clock::time_point::max()
+                                       : timers_.heap.top()->deadline;
+  timers_.next_deadline.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+  timers_.count.store(timers_.heap.size(), std::memory_order_relaxed);
 }
 
 void Worker::add_timer(Waiter* w) {
-  std::lock_guard lk(timer_lock_);
+  std::lock_guard lk(timers_.lock);
   w->timer_owner = this;
-  timers_.push(w);
+  timers_.heap.push(w);
   set_next_deadline_locked();
 }
 
 void Worker::remove_timer(Waiter* w) noexcept {
-  std::lock_guard lk(timer_lock_);
+  std::lock_guard lk(timers_.lock);
   if (w->heap_index < 0) return;
-  timers_.remove(w);
+  timers_.heap.remove(w);
   set_next_deadline_locked();
 }
 
@@ -417,9 +418,9 @@ std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
   Fiber* won = nullptr;
   std::size_t fired = 0;
   {
-    std::lock_guard lk(timer_lock_);
-    while (!timers_.empty() && timers_.top()->deadline <= now) {
-      Waiter* w = timers_.pop();
+    std::lock_guard lk(timers_.lock);
+    while (!timers_.heap.empty() && timers_.heap.top()->deadline <= now) {
+      Waiter* w = timers_.heap.pop();
       ++fired;
       if (w->try_complete(Waiter::timed_out)) {
         w->fiber->next_ = won;
@@ -445,36 +446,38 @@ std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
 
 void Worker::fire_own_timers() {
   if (next_deadline() == std::chrono::steady_clock::time_point::max()) return;
-  timers_fired_.add(fire_due_timers(std::chrono::steady_clock::now()));
+  remote_.timers_fired.add(fire_due_timers(std::chrono::steady_clock::now()));
 }
 
 // ---- switching ------------------------------------------------------------
 
 // to_user: the runtime returns to a fiber's user code (depth 1 -> 0).
-// Publishes held_ for idle workers (watch_others) and, when someone idles
+// Publishes remote_.held for idle workers (watch_others) and, when someone idles
 // while fibers wait in our FIFO, makes them stealable now rather than after
 // a hand-off: the code we return to may run for long.
 // The LIFO slot is not exposed: it runs next, and a woken fiber moving to
 // another core at once would turn every ping-pong into a cross-core one.
 // Only a hand-off (after handoff_after) takes it. Costs a yield a load of
-// the FIFO's size and head, one of the parked-count hint and one of held_.
+// the FIFO's size and head, one of the parked-count hint and one of remote_.held.
 SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
   // Two or more, as next_local's transfer: a single yielder behind the
   // fiber we return to is most often its partner in a yield or ping-pong
   // pair, which is faster kept on one core; if the fiber runs long, the
   // hand-off takes it.
-  if (fifo_.size() > 1 && sched_.anyone_parked_hint()) [[unlikely]] expose_fifo();
-  const bool fifo = !fifo_.empty();
-  if (held_.load(std::memory_order_relaxed) != fifo) held_.store(fifo, std::memory_order_relaxed);
+  if (core_.fifo.size() > 1 && sched_.anyone_parked_hint()) [[unlikely]] expose_fifo();
+  const bool fifo = !core_.fifo.empty();
+  if (remote_.held.load(std::memory_order_relaxed) != fifo) {
+    remote_.held.store(fifo, std::memory_order_relaxed);
+  }
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  rt_depth_.store(0, std::memory_order_relaxed);
+  core_.rt_depth.store(0, std::memory_order_relaxed);
 }
 
 // A section nests (push_lifo calls push_local; land calls push_lifo); only
 // the outermost one, entered from user code, goes back through to_user.
 SPINDLE_SWITCH_STEP Worker::RuntimeSection::RuntimeSection(Worker& w) noexcept
-    : w_(w), depth_(w.rt_depth_.load(std::memory_order_relaxed)) {
-  w_.rt_depth_.store(depth_ + 1, std::memory_order_relaxed);
+    : w_(w), depth_(w.core_.rt_depth.load(std::memory_order_relaxed)) {
+  w_.core_.rt_depth.store(depth_ + 1, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
@@ -483,7 +486,7 @@ SPINDLE_SWITCH_STEP Worker::RuntimeSection::~RuntimeSection() {
     w_.to_user();
   } else {
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    w_.rt_depth_.store(depth_, std::memory_order_relaxed);
+    w_.core_.rt_depth.store(depth_, std::memory_order_relaxed);
   }
 }
 
@@ -498,10 +501,10 @@ SPINDLE_SWITCH_STEP Worker::RuntimeSection::~RuntimeSection() {
   enter_rt_from_user();
   void* from;
   if (Fiber* next = next_direct()) {
-    from = context_switch(self->ctx_, next->ctx_, eh_, false);
+    from = context_switch(self->ctx_, next->ctx_, core_.eh, false);
   } else {
-    running_.store(nullptr, std::memory_order_relaxed);
-    from = context_switch(self->ctx_, sched_ctx_, eh_, false);
+    remote_.running.store(nullptr, std::memory_order_relaxed);
+    from = context_switch(self->ctx_, core_.sched_ctx, core_.eh, false);
   }
   // Resumed, perhaps on another thread: `this` may be stale.
   Worker* me = current_worker();
@@ -510,46 +513,46 @@ SPINDLE_SWITCH_STEP Worker::RuntimeSection::~RuntimeSection() {
 }
 
 void Worker::switch_out(const Pending& p) {
-  pending_ = p;
+  core_.pending = p;
   switch_from(p.prev);
 }
 
 void Worker::switch_out_wait(Fiber* self, Waiter* w,
                              const std::chrono::steady_clock::time_point* deadline,
                              FunctionRef<bool()>* publish) {
-  pending_.kind = Pending::wait;
-  pending_.prev = self;
-  pending_.waiter = w;
-  pending_.deadline = deadline;
-  pending_.publish = publish;
+  core_.pending.kind = Pending::wait;
+  core_.pending.prev = self;
+  core_.pending.waiter = w;
+  core_.pending.deadline = deadline;
+  core_.pending.publish = publish;
   switch_from(self);
 }
 
 void Worker::switch_out(Pending::Kind kind, Fiber* self) {
-  pending_.kind = kind;
-  pending_.prev = self;
+  core_.pending.kind = kind;
+  core_.pending.prev = self;
   switch_from(self);
 }
 
 void Worker::exit_fiber(Fiber* f) {
   check_canary(*f);
   enter_rt_from_user();
-  pending_ = Pending{Pending::finish, f};
+  core_.pending = Pending{Pending::finish, f};
   if (Fiber* next = next_direct()) {
-    context_switch(f->ctx_, next->ctx_, eh_, true);
+    context_switch(f->ctx_, next->ctx_, core_.eh, true);
   } else {
-    running_.store(nullptr, std::memory_order_relaxed);
-    context_switch(f->ctx_, sched_ctx_, eh_, true);
+    remote_.running.store(nullptr, std::memory_order_relaxed);
+    context_switch(f->ctx_, core_.sched_ctx, core_.eh, true);
   }
   SPINDLE_CHECK(false, "a finished fiber was resumed");
   __builtin_unreachable();
 }
 
 void Worker::land(void* from) {
-  // A yield (the hot case) needs two words of pending_ and no call.
-  Fiber* const prev = pending_.prev;
-  if (pending_.kind == Pending::yield) [[likely]] {
-    pending_.kind = Pending::none;
+  // A yield (the hot case) needs two words of core_.pending and no call.
+  Fiber* const prev = core_.pending.prev;
+  if (core_.pending.kind == Pending::yield) [[likely]] {
+    core_.pending.kind = Pending::none;
     prev->ctx_.fctx = from;
     prev->state_.store(FiberState::ready, std::memory_order_relaxed);
     push_fifo(prev);
@@ -559,18 +562,18 @@ void Worker::land(void* from) {
 }
 
 void Worker::land_slow(void* from) {
-  const Pending::Kind kind = pending_.kind;
-  Fiber* const prev = pending_.prev;
-  pending_.kind = Pending::none;
+  const Pending::Kind kind = core_.pending.kind;
+  Fiber* const prev = core_.pending.prev;
+  core_.pending.kind = Pending::none;
   switch (kind) {
     case Pending::from_scheduler:
-      sched_ctx_.fctx = from;
+      core_.sched_ctx.fctx = from;
       break;
     case Pending::wait:
       prev->ctx_.fctx = from;
-      // pending_ stays intact until the next switch, which cannot happen
+      // core_.pending stays intact until the next switch, which cannot happen
       // before this returns: no copy needed.
-      after_wait_publish(pending_);
+      after_wait_publish(core_.pending);
       break;
     case Pending::yield:
       prev->ctx_.fctx = from;
@@ -583,7 +586,7 @@ void Worker::land_slow(void* from) {
     case Pending::hop:
       prev->ctx_.fctx = from;
       prev->state_.store(FiberState::ready, std::memory_order_relaxed);
-      pending_.target->push_inbox(prev);
+      core_.pending.target->push_inbox(prev);
       break;
     case Pending::none:
       SPINDLE_CHECK(false, "landed with no pending action");
@@ -639,10 +642,10 @@ void Worker::after_wait_publish(const Pending& p) {
 
 void Worker::finish(Fiber* f) {
   context_destroy(f->ctx_);
-  stacks_.put(f->stack_);
+  core_.stacks.put(f->stack_);
   f->stack_ = StackSlot{};
   f->unguarded_ = false;
-  finished_.inc();
+  remote_.finished.inc();
   f->release();  // the scheduler's reference
 }
 
@@ -657,25 +660,25 @@ void Worker::fiber_main(void* from) {
 }
 
 std::uint64_t Worker::next_fiber_id() noexcept {
-  if (id_next_ == id_end_) {
+  if (core_.id_next == core_.id_end) {
     constexpr std::uint64_t kBlock = 256;
-    id_next_ = sched_.take_id_block(kBlock);
-    id_end_ = id_next_ + kBlock;
+    core_.id_next = sched_.take_id_block(kBlock);
+    core_.id_end = core_.id_next + kBlock;
   }
-  return id_next_++;
+  return core_.id_next++;
 }
 
 WorkerStats Worker::stats() const noexcept {
   WorkerStats s;
-  s.switches = switches_.get();
-  s.spawns = spawns_.get();
-  s.finished = finished_.get();
-  s.steals = steals_.get();
-  s.parks = parks_.get();
-  s.polls = polls_.get();
-  s.timers_fired = timers_fired_.get();
-  s.handed_off = handed_off_.get();
-  s.timers_rescued = timers_rescued_.get();
+  s.switches = remote_.switches.get();
+  s.spawns = remote_.spawns.get();
+  s.finished = remote_.finished.get();
+  s.steals = remote_.steals.get();
+  s.parks = remote_.parks.get();
+  s.polls = remote_.polls.get();
+  s.timers_fired = remote_.timers_fired.get();
+  s.handed_off = remote_.handed_off.get();
+  s.timers_rescued = remote_.timers_rescued.get();
   return s;
 }
 

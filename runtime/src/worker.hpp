@@ -71,8 +71,8 @@ class Worker {
   // Queues f (which must run here) on the inbox and wakes the worker.
   void push_inbox(Fiber* f);
   void unpark() noexcept;
-  bool has_stealable() const noexcept { return deque_.size_hint() > 0; }
-  bool parked_hint() const noexcept { return parked_.load(std::memory_order_relaxed); }
+  bool has_stealable() const noexcept { return remote_.deque.size_hint() > 0; }
+  bool parked_hint() const noexcept { return remote_.parked.load(std::memory_order_relaxed); }
   // For the slow-fiber report: what queued behind the running fiber here
   // went elsewhere, and what is still here.
   struct HeldBack {
@@ -81,13 +81,13 @@ class Worker {
     std::size_t stealable, timers;
   };
   HeldBack held_back() const noexcept {
-    return {handed_off_.get(), timers_taken_.load(std::memory_order_relaxed), holds_fibers(),
-            deque_.size_hint(), timer_count()};
+    return {remote_.handed_off.get(), remote_.timers_taken.load(std::memory_order_relaxed), holds_fibers(),
+            remote_.deque.size_hint(), timer_count()};
   }
   // The earliest deadline in this worker's timer heap (max when empty).
   std::chrono::steady_clock::time_point next_deadline() const noexcept {
     return std::chrono::steady_clock::time_point(
-        std::chrono::steady_clock::duration(next_deadline_.load(std::memory_order_relaxed)));
+        std::chrono::steady_clock::duration(timers_.next_deadline.load(std::memory_order_relaxed)));
   }
   // Fires the timers of this worker's heap that are due at `now` and wakes
   // their fibers; returns how many it fired. Any worker thread (an idle one
@@ -97,21 +97,22 @@ class Worker {
   // thread; w.timer_owner must be this worker.
   void remove_timer(Waiter* w) noexcept;
   // Hint: a fiber waits in this worker's LIFO slot or FIFO, where only this
-  // worker can run it (held_ mirrors the FIFO as of the last return to user
-  // code; the slot is read directly).
-  bool holds_fifo() const noexcept { return held_.load(std::memory_order_relaxed); }
+  // worker can run it (remote_.held mirrors the FIFO as of the last return
+  // to user code; the slot is read directly).
+  bool holds_fifo() const noexcept { return remote_.held.load(std::memory_order_relaxed); }
   bool holds_fibers() const noexcept {
-    return held_.load(std::memory_order_relaxed) || lifo_.load(std::memory_order_relaxed) != nullptr;
+    return remote_.held.load(std::memory_order_relaxed) ||
+           remote_.lifo.load(std::memory_order_relaxed) != nullptr;
   }
-  bool inbox_empty() const noexcept { return inbox_.empty(); }
-  std::size_t timer_count() const noexcept { return timer_count_.load(std::memory_order_relaxed); }
+  bool inbox_empty() const noexcept { return remote_.inbox.empty(); }
+  std::size_t timer_count() const noexcept { return timers_.count.load(std::memory_order_relaxed); }
   WorkerStats stats() const noexcept;
   unsigned index() const noexcept { return index_; }
-  int timer_fd() const noexcept { return timer_fd_; }
-  int wake_fd() const noexcept { return wake_fd_; }
-  void clear_wake_pending() noexcept { wake_pending_.exchange(false, std::memory_order_acq_rel); }
-  Fiber* running_hint() const noexcept { return running_.load(std::memory_order_relaxed); }
-  std::uint64_t switch_count() const noexcept { return switches_.get(); }
+  int timer_fd() const noexcept { return core_.timer_fd; }
+  int wake_fd() const noexcept { return remote_.wake_fd; }
+  void clear_wake_pending() noexcept { remote_.wake_pending.exchange(false, std::memory_order_acq_rel); }
+  Fiber* running_hint() const noexcept { return remote_.running.load(std::memory_order_relaxed); }
+  std::uint64_t switch_count() const noexcept { return remote_.switches.get(); }
 
   // --- owner thread only ---
   // Some fiber is ready to run here (LIFO slot, deque, FIFOs).
@@ -127,14 +128,14 @@ class Worker {
                        const std::chrono::steady_clock::time_point* deadline,
                        FunctionRef<bool()>* publish);  // Pending::wait, without a copy
   [[noreturn]] void exit_fiber(Fiber* f);
-  Fiber* running() const noexcept { return running_.load(std::memory_order_relaxed); }
+  Fiber* running() const noexcept { return remote_.running.load(std::memory_order_relaxed); }
   Scheduler& scheduler() noexcept { return sched_; }
-  Registry& registry() noexcept { return registry_; }
+  Registry& registry() noexcept { return remote_.registry; }
   std::uint64_t next_fiber_id() noexcept;
-  void count_spawn() noexcept { spawns_.inc(); }
+  void count_spawn() noexcept { remote_.spawns.inc(); }
   // A recent time (at most one maintenance round old) for stamping fibers'
   // birth; dumps show ages in milliseconds.
-  std::chrono::steady_clock::time_point recent_time() const noexcept { return recent_time_; }
+  std::chrono::steady_clock::time_point recent_time() const noexcept { return core_.recent_time; }
 
   // The landing side of every switch (see Pending).
   void land(void* from_fctx);
@@ -142,8 +143,8 @@ class Worker {
 
   // --- hand-off (handoff.cpp; docs/runtime.md "Hand-off") ---
   // The SIGURG handler's side, on this worker's thread: if the signal
-  // interrupted a fiber's user code (rt_depth_ == 0), the LIFO slot and the
-  // FIFO go onto the deque, where idle workers steal them. Then it unparks
+  // interrupted a fiber's user code (core_.rt_depth == 0), the LIFO slot and
+  // the FIFO go onto the deque, where idle workers steal them. Then it unparks
   // the worker that asked. False when the signal was not ours.
   bool handoff_in_signal() noexcept;
 
@@ -155,7 +156,7 @@ class Worker {
   void set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept;
   void rescue_poll() noexcept {
     // acquire; pairs with the release in set_poller (fd, fn, ctx).
-    if (poller_set_.load(std::memory_order_acquire)) poll_events(&kNoWait, false);
+    if (remote_.poller_set.load(std::memory_order_acquire)) poll_events(&kNoWait, false);
   }
 
  private:
@@ -189,16 +190,10 @@ class Worker {
   void switch_from(Fiber* self);
   void set_next_deadline_locked() noexcept;
 
-  // rt_depth_ > 0 while this thread runs runtime code that may touch the
-  // LIFO slot, the FIFOs or the owner's end of the deque; 0 exactly while a
-  // fiber's user code runs, the only time the hand-off signal handler may
-  // touch them (it runs on this thread, so signal fences order the two).
-  // The scheduler context is at depth 1; every switch happens at depth 1;
-  // a fiber entering the runtime from user code adds one, and leaves
-  // through to_user(). Owner thread and its signal handler only.
-  // Entry points reachable from user code that touch those queues
-  // (push_local, push_lifo, has_local_work) hold one; defined in worker.cpp
-  // so that to_user is inlined.
+  // RuntimeSection: one level of core_.rt_depth (see there), held by the
+  // entry points reachable from user code that touch the LIFO slot, the
+  // FIFOs or the owner's end of the deque (push_local, push_lifo,
+  // has_local_work); defined in worker.cpp so that to_user is inlined.
   class RuntimeSection {
    public:
     explicit RuntimeSection(Worker& w) noexcept;
@@ -212,10 +207,10 @@ class Worker {
   };
   // Switches start from user code (depth 0): nothing to load.
   void enter_rt_from_user() noexcept {
-    rt_depth_.store(1, std::memory_order_relaxed);
+    core_.rt_depth.store(1, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
-  void to_user() noexcept;       // depth 1 -> 0: publish held_, expose the FIFO
+  void to_user() noexcept;       // depth 1 -> 0: publish remote_.held, expose the FIFO
   void expose_fifo() noexcept;   // the FIFO onto the deque, and notify
   // An idle worker's look at the others before it parks: fires the due
   // timers of a stuck worker, asks a stuck worker to hand off its fibers,
@@ -224,35 +219,23 @@ class Worker {
   void request_handoff(Worker& rescuer) noexcept;
   void await_handoff() const noexcept;
   bool others_active() const noexcept;  // some other worker is not parked
-  bool unparked_ = false;  // owner only: parked since it last ran a fiber
-
-  Scheduler& sched_;
-  const unsigned index_;
-  std::thread thread_;
-
-  // Owner only.
-  ExecContext sched_ctx_;
-  EhGlobals* eh_ = nullptr;  // this thread's exception globals (context.hpp)
-  Pending pending_;
-  // The LIFO slot. Owner (and its hand-off handler) only, except that idle
-  // workers read it as a hint (holds_fibers): relaxed loads and stores, the
-  // same instructions as a plain pointer.
-  std::atomic<Fiber*> lifo_{nullptr};
-  Fiber* lifo() const noexcept { return lifo_.load(std::memory_order_relaxed); }
+  // The LIFO slot, read and swapped by the owner (remote_.lifo: see there).
+  Fiber* lifo() const noexcept { return remote_.lifo.load(std::memory_order_relaxed); }
   Fiber* swap_lifo(Fiber* f) noexcept {
-    Fiber* old = lifo_.load(std::memory_order_relaxed);
-    lifo_.store(f, std::memory_order_relaxed);
+    Fiber* old = remote_.lifo.load(std::memory_order_relaxed);
+    remote_.lifo.store(f, std::memory_order_relaxed);
     return old;
   }
-  unsigned lifo_runs_ = 0;
-  FiberList fifo_;    // yielded, capped-LIFO and inbox fibers, oldest first
-  FiberList pinned_;  // the same, for fibers that must run on this worker
-  std::vector<Fiber*> scratch_;
-  std::uint64_t tick_ = 0;
-  std::uint64_t last_maintenance_ = 0;
-  std::chrono::steady_clock::time_point recent_time_ = coarse_now();
-  std::uint64_t rng_;
-  // What this worker saw of each other worker at its last look
+  void write_wake_fd() noexcept;
+  void close_wake_fd() noexcept;
+  void install_poller();
+  static constexpr timespec kNoWait{};
+  // poll_events: one wait on the poller's fd (timeout nullptr: until an
+  // event), io events to the callback, the worker's own entries handled
+  // here. `owner`: the calling thread is this worker's.
+  void poll_events(const timespec* timeout, bool owner) noexcept;
+
+  // What this worker saw of another worker at its last look
   // (watch_others): the fiber running there, its switch count, since when,
   // and when it last asked that worker for a hand-off.
   struct Watch {
@@ -260,69 +243,124 @@ class Worker {
     std::uint64_t switches = 0;
     std::chrono::steady_clock::time_point since{}, asked{};
   };
-  std::vector<Watch> watch_;
-  StackCache stacks_;
-  std::uint64_t id_next_ = 0, id_end_ = 0;
-  uv_loop_t loop_;
-  // Wake-ups from other threads (unpark): an eventfd watched by the loop,
-  // and a flag so that one write serves every waker until the loop runs.
-  int wake_fd_ = -1;
-  uv_poll_t wake_poll_;
-  std::atomic<bool> wake_pending_{false};
-  // Writers of wake_fd_ in progress, and whether the owner closed it
-  // (write_wake_fd / close_wake_fd: any thread / the owner at its exit).
-  std::atomic<int> wake_writers_{0};
-  std::atomic<bool> wake_closed_{false};
-  void write_wake_fd() noexcept;
-  void close_wake_fd() noexcept;
-  // Park timeout: a timerfd (nanosecond deadlines) watched by the loop, not
-  // a uv_timer_t (epoll_wait's millisecond timeout would make every sleep up
-  // to 1 ms late). docs/runtime.md "Timers".
-  int timer_fd_ = -1;
-  bool timer_armed_ = false;
-  uv_poll_t timer_poll_;
-  uv_signal_t sigquit_;
-  bool sigquit_on_ = false;
-  // The io poller. poller_fd_/fn_/ctx_ are written once by set_poller before
-  // the release store of poller_set_, and only read after an acquire load
-  // of it. Once io_poll_on_ (owner only), wake_fd_ and the loop's backend fd
-  // are entries of poller_fd_ and the worker parks there, not in uv_run.
-  std::atomic<bool> poller_set_{false};
-  int poller_fd_ = -1;
-  WorkerPollFn poller_fn_ = nullptr;
-  void* poller_ctx_ = nullptr;
-  bool io_poll_on_ = false;
-  void install_poller();
-  static constexpr timespec kNoWait{};
-  // poll_events: one wait on poller_fd_ (timeout nullptr: until an event),
-  // io events to the callback, the worker's own entries handled here. `owner`:
-  // the calling thread is this worker's.
-  void poll_events(const timespec* timeout, bool owner) noexcept;
 
-  // Shared.
-  // The timer heap: its owner adds (after_wait_publish); any worker may fire
-  // due timers or remove a timer (the woken fiber, wherever it runs).
-  SpinLock timer_lock_;  // rank: leaf (nothing is locked or woken under it)
-  TimerHeap timers_;     // SPINDLE_GUARDED_BY(timer_lock_)
-  std::atomic<std::chrono::steady_clock::rep> next_deadline_{
-      std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
-  // Hand-off state (docs/runtime.md "Hand-off").
-  std::atomic<int> rt_depth_{1};
-  std::atomic<bool> held_{false};             // the FIFO is non-empty; owner writes at to_user
-  std::atomic<bool> handoff_asked_{false};    // set by a rescuer before its signal
-  std::atomic<Worker*> rescuer_{nullptr};     // unparked by the handler
-  std::atomic<pthread_t> tid_{};              // set by the thread itself
-  std::atomic<bool> tid_set_{false};
-  RunQueue<Fiber, 1024> deque_;
-  InjectQueue inbox_;
-  std::atomic<bool> parked_{false};
-  std::atomic<Fiber*> running_{nullptr};
-  std::atomic<std::size_t> timer_count_{0};
-  Registry registry_;
-  Counter switches_, spawns_, finished_, steals_, parks_, polls_, timers_fired_;
-  Counter handed_off_;       // written by the signal handler on the owner thread
-  Counter timers_rescued_;   // timers of other workers fired by this one
-  std::atomic<std::uint64_t> timers_taken_{0};  // this worker's timers fired by others (RMW: many writers)
+  // The fields fall into three groups by who may touch them (tokio's Core,
+  // Remote and Synced), so a field's owner shows in the expression that
+  // reaches it: core_.x, remote_.x, timers_.heap.x.
+
+  // Core: this worker's thread only (its scheduler context, its fibers'
+  // entries into the runtime, and the hand-off signal handler, which runs
+  // on this thread). No other thread reads or writes any of it.
+  struct Core {
+    ExecContext sched_ctx;
+    EhGlobals* eh = nullptr;  // this thread's exception globals (context.hpp)
+    Pending pending;
+    unsigned lifo_runs = 0;
+    FiberList fifo;    // yielded, capped-LIFO and inbox fibers, oldest first
+    FiberList pinned;  // the same, for fibers that must run on this worker
+    std::vector<Fiber*> scratch;
+    std::uint64_t tick = 0;
+    std::uint64_t last_maintenance = 0;
+    std::chrono::steady_clock::time_point recent_time = coarse_now();
+    std::uint64_t rng;
+    std::vector<Watch> watch;  // one per worker
+    StackCache stacks;
+    std::uint64_t id_next = 0, id_end = 0;
+    bool unparked = false;  // parked since it last ran a fiber
+    uv_loop_t loop;
+    uv_poll_t wake_poll;  // the loop's watch on remote_.wake_fd
+    // Park timeout: a timerfd (nanosecond deadlines) watched by the loop,
+    // not a uv_timer_t (epoll_wait's millisecond timeout would make every
+    // sleep up to 1 ms late). docs/runtime.md "Timers".
+    int timer_fd = -1;
+    bool timer_armed = false;
+    uv_poll_t timer_poll;
+    uv_signal_t sigquit;
+    bool sigquit_on = false;
+    // Once set (install_poller), the wake eventfd and the loop's backend fd
+    // are entries of the io poller's fd and the worker parks there, not in
+    // uv_run.
+    bool io_poll_on = false;
+    // rt_depth > 0 while this thread runs runtime code that may touch the
+    // LIFO slot, the FIFOs or the owner's end of the deque; 0 exactly while
+    // a fiber's user code runs, the only time the hand-off signal handler
+    // may touch them (it runs on this thread, so signal fences order the
+    // two). The scheduler context is at depth 1; every switch happens at
+    // depth 1; a fiber entering the runtime from user code adds one, and
+    // leaves through to_user(). Entry points reachable from user code that
+    // touch those queues (push_local, push_lifo, has_local_work) hold one
+    // (RuntimeSection). Atomic only for the signal handler.
+    std::atomic<int> rt_depth{1};
+
+    Core(std::uint64_t seed, StackPool& pool) : rng(seed), stacks(pool) {}
+  };
+
+  // Remote: what other threads touch, each field with its protocol. The
+  // owner writes all of it too.
+  struct Remote {
+    // The steal end of the run queue (thieves: Worker::steal) and the inbox
+    // (any thread: push_inbox).
+    RunQueue<Fiber, 1024> deque;
+    InjectQueue inbox;
+    // The LIFO slot. The owner (and its hand-off handler) reads and swaps
+    // it; idle workers read it as a hint (holds_fibers): relaxed loads and
+    // stores, the same instructions as a plain pointer.
+    std::atomic<Fiber*> lifo{nullptr};
+    // Park state (park.cpp; docs/runtime.md "Park/unpark"). parked: the
+    // owner's flag, read by wakers after their fence. Wake-ups from other
+    // threads (unpark): an eventfd watched by the loop, and a flag so that
+    // one write serves every waker until the loop runs. wake_writers and
+    // wake_closed: writers of wake_fd in progress, and whether the owner
+    // closed it (write_wake_fd / close_wake_fd: any thread / the owner at
+    // its exit).
+    std::atomic<bool> parked{false};
+    int wake_fd = -1;
+    std::atomic<bool> wake_pending{false};
+    std::atomic<int> wake_writers{0};
+    std::atomic<bool> wake_closed{false};
+    // The io poller. poller_fd/fn/ctx are written once by set_poller (any
+    // thread) before the release store of poller_set, and only read after
+    // an acquire load of it (the owner, or a rescuer's rescue_poll).
+    std::atomic<bool> poller_set{false};
+    int poller_fd = -1;
+    WorkerPollFn poller_fn = nullptr;
+    void* poller_ctx = nullptr;
+    // Hand-off state (docs/runtime.md "Hand-off").
+    std::atomic<bool> held{false};             // the FIFO is non-empty; owner writes at to_user
+    std::atomic<bool> handoff_asked{false};    // set by a rescuer before its signal
+    std::atomic<Worker*> rescuer{nullptr};     // unparked by the handler
+    std::atomic<pthread_t> tid{};              // set by the thread itself
+    std::atomic<bool> tid_set{false};
+    std::atomic<Fiber*> running{nullptr};      // a hint for watchers and the monitor
+    // The fibers this worker spawned; erased by whichever worker ends one.
+    Registry registry;
+    // Statistics: written by the owner (handed_off: by its signal handler,
+    // on its thread), read by any thread.
+    Counter switches, spawns, finished, steals, parks, polls, timers_fired;
+    Counter handed_off;
+    Counter timers_rescued;  // timers of other workers fired by this one
+    std::atomic<std::uint64_t> timers_taken{0};  // this worker's timers fired by others (RMW: many writers)
+  };
+
+  // Synced: the timer heap, under its lock. Its owner adds
+  // (after_wait_publish); any worker may fire due timers or remove a timer
+  // (the woken fiber, wherever it runs). next_deadline and count mirror the
+  // heap for lock-free reads (relaxed; written under the lock).
+  struct Timers {
+    SpinLock lock;  // rank: leaf (nothing is locked or woken under it)
+    TimerHeap heap;  // SPINDLE_GUARDED_BY(lock)
+    std::atomic<std::chrono::steady_clock::rep> next_deadline{
+        std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
+    std::atomic<std::size_t> count{0};
+  };
+
+  Scheduler& sched_;
+  const unsigned index_;
+  std::thread thread_;  // start / join: the scheduler's thread
+  Core core_;
+  Timers timers_;
+  Remote remote_;
+
 };
 
 // current_worker: the worker running on this thread, or nullptr. Never
