@@ -125,7 +125,11 @@ TEST_CASE("timers that come due together wake in deadline order", "[timer]") {
   std::vector<int> order;
   std::mutex mu;
   run_checked(workers, [&] {
-    const auto base = Clock::now() + 5ms;
+    // Room for all four to start and suspend before the first deadline: a
+    // sleeper that first runs after its deadline never suspends, and
+    // wait_suspended below would wait for it in vain (seen under TSan on a
+    // loaded machine with 5 ms, where starting a fiber costs about 1 ms).
+    const auto base = Clock::now() + slack(50ms);
     std::vector<sp::Task<void>> tasks;
     for (int i = 0; i < 4; ++i) {
       tasks.push_back(sp::spawn([&, i] {
