@@ -129,6 +129,24 @@ void on_sigquit(uv_signal_t* h, int) {
   return w;
 }
 
+// Marks the calling thread's worker as dispatching readiness for a scope
+// (a rescuer polling a stuck worker's instance wakes into its own FIFO).
+class Worker::DispatchingIo {
+ public:
+  explicit DispatchingIo(Worker* w) noexcept : w_(w), was_(w != nullptr && w->dispatching_io_) {
+    if (w_ != nullptr) w_->dispatching_io_ = true;
+  }
+  ~DispatchingIo() {
+    if (w_ != nullptr) w_->dispatching_io_ = was_;
+  }
+  DispatchingIo(const DispatchingIo&) = delete;
+  DispatchingIo& operator=(const DispatchingIo&) = delete;
+
+ private:
+  Worker* w_;
+  bool was_;
+};
+
 Worker::Worker(Scheduler& s, unsigned index)
     : sched_(s), index_(index), rng_(0x9E3779B97F4A7C15ull * (index + 1)), stacks_(s.stacks()) {
   SPINDLE_CHECK(uv_loop_init(&loop_) == 0, "uv_loop_init failed");
@@ -316,6 +334,7 @@ void Worker::maintenance() {
   // Busy workers see readiness here, without blocking (io_hook.hpp).
   if (io_poll_on_) poll_events(&kNoWait, true);
   if (uv_loop_alive(&loop_)) {
+    DispatchingIo dispatching(this);
     uv_run(&loop_, UV_RUN_NOWAIT);
     polls_.inc();
   }
@@ -460,6 +479,7 @@ void Worker::install_poller() {
 }
 
 void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
+  DispatchingIo dispatching(owner ? this : current_worker());
   epoll_event ev[64];
   const int n = wait_epoll(poller_fd_, ev, 64, timeout);
   bool woken = false, loop_ready = false;
@@ -559,6 +579,7 @@ void Worker::park() {
   } else {
     arm_park_timer(wake_at, watch);
     uv_ref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
+    DispatchingIo dispatching(this);
     uv_run(&loop_, UV_RUN_ONCE);
     uv_unref(reinterpret_cast<uv_handle_t*>(&wake_poll_));
   }
@@ -652,6 +673,11 @@ void Worker::push_local(Fiber* f) {
   // lost it to a thief, which freed one), so this loop runs at most twice.
   while (!deque_.push(f)) overflow_half();
   sched_.notify_work(false);
+}
+
+void Worker::push_polled(Fiber* f) {
+  RuntimeSection rs(*this);
+  push_fifo(f);
 }
 
 void Worker::push_lifo(Fiber* f) {

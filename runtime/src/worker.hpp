@@ -116,6 +116,15 @@ class Worker {
   bool has_local_work() noexcept;
   void push_local(Fiber* f);          // a new or woken fiber, stealable
   void push_lifo(Fiber* f);           // a woken fiber: runs next
+  // A fiber woken by this worker's poll of I/O readiness (or its libuv
+  // loop): to the back of the FIFO, so that under steady load every ready
+  // connection takes its turn (the LIFO slot and deque would serve the
+  // latest wake first and leave the earliest waiting while new readiness
+  // keeps coming: seconds at 1,000 echo connections on one worker).
+  void push_polled(Fiber* f);
+  // True while this worker dispatches readiness (poll_events, uv_run from
+  // maintenance or park): Scheduler::wake_fiber then uses push_polled.
+  bool dispatching_io() const noexcept { return dispatching_io_; }
   void add_timer(Waiter* w);
   // Switches away from the running fiber; `p.prev` must be it. Returns when
   // the fiber is resumed (possibly on another worker).
@@ -158,6 +167,7 @@ class Worker {
 
  private:
   friend class Scheduler;
+  class DispatchingIo;  // worker.cpp
   static void fiber_main(void* from_fctx);
   void thread_main();
   void loop();
@@ -288,6 +298,7 @@ class Worker {
   WorkerPollFn poller_fn_ = nullptr;
   void* poller_ctx_ = nullptr;
   bool io_poll_on_ = false;
+  bool dispatching_io_ = false;  // owner thread only: see dispatching_io()
   void install_poller();
   static constexpr timespec kNoWait{};
   // poll_events: one wait on poller_fd_ (timeout nullptr: until an event),
