@@ -40,11 +40,20 @@
 //     answers with a close frame), shut down our write side, read until the
 //     peer's end of stream for at most close_timeout, close the socket.
 //
-// Writes: Layer::write_some writes the whole buffer sequence with
-// TcpStream::write_all, so a frame never goes out in pieces between which
-// another frame could slip, and a write cut by cancellation after part of it
-// went out marks the TcpStream unusable (io::error::write_interrupted), which
-// we report as connection_lost.
+//  4. Writing outside the lock, too. A sender that held Impl::mu while
+//     waiting for a full socket would block the receiver, and two peers
+//     that both send while the other's receiver is blocked that way
+//     deadlock (the chat example did). So Layer::write_some only appends
+//     Beast's frames to Wire::out, under mu, in Beast's order; they reach
+//     the socket by Wire::flush outside mu, one flusher at a time
+//     (Wire::flush_mu, FIFO). A sender flushes before it returns (so a
+//     slow peer slows the sender: memory stays bounded by one message); the
+//     receiver flushes the pongs Beast wrote only if nobody else is
+//     flushing (never waiting for its turn: it would block reading on a
+//     peer that does not read). Before Beast waits for input in wait mode
+//     (handshake, close) Layer flushes, since Beast expects an answer to
+//     what it wrote. A flush that fails or is cancelled has lost frames:
+//     the connection is broken (connection_lost from then on).
 #include <atomic>
 #include <charconv>
 #include <mutex>
@@ -88,8 +97,45 @@ struct Wire {
   io::TcpStream tcp;
   beast::flat_buffer in;    // bytes read from tcp, not yet given to Beast
   bool wait = true;         // false: Layer throws NeedInput instead of waiting
-  std::uint64_t written = 0;  // bytes of frames fully written (send's breakage check)
   std::chrono::milliseconds close_timeout{5'000};
+  // Frames Beast wrote, in order, not yet on the socket (piece 4 at the
+  // top). out_mu is held for appends and swaps only, never across a wait.
+  std::mutex out_mu;
+  std::string out;
+  Mutex flush_mu;  // one flusher at a time: frames leave in order
+
+  // flush: writes `out` until it is empty. wait: wait for flush_mu;
+  // otherwise return at once if another fiber flushes (it re-checks `out`
+  // after it lets go, so nothing is stranded). Throws std::system_error
+  // (reset, broken pipe) and Cancelled / TimedOut (then the frames taken
+  // are lost: the caller marks the connection broken).
+  void flush(bool wait_turn) {
+    for (;;) {
+      if (wait_turn) {
+        flush_mu.lock();
+      } else if (!flush_mu.try_lock()) {
+        return;
+      }
+      std::unique_lock turn(flush_mu, std::adopt_lock);
+      for (;;) {
+        std::string chunk;
+        {
+          std::lock_guard lk(out_mu);
+          if (out.empty()) break;
+          chunk.swap(out);
+        }
+        tcp.write_all(chunk);
+      }
+      turn.unlock();
+      std::lock_guard lk(out_mu);
+      if (out.empty()) return;
+      wait_turn = false;
+    }
+  }
+  bool out_empty() {
+    std::lock_guard lk(out_mu);
+    return out.empty();
+  }
 };
 
 class Layer {
@@ -109,6 +155,13 @@ class Layer {
       return n;
     }
     if (!w_->wait) throw NeedInput{};
+    // Beast waits for an answer to what it wrote (handshake, close).
+    try {
+      w_->flush(true);
+    } catch (const std::system_error& e) {
+      io::detail::ErrorCodeAdapter<boost::system::error_code>::assign(ec, e.code());
+      return 0;
+    }
     return w_->tcp.read_some(b, ec);
   }
   template <class B>
@@ -118,16 +171,16 @@ class Layer {
     if (ec) throw boost::system::system_error(ec);
     return n;
   }
+  // write_some: appends to Wire::out (flushed after Beast returns).
   template <class B>
   std::size_t write_some(const B& b, boost::system::error_code& ec) {
-    try {
-      w_->tcp.write_all(b);
-    } catch (const std::system_error& e) {
-      io::detail::ErrorCodeAdapter<boost::system::error_code>::assign(ec, e.code());
-      return 0;
+    std::size_t n = 0;
+    std::lock_guard lk(w_->out_mu);
+    for (auto it = net::buffer_sequence_begin(b); it != net::buffer_sequence_end(b); ++it) {
+      const net::const_buffer x(*it);
+      w_->out.append(static_cast<const char*>(x.data()), x.size());
+      n += x.size();
     }
-    const std::size_t n = net::buffer_size(b);
-    w_->written += n;
     ec = {};
     return n;
   }
@@ -152,6 +205,7 @@ void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
   if (!w.tcp.is_open()) return;
   w.in.consume(w.in.size());
   try {
+    w.flush(true);  // the close frame
     w.tcp.shutdown();
     with_timeout(w.close_timeout, [&] {
       char sink[4096];
@@ -309,30 +363,35 @@ struct WebSocket::Impl {
     if (s != kOpen) throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
   }
 
-  // write: one Beast write under mu; `f(ec)` makes the call.
+  // write: one Beast write under mu (`f(ec)` makes the call; it only
+  // appends to wire.out), then the flush outside mu.
   template <class F>
   void write(F&& f) {
-    std::lock_guard lk(mu);
-    check_open();
-    const std::uint64_t before = wire.written;
-    beast::error_code ec;
-    try {
+    {
+      std::lock_guard lk(mu);
+      check_open();
+      beast::error_code ec;
       f(ec);
+      if (ec) {
+        end(kClosed, false);
+        throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
+      }
+    }
+    flush(true);
+  }
+
+  // flush: wire.flush, with failures turned into the broken state. A flush
+  // cut by cancellation loses the frames it had taken: broken too.
+  void flush(bool wait_turn) {
+    try {
+      wire.flush(wait_turn);
+    } catch (const std::system_error& e) {
+      end(kBroken, false);
+      throw WsError(ws_errc::connection_lost, std::string("spindle::http::WebSocket: ") + e.what());
     } catch (...) {
-      // Cancelled or timed out. Part of a frame written (a masked client
-      // frame goes out in several writes): the peer cannot resync.
-      // Nothing written: usable (TcpStream itself flags a write cut inside
-      // one write_all).
-      if (wire.written != before) end(kBroken, false);
+      end(kBroken, false);
       throw;
     }
-    if (!ec) return;
-    if (ec == net::error::operation_aborted) {
-      end(kClosed, false);
-      throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
-    }
-    end(kBroken, false);
-    throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: " + ec.message());
   }
 };
 
@@ -348,6 +407,17 @@ struct ReadingGuard {
   }
   ~ReadingGuard() { flag.store(false, std::memory_order_release); }
 };
+
+// flush_pongs: the receiver's share of flushing (pongs Beast wrote while
+// reading). Never waits for the flush turn: a sender that holds it sends
+// them too. Failures: the state says broken, the next call raises.
+void flush_pongs(WebSocket::Impl& I) {
+  if (I.wire.out_empty()) return;
+  try {
+    I.flush(false);
+  } catch (const WsError&) {
+  }
+}
 
 // NoWait: Layer in "no wait" mode for one Beast call.
 struct NoWait {
@@ -413,6 +483,11 @@ WebSocket WebSocket::accept(io::TcpStream&& conn, const Request& upgrade, std::s
   for (const auto& [name, value] : upgrade.headers) req.insert(bsv(name), bsv(value));
   beast::error_code ec;
   impl->ws.accept(req, ec);  // on a bad request Beast answers 400 itself
+  try {
+    impl->wire.flush(true);  // the 101 or the error response
+  } catch (const std::system_error&) {
+    if (!ec) ec = net::error::connection_reset;
+  }
   if (ec) {
     try {
       impl->wire.tcp.shutdown();
@@ -473,9 +548,12 @@ WsMessage WebSocket::receive() {
         m.kind = I.ws.got_text() ? WsMessage::Kind::text : WsMessage::Kind::binary;
         m.data = beast::buffers_to_string(I.msg.data());
         I.msg.clear();
+        lk.unlock();
+        flush_pongs(I);
         return m;
       }
     }
+    flush_pongs(I);
     // Wait for the peer without the lock (a sender may go on meanwhile). A
     // cancellation here changes nothing: the next receive() resumes.
     std::error_code e;

@@ -20,9 +20,11 @@
 //
 // Cancellation (docs/http.md "WebSocket"): a receive() cancelled or timed
 // out leaves the WebSocket usable: the next receive() continues where it
-// stopped (bytes of a message read so far are kept). A send cancelled
-// after part of its frame went out breaks the connection (the peer cannot
-// resync): later calls raise ws_errc::connection_lost.
+// stopped (bytes of a message read so far are kept). A send cancelled or
+// timed out while its frame is being written (a slow peer) breaks the
+// connection, since the peer cannot resync: later calls raise
+// ws_errc::connection_lost. Bound sends with a timeout only where giving
+// up on the connection is the intent (the chat example's slow client).
 //
 // Concurrency: one fiber may be in receive() while another sends (send_*,
 // ping) on the same WebSocket, as with TcpStream's reader and writer. A
@@ -166,8 +168,9 @@ class WebSocket {
 };
 
 // WsSession: a server-side WebSocket's body; runs on the connection's
-// fiber. The connection ends when it returns (close() first for a clean
-// end; a WebSocket still open then is closed with 1000).
+// fiber. The connection ends when it returns (call close() first for a
+// clean end: the WebSocket's destructor drops the TCP connection without a
+// close frame).
 using WsSession = std::function<void(WebSocket ws, const Request& req)>;
 
 // websocket_handler: a Handler (for a Router route or a Server) that
