@@ -181,10 +181,9 @@ std::string client(const std::string& url, const std::string& name, int talkers,
     const auto colon = m.data.find(": ");
     const std::string who = m.data.substr(0, colon);
     const std::string body = m.data.substr(colon + 2);
-    if (body.size() > 16) continue;  // alice's flood
+    if (body.size() > 16) continue;  // the flood
     ordered = ordered && std::stoi(body) == next[who]++;
     if (++lines == talkers * kLines) all_in.done();
-    if (std::getenv("WS_CHAT_DEBUG") && lines % 50 == 0) std::fprintf(stderr, "%s %d\n", name.c_str(), lines);
   }
   sender.join();
   return name + ": " + std::to_string(lines) + "/" + std::to_string(talkers * kLines) + " lines, " +
