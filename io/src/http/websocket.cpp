@@ -37,8 +37,9 @@
 //
 //  3. teardown(role, Layer&, ec), the customisation point Beast requires for
 //     a user-defined next layer: after a close handshake (or a failure Beast
-//     answers with a close frame), shut down our write side, read until the
-//     peer's end of stream for at most close_timeout, close the socket.
+//     answers with a close frame), flush, shut down our write side and read
+//     until the peer's end of stream for at most close_timeout. The
+//     descriptor itself is closed by the WebSocket's destructor.
 //
 //  4. Writing outside the lock, too. A sender that held Impl::mu while
 //     waiting for a full socket would block the receiver, and two peers
@@ -202,7 +203,6 @@ void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
   using namespace std::chrono_literals;
   ec = {};
   Wire& w = layer.wire();
-  if (!w.tcp.is_open()) return;
   w.in.consume(w.in.size());
   try {
     w.flush(true);  // the close frame
@@ -218,7 +218,7 @@ void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
   } catch (const TimedOut&) {
   } catch (const std::system_error&) {
   }
-  w.tcp.close();
+  // Not closed here: Impl::end says why.
 }
 
 // async_teardown: declared for Beast's overload resolution only; the async
@@ -317,15 +317,14 @@ struct WebSocket::Impl {
     });
   }
 
-  // end: a terminal state. close_socket: closes it now (a failed Beast
-  // stream has already torn it down). Only a fiber that may read (the
-  // receiver, close()) closes: a sender leaves the socket to the receiver,
-  // which may be inside a read on it, and to the destructor.
-  void end(int s, bool close_socket = true) {
-    state.store(s, std::memory_order_release);
-    if (!close_socket) return;
-    wire.in.consume(wire.in.size());
-    wire.tcp.close();
+  // end: a terminal state; the first one set stays. The socket is not
+  // closed here: senders write outside mu (piece 4), and a TcpStream must
+  // not be closed while another fiber is inside a call on it. The peer has
+  // seen our end of stream by then (teardown) or the connection is gone;
+  // the descriptor goes with the WebSocket's destructor.
+  void end(int s) {
+    int expected = kOpen;
+    state.compare_exchange_strong(expected, s, std::memory_order_acq_rel);
   }
 
   // fail_read: a Beast read error, under mu. Returns the close message for
@@ -373,7 +372,7 @@ struct WebSocket::Impl {
       beast::error_code ec;
       f(ec);
       if (ec) {
-        end(kClosed, false);
+        end(kClosed);
         throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
       }
     }
@@ -386,10 +385,10 @@ struct WebSocket::Impl {
     try {
       wire.flush(wait_turn);
     } catch (const std::system_error& e) {
-      end(kBroken, false);
+      end(kBroken);
       throw WsError(ws_errc::connection_lost, std::string("spindle::http::WebSocket: ") + e.what());
     } catch (...) {
-      end(kBroken, false);
+      end(kBroken);
       throw;
     }
   }
