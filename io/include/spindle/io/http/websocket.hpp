@@ -89,7 +89,8 @@ inline constexpr std::uint16_t internal_error = 1011;
 
 // WsMessage: what receive() returns. text / binary: `data` is the whole
 // message. close: the peer's close frame (`code`, `data` = reason); the
-// closing handshake is complete and the connection is closed.
+// closing handshake is complete and our side of the TCP connection shut
+// down (the descriptor is released by the WebSocket's destructor).
 struct WsMessage {
   enum class Kind { text, binary, close };
   Kind kind = Kind::text;
@@ -120,8 +121,8 @@ class WebSocket {
   WebSocket() noexcept;
   WebSocket(WebSocket&&) noexcept;
   WebSocket& operator=(WebSocket&&) noexcept;
-  // The destructor closes the socket (without a close frame: call close()
-  // for a clean end).
+  // The destructor closes the descriptor (without a close frame if none was
+  // exchanged: call close() for a clean end).
   ~WebSocket();
 
   // connect: TCP connect and the opening handshake to
@@ -144,15 +145,14 @@ class WebSocket {
   SPINDLE_MAY_SUSPEND void ping(std::string_view payload = {});
 
   // receive: the next text or binary message, or the peer's close (then
-  // the handshake is finished and the socket closed; later calls return
-  // the same close again). Raises WsError(message_too_big / protocol_error
+  // the handshake is finished; later calls return the same close again). Raises WsError(message_too_big / protocol_error
   // / connection_lost).
   SPINDLE_MAY_SUSPEND WsMessage receive();
 
   // close: the closing handshake: sends a close frame (code, reason of at
   // most 123 bytes), reads (discarding messages) until the peer's close
-  // frame, then ends the TCP connection; at most close_timeout. Idempotent:
-  // on a closed WebSocket it does nothing.
+  // frame and the peer's end of stream, having shut down ours; at most
+  // close_timeout. Idempotent: on a closed WebSocket it does nothing.
   SPINDLE_MAY_SUSPEND void close(std::uint16_t code = ws_close::normal, std::string_view reason = {});
 
   // is_open: no close frame sent or received, no error seen.
