@@ -517,3 +517,45 @@ TEST_CASE("websocket: echo round trips per second", "[.bench]") {
     });
   }
 }
+
+TEST_CASE("websocket: frames sent together with the upgrade request are not lost") {
+  run_checked(2, [] {
+    WsServer srv(echo);
+    auto s = raw_connect(srv.srv.port());
+    // Request and first frame in one write: the server's HTTP reader reads
+    // past the request, and those bytes must reach the WebSocket.
+    s.write_all(upgrade_request(srv.srv.port()) + client_frame(0x1, "right behind the request"));
+    std::string buf;
+    const std::size_t end = s.read_until(buf, "\r\n\r\n", 1 << 16);
+    CHECK(buf.rfind("HTTP/1.1 101", 0) == 0);
+    buf.erase(0, end);
+    CHECK(read_frame(s, buf).payload == "right behind the request");
+    s.write_all(client_frame(0x8, std::string("\x03\xe8", 2)));
+    CHECK(read_frame(s, buf).opcode == 0x8);
+  });
+}
+
+TEST_CASE("websocket: close() while another fiber receives; cancel the receiver, then close") {
+  run_checked(2, [] {
+    sp::Channel<std::string> seen(sp::unbounded);
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      auto m = ws.receive();
+      seen.send(m.is_close() ? "close " + std::to_string(m.code) : "message");
+    });
+    auto ws = http::WebSocket::connect(srv.url());
+    auto receiver = sp::spawn([&] { return ws.receive(); });
+    wait_suspended(receiver, "io read");
+    try {
+      ws.close();
+      FAIL("close() ran beside a receive()");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == std::errc::operation_in_progress);
+    }
+    CHECK(ws.is_open());
+    receiver.cancel();
+    CHECK(raises_cancelled([&] { receiver.join(); }));
+    ws.close(http::ws_close::going_away, "done");
+    CHECK(seen.recv().value() == "close 1001");
+    CHECK(ws.close_code() == http::ws_close::going_away);
+  });
+}
