@@ -28,6 +28,7 @@ if [[ "${1:-}" == "--bench" ]]; then
     python3              # the asyncio peer of bench/process (asyncio_spawn.py)
     wrk                  # HTTP load generator (bench/http/run.sh)
     nginx-light          # the nginx peer of the http_hello benchmark
+    python3-websockets   # the Python peer of the WebSocket echo figure (bench/ws/ws_echo_peer.py)
   )
 fi
 

@@ -280,6 +280,14 @@ void Server::State::serve_conn(Conn& c, io::TcpStream& s, const io::Endpoint& pe
       req.body = std::move(m.body());
       req.remote = peer;
       Response res = call_handler(req);
+      if (res.upgrade) {
+        // The connection leaves HTTP (a WebSocket): the upgrade owns it,
+        // with the bytes read past this request, until it returns.
+        served.fetch_add(1, std::memory_order_relaxed);
+        const auto rest = buf.data();
+        res.upgrade(s, std::string_view(static_cast<const char*>(rest.data()), rest.size()));
+        return;
+      }
       const bool keep = m.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
