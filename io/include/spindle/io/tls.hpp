@@ -77,12 +77,12 @@ struct TlsClientOptions {
   bool verify = true;
   // ca_file: a PEM file of trusted CA certificates, used instead of the
   // system trust store. Empty: the system store (OpenSSL's default paths).
-  std::string ca_file;
+  std::string ca_file = {};
 };
 
 struct TlsServerOptions {
-  std::string cert_file;  // PEM: the certificate, then any intermediates
-  std::string key_file;   // PEM: its private key
+  std::string cert_file = {};  // PEM: the certificate, then any intermediates
+  std::string key_file = {};   // PEM: its private key
 };
 
 namespace detail {
