@@ -225,7 +225,9 @@ void detail::TlsState::handshake() {
       err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
       if (r != 1 && err != SSL_ERROR_WANT_READ) {
         text = drain_errors();
-        verify = SSL_get_verify_result(ssl);
+        // Without SSL_VERIFY_PEER the result is recorded but did not end
+        // the handshake: then the failure is something else.
+        if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) verify = SSL_get_verify_result(ssl);
       }
     }
     if (r == 1) {
