@@ -10,6 +10,13 @@
 
 #include <spindle/io/all.hpp>
 #include <spindle/io/tls.hpp>
+
+#if SPINDLE_TEST_BEAST
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <spindle/io/asio_stream.hpp>
+#endif
 #include <spindle/sync/all.hpp>
 
 #include "spindle_test.hpp"
@@ -158,6 +165,34 @@ TEST_CASE("TLS echo round trip, close_notify ends the stream") {
   });
   CHECK(open_fds() == fds);
 }
+
+#if SPINDLE_TEST_BEAST
+TEST_CASE("Beast reads and writes a TlsStream as it does a TcpStream") {
+  certs();
+  run_checked(2, [] {
+    namespace bhttp = boost::beast::http;
+    TlsEcho srv;
+    io::TlsStream s = io::TlsStream::client(io::TcpStream::connect(srv.ep()), client_ctx(), "localhost");
+    bhttp::request<bhttp::string_body> out{bhttp::verb::post, "/echo", 11};
+    out.set(bhttp::field::host, "localhost");
+    out.body() = pattern(3, 100'000);
+    out.prepare_payload();
+    bhttp::write(s, out);  // the buffer-sequence write_some, boost::system::error_code
+    boost::beast::flat_buffer buf;
+    bhttp::request<bhttp::string_body> in;
+    bhttp::read(s, buf, in);  // the echo, parsed back
+    FIBER_CHECK(in.target() == "/echo");
+    FIBER_CHECK(in.body() == out.body());
+    s.shutdown();
+    boost::system::error_code ec;
+    char c;
+    FIBER_CHECK(s.read_some(boost::asio::buffer(&c, 1), ec) == 0);
+    FIBER_CHECK(ec == boost::asio::error::eof);  // close_notify: Asio's end of stream
+    s.close();
+    srv.stop();
+  });
+}
+#endif
 
 TEST_CASE("TLS moves several MiB both ways at once on one stream") {
   certs();
