@@ -160,7 +160,11 @@ void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
 // state (protocol above, step 4). False: the connection ends (handshake
 // failed or timed out, shutdown).
 bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
-  s.set_nodelay(true);
+  try {
+    s.set_nodelay(true);
+  } catch (const std::system_error&) {
+    return false;  // already reset by the peer: nothing to serve
+  }
 #if SPINDLE_HAVE_TLS
   if (tls) {
     c.state.store(Conn::kIdle, std::memory_order_seq_cst);
