@@ -55,6 +55,8 @@ class TlsCategory final : public std::error_category {
 constexpr std::size_t kMaxWrite = 64 * 1024;
 // One socket read: a full TLS record (16 KiB of plaintext plus overhead).
 constexpr std::size_t kReadChunk = 17 * 1024;
+// write_iov gathers small buffers up to one record's worth.
+constexpr std::size_t kGather = 16 * 1024;
 
 // drain_errors: OpenSSL's error queue as text ("; "-joined reasons), and
 // empties it. Call in the critical section of the failing call.
@@ -152,6 +154,7 @@ struct detail::TlsState {
   Mutex send_mu;                     // orders draining `out` and the socket write
   std::unique_ptr<char[]> send_buf;  // guarded by send_mu
   std::unique_ptr<char[]> recv_buf;  // the reader's (one reader at a time)
+  std::unique_ptr<char[]> gather_buf;  // the writer's (write_iov), made on first use
   bool tcp_eof = false;              // reader's: the socket read end of stream
   bool got_close_notify = false;     // reader's
   std::atomic<bool> write_broken{false};
@@ -458,15 +461,19 @@ std::size_t TlsStream::write_iov(const iovec* iov, std::size_t cnt, std::error_c
     ec.clear();
     return 0;
   }
-  if (iov[i].iov_len >= 16 * 1024 || i + 1 == cnt) return write_some(iov[i].iov_base, iov[i].iov_len, ec);
-  char buf[16 * 1024];
+  if (iov[i].iov_len >= kGather || i + 1 == cnt) return write_some(iov[i].iov_base, iov[i].iov_len, ec);
+  if (!st_) return write_some(nullptr, 0, ec);  // bad_file_descriptor
+  // On the heap, not the stack: fibers' stacks are small (64 KiB by
+  // default), and Beast's frames sit above this one.
+  auto& buf = st_->gather_buf;
+  if (!buf) buf = std::make_unique<char[]>(kGather);
   std::size_t len = 0;
-  for (; i < cnt && len < sizeof buf; ++i) {
-    const std::size_t k = std::min(iov[i].iov_len, sizeof buf - len);
-    std::memcpy(buf + len, iov[i].iov_base, k);
+  for (; i < cnt && len < kGather; ++i) {
+    const std::size_t k = std::min(iov[i].iov_len, kGather - len);
+    std::memcpy(buf.get() + len, iov[i].iov_base, k);
     len += k;
   }
-  return write_some(buf, len, ec);
+  return write_some(buf.get(), len, ec);
 }
 
 void TlsStream::write_all_iov(iovec* iov, std::size_t cnt) {

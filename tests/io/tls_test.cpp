@@ -7,6 +7,7 @@
 // case checks that no descriptor leaks.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <spindle/io/all.hpp>
 #include <spindle/io/tls.hpp>
@@ -84,12 +85,12 @@ struct TlsEcho {
             if (e.code() == std::errc::connection_reset) resets.fetch_add(1);
             return;
           }
-          char buf[16384];
+          std::vector<char> buf(16384);  // not on the fiber's small stack
           try {
             for (;;) {
-              const std::size_t n = t.read_some(buf, sizeof buf);
+              const std::size_t n = t.read_some(buf.data(), buf.size());
               if (n == 0) break;
-              t.write_all(buf, n);
+              t.write_all(buf.data(), n);
             }
             t.shutdown();
             served.fetch_add(1);
