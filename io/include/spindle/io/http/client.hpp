@@ -10,7 +10,7 @@
 // for a pool slot) and is a cancellation point: it obeys Task::cancel and
 // the caller's with_timeout / with_deadline. Call from fibers only.
 //
-// Pool (docs/http.md "Client"): connections are kept per host:port after a
+// Pool (docs/http.md "Client"): connections are kept per scheme, host and port after a
 // response that allows keep-alive was read whole. At most `limit` open
 // connections in total and `limit_per_host` per host (0: no limit); a
 // request beyond them waits for one (an idle connection of another host is
