@@ -19,6 +19,8 @@ packages=(
   libbenchmark-dev       # Google Benchmark (bench/)
   catch2                 # Catch2 v2 (tests/)
   nlohmann-json3-dev     # JSON for http (docs/decisions/0008-http.md)
+  libssl-dev             # OpenSSL 3: io::TlsStream, https (docs/decisions/0010-tls.md)
+  openssl                # the openssl command: examples/https_get.cpp makes its certificate
 )
 # --bench: also the peers and load generators of the benchmarks (not needed
 # to build or test; kept off the test path so a package's install scripts,
