@@ -26,6 +26,10 @@ mark_as_advanced(SPINDLE_INSTALL_CMAKEDIR)
 target_link_libraries(spindle_runtime_headers INTERFACE
   $<INSTALL_INTERFACE:Boost::context>
   $<INSTALL_INTERFACE:PkgConfig::LIBUV>)
+if(SPINDLE_HAVE_TLS)
+  # io/src/tls.cpp: OpenSSL (spindleConfig.cmake finds it again).
+  target_link_libraries(spindle_io_headers INTERFACE $<INSTALL_INTERFACE:OpenSSL::SSL>)
+endif()
 
 # --- Library, headers, exported targets ------------------------------------
 # The *_headers interface targets carry the include directory, the C++20
@@ -61,6 +65,7 @@ install(EXPORT spindleTargets
   COMPONENT spindle_development)
 
 # --- CMake package: find_package(spindle CONFIG) ---------------------------
+set(SPINDLE_CONFIG_HAVE_TLS ${SPINDLE_HAVE_TLS})
 configure_package_config_file(
   ${CMAKE_CURRENT_LIST_DIR}/spindleConfig.cmake.in
   ${PROJECT_BINARY_DIR}/spindleConfig.cmake
@@ -110,6 +115,9 @@ foreach(_prop IMPORTED_LOCATION_RELEASE IMPORTED_LOCATION_RELWITHDEBINFO
   endif()
 endforeach()
 string(APPEND SPINDLE_PC_EXTRA_LIBS " -lboost_context -pthread")
+if(SPINDLE_HAVE_TLS)
+  string(APPEND SPINDLE_PC_EXTRA_LIBS " -lssl -lcrypto")
+endif()
 # A sanitizer build's library needs the sanitizer runtime at link time.
 if(SPINDLE_SANITIZER)
   string(REPLACE ";" "," _san "${SPINDLE_SANITIZER}")

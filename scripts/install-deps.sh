@@ -19,6 +19,8 @@ packages=(
   libbenchmark-dev       # Google Benchmark (bench/)
   catch2                 # Catch2 v2 (tests/)
   nlohmann-json3-dev     # JSON for http (docs/decisions/0008-http.md)
+  libssl-dev             # OpenSSL 3: io::TlsStream, https (docs/decisions/0010-tls.md)
+  openssl                # the openssl command: examples/https_get.cpp makes its certificate
 )
 # --bench: also the peers and load generators of the benchmarks (not needed
 # to build or test; kept off the test path so a package's install scripts,
@@ -28,6 +30,7 @@ if [[ "${1:-}" == "--bench" ]]; then
     python3              # the asyncio peer of bench/process (asyncio_spawn.py)
     wrk                  # HTTP load generator (bench/http/run.sh)
     nginx-light          # the nginx peer of the http_hello benchmark
+    python3-websockets   # the Python peer of the WebSocket echo figure (bench/ws/ws_echo_peer.py)
   )
 fi
 

@@ -10,6 +10,9 @@
 //                                           (bench/workloads/workloads.hpp)
 //   spindle_ab_loops skynet|spawn_join WORKERS 0
 //   spindle_ab_loops timers_fire WORKERS 0  timers(): fire_ms per fiber, in ns
+//   spindle_ab_loops mutex|channel_mpmc WORKERS 0
+//                                           mutex_contention / channel_throughput
+//                                           (bench/sync/sync_workloads.hpp)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,10 +28,13 @@ int main(int argc, char** argv) {
   const bool skynet = argc == 4 && std::strcmp(argv[1], "skynet") == 0;
   const bool spawn_join = argc == 4 && std::strcmp(argv[1], "spawn_join") == 0;
   const bool timers = argc == 4 && std::strcmp(argv[1], "timers_fire") == 0;
+  const bool mutex = argc == 4 && std::strcmp(argv[1], "mutex") == 0;
+  const bool mpmc = argc == 4 && std::strcmp(argv[1], "channel_mpmc") == 0;
   const long arg = argc == 4 ? std::atol(argv[3]) : -1;
-  if (!(pp && (arg == 0 || arg == 1)) && !(yield && arg > 0) && !skynet && !spawn_join && !timers) {
+  if (!(pp && (arg == 0 || arg == 1)) && !(yield && arg > 0) && !skynet && !spawn_join && !timers && !mutex &&
+      !mpmc) {
     std::fprintf(stderr,
-                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire WORKERS 0\n",
+                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire|mutex|channel_mpmc WORKERS 0\n",
                  argv[0]);
     return 2;
   }
@@ -39,6 +45,10 @@ int main(int argc, char** argv) {
     double ns;
     if (pp) {
       ns = arg == 1 ? sync_bench::pingpong_spindle(workers) : sync_bench::pingpong_unbuf_spindle(workers);
+    } else if (mutex) {
+      ns = sync_bench::mutex_contention_spindle(workers);
+    } else if (mpmc) {
+      ns = sync_bench::channel_throughput_spindle(workers);
     } else {
       spindle::RuntimeOptions o;
       o.workers = workers;

@@ -339,6 +339,23 @@ Timed spindle_big(const Setup& s, char* buf) {
   return {ms, worst};
 }
 
+// A plain thread sleeping 1 ms at a time for 50 ms, no runtime involved:
+// the lateness the OS itself gives a sleeper here (a VM's timer and vCPU
+// jitter), to read the fiber ticker's rows against.
+double thread_ticker_idle() {
+  double worst = 0;
+  std::thread t([&worst] {
+    const auto end = Clock::now() + std::chrono::milliseconds(50);
+    while (Clock::now() < end) {
+      const auto due = Clock::now() + std::chrono::milliseconds(1);
+      std::this_thread::sleep_until(due);
+      worst = std::max(worst, std::chrono::duration<double, std::milli>(Clock::now() - due).count());
+    }
+  });
+  t.join();
+  return worst;
+}
+
 // The ticker alone for 50 ms: what the machine gives a 1 ms sleeper with no
 // file work (the baseline for the lateness rows).
 double ticker_idle() {
@@ -434,7 +451,7 @@ int main(int argc, char** argv) {
   std::vector<char> big(kBigSize);
   std::memset(big.data(), 1, big.size());
 
-  std::vector<double> tick_idle, sp_pool_small, sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
+  std::vector<double> tick_idle, tick_thread, sp_pool_small, sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big;
   std::vector<std::vector<double>> sweep_ms(4);
   const std::size_t sweep_chunks[4] = {256 << 10, 1 << 20, 4 << 20, 16 << 20};
   sp::RuntimeOptions o;
@@ -459,6 +476,7 @@ int main(int argc, char** argv) {
       tick_idle.push_back(ticker_idle());
     });
     th_small.push_back(threads_small(s, threads));
+    tick_thread.push_back(thread_ticker_idle());
     uv_small.push_back(libuv_small(s));
     rt.block_on([&] {
       const Timed b = spindle_big(s, big.data());
@@ -492,6 +510,7 @@ int main(int argc, char** argv) {
   row("ratio spindle pool only / libuv", ratio(sp_pool_small, uv_small), "x ");
   row("ticker worst lateness during spindle run", tick_small, "ms");
   row("ticker worst lateness, no file work (baseline)", tick_idle, "ms");
+  row("plain thread sleeping 1 ms, worst lateness (OS)", tick_thread, "ms");
   std::printf("big: sequential read of one %zu MiB file\n", kBigSize >> 20);
   row("spindle File::read", sp_big, "ms");
   row("threads read() 4 MiB", th_big, "ms");

@@ -161,6 +161,7 @@ void Worker::park() {
   } else {
     arm_park_timer(wake_at, watch);
     uv_ref(reinterpret_cast<uv_handle_t*>(&core_.wake_poll));
+    DispatchingIo dispatching(this);
     uv_run(&core_.loop, UV_RUN_ONCE);
     uv_unref(reinterpret_cast<uv_handle_t*>(&core_.wake_poll));
   }
@@ -293,6 +294,7 @@ void Worker::install_poller() {
 }
 
 void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
+  DispatchingIo dispatching(owner ? this : current_worker());
   epoll_event ev[64];
   const int n = wait_epoll(remote_.poller_fd, ev, 64, timeout);
   bool woken = false, loop_ready = false;

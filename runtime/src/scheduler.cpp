@@ -126,7 +126,11 @@ void Scheduler::wake_fiber(Fiber* f) {
   if (a != nullptr && a != me) {
     a->push_inbox(f);
   } else if (me != nullptr) {
-    me->push_lifo(f);
+    if (me->dispatching_io()) [[unlikely]] {
+      me->push_polled(f);
+    } else {
+      me->push_lifo(f);
+    }
   } else {
     push_global(f);
     notify_work(true);

@@ -250,6 +250,7 @@ void Worker::maintenance() {
   // Busy workers see readiness here, without blocking (io_hook.hpp).
   if (core_.io_poll_on) poll_events(&kNoWait, true);
   if (uv_loop_alive(&core_.loop)) {
+    DispatchingIo dispatching(this);
     uv_run(&core_.loop, UV_RUN_NOWAIT);
     remote_.polls.inc();
   }
@@ -356,6 +357,11 @@ void Worker::push_local(Fiber* f) {
   // lost it to a thief, which freed one), so this loop runs at most twice.
   while (!remote_.deque.push(f)) overflow_half();
   sched_.notify_work(false);
+}
+
+void Worker::push_polled(Fiber* f) {
+  RuntimeSection rs(*this);
+  push_fifo(f);
 }
 
 void Worker::push_lifo(Fiber* f) {

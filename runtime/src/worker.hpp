@@ -119,6 +119,15 @@ class Worker {
   bool has_local_work() noexcept;
   void push_local(Fiber* f);          // a new or woken fiber, stealable
   void push_lifo(Fiber* f);           // a woken fiber: runs next
+  // A fiber woken by this worker's poll of I/O readiness (or its libuv
+  // loop): to the back of the FIFO, so that under steady load every ready
+  // connection takes its turn (the LIFO slot and deque would serve the
+  // latest wake first and leave the earliest waiting while new readiness
+  // keeps coming: seconds at 1,000 echo connections on one worker).
+  void push_polled(Fiber* f);
+  // True while this worker dispatches readiness (poll_events, uv_run from
+  // maintenance or park): Scheduler::wake_fiber then uses push_polled.
+  bool dispatching_io() const noexcept { return core_.dispatching_io; }
   void add_timer(Waiter* w);
   // Switches away from the running fiber; `p.prev` must be it. Returns when
   // the fiber is resumed (possibly on another worker).
@@ -161,6 +170,23 @@ class Worker {
 
  private:
   friend class Scheduler;
+  // DispatchingIo: marks the calling thread's worker as dispatching readiness for a scope
+  // (a rescuer polling a stuck worker's instance wakes into its own FIFO).
+  class DispatchingIo {
+   public:
+    explicit DispatchingIo(Worker* w) noexcept : w_(w), was_(w != nullptr && w->core_.dispatching_io) {
+      if (w_ != nullptr) w_->core_.dispatching_io = true;
+    }
+    ~DispatchingIo() {
+      if (w_ != nullptr) w_->core_.dispatching_io = was_;
+    }
+    DispatchingIo(const DispatchingIo&) = delete;
+    DispatchingIo& operator=(const DispatchingIo&) = delete;
+
+   private:
+    Worker* w_;
+    bool was_;
+  };
   static void fiber_main(void* from_fctx);
   void thread_main();
   void loop();
@@ -281,6 +307,7 @@ class Worker {
     // are entries of the io poller's fd and the worker parks there, not in
     // uv_run.
     bool io_poll_on = false;
+    bool dispatching_io = false;  // see dispatching_io() and DispatchingIo
     // rt_depth > 0 while this thread runs runtime code that may touch the
     // LIFO slot, the FIFOs or the owner's end of the deque; 0 exactly while
     // a fiber's user code runs, the only time the hand-off signal handler

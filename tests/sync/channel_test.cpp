@@ -1,6 +1,10 @@
 // channel_test.cpp: Channel<T> (rendezvous, bounded, unbounded), close,
 // range-for, timeouts, cancellation, plain threads.
+#include <atomic>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "sync_test_util.hpp"
 
@@ -146,4 +150,64 @@ TEST_CASE("Channel: move-only values and a plain-thread receiver", "[channel][th
     ch.close();
     REQUIRE(result.recv() == static_cast<long>(n) * (n + 1) / 2);
   });
+}
+
+// ChannelLock (detail/channel_lock.hpp): a waiter that has spun past its
+// yield point (64 polls, a few microseconds) still gets the lock, and only
+// once the holder has released it. The holder keeps the lock for 2 ms after
+// the waiter has started to wait, so the waiter goes through the yield path
+// many times; a waiter that got in early would see `released` false.
+TEST_CASE("ChannelLock: a waiter past the yield point gets the lock only after its release",
+          "[channel][lock]") {
+  sp::detail::ChannelLock lock;
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<bool> held{false}, released{false}, early{false};
+    lock.lock();
+    std::thread waiter([&] {
+      held.wait(false);
+      lock.lock();
+      if (!released.load()) early = true;
+      lock.unlock();
+    });
+    held = true;
+    held.notify_one();
+    std::this_thread::sleep_for(2ms);
+    released = true;
+    lock.unlock();
+    waiter.join();
+    REQUIRE_FALSE(early.load());
+  }
+  REQUIRE(lock.try_lock());
+  REQUIRE_FALSE(lock.try_lock());
+  lock.unlock();
+}
+
+// ... and under traffic from three threads (holders sometimes stay 20 us) no
+// update of the guarded counters is lost and no two threads are inside.
+TEST_CASE("ChannelLock: mutual exclusion under contention", "[channel][lock]") {
+  sp::detail::ChannelLock lock;
+  int inside = 0;
+  long count = 0;
+  std::atomic<bool> overlap{false};
+  const long per = static_cast<long>(scaled(20000));
+  const int threads = 3;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      for (long i = 0; i < per; ++i) {
+        std::lock_guard g(lock);
+        if (++inside != 1) overlap = true;
+        ++count;
+        if ((i + t) % 512 == 0) {
+          const auto until = Clock::now() + 20us;
+          while (Clock::now() < until) {
+          }
+        }
+        --inside;
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  REQUIRE_FALSE(overlap.load());
+  REQUIRE(count == per * threads);
 }

@@ -9,6 +9,12 @@
 // no stray bytes. Anything else (error, cancellation, timeout) destroys the
 // Lease unreleased, which closes the connection: the rule that a
 // half-read connection is never reused is the Lease destructor.
+//
+// https:// (built with OpenSSL): the connection's Transport is a TlsStream,
+// handshaken inside the connect timeout with the client's TlsContext (made
+// on first use from ClientOptions::tls); the pool keys connections by
+// scheme, host and port, so an http and an https connection to the same
+// host:port never mix.
 #include <chrono>
 #include <deque>
 #include <mutex>
@@ -26,6 +32,8 @@
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/condition_variable.hpp>
 
+#include "transport.hpp"
+
 namespace spindle::http {
 
 namespace beast = boost::beast;
@@ -37,16 +45,19 @@ std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}
 beast::string_view bsv(std::string_view s) noexcept { return {s.data(), s.size()}; }
 
 struct Url {
+  bool https = false;
   std::string host;  // without brackets
   std::uint16_t port = 80;
   std::string target = "/";
+  std::uint16_t default_port() const { return https ? 443 : 80; }
   std::string authority() const {
     const bool v6 = host.find(':') != std::string::npos;
     std::string h = v6 ? "[" + host + "]" : host;
-    return port == 80 ? h : h + ":" + std::to_string(port);
+    return port == default_port() ? h : h + ":" + std::to_string(port);
   }
-  std::string str() const { return "http://" + authority() + target; }
-  std::string key() const { return host + " " + std::to_string(port); }
+  std::string scheme() const { return https ? "https" : "http"; }
+  std::string str() const { return scheme() + "://" + authority() + target; }
+  std::string key() const { return scheme() + " " + host + " " + std::to_string(port); }
 };
 
 [[noreturn]] void bad_url(std::string_view u, const char* why) {
@@ -55,9 +66,16 @@ struct Url {
 
 Url parse_url(std::string_view u) {
   Url out;
-  if (u.starts_with("https://")) bad_url(u, "https is not supported yet");
-  if (!u.starts_with("http://")) bad_url(u, "not an http:// URL");
-  std::string_view rest = u.substr(7);
+  if (u.starts_with("https://")) {
+#if !SPINDLE_HAVE_TLS
+    bad_url(u, "https needs TLS, and spindle was built without OpenSSL");
+#endif
+    out.https = true;
+    out.port = 443;
+  } else if (!u.starts_with("http://")) {
+    bad_url(u, "not an http:// or https:// URL");
+  }
+  std::string_view rest = u.substr(out.https ? 8 : 7);
   const std::size_t end = rest.find_first_of("/?#");
   std::string_view auth = rest.substr(0, end);
   std::string_view tail = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
@@ -99,7 +117,7 @@ Url parse_url(std::string_view u) {
 // resolve_location: a redirect's Location against the URL that sent it.
 Url resolve_location(const Url& base, std::string_view loc) {
   if (loc.starts_with("http://") || loc.starts_with("https://")) return parse_url(loc);
-  if (loc.starts_with("//")) return parse_url("http:" + std::string(loc));
+  if (loc.starts_with("//")) return parse_url(base.scheme() + ":" + std::string(loc));
   Url out = base;
   if (loc.starts_with("/")) {
     out.target = std::string(loc);
@@ -113,7 +131,7 @@ Url resolve_location(const Url& base, std::string_view loc) {
 // TimedStream: the connection as Beast reads it, each read bounded by the
 // read timeout (time without progress, as aiohttp's sock_read).
 struct TimedStream {
-  io::TcpStream& s;
+  detail::Transport& s;
   std::chrono::milliseconds read_timeout;
 
   template <class B>
@@ -142,9 +160,20 @@ bool is_http_error(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category();
 }
 
-// map_error: a failed write or read as an http::Error.
-Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body) {
+// map_error: a failed write or read as an http::Error. A TLS failure
+// reaches Beast as EIO; the transport's own code tells what it was.
+Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body, const detail::Transport& t) {
   const std::string where = " (" + u.str() + ")";
+#if SPINDLE_HAVE_TLS
+  if (t.is_tls() && t.last_error().category() == io::tls_category() &&
+      ec == boost::system::error_code(EIO, boost::system::system_category())) {
+    if (t.last_error() == io::tls_error::truncated)
+      return Error(errc::truncated, "TLS stream ended without close_notify" + where);
+    return Error(errc::tls, t.last_error().message() + ": " + t.tls_reason() + where);
+  }
+#else
+  (void)t;
+#endif
   if (ec == bhttp::error::body_limit)
     return Error(errc::body_too_large, "response body over " + std::to_string(max_body) + " bytes" + where);
   if (ec == bhttp::error::header_limit) return Error(errc::malformed_response, "response head too large" + where);
@@ -158,7 +187,7 @@ Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body)
 bool is_redirect(int s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
 
 struct Conn {
-  io::TcpStream s;
+  detail::Transport s;
   beast::flat_buffer buf;
   std::string key;
 };
@@ -186,6 +215,11 @@ struct detail::ClientPool {
   std::size_t total_waiters = 0;
   ConditionVariable total_cv;
   std::uint64_t opened = 0, reused = 0;
+#if SPINDLE_HAVE_TLS
+  std::mutex tls_mu;      // guards tls (made on the first https request)
+  io::TlsContext tls;
+  io::TlsContext tls_context();
+#endif
 
   // acquire: an idle connection for u (reused = true) or a new one.
   std::unique_ptr<Conn> acquire(const Url& u, bool& reused_out);
@@ -319,19 +353,52 @@ void detail::ClientPool::discard(std::unique_ptr<Conn> c) noexcept {
   c.reset();  // closes the socket, outside the lock
 }
 
+#if SPINDLE_HAVE_TLS
+// tls_context: the client's TlsContext, made once (loading the trust store
+// takes a few ms: once per Client, not per connection).
+io::TlsContext detail::ClientPool::tls_context() {
+  std::lock_guard lk(tls_mu);
+  if (!tls) {
+    try {
+      tls = io::TlsContext::client(opt.tls);
+    } catch (const std::system_error& e) {
+      throw Error(errc::tls, e.what());
+    }
+  }
+  return tls;
+}
+#endif
+
 std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
   auto c = std::make_unique<Conn>();
+#if SPINDLE_HAVE_TLS
+  io::TlsContext ctx;
+  if (u.https) ctx = tls_context();
+#endif
   try {
-    auto dial = [&] { return io::TcpStream::connect(u.host, u.port); };
+    // The connect timeout covers the TLS handshake too.
+    auto dial = [&] {
+      io::TcpStream s = io::TcpStream::connect(u.host, u.port);
+      s.set_nodelay(true);
+#if SPINDLE_HAVE_TLS
+      if (u.https) return detail::Transport(io::TlsStream::client(std::move(s), ctx, u.host));
+#endif
+      return detail::Transport(std::move(s));
+    };
     c->s = opt.connect_timeout.count() > 0 ? with_timeout(opt.connect_timeout, dial) : dial();
   } catch (const TimedOut&) {
     throw Error(errc::timeout, "connect timed out (" + u.str() + ")");
   } catch (const std::system_error& e) {
     if (e.code() == std::errc::connection_refused)
       throw Error(errc::refused, "connection refused (" + u.str() + ")");
+#if SPINDLE_HAVE_TLS
+    if (e.code().category() == io::tls_category())
+      throw Error(errc::tls, std::string(e.what()) + " (" + u.str() + ")");
+#endif
+    if (e.code() == std::errc::connection_reset)
+      throw Error(errc::reset, std::string(e.what()) + " (" + u.str() + ")");
     throw Error(errc::connect_failed, std::string(e.what()) + " (" + u.str() + ")");
   }
-  c->s.set_nodelay(true);
   return c;
 }
 
@@ -373,7 +440,7 @@ struct Exchange {
     bhttp::write(c.s, m, ec);
     if (ec) {
       if (reused) return false;
-      throw map_error(ec, u, opt.max_body);
+      throw map_error(ec, u, opt.max_body, c.s);
     }
     bhttp::response_parser<bhttp::string_body> p;
     p.header_limit(static_cast<std::uint32_t>(opt.max_head));
@@ -391,9 +458,13 @@ struct Exchange {
       throw Error(errc::timeout, "read timed out (" + u.str() + ")");
     }
     if (ec) {
-      const bool nothing = ec == bhttp::error::end_of_stream || ec == boost::asio::error::connection_reset;
+      // A stale TLS connection ends without close_notify (the server
+      // closed it idle): nothing of a response came, as end_of_stream.
+      const bool nothing = ec == bhttp::error::end_of_stream || ec == boost::asio::error::connection_reset ||
+                           (c.s.is_tls() && !p.got_some() && c.buf.size() == 0 &&
+                            map_error(ec, u, opt.max_body, c.s).kind() == errc::truncated);
       if (reused && nothing) return false;
-      throw map_error(ec, u, opt.max_body);
+      throw map_error(ec, u, opt.max_body, c.s);
     }
     auto& r = p.get();
     out.status = static_cast<int>(r.result_int());

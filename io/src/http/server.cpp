@@ -27,6 +27,11 @@
 //     close (it reads `stopping` before writing) and ends.
 //  6. serve() waits for the connection group, at most drain_timeout; the
 //     group's wait cancels the rest when that expires.
+//
+// TLS (ServerOptions::tls): listen() makes the TlsContext; each connection
+// fiber does the server handshake first, under read_timeout and in the
+// idle state (nothing was handed to a handler yet, so shutdown may cancel
+// it), then serves its Transport exactly as a plain one.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -43,6 +48,8 @@
 #include <spindle/io/tcp.hpp>
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/event.hpp>
+
+#include "transport.hpp"
 
 namespace spindle::http {
 
@@ -89,6 +96,9 @@ struct Server::State {
   Handler handler;
   ServerOptions opt;
   io::TcpListener listener;
+#if SPINDLE_HAVE_TLS
+  io::TlsContext tls;  // set by listen() when opt.tls names a certificate
+#endif
   std::atomic<bool> stopping{false};  // seq_cst: the shutdown protocol's flag
   Event stop;
   std::mutex mu;
@@ -96,13 +106,14 @@ struct Server::State {
   std::atomic<std::uint64_t> accepted{0}, open{0}, served{0};
 
   void accept_loop(TaskGroup& group, std::shared_ptr<State> self);
-  void serve_conn(Conn& c, io::TcpStream& s, const io::Endpoint& peer);
-  bool wait_for_request(Conn& c, io::TcpStream& s, beast::flat_buffer& buf);
-  bool read_request(io::TcpStream& s, beast::flat_buffer& buf,
+  bool start(Conn& c, detail::Transport& t, io::TcpStream s);
+  void serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer);
+  bool wait_for_request(Conn& c, detail::Transport& s, beast::flat_buffer& buf);
+  bool read_request(detail::Transport& s, beast::flat_buffer& buf,
                     bhttp::request_parser<bhttp::string_body>& p, beast::error_code& ec);
   Response call_handler(Request& req);
-  void write_response(io::TcpStream& s, Response& res, const Request& req, bool keep);
-  void reject(io::TcpStream& s, int status);
+  void write_response(detail::Transport& s, Response& res, const Request& req, bool keep);
+  void reject(detail::Transport& s, int status);
   void cancel_idle();
 };
 
@@ -136,7 +147,8 @@ void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
       } unregister{*self, *c};
       // Declared after `unregister`, so the socket is closed before the
       // connection counts as gone (connections_open() == 0 means closed).
-      io::TcpStream conn = std::move(s);
+      detail::Transport conn;
+      if (!self->start(*c, conn, std::move(s))) return;
       self->serve_conn(*c, conn, peer);
     });
     std::lock_guard lk(mu);
@@ -144,9 +156,40 @@ void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
   }
 }
 
+// start: the connection's transport; for TLS, the handshake, in the idle
+// state (protocol above, step 4). False: the connection ends (handshake
+// failed or timed out, shutdown).
+bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
+  try {
+    s.set_nodelay(true);
+  } catch (const std::system_error&) {
+    return false;  // already reset by the peer: nothing to serve
+  }
+#if SPINDLE_HAVE_TLS
+  if (tls) {
+    c.state.store(Conn::kIdle, std::memory_order_seq_cst);
+    if (stopping.load(std::memory_order_seq_cst)) return false;
+    auto hs = [&] { return io::TlsStream::server(std::move(s), tls); };
+    try {
+      t = detail::Transport(opt.read_timeout.count() > 0 ? with_timeout(opt.read_timeout, hs) : hs());
+    } catch (const TimedOut&) {
+      return false;
+    } catch (const std::system_error&) {
+      return false;  // not TLS, a bad alert, a reset: this connection only
+    }
+    int expected = Conn::kIdle;
+    return c.state.compare_exchange_strong(expected, Conn::kBusy, std::memory_order_seq_cst);
+  }
+#else
+  (void)c;
+#endif
+  t = detail::Transport(std::move(s));
+  return true;
+}
+
 // wait_for_request: waits, idle, for the first byte of the next request.
 // False: the connection ends (end of stream, error, idle timeout, shutdown).
-bool Server::State::wait_for_request(Conn& c, io::TcpStream& s, beast::flat_buffer& buf) {
+bool Server::State::wait_for_request(Conn& c, detail::Transport& s, beast::flat_buffer& buf) {
   c.state.store(Conn::kIdle, std::memory_order_seq_cst);  // step 4
   if (stopping.load(std::memory_order_seq_cst)) return false;
   std::error_code ec;
@@ -166,7 +209,7 @@ bool Server::State::wait_for_request(Conn& c, io::TcpStream& s, beast::flat_buff
 
 // read_request: the head, a 100 Continue when asked for, then the body.
 // False when the read timed out (the connection is dropped).
-bool Server::State::read_request(io::TcpStream& s, beast::flat_buffer& buf,
+bool Server::State::read_request(detail::Transport& s, beast::flat_buffer& buf,
                                  bhttp::request_parser<bhttp::string_body>& p,
                                  beast::error_code& ec) {
   auto read = [&] {
@@ -201,7 +244,7 @@ Response Server::State::call_handler(Request& req) {
   }
 }
 
-void Server::State::write_response(io::TcpStream& s, Response& res, const Request& req, bool keep) {
+void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool keep) {
   bhttp::response<bhttp::string_body> m;
   m.result(static_cast<unsigned>(res.status));
   m.version(req.version);
@@ -225,7 +268,7 @@ void Server::State::write_response(io::TcpStream& s, Response& res, const Reques
 // reject: an error response for input the server cannot frame, then a
 // close that lets the response reach the peer (a close with unread input
 // would send RST and could destroy the response in flight).
-void Server::State::reject(io::TcpStream& s, int status) {
+void Server::State::reject(detail::Transport& s, int status) {
   static constexpr std::string_view kClose = "Connection: close\r\nContent-Type: text/plain\r\n";
   const std::string_view reason = reason_phrase(status);
   std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
@@ -250,9 +293,8 @@ void Server::State::reject(io::TcpStream& s, int status) {
   }
 }
 
-void Server::State::serve_conn(Conn& c, io::TcpStream& s, const io::Endpoint& peer) {
+void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer) {
   try {
-    s.set_nodelay(true);
     beast::flat_buffer buf;
     for (;;) {
       if (buf.size() == 0) {
@@ -280,6 +322,20 @@ void Server::State::serve_conn(Conn& c, io::TcpStream& s, const io::Endpoint& pe
       req.body = std::move(m.body());
       req.remote = peer;
       Response res = call_handler(req);
+      if (res.upgrade) {
+        // The connection leaves HTTP (a WebSocket): the upgrade owns it,
+        // with the bytes read past this request, until it returns.
+        served.fetch_add(1, std::memory_order_relaxed);
+        if (s.is_tls()) {
+          // WebSocket runs over a TcpStream only (no wss:// yet): say so
+          // rather than hand over a stream that would read ciphertext.
+          reject(s, 501);
+          return;
+        }
+        const auto rest = buf.data();
+        res.upgrade(s.tcp(), std::string_view(static_cast<const char*>(rest.data()), rest.size()));
+        return;
+      }
       const bool keep = m.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
@@ -315,6 +371,14 @@ Server::~Server() = default;
 void Server::listen(std::string_view host, std::uint16_t port) {
   io::ListenOptions lo;
   lo.backlog = st_->opt.backlog;
+  if (!st_->opt.tls.cert_file.empty()) {
+#if SPINDLE_HAVE_TLS
+    st_->tls = io::TlsContext::server(st_->opt.tls);
+#else
+    throw std::system_error(std::make_error_code(std::errc::function_not_supported),
+                            "spindle::http: ServerOptions::tls needs spindle built with OpenSSL");
+#endif
+  }
   st_->listener = io::TcpListener::bind(host, port, lo);
 }
 

@@ -9,4 +9,5 @@
 #include <spindle/io/process.hpp>
 #include <spindle/io/signal.hpp>
 #include <spindle/io/tcp.hpp>
+#include <spindle/io/tls.hpp>
 #include <spindle/io/udp.hpp>

@@ -33,6 +33,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include <spindle/sync/detail/channel_lock.hpp>
 #include <spindle/sync/detail/pull_iterator.hpp>
 #include <spindle/sync/detail/ring_buffer.hpp>
 #include <spindle/sync/detail/wait_queue.hpp>
@@ -252,7 +253,9 @@ class Channel {
     detail::throw_if_cancelled(s);
   }
 
-  mutable detail::SpinLock mu_;
+  // A spin lock that yields the thread when its holder looks preempted
+  // (channel_lock.hpp).
+  mutable detail::ChannelLock mu_;
   const std::size_t cap_;
   bool closed_ = false;      // SPINDLE_GUARDED_BY(mu_)
   detail::RingBuffer<T> buf_;  // SPINDLE_GUARDED_BY(mu_)
@@ -264,7 +267,7 @@ namespace detail {
 // ChannelAccess: select()'s view of a channel's internals.
 template <class T>
 struct ChannelAccess {
-  static SpinLock& lock(Channel<T>& c) noexcept { return c.mu_; }
+  static ChannelLock& lock(Channel<T>& c) noexcept { return c.mu_; }
   static ChanOp send(Channel<T>& c, T& v, Wakeups& w) { return c.send_locked(v, w); }
   static ChanOp recv(Channel<T>& c, std::optional<T>& out, Wakeups& w) {
     return c.recv_locked(out, w);

@@ -7,3 +7,4 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
 #include <spindle/io/http/server.hpp>
+#include <spindle/io/http/websocket.hpp>

@@ -10,7 +10,7 @@
 // for a pool slot) and is a cancellation point: it obeys Task::cancel and
 // the caller's with_timeout / with_deadline. Call from fibers only.
 //
-// Pool (docs/http.md "Client"): connections are kept per host:port after a
+// Pool (docs/http.md "Client"): connections are kept per scheme, host and port after a
 // response that allows keep-alive was read whole. At most `limit` open
 // connections in total and `limit_per_host` per host (0: no limit); a
 // request beyond them waits for one (an idle connection of another host is
@@ -24,8 +24,15 @@
 // workers at once. The destructor closes the idle connections; no request
 // may be in flight then.
 //
+// https:// (when spindle is built with OpenSSL; otherwise
+// errc::invalid_url): TLS over the same pool, keyed by scheme, host and
+// port; the server's certificate is verified against the system trust
+// store (or ClientOptions::tls.ca_file) and the URL's host, which is also
+// sent as SNI. Handshake and verification failures are errc::tls, with
+// OpenSSL's reason in what(); the connect timeout covers the handshake.
+//
 // Errors: http::Error (error.hpp) with an http::errc kind. Not done:
-// https (errc::invalid_url for now), streamed bodies (bodies are strings,
+// streamed bodies (bodies are strings,
 // bounded by max_body).
 #pragma once
 
@@ -40,6 +47,7 @@
 
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
+#include <spindle/io/tls.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle::http {
@@ -61,6 +69,9 @@ struct ClientOptions {
   std::size_t max_head = 64 * 1024;     // response head; more: malformed_response
   std::size_t max_body = 64u << 20;     // response body; more: body_too_large
   std::string user_agent = "spindle-http";
+  // https:// connections: verification on and the system trust store by
+  // default (io::TlsClientOptions, tls.hpp).
+  io::TlsClientOptions tls = {};
 };
 
 struct RequestOptions {

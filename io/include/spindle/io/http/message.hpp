@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -19,6 +20,10 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <spindle/io/endpoint.hpp>
+
+namespace spindle::io {
+class TcpStream;
+}
 
 namespace spindle::http {
 
@@ -84,6 +89,12 @@ struct Response {
   std::string body;
   // Server side: true closes the connection after this response.
   bool close = false;
+  // Server side: when set, the server sends nothing for this response and
+  // hands the connection over: it calls upgrade(conn, buffered) on the
+  // connection's fiber (`buffered`: bytes read past the request) and ends
+  // the connection when it returns. websocket_handler (websocket.hpp) sets
+  // it; status, headers and body are then unused.
+  std::function<void(io::TcpStream& conn, std::string_view buffered)> upgrade;
   // Client side: the URL that answered (after redirects).
   std::string url;
 

@@ -43,6 +43,7 @@
 
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/http/message.hpp>
+#include <spindle/io/tls.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle::http {
@@ -97,6 +98,11 @@ struct ServerOptions {
   std::chrono::milliseconds drain_timeout{10'000};
   // Listening backlog.
   int backlog = 1024;
+  // tls: serve HTTPS with this certificate and key (PEM files; loaded by
+  // listen(), which throws io::tls_error::config if they do not load).
+  // Empty cert_file: plain HTTP. The handshake must finish within
+  // read_timeout; a connection whose handshake fails just ends.
+  io::TlsServerOptions tls = {};
 };
 
 class Server {

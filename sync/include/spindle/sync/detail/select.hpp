@@ -33,7 +33,7 @@ struct RecvCase {
   Channel<T>* ch;
   F f;
   std::optional<T> val{};
-  SpinLock* lock() { return &ChannelAccess<T>::lock(*ch); }
+  ChannelLock* lock() { return &ChannelAccess<T>::lock(*ch); }
   ChanOp try_now(Wakeups& w) { return ChannelAccess<T>::recv(*ch, val, w); }
   void prepare(WaitNode& n) { n.slot = &val; }
   void enqueue(WaitNode& n) { ChannelAccess<T>::recvq(*ch).push_back(&n); }
@@ -47,7 +47,7 @@ struct SendCase {
   Channel<T>* ch;
   T val;
   F f;
-  SpinLock* lock() { return &ChannelAccess<T>::lock(*ch); }
+  ChannelLock* lock() { return &ChannelAccess<T>::lock(*ch); }
   ChanOp try_now(Wakeups& w) { return ChannelAccess<T>::send(*ch, val, w); }
   void prepare(WaitNode& n) { n.slot = &val; }
   void enqueue(WaitNode& n) { ChannelAccess<T>::sendq(*ch).push_back(&n); }
@@ -233,7 +233,7 @@ class Selector {
   std::tuple<C&...> cases_;
   std::array<std::size_t, N> chan_idx_{};
   std::array<std::size_t, N> order_{};
-  std::array<SpinLock*, N> locks_{};
+  std::array<ChannelLock*, N> locks_{};
   std::size_t nchan_ = 0;
   std::size_t nlocks_ = 0;
   std::size_t timeout_ = N;

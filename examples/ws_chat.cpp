@@ -1,0 +1,258 @@
+// ws_chat.cpp: a WebSocket chat server (the browser's protocol: text
+// messages over ws://.../chat) and a few clients, in one program.
+//
+// Server: a client's first message is its name; every later message is
+// broadcast as "name: text" to every member, the sender included, in one
+// order for all (the hub's lock orders broadcasts). Each member has a
+// bounded outbox (kOutboxBytes of text) drained by a writer fiber of its own,
+// so a slow reader never stalls the others. A member whose outbox is full
+// is DISCONNECTED (not silently skipped: a chat client that misses lines
+// without knowing is worse than one that reconnects): its session cancels
+// its writer, which may be stuck in a send to a peer that does not read,
+// and closes with 1008 "too slow" if the connection still allows a close
+// frame (otherwise it just drops it).
+//
+// Session shape (one per connection, on the connection's fiber): a reader
+// fiber (receive -> hub) and a writer fiber (outbox -> send_text) run on the
+// same WebSocket at once, which WebSocket allows; the session fiber waits
+// for either to end (or a kick, or shutdown), cancels the other (a
+// cancelled receive leaves the WebSocket usable) and closes.
+//
+// Graceful shutdown: the hub queues "* server shutting down" in every
+// outbox and closes them; each writer drains its outbox and the session
+// closes with 1001 (going away); then Server::shutdown() finds no session
+// left and serve() returns.
+//
+// Clients: alice, bob and carol each send kLines numbered lines and check
+// that they receive all 3 * kLines lines, every sender's in its order. A
+// lurker joins and never reads while a fourth client floods 64 KiB
+// messages: the server disconnects the lurker, the others are unaffected.
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <spindle/io/http/all.hpp>
+#include <spindle/spindle.hpp>
+
+namespace sp = spindle;
+namespace http = spindle::http;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kOutboxBytes = 1 << 20;  // bytes queued per member, at most
+constexpr int kLines = 100;
+
+struct Member {
+  std::string name;
+  sp::Channel<std::string> outbox{sp::unbounded};  // bounded by `queued` instead
+  std::atomic<std::size_t> queued{0};                // bytes in outbox
+  sp::Event stop;               // set: the session should end
+  std::atomic<bool> kicked{false};
+};
+
+class Hub {
+ public:
+  void join(const std::shared_ptr<Member>& m) {
+    std::lock_guard lk(mu_);
+    members_.emplace(m.get(), m);
+    broadcast_locked("* " + m->name + " joined");
+  }
+  void leave(Member* m) {
+    std::lock_guard lk(mu_);
+    if (members_.erase(m) != 0) broadcast_locked("* " + m->name + " left");
+  }
+  void broadcast(const std::string& text) {
+    std::lock_guard lk(mu_);
+    broadcast_locked(text);
+  }
+  // shutdown: a last line to everyone, then no more.
+  void shutdown() {
+    std::lock_guard lk(mu_);
+    broadcast_locked("* server shutting down");
+    for (auto& [p, m] : members_) m->outbox.close();
+    members_.clear();
+  }
+  std::uint64_t kicked() const { return kicked_.load(); }
+
+ private:
+  // The lock is a std::mutex: nothing under it suspends (try_send never
+  // waits), so a broadcast costs no fiber switch.
+  void broadcast_locked(const std::string& text) {
+    for (auto it = members_.begin(); it != members_.end();) {
+      Member& m = *it->second;
+      if (m.queued.load() + text.size() <= kOutboxBytes) {
+        m.queued.fetch_add(text.size());
+        m.outbox.try_send(text);
+        ++it;
+        continue;
+      }
+      m.kicked = true;  // full: too slow, disconnect it
+      m.outbox.close();
+      m.stop.set();
+      kicked_.fetch_add(1);
+      it = members_.erase(it);
+    }
+  }
+  std::mutex mu_;
+  std::map<Member*, std::shared_ptr<Member>> members_;
+  std::atomic<std::uint64_t> kicked_{0};
+};
+
+void session(Hub& hub, http::WebSocket ws) {
+  auto me = std::make_shared<Member>();
+  try {
+    auto first = ws.receive();
+    if (!first.is_text()) return;
+    me->name = first.data;
+  } catch (const http::WsError&) {
+    return;
+  }
+  hub.join(me);
+  auto reader = sp::spawn([&] {
+    try {
+      for (;;) {
+        auto m = ws.receive();
+        if (m.is_close()) break;
+        hub.broadcast(me->name + ": " + m.data);
+      }
+    } catch (const http::WsError&) {
+    }
+    me->stop.set();
+  });
+  auto writer = sp::spawn([&] {
+    try {
+      while (auto line = me->outbox.recv()) {
+        me->queued.fetch_sub(line->size());
+        ws.send_text(*line);
+      }
+    } catch (const http::WsError&) {
+    }
+    me->stop.set();
+  });
+  me->stop.wait();
+  if (me->kicked) writer.cancel();  // it may be stuck on a peer that does not read
+  reader.cancel();
+  for (auto* t : {&reader, &writer}) {
+    try {
+      t->join();
+    } catch (const sp::Cancelled&) {
+    }
+  }
+  hub.leave(me.get());
+  // A close frame: 1001 when the server goes away, 1008 for a kicked one
+  // (a no-op when its send was cut mid-frame); nothing when the peer closed.
+  ws.close(me->kicked ? http::ws_close::policy : http::ws_close::going_away,
+           me->kicked ? "too slow" : "server shutting down");
+}
+
+// client: joins, waits for the other talkers to join, sends kLines lines, reads every line of the `talkers`
+// (checking each sender's order; all_in.done() once it has them all), then
+// reads on until the server closes.
+std::string client(const std::string& url, const std::string& name, int talkers, sp::WaitGroup& joined,
+                   sp::WaitGroup& all_in) {
+  auto ws = http::WebSocket::connect(url);
+  ws.send_text(name);
+  // Lines sent before another talker joined would not reach it: start
+  // once every talker has seen itself join.
+  while (ws.receive().data != "* " + name + " joined") {
+  }
+  joined.done();
+  joined.wait();
+  auto sender = sp::spawn([&] {
+    for (int i = 0; i < kLines; ++i) ws.send_text(std::to_string(i));
+  });
+  std::map<std::string, int> next;  // sender -> next number expected
+  int lines = 0;
+  bool ordered = true, notice = false;
+  std::uint16_t close_code = 0;
+  for (;;) {
+    auto m = ws.receive();
+    if (m.is_close()) {
+      close_code = m.code;
+      break;
+    }
+    if (m.data == "* server shutting down") notice = true;
+    if (m.data.rfind("* ", 0) == 0) continue;
+    const auto colon = m.data.find(": ");
+    const std::string who = m.data.substr(0, colon);
+    const std::string body = m.data.substr(colon + 2);
+    if (body.size() > 16) continue;  // the flood
+    ordered = ordered && std::stoi(body) == next[who]++;
+    if (++lines == talkers * kLines) all_in.done();
+  }
+  sender.join();
+  return name + ": " + std::to_string(lines) + "/" + std::to_string(talkers * kLines) + " lines, " +
+         (ordered ? "in order" : "OUT OF ORDER") + (notice ? ", saw shutdown notice" : "") +
+         ", closed with " + std::to_string(close_code);
+}
+
+}  // namespace
+
+int main() {
+  return sp::run([] {
+    Hub hub;
+    http::Router router;
+    router.get("/chat", http::websocket_handler([&hub](http::WebSocket ws, const http::Request&) {
+      session(hub, std::move(ws));
+    }));
+    http::Server server(router);
+    server.listen("127.0.0.1", 0);
+    auto serving = sp::spawn([&] { server.serve(); });
+    const std::string url = "ws://127.0.0.1:" + std::to_string(server.local_endpoint().port()) + "/chat";
+
+    // The lurker joins first and never reads.
+    auto lurker = http::WebSocket::connect(url);
+    lurker.send_text("lurker");
+
+    sp::WaitGroup joined, all_in;
+    joined.add(3);
+    all_in.add(3);
+    std::vector<sp::Task<std::string>> talkers;
+    for (const char* name : {"alice", "bob", "carol"})
+      talkers.push_back(sp::spawn([&, n = std::string(name)] { return client(url, n, 3, joined, all_in); }));
+
+    // Flood in lock step (send one 64 KiB message, wait for our own copy
+    // of it) until the lurker is disconnected: its socket buffers fill,
+    // then its outbox. Everyone who reads keeps up, as fast as the flooder.
+    {
+      auto flood = http::WebSocket::connect(url);
+      flood.send_text("flood");
+      const std::string big(64 * 1024, 'x');
+      for (int i = 0; i < 2000 && hub.kicked() == 0; ++i) {
+        flood.send_text(big);
+        while (flood.receive().data.size() != big.size() + 7) {  // "flood: " + big
+        }
+      }
+      std::printf("lurker disconnected: %s\n", hub.kicked() == 1 ? "yes" : "no");
+      flood.close();
+    }
+    // The lurker reads now: what was queued, then the end.
+    bool ended = false;
+    try {
+      for (;;) {
+        auto m = lurker.receive();
+        if (m.is_close()) {
+          ended = m.code == http::ws_close::policy;
+          break;
+        }
+      }
+    } catch (const http::WsError& e) {
+      ended = e.kind() == http::ws_errc::connection_lost;
+    }
+    std::printf("lurker saw: %s\n", ended ? "close 1008 or a dropped connection" : "something else");
+
+    all_in.wait();  // every talker has every line: shut down gracefully
+    hub.shutdown();
+    for (auto& t : talkers) std::printf("%s\n", t.join().c_str());
+    server.shutdown();
+    serving.join();
+    std::printf("connections open after shutdown: %llu\nok\n",
+                static_cast<unsigned long long>(server.connections_open()));
+    return 0;
+  });
+}

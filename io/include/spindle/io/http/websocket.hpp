@@ -1,0 +1,187 @@
+// websocket.hpp: http::WebSocket, a WebSocket (RFC 6455) client and server
+// connection on Boost.Beast's websocket::stream over spindle's TcpStream.
+// No Beast type appears here (docs/http.md "Layout"); websocket.cpp holds it.
+//
+//   auto ws = sp::http::WebSocket::connect("ws://127.0.0.1:8080/chat");
+//   ws.send_text("hello");
+//   auto m = ws.receive();          // text, binary or close
+//   if (m.is_close()) ...;          // m.code, m.data (the reason)
+//   ws.close(1000, "bye");
+//
+// Server side, a route that upgrades (the session runs on the connection's
+// fiber and owns the connection until it returns):
+//
+//   router.get("/chat", sp::http::websocket_handler(
+//       [](sp::http::WebSocket ws, const sp::http::Request& req) { ... }));
+//
+// Waits: every call that waits (connect, send_*, ping, receive, close) is a
+// wait of the TcpStream's: it suspends only its fiber, is a cancellation
+// point and obeys with_timeout / with_deadline.
+//
+// Cancellation (docs/http.md "WebSocket"): a receive() cancelled or timed
+// out leaves the WebSocket usable: the next receive() continues where it
+// stopped (bytes of a message read so far are kept). A send cancelled or
+// timed out while its frame is being written (a slow peer) breaks the
+// connection, since the peer cannot resync: later calls raise
+// ws_errc::connection_lost. Bound sends with a timeout only where giving
+// up on the connection is the intent (the chat example's slow client).
+//
+// Concurrency: one fiber may be in receive() while another sends (send_*,
+// ping) on the same WebSocket, as with TcpStream's reader and writer. A
+// second receiver, or close() while another fiber is in receive(), raises
+// std::system_error(std::errc::operation_in_progress); to close from
+// elsewhere, cancel the receiving fiber first (its receive stays clean).
+//
+// Pings are answered by receive() itself (a pong goes back before it
+// returns or waits again); pongs are counted, never returned.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <spindle/io/http/message.hpp>
+#include <spindle/io/http/server.hpp>
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle::http {
+
+// ws_errc: every failure of a WebSocket is a WsError with one of these.
+enum class ws_errc {
+  invalid_url = 1,   // not ws://host[:port][/path]
+  refused,           // connect: nobody listens
+  connect_failed,    // connect: any other failure (unreachable, DNS)
+  handshake_failed,  // the upgrade was refused or malformed (either side)
+  message_too_big,   // a message over max_message_size: closed with 1009
+  protocol_error,    // the peer broke RFC 6455 (bad frame, bad UTF-8): closed with 1002/1007
+  connection_lost,   // the TCP connection ended without a close handshake
+                     // (end of stream, reset), or a send was cut mid-frame
+  closed,            // send/ping/close on a WebSocket already closed
+};
+
+const std::error_category& ws_category() noexcept;
+inline std::error_code make_error_code(ws_errc e) noexcept { return {static_cast<int>(e), ws_category()}; }
+
+class WsError : public std::system_error {
+ public:
+  WsError(ws_errc e, const std::string& what) : std::system_error(make_error_code(e), what) {}
+  ws_errc kind() const noexcept { return static_cast<ws_errc>(code().value()); }
+};
+
+// Close codes (RFC 6455 section 7.4.1) that come up most.
+namespace ws_close {
+inline constexpr std::uint16_t normal = 1000;
+inline constexpr std::uint16_t going_away = 1001;
+inline constexpr std::uint16_t protocol_error = 1002;
+inline constexpr std::uint16_t unsupported = 1003;
+inline constexpr std::uint16_t no_status = 1005;  // received: the peer's close frame had no code
+inline constexpr std::uint16_t bad_payload = 1007;
+inline constexpr std::uint16_t policy = 1008;
+inline constexpr std::uint16_t too_big = 1009;
+inline constexpr std::uint16_t internal_error = 1011;
+}  // namespace ws_close
+
+// WsMessage: what receive() returns. text / binary: `data` is the whole
+// message. close: the peer's close frame (`code`, `data` = reason); the
+// closing handshake is complete and our side of the TCP connection shut
+// down (the descriptor is released by the WebSocket's destructor).
+struct WsMessage {
+  enum class Kind { text, binary, close };
+  Kind kind = Kind::text;
+  std::string data;
+  std::uint16_t code = 0;  // close only
+
+  bool is_text() const noexcept { return kind == Kind::text; }
+  bool is_binary() const noexcept { return kind == Kind::binary; }
+  bool is_close() const noexcept { return kind == Kind::close; }
+};
+
+struct WsOptions {
+  // A received message over this many bytes: WsError(message_too_big), and
+  // the connection is closed with 1009. 4 MiB, aiohttp's default.
+  std::size_t max_message_size = 4u << 20;
+  // close(), and the teardown after a close frame: how long to wait for the
+  // peer's close frame and for its end of stream before the socket is
+  // closed anyway.
+  std::chrono::milliseconds close_timeout{5'000};
+  // Client handshake: extra request fields (Origin, Authorization, ...).
+  Headers headers;
+};
+
+class WebSocket {
+ public:
+  struct Impl;
+
+  WebSocket() noexcept;
+  WebSocket(WebSocket&&) noexcept;
+  WebSocket& operator=(WebSocket&&) noexcept;
+  // The destructor closes the descriptor (without a close frame if none was
+  // exchanged: call close() for a clean end).
+  ~WebSocket();
+
+  // connect: TCP connect and the opening handshake to
+  // ws://host[:port][/path][?query] (port 80 by default).
+  SPINDLE_MAY_SUSPEND static WebSocket connect(std::string_view url, WsOptions options = {});
+
+  // accept: the server side of the opening handshake on a connection whose
+  // upgrade request Beast or http::Server has already read (`buffered`:
+  // bytes read past the request). An invalid upgrade request is answered
+  // 400 and raises WsError(handshake_failed). Used by websocket_handler.
+  SPINDLE_MAY_SUSPEND static WebSocket accept(io::TcpStream&& conn, const Request& upgrade,
+                                              std::string_view buffered = {}, WsOptions options = {});
+
+  // send_text / send_binary: one message (one frame). Raises
+  // WsError(closed) once the WebSocket is closed.
+  SPINDLE_MAY_SUSPEND void send_text(std::string_view text);
+  SPINDLE_MAY_SUSPEND void send_binary(std::string_view bytes);
+  // ping: sends a ping (payload at most 125 bytes); the peer's pong is
+  // counted by the receive() that reads it (pongs_received()).
+  SPINDLE_MAY_SUSPEND void ping(std::string_view payload = {});
+
+  // receive: the next text or binary message, or the peer's close (then
+  // the handshake is finished; later calls return the same close again). Raises WsError(message_too_big / protocol_error
+  // / connection_lost).
+  SPINDLE_MAY_SUSPEND WsMessage receive();
+
+  // close: the closing handshake: sends a close frame (code, reason of at
+  // most 123 bytes), reads (discarding messages) until the peer's close
+  // frame and the peer's end of stream, having shut down ours; at most
+  // close_timeout. Idempotent: on a closed WebSocket it does nothing.
+  SPINDLE_MAY_SUSPEND void close(std::uint16_t code = ws_close::normal, std::string_view reason = {});
+
+  // is_open: no close frame sent or received, no error seen.
+  bool is_open() const noexcept;
+  // The peer's close frame, once one was received (code 0 before).
+  std::uint16_t close_code() const noexcept;
+  std::uint64_t pings_received() const noexcept;
+  std::uint64_t pongs_received() const noexcept;
+
+ private:
+  explicit WebSocket(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+// WsSession: a server-side WebSocket's body; runs on the connection's
+// fiber. The connection ends when it returns (call close() first for a
+// clean end: the WebSocket's destructor drops the TCP connection without a
+// close frame).
+using WsSession = std::function<void(WebSocket ws, const Request& req)>;
+
+// websocket_handler: a Handler (for a Router route or a Server) that
+// upgrades the connection and runs `session`. A request that is not an
+// acceptable upgrade (no Upgrade: websocket, bad key or version) is
+// answered 400 and its connection closed; the server goes on. Graceful
+// shutdown of the Server waits for sessions like for any handler (up to
+// drain_timeout, then cancels them): end them yourself first.
+Handler websocket_handler(WsSession session, WsOptions options = {});
+
+}  // namespace spindle::http
+
+template <>
+struct std::is_error_code_enum<spindle::http::ws_errc> : std::true_type {};

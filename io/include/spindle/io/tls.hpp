@@ -1,0 +1,185 @@
+// tls.hpp: TlsStream, TLS (1.2 and 1.3, OpenSSL 3) over a TcpStream, with
+// TcpStream's calls: read_some, read_exact, read_until, read_to_end,
+// write_some, write_all, and Asio's SyncReadStream / SyncWriteStream (so
+// Beast reads and writes it as it does a TcpStream).
+//
+//   auto ctx = io::TlsContext::client();                 // system trust store
+//   auto s = io::TlsStream::connect("example.org", 443, ctx);
+//   s.write_all("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n");
+//
+//   auto sctx = io::TlsContext::server({.cert_file = "cert.pem", .key_file = "key.pem"});
+//   auto t = io::TlsStream::server(listener.accept(), sctx);   // handshake
+//
+// How (docs/decisions/0010-tls.md): OpenSSL runs over two memory BIOs and
+// never touches the socket; the stream moves ciphertext between those BIOs
+// and the TcpStream itself. So every wait is a TcpStream wait: the
+// handshake, reads and writes suspend only the calling fiber, are
+// cancellation points and obey with_timeout / with_deadline; and no OpenSSL
+// call spans a suspension (OpenSSL's per-thread error queue stays on the
+// worker that made the call, wherever the fiber migrates later). This
+// header includes neither OpenSSL nor Asio.
+//
+// Client side: the peer's certificate chain is verified against the system
+// trust store (or TlsClientOptions::ca_file) and its name against the host
+// given (DNS name, or IP address for a numeric host), and the host is sent
+// as SNI (not for an IP address). Verification is off only when
+// TlsClientOptions::verify is false.
+//
+// Contract as TcpStream (tcp.hpp): one reader and one writer fiber at once
+// (full duplex: OpenSSL's state is locked for each call, never across a
+// wait); close(), moves and the destructor must not race another call.
+// Differences, each because the bytes a TLS write produces are committed
+// records:
+//  - write_some encrypts all it accepts (at most 64 KiB) and sends it before
+//    it returns; a cancellation or timeout inside it or inside write_all
+//    marks the stream write_interrupted (later writes fail), even if no byte
+//    reached the socket yet.
+//  - end of stream: read_some returns 0 only after the peer's close_notify.
+//    A TCP end of stream without close_notify (a truncation attack looks
+//    the same) is tls_error::truncated.
+//
+// Errors: std::system_error. TLS failures carry a tls_error code (category
+// "spindle.tls", comparable to no std::errc) and OpenSSL's reason text in
+// what(); socket failures keep their std::errc codes (connection_reset,
+// broken_pipe), so a TLS failure is never mistaken for a reset.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <spindle/io/error.hpp>
+#include <spindle/io/tcp.hpp>
+#include <spindle/runtime/detail/macros.hpp>
+
+namespace spindle::io {
+
+enum class tls_error {
+  handshake = 1,  // the handshake failed: protocol, alert from the peer, no common cipher
+  verify,         // the peer's certificate failed verification (chain, name, dates)
+  truncated,      // the TCP stream ended without close_notify (in the handshake too)
+  protocol,       // a TLS protocol error after the handshake (bad record, MAC)
+  config,         // a TlsContext could not be made (certificate, key or CA file)
+};
+
+const std::error_category& tls_category() noexcept;
+
+inline std::error_code make_error_code(tls_error e) noexcept { return {static_cast<int>(e), tls_category()}; }
+
+struct TlsClientOptions {
+  // verify: check the peer's chain and name. false is for tests and
+  // private networks only: anyone in the middle can then read the stream.
+  bool verify = true;
+  // ca_file: a PEM file of trusted CA certificates, used instead of the
+  // system trust store. Empty: the system store (OpenSSL's default paths).
+  std::string ca_file = {};
+};
+
+struct TlsServerOptions {
+  std::string cert_file = {};  // PEM: the certificate, then any intermediates
+  std::string key_file = {};   // PEM: its private key
+};
+
+namespace detail {
+struct TlsContextImpl;  // tls.cpp: an SSL_CTX
+struct TlsState;        // tls.cpp: an SSL, its BIOs and the TcpStream
+}  // namespace detail
+
+// TlsContext: the configuration shared by many streams (an SSL_CTX: trust
+// store, certificate and key). Making one loads files (the system trust
+// store: a few ms), so make it once and reuse it. Copies share the same
+// context; any thread may use it once made.
+class TlsContext {
+ public:
+  // client / server: throw std::system_error(tls_error::config) with
+  // OpenSSL's reason when a file cannot be loaded or the key does not match.
+  static TlsContext client(const TlsClientOptions& o = {});
+  static TlsContext server(const TlsServerOptions& o);
+
+  TlsContext() = default;  // empty: not usable for a stream
+  bool is_server() const noexcept;
+  explicit operator bool() const noexcept { return impl_ != nullptr; }
+
+ private:
+  friend class TlsStream;
+  std::shared_ptr<detail::TlsContextImpl> impl_;
+};
+
+class TlsStream : public detail::BufferStreamOps<TlsStream> {
+ public:
+  TlsStream() noexcept;
+  TlsStream(TlsStream&& o) noexcept;
+  TlsStream& operator=(TlsStream&& o) noexcept;
+  ~TlsStream();
+
+  // connect: TcpStream::connect(host, port), then the client handshake
+  // with `host` as the name to verify and send as SNI.
+  SPINDLE_MAY_SUSPEND static TlsStream connect(std::string_view host, std::uint16_t port,
+                                               const TlsContext& ctx);
+  // client: the client handshake over an open TcpStream (taken over);
+  // server_name is verified and sent as SNI (see the file comment).
+  // server: the server handshake over an accepted TcpStream (ctx made by
+  // TlsContext::server). Both are cancellation points; a cancelled, timed
+  // out or failed handshake closes the socket. Failures: tls_error::verify
+  // or handshake (reason in what()), tls_error::truncated when the peer
+  // closed mid-handshake, the socket's std::errc when it was reset.
+  SPINDLE_MAY_SUSPEND static TlsStream client(TcpStream s, const TlsContext& ctx,
+                                              std::string_view server_name);
+  SPINDLE_MAY_SUSPEND static TlsStream server(TcpStream s, const TlsContext& ctx);
+
+  // read_some: at least one byte of plaintext; 0 only after the peer's
+  // close_notify (or when n == 0). The error_code& form puts I/O and TLS
+  // errors in ec; Cancelled / TimedOut still throw.
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n, std::error_code& ec);
+  SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
+                                             std::size_t max_size);
+  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
+                                              std::size_t max_size = std::string::npos);
+  // write_some: encrypts and sends min(n, 64 KiB) bytes (file comment).
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n, std::error_code& ec);
+  SPINDLE_MAY_SUSPEND void write_all(const void* p, std::size_t n);
+  SPINDLE_MAY_SUSPEND void write_all(std::string_view s) { write_all(s.data(), s.size()); }
+
+  // Buffer-sequence forms (Asio SyncReadStream / SyncWriteStream; with
+  // <spindle/io/asio_stream.hpp> also boost::system::error_code&, where a
+  // tls_error becomes EIO: Boost 1.74 cannot carry our category).
+  using BufferStreamOps::read_some;
+  using BufferStreamOps::write_all;
+  using BufferStreamOps::write_some;
+  SPINDLE_MAY_SUSPEND std::size_t read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  SPINDLE_MAY_SUSPEND std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  SPINDLE_MAY_SUSPEND void write_all_iov(iovec* iov, std::size_t cnt);
+
+  // shutdown: sends close_notify and ends the TCP write side (the peer's
+  // read_some returns 0). Does not wait for the peer's close_notify.
+  SPINDLE_MAY_SUSPEND void shutdown();
+  // close: closes the socket (no close_notify). Idempotent.
+  void close() noexcept;
+  bool is_open() const noexcept;
+
+  // The TCP stream underneath (socket options, endpoints). Reading or
+  // writing it directly breaks the TLS stream.
+  TcpStream& next_layer();
+  // version: "TLSv1.3" or "TLSv1.2".
+  std::string_view version() const;
+  // last_error: OpenSSL's text for the latest TLS failure of an
+  // error_code& call (empty if none).
+  std::string last_error() const;
+
+ private:
+  explicit TlsStream(std::unique_ptr<detail::TlsState> st) noexcept;
+  std::unique_ptr<detail::TlsState> st_;
+};
+
+}  // namespace spindle::io
+
+template <>
+struct std::is_error_code_enum<spindle::io::tls_error> : std::true_type {};

@@ -1,0 +1,631 @@
+// websocket.cpp: http::WebSocket on Beast's websocket::stream, synchronous
+// API, over spindle's TcpStream (docs/http.md "WebSocket").
+//
+// Three pieces make Beast's stream fit spindle:
+//
+//  1. Layer, the NextLayer Beast reads and writes through. Beast's
+//     websocket::stream<NextLayer> asks its next layer for an executor
+//     (NextLayer::get_executor()) even when only the synchronous API is
+//     used: its constructor builds a steady_timer (for async timeouts) and
+//     registers with a service of the executor's execution_context. The
+//     synchronous calls never touch either. TcpStream has no executor, and
+//     should not grow one (it is not an Asio object), so Layer hands out the
+//     executor of one process-wide io_context that is never run ("inert"):
+//     it only gives the timer and the service a home. It is created on the
+//     first WebSocket and deliberately never destroyed (a WebSocket may
+//     outlive static destruction on a detached fiber); the timer service
+//     opens three descriptors for it (epoll, eventfd, timerfd) once per
+//     process.
+//
+//  2. Waiting outside Beast. Beast's stream state is not thread-safe and
+//     its read path also writes (pongs, the close reply), so every call into
+//     Beast runs under Impl::mu, a spindle Mutex. A receive() must not hold
+//     it while waiting for the peer, or a sender would wait for the next
+//     incoming message. So receive() calls Beast with Layer in "no wait"
+//     mode: Layer serves Beast from Wire::in (bytes already read) and, when
+//     that is empty, throws NeedInput instead of waiting. receive() catches
+//     it, drops the lock, waits for bytes on the TcpStream into Wire::in, and
+//     calls Beast again. This relies on a property of Beast 1.74's sync
+//     read_some (websocket/impl/read.hpp), checked by reading it: every read
+//     of the next layer happens before any state change that depends on its
+//     result (nothing is committed, consumed or unmasked for a read that did
+//     not return), and a call that reads the next layer has delivered no
+//     payload bytes yet. An exception from Layer::read_some therefore leaves
+//     Beast where it was, and the message buffer (Impl::msg, a member) keeps
+//     what earlier calls delivered. The same property makes a receive()
+//     cancelled in its wait (Cancelled, TimedOut) leave the WebSocket usable.
+//
+//  3. teardown(role, Layer&, ec), the customisation point Beast requires for
+//     a user-defined next layer: after a close handshake (or a failure Beast
+//     answers with a close frame), flush, shut down our write side and read
+//     until the peer's end of stream for at most close_timeout. The
+//     descriptor itself is closed by the WebSocket's destructor.
+//
+//  4. Writing outside the lock, too. A sender that held Impl::mu while
+//     waiting for a full socket would block the receiver, and two peers
+//     that both send while the other's receiver is blocked that way
+//     deadlock (the chat example did). So Layer::write_some only appends
+//     Beast's frames to Wire::out, under mu, in Beast's order; they reach
+//     the socket by Wire::flush outside mu, one flusher at a time
+//     (Wire::flush_mu, FIFO). A sender flushes before it returns (so a
+//     slow peer slows the sender: memory stays bounded by one message); the
+//     receiver flushes the pongs Beast wrote only if nobody else is
+//     flushing (never waiting for its turn: it would block reading on a
+//     peer that does not read). Before Beast waits for input in wait mode
+//     (handshake, close) Layer flushes, since Beast expects an answer to
+//     what it wrote. A flush that fails or is cancelled has lost frames:
+//     the connection is broken (connection_lost from then on).
+#include <atomic>
+#include <charconv>
+#include <mutex>
+#include <string>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include <spindle/io/asio_stream.hpp>
+#include <spindle/io/http/websocket.hpp>
+#include <spindle/io/tcp.hpp>
+#include <spindle/runtime/all.hpp>
+#include <spindle/sync/mutex.hpp>
+
+namespace spindle::http {
+
+namespace beast = boost::beast;
+namespace bws = boost::beast::websocket;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+
+namespace {
+
+beast::string_view bsv(std::string_view s) noexcept { return {s.data(), s.size()}; }
+
+net::io_context& inert_context() {
+  static net::io_context* ctx = new net::io_context();  // never run, never destroyed (top of file)
+  return *ctx;
+}
+
+// NeedInput: Layer found no buffered bytes in "no wait" mode.
+struct NeedInput {};
+
+// Wire: what Layer reads from and writes to. Owned by Impl (heap, never
+// moves), so Layer keeps a plain pointer.
+struct Wire {
+  io::TcpStream tcp;
+  beast::flat_buffer in;    // bytes read from tcp, not yet given to Beast
+  bool wait = true;         // false: Layer throws NeedInput instead of waiting
+  std::chrono::milliseconds close_timeout{5'000};
+  // Frames Beast wrote, in order, not yet on the socket (piece 4 at the
+  // top). out_mu is held for appends and swaps only, never across a wait.
+  std::mutex out_mu;
+  std::string out;
+  Mutex flush_mu;  // one flusher at a time: frames leave in order
+
+  // flush: writes `out` until it is empty. wait: wait for flush_mu;
+  // otherwise return at once if another fiber flushes (it re-checks `out`
+  // after it lets go, so nothing is stranded). Throws std::system_error
+  // (reset, broken pipe) and Cancelled / TimedOut (then the frames taken
+  // are lost: the caller marks the connection broken).
+  void flush(bool wait_turn) {
+    for (;;) {
+      if (wait_turn) {
+        flush_mu.lock();
+      } else if (!flush_mu.try_lock()) {
+        return;
+      }
+      std::unique_lock turn(flush_mu, std::adopt_lock);
+      for (;;) {
+        std::string chunk;
+        {
+          std::lock_guard lk(out_mu);
+          if (out.empty()) break;
+          chunk.swap(out);
+        }
+        tcp.write_all(chunk);
+      }
+      turn.unlock();
+      std::lock_guard lk(out_mu);
+      if (out.empty()) return;
+      wait_turn = false;
+    }
+  }
+  bool out_empty() {
+    std::lock_guard lk(out_mu);
+    return out.empty();
+  }
+};
+
+class Layer {
+ public:
+  using executor_type = net::io_context::executor_type;
+
+  explicit Layer(Wire* w) noexcept : w_(w) {}
+  executor_type get_executor() noexcept { return inert_context().get_executor(); }
+  Wire& wire() noexcept { return *w_; }
+
+  template <class B>
+  std::size_t read_some(const B& b, boost::system::error_code& ec) {
+    if (w_->in.size() > 0) {
+      const std::size_t n = net::buffer_copy(b, w_->in.data());
+      w_->in.consume(n);
+      ec = {};
+      return n;
+    }
+    if (!w_->wait) throw NeedInput{};
+    // Beast waits for an answer to what it wrote (handshake, close).
+    try {
+      w_->flush(true);
+    } catch (const std::system_error& e) {
+      io::detail::ErrorCodeAdapter<boost::system::error_code>::assign(ec, e.code());
+      return 0;
+    }
+    return w_->tcp.read_some(b, ec);
+  }
+  template <class B>
+  std::size_t read_some(const B& b) {
+    boost::system::error_code ec;
+    const std::size_t n = read_some(b, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+  // write_some: appends to Wire::out (flushed after Beast returns).
+  template <class B>
+  std::size_t write_some(const B& b, boost::system::error_code& ec) {
+    std::size_t n = 0;
+    std::lock_guard lk(w_->out_mu);
+    for (auto it = net::buffer_sequence_begin(b); it != net::buffer_sequence_end(b); ++it) {
+      const net::const_buffer x(*it);
+      w_->out.append(static_cast<const char*>(x.data()), x.size());
+      n += x.size();
+    }
+    ec = {};
+    return n;
+  }
+  template <class B>
+  std::size_t write_some(const B& b) {
+    boost::system::error_code ec;
+    const std::size_t n = write_some(b, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+ private:
+  Wire* w_;
+};
+
+// teardown: found by Beast through argument-dependent lookup (piece 3 at
+// the top). Never fails: whatever happens, the socket ends closed.
+void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
+  using namespace std::chrono_literals;
+  ec = {};
+  Wire& w = layer.wire();
+  w.in.consume(w.in.size());
+  try {
+    w.flush(true);  // the close frame
+    w.tcp.shutdown();
+    with_timeout(w.close_timeout, [&] {
+      char sink[4096];
+      for (;;) {
+        std::error_code e;
+        const std::size_t n = w.tcp.read_some(sink, sizeof sink, e);
+        if (e || n == 0) return;
+      }
+    });
+  } catch (const TimedOut&) {
+  } catch (const std::system_error&) {
+  }
+  // Not closed here: Impl::end says why.
+}
+
+// async_teardown: declared for Beast's overload resolution only; the async
+// API is never instantiated.
+template <class Handler>
+void async_teardown(beast::role_type, Layer&, Handler&&) = delete;
+
+struct Url {
+  std::string host;
+  std::uint16_t port = 80;
+  std::string target = "/";
+};
+
+bool parse_ws_url(std::string_view url, Url& out) {
+  constexpr std::string_view kScheme = "ws://";
+  if (url.size() < kScheme.size() || !iequals(url.substr(0, kScheme.size()), kScheme)) return false;
+  url.remove_prefix(kScheme.size());
+  const std::size_t slash = url.find_first_of("/?");
+  std::string_view authority = url.substr(0, slash);
+  if (slash != std::string_view::npos) {
+    out.target = std::string(url.substr(slash));
+    if (out.target[0] == '?') out.target.insert(0, "/");
+  }
+  if (authority.empty()) return false;
+  if (authority.front() == '[') {  // [v6]:port
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return false;
+    out.host = std::string(authority.substr(1, close - 1));
+    authority.remove_prefix(close + 1);
+    if (authority.empty()) return true;
+    if (authority.front() != ':') return false;
+    authority.remove_prefix(1);
+  } else {
+    const std::size_t colon = authority.rfind(':');
+    out.host = std::string(authority.substr(0, colon));
+    if (colon == std::string_view::npos) return !out.host.empty();
+    authority.remove_prefix(colon + 1);
+  }
+  unsigned port = 0;
+  const auto [end, ec] = std::from_chars(authority.data(), authority.data() + authority.size(), port);
+  if (ec != std::errc{} || end != authority.data() + authority.size() || port == 0 || port > 65535)
+    return false;
+  out.port = static_cast<std::uint16_t>(port);
+  return !out.host.empty();
+}
+
+class WsCategory : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "spindle.websocket"; }
+  std::string message(int v) const override {
+    switch (static_cast<ws_errc>(v)) {
+      case ws_errc::invalid_url: return "invalid WebSocket URL";
+      case ws_errc::refused: return "connection refused";
+      case ws_errc::connect_failed: return "connect failed";
+      case ws_errc::handshake_failed: return "WebSocket handshake failed";
+      case ws_errc::message_too_big: return "WebSocket message too big";
+      case ws_errc::protocol_error: return "WebSocket protocol error";
+      case ws_errc::connection_lost: return "WebSocket connection lost";
+      case ws_errc::closed: return "WebSocket closed";
+    }
+    return "unknown WebSocket error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& ws_category() noexcept {
+  static const WsCategory c;
+  return c;
+}
+
+struct WebSocket::Impl {
+  // States: open; closed (a close frame went both ways, or Beast failed the
+  // connection and closed it); broken (the TCP connection is unusable).
+  static constexpr int kOpen = 0, kClosed = 1, kBroken = 2;
+
+  Wire wire;                     // before ws: Layer points into it
+  bws::stream<Layer> ws{&wire};  // guarded by mu
+  Mutex mu;                      // every call into ws (piece 2 at the top)
+  beast::flat_buffer msg;        // the message being received (receiver only)
+  std::atomic<int> state{kOpen};
+  std::atomic<bool> reading{false};  // a receive() or close() is under way
+  WsMessage close_msg;               // the peer's close; written under mu before state = closed
+  std::atomic<std::uint16_t> peer_code{0};
+  std::atomic<std::uint64_t> pings{0}, pongs{0};
+
+  void setup(const WsOptions& opt) {
+    wire.close_timeout = opt.close_timeout;
+    ws.read_message_max(opt.max_message_size);
+    // One message, one frame: Beast's auto-fragmenting would split at its
+    // write buffer size for no benefit here.
+    ws.auto_fragment(false);
+    ws.control_callback([this](bws::frame_type k, beast::string_view) {
+      if (k == bws::frame_type::ping) pings.fetch_add(1, std::memory_order_relaxed);
+      if (k == bws::frame_type::pong) pongs.fetch_add(1, std::memory_order_relaxed);
+    });
+  }
+
+  // end: a terminal state; the first one set stays. The socket is not
+  // closed here: senders write outside mu (piece 4), and a TcpStream must
+  // not be closed while another fiber is inside a call on it. The peer has
+  // seen our end of stream by then (teardown) or the connection is gone;
+  // the descriptor goes with the WebSocket's destructor.
+  void end(int s) {
+    int expected = kOpen;
+    state.compare_exchange_strong(expected, s, std::memory_order_acq_rel);
+  }
+
+  // fail_read: a Beast read error, under mu. Returns the close message for
+  // a close frame received; throws otherwise.
+  WsMessage on_read_error(const beast::error_code& ec) {
+    if (ec == bws::error::closed) {
+      const auto& cr = ws.reason();
+      close_msg.kind = WsMessage::Kind::close;
+      close_msg.code = cr.code == bws::close_code::none ? ws_close::no_status : static_cast<std::uint16_t>(cr.code);
+      close_msg.data = std::string(cr.reason.data(), cr.reason.size());
+      peer_code.store(close_msg.code, std::memory_order_relaxed);
+      end(kClosed);
+      return close_msg;
+    }
+    if (ec == bws::error::message_too_big) {
+      end(kClosed);
+      throw WsError(ws_errc::message_too_big, "spindle::http::WebSocket: message over max_message_size (closed with 1009)");
+    }
+    if (ec == net::error::operation_aborted) {
+      end(kClosed);
+      throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
+    }
+    if (ec.category() == bws::make_error_code(bws::error::closed).category()) {
+      end(kClosed);
+      throw WsError(ws_errc::protocol_error, "spindle::http::WebSocket: " + ec.message());
+    }
+    end(kBroken);
+    throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: " + ec.message());
+  }
+
+  // check_open: under mu, before a send.
+  void check_open() const {
+    const int s = state.load(std::memory_order_acquire);
+    if (s == kBroken) throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: connection lost");
+    if (s != kOpen) throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
+  }
+
+  // write: one Beast write under mu (`f(ec)` makes the call; it only
+  // appends to wire.out), then the flush outside mu.
+  template <class F>
+  void write(F&& f) {
+    {
+      std::lock_guard lk(mu);
+      check_open();
+      beast::error_code ec;
+      f(ec);
+      if (ec) {
+        end(kClosed);
+        throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
+      }
+    }
+    flush(true);
+  }
+
+  // flush: wire.flush, with failures turned into the broken state. A flush
+  // cut by cancellation loses the frames it had taken: broken too.
+  void flush(bool wait_turn) {
+    try {
+      wire.flush(wait_turn);
+    } catch (const std::system_error& e) {
+      end(kBroken);
+      throw WsError(ws_errc::connection_lost, std::string("spindle::http::WebSocket: ") + e.what());
+    } catch (...) {
+      end(kBroken);
+      throw;
+    }
+  }
+};
+
+namespace {
+
+// ReadingGuard: one receive() or close() at a time (both read).
+struct ReadingGuard {
+  std::atomic<bool>& flag;
+  explicit ReadingGuard(std::atomic<bool>& f) : flag(f) {
+    if (flag.exchange(true, std::memory_order_acquire))
+      throw std::system_error(std::make_error_code(std::errc::operation_in_progress),
+                              "spindle::http::WebSocket: another fiber is receiving");
+  }
+  ~ReadingGuard() { flag.store(false, std::memory_order_release); }
+};
+
+// flush_pongs: the receiver's share of flushing (pongs Beast wrote while
+// reading). Never waits for the flush turn: a sender that holds it sends
+// them too. Failures: the state says broken, the next call raises.
+void flush_pongs(WebSocket::Impl& I) {
+  if (I.wire.out_empty()) return;
+  try {
+    I.flush(false);
+  } catch (const WsError&) {
+  }
+}
+
+// NoWait: Layer in "no wait" mode for one Beast call.
+struct NoWait {
+  Wire& w;
+  explicit NoWait(Wire& wire) : w(wire) { w.wait = false; }
+  ~NoWait() { w.wait = true; }
+};
+
+}  // namespace
+
+WebSocket::WebSocket() noexcept = default;
+WebSocket::WebSocket(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+WebSocket::WebSocket(WebSocket&&) noexcept = default;
+WebSocket& WebSocket::operator=(WebSocket&&) noexcept = default;
+WebSocket::~WebSocket() = default;
+
+WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
+  Url u;
+  if (!parse_ws_url(url, u)) throw WsError(ws_errc::invalid_url, "spindle::http::WebSocket: invalid URL: " + std::string(url));
+  auto impl = std::make_unique<Impl>();
+  try {
+    impl->wire.tcp = io::TcpStream::connect(u.host, u.port);
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::connection_refused) throw WsError(ws_errc::refused, std::string("spindle::http::WebSocket: ") + e.what());
+    throw WsError(ws_errc::connect_failed, std::string("spindle::http::WebSocket: ") + e.what());
+  }
+  impl->wire.tcp.set_nodelay(true);
+  impl->setup(options);
+  if (!options.headers.empty()) {
+    impl->ws.set_option(bws::stream_base::decorator([h = options.headers](bws::request_type& req) {
+      for (const auto& [name, value] : h) req.insert(bsv(name), bsv(value));
+    }));
+  }
+  std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
+  if (u.port != 80) host += ":" + std::to_string(u.port);
+  bws::response_type res;
+  beast::error_code ec;
+  impl->ws.handshake(res, bsv(host), bsv(u.target), ec);
+  if (ec) {
+    std::string what = "spindle::http::WebSocket: handshake with " + std::string(url) + " failed: " + ec.message();
+    if (res.result_int() != 0) what += " (HTTP " + std::to_string(res.result_int()) + ")";
+    throw WsError(ws_errc::handshake_failed, what);
+  }
+  return WebSocket(std::move(impl));
+}
+
+WebSocket WebSocket::accept(io::TcpStream&& conn, const Request& upgrade, std::string_view buffered,
+                            WsOptions options) {
+  auto impl = std::make_unique<Impl>();
+  impl->wire.tcp = std::move(conn);
+  impl->setup(options);
+  // Bytes the peer sent after its request (frames sent without waiting for
+  // the 101) are the WebSocket's first input.
+  if (!buffered.empty()) {
+    auto b = impl->wire.in.prepare(buffered.size());
+    net::buffer_copy(b, net::buffer(buffered.data(), buffered.size()));
+    impl->wire.in.commit(buffered.size());
+  }
+  bhttp::request<bhttp::empty_body> req;
+  req.method_string(bsv(upgrade.method));
+  req.target(bsv(upgrade.target));
+  req.version(upgrade.version);
+  for (const auto& [name, value] : upgrade.headers) req.insert(bsv(name), bsv(value));
+  beast::error_code ec;
+  impl->ws.accept(req, ec);  // on a bad request Beast answers 400 itself
+  try {
+    impl->wire.flush(true);  // the 101 or the error response
+  } catch (const std::system_error&) {
+    if (!ec) ec = net::error::connection_reset;
+  }
+  if (ec) {
+    try {
+      impl->wire.tcp.shutdown();
+    } catch (const std::system_error&) {
+    }
+    impl->wire.tcp.close();
+    throw WsError(ws_errc::handshake_failed, "spindle::http::WebSocket: bad upgrade request: " + ec.message());
+  }
+  return WebSocket(std::move(impl));
+}
+
+void WebSocket::send_text(std::string_view text) {
+  Impl& I = *impl_;
+  I.write([&](beast::error_code& ec) {
+    I.ws.text(true);
+    I.ws.write(net::buffer(text.data(), text.size()), ec);
+  });
+}
+
+void WebSocket::send_binary(std::string_view bytes) {
+  Impl& I = *impl_;
+  I.write([&](beast::error_code& ec) {
+    I.ws.binary(true);
+    I.ws.write(net::buffer(bytes.data(), bytes.size()), ec);
+  });
+}
+
+void WebSocket::ping(std::string_view payload) {
+  if (payload.size() > 125) throw std::invalid_argument("spindle::http::WebSocket::ping: payload over 125 bytes");
+  Impl& I = *impl_;
+  I.write([&](beast::error_code& ec) { I.ws.ping(bws::ping_data(payload.data(), payload.size()), ec); });
+}
+
+WsMessage WebSocket::receive() {
+  Impl& I = *impl_;
+  ReadingGuard guard(I.reading);
+  for (;;) {
+    {
+      std::unique_lock lk(I.mu);
+      switch (I.state.load(std::memory_order_acquire)) {
+        case Impl::kOpen: break;
+        case Impl::kClosed:
+          if (I.close_msg.is_close()) return I.close_msg;
+          throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
+        default: throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: connection lost");
+      }
+      beast::error_code ec;
+      bool need_input = false;
+      try {
+        NoWait nw(I.wire);
+        I.ws.read(I.msg, ec);
+      } catch (const NeedInput&) {
+        need_input = true;
+      }
+      if (!need_input) {
+        if (ec) return I.on_read_error(ec);
+        WsMessage m;
+        m.kind = I.ws.got_text() ? WsMessage::Kind::text : WsMessage::Kind::binary;
+        m.data = beast::buffers_to_string(I.msg.data());
+        I.msg.clear();
+        lk.unlock();
+        flush_pongs(I);
+        return m;
+      }
+    }
+    flush_pongs(I);
+    // Wait for the peer without the lock (a sender may go on meanwhile). A
+    // cancellation here changes nothing: the next receive() resumes.
+    std::error_code e;
+    const std::size_t n = I.wire.tcp.read_some(I.wire.in.prepare(16 * 1024), e);
+    if (e || n == 0) {
+      std::lock_guard lk(I.mu);
+      if (I.state.load(std::memory_order_acquire) == Impl::kOpen) I.end(Impl::kBroken);
+      throw WsError(ws_errc::connection_lost,
+                    "spindle::http::WebSocket: connection lost: " + (e ? e.message() : std::string("end of stream")));
+    }
+    I.wire.in.commit(n);
+  }
+}
+
+void WebSocket::close(std::uint16_t code, std::string_view reason) {
+  if (!impl_) return;
+  Impl& I = *impl_;
+  ReadingGuard guard(I.reading);
+  std::lock_guard lk(I.mu);
+  if (I.state.load(std::memory_order_acquire) != Impl::kOpen) return;
+  bws::close_reason cr(static_cast<bws::close_code>(code),
+                       bsv(reason.substr(0, std::min<std::size_t>(reason.size(), 123))));
+  beast::error_code ec;
+  try {
+    with_timeout(I.wire.close_timeout, [&] { I.ws.close(cr, ec); });
+  } catch (const TimedOut&) {
+    // The peer did not answer in time: closed anyway.
+  } catch (...) {
+    I.end(Impl::kClosed);
+    throw;
+  }
+  if (!ec) {
+    const auto& got = I.ws.reason();
+    I.close_msg.kind = WsMessage::Kind::close;
+    I.close_msg.code = got.code == bws::close_code::none ? ws_close::no_status : static_cast<std::uint16_t>(got.code);
+    I.close_msg.data = std::string(got.reason.data(), got.reason.size());
+    I.peer_code.store(I.close_msg.code, std::memory_order_relaxed);
+  }
+  I.end(Impl::kClosed);
+}
+
+bool WebSocket::is_open() const noexcept {
+  return impl_ && impl_->state.load(std::memory_order_acquire) == Impl::kOpen;
+}
+std::uint16_t WebSocket::close_code() const noexcept {
+  return impl_ ? impl_->peer_code.load(std::memory_order_relaxed) : 0;
+}
+std::uint64_t WebSocket::pings_received() const noexcept {
+  return impl_ ? impl_->pings.load(std::memory_order_relaxed) : 0;
+}
+std::uint64_t WebSocket::pongs_received() const noexcept {
+  return impl_ ? impl_->pongs.load(std::memory_order_relaxed) : 0;
+}
+
+Handler websocket_handler(WsSession session, WsOptions options) {
+  struct Shared {
+    WsSession session;
+    WsOptions options;
+  };
+  auto sh = std::make_shared<Shared>(Shared{std::move(session), std::move(options)});
+  return [sh](Request& req) {
+    Response res;
+    res.upgrade = [sh, req](io::TcpStream& conn, std::string_view buffered) {
+      WebSocket ws;
+      try {
+        ws = WebSocket::accept(std::move(conn), req, buffered, sh->options);
+      } catch (const WsError&) {
+        return;  // answered 400 and closed by accept
+      }
+      sh->session(std::move(ws), req);
+    };
+    return res;
+  };
+}
+
+}  // namespace spindle::http

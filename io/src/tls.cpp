@@ -1,0 +1,528 @@
+// tls.cpp: TlsStream and TlsContext (tls.hpp) on OpenSSL 3 with memory BIOs.
+//
+// OpenSSL sees two memory BIOs: `in` (ciphertext from the peer, which we
+// append after reading the socket) and `out` (ciphertext OpenSSL produced,
+// which we send). Every OpenSSL call runs under State::mu and never
+// suspends; every socket wait runs outside it. So:
+//  - a reader fiber and a writer fiber may use the stream at once: each
+//    OpenSSL call is atomic with respect to the other, and the socket has
+//    one reader (the reader fiber) and one writer at a time (below);
+//  - the error queue (ERR_*, thread-local in OpenSSL) is cleared, filled and
+//    read within one critical section, on one thread.
+// Ordering of outgoing bytes: records enter `out` in the order OpenSSL made
+// them; `out` is drained only under send_mu (a fiber mutex held across the
+// socket write), so the bytes reach the socket in that order whichever
+// fiber (reader answering a key update, writer) drains them.
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include <spindle/io/tls.hpp>
+#include <spindle/sync/mutex.hpp>
+
+#include "stream_ops.hpp"
+
+namespace spindle::io {
+
+namespace {
+
+class TlsCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "spindle.tls"; }
+  std::string message(int c) const override {
+    switch (static_cast<tls_error>(c)) {
+      case tls_error::handshake: return "TLS handshake failed";
+      case tls_error::verify: return "TLS certificate verification failed";
+      case tls_error::truncated: return "TLS stream truncated (closed without close_notify)";
+      case tls_error::protocol: return "TLS protocol error";
+      case tls_error::config: return "TLS configuration error";
+    }
+    return "unknown TLS error";
+  }
+};
+
+// Plaintext accepted by one write_some: bounds the ciphertext buffered in
+// `out` (a little over this) while it is sent.
+constexpr std::size_t kMaxWrite = 64 * 1024;
+// One socket read: a full TLS record (16 KiB of plaintext plus overhead).
+constexpr std::size_t kReadChunk = 17 * 1024;
+// write_iov gathers small buffers up to one record's worth.
+constexpr std::size_t kGather = 16 * 1024;
+
+// drain_errors: OpenSSL's error queue as text ("; "-joined reasons), and
+// empties it. Call in the critical section of the failing call.
+std::string drain_errors() {
+  std::string out;
+  while (const unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out;
+}
+
+[[noreturn]] void throw_config(const std::string& what) {
+  throw std::system_error(make_error_code(tls_error::config), "spindle::io: TLS: " + what + ": " + drain_errors());
+}
+
+bool is_ip_literal(std::string_view host) {
+  const std::string h(host);
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, h.c_str(), buf) == 1 || ::inet_pton(AF_INET6, h.c_str(), buf) == 1;
+}
+
+}  // namespace
+
+const std::error_category& tls_category() noexcept {
+  static const TlsCategory c;
+  return c;
+}
+
+struct detail::TlsContextImpl {
+  SSL_CTX* ctx = nullptr;
+  bool server = false;
+  ~TlsContextImpl() { SSL_CTX_free(ctx); }
+};
+
+namespace {
+
+std::shared_ptr<detail::TlsContextImpl> new_ctx(const SSL_METHOD* m, bool server) {
+  ERR_clear_error();
+  auto impl = std::make_shared<detail::TlsContextImpl>();
+  impl->server = server;
+  impl->ctx = SSL_CTX_new(m);
+  if (impl->ctx == nullptr) throw_config("SSL_CTX_new");
+  SSL_CTX_set_min_proto_version(impl->ctx, TLS1_2_VERSION);
+  // No renegotiation (TLS 1.2): then a write never needs to read, so the
+  // writer fiber never touches the socket's read side.
+  SSL_CTX_set_options(impl->ctx, SSL_OP_NO_RENEGOTIATION);
+  return impl;
+}
+
+}  // namespace
+
+TlsContext TlsContext::client(const TlsClientOptions& o) {
+  TlsContext c;
+  c.impl_ = new_ctx(TLS_client_method(), false);
+  SSL_CTX* ctx = c.impl_->ctx;
+  if (o.verify) {
+    if (o.ca_file.empty()) {
+      if (SSL_CTX_set_default_verify_paths(ctx) != 1) throw_config("the system trust store");
+    } else if (SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) {
+      throw_config("CA file " + o.ca_file);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  }
+  return c;
+}
+
+TlsContext TlsContext::server(const TlsServerOptions& o) {
+  TlsContext c;
+  c.impl_ = new_ctx(TLS_server_method(), true);
+  SSL_CTX* ctx = c.impl_->ctx;
+  if (SSL_CTX_use_certificate_chain_file(ctx, o.cert_file.c_str()) != 1)
+    throw_config("certificate file " + o.cert_file);
+  if (SSL_CTX_use_PrivateKey_file(ctx, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+    throw_config("key file " + o.key_file);
+  if (SSL_CTX_check_private_key(ctx) != 1) throw_config("key does not match the certificate");
+  return c;
+}
+
+bool TlsContext::is_server() const noexcept { return impl_ && impl_->server; }
+
+struct detail::TlsState {
+  TcpStream tcp;
+  std::shared_ptr<TlsContextImpl> ctx;  // keeps the SSL_CTX alive
+  SSL* ssl = nullptr;
+  BIO* in = nullptr;   // owned by ssl
+  BIO* out = nullptr;  // owned by ssl
+
+  std::mutex mu;  // guards ssl, in, out, error_text; never held across a wait
+  std::string error_text;
+  Mutex send_mu;                     // orders draining `out` and the socket write
+  std::unique_ptr<char[]> send_buf;  // guarded by send_mu
+  std::unique_ptr<char[]> recv_buf;  // the reader's (one reader at a time)
+  std::unique_ptr<char[]> gather_buf;  // the writer's (write_iov), made on first use
+  bool tcp_eof = false;              // reader's: the socket read end of stream
+  bool got_close_notify = false;     // reader's
+  std::atomic<bool> write_broken{false};
+  std::atomic<bool> flush_wanted{false};  // see flush()
+
+  ~TlsState() { SSL_free(ssl); }
+
+  // flush: sends what is in `out`, under send_mu. wait = false (a reader
+  // sending the few bytes its SSL_read produced: a key-update answer, an
+  // alert): only when no other fiber is sending, because that one may be
+  // blocked on a peer that waits for us to read, and it sends these bytes
+  // too. flush_wanted closes the gap between a holder's last drain and its
+  // unlock: whoever finds the lock taken has set it first, and the holder
+  // looks at it after unlocking. A cancellation or error while sending
+  // cuts the write side (records were lost or half sent).
+  void flush(bool wait = true) {
+    flush_wanted.store(true, std::memory_order_seq_cst);
+    for (;;) {
+      if (wait) {
+        send_mu.lock();
+      } else if (!send_mu.try_lock()) {
+        return;
+      }
+      std::unique_lock g(send_mu, std::adopt_lock);
+      flush_wanted.store(false, std::memory_order_seq_cst);
+      for (;;) {
+        int k;
+        {
+          std::lock_guard lk(mu);
+          k = BIO_read(out, send_buf.get(), static_cast<int>(kMaxWrite));
+        }
+        if (k <= 0) break;
+        try {
+          tcp.write_all(send_buf.get(), static_cast<std::size_t>(k));
+        } catch (...) {
+          write_broken.store(true, std::memory_order_relaxed);
+          throw;
+        }
+      }
+      g.unlock();
+      if (!flush_wanted.load(std::memory_order_seq_cst)) return;
+      wait = false;
+    }
+  }
+
+  // feed: reads the socket once into `in`. False at TCP end of stream.
+  bool feed(std::error_code& ec) {
+    const std::size_t n = tcp.read_some(recv_buf.get(), kReadChunk, ec);
+    if (ec) return false;
+    if (n == 0) {
+      tcp_eof = true;
+      return false;
+    }
+    std::lock_guard lk(mu);
+    BIO_write(in, recv_buf.get(), static_cast<int>(n));
+    return true;
+  }
+
+  void handshake();
+};
+
+void detail::TlsState::handshake() {
+  for (;;) {
+    int r, err;
+    long verify = X509_V_OK;
+    std::string text;
+    {
+      std::lock_guard lk(mu);
+      ERR_clear_error();
+      r = SSL_do_handshake(ssl);
+      err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+      if (r != 1 && err != SSL_ERROR_WANT_READ) {
+        text = drain_errors();
+        // Without SSL_VERIFY_PEER the result is recorded but did not end
+        // the handshake: then the failure is something else.
+        if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) verify = SSL_get_verify_result(ssl);
+      }
+    }
+    if (r == 1) {
+      flush();
+      return;
+    }
+    if (err == SSL_ERROR_WANT_READ) {
+      flush();
+      std::error_code ec;
+      if (feed(ec)) continue;
+      if (ec) throw std::system_error(ec, "spindle::io: TLS handshake");
+      throw std::system_error(make_error_code(tls_error::truncated),
+                              "spindle::io: TLS handshake: the peer closed the connection");
+    }
+    // Failed: send the alert OpenSSL queued, if the peer still listens.
+    try {
+      flush();
+    } catch (const std::system_error&) {
+    }
+    if (verify != X509_V_OK) {
+      throw std::system_error(make_error_code(tls_error::verify),
+                              std::string("spindle::io: TLS certificate verification failed: ") +
+                                  X509_verify_cert_error_string(verify) + " (" + text + ")");
+    }
+    throw std::system_error(make_error_code(tls_error::handshake), "spindle::io: TLS handshake: " + text);
+  }
+}
+
+namespace {
+
+std::unique_ptr<detail::TlsState> new_state(TcpStream s, const TlsContext& ctx,
+                                            const std::shared_ptr<detail::TlsContextImpl>& impl) {
+  if (!ctx) throw std::invalid_argument("spindle::io: TlsStream with an empty TlsContext");
+  auto st = std::make_unique<detail::TlsState>();
+  st->tcp = std::move(s);
+  st->ctx = impl;
+  ERR_clear_error();
+  st->ssl = SSL_new(impl->ctx);
+  st->in = BIO_new(BIO_s_mem());
+  st->out = BIO_new(BIO_s_mem());
+  if (st->ssl == nullptr || st->in == nullptr || st->out == nullptr) {
+    BIO_free(st->in);
+    BIO_free(st->out);
+    throw std::bad_alloc();
+  }
+  // An empty `in` is "retry later" (WANT_READ), never end of file: the
+  // socket's end of stream is judged by the stream (tcp_eof).
+  BIO_set_mem_eof_return(st->in, -1);
+  SSL_set_bio(st->ssl, st->in, st->out);
+  st->send_buf = std::make_unique<char[]>(kMaxWrite);
+  st->recv_buf = std::make_unique<char[]>(kReadChunk);
+  return st;
+}
+
+}  // namespace
+
+TlsStream::TlsStream() noexcept = default;
+TlsStream::TlsStream(std::unique_ptr<detail::TlsState> st) noexcept : st_(std::move(st)) {}
+TlsStream::TlsStream(TlsStream&& o) noexcept = default;
+TlsStream& TlsStream::operator=(TlsStream&& o) noexcept = default;
+TlsStream::~TlsStream() = default;
+
+TlsStream TlsStream::connect(std::string_view host, std::uint16_t port, const TlsContext& ctx) {
+  return client(TcpStream::connect(host, port), ctx, host);
+}
+
+TlsStream TlsStream::client(TcpStream s, const TlsContext& ctx, std::string_view server_name) {
+  auto st = new_state(std::move(s), ctx, ctx.impl_);
+  const std::string name(server_name);
+  if (!name.empty()) {
+    const bool ip = is_ip_literal(name);
+    if (!ip) SSL_set_tlsext_host_name(st->ssl, name.c_str());
+    if (SSL_get_verify_mode(st->ssl) & SSL_VERIFY_PEER) {
+      X509_VERIFY_PARAM* p = SSL_get0_param(st->ssl);
+      X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(p, name.c_str())
+                        : X509_VERIFY_PARAM_set1_host(p, name.c_str(), name.size());
+      if (ok != 1) throw std::system_error(make_error_code(tls_error::config), "spindle::io: TLS: bad server name " + name);
+    }
+  }
+  SSL_set_connect_state(st->ssl);
+  st->handshake();
+  return TlsStream(std::move(st));
+}
+
+TlsStream TlsStream::server(TcpStream s, const TlsContext& ctx) {
+  auto st = new_state(std::move(s), ctx, ctx.impl_);
+  SSL_set_accept_state(st->ssl);
+  st->handshake();
+  return TlsStream(std::move(st));
+}
+
+std::size_t TlsStream::read_some(void* p, std::size_t n, std::error_code& ec) {
+  ec.clear();
+  if (!st_) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  if (n == 0) return 0;
+  detail::TlsState& s = *st_;
+  const int want = static_cast<int>(std::min<std::size_t>(n, 1u << 30));
+  for (;;) {
+    if (s.got_close_notify) return 0;
+    int r, err;
+    bool output;
+    {
+      std::lock_guard lk(s.mu);
+      const std::size_t before = BIO_ctrl_pending(s.out);
+      ERR_clear_error();
+      r = SSL_read(s.ssl, p, want);
+      err = r > 0 ? SSL_ERROR_NONE : SSL_get_error(s.ssl, r);
+      if (r <= 0 && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_ZERO_RETURN) s.error_text = drain_errors();
+      // Bytes the writer queued are the writer's to send; only what this
+      // read produced (a TLS 1.3 key-update answer, an alert) is ours.
+      output = BIO_ctrl_pending(s.out) > before;
+    }
+    if (output) {
+      try {
+        s.flush(false);
+      } catch (const std::system_error&) {
+        // The write side is cut (write_broken): writers see it; the
+        // plaintext or error of this read is still the reader's answer.
+      }
+    }
+    if (r > 0) return static_cast<std::size_t>(r);
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      s.got_close_notify = true;
+      return 0;
+    }
+    if (err == SSL_ERROR_WANT_READ) {
+      if (s.tcp_eof || !s.feed(ec)) {
+        if (!ec) {
+          ec = make_error_code(tls_error::truncated);
+          std::lock_guard lk(s.mu);
+          s.error_text = "the peer closed the connection without close_notify";
+        }
+        return 0;
+      }
+      continue;
+    }
+    ec = make_error_code(tls_error::protocol);
+    return 0;
+  }
+}
+
+std::size_t TlsStream::read_some(void* p, std::size_t n) {
+  std::error_code ec;
+  const std::size_t got = read_some(p, n, ec);
+  if (ec) {
+    std::string what = "spindle::io: TLS read";
+    if (ec.category() == tls_category()) what += ": " + last_error();
+    throw std::system_error(ec, what);
+  }
+  return got;
+}
+
+std::size_t TlsStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  for (std::size_t i = 0; i < cnt; ++i) {
+    if (iov[i].iov_len != 0) return read_some(iov[i].iov_base, iov[i].iov_len, ec);
+  }
+  ec.clear();
+  return 0;
+}
+
+void TlsStream::read_exact(void* p, std::size_t n) { detail::read_exact(*this, p, n); }
+
+std::size_t TlsStream::read_until(std::string& buf, std::string_view delim, std::size_t max_size) {
+  return detail::read_until(*this, buf, delim, max_size);
+}
+
+std::size_t TlsStream::read_to_end(std::string& out, std::size_t max_size) {
+  return detail::read_to_end(*this, out, max_size);
+}
+
+std::size_t TlsStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
+  ec.clear();
+  if (!st_) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  detail::TlsState& s = *st_;
+  if (s.write_broken.load(std::memory_order_relaxed)) {
+    ec = make_error_code(error::write_interrupted);
+    return 0;
+  }
+  if (n == 0) return 0;
+  n = std::min(n, kMaxWrite);
+  int r;
+  {
+    std::lock_guard lk(s.mu);
+    ERR_clear_error();
+    r = SSL_write(s.ssl, p, static_cast<int>(n));
+    if (r <= 0) s.error_text = drain_errors();
+  }
+  if (r <= 0) {
+    // With a memory BIO that grows and renegotiation off, SSL_write wants
+    // neither read nor write: any failure is the connection's end (an
+    // alert received, close_notify already sent).
+    ec = make_error_code(tls_error::protocol);
+    return 0;
+  }
+  try {
+    s.flush();
+  } catch (const std::system_error& e) {
+    ec = e.code();
+    return 0;
+  }
+  return static_cast<std::size_t>(r);
+}
+
+std::size_t TlsStream::write_some(const void* p, std::size_t n) {
+  std::error_code ec;
+  const std::size_t put = write_some(p, n, ec);
+  if (ec) {
+    std::string what = "spindle::io: TLS write";
+    if (ec.category() == tls_category()) what += ": " + last_error();
+    throw std::system_error(ec, what);
+  }
+  return put;
+}
+
+std::size_t TlsStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  // A gather of small buffers (Beast's head, then its body) becomes one
+  // record rather than one per buffer.
+  std::size_t i = 0;
+  while (i < cnt && iov[i].iov_len == 0) ++i;
+  if (i == cnt) {
+    ec.clear();
+    return 0;
+  }
+  if (iov[i].iov_len >= kGather || i + 1 == cnt) return write_some(iov[i].iov_base, iov[i].iov_len, ec);
+  if (!st_) return write_some(nullptr, 0, ec);  // bad_file_descriptor
+  // On the heap, not the stack: fibers' stacks are small (64 KiB by
+  // default), and Beast's frames sit above this one.
+  auto& buf = st_->gather_buf;
+  if (!buf) buf = std::make_unique<char[]>(kGather);
+  std::size_t len = 0;
+  for (; i < cnt && len < kGather; ++i) {
+    const std::size_t k = std::min(iov[i].iov_len, kGather - len);
+    std::memcpy(buf.get() + len, iov[i].iov_base, k);
+    len += k;
+  }
+  return write_some(buf.get(), len, ec);
+}
+
+void TlsStream::write_all_iov(iovec* iov, std::size_t cnt) {
+  detail::write_all_iov(*this, iov, cnt, [this] {
+    if (st_) st_->write_broken.store(true, std::memory_order_relaxed);
+  });
+}
+
+void TlsStream::write_all(const void* p, std::size_t n) {
+  iovec v{const_cast<void*>(p), n};
+  write_all_iov(&v, 1);
+}
+
+void TlsStream::shutdown() {
+  if (!st_) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), "spindle::io: TLS shutdown");
+  if (st_->write_broken.load(std::memory_order_relaxed))
+    throw std::system_error(make_error_code(error::write_interrupted), "spindle::io: TLS shutdown");
+  {
+    std::lock_guard lk(st_->mu);
+    ERR_clear_error();
+    SSL_shutdown(st_->ssl);  // queues close_notify (0: the peer's not yet seen)
+    ERR_clear_error();
+  }
+  st_->flush();
+  st_->tcp.shutdown();
+}
+
+void TlsStream::close() noexcept {
+  if (st_) st_->tcp.close();
+  st_.reset();
+}
+
+bool TlsStream::is_open() const noexcept { return st_ && st_->tcp.is_open(); }
+
+TcpStream& TlsStream::next_layer() {
+  if (!st_) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), "spindle::io: TLS");
+  return st_->tcp;
+}
+
+std::string_view TlsStream::version() const {
+  if (!st_) return {};
+  std::lock_guard lk(st_->mu);
+  return SSL_get_version(st_->ssl);
+}
+
+std::string TlsStream::last_error() const {
+  if (!st_) return {};
+  std::lock_guard lk(st_->mu);
+  return st_->error_text;
+}
+
+}  // namespace spindle::io

@@ -1,0 +1,69 @@
+// fairness_test.cpp: fibers woken by I/O readiness run in the order their
+// readiness arrived. The worker's poll used to wake each one into its LIFO
+// slot, bumping the previous one onto the deque, which the owner pops newest
+// first: the last socket to become ready ran first and the first ran last,
+// and under steady load (new readiness at every poll) the earliest could
+// wait for seconds (echo64, 1,000 connections, one worker: 1-2 s worst
+// requests on a 16-core machine; docs/benchmarks.md "Fair I/O wake-ups").
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <vector>
+
+#include <spindle/io/all.hpp>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+namespace io = spindle::io;
+
+TEST_CASE("fibers woken by one poll run in the order their sockets became ready") {
+  constexpr int kFibers = 8;
+  const int rounds = GENERATE(1, 3);  // a second round: woken fibers wait again
+  run_checked(1, [rounds] {
+    std::vector<io::FdStream> ends;
+    std::vector<int> peers;
+    for (int i = 0; i < kFibers; ++i) {
+      int sv[2];
+      FIBER_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+      ends.push_back(io::FdStream::adopt(sv[0]));
+      peers.push_back(sv[1]);
+    }
+    // One worker: each fiber runs from its `waiting` increment into its
+    // read without a switch, so once waiting == kFibers (seen from this
+    // fiber, which runs only when they have all suspended) every reader is
+    // parked on its socket.
+    std::atomic<int> waiting{0};
+    std::vector<int> order;
+    std::vector<sp::Task<void>> readers;
+    for (int i = 0; i < kFibers; ++i) {
+      readers.push_back(sp::spawn([&, i] {
+        for (int r = 0; r < rounds; ++r) {
+          waiting.fetch_add(1);
+          char c;
+          FIBER_CHECK(ends[i].read_some(&c, 1) == 1);
+          order.push_back(i);
+        }
+      }));
+    }
+    for (int r = 0; r < rounds; ++r) {
+      while (waiting.load() < kFibers * (r + 1)) sp::yield();
+      // All ready before the worker polls again (no switch in between):
+      // one poll sees them, in this order. Reverse order every other round
+      // so that the expected order is not the spawn order by accident.
+      for (int k = 0; k < kFibers; ++k) {
+        const int i = r % 2 == 0 ? k : kFibers - 1 - k;
+        FIBER_CHECK(::write(peers[i], "x", 1) == 1);
+      }
+      while (order.size() < static_cast<std::size_t>(kFibers * (r + 1))) sp::yield();
+      for (int k = 0; k < kFibers; ++k) {
+        const int want = r % 2 == 0 ? k : kFibers - 1 - k;
+        FIBER_CHECK(order[static_cast<std::size_t>(r * kFibers + k)] == want);
+      }
+    }
+    for (auto& t : readers) t.join();
+    for (int fd : peers) ::close(fd);
+  });
+}
