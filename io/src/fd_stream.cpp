@@ -1,7 +1,7 @@
 // fd_stream.cpp: FdStream (fd_stream.hpp). A pollable fd rides the
 // readiness core exactly as a socket does (stream_ops.hpp holds the shared
 // transfers and conveniences); a non-pollable one transfers through the
-// blocking pool, each call shielded (see pool_read).
+// blocking pool, each call shielded (see pool_transfer).
 #include <spindle/io/fd_stream.hpp>
 
 #include <fcntl.h>
@@ -146,20 +146,25 @@ void FdStream::close() noexcept {
 
 // ---- pool transfers (non-pollable fds) -------------------------------------
 
-// pool_read: one readv of at most kPoolChunk bytes on a pool thread. The
-// wait is shielded: the job reads straight into the caller's buffers and
-// uses the caller's fd, which must outlive it, and a read that took bytes
-// from the fd must hand them over (a cancel raised here would lose them).
-// A pending cancel is raised at the caller's next suspension point.
-std::size_t FdStream::pool_read(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+namespace {
+
+// pool_transfer: one readv or writev (`op`) of at most kPoolChunk bytes on
+// a pool thread. The wait is shielded: the job reads or writes straight
+// through the caller's buffers and uses the caller's fd, which must outlive
+// it, and a transfer that moved bytes must report them (a cancel raised
+// here would lose them). A pending cancel is raised at the caller's next
+// suspension point. Returns bytes moved; an errno in ec, and EIO when a
+// write of n > 0 bytes returned 0 (`write`: it never should).
+template <class Op>
+std::size_t pool_transfer(int fd, const iovec* iov, std::size_t cnt, std::error_code& ec, bool write, Op op) {
   iovec part[detail::kMaxIov];
   const std::size_t n = clip(iov, cnt, kPoolChunk, part);
   if (n == 0) return 0;
   const ssize_t r = spindle::shield([&] {
-    return spindle::blocking([fd = fd_, part, n]() noexcept {
+    return spindle::blocking([fd, part, n, op]() noexcept {
       ssize_t k;
       do {
-        k = ::readv(fd, part, static_cast<int>(n));
+        k = op(fd, part, static_cast<int>(n));
       } while (k < 0 && errno == EINTR);
       return k < 0 ? -static_cast<ssize_t>(errno) : k;
     });
@@ -168,29 +173,20 @@ std::size_t FdStream::pool_read(const iovec* iov, std::size_t cnt, std::error_co
     ec = std::error_code(static_cast<int>(-r), std::system_category());
     return 0;
   }
+  if (r == 0 && write) ec = std::error_code(EIO, std::system_category());
   return static_cast<std::size_t>(r);
 }
 
-// pool_write: as pool_read, one writev of at most kPoolChunk bytes.
+}  // namespace
+
+std::size_t FdStream::pool_read(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  return pool_transfer(fd_, iov, cnt, ec, false,
+                       [](int fd, const iovec* v, int k) noexcept { return ::readv(fd, v, k); });
+}
+
 std::size_t FdStream::pool_write(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  iovec part[detail::kMaxIov];
-  const std::size_t n = clip(iov, cnt, kPoolChunk, part);
-  if (n == 0) return 0;
-  const ssize_t r = spindle::shield([&] {
-    return spindle::blocking([fd = fd_, part, n]() noexcept {
-      ssize_t k;
-      do {
-        k = detail::writev_nosigpipe(fd, part, static_cast<int>(n));
-      } while (k < 0 && errno == EINTR);
-      return k < 0 ? -static_cast<ssize_t>(errno) : k;
-    });
-  });
-  if (r < 0) {
-    ec = std::error_code(static_cast<int>(-r), std::system_category());
-    return 0;
-  }
-  if (r == 0) ec = std::error_code(EIO, std::system_category());  // a write of n > 0 bytes never returns 0
-  return static_cast<std::size_t>(r);
+  return pool_transfer(fd_, iov, cnt, ec, true,
+                       [](int fd, const iovec* v, int k) noexcept { return detail::writev_nosigpipe(fd, v, k); });
 }
 
 // ---- the stream calls -------------------------------------------------------
