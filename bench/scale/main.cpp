@@ -60,18 +60,19 @@ int main(int argc, char** argv) {
   struct Named {
     const char* name;
     const char* unit;
-    bench::Workload w;
+    bench::Workload (*make)(unsigned threads);
   };
-  const Named all[] = {{"skynet", "ns/fiber", bench::skynet()},
-                       {"spawn_join", "ns/fiber", bench::spawn_join()},
-                       {"yield (n = threads x 2)", "ns/yield", bench::yield_switch(2)}};
+  const Named all[] = {
+      {"skynet", "ns/fiber", [](unsigned) { return bench::skynet(); }},
+      {"spawn_join", "ns/fiber", [](unsigned) { return bench::spawn_join(); }},
+      // Two fibers per thread, so every worker has a partner.
+      {"yield (n = threads x 2)", "ns/yield", [](unsigned t) { return bench::yield_switch(static_cast<int>(2 * t)); }}};
   std::printf("| workload | threads | spindle median (min-max) | Boost.Fiber work_stealing | ratio |\n");
   std::printf("|---|---:|---:|---:|---:|\n");
   for (const Named& n : all) {
     if (!filter.empty() && std::string(n.name).find(filter) == std::string::npos) continue;
     for (unsigned t : workers) {
-      // yield: two fibers per thread, so every worker has a partner.
-      const bench::Workload w = std::strncmp(n.name, "yield", 5) == 0 ? bench::yield_switch(static_cast<int>(2 * t)) : n.w;
+      const bench::Workload w = n.make(t);
       const auto s = bench::measure(w, {bench::Peer::spindle, t}, 1, runs);
       const auto b = bench::measure(w, {bench::Peer::boost_fiber, t, t == 1 ? bench::BoostAlgo::round_robin
                                                                             : bench::BoostAlgo::work_stealing},

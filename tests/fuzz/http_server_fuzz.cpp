@@ -122,7 +122,7 @@ std::string exchange(std::uint16_t port, const std::string& sent) {
   return got;
 }
 
-extern long g_status[600];
+long g_status[600] = {};  // responses seen, by status: how deep the inputs reach
 
 void check_responses(const std::string& sent, const std::string& got) {
   std::size_t off = 0;
@@ -139,7 +139,7 @@ void check_responses(const std::string& sent, const std::string& got) {
     if (s != 200 && s != 400 && s != 404 && s != 405 && s != 413 && s != 431) {
       fail("unexpected status " + std::to_string(s), sent, got);
     }
-    if ((s == 400 || s == 413 || s == 431)) {
+    if (s == 400 || s == 413 || s == 431) {
       if (off != got.size()) fail("bytes after a closing error response", sent, got);
       if (res.keep_alive()) fail("error response without Connection: close", sent, got);
     }
@@ -187,7 +187,6 @@ std::string frame(const std::uint8_t* data, std::size_t size) {
 }
 
 long g_inputs = 0;
-long g_status[600] = {};  // responses seen, by status: how deep the inputs reach
 
 struct AtEnd {
   ~AtEnd() {
