@@ -26,14 +26,20 @@
 //     that is empty, throws NeedInput instead of waiting. receive() catches
 //     it, drops the lock, waits for bytes on the TcpStream into Wire::in, and
 //     calls Beast again. This relies on a property of Beast 1.74's sync
-//     read_some (websocket/impl/read.hpp), checked by reading it: every read
-//     of the next layer happens before any state change that depends on its
-//     result (nothing is committed, consumed or unmasked for a read that did
-//     not return), and a call that reads the next layer has delivered no
-//     payload bytes yet. An exception from Layer::read_some therefore leaves
-//     Beast where it was, and the message buffer (Impl::msg, a member) keeps
-//     what earlier calls delivered. The same property makes a receive()
-//     cancelled in its wait (Cancelled, TimedOut) leave the WebSocket usable.
+//     read_some (websocket/impl/read.hpp): every read of the next layer
+//     happens before any state change that depends on its result (nothing
+//     is committed, consumed or unmasked for a read that did not return),
+//     and a call that reads the next layer has delivered no payload bytes
+//     yet. An exception from Layer::read_some then leaves Beast where it
+//     was, and the message buffer (Impl::msg, a member) keeps what earlier
+//     calls delivered; a receive() cancelled in its wait stays usable.
+//     KNOWN EXCEPTION (a defect, open): parse_fh (stream_impl.hpp) writes
+//     the header it parses into rd_fh, fin included, before it returns
+//     "need more bytes" for a control frame whose payload is incomplete.
+//     Mid-message, the next read() then sees fin set with no payload left
+//     and ends the message early (a ping arriving split inside a fragmented
+//     message). The fix is to hand Beast control frames only whole: see
+//     tests/http/websocket_test.cpp, the [!mayfail] case.
 //
 //  3. teardown(role, Layer&, ec), the customisation point Beast requires for
 //     a user-defined next layer: after a close handshake (or a failure Beast
