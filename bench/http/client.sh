@@ -41,7 +41,8 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPINDLE_BUILD_TESTS
 cmake --build "$build" --target libuv_hello spindle_bench_http_client >/dev/null
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+srv=
+trap '[[ -n "$srv" ]] && kill "$srv" 2>/dev/null; rm -rf "$tmp"' EXIT
 hz=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -58,15 +59,18 @@ for r in $(seq "$runs"); do
     url="http://127.0.0.1:$(head -1 "$tmp/port")/"
     s0=$(cpu_ticks "$srv")
     w0=$(date +%s.%N)
+    # The clients' own summary lines (stderr) are shown only if one fails.
     case $c in
-      aiohttp) out=$("$python" bench/http/aiohttp_client_peer.py "$url" "$fibers" "$duration" "$warmup") ;;
+      aiohttp) out=$("$python" bench/http/aiohttp_client_peer.py "$url" "$fibers" "$duration" "$warmup" \
+        2>"$tmp/err") || { cat "$tmp/err" >&2; exit 1; } ;;
       spindle_*w) out=$("$build/bench/http/spindle_bench_http_client" "$url" "$fibers" "${c//[!0-9]/}" \
-        "$duration" "$warmup") ;;
+        "$duration" "$warmup" 2>"$tmp/err") || { cat "$tmp/err" >&2; exit 1; } ;;
     esac
     w1=$(date +%s.%N)
     s1=$(cpu_ticks "$srv")
     kill -TERM "$srv"
-    wait "$srv" || { echo "client.sh: the server exited with $? (during $c)" >&2; exit 1; }
+    wait "$srv" || { echo "client.sh: the server exited with $? (during $c)" >&2; srv=; exit 1; }
+    srv=
     read -r n s cs conns < <(sed -E 's/requests=([0-9]+) seconds=([0-9.]+) cpu_s=([0-9.]+) connections=([0-9]+)/\1 \2 \3 \4/' <<<"$out")
     v=$(awk -v n="$n" -v s="$s" 'BEGIN { printf "%.0f", n / s }')
     pc=$(awk -v n="$n" -v c="$cs" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print 0 }')
