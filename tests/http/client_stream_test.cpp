@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <filesystem>
@@ -576,5 +577,61 @@ TEST_CASE("client stream: uploads from a generator and from a file, checked at t
       FIBER_CHECK(invalid);
     }
     FIBER_CHECK(c.get(srv.url("/nothing")).status == 404);  // the client still works
+  });
+}
+
+// Throughput of a 64 MiB download over loopback, interleaved rounds:
+// streamed (open + read_some into 64 KiB, dropped), streamed into a file
+// (download), whole (request, one string), and Python aiohttp 3.8
+// (Debian's python3-aiohttp, iter_chunked(65536), same peer, when
+// installed) as the outside peer. Not run by ctest; run as
+//   build/dev/tests/http/http_client_stream "[.bench]"
+TEST_CASE("client stream: download throughput", "[.bench]") {
+  run_checked(2, [] {
+    const std::uint64_t total = 64u << 20;
+    const std::string piece = pattern_string(0, 1 << 20);
+    RawPeer peer([&](io::TcpStream& s) {
+      std::string buf;
+      for (;;) {
+        read_head(s, buf);
+        s.write_all("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(total) + "\r\n\r\n");
+        for (std::uint64_t off = 0; off < total; off += piece.size()) s.write_all(piece);
+      }
+    });
+    http::Client c({.max_body = 128u << 20});
+    TempDir dir;
+    auto mibps = [&](auto&& f) {
+      const auto t0 = Clock::now();
+      const std::uint64_t n = f();
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (n != total) fiber_failures().add("short body");
+      return static_cast<double>(n) / (1 << 20) / s;
+    };
+    for (int round = 0; round < 5; ++round) {
+      const double streamed = mibps([&] {
+        auto r = c.open("GET", peer.url());
+        std::vector<std::byte> b(64 * 1024);
+        std::uint64_t n = 0;
+        for (std::size_t k; (k = r.read_some(b)) != 0;) n += k;
+        return n;
+      });
+      const double to_file = mibps([&] { return c.download(peer.url(), dir.path / "f.bin").bytes; });
+      const double whole = mibps([&] { return static_cast<std::uint64_t>(c.get(peer.url()).body.size()); });
+      std::printf("round %d: streamed %.0f MiB/s, download() to file %.0f MiB/s, whole body %.0f MiB/s\n", round,
+                  streamed, to_file, whole);
+      std::fflush(stdout);
+      const std::string py =
+          "import asyncio, aiohttp, sys, time\n"
+          "async def main(url):\n"
+          "    async with aiohttp.ClientSession() as s:\n"
+          "        t = time.perf_counter(); n = 0\n"
+          "        async with s.get(url) as r:\n"
+          "            async for chunk in r.content.iter_chunked(65536): n += len(chunk)\n"
+          "        print(f'round: aiohttp streamed {n / (1 << 20) / (time.perf_counter() - t):.0f} MiB/s', flush=True)\n"
+          "asyncio.run(main(sys.argv[1]))\n";
+      const std::string cmd = "/usr/bin/python3 -c \"" + py + "\" " + peer.url() + " 2>/dev/null";
+      sp::blocking([&] { return std::system(cmd.c_str()); });
+    }
+    FIBER_CHECK(c.stats().connections_opened == 1);
   });
 }

@@ -208,6 +208,9 @@ Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body,
 
 bool is_redirect(int s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
 
+// The connection's read buffer, reserved up front (connect()).
+constexpr std::size_t kReadBuffer = 64 * 1024;
+
 struct Conn {
   detail::Transport s;
   beast::flat_buffer buf;
@@ -393,6 +396,11 @@ io::TlsContext detail::ClientPool::tls_context() {
 
 std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
   auto c = std::make_unique<Conn>();
+  // Beast reads max(512, free capacity) bytes per socket read (at most
+  // 64 KiB): a buffer left at the head's size would read a large body in
+  // ~1 KiB pieces. 64 KiB per open connection; measured in
+  // tests/http/client_stream_test.cpp "[.bench]" (docs/http.md).
+  c->buf.reserve(kReadBuffer);
 #if SPINDLE_HAVE_TLS
   io::TlsContext ctx;
   if (u.https) ctx = tls_context();
@@ -454,6 +462,8 @@ void check_body_options(const RequestOptions& ro) {
 // The unit of a streamed upload's file reads (a few io::File pool jobs per
 // MiB, and a bounded buffer).
 constexpr std::size_t kUploadChunk = 256 * 1024;
+// download(): body bytes gathered per file write (each write is a pool job).
+constexpr std::size_t kDownloadBatch = 1024 * 1024;
 
 // send: writes the request (head and body) on c. A failed write is
 // returned; a body source's own failure (generator, file) is thrown.
@@ -836,7 +846,7 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
       if (armed) ::unlink(p.c_str());
     }
   } remove{tmp};
-  std::vector<std::byte> buf(kUploadChunk);
+  std::vector<std::byte> buf(kDownloadBatch);
   for (;;) {
     // Fill the buffer before writing: fewer, larger file writes.
     std::size_t have = 0;
