@@ -728,17 +728,22 @@ std::string StreamedResponse::read_chunk(std::size_t max) {
 }
 
 std::string StreamedResponse::read_all(std::size_t max) {
+  // Read straight into the string's spare room (no stack buffer: fiber
+  // stacks are 64 KiB by default).
   std::string out;
-  char tmp[16 * 1024];
+  std::size_t have = 0;
   for (;;) {
-    const std::size_t n = read_some(tmp, sizeof tmp);
-    if (n == 0) return out;
-    if (out.size() + n > max) {
+    if (out.size() - have < 16 * 1024) out.resize(std::max<std::size_t>(2 * out.size(), have + 64 * 1024));
+    const std::size_t n = read_some(out.data() + have, out.size() - have);
+    if (n == 0) break;
+    have += n;
+    if (have > max) {
       close();
       throw Error(errc::body_too_large, "response body over " + std::to_string(max) + " bytes (" + url + ")");
     }
-    out.append(tmp, n);
   }
+  out.resize(have);
+  return out;
 }
 
 bool StreamedResponse::done() const noexcept { return !r_ || r_->done; }
@@ -811,8 +816,8 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
       if (!redirect(pool_->opt, hop, s.status, s.headers.get("Location"), u, meth, ro)) return s;
       // A redirect's own body: read and dropped so its connection can be
       // reused, up to max_body; a longer one is closed instead.
-      char tmp[16 * 1024];
-      while (!s.done() && s.bytes_read() <= pool_->opt.max_body) s.read_some(tmp, sizeof tmp);
+      std::vector<char> tmp(16 * 1024);  // on the heap: fiber stacks are small
+      while (!s.done() && s.bytes_read() <= pool_->opt.max_body) s.read_some(tmp.data(), tmp.size());
     }
   };
   if (!deadline) return run();
