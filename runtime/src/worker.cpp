@@ -388,51 +388,48 @@ void Worker::overflow_half() {
 
 // ---- timers ---------------------------------------------------------------
 
-// The heap is shared (timers_.lock): the owner adds, any worker fires or
+// The wheel is shared (timers_.lock): the owner adds, any worker fires or
 // removes. Who may touch a Waiter when (docs/runtime.md "Timers"):
 //  - add: the owner, in after_wait_publish, before it clears publishing_;
 //    the woken fiber waits for that clear before it reads timer_owner.
-//  - fire: pop and try_complete under the lock. A winner's fiber cannot run
-//    (so its Waiter cannot die) until we wake it, after the unlock. A loser
-//    is never touched again after the unlock.
+//  - fire: take out and try_complete under the lock. A winner's fiber cannot
+//    run (so its Waiter cannot die) until we wake it, after the unlock. A
+//    loser is never touched again after the unlock.
 //  - remove: the fiber itself, after its wait ended, under the lock, so a
-//    firer that popped it is done with it (it lost the CAS) or woke it.
+//    firer that took it out is done with it (it lost the CAS) or woke it.
 void Worker::set_next_deadline_locked() noexcept {
-  const auto t = timers_.heap.empty() ? std::chrono::steady_clock::time_point::max()
-                                       : timers_.heap.top()->deadline;
-  timers_.next_deadline.store(t.time_since_epoch().count(), std::memory_order_relaxed);
-  timers_.count.store(timers_.heap.size(), std::memory_order_relaxed);
+  timers_.next_deadline.store(timers_.wheel.next_expiry().time_since_epoch().count(), std::memory_order_relaxed);
+  timers_.count.store(timers_.wheel.size(), std::memory_order_relaxed);
 }
 
 void Worker::add_timer(Waiter* w) {
   std::lock_guard lk(timers_.lock);
   w->timer_owner = this;
-  timers_.heap.push(w);
+  timers_.wheel.insert(w);
   set_next_deadline_locked();
 }
 
 void Worker::remove_timer(Waiter* w) noexcept {
   std::lock_guard lk(timers_.lock);
-  if (w->heap_index < 0) return;
-  timers_.heap.remove(w);
+  if (!TimerWheel::contains(w)) return;
+  timers_.wheel.remove(w);
   set_next_deadline_locked();
 }
 
 std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
-  // Latest deadline first: linked through next_ (a suspended fiber is in
-  // no queue), each new winner in front of the earlier ones.
+  // The wheel hands the due timers over in deadline order; each winner goes
+  // in front of the earlier ones, linked through next_ (a suspended fiber
+  // is in no queue), so the list starts at the latest deadline.
   Fiber* won = nullptr;
   std::size_t fired = 0;
   {
     std::lock_guard lk(timers_.lock);
-    while (!timers_.heap.empty() && timers_.heap.top()->deadline <= now) {
-      Waiter* w = timers_.heap.pop();
-      ++fired;
+    fired = timers_.wheel.poll(now, [&](Waiter* w) {
       if (w->try_complete(Waiter::timed_out)) {
         w->fiber->next_ = won;
         won = w->fiber;
       }
-    }
+    });
     set_next_deadline_locked();
   }
   // Outside the lock (lock ranks: nothing is woken under a runtime lock).
