@@ -388,48 +388,55 @@ void Worker::overflow_half() {
 
 // ---- timers ---------------------------------------------------------------
 
-// The wheel is shared (timers_.lock): the owner adds, any worker fires or
+// The heap is shared (timers_.lock): the owner adds, any worker fires or
 // removes. Who may touch a Waiter when (docs/runtime.md "Timers"):
 //  - add: the owner, in after_wait_publish, before it clears publishing_;
 //    the woken fiber waits for that clear before it reads timer_owner.
-//  - fire: take out and try_complete under the lock. A winner's fiber cannot
-//    run (so its Waiter cannot die) until we wake it, after the unlock. A
-//    loser is never touched again after the unlock.
+//  - fire: pop and try_complete under the lock. A winner's fiber cannot run
+//    (so its Waiter cannot die) until we wake it, after the unlock. A loser
+//    is never touched again after the unlock.
 //  - remove: the fiber itself, after its wait ended, under the lock, so a
-//    firer that took it out is done with it (it lost the CAS) or woke it.
+//    firer that popped it is done with it (it lost the CAS) or woke it.
 void Worker::set_next_deadline_locked() noexcept {
-  timers_.next_deadline.store(timers_.wheel.next_expiry().time_since_epoch().count(), std::memory_order_relaxed);
-  timers_.count.store(timers_.wheel.size(), std::memory_order_relaxed);
+  const auto t = timers_.heap.empty() ? std::chrono::steady_clock::time_point::max()
+                                       : timers_.heap.top_deadline();
+  timers_.next_deadline.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+  timers_.count.store(timers_.heap.size(), std::memory_order_relaxed);
 }
 
 void Worker::add_timer(Waiter* w) {
   std::lock_guard lk(timers_.lock);
   w->timer_owner = this;
-  timers_.wheel.insert(w);
+  timers_.heap.push(w);
   set_next_deadline_locked();
 }
 
 void Worker::remove_timer(Waiter* w) noexcept {
   std::lock_guard lk(timers_.lock);
-  if (!TimerWheel::contains(w)) return;
-  timers_.wheel.remove(w);
+  if (w->heap_index < 0) return;
+  timers_.heap.remove(w);
   set_next_deadline_locked();
 }
 
 std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
-  // The wheel hands the due timers over in deadline order; each winner goes
-  // in front of the earlier ones, linked through next_ (a suspended fiber
-  // is in no queue), so the list starts at the latest deadline.
+  // Latest deadline first: linked through next_ (a suspended fiber is in
+  // no queue), each new winner in front of the earlier ones.
   Fiber* won = nullptr;
   std::size_t fired = 0;
   {
     std::lock_guard lk(timers_.lock);
-    fired = timers_.wheel.poll(now, [&](Waiter* w) {
+    // The heap's order reads only its own array (timer_heap.hpp); what is
+    // left cold is each due fiber's wait cell, which try_complete's CAS
+    // writes: fetch the next one while this one completes.
+    while (!timers_.heap.empty() && timers_.heap.top_deadline() <= now) {
+      Waiter* w = timers_.heap.pop();
+      ++fired;
+      if (!timers_.heap.empty()) __builtin_prefetch(timers_.heap.top()->cell, 1);
       if (w->try_complete(Waiter::timed_out)) {
         w->fiber->next_ = won;
         won = w->fiber;
       }
-    });
+    }
     set_next_deadline_locked();
   }
   // Outside the lock (lock ranks: nothing is woken under a runtime lock).

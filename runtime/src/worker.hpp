@@ -27,7 +27,7 @@
 #include "registry.hpp"
 #include "run_queue.hpp"
 #include "stack_pool.hpp"
-#include "timer_wheel.hpp"
+#include "timer_heap.hpp"
 
 namespace spindle::detail {
 
@@ -84,19 +84,16 @@ class Worker {
     return {remote_.handed_off.get(), remote_.timers_taken.load(std::memory_order_relaxed), holds_fibers(),
             remote_.deque.size_hint(), timer_count()};
   }
-  // When this worker's timers next need firing (max when none): never later
-  // than the earliest deadline (rounded up to 1 us), but possibly earlier,
-  // when that timer sits in a coarse level of the wheel and a poll there
-  // only moves it down (TimerWheel::next_expiry; docs/runtime.md "Timers").
+  // The earliest deadline in this worker's timer heap (max when empty).
   std::chrono::steady_clock::time_point next_deadline() const noexcept {
     return std::chrono::steady_clock::time_point(
         std::chrono::steady_clock::duration(timers_.next_deadline.load(std::memory_order_relaxed)));
   }
-  // Fires the timers of this worker's wheel that are due at `now` and wakes
+  // Fires the timers of this worker's heap that are due at `now` and wakes
   // their fibers; returns how many it fired. Any worker thread (an idle one
   // takes over the timers of a busy one: docs/runtime.md "Hand-off").
   std::size_t fire_due_timers(std::chrono::steady_clock::time_point now);
-  // Removes w's timer from this worker's wheel if it is still there. Any
+  // Removes w's timer from this worker's heap if it is still there. Any
   // thread; w.timer_owner must be this worker.
   void remove_timer(Waiter* w) noexcept;
   // Hint: a fiber waits in this worker's LIFO slot or FIFO, where only this
@@ -275,7 +272,7 @@ class Worker {
 
   // The fields fall into three groups by who may touch them (tokio's Core,
   // Remote and Synced), so a field's owner shows in the expression that
-  // reaches it: core_.x, remote_.x, timers_.wheel.x.
+  // reaches it: core_.x, remote_.x, timers_.heap.x.
 
   // Core: this worker's thread only (its scheduler context, its fibers'
   // entries into the runtime, and the hand-off signal handler, which runs
@@ -372,13 +369,13 @@ class Worker {
     std::atomic<std::uint64_t> timers_taken{0};  // this worker's timers fired by others (RMW: many writers)
   };
 
-  // Synced: the timer wheel, under its lock. Its owner adds
+  // Synced: the timer heap, under its lock. Its owner adds
   // (after_wait_publish); any worker may fire due timers or remove a timer
   // (the woken fiber, wherever it runs). next_deadline and count mirror the
-  // wheel for lock-free reads (relaxed; written under the lock).
+  // heap for lock-free reads (relaxed; written under the lock).
   struct Timers {
     SpinLock lock;  // rank: leaf (nothing is locked or woken under it)
-    TimerWheel wheel{std::chrono::steady_clock::now()};  // SPINDLE_GUARDED_BY(lock)
+    TimerHeap heap;  // SPINDLE_GUARDED_BY(lock)
     std::atomic<std::chrono::steady_clock::rep> next_deadline{
         std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
     std::atomic<std::size_t> count{0};

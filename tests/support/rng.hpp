@@ -1,5 +1,5 @@
 // rng.hpp: the tests' one random generator. Free of the runtime, so the
-// header-only unit tests (run_queue, timer_wheel) use it too.
+// header-only unit tests (run_queue, timer_heap) use it too.
 #pragma once
 
 #include <cstdint>

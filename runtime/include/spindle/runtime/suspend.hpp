@@ -85,16 +85,13 @@ struct Waiter {
   std::uint64_t gen = 0;                     // this wait's generation (<< 3)
   Fiber* fiber = nullptr;            // set by suspend(); nullptr on a plain thread
   ThreadParker* parker = nullptr;    // set by suspend() on a plain thread
-  // Timer bookkeeping, guarded by the timers_.lock of the worker whose
-  // wheel holds the timer (timer_owner; see TimerWheel). A timed wait does
-  // not pin the fiber: any worker may fire the timer, and the woken fiber,
-  // wherever it runs, removes its own entry under that lock
-  // (docs/runtime.md "Timers"). timer_slot is -1 while in no wheel; the
-  // links chain the Waiters of one wheel slot.
+  // Timer bookkeeping, guarded by the timer_lock_ of the worker whose heap
+  // holds the timer (timer_owner; see TimerHeap). A timed wait does not pin
+  // the fiber: any worker may fire the timer, and the woken fiber, wherever
+  // it runs, removes its own entry under that lock (docs/runtime.md
+  // "Timers").
   std::chrono::steady_clock::time_point deadline{};
-  Waiter* timer_next = nullptr;
-  Waiter* timer_prev = nullptr;
-  std::int32_t timer_slot = -1;
+  std::int32_t heap_index = -1;
   Worker* timer_owner = nullptr;
 };
 

@@ -23,7 +23,7 @@ namespace spindle {
 SPINDLE_MAY_SUSPEND void yield();
 
 // sleep_until / sleep_for: suspend the calling fiber until the time has come
-// (the worker's timer wheel wakes it at the deadline or later, never early). A
+// (the worker's timer heap wakes it at the deadline or later, never early). A
 // cancellation point. On a plain thread they block the thread. sleep_for
 // with a d too long for the clock sleeps until cancelled; with zero or a
 // negative d it returns at once.
