@@ -1,12 +1,15 @@
 // timer_heap_test.cpp: timer_heap.hpp driven directly against a model (a
-// sorted multiset of deadlines): pops come out in deadline order, removal
-// from the middle keeps the heap valid, and every Waiter's heap_index says
-// where it is (-1 once it left), which is what O(log n) removal relies on.
+// std::multimap from deadline to Waiter): pops come out in deadline order
+// and are the model's earliest, removal from anywhere keeps the heap valid,
+// and every Waiter's heap_index says where it is (-1 once it left), which
+// is what O(log n) removal relies on. Deadlines come from a few scales with
+// many ties, and the heap runs through growing, shrinking and emptying.
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <memory>
-#include <set>
 #include <vector>
 
 #include "rng.hpp"
@@ -15,47 +18,93 @@
 using spindle::detail::TimerHeap;
 using spindle::detail::Waiter;
 using Clock = std::chrono::steady_clock;
+using std::chrono::nanoseconds;
 
-TEST_CASE("the timer heap pops in deadline order and removes from anywhere", "[timer_heap]") {
-  spindle_test::Xorshift rng(12345);
-  const Clock::time_point t0{};
-  TimerHeap heap;
-  std::vector<std::unique_ptr<Waiter>> pool;
-  std::vector<Waiter*> in;  // waiters in the heap (model of membership)
-  std::multiset<Clock::time_point> model;
-  for (int step = 0; step < 20000; ++step) {
-    const unsigned op = rng() % 10;
-    if (op < 5 || in.empty()) {
-      pool.push_back(std::make_unique<Waiter>());
-      Waiter* w = pool.back().get();
-      w->deadline = t0 + std::chrono::microseconds(rng() % 1000);  // many ties
-      heap.push(w);
-      in.push_back(w);
-      model.insert(w->deadline);
-    } else if (op < 8) {
-      const std::size_t k = rng() % in.size();
-      Waiter* w = in[k];
-      REQUIRE(w->heap_index >= 0);
-      heap.remove(w);
-      CHECK(w->heap_index == -1);
-      heap.remove(w);  // a second remove is a no-op
-      model.erase(model.find(w->deadline));
-      in.erase(in.begin() + static_cast<std::ptrdiff_t>(k));
-    } else {
-      Waiter* w = heap.pop();
-      CHECK(w->deadline == *model.begin());
-      CHECK(w->heap_index == -1);
-      model.erase(model.begin());
-      std::erase(in, w);
-    }
-    REQUIRE(heap.size() == model.size());
-    if (!heap.empty()) REQUIRE(heap.top()->deadline == *model.begin());
+namespace {
+
+Clock::time_point random_deadline(spindle_test::Xorshift& rng, Clock::time_point now) {
+  switch (rng() % 5) {
+    case 0: return now + nanoseconds(rng() % 100);  // many ties
+    case 1: return now - nanoseconds(rng() % 1'000'000);  // already due
+    case 2: return now + nanoseconds(rng() % 1'000'000);
+    case 3: return now + nanoseconds(rng() % 10'000'000'000);
+    default: return now + nanoseconds(static_cast<std::int64_t>(rng() % 1000) * 1000);  // ascending-ish
   }
-  for (Waiter* w : in) CHECK(w->heap_index >= 0);
-  Clock::time_point last = t0;
-  while (!heap.empty()) {
-    Waiter* w = heap.pop();
-    CHECK(w->deadline >= last);
-    last = w->deadline;
+}
+
+}  // namespace
+
+TEST_CASE("the timer heap pops in deadline order and removes from anywhere, against a model", "[timer_heap]") {
+  for (std::uint64_t seed : {12345u, 1u, 2u}) {
+    spindle_test::Xorshift rng(seed);
+    Clock::time_point now = Clock::time_point{} + std::chrono::hours(1);
+    TimerHeap heap;
+    std::vector<std::unique_ptr<Waiter>> pool;
+    std::vector<Waiter*> in;  // waiters in the heap
+    std::multimap<Clock::time_point, Waiter*> model;
+    auto erase_model = [&](Waiter* w) {
+      auto [b, e] = model.equal_range(w->deadline);
+      for (auto it = b; it != e; ++it) {
+        if (it->second == w) {
+          model.erase(it);
+          return true;
+        }
+      }
+      return false;
+    };
+    for (int step = 0; step < 40000; ++step) {
+      // Phases: grow, mix, drain, so the heap is large, small and empty.
+      const int phase = (step / 4000) % 3;
+      const unsigned op = static_cast<unsigned>(rng() % 10);
+      const bool grow = phase == 0 ? op < 7 : phase == 1 ? op < 4 : op < 1;
+      if (grow || in.empty()) {
+        pool.push_back(std::make_unique<Waiter>());
+        Waiter* w = pool.back().get();
+        w->deadline = random_deadline(rng, now);
+        heap.push(w);
+        REQUIRE(w->heap_index >= 0);
+        in.push_back(w);
+        model.emplace(w->deadline, w);
+      } else if (op < 6) {
+        const std::size_t k = static_cast<std::size_t>(rng() % in.size());
+        Waiter* w = in[k];
+        REQUIRE(w->heap_index >= 0);
+        heap.remove(w);
+        CHECK(w->heap_index == -1);
+        heap.remove(w);  // a second remove is a no-op
+        REQUIRE(erase_model(w));
+        in.erase(in.begin() + static_cast<std::ptrdiff_t>(k));
+      } else {
+        // Fire what is due, as fire_due_timers does.
+        now += nanoseconds(rng() % 2'000'000);
+        Clock::time_point last = Clock::time_point::min();
+        while (!heap.empty() && heap.top_deadline() <= now) {
+          CHECK(heap.top_deadline() == model.begin()->first);
+          Waiter* w = heap.pop();
+          CHECK(w->heap_index == -1);
+          CHECK(w->deadline >= last);
+          last = w->deadline;
+          REQUIRE(erase_model(w));
+          std::erase(in, w);
+        }
+        if (!model.empty()) CHECK(model.begin()->first > now);
+      }
+      REQUIRE(heap.size() == model.size());
+      if (!heap.empty()) {
+        REQUIRE(heap.top_deadline() == model.begin()->first);
+        REQUIRE(heap.top()->deadline == model.begin()->first);
+      }
+      if (step % 997 == 0) {
+        for (Waiter* w : in) REQUIRE(w->heap_index >= 0);
+      }
+    }
+    Clock::time_point last = Clock::time_point::min();
+    while (!heap.empty()) {
+      Waiter* w = heap.pop();
+      CHECK(w->deadline >= last);
+      last = w->deadline;
+      REQUIRE(erase_model(w));
+    }
+    CHECK(model.empty());
   }
 }
