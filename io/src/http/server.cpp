@@ -183,10 +183,15 @@ class BodyReader final : public BodySource {
       }
       into.resize(base + static_cast<std::size_t>(rest));
       std::size_t have = base;
-      while (have < into.size()) {
-        const std::size_t n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
-        if (n == 0) break;
-        have += n;
+      try {
+        while (have < into.size()) {
+          const std::size_t n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
+          if (n == 0) break;
+          have += n;
+        }
+      } catch (...) {
+        into.resize(have);  // what came, not the zeros reserved for the rest
+        throw;
       }
       into.resize(have);
       return;

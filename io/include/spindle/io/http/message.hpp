@@ -105,10 +105,11 @@ struct Request {
   // json: body parsed as JSON; throws nlohmann::json::parse_error.
   nlohmann::json json() const;
 
-  // Streamed request bodies (server side). body_streamed(): the body was
-  // not read before the handler was called (a Router route added with
-  // Body::stream, or ServerOptions::stream_bodies): `body` is empty and the
-  // bytes are read from the connection, in order, by the calls below.
+  // Streamed request bodies (server side). body_streamed(): the body is
+  // still on the connection (a Router route added with Body::stream, or
+  // ServerOptions::stream_bodies, and a request with a body): `body` is
+  // empty and the bytes are read from the connection, in order, by the
+  // calls below (false again after load_body).
   // Without streaming the same calls read from `body`, so a handler written
   // for streaming also works when the body was read whole.
   //  - read_body_some: up to out.size() bytes; 0 only at the end of the
