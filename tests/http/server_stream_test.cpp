@@ -486,3 +486,54 @@ TEST_CASE("server stream: an HTTP/1.0 client gets a generator's body unframed, t
     FIBER_CHECK(body_of(all) == "abcabcabc");
   });
 }
+
+TEST_CASE("server stream: bad chunk framing is a 400; a silent peer is errc::timeout") {
+  run_checked(2, [] {
+    std::mutex mu;
+    std::vector<http::errc> kinds;
+    http::Router r;
+    r.post("/up", [&](http::Request& q) {
+      try {
+        while (!q.read_body_chunk().empty()) {
+        }
+      } catch (const http::Error& e) {
+        std::lock_guard lk(mu);
+        kinds.push_back(e.kind());
+        throw;
+      }
+      return http::Response::text_body(200, "complete");
+    }, http::Body::stream);
+    http::ServerOptions o;
+    o.read_timeout = 300ms;  // per read of a streamed body
+    RouterServer srv(std::move(r), o);
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n");
+      const std::string all = read_all(s);
+      FIBER_CHECK(all.starts_with("HTTP/1.1 400 "));
+      FIBER_CHECK(count_substr(all, "HTTP/1.1") == 1);
+    }
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc");
+      FIBER_CHECK(read_all(s).empty());  // dropped, nothing sent
+    }
+    std::lock_guard lk(mu);
+    FIBER_CHECK(kinds == std::vector<http::errc>{http::errc::malformed_response, http::errc::timeout});
+  });
+}
+
+TEST_CASE("server stream: a handler that throws before reading gets 500; the body is drained") {
+  run_checked(2, [] {
+    http::Router r;
+    r.post("/boom", [](http::Request&) -> http::Response { throw std::runtime_error("no"); }, http::Body::stream);
+    r.get("/ping", pong);
+    RouterServer srv(std::move(r));
+    auto s = raw_connect(srv.port());
+    s.write_all("POST /boom HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5\r\nhello\r\n0\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string buf;
+    FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 500 "));
+    FIBER_CHECK(body_of(read_response(s, buf)) == "pong");
+  });
+}
