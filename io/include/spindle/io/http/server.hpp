@@ -17,7 +17,8 @@
 //  - A head over max_head bytes gets 431, a body over max_body 413,
 //    anything Beast cannot parse 400; each of these closes the connection
 //    (the rest of the stream cannot be framed). The server keeps serving.
-//  - A handler that throws a std::exception gets 500 (the connection stays).
+//  - A handler that throws a std::exception gets 500 (the connection stays
+//    if the request's body can still be framed).
 //    Cancelled passes (the connection fiber unwinds and closes).
 //  - A peer that goes away mid-head or mid-body just ends its connection.
 //  - Request bodies are read whole into Request::body before the handler
@@ -131,9 +132,10 @@ struct ServerOptions {
   // closed. Zero: never.
   std::chrono::milliseconds idle_timeout{60'000};
   // A request whose head and body take longer than this to arrive (from
-  // its first byte) is dropped with its connection. Zero: never. For a
-  // streamed body: each read by the handler (errc::timeout when no byte
-  // came for this long), and the drain after it.
+  // its first byte) is dropped with its connection. Zero: never. A body
+  // read after the head was handed on (a Server built from a Router, or
+  // stream_bodies) has it per read instead (errc::timeout when no byte
+  // came for this long; the connection is then dropped), as has the drain.
   std::chrono::milliseconds read_timeout{30'000};
   // shutdown(): how long serve() lets in-flight requests finish before it
   // cancels their fibers.
