@@ -31,6 +31,7 @@ if [[ "${1:-}" == "--bench" ]]; then
     wrk                  # HTTP load generator (bench/http/run.sh)
     nginx-light          # the nginx peer of the http_hello benchmark
     python3-websockets   # the Python peer of the WebSocket echo figure (bench/ws/ws_echo_peer.py)
+    python3-aiohttp      # the Python peer of the http client figure (bench/http/aiohttp_client_peer.py)
   )
 fi
 

@@ -13,6 +13,8 @@
 #
 # On 2 cores wrk shares the machine with the server: compare only rows
 # measured in the same run.
+# The client side (http::Client against aiohttp): bench/http/client.sh.
+# A short version of both runs in the main table (--filter=http).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

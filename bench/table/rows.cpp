@@ -14,6 +14,10 @@
 #include "../workloads/workloads.hpp"
 #include "echo64.hpp"
 
+#ifdef SPINDLE_BENCH_HTTP_ROWS
+#include "http_section.hpp"
+#endif
+
 #ifdef SPINDLE_BENCH_SYNC_ROWS
 #include "offload_workload.hpp"
 #include "sync_workloads.hpp"
@@ -231,6 +235,21 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
     out += buf;
     out += echo64::format(cells, servers, conns, g_fast_runs > 1);
   }
+#ifdef SPINDLE_BENCH_HTTP_ROWS
+  // BENCHMARKS.md http_hello and the http client figure (bench/http/):
+  // --runs short rounds (wrk: 1 s warm-up + 2 s per server; clients: 0.5 s
+  // + 2 s), about 30 s a round; bench/http/run.sh and client.sh run the
+  // 5 s windows. Rows whose tool is missing are skipped with a line.
+  http_bench::SectionOptions h;
+  h.rounds = g_fast_runs;
+  h.servers = filter.empty() || std::string("http_hello").find(filter) != std::string::npos;
+  h.clients = filter.empty() || std::string("http_client").find(filter) != std::string::npos;
+  if (h.servers || h.clients) out += http_bench::section(h);
+#else
+  if (filter.empty() || std::string("http_hello").find(filter) != std::string::npos) {
+    out += "\nhttp_hello, http client: skipped (spindle was built without io's http part).\n";
+  }
+#endif
   return out;
 }
 

@@ -10,23 +10,45 @@
 // Lease unreleased, which closes the connection: the rule that a
 // half-read connection is never reused is the Lease destructor.
 //
+// Streamed bodies. Download: open() runs the same hops with a parser over
+// Beast's buffer_body, stops after the final head and hands the parser and
+// the connection's Lease to a BodyReader (StreamedResponse): each read
+// points buffer_body at the caller's buffer and runs Beast's read_some until
+// some body bytes or the end arrive, so only the connection's read buffer
+// (one socket read, at most 64 KiB) is ever held. The reader releases the
+// Lease on reaching the end, and drops it (closing the connection) on any
+// failure or when destroyed before. Upload: send() writes the head with
+// Beast's serializer (empty_body, split) and then the generator's or the
+// file's chunks, framed with Beast's chunk encoder or raw under a
+// Content-Length.
+//
 // https:// (built with OpenSSL): the connection's Transport is a TlsStream,
 // handshaken inside the connect timeout with the client's TlsContext (made
 // on first use from ClientOptions::tls); the pool keys connections by
 // scheme, host and port, so an http and an https connection to the same
 // host:port never mix.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <deque>
+#include <limits>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/error.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include <spindle/io/asio_stream.hpp>
+#include <spindle/io/file.hpp>
 #include <spindle/io/http/client.hpp>
 #include <spindle/io/tcp.hpp>
 #include <spindle/runtime/all.hpp>
@@ -185,6 +207,9 @@ Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body,
 }
 
 bool is_redirect(int s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
+
+// The connection's read buffer, reserved up front (connect()).
+constexpr std::size_t kReadBuffer = 64 * 1024;
 
 struct Conn {
   detail::Transport s;
@@ -371,6 +396,11 @@ io::TlsContext detail::ClientPool::tls_context() {
 
 std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
   auto c = std::make_unique<Conn>();
+  // Beast reads max(512, free capacity) bytes per socket read (at most
+  // 64 KiB): a buffer left at the head's size would read a large body in
+  // ~1 KiB pieces. 64 KiB per open connection; measured in
+  // tests/http/client_stream_test.cpp "[.bench]" (docs/http.md).
+  c->buf.reserve(kReadBuffer);
 #if SPINDLE_HAVE_TLS
   io::TlsContext ctx;
   if (u.https) ctx = tls_context();
@@ -404,86 +434,335 @@ std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
 
 namespace {
 
-// Exchange: one request/response on one connection.
-struct Exchange {
-  detail::ClientPool& pool;
-  const ClientOptions& opt;
+using Clock = std::chrono::steady_clock;
 
-  bhttp::request<bhttp::string_body> build(std::string_view method, const Url& u,
-                                           const RequestOptions& ro) {
+template <class Body>
+void fill_head(bhttp::request<Body>& m, std::string_view method, const Url& u, const ClientOptions& opt,
+               const RequestOptions& ro) {
+  const bhttp::verb v = bhttp::string_to_verb(bsv(method));
+  if (v == bhttp::verb::unknown) {
+    m.method_string(bsv(method));
+  } else {
+    m.method(v);
+  }
+  m.target(bsv(u.target));
+  m.version(11);
+  m.set(bhttp::field::host, u.authority());
+  m.set(bhttp::field::user_agent, bsv(opt.user_agent));
+  for (const auto& [n, val] : ro.headers) m.set(bsv(n), bsv(val));
+}
+
+void check_body_options(const RequestOptions& ro) {
+  const int n = !ro.body.empty() + static_cast<bool>(ro.body_generator) + !ro.body_file.empty();
+  if (n > 1) throw std::invalid_argument("spindle::http: at most one of body, body_generator and body_file");
+  if (ro.body_length && !ro.body_generator)
+    throw std::invalid_argument("spindle::http: body_length is for body_generator");
+}
+
+// The unit of a streamed upload's file reads (a few io::File pool jobs per
+// MiB, and a bounded buffer).
+constexpr std::size_t kUploadChunk = 256 * 1024;
+// download(): body bytes gathered per file write (each write is a pool job).
+constexpr std::size_t kDownloadBatch = 1024 * 1024;
+
+// send: writes the request (head and body) on c. A failed write is
+// returned; a body source's own failure (generator, file) is thrown.
+// gen_called: set once the generator was first called (the body can no
+// longer be sent again).
+beast::error_code send(Conn& c, std::string_view method, const Url& u, const ClientOptions& opt,
+                       const RequestOptions& ro, bool& gen_called) {
+  beast::error_code ec;
+  if (!ro.body_generator && ro.body_file.empty()) {
     bhttp::request<bhttp::string_body> m;
-    const bhttp::verb v = bhttp::string_to_verb(bsv(method));
-    if (v == bhttp::verb::unknown) {
-      m.method_string(bsv(method));
-    } else {
-      m.method(v);
-    }
-    m.target(bsv(u.target));
-    m.version(11);
-    m.set(bhttp::field::host, u.authority());
-    m.set(bhttp::field::user_agent, bsv(opt.user_agent));
-    for (const auto& [n, val] : ro.headers) m.set(bsv(n), bsv(val));
+    fill_head(m, method, u, opt, ro);
     if (!ro.body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
       m.body() = ro.body;
       m.prepare_payload();
     }
-    return m;
+    bhttp::write(c.s, m, ec);
+    return ec;
   }
+  bhttp::request<bhttp::empty_body> m;
+  fill_head(m, method, u, opt, ro);
+  if (!ro.body_file.empty()) {
+    io::File f = io::File::open(ro.body_file, io::OpenMode::read);
+    const std::uint64_t size = f.size();
+    m.content_length(size);
+    bhttp::request_serializer<bhttp::empty_body> sr(m);
+    bhttp::write_header(c.s, sr, ec);
+    if (ec) return ec;
+    std::vector<char> buf(static_cast<std::size_t>(std::min<std::uint64_t>(size, kUploadChunk)));
+    for (std::uint64_t left = size; left > 0;) {
+      const std::size_t n = f.read(buf.data(), static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size())));
+      // A file that shrank under us: the Content-Length sent cannot be met.
+      if (n == 0) throw std::length_error("spindle::http: body_file shrank while being sent: " + ro.body_file.string());
+      boost::asio::write(c.s, boost::asio::buffer(buf.data(), n), ec);
+      if (ec) return ec;
+      left -= n;
+    }
+    return ec;
+  }
+  if (ro.body_length) {
+    m.content_length(*ro.body_length);
+  } else {
+    m.chunked(true);
+  }
+  bhttp::request_serializer<bhttp::empty_body> sr(m);
+  bhttp::write_header(c.s, sr, ec);
+  if (ec) return ec;
+  std::uint64_t sent = 0;
+  for (;;) {
+    gen_called = true;
+    const std::string chunk = ro.body_generator();
+    if (chunk.empty()) break;
+    if (ro.body_length) {
+      if (chunk.size() > *ro.body_length - sent)
+        throw std::length_error("spindle::http: body_generator yielded more than body_length");
+      boost::asio::write(c.s, boost::asio::buffer(chunk), ec);
+    } else {
+      boost::asio::write(c.s, bhttp::make_chunk(boost::asio::buffer(chunk)), ec);
+    }
+    if (ec) return ec;
+    sent += chunk.size();
+  }
+  if (ro.body_length) {
+    if (sent != *ro.body_length)
+      throw std::length_error("spindle::http: body_generator yielded less than body_length");
+  } else {
+    boost::asio::write(c.s, bhttp::make_chunk_last(), ec);
+  }
+  return ec;
+}
+
+// start: one attempt at a request: a connection (lease), the request
+// written, the response head read into p. false: the pooled connection was
+// closed by the server before any response byte, and the request may be
+// sent again (retry on a new connection).
+template <class Body>
+bool start(detail::ClientPool& pool, std::string_view method, const Url& u, const RequestOptions& ro,
+           bool& gen_called, std::optional<Lease>& lease, bhttp::response_parser<Body>& p) {
+  const ClientOptions& opt = pool.opt;
+  bool reused = false;
+  lease.emplace(pool, pool.acquire(u, reused));
+  Conn& c = lease->conn();
+  beast::error_code ec = send(c, method, u, opt, ro, gen_called);
+  if (ec) {
+    if (reused && !gen_called) return false;
+    throw map_error(ec, u, opt.max_body, c.s);
+  }
+  p.header_limit(static_cast<std::uint32_t>(opt.max_head));
+  if (method == "HEAD") p.skip(true);
+  TimedStream ts{c.s, opt.read_timeout};
+  try {
+    bhttp::read_header(ts, c.buf, p, ec);
+  } catch (const TimedOut&) {
+    throw Error(errc::timeout, "read timed out (" + u.str() + ")");
+  }
+  if (ec) {
+    // A stale TLS connection ends without close_notify (the server
+    // closed it idle): nothing of a response came, as end_of_stream.
+    const bool nothing = ec == bhttp::error::end_of_stream || ec == boost::asio::error::connection_reset ||
+                         (c.s.is_tls() && !p.got_some() && c.buf.size() == 0 &&
+                          map_error(ec, u, opt.max_body, c.s).kind() == errc::truncated);
+    if (reused && nothing) {
+      if (!gen_called) return false;
+      throw Error(errc::reset,
+                  "pooled connection closed before a response; a body_generator cannot be sent again (" + u.str() +
+                      ")");
+    }
+    throw map_error(ec, u, opt.max_body, c.s);
+  }
+  return true;
+}
+
+template <class Fields>
+void copy_head(const bhttp::response_header<Fields>& r, const Url& u, int& status, std::string& reason,
+               Headers& headers, std::string& url) {
+  status = static_cast<int>(r.result_int());
+  reason = std::string(sv(r.reason()));
+  for (const auto& f : r) headers.add(sv(f.name_string()), sv(f.value()));
+  url = u.str();
+}
+
+// redirect: whether to follow a response (status, Location) on hop `hop`;
+// when so, u, meth and ro become the next hop's. A redirect that would
+// send a body_generator's body again (307, 308) is not followed: the
+// generator cannot be replayed.
+bool redirect(const ClientOptions& opt, int hop, int status, std::optional<std::string_view> loc, Url& u,
+              std::string& meth, RequestOptions& ro) {
+  if (!ro.follow_redirects || !is_redirect(status) || !loc) return false;
+  const bool to_get = status == 303 || ((status == 301 || status == 302) && meth != "GET" && meth != "HEAD");
+  if (!to_get && ro.body_generator) return false;
+  if (hop >= opt.max_redirects)
+    throw Error(errc::too_many_redirects,
+                "more than " + std::to_string(opt.max_redirects) + " redirects (" + u.str() + ")");
+  u = resolve_location(u, *loc);
+  if (to_get) {
+    meth = "GET";
+    ro.body.clear();
+    ro.body_generator = nullptr;
+    ro.body_length.reset();
+    ro.body_file.clear();
+    ro.headers.erase("Content-Type");
+  }
+  return true;
+}
+
+// Exchange: one request/response on one connection, the body read whole.
+struct Exchange {
+  detail::ClientPool& pool;
+  const ClientOptions& opt;
+  bool gen_called = false;
 
   // once: false means "retry on a new connection" (a stale pooled one).
   bool once(std::string_view method, const Url& u, const RequestOptions& ro, Response& out) {
-    bool reused = false;
-    Lease lease(pool, pool.acquire(u, reused));
-    Conn& c = lease.conn();
-    auto m = build(method, u, ro);
-    beast::error_code ec;
-    bhttp::write(c.s, m, ec);
-    if (ec) {
-      if (reused) return false;
-      throw map_error(ec, u, opt.max_body, c.s);
-    }
+    std::optional<Lease> lease;
     bhttp::response_parser<bhttp::string_body> p;
-    p.header_limit(static_cast<std::uint32_t>(opt.max_head));
     p.body_limit(opt.max_body);
-    if (method == "HEAD") p.skip(true);
+    if (!start(pool, method, u, ro, gen_called, lease, p)) return false;
+    Conn& c = lease->conn();
+    beast::error_code ec;
     TimedStream ts{c.s, opt.read_timeout};
+    // Beast 1.74's response parser lets a Content-Length over body_limit
+    // through (its request parser does not; measured in
+    // tests/http/client_test.cpp), so the client checks it here.
+    if (p.content_length() && *p.content_length() > opt.max_body) ec = bhttp::error::body_limit;
     try {
-      bhttp::read_header(ts, c.buf, p, ec);
-      // Beast 1.74's response parser lets a Content-Length over body_limit
-      // through (its request parser does not; measured in
-      // tests/http/client_test.cpp), so the client checks it here.
-      if (!ec && p.content_length() && *p.content_length() > opt.max_body) ec = bhttp::error::body_limit;
       if (!ec && !p.is_done()) bhttp::read(ts, c.buf, p, ec);
     } catch (const TimedOut&) {
       throw Error(errc::timeout, "read timed out (" + u.str() + ")");
     }
-    if (ec) {
-      // A stale TLS connection ends without close_notify (the server
-      // closed it idle): nothing of a response came, as end_of_stream.
-      const bool nothing = ec == bhttp::error::end_of_stream || ec == boost::asio::error::connection_reset ||
-                           (c.s.is_tls() && !p.got_some() && c.buf.size() == 0 &&
-                            map_error(ec, u, opt.max_body, c.s).kind() == errc::truncated);
-      if (reused && nothing) return false;
-      throw map_error(ec, u, opt.max_body, c.s);
-    }
+    if (ec) throw map_error(ec, u, opt.max_body, c.s);
     auto& r = p.get();
-    out.status = static_cast<int>(r.result_int());
-    out.reason = std::string(sv(r.reason()));
-    for (const auto& f : r) out.headers.add(sv(f.name_string()), sv(f.value()));
+    copy_head(r, u, out.status, out.reason, out.headers, out.url);
     out.body = std::move(r.body());
-    out.url = u.str();
-    if (r.keep_alive() && c.buf.size() == 0) lease.release();
+    if (r.keep_alive() && c.buf.size() == 0) lease->release();
     return true;
   }
 };
 
 }  // namespace
 
+// BodyReader: a StreamedResponse's state: the connection (until the body's
+// end or a failure) and Beast's parser over buffer_body, past the head.
+struct detail::BodyReader {
+  ClientPool& pool;
+  Url u;
+  std::optional<Clock::time_point> deadline;  // total_timeout, from open()
+  bhttp::response_parser<bhttp::buffer_body> p;
+  std::optional<Lease> lease;
+  std::uint64_t bytes = 0;
+  bool done = false;    // the body was read to its end
+  bool failed = false;  // a read failed or close() ran first: no connection
+
+  BodyReader(ClientPool& pl, Url url, std::optional<Clock::time_point> d) : pool(pl), u(std::move(url)), deadline(d) {
+    // Streamed: no max_body. Not boost::none: Beast 1.74 compares the
+    // Content-Length with the optional limit as `len > limit`, true for
+    // an empty optional, so "no limit" refuses every body; the largest
+    // value is the working "none".
+    p.body_limit(std::numeric_limits<std::uint64_t>::max());
+  }
+
+  // finish: the body is complete: the connection goes back (keep-alive
+  // allowing, no stray bytes) or is closed.
+  void finish() noexcept {
+    done = true;
+    if (lease && p.get().keep_alive() && lease->conn().buf.size() == 0) lease->release();
+    lease.reset();
+  }
+  void fail() noexcept {
+    failed = true;
+    lease.reset();  // closes the connection
+  }
+
+  std::size_t read_some(std::byte* dst, std::size_t n) {
+    if (done || n == 0) return 0;
+    if (failed || !lease) throw Error(errc::reset, "streamed response closed (" + u.str() + ")");
+    Conn& c = lease->conn();
+    auto body = [&] {
+      TimedStream ts{c.s, pool.opt.read_timeout};
+      auto& b = p.get().body();
+      std::size_t got = 0;
+      while (got == 0 && !p.is_done()) {
+        b.data = dst;
+        b.size = n;
+        b.more = true;
+        beast::error_code ec;
+        bhttp::read_some(ts, c.buf, p, ec);
+        if (ec == bhttp::error::need_buffer) ec = {};
+        got = n - b.size;
+        if (ec) throw map_error(ec, u, 0, c.s);
+      }
+      return got;
+    };
+    std::size_t got = 0;
+    try {
+      got = deadline ? with_deadline(*deadline, body) : body();
+    } catch (const TimedOut&) {
+      fail();  // ours: the read timeout or the total deadline (a caller's scope surfaces as Cancelled here)
+      throw Error(errc::timeout, "timed out reading the body (" + u.str() + ")");
+    } catch (...) {
+      fail();
+      throw;
+    }
+    bytes += got;
+    if (p.is_done()) finish();
+    return got;
+  }
+};
+
+StreamedResponse::StreamedResponse() noexcept = default;
+StreamedResponse::StreamedResponse(StreamedResponse&&) noexcept = default;
+StreamedResponse& StreamedResponse::operator=(StreamedResponse&&) noexcept = default;
+StreamedResponse::~StreamedResponse() = default;
+
+std::size_t StreamedResponse::read_some(std::span<std::byte> buf) {
+  if (!r_) return 0;
+  return r_->read_some(buf.data(), buf.size());
+}
+
+std::string StreamedResponse::read_chunk(std::size_t max) {
+  std::string out(max, '\0');
+  out.resize(read_some(out.data(), out.size()));
+  return out;
+}
+
+std::string StreamedResponse::read_all(std::size_t max) {
+  // Read straight into the string's spare room (no stack buffer: fiber
+  // stacks are 64 KiB by default).
+  std::string out;
+  std::size_t have = 0;
+  for (;;) {
+    if (out.size() - have < 16 * 1024) out.resize(std::max<std::size_t>(2 * out.size(), have + 64 * 1024));
+    const std::size_t n = read_some(out.data() + have, out.size() - have);
+    if (n == 0) break;
+    have += n;
+    if (have > max) {
+      close();
+      throw Error(errc::body_too_large, "response body over " + std::to_string(max) + " bytes (" + url + ")");
+    }
+  }
+  out.resize(have);
+  return out;
+}
+
+bool StreamedResponse::done() const noexcept { return !r_ || r_->done; }
+std::uint64_t StreamedResponse::bytes_read() const noexcept { return r_ ? r_->bytes : 0; }
+std::optional<std::uint64_t> StreamedResponse::content_length() const noexcept {
+  if (!r_) return std::nullopt;
+  const auto n = r_->p.content_length();
+  return n ? std::optional<std::uint64_t>(*n) : std::nullopt;
+}
+void StreamedResponse::close() noexcept {
+  if (r_ && !r_->done) r_->fail();
+}
+
 Client::Client(ClientOptions options) : pool_(std::make_unique<detail::ClientPool>()) { pool_->opt = std::move(options); }
 
 Client::~Client() = default;
 
 Response Client::request(std::string_view method, std::string_view url, RequestOptions ro) {
+  check_body_options(ro);
   Url u = parse_url(url);
   std::string meth(method);
   auto run = [&] {
@@ -499,17 +778,7 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
         if (!ex.once(meth, u, ro, r))
           throw Error(errc::reset, "connection closed before a response (" + u.str() + ")");
       }
-      const auto loc = r.headers.get("Location");
-      if (!ro.follow_redirects || !is_redirect(r.status) || !loc) return r;
-      if (hop >= pool_->opt.max_redirects)
-        throw Error(errc::too_many_redirects,
-                    "more than " + std::to_string(pool_->opt.max_redirects) + " redirects (" + u.str() + ")");
-      u = resolve_location(u, *loc);
-      if (r.status == 303 || ((r.status == 301 || r.status == 302) && meth != "GET" && meth != "HEAD")) {
-        meth = "GET";
-        ro.body.clear();
-        ro.headers.erase("Content-Type");
-      }
+      if (!redirect(pool_->opt, hop, r.status, r.headers.get("Location"), u, meth, ro)) return r;
     }
   };
   if (pool_->opt.total_timeout.count() == 0) return run();
@@ -518,6 +787,88 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
   } catch (const TimedOut&) {
     throw Error(errc::timeout, "total timeout (" + u.str() + ")");
   }
+}
+
+StreamedResponse Client::open(std::string_view method, std::string_view url, RequestOptions ro) {
+  check_body_options(ro);
+  Url u = parse_url(url);
+  std::string meth(method);
+  std::optional<Clock::time_point> deadline;
+  if (pool_->opt.total_timeout.count() > 0) deadline = Clock::now() + pool_->opt.total_timeout;
+  auto run = [&] {
+    bool gen_called = false;
+    for (int hop = 0;; ++hop) {
+      auto attempt = [&] {
+        auto r = std::make_unique<detail::BodyReader>(*pool_, u, deadline);
+        if (!start(*pool_, meth, u, ro, gen_called, r->lease, r->p)) r.reset();
+        return r;
+      };
+      auto r = attempt();
+      if (!r) {  // a stale pooled connection: as request()
+        pool_->drop_idle(u.key());
+        r = attempt();
+        if (!r) throw Error(errc::reset, "connection closed before a response (" + u.str() + ")");
+      }
+      StreamedResponse s;
+      copy_head(r->p.get().base(), u, s.status, s.reason, s.headers, s.url);
+      if (r->p.is_done()) r->finish();
+      s.r_ = std::move(r);
+      if (!redirect(pool_->opt, hop, s.status, s.headers.get("Location"), u, meth, ro)) return s;
+      // A redirect's own body: read and dropped so its connection can be
+      // reused, up to max_body; a longer one is closed instead.
+      std::vector<char> tmp(16 * 1024);  // on the heap: fiber stacks are small
+      while (!s.done() && s.bytes_read() <= pool_->opt.max_body) s.read_some(tmp.data(), tmp.size());
+    }
+  };
+  if (!deadline) return run();
+  try {
+    return with_deadline(*deadline, run);
+  } catch (const TimedOut&) {
+    throw Error(errc::timeout, "total timeout (" + u.str() + ")");
+  }
+}
+
+DownloadResult Client::download(std::string_view url, const std::filesystem::path& path, RequestOptions ro) {
+  StreamedResponse s = open("GET", url, std::move(ro));
+  DownloadResult out;
+  out.status = s.status;
+  out.reason = s.reason;
+  out.headers = s.headers;
+  out.url = s.url;
+  if (s.status < 200 || s.status >= 300) return out;  // s closes its connection unless the body was empty
+  // The temporary: next to path (same filesystem, so the rename is atomic),
+  // named uniquely in this process, created exclusively.
+  static std::atomic<std::uint64_t> seq{0};
+  std::filesystem::path tmp = path;
+  tmp += ".part-" + std::to_string(::getpid()) + "-" + std::to_string(seq.fetch_add(1));
+  io::File f = io::File::open(tmp, io::OpenMode::write | io::OpenMode::exclusive, 0644);
+  // Removed on any failure (an unlink: a short metadata call, made directly
+  // so it also runs while a Cancelled unwinds).
+  struct Remove {
+    const std::filesystem::path& p;
+    bool armed = true;
+    ~Remove() {
+      if (armed) ::unlink(p.c_str());
+    }
+  } remove{tmp};
+  std::vector<std::byte> buf(kDownloadBatch);
+  for (;;) {
+    // Fill the buffer before writing: fewer, larger file writes.
+    std::size_t have = 0;
+    while (have < buf.size()) {
+      const std::size_t n = s.read_some(std::span<std::byte>(buf).subspan(have));
+      if (n == 0) break;
+      have += n;
+    }
+    if (have > 0) f.write(buf.data(), have);
+    out.bytes += have;
+    if (have < buf.size()) break;  // the body's end
+  }
+  f.close();
+  blocking([&] { std::filesystem::rename(tmp, path); });
+  remove.armed = false;
+  out.written = true;
+  return out;
 }
 
 Response Client::post_json(std::string_view url, const nlohmann::json& value, RequestOptions ro) {

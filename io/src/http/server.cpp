@@ -28,7 +28,7 @@
 //  6. serve() waits for the connection group, at most drain_timeout; the
 //     group's wait cancels the rest when that expires.
 //
-// Request bodies (docs/http.md "Streamed bodies"): one parser type,
+// Request bodies (docs/http.md "Streamed bodies (server)"): one parser type,
 // request_parser<buffer_body>, for every request: Beast parses the body
 // straight into a buffer the reader names (the handler's span, or the tail
 // of Request::body when read whole), so a streamed body passes through the

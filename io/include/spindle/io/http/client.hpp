@@ -22,7 +22,7 @@
 //
 // Thread-safety: one Client may be used by any number of fibers on any
 // workers at once. The destructor closes the idle connections; no request
-// may be in flight then.
+// may be in flight then, and no StreamedResponse of it may be left.
 //
 // https:// (when spindle is built with OpenSSL; otherwise
 // errc::invalid_url): TLS over the same pool, keyed by scheme, host and
@@ -31,15 +31,28 @@
 // sent as SNI. Handshake and verification failures are errc::tls, with
 // OpenSSL's reason in what(); the connect timeout covers the handshake.
 //
-// Errors: http::Error (error.hpp) with an http::errc kind. Not done:
-// streamed bodies (bodies are strings,
-// bounded by max_body).
+// Streamed bodies (docs/http.md "Streamed bodies"). Download: open()
+// returns a StreamedResponse once the head is read (redirects followed
+// first); its body is read piece by piece with read_some / read_chunk and
+// never buffered whole, and max_body does not apply. Its connection goes
+// back to the pool only when the body was read to its end; destroyed,
+// closed, cancelled or failed before that, it closes the connection.
+// download() streams a body into a file through a temporary that is
+// renamed only on success. Upload: RequestOptions::body_generator (chunked,
+// or Content-Length when body_length is given) or body_file
+// (Content-Length from its size, read with io::File in chunks).
+//
+// Errors: http::Error (error.hpp) with an http::errc kind.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -54,6 +67,7 @@ namespace spindle::http {
 
 namespace detail {
 struct ClientPool;  // client.cpp
+struct BodyReader;  // client.cpp
 }
 
 struct ClientOptions {
@@ -74,10 +88,97 @@ struct ClientOptions {
   io::TlsClientOptions tls = {};
 };
 
+// BodyGenerator: a streamed request body, one chunk per call; an empty
+// string ends the body. Called on the requesting fiber, between writes (it
+// may suspend). An exception from it ends the request (the connection is
+// closed) and reaches the caller.
+using BodyGenerator = std::function<std::string()>;
+
 struct RequestOptions {
   Headers headers;  // sent as given (after Host and User-Agent)
   std::string body;
   bool follow_redirects = true;
+  // Streamed request bodies; at most one of body, body_generator and
+  // body_file (more: std::invalid_argument).
+  //
+  // body_generator: sent with Transfer-Encoding: chunked, or with
+  // Content-Length: *body_length when given (a generator that yields more
+  // or fewer bytes than that: std::length_error, connection closed). It
+  // cannot be replayed: a 307/308 redirect is not followed (the redirect
+  // response is returned as is), and a pooled connection found closed by
+  // the server after the generator was first called is errc::reset rather
+  // than a silent retry.
+  BodyGenerator body_generator;
+  std::optional<std::uint64_t> body_length;
+  // body_file: the file's bytes, Content-Length from its size at open, read
+  // in chunks with io::File (never whole in memory). Re-read from the start
+  // for a 307/308 redirect or a retry. A file that cannot be opened raises
+  // io::File's std::system_error before anything is sent.
+  std::filesystem::path body_file;
+};
+
+// StreamedResponse: a response whose body is read in pieces (Client::open).
+// status, reason, headers and url are there when open() returns; the body
+// is not read yet. Move-only; one fiber at a time. The Client must outlive
+// it. Each read is a cancellation point bounded by read_timeout (and by
+// total_timeout counted from open()), raised as errc::timeout; the body's
+// framing (Content-Length, chunked, until close) is checked as for
+// request(): a body that ends early is errc::truncated, never a short
+// success.
+//
+// The connection: given back to the pool (keep-alive allowing) by the read
+// that reaches the end of the body; closed by close(), the destructor, or
+// any failure (error, Cancelled, TimedOut) before that, so a half-read
+// connection is never reused. After a failed read the stream is closed:
+// later reads raise Error(errc::reset).
+class StreamedResponse {
+ public:
+  int status = 0;
+  std::string reason;
+  Headers headers;
+  std::string url;  // the URL that answered (after redirects)
+
+  StreamedResponse() noexcept;  // closed, done, no body
+  StreamedResponse(StreamedResponse&&) noexcept;
+  StreamedResponse& operator=(StreamedResponse&&) noexcept;
+  ~StreamedResponse();
+
+  // read_some: the next body bytes into buf: at least one, at most
+  // buf.size(); 0 only at the end of the body (or for an empty buf).
+  SPINDLE_MAY_SUSPEND std::size_t read_some(std::span<std::byte> buf);
+  SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n) {
+    return read_some(std::span<std::byte>(static_cast<std::byte*>(p), n));
+  }
+  // read_chunk: the next piece of the body, at most max bytes; empty at the
+  // end.
+  SPINDLE_MAY_SUSPEND std::string read_chunk(std::size_t max = 64 * 1024);
+  // read_all: the rest of the body as one string; more than max bytes is
+  // errc::body_too_large (and closes the connection).
+  SPINDLE_MAY_SUSPEND std::string read_all(std::size_t max = 64u << 20);
+
+  // done: the whole body was read (the connection went back or closed).
+  bool done() const noexcept;
+  // bytes_read: body bytes returned so far.
+  std::uint64_t bytes_read() const noexcept;
+  // content_length: the head's Content-Length, if it had one.
+  std::optional<std::uint64_t> content_length() const noexcept;
+  // close: closes the connection unless the body was read whole;
+  // idempotent; never suspends.
+  void close() noexcept;
+
+ private:
+  friend class Client;
+  std::unique_ptr<detail::BodyReader> r_;
+};
+
+// DownloadResult: what download() fetched.
+struct DownloadResult {
+  int status = 0;
+  std::string reason;
+  Headers headers;
+  std::string url;         // after redirects
+  std::uint64_t bytes = 0;  // written to the file (0 when not written)
+  bool written = false;     // true: a 2xx body is in the file, complete
 };
 
 struct ClientStats {
@@ -111,6 +212,24 @@ class Client {
   // post_json: body = value.dump(), Content-Type: application/json.
   SPINDLE_MAY_SUSPEND Response post_json(std::string_view url, const nlohmann::json& value,
                                          RequestOptions options = {});
+
+  // open: as request(), redirects and all, but returns once the final
+  // response's head is read; its body is read through the result
+  // (StreamedResponse). max_body does not apply. total_timeout, when set,
+  // bounds open() and every read of the body, counted from this call.
+  SPINDLE_MAY_SUSPEND StreamedResponse open(std::string_view method, std::string_view url,
+                                            RequestOptions options = {});
+  // download: GET url and stream a 2xx body into `path` (created or
+  // replaced). The bytes go to a temporary file next to it
+  // ("<path>.part-<n>"), which is renamed to `path` only after the last
+  // byte was read and written; a failure, timeout or cancel at any point
+  // removes the temporary and leaves `path` as it was, so a file at `path`
+  // is always a complete body. A non-2xx response writes nothing (written =
+  // false; its body is discarded and its connection closed) and is not an
+  // error. Errors: those of open() and of the reads, and io::File's
+  // std::system_error for the file.
+  SPINDLE_MAY_SUSPEND DownloadResult download(std::string_view url, const std::filesystem::path& path,
+                                              RequestOptions options = {});
 
   ClientStats stats() const;
   // close_idle: closes every idle pooled connection. Never suspends.

@@ -7,7 +7,7 @@
 // this header only forward-declares (<nlohmann/json_fwd.hpp>); a caller
 // that uses the value includes <nlohmann/json.hpp> itself.
 //
-// Streamed bodies (server side, docs/http.md "Streamed bodies"): a
+// Streamed bodies (server side, docs/http.md "Streamed bodies (server)"): a
 // Request's body may still be on the connection when the handler runs
 // (body_streamed(); the handler reads it in pieces with read_body_some /
 // read_body_chunk), and a Response's body may be produced in pieces

@@ -24,7 +24,7 @@
 //  - Request bodies are read whole into Request::body before the handler
 //    runs (bounded by max_body), except when streamed (below).
 //
-// Streamed bodies (docs/http.md "Streamed bodies"):
+// Streamed bodies (docs/http.md "Streamed bodies (server)"):
 //  - Requests: a Router route added with Body::stream is called right
 //    after the head, and reads the body in pieces (Request::read_body_some
 //    / read_body_chunk), with no max_body limit; the other routes still get

@@ -1,0 +1,37 @@
+// http_section.hpp: the main table's http section (bench/table/rows.cpp,
+// extra_sections), a short version of bench/http/run.sh and
+// bench/http/client.sh:
+//   - http_hello (BENCHMARKS.md): `wrk -t1 -c100` against the raw libuv C
+//     server, nginx (one worker), spindle's minimal server http_hello and
+//     the full http::Server (http_server_hello), spindle with 1 and 2
+//     workers; requests/s and requests per second of server CPU;
+//   - http client: 100 fibers fetching over keep-alive with http::Client
+//     (spindle_bench_http_client, 1 and 2 workers) against 100 aiohttp
+//     tasks (aiohttp_client_peer.py), both on the libuv C server;
+//     requests/s and requests per second of client CPU.
+// Every server and client is a process of its own (started by path, the
+// binaries bench/http/CMakeLists.txt builds), stopped by PID. Missing
+// tools (wrk, nginx, Debian's python3-aiohttp) skip their rows with a line
+// saying so.
+#pragma once
+
+#include <string>
+
+namespace http_bench {
+
+// Which part to run: "http_hello", "http_client" (the table's --filter
+// matches these names).
+struct SectionOptions {
+  bool servers = true;
+  bool clients = true;
+  int rounds = 3;           // interleaved rounds; medians and min-max over them
+  int wrk_seconds = 2;      // wrk window per server, after a 1 s wrk warm-up
+  double client_seconds = 2;  // client window, after client_warmup_s
+  double client_warmup_s = 0.5;
+};
+
+// section: measures and returns the Markdown text (tables and skip lines).
+// Progress lines go to stderr.
+std::string section(const SectionOptions& o);
+
+}  // namespace http_bench
