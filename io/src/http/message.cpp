@@ -1,6 +1,7 @@
 // message.cpp: Headers, Request/Response helpers, reason phrases, JSON and
 // the error category. No Beast here (docs/http.md "Layout").
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +61,30 @@ std::string_view Request::param(std::string_view name) const noexcept {
 }
 
 nlohmann::json Request::json() const { return nlohmann::json::parse(body); }
+
+std::size_t Request::read_body_some(std::span<std::byte> out) {
+  if (out.empty()) return 0;
+  if (body_source_ != nullptr) return body_source_->read_some(out);
+  // Not streamed: the same reads over the body read whole.
+  const std::size_t n = std::min(out.size(), body.size() - std::min(body_pos_, body.size()));
+  std::memcpy(out.data(), body.data() + body_pos_, n);
+  body_pos_ += n;
+  return n;
+}
+
+std::string Request::read_body_chunk(std::size_t max) {
+  std::string piece(std::max<std::size_t>(max, 1), '\0');
+  const std::size_t n = read_body_some(std::as_writable_bytes(std::span(piece)));
+  piece.resize(n);
+  return piece;
+}
+
+void Request::load_body() {
+  if (body_source_ == nullptr) return;
+  body_source_->load(body, body_source_->limit());
+  body_source_ = nullptr;  // the body is whole now: later reads come from it
+  body_pos_ = 0;
+}
 nlohmann::json Response::json() const { return nlohmann::json::parse(body); }
 
 Response Response::text_body(int status, std::string body, std::string_view content_type) {
@@ -72,6 +97,22 @@ Response Response::text_body(int status, std::string body, std::string_view cont
 
 Response Response::json_body(int status, const nlohmann::json& value) {
   return text_body(status, value.dump(), "application/json");
+}
+
+Response Response::stream_body(int status, std::function<std::string()> next, std::string_view content_type) {
+  Response r;
+  r.status = status;
+  r.headers.set("Content-Type", content_type);
+  r.body_stream = std::move(next);
+  return r;
+}
+
+Response Response::file_body(int status, std::filesystem::path path, std::string_view content_type) {
+  Response r;
+  r.status = status;
+  r.headers.set("Content-Type", content_type);
+  r.body_file = std::move(path);
+  return r;
 }
 
 std::string_view reason_phrase(int status) noexcept {

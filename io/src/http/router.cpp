@@ -52,8 +52,9 @@ bool match(const std::vector<std::string>& pat, const std::vector<std::string_vi
 
 }  // namespace
 
-Router& Router::add(std::string_view method, std::string_view pattern, Handler h) {
+Router& Router::add(std::string_view method, std::string_view pattern, Handler h, Body body) {
   Route r;
+  r.body = body;
   r.method = std::string(method);
   for (auto s : split_path(pattern)) r.segments.emplace_back(s);
   r.handler = std::move(h);
@@ -71,6 +72,7 @@ Response Router::operator()(Request& req) const {
     if (!match(r.segments, path, params)) continue;
     if (r.method == req.method) {
       req.params = std::move(params);
+      if (r.body == Body::whole) req.load_body();
       return r.handler(req);
     }
     if (req.method == "HEAD" && r.method == "GET" && head_fallback == nullptr) {
@@ -84,6 +86,7 @@ Response Router::operator()(Request& req) const {
   }
   if (head_fallback != nullptr) {
     req.params = std::move(head_params);
+    if (head_fallback->body == Body::whole) req.load_body();
     return head_fallback->handler(req);
   }
   if (allow.empty()) return Response::text_body(404, "not found\n");

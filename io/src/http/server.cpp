@@ -28,22 +28,43 @@
 //  6. serve() waits for the connection group, at most drain_timeout; the
 //     group's wait cancels the rest when that expires.
 //
+// Request bodies (docs/http.md "Streamed bodies (server)"): one parser type,
+// request_parser<buffer_body>, for every request: Beast parses the body
+// straight into a buffer the reader names (the handler's span, or the tail
+// of Request::body when read whole), so a streamed body passes through the
+// connection's buffer (64 KiB reads) and never accumulates. Beast's own
+// body_limit is off (it would have to be set before the head says whether
+// the body streams); BodyReader::load applies max_body instead, with the
+// same answers (a Content-Length over it is refused before any body byte
+// and before 100 Continue; a chunked body when its total passes it).
+// After the handler returns, a body not read to its end is drained (at
+// most max_drain bytes) or the connection closes after the response: the
+// parser is per request, so leftover body bytes are never parsed as a
+// next request.
+//
 // TLS (ServerOptions::tls): listen() makes the TlsContext; each connection
 // fiber does the server handshake first, under read_timeout and in the
 // idle state (nothing was handed to a handler yet, so shutdown may cancel
 // it), then serves its Transport exactly as a plain one.
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
 #include <spindle/io/asio_stream.hpp>
+#include <spindle/io/file.hpp>
+#include <spindle/io/http/error.hpp>
 #include <spindle/io/http/server.hpp>
 #include <spindle/io/tcp.hpp>
 #include <spindle/runtime/all.hpp>
@@ -90,6 +111,190 @@ bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category();
 }
 
+// is_framing_error: input the server answers with 400 (not a peer that went
+// away mid-message).
+bool is_framing_error(const beast::error_code& ec) {
+  return is_parse_error(ec) && ec != bhttp::error::partial_message && ec != bhttp::error::end_of_stream;
+}
+
+using Parser = bhttp::request_parser<bhttp::buffer_body>;
+
+// BodyReader: the body of the request in progress, read from the
+// connection on demand (Request::read_body_*), whole (load), or thrown
+// away (drain). Lives on the connection fiber's stack for one request.
+class BodyReader final : public BodySource {
+ public:
+  enum class Fail { none, too_large, malformed, gone, timeout };
+
+  BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const ServerOptions& opt)
+      : s_(s), buf_(buf), p_(p), opt_(opt) {
+    expect_continue_ = !p.is_done() && iequals(sv(p.get()[bhttp::field::expect]), "100-continue");
+  }
+
+  std::size_t read_some(std::span<std::byte> out) override {
+    if (out.empty() || p_.is_done()) return 0;
+    check_usable();
+    send_continue();
+    for (;;) {
+      auto& b = p_.get().body();
+      b.data = out.data();
+      b.size = out.size();
+      beast::error_code ec;
+      // Until Beast returns: an exception out of it (a cancel, a deadline
+      // of the handler's, a TLS failure) leaves the parser mid-read.
+      broken_ = true;
+      auto rd = [&] { bhttp::read_some(s_, buf_, p_, ec); };
+      try {
+        if (opt_.read_timeout.count() > 0) {
+          with_timeout(opt_.read_timeout, rd);
+        } else {
+          rd();
+        }
+      } catch (const TimedOut&) {
+        fail_ = Fail::timeout;  // this scope's own deadline (an outer one passes)
+        throw error();
+      }
+      broken_ = false;
+      const std::size_t n = out.size() - p_.get().body().size;
+      p_.get().body().data = nullptr;  // never keep the caller's buffer
+      if (ec == bhttp::error::need_buffer) ec = {};
+      received_ += n;
+      if (ec) {
+        fail_ = ec == bhttp::error::body_limit ? Fail::too_large
+                : is_framing_error(ec)         ? Fail::malformed
+                                               : Fail::gone;
+        if (n == 0) throw error();
+        return n;  // the bytes that came; the next read raises
+      }
+      if (n > 0 || p_.is_done()) return n;
+    }
+  }
+
+  void load(std::string& into, std::size_t limit) override {
+    if (p_.is_done()) return;
+    check_usable();
+    const std::size_t base = into.size();
+    if (const auto cl = p_.content_length()) {
+      // Refused before any body byte (and before 100 Continue).
+      const std::uint64_t rest = *cl - received_;
+      if (rest > limit || base > limit - rest) {
+        fail_ = Fail::too_large;
+        throw error();
+      }
+      into.resize(base + static_cast<std::size_t>(rest));
+      std::size_t have = base;
+      try {
+        while (have < into.size()) {
+          const std::size_t n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
+          if (n == 0) break;
+          have += n;
+        }
+      } catch (...) {
+        into.resize(have);  // what came, not the zeros reserved for the rest
+        throw;
+      }
+      into.resize(have);
+      return;
+    }
+    // Chunked: grow by at most 64 KiB past what is read, stop one byte past
+    // the limit.
+    for (;;) {
+      const std::size_t have = into.size();
+      if (have > limit) {
+        fail_ = Fail::too_large;
+        throw error();
+      }
+      const std::size_t room = std::min<std::size_t>(64 * 1024, limit + 1 - have);
+      into.resize(have + room);
+      std::size_t n = 0;
+      try {
+        n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
+      } catch (...) {
+        into.resize(have);
+        throw;
+      }
+      into.resize(have + n);
+      if (n == 0) return;
+    }
+  }
+
+  std::size_t limit() const noexcept override { return opt_.max_body; }
+
+  bool done() const { return p_.is_done(); }
+  Fail failed() const { return fail_; }
+  // usable: no failure and no interrupted read: the connection can still
+  // be framed.
+  bool usable() const { return fail_ == Fail::none && !broken_; }
+
+  // drain: reads and discards the rest of the body, at most `max` bytes.
+  // True when the body ended (the connection can serve a next request).
+  // Not tried when the client still waits for 100 Continue (it may never
+  // send the body) or a Content-Length says more than `max` is left.
+  bool drain(std::size_t max) {
+    if (p_.is_done()) return true;
+    if (!usable() || (expect_continue_ && !continue_sent_)) return false;
+    if (const auto cl = p_.content_length(); cl && *cl - received_ > max) return false;
+    std::array<std::byte, 4096> sink;  // fiber stacks are small (64 KiB)
+    std::size_t got = 0;
+    try {
+      while (got <= max) {
+        const std::size_t n = read_some(sink);
+        if (n == 0) return true;
+        got += n;
+      }
+    } catch (const Error&) {
+      return false;
+    }
+    return false;
+  }
+
+ private:
+  void check_usable() {
+    if (fail_ != Fail::none) throw error();
+    if (broken_) throw Error(errc::reset, "spindle::http: request body: an earlier read was interrupted");
+  }
+
+  void send_continue() {
+    if (!expect_continue_ || continue_sent_) return;
+    // The client waits for this before it sends the body (curl does for
+    // large uploads); sent on the first read, so a handler that answers
+    // without reading (401, 404) never invites the body.
+    continue_sent_ = true;
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    try {
+      s_.write_all(kContinue);
+    } catch (const std::system_error&) {
+      fail_ = Fail::gone;
+      throw error();
+    }
+  }
+
+  Error error() const {
+    switch (fail_) {
+      case Fail::too_large:
+        return Error(errc::body_too_large, "spindle::http: request body over ServerOptions::max_body");
+      case Fail::malformed:
+        return Error(errc::malformed_response, "spindle::http: malformed request body (chunked framing)");
+      case Fail::timeout:
+        return Error(errc::timeout, "spindle::http: request body: no data within ServerOptions::read_timeout");
+      case Fail::gone:
+      case Fail::none:
+        break;
+    }
+    return Error(errc::truncated, "spindle::http: request body cut short: the client closed or reset the connection");
+  }
+
+  detail::Transport& s_;
+  beast::flat_buffer& buf_;
+  Parser& p_;
+  const ServerOptions& opt_;
+  std::uint64_t received_ = 0;
+  Fail fail_ = Fail::none;
+  bool broken_ = false;
+  bool expect_continue_ = false;
+  bool continue_sent_ = false;
+};
+
 }  // namespace
 
 struct Server::State {
@@ -109,11 +314,13 @@ struct Server::State {
   bool start(Conn& c, detail::Transport& t, io::TcpStream s);
   void serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer);
   bool wait_for_request(Conn& c, detail::Transport& s, beast::flat_buffer& buf);
-  bool read_request(detail::Transport& s, beast::flat_buffer& buf,
-                    bhttp::request_parser<bhttp::string_body>& p, beast::error_code& ec);
+  bool read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p, beast::error_code& ec);
   Response call_handler(Request& req);
-  void write_response(detail::Transport& s, Response& res, const Request& req, bool keep);
+  void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep);
+  void write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
+  void start_head(bhttp::response_header<>& h, const Response& res, const Request& req);
   void reject(detail::Transport& s, int status);
+  void linger(detail::Transport& s);
   void cancel_idle();
 };
 
@@ -207,22 +414,11 @@ bool Server::State::wait_for_request(Conn& c, detail::Transport& s, beast::flat_
   return true;
 }
 
-// read_request: the head, a 100 Continue when asked for, then the body.
-// False when the read timed out (the connection is dropped).
-bool Server::State::read_request(detail::Transport& s, beast::flat_buffer& buf,
-                                 bhttp::request_parser<bhttp::string_body>& p,
-                                 beast::error_code& ec) {
-  auto read = [&] {
-    bhttp::read_header(s, buf, p, ec);
-    if (ec || p.is_done()) return;
-    if (iequals(sv(p.get()[bhttp::field::expect]), "100-continue")) {
-      // The client waits for this before it sends the body (curl does for
-      // large uploads); without it the read below would stall.
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      s.write_all(kContinue);
-    }
-    bhttp::read(s, buf, p, ec);
-  };
+// read_head: the request line and fields, within read_timeout. False when
+// that timed out (the connection is dropped).
+bool Server::State::read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p,
+                              beast::error_code& ec) {
+  auto read = [&] { bhttp::read_header(s, buf, p, ec); };
   try {
     if (opt.read_timeout.count() > 0) {
       with_timeout(opt.read_timeout, read);
@@ -239,21 +435,27 @@ Response Server::State::call_handler(Request& req) {
   try {
     return handler(req);
   } catch (const std::exception& e) {
-    // The request was read whole, so the connection stays usable.
+    // The connection stays usable if its body can still be framed
+    // (serve_conn decides after this).
     return Response::text_body(500, "internal server error\n");
   }
 }
 
-void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool keep) {
-  bhttp::response<bhttp::string_body> m;
-  m.result(static_cast<unsigned>(res.status));
-  m.version(req.version);
-  if (!res.reason.empty()) m.reason(bsv(res.reason));
-  for (const auto& [name, value] : res.headers) m.insert(bsv(name), bsv(value));
+void Server::State::start_head(bhttp::response_header<>& h, const Response& res, const Request& req) {
+  h.result(static_cast<unsigned>(res.status));
+  h.version(req.version);
+  if (!res.reason.empty()) h.reason(bsv(res.reason));
+  for (const auto& [name, value] : res.headers) h.insert(bsv(name), bsv(value));
   if (!opt.minimal) {
-    if (!res.headers.contains("Date")) m.set(bhttp::field::date, bsv(http_date()));
-    if (!res.headers.contains("Server")) m.set(bhttp::field::server, bsv(opt.server_name));
+    if (!res.headers.contains("Date")) h.set(bhttp::field::date, bsv(http_date()));
+    if (!res.headers.contains("Server")) h.set(bhttp::field::server, bsv(opt.server_name));
   }
+}
+
+void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep) {
+  if (res.body_stream || !res.body_file.empty()) return write_streamed(s, res, req, keep);
+  bhttp::response<bhttp::string_body> m;
+  start_head(m.base(), res, req);
   m.keep_alive(keep);
   if (req.method == "HEAD") {
     // The length GET would send, and no body.
@@ -263,6 +465,66 @@ void Server::State::write_response(detail::Transport& s, Response& res, const Re
     m.prepare_payload();
   }
   bhttp::write(s, m);  // throws on a write error: the connection ends
+}
+
+// write_streamed: the head through Beast's serializer, then the body in
+// pieces: the file's bytes under its Content-Length, or the generator's
+// pieces as chunks (HTTP/1.0: raw, and the close ends the body). At most
+// one piece (64 KiB of file, or what the generator returned) is held.
+void Server::State::write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep) {
+  const bool head_only = req.method == "HEAD";
+  bhttp::response<bhttp::empty_body> m;
+  start_head(m.base(), res, req);
+  io::File file;
+  std::uint64_t size = 0;
+  bool chunked = false;
+  if (!res.body_stream) {
+    try {
+      file = io::File::open(res.body_file, io::OpenMode::read);
+      size = file.size();
+    } catch (const std::system_error&) {
+      // Nothing sent yet: the handler's file is gone or unreadable.
+      Response err = Response::text_body(500, "internal server error\n");
+      return write_response(s, err, req, keep);
+    }
+    m.content_length(size);
+  } else if (req.version >= 11) {
+    chunked = true;
+    m.chunked(true);
+  } else if (!head_only) {
+    keep = false;  // no framing an HTTP/1.0 client knows: the close ends it
+  }
+  m.keep_alive(keep);
+  bhttp::response_serializer<bhttp::empty_body> sr(m);
+  bhttp::write_header(s, sr);
+  if (head_only) return;
+  if (!res.body_stream) {
+    std::vector<char> piece(64 * 1024);
+    for (std::uint64_t left = size; left > 0;) {
+      const std::size_t n = file.read(piece.data(), static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), left)));
+      // Shrank under us: the promised length cannot be kept; the close
+      // tells the client (truncated).
+      if (n == 0) throw std::runtime_error("spindle::http: file shrank while being sent");
+      s.write_all({piece.data(), n});
+      left -= n;
+    }
+    return;
+  }
+  for (;;) {
+    const std::string part = res.body_stream();
+    if (part.empty()) break;
+    if (!chunked) {
+      s.write_all(part);
+      continue;
+    }
+    char size_line[24];
+    const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", part.size());
+    const std::array<boost::asio::const_buffer, 3> bufs{
+        boost::asio::const_buffer(size_line, static_cast<std::size_t>(len)),
+        boost::asio::const_buffer(part.data(), part.size()), boost::asio::const_buffer("\r\n", 2)};
+    boost::asio::write(s, bufs);  // throws on a write error: the connection ends
+  }
+  if (chunked) s.write_all("0\r\n\r\n");
 }
 
 // reject: an error response for input the server cannot frame, then a
@@ -277,8 +539,14 @@ void Server::State::reject(detail::Transport& s, int status) {
   out += reason;
   out += '\n';
   s.write_all(out);
+  linger(s);
+}
+
+// linger: shut down the write side, then drain what the peer still sends,
+// briefly and boundedly, so that unread input does not turn the close into
+// an RST that destroys the response in flight.
+void Server::State::linger(detail::Transport& s) {
   s.shutdown();
-  // Drain what the peer still sends, briefly and boundedly.
   char sink[4096];
   std::size_t drained = 0;
   try {
@@ -302,26 +570,54 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       } else if (stopping.load(std::memory_order_seq_cst)) {
         return;  // a pipelined request not yet started when shutdown came
       }
-      bhttp::request_parser<bhttp::string_body> p;
+      Parser p;
       p.header_limit(static_cast<std::uint32_t>(opt.max_head));
-      p.body_limit(opt.max_body);
+      // Off: BodyReader::load applies max_body to bodies read whole (top).
+      p.body_limit(std::numeric_limits<std::uint64_t>::max());
       beast::error_code ec;
-      if (!read_request(s, buf, p, ec)) return;
+      const auto deadline = std::chrono::steady_clock::now() + opt.read_timeout;
+      if (!read_head(s, buf, p, ec)) return;
       if (ec == bhttp::error::header_limit) return reject(s, 431);
-      if (ec == bhttp::error::body_limit) return reject(s, 413);
-      if (ec && is_parse_error(ec) && ec != bhttp::error::partial_message &&
-          ec != bhttp::error::end_of_stream)
-        return reject(s, 400);
-      if (ec) return;  // the peer went away mid-request, or reset
-      auto m = p.release();
+      if (ec && is_framing_error(ec)) return reject(s, 400);
+      if (ec) return;  // the peer went away mid-head, or reset
+      const auto& h = p.get();
       Request req;
-      req.method = std::string(sv(m.method_string()));
-      req.target = std::string(sv(m.target()));
-      req.version = m.version();
-      for (const auto& f : m) req.headers.add(sv(f.name_string()), sv(f.value()));
-      req.body = std::move(m.body());
+      req.method = std::string(sv(h.method_string()));
+      req.target = std::string(sv(h.target()));
+      req.version = h.version();
+      for (const auto& f : h) req.headers.add(sv(f.name_string()), sv(f.value()));
       req.remote = peer;
+      BodyReader body(s, buf, p, opt);
+      if (!p.is_done()) {
+        if (opt.stream_bodies) {
+          req.set_body_source(&body);
+        } else {
+          // Whole, before the handler; head and body within read_timeout.
+          try {
+            auto load = [&] { body.load(req.body, opt.max_body); };
+            if (opt.read_timeout.count() > 0) {
+              with_deadline(deadline, load);
+            } else {
+              load();
+            }
+          } catch (const TimedOut&) {
+            return;
+          } catch (const Error&) {
+          }
+          if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413);
+          if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400);
+          if (!body.done()) return;  // the peer went away mid-body, or reset
+        }
+      }
       Response res = call_handler(req);
+      req.set_body_source(nullptr);
+      // The body as the handler left it: a failure it met is answered here
+      // (the handler's own response, often the 500 of its exception, is
+      // dropped); a body it left unread is drained or the connection closes.
+      if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413);
+      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400);
+      if (!body.usable()) return;  // peer gone, timed out, or a read interrupted
+      const bool body_ended = body.done() || body.drain(opt.max_drain);
       if (res.upgrade) {
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
@@ -332,17 +628,22 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
           reject(s, 501);
           return;
         }
+        if (!body_ended) return;  // an upgrade request with a body we cannot frame
         const auto rest = buf.data();
         res.upgrade(s.tcp(), std::string_view(static_cast<const char*>(rest.data()), rest.size()));
         return;
       }
-      const bool keep = m.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
+      bool keep = body_ended && h.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
       served.fetch_add(1, std::memory_order_relaxed);
       write_response(s, res, req, keep);
       if (!keep) {
-        s.shutdown();
+        if (body_ended) {
+          s.shutdown();
+        } else {
+          linger(s);  // the rest of the body is still coming
+        }
         return;
       }
     }
@@ -364,6 +665,12 @@ void Server::State::cancel_idle() {
 Server::Server(Handler handler, ServerOptions options) : st_(std::make_shared<State>()) {
   st_->handler = std::move(handler);
   st_->opt = std::move(options);
+}
+
+Server::Server(Router router, ServerOptions options) : st_(std::make_shared<State>()) {
+  st_->handler = std::move(router);
+  st_->opt = std::move(options);
+  st_->opt.stream_bodies = true;  // the Router reads Body::whole routes' bodies
 }
 
 Server::~Server() = default;

@@ -6,10 +6,19 @@
 // JSON: Request::json() and Response::json() return nlohmann::json, which
 // this header only forward-declares (<nlohmann/json_fwd.hpp>); a caller
 // that uses the value includes <nlohmann/json.hpp> itself.
+//
+// Streamed bodies (server side, docs/http.md "Streamed bodies (server)"): a
+// Request's body may still be on the connection when the handler runs
+// (body_streamed(); the handler reads it in pieces with read_body_some /
+// read_body_chunk), and a Response's body may be produced in pieces
+// (body_stream, a generator, sent chunked) or read from a file (body_file,
+// sent with Content-Length), so neither side holds a large body whole.
 #pragma once
 
 #include <cstddef>
+#include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -20,12 +29,28 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <spindle/io/endpoint.hpp>
+#include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle::io {
 class TcpStream;
 }
 
 namespace spindle::http {
+
+// BodySource: where a streamed request body comes from. The server
+// implements it over the connection (server.cpp); a handler never sees it,
+// only Request's read_body_* calls.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  // read_some: up to out.size() (> 0) bytes of the body; 0 only at its end.
+  SPINDLE_MAY_SUSPEND virtual std::size_t read_some(std::span<std::byte> out) = 0;
+  // load: the rest of the body appended to `into`, at most `limit` bytes in
+  // all (more: http::Error(errc::body_too_large)).
+  SPINDLE_MAY_SUSPEND virtual void load(std::string& into, std::size_t limit) = 0;
+  // limit: the size load() allows (the server's max_body).
+  virtual std::size_t limit() const noexcept = 0;
+};
 
 // Headers: an ordered list of (name, value) fields. Names compare without
 // regard to case, as HTTP defines; the order and spelling given are kept on
@@ -79,6 +104,38 @@ struct Request {
   std::string_view param(std::string_view name) const noexcept;
   // json: body parsed as JSON; throws nlohmann::json::parse_error.
   nlohmann::json json() const;
+
+  // Streamed request bodies (server side). body_streamed(): the body is
+  // still on the connection (a Router route added with Body::stream, or
+  // ServerOptions::stream_bodies, and a request with a body): `body` is
+  // empty and the bytes are read from the connection, in order, by the
+  // calls below (false again after load_body).
+  // Without streaming the same calls read from `body`, so a handler written
+  // for streaming also works when the body was read whole.
+  //  - read_body_some: up to out.size() bytes; 0 only at the end of the
+  //    body. The first read sends "100 Continue" when the client asked.
+  //  - read_body_chunk: the next piece (at most `max` bytes); "" at the end.
+  //  - load_body: the rest of a streamed body into `body`, bounded by
+  //    ServerOptions::max_body (over it: http::Error(errc::body_too_large),
+  //    and the server answers 413 and closes if the handler lets it pass).
+  //    No-op when not streamed. The Router calls it for Body::whole routes.
+  // Failures raise http::Error: errc::truncated (the peer closed or reset
+  // mid-body), errc::malformed_response (bad chunked framing; the server
+  // answers 400), errc::timeout (no byte for ServerOptions::read_timeout).
+  // Each is a cancellation point. One fiber at a time.
+  // A body the handler does not read to its end is drained by the server
+  // after the handler returns (at most ServerOptions::max_drain bytes) or
+  // the connection is closed after the response: never parsed as a request.
+  bool body_streamed() const noexcept { return body_source_ != nullptr; }
+  SPINDLE_MAY_SUSPEND std::size_t read_body_some(std::span<std::byte> out);
+  SPINDLE_MAY_SUSPEND std::string read_body_chunk(std::size_t max = 64 * 1024);
+  SPINDLE_MAY_SUSPEND void load_body();
+  // Server use: attaches the connection's body (nullptr: the body is whole).
+  void set_body_source(BodySource* src) noexcept { body_source_ = src; }
+
+ private:
+  BodySource* body_source_ = nullptr;  // owned by the server's connection
+  std::size_t body_pos_ = 0;           // read_body_some's offset in `body`
 };
 
 // Response: what a handler returns (Server) and what Client returns.
@@ -95,6 +152,20 @@ struct Response {
   // the connection when it returns. websocket_handler (websocket.hpp) sets
   // it; status, headers and body are then unused.
   std::function<void(io::TcpStream& conn, std::string_view buffered)> upgrade;
+  // Server side, streamed bodies (`body` is then ignored; the first set
+  // wins: body_stream, then body_file):
+  //  - body_stream: called on the connection's fiber for each next piece
+  //    until it returns ""; sent with Transfer-Encoding: chunked (to an
+  //    HTTP/1.0 client: unframed, then the connection closes). It may
+  //    suspend. If it throws after the head was sent, the connection is
+  //    closed without the last chunk (the client sees a truncated body).
+  //  - body_file: a regular file sent with Content-Length (its size when
+  //    the response is written), read through io::File in pieces. A file
+  //    that cannot be opened makes the response a 500.
+  // A client that goes away mid-body ends the connection; the server goes
+  // on. HEAD gets the head only (body_stream is never called).
+  std::function<std::string()> body_stream;
+  std::filesystem::path body_file;
   // Client side: the URL that answered (after redirects).
   std::string url;
 
@@ -110,6 +181,11 @@ struct Response {
   static Response text_body(int status, std::string body,
                             std::string_view content_type = "text/plain; charset=utf-8");
   static Response json_body(int status, const nlohmann::json& value);
+  // Streamed bodies (above).
+  static Response stream_body(int status, std::function<std::string()> next,
+                              std::string_view content_type = "application/octet-stream");
+  static Response file_body(int status, std::filesystem::path path,
+                            std::string_view content_type = "application/octet-stream");
 };
 
 // reason_phrase: the standard phrase for a status ("Not Found"), or "".

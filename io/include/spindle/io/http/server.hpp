@@ -17,9 +17,26 @@
 //  - A head over max_head bytes gets 431, a body over max_body 413,
 //    anything Beast cannot parse 400; each of these closes the connection
 //    (the rest of the stream cannot be framed). The server keeps serving.
-//  - A handler that throws a std::exception gets 500 (the connection stays).
+//  - A handler that throws a std::exception gets 500 (the connection stays
+//    if the request's body can still be framed).
 //    Cancelled passes (the connection fiber unwinds and closes).
 //  - A peer that goes away mid-head or mid-body just ends its connection.
+//  - Request bodies are read whole into Request::body before the handler
+//    runs (bounded by max_body), except when streamed (below).
+//
+// Streamed bodies (docs/http.md "Streamed bodies (server)"):
+//  - Requests: a Router route added with Body::stream is called right
+//    after the head, and reads the body in pieces (Request::read_body_some
+//    / read_body_chunk), with no max_body limit; the other routes still get
+//    it whole. A Server built from a Router reads no body before the
+//    Router has picked the route; a Server built from a plain Handler does
+//    so unless ServerOptions::stream_bodies is set. A body the handler left
+//    unread is drained after it returns (at most max_drain bytes) or its
+//    connection is closed after the response, never parsed as a request.
+//  - Responses: Response::body_stream (a generator; sent chunked) and
+//    Response::body_file (sent with Content-Length, read in pieces through
+//    io::File) keep a large response out of memory. A client that goes
+//    away mid-response ends that connection only.
 // Handlers run on the connection's fiber: they may suspend (any spindle
 // wait), and run concurrently with other connections' handlers on every
 // worker, so shared state needs a lock.
@@ -51,19 +68,31 @@ namespace spindle::http {
 // Handler: called once per request on the connection's fiber.
 using Handler = std::function<Response(Request&)>;
 
+// Body: how a route receives its request's body. whole: read into
+// Request::body before the handler runs (ServerOptions::max_body: 413).
+// stream: the handler is called after the head and reads the body itself
+// (Request::read_body_some), without max_body.
+enum class Body { whole, stream };
+
 // Router: a Handler that picks a route by method and path.
 // Patterns are split at '/'; a segment ":name" matches any one segment and
 // is stored as a path parameter; a last segment "*" matches the rest of the
 // path (possibly empty; stored as parameter "*"). Routes are tried in the
 // order added. No route matches the path: 404. The path matches but not
 // the method: 405 with Allow. HEAD falls back to a GET route.
-// add() is not thread-safe; add every route before serving.
+// Body::whole routes get their streamed body read (Request::load_body)
+// before the handler runs; a 404 or 405 reads none (the server drains or
+// closes). add() is not thread-safe; add every route before serving.
 class Router {
  public:
-  Router& add(std::string_view method, std::string_view pattern, Handler h);
+  Router& add(std::string_view method, std::string_view pattern, Handler h, Body body = Body::whole);
   Router& get(std::string_view pattern, Handler h) { return add("GET", pattern, std::move(h)); }
-  Router& post(std::string_view pattern, Handler h) { return add("POST", pattern, std::move(h)); }
-  Router& put(std::string_view pattern, Handler h) { return add("PUT", pattern, std::move(h)); }
+  Router& post(std::string_view pattern, Handler h, Body b = Body::whole) {
+    return add("POST", pattern, std::move(h), b);
+  }
+  Router& put(std::string_view pattern, Handler h, Body b = Body::whole) {
+    return add("PUT", pattern, std::move(h), b);
+  }
   Router& del(std::string_view pattern, Handler h) { return add("DELETE", pattern, std::move(h)); }
 
   // Dispatches (fills req.params for the route chosen).
@@ -74,6 +103,7 @@ class Router {
     std::string method;
     std::vector<std::string> segments;
     Handler handler;
+    Body body = Body::whole;
   };
   std::vector<Route> routes_;
 };
@@ -82,7 +112,18 @@ struct ServerOptions {
   // Head (request line and fields) over this many bytes: 431 and close.
   std::size_t max_head = 16 * 1024;
   // Body over this many bytes (Content-Length or chunks): 413 and close.
+  // Not applied to a body streamed to its handler.
   std::size_t max_body = 1024 * 1024;
+  // stream_bodies: a Server built from a plain Handler calls it right after
+  // the head for every request, the body unread (Request::body_streamed()).
+  // Always on for a Server built from a Router (which reads the body whole
+  // for its Body::whole routes).
+  bool stream_bodies = false;
+  // A request body its handler did not read to the end is drained after
+  // the handler returns if at most this many bytes remain (the connection
+  // is kept); a longer one (or one whose client still waits for
+  // 100 Continue) closes the connection after the response.
+  std::size_t max_drain = 256 * 1024;
   // minimal: no Date and Server fields (for benchmarks; the protocol's
   // response is status line, Content-Length and Content-Type only).
   bool minimal = false;
@@ -91,7 +132,10 @@ struct ServerOptions {
   // closed. Zero: never.
   std::chrono::milliseconds idle_timeout{60'000};
   // A request whose head and body take longer than this to arrive (from
-  // its first byte) is dropped with its connection. Zero: never.
+  // its first byte) is dropped with its connection. Zero: never. A body
+  // read after the head was handed on (a Server built from a Router, or
+  // stream_bodies) has it per read instead (errc::timeout when no byte
+  // came for this long; the connection is then dropped), as has the drain.
   std::chrono::milliseconds read_timeout{30'000};
   // shutdown(): how long serve() lets in-flight requests finish before it
   // cancels their fibers.
@@ -108,6 +152,9 @@ struct ServerOptions {
 class Server {
  public:
   explicit Server(Handler handler, ServerOptions options = {});
+  // From a Router: request bodies are read per route (Body), so
+  // options.stream_bodies is taken as true.
+  explicit Server(Router router, ServerOptions options = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
