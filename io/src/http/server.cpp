@@ -622,15 +622,10 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
         served.fetch_add(1, std::memory_order_relaxed);
-        if (s.is_tls()) {
-          // WebSocket runs over a TcpStream only (no wss:// yet): say so
-          // rather than hand over a stream that would read ciphertext.
-          reject(s, 501);
-          return;
-        }
         if (!body_ended) return;  // an upgrade request with a body we cannot frame
         const auto rest = buf.data();
-        res.upgrade(s.tcp(), std::string_view(static_cast<const char*>(rest.data()), rest.size()));
+        res.upgrade(Upgraded{&s.tcp(), s.tls_or_null()},
+                    std::string_view(static_cast<const char*>(rest.data()), rest.size()));
         return;
       }
       bool keep = body_ended && h.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);

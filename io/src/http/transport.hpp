@@ -41,6 +41,14 @@ class Transport {
 
   bool is_tls() const noexcept { return is_tls_; }
   io::TcpStream& tcp() { return SPINDLE_HTTP_TLS(tls_.next_layer(), tcp_); }
+  // tls_or_null: the TLS stream, or nullptr on plain TCP (Response::upgrade).
+  io::TlsStream* tls_or_null() noexcept {
+#if SPINDLE_HAVE_TLS
+    return is_tls_ ? &tls_ : nullptr;
+#else
+    return nullptr;
+#endif
+  }
   // last_error: the std::error_code of the latest failed read or write
   // (cleared by none: read it right after a failure).
   std::error_code last_error() const noexcept { return last_; }

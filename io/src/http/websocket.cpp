@@ -83,6 +83,7 @@
 #include <spindle/io/asio_stream.hpp>
 #include <spindle/io/http/websocket.hpp>
 #include <spindle/io/tcp.hpp>
+#include "transport.hpp"
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/mutex.hpp>
 
@@ -108,7 +109,7 @@ struct NeedInput {};
 // Wire: what Layer reads from and writes to. Owned by Impl (heap, never
 // moves), so Layer keeps a plain pointer.
 struct Wire {
-  io::TcpStream tcp;
+  detail::Transport conn;   // TCP, or TLS over it (wss://)
   beast::flat_buffer in;    // bytes read from tcp, not yet given to Beast
   bool wait = true;         // false: Layer throws NeedInput instead of waiting
 
@@ -196,7 +197,7 @@ struct Wire {
           if (out.empty()) break;
           chunk.swap(out);
         }
-        tcp.write_all(chunk);
+        conn.write_all(chunk);
       }
       turn.unlock();
       std::lock_guard lk(out_mu);
@@ -236,7 +237,7 @@ class Layer {
         io::detail::ErrorCodeAdapter<boost::system::error_code>::assign(ec, e.code());
         return 0;
       }
-      const std::size_t got = w_->tcp.read_some(w_->in.prepare(16 * 1024), ec);
+      const std::size_t got = w_->conn.read_some(w_->in.prepare(16 * 1024), ec);
       if (!ec && got == 0) ec = net::error::eof;
       if (ec) return 0;
       w_->in.commit(got);
@@ -283,12 +284,12 @@ void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
   w.in.consume(w.in.size());
   try {
     w.flush(true);  // the close frame
-    w.tcp.shutdown();
+    w.conn.shutdown();
     with_timeout(w.close_timeout, [&] {
       char sink[4096];
       for (;;) {
         std::error_code e;
-        const std::size_t n = w.tcp.read_some(sink, sizeof sink, e);
+        const std::size_t n = w.conn.read_some(net::buffer(sink), e);
         if (e || n == 0) return;
       }
     });
@@ -304,15 +305,23 @@ template <class Handler>
 void async_teardown(beast::role_type, Layer&, Handler&&) = delete;
 
 struct Url {
+  bool secure = false;  // wss://
   std::string host;
   std::uint16_t port = 80;
   std::string target = "/";
 };
 
 bool parse_ws_url(std::string_view url, Url& out) {
-  constexpr std::string_view kScheme = "ws://";
-  if (url.size() < kScheme.size() || !iequals(url.substr(0, kScheme.size()), kScheme)) return false;
-  url.remove_prefix(kScheme.size());
+  constexpr std::string_view kWs = "ws://", kWss = "wss://";
+  if (url.size() >= kWss.size() && iequals(url.substr(0, kWss.size()), kWss)) {
+    out.secure = true;
+    out.port = 443;
+    url.remove_prefix(kWss.size());
+  } else if (url.size() >= kWs.size() && iequals(url.substr(0, kWs.size()), kWs)) {
+    url.remove_prefix(kWs.size());
+  } else {
+    return false;
+  }
   const std::size_t slash = url.find_first_of("/?");
   std::string_view authority = url.substr(0, slash);
   if (slash != std::string_view::npos) {
@@ -342,6 +351,19 @@ bool parse_ws_url(std::string_view url, Url& out) {
   return !out.host.empty();
 }
 
+#if SPINDLE_HAVE_TLS
+// client_tls_context: the context for wss:// connects. Making one loads the
+// trust store (milliseconds), so the default options share one context for
+// the process; other options get their own per connect.
+io::TlsContext client_tls_context(const io::TlsClientOptions& o) {
+  if (o.verify && o.ca_file.empty()) {
+    static const io::TlsContext shared = io::TlsContext::client(o);
+    return shared;
+  }
+  return io::TlsContext::client(o);
+}
+#endif
+
 class WsCategory : public std::error_category {
  public:
   const char* name() const noexcept override { return "spindle.websocket"; }
@@ -350,6 +372,7 @@ class WsCategory : public std::error_category {
       case ws_errc::invalid_url: return "invalid WebSocket URL";
       case ws_errc::refused: return "connection refused";
       case ws_errc::connect_failed: return "connect failed";
+      case ws_errc::tls_failed: return "TLS handshake or verification failed";
       case ws_errc::handshake_failed: return "WebSocket handshake failed";
       case ws_errc::message_too_big: return "WebSocket message too big";
       case ws_errc::protocol_error: return "WebSocket protocol error";
@@ -514,13 +537,27 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
   Url u;
   if (!parse_ws_url(url, u)) throw WsError(ws_errc::invalid_url, "spindle::http::WebSocket: invalid URL: " + std::string(url));
   auto impl = std::make_unique<Impl>();
+  io::TcpStream tcp;
   try {
-    impl->wire.tcp = io::TcpStream::connect(u.host, u.port);
+    tcp = io::TcpStream::connect(u.host, u.port);
   } catch (const std::system_error& e) {
     if (e.code() == std::errc::connection_refused) throw WsError(ws_errc::refused, std::string("spindle::http::WebSocket: ") + e.what());
     throw WsError(ws_errc::connect_failed, std::string("spindle::http::WebSocket: ") + e.what());
   }
-  impl->wire.tcp.set_nodelay(true);
+  tcp.set_nodelay(true);
+  if (u.secure) {
+#if SPINDLE_HAVE_TLS
+    try {
+      impl->wire.conn = detail::Transport(io::TlsStream::client(std::move(tcp), client_tls_context(options.tls), u.host));
+    } catch (const std::system_error& e) {
+      throw WsError(ws_errc::tls_failed, "spindle::http::WebSocket: TLS with " + std::string(url) + ": " + e.what());
+    }
+#else
+    throw WsError(ws_errc::invalid_url, "spindle::http::WebSocket: wss:// needs spindle built with OpenSSL: " + std::string(url));
+#endif
+  } else {
+    impl->wire.conn = detail::Transport(std::move(tcp));
+  }
   impl->setup(options);
   if (!options.headers.empty()) {
     impl->ws.set_option(bws::stream_base::decorator([h = options.headers](bws::request_type& req) {
@@ -528,7 +565,7 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
     }));
   }
   std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
-  if (u.port != 80) host += ":" + std::to_string(u.port);
+  if (u.port != (u.secure ? 443 : 80)) host += ":" + std::to_string(u.port);
   bws::response_type res;
   beast::error_code ec;
   impl->wire.framing = Wire::Framing::head;
@@ -546,8 +583,24 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
 
 WebSocket WebSocket::accept(io::TcpStream&& conn, const Request& upgrade, std::string_view buffered,
                             WsOptions options) {
+  return accept_on(detail::Transport(std::move(conn)), upgrade, buffered, options);
+}
+
+#if SPINDLE_HAVE_TLS
+WebSocket WebSocket::accept(io::TlsStream&& conn, const Request& upgrade, std::string_view buffered,
+                            WsOptions options) {
+  return accept_on(detail::Transport(std::move(conn)), upgrade, buffered, options);
+}
+#else
+WebSocket WebSocket::accept(io::TlsStream&&, const Request&, std::string_view, WsOptions) {
+  throw WsError(ws_errc::handshake_failed, "spindle::http::WebSocket: built without OpenSSL");
+}
+#endif
+
+WebSocket WebSocket::accept_on(detail::Transport&& conn, const Request& upgrade, std::string_view buffered,
+                               const WsOptions& options) {
   auto impl = std::make_unique<Impl>();
-  impl->wire.tcp = std::move(conn);
+  impl->wire.conn = std::move(conn);
   impl->setup(options);
   // Bytes the peer sent after its request (frames sent without waiting for
   // the 101) are the WebSocket's first input.
@@ -570,10 +623,10 @@ WebSocket WebSocket::accept(io::TcpStream&& conn, const Request& upgrade, std::s
   }
   if (ec) {
     try {
-      impl->wire.tcp.shutdown();
+      impl->wire.conn.shutdown();
     } catch (const std::system_error&) {
     }
-    impl->wire.tcp.close();
+    impl->wire.conn.tcp().close();
     throw WsError(ws_errc::handshake_failed, "spindle::http::WebSocket: bad upgrade request: " + ec.message());
   }
   return WebSocket(std::move(impl));
@@ -637,7 +690,7 @@ WsMessage WebSocket::receive() {
     // Wait for the peer without the lock (a sender may go on meanwhile). A
     // cancellation here changes nothing: the next receive() resumes.
     std::error_code e;
-    const std::size_t n = I.wire.tcp.read_some(I.wire.in.prepare(16 * 1024), e);
+    const std::size_t n = I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e);
     if (e || n == 0) {
       std::lock_guard lk(I.mu);
       if (I.state.load(std::memory_order_acquire) == Impl::kOpen) I.end(Impl::kBroken);
@@ -696,10 +749,12 @@ Handler websocket_handler(WsSession session, WsOptions options) {
   auto sh = std::make_shared<Shared>(Shared{std::move(session), std::move(options)});
   return [sh](Request& req) {
     Response res;
-    res.upgrade = [sh, req](io::TcpStream& conn, std::string_view buffered) {
+    res.upgrade = [sh, req](Upgraded conn, std::string_view buffered) {
       WebSocket ws;
       try {
-        ws = WebSocket::accept(std::move(conn), req, buffered, sh->options);
+        // wss:// when the server speaks TLS: the WebSocket takes the TLS stream.
+        ws = conn.tls != nullptr ? WebSocket::accept(std::move(*conn.tls), req, buffered, sh->options)
+                                 : WebSocket::accept(std::move(*conn.tcp), req, buffered, sh->options);
       } catch (const WsError&) {
         return;  // answered 400 and closed by accept
       }

@@ -33,6 +33,7 @@
 
 namespace spindle::io {
 class TcpStream;
+class TlsStream;
 }
 
 namespace spindle::http {
@@ -138,6 +139,15 @@ struct Request {
   std::size_t body_pos_ = 0;           // read_body_some's offset in `body`
 };
 
+// Upgraded: the connection a Response::upgrade takes over. tcp is always
+// set; on an https server (ServerOptions::tls) tls is set too and is the
+// stream to use: tcp is then the socket under it, carrying ciphertext.
+// Either may be moved from; the server only destroys what is left.
+struct Upgraded {
+  io::TcpStream* tcp = nullptr;
+  io::TlsStream* tls = nullptr;
+};
+
 // Response: what a handler returns (Server) and what Client returns.
 struct Response {
   int status = 200;
@@ -151,7 +161,7 @@ struct Response {
   // connection's fiber (`buffered`: bytes read past the request) and ends
   // the connection when it returns. websocket_handler (websocket.hpp) sets
   // it; status, headers and body are then unused.
-  std::function<void(io::TcpStream& conn, std::string_view buffered)> upgrade;
+  std::function<void(Upgraded conn, std::string_view buffered)> upgrade;
   // Server side, streamed bodies (`body` is then ignored; the first set
   // wins: body_stream, then body_file):
   //  - body_stream: called on the connection's fiber for each next piece

@@ -1,5 +1,6 @@
 // websocket.hpp: http::WebSocket, a WebSocket (RFC 6455) client and server
-// connection on Boost.Beast's websocket::stream over spindle's TcpStream.
+// connection on Boost.Beast's websocket::stream over spindle's TcpStream (or
+// TlsStream for wss://).
 // No Beast type appears here (docs/http.md "Layout"); websocket.cpp holds it.
 //
 //   auto ws = sp::http::WebSocket::connect("ws://127.0.0.1:8080/chat");
@@ -48,13 +49,18 @@
 
 #include <spindle/io/http/message.hpp>
 #include <spindle/io/http/server.hpp>
+#include <spindle/io/tls.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle::http {
 
+namespace detail {
+class Transport;  // io/src/http/transport.hpp: TCP or TLS
+}
+
 // ws_errc: every failure of a WebSocket is a WsError with one of these.
 enum class ws_errc {
-  invalid_url = 1,   // not ws://host[:port][/path]
+  invalid_url = 1,   // not ws:// or wss://host[:port][/path]
   refused,           // connect: nobody listens
   connect_failed,    // connect: any other failure (unreachable, DNS)
   handshake_failed,  // the upgrade was refused or malformed (either side)
@@ -63,6 +69,8 @@ enum class ws_errc {
   connection_lost,   // the TCP connection ended without a close handshake
                      // (end of stream, reset), or a send was cut mid-frame
   closed,            // send/ping/close on a WebSocket already closed
+  tls_failed,        // wss:// connect: the TLS handshake or the certificate's
+                     // verification failed (OpenSSL's reason in what())
 };
 
 const std::error_category& ws_category() noexcept;
@@ -112,6 +120,10 @@ struct WsOptions {
   std::chrono::milliseconds close_timeout{5'000};
   // Client handshake: extra request fields (Origin, Authorization, ...).
   Headers headers;
+  // wss:// connects: certificate verification on, against the system trust
+  // store, by default (io::TlsClientOptions, tls.hpp). The URL's host is
+  // verified and sent as SNI.
+  io::TlsClientOptions tls = {};
 };
 
 class WebSocket {
@@ -126,7 +138,8 @@ class WebSocket {
   ~WebSocket();
 
   // connect: TCP connect and the opening handshake to
-  // ws://host[:port][/path][?query] (port 80 by default).
+  // ws://host[:port][/path][?query] (port 80 by default), or to wss://...
+  // (port 443) with TLS first (WsOptions::tls; failures: ws_errc::tls_failed).
   SPINDLE_MAY_SUSPEND static WebSocket connect(std::string_view url, WsOptions options = {});
 
   // accept: the server side of the opening handshake on a connection whose
@@ -134,6 +147,10 @@ class WebSocket {
   // bytes read past the request). An invalid upgrade request is answered
   // 400 and raises WsError(handshake_failed). Used by websocket_handler.
   SPINDLE_MAY_SUSPEND static WebSocket accept(io::TcpStream&& conn, const Request& upgrade,
+                                              std::string_view buffered = {}, WsOptions options = {});
+  // The same on a TLS connection (wss://; an https http::Server hands one
+  // over through Response::upgrade).
+  SPINDLE_MAY_SUSPEND static WebSocket accept(io::TlsStream&& conn, const Request& upgrade,
                                               std::string_view buffered = {}, WsOptions options = {});
 
   // send_text / send_binary: one message (one frame). Raises
@@ -164,6 +181,8 @@ class WebSocket {
 
  private:
   explicit WebSocket(std::unique_ptr<Impl> impl) noexcept;
+  static WebSocket accept_on(detail::Transport&& conn, const Request& upgrade, std::string_view buffered,
+                             const WsOptions& options);
   std::unique_ptr<Impl> impl_;
 };
 
