@@ -52,6 +52,10 @@ class Transport {
   // last_error: the std::error_code of the latest failed read or write
   // (cleared by none: read it right after a failure).
   std::error_code last_error() const noexcept { return last_; }
+  // full_duplex: a reader and a writer fiber will use this transport at
+  // once (WebSocket), so failures are not recorded: two of them at once
+  // would race on last_. last_error() stays empty from then on.
+  void full_duplex() noexcept { keep_last_ = false; }
   // tls_reason: OpenSSL's text for the latest TLS failure.
   std::string tls_reason() const { return SPINDLE_HTTP_TLS(tls_.last_error(), std::string()); }
 
@@ -59,7 +63,7 @@ class Transport {
   std::size_t read_some(const B& b, EC& ec) {
     std::error_code e;
     const std::size_t n = SPINDLE_HTTP_TLS(tls_.read_some(b, e), tcp_.read_some(b, e));
-    if (e) last_ = e;
+    if (e && keep_last_) last_ = e;
     io::detail::ErrorCodeAdapter<EC>::assign(ec, e);
     return n;
   }
@@ -74,7 +78,7 @@ class Transport {
   std::size_t write_some(const B& b, EC& ec) {
     std::error_code e;
     const std::size_t n = SPINDLE_HTTP_TLS(tls_.write_some(b, e), tcp_.write_some(b, e));
-    if (e) last_ = e;
+    if (e && keep_last_) last_ = e;
     io::detail::ErrorCodeAdapter<EC>::assign(ec, e);
     return n;
   }
@@ -96,6 +100,7 @@ class Transport {
   io::TlsStream tls_;
 #endif
   bool is_tls_ = false;
+  bool keep_last_ = true;
   std::error_code last_;
 };
 

@@ -70,6 +70,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cstdint>
 #include <mutex>
 #include <string>
 
@@ -162,7 +163,8 @@ struct Wire {
         const bool control = (p[n] & 0x08) != 0;
         // A control frame over 125 bytes is Beast's to reject: not waited for.
         if (control && len <= 125 && all - n < header + len) break;
-        frame_left = header + len;
+        // Saturated: a length near 2^64 is Beast's to refuse (message_too_big).
+        frame_left = len > UINT64_MAX - header ? UINT64_MAX : header + len;
       }
       const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_left, avail - n));
       n += take;
@@ -406,6 +408,7 @@ struct WebSocket::Impl {
   std::atomic<std::uint64_t> pings{0}, pongs{0};
 
   void setup(const WsOptions& opt) {
+    wire.conn.full_duplex();  // receive() reads while a sender flushes
     wire.close_timeout = opt.close_timeout;
     ws.read_message_max(opt.max_message_size);
     // One message, one frame: Beast's auto-fragmenting would split at its
