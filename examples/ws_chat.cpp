@@ -27,6 +27,12 @@
 // that they receive all 3 * kLines lines, every sender's in its order. A
 // lurker joins and never reads while a fourth client floods 64 KiB
 // messages: the server disconnects the lurker, the others are unaffected.
+// The flood moves in lock step with every talker (each says when it has a
+// flood message), so a talker is never more than one message behind: the
+// lurker, whose outbox fills only after its socket buffers (megabytes on
+// loopback), must be the one disconnected, whatever the scheduling. (Lock
+// step with the flooder alone let a talker that the scheduler ran late
+// fall 1 MiB behind and be disconnected instead, one run in ten.)
 #include <atomic>
 #include <cstdio>
 #include <map>
@@ -78,6 +84,11 @@ class Hub {
     members_.clear();
   }
   std::uint64_t kicked() const { return kicked_.load(); }
+  // kicked_names: who was disconnected, comma-separated.
+  std::string kicked_names() {
+    std::lock_guard lk(mu_);
+    return kicked_names_;
+  }
 
  private:
   // The lock is a std::mutex: nothing under it suspends (try_send never
@@ -92,6 +103,7 @@ class Hub {
         continue;
       }
       m.kicked = true;  // full: too slow, disconnect it
+      kicked_names_ += (kicked_names_.empty() ? "" : ",") + m.name;
       m.outbox.close();
       m.stop.set();
       kicked_.fetch_add(1);
@@ -101,6 +113,7 @@ class Hub {
   std::mutex mu_;
   std::map<Member*, std::shared_ptr<Member>> members_;
   std::atomic<std::uint64_t> kicked_{0};
+  std::string kicked_names_;  // guarded by mu_
 };
 
 void session(Hub& hub, http::WebSocket ws) {
@@ -152,9 +165,10 @@ void session(Hub& hub, http::WebSocket ws) {
 
 // client: joins, waits for the other talkers to join, sends kLines lines, reads every line of the `talkers`
 // (checking each sender's order; all_in.done() once it has them all), then
-// reads on until the server closes.
+// reads on until the server closes. Each flood message it gets releases
+// `flood_seen` once.
 std::string client(const std::string& url, const std::string& name, int talkers, sp::WaitGroup& joined,
-                   sp::WaitGroup& all_in) {
+                   sp::WaitGroup& all_in, sp::Semaphore& flood_seen) {
   auto ws = http::WebSocket::connect(url);
   ws.send_text(name);
   // Lines sent before another talker joined would not reach it: start
@@ -181,7 +195,10 @@ std::string client(const std::string& url, const std::string& name, int talkers,
     const auto colon = m.data.find(": ");
     const std::string who = m.data.substr(0, colon);
     const std::string body = m.data.substr(colon + 2);
-    if (body.size() > 16) continue;  // the flood
+    if (body.size() > 16) {  // the flood
+      flood_seen.release();
+      continue;
+    }
     ordered = ordered && std::stoi(body) == next[who]++;
     if (++lines == talkers * kLines) all_in.done();
   }
@@ -210,15 +227,18 @@ int main() {
     lurker.send_text("lurker");
 
     sp::WaitGroup joined, all_in;
+    sp::Semaphore flood_seen;
     joined.add(3);
     all_in.add(3);
     std::vector<sp::Task<std::string>> talkers;
     for (const char* name : {"alice", "bob", "carol"})
-      talkers.push_back(sp::spawn([&, n = std::string(name)] { return client(url, n, 3, joined, all_in); }));
+      talkers.push_back(sp::spawn([&, n = std::string(name)] { return client(url, n, 3, joined, all_in, flood_seen); }));
 
     // Flood in lock step (send one 64 KiB message, wait for our own copy
-    // of it) until the lurker is disconnected: its socket buffers fill,
-    // then its outbox. Everyone who reads keeps up, as fast as the flooder.
+    // of it and for every talker to have it) until the lurker is
+    // disconnected: its socket buffers fill, then its outbox. The talkers
+    // are members before it starts (joined), so each gets every message.
+    joined.wait();
     {
       auto flood = http::WebSocket::connect(url);
       flood.send_text("flood");
@@ -227,8 +247,12 @@ int main() {
         flood.send_text(big);
         while (flood.receive().data.size() != big.size() + 7) {  // "flood: " + big
         }
+        for (int t = 0; t < 3 && hub.kicked() == 0; ++t) {
+          while (!flood_seen.acquire_for(10ms) && hub.kicked() == 0) {
+          }
+        }
       }
-      std::printf("lurker disconnected: %s\n", hub.kicked() == 1 ? "yes" : "no");
+      std::printf("lurker disconnected: %s\n", hub.kicked_names() == "lurker" ? "yes" : ("no: " + hub.kicked_names()).c_str());
       flood.close();
     }
     // The lurker reads now: what was queued, then the end.
