@@ -8,6 +8,13 @@ function(spindle_set_target_options target)
   endif()
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter
     -fno-omit-frame-pointer)
+  # Frames larger than a page are probed page by page as they are made, so
+  # a big local buffer on a fiber's small stack faults on the guard page
+  # (reported as a stack overflow) instead of writing past it into another
+  # stack (docs/runtime.md "Guards").
+  if(SPINDLE_STACK_CLASH_FLAG)
+    target_compile_options(${target} PRIVATE ${SPINDLE_STACK_CLASH_FLAG})
+  endif()
   if(SPINDLE_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
