@@ -287,6 +287,11 @@ void Worker::install_poller() {
   ev.data.u64 = kLoopTag;
   SPINDLE_CHECK(epoll_ctl(remote_.poller_fd, EPOLL_CTL_ADD, uv_backend_fd(&core_.loop), &ev) == 0,
                 "epoll_ctl (loop fd) failed");
+  // libuv adds a watcher to its epoll instance only when it next polls, and
+  // nothing may have polled the loop yet (io can arrive before the first
+  // park): without this turn, the SIGQUIT handle's signal pipe would never
+  // be watched, and the dump never printed.
+  turn_loop();
   // epoll_pwait2 sleeps with the thread's timer slack (50 us by default);
   // the timerfd it replaces had none. Keep the park deadline precise.
   (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
@@ -323,7 +328,20 @@ void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
       write_wake_fd();
     }
   }
-  if (loop_ready && owner) uv_run(&core_.loop, UV_RUN_NOWAIT);
+  if (loop_ready && owner) turn_loop();
+}
+
+// turn_loop: uv_run returns at once, without polling, when the loop is not
+// alive, and once the poller is installed its only handle may be the
+// SIGQUIT one, unref'd so that it keeps nothing alive (maintenance's turns
+// of the loop stay skipped). That would leave the signal undelivered and
+// the loop's fd readable (level-triggered above) for good. So the handle
+// is ref'd for this one turn.
+void Worker::turn_loop() noexcept {
+  auto* quit = reinterpret_cast<uv_handle_t*>(&core_.sigquit);
+  if (core_.sigquit_on) uv_ref(quit);
+  uv_run(&core_.loop, UV_RUN_NOWAIT);
+  if (core_.sigquit_on) uv_unref(quit);
 }
 
 }  // namespace spindle::detail

@@ -255,6 +255,9 @@ class Worker {
   void write_wake_fd() noexcept;
   void close_wake_fd() noexcept;
   void install_poller();
+  // turn_loop: owner thread. One non-blocking turn of the loop that polls
+  // it even when its only handle is the unref'd SIGQUIT one (park.cpp).
+  void turn_loop() noexcept;
   static constexpr timespec kNoWait{};
   // poll_events: one wait on the poller's fd (timeout nullptr: until an
   // event), io events to the callback, the worker's own entries handled
