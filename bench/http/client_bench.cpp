@@ -1,6 +1,6 @@
 // client_bench.cpp: spindle_bench_http_client, the client side of the
-// http figures (docs/benchmarks.md "http client"): FIBERS fibers (100)
-// each fetch URL in a closed loop with one shared http::Client over
+// http figures (docs/benchmarks.md "http_hello and the http client"):
+// FIBERS fibers (100) each fetch URL in a closed loop with one shared http::Client over
 // keep-alive, on a runtime of WORKERS workers. Every response must be
 // 200 with the body "Hello, World!" (the http_hello protocol): a wrong
 // one, or any error, ends the run with exit status 1.
