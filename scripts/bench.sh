@@ -3,10 +3,13 @@
 # and prints the spindle vs Boost.Fiber table (bench/table/main.cpp): the
 # rows docs/benchmarks.md "What is measured" lists (skynet, spawn_join,
 # yield, timers, pingpong, mutex_contention, channel_mpmc, offload, at 1 and
-# 2 threads) and the echo64 section.
+# 2 threads), the echo64 section, and the http sections (http_hello with
+# wrk against libuv C, nginx and spindle's servers; the http client against
+# aiohttp).
 # Works on a fresh Debian 12: missing packages come from install-deps.sh.
 # Extra arguments go to spindle_bench_table (--runs=1 for a quick look,
-# --filter=skynet for one workload, --filter=echo64 for the echo64 section).
+# --filter=skynet for one workload, --filter=echo64 for the echo64 section,
+# --filter=http for the http sections).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
