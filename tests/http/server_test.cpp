@@ -343,3 +343,81 @@ TEST_CASE("server: shutdown cancels what is left after drain_timeout") {
     FIBER_CHECK(srv.connections_open() == 0);
   });
 }
+
+// read_timeout: a head or a whole-read body that stops coming ends the
+// connection unanswered; a head parsed straight from the first segment
+// arms nothing (server.cpp read_head), so the head that arrives in pieces
+// is the case that takes the deadline, and must still be served.
+TEST_CASE("server: read_timeout ends a stalled head or body; a request in pieces is served") {
+  run_checked(2, [] {
+    std::atomic<int> handled{0};
+    auto counted = [&](http::Request& q) {
+      handled.fetch_add(1);
+      return echo_target(q);
+    };
+    http::ServerOptions o;
+    o.read_timeout = 200ms;
+    LiveServer strict(counted, o);
+    const int fds = open_fds();
+    for (const std::string& stalled : {std::string("GET /slow HTTP/1.1\r\nHost: "),
+                                       std::string("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")}) {
+      auto s = raw_connect(strict.port());
+      s.write_all(stalled);
+      // Bounded, so a server that never times out fails here, not by hanging.
+      const std::string r = sp::with_timeout(slack(10s), [&] { return read_all(s); });
+      FIBER_CHECK(r.empty());
+    }
+    FIBER_CHECK(wait_until([&] { return strict.server().connections_open() == 0; }));
+    FIBER_CHECK(handled.load() == 0);
+
+    LiveServer lenient(counted);  // default read_timeout: pauses of 20 ms are nothing
+    auto s = raw_connect(lenient.port());
+    std::string buf;
+    s.write_all("POST /pieces HTTP/1.1\r\nHo");
+    sp::sleep_for(20ms);
+    s.write_all("st: x\r\nContent-Length: 5\r\n\r\nab");
+    sp::sleep_for(20ms);
+    s.write_all("cde");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "POST /pieces abcde");
+    s.write_all("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");  // whole in one segment
+    FIBER_CHECK(body_of(read_response(s, buf)) == "GET /next ");
+    FIBER_CHECK(handled.load() == 2);
+    s.close();
+    FIBER_CHECK(wait_until([&] { return lenient.server().connections_open() == 0; }));
+    FIBER_CHECK(open_fds() == fds + 1);  // lenient's listener
+  });
+}
+
+// Bodies around the size where a response stops going out as one copied
+// buffer and becomes head + body in a gathered write (server.cpp
+// kCopyBodyMax, 16 KiB), on one keep-alive connection, with HEAD beside
+// GET: every byte arrives, in order, and HEAD gets GET's length and no body.
+TEST_CASE("server: response bodies of every size arrive whole; HEAD has GET's length") {
+  run_checked(2, [] {
+    auto body_for = [](std::size_t n) {
+      std::string b(n, '\0');
+      for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+      return b;
+    };
+    LiveServer srv([&](http::Request& q) {
+      return http::Response::text_body(200, body_for(std::stoul(q.target.substr(1))));
+    });
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{16 * 1024 - 1}, std::size_t{16 * 1024},
+                                std::size_t{16 * 1024 + 1}, std::size_t{1 << 20}}) {
+      s.write_all("GET /" + std::to_string(n) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      const std::string r = read_response(s, buf);
+      FIBER_CHECK(r.starts_with("HTTP/1.1 200 OK\r\n"));
+      FIBER_CHECK(body_of(r) == body_for(n));
+      s.write_all("HEAD /" + std::to_string(n) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      const std::size_t head_end = s.read_until(buf, "\r\n\r\n", 1 << 16);
+      const std::string head = buf.substr(0, head_end);
+      buf.erase(0, head_end);
+      FIBER_CHECK(head.find("\r\nContent-Length: " + std::to_string(n) + "\r\n") != std::string::npos);
+    }
+    // Nothing followed the last HEAD's head: the next response starts clean.
+    s.write_all("GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == body_for(3));
+  });
+}
