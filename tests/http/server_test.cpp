@@ -421,3 +421,50 @@ TEST_CASE("server: response bodies of every size arrive whole; HEAD has GET's le
     FIBER_CHECK(body_of(read_response(s, buf)) == body_for(3));
   });
 }
+
+// write_timeout: a client that sends its request and then reads nothing.
+// Without the timeout the connection fiber waits in its write for ever (the
+// wait_until below fails); with it, the connection is dropped, a generator
+// is not called again, and the server goes on serving. 32 MiB is more than
+// loopback's socket buffers on both ends hold.
+TEST_CASE("server: write_timeout drops a client that stops reading; the server goes on") {
+  run_checked(2, [] {
+    std::atomic<int> pieces{0};
+    http::ServerOptions o;
+    o.write_timeout = 200ms;
+    LiveServer srv(
+        [&](http::Request& q) {
+          if (q.target == "/big") return http::Response::text_body(200, std::string(32 << 20, 'b'));
+          if (q.target == "/endless") {
+            http::Response r;
+            r.body_stream = [&] {
+              pieces.fetch_add(1);
+              return std::string(64 * 1024, 'e');
+            };
+            return r;
+          }
+          return echo_target(q);
+        },
+        o);
+    const int fds = open_fds();
+    std::uint64_t accepted = 0;
+    for (const char* target : {"/big", "/endless"}) {
+      auto s = raw_connect(srv.port());
+      s.write_all(std::string("GET ") + target + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      ++accepted;
+      FIBER_CHECK(wait_until([&] {
+        return srv.server().connections_accepted() == accepted && srv.server().connections_open() == 0;
+      }));
+    }
+    const int called = pieces.load();
+    FIBER_CHECK(called > 0);
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    s.write_all("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "GET /after ");
+    FIBER_CHECK(pieces.load() == called);
+    s.close();
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    FIBER_CHECK(open_fds() == fds);
+  });
+}

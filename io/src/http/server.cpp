@@ -317,6 +317,16 @@ struct Server::State {
   bool read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p, beast::error_code& ec,
                  std::chrono::steady_clock::time_point& deadline);
   Response call_handler(Request& req);
+  // timed_write: runs one write under write_timeout; its TimedOut (a
+  // std::exception) ends the connection in serve_conn like a reset does.
+  template <class F>
+  void timed_write(F&& write) {
+    if (opt.write_timeout.count() > 0) {
+      with_timeout(opt.write_timeout, write);
+    } else {
+      write();
+    }
+  }
   void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep);
   void write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
   void start_head(bhttp::response_header<>& h, const Response& res, const Request& req);
@@ -513,11 +523,11 @@ void Server::State::write_response(detail::Transport& s, Response& res, const Re
   const std::string& body = m.body();
   if (body.size() <= kCopyBodyMax) {
     out += body;
-    s.write_all(out);  // throws on a write error: the connection ends
+    timed_write([&] { s.write_all(out); });  // throws on a write error: the connection ends
     return;
   }
   const std::array<boost::asio::const_buffer, 2> bufs{boost::asio::buffer(out), boost::asio::buffer(body)};
-  boost::asio::write(s, bufs);
+  timed_write([&] { boost::asio::write(s, bufs); });
 }
 
 // write_streamed: the head through Beast's serializer, then the body in
@@ -551,7 +561,7 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
   bhttp::response_serializer<bhttp::empty_body> sr(m);
   std::string head;
   serialize_head(sr, head);
-  s.write_all(head);
+  timed_write([&] { s.write_all(head); });
   if (head_only) return;
   if (!res.body_stream) {
     std::vector<char> piece(64 * 1024);
@@ -560,7 +570,7 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
       // Shrank under us: the promised length cannot be kept; the close
       // tells the client (truncated).
       if (n == 0) throw std::runtime_error("spindle::http: file shrank while being sent");
-      s.write_all({piece.data(), n});
+      timed_write([&] { s.write_all({piece.data(), n}); });
       left -= n;
     }
     return;
@@ -569,7 +579,7 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
     const std::string part = res.body_stream();
     if (part.empty()) break;
     if (!chunked) {
-      s.write_all(part);
+      timed_write([&] { s.write_all(part); });
       continue;
     }
     char size_line[24];
@@ -577,9 +587,9 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
     const std::array<boost::asio::const_buffer, 3> bufs{
         boost::asio::const_buffer(size_line, static_cast<std::size_t>(len)),
         boost::asio::const_buffer(part.data(), part.size()), boost::asio::const_buffer("\r\n", 2)};
-    boost::asio::write(s, bufs);  // throws on a write error: the connection ends
+    timed_write([&] { boost::asio::write(s, bufs); });  // throws on a write error: the connection ends
   }
-  if (chunked) s.write_all("0\r\n\r\n");
+  if (chunked) timed_write([&] { s.write_all("0\r\n\r\n"); });
 }
 
 // reject: an error response for input the server cannot frame, then a
@@ -593,7 +603,7 @@ void Server::State::reject(detail::Transport& s, int status) {
   out += "Content-Length: " + std::to_string(reason.size() + 1) + "\r\n\r\n";
   out += reason;
   out += '\n';
-  s.write_all(out);
+  timed_write([&] { s.write_all(out); });
   linger(s);
 }
 

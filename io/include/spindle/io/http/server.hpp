@@ -137,6 +137,12 @@ struct ServerOptions {
   // stream_bodies) has it per read instead (errc::timeout when no byte
   // came for this long; the connection is then dropped), as has the drain.
   std::chrono::milliseconds read_timeout{30'000};
+  // A client that stops reading its response: each write of it (the head
+  // with a body up to 16 KiB, a larger body, one 64 KiB piece of a file,
+  // one piece from a generator, a 4xx answer) must finish within this
+  // long, or the connection is dropped (nginx's send_timeout; the response
+  // is cut short, which the client sees as a truncated body). Zero: never.
+  std::chrono::milliseconds write_timeout{60'000};
   // shutdown(): how long serve() lets in-flight requests finish before it
   // cancels their fibers.
   std::chrono::milliseconds drain_timeout{10'000};
