@@ -519,7 +519,7 @@ TEST_CASE("server stream: bad chunk framing is a 400; a silent peer is errc::tim
       FIBER_CHECK(read_all(s).empty());  // dropped, nothing sent
     }
     std::lock_guard lk(mu);
-    FIBER_CHECK(kinds == std::vector<http::errc>{http::errc::malformed_response, http::errc::timeout});
+    FIBER_CHECK(kinds == std::vector<http::errc>{http::errc::malformed_request, http::errc::timeout});
   });
 }
 

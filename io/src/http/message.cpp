@@ -168,6 +168,7 @@ class HttpCategory : public std::error_category {
       case errc::too_many_redirects: return "too many redirects";
       case errc::invalid_url: return "invalid URL";
       case errc::connect_failed: return "connect failed";
+      case errc::malformed_request: return "malformed request";
     }
     return "unknown http error";
   }

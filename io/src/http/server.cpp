@@ -274,7 +274,7 @@ class BodyReader final : public BodySource {
       case Fail::too_large:
         return Error(errc::body_too_large, "spindle::http: request body over ServerOptions::max_body");
       case Fail::malformed:
-        return Error(errc::malformed_response, "spindle::http: malformed request body (chunked framing)");
+        return Error(errc::malformed_request, "spindle::http: malformed request body (chunked framing)");
       case Fail::timeout:
         return Error(errc::timeout, "spindle::http: request body: no data within ServerOptions::read_timeout");
       case Fail::gone:

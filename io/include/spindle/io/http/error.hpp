@@ -25,6 +25,7 @@ enum class errc {
   too_many_redirects,  // more than ClientOptions::max_redirects
   invalid_url,         // not http://host[:port][/path]
   connect_failed,      // any other connect failure (unreachable, DNS)
+  malformed_request,   // server side: a streamed request body's chunked framing is bad
 };
 
 const std::error_category& http_category() noexcept;

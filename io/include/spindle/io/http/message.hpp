@@ -121,7 +121,7 @@ struct Request {
   //    and the server answers 413 and closes if the handler lets it pass).
   //    No-op when not streamed. The Router calls it for Body::whole routes.
   // Failures raise http::Error: errc::truncated (the peer closed or reset
-  // mid-body), errc::malformed_response (bad chunked framing; the server
+  // mid-body), errc::malformed_request (bad chunked framing; the server
   // answers 400), errc::timeout (no byte for ServerOptions::read_timeout).
   // Each is a cancellation point. One fiber at a time.
   // A body the handler does not read to its end is drained by the server
