@@ -46,20 +46,39 @@ bool parse_uint(const char* s, unsigned long max, unsigned long& out) {
   return ec == std::errc{} && end == v.data() + v.size() && out <= max;
 }
 
+// RequestSkipper: Beast's request parser with nothing stored. The protocol
+// answers every request alike, so the fields and the body are validated and
+// framed by Beast but not kept: no field list is built (an allocation per
+// field with request_parser<...>) and no body string. keep_alive() comes
+// from basic_parser itself (Connection and the version).
+class RequestSkipper : public bhttp::basic_parser<true> {
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
+  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
+  void on_field_impl(bhttp::field, beast::string_view, beast::string_view, beast::error_code&) override {}
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  std::size_t on_body_impl(beast::string_view body, beast::error_code&) override { return body.size(); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+};
+
 void serve(io::TcpStream s) {
   try {
     s.set_nodelay(true);
     beast::flat_buffer buf;
     std::string out;  // responses of one pipelined batch
     for (;;) {
-      bhttp::request_parser<bhttp::string_body> p;  // a body is read and dropped
+      RequestSkipper p;  // a body is read and dropped
       p.header_limit(kMaxHead);
       p.body_limit(1 << 20);
       beast::error_code ec;
       bhttp::read(s, buf, p, ec);  // reads only when buf holds no whole request
       if (ec) break;               // end of stream, over 16 KiB, malformed, reset
       out += kResponse;
-      const bool keep = p.get().keep_alive();
+      const bool keep = p.keep_alive();
       // Answer once no further request is already buffered (a pipelined
       // batch costs one write), or before a close.
       if (buf.size() == 0 || !keep) {
