@@ -66,7 +66,7 @@ Fiber::~Fiber() {
 }
 
 void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t name_len,
-                  std::size_t stack_size, const std::source_location& where) {
+                  std::size_t stack_size, const spindle::source_location& where) {
   if (target == nullptr) {
     Worker* w = current_worker();
     target = w != nullptr ? &w->scheduler() : default_scheduler();

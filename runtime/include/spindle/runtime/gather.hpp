@@ -309,9 +309,9 @@ template <class... Fs>
 auto spawn_all(Fs&&... fs) {
   // A defaulted source_location cannot follow a pack: the spawn site is
   // unknown rather than a line of this header.
-  return std::tuple<decltype(make_task(nullptr, nullptr, std::source_location{},
+  return std::tuple<decltype(make_task(nullptr, nullptr, spindle::source_location{},
                                        std::forward<Fs>(fs)))...>{
-      make_task(nullptr, nullptr, std::source_location{}, std::forward<Fs>(fs))...};
+      make_task(nullptr, nullptr, spindle::source_location{}, std::forward<Fs>(fs))...};
 }
 }  // namespace detail
 

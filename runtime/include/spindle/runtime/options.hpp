@@ -3,7 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
-#include <source_location>
+#include <spindle/runtime/source_location.hpp>
 #include <string>
 
 namespace spindle {
@@ -70,7 +70,7 @@ struct RuntimeOptions {
 struct SpawnOptions {
   std::string name{};
   std::size_t stack_size = 0;  // 0: the runtime's default
-  std::source_location where = std::source_location::current();
+  spindle::source_location where = spindle::source_location::current();
 };
 
 }  // namespace spindle

@@ -4,7 +4,7 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
-#include <source_location>
+#include <spindle/runtime/source_location.hpp>
 #include <type_traits>
 #include <utility>
 
@@ -47,7 +47,7 @@ class Runtime {
   // One block_on at a time per Runtime. `where` is the main fiber's spawn
   // site in dumps and reports: the caller's block_on (or run) call.
   template <class F>
-  auto block_on(F&& f, std::source_location where = std::source_location::current()) {
+  auto block_on(F&& f, spindle::source_location where = spindle::source_location::current()) {
     detail::Scheduler* s = sched_.get();
     begin_main();
     auto body = [s, fn = std::forward<F>(f)]() mutable {
@@ -83,7 +83,7 @@ class Runtime {
 // The main fiber's spawn site (dumps, reports) is the caller's run call.
 template <class F>
 auto run(F&& f, RuntimeOptions options = {},
-         std::source_location where = std::source_location::current()) {
+         spindle::source_location where = spindle::source_location::current()) {
   Runtime rt(options);
   if constexpr (std::is_void_v<std::invoke_result_t<std::decay_t<F>>>) {
     rt.block_on(std::forward<F>(f), where);

@@ -3,7 +3,7 @@
 
 #include <concepts>
 #include <functional>
-#include <source_location>
+#include <spindle/runtime/source_location.hpp>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -20,7 +20,7 @@ namespace detail {
 // never run its body, and an idle worker could steal and start it at once).
 template <class F, class... Args>
 auto make_task_maybe_cancelled(Scheduler* target, const SpawnOptions* opts,
-                               const std::source_location& where, bool start_cancelled, F&& f,
+                               const spindle::source_location& where, bool start_cancelled, F&& f,
                                Args&&... args) {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
   auto body = [fn = std::forward<F>(f),
@@ -37,17 +37,17 @@ auto make_task_maybe_cancelled(Scheduler* target, const SpawnOptions* opts,
 }
 
 template <class F, class... Args>
-auto make_task(Scheduler* target, const SpawnOptions* opts, const std::source_location& where,
+auto make_task(Scheduler* target, const SpawnOptions* opts, const spindle::source_location& where,
                F&& f, Args&&... args) {
   return make_task_maybe_cancelled(target, opts, where, false, std::forward<F>(f),
                                    std::forward<Args>(args)...);
 }
 
 // SpawnArgument: an argument for f in the spawn overloads that end in a
-// defaulted std::source_location: anything but a source_location, so that
+// defaulted spindle::source_location: anything but a source_location, so that
 // spawn(f, where) takes `where` as the spawn site, not as an argument for f.
 template <class T>
-concept SpawnArgument = !std::same_as<std::decay_t<T>, std::source_location>;
+concept SpawnArgument = !std::same_as<std::decay_t<T>, spindle::source_location>;
 
 }  // namespace detail
 
@@ -59,23 +59,23 @@ concept SpawnArgument = !std::same_as<std::decay_t<T>, std::source_location>;
 // runtime's global queue). The fiber gets its stack only when it first runs.
 template <class F>
   requires std::invocable<std::decay_t<F>>
-auto spawn(F&& f, std::source_location where = std::source_location::current()) {
+auto spawn(F&& f, spindle::source_location where = spindle::source_location::current()) {
   return detail::make_task(nullptr, nullptr, where, std::forward<F>(f));
 }
 
-// With arguments. A defaulted std::source_location cannot follow a
+// With arguments. A defaulted spindle::source_location cannot follow a
 // parameter pack, so up to three arguments have their own overloads (the
 // spawn site then points at the caller); with more, the site is unknown.
 template <class F, detail::SpawnArgument A0>
   requires std::invocable<std::decay_t<F>, std::decay_t<A0>>
-auto spawn(F&& f, A0&& a0, std::source_location where = std::source_location::current()) {
+auto spawn(F&& f, A0&& a0, spindle::source_location where = spindle::source_location::current()) {
   return detail::make_task(nullptr, nullptr, where, std::forward<F>(f), std::forward<A0>(a0));
 }
 
 template <class F, detail::SpawnArgument A0, detail::SpawnArgument A1>
   requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>>
 auto spawn(F&& f, A0&& a0, A1&& a1,
-           std::source_location where = std::source_location::current()) {
+           spindle::source_location where = spindle::source_location::current()) {
   return detail::make_task(nullptr, nullptr, where, std::forward<F>(f), std::forward<A0>(a0),
                            std::forward<A1>(a1));
 }
@@ -83,7 +83,7 @@ auto spawn(F&& f, A0&& a0, A1&& a1,
 template <class F, detail::SpawnArgument A0, detail::SpawnArgument A1, detail::SpawnArgument A2>
   requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>, std::decay_t<A2>>
 auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2,
-           std::source_location where = std::source_location::current()) {
+           spindle::source_location where = spindle::source_location::current()) {
   return detail::make_task(nullptr, nullptr, where, std::forward<F>(f), std::forward<A0>(a0),
                            std::forward<A1>(a1), std::forward<A2>(a2));
 }
@@ -92,7 +92,7 @@ template <class F, class A0, class A1, class A2, class A3, class... Args>
   requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>, std::decay_t<A2>,
                           std::decay_t<A3>, std::decay_t<Args>...>
 auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2, A3&& a3, Args&&... args) {
-  return detail::make_task(nullptr, nullptr, std::source_location{}, std::forward<F>(f),
+  return detail::make_task(nullptr, nullptr, spindle::source_location{}, std::forward<F>(f),
                            std::forward<A0>(a0), std::forward<A1>(a1), std::forward<A2>(a2),
                            std::forward<A3>(a3), std::forward<Args>(args)...);
 }

@@ -46,7 +46,7 @@
 #include <cstddef>
 #include <exception>
 #include <mutex>
-#include <source_location>
+#include <spindle/runtime/source_location.hpp>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -74,22 +74,22 @@ class TaskGroup {
   // suspends. After a failure or cancel() the child is spawned cancelled.
   template <class F>
     requires std::invocable<std::decay_t<F>>
-  auto spawn(F&& f, std::source_location where = std::source_location::current()) {
+  auto spawn(F&& f, spindle::source_location where = spindle::source_location::current()) {
     return spawn_child(nullptr, where, std::forward<F>(f));
   }
-  // With arguments, as spindle::spawn: a defaulted std::source_location
+  // With arguments, as spindle::spawn: a defaulted spindle::source_location
   // cannot follow a parameter pack, so up to three arguments have their own
   // overloads (the spawn site is the caller's); with more it is unknown
   // unless SpawnOptions come first (they record the site where they are made).
   template <class F, detail::SpawnArgument A0>
     requires std::invocable<std::decay_t<F>, std::decay_t<A0>>
-  auto spawn(F&& f, A0&& a0, std::source_location where = std::source_location::current()) {
+  auto spawn(F&& f, A0&& a0, spindle::source_location where = spindle::source_location::current()) {
     return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0));
   }
   template <class F, detail::SpawnArgument A0, detail::SpawnArgument A1>
     requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>>
   auto spawn(F&& f, A0&& a0, A1&& a1,
-             std::source_location where = std::source_location::current()) {
+             spindle::source_location where = spindle::source_location::current()) {
     return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0),
                        std::forward<A1>(a1));
   }
@@ -97,7 +97,7 @@ class TaskGroup {
     requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>,
                             std::decay_t<A2>>
   auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2,
-             std::source_location where = std::source_location::current()) {
+             spindle::source_location where = spindle::source_location::current()) {
     return spawn_child(nullptr, where, std::forward<F>(f), std::forward<A0>(a0),
                        std::forward<A1>(a1), std::forward<A2>(a2));
   }
@@ -105,7 +105,7 @@ class TaskGroup {
     requires std::invocable<std::decay_t<F>, std::decay_t<A0>, std::decay_t<A1>,
                             std::decay_t<A2>, std::decay_t<A3>, std::decay_t<Args>...>
   auto spawn(F&& f, A0&& a0, A1&& a1, A2&& a2, A3&& a3, Args&&... args) {
-    return spawn_child(nullptr, std::source_location{}, std::forward<F>(f),
+    return spawn_child(nullptr, spindle::source_location{}, std::forward<F>(f),
                        std::forward<A0>(a0), std::forward<A1>(a1), std::forward<A2>(a2),
                        std::forward<A3>(a3), std::forward<Args>(args)...);
   }
@@ -132,7 +132,7 @@ class TaskGroup {
 
  private:
   template <class F, class... Args>
-  auto spawn_child(const SpawnOptions* opts, const std::source_location& where, F&& f,
+  auto spawn_child(const SpawnOptions* opts, const spindle::source_location& where, F&& f,
                    Args&&... args) {
     using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
     // The wrapper reports a failure to the group from inside the child,

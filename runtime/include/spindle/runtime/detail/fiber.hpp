@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <source_location>
+#include <spindle/runtime/source_location.hpp>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -131,7 +131,7 @@ class Fiber {
   // --- identity (immutable after spawn) ---
   std::uint64_t id_ = 0;
   std::string name_;
-  std::source_location where_{};
+  spindle::source_location where_{};
   std::chrono::steady_clock::time_point born_{};
 
   // --- join (guarded by join_lock_) ---
@@ -235,7 +235,7 @@ class TaskFiber final : public ResultFiber<T> {
 // `target` is the runtime to use from a plain thread (nullptr: the calling
 // worker's, else the most recently started runtime).
 void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t name_len,
-                  std::size_t stack_size, const std::source_location& where);
+                  std::size_t stack_size, const spindle::source_location& where);
 
 // Joins f: suspends the calling fiber (or blocks the thread) until f is done,
 // then rethrows its exception, if any. A cancellation point.
