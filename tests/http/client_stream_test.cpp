@@ -115,17 +115,6 @@ http::errc error_of(F&& f) {
   return static_cast<http::errc>(0);
 }
 
-// wait_until: polls cond (a condition another fiber or thread makes true).
-template <class F>
-bool wait_until(F cond) {
-  const auto end = Clock::now() + slack(10s);
-  while (!cond()) {
-    if (Clock::now() > end) return false;
-    sp::sleep_for(1ms);
-  }
-  return true;
-}
-
 // TempDir: a fresh directory, removed with what is in it.
 struct TempDir {
   fs::path path;
