@@ -41,58 +41,6 @@ std::string pattern_string(std::uint64_t from, std::size_t n) {
   return s;
 }
 
-// RawPeer: a listener whose every connection runs `serve` on a fiber of its
-// own; counts connections accepted and connections that ended (serve
-// returned or threw: the client closed, or the script ended).
-class RawPeer {
- public:
-  using Serve = std::function<void(io::TcpStream&)>;
-  explicit RawPeer(Serve serve) : l_(io::TcpListener::bind("127.0.0.1", 0)), serve_(std::move(serve)) {
-    task_ = sp::spawn([this] {
-      sp::TaskGroup conns;
-      for (;;) {
-        io::TcpStream s = l_.accept();
-        accepted_.fetch_add(1);
-        conns.spawn([this, sock = std::move(s)]() mutable {
-          io::TcpStream s = std::move(sock);
-          try {
-            serve_(s);
-          } catch (const std::system_error&) {
-          }
-          s.close();
-          ended_.fetch_add(1);
-        });
-      }
-    });
-  }
-  ~RawPeer() {
-    task_.cancel();
-    try {
-      task_.join();
-    } catch (const sp::Cancelled&) {
-    }
-  }
-  std::string url(std::string_view path = "/") const {
-    return "http://127.0.0.1:" + std::to_string(l_.local_endpoint().port()) + std::string(path);
-  }
-  int accepted() const { return accepted_.load(); }
-  int ended() const { return ended_.load(); }
-
- private:
-  io::TcpListener l_;
-  Serve serve_;
-  std::atomic<int> accepted_{0}, ended_{0};
-  sp::Task<void> task_;
-};
-
-// read_head: one request head from s (buf keeps what follows).
-std::string read_head(io::TcpStream& s, std::string& buf) {
-  const std::size_t end = s.read_until(buf, "\r\n\r\n", 1 << 16);
-  std::string head = buf.substr(0, end);
-  buf.erase(0, end);
-  return head;
-}
-
 // wait_eof: reads until the client closes (true) or a reset.
 bool wait_eof(io::TcpStream& s) {
   char tmp[4096];
@@ -113,17 +61,6 @@ http::errc error_of(F&& f) {
     return e.kind();
   }
   return static_cast<http::errc>(0);
-}
-
-// wait_until: polls cond (a condition another fiber or thread makes true).
-template <class F>
-bool wait_until(F cond) {
-  const auto end = Clock::now() + slack(10s);
-  while (!cond()) {
-    if (Clock::now() > end) return false;
-    sp::sleep_for(1ms);
-  }
-  return true;
 }
 
 // TempDir: a fresh directory, removed with what is in it.

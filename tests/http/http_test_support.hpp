@@ -1,11 +1,16 @@
 // http_test_support.hpp: fixtures of the http tests. A Server serving on
-// 127.0.0.1:0 from a fiber of its own, and raw-socket helpers for the
+// 127.0.0.1:0 from a fiber of its own, raw-socket helpers for the
 // wire-level checks (what exactly the server sent, inputs no client would
-// produce). No Beast here: the tests compile against the public headers.
+// produce), and RawPeer, a scripted raw server for the client tests (what
+// exactly the client sent, replies no Server would give). No Beast here:
+// the tests compile against the public headers. Polling a counter until it
+// changes is spindle_test::wait_until (spindle_test.hpp).
 #pragma once
 
 #include <dirent.h>
 
+#include <atomic>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -109,6 +114,65 @@ inline std::string read_response(io::TcpStream& s, std::string& buf) {
 inline std::string body_of(const std::string& response) {
   const auto p = response.find("\r\n\r\n");
   return p == std::string::npos ? std::string() : response.substr(p + 4);
+}
+
+}  // namespace http_test
+
+namespace http_test {
+
+// RawPeer: the server side of the client tests, on raw sockets: a listener
+// on 127.0.0.1:0 whose every connection runs `serve` (the test's script) on
+// a fiber of its own; counts connections accepted and connections that
+// ended (serve returned or threw: the client closed, or the script ended).
+// A std::system_error out of serve ends that connection only; destroying
+// the peer cancels the accept loop and the connections' fibers with it.
+class RawPeer {
+ public:
+  using Serve = std::function<void(io::TcpStream&)>;
+  explicit RawPeer(Serve serve) : l_(io::TcpListener::bind("127.0.0.1", 0)), serve_(std::move(serve)) {
+    task_ = sp::spawn([this] {
+      sp::TaskGroup conns;
+      for (;;) {
+        io::TcpStream s = l_.accept();
+        accepted_.fetch_add(1);
+        conns.spawn([this, sock = std::move(s)]() mutable {
+          io::TcpStream s = std::move(sock);
+          try {
+            serve_(s);
+          } catch (const std::system_error&) {
+          }
+          s.close();
+          ended_.fetch_add(1);
+        });
+      }
+    });
+  }
+  ~RawPeer() {
+    task_.cancel();
+    try {
+      task_.join();
+    } catch (const sp::Cancelled&) {
+    }
+  }
+  std::string url(std::string_view path = "/") const {
+    return "http://127.0.0.1:" + std::to_string(l_.local_endpoint().port()) + std::string(path);
+  }
+  int accepted() const { return accepted_.load(); }
+  int ended() const { return ended_.load(); }
+
+ private:
+  io::TcpListener l_;
+  Serve serve_;
+  std::atomic<int> accepted_{0}, ended_{0};
+  sp::Task<void> task_;
+};
+
+// read_head: one request head from s (buf keeps what follows).
+inline std::string read_head(io::TcpStream& s, std::string& buf) {
+  const std::size_t end = s.read_until(buf, "\r\n\r\n", 1 << 16);
+  std::string head = buf.substr(0, end);
+  buf.erase(0, end);
+  return head;
 }
 
 }  // namespace http_test

@@ -46,16 +46,6 @@ class RouterServer {
   sp::Task<void> task_;
 };
 
-template <class P>
-bool wait_until(P pred) {
-  const auto end = Clock::now() + slack(10s);
-  while (!pred()) {
-    if (Clock::now() > end) return false;
-    sp::sleep_for(1ms);
-  }
-  return true;
-}
-
 // Fnv: FNV-1a over a byte stream, both ends of an upload.
 struct Fnv {
   std::uint64_t h = 1469598103934665603ull;

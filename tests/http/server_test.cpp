@@ -23,19 +23,6 @@ http::Response echo_target(http::Request& q) {
   return http::Response::text_body(200, q.method + " " + q.target + " " + q.body);
 }
 
-// wait_until: yields until pred() holds, failing (not hanging) after a
-// generous bound. For counters the server updates after the peer saw its
-// part of the exchange (connections_open after a close).
-template <class P>
-bool wait_until(P pred) {
-  const auto end = Clock::now() + slack(10s);
-  while (!pred()) {
-    if (Clock::now() > end) return false;
-    sp::sleep_for(1ms);
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("server: round trip, Date and Server fields, request body") {

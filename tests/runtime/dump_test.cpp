@@ -11,17 +11,6 @@
 using namespace spindle_test;
 namespace sp = spindle;
 
-namespace {
-bool has_line(const std::string& dump, const std::string& a, const std::string& b) {
-  std::istringstream in(dump);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) return true;
-  }
-  return false;
-}
-}  // namespace
-
 TEST_CASE("dump_fibers shows names, states, waits and spawn sites", "[dump]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   Gate gate, gate2;  // one waiter each
@@ -80,10 +69,7 @@ TEST_CASE("SIGQUIT prints the fiber dump", "[dump]") {
     wait_suspended(napper, "sleep");
     REQUIRE(::kill(::getpid(), SIGQUIT) == 0);
     // The only worker parks while main sleeps: its loop sees the signal.
-    const auto end = Clock::now() + slack(10s);
-    while (cap.peek().find("\"sigquit-napper\"") == std::string::npos && Clock::now() < end) {
-      sp::sleep_for(1ms);
-    }
+    wait_until([&] { return cap.peek().find("\"sigquit-napper\"") != std::string::npos; });
     napper.cancel();
     CHECK_THROWS_AS(napper.join(), sp::Cancelled);
   });

@@ -86,18 +86,6 @@ sp::detail::OffloadPoolStats pool(PoolKind kind) { return sp::detail::offload_po
 
 const char* name(PoolKind kind) { return kind == PoolKind::cpu ? "offload" : "blocking"; }
 
-// wait_until: polls cond from a fiber (sleeping 1 ms between tries) until it
-// holds or `limit` passes; returns whether it held.
-template <class C>
-bool wait_until(C cond, Clock::duration limit = slack(20s)) {
-  const auto end = Clock::now() + limit;
-  while (!cond()) {
-    if (Clock::now() > end) return false;
-    sp::sleep_for(1ms);
-  }
-  return true;
-}
-
 // What measure_peak saw of one pool.
 struct Peak {
   bool saturated = false;  // `bound` jobs started, the rest queued
@@ -129,12 +117,12 @@ Peak measure_peak(PoolKind kind, int bound, std::latch* both = nullptr) {
   r.saturated = wait_until([&] {
     return gate->started() == bound &&
            pool(kind).queued == static_cast<std::size_t>(calls - bound);
-  });
+  }, slack(20s));
   r.started = gate->started();
   r.stats = pool(kind);
   if (both != nullptr) {
     both->count_down();
-    wait_until([&] { return both->try_wait(); });
+    wait_until([&] { return both->try_wait(); }, slack(20s));
   }
   gate->open();
   for (auto& t : tasks) t.join();
@@ -249,7 +237,7 @@ TEST_CASE("a cancelled caller's queued job is dropped without running; a running
         busy_done.fetch_add(1);
       });
     });
-    REQUIRE(wait_until([&] { return gate->started() == 1; }));
+    REQUIRE(wait_until([&] { return gate->started() == 1; }, slack(20s)));
 
     // Shared with the queued jobs only: each caller copies it into its
     // job's closure, so use_count() - 1 is the number of closures alive.
@@ -260,7 +248,7 @@ TEST_CASE("a cancelled caller's queued job is dropped without running; a running
         call_on(kind, [t = token, &ran] { ran.fetch_add(1); });
       }));
     }
-    REQUIRE(wait_until([&] { return pool(kind).queued == static_cast<std::size_t>(kQueued); }));
+    REQUIRE(wait_until([&] { return pool(kind).queued == static_cast<std::size_t>(kQueued); }, slack(20s)));
     CHECK(token.use_count() == 1 + kQueued);
     for (auto& c : callers) c.cancel();
     for (auto& c : callers) CHECK(raises_cancelled([&] { c.join(); }));
@@ -276,8 +264,8 @@ TEST_CASE("a cancelled caller's queued job is dropped without running; a running
     CHECK(raises_cancelled([&] { busy.join(); }));
     CHECK(busy_done.load() == 0);
     gate->open();
-    CHECK(wait_until([&] { return busy_done.load() == 1; }));
-    CHECK(wait_until([&] { return pool(kind).running == 0; }));
+    CHECK(wait_until([&] { return busy_done.load() == 1; }, slack(20s)));
+    CHECK(wait_until([&] { return pool(kind).running == 0; }, slack(20s)));
   });
   // The runtime's shutdown joined the pool thread: nothing runs any more.
   CHECK(ran.load() == 0);
@@ -293,7 +281,7 @@ TEST_CASE("callers cancelled in a loop do not grow the queue", "[offload][pools]
     auto gate = std::make_shared<JobGate>();
     OpenOnExit opener{gate};
     auto busy = sp::spawn([kind, gate] { call_on(kind, [gate] { gate->enter(); }); });
-    REQUIRE(wait_until([&] { return gate->started() == 1; }));
+    REQUIRE(wait_until([&] { return gate->started() == 1; }, slack(20s)));
 
     long cancelled = 0;
     std::size_t most_queued = 0;
@@ -350,7 +338,7 @@ TEST_CASE("a job still queued at shutdown is not run; its shielded caller raises
       const bool queued = rt.block_on([&] {
         // Holds the pool's only thread until the shielded caller is told.
         sp::spawn([gate] { sp::offload([gate] { gate->enter(); }); }).detach();
-        if (!wait_until([&] { return gate->started() == 1; })) return false;
+        if (!wait_until([&] { return gate->started() == 1; }, slack(20s))) return false;
         sp::spawn([gate, &queued_ran, &caller_cancelled, &refused] {
           sp::shield([&] {
             try {
@@ -363,7 +351,7 @@ TEST_CASE("a job still queued at shutdown is not run; its shielded caller raises
             }
           });
         }).detach();
-        return wait_until([&] { return gate->started() == 1 && pool(PoolKind::cpu).queued == 1; });
+        return wait_until([&] { return gate->started() == 1 && pool(PoolKind::cpu).queued == 1; }, slack(20s));
       });
       REQUIRE(queued);
       rt.shutdown();
@@ -395,7 +383,7 @@ TEST_CASE("a job of the other pool waiting on a queued job at shutdown raises Ca
       OpenOnExit opener{gate};
       const bool queued = rt.block_on([&] {
         sp::spawn([gate] { sp::offload([gate] { gate->enter(); }); }).detach();
-        if (!wait_until([&] { return gate->started() == 1; })) return false;
+        if (!wait_until([&] { return gate->started() == 1; }, slack(20s))) return false;
         // A blocking job (a plain thread of this runtime's blocking pool)
         // offloads to this runtime's CPU pool, whose thread the gate holds.
         sp::spawn([gate, &inner_ran, &inner_cancelled] {
@@ -408,7 +396,7 @@ TEST_CASE("a job of the other pool waiting on a queued job at shutdown raises Ca
             }
           });
         }).detach();
-        return wait_until([&] { return gate->started() == 1 && pool(PoolKind::cpu).queued == 1; });
+        return wait_until([&] { return gate->started() == 1 && pool(PoolKind::cpu).queued == 1; }, slack(20s));
       });
       REQUIRE(queued);
       // Both fibers are cancelled at once (their jobs run on); then the

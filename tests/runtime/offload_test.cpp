@@ -42,18 +42,6 @@ struct Tracked {
   int value;
 };
 
-// wait_until: polls cond from a fiber (sleeping 1 ms between tries) until it
-// holds or `limit` passes; returns whether it held.
-template <class C>
-bool wait_until(C cond, Clock::duration limit) {
-  const auto end = Clock::now() + limit;
-  while (!cond()) {
-    if (Clock::now() > end) return false;
-    sp::sleep_for(1ms);
-  }
-  return true;
-}
-
 }  // namespace
 
 // First in this file on purpose: it needs a process whose blocking pool has

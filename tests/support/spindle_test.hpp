@@ -5,14 +5,16 @@
 //  - scaling of heavy loops in sanitizer builds (TSan makes every switch and
 //    atomic 5-20x dearer; the stress tests must stay in CI's time budget);
 //  - run_checked: the clean-teardown check (no fiber alive after shutdown);
-//  - StderrCapture: read what the runtime reported on stderr;
+//  - StderrCapture: read what the runtime reported on stderr, and has_line
+//    to look for one line of it (a fiber dump's entry);
 //  - Gate: a counting, cancellation-aware signal built only on the
 //    suspension API (tests of the runtime must not depend on sync/);
 //  - Watchdog: turns a hang (the usual symptom of a lost wake-up) into a
 //    fiber dump and an abort well before CTest's TIMEOUT kills us silently;
 //  - wait_suspended: waits until fibers are really queued on a primitive
 //    (the runtime's own view, detail::count_suspended), never a sleep that
-//    hopes they got there;
+//    hopes they got there; wait_until for conditions the runtime cannot
+//    see (a counter another fiber or a pool thread bumps);
 //  - Boom, and fiber bodies that run until cancelled (sleep_until_cancelled,
 //    yield_until_cancelled);
 //  - Xorshift, the one random generator (rng.hpp).
@@ -239,6 +241,18 @@ class StderrCapture {
   std::string text_;
 };
 
+// has_line: whether one line of `text` (a fiber dump, what StderrCapture
+// read) holds both `a` and `b`: a dump's entry names the fiber and what it
+// waits on in the same line, so finding them apart would prove nothing.
+inline bool has_line(const std::string& text, const std::string& a, const std::string& b) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) return true;
+  }
+  return false;
+}
+
 // Gate: a counting signal with at most one waiter at a time, usable by a
 // fiber or a plain thread on either side. It follows suspend.hpp's protocol:
 // publish hands over the waiter under mu_; signal wins the waiter's CAS under
@@ -409,6 +423,22 @@ template <class Task>
 void wait_suspended(const Task& t, std::string_view what,
                     Clock::duration limit = slack(std::chrono::seconds(10))) {
   wait_fiber_suspended(t.id(), what, limit);
+}
+
+// wait_until: polls cond (sleeping 1 ms between tries) until it holds or
+// `limit` passes; returns whether it held, so the caller decides between
+// REQUIRE, CHECK and FIBER_CHECK. For conditions outside the runtime's view
+// (a counter another fiber, a server or a pool thread updates); a fiber
+// queued on a primitive is awaited with wait_suspended instead. From a
+// fiber (a cancellation point: the sleep is) or a plain thread (blocked).
+template <class C>
+bool wait_until(C cond, Clock::duration limit = slack(std::chrono::seconds(10))) {
+  const auto end = Clock::now() + limit;
+  while (!cond()) {
+    if (Clock::now() > end) return false;
+    spindle::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 // Boom: an exception of the test's own, told apart from the runtime's.
