@@ -388,3 +388,106 @@ TEST_CASE("client: 1,000 concurrent client fibers against the server on 2 worker
     FIBER_CHECK(srv.server().requests_served() == static_cast<std::uint64_t>(3 * n));
   });
 }
+
+// expect_continue, against the three servers a client meets: one that
+// answers 100 Continue (http::Server, on the body's first read), one that
+// refuses from the head (http::Server, a Content-Length over max_body),
+// and one that ignores Expect and waits for the body (a raw peer).
+TEST_CASE("client: expect_continue sends the body after 100 Continue, never after a refusal") {
+  run_checked(2, [] {
+    std::string expect_seen;
+    http::ServerOptions o;
+    o.max_body = 64 * 1024;
+    LiveServer srv(
+        [&](http::Request& q) {
+          expect_seen = std::string(q.headers.get("Expect").value_or(""));
+          return http::Response::text_body(200, std::to_string(q.body.size()));
+        },
+        o);
+    {  // accepted: 100, then the body; the connection goes back to the pool
+      http::Client c;
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body = std::string(60 * 1024, 'x');
+      auto r = c.request("POST", srv.url("/up"), ro);
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == std::to_string(60 * 1024));
+      FIBER_CHECK(expect_seen == "100-continue");
+      FIBER_CHECK(c.stats().idle == 1);
+    }
+    {  // refused from the head: 413 returned, the generator never called,
+       // the connection not pooled (the server expects a body it never got)
+      http::Client c;
+      int calls = 0;
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body_length = std::uint64_t{10} << 20;
+      ro.body_generator = [&] {
+        ++calls;
+        return std::string(64 * 1024, 'g');
+      };
+      auto r = c.request("POST", srv.url("/up"), ro);
+      FIBER_CHECK(r.status == 413);
+      FIBER_CHECK(calls == 0);
+      FIBER_CHECK(c.stats().idle == 0);
+      // The next request gets a fresh connection and goes through.
+      FIBER_CHECK(c.post(srv.url("/up"), "abc").text() == "3");
+      // The field set by hand means the same (as in Go's client).
+      http::RequestOptions by_hand;
+      by_hand.headers.set("expect", "100-Continue");
+      by_hand.body_length = ro.body_length;
+      by_hand.body_generator = ro.body_generator;
+      FIBER_CHECK(c.request("POST", srv.url("/up"), by_hand).status == 413);
+      FIBER_CHECK(calls == 0);
+    }
+    {  // a server that ignores Expect: the body goes after the timeout
+      RawPeer peer([](io::TcpStream& s) {
+        std::string buf;
+        const std::string head = read_head(s, buf);
+        FIBER_CHECK(head.find("\r\nExpect: 100-continue\r\n") != std::string::npos);
+        while (buf.size() < 5) {
+          char tmp[64];
+          const std::size_t n = s.read_some(tmp, sizeof tmp);
+          if (n == 0) return;
+          buf.append(tmp, n);
+        }
+        s.write_all("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(buf.size()) + "\r\n\r\n" + buf);
+      });
+      http::Client c({.expect_continue_timeout = 50ms});
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body = "hello";
+      auto r = c.request("POST", peer.url("/"), ro);
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == "hello");
+    }
+  });
+}
+
+// 1xx responses the client did not ask for (103 Early Hints, a stray 100)
+// come before the final one, in the same segment or apart: the client
+// skips them and returns the final response (RFC 9110 15.2).
+TEST_CASE("client: interim 1xx responses before the final one are skipped") {
+  run_checked(2, [] {
+    RawPeer peer([](io::TcpStream& s) {
+      std::string buf;
+      read_head(s, buf);
+      s.write_all("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 100 Con");
+      sp::sleep_for(5ms);  // the second interim arrives in two pieces
+      s.write_all("tinue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      read_head(s, buf);
+      s.write_all("HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew");
+      char tmp[64];
+      while (s.read_some(tmp, sizeof tmp) > 0) {  // until the client closes
+      }
+    });
+    http::Client c;
+    auto r1 = c.get(peer.url("/1"));
+    FIBER_CHECK(r1.status == 200);
+    FIBER_CHECK(r1.text() == "ok");
+    auto r2 = c.get(peer.url("/2"));
+    FIBER_CHECK(r2.status == 201);
+    FIBER_CHECK(r2.text() == "new");
+    FIBER_CHECK(peer.accepted() == 1);
+  });
+}

@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <deque>
 #include <limits>
@@ -206,6 +207,14 @@ Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body,
   return Error(errc::reset, ec.message() + where);
 }
 
+bool iequals_ascii(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  }
+  return true;
+}
+
 bool is_redirect(int s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
 
 // The connection's read buffer, reserved up front (connect()).
@@ -215,6 +224,9 @@ struct Conn {
   detail::Transport s;
   beast::flat_buffer buf;
   std::string key;
+  // False once the server answered a request whose announced body was not
+  // sent (expect_continue): the connection's framing is unknown to it.
+  bool reusable = true;
 };
 
 struct HostPool {
@@ -264,7 +276,9 @@ class Lease {
     if (c_) p_.discard(std::move(c_));
   }
   Conn& conn() { return *c_; }
-  void release() { p_.release(std::move(c_)); }
+  void release() {
+    if (c_->reusable) p_.release(std::move(c_)); else p_.discard(std::move(c_));
+  }
 
  private:
   detail::ClientPool& p_;
@@ -465,13 +479,93 @@ constexpr std::size_t kUploadChunk = 256 * 1024;
 // download(): body bytes gathered per file write (each write is a pool job).
 constexpr std::size_t kDownloadBatch = 1024 * 1024;
 
+// await_continue: after a head sent with Expect: 100-continue, waits for
+// the server's answer. True: send the body (100 Continue came, or nothing
+// within expect_continue_timeout). False: the connection ended (the
+// response read that follows reports it), or the server's final response
+// began before the body; it stays in c.buf for the caller's parser, and
+// the connection will not be pooled. Only the status code is looked at
+// here, in the raw bytes, so that a final response is parsed once, by the
+// caller's parser of the right body type.
+bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
+  const auto deadline = spindle::detail::deadline_after(opt.expect_continue_timeout);
+  for (;;) {
+    const auto data = c.buf.data();
+    const std::string_view have(static_cast<const char*>(data.data()), data.size());
+    // "HTTP/1.1 100": the code's first digit is byte 9.
+    if (have.size() >= 10) {
+      if (!have.starts_with("HTTP/1.") || have[9] != '1') {
+        c.reusable = false;
+        return false;  // a final response (or garbage the caller's parser names)
+      }
+      bhttp::response_parser<bhttp::empty_body> interim;
+      interim.header_limit(static_cast<std::uint32_t>(opt.max_head));
+      beast::error_code ec;
+      TimedStream ts{c.s, opt.read_timeout};
+      try {
+        bhttp::read_header(ts, c.buf, interim, ec);
+      } catch (const TimedOut&) {
+        throw Error(errc::timeout, "read timed out (" + u.str() + ")");
+      }
+      if (ec) throw map_error(ec, u, opt.max_body, c.s);
+      if (interim.get().result_int() == 100) return true;
+      continue;  // another 1xx (102, 103): the 100 or the answer is still to come
+    }
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    try {
+      n = with_deadline(deadline, [&] { return c.s.read_some(c.buf.prepare(4096), ec); });
+    } catch (const TimedOut&) {
+      return true;  // no answer: the server ignores Expect (RFC 9110 10.1.1)
+    }
+    // The server closed (a stale pooled connection, most often): no body;
+    // the response read that follows meets the end and retries or reports.
+    if (ec) return false;
+    c.buf.commit(n);
+  }
+}
+
+// skip_interim: consumes 1xx responses (100 Continue, 102, 103 Early
+// Hints) buffered or arriving ahead of the final response: a client must
+// parse them even when it did not ask for them (RFC 9110 15.2), and
+// Beast's parser would otherwise hand one over as the response. Returns
+// once the buffered status line is not 1xx, or a read fails (the caller's
+// read of the head then meets the failure).
+void skip_interim(Conn& c, const Url& u, const ClientOptions& opt) {
+  TimedStream ts{c.s, opt.read_timeout};
+  for (;;) {
+    const auto data = c.buf.data();
+    const std::string_view have(static_cast<const char*>(data.data()), data.size());
+    if (have.size() >= 10) {
+      if (!have.starts_with("HTTP/1.") || have[9] != '1') return;
+      bhttp::response_parser<bhttp::empty_body> interim;
+      interim.header_limit(static_cast<std::uint32_t>(opt.max_head));
+      beast::error_code ec;
+      bhttp::read_header(ts, c.buf, interim, ec);
+      if (ec) throw map_error(ec, u, opt.max_body, c.s);
+      continue;
+    }
+    boost::system::error_code ec;
+    const std::size_t n = ts.read_some(c.buf.prepare(4096), ec);
+    if (ec) return;
+    c.buf.commit(n);
+  }
+}
+
 // send: writes the request (head and body) on c. A failed write is
 // returned; a body source's own failure (generator, file) is thrown.
 // gen_called: set once the generator was first called (the body can no
-// longer be sent again).
+// longer be sent again). With ro.expect_continue, the body follows the
+// server's 100 Continue and is not sent at all if a final response came
+// first (await_continue).
 beast::error_code send(Conn& c, std::string_view method, const Url& u, const ClientOptions& opt,
                        const RequestOptions& ro, bool& gen_called) {
   beast::error_code ec;
+  // Also when the caller set the field itself, as Go's client does: the
+  // 100 must be waited for before the body either way.
+  const auto asked = ro.headers.get("Expect");
+  const bool expect = (ro.expect_continue || (asked && iequals_ascii(*asked, "100-continue"))) &&
+                      (!ro.body.empty() || ro.body_generator || !ro.body_file.empty());
   if (!ro.body_generator && ro.body_file.empty()) {
     bhttp::request<bhttp::string_body> m;
     fill_head(m, method, u, opt, ro);
@@ -479,18 +573,27 @@ beast::error_code send(Conn& c, std::string_view method, const Url& u, const Cli
       m.body() = ro.body;
       m.prepare_payload();
     }
-    bhttp::write(c.s, m, ec);
+    if (!expect) {
+      bhttp::write(c.s, m, ec);
+      return ec;
+    }
+    m.set(bhttp::field::expect, "100-continue");
+    bhttp::request_serializer<bhttp::string_body> sr(m);
+    bhttp::write_header(c.s, sr, ec);
+    if (ec || !await_continue(c, u, opt)) return ec;
+    bhttp::write(c.s, sr, ec);  // the rest: the body
     return ec;
   }
   bhttp::request<bhttp::empty_body> m;
   fill_head(m, method, u, opt, ro);
+  if (expect) m.set(bhttp::field::expect, "100-continue");
   if (!ro.body_file.empty()) {
     io::File f = io::File::open(ro.body_file, io::OpenMode::read);
     const std::uint64_t size = f.size();
     m.content_length(size);
     bhttp::request_serializer<bhttp::empty_body> sr(m);
     bhttp::write_header(c.s, sr, ec);
-    if (ec) return ec;
+    if (ec || (expect && !await_continue(c, u, opt))) return ec;
     std::vector<char> buf(static_cast<std::size_t>(std::min<std::uint64_t>(size, kUploadChunk)));
     for (std::uint64_t left = size; left > 0;) {
       const std::size_t n = f.read(buf.data(), static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size())));
@@ -509,7 +612,7 @@ beast::error_code send(Conn& c, std::string_view method, const Url& u, const Cli
   }
   bhttp::request_serializer<bhttp::empty_body> sr(m);
   bhttp::write_header(c.s, sr, ec);
-  if (ec) return ec;
+  if (ec || (expect && !await_continue(c, u, opt))) return ec;
   std::uint64_t sent = 0;
   for (;;) {
     gen_called = true;
@@ -554,6 +657,7 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
   if (method == "HEAD") p.skip(true);
   TimedStream ts{c.s, opt.read_timeout};
   try {
+    skip_interim(c, u, opt);
     bhttp::read_header(ts, c.buf, p, ec);
   } catch (const TimedOut&) {
     throw Error(errc::timeout, "read timed out (" + u.str() + ")");

@@ -83,6 +83,10 @@ struct ClientOptions {
   std::size_t max_head = 64 * 1024;     // response head; more: malformed_response
   std::size_t max_body = 64u << 20;     // response body; more: body_too_large
   std::string user_agent = "spindle-http";
+  // RequestOptions::expect_continue: how long to wait for the server's
+  // 100 Continue before sending the body anyway (a server that ignores
+  // Expect never answers until it has the body). Go's ExpectContinueTimeout.
+  std::chrono::milliseconds expect_continue_timeout{1000};
   // https:// connections: verification on and the system trust store by
   // default (io::TlsClientOptions, tls.hpp).
   io::TlsClientOptions tls = {};
@@ -115,6 +119,17 @@ struct RequestOptions {
   // for a 307/308 redirect or a retry. A file that cannot be opened raises
   // io::File's std::system_error before anything is sent.
   std::filesystem::path body_file;
+  // expect_continue: a request with a body is sent with
+  // `Expect: 100-continue`: the head goes first, and the body only after
+  // the server's 100 Continue (or after ClientOptions::
+  // expect_continue_timeout without an answer). A server that refuses the
+  // request from its head (413, 401, 404) answers before the body: the
+  // body is never sent (a generator never called, a file never read) and
+  // that response is returned; its connection is then closed, not pooled
+  // (the server may still be waiting for the body it announced). Without
+  // it, such a server's early answer usually reaches the client only as a
+  // reset in the middle of the upload.
+  bool expect_continue = false;
 };
 
 // StreamedResponse: a response whose body is read in pieces (Client::open).
