@@ -15,8 +15,8 @@
 // fiber (reader answering a key update, writer) drains them.
 //
 // Memory (0010-tls.md "Per stream"): an idle stream holds no buffer of
-// ours and, with SSL_MODE_RELEASE_BUFFERS, none of OpenSSL's record
-// buffers; what stays is the SSL object, two empty memory BIOs and the
+// ours and, with SSL_MODE_RELEASE_BUFFERS and SSL_free_buffers (shed()),
+// none of OpenSSL's record buffers; what stays is the SSL object, two empty memory BIOs and the
 // TcpStream. Each buffer is taken when data arrives and given back when
 // that data is gone:
 //  - send_buf: for one flush (under send_mu), sized to what `out` holds;
@@ -34,6 +34,7 @@
 //    follows a short one.
 //  - write_iov's gather buffer lives for one call.
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -85,6 +86,23 @@ constexpr std::size_t kSendChunk = kMaxWrite + 512;
 // An empty memory BIO whose buffer has grown past this is replaced (the
 // file comment); below it, a small message's BIO is kept as it is.
 constexpr std::size_t kKeepBio = 4 * 1024;
+
+// free_buffers_safe: SSL_free_buffers may be called. Before these releases
+// it could free a read buffer still holding part of a record
+// (CVE-2024-4741); a distribution's patched older build just does without
+// it (an idle client then keeps up to 16 KiB, see shed()).
+bool free_buffers_safe() {
+  static const bool ok = [] {
+    const unsigned long v = OpenSSL_version_num();  // 0xMNN00PP0
+    const unsigned long mm = v >> 20, patch = (v >> 4) & 0xff;
+    if (mm == 0x300) return patch >= 14;  // 3.0.14
+    if (mm == 0x301) return patch >= 6;   // 3.1.6
+    if (mm == 0x302) return patch >= 2;   // 3.2.2
+    if (mm == 0x303) return patch >= 1;   // 3.3.1
+    return mm > 0x303;
+  }();
+  return ok;
+}
 
 // drain_errors: OpenSSL's error queue as text ("; "-joined reasons), and
 // empties it. Call in the critical section of the failing call.
@@ -192,6 +210,15 @@ struct detail::TlsState {
 
   ~TlsState() { SSL_free(ssl); }
 
+  // shed: at a point where the stream may go idle (the places
+  // replace_if_grown is called), OpenSSL's record buffers go too when they
+  // are empty. SSL_MODE_RELEASE_BUFFERS alone misses one case: a client
+  // that reads the server's TLS 1.3 session tickets after its last write
+  // keeps a 16 KiB write buffer until it writes again. Under mu.
+  void shed() {
+    if (SSL_is_init_finished(ssl) && free_buffers_safe()) SSL_free_buffers(ssl);  // 0: in use, kept
+  }
+
   // replace_if_grown: if `b` (in or out) is empty and its buffer has grown
   // past kKeepBio, a new empty memory BIO takes its place (SSL_set0_*
   // frees the old one) and is returned; else `b`. Under mu. Only after the
@@ -241,6 +268,7 @@ struct detail::TlsState {
           const std::size_t pending = BIO_ctrl_pending(out);
           if (pending == 0) {
             out = replace_if_grown(out, false);  // `out` is empty: give its memory back
+            shed();
           } else {
             if (!send_buf) {
               cap = std::min(pending, kSendChunk);
@@ -279,6 +307,7 @@ struct detail::TlsState {
       recv_buf.reset();
       std::lock_guard lk(mu);
       in = replace_if_grown(in, true);
+      shed();
     }
     char* dst = static_cast<char*>(direct);
     if (direct_n < kReadChunk) {
@@ -434,7 +463,10 @@ std::size_t TlsStream::read_some(void* p, std::size_t n, std::error_code& ec) {
       output = BIO_ctrl_pending(s.out) > before;
       // All the socket had is decrypted: the caller may not read again for
       // a long time, so `in` gives back what a burst grew it to now.
-      if (r > 0 && s.read_short) s.in = s.replace_if_grown(s.in, true);
+      if (r > 0 && s.read_short) {
+        s.in = s.replace_if_grown(s.in, true);
+        s.shed();
+      }
     }
     if (output) {
       try {
