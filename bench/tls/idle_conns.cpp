@@ -11,6 +11,9 @@
 //  - server end: what cancelling the server fibers (closing their streams)
 //    gives back; includes the fiber (its stack is mmap'd: RSS, not heap);
 //  - client end: what is left then, against the start.
+// Each run measures plain TcpStreams the same way first (the peer: the
+// fibers, sockets and this program's bookkeeping); TLS minus TCP is what
+// the TLS layer costs.
 // Optionally a bulk transfer first on every connection (--bulk-kib K: the
 // client writes K KiB and the server echoes them), so the figure is for
 // streams that were busy and then went idle.
@@ -61,7 +64,9 @@ struct Figures {
   Mem both, server, client;  // bytes per connection
 };
 
-Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext& cctx) {
+// run_once: tls false runs the same with plain TcpStreams (the peer: what
+// the fibers, sockets and the bench's own bookkeeping cost).
+Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext& cctx, bool tls) {
   auto l = io::TcpListener::bind("127.0.0.1", 0);
   const io::Endpoint ep = l.local_endpoint();
   sp::TaskGroup servers;
@@ -69,9 +74,8 @@ Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext
   auto acc = sp::spawn([&] {
     for (;;) {
       io::TcpStream s = l.accept();
-      servers.spawn([&idle, &sctx, cap = std::move(s)]() mutable {
-        try {
-          auto t = io::TlsStream::server(std::move(cap), sctx);
+      servers.spawn([&idle, &sctx, tls, cap = std::move(s)]() mutable {
+        auto serve = [&](auto& t) {
           char buf[512];  // the fiber's stack, not the heap: counts the stream alone
           bool first = true;
           for (;;) {
@@ -83,6 +87,14 @@ Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext
               idle.fetch_add(1);  // answered its request; now waits for the next
             }
           }
+        };
+        try {
+          if (tls) {
+            auto t = io::TlsStream::server(std::move(cap), sctx);
+            serve(t);
+          } else {
+            serve(cap);
+          }
         } catch (const std::system_error&) {
         }
       });
@@ -91,15 +103,16 @@ Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext
   ::malloc_trim(0);
   const Mem m0 = mem();
   std::vector<io::TlsStream> clients;
-  clients.reserve(static_cast<std::size_t>(a.conns));  // the vector is not the streams' cost
+  std::vector<io::TcpStream> tcp_clients;
+  clients.reserve(static_cast<std::size_t>(a.conns));  // the vectors are not the streams' cost
+  tcp_clients.reserve(static_cast<std::size_t>(a.conns));
   const Mem m0b = mem();
   {
     std::vector<char> big(static_cast<std::size_t>(a.bulk_kib) * 1024, 'b');
     std::vector<char> back(big.size());
     const char req[] = "GET / HTTP/1.1 (a small request)\n";
     char resp[sizeof req];
-    for (int i = 0; i < a.conns; ++i) {
-      auto c = io::TlsStream::client(io::TcpStream::connect(ep), cctx, "localhost");
+    auto exchange = [&](auto& c) {
       if (!big.empty()) {
         // Full duplex: write in one fiber, read the echo here.
         auto w = sp::spawn([&] { c.write_all(big.data(), big.size()); });
@@ -108,7 +121,17 @@ Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext
       }
       c.write_all(req, sizeof req - 1);
       c.read_exact(resp, sizeof req - 1);
-      clients.push_back(std::move(c));
+    };
+    for (int i = 0; i < a.conns; ++i) {
+      if (tls) {
+        auto c = io::TlsStream::client(io::TcpStream::connect(ep), cctx, "localhost");
+        exchange(c);
+        clients.push_back(std::move(c));
+      } else {
+        auto c = io::TcpStream::connect(ep);
+        exchange(c);
+        tcp_clients.push_back(std::move(c));
+      }
     }
   }
   while (idle.load() < a.conns) sp::yield();
@@ -118,6 +141,7 @@ Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext
   ::malloc_trim(0);
   const Mem m2 = mem();
   clients.clear();
+  tcp_clients.clear();
   acc.cancel();
   try {
     acc.join();
@@ -160,25 +184,30 @@ int main(int argc, char** argv) {
     {
       Args warm = a;  // OpenSSL's lazy tables, the runtime's pools
       warm.conns = std::min(a.conns, 50);
-      run_once(warm, sctx, cctx);
+      run_once(warm, sctx, cctx, true);
+      run_once(warm, sctx, cctx, false);
     }
-    std::vector<double> v[6];
+    std::vector<double> v[2][6];  // [tcp, tls][figure]
     for (int r = 0; r < a.runs; ++r) {
-      const Figures f = run_once(a, sctx, cctx);
-      const Mem* ms[3] = {&f.both, &f.server, &f.client};
-      for (int i = 0; i < 3; ++i) {
-        v[2 * i].push_back(ms[i]->heap / 1024);
-        v[2 * i + 1].push_back(ms[i]->rss / 1024);
+      for (int tls = 0; tls < 2; ++tls) {
+        const Figures f = run_once(a, sctx, cctx, tls == 1);
+        const Mem* ms[3] = {&f.both, &f.server, &f.client};
+        for (int i = 0; i < 3; ++i) {
+          v[tls][2 * i].push_back(ms[i]->heap / 1024);
+          v[tls][2 * i + 1].push_back(ms[i]->rss / 1024);
+        }
       }
     }
     std::printf("%d idle TLS connections (bulk first: %d KiB each way), %d runs, KiB per connection, "
                 "median [min..max]\n",
                 a.conns, a.bulk_kib, a.runs);
     const char* names[3] = {"both ends", "server end", "client end"};
-    for (int i = 0; i < 3; ++i) {
-      const Stat h = stat(v[2 * i]), r = stat(v[2 * i + 1]);
-      std::printf("%-11s heap %7.1f [%.1f..%.1f]   rss %7.1f [%.1f..%.1f]\n", names[i], h.med, h.lo, h.hi,
-                  r.med, r.lo, r.hi);
+    for (int tls = 0; tls < 2; ++tls) {
+      for (int i = 0; i < 3; ++i) {
+        const Stat h = stat(v[tls][2 * i]), r = stat(v[tls][2 * i + 1]);
+        std::printf("%s %-11s heap %7.1f [%.1f..%.1f]   rss %7.1f [%.1f..%.1f]\n", tls ? "tls" : "tcp", names[i],
+                    h.med, h.lo, h.hi, r.med, r.lo, r.hi);
+      }
     }
   });
   rt.shutdown();
