@@ -13,7 +13,28 @@
 // them; `out` is drained only under send_mu (a fiber mutex held across the
 // socket write), so the bytes reach the socket in that order whichever
 // fiber (reader answering a key update, writer) drains them.
+//
+// Memory (0010-tls.md "Memory per stream"): an idle stream holds no
+// buffer of ours and, with SSL_MODE_RELEASE_BUFFERS and SSL_free_buffers
+// (shed()), none of OpenSSL's record buffers; what stays is the SSL
+// object, two small memory BIOs and the TcpStream. Each buffer is taken
+// when data arrives and given back when that data is gone:
+//  - send_buf: for one flush (under send_mu), sized to what `out` holds;
+//    freed when the flush has emptied `out`. One allocation per write_some
+//    (up to 64 KiB of plaintext, four records), not per record.
+//  - recv_buf: only for reads smaller than a record (a large read_some
+//    reads the ciphertext into the caller's buffer, then decrypts it in
+//    place); freed when a socket read came back short (the socket is
+//    drained: the next read most likely waits), kept while reads come back
+//    full (bulk data).
+//  - the BIOs' memory never shrinks (OpenSSL keeps a BUF_MEM's largest
+//    size), so an empty BIO grown past kKeepBio is replaced by a new one at
+//    the same points: `out` at the end of a flush; `in` when a read has
+//    decrypted all of a short socket read, or before the socket read that
+//    follows a short one.
+//  - write_iov's gather buffer lives for one call.
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -24,6 +45,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include <spindle/io/tls.hpp>
@@ -57,6 +79,30 @@ constexpr std::size_t kMaxWrite = 64 * 1024;
 constexpr std::size_t kReadChunk = 17 * 1024;
 // write_iov gathers small buffers up to one record's worth.
 constexpr std::size_t kGather = 16 * 1024;
+// One flush sends at most this much per socket write: the ciphertext of a
+// full write_some (64 KiB of plaintext in four records, 22 to 29 bytes of
+// overhead each) in one write.
+constexpr std::size_t kSendChunk = kMaxWrite + 512;
+// An empty memory BIO whose buffer has grown past this is replaced (the
+// file comment); below it, a small message's BIO is kept as it is.
+constexpr std::size_t kKeepBio = 4 * 1024;
+
+// free_buffers_safe: SSL_free_buffers may be called. Before these releases
+// it could free a read buffer still holding part of a record
+// (CVE-2024-4741); a distribution's patched older build just does without
+// it (an idle client then keeps up to 16 KiB, see shed()).
+bool free_buffers_safe() {
+  static const bool ok = [] {
+    const unsigned long v = OpenSSL_version_num();  // 0xMNN00PP0
+    const unsigned long mm = v >> 20, patch = (v >> 4) & 0xff;
+    if (mm == 0x300) return patch >= 14;  // 3.0.14
+    if (mm == 0x301) return patch >= 6;   // 3.1.6
+    if (mm == 0x302) return patch >= 2;   // 3.2.2
+    if (mm == 0x303) return patch >= 1;   // 3.3.1
+    return mm > 0x303;
+  }();
+  return ok;
+}
 
 // drain_errors: OpenSSL's error queue as text ("; "-joined reasons), and
 // empties it. Call in the critical section of the failing call.
@@ -106,6 +152,9 @@ std::shared_ptr<detail::TlsContextImpl> new_ctx(const SSL_METHOD* m, bool server
   // No renegotiation (TLS 1.2): then a write never needs to read, so the
   // writer fiber never touches the socket's read side.
   SSL_CTX_set_options(impl->ctx, SSL_OP_NO_RENEGOTIATION);
+  // OpenSSL frees its record buffers (~34 KiB a stream) whenever they are
+  // empty, so an idle stream does not hold them (file comment).
+  SSL_CTX_set_mode(impl->ctx, SSL_MODE_RELEASE_BUFFERS);
   return impl;
 }
 
@@ -152,15 +201,44 @@ struct detail::TlsState {
   std::mutex mu;  // guards ssl, in, out, error_text; never held across a wait
   std::string error_text;
   Mutex send_mu;                     // orders draining `out` and the socket write
-  std::unique_ptr<char[]> send_buf;  // guarded by send_mu
-  std::unique_ptr<char[]> recv_buf;  // the reader's (one reader at a time)
-  std::unique_ptr<char[]> gather_buf;  // the writer's (write_iov), made on first use
+  std::unique_ptr<char[]> recv_buf;  // the reader's (one reader at a time); see the file comment
+  bool read_short = false;           // reader's: the latest socket read did not fill its buffer
   bool tcp_eof = false;              // reader's: the socket read end of stream
   bool got_close_notify = false;     // reader's
   std::atomic<bool> write_broken{false};
   std::atomic<bool> flush_wanted{false};  // see flush()
 
   ~TlsState() { SSL_free(ssl); }
+
+  // shed: at a point where the stream may go idle (the places
+  // replace_if_grown is called), OpenSSL's record buffers go too when they
+  // are empty. SSL_MODE_RELEASE_BUFFERS alone misses one case: a client
+  // that reads the server's TLS 1.3 session tickets after its last write
+  // keeps a 16 KiB write buffer until it writes again. Under mu.
+  void shed() {
+    if (SSL_is_init_finished(ssl) && free_buffers_safe()) SSL_free_buffers(ssl);  // 0: in use, kept
+  }
+
+  // replace_if_grown: if `b` (in or out) is empty and its buffer has grown
+  // past kKeepBio, a new empty memory BIO takes its place (SSL_set0_*
+  // frees the old one) and is returned; else `b`. Under mu. Only after the
+  // handshake: during it OpenSSL may hold a buffering BIO in front of
+  // `out`. Out of memory: `b` stays.
+  BIO* replace_if_grown(BIO* b, bool is_in) {
+    if (BIO_ctrl_pending(b) != 0 || !SSL_is_init_finished(ssl)) return b;
+    BUF_MEM* bm = nullptr;
+    BIO_get_mem_ptr(b, &bm);
+    if (bm == nullptr || bm->max <= kKeepBio) return b;
+    BIO* nb = BIO_new(BIO_s_mem());
+    if (nb == nullptr) return b;
+    if (is_in) {
+      BIO_set_mem_eof_return(nb, -1);  // as new_state
+      SSL_set0_rbio(ssl, nb);
+    } else {
+      SSL_set0_wbio(ssl, nb);
+    }
+    return nb;
+  }
 
   // flush: sends what is in `out`, under send_mu. wait = false (a reader
   // sending the few bytes its SSL_read produced: a key-update answer, an
@@ -180,11 +258,28 @@ struct detail::TlsState {
       }
       std::unique_lock g(send_mu, std::adopt_lock);
       flush_wanted.store(false, std::memory_order_seq_cst);
+      // For this flush only (file comment): sized to the first chunk.
+      std::unique_ptr<char[]> send_buf;
+      std::size_t cap = 0;
       for (;;) {
-        int k;
+        int k = 0;
         {
           std::lock_guard lk(mu);
-          k = BIO_read(out, send_buf.get(), static_cast<int>(kMaxWrite));
+          const std::size_t pending = BIO_ctrl_pending(out);
+          if (pending == 0) {
+            out = replace_if_grown(out, false);  // `out` is empty: give its memory back
+            shed();
+          } else {
+            if (!send_buf) {
+              cap = std::min(pending, kSendChunk);
+              send_buf.reset(new (std::nothrow) char[cap]);
+              if (!send_buf) {
+                write_broken.store(true, std::memory_order_relaxed);
+                throw std::bad_alloc();
+              }
+            }
+            k = BIO_read(out, send_buf.get(), static_cast<int>(cap));
+          }
         }
         if (k <= 0) break;
         try {
@@ -194,6 +289,7 @@ struct detail::TlsState {
           throw;
         }
       }
+      send_buf.reset();
       g.unlock();
       if (!flush_wanted.load(std::memory_order_seq_cst)) return;
       wait = false;
@@ -201,15 +297,35 @@ struct detail::TlsState {
   }
 
   // feed: reads the socket once into `in`. False at TCP end of stream.
-  bool feed(std::error_code& ec) {
-    const std::size_t n = tcp.read_some(recv_buf.get(), kReadChunk, ec);
+  // The ciphertext is read into `direct` (the caller's plaintext buffer,
+  // which SSL_read then overwrites) when that holds a whole record, else
+  // into recv_buf (file comment).
+  bool feed(std::error_code& ec, void* direct = nullptr, std::size_t direct_n = 0) {
+    if (read_short) {
+      // The socket was drained last time: this read most likely waits, so
+      // nothing of ours stays allocated across that wait.
+      recv_buf.reset();
+      std::lock_guard lk(mu);
+      in = replace_if_grown(in, true);
+      shed();
+    }
+    char* dst = static_cast<char*>(direct);
+    if (direct_n < kReadChunk) {
+      if (!recv_buf) recv_buf = std::make_unique<char[]>(kReadChunk);
+      dst = recv_buf.get();
+    }
+    const std::size_t n = tcp.read_some(dst, kReadChunk, ec);
     if (ec) return false;
     if (n == 0) {
       tcp_eof = true;
       return false;
     }
-    std::lock_guard lk(mu);
-    BIO_write(in, recv_buf.get(), static_cast<int>(n));
+    read_short = n < kReadChunk;
+    {
+      std::lock_guard lk(mu);
+      BIO_write(in, dst, static_cast<int>(n));
+    }
+    if (read_short) recv_buf.reset();
     return true;
   }
 
@@ -235,6 +351,7 @@ void detail::TlsState::handshake() {
     }
     if (r == 1) {
       flush();
+      recv_buf.reset();  // the stream's first read takes what it needs
       return;
     }
     if (err == SSL_ERROR_WANT_READ) {
@@ -280,8 +397,6 @@ std::unique_ptr<detail::TlsState> new_state(TcpStream s, const TlsContext& ctx,
   // socket's end of stream is judged by the stream (tcp_eof).
   BIO_set_mem_eof_return(st->in, -1);
   SSL_set_bio(st->ssl, st->in, st->out);
-  st->send_buf = std::make_unique<char[]>(kMaxWrite);
-  st->recv_buf = std::make_unique<char[]>(kReadChunk);
   return st;
 }
 
@@ -346,6 +461,12 @@ std::size_t TlsStream::read_some(void* p, std::size_t n, std::error_code& ec) {
       // Bytes the writer queued are the writer's to send; only what this
       // read produced (a TLS 1.3 key-update answer, an alert) is ours.
       output = BIO_ctrl_pending(s.out) > before;
+      // All the socket had is decrypted: the caller may not read again for
+      // a long time, so `in` gives back what a burst grew it to now.
+      if (r > 0 && s.read_short) {
+        s.in = s.replace_if_grown(s.in, true);
+        s.shed();
+      }
     }
     if (output) {
       try {
@@ -361,7 +482,7 @@ std::size_t TlsStream::read_some(void* p, std::size_t n, std::error_code& ec) {
       return 0;
     }
     if (err == SSL_ERROR_WANT_READ) {
-      if (s.tcp_eof || !s.feed(ec)) {
+      if (s.tcp_eof || !s.feed(ec, p, n)) {
         if (!ec) {
           ec = make_error_code(tls_error::truncated);
           std::lock_guard lk(s.mu);
@@ -464,12 +585,15 @@ std::size_t TlsStream::write_iov(const iovec* iov, std::size_t cnt, std::error_c
   if (iov[i].iov_len >= kGather || i + 1 == cnt) return write_some(iov[i].iov_base, iov[i].iov_len, ec);
   if (!st_) return write_some(nullptr, 0, ec);  // bad_file_descriptor
   // On the heap, not the stack: fibers' stacks are small (64 KiB by
-  // default), and Beast's frames sit above this one.
-  auto& buf = st_->gather_buf;
-  if (!buf) buf = std::make_unique<char[]>(kGather);
+  // default), and Beast's frames sit above this one. For this call only,
+  // sized to what it gathers (an idle stream holds none).
+  std::size_t total = 0;
+  for (std::size_t j = i; j < cnt && total < kGather; ++j) total += iov[j].iov_len;
+  total = std::min(total, kGather);
+  auto buf = std::make_unique<char[]>(total);
   std::size_t len = 0;
-  for (; i < cnt && len < kGather; ++i) {
-    const std::size_t k = std::min(iov[i].iov_len, kGather - len);
+  for (; i < cnt && len < total; ++i) {
+    const std::size_t k = std::min(iov[i].iov_len, total - len);
     std::memcpy(buf.get() + len, iov[i].iov_base, k);
     len += k;
   }
