@@ -455,3 +455,36 @@ TEST_CASE("server: write_timeout drops a client that stops reading; the server g
     FIBER_CHECK(open_fds() == fds);
   });
 }
+
+// idle_timeout is kept by a sweep over the idle connections (server.cpp
+// sweep_idle), not by a timer per wait: an idle keep-alive connection is
+// closed, one whose handler runs longer than the timeout is not (it is
+// busy, not idle), and one that sends its next request before the timeout
+// keeps being served.
+TEST_CASE("server: idle_timeout closes idle keep-alive connections, never a busy one") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.idle_timeout = 100ms;
+    LiveServer srv(
+        [](http::Request& q) {
+          if (q.target == "/slow") sp::sleep_for(400ms);  // busy for 4 idle timeouts
+          return echo_target(q);
+        },
+        o);
+    const int fds = open_fds();
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    s.write_all("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "GET /slow ");
+    s.write_all("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");  // right away: still open
+    FIBER_CHECK(body_of(read_response(s, buf)) == "GET /next ");
+    // Now idle: closed by the sweep. Bounded, so a server that never closes
+    // fails here instead of hanging.
+    const std::string rest = sp::with_timeout(slack(10s), [&] { return read_all(s); });
+    FIBER_CHECK(rest.empty() && buf.empty());
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    FIBER_CHECK(srv.server().requests_served() == 2);
+    s.close();
+    FIBER_CHECK(open_fds() == fds);
+  });
+}

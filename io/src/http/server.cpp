@@ -54,6 +54,7 @@
 #include <ctime>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -85,11 +86,41 @@ std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}
 beast::string_view bsv(std::string_view s) noexcept { return {s.data(), s.size()}; }
 
 // Conn: one connection's shutdown state (protocol above).
+// Conn: what the registry (State::conns) knows of a connection fiber.
+// `state` packs the kind (low two bits: busy, idle, cancelled) with, for
+// idle, when the idle period began (coarse_ms() << 2): one CAS from the
+// exact word read moves idle -> cancelled, so a scan never cancels a later
+// idle period on the strength of an earlier one's age.
 struct Conn {
-  static constexpr int kBusy = 0, kIdle = 1, kCancelled = 2;
-  std::atomic<int> state{kBusy};
+  static constexpr std::uint64_t kBusy = 0, kIdle = 1, kCancelled = 2, kKind = 3;
+  std::atomic<std::uint64_t> state{kBusy};
   bool finished = false;  // guarded by State::mu: the fiber has unregistered
+
+  // The connection fiber: idle from now (seq_cst: the shutdown protocol's
+  // step 4, at the top of the file).
+  void enter_idle(std::uint64_t since_ms) noexcept { state.store(since_ms << 2 | kIdle, std::memory_order_seq_cst); }
+  // The connection fiber: idle -> busy. False: a scan cancelled it first.
+  bool leave_idle() noexcept {
+    std::uint64_t seen = state.load(std::memory_order_seq_cst);
+    return (seen & kKind) == kIdle && state.compare_exchange_strong(seen, kBusy, std::memory_order_seq_cst);
+  }
+  // A scan (shutdown's, or the idle sweep's with `idle_before`): idle ->
+  // cancelled if idle since before `idle_before` ms. True: the caller
+  // cancels the fiber.
+  bool cancel_if_idle(std::uint64_t idle_before = ~std::uint64_t{0} >> 2) noexcept {
+    std::uint64_t seen = state.load(std::memory_order_seq_cst);
+    if ((seen & kKind) != kIdle || (seen >> 2) >= idle_before) return false;
+    return state.compare_exchange_strong(seen, kCancelled, std::memory_order_seq_cst);
+  }
 };
+
+// coarse_ms: a steady millisecond count at the kernel tick's resolution
+// (CLOCK_MONOTONIC_COARSE: no TSC read), for idle stamps.
+std::uint64_t coarse_ms() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000;
+}
 
 // http_date: the Date field's value (RFC 9110 IMF-fixdate), formatted once
 // per second per thread.
@@ -333,6 +364,7 @@ struct Server::State {
   void reject(detail::Transport& s, int status);
   void linger(detail::Transport& s);
   void cancel_idle();
+  void sweep_idle();
 };
 
 void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
@@ -385,7 +417,7 @@ bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
   }
 #if SPINDLE_HAVE_TLS
   if (tls) {
-    c.state.store(Conn::kIdle, std::memory_order_seq_cst);
+    c.enter_idle(coarse_ms());
     if (stopping.load(std::memory_order_seq_cst)) return false;
     auto hs = [&] { return io::TlsStream::server(std::move(s), tls); };
     try {
@@ -395,8 +427,7 @@ bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
     } catch (const std::system_error&) {
       return false;  // not TLS, a bad alert, a reset: this connection only
     }
-    int expected = Conn::kIdle;
-    return c.state.compare_exchange_strong(expected, Conn::kBusy, std::memory_order_seq_cst);
+    return c.leave_idle();
   }
 #else
   (void)c;
@@ -406,20 +437,16 @@ bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
 }
 
 // wait_for_request: waits, idle, for the first byte of the next request.
-// False: the connection ends (end of stream, error, idle timeout, shutdown).
+// False: the connection ends (end of stream, error, shutdown). idle_timeout
+// is not a deadline on this read: the idle sweep (sweep_idle) cancels a
+// connection idle for longer, so a request costs a coarse clock read here
+// instead of a timer added and removed.
 bool Server::State::wait_for_request(Conn& c, detail::Transport& s, beast::flat_buffer& buf) {
-  c.state.store(Conn::kIdle, std::memory_order_seq_cst);  // step 4
+  c.enter_idle(opt.idle_timeout.count() > 0 ? coarse_ms() : 0);  // step 4
   if (stopping.load(std::memory_order_seq_cst)) return false;
   std::error_code ec;
-  std::size_t n = 0;
-  auto read = [&] { return s.read_some(buf.prepare(4096), ec); };
-  try {
-    n = opt.idle_timeout.count() > 0 ? with_timeout(opt.idle_timeout, read) : read();
-  } catch (const TimedOut&) {
-    return false;
-  }
-  int expected = Conn::kIdle;
-  if (!c.state.compare_exchange_strong(expected, Conn::kBusy, std::memory_order_seq_cst)) return false;
+  const std::size_t n = s.read_some(buf.prepare(4096), ec);
+  if (!c.leave_idle()) return false;
   if (ec) return false;  // end of stream between requests: the usual close
   buf.commit(n);
   return true;
@@ -719,9 +746,27 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
 void Server::State::cancel_idle() {
   std::lock_guard lk(mu);
   for (auto& [c, task] : conns) {
-    int expected = Conn::kIdle;
-    if (c->state.compare_exchange_strong(expected, Conn::kCancelled, std::memory_order_seq_cst))
-      task.cancel();
+    if (c->cancel_if_idle()) task.cancel();
+  }
+}
+
+// sweep_idle: idle_timeout for every connection at once. Every eighth of
+// the timeout (5 ms to 5 s), connections idle since before now - timeout
+// are cancelled as shutdown's scan cancels idle ones (same CAS, same
+// guarantee: nothing of a request was handed to a handler). A connection
+// is closed between idle_timeout and idle_timeout + one period (+ a tick of
+// the coarse clock) after its last request. Runs until cancelled (serve).
+void Server::State::sweep_idle() {
+  const auto timeout = static_cast<std::uint64_t>(opt.idle_timeout.count());
+  const auto period = std::clamp(opt.idle_timeout / 8, std::chrono::milliseconds(5), std::chrono::milliseconds(5000));
+  for (;;) {
+    sleep_for(period);
+    const std::uint64_t now = coarse_ms();
+    if (now < timeout) continue;
+    std::lock_guard lk(mu);
+    for (auto& [c, task] : conns) {
+      if (c->cancel_if_idle(now - timeout + 1)) task.cancel();
+    }
   }
 }
 
@@ -758,11 +803,17 @@ void Server::serve() {
   std::shared_ptr<State> st = st_;
   TaskGroup group;
   Task<void> acceptor = group.spawn([&group, st] { st->accept_loop(group, st); });
+  std::optional<Task<void>> sweeper;
+  if (st->opt.idle_timeout.count() > 0) sweeper = group.spawn([st] { st->sweep_idle(); });
   st->stop.wait();  // Cancelled here: the group's destructor cancels and waits
   acceptor.cancel();  // step 2
-  try {
-    acceptor.join();
-  } catch (const Cancelled&) {
+  if (sweeper) sweeper->cancel();  // before step 6 waits for the group
+  for (Task<void>* t : {&acceptor, sweeper ? &*sweeper : nullptr}) {
+    if (t == nullptr) continue;
+    try {
+      t->join();
+    } catch (const Cancelled&) {
+    }
   }
   st->listener.close();
   st->cancel_idle();  // step 3
