@@ -62,6 +62,13 @@ constexpr unsigned kLifoCap = 8;
 // Go use 61, a prime, so it does not beat with user loops).
 constexpr std::uint64_t kMaintenanceInterval = 61;
 constexpr std::size_t kStealMax = 128;
+// A push onto the own deque wakes an idle worker only once this many fibers
+// wait there (docs/runtime.md "Waking for spawns"): a worker woken for a
+// handful of short fibers steals them, runs dry and parks again, and the
+// spawner pays an eventfd write for each such round (3 per batch of 1,000
+// in spawn_join on 2 workers). Fewer are taken by the idle workers' looks
+// at the busy ones (hand-off), so with hand-off off every push notifies.
+constexpr std::size_t kWakeDepth = 64;
 
 void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
@@ -87,6 +94,7 @@ Worker::Worker(Scheduler& s, unsigned index)
     core_.sigquit_on = true;
   }
   core_.scratch.reserve(decltype(remote_.deque)::capacity());
+  core_.wake_depth = s.options().handoff_after.count() > 0 ? kWakeDepth : 1;
 }
 
 Worker::~Worker() = default;
@@ -356,7 +364,10 @@ void Worker::push_local(Fiber* f) {
   // overflow_half frees at least one slot (a steal that loses its race
   // lost it to a thief, which freed one), so this loop runs at most twice.
   while (!remote_.deque.push(f)) overflow_half();
-  sched_.notify_work(false);
+  // Fewer waiting: this worker runs them itself once its fiber suspends,
+  // and an idle worker that watches us steals them at its next look; the
+  // next maintenance() notifies as before.
+  if (remote_.deque.size_hint() >= core_.wake_depth) sched_.notify_work(false);
 }
 
 void Worker::push_polled(Fiber* f) {

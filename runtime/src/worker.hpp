@@ -296,6 +296,8 @@ class Worker {
     StackCache stacks;
     std::uint64_t id_next = 0, id_end = 0;
     bool unparked = false;  // parked since it last ran a fiber
+    // A push onto the deque notifies once this many wait (push_local).
+    std::size_t wake_depth = 1;
     uv_loop_t loop;
     uv_poll_t wake_poll;  // the loop's watch on remote_.wake_fd
     // Park timeout: a timerfd (nanosecond deadlines) watched by the loop,
