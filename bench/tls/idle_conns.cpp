@@ -1,5 +1,5 @@
-// idle_conns.cpp: what an idle TlsStream costs in memory (docs/decisions/
-// 0010-tls.md "Per stream"). N TLS connections over loopback to a spindle
+// idle_conns.cpp: what an idle TlsStream costs in memory
+// (docs/decisions/0010-tls.md "Memory per stream"). N TLS connections over loopback to a spindle
 // TLS server in the same process; each does the handshake and one small
 // request/response, then all are held idle: every server stream has a fiber
 // blocked in read_some (a keep-alive HTTPS or wss:// connection waiting

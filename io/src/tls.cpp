@@ -14,8 +14,8 @@
 // socket write), so the bytes reach the socket in that order whichever
 // fiber (reader answering a key update, writer) drains them.
 //
-// Memory (0010-tls.md "Memory per stream"): an idle stream holds no
-// buffer of ours and, with SSL_MODE_RELEASE_BUFFERS and SSL_free_buffers
+// Memory (docs/decisions/0010-tls.md "Memory per stream"): an idle stream
+// holds no buffer of ours and, with SSL_MODE_RELEASE_BUFFERS and SSL_free_buffers
 // (shed()), none of OpenSSL's record buffers; what stays is the SSL
 // object, two small memory BIOs and the TcpStream. Each buffer is taken
 // when data arrives and given back when that data is gone:
