@@ -33,6 +33,7 @@
 #include <spindle/io/tls.hpp>
 #include <spindle/runtime/all.hpp>
 
+#include "bench_stat.hpp"
 #include "tls_test_certs.hpp"
 
 namespace sp = spindle;
@@ -154,15 +155,10 @@ Figures run_once(const Args& a, const io::TlsContext& sctx, const io::TlsContext
           {(m2.heap - m0.heap - vec) / n, (m2.rss - m0.rss) / n}};
 }
 
-struct Stat {
-  double med, lo, hi;
-};
-Stat stat(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
-}
-
 }  // namespace
+
+using tls_bench::Stat;
+using tls_bench::stat;
 
 int main(int argc, char** argv) {
   Args a;

@@ -27,6 +27,7 @@
 #include <spindle/io/tls.hpp>
 #include <spindle/runtime/all.hpp>
 
+#include "bench_stat.hpp"
 #include "tls_test_certs.hpp"
 
 namespace sp = spindle;
@@ -166,15 +167,10 @@ Rate bulk(const Args& a, const io::TlsContext* sctx, const io::TlsContext* cctx)
   return {a.mib / dt, a.mib / dc};
 }
 
-struct Stat {
-  double med, lo, hi;
-};
-Stat stat(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
-}
-
 }  // namespace
+
+using tls_bench::Stat;
+using tls_bench::stat;
 
 int main(int argc, char** argv) {
   Args a;
