@@ -27,6 +27,9 @@
 //     close (it reads `stopping` before writing) and ends.
 //  6. serve() waits for the connection group, at most drain_timeout; the
 //     group's wait cancels the rest when that expires.
+// The idle sweep (sweep_idle, ServerOptions::idle_timeout) cancels through
+// the same idle -> cancelled CAS as step 3, for connections idle too long,
+// so it inherits the guarantee: nothing of a request was handed on.
 //
 // Request bodies (docs/http.md "Streamed bodies (server)"): one parser type,
 // request_parser<buffer_body>, for every request: Beast parses the body
@@ -85,7 +88,6 @@ using namespace std::chrono_literals;
 std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}; }
 beast::string_view bsv(std::string_view s) noexcept { return {s.data(), s.size()}; }
 
-// Conn: one connection's shutdown state (protocol above).
 // Conn: what the registry (State::conns) knows of a connection fiber.
 // `state` packs the kind (low two bits: busy, idle, cancelled) with, for
 // idle, when the idle period began (coarse_ms() << 2): one CAS from the
