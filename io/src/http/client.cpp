@@ -479,6 +479,33 @@ constexpr std::size_t kUploadChunk = 256 * 1024;
 // download(): body bytes gathered per file write (each write is a pool job).
 constexpr std::size_t kDownloadBatch = 1024 * 1024;
 
+// status_digit: the first digit of the status code of the response that
+// starts c.buf ("HTTP/1.1 100": byte 9); 0 while fewer bytes are there,
+// 'x' when they are not an HTTP/1 status line (the caller's parser will
+// name that).
+char status_digit(const Conn& c) {
+  const auto data = c.buf.data();
+  const std::string_view have(static_cast<const char*>(data.data()), data.size());
+  if (have.size() < 10) return 0;
+  return have.starts_with("HTTP/1.") ? have[9] : 'x';
+}
+
+// read_interim: parses the 1xx head that starts c.buf (reading the rest of
+// it under read_timeout) and returns its status.
+int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
+  bhttp::response_parser<bhttp::empty_body> interim;
+  interim.header_limit(static_cast<std::uint32_t>(opt.max_head));
+  beast::error_code ec;
+  TimedStream ts{c.s, opt.read_timeout};
+  try {
+    bhttp::read_header(ts, c.buf, interim, ec);
+  } catch (const TimedOut&) {
+    throw Error(errc::timeout, "read timed out (" + u.str() + ")");
+  }
+  if (ec) throw map_error(ec, u, opt.max_body, c.s);
+  return interim.get().result_int();
+}
+
 // await_continue: after a head sent with Expect: 100-continue, waits for
 // the server's answer. True: send the body (100 Continue came, or nothing
 // within expect_continue_timeout). False: the connection ended (the
@@ -490,26 +517,12 @@ constexpr std::size_t kDownloadBatch = 1024 * 1024;
 bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
   const auto deadline = spindle::detail::deadline_after(opt.expect_continue_timeout);
   for (;;) {
-    const auto data = c.buf.data();
-    const std::string_view have(static_cast<const char*>(data.data()), data.size());
-    // "HTTP/1.1 100": the code's first digit is byte 9.
-    if (have.size() >= 10) {
-      if (!have.starts_with("HTTP/1.") || have[9] != '1') {
-        c.reusable = false;
-        return false;  // a final response (or garbage the caller's parser names)
-      }
-      bhttp::response_parser<bhttp::empty_body> interim;
-      interim.header_limit(static_cast<std::uint32_t>(opt.max_head));
-      beast::error_code ec;
-      TimedStream ts{c.s, opt.read_timeout};
-      try {
-        bhttp::read_header(ts, c.buf, interim, ec);
-      } catch (const TimedOut&) {
-        throw Error(errc::timeout, "read timed out (" + u.str() + ")");
-      }
-      if (ec) throw map_error(ec, u, opt.max_body, c.s);
-      if (interim.get().result_int() == 100) return true;
+    if (const char d = status_digit(c); d == '1') {
+      if (read_interim(c, u, opt) == 100) return true;
       continue;  // another 1xx (102, 103): the 100 or the answer is still to come
+    } else if (d != 0) {
+      c.reusable = false;
+      return false;  // a final response (or garbage the caller's parser names)
     }
     boost::system::error_code ec;
     std::size_t n = 0;
@@ -534,16 +547,11 @@ bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
 void skip_interim(Conn& c, const Url& u, const ClientOptions& opt) {
   TimedStream ts{c.s, opt.read_timeout};
   for (;;) {
-    const auto data = c.buf.data();
-    const std::string_view have(static_cast<const char*>(data.data()), data.size());
-    if (have.size() >= 10) {
-      if (!have.starts_with("HTTP/1.") || have[9] != '1') return;
-      bhttp::response_parser<bhttp::empty_body> interim;
-      interim.header_limit(static_cast<std::uint32_t>(opt.max_head));
-      beast::error_code ec;
-      bhttp::read_header(ts, c.buf, interim, ec);
-      if (ec) throw map_error(ec, u, opt.max_body, c.s);
+    if (const char d = status_digit(c); d == '1') {
+      read_interim(c, u, opt);
       continue;
+    } else if (d != 0) {
+      return;
     }
     boost::system::error_code ec;
     const std::size_t n = ts.read_some(c.buf.prepare(4096), ec);
