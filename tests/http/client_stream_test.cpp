@@ -342,6 +342,7 @@ TEST_CASE("client stream: download() writes complete files only") {
     http::Router routes;
     routes.get("/big", [&](http::Request&) { return http::Response::text_body(200, big); });
     routes.get("/missing", [](http::Request&) { return http::Response::text_body(404, "no such file"); });
+    routes.get("/huge-error", [&](http::Request&) { return http::Response::text_body(500, big); });
     LiveServer srv(routes);
     // A peer that sends part of a body and stalls.
     RawPeer stall([&](io::TcpStream& s) {
@@ -361,10 +362,20 @@ TEST_CASE("client stream: download() writes complete files only") {
     FIBER_CHECK(c.download(srv.url("/big"), dir.path / "big.bin").bytes == big.size());
     FIBER_CHECK(slurp(dir.path / "big.bin") == big);
 
+    const auto opened = c.stats().connections_opened;
     auto missing = c.download(srv.url("/missing"), dir.path / "missing.bin");
     FIBER_CHECK(missing.status == 404);
     FIBER_CHECK(!missing.written);
     FIBER_CHECK(missing.bytes == 0);
+    FIBER_CHECK(missing.error_body == "no such file");
+    FIBER_CHECK(!std::filesystem::exists(dir.path / "missing.bin"));
+    // Its body was read to the end: the connection went back and is reused.
+    FIBER_CHECK(c.stats().idle == 1);
+    auto huge = c.download(srv.url("/huge-error"), dir.path / "huge.bin");
+    FIBER_CHECK(huge.status == 500);
+    FIBER_CHECK(huge.error_body == big.substr(0, http::DownloadResult::kDownloadErrorBodyMax));
+    FIBER_CHECK(c.stats().connections_opened == opened);  // /missing and /huge-error reused it
+    FIBER_CHECK(c.stats().idle == 0);  // cut short: closed, not pooled
 
     // Timed out midway: the existing file is untouched, no temporary left.
     {

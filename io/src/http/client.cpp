@@ -947,7 +947,16 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
   out.reason = s.reason;
   out.headers = s.headers;
   out.url = s.url;
-  if (s.status < 200 || s.status >= 300) return out;  // s closes its connection unless the body was empty
+  if (s.status < 200 || s.status >= 300) {
+    // Read to its end if short, so the connection is pooled; a longer one
+    // is cut, and `s` closes its connection when it goes.
+    while (out.error_body.size() < DownloadResult::kDownloadErrorBodyMax) {
+      const std::string piece = s.read_chunk(DownloadResult::kDownloadErrorBodyMax - out.error_body.size());
+      if (piece.empty()) break;
+      out.error_body += piece;
+    }
+    return out;
+  }
   // The temporary: next to path (same filesystem, so the rename is atomic),
   // named uniquely in this process, created exclusively.
   static std::atomic<std::uint64_t> seq{0};

@@ -194,6 +194,10 @@ struct DownloadResult {
   std::string url;         // after redirects
   std::uint64_t bytes = 0;  // written to the file (0 when not written)
   bool written = false;     // true: a 2xx body is in the file, complete
+  // A non-2xx response's body (the server's reason, most often), up to
+  // kDownloadErrorBodyMax bytes; a longer one is cut there.
+  std::string error_body;
+  static constexpr std::size_t kDownloadErrorBodyMax = 64 * 1024;
 };
 
 struct ClientStats {
@@ -240,8 +244,9 @@ class Client {
   // byte was read and written; a failure, timeout or cancel at any point
   // removes the temporary and leaves `path` as it was, so a file at `path`
   // is always a complete body. A non-2xx response writes nothing (written =
-  // false; its body is discarded and its connection closed) and is not an
-  // error. Errors: those of open() and of the reads, and io::File's
+  // false) and is not an error: its body, up to 64 KiB, is in error_body
+  // (the connection goes back to the pool; a longer body is cut there and
+  // its connection closed). Errors: those of open() and of the reads, and io::File's
   // std::system_error for the file.
   SPINDLE_MAY_SUSPEND DownloadResult download(std::string_view url, const std::filesystem::path& path,
                                               RequestOptions options = {});
