@@ -31,7 +31,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <deque>
 #include <limits>
@@ -205,14 +204,6 @@ Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body,
     return Error(errc::reset, "connection closed before a response" + where);
   if (is_http_error(ec)) return Error(errc::malformed_response, ec.message() + where);
   return Error(errc::reset, ec.message() + where);
-}
-
-bool iequals_ascii(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  }
-  return true;
 }
 
 bool is_redirect(int s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
@@ -572,7 +563,7 @@ beast::error_code send(Conn& c, std::string_view method, const Url& u, const Cli
   // Also when the caller set the field itself, as Go's client does: the
   // 100 must be waited for before the body either way.
   const auto asked = ro.headers.get("Expect");
-  const bool expect = (ro.expect_continue || (asked && iequals_ascii(*asked, "100-continue"))) &&
+  const bool expect = (ro.expect_continue || (asked && iequals(*asked, "100-continue"))) &&
                       (!ro.body.empty() || ro.body_generator || !ro.body_file.empty());
   if (!ro.body_generator && ro.body_file.empty()) {
     bhttp::request<bhttp::string_body> m;
