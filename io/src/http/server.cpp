@@ -95,6 +95,7 @@ beast::string_view bsv(std::string_view s) noexcept { return {s.data(), s.size()
 // idle period on the strength of an earlier one's age.
 struct Conn {
   static constexpr std::uint64_t kBusy = 0, kIdle = 1, kCancelled = 2, kKind = 3;
+  static constexpr std::uint64_t kNever = ~std::uint64_t{0} >> 2;  // past every idle stamp
   std::atomic<std::uint64_t> state{kBusy};
   bool finished = false;  // guarded by State::mu: the fiber has unregistered
 
@@ -109,7 +110,7 @@ struct Conn {
   // A scan (shutdown's, or the idle sweep's with `idle_before`): idle ->
   // cancelled if idle since before `idle_before` ms. True: the caller
   // cancels the fiber.
-  bool cancel_if_idle(std::uint64_t idle_before = ~std::uint64_t{0} >> 2) noexcept {
+  bool cancel_if_idle(std::uint64_t idle_before) noexcept {
     std::uint64_t seen = state.load(std::memory_order_seq_cst);
     if ((seen & kKind) != kIdle || (seen >> 2) >= idle_before) return false;
     return state.compare_exchange_strong(seen, kCancelled, std::memory_order_seq_cst);
@@ -365,7 +366,7 @@ struct Server::State {
   void start_head(bhttp::response_header<>& h, const Response& res, const Request& req);
   void reject(detail::Transport& s, int status);
   void linger(detail::Transport& s);
-  void cancel_idle();
+  void cancel_idle(std::uint64_t idle_before = Conn::kNever);
   void sweep_idle();
 };
 
@@ -745,10 +746,26 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
   }
 }
 
-void Server::State::cancel_idle() {
-  std::lock_guard lk(mu);
-  for (auto& [c, task] : conns) {
-    if (c->cancel_if_idle()) task.cancel();
+// cancel_idle: cancels every connection idle since before `idle_before`
+// ms (all idle ones by default: shutdown's step 3). The idle -> cancelled
+// CAS is made under mu, the cancels after it (as TaskGroup does): a cancel
+// wakes the fiber, whose Unregister takes mu at once, and would block its
+// worker's thread on the scan. The reference taken under mu keeps each
+// fiber alive until its cancel, even if it ends in between.
+void Server::State::cancel_idle(std::uint64_t idle_before) {
+  std::vector<spindle::detail::Fiber*> picked;
+  {
+    std::lock_guard lk(mu);
+    for (auto& [c, task] : conns) {
+      if (!c->cancel_if_idle(idle_before)) continue;
+      spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(task);
+      f->add_ref();
+      picked.push_back(f);
+    }
+  }
+  for (spindle::detail::Fiber* f : picked) {
+    spindle::detail::cancel_fiber(f);
+    f->release();
   }
 }
 
@@ -764,11 +781,7 @@ void Server::State::sweep_idle() {
   for (;;) {
     sleep_for(period);
     const std::uint64_t now = coarse_ms();
-    if (now < timeout) continue;
-    std::lock_guard lk(mu);
-    for (auto& [c, task] : conns) {
-      if (c->cancel_if_idle(now - timeout + 1)) task.cancel();
-    }
+    if (now >= timeout) cancel_idle(now - timeout + 1);
   }
 }
 
