@@ -303,15 +303,16 @@ struct detail::TlsState {
   bool feed(std::error_code& ec, void* direct = nullptr, std::size_t direct_n = 0) {
     if (read_short) {
       // The socket was drained last time: this read most likely waits, so
-      // nothing of ours stays allocated across that wait.
-      recv_buf.reset();
+      // nothing of ours stays allocated across that wait (recv_buf went
+      // with that short read, below).
       std::lock_guard lk(mu);
       in = replace_if_grown(in, true);
       shed();
     }
     char* dst = static_cast<char*>(direct);
     if (direct_n < kReadChunk) {
-      if (!recv_buf) recv_buf = std::make_unique<char[]>(kReadChunk);
+      // Not zeroed: taken again after every short read, and overwritten.
+      if (!recv_buf) recv_buf = std::make_unique_for_overwrite<char[]>(kReadChunk);
       dst = recv_buf.get();
     }
     const std::size_t n = tcp.read_some(dst, kReadChunk, ec);
@@ -590,7 +591,7 @@ std::size_t TlsStream::write_iov(const iovec* iov, std::size_t cnt, std::error_c
   std::size_t total = 0;
   for (std::size_t j = i; j < cnt && total < kGather; ++j) total += iov[j].iov_len;
   total = std::min(total, kGather);
-  auto buf = std::make_unique<char[]>(total);
+  auto buf = std::make_unique_for_overwrite<char[]>(total);
   std::size_t len = 0;
   for (; i < cnt && len < total; ++i) {
     const std::size_t k = std::min(iov[i].iov_len, total - len);
