@@ -170,7 +170,9 @@ class WebSocket {
   WebSocket(WebSocket&&) noexcept;
   WebSocket& operator=(WebSocket&&) noexcept;
   // The destructor closes the descriptor (without a close frame if none was
-  // exchanged: call close() for a clean end).
+  // exchanged: call close() for a clean end). With a heartbeat it first
+  // cancels the heartbeat fiber and waits (shielded, briefly) for it to
+  // end, as a move-assignment over a WebSocket does for the one replaced.
   ~WebSocket();
 
   // connect: TCP connect and the opening handshake to
