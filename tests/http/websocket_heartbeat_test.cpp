@@ -5,6 +5,7 @@
 // are quick; assertions are about outcomes, never about how fast (only a
 // generous bound so that a missing verdict fails instead of hanging).
 #include <atomic>
+#include <cstdio>
 #include <string>
 
 #include <boost/beast/websocket/detail/hybi13.hpp>
@@ -287,4 +288,41 @@ TEST_CASE("websocket receive_timeout: a typed timeout, and the WebSocket stays u
       CHECK(recv_within(seen) == std::string(1000, 'm'));
     }
   });
+}
+
+// Not a test: what a heartbeat costs a busy connection (docs/http.md). Echo
+// round trips with the heartbeat off and on (both sides, 1 s: on a busy
+// connection it never pings; the cost is the bookkeeping per read and one
+// wake-up per period), interleaved. Hidden: `http_websocket_heartbeat
+// "[.bench]"`.
+TEST_CASE("websocket heartbeat: echo round trips per second, heartbeat off and on", "[.bench]") {
+  for (int round = 0; round < 3; ++round) {
+    for (int conns : {1, 16}) {
+      for (bool hb : {false, true}) {
+        run_checked(2, [conns, hb] {
+          const http::WsOptions o = with_heartbeat(hb ? 1000ms : 0ms);
+          WsServer srv(echo, o);
+          std::atomic<std::uint64_t> trips{0};
+          const auto t0 = std::chrono::steady_clock::now();
+          sp::TaskGroup g;
+          for (int c = 0; c < conns; ++c) {
+            g.spawn([&] {
+              auto ws = http::WebSocket::connect(srv.url(), o);
+              const std::string msg(32, 'm');
+              while (std::chrono::steady_clock::now() - t0 < 2s) {
+                ws.send_text(msg);
+                ws.receive();
+                trips.fetch_add(1, std::memory_order_relaxed);
+              }
+              ws.close();
+            });
+          }
+          g.wait();
+          const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          std::printf("ws echo, %2d connection(s), heartbeat %s: %.0f round trips/s\n", conns, hb ? "1 s" : "off",
+                      trips.load() / secs);
+        });
+      }
+    }
+  }
 }
