@@ -101,10 +101,15 @@ TEST_CASE("websocket heartbeat: a peer that answers keeps an idle connection ope
     auto receiver = sp::spawn([&] { return ws.receive(); });
     wait_suspended(receiver, "");
     sp::sleep_for(hb * 6);
-    REQUIRE(ws.is_open());
-    ws.send_text("pings?");
-    const auto second = receiver.join();
-    CHECK(std::stoi(second.data) >= pinged + 2);
+    const bool still_open = ws.is_open();
+    CHECK(still_open);
+    if (still_open) ws.send_text("pings?");
+    try {  // joined either way: the receiver uses ws
+      const auto second = receiver.join();
+      CHECK(std::stoi(second.data) >= pinged + 2);
+    } catch (const http::WsError& e) {
+      FAIL_CHECK(e.what());
+    }
     CHECK(ws.pongs_received() >= pongs_before + 2);
     ws.close();
     CHECK(ws.close_code() == http::ws_close::normal);
