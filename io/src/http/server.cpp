@@ -361,7 +361,9 @@ struct Server::State {
       write();
     }
   }
-  void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep);
+  // out: the connection's scratch string, reused so that a response costs
+  // no allocation for its head (left holding the last response).
+  void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep, std::string& out);
   void write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
   detail::HeadParams head_params(const Request& req, bool keep) const;
   void reject(detail::Transport& s, int status);
@@ -510,21 +512,28 @@ detail::HeadParams Server::State::head_params(const Request& req, bool keep) con
 // A body up to this size goes out in the head's write (one send instead of
 // a gathered one); larger ones follow as a second buffer of the same write.
 constexpr std::size_t kCopyBodyMax = 16 * 1024;
+// write_response's scratch string is kept between responses up to this
+// capacity (a typical small response's head and body).
+constexpr std::size_t kKeepScratch = 512;
 
-void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep) {
+void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
+                                   std::string& out) {
   if (res.body_stream || !res.body_file.empty()) return write_streamed(s, res, req, keep);
   const detail::HeadParams hp = head_params(req, keep);
   const std::string_view body = hp.head_request ? std::string_view{} : std::string_view(res.body);
-  std::string out;
+  out.clear();
   out.reserve(256 + (body.size() <= kCopyBodyMax ? body.size() : 0));
   detail::append_head(res, hp, out);  // throws for a status Beast refuses: the connection ends
   if (body.size() <= kCopyBodyMax) {
     out += body;
     timed_write([&] { s.write_all(out); });  // throws on a write error: the connection ends
-    return;
+  } else {
+    const std::array<boost::asio::const_buffer, 2> bufs{boost::asio::buffer(out), boost::asio::buffer(body)};
+    timed_write([&] { boost::asio::write(s, bufs); });
   }
-  const std::array<boost::asio::const_buffer, 2> bufs{boost::asio::buffer(out), boost::asio::buffer(body)};
-  timed_write([&] { boost::asio::write(s, bufs); });
+  // A small head-and-body stays for the next response; a large one is not
+  // kept by a connection that may now idle for a long time.
+  if (out.capacity() > kKeepScratch) std::string().swap(out);
 }
 
 // write_streamed: the head through Beast's serializer, then the body in
@@ -544,7 +553,8 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
     } catch (const std::system_error&) {
       // Nothing sent yet: the handler's file is gone or unreadable.
       Response err = Response::text_body(500, "internal server error\n");
-      return write_response(s, err, req, keep);
+      std::string out;
+      return write_response(s, err, req, keep, out);
     }
     m.content_length(size);
   } else if (req.version >= 11) {
@@ -624,6 +634,7 @@ void Server::State::linger(detail::Transport& s) {
 void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer) {
   try {
     beast::flat_buffer buf;
+    std::string out;  // write_response's scratch
     for (;;) {
       if (buf.size() == 0) {
         if (!wait_for_request(c, s, buf)) return;
@@ -695,7 +706,7 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
       served.fetch_add(1, std::memory_order_relaxed);
-      write_response(s, res, req, keep);
+      write_response(s, res, req, keep, out);
       if (!keep) {
         if (body_ended) {
           s.shutdown();
