@@ -30,8 +30,28 @@ unsigned worker_count(const RuntimeOptions& o) {
 }
 }  // namespace
 
-ExternalWork::ExternalWork() noexcept { g_external_work.fetch_add(1, std::memory_order_relaxed); }
-ExternalWork::~ExternalWork() { g_external_work.fetch_sub(1, std::memory_order_relaxed); }
+// A guard taken on a worker thread (every socket wait takes one) counts on
+// that worker: a single-writer counter, no locked instruction and no cache
+// line that every worker's I/O wait would bounce. Its fiber may end the
+// guard on another worker, so one worker's count may go "negative"
+// (wrapping); only the sum over the runtime's workers means anything, and
+// all_asleep reads it only while every worker is parked (see there). Plain
+// threads have no worker: they count on the global counter, which every
+// runtime's detector reads.
+ExternalWork::ExternalWork() noexcept {
+  if (Worker* w = current_worker()) {
+    w->add_external_work(1);
+  } else {
+    g_external_work.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+ExternalWork::~ExternalWork() {
+  if (Worker* w = current_worker()) {
+    w->add_external_work(~std::uint64_t{0});  // -1, wrapping
+  } else {
+    g_external_work.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
 long external_work() noexcept { return g_external_work.load(std::memory_order_relaxed); }
 
 Scheduler* default_scheduler() noexcept {
@@ -190,6 +210,15 @@ bool Scheduler::all_asleep(std::uint64_t& activity_mark) const noexcept {
   if (opts_.deadlock_grace.count() <= 0) return false;
   if (idle_.parked_count() != static_cast<int>(size())) return false;
   if (external_work() != 0 || !global_.empty()) return false;
+  // Guards held by this runtime's fibers: the sum of the workers' counts.
+  // Each worker wrote its count before it joined the idle set (a seq_cst
+  // RMW on the count just loaded), so those writes are visible here. A
+  // worker that leaves its park meanwhile and runs fibers while we add
+  // (the sum may then be torn) changes activity(), and check_deadlock
+  // reports only when activity() is the same a full grace period later.
+  std::uint64_t guards = 0;
+  for (auto& w : workers_) guards += w->external_work_count();
+  if (guards != 0) return false;
   for (auto& w : workers_) {
     // A fiber in an inbox or a deque is runnable: its worker may simply not
     // have woken from the unpark yet.

@@ -155,7 +155,8 @@ class Scheduler {
 // The runtime spawns from plain threads go to when none is named.
 Scheduler* default_scheduler() noexcept;
 
-// Number of ExternalWork guards alive (all runtimes).
+// Number of ExternalWork guards alive on plain threads (all runtimes);
+// those of fibers count on their workers (Worker::external_work_count).
 long external_work() noexcept;
 
 }  // namespace spindle::detail

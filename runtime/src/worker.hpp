@@ -113,6 +113,10 @@ class Worker {
   void clear_wake_pending() noexcept { remote_.wake_pending.exchange(false, std::memory_order_acq_rel); }
   Fiber* running_hint() const noexcept { return remote_.running.load(std::memory_order_relaxed); }
   std::uint64_t switch_count() const noexcept { return remote_.switches.get(); }
+  // ExternalWork guards begun minus ended on this worker's thread (mod
+  // 2^64): the owner adds, the deadlock detector sums (scheduler.cpp).
+  void add_external_work(std::uint64_t d) noexcept { remote_.external_work.add(d); }
+  std::uint64_t external_work_count() const noexcept { return remote_.external_work.get(); }
 
   // --- owner thread only ---
   // Some fiber is ready to run here (LIFO slot, deque, FIFOs).
@@ -369,6 +373,7 @@ class Worker {
     // Statistics: written by the owner (handed_off: by its signal handler,
     // on its thread), read by any thread.
     Counter switches, spawns, finished, steals, parks, polls, timers_fired;
+    Counter external_work;  // ExternalWork guards (add_external_work)
     Counter handed_off;
     Counter timers_rescued;  // timers of other workers fired by this one
     std::atomic<std::uint64_t> timers_taken{0};  // this worker's timers fired by others (RMW: many writers)

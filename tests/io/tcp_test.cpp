@@ -2,12 +2,16 @@
 // trips at several worker counts with hundreds of clients, end of stream and
 // reset errors, read timeouts that lose no bytes, cancellation of blocked
 // accept / connect / read without leaking fds, and fibers migrating between
-// workers in the middle of a connection.
+// workers in the middle of a connection; fibers parked on sockets
+// past the deadlock grace not taken for a deadlock.
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 
 #include <spindle/io/all.hpp>
 #include <spindle/sync/all.hpp>
@@ -261,3 +265,48 @@ TEST_CASE("fibers migrate between workers in the middle of a connection") {
   });
 }
 
+
+// Every socket wait holds an ExternalWork guard (counted on the worker that
+// took it, and ended on whichever worker the fiber resumed on): all fibers
+// parked on sockets for several deadlock grace periods, the only wake-up
+// coming from a plain thread's connect and write, is not a deadlock.
+TEST_CASE("fibers waiting on sockets for longer than the deadlock grace are not a deadlock", "[deadlock]") {
+  const unsigned workers = GENERATE(1u, 2u);
+  StderrCapture cap;
+  std::thread th;
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();  // also when run_checked throws
+    }
+  } joiner{th};
+  sp::RuntimeOptions o = options(workers);
+  o.deadlock_grace = 50ms;
+  std::string got;
+  run_checked(o, [&] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    const auto port = l.local_endpoint().port();
+    th = std::thread([port] {
+      std::this_thread::sleep_for(300ms);  // several graces of nothing but socket waits
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        std::this_thread::sleep_for(300ms);
+        (void)!::write(fd, "late", 4);
+      }
+      ::close(fd);
+    });
+    io::TcpStream s = l.accept();  // the main fiber, parked in accept
+    auto reader = sp::spawn([&] {   // another, parked in read
+      char buf[4];
+      s.read_exact(buf, sizeof buf);
+      got.assign(buf, sizeof buf);
+    });
+    reader.join();
+  });
+  CHECK(got == "late");
+  CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
+}

@@ -74,6 +74,7 @@
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/event.hpp>
 
+#include "response_head.hpp"
 #include "transport.hpp"
 
 namespace spindle::http {
@@ -86,7 +87,6 @@ namespace {
 using namespace std::chrono_literals;
 
 std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}; }
-beast::string_view bsv(std::string_view s) noexcept { return {s.data(), s.size()}; }
 
 // Conn: what the registry (State::conns) knows of a connection fiber.
 // `state` packs the kind (low two bits: busy, idle, cancelled) with, for
@@ -361,9 +361,11 @@ struct Server::State {
       write();
     }
   }
-  void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep);
+  // out: the connection's scratch string, reused so that a response costs
+  // no allocation for its head (left holding the last response).
+  void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep, std::string& out);
   void write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
-  void start_head(bhttp::response_header<>& h, const Response& res, const Request& req);
+  detail::HeadParams head_params(const Request& req, bool keep) const;
   void reject(detail::Transport& s, int status);
   void linger(detail::Transport& s);
   void cancel_idle(std::uint64_t idle_before = Conn::kNever);
@@ -496,68 +498,42 @@ Response Server::State::call_handler(Request& req) {
   }
 }
 
-void Server::State::start_head(bhttp::response_header<>& h, const Response& res, const Request& req) {
-  h.result(static_cast<unsigned>(res.status));
-  h.version(req.version);
-  if (!res.reason.empty()) h.reason(bsv(res.reason));
-  for (const auto& [name, value] : res.headers) h.insert(bsv(name), bsv(value));
-  if (!opt.minimal) {
-    if (!res.headers.contains("Date")) h.set(bhttp::field::date, bsv(http_date()));
-    if (!res.headers.contains("Server")) h.set(bhttp::field::server, bsv(opt.server_name));
-  }
-}
-
-// serialize_head: Beast's serializer writes the head into `out` (one
-// contiguous string) instead of onto the socket. Written straight to the
-// socket, the head is a buffer sequence of a dozen pieces (status line,
-// each field, separators) that the write path walks several times (iovec
-// building, Beast's consume) through variant iterators, and that sendmsg
-// copies piece by piece: 5-7% of a hello-world server's CPU in a profile,
-// against one copy of ~100 bytes here.
-template <class Serializer>
-void serialize_head(Serializer& sr, std::string& out) {
-  sr.split(true);
-  beast::error_code ec;
-  while (!sr.is_header_done()) {
-    sr.next(ec, [&](beast::error_code&, const auto& buffers) {
-      const std::size_t n = boost::asio::buffer_size(buffers);
-      const std::size_t at = out.size();
-      out.resize(at + n);
-      boost::asio::buffer_copy(boost::asio::buffer(out.data() + at, n), buffers);
-      sr.consume(n);
-    });
-    if (ec) throw beast::system_error(ec);  // not reached for a head: nothing in it can fail
-  }
+detail::HeadParams Server::State::head_params(const Request& req, bool keep) const {
+  detail::HeadParams hp;
+  hp.version = req.version;
+  hp.keep_alive = keep;
+  hp.head_request = req.method == "HEAD";
+  hp.minimal = opt.minimal;
+  hp.date = &http_date;
+  hp.server_name = opt.server_name;
+  return hp;
 }
 
 // A body up to this size goes out in the head's write (one send instead of
 // a gathered one); larger ones follow as a second buffer of the same write.
 constexpr std::size_t kCopyBodyMax = 16 * 1024;
+// write_response's scratch string is kept between responses up to this
+// capacity (a typical small response's head and body).
+constexpr std::size_t kKeepScratch = 512;
 
-void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep) {
+void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
+                                   std::string& out) {
   if (res.body_stream || !res.body_file.empty()) return write_streamed(s, res, req, keep);
-  bhttp::response<bhttp::string_body> m;
-  start_head(m.base(), res, req);
-  m.keep_alive(keep);
-  if (req.method == "HEAD") {
-    // The length GET would send, and no body.
-    m.content_length(res.body.size());
-  } else {
-    m.body() = std::move(res.body);
-    m.prepare_payload();
-  }
-  bhttp::response_serializer<bhttp::string_body> sr(m);
-  std::string out;
-  out.reserve(256 + (m.body().size() <= kCopyBodyMax ? m.body().size() : 0));
-  serialize_head(sr, out);
-  const std::string& body = m.body();
+  const detail::HeadParams hp = head_params(req, keep);
+  const std::string_view body = hp.head_request ? std::string_view{} : std::string_view(res.body);
+  out.clear();
+  out.reserve(256 + (body.size() <= kCopyBodyMax ? body.size() : 0));
+  detail::append_head(res, hp, out);  // throws for a status Beast refuses: the connection ends
   if (body.size() <= kCopyBodyMax) {
     out += body;
     timed_write([&] { s.write_all(out); });  // throws on a write error: the connection ends
-    return;
+  } else {
+    const std::array<boost::asio::const_buffer, 2> bufs{boost::asio::buffer(out), boost::asio::buffer(body)};
+    timed_write([&] { boost::asio::write(s, bufs); });
   }
-  const std::array<boost::asio::const_buffer, 2> bufs{boost::asio::buffer(out), boost::asio::buffer(body)};
-  timed_write([&] { boost::asio::write(s, bufs); });
+  // A small head-and-body stays for the next response; a large one is not
+  // kept by a connection that may now idle for a long time.
+  if (out.capacity() > kKeepScratch) std::string().swap(out);
 }
 
 // write_streamed: the head through Beast's serializer, then the body in
@@ -566,8 +542,7 @@ void Server::State::write_response(detail::Transport& s, Response& res, const Re
 // one piece (64 KiB of file, or what the generator returned) is held.
 void Server::State::write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep) {
   const bool head_only = req.method == "HEAD";
-  bhttp::response<bhttp::empty_body> m;
-  start_head(m.base(), res, req);
+  auto m = detail::beast_head(res, head_params(req, keep));
   io::File file;
   std::uint64_t size = 0;
   bool chunked = false;
@@ -578,7 +553,8 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
     } catch (const std::system_error&) {
       // Nothing sent yet: the handler's file is gone or unreadable.
       Response err = Response::text_body(500, "internal server error\n");
-      return write_response(s, err, req, keep);
+      std::string out;
+      return write_response(s, err, req, keep, out);
     }
     m.content_length(size);
   } else if (req.version >= 11) {
@@ -588,9 +564,8 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
     keep = false;  // no framing an HTTP/1.0 client knows: the close ends it
   }
   m.keep_alive(keep);
-  bhttp::response_serializer<bhttp::empty_body> sr(m);
   std::string head;
-  serialize_head(sr, head);
+  detail::serialize_head(m, head);
   timed_write([&] { s.write_all(head); });
   if (head_only) return;
   if (!res.body_stream) {
@@ -659,6 +634,7 @@ void Server::State::linger(detail::Transport& s) {
 void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer) {
   try {
     beast::flat_buffer buf;
+    std::string out;  // write_response's scratch
     for (;;) {
       if (buf.size() == 0) {
         if (!wait_for_request(c, s, buf)) return;
@@ -730,7 +706,7 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
       served.fetch_add(1, std::memory_order_relaxed);
-      write_response(s, res, req, keep);
+      write_response(s, res, req, keep, out);
       if (!keep) {
         if (body_ended) {
           s.shutdown();
