@@ -14,6 +14,9 @@
 
 #include "http_test_support.hpp"
 #include "websocket_test_support.hpp"
+#if WS_TEST_TLS
+#include "tls_test_certs.hpp"
+#endif
 
 using namespace spindle_test;
 using namespace http_test;
@@ -294,6 +297,45 @@ TEST_CASE("websocket receive_timeout: a typed timeout, and the WebSocket stays u
     }
   });
 }
+
+#if WS_TEST_TLS
+// wss://: the heartbeat counts TLS records' bytes in the kernel (FIONREAD
+// sees ciphertext) and wakes a receiver blocked in a TLS read.
+TEST_CASE("websocket heartbeat over wss://: an idle connection stays open; a peer that reads nothing is lost") {
+  static const auto certs = tls_test::TestCerts::make();
+  http::ServerOptions so;
+  so.tls = {certs->cert_file, certs->key_file};
+  run_checked(2, [&] {
+    sp::Event release;
+    auto r = std::make_shared<http::Router>();
+    r->get("/echo", http::websocket_handler(counting_echo));
+    r->get("/silent", http::websocket_handler([&](http::WebSocket, const http::Request&) { release.wait(); }));
+    LiveServer srv([r](http::Request& q) { return (*r)(q); }, so);
+    const std::string base = "wss://127.0.0.1:" + std::to_string(srv.port());
+    auto o = with_heartbeat(ms_slack(150ms));
+    o.tls.ca_file = certs->ca_file;
+
+    auto ws = http::WebSocket::connect(base + "/echo", o);
+    sp::sleep_for(o.heartbeat * 6);  // nobody receiving: the pongs wait unread
+    CHECK(ws.is_open());
+    if (ws.is_open()) {
+      ws.send_text("pings?");
+      CHECK(std::stoi(ws.receive().data) >= 2);
+    }
+    ws.close();
+
+    o.heartbeat = 50ms;
+    auto lonely = http::WebSocket::connect(base + "/silent", o);
+    try {
+      sp::with_timeout(slack(10s), [&] { lonely.receive(); });
+      FAIL("receive returned");
+    } catch (const http::WsError& e) {
+      CHECK(verdict(e) == "heartbeat");
+    }
+    release.set();
+  });
+}
+#endif
 
 // Not a test: what a heartbeat costs a busy connection (docs/http.md). Echo
 // round trips with the heartbeat off and on (both sides, 1 s: on a busy
