@@ -214,9 +214,17 @@ int main() {
   return sp::run([] {
     Hub hub;
     http::Router router;
+    // heartbeat: a member whose connection vanished without a FIN (a laptop
+    // lid closed, a NAT that forgot the mapping) is pinged after 20 s of
+    // silence and dropped 10 s later: its reader's receive() raises
+    // connection_lost and the session ends as for any lost connection,
+    // instead of holding its outbox forever. The pings also keep idle
+    // members' connections alive through proxies that cut quiet ones.
+    http::WsOptions chat_options;
+    chat_options.heartbeat = 20s;
     router.get("/chat", http::websocket_handler([&hub](http::WebSocket ws, const http::Request&) {
       session(hub, std::move(ws));
-    }));
+    }, chat_options));
     http::Server server(router);
     server.listen("127.0.0.1", 0);
     auto serving = sp::spawn([&] { server.serve(); });

@@ -67,6 +67,38 @@
 //     (handshake, close) Layer flushes, since Beast expects an answer to
 //     what it wrote. A flush that fails or is cancelled has lost frames:
 //     the connection is broken (connection_lost from then on).
+//
+//  5. The heartbeat (WsOptions::heartbeat), a fiber per WebSocket
+//     (Impl::heartbeat_loop). It must see the peer's bytes whether or not a
+//     fiber is in receive(), without becoming a second reader of the
+//     socket (the TcpStream allows one; and bytes it took would have to be
+//     handed to the receiver). So it only counts: Wire::rx_bytes (what the
+//     reader took from the socket, and when) plus the bytes the kernel
+//     holds unread (FIONREAD). A change in that sum is the peer being
+//     alive. Silent for `heartbeat`: it sends a ping the way a sender does
+//     (appended under mu, then flushed, but never waiting for the flush
+//     turn: a sender holding it sends the ping too, and the heartbeat does
+//     not queue behind a write to a dead peer). Still silent heartbeat/2
+//     later: lost. It cannot close the socket (another fiber may be inside
+//     a call on it, and the descriptor is the destructor's), and it does
+//     not know the receiver's fiber to cancel it; it shuts the socket down
+//     both ways (::shutdown(SHUT_RDWR), which touches no TcpStream state),
+//     which makes a blocked read return end of stream and a blocked write
+//     fail: every waiter wakes, and state kLost tells them why. The
+//     cheaper alternative, a deadline on the receiver's own wait, covers
+//     only connections where someone receives; a send-only session would
+//     have no keep-alive at all. The cost here is one parked fiber (and
+//     its stack) per WebSocket with a heartbeat, woken about once per
+//     period. close() and the destructor cancel and join it (shielded)
+//     before anything it uses goes away; Impl is on the heap, so moving a
+//     WebSocket moves a pointer only. The sum has a blind spot of a few
+//     instructions: the reader's read_some has taken bytes from the kernel
+//     but not yet added them to rx_bytes. A pong that falls into it right
+//     at the deadline would look missing, so a silent verdict is checked a
+//     second time 1 ms later before it is final.
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -173,6 +205,18 @@ struct Wire {
     return n;
   }
   std::chrono::milliseconds close_timeout{5'000};
+
+  // What was read from the socket (by receive(), by Beast in wait mode, by
+  // teardown) and when the latest read was: the heartbeat's evidence that
+  // the peer lives (piece 5 at the top). Written by the one reader after
+  // each read; read by the heartbeat fiber.
+  std::atomic<std::uint64_t> rx_bytes{0};
+  std::atomic<std::int64_t> rx_at{0};  // steady_clock ticks since its epoch
+  void note_rx(std::size_t n) noexcept {
+    rx_bytes.fetch_add(n, std::memory_order_relaxed);
+    rx_at.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
+  }
+
   // Frames Beast wrote, in order, not yet on the socket (piece 4 at the
   // top). out_mu is held for appends and swaps only, never across a wait.
   std::mutex out_mu;
@@ -243,6 +287,7 @@ class Layer {
       if (!ec && got == 0) ec = net::error::eof;
       if (ec) return 0;
       w_->in.commit(got);
+      w_->note_rx(got);
     }
   }
   template <class B>
@@ -293,6 +338,7 @@ void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
         std::error_code e;
         const std::size_t n = w.conn.read_some(net::buffer(sink), e);
         if (e || n == 0) return;
+        w.note_rx(n);
       }
     });
   } catch (const TimedOut&) {
@@ -380,6 +426,7 @@ class WsCategory : public std::error_category {
       case ws_errc::protocol_error: return "WebSocket protocol error";
       case ws_errc::connection_lost: return "WebSocket connection lost";
       case ws_errc::closed: return "WebSocket closed";
+      case ws_errc::timeout: return "WebSocket receive timed out";
     }
     return "unknown WebSocket error";
   }
@@ -394,8 +441,9 @@ const std::error_category& ws_category() noexcept {
 
 struct WebSocket::Impl {
   // States: open; closed (a close frame went both ways, or Beast failed the
-  // connection and closed it); broken (the TCP connection is unusable).
-  static constexpr int kOpen = 0, kClosed = 1, kBroken = 2;
+  // connection and closed it); broken (the TCP connection is unusable);
+  // lost (the heartbeat got no answer: broken, and the socket shut down).
+  static constexpr int kOpen = 0, kClosed = 1, kBroken = 2, kLost = 3;
 
   Wire wire;                     // before ws: Layer points into it
   bws::stream<Layer> ws{&wire};  // guarded by mu
@@ -406,10 +454,23 @@ struct WebSocket::Impl {
   WsMessage close_msg;               // the peer's close; written under mu before state = closed
   std::atomic<std::uint16_t> peer_code{0};
   std::atomic<std::uint64_t> pings{0}, pongs{0};
+  std::chrono::milliseconds heartbeat{0}, receive_timeout{0};
+  // closing: a close frame was received (Beast replies and tears down
+  // under mu before receive() sets the state): the heartbeat stands down.
+  std::atomic<bool> closing{false};
+  Task<void> hb;  // the heartbeat fiber (piece 5); empty when off or stopped
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  // The heartbeat fiber uses every member: it ends first.
+  ~Impl() { stop_heartbeat(); }
 
   void setup(const WsOptions& opt) {
     wire.conn.full_duplex();  // receive() reads while a sender flushes
     wire.close_timeout = opt.close_timeout;
+    heartbeat = std::max(opt.heartbeat, std::chrono::milliseconds{0});
+    receive_timeout = std::max(opt.receive_timeout, std::chrono::milliseconds{0});
     ws.read_message_max(opt.max_message_size);
     // One message, one frame: Beast's auto-fragmenting would split at its
     // write buffer size for no benefit here.
@@ -417,7 +478,122 @@ struct WebSocket::Impl {
     ws.control_callback([this](bws::frame_type k, beast::string_view) {
       if (k == bws::frame_type::ping) pings.fetch_add(1, std::memory_order_relaxed);
       if (k == bws::frame_type::pong) pongs.fetch_add(1, std::memory_order_relaxed);
+      if (k == bws::frame_type::close) closing.store(true, std::memory_order_relaxed);
     });
+  }
+
+  // throw_lost: connection_lost, saying why when the heartbeat decided it.
+  [[noreturn]] void throw_lost(const std::string& detail) const {
+    if (state.load(std::memory_order_acquire) == kLost)
+      throw WsError(ws_errc::connection_lost,
+                    "spindle::http::WebSocket: connection lost: no answer to the heartbeat ping within " +
+                        std::to_string((heartbeat / 2).count()) + " ms");
+    throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: " + detail);
+  }
+
+  // start_heartbeat: once the handshake is done (connect, accept).
+  void start_heartbeat() {
+    if (heartbeat.count() == 0) return;
+    hb = spawn(SpawnOptions{.name = "ws-heartbeat"}, [this] { heartbeat_loop(); });
+  }
+
+  // stop_heartbeat: cancels the heartbeat fiber and waits until it has
+  // ended. Shielded: a destructor (or a close() of a cancelled fiber) must
+  // not leave it running on a freed Impl.
+  void stop_heartbeat() noexcept {
+    if (!hb) return;
+    hb.cancel();
+    try {
+      shield([&] { hb.join(); });
+    } catch (...) {  // Cancelled, its normal end here
+    }
+    hb = {};
+  }
+
+  // arrived: every byte the peer has sent us so far, as far as we can
+  // tell: read by us, or waiting in the kernel (piece 5 at the top).
+  // FIONREAD before rx_bytes: a read in between then counts twice (looks
+  // alive), never zero times.
+  std::uint64_t arrived() {
+    int queued = 0;
+    if (::ioctl(wire.conn.tcp().native_handle(), FIONREAD, &queued) != 0) queued = 0;
+    return static_cast<std::uint64_t>(queued) + wire.rx_bytes.load(std::memory_order_relaxed);
+  }
+  std::chrono::steady_clock::time_point rx_at() const {
+    using C = std::chrono::steady_clock;
+    return C::time_point(C::duration(wire.rx_at.load(std::memory_order_acquire)));
+  }
+  bool heartbeat_on_duty() const {
+    return state.load(std::memory_order_acquire) == kOpen && !closing.load(std::memory_order_relaxed);
+  }
+
+  // lose: the heartbeat's verdict. State lost (from open, or from broken
+  // when the heartbeat's own ping write was cut), then the socket shut down
+  // both ways so that fibers blocked on it wake (piece 5).
+  void lose() {
+    int s = state.load(std::memory_order_acquire);
+    while (s == kOpen || s == kBroken) {
+      if (state.compare_exchange_weak(s, kLost, std::memory_order_acq_rel)) {
+        ::shutdown(wire.conn.tcp().native_handle(), SHUT_RDWR);
+        return;
+      }
+    }
+  }
+
+  // heartbeat_loop: the heartbeat fiber's body (piece 5). Ends when the
+  // connection ends, or by cancellation (stop_heartbeat).
+  void heartbeat_loop() {
+    using namespace std::chrono_literals;
+    using Clock = std::chrono::steady_clock;
+    const auto answer_within = std::max<Clock::duration>(heartbeat / 2, 1ms);
+    std::uint64_t seen = arrived();
+    Clock::time_point since = Clock::now();  // nothing new seen after this
+    // heard: bytes came after `after` (the count changed, or the reader
+    // recorded a read); moves `seen` and `since` on when so.
+    auto heard = [&](Clock::time_point after) {
+      const std::uint64_t a = arrived();
+      const Clock::time_point at = rx_at();
+      if (a == seen && at <= after) return false;
+      seen = a;
+      // The reader's time when it read; else the bytes wait unread: now
+      // is as close as we can tell.
+      since = at > after ? at : Clock::now();
+      return true;
+    };
+    for (;;) {
+      sleep_until(since + heartbeat);
+      if (!heartbeat_on_duty()) return;
+      if (heard(since)) continue;
+      // Silent for a whole period: ping. Appended under mu like a send;
+      // mu is never held across a wait except by close's and teardown's,
+      // which end the connection (bounded by close_timeout).
+      {
+        std::lock_guard lk(mu);
+        if (!heartbeat_on_duty()) return;
+        beast::error_code ec;
+        ws.ping(bws::ping_data(), ec);
+        if (ec) return;  // Beast is closing: not ours to judge
+      }
+      const Clock::time_point ping_at = Clock::now();
+      try {
+        // flush(false): not behind a sender stuck on a dead peer (the ping
+        // waits in Wire::out for it). The write itself is bounded too.
+        with_deadline(ping_at + answer_within, [&] { flush(false); });
+      } catch (const TimedOut&) {
+        lose();  // the ping could not even be written in time
+        return;
+      } catch (const WsError&) {
+        return;  // broken already: the others see connection_lost
+      }
+      sleep_until(ping_at + answer_within);
+      if (!heartbeat_on_duty()) return;
+      if (heard(ping_at)) continue;
+      sleep_for(1ms);  // the blind spot (piece 5): one more look
+      if (!heartbeat_on_duty()) return;
+      if (heard(ping_at)) continue;
+      lose();
+      return;
+    }
   }
 
   // end: a terminal state; the first one set stays. The socket is not
@@ -455,13 +631,13 @@ struct WebSocket::Impl {
       throw WsError(ws_errc::protocol_error, "spindle::http::WebSocket: " + ec.message());
     }
     end(kBroken);
-    throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: " + ec.message());
+    throw_lost(ec.message());
   }
 
   // check_open: under mu, before a send.
   void check_open() const {
     const int s = state.load(std::memory_order_acquire);
-    if (s == kBroken) throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: connection lost");
+    if (s == kBroken || s == kLost) throw_lost("connection lost");
     if (s != kOpen) throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
   }
 
@@ -489,7 +665,7 @@ struct WebSocket::Impl {
       wire.flush(wait_turn);
     } catch (const std::system_error& e) {
       end(kBroken);
-      throw WsError(ws_errc::connection_lost, std::string("spindle::http::WebSocket: ") + e.what());
+      throw_lost(e.what());
     } catch (...) {
       end(kBroken);
       throw;
@@ -581,6 +757,7 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
     if (res.result_int() != 0) what += " (HTTP " + std::to_string(res.result_int()) + ")";
     throw WsError(ws_errc::handshake_failed, what);
   }
+  impl->start_heartbeat();
   return WebSocket(std::move(impl));
 }
 
@@ -632,6 +809,7 @@ WebSocket WebSocket::accept_on(detail::Transport&& conn, const Request& upgrade,
     impl->wire.conn.tcp().close();
     throw WsError(ws_errc::handshake_failed, "spindle::http::WebSocket: bad upgrade request: " + ec.message());
   }
+  impl->start_heartbeat();
   return WebSocket(std::move(impl));
 }
 
@@ -660,6 +838,11 @@ void WebSocket::ping(std::string_view payload) {
 WsMessage WebSocket::receive() {
   Impl& I = *impl_;
   ReadingGuard guard(I.reading);
+  // receive_timeout bounds the waits for the peer only (below), not the
+  // work between them: a pong cut half written would break the connection.
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline =
+      I.receive_timeout.count() > 0 ? Clock::now() + I.receive_timeout : Clock::time_point::max();
   for (;;) {
     {
       std::unique_lock lk(I.mu);
@@ -668,7 +851,7 @@ WsMessage WebSocket::receive() {
         case Impl::kClosed:
           if (I.close_msg.is_close()) return I.close_msg;
           throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
-        default: throw WsError(ws_errc::connection_lost, "spindle::http::WebSocket: connection lost");
+        default: I.throw_lost("connection lost");
       }
       beast::error_code ec;
       bool need_input = false;
@@ -693,14 +876,26 @@ WsMessage WebSocket::receive() {
     // Wait for the peer without the lock (a sender may go on meanwhile). A
     // cancellation here changes nothing: the next receive() resumes.
     std::error_code e;
-    const std::size_t n = I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e);
+    std::size_t n = 0;
+    if (deadline == Clock::time_point::max()) {
+      n = I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e);
+    } else {
+      // Our own deadline's TimedOut only (an outer scope's passes as
+      // Cancelled): as http::Client's own timeouts become errc::timeout.
+      try {
+        n = with_deadline(deadline, [&] { return I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e); });
+      } catch (const TimedOut&) {
+        throw WsError(ws_errc::timeout, "spindle::http::WebSocket: no message within receive_timeout (" +
+                                            std::to_string(I.receive_timeout.count()) + " ms)");
+      }
+    }
     if (e || n == 0) {
       std::lock_guard lk(I.mu);
       if (I.state.load(std::memory_order_acquire) == Impl::kOpen) I.end(Impl::kBroken);
-      throw WsError(ws_errc::connection_lost,
-                    "spindle::http::WebSocket: connection lost: " + (e ? e.message() : std::string("end of stream")));
+      I.throw_lost("connection lost: " + (e ? e.message() : std::string("end of stream")));
     }
     I.wire.in.commit(n);
+    I.wire.note_rx(n);
   }
 }
 
@@ -708,6 +903,9 @@ void WebSocket::close(std::uint16_t code, std::string_view reason) {
   if (!impl_) return;
   Impl& I = *impl_;
   ReadingGuard guard(I.reading);
+  // The heartbeat ends first: it would take mu for its ping, and its
+  // verdict has no meaning during a close handshake bounded anyway.
+  I.stop_heartbeat();
   std::lock_guard lk(I.mu);
   if (I.state.load(std::memory_order_acquire) != Impl::kOpen) return;
   bws::close_reason cr(static_cast<bws::close_code>(code),

@@ -35,6 +35,17 @@
 //
 // Pings are answered by receive() itself (a pong goes back before it
 // returns or waits again); pongs are counted, never returned.
+//
+// Keep-alive (WsOptions::heartbeat, off by default, as aiohttp's
+// heartbeat=): a peer that vanishes without a FIN (cable pulled, a NAT
+// mapping dropped) would otherwise leave receive() waiting forever. With a
+// heartbeat, a WebSocket that heard nothing from its peer for `heartbeat`
+// pings it; if nothing at all arrives within heartbeat/2 after that, the
+// connection is lost: a receive() under way and every later call raise
+// WsError(connection_lost) (what() names the heartbeat), with no close
+// handshake (1006 in RFC 6455's terms). This works whether or not a fiber
+// is receiving. WsOptions::receive_timeout bounds one receive() instead:
+// WsError(ws_errc::timeout), and the WebSocket stays usable.
 #pragma once
 
 #include <chrono>
@@ -71,6 +82,8 @@ enum class ws_errc {
   closed,            // send/ping/close on a WebSocket already closed
   tls_failed,        // wss:// connect: the TLS handshake or the certificate's
                      // verification failed (OpenSSL's reason in what())
+  timeout,           // receive(): no message within WsOptions::receive_timeout;
+                     // the WebSocket stays usable (as with with_timeout)
 };
 
 const std::error_category& ws_category() noexcept;
@@ -124,6 +137,29 @@ struct WsOptions {
   // store, by default (io::TlsClientOptions, tls.hpp). The URL's host is
   // verified and sent as SNI.
   io::TlsClientOptions tls = {};
+  // heartbeat: 0 (the default): off. Otherwise, when nothing (no byte of
+  // any frame) has come from the peer for this long, a ping is sent; when
+  // nothing comes within heartbeat / 2 after it, the connection is taken
+  // for lost: the socket is shut down both ways at once (no close frame:
+  // 1006), a receive() under way and every later receive, send_*, ping
+  // raise WsError(connection_lost) ("no answer to the heartbeat ping"),
+  // close() does nothing. aiohttp's heartbeat= and its rule. Works with or
+  // without a fiber in receive(): the heartbeat is a fiber of the
+  // WebSocket's own (cancelled and joined by close(), the destructor and a
+  // move-assignment over it), which also sees bytes that wait unread in the
+  // socket. Mind that: a peer that answers slowly because our messages
+  // queue ahead of the ping (a full socket), or a socket whose receive
+  // buffer is full because nobody receives, looks silent too.
+  std::chrono::milliseconds heartbeat{0};
+  // receive_timeout: 0 (the default): none. Otherwise receive() raises
+  // WsError(ws_errc::timeout) when its wait for the peer has lasted this
+  // long without a whole message (the clock starts at each receive()).
+  // The WebSocket stays usable: a message half read is kept and the next
+  // receive() resumes it (the same guarantee as with_timeout around
+  // receive(), docs/http.md "Waiting outside Beast"). A with_timeout of the
+  // caller's still raises TimedOut, as with http::Client's own timeouts
+  // (errc::timeout) beside the caller's.
+  std::chrono::milliseconds receive_timeout{0};
 };
 
 class WebSocket {
@@ -134,7 +170,9 @@ class WebSocket {
   WebSocket(WebSocket&&) noexcept;
   WebSocket& operator=(WebSocket&&) noexcept;
   // The destructor closes the descriptor (without a close frame if none was
-  // exchanged: call close() for a clean end).
+  // exchanged: call close() for a clean end). With a heartbeat it first
+  // cancels the heartbeat fiber and waits (shielded, briefly) for it to
+  // end, as a move-assignment over a WebSocket does for the one replaced.
   ~WebSocket();
 
   // connect: TCP connect and the opening handshake to
@@ -162,14 +200,17 @@ class WebSocket {
   SPINDLE_MAY_SUSPEND void ping(std::string_view payload = {});
 
   // receive: the next text or binary message, or the peer's close (then
-  // the handshake is finished; later calls return the same close again). Raises WsError(message_too_big / protocol_error
-  // / connection_lost).
+  // the handshake is finished; later calls return the same close again).
+  // Raises WsError(message_too_big / protocol_error / connection_lost, the
+  // latter also when the heartbeat found the peer gone / timeout, after
+  // WsOptions::receive_timeout).
   SPINDLE_MAY_SUSPEND WsMessage receive();
 
   // close: the closing handshake: sends a close frame (code, reason of at
   // most 123 bytes), reads (discarding messages) until the peer's close
   // frame and the peer's end of stream, having shut down ours; at most
-  // close_timeout. Idempotent: on a closed WebSocket it does nothing.
+  // close_timeout. Idempotent: on a closed WebSocket it does nothing. The
+  // heartbeat (if on) stops here.
   SPINDLE_MAY_SUSPEND void close(std::uint16_t code = ws_close::normal, std::string_view reason = {});
 
   // is_open: no close frame sent or received, no error seen.
