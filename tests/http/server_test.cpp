@@ -128,6 +128,36 @@ TEST_CASE("server: keep-alive and pipelining, counted at the server") {
   });
 }
 
+TEST_CASE("server: 204 and 304 end with their head, whatever body the handler gave; the connection stays") {
+  run_checked(2, [] {
+    LiveServer srv([](http::Request& req) {
+      http::Response r = http::Response::text_body(req.target == "/nc" ? 204 : 304, "not to be sent");
+      return r;
+    });
+    auto s = raw_connect(srv.port());
+    for (const char* target : {"/nc", "/nm", "/nc"}) {
+      s.write_all(std::string("GET ") + target + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      // The head alone: read until its blank line, then nothing more may
+      // follow it before the next request's answer.
+      std::string got;
+      char c[512];
+      while (got.find("\r\n\r\n") == std::string::npos) {
+        const std::size_t n = s.read_some(c, sizeof c);
+        if (n == 0) break;  // closed: the checks below fail
+        got.append(c, n);
+      }
+      const bool no_content = std::string_view(target) == "/nc";
+      FIBER_CHECK(got.rfind(no_content ? "HTTP/1.1 204 No Content\r\n" : "HTTP/1.1 304 Not Modified\r\n", 0) == 0);
+      FIBER_CHECK(got.find("Content-Length") == std::string::npos);
+      FIBER_CHECK(got.find("Transfer-Encoding") == std::string::npos);
+      FIBER_CHECK(got.size() == got.find("\r\n\r\n") + 4);  // no body bytes after the head
+      FIBER_CHECK(got.find("not to be sent") == std::string::npos);
+    }
+    FIBER_CHECK(srv.server().connections_accepted() == 1);  // one keep-alive connection throughout
+    FIBER_CHECK(srv.server().requests_served() == 3);
+  });
+}
+
 TEST_CASE("server: HTTP/1.0 closes unless it asks for keep-alive") {
   run_checked(1, [] {
     LiveServer srv(echo_target);

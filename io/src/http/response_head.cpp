@@ -5,7 +5,6 @@
 #include <charconv>
 #include <cstdint>
 #include <limits>
-#include <stdexcept>
 
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/status.hpp>
@@ -18,8 +17,6 @@ namespace bhttp = boost::beast::http;
 namespace {
 
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
-
-bool no_body_status(int status) { return (status >= 100 && status < 200) || status == 204 || status == 304; }
 
 // What Beast's basic_fields stores of a value: without the spaces and tabs
 // around it.
@@ -70,19 +67,16 @@ void serialize_head(const bhttp::response<bhttp::empty_body>& m, std::string& ou
 void append_head_beast(const Response& res, const HeadParams& p, std::string& out) {
   auto m = beast_head(res, p);
   m.keep_alive(p.keep_alive);
-  const std::uint64_t size = res.body.size();
-  // What prepare_payload does for a string body (its size is always
-  // known), which HEAD skips: it sends the length GET would get.
-  if (!p.head_request && size > 0 && no_body_status(res.status)) {
-    throw std::invalid_argument("invalid response body");
-  }
-  m.content_length(size);
+  // Not Beast's prepare_payload: it would send Content-Length: 0 on a 204
+  // or 304 (and refuse a body there by throwing, which would drop the
+  // connection unanswered). HEAD gets the length GET would get.
+  if (body_allowed(res.status)) m.content_length(res.body.size());
   serialize_head(m, out);
 }
 
 bool append_head_direct(const Response& res, const HeadParams& p, std::string& out) {
   const int status = res.status;
-  if (status < 200 || status > 999 || no_body_status(status) || p.version > 99) return false;
+  if (status < 200 || status > 999 || !body_allowed(status) || p.version > 99) return false;
   // Beast stores a field's name and value behind 16-bit offsets.
   constexpr std::size_t kMaxPiece = std::numeric_limits<std::uint16_t>::max() - 2;
   bool has_date = false;

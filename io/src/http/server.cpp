@@ -518,6 +518,12 @@ constexpr std::size_t kKeepScratch = 512;
 
 void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
                                    std::string& out) {
+  if (!detail::body_allowed(res.status)) {
+    // 1xx, 204, 304: the head is the whole response (response_head.hpp).
+    res.body_stream = nullptr;
+    res.body_file.clear();
+    res.body.clear();
+  }
   if (res.body_stream || !res.body_file.empty()) return write_streamed(s, res, req, keep);
   const detail::HeadParams hp = head_params(req, keep);
   const std::string_view body = hp.head_request ? std::string_view{} : std::string_view(res.body);
