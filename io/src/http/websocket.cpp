@@ -209,10 +209,13 @@ struct Wire {
   // What was read from the socket (by receive(), by Beast in wait mode, by
   // teardown) and when the latest read was: the heartbeat's evidence that
   // the peer lives (piece 5 at the top). Written by the one reader after
-  // each read; read by the heartbeat fiber.
+  // each read; read by the heartbeat fiber. Not kept without a heartbeat
+  // (track_rx, set once before the first read): nobody would look.
+  bool track_rx = false;
   std::atomic<std::uint64_t> rx_bytes{0};
   std::atomic<std::int64_t> rx_at{0};  // steady_clock ticks since its epoch
   void note_rx(std::size_t n) noexcept {
+    if (!track_rx) return;
     rx_bytes.fetch_add(n, std::memory_order_relaxed);
     rx_at.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
   }
@@ -469,6 +472,7 @@ struct WebSocket::Impl {
   void setup(const WsOptions& opt) {
     wire.conn.full_duplex();  // receive() reads while a sender flushes
     wire.close_timeout = opt.close_timeout;
+    wire.track_rx = opt.heartbeat.count() > 0;
     heartbeat = std::max(opt.heartbeat, std::chrono::milliseconds{0});
     receive_timeout = std::max(opt.receive_timeout, std::chrono::milliseconds{0});
     ws.read_message_max(opt.max_message_size);
