@@ -1,9 +1,12 @@
 // websocket_heartbeat_test.cpp: WsOptions::heartbeat (keep-alive pings, a
 // silent peer taken for lost) and WsOptions::receive_timeout. Peers that
 // stop answering are raw sockets that finished the handshake and then read
-// and write nothing. Heartbeats are short (tens of ms) so that the tests
-// are quick; assertions are about outcomes, never about how fast (only a
-// generous bound so that a missing verdict fails instead of hanging).
+// and write nothing. Heartbeats are short (tens to hundreds of ms) so that
+// the tests are quick; where a peer that answers must keep the connection,
+// the heartbeat is long enough that hb / 2 covers a loaded machine's
+// scheduling delays (hundreds of ms under sanitizers). Assertions are about
+// outcomes, never about how fast (only a generous bound so that a missing
+// verdict fails instead of hanging).
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -85,7 +88,7 @@ std::string recv_within(sp::Channel<std::string>& ch) {
 
 TEST_CASE("websocket heartbeat: a peer that answers keeps an idle connection open, pinged each period") {
   run_checked(2, [] {
-    const auto hb = ms_slack(150ms);
+    const auto hb = ms_slack(300ms);
     WsServer srv(counting_echo);  // no heartbeat of its own: it only answers
     auto ws = http::WebSocket::connect(srv.url(), with_heartbeat(hb));
 
@@ -210,7 +213,11 @@ TEST_CASE("websocket heartbeat: with nobody receiving, a silent peer makes a lat
 TEST_CASE("websocket heartbeat: destroying or moving idle WebSockets leaks no fiber and no descriptor") {
   run_checked(2, [] {
     WsServer srv(echo);
-    const auto opt = with_heartbeat(10ms);
+    // Short enough that some destructions meet a heartbeat waiting for its
+    // pong; long enough that a loaded machine answers within hb / 2 (the
+    // connections here must stay open).
+    const auto hb = ms_slack(100ms);
+    const auto opt = with_heartbeat(hb);
     auto settle = [&] {
       FIBER_CHECK(wait_until([&] { return srv.srv.server().connections_open() == 0; }));
     };
@@ -227,7 +234,7 @@ TEST_CASE("websocket heartbeat: destroying or moving idle WebSockets leaks no fi
       FIBER_CHECK(a.receive().data == "x");
       http::WebSocket b(std::move(a));  // the heartbeat goes with the Impl
       auto c = http::WebSocket::connect(srv.url(), opt);
-      if (i % 3 == 0) sp::sleep_for(15ms);  // let the heartbeats ping (and wait for the pong)
+      if (i % 3 == 0) sp::sleep_for(hb + hb / 2);  // let the heartbeats ping (and wait for the pong)
       c = std::move(b);  // c's first connection and its heartbeat end here
       FIBER_CHECK(c.is_open());
       if (i % 2 == 0) c.close();
@@ -312,7 +319,7 @@ TEST_CASE("websocket heartbeat over wss://: an idle connection stays open; a pee
     r->get("/silent", http::websocket_handler([&](http::WebSocket, const http::Request&) { release.wait(); }));
     LiveServer srv([r](http::Request& q) { return (*r)(q); }, so);
     const std::string base = "wss://127.0.0.1:" + std::to_string(srv.port());
-    auto o = with_heartbeat(ms_slack(150ms));
+    auto o = with_heartbeat(ms_slack(300ms));
     o.tls.ca_file = certs->ca_file;
 
     auto ws = http::WebSocket::connect(base + "/echo", o);
