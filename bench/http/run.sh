@@ -7,7 +7,9 @@
 # (default 3) in interleaved order. Each measurement follows a 1 s warm-up.
 # Prints per server: median requests/s, min..max, the ratio of medians to
 # libuv's, and median requests per second of server CPU (utime+stime of
-# the server's processes over the 5 s, from /proc).
+# the server's processes over the 5 s, from /proc); then, per spindle
+# server, the median and range of its per-round ratio to its peer (libuv C
+# for http_hello, nginx for http::Server).
 #
 #   bench/http/run.sh                 RUNS=5 WORKERS="1 2" DURATION=5s
 #
@@ -120,4 +122,26 @@ for s in "${servers[@]}"; do
   m=$(median <<<"${rps[$s]}")
   printf '%-22s %12.0f %18s %8.2fx %14.0f\n' "$s" "$m" "$(minmax <<<"${rps[$s]}")" \
     "$(awk -v a="$m" -v b="$base" 'BEGIN{print a/b}')" "$(median <<<"${cpu[$s]}")"
+done
+
+# Paired ratios: each round measures every server back to back, so the
+# ratio within a round cancels the machine's drift between rounds (the
+# VM's load moves the rows together); the median of the per-round ratios is
+# the steadier figure for the issue's bars (minimal server against libuv C,
+# http::Server against nginx).
+ratios() {  # ratios "A values" "B values": per-round A/B, space-separated
+  paste <(tr ' ' '\n' <<<"$1" | grep -v '^$') <(tr ' ' '\n' <<<"$2" | grep -v '^$') |
+    awk '$2 > 0 {printf "%.4f ", $1 / $2}'
+}
+printf '\n%-34s %22s %22s\n' "paired per round (median, min..max)" "req/s" "req/CPU-s"
+for w in $workers_list; do
+  for pair in "http_hello_w$w libuv" "http_server_hello_w$w nginx"; do
+    read -r a b <<<"$pair"
+    q=$(ratios "${rps[$a]}" "${rps[$b]}")
+    c=$(ratios "${cpu[$a]}" "${cpu[$b]}")
+    printf '%-34s %9.2fx (%s) %9.2fx (%s)\n' "$a / $b" "$(median <<<"$q")" \
+      "$(tr ' ' '\n' <<<"$q" | grep -v '^$' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.2f..%.2f", lo, hi}')" \
+      "$(median <<<"$c")" \
+      "$(tr ' ' '\n' <<<"$c" | grep -v '^$' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.2f..%.2f", lo, hi}')"
+  done
 done
