@@ -21,7 +21,7 @@ packages=(
   nlohmann-json3-dev     # JSON for http (docs/decisions/0008-http.md)
   libssl-dev             # OpenSSL 3: io::TlsStream, https (docs/decisions/0010-tls.md)
   openssl                # the openssl command: examples/https_get.cpp makes its certificate
-  clang                  # the fuzz preset only (libFuzzer), built and run by scripts/test.sh
+  clang                  # the fuzz preset only (libFuzzer), built by scripts/test.sh (fuzzed on request)
   libclang-rt-dev        # clang's libFuzzer and sanitizer runtimes (clang only recommends them)
 )
 # --bench: also the peers and load generators of the benchmarks (not needed
