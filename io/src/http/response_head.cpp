@@ -81,7 +81,6 @@ bool append_head_direct(const Response& res, const HeadParams& p, std::string& o
   constexpr std::size_t kMaxPiece = std::numeric_limits<std::uint16_t>::max() - 2;
   bool has_date = false;
   bool has_server = false;
-  std::size_t size = 64 + res.reason.size();
   for (const auto& [name, value] : res.headers) {
     // Fields Beast's keep_alive and content_length would edit.
     if (name.empty() || name.size() > kMaxPiece || value.size() > kMaxPiece || iequals(name, "Connection") ||
@@ -90,9 +89,7 @@ bool append_head_direct(const Response& res, const HeadParams& p, std::string& o
     }
     has_date = has_date || iequals(name, "Date");
     has_server = has_server || iequals(name, "Server");
-    size += name.size() + value.size() + 4;
   }
-  out.reserve(out.size() + size + p.server_name.size() + 96);
   // "HTTP/1.1 200 OK\r\n": Beast's standard phrase when none is set.
   char line[13] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + p.version / 10), '.',
                    static_cast<char>('0' + p.version % 10), ' ', static_cast<char>('0' + status / 100),
