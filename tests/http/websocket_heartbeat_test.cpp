@@ -356,25 +356,8 @@ TEST_CASE("websocket heartbeat: echo round trips per second, heartbeat off and o
         run_checked(2, [conns, hb] {
           const http::WsOptions o = with_heartbeat(hb ? 1000ms : 0ms);
           WsServer srv(echo, o);
-          std::atomic<std::uint64_t> trips{0};
-          const auto t0 = std::chrono::steady_clock::now();
-          sp::TaskGroup g;
-          for (int c = 0; c < conns; ++c) {
-            g.spawn([&] {
-              auto ws = http::WebSocket::connect(srv.url(), o);
-              const std::string msg(32, 'm');
-              while (std::chrono::steady_clock::now() - t0 < 2s) {
-                ws.send_text(msg);
-                ws.receive();
-                trips.fetch_add(1, std::memory_order_relaxed);
-              }
-              ws.close();
-            });
-          }
-          g.wait();
-          const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           std::printf("ws echo, %2d connection(s), heartbeat %s: %.0f round trips/s\n", conns, hb ? "1 s" : "off",
-                      trips.load() / secs);
+                      echo_round_trips(srv.url(), conns, o));
         });
       }
     }

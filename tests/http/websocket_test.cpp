@@ -488,24 +488,8 @@ TEST_CASE("websocket: echo round trips per second", "[.bench]") {
   for (int conns : {1, 16}) {
     run_checked(2, [conns] {
       WsServer srv(echo);
-      std::atomic<std::uint64_t> trips{0};
-      const auto t0 = std::chrono::steady_clock::now();
-      sp::TaskGroup g;
-      for (int c = 0; c < conns; ++c) {
-        g.spawn([&] {
-          auto ws = http::WebSocket::connect(srv.url());
-          const std::string msg(32, 'm');
-          while (std::chrono::steady_clock::now() - t0 < 2s) {
-            ws.send_text(msg);
-            ws.receive();
-            trips.fetch_add(1, std::memory_order_relaxed);
-          }
-          ws.close();
-        });
-      }
-      g.wait();
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("ws echo, %d connection(s), 2 workers: %.0f round trips/s\n", conns, trips.load() / secs);
+      std::printf("ws echo, %d connection(s), 2 workers: %.0f round trips/s\n", conns,
+                  echo_round_trips(srv.url(), conns));
     });
   }
 }

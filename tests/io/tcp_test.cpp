@@ -274,12 +274,7 @@ TEST_CASE("fibers waiting on sockets for longer than the deadlock grace are not 
   const unsigned workers = GENERATE(1u, 2u);
   StderrCapture cap;
   std::thread th;
-  struct Joiner {
-    std::thread& t;
-    ~Joiner() {
-      if (t.joinable()) t.join();  // also when run_checked throws
-    }
-  } joiner{th};
+  JoinOnExit joiner{th};  // also when run_checked throws
   sp::RuntimeOptions o = options(workers);
   o.deadlock_grace = 50ms;
   std::string got;

@@ -73,12 +73,7 @@ TEST_CASE("a plain thread holding ExternalWork keeps the detector quiet", "[dead
   StderrCapture cap;
   Gate from_thread;  // outlives both the thread and the runtime
   std::thread th;
-  struct Joiner {
-    std::thread& t;
-    ~Joiner() {
-      if (t.joinable()) t.join();  // also when run_checked throws
-    }
-  } joiner{th};
+  JoinOnExit joiner{th};  // also when run_checked throws
   const int r = run_checked(detector(workers), [&] {
     // "I will wake a fiber later": announced before the thread exists, so
     // a thread that starts late under load cannot leave a gap in which the
@@ -108,12 +103,7 @@ TEST_CASE("deadlock_grace = 0 disables the detector", "[deadlock]") {
   // for "the default" would have reported by then, as would one that took
   // it for "no grace".
   REQUIRE(sp::RuntimeOptions{}.deadlock_grace < 1200ms);
-  struct Joiner {
-    std::thread& t;
-    ~Joiner() {
-      if (t.joinable()) t.join();  // also when run_checked throws
-    }
-  } joiner{th};
+  JoinOnExit joiner{th};  // also when run_checked throws
   const int r = run_checked(o, [&] {
     th = std::thread([&] {
       std::this_thread::sleep_for(1200ms);

@@ -184,6 +184,16 @@ inline long os_tid() noexcept { return ::syscall(SYS_gettid); }
 // StderrCapture: redirects file descriptor 2 into a temporary file while it
 // lives; text() stops the capture and returns what was written. A sanitizer
 // report among it is echoed to the real stderr, so it is never hidden.
+// JoinOnExit: joins a std::thread (if it was started) when the scope ends,
+// also when the test body throws: a test that starts a thread inside
+// run_checked declares the thread and this guard before the run.
+struct JoinOnExit {
+  std::thread& t;
+  ~JoinOnExit() {
+    if (t.joinable()) t.join();
+  }
+};
+
 class StderrCapture {
  public:
   StderrCapture() {
