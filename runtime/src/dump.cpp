@@ -31,6 +31,8 @@ void Scheduler::dump(std::ostream& os) {
   auto walk = [&](Registry& r) {
     std::lock_guard lk(r.lock);
     for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      // Ended, waiting for its spawning worker to unlink it (registry.hpp).
+      if (f->state_.load(std::memory_order_relaxed) == FiberState::done) continue;
       body << "  ";
       describe(f, body, now);
       body << '\n';

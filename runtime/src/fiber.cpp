@@ -96,6 +96,11 @@ void run_fiber(Fiber* f) noexcept {
   std::size_t n = 0;
   {
     std::lock_guard lk(f->join_lock_);
+    // Before done_: a joiner that returned (and so synchronised with the
+    // store below) no longer sees the fiber in a dump, although it is still
+    // on its registry until its worker, or its spawner's, unlinks it
+    // (registry.hpp).
+    f->state_.store(FiberState::done, std::memory_order_relaxed);
     // release; pairs with the acquire in Fiber::done(): the result and
     // error_ written above are visible to whoever sees done.
     f->done_.store(true, std::memory_order_release);
@@ -107,8 +112,7 @@ void run_fiber(Fiber* f) noexcept {
   }
   for (std::size_t i = 0; i < n; ++i) wake(*small[i]);
   for (Waiter* w : more) wake(*w);
-  f->state_.store(FiberState::done, std::memory_order_relaxed);
-  if (Registry* reg = f->reg_list_) reg->erase(f);
+  // Off the registry after the switch out: Worker::finish.
 }
 
 namespace {

@@ -2,8 +2,18 @@
 #include "registry.hpp"
 
 #include <mutex>
+#include <utility>
 
 namespace spindle::detail {
+
+namespace {
+void unlink(Registry& r, Fiber* f) noexcept {
+  if (f->reg_prev_) f->reg_prev_->reg_next_ = f->reg_next_; else r.head = f->reg_next_;
+  if (f->reg_next_) f->reg_next_->reg_prev_ = f->reg_prev_;
+  f->reg_prev_ = f->reg_next_ = nullptr;
+  f->reg_list_ = nullptr;
+}
+}  // namespace
 
 void Registry::insert(Fiber* f) noexcept {
   std::lock_guard lk(lock);
@@ -16,10 +26,35 @@ void Registry::insert(Fiber* f) noexcept {
 
 void Registry::erase(Fiber* f) noexcept {
   std::lock_guard lk(lock);
-  if (f->reg_prev_) f->reg_prev_->reg_next_ = f->reg_next_; else head = f->reg_next_;
-  if (f->reg_next_) f->reg_next_->reg_prev_ = f->reg_prev_;
-  f->reg_prev_ = f->reg_next_ = nullptr;
-  f->reg_list_ = nullptr;
+  unlink(*this, f);
+}
+
+void Registry::defer_erase(Fiber* f) noexcept {
+  Fiber* top = remote.load(std::memory_order_relaxed);
+  do {
+    f->next_ = top;
+    // release; pairs with the acquire exchange in drain_remote.
+  } while (!remote.compare_exchange_weak(top, f, std::memory_order_release, std::memory_order_relaxed));
+  // The line is ours after the CAS, so this add is cheap.
+  if (remote_count.fetch_add(1, std::memory_order_relaxed) + 1 >= kDrainBy) drain_remote();
+}
+
+void Registry::drain_remote() noexcept {
+  Fiber* const first = remote.exchange(nullptr, std::memory_order_acquire);
+  if (first == nullptr) return;
+  std::int64_t n = 0;
+  {
+    std::lock_guard lk(lock);
+    for (Fiber* f = first; f != nullptr; f = f->next_, ++n) unlink(*this, f);
+  }
+  remote_count.fetch_sub(n, std::memory_order_relaxed);
+  // Outside the lock: a last release runs the fiber's destructor (its
+  // result's, and the report of an exception nobody joined).
+  for (Fiber* f = first; f != nullptr;) {
+    Fiber* const next = std::exchange(f->next_, nullptr);
+    f->release();
+    f = next;
+  }
 }
 
 }  // namespace spindle::detail

@@ -184,6 +184,8 @@ void Scheduler::cancel_all() {
   auto collect = [&](Registry& r) {
     std::lock_guard lk(r.lock);
     for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      // Ended (still listed until its worker unlinks it: registry.hpp).
+      if (f->state_.load(std::memory_order_relaxed) == FiberState::done) continue;
       f->add_ref();
       all.push_back(f);
     }

@@ -118,6 +118,9 @@ void Worker::thread_main() {
   thread_altstack_init();
   loop();
   sched_.wait_unparks_done();
+  // Every worker has left its loop: no fiber ends any more, so nobody
+  // pushes onto our registry's remote stack after this.
+  remote_.registry.drain_remote();
   // Close our handles and let the loop run their close callbacks; a loop
   // that will not close means a handle leaked (a bug, so we say so).
   uv_close(reinterpret_cast<uv_handle_t*>(&core_.wake_poll), nullptr);
@@ -247,6 +250,9 @@ Fiber* Worker::find_work() {
 void Worker::maintenance() {
   core_.last_maintenance = core_.tick;
   core_.recent_time = coarse_now();
+  // Our fibers that ended on other workers leave the registry here, in one
+  // pass (registry.hpp).
+  if (remote_.registry.remote_pending()) remote_.registry.drain_remote();
   drain_inbox();
   // Fairness only: one fiber from the global queue, to the back of the FIFO.
   // A batch on top of the LIFO deque here would run new fibers ahead of the
@@ -667,6 +673,15 @@ void Worker::finish(Fiber* f) {
   f->stack_ = StackSlot{};
   f->unguarded_ = false;
   remote_.finished.inc();
+  // Off its registry, then the scheduler's reference goes (registry.hpp).
+  // Ended away from the worker that spawned it: that worker unlinks it at
+  // its next maintenance, and takes the reference with it.
+  Registry* const reg = f->reg_list_;
+  if (reg != nullptr && reg != &remote_.registry && reg != &sched_.external_registry()) {
+    reg->defer_erase(f);
+    return;
+  }
+  if (reg != nullptr) reg->erase(f);
   f->release();  // the scheduler's reference
 }
 

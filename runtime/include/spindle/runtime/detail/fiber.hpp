@@ -42,7 +42,8 @@ enum class FiberState : std::uint8_t {
   ready,      // has run before, runnable, in some run queue or LIFO slot
   running,    // on a worker thread right now
   suspended,  // waiting; whoever was handed its Waiter will wake it
-  done,       // body finished; the stack is released
+  done,       // body finished (set before its joiners wake); the stack goes
+              // back as it switches out
 };
 const char* to_string(FiberState s) noexcept;
 
