@@ -3,36 +3,53 @@
 // parker's side is Worker::park (park.cpp); docs/runtime.md "Park/unpark".
 #include "idle.hpp"
 
-#include <algorithm>
-#include <mutex>
-
 #include "scheduler.hpp"
 #include "worker.hpp"
 
 namespace spindle::detail {
 
-void IdleSet::add(Worker* w) {
-  std::lock_guard lk(lock_);
-  workers_.push_back(w);
-  count_.fetch_add(1, std::memory_order_seq_cst);
+void IdleSet::reserve(unsigned workers) {
+  nwords_ = (workers + kBits - 1) / kBits;
+  words_ = std::make_unique<std::atomic<std::uint64_t>[]>(nwords_);
+  for (unsigned i = 0; i < nwords_; ++i) words_[i].store(0, std::memory_order_relaxed);
 }
 
-void IdleSet::remove(Worker* w) {
-  std::lock_guard lk(lock_);
-  auto it = std::find(workers_.begin(), workers_.end(), w);
-  if (it != workers_.end()) {
-    workers_.erase(it);
+// seq_cst throughout: count_ is the flag of the park protocol's Dekker
+// pattern (the parker's add, then its fence; the waker's fence, then its
+// read of count_), as before this set was lock-free.
+void IdleSet::add(const Worker* w) {
+  const unsigned i = w->index();
+  // count_ first: a taker decrements only after it cleared a bit, which
+  // was set after this, so count_ never goes below zero.
+  count_.fetch_add(1, std::memory_order_seq_cst);
+  words_[i / kBits].fetch_or(std::uint64_t{1} << (i % kBits), std::memory_order_seq_cst);
+}
+
+void IdleSet::remove(const Worker* w) {
+  const unsigned i = w->index();
+  const std::uint64_t bit = std::uint64_t{1} << (i % kBits);
+  if ((words_[i / kBits].fetch_and(~bit, std::memory_order_seq_cst) & bit) != 0) {
     count_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 
-Worker* IdleSet::take_newest() {
-  std::lock_guard lk(lock_);
-  if (workers_.empty()) return nullptr;
-  Worker* w = workers_.back();
-  workers_.pop_back();
-  count_.fetch_sub(1, std::memory_order_seq_cst);
-  return w;
+int IdleSet::take_one() {
+  for (unsigned wi = 0; wi < nwords_; ++wi) {
+    // seq_cst: a waker that read count_ > 0 after its fence and then misses
+    // a parker's bit here read before that bit was set, so before the
+    // parker's fence, and the parker's re-check after it sees the work.
+    std::uint64_t v = words_[wi].load(std::memory_order_seq_cst);
+    while (v != 0) {
+      const std::uint64_t bit = v & -v;
+      const std::uint64_t old = words_[wi].fetch_and(~bit, std::memory_order_seq_cst);
+      if ((old & bit) != 0) {
+        count_.fetch_sub(1, std::memory_order_seq_cst);
+        return static_cast<int>(wi * kBits) + __builtin_ctzll(bit);
+      }
+      v = old & ~bit;  // someone else took that one; try the others
+    }
+  }
+  return -1;
 }
 
 void Scheduler::notify_work(bool strict) {
@@ -46,10 +63,10 @@ void Scheduler::notify_work(bool strict) {
   unpark_one();
 }
 
-// unpark_one: takes the most recently parked worker out of the idle set and
-// wakes it (outside the idle set's lock: no wake-up under a runtime lock).
+// unpark_one: takes a parked worker out of the idle set and wakes it.
 void Scheduler::unpark_one() {
-  if (Worker* w = idle_.take_newest()) w->unpark();
+  const int i = idle_.take_one();
+  if (i >= 0) worker(static_cast<unsigned>(i)).unpark();
 }
 
 void Scheduler::ensure_watcher() {
