@@ -12,6 +12,9 @@
 # for http_hello, nginx for http::Server).
 #
 #   bench/http/run.sh                 RUNS=5 WORKERS="1 2" DURATION=5s
+#   BUILD=DIR NO_BUILD=1 bench/http/run.sh   binaries built elsewhere, in
+#       DIR/examples/{http_hello,http_server_hello} and
+#       DIR/bench/http/libuv_hello (a machine without the toolchain)
 #
 # On 2 cores wrk shares the machine with the server: compare only rows
 # measured in the same run.
@@ -24,7 +27,7 @@ cd "$root"
 runs=${RUNS:-3}
 workers_list=${WORKERS:-"1 2"}
 duration=${DURATION:-5s}
-build=build/http-bench
+build=${BUILD:-build/http-bench}
 
 for tool in wrk nginx; do
   if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
@@ -34,9 +37,11 @@ for tool in wrk nginx; do
 done
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPINDLE_BUILD_TESTS=OFF \
-  -DSPINDLE_BUILD_EXAMPLES=ON -DSPINDLE_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "$build" --target http_hello http_server_hello libuv_hello >/dev/null
+if [[ ${NO_BUILD:-0} == 0 ]]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPINDLE_BUILD_TESTS=OFF \
+    -DSPINDLE_BUILD_EXAMPLES=ON -DSPINDLE_BUILD_BENCHMARKS=ON >/dev/null
+  cmake --build "$build" --target http_hello http_server_hello libuv_hello >/dev/null
+fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
