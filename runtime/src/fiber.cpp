@@ -85,6 +85,7 @@ void run_fiber(Fiber* f) noexcept {
   if (f->cancel_requested_.load(std::memory_order_relaxed)) {
     // Cancelled before it ever ran: asyncio does not start such a task.
     f->error_ = std::make_exception_ptr(Cancelled{});
+    f->drop_body();
   } else {
     f->invoke();
   }

@@ -3,6 +3,7 @@
 // later by the worker that spawned it; meanwhile dumps and shutdown's
 // cancel_all walk the registries. Every live fiber is seen once, an ended
 // one never, and no walker touches a freed fiber (ASan, TSan builds).
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -167,4 +168,30 @@ TEST_CASE("children that end elsewhere are freed while their spawner's worker ru
   CHECK(seen >= kChildren - kDrainBy);
   // The rest leave at shutdown (a child still queued then never runs).
   CHECK(freed.load() == ran.load());
+}
+
+TEST_CASE("a fiber's captures die when its body ends, also when it ends on another worker", "[registry]") {
+  // The child is stolen by worker 1 and ends there, while worker 0 (its
+  // spawner's) spins in one fiber and so never unlinks it from its
+  // registry. What the child captured must die anyway: a captured
+  // semaphore guard or socket that outlived its fiber until the spawner's
+  // worker next ran maintenance could hang a program whose spawner waits
+  // for exactly that release (the spawner's worker then parks).
+  std::atomic<bool> released{false};
+  bool seen = false;
+  run_checked(2, [&] {
+    sp::detail::hop_to_worker(0);
+    std::shared_ptr<int> token(new int(0), [&released](int* p) {
+      delete p;
+      released.store(true);
+    });
+    sp::spawn([token = std::move(token)] { return *token; }).detach();
+    const auto until = Clock::now() + slack(10s);
+    while (!released.load() && Clock::now() < until) {
+    }
+    seen = released.load();
+    sp::detail::unpin();
+    return 0;
+  });
+  CHECK(seen);
 }

@@ -57,6 +57,11 @@ concept SpawnArgument = !std::same_as<std::decay_t<T>, spindle::source_location>
 // Callable from a fiber or from a thread inside a Runtime's block_on; from
 // any other thread it needs a Runtime that is running (it goes to that
 // runtime's global queue). The fiber gets its stack only when it first runs.
+// f and the copied arguments are destroyed on the fiber when its body
+// returns or throws, or when it was cancelled before it started (before
+// join() returns either way), not when the Task goes; a fiber that never
+// got to run (a runtime shut down first) destroys them with its last
+// reference.
 template <class F>
   requires std::invocable<std::decay_t<F>>
 auto spawn(F&& f, spindle::source_location where = spindle::source_location::current()) {

@@ -10,6 +10,7 @@
 #include <exception>
 #include <spindle/runtime/source_location.hpp>
 #include <new>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -81,6 +82,9 @@ class Fiber {
 
   // Runs the user body, stores value or exception. Never throws.
   virtual void invoke() noexcept = 0;
+  // For a fiber cancelled before it ran: destroys the body without calling
+  // it, on the fiber, as invoke() would after calling it.
+  virtual void drop_body() noexcept {}
 
   // Fiber blocks come from a per-thread cache of freed blocks
   // (runtime/src/fiber_alloc.cpp): spawning and joining in batches would
@@ -216,18 +220,25 @@ class TaskFiber final : public ResultFiber<T> {
   void invoke() noexcept override {
     try {
       if constexpr (std::is_void_v<T>) {
-        fn_();
+        (*fn_)();
         this->set_value();
       } else {
-        this->set_value(fn_());
+        this->set_value((*fn_)());
       }
     } catch (...) {
       this->error_ = std::current_exception();
     }
+    // The callable and what it captured die here, on the fiber, before its
+    // joiners wake: not with the control block, whose last reference may
+    // go much later (a Task kept after join, or the spawner's registry
+    // unlinking a fiber that ended on another worker: registry.hpp). A
+    // captured semaphore guard or socket is released when the fiber ends.
+    fn_.reset();
   }
+  void drop_body() noexcept override { fn_.reset(); }
 
  private:
-  F fn_;
+  std::optional<F> fn_;  // engaged until invoke() ends (or never run)
 };
 
 // Hands a new fiber to the scheduler of the calling worker (or, from a plain
