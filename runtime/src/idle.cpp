@@ -35,9 +35,11 @@ void IdleSet::remove(const Worker* w) {
 
 int IdleSet::take_one() {
   for (unsigned wi = 0; wi < nwords_; ++wi) {
-    // seq_cst: a waker that read count_ > 0 after its fence and then misses
-    // a parker's bit here read before that bit was set, so before the
-    // parker's fence, and the parker's re-check after it sees the work.
+    // seq_cst: if this load misses a parker's bit, it comes before that
+    // bit's fetch_or in the single order, so before the parker's fence,
+    // and our fence (the caller's, before it read count_) came earlier
+    // still: by the fence-to-fence rule the parker's re-check after its
+    // fence sees the work published before ours.
     std::uint64_t v = words_[wi].load(std::memory_order_seq_cst);
     while (v != 0) {
       const std::uint64_t bit = v & -v;

@@ -42,12 +42,15 @@ void Registry::defer_erase(Fiber* f) noexcept {
 void Registry::drain_remote() noexcept {
   Fiber* const first = remote.exchange(nullptr, std::memory_order_acquire);
   if (first == nullptr) return;
+  // Uncount them before taking the lock: a finisher that pushes meanwhile
+  // must not see the old count and drain (and wait for the lock) too.
   std::int64_t n = 0;
+  for (Fiber* f = first; f != nullptr; f = f->next_) ++n;
+  remote_count.fetch_sub(n, std::memory_order_relaxed);
   {
     std::lock_guard lk(lock);
-    for (Fiber* f = first; f != nullptr; f = f->next_, ++n) unlink(*this, f);
+    for (Fiber* f = first; f != nullptr; f = f->next_) unlink(*this, f);
   }
-  remote_count.fetch_sub(n, std::memory_order_relaxed);
   // Outside the lock: a last release runs the fiber's destructor (its
   // result's, and the report of an exception nobody joined).
   for (Fiber* f = first; f != nullptr;) {

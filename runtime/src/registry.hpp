@@ -27,8 +27,12 @@
 //    unlinked, so a fiber is off the list before its block can be freed and
 //    recycled (fiber_alloc.cpp).
 //  - A fiber on `remote` is still on the list, with state `done`: walkers
-//    skip done fibers (they are no longer live), and nothing but the owner's
-//    drain_remote unlinks it.
+//    skip done fibers (they are no longer live), and only a drain_remote
+//    (the owner's, or a finisher's at kDrainBy) unlinks it.
+//  - What such a fiber still holds is its control block, its result and
+//    its error: the callable and its captures died at the end of its body
+//    (TaskFiber::invoke), so a deferred unlink delays no user destructor
+//    but a result's.
 //  - Fiber::next_ is the link of `remote` (the fiber has left every run
 //    queue once it ended).
 //  - `remote_count` is pushes minus fibers drained, a heuristic for when to

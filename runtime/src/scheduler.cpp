@@ -211,6 +211,12 @@ Stats Scheduler::stats() const {
 bool Scheduler::all_asleep(std::uint64_t& activity_mark) const noexcept {
   if (opts_.deadlock_grace.count() <= 0) return false;
   if (idle_.parked_count() != static_cast<int>(size())) return false;
+  // The count alone can be stale: a waker that cleared a worker's idle bit
+  // and was preempted before it decremented the count leaves that worker
+  // counted while it runs. Its own parked flag is cleared when it wakes.
+  for (auto& w : workers_) {
+    if (!w->parked_hint()) return false;
+  }
   if (external_work() != 0 || !global_.empty()) return false;
   // Guards held by this runtime's fibers: the sum of the workers' counts.
   // Each worker wrote its count before it joined the idle set (a seq_cst

@@ -117,6 +117,10 @@ void Worker::thread_main() {
   core_.eh = context_thread_eh();
   thread_altstack_init();
   loop();
+  // Our fibers that ended elsewhere, released while the other workers may
+  // still run what a result's destructor wakes; the drain below catches
+  // the ones that end after this.
+  remote_.registry.drain_remote();
   sched_.wait_unparks_done();
   // Every worker has left its loop: no fiber ends any more, so nobody
   // pushes onto our registry's remote stack after this.
