@@ -206,6 +206,34 @@ TEST_CASE("server: head over max_head gets 431, body over max_body 413; the serv
   });
 }
 
+TEST_CASE("server: an error response to HEAD (431, 413, 400) has no body") {
+  // RFC 9110 9.3.2: a response to HEAD never has content, also when the
+  // request is refused. Each response must end right after its head.
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.max_head = 1024;
+    o.max_body = 100;
+    LiveServer srv(echo_target, o);
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"HEAD / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n", "431"},
+        {"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + std::string(101, 'b'), "413"},
+        {"HEAD / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", "400"},
+        // The request line never parsed: the method is unknown, the body stays.
+        {"GARBAGE\r\n\r\n", "400 body"},
+    };
+    for (const auto& [req, want] : cases) {
+      auto s = raw_connect(srv.port());
+      s.write_all(req);
+      const std::string got = read_all(s);
+      FIBER_CHECK(got.starts_with("HTTP/1.1 " + want.substr(0, 3) + " "));
+      const std::size_t end = got.find("\r\n\r\n");
+      FIBER_CHECK(end != std::string::npos);
+      const bool has_body = end != std::string::npos && end + 4 < got.size();
+      FIBER_CHECK(has_body == (want.size() > 3));
+    }
+  });
+}
+
 TEST_CASE("server: malformed requests get 400 and a close; the server goes on") {
   const std::vector<std::string> corpus = {
       "GARBAGE\r\n\r\n",

@@ -366,7 +366,7 @@ struct Server::State {
   void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep, std::string& out);
   void write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
   detail::HeadParams head_params(const Request& req, bool keep) const;
-  void reject(detail::Transport& s, int status);
+  void reject(detail::Transport& s, int status, bool head);
   void linger(detail::Transport& s);
   void cancel_idle(std::uint64_t idle_before = Conn::kNever);
   void sweep_idle();
@@ -605,15 +605,19 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
 
 // reject: an error response for input the server cannot frame, then a
 // close that lets the response reach the peer (a close with unread input
-// would send RST and could destroy the response in flight).
-void Server::State::reject(detail::Transport& s, int status) {
+// would send RST and could destroy the response in flight). `head`: the
+// request line said HEAD, so the response has no body (RFC 9110 9.3.2);
+// its Content-Length is the one a GET would get.
+void Server::State::reject(detail::Transport& s, int status, bool head) {
   static constexpr std::string_view kClose = "Connection: close\r\nContent-Type: text/plain\r\n";
   const std::string_view reason = reason_phrase(status);
   std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
   out += kClose;
   out += "Content-Length: " + std::to_string(reason.size() + 1) + "\r\n\r\n";
-  out += reason;
-  out += '\n';
+  if (!head) {
+    out += reason;
+    out += '\n';
+  }
   timed_write([&] { s.write_all(out); });
   linger(s);
 }
@@ -654,8 +658,10 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       beast::error_code ec;
       std::chrono::steady_clock::time_point deadline{};  // set by read_head if the head waited
       if (!read_head(s, buf, p, ec, deadline)) return;
-      if (ec == bhttp::error::header_limit) return reject(s, 431);
-      if (ec && is_framing_error(ec)) return reject(s, 400);
+      // The method is known once the request line parsed (unknown before).
+      const bool head = p.get().method() == bhttp::verb::head;
+      if (ec == bhttp::error::header_limit) return reject(s, 431, head);
+      if (ec && is_framing_error(ec)) return reject(s, 400, head);
       if (ec) return;  // the peer went away mid-head, or reset
       const auto& h = p.get();
       Request req;
@@ -684,8 +690,8 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
             return;
           } catch (const Error&) {
           }
-          if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413);
-          if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400);
+          if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413, head);
+          if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head);
           if (!body.done()) return;  // the peer went away mid-body, or reset
         }
       }
@@ -694,8 +700,8 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       // The body as the handler left it: a failure it met is answered here
       // (the handler's own response, often the 500 of its exception, is
       // dropped); a body it left unread is drained or the connection closes.
-      if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413);
-      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400);
+      if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413, head);
+      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head);
       if (!body.usable()) return;  // peer gone, timed out, or a read interrupted
       const bool body_ended = body.done() || body.drain(opt.max_drain);
       if (res.upgrade) {
