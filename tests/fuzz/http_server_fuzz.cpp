@@ -154,6 +154,17 @@ long g_status[600] = {};  // responses seen, by status: how deep the inputs reac
 // "more than the limit", so "no limit" is the largest value instead.
 constexpr std::uint64_t kNoLimit = std::numeric_limits<std::uint64_t>::max();
 
+// put_rest: feeds p from bytes[off..] until it is done, fails, or wants
+// more than there is; off moves past what it took.
+template <class Parser>
+void put_rest(Parser& p, const std::string& bytes, std::size_t& off, boost::beast::error_code& ec) {
+  while (!ec && !p.is_done() && off < bytes.size()) {
+    const std::size_t n = p.put(boost::asio::buffer(bytes.data() + off, bytes.size() - off), ec);
+    off += n;
+    if (n == 0) break;
+  }
+}
+
 // Which of the requests in `sent` are HEAD, in order, as far as they parse,
 // and then the one that does not parse (the server answers none after it):
 // its method is known if its request line parsed, as it is for the
@@ -170,11 +181,7 @@ std::vector<bool> head_requests(const std::string& sent) {
     p.header_limit(std::numeric_limits<std::uint32_t>::max());
     p.body_limit(kNoLimit);
     boost::beast::error_code ec;
-    while (!ec && !p.is_done() && off < sent.size()) {
-      const std::size_t n = p.put(boost::asio::buffer(sent.data() + off, sent.size() - off), ec);
-      if (n == 0 && !ec) break;  // needs more than was sent
-      off += n;
-    }
+    put_rest(p, sent, off, ec);
     heads.push_back(p.get().method() == bhttp::verb::head);
     if (ec || !p.is_done()) break;
   }
@@ -189,19 +196,14 @@ void check_responses(const std::string& sent, const std::string& got) {
     p.body_limit(kNoLimit);
     boost::beast::error_code ec;
     // The head first: a response to HEAD, error or not, ends there.
-    std::size_t n = p.put(boost::asio::buffer(got.data() + off, got.size() - off), ec);
+    off += p.put(boost::asio::buffer(got.data() + off, got.size() - off), ec);
     if (ec || !p.is_header_done()) fail("malformed or cut-short response head: " + ec.message(), sent, got);
-    off += n;
     const int s = p.get().result_int();
     const bool closing = s == 400 || s == 413 || s == 431;
     const bool head = k < heads.size() && heads[k];
     if (!head) {
       p.eager(true);
-      while (!ec && !p.is_done() && off < got.size()) {
-        n = p.put(boost::asio::buffer(got.data() + off, got.size() - off), ec);
-        off += n;
-        if (n == 0) break;
-      }
+      put_rest(p, got, off, ec);
       if (ec || !p.is_done()) fail("malformed or cut-short response body: " + ec.message(), sent, got);
     }
     const auto& res = p.get();

@@ -175,12 +175,19 @@ TEST_CASE("server: HTTP/1.0 closes unless it asks for keep-alive") {
   });
 }
 
+namespace {
+// Small limits for the 431/413 tests: a head over 1 KiB, a body over 100 B.
+http::ServerOptions small_limits() {
+  http::ServerOptions o;
+  o.max_head = 1024;
+  o.max_body = 100;
+  return o;
+}
+}  // namespace
+
 TEST_CASE("server: head over max_head gets 431, body over max_body 413; the server goes on") {
   run_checked(2, [] {
-    http::ServerOptions o;
-    o.max_head = 1024;
-    o.max_body = 100;
-    LiveServer srv(echo_target, o);
+    LiveServer srv(echo_target, small_limits());
     {
       auto s = raw_connect(srv.port());
       s.write_all("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
@@ -210,10 +217,7 @@ TEST_CASE("server: an error response to HEAD (431, 413, 400) has no body") {
   // RFC 9110 9.3.2: a response to HEAD never has content, also when the
   // request is refused. Each response must end right after its head.
   run_checked(2, [] {
-    http::ServerOptions o;
-    o.max_head = 1024;
-    o.max_body = 100;
-    LiveServer srv(echo_target, o);
+    LiveServer srv(echo_target, small_limits());
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"HEAD / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n", "431"},
         {"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + std::string(101, 'b'), "413"},
