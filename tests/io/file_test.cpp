@@ -5,8 +5,10 @@
 // a directory, writing a read-only File), many concurrent readers on 1 and
 // 2 workers, and no fd leak after cancellations.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -402,20 +404,33 @@ TEST_CASE("files: the calls work from a plain thread too (blocking it)") {
   CHECK(io::exists(dir / "p"));
 }
 
+// evict: drops a file's clean pages from the page cache and says whether
+// none is left (mincore on a mapping, which faults nothing in). DONTNEED
+// is advisory: retried a few times.
+static bool evict(const std::filesystem::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const auto size = static_cast<std::size_t>(std::filesystem::file_size(p));
+  bool gone = false;
+  for (int attempt = 0; attempt < 20 && !gone; ++attempt) {
+    (void)::fsync(fd);
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    void* m = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) break;
+    std::vector<unsigned char> pages((size + 4095) / 4096);
+    gone = ::mincore(m, size, pages.data()) == 0 &&
+           std::none_of(pages.begin(), pages.end(), [](unsigned char c) { return (c & 1) != 0; });
+    ::munmap(m, size);
+  }
+  ::close(fd);
+  return gone;
+}
+
 TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") {
   TempDir dir;
   const std::string text = pattern(10'000, 21);
   write_plain(dir / "cached", text);
   write_plain(dir / "evicted", text);
-  {
-    // Clean pages (fsync), then dropped from the page cache: RWF_NOWAIT
-    // must refuse them.
-    const int fd = ::open((dir / "evicted").c_str(), O_RDONLY | O_CLOEXEC);
-    REQUIRE(fd >= 0);
-    REQUIRE(::fsync(fd) == 0);
-    REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
-    ::close(fd);
-  }
   sp::RuntimeOptions o = options(2);
   o.blocking_threads = 1;  // one pool thread, held by `blocker` below
   run_checked(o, [&] {
@@ -428,7 +443,13 @@ TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") 
         while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       });
     });
-    while (sp::detail::offload_pool_stats(sp::detail::PoolKind::blocking).running == 0) sp::sleep_for(1ms);
+    // Declared after `blocker`, so destroyed before it: a failed check that
+    // throws lets the pool job end instead of hanging the blocker's join.
+    struct Release {
+      std::atomic<bool>& r;
+      ~Release() { r = true; }
+    } release_on_exit{release};
+    FIBER_CHECK(wait_until([] { return sp::detail::offload_pool_stats(sp::detail::PoolKind::blocking).running == 1; }));
     // The only pool thread is busy: only the fast path can finish these
     // (if it did not, they would wait for the blocker: `fast` stays false).
     char buf[100];
@@ -436,16 +457,35 @@ TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") 
       return io::read_file(dir / "cached") == text && f.pread(buf, sizeof buf, 500) == sizeof buf &&
              text.compare(500, sizeof buf, buf, sizeof buf) == 0;
     });
-    const auto until = Clock::now() + slack(5s);
-    while (!fast.done() && Clock::now() < until) sp::sleep_for(1ms);
-    FIBER_CHECK(fast.done());
-    if (!fast.done()) release = true;  // let it finish rather than hang
+    FIBER_CHECK(wait_until([&] { return fast.done(); }, slack(5s)));
     FIBER_CHECK(fast.join());
-    // Not in the page cache: read_file waits for the pool.
-    auto t = sp::spawn([&] { return io::read_file(dir / "evicted"); });
-    wait_suspended(t, "blocking");
-    release = true;
-    blocker.join();
-    FIBER_CHECK(t.join() == text);
+    // Not in the page cache: read_file waits for the pool. Not every time,
+    // though: the RWF_NOWAIT probe that misses starts readahead (Linux
+    // 6.x), and under load that I/O can finish before the probe looks at
+    // the pages again, so the probe succeeds (measured: ~0.2% of probes on
+    // this VM's virtio disk, with three processes at once). Such a read
+    // returned the right data without blocking; it is retried with a freshly
+    // evicted file. A runtime that read uncached files inline would finish
+    // every try and fail here.
+    int inline_reads = 0;
+    bool waited = false;
+    for (int attempt = 0; attempt < 5 && !waited; ++attempt) {
+      FIBER_CHECK(evict(dir / "evicted"));
+      auto t = sp::spawn([&] { return io::read_file(dir / "evicted"); });
+      FIBER_CHECK(wait_until(
+          [&] { return t.done() || sp::detail::count_suspended("blocking", t.id()) == 1; }));
+      waited = !t.done();
+      if (waited) {
+        release = true;
+        blocker.join();
+      } else {
+        ++inline_reads;
+      }
+      FIBER_CHECK(t.join() == text);
+    }
+    if (!waited) {
+      fiber_failures().add("every one of " + std::to_string(inline_reads) +
+                           " reads of a freshly evicted file finished without the pool");
+    }
   });
 }

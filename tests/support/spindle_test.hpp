@@ -381,14 +381,23 @@ struct NotSuspended : std::runtime_error {
 };
 
 namespace detail_ {
-template <class Cond>
-void wait_suspended_impl(Cond cond, const std::string& what_for, Clock::duration limit) {
+// ended: true once the awaited state can no longer come (the task
+// finished), so the wait fails at once instead of after `limit`.
+template <class Cond, class Ended = bool (*)()>
+void wait_suspended_impl(Cond cond, const std::string& what_for, Clock::duration limit,
+                         Ended ended = [] { return false; }) {
   const auto end = Clock::now() + limit;
   while (!cond()) {
-    if (Clock::now() > end) {
+    const bool gone = ended();
+    if (gone || Clock::now() > end) {
       std::ostringstream os;
-      os << "wait_suspended: " << what_for << " not reached within "
-         << std::chrono::duration_cast<std::chrono::milliseconds>(limit).count() << " ms\n";
+      os << "wait_suspended: " << what_for;
+      if (gone) {
+        os << " never reached: the task finished first\n";
+      } else {
+        os << " not reached within " << std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()
+           << " ms\n";
+      }
       spindle::dump_fibers(os);
       fiber_failures().add(os.str());
       throw NotSuspended(os.str());
@@ -427,12 +436,19 @@ inline void wait_fiber_suspended(std::uint64_t id, std::string_view what,
       "fiber " + std::to_string(id) + " suspended on \"" + std::string(what) + "\"", limit);
 }
 
-// wait_suspended(task, what): the same for a task's fiber.
+// wait_suspended(task, what): the same for a task's fiber; fails at once
+// if the task finishes without getting there.
 template <class Task>
-  requires requires(const Task& t) { t.id(); }
+  requires requires(const Task& t) {
+    t.id();
+    t.done();
+  }
 void wait_suspended(const Task& t, std::string_view what,
                     Clock::duration limit = slack(std::chrono::seconds(10))) {
-  wait_fiber_suspended(t.id(), what, limit);
+  const std::uint64_t id = t.id();
+  detail_::wait_suspended_impl([&] { return spindle::detail::count_suspended(what, id) == 1; },
+                               "fiber " + std::to_string(id) + " suspended on \"" + std::string(what) + "\"",
+                               limit, [&] { return t.done(); });
 }
 
 // wait_until: polls cond (sleeping 1 ms between tries) until it holds or
