@@ -17,10 +17,31 @@ void describe(const Fiber* f, std::ostream& os, std::chrono::steady_clock::time_
      << to_string(f->state_.load(std::memory_order_relaxed));
   if (const char* what = f->wait_what_.load(std::memory_order_relaxed)) os << " on " << what;
   if (f->cancel_requested_.load(std::memory_order_relaxed)) os << " (cancel requested)";
-  os << ", age " << std::fixed << std::setprecision(1)
-     << duration<double, std::milli>(now - f->born_).count() << " ms, spawned at "
-     << f->where_.file_name() << ':' << f->where_.line() << " (" << f->where_.function_name()
+  // Since the spawn, not since the wait began (recording that would cost
+  // every suspend a clock read).
+  os << ", spawned " << std::fixed << std::setprecision(1)
+     << duration<double, std::milli>(now - f->born_).count() << " ms ago at " << f->where_.file_name() << ':' << f->where_.line() << " (" << f->where_.function_name()
      << ')';
+}
+
+// One line per worker, from the hints idle workers read (relaxed: a
+// snapshot, not a consistent cut). A parked worker whose next timer is
+// overdue is what a lost wake-up would look like.
+void describe(Worker& w, std::ostream& os, std::chrono::steady_clock::time_point now) {
+  using namespace std::chrono;
+  os << "  worker " << w.index() << ": "
+     << (w.parked_hint() ? "parked" : w.running_hint() != nullptr ? "running a fiber" : "between fibers");
+  const Worker::HeldBack s = w.held_back();
+  os << ", " << s.timers << (s.timers == 1 ? " timer" : " timers");
+  const auto next = w.next_deadline();
+  if (next != steady_clock::time_point::max()) {
+    const double ms = duration<double, std::milli>(next - now).count();
+    os << std::fixed << std::setprecision(1) << " (the next " << (ms >= 0 ? "due in " : "overdue by ")
+       << (ms >= 0 ? ms : -ms) << " ms)";
+  }
+  if (s.stealable > 0) os << ", " << s.stealable << " stealable";
+  if (s.holds) os << ", holds yielded or woken fibers";
+  os << '\n';
 }
 }  // namespace
 
@@ -42,6 +63,7 @@ void Scheduler::dump(std::ostream& os) {
   walk(external_registry_);
   for (auto& w : workers_) walk(w->registry());
   os << "spindle: " << n << " live fiber(s) on " << size() << " worker(s):\n" << body.str();
+  for (auto& w : workers_) describe(*w, os, now);
 }
 
 bool Scheduler::find_and_describe(const Fiber* target, std::string& out) {

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <sstream>
 #include <thread>
 
@@ -77,4 +78,35 @@ TEST_CASE("SIGQUIT prints the fiber dump", "[dump]") {
   INFO(err);
   CHECK(has_line(err, "\"sigquit-napper\"", "suspended on sleep"));
   CHECK_THAT(err, Catch::Matchers::Contains("live fiber(s) on 1 worker(s)"));
+}
+
+TEST_CASE("the dump ends with each worker's state, timers and next deadline", "[dump]") {
+  // One worker, so nobody else fires its timers: the main fiber blocks the
+  // worker (a thread sleep, not a fiber sleep) past the napper's deadline,
+  // and the dump taken right after shows that timer overdue.
+  std::string due, overdue;
+  run_checked(1u, [&] {
+    auto sleeper = sp::spawn(sp::SpawnOptions{.name = "dump-long"}, [] { sp::sleep_for(1h); });
+    wait_suspended(sleeper, "sleep");
+    std::ostringstream os;
+    sp::dump_fibers(os);
+    due = os.str();
+    auto napper = sp::spawn(sp::SpawnOptions{.name = "dump-short"}, [] { sp::sleep_for(1ms); });
+    // Yields, not wait_suspended's sleeps: a late wake-up of ours must not
+    // find the napper's timer fired already.
+    while (sp::detail::count_suspended("sleep", napper.id()) == 0) sp::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::ostringstream os2;
+    sp::dump_fibers(os2);
+    overdue = os2.str();
+    napper.join();
+    sleeper.cancel();
+    CHECK_THROWS_AS(sleeper.join(), sp::Cancelled);
+  });
+  INFO(due);
+  // 3,600,000 ms less the little that passed (printed to 0.1 ms).
+  CHECK(has_line(due, "worker 0: running a fiber", "1 timer (the next due in 3"));
+  INFO(overdue);
+  CHECK(has_line(overdue, "worker 0: running a fiber", "2 timers (the next overdue by "));
+  CHECK(has_line(overdue, "\"dump-short\"", "suspended on sleep"));
 }
