@@ -278,7 +278,7 @@ namespace {
 std::string dumped_site(const std::string& dump, std::uint64_t id) {
   std::istringstream in(dump);
   const std::string head = "fiber " + std::to_string(id) + " \"";
-  const std::string at = "spawned at ";
+  const std::string at = " ms ago at ";  // "spawned N ms ago at file:line (function)"
   std::string line;
   while (std::getline(in, line)) {
     const auto h = line.find(head);
