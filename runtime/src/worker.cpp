@@ -434,10 +434,16 @@ void Worker::add_timer(Waiter* w) {
 
 void Worker::remove_timer(Waiter* w) noexcept {
   std::lock_guard lk(timers_.lock);
-  if (w->heap_index < 0) return;
+  if (!TimerHeap::queued(w)) return;
   timers_.heap.remove(w);
   set_next_deadline_locked();
 }
+
+namespace {
+// How many run entries ahead fire_due_timers prefetches a Waiter: far
+// enough for the miss to resolve while the ones between complete.
+constexpr std::size_t kFirePrefetch = 4;
+}  // namespace
 
 std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
   // Latest deadline first: linked through next_ (a suspended fiber is in
@@ -446,12 +452,15 @@ std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
   std::size_t fired = 0;
   {
     std::lock_guard lk(timers_.lock);
-    // The heap's order reads only its own array (timer_heap.hpp); what is
-    // left cold is each due fiber's wait cell, which try_complete's CAS
-    // writes: fetch the next one while this one completes.
+    // The order reads only the timers' own arrays (timer_heap.hpp); what is
+    // left cold is each due fiber's Waiter (on its stack) and wait cell,
+    // which try_complete reads and CASes: fetch them ahead.
     while (!timers_.heap.empty() && timers_.heap.top_deadline() <= now) {
       Waiter* w = timers_.heap.pop();
       ++fired;
+      // From the run, two stages ahead: the Waiter (a cold stack line) a
+      // few entries on, then the next one's wait cell.
+      if (Waiter* ahead = timers_.heap.run_peek(kFirePrefetch)) __builtin_prefetch(ahead);
       if (!timers_.heap.empty()) __builtin_prefetch(timers_.heap.top()->cell, 1);
       if (w->try_complete(Waiter::timed_out)) {
         w->fiber->next_ = won;

@@ -1,11 +1,15 @@
 // timer_heap_test.cpp: timer_heap.hpp driven directly against a model (a
 // std::multimap from deadline to Waiter): pops come out in deadline order
-// and are the model's earliest, removal from anywhere keeps the heap valid,
-// and every Waiter's heap_index says where it is (-1 once it left), which
-// is what O(log n) removal relies on. Deadlines come from a few scales with
-// many ties, and the heap runs through growing, shrinking and emptying.
+// and are the model's earliest, removal from anywhere keeps both the run
+// and the heap valid, and every Waiter's heap_index says where it is (-1
+// once it left), which is what cheap removal relies on. Deadlines come from
+// a few scales with many ties, and the timers run through growing,
+// shrinking and emptying. A second case feeds mostly ascending deadlines
+// (the run's case), cancels most of them, and checks the run's holes stay
+// bounded.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -62,13 +66,13 @@ TEST_CASE("the timer heap pops in deadline order and removes from anywhere, agai
         Waiter* w = pool.back().get();
         w->deadline = random_deadline(rng, now);
         heap.push(w);
-        REQUIRE(w->heap_index >= 0);
+        REQUIRE(TimerHeap::queued(w));
         in.push_back(w);
         model.emplace(w->deadline, w);
       } else if (op < 6) {
         const std::size_t k = static_cast<std::size_t>(rng() % in.size());
         Waiter* w = in[k];
-        REQUIRE(w->heap_index >= 0);
+        REQUIRE(TimerHeap::queued(w));
         heap.remove(w);
         CHECK(w->heap_index == -1);
         heap.remove(w);  // a second remove is a no-op
@@ -95,7 +99,7 @@ TEST_CASE("the timer heap pops in deadline order and removes from anywhere, agai
         REQUIRE(heap.top()->deadline == model.begin()->first);
       }
       if (step % 997 == 0) {
-        for (Waiter* w : in) REQUIRE(w->heap_index >= 0);
+        for (Waiter* w : in) REQUIRE(TimerHeap::queued(w));
       }
     }
     Clock::time_point last = Clock::time_point::min();
@@ -106,5 +110,78 @@ TEST_CASE("the timer heap pops in deadline order and removes from anywhere, agai
       REQUIRE(erase_model(w));
     }
     CHECK(model.empty());
+  }
+}
+
+TEST_CASE("timers added in deadline order go to the run; cancelled ones leave it bounded", "[timer_heap]") {
+  for (std::uint64_t seed : {7u, 8u}) {
+    spindle_test::Xorshift rng(seed);
+    Clock::time_point now = Clock::time_point{} + std::chrono::hours(1);
+    TimerHeap heap;
+    std::vector<std::unique_ptr<Waiter>> pool;
+    std::vector<Waiter*> in;
+    std::multimap<Clock::time_point, Waiter*> model;
+    Clock::time_point next = now;
+    std::size_t in_run = 0, max_live = 0, max_slots = 0;
+    for (int step = 0; step < 200000; ++step) {
+      const unsigned op = static_cast<unsigned>(rng() % 100);
+      if (op < 50 || in.empty()) {
+        // Mostly the same timeout from a clock that moves on (ties
+        // included); sometimes an earlier one, which must go to the heap.
+        pool.push_back(std::make_unique<Waiter>());
+        Waiter* w = pool.back().get();
+        if (op < 45) {
+          next += nanoseconds(rng() % 3 == 0 ? 0 : rng() % 1000);
+          w->deadline = next;
+        } else {
+          w->deadline = next - nanoseconds(1 + rng() % 1'000'000);
+        }
+        heap.push(w);
+        if (w->heap_index == TimerHeap::kInRun) ++in_run;
+        in.push_back(w);
+        model.emplace(w->deadline, w);
+      } else if (op < 97) {
+        // Cancel: mostly recent ones (a request answered before its
+        // timeout), sometimes any.
+        const std::size_t k = op < 80 ? in.size() - 1 - static_cast<std::size_t>(rng() % std::min<std::size_t>(in.size(), 8))
+                                      : static_cast<std::size_t>(rng() % in.size());
+        Waiter* w = in[k];
+        heap.remove(w);
+        REQUIRE(w->heap_index == TimerHeap::kNone);
+        auto [b, e] = model.equal_range(w->deadline);
+        for (auto it = b; it != e; ++it) {
+          if (it->second == w) {
+            model.erase(it);
+            break;
+          }
+        }
+        in.erase(in.begin() + static_cast<std::ptrdiff_t>(k));
+      } else {
+        now = next - nanoseconds(rng() % 50'000);
+        while (!heap.empty() && heap.top_deadline() <= now) {
+          REQUIRE(heap.top_deadline() == model.begin()->first);
+          Waiter* w = heap.pop();
+          REQUIRE(w->heap_index == TimerHeap::kNone);
+          model.erase(model.begin());
+          std::erase(in, w);
+        }
+      }
+      REQUIRE(heap.size() == model.size());
+      if (!heap.empty()) REQUIRE(heap.top_deadline() == model.begin()->first);
+      max_live = std::max(max_live, heap.size());
+      max_slots = std::max(max_slots, heap.run_slots());
+      // Holes never outnumber the live timers by more than the slack.
+      REQUIRE(heap.run_slots() <= 2 * heap.size() + 33);
+    }
+    INFO("in run " << in_run << ", max live " << max_live << ", max run slots " << max_slots);
+    CHECK(in_run > 50000);  // the ascending ones took the run
+    for (Waiter* w : in) REQUIRE(TimerHeap::queued(w));
+    while (!heap.empty()) {
+      REQUIRE(heap.top_deadline() == model.begin()->first);
+      heap.pop();
+      model.erase(model.begin());
+    }
+    CHECK(model.empty());
+    CHECK(heap.run_slots() == 0);
   }
 }

@@ -91,7 +91,8 @@ struct Waiter {
   // it runs, removes its own entry under that lock (docs/runtime.md
   // "Timers").
   std::chrono::steady_clock::time_point deadline{};
-  std::int32_t heap_index = -1;
+  std::int32_t heap_index = -1;  // heap position, or -1 (not queued), -2 (in the run)
+  std::uint32_t run_seq = 0;     // with -2: its place in the run (timer_heap.hpp)
   Worker* timer_owner = nullptr;
 };
 
