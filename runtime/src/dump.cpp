@@ -20,8 +20,8 @@ void describe(const Fiber* f, std::ostream& os, std::chrono::steady_clock::time_
   // Since the spawn, not since the wait began (recording that would cost
   // every suspend a clock read).
   os << ", spawned " << std::fixed << std::setprecision(1)
-     << duration<double, std::milli>(now - f->born_).count() << " ms ago at " << f->where_.file_name() << ':' << f->where_.line() << " (" << f->where_.function_name()
-     << ')';
+     << duration<double, std::milli>(now - f->born_).count() << " ms ago at " << f->where_.file_name()
+     << ':' << f->where_.line() << " (" << f->where_.function_name() << ')';
 }
 
 // One line per worker, from the hints idle workers read (relaxed: a

@@ -449,7 +449,8 @@ TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") 
       std::atomic<bool>& r;
       ~Release() { r = true; }
     } release_on_exit{release};
-    FIBER_CHECK(wait_until([] { return sp::detail::offload_pool_stats(sp::detail::PoolKind::blocking).running == 1; }));
+    auto pool_busy = [] { return sp::detail::offload_pool_stats(sp::detail::PoolKind::blocking).running == 1; };
+    FIBER_CHECK(wait_until(pool_busy));
     // The only pool thread is busy: only the fast path can finish these
     // (if it did not, they would wait for the blocker: `fast` stays false).
     char buf[100];

@@ -143,7 +143,8 @@ TEST_CASE("timers added in deadline order go to the run; cancelled ones leave it
       } else if (op < 97) {
         // Cancel: mostly recent ones (a request answered before its
         // timeout), sometimes any.
-        const std::size_t k = op < 80 ? in.size() - 1 - static_cast<std::size_t>(rng() % std::min<std::size_t>(in.size(), 8))
+        const std::size_t recent = std::min<std::size_t>(in.size(), 8);
+        const std::size_t k = op < 80 ? in.size() - 1 - static_cast<std::size_t>(rng() % recent)
                                       : static_cast<std::size_t>(rng() % in.size());
         Waiter* w = in[k];
         heap.remove(w);
