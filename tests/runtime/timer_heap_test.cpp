@@ -171,7 +171,8 @@ TEST_CASE("timers added in deadline order go to the run; cancelled ones leave it
       if (!heap.empty()) REQUIRE(heap.top_deadline() == model.begin()->first);
       max_live = std::max(max_live, heap.size());
       max_slots = std::max(max_slots, heap.run_slots());
-      // Holes never outnumber the live timers by more than the slack.
+      // The run's slots stay within twice the timers plus the slack
+      // (holes are squeezed out once they outnumber the run's live ones).
       REQUIRE(heap.run_slots() <= 2 * heap.size() + 33);
     }
     INFO("in run " << in_run << ", max live " << max_live << ", max run slots " << max_slots);

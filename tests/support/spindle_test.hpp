@@ -428,12 +428,15 @@ inline void wait_suspended(std::string_view what, std::size_t n = 1,
 }
 
 // wait_fiber_suspended(id, what): the same for the one fiber with this id
-// (Task::id(), this_fiber::id()); any wait if `what` is empty.
-inline void wait_fiber_suspended(std::uint64_t id, std::string_view what,
-                                 Clock::duration limit = slack(std::chrono::seconds(10))) {
+// (Task::id(), this_fiber::id()); any wait if `what` is empty. `ended`, if
+// given, says the fiber can no longer get there (it finished).
+template <class Ended = bool (*)()>
+void wait_fiber_suspended(std::uint64_t id, std::string_view what,
+                          Clock::duration limit = slack(std::chrono::seconds(10)),
+                          Ended ended = [] { return false; }) {
   detail_::wait_suspended_impl(
       [&] { return spindle::detail::count_suspended(what, id) == 1; },
-      "fiber " + std::to_string(id) + " suspended on \"" + std::string(what) + "\"", limit);
+      "fiber " + std::to_string(id) + " suspended on \"" + std::string(what) + "\"", limit, ended);
 }
 
 // wait_suspended(task, what): the same for a task's fiber; fails at once
@@ -445,10 +448,7 @@ template <class Task>
   }
 void wait_suspended(const Task& t, std::string_view what,
                     Clock::duration limit = slack(std::chrono::seconds(10))) {
-  const std::uint64_t id = t.id();
-  detail_::wait_suspended_impl([&] { return spindle::detail::count_suspended(what, id) == 1; },
-                               "fiber " + std::to_string(id) + " suspended on \"" + std::string(what) + "\"",
-                               limit, [&] { return t.done(); });
+  wait_fiber_suspended(t.id(), what, limit, [&] { return t.done(); });
 }
 
 // wait_until: polls cond (sleeping 1 ms between tries) until it holds or
