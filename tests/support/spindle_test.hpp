@@ -131,6 +131,12 @@ inline void report_fiber_failures() {
 inline spindle::RuntimeOptions options(unsigned workers) {
   spindle::RuntimeOptions o;
   o.workers = workers;
+  // Shutdown still runs each queued fiber once (it ends as cancelled), and
+  // under TSan a fiber's first switch maps state of its own: on one CI
+  // machine that came to ~2 ms a fiber, so the 1,024 children the registry
+  // test leaves queued outlived the default 2 s. Tests of the timeout
+  // itself set their own.
+  if (kSanitized) o.shutdown_timeout = std::chrono::seconds(20);
   return o;
 }
 
