@@ -1,6 +1,7 @@
-// file.cpp: File (file.hpp). Every syscall but close runs in a shielded
-// pool job (file_ops.hpp, in_pool); transfers are split into kFileChunk
-// jobs with a cancellation check before each.
+// file.cpp: File (file.hpp). Every syscall but close runs in a pool job:
+// a shielded one (file_ops.hpp, in_pool), or for reads and writes one job
+// of kFileChunk steps that stops between two when the caller is cancelled
+// (pool_transfer.hpp); small reads try the page cache first.
 #include <spindle/io/file.hpp>
 
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <spindle/io/error.hpp>
 
 #include "file_ops.hpp"
+#include "pool_transfer.hpp"
 
 namespace spindle::io {
 
@@ -83,32 +85,35 @@ void File::check_usable(const char* op) const {
 
 namespace {
 
-// read_chunks: reads up to n bytes in kFileChunk jobs (offset < 0: at the
-// file position); stops at end of file.
+// read_chunks: reads up to n bytes (offset < 0: at the file position);
+// stops at end of file. Up to kInlineMax bytes first try the page-cache
+// fast path on the worker; the rest is one pool job of kFileChunk steps
+// (pool_transfer.hpp).
 std::size_t read_chunks(int fd, void* p, std::size_t n, std::int64_t offset, const char* op,
                         const std::filesystem::path& path) {
+  cancel_point();
+  char* const base = static_cast<char*>(p);
   std::size_t done = 0;
-  while (done < n) {
-    cancel_point();
-    const std::size_t want = std::min(kFileChunk, n - done);
-    char* at = static_cast<char*>(p) + done;
-    const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(done);
-    if (want <= detail::kInlineMax) {
-      // The page-cache fast path (file_ops.hpp): 0 is end of file; a short
-      // count may be a partly cached range, so the loop goes on from there.
-      const ssize_t c = detail::try_read_cached(fd, at, want, off);
-      if (c == 0) break;
-      if (c > 0) {
-        done += static_cast<std::size_t>(c);
-        continue;
-      }
+  if (n <= detail::kInlineMax) {
+    // The page-cache fast path (file_ops.hpp): 0 is end of file; a short
+    // count may be a partly cached range, so it goes on from there.
+    while (done < n) {
+      const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(done);
+      const ssize_t c = detail::try_read_cached(fd, base + done, n - done, off);
+      if (c == 0) return done;
+      if (c < 0) break;
+      done += static_cast<std::size_t>(c);
     }
-    const ssize_t r = in_pool([=]() noexcept { return detail::full_read(fd, at, want, off); });
-    if (r < 0) throw_path(static_cast<int>(-r), op, path);
-    done += static_cast<std::size_t>(r);
-    if (static_cast<std::size_t>(r) < want) break;  // end of file
+    if (done == n) return done;
   }
-  return done;
+  const std::size_t first = done;
+  std::size_t moved = 0;
+  const int err = detail::transfer_in_pool(n - first, moved, [=](std::size_t d, std::size_t want) noexcept {
+    const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(first + d);
+    return detail::full_read(fd, base + first + d, want, off);
+  });
+  if (err != 0) throw_path(err, op, path);
+  return first + moved;
 }
 
 }  // namespace
@@ -125,21 +130,24 @@ std::size_t File::pread(void* p, std::size_t n, std::uint64_t offset) {
 
 namespace {
 
-// write_chunks: all n bytes in kFileChunk jobs. `wrote` tells the caller
-// whether any chunk went out before an exception.
+// write_chunks: all n bytes, in one pool job of kFileChunk steps
+// (pool_transfer.hpp). `wrote` tells the caller whether any step went out
+// before a Cancelled or TimedOut.
 void write_chunks(int fd, const void* p, std::size_t n, std::int64_t offset, const char* op,
                   const std::filesystem::path& path, bool& wrote) {
+  const char* const base = static_cast<const char*>(p);
   std::size_t done = 0;
-  while (done < n) {
-    cancel_point();
-    const std::size_t want = std::min(kFileChunk, n - done);
-    const char* at = static_cast<const char*>(p) + done;
-    const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(done);
-    const ssize_t r = in_pool([=]() noexcept { return detail::full_write(fd, at, want, off); });
-    if (r < 0) throw_path(static_cast<int>(-r), op, path);
-    wrote = true;
-    done += static_cast<std::size_t>(r);
+  int err = 0;
+  try {
+    err = detail::transfer_in_pool(n, done, [=](std::size_t d, std::size_t want) noexcept {
+      const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(d);
+      return detail::full_write(fd, base + d, want, off);
+    });
+  } catch (...) {
+    wrote = done > 0;
+    throw;
   }
+  if (err != 0) throw_path(err, op, path);
 }
 
 }  // namespace

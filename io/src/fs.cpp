@@ -21,6 +21,7 @@
 #include <spindle/io/file.hpp>
 
 #include "file_ops.hpp"
+#include "pool_transfer.hpp"
 
 namespace spindle::io {
 
@@ -43,21 +44,35 @@ struct FirstRead {
   std::size_t hint = 0;  // bytes left by st_size (a guess: files grow and shrink)
 };
 
-// grow_and_read: appends up to `want` bytes to out by one read job; true at
-// end of file.
+// read_more: appends up to `want` bytes to out by one pool job of
+// kFileChunk steps (pool_transfer.hpp); true at end of file. The string
+// grows on the pool thread: resize() zero-fills, and a few hundred MiB of
+// that would hold the worker for milliseconds.
 bool read_more(int fd, std::string& out, std::size_t want, const fsys::path& path) {
   const std::size_t old = out.size();
-  out.resize(old + want);
-  const ssize_t r = in_pool([fd, at = out.data() + old, want]() noexcept {
-    return detail::full_read(fd, at, want, -1);
-  });
-  if (r < 0) {
+  std::size_t got = 0;
+  const int err =
+      detail::transfer_in_pool(want, got, [fd, &out, old, want](std::size_t d, std::size_t n) noexcept -> ssize_t {
+        if (d == 0) {
+          try {
+            out.resize(old + want);
+          } catch (...) {
+            return -ENOMEM;
+          }
+        }
+        return detail::full_read(fd, out.data() + old + d, n, -1);
+      });
+  if (err != 0) {
     out.resize(old);
-    throw_path(static_cast<int>(-r), "read", path);
+    throw_path(err, "read", path);
   }
-  out.resize(old + static_cast<std::size_t>(r));
-  return static_cast<std::size_t>(r) < want;
+  out.resize(old + got);
+  return got < want;
 }
+
+// The most one read_more asks for: st_size can be far from the truth (a
+// /proc file, a sparse file), and the string grows by what is asked.
+constexpr std::size_t kReadFileStep = std::size_t{1} << 30;
 
 }  // namespace
 
@@ -161,7 +176,9 @@ std::string read_file(const fsys::path& path, std::size_t max_size) {
   }
   while (!eof && out.size() < limit) {
     cancel_point();
-    const std::size_t want = std::min({std::max<std::size_t>(hint, 64 << 10), kFileChunk, limit - out.size()});
+    // The rest as st_size tells it, plus one byte to see the end, in one
+    // job; a file that grew goes round again.
+    const std::size_t want = std::min({std::max<std::size_t>(hint, 64 << 10), kReadFileStep, limit - out.size()});
     eof = read_more(fd.fd, out, want, path);
     hint = hint > want ? hint - want : 0;
   }
@@ -241,20 +258,23 @@ void write_file(const fsys::path& path, std::string_view data, const WriteFileOp
       return {};
     });
     if (st.err != 0) throw_path(st.err, st.op, st.op == std::string_view("rename") ? path : target);
-    while (done < data.size()) {
-      cancel_point();
-      const std::size_t want = std::min(kFileChunk, data.size() - done);
-      const bool last = done + want == data.size();
-      st = in_pool([&]() noexcept -> Step {
-        const ssize_t r = detail::full_write(fd.fd, data.data() + done, want, -1);
-        if (r < 0) return {static_cast<int>(-r), "write"};
-        if (!last) return {};
-        Step f = finish(fd, o, tmp, path);
-        renamed = o.atomic && f.err == 0;
-        return f;
-      });
-      if (st.err != 0) throw_path(st.err, st.op, st.op == std::string_view("rename") ? path : target);
-      done += want;
+    if (done < data.size()) {
+      // The rest: one job of kFileChunk steps (pool_transfer.hpp), the
+      // last step followed by finish.
+      const std::size_t first = done;
+      const std::size_t rest = data.size() - first;
+      Step fin;
+      std::size_t moved = 0;
+      const int err =
+          detail::transfer_in_pool(rest, moved, [&, first, rest](std::size_t d, std::size_t want) noexcept {
+            const ssize_t r = detail::full_write(fd.fd, data.data() + first + d, want, -1);
+            if (r < 0 || d + want < rest) return r;
+            fin = finish(fd, o, tmp, path);
+            renamed = o.atomic && fin.err == 0;
+            return r;
+          });
+      if (err != 0) throw_path(err, "write", target);
+      if (fin.err != 0) throw_path(fin.err, fin.op, fin.op == std::string_view("rename") ? path : target);
     }
   } catch (...) {
     // An atomic write that did not complete leaves no temporary behind and

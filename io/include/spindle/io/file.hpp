@@ -8,10 +8,13 @@
 // (rather than libuv's uv_fs_* pool) and docs/io.md "Files and fds" the
 // details.
 //
-// Chunks and cancellation. A transfer runs as pool jobs of at most
-// kFileChunk bytes each; the fiber waits for each job inside shield() (the
-// job reads into or writes from the caller's buffer, which must outlive
-// it), and between two jobs it checks for a cancel or an expired deadline.
+// Chunks and cancellation. A transfer runs as one pool job that moves
+// kFileChunk bytes per step; the job reads into or writes from the
+// caller's buffer, so the fiber never leaves while it runs. A cancel or an
+// expired deadline scope while the job is still queued takes it off the
+// queue (nothing moves); while it runs, the job stops before its next step
+// and the fiber waits for that (a transfer that finished meanwhile returns
+// as usual, and the cancel is raised at the fiber's next suspension point).
 // So a cancel lands within one chunk's time (about a millisecond from the
 // page cache), and then:
 //  - read / pread raise Cancelled (or the scope's TimedOut); the bytes read
