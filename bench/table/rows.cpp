@@ -75,15 +75,25 @@ double median_in_children(const char* what, F f) {
 
 void set_fast_runs(int runs) { g_fast_runs = runs; }
 
-Measure per_threads(double (*on_spindle)(unsigned), double (*on_boost)(unsigned)) {
+Measure per_config(double (*on_spindle)(unsigned), std::function<double(const Config&)> on_boost,
+                   std::function<bool(const Config&)> boost_runs) {
   auto cache = std::make_shared<std::map<std::string, double>>();
   return [=](const Config& c, const Effort&) {
-    const std::string key = std::to_string(static_cast<int>(c.peer)) + "/" + std::to_string(c.threads);
+    if (c.peer == Peer::boost_fiber && !boost_runs(c)) return double(NAN);
+    const std::string key = to_string(c);
     auto it = cache->find(key);
     if (it != cache->end()) return it->second;
-    auto f = c.peer == Peer::spindle ? on_spindle : on_boost;
-    return (*cache)[key] = median_in_children("function row", [&] { return f(c.threads); });
+    return (*cache)[key] = median_in_children("function row", [&] {
+      return c.peer == Peer::spindle ? on_spindle(c.threads) : on_boost(c);
+    });
   };
+}
+
+Measure per_threads(double (*on_spindle)(unsigned), double (*on_boost)(unsigned), BoostAlgo algo,
+                    bool suspend) {
+  return per_config(
+      on_spindle, [on_boost](const Config& c) { return on_boost(c.threads); },
+      [algo, suspend](const Config& c) { return c.threads < 2 || (c.algo == algo && c.suspend == suspend); });
 }
 
 Measure median_of3(const Workload& w, double Sample::*field) { return cached(w, field, 1, 0); }
@@ -107,39 +117,44 @@ std::vector<Row> table_rows() {
   // The sync module's rows (bench/sync/sync_workloads.hpp). A throughput row
   // in values/s would set higher_is_better.
   using namespace sync_bench;
-  rows.push_back({"pingpong", "ns/round trip", per_threads(pingpong_spindle, pingpong_boost)});
+  rows.push_back({"pingpong", "ns/round trip",
+                  per_threads(pingpong_spindle, pingpong_boost, BoostAlgo::shared_work, true)});
   rows.push_back({"pingpong_unbuf", "ns/round trip",
-                  per_threads(pingpong_unbuf_spindle, pingpong_unbuf_boost)});
+                  per_threads(pingpong_unbuf_spindle, pingpong_unbuf_boost, BoostAlgo::shared_work, true)});
   rows.push_back({"mutex_contention", "ns/inc",
-                  per_threads(mutex_contention_spindle, mutex_contention_boost)});
+                  per_threads(mutex_contention_spindle, mutex_contention_boost, BoostAlgo::shared_work, true)});
   rows.push_back({"channel_mpmc", "ns/msg",
-                  per_threads(channel_throughput_spindle, channel_throughput_boost)});
+                  per_threads(channel_throughput_spindle, channel_throughput_boost, BoostAlgo::shared_work, true)});
   // offload (BENCHMARKS.md 7): the Boost.Fiber peer is a std::thread pool and
   // a boost::fibers::future. Each figure runs in its own child process (Boost's
   // work_stealing can be set up once per process).
   using namespace offload_bench;
+  // Boost: work_stealing in either idle mode on 2 threads, round_robin on 1.
+  auto ws_only = [](const Config& c) { return c.threads < 2 || c.algo == BoostAlgo::work_stealing; };
   rows.push_back({"offload total", "ms",
-                  per_threads(
+                  per_config(
                       [](unsigned w) {
                         double tick = 0;
                         return offload_total_ms(w, &tick);
                       },
-                      [](unsigned t) {
+                      [](const Config& c) {
                         double tick = 0;
-                        return offload_boost_total_ms(t, &tick);
-                      })});
+                        return offload_boost_total_ms(c.threads, &tick, c.suspend);
+                      },
+                      ws_only)});
   rows.push_back({"offload worst tick", "ms",
-                  per_threads(
+                  per_config(
                       [](unsigned w) {
                         double tick = 0;
                         offload_total_ms(w, &tick);
                         return tick;
                       },
-                      [](unsigned t) {
+                      [](const Config& c) {
                         double tick = 0;
-                        offload_boost_total_ms(t, &tick);
+                        offload_boost_total_ms(c.threads, &tick, c.suspend);
                         return tick;
-                      })});
+                      },
+                      ws_only)});
 #endif
   // stranded (bench/workloads/stranded.hpp): like the offload ticker, how
   // late a fiber runs while a CPU-bound fiber holds its worker, here with
@@ -147,13 +162,12 @@ std::vector<Row> table_rows() {
   // yielding fiber runs; sleep: ms a 1 ms sleep ends late. Median of 5
   // trials per child; the 1-worker/1-thread cells are "-" (NaN: nobody else
   // could take the fiber, so the figure would only be the 200 ms spin).
-  // Boost.Fiber 2t is work_stealing spin only (its "tried" cells repeat it).
+  // Boost.Fiber 2t: work_stealing in both idle modes (shared_work: "-").
   // Boost cannot pin, so each child prints on stderr in how many trials the
   // fiber really waited on the spinner's thread: read the Boost cell with it.
-  rows.push_back({"stranded_yield", "ms",
-                  per_threads(stranded_yield_spindle, stranded_yield_boost)});
-  rows.push_back({"stranded_sleep", "ms",
-                  per_threads(stranded_sleep_spindle, stranded_sleep_boost)});
+  auto ws = [](const Config& c) { return c.algo == BoostAlgo::work_stealing; };
+  rows.push_back({"stranded_yield", "ms", per_config(stranded_yield_spindle, stranded_yield_boost, ws)});
+  rows.push_back({"stranded_sleep", "ms", per_config(stranded_sleep_spindle, stranded_sleep_boost, ws)});
   return rows;
 }
 
@@ -212,6 +226,22 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
 #else
   (void)spindle;
 #endif
+  const std::string stranded = "stranded";
+  if (filter.empty() || stranded.find(filter) != std::string::npos) {
+    // What the stranded rows' Boost.Fiber figures cost: work_stealing that
+    // spins its idle threads takes a queued fiber at once, and burns them;
+    // the one that sleeps strands it (the tried table). Medians of 3
+    // children each (docs/benchmarks.md "Stranded fibers").
+    const double idle_sp = median_in_children("idle cpu", [] { return idle_cpu_spindle(2); });
+    const double idle_spin = median_in_children("idle cpu", [] { return idle_cpu_boost(2, false); });
+    const double idle_susp = median_in_children("idle cpu", [] { return idle_cpu_boost(2, true); });
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "\nCPU ms an idle runtime burns while its one fiber sleeps 200 ms (2 workers / threads):\n"
+                  "spindle %.1f, Boost.Fiber work_stealing spin %.1f, work_stealing suspend %.1f\n",
+                  idle_sp, idle_spin, idle_susp);
+    out += buf;
+  }
   const std::string echo = "echo64";
   if (filter.empty() || echo.find(filter) != std::string::npos) {
     // BENCHMARKS.md echo64 (bench/echo/): the raw libuv C server and spindle

@@ -50,12 +50,20 @@ Measure median_of3(const Workload& w, double Sample::*field);
 // once: a single cold run in a fresh child (timers: peak RSS is per process).
 Measure once(const Workload& w, double Sample::*field);
 
-// per_threads: a workload written as two functions (threads) -> figure that
-// each set up their own runtime (bench/sync/sync_workloads.hpp). Median of
-// three runs, each in a fresh child. The function picks its own Boost.Fiber
-// algorithm, so Config::algo is ignored and all of Boost's 2-thread tries
-// share one measurement.
-Measure per_threads(double (*on_spindle)(unsigned), double (*on_boost)(unsigned));
+// per_config: a workload written as two functions that each set up their
+// own runtime, spindle's taking the workers and Boost.Fiber's the whole
+// Config (threads, algorithm, idle mode); boost_runs says which Configs it
+// runs (the others are NaN, printed "-"). Median of three runs, each in a
+// fresh child.
+Measure per_config(double (*on_spindle)(unsigned), std::function<double(const Config&)> on_boost,
+                   std::function<bool(const Config&)> boost_runs);
+
+// per_threads: as per_config, for a Boost.Fiber function (threads) ->
+// figure that always runs one algorithm and idle mode on two or more
+// threads (bench/sync/sync_workloads.hpp: shared_work, suspending). The
+// table's other 2-thread tries of that row are "-", never a repeat.
+Measure per_threads(double (*on_spindle)(unsigned), double (*on_boost)(unsigned), BoostAlgo algo,
+                    bool suspend);
 
 // extra_sections: lines printed under the tables for peers that are not
 // columns (std::mutex with threads beside mutex_contention). `spindle` maps

@@ -3,6 +3,8 @@
 // kept from running after it could have.
 #include "stranded.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -138,10 +140,13 @@ double on_spindle(unsigned workers, const char* row, bool sleep_case, XBody x_bo
 // nothing strands X: such trials are counted as not co-located. Not
 // launch::dispatch: X would then wait behind the thread's dispatcher
 // context, which work_stealing never steals past (measured: always 200 ms).
+// suspend: work_stealing's idle mode. false (its default): idle threads
+// keep trying to steal. true: they sleep on a condition variable until
+// another thread makes a fiber ready for them.
 template <class XBody>
-double on_boost(unsigned threads, const char* row, bool sleep_case, XBody x_body) {
+double on_boost(unsigned threads, const char* row, bool sleep_case, XBody x_body, bool suspend = false) {
   if (threads < 2) return NAN;
-  const Config c{Peer::boost_fiber, threads, BoostAlgo::work_stealing, false};
+  const Config c{Peer::boost_fiber, threads, BoostAlgo::work_stealing, suspend};
   BoostEnv env(c);
   return trials(row, c, sleep_case, [&](Trial& t) {
     double v = 0;
@@ -162,9 +167,10 @@ double stranded_yield_spindle(unsigned threads) {
                     [](Trial& t) { return x_yields(t, [] { spindle::yield(); }); });
 }
 
-double stranded_yield_boost(unsigned threads) {
-  return on_boost(threads, "stranded_yield", false,
-                  [](Trial& t) { return x_yields(t, [] { boost::this_fiber::yield(); }); });
+double stranded_yield_boost(const Config& c) {
+  return on_boost(
+      c.threads, "stranded_yield", false, [](Trial& t) { return x_yields(t, [] { boost::this_fiber::yield(); }); },
+      c.suspend);
 }
 
 double stranded_sleep_spindle(unsigned threads) {
@@ -172,10 +178,45 @@ double stranded_sleep_spindle(unsigned threads) {
                     [](Trial& t) { return x_sleeps(t, [] { spindle::sleep_for(kSleep); }); });
 }
 
-double stranded_sleep_boost(unsigned threads) {
-  return on_boost(threads, "stranded_sleep", true, [](Trial& t) {
-    return x_sleeps(t, [] { boost::this_fiber::sleep_for(kSleep); });
-  });
+double stranded_sleep_boost(const Config& c) {
+  return on_boost(
+      c.threads, "stranded_sleep", true,
+      [](Trial& t) { return x_sleeps(t, [] { boost::this_fiber::sleep_for(kSleep); }); }, c.suspend);
+}
+
+namespace {
+
+double cpu_ms() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto ms = [](const timeval& v) { return v.tv_sec * 1e3 + v.tv_usec / 1e3; };
+  return ms(u.ru_utime) + ms(u.ru_stime);
+}
+
+constexpr auto kIdle = std::chrono::milliseconds(200);
+
+}  // namespace
+
+double idle_cpu_spindle(unsigned threads) {
+  return spindle::run(
+      [] {
+        const double c0 = cpu_ms();
+        spindle::sleep_for(kIdle);
+        return cpu_ms() - c0;
+      },
+      spindle::RuntimeOptions{.workers = threads});
+}
+
+double idle_cpu_boost(unsigned threads, bool suspend) {
+  const Config c{Peer::boost_fiber, threads, BoostAlgo::work_stealing, suspend};
+  BoostEnv env(c);
+  double v = 0;
+  boost_fiber(boost::fibers::launch::post, [&] {
+    const double c0 = cpu_ms();
+    boost::this_fiber::sleep_for(kIdle);
+    v = cpu_ms() - c0;
+  }).join();
+  return v;
 }
 
 }  // namespace bench

@@ -20,11 +20,21 @@
 // threads < 2: NaN (nobody could take X; the table prints "-").
 #pragma once
 
+#include "../harness/sample.hpp"
+
 namespace bench {
 
+// Boost.Fiber: work_stealing on c.threads threads, idle mode c.suspend.
 double stranded_yield_spindle(unsigned threads);
-double stranded_yield_boost(unsigned threads);
+double stranded_yield_boost(const Config& c);
 double stranded_sleep_spindle(unsigned threads);
-double stranded_sleep_boost(unsigned threads);
+double stranded_sleep_boost(const Config& c);
+
+// What the Boost.Fiber figures cost: the CPU ms a runtime with `threads`
+// workers / threads burns in 200 ms while its one fiber sleeps (getrusage
+// of the process; spindle parks its idle workers, work_stealing without
+// suspend spins every idle thread).
+double idle_cpu_spindle(unsigned threads);
+double idle_cpu_boost(unsigned threads, bool suspend);
 
 }  // namespace bench
