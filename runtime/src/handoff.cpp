@@ -164,7 +164,15 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // Its sockets' readiness waits in its io poller until its next
     // maintenance round: deliver it from here (io_hook.hpp).
     if (stuck) v.rescue_poll();
-    if (stuck && v.next_deadline() <= now) {
+    // A due timer is taken from a stuck worker, and also from one that
+    // merely let it go overdue by a quarter period: an owner that runs its
+    // maintenance fires timers within microseconds of their deadline, so
+    // one still due after 50 us has an owner in a long fiber, however
+    // recently we first saw that fiber. Without this a look that came at
+    // the deadline (our idle pace of 5 periods lines up with a 1 ms sleep)
+    // saw a fresh pair and fired a period later: stranded_sleep 0.3 ms.
+    const auto overdue_after = after / 4;
+    if (const auto due = v.next_deadline(); due <= now && (stuck || now - due >= overdue_after)) {
       const std::size_t fired = v.fire_due_timers(now);
       v.remote_.timers_taken.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
       remote_.timers_fired.add(fired);
@@ -173,11 +181,17 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // Look again after one period while it holds FIFO fibers (or stealable
     // ones: a notify may have missed us); at the idle pace when it holds
     // only its LIFO slot, which flips on every message of a ping-pong
-    // (measured: a 200 us pace cost 2-worker pingpong ~8%).
+    // (measured: a 200 us pace cost 2-worker pingpong ~8%). And when its
+    // next timer may be taken: once it is overdue as above, or at its
+    // deadline if by then the worker has been in this fiber a period.
+    // Both lie ahead of now (every timer due by now and taken is gone).
     const bool pending = v.holds_fifo() || v.has_stealable();
-    const auto at = pending ? (stuck ? now + after : s.since + after)
-                            : std::max(s.since + after, std::min(v.next_deadline(), now + idle_look));
-    next = std::min(next, at);
+    const auto due = v.next_deadline();
+    const auto timer_at = due == clock::time_point::max()
+                              ? due
+                              : std::min(due + overdue_after, std::max(due, s.since + after));
+    const auto at = pending ? (stuck ? now + after : s.since + after) : std::max(s.since + after, now + idle_look);
+    next = std::min({next, at, timer_at});
   }
   return next;
 }

@@ -64,10 +64,10 @@ Clock::duration compute(const std::atomic<bool>& stop, Clock::time_point start,
 // show each worker's steals, parks and timers (and hand-offs, where the
 // runtime counts them).
 template <class F>
-std::string run_case(unsigned workers, F&& f) {
+std::string run_case(sp::RuntimeOptions opts, F&& f) {
   std::ostringstream text;
   {
-    sp::Runtime rt(options(workers));
+    sp::Runtime rt(opts);
     struct Teardown {
       sp::Runtime& rt;
       std::ostringstream& text;
@@ -82,6 +82,10 @@ std::string run_case(unsigned workers, F&& f) {
     rt.block_on(std::forward<F>(f));
   }
   return text.str();
+}
+template <class F>
+std::string run_case(unsigned workers, F&& f) {
+  return run_case(options(workers), std::forward<F>(f));
 }
 
 // What one case saw. Written by the fibers, read on the test thread after
@@ -179,24 +183,26 @@ TEST_CASE("a spawned fiber yielding behind a busy fiber is run by an idle worker
   check_prompt(o, workers);
 }
 
-TEST_CASE("a sleep that falls due behind a busy fiber is fired by an idle worker",
-          "[stranded][timer]") {
-  const unsigned workers = STRANDED_WORKERS();
-  Outcome o;
-  int rounds = 0;
-  const std::string stats = run_case(workers, [&] {
+namespace {
+// sleep_behind_busy: X sleeps `nap` on worker 0, and B computes there
+// until X resumed. The main fiber stays on worker `main_on` and naps until
+// B started, so that worker parks (and looks at worker 0) after X's timer
+// is armed and B computes. Returns the runtime's stats.
+std::string sleep_behind_busy(sp::RuntimeOptions opts, Clock::duration nap, Outcome& o, int& rounds) {
+  return run_case(opts, [&] {
+    sp::detail::hop_to_worker(opts.workers - 1);
     std::atomic<bool> asleep{false}, started{false}, stop{false};
     auto x = sp::spawn(sp::SpawnOptions{.name = "sleeper"}, [&] {
       sp::detail::hop_to_worker(0);
       sp::detail::unpin();
       // Normally one round: B starts within microseconds of seeing `asleep`,
-      // long before the 1 ms is up, so the timer is in worker 0's heap when
+      // long before the nap is up, so the timer is in worker 0's heap when
       // B starts. Should the sleep end first, X sleeps again.
       while (!started.load(std::memory_order_acquire)) {
         ++rounds;
         o.x_before = here();
         asleep.store(true);
-        sp::sleep_for(1ms);
+        sp::sleep_for(nap);
       }
       o.resumed(stop);
     });
@@ -205,9 +211,37 @@ TEST_CASE("a sleep that falls due behind a busy fiber is fired by an idle worker
       while (!asleep.load()) sp::yield();  // X's timer is armed here now
       o.busy(stop, [&] { started.store(true, std::memory_order_release); });
     });
+    while (!started.load(std::memory_order_acquire)) sp::sleep_for(1ms);
     x.join();
     b.join();
   });
+}
+}  // namespace
+
+TEST_CASE("a sleep that falls due behind a busy fiber is fired by an idle worker",
+          "[stranded][timer]") {
+  const unsigned workers = STRANDED_WORKERS();
+  Outcome o;
+  int rounds = 0;
+  const std::string stats = sleep_behind_busy(options(workers), 1ms, o, rounds);
+  INFO("runtime stats:\n" << stats);
+  INFO("sleep rounds: " << rounds);
+  check_prompt(o, workers);
+}
+
+TEST_CASE("an overdue timer is taken from a busy worker before that worker counts as stuck",
+          "[stranded][timer]") {
+  // With handoff_after at 1 s, worker 0 counts as stuck only a second after
+  // an idle worker first saw B there; X's 10 ms timer is overdue long before
+  // that, and is taken once a quarter of the period (250 ms) past due. So X
+  // resumes well within kPrompt; a watcher that waited for "stuck" resumed
+  // it after about 1 s.
+  const unsigned workers = STRANDED_WORKERS();
+  sp::RuntimeOptions opts = options(workers);
+  opts.handoff_after = 1s;
+  Outcome o;
+  int rounds = 0;
+  const std::string stats = sleep_behind_busy(opts, 10ms, o, rounds);
   INFO("runtime stats:\n" << stats);
   INFO("sleep rounds: " << rounds);
   check_prompt(o, workers);
