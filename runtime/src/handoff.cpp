@@ -15,7 +15,8 @@
 // worker's (running fiber, switch count). The same pair for handoff_after
 // means that worker is stuck. Then the idle worker
 //  - fires the stuck worker's due timers itself (the heap has a lock; the
-//    woken fibers run on the idle worker), and
+//    woken fibers run on the idle worker); also those of a worker not yet
+//    stuck whose timer is a quarter period overdue; and
 //  - if the stuck worker holds fibers (remote_.held), sends it SIGURG. The handler
 //    runs on the stuck worker's own thread. If it interrupted user code
 //    (core_.rt_depth == 0), the owner-only queues are quiescent, so it moves
