@@ -205,6 +205,7 @@ class Worker {
   bool take_global_share();  // a batch onto the deque
   Fiber* steal();
   void fire_own_timers();
+  bool timer_looks_due() const noexcept;
   // Parking (park.cpp; docs/runtime.md "Park/unpark").
   void open_park_handles();
   void park();
@@ -300,6 +301,9 @@ class Worker {
     StackCache stacks;
     std::uint64_t id_next = 0, id_end = 0;
     bool unparked = false;  // parked since it last ran a fiber
+    // next_direct saw our earliest timer due and went to the scheduler
+    // context, whose loop fires it (a switch is no place to wake fibers).
+    bool timer_due = false;
     // A push onto the deque notifies once this many wait (push_local).
     std::size_t wake_depth = 1;
     uv_loop_t loop;
