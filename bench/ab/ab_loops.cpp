@@ -10,17 +10,63 @@
 //                                           (bench/workloads/workloads.hpp)
 //   spindle_ab_loops skynet|spawn_join WORKERS 0
 //   spindle_ab_loops timers_fire WORKERS 0  timers(): fire_ms per fiber, in ns
+//   spindle_ab_loops busy_tick WORKERS US   a 1 ms ticker fiber's p90 lateness,
+//                                           in ns, while 2,000 fibers spin US us
+//                                           each without suspending
 //   spindle_ab_loops mutex|channel_mpmc WORKERS 0
 //                                           mutex_contention / channel_throughput
 //                                           (bench/sync/sync_workloads.hpp)
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include <spindle/spindle.hpp>
 
 #include "sync_workloads.hpp"
 #include "workloads/workloads.hpp"
+
+namespace {
+// busy_tick: how late a fiber sleeping 1 ms at a time wakes while its
+// runtime runs many short fibers that never suspend (docs/benchmarks.md
+// "Timers behind short busy fibers"). The p90 of its wake-ups, in ns.
+double busy_tick(unsigned workers, long spin_us) {
+  using Clock = std::chrono::steady_clock;
+  spindle::RuntimeOptions o;
+  o.workers = workers;
+  return spindle::run(
+      [&] {
+        std::atomic<bool> stop{false};
+        std::vector<double> late;
+        auto ticker = spindle::spawn([&] {
+          while (!stop.load(std::memory_order_relaxed)) {
+            const auto due = Clock::now() + std::chrono::milliseconds(1);
+            spindle::sleep_until(due);
+            late.push_back(std::chrono::duration<double, std::nano>(Clock::now() - due).count());
+          }
+        });
+        spindle::sleep_for(std::chrono::milliseconds(3));
+        std::vector<spindle::Task<void>> spinners;
+        spinners.reserve(2000);
+        for (int i = 0; i < 2000; ++i) {
+          spinners.push_back(spindle::spawn([spin_us] {
+            const auto end = Clock::now() + std::chrono::microseconds(spin_us);
+            while (Clock::now() < end) {
+            }
+          }));
+        }
+        for (auto& t : spinners) t.join();
+        stop = true;
+        ticker.join();
+        std::sort(late.begin(), late.end());
+        return late.empty() ? 0.0 : late[late.size() * 9 / 10];
+      },
+      o);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   const bool pp = argc == 4 && std::strcmp(argv[1], "pingpong") == 0;
@@ -30,11 +76,12 @@ int main(int argc, char** argv) {
   const bool timers = argc == 4 && std::strcmp(argv[1], "timers_fire") == 0;
   const bool mutex = argc == 4 && std::strcmp(argv[1], "mutex") == 0;
   const bool mpmc = argc == 4 && std::strcmp(argv[1], "channel_mpmc") == 0;
+  const bool busy = argc == 4 && std::strcmp(argv[1], "busy_tick") == 0;
   const long arg = argc == 4 ? std::atol(argv[3]) : -1;
   if (!(pp && (arg == 0 || arg == 1)) && !(yield && arg > 0) && !skynet && !spawn_join && !timers && !mutex &&
-      !mpmc) {
+      !mpmc && !(busy && arg > 0)) {
     std::fprintf(stderr,
-                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire|mutex|channel_mpmc WORKERS 0\n",
+                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire|mutex|channel_mpmc WORKERS 0 | busy_tick WORKERS US\n",
                  argv[0]);
     return 2;
   }
@@ -49,6 +96,8 @@ int main(int argc, char** argv) {
       ns = sync_bench::mutex_contention_spindle(workers);
     } else if (mpmc) {
       ns = sync_bench::channel_throughput_spindle(workers);
+    } else if (busy) {
+      ns = busy_tick(workers, arg);
     } else {
       spindle::RuntimeOptions o;
       o.workers = workers;
