@@ -188,7 +188,8 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // Both lie ahead of now (every timer due by now and taken is gone).
     const bool pending = v.holds_fifo() || v.has_stealable();
     const auto due = v.next_deadline();
-    const auto timer_at = due == clock::time_point::max()
+    // (Saturating: a deadline near time_point::max() must not wrap.)
+    const auto timer_at = due >= clock::time_point::max() - overdue_after
                               ? due
                               : std::min(due + overdue_after, std::max(due, s.since + after));
     const auto at = pending ? (stuck ? now + after : s.since + after) : std::max(s.since + after, now + idle_look);
