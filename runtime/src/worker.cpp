@@ -150,9 +150,11 @@ void Worker::thread_main() {
 
 void Worker::loop() {
   while (!sched_.stopping()) {
-    if (core_.tick - core_.last_maintenance >= kMaintenanceInterval) {
+    // tick + 1: the tick of the pick below (next_local counts it).
+    const Look l = look(core_.tick + 1);
+    if (l == Look::maintenance) {
       maintenance();
-    } else if (core_.timer_due || timer_looks_due()) [[unlikely]] {
+    } else if (l == Look::timers || core_.timer_due) [[unlikely]] {
       fire_own_timers();
     }
     core_.timer_due = false;
@@ -247,9 +249,8 @@ SPINDLE_SWITCH_STEP void Worker::push_fifo(Fiber* f) {
 // nothing local).
 SPINDLE_SWITCH_STEP Fiber* Worker::next_direct() {
   for (;;) {
-    if (core_.tick + 1 - core_.last_maintenance >= kMaintenanceInterval || sched_.stopping()) return nullptr;
-    if (timer_looks_due()) [[unlikely]] {
-      core_.timer_due = true;
+    if (const Look l = look(core_.tick + 1); l != Look::none || sched_.stopping()) [[unlikely]] {
+      core_.timer_due = l == Look::timers;
       return nullptr;
     }
     Fiber* f = next_local();
@@ -269,6 +270,7 @@ Fiber* Worker::find_work() {
 
 void Worker::maintenance() {
   core_.last_maintenance = core_.tick;
+  core_.next_look = core_.tick + kTimerLookTicks;
   core_.recent_time = coarse_now();
   // Our fibers that ended on other workers leave the registry here, in one
   // pass (registry.hpp).
@@ -442,6 +444,9 @@ void Worker::set_next_deadline_locked() noexcept {
 }
 
 void Worker::add_timer(Waiter* w) {
+  // The owner adds (after_wait_publish): a worker that had no timer at its
+  // last look looks again within kTimerLookTicks picks.
+  core_.next_look = std::min(core_.next_look, core_.tick + kTimerLookTicks);
   std::lock_guard lk(timers_.lock);
   w->timer_owner = this;
   timers_.heap.push(w);
@@ -500,14 +505,26 @@ std::size_t Worker::fire_due_timers(std::chrono::steady_clock::time_point now) {
   return fired;
 }
 
-// timer_looks_due: on every kTimerLookTicks-th pick, whether this worker's
-// earliest timer is due (a relaxed load of its deadline, and a clock read
-// only when there is one).
-SPINDLE_SWITCH_STEP bool Worker::timer_looks_due() const noexcept {
-  if ((core_.tick & (kTimerLookTicks - 1)) != 0) return false;
+// look: what must happen before the pick at tick `t`. A maintenance round
+// every kMaintenanceInterval picks; between rounds, every kTimerLookTicks
+// picks while this worker has a timer, a clock read that says whether it
+// is due. The hot path is one compare (core_.next_look); a worker without
+// timers looks once a round, finds none, and waits for the next round.
+SPINDLE_SWITCH_STEP Worker::Look Worker::look(std::uint64_t t) noexcept {
+  if (t < core_.next_look) [[likely]] return Look::none;
+  if (t - core_.last_maintenance >= kMaintenanceInterval) return Look::maintenance;
+  return timer_look(t);
+}
+
+Worker::Look Worker::timer_look(std::uint64_t t) noexcept {
+  const std::uint64_t round = core_.last_maintenance + kMaintenanceInterval;
   const auto due = timers_.next_deadline.load(std::memory_order_relaxed);
-  if (due == std::chrono::steady_clock::time_point::max().time_since_epoch().count()) return false;
-  return std::chrono::steady_clock::now().time_since_epoch().count() >= due;
+  if (due == std::chrono::steady_clock::time_point::max().time_since_epoch().count()) {
+    core_.next_look = round;
+    return Look::none;
+  }
+  core_.next_look = std::min(t + kTimerLookTicks, round);
+  return std::chrono::steady_clock::now().time_since_epoch().count() >= due ? Look::timers : Look::none;
 }
 
 void Worker::fire_own_timers() {

@@ -205,7 +205,10 @@ class Worker {
   bool take_global_share();  // a batch onto the deque
   Fiber* steal();
   void fire_own_timers();
-  bool timer_looks_due() const noexcept;
+  // What must happen before the pick at a given tick (worker.cpp, look).
+  enum class Look : unsigned char { none, maintenance, timers };
+  Look look(std::uint64_t tick) noexcept;
+  Look timer_look(std::uint64_t tick) noexcept;
   // Parking (park.cpp; docs/runtime.md "Park/unpark").
   void open_park_handles();
   void park();
@@ -295,14 +298,18 @@ class Worker {
     std::vector<Fiber*> scratch;
     std::uint64_t tick = 0;
     std::uint64_t last_maintenance = 0;
+    // The next tick that looks (worker.cpp, look): the next maintenance
+    // round, or sooner a timer look. Lowered by add_timer.
+    std::uint64_t next_look = 0;
     std::chrono::steady_clock::time_point recent_time = coarse_now();
     std::uint64_t rng;
     std::vector<Watch> watch;  // one per worker
     StackCache stacks;
     std::uint64_t id_next = 0, id_end = 0;
     bool unparked = false;  // parked since it last ran a fiber
-    // next_direct saw our earliest timer due and went to the scheduler
-    // context, whose loop fires it (a switch is no place to wake fibers).
+    // next_direct's timer look saw our earliest timer due and went to the
+    // scheduler context, whose loop fires it (a switch is no place to wake
+    // fibers).
     bool timer_due = false;
     // A push onto the deque notifies once this many wait (push_local).
     std::size_t wake_depth = 1;
