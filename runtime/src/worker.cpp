@@ -62,11 +62,11 @@ constexpr unsigned kLifoCap = 8;
 // Go use 61, a prime, so it does not beat with user loops).
 constexpr std::uint64_t kMaintenanceInterval = 61;
 // Between maintenance rounds, every this many picks a worker that has a
-// timer reads the clock and fires the timer once due. Picks count fibers,
-// not time: with fibers that ran 20-100 us each, a 1 ms sleeper waited for
-// the 61st and woke 1-13 ms late. A power of two (a mask); 8 picks of
-// 100 us fibers bound the wait at under a millisecond, for one clock read
-// (~25 ns here) per 8 switches, and none while no timer is set.
+// timer reads the clock and fires the timer once due (look). Picks count
+// fibers, not time: with fibers that ran 20-100 us each, a 1 ms sleeper
+// waited for the 61st and woke 1-13 ms late. 8 picks of 100 us fibers
+// bound the wait at under a millisecond, for one clock read (~25 ns here)
+// per 8 switches, and none while no timer is set.
 constexpr std::uint64_t kTimerLookTicks = 8;
 constexpr std::size_t kStealMax = 128;
 // A push onto the own deque wakes an idle worker only once this many fibers
