@@ -24,8 +24,9 @@
 //    which steals them. If it interrupted runtime code it does nothing but
 //    the unpark: the worker is switching and will run its queues itself.
 // The idle worker parks with a timer for its next look (handoff_after while
-// the other holds FIFO fibers, 5x that while it merely runs or holds only its
-// LIFO slot), so detection takes between one and two periods, or about six.
+// the other holds FIFO fibers, kIdleLookPeriods (3) times that while it
+// merely runs or holds only its LIFO slot), so detection takes between one
+// and two periods, or about four.
 #include <errno.h>
 #include <signal.h>
 
@@ -133,7 +134,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
   // While a worker merely runs (nothing held, no timer due), look again at
   // this slower pace: it bounds the time to notice a worker that got stuck
   // while we slept, at one wake-up per period (~0.1% of a core).
-  const auto idle_look = after * 5;
+  const auto idle_look = after * kIdleLookPeriods;
   auto next = clock::time_point::max();
   for (unsigned i = 0; i < n; ++i) {
     if (i == index_) continue;
@@ -170,7 +171,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // maintenance fires timers within microseconds of their deadline, so
     // one still due after 50 us has an owner in a long fiber, however
     // recently we first saw that fiber. Without this a look that came at
-    // the deadline (our idle pace of 5 periods lines up with a 1 ms sleep)
+    // the deadline (our idle pace, 5 periods then, lined up with a 1 ms sleep)
     // saw a fresh pair and fired a period later: stranded_sleep 0.3 ms.
     const auto overdue_after = after / 4;
     if (const auto due = v.next_deadline(); due <= now && (stuck || now - due >= overdue_after)) {

@@ -17,6 +17,7 @@
 
 #include "check.hpp"
 #include "coarse_clock.hpp"
+#include "handoff.hpp"
 #include "scheduler.hpp"
 #include "worker.hpp"
 
@@ -131,7 +132,7 @@ void Worker::park() {
   // "Hand-off"). Read after the fence: a worker that left its park before
   // it either is seen here or sees us in the idle set (ensure_watcher).
   if (look_again == std::chrono::steady_clock::time_point::max() && others_active()) {
-    look_again = std::chrono::steady_clock::now() + sched_.options().handoff_after * 5;
+    look_again = std::chrono::steady_clock::now() + sched_.options().handoff_after * kIdleLookPeriods;
   }
   const bool watching = look_again != std::chrono::steady_clock::time_point::max();
   if (watching) sched_.idle().add_watcher(1);
