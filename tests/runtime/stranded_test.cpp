@@ -184,12 +184,14 @@ TEST_CASE("a spawned fiber yielding behind a busy fiber is run by an idle worker
 }
 
 namespace {
-// sleep_behind_busy: X sleeps `nap` on worker 0, and B computes there
-// until X resumed. The main fiber stays on worker `main_on` and naps until
-// B started, so that worker parks (and looks at worker 0) after X's timer
-// is armed and B computes. Returns the runtime's stats.
-std::string sleep_behind_busy(sp::RuntimeOptions opts, Clock::duration nap, Outcome& o, int& rounds) {
-  return run_case(opts, [&] {
+// check_sleep_behind_busy: X sleeps `nap` on worker 0, and B computes
+// there until X resumed; X must resume promptly (check_prompt). The main
+// fiber stays on the last worker and naps until B started, so that worker
+// parks (and looks at worker 0) after X's timer is armed and B computes.
+void check_sleep_behind_busy(sp::RuntimeOptions opts, Clock::duration nap) {
+  Outcome o;
+  int rounds = 0;
+  const std::string stats = run_case(opts, [&] {
     sp::detail::hop_to_worker(opts.workers - 1);
     std::atomic<bool> asleep{false}, started{false}, stop{false};
     auto x = sp::spawn(sp::SpawnOptions{.name = "sleeper"}, [&] {
@@ -215,18 +217,15 @@ std::string sleep_behind_busy(sp::RuntimeOptions opts, Clock::duration nap, Outc
     x.join();
     b.join();
   });
+  INFO("runtime stats:\n" << stats);
+  INFO("sleep rounds: " << rounds);
+  check_prompt(o, opts.workers);
 }
 }  // namespace
 
 TEST_CASE("a sleep that falls due behind a busy fiber is fired by an idle worker",
           "[stranded][timer]") {
-  const unsigned workers = STRANDED_WORKERS();
-  Outcome o;
-  int rounds = 0;
-  const std::string stats = sleep_behind_busy(options(workers), 1ms, o, rounds);
-  INFO("runtime stats:\n" << stats);
-  INFO("sleep rounds: " << rounds);
-  check_prompt(o, workers);
+  check_sleep_behind_busy(options(STRANDED_WORKERS()), 1ms);
 }
 
 TEST_CASE("an overdue timer is taken from a busy worker before that worker counts as stuck",
@@ -236,15 +235,9 @@ TEST_CASE("an overdue timer is taken from a busy worker before that worker count
   // that, and is taken once a quarter of the period (250 ms) past due. So X
   // resumes well within kPrompt; a watcher that waited for "stuck" resumed
   // it after about 1 s.
-  const unsigned workers = STRANDED_WORKERS();
-  sp::RuntimeOptions opts = options(workers);
+  sp::RuntimeOptions opts = options(STRANDED_WORKERS());
   opts.handoff_after = 1s;
-  Outcome o;
-  int rounds = 0;
-  const std::string stats = sleep_behind_busy(opts, 10ms, o, rounds);
-  INFO("runtime stats:\n" << stats);
-  INFO("sleep rounds: " << rounds);
-  check_prompt(o, workers);
+  check_sleep_behind_busy(opts, 10ms);
 }
 
 TEST_CASE("a receiver woken by a busy fiber's channel send is run by an idle worker",
