@@ -17,7 +17,10 @@
 //  - fires the stuck worker's due timers itself (the heap has a lock; the
 //    woken fibers run on the idle worker); also those of a worker not yet
 //    stuck whose timer is a quarter period overdue; and
-//  - if the stuck worker holds fibers (remote_.held), sends it SIGURG. The handler
+//  - if the stuck worker holds fibers (remote_.held), sends it SIGURG; also
+//    a worker that holds fibers and switched fewer than kSlowSwitches times
+//    in a period (handoff.hpp: it runs long fibers, each held one waits for
+//    several). The handler
 //    runs on the stuck worker's own thread. If it interrupted user code
 //    (core_.rt_depth == 0), the owner-only queues are quiescent, so it moves
 //    them onto the deque -- it *is* the owner -- and unparks the idle worker,
@@ -89,12 +92,18 @@ bool Worker::handoff_in_signal() noexcept {
       remote_.deque.push(core_.fifo.pop_front());
       ++moved;
     }
+    // Fibers woken by our readiness dispatch too: eager transfers leave
+    // them here (worker.hpp, core_.polled), a stuck worker gives them up.
+    while (moved < room && !core_.polled.empty()) {
+      remote_.deque.push(core_.polled.pop_front());
+      ++moved;
+    }
     if (moved < room && lifo() != nullptr) {
       remote_.deque.push(swap_lifo(nullptr));
       ++moved;
     }
     remote_.handed_off.add(moved);
-    remote_.held.store(!core_.fifo.empty(), std::memory_order_relaxed);
+    remote_.held.store(!core_.fifo.empty() || !core_.polled.empty(), std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
   // Wake the asker either way: it steals what we pushed, or looks again.
@@ -149,16 +158,29 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
       // worker that parks and wakes often keeps its watcher instead of
       // unparking one each time (Scheduler::ensure_watcher).
       if (!v.parked_hint() || sw != s.switches) next = std::min(next, now + idle_look);
-      s = Watch{nullptr, sw, now, clock::time_point{}};
+      s = Watch{nullptr, sw, now, clock::time_point{}, sw, now};
       continue;
     }
-    if (f != s.fiber || sw != s.switches) s = Watch{f, sw, now, clock::time_point{}};
+    if (f != s.fiber || sw != s.switches) {
+      s.fiber = f;
+      s.switches = sw;
+      s.since = now;
+    }
     const bool stuck = now - s.since >= after;
-    // Only once it is stuck: asking a worker that merely runs would split
-    // every pair of yielding or ping-ponging fibers across cores (measured:
-    // yield n=2 on 2 workers 18 -> 30 ns when the FIFO was asked for at
-    // once; docs/runtime.md "Hand-off").
-    if (stuck && v.holds_fibers() && now - s.asked >= after) {
+    // A window of at least a period with fewer than kSlowSwitches switches
+    // (handoff.hpp): it runs long fibers. A window restarts at each look
+    // that ends one, and after the worker parked (above).
+    bool slow = false;
+    if (now - s.window_at >= after) {
+      slow = sw - s.window_switches < kSlowSwitches;
+      s.window_switches = sw;
+      s.window_at = now;
+    }
+    // Only once it is stuck or slow: asking a worker that merely runs would
+    // split every pair of yielding or ping-ponging fibers across cores
+    // (measured: yield n=2 on 2 workers 18 -> 30 ns when the FIFO was asked
+    // for at once; docs/runtime.md "Hand-off").
+    if ((stuck || slow) && v.holds_fibers() && now - s.asked >= after) {
       v.request_handoff(*this);
       s.asked = now;
       v.await_handoff();

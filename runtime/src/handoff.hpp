@@ -12,6 +12,18 @@ namespace spindle::detail {
 // message) ran ~8% slower (docs/runtime.md "Hand-off").
 inline constexpr int kIdleLookPeriods = 3;
 
+// A worker that holds queued fibers yet switched fewer than this many
+// times in a period (handoff_after) since the watcher's last look runs
+// fibers of a period / kSlowSwitches or longer, and what it holds waits
+// for several of them while the watcher idles: it is asked for a
+// hand-off as if stuck. The queued fibers this catches are the ones no
+// eager transfer exposes: those its readiness woke (worker.hpp,
+// core_.polled), and the single fiber behind a running one. A waiter's
+// wake-up for a fiber that then runs a period / kSlowSwitches (25 us at
+// the default 200 us) is worth it; echo and ping-pong workers switch
+// hundreds of times a period and are left alone.
+inline constexpr unsigned kSlowSwitches = 8;
+
 // Installs the handler, once per process (a Scheduler with more than one
 // worker and a handoff_after does it).
 void install_handoff_handler();

@@ -97,7 +97,7 @@ void Worker::open_park_handles() {
 
 bool Worker::has_work_for_park() const {
   if (lifo() || remote_.deque.size_hint() > 0 || !core_.fifo.empty() || !core_.pinned.empty() ||
-      !remote_.inbox.empty()) {
+      !core_.polled.empty() || !remote_.inbox.empty()) {
     return true;
   }
   if (!sched_.global_empty() || sched_.stopping()) return true;

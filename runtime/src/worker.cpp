@@ -201,6 +201,20 @@ void Worker::resume(Fiber* f) {
   land(from);
 }
 
+// next_fifo: next_local's pick from the FIFO, exposing the rest to idle
+// workers.
+[[gnu::always_inline]] inline Fiber* Worker::next_fifo() {
+  if (core_.fifo.empty()) return nullptr;
+  Fiber* f = core_.fifo.pop_front();
+  if (Fiber* after = core_.fifo.front()) prefetch_for_switch(after);
+  // Only make the rest stealable when someone idles: otherwise the moves
+  // are pure cost (yield n=1000 pays a deque push and pop per yield).
+  if (!core_.fifo.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 1) {
+    sched_.notify_work(false);
+  }
+  return f;
+}
+
 SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
   ++core_.tick;
   if (lifo() != nullptr) {
@@ -212,18 +226,23 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
   }
   core_.lifo_runs = 0;
   if (Fiber* f = remote_.deque.pop()) return f;
-  // Alternate between the two FIFOs when both have fibers, so neither
-  // starves the other.
-  if (!core_.pinned.empty() && (core_.fifo.empty() || (core_.tick & 1) != 0)) return core_.pinned.pop_front();
-  if (!core_.fifo.empty()) {
-    Fiber* f = core_.fifo.pop_front();
-    if (Fiber* after = core_.fifo.front()) prefetch_for_switch(after);
-    // Only make the rest stealable when someone idles: otherwise the moves
-    // are pure cost (yield n=1000 pays a deque push and pop per yield).
-    if (!core_.fifo.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 1) {
-      sched_.notify_work(false);
+  if (core_.pinned.empty() && core_.polled.empty()) [[likely]] return next_fifo();
+  // Take turns among the FIFOs that have fibers, so none starves the others.
+  for (unsigned k = 0; k < 3; ++k) {
+    switch ((core_.tick + k) % 3) {
+      case 0:
+        if (!core_.fifo.empty()) return next_fifo();
+        break;
+      case 1:
+        if (!core_.pinned.empty()) return core_.pinned.pop_front();
+        break;
+      default:
+        if (!core_.polled.empty()) {
+          Fiber* f = core_.polled.pop_front();
+          if (Fiber* after = core_.polled.front()) prefetch_for_switch(after);
+          return f;
+        }
     }
-    return f;
   }
   return nullptr;
 }
@@ -400,7 +419,7 @@ void Worker::push_local(Fiber* f) {
 
 void Worker::push_polled(Fiber* f) {
   RuntimeSection rs(*this);
-  push_fifo(f);
+  if (f->affinity_ == this) core_.pinned.push_back(f); else core_.polled.push_back(f);
 }
 
 void Worker::push_lifo(Fiber* f) {
@@ -410,7 +429,8 @@ void Worker::push_lifo(Fiber* f) {
 
 bool Worker::has_local_work() noexcept {
   RuntimeSection rs(*this);
-  return lifo() != nullptr || remote_.deque.size_hint() > 0 || !core_.fifo.empty() || !core_.pinned.empty();
+  return lifo() != nullptr || remote_.deque.size_hint() > 0 || !core_.fifo.empty() || !core_.pinned.empty() ||
+         !core_.polled.empty();
 }
 
 // overflow_half: the deque is full; move its older half to the global queue
@@ -548,9 +568,9 @@ SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
   // pair, which is faster kept on one core; if the fiber runs long, the
   // hand-off takes it.
   if (core_.fifo.size() > 1 && sched_.anyone_parked_hint()) [[unlikely]] expose_fifo();
-  const bool fifo = !core_.fifo.empty();
-  if (remote_.held.load(std::memory_order_relaxed) != fifo) {
-    remote_.held.store(fifo, std::memory_order_relaxed);
+  const bool held = !core_.fifo.empty() || !core_.polled.empty();
+  if (remote_.held.load(std::memory_order_relaxed) != held) {
+    remote_.held.store(held, std::memory_order_relaxed);
   }
   std::atomic_signal_fence(std::memory_order_seq_cst);
   core_.rt_depth.store(0, std::memory_order_relaxed);

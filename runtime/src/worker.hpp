@@ -97,7 +97,7 @@ class Worker {
   // thread; w.timer_owner must be this worker.
   void remove_timer(Waiter* w) noexcept;
   // Hint: a fiber waits in this worker's LIFO slot or FIFO, where only this
-  // worker can run it (remote_.held mirrors the FIFO as of the last return
+  // worker can run it (remote_.held mirrors the FIFO and core_.polled as of the last return
   // to user code; the slot is read directly).
   bool holds_fifo() const noexcept { return remote_.held.load(std::memory_order_relaxed); }
   bool holds_fibers() const noexcept {
@@ -216,6 +216,7 @@ class Worker {
   void arm_park_timer(std::chrono::steady_clock::time_point at, bool deadlock_watch);
   void disarm_park_timer();
   std::size_t transfer_fifo();
+  Fiber* next_fifo();  // next_local's pick from core_.fifo, with its transfer
   void push_fifo(Fiber* f);
   static void prefetch_for_switch(Fiber* f) noexcept;
   void overflow_half();
@@ -274,11 +275,14 @@ class Worker {
 
   // What this worker saw of another worker at its last look
   // (watch_others): the fiber running there, its switch count, since when,
-  // and when it last asked that worker for a hand-off.
+  // and when it last asked that worker for a hand-off; and the switch
+  // count at the start of the current pace window (kSlowSwitches).
   struct Watch {
     Fiber* fiber = nullptr;
     std::uint64_t switches = 0;
     std::chrono::steady_clock::time_point since{}, asked{};
+    std::uint64_t window_switches = 0;
+    std::chrono::steady_clock::time_point window_at{};
   };
 
   // The fields fall into three groups by who may touch them (tokio's Core,
@@ -295,6 +299,14 @@ class Worker {
     unsigned lifo_runs = 0;
     FiberList fifo;    // yielded, capped-LIFO and inbox fibers, oldest first
     FiberList pinned;  // the same, for fibers that must run on this worker
+    // Fibers woken by this worker's own readiness dispatch (push_polled).
+    // Not moved to the deque when a worker idles, as the FIFO is: their
+    // sockets are in this worker's epoll, so a thief runs one on a cold
+    // core, and it comes back here on its next wake; the idle worker,
+    // woken for a few microseconds of work, parks again. Measured on
+    // echo64 with 2 workers: docs/runtime.md "Readiness wakes stay home".
+    // A stuck worker gives them up (hand-off) like the FIFO.
+    FiberList polled;
     std::vector<Fiber*> scratch;
     std::uint64_t tick = 0;
     std::uint64_t last_maintenance = 0;
@@ -373,7 +385,7 @@ class Worker {
     WorkerPollFn poller_fn = nullptr;
     void* poller_ctx = nullptr;
     // Hand-off state (docs/runtime.md "Hand-off").
-    std::atomic<bool> held{false};             // the FIFO is non-empty; owner writes at to_user
+    std::atomic<bool> held{false};             // the FIFO or core_.polled is non-empty; owner writes at to_user
     std::atomic<bool> handoff_asked{false};    // set by a rescuer before its signal
     std::atomic<Worker*> rescuer{nullptr};     // unparked by the handler
     std::atomic<pthread_t> tid{};              // set by the thread itself
