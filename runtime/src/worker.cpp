@@ -568,7 +568,7 @@ SPINDLE_SWITCH_STEP void Worker::to_user() noexcept {
   // pair, which is faster kept on one core; if the fiber runs long, the
   // hand-off takes it.
   if (core_.fifo.size() > 1 && sched_.anyone_parked_hint()) [[unlikely]] expose_fifo();
-  const bool held = !core_.fifo.empty() || !core_.polled.empty();
+  const std::uint8_t held = held_bits();
   if (remote_.held.load(std::memory_order_relaxed) != held) {
     remote_.held.store(held, std::memory_order_relaxed);
   }

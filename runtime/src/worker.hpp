@@ -96,12 +96,17 @@ class Worker {
   // Removes w's timer from this worker's heap if it is still there. Any
   // thread; w.timer_owner must be this worker.
   void remove_timer(Waiter* w) noexcept;
-  // Hint: a fiber waits in this worker's LIFO slot or FIFO, where only this
-  // worker can run it (remote_.held mirrors the FIFO and core_.polled as of the last return
-  // to user code; the slot is read directly).
-  bool holds_fifo() const noexcept { return remote_.held.load(std::memory_order_relaxed); }
+  // Hints: a fiber waits in this worker's LIFO slot, FIFO or polled FIFO,
+  // where only this worker can run it (remote_.held mirrors the two FIFOs
+  // as of the last return to user code; the slot is read directly).
+  // holds_fifo is the FIFO alone: a watcher looks again after one period
+  // for it, but at its idle pace for polled fibers only (handoff.cpp).
+  static constexpr std::uint8_t kHeldFifo = 1, kHeldPolled = 2;
+  bool holds_fifo() const noexcept {
+    return (remote_.held.load(std::memory_order_relaxed) & kHeldFifo) != 0;
+  }
   bool holds_fibers() const noexcept {
-    return remote_.held.load(std::memory_order_relaxed) ||
+    return remote_.held.load(std::memory_order_relaxed) != 0 ||
            remote_.lifo.load(std::memory_order_relaxed) != nullptr;
   }
   bool inbox_empty() const noexcept { return remote_.inbox.empty(); }
@@ -246,6 +251,10 @@ class Worker {
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
   void to_user() noexcept;       // depth 1 -> 0: publish remote_.held, expose the FIFO
+  std::uint8_t held_bits() const noexcept {  // remote_.held's value now (owner only)
+    return static_cast<std::uint8_t>((core_.fifo.empty() ? 0 : kHeldFifo) |
+                                     (core_.polled.empty() ? 0 : kHeldPolled));
+  }
   void expose_fifo() noexcept;   // the FIFO onto the deque, and notify
   // An idle worker's look at the others before it parks: fires the due
   // timers of a stuck worker, asks a stuck worker to hand off its fibers,
@@ -385,7 +394,7 @@ class Worker {
     WorkerPollFn poller_fn = nullptr;
     void* poller_ctx = nullptr;
     // Hand-off state (docs/runtime.md "Hand-off").
-    std::atomic<bool> held{false};             // the FIFO or core_.polled is non-empty; owner writes at to_user
+    std::atomic<std::uint8_t> held{0};         // kHeldFifo | kHeldPolled; owner writes at to_user
     std::atomic<bool> handoff_asked{false};    // set by a rescuer before its signal
     std::atomic<Worker*> rescuer{nullptr};     // unparked by the handler
     std::atomic<pthread_t> tid{};              // set by the thread itself
