@@ -13,7 +13,7 @@
 
 #include <spindle/io/all.hpp>
 
-#include "spindle_test.hpp"
+#include "io_test.hpp"
 
 using namespace spindle_test;
 namespace sp = spindle;
@@ -23,14 +23,7 @@ TEST_CASE("fibers woken by one poll run in the order their sockets became ready"
   constexpr int kFibers = 8;
   const int rounds = GENERATE(1, 3);  // a second round: woken fibers wait again
   run_checked(1, [rounds] {
-    std::vector<io::FdStream> ends;
-    std::vector<int> peers;
-    for (int i = 0; i < kFibers; ++i) {
-      int sv[2];
-      FIBER_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-      ends.push_back(io::FdStream::adopt(sv[0]));
-      peers.push_back(sv[1]);
-    }
+    auto [ends, peers] = socketpair_streams(kFibers);
     // One worker: each fiber runs from its `waiting` increment into its
     // read without a switch, so once waiting == kFibers (seen from this
     // fiber, which runs only when they have all suspended) every reader is

@@ -16,7 +16,7 @@
 #include <spindle/io/all.hpp>
 #include <spindle/spindle.hpp>
 
-#include "spindle_test.hpp"
+#include "io_test.hpp"
 
 using namespace spindle_test;
 namespace sp = spindle;
@@ -38,14 +38,7 @@ TEST_CASE("fibers that compute after each readiness wake are spread over the wor
   run_checked(2, [&] {
     // Registered with worker 0 (Reactor::open uses the caller's worker).
     sp::detail::hop_to_worker(0);
-    std::vector<io::FdStream> ends;
-    std::vector<int> peers;
-    for (int i = 0; i < kConns; ++i) {
-      int sv[2];
-      FIBER_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-      ends.push_back(io::FdStream::adopt(sv[0]));
-      peers.push_back(sv[1]);
-    }
+    auto [ends, peers] = socketpair_streams(kConns);
     sp::detail::unpin();
     // Each round: one byte to every connection at once, so worker 0's next
     // poll wakes all six readers into its polled FIFO, and each computes

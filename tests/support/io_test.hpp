@@ -16,6 +16,7 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include <spindle/io/all.hpp>
 
@@ -49,6 +50,26 @@ inline std::pair<spindle::io::TcpStream, spindle::io::TcpStream> stream_pair() {
   auto c = spindle::spawn([ep = l.local_endpoint()] { return spindle::io::TcpStream::connect(ep); });
   spindle::io::TcpStream a = l.accept();
   return {std::move(a), c.join()};
+}
+
+// socketpair_streams: n AF_UNIX stream pairs (inside a fiber); of each,
+// one end adopted as an FdStream, so registered with the calling fiber's
+// worker, and the other a plain fd for the test to write to and close.
+struct SocketpairStreams {
+  std::vector<spindle::io::FdStream> ends;
+  std::vector<int> peers;
+};
+inline SocketpairStreams socketpair_streams(int n) {
+  SocketpairStreams s;
+  for (int i = 0; i < n; ++i) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      throw std::system_error(errno, std::system_category(), "socketpair");
+    }
+    s.ends.push_back(spindle::io::FdStream::adopt(sv[0]));
+    s.peers.push_back(sv[1]);
+  }
+  return s;
 }
 
 // connect_loopback: a plain blocking socket connected to 127.0.0.1:port,
