@@ -201,12 +201,19 @@ void Worker::resume(Fiber* f) {
   land(from);
 }
 
+// pop_warm: the head of a non-empty FIFO, with the loads of the fiber
+// after it started (prefetch_for_switch).
+[[gnu::always_inline]] inline Fiber* Worker::pop_warm(FiberList& q) noexcept {
+  Fiber* f = q.pop_front();
+  if (Fiber* after = q.front()) prefetch_for_switch(after);
+  return f;
+}
+
 // next_fifo: next_local's pick from the FIFO, exposing the rest to idle
 // workers.
 [[gnu::always_inline]] inline Fiber* Worker::next_fifo() {
   if (core_.fifo.empty()) return nullptr;
-  Fiber* f = core_.fifo.pop_front();
-  if (Fiber* after = core_.fifo.front()) prefetch_for_switch(after);
+  Fiber* f = pop_warm(core_.fifo);
   // Only make the rest stealable when someone idles: otherwise the moves
   // are pure cost (yield n=1000 pays a deque push and pop per yield).
   if (!core_.fifo.empty() && sched_.anyone_parked_hint() && transfer_fifo() > 1) {
@@ -237,11 +244,7 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
         if (!core_.pinned.empty()) return core_.pinned.pop_front();
         break;
       default:
-        if (!core_.polled.empty()) {
-          Fiber* f = core_.polled.pop_front();
-          if (Fiber* after = core_.polled.front()) prefetch_for_switch(after);
-          return f;
-        }
+        if (!core_.polled.empty()) return pop_warm(core_.polled);
     }
   }
   return nullptr;
@@ -259,9 +262,12 @@ void Worker::prefetch_for_switch(Fiber* f) noexcept {
   }
 }
 
-SPINDLE_SWITCH_STEP void Worker::push_fifo(Fiber* f) {
-  if (f->affinity_ == this) core_.pinned.push_back(f); else core_.fifo.push_back(f);
+// push_fifo: to the back of q, or of the pinned FIFO for a fiber bound to
+// this worker.
+SPINDLE_SWITCH_STEP void Worker::push_fifo(Fiber* f, FiberList& q) {
+  (f->affinity_ == this ? core_.pinned : q).push_back(f);
 }
+SPINDLE_SWITCH_STEP void Worker::push_fifo(Fiber* f) { push_fifo(f, core_.fifo); }
 
 // next_direct: the next fiber a suspending fiber may switch to directly, or
 // nullptr to go through the scheduler context (maintenance due, stopping, or
@@ -419,7 +425,7 @@ void Worker::push_local(Fiber* f) {
 
 void Worker::push_polled(Fiber* f) {
   RuntimeSection rs(*this);
-  if (f->affinity_ == this) core_.pinned.push_back(f); else core_.polled.push_back(f);
+  push_fifo(f, core_.polled);
 }
 
 void Worker::push_lifo(Fiber* f) {

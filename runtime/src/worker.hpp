@@ -223,7 +223,9 @@ class Worker {
   std::size_t transfer_fifo();
   Fiber* next_fifo();  // next_local's pick from core_.fifo, with its transfer
   void push_fifo(Fiber* f);
+  void push_fifo(Fiber* f, FiberList& q);
   static void prefetch_for_switch(Fiber* f) noexcept;
+  static Fiber* pop_warm(FiberList& q) noexcept;
   void overflow_half();
   void finish(Fiber* f);
   void after_wait_publish(const Pending& p);
@@ -394,7 +396,7 @@ class Worker {
     WorkerPollFn poller_fn = nullptr;
     void* poller_ctx = nullptr;
     // Hand-off state (docs/runtime.md "Hand-off").
-    std::atomic<std::uint8_t> held{0};         // kHeldFifo | kHeldPolled; owner writes at to_user
+    std::atomic<std::uint8_t> held{0};         // kHeldFifo | kHeldPolled; owner writes at to_user, watchers read; relaxed: a hint
     std::atomic<bool> handoff_asked{false};    // set by a rescuer before its signal
     std::atomic<Worker*> rescuer{nullptr};     // unparked by the handler
     std::atomic<pthread_t> tid{};              // set by the thread itself
