@@ -192,7 +192,9 @@ std::size_t FdStream::pool_write(const iovec* iov, std::size_t cnt, std::error_c
 // ---- the stream calls -------------------------------------------------------
 
 std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  if (!pool_) return detail::ready_read_iov(d_, iov, cnt, ec);
+  if (!pool_) {
+    return detail::ready_read_iov(d_, socket_ ? detail::ReadCall::recv : detail::ReadCall::read, iov, cnt, ec);
+  }
   ec.clear();
   if (pool_broken_) {
     ec = make_error_code(error::write_interrupted);

@@ -37,14 +37,17 @@ bool usable(Descriptor* d, std::error_code& ec) noexcept {
 
 }  // namespace
 
-std::size_t ready_read_iov(Descriptor* d, const iovec* iov, std::size_t cnt, std::error_code& ec) {
+std::size_t ready_read_iov(Descriptor* d, ReadCall how, const iovec* iov, std::size_t cnt,
+                           std::error_code& ec) {
   ec.clear();
   if (!usable(d, ec)) return 0;
   const std::size_t want = iov_total(iov, cnt);
   if (want == 0) return 0;
   // 0 at end of stream: readiness stays (reads keep returning 0).
   const ssize_t got = try_io(d, d->rd, "io read", want, ec, [&](int fd) {
-    return cnt == 1 ? ::read(fd, iov[0].iov_base, iov[0].iov_len) : ::readv(fd, iov, static_cast<int>(cnt));
+    if (cnt != 1) return ::readv(fd, iov, static_cast<int>(cnt));
+    return how == ReadCall::recv ? ::recv(fd, iov[0].iov_base, iov[0].iov_len, 0)
+                                 : ::read(fd, iov[0].iov_base, iov[0].iov_len);
   });
   return got > 0 ? static_cast<std::size_t>(got) : 0;
 }

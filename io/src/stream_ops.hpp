@@ -28,11 +28,18 @@ namespace spindle::io::detail {
 
 std::size_t iov_total(const iovec* iov, std::size_t cnt) noexcept;
 
-// ready_read_iov: one readv (read for one buffer) on d through the
+// How a stream reads one buffer: a socket with recv, which goes straight to
+// the socket layer (read(2) passes through the VFS first: 0.91x the time
+// of read on loopback TCP, spindle_read_call; docs/benchmarks.md "recv for
+// socket reads"); anything else (a pipe) with read. Several buffers: readv.
+enum class ReadCall { recv, read };
+
+// ready_read_iov: one recv/read (readv for several buffers) on d through the
 // readiness protocol (try_io.hpp). 0 with ec clear at end of stream.
 // bad_file_descriptor for d == nullptr; write_interrupted once a write_all
 // on d was cut short.
-std::size_t ready_read_iov(Descriptor* d, const iovec* iov, std::size_t cnt, std::error_code& ec);
+std::size_t ready_read_iov(Descriptor* d, ReadCall how, const iovec* iov, std::size_t cnt,
+                           std::error_code& ec);
 
 // How a stream writes without raising SIGPIPE: a socket passes
 // MSG_NOSIGNAL to send/sendmsg; anything else (a pipe, a terminal) has no
