@@ -1,5 +1,5 @@
 // read_call.cpp: spindle_read_call, the cost of the syscall a socket read
-// uses (io/src/stream_ops.hpp ReadCall). One thread, a loopback TCP pair
+// uses (io/src/stream_ops.hpp FdKind). One thread, a loopback TCP pair
 // with TCP_NODELAY: the client writes 64 bytes, the server side reads them
 // with read(2) or recv(2) and echoes them with write(2) or send(2)
 // (MSG_NOSIGNAL), the client reads the echo. Only the server-side read and
@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
   }
   std::atomic<bool> stop{false};
   std::thread sleeper([&] {
-    while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // relaxed: a flag that only ends this loop; join() orders the rest.
+    while (!stop.load(std::memory_order_relaxed)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   });
   const Pair p = loopback_pair();
   run(p, false, rounds / 10 + 1);  // warm-up
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
                   r.read_ns, r.write_ns);
     }
   }
-  stop = true;
+  stop.store(true, std::memory_order_relaxed);
   sleeper.join();
   std::printf("median of %d runs of %d: read %.1f ns, recv %.1f ns (%.3fx); write %.1f ns, send %.1f ns (%.3fx)\n",
               runs, rounds, median(rd[0]), median(rd[1]), median(rd[1]) / median(rd[0]), median(wr[0]),

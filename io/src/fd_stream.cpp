@@ -191,10 +191,12 @@ std::size_t FdStream::pool_write(const iovec* iov, std::size_t cnt, std::error_c
 
 // ---- the stream calls -------------------------------------------------------
 
+namespace {
+detail::FdKind fd_kind(bool socket) noexcept { return socket ? detail::FdKind::socket : detail::FdKind::other; }
+}  // namespace
+
 std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  if (!pool_) {
-    return detail::ready_read_iov(d_, socket_ ? detail::ReadCall::recv : detail::ReadCall::read, iov, cnt, ec);
-  }
+  if (!pool_) return detail::ready_read_iov(d_, fd_kind(socket_), iov, cnt, ec);
   ec.clear();
   if (pool_broken_) {
     ec = make_error_code(error::write_interrupted);
@@ -205,8 +207,7 @@ std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_cod
 
 std::size_t FdStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
   if (!pool_) {
-    return detail::ready_write_iov(
-        d_, socket_ ? detail::WriteCall::send_nosignal : detail::WriteCall::writev_nosigpipe, iov, cnt, ec);
+    return detail::ready_write_iov(d_, fd_kind(socket_), iov, cnt, ec);
   }
   ec.clear();
   if (pool_broken_) {

@@ -37,7 +37,7 @@ bool usable(Descriptor* d, std::error_code& ec) noexcept {
 
 }  // namespace
 
-std::size_t ready_read_iov(Descriptor* d, ReadCall how, const iovec* iov, std::size_t cnt,
+std::size_t ready_read_iov(Descriptor* d, FdKind kind, const iovec* iov, std::size_t cnt,
                            std::error_code& ec) {
   ec.clear();
   if (!usable(d, ec)) return 0;
@@ -46,7 +46,7 @@ std::size_t ready_read_iov(Descriptor* d, ReadCall how, const iovec* iov, std::s
   // 0 at end of stream: readiness stays (reads keep returning 0).
   const ssize_t got = try_io(d, d->rd, "io read", want, ec, [&](int fd) {
     if (cnt != 1) return ::readv(fd, iov, static_cast<int>(cnt));
-    return how == ReadCall::recv ? ::recv(fd, iov[0].iov_base, iov[0].iov_len, 0)
+    return kind == FdKind::socket ? ::recv(fd, iov[0].iov_base, iov[0].iov_len, 0)
                                  : ::read(fd, iov[0].iov_base, iov[0].iov_len);
   });
   return got > 0 ? static_cast<std::size_t>(got) : 0;
@@ -79,14 +79,14 @@ ssize_t writev_nosigpipe(int fd, const iovec* iov, int cnt) noexcept {
   return r;
 }
 
-std::size_t ready_write_iov(Descriptor* d, WriteCall how, const iovec* iov, std::size_t cnt,
+std::size_t ready_write_iov(Descriptor* d, FdKind kind, const iovec* iov, std::size_t cnt,
                             std::error_code& ec) {
   ec.clear();
   if (!usable(d, ec)) return 0;
   const std::size_t want = iov_total(iov, cnt);
   if (want == 0) return 0;
   const ssize_t put = try_io(d, d->wr, "io write", want, ec, [&](int fd) -> ssize_t {
-    if (how == WriteCall::writev_nosigpipe) return writev_nosigpipe(fd, iov, static_cast<int>(cnt));
+    if (kind == FdKind::other) return writev_nosigpipe(fd, iov, static_cast<int>(cnt));
     // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE
     // (writev has no such flag, hence sendmsg for sequences).
     if (cnt == 1) return ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);

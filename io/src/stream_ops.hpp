@@ -28,33 +28,33 @@ namespace spindle::io::detail {
 
 std::size_t iov_total(const iovec* iov, std::size_t cnt) noexcept;
 
-// How a stream reads one buffer: a socket with recv, which goes straight to
-// the socket layer (read(2) passes through the VFS first: 0.91x the time
-// of read on loopback TCP, spindle_read_call; docs/benchmarks.md "recv for
-// socket reads"); anything else (a pipe) with read. Several buffers: readv.
-enum class ReadCall { recv, read };
+// FdKind: what the descriptor is, which picks its syscalls.
+//  - Reads of one buffer: a socket with recv, which goes straight to the
+//    socket layer (read(2) passes through the VFS first: 0.91x the time of
+//    read on loopback TCP, spindle_read_call; docs/benchmarks.md "recv for
+//    socket reads"); anything else (a pipe) with read. Several buffers:
+//    readv for both.
+//  - Writes without raising SIGPIPE: a socket passes MSG_NOSIGNAL to
+//    send/sendmsg; anything else (a pipe, a terminal) has no such flag, so
+//    its writev runs with SIGPIPE blocked on the calling thread and a
+//    SIGPIPE it raised is consumed before the mask is restored (EPIPE is
+//    the only report either way).
+enum class FdKind { socket, other };
 
 // ready_read_iov: one recv/read (readv for several buffers) on d through the
 // readiness protocol (try_io.hpp). 0 with ec clear at end of stream.
 // bad_file_descriptor for d == nullptr; write_interrupted once a write_all
 // on d was cut short.
-std::size_t ready_read_iov(Descriptor* d, ReadCall how, const iovec* iov, std::size_t cnt,
+std::size_t ready_read_iov(Descriptor* d, FdKind kind, const iovec* iov, std::size_t cnt,
                            std::error_code& ec);
-
-// How a stream writes without raising SIGPIPE: a socket passes
-// MSG_NOSIGNAL to send/sendmsg; anything else (a pipe, a terminal) has no
-// such flag, so its writev runs with SIGPIPE blocked on the calling thread
-// and a SIGPIPE it raised is consumed before the mask is restored (EPIPE is
-// the only report either way).
-enum class WriteCall { send_nosignal, writev_nosigpipe };
 
 // ready_write_iov: one send/sendmsg or writev on d through the readiness
 // protocol; at least one byte or an error in ec. Checks as ready_read_iov.
-std::size_t ready_write_iov(Descriptor* d, WriteCall how, const iovec* iov, std::size_t cnt,
+std::size_t ready_write_iov(Descriptor* d, FdKind kind, const iovec* iov, std::size_t cnt,
                             std::error_code& ec);
 
 // writev_nosigpipe: writev(fd, iov, cnt) that never raises SIGPIPE (see
-// WriteCall). Returns writev's result with errno as writev left it.
+// FdKind). Returns writev's result with errno as writev left it.
 ssize_t writev_nosigpipe(int fd, const iovec* iov, int cnt) noexcept;
 
 // read_exact: exactly n bytes through s.read_some(p, n); io::error::eof if

@@ -120,7 +120,7 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
 }
 
 std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  return detail::ready_read_iov(d_, detail::ReadCall::recv, iov, cnt, ec);
+  return detail::ready_read_iov(d_, detail::FdKind::socket, iov, cnt, ec);
 }
 
 std::size_t TcpStream::read_some(void* p, std::size_t n, std::error_code& ec) {
@@ -138,7 +138,7 @@ std::size_t TcpStream::read_some(void* p, std::size_t n) {
 void TcpStream::read_exact(void* p, std::size_t n) { detail::read_exact(*this, p, n); }
 
 std::size_t TcpStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  return detail::ready_write_iov(d_, detail::WriteCall::send_nosignal, iov, cnt, ec);
+  return detail::ready_write_iov(d_, detail::FdKind::socket, iov, cnt, ec);
 }
 
 std::size_t TcpStream::write_some(const void* p, std::size_t n, std::error_code& ec) {

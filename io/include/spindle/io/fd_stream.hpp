@@ -124,7 +124,7 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   int fd_ = -1;
   bool pool_ = false;         // not pollable: transfers run on the blocking pool
   bool pool_broken_ = false;  // pool_: a write_all was cut short
-  bool socket_ = false;            // send(MSG_NOSIGNAL) rather than writev
+  bool socket_ = false;            // recv and send(MSG_NOSIGNAL) rather than read and writev
   bool restore_blocking_ = false;  // adopt() set O_NONBLOCK: close() clears it
 };
 
