@@ -147,13 +147,10 @@ void Scheduler::wake_fiber(Fiber* f) {
     a->push_inbox(f);
   } else if (me != nullptr) {
     // It runs on this core, maybe after others woken with it (a batch of
-    // timers, a readiness dispatch): start the loads of its saved frames,
-    // which the switch to it reads first and which are cold after its
+    // timers, a readiness dispatch): its saved frames are cold after its
     // wait. Ours to read: it is suspended, and its context was saved
     // before the publish whose waiter we won (Worker::land_slow).
-    if (const char* sp = static_cast<const char*>(f->ctx_.fctx)) {
-      for (int i = 0; i < 4; ++i) __builtin_prefetch(sp + 64 * i);
-    }
+    Worker::prefetch_frames(f);
     if (me->dispatching_io()) [[unlikely]] {
       me->push_polled(f);
     } else {

@@ -257,9 +257,7 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
 // next) and the control block of the fiber after f.
 void Worker::prefetch_for_switch(Fiber* f) noexcept {
   if (Fiber* later = f->next_) __builtin_prefetch(later);
-  if (const char* sp = static_cast<const char*>(f->ctx_.fctx)) {
-    for (int i = 0; i < 4; ++i) __builtin_prefetch(sp + 64 * i);
-  }
+  prefetch_frames(f);
 }
 
 // push_fifo: to the back of q, or of the pinned FIFO for a fiber bound to
