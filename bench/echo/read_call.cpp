@@ -1,15 +1,18 @@
-// read_call.cpp: spindle_read_call, the cost of the syscall a socket read
-// uses (io/src/stream_ops.hpp FdKind). One thread, a loopback TCP pair
-// with TCP_NODELAY: the client writes 64 bytes, the server side reads them
-// with read(2) or recv(2) and echoes them with write(2) or send(2)
-// (MSG_NOSIGNAL), the client reads the echo. Only the server-side read and
-// write are timed, each with steady_clock around the one call. A second
-// thread sleeps meanwhile, so glibc takes its multi-threaded path around
-// cancellation points as in a spindle worker.
+// read_call.cpp: spindle_read_call, the cost of the syscalls a socket
+// stream uses (io/src/stream_ops.hpp FdKind, io/src/raw_syscall.hpp). One
+// thread, a loopback TCP pair with TCP_NODELAY: the client writes 64 bytes,
+// the server side reads them and echoes them, the client reads the echo.
+// Three ways for the server side, alternated run by run:
+//   read/write  read(2) and write(2);
+//   recv/send   glibc's recv(2) and send(2) (MSG_NOSIGNAL);
+//   raw         the same two syscalls issued directly (raw_syscall.hpp's
+//               sock_recv/sock_send, what a Release build's streams use).
+// Only the server-side read and write are timed, each with steady_clock
+// around the one call. A second thread sleeps meanwhile, so glibc takes its
+// multi-threaded path around cancellation points as in a spindle worker.
 //
 // Usage: spindle_read_call [--rounds=N] [--runs=R]
-//   Runs alternate read/write and recv/send; prints ns per read and per
-//   write for each, and the medians.
+//   Prints ns per read and per write for each way and run, and the medians.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,6 +27,8 @@
 #include <cstring>
 #include <thread>
 #include <vector>
+
+#include "raw_syscall.hpp"  // io/src
 
 namespace {
 
@@ -65,7 +70,29 @@ struct Result {
   double read_ns, write_ns;
 };
 
-Result run(const Pair& p, bool socket_calls, int rounds) {
+enum class Way { read_write, recv_send, raw };
+constexpr int kWays = 3;
+constexpr const char* kWayName[kWays] = {"read/write", "recv/send", "raw"};
+
+ssize_t server_read(Way w, int fd, char* buf, std::size_t n) {
+  switch (w) {
+    case Way::read_write: return read(fd, buf, n);
+    case Way::recv_send: return recv(fd, buf, n, 0);
+    case Way::raw: return spindle::io::detail::sock_recv(fd, buf, n, 0);
+  }
+  return -1;
+}
+
+ssize_t server_write(Way w, int fd, const char* buf, std::size_t n) {
+  switch (w) {
+    case Way::read_write: return write(fd, buf, n);
+    case Way::recv_send: return send(fd, buf, n, MSG_NOSIGNAL);
+    case Way::raw: return spindle::io::detail::sock_send(fd, buf, n, MSG_NOSIGNAL);
+  }
+  return -1;
+}
+
+Result run(const Pair& p, Way way, int rounds) {
   char msg[64];
   std::memset(msg, 'x', sizeof msg);
   char buf[4096];
@@ -73,11 +100,10 @@ Result run(const Pair& p, bool socket_calls, int rounds) {
   for (int i = 0; i < rounds; ++i) {
     if (write(p.client, msg, sizeof msg) != static_cast<ssize_t>(sizeof msg)) die("client write");
     const auto t0 = Clock::now();
-    const ssize_t r = socket_calls ? recv(p.server, buf, sizeof buf, 0) : read(p.server, buf, sizeof buf);
+    const ssize_t r = server_read(way, p.server, buf, sizeof buf);
     const auto t1 = Clock::now();
     if (r <= 0) die("server read");
-    const ssize_t w = socket_calls ? send(p.server, buf, static_cast<std::size_t>(r), MSG_NOSIGNAL)
-                                   : write(p.server, buf, static_cast<std::size_t>(r));
+    const ssize_t w = server_write(way, p.server, buf, static_cast<std::size_t>(r));
     const auto t2 = Clock::now();
     if (w != r) die("server write");
     std::size_t got = 0;
@@ -121,15 +147,14 @@ int main(int argc, char** argv) {
     while (!stop.load(std::memory_order_relaxed)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   });
   const Pair p = loopback_pair();
-  run(p, false, rounds / 10 + 1);  // warm-up
-  std::vector<double> rd[2], wr[2];
+  run(p, Way::read_write, rounds / 10 + 1);  // warm-up
+  std::vector<double> rd[kWays], wr[kWays];
   for (int k = 0; k < runs; ++k) {
-    for (int s = 0; s < 2; ++s) {
-      const Result r = run(p, s == 1, rounds);
+    for (int s = 0; s < kWays; ++s) {
+      const Result r = run(p, static_cast<Way>(s), rounds);
       rd[s].push_back(r.read_ns);
       wr[s].push_back(r.write_ns);
-      std::printf("run %d %-10s read %6.1f ns  write %7.1f ns\n", k + 1, s == 1 ? "recv/send" : "read/write",
-                  r.read_ns, r.write_ns);
+      std::printf("run %d %-10s read %6.1f ns  write %7.1f ns\n", k + 1, kWayName[s], r.read_ns, r.write_ns);
     }
   }
   stop.store(true, std::memory_order_relaxed);
@@ -137,6 +162,9 @@ int main(int argc, char** argv) {
   std::printf("median of %d runs of %d: read %.1f ns, recv %.1f ns (%.3fx); write %.1f ns, send %.1f ns (%.3fx)\n",
               runs, rounds, median(rd[0]), median(rd[1]), median(rd[1]) / median(rd[0]), median(wr[0]),
               median(wr[1]), median(wr[1]) / median(wr[0]));
+  std::printf("raw against glibc's recv/send (raw_syscall.hpp%s): recv %.1f -> %.1f ns (%.3fx); send %.1f -> %.1f ns (%.3fx)\n",
+              SPINDLE_IO_RAW_SYSCALLS ? "" : ", off in this build: both are glibc's", median(rd[1]), median(rd[2]),
+              median(rd[2]) / median(rd[1]), median(wr[1]), median(wr[2]), median(wr[2]) / median(wr[1]));
   close(p.client);
   close(p.server);
 }

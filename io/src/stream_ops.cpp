@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "raw_syscall.hpp"
 #include "try_io.hpp"
 
 namespace spindle::io::detail {
@@ -46,7 +47,7 @@ std::size_t ready_read_iov(Descriptor* d, FdKind kind, const iovec* iov, std::si
   // 0 at end of stream: readiness stays (reads keep returning 0).
   const ssize_t got = try_io(d, d->rd, "io read", want, ec, [&](int fd) {
     if (cnt != 1) return ::readv(fd, iov, static_cast<int>(cnt));
-    return kind == FdKind::socket ? ::recv(fd, iov[0].iov_base, iov[0].iov_len, 0)
+    return kind == FdKind::socket ? sock_recv(fd, iov[0].iov_base, iov[0].iov_len, 0)
                                  : ::read(fd, iov[0].iov_base, iov[0].iov_len);
   });
   return got > 0 ? static_cast<std::size_t>(got) : 0;
@@ -89,11 +90,11 @@ std::size_t ready_write_iov(Descriptor* d, FdKind kind, const iovec* iov, std::s
     if (kind == FdKind::other) return writev_nosigpipe(fd, iov, static_cast<int>(cnt));
     // MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE
     // (writev has no such flag, hence sendmsg for sequences).
-    if (cnt == 1) return ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    if (cnt == 1) return sock_send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
     msghdr m{};
     m.msg_iov = const_cast<iovec*>(iov);
     m.msg_iovlen = cnt;
-    return ::sendmsg(fd, &m, MSG_NOSIGNAL);
+    return sock_sendmsg(fd, &m, MSG_NOSIGNAL);
   });
   if (put > 0) return static_cast<std::size_t>(put);
   if (put == 0) ec = std::error_code(EIO, std::system_category());  // a write of n > 0 bytes never returns 0
