@@ -15,7 +15,7 @@
 // interceptors of recv/send, and TSan derives happens-before edges from
 // them (a send on a socket releases, the recv that gets the bytes
 // acquires), which tests that hand data between threads through a socket
-// rely on.
+// rely on. MemorySanitizer would not see the kernel fill a recv buffer.
 //
 // Each function returns what the libc call would: the result, or -1 with
 // errno set.
@@ -28,19 +28,14 @@
 #include <cerrno>
 #include <cstddef>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#include <spindle/runtime/detail/sanitizers.hpp>
+
+#if SPINDLE_SANITIZED || defined(SPINDLE_MSAN)
 #define SPINDLE_IO_RAW_SYSCALLS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define SPINDLE_IO_RAW_SYSCALLS 0
-#endif
-#endif
-#ifndef SPINDLE_IO_RAW_SYSCALLS
-#if defined(__x86_64__) && defined(__linux__)
+#elif defined(__x86_64__) && defined(__linux__)
 #define SPINDLE_IO_RAW_SYSCALLS 1
 #else
 #define SPINDLE_IO_RAW_SYSCALLS 0
-#endif
 #endif
 
 namespace spindle::io::detail {

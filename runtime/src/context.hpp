@@ -13,7 +13,7 @@
 
 #include <spindle/runtime/detail/fiber.hpp>
 
-#include "sanitizers.hpp"
+#include <spindle/runtime/detail/sanitizers.hpp>
 
 #if SPINDLE_OWN_SWITCH
 // switch_x86_64.S: jump_fcontext with the same frame and ABI, leaving with

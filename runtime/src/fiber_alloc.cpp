@@ -22,7 +22,7 @@
 
 #include <spindle/runtime/detail/fiber.hpp>
 
-#include "sanitizers.hpp"
+#include <spindle/runtime/detail/sanitizers.hpp>
 
 namespace spindle::detail {
 

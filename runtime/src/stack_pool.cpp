@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "check.hpp"
-#include "sanitizers.hpp"
+#include <spindle/runtime/detail/sanitizers.hpp>
 
 #ifdef SPINDLE_ASAN
 extern "C" void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
