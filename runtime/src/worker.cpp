@@ -254,10 +254,11 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
 // yielding fibers each switch otherwise misses on the new fiber's stack
 // frames and control block; this starts those loads one switch early: f's
 // saved frames (its line was prefetched one switch ago, as the fiber after
-// next) and the control block of the fiber after f.
+// next), with a load that also brings in their page's TLB entry
+// (load_frames), and the control block of the fiber after f.
 void Worker::prefetch_for_switch(Fiber* f) noexcept {
   if (Fiber* later = f->next_) __builtin_prefetch(later);
-  prefetch_frames(f);
+  load_frames(f);
 }
 
 // push_fifo: to the back of q, or of the pinned FIFO for a fiber bound to
