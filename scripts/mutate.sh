@@ -50,6 +50,7 @@ LOG=$SCRATCH/logs
 MUTATIONS=$(cat <<'EOF'
 mutex_starvation_off :: sync/src/mutex.cpp :: s{\n\s*if\s*\(starving\)\s*nw\s*\|=\s*kStarving;}{} :: sync_mutex :: ^sync_mutex$
 blocking_pool_cap_2 :: runtime/src/offload.cpp :: s{(kDefaultBlockingThreads\s*=\s*)\d+}{${1}2} :: offload_test :: ^offload_test$
+blocking_thread_inherits_low_priority :: runtime/src/offload.cpp :: s{(const Pool\* caller = )current_pool\(\);}{${1}nullptr;} :: offload_test :: ^offload_test$
 wait_list_lifo :: sync/include/spindle/sync/detail/wait_queue.hpp :: s{(WaitNode\*\s+pop_front\(\)\s*noexcept\s*\{\s*WaitNode\*\s*n\s*=\s*)head_;}{${1}tail_;} :: sync_primitives sync_queue :: ^sync_(primitives|queue)$
 waker_fence_missing :: runtime/src/idle.cpp :: s{if\s*\(strict\)\s*std::atomic_thread_fence\(std::memory_order_seq_cst\);}{(void)strict;} :: runtime_wake_stress :: ^runtime_wake_park$ :: SPINDLE_WAKE_PARK_ROUNDS=3000000
 wait_cell_generation_unchecked :: runtime/include/spindle/runtime/suspend.hpp :: s{if\s*\(\(expected\s*&\s*~kCancellable\)\s*!=\s*gen\)\s*return\s+false;}{if ((expected & kStateMask) != waiting) return false;} :: offload_test :: ^offload_test$

@@ -13,6 +13,9 @@
 //   spindle_ab_loops busy_tick WORKERS US   a 1 ms ticker fiber's p90 lateness,
 //                                           in ns, while 2,000 fibers spin US us
 //                                           each without suspending
+//   spindle_ab_loops offload_tick WORKERS 0 the offload row's worst 1 ms tick
+//                                           lateness, in ns (one line per run:
+//                                           REPS=20 for a distribution)
 //   spindle_ab_loops mutex|channel_mpmc WORKERS 0
 //                                           mutex_contention / channel_throughput
 //                                           (bench/sync/sync_workloads.hpp)
@@ -26,6 +29,7 @@
 
 #include <spindle/spindle.hpp>
 
+#include "offload_workload.hpp"
 #include "sync_workloads.hpp"
 #include "workloads/workloads.hpp"
 
@@ -77,11 +81,12 @@ int main(int argc, char** argv) {
   const bool mutex = argc == 4 && std::strcmp(argv[1], "mutex") == 0;
   const bool mpmc = argc == 4 && std::strcmp(argv[1], "channel_mpmc") == 0;
   const bool busy = argc == 4 && std::strcmp(argv[1], "busy_tick") == 0;
+  const bool offload = argc == 4 && std::strcmp(argv[1], "offload_tick") == 0;
   const long arg = argc == 4 ? std::atol(argv[3]) : -1;
   if (!(pp && (arg == 0 || arg == 1)) && !(yield && arg > 0) && !skynet && !spawn_join && !timers && !mutex &&
-      !mpmc && !(busy && arg > 0)) {
+      !mpmc && !(busy && arg > 0) && !offload) {
     std::fprintf(stderr,
-                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire|mutex|channel_mpmc WORKERS 0 | busy_tick WORKERS US\n",
+                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire|mutex|channel_mpmc|offload_tick WORKERS 0 | busy_tick WORKERS US\n",
                  argv[0]);
     return 2;
   }
@@ -98,6 +103,10 @@ int main(int argc, char** argv) {
       ns = sync_bench::channel_throughput_spindle(workers);
     } else if (busy) {
       ns = busy_tick(workers, arg);
+    } else if (offload) {
+      double worst_ms = 0;
+      (void)offload_bench::offload_total_ms(workers, &worst_ms);
+      ns = worst_ms * 1e6;
     } else {
       spindle::RuntimeOptions o;
       o.workers = workers;

@@ -70,11 +70,15 @@
 //
 // Lock ranks: Pool::mu_ is a leaf. It is taken inside publish and never
 // held while calling into the runtime: wake() runs after it is released.
-// OffloadPools::mu_ is a leaf too, never held with Pool::mu_.
+// OffloadPools::mu_ is a leaf too, never held with Pool::mu_ (a
+// ThreadStarter is created under it: that takes no lock of ours).
+// ThreadStarter::mu_ is a leaf, and no Pool::mu_ is held while a pool
+// thread waits on the starter (prepare() starts threads after unlocking).
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/offload.hpp>
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -119,7 +123,8 @@ class Pool {
  public:
   // group: the OffloadPools that owns this pool. max_threads: bound on live
   // threads (>= 1). retire_idle: whether idle threads retire.
-  // low_priority: threads run at nice 19 (RuntimeOptions::offload_low_priority).
+  // low_priority: threads run at SCHED_IDLE (RuntimeOptions::offload_low_priority;
+  // thread_main).
   Pool(OffloadPools& group, PoolKind kind, unsigned max_threads, bool retire_idle,
        bool low_priority)
       : group_(group),
@@ -160,7 +165,16 @@ class Pool {
       finished.swap(retired_);
     }
     for (auto& t : finished) t.join();  // they have left thread_main already
-    if (start) start_thread(slot);
+    if (!start) return;
+    // A thread started here inherits our priority. On a thread of the
+    // low-priority CPU pool (a blocking() from an offload job) that would
+    // leave a blocking-pool thread at SCHED_IDLE for life: the group's
+    // starter thread starts it instead.
+    if (const Pool* caller = current_pool(); caller != nullptr && caller->low_priority_ && !low_priority_) {
+      group_.start_unlowered([&] { start_thread(slot); });
+    } else {
+      start_thread(slot);
+    }
   }
 
   // unprepare: withdraws an announced job that was never submitted (the
@@ -302,9 +316,22 @@ class Pool {
     t_pool = this;
     pthread_setname_np(pthread_self(), name_);
     if (low_priority_) {
-      // Lowering our own priority needs no privilege. If it fails (not
-      // Linux, a seccomp filter) the pool just runs at normal priority.
+      // Lowering our own priority needs no privilege (raising it again
+      // would). SCHED_IDLE rather than only nice 19: the kernel preempts an
+      // idle-policy thread at once for a normal one that wakes on its CPU,
+      // while a nice-19 thread can keep a woken worker waiting for
+      // milliseconds (EEVDF runs a woken task only once it is eligible:
+      // docs/runtime.md "Offload"). Nice 19 first, so a refused
+      // sched_setscheduler (a seccomp filter) still leaves the thread low;
+      // if both fail the pool runs at normal priority.
       (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+      sched_param param{};
+      if (sched_setscheduler(0, SCHED_IDLE, &param) == 0) {
+        // A worker that woke on this CPU while we still ran at normal
+        // priority waits for us until the next tick: the policy change
+        // does not reschedule. Let it run now.
+        sched_yield();
+      }
     }
     std::unique_lock lk(mu_);
     for (;;) {
@@ -413,6 +440,9 @@ Pool& OffloadPools::get(PoolKind kind) {
   std::lock_guard lk(mu_);
   if (stopped_) throw Cancelled{};
   if (!owned_[i]) {
+    // The starter first, on this thread, so it has this thread's priority
+    // (not the lowered one of the pool threads that will use it).
+    if (kind == PoolKind::cpu && low_priority_ && !starter_) starter_ = std::make_unique<ThreadStarter>();
     owned_[i] = kind == PoolKind::cpu
                     ? std::make_unique<Pool>(*this, kind, cpu_threads_, /*retire_idle=*/false,
                                              low_priority_)
@@ -455,6 +485,23 @@ void OffloadPools::stop() noexcept {
   }
   for (Pool* p : ps) {
     if (p != nullptr) p->join();
+  }
+  std::unique_ptr<ThreadStarter> starter;
+  {
+    std::lock_guard lk(mu_);
+    starter = std::move(starter_);
+  }
+  // Its destructor joins it: every thread start it ran is over (the pools'
+  // join waited for them).
+}
+
+void OffloadPools::start_unlowered(FunctionRef<void()> f) {
+  // No lock: starter_ was set before the CPU pool, whose thread calls this,
+  // was published, and stop() resets it only after joining that thread.
+  if (ThreadStarter* s = starter_.get()) {
+    s->run(f);
+  } else {
+    f();
   }
 }
 

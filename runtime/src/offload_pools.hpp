@@ -11,6 +11,8 @@
 #include <spindle/runtime/offload.hpp>
 #include <spindle/runtime/options.hpp>
 
+#include "thread_starter.hpp"
+
 namespace spindle::detail {
 
 class Pool;  // offload.cpp
@@ -39,6 +41,11 @@ class OffloadPools {
   // stop: see above. Idempotent. Not from a thread of these pools, nor from
   // a fiber (it blocks until running jobs finish).
   void stop() noexcept;
+  // start_unlowered: runs f (which starts a pool thread) so that the new
+  // thread does not inherit the caller's lowered priority: on the starter
+  // thread when there is one (thread_starter.hpp), else here. Rethrows what
+  // f throws. For a thread of this group's low-priority CPU pool only.
+  void start_unlowered(FunctionRef<void()> f);
 
  private:
   const unsigned cpu_threads_;
@@ -52,6 +59,10 @@ class OffloadPools {
   // the lock-free fast path of get(): acquire pairs with the release store
   // that publishes a fully constructed Pool.
   std::array<std::unique_ptr<Pool>, 2> owned_;  // SPINDLE_GUARDED_BY(mu_)
+  // Created with a low-priority CPU pool, before that pool is published, so
+  // its threads (the only users) see it; destroyed by stop() after both
+  // pools are joined (a thread start it runs may be what join waits for).
+  std::unique_ptr<ThreadStarter> starter_;
   std::array<std::atomic<Pool*>, 2> pools_{};
 };
 

@@ -3,6 +3,7 @@
 // sized by the first offload() / blocking() of the process (offload.hpp), so
 // this is a program of its own with a single test case, whose runtime makes
 // the first calls.
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -59,6 +60,7 @@ TEST_CASE("offload_threads, blocking_threads and offload_low_priority size and s
   errno = 0;
   const int base_nice = getpriority(PRIO_PROCESS, static_cast<id_t>(os_tid()));
   REQUIRE(errno == 0);
+  const int base_policy = sched_getscheduler(0);
   sp::RuntimeOptions o = options(2);
   o.offload_threads = 2;
   o.blocking_threads = 3;
@@ -75,5 +77,6 @@ TEST_CASE("offload_threads, blocking_threads and offload_low_priority size and s
     // Not lowered: the offload threads keep the process's priority.
     auto nice_of_thread = [] { return getpriority(PRIO_PROCESS, static_cast<id_t>(os_tid())); };
     CHECK(sp::offload(nice_of_thread) == base_nice);
+    CHECK(sp::offload([] { return sched_getscheduler(0); }) == base_policy);
   });
 }

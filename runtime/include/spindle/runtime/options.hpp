@@ -25,17 +25,21 @@ struct RuntimeOptions {
   // defaults, hardware_concurrency() and 64; offload.hpp).
   unsigned offload_threads = 0;
   unsigned blocking_threads = 0;
-  // CPU offload threads run at the lowest priority (nice 19, Linux): a
-  // worker thread that wakes (a timer, I/O, a wake-up) takes the core from
-  // them at once instead of waiting out their time slice, so fibers keep
-  // sub-millisecond timing while CPU-bound jobs use every otherwise idle
-  // cycle (measured: worst 1 ms tick lateness 0.1-0.4 ms instead of 2-10 ms
-  // with both cores busy; docs/runtime.md "Offload"). The cost is real: when
-  // other processes keep the cores busy, the jobs get a tiny share (measured
-  // beside two CPU-bound processes: the offload workload took 5.2-5.6 s
-  // instead of 155 ms, and the ticks were late anyway). Set false on shared
-  // or loaded machines. Like offload_threads, read when this runtime's
-  // offload pool is created (by its first offload()).
+  // CPU offload threads run at the lowest priority (SCHED_IDLE and nice 19,
+  // Linux): a worker thread that wakes (a timer, I/O, a wake-up) takes the
+  // core from them at once instead of waiting out their time slice, so
+  // fibers keep sub-millisecond timing while CPU-bound jobs use every
+  // otherwise idle cycle (measured, 2 workers, both cores busy with jobs:
+  // runs with a 1 ms tick over 1 ms late 1-4 of 80 at SCHED_IDLE, 32-33 of
+  // 80 at nice 19 alone, most at nice 0; docs/runtime.md "Offload"). The cost is
+  // real: when other processes keep the cores busy, the jobs get a tiny
+  // share (measured beside two CPU-bound processes: the offload workload
+  // took 15-23 s instead of 70 ms, 4.6 s at nice 19 alone, and the ticks
+  // were late anyway). Set false on shared or loaded machines. Threads that
+  // jobs start inherit the low priority (Linux lets an unprivileged thread
+  // lower its priority, never raise it); the blocking pool's are started at
+  // the runtime's. Like offload_threads, read when this runtime's offload
+  // pool is created (by its first offload()).
   bool offload_low_priority = true;
   // A fiber running longer than this without suspending is reported on
   // stderr by name. Zero disables the monitor thread.
