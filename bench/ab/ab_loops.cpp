@@ -10,6 +10,9 @@
 //                                           (bench/workloads/workloads.hpp)
 //   spindle_ab_loops skynet|spawn_join WORKERS 0
 //   spindle_ab_loops timers_fire WORKERS 0  timers(): fire_ms per fiber, in ns
+//                                           (FAULTS=1: also, on stderr, the
+//                                           minor page faults between gate
+//                                           and last join)
 //   spindle_ab_loops busy_tick WORKERS US   a 1 ms ticker fiber's p90 lateness,
 //                                           in ns, while 2,000 fibers spin US us
 //                                           each without suspending
@@ -93,6 +96,7 @@ int main(int argc, char** argv) {
   const auto workers = static_cast<unsigned>(std::atoi(argv[2]));
   const char* reps_env = std::getenv("REPS");
   const int reps = reps_env != nullptr ? std::atoi(reps_env) : 3;
+  const bool faults = std::getenv("FAULTS") != nullptr;
   for (int r = 0; r < reps; ++r) {
     double ns;
     if (pp) {
@@ -119,6 +123,7 @@ int main(int argc, char** argv) {
       ns = spindle::run(
           [&] {
             const bench::Sample s = w.on_spindle();
+            if (timers && faults) std::fprintf(stderr, "fire window: %.0f minor faults\n", s.fire_faults);
             return timers ? (s.fire_ms - 10.0) * 1e6 / 100000.0 : s.ns_per_op;
           },
           o);

@@ -16,6 +16,7 @@ struct Sample {
   double ns_per_op = NAN;      // ms spread over the workload's unit (fiber, yield)
   double fire_ms = NAN;        // timers: gate opened -> last join
   double kib_per_fiber = NAN;  // timers: (peak RSS - RSS before the first spawn) / fibers
+  double fire_faults = NAN;    // timers: the process's minor page faults, gate -> last join
 };
 
 enum class Peer { spindle, boost_fiber };

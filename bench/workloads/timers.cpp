@@ -1,10 +1,15 @@
 // timers.cpp: 100,000 fibers behind a start gate, each sleeping 10 ms
 // (BENCHMARKS.md workload 6). Reports ms first spawn -> last join,
-// fire_ms gate -> last join, and KiB of peak RSS per fiber.
+// fire_ms gate -> last join, and KiB of peak RSS per fiber; also the minor
+// page faults between gate and last join (fire_faults; the fire window's
+// floor is read from them in docs/decisions/0011-timers.md, "Addendum
+// (2026-11-24)").
 //
 // Peak RSS is the process's (ru_maxrss), so measure() gives every timers run
 // a fresh child; the figure is the growth of the peak over the run (the
 // binary and the runtime's own start-up memory excluded), per fiber.
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -22,8 +27,14 @@ namespace {
 constexpr long kFibers = 100'000;
 constexpr auto kSleep = std::chrono::milliseconds(10);
 
+long minor_faults() {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_minflt;
+}
+
 Sample finish(long rss0, Clock::time_point t0, Clock::time_point gate, Clock::time_point t1,
-              long count) {
+              long faults, long count) {
   if (count != kFibers) {
     fail("timers", cat("count ", std::to_string(count), ", expected ", std::to_string(kFibers)));
   }
@@ -31,6 +42,7 @@ Sample finish(long rss0, Clock::time_point t0, Clock::time_point gate, Clock::ti
   s.ms = ms_between(t0, t1);
   s.fire_ms = ms_between(gate, t1);
   s.kib_per_fiber = static_cast<double>(peak_rss_kib() - rss0) / kFibers;
+  s.fire_faults = static_cast<double>(faults);
   if (s.fire_ms < 10.0) {  // every fiber sleeps 10 ms after the gate opens
     fail("timers", cat("last join ", std::to_string(s.fire_ms), " ms after the gate"));
   }
@@ -51,10 +63,12 @@ Sample on_spindle() {
       count.fetch_add(1, std::memory_order_relaxed);  // joined before read
     }));
   }
+  const long f0 = minor_faults();
   auto tg = Clock::now();
   gate.set();
   for (auto& f : fibers) f.join();
-  return finish(rss0, t0, tg, Clock::now(), count.load(std::memory_order_relaxed));
+  const auto t1 = Clock::now();
+  return finish(rss0, t0, tg, t1, minor_faults() - f0, count.load(std::memory_order_relaxed));
 }
 
 // The natural Boost.Fiber event: a flag under a fiber mutex and condition
@@ -78,6 +92,7 @@ Sample on_boost() {
       count.fetch_add(1, std::memory_order_relaxed);
     }));
   }
+  const long f0 = minor_faults();
   auto tg = Clock::now();
   {
     std::unique_lock lk(mu);
@@ -85,7 +100,8 @@ Sample on_boost() {
   }
   cv.notify_all();
   for (auto& f : fibers) f.join();
-  return finish(rss0, t0, tg, Clock::now(), count.load(std::memory_order_relaxed));
+  const auto t1 = Clock::now();
+  return finish(rss0, t0, tg, t1, minor_faults() - f0, count.load(std::memory_order_relaxed));
 }
 }  // namespace
 
