@@ -8,57 +8,13 @@
 // fresh runtime, so cold, as the table's timers rows are.
 //
 //   spindle_fire_sweep [WORKERS] [RUNS]     (default 1 worker, 3 runs)
-#include <sys/resource.h>
-
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <vector>
 
 #include <spindle/spindle.hpp>
 
-namespace {
-using Clock = std::chrono::steady_clock;
-constexpr long kFibers = 100'000;
-
-long minor_faults() {
-  rusage r{};
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_minflt;
-}
-
-struct Window {
-  double ns_per_fiber;  // gate -> last join, beyond the sleep
-  long faults;
-};
-
-Window fire(std::chrono::milliseconds sleep) {
-  spindle::Event gate;
-  std::atomic<long> count{0};
-  std::vector<spindle::Task<void>> fibers;
-  fibers.reserve(kFibers);
-  for (long i = 0; i < kFibers; ++i) {
-    fibers.push_back(spindle::spawn([&] {
-      gate.wait();
-      spindle::sleep_for(sleep);
-      count.fetch_add(1, std::memory_order_relaxed);  // joined before read
-    }));
-  }
-  const long f0 = minor_faults();
-  const auto t0 = Clock::now();
-  gate.set();
-  for (auto& f : fibers) f.join();
-  const auto t1 = Clock::now();
-  const long faults = minor_faults() - f0;
-  if (count.load(std::memory_order_relaxed) != kFibers) {
-    std::fprintf(stderr, "fire_sweep: %ld fibers ran, expected %ld\n", count.load(), kFibers);
-    std::exit(1);
-  }
-  const double ns = std::chrono::duration<double, std::nano>(t1 - t0 - sleep).count();
-  return Window{ns / kFibers, faults};
-}
-}  // namespace
+#include "workloads/workloads.hpp"
 
 int main(int argc, char** argv) {
   const unsigned workers = argc > 1 ? static_cast<unsigned>(std::atoi(argv[1])) : 1;
@@ -69,8 +25,10 @@ int main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) {
       spindle::RuntimeOptions o;
       o.workers = workers;
-      const Window w = spindle::run([&] { return fire(std::chrono::milliseconds(ms)); }, o);
-      std::printf("%8d | %29.1f | %d\n", ms, w.ns_per_fiber, static_cast<int>(w.faults));
+      const bench::Sample s =
+          spindle::run([&] { return bench::timers_on_spindle(std::chrono::milliseconds(ms)); }, o);
+      // The workload's 100,000 fibers (bench/workloads/timers.cpp).
+      std::printf("%8d | %29.1f | %.0f\n", ms, (s.fire_ms - ms) * 1e6 / 100000.0, s.fire_faults);
     }
   }
   return 0;

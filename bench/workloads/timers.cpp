@@ -33,8 +33,8 @@ long minor_faults() {
   return r.ru_minflt;
 }
 
-Sample finish(long rss0, Clock::time_point t0, Clock::time_point gate, Clock::time_point t1,
-              long faults, long count) {
+Sample finish(std::chrono::milliseconds sleep, long rss0, Clock::time_point t0,
+              Clock::time_point gate, Clock::time_point t1, long faults, long count) {
   if (count != kFibers) {
     fail("timers", cat("count ", std::to_string(count), ", expected ", std::to_string(kFibers)));
   }
@@ -43,13 +43,15 @@ Sample finish(long rss0, Clock::time_point t0, Clock::time_point gate, Clock::ti
   s.fire_ms = ms_between(gate, t1);
   s.kib_per_fiber = static_cast<double>(peak_rss_kib() - rss0) / kFibers;
   s.fire_faults = static_cast<double>(faults);
-  if (s.fire_ms < 10.0) {  // every fiber sleeps 10 ms after the gate opens
+  if (s.fire_ms < static_cast<double>(sleep.count())) {  // every fiber sleeps after the gate opens
     fail("timers", cat("last join ", std::to_string(s.fire_ms), " ms after the gate"));
   }
   return s;
 }
 
-Sample on_spindle() {
+}  // namespace
+
+Sample timers_on_spindle(std::chrono::milliseconds sleep) {
   spindle::Event gate;
   std::atomic<long> count{0};
   std::vector<spindle::Task<void>> fibers;
@@ -59,7 +61,7 @@ Sample on_spindle() {
   for (long i = 0; i < kFibers; ++i) {
     fibers.push_back(spindle::spawn([&] {
       gate.wait();
-      spindle::sleep_for(kSleep);
+      spindle::sleep_for(sleep);
       count.fetch_add(1, std::memory_order_relaxed);  // joined before read
     }));
   }
@@ -68,9 +70,10 @@ Sample on_spindle() {
   gate.set();
   for (auto& f : fibers) f.join();
   const auto t1 = Clock::now();
-  return finish(rss0, t0, tg, t1, minor_faults() - f0, count.load(std::memory_order_relaxed));
+  return finish(sleep, rss0, t0, tg, t1, minor_faults() - f0, count.load(std::memory_order_relaxed));
 }
 
+namespace {
 // The natural Boost.Fiber event: a flag under a fiber mutex and condition
 // variable.
 Sample on_boost() {
@@ -101,10 +104,12 @@ Sample on_boost() {
   cv.notify_all();
   for (auto& f : fibers) f.join();
   const auto t1 = Clock::now();
-  return finish(rss0, t0, tg, t1, minor_faults() - f0, count.load(std::memory_order_relaxed));
+  return finish(kSleep, rss0, t0, tg, t1, minor_faults() - f0, count.load(std::memory_order_relaxed));
 }
 }  // namespace
 
-Workload timers() { return Workload{"timers", on_spindle, on_boost}; }
+Workload timers() {
+  return Workload{"timers", [] { return timers_on_spindle(kSleep); }, on_boost};
+}
 
 }  // namespace bench

@@ -4,6 +4,8 @@
 // from just before the first spawn to just after the last join.
 #pragma once
 
+#include <chrono>
+
 #include "../harness/sample.hpp"
 
 namespace bench {
@@ -23,5 +25,8 @@ Workload yield_switch(int n);
 // ms first spawn -> last join, fire_ms gate -> last join, KiB of peak RSS per
 // fiber. Run it once per process (peak RSS only grows).
 Workload timers();
+// timers' spindle side with another sleep (spindle_fire_sweep); fire_ms
+// still runs gate -> last join, sleep included.
+Sample timers_on_spindle(std::chrono::milliseconds sleep);
 
 }  // namespace bench
