@@ -7,7 +7,18 @@
 // they do not overlap the copying. At one job per 4 MiB chunk that was
 // 12-18% of a 256 MiB read from the page cache; in one job the thread that
 // copies never sleeps between chunks. A cancel still lands within one chunk.
+//
+// Why the job yields between steps (docs/decisions/0006-files.md "The
+// copy yields between steps"): the kernel places the woken pool thread on
+// its waker's CPU, and a worker woken there later (its park timer fires
+// during the copy) waits until the copying thread's slice ends, even with
+// the other CPU idle: a 1 ms ticker fiber was 1.5-4.7 ms late in most
+// 256 MiB reads. sched_yield() after each 1 MiB step (~0.2 ms of copying
+// from the page cache) bounds that wait by one step, for one syscall that
+// returns at once when nobody waits.
 #pragma once
+
+#include <sched.h>
 
 #include <atomic>
 #include <cstddef>
@@ -88,6 +99,11 @@ SPINDLE_MAY_SUSPEND int transfer_in_pool(std::size_t n, std::size_t& done, Step 
         }
         d += static_cast<std::size_t>(r);
         if (static_cast<std::size_t>(r) < want) break;  // end of file
+        // Give the CPU to whoever waits for it, before the next step: a
+        // worker whose park timer fired on this CPU is otherwise queued
+        // behind the copy until the kernel's slice protection for this
+        // thread runs out or a tick rebalances (1.5-4.7 ms here; the header).
+        if (d < n) sched_yield();
       }
       st->done = d;
       st->err = err;

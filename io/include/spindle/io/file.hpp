@@ -15,8 +15,8 @@
 // queue (nothing moves); while it runs, the job stops before its next step
 // and the fiber waits for that (a transfer that finished meanwhile returns
 // as usual, and the cancel is raised at the fiber's next suspension point).
-// So a cancel lands within one chunk's time (about a millisecond from the
-// page cache), and then:
+// So a cancel lands within one chunk's time (about 0.2 ms from the page
+// cache), and then:
 //  - read / pread raise Cancelled (or the scope's TimedOut); the bytes read
 //    so far are in the buffer, the file position (read) has moved past them;
 //  - write / pwrite raise Cancelled or TimedOut after a prefix of the data
@@ -48,10 +48,11 @@
 
 namespace spindle::io {
 
-// The most one pool job transfers (4 MiB; the measurement in
-// docs/decisions/0006-files.md: larger chunks gain nothing measurable, and
-// a cancel waits for at most one).
-inline constexpr std::size_t kFileChunk = std::size_t{4} << 20;
+// The most one step of a transfer moves (1 MiB, about 0.2 ms from the
+// page cache): a cancel waits for at most one step, and the pool thread
+// yields its CPU between two (docs/decisions/0006-files.md "The copy
+// yields between steps": larger steps gain nothing measurable in one job).
+inline constexpr std::size_t kFileChunk = std::size_t{1} << 20;
 
 // OpenMode: flags combined with |. read and/or write pick the access;
 // append: every write goes to the end (O_APPEND; implies write); create:
