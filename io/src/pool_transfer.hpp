@@ -12,8 +12,8 @@
 // copy yields between steps"): the kernel places the woken pool thread on
 // its waker's CPU, and a worker woken there later (its park timer fires
 // during the copy) waits until the copying thread's slice ends, even with
-// the other CPU idle: a 1 ms ticker fiber was 1.5-4.7 ms late in most
-// 256 MiB reads. sched_yield() after each 1 MiB step (~0.2 ms of copying
+// the other CPU idle: a 1 ms ticker fiber was 1.2-4.7 ms late in 15 of
+// 20 reads of 256 MiB. sched_yield() after each 1 MiB step (~0.2 ms of copying
 // from the page cache) bounds that wait by one step, for one syscall that
 // returns at once when nobody waits.
 #pragma once
@@ -102,7 +102,7 @@ SPINDLE_MAY_SUSPEND int transfer_in_pool(std::size_t n, std::size_t& done, Step 
         // Give the CPU to whoever waits for it, before the next step: a
         // worker whose park timer fired on this CPU is otherwise queued
         // behind the copy until the kernel's slice protection for this
-        // thread runs out or a tick rebalances (1.5-4.7 ms here; the header).
+        // thread runs out or a tick rebalances (up to 4.7 ms here; see above).
         if (d < n) sched_yield();
       }
       st->done = d;
