@@ -74,6 +74,12 @@ bool read_more(int fd, std::string& out, std::size_t want, const fsys::path& pat
 // /proc file, a sparse file), and the string grows by what is asked.
 constexpr std::size_t kReadFileStep = std::size_t{1} << 30;
 
+// The most the first job of read_file / write_file moves besides its open
+// (and fstat): a whole file up to this size costs one pool job, in
+// kFileChunk steps (detail::in_steps). A job costs two thread wake-ups
+// (pool_transfer.hpp), several times a 1 MiB step's copy.
+constexpr std::size_t kFirstJobMax = std::size_t{4} << 20;
+
 }  // namespace
 
 namespace {
@@ -129,7 +135,7 @@ std::string read_file(const fsys::path& path, std::size_t max_size) {
   bool eof = read_cached(path, limit, fd, out, hint);
   if (!eof && fd.fd < 0) {
     FirstRead first;
-    // Job 1: open, fstat, and the first chunk: a regular file's st_size + 1
+    // Job 1: open, fstat, and the first part: a regular file's st_size + 1
     // bytes (a short read then proves end of file in the same syscall), or
     // 64 KiB for files whose size says nothing (/proc, devices).
     in_pool([&]() noexcept {
@@ -149,14 +155,15 @@ std::string read_file(const fsys::path& path, std::size_t max_size) {
       }
       const std::size_t guess =
           S_ISREG(st.st_mode) && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) + 1 : 64 << 10;
-      const std::size_t want = std::min({guess, kFileChunk, limit});
+      const std::size_t want = std::min({guess, kFirstJobMax, limit});
       try {
         out.resize(want);
       } catch (...) {
         first = {ENOMEM, "read"};
         return;
       }
-      const ssize_t r = detail::full_read(fd.fd, out.data(), want, -1);
+      const ssize_t r = detail::in_steps(
+          want, [&](std::size_t d, std::size_t n) { return detail::full_read(fd.fd, out.data() + d, n, -1); });
       if (r < 0) {
         out.clear();
         first = {static_cast<int>(-r), "read"};
@@ -240,14 +247,16 @@ void write_file(const fsys::path& path, std::string_view data, const WriteFileOp
   bool renamed = false;
   try {
     cancel_point();
-    // Job 1: open, the first chunk, and (when that was all) finish.
+    // Job 1: open, the first part (up to kFirstJobMax), and (when that was
+    // all) finish.
     std::size_t done = 0;
     Step st = in_pool([&]() noexcept -> Step {
       const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (o.atomic ? O_EXCL : O_TRUNC);
       fd.fd = ::open(target.c_str(), flags, o.perms);
       if (fd.fd < 0) return {errno, "open"};
-      const std::size_t want = std::min(kFileChunk, data.size());
-      const ssize_t r = detail::full_write(fd.fd, data.data(), want, -1);
+      const std::size_t want = std::min(kFirstJobMax, data.size());
+      const ssize_t r = detail::in_steps(
+          want, [&](std::size_t d, std::size_t n) { return detail::full_write(fd.fd, data.data() + d, n, -1); });
       if (r < 0) return {static_cast<int>(-r), "write"};
       done = want;
       if (done == data.size()) {

@@ -8,18 +8,13 @@
 // 12-18% of a 256 MiB read from the page cache; in one job the thread that
 // copies never sleeps between chunks. A cancel still lands within one chunk.
 //
-// Why the job yields between steps (docs/decisions/0006-files.md "The
-// copy yields between steps"): the kernel places the woken pool thread on
-// its waker's CPU, and a worker woken there later (its park timer fires
-// during the copy) waits until the copying thread's slice ends, even with
-// the other CPU idle: a 1 ms ticker fiber was 1.2-4.7 ms late in 15 of
-// 20 reads of 256 MiB. sched_yield() after each 1 MiB step (~0.2 ms of copying
-// from the page cache) bounds that wait by one step, for one syscall that
-// returns at once when nobody waits.
+// Every job that copies more than one kFileChunk pauses between steps
+// (step_pause, below).
 #pragma once
 
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <exception>
@@ -34,6 +29,36 @@
 #include "file_ops.hpp"
 
 namespace spindle::io::detail {
+
+// step_pause: between two steps of one pool job, give the CPU to whoever
+// waits for it (docs/decisions/0006-files.md "The copy yields between
+// steps"). The kernel places a woken pool thread on its waker's CPU, and a
+// worker woken there later (its park timer fires during the copy) waits
+// until the copying thread's slice ends, even with the other CPU idle: a
+// 1 ms ticker fiber was 1.2-4.7 ms late in 15 of 20 reads of 256 MiB.
+// Pausing after each 1 MiB step (~0.2 ms of copying from the page cache)
+// bounds that wait by one step, for one syscall that returns at once when
+// nobody waits.
+inline void step_pause() noexcept { sched_yield(); }
+
+// in_steps: step(done, want) for want = min(kFileChunk, n - done), with
+// step_pause() between two steps, until n bytes are done or a step moves
+// fewer than it was asked (end of file: the bytes done are returned) or
+// fails (its -errno is returned). For a job that is not cancelled midway
+// (the first job of read_file / write_file, inside shield()).
+template <class Step>
+ssize_t in_steps(std::size_t n, Step step) noexcept {
+  std::size_t d = 0;
+  while (d < n) {
+    if (d > 0) step_pause();
+    const std::size_t want = std::min(kFileChunk, n - d);
+    const ssize_t r = step(d, want);
+    if (r < 0) return r;
+    d += static_cast<std::size_t>(r);
+    if (static_cast<std::size_t>(r) < want) break;
+  }
+  return static_cast<ssize_t>(d);
+}
 
 // TransferState: what the caller and the job share. Heap-allocated and
 // held by both (shared_ptr): a caller whose job was withdrawn from the
@@ -99,11 +124,7 @@ SPINDLE_MAY_SUSPEND int transfer_in_pool(std::size_t n, std::size_t& done, Step 
         }
         d += static_cast<std::size_t>(r);
         if (static_cast<std::size_t>(r) < want) break;  // end of file
-        // Give the CPU to whoever waits for it, before the next step: a
-        // worker whose park timer fired on this CPU is otherwise queued
-        // behind the copy until the kernel's slice protection for this
-        // thread runs out or a tick rebalances (up to 4.7 ms here; see above).
-        if (d < n) sched_yield();
+        if (d < n) step_pause();
       }
       st->done = d;
       st->err = err;

@@ -239,8 +239,8 @@ TEST_CASE("files: 64 MiB reads cancelled midway raise Cancelled and leak no fd")
   const unsigned workers = GENERATE(1u, 2u);
   run_checked(workers, [&] {
     const std::size_t before = open_fds();
-    // read_file: the cancel lands between two chunks (a read that ran
-    // through all 16 would return instead).
+    // read_file: the cancel lands between two steps (a read that ran
+    // through all of them would return instead).
     bool landed = false;
     for (int i = 0; i < 5 && !landed; ++i) landed = cancel_midway([&] { (void)io::read_file(dir / "big"); });
     FIBER_CHECK(landed);
