@@ -223,6 +223,42 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
   return next;
 }
 
+// fire_overdue_peers: the watchers above are idle workers, and an idle
+// worker can be idle without a core. Seen on this 2-vCPU guest (perf sched,
+// docs/runtime.md "Timers of a worker without a core"): both workers' threads
+// share one vCPU while the other vCPU idles; the parked worker's timerfd
+// fires, but its thread waits in the run queue behind the running worker,
+// whose slice the kernel protects, for 1-3 ms. So a running worker, in each
+// maintenance round, also fires another worker's timers once they are as
+// overdue as the watcher's rule says (a quarter of handoff_after): an owner
+// that runs fires its own within microseconds, so such a timer's owner has
+// no core, or is in one long fiber. The woken fibers run here, where a core
+// is. Costs a round one relaxed load per other worker, and a clock read only
+// while one of them has a timer.
+void Worker::fire_overdue_peers() {
+  using clock = std::chrono::steady_clock;
+  const auto after = sched_.options().handoff_after;
+  const unsigned n = sched_.size();
+  if (after.count() <= 0 || n < 2) return;
+  auto earliest = clock::time_point::max();
+  for (unsigned i = 0; i < n; ++i) {
+    if (i != index_) earliest = std::min(earliest, sched_.worker(i).next_deadline());
+  }
+  if (earliest == clock::time_point::max()) return;
+  const auto overdue_after = std::chrono::duration_cast<clock::duration>(after / 4);
+  const auto now = clock::now();
+  if (earliest > now - overdue_after) return;
+  for (unsigned i = 0; i < n; ++i) {
+    if (i == index_) continue;
+    Worker& v = sched_.worker(i);
+    if (v.next_deadline() > now - overdue_after) continue;
+    const std::size_t fired = v.fire_due_timers(now);
+    v.remote_.timers_taken.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
+    remote_.timers_fired.add(fired);
+    remote_.timers_rescued.add(fired);
+  }
+}
+
 bool Worker::others_active() const noexcept {
   if (sched_.options().handoff_after.count() <= 0) return false;
   for (unsigned i = 0; i < sched_.size(); ++i) {

@@ -306,6 +306,7 @@ void Worker::maintenance() {
   // start (and hold a stack) before the first could finish.
   take_global_one();
   fire_own_timers();
+  fire_overdue_peers();
   if (!core_.io_poll_on && remote_.poller_set.load(std::memory_order_relaxed)) [[unlikely]] install_poller();
   // Busy workers see readiness here, without blocking (io_hook.hpp).
   if (core_.io_poll_on) poll_events(&kNoWait, true);

@@ -294,6 +294,9 @@ class Worker {
   void request_handoff(Worker& rescuer) noexcept;
   void await_handoff() const noexcept;
   bool others_active() const noexcept;  // some other worker is not parked
+  // A running worker's share of the watching, in each maintenance round:
+  // fires other workers' timers once they are overdue (handoff.cpp).
+  void fire_overdue_peers();
   // The LIFO slot, read and swapped by the owner (remote_.lifo: see there).
   Fiber* lifo() const noexcept { return remote_.lifo.load(std::memory_order_relaxed); }
   Fiber* swap_lifo(Fiber* f) noexcept {
