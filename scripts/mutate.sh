@@ -57,6 +57,8 @@ wait_cell_generation_unchecked :: runtime/include/spindle/runtime/suspend.hpp ::
 cancel_check_before_wait_skipped :: runtime/src/suspend.cpp :: s{if\s*\(!shielded\s*&&\s*f->cancel_requested_\.load\(std::memory_order_relaxed\)\)\s*\{(\s*w\.try_complete\(Waiter::cancelled\);)}{if (false) \{$1} :: runtime_cancel offload_test :: ^(runtime_cancel|offload_test)$
 cancel_after_publish_skipped :: runtime/src/worker.cpp :: s{f->cancel_requested_\.load\(std::memory_order_seq_cst\)\s*&&}{false &&} :: runtime_cancel runtime_cancel_basics :: ^runtime_cancel(_basics)?$
 running_worker_ignores_peer_timers :: runtime/src/worker.cpp :: s{\n\s*fire_overdue_peers\(\);}{} :: runtime_stranded :: ^runtime_stranded$
+pool_thread_keeps_pinned_mask :: runtime/src/offload.cpp :: s{if\s*\(const CpuPlan\* c = group_\.cpus\(\)\)\s*c->restore\(\);}{} :: runtime_pin :: ^runtime_pin$
+workers_never_pinned :: runtime/src/worker.cpp :: s{sched_\.cpus\(\)\.pin_worker\(index_\);}{} :: runtime_pin :: ^runtime_pin$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
 EOF
 )

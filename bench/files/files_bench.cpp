@@ -11,7 +11,9 @@
 //    file; once as shipped, once with the page-cache fast path off, so the
 //    pool path alone is compared with libuv's pool; the threads peer: T threads taking files from a shared counter,
 //    open/fstat/read/close each; libuv: 64 chains of uv_fs_open -> fstat ->
-//    read -> close on one loop, its default 4-thread pool);
+//    read -> close on one loop, its default 4-thread pool); and once more
+//    on a second runtime with RuntimeOptions::pin_workers, after the
+//    threads peer (the row's mode on this VM: docs/decisions/0006-files.md);
 //  - big: one 256 MiB file read sequentially into a prefaulted buffer
 //    (spindle: File::read, kFileChunk jobs; threads: read() of 4 MiB after
 //    4 MiB on one thread; libuv: uv_fs_read of 4 MiB after 4 MiB).
@@ -477,6 +479,7 @@ int main(int argc, char** argv) {
   std::vector<char> big(kBigSize);
   std::memset(big.data(), 1, big.size());
 
+  std::vector<double> sp_pin_small, tick_pin_small;
   std::vector<double> tick_idle, tick_thread, sp_pool_small, sp_noop, sp_small, sp_big, th_small, th_big, uv_small, uv_big, tick_small, tick_big,
       tick_thread_big;
   std::vector<std::vector<double>> sweep_ms(4);
@@ -485,8 +488,13 @@ int main(int argc, char** argv) {
   o.workers = workers;
   o.blocking_threads = blocking_threads;
   sp::Runtime rt(o);
+  // The same with RuntimeOptions::pin_workers: where the kernel would put
+  // both workers on one CPU (docs/decisions/0006-files.md).
+  o.pin_workers = true;
+  sp::Runtime rt_pin(o);
   // Warm-up: the blocking pool starts empty and grows on demand.
   rt.block_on([&] { (void)spindle_small(s, limit); });
+  rt_pin.block_on([&] { (void)spindle_small(s, limit); });
   (void)threads_small(s, threads);
   (void)libuv_small(s);
   for (int r = 0; r < runs; ++r) {
@@ -503,6 +511,11 @@ int main(int argc, char** argv) {
       tick_idle.push_back(ticker_idle());
     });
     th_small.push_back(threads_small(s, threads));
+    rt_pin.block_on([&] {
+      const Timed a = spindle_small(s, limit);
+      sp_pin_small.push_back(a.ms);
+      tick_pin_small.push_back(a.worst_tick_ms);
+    });
     tick_thread.push_back(thread_ticker_idle());
     uv_small.push_back(libuv_small(s));
     rt.block_on([&] {
@@ -521,6 +534,7 @@ int main(int argc, char** argv) {
     }
   }
   rt.shutdown();
+  rt_pin.shutdown();
   std::error_code ec;
   fs::remove_all(dir, ec);
 
@@ -529,15 +543,18 @@ int main(int argc, char** argv) {
               runs, workers, blocking_threads, limit, threads, std::getenv("UV_THREADPOOL_SIZE") ? std::getenv("UV_THREADPOOL_SIZE") : "4");
   std::printf("small: read_file of %d files of %zu B\n", kSmallFiles, kSmallSize);
   row("spindle read_file (one fiber per file)", sp_small, "ms");
+  row("spindle read_file, workers pinned (pin_workers)", sp_pin_small, "ms");
   row("spindle read_file, fast path off (pool only)", sp_pool_small, "ms");
   row("spindle 1,000 empty blocking() jobs (floor)", sp_noop, "ms");
   row("threads open/fstat/read/close", th_small, "ms");
   row("libuv uv_fs_* (64 chains)", uv_small, "ms");
   row("ratio spindle / threads (<1: spindle faster)", ratio(sp_small, th_small), "x ");
   row("ratio spindle / libuv", ratio(sp_small, uv_small), "x ");
+  row("ratio spindle pinned / threads", ratio(sp_pin_small, th_small), "x ");
   row("ratio spindle pool only / threads", ratio(sp_pool_small, th_small), "x ");
   row("ratio spindle pool only / libuv", ratio(sp_pool_small, uv_small), "x ");
   row("ticker worst lateness during spindle run", tick_small, "ms");
+  row("ticker worst lateness during pinned run", tick_pin_small, "ms");
   row("ticker worst lateness, no file work (baseline)", tick_idle, "ms");
   row("plain thread sleeping 1 ms, worst lateness (OS)", tick_thread, "ms");
   std::printf("big: sequential read of one %zu MiB file\n", kBigSize >> 20);

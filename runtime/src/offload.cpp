@@ -315,6 +315,8 @@ class Pool {
   void thread_main(std::list<std::thread>::iterator self) {
     t_pool = this;
     pthread_setname_np(pthread_self(), name_);
+    // Started from a pinned worker, we inherited its one CPU (cpu_pin.hpp).
+    if (const CpuPlan* c = group_.cpus()) c->restore();
     if (low_priority_) {
       // Lowering our own priority needs no privilege (raising it again
       // would). SCHED_IDLE rather than only nice 19: the kernel preempts an
@@ -423,13 +425,14 @@ class Pool {
 
 // ---- OffloadPools -----------------------------------------------------------
 
-OffloadPools::OffloadPools(const RuntimeOptions* o, const char* who) noexcept
+OffloadPools::OffloadPools(const RuntimeOptions* o, const char* who, const CpuPlan* cpus) noexcept
     : cpu_threads_(o != nullptr && o->offload_threads != 0 ? o->offload_threads
                                                            : hardware_threads()),
       blocking_threads_(o != nullptr && o->blocking_threads != 0 ? o->blocking_threads
                                                                  : kDefaultBlockingThreads),
       low_priority_(o == nullptr || o->offload_low_priority),
-      who_(who) {}
+      who_(who),
+      cpus_(cpus) {}
 
 OffloadPools::~OffloadPools() { stop(); }
 

@@ -11,6 +11,7 @@
 #include <spindle/runtime/offload.hpp>
 #include <spindle/runtime/options.hpp>
 
+#include "cpu_pin.hpp"
 #include "thread_starter.hpp"
 
 namespace spindle::detail {
@@ -28,7 +29,9 @@ class OffloadPools {
  public:
   // o: the owning runtime's options, or nullptr for the process-wide pools
   // (the defaults). `who` names the stop in its report ("shutdown", "exit").
-  OffloadPools(const RuntimeOptions* o, const char* who) noexcept;
+  // cpus: the owning runtime's pinning plan (its pool threads restore()
+  // the unpinned affinity that pinned workers would pass on), or nullptr.
+  OffloadPools(const RuntimeOptions* o, const char* who, const CpuPlan* cpus = nullptr) noexcept;
   ~OffloadPools();  // stop()
   OffloadPools(const OffloadPools&) = delete;
   OffloadPools& operator=(const OffloadPools&) = delete;
@@ -46,12 +49,15 @@ class OffloadPools {
   // thread when there is one (thread_starter.hpp), else here. Rethrows what
   // f throws. For a thread of this group's low-priority CPU pool only.
   void start_unlowered(FunctionRef<void()> f);
+  // The affinity a new pool thread takes first (cpu_pin.hpp), or nullptr.
+  const CpuPlan* cpus() const noexcept { return cpus_; }
 
  private:
   const unsigned cpu_threads_;
   const unsigned blocking_threads_;
   const bool low_priority_;
   const char* const who_;
+  const CpuPlan* const cpus_;
 
   mutable std::mutex mu_;  // leaf; creation and stopped_ only
   bool stopped_ = false;   // SPINDLE_GUARDED_BY(mu_)

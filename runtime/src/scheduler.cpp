@@ -62,7 +62,10 @@ Scheduler* default_scheduler() noexcept {
 void main_finished(Scheduler* s) noexcept { s->main_finished(); }
 
 Scheduler::Scheduler(const RuntimeOptions& o)
-    : opts_(o), stacks_(o.stack_size, o.guard_pages), offload_pools_(&opts_, "shutdown") {
+    : opts_(o),
+      cpus_(o.pin_workers),
+      stacks_(o.stack_size, o.guard_pages),
+      offload_pools_(&opts_, "shutdown", &cpus_) {
   install_overflow_handler();
   const unsigned n = worker_count(o);
   if (n > 1 && o.handoff_after.count() > 0) install_handoff_handler();

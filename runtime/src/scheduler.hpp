@@ -14,6 +14,7 @@
 #include <spindle/runtime/options.hpp>
 #include <spindle/runtime/stats.hpp>
 
+#include "cpu_pin.hpp"
 #include "fiber_list.hpp"
 #include "idle.hpp"
 #include "offload_pools.hpp"
@@ -31,6 +32,7 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   const RuntimeOptions& options() const noexcept { return opts_; }
+  const CpuPlan& cpus() const noexcept { return cpus_; }
   unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
   Worker& worker(unsigned i) noexcept { return *workers_[i]; }
   StackPool& stacks() noexcept { return stacks_; }
@@ -104,6 +106,8 @@ class Scheduler {
   void monitor_main();
 
   const RuntimeOptions opts_;
+  // Before offload_pools_, which keeps a pointer to it (cpu_pin.hpp).
+  const CpuPlan cpus_;
   StackPool stacks_;
   // Stopped by shutdown() between the fibers and the workers (see there).
   OffloadPools offload_pools_;

@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <pthread.h>
 #include <unistd.h>
 #include <iostream>
 
@@ -116,6 +117,11 @@ void Worker::join() {
 
 void Worker::thread_main() {
   tls_worker = this;
+  // Named for top -H, perf and gdb ("spindle-w0", ...; 15 characters at most).
+  char name[16];
+  std::snprintf(name, sizeof name, "spindle-w%u", index_);
+  pthread_setname_np(pthread_self(), name);
+  sched_.cpus().pin_worker(index_);  // RuntimeOptions::pin_workers; else nothing
   remote_.tid.store(pthread_self(), std::memory_order_relaxed);
   // release; pairs with the acquire in request_handoff.
   remote_.tid_set.store(true, std::memory_order_release);

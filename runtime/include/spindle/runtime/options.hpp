@@ -41,6 +41,16 @@ struct RuntimeOptions {
   // the runtime's. Like offload_threads, read when this runtime's offload
   // pool is created (by its first offload()).
   bool offload_low_priority = true;
+  // Pin worker i to the i-th CPU of the affinity that the thread creating
+  // the Runtime has (the process's, or what `taskset` gave it), modulo its
+  // size. The kernel may keep two busy workers on one CPU while another
+  // idles (seen on a 2-vCPU VM for whole 5 ms runs: docs/runtime.md
+  // "Pinned workers"); pinned, it cannot, but a worker also cannot leave a
+  // CPU that another process keeps busy, so it is off by default: for
+  // machines the program has to itself. The offload and blocking pools'
+  // threads keep the unpinned affinity; a std::thread started from a fiber
+  // inherits its worker's single CPU (set its affinity yourself).
+  bool pin_workers = false;
   // A fiber running longer than this without suspending is reported on
   // stderr by name. Zero disables the monitor thread.
   std::chrono::milliseconds slow_fiber_threshold{0};
