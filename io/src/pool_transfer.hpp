@@ -41,23 +41,43 @@ namespace spindle::io::detail {
 // nobody waits.
 inline void step_pause() noexcept { sched_yield(); }
 
-// in_steps: step(done, want) for want = min(kFileChunk, n - done), with
-// step_pause() between two steps, until n bytes are done or a step moves
-// fewer than it was asked (end of file: the bytes done are returned) or
-// fails (its -errno is returned). For a job that is not cancelled midway
-// (the first job of read_file / write_file, inside shield()).
+// run_steps: the one loop of every pool-side transfer. Calls
+// step(done, want) for want = min(kFileChunk, n - done), with step_pause()
+// between two steps, until n bytes are done, a step moves fewer than it
+// was asked (end of file), a step fails (-errno), or stop() says so before
+// a step.
+struct Steps {
+  std::size_t done = 0;
+  int err = 0;           // errno of the failed step, or 0
+  bool stopped = false;  // stop() ended it before n bytes
+};
+template <class Step, class Stop>
+Steps run_steps(std::size_t n, Step& step, Stop stop) noexcept {
+  Steps s;
+  while (s.done < n) {
+    if (stop()) {
+      s.stopped = true;
+      break;
+    }
+    const std::size_t want = std::min(kFileChunk, n - s.done);
+    const ssize_t r = step(s.done, want);
+    if (r < 0) {
+      s.err = static_cast<int>(-r);
+      break;
+    }
+    s.done += static_cast<std::size_t>(r);
+    if (static_cast<std::size_t>(r) < want) break;  // end of file
+    if (s.done < n) step_pause();
+  }
+  return s;
+}
+
+// in_steps: run_steps for a job that is not stopped midway (the first job
+// of read_file / write_file, inside shield()): the bytes done, or -errno.
 template <class Step>
 ssize_t in_steps(std::size_t n, Step step) noexcept {
-  std::size_t d = 0;
-  while (d < n) {
-    if (d > 0) step_pause();
-    const std::size_t want = std::min(kFileChunk, n - d);
-    const ssize_t r = step(d, want);
-    if (r < 0) return r;
-    d += static_cast<std::size_t>(r);
-    if (static_cast<std::size_t>(r) < want) break;
-  }
-  return static_cast<ssize_t>(d);
+  const Steps s = run_steps(n, step, [] { return false; });
+  return s.err != 0 ? -s.err : static_cast<ssize_t>(s.done);
 }
 
 // TransferState: what the caller and the job share. Heap-allocated and
@@ -108,27 +128,10 @@ SPINDLE_MAY_SUSPEND int transfer_in_pool(std::size_t n, std::size_t& done, Step 
     spindle::blocking([st, n, step]() mutable noexcept {
       int idle = 0;
       if (!st->phase.compare_exchange_strong(idle, 1, std::memory_order_acq_rel)) return;  // given up
-      std::size_t d = 0;
-      int err = 0;
-      bool stopped = false;
-      while (d < n) {
-        if (st->stop.load(std::memory_order_relaxed)) {
-          stopped = true;
-          break;
-        }
-        const std::size_t want = std::min(kFileChunk, n - d);
-        const ssize_t r = step(d, want);
-        if (r < 0) {
-          err = static_cast<int>(-r);
-          break;
-        }
-        d += static_cast<std::size_t>(r);
-        if (static_cast<std::size_t>(r) < want) break;  // end of file
-        if (d < n) step_pause();
-      }
-      st->done = d;
-      st->err = err;
-      st->stopped = stopped;
+      const Steps s = run_steps(n, step, [&] { return st->stop.load(std::memory_order_relaxed); });
+      st->done = s.done;
+      st->err = s.err;
+      st->stopped = s.stopped;
       st->finished.set();
     });
   } catch (...) {
