@@ -197,10 +197,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // saw a fresh pair and fired a period later: stranded_sleep 0.3 ms.
     const auto overdue_after = after / 4;
     if (const auto due = v.next_deadline(); due <= now && (stuck || now - due >= overdue_after)) {
-      const std::size_t fired = v.fire_due_timers(now);
-      v.remote_.timers_taken.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
-      remote_.timers_fired.add(fired);
-      remote_.timers_rescued.add(fired);
+      take_timers(v, now);
     }
     // Look again after one period while it holds FIFO fibers (or stealable
     // ones: a notify may have missed us); at the idle pace when it holds
@@ -233,30 +230,34 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
 // overdue as the watcher's rule says (a quarter of handoff_after): an owner
 // that runs fires its own within microseconds, so such a timer's owner has
 // no core, or is in one long fiber. The woken fibers run here, where a core
-// is. Costs a round one relaxed load per other worker, and a clock read only
-// while one of them has a timer.
+// is. Costs a round one relaxed load per other worker (next_deadline: a
+// hint, stored relaxed under the heap lock; fire_due_timers takes that lock
+// and pops only what is due), and a clock read only while one of them has
+// a timer.
 void Worker::fire_overdue_peers() {
   using clock = std::chrono::steady_clock;
   const auto after = sched_.options().handoff_after;
   const unsigned n = sched_.size();
   if (after.count() <= 0 || n < 2) return;
-  auto earliest = clock::time_point::max();
-  for (unsigned i = 0; i < n; ++i) {
-    if (i != index_) earliest = std::min(earliest, sched_.worker(i).next_deadline());
-  }
-  if (earliest == clock::time_point::max()) return;
   const auto overdue_after = std::chrono::duration_cast<clock::duration>(after / 4);
-  const auto now = clock::now();
-  if (earliest > now - overdue_after) return;
+  clock::time_point now{};  // read once, at the first other worker with a timer
   for (unsigned i = 0; i < n; ++i) {
     if (i == index_) continue;
     Worker& v = sched_.worker(i);
-    if (v.next_deadline() > now - overdue_after) continue;
-    const std::size_t fired = v.fire_due_timers(now);
-    v.remote_.timers_taken.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
-    remote_.timers_fired.add(fired);
-    remote_.timers_rescued.add(fired);
+    const auto due = v.next_deadline();
+    if (due == clock::time_point::max()) continue;
+    if (now == clock::time_point{}) now = clock::now();
+    if (due <= now - overdue_after) take_timers(v, now);
   }
+}
+
+// take_timers: fires v's due timers from this worker (a watcher's or a
+// running worker's rescue), counted on both sides.
+void Worker::take_timers(Worker& v, std::chrono::steady_clock::time_point now) {
+  const std::size_t fired = v.fire_due_timers(now);
+  v.remote_.timers_taken.fetch_add(fired, std::memory_order_relaxed);  // read by the monitor only
+  remote_.timers_fired.add(fired);
+  remote_.timers_rescued.add(fired);
 }
 
 bool Worker::others_active() const noexcept {

@@ -297,6 +297,7 @@ class Worker {
   // A running worker's share of the watching, in each maintenance round:
   // fires other workers' timers once they are overdue (handoff.cpp).
   void fire_overdue_peers();
+  void take_timers(Worker& v, std::chrono::steady_clock::time_point now);  // v's due ones, fired here
   // The LIFO slot, read and swapped by the owner (remote_.lifo: see there).
   Fiber* lifo() const noexcept { return remote_.lifo.load(std::memory_order_relaxed); }
   Fiber* swap_lifo(Fiber* f) noexcept {

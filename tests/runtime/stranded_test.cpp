@@ -184,16 +184,41 @@ TEST_CASE("a spawned fiber yielding behind a busy fiber is run by an idle worker
 }
 
 namespace {
+// Who else runs while B computes on worker 0.
+enum class Others {
+  // Nothing: the other workers park, and as watchers (watch_others) take
+  // X's timer.
+  idle,
+  // A fiber pinned to each other worker yields until the end, so none
+  // parks and none watches: a running worker's maintenance round
+  // (fire_overdue_peers) must take X's timer, and X then runs there.
+  busy,
+};
+
 // check_sleep_behind_busy: X sleeps `nap` on worker 0, and B computes
 // there until X resumed; X must resume promptly (check_prompt). The main
 // fiber stays on the last worker and naps until B started, so that worker
-// parks (and looks at worker 0) after X's timer is armed and B computes.
-void check_sleep_behind_busy(sp::RuntimeOptions opts, Clock::duration nap) {
+// parks (and looks at worker 0) after X's timer is armed and B computes
+// (unless `others` keeps it busy).
+void check_sleep_behind_busy(sp::RuntimeOptions opts, Clock::duration nap, Others others = Others::idle) {
   Outcome o;
   int rounds = 0;
   const std::string stats = run_case(opts, [&] {
     sp::detail::hop_to_worker(opts.workers - 1);
-    std::atomic<bool> asleep{false}, started{false}, stop{false};
+    std::atomic<bool> asleep{false}, started{false}, stop{false}, done{false};
+    std::vector<sp::Task<void>> yielders;
+    if (others == Others::busy) {
+      std::atomic<unsigned> spinning{0};
+      for (unsigned w = 1; w < opts.workers; ++w) {
+        yielders.push_back(sp::spawn(sp::SpawnOptions{.name = "yielder"}, [&, w] {
+          sp::detail::hop_to_worker(static_cast<int>(w));
+          spinning.fetch_add(1);
+          while (!done.load(std::memory_order_relaxed)) sp::yield();
+        }));
+      }
+      // Every other worker runs its yielder before X sleeps.
+      while (spinning.load() < opts.workers - 1) sp::yield();
+    }
     auto x = sp::spawn(sp::SpawnOptions{.name = "sleeper"}, [&] {
       sp::detail::hop_to_worker(0);
       sp::detail::unpin();
@@ -216,10 +241,13 @@ void check_sleep_behind_busy(sp::RuntimeOptions opts, Clock::duration nap) {
     while (!started.load(std::memory_order_acquire)) sp::sleep_for(1ms);
     x.join();
     b.join();
+    done.store(true);
+    for (auto& y : yielders) y.join();
   });
   INFO("runtime stats:\n" << stats);
   INFO("sleep rounds: " << rounds);
   check_prompt(o, opts.workers);
+  if (others == Others::busy) CHECK(o.x_after != 0);  // taken by a running worker, not by B's
 }
 }  // namespace
 
@@ -242,55 +270,11 @@ TEST_CASE("an overdue timer is taken from a busy worker before that worker count
 
 TEST_CASE("a sleep that falls due behind a busy fiber is fired by a worker running other fibers",
           "[stranded][timer]") {
-  // No worker idles here: every worker but 0 runs a fiber pinned to it that
-  // yields until the end, so none parks and none watches (watch_others).
-  // What fires X's timer is a running worker's maintenance round
-  // (fire_overdue_peers), once the timer is a quarter of handoff_after
-  // overdue. Before that rule, X resumed only after B's full 2 s. (On a
-  // 2-vCPU VM this is what a parked worker whose thread shares a vCPU
-  // with a running one looks like: docs/runtime.md "Timers of a worker
-  // without a core".)
-  const unsigned workers = STRANDED_WORKERS();
-  Outcome o;
-  int rounds = 0;
-  const std::string stats = run_case(workers, [&] {
-    sp::detail::hop_to_worker(1);
-    std::atomic<bool> asleep{false}, started{false}, stop{false}, done{false};
-    std::atomic<unsigned> spinning{0};
-    std::vector<sp::Task<void>> yielders;
-    for (unsigned w = 1; w < workers; ++w) {
-      yielders.push_back(sp::spawn(sp::SpawnOptions{.name = "yielder"}, [&, w] {
-        sp::detail::hop_to_worker(static_cast<int>(w));
-        spinning.fetch_add(1);
-        while (!done.load(std::memory_order_relaxed)) sp::yield();
-      }));
-    }
-    while (spinning.load() < workers - 1) sp::yield();
-    auto x = sp::spawn(sp::SpawnOptions{.name = "sleeper"}, [&] {
-      sp::detail::hop_to_worker(0);
-      sp::detail::unpin();
-      while (!started.load(std::memory_order_acquire)) {
-        ++rounds;
-        o.x_before = here();
-        asleep.store(true);
-        sp::sleep_for(1ms);
-      }
-      o.resumed(stop);
-    });
-    auto b = sp::spawn(sp::SpawnOptions{.name = "busy"}, [&] {
-      sp::detail::hop_to_worker(0);
-      while (!asleep.load()) sp::yield();  // X's timer is armed here now
-      o.busy(stop, [&] { started.store(true, std::memory_order_release); });
-    });
-    x.join();
-    b.join();
-    done.store(true);
-    for (auto& y : yielders) y.join();
-  });
-  INFO("runtime stats:\n" << stats);
-  INFO("sleep rounds: " << rounds);
-  check_prompt(o, workers);
-  CHECK(o.x_after != 0);  // fired and run by a running worker, not by B's
+  // No worker idles (Others::busy). Before fire_overdue_peers, X resumed
+  // only after B's full 2 s. (On a 2-vCPU VM this is what a parked worker
+  // whose thread shares a vCPU with a running one looks like:
+  // docs/runtime.md "Timers of a worker without a core".)
+  check_sleep_behind_busy(options(STRANDED_WORKERS()), 1ms, Others::busy);
 }
 
 TEST_CASE("a receiver woken by a busy fiber's channel send is run by an idle worker",
