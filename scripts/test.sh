@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # test.sh: installs the dependencies, then configures, builds and tests the
-# dev, asan-ubsan and tsan presets (CMakePresets.json) one after another,
+# dev, lto, asan-ubsan and tsan presets (CMakePresets.json) one after another,
 # then builds the fuzz preset (clang, libFuzzer; fuzzing only when asked),
 # then builds (does not run) the benchmarks of the release preset.
 # Exits non-zero if any step of any preset failed, after trying them all, and
 # ends with one summary line per preset.
 #
-#   scripts/test.sh                                # all three
+#   scripts/test.sh                                # all four
 #   SPINDLE_PRESETS="dev tsan" scripts/test.sh     # a subset
 #   SPINDLE_JOBS=4 scripts/test.sh                 # build parallelism (default: nproc)
 #   SPINDLE_FUZZ_SECONDS=30 scripts/test.sh        # also fuzz each target that long (default 0: build only)
@@ -14,7 +14,7 @@ set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-presets=(${SPINDLE_PRESETS:-dev asan-ubsan tsan})
+presets=(${SPINDLE_PRESETS:-dev lto asan-ubsan tsan})
 jobs=${SPINDLE_JOBS:-$(nproc)}
 
 if ! scripts/install-deps.sh </dev/null; then

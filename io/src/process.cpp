@@ -361,7 +361,7 @@ ExitStatus Process::wait() {
     detail::try_io(d, d->rd, "process wait", 0, ec, [&](int) -> ssize_t {
       std::lock_guard lk(s.mu);
       if (try_reap_locked(s)) return 0;
-      errno = EAGAIN;  // still running: wait for the pidfd
+      detail::set_errno_now(EAGAIN);  // still running: wait for the pidfd (errno_now.hpp)
       return -1;
     });
     if (ec) throw std::system_error(ec, "spindle::io: wait");

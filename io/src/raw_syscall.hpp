@@ -18,7 +18,7 @@
 // rely on. MemorySanitizer would not see the kernel fill a recv buffer.
 //
 // Each function returns what the libc call would: the result, or -1 with
-// errno set.
+// errno set (through set_errno_now).
 #pragma once
 
 #include <sys/socket.h>
@@ -29,6 +29,8 @@
 #include <cstddef>
 
 #include <spindle/runtime/detail/sanitizers.hpp>
+
+#include "errno_now.hpp"
 
 #if SPINDLE_SANITIZED || defined(SPINDLE_MSAN)
 #define SPINDLE_IO_RAW_SYSCALLS 0
@@ -59,7 +61,9 @@ inline long syscall6(long n, long a, long b, long c, long d, long e, long f) noe
 
 inline ssize_t syscall_result(long r) noexcept {
   if (r < 0 && r > -4096) {
-    errno = static_cast<int>(-r);
+    // set_errno_now: the caller's loop reads it with errno_now after a
+    // possible wait (errno_now.hpp).
+    set_errno_now(static_cast<int>(-r));
     return -1;
   }
   return r;

@@ -53,7 +53,9 @@ std::size_t ready_read_iov(Descriptor* d, FdKind kind, const iovec* iov, std::si
   return got > 0 ? static_cast<std::size_t>(got) : 0;
 }
 
-ssize_t writev_nosigpipe(int fd, const iovec* iov, int cnt) noexcept {
+// Never inlined: its errno accesses stay in a frame that does not wait
+// (errno_now.hpp); try_io then reads the result with errno_now.
+[[gnu::noinline]] ssize_t writev_nosigpipe(int fd, const iovec* iov, int cnt) noexcept {
   // Blocking SIGPIPE on this thread for the one syscall: the signal a write
   // to a pipe without readers raises is thread-directed, so it stays
   // pending on this thread, and sigtimedwait takes it before the mask is

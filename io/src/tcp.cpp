@@ -20,6 +20,7 @@
 
 #include <spindle/runtime/this_fiber.hpp>
 
+#include "errno_now.hpp"
 #include "reactor.hpp"
 #include "stream_ops.hpp"
 
@@ -99,7 +100,7 @@ TcpStream TcpStream::connect(const Endpoint& ep) {
     s.d_->wr.await("io connect");
     int err = 0;
     socklen_t len = sizeof err;
-    if (::getsockopt(s.d_->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (::getsockopt(s.d_->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = detail::errno_now();
     if (err != 0) throw_errno(err, "spindle::io: connect");
   }
   return s;
@@ -269,7 +270,7 @@ TcpStream TcpListener::accept(Endpoint* peer) {
         if (peer != nullptr) *peer = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
         return TcpStream(Reactor::get().open(g.release(), true, true));
       }
-      const int err = errno;
+      const int err = detail::errno_now();  // this loop waits (errno_now.hpp)
       if (err == EAGAIN || err == EWOULDBLOCK) {
         d->rd.clear_ready(s);
         continue;

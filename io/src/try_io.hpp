@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <system_error>
 
+#include "errno_now.hpp"
 #include "reactor.hpp"
 
 namespace spindle::io::detail {
@@ -49,12 +50,14 @@ ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want,
         if (r > 0 && static_cast<std::size_t>(r) < want) dir.clear_ready(s);
         return r;
       }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      // errno_now, not errno: this loop waits (errno_now.hpp).
+      const int err = errno_now();
+      if (err == EAGAIN || err == EWOULDBLOCK) {
         dir.clear_ready(s);
         continue;
       }
-      if (errno == EINTR) continue;
-      ec = std::error_code(errno, std::system_category());
+      if (err == EINTR) continue;
+      ec = std::error_code(err, std::system_category());
       return -1;
     }
     try {

@@ -75,7 +75,11 @@ void* allocate_raw(std::size_t size) {
 }
 }  // namespace
 
-void* Fiber::operator new(std::size_t size) {
+// Never inlined (nor operator delete), so no caller holds t_cache's address
+// across a switch: with LTO, a function that allocates a fiber, waits, and
+// frees one could otherwise reuse the first thread's cache after it
+// resumed on another thread (docs/decisions/0012-lto.md).
+[[gnu::noinline]] void* Fiber::operator new(std::size_t size) {
   const std::size_t c = size_class(size);
   if (SPINDLE_SANITIZED || c >= kClasses) return allocate_raw(size);
   ThreadCache& tc = t_cache;
@@ -88,7 +92,7 @@ void* Fiber::operator new(std::size_t size) {
   return allocate_raw((c + 1) * kGranule);
 }
 
-void Fiber::operator delete(void* p, std::size_t size) noexcept {
+[[gnu::noinline]] void Fiber::operator delete(void* p, std::size_t size) noexcept {
   if (p == nullptr) return;
   const std::size_t c = size_class(size);
   if (SPINDLE_SANITIZED || c >= kClasses) {

@@ -8,10 +8,11 @@
 
 namespace spindle::detail {
 
-std::uint32_t fast_random() noexcept {
+[[gnu::noinline]] std::uint32_t fast_random() noexcept {
   // xorshift32 per thread; seeded from the clock and the thread id. Only
   // used to shuffle select cases, so quality needs are modest. Read-modify-
-  // write of a thread_local with no suspension in between (migration-safe).
+  // write of a thread_local with no suspension in between (migration-safe);
+  // never inlined, so no caller that waits keeps its address (LTO).
   thread_local std::uint32_t state = [] {
     auto seed = static_cast<std::uint32_t>(
         std::chrono::steady_clock::now().time_since_epoch().count() ^

@@ -126,8 +126,11 @@ std::uint64_t coarse_ms() noexcept {
 }
 
 // http_date: the Date field's value (RFC 9110 IMF-fixdate), formatted once
-// per second per thread.
-std::string_view http_date() {
+// per second per thread. Never inlined: a caller that waits between two
+// calls must not reuse the thread_locals' addresses of the first (with LTO
+// the compiler could; docs/decisions/0012-lto.md). The view is valid until
+// the calling fiber next waits.
+[[gnu::noinline]] std::string_view http_date() {
   thread_local std::time_t cached = 0;
   thread_local char buf[40];
   thread_local std::size_t len = 0;
