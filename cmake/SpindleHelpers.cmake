@@ -58,9 +58,9 @@ function(spindle_add_module name)
     target_compile_options(spindle_${name} PRIVATE -fno-semantic-interposition)
   endif()
   # With LTO, GCC's objects would hold only its intermediate code
-  # (-fno-fat-lto-objects), which a program linked without -flto, or by
-  # another compiler, cannot use. Fat objects carry machine code as well,
-  # so an installed libspindle.a links either way.
+  # (-fno-fat-lto-objects), which a program linked with -fno-lto cannot
+  # use. Fat objects carry machine code as well, so an installed
+  # libspindle.a links either way.
   if(SPINDLE_LTO_ACTIVE AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     target_compile_options(spindle_${name} PRIVATE
       $<$<CONFIG:Release,MinSizeRel>:-ffat-lto-objects>)
