@@ -344,7 +344,7 @@ TEST_CASE("files: a transfer cancelled while its job is queued moves nothing") {
     // The blocker's job itself, not the pool's running count: the thread
     // that just ran File::open's job counts as running until it relocks the
     // pool, after it woke the opener, and a count of 1 then let the reader's
-    // and writer's jobs be queued ahead of the blocker's (seen once in ~100
+    // and writer's jobs be queued ahead of the blocker's (seen once in about 60
     // runs of the lto preset under load).
     FIBER_CHECK(wait_until([&] { return holding.load(); }));
     std::string buf(big.size(), 'x');
