@@ -81,8 +81,10 @@ struct FdGuard {
 
 // try_reap_locked: reaps the child if it has ended. ECHILD (someone else
 // reaped it: a SIGCHLD of SIG_IGN, or a waitpid(-1) elsewhere) marks it
-// reaped with an unknown status and throws.
-bool try_reap_locked(Process::State& s) {
+// reaped with an unknown status and throws. Never inlined: wait() calls it
+// inside try_io's loop, which waits, and its errno reads must not reuse an
+// address from before a wait (errno_now.hpp).
+[[gnu::noinline]] bool try_reap_locked(Process::State& s) {
   if (s.reaped) return true;
   siginfo_t si{};
   int r;
