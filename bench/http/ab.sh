@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # ab.sh: A/B of two builds of an http_hello-protocol server (any binary
 # taking `PORT WORKERS` and printing its port first, as http_hello and
-# http_server_hello do), one worker, alternating A and B ROUNDS times
-# (default 8): each a 1 s wrk warm-up, then `wrk -t1 -c100 -d3s`. Prints
+# http_server_hello), WORKERS workers (default 1), alternating A and B
+# ROUNDS times (default 8): each a 1 s wrk warm-up, then `wrk -t1 -c100 -d3s`. Prints
 # per side the req/s and req per second of server CPU (utime+stime from
 # /proc over the 3 s) of every round; compare medians, and expect two or
 # three rounds of each side to run low on the shared VM.
 #
-#   bench/http/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]
+#   [WORKERS=2] bench/http/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]
 #
 # An older build: git worktree add /tmp/old REV, then in it
 # bench/http/run.sh's cmake lines (build/http-bench, target
@@ -18,6 +18,7 @@ if [[ $# -lt 2 ]]; then
   exit 2
 fi
 rounds=${3:-8}
+workers=${WORKERS:-1}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 hz=$(getconf CLK_TCK)
@@ -27,7 +28,7 @@ for _ in $(seq "$rounds"); do
     bin=$1
     [[ $side == B ]] && bin=$2
     : >"$tmp/port"
-    "$bin" 0 1 >"$tmp/port" &
+    "$bin" 0 "$workers" >"$tmp/port" &
     pid=$!
     for _ in $(seq 100); do [[ -s "$tmp/port" ]] && break; sleep 0.05; done
     port=$(head -1 "$tmp/port")
