@@ -201,7 +201,11 @@ Descriptor* Reactor::alloc() {
   return d;
 }
 
-Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr) {
+int Reactor::spread_home() noexcept {
+  return static_cast<int>(next_home_.fetch_add(1, std::memory_order_relaxed) % epfd_.size());
+}
+
+Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
   Descriptor* d;
   try {
     d = alloc();
@@ -209,7 +213,7 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr) {
     ::close(fd);
     throw;
   }
-  const int w = spindle::this_fiber::worker_index();
+  const int w = home >= 0 ? home : spindle::this_fiber::worker_index();
   d->fd = fd;
   d->epfd = epfd_[w < 0 ? 0 : static_cast<unsigned>(w)];
   const std::uint64_t g = std::uint64_t{d->gen} << Dir::kGenShift;

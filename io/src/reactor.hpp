@@ -121,9 +121,17 @@ class Reactor {
   Reactor& operator=(const Reactor&) = delete;
 
   // open: takes ownership of fd (nonblocking) and registers it with the
-  // calling worker's epoll instance. `ready_rd`/`ready_wr`: the initial
-  // readiness (try the syscall first). On failure closes fd and throws.
-  Descriptor* open(int fd, bool ready_rd, bool ready_wr);
+  // epoll instance of worker `home` (the calling worker's when negative).
+  // `ready_rd`/`ready_wr`: the initial readiness (try the syscall first).
+  // On failure closes fd and throws.
+  Descriptor* open(int fd, bool ready_rd, bool ready_wr, int home = -1);
+  // spread_home: the worker an accepted connection lives on, round robin.
+  // Readiness is dispatched by the worker whose instance holds the socket
+  // and the fibers it wakes stay there (docs/runtime.md "Readiness wakes
+  // stay home"), so the instance a connection is registered in is where it
+  // runs: registering every accepted socket with the acceptor's worker
+  // left the other workers idle however busy that one was.
+  int spread_home() noexcept;
   // close: aborts waiters (they throw operation_canceled), waits for
   // in-flight syscalls, EPOLL_CTL_DEL, close(fd), recycles the slot. The
   // handle's owner only, once.
@@ -139,6 +147,8 @@ class Reactor {
 
   static constexpr std::uint32_t kChunk = 256;
   std::vector<int> epfd_;
+  // Relaxed: only spreads; no other data hangs on it.
+  std::atomic<unsigned> next_home_{0};
   std::mutex mu_;  // rank: leaf; guards chunks_ growth and free_
   // Chunk pointers never move once published: a fixed table, each entry
   // written once (release) before any tag naming it exists.

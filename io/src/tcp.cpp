@@ -212,6 +212,7 @@ TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
     close();
     d_ = std::exchange(o.d_, nullptr);
     on_error_ = std::move(o.on_error_);
+    spread_ = o.spread_;
   }
   return *this;
 }
@@ -235,6 +236,7 @@ TcpListener TcpListener::bind(const Endpoint& ep, ListenOptions o) {
   TcpListener l;
   l.d_ = Reactor::get().open(g.release(), true, false);
   l.on_error_ = std::move(o.on_accept_error);
+  l.spread_ = o.spread;
   return l;
 }
 
@@ -268,7 +270,8 @@ TcpStream TcpListener::accept(Endpoint* peer) {
         // Ready stays set: under edge triggering we accept until EAGAIN.
         FdGuard g{fd};
         if (peer != nullptr) *peer = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-        return TcpStream(Reactor::get().open(g.release(), true, true));
+        Reactor& r = *d->reactor;
+        return TcpStream(r.open(g.release(), true, true, spread_ ? r.spread_home() : -1));
       }
       const int err = detail::errno_now();  // this loop waits (errno_now.hpp)
       if (err == EAGAIN || err == EWOULDBLOCK) {

@@ -269,12 +269,20 @@ struct ListenOptions {
   // so the listener serves again once descriptors free up. Empty: one line
   // on stderr when such a spell begins.
   std::function<void(const std::error_code&)> on_accept_error = {};
+  // spread: accepted connections are registered with the workers' epoll
+  // instances in turn, so each lives on (is woken by, and runs on) one
+  // worker and a multi-worker server uses every core. false: each stays
+  // with the worker that accepted it, which saves wake-ups while one
+  // worker keeps up with the load (docs/io.md "Where a connection lives").
+  bool spread = true;
 };
 
 class TcpListener {
  public:
   TcpListener() noexcept = default;
-  TcpListener(TcpListener&& o) noexcept : d_(o.d_), on_error_(std::move(o.on_error_)) { o.d_ = nullptr; }
+  TcpListener(TcpListener&& o) noexcept : d_(o.d_), on_error_(std::move(o.on_error_)), spread_(o.spread_) {
+    o.d_ = nullptr;
+  }
   TcpListener& operator=(TcpListener&& o) noexcept;
   ~TcpListener() { close(); }
 
@@ -295,6 +303,7 @@ class TcpListener {
  private:
   detail::Descriptor* d_ = nullptr;
   std::function<void(const std::error_code&)> on_error_;  // ListenOptions::on_accept_error
+  bool spread_ = true;                                     // ListenOptions::spread
 };
 
 }  // namespace spindle::io
