@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # ab.sh: A/B of two builds of an http_hello-protocol server (any binary
 # taking `PORT WORKERS` and printing its port first, as http_hello and
-# http_server_hello), WORKERS workers (default 1), alternating A and B
-# ROUNDS times (default 8): each a 1 s wrk warm-up, then `wrk -t1 -c100 -d3s`. Prints
-# per side the req/s and req per second of server CPU (utime+stime from
-# /proc over the 3 s) of every round; compare medians, and expect two or
-# three rounds of each side to run low on the shared VM.
+# http_server_hello do), WORKERS workers (default 1), alternating A and B
+# ROUNDS times (default 8): each a 1 s wrk warm-up, then
+# `wrk -t1 -c100 -d3s`. Prints per side the req/s and req per second of
+# server CPU (utime+stime from /proc over the 3 s) of every round; compare
+# medians, and expect two or three rounds of each side to run low on the
+# shared VM.
 #
 #   [WORKERS=2] bench/http/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]
 #
