@@ -329,24 +329,8 @@ TEST_CASE("files: a transfer cancelled while its job is queued moves nothing") {
   run_checked(o, [&] {
     auto r = io::File::open(dir / "big", io::OpenMode::read);
     auto w = io::File::open(dir / "w", io::OpenMode::write | io::OpenMode::create);
-    std::atomic<bool> release{false};
-    std::atomic<bool> holding{false};
-    auto blocker = sp::spawn([&] {
-      sp::blocking([&] {
-        holding = true;
-        while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      });
-    });
-    struct Release {  // destroyed before `blocker`: a failed check cannot hang its join
-      std::atomic<bool>& r;
-      ~Release() { r = true; }
-    } release_on_exit{release};
-    // The blocker's job itself, not the pool's running count: the thread
-    // that just ran File::open's job counts as running until it relocks the
-    // pool, after it woke the opener, and a count of 1 then let the reader's
-    // and writer's jobs be queued ahead of the blocker's (seen once in about 60
-    // runs of the lto preset under load).
-    FIBER_CHECK(wait_until([&] { return holding.load(); }));
+    PoolHolder blocker;
+    FIBER_CHECK(wait_until([&] { return blocker.held(); }));
     std::string buf(big.size(), 'x');
     auto reader = sp::spawn([&] { (void)r.read(buf.data(), buf.size()); });
     auto writer = sp::spawn([&] { w.write(big.data(), big.size()); });
@@ -358,8 +342,7 @@ TEST_CASE("files: a transfer cancelled while its job is queued moves nothing") {
     writer.cancel();
     FIBER_CHECK(raises_cancelled([&] { reader.join(); }));
     FIBER_CHECK(raises_cancelled([&] { writer.join(); }));
-    release = true;
-    blocker.join();
+    blocker.release();
     // Neither job ran: no byte moved, no position changed, and the writer's
     // File is not marked interrupted.
     FIBER_CHECK(buf.find_first_not_of('x') == std::string::npos);
@@ -573,23 +556,8 @@ TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") 
     // Warm the lookup caches for the cached file's path and data.
     FIBER_CHECK(io::read_file(dir / "cached") == text);
     auto f = io::File::open(dir / "cached", io::OpenMode::read);
-    std::atomic<bool> release{false};
-    std::atomic<bool> holding{false};
-    auto blocker = sp::spawn([&] {
-      sp::blocking([&] {
-        holding = true;
-        while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      });
-    });
-    // Declared after `blocker`, so destroyed before it: a failed check that
-    // throws lets the pool job end instead of hanging the blocker's join.
-    struct Release {
-      std::atomic<bool>& r;
-      ~Release() { r = true; }
-    } release_on_exit{release};
-    // The blocker's job itself holds the one thread (the pool's running
-    // count also counts a thread still finishing the previous job).
-    FIBER_CHECK(wait_until([&] { return holding.load(); }));
+    PoolHolder blocker;
+    FIBER_CHECK(wait_until([&] { return blocker.held(); }));
     // The only pool thread is busy: only the fast path can finish these
     // (if it did not, they would wait for the blocker: `fast` stays false).
     char buf[100];
@@ -598,7 +566,7 @@ TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") 
              text.compare(500, sizeof buf, buf, sizeof buf) == 0;
     });
     FIBER_CHECK(wait_until([&] { return fast.done(); }, slack(5s)));
-    if (!fast.done()) release = true;  // stuck behind the blocker: let it finish rather than hang
+    if (!fast.done()) blocker.release();  // stuck behind the blocker: let it finish rather than hang
     FIBER_CHECK(fast.join());
     // Not in the page cache: read_file waits for the pool. Not every time,
     // though: the RWF_NOWAIT probe that misses starts readahead (Linux
@@ -617,8 +585,7 @@ TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") 
           [&] { return t.done() || sp::detail::count_suspended("blocking", t.id()) == 1; }));
       waited = !t.done();
       if (waited) {
-        release = true;
-        blocker.join();
+        blocker.release();
       } else {
         ++inline_reads;
       }

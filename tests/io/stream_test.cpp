@@ -216,20 +216,13 @@ TEST_CASE("cancelling a fiber blocked in resolve leaks no fd") {
   run_checked(o, [] {
     auto l = io::TcpListener::bind("127.0.0.1", 0);
     const std::size_t before = open_fds();
-    std::atomic<bool> release{false}, blocker_running{false};
-    auto blocker = sp::spawn([&] {
-      sp::blocking([&] {
-        blocker_running.store(true);
-        while (!release.load()) std::this_thread::yield();
-      });
-    });
-    while (!blocker_running.load()) sp::yield();
+    PoolHolder blocker;
+    while (!blocker.held()) sp::yield();
     // The pool's only thread is busy: this resolve is queued, not running.
     auto t = sp::spawn([] { return io::resolve("localhost", "80"); });
     t.cancel();
     FIBER_CHECK(raises_cancelled([&] { t.join(); }));
-    release.store(true);
-    blocker.join();
+    blocker.release();
     // The pool runs jobs in order: once this one ran, the cancelled lookup
     // (if it ran at all) has finished and freed what it held.
     sp::blocking([] {});

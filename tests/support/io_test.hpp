@@ -1,7 +1,8 @@
 // io_test.hpp: fixtures shared by the io tests: the process's open fd count
 // (the leak checks), the error an operation raised, a connected loopback
-// pair, and the plain-socket side of the example-server tests (connect,
-// read a line, read to EOF). Loopback and port 0 only.
+// pair, the plain-socket side of the example-server tests (connect, read a
+// line, read to EOF), and a holder of the blocking pool's thread.
+// Loopback and port 0 only.
 #pragma once
 
 #include <arpa/inet.h>
@@ -12,13 +13,18 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <thread>
 #include <system_error>
 #include <utility>
 #include <vector>
 
 #include <spindle/io/all.hpp>
+#include <spindle/runtime/all.hpp>
 
 #include "spindle_test.hpp"
 
@@ -109,5 +115,41 @@ inline std::string read_all(int fd) {
     }
   }
 }
+
+// PoolHolder: a fiber whose job holds one thread of the blocking pool
+// until release() (which waits for the fiber) or the holder's end. held()
+// turns true once the job itself runs: the pool's running count also
+// counts a thread still finishing the job before, which woke its fiber
+// before it relocked the pool, and a count of 1 once let other jobs be
+// queued ahead of the holder's (about 1 run in 60 of the lto preset under
+// load). The flags are shared with the job, so a holder left by a throwing
+// check neither hangs a join nor leaves the job reading a dead frame.
+class PoolHolder {
+ public:
+  PoolHolder()
+      : flags_(std::make_shared<Flags>()), fiber_(spindle::spawn([f = flags_] {
+          spindle::blocking([f] {
+            f->held = true;
+            while (!f->released.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          });
+        })) {}
+  ~PoolHolder() { flags_->released = true; }
+  PoolHolder(const PoolHolder&) = delete;
+  PoolHolder& operator=(const PoolHolder&) = delete;
+
+  bool held() const { return flags_->held.load(); }
+  void release() {
+    flags_->released = true;
+    fiber_.join();
+  }
+
+ private:
+  struct Flags {
+    std::atomic<bool> held{false};
+    std::atomic<bool> released{false};
+  };
+  std::shared_ptr<Flags> flags_;
+  spindle::Task<void> fiber_;
+};
 
 }  // namespace spindle_test
