@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ab.sh: A/B of two echo servers on the echo64 protocol, alternating A and
-# B ROUNDS times (default 6). Each round starts the side's server in the
-# foreground (`spindle_echo64 server KIND WORKERS 0`), runs the same
+# B ROUNDS times (default 6). Each round starts the side's server
+# (`spindle_echo64 server KIND WORKERS 0`), runs the same
 # binary's closed-loop client for a 200,000-request warm-up, then for
 # REQUESTS requests, and prints the requests per second of server CPU
 # (utime+stime from /proc over the measured requests) and the requests per
