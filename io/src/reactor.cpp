@@ -215,7 +215,7 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
   }
   const int w = home >= 0 ? home : spindle::this_fiber::worker_index();
   d->fd = fd;
-  d->epfd = epfd_[w < 0 ? 0 : static_cast<unsigned>(w)];
+  d->home.store(w < 0 ? 0 : w, std::memory_order_relaxed);
   const std::uint64_t g = std::uint64_t{d->gen} << Dir::kGenShift;
   // Relaxed: the epoll_ctl below orders these before any event naming the
   // tag (the kernel hands the tag over; TSan models it as a release on the
@@ -227,12 +227,38 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = d->tag();
-  if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+  if (epoll_ctl(epfd_[static_cast<unsigned>(d->home.load(std::memory_order_relaxed))], EPOLL_CTL_ADD, fd,
+                &ev) != 0) {
     const int err = errno;
     close(d);
     throw_errno(err, "spindle::io: epoll_ctl(ADD)");
   }
   return d;
+}
+
+void Reactor::follow(Descriptor* d) noexcept {
+  const int w = spindle::this_fiber::worker_index();
+  if (w < 0 || static_cast<unsigned>(w) >= epfd_.size()) return;
+  if (d->home.load(std::memory_order_relaxed) == w) return;
+  // acquire; pairs with the release below by the last mover, whose home
+  // store we then read.
+  if (d->moving.exchange(true, std::memory_order_acquire)) return;
+  const int old = d->home.load(std::memory_order_relaxed);
+  if (old != w) {
+    Inflight in(d);  // close waits for us: fd and gen stay ours until then
+    if (in.ok()) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ev.data.u64 = d->tag();
+      // ADD first: if it fails, d is still registered where it was. Until
+      // the DEL both instances report d; a signal is idempotent.
+      if (epoll_ctl(epfd_[static_cast<unsigned>(w)], EPOLL_CTL_ADD, d->fd, &ev) == 0) {
+        (void)epoll_ctl(epfd_[static_cast<unsigned>(old)], EPOLL_CTL_DEL, d->fd, nullptr);
+        d->home.store(w, std::memory_order_relaxed);
+      }
+    }
+  }
+  d->moving.store(false, std::memory_order_release);
 }
 
 void Reactor::close(Descriptor* d) noexcept {
@@ -249,7 +275,8 @@ void Reactor::close(Descriptor* d) noexcept {
   //    A poller may still hold an event with the old tag; the generation
   //    bump below makes signal ignore it.
   if (d->fd >= 0) {
-    (void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, d->fd, nullptr);
+    (void)epoll_ctl(epfd_[static_cast<unsigned>(d->home.load(std::memory_order_relaxed))], EPOLL_CTL_DEL,
+                    d->fd, nullptr);
     ::close(d->fd);
   }
   d->fd = -1;

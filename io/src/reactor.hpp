@@ -3,8 +3,10 @@
 // choice and its syscall counts).
 //
 // Each worker owns an edge-triggered epoll instance, which the worker itself
-// polls and parks in (detail/io_hook.hpp). A socket is registered once, in the instance of
-// the worker its fiber ran on, with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET and a
+// polls and parks in (detail/io_hook.hpp). A socket is registered in one
+// instance at a time: the worker its fiber ran on (or the next in turn for
+// an accepted connection), moved only when a hand-off takes its reader
+// elsewhere (follow); with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET and a
 // tag (slot index, generation) naming a type-stable Descriptor: descriptors
 // live in chunks that are freed only with the reactor, so a poller holding a
 // stale tag can always read the slot and finds the generation changed.
@@ -90,7 +92,13 @@ struct Descriptor {
   Dir rd, wr;
   Reactor* reactor = nullptr;  // set once, at chunk creation
   int fd = -1;
-  int epfd = -1;
+  // home: the worker whose epoll instance holds fd. Written by open (before
+  // the handle is shared) and by follow, inside an Inflight guard; read by
+  // follow and by close, which waits for in-flight guards first (their
+  // release decrement orders the write before close's read).
+  std::atomic<int> home{0};
+  // A fiber is moving the registration (follow): a second one skips.
+  std::atomic<bool> moving{false};
   std::uint32_t slot = 0;
   std::uint32_t gen = 0;  // owner of the handle only (allocation, close)
   // Syscalls in progress on fd: close() waits for them to finish before it
@@ -132,6 +140,16 @@ class Reactor {
   // runs: registering every accepted socket with the acceptor's worker
   // left the other workers idle however busy that one was.
   int spread_home() noexcept;
+  // follow: registers d with the calling fiber's worker's instance instead
+  // of its home's (EPOLL_CTL_ADD there, then DEL from the old one), so its
+  // readiness wakes its fibers where they now run. For a fiber about to
+  // wait on d's read direction after a hand-off took it from the saturated
+  // worker that d lived on (try_io; io_hook.hpp take_handed_off). Skipped
+  // while d closes or another fiber moves it; a failed ADD leaves d where
+  // it was. ADD reports readiness already present, so no edge is lost; an
+  // event the old instance fetched before the DEL still signals d (same
+  // generation) and wakes its waiter there once.
+  void follow(Descriptor* d) noexcept;
   // close: aborts waiters (they throw operation_canceled), waits for
   // in-flight syscalls, EPOLL_CTL_DEL, close(fd), recycles the slot. The
   // handle's owner only, once.

@@ -94,8 +94,12 @@ bool Worker::handoff_in_signal() noexcept {
     }
     // Fibers woken by our readiness dispatch too: eager transfers leave
     // them here (worker.hpp, core_.polled), a stuck worker gives them up.
+    // Marked: the io layer moves the registration of a socket whose fiber
+    // a hand-off took, so its next readiness wakes it where it now runs.
     while (moved < room && !core_.polled.empty()) {
-      remote_.deque.push(core_.polled.pop_front());
+      Fiber* f = core_.polled.pop_front();
+      f->handed_off_ = true;
+      remote_.deque.push(f);
       ++moved;
     }
     if (moved < room && lifo() != nullptr) {
@@ -158,7 +162,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
       // worker that parks and wakes often keeps its watcher instead of
       // unparking one each time (Scheduler::ensure_watcher).
       if (!v.parked_hint() || sw != s.switches) next = std::min(next, now + idle_look);
-      s = Watch{nullptr, sw, now, clock::time_point{}, sw, now};
+      s = Watch{nullptr, sw, now, clock::time_point{}, sw, now, v.park_count(), now};
       continue;
     }
     if (f != s.fiber || sw != s.switches) {
@@ -176,11 +180,20 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
       s.window_switches = sw;
       s.window_at = now;
     }
-    // Only once it is stuck or slow: asking a worker that merely runs would
+    // Saturated: it has not parked for kSaturatedPeriods while holding
+    // fibers its readiness woke (handoff.hpp). A window restarts at each
+    // park seen, and after a request.
+    if (const std::uint64_t pk = v.park_count(); pk != s.parks || s.awake_since == clock::time_point{}) {
+      s.parks = pk;
+      s.awake_since = now;
+    }
+    const bool saturated = now - s.awake_since >= after * kSaturatedPeriods && v.holds_polled();
+    if (saturated) s.awake_since = now;
+    // Only once it is stuck, slow or saturated: asking a worker that merely runs would
     // split every pair of yielding or ping-ponging fibers across cores
     // (measured: yield n=2 on 2 workers 18 -> 30 ns when the FIFO was asked
     // for at once; docs/runtime.md "Hand-off").
-    if ((stuck || slow) && v.holds_fibers() && now - s.asked >= after) {
+    if ((stuck || slow || saturated) && v.holds_fibers() && now - s.asked >= after) {
       v.request_handoff(*this);
       s.asked = now;
       v.await_handoff();

@@ -24,6 +24,18 @@ inline constexpr int kIdleLookPeriods = 3;
 // hundreds of times a period and are left alone.
 inline constexpr unsigned kSlowSwitches = 8;
 
+// A worker that has not parked for this many handoff_after periods (1 ms
+// at the default 200 us) and holds fibers its readiness dispatch woke is
+// saturated: its connections arrive faster than it serves them, and a
+// watcher asks it for a hand-off however short its fibers run. The io
+// layer then moves the sockets of the fibers the watcher took to the
+// watcher's epoll instance (io_hook.hpp, take_handed_off), so a server
+// whose connections share one worker while it keeps up spreads them once
+// it does not (docs/io.md "Where a connection lives"). A worker that keeps
+// up parks between bursts: echo64 on one worker parked ~3,000 times a
+// second on the 2-core VM.
+inline constexpr int kSaturatedPeriods = 5;
+
 // Installs the handler, once per process (a Scheduler with more than one
 // worker and a handoff_after does it).
 void install_handoff_handler();

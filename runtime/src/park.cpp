@@ -300,7 +300,7 @@ void Worker::install_poller() {
 }
 
 void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
-  DispatchingIo dispatching(owner ? this : current_worker());
+  DispatchingIo dispatching(owner ? this : current_worker(), owner ? kOwnInstance : kRescuing);
   epoll_event ev[64];
   const int n = wait_epoll(remote_.poller_fd, ev, 64, timeout);
   bool woken = false, loop_ready = false;

@@ -155,6 +155,9 @@ void Scheduler::wake_fiber(Fiber* f) {
     // before the publish whose waiter we won (Worker::land_slow).
     Worker::prefetch_frames(f);
     if (me->dispatching_io()) [[unlikely]] {
+      // From a stuck worker's instance: its socket should follow it here
+      // (fiber.hpp, handed_off_; ours to write, as above).
+      if (me->rescuing_io()) f->handed_off_ = true;
       me->push_polled(f);
     } else {
       me->push_lifo(f);

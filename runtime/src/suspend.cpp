@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <spindle/runtime/cancel.hpp>
+#include <spindle/runtime/detail/io_hook.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/suspend.hpp>
 #include <spindle/runtime/this_fiber.hpp>
@@ -26,6 +27,13 @@ struct ThreadParker {
 Fiber* current_fiber() noexcept {
   Worker* w = current_worker();
   return w != nullptr ? w->running() : nullptr;
+}
+
+bool take_handed_off() noexcept {
+  Fiber* f = current_fiber();
+  if (f == nullptr || !f->handed_off_) [[likely]] return false;
+  f->handed_off_ = false;
+  return true;
 }
 
 bool may_spin() noexcept {

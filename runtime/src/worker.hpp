@@ -118,6 +118,10 @@ class Worker {
   void clear_wake_pending() noexcept { remote_.wake_pending.exchange(false, std::memory_order_acq_rel); }
   Fiber* running_hint() const noexcept { return remote_.running.load(std::memory_order_relaxed); }
   std::uint64_t switch_count() const noexcept { return remote_.switches.get(); }
+  std::uint64_t park_count() const noexcept { return remote_.parks.get(); }
+  bool holds_polled() const noexcept {
+    return (remote_.held.load(std::memory_order_relaxed) & kHeldPolled) != 0;
+  }
   // ExternalWork guards begun minus ended on this worker's thread (mod
   // 2^64): the owner adds, the deadlock detector sums (scheduler.cpp).
   void add_external_work(std::uint64_t d) noexcept { remote_.external_work.add(d); }
@@ -136,7 +140,10 @@ class Worker {
   void push_polled(Fiber* f);
   // True while this worker dispatches readiness (poll_events, uv_run from
   // maintenance or park): Scheduler::wake_fiber then uses push_polled.
-  bool dispatching_io() const noexcept { return core_.dispatching_io; }
+  bool dispatching_io() const noexcept { return core_.dispatching_io != kNotDispatching; }
+  // Dispatching a stuck worker's instance (rescue_poll): the fibers it
+  // wakes run here, away from their sockets' worker (take_handed_off).
+  bool rescuing_io() const noexcept { return core_.dispatching_io == kRescuing; }
   void add_timer(Waiter* w);
   // Switches away from the running fiber; `p.prev` must be it. Returns when
   // the fiber is resumed (possibly on another worker).
@@ -210,10 +217,12 @@ class Worker {
   friend class Scheduler;
   // DispatchingIo: marks the calling thread's worker as dispatching readiness for a scope
   // (a rescuer polling a stuck worker's instance wakes into its own FIFO).
+  static constexpr std::uint8_t kNotDispatching = 0, kOwnInstance = 1, kRescuing = 2;
   class DispatchingIo {
    public:
-    explicit DispatchingIo(Worker* w) noexcept : w_(w), was_(w != nullptr && w->core_.dispatching_io) {
-      if (w_ != nullptr) w_->core_.dispatching_io = true;
+    explicit DispatchingIo(Worker* w, std::uint8_t what = kOwnInstance) noexcept
+        : w_(w), was_(w != nullptr ? w->core_.dispatching_io : kNotDispatching) {
+      if (w_ != nullptr) w_->core_.dispatching_io = what;
     }
     ~DispatchingIo() {
       if (w_ != nullptr) w_->core_.dispatching_io = was_;
@@ -223,7 +232,7 @@ class Worker {
 
    private:
     Worker* w_;
-    bool was_;
+    std::uint8_t was_;
   };
   static void fiber_main(void* from_fctx);
   void thread_main();
@@ -327,6 +336,10 @@ class Worker {
     std::chrono::steady_clock::time_point since{}, asked{};
     std::uint64_t window_switches = 0;
     std::chrono::steady_clock::time_point window_at{};
+    // Its park count at the look that last saw it change, and when
+    // (kSaturatedPeriods).
+    std::uint64_t parks = 0;
+    std::chrono::steady_clock::time_point awake_since{};
   };
 
   // The fields fall into three groups by who may touch them (tokio's Core,
@@ -383,7 +396,7 @@ class Worker {
     // are entries of the io poller's fd and the worker parks there, not in
     // uv_run.
     bool io_poll_on = false;
-    bool dispatching_io = false;  // see dispatching_io() and DispatchingIo
+    std::uint8_t dispatching_io = kNotDispatching;  // see dispatching_io() and DispatchingIo
     // rt_depth > 0 while this thread runs runtime code that may touch the
     // LIFO slot, the FIFOs or the owner's end of the deque; 0 exactly while
     // a fiber's user code runs, the only time the hand-off signal handler
