@@ -271,9 +271,11 @@ struct ListenOptions {
   std::function<void(const std::error_code&)> on_accept_error = {};
   // spread: accepted connections are registered with the workers' epoll
   // instances in turn, so each lives on (is woken by, and runs on) one
-  // worker and a multi-worker server uses every core. false: each stays
-  // with the worker that accepted it, which saves wake-ups while one
-  // worker keeps up with the load (docs/io.md "Where a connection lives").
+  // worker and a multi-worker server uses every core. false: each starts
+  // on the worker that accepted it, which saves wake-ups while one worker
+  // keeps up with the load. Either way a connection moves to another
+  // worker with its fiber when its worker is stuck, slow or saturated
+  // (docs/io.md "Where a connection lives").
   bool spread = true;
 };
 
