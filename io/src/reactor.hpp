@@ -143,8 +143,8 @@ class Reactor {
   // follow: registers d with the calling fiber's worker's instance instead
   // of its home's (EPOLL_CTL_ADD there, then DEL from the old one), so its
   // readiness wakes its fibers where they now run. For a fiber about to
-  // wait on d's read direction after a hand-off took it from the saturated
-  // worker that d lived on (try_io; io_hook.hpp take_handed_off). Skipped
+  // wait on d's read direction after the runtime moved it for load from
+  // the worker that d lived on (try_io; io_hook.hpp take_handed_off). Skipped
   // while d closes or another fiber moves it; a failed ADD leaves d where
   // it was. ADD reports readiness already present, so no edge is lost; an
   // event the old instance fetched before the DEL still signals d (same

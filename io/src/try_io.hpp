@@ -60,9 +60,10 @@ ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want,
       ec = std::error_code(err, std::system_category());
       return -1;
     }
-    // A hand-off took this fiber from the worker its socket lives on (that
-    // worker was saturated): the read direction moves the socket to where
-    // the fiber runs now, so the two stay together (reactor.hpp, follow).
+    // The runtime moved this fiber for load away from the worker its
+    // socket lives on (a hand-off or a rescue): the read direction moves
+    // the socket to where the fiber runs now, so the two stay together
+    // (reactor.hpp, follow).
     if (&dir == &d->rd && spindle::detail::take_handed_off()) d->reactor->follow(d);
     try {
       dir.await(wait_name);

@@ -28,8 +28,8 @@ inline constexpr unsigned kSlowSwitches = 8;
 // at the default 200 us) and holds fibers its readiness dispatch woke is
 // saturated: its connections arrive faster than it serves them, and a
 // watcher asks it for a hand-off however short its fibers run. The io
-// layer then moves the sockets of the fibers the watcher took to the
-// watcher's epoll instance (io_hook.hpp, take_handed_off), so a server
+// layer then moves the socket of each fiber it gave up to the instance of
+// the worker that runs it (io_hook.hpp, take_handed_off), so a server
 // whose connections share one worker while it keeps up spreads them once
 // it does not (docs/io.md "Where a connection lives"). A worker that keeps
 // up parks between bursts: echo64 on one worker parked ~3,000 times a

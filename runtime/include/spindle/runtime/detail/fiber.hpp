@@ -128,11 +128,14 @@ class Fiber {
   // (runtime/src/stack_canary.hpp). Here rather than read from stack_,
   // which lies on the next cache line. Set with stack_, by its worker.
   bool unguarded_ = false;
-  // A hand-off moved the fiber out of the polled queue of the worker whose
-  // readiness woke it (handoff.cpp): that worker was saturated. Set by the
-  // hand-off handler while the fiber waits in a queue (the deque push that
-  // follows publishes it to the thief); read and cleared by the fiber itself
-  // (take_handed_off, io_hook.hpp), which moves its socket's registration.
+  // The runtime moved the fiber for load away from the worker whose
+  // epoll instance holds its socket: a hand-off took it from that worker's
+  // polled queue (stuck, slow or saturated: handoff.cpp), or a rescuer's
+  // poll of that stuck worker's instance woke it (Scheduler::wake_fiber).
+  // Set by the hand-off handler or the rescuer while the fiber is
+  // suspended or queued (the queue push that follows publishes it); read
+  // and cleared by the fiber itself (take_handed_off, io_hook.hpp), whose
+  // socket then follows it.
   bool handed_off_ = false;
   ExecContext ctx_;
   Scheduler* sched_ = nullptr;  // immutable after spawn

@@ -39,10 +39,10 @@ void* runtime_extension(void* (*make)(unsigned workers), void (*destroy)(void*) 
 // as soon as it is set. Any thread.
 void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noexcept;
 
-// take_handed_off: whether a hand-off took the calling fiber from the
-// worker whose readiness dispatch had woken it since the last call (that
-// worker was saturated or stuck: docs/runtime.md "Hand-off"); clears the
-// mark. The io layer then registers the socket the fiber waits on with the
+// take_handed_off: whether the runtime moved the calling fiber for load
+// since the last call (a hand-off from a stuck, slow or saturated worker,
+// or a rescuer's poll of a stuck worker's instance: docs/runtime.md
+// "Hand-off"); clears the mark. The io layer then registers the socket the fiber waits on with the
 // instance of the worker it runs on now (docs/io.md "Where a connection
 // lives"). False off a fiber.
 bool take_handed_off() noexcept;
