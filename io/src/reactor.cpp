@@ -213,9 +213,10 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
     ::close(fd);
     throw;
   }
-  const int w = home >= 0 ? home : spindle::this_fiber::worker_index();
+  const int caller = spindle::this_fiber::worker_index();
+  const int w = home >= 0 ? home : (caller < 0 ? 0 : caller);
   d->fd = fd;
-  d->home.store(w < 0 ? 0 : w, std::memory_order_relaxed);
+  d->home.store(w, std::memory_order_relaxed);
   const std::uint64_t g = std::uint64_t{d->gen} << Dir::kGenShift;
   // Relaxed: the epoll_ctl below orders these before any event naming the
   // tag (the kernel hands the tag over; TSan models it as a release on the
@@ -224,16 +225,19 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
   d->wr.state.store(g | (ready_wr ? Dir::kReady : 0), std::memory_order_relaxed);
   d->inflight.store(0, std::memory_order_relaxed);
   d->write_broken.store(false, std::memory_order_relaxed);
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = d->tag();
-  if (epoll_ctl(epfd_[static_cast<unsigned>(d->home.load(std::memory_order_relaxed))], EPOLL_CTL_ADD, fd,
-                &ev) != 0) {
+  if (!add(w, d)) {
     const int err = errno;
     close(d);
     throw_errno(err, "spindle::io: epoll_ctl(ADD)");
   }
   return d;
+}
+
+bool Reactor::add(int w, Descriptor* d) noexcept {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = d->tag();
+  return epoll_ctl(instance(w), EPOLL_CTL_ADD, d->fd, &ev) == 0;
 }
 
 void Reactor::follow(Descriptor* d) noexcept {
@@ -247,13 +251,11 @@ void Reactor::follow(Descriptor* d) noexcept {
   if (old != w) {
     Inflight in(d);  // close waits for us: fd and gen stay ours until then
     if (in.ok()) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-      ev.data.u64 = d->tag();
       // ADD first: if it fails, d is still registered where it was. Until
-      // the DEL both instances report d; a signal is idempotent.
-      if (epoll_ctl(epfd_[static_cast<unsigned>(w)], EPOLL_CTL_ADD, d->fd, &ev) == 0) {
-        (void)epoll_ctl(epfd_[static_cast<unsigned>(old)], EPOLL_CTL_DEL, d->fd, nullptr);
+      // the DEL both instances may report d; a duplicate signal costs at
+      // most one extra try of the syscall.
+      if (add(w, d)) {
+        (void)epoll_ctl(instance(old), EPOLL_CTL_DEL, d->fd, nullptr);
         d->home.store(w, std::memory_order_relaxed);
       }
     }
@@ -275,8 +277,7 @@ void Reactor::close(Descriptor* d) noexcept {
   //    A poller may still hold an event with the old tag; the generation
   //    bump below makes signal ignore it.
   if (d->fd >= 0) {
-    (void)epoll_ctl(epfd_[static_cast<unsigned>(d->home.load(std::memory_order_relaxed))], EPOLL_CTL_DEL,
-                    d->fd, nullptr);
+    (void)epoll_ctl(instance(d->home.load(std::memory_order_relaxed)), EPOLL_CTL_DEL, d->fd, nullptr);
     ::close(d->fd);
   }
   d->fd = -1;

@@ -161,6 +161,10 @@ class Reactor {
 
  private:
   Descriptor* alloc();
+  int instance(int w) const noexcept { return epfd_[static_cast<unsigned>(w)]; }
+  // add: EPOLL_CTL_ADD of d->fd to worker w's instance, with the mask and
+  // tag every socket uses (file comment); false with errno on failure.
+  bool add(int w, Descriptor* d) noexcept;
   Descriptor* at(std::uint32_t slot) noexcept;
 
   static constexpr std::uint32_t kChunk = 256;

@@ -9,16 +9,16 @@
 // in turn. The last two: a socket follows a fiber that a hand-off or a
 // stuck worker's rescue moved (Reactor::follow), and a worker saturated by
 // short fibers hands some over (handoff.hpp kSaturatedPeriods).
-#include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -43,28 +43,19 @@ void compute_for(std::chrono::microseconds d) {
 // fd registered (/proc/self/fdinfo lists each instance's "tfd:" entries).
 int epoll_instances_holding(int fd) {
   int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  while (dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    char target[64] = {};
-    const std::string link = std::string("/proc/self/fd/") + e->d_name;
-    const ssize_t len = ::readlink(link.c_str(), target, sizeof target - 1);
-    if (len <= 0 || std::string_view(target, static_cast<std::size_t>(len)) != "anon_inode:[eventpoll]") continue;
-    std::ifstream info(std::string("/proc/self/fdinfo/") + e->d_name);
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec) != "anon_inode:[eventpoll]") continue;
+    std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
     std::string line;
-    const std::string want = "tfd: " + std::to_string(fd) + " ";
     while (std::getline(info, line)) {
-      // "tfd:        7 events: ..." : the number is right-aligned.
-      std::string squeezed;
-      for (std::size_t i = 0; i < line.size(); ++i) {
-        if (line[i] == ' ' && !squeezed.empty() && squeezed.back() == ' ') continue;
-        squeezed += line[i];
-      }
-      if (squeezed.rfind(want, 0) == 0) ++n;
+      // "tfd:        7 events:       19 data: ..."
+      std::istringstream fields(line);
+      std::string key;
+      int registered = -1;
+      if (fields >> key >> registered && key == "tfd:" && registered == fd) ++n;
     }
   }
-  ::closedir(dir);
   return n;
 }
 }  // namespace
