@@ -202,7 +202,9 @@ Descriptor* Reactor::alloc() {
 }
 
 int Reactor::spread_home() noexcept {
-  return static_cast<int>(next_home_.fetch_add(1, std::memory_order_relaxed) % epfd_.size());
+  const int w = static_cast<int>(next_home_.fetch_add(1, std::memory_order_relaxed) % epfd_.size());
+  const int to = spindle::detail::gather_target_of(static_cast<unsigned>(w));
+  return to >= 0 && static_cast<std::size_t>(to) < epfd_.size() ? to : w;
 }
 
 Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
@@ -240,8 +242,7 @@ bool Reactor::add(int w, Descriptor* d) noexcept {
   return epoll_ctl(instance(w), EPOLL_CTL_ADD, d->fd, &ev) == 0;
 }
 
-void Reactor::follow(Descriptor* d) noexcept {
-  const int w = spindle::this_fiber::worker_index();
+void Reactor::follow(Descriptor* d, int w) noexcept {
   if (w < 0 || static_cast<unsigned>(w) >= epfd_.size()) return;
   if (d->home.load(std::memory_order_relaxed) == w) return;
   // acquire; pairs with the release below by the last mover, whose home

@@ -61,10 +61,13 @@ ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want,
       return -1;
     }
     // The runtime moved this fiber for load away from the worker its
-    // socket lives on (a hand-off or a rescue): the read direction moves
-    // the socket to where the fiber runs now, so the two stay together
+    // socket lives on (a hand-off or a rescue), or its worker gathers its
+    // connections on another: the read direction moves the socket there,
+    // so the fiber's next readiness wakes it where it should run
     // (reactor.hpp, follow).
-    if (&dir == &d->rd && spindle::detail::take_handed_off()) d->reactor->follow(d);
+    if (&dir == &d->rd) {
+      if (const int to = spindle::detail::take_move_target(); to >= 0) [[unlikely]] d->reactor->follow(d, to);
+    }
     try {
       dir.await(wait_name);
     } catch (const std::system_error& e) {

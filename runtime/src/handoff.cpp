@@ -37,6 +37,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "gather.hpp"
 #include "handoff.hpp"
 #include "scheduler.hpp"
 #include "signal_chain.hpp"
@@ -77,6 +78,7 @@ void install_handoff_handler() {
 bool Worker::handoff_in_signal() noexcept {
   // acquire; pairs with the release in request_handoff (remote_.rescuer is set).
   if (!remote_.handoff_asked.exchange(false, std::memory_order_acquire)) return false;
+  const bool move = remote_.handoff_move.load(std::memory_order_relaxed);
   if (core_.rt_depth.load(std::memory_order_relaxed) == 0) {
     // We interrupted user code: nothing else on this thread is using the
     // LIFO slot, the FIFO or our end of the deque, and the signal fences in
@@ -98,7 +100,7 @@ bool Worker::handoff_in_signal() noexcept {
     // a hand-off took, so its next readiness wakes it where it now runs.
     while (moved < room && !core_.polled.empty()) {
       Fiber* f = core_.polled.pop_front();
-      f->handed_off_ = true;
+      f->handed_off_ = move;
       remote_.deque.push(f);
       ++moved;
     }
@@ -115,10 +117,11 @@ bool Worker::handoff_in_signal() noexcept {
   return true;
 }
 
-void Worker::request_handoff(Worker& rescuer) noexcept {
+void Worker::request_handoff(Worker& rescuer, bool move) noexcept {
   // acquire; pairs with the release in thread_main.
   if (!remote_.tid_set.load(std::memory_order_acquire)) return;
   remote_.rescuer.store(&rescuer, std::memory_order_relaxed);
+  remote_.handoff_move.store(move, std::memory_order_relaxed);
   // release: the handler that sees the request sees remote_.rescuer.
   remote_.handoff_asked.store(true, std::memory_order_release);
   // The worker's thread runs until every worker has left its loop
@@ -189,18 +192,37 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     }
     const bool saturated = now - s.awake_since >= after * kSaturatedPeriods && v.holds_polled();
     if (saturated) s.awake_since = now;
+    // Whether what it holds moves here for good (the hand-off mark): only
+    // if it had a core. A worker whose thread waited in the kernel's run
+    // queue is not stuck, slow or saturated by its fibers; the machine
+    // has no core for it, and moving its sockets to us takes none from
+    // anyone (gather.cpp). Its fibers still run here this once.
+    const bool core = had_core(v, s, now);  // a look's one pread: recorded every look
+    // Saturated spreads the connections unless recent spreads bought no
+    // core (gather.hpp, SpreadTrials).
+    const bool spread = saturated && core && sched_.spread_trials().allowed(now);
+    if (spread) sched_.spread_trials().spread(now);
+    const bool triggered = stuck || slow || spread;
+    // It has a core and cannot keep up (saturated, and spreading allowed,
+    // or stuck in one fiber kSaturatedPeriods): no worker gathers there
+    // for a while (gather.cpp). A shorter stuck or slow spell leaves the
+    // gathering, and what it hands off runs here this once, its sockets
+    // staying there.
+    const bool long_stuck = now - s.since >= after * kSaturatedPeriods;
+    if (core && (spread || long_stuck)) refuse_gathering(v, now);
+    const bool move = triggered && core && gather_target() != static_cast<int>(i);
     // Only once it is stuck, slow or saturated: asking a worker that merely runs would
     // split every pair of yielding or ping-ponging fibers across cores
     // (measured: yield n=2 on 2 workers 18 -> 30 ns when the FIFO was asked
     // for at once; docs/runtime.md "Hand-off").
-    if ((stuck || slow || saturated) && v.holds_fibers() && now - s.asked >= after) {
-      v.request_handoff(*this);
+    if (triggered && v.holds_fibers() && now - s.asked >= after) {
+      v.request_handoff(*this, move);
       s.asked = now;
       v.await_handoff();
     }
     // Its sockets' readiness waits in its io poller until its next
     // maintenance round: deliver it from here (io_hook.hpp).
-    if (stuck) v.rescue_poll();
+    if (stuck) v.rescue_poll(move);
     // A due timer is taken from a stuck worker, and also from one that
     // merely let it go overdue by a quarter period: an owner that runs its
     // maintenance fires timers within microseconds of their deadline, so

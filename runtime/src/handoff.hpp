@@ -29,7 +29,7 @@ inline constexpr unsigned kSlowSwitches = 8;
 // saturated: its connections arrive faster than it serves them, and a
 // watcher asks it for a hand-off however short its fibers run. The io
 // layer then moves the socket of each fiber it gave up to the instance of
-// the worker that runs it (io_hook.hpp, take_handed_off), so a server
+// the worker that runs it (io_hook.hpp, take_move_target), so a server
 // whose connections share one worker while it keeps up spreads them once
 // it does not (docs/io.md "Where a connection lives"). A worker that keeps
 // up parks between bursts: echo64 on one worker parked ~3,000 times a

@@ -158,7 +158,7 @@ void Worker::park() {
       ts.tv_nsec = static_cast<long>(rel.count() % 1'000'000'000);
       timeout = &ts;
     }
-    poll_events(timeout, true);
+    poll_events(timeout, kOwnInstance);
   } else {
     arm_park_timer(wake_at, watch);
     uv_ref(reinterpret_cast<uv_handle_t*>(&core_.wake_poll));
@@ -176,6 +176,7 @@ void Worker::park() {
   remote_.parks.inc();
   drain_inbox();
   fire_own_timers();
+  if (core_.io_poll_on) sample_load(core_.recent_time);  // gather.cpp: io workers only
 }
 
 // arm_park_timer: wake at `at` (max: no deadline), else, when the deadlock
@@ -299,8 +300,9 @@ void Worker::install_poller() {
   core_.io_poll_on = true;
 }
 
-void Worker::poll_events(const timespec* timeout, bool owner) noexcept {
-  DispatchingIo dispatching(owner ? this : current_worker(), owner ? kOwnInstance : kRescuing);
+void Worker::poll_events(const timespec* timeout, std::uint8_t mode) noexcept {
+  const bool owner = mode == kOwnInstance;
+  DispatchingIo dispatching(owner ? this : current_worker(), mode);
   epoll_event ev[64];
   const int n = wait_epoll(remote_.poller_fd, ev, 64, timeout);
   bool woken = false, loop_ready = false;

@@ -77,6 +77,10 @@ Scheduler::Scheduler(const RuntimeOptions& o)
     g_schedulers.push_back(this);
   }
   for (auto& w : workers_) w->start();
+  // The descriptors a worker's thread opens for itself (schedstat) exist
+  // before user code runs, so a program that counts its descriptors sees
+  // none come and go (tests/io compare /proc/self/fd around a scope).
+  for (auto& w : workers_) w->wait_started();
   if (o.slow_fiber_threshold.count() > 0) monitor_ = std::thread([this] { monitor_main(); });
 }
 

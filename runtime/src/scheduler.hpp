@@ -19,6 +19,7 @@
 #include "idle.hpp"
 #include "offload_pools.hpp"
 #include "registry.hpp"
+#include "gather.hpp"
 #include "stack_pool.hpp"
 #include "worker.hpp"
 
@@ -56,6 +57,8 @@ class Scheduler {
 
   // --- idle set (workers; idle.hpp) ---
   IdleSet& idle() noexcept { return idle_; }
+  // Whether saturation spreads paid lately (gather.hpp).
+  SpreadTrials& spread_trials() noexcept { return spread_trials_; }
   const IdleSet& idle() const noexcept { return idle_; }
   bool try_begin_search() noexcept { return idle_.try_begin_search(size()); }
   void end_search(bool found) noexcept;
@@ -118,6 +121,7 @@ class Scheduler {
   std::atomic<std::uint64_t> next_id_{1};
 
   IdleSet idle_;
+  SpreadTrials spread_trials_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unparks_done_{false};  // shutdown() sent its last unpark

@@ -29,11 +29,22 @@ Fiber* current_fiber() noexcept {
   return w != nullptr ? w->running() : nullptr;
 }
 
-bool take_handed_off() noexcept {
-  Fiber* f = current_fiber();
-  if (f == nullptr || !f->handed_off_) [[likely]] return false;
-  f->handed_off_ = false;
-  return true;
+int take_move_target() noexcept {
+  Worker* w = current_worker();
+  Fiber* f = w != nullptr ? w->running() : nullptr;
+  if (f == nullptr) return -1;
+  if (f->handed_off_) [[unlikely]] {
+    f->handed_off_ = false;
+    return static_cast<int>(w->index());
+  }
+  // Ours to read: a fiber's affinity is written by the fiber itself.
+  return f->affinity_ == nullptr ? w->gather_target() : -1;
+}
+
+int gather_target_of(unsigned worker) noexcept {
+  Worker* w = current_worker();
+  if (w == nullptr || worker >= w->scheduler().size()) return -1;
+  return w->scheduler().worker(worker).gather_target();
 }
 
 bool may_spin() noexcept {

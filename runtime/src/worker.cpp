@@ -111,6 +111,11 @@ void Worker::start() {
   thread_ = std::thread([this] { thread_main(); });
 }
 
+void Worker::wait_started() const noexcept {
+  // acquire; pairs with the release in thread_main.
+  while (!remote_.tid_set.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -123,7 +128,9 @@ void Worker::thread_main() {
   pthread_setname_np(pthread_self(), name);
   sched_.cpus().pin_worker(index_);  // RuntimeOptions::pin_workers; else nothing
   remote_.tid.store(pthread_self(), std::memory_order_relaxed);
-  // release; pairs with the acquire in request_handoff.
+  // Only where something reads it (gather.cpp: watchers, gathering).
+  if (sched_.size() > 1 && sched_.options().handoff_after.count() > 0) remote_.schedstat_fd = open_schedstat();
+  // release; pairs with the acquire in request_handoff and had_core.
   remote_.tid_set.store(true, std::memory_order_release);
   core_.watch.resize(sched_.size());
   context_init_thread(core_.sched_ctx);
@@ -145,6 +152,7 @@ void Worker::thread_main() {
   if (core_.sigquit_on) uv_close(reinterpret_cast<uv_handle_t*>(&core_.sigquit), nullptr);
   uv_run(&core_.loop, UV_RUN_DEFAULT);
   close(core_.timer_fd);
+  if (remote_.schedstat_fd >= 0) close(remote_.schedstat_fd);
   close_wake_fd();
   const int rc = uv_loop_close(&core_.loop);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
@@ -315,7 +323,10 @@ void Worker::maintenance() {
   fire_overdue_peers();
   if (!core_.io_poll_on && remote_.poller_set.load(std::memory_order_relaxed)) [[unlikely]] install_poller();
   // Busy workers see readiness here, without blocking (io_hook.hpp).
-  if (core_.io_poll_on) poll_events(&kNoWait, true);
+  if (core_.io_poll_on) {
+    poll_events(&kNoWait, kOwnInstance);
+    sample_load(core_.recent_time);
+  }
   if (uv_loop_alive(&core_.loop)) {
     DispatchingIo dispatching(this);
     uv_run(&core_.loop, UV_RUN_NOWAIT);

@@ -26,6 +26,7 @@
 #include "fiber_list.hpp"
 #include "registry.hpp"
 #include "run_queue.hpp"
+#include "schedstat.hpp"
 #include "stack_pool.hpp"
 #include "timer_heap.hpp"
 
@@ -66,6 +67,7 @@ class Worker {
 
   void start();
   void join();
+  void wait_started() const noexcept;  // until the thread set itself up (thread_main)
 
   // --- any thread ---
   // Queues f (which must run here) on the inbox and wakes the worker.
@@ -141,8 +143,9 @@ class Worker {
   // True while this worker dispatches readiness (poll_events, uv_run from
   // maintenance or park): Scheduler::wake_fiber then uses push_polled.
   bool dispatching_io() const noexcept { return core_.dispatching_io != kNotDispatching; }
-  // Dispatching a stuck worker's instance (rescue_poll): the fibers it
-  // wakes run here, away from their sockets' worker (take_handed_off).
+  // Dispatching a stuck worker's instance (rescue_poll) that had a core:
+  // the fibers it wakes run here, and their sockets follow them
+  // (take_move_target). Not for kRescuingStay.
   bool rescuing_io() const noexcept { return core_.dispatching_io == kRescuing; }
   void add_timer(Waiter* w);
   // Switches away from the running fiber; `p.prev` must be it. Returns when
@@ -208,16 +211,28 @@ class Worker {
   // maintenance and parks in it; the callback's contract allows both at
   // once).
   void set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept;
-  void rescue_poll() noexcept {
+  // move: the fibers it wakes carry the hand-off mark (their sockets follow
+  // them here); false for a worker without a core (gather.cpp, had_core).
+  void rescue_poll(bool move) noexcept {
     // acquire; pairs with the release in set_poller (fd, fn, ctx).
-    if (remote_.poller_set.load(std::memory_order_acquire)) poll_events(&kNoWait, false);
+    if (remote_.poller_set.load(std::memory_order_acquire)) {
+      poll_events(&kNoWait, move ? kRescuing : kRescuingStay);
+    }
   }
+  // Gathering (gather.cpp; docs/io.md "Where a connection lives"): the
+  // worker whose epoll instance this worker's read waits move their sockets
+  // to, or -1. The owner writes it (once a load window, or when a watcher
+  // it is stops it); the io layer reads it on the owner's thread
+  // (take_move_target) and, as a hint, when it places an accepted socket.
+  int gather_target() const noexcept { return remote_.gather_to.load(std::memory_order_relaxed); }
 
  private:
   friend class Scheduler;
   // DispatchingIo: marks the calling thread's worker as dispatching readiness for a scope
   // (a rescuer polling a stuck worker's instance wakes into its own FIFO).
-  static constexpr std::uint8_t kNotDispatching = 0, kOwnInstance = 1, kRescuing = 2;
+  // kRescuingStay: a rescue of a worker that had no core (preempted, not
+  // stuck): its fibers run here this once, their sockets stay.
+  static constexpr std::uint8_t kNotDispatching = 0, kOwnInstance = 1, kRescuing = 2, kRescuingStay = 3;
   class DispatchingIo {
    public:
     explicit DispatchingIo(Worker* w, std::uint8_t what = kOwnInstance) noexcept
@@ -300,7 +315,8 @@ class Worker {
   // timers of a stuck worker, asks a stuck worker to hand off its fibers,
   // and returns when to look again (max: no need).
   std::chrono::steady_clock::time_point watch_others(std::chrono::steady_clock::time_point now);
-  void request_handoff(Worker& rescuer) noexcept;
+  // move: the polled fibers it gives up carry the hand-off mark.
+  void request_handoff(Worker& rescuer, bool move) noexcept;
   void await_handoff() const noexcept;
   bool others_active() const noexcept;  // some other worker is not parked
   // A running worker's share of the watching, in each maintenance round:
@@ -324,7 +340,19 @@ class Worker {
   // poll_events: one wait on the poller's fd (timeout nullptr: until an
   // event), io events to the callback, the worker's own entries handled
   // here. `owner`: the calling thread is this worker's.
-  void poll_events(const timespec* timeout, bool owner) noexcept;
+  // `mode`: kOwnInstance (the calling thread is this worker's), or
+  // kRescuing / kRescuingStay (another worker's rescue_poll).
+  void poll_events(const timespec* timeout, std::uint8_t mode) noexcept;
+  // Load and gathering (gather.cpp). sample_load: owner, at most once a
+  // kLoadWindow (maintenance, after a park); publishes the window's shares
+  // and decides gather_to. sched_sample: any thread; this worker's
+  // thread's schedstat now.
+  void sample_load(std::chrono::steady_clock::time_point coarse) noexcept;
+  void decide_gather(std::int64_t now_ns) noexcept;
+  SchedSample sched_sample() const noexcept;
+  // A watcher saw v unable to keep up: nobody gathers to v for
+  // kRegatherAfter, and we stop at once if we did.
+  void refuse_gathering(Worker& v, std::chrono::steady_clock::time_point now) noexcept;
 
   // What this worker saw of another worker at its last look
   // (watch_others): the fiber running there, its switch count, since when,
@@ -340,7 +368,14 @@ class Worker {
     // (kSaturatedPeriods).
     std::uint64_t parks = 0;
     std::chrono::steady_clock::time_point awake_since{};
+    // Its thread's run-queue wait at the look that last saw it running,
+    // and when (-1: none since it parked). gather.cpp, had_core.
+    std::int64_t wait_ns = -1;
+    std::chrono::steady_clock::time_point wait_at{};
   };
+  // Whether v's thread had a core since the last look s recorded (a
+  // watcher's; gather.cpp). Records this look in s.
+  static bool had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time_point now) noexcept;
 
   // The fields fall into three groups by who may touch them (tokio's Core,
   // Remote and Synced), so a field's owner shows in the expression that
@@ -397,6 +432,11 @@ class Worker {
     // uv_run.
     bool io_poll_on = false;
     std::uint8_t dispatching_io = kNotDispatching;  // see dispatching_io() and DispatchingIo
+    // Load sampling (gather.cpp): when the next window is due (coarse
+    // clock), the last sample and when it was taken (steady_clock ns).
+    std::chrono::steady_clock::time_point next_sample{};
+    SchedSample last_sample{};
+    std::int64_t last_sample_at = 0;
     // rt_depth > 0 while this thread runs runtime code that may touch the
     // LIFO slot, the FIFOs or the owner's end of the deque; 0 exactly while
     // a fiber's user code runs, the only time the hand-off signal handler
@@ -448,6 +488,22 @@ class Worker {
     std::atomic<pthread_t> tid{};              // set by the thread itself
     std::atomic<bool> tid_set{false};
     std::atomic<Fiber*> running{nullptr};      // a hint for watchers and the monitor
+    std::atomic<bool> handoff_move{false};     // the request's move (request_handoff), read by the handler
+    // Load (gather.cpp). schedstat_fd: written by the thread before the
+    // release store of tid_set, read by others after its acquire load;
+    // closed after every worker left its loop. The rest are written by the
+    // owner once a window, read by other workers as hints (relaxed: a
+    // reader may see a share from one window and its time from the next,
+    // off by a window at most): the shares of the last window (permille of
+    // its wall time), when they were computed (steady_clock ns), and
+    // gather_to (gather_target()).
+    int schedstat_fd = -1;
+    std::atomic<std::uint32_t> run_share{0}, wait_share{0};
+    std::atomic<std::int64_t> shares_at{0};
+    std::atomic<int> gather_to{-1};
+    // No worker gathers to this one before this time (steady_clock ns):
+    // written by a watcher that saw it unable to keep up (refuse_gathering).
+    std::atomic<std::int64_t> no_gather_until{0};
     // The fibers this worker spawned; erased by whichever worker ends one.
     Registry registry;
     // Statistics: written by the owner (handed_off: by its signal handler,

@@ -63,6 +63,14 @@ struct RuntimeOptions {
   // busy worker are then fired only by that worker. With 1 worker there is
   // nobody to take over, and nothing happens.
   std::chrono::microseconds handoff_after{200};
+  // Connections (sockets, pipes) that several workers serve while fewer
+  // would keep up gather on the lower-numbered workers: a worker whose load
+  // and another's fit on one core moves each socket it waits to read to
+  // that worker, which saves the wake-ups of workers with little to do; a
+  // watcher that sees the worker they gathered on saturated spreads them
+  // again (docs/io.md "Where a connection lives"). Off: a connection stays
+  // where accept put it until a hand-off moves it. Needs handoff_after.
+  bool gather_io = true;
   // How long shutdown waits for cancelled fibers to finish before it reports
   // the ones left and gives up on them.
   std::chrono::milliseconds shutdown_timeout{2000};

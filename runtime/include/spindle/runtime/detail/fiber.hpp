@@ -134,7 +134,7 @@ class Fiber {
   // poll of that stuck worker's instance woke it (Scheduler::wake_fiber).
   // Set by the hand-off handler or the rescuer while the fiber is
   // suspended or queued (the queue push that follows publishes it); read
-  // and cleared by the fiber itself (take_handed_off, io_hook.hpp), whose
+  // and cleared by the fiber itself (take_move_target, io_hook.hpp), whose
   // socket then follows it.
   bool handed_off_ = false;
   ExecContext ctx_;

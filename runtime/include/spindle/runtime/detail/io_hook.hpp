@@ -39,12 +39,22 @@ void* runtime_extension(void* (*make)(unsigned workers), void (*destroy)(void*) 
 // as soon as it is set. Any thread.
 void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noexcept;
 
-// take_handed_off: whether the runtime moved the calling fiber for load
-// since the last call (a hand-off from a stuck, slow or saturated worker,
-// or a rescuer's poll of a stuck worker's instance: docs/runtime.md
-// "Hand-off"); clears the mark. The io layer then registers the socket the fiber waits on with the
-// instance of the worker it runs on now (docs/io.md "Where a connection
-// lives"). False off a fiber.
-bool take_handed_off() noexcept;
+// take_move_target: the worker whose instance the socket the calling fiber
+// is about to wait on (for reading) should be registered with, or -1 to
+// leave it where it is (docs/io.md "Where a connection lives"):
+//  - the worker it runs on, if the runtime moved it for load since the
+//    last call (a hand-off from a stuck, slow or saturated worker, or a
+//    rescuer's poll of a stuck worker's instance: docs/runtime.md
+//    "Hand-off"); clears that mark;
+//  - else the worker its worker gathers to (gather.cpp), unless the fiber
+//    is pinned to its worker.
+// -1 off a fiber.
+int take_move_target() noexcept;
+
+// gather_target_of: the worker that worker `worker` of the calling fiber's
+// runtime gathers to, or -1 (a hint: it changes once a load window). An
+// accepted socket is placed there rather than on a worker that would move
+// it at its first wait. -1 off a fiber.
+int gather_target_of(unsigned worker) noexcept;
 
 }  // namespace spindle::detail

@@ -1,0 +1,135 @@
+// gather.cpp: each worker's load, and gathering connections on fewer
+// workers while one would serve them (docs/io.md "Where a connection
+// lives", docs/decisions/0015-gather.md).
+//
+// Spreading (accept's round robin, the saturation hand-off) buys cores.
+// Where it buys none, it costs: two workers that share a load one worker
+// keeps up with each park and wake more often, and on a machine with
+// fewer free cores than busy threads (a 2-core VM whose client holds one)
+// they take turns on one core, each wake-up a context switch. So:
+//  - Each worker samples its thread's time on a core and time waiting for
+//    one (schedstat.hpp) once a kLoadWindow and publishes the window's
+//    shares.
+//  - A worker B gathers to a lower-numbered worker A (gather_to) when the
+//    two would fit on one core: their run shares add up to at most
+//    kFitsOneCore while either waited kStarvedWait for a core, or to at
+//    most kLightLoad. Then each read wait on B moves its socket to A's
+//    epoll instance (io_hook.hpp, take_move_target): the fiber's next
+//    readiness wakes it on A. Always toward the lower index, so two
+//    workers never gather to each other.
+//  - B keeps gathering until, as A's watcher, it sees A stuck, slow or
+//    saturated with a core (handoff.cpp): then it stops for
+//    kRegatherAfter, and the hand-off spreads the connections again.
+//  - A worker without a core is not stuck: the watcher's hand-off and
+//    rescue of such a worker run its fibers but do not move their sockets
+//    (had_core). Else the kernel's preemption of one worker moved its
+//    connections to the next, and gathering would never hold.
+// With handoff_after = 0 (no watchers) nothing gathers.
+#include <algorithm>
+
+#include "gather.hpp"
+#include "scheduler.hpp"
+#include "worker.hpp"
+
+namespace spindle::detail {
+
+namespace {
+std::int64_t ns_of(std::chrono::steady_clock::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+std::uint32_t permille(std::int64_t part, std::int64_t whole) noexcept {
+  if (whole <= 0 || part <= 0) return 0;
+  return static_cast<std::uint32_t>(std::min<std::int64_t>(part * 1000 / whole, 1000));
+}
+}  // namespace
+
+void Worker::sample_load(std::chrono::steady_clock::time_point coarse) noexcept {
+  if (coarse < core_.next_sample) [[likely]] return;
+  const auto now = std::chrono::steady_clock::now();
+  core_.next_sample = now + kLoadWindow;
+  const SchedSample s = read_schedstat(remote_.schedstat_fd);
+  if (!s.valid()) return;
+  const std::int64_t at = ns_of(now);
+  if (core_.last_sample.valid() && at > core_.last_sample_at) {
+    const std::int64_t span = at - core_.last_sample_at;
+    remote_.run_share.store(permille(s.run_ns - core_.last_sample.run_ns, span), std::memory_order_relaxed);
+    remote_.wait_share.store(permille(s.wait_ns - core_.last_sample.wait_ns, span), std::memory_order_relaxed);
+    remote_.shares_at.store(at, std::memory_order_relaxed);
+  }
+  core_.last_sample = s;
+  core_.last_sample_at = at;
+  decide_gather(at);
+}
+
+void Worker::decide_gather(std::int64_t now_ns) noexcept {
+  int to = -1;
+  const auto after = sched_.options().handoff_after;
+  if (sched_.options().gather_io && after.count() > 0 && sched_.size() >= 2 && core_.io_poll_on &&
+      !sched_.stopping()) {
+    const int current = gather_target();
+    const std::int64_t stale = std::chrono::nanoseconds(kLoadWindow).count() * kStaleWindows;
+    const bool fresh_me = now_ns - remote_.shares_at.load(std::memory_order_relaxed) <= stale;
+    const std::uint32_t my_run = fresh_me ? remote_.run_share.load(std::memory_order_relaxed) : 0;
+    const std::uint32_t my_wait = fresh_me ? remote_.wait_share.load(std::memory_order_relaxed) : 0;
+    for (unsigned j = 0; j < index_; ++j) {
+      Worker& a = sched_.worker(j);
+      // Not to a worker without an instance, nor one that gathers itself,
+      // nor one a watcher lately saw unable to keep up (refuse_gathering).
+      if (!a.remote_.poller_set.load(std::memory_order_relaxed) || a.gather_target() >= 0 ||
+          now_ns < a.remote_.no_gather_until.load(std::memory_order_relaxed)) {
+        continue;
+      }
+      if (current == static_cast<int>(j)) {
+        to = current;  // until a watcher stops it (handoff.cpp)
+        break;
+      }
+      const bool fresh = now_ns - a.remote_.shares_at.load(std::memory_order_relaxed) <= stale;
+      const std::uint32_t run = fresh ? a.remote_.run_share.load(std::memory_order_relaxed) : 0;
+      const std::uint32_t wait = fresh ? a.remote_.wait_share.load(std::memory_order_relaxed) : 0;
+      const std::uint32_t sum = run + my_run;
+      if (sum <= kLightLoad) {
+        to = static_cast<int>(j);
+        break;
+      }
+      if (sum <= kFitsOneCore && (wait >= kStarvedWait || my_wait >= kStarvedWait)) {
+        to = static_cast<int>(j);
+        // A spread just before bought no core (gather.hpp, SpreadTrials).
+        sched_.spread_trials().starved_gather(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(now_ns)));
+        break;
+      }
+    }
+  }
+  remote_.gather_to.store(to, std::memory_order_relaxed);
+}
+
+void Worker::refuse_gathering(Worker& v, std::chrono::steady_clock::time_point now) noexcept {
+  v.remote_.no_gather_until.store(ns_of(now + kRegatherAfter), std::memory_order_relaxed);
+  // Ours at once (we are the owner of our gather_to); the others' at their
+  // next window.
+  if (gather_target() == static_cast<int>(v.index_)) remote_.gather_to.store(-1, std::memory_order_relaxed);
+}
+
+SchedSample Worker::sched_sample() const noexcept {
+  // acquire; pairs with the release in thread_main (schedstat_fd).
+  if (!remote_.tid_set.load(std::memory_order_acquire)) return {};
+  return read_schedstat(remote_.schedstat_fd);
+}
+
+// had_core: the watcher's two looks at v, the last one (s.wait_ns at
+// s.wait_at) and this one (now): did v's thread wait for a core less than
+// half the time between? Without the earlier look (v was parked then, or
+// the kernel has no schedstat), v's last window's share decides.
+bool Worker::had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time_point now) noexcept {
+  const SchedSample ss = v.sched_sample();
+  bool had;
+  if (ss.valid() && s.wait_ns >= 0 && now > s.wait_at) {
+    had = (ss.wait_ns - s.wait_ns) * 2 < std::chrono::duration_cast<std::chrono::nanoseconds>(now - s.wait_at).count();
+  } else {
+    had = v.remote_.wait_share.load(std::memory_order_relaxed) < 500;
+  }
+  s.wait_ns = ss.wait_ns;
+  s.wait_at = now;
+  return had;
+}
+
+}  // namespace spindle::detail
