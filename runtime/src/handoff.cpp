@@ -197,7 +197,9 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // queue is not stuck, slow or saturated by its fibers; the machine
     // has no core for it, and moving its sockets to us takes none from
     // anyone (gather.cpp). Its fibers still run here this once.
-    const bool core = had_core(v, s, now);  // a look's one pread: recorded every look
+    // A look's one pread, recorded at every look; only at a worker with an
+    // io poller, since only sockets move (a program without io pays none).
+    const bool core = v.remote_.poller_set.load(std::memory_order_relaxed) ? had_core(v, s, now) : true;
     // Saturated spreads the connections unless recent spreads bought no
     // core (gather.hpp, SpreadTrials).
     const bool spread = saturated && core && sched_.spread_trials().allowed(now);
