@@ -199,19 +199,25 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // anyone (gather.cpp). Its fibers still run here this once.
     // A look's one pread, recorded at every look; only at a worker with an
     // io poller, since only sockets move (a program without io pays none).
-    const bool core = v.remote_.poller_set.load(std::memory_order_relaxed) ? had_core(v, s, now) : true;
-    // Saturated spreads the connections unless recent spreads bought no
-    // core (gather.hpp, SpreadTrials).
-    const bool spread = saturated && core && sched_.spread_trials().allowed(now);
-    if (spread) sched_.spread_trials().spread(now);
-    const bool triggered = stuck || slow || spread;
-    // It has a core and cannot keep up (saturated, and spreading allowed,
-    // or stuck in one fiber kSaturatedPeriods): no worker gathers there
-    // for a while (gather.cpp). A shorter stuck or slow spell leaves the
-    // gathering, and what it hands off runs here this once, its sockets
-    // staying there.
+    // With gather_io off, every worker counts as having had one (the
+    // policy before gathering: each trigger moves sockets, each saturation
+    // spreads).
+    const bool gathering = sched_.options().gather_io;
+    const bool core =
+        gathering && v.remote_.poller_set.load(std::memory_order_relaxed) ? had_core(v, s, now) : true;
+    // It has a core and cannot keep up (saturated, or stuck in one fiber
+    // kSaturatedPeriods): its connections spread, unless recent spreads
+    // bought no core (gather.hpp, SpreadTrials), and no worker gathers
+    // there for a while (gather.cpp). A shorter stuck or slow spell, or
+    // one while spreads are backed off, leaves any gathering to it, and
+    // what it hands off runs here this once, its sockets staying there.
     const bool long_stuck = now - s.since >= after * kSaturatedPeriods;
-    if (core && (spread || long_stuck)) refuse_gathering(v, now);
+    const bool spread = (saturated || long_stuck) && core && (!gathering || sched_.spread_trials().allowed(now));
+    if (spread && gathering) {
+      sched_.spread_trials().spread(now);
+      refuse_gathering(v, now);
+    }
+    const bool triggered = stuck || slow || spread;
     const bool move = triggered && core && gather_target() != static_cast<int>(i);
     // Only once it is stuck, slow or saturated: asking a worker that merely runs would
     // split every pair of yielding or ping-ponging fibers across cores

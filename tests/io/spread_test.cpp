@@ -269,7 +269,12 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
   std::atomic<bool> late{false};
   std::thread client;
   JoinOnExit join{client};
-  run_checked(2, [&] {
+  // The rule alone. With gather_io (the default) a spread is a trial that
+  // the workers' waiting for cores backs off, and ctest -j2 beside other
+  // tests, or a CPU hog, left worker 1 at 3-6% of the reads.
+  auto o = options(2);
+  o.gather_io = false;
+  run_checked(o, [&] {
     sp::detail::hop_to_worker(0);
     auto [ends, peers] = socketpair_streams(kConns);  // registered with worker 0
     sp::detail::unpin();

@@ -63,13 +63,21 @@ struct RuntimeOptions {
   // busy worker are then fired only by that worker. With 1 worker there is
   // nobody to take over, and nothing happens.
   std::chrono::microseconds handoff_after{200};
-  // Connections (sockets, pipes) that several workers serve while fewer
-  // would keep up gather on the lower-numbered workers: a worker whose load
-  // and another's fit on one core moves each socket it waits to read to
-  // that worker, which saves the wake-ups of workers with little to do; a
-  // watcher that sees the worker they gathered on saturated spreads them
-  // again (docs/io.md "Where a connection lives"). Off: a connection stays
-  // where accept put it until a hand-off moves it. Needs handoff_after.
+  // Connections (sockets, pipes) go where a core serves them best
+  // (docs/io.md "Where a connection lives"):
+  //  - those that several workers serve while fewer would keep up gather
+  //    on the lower-numbered workers (a worker whose load and another's
+  //    fit on one core moves each socket it waits to read to that one),
+  //    which saves the wake-ups of workers with little to do;
+  //  - a worker whose thread waits for a core (the machine has more busy
+  //    threads than cores) is not stuck: what a hand-off takes from it
+  //    runs elsewhere once, its sockets staying;
+  //  - a saturated worker's connections spread only while spreading buys
+  //    a core: a spread after which the workers wait for cores backs the
+  //    next ones off (100 ms, doubling to 5 s).
+  // Off: a connection stays where accept put it until a hand-off moves it,
+  // and every hand-off of a stuck, slow or saturated worker moves sockets.
+  // Needs handoff_after.
   bool gather_io = true;
   // How long shutdown waits for cancelled fibers to finish before it reports
   // the ones left and gives up on them.
