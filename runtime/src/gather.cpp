@@ -17,14 +17,18 @@
 //    epoll instance (io_hook.hpp, take_move_target): the fiber's next
 //    readiness wakes it on A. Always toward the lower index, so two
 //    workers never gather to each other.
-//  - B keeps gathering until, as A's watcher, it sees A stuck, slow or
-//    saturated with a core (handoff.cpp): then it stops for
-//    kRegatherAfter, and the hand-off spreads the connections again.
+//  - B keeps gathering until a watcher of A sees A saturated, or stuck in
+//    one fiber kSaturatedPeriods, with a core, and spreads A's
+//    connections (handoff.cpp): then nobody gathers to A for
+//    kRegatherAfter.
+//  - Such a spread is a trial (gather.hpp, SpreadTrials): if the workers
+//    are starved again soon after, it bought no core, and spreads back off.
 //  - A worker without a core is not stuck: the watcher's hand-off and
 //    rescue of such a worker run its fibers but do not move their sockets
 //    (had_core). Else the kernel's preemption of one worker moved its
 //    connections to the next, and gathering would never hold.
-// With handoff_after = 0 (no watchers) nothing gathers.
+// With RuntimeOptions::gather_io off, or handoff_after = 0 (no watchers),
+// none of it happens.
 #include <algorithm>
 
 #include "gather.hpp"

@@ -26,9 +26,9 @@ inline constexpr std::uint32_t kLightLoad = 500;
 // A worker's shares older than this many windows are stale: it has been
 // parked since (no load).
 inline constexpr int kStaleWindows = 3;
-// After a watcher saw the worker it gathered to saturated with a core, it
-// does not gather again for this long (the saturation hand-off spreads the
-// connections; gathering at once would take them back).
+// After a watcher spread a worker's connections (saturated, or stuck
+// kSaturatedPeriods, with a core), no worker gathers to it for this long:
+// gathering at once would take them back before the trial's verdict.
 inline constexpr std::chrono::milliseconds kRegatherAfter{30};
 
 // SpreadTrials: whether spreading a saturated worker's connections pays

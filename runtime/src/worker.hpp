@@ -221,8 +221,9 @@ class Worker {
   }
   // Gathering (gather.cpp; docs/io.md "Where a connection lives"): the
   // worker whose epoll instance this worker's read waits move their sockets
-  // to, or -1. The owner writes it (once a load window, or when a watcher
-  // it is stops it); the io layer reads it on the owner's thread
+  // to, or -1. The owner writes it (once a load window, or when, as a
+  // watcher, it spreads its target's connections); the io layer reads it
+  // on the owner's thread
   // (take_move_target) and, as a hint, when it places an accepted socket.
   int gather_target() const noexcept { return remote_.gather_to.load(std::memory_order_relaxed); }
 
@@ -339,8 +340,7 @@ class Worker {
   static constexpr timespec kNoWait{};
   // poll_events: one wait on the poller's fd (timeout nullptr: until an
   // event), io events to the callback, the worker's own entries handled
-  // here. `owner`: the calling thread is this worker's.
-  // `mode`: kOwnInstance (the calling thread is this worker's), or
+  // here. `mode`: kOwnInstance (the calling thread is this worker's), or
   // kRescuing / kRescuingStay (another worker's rescue_poll).
   void poll_events(const timespec* timeout, std::uint8_t mode) noexcept;
   // Load and gathering (gather.cpp). sample_load: owner, at most once a
