@@ -62,10 +62,11 @@ void Worker::sample_load(std::chrono::steady_clock::time_point coarse) noexcept 
   }
   core_.last_sample = s;
   core_.last_sample_at = at;
-  decide_gather(at);
+  decide_gather(now);
 }
 
-void Worker::decide_gather(std::int64_t now_ns) noexcept {
+void Worker::decide_gather(std::chrono::steady_clock::time_point now) noexcept {
+  const std::int64_t now_ns = ns_of(now);
   int to = -1;
   const auto after = sched_.options().handoff_after;
   if (sched_.options().gather_io && after.count() > 0 && sched_.size() >= 2 && core_.io_poll_on &&
@@ -98,7 +99,7 @@ void Worker::decide_gather(std::int64_t now_ns) noexcept {
       if (sum <= kFitsOneCore && (wait >= kStarvedWait || my_wait >= kStarvedWait)) {
         to = static_cast<int>(j);
         // A spread just before bought no core (gather.hpp, SpreadTrials).
-        sched_.spread_trials().starved_gather(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(now_ns)));
+        sched_.spread_trials().starved_gather(now);
         break;
       }
     }

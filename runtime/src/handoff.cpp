@@ -78,6 +78,8 @@ void install_handoff_handler() {
 bool Worker::handoff_in_signal() noexcept {
   // acquire; pairs with the release in request_handoff (remote_.rescuer is set).
   if (!remote_.handoff_asked.exchange(false, std::memory_order_acquire)) return false;
+  // Written before the release store of handoff_asked: ordered by the
+  // acquire exchange above.
   const bool move = remote_.handoff_move.load(std::memory_order_relaxed);
   if (core_.rt_depth.load(std::memory_order_relaxed) == 0) {
     // We interrupted user code: nothing else on this thread is using the
@@ -122,7 +124,8 @@ void Worker::request_handoff(Worker& rescuer, bool move) noexcept {
   if (!remote_.tid_set.load(std::memory_order_acquire)) return;
   remote_.rescuer.store(&rescuer, std::memory_order_relaxed);
   remote_.handoff_move.store(move, std::memory_order_relaxed);
-  // release: the handler that sees the request sees remote_.rescuer.
+  // release: the handler that sees the request sees remote_.rescuer and
+  // remote_.handoff_move.
   remote_.handoff_asked.store(true, std::memory_order_release);
   // The worker's thread runs until every worker has left its loop
   // (Scheduler::wait_unparks_done), and we are in ours.
@@ -197,11 +200,12 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // queue is not stuck, slow or saturated by its fibers; the machine
     // has no core for it, and moving its sockets to us takes none from
     // anyone (gather.cpp). Its fibers still run here this once.
-    // A look's one pread, recorded at every look; only at a worker with an
-    // io poller, since only sockets move (a program without io pays none).
-    // With gather_io off, every worker counts as having had one (the
-    // policy before gathering: each trigger moves sockets, each saturation
-    // spreads).
+    //
+    // One pread a look, recorded at every look, and only at a worker with
+    // an io poller, since only sockets move (a program without io pays
+    // none). With gather_io off every worker counts as having had a core
+    // (the policy before gathering: each trigger moves sockets, each
+    // saturation spreads).
     const bool gathering = sched_.options().gather_io;
     const bool core =
         gathering && v.remote_.poller_set.load(std::memory_order_relaxed) ? had_core(v, s, now) : true;

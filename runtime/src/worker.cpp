@@ -128,9 +128,12 @@ void Worker::thread_main() {
   pthread_setname_np(pthread_self(), name);
   sched_.cpus().pin_worker(index_);  // RuntimeOptions::pin_workers; else nothing
   remote_.tid.store(pthread_self(), std::memory_order_relaxed);
-  // Only where something reads it (gather.cpp: watchers, gathering).
-  if (sched_.size() > 1 && sched_.options().handoff_after.count() > 0) remote_.schedstat_fd = open_schedstat();
-  // release; pairs with the acquire in request_handoff and had_core.
+  // Only where something reads it (gather.cpp: watchers, gathering); without
+  // it sample_load and had_core read nothing.
+  const RuntimeOptions& o = sched_.options();
+  if (sched_.size() > 1 && o.handoff_after.count() > 0 && o.gather_io) remote_.schedstat_fd = open_schedstat();
+  // release; pairs with the acquire in request_handoff, sched_sample and
+  // wait_started.
   remote_.tid_set.store(true, std::memory_order_release);
   core_.watch.resize(sched_.size());
   context_init_thread(core_.sched_ctx);

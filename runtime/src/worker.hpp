@@ -348,7 +348,7 @@ class Worker {
   // and decides gather_to. sched_sample: any thread; this worker's
   // thread's schedstat now.
   void sample_load(std::chrono::steady_clock::time_point coarse) noexcept;
-  void decide_gather(std::int64_t now_ns) noexcept;
+  void decide_gather(std::chrono::steady_clock::time_point now) noexcept;
   SchedSample sched_sample() const noexcept;
   // A watcher saw v unable to keep up: nobody gathers to v for
   // kRegatherAfter, and we stop at once if we did.
