@@ -328,7 +328,7 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
 // core adding up to half a core). Worker 1 gathers to worker 0 (always
 // toward the lower index), so after the first load windows (10 ms each)
 // worker 1 serves next to nothing. Without gathering each connection
-// stays where it was registered and worker 1 serves half.
+// stays where it was registered and worker 1 serves a good share.
 TEST_CASE("a light load spread over two workers gathers on one") {
   constexpr int kConns = 8;
   const bool gather = GENERATE(true, false);
@@ -387,8 +387,12 @@ TEST_CASE("a light load spread over two workers gathers on one") {
   if (gather) {
     CHECK(on1 * 10 <= on0 + on1);
   } else {
-    // Each connection stays where it was registered (446 of 664 on worker
-    // 1 in a dev run of a build without gathering).
-    CHECK(on1 * 4 >= on0 + on1);
+    // Each connection stays registered where it was, so worker 1 serves
+    // more than the gathered bound above allows: the check above fails
+    // without gathering. Not "about half": a read whose fiber worker 0
+    // stole from worker 1's queue returns on worker 0, so the split moves
+    // with the machine's load (446 of 664 on worker 1 in a dev run, 162
+    // of 672 in a CI run under ASan).
+    CHECK(on1 * 10 > on0 + on1);
   }
 }
