@@ -328,7 +328,7 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
 // core adding up to half a core). Worker 1 gathers to worker 0 (always
 // toward the lower index), so after the first load windows (10 ms each)
 // worker 1 serves next to nothing. Without gathering each connection
-// stays where it was registered and worker 1 serves a good share.
+// stays where it was registered and worker 1 serves more than a tenth.
 TEST_CASE("a light load spread over two workers gathers on one") {
   constexpr int kConns = 8;
   const bool gather = GENERATE(true, false);
