@@ -23,10 +23,10 @@
 //    kRegatherAfter.
 //  - Such a spread is a trial (gather.hpp, SpreadTrials): if the workers
 //    are starved again soon after, it bought no core, and spreads back off.
-//  - A worker without a core is not stuck: the watcher's hand-off and
-//    rescue of such a worker run its fibers but do not move their sockets
-//    (had_core). Else the kernel's preemption of one worker moved its
-//    connections to the next, and gathering would never hold.
+//  - A worker without a core is not stuck: the watcher neither hands off
+//    nor rescues such a worker's fibers, and their sockets stay (had_core).
+//    Else the kernel's preemption of one worker moved its connections to
+//    the next, and gathering would never hold.
 // With RuntimeOptions::gather_io off, or handoff_after = 0 (no watchers),
 // none of it happens.
 #include <algorithm>
@@ -114,26 +114,38 @@ void Worker::refuse_gathering(Worker& v, std::chrono::steady_clock::time_point n
   if (gather_target() == static_cast<int>(v.index_)) remote_.gather_to.store(-1, std::memory_order_relaxed);
 }
 
-SchedSample Worker::sched_sample() const noexcept {
-  // acquire; pairs with the release in thread_main (schedstat_fd).
-  if (!remote_.tid_set.load(std::memory_order_acquire)) return {};
-  return read_schedstat(remote_.schedstat_fd);
-}
-
-// had_core: the watcher's two looks at v, the last one (s.wait_ns at
-// s.wait_at) and this one (now): did v's thread wait for a core less than
-// half the time between? Without the earlier look (v was parked then, or
-// the kernel has no schedstat), v's last window's share decides.
+// had_core: the watcher's two looks at v, the last one (s.cpu_ns at
+// s.cpu_at) and this one (now): did v's thread have a core? No, if it ran
+// less than half the time between and is runnable now: it waits in the
+// kernel's run queue (or ran briefly and waits again). A thread that ran
+// less because it slept (a fiber in a blocking call: state S or D) had
+// one; its fibers are stuck behind it like behind a busy one.
+//
+// Why the CPU clock and not schedstat's wait: the kernel adds a run-queue
+// wait to schedstat only when the wait ends, so a thread still waiting
+// shows none of it. Measured on the 2-core VM (docs/decisions/0015-gather.md
+// "The stuck looks were run-queue waits"): with schedstat, most stuck looks
+// of a gathered echo worker counted as having a core. The thread's CPU
+// clock includes the slice it is running now.
+//
+// Without the earlier look (v was parked then, or the clock cannot be
+// read), v's last window's wait share decides.
 bool Worker::had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time_point now) noexcept {
-  const SchedSample ss = v.sched_sample();
+  std::int64_t cpu = -1;
+  // acquire; pairs with the release in thread_main (stat_fd, cpu_clock).
+  if (v.remote_.tid_set.load(std::memory_order_acquire) && v.remote_.stat_fd >= 0) {
+    timespec ts;
+    if (clock_gettime(v.remote_.cpu_clock, &ts) == 0) cpu = std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  }
   bool had;
-  if (ss.valid() && s.wait_ns >= 0 && now > s.wait_at) {
-    had = (ss.wait_ns - s.wait_ns) * 2 < std::chrono::duration_cast<std::chrono::nanoseconds>(now - s.wait_at).count();
+  if (cpu >= 0 && s.cpu_ns >= 0 && now > s.cpu_at) {
+    const std::int64_t span = std::chrono::duration_cast<std::chrono::nanoseconds>(now - s.cpu_at).count();
+    had = (cpu - s.cpu_ns) * 2 >= span || read_thread_state(v.remote_.stat_fd) != 'R';
   } else {
     had = v.remote_.wait_share.load(std::memory_order_relaxed) < 500;
   }
-  s.wait_ns = ss.wait_ns;
-  s.wait_at = now;
+  s.cpu_ns = cpu;
+  s.cpu_at = now;
   return had;
 }
 

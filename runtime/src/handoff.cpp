@@ -161,17 +161,24 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     Watch& s = core_.watch[i];
     Fiber* const f = v.running_hint();
     const std::uint64_t sw = v.switch_count();
+    // An io worker that keeps making progress is looked at less and less
+    // often, up to kMaxLookBackoff doublings of the idle pace (handoff.hpp).
+    const bool io = v.remote_.poller_set.load(std::memory_order_relaxed);
+    const auto paced = [&] { return io ? idle_look * (1 << s.backoff) : idle_look; };
     if (f == nullptr) {
       // Parked or in its scheduler context: it looks after its own queues
       // and timers (a parked worker's timerfd fires for its heap). Keep
       // watching while it is awake or was busy since our last look, so a
       // worker that parks and wakes often keeps its watcher instead of
       // unparking one each time (Scheduler::ensure_watcher).
-      if (!v.parked_hint() || sw != s.switches) next = std::min(next, now + idle_look);
+      if (!v.parked_hint() || sw != s.switches) next = std::min(next, now + paced());
+      const std::uint8_t backoff = s.backoff;
       s = Watch{nullptr, sw, now, clock::time_point{}, sw, now, v.park_count(), now};
+      s.backoff = backoff;
       continue;
     }
-    if (f != s.fiber || sw != s.switches) {
+    const bool progressed = f != s.fiber || sw != s.switches;
+    if (progressed) {
       s.fiber = f;
       s.switches = sw;
       s.since = now;
@@ -195,15 +202,21 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     }
     const bool saturated = now - s.awake_since >= after * kSaturatedPeriods && v.holds_polled();
     if (saturated) s.awake_since = now;
-    // Whether what it holds moves here for good (the hand-off mark): only
-    // if it had a core. A worker whose thread waited in the kernel's run
-    // queue is not stuck, slow or saturated by its fibers; the machine
-    // has no core for it, and moving its sockets to us takes none from
-    // anyone (gather.cpp). Its fibers still run here this once.
+    // Whether it had a core. A worker whose thread waits in the kernel's
+    // run queue is not stuck, slow or saturated by its fibers: the machine
+    // has no core for it, and we take none from anyone by taking its
+    // fibers or their sockets (gather.cpp). So we leave them there: our
+    // park leaves our core idle, and the kernel gives it to the waiting
+    // thread (its idle balancing). Running them here once cost more than
+    // it bought: each such hand-off took up to a hundred of a gathered
+    // echo worker's fibers, and the two workers then took turns on one
+    // core, each seeing the other stuck (docs/decisions/0015-gather.md
+    // "The stuck looks were run-queue waits").
     //
-    // One pread a look, recorded at every look, and only at a worker with
-    // an io poller, since only sockets move (a program without io pays
-    // none). With gather_io off every worker counts as having had a core
+    // One read of its thread's CPU clock a look (and a pread of its stat
+    // when that clock lagged), recorded at every look, and only at a
+    // worker with an io poller, since only sockets move (a program without
+    // io pays none). With gather_io off every worker counts as having had a core
     // (the policy before gathering: each trigger moves sockets, each
     // saturation spreads).
     const bool gathering = sched_.options().gather_io;
@@ -215,6 +228,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // there for a while (gather.cpp). A shorter stuck or slow spell, or
     // one while spreads are backed off, leaves any gathering to it, and
     // what it hands off runs here this once, its sockets staying there.
+    // Without a core: none of it (above).
     const bool long_stuck = now - s.since >= after * kSaturatedPeriods;
     const bool spread = (saturated || long_stuck) && core && (!gathering || sched_.spread_trials().allowed(now));
     if (spread && gathering) {
@@ -227,14 +241,14 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // split every pair of yielding or ping-ponging fibers across cores
     // (measured: yield n=2 on 2 workers 18 -> 30 ns when the FIFO was asked
     // for at once; docs/runtime.md "Hand-off").
-    if (triggered && v.holds_fibers() && now - s.asked >= after) {
+    if (triggered && core && v.holds_fibers() && now - s.asked >= after) {
       v.request_handoff(*this, move);
       s.asked = now;
       v.await_handoff();
     }
     // Its sockets' readiness waits in its io poller until its next
     // maintenance round: deliver it from here (io_hook.hpp).
-    if (stuck) v.rescue_poll(move);
+    if (stuck && core) v.rescue_poll(move);
     // A due timer is taken from a stuck worker, and also from one that
     // merely let it go overdue by a quarter period: an owner that runs its
     // maintenance fires timers within microseconds of their deadline, so
@@ -256,12 +270,19 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // deadline if by then the worker has been in this fiber a period.
     // Both lie ahead of now (every timer due by now and taken is gone).
     const bool pending = v.holds_fifo() || v.has_stealable();
+    // The backoff: back to the idle pace at anything a look acts on, one
+    // doubling more at each look that found it past its last switch.
+    if (triggered || pending) {
+      s.backoff = 0;
+    } else if (progressed && s.backoff < kMaxLookBackoff) {
+      ++s.backoff;
+    }
     const auto due = v.next_deadline();
     // (Saturating: a deadline near time_point::max() must not wrap.)
     const auto timer_at = due >= clock::time_point::max() - overdue_after
                               ? due
                               : std::min(due + overdue_after, std::max(due, s.since + after));
-    const auto at = pending ? (stuck ? now + after : s.since + after) : std::max(s.since + after, now + idle_look);
+    const auto at = pending ? (stuck ? now + after : s.since + after) : std::max(s.since + after, now + paced());
     next = std::min({next, at, timer_at});
   }
   return next;

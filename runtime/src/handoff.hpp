@@ -12,6 +12,22 @@ namespace spindle::detail {
 // message) ran ~8% slower (docs/runtime.md "Hand-off").
 inline constexpr int kIdleLookPeriods = 3;
 
+// A watched worker with an io poller that has switched since each of the
+// watcher's last looks, holds no FIFO or stealable fibers and triggered
+// nothing is looked at after 2, then 4 times the idle pace (at most this
+// many doublings: 2.4 ms at the default 200 us); anything a look acts on
+// brings the pace back. Why: each look is a wake-up of an idle worker,
+// and on a machine without a spare core it preempts the worker it looks
+// at, or a client: on the 2-core VM the looks at a gathered echo64
+// worker (1,600 a second) cost the 2-worker server several percent of its
+// requests per CPU second (docs/decisions/0015-gather.md "The stuck looks
+// were run-queue waits"). The price: an io worker that gets stuck in one
+// fiber after a long healthy run has its polled fibers noticed after up
+// to ~13 periods (2.6 ms) instead of ~4. Go's sysmon backs off the same
+// way, to 10 ms. Programs without io keep the fixed pace (the stranded
+// rows measure it).
+inline constexpr int kMaxLookBackoff = 2;
+
 // A worker that holds queued fibers yet switched fewer than this many
 // times in a period (handoff_after) since the watcher's last look runs
 // fibers of a period / kSlowSwitches or longer, and what it holds waits

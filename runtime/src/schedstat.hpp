@@ -1,8 +1,9 @@
 // schedstat.hpp: a thread's time on a core and time waiting for one, from
 // the kernel's /proc/thread-self/schedstat (CONFIG_SCHED_INFO; Debian's
-// kernels have it). gather.cpp uses it to tell a worker that has no core
-// (its thread runnable, waiting in the kernel's run queue) from one that is
-// busy or blocked, and to measure each worker's load.
+// kernels have it). gather.cpp uses it to measure each worker's load; and
+// a thread's state letter (read_thread_state), with its CPU clock, to tell
+// a worker that has no core (its thread runnable, waiting in the kernel's
+// run queue) from one that is busy or blocked (had_core).
 #pragma once
 
 #include <cstdint>
@@ -24,5 +25,14 @@ int open_schedstat() noexcept;
 // the read fails. A system call (~1-2 us): callers read it per load window
 // or per decision, never per switch.
 SchedSample read_schedstat(int fd) noexcept;
+
+// The calling thread's stat file (/proc/thread-self/stat), opened once
+// like open_schedstat, or -1.
+int open_thread_stat() noexcept;
+
+// The state letter of a file from open_thread_stat ('R' runnable, on a
+// core or waiting for one; 'S', 'D' blocked; ...), or 0 if fd < 0 or the
+// read fails. One pread (~2 us).
+char read_thread_state(int fd) noexcept;
 
 }  // namespace spindle::detail

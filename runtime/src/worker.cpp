@@ -131,8 +131,11 @@ void Worker::thread_main() {
   // Only where something reads it (gather.cpp: watchers, gathering); without
   // it sample_load and had_core read nothing.
   const RuntimeOptions& o = sched_.options();
-  if (sched_.size() > 1 && o.handoff_after.count() > 0 && o.gather_io) remote_.schedstat_fd = open_schedstat();
-  // release; pairs with the acquire in request_handoff, sched_sample and
+  if (sched_.size() > 1 && o.handoff_after.count() > 0 && o.gather_io) {
+    remote_.schedstat_fd = open_schedstat();
+    if (pthread_getcpuclockid(pthread_self(), &remote_.cpu_clock) == 0) remote_.stat_fd = open_thread_stat();
+  }
+  // release; pairs with the acquire in request_handoff, had_core and
   // wait_started.
   remote_.tid_set.store(true, std::memory_order_release);
   core_.watch.resize(sched_.size());
@@ -156,6 +159,7 @@ void Worker::thread_main() {
   uv_run(&core_.loop, UV_RUN_DEFAULT);
   close(core_.timer_fd);
   if (remote_.schedstat_fd >= 0) close(remote_.schedstat_fd);
+  if (remote_.stat_fd >= 0) close(remote_.stat_fd);
   close_wake_fd();
   const int rc = uv_loop_close(&core_.loop);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));

@@ -345,11 +345,9 @@ class Worker {
   void poll_events(const timespec* timeout, std::uint8_t mode) noexcept;
   // Load and gathering (gather.cpp). sample_load: owner, at most once a
   // kLoadWindow (maintenance, after a park); publishes the window's shares
-  // and decides gather_to. sched_sample: any thread; this worker's
-  // thread's schedstat now.
+  // and decides gather_to.
   void sample_load(std::chrono::steady_clock::time_point coarse) noexcept;
   void decide_gather(std::chrono::steady_clock::time_point now) noexcept;
-  SchedSample sched_sample() const noexcept;
   // A watcher saw v unable to keep up: nobody gathers to v for
   // kRegatherAfter, and we stop at once if we did.
   void refuse_gathering(Worker& v, std::chrono::steady_clock::time_point now) noexcept;
@@ -368,10 +366,13 @@ class Worker {
     // (kSaturatedPeriods).
     std::uint64_t parks = 0;
     std::chrono::steady_clock::time_point awake_since{};
-    // Its thread's run-queue wait at the look that last saw it running,
-    // and when (-1: none since it parked). gather.cpp, had_core.
-    std::int64_t wait_ns = -1;
-    std::chrono::steady_clock::time_point wait_at{};
+    // Its thread's CPU time at the look that last saw it running, and
+    // when (-1: none since it parked). gather.cpp, had_core.
+    std::int64_t cpu_ns = -1;
+    std::chrono::steady_clock::time_point cpu_at{};
+    // Doublings of the idle pace while an io worker keeps making progress
+    // (handoff.hpp, kMaxLookBackoff); kept across its parks.
+    std::uint8_t backoff = 0;
   };
   // Whether v's thread had a core since the last look s recorded (a
   // watcher's; gather.cpp). Records this look in s.
@@ -498,6 +499,10 @@ class Worker {
     // its wall time), when they were computed (steady_clock ns), and
     // gather_to (gather_target()).
     int schedstat_fd = -1;
+    // Its thread's stat file and CPU clock, for had_core (gather.cpp);
+    // same rules as schedstat_fd. cpu_clock is valid when stat_fd >= 0.
+    int stat_fd = -1;
+    clockid_t cpu_clock{};
     std::atomic<std::uint32_t> run_share{0}, wait_share{0};
     std::atomic<std::int64_t> shares_at{0};
     std::atomic<int> gather_to{-1};
