@@ -28,8 +28,10 @@
 //    the unpark: the worker is switching and will run its queues itself.
 // The idle worker parks with a timer for its next look (handoff_after while
 // the other holds FIFO fibers, kIdleLookPeriods (3) times that while it
-// merely runs or holds only its LIFO slot), so detection takes between one
-// and two periods, or about four.
+// merely runs or holds only its LIFO slot, up to 4x that again at an io
+// worker that keeps switching: kMaxLookBackoff), so detection takes
+// between one and two periods, or up to about six (about twenty-four at
+// an io worker after a long healthy run).
 #include <errno.h>
 #include <signal.h>
 
@@ -163,7 +165,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     const std::uint64_t sw = v.switch_count();
     // An io worker that keeps making progress is looked at less and less
     // often, up to kMaxLookBackoff doublings of the idle pace (handoff.hpp).
-    const bool io = v.remote_.poller_set.load(std::memory_order_relaxed);
+    const bool io = sched_.options().gather_io && v.remote_.poller_set.load(std::memory_order_relaxed);
     const auto paced = [&] { return io ? idle_look * (1 << s.backoff) : idle_look; };
     if (f == nullptr) {
       // Parked or in its scheduler context: it looks after its own queues
@@ -211,7 +213,8 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // it bought: each such hand-off took up to a hundred of a gathered
     // echo worker's fibers, and the two workers then took turns on one
     // core, each seeing the other stuck (docs/decisions/0015-gather.md
-    // "The stuck looks were run-queue waits").
+    // "The stuck looks were run-queue waits"). Unless it stays in one
+    // fiber kNoCorePeriods: the kernel may never move it (handoff.hpp).
     //
     // One read of its thread's CPU clock a look (and a pread of its stat
     // when that clock lagged), recorded at every look, and only at a
@@ -222,13 +225,15 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     const bool gathering = sched_.options().gather_io;
     const bool core =
         gathering && v.remote_.poller_set.load(std::memory_order_relaxed) ? had_core(v, s, now) : true;
+    // Left alone without a core, for at most kNoCorePeriods in one fiber.
+    const bool take = core || now - s.since >= after * kNoCorePeriods;
     // It has a core and cannot keep up (saturated, or stuck in one fiber
     // kSaturatedPeriods): its connections spread, unless recent spreads
     // bought no core (gather.hpp, SpreadTrials), and no worker gathers
     // there for a while (gather.cpp). A shorter stuck or slow spell, or
     // one while spreads are backed off, leaves any gathering to it, and
     // what it hands off runs here this once, its sockets staying there.
-    // Without a core: none of it (above).
+    // Without a core: none of it (above), but for kNoCorePeriods' bound.
     const bool long_stuck = now - s.since >= after * kSaturatedPeriods;
     const bool spread = (saturated || long_stuck) && core && (!gathering || sched_.spread_trials().allowed(now));
     if (spread && gathering) {
@@ -241,14 +246,14 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // split every pair of yielding or ping-ponging fibers across cores
     // (measured: yield n=2 on 2 workers 18 -> 30 ns when the FIFO was asked
     // for at once; docs/runtime.md "Hand-off").
-    if (triggered && core && v.holds_fibers() && now - s.asked >= after) {
+    if (triggered && take && v.holds_fibers() && now - s.asked >= after) {
       v.request_handoff(*this, move);
       s.asked = now;
       v.await_handoff();
     }
     // Its sockets' readiness waits in its io poller until its next
     // maintenance round: deliver it from here (io_hook.hpp).
-    if (stuck && core) v.rescue_poll(move);
+    if (stuck && take) v.rescue_poll(move);
     // A due timer is taken from a stuck worker, and also from one that
     // merely let it go overdue by a quarter period: an owner that runs its
     // maintenance fires timers within microseconds of their deadline, so

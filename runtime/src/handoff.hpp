@@ -16,17 +16,32 @@ inline constexpr int kIdleLookPeriods = 3;
 // watcher's last looks, holds no FIFO or stealable fibers and triggered
 // nothing is looked at after 2, then 4 times the idle pace (at most this
 // many doublings: 2.4 ms at the default 200 us); anything a look acts on
-// brings the pace back. Why: each look is a wake-up of an idle worker,
-// and on a machine without a spare core it preempts the worker it looks
-// at, or a client: on the 2-core VM the looks at a gathered echo64
+// brings the pace back. Only while gathering (RuntimeOptions::gather_io).
+// Why: each look is a wake-up of an idle worker, and on a machine without
+// a spare core it preempts the worker it looks at, or a client: on the 2-core VM the looks at a gathered echo64
 // worker (1,600 a second) cost the 2-worker server several percent of its
 // requests per CPU second (docs/decisions/0015-gather.md "The stuck looks
 // were run-queue waits"). The price: an io worker that gets stuck in one
-// fiber after a long healthy run has its polled fibers noticed after up
-// to ~13 periods (2.6 ms) instead of ~4. Go's sysmon backs off the same
-// way, to 10 ms. Programs without io keep the fixed pace (the stranded
-// rows measure it).
+// fiber after a long healthy run holding only polled fibers is noticed
+// up to two paces later, ~24 periods (4.8 ms) instead of ~6: the look
+// one pace after the stall still sees the switches made before it. Go's
+// sysmon backs off the same way, to 10 ms. Programs without io keep the
+// fixed pace (the stranded rows measure it).
 inline constexpr int kMaxLookBackoff = 2;
+
+// A worker with an io poller that waits for a core is left alone
+// (handoff.cpp, had_core) until it has been in the same fiber this many
+// handoff_after periods (5 ms at the default 200 us); then its fibers are
+// taken as from a stuck worker (unmarked: their sockets stay). A bound,
+// because "no core" is a guess about the kernel: a thread pinned with
+// others to one CPU (pin_workers with more workers than CPUs, a cpuset)
+// or sharing a core with other programs may run under half the time for
+// as long as its fiber computes, and the kernel never moves it to our
+// idle core. Run-queue waits of a gathered echo64 worker were 0.4-6.5 ms
+// while hand-offs made the two workers take turns on one core
+// (docs/decisions/0015-gather.md "The stuck looks were run-queue waits");
+// the bound is for the rare one, and Go preempts after 10 ms.
+inline constexpr int kNoCorePeriods = 25;
 
 // A worker that holds queued fibers yet switched fewer than this many
 // times in a period (handoff_after) since the watcher's last look runs
