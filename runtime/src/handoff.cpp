@@ -217,7 +217,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // fiber kNoCorePeriods: the kernel may never move it (handoff.hpp).
     //
     // One read of its thread's CPU clock a look (and a pread of its stat
-    // when that clock lagged), recorded at every look, and only at a
+    // when it ran under half the time), recorded at every look, and only at a
     // worker with an io poller, since only sockets move (a program without
     // io pays none). With gather_io off every worker counts as having had a core
     // (the policy before gathering: each trigger moves sockets, each
