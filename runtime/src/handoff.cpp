@@ -156,6 +156,7 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
   // this slower pace: it bounds the time to notice a worker that got stuck
   // while we slept, at one wake-up per period (~0.1% of a core).
   const auto idle_look = after * kIdleLookPeriods;
+  const bool gathering = sched_.options().gather_io;
   auto next = clock::time_point::max();
   for (unsigned i = 0; i < n; ++i) {
     if (i == index_) continue;
@@ -163,10 +164,10 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     Watch& s = core_.watch[i];
     Fiber* const f = v.running_hint();
     const std::uint64_t sw = v.switch_count();
-    // An io worker that keeps making progress is looked at less and less
-    // often, up to kMaxLookBackoff doublings of the idle pace (handoff.hpp).
-    const bool io = sched_.options().gather_io && v.remote_.poller_set.load(std::memory_order_relaxed);
-    const auto paced = [&] { return io ? idle_look * (1 << s.backoff) : idle_look; };
+    // A worker with an io poller while gathering: its looks back off
+    // (kMaxLookBackoff) and it may be without a core (had_core).
+    const bool gathered_io = gathering && v.remote_.poller_set.load(std::memory_order_relaxed);
+    const auto paced = [&] { return gathered_io ? idle_look * (1 << s.backoff) : idle_look; };
     if (f == nullptr) {
       // Parked or in its scheduler context: it looks after its own queues
       // and timers (a parked worker's timerfd fires for its heap). Keep
@@ -217,14 +218,12 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     // fiber kNoCorePeriods: the kernel may never move it (handoff.hpp).
     //
     // One read of its thread's CPU clock a look (and a pread of its stat
-    // when it ran under half the time), recorded at every look, and only at a
-    // worker with an io poller, since only sockets move (a program without
-    // io pays none). With gather_io off every worker counts as having had a core
-    // (the policy before gathering: each trigger moves sockets, each
-    // saturation spreads).
-    const bool gathering = sched_.options().gather_io;
-    const bool core =
-        gathering && v.remote_.poller_set.load(std::memory_order_relaxed) ? had_core(v, s, now) : true;
+    // when it ran under half the time), recorded at every look, and only
+    // at a worker with an io poller, since only sockets move (a program
+    // without io pays none). With gather_io off every worker counts as
+    // having had a core (the policy before gathering: each trigger moves
+    // sockets, each saturation spreads).
+    const bool core = gathered_io ? had_core(v, s, now) : true;
     // Left alone without a core, for at most kNoCorePeriods in one fiber.
     const bool take = core || now - s.since >= after * kNoCorePeriods;
     // It has a core and cannot keep up (saturated, or stuck in one fiber

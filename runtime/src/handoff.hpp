@@ -18,9 +18,9 @@ inline constexpr int kIdleLookPeriods = 3;
 // many doublings: 2.4 ms at the default 200 us); anything a look acts on
 // brings the pace back. Only while gathering (RuntimeOptions::gather_io).
 // Why: each look is a wake-up of an idle worker, and on a machine without
-// a spare core it preempts the worker it looks at, or a client: on the 2-core VM the looks at a gathered echo64
-// worker (1,600 a second) cost the 2-worker server several percent of its
-// requests per CPU second (docs/decisions/0015-gather.md "The stuck looks
+// a spare core it preempts the worker it looks at, or a client: on the
+// 2-core VM the looks at a gathered echo64 worker (1,600 a second) cost
+// the 2-worker server several percent of its requests per CPU second (docs/decisions/0015-gather.md "The stuck looks
 // were run-queue waits"). The price: an io worker that gets stuck in one
 // fiber after a long healthy run holding only polled fibers is noticed
 // up to two paces later, ~24 periods (4.8 ms) instead of ~6: the look
