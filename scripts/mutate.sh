@@ -59,6 +59,7 @@ cancel_after_publish_skipped :: runtime/src/worker.cpp :: s{f->cancel_requested_
 running_worker_ignores_peer_timers :: runtime/src/worker.cpp :: s{\n\s*fire_overdue_peers\(\);}{} :: runtime_stranded :: ^runtime_stranded$
 pool_thread_keeps_pinned_mask :: runtime/src/offload.cpp :: s{if\s*\(const CpuPlan\* c = group_\.cpus\(\)\)\s*c->restore\(\);}{} :: runtime_pin :: ^runtime_pin$
 workers_never_pinned :: runtime/src/worker.cpp :: s{sched_\.cpus\(\)\.pin_worker\(index_\);}{} :: runtime_pin :: ^runtime_pin$
+spread_verdict_never_fails :: runtime/src/gather.hpp :: s{if\s*\(span\s*>\s*0\s*&&\s*used\s*\*\s*1000\s*<\s*kBoughtShare\s*\*\s*span\)\s*fail\(t\);}{(void)used;} :: runtime_spread_trials :: ^runtime_spread_trials$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
 EOF
 )

@@ -13,16 +13,19 @@
 //  - A worker B gathers to a lower-numbered worker A (gather_to) when the
 //    two would fit on one core: their run shares add up to at most
 //    kFitsOneCore while either waited kStarvedWait for a core, or to at
-//    most kLightLoad. Then each read wait on B moves its socket to A's
-//    epoll instance (io_hook.hpp, take_move_target): the fiber's next
-//    readiness wakes it on A. Always toward the lower index, so two
+//    most kLightLoad, or, while spreads are backed off, to at most the
+//    share a spread failed to exceed (SpreadTrials::kBoughtShare). Then
+//    each read wait on B moves its socket to A's epoll instance
+//    (io_hook.hpp, take_move_target): the fiber's next readiness wakes it
+//    on A. Always toward the lower index, so two
 //    workers never gather to each other.
 //  - B keeps gathering until a watcher of A sees A saturated, or stuck in
 //    one fiber kSaturatedPeriods, with a core, and spreads A's
 //    connections (handoff.cpp): then nobody gathers to A for
 //    kRegatherAfter.
 //  - Such a spread is a trial (gather.hpp, SpreadTrials): if the workers
-//    are starved again soon after, it bought no core, and spreads back off.
+//    are starved again soon after, or ran less than kBoughtShare of a core
+//    in all over kTrial, it bought no core, and spreads back off.
 //  - A worker without a core is not stuck: the watcher neither hands off
 //    nor rescues such a worker's fibers, and their sockets stay (had_core).
 //    Else the kernel's preemption of one worker moved its connections to
@@ -30,6 +33,7 @@
 // With RuntimeOptions::gather_io off, or handoff_after = 0 (no watchers),
 // none of it happens.
 #include <algorithm>
+#include <ctime>
 
 #include "gather.hpp"
 #include "scheduler.hpp"
@@ -71,6 +75,13 @@ void Worker::decide_gather(std::chrono::steady_clock::time_point now) noexcept {
   const auto after = sched_.options().handoff_after;
   if (sched_.options().gather_io && after.count() > 0 && sched_.size() >= 2 && core_.io_poll_on &&
       !sched_.stopping()) {
+    // A spread's trial gets its verdict from whichever worker samples
+    // first once it is due (gather.hpp, SpreadTrials).
+    SpreadTrials& trials = sched_.spread_trials();
+    if (trials.verdict_due(now)) trials.judge(now, workers_cpu_ns());
+    // While spreads are backed off, the last one bought no core: gather
+    // back whatever it left spread, up to the share it failed to exceed.
+    const bool backed_off = !trials.allowed(now);
     const int current = gather_target();
     const std::int64_t stale = std::chrono::nanoseconds(kLoadWindow).count() * kStaleWindows;
     const bool fresh_me = now_ns - remote_.shares_at.load(std::memory_order_relaxed) <= stale;
@@ -92,14 +103,14 @@ void Worker::decide_gather(std::chrono::steady_clock::time_point now) noexcept {
       const std::uint32_t run = fresh ? a.remote_.run_share.load(std::memory_order_relaxed) : 0;
       const std::uint32_t wait = fresh ? a.remote_.wait_share.load(std::memory_order_relaxed) : 0;
       const std::uint32_t sum = run + my_run;
-      if (sum <= kLightLoad) {
+      if (sum <= kLightLoad || (backed_off && sum <= SpreadTrials::kBoughtShare)) {
         to = static_cast<int>(j);
         break;
       }
       if (sum <= kFitsOneCore && (wait >= kStarvedWait || my_wait >= kStarvedWait)) {
         to = static_cast<int>(j);
         // A spread just before bought no core (gather.hpp, SpreadTrials).
-        sched_.spread_trials().starved_gather(now);
+        trials.starved_gather(now);
         break;
       }
     }
@@ -147,6 +158,20 @@ bool Worker::had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time
   s.cpu_ns = cpu;
   s.cpu_at = now;
   return had;
+}
+
+std::int64_t Worker::workers_cpu_ns() const noexcept {
+  std::int64_t sum = 0;
+  for (unsigned i = 0; i < sched_.size(); ++i) {
+    const Worker& v = sched_.worker(i);
+    timespec ts;
+    // acquire; pairs with the release in thread_main (stat_fd, cpu_clock).
+    if (v.remote_.tid_set.load(std::memory_order_acquire) && v.remote_.stat_fd >= 0 &&
+        clock_gettime(v.remote_.cpu_clock, &ts) == 0) {
+      sum += std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    }
+  }
+  return sum;
 }
 
 }  // namespace spindle::detail

@@ -34,40 +34,81 @@ inline constexpr std::chrono::milliseconds kRegatherAfter{30};
 // SpreadTrials: whether spreading a saturated worker's connections pays
 // here (one per runtime: Scheduler::spread_trials). A spread buys a core
 // only if one is free: on a machine whose other threads (a client, other
-// programs) take the rest, the workers then wait for cores in turn, and
-// gathering takes the connections back within a window or two (that is a
-// starved gather). Nothing cheap tells the two apart beforehand: the
-// machine's idle time did not (a client blocked on a saturated server
-// leaves its core idle, and spreading then doubled the served requests;
-// docs/decisions/0015-gather.md). So a spread is a trial: each one that a
-// starved gather follows within kTrial doubles how long saturation spreads
-// nothing more (kFirstBackoff up to kMaxBackoff), and a spread after one
-// that held starts over. Any worker may call any member (relaxed atomics:
-// a race costs one trial more or less).
+// programs) take the rest, the workers then wait for cores in turn, or one
+// of them runs on a core it takes from the client. Nothing cheap tells the
+// cases apart beforehand: the machine's idle time did not (a client
+// blocked on a saturated server leaves its core idle, and spreading then
+// doubled the served requests; docs/decisions/0015-gather.md). So a
+// spread is a trial, and it fails
+//  - when a starved gather follows it within kTrial (the workers waited
+//    for cores and gathered back), or
+//  - at its verdict, the first judge() kTrial or more after its first
+//    spread, when the workers' threads ran less than kBoughtShare of one
+//    core in all since that spread: it bought less than a fifth of a core.
+//    Measured on the 2-core VM (0015 "Trials judged by the CPU they
+//    bought"): after a spread the two echo64 workers ran 1,000-1,050
+//    permille together, a worker taking a little of the client's core,
+//    and no starved gather followed, so every other trial "held" and reset
+//    the backoff: a trial every ~190 ms, the 2-worker server at 0.94x of
+//    libuv C per CPU second where no spreads at all made 1.02x.
+// Each failed trial doubles how long saturation spreads nothing more
+// (kFirstBackoff up to kMaxBackoff), and while they are backed off the
+// workers gather back (gather.cpp, decide_gather); a trial that held
+// starts the backoff over. Any worker may call any member (relaxed
+// atomics: a race costs one trial or verdict more or less).
 class SpreadTrials {
  public:
   using clock = std::chrono::steady_clock;
   static constexpr clock::duration kTrial = std::chrono::milliseconds(100);
   static constexpr clock::duration kFirstBackoff = std::chrono::milliseconds(100);
   static constexpr clock::duration kMaxBackoff = std::chrono::seconds(5);
+  // Permille of one core: the workers' CPU time over a trial, divided by
+  // its length, below which the trial bought no core. A saturated worker
+  // ran ~1,000 before the spread.
+  static constexpr std::int64_t kBoughtShare = 1200;
 
   bool allowed(clock::time_point now) const noexcept { return now.time_since_epoch().count() >= until_.load(std::memory_order_relaxed); }
-  // A watcher spreads a saturated worker's connections now. Spreads
+  // A watcher spreads a saturated worker's connections now; cpu_ns: the
+  // workers' threads' CPU time so far, summed (judge's baseline). Spreads
   // within kTrial of the first belong to its trial (a watcher asks once a
   // period while the worker stays saturated).
-  void spread(clock::time_point now) noexcept {
+  void spread(clock::time_point now, std::int64_t cpu_ns) noexcept {
     const clock::rep t = now.time_since_epoch().count();
     const clock::rep last = last_.load(std::memory_order_relaxed);
     if (last != 0 && t - last <= kTrial.count()) return;
     // A new trial; the last one held: start the backoff over.
     if (!failed_.exchange(false, std::memory_order_relaxed)) backoff_.store(0, std::memory_order_relaxed);
+    cpu_at_spread_.store(cpu_ns, std::memory_order_relaxed);
     last_.store(t, std::memory_order_relaxed);
+    open_.store(true, std::memory_order_relaxed);
   }
   // A worker began gathering because workers waited for cores.
   void starved_gather(clock::time_point now) noexcept {
     const clock::rep last = last_.load(std::memory_order_relaxed);
     const clock::rep t = now.time_since_epoch().count();
     if (last == 0 || t - last > kTrial.count() || failed_.load(std::memory_order_relaxed)) return;
+    fail(t);
+  }
+  // Whether a trial waits for its verdict (cheap: the caller sums the
+  // workers' CPU clocks only then).
+  bool verdict_due(clock::time_point now) const noexcept {
+    return open_.load(std::memory_order_relaxed) &&
+           now.time_since_epoch().count() - last_.load(std::memory_order_relaxed) >= kTrial.count();
+  }
+  // The verdict on the open trial, once: cpu_ns as in spread(), now.
+  void judge(clock::time_point now, std::int64_t cpu_ns) noexcept {
+    if (!verdict_due(now) || !open_.exchange(false, std::memory_order_relaxed)) return;
+    if (failed_.load(std::memory_order_relaxed)) return;  // a starved gather already failed it
+    const clock::rep t = now.time_since_epoch().count();
+    const std::int64_t span =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock::duration(t - last_.load(std::memory_order_relaxed)))
+            .count();
+    const std::int64_t used = cpu_ns - cpu_at_spread_.load(std::memory_order_relaxed);
+    if (span > 0 && used * 1000 < kBoughtShare * span) fail(t);
+  }
+
+ private:
+  void fail(clock::rep t) noexcept {
     failed_.store(true, std::memory_order_relaxed);
     const clock::rep b = std::clamp<clock::rep>(backoff_.load(std::memory_order_relaxed) * 2, kFirstBackoff.count(),
                                                 kMaxBackoff.count());
@@ -75,9 +116,10 @@ class SpreadTrials {
     until_.store(t + b, std::memory_order_relaxed);
   }
 
- private:
-  std::atomic<clock::rep> last_{0};     // the last spread
-  std::atomic<bool> failed_{false};     // a starved gather followed it
+  std::atomic<clock::rep> last_{0};     // the last trial's first spread
+  std::atomic<bool> failed_{false};     // the last trial failed
+  std::atomic<bool> open_{false};       // the last trial awaits judge()
+  std::atomic<std::int64_t> cpu_at_spread_{0};  // spread()'s cpu_ns
   std::atomic<clock::rep> backoff_{0};  // the last suppression's length
   std::atomic<clock::rep> until_{0};    // no spread before this
 };

@@ -377,6 +377,10 @@ class Worker {
   // Whether v's thread had a core since the last look s recorded (a
   // watcher's; gather.cpp). Records this look in s.
   static bool had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time_point now) noexcept;
+  // The CPU time of every worker's thread so far, summed (gather.cpp; a
+  // spread trial's verdict, SpreadTrials). Workers whose clock is not
+  // open count zero.
+  std::int64_t workers_cpu_ns() const noexcept;
 
   // The fields fall into three groups by who may touch them (tokio's Core,
   // Remote and Synced), so a field's owner shows in the expression that
