@@ -46,11 +46,12 @@ inline constexpr std::chrono::milliseconds kRegatherAfter{30};
 //    spread, when the workers' threads ran less than kBoughtShare of one
 //    core in all since that spread: it bought less than a fifth of a core.
 //    Measured on the 2-core VM (0015 "Trials judged by the CPU they
-//    bought"): after a spread the two echo64 workers ran 1,000-1,050
+//    bought"): after a spread the two echo64 workers ran 1,000-1,100
 //    permille together, a worker taking a little of the client's core,
-//    and no starved gather followed, so every other trial "held" and reset
-//    the backoff: a trial every ~190 ms, the 2-worker server at 0.94x of
-//    libuv C per CPU second where no spreads at all made 1.02x.
+//    and no starved gather followed, so every other trial "held" and
+//    reset the backoff: about a trial every quarter second, the 2-worker
+//    server at 0.94x of libuv C per CPU second where no spreads at all
+//    made 1.02x.
 // Each failed trial doubles how long saturation spreads nothing more
 // (kFirstBackoff up to kMaxBackoff), and while they are backed off the
 // workers gather back (gather.cpp, decide_gather); a trial that held
