@@ -17,7 +17,21 @@ using std::chrono::milliseconds;
 
 namespace {
 const Clock::time_point t0 = Clock::time_point{} + std::chrono::hours(1);
+
+// Spreads are backed off until `end` and allowed from it on.
+void check_backed_off_until(const SpreadTrials& t, Clock::time_point end) {
+  CHECK_FALSE(t.allowed(end - milliseconds(1)));
+  CHECK(t.allowed(end));
 }
+
+// A trial started at `at` and failed by a starved gather 10 ms later backs
+// off kFirstBackoff: what follows a trial that held (or no trial at all).
+void check_next_failure_backs_off_first(SpreadTrials& t, Clock::time_point at) {
+  t.spread(at, 0);
+  t.starved_gather(at + milliseconds(10));
+  check_backed_off_until(t, at + milliseconds(10) + SpreadTrials::kFirstBackoff);
+}
+}  // namespace
 
 TEST_CASE("spreads are allowed until one is followed by a starved gather") {
   SpreadTrials t;
@@ -50,8 +64,7 @@ TEST_CASE("each failed trial doubles the backoff, up to kMaxBackoff") {
     now += milliseconds(10);
     t.starved_gather(now);
     t.starved_gather(now + milliseconds(5));  // one verdict a trial
-    CHECK_FALSE(t.allowed(now + expect - milliseconds(1)));
-    CHECK(t.allowed(now + expect));
+    check_backed_off_until(t, now + expect);
     now += expect;
     expect = std::min<Clock::duration>(expect * 2, SpreadTrials::kMaxBackoff);
   }
@@ -72,10 +85,7 @@ TEST_CASE("a spread that held starts the backoff over") {
   t.spread(now, 0);
   now += SpreadTrials::kTrial + milliseconds(50);
   // ... so the next failure backs off kFirstBackoff again, not 400 ms.
-  t.spread(now, 0);
-  t.starved_gather(now + milliseconds(10));
-  CHECK_FALSE(t.allowed(now + milliseconds(10) + SpreadTrials::kFirstBackoff - milliseconds(1)));
-  CHECK(t.allowed(now + milliseconds(10) + SpreadTrials::kFirstBackoff));
+  check_next_failure_backs_off_first(t, now);
 }
 
 TEST_CASE("spreads within kTrial of the first belong to its trial") {
@@ -106,8 +116,7 @@ TEST_CASE("a trial whose workers ran under kBoughtShare of a core fails at its v
   // 1.1 cores over the trial: less than kBoughtShare (1.2).
   t.judge(verdict_at, base + cpu_of(1100, SpreadTrials::kTrial));
   CHECK_FALSE(t.verdict_due(verdict_at));  // one verdict a trial
-  CHECK_FALSE(t.allowed(verdict_at + SpreadTrials::kFirstBackoff - milliseconds(1)));
-  CHECK(t.allowed(verdict_at + SpreadTrials::kFirstBackoff));
+  check_backed_off_until(t, verdict_at + SpreadTrials::kFirstBackoff);
 }
 
 TEST_CASE("a trial whose workers ran kBoughtShare of a core or more holds") {
@@ -118,11 +127,7 @@ TEST_CASE("a trial whose workers ran kBoughtShare of a core or more holds") {
   t.judge(verdict_at, base + cpu_of(SpreadTrials::kBoughtShare, SpreadTrials::kTrial + milliseconds(20)));
   CHECK(t.allowed(verdict_at));
   // Held: a later failure backs off kFirstBackoff, as after no failure.
-  const auto next = verdict_at + milliseconds(10);
-  t.spread(next, 0);
-  t.starved_gather(next + milliseconds(10));
-  CHECK_FALSE(t.allowed(next + milliseconds(10) + SpreadTrials::kFirstBackoff - milliseconds(1)));
-  CHECK(t.allowed(next + milliseconds(10) + SpreadTrials::kFirstBackoff));
+  check_next_failure_backs_off_first(t, verdict_at + milliseconds(10));
 }
 
 TEST_CASE("failed verdicts double the backoff like starved gathers") {
@@ -137,8 +142,7 @@ TEST_CASE("failed verdicts double the backoff like starved gathers") {
     now += SpreadTrials::kTrial;
     cpu += cpu_of(1000, SpreadTrials::kTrial);  // one core: the workers took turns on it
     t.judge(now, cpu);
-    CHECK_FALSE(t.allowed(now + expect - milliseconds(1)));
-    CHECK(t.allowed(now + expect));
+    check_backed_off_until(t, now + expect);
     now += expect;
     expect *= 2;
   }
