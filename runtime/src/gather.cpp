@@ -142,12 +142,7 @@ void Worker::refuse_gathering(Worker& v, std::chrono::steady_clock::time_point n
 // Without the earlier look (v was parked then, or the clock cannot be
 // read), v's last window's wait share decides.
 bool Worker::had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time_point now) noexcept {
-  std::int64_t cpu = -1;
-  // acquire; pairs with the release in thread_main (stat_fd, cpu_clock).
-  if (v.remote_.tid_set.load(std::memory_order_acquire) && v.remote_.stat_fd >= 0) {
-    timespec ts;
-    if (clock_gettime(v.remote_.cpu_clock, &ts) == 0) cpu = std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-  }
+  const std::int64_t cpu = thread_cpu_ns(v);
   bool had;
   if (cpu >= 0 && s.cpu_ns >= 0 && now > s.cpu_at) {
     const std::int64_t span = std::chrono::duration_cast<std::chrono::nanoseconds>(now - s.cpu_at).count();
@@ -160,17 +155,17 @@ bool Worker::had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time
   return had;
 }
 
+std::int64_t Worker::thread_cpu_ns(const Worker& v) noexcept {
+  // acquire; pairs with the release in thread_main (stat_fd, cpu_clock).
+  if (!v.remote_.tid_set.load(std::memory_order_acquire) || v.remote_.stat_fd < 0) return -1;
+  timespec ts;
+  if (clock_gettime(v.remote_.cpu_clock, &ts) != 0) return -1;
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
 std::int64_t Worker::workers_cpu_ns() const noexcept {
   std::int64_t sum = 0;
-  for (unsigned i = 0; i < sched_.size(); ++i) {
-    const Worker& v = sched_.worker(i);
-    timespec ts;
-    // acquire; pairs with the release in thread_main (stat_fd, cpu_clock).
-    if (v.remote_.tid_set.load(std::memory_order_acquire) && v.remote_.stat_fd >= 0 &&
-        clock_gettime(v.remote_.cpu_clock, &ts) == 0) {
-      sum += std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-    }
-  }
+  for (unsigned i = 0; i < sched_.size(); ++i) sum += std::max<std::int64_t>(thread_cpu_ns(sched_.worker(i)), 0);
   return sum;
 }
 

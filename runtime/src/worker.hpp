@@ -377,6 +377,9 @@ class Worker {
   // Whether v's thread had a core since the last look s recorded (a
   // watcher's; gather.cpp). Records this look in s.
   static bool had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time_point now) noexcept;
+  // v's thread's CPU time so far, or -1 where its clock is not open
+  // (gather.cpp; had_core and workers_cpu_ns). One clock_gettime.
+  static std::int64_t thread_cpu_ns(const Worker& v) noexcept;
   // The CPU time of every worker's thread so far, summed (gather.cpp; a
   // spread trial's verdict, SpreadTrials). Workers whose clock is not
   // open count zero.
