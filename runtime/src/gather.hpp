@@ -55,8 +55,10 @@ inline constexpr std::chrono::milliseconds kRegatherAfter{30};
 // Each failed trial doubles how long saturation spreads nothing more
 // (kFirstBackoff up to kMaxBackoff), and while they are backed off the
 // workers gather back (gather.cpp, decide_gather); a trial that held
-// starts the backoff over. Any worker may call any member (relaxed
-// atomics: a race costs one trial or verdict more or less).
+// starts the backoff over. Any worker may call any member: relaxed
+// atomics (a race costs one trial or verdict more or less), but for
+// open_, whose release in spread() and acquire in judge() give a verdict
+// its own trial's baseline.
 class SpreadTrials {
  public:
   using clock = std::chrono::steady_clock;
@@ -74,21 +76,26 @@ class SpreadTrials {
   // within kTrial of the first belong to its trial (a watcher asks once a
   // period while the worker stays saturated).
   void spread(clock::time_point now, std::int64_t cpu_ns) noexcept {
-    const clock::rep t = now.time_since_epoch().count();
-    const clock::rep last = last_.load(std::memory_order_relaxed);
-    if (last != 0 && t - last <= kTrial.count()) return;
+    if (!opens_trial(now)) return;
     // A new trial; the last one held: start the backoff over.
     if (!failed_.exchange(false, std::memory_order_relaxed)) backoff_.store(0, std::memory_order_relaxed);
     cpu_at_spread_.store(cpu_ns, std::memory_order_relaxed);
-    last_.store(t, std::memory_order_relaxed);
-    open_.store(true, std::memory_order_relaxed);
+    last_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+    // release; pairs with the acquire in judge(): the verdict reads this
+    // trial's cpu_at_spread_ and last_, not the trial's before.
+    open_.store(true, std::memory_order_release);
+  }
+  // Whether a spread now would open a new trial: the caller sums the
+  // workers' CPU clocks for spread() only then.
+  bool opens_trial(clock::time_point now) const noexcept {
+    const clock::rep last = last_.load(std::memory_order_relaxed);
+    return last == 0 || now.time_since_epoch().count() - last > kTrial.count();
   }
   // A worker began gathering because workers waited for cores.
   void starved_gather(clock::time_point now) noexcept {
-    const clock::rep last = last_.load(std::memory_order_relaxed);
-    const clock::rep t = now.time_since_epoch().count();
-    if (last == 0 || t - last > kTrial.count() || failed_.load(std::memory_order_relaxed)) return;
-    fail(t);
+    // Outside any trial's kTrial, or the trial failed already: no verdict.
+    if (opens_trial(now) || failed_.load(std::memory_order_relaxed)) return;
+    fail(now.time_since_epoch().count());
   }
   // Whether a trial waits for its verdict (cheap: the caller sums the
   // workers' CPU clocks only then).
@@ -98,7 +105,8 @@ class SpreadTrials {
   }
   // The verdict on the open trial, once: cpu_ns as in spread(), now.
   void judge(clock::time_point now, std::int64_t cpu_ns) noexcept {
-    if (!verdict_due(now) || !open_.exchange(false, std::memory_order_relaxed)) return;
+    // acquire; pairs with the release in spread().
+    if (!verdict_due(now) || !open_.exchange(false, std::memory_order_acquire)) return;
     if (failed_.load(std::memory_order_relaxed)) return;  // a starved gather already failed it
     const clock::rep t = now.time_since_epoch().count();
     const std::int64_t span =

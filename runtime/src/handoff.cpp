@@ -236,7 +236,8 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     const bool long_stuck = now - s.since >= after * kSaturatedPeriods;
     const bool spread = (saturated || long_stuck) && core && (!gathering || sched_.spread_trials().allowed(now));
     if (spread && gathering) {
-      sched_.spread_trials().spread(now, workers_cpu_ns());
+      SpreadTrials& trials = sched_.spread_trials();
+      if (trials.opens_trial(now)) trials.spread(now, workers_cpu_ns());
       refuse_gathering(v, now);
     }
     const bool triggered = stuck || slow || spread;

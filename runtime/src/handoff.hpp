@@ -20,12 +20,13 @@ inline constexpr int kIdleLookPeriods = 3;
 // Why: each look is a wake-up of an idle worker, and on a machine without
 // a spare core it preempts the worker it looks at, or a client: on the
 // 2-core VM the looks at a gathered echo64 worker (1,600 a second) cost
-// the 2-worker server several percent of its requests per CPU second (docs/decisions/0015-gather.md "The stuck looks
-// were run-queue waits"). The price: an io worker that gets stuck in one
-// fiber after a long healthy run holding only polled fibers is noticed
-// up to two paces later, ~24 periods (4.8 ms) instead of ~6: the look
-// one pace after the stall still sees the switches made before it. Go's
-// sysmon backs off the same way, to 10 ms. Programs without io keep the
+// the 2-worker server several percent of its requests per CPU second
+// (docs/decisions/0015-gather.md "The stuck looks were run-queue waits").
+// The price: an io worker that gets stuck in one fiber after a long
+// healthy run holding only polled fibers is noticed up to two paces
+// later, ~24 periods (4.8 ms) instead of ~6: the look one pace after the
+// stall still sees the switches made before it. Go's sysmon backs off
+// the same way, to 10 ms. Programs without io keep the
 // fixed pace (the stranded rows measure it).
 inline constexpr int kMaxLookBackoff = 2;
 

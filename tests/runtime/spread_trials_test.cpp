@@ -90,8 +90,11 @@ TEST_CASE("a spread that held starts the backoff over") {
 
 TEST_CASE("spreads within kTrial of the first belong to its trial") {
   SpreadTrials t;
+  CHECK(t.opens_trial(t0));
   t.spread(t0, 0);
+  CHECK_FALSE(t.opens_trial(t0 + milliseconds(60)));
   t.spread(t0 + milliseconds(60), 0);  // the watcher asks again: same trial
+  CHECK(t.opens_trial(t0 + SpreadTrials::kTrial + milliseconds(1)));
   t.starved_gather(t0 + SpreadTrials::kTrial + milliseconds(10));  // 110 ms after the first
   CHECK(t.allowed(t0 + SpreadTrials::kTrial + milliseconds(11)));
 }
