@@ -45,10 +45,21 @@
 // parser is per request, so leftover body bytes are never parsed as a
 // next request.
 //
+// What a peer can make a connection hold (docs/http.md "Server"): the
+// connection's buffer is capped (conn_buffer_limit), and Beast must hold a
+// whole chunk line or trailer section in it before it parses one, so those
+// are bounded by the cap (a longer one is buffer_overflow: 400); chunk
+// extensions are also checked against max_head. A body read whole grows
+// with the bytes received, never to its announced length up front.
+// Deadlines: read_timeout covers the head and a body read whole (from the
+// request's first byte), body_timeout a streamed body from its head's end.
+//
 // TLS (ServerOptions::tls): listen() makes the TlsContext; each connection
 // fiber does the server handshake first, under read_timeout and in the
 // idle state (nothing was handed to a handler yet, so shutdown may cancel
 // it), then serves its Transport exactly as a plain one.
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -155,6 +166,69 @@ bool is_framing_error(const beast::error_code& ec) {
 }
 
 using Parser = bhttp::request_parser<bhttp::buffer_body>;
+using Clock = std::chrono::steady_clock;
+constexpr Clock::time_point kNoDeadline = Clock::time_point::max();
+
+// conn_buffer_limit: the most a connection buffers of what its peer sent
+// and the parser has not taken yet. Beast needs a whole head, chunk line
+// (size and extensions) or trailer section in the buffer before it parses
+// it, so this cap is what bounds those (a flat_buffer that would grow past
+// it makes the read fail with buffer_overflow). Body bytes pass through it
+// into the body's own buffer, so it also sizes one body read (16 KiB by
+// default, against Beast's 64 KiB: a quarter of the reads' size for a
+// large upload, and a quarter of the memory for a connection mid-body).
+std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
+  return std::max<std::size_t>(o.max_head, 16 * 1024);
+}
+
+// framing_status: RFC 9112's rules on the fields that frame a request,
+// which Beast leaves to its user. 0: acceptable. Otherwise the status to
+// answer with before closing, since the body's extent is unknown and
+// anything read as "no body" would run as a next request (smuggling):
+//  - Transfer-Encoding (6.1, 6.3): its last coding must be chunked, and
+//    only once; HTTP/1.0 must not send it (400). Any other coding (gzip
+//    before chunked) is one the server does not decode: 501.
+//  - Host (3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0 (400).
+// Beast already refuses Content-Length with chunked, and differing
+// Content-Lengths.
+template <class Fields>
+int framing_status(const Fields& h) {
+  int hosts = 0;
+  bool te = false, last_chunked = false, other = false;
+  int chunked = 0, codings = 0;
+  for (const auto& f : h) {
+    if (f.name() == bhttp::field::host) {
+      ++hosts;
+    } else if (f.name() == bhttp::field::transfer_encoding) {
+      te = true;
+      std::string_view v = sv(f.value());
+      while (!v.empty()) {
+        const std::size_t comma = v.find(',');
+        std::string_view tok = v.substr(0, comma);
+        v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
+        while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+        while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
+        if (tok.empty()) continue;  // "a, , b": empty list elements are allowed
+        ++codings;
+        last_chunked = iequals(tok, "chunked");
+        if (last_chunked) {
+          ++chunked;
+        } else {
+          other = true;
+        }
+      }
+    }
+  }
+  if (hosts > 1 || (h.version() >= 11 && hosts == 0)) return 400;
+  if (!te) return 0;
+  if (h.version() < 11 || codings == 0 || !last_chunked || chunked > 1) return 400;
+  return other ? 501 : 0;
+}
+
+// ConnectionEnds: thrown by the server's own code to end a connection
+// after user code failed with its response under way (the error was
+// reported); caught by serve_conn like a reset.
+struct ConnectionEnds {};
 
 // BodyReader: the body of the request in progress, read from the
 // connection on demand (Request::read_body_*), whole (load), or thrown
@@ -163,9 +237,14 @@ class BodyReader final : public BodySource {
  public:
   enum class Fail { none, too_large, malformed, gone, timeout };
 
-  BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const ServerOptions& opt)
-      : s_(s), buf_(buf), p_(p), opt_(opt) {
+  // whole_deadline: when a body read whole (load) must have arrived (the
+  // request's read_timeout deadline; kNoDeadline: none). A streamed body
+  // gets body_timeout from now, the end of its head.
+  BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const ServerOptions& opt,
+             Clock::time_point whole_deadline)
+      : s_(s), buf_(buf), p_(p), opt_(opt), whole_deadline_(whole_deadline) {
     expect_continue_ = !p.is_done() && iequals(sv(p.get()[bhttp::field::expect]), "100-continue");
+    if (!p.is_done() && opt.body_timeout.count() > 0) stream_deadline_ = spindle::detail::deadline_after(opt.body_timeout);
   }
 
   std::size_t read_some(std::span<std::byte> out) override {
@@ -181,9 +260,12 @@ class BodyReader final : public BodySource {
       // of the handler's, a TLS failure) leaves the parser mid-read.
       broken_ = true;
       auto rd = [&] { bhttp::read_some(s_, buf_, p_, ec); };
+      // Each read within read_timeout, and all of them within body_timeout.
+      Clock::time_point until = stream_deadline_;
+      if (opt_.read_timeout.count() > 0) until = std::min(until, spindle::detail::deadline_after(opt_.read_timeout));
       try {
-        if (opt_.read_timeout.count() > 0) {
-          with_timeout(opt_.read_timeout, rd);
+        if (until != kNoDeadline) {
+          with_deadline(until, rd);
         } else {
           rd();
         }
@@ -210,48 +292,12 @@ class BodyReader final : public BodySource {
   void load(std::string& into, std::size_t limit) override {
     if (p_.is_done()) return;
     check_usable();
-    const std::size_t base = into.size();
-    if (const auto cl = p_.content_length()) {
-      // Refused before any body byte (and before 100 Continue).
-      const std::uint64_t rest = *cl - received_;
-      if (rest > limit || base > limit - rest) {
-        fail_ = Fail::too_large;
-        throw error();
-      }
-      into.resize(base + static_cast<std::size_t>(rest));
-      std::size_t have = base;
-      try {
-        while (have < into.size()) {
-          const std::size_t n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
-          if (n == 0) break;
-          have += n;
-        }
-      } catch (...) {
-        into.resize(have);  // what came, not the zeros reserved for the rest
-        throw;
-      }
-      into.resize(have);
-      return;
-    }
-    // Chunked: grow by at most 64 KiB past what is read, stop one byte past
-    // the limit.
-    for (;;) {
-      const std::size_t have = into.size();
-      if (have > limit) {
-        fail_ = Fail::too_large;
-        throw error();
-      }
-      const std::size_t room = std::min<std::size_t>(64 * 1024, limit + 1 - have);
-      into.resize(have + room);
-      std::size_t n = 0;
-      try {
-        n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
-      } catch (...) {
-        into.resize(have);
-        throw;
-      }
-      into.resize(have + n);
-      if (n == 0) return;
+    if (whole_deadline_ == kNoDeadline) return load_all(into, limit);
+    try {
+      with_deadline(whole_deadline_, [&] { load_all(into, limit); });
+    } catch (const TimedOut&) {
+      fail_ = Fail::timeout;  // the request's own deadline (an outer one passes)
+      throw error();
     }
   }
 
@@ -286,6 +332,47 @@ class BodyReader final : public BodySource {
   }
 
  private:
+  // load_all: load without its deadline. `into` grows with the bytes that
+  // arrive (by what came so far, 4 to 64 KiB a read), never
+  // to an announced Content-Length ahead of them: a peer that announces a
+  // large body and sends it slowly holds only what it sent. A
+  // Content-Length over the limit is refused before any body byte (and
+  // before 100 Continue); a chunked body one byte past it.
+  void load_all(std::string& into, std::size_t limit) {
+    const std::size_t base = into.size();
+    std::size_t want = limit == std::numeric_limits<std::size_t>::max() ? limit : limit + 1;
+    const auto cl = p_.content_length();
+    if (cl) {
+      const std::uint64_t rest = *cl - received_;
+      if (rest > limit || base > limit - rest) {
+        fail_ = Fail::too_large;
+        throw error();
+      }
+      want = base + static_cast<std::size_t>(rest);
+    }
+    for (;;) {
+      const std::size_t have = into.size();
+      if (!cl && have > limit) {
+        fail_ = Fail::too_large;
+        throw error();
+      }
+      if (have >= want) return;
+      // Room for as much as came so far (4 KiB to 64 KiB), never more than
+      // is still to come.
+      const std::size_t room = std::clamp<std::size_t>(have - base, 4 * 1024, 64 * 1024);
+      into.resize(have + std::min(room, want - have));
+      std::size_t n = 0;
+      try {
+        n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
+      } catch (...) {
+        into.resize(have);  // what came, not the room reserved for the rest
+        throw;
+      }
+      into.resize(have + n);
+      if (n == 0) return;
+    }
+  }
+
   void check_usable() {
     if (fail_ != Fail::none) throw error();
     if (broken_) throw Error(errc::reset, "spindle::http: request body: an earlier read was interrupted");
@@ -311,9 +398,13 @@ class BodyReader final : public BodySource {
       case Fail::too_large:
         return Error(errc::body_too_large, "spindle::http: request body over ServerOptions::max_body");
       case Fail::malformed:
-        return Error(errc::malformed_request, "spindle::http: malformed request body (chunked framing)");
+        return Error(errc::malformed_request,
+                     "spindle::http: malformed request body (chunked framing, or a chunk line or trailer over "
+                     "the connection's buffer, max(ServerOptions::max_head, 16 KiB))");
       case Fail::timeout:
-        return Error(errc::timeout, "spindle::http: request body: no data within ServerOptions::read_timeout");
+        return Error(errc::timeout,
+                     "spindle::http: request body not received in time (ServerOptions::read_timeout per read "
+                     "or for a body read whole, body_timeout for a streamed one)");
       case Fail::gone:
       case Fail::none:
         break;
@@ -325,6 +416,8 @@ class BodyReader final : public BodySource {
   beast::flat_buffer& buf_;
   Parser& p_;
   const ServerOptions& opt_;
+  const Clock::time_point whole_deadline_;
+  Clock::time_point stream_deadline_ = kNoDeadline;
   std::uint64_t received_ = 0;
   Fail fail_ = Fail::none;
   bool broken_ = false;
@@ -346,6 +439,10 @@ struct Server::State {
   std::mutex mu;
   std::unordered_map<Conn*, Task<void>> conns;  // guarded by mu
   std::atomic<std::uint64_t> accepted{0}, open{0}, served{0};
+  // What ended the accept loop for good; written by the acceptor fiber
+  // before it returns, read by serve() after joining it (the join orders
+  // the two).
+  std::exception_ptr accept_error;
 
   void accept_loop(TaskGroup& group, std::shared_ptr<State> self);
   bool start(Conn& c, detail::Transport& t, io::TcpStream s);
@@ -353,7 +450,8 @@ struct Server::State {
   bool wait_for_request(Conn& c, detail::Transport& s, beast::flat_buffer& buf);
   bool read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p, beast::error_code& ec,
                  std::chrono::steady_clock::time_point& deadline);
-  Response call_handler(Request& req);
+  Response call_handler(Request& req, std::exception_ptr& thrown);
+  void report(const Request& req, std::exception_ptr e) noexcept;
   // timed_write: runs one write under write_timeout; its TimedOut (a
   // std::exception) ends the connection in serve_conn like a reset does.
   template <class F>
@@ -382,10 +480,15 @@ void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
     try {
       s = listener.accept(&peer);
     } catch (const std::system_error&) {
-      // A connection that failed between the kernel's accept and ours
-      // (ECONNABORTED): nothing to serve. Descriptor exhaustion is handled
-      // inside accept() (ListenOptions::on_accept_error).
-      continue;
+      // accept() retries what is transient itself (a connection that died
+      // in the queue, EINTR, descriptor exhaustion: ListenOptions::
+      // on_accept_error), so what reaches here persists (a listener shut
+      // down or closed under us): retrying would spin. serve() drains as
+      // for shutdown() and raises it.
+      accept_error = std::current_exception();
+      stopping.store(true, std::memory_order_seq_cst);  // as shutdown(): step 1
+      stop.set();
+      return;
     }
     auto c = std::make_shared<Conn>();
     accepted.fetch_add(1, std::memory_order_relaxed);
@@ -491,13 +594,40 @@ bool Server::State::read_head(detail::Transport& s, beast::flat_buffer& buf, Par
   return true;
 }
 
-Response Server::State::call_handler(Request& req) {
+// call_handler: the handler's response, or 500 for anything it threw
+// (`thrown` keeps it, for serve_conn to report unless the request's body
+// failed first). Only Cancelled (and a thread's forced unwind) passes: any
+// other type escaping the connection fiber would fail the TaskGroup and so
+// cancel the acceptor and every connection. The connection stays usable if
+// its body can still be framed (serve_conn decides after this).
+Response Server::State::call_handler(Request& req, std::exception_ptr& thrown) {
   try {
     return handler(req);
-  } catch (const std::exception& e) {
-    // The connection stays usable if its body can still be framed
-    // (serve_conn decides after this).
+  } catch (const Cancelled&) {
+    throw;
+  } catch (abi::__forced_unwind&) {
+    throw;
+  } catch (...) {
+    thrown = std::current_exception();
     return Response::text_body(500, "internal server error\n");
+  }
+}
+
+// report: ServerOptions::on_error, or one line on stderr. Never throws.
+void Server::State::report(const Request& req, std::exception_ptr e) noexcept {
+  try {
+    if (opt.on_error) return opt.on_error(req, e);
+    std::string what;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (...) {
+      what = "an exception of a type not derived from std::exception";
+    }
+    std::fprintf(stderr, "spindle::http: error handling \"%s %s HTTP/%d.%d\" from %s: %s\n", req.method.c_str(),
+                 req.target.c_str(), req.version / 10, req.version % 10, req.remote.to_string().c_str(), what.c_str());
+  } catch (...) {
   }
 }
 
@@ -590,7 +720,19 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
     return;
   }
   for (;;) {
-    const std::string part = res.body_stream();
+    std::string part;
+    try {
+      part = res.body_stream();
+    } catch (const Cancelled&) {
+      throw;
+    } catch (abi::__forced_unwind&) {
+      throw;
+    } catch (...) {
+      // The head is out: the close (with the body cut short) is the only
+      // way left to tell the client.
+      report(req, std::current_exception());
+      throw ConnectionEnds{};
+    }
     if (part.empty()) break;
     if (!chunked) {
       timed_write([&] { s.write_all(part); });
@@ -646,7 +788,7 @@ void Server::State::linger(detail::Transport& s) {
 
 void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer) {
   try {
-    beast::flat_buffer buf;
+    beast::flat_buffer buf(conn_buffer_limit(opt));  // capped: see conn_buffer_limit
     std::string out;  // write_response's scratch
     for (;;) {
       if (buf.size() == 0) {
@@ -658,6 +800,12 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       p.header_limit(static_cast<std::uint32_t>(opt.max_head));
       // Off: BodyReader::load applies max_body to bodies read whole (top).
       p.body_limit(std::numeric_limits<std::uint64_t>::max());
+      // A chunk's extensions are bounded by the head's limit (the buffer's
+      // cap bounds what is held before this sees them).
+      auto check_ext = [max = opt.max_head](std::uint64_t, beast::string_view ext, beast::error_code& e) {
+        if (ext.size() > max) e = bhttp::error::bad_chunk_extension;
+      };
+      p.on_chunk_header(check_ext);
       beast::error_code ec;
       std::chrono::steady_clock::time_point deadline{};  // set by read_head if the head waited
       if (!read_head(s, buf, p, ec, deadline)) return;
@@ -667,30 +815,28 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       if (ec && is_framing_error(ec)) return reject(s, 400, head);
       if (ec) return;  // the peer went away mid-head, or reset
       const auto& h = p.get();
+      if (const int status = framing_status(h); status != 0) return reject(s, status, head);
       Request req;
       req.method = std::string(sv(h.method_string()));
       req.target = std::string(sv(h.target()));
       req.version = h.version();
       for (const auto& f : h) req.headers.add(sv(f.name_string()), sv(f.value()));
       req.remote = peer;
-      BodyReader body(s, buf, p, opt);
+      // A body read whole (here, or by a Router's Body::whole route) must
+      // arrive within read_timeout of the request's first byte.
+      if (opt.read_timeout.count() <= 0) {
+        deadline = kNoDeadline;
+      } else if (deadline == Clock::time_point{}) {
+        deadline = spindle::detail::deadline_after(opt.read_timeout);  // the head did not wait
+      }
+      BodyReader body(s, buf, p, opt, deadline);
       if (!p.is_done()) {
         if (opt.stream_bodies) {
           req.set_body_source(&body);
         } else {
-          // Whole, before the handler; head and body within read_timeout.
+          // Whole, before the handler.
           try {
-            auto load = [&] { body.load(req.body, opt.max_body); };
-            if (opt.read_timeout.count() > 0) {
-              if (deadline == std::chrono::steady_clock::time_point{}) {
-                deadline = spindle::detail::deadline_after(opt.read_timeout);  // the head did not wait
-              }
-              with_deadline(deadline, load);
-            } else {
-              load();
-            }
-          } catch (const TimedOut&) {
-            return;
+            body.load(req.body, opt.max_body);
           } catch (const Error&) {
           }
           if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413, head);
@@ -698,8 +844,12 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
           if (!body.done()) return;  // the peer went away mid-body, or reset
         }
       }
-      Response res = call_handler(req);
+      std::exception_ptr thrown;
+      Response res = call_handler(req, thrown);
       req.set_body_source(nullptr);
+      // A handler failure caused by its body's (the Router's load_body) is
+      // answered below, not reported as the handler's.
+      if (thrown && body.failed() == BodyReader::Fail::none) report(req, thrown);
       // The body as the handler left it: a failure it met is answered here
       // (the handler's own response, often the 500 of its exception, is
       // dropped); a body it left unread is drained or the connection closes.
@@ -707,14 +857,25 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head);
       if (!body.usable()) return;  // peer gone, timed out, or a read interrupted
       const bool body_ended = body.done() || body.drain(opt.max_drain);
+      // A body the drain found malformed (bad chunking, a chunk line or
+      // trailer over the cap) is answered as one read whole would be.
+      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head);
       if (res.upgrade) {
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
         served.fetch_add(1, std::memory_order_relaxed);
         if (!body_ended) return;  // an upgrade request with a body we cannot frame
         const auto rest = buf.data();
-        res.upgrade(Upgraded{&s.tcp(), s.tls_or_null()},
-                    std::string_view(static_cast<const char*>(rest.data()), rest.size()));
+        try {
+          res.upgrade(Upgraded{&s.tcp(), s.tls_or_null()},
+                      std::string_view(static_cast<const char*>(rest.data()), rest.size()));
+        } catch (const Cancelled&) {
+          throw;
+        } catch (abi::__forced_unwind&) {
+          throw;
+        } catch (...) {
+          report(req, std::current_exception());
+        }
         return;
       }
       bool keep = body_ended && h.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
@@ -731,9 +892,14 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
         return;
       }
     }
-  } catch (const std::exception&) {
-    // Reset, broken pipe, a status Beast refuses (over 999): the
-    // connection ends; the server goes on. Cancelled passes.
+  } catch (const Cancelled&) {
+    throw;
+  } catch (abi::__forced_unwind&) {
+    throw;
+  } catch (...) {
+    // Reset, broken pipe, a status Beast refuses (over 999), user code
+    // that failed mid-response (ConnectionEnds, reported): the connection
+    // ends; the server goes on. Only Cancelled passes, as in call_handler.
   }
 }
 
@@ -807,6 +973,7 @@ io::Endpoint Server::local_endpoint() const { return st_->listener.local_endpoin
 
 void Server::serve() {
   std::shared_ptr<State> st = st_;
+  if (!st->listener.is_open()) throw std::logic_error("spindle::http: Server::serve() before listen()");
   TaskGroup group;
   Task<void> acceptor = group.spawn([&group, st] { st->accept_loop(group, st); });
   std::optional<Task<void>> sweeper;
@@ -828,6 +995,7 @@ void Server::serve() {
   } catch (const TimedOut&) {
     // group.wait() cancelled the connections left and waited for them.
   }
+  if (st->accept_error) std::rethrow_exception(st->accept_error);
 }
 
 void Server::shutdown() noexcept {

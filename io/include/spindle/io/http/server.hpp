@@ -17,9 +17,19 @@
 //  - A head over max_head bytes gets 431, a body over max_body 413,
 //    anything Beast cannot parse 400; each of these closes the connection
 //    (the rest of the stream cannot be framed). The server keeps serving.
-//  - A handler that throws a std::exception gets 500 (the connection stays
-//    if the request's body can still be framed).
-//    Cancelled passes (the connection fiber unwinds and closes).
+//  - A Transfer-Encoding whose final coding is not chunked (or that names
+//    chunked twice, or comes with HTTP/1.0) gets 400, one with a coding
+//    other than chunked 501; an HTTP/1.1 request without exactly one Host
+//    field 400 (RFC 9112 6.1, 6.3, 3.2). Each closes the connection: the
+//    body could otherwise be read as a next request (smuggling).
+//  - Chunk extensions and trailers count against max_head: the bytes the
+//    server holds of a request that are not its body never exceed
+//    max(max_head, 16 KiB) (400 and close past it).
+//  - A handler that throws (anything: a std::exception or not) gets 500,
+//    the error goes to ServerOptions::on_error, and the connection stays if
+//    the request's body can still be framed. A body generator that throws
+//    once the head is out ends its connection (the client sees a truncated
+//    body). Cancelled passes (the connection fiber unwinds and closes).
 //  - A peer that goes away mid-head or mid-body just ends its connection.
 //  - Request bodies are read whole into Request::body before the handler
 //    runs (bounded by max_body), except when streamed (below).
@@ -52,6 +62,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -110,6 +121,8 @@ class Router {
 
 struct ServerOptions {
   // Head (request line and fields) over this many bytes: 431 and close.
+  // A chunk line (size and extensions) or a trailer section over
+  // max(max_head, 16 KiB): 400 and close.
   std::size_t max_head = 16 * 1024;
   // Body over this many bytes (Content-Length or chunks): 413 and close.
   // Not applied to a body streamed to its handler.
@@ -132,11 +145,18 @@ struct ServerOptions {
   // closed. Zero: never.
   std::chrono::milliseconds idle_timeout{60'000};
   // A request whose head and body take longer than this to arrive (from
-  // its first byte) is dropped with its connection. Zero: never. A body
-  // read after the head was handed on (a Server built from a Router, or
-  // stream_bodies) has it per read instead (errc::timeout when no byte
-  // came for this long; the connection is then dropped), as has the drain.
+  // its first byte) is dropped with its connection. Zero: never. This
+  // holds for every body read whole, a Router's Body::whole routes
+  // included. A body streamed to its handler (Body::stream, stream_bodies)
+  // has it per read instead (errc::timeout when no byte came for this
+  // long; the connection is then dropped), as has the drain, and the whole
+  // streamed body has body_timeout.
   std::chrono::milliseconds read_timeout{30'000};
+  // A body streamed to its handler (and the drain after it) must have
+  // arrived whole within this long of the end of its head, however often
+  // bytes trickle in; past it the read raises errc::timeout and the
+  // connection is dropped. Zero: never.
+  std::chrono::milliseconds body_timeout{300'000};
   // A client that stops reading its response: each write of it (the head
   // with a body up to 16 KiB, a larger body, one 64 KiB piece of a file,
   // one piece from a generator, a 4xx answer) must finish within this
@@ -148,6 +168,12 @@ struct ServerOptions {
   std::chrono::milliseconds drain_timeout{10'000};
   // Listening backlog.
   int backlog = 1024;
+  // on_error: called on the connection's fiber with the request and what
+  // its handler, body generator or upgrade threw (any type; rethrow the
+  // exception_ptr to inspect it). Empty (the default): one line on stderr,
+  // `spindle::http: error handling "GET /path HTTP/1.1" from ADDR: WHAT`
+  // (aiohttp logs the same). What on_error throws is dropped.
+  std::function<void(const Request&, std::exception_ptr)> on_error = {};
   // tls: serve HTTPS with this certificate and key (PEM files; loaded by
   // listen(), which throws io::tls_error::config if they do not load).
   // Empty cert_file: plain HTTP. The handshake must finish within
@@ -172,6 +198,9 @@ class Server {
 
   // serve: accepts and serves on the calling fiber (connections on fibers
   // of their own) until shutdown(); then drains (see above) and returns.
+  // Before listen(): std::logic_error. If accepting fails for good (any
+  // error accept() does not retry itself), serve() drains as for
+  // shutdown() and then raises that std::system_error.
   // A cancellation point: cancelling the fiber in serve() cancels every
   // connection, waits for them and raises Cancelled.
   SPINDLE_MAY_SUSPEND void serve();
