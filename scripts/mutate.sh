@@ -61,6 +61,14 @@ pool_thread_keeps_pinned_mask :: runtime/src/offload.cpp :: s{if\s*\(const CpuPl
 workers_never_pinned :: runtime/src/worker.cpp :: s{sched_\.cpus\(\)\.pin_worker\(index_\);}{} :: runtime_pin :: ^runtime_pin$
 spread_verdict_never_fails :: runtime/src/gather.hpp :: s{if\s*\(span\s*>\s*0\s*&&\s*used\s*\*\s*1000\s*<\s*kBoughtShare\s*\*\s*span\)\s*fail\(t\);}{(void)used;} :: runtime_spread_trials :: ^runtime_spread_trials$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
+http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
+http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head\);}{} :: http_server_hostile :: ^http_server_hostile$
+http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\(conn_buffer_limit\(opt\)\);}{beast::flat_buffer buf;} :: http_server_hostile :: ^http_server_hostile$
+http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*e = bhttp::error::bad_chunk_extension;}{(void)ext; (void)max;} :: http_server_hostile :: ^http_server_hostile$
+http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
+http_whole_body_deadline_dropped :: io/src/http/server.cpp :: s{if\s*\(whole_deadline_ == kNoDeadline\)\s*return load_all\(into, limit\);}{return load_all(into, limit);} :: http_server_hostile :: ^http_server_hostile$
+http_handler_catches_std_only :: io/src/http/server.cpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
+http_accept_error_retried :: io/src/http/server.cpp :: s{accept_error = std::current_exception\(\);}{continue;} :: http_server_hostile :: ^http_server_hostile$
 EOF
 )
 
