@@ -26,6 +26,8 @@ class IoCategory final : public std::error_category {
         return "end of stream";
       case error::write_interrupted:
         return "stream unusable: a cancelled or timed-out write had sent part of its data";
+      case error::runtime_ended:
+        return "the io object belongs to a spindle runtime that has ended (opened in an earlier run)";
     }
     return "unknown io error";
   }

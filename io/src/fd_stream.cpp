@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +84,21 @@ bool pollable(int fd, const struct stat& st) {
   return ok;
 }
 
+// record_oriented: whether one read returns one record rather than what
+// the queue holds (Descriptor::records; try_io.hpp): a SEQPACKET or
+// datagram socket (one packet a read), a terminal (a line a read in
+// canonical mode; the mode can change at any time, so any terminal: in
+// raw mode it costs one EAGAIN after a short read).
+bool record_oriented(int fd, bool socket) noexcept {
+  if (socket) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return false;
+    return type == SOCK_SEQPACKET || type == SOCK_DGRAM || type == SOCK_RAW || type == SOCK_RDM;
+  }
+  return ::isatty(fd) != 0;
+}
+
 }  // namespace
 
 FdStream FdStream::adopt(int fd) {
@@ -120,6 +136,7 @@ FdStream FdStream::adopt(int fd) {
   s.fd_ = -1;
   s.d_ = detail::Reactor::get().open(fd, true, true);
   s.fd_ = fd;
+  s.d_->records = record_oriented(fd, s.socket_);
   s.restore_blocking_ = restore;
   return s;
 }
@@ -131,7 +148,7 @@ void FdStream::close() noexcept {
       const int fl = ::fcntl(fd_, F_GETFL);
       if (fl >= 0) (void)::fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK);
     }
-    d_->reactor->close(std::exchange(d_, nullptr));
+    detail::Reactor::close(std::exchange(d_, nullptr));
   } else {
     // The pool path, or adopt() failed before registering: no job can be
     // using fd (every pool job is waited for, shielded, by its caller, and

@@ -265,7 +265,7 @@ Process::~Process() {
     const int dup = d != nullptr ? ::fcntl(d->fd, F_DUPFD_CLOEXEC, 0) : -1;
     Reaper::get().adopt(st_->pid, dup);
   }
-  if (d != nullptr) d->reactor->close(d);
+  if (d != nullptr) Reactor::close(d);
 }
 
 Process Process::spawn(const std::vector<std::string>& argv, const ProcessOptions& o) {

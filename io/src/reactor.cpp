@@ -9,6 +9,7 @@
 #include <system_error>
 #include <thread>
 
+#include <spindle/io/error.hpp>
 #include <spindle/runtime/cancel.hpp>
 #include <spindle/runtime/detail/io_hook.hpp>
 #include <spindle/runtime/detail/spinlock.hpp>
@@ -40,6 +41,11 @@ void destroy_reactor(void* r) noexcept { delete static_cast<Reactor*>(r); }
 
 [[noreturn]] void throw_aborted(const char* what) {
   throw std::system_error(std::make_error_code(std::errc::operation_canceled), what);
+}
+
+std::error_code closed_error(const Descriptor* d) noexcept {
+  if (d->life.load(std::memory_order_acquire) == Descriptor::kDetached) return make_error_code(error::runtime_ended);
+  return std::make_error_code(std::errc::operation_canceled);
 }
 
 // ---- Dir ------------------------------------------------------------------
@@ -151,7 +157,7 @@ Reactor& Reactor::get() {
   return *static_cast<Reactor*>(spindle::detail::runtime_extension(&make_reactor, &destroy_reactor));
 }
 
-Reactor::Reactor(unsigned workers) : chunks_(new std::atomic<Descriptor*>[kMaxChunks]) {
+Reactor::Reactor(unsigned workers) : chunks_(new std::atomic<Chunk*>[kMaxChunks]) {
   for (std::uint32_t i = 0; i < kMaxChunks; ++i) chunks_[i].store(nullptr, std::memory_order_relaxed);
   epfd_.reserve(workers);
   for (unsigned i = 0; i < workers; ++i) {
@@ -172,25 +178,75 @@ Reactor::Reactor(unsigned workers) : chunks_(new std::atomic<Descriptor*>[kMaxCh
 }
 
 Reactor::~Reactor() {
+  // Every worker has stopped (runtime_extension): no fiber can open,
+  // signal or wait on a descriptor now. A handle's owner on another thread
+  // may still close one (Reactor::close is static): the life CAS decides
+  // which of us handles each open descriptor (reactor.hpp, "Lifetimes").
+  for (std::uint32_t i = 0; i < nchunks_; ++i) {
+    Chunk* c = chunks_[i].load(std::memory_order_relaxed);
+    for (Descriptor& d : c->d) {
+      // The reference first: a concurrent close_detached of d must not see
+      // refs reach 0 while we still walk the chunk. Ours (the chunk's base
+      // reference) keeps it above 0 until the end anyway; this one is d's.
+      c->refs.fetch_add(1, std::memory_order_relaxed);
+      std::uint8_t v = d.life.load(std::memory_order_acquire);
+      int spins = 0;
+      bool detached = false;
+      for (;;) {
+        if (v == Descriptor::kOpen) {
+          // The kClosed bits before the kDetached publication: whoever
+          // sees kDetached (acquire) sees them, so no later operation parks
+          // on a direction nobody will ever signal. Plain RMWs, not signal:
+          // a fiber abandoned at shutdown may still be published as a
+          // waiter, and waking it would touch a stopped worker.
+          d.rd.state.fetch_or(Dir::kClosed, std::memory_order_relaxed);
+          d.wr.state.fetch_or(Dir::kClosed, std::memory_order_relaxed);
+          if (d.life.compare_exchange_weak(v, Descriptor::kDetached, std::memory_order_acq_rel,
+                                           std::memory_order_acquire)) {
+            detached = true;
+            break;
+          }
+          continue;  // a closer took it meanwhile: it sets kFree, below
+        }
+        if (v == Descriptor::kClosing) {  // a close in progress uses us: let it end
+          backoff(spins);
+          v = d.life.load(std::memory_order_acquire);
+          continue;
+        }
+        break;  // kFree (or already detached: cannot happen, one reactor per chunk)
+      }
+      if (!detached) c->refs.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+  // A closer's last step (kFree) is inside mu_: once we hold it, that
+  // closer has left mu_ too, and nothing of ours is in use.
+  { std::lock_guard lk(mu_); }
   for (int e : epfd_) ::close(e);
-  for (std::uint32_t i = 0; i < nchunks_; ++i) delete[] chunks_[i].load(std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < nchunks_; ++i) {
+    Chunk* c = chunks_[i].load(std::memory_order_relaxed);
+    // acq_rel: the last owner of a reference frees the chunk after every
+    // other owner's last use of it.
+    if (c->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete c;
+  }
 }
 
 Descriptor* Reactor::at(std::uint32_t slot) noexcept {
   // acquire; pairs with the release in alloc() that published the chunk.
-  return chunks_[slot / kChunk].load(std::memory_order_acquire) + slot % kChunk;
+  return &chunks_[slot / kChunk].load(std::memory_order_acquire)->d[slot % kChunk];
 }
 
 Descriptor* Reactor::alloc() {
   std::lock_guard lk(mu_);
   if (free_ == nullptr) {
     if (nchunks_ == kMaxChunks) throw_errno(EMFILE, "spindle::io: descriptor table full");
-    auto* c = new Descriptor[kChunk];
+    auto* c = new Chunk;
     for (std::uint32_t i = kChunk; i-- > 0;) {
-      c[i].slot = nchunks_ * kChunk + i;
-      c[i].reactor = this;
-      c[i].next_free = free_;
-      free_ = &c[i];
+      Descriptor& d = c->d[i];
+      d.slot = nchunks_ * kChunk + i;
+      d.reactor = this;
+      d.chunk = c;
+      d.next_free = free_;
+      free_ = &d;
     }
     // release; pairs with the acquire in at().
     chunks_[nchunks_++].store(c, std::memory_order_release);
@@ -227,6 +283,9 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
   d->wr.state.store(g | (ready_wr ? Dir::kReady : 0), std::memory_order_relaxed);
   d->inflight.store(0, std::memory_order_relaxed);
   d->write_broken.store(false, std::memory_order_relaxed);
+  d->records = false;
+  // Relaxed: no one else has d yet; the handle's hand-over publishes it.
+  d->life.store(Descriptor::kOpen, std::memory_order_relaxed);
   if (!add(w, d)) {
     const int err = errno;
     close(d);
@@ -265,6 +324,30 @@ void Reactor::follow(Descriptor* d, int w) noexcept {
 }
 
 void Reactor::close(Descriptor* d) noexcept {
+  std::uint8_t v = Descriptor::kOpen;
+  // acq_rel: on success the reactor is pinned (~Reactor waits for kFree);
+  // on failure (kDetached) we see the destructor's writes to d.
+  if (d->life.compare_exchange_strong(v, Descriptor::kClosing, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+    d->reactor->close_attached(d);
+  } else {
+    close_detached(d);
+  }
+}
+
+void Reactor::close_detached(Descriptor* d) noexcept {
+  // The reactor and its epoll instances are gone (closing them dropped
+  // every registration); the fd is still ours. No fiber can be using d:
+  // every operation on a detached descriptor fails before its syscall.
+  if (d->fd >= 0) ::close(d->fd);
+  d->fd = -1;
+  Chunk* c = d->chunk;
+  // The slot is never reused (its free list died with the reactor). The
+  // last reference frees the chunk (reactor.hpp, Chunk).
+  if (c->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete c;
+}
+
+void Reactor::close_attached(Descriptor* d) noexcept {
   // 1. kClosed on both directions, completing any waiter (it throws
   //    operation_canceled). No event can complete a waiter after this:
   //    signal ignores a closed direction, and await never parks on one.
@@ -286,6 +369,10 @@ void Reactor::close(Descriptor* d) noexcept {
   d->gen = (d->gen + 1) & Dir::kGenMask;
   d->next_free = free_;
   free_ = d;
+  // Last, under mu_: ~Reactor, once it sees kFree, takes mu_ before it
+  // frees anything (reactor.hpp, "Lifetimes"). release: with the acquire
+  // loads in ~Reactor.
+  d->life.store(Descriptor::kFree, std::memory_order_release);
 }
 
 void Reactor::dispatch(const epoll_event* ev, int n) noexcept {

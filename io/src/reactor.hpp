@@ -16,6 +16,30 @@
 //   bits 8-39  tick: +1 on every readiness event for this direction
 //   bits 40-63 the descriptor's generation (low 24 bits)
 // and a Waiter pointer guarded by kWaiting/kLock (see Dir).
+//
+// Lifetimes: a Reactor is the io object of one runtime and dies with it
+// (runtime_extension's destroy, after every worker has stopped), but the
+// handles (TcpStream, TcpListener, UdpSocket, FdStream, Process, and what
+// wraps them: TlsStream, http::Client's pool, ...) may be declared outside
+// `run` and outlive it. So the Descriptor memory a handle points at is not
+// the reactor's alone: each chunk of descriptors is reference-counted
+// (Chunk::refs: one reference held by the reactor, one per descriptor the
+// reactor detached at its end), and a handle that outlives its runtime finds
+// its descriptor detached (Descriptor::life): closing it is a plain
+// ::close(fd) plus the drop of the chunk reference; any other operation
+// fails with io::error::runtime_ended. Never a wait on an epoll instance
+// nobody polls (a hang) nor a touch of the freed reactor.
+//
+// Who may touch what:
+//  - Descriptor::reactor may be dereferenced only while the reactor lives:
+//    by code on one of its runtime's fibers or workers (the runtime cannot
+//    end meanwhile), or by close() after it moved life from kOpen to
+//    kClosing (~Reactor waits for that close to finish). Never by code that
+//    holds only a handle, off the runtime (use Reactor::close(d), static).
+//  - ~Reactor moves every kOpen descriptor to kDetached, waiting out those
+//    in kClosing, then takes mu_ once (a closer's last step, under mu_, has
+//    ended) before freeing anything. Lock order: mu_ is a leaf; life is a
+//    CAS, not a lock, and no one holds mu_ while spinning on it.
 #pragma once
 
 #include <atomic>
@@ -23,6 +47,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <vector>
 
 #include <spindle/runtime/detail/io_hook.hpp>
@@ -87,10 +112,32 @@ struct Dir {
 };
 
 class Reactor;
+struct Chunk;
 
 struct Descriptor {
+  // life: whose the descriptor is (file comment, "Lifetimes").
+  //   kFree     on the reactor's free list (or never used)
+  //   kOpen     a handle owns it and the reactor lives
+  //   kClosing  Reactor::close is deregistering it (the reactor must live
+  //             until it sets kFree, under Reactor::mu_)
+  //   kDetached the reactor ended while it was open: rd and wr are
+  //             kClosed, fd is still open and owned by the handle, the
+  //             slot is never reused; only close_detached may follow.
+  // Transitions: kFree->kOpen (open, before the handle exists),
+  // kOpen->kClosing (close, CAS), kClosing->kFree (close, under mu_),
+  // kOpen->kDetached (~Reactor, CAS). acq_rel/acquire: a detached close
+  // must see the reactor's last writes to d (the kClosed bits).
+  static constexpr std::uint8_t kFree = 0, kOpen = 1, kClosing = 2, kDetached = 3;
+  std::atomic<std::uint8_t> life{kFree};
+  // records: reads return one record (a line of a terminal in canonical
+  // mode, a SEQPACKET or datagram packet) rather than what the queue holds,
+  // so a short read says nothing about what is left: readiness is cleared
+  // only by EAGAIN (try_io). Set by the opener before the handle is shared;
+  // reset by open.
+  bool records = false;
   Dir rd, wr;
-  Reactor* reactor = nullptr;  // set once, at chunk creation
+  Reactor* reactor = nullptr;  // set once, at chunk creation; see "Lifetimes"
+  Chunk* chunk = nullptr;      // set once, at chunk creation
   int fd = -1;
   // home: the worker whose epoll instance holds fd. Written by open (before
   // the handle is shared) and by follow, inside an Inflight guard; read by
@@ -117,6 +164,20 @@ struct Descriptor {
   std::uint64_t tag() const noexcept { return (std::uint64_t{gen} << 32) | slot; }
 };
 static_assert((std::uint64_t{Dir::kGenMask} << 32) >> 56 != spindle::detail::kRuntimeTagByte);
+
+// Chunk: kChunk descriptors allocated together, never moved. Freed when
+// refs drops to 0: the reactor's reference goes in ~Reactor, a detached
+// descriptor's in close_detached (file comment, "Lifetimes").
+struct Chunk {
+  static constexpr std::uint32_t kSize = 256;
+  std::atomic<std::uint32_t> refs{1};
+  Descriptor d[kSize];
+};
+
+// closed_error: what an operation on a closed direction of d reports:
+// io::error::runtime_ended when the descriptor's runtime has ended
+// (detached), else operation_canceled (close() aborted it).
+std::error_code closed_error(const Descriptor* d) noexcept;
 
 class Reactor {
  public:
@@ -154,8 +215,10 @@ class Reactor {
   void follow(Descriptor* d, int w) noexcept;
   // close: aborts waiters (they throw operation_canceled), waits for
   // in-flight syscalls, EPOLL_CTL_DEL, close(fd), recycles the slot. The
-  // handle's owner only, once.
-  void close(Descriptor* d) noexcept;
+  // handle's owner only, once. Static: d's reactor may be gone (its runtime
+  // ended); then d is detached and close is a plain ::close(fd) that drops
+  // d's chunk reference. Safe on any thread, inside a runtime or not.
+  static void close(Descriptor* d) noexcept;
 
   // dispatch: events the worker read from one of our epoll instances
   // (WorkerPollFn; any worker thread, concurrently).
@@ -168,8 +231,10 @@ class Reactor {
   // tag every socket uses (file comment); false with errno on failure.
   bool add(int w, Descriptor* d) noexcept;
   Descriptor* at(std::uint32_t slot) noexcept;
+  void close_attached(Descriptor* d) noexcept;  // close, life is kClosing
+  static void close_detached(Descriptor* d) noexcept;
 
-  static constexpr std::uint32_t kChunk = 256;
+  static constexpr std::uint32_t kChunk = Chunk::kSize;
   std::vector<int> epfd_;
   // Relaxed: only spreads; no other data hangs on it.
   std::atomic<unsigned> next_home_{0};
@@ -177,7 +242,7 @@ class Reactor {
   // Chunk pointers never move once published: a fixed table, each entry
   // written once (release) before any tag naming it exists.
   static constexpr std::uint32_t kMaxChunks = 1u << 14;  // 4M descriptors
-  std::unique_ptr<std::atomic<Descriptor*>[]> chunks_;
+  std::unique_ptr<std::atomic<Chunk*>[]> chunks_;
   std::uint32_t nchunks_ = 0;   // guarded by mu_
   Descriptor* free_ = nullptr;  // guarded by mu_
 };

@@ -30,7 +30,6 @@ using detail::Descriptor;
 using detail::Dir;
 using detail::Inflight;
 using detail::Reactor;
-using detail::throw_aborted;
 using detail::throw_errno;
 
 namespace {
@@ -77,18 +76,19 @@ TcpStream& TcpStream::operator=(TcpStream&& o) noexcept {
 }
 
 void TcpStream::close() noexcept {
-  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+  if (Descriptor* d = std::exchange(d_, nullptr)) Reactor::close(d);
 }
 
 int TcpStream::native_handle() const noexcept { return d_ ? d_->fd : -1; }
 
 TcpStream TcpStream::connect(const Endpoint& ep) {
   FdGuard g{new_socket(ep.family())};
-  int rc;
-  do {
-    rc = ::connect(g.fd, ep.data(), ep.size());
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0 && errno != EINPROGRESS) throw_errno(errno, "spindle::io: connect");
+  // EINTR (a signal, such as the runtime's hand-off SIGURG, landed during
+  // the call) is EINPROGRESS: the connection goes on asynchronously, and
+  // calling connect again would fail with EALREADY (connect(2)); its
+  // outcome is reported through writability and SO_ERROR as below.
+  const int rc = ::connect(g.fd, ep.data(), ep.size());
+  if (rc != 0 && errno != EINPROGRESS && errno != EINTR) throw_errno(errno, "spindle::io: connect");
   const bool pending = rc != 0;
   // Registered after connect(): an unconnected socket would report
   // EPOLLOUT|EPOLLHUP at once. If the connection completes between the two
@@ -218,7 +218,7 @@ TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
 }
 
 void TcpListener::close() noexcept {
-  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+  if (Descriptor* d = std::exchange(d_, nullptr)) Reactor::close(d);
 }
 
 TcpListener TcpListener::bind(const Endpoint& ep, ListenOptions o) {
@@ -256,14 +256,14 @@ TcpStream TcpListener::accept(Endpoint* peer) {
   auto backoff = std::chrono::milliseconds(0);  // nonzero: in a spell of exhaustion
   for (;;) {
     const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
-    if (s & Dir::kClosed) throw_aborted("spindle::io: accept");
+    if (s & Dir::kClosed) throw std::system_error(detail::closed_error(d), "spindle::io: accept");
     if (Dir::ready(s)) {
       sockaddr_storage ss{};
       socklen_t len = sizeof ss;
       int fd;
       {
         Inflight in(d);
-        if (!in.ok()) throw_aborted("spindle::io: accept");
+        if (!in.ok()) throw std::system_error(detail::closed_error(d), "spindle::io: accept");
         fd = ::accept4(d->fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       }
       if (fd >= 0) {

@@ -20,9 +20,15 @@ namespace spindle::io::detail {
 // and the next try goes ahead) and waits on `dir`; EINTR tries again. A
 // stream's short transfer (a result in (0, want); want = 0 for datagrams,
 // which are never short) clears readiness too: the kernel's queue is
-// drained, so the next call waits first instead of paying an EAGAIN.
+// drained, so the next call waits first instead of paying an EAGAIN. Not
+// on a record-oriented descriptor (Descriptor::records: a terminal in
+// canonical mode, a SEQPACKET or datagram socket): its read returns one
+// record however many are queued, so a short read says nothing about the
+// queue, and under edge triggering the records behind it would wait for
+// an event that never comes. Those keep reading until EAGAIN.
 // Returns call's non-negative result, or -1 with ec set: operation_canceled
-// when the descriptor closes, the errno of a failed call, or the error of a
+// when the descriptor closes (io::error::runtime_ended when its runtime
+// ended: closed_error), the errno of a failed call, or the error of a
 // second fiber waiting in the same direction. Cancelled and TimedOut from
 // the wait propagate: they are not I/O outcomes.
 template <class Call>
@@ -33,7 +39,7 @@ ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want,
     // acquire; pairs with the release side of Dir::signal's CAS.
     const std::uint64_t s = dir.state.load(std::memory_order_acquire);
     if (s & Dir::kClosed) {
-      ec = std::make_error_code(std::errc::operation_canceled);
+      ec = closed_error(d);
       return -1;
     }
     if (Dir::ready(s)) {
@@ -41,13 +47,13 @@ ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want,
       {
         Inflight in(d);
         if (!in.ok()) {
-          ec = std::make_error_code(std::errc::operation_canceled);
+          ec = closed_error(d);
           return -1;
         }
         r = call(d->fd);
       }
       if (r >= 0) {
-        if (r > 0 && static_cast<std::size_t>(r) < want) dir.clear_ready(s);
+        if (r > 0 && static_cast<std::size_t>(r) < want && !d->records) dir.clear_ready(s);
         return r;
       }
       // errno_now, not errno: this loop waits (errno_now.hpp).

@@ -52,7 +52,7 @@ UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
 }
 
 void UdpSocket::close() noexcept {
-  if (Descriptor* d = std::exchange(d_, nullptr)) d->reactor->close(d);
+  if (Descriptor* d = std::exchange(d_, nullptr)) Reactor::close(d);
 }
 
 int UdpSocket::native_handle() const noexcept { return d_ ? d_->fd : -1; }

@@ -9,14 +9,18 @@
 // equal to no std::errc value. io::error::write_interrupted: a write_all
 // that was cancelled or timed out after sending part of its data leaves the
 // peer with a truncated message, so every later read, write or shutdown on
-// that stream fails with it (close still works).
+// that stream fails with it (close still works). io::error::runtime_ended:
+// the object was opened in a runtime that has ended (a stream, listener or
+// client declared outside `run` and used again after it, or in another
+// run): every operation but close fails with it; close (and destruction)
+// just closes the fd.
 #pragma once
 
 #include <system_error>
 
 namespace spindle::io {
 
-enum class error { eof = 1, write_interrupted = 2 };
+enum class error { eof = 1, write_interrupted = 2, runtime_ended = 3 };
 
 const std::error_category& io_category() noexcept;
 

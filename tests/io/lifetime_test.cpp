@@ -1,0 +1,189 @@
+// lifetime_test.cpp: io objects that outlive their runtime, and readiness
+// of record-oriented descriptors (issue 41, "Lifetimes and readiness").
+//
+//  - A TcpStream, TcpListener, UdpSocket or FdStream opened inside a run
+//    and destroyed after it closes its fd plainly (before: a use-after-free
+//    of the ended runtime's reactor in Reactor::close, seen by ASan).
+//  - The same objects used in a later run, or outside any, fail at once
+//    with io::error::runtime_ended (before: a read parked on a reactor
+//    nobody polls, a hang with no deadlock report; bounded here by
+//    with_timeout).
+//  - A SEQPACKET socket and a terminal in canonical mode return one record
+//    per read: all the records queued at once arrive, each read bounded by
+//    a short deadline (before: a short read cleared readiness, and the
+//    records behind it waited for an edge that never came).
+// The http objects built on these (http::Client, http::Server) are in
+// tests/http/lifetime_test.cpp.
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <spindle/io/all.hpp>
+#include <spindle/runtime/all.hpp>
+#include <string>
+
+#include "io_test.hpp"
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+namespace io = spindle::io;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Objects of one run, kept past it.
+struct Leftovers {
+  std::optional<io::TcpListener> listener;
+  std::optional<io::TcpStream> accepted, connected;
+  std::optional<io::UdpSocket> udp;
+  std::optional<io::FdStream> pipe_rd;
+  int pipe_wr = -1;
+  ~Leftovers() {
+    if (pipe_wr >= 0) ::close(pipe_wr);
+  }
+};
+
+// open_in_run: a run (on `workers` workers) that opens one of each, with
+// a byte queued towards `accepted`, the read side of `pipe_rd` and `udp`
+// (so a read in a later run would have data, if it got as far as reading).
+void open_in_run(Leftovers& o, unsigned workers) {
+  sp::run(
+      [&] {
+        o.listener = io::TcpListener::bind("127.0.0.1", 0);
+        auto c = sp::spawn([ep = o.listener->local_endpoint()] { return io::TcpStream::connect(ep); });
+        o.accepted = o.listener->accept();
+        o.connected = c.join();
+        // A short read leaves the direction not ready: a later read would
+        // have to wait for readiness from the ended runtime's reactor.
+        o.connected->write_all("xy", 2);
+        char b[16];
+        REQUIRE(o.accepted->read_some(b, sizeof b) >= 1);
+        o.udp = io::UdpSocket::bind("127.0.0.1", 0);
+        int p[2];
+        REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+        o.pipe_rd = io::FdStream::adopt(p[0]);
+        o.pipe_wr = p[1];
+      },
+      options(workers));
+}
+
+}  // namespace
+
+TEST_CASE("io objects opened in a run and destroyed after it close their fds") {
+  const unsigned workers = GENERATE(1u, 2u);
+  {
+    // What the process opens once, on first use (process-wide helpers),
+    // is open before the count.
+    Leftovers warm;
+    open_in_run(warm, workers);
+  }
+  const std::size_t before = open_fds();
+  {
+    Leftovers o;
+    open_in_run(o, workers);
+    // Our 6 descriptors are still open (the runtime's own are gone).
+    CHECK(open_fds() == before + 6);
+    // Destroyed here, with no runtime: each closes its fd (before the fix:
+    // Reactor::close on the freed reactor).
+    o.accepted.reset();
+    o.connected.reset();
+    o.listener.reset();
+    o.udp.reset();
+    o.pipe_rd.reset();
+    CHECK(open_fds() == before + 1);  // the pipe's write end, closed by ~Leftovers
+  }
+  CHECK(open_fds() == before);
+}
+
+TEST_CASE("io objects of an ended run fail with runtime_ended in the next run, and outside any") {
+  Leftovers o;
+  open_in_run(o, 2);
+  const auto ended = make_error_code(io::error::runtime_ended);
+  char buf[16];
+  // Outside any runtime: no fiber to park, the error at once.
+  CHECK(code_of([&] { (void)o.accepted->read_some(buf, sizeof buf); }) == ended);
+  CHECK(code_of([&] { (void)o.connected->write_some("z", 1); }) == ended);
+  sp::run(
+      [&] {
+        // Bounded: before the fix these parked on a reactor nobody polls.
+        sp::with_timeout(slack(2s), [&] {
+          CHECK(code_of([&] { (void)o.accepted->read_some(buf, sizeof buf); }) == ended);
+          CHECK(code_of([&] { (void)o.connected->write_some("z", 1); }) == ended);
+          CHECK(code_of([&] { (void)o.listener->accept(); }) == ended);
+          CHECK(code_of([&] { (void)o.udp->recv(buf, sizeof buf); }) == ended);
+          CHECK(code_of([&] { (void)o.pipe_rd->read_some(buf, sizeof buf); }) == ended);
+        });
+        // What needs no readiness still works on the fd.
+        CHECK(o.listener->local_endpoint().port() != 0);
+        // A new stream of this run works as ever beside them.
+        auto [a, b] = stream_pair();
+        b.write_all("ok", 2);
+        std::string got(2, '\0');
+        a.read_exact(got.data(), 2);
+        CHECK(got == "ok");
+      },
+      options(2));
+  CHECK(code_of([&] { (void)o.pipe_rd->read_some(buf, sizeof buf); }) == ended);
+  CHECK(std::string(ended.message()).find("runtime that has ended") != std::string::npos);
+}
+
+TEST_CASE("a SEQPACKET socket's records queued at once all arrive, one per read") {
+  const unsigned workers = GENERATE(1u, 2u);
+  run_checked(workers, [] {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    auto rd = io::FdStream::adopt(sv[0]);
+    auto wr = io::FdStream::adopt(sv[1]);
+    // Three records in the queue before the first read.
+    wr.write_all("one", 3);
+    wr.write_all("two", 3);
+    wr.write_all("three", 5);
+    for (const std::string want : {"one", "two", "three"}) {
+      char buf[64];
+      // A short deadline each: before the fix the second read waited for
+      // an edge that never came.
+      const std::size_t n = sp::with_timeout(slack(1s), [&] { return rd.read_some(buf, sizeof buf); });
+      CHECK(std::string(buf, n) == want);
+    }
+  });
+}
+
+TEST_CASE("a terminal in canonical mode: two lines written at once both arrive") {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) {
+    if (master >= 0) ::close(master);
+    WARN("no pseudo-terminals here: skipped");
+    return;
+  }
+  const char* name = ::ptsname(master);
+  REQUIRE(name != nullptr);
+  const int slave = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  REQUIRE(slave >= 0);
+  termios t{};
+  REQUIRE(::tcgetattr(slave, &t) == 0);
+  t.c_lflag |= ICANON;
+  t.c_lflag &= ~static_cast<tcflag_t>(ECHO);  // nothing comes back to the master
+  REQUIRE(::tcsetattr(slave, TCSANOW, &t) == 0);
+  run_checked(1, [&] {
+    auto in = io::FdStream::adopt(slave);
+    REQUIRE(::write(master, "first\nsecond\n", 13) == 13);
+    // The line discipline takes the bytes over asynchronously: wait until
+    // both lines are readable, so that the first read finds them queued.
+    REQUIRE(wait_until([&] {
+      int n = 0;
+      return ::ioctl(slave, FIONREAD, &n) == 0 && n >= 13;
+    }));
+    for (const std::string want : {"first\n", "second\n"}) {
+      char buf[64];
+      const std::size_t n = sp::with_timeout(slack(1s), [&] { return in.read_some(buf, sizeof buf); });
+      CHECK(std::string(buf, n) == want);
+    }
+  });
+  ::close(master);
+}
