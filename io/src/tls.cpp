@@ -137,6 +137,7 @@ const std::error_category& tls_category() noexcept {
 struct detail::TlsContextImpl {
   SSL_CTX* ctx = nullptr;
   bool server = false;
+  bool allow_no_name = false;  // TlsClientOptions::allow_no_name
   ~TlsContextImpl() { SSL_CTX_free(ctx); }
 };
 
@@ -164,6 +165,7 @@ TlsContext TlsContext::client(const TlsClientOptions& o) {
   TlsContext c;
   c.impl_ = new_ctx(TLS_client_method(), false);
   SSL_CTX* ctx = c.impl_->ctx;
+  c.impl_->allow_no_name = o.allow_no_name;
   if (o.verify) {
     if (o.ca_file.empty()) {
       if (SSL_CTX_set_default_verify_paths(ctx) != 1) throw_config("the system trust store");
@@ -414,8 +416,18 @@ TlsStream TlsStream::connect(std::string_view host, std::uint16_t port, const Tl
 }
 
 TlsStream TlsStream::client(TcpStream s, const TlsContext& ctx, std::string_view server_name) {
-  auto st = new_state(std::move(s), ctx, ctx.impl_);
   const std::string name(server_name);
+  // Verification with no name checks the chain only: anyone holding a
+  // certificate from a trusted CA passes. Refused unless asked for (Go
+  // refuses it outright: "either ServerName or InsecureSkipVerify").
+  // Checked before new_state so nothing is set up for a refused call; the
+  // socket closes with `s`.
+  if (name.empty() && ctx && !ctx.impl_->server && !ctx.impl_->allow_no_name &&
+      (SSL_CTX_get_verify_mode(ctx.impl_->ctx) & SSL_VERIFY_PEER))
+    throw std::system_error(make_error_code(tls_error::config),
+                            "spindle::io: TLS: verification needs a server name (empty name given; "
+                            "TlsClientOptions::allow_no_name checks the chain only)");
+  auto st = new_state(std::move(s), ctx, ctx.impl_);
   if (!name.empty()) {
     const bool ip = is_ip_literal(name);
     if (!ip) SSL_set_tlsext_host_name(st->ssl, name.c_str());
@@ -648,6 +660,16 @@ std::string TlsStream::last_error() const {
   if (!st_) return {};
   std::lock_guard lk(st_->mu);
   return st_->error_text;
+}
+
+bool TlsStream::has_buffered_input() const noexcept {
+  if (!st_) return false;
+  // tcp_eof and got_close_notify are the reader's: the caller guarantees no
+  // read runs now (header), and whatever handed it the stream ordered the
+  // last read before this call.
+  if (st_->tcp_eof || st_->got_close_notify) return true;
+  std::lock_guard lk(st_->mu);
+  return SSL_has_pending(st_->ssl) == 1 || BIO_ctrl_pending(st_->in) != 0;
 }
 
 }  // namespace spindle::io

@@ -266,6 +266,38 @@ TEST_CASE("TLS verification failures are typed errors on both sides") {
   CHECK(open_fds() == fds);
 }
 
+TEST_CASE("TLS client with an empty name and verification on is refused unless the context allows it") {
+  certs();
+  const std::size_t fds = open_fds();
+  run_checked(2, [] {
+    TlsEcho srv;
+    std::string what;
+    // Without a name only the chain would be checked: anyone holding any
+    // certificate from a trusted CA could stand in the middle.
+    auto ec = code_of([&] { io::TlsStream::client(io::TcpStream::connect(srv.ep()), client_ctx(), ""); }, &what);
+    FIBER_CHECK(ec == io::tls_error::config);
+    FIBER_CHECK(what.find("server name") != std::string::npos);
+    // Opted out explicitly: the chain alone is checked, so a trusted one
+    // passes and an untrusted one still fails.
+    auto chain_only = io::TlsContext::client({.ca_file = certs().ca_file, .allow_no_name = true});
+    io::TlsStream s = io::TlsStream::client(io::TcpStream::connect(srv.ep()), chain_only, "");
+    s.write_all("ok");
+    char b[2];
+    s.read_exact(b, 2);
+    FIBER_CHECK(std::string(b, 2) == "ok");
+    s.close();
+    auto other = io::TlsContext::client({.ca_file = certs().other_ca_file, .allow_no_name = true});
+    ec = code_of([&] { io::TlsStream::client(io::TcpStream::connect(srv.ep()), other, ""); });
+    FIBER_CHECK(ec == io::tls_error::verify);
+    // Verification off: no name is needed, as before.
+    auto insecure = io::TlsContext::client({.verify = false});
+    io::TlsStream t = io::TlsStream::client(io::TcpStream::connect(srv.ep()), insecure, "");
+    t.close();
+    srv.stop();
+  });
+  CHECK(open_fds() == fds);
+}
+
 TEST_CASE("TLS context errors and a non-TLS peer") {
   certs();
   const std::size_t fds = open_fds();

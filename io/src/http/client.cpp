@@ -27,10 +27,12 @@
 // on first use from ClientOptions::tls); the pool keys connections by
 // scheme, host and port, so an http and an https connection to the same
 // host:port never mix.
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <deque>
 #include <limits>
@@ -55,6 +57,7 @@
 #include <spindle/sync/condition_variable.hpp>
 
 #include "transport.hpp"
+#include "url.hpp"
 
 namespace spindle::http {
 
@@ -66,89 +69,9 @@ namespace {
 std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}; }
 beast::string_view bsv(std::string_view s) noexcept { return {s.data(), s.size()}; }
 
-struct Url {
-  bool https = false;
-  std::string host;  // without brackets
-  std::uint16_t port = 80;
-  std::string target = "/";
-  std::uint16_t default_port() const { return https ? 443 : 80; }
-  std::string authority() const {
-    const bool v6 = host.find(':') != std::string::npos;
-    std::string h = v6 ? "[" + host + "]" : host;
-    return port == default_port() ? h : h + ":" + std::to_string(port);
-  }
-  std::string scheme() const { return https ? "https" : "http"; }
-  std::string str() const { return scheme() + "://" + authority() + target; }
-  std::string key() const { return scheme() + " " + host + " " + std::to_string(port); }
-};
-
-[[noreturn]] void bad_url(std::string_view u, const char* why) {
-  throw Error(errc::invalid_url, std::string(why) + ": " + std::string(u));
-}
-
-Url parse_url(std::string_view u) {
-  Url out;
-  if (u.starts_with("https://")) {
-#if !SPINDLE_HAVE_TLS
-    bad_url(u, "https needs TLS, and spindle was built without OpenSSL");
-#endif
-    out.https = true;
-    out.port = 443;
-  } else if (!u.starts_with("http://")) {
-    bad_url(u, "not an http:// or https:// URL");
-  }
-  std::string_view rest = u.substr(out.https ? 8 : 7);
-  const std::size_t end = rest.find_first_of("/?#");
-  std::string_view auth = rest.substr(0, end);
-  std::string_view tail = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
-  if (const auto hash = tail.find('#'); hash != std::string_view::npos) tail = tail.substr(0, hash);
-  std::string_view port;
-  if (auth.starts_with("[")) {
-    const auto close = auth.find(']');
-    if (close == std::string_view::npos) bad_url(u, "unclosed [");
-    out.host = std::string(auth.substr(1, close - 1));
-    if (close + 1 < auth.size()) {
-      if (auth[close + 1] != ':') bad_url(u, "junk after ]");
-      port = auth.substr(close + 2);
-    }
-  } else {
-    const auto colon = auth.rfind(':');
-    out.host = std::string(auth.substr(0, colon));
-    if (colon != std::string_view::npos) port = auth.substr(colon + 1);
-  }
-  if (out.host.empty()) bad_url(u, "no host");
-  if (!port.empty()) {
-    unsigned long p = 0;
-    for (char c : port) {
-      if (c < '0' || c > '9' || p > 65535) bad_url(u, "bad port");
-      p = p * 10 + static_cast<unsigned long>(c - '0');
-    }
-    if (p == 0 || p > 65535) bad_url(u, "bad port");
-    out.port = static_cast<std::uint16_t>(p);
-  }
-  if (tail.empty()) {
-    out.target = "/";
-  } else if (tail[0] == '?') {
-    out.target = "/" + std::string(tail);
-  } else {
-    out.target = std::string(tail);
-  }
-  return out;
-}
-
-// resolve_location: a redirect's Location against the URL that sent it.
-Url resolve_location(const Url& base, std::string_view loc) {
-  if (loc.starts_with("http://") || loc.starts_with("https://")) return parse_url(loc);
-  if (loc.starts_with("//")) return parse_url(base.scheme() + ":" + std::string(loc));
-  Url out = base;
-  if (loc.starts_with("/")) {
-    out.target = std::string(loc);
-  } else {
-    const std::string_view path = std::string_view(base.target).substr(0, base.target.find('?'));
-    out.target = std::string(path.substr(0, path.rfind('/') + 1)) + std::string(loc);
-  }
-  return out;
-}
+using detail::Url;
+using detail::parse_url;
+using detail::resolve_location;
 
 // TimedStream: the connection as Beast reads it, each read bounded by the
 // read timeout (time without progress, as aiohttp's sock_read).
@@ -199,6 +122,8 @@ Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body,
   if (ec == bhttp::error::body_limit)
     return Error(errc::body_too_large, "response body over " + std::to_string(max_body) + " bytes" + where);
   if (ec == bhttp::error::header_limit) return Error(errc::malformed_response, "response head too large" + where);
+  if (ec == bhttp::error::buffer_overflow)
+    return Error(errc::malformed_response, "response head, chunk header or trailer too large" + where);
   if (ec == bhttp::error::partial_message) return Error(errc::truncated, "response ended early" + where);
   if (ec == bhttp::error::end_of_stream)
     return Error(errc::reset, "connection closed before a response" + where);
@@ -218,6 +143,8 @@ struct Conn {
   // False once the server answered a request whose announced body was not
   // sent (expect_continue): the connection's framing is unknown to it.
   bool reusable = true;
+  // 1xx responses read for the current request (read_interim bounds it).
+  int interim = 0;
 };
 
 struct HostPool {
@@ -317,16 +244,61 @@ void detail::ClientPool::wait(std::unique_lock<std::mutex>& lk, ConditionVariabl
   if (total) --total_waiters;
 }
 
+namespace {
+
+// quiet: whether an idle pooled connection is still as it was left: nothing
+// to read and no end of stream. A connection that is readable while no
+// request is out holds either the server's close (FIN, reset) or bytes
+// nobody asked for; sent a request, it would hand those bytes over as the
+// response (a desync a hostile or confused server can steer). Go's client
+// discards such connections the same way (its idle read sees them). A
+// non-blocking MSG_PEEK looks without taking anything, so readiness as the
+// reactor tracks it is left as it was.
+//
+// TLS: the TLS layer's own buffers (ciphertext read ahead, plaintext not
+// yet returned) must be empty too, and any byte on the socket counts. That
+// is conservative: a TLS 1.3 session ticket that arrives after the response
+// (servers send them right after the handshake, so it is rare) also makes
+// the connection stale; it costs a new connection, never a wrong response.
+bool quiet(Conn& c) noexcept {
+#if SPINDLE_HAVE_TLS
+  if (const io::TlsStream* t = c.s.tls_or_null(); t != nullptr && t->has_buffered_input()) return false;
+#endif
+  const int fd = c.s.tcp().native_handle();
+  if (fd < 0) return false;
+  char b;
+  for (;;) {
+    const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out) {
   const std::string key = u.key();
+  // Stale idle connections found below: closed after the lock is released
+  // (declared before lk, so destroyed after it).
+  std::vector<std::unique_ptr<Conn>> stale;
   std::unique_lock lk(mu);
   auto& slot = hosts[key];
   if (!slot) slot = std::make_unique<HostPool>();
   HostPool& hp = *slot;
   for (;;) {
-    if (!hp.idle.empty()) {
+    while (!hp.idle.empty()) {
       auto c = std::move(hp.idle.back());
       hp.idle.pop_back();
+      if (!quiet(*c)) {
+        // Its slot is free now: this request may open one, and a waiter
+        // may take another.
+        --hp.open;
+        --open_total;
+        stale.push_back(std::move(c));
+        hp.cv.notify_one();
+        total_cv.notify_one();
+        continue;
+      }
       ++reused;
       reused_out = true;
       return c;
@@ -344,6 +316,7 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
   ++hp.open;
   ++open_total;
   lk.unlock();
+  stale.clear();  // closed before this request's own connect
   reused_out = false;
   try {
     auto c = connect(u);
@@ -405,6 +378,11 @@ std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
   // 64 KiB): a buffer left at the head's size would read a large body in
   // ~1 KiB pieces. 64 KiB per open connection; measured in
   // tests/http/client_stream_test.cpp "[.bench]" (docs/http.md).
+  // Its most: a whole head (max_head) and one read past it. Beast's parser
+  // holds a chunk header or the trailer whole in it too, and limits
+  // neither (a 512 MiB chunk extension was held whole): this bound makes
+  // them malformed_response (buffer_overflow) instead of unbounded memory.
+  c->buf.max_size(opt.max_head + kReadBuffer);
   c->buf.reserve(kReadBuffer);
 #if SPINDLE_HAVE_TLS
   io::TlsContext ctx;
@@ -455,6 +433,9 @@ void fill_head(bhttp::request<Body>& m, std::string_view method, const Url& u, c
   m.set(bhttp::field::host, u.authority());
   m.set(bhttp::field::user_agent, bsv(opt.user_agent));
   for (const auto& [n, val] : ro.headers) m.set(bsv(n), bsv(val));
+  // user:password@ in the URL is Basic authentication (curl, Go), unless
+  // the caller set Authorization itself.
+  if (u.has_userinfo && !ro.headers.contains("Authorization")) m.set(bhttp::field::authorization, u.basic_auth());
 }
 
 void check_body_options(const RequestOptions& ro) {
@@ -481,9 +462,15 @@ char status_digit(const Conn& c) {
   return have.starts_with("HTTP/1.") ? have[9] : 'x';
 }
 
+constexpr int kMaxInterim = 5;
+
 // read_interim: parses the 1xx head that starts c.buf (reading the rest of
 // it under read_timeout) and returns its status.
 int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
+  // A server could send 1xx heads forever, each under max_head: at most
+  // kMaxInterim per request, as Go's client (max1xxResponses).
+  if (++c.interim > kMaxInterim)
+    throw Error(errc::malformed_response, "more than " + std::to_string(kMaxInterim) + " 1xx responses (" + u.str() + ")");
   bhttp::response_parser<bhttp::empty_body> interim;
   interim.header_limit(static_cast<std::uint32_t>(opt.max_head));
   beast::error_code ec;
@@ -560,6 +547,7 @@ void skip_interim(Conn& c, const Url& u, const ClientOptions& opt) {
 beast::error_code send(Conn& c, std::string_view method, const Url& u, const ClientOptions& opt,
                        const RequestOptions& ro, bool& gen_called) {
   beast::error_code ec;
+  c.interim = 0;
   // Also when the caller set the field itself, as Go's client does: the
   // 100 must be waited for before the body either way.
   const auto asked = ro.headers.get("Expect");
@@ -640,6 +628,20 @@ beast::error_code send(Conn& c, std::string_view method, const Url& u, const Cli
 // written, the response head read into p. false: the pooled connection was
 // closed by the server before any response byte, and the request may be
 // sent again (retry on a new connection).
+// replayable: whether a request may be sent a second time after its
+// pooled connection failed: the server may have run it already (it can
+// close after the handler ran and before answering), so only a method RFC
+// 9110 calls idempotent, a request carrying an Idempotency-Key, or one the
+// caller marked replayable; never a body_generator once called (its bytes
+// are gone). Go's net/http rule (Request.isReplayable).
+bool replayable(std::string_view method, const RequestOptions& ro, bool gen_called) {
+  if (gen_called) return false;
+  if (ro.replayable || ro.headers.contains("Idempotency-Key") || ro.headers.contains("X-Idempotency-Key")) return true;
+  for (std::string_view m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+    if (method == m) return true;
+  return false;
+}
+
 template <class Body>
 bool start(detail::ClientPool& pool, std::string_view method, const Url& u, const RequestOptions& ro,
            bool& gen_called, std::optional<Lease>& lease, bhttp::response_parser<Body>& p) {
@@ -649,7 +651,7 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
   Conn& c = lease->conn();
   beast::error_code ec = send(c, method, u, opt, ro, gen_called);
   if (ec) {
-    if (reused && !gen_called) return false;
+    if (reused && replayable(method, ro, gen_called)) return false;
     throw map_error(ec, u, opt.max_body, c.s);
   }
   p.header_limit(static_cast<std::uint32_t>(opt.max_head));
@@ -668,10 +670,11 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
                          (c.s.is_tls() && !p.got_some() && c.buf.size() == 0 &&
                           map_error(ec, u, opt.max_body, c.s).kind() == errc::truncated);
     if (reused && nothing) {
-      if (!gen_called) return false;
-      throw Error(errc::reset,
-                  "pooled connection closed before a response; a body_generator cannot be sent again (" + u.str() +
-                      ")");
+      if (replayable(method, ro, gen_called)) return false;
+      throw Error(errc::reset, std::string("pooled connection closed before a response; not sent again (") +
+                                   (gen_called ? "a body_generator cannot be replayed"
+                                               : "not idempotent: RequestOptions::replayable") +
+                                   ", " + u.str() + ")");
     }
     throw map_error(ec, u, opt.max_body, c.s);
   }
@@ -699,7 +702,16 @@ bool redirect(const ClientOptions& opt, int hop, int status, std::optional<std::
   if (hop >= opt.max_redirects)
     throw Error(errc::too_many_redirects,
                 "more than " + std::to_string(opt.max_redirects) + " redirects (" + u.str() + ")");
-  u = resolve_location(u, *loc);
+  Url next = resolve_location(u, *loc);
+  // Credentials were given for this origin: not for another one, nor for
+  // this host over plain http after https (a different scheme is a
+  // different origin). curl and Go drop them the same way; a URL's own
+  // user:password@ goes with its URL (resolve_location keeps it only for a
+  // relative Location, same origin).
+  if (!next.same_origin(u)) {
+    for (std::string_view h : {"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}) ro.headers.erase(h);
+  }
+  u = std::move(next);
   if (to_get) {
     meth = "GET";
     ro.body.clear();
@@ -866,6 +878,7 @@ Client::~Client() = default;
 
 Response Client::request(std::string_view method, std::string_view url, RequestOptions ro) {
   check_body_options(ro);
+  detail::check_request_fields(method, ro.headers, pool_->opt.user_agent);
   Url u = parse_url(url);
   std::string meth(method);
   auto run = [&] {
@@ -894,6 +907,7 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
 
 StreamedResponse Client::open(std::string_view method, std::string_view url, RequestOptions ro) {
   check_body_options(ro);
+  detail::check_request_fields(method, ro.headers, pool_->opt.user_agent);
   Url u = parse_url(url);
   std::string meth(method);
   std::optional<Clock::time_point> deadline;

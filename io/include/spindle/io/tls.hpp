@@ -78,6 +78,13 @@ struct TlsClientOptions {
   // ca_file: a PEM file of trusted CA certificates, used instead of the
   // system trust store. Empty: the system store (OpenSSL's default paths).
   std::string ca_file = {};
+  // allow_no_name: TlsStream::client with an empty server_name and verify
+  // on checks the chain only (any certificate a trusted CA issued, for any
+  // name, passes). Off by default: then an empty name with verify on is
+  // tls_error::config before the handshake, since a chain check without a
+  // name lets anyone with some certificate from the trusted CAs in the
+  // middle. Only for a private CA that issues to one party.
+  bool allow_no_name = false;
 };
 
 struct TlsServerOptions {
@@ -122,7 +129,9 @@ class TlsStream : public detail::BufferStreamOps<TlsStream> {
   SPINDLE_MAY_SUSPEND static TlsStream connect(std::string_view host, std::uint16_t port,
                                                const TlsContext& ctx);
   // client: the client handshake over an open TcpStream (taken over);
-  // server_name is verified and sent as SNI (see the file comment).
+  // server_name is verified and sent as SNI (see the file comment); an
+  // empty one with verification on is tls_error::config unless the
+  // context's TlsClientOptions::allow_no_name.
   // server: the server handshake over an accepted TcpStream (ctx made by
   // TlsContext::server). Both are cancellation points; a cancelled, timed
   // out or failed handshake closes the socket. Failures: tls_error::verify
@@ -173,6 +182,12 @@ class TlsStream : public detail::BufferStreamOps<TlsStream> {
   // last_error: OpenSSL's text for the latest TLS failure of an
   // error_code& call (empty if none).
   std::string last_error() const;
+  // has_buffered_input: bytes were received and not yet returned by a read
+  // (plaintext or ciphertext held inside the stream, or the peer's
+  // close_notify / end of stream seen). What lies in the socket itself is
+  // not looked at. Never suspends; not while a read runs (http::Client asks
+  // it of idle pooled connections).
+  bool has_buffered_input() const noexcept;
 
  private:
   explicit TlsStream(std::unique_ptr<detail::TlsState> st) noexcept;

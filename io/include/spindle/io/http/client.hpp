@@ -16,9 +16,20 @@
 // request beyond them waits for one (an idle connection of another host is
 // closed to make room, as aiohttp does). A request that fails, is
 // cancelled or times out at any point closes its connection: a half-read
-// connection is never reused. A request whose reused connection turns out
-// to be closed by the server (end of stream or reset before any response
-// byte) is sent once more on a new connection.
+// connection is never reused. An idle connection that has anything to
+// read when it is taken from the pool (the server's close, or bytes nobody
+// asked for: they would be read as the next response) is closed instead
+// of used. A request whose reused connection turns out to be closed by
+// the server (end of stream or reset before any response byte) is sent
+// once more on a new connection if it is replayable (RequestOptions::
+// replayable: idempotent methods by default); else that is errc::reset.
+//
+// URLs: http:// or https:// in any case; control bytes anywhere, or a host
+// that is not a DNS name or IP literal, are errc::invalid_url; spaces and
+// non-ASCII bytes in the path and query are percent-encoded;
+// user:password@host is sent as Basic authentication (unless the request
+// has its own Authorization), and never appears in Response::url or error
+// texts.
 //
 // Thread-safety: one Client may be used by any number of fibers on any
 // workers at once. The destructor closes the idle connections; no request
@@ -74,13 +85,23 @@ struct ClientOptions {
   std::size_t limit = 100;         // open connections in total; 0: no limit
   std::size_t limit_per_host = 0;  // open connections per host:port; 0: no limit
   // Timeouts (zero: none), raised as Error(errc::timeout). connect: each
-  // connection's connect. read: each wait for response bytes (time
-  // without progress). total: the whole call, redirects included.
-  std::chrono::milliseconds connect_timeout{0};
+  // connection's connect (and TLS handshake). read: each wait for response
+  // bytes (time without progress). total: the whole call, redirects
+  // included; for open() and download() also every read of the body, so a
+  // download longer than total_timeout needs a larger one (or zero).
+  //
+  // Defaults as aiohttp's (ClientTimeout(total=300, sock_connect=30)): a
+  // server that accepts and never answers, or drips a byte at a time,
+  // holds a request 5 minutes at most, not forever. read has no default
+  // (aiohttp's sock_read is None too): total bounds it.
+  std::chrono::milliseconds connect_timeout{30'000};
   std::chrono::milliseconds read_timeout{0};
-  std::chrono::milliseconds total_timeout{0};
+  std::chrono::milliseconds total_timeout{300'000};
   int max_redirects = 10;               // followed; one more is an error
-  std::size_t max_head = 64 * 1024;     // response head; more: malformed_response
+  // Response head; more: malformed_response. Also bounds what one chunk
+  // header (extensions) or the trailer may hold, and the 1xx heads before
+  // a response: at most 5 (as Go's client), each under max_head.
+  std::size_t max_head = 64 * 1024;
   std::size_t max_body = 64u << 20;     // response body; more: body_too_large
   std::string user_agent = "spindle-http";
   // RequestOptions::expect_continue: how long to wait for the server's
@@ -99,9 +120,24 @@ struct ClientOptions {
 using BodyGenerator = std::function<std::string()>;
 
 struct RequestOptions {
-  Headers headers;  // sent as given (after Host and User-Agent)
+  // headers: sent as given (after Host and User-Agent). Names must be
+  // RFC 9110 tokens and values free of control bytes but HTAB (CR, LF and
+  // NUL would split the head: header injection); else
+  // std::invalid_argument before anything is sent. The method is checked as
+  // a token the same way. Authorization, Proxy-Authorization, Cookie and
+  // Cookie2 are not sent on after a redirect to another origin (scheme,
+  // host or port differ, https to http included), as curl and Go do.
+  Headers headers;
   std::string body;
   bool follow_redirects = true;
+  // replayable: the request may be sent again on a new connection when its
+  // pooled connection fails after it was written and before any response
+  // byte (the server closed it meanwhile). Without it only idempotent
+  // methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or a request with an
+  // Idempotency-Key header are, as Go's rule: a POST may have run on the
+  // server already, and sending it twice can run it twice. A
+  // body_generator once called is never replayed, whatever this says.
+  bool replayable = false;
   // Streamed request bodies; at most one of body, body_generator and
   // body_file (more: std::invalid_argument).
   //

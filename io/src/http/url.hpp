@@ -1,0 +1,69 @@
+// url.hpp: the client's URLs and request fields, checked before anything
+// is sent (client.cpp; docs/http.md "Client": "What the client refuses to
+// send"). No Beast here: url.cpp is plain string work.
+//
+// A URL is http:// or https:// (scheme in any case), an authority and a
+// target. The rules, each because a URL is often built from input the
+// caller does not control:
+//  - control bytes (0x00-0x1f, 0x7f: CR, LF and NUL among them) anywhere
+//    are errc::invalid_url: they would split the request line or a header
+//    (Go's net/url refuses them the same way);
+//  - the host is a DNS name or IP literal (letters, digits, '-', '.', '_';
+//    an IPv6 literal in brackets); anything else (a space, '\', non-ASCII)
+//    is errc::invalid_url, never handed to the resolver;
+//  - userinfo (`user:password@`) is split off at the last '@' and
+//    percent-decoded: it becomes Basic authentication (client.cpp), is never
+//    part of the host, and never appears in str() (error texts, Response::url);
+//  - in the target, spaces, non-ASCII bytes and the characters RFC 3986
+//    never allows raw (" < > \ ^ ` { | }) are percent-encoded; '%' and the
+//    rest are kept as given (already encoded).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace spindle::http {
+class Headers;
+}
+
+namespace spindle::http::detail {
+
+struct Url {
+  bool https = false;
+  std::string host;  // lowercase, without brackets
+  std::uint16_t port = 80;
+  std::string target = "/";  // path and query, encoded as above
+  bool has_userinfo = false;
+  std::string user, password;  // percent-decoded
+
+  std::uint16_t default_port() const { return https ? 443 : 80; }
+  std::string authority() const;  // host[:port], as the Host header
+  std::string scheme() const { return https ? "https" : "http"; }
+  std::string str() const { return scheme() + "://" + authority() + target; }  // no userinfo
+  std::string key() const { return scheme() + " " + host + " " + std::to_string(port); }
+  // same_origin: scheme, host and port equal (RFC 6454). Credentials the
+  // caller gave for one origin are not sent to another (redirects).
+  bool same_origin(const Url& o) const { return https == o.https && host == o.host && port == o.port; }
+  // basic_auth: "Basic base64(user:password)", for has_userinfo.
+  std::string basic_auth() const;
+};
+
+// parse_url: u checked and normalised as the file comment says; failures
+// are http::Error(errc::invalid_url) naming the reason (and the URL without
+// its userinfo, never the password).
+Url parse_url(std::string_view u);
+
+// resolve_location: a redirect's Location against the URL that sent it
+// (absolute, scheme-relative "//host/...", absolute path, query only, or
+// relative path), checked as parse_url checks.
+Url resolve_location(const Url& base, std::string_view loc);
+
+// check_request_fields: the method is an RFC 9110 token, every header name
+// a token and every value free of control bytes other than HTAB (so CR, LF
+// and NUL, which would end the field or the head early: Go's httpguts
+// rule). Throws std::invalid_argument naming the field (not its value,
+// which may be a secret) before anything is sent.
+void check_request_fields(std::string_view method, const Headers& headers, std::string_view user_agent);
+
+}  // namespace spindle::http::detail

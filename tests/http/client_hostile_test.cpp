@@ -1,0 +1,534 @@
+// client_hostile_test.cpp: http::Client against small hostile servers on
+// loopback (issue 41, "Client"): credentials that must not follow a
+// redirect to another origin, CR/LF/NUL injection through URLs and fields,
+// URL normalisation (scheme case, encoding, userinfo, bad hosts), bytes a
+// server sends unasked on an idle pooled connection, a POST that must not
+// run twice, default and named timeouts, and what a server can make the
+// client hold: endless heads, bodies, chunk extensions, trailers and 1xx
+// heads, a drip, redirect loops. Each case checks the error kind, and
+// that the client's descriptors are all closed afterwards.
+#include <atomic>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "http_test_support.hpp"
+
+using namespace spindle_test;
+using namespace http_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+template <class F>
+http::errc error_of(F&& f, std::string* what = nullptr) {
+  try {
+    f();
+  } catch (const http::Error& e) {
+    if (what) *what = e.what();
+    return e.kind();
+  }
+  return static_cast<http::errc>(0);
+}
+
+template <class F>
+bool invalid_argument(F&& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+  return false;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// target_of: the request target of a request head.
+std::string target_of(const std::string& head) {
+  const auto a = head.find(' ');
+  return head.substr(a + 1, head.find(' ', a + 1) - a - 1);
+}
+
+std::string ok(std::string_view body) {
+  return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+std::string redirect_to(int status, std::string_view to) {
+  return "HTTP/1.1 " + std::to_string(status) + " Moved\r\nLocation: " + std::string(to) +
+         "\r\nContent-Length: 0\r\n\r\n";
+}
+
+// Heads: request heads seen by a peer, from its connections' fibers.
+class Heads {
+ public:
+  void add(std::string h) {
+    std::lock_guard lk(mu_);
+    v_.push_back(std::move(h));
+  }
+  std::vector<std::string> all() {
+    std::lock_guard lk(mu_);
+    return v_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> v_;
+};
+
+// Endless: a peer that answers every connection's first request head with
+// `head` and then writes `piece` until the client goes away (the write
+// fails), the shape of every "make the client hold it all" attack.
+class Endless : public RawPeer {
+ public:
+  Endless(std::string head, std::string piece)
+      : RawPeer([head = std::move(head), piece = std::move(piece)](io::TcpStream& s) {
+          std::string buf;
+          read_head(s, buf);
+          s.write_all(head);
+          for (;;) s.write_all(piece);
+        }) {}
+};
+
+// FdCheck: the process's descriptors at construction equal those at
+// check(): every socket the case opened (client and peers) was closed.
+struct FdCheck {
+  int before;
+  FdCheck() {
+    // What the process keeps open once used (the resolver's pool may open
+    // a pipe on the first connect by name) is opened before the count.
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    io::TcpStream::connect("127.0.0.1", l.local_endpoint().port()).close();
+    l.close();
+    before = open_fds();
+  }
+  void check() {
+    // A peer's connection fibers close their sockets as they end; their
+    // ends are counted (RawPeer::ended), but the peer is gone by now, so
+    // the count itself is awaited.
+    FIBER_CHECK(wait_until([&] { return open_fds() == before; }, slack(5s)));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("client hostile: credentials are not sent on to another origin by a redirect") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      Heads at_b, at_a;
+      RawPeer b([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string req = read_response(s, buf);  // head and body
+          at_b.add(lower(req.substr(0, req.find("\r\n\r\n"))));
+          s.write_all(ok("b"));
+        }
+      });
+      const std::string b_url = b.url("/landed");
+      RawPeer a([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string head = read_response(s, buf);
+          const std::string t = target_of(head);
+          if (t == "/same") {
+            s.write_all(redirect_to(302, "/here"));
+          } else if (t == "/cross302") {
+            s.write_all(redirect_to(302, b_url));
+          } else if (t == "/cross307") {
+            s.write_all(redirect_to(307, b_url));
+          } else if (t == "/cross-then-back") {
+            s.write_all(redirect_to(302, b.url("/back")));
+          } else {
+            at_a.add(lower(head));
+            s.write_all(ok("a"));
+          }
+        }
+      });
+      http::Client c;
+      http::RequestOptions ro;
+      ro.headers.set("Authorization", "Bearer secret-token");
+      ro.headers.set("Cookie", "session=secret-cookie");
+      ro.headers.set("Proxy-Authorization", "Basic c2VjcmV0");
+      ro.headers.set("X-Other", "kept");
+      // Same origin: the credentials go with the request (the caller gave
+      // them for this origin).
+      FIBER_CHECK(c.get(a.url("/same"), ro).text() == "a");
+      FIBER_CHECK(at_a.all().size() == 1 && at_a.all()[0].find("secret-token") != std::string::npos &&
+                  at_a.all()[0].find("secret-cookie") != std::string::npos);
+      // Another port on the same host is another origin, for 302 and 307
+      // (which repeats method and body, not the credentials), and for a
+      // URL's own user:password@.
+      FIBER_CHECK(c.get(a.url("/cross302"), ro).text() == "b");
+      FIBER_CHECK(c.post(a.url("/cross307"), "payload", ro).text() == "b");
+      const std::string with_userinfo = "http://user:pw@" + a.url("/cross302").substr(7);
+      FIBER_CHECK(c.get(with_userinfo).text() == "b");
+      const auto seen = at_b.all();
+      FIBER_CHECK(seen.size() == 3);
+      for (std::size_t i = 0; i < seen.size(); ++i) {
+        const std::string& h = seen[i];
+        FIBER_CHECK(h.find("authorization") == std::string::npos);  // Proxy-Authorization too
+        FIBER_CHECK(h.find("cookie") == std::string::npos);
+        FIBER_CHECK(h.find("secret") == std::string::npos);
+        if (i < 2) FIBER_CHECK(h.find("x-other: kept") != std::string::npos);  // other fields go on
+      }
+      FIBER_CHECK(seen.size() == 3 && seen[1].starts_with("post /landed"));
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: CR, LF and NUL in URLs, methods and fields are refused before anything is sent") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer p([](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          read_head(s, buf);
+          s.write_all(ok("x"));
+        }
+      });
+      http::Client c;
+      const std::string base = p.url("");  // "http://127.0.0.1:port"
+      for (const std::string& u :
+           {base + "/a\r\nX-Injected: yes", base + "/a?q=1\r\nX-Injected: yes", base + "/a\nb",
+            base + std::string("/a\0b", 4), base + "/\r\n\r\nGET /smuggled HTTP/1.1", base + "/tab\there"}) {
+        std::string what;
+        FIBER_CHECK(error_of([&] { c.get(u); }, &what) == http::errc::invalid_url);
+        // The message shows the bytes escaped: it cannot inject lines into a log either.
+        FIBER_CHECK(what.find('\n') == std::string::npos);
+      }
+      auto with = [](std::string name, std::string value) {
+        http::RequestOptions ro;
+        ro.headers.add(name, value);
+        return ro;
+      };
+      FIBER_CHECK(invalid_argument([&] { c.get(p.url(), with("X-A", "v\r\nX-Injected: yes")); }));
+      FIBER_CHECK(invalid_argument([&] { c.get(p.url(), with("X-A", "v\nX-Injected: yes")); }));
+      FIBER_CHECK(invalid_argument([&] { c.get(p.url(), with("X-A", std::string("v\0w", 3))); }));
+      FIBER_CHECK(invalid_argument([&] { c.get(p.url(), with("X-A\r\nX-Injected", "yes")); }));
+      FIBER_CHECK(invalid_argument([&] { c.get(p.url(), with("X A", "v")); }));
+      FIBER_CHECK(invalid_argument([&] { c.get(p.url(), with("X-A:", "v")); }));
+      FIBER_CHECK(invalid_argument([&] { c.get(p.url(), with("", "v")); }));
+      FIBER_CHECK(invalid_argument([&] { c.request("GET / HTTP/1.1\r\nX-Injected: yes\r\n\r\nGET", p.url()); }));
+      FIBER_CHECK(invalid_argument([&] { c.open("GE T", p.url()); }));
+      http::Client bad_agent({.user_agent = "ua\r\nX-Injected: yes"});
+      FIBER_CHECK(invalid_argument([&] { bad_agent.get(p.url()); }));
+      FIBER_CHECK(p.accepted() == 0);  // nothing went out, not even a connect
+      // A tab inside a value is allowed (RFC 9110 field-value), and the
+      // client still works.
+      FIBER_CHECK(c.get(p.url(), with("X-A", "a\tb")).text() == "x");
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: URLs: scheme case, encoded targets, userinfo as Basic auth, bad hosts") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      Heads heads;
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          heads.add(read_head(s, buf));
+          s.write_all(ok("x"));
+        }
+      });
+      const std::string hostport = p.url("").substr(7);  // "127.0.0.1:port"
+      http::Client c;
+      // A scheme is case-insensitive; spaces and non-ASCII bytes in path
+      // and query are percent-encoded, '%' escapes kept, the fragment not sent.
+      auto r = c.get("HTTP://" + hostport + "/a b/\xc3\xbc/%41?q=x y&r=\"<>\"#frag");
+      FIBER_CHECK(r.status == 200);
+      // user:password@ is Basic authentication (percent-decoded first),
+      // never part of the host, and not in Response::url.
+      auto u = c.get("http://us%40er:p%3Aw@" + hostport + "/auth");
+      FIBER_CHECK(u.url == "http://" + hostport + "/auth");
+      // The caller's own Authorization wins.
+      http::RequestOptions mine;
+      mine.headers.set("Authorization", "Bearer mine");
+      c.get("http://user:pw@" + hostport + "/mine", mine);
+      const auto h = heads.all();
+      FIBER_CHECK(h.size() == 3);
+      if (h.size() == 3) {
+        FIBER_CHECK(h[0].starts_with("GET /a%20b/%C3%BC/%41?q=x%20y&r=%22%3C%3E%22 HTTP/1.1\r\n"));
+        FIBER_CHECK(h[1].find("\r\nAuthorization: Basic dXNAZXI6cDp3\r\n") != std::string::npos);
+        FIBER_CHECK(h[2].find("Authorization: Bearer mine") != std::string::npos);
+        FIBER_CHECK(h[2].find("Basic") == std::string::npos);
+      }
+      // Bad hosts and userinfo are invalid URLs, never sent to the
+      // resolver (which would make them connect_failed).
+      for (const char* bad : {"http://exa mple.com/", "http://ex\\ample.com/", "http://h\xc3\xbc.example/",
+                              "http://user:pw@/", "http://a b@127.0.0.1:1/", "http://user:pw%zz@127.0.0.1:1/",
+                              "ftp://127.0.0.1/", "http:/127.0.0.1/", "mailto:x@127.0.0.1"}) {
+        std::string what;
+        FIBER_CHECK(error_of([&] { c.get(bad); }, &what) == http::errc::invalid_url);
+        FIBER_CHECK(what.find("pw") == std::string::npos);  // a password never lands in a message
+      }
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: bytes sent unasked on an idle pooled connection are never read as a response") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<bool> go{false}, injected{false};
+      std::atomic<int> conns{0}, requests{0};
+      RawPeer p([&](io::TcpStream& s) {
+        const int me = conns.fetch_add(1);
+        std::string buf;
+        read_head(s, buf);
+        s.write_all(ok("real-" + std::to_string(requests.fetch_add(1))));
+        if (me == 0) {
+          // Once the client has pooled this connection, a response nobody
+          // asked for (the attacker's, or a confused server's).
+          wait_until([&] { return go.load(); });
+          s.write_all(ok("injected"));
+          injected = true;
+        }
+        for (;;) {
+          read_head(s, buf);
+          s.write_all(ok("real-" + std::to_string(requests.fetch_add(1))));
+        }
+      });
+      http::Client c;
+      FIBER_CHECK(c.get(p.url()).text() == "real-0");
+      FIBER_CHECK(c.stats().idle == 1);
+      go = true;
+      // On loopback the bytes are in the client's receive queue once the
+      // peer's write returned.
+      FIBER_CHECK(wait_until([&] { return injected.load(); }));
+      auto r = c.get(p.url());
+      FIBER_CHECK(r.text() == "real-1");  // not "injected"
+      FIBER_CHECK(p.accepted() == 2);     // the dirty connection was closed, not used
+      FIBER_CHECK(c.stats().open == 1);
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: a POST is not sent twice when its pooled connection closes unanswered") {
+  run_checked(2, [] {
+    FdCheck fds;
+    // The peer: its first connection answers one request and then reads
+    // the second whole and closes without a word (as a server that ran
+    // the handler and died). Others answer everything. Counts requests.
+    struct Peer {
+      std::atomic<int> conns{0}, requests{0};
+      RawPeer raw{[this](io::TcpStream& s) {
+        const int me = conns.fetch_add(1);
+        std::string buf;
+        for (int i = 0;; ++i) {
+          read_response(s, buf);  // a request head and its Content-Length body
+          requests.fetch_add(1);
+          if (me == 0 && i == 1) return;
+          s.write_all(ok("done"));
+        }
+      }};
+    };
+    for (const char* method : {"POST", "PATCH"}) {
+      Peer p;
+      http::Client c;
+      http::RequestOptions ro;
+      ro.body = "charge the card";
+      FIBER_CHECK(c.request(method, p.raw.url(), ro).text() == "done");
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.request(method, p.raw.url(), ro); }, &what) == http::errc::reset);
+      FIBER_CHECK(what.find("replayable") != std::string::npos);
+      FIBER_CHECK(p.requests.load() == 2);  // the second ran once
+      FIBER_CHECK(p.raw.accepted() == 1);
+    }
+    // Idempotent methods, an Idempotency-Key and RequestOptions::replayable
+    // are sent again on a new connection (the server saw it twice).
+    for (int kind = 0; kind < 3; ++kind) {
+      Peer p;
+      http::Client c;
+      http::RequestOptions ro;
+      ro.body = "x";
+      std::string method = "POST";
+      if (kind == 0) method = "PUT";
+      if (kind == 1) ro.headers.set("Idempotency-Key", "k1");
+      if (kind == 2) ro.replayable = true;
+      FIBER_CHECK(c.request(method, p.raw.url(), ro).text() == "done");
+      FIBER_CHECK(c.request(method, p.raw.url(), ro).text() == "done");
+      FIBER_CHECK(p.requests.load() == 3);
+      FIBER_CHECK(p.raw.accepted() == 2);
+    }
+    // A body_generator once called is never replayed, even when replayable.
+    {
+      Peer p;
+      http::Client c;
+      http::RequestOptions ro;
+      ro.body = "x";
+      FIBER_CHECK(c.request("PUT", p.raw.url(), ro).text() == "done");
+      http::RequestOptions gen;
+      gen.replayable = true;
+      gen.body_length = 3;
+      bool sent = false;
+      gen.body_generator = [&] { return std::exchange(sent, true) ? std::string() : std::string("abc"); };
+      FIBER_CHECK(error_of([&] { c.request("PUT", p.raw.url(), gen); }) == http::errc::reset);
+      FIBER_CHECK(p.requests.load() == 2);
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: default timeouts, and a server that never answers ends in a named timeout") {
+  const http::ClientOptions d;
+  CHECK(d.total_timeout == std::chrono::minutes(5));  // aiohttp's ClientTimeout(total=300)
+  CHECK(d.connect_timeout == std::chrono::seconds(30));
+  CHECK(d.read_timeout == std::chrono::milliseconds(0));  // bounded by total
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      // Accepts, reads the request, says nothing until the client leaves.
+      RawPeer silent([](io::TcpStream& s) {
+        std::string buf;
+        read_head(s, buf);
+        read_all(s);
+      });
+      std::string what;
+      http::Client total({.total_timeout = 100ms});
+      FIBER_CHECK(error_of([&] { total.get(silent.url()); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.find("total timeout") != std::string::npos);
+      http::Client read({.read_timeout = 100ms});
+      FIBER_CHECK(error_of([&] { read.get(silent.url()); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.find("read timed out") != std::string::npos);
+      FIBER_CHECK(total.stats().open == 0 && read.stats().open == 0);
+      // Zero is still "none": the caller's own scope is what ends it.
+      http::Client none({.connect_timeout = 0ms, .total_timeout = 0ms});
+      bool timed_out = false;
+      try {
+        sp::with_timeout(100ms, [&] { none.get(silent.url()); });
+      } catch (const sp::TimedOut&) {
+        timed_out = true;
+      }
+      FIBER_CHECK(timed_out);
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: a drip feed is ended by the total timeout") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      // One byte every 50 ms: each read makes progress, so only the total
+      // timeout can end it (the attack's own pace, not synchronisation).
+      RawPeer drip([](io::TcpStream& s) {
+        std::string buf;
+        read_head(s, buf);
+        s.write_all("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        for (;;) {
+          s.write_all("x");
+          sp::sleep_for(50ms);
+        }
+      });
+      http::Client c({.read_timeout = 1s, .total_timeout = 300ms});
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(drip.url()); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.find("total timeout") != std::string::npos);
+      // The same through open(): the body's reads share the deadline.
+      auto s = c.open("GET", drip.url());
+      FIBER_CHECK(error_of([&] { s.read_all(); }) == http::errc::timeout);
+      FIBER_CHECK(c.stats().open == 0);
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: endless heads, bodies, chunk extensions, trailers and 1xx are bounded") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      // Each: the error it must be, well before the total timeout (which
+      // would be the only bound without the limit).
+      const http::ClientOptions o{.total_timeout = 1500ms, .max_head = 16 * 1024, .max_body = 256 * 1024};
+      auto expect = [&](Endless& peer, http::errc want, const char* what) {
+        http::Client c(o);
+        const auto got = error_of([&] { c.get(peer.url()); });
+        if (got != want) fiber_failures().add(std::string("wrong error for ") + what);
+        FIBER_CHECK(c.stats().open == 0);
+      };
+      const std::string line = "X-Junk: " + std::string(1000, 'a') + "\r\n";
+      Endless head("HTTP/1.1 200 OK\r\n", line);
+      expect(head, http::errc::malformed_response, "an endless head");
+      Endless chunked("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "400\r\n" + std::string(1024, 'b') + "\r\n");
+      expect(chunked, http::errc::body_too_large, "an endless chunked body");
+      Endless until_close("HTTP/1.0 200 OK\r\n\r\n", std::string(4096, 'c'));
+      expect(until_close, http::errc::body_too_large, "an endless body framed by the close");
+      Endless huge_length("HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n", std::string(4096, 'd'));
+      expect(huge_length, http::errc::body_too_large, "a 1 TiB Content-Length");
+      // Beast bounds none of the next three itself: the client's read
+      // buffer bound (max_head and one read) and its 1xx count do.
+      Endless ext("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=", std::string(4096, 'e'));
+      expect(ext, http::errc::malformed_response, "an endless chunk extension");
+      Endless trailer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", line);
+      expect(trailer, http::errc::malformed_response, "an endless trailer");
+      Endless interim("", "HTTP/1.1 100 Continue\r\n\r\n");
+      expect(interim, http::errc::malformed_response, "endless 1xx heads");
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("client hostile: redirect loops end at max_redirects, on one origin or between two") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> hops{0};
+      RawPeer self([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string t = target_of(read_head(s, buf));
+          hops.fetch_add(1);
+          s.write_all(redirect_to(302, t + "x"));  // always somewhere new
+        }
+      });
+      http::Client c({.max_redirects = 5});
+      FIBER_CHECK(error_of([&] { c.get(self.url("/")); }) == http::errc::too_many_redirects);
+      FIBER_CHECK(hops.load() == 6);         // the request and 5 redirects followed
+      FIBER_CHECK(self.accepted() == 1);     // on one kept-alive connection
+      // Ping-pong between two origins. Each peer learns the other's URL
+      // after both listen (under a lock: its fibers read it).
+      std::mutex mu;
+      std::string a_url, b_url;
+      auto get = [&](const std::string& v) {
+        std::lock_guard lk(mu);
+        return v;
+      };
+      RawPeer a([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          read_head(s, buf);
+          s.write_all(redirect_to(307, get(b_url)));
+        }
+      });
+      RawPeer b([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          read_head(s, buf);
+          s.write_all(redirect_to(301, get(a_url)));
+        }
+      });
+      {
+        std::lock_guard lk(mu);
+        a_url = a.url("/ping");
+        b_url = b.url("/pong");
+      }
+      FIBER_CHECK(error_of([&] { c.get(get(a_url)); }) == http::errc::too_many_redirects);
+      FIBER_CHECK(error_of([&] { c.open("GET", get(a_url)); }) == http::errc::too_many_redirects);
+      FIBER_CHECK(c.stats().open <= 3);  // one pooled connection per peer at most
+    }
+    fds.check();
+  });
+}
