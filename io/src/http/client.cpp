@@ -708,8 +708,11 @@ bool redirect(const ClientOptions& opt, int hop, int status, std::optional<std::
   // different origin). curl and Go drop them the same way; a URL's own
   // user:password@ goes with its URL (resolve_location keeps it only for a
   // relative Location, same origin).
+  // A Host the caller set names the first origin's virtual host: the next
+  // origin gets its own authority.
   if (!next.same_origin(u)) {
-    for (std::string_view h : {"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}) ro.headers.erase(h);
+    for (std::string_view h : {"Authorization", "Proxy-Authorization", "Cookie", "Cookie2", "Host"})
+      ro.headers.erase(h);
   }
   u = std::move(next);
   if (to_get) {

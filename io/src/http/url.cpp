@@ -253,8 +253,22 @@ void check_request_fields(std::string_view method, const Headers& headers, std::
   };
   if (!value_ok(user_agent))
     throw std::invalid_argument("spindle::http: ClientOptions::user_agent holds a control character (CR, LF, NUL)");
+  auto iequals = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (lower(a[i]) != lower(b[i])) return false;
+    return true;
+  };
   for (const auto& [name, value] : headers) {
     if (!is_token(name)) throw std::invalid_argument("spindle::http: a header name is not an RFC 9110 token");
+    // The body's framing is the client's to write (from body, body_length
+    // or body_file): a second Content-Length, or one beside chunked, lets
+    // the server read the body, or the next request, differently from the
+    // client (request smuggling). Go ignores these fields; refused here, so
+    // the mistake is seen.
+    if (iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding"))
+      throw std::invalid_argument("spindle::http: " + name +
+                                  " is set by the client from the body (RequestOptions::body, body_length, body_file)");
     if (!value_ok(value))
       throw std::invalid_argument("spindle::http: the value of header " + name +
                                   " holds a control character (CR, LF, NUL)");

@@ -62,8 +62,9 @@ Url resolve_location(const Url& base, std::string_view loc);
 // check_request_fields: the method is an RFC 9110 token, every header name
 // a token and every value free of control bytes other than HTAB (so CR, LF
 // and NUL, which would end the field or the head early: Go's httpguts
-// rule). Throws std::invalid_argument naming the field (not its value,
-// which may be a secret) before anything is sent.
+// rule), and neither Content-Length nor Transfer-Encoding is given (the
+// client frames the body itself). Throws std::invalid_argument naming the
+// field (not its value, which may be a secret) before anything is sent.
 void check_request_fields(std::string_view method, const Headers& headers, std::string_view user_agent);
 
 }  // namespace spindle::http::detail

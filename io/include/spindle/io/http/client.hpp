@@ -124,9 +124,11 @@ struct RequestOptions {
   // RFC 9110 tokens and values free of control bytes but HTAB (CR, LF and
   // NUL would split the head: header injection); else
   // std::invalid_argument before anything is sent. The method is checked as
-  // a token the same way. Authorization, Proxy-Authorization, Cookie and
-  // Cookie2 are not sent on after a redirect to another origin (scheme,
-  // host or port differ, https to http included), as curl and Go do.
+  // a token the same way. Content-Length and Transfer-Encoding are the
+  // client's (from the body): given here, std::invalid_argument.
+  // Authorization, Proxy-Authorization, Cookie and Cookie2 (and a Host set
+  // here) are not sent on after a redirect to another origin (scheme, host
+  // or port differ, https to http included), as curl and Go do.
   Headers headers;
   std::string body;
   bool follow_redirects = true;
