@@ -8,8 +8,9 @@
 // an accepted connection), moved only when a hand-off takes its reader
 // elsewhere (follow); with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET and a
 // tag (slot index, generation) naming a type-stable Descriptor: descriptors
-// live in chunks that are freed only with the reactor, so a poller holding a
-// stale tag can always read the slot and finds the generation changed.
+// live in chunks that are freed only with the reactor or after it (see
+// "Lifetimes" below), so a poller holding a stale tag can always read the
+// slot and finds the generation changed.
 //
 // Each direction (read, write) is one 64-bit state word:
 //   bits 0-7   flags: kReady, kClosed, kWaiting, kLock, kHup
