@@ -55,6 +55,12 @@ bool still_serves(std::uint16_t port) {
   return r.starts_with("HTTP/1.1 200 ");
 }
 
+// settled: every connection of srv has ended and the process holds
+// `fds` descriptors again (what it held before the case): nothing leaked.
+bool settled(LiveServer& srv, int fds) {
+  return wait_until([&] { return srv.server().connections_open() == 0 && open_fds() == fds; });
+}
+
 // rss_bytes: this process's resident set now.
 std::size_t rss_bytes() {
   long pages = 0, resident = 0;
@@ -105,6 +111,7 @@ TEST_CASE("server hostile: Transfer-Encoding that does not end in chunked is ref
       r.get("/smuggled", n.handler());
       r.get("/ok", n.handler());
       LiveServer srv(std::move(r));
+      const int fds = open_fds();
       for (const Case& c : cases) {
         INFO(c.te);
         // The body, if read as "no body", is a complete second request.
@@ -118,6 +125,7 @@ TEST_CASE("server hostile: Transfer-Encoding that does not end in chunked is ref
       FIBER_CHECK(n.smuggled.load() == 0);
       FIBER_CHECK(n.ok.load() == 0);
       FIBER_CHECK(still_serves(srv.port()));
+      FIBER_CHECK(settled(srv, fds));
     }
   });
 }
@@ -156,6 +164,7 @@ TEST_CASE("server hostile: an endless chunk extension or trailer is refused at t
     r.post("/", n.handler());
     r.get("/ok", n.handler());
     LiveServer srv(std::move(r));
+    const int fds = open_fds();
     const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
     const std::string huge(1 << 20, 'a');  // 1 MiB, never a line end
     // On a route (the body is read whole), and on a 404 (the body drained).
@@ -167,6 +176,7 @@ TEST_CASE("server hostile: an endless chunk extension or trailer is refused at t
     }
     FIBER_CHECK(n.ok.load() == 0);
     FIBER_CHECK(still_serves(srv.port()));
+    FIBER_CHECK(settled(srv, fds));
   });
 }
 
@@ -324,12 +334,14 @@ TEST_CASE("server hostile: a body generator that throws ends its connection only
     });
     r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok"); });
     LiveServer srv(std::move(r), o);
+    const int fds = open_fds();
     const std::string got = exchange(srv.port(), "GET /gen HTTP/1.1\r\nHost: x\r\n\r\n");
     FIBER_CHECK(got.starts_with("HTTP/1.1 200 "));
     FIBER_CHECK(got.find("first piece") != std::string::npos);
     FIBER_CHECK(got.find("\r\n0\r\n\r\n") == std::string::npos);  // never a clean end of the chunks
     FIBER_CHECK(still_serves(srv.port()));
     FIBER_CHECK(errors.load() == 1);
+    FIBER_CHECK(settled(srv, fds));
   });
 }
 
