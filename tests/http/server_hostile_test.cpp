@@ -143,16 +143,28 @@ TEST_CASE("server hostile: Transfer-Encoding in HTTP/1.0 is refused") {
   });
 }
 
-TEST_CASE("server hostile: HTTP/1.1 needs exactly one Host; HTTP/1.0 at most one") {
+TEST_CASE("server hostile: HTTP/1.1 needs exactly one valid Host; HTTP/1.0 at most one") {
   run_checked(2, [] {
     Counting n;
     LiveServer srv(n.handler());
     FIBER_CHECK(exchange(srv.port(), "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "));
     FIBER_CHECK(exchange(srv.port(), "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").starts_with("HTTP/1.1 400 "));
     FIBER_CHECK(exchange(srv.port(), "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    // A Host that is no uri-host[:port] (RFC 9112 3.2: 400).
+    for (const char* bad : {"a b", "user@evil.example", "evil.example/path", "a\x7f"}) {
+      INFO(bad);
+      FIBER_CHECK(exchange(srv.port(), std::string("GET / HTTP/1.1\r\nHost: ") + bad + "\r\n\r\n")
+                      .starts_with("HTTP/1.1 400 "));
+    }
     FIBER_CHECK(n.ok.load() == 0);
-    // HTTP/1.0 predates Host: none is fine.
+    // HTTP/1.0 predates Host: none is fine. Names, addresses, ports and
+    // an empty Host (a target without authority) are valid.
     FIBER_CHECK(exchange(srv.port(), "GET / HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200 "));
+    for (const char* good : {"", "example.com", "example.com:8080", "127.0.0.1:1", "[::1]:80", "xn--bcher-kva.example"}) {
+      INFO(good);
+      FIBER_CHECK(exchange(srv.port(), std::string("GET / HTTP/1.1\r\nHost: ") + good + "\r\nConnection: close\r\n\r\n")
+                      .starts_with("HTTP/1.1 200 "));
+    }
     FIBER_CHECK(still_serves(srv.port()));
   });
 }

@@ -188,9 +188,24 @@ std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
 //  - Transfer-Encoding (6.1, 6.3): its last coding must be chunked, and
 //    only once; HTTP/1.0 must not send it (400). Any other coding (gzip
 //    before chunked) is one the server does not decode: 501.
-//  - Host (3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0 (400).
+//  - Host (3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0, and a
+//    valid value: uri-host [":" port] (RFC 3986), empty allowed (400).
 // Beast already refuses Content-Length with chunked, and differing
 // Content-Lengths.
+bool valid_host(std::string_view v) noexcept {
+  // The characters of reg-name, IPv4, IP-literal ("[...]") and ":" port:
+  // unreserved, pct-encoded, sub-delims, ":", "[", "]" (Go's
+  // httpguts.ValidHostHeader allows the same). Not "@" (userinfo), "/",
+  // "?", "#", space or controls.
+  for (const char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("-._~%!$&'()*+,;=:[]").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 template <class Fields>
 int framing_status(const Fields& h) {
   int hosts = 0;
@@ -198,6 +213,7 @@ int framing_status(const Fields& h) {
   int chunked = 0, codings = 0;
   for (const auto& f : h) {
     if (f.name() == bhttp::field::host) {
+      if (!valid_host(sv(f.value()))) return 400;
       ++hosts;
     } else if (f.name() == bhttp::field::transfer_encoding) {
       te = true;
