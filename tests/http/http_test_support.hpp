@@ -8,6 +8,8 @@
 #pragma once
 
 #include <dirent.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <functional>
@@ -83,6 +85,37 @@ inline int open_fds() {
     ::closedir(d);
   }
   return n;
+}
+
+// peer_fd: the descriptor of this process's other end of the loopback
+// connection s (the server's accepted socket when s is a test client, or
+// the reverse); -1 if none.
+inline int peer_fd(const io::TcpStream& s) {
+  const io::Endpoint local = s.local_endpoint(), remote = s.remote_endpoint();
+  for (int fd = 3; fd < 65536; ++fd) {
+    sockaddr_storage a{}, b{};
+    socklen_t la = sizeof a, lb = sizeof b;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &la) != 0) {
+      if (errno == EBADF && fd > 4096) break;
+      continue;
+    }
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&b), &lb) != 0) continue;
+    if (io::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&a), la) == remote &&
+        io::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&b), lb) == local) {
+      return fd;
+    }
+  }
+  return -1;
+}
+
+// consumed: every byte written on s so far has been read by the process's
+// other end (its receive queue is empty). On loopback a write lands in the
+// receiver's queue before write() returns, so waiting for this after a
+// write means the reader took that piece and waits for the next one: a
+// message split across two reads, without sleeping for it.
+inline bool consumed(int fd) {
+  int unread = 0;
+  return fd >= 0 && ::ioctl(fd, FIONREAD, &unread) == 0 && unread == 0;
 }
 
 }  // namespace http_test

@@ -422,10 +422,12 @@ TEST_CASE("server: read_timeout ends a stalled head or body; a request in pieces
     LiveServer lenient(counted);  // default read_timeout: pauses of 20 ms are nothing
     auto s = raw_connect(lenient.port());
     std::string buf;
+    const int server_fd = peer_fd(s);
+    // Each piece is read by the server before the next is sent.
     s.write_all("POST /pieces HTTP/1.1\r\nHo");
-    sp::sleep_for(20ms);
+    FIBER_CHECK(wait_until([&] { return consumed(server_fd); }));
     s.write_all("st: x\r\nContent-Length: 5\r\n\r\nab");
-    sp::sleep_for(20ms);
+    FIBER_CHECK(wait_until([&] { return consumed(server_fd); }));
     s.write_all("cde");
     FIBER_CHECK(body_of(read_response(s, buf)) == "POST /pieces abcde");
     s.write_all("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");  // whole in one segment

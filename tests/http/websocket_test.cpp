@@ -121,7 +121,8 @@ TEST_CASE("websocket: a ping split after its header inside a fragmented message"
     const std::string ping = client_frame(0x9, "p!");  // 2 + 4 (mask) + 2 bytes
     const std::string rest = client_frame(0x0, "lo", true);
     s.write_all(first + ping.substr(0, cut));
-    sp::sleep_for(30ms);
+    const int server_fd = peer_fd(s);
+    FIBER_CHECK(wait_until([&] { return consumed(server_fd); }));  // split across reads
     s.write_all(ping.substr(cut) + rest);
     Frame f = read_frame(s, buf);
     CHECK(f.opcode == 0xA);
@@ -166,7 +167,8 @@ TEST_CASE("websocket: a client reads frames sent right behind the 101, a ping sp
       c.write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   "Sec-WebSocket-Accept: " + std::string(accept.data(), accept.size()) + "\r\n\r\n" +
                   server_frame(0x1, "one", true) + server_frame(0x1, "tw", false) + ping.substr(0, 3));
-      sp::sleep_for(30ms);
+      const int client_fd = peer_fd(c);
+      FIBER_CHECK(wait_until([&] { return consumed(client_fd); }));  // split across reads
       c.write_all(ping.substr(3) + server_frame(0x0, "o", true));
       // The pong (masked, from the client): 2 + 4 + 2 bytes.
       std::string pong;

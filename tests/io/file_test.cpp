@@ -396,7 +396,7 @@ TEST_CASE("files: a cancelled read waits for the step in flight, and that is no 
     std::size_t got = 0;
     auto reader = sp::spawn([&] { got = f.read(buf.data(), buf.size()); });
     wait_suspended(reader, "blocking");
-    sp::sleep_for(std::chrono::milliseconds(50));  // the job is inside read() by now
+    FIBER_CHECK(wait_until([&] { return thread_in_read(f.fd()); }));  // the job is inside read()
     reader.cancel();
     FIBER_CHECK(raises_cancelled([&] { reader.join(); }));
     // It waited for the writer: the step in flight ran to its end.
@@ -425,7 +425,7 @@ TEST_CASE("files: a transfer that finished during the cancel returns its bytes; 
       raised_later = raises_cancelled([] { sp::yield(); });
     });
     wait_suspended(reader, "blocking");
-    sp::sleep_for(std::chrono::milliseconds(50));  // the job is inside read() by now
+    FIBER_CHECK(wait_until([&] { return thread_in_read(f.fd()); }));  // the job is inside read()
     reader.cancel();
     reader.join();
     FIBER_CHECK(got == 100);

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -47,6 +49,23 @@ std::error_code code_of(F&& f) {
     return e.code();
   }
   return {};
+}
+
+// thread_in_read: some thread of this process is inside a read system
+// call (read, pread64, readv, preadv) on `fd` now. /proc/self/task/*/syscall
+// gives a blocked thread's syscall number, then its arguments in hex, the
+// first being the fd ("running" for a thread on a CPU). A test waits for
+// this (wait_until) instead of sleeping until "the job is inside read()".
+inline bool thread_in_read(int fd) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(e.path() / "syscall");
+    long nr = -1;
+    std::string arg0;
+    if (!(in >> nr >> arg0)) continue;
+    if (nr != SYS_read && nr != SYS_pread64 && nr != SYS_readv && nr != SYS_preadv) continue;
+    if (std::stol(arg0, nullptr, 16) == fd) return true;
+  }
+  return false;
 }
 
 // stream_pair: a connected TcpStream pair over loopback (inside a fiber):
