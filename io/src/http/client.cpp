@@ -432,7 +432,19 @@ void fill_head(bhttp::request<Body>& m, std::string_view method, const Url& u, c
   m.version(11);
   m.set(bhttp::field::host, u.authority());
   m.set(bhttp::field::user_agent, bsv(opt.user_agent));
-  for (const auto& [n, val] : ro.headers) m.set(bsv(n), bsv(val));
+  // Every field the caller added goes out, repeats included (several
+  // Cookie or Accept fields are legal, RFC 9110 5.3), except the two the
+  // client writes once itself: the caller's Host or User-Agent replaces the
+  // client's (the last of several counts; a second Host is a 400, RFC 9112
+  // 3.2). Content-Length and Transfer-Encoding never get here
+  // (check_request_fields), and Expect is set after this when it applies.
+  for (const auto& [n, val] : ro.headers) {
+    if (iequals(n, "Host") || iequals(n, "User-Agent")) {
+      m.set(bsv(n), bsv(val));
+    } else {
+      m.insert(bsv(n), bsv(val));
+    }
+  }
   // user:password@ in the URL is Basic authentication (curl, Go), unless
   // the caller set Authorization itself.
   if (u.has_userinfo && !ro.headers.contains("Authorization")) m.set(bhttp::field::authorization, u.basic_auth());

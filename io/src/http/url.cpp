@@ -39,15 +39,40 @@ bool is_token(std::string_view s) {
   return true;
 }
 
+// scheme_length: the length of a leading RFC 3986 scheme and its ':'
+// ("HTTP:" is 5), or 0 when loc has none.
+std::size_t scheme_length(std::string_view s) {
+  if (s.empty() || !is_alpha(s[0])) return 0;
+  for (std::size_t i = 1; i < s.size(); ++i) {
+    if (s[i] == ':') return i + 1;
+    if (!is_alnum(s[i]) && s[i] != '+' && s[i] != '-' && s[i] != '.') return 0;
+  }
+  return 0;
+}
+
+// hide_userinfo: u as an error text may show it. A URL that failed to
+// parse may have any shape ("http:/user:pw@h", "http:user:pw@h",
+// "user:pw@h", a password holding '/', '?' or '#'), so everything from the
+// end of a known scheme (and the slashes after it) to the last '@' is cut,
+// whatever lies between: an '@' that was in a path or query costs the
+// message some context, never a password.
+std::string hide_userinfo(std::string_view u) {
+  const auto at = u.rfind('@');
+  if (at == std::string_view::npos) return std::string(u);
+  const std::size_t sl = scheme_length(u);  // scheme characters exclude '@': sl <= at
+  std::string scheme;
+  for (char c : u.substr(0, sl)) scheme += lower(c);
+  std::size_t start = 0;
+  if (scheme == "http:" || scheme == "https:" || scheme == "ws:" || scheme == "wss:") {
+    start = sl;
+    while (start < at && (u[start] == '/' || u[start] == '\\')) ++start;
+  }
+  return std::string(u.substr(0, start)) + "***@" + std::string(u.substr(at + 1));
+}
+
 // The message never carries the userinfo: it may hold a password.
 [[noreturn]] void bad_url(std::string_view u, const std::string& why) {
-  std::string shown(u);
-  const auto scheme_end = shown.find("://");
-  if (scheme_end != std::string::npos) {
-    const auto auth_end = shown.find_first_of("/?#", scheme_end + 3);
-    const auto at = shown.substr(0, auth_end).rfind('@');
-    if (at != std::string::npos && at > scheme_end) shown.erase(scheme_end + 3, at + 1 - (scheme_end + 3));
-  }
+  const std::string shown = hide_userinfo(u);
   // Control bytes are shown escaped, so the message itself cannot inject lines into a log.
   std::string safe;
   for (unsigned char c : shown) {
@@ -160,15 +185,11 @@ void parse_authority(std::string_view auth, std::string_view u, Url& out) {
   parse_port(port, u, out);
 }
 
-// scheme_length: the length of a leading RFC 3986 scheme and its ':'
-// ("HTTP:" is 5), or 0 when loc has none.
-std::size_t scheme_length(std::string_view s) {
-  if (s.empty() || !is_alpha(s[0])) return 0;
-  for (std::size_t i = 1; i < s.size(); ++i) {
-    if (s[i] == ':') return i + 1;
-    if (!is_alnum(s[i]) && s[i] != '+' && s[i] != '-' && s[i] != '.') return 0;
-  }
-  return 0;
+// value_ok: a field value (RFC 9110 5.5): no control byte but HTAB.
+bool value_ok(std::string_view v) {
+  for (unsigned char c : v)
+    if (is_ctl(c) && c != '\t') return false;
+  return true;
 }
 
 std::string strip_fragment(std::string_view s) { return std::string(s.substr(0, s.find('#'))); }
@@ -195,23 +216,25 @@ std::string Url::basic_auth() const {
   return out;
 }
 
-Url parse_url(std::string_view u) {
+Url parse_url(std::string_view u, UrlKind kind) {
   for (unsigned char c : u)
     if (is_ctl(c)) bad_url(u, "control character (CR, LF, NUL, ...) in URL");
   Url out;
+  out.websocket = kind == UrlKind::websocket;
+  const char* const wrong = out.websocket ? "not a ws:// or wss:// URL" : "not an http:// or https:// URL";
   const std::size_t sl = scheme_length(u);
   std::string scheme;
   for (char c : u.substr(0, sl)) scheme += lower(c);
-  if (scheme == "https:") {
+  if (scheme == (out.websocket ? "wss:" : "https:")) {
 #if !SPINDLE_HAVE_TLS
-    bad_url(u, "https needs TLS, and spindle was built without OpenSSL");
+    bad_url(u, scheme + "// needs TLS, and spindle was built without OpenSSL");
 #endif
     out.https = true;
     out.port = 443;
-  } else if (scheme != "http:") {
-    bad_url(u, "not an http:// or https:// URL");
+  } else if (scheme != (out.websocket ? "ws:" : "http:")) {
+    bad_url(u, wrong);
   }
-  if (u.substr(sl).substr(0, 2) != "//") bad_url(u, "not an http:// or https:// URL");
+  if (u.substr(sl).substr(0, 2) != "//") bad_url(u, wrong);
   const std::string_view rest = u.substr(sl + 2);
   const std::size_t end = rest.find_first_of("/?#");
   parse_authority(rest.substr(0, end), u, out);
@@ -244,13 +267,18 @@ Url resolve_location(const Url& base, std::string_view loc) {
   return out;
 }
 
+void check_header_fields(const Headers& headers, std::string_view who) {
+  for (const auto& [name, value] : headers) {
+    if (!is_token(name)) throw std::invalid_argument(std::string(who) + ": a header name is not an RFC 9110 token");
+    if (!value_ok(value))
+      throw std::invalid_argument(std::string(who) + ": the value of header " + name +
+                                  " holds a control character (CR, LF, NUL)");
+  }
+}
+
 void check_request_fields(std::string_view method, const Headers& headers, std::string_view user_agent) {
   if (!is_token(method)) throw std::invalid_argument("spindle::http: the method is not an RFC 9110 token");
-  auto value_ok = [](std::string_view v) {
-    for (unsigned char c : v)
-      if (is_ctl(c) && c != '\t') return false;
-    return true;
-  };
+  check_header_fields(headers, "spindle::http");
   if (!value_ok(user_agent))
     throw std::invalid_argument("spindle::http: ClientOptions::user_agent holds a control character (CR, LF, NUL)");
   auto iequals = [](std::string_view a, std::string_view b) {
@@ -259,8 +287,8 @@ void check_request_fields(std::string_view method, const Headers& headers, std::
       if (lower(a[i]) != lower(b[i])) return false;
     return true;
   };
-  for (const auto& [name, value] : headers) {
-    if (!is_token(name)) throw std::invalid_argument("spindle::http: a header name is not an RFC 9110 token");
+  for (const auto& field : headers) {
+    const std::string& name = field.first;
     // The body's framing is the client's to write (from body, body_length
     // or body_file): a second Content-Length, or one beside chunked, lets
     // the server read the body, or the next request, differently from the
@@ -269,9 +297,6 @@ void check_request_fields(std::string_view method, const Headers& headers, std::
     if (iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding"))
       throw std::invalid_argument("spindle::http: " + name +
                                   " is set by the client from the body (RequestOptions::body, body_length, body_file)");
-    if (!value_ok(value))
-      throw std::invalid_argument("spindle::http: the value of header " + name +
-                                  " holds a control character (CR, LF, NUL)");
   }
 }
 

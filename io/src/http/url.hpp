@@ -3,8 +3,9 @@
 // send"). No Beast here: url.cpp is plain string work.
 //
 // A URL is http:// or https:// (scheme in any case), an authority and a
-// target. The rules, each because a URL is often built from input the
-// caller does not control:
+// target; for WebSocket::connect (websocket.cpp), ws:// or wss:// under the
+// same rules, with https's TLS and default ports (80, 443). The rules, each
+// because a URL is often built from input the caller does not control:
 //  - control bytes (0x00-0x1f, 0x7f: CR, LF and NUL among them) anywhere
 //    are errc::invalid_url: they would split the request line or a header
 //    (Go's net/url refuses them the same way);
@@ -13,7 +14,9 @@
 //    is errc::invalid_url, never handed to the resolver;
 //  - userinfo (`user:password@`) is split off at the last '@' and
 //    percent-decoded: it becomes Basic authentication (client.cpp), is never
-//    part of the host, and never appears in str() (error texts, Response::url);
+//    part of the host, and never appears in str() (error texts, Response::url)
+//    nor in an error text about a URL that failed to parse (whatever its
+//    shape: "http:/user:pw@h" too);
 //  - in the target, spaces, non-ASCII bytes and the characters RFC 3986
 //    never allows raw (" < > \ ^ ` { | }) are percent-encoded; '%' and the
 //    rest are kept as given (already encoded).
@@ -30,7 +33,8 @@ class Headers;
 namespace spindle::http::detail {
 
 struct Url {
-  bool https = false;
+  bool https = false;      // https:// or wss://: TLS, port 443 by default
+  bool websocket = false;  // ws:// or wss:// (parse_url with UrlKind::websocket)
   std::string host;  // lowercase, without brackets
   std::uint16_t port = 80;
   std::string target = "/";  // path and query, encoded as above
@@ -39,7 +43,7 @@ struct Url {
 
   std::uint16_t default_port() const { return https ? 443 : 80; }
   std::string authority() const;  // host[:port], as the Host header
-  std::string scheme() const { return https ? "https" : "http"; }
+  std::string scheme() const { return websocket ? (https ? "wss" : "ws") : (https ? "https" : "http"); }
   std::string str() const { return scheme() + "://" + authority() + target; }  // no userinfo
   std::string key() const { return scheme() + " " + host + " " + std::to_string(port); }
   // same_origin: scheme, host and port equal (RFC 6454). Credentials the
@@ -49,22 +53,32 @@ struct Url {
   std::string basic_auth() const;
 };
 
+// UrlKind: which schemes parse_url takes: http/https (the Client) or ws/wss
+// (WebSocket::connect).
+enum class UrlKind { http, websocket };
+
 // parse_url: u checked and normalised as the file comment says; failures
 // are http::Error(errc::invalid_url) naming the reason (and the URL without
 // its userinfo, never the password).
-Url parse_url(std::string_view u);
+Url parse_url(std::string_view u, UrlKind kind = UrlKind::http);
 
 // resolve_location: a redirect's Location against the URL that sent it
 // (absolute, scheme-relative "//host/...", absolute path, query only, or
 // relative path), checked as parse_url checks.
 Url resolve_location(const Url& base, std::string_view loc);
 
-// check_request_fields: the method is an RFC 9110 token, every header name
-// a token and every value free of control bytes other than HTAB (so CR, LF
-// and NUL, which would end the field or the head early: Go's httpguts
-// rule), and neither Content-Length nor Transfer-Encoding is given (the
-// client frames the body itself). Throws std::invalid_argument naming the
-// field (not its value, which may be a secret) before anything is sent.
+// check_header_fields: every header name an RFC 9110 token and every
+// value free of control bytes other than HTAB (so CR, LF and NUL, which
+// would end the field or the head early: Go's httpguts rule). Throws
+// std::invalid_argument naming the field (not its value, which may be a
+// secret). `who` starts the message ("spindle::http", ...). Shared by the
+// Client and WebSocket::connect.
+void check_header_fields(const Headers& headers, std::string_view who);
+
+// check_request_fields: check_header_fields, the method an RFC 9110 token,
+// the user agent free of control bytes, and neither Content-Length nor
+// Transfer-Encoding given (the client frames the body itself). Throws
+// std::invalid_argument before anything is sent.
 void check_request_fields(std::string_view method, const Headers& headers, std::string_view user_agent);
 
 }  // namespace spindle::http::detail

@@ -101,9 +101,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <cstdint>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 
 #include <boost/asio/buffer.hpp>
@@ -114,9 +114,11 @@
 #include <boost/beast/websocket/stream.hpp>
 
 #include <spindle/io/asio_stream.hpp>
+#include <spindle/io/http/error.hpp>
 #include <spindle/io/http/websocket.hpp>
 #include <spindle/io/tcp.hpp>
 #include "transport.hpp"
+#include "url.hpp"
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/mutex.hpp>
 
@@ -355,51 +357,37 @@ void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
 template <class Handler>
 void async_teardown(beast::role_type, Layer&, Handler&&) = delete;
 
-struct Url {
-  bool secure = false;  // wss://
-  std::string host;
-  std::uint16_t port = 80;
-  std::string target = "/";
-};
+// check_handshake_fields: WsOptions::headers, checked as the Client checks
+// its fields (url.cpp: names RFC 9110 tokens, values without CR, LF, NUL),
+// and none of the fields the opening handshake itself is made of: a second
+// Upgrade, Connection, Sec-WebSocket-Key or Sec-WebSocket-Version would
+// make the server read another handshake than Beast checks the answer to,
+// and a Content-Length or Transfer-Encoding on the upgrade GET would make
+// it read our first frames as a request body (smuggling). A Host is
+// allowed: it replaces the URL's, as with the Client. Throws
+// std::invalid_argument naming the field (never its value).
+void check_handshake_fields(const Headers& headers) {
+  constexpr std::string_view kWho = "spindle::http::WebSocket";
+  detail::check_header_fields(headers, kWho);
+  for (const auto& field : headers) {
+    for (std::string_view owned : {"Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+                                   "Content-Length", "Transfer-Encoding"}) {
+      if (iequals(field.first, owned))
+        throw std::invalid_argument(std::string(kWho) + ": " + field.first +
+                                    " is the handshake's own field (WsOptions::headers)");
+    }
+  }
+}
 
-bool parse_ws_url(std::string_view url, Url& out) {
-  constexpr std::string_view kWs = "ws://", kWss = "wss://";
-  if (url.size() >= kWss.size() && iequals(url.substr(0, kWss.size()), kWss)) {
-    out.secure = true;
-    out.port = 443;
-    url.remove_prefix(kWss.size());
-  } else if (url.size() >= kWs.size() && iequals(url.substr(0, kWs.size()), kWs)) {
-    url.remove_prefix(kWs.size());
-  } else {
-    return false;
+// parse_ws_url: url.hpp's parser with ws:// and wss:// (the same rules as
+// the Client's URLs); its http::Error becomes WsError(invalid_url), whose
+// text, like the parser's, never shows the userinfo.
+detail::Url parse_ws_url(std::string_view url) {
+  try {
+    return detail::parse_url(url, detail::UrlKind::websocket);
+  } catch (const Error& e) {
+    throw WsError(ws_errc::invalid_url, std::string("spindle::http::WebSocket: ") + e.what());
   }
-  const std::size_t slash = url.find_first_of("/?");
-  std::string_view authority = url.substr(0, slash);
-  if (slash != std::string_view::npos) {
-    out.target = std::string(url.substr(slash));
-    if (out.target[0] == '?') out.target.insert(0, "/");
-  }
-  if (authority.empty()) return false;
-  if (authority.front() == '[') {  // [v6]:port
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    out.host = std::string(authority.substr(1, close - 1));
-    authority.remove_prefix(close + 1);
-    if (authority.empty()) return true;
-    if (authority.front() != ':') return false;
-    authority.remove_prefix(1);
-  } else {
-    const std::size_t colon = authority.rfind(':');
-    out.host = std::string(authority.substr(0, colon));
-    if (colon == std::string_view::npos) return !out.host.empty();
-    authority.remove_prefix(colon + 1);
-  }
-  unsigned port = 0;
-  const auto [end, ec] = std::from_chars(authority.data(), authority.data() + authority.size(), port);
-  if (ec != std::errc{} || end != authority.data() + authority.size() || port == 0 || port > 65535)
-    return false;
-  out.port = static_cast<std::uint16_t>(port);
-  return !out.host.empty();
 }
 
 #if SPINDLE_HAVE_TLS
@@ -717,8 +705,10 @@ WebSocket& WebSocket::operator=(WebSocket&&) noexcept = default;
 WebSocket::~WebSocket() = default;
 
 WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
-  Url u;
-  if (!parse_ws_url(url, u)) throw WsError(ws_errc::invalid_url, "spindle::http::WebSocket: invalid URL: " + std::string(url));
+  // Both checks come before the connect: nothing goes out for a bad URL or
+  // field (as with the Client).
+  const detail::Url u = parse_ws_url(url);
+  check_handshake_fields(options.headers);
   auto impl = std::make_unique<Impl>();
   io::TcpStream tcp;
   try {
@@ -728,27 +718,39 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
     throw WsError(ws_errc::connect_failed, std::string("spindle::http::WebSocket: ") + e.what());
   }
   tcp.set_nodelay(true);
-  if (u.secure) {
+  if (u.https) {
 #if SPINDLE_HAVE_TLS
     try {
       impl->wire.conn = detail::Transport(io::TlsStream::client(std::move(tcp), client_tls_context(options.tls), u.host));
     } catch (const std::system_error& e) {
-      throw WsError(ws_errc::tls_failed, "spindle::http::WebSocket: TLS with " + std::string(url) + ": " + e.what());
+      throw WsError(ws_errc::tls_failed, "spindle::http::WebSocket: TLS with " + u.str() + ": " + e.what());
     }
 #else
-    throw WsError(ws_errc::invalid_url, "spindle::http::WebSocket: wss:// needs spindle built with OpenSSL: " + std::string(url));
+    throw WsError(ws_errc::invalid_url, "spindle::http::WebSocket: wss:// needs spindle built with OpenSSL: " + u.str());
 #endif
   } else {
     impl->wire.conn = detail::Transport(std::move(tcp));
   }
   impl->setup(options);
-  if (!options.headers.empty()) {
-    impl->ws.set_option(bws::stream_base::decorator([h = options.headers](bws::request_type& req) {
-      for (const auto& [name, value] : h) req.insert(bsv(name), bsv(value));
+  // user:password@ in the URL is Basic authentication, as with the Client,
+  // unless the caller set Authorization itself.
+  std::string basic = u.has_userinfo && !options.headers.contains("Authorization") ? u.basic_auth() : std::string();
+  if (!options.headers.empty() || !basic.empty()) {
+    // Every field as often as it was added (several Sec-WebSocket-Protocol
+    // fields are legal, RFC 6455 4.1), except Host: the caller's replaces
+    // the handshake's (one field; a second is a 400, RFC 9112 3.2).
+    impl->ws.set_option(bws::stream_base::decorator([h = options.headers, basic](bws::request_type& req) {
+      for (const auto& [name, value] : h) {
+        if (iequals(name, "Host")) {
+          req.set(bsv(name), bsv(value));
+        } else {
+          req.insert(bsv(name), bsv(value));
+        }
+      }
+      if (!basic.empty()) req.set(bhttp::field::authorization, bsv(basic));
     }));
   }
-  std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
-  if (u.port != (u.secure ? 443 : 80)) host += ":" + std::to_string(u.port);
+  const std::string host = u.authority();
   bws::response_type res;
   beast::error_code ec;
   impl->wire.framing = Wire::Framing::head;
@@ -757,7 +759,7 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
   // cursor starts at the first frame.
   impl->wire.framing = Wire::Framing::frames;
   if (ec) {
-    std::string what = "spindle::http::WebSocket: handshake with " + std::string(url) + " failed: " + ec.message();
+    std::string what = "spindle::http::WebSocket: handshake with " + u.str() + " failed: " + ec.message();
     if (res.result_int() != 0) what += " (HTTP " + std::to_string(res.result_int()) + ")";
     throw WsError(ws_errc::handshake_failed, what);
   }

@@ -120,7 +120,10 @@ struct ClientOptions {
 using BodyGenerator = std::function<std::string()>;
 
 struct RequestOptions {
-  // headers: sent as given (after Host and User-Agent). Names must be
+  // headers: sent as given (after Host and User-Agent), each field as
+  // often as it was added (Headers::add: several Cookie or Accept fields go
+  // out as several); a Host or User-Agent here replaces the client's own
+  // (one field; the last given counts). Names must be
   // RFC 9110 tokens and values free of control bytes but HTAB (CR, LF and
   // NUL would split the head: header injection); else
   // std::invalid_argument before anything is sent. The method is checked as

@@ -71,7 +71,8 @@ class Transport;  // io/src/http/transport.hpp: TCP or TLS
 
 // ws_errc: every failure of a WebSocket is a WsError with one of these.
 enum class ws_errc {
-  invalid_url = 1,   // not ws:// or wss://host[:port][/path]
+  invalid_url = 1,   // not ws:// or wss://host[:port][/path], or unsafe
+                     // (control bytes, a bad host: as http::Client's URLs)
   refused,           // connect: nobody listens
   connect_failed,    // connect: any other failure (unreachable, DNS)
   handshake_failed,  // the upgrade was refused or malformed (either side)
@@ -131,7 +132,8 @@ struct WsOptions {
   // peer's close frame and for its end of stream before the socket is
   // closed anyway.
   std::chrono::milliseconds close_timeout{5'000};
-  // Client handshake: extra request fields (Origin, Authorization, ...).
+  // Client handshake: extra request fields (Origin, Authorization,
+  // Sec-WebSocket-Protocol, ...), checked by connect() (see there).
   Headers headers;
   // wss:// connects: certificate verification on, against the system trust
   // store, by default (io::TlsClientOptions, tls.hpp). The URL's host is
@@ -178,6 +180,19 @@ class WebSocket {
   // connect: TCP connect and the opening handshake to
   // ws://host[:port][/path][?query] (port 80 by default), or to wss://...
   // (port 443) with TLS first (WsOptions::tls; failures: ws_errc::tls_failed).
+  // The URL is parsed as http::Client parses its URLs (docs/http.md
+  // "Client"): the scheme in any case; control bytes (CR, LF, NUL) or a
+  // host that is not a DNS name or IP literal: WsError(invalid_url), before
+  // any connect; spaces and non-ASCII bytes in path and query percent-
+  // encoded; a fragment dropped; user:password@ sent as Basic
+  // Authorization (unless WsOptions::headers has one), and never shown in
+  // an error text. WsOptions::headers are checked as the Client checks
+  // RequestOptions::headers (names RFC 9110 tokens, values without control
+  // bytes but HTAB), and may not name the handshake's own fields (Upgrade,
+  // Connection, Sec-WebSocket-Key, Sec-WebSocket-Version) nor
+  // Content-Length or Transfer-Encoding: std::invalid_argument, before any
+  // connect. Each field goes out as often as it was added (several
+  // Sec-WebSocket-Protocol fields, say); a Host there replaces the URL's.
   SPINDLE_MAY_SUSPEND static WebSocket connect(std::string_view url, WsOptions options = {});
 
   // accept: the server side of the opening handshake on a connection whose
