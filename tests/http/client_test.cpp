@@ -473,7 +473,10 @@ TEST_CASE("client: interim 1xx responses before the final one are skipped") {
       std::string buf;
       read_head(s, buf);
       s.write_all("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 100 Con");
-      sp::sleep_for(5ms);  // the second interim arrives in two pieces
+      // The second interim arrives in two pieces: the client read the
+      // first before the rest is sent.
+      const int client_fd = peer_fd(s);
+      FIBER_CHECK(wait_until([&] { return consumed(client_fd); }));
       s.write_all("tinue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
       read_head(s, buf);
       s.write_all("HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew");
