@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <spindle/sync/event.hpp>
+
 #include "http_test_support.hpp"
 
 using namespace spindle_test;
@@ -414,5 +416,61 @@ TEST_CASE("server hostile: a persistent accept error ends serve() with it") {
       }
     }
     FIBER_CHECK(raised);
+  });
+}
+
+TEST_CASE("server hostile: a peer that resets at every stage ends only its own connection") {
+  run_checked(2, [] {
+    std::atomic<int> in_handler{0};
+    sp::Event release;
+    http::Router r;
+    r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok"); });
+    r.post("/body", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
+    r.get("/wait", [&](http::Request&) {
+      in_handler.fetch_add(1);
+      release.wait();
+      return http::Response::text_body(200, std::string(64 * 1024, 'w'));
+    });
+    r.get("/stream", [](http::Request&) {
+      http::Response res;
+      res.body_stream = [n = 0]() mutable { return n++ < 10000 ? std::string(4096, 's') : std::string(); };
+      return res;
+    });
+    LiveServer srv(std::move(r));
+    const int fds = open_fds();
+    // reset: an abortive close (RST), as a peer that crashed or was killed.
+    auto reset = [](io::TcpStream& s) {
+      const linger abortive{1, 0};
+      ::setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive);
+      s.close();
+    };
+    {  // mid-head
+      auto s = raw_connect(srv.port());
+      s.write_all("GET /ok HTTP/1.1\r\nHo");
+      FIBER_CHECK(wait_until([&] { return consumed(peer_fd(s)); }));
+      reset(s);
+    }
+    {  // mid-body
+      auto s = raw_connect(srv.port());
+      s.write_all("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+      FIBER_CHECK(wait_until([&] { return consumed(peer_fd(s)); }));
+      reset(s);
+    }
+    {  // while the handler runs, before its response
+      auto s = raw_connect(srv.port());
+      s.write_all("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+      FIBER_CHECK(wait_until([&] { return in_handler.load() == 1; }));
+      reset(s);
+      release.set();
+    }
+    {  // mid-response (40 MB streamed; the peer reads a little, then resets)
+      auto s = raw_connect(srv.port());
+      s.write_all("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+      char buf[4096];
+      FIBER_CHECK(s.read_some(buf, sizeof buf) > 0);
+      reset(s);
+    }
+    FIBER_CHECK(still_serves(srv.port()));
+    FIBER_CHECK(settled(srv, fds));
   });
 }
