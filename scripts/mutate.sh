@@ -69,6 +69,16 @@ http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+
 http_whole_body_deadline_dropped :: io/src/http/server.cpp :: s{if\s*\(whole_deadline_ == kNoDeadline\)\s*return load_all\(into, limit\);}{return load_all(into, limit);} :: http_server_hostile :: ^http_server_hostile$
 http_handler_catches_std_only :: io/src/http/server.cpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
 http_accept_error_retried :: io/src/http/server.cpp :: s{accept_error = std::current_exception\(\);}{continue;} :: http_server_hostile :: ^http_server_hostile$
+accept_clears_readiness :: io/src/tcp.cpp :: s{(\n(\s*)FdGuard g\{fd\};)}{\n${2}d->rd.clear_ready(s);$1} :: io_readiness :: ^io_readiness$
+clear_ready_ignores_tick :: io/src/reactor.hpp :: s{state\.compare_exchange_strong\(seen, seen & ~kReady, std::memory_order_relaxed,\s*std::memory_order_relaxed\);}{state.fetch_and(~kReady, std::memory_order_relaxed);} :: io_readiness :: ^io_readiness$
+hup_not_sticky :: io/src/reactor.hpp :: s{if \(seen & kReady\) \{(\s*)state\.compare_exchange_strong\(seen, seen & ~kReady,}{if (seen & (kReady | kHup)) \{${1}state.compare_exchange_strong(seen, seen & ~(kReady | kHup),} :: io_readiness :: ^io_readiness$
+follow_deletes_before_adding :: io/src/reactor.cpp :: s{if \(add\(w, d\)\) \{(\s*)\(void\)epoll_ctl\(instance\(old\), EPOLL_CTL_DEL, d->fd, nullptr\);}{(void)epoll_ctl(instance(old), EPOLL_CTL_DEL, d->fd, nullptr);${1}if (add(w, d)) \{} :: io_readiness :: ^io_readiness$
+close_skips_inflight_wait :: io/src/reactor.cpp :: s{while\s*\(d->inflight\.load\(std::memory_order_seq_cst\) != 0\)\s*backoff\(spins\);}{(void)spins;} :: io_readiness :: ^io_readiness$
+write_all_never_marks_broken :: io/src/stream_ops.hpp :: s{if\s*\(sent\)\s*mark_broken\(\);}{(void)sent; (void)mark_broken;} :: io_stream :: ^io_stream$
+tls_host_unchecked :: io/src/tls.cpp :: s{:\s*X509_VERIFY_PARAM_set1_host\(p, name\.c_str\(\), name\.size\(\)\);}{: 1;} :: io_tls :: ^io_tls$
+http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_client_hostile :: ^http_client_hostile$
+http_client_redirect_keeps_credentials :: io/src/http/client.cpp :: s{if\s*\(!next\.same_origin\(u\)\)\s*\{}{if (false) \{} :: http_client_hostile :: ^http_client_hostile$
+http_client_stale_pooled_conn_used :: io/src/http/client.cpp :: s{if\s*\(!quiet\(\*c\)\)\s*\{}{if (false && !quiet(*c)) \{} :: http_client_hostile :: ^http_client_hostile$
 EOF
 )
 

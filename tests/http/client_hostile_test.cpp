@@ -538,3 +538,37 @@ TEST_CASE("client hostile: redirect loops end at max_redirects, on one origin or
     fds.check();
   });
 }
+
+// ClientOptions::max_head is what refuses a long head, not only the read
+// buffer's bound (max_head and one 64 KiB read) nor Beast's 8 KiB default:
+// with max_head at 16 KiB, a complete 24 KiB head, which that buffer
+// holds, is malformed_response ("response head too large"), and a 12 KiB
+// one (over Beast's default) is read. (scripts/mutate.sh
+// http_client_head_limit_ignored.)
+TEST_CASE("client hostile: max_head itself bounds a response head, above and below Beast's default") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      auto response = [](std::size_t head_size) {
+        std::string h = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n";
+        const std::string pad = "X-Pad: " + std::string(990, 'p') + "\r\n";  // 999 bytes a field
+        while (h.size() + pad.size() + 2 <= head_size) h += pad;
+        return h + "\r\nok";
+      };
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string t = target_of(read_head(s, buf));
+          s.write_all(response(t == "/over" ? 24 * 1024 : 12 * 1024));
+        }
+      });
+      http::Client c({.max_head = 16 * 1024});
+      FIBER_CHECK(c.get(p.url("/under")).text() == "ok");
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(p.url("/over")); }, &what) == http::errc::malformed_response);
+      FIBER_CHECK(what.find("response head too large") != std::string::npos);
+      FIBER_CHECK(c.get(p.url("/under")).text() == "ok");  // a new connection; the client goes on
+    }
+    fds.check();
+  });
+}

@@ -78,7 +78,7 @@ struct Faults {
   // The held accept4 found its descriptor's close already returned.
   std::atomic<bool> closed_under_syscall{false};
 };
-constinit Faults g_faults;
+[[maybe_unused]] constinit Faults g_faults;
 
 [[maybe_unused]] long tid() noexcept { return ::syscall(SYS_gettid); }
 
