@@ -276,3 +276,28 @@ TEST_CASE("ws client hostile: the Client's errors never show a malformed URL's u
     FIBER_CHECK(what.find("sek") == std::string::npos);
   });
 }
+
+TEST_CASE("ws client hostile: a server that accepts and never answers the handshake is ended by handshake_timeout") {
+  run_checked(2, [] {
+    std::atomic<int> heads{0};
+    http_test::RawPeer peer([&](io::TcpStream& s) {
+      std::string buf;
+      http_test::read_head(s, buf);
+      heads.fetch_add(1);
+      char b[64];
+      while (s.read_some(b, sizeof b) > 0) {  // silent until the client goes
+      }
+    });
+    std::string url = peer.url("/chat");
+    url.replace(0, 4, "ws");  // http://... -> ws://...
+    http::WsOptions o;
+    o.handshake_timeout = 200ms;
+    const auto t0 = Clock::now();
+    std::string what;
+    FIBER_CHECK(ws_error_of([&] { http::WebSocket::connect(url, o); }, &what) == http::ws_errc::timeout);
+    FIBER_CHECK(Clock::now() - t0 < slack(2s));
+    FIBER_CHECK(heads.load() == 1);  // the handshake was sent, and never answered
+    FIBER_CHECK(what.find("handshake_timeout") != std::string::npos);
+    FIBER_CHECK(http::WsOptions{}.handshake_timeout == 30s);
+  });
+}

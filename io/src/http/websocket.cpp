@@ -709,6 +709,10 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
   // field (as with the Client).
   const detail::Url u = parse_ws_url(url);
   check_handshake_fields(options.headers);
+  // The connect, TLS and the HTTP handshake, all within handshake_timeout:
+  // a server that accepts and never answers (or drips its 101) must not
+  // hold connect() forever.
+  auto open = [&]() -> std::unique_ptr<Impl> {
   auto impl = std::make_unique<Impl>();
   io::TcpStream tcp;
   try {
@@ -762,6 +766,21 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
     std::string what = "spindle::http::WebSocket: handshake with " + u.str() + " failed: " + ec.message();
     if (res.result_int() != 0) what += " (HTTP " + std::to_string(res.result_int()) + ")";
     throw WsError(ws_errc::handshake_failed, what);
+  }
+  return impl;
+  };
+  std::unique_ptr<Impl> impl;
+  if (options.handshake_timeout.count() <= 0) {
+    impl = open();
+  } else {
+    try {
+      impl = with_timeout(options.handshake_timeout, open);
+    } catch (const TimedOut&) {
+      // This scope's own deadline (a caller's passes as its own TimedOut).
+      throw WsError(ws_errc::timeout, "spindle::http::WebSocket: connecting to " + u.str() + " took over " +
+                                          std::to_string(options.handshake_timeout.count()) +
+                                          " ms (WsOptions::handshake_timeout)");
+    }
   }
   impl->start_heartbeat();
   return WebSocket(std::move(impl));

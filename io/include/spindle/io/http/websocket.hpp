@@ -132,6 +132,10 @@ struct WsOptions {
   // peer's close frame and for its end of stream before the socket is
   // closed anyway.
   std::chrono::milliseconds close_timeout{5'000};
+  // Client: connect() (the TCP connect, TLS and the HTTP handshake) must
+  // finish within this long, or it raises WsError(ws_errc::timeout). 30 s,
+  // as the http::Client's connect_timeout. Zero: none.
+  std::chrono::milliseconds handshake_timeout{30'000};
   // Client handshake: extra request fields (Origin, Authorization,
   // Sec-WebSocket-Protocol, ...), checked by connect() (see there).
   Headers headers;
