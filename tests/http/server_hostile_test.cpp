@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -472,5 +473,60 @@ TEST_CASE("server hostile: a peer that resets at every stage ends only its own c
     }
     FIBER_CHECK(still_serves(srv.port()));
     FIBER_CHECK(settled(srv, fds));
+  });
+}
+
+TEST_CASE("server hostile: a handler that echoes CR/LF into a response field gets 500, never a split response") {
+  run_checked(2, [] {
+    std::vector<std::string> errors;  // on_error runs on the connection's fiber; read after its response
+    std::mutex mu;
+    http::ServerOptions o;
+    o.on_error = [&](const http::Request&, std::exception_ptr e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        std::lock_guard lk(mu);
+        errors.emplace_back(x.what());
+      }
+    };
+    http::Router r;
+    // As a careless handler would: the decoded query put into Location.
+    r.get("/go", [](http::Request&) {
+      http::Response res;
+      res.status = 302;
+      res.headers.set("Location", "/x\r\nSet-Cookie: session=attacker");
+      return res;
+    });
+    r.get("/name", [](http::Request&) {
+      http::Response res = http::Response::text_body(200, "ok");
+      res.headers.set("Bad Name", "v");
+      return res;
+    });
+    r.get("/reason", [](http::Request&) {
+      http::Response res = http::Response::text_body(200, "ok");
+      res.reason = "OK\r\nX-Injected: 1";
+      return res;
+    });
+    r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok"); });
+    LiveServer srv(std::move(r), o);
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    for (const char* target : {"/go", "/name", "/reason"}) {
+      INFO(target);
+      s.write_all(std::string("GET ") + target + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      const std::string resp = read_response(s, buf);
+      FIBER_CHECK(resp.starts_with("HTTP/1.1 500 "));
+      FIBER_CHECK(resp.find("Set-Cookie") == std::string::npos);
+      FIBER_CHECK(resp.find("X-Injected") == std::string::npos);
+    }
+    s.write_all("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");  // the connection goes on
+    FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 200 "));
+    std::lock_guard lk(mu);
+    FIBER_CHECK(errors.size() == 3);
+    if (errors.size() == 3) {
+      FIBER_CHECK(errors[0].find("Location") != std::string::npos);
+      FIBER_CHECK(errors[1].find("Bad Name") != std::string::npos);
+      FIBER_CHECK(errors[2].find("reason phrase") != std::string::npos);
+    }
   });
 }
