@@ -21,34 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-template <class F>
-http::errc error_of(F&& f, std::string* what = nullptr) {
-  try {
-    f();
-  } catch (const http::Error& e) {
-    if (what) *what = e.what();
-    return e.kind();
-  }
-  return static_cast<http::errc>(0);
-}
-
-template <class F>
-bool invalid_argument(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-  return false;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // target_of: the request target of a request head.
 std::string target_of(const std::string& head) {
   const auto a = head.find(' ');
@@ -63,23 +35,6 @@ std::string redirect_to(int status, std::string_view to) {
   return "HTTP/1.1 " + std::to_string(status) + " Moved\r\nLocation: " + std::string(to) +
          "\r\nContent-Length: 0\r\n\r\n";
 }
-
-// Heads: request heads seen by a peer, from its connections' fibers.
-class Heads {
- public:
-  void add(std::string h) {
-    std::lock_guard lk(mu_);
-    v_.push_back(std::move(h));
-  }
-  std::vector<std::string> all() {
-    std::lock_guard lk(mu_);
-    return v_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> v_;
-};
 
 // Endless: a peer that answers every connection's first request head with
 // `head` and then writes `piece` until the client goes away (the write

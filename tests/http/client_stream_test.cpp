@@ -53,16 +53,6 @@ bool wait_eof(io::TcpStream& s) {
   }
 }
 
-template <class F>
-http::errc error_of(F&& f) {
-  try {
-    f();
-  } catch (const http::Error& e) {
-    return e.kind();
-  }
-  return static_cast<http::errc>(0);
-}
-
 // TempDir: a fresh directory, removed with what is in it.
 struct TempDir {
   fs::path path;

@@ -36,16 +36,6 @@ class CannedPeer : public RawPeer {
         }) {}
 };
 
-template <class F>
-http::errc error_of(F&& f) {
-  try {
-    f();
-  } catch (const http::Error& e) {
-    return e.kind();
-  }
-  return static_cast<http::errc>(0);
-}
-
 http::Response echo(http::Request& q) {
   http::Response r = http::Response::text_body(200, q.method + " " + q.target + " " + q.body);
   if (auto v = q.headers.get("X-Test")) r.headers.set("X-Echo", *v);

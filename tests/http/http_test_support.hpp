@@ -13,9 +13,12 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <spindle/io/all.hpp>
 #include <spindle/io/http/all.hpp>
@@ -59,6 +62,64 @@ class LiveServer {
 inline io::TcpStream raw_connect(std::uint16_t port) {
   return io::TcpStream::connect(io::Endpoint("127.0.0.1", port));
 }
+
+// error_kind<E>: the kind() of the E that f raised, and its what() into
+// *what; a value-initialised kind (0) when f returned. error_of and
+// ws_error_of for http::Error and http::WsError.
+template <class E, class F>
+auto error_kind(F&& f, std::string* what = nullptr) -> decltype(std::declval<const E&>().kind()) {
+  try {
+    f();
+  } catch (const E& e) {
+    if (what) *what = e.what();
+    return e.kind();
+  }
+  return {};
+}
+template <class F>
+http::errc error_of(F&& f, std::string* what = nullptr) {
+  return error_kind<http::Error>(std::forward<F>(f), what);
+}
+template <class F>
+http::ws_errc ws_error_of(F&& f, std::string* what = nullptr) {
+  return error_kind<http::WsError>(std::forward<F>(f), what);
+}
+
+// invalid_argument: f raised std::invalid_argument (false for anything
+// else, or nothing).
+template <class F>
+bool invalid_argument(F&& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+  return false;
+}
+
+inline std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Heads: request heads seen by a peer, from its connections' fibers.
+class Heads {
+ public:
+  void add(std::string h) {
+    std::lock_guard lk(mu_);
+    v_.push_back(std::move(h));
+  }
+  std::vector<std::string> all() {
+    std::lock_guard lk(mu_);
+    return v_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> v_;
+};
 
 // read_all: everything until the peer closes (or an error such as reset).
 inline std::string read_all(io::TcpStream& s) {

@@ -53,7 +53,7 @@ std::string https(const LiveServer& s, std::string_view path, std::string_view h
 }
 
 template <class F>
-std::optional<http::errc> error_of(F&& f, std::string* what = nullptr) {
+std::optional<http::errc> maybe_error_of(F&& f, std::string* what = nullptr) {
   try {
     f();
   } catch (const http::Error& e) {
@@ -89,7 +89,7 @@ TEST_CASE("https: GET and POST over keep-alive against a TLS http::Server") {
     FIBER_CHECK(c.stats().connections_reused == 9);
     // Plain http:// to the same port is another pool key, and fails (the
     // server expects a handshake) without touching the https connections.
-    FIBER_CHECK(error_of([&] { c.get(srv.url("/plain")); }).has_value());
+    FIBER_CHECK(maybe_error_of([&] { c.get(srv.url("/plain")); }).has_value());
     FIBER_CHECK(c.get(https(srv, "/again")).status == 200);
     FIBER_CHECK(c.stats().connections_reused == 10);
   });
@@ -140,14 +140,14 @@ TEST_CASE("https: verification failures are errc::tls and the server keeps servi
     std::string what;
     // The system store does not know the test CA.
     http::Client system;
-    FIBER_CHECK(error_of([&] { system.get(https(srv, "/")); }, &what) == http::errc::tls);
+    FIBER_CHECK(maybe_error_of([&] { system.get(https(srv, "/")); }, &what) == http::errc::tls);
     FIBER_CHECK(what.find("unable to get local issuer certificate") != std::string::npos);
     FIBER_CHECK(system.stats().open == 0);
     // An unrelated CA.
     http::ClientOptions other;
     other.tls.ca_file = certs().other_ca_file;
     http::Client wrong_ca(other);
-    FIBER_CHECK(error_of([&] { wrong_ca.get(https(srv, "/")); }) == http::errc::tls);
+    FIBER_CHECK(maybe_error_of([&] { wrong_ca.get(https(srv, "/")); }) == http::errc::tls);
     // The right CA, the wrong name: a server on 127.0.0.2, a certificate
     // for localhost and 127.0.0.1.
     http::Server other_addr(echo, tls_options());
@@ -155,7 +155,7 @@ TEST_CASE("https: verification failures are errc::tls and the server keeps servi
     auto serving = sp::spawn([&] { other_addr.serve(); });
     http::Client c(trusting());
     const std::string url = "https://127.0.0.2:" + std::to_string(other_addr.local_endpoint().port()) + "/";
-    FIBER_CHECK(error_of([&] { c.get(url); }, &what) == http::errc::tls);
+    FIBER_CHECK(maybe_error_of([&] { c.get(url); }, &what) == http::errc::tls);
     FIBER_CHECK(what.find("mismatch") != std::string::npos);
     other_addr.shutdown();
     serving.join();

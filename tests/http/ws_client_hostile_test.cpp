@@ -17,65 +17,9 @@
 
 using namespace spindle_test;
 using namespace ws_test;
+using namespace http_test;
 
 namespace {
-
-// ws_error_of: the kind of the WsError f raised (0: none), and its text.
-template <class F>
-http::ws_errc ws_error_of(F&& f, std::string* what = nullptr) {
-  try {
-    f();
-  } catch (const http::WsError& e) {
-    if (what) *what = e.what();
-    return e.kind();
-  }
-  return static_cast<http::ws_errc>(0);
-}
-
-template <class F>
-http::errc http_error_of(F&& f, std::string* what = nullptr) {
-  try {
-    f();
-  } catch (const http::Error& e) {
-    if (what) *what = e.what();
-    return e.kind();
-  }
-  return static_cast<http::errc>(0);
-}
-
-template <class F>
-bool invalid_argument(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-  return false;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// Heads: request heads seen by a peer, from its connections' fibers.
-class Heads {
- public:
-  void add(std::string h) {
-    std::lock_guard lk(mu_);
-    v_.push_back(std::move(h));
-  }
-  std::vector<std::string> all() {
-    std::lock_guard lk(mu_);
-    return v_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> v_;
-};
 
 // Refuser: a RawPeer that records each request head and answers it 400
 // (recorded before the answer: once connect() has failed, the head is
@@ -267,12 +211,12 @@ TEST_CASE("ws client hostile: the Client's errors never show a malformed URL's u
           "user:sekrit@" + hp + "/", "http://user:sek/rit@" + hp + "/", "http://user:sek?rit@" + hp + "/",
           "http://user:sek#rit@" + hp + "/", "ftp://user:sekrit@" + hp + "/", "http:\\\\user:sekrit@" + hp + "/"}) {
       std::string what;
-      FIBER_CHECK(http_error_of([&] { c.get(bad); }, &what) == http::errc::invalid_url);
+      FIBER_CHECK(error_of([&] { c.get(bad); }, &what) == http::errc::invalid_url);
       FIBER_CHECK(what.find("sek") == std::string::npos);
       FIBER_CHECK(what.find(hp) != std::string::npos);  // the rest is still shown
     }
     std::string what;
-    FIBER_CHECK(http_error_of([&] { c.get(p.url("/redirect")); }, &what) == http::errc::invalid_url);
+    FIBER_CHECK(error_of([&] { c.get(p.url("/redirect")); }, &what) == http::errc::invalid_url);
     FIBER_CHECK(what.find("sek") == std::string::npos);
   });
 }

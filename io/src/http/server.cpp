@@ -497,6 +497,23 @@ struct Server::State {
                  std::chrono::steady_clock::time_point& deadline);
   Response call_handler(Request& req, std::exception_ptr& thrown);
   void report(const Request& req, std::exception_ptr e) noexcept;
+  // run_user: f(), user code that is not the handler (a body generator, an
+  // upgrade); anything it throws but Cancelled (and a thread's forced
+  // unwind) is reported and swallowed. False: it threw.
+  template <class F>
+  bool run_user(const Request& req, F&& f) {
+    try {
+      f();
+      return true;
+    } catch (const Cancelled&) {
+      throw;
+    } catch (abi::__forced_unwind&) {
+      throw;
+    } catch (...) {
+      report(req, std::current_exception());
+      return false;
+    }
+  }
   // timed_write: runs one write under write_timeout; its TimedOut (a
   // std::exception) ends the connection in serve_conn like a reset does.
   template <class F>
@@ -766,18 +783,9 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
   }
   for (;;) {
     std::string part;
-    try {
-      part = res.body_stream();
-    } catch (const Cancelled&) {
-      throw;
-    } catch (abi::__forced_unwind&) {
-      throw;
-    } catch (...) {
-      // The head is out: the close (with the body cut short) is the only
-      // way left to tell the client.
-      report(req, std::current_exception());
-      throw ConnectionEnds{};
-    }
+    // The head is out: if the generator fails, the close (with the body cut
+    // short) is the only way left to tell the client.
+    if (!run_user(req, [&] { part = res.body_stream(); })) throw ConnectionEnds{};
     if (part.empty()) break;
     if (!chunked) {
       timed_write([&] { s.write_all(part); });
@@ -911,16 +919,10 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
         served.fetch_add(1, std::memory_order_relaxed);
         if (!body_ended) return;  // an upgrade request with a body we cannot frame
         const auto rest = buf.data();
-        try {
+        run_user(req, [&] {
           res.upgrade(Upgraded{&s.tcp(), s.tls_or_null()},
                       std::string_view(static_cast<const char*>(rest.data()), rest.size()));
-        } catch (const Cancelled&) {
-          throw;
-        } catch (abi::__forced_unwind&) {
-          throw;
-        } catch (...) {
-          report(req, std::current_exception());
-        }
+        });
         return;
       }
       if (std::string why = bad_response_field(res); !why.empty()) {
