@@ -242,7 +242,13 @@ TEST_CASE("websocket heartbeat: destroying or moving idle WebSockets leaks no fi
     }
     settle();
     CHECK(open_fds() == fds);
-    CHECK(wait_until([&] { return sp::current_stats().live_fibers == fibers; }));
+    // At most the baseline, not exactly it: settle() sees a server
+    // connection leave the count a moment before its fiber ends, so the
+    // baseline may include the warm-up connection's fiber (under TSan with
+    // other tests beside it, that moment lasted long enough once: the
+    // count then settled one below the baseline and == never held).
+    INFO("live fibers " << sp::current_stats().live_fibers << ", baseline " << fibers);
+    CHECK(wait_until([&] { return sp::current_stats().live_fibers <= fibers; }));
   });
 }
 
