@@ -18,6 +18,7 @@
 #include <spindle/sync/event.hpp>
 
 #include "http_test_support.hpp"
+#include "io_test.hpp"
 
 using namespace spindle_test;
 using namespace http_test;
@@ -61,7 +62,7 @@ bool still_serves(std::uint16_t port) {
 // settled: every connection of srv has ended and the process holds
 // `fds` descriptors again (what it held before the case): nothing leaked.
 bool settled(LiveServer& srv, int fds) {
-  return wait_until([&] { return srv.server().connections_open() == 0 && open_fds() == fds; });
+  return wait_until([&] { return srv.server().connections_open() == 0 && http_test::open_fds() == fds; });
 }
 
 // rss_bytes: this process's resident set now.
@@ -114,7 +115,7 @@ TEST_CASE("server hostile: Transfer-Encoding that does not end in chunked is ref
       r.get("/smuggled", n.handler());
       r.get("/ok", n.handler());
       LiveServer srv(std::move(r));
-      const int fds = open_fds();
+      const int fds = http_test::open_fds();
       for (const Case& c : cases) {
         INFO(c.te);
         // The body, if read as "no body", is a complete second request.
@@ -179,7 +180,7 @@ TEST_CASE("server hostile: an endless chunk extension or trailer is refused at t
     r.post("/", n.handler());
     r.get("/ok", n.handler());
     LiveServer srv(std::move(r));
-    const int fds = open_fds();
+    const int fds = http_test::open_fds();
     const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
     const std::string huge(1 << 20, 'a');  // 1 MiB, never a line end
     // On a route (the body is read whole), and on a 404 (the body drained).
@@ -349,7 +350,7 @@ TEST_CASE("server hostile: a body generator that throws ends its connection only
     });
     r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok"); });
     LiveServer srv(std::move(r), o);
-    const int fds = open_fds();
+    const int fds = http_test::open_fds();
     const std::string got = exchange(srv.port(), "GET /gen HTTP/1.1\r\nHost: x\r\n\r\n");
     FIBER_CHECK(got.starts_with("HTTP/1.1 200 "));
     FIBER_CHECK(got.find("first piece") != std::string::npos);
@@ -388,17 +389,7 @@ TEST_CASE("server hostile: a persistent accept error ends serve() with it") {
     http::Server srv([](http::Request&) { return http::Response::text_body(200, "ok"); });
     srv.listen("127.0.0.1", 0);
     const std::uint16_t port = srv.local_endpoint().port();
-    // The listener's descriptor, found by its address.
-    int lfd = -1;
-    for (int fd = 3; fd < 4096 && lfd < 0; ++fd) {
-      sockaddr_storage ss{};
-      socklen_t len = sizeof ss;
-      int listening = 0;
-      socklen_t ol = sizeof listening;
-      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 || ss.ss_family != AF_INET) continue;
-      if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening) continue;
-      if (ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port) == port) lfd = fd;
-    }
+    const int lfd = spindle_test::listener_fd(port);  // the listener's descriptor
     FIBER_CHECK(lfd >= 0);
     auto serving = sp::spawn([&] { srv.serve(); });
     FIBER_CHECK(still_serves(port));
@@ -438,7 +429,7 @@ TEST_CASE("server hostile: a peer that resets at every stage ends only its own c
       return res;
     });
     LiveServer srv(std::move(r));
-    const int fds = open_fds();
+    const int fds = http_test::open_fds();
     // reset: an abortive close (RST), as a peer that crashed or was killed.
     auto reset = [](io::TcpStream& s) {
       const linger abortive{1, 0};

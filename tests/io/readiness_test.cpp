@@ -82,21 +82,6 @@ struct Faults {
 
 [[maybe_unused]] long tid() noexcept { return ::syscall(SYS_gettid); }
 
-// listener_fd: the listening socket of this process bound to `port`.
-int listener_fd(std::uint16_t port) {
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    const int fd = std::stoi(e.path().filename().string());
-    sockaddr_in a{};
-    socklen_t len = sizeof a;
-    int listening = 0;
-    socklen_t ll = sizeof listening;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || a.sin_family != AF_INET) continue;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) != 0) continue;
-    if (listening && ntohs(a.sin_port) == port) return fd;
-  }
-  return -1;
-}
-
 // accept_queue: connections the kernel has completed and queued on a
 // listening socket (TCP_INFO's tcpi_unacked is the accept queue's length
 // for a listener).
@@ -105,26 +90,6 @@ unsigned accept_queue(int fd) {
   socklen_t len = sizeof ti;
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return 0;
   return ti.tcpi_unacked;
-}
-
-// epoll_instances_holding: how many of this process's epoll instances have
-// fd registered (/proc/self/fdinfo lists each instance's "tfd:" entries).
-[[maybe_unused]] int epoll_instances_holding(int fd) {
-  int n = 0;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    if (std::filesystem::read_symlink(e.path(), ec) != "anon_inode:[eventpoll]") continue;
-    std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
-    std::string line;
-    while (std::getline(info, line)) {
-      // "tfd:        7 events:       19 data: ..."
-      std::istringstream fields(line);
-      std::string key;
-      int registered = -1;
-      if (fields >> key >> registered && key == "tfd:" && registered == fd) ++n;
-    }
-  }
-  return n;
 }
 
 std::uint64_t state_word(std::uint32_t gen, std::uint64_t flags) {

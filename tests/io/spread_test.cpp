@@ -38,26 +38,6 @@ void compute_for(std::chrono::microseconds d) {
   const auto until = std::chrono::steady_clock::now() + d;
   while (std::chrono::steady_clock::now() < until) spin(100);
 }
-
-// epoll_instances_holding: how many of this process's epoll instances have
-// fd registered (/proc/self/fdinfo lists each instance's "tfd:" entries).
-int epoll_instances_holding(int fd) {
-  int n = 0;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    if (std::filesystem::read_symlink(e.path(), ec) != "anon_inode:[eventpoll]") continue;
-    std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
-    std::string line;
-    while (std::getline(info, line)) {
-      // "tfd:        7 events:       19 data: ..."
-      std::istringstream fields(line);
-      std::string key;
-      int registered = -1;
-      if (fields >> key >> registered && key == "tfd:" && registered == fd) ++n;
-    }
-  }
-  return n;
-}
 }  // namespace
 
 TEST_CASE("fibers that compute after each readiness wake are spread over the workers") {

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <system_error>
@@ -66,6 +67,41 @@ inline bool thread_in_read(int fd) {
     if (std::stol(arg0, nullptr, 16) == fd) return true;
   }
   return false;
+}
+
+// listener_fd: the listening socket of this process bound to `port`.
+inline int listener_fd(std::uint16_t port) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(e.path().filename().string());
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    int listening = 0;
+    socklen_t ll = sizeof listening;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || a.sin_family != AF_INET) continue;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) != 0) continue;
+    if (listening && ntohs(a.sin_port) == port) return fd;
+  }
+  return -1;
+}
+
+// epoll_instances_holding: how many of this process's epoll instances have
+// fd registered (/proc/self/fdinfo lists each instance's "tfd:" entries).
+inline int epoll_instances_holding(int fd) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec) != "anon_inode:[eventpoll]") continue;
+    std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
+    std::string line;
+    while (std::getline(info, line)) {
+      // "tfd:        7 events:       19 data: ..."
+      std::istringstream fields(line);
+      std::string key;
+      int registered = -1;
+      if (fields >> key >> registered && key == "tfd:" && registered == fd) ++n;
+    }
+  }
+  return n;
 }
 
 // stream_pair: a connected TcpStream pair over loopback (inside a fiber):
