@@ -88,6 +88,7 @@
 
 #include "response_head.hpp"
 #include "transport.hpp"
+#include "url.hpp"
 
 namespace spindle::http {
 
@@ -240,34 +241,6 @@ int framing_status(const Fields& h) {
   if (!te) return 0;
   if (h.version() < 11 || codings == 0 || !last_chunked || chunked > 1) return 400;
   return other ? 501 : 0;
-}
-
-// bad_response_field: what is wrong with the fields a handler put in its
-// response, or empty. A CR, LF or NUL in a value or the reason phrase, or a
-// name that is not an RFC 9110 token, would let whoever controls that text
-// (a handler echoing a query parameter into Location, say) add fields or a
-// whole second response (response splitting). Go's server refuses such
-// names and rewrites such values; here the response becomes a 500 and the
-// handler's mistake is reported, so it is seen rather than papered over.
-bool is_tchar(unsigned char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-}
-bool has_line_break(std::string_view v) noexcept {
-  for (const char c : v) {
-    if (c == '\r' || c == '\n' || c == '\0') return true;
-  }
-  return false;
-}
-std::string bad_response_field(const Response& res) {
-  if (has_line_break(res.reason)) return "the response's reason phrase contains CR, LF or NUL";
-  for (const auto& [name, value] : res.headers) {
-    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); })) {
-      return "response field name \"" + name + "\" is not a token (RFC 9110 5.1)";
-    }
-    if (has_line_break(value)) return "response field " + name + " contains CR, LF or NUL (response splitting)";
-  }
-  return {};
 }
 
 // ConnectionEnds: thrown by the server's own code to end a connection
@@ -925,8 +898,21 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
         });
         return;
       }
-      if (std::string why = bad_response_field(res); !why.empty()) {
-        report(req, std::make_exception_ptr(std::invalid_argument("spindle::http: " + why)));
+      // A CR, LF or NUL in a field value or the reason phrase, or a name
+      // that is not a token, would let whoever controls that text (a
+      // handler echoing a query parameter into Location, say) add fields
+      // or a second response (response splitting). The client's rules
+      // (url.hpp); the response becomes a 500 and the handler's mistake is
+      // reported, so it is seen rather than papered over (Go's server
+      // rewrites such values instead).
+      try {
+        detail::check_header_fields(res.headers, "spindle::http: the handler's response");
+        if (!detail::field_value_ok(res.reason)) {
+          throw std::invalid_argument(
+              "spindle::http: the handler's response: its reason phrase holds a control character (CR, LF, NUL)");
+        }
+      } catch (const std::invalid_argument&) {
+        report(req, std::current_exception());
         res = Response::text_body(500, "internal server error\n");
       }
       bool keep = body_ended && h.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);

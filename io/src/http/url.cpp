@@ -185,16 +185,15 @@ void parse_authority(std::string_view auth, std::string_view u, Url& out) {
   parse_port(port, u, out);
 }
 
-// value_ok: a field value (RFC 9110 5.5): no control byte but HTAB.
-bool value_ok(std::string_view v) {
+std::string strip_fragment(std::string_view s) { return std::string(s.substr(0, s.find('#'))); }
+
+}  // namespace
+
+bool field_value_ok(std::string_view v) noexcept {
   for (unsigned char c : v)
     if (is_ctl(c) && c != '\t') return false;
   return true;
 }
-
-std::string strip_fragment(std::string_view s) { return std::string(s.substr(0, s.find('#'))); }
-
-}  // namespace
 
 std::string Url::authority() const {
   const bool v6 = host.find(':') != std::string::npos;
@@ -269,8 +268,14 @@ Url resolve_location(const Url& base, std::string_view loc) {
 
 void check_header_fields(const Headers& headers, std::string_view who) {
   for (const auto& [name, value] : headers) {
-    if (!is_token(name)) throw std::invalid_argument(std::string(who) + ": a header name is not an RFC 9110 token");
-    if (!value_ok(value))
+    if (!is_token(name)) {
+      // Named only when printable: a name with CR or LF in it is not
+      // copied into a message that may end up in a log.
+      const bool printable = std::none_of(name.begin(), name.end(), [](char c) { return is_ctl(static_cast<unsigned char>(c)); });
+      throw std::invalid_argument(std::string(who) + ": a header name is not an RFC 9110 token" +
+                                  (printable ? ": \"" + name + "\"" : std::string()));
+    }
+    if (!field_value_ok(value))
       throw std::invalid_argument(std::string(who) + ": the value of header " + name +
                                   " holds a control character (CR, LF, NUL)");
   }
@@ -279,7 +284,7 @@ void check_header_fields(const Headers& headers, std::string_view who) {
 void check_request_fields(std::string_view method, const Headers& headers, std::string_view user_agent) {
   if (!is_token(method)) throw std::invalid_argument("spindle::http: the method is not an RFC 9110 token");
   check_header_fields(headers, "spindle::http");
-  if (!value_ok(user_agent))
+  if (!field_value_ok(user_agent))
     throw std::invalid_argument("spindle::http: ClientOptions::user_agent holds a control character (CR, LF, NUL)");
   auto iequals = [](std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;

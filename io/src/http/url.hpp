@@ -1,5 +1,6 @@
-// url.hpp: the client's URLs and request fields, checked before anything
-// is sent (client.cpp; docs/http.md "Client": "What the client refuses to
+// url.hpp: the client's URLs and the header field rules, checked before
+// anything is sent (client.cpp, websocket.cpp, and server.cpp for a
+// handler's response; docs/http.md "Client": "What the client refuses to
 // send"). No Beast here: url.cpp is plain string work.
 //
 // A URL is http:// or https:// (scheme in any case), an authority and a
@@ -67,12 +68,16 @@ Url parse_url(std::string_view u, UrlKind kind = UrlKind::http);
 // relative path), checked as parse_url checks.
 Url resolve_location(const Url& base, std::string_view loc);
 
+// field_value_ok: v may be a field value (RFC 9110 5.5) or a reason
+// phrase: no control byte but HTAB (obs-text allowed).
+bool field_value_ok(std::string_view v) noexcept;
+
 // check_header_fields: every header name an RFC 9110 token and every
 // value free of control bytes other than HTAB (so CR, LF and NUL, which
 // would end the field or the head early: Go's httpguts rule). Throws
 // std::invalid_argument naming the field (not its value, which may be a
 // secret). `who` starts the message ("spindle::http", ...). Shared by the
-// Client and WebSocket::connect.
+// Client, WebSocket::connect and the server (a handler's response fields).
 void check_header_fields(const Headers& headers, std::string_view who);
 
 // check_request_fields: check_header_fields, the method an RFC 9110 token,
