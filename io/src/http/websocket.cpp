@@ -704,15 +704,10 @@ WebSocket::WebSocket(WebSocket&&) noexcept = default;
 WebSocket& WebSocket::operator=(WebSocket&&) noexcept = default;
 WebSocket::~WebSocket() = default;
 
-WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
-  // Both checks come before the connect: nothing goes out for a bad URL or
-  // field (as with the Client).
-  const detail::Url u = parse_ws_url(url);
-  check_handshake_fields(options.headers);
-  // The connect, TLS and the HTTP handshake, all within handshake_timeout:
-  // a server that accepts and never answers (or drips its 101) must not
-  // hold connect() forever.
-  auto open = [&]() -> std::unique_ptr<Impl> {
+// open_client: connect()'s work: the TCP connect, TLS for wss://, and the
+// HTTP handshake, on the calling fiber (connect bounds it).
+static std::unique_ptr<WebSocket::Impl> open_client(const detail::Url& u, const WsOptions& options) {
+  using Impl = WebSocket::Impl;
   auto impl = std::make_unique<Impl>();
   io::TcpStream tcp;
   try {
@@ -768,13 +763,22 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
     throw WsError(ws_errc::handshake_failed, what);
   }
   return impl;
-  };
+}
+
+WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
+  // Both checks come before the connect: nothing goes out for a bad URL or
+  // field (as with the Client).
+  const detail::Url u = parse_ws_url(url);
+  check_handshake_fields(options.headers);
+  // The connect, TLS and the HTTP handshake, all within handshake_timeout:
+  // a server that accepts and never answers (or drips its 101) must not
+  // hold connect() forever.
   std::unique_ptr<Impl> impl;
   if (options.handshake_timeout.count() <= 0) {
-    impl = open();
+    impl = open_client(u, options);
   } else {
     try {
-      impl = with_timeout(options.handshake_timeout, open);
+      impl = with_timeout(options.handshake_timeout, [&] { return open_client(u, options); });
     } catch (const TimedOut&) {
       // This scope's own deadline (a caller's passes as its own TimedOut).
       throw WsError(ws_errc::timeout, "spindle::http::WebSocket: connecting to " + u.str() + " took over " +
