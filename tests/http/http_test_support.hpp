@@ -150,7 +150,8 @@ inline int open_fds() {
 
 // peer_fd: the descriptor of this process's other end of the loopback
 // connection s (the server's accepted socket when s is a test client, or
-// the reverse); -1 if none.
+// the reverse); -1 if none, as before the server accepted s: a client
+// that has only connected waits for it (wait_until).
 inline int peer_fd(const io::TcpStream& s) {
   const io::Endpoint local = s.local_endpoint(), remote = s.remote_endpoint();
   for (int fd = 3; fd < 65536; ++fd) {

@@ -423,7 +423,9 @@ TEST_CASE("server: read_timeout ends a stalled head or body; a request in pieces
     LiveServer lenient(counted);  // default read_timeout: pauses of 20 ms are nothing
     auto s = raw_connect(lenient.port());
     std::string buf;
-    const int server_fd = peer_fd(s);
+    // The server's end exists once it accepted the connection.
+    int server_fd = -1;
+    FIBER_CHECK(wait_until([&] { return (server_fd = peer_fd(s)) >= 0; }));
     // Each piece is read by the server before the next is sent.
     s.write_all("POST /pieces HTTP/1.1\r\nHo");
     FIBER_CHECK(wait_until([&] { return consumed(server_fd); }));
