@@ -71,7 +71,10 @@ void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t nam
     Worker* w = current_worker();
     target = w != nullptr ? &w->scheduler() : default_scheduler();
   }
-  SPINDLE_CHECK(target != nullptr, "spawn outside a running spindle Runtime");
+  SPINDLE_CHECK(target != nullptr,
+                "spawn outside a running spindle Runtime (no Runtime exists in this process): "
+                "call spawn inside spindle::run(...) or Runtime::block_on(...), or create a "
+                "spindle::Runtime first");
   if (name != nullptr) f->name_.assign(name, name_len);
   f->stack_size_ = stack_size;
   f->where_ = where;

@@ -7,7 +7,10 @@
 namespace spindle {
 
 Runtime::Runtime(RuntimeOptions options) {
-  SPINDLE_CHECK(detail::current_worker() == nullptr, "a Runtime cannot be created on a fiber");
+  SPINDLE_CHECK(detail::current_worker() == nullptr,
+                "a Runtime cannot be created on a fiber (spindle::run or a spindle::Runtime "
+                "inside a fiber): this fiber already has a runtime; call the function directly, "
+                "or spindle::spawn(f) and join it");
   sched_ = std::make_unique<detail::Scheduler>(options);
 }
 
@@ -20,7 +23,10 @@ Runtime::~Runtime() {
 }
 
 void Runtime::shutdown() {
-  SPINDLE_CHECK(detail::current_worker() == nullptr, "Runtime::shutdown called from a fiber");
+  SPINDLE_CHECK(detail::current_worker() == nullptr,
+                "Runtime::shutdown called from a fiber (it waits for every fiber, this one "
+                "too): call it on the plain thread that owns the Runtime once block_on returned; "
+                "to stop work from a fiber, cancel its Tasks (Task::cancel, TaskGroup::cancel)");
   sched_->shutdown();
 }
 
@@ -29,7 +35,9 @@ unsigned Runtime::workers() const noexcept { return sched_->size(); }
 const RuntimeOptions& Runtime::options() const noexcept { return sched_->options(); }
 
 void Runtime::begin_main() {
-  SPINDLE_CHECK(detail::current_worker() == nullptr, "block_on called from a fiber");
+  SPINDLE_CHECK(detail::current_worker() == nullptr,
+                "block_on called from a fiber (it would block this fiber's worker thread): call "
+                "the function directly, or spindle::spawn(f) and join it");
   sched_->begin_main();
 }
 

@@ -108,7 +108,13 @@ void* Scheduler::extension(void* (*make)(unsigned), void (*destroy)(void*) noexc
 
 void* runtime_extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept) {
   Worker* w = current_worker();
-  SPINDLE_CHECK(w != nullptr, "spindle io used outside a fiber");
+  // Reached by every io call that needs its runtime's reactor (sockets,
+  // pipes, processes), so this is where io on a plain thread stops.
+  SPINDLE_CHECK(w != nullptr,
+                "spindle io used outside a fiber (on a plain thread, or in an offload/blocking "
+                "job): call it inside spindle::run(...) or Runtime::block_on(...), or in a fiber "
+                "they spawn; from a plain thread while a Runtime runs, spindle::spawn(f).join() "
+                "runs f on a fiber and waits for it");
   return w->scheduler().extension(make, destroy);
 }
 

@@ -2,6 +2,7 @@
 // it: yield, sleep, hop.
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include <spindle/runtime/cancel.hpp>
@@ -261,5 +262,56 @@ int worker_index() noexcept {
   return w != nullptr ? static_cast<int>(w->index()) : -1;
 }
 }  // namespace this_fiber
+
+}  // namespace spindle
+
+// ---- TimedOut's text ------------------------------------------------------
+// Built here, out of line, so that the inline scopes (with_timeout,
+// wait_for) only pass a pointer and a duration when they throw, and the path
+// that finishes in time does not change.
+
+namespace spindle {
+namespace {
+
+// limit_text: a duration as a person reads it ("2.5 s", "100 ms", "250 us",
+// "40 ns"): the largest unit it reaches, three decimals at most (truncated),
+// trailing zeros dropped. A limit at or below zero had passed already: "0 s".
+std::string limit_text(std::chrono::nanoseconds limit) {
+  const long long ns = limit.count();
+  if (ns <= 0) return "0 s";
+  struct Unit {
+    long long per;
+    const char* name;
+  };
+  static constexpr Unit kUnits[] = {{1'000'000'000, "s"}, {1'000'000, "ms"}, {1'000, "us"}, {1, "ns"}};
+  const Unit* u = &kUnits[3];
+  for (const Unit& c : kUnits) {
+    if (ns >= c.per) {
+      u = &c;
+      break;
+    }
+  }
+  std::string out = std::to_string(ns / u->per);
+  long long milli = (ns % u->per) * 1000 / u->per;  // below 1e12: no overflow
+  if (milli != 0) {
+    char digits[4] = {static_cast<char>('0' + milli / 100), static_cast<char>('0' + milli / 10 % 10),
+                      static_cast<char>('0' + milli % 10), '\0'};
+    std::size_t n = 3;
+    while (digits[n - 1] == '0') --n;
+    out += '.';
+    out.append(digits, n);
+  }
+  out += ' ';
+  out += u->name;
+  return out;
+}
+
+}  // namespace
+
+TimedOut::TimedOut(const char* operation, std::chrono::nanoseconds limit)
+    : std::runtime_error("spindle: timed out after " + limit_text(limit) + " (" + operation + ")") {}
+
+TimedOut::TimedOut(const char* operation)
+    : std::runtime_error(std::string("spindle: timed out (") + operation + ": the deadline passed)") {}
 
 }  // namespace spindle

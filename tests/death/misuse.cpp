@@ -2,6 +2,7 @@
 // with a "spindle:" message. The scenario is picked by argv[1].
 #include <cstring>
 
+#include <spindle/io/tcp.hpp>
 #include <spindle/runtime/all.hpp>
 
 #include "death.hpp"
@@ -35,7 +36,45 @@ int main(int argc, char** argv) {
       rt->block_on([rt] { delete rt; });
     });
   }
-  std::fprintf(stderr, "usage: %s join-empty|join-detached|runtime-on-fiber|delete-runtime-on-fiber\n",
+  // io on a plain thread: the check names what to do instead.
+  if (std::strcmp(what, "io-on-plain-thread") == 0) {
+    return spindle_death::expect_death([] {
+      auto l = spindle::io::TcpListener::bind("127.0.0.1", 0);
+      (void)l;
+    });
+  }
+  // An offload/blocking job runs on a plain pool thread, not a fiber.
+  if (std::strcmp(what, "io-in-blocking-job") == 0) {
+    return spindle_death::expect_death([] {
+      spindle::run([] {
+        spindle::blocking([] { (void)spindle::io::TcpListener::bind("127.0.0.1", 0); });
+      }, spindle::RuntimeOptions{.workers = 1});
+    });
+  }
+  if (std::strcmp(what, "spawn-without-runtime") == 0) {
+    return spindle_death::expect_death([] { (void)spindle::spawn([] {}); });
+  }
+  if (std::strcmp(what, "run-on-fiber") == 0) {
+    return spindle_death::expect_death([] {
+      spindle::run([] { spindle::run([] {}); }, spindle::RuntimeOptions{.workers = 1});
+    });
+  }
+  if (std::strcmp(what, "block-on-on-fiber") == 0) {
+    return spindle_death::expect_death([] {
+      spindle::Runtime rt(spindle::RuntimeOptions{.workers = 1});
+      rt.block_on([&rt] { rt.block_on([] {}); });
+    });
+  }
+  if (std::strcmp(what, "shutdown-on-fiber") == 0) {
+    return spindle_death::expect_death([] {
+      spindle::Runtime rt(spindle::RuntimeOptions{.workers = 1});
+      rt.block_on([&rt] { rt.shutdown(); });
+    });
+  }
+  std::fprintf(stderr,
+               "usage: %s join-empty|join-detached|runtime-on-fiber|delete-runtime-on-fiber|"
+               "io-on-plain-thread|io-in-blocking-job|spawn-without-runtime|run-on-fiber|"
+               "block-on-on-fiber|shutdown-on-fiber\n",
                argv[0]);
   return 2;
 }

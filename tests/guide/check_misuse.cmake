@@ -15,6 +15,13 @@ if(NOT expect_line)
   message(FATAL_ERROR "${SOURCE}: no `// expect:` line")
 endif()
 string(REGEX REPLACE "^// expect: " "" expect "${expect_line}")
+# The diagnostics are neutralised below (list separator, brackets); the
+# expected text the same way, so it may quote code such as [&]{ ...; }
+# (file(STRINGS) gives a ';' of the line as "\;").
+string(REPLACE "\\;" "," expect "${expect}")
+string(REPLACE ";" "," expect "${expect}")
+string(REPLACE "[" "(" expect "${expect}")
+string(REPLACE "]" ")" expect "${expect}")
 
 string(REPLACE "|" ";" include_dirs "${INCLUDES}")
 set(flags -std=c++20 -fsyntax-only -fno-diagnostics-color)

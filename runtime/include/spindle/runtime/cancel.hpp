@@ -15,9 +15,13 @@
 
 #include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/detail/macros.hpp>
+#include <spindle/runtime/detail/not_callable.hpp>
 #include <spindle/runtime/errors.hpp>
 
 namespace spindle {
+
+template <class T>
+class Task;
 
 namespace detail {
 class Fiber;
@@ -33,11 +37,38 @@ void enter_deadline(DeadlineScope& s, std::chrono::steady_clock::time_point t) n
 bool leave_deadline(DeadlineScope& s) noexcept;
 void enter_shield() noexcept;
 void leave_shield() noexcept;
+
+// in_deadline_scope: with_deadline's body. raise() throws the scope's
+// TimedOut; it runs only when this scope's own deadline cancelled f, so the
+// message is built then and never on the path that finishes in time.
+template <class F, class Raise>
+SPINDLE_MAY_SUSPEND auto in_deadline_scope(std::chrono::steady_clock::time_point t, F& f,
+                                           Raise raise) -> std::invoke_result_t<F&> {
+  DeadlineScope scope;
+  enter_deadline(scope, t);
+  try {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
+      f();
+      leave_deadline(scope);
+    } else {
+      auto r = f();
+      leave_deadline(scope);
+      return r;
+    }
+  } catch (const Cancelled&) {
+    if (leave_deadline(scope)) raise();
+    throw;
+  } catch (...) {
+    leave_deadline(scope);
+    throw;
+  }
+}
 }  // namespace detail
 
 // with_deadline: runs f() on the calling fiber; if `t` passes first, the wait
 // f is in (or its next suspension point) is cancelled, the Cancelled unwinds
-// f, and with_deadline raises TimedOut. Nested scopes: the earliest deadline
+// f, and with_deadline raises TimedOut ("spindle: timed out (with_deadline: the
+// deadline passed)"). Nested scopes: the earliest deadline
 // wins and is reported by its own scope (inner scopes let it pass). A cancel
 // from outside the scope surfaces as Cancelled, never TimedOut. A scope that
 // finishes in time leaves nothing behind (no timer is armed for the scope
@@ -48,28 +79,12 @@ template <class F>
   requires std::invocable<F&>
 SPINDLE_MAY_SUSPEND auto with_deadline(std::chrono::steady_clock::time_point t, F&& f)
     -> std::invoke_result_t<F&> {
-  detail::DeadlineScope scope;
-  detail::enter_deadline(scope, t);
-  try {
-    if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
-      f();
-      detail::leave_deadline(scope);
-    } else {
-      auto r = f();
-      detail::leave_deadline(scope);
-      return r;
-    }
-  } catch (const Cancelled&) {
-    if (detail::leave_deadline(scope)) throw TimedOut();
-    throw;
-  } catch (...) {
-    detail::leave_deadline(scope);
-    throw;
-  }
+  return detail::in_deadline_scope(t, f, [] { throw TimedOut("with_deadline"); });
 }
 
 // with_timeout: with_deadline(now + d, f). asyncio.timeout / wait_for. A d too
 // long for the clock means no deadline; zero or negative, one already passed.
+// Its TimedOut names d: "spindle: timed out after 2.5 s (with_timeout)".
 //
 // with_timeout bounds the *wait*, not a task: with_timeout(d, [&] { return
 // task.join(); }) leaves the task running when d passes. To cancel the task
@@ -78,30 +93,65 @@ template <class Rep, class Period, class F>
   requires std::invocable<F&>
 SPINDLE_MAY_SUSPEND auto with_timeout(std::chrono::duration<Rep, Period> d, F&& f)
     -> std::invoke_result_t<F&> {
-  return with_deadline(detail::deadline_after(d), std::forward<F>(f));
+  // The cast runs only on a timeout, and then d fitted the clock (a d too
+  // long for it never expires), so it fits in nanoseconds.
+  return detail::in_deadline_scope(detail::deadline_after(d), f, [d] {
+    throw TimedOut("with_timeout", std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+  });
 }
 
-// Misuse: something that cannot be called with no arguments (a Task, a
-// value). One sentence instead of "no type named 'type' in invoke_result".
+// Misuse: something that cannot be called with no arguments. A Task: say
+// wait_for. Any other value that cannot be called, with_timeout(d,
+// fetch("a")) (asyncio's wait_for(coro, d) habit): the call already ran,
+// without a limit, and with_timeout got its result. The deduced type is that
+// result's (a Task's: its value's), so that nothing after the call is
+// reported too. One sentence instead of "no type named 'type' in
+// invoke_result".
 namespace detail {
 template <class...>
 inline constexpr bool timeout_misuse_v = false;
+// timeout_misuse_result: Task<T> gives T (what join() returns), any other
+// value its own type (what the call before with_timeout returned).
+template <class X>
+struct timeout_misuse_result {
+  static constexpr bool task = false;
+  using type = result_guess_t<X>;
+};
+template <class T>
+struct timeout_misuse_result<Task<T>> {
+  static constexpr bool task = true;
+  using type = T;
+};
+template <class F>
+concept ResultNotWork = NotCallable<F> && !timeout_misuse_result<std::remove_cvref_t<F>>::task;
+template <class F>
+using timeout_misuse_result_t = typename timeout_misuse_result<std::remove_cvref_t<F>>::type;
 }  // namespace detail
 template <class Rep, class Period, class F>
   requires(!std::invocable<F&>)
 auto with_timeout(std::chrono::duration<Rep, Period>, F&&) {
-  static_assert(detail::timeout_misuse_v<F>,
+  static_assert(detail::timeout_misuse_v<F> || !detail::ResultNotWork<F>,
+                "with_timeout takes the work as a function, not its result: write "
+                "with_timeout(d, [&] { return fetch(\"a\"); }); with_timeout(d, fetch(\"a\")) "
+                "runs fetch before the limit starts");
+  static_assert(detail::timeout_misuse_v<F> || detail::ResultNotWork<F>,
                 "Pass with_timeout a callable taking no arguments: with_timeout(d, [&] { return "
                 "task.join(); }) to bound a wait, or use wait_for(task, d) to wait for a Task and "
                 "cancel it when d passes.");
+  return detail::misuse_result<detail::timeout_misuse_result_t<F>>();
 }
 template <class F>
   requires(!std::invocable<F&>)
 auto with_deadline(std::chrono::steady_clock::time_point, F&&) {
-  static_assert(detail::timeout_misuse_v<F>,
+  static_assert(detail::timeout_misuse_v<F> || !detail::ResultNotWork<F>,
+                "with_deadline takes the work as a function, not its result: write "
+                "with_deadline(t, [&] { return fetch(\"a\"); }); with_deadline(t, "
+                "fetch(\"a\")) runs fetch before the deadline applies");
+  static_assert(detail::timeout_misuse_v<F> || detail::ResultNotWork<F>,
                 "Pass with_deadline a callable taking no arguments: with_deadline(t, [&] { "
                 "return task.join(); }) to bound a wait, or use wait_for(task, t - now) to wait "
                 "for a Task and cancel it when the deadline passes.");
+  return detail::misuse_result<detail::timeout_misuse_result_t<F>>();
 }
 
 // shield: runs f() with cancellation and deadlines held off: waits inside

@@ -1,6 +1,7 @@
 // errors.hpp: the exceptions the runtime raises at suspension points.
 #pragma once
 
+#include <chrono>
 #include <stdexcept>
 
 namespace spindle {
@@ -15,9 +16,17 @@ struct Cancelled {
 };
 
 // TimedOut is raised out of a with_timeout / with_deadline scope and by
-// timed waits.
+// timed waits. what() names the call and its limit where the call knows
+// them: "spindle: timed out after 2.5 s (with_timeout)", "spindle: timed out
+// (with_deadline: the deadline passed)"; otherwise "spindle: timed out".
+// The text is built only when a timeout is raised, never on the path that
+// finishes in time (the two constructors below are out of line).
 struct TimedOut : std::runtime_error {
   TimedOut() : std::runtime_error("spindle: timed out") {}
+  // operation: a string literal naming the call ("with_timeout").
+  TimedOut(const char* operation, std::chrono::nanoseconds limit);
+  // For a call that has a deadline but no duration (with_deadline).
+  explicit TimedOut(const char* operation);
 };
 
 // Deadlock is raised by Runtime::block_on and run when every fiber is blocked

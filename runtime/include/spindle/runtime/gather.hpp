@@ -462,9 +462,11 @@ class AsCompleted {
     AsCompleted* r_ = nullptr;
   };
 
+  // limit: the timeout the deadline came from, named by TimedOut's text.
   AsCompleted(std::vector<Task<T>>& tasks,
-              std::optional<std::chrono::steady_clock::time_point> deadline)
-      : tasks_(&tasks), pending_(detail::fibers_of(tasks)), deadline_(deadline) {
+              std::optional<std::chrono::steady_clock::time_point> deadline,
+              std::chrono::nanoseconds limit = {})
+      : tasks_(&tasks), pending_(detail::fibers_of(tasks)), deadline_(deadline), limit_(limit) {
     index_.reserve(pending_.size());
     for (std::size_t i = 0; i < pending_.size(); ++i) index_.push_back(i);
   }
@@ -486,7 +488,7 @@ class AsCompleted {
     if (pending_.empty()) return;
     const int i = detail::wait_any(pending_.data(), pending_.size(),
                                    deadline_ ? &*deadline_ : nullptr);
-    if (i < 0) throw TimedOut();
+    if (i < 0) throw TimedOut("as_completed", limit_);
     const auto at = static_cast<std::size_t>(i);
     current_ = index_[at];
     // erase (not swap-remove) keeps ties in input order: wait_any reports
@@ -499,6 +501,7 @@ class AsCompleted {
   std::vector<detail::Fiber*> pending_;  // fibers not yet yielded
   std::vector<std::size_t> index_;       // their positions in *tasks_
   std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::chrono::nanoseconds limit_;
   std::size_t current_ = npos;
 };
 
@@ -510,7 +513,12 @@ AsCompleted<T> as_completed(std::vector<Task<T>>& tasks) {
 }
 template <class T, class Rep, class Period>
 AsCompleted<T> as_completed(std::vector<Task<T>>& tasks, std::chrono::duration<Rep, Period> timeout) {
-  return AsCompleted<T>(tasks, detail::deadline_after(timeout));
+  // A timeout too long for the clock never expires, so a cast that
+  // overflows is never shown; clamp it anyway.
+  const auto limit = timeout >= std::chrono::duration<double>(std::chrono::nanoseconds::max())
+                         ? std::chrono::nanoseconds::max()
+                         : std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
+  return AsCompleted<T>(tasks, detail::deadline_after(timeout), limit);
 }
 
 // wait(tasks, mode[, timeout]): asyncio.wait. Suspends until `mode` is met

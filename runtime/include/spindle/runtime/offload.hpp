@@ -53,6 +53,7 @@
 #include <utility>
 
 #include <spindle/runtime/detail/macros.hpp>
+#include <spindle/runtime/detail/not_callable.hpp>
 #include <spindle/runtime/suspend.hpp>
 
 namespace spindle {
@@ -247,6 +248,50 @@ template <class F>
   requires std::invocable<std::decay_t<F>&>
 SPINDLE_MAY_SUSPEND decltype(auto) blocking(F&& f) {
   return detail::offload_on(detail::PoolKind::blocking, std::forward<F>(f));
+}
+
+// Misuse: offload(compute(x)) (the call already ran here, on the worker, and
+// offload got its result), or a callable that needs arguments
+// (offload(compute, x): asyncio's to_thread(f, *args) takes them, offload
+// does not). One sentence instead of "no matching function". The deduced
+// type is what the user meant to get back, so that nothing else is reported.
+namespace detail {
+template <class...>
+inline constexpr bool offload_misuse_v = false;
+template <class F, class... Args>
+using offload_misuse_result_t =
+    typename std::conditional_t<NotCallable<F>, std::type_identity<result_guess_t<F>>,
+                                std::conditional_t<std::is_invocable_v<std::decay_t<F>&, Args...>,
+                                                   std::invoke_result<std::decay_t<F>&, Args...>,
+                                                   std::type_identity<void>>>::type;
+}  // namespace detail
+
+template <class F, class... Args>
+  requires(sizeof...(Args) > 0 || !std::invocable<std::decay_t<F>&>)
+auto offload(F&&, Args&&...) {
+  static_assert(detail::offload_misuse_v<F, Args...> || !detail::NotCallable<F>,
+                "offload takes the function to run on the pool, not its result: write "
+                "offload([=] { return compute(x); }) (capture by value: the job may outlive a "
+                "cancelled caller)");
+  static_assert(detail::offload_misuse_v<F, Args...> || detail::NotCallable<F>,
+                "offload takes a callable with no arguments: bind them in a lambda, "
+                "offload([=] { return compute(x); }) (capture by value: the job may outlive a "
+                "cancelled caller)");
+  return detail::misuse_result<detail::offload_misuse_result_t<F, Args...>>();
+}
+
+template <class F, class... Args>
+  requires(sizeof...(Args) > 0 || !std::invocable<std::decay_t<F>&>)
+auto blocking(F&&, Args&&...) {
+  static_assert(detail::offload_misuse_v<F, Args...> || !detail::NotCallable<F>,
+                "blocking takes the function to run on the pool, not its result: write "
+                "blocking([=] { return read_config(path); }) (capture by value: the job may "
+                "outlive a cancelled caller)");
+  static_assert(detail::offload_misuse_v<F, Args...> || detail::NotCallable<F>,
+                "blocking takes a callable with no arguments: bind them in a lambda, "
+                "blocking([=] { return read_config(path); }) (capture by value: the job may "
+                "outlive a cancelled caller)");
+  return detail::misuse_result<detail::offload_misuse_result_t<F, Args...>>();
 }
 
 }  // namespace spindle

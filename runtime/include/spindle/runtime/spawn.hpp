@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/runtime/detail/not_callable.hpp>
 #include <spindle/runtime/options.hpp>
 #include <spindle/runtime/task.hpp>
 
@@ -113,7 +114,13 @@ auto spawn(const SpawnOptions& opts, F&& f, Args&&... args) {
 
 // Misuse: f cannot be called with the arguments as spawn hands them over.
 // Without these two overloads the compiler lists every candidate above; with
-// them the error's first line says what to write.
+// them the error's first line says what to write. Two mistakes look alike:
+//  - the first argument cannot be called at all: asyncio's
+//    create_task(fetch("a")) habit, spawn(fetch("a")), already ran fetch and
+//    passes its result. The Task then holds that result's type, so that the
+//    lines after the call compile and the static_assert is the only error;
+//  - f is callable, but not with copies of the arguments as rvalues: a T&
+//    parameter (std::ref), or the wrong count or types.
 namespace detail {
 template <class...>
 inline constexpr bool spawn_misuse_v = false;
@@ -123,23 +130,37 @@ template <class F, class... Args>
   requires(!std::same_as<std::remove_cvref_t<F>, SpawnOptions> &&
            !std::invocable<std::decay_t<F>, std::decay_t<Args>...>)
 auto spawn(F&&, Args&&...) {
-  static_assert(detail::spawn_misuse_v<F, Args...>,
-                "To pass an argument by reference, write spawn(f, std::ref(x)) (std::cref(x) "
-                "for a const T& parameter). spawn(f, args...) copies each argument into the "
-                "fiber and passes the copy as an rvalue, and f cannot be called that way "
-                "(if no parameter is a reference, check the argument count and types).");
-  return Task<void>();  // never reached: only so that `auto t = spawn(...)` reports nothing else
+  if constexpr (detail::NotCallable<F>) {
+    static_assert(detail::spawn_misuse_v<F, Args...>,
+                  "spawn takes the function and its arguments, not its result: write "
+                  "spawn(fetch, \"a\") or spawn([&]{ return fetch(\"a\"); })");
+    return Task<detail::result_guess_t<F>>();  // never reached (see above)
+  } else {
+    static_assert(detail::spawn_misuse_v<F, Args...>,
+                  "To pass an argument by reference, write spawn(f, std::ref(x)) (std::cref(x) "
+                  "for a const T& parameter). spawn(f, args...) copies each argument into the "
+                  "fiber and passes the copy as an rvalue, and f cannot be called that way "
+                  "(if no parameter is a reference, check the argument count and types).");
+    return Task<void>();  // never reached: only so that `auto t = spawn(...)` reports nothing else
+  }
 }
 
 template <class F, class... Args>
   requires(!std::invocable<std::decay_t<F>, std::decay_t<Args>...>)
 auto spawn(const SpawnOptions&, F&&, Args&&...) {
-  static_assert(detail::spawn_misuse_v<F, Args...>,
-                "To pass an argument by reference, write spawn(options, f, std::ref(x)) "
-                "(std::cref(x) for a const T& parameter). spawn copies each argument into the "
-                "fiber and passes the copy as an rvalue, and f cannot be called that way "
-                "(if no parameter is a reference, check the argument count and types).");
-  return Task<void>();  // never reached: only so that `auto t = spawn(...)` reports nothing else
+  if constexpr (detail::NotCallable<F>) {
+    static_assert(detail::spawn_misuse_v<F, Args...>,
+                  "spawn takes the function and its arguments, not its result: write "
+                  "spawn(options, fetch, \"a\") or spawn(options, [&]{ return fetch(\"a\"); })");
+    return Task<detail::result_guess_t<F>>();  // never reached (see above)
+  } else {
+    static_assert(detail::spawn_misuse_v<F, Args...>,
+                  "To pass an argument by reference, write spawn(options, f, std::ref(x)) "
+                  "(std::cref(x) for a const T& parameter). spawn copies each argument into the "
+                  "fiber and passes the copy as an rvalue, and f cannot be called that way "
+                  "(if no parameter is a reference, check the argument count and types).");
+    return Task<void>();  // never reached: only so that `auto t = spawn(...)` reports nothing else
+  }
 }
 
 }  // namespace spindle

@@ -54,6 +54,7 @@
 
 #include <spindle/runtime/detail/fiber.hpp>
 #include <spindle/runtime/detail/macros.hpp>
+#include <spindle/runtime/detail/not_callable.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/options.hpp>
 #include <spindle/runtime/spawn.hpp>
@@ -113,6 +114,46 @@ class TaskGroup {
     requires std::invocable<std::decay_t<F>, std::decay_t<Args>...>
   auto spawn(const SpawnOptions& opts, F&& f, Args&&... args) {
     return spawn_child(&opts, opts.where, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+  // Misuse, as spindle::spawn's: a first argument that cannot be called
+  // (group.spawn(fetch("a")), the result of a call), or a callable that
+  // cannot take copies of the arguments. One sentence instead of the list of
+  // candidates above.
+  template <class F, class... Args>
+    requires(!std::same_as<std::remove_cvref_t<F>, SpawnOptions> &&
+             !std::invocable<std::decay_t<F>, std::decay_t<Args>...>)
+  auto spawn(F&&, Args&&...) {
+    if constexpr (detail::NotCallable<F>) {
+      static_assert(detail::spawn_misuse_v<F, Args...>,
+                    "TaskGroup::spawn takes the function and its arguments, not its result: "
+                    "write group.spawn(fetch, \"a\") or group.spawn([&]{ return fetch(\"a\"); })");
+      return Task<detail::result_guess_t<F>>();  // never reached: no follow-on errors
+    } else {
+      static_assert(detail::spawn_misuse_v<F, Args...>,
+                    "To pass an argument by reference, write group.spawn(f, std::ref(x)) "
+                    "(std::cref(x) for a const T& parameter): spawn copies each argument into "
+                    "the fiber and passes the copy as an rvalue (if no parameter is a "
+                    "reference, check the argument count and types).");
+      return Task<void>();  // never reached
+    }
+  }
+  template <class F, class... Args>
+    requires(!std::invocable<std::decay_t<F>, std::decay_t<Args>...>)
+  auto spawn(const SpawnOptions&, F&&, Args&&...) {
+    if constexpr (detail::NotCallable<F>) {
+      static_assert(detail::spawn_misuse_v<F, Args...>,
+                    "TaskGroup::spawn takes the function and its arguments, not its result: "
+                    "write group.spawn(options, fetch, \"a\") or group.spawn(options, [&]{ "
+                    "return fetch(\"a\"); })");
+      return Task<detail::result_guess_t<F>>();  // never reached: no follow-on errors
+    } else {
+      static_assert(detail::spawn_misuse_v<F, Args...>,
+                    "To pass an argument by reference, write group.spawn(options, f, "
+                    "std::ref(x)) (std::cref(x) for a const T& parameter): spawn copies each "
+                    "argument into the fiber and passes the copy as an rvalue (if no parameter "
+                    "is a reference, check the argument count and types).");
+      return Task<void>();  // never reached
+    }
   }
 
   // wait: suspends until every child ended, then rethrows the first child

@@ -29,7 +29,8 @@ bool finish_or_cancel(Fiber* f, std::chrono::steady_clock::time_point deadline);
 // wait_for(task, d): waits up to d for the task and returns what join()
 // returns (its value, or rethrows its exception). If d passes first, the
 // task is cancelled and wait_for waits until it has ended (its RAII clean-up
-// has run), then raises TimedOut; the task's own outcome stays in it. If
+// has run), then raises TimedOut ("spindle: timed out after 2.5 s
+// (wait_for)"); the task's own outcome stays in it. If
 // the *caller* is cancelled meanwhile, the task is cancelled and waited for
 // the same way and Cancelled propagates (asyncio's wait_for does the same).
 // A d too long for the clock means no limit; zero or negative, the limit has
@@ -42,13 +43,15 @@ bool finish_or_cancel(Fiber* f, std::chrono::steady_clock::time_point deadline);
 template <class T, class Rep, class Period>
 SPINDLE_MAY_SUSPEND T wait_for(Task<T>& task, std::chrono::duration<Rep, Period> d) {
   SPINDLE_CHECK_TASK(detail::TaskAccess::fiber(task));
-  if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d))) throw TimedOut();
+  if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d)))
+    throw TimedOut("wait_for", std::chrono::duration_cast<std::chrono::nanoseconds>(d));
   return task.join();
 }
 template <class T, class Rep, class Period>
 SPINDLE_MAY_SUSPEND T wait_for(Task<T>&& task, std::chrono::duration<Rep, Period> d) {
   SPINDLE_CHECK_TASK(detail::TaskAccess::fiber(task));
-  if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d))) throw TimedOut();
+  if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d)))
+    throw TimedOut("wait_for", std::chrono::duration_cast<std::chrono::nanoseconds>(d));
   return std::move(task).join();
 }
 
