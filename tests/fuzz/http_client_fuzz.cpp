@@ -11,7 +11,9 @@
 //  - a well-framed Content-Length response (frame 3, with the length
 //    within what was sent and the limit) is returned whole and exact.
 // Redirects are off: a fuzzed Location must never send the client to an
-// address other than this loopback server.
+// address other than this loopback server; the URL functions a Location
+// goes through (URL::join) and QueryParams get the same bytes directly
+// (fuzz_urls).
 //
 // The first input byte picks a frame around the rest: raw bytes; a status
 // line then the bytes as fields; a chunked body; a Content-Length body
@@ -157,11 +159,28 @@ struct Stats {
   }
 } g_stats;
 
+// fuzz_urls: the same bytes as a Location or a query string would bring
+// them (url.hpp; pure functions, no network): URL parsing and join give a
+// URL or raise http::Error(invalid_url); QueryParams::parse never fails and
+// its encode() parses back to the same items; url_decode undoes url_encode.
+void fuzz_urls(const std::string& s) {
+  try {
+    const http::URL joined = http::URL("http://a/b/c/d;p?q").join(s);
+    (void)http::URL(joined.str()).join(joined);
+  } catch (const http::Error& e) {
+    if (e.kind() != http::errc::invalid_url) std::abort();
+  }
+  const http::QueryParams q = http::QueryParams::parse(s);
+  if (http::QueryParams::parse(q.encode()) != q) std::abort();
+  if (http::url_decode(http::url_encode(s)) != s) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return 0;
   const std::string rest(reinterpret_cast<const char*>(data + 2), size - 2);
+  fuzz_urls(rest);
   const bool head_request = (data[1] & 0x80) != 0;
   std::size_t exact_len = std::string::npos;  // frame 3: the body the client must return
   std::string reply;

@@ -161,15 +161,28 @@ TEST_CASE("client: read, total and connect timeouts are errc::timeout") {
       return res;
     });
     LiveServer srv(r);
+    // Each text names the operation, the URL and the limit, and says
+    // "timed out" once (http::Error's what() adds it).
+    auto once = [](const std::string& what, std::string_view part) {
+      const auto at = what.find(part);
+      return at != std::string::npos && what.find(part, at + 1) == std::string::npos;
+    };
+    std::string what;
     {
       http::Client c({.read_timeout = 50ms});
-      FIBER_CHECK(error_of([&] { c.get(srv.url("/slow")); }) == http::errc::timeout);
+      FIBER_CHECK(error_of([&] { c.get(srv.url("/slow")); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.starts_with("read from " + srv.url("/slow") + ": "));
+      FIBER_CHECK(what.find("50 ms (read_timeout)") != std::string::npos);
+      FIBER_CHECK(once(what, "timed out"));
       FIBER_CHECK(c.stats().open == 0);  // the half-used connection was closed
     }
     {
       // Each hop answers in time; the whole chain does not.
       http::Client c({.read_timeout = 1s, .total_timeout = 100ms, .max_redirects = 1000});
-      FIBER_CHECK(error_of([&] { c.get(srv.url("/hop/0")); }) == http::errc::timeout);
+      FIBER_CHECK(error_of([&] { c.get(srv.url("/hop/0")); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.starts_with("GET " + srv.url("/hop/")));
+      FIBER_CHECK(what.find("100 ms (total_timeout)") != std::string::npos);
+      FIBER_CHECK(once(what, "timed out"));
     }
     {
       // A caller's own with_timeout stays TimedOut from the caller's scope.
@@ -197,8 +210,9 @@ TEST_CASE("client: read, total and connect timeouts are errc::timeout") {
         }
       }
       http::Client c({.connect_timeout = 100ms});
-      FIBER_CHECK(error_of([&] { c.get("http://127.0.0.1:" + std::to_string(ep.port()) + "/"); }) ==
-                  http::errc::timeout);
+      const std::string u = "http://127.0.0.1:" + std::to_string(ep.port()) + "/";
+      FIBER_CHECK(error_of([&] { c.get(u); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what == "connect to " + u + ": no connection within 100 ms (connect_timeout): timed out");
     }
     never.set();
   });
@@ -236,6 +250,40 @@ TEST_CASE("client: redirects are followed, bounded, and loops fail") {
     FIBER_CHECK(c.get(srv.url("/a"), no).status == 301);
     http::Client strict({.max_redirects = 1});
     FIBER_CHECK(error_of([&] { strict.get(srv.url("/a")); }) == http::errc::too_many_redirects);
+  });
+}
+
+TEST_CASE("client: params go into the query; redirects resolve dot segments (RFC 3986)") {
+  run_checked(2, [] {
+    http::Router r;
+    auto redirect = [](std::string to) {
+      return [to](http::Request&) {
+        http::Response res;
+        res.status = 302;
+        res.headers.set("Location", to);
+        return res;
+      };
+    };
+    r.get("/docs/a/b", redirect("../c/./d?x=1"));
+    r.get("/docs/c/d", echo);
+    r.get("/up", redirect("/docs/a/../../docs/c/d"));
+    r.get("/q", [](http::Request& q) {
+      std::string out(q.query());
+      for (const auto& [k, v] : q.query_params()) out += "|" + k + "=" + v;
+      return http::Response::text_body(200, out);
+    });
+    LiveServer srv(r);
+    http::Client c;
+    auto res = c.get(srv.url("/docs/a/b"));
+    FIBER_CHECK(res.status == 200);
+    FIBER_CHECK(res.url == srv.url("/docs/c/d?x=1"));
+    FIBER_CHECK(c.get(srv.url("/up")).url == srv.url("/docs/c/d"));
+    const http::QueryParams params{{"q", "a b"}, {"tag", "é"}, {"tag", "&="}};
+    FIBER_CHECK(c.get(srv.url("/q"), {.params = params}).text() ==
+                "q=a+b&tag=%C3%A9&tag=%26%3D|q=a b|tag=é|tag=&=");
+    FIBER_CHECK(c.get(srv.url("/q?x=1"), {.params = params}).text() ==
+                "x=1&q=a+b&tag=%C3%A9&tag=%26%3D|x=1|q=a b|tag=é|tag=&=");
+    FIBER_CHECK(c.get(srv.url("/q?"), {.params = {{"k", ""}}}).text() == "k=|k=");
   });
 }
 
@@ -294,7 +342,11 @@ TEST_CASE("client: refused and invalid URLs") {
       port = l.local_endpoint().port();
     }
     http::Client c;
-    FIBER_CHECK(error_of([&] { c.get("http://127.0.0.1:" + std::to_string(port) + "/"); }) == http::errc::refused);
+    std::string what;
+    const std::string u = "http://127.0.0.1:" + std::to_string(port) + "/";
+    FIBER_CHECK(error_of([&] { c.get(u); }, &what) == http::errc::refused);
+    // The cause once, after what was tried.
+    FIBER_CHECK(what == "connect to " + u + ": connection refused");
     FIBER_CHECK(c.stats().open == 0);
     for (const char* u : {"ftp://x/", "http://", "http://h:99999/", "http://h:x/", "http://[::1/"})
       FIBER_CHECK(error_of([&] { c.get(u); }) == http::errc::invalid_url);

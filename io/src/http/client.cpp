@@ -73,6 +73,35 @@ using detail::Url;
 using detail::parse_url;
 using detail::resolve_location;
 
+// The client's own timeouts name the operation, the URL and the limit.
+// http::Error's what() ends with the kind's text (": timed out",
+// ": connection refused"), so these texts say what was going on and leave
+// the cause to that suffix: said once.
+std::string limit_text(std::chrono::milliseconds ms) {
+  if (ms.count() % 1000 == 0) return std::to_string(ms.count() / 1000) + " s";
+  return std::to_string(ms.count()) + " ms";
+}
+
+Error read_timeout_error(const Url& u, std::chrono::milliseconds limit) {
+  return Error(errc::timeout, "read from " + u.str() + ": no byte for " + limit_text(limit) + " (read_timeout)");
+}
+
+Error total_timeout_error(std::string_view method, const Url& u, std::chrono::milliseconds limit) {
+  return Error(errc::timeout,
+               std::string(method) + " " + u.str() + ": not done within " + limit_text(limit) + " (total_timeout)");
+}
+
+// add_params: RequestOptions::params appended to the target's query
+// (after '&' when it has one), as aiohttp's params=.
+void add_params(Url& u, const QueryParams& params) {
+  if (params.empty()) return;
+  if (u.target.find('?') == std::string::npos)
+    u.target += '?';
+  else if (u.target.back() != '?')
+    u.target += '&';
+  u.target += params.encode();
+}
+
 // TimedStream: the connection as Beast reads it, each read bounded by the
 // read timeout (time without progress, as aiohttp's sock_read).
 struct TimedStream {
@@ -400,10 +429,10 @@ std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
     };
     c->s = opt.connect_timeout.count() > 0 ? with_timeout(opt.connect_timeout, dial) : dial();
   } catch (const TimedOut&) {
-    throw Error(errc::timeout, "connect timed out (" + u.str() + ")");
+    throw Error(errc::timeout,
+                "connect to " + u.str() + ": no connection within " + limit_text(opt.connect_timeout) + " (connect_timeout)");
   } catch (const std::system_error& e) {
-    if (e.code() == std::errc::connection_refused)
-      throw Error(errc::refused, "connection refused (" + u.str() + ")");
+    if (e.code() == std::errc::connection_refused) throw Error(errc::refused, "connect to " + u.str());
 #if SPINDLE_HAVE_TLS
     if (e.code().category() == io::tls_category())
       throw Error(errc::tls, std::string(e.what()) + " (" + u.str() + ")");
@@ -490,7 +519,7 @@ int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
   try {
     bhttp::read_header(ts, c.buf, interim, ec);
   } catch (const TimedOut&) {
-    throw Error(errc::timeout, "read timed out (" + u.str() + ")");
+    throw read_timeout_error(u, opt.read_timeout);
   }
   if (ec) throw map_error(ec, u, opt.max_body, c.s);
   return interim.get().result_int();
@@ -673,7 +702,7 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
     skip_interim(c, u, opt);
     bhttp::read_header(ts, c.buf, p, ec);
   } catch (const TimedOut&) {
-    throw Error(errc::timeout, "read timed out (" + u.str() + ")");
+    throw read_timeout_error(u, opt.read_timeout);
   }
   if (ec) {
     // A stale TLS connection ends without close_notify (the server
@@ -760,7 +789,7 @@ struct Exchange {
     try {
       if (!ec && !p.is_done()) bhttp::read(ts, c.buf, p, ec);
     } catch (const TimedOut&) {
-      throw Error(errc::timeout, "read timed out (" + u.str() + ")");
+      throw read_timeout_error(u, opt.read_timeout);
     }
     if (ec) throw map_error(ec, u, opt.max_body, c.s);
     auto& r = p.get();
@@ -830,7 +859,10 @@ struct detail::BodyReader {
       got = deadline ? with_deadline(*deadline, body) : body();
     } catch (const TimedOut&) {
       fail();  // ours: the read timeout or the total deadline (a caller's scope surfaces as Cancelled here)
-      throw Error(errc::timeout, "timed out reading the body (" + u.str() + ")");
+      if (deadline && Clock::now() >= *deadline)
+        throw Error(errc::timeout, "reading the body of " + u.str() + ": not done within " +
+                                       limit_text(pool.opt.total_timeout) + " of open() (total_timeout)");
+      throw read_timeout_error(u, pool.opt.read_timeout);
     } catch (...) {
       fail();
       throw;
@@ -895,6 +927,7 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
   check_body_options(ro);
   detail::check_request_fields(method, ro.headers, pool_->opt.user_agent);
   Url u = parse_url(url);
+  add_params(u, ro.params);
   std::string meth(method);
   auto run = [&] {
     Exchange ex{*pool_, pool_->opt};
@@ -916,7 +949,7 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
   try {
     return with_timeout(pool_->opt.total_timeout, run);
   } catch (const TimedOut&) {
-    throw Error(errc::timeout, "total timeout (" + u.str() + ")");
+    throw total_timeout_error(meth, u, pool_->opt.total_timeout);
   }
 }
 
@@ -924,6 +957,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
   check_body_options(ro);
   detail::check_request_fields(method, ro.headers, pool_->opt.user_agent);
   Url u = parse_url(url);
+  add_params(u, ro.params);
   std::string meth(method);
   std::optional<Clock::time_point> deadline;
   if (pool_->opt.total_timeout.count() > 0) deadline = Clock::now() + pool_->opt.total_timeout;
@@ -956,7 +990,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
   try {
     return with_deadline(*deadline, run);
   } catch (const TimedOut&) {
-    throw Error(errc::timeout, "total timeout (" + u.str() + ")");
+    throw total_timeout_error(meth, u, pool_->opt.total_timeout);
   }
 }
 
@@ -1012,10 +1046,20 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
   return out;
 }
 
-Response Client::post_json(std::string_view url, const nlohmann::json& value, RequestOptions ro) {
-  ro.body = value.dump();
+namespace {
+Response post_json_text(Client& c, std::string_view url, std::string text, RequestOptions ro) {
+  ro.body = std::move(text);
   ro.headers.set("Content-Type", "application/json");
-  return request("POST", url, std::move(ro));
+  return c.request("POST", url, std::move(ro));
+}
+}  // namespace
+
+Response Client::post_json(std::string_view url, const nlohmann::ordered_json& value, RequestOptions ro) {
+  return post_json_text(*this, url, value.dump(), std::move(ro));
+}
+
+Response Client::post_json_sorted(std::string_view url, const nlohmann::json& value, RequestOptions ro) {
+  return post_json_text(*this, url, value.dump(), std::move(ro));
 }
 
 ClientStats Client::stats() const {

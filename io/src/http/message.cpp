@@ -9,6 +9,8 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
 
+#include "ordered_json.hpp"
+
 namespace spindle::http {
 
 namespace {
@@ -60,7 +62,7 @@ std::string_view Request::param(std::string_view name) const noexcept {
   return {};
 }
 
-nlohmann::json Request::json() const { return nlohmann::json::parse(body); }
+nlohmann::ordered_json Request::json() const { return detail::parse_ordered_json(body); }
 
 std::size_t Request::read_body_some(std::span<std::byte> out) {
   if (out.empty()) return 0;
@@ -85,7 +87,7 @@ void Request::load_body() {
   body_source_ = nullptr;  // the body is whole now: later reads come from it
   body_pos_ = 0;
 }
-nlohmann::json Response::json() const { return nlohmann::json::parse(body); }
+nlohmann::ordered_json Response::json() const { return detail::parse_ordered_json(body); }
 
 Response Response::text_body(int status, std::string body, std::string_view content_type) {
   Response r;
@@ -95,7 +97,11 @@ Response Response::text_body(int status, std::string body, std::string_view cont
   return r;
 }
 
-Response Response::json_body(int status, const nlohmann::json& value) {
+Response Response::json_body(int status, const nlohmann::ordered_json& value) {
+  return text_body(status, value.dump(), "application/json");
+}
+
+Response Response::json_body_sorted(int status, const nlohmann::json& value) {
   return text_body(status, value.dump(), "application/json");
 }
 

@@ -1,33 +1,50 @@
 // router.cpp: http::Router (server.hpp). Linear search over the routes in
 // the order added: routers hold tens of routes, and a segment compare per
 // route costs less than the request's parse.
+//
+// Segments: the path without its leading '/', split at every '/', empty
+// segments kept ("/a//b/" is "a", "", "b", ""), each percent-decoded after
+// the split (so "%2F" is a byte of a segment, never a separator). A
+// pattern's segments are decoded the same way (url_decode), so a literal
+// "/café" and a request for "/caf%C3%A9" compare equal.
 #include <string>
 #include <vector>
 
 #include <spindle/io/http/server.hpp>
 
+#include "url.hpp"
+
 namespace spindle::http {
 
 namespace {
 
+// split_path: p's segments, raw (the file comment). A target that does not
+// start with '/' (OPTIONS *) is one or more segments from its start.
 std::vector<std::string_view> split_path(std::string_view p) {
+  if (p.starts_with('/')) p.remove_prefix(1);
   std::vector<std::string_view> out;
-  std::size_t i = 0;
-  while (i < p.size()) {
-    if (p[i] == '/') {
-      ++i;
-      continue;
-    }
-    const std::size_t j = p.find('/', i);
-    const std::size_t end = j == std::string_view::npos ? p.size() : j;
-    out.push_back(p.substr(i, end - i));
-    i = end;
+  for (;;) {
+    const std::size_t j = p.find('/');
+    out.push_back(p.substr(0, j));
+    if (j == std::string_view::npos) return out;
+    p.remove_prefix(j + 1);
   }
-  return out;
 }
 
-// match: true when `path` fits the pattern; fills `params` then.
-bool match(const std::vector<std::string>& pat, const std::vector<std::string_view>& path,
+// decode_path: the request path's segments, decoded; false when a '%' is
+// not followed by two hex digits (the Router answers 400).
+bool decode_path(std::string_view path, std::vector<std::string>& out) {
+  for (std::string_view s : split_path(path)) {
+    out.emplace_back();
+    if (!detail::decode_strict(s, out.back())) return false;
+  }
+  return true;
+}
+
+// match: true when `path` fits the pattern; fills `params` then. A ":name"
+// segment matches one non-empty segment; a last "*" the rest, possibly
+// empty, its segments joined by '/'.
+bool match(const std::vector<std::string>& pat, const std::vector<std::string>& path,
            std::vector<std::pair<std::string, std::string>>& params) {
   params.clear();
   for (std::size_t i = 0; i < pat.size(); ++i) {
@@ -41,8 +58,9 @@ bool match(const std::vector<std::string>& pat, const std::vector<std::string_vi
       return true;
     }
     if (i >= path.size()) return false;
-    if (!pat[i].empty() && pat[i][0] == ':') {
-      params.emplace_back(pat[i].substr(1), std::string(path[i]));
+    if (pat[i].size() > 1 && pat[i][0] == ':') {
+      if (path[i].empty()) return false;
+      params.emplace_back(pat[i].substr(1), path[i]);
     } else if (pat[i] != path[i]) {
       return false;
     }
@@ -56,14 +74,15 @@ Router& Router::add(std::string_view method, std::string_view pattern, Handler h
   Route r;
   r.body = body;
   r.method = std::string(method);
-  for (auto s : split_path(pattern)) r.segments.emplace_back(s);
+  for (auto s : split_path(pattern)) r.segments.push_back(s.starts_with(':') ? std::string(s) : url_decode(s));
   r.handler = std::move(h);
   routes_.push_back(std::move(r));
   return *this;
 }
 
 Response Router::operator()(Request& req) const {
-  const auto path = split_path(req.path());
+  std::vector<std::string> path;
+  if (!decode_path(req.path(), path)) return Response::text_body(400, "bad percent-escape in the path\n");
   std::vector<std::pair<std::string, std::string>> params;
   std::string allow;
   const Route* head_fallback = nullptr;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 
 #include <spindle/io/http/error.hpp>
@@ -111,17 +112,7 @@ std::string encode_target(std::string_view t) {
 // percent_decode: userinfo; a '%' not followed by two hex digits is an error.
 std::string percent_decode(std::string_view s, std::string_view u) {
   std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    if (i + 2 >= s.size()) bad_url(u, "bad %-escape in userinfo");
-    const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-    if (hi < 0 || lo < 0) bad_url(u, "bad %-escape in userinfo");
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
+  if (!decode_strict(s, out)) bad_url(u, "bad %-escape in userinfo");
   return out;
 }
 
@@ -142,18 +133,27 @@ bool valid_host(std::string_view h, bool bracketed) {
   return true;
 }
 
-void parse_port(std::string_view port, std::string_view u, Url& out) {
-  if (port.empty()) return;  // "host:" is the default port (RFC 3986 3.2.3)
+std::optional<std::uint16_t> parse_port(std::string_view port, std::string_view u) {
+  if (port.empty()) return std::nullopt;  // "host:" is the default port (RFC 3986 3.2.3)
   unsigned long p = 0;
   for (char c : port) {
     if (!is_digit(c) || p > 65535) bad_url(u, "bad port");
     p = p * 10 + static_cast<unsigned long>(c - '0');
   }
   if (p == 0 || p > 65535) bad_url(u, "bad port");
-  out.port = static_cast<std::uint16_t>(p);
+  return static_cast<std::uint16_t>(p);
 }
 
-void parse_authority(std::string_view auth, std::string_view u, Url& out) {
+// Authority: an authority's parts, checked (the file comment of url.hpp).
+struct Authority {
+  bool has_userinfo = false;
+  std::string user, password;  // percent-decoded
+  std::string host;            // lowercase, without brackets
+  std::optional<std::uint16_t> port;
+};
+
+Authority parse_authority(std::string_view auth, std::string_view u) {
+  Authority out;
   if (const auto at = auth.rfind('@'); at != std::string_view::npos) {
     const std::string_view info = auth.substr(0, at);
     if (!valid_userinfo(info)) bad_url(u, "invalid character in userinfo");
@@ -179,13 +179,69 @@ void parse_authority(std::string_view auth, std::string_view u, Url& out) {
     out.host = std::string(auth.substr(0, colon));
     if (colon != std::string_view::npos) port = auth.substr(colon + 1);
   }
-  if (out.host.empty()) bad_url(u, "no host");
   if (!valid_host(out.host, bracketed)) bad_url(u, "invalid character in host");
   for (char& c : out.host) c = lower(c);  // DNS names compare without case: one pool key, one origin
-  parse_port(port, u, out);
+  out.port = parse_port(port, u);
+  return out;
 }
 
-std::string strip_fragment(std::string_view s) { return std::string(s.substr(0, s.find('#'))); }
+// remove_dot_segments: RFC 3986 5.2.4, step by step. Linear: each input
+// byte is moved to the output at most once, and a ".." erases output bytes
+// that were moved there once.
+std::string remove_dot_segments(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  auto pop_segment = [&out] {
+    const auto slash = out.rfind('/');
+    out.erase(slash == std::string::npos ? 0 : slash);
+  };
+  while (!in.empty()) {
+    if (in.starts_with("../")) {
+      in.remove_prefix(3);
+    } else if (in.starts_with("./")) {
+      in.remove_prefix(2);
+    } else if (in.starts_with("/./")) {
+      in.remove_prefix(2);  // "/./" becomes "/"
+    } else if (in == "/.") {
+      out += '/';
+      break;
+    } else if (in.starts_with("/../")) {
+      in.remove_prefix(3);  // "/../" becomes "/"
+      pop_segment();
+    } else if (in == "/..") {
+      pop_segment();
+      out += '/';
+      break;
+    } else if (in == "." || in == "..") {
+      break;
+    } else {
+      const std::size_t end = in.find('/', in[0] == '/' ? 1 : 0);
+      const std::size_t n = end == std::string_view::npos ? in.size() : end;
+      out += in.substr(0, n);
+      in.remove_prefix(n);
+    }
+  }
+  return out;
+}
+
+constexpr char kHexDigits[] = "0123456789ABCDEF";
+
+bool is_unreserved(unsigned char c) { return is_alnum(static_cast<char>(c)) || c == '-' || c == '.' || c == '_' || c == '~'; }
+
+// form_encode: url_encode, but a space is '+' (application/x-www-form-urlencoded).
+void form_encode(std::string_view s, std::string& out) {
+  for (unsigned char c : s) {
+    if (is_unreserved(c)) {
+      out += static_cast<char>(c);
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += '%';
+      out += kHexDigits[c >> 4];
+      out += kHexDigits[c & 15];
+    }
+  }
+}
 
 }  // namespace
 
@@ -215,55 +271,58 @@ std::string Url::basic_auth() const {
   return out;
 }
 
-Url parse_url(std::string_view u, UrlKind kind) {
-  for (unsigned char c : u)
-    if (is_ctl(c)) bad_url(u, "control character (CR, LF, NUL, ...) in URL");
+Url to_client_url(const URL& url, std::string_view shown, UrlKind kind) {
   Url out;
   out.websocket = kind == UrlKind::websocket;
   const char* const wrong = out.websocket ? "not a ws:// or wss:// URL" : "not an http:// or https:// URL";
-  const std::size_t sl = scheme_length(u);
-  std::string scheme;
-  for (char c : u.substr(0, sl)) scheme += lower(c);
-  if (scheme == (out.websocket ? "wss:" : "https:")) {
+  if (url.scheme() == (out.websocket ? "wss" : "https")) {
 #if !SPINDLE_HAVE_TLS
-    bad_url(u, scheme + "// needs TLS, and spindle was built without OpenSSL");
+    bad_url(shown, url.scheme() + ":// needs TLS, and spindle was built without OpenSSL");
 #endif
     out.https = true;
-    out.port = 443;
-  } else if (scheme != (out.websocket ? "ws:" : "http:")) {
-    bad_url(u, wrong);
+  } else if (url.scheme() != (out.websocket ? "ws" : "http")) {
+    bad_url(shown, wrong);
   }
-  if (u.substr(sl).substr(0, 2) != "//") bad_url(u, wrong);
-  const std::string_view rest = u.substr(sl + 2);
-  const std::size_t end = rest.find_first_of("/?#");
-  parse_authority(rest.substr(0, end), u, out);
-  const std::string tail = end == std::string_view::npos ? std::string() : strip_fragment(rest.substr(end));
-  if (tail.empty()) {
-    out.target = "/";
-  } else {
-    out.target = encode_target(tail[0] == '?' ? "/" + tail : tail);
-  }
+  if (!url.has_authority()) bad_url(shown, wrong);
+  if (url.host().empty()) bad_url(shown, "no host");
+  out.host = url.host();
+  out.port = url.port();
+  out.has_userinfo = url.has_userinfo();
+  out.user = url.user();
+  out.password = url.password();
+  out.target = url.target();
   return out;
 }
+
+Url parse_url(std::string_view u, UrlKind kind) { return to_client_url(URL(u), u, kind); }
 
 Url resolve_location(const Url& base, std::string_view loc) {
   for (unsigned char c : loc)
     if (is_ctl(c)) bad_url(loc, "control character in a redirect's Location");
-  if (scheme_length(loc) != 0) return parse_url(loc);
-  if (loc.starts_with("//")) return parse_url(base.scheme() + ":" + std::string(loc));
+  const URL ref(loc);
+  const URL joined = URL(base.str()).join(ref);
+  if (ref.is_absolute() || ref.has_authority()) return to_client_url(joined, loc, UrlKind::http);
+  // Same origin: the base's userinfo and port stay as they are.
   Url out = base;
-  const std::string rel = strip_fragment(loc);
-  const std::string_view path = std::string_view(base.target).substr(0, base.target.find('?'));
-  if (rel.empty()) {
-    // "" or "#frag": the same resource
-  } else if (rel[0] == '/') {
-    out.target = encode_target(rel);
-  } else if (rel[0] == '?') {
-    out.target = std::string(path) + encode_target(rel);
-  } else {
-    out.target = std::string(path.substr(0, path.rfind('/') + 1)) + encode_target(rel);
-  }
+  out.target = joined.target();
   return out;
+}
+
+bool decode_strict(std::string_view s, std::string& out) {
+  out.clear();
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (s.size() - i < 3) return false;
+    const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return true;
 }
 
 void check_header_fields(const Headers& headers, std::string_view who) {
@@ -306,3 +365,218 @@ void check_request_fields(std::string_view method, const Headers& headers, std::
 }
 
 }  // namespace spindle::http::detail
+
+namespace spindle::http {
+
+using detail::bad_url;
+using detail::encode_target;
+using detail::hex_value;
+using detail::is_ctl;
+using detail::lower;
+
+std::string url_encode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (detail::is_unreserved(c)) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += detail::kHexDigits[c >> 4];
+      out += detail::kHexDigits[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string url_decode(std::string_view s, bool plus_as_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '%' && s.size() - i >= 3) {
+      const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += plus_as_space && c == '+' ? ' ' : c;
+  }
+  return out;
+}
+
+QueryParams QueryParams::parse(std::string_view raw) {
+  QueryParams q;
+  while (!raw.empty()) {
+    const std::size_t amp = raw.find('&');
+    const std::string_view piece = raw.substr(0, amp);
+    raw = amp == std::string_view::npos ? std::string_view{} : raw.substr(amp + 1);
+    if (piece.empty()) continue;
+    const std::size_t eq = piece.find('=');
+    q.items_.emplace_back(url_decode(piece.substr(0, eq), true),
+                          eq == std::string_view::npos ? std::string() : url_decode(piece.substr(eq + 1), true));
+  }
+  return q;
+}
+
+void QueryParams::add(std::string_view key, std::string_view value) { items_.emplace_back(key, value); }
+
+void QueryParams::set(std::string_view key, std::string_view value) {
+  auto it = std::find_if(items_.begin(), items_.end(), [&](const Item& i) { return i.first == key; });
+  if (it == items_.end()) {
+    add(key, value);
+    return;
+  }
+  it->second = std::string(value);
+  std::erase_if(items_, [&, first = &*it](const Item& i) { return &i != first && i.first == key; });
+}
+
+std::size_t QueryParams::erase(std::string_view key) {
+  return std::erase_if(items_, [&](const Item& i) { return i.first == key; });
+}
+
+std::optional<std::string_view> QueryParams::get(std::string_view key) const {
+  for (const auto& [k, v] : items_)
+    if (k == key) return std::string_view(v);
+  return std::nullopt;
+}
+
+std::vector<std::string_view> QueryParams::get_all(std::string_view key) const {
+  std::vector<std::string_view> out;
+  for (const auto& [k, v] : items_)
+    if (k == key) out.emplace_back(v);
+  return out;
+}
+
+std::string QueryParams::encode() const {
+  std::string out;
+  for (const auto& [k, v] : items_) {
+    if (!out.empty()) out += '&';
+    detail::form_encode(k, out);
+    out += '=';
+    detail::form_encode(v, out);
+  }
+  return out;
+}
+
+URL::URL(std::string_view s) {
+  for (unsigned char c : s)
+    if (is_ctl(c)) bad_url(s, "control character (CR, LF, NUL, ...) in URL");
+  const std::size_t sl = detail::scheme_length(s);
+  for (char c : s.substr(0, sl == 0 ? 0 : sl - 1)) scheme_ += lower(c);
+  std::string_view rest = s.substr(sl);
+  if (const auto hash = rest.find('#'); hash != std::string_view::npos) {
+    has_fragment_ = true;
+    fragment_ = encode_target(rest.substr(hash + 1));
+    rest = rest.substr(0, hash);
+  }
+  if (const auto q = rest.find('?'); q != std::string_view::npos) {
+    has_query_ = true;
+    query_ = encode_target(rest.substr(q + 1));
+    rest = rest.substr(0, q);
+  }
+  if (rest.starts_with("//")) {
+    has_authority_ = true;
+    rest.remove_prefix(2);
+    const std::size_t slash = rest.find('/');
+    detail::Authority a = detail::parse_authority(rest.substr(0, slash), s);
+    has_userinfo_ = a.has_userinfo;
+    user_ = std::move(a.user);
+    password_ = std::move(a.password);
+    host_ = std::move(a.host);
+    port_ = a.port;
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+  }
+  path_ = encode_target(rest);
+}
+
+std::uint16_t URL::port() const noexcept {
+  if (port_) return *port_;
+  if (scheme_ == "http" || scheme_ == "ws") return 80;
+  if (scheme_ == "https" || scheme_ == "wss") return 443;
+  return 0;
+}
+
+std::string URL::target() const {
+  std::string t = path_.empty() ? "/" : path_;
+  if (has_query_) t += "?" + query_;
+  return t;
+}
+
+URL URL::join(const URL& r) const {
+  URL t;
+  if (r.is_absolute()) {
+    t = r;
+    t.path_ = detail::remove_dot_segments(r.path_);
+    return t;
+  }
+  if (r.has_authority_) {
+    t = r;
+    t.path_ = detail::remove_dot_segments(r.path_);
+  } else {
+    t = *this;  // the base's authority (userinfo included)
+    if (r.path_.empty()) {
+      if (r.has_query_) {
+        t.has_query_ = true;
+        t.query_ = r.query_;
+      }
+    } else {
+      if (r.path_[0] == '/') {
+        t.path_ = detail::remove_dot_segments(r.path_);
+      } else if (has_authority_ && path_.empty()) {
+        t.path_ = detail::remove_dot_segments("/" + r.path_);  // merge (5.2.3), empty base path
+      } else {
+        const auto slash = path_.rfind('/');
+        const std::string merged = (slash == std::string::npos ? std::string() : path_.substr(0, slash + 1)) + r.path_;
+        t.path_ = detail::remove_dot_segments(merged);
+      }
+      t.has_query_ = r.has_query_;
+      t.query_ = r.query_;
+    }
+  }
+  t.scheme_ = scheme_;
+  t.has_fragment_ = r.has_fragment_;
+  t.fragment_ = r.fragment_;
+  return t;
+}
+
+URL URL::with_query(const QueryParams& params) const {
+  URL t = *this;
+  t.query_ = params.encode();
+  t.has_query_ = !params.empty();
+  return t;
+}
+
+URL URL::with_params(const QueryParams& params) const {
+  if (params.empty()) return *this;
+  URL t = *this;
+  if (!t.query_.empty()) t.query_ += '&';
+  t.query_ += params.encode();
+  t.has_query_ = true;
+  return t;
+}
+
+URL URL::with_fragment(std::optional<std::string_view> fragment) const {
+  URL t = *this;
+  t.has_fragment_ = fragment.has_value();
+  t.fragment_ = fragment ? encode_target(*fragment) : std::string();
+  return t;
+}
+
+std::string URL::str() const {
+  std::string out;
+  if (!scheme_.empty()) out += scheme_ + ":";
+  if (has_authority_) {
+    out += "//";
+    out += host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
+    if (port_) out += ":" + std::to_string(*port_);
+  }
+  out += path_;
+  if (has_query_) out += "?" + query_;
+  if (has_fragment_) out += "#" + fragment_;
+  return out;
+}
+
+}  // namespace spindle::http

@@ -27,6 +27,8 @@
 #include <string>
 #include <string_view>
 
+#include <spindle/io/http/url.hpp>
+
 namespace spindle::http {
 class Headers;
 }
@@ -63,10 +65,21 @@ enum class UrlKind { http, websocket };
 // its userinfo, never the password).
 Url parse_url(std::string_view u, UrlKind kind = UrlKind::http);
 
-// resolve_location: a redirect's Location against the URL that sent it
-// (absolute, scheme-relative "//host/...", absolute path, query only, or
-// relative path), checked as parse_url checks.
+// to_client_url: a parsed URL checked as parse_url checks (scheme, an
+// authority with a host); `shown` is the text an error names (its userinfo
+// hidden).
+Url to_client_url(const URL& url, std::string_view shown, UrlKind kind);
+
+// resolve_location: a redirect's Location against the URL that sent it,
+// by RFC 3986 5.2 (URL::join: dot segments removed), checked as parse_url
+// checks. A Location without scheme or authority keeps the base's
+// userinfo; one with an authority brings its own (or none).
 Url resolve_location(const Url& base, std::string_view loc);
+
+// decode_strict: s percent-decoded into out ('+' stays '+'); false when a
+// '%' is not followed by two hex digits (out is then unspecified). The
+// Router's path segments and the userinfo.
+bool decode_strict(std::string_view s, std::string& out);
 
 // field_value_ok: v may be a field value (RFC 9110 5.5) or a reason
 // phrase: no control byte but HTAB (obs-text allowed).

@@ -66,11 +66,13 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
+#include <spindle/io/http/url.hpp>
 #include <spindle/io/tls.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
@@ -132,8 +134,13 @@ struct RequestOptions {
   // Authorization, Proxy-Authorization, Cookie and Cookie2 (and a Host set
   // here) are not sent on after a redirect to another origin (scheme, host
   // or port differ, https to http included), as curl and Go do.
-  Headers headers;
-  std::string body;
+  Headers headers = {};
+  // params: appended to the URL's query, form-encoded (QueryParams::encode:
+  // "q=a+b&tag=x"), after a '&' when the URL has a query already, as
+  // aiohttp's params=. They go with the first URL only; a redirect's
+  // Location is followed as given.
+  QueryParams params = {};
+  std::string body = {};
   bool follow_redirects = true;
   // replayable: the request may be sent again on a new connection when its
   // pooled connection fails after it was written and before any response
@@ -153,13 +160,13 @@ struct RequestOptions {
   // response is returned as is), and a pooled connection found closed by
   // the server after the generator was first called is errc::reset rather
   // than a silent retry.
-  BodyGenerator body_generator;
-  std::optional<std::uint64_t> body_length;
+  BodyGenerator body_generator = {};
+  std::optional<std::uint64_t> body_length = {};
   // body_file: the file's bytes, Content-Length from its size at open, read
   // in chunks with io::File (never whole in memory). Re-read from the start
   // for a 307/308 redirect or a retry. A file that cannot be opened raises
   // io::File's std::system_error before anything is sent.
-  std::filesystem::path body_file;
+  std::filesystem::path body_file = {};
   // expect_continue: a request with a body is sent with
   // `Expect: 100-continue`: the head goes first, and the body only after
   // the server's 100 Continue (or after ClientOptions::
@@ -269,9 +276,17 @@ class Client {
     options.body = std::move(body);
     return request("POST", url, std::move(options));
   }
-  // post_json: body = value.dump(), Content-Type: application/json.
-  SPINDLE_MAY_SUSPEND Response post_json(std::string_view url, const nlohmann::json& value,
+  // post_json: body = value.dump(), Content-Type: application/json. An
+  // nlohmann::ordered_json (and a braced list: {{"b", 1}, {"a", 2}}) keeps
+  // its keys in the order given, as Python's json does; any other value
+  // goes through nlohmann::json, whose objects sort their keys.
+  SPINDLE_MAY_SUSPEND Response post_json(std::string_view url, const nlohmann::ordered_json& value,
                                          RequestOptions options = {});
+  template <class T>
+    requires(!std::is_same_v<T, nlohmann::ordered_json>)
+  SPINDLE_MAY_SUSPEND Response post_json(std::string_view url, const T& value, RequestOptions options = {}) {
+    return post_json_sorted(url, value, std::move(options));
+  }
 
   // open: as request(), redirects and all, but returns once the final
   // response's head is read; its body is read through the result
@@ -297,6 +312,8 @@ class Client {
   void close_idle() noexcept;
 
  private:
+  SPINDLE_MAY_SUSPEND Response post_json_sorted(std::string_view url, const nlohmann::json& value,
+                                                RequestOptions options);
   std::unique_ptr<detail::ClientPool> pool_;
 };
 

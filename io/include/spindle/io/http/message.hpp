@@ -3,9 +3,13 @@
 // public http header, so only io/src/http/*.cpp pays Beast's compile time
 // (docs/http.md "Layout").
 //
-// JSON: Request::json() and Response::json() return nlohmann::json, which
-// this header only forward-declares (<nlohmann/json_fwd.hpp>); a caller
-// that uses the value includes <nlohmann/json.hpp> itself.
+// JSON: Request::json() and Response::json() return nlohmann::ordered_json
+// (objects keep the keys in the order of the text, as Python's json and
+// aiohttp), which this header only forward-declares
+// (<nlohmann/json_fwd.hpp>); a caller that uses the value includes
+// <nlohmann/json.hpp> itself. It converts to nlohmann::json on assignment
+// (`nlohmann::json j = req.json();`, keys then sorted); docs/http.md "JSON
+// key order".
 //
 // Streamed bodies (server side, docs/http.md "Streamed bodies (server)"): a
 // Request's body may still be on the connection when the handler runs
@@ -23,12 +27,14 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include <spindle/io/endpoint.hpp>
+#include <spindle/io/http/url.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle::io {
@@ -98,13 +104,18 @@ struct Request {
   io::Endpoint remote;
   std::vector<std::pair<std::string, std::string>> params;
 
-  // path / query: target split at the first '?' (query without it).
+  // path / query: target split at the first '?' (query without it), as
+  // on the wire (still percent-encoded). query_params: query() decoded
+  // (QueryParams::parse: '+' is a space, repeated keys kept in order).
   std::string_view path() const noexcept;
   std::string_view query() const noexcept;
+  QueryParams query_params() const { return QueryParams::parse(query()); }
   // param: a path parameter by name ("" when absent).
   std::string_view param(std::string_view name) const noexcept;
-  // json: body parsed as JSON; throws nlohmann::json::parse_error.
-  nlohmann::json json() const;
+  // json: body parsed as JSON, keys in the body's order (a repeated key:
+  // first place, last value), in O(n log n) of the body's size; throws
+  // nlohmann::json::parse_error.
+  nlohmann::ordered_json json() const;
 
   // Streamed request bodies (server side). body_streamed(): the body is
   // still on the connection (a Router route added with Body::stream, or
@@ -184,13 +195,23 @@ struct Response {
   std::span<const std::byte> bytes() const noexcept {
     return {reinterpret_cast<const std::byte*>(body.data()), body.size()};
   }
-  // json: body parsed as JSON; throws nlohmann::json::parse_error.
-  nlohmann::json json() const;
+  // json: as Request::json.
+  nlohmann::ordered_json json() const;
 
   // Factories for handlers: a body with its Content-Type.
   static Response text_body(int status, std::string body,
                             std::string_view content_type = "text/plain; charset=utf-8");
-  static Response json_body(int status, const nlohmann::json& value);
+  // json_body: value.dump() as application/json. An ordered_json, or a
+  // braced list ({{"id", 7}, {"name", "ada"}}), keeps its keys in the order
+  // given; any other value (a nlohmann::json, a type with to_json) goes
+  // through nlohmann::json, whose objects sort their keys.
+  static Response json_body(int status, const nlohmann::ordered_json& value);
+  template <class T>
+    requires(!std::is_same_v<T, nlohmann::ordered_json>)
+  static Response json_body(int status, const T& value) {
+    return json_body_sorted(status, value);
+  }
+  static Response json_body_sorted(int status, const nlohmann::json& value);
   // Streamed bodies (above).
   static Response stream_body(int status, std::function<std::string()> next,
                               std::string_view content_type = "application/octet-stream");
