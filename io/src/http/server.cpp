@@ -59,10 +59,13 @@
 // idle state (nothing was handed to a handler yet, so shutdown may cancel
 // it), then serves its Transport exactly as a plain one.
 #include <cxxabi.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -71,6 +74,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -128,7 +132,51 @@ struct Conn {
     if ((seen & kKind) != kIdle || (seen >> 2) >= idle_before) return false;
     return state.compare_exchange_strong(seen, kCancelled, std::memory_order_seq_cst);
   }
+
+  // The disconnect check (ServerOptions::disconnect_check, State::
+  // check_disconnects). `handler` is kOut, or kIn with when the handler
+  // began (since_ms << 2), or kChecking while the check peeks the socket.
+  // Only the check moves kIn -> kChecking and back; the connection fiber
+  // moves kOut -> kIn and kIn -> kOut, and waits out a kChecking before
+  // it leaves, so the socket `fd` (set by the fiber before its first
+  // kIn, published by that release store) stays open, and the Conn
+  // alive, for as long as a check holds it.
+  static constexpr std::uint64_t kOut = 0, kIn = 1, kChecking = 2;
+  std::atomic<std::uint64_t> handler{kOut};
+  int fd = -1;
+
+  void enter_handler(std::uint64_t since_ms) noexcept { handler.store(since_ms << 2 | kIn, std::memory_order_release); }
+  void leave_handler() noexcept {
+    for (std::uint64_t seen = handler.load(std::memory_order_acquire);;) {
+      if (seen == kChecking) {
+        // One peek (a non-blocking recv) on another thread: the check
+        // never suspends while it holds kChecking.
+        std::this_thread::yield();
+        seen = handler.load(std::memory_order_acquire);
+      } else if (handler.compare_exchange_weak(seen, kOut, std::memory_order_acq_rel)) {
+        return;
+      }
+    }
+  }
+  // The check: kIn since before `started_before` -> kChecking. True: the
+  // caller peeks and then calls end_check(returned value).
+  std::uint64_t begin_check(std::uint64_t started_before) noexcept {
+    std::uint64_t seen = handler.load(std::memory_order_acquire);
+    if ((seen & 3) != kIn || (seen >> 2) >= started_before) return kOut;
+    return handler.compare_exchange_strong(seen, kChecking, std::memory_order_acq_rel) ? seen : kOut;
+  }
+  void end_check(std::uint64_t was) noexcept { handler.store(was, std::memory_order_release); }
 };
+
+// peer_gone: the socket's peer has closed or reset it (a peek reads end
+// of stream or an error). Bytes waiting (a pipelined request, a body the
+// handler has not read, a TLS record) say nothing: false.
+bool peer_gone(int fd) noexcept {
+  char b;
+  const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
 
 // coarse_ms: a steady millisecond count at the kernel tick's resolution
 // (CLOCK_MONOTONIC_COARSE: no TSC read), for idle stamps.
@@ -499,13 +547,21 @@ struct Server::State {
   }
   // out: the connection's scratch string, reused so that a response costs
   // no allocation for its head (left holding the last response).
-  void write_response(detail::Transport& s, Response& res, const Request& req, bool& keep, std::string& out);
-  void write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
+  // Both return the body bytes written (for the access log); a failure
+  // throws. `res` may be replaced (a body_file that does not open: 500).
+  std::uint64_t write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
+                               std::string& out);
+  std::uint64_t write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
   detail::HeadParams head_params(const Request& req, bool keep) const;
-  void reject(detail::Transport& s, int status, bool head);
+  // reject: `req` null when the head did not parse (the access log's
+  // request line is then "-").
+  void reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer, const Request* req);
   void linger(detail::Transport& s);
   void cancel_idle(std::uint64_t idle_before = Conn::kNever);
   void sweep_idle();
+  void check_disconnects(std::uint64_t started_before);
+  void watch_disconnects();
+  void log_access(const io::Endpoint& peer, const Request* req, int status, std::uint64_t bytes) noexcept;
 };
 
 void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
@@ -556,6 +612,7 @@ void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
 // state (protocol above, step 4). False: the connection ends (handshake
 // failed or timed out, shutdown).
 bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
+  c.fd = s.native_handle();  // the disconnect check's peeks (Conn)
   try {
     s.set_nodelay(true);
   } catch (const std::system_error&) {
@@ -684,8 +741,8 @@ constexpr std::size_t kCopyBodyMax = 16 * 1024;
 // capacity (a typical small response's head and body).
 constexpr std::size_t kKeepScratch = 512;
 
-void Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
-                                   std::string& out) {
+std::uint64_t Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
+                                            std::string& out) {
   if (!detail::body_allowed(res.status)) {
     // 1xx, 204, 304: the head is the whole response (response_head.hpp).
     res.body_stream = nullptr;
@@ -708,13 +765,14 @@ void Server::State::write_response(detail::Transport& s, Response& res, const Re
   // A small head-and-body stays for the next response; a large one is not
   // kept by a connection that may now idle for a long time.
   if (out.capacity() > kKeepScratch) std::string().swap(out);
+  return body.size();
 }
 
 // write_streamed: the head through Beast's serializer, then the body in
 // pieces: the file's bytes under its Content-Length, or the generator's
 // pieces as chunks (HTTP/1.0: raw, and the close ends the body). At most
 // one piece (64 KiB of file, or what the generator returned) is held.
-void Server::State::write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep) {
+std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep) {
   const bool head_only = req.method == "HEAD";
   auto m = detail::beast_head(res, head_params(req, keep));
   io::File file;
@@ -726,9 +784,9 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
       size = file.size();
     } catch (const std::system_error&) {
       // Nothing sent yet: the handler's file is gone or unreadable.
-      Response err = Response::text_body(500, "internal server error\n");
+      res = Response::text_body(500, "internal server error\n");
       std::string out;
-      return write_response(s, err, req, keep, out);
+      return write_response(s, res, req, keep, out);
     }
     m.content_length(size);
   } else if (req.version >= 11) {
@@ -741,7 +799,7 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
   std::string head;
   detail::serialize_head(m, head);
   timed_write([&] { s.write_all(head); });
-  if (head_only) return;
+  if (head_only) return 0;
   if (!res.body_stream) {
     std::vector<char> piece(64 * 1024);
     for (std::uint64_t left = size; left > 0;) {
@@ -752,14 +810,16 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
       timed_write([&] { s.write_all({piece.data(), n}); });
       left -= n;
     }
-    return;
+    return size;
   }
+  std::uint64_t sent = 0;
   for (;;) {
     std::string part;
     // The head is out: if the generator fails, the close (with the body cut
     // short) is the only way left to tell the client.
     if (!run_user(req, [&] { part = res.body_stream(); })) throw ConnectionEnds{};
     if (part.empty()) break;
+    sent += part.size();
     if (!chunked) {
       timed_write([&] { s.write_all(part); });
       continue;
@@ -772,6 +832,7 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
     timed_write([&] { boost::asio::write(s, bufs); });  // throws on a write error: the connection ends
   }
   if (chunked) timed_write([&] { s.write_all("0\r\n\r\n"); });
+  return sent;
 }
 
 // reject: an error response for input the server cannot frame, then a
@@ -779,7 +840,8 @@ void Server::State::write_streamed(detail::Transport& s, Response& res, const Re
 // would send RST and could destroy the response in flight). `head`: the
 // request line said HEAD, so the response has no body (RFC 9110 9.3.2);
 // its Content-Length is the one a GET would get.
-void Server::State::reject(detail::Transport& s, int status, bool head) {
+void Server::State::reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer,
+                           const Request* req) {
   static constexpr std::string_view kClose = "Connection: close\r\nContent-Type: text/plain\r\n";
   const std::string_view reason = reason_phrase(status);
   std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
@@ -789,6 +851,7 @@ void Server::State::reject(detail::Transport& s, int status, bool head) {
     out += reason;
     out += '\n';
   }
+  if (opt.access_log) log_access(peer, req, status, head ? 0 : reason.size() + 1);
   timed_write([&] { s.write_all(out); });
   linger(s);
 }
@@ -837,17 +900,17 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       if (!read_head(s, buf, p, ec, deadline)) return;
       // The method is known once the request line parsed (unknown before).
       const bool head = p.get().method() == bhttp::verb::head;
-      if (ec == bhttp::error::header_limit) return reject(s, 431, head);
-      if (ec && is_framing_error(ec)) return reject(s, 400, head);
+      if (ec == bhttp::error::header_limit) return reject(s, 431, head, peer, nullptr);
+      if (ec && is_framing_error(ec)) return reject(s, 400, head, peer, nullptr);
       if (ec) return;  // the peer went away mid-head, or reset
       const auto& h = p.get();
-      if (const int status = framing_status(h); status != 0) return reject(s, status, head);
       Request req;
       req.method = std::string(sv(h.method_string()));
       req.target = std::string(sv(h.target()));
       req.version = h.version();
       for (const auto& f : h) req.headers.add(sv(f.name_string()), sv(f.value()));
       req.remote = peer;
+      if (const int status = framing_status(h); status != 0) return reject(s, status, head, peer, &req);
       // A body read whole (here, or by a Router's Body::whole route) must
       // arrive within read_timeout of the request's first byte.
       if (opt.read_timeout.count() <= 0) {
@@ -865,13 +928,27 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
             body.load(req.body, opt.max_body);
           } catch (const Error&) {
           }
-          if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413, head);
-          if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head);
+          if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413, head, peer, &req);
+          if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head, peer, &req);
           if (!body.done()) return;  // the peer went away mid-body, or reset
         }
       }
+      // The disconnect check watches the socket while the handler runs,
+      // unless bytes of a next request were read already: a client that
+      // pipelined and then closed its side still waits for the answers.
+      // (A body left to the handler may be followed by pipelined bytes
+      // and a close too; that case is taken as a client gone.)
+      const bool watched = opt.disconnect_check.count() > 0 && (buf.size() == 0 || !p.is_done());
       std::exception_ptr thrown;
-      Response res = call_handler(req, thrown);
+      Response res = [&] {
+        if (!watched) return call_handler(req, thrown);
+        struct Watch {
+          Conn& c;
+          ~Watch() { c.leave_handler(); }
+        } watch{c};
+        c.enter_handler(coarse_ms());
+        return call_handler(req, thrown);
+      }();
       req.set_body_source(nullptr);
       // A handler failure caused by its body's (the Router's load_body) is
       // answered below, not reported as the handler's.
@@ -879,17 +956,18 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       // The body as the handler left it: a failure it met is answered here
       // (the handler's own response, often the 500 of its exception, is
       // dropped); a body it left unread is drained or the connection closes.
-      if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413, head);
-      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head);
+      if (body.failed() == BodyReader::Fail::too_large) return reject(s, 413, head, peer, &req);
+      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head, peer, &req);
       if (!body.usable()) return;  // peer gone, timed out, or a read interrupted
       const bool body_ended = body.done() || body.drain(opt.max_drain);
       // A body the drain found malformed (bad chunking, a chunk line or
       // trailer over the cap) is answered as one read whole would be.
-      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head);
+      if (body.failed() == BodyReader::Fail::malformed) return reject(s, 400, head, peer, &req);
       if (res.upgrade) {
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
         served.fetch_add(1, std::memory_order_relaxed);
+        if (opt.access_log) log_access(peer, &req, 101, 0);
         if (!body_ended) return;  // an upgrade request with a body we cannot frame
         const auto rest = buf.data();
         run_user(req, [&] {
@@ -919,7 +997,8 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
       served.fetch_add(1, std::memory_order_relaxed);
-      write_response(s, res, req, keep, out);
+      const std::uint64_t sent = write_response(s, res, req, keep, out);
+      if (opt.access_log) log_access(peer, &req, res.status, sent);
       if (!keep) {
         if (body_ended) {
           s.shutdown();
@@ -979,6 +1058,109 @@ void Server::State::sweep_idle() {
   }
 }
 
+// check_disconnects: the handlers that began before `started_before` ms
+// whose peer has gone (closed or reset its socket) have their fiber
+// cancelled. Each connection is held (kChecking) for one peek only, so a
+// handler that returns meanwhile waits a syscall at most. The fiber
+// reference taken under mu keeps the fiber alive until its cancel; the
+// Conn and its socket stay alive while kChecking holds them (Conn).
+void Server::State::check_disconnects(std::uint64_t started_before) {
+  struct Picked {
+    Conn* c;
+    spindle::detail::Fiber* f;
+    std::uint64_t was;
+  };
+  std::vector<Picked> picked;
+  {
+    std::lock_guard lk(mu);
+    for (auto& [c, task] : conns) {
+      const std::uint64_t was = c->begin_check(started_before);
+      if (was == Conn::kOut) continue;
+      spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(task);
+      f->add_ref();
+      picked.push_back({c, f, was});
+    }
+  }
+  // Peeks outside mu (a connection ending takes mu to unregister, and
+  // would block its worker's thread on this loop).
+  for (const Picked& p : picked) {
+    const bool gone = peer_gone(p.c->fd);
+    p.c->end_check(p.was);  // p.c may be gone from here on
+    if (gone) spindle::detail::cancel_fiber(p.f);
+    p.f->release();
+  }
+}
+
+// watch_disconnects: ServerOptions::disconnect_check. Every period, the
+// handlers running for a period or longer have their connection checked
+// (check_disconnects): a handler is cancelled between one and two periods
+// (plus a tick of the coarse clock) after its client went away. Runs until
+// cancelled (serve).
+void Server::State::watch_disconnects() {
+  const auto period = static_cast<std::uint64_t>(opt.disconnect_check.count());
+  for (;;) {
+    sleep_for(opt.disconnect_check);
+    const std::uint64_t now = coarse_ms();
+    if (now >= period) check_disconnects(now - period + 1);
+  }
+}
+
+// log_access: one line in the Common Log Format (nginx's and Apache's
+// "common"): `host - - [date] "request line" status bytes`, the date in
+// UTC, bytes "-" for none. `req` null: the head did not parse (a 400 or
+// 431 before a request line was known): the request line is "-". The
+// request line is the peer's text, so bytes a log reader would take for
+// a field's end or a line's (", \, control bytes, non-ASCII) are written
+// as \xHH, as nginx escapes them. What the sink throws is dropped.
+void Server::State::log_access(const io::Endpoint& peer, const Request* req, int status,
+                               std::uint64_t bytes) noexcept {
+  try {
+    std::string line = peer.address();
+    line += " - - [";
+    char date[40];
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    line.append(date, std::strftime(date, sizeof date, "%d/%b/%Y:%H:%M:%S +0000", &tm));
+    line += "] \"";
+    if (req == nullptr) {
+      line += '-';
+    } else {
+      auto put = [&line](std::string_view t) {
+        for (const char ch : t) {
+          const auto u = static_cast<unsigned char>(ch);
+          if (u < 0x20 || u >= 0x7f || ch == '"' || ch == '\\') {
+            char esc[5];
+            std::snprintf(esc, sizeof esc, "\\x%02X", u);
+            line += esc;
+          } else {
+            line += ch;
+          }
+        }
+      };
+      put(req->method);
+      line += ' ';
+      put(req->target);
+      line += req->version == 10 ? " HTTP/1.0" : " HTTP/1.1";
+    }
+    line += "\" ";
+    line += std::to_string(status);
+    line += ' ';
+    line += bytes == 0 ? std::string("-") : std::to_string(bytes);
+    opt.access_log(line);
+  } catch (...) {
+  }
+}
+
+void log_to_stderr(std::string_view line) noexcept {
+  try {
+    std::string l(line);
+    l += '\n';
+    (void)!::write(STDERR_FILENO, l.data(), l.size());
+  } catch (...) {
+  }
+}
+
 Server::Server(Handler handler, ServerOptions options) : st_(std::make_shared<State>()) {
   st_->handler = std::move(handler);
   st_->opt = std::move(options);
@@ -1013,12 +1195,16 @@ void Server::serve() {
   if (!st->listener.is_open()) throw std::logic_error("spindle::http: Server::serve() before listen()");
   TaskGroup group;
   Task<void> acceptor = group.spawn([&group, st] { st->accept_loop(group, st); });
-  std::optional<Task<void>> sweeper;
+  std::optional<Task<void>> sweeper, watcher;
   if (st->opt.idle_timeout.count() > 0) sweeper = group.spawn([st] { st->sweep_idle(); });
+  if (st->opt.disconnect_check.count() > 0) watcher = group.spawn([st] { st->watch_disconnects(); });
   st->stop.wait();  // Cancelled here: the group's destructor cancels and waits
   acceptor.cancel();  // step 2
-  if (sweeper) sweeper->cancel();  // before step 6 waits for the group
-  for (Task<void>* t : {&acceptor, sweeper ? &*sweeper : nullptr}) {
+  // Before step 6 waits for the group. The disconnect check stops too:
+  // a client that goes away during the drain has its handler run on.
+  if (sweeper) sweeper->cancel();
+  if (watcher) watcher->cancel();
+  for (Task<void>* t : {&acceptor, sweeper ? &*sweeper : nullptr, watcher ? &*watcher : nullptr}) {
     if (t == nullptr) continue;
     try {
       t->join();

@@ -86,19 +86,9 @@ using Handler = std::function<Response(Request&)>;
 enum class Body { whole, stream };
 
 // Router: a Handler that picks a route by method and path.
-// Patterns and paths are split at every '/' after the leading one, and
-// each segment is then percent-decoded (so "%2F" never splits):
-// `/users/J%C3%B6hn%20Doe` gives the parameter "Jöhn Doe" ('+' stays '+'
-// in a path), and a literal segment compares decoded (`/caf%C3%A9` matches
-// a route "/café"). A segment ":name" matches any one non-empty segment and
-// is stored, decoded, as a path parameter; a last segment "*" matches the
-// rest of the path (possibly empty; its decoded segments joined by '/';
-// stored as parameter "*"; it may hold ".." or a decoded '/': check it
-// before using it as a file name). Empty segments match only an empty
-// pattern segment, as aiohttp: "/users/2/" and "//users/2" are not
-// "/users/:id" (404); a pattern "/users/:id/" matches the trailing-slash
-// form only (add both patterns to take both). A path with a '%' not
-// followed by two hex digits is 400. Routes are tried in the
+// Patterns are split at '/'; a segment ":name" matches any one segment and
+// is stored as a path parameter; a last segment "*" matches the rest of the
+// path (possibly empty; stored as parameter "*"). Routes are tried in the
 // order added. No route matches the path: 404. The path matches but not
 // the method: 405 with Allow. HEAD falls back to a GET route.
 // Body::whole routes get their streamed body read (Request::load_body)
@@ -176,6 +166,22 @@ struct ServerOptions {
   // shutdown(): how long serve() lets in-flight requests finish before it
   // cancels their fibers.
   std::chrono::milliseconds drain_timeout{10'000};
+  // disconnect_check: a client that goes away (closes or resets its
+  // connection) while its handler runs cancels the handler's fiber, as
+  // aiohttp cancels the handler's task and Go cancels the request's
+  // Context: a slow handler stops working for nobody. The handler gets
+  // Cancelled at its current or next wait (code that must finish runs in
+  // spindle::shield), and the connection ends without a response. Every
+  // this long, the connections whose handler has run at least this long
+  // are checked (one non-blocking peek at the socket each): a handler is
+  // cancelled one to two periods after its client left. Zero: never
+  // (handlers run to the end; the response's write then fails).
+  // Not checked: a request whose client pipelined the next one already
+  // (it waits for its answers), an upgraded connection, the drain after
+  // shutdown(). A client that half-closes (shutdown(SHUT_WR)) after its
+  // request counts as gone, as for Go and aiohttp; a TLS client's close
+  // is seen only if it sent no close_notify first.
+  std::chrono::milliseconds disconnect_check{200};
   // Listening backlog.
   int backlog = 1024;
   // on_error: called on the connection's fiber with the request and what
@@ -184,12 +190,28 @@ struct ServerOptions {
   // `spindle::http: error handling "GET /path HTTP/1.1" from ADDR: WHAT`
   // (aiohttp logs the same). What on_error throws is dropped.
   std::function<void(const Request&, std::exception_ptr)> on_error = {};
+  // access_log: called with one line per response, in the Common Log
+  // Format (`127.0.0.1 - - [26/Nov/2026:03:30:00 +0000] "GET /a HTTP/1.1"
+  // 200 5`, no newline; the date in UTC; bytes: the body's, "-" for
+  // none), on the connection's fiber after the response is written (a 4xx
+  // the server answers itself before; its request line "-" when the head
+  // did not parse; an upgrade is logged as 101). Bytes of the request line
+  // that could end a field or a line in a log reader (", \, control bytes,
+  // non-ASCII) are written as \xHH. Empty (the default): no log.
+  // http::log_to_stderr writes each line to stderr. What it throws is
+  // dropped. Called concurrently from many fibers: a sink with state
+  // needs a lock.
+  std::function<void(std::string_view line)> access_log = {};
   // tls: serve HTTPS with this certificate and key (PEM files; loaded by
   // listen(), which throws io::tls_error::config if they do not load).
   // Empty cert_file: plain HTTP. The handshake must finish within
   // read_timeout; a connection whose handshake fails just ends.
   io::TlsServerOptions tls = {};
 };
+
+// log_to_stderr: an access_log sink: the line and a newline on stderr,
+// in one write (lines from concurrent requests do not interleave).
+void log_to_stderr(std::string_view line) noexcept;
 
 class Server {
  public:

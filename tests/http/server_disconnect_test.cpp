@@ -1,0 +1,274 @@
+// server_disconnect_test.cpp: a client that goes away cancels its handler
+// (ServerOptions::disconnect_check), and the access log
+// (ServerOptions::access_log). Wire-level, from raw sockets: the client's
+// close, reset or half-close is exactly what the case says.
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <spindle/sync/event.hpp>
+
+#include "http_test_support.hpp"
+
+using namespace spindle_test;
+using namespace http_test;
+using namespace std::chrono_literals;
+
+// FIBER_REQUIRE: FIBER_CHECK, and the case's fiber returns when it fails
+// (what follows depends on it). The condition is evaluated once.
+#define FIBER_REQUIRE(...)                                                          \
+  do {                                                                              \
+    if (!(__VA_ARGS__)) {                                                           \
+      ::spindle_test::fiber_failures().add(__FILE__ ":" SPINDLE_TEST_STR(__LINE__) \
+                                           ": FIBER_REQUIRE(" #__VA_ARGS__ ") failed"); \
+      return;                                                                       \
+    }                                                                               \
+  } while (0)
+
+namespace {
+
+// Slow: a handler that waits on `release` (never set unless the case says
+// so), recording how it ended.
+struct Slow {
+  sp::Event started, release, cancelled, finished;
+  std::atomic<int> calls{0};
+  http::Handler handler() {
+    return [this](http::Request&) {
+      calls.fetch_add(1);
+      started.set();
+      try {
+        release.wait();
+      } catch (const sp::Cancelled&) {
+        cancelled.set();
+        throw;
+      }
+      finished.set();
+      return http::Response::text_body(200, "done\n");
+    };
+  }
+};
+
+http::ServerOptions checking(std::chrono::milliseconds period = 20ms) {
+  http::ServerOptions o;
+  o.disconnect_check = period;
+  return o;
+}
+
+// wait_set: e is set within the test's slack (false: it never was).
+bool wait_set(sp::Event& e) { return e.wait_for(slack(10s)); }
+
+void set_linger_zero(io::TcpStream& s) {
+  const linger l{1, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+constexpr std::string_view kGet = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+
+}  // namespace
+
+TEST_CASE("server disconnect: a client that closes cancels its handler, and the server goes on") {
+  run_checked(2, [] {
+    Slow slow;
+    http::Router r;
+    r.get("/slow", slow.handler());
+    r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok\n"); });
+    LiveServer srv(std::move(r), checking());
+    {
+      auto c = raw_connect(srv.port());
+      c.write_all(kGet);
+      FIBER_REQUIRE(wait_set(slow.started));
+    }  // closed
+    FIBER_CHECK(wait_set(slow.cancelled));
+    FIBER_CHECK(!slow.finished.is_set());
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    auto c = raw_connect(srv.port());
+    c.write_all("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    FIBER_CHECK(read_all(c).starts_with("HTTP/1.1 200 "));
+  });
+}
+
+TEST_CASE("server disconnect: a reset cancels the handler too") {
+  run_checked(2, [] {
+    Slow slow;
+    LiveServer srv(slow.handler(), checking());
+    {
+      auto c = raw_connect(srv.port());
+      c.write_all(kGet);
+      FIBER_REQUIRE(wait_set(slow.started));
+      set_linger_zero(c);
+    }  // RST
+    FIBER_CHECK(wait_set(slow.cancelled));
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+  });
+}
+
+TEST_CASE("server disconnect: a client still connected is never cancelled, and gets its answer") {
+  run_checked(2, [] {
+    Slow slow;
+    LiveServer srv(slow.handler(), checking(5ms));
+    auto c = raw_connect(srv.port());
+    c.write_all("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    FIBER_REQUIRE(wait_set(slow.started));
+    // Many check periods pass while the client waits with nothing to say.
+    sp::sleep_for(100ms);
+    FIBER_CHECK(!slow.cancelled.is_set());
+    slow.release.set();
+    FIBER_CHECK(read_all(c).starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(!slow.cancelled.is_set());
+  });
+}
+
+TEST_CASE("server disconnect: a client that pipelined its next request and closed its side gets both answers") {
+  run_checked(2, [] {
+    Slow slow;
+    http::Router r;
+    r.get("/slow", slow.handler());
+    r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok\n"); });
+    LiveServer srv(std::move(r), checking(5ms));
+    auto c = raw_connect(srv.port());
+    c.write_all(std::string(kGet) + "GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    c.shutdown();  // FIN after both requests
+    FIBER_REQUIRE(wait_set(slow.started));
+    sp::sleep_for(100ms);  // many periods: the check must leave this one alone
+    slow.release.set();
+    const std::string out = read_all(c);
+    FIBER_CHECK(count_substr(out, "HTTP/1.1 200 ") == 2);
+    FIBER_CHECK(!slow.cancelled.is_set());
+  });
+}
+
+TEST_CASE("server disconnect: a Router route's body read whole, then the client leaves: cancelled") {
+  run_checked(2, [] {
+    Slow slow;
+    http::Router r;
+    r.post("/slow", [&slow](http::Request& q) {
+      FIBER_CHECK(q.body == "hello");
+      return slow.handler()(q);
+    });
+    LiveServer srv(std::move(r), checking());
+    {
+      auto c = raw_connect(srv.port());
+      c.write_all("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+      FIBER_REQUIRE(wait_set(slow.started));
+    }
+    FIBER_CHECK(wait_set(slow.cancelled));
+  });
+}
+
+TEST_CASE("server disconnect: clean-up in shield finishes after the cancel") {
+  run_checked(2, [] {
+    sp::Event started, cleaned;
+    std::atomic<bool> cancelled_seen{false};
+    LiveServer srv(
+        [&](http::Request&) -> http::Response {
+          started.set();
+          try {
+            sp::sleep_for(1h);
+          } catch (const sp::Cancelled&) {
+            cancelled_seen = true;
+            // A wait inside shield is not interrupted by the pending cancel.
+            sp::shield([&] {
+              sp::sleep_for(20ms);
+              cleaned.set();
+            });
+            throw;
+          }
+          return http::Response::text_body(200, "never\n");
+        },
+        checking());
+    {
+      auto c = raw_connect(srv.port());
+      c.write_all(kGet);
+      FIBER_REQUIRE(wait_set(started));
+    }
+    FIBER_CHECK(wait_set(cleaned));
+    FIBER_CHECK(cancelled_seen.load());
+  });
+}
+
+TEST_CASE("server disconnect: disconnect_check zero lets the handler run to its end") {
+  run_checked(2, [] {
+    sp::Event started, finished;
+    std::atomic<bool> cancelled{false};
+    sp::Event peer_closed;
+    http::ServerOptions o;
+    o.disconnect_check = 0ms;
+    LiveServer srv(
+        [&](http::Request&) {
+          started.set();
+          try {
+            peer_closed.wait();   // the client is gone once this returns
+            sp::sleep_for(50ms);  // and the handler still has work to do
+          } catch (const sp::Cancelled&) {
+            cancelled = true;
+            throw;
+          }
+          finished.set();
+          return http::Response::text_body(200, "late\n");
+        },
+        o);
+    {
+      auto c = raw_connect(srv.port());
+      c.write_all(kGet);
+      FIBER_REQUIRE(wait_set(started));
+    }
+    peer_closed.set();
+    FIBER_CHECK(wait_set(finished));
+    FIBER_CHECK(!cancelled.load());
+  });
+}
+
+TEST_CASE("server access log: one Common Log Format line per response, the peer's bytes escaped") {
+  run_checked(2, [] {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    http::ServerOptions o;
+    o.access_log = [&](std::string_view l) {
+      std::lock_guard lk(mu);
+      lines.emplace_back(l);
+    };
+    http::Router r;
+    r.get("/a", [](http::Request&) { return http::Response::text_body(200, "hello"); });
+    r.get("/empty", [](http::Request&) { return http::Response::text_body(204, ""); });
+    LiveServer srv(std::move(r), o);
+    auto send = [&](std::string bytes) {
+      auto c = raw_connect(srv.port());
+      c.write_all(bytes);
+      return read_all(c);
+    };
+    FIBER_CHECK(send("GET /a?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
+    FIBER_CHECK(send("GET /nope HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
+    FIBER_CHECK(send("GET /empty HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 204"));
+    // A quote and a high byte in the target (Beast takes obs-text there).
+    FIBER_CHECK(send("GET /a\"b\xC3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 "));
+    FIBER_CHECK(send("NOT HTTP\r\n\r\n").starts_with("HTTP/1.1 400"));
+    FIBER_CHECK(send("GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));  // no Host
+    std::lock_guard lk(mu);
+    FIBER_REQUIRE(lines.size() == 6);
+    const std::regex clf(R"re(^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z][a-z]/\d{4}:\d\d:\d\d:\d\d \+0000\] "([^"]*)" (\d{3}) (\d+|-)$)re");
+    std::smatch m;
+    FIBER_CHECK(std::regex_match(lines[0], m, clf));
+    FIBER_CHECK(m[1] == "GET /a?q=1 HTTP/1.1");
+    FIBER_CHECK(m[2] == "200");
+    FIBER_CHECK(m[3] == "5");
+    FIBER_CHECK(std::regex_match(lines[1], m, clf));
+    FIBER_CHECK(m[1] == "GET /nope HTTP/1.0");
+    FIBER_CHECK(m[2] == "404");
+    FIBER_CHECK(std::regex_match(lines[2], m, clf));
+    FIBER_CHECK(m[2] == "204");
+    FIBER_CHECK(m[3] == "-");
+    FIBER_CHECK(std::regex_match(lines[3], m, clf));
+    FIBER_CHECK(m[1] == "GET /a\\x22b\\xC3 HTTP/1.1");
+    FIBER_CHECK(std::regex_match(lines[4], m, clf));
+    FIBER_CHECK(m[1] == "-");
+    FIBER_CHECK(m[2] == "400");
+    FIBER_CHECK(std::regex_match(lines[5], m, clf));
+    FIBER_CHECK(m[1] == "GET / HTTP/1.1");
+    FIBER_CHECK(m[2] == "400");
+  });
+}
