@@ -86,9 +86,19 @@ using Handler = std::function<Response(Request&)>;
 enum class Body { whole, stream };
 
 // Router: a Handler that picks a route by method and path.
-// Patterns are split at '/'; a segment ":name" matches any one segment and
-// is stored as a path parameter; a last segment "*" matches the rest of the
-// path (possibly empty; stored as parameter "*"). Routes are tried in the
+// Patterns and paths are split at every '/' after the leading one, and
+// each segment is then percent-decoded (so "%2F" never splits):
+// `/users/J%C3%B6hn%20Doe` gives the parameter "Jöhn Doe" ('+' stays '+'
+// in a path), and a literal segment compares decoded (`/caf%C3%A9` matches
+// a route "/café"). A segment ":name" matches any one non-empty segment and
+// is stored, decoded, as a path parameter; a last segment "*" matches the
+// rest of the path (possibly empty; its decoded segments joined by '/';
+// stored as parameter "*"; it may hold ".." or a decoded '/': check it
+// before using it as a file name). Empty segments match only an empty
+// pattern segment, as aiohttp: "/users/2/" and "//users/2" are not
+// "/users/:id" (404); a pattern "/users/:id/" matches the trailing-slash
+// form only (add both patterns to take both). A path with a '%' not
+// followed by two hex digits is 400. Routes are tried in the
 // order added. No route matches the path: 404. The path matches but not
 // the method: 405 with Allow. HEAD falls back to a GET route.
 // Body::whole routes get their streamed body read (Request::load_body)
