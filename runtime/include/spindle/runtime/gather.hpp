@@ -355,15 +355,33 @@ concept GatherMisuse =
     !(sizeof...(Xs) == 1 && (is_task_vector_v<std::remove_cvref_t<Xs>> && ...));
 }  // namespace detail
 
+// gather(fetch("a"), fetch("b")), asyncio's gather(fetch("a"), fetch("b"))
+// habit: every argument is a value that cannot be called, so the calls
+// already ran, one after the other, on the caller. The tuple then holds the
+// values' types, so that the static_assert is the only error.
 template <class... Xs>
   requires detail::GatherMisuse<Xs...>
 auto gather(Xs&&...) {
-  static_assert(detail::gather_misuse_v<Xs...>,
-                "Pass gather either Tasks from spawn (gather(t1, t2) or gather(spawn(f), "
-                "spawn(g))), or callables taking no arguments (gather(f, g)), or one "
-                "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
-                "arguments (bind them in a lambda: [&] { return f(x); }).");
-  return std::tuple<>();
+  if constexpr (sizeof...(Xs) > 0 && (detail::NotCallable<Xs> && ...) &&
+                !(detail::is_task_v<std::remove_cvref_t<Xs>> || ...)) {
+    static_assert(detail::gather_misuse_v<Xs...>,
+                  "gather takes functions or Tasks, not results: write gather([&]{ return "
+                  "fetch(\"a\"); }, [&]{ return fetch(\"b\"); }) or gather(spawn(fetch, \"a\"), "
+                  "spawn(fetch, \"b\")); gather(fetch(\"a\"), fetch(\"b\")) ran them one after "
+                  "the other");
+    if constexpr ((std::is_void_v<detail::result_guess_t<Xs>> || ...)) {
+      return std::tuple<>();
+    } else {
+      return detail::misuse_result<std::tuple<detail::result_guess_t<Xs>...>>();  // no follow-on errors
+    }
+  } else {
+    static_assert(detail::gather_misuse_v<Xs...>,
+                  "Pass gather either Tasks from spawn (gather(t1, t2) or gather(spawn(f), "
+                  "spawn(g))), or callables taking no arguments (gather(f, g)), or one "
+                  "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
+                  "arguments (bind them in a lambda: [&] { return f(x); }).");
+    return std::tuple<>();
+  }
 }
 
 // gather_settled(tasks): waits for every task and returns how each ended,
@@ -404,11 +422,19 @@ SPINDLE_MAY_SUSPEND auto gather_settled(Fs&&... fs) {
 template <class... Xs>
   requires detail::GatherMisuse<Xs...>
 auto gather_settled(Xs&&...) {
-  static_assert(detail::gather_misuse_v<Xs...>,
-                "Pass gather_settled either Tasks from spawn (gather_settled(t1, t2)), or "
-                "callables taking no arguments (gather_settled(f, g)), or one "
-                "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
-                "arguments (bind them in a lambda: [&] { return f(x); }).");
+  if constexpr (sizeof...(Xs) > 0 && (detail::NotCallable<Xs> && ...) &&
+                !(detail::is_task_v<std::remove_cvref_t<Xs>> || ...)) {
+    static_assert(detail::gather_misuse_v<Xs...>,
+                  "gather_settled takes functions or Tasks, not results: write "
+                  "gather_settled([&]{ return fetch(\"a\"); }, [&]{ return fetch(\"b\"); }); "
+                  "gather_settled(fetch(\"a\"), fetch(\"b\")) ran them one after the other");
+  } else {
+    static_assert(detail::gather_misuse_v<Xs...>,
+                  "Pass gather_settled either Tasks from spawn (gather_settled(t1, t2)), or "
+                  "callables taking no arguments (gather_settled(f, g)), or one "
+                  "std::vector<Task<T>>; not a mix, not const Tasks, not a callable that needs "
+                  "arguments (bind them in a lambda: [&] { return f(x); }).");
+  }
   return std::tuple<>();
 }
 
