@@ -1,7 +1,11 @@
 // url.hpp: the client's URLs and the header field rules, checked before
 // anything is sent (client.cpp, websocket.cpp, and server.cpp for a
 // handler's response; docs/http.md "Client": "What the client refuses to
-// send"). No Beast here: url.cpp is plain string work.
+// send"). No Beast here: url.cpp is plain string work. url.cpp also holds
+// the public http::URL, QueryParams and url_encode/url_decode
+// (<spindle/io/http/url.hpp>): parse_url is http::URL's parse followed by
+// the checks below (to_client_url), so the Client, WebSocket::connect and
+// user code share one parser.
 //
 // A URL is http:// or https:// (scheme in any case), an authority and a
 // target; for WebSocket::connect (websocket.cpp), ws:// or wss:// under the
