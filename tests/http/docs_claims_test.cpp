@@ -2,9 +2,11 @@
 // test held (issue 42's audit of the page): what the client does not do
 // ("Limits and what is not done": no decompression, no cookie jar, no proxy
 // taken from the environment), and which idle connection the pool hands
-// out first ("Client", Pool: the most recently used).
+// out first ("Client", Pool: the most recently used), and that the https
+// server resumes a TLS session a client offers ("Limits").
 #include <cstdlib>
 #include <string>
+#include <system_error>
 
 #include <spindle/sync/all.hpp>
 
@@ -118,3 +120,79 @@ TEST_CASE("docs: the pool hands out the most recently used idle connection", "[d
     FIBER_CHECK(peer.accepted() == 2);
   });
 }
+
+#if __has_include(<openssl/ssl.h>)
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <unistd.h>
+
+#include "tls_test_certs.hpp"
+
+namespace {
+// resumed: connects twice with OpenSSL (blocking, on a plain thread) at
+// `version`, offering the first connection's session on the second; each
+// sends one request and reads the answer to its end (so TLS 1.3's tickets,
+// sent after the handshake, are read). True when the second handshake
+// resumed the session.
+bool resumed(std::uint16_t port, int version) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);  // the session is the subject here
+  SSL_CTX_set_min_proto_version(ctx, version);
+  SSL_CTX_set_max_proto_version(ctx, version);
+  SSL_SESSION* session = nullptr;
+  bool reused = false;
+  for (int i = 0; i < 2; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) break;
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (session != nullptr) SSL_set_session(ssl, session);
+    if (SSL_connect(ssl) == 1) {
+      const std::string req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      SSL_write(ssl, req.data(), static_cast<int>(req.size()));
+      char buf[4096];
+      while (SSL_read(ssl, buf, sizeof buf) > 0) {
+      }
+      if (i == 1) reused = SSL_session_reused(ssl) == 1;
+      if (session == nullptr) session = SSL_get1_session(ssl);
+      // A connection freed without a shutdown marks its session not
+      // resumable (OpenSSL's ssl_clear_bad_session).
+      SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    ::close(fd);
+  }
+  if (session != nullptr) SSL_SESSION_free(session);
+  SSL_CTX_free(ctx);
+  return reused;
+}
+}  // namespace
+
+TEST_CASE("docs: the https server resumes a session its client offers", "[docs_claims]") {
+  auto certs = tls_test::TestCerts::make();
+  run_checked(2, [&] {
+    http::ServerOptions o;
+    o.tls = {certs->cert_file, certs->key_file};
+    http::Server srv([](http::Request&) { return http::Response::text_body(200, "hi"); }, o);
+    try {
+      srv.listen("127.0.0.1", 0);
+    } catch (const std::system_error& e) {
+      // Built without OpenSSL: ServerOptions::tls makes listen() throw, and
+      // there is no TLS to resume.
+      FIBER_CHECK(e.code() == std::errc::function_not_supported);
+      return;
+    }
+    auto serving = sp::spawn([&] { srv.serve(); });
+    const std::uint16_t port = srv.local_endpoint().port();
+    FIBER_CHECK(sp::blocking([port] { return resumed(port, TLS1_2_VERSION); }));
+    FIBER_CHECK(sp::blocking([port] { return resumed(port, TLS1_3_VERSION); }));
+    srv.shutdown();
+    serving.join();
+  });
+}
+#endif
