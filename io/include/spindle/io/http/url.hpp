@@ -172,7 +172,6 @@ class URL {
   bool has_userinfo_ = false;
   std::string user_, password_;
   std::string host_;
-  bool bracketed_ = false;  // host_ was an IP literal in brackets
   std::optional<std::uint16_t> port_;
   std::string path_;
   bool has_query_ = false;
