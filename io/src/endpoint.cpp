@@ -28,8 +28,15 @@ class IoCategory final : public std::error_category {
         return "stream unusable: a cancelled or timed-out write had sent part of its data";
       case error::runtime_ended:
         return "the io object belongs to a spindle runtime that has ended (opened in an earlier run)";
+      case error::closed:
+        return "stream is closed";
     }
     return "unknown io error";
+  }
+  // closed compares equal to std::errc::bad_file_descriptor (error.hpp).
+  std::error_condition default_error_condition(int c) const noexcept override {
+    if (static_cast<error>(c) == error::closed) return std::errc::bad_file_descriptor;
+    return {c, *this};
   }
 };
 

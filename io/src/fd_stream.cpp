@@ -50,7 +50,8 @@ FdStream::FdStream(FdStream&& o) noexcept
       pool_(std::exchange(o.pool_, false)),
       pool_broken_(std::exchange(o.pool_broken_, false)),
       socket_(o.socket_),
-      restore_blocking_(std::exchange(o.restore_blocking_, false)) {}
+      restore_blocking_(std::exchange(o.restore_blocking_, false)),
+      turns_(std::move(o.turns_)) {}
 
 FdStream& FdStream::operator=(FdStream&& o) noexcept {
   if (this != &o) {
@@ -61,6 +62,7 @@ FdStream& FdStream::operator=(FdStream&& o) noexcept {
     pool_broken_ = std::exchange(o.pool_broken_, false);
     socket_ = o.socket_;
     restore_blocking_ = std::exchange(o.restore_blocking_, false);
+    turns_ = std::move(o.turns_);
   }
   return *this;
 }
@@ -159,6 +161,9 @@ void FdStream::close() noexcept {
   pool_ = false;
   pool_broken_ = false;
   restore_blocking_ = false;
+  // Read-ahead bytes die with the stream (only touched when there are some,
+  // as in TcpStream::close).
+  if (!turns_.ahead.empty()) turns_ = detail::StreamTurns();
 }
 
 // ---- pool transfers (non-pollable fds) -------------------------------------
@@ -212,7 +217,7 @@ namespace {
 detail::FdKind fd_kind(bool socket) noexcept { return socket ? detail::FdKind::socket : detail::FdKind::other; }
 }  // namespace
 
-std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+std::size_t FdStream::read_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec) {
   if (!pool_) return detail::ready_read_iov(d_, fd_kind(socket_), iov, cnt, ec);
   ec.clear();
   if (pool_broken_) {
@@ -222,7 +227,7 @@ std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_cod
   return pool_read(iov, cnt, ec);
 }
 
-std::size_t FdStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+std::size_t FdStream::write_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec) {
   if (!pool_) {
     return detail::ready_write_iov(d_, fd_kind(socket_), iov, cnt, ec);
   }
@@ -232,6 +237,19 @@ std::size_t FdStream::write_iov(const iovec* iov, std::size_t cnt, std::error_co
     return 0;
   }
   return pool_write(iov, cnt, ec);
+}
+
+void FdStream::mark_write_broken() noexcept {
+  if (d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
+  if (pool_) pool_broken_ = true;
+}
+
+std::size_t FdStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  return detail::stream_read_iov(*this, iov, cnt, ec);
+}
+
+std::size_t FdStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  return detail::stream_write_iov(*this, iov, cnt, ec);
 }
 
 std::size_t FdStream::read_some(void* p, std::size_t n, std::error_code& ec) {
@@ -246,7 +264,7 @@ std::size_t FdStream::read_some(void* p, std::size_t n) {
   return got;
 }
 
-void FdStream::read_exact(void* p, std::size_t n) { detail::read_exact(*this, p, n); }
+void FdStream::read_exact(void* p, std::size_t n) { detail::stream_read_exact(*this, p, n); }
 
 std::size_t FdStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
   const iovec iov{const_cast<void*>(p), n};
@@ -265,19 +283,16 @@ void FdStream::write_all(const void* p, std::size_t n) {
   write_all_iov(&iov, 1);
 }
 
-void FdStream::write_all_iov(iovec* iov, std::size_t cnt) {
-  detail::write_all_iov(*this, iov, cnt, [this] {
-    if (d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
-    if (pool_) pool_broken_ = true;
-  });
-}
+void FdStream::write_all_iov(iovec* iov, std::size_t cnt) { detail::stream_write_all_iov(*this, iov, cnt); }
 
 std::size_t FdStream::read_until(std::string& buf, std::string_view delim, std::size_t max_size) {
-  return detail::read_until(*this, buf, delim, max_size);
+  return detail::stream_read_until(*this, buf, delim, max_size);
 }
 
 std::size_t FdStream::read_to_end(std::string& out, std::size_t max_size) {
-  return detail::read_to_end(*this, out, max_size);
+  return detail::stream_read_to_end(*this, out, max_size);
 }
+
+std::string FdStream::read_line(std::size_t max_line) { return detail::stream_read_line(*this, max_line); }
 
 }  // namespace spindle::io

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include <spindle/io/error.hpp>
@@ -61,6 +63,45 @@ int open_flags(OpenMode m, const std::filesystem::path& path) {
 
 }  // namespace
 
+OpenMode open_mode(std::string_view m) {
+  // Python's rules (Modules/_io/_iomodule.c): each of "rwaxbt+" at most
+  // once, exactly one of r/w/a/x, not both b and t; any order.
+  bool seen[256] = {};
+  int access = 0;
+  OpenMode mode{};
+  bool plus = false;
+  auto bad = [&] {
+    throw std::invalid_argument("spindle::io: File::open: invalid mode '" + std::string(m) +
+                                "' (Python's: one of r, w, a, x, then + for read and write, b or t ignored)");
+  };
+  for (const char c : m) {
+    const auto u = static_cast<unsigned char>(c);
+    if (seen[u]) bad();
+    seen[u] = true;
+    switch (c) {
+      case 'r': mode = OpenMode::read; ++access; break;
+      case 'w': mode = OpenMode::write | OpenMode::create | OpenMode::truncate; ++access; break;
+      case 'a': mode = OpenMode::append | OpenMode::create; ++access; break;
+      case 'x': mode = OpenMode::write | OpenMode::exclusive; ++access; break;
+      case '+': plus = true; break;
+      case 'b': case 't': break;
+      default: bad();
+    }
+  }
+  if (access != 1 || (seen['b'] && seen['t'])) bad();
+  if (plus) mode = mode | OpenMode::read | OpenMode::write;
+  return mode;
+}
+
+File File::open(const std::filesystem::path& path, std::string_view python_mode, mode_t perms) {
+  const OpenMode mode = open_mode(python_mode);
+  File f = open(path, mode, perms);
+  // Python's FileIO starts an "a" or "a+" file at its end, so a read
+  // before any write finds nothing (lseek of a regular file: no wait).
+  if (has(mode, OpenMode::append)) (void)::lseek(f.fd_, 0, SEEK_END);
+  return f;
+}
+
 File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) {
   const int flags = open_flags(mode, path);
   cancel_point();
@@ -68,6 +109,11 @@ File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) 
     const int r = ::open(path.c_str(), flags, perms);
     return r < 0 ? -errno : r;
   });
+  if (fd == -ENOENT && (flags & O_CREAT) == 0 && (flags & O_ACCMODE) != O_RDONLY) {
+    // Python's "w" creates the file; OpenMode::write alone does not.
+    throw_path(ENOENT, "open (OpenMode::write does not create a file: add OpenMode::create, or open with \"w\")",
+               path);
+  }
   if (fd < 0) throw_path(-fd, "open", path);
   File f;
   f.path_ = path;
@@ -76,7 +122,10 @@ File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) 
 }
 
 void File::check_usable(const char* op) const {
-  if (fd_ < 0) throw_path(EBADF, op, path_);
+  if (fd_ < 0) {
+    throw std::system_error(make_error_code(error::closed),
+                            std::string("spindle::io: ") + op + (path_.empty() ? "" : " " + path_.string()));
+  }
   if (broken_) {
     throw std::system_error(make_error_code(error::write_interrupted),
                             std::string("spindle::io: ") + op + " " + path_.string());

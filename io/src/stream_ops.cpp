@@ -21,12 +21,18 @@ std::size_t iov_total(const iovec* iov, std::size_t cnt) noexcept {
   return n;
 }
 
+void throw_line_too_long(std::size_t max_line) {
+  throw std::system_error(std::make_error_code(std::errc::message_size),
+                          "spindle::io: read_line: line longer than max_line (" + std::to_string(max_line) +
+                              " bytes); its bytes stay buffered in the stream");
+}
+
 namespace {
 
 // The checks every data operation makes before its syscall.
 bool usable(Descriptor* d, std::error_code& ec) noexcept {
   if (d == nullptr) {
-    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    ec = make_error_code(error::closed);
     return false;
   }
   if (d->write_broken.load(std::memory_order_relaxed)) {

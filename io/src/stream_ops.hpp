@@ -7,13 +7,19 @@
 //    (read_exact, read_until, read_to_end, write_all_iov), as templates over
 //    the stream type, so each stream keeps its own transfer (an FdStream on
 //    a non-pollable fd transfers through the blocking pool) and they all
-//    share one contract (docs/io.md "Streams").
+//    share one contract (docs/io.md "Streams");
+//  - the turns several fibers take on one stream (StreamTurns, tcp.hpp):
+//    every public read and write of TcpStream, FdStream and TlsStream is
+//    one of the stream_* templates at the end of this file, which take the
+//    turn and then run the conveniences over a HeldStream.
 #pragma once
 
 #include <sys/uio.h>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -43,7 +49,7 @@ enum class FdKind { socket, other };
 
 // ready_read_iov: one recv/read (readv for several buffers) on d through the
 // readiness protocol (try_io.hpp). 0 with ec clear at end of stream.
-// bad_file_descriptor for d == nullptr; write_interrupted once a write_all
+// io::error::closed for d == nullptr; write_interrupted once a write_all
 // on d was cut short.
 std::size_t ready_read_iov(Descriptor* d, FdKind kind, const iovec* iov, std::size_t cnt,
                            std::error_code& ec);
@@ -163,6 +169,224 @@ std::size_t read_to_end(S& s, std::string& out, std::size_t max_size) {
     }
     out.resize(old + got);
     if (got == 0) return out.size() - start;
+  }
+}
+
+// ---- turns ----------------------------------------------------------------
+
+// StreamAccess: the stream internals the templates below use (each stream
+// befriends it): turns() (nullptr when the stream has no state: a closed
+// TlsStream), read_iov_held / write_iov_held (one transfer, the turn
+// held), mark_write_broken(), and optionally describe(ec, what), the
+// what() text of a failure (TLS adds OpenSSL's reason).
+struct StreamAccess {
+  template <class S>
+  static StreamTurns* turns(S& s) noexcept {
+    return s.turns();
+  }
+  template <class S>
+  static std::size_t read(S& s, const iovec* iov, std::size_t cnt, std::error_code& ec) {
+    return s.read_iov_held(iov, cnt, ec);
+  }
+  template <class S>
+  static std::size_t write(S& s, const iovec* iov, std::size_t cnt, std::error_code& ec) {
+    return s.write_iov_held(iov, cnt, ec);
+  }
+  template <class S>
+  static void mark_broken(S& s) noexcept {
+    s.mark_write_broken();
+  }
+  template <class S>
+  [[noreturn]] static void fail(const S& s, std::error_code ec, const char* what) {
+    if constexpr (requires { s.describe(ec, what); }) {
+      throw std::system_error(ec, s.describe(ec, what));
+    } else {
+      throw std::system_error(ec, what);
+    }
+  }
+};
+
+// Turn: holds one of a stream's turns for a call (none when the stream has
+// no StreamTurns: its transfer then reports closed). Taking it may suspend
+// and is a cancellation point (Mutex::lock); a fiber cancelled there never
+// held the turn, so it sent or read nothing.
+class Turn {
+ public:
+  explicit Turn(Mutex* m) : m_(m) {
+    if (m_ != nullptr) m_->lock();
+  }
+  ~Turn() {
+    if (m_ != nullptr) m_->unlock();
+  }
+  Turn(const Turn&) = delete;
+  Turn& operator=(const Turn&) = delete;
+
+ private:
+  Mutex* m_;
+};
+
+inline Mutex* reading_turn(StreamTurns* t) noexcept { return t != nullptr ? &t->reading : nullptr; }
+inline Mutex* writing_turn(StreamTurns* t) noexcept { return t != nullptr ? &t->writing : nullptr; }
+
+// take_ahead: copies read-ahead bytes into iov[0, cnt); returns how many.
+// Frees the read-ahead's memory once it is drained (an idle stream keeps
+// none). The reading turn held.
+inline std::size_t take_ahead(StreamTurns& t, const iovec* iov, std::size_t cnt) noexcept {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < cnt && t.buffered() != 0; ++i) {
+    const std::size_t k = std::min(iov[i].iov_len, t.buffered());
+    if (k != 0) std::memcpy(iov[i].iov_base, t.ahead.data() + t.ahead_pos, k);
+    t.ahead_pos += k;
+    n += k;
+  }
+  if (t.buffered() == 0) {
+    std::string().swap(t.ahead);
+    t.ahead_pos = 0;
+  }
+  return n;
+}
+
+// read_held: one read with the reading turn held: read-ahead bytes if there
+// are any (without touching the transfer: a read returns what is there),
+// else one transfer.
+template <class S>
+std::size_t read_held(S& s, StreamTurns* t, const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  if (t != nullptr && t->buffered() != 0) {
+    ec.clear();
+    return take_ahead(*t, iov, cnt);
+  }
+  return StreamAccess::read(s, iov, cnt, ec);
+}
+
+// HeldStream: the stream as seen by a call that holds its turn: read_some
+// and write_iov go straight to the transfer (reads through the
+// read-ahead), so read_exact, read_until, read_to_end and write_all_iov
+// above run whole within one turn.
+template <class S>
+class HeldStream {
+ public:
+  HeldStream(S& s, StreamTurns* t) noexcept : s_(s), t_(t) {}
+  std::size_t read_some(void* p, std::size_t n) {
+    const iovec v{p, n};
+    std::error_code ec;
+    const std::size_t got = read_held(s_, t_, &v, 1, ec);
+    if (ec) StreamAccess::fail(s_, ec, "spindle::io: read");
+    return got;
+  }
+  std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+    return StreamAccess::write(s_, iov, cnt, ec);
+  }
+
+ private:
+  S& s_;
+  StreamTurns* t_;
+};
+
+// The public calls of every buffered stream, each in its turn.
+
+template <class S>
+std::size_t stream_read_iov(S& s, const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  StreamTurns* t = StreamAccess::turns(s);
+  Turn g(reading_turn(t));
+  return read_held(s, t, iov, cnt, ec);
+}
+
+template <class S>
+std::size_t stream_write_iov(S& s, const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  Turn g(writing_turn(StreamAccess::turns(s)));
+  return StreamAccess::write(s, iov, cnt, ec);
+}
+
+template <class S>
+void stream_write_all_iov(S& s, iovec* iov, std::size_t cnt) {
+  StreamTurns* t = StreamAccess::turns(s);
+  Turn g(writing_turn(t));
+  HeldStream<S> h(s, t);
+  write_all_iov(h, iov, cnt, [&s] { StreamAccess::mark_broken(s); });
+}
+
+template <class S>
+void stream_read_exact(S& s, void* p, std::size_t n) {
+  StreamTurns* t = StreamAccess::turns(s);
+  Turn g(reading_turn(t));
+  HeldStream<S> h(s, t);
+  read_exact(h, p, n);
+}
+
+template <class S>
+std::size_t stream_read_until(S& s, std::string& buf, std::string_view delim, std::size_t max_size) {
+  StreamTurns* t = StreamAccess::turns(s);
+  Turn g(reading_turn(t));
+  HeldStream<S> h(s, t);
+  return read_until(h, buf, delim, max_size);
+}
+
+template <class S>
+std::size_t stream_read_to_end(S& s, std::string& out, std::size_t max_size) {
+  StreamTurns* t = StreamAccess::turns(s);
+  Turn g(reading_turn(t));
+  HeldStream<S> h(s, t);
+  return read_to_end(h, out, max_size);
+}
+
+// The most read_line asks of the transfer at once; what it reads past the
+// line stays in the read-ahead (so a line-at-a-time peer costs one read a
+// line, and bulk text one read per 4 KiB).
+inline constexpr std::size_t kLineChunk = 4096;
+
+[[noreturn]] void throw_line_too_long(std::size_t max_line);
+
+// stream_read_line: see TcpStream::read_line (tcp.hpp). The line is built
+// in the read-ahead (StreamTurns::ahead): the bytes of a line not yet
+// complete stay there across a failure, a cancel or a too-long line, so
+// nothing is lost. Memory: at most max_line + kLineChunk bytes.
+template <class S>
+std::string stream_read_line(S& s, std::size_t max_line) {
+  if (max_line == 0) throw std::invalid_argument("spindle::io: read_line with max_line 0");
+  StreamTurns* t = StreamAccess::turns(s);
+  if (t == nullptr) throw std::system_error(make_error_code(error::closed), "spindle::io: read_line");
+  Turn g(&t->reading);
+  std::string& a = t->ahead;
+  std::size_t searched = t->ahead_pos;  // a[ahead_pos, searched) holds no '\n'
+  for (;;) {
+    const std::size_t nl = a.find('\n', searched);
+    const std::size_t have = (nl == std::string::npos ? a.size() : nl + 1) - t->ahead_pos;
+    // Without a '\n' yet, exactly max_line bytes may still be a last line
+    // (if the stream ends next); one more byte cannot be.
+    if (have > max_line) throw_line_too_long(max_line);
+    if (nl != std::string::npos) {
+      std::string line(a, t->ahead_pos, have);
+      t->ahead_pos += have;
+      if (t->buffered() == 0) {
+        std::string().swap(a);
+        t->ahead_pos = 0;
+      }
+      return line;
+    }
+    if (t->ahead_pos != 0) {  // the consumed prefix goes before growing
+      a.erase(0, t->ahead_pos);
+      t->ahead_pos = 0;
+    }
+    searched = a.size();
+    const std::size_t old = a.size();
+    a.resize(old + kLineChunk);
+    std::error_code ec;
+    std::size_t got;
+    try {
+      const iovec v{a.data() + old, kLineChunk};
+      got = StreamAccess::read(s, &v, 1, ec);
+    } catch (...) {
+      a.resize(old);
+      throw;
+    }
+    a.resize(old + got);
+    if (ec) StreamAccess::fail(s, ec, "spindle::io: read_line");
+    if (got == 0) {  // end of stream: the last line as it is, or ""
+      std::string line = std::move(a);
+      std::string().swap(a);
+      t->ahead_pos = 0;
+      return line;
+    }
   }
 }
 

@@ -59,7 +59,7 @@ Endpoint sock_name(int fd, bool peer) {
 }
 
 Descriptor* checked(Descriptor* d, const char* what) {
-  if (d == nullptr) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
+  if (d == nullptr) throw std::system_error(make_error_code(error::closed), what);
   return d;
 }
 
@@ -71,12 +71,18 @@ TcpStream& TcpStream::operator=(TcpStream&& o) noexcept {
   if (this != &o) {
     close();
     d_ = std::exchange(o.d_, nullptr);
+    turns_ = std::move(o.turns_);
   }
   return *this;
 }
 
 void TcpStream::close() noexcept {
-  if (Descriptor* d = std::exchange(d_, nullptr)) Reactor::close(d);
+  if (Descriptor* d = std::exchange(d_, nullptr)) {
+    Reactor::close(d);
+    // Read-ahead bytes die with the stream. Only touched when there are
+    // some: a (misused) close racing a read then writes nothing it reads.
+    if (!turns_.ahead.empty()) turns_ = detail::StreamTurns();
+  }
 }
 
 int TcpStream::native_handle() const noexcept { return d_ ? d_->fd : -1; }
@@ -120,8 +126,20 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
   throw last;
 }
 
-std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+std::size_t TcpStream::read_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec) {
   return detail::ready_read_iov(d_, detail::FdKind::socket, iov, cnt, ec);
+}
+
+std::size_t TcpStream::write_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  return detail::ready_write_iov(d_, detail::FdKind::socket, iov, cnt, ec);
+}
+
+void TcpStream::mark_write_broken() noexcept {
+  if (d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
+}
+
+std::size_t TcpStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  return detail::stream_read_iov(*this, iov, cnt, ec);
 }
 
 std::size_t TcpStream::read_some(void* p, std::size_t n, std::error_code& ec) {
@@ -136,10 +154,10 @@ std::size_t TcpStream::read_some(void* p, std::size_t n) {
   return got;
 }
 
-void TcpStream::read_exact(void* p, std::size_t n) { detail::read_exact(*this, p, n); }
+void TcpStream::read_exact(void* p, std::size_t n) { detail::stream_read_exact(*this, p, n); }
 
 std::size_t TcpStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
-  return detail::ready_write_iov(d_, detail::FdKind::socket, iov, cnt, ec);
+  return detail::stream_write_iov(*this, iov, cnt, ec);
 }
 
 std::size_t TcpStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
@@ -159,22 +177,20 @@ void TcpStream::write_all(const void* p, std::size_t n) {
   write_all_iov(&iov, 1);
 }
 
-void TcpStream::write_all_iov(iovec* iov, std::size_t cnt) {
-  detail::write_all_iov(*this, iov, cnt, [this] {
-    if (d_ != nullptr) d_->write_broken.store(true, std::memory_order_relaxed);
-  });
-}
+void TcpStream::write_all_iov(iovec* iov, std::size_t cnt) { detail::stream_write_all_iov(*this, iov, cnt); }
 
 std::size_t TcpStream::read_until(std::string& buf, std::string_view delim, std::size_t max_size) {
-  return detail::read_until(*this, buf, delim, max_size);
+  return detail::stream_read_until(*this, buf, delim, max_size);
 }
 
 std::size_t TcpStream::read_to_end(std::string& out, std::size_t max_size) {
-  return detail::read_to_end(*this, out, max_size);
+  return detail::stream_read_to_end(*this, out, max_size);
 }
 
+std::string TcpStream::read_line(std::size_t max_line) { return detail::stream_read_line(*this, max_line); }
+
 void TcpStream::shutdown() {
-  Descriptor* d = checked(d_, "spindle::io: shutdown on a closed stream");
+  Descriptor* d = checked(d_, "spindle::io: shutdown");
   if (d->write_broken.load(std::memory_order_relaxed)) {
     throw std::system_error(make_error_code(error::write_interrupted), "spindle::io: shutdown");
   }
@@ -182,7 +198,7 @@ void TcpStream::shutdown() {
 }
 
 void TcpStream::set_nodelay(bool on) {
-  Descriptor* d = checked(d_, "spindle::io: set_nodelay on a closed stream");
+  Descriptor* d = checked(d_, "spindle::io: set_nodelay");
   const int v = on ? 1 : 0;
   if (::setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0) {
     throw_errno(errno, "spindle::io: setsockopt(TCP_NODELAY)");
@@ -190,7 +206,7 @@ void TcpStream::set_nodelay(bool on) {
 }
 
 void TcpStream::set_keepalive(bool on) {
-  Descriptor* d = checked(d_, "spindle::io: set_keepalive on a closed stream");
+  Descriptor* d = checked(d_, "spindle::io: set_keepalive");
   const int v = on ? 1 : 0;
   if (::setsockopt(d->fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v) != 0) {
     throw_errno(errno, "spindle::io: setsockopt(SO_KEEPALIVE)");
@@ -198,11 +214,11 @@ void TcpStream::set_keepalive(bool on) {
 }
 
 Endpoint TcpStream::local_endpoint() const {
-  return sock_name(checked(d_, "spindle::io: local_endpoint on a closed stream")->fd, false);
+  return sock_name(checked(d_, "spindle::io: local_endpoint")->fd, false);
 }
 
 Endpoint TcpStream::remote_endpoint() const {
-  return sock_name(checked(d_, "spindle::io: remote_endpoint on a closed stream")->fd, true);
+  return sock_name(checked(d_, "spindle::io: remote_endpoint")->fd, true);
 }
 
 // ---- TcpListener ----------------------------------------------------------

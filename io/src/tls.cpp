@@ -209,6 +209,10 @@ struct detail::TlsState {
   bool got_close_notify = false;     // reader's
   std::atomic<bool> write_broken{false};
   std::atomic<bool> flush_wanted{false};  // see flush()
+  // The reader's and writer's turns and read_line's read-ahead (tcp.hpp):
+  // taken by every public read and write, outside mu and send_mu (lock
+  // order: a turn, then send_mu, then mu).
+  StreamTurns turns;
 
   ~TlsState() { SSL_free(ssl); }
 
@@ -451,10 +455,10 @@ TlsStream TlsStream::server(TcpStream s, const TlsContext& ctx) {
   return TlsStream(std::move(st));
 }
 
-std::size_t TlsStream::read_some(void* p, std::size_t n, std::error_code& ec) {
+std::size_t TlsStream::read_plain(void* p, std::size_t n, std::error_code& ec) {
   ec.clear();
   if (!st_) {
-    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    ec = make_error_code(error::closed);
     return 0;
   }
   if (n == 0) return 0;
@@ -510,39 +514,52 @@ std::size_t TlsStream::read_some(void* p, std::size_t n, std::error_code& ec) {
   }
 }
 
+std::string TlsStream::describe(std::error_code ec, const char* what) const {
+  std::string text = what;
+  if (ec.category() == tls_category()) text += ": " + last_error();
+  return text;
+}
+
+std::size_t TlsStream::read_some(void* p, std::size_t n, std::error_code& ec) {
+  const iovec v{p, n};
+  return read_iov(&v, 1, ec);
+}
+
 std::size_t TlsStream::read_some(void* p, std::size_t n) {
   std::error_code ec;
   const std::size_t got = read_some(p, n, ec);
-  if (ec) {
-    std::string what = "spindle::io: TLS read";
-    if (ec.category() == tls_category()) what += ": " + last_error();
-    throw std::system_error(ec, what);
-  }
+  if (ec) throw std::system_error(ec, describe(ec, "spindle::io: TLS read"));
   return got;
 }
 
-std::size_t TlsStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+std::size_t TlsStream::read_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec) {
   for (std::size_t i = 0; i < cnt; ++i) {
-    if (iov[i].iov_len != 0) return read_some(iov[i].iov_base, iov[i].iov_len, ec);
+    if (iov[i].iov_len != 0) return read_plain(iov[i].iov_base, iov[i].iov_len, ec);
   }
   ec.clear();
   return 0;
 }
 
-void TlsStream::read_exact(void* p, std::size_t n) { detail::read_exact(*this, p, n); }
+std::size_t TlsStream::read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  return detail::stream_read_iov(*this, iov, cnt, ec);
+}
+
+void TlsStream::read_exact(void* p, std::size_t n) { detail::stream_read_exact(*this, p, n); }
 
 std::size_t TlsStream::read_until(std::string& buf, std::string_view delim, std::size_t max_size) {
-  return detail::read_until(*this, buf, delim, max_size);
+  return detail::stream_read_until(*this, buf, delim, max_size);
 }
 
 std::size_t TlsStream::read_to_end(std::string& out, std::size_t max_size) {
-  return detail::read_to_end(*this, out, max_size);
+  return detail::stream_read_to_end(*this, out, max_size);
 }
 
-std::size_t TlsStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
+std::string TlsStream::read_line(std::size_t max_line) { return detail::stream_read_line(*this, max_line); }
+
+std::size_t TlsStream::write_plain(const void* p, std::size_t n, std::error_code& ec) {
   ec.clear();
   if (!st_) {
-    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    ec = make_error_code(error::closed);
     return 0;
   }
   detail::TlsState& s = *st_;
@@ -575,18 +592,23 @@ std::size_t TlsStream::write_some(const void* p, std::size_t n, std::error_code&
   return static_cast<std::size_t>(r);
 }
 
+std::size_t TlsStream::write_some(const void* p, std::size_t n, std::error_code& ec) {
+  const iovec v{const_cast<void*>(p), n};
+  return write_iov(&v, 1, ec);
+}
+
 std::size_t TlsStream::write_some(const void* p, std::size_t n) {
   std::error_code ec;
   const std::size_t put = write_some(p, n, ec);
-  if (ec) {
-    std::string what = "spindle::io: TLS write";
-    if (ec.category() == tls_category()) what += ": " + last_error();
-    throw std::system_error(ec, what);
-  }
+  if (ec) throw std::system_error(ec, describe(ec, "spindle::io: TLS write"));
   return put;
 }
 
 std::size_t TlsStream::write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec) {
+  return detail::stream_write_iov(*this, iov, cnt, ec);
+}
+
+std::size_t TlsStream::write_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec) {
   // A gather of small buffers (Beast's head, then its body) becomes one
   // record rather than one per buffer.
   std::size_t i = 0;
@@ -595,8 +617,8 @@ std::size_t TlsStream::write_iov(const iovec* iov, std::size_t cnt, std::error_c
     ec.clear();
     return 0;
   }
-  if (iov[i].iov_len >= kGather || i + 1 == cnt) return write_some(iov[i].iov_base, iov[i].iov_len, ec);
-  if (!st_) return write_some(nullptr, 0, ec);  // bad_file_descriptor
+  if (iov[i].iov_len >= kGather || i + 1 == cnt) return write_plain(iov[i].iov_base, iov[i].iov_len, ec);
+  if (!st_) return write_plain(nullptr, 0, ec);  // closed
   // On the heap, not the stack: fibers' stacks are small (64 KiB by
   // default), and Beast's frames sit above this one. For this call only,
   // sized to what it gathers (an idle stream holds none).
@@ -610,14 +632,16 @@ std::size_t TlsStream::write_iov(const iovec* iov, std::size_t cnt, std::error_c
     std::memcpy(buf.get() + len, iov[i].iov_base, k);
     len += k;
   }
-  return write_some(buf.get(), len, ec);
+  return write_plain(buf.get(), len, ec);
 }
 
-void TlsStream::write_all_iov(iovec* iov, std::size_t cnt) {
-  detail::write_all_iov(*this, iov, cnt, [this] {
-    if (st_) st_->write_broken.store(true, std::memory_order_relaxed);
-  });
+void TlsStream::mark_write_broken() noexcept {
+  if (st_) st_->write_broken.store(true, std::memory_order_relaxed);
 }
+
+detail::StreamTurns* TlsStream::turns() noexcept { return st_ ? &st_->turns : nullptr; }
+
+void TlsStream::write_all_iov(iovec* iov, std::size_t cnt) { detail::stream_write_all_iov(*this, iov, cnt); }
 
 void TlsStream::write_all(const void* p, std::size_t n) {
   iovec v{const_cast<void*>(p), n};
@@ -625,7 +649,9 @@ void TlsStream::write_all(const void* p, std::size_t n) {
 }
 
 void TlsStream::shutdown() {
-  if (!st_) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), "spindle::io: TLS shutdown");
+  if (!st_) throw std::system_error(make_error_code(error::closed), "spindle::io: TLS shutdown");
+  // close_notify goes after a write_all in progress, never inside it.
+  detail::Turn g(&st_->turns.writing);
   if (st_->write_broken.load(std::memory_order_relaxed))
     throw std::system_error(make_error_code(error::write_interrupted), "spindle::io: TLS shutdown");
   {
@@ -646,7 +672,7 @@ void TlsStream::close() noexcept {
 bool TlsStream::is_open() const noexcept { return st_ && st_->tcp.is_open(); }
 
 TcpStream& TlsStream::next_layer() {
-  if (!st_) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), "spindle::io: TLS");
+  if (!st_) throw std::system_error(make_error_code(error::closed), "spindle::io: TLS");
   return st_->tcp;
 }
 
@@ -667,7 +693,7 @@ bool TlsStream::has_buffered_input() const noexcept {
   // tcp_eof and got_close_notify are the reader's: the caller guarantees no
   // read runs now (header), and whatever handed it the stream ordered the
   // last read before this call.
-  if (st_->tcp_eof || st_->got_close_notify) return true;
+  if (st_->tcp_eof || st_->got_close_notify || st_->turns.buffered() != 0) return true;
   std::lock_guard lk(st_->mu);
   return SSL_has_pending(st_->ssl) == 1 || BIO_ctrl_pending(st_->in) != 0;
 }

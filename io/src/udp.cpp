@@ -7,6 +7,8 @@
 // clears readiness: after a recv the next recv tries first.
 #include <spindle/io/udp.hpp>
 
+#include <spindle/io/error.hpp>
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,7 +30,7 @@ using detail::throw_errno;
 namespace {
 
 Descriptor* checked(Descriptor* d, const char* what) {
-  if (d == nullptr) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
+  if (d == nullptr) throw std::system_error(make_error_code(error::closed), what);
   return d;
 }
 
@@ -81,14 +83,14 @@ UdpSocket UdpSocket::bind(std::string_view host, std::uint16_t port) {
 }
 
 void UdpSocket::connect(const Endpoint& peer) {
-  Descriptor* d = checked(d_, "spindle::io: connect on a closed socket");
+  Descriptor* d = checked(d_, "spindle::io: connect");
   if (::connect(d->fd, peer.data(), peer.size()) != 0) {
     throw std::system_error(errno, std::system_category(), "spindle::io: udp connect " + peer.to_string());
   }
 }
 
 std::size_t UdpSocket::send_impl(const void* p, std::size_t n, const Endpoint* to) {
-  Descriptor* d = checked(d_, "spindle::io: send on a closed socket");
+  Descriptor* d = checked(d_, "spindle::io: send");
   const ssize_t r = retry(d, d->wr, "spindle::io: send", "io send", [&](int fd) {
     // MSG_NOSIGNAL: harmless for datagrams, kept for uniformity.
     return to ? ::sendto(fd, p, n, MSG_NOSIGNAL, to->data(), to->size()) : ::send(fd, p, n, MSG_NOSIGNAL);
@@ -100,7 +102,7 @@ std::size_t UdpSocket::send_to(const void* p, std::size_t n, const Endpoint& to)
 std::size_t UdpSocket::send(const void* p, std::size_t n) { return send_impl(p, n, nullptr); }
 
 Received UdpSocket::recv_impl(void* p, std::size_t n, Endpoint* from) {
-  Descriptor* d = checked(d_, "spindle::io: recv on a closed socket");
+  Descriptor* d = checked(d_, "spindle::io: recv");
   sockaddr_storage ss{};
   iovec iov{p, n};
   msghdr m{};
@@ -126,7 +128,7 @@ Received UdpSocket::recv_from(void* p, std::size_t n, Endpoint& from) { return r
 Received UdpSocket::recv(void* p, std::size_t n) { return recv_impl(p, n, nullptr); }
 
 Endpoint UdpSocket::local_endpoint() const {
-  Descriptor* d = checked(d_, "spindle::io: local_endpoint on a closed socket");
+  Descriptor* d = checked(d_, "spindle::io: local_endpoint");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(d->fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) throw_errno(errno, "spindle::io: getsockname");

@@ -3,7 +3,9 @@
 // and without atomic), missing paths, errors that fail even as root (a
 // directory opened for writing, O_EXCL on an existing file, a file used as
 // a directory, writing a read-only File), many concurrent readers on 1 and
-// 2 workers, and no fd leak after cancellations.
+// 2 workers, and no fd leak after cancellations; Python's open modes
+// ("r", "w", "a", "x", with "+", 'b'/'t'), invalid mode strings,
+// OpenMode::write's hint, and a closed File's "stream is closed".
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -13,6 +15,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 #include <spindle/io/all.hpp>
 #include <spindle/sync/all.hpp>
 #include <string>
@@ -595,5 +600,151 @@ TEST_CASE("files: cached small reads skip the pool; uncached ones wait for it") 
       fiber_failures().add("every one of " + std::to_string(inline_reads) +
                            " reads of a freshly evicted file finished without the pool");
     }
+  });
+}
+
+// ---- Python's open modes (File::open(path, "w") ...) ---------------------
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void put(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+std::string read_all(io::File& f) {
+  std::string out(100, '\0');
+  out.resize(f.read(out.data(), out.size()));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Python's w, a, x create; w truncates; a appends; x refuses an existing file") {
+  TempDir t;
+  run_checked(2, [&] {
+    const fs::path p = t / "f";
+    {
+      auto f = io::File::open(p, "w");  // creates (OpenMode::write alone: ENOENT)
+      f.write("hello");
+    }
+    FIBER_CHECK(slurp(p) == "hello");
+    io::File::open(p, "wb").write("hi");  // truncates
+    FIBER_CHECK(slurp(p) == "hi");
+    io::File::open(p, "a").write(" there");
+    FIBER_CHECK(slurp(p) == "hi there");
+    io::File::open(t / "new-a", "ab").write("x");  // a creates too
+    FIBER_CHECK(slurp(t / "new-a") == "x");
+    FIBER_CHECK(code_of([&] { io::File::open(p, "x"); }) == std::errc::file_exists);
+    io::File::open(t / "new-x", "xb").write("made");
+    FIBER_CHECK(slurp(t / "new-x") == "made");
+    // r: read only, the file must exist.
+    auto r = io::File::open(p, "r");
+    FIBER_CHECK(read_all(r) == "hi there");
+    FIBER_CHECK(code_of([&] { r.write("no"); }) == std::errc::bad_file_descriptor);  // the OS's EBADF
+    FIBER_CHECK(code_of([&] { io::File::open(t / "missing", "rb"); }) == std::errc::no_such_file_or_directory);
+  });
+}
+
+TEST_CASE("Python's + modes read and write") {
+  TempDir t;
+  run_checked(2, [&] {
+    const fs::path p = t / "f";
+    put(p, "abcdef");
+    {
+      auto f = io::File::open(p, "r+");  // no truncation; writes from the start
+      f.write("XY");
+      FIBER_CHECK(read_all(f) == "cdef");
+    }
+    FIBER_CHECK(slurp(p) == "XYcdef");
+    FIBER_CHECK(code_of([&] { io::File::open(t / "missing", "r+"); }) == std::errc::no_such_file_or_directory);
+    {
+      auto f = io::File::open(p, "w+");  // truncated, then read back
+      FIBER_CHECK(f.size() == 0);
+      f.write("new");
+      char buf[8];
+      FIBER_CHECK(f.pread(buf, sizeof buf, 0) == 3);
+      FIBER_CHECK(std::string(buf, 3) == "new");
+    }
+    {
+      auto f = io::File::open(p, "a+b");  // starts at the end, as Python's does
+      char c;
+      FIBER_CHECK(f.read(&c, 1) == 0);
+      f.write("+more");
+      char buf[16];
+      FIBER_CHECK(f.pread(buf, sizeof buf, 0) == 8);
+      FIBER_CHECK(std::string(buf, 8) == "new+more");
+    }
+    FIBER_CHECK(code_of([&] { io::File::open(p, "x+"); }) == std::errc::file_exists);
+    {
+      auto f = io::File::open(t / "fresh", "x+");
+      f.write("12");
+      char buf[4];
+      FIBER_CHECK(f.pread(buf, sizeof buf, 0) == 2);
+    }
+    // The old API keeps its meaning.
+    FIBER_CHECK(io::open_mode("w+") ==
+                (io::OpenMode::read | io::OpenMode::write | io::OpenMode::create | io::OpenMode::truncate));
+    FIBER_CHECK(io::open_mode("rt") == io::OpenMode::read);
+  });
+}
+
+TEST_CASE("invalid mode strings are std::invalid_argument naming the string") {
+  TempDir t;
+  run_checked(1, [&] {
+    for (const char* bad : {"", "rw", "rr", "z", "bt", "+", "b", "r++", "wx", "U", "r "}) {
+      std::string what;
+      try {
+        io::File::open(t / "never", bad);
+      } catch (const std::invalid_argument& e) {
+        what = e.what();
+      }
+      INFO("mode '" << bad << "'");
+      FIBER_CHECK(what.find(std::string("invalid mode '") + bad + "'") != std::string::npos);
+    }
+    FIBER_CHECK(!fs::exists(t / "never"));  // nothing was opened or created
+  });
+}
+
+TEST_CASE("OpenMode::write alone does not create, and says how to") {
+  TempDir t;
+  run_checked(1, [&] {
+    std::string what;
+    std::error_code ec;
+    try {
+      io::File::open(t / "absent", io::OpenMode::write);
+    } catch (const std::system_error& e) {
+      ec = e.code();
+      what = e.what();
+    }
+    FIBER_CHECK(ec == std::errc::no_such_file_or_directory);
+    FIBER_CHECK(what.find("OpenMode::create") != std::string::npos);
+    FIBER_CHECK(what.find("\"w\"") != std::string::npos);
+  });
+}
+
+TEST_CASE("a closed or moved-from File says stream is closed") {
+  TempDir t;
+  run_checked(1, [&] {
+    auto f = io::File::open(t / "c", "w+");
+    io::File g = std::move(f);
+    std::string what;
+    std::error_code ec;
+    try {
+      f.write("x");
+    } catch (const std::system_error& e) {
+      ec = e.code();
+      what = e.what();
+    }
+    FIBER_CHECK(ec == io::error::closed);
+    FIBER_CHECK(ec == std::errc::bad_file_descriptor);
+    FIBER_CHECK(what.find("stream is closed") != std::string::npos);
+    g.close();
+    char c;
+    FIBER_CHECK(code_of([&] { (void)g.read(&c, 1); }) == io::error::closed);
   });
 }

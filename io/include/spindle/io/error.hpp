@@ -13,14 +13,17 @@
 // the object was opened in a runtime that has ended (a stream, listener or
 // client declared outside `run` and used again after it, or in another
 // run): every operation but close fails with it; close (and destruction)
-// just closes the fd.
+// just closes the fd. io::error::closed ("stream is closed"): an operation
+// on a closed, moved-from or default-constructed stream, File or UdpSocket;
+// it compares equal to std::errc::bad_file_descriptor, so code that tested
+// for EBADF keeps working.
 #pragma once
 
 #include <system_error>
 
 namespace spindle::io {
 
-enum class error { eof = 1, write_interrupted = 2, runtime_ended = 3 };
+enum class error { eof = 1, write_interrupted = 2, runtime_ended = 3, closed = 4 };
 
 const std::error_category& io_category() noexcept;
 

@@ -26,12 +26,14 @@
 //    suspension point after it, and no byte read or written is lost to a
 //    cancel. is_pollable() tells which.
 //
-// Contract as TcpStream (tcp.hpp): one reader and one writer fiber at once
-// (full duplex); a second fiber waiting in the same direction gets
-// std::errc::operation_in_progress; close(), moves and the destructor must
-// not race another call on the same object; errors are std::system_error
-// comparable to std::errc; end of stream is read_some returning 0 (or
-// io::error::eof where bytes are required); a write_all cancelled after
+// Contract as TcpStream (tcp.hpp): several fibers may read and write at
+// once, each read and each write call in its turn (a whole write_all never
+// interleaves with another writer's bytes); close(), moves and the
+// destructor must not race another call on the same object; errors are
+// std::system_error comparable to std::errc (io::error::closed, "stream is
+// closed", on a closed or moved-from stream); end of stream is read_some
+// returning 0 (or io::error::eof where bytes are required); read_line as
+// TcpStream's; a write_all cancelled after
 // part of its data went out marks the stream write_interrupted. Writes never
 // raise SIGPIPE (EPIPE, std::errc::broken_pipe, instead). A stream must be
 // closed (or destroyed) before its runtime ends. adopt() and every
@@ -88,6 +90,9 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
                                              std::size_t max_size);
   SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
                                               std::size_t max_size = std::string::npos);
+  // read_line: as TcpStream's (tcp.hpp): the next line with its '\n', ""
+  // at end of stream, std::errc::message_size past max_line bytes.
+  SPINDLE_MAY_SUSPEND std::string read_line(std::size_t max_line = detail::kMaxLine);
   // write_some: at least one byte (waits while the pipe is full).
   SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n, std::error_code& ec);
@@ -117,8 +122,14 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   bool is_pollable() const noexcept { return d_ != nullptr; }
 
  private:
+  friend struct detail::StreamAccess;
   std::size_t pool_read(const iovec* iov, std::size_t cnt, std::error_code& ec);
   std::size_t pool_write(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  // The transfers under a held turn (stream_ops.hpp).
+  std::size_t read_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  std::size_t write_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  void mark_write_broken() noexcept;
+  detail::StreamTurns* turns() noexcept { return &turns_; }
 
   detail::Descriptor* d_ = nullptr;  // pollable: the reactor's handle
   int fd_ = -1;
@@ -126,6 +137,7 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   bool pool_broken_ = false;  // pool_: a write_all was cut short
   bool socket_ = false;            // recv and send(MSG_NOSIGNAL) rather than read and writev
   bool restore_blocking_ = false;  // adopt() set O_NONBLOCK: close() clears it
+  detail::StreamTurns turns_;
 };
 
 }  // namespace spindle::io

@@ -34,6 +34,8 @@
 // cancellation point; all are callable from a fiber (which then suspends)
 // or a plain thread (which then blocks). One fiber at a time per File (as
 // for any C++ object: no call may race close(), a move or the destructor).
+// A closed or moved-from File reports io::error::closed ("stream is
+// closed", equal to std::errc::bad_file_descriptor).
 #pragma once
 
 #include <sys/types.h>
@@ -74,6 +76,19 @@ constexpr bool has(OpenMode set, OpenMode flag) noexcept {
   return (static_cast<unsigned>(set) & static_cast<unsigned>(flag)) != 0;
 }
 
+// open_mode: Python's open() mode string as OpenMode flags, with Python's
+// meaning (File::open(path, "w") takes the string directly):
+//   "r"  read; the file must exist          "r+" read and write; must exist
+//   "w"  write; created, or truncated        "w+" as "w", and read
+//   "a"  append; created if missing          "a+" as "a", and read
+//   "x"  write; created, std::errc::file_exists (Python's FileExistsError)
+//        if it exists                        "x+" as "x", and read
+// 'b' and 't' may follow (or precede) and change nothing: a File reads and
+// writes bytes, never decodes or translates newlines. Anything else (two
+// of r/w/a/x, a letter twice, "bt", an unknown letter, "") is
+// std::invalid_argument naming the string, as Python's ValueError.
+OpenMode open_mode(std::string_view python_mode);
+
 namespace detail {
 // set_page_cache_fast_path: turns the page-cache fast path of small reads
 // (docs/io.md "Files and fds") on (the default) or off, process-wide, so
@@ -93,7 +108,16 @@ class File {
   // open: opens path (close-on-exec). `perms`: the mode of a file it
   // creates, before the umask. std::errc::invalid_argument for a mode with
   // neither read, write nor append, or truncate without write access.
+  // OpenMode::write alone does not create the file (std::errc::
+  // no_such_file_or_directory, and what() says to add OpenMode::create or
+  // use "w").
   SPINDLE_MAY_SUSPEND static File open(const std::filesystem::path& path, OpenMode mode,
+                                       mode_t perms = 0666);
+  // open with Python's mode string: File::open(path, "w") is Python's
+  // open(path, "wb") (open_mode above; std::invalid_argument for a bad
+  // string, thrown before anything is opened). As in Python, "a" and "a+"
+  // start at the end of the file.
+  SPINDLE_MAY_SUSPEND static File open(const std::filesystem::path& path, std::string_view python_mode,
                                        mode_t perms = 0666);
 
   // read: up to n bytes from the file position into p; fewer only at end

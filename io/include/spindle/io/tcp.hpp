@@ -2,15 +2,24 @@
 //
 // Every wait (accept, connect, read, write) suspends only the calling fiber,
 // is a cancellation point and obeys with_timeout / with_deadline; the fiber
-// stays free to migrate between workers. One reader and one writer fiber may
-// use a stream at once (full duplex); a second fiber waiting in the same
-// direction gets std::system_error(std::errc::operation_in_progress). As for
-// any C++ object, close(), the destructor and moves must not run while
-// another fiber is inside a call on the same object: to stop a fiber blocked
-// in an operation, cancel it (its wait is a cancellation point). Errors:
-// std::system_error comparable to
-// std::errc (error.hpp); writes never raise SIGPIPE (broken_pipe instead).
-// Sockets must be closed (or destroyed) before their runtime ends.
+// stays free to migrate between workers.
+//
+// Several fibers may read and write one stream at once, as with Go's
+// net.Conn: writes take turns (each write_some and each whole write_all
+// goes out before the next writer's bytes, never interleaved), and so do
+// reads (each read call, read_line and read_until included, runs whole
+// before the next reader's). A reader and a writer run at the same time
+// (full duplex). Waiting for one's turn is a cancellation point and obeys
+// with_timeout: a fiber cancelled there has sent (or read) nothing, and the
+// fiber whose turn it is goes on undisturbed (docs/io.md "Several fibers on
+// one stream"). As for any C++ object, close(), the destructor and moves
+// must not run while another fiber is inside a call on the same object: to
+// stop a fiber blocked in an operation, cancel it (its wait is a
+// cancellation point). Errors: std::system_error comparable to std::errc
+// (error.hpp); a closed or moved-from stream reports io::error::closed
+// ("stream is closed", equal to std::errc::bad_file_descriptor); writes
+// never raise SIGPIPE (broken_pipe instead). Sockets must be closed (or
+// destroyed) before their runtime ends.
 #pragma once
 
 #include <sys/uio.h>
@@ -23,16 +32,19 @@
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/error.hpp>
 #include <spindle/runtime/detail/macros.hpp>
+#include <spindle/sync/mutex.hpp>
 
 namespace spindle::io {
 
 namespace detail {
 struct Descriptor;
+struct StreamAccess;  // io/src/stream_ops.hpp
 
 // Buffer sequences, as Asio defines them, without including Asio: a single
 // buffer is anything whose data() returns exactly void* (mutable) or
@@ -99,6 +111,47 @@ struct ErrorCodeAdapter<std::error_code> {
 };
 template <class EC>
 concept ErrorCode = ErrorCodeAdapter<EC>::enabled;
+
+// kMaxLine: read_line's default limit on a line's length, its '\n'
+// included (asyncio's StreamReader limit: 64 KiB).
+inline constexpr std::size_t kMaxLine = std::size_t{64} << 10;
+
+// StreamTurns: what a byte stream keeps beside its transfer so that several
+// fibers can share it (TcpStream and FdStream hold one, TlsStream one in its
+// state; the operations are in io/src/stream_ops.hpp):
+//  - reading / writing: the reader's and the writer's turn. Each read call
+//    holds `reading` from start to end, each write call `writing` (a whole
+//    write_all included), so concurrent writers' messages never interleave
+//    and concurrent readers never split one read_line. An uncontended turn
+//    is one CAS to take and one to give back (Mutex's fast path).
+//  - ahead: bytes read_line read past the line it returned, from
+//    ahead_pos on; every read takes them first, so mixing read_line with
+//    read_some, read_exact or read_until loses nothing. Guarded by
+//    `reading`. At most one read_line chunk past max_line bytes; the
+//    memory is given back when it is drained.
+// Moves carry `ahead` and leave both turns free: a stream is never moved
+// while a call on it runs.
+struct StreamTurns {
+  StreamTurns() = default;
+  StreamTurns(StreamTurns&& o) noexcept : ahead(std::move(o.ahead)), ahead_pos(std::exchange(o.ahead_pos, 0)) {
+    o.ahead.clear();
+  }
+  StreamTurns& operator=(StreamTurns&& o) noexcept {
+    if (this != &o) {
+      ahead = std::move(o.ahead);
+      o.ahead.clear();
+      ahead_pos = std::exchange(o.ahead_pos, 0);
+    }
+    return *this;
+  }
+  // buffered: bytes read ahead and not yet returned by a read.
+  std::size_t buffered() const noexcept { return ahead.size() - ahead_pos; }
+
+  Mutex reading;
+  Mutex writing;
+  std::string ahead;          // SPINDLE_GUARDED_BY(reading)
+  std::size_t ahead_pos = 0;  // SPINDLE_GUARDED_BY(reading)
+};
 
 // BufferStreamOps<D>: the Asio-shaped overloads (any buffer sequence,
 // throwing and error_code& forms) and the gathered write_all, written once
@@ -175,7 +228,7 @@ class BufferStreamOps {
 class TcpStream : public detail::BufferStreamOps<TcpStream> {
  public:
   TcpStream() noexcept = default;
-  TcpStream(TcpStream&& o) noexcept : d_(o.d_) { o.d_ = nullptr; }
+  TcpStream(TcpStream&& o) noexcept : d_(o.d_), turns_(std::move(o.turns_)) { o.d_ = nullptr; }
   TcpStream& operator=(TcpStream&& o) noexcept;
   ~TcpStream() { close(); }
 
@@ -239,6 +292,18 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
   // in out.
   SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
                                               std::size_t max_size = std::string::npos);
+  // read_line: the next line, through and including its '\n' (asyncio's
+  // StreamReader.readline); at end of stream a last line without '\n' as
+  // it is, then "" (so "" means end of stream, and an empty line is
+  // "\n"). Bytes read past the line stay in the stream and every later
+  // read returns them first. A line longer than max_line bytes ('\n'
+  // included) is std::system_error(std::errc::message_size) naming the
+  // limit; nothing is consumed: the bytes read so far (at least max_line)
+  // stay buffered, read_some returns them next, and read_line fails the
+  // same way again (close the stream, or read past them). An I/O error,
+  // Cancelled or TimedOut also consume nothing: the part of the line read
+  // so far stays buffered. std::invalid_argument for max_line == 0.
+  SPINDLE_MAY_SUSPEND std::string read_line(std::size_t max_line = detail::kMaxLine);
 
   // shutdown: ends the write side (the peer reads end of stream).
   void shutdown();
@@ -255,8 +320,16 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
 
  private:
   friend class TcpListener;
+  friend struct detail::StreamAccess;
   explicit TcpStream(detail::Descriptor* d) noexcept : d_(d) {}
+  // The transfers under a held turn (stream_ops.hpp).
+  std::size_t read_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  std::size_t write_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  void mark_write_broken() noexcept;
+  detail::StreamTurns* turns() noexcept { return &turns_; }
+
   detail::Descriptor* d_ = nullptr;
+  detail::StreamTurns turns_;
 };
 
 struct ListenOptions {

@@ -25,9 +25,13 @@
 // as SNI (not for an IP address). Verification is off only when
 // TlsClientOptions::verify is false.
 //
-// Contract as TcpStream (tcp.hpp): one reader and one writer fiber at once
-// (full duplex: OpenSSL's state is locked for each call, never across a
-// wait); close(), moves and the destructor must not race another call.
+// Contract as TcpStream (tcp.hpp): several fibers may read and write at
+// once, each read and each write call in its turn (a whole write_all is
+// never interleaved with another writer's records), a reader and a writer
+// at the same time (full duplex: OpenSSL's state is locked for each call,
+// never across a wait); read_line as TcpStream's; close(), moves and the
+// destructor must not race another call; a closed or moved-from stream
+// reports io::error::closed.
 // Differences, each because the bytes a TLS write produces are committed
 // records:
 //  - write_some encrypts all it accepts (at most 64 KiB) and sends it before
@@ -151,6 +155,8 @@ class TlsStream : public detail::BufferStreamOps<TlsStream> {
                                              std::size_t max_size);
   SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
                                               std::size_t max_size = std::string::npos);
+  // read_line: as TcpStream's (tcp.hpp), on the plaintext.
+  SPINDLE_MAY_SUSPEND std::string read_line(std::size_t max_line = detail::kMaxLine);
   // write_some: encrypts and sends min(n, 64 KiB) bytes (file comment).
   SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n, std::error_code& ec);
@@ -183,14 +189,27 @@ class TlsStream : public detail::BufferStreamOps<TlsStream> {
   // error_code& call (empty if none).
   std::string last_error() const;
   // has_buffered_input: bytes were received and not yet returned by a read
-  // (plaintext or ciphertext held inside the stream, or the peer's
+  // (plaintext or ciphertext held inside the stream, read_line's read-ahead
+  // included, or the peer's
   // close_notify / end of stream seen). What lies in the socket itself is
   // not looked at. Never suspends; not while a read runs (http::Client asks
   // it of idle pooled connections).
   bool has_buffered_input() const noexcept;
 
  private:
+  friend struct detail::StreamAccess;
   explicit TlsStream(std::unique_ptr<detail::TlsState> st) noexcept;
+  // The transfers under a held turn (stream_ops.hpp), and the plaintext
+  // read and write they are made of.
+  std::size_t read_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  std::size_t write_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec);
+  std::size_t read_plain(void* p, std::size_t n, std::error_code& ec);
+  std::size_t write_plain(const void* p, std::size_t n, std::error_code& ec);
+  void mark_write_broken() noexcept;
+  detail::StreamTurns* turns() noexcept;
+  // describe: what() for a failure: `what`, plus OpenSSL's reason for a
+  // tls_error.
+  std::string describe(std::error_code ec, const char* what) const;
   std::unique_ptr<detail::TlsState> st_;
 };
 

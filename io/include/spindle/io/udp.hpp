@@ -5,7 +5,8 @@
 // receiving and one sending fiber may use a socket at once (a second fiber
 // waiting in the same direction gets std::errc::operation_in_progress);
 // close(), moves and the destructor must not run while another fiber is
-// inside a call; sockets must be closed before their runtime ends.
+// inside a call; sockets must be closed before their runtime ends. A closed
+// or moved-from socket reports io::error::closed (error.hpp).
 #pragma once
 
 #include <cstddef>
