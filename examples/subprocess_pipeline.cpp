@@ -1,9 +1,10 @@
 // subprocess_pipeline.cpp: child processes from fibers (asyncio's
-// create_subprocess_exec + communicate).
+// create_subprocess_exec + communicate). Its Python twin:
+// examples/python/subprocess_pipeline.py.
 //
 // Part 1 feeds `sort` through its stdin pipe from one fiber while another
-// fiber reads its stdout: the same write_all / read_until calls as on a TCP
-// stream, and neither fiber blocks a worker thread.
+// fiber reads its stdout line by line: the same write_all / read_line calls
+// as on a TCP stream, and neither fiber blocks a worker thread.
 // Part 2 runs eight commands with at most three alive at once (a Semaphore
 // around run_command, which feeds stdin, collects stdout and stderr, and
 // kills the child if its timeout expires), and prints their outputs in
@@ -34,20 +35,13 @@ int main() {
           }
           sort.stdin_pipe().close();  // end of input: sort starts writing
         });
-        std::string buf;
-        std::string sorted;
-        try {
-          for (;;) {
-            const std::size_t n = sort.stdout_pipe().read_until(buf, "\n", 4096);
-            sorted += (sorted.empty() ? "" : " ") + buf.substr(0, n - 1);
-            buf.erase(0, n);
-          }
-        } catch (const std::system_error& e) {
-          if (e.code() != io::error::eof) throw;  // eof: sort is done writing
+        std::string words;
+        for (std::string line; !(line = sort.stdout_pipe().read_line()).empty();) {
+          words += (words.empty() ? "" : " ") + line.substr(0, line.size() - 1);
         }
         feeder.join();
         const io::ExitStatus st = sort.wait();
-        std::cout << "sorted: " << sorted << " (exit " << st.code << ")\n";
+        std::cout << "sorted: " << words << " (exit " << st.code << ")\n";
 
         // ---- 2. eight commands, at most three at once ----------------------
         sp::Semaphore limit(3);
@@ -57,8 +51,7 @@ int main() {
           jobs.push_back(sp::spawn([&, i] {
             auto permit = limit.acquire_guard();
             const int now = ++running;
-            int p = peak.load();
-            while (now > p && !peak.compare_exchange_weak(p, now)) {
+            for (int p = peak; now > p && !peak.compare_exchange_weak(p, now);) {
             }
             io::RunOptions r;
             r.input = std::to_string(i * i) + "\n";
@@ -70,9 +63,9 @@ int main() {
             return out.out;
           }));
         }
-        for (auto& j : jobs) std::cout << j.join();
-        std::cout << "8 commands, at most " << peak.load() << " at once\n";
-        return st.success() && peak.load() <= 3 ? 0 : 1;
+        for (auto& out : sp::gather(jobs)) std::cout << out;
+        std::cout << "8 commands, at most " << peak << " at once\n";
+        return st.success() && peak <= 3 ? 0 : 1;
       },
       sp::RuntimeOptions{.workers = 2});
 }

@@ -15,8 +15,9 @@
 // Session shape (one per connection, on the connection's fiber): a reader
 // fiber (receive -> hub) and a writer fiber (outbox -> send_text) run on the
 // same WebSocket at once, which WebSocket allows; the session fiber waits
-// for either to end (or a kick, or shutdown), cancels the other (a
-// cancelled receive leaves the WebSocket usable) and closes.
+// for either to end (or a kick, or shutdown), cancels both (the one that
+// ended is not affected; a cancelled receive leaves the WebSocket usable),
+// leaves the hub and closes.
 //
 // Graceful shutdown: the hub queues "* server shutting down" in every
 // outbox and closes them; each writer drains its outbox and the session
@@ -33,11 +34,15 @@
 // loopback), must be the one disconnected, whatever the scheduling. (Lock
 // step with the flooder alone let a talker that the scheduler ran late
 // fall 1 MiB behind and be disconnected instead, one run in ten.)
+//
+// Its Python twin: examples/python/ws_chat.py. The clients are the test:
+// the parts between scaffold:begin and scaffold:end, left out of the
+// guide's line counts (scripts/count_lines.py).
 #include <atomic>
 #include <cstdio>
 #include <map>
-#include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,9 +68,9 @@ struct Member {
 
 class Hub {
  public:
-  void join(const std::shared_ptr<Member>& m) {
+  void join(Member* m) {
     std::lock_guard lk(mu_);
-    members_.emplace(m.get(), m);
+    members_.insert(m);
     broadcast_locked("* " + m->name + " joined");
   }
   void leave(Member* m) {
@@ -80,14 +85,13 @@ class Hub {
   void shutdown() {
     std::lock_guard lk(mu_);
     broadcast_locked("* server shutting down");
-    for (auto& [p, m] : members_) m->outbox.close();
+    for (Member* m : members_) m->outbox.close();
     members_.clear();
   }
-  std::uint64_t kicked() const { return kicked_.load(); }
-  // kicked_names: who was disconnected, comma-separated.
-  std::string kicked_names() {
+  // kicked: who was disconnected, comma-separated.
+  std::string kicked() {
     std::lock_guard lk(mu_);
-    return kicked_names_;
+    return kicked_;
   }
 
  private:
@@ -95,7 +99,7 @@ class Hub {
   // waits), so a broadcast costs no fiber switch.
   void broadcast_locked(const std::string& text) {
     for (auto it = members_.begin(); it != members_.end();) {
-      Member& m = *it->second;
+      Member& m = **it;
       if (m.queued.load() + text.size() <= kOutboxBytes) {
         m.queued.fetch_add(text.size());
         m.outbox.try_send(text);
@@ -103,66 +107,62 @@ class Hub {
         continue;
       }
       m.kicked = true;  // full: too slow, disconnect it
-      kicked_names_ += (kicked_names_.empty() ? "" : ",") + m.name;
+      kicked_ += (kicked_.empty() ? "" : ",") + m.name;
       m.outbox.close();
       m.stop.set();
-      kicked_.fetch_add(1);
       it = members_.erase(it);
     }
   }
   std::mutex mu_;
-  std::map<Member*, std::shared_ptr<Member>> members_;
-  std::atomic<std::uint64_t> kicked_{0};
-  std::string kicked_names_;  // guarded by mu_
+  std::set<Member*> members_;  // guarded by mu_; each leaves before it is destroyed
+  std::string kicked_;         // guarded by mu_
 };
 
 void session(Hub& hub, http::WebSocket ws) {
-  auto me = std::make_shared<Member>();
+  Member me;
   try {
     auto first = ws.receive();
     if (!first.is_text()) return;
-    me->name = first.data;
+    me.name = first.data;
   } catch (const http::WsError&) {
     return;
   }
-  hub.join(me);
-  auto reader = sp::spawn([&] {
+  hub.join(&me);
+  sp::TaskGroup g;
+  // Leaves the hub on every path out (cancellation included) before `me`
+  // is destroyed, and before g's destructor waits for the fibers.
+  struct Leave {
+    Hub& hub;
+    Member& me;
+    ~Leave() { hub.leave(&me); }
+  } leave{hub, me};
+  g.spawn([&] {
     try {
-      for (;;) {
-        auto m = ws.receive();
-        if (m.is_close()) break;
-        hub.broadcast(me->name + ": " + m.data);
-      }
+      for (http::WsMessage m; !(m = ws.receive()).is_close();) hub.broadcast(me.name + ": " + m.data);
     } catch (const http::WsError&) {
     }
-    me->stop.set();
+    me.stop.set();
   });
-  auto writer = sp::spawn([&] {
+  g.spawn([&] {
     try {
-      while (auto line = me->outbox.recv()) {
-        me->queued.fetch_sub(line->size());
+      while (auto line = me.outbox.recv()) {
+        me.queued -= line->size();
         ws.send_text(*line);
       }
     } catch (const http::WsError&) {
     }
-    me->stop.set();
+    me.stop.set();
   });
-  me->stop.wait();
-  if (me->kicked) writer.cancel();  // it may be stuck on a peer that does not read
-  reader.cancel();
-  for (auto* t : {&reader, &writer}) {
-    try {
-      t->join();
-    } catch (const sp::Cancelled&) {
-    }
-  }
-  hub.leave(me.get());
+  me.stop.wait();
+  g.cancel();  // a kicked one's writer may be stuck on a peer that does not read
+  g.wait();
   // A close frame: 1001 when the server goes away, 1008 for a kicked one
   // (a no-op when its send was cut mid-frame); nothing when the peer closed.
-  ws.close(me->kicked ? http::ws_close::policy : http::ws_close::going_away,
-           me->kicked ? "too slow" : "server shutting down");
+  ws.close(me.kicked ? http::ws_close::policy : http::ws_close::going_away,
+           me.kicked ? "too slow" : "server shutting down");
 }
 
+// scaffold:begin
 // client: joins, waits for the other talkers to join, sends kLines lines, reads every line of the `talkers`
 // (checking each sender's order; all_in.done() once it has them all), then
 // reads on until the server closes. Each flood message it gets releases
@@ -207,6 +207,7 @@ std::string client(const std::string& url, const std::string& name, int talkers,
          (ordered ? "in order" : "OUT OF ORDER") + (notice ? ", saw shutdown notice" : "") +
          ", closed with " + std::to_string(close_code);
 }
+// scaffold:end
 
 }  // namespace
 
@@ -222,12 +223,13 @@ int main() {
     // members' connections alive through proxies that cut quiet ones.
     http::WsOptions chat_options;
     chat_options.heartbeat = 20s;
-    router.get("/chat", http::websocket_handler([&hub](http::WebSocket ws, const http::Request&) {
-      session(hub, std::move(ws));
-    }, chat_options));
+    router.get("/chat", http::websocket_handler(
+                            [&hub](http::WebSocket ws, const http::Request&) { session(hub, std::move(ws)); },
+                            chat_options));
     http::Server server(router);
     server.listen("127.0.0.1", 0);
     auto serving = sp::spawn([&] { server.serve(); });
+    // scaffold:begin
     const std::string url = "ws://127.0.0.1:" + std::to_string(server.local_endpoint().port()) + "/chat";
 
     // The lurker joins first and never reads.
@@ -251,16 +253,16 @@ int main() {
       auto flood = http::WebSocket::connect(url);
       flood.send_text("flood");
       const std::string big(64 * 1024, 'x');
-      for (int i = 0; i < 2000 && hub.kicked() == 0; ++i) {
+      for (int i = 0; i < 2000 && hub.kicked().empty(); ++i) {
         flood.send_text(big);
         while (flood.receive().data.size() != big.size() + 7) {  // "flood: " + big
         }
-        for (int t = 0; t < 3 && hub.kicked() == 0; ++t) {
-          while (!flood_seen.acquire_for(10ms) && hub.kicked() == 0) {
+        for (int t = 0; t < 3 && hub.kicked().empty(); ++t) {
+          while (!flood_seen.acquire_for(10ms) && hub.kicked().empty()) {
           }
         }
       }
-      std::printf("lurker disconnected: %s\n", hub.kicked_names() == "lurker" ? "yes" : ("no: " + hub.kicked_names()).c_str());
+      std::printf("lurker disconnected: %s\n", hub.kicked() == "lurker" ? "yes" : ("no: " + hub.kicked()).c_str());
       flood.close();
     }
     // The lurker reads now: what was queued, then the end.
@@ -281,10 +283,13 @@ int main() {
     all_in.wait();  // every talker has every line: shut down gracefully
     hub.shutdown();
     for (auto& t : talkers) std::printf("%s\n", t.join().c_str());
+    // scaffold:end
     server.shutdown();
     serving.join();
+    // scaffold:begin
     std::printf("connections open after shutdown: %llu\nok\n",
                 static_cast<unsigned long long>(server.connections_open()));
+    // scaffold:end
     return 0;
   });
 }
