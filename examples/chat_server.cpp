@@ -8,12 +8,13 @@
 // are announced ("* name joined", "* name left"); a new client is greeted
 // with "* welcome name, N others here".
 //
-// Shape: one fiber per connection reads lines and sends them as events on
-// one unbounded Channel to the hub fiber, which owns the member list and
-// forwards each line into the outbox Channel of every other member; a writer
-// fiber per connection drains its outbox into the socket. No lock guards
-// the member list: only the hub touches it. Memory stays bounded: an outbox
-// holds at most 1,024 lines, and a line for a member whose outbox is full is
+// Shape: one fiber per connection reads lines (read_line) and hands each
+// to the Hub, which forwards it into the outbox Channel of every other
+// member; a writer fiber per connection drains its outbox into the socket
+// (one reader and one writer fiber per stream: full duplex). The Hub's lock
+// is a std::mutex: nothing under it suspends (try_send never waits), so a
+// broadcast costs no fiber switch. Memory stays bounded: an outbox holds
+// at most 1,024 lines, and a line for a member whose outbox is full is
 // dropped for that member (a client that stopped reading cannot stall the
 // others or grow the server).
 //
@@ -25,6 +26,9 @@
 // variable CHAT_GRACE_MS overrides it). Connections still open after it
 // are cancelled (their sockets close as the fibers unwind). The server then
 // prints one summary line and exits 0.
+//
+// Its Python twin: examples/python/chat_server.py; the test that runs it:
+// tests/io/chat_server_test.cpp.
 #include <signal.h>
 
 #include <atomic>
@@ -33,7 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -46,16 +50,10 @@ namespace io = spindle::io;
 namespace {
 
 constexpr std::size_t kOutbox = 1024;    // lines queued per client
+constexpr std::size_t kMaxName = 256;    // a longer name ends the connection
 constexpr std::size_t kMaxLine = 4096;   // longer lines end the connection
 
 using Outbox = sp::Channel<std::string>;
-
-struct Event {
-  enum Kind { join, leave, line, shutdown } kind;
-  std::uint64_t id = 0;
-  std::string text;  // join: the name; line: the line with its '\n'
-  std::shared_ptr<Outbox> outbox;
-};
 
 bool parse_uint(const char* s, unsigned long max, unsigned long& out) {
   const std::string_view v(s);
@@ -63,100 +61,82 @@ bool parse_uint(const char* s, unsigned long max, unsigned long& out) {
   return ec == std::errc{} && end == v.data() + v.size() && out <= max;
 }
 
-// hub: the member list, and every broadcast. Ends when `events` is closed
-// and drained.
-void hub(sp::Channel<Event>& events, std::atomic<unsigned long>& dropped) {
-  struct Member {
-    std::string name;
-    std::shared_ptr<Outbox> outbox;
-  };
-  std::map<std::uint64_t, Member> members;
-  auto send_to = [&](Member& m, const std::string& text) {
-    if (!m.outbox->try_send(text)) dropped.fetch_add(1, std::memory_order_relaxed);
-  };
-  auto broadcast = [&](std::uint64_t except, const std::string& text) {
-    for (auto& [id, m] : members) {
-      if (id != except) send_to(m, text);
-    }
-  };
-  for (Event ev : events) {
-    switch (ev.kind) {
-      case Event::join: {
-        broadcast(ev.id, "* " + ev.text + " joined\n");
-        Member& m = members[ev.id] = Member{ev.text, ev.outbox};
-        send_to(m, "* welcome " + ev.text + ", " + std::to_string(members.size() - 1) + " others here\n");
-        break;
-      }
-      case Event::leave: {
-        auto it = members.find(ev.id);
-        if (it == members.end()) break;
-        const std::string name = it->second.name;
-        it->second.outbox->close();  // its writer drains what is queued, then ends
-        members.erase(it);
-        broadcast(ev.id, "* " + name + " left\n");
-        break;
-      }
-      case Event::line: {
-        auto it = members.find(ev.id);
-        if (it != members.end()) broadcast(ev.id, it->second.name + ": " + ev.text);
-        break;
-      }
-      case Event::shutdown:
-        broadcast(0, "* server shutting down\n");
-        break;
+// Hub: the members (each an outbox and a name) and every broadcast.
+class Hub {
+ public:
+  void join(Outbox& me, const std::string& name) {
+    std::lock_guard lk(mu_);
+    broadcast_locked(nullptr, "* " + name + " joined\n");
+    members_[&me] = name;
+    send_locked(me, "* welcome " + name + ", " + std::to_string(members_.size() - 1) + " others here\n");
+  }
+  // leave: after it, nothing is sent to `me`, and its outbox is closed (its
+  // writer drains what is queued, then ends).
+  void leave(Outbox& me) {
+    std::lock_guard lk(mu_);
+    const std::string name = members_[&me];
+    members_.erase(&me);
+    me.close();
+    broadcast_locked(nullptr, "* " + name + " left\n");
+  }
+  void say(Outbox& from, const std::string& line) {
+    std::lock_guard lk(mu_);
+    broadcast_locked(&from, members_[&from] + ": " + line);
+  }
+  void broadcast(const std::string& text) {
+    std::lock_guard lk(mu_);
+    broadcast_locked(nullptr, text);
+  }
+  unsigned long dropped() const { return dropped_; }
+
+ private:
+  void send_locked(Outbox& to, const std::string& text) {
+    if (!to.try_send(text)) ++dropped_;
+  }
+  void broadcast_locked(const Outbox* except, const std::string& text) {
+    for (auto& [outbox, name] : members_) {
+      if (outbox != except) send_locked(*outbox, text);
     }
   }
-}
+  std::mutex mu_;
+  std::map<Outbox*, std::string> members_;  // guarded by mu_
+  std::atomic<unsigned long> dropped_{0};
+};
 
 // serve: one connection: the name, then lines until end of stream or an
-// error; a writer fiber drains the outbox meanwhile (one reader and one
-// writer fiber per stream: full duplex).
-void serve(io::TcpStream s, std::uint64_t id, sp::Channel<Event>& events) {
-  std::string buf;
+// error; a writer fiber drains the outbox meanwhile.
+void serve(io::TcpStream s, Hub& hub) {
   std::string name;
   try {
-    const std::size_t n = s.read_until(buf, "\n", 256);
-    name = buf.substr(0, n - 1);
-    if (!name.empty() && name.back() == '\r') name.pop_back();
-    buf.erase(0, n);
+    name = s.read_line(kMaxName);
   } catch (const std::system_error&) {
-    return;  // gone (or a name too long) before joining
+    return;  // a name too long, or the connection failed
   }
-  auto outbox = std::make_shared<Outbox>(kOutbox);
-  // events is unbounded: try_send never waits and fails only once closed,
-  // which happens after every connection fiber ended.
-  events.try_send(Event{Event::join, id, name, outbox});
-  // Leaves on every path out, cancellation included; declared after the
-  // writer's group, so it runs first and the hub closes the outbox that
-  // the group's destructor then waits on (or cancels, when unwinding).
+  if (!name.ends_with('\n')) return;  // gone before joining
+  name.pop_back();
+  if (name.ends_with('\r')) name.pop_back();
+  Outbox outbox(kOutbox);
+  hub.join(outbox, name);
+  // Declared in this order, the guard leaves first on every path out
+  // (cancellation included): it closes the outbox that the writer's group
+  // then waits on (or cancels, when unwinding).
   sp::TaskGroup writer;
   struct LeaveGuard {
-    sp::Channel<Event>& events;
-    std::uint64_t id;
-    ~LeaveGuard() {
-      try {
-        events.try_send(Event{Event::leave, id, {}, nullptr});
-      } catch (const sp::ChannelClosed&) {
-        // Cannot happen: main closes events only after every connection
-        // fiber ended. A destructor must not throw regardless.
-      }
-    }
-  } leave{events, id};
-  writer.spawn([&s, outbox] {
+    Hub& hub;
+    Outbox& outbox;
+    ~LeaveGuard() { hub.leave(outbox); }
+  } leave{hub, outbox};
+  writer.spawn([&] {
     try {
-      for (std::string text : *outbox) s.write_all(text);
+      for (std::string text : outbox) s.write_all(text);
     } catch (const std::system_error&) {
       // The client went away; its reader sees it too.
     }
   });
   try {
-    for (;;) {
-      const std::size_t n = s.read_until(buf, "\n", kMaxLine);
-      events.try_send(Event{Event::line, id, buf.substr(0, n), nullptr});
-      buf.erase(0, n);
-    }
+    for (std::string line; (line = s.read_line(kMaxLine)).ends_with('\n');) hub.say(outbox, line);
   } catch (const std::system_error&) {
-    // End of stream, reset, or a line over kMaxLine: the client leaves.
+    // A reset, or a line over kMaxLine: the client leaves.
   }
 }
 
@@ -187,42 +167,34 @@ int main(int argc, char** argv) {
           std::printf("%u\n", listener.local_endpoint().port());
           std::fflush(stdout);
 
-          sp::Channel<Event> events(sp::unbounded);
-          std::atomic<unsigned long> dropped{0};
-          auto hub_task = sp::spawn([&] { hub(events, dropped); });
+          Hub hub;
           std::atomic<std::uint64_t> clients{0};
-          sp::TaskGroup conns;
-          auto acceptor = sp::spawn([&] {
+          sp::TaskGroup conns, accepting;
+          accepting.spawn([&] {
             for (;;) {
               io::TcpStream s = listener.accept();  // a cancellation point
-              const std::uint64_t id = clients.fetch_add(1, std::memory_order_relaxed) + 1;
-              conns.spawn([&events, id, c = std::move(s)]() mutable { serve(std::move(c), id, events); });
+              clients.fetch_add(1, std::memory_order_relaxed);
+              conns.spawn([&hub, c = std::move(s)]() mutable { serve(std::move(c), hub); });
             }
           });
 
           const int sig = stop.wait();
           // 1. Stop accepting: new connections are refused from here.
-          acceptor.cancel();
-          try {
-            acceptor.join();
-          } catch (const sp::Cancelled&) {
-          }
+          accepting.cancel();
+          accepting.wait();
           listener.close();
           // 2. Tell everyone, and let them finish within the grace period.
-          events.try_send(Event{Event::shutdown, 0, {}, nullptr});
+          hub.broadcast("* server shutting down\n");
           bool cut = false;
           try {
             sp::with_timeout(grace_period(), [&] { conns.wait(); });
           } catch (const sp::TimedOut&) {
             cut = true;  // the group cancelled the rest and waited for them
           }
-          // 3. Every connection fiber has ended: nobody sends events any more.
-          events.close();
-          hub_task.join();
           std::printf("stopped on %s: %llu clients served%s\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                       static_cast<unsigned long long>(clients.load()),
                       cut ? ", the rest cut after the grace period" : "");
-          if (dropped.load() != 0) std::printf("%lu lines dropped for slow clients\n", dropped.load());
+          if (hub.dropped() != 0) std::printf("%lu lines dropped for slow clients\n", hub.dropped());
           return 0;
         },
         opts);
