@@ -3,8 +3,9 @@
 // trips, close_notify versus a bare TCP close, several MiB both ways at once
 // on one stream, verification failures as typed errors on both sides,
 // handshakes cancelled by with_timeout against a silent peer, peers that
-// vanish mid-handshake, many concurrent connections on 2 workers; each
-// case checks that no descriptor leaks.
+// vanish mid-handshake, many concurrent connections on 2 workers,
+// read_line and two writers taking turns; each case checks that no
+// descriptor leaks.
 #include <malloc.h>
 
 #include <filesystem>
@@ -593,4 +594,48 @@ TEST_CASE("TLS streams that went idle after bulk transfers work again both ways,
   CHECK(open_fds() == fds);
   INFO("heap per idle connection (both ends): " << per << " bytes");
   CHECK(per < 100 * 1024);
+}
+
+TEST_CASE("TLS read_line, and two writers whose write_alls arrive whole") {
+  certs();
+  const std::size_t fds = open_fds();
+  run_checked(2, [] {
+    TlsEcho srv;
+    auto ctx = client_ctx();
+    {
+      io::TlsStream s = io::TlsStream::client(io::TcpStream::connect(srv.ep()), ctx, "localhost");
+      s.write_all("hello\nworld\npartial");
+      FIBER_CHECK(s.read_line() == "hello\n");
+      FIBER_CHECK(s.read_line() == "world\n");
+      s.write_all(" line\n");
+      FIBER_CHECK(s.read_line() == "partial line\n");
+      FIBER_CHECK(!s.has_buffered_input());
+      // Two writers: TLS writes go out in records of at most 64 KiB
+      // (write_some), so without the writer's turn the second message's
+      // records fell between the first's. The first is left blocked on the
+      // socket (nobody reads the echo yet: every buffer on the way fills),
+      // the second then waits for its turn; the echo returns the bytes in
+      // the order they were sent.
+      constexpr std::size_t kMsg = 16 << 20;
+      std::string back(2 * kMsg, '\0');
+      auto wa = sp::spawn([&] { s.write_all(std::string(kMsg, 'A')); });
+      wait_suspended(wa, "io write");
+      auto wb = sp::spawn([&] { s.write_all(std::string(kMsg, 'B')); });
+      wait_suspended(wb, "mutex");
+      auto reader = sp::spawn([&] { s.read_exact(back.data(), back.size()); });
+      wa.join();
+      wb.join();
+      reader.join();
+      const char first = back[0];
+      FIBER_CHECK(first == 'A');
+      FIBER_CHECK(back.find_first_not_of(first) == kMsg);
+      FIBER_CHECK(back.find_first_not_of(first == 'A' ? 'B' : 'A', kMsg) == std::string::npos);
+      s.shutdown();
+      std::string rest;
+      s.read_to_end(rest);
+      FIBER_CHECK(rest.empty());
+    }
+    srv.stop();
+  });
+  CHECK(open_fds() == fds);
 }
