@@ -277,6 +277,37 @@ TEST_CASE("client hostile: bytes sent unasked on an idle pooled connection are n
   });
 }
 
+TEST_CASE("client hostile: a 101 the client never asked for is the final response, and its connection is not pooled") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> requests{0};
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        read_head(s, buf);
+        requests.fetch_add(1);
+        // After a 101 the bytes are another protocol's: here, what would
+        // pass for a response if the 101 were skipped as a 1xx.
+        s.write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n" +
+                    ok("smuggled"));
+        for (;;) {
+          read_head(s, buf);
+          requests.fetch_add(1);
+          s.write_all(ok("after"));
+        }
+      });
+      http::Client c;
+      auto r = c.get(p.url());
+      FIBER_CHECK(r.status == 101);
+      FIBER_CHECK(r.text().empty());
+      FIBER_CHECK(c.stats().idle == 0);  // closed: never reused for a next request
+      FIBER_CHECK(c.get(p.url()).status == 101);
+      FIBER_CHECK(p.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
 TEST_CASE("client hostile: a POST is not sent twice when its pooled connection closes unanswered") {
   run_checked(2, [] {
     FdCheck fds;

@@ -505,6 +505,16 @@ char status_digit(const Conn& c) {
 
 constexpr int kMaxInterim = 5;
 
+// switching: the buffered status line is 101 Switching Protocols. It is a
+// final response for this client, which never asks to upgrade: what
+// follows it is another protocol, not a next response (Go's client returns
+// a 101 the same way). The connection is then never pooled.
+bool switching(const Conn& c) {
+  const auto data = c.buf.data();
+  const std::string_view have(static_cast<const char*>(data.data()), data.size());
+  return have.size() >= 13 && have.starts_with("HTTP/1.") && have.substr(8, 5) == " 101 ";
+}
+
 // read_interim: parses the 1xx head that starts c.buf (reading the rest of
 // it under read_timeout) and returns its status.
 int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
@@ -536,7 +546,7 @@ int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
 bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
   const auto deadline = spindle::detail::deadline_after(opt.expect_continue_timeout);
   for (;;) {
-    if (const char d = status_digit(c); d == '1') {
+    if (const char d = status_digit(c); d == '1' && !switching(c)) {
       if (read_interim(c, u, opt) == 100) return true;
       continue;  // another 1xx (102, 103): the 100 or the answer is still to come
     } else if (d != 0) {
@@ -566,10 +576,11 @@ bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
 void skip_interim(Conn& c, const Url& u, const ClientOptions& opt) {
   TimedStream ts{c.s, opt.read_timeout};
   for (;;) {
-    if (const char d = status_digit(c); d == '1') {
+    if (const char d = status_digit(c); d == '1' && !switching(c)) {
       read_interim(c, u, opt);
       continue;
     } else if (d != 0) {
+      if (switching(c)) c.reusable = false;
       return;
     }
     boost::system::error_code ec;
