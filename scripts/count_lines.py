@@ -16,16 +16,17 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# (program, C++ example, Python twin), in the order of issue 42's list.
+# (program, example name, the ctest that runs the C++ program), in the
+# order of issue 42's list.
 SEEDS = [
-    ("scraper", "fetch_titles"),
-    ("downloader", "downloader"),
-    ("JSON API server", "json_api"),
-    ("WebSocket chat", "ws_chat"),
-    ("TCP chat", "chat_server"),
-    ("subprocess", "subprocess_pipeline"),
-    ("shutdown on signals", "graceful_shutdown"),
-    ("fetch with a limit and a timeout", "fetch_many"),
+    ("scraper", "fetch_titles", "http_example_fetch_titles"),
+    ("downloader", "downloader", "http_example_downloader"),
+    ("JSON API server", "json_api", "http_example_json_api"),
+    ("WebSocket chat", "ws_chat", "http_example_ws_chat"),
+    ("TCP chat", "chat_server", "io_chat_server"),
+    ("subprocess", "subprocess_pipeline", "io_example_subprocess_pipeline"),
+    ("shutdown on signals", "graceful_shutdown", "io_example_graceful_shutdown"),
+    ("fetch with a limit and a timeout", "fetch_many", "http_example_fetch_many"),
 ]
 
 
@@ -68,13 +69,13 @@ def main(argv):
         for p in argv:
             print(f"{count(p):5d} {p}")
         return
-    print("| program | C++ | Python | C++ lines | Python lines | ratio |")
-    print("|---|---|---|---:|---:|---:|")
-    for program, name in SEEDS:
+    print("| program | C++ | Python | C++ lines | Python lines | ratio | ctest |")
+    print("|---|---|---|---:|---:|---:|---|")
+    for program, name, test in SEEDS:
         cpp = f"examples/{name}.cpp"
         py = f"examples/python/{name}.py"
         c, p = count(ROOT / cpp), count(ROOT / py)
-        print(f"| {program} | {cpp} | {py} | {c} | {p} | {c / p:.2f} |")
+        print(f"| {program} | `{cpp}` | `{py}` | {c} | {p} | {c / p:.2f} | `{test}` |")
 
 
 if __name__ == "__main__":
