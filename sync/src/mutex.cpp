@@ -160,7 +160,7 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
 void Mutex::unlock() {
   // release; pairs with the acquire CAS that takes LOCKED next.
   const std::uint32_t old = state_.fetch_sub(kLocked, std::memory_order_release);
-  SPINDLE_CHECK((old & kLocked) != 0, "Mutex::unlock on a mutex that is not locked");
+  SPINDLE_CHECK((old & kLocked) != 0, "Mutex::unlock on a mutex that is not locked: unlock only after lock() (prefer std::lock_guard or std::unique_lock, which unlock exactly once)");
   if (old != kLocked) unlock_slow(old - kLocked);
 }
 

@@ -35,7 +35,7 @@ bool Semaphore::acquire_slow(const detail::TimePoint* deadline) {
 }
 
 void Semaphore::release(std::ptrdiff_t n) {
-  SPINDLE_CHECK(n >= 0, "Semaphore::release with a negative count");
+  SPINDLE_CHECK(n >= 0, "Semaphore::release with a negative count: release(n) gives back n >= 0 permits; to take permits, call acquire()");
   detail::Wakeups wakeups;
   std::lock_guard g(mu_);
   for (; n > 0; --n) {

@@ -76,7 +76,7 @@ void SharedMutex::grant(detail::Wakeups& wakeups) noexcept {
 void SharedMutex::unlock() {
   detail::Wakeups wakeups;
   std::lock_guard g(mu_);
-  SPINDLE_CHECK(writer_, "SharedMutex::unlock without an exclusive owner");
+  SPINDLE_CHECK(writer_, "SharedMutex::unlock without an exclusive owner: unlock() pairs with lock(); a reader calls unlock_shared() (prefer std::unique_lock / std::shared_lock)");
   writer_ = false;
   grant(wakeups);
 }
@@ -84,7 +84,7 @@ void SharedMutex::unlock() {
 void SharedMutex::unlock_shared() {
   detail::Wakeups wakeups;
   std::lock_guard g(mu_);
-  SPINDLE_CHECK(readers_ > 0, "SharedMutex::unlock_shared without a shared owner");
+  SPINDLE_CHECK(readers_ > 0, "SharedMutex::unlock_shared without a shared owner: unlock_shared() pairs with lock_shared(); a writer calls unlock() (prefer std::shared_lock / std::unique_lock)");
   --readers_;
   grant(wakeups);
 }

@@ -8,7 +8,7 @@ void WaitGroup::add(std::ptrdiff_t n) {
   detail::Wakeups wakeups;
   std::lock_guard g(mu_);
   count_ += n;
-  SPINDLE_CHECK(count_ >= 0, "WaitGroup counter went negative");
+  SPINDLE_CHECK(count_ >= 0, "WaitGroup counter went negative: done() was called more often than add() counted; call add(n) before starting the n fibers that each call done() once (as Go's sync.WaitGroup)");
   if (count_ == 0) {
     while (detail::WaitNode* w = waiters_.pop_winner()) wakeups.add(w);
   }
@@ -35,7 +35,7 @@ bool WaitGroup::wait_impl(const detail::TimePoint* deadline) {
 }
 
 Barrier::Barrier(std::ptrdiff_t count) : count_(count) {
-  SPINDLE_CHECK(count > 0, "Barrier needs a positive count");
+  SPINDLE_CHECK(count > 0, "Barrier needs a positive count: Barrier(n) with n >= 1, the number of fibers that call arrive_and_wait()");
 }
 
 std::uint64_t Barrier::arrive_and_wait() {

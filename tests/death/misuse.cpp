@@ -4,6 +4,8 @@
 
 #include <spindle/io/tcp.hpp>
 #include <spindle/runtime/all.hpp>
+#include <spindle/sync/mutex.hpp>
+#include <spindle/sync/wait_group.hpp>
 
 #include "death.hpp"
 
@@ -71,10 +73,26 @@ int main(int argc, char** argv) {
       rt.block_on([&rt] { rt.shutdown(); });
     });
   }
+  if (std::strcmp(what, "wait-group-negative") == 0) {
+    return spindle_death::expect_death([] {
+      spindle::run([] {
+        spindle::WaitGroup wg;
+        wg.done();  // no add() before it
+      }, spindle::RuntimeOptions{.workers = 1});
+    });
+  }
+  if (std::strcmp(what, "mutex-unlock-unlocked") == 0) {
+    return spindle_death::expect_death([] {
+      spindle::run([] {
+        spindle::Mutex m;
+        m.unlock();
+      }, spindle::RuntimeOptions{.workers = 1});
+    });
+  }
   std::fprintf(stderr,
                "usage: %s join-empty|join-detached|runtime-on-fiber|delete-runtime-on-fiber|"
                "io-on-plain-thread|io-in-blocking-job|spawn-without-runtime|run-on-fiber|"
-               "block-on-on-fiber|shutdown-on-fiber\n",
+               "block-on-on-fiber|shutdown-on-fiber|wait-group-negative|mutex-unlock-unlocked\n",
                argv[0]);
   return 2;
 }

@@ -100,7 +100,7 @@ void wait_tasks(Fiber* const* fs, std::size_t n, WaitFor mode,
 
 template <class T>
 Fiber* fiber_of(const Task<T>& t) {
-  SPINDLE_CHECK(static_cast<bool>(t), "combinator given an empty or detached Task");
+  SPINDLE_CHECK(static_cast<bool>(t), "combinator given an empty or detached Task: pass Tasks that spawn returned and that were not moved from or detached (a moved-from Task is empty)");
   return TaskAccess::fiber(t);
 }
 
