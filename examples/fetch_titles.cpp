@@ -2,7 +2,7 @@
 // with bounded concurrency and extracts each page's <title>. Its Python
 // twin: examples/python/fetch_titles.py.
 //
-// Scraper::scrape(urls) runs one fiber per URL in a TaskGroup, at most
+// Scraper::scrape(urls) runs one fiber per URL (gathered), at most
 // `concurrency` of them inside a request at once (a Semaphore), and
 // returns one line per URL in input order: the title, "(no title)", or the
 // failure. The example starts its own server on 127.0.0.1 with a few HTML
@@ -33,11 +33,9 @@ class Scraper {
 
   // scrape: one result line per URL, in the order given. May suspend.
   std::vector<std::string> scrape(const std::vector<std::string>& urls) {
-    std::vector<std::string> out(urls.size());
-    sp::TaskGroup g;
-    for (std::size_t i = 0; i < urls.size(); ++i) g.spawn([this, &urls, &out, i] { out[i] = one(urls[i]); });
-    g.wait();
-    return out;
+    std::vector<sp::Task<std::string>> tasks;
+    for (const auto& url : urls) tasks.push_back(sp::spawn([this, url] { return one(url); }));
+    return sp::gather(tasks);
   }
 
   int peak() const { return peak_; }
