@@ -52,8 +52,9 @@
 namespace spindle::io {
 
 // The pipes: our end of the child's stdin, stdout or stderr is an FdStream
-// (fd_stream.hpp: the same calls as TcpStream, every wait a cancellation
-// point obeying with_timeout). It is one end of a Unix stream socketpair,
+// (fd_stream.hpp: the same calls as TcpStream, read_line included, every
+// wait a cancellation point obeying with_timeout; several fibers may use
+// one pipe, taking turns). It is one end of a Unix stream socketpair,
 // as libuv's pipes are: writes use MSG_NOSIGNAL, so a child that closed
 // its stdin gives std::errc::broken_pipe, never SIGPIPE. Closing the stdin
 // stream is how the child sees end of input.
