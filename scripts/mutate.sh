@@ -75,6 +75,7 @@ hup_not_sticky :: io/src/reactor.hpp :: s{if \(seen & kReady\) \{(\s*)state\.com
 follow_deletes_before_adding :: io/src/reactor.cpp :: s{if \(add\(w, d\)\) \{(\s*)\(void\)epoll_ctl\(instance\(old\), EPOLL_CTL_DEL, d->fd, nullptr\);}{(void)epoll_ctl(instance(old), EPOLL_CTL_DEL, d->fd, nullptr);${1}if (add(w, d)) \{} :: io_readiness :: ^io_readiness$
 close_skips_inflight_wait :: io/src/reactor.cpp :: s{while\s*\(d->inflight\.load\(std::memory_order_seq_cst\) != 0\)\s*backoff\(spins\);}{(void)spins;} :: io_readiness :: ^io_readiness$
 write_all_never_marks_broken :: io/src/stream_ops.hpp :: s{if\s*\(sent\)\s*mark_broken\(\);}{(void)sent; (void)mark_broken;} :: io_stream :: ^io_stream$
+write_all_without_turn :: io/src/stream_ops.hpp :: s{Turn g\(writing_turn\(t\)\);}{(void)t;} :: io_concurrent_write :: ^io_concurrent_write$
 tls_host_unchecked :: io/src/tls.cpp :: s{:\s*X509_VERIFY_PARAM_set1_host\(p, name\.c_str\(\), name\.size\(\)\);}{: 1;} :: io_tls :: ^io_tls$
 http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_client_hostile :: ^http_client_hostile$
 http_client_redirect_keeps_credentials :: io/src/http/client.cpp :: s{if\s*\(!next\.same_origin\(u\)\)\s*\{}{if (false) \{} :: http_client_hostile :: ^http_client_hostile$
