@@ -66,15 +66,25 @@ bool read_message(S& s, Head& h, std::string& payload) {
   return true;
 }
 
-// Larger than any loopback socket buffer: the first writer is left blocked
-// in write_all while its reader does not read.
+// Far larger than the socket buffers small_buffers leaves: the first
+// writer is left blocked in write_all while its reader does not read.
 constexpr std::uint32_t kBig = 4u << 20;
+
+// small_buffers: caps the writer's send and the reader's receive buffer
+// (64 KiB each; the kernel doubles them), so receive autotuning (up to
+// tcp_rmem's 32 MiB here) cannot take in a whole kBig message.
+void small_buffers(io::TcpStream& writer, io::TcpStream& reader) {
+  const int size = 64 << 10;
+  ::setsockopt(writer.native_handle(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  ::setsockopt(reader.native_handle(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+}
 
 }  // namespace
 
 TEST_CASE("a second writer waits its turn behind a blocked write_all") {
   run_checked(2, [] {
     auto [a, b] = stream_pair();
+    small_buffers(a, b);
     auto first = sp::spawn([&a = a] { a.write_all(message(1, 0, kBig)); });
     wait_suspended(first, "io write");  // the socket buffer is full
     // Without turns: "another fiber is already waiting in this direction"
@@ -95,6 +105,7 @@ TEST_CASE("a second writer waits its turn behind a blocked write_all") {
 TEST_CASE("a writer cancelled or timed out in its turn's wait sends nothing") {
   run_checked(2, [] {
     auto [a, b] = stream_pair();
+    small_buffers(a, b);
     auto first = sp::spawn([&a = a] { a.write_all(message(1, 0, kBig)); });
     wait_suspended(first, "io write");
     auto cancelled = sp::spawn([&a = a] { a.write_all(message(2, 0, 100)); });

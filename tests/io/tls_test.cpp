@@ -7,6 +7,7 @@
 // read_line and two writers taking turns; each case checks that no
 // descriptor leaks.
 #include <malloc.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 #include <string>
@@ -604,6 +605,10 @@ TEST_CASE("TLS read_line, and two writers whose write_alls arrive whole") {
     auto ctx = client_ctx();
     {
       io::TlsStream s = io::TlsStream::client(io::TcpStream::connect(srv.ep()), ctx, "localhost");
+      // Small client buffers: the 16 MiB below cannot all be in flight.
+      const int size = 64 << 10;
+      ::setsockopt(s.next_layer().native_handle(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+      ::setsockopt(s.next_layer().native_handle(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
       s.write_all("hello\nworld\npartial");
       FIBER_CHECK(s.read_line() == "hello\n");
       FIBER_CHECK(s.read_line() == "world\n");
