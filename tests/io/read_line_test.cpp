@@ -1,8 +1,9 @@
 // read_line_test.cpp: read_line on the buffered streams (TcpStream,
 // FdStream over a socket, a pipe of a child process and a regular file),
 // its mixing with read_some / read_exact / read_until / read_to_end (the
-// read-ahead loses nothing), its limit, its cancellation, and the "stream
-// is closed" error of closed and moved-from streams.
+// read-ahead loses nothing), its limit, its cancellation (in a read and in
+// the wait for the reader's turn), and the "stream is closed" error of
+// closed and moved-from streams.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -125,6 +126,21 @@ TEST_CASE("a cancelled read_line keeps the part of the line it had read") {
     FIBER_CHECK(raises_cancelled([&] { r.join(); }));
     a.write_all("tial\n");
     FIBER_CHECK(b.read_line() == "partial\n");
+  });
+}
+
+TEST_CASE("a reader cancelled while waiting for its turn takes nothing from the one reading") {
+  run_checked(2, [] {
+    auto [a, b] = stream_pair();
+    auto first = sp::spawn([&b = b] { return b.read_line(); });
+    wait_suspended(first, "io read");  // holds the reader's turn
+    auto second = sp::spawn([&b = b] { return b.read_line(); });
+    wait_suspended(second, "mutex");  // waits for it
+    second.cancel();
+    FIBER_CHECK(raises_cancelled([&] { second.join(); }));
+    a.write_all("whole\nnext\n");
+    FIBER_CHECK(first.join() == "whole\n");
+    FIBER_CHECK(b.read_line() == "next\n");
   });
 }
 
