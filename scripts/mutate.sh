@@ -62,13 +62,14 @@ workers_never_pinned :: runtime/src/worker.cpp :: s{sched_\.cpus\(\)\.pin_worker
 spread_verdict_never_fails :: runtime/src/gather.hpp :: s{if\s*\(span\s*>\s*0\s*&&\s*used\s*\*\s*1000\s*<\s*kBoughtShare\s*\*\s*span\)\s*fail\(t\);}{(void)used;} :: runtime_spread_trials :: ^runtime_spread_trials$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
 http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
-http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head\);}{} :: http_server_hostile :: ^http_server_hostile$
+http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\(conn_buffer_limit\(opt\)\);}{beast::flat_buffer buf;} :: http_server_hostile :: ^http_server_hostile$
 http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*e = bhttp::error::bad_chunk_extension;}{(void)ext; (void)max;} :: http_server_hostile :: ^http_server_hostile$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
 http_whole_body_deadline_dropped :: io/src/http/server.cpp :: s{if\s*\(whole_deadline_ == kNoDeadline\)\s*return load_all\(into, limit\);}{return load_all(into, limit);} :: http_server_hostile :: ^http_server_hostile$
 http_handler_catches_std_only :: io/src/http/server.cpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
 http_accept_error_retried :: io/src/http/server.cpp :: s{accept_error = std::current_exception\(\);}{continue;} :: http_server_hostile :: ^http_server_hostile$
+http_disconnect_never_cancels :: io/src/http/server.cpp :: s{if \(gone\) spindle::detail::cancel_fiber\(p\.f\);}{(void)gone;} :: http_server_disconnect :: ^http_server_disconnect$
 accept_clears_readiness :: io/src/tcp.cpp :: s{(\n(\s*)FdGuard g\{fd\};)}{\n${2}d->rd.clear_ready(s);$1} :: io_readiness :: ^io_readiness$
 clear_ready_ignores_tick :: io/src/reactor.hpp :: s{state\.compare_exchange_strong\(seen, seen & ~kReady, std::memory_order_relaxed,\s*std::memory_order_relaxed\);}{state.fetch_and(~kReady, std::memory_order_relaxed);} :: io_readiness :: ^io_readiness$
 hup_not_sticky :: io/src/reactor.hpp :: s{if \(seen & kReady\) \{(\s*)state\.compare_exchange_strong\(seen, seen & ~kReady,}{if (seen & (kReady | kHup)) \{${1}state.compare_exchange_strong(seen, seen & ~(kReady | kHup),} :: io_readiness :: ^io_readiness$
