@@ -121,11 +121,7 @@ void serve(io::TcpStream s, Hub& hub) {
   // (cancellation included): it closes the outbox that the writer's group
   // then waits on (or cancels, when unwinding).
   sp::TaskGroup writer;
-  struct LeaveGuard {
-    Hub& hub;
-    Outbox& outbox;
-    ~LeaveGuard() { hub.leave(outbox); }
-  } leave{hub, outbox};
+  auto leave = sp::defer([&] { hub.leave(outbox); });
   writer.spawn([&] {
     try {
       for (std::string text : outbox) s.write_all(text);

@@ -114,10 +114,7 @@ int main() {
       const int now = ++in_flight;
       for (int p = peak; now > p && !peak.compare_exchange_weak(p, now);) {
       }
-      struct Leave {
-        std::atomic<int>& n;
-        ~Leave() { --n; }
-      } leave{in_flight};
+      auto leave = sp::defer([&] { --in_flight; });
       // The timeout covers the whole download: head, body and file.
       auto r = sp::with_timeout(3s, [&] { return client.download(base + name, dir / name); });
       if (!r.written) throw std::runtime_error("HTTP " + std::to_string(r.status));

@@ -58,10 +58,7 @@ int main() {
       const int now = ++in_flight;
       for (int p = peak; now > p && !peak.compare_exchange_weak(p, now);) {
       }
-      struct Leave {
-        std::atomic<int>& n;
-        ~Leave() { --n; }
-      } leave{in_flight};
+      auto leave = sp::defer([&] { --in_flight; });
       try {
         auto res = sp::with_timeout(2s, [&] { return client.get(url); });
         if (res.status != 200) throw std::runtime_error("HTTP " + std::to_string(res.status));

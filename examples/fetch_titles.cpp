@@ -46,10 +46,7 @@ class Scraper {
     const int now = ++busy_;
     for (int p = peak_; now > p && !peak_.compare_exchange_weak(p, now);) {
     }
-    struct Leave {
-      std::atomic<int>& n;
-      ~Leave() { --n; }
-    } leave{busy_};
+    auto leave = sp::defer([&] { --busy_; });
     try {
       auto res = sp::with_timeout(5s, [&] { return client_.get(url); });
       if (res.status != 200) return "HTTP " + std::to_string(res.status);

@@ -131,11 +131,7 @@ void session(Hub& hub, http::WebSocket ws) {
   sp::TaskGroup g;
   // Leaves the hub on every path out (cancellation included) before `me`
   // is destroyed, and before g's destructor waits for the fibers.
-  struct Leave {
-    Hub& hub;
-    Member& me;
-    ~Leave() { hub.leave(&me); }
-  } leave{hub, me};
+  auto leave = sp::defer([&] { hub.leave(&me); });
   g.spawn([&] {
     try {
       for (http::WsMessage m; !(m = ws.receive()).is_close();) hub.broadcast(me.name + ": " + m.data);

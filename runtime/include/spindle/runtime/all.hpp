@@ -2,6 +2,7 @@
 #pragma once
 
 #include <spindle/runtime/cancel.hpp>
+#include <spindle/runtime/defer.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/fiber_local.hpp>
 #include <spindle/runtime/gather.hpp>

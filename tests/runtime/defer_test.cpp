@@ -1,0 +1,100 @@
+// defer_test.cpp: defer(f) (runtime/defer.hpp), Go's `defer`: f runs once
+// when the guard's scope ends, however it ends (return, exception,
+// Cancelled unwinding a fiber); a moved guard runs it once, from its new
+// owner; a dismissed guard never runs it; guards run in reverse order.
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <spindle/runtime/defer.hpp>
+
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+TEST_CASE("defer runs f when the scope ends, not before", "[defer]") {
+  int calls = 0;
+  {
+    auto g = sp::defer([&] { ++calls; });
+    CHECK(calls == 0);
+  }
+  CHECK(calls == 1);
+}
+
+TEST_CASE("defer runs f when the scope is left by a return", "[defer]") {
+  int calls = 0;
+  auto f = [&](bool early) {
+    auto g = sp::defer([&] { ++calls; });
+    if (early) return 1;
+    return 2;
+  };
+  CHECK(f(true) == 1);
+  CHECK(calls == 1);
+  CHECK(f(false) == 2);
+  CHECK(calls == 2);
+}
+
+TEST_CASE("defer runs f when an exception leaves the scope", "[defer]") {
+  int calls = 0;
+  CHECK_THROWS_AS(
+      [&] {
+        auto g = sp::defer([&] { ++calls; });
+        throw Boom("out");
+      }(),
+      Boom);
+  CHECK(calls == 1);
+}
+
+TEST_CASE("defer runs f when a cancelled fiber unwinds", "[defer]") {
+  std::atomic<int> calls{0}, cancelled{0};
+  run_checked(SPINDLE_TEST_WORKERS(), [&] {
+    std::atomic<bool> armed{false};
+    auto t = sp::spawn([&] {
+      auto g = sp::defer([&] { calls.fetch_add(1); });
+      armed = true;
+      sleep_until_cancelled(cancelled);
+    });
+    FIBER_CHECK(wait_until([&] { return armed.load(); }));
+    FIBER_CHECK(calls.load() == 0);
+    t.cancel();
+    CHECK_THROWS_AS(t.join(), sp::Cancelled);
+    // join returns once the fiber has ended: its unwinding, f included, is done.
+    CHECK(cancelled.load() == 1);
+    CHECK(calls.load() == 1);
+  });
+  CHECK(calls.load() == 1);
+}
+
+TEST_CASE("a moved guard runs f once, when its new owner's scope ends", "[defer]") {
+  int calls = 0;
+  {
+    std::optional<sp::Deferred<std::function<void()>>> outer;
+    {
+      auto g = sp::defer(std::function<void()>([&] { ++calls; }));
+      outer.emplace(std::move(g));
+    }  // g, moved from, is disarmed
+    CHECK(calls == 0);
+  }
+  CHECK(calls == 1);
+}
+
+TEST_CASE("a dismissed guard does not run f", "[defer]") {
+  int calls = 0;
+  {
+    auto g = sp::defer([&] { ++calls; });
+    g.dismiss();
+  }
+  CHECK(calls == 0);
+}
+
+TEST_CASE("guards in one scope run in reverse order of declaration", "[defer]") {
+  std::string order;
+  {
+    auto a = sp::defer([&] { order += 'a'; });
+    auto b = sp::defer([&] { order += 'b'; });
+  }
+  CHECK(order == "ba");
+}
