@@ -36,10 +36,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <system_error>
 
 #include <spindle/spindle.hpp>
@@ -55,10 +55,10 @@ constexpr std::size_t kMaxLine = 4096;   // longer lines end the connection
 
 using Outbox = sp::Channel<std::string>;
 
+// parse_uint: true when all of s is a decimal number <= max (then in out).
 bool parse_uint(const char* s, unsigned long max, unsigned long& out) {
-  const std::string_view v(s);
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  return ec == std::errc{} && end == v.data() + v.size() && out <= max;
+  const auto [end, ec] = std::from_chars(s, s + std::strlen(s), out);
+  return ec == std::errc{} && *end == '\0' && out <= max;
 }
 
 // Hub: the members (each an outbox and a name) and every broadcast.
@@ -68,14 +68,14 @@ class Hub {
     std::lock_guard lk(mu_);
     broadcast_locked(nullptr, "* " + name + " joined\n");
     members_[&me] = name;
-    send_locked(me, "* welcome " + name + ", " + std::to_string(members_.size() - 1) + " others here\n");
+    // A new outbox has room: the welcome is never dropped.
+    me.try_send("* welcome " + name + ", " + std::to_string(members_.size() - 1) + " others here\n");
   }
   // leave: after it, nothing is sent to `me`, and its outbox is closed (its
-  // writer drains what is queued, then ends).
+  // writer drains what is queued, then ends). Once per join.
   void leave(Outbox& me) {
     std::lock_guard lk(mu_);
-    const std::string name = members_[&me];
-    members_.erase(&me);
+    const std::string name = members_.extract(&me).mapped();
     me.close();
     broadcast_locked(nullptr, "* " + name + " left\n");
   }
@@ -90,12 +90,9 @@ class Hub {
   unsigned long dropped() const { return dropped_; }
 
  private:
-  void send_locked(Outbox& to, const std::string& text) {
-    if (!to.try_send(text)) ++dropped_;
-  }
   void broadcast_locked(const Outbox* except, const std::string& text) {
     for (auto& [outbox, name] : members_) {
-      if (outbox != except) send_locked(*outbox, text);
+      if (outbox != except && !outbox->try_send(text)) ++dropped_;  // full: dropped for it
     }
   }
   std::mutex mu_;
@@ -137,9 +134,9 @@ void serve(io::TcpStream s, Hub& hub) {
 }
 
 std::chrono::milliseconds grace_period() {
-  unsigned long ms = 5000;
-  if (const char* e = std::getenv("CHAT_GRACE_MS")) parse_uint(e, 3600000, ms);
-  return std::chrono::milliseconds(ms);
+  unsigned long ms = 0;
+  const char* e = std::getenv("CHAT_GRACE_MS");
+  return std::chrono::milliseconds(e != nullptr && parse_uint(e, 3600000, ms) ? ms : 5000);
 }
 
 }  // namespace

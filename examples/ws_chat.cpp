@@ -97,21 +97,21 @@ class Hub {
  private:
   // The lock is a std::mutex: nothing under it suspends (try_send never
   // waits), so a broadcast costs no fiber switch.
+  // Queues text for every member; one whose outbox is full is disconnected
+  // (true: erased).
   void broadcast_locked(const std::string& text) {
-    for (auto it = members_.begin(); it != members_.end();) {
-      Member& m = **it;
-      if (m.queued.load() + text.size() <= kOutboxBytes) {
-        m.queued.fetch_add(text.size());
-        m.outbox.try_send(text);
-        ++it;
-        continue;
+    std::erase_if(members_, [&](Member* m) {
+      if (m->queued.load() + text.size() <= kOutboxBytes) {
+        m->queued.fetch_add(text.size());
+        m->outbox.try_send(text);
+        return false;
       }
-      m.kicked = true;  // full: too slow, disconnect it
-      kicked_ += (kicked_.empty() ? "" : ",") + m.name;
-      m.outbox.close();
-      m.stop.set();
-      it = members_.erase(it);
-    }
+      m->kicked = true;  // full: too slow, disconnect it
+      kicked_ += (kicked_.empty() ? "" : ",") + m->name;
+      m->outbox.close();
+      m->stop.set();
+      return true;
+    });
   }
   std::mutex mu_;
   std::set<Member*> members_;  // guarded by mu_; each leaves before it is destroyed
