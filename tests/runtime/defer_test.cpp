@@ -5,6 +5,7 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include <spindle/runtime/defer.hpp>
@@ -71,7 +72,11 @@ TEST_CASE("a moved guard runs f once, when its new owner's scope ends", "[defer]
   int calls = 0;
   {
     auto bump = [&] { ++calls; };
-    std::optional<decltype(sp::defer(bump))> outer;
+    using Guard = decltype(sp::defer(bump));
+    // A copy would be a second owner, so f would run twice.
+    static_assert(!std::is_copy_constructible_v<Guard> && !std::is_copy_assignable_v<Guard>);
+    static_assert(std::is_nothrow_move_constructible_v<Guard>);
+    std::optional<Guard> outer;
     {
       auto g = sp::defer(bump);
       outer.emplace(std::move(g));
