@@ -158,8 +158,9 @@ struct Conn {
       }
     }
   }
-  // The check: kIn since before `started_before` -> kChecking. True: the
-  // caller peeks and then calls end_check(returned value).
+  // The check: kIn since before `started_before` -> kChecking. Returns
+  // the value it replaced, for end_check after the peek; kOut when the
+  // connection was not taken (no handler running, or a younger one).
   std::uint64_t begin_check(std::uint64_t started_before) noexcept {
     std::uint64_t seen = handler.load(std::memory_order_acquire);
     if ((seen & 3) != kIn || (seen >> 2) >= started_before) return kOut;
