@@ -93,10 +93,10 @@ template <class Rep, class Period, class F>
   requires std::invocable<F&>
 SPINDLE_MAY_SUSPEND auto with_timeout(std::chrono::duration<Rep, Period> d, F&& f)
     -> std::invoke_result_t<F&> {
-  // The cast runs only on a timeout, and then d fitted the clock (a d too
-  // long for it never expires), so it fits in nanoseconds.
+  // limit_ns runs only on a timeout (and is defined for any d: a negative
+  // one expires at once).
   return detail::in_deadline_scope(detail::deadline_after(d), f, [d] {
-    throw TimedOut("with_timeout", std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+    throw TimedOut("with_timeout", detail::limit_ns(d));
   });
 }
 

@@ -539,12 +539,9 @@ AsCompleted<T> as_completed(std::vector<Task<T>>& tasks) {
 }
 template <class T, class Rep, class Period>
 AsCompleted<T> as_completed(std::vector<Task<T>>& tasks, std::chrono::duration<Rep, Period> timeout) {
-  // A timeout too long for the clock never expires, so a cast that
-  // overflows is never shown; clamp it anyway.
-  const auto limit = timeout >= std::chrono::duration<double>(std::chrono::nanoseconds::max())
-                         ? std::chrono::nanoseconds::max()
-                         : std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
-  return AsCompleted<T>(tasks, detail::deadline_after(timeout), limit);
+  // limit_ns: defined for any timeout (a plain cast of hours::min()
+  // overflows).
+  return AsCompleted<T>(tasks, detail::deadline_after(timeout), detail::limit_ns(timeout));
 }
 
 // wait(tasks, mode[, timeout]): asyncio.wait. Suspends until `mode` is met

@@ -44,14 +44,14 @@ template <class T, class Rep, class Period>
 SPINDLE_MAY_SUSPEND T wait_for(Task<T>& task, std::chrono::duration<Rep, Period> d) {
   SPINDLE_CHECK_TASK(detail::TaskAccess::fiber(task));
   if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d)))
-    throw TimedOut("wait_for", std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+    throw TimedOut("wait_for", detail::limit_ns(d));
   return task.join();
 }
 template <class T, class Rep, class Period>
 SPINDLE_MAY_SUSPEND T wait_for(Task<T>&& task, std::chrono::duration<Rep, Period> d) {
   SPINDLE_CHECK_TASK(detail::TaskAccess::fiber(task));
   if (!detail::finish_or_cancel(detail::TaskAccess::fiber(task), detail::deadline_after(d)))
-    throw TimedOut("wait_for", std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+    throw TimedOut("wait_for", detail::limit_ns(d));
   return std::move(task).join();
 }
 

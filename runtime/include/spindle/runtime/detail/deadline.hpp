@@ -47,4 +47,19 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, 
   }
 }
 
+// limit_ns(d): d in nanoseconds for a TimedOut's text ("timed out after
+// 2.5 s"), defined for every d: zero, negative and NaN give 0 (they expire
+// at once), a d past nanoseconds' range gives its max. A plain
+// duration_cast overflows (undefined behaviour) for hours::min() and the
+// like, which the tests pass as "already expired".
+template <class Rep, class Period>
+std::chrono::nanoseconds limit_ns(std::chrono::duration<Rep, Period> d) noexcept {
+  using Ns = std::chrono::nanoseconds;
+  // As deadline_after: long double holds any count without overflow.
+  const long double n = std::chrono::duration<long double, std::nano>(d).count();
+  if (!(n > 0)) return Ns::zero();
+  if (n >= static_cast<long double>(Ns::max().count())) return Ns::max();
+  return Ns(static_cast<Ns::rep>(n));
+}
+
 }  // namespace spindle::detail
