@@ -70,6 +70,7 @@
 #include <cstdio>
 #include <ctime>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -110,7 +111,7 @@ std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}
 // idle, when the idle period began (coarse_ms() << 2): one CAS from the
 // exact word read moves idle -> cancelled, so a scan never cancels a later
 // idle period on the strength of an earlier one's age.
-struct Conn {
+struct Conn : std::enable_shared_from_this<Conn> {
   static constexpr std::uint64_t kBusy = 0, kIdle = 1, kCancelled = 2, kKind = 3;
   static constexpr std::uint64_t kNever = ~std::uint64_t{0} >> 2;  // past every idle stamp
   std::atomic<std::uint64_t> state{kBusy};
@@ -139,8 +140,9 @@ struct Conn {
   // Only the check moves kIn -> kChecking and back; the connection fiber
   // moves kOut -> kIn and kIn -> kOut, and waits out a kChecking before
   // it leaves, so the socket `fd` (set by the fiber before its first
-  // kIn, published by that release store) stays open, and the Conn
-  // alive, for as long as a check holds it.
+  // kIn, published by that release store) stays open for as long as a
+  // check holds it. (The check keeps the Conn itself alive by a
+  // shared_ptr.)
   static constexpr std::uint64_t kOut = 0, kIn = 1, kChecking = 2;
   std::atomic<std::uint64_t> handler{kOut};
   int fd = -1;
@@ -157,6 +159,12 @@ struct Conn {
         return;
       }
     }
+  }
+  // handler_before: a handler began before `started_before` (a hint for
+  // picking; begin_check decides).
+  bool handler_before(std::uint64_t started_before) const noexcept {
+    const std::uint64_t seen = handler.load(std::memory_order_relaxed);
+    return (seen & 3) == kIn && (seen >> 2) < started_before;
   }
   // The check: kIn since before `started_before` -> kChecking. Returns
   // the value it replaced, for end_check after the peek; kOut when the
@@ -1061,32 +1069,30 @@ void Server::State::sweep_idle() {
 
 // check_disconnects: the handlers that began before `started_before` ms
 // whose peer has gone (closed or reset its socket) have their fiber
-// cancelled. Each connection is held (kChecking) for one peek only, so a
-// handler that returns meanwhile waits a syscall at most. The fiber
-// reference taken under mu keeps the fiber alive until its cancel; the
-// Conn and its socket stay alive while kChecking holds them (Conn).
+// cancelled. The candidates are picked under mu, with a reference to
+// their Conn and their fiber; each is then taken (kChecking) for its own
+// peek only, outside mu, so a handler that returns meanwhile waits one
+// syscall at most, and a connection ending (its Unregister takes mu) never
+// waits for the peeks.
 void Server::State::check_disconnects(std::uint64_t started_before) {
   struct Picked {
-    Conn* c;
+    std::shared_ptr<Conn> c;
     spindle::detail::Fiber* f;
-    std::uint64_t was;
   };
   std::vector<Picked> picked;
   {
     std::lock_guard lk(mu);
     for (auto& [c, task] : conns) {
-      const std::uint64_t was = c->begin_check(started_before);
-      if (was == Conn::kOut) continue;
+      if (!c->handler_before(started_before)) continue;
       spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(task);
       f->add_ref();
-      picked.push_back({c, f, was});
+      picked.push_back({c->shared_from_this(), f});
     }
   }
-  // Peeks outside mu (a connection ending takes mu to unregister, and
-  // would block its worker's thread on this loop).
   for (const Picked& p : picked) {
-    const bool gone = peer_gone(p.c->fd);
-    p.c->end_check(p.was);  // p.c may be gone from here on
+    const std::uint64_t was = p.c->begin_check(started_before);
+    const bool gone = was != Conn::kOut && peer_gone(p.c->fd);
+    if (was != Conn::kOut) p.c->end_check(was);
     if (gone) spindle::detail::cancel_fiber(p.f);
     p.f->release();
   }
