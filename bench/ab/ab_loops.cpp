@@ -38,8 +38,9 @@
 
 namespace {
 // busy_tick: how late a fiber sleeping 1 ms at a time wakes while its
-// runtime runs many short fibers that never suspend (docs/benchmarks.md
-// "Timers behind short busy fibers"). The p90 of its wake-ups, in ns.
+// runtime runs many short fibers that never suspend
+// (docs/decisions/benchmark-history.md "Timers behind short busy fibers").
+// The p90 of its wake-ups, in ns.
 double busy_tick(unsigned workers, long spin_us) {
   using Clock = std::chrono::steady_clock;
   spindle::RuntimeOptions o;

@@ -9,7 +9,7 @@
 // cancellation (fibers are cancelled by the runtime), so the bracket buys
 // nothing. Measured alone (bench/echo/read_call.cpp), the direct calls take
 // 0.93-0.98x the time of glibc's recv and 0.91-0.94x its send
-// (docs/benchmarks.md "Raw socket syscalls").
+// (docs/decisions/benchmark-history.md "Raw socket syscalls").
 //
 // Sanitized builds keep the libc calls: ASan checks the buffers in its
 // interceptors of recv/send, and TSan derives happens-before edges from

@@ -37,8 +37,9 @@ std::size_t iov_total(const iovec* iov, std::size_t cnt) noexcept;
 // FdKind: what the descriptor is, which picks its syscalls.
 //  - Reads of one buffer: a socket with recv, which goes straight to the
 //    socket layer (read(2) passes through the VFS first: 0.91x the time of
-//    read on loopback TCP, spindle_read_call; docs/benchmarks.md "recv for
-//    socket reads"); anything else (a pipe) with read. Several buffers:
+//    read on loopback TCP, spindle_read_call;
+//    docs/decisions/benchmark-history.md "recv for socket reads");
+//    anything else (a pipe) with read. Several buffers:
 //    readv for both.
 //  - Writes without raising SIGPIPE: a socket passes MSG_NOSIGNAL to
 //    send/sendmsg; anything else (a pipe, a terminal) has no such flag, so

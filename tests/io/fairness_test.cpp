@@ -1,10 +1,9 @@
 // fairness_test.cpp: fibers woken by I/O readiness run in the order their
-// readiness arrived. The worker's poll used to wake each one into its LIFO
-// slot, bumping the previous one onto the deque, which the owner pops newest
-// first: the last socket to become ready ran first and the first ran last,
-// and under steady load (new readiness at every poll) the earliest could
-// wait for seconds (echo64, 1,000 connections, one worker: 1-2 s worst
-// requests on a 16-core machine; docs/benchmarks.md "Fair I/O wake-ups").
+// readiness arrived. Woken through the LIFO slot instead, each would bump
+// the previous one onto the deque, which the owner pops newest first: the
+// last socket to become ready would run first, and under steady load (new
+// readiness at every poll) the earliest could wait for seconds
+// (docs/runtime.md "Why readiness wakes go to the FIFO too").
 #include <sys/socket.h>
 #include <unistd.h>
 
