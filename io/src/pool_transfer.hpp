@@ -3,10 +3,10 @@
 // (docs/decisions/0006-files.md "One job per transfer").
 //
 // Why one job: every pool job costs two thread wake-ups (the pool thread,
-// then the caller's worker), 35-50 us each on an idle vCPU of this VM, and
-// they do not overlap the copying. At one job per 4 MiB chunk that was
-// 12-18% of a 256 MiB read from the page cache; in one job the thread that
-// copies never sleeps between chunks. A cancel still lands within one chunk.
+// then the caller's worker) that do not overlap the copying; in one job the
+// thread that copies never sleeps between steps. A cancel still lands
+// within one step. Figures: docs/decisions/0006-files.md "One job per
+// transfer".
 //
 // Every job that copies more than one kFileChunk pauses between steps
 // (step_pause, below).
@@ -32,13 +32,12 @@ namespace spindle::io::detail {
 
 // step_pause: between two steps of one pool job, give the CPU to whoever
 // waits for it (docs/decisions/0006-files.md "The copy yields between
-// steps"). The kernel places a woken pool thread on its waker's CPU, and a
-// worker woken there later (its park timer fires during the copy) waits
-// until the copying thread's slice ends, even with the other CPU idle: a
-// 1 ms ticker fiber was 1.2-4.7 ms late in 15 of 20 reads of 256 MiB.
-// Pausing after each 1 MiB step (~0.2 ms of copying from the page cache)
-// bounds that wait by one step, for one syscall that returns at once when
-// nobody waits.
+// steps"). The kernel may place a woken pool thread on its waker's CPU,
+// and a worker woken there later (its park timer fires during the copy)
+// then waits until the copying thread's slice ends, even with another CPU
+// idle. Pausing after each step (at most kFileChunk, ~0.2 ms of copying
+// from the page cache) bounds that wait by one step, for one syscall that
+// returns at once when nobody waits.
 inline void step_pause() noexcept { sched_yield(); }
 
 // run_steps: the one loop of every pool-side transfer. Calls

@@ -10,7 +10,8 @@
 //  2. pidfd_open(pid) is registered with the calling worker's reactor like
 //     a socket (read direction; the kernel reports it readable once the
 //     child has exited). No SIGCHLD handler is involved, so the program's
-//     SIGCHLD disposition and libuv's (runtime/) are left alone.
+//     SIGCHLD disposition is left alone (libuv, which the runtime links,
+//     would install one only for a uv_spawn, which nothing calls).
 //  3. wait: waitid(WNOHANG) under State::mu; if the child runs, the fiber
 //     waits for the pidfd's readiness (try_io: the same no-lost-wake-up
 //     argument as a socket read) and tries again.

@@ -1,22 +1,22 @@
 /* spindle_jump_fcontext: Boost.Context 1.74's jump_fcontext (x86_64 SysV)
  * with the same frame layout and transfer_t ABI, with two changes:
  *
- * 1. It leaves through `ret` instead of `jmp *%r8`. Why: the `call` into the switch pushes a return-stack-buffer entry that a
- * `jmp` never pops, so every return the resumed fiber makes afterwards is
- * predicted one frame off and mispredicts, all the way up its call chain.
- * With `ret`, the entry is consumed; when both fibers switched from the
- * same call site (the runtime has one or two) even that ret is predicted,
- * and so are the returns above it as long as the two call chains agree.
- * Measured: pingpong 1 worker, median of 12 alternating runs, 208 -> 154 ns
- * per round trip. (yield n=2 read 22 ns with it; no same-run A/B of that.)
+ * 1. It leaves through `ret` instead of `jmp *%r8`. Why: the `call` into
+ * the switch pushes a return-stack-buffer entry that a `jmp` never pops,
+ * so every return the resumed fiber makes afterwards is predicted one frame
+ * off and mispredicts, all the way up its call chain. With `ret`, the
+ * entry is consumed; when both fibers switched from the same call site
+ * (the runtime has one or two) even that ret is predicted, and so are the
+ * returns above it as long as the two call chains agree.
  *
  * 2. It neither saves nor restores MXCSR and the x87 control word (what
- * Boost builds with BOOST_USE_TSX do). stmxcsr/fnstcw/ldmxcsr/fldcw were a
- * third of a yield: 22 -> 14 ns. The floating-point environment is
- * therefore the worker thread's, as in Go and tokio: a fiber that changes
- * the rounding mode or exception masks must restore them before it
- * suspends (docs/decisions/0003-context-switch.md). The slots stay in the
- * frame, so make_fcontext's layout is unchanged.
+ * Boost builds with BOOST_USE_TSX do): those four instructions were about a
+ * third of a yield. The floating-point environment is therefore the worker
+ * thread's, as in Go and tokio: a fiber that changes the rounding mode or
+ * exception masks must restore them before it suspends. The slots stay in
+ * the frame, so make_fcontext's layout is unchanged.
+ *
+ * Figures for both: docs/decisions/0003-context-switch.md "Figures".
  *
  * Frame (0x40 bytes at the saved context pointer, as make_fcontext builds
  * it): 0x0 MXCSR, 0x4 x87 CW (both unused here), 0x8 r12, 0x10 r13,

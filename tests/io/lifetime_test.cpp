@@ -2,18 +2,20 @@
 // of record-oriented descriptors (issue 41, "Lifetimes and readiness").
 //
 //  - A TcpStream, TcpListener, UdpSocket or FdStream opened inside a run
-//    and destroyed after it closes its fd plainly (before: a use-after-free
-//    of the ended runtime's reactor in Reactor::close, seen by ASan).
+//    and destroyed after it closes its fd plainly (the failure this
+//    catches: a use-after-free of the ended runtime's reactor in
+//    Reactor::close, which ASan reports).
 //  - The same objects used in a later run, or outside any, fail at once
-//    with io::error::runtime_ended (before: a read parked on a reactor
-//    nobody polls, a hang with no deadlock report; bounded here by
+//    with io::error::runtime_ended (the failure: a read parked on a
+//    reactor nobody polls, a hang with no deadlock report; bounded here by
 //    with_timeout).
 //  - A SEQPACKET socket returns one record per read: all the records
-//    queued at once arrive, each read bounded by a short deadline (before:
-//    a short read cleared readiness, and the records behind it waited for
-//    an edge that never came). A terminal in canonical mode is marked the
-//    same way (fd_stream.cpp), but no test here: on Linux the pty's own
-//    read wakes its wait queue again, so the old code passed one.
+//    queued at once arrive, each read bounded by a short deadline (the
+//    failure: a short read clears readiness, and the records behind it
+//    wait for an edge that never comes). A terminal in canonical mode is
+//    marked the same way (fd_stream.cpp), but no test here: on Linux the
+//    pty's own read wakes its wait queue again, so a pty passes even
+//    without the mark.
 // The http objects built on these (http::Client, http::Server) are in
 // tests/http/lifetime_test.cpp.
 #include <fcntl.h>
@@ -88,7 +90,7 @@ TEST_CASE("io objects opened in a run and destroyed after it close their fds") {
     open_in_run(o, workers);
     // Our 6 descriptors are still open (the runtime's own are gone).
     CHECK(open_fds() == before + 6);
-    // Destroyed here, with no runtime: each closes its fd (before the fix:
+    // Destroyed here, with no runtime: each closes its fd (never
     // Reactor::close on the freed reactor).
     o.accepted.reset();
     o.connected.reset();
@@ -110,7 +112,7 @@ TEST_CASE("io objects of an ended run fail with runtime_ended in the next run, a
   CHECK(code_of([&] { (void)o.connected->write_some("z", 1); }) == ended);
   sp::run(
       [&] {
-        // Bounded: before the fix these parked on a reactor nobody polls.
+        // Bounded: a wrong answer is a park on a reactor nobody polls.
         sp::with_timeout(slack(2s), [&] {
           CHECK(code_of([&] { (void)o.accepted->read_some(buf, sizeof buf); }) == ended);
           CHECK(code_of([&] { (void)o.connected->write_some("z", 1); }) == ended);
@@ -145,8 +147,8 @@ TEST_CASE("a SEQPACKET socket's records queued at once all arrive, one per read"
     wr.write_all("three", 5);
     for (const std::string want : {"one", "two", "three"}) {
       char buf[64];
-      // A short deadline each: before the fix the second read waited for
-      // an edge that never came.
+      // A short deadline each: a lost record shows as a read waiting for
+      // an edge that never comes.
       const std::size_t n = sp::with_timeout(slack(1s), [&] { return rd.read_some(buf, sizeof buf); });
       CHECK(std::string(buf, n) == want);
     }

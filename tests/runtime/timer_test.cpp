@@ -64,12 +64,11 @@ TEST_CASE("sleep_until: a past deadline returns, a future one is honoured", "[ti
   });
 }
 
-// Flaky under load until fire_due_timers wakes timers that are due
-// together in deadline order (see "timers that come due together ..."
-// below): a worker late by more than the spacing runs the two it fires at
-// once in reverse order. Measured under a concurrent ASan build: 4 runs in
-// 15 failed as the runtime is, 0 in 15 with the fire order fixed. Wider
-// spacing would only hide that bug.
+// A worker late by more than the spacing fires two sleepers at once;
+// fire_due_timers wakes timers due together in deadline order (see
+// "timers that come due together ..." below), so the test holds under
+// load. A wider spacing would only hide a wrong fire order
+// (docs/decisions/0011-timers.md "Sleep accuracy").
 //
 // One worker: the order is the scheduler's to keep only where the sleepers
 // share a thread. With two, a woken fiber's worker can be preempted for

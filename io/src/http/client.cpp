@@ -409,8 +409,9 @@ std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
   // tests/http/client_stream_test.cpp "[.bench]" (docs/http.md).
   // Its most: a whole head (max_head) and one read past it. Beast's parser
   // holds a chunk header or the trailer whole in it too, and limits
-  // neither (a 512 MiB chunk extension was held whole): this bound makes
-  // them malformed_response (buffer_overflow) instead of unbounded memory.
+  // neither (a 512 MiB chunk extension would be held whole): this bound
+  // makes them malformed_response (buffer_overflow) instead of unbounded
+  // memory.
   c->buf.max_size(opt.max_head + kReadBuffer);
   c->buf.reserve(kReadBuffer);
 #if SPINDLE_HAVE_TLS

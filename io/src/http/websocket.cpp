@@ -56,7 +56,7 @@
 //  4. Writing outside the lock, too. A sender that held Impl::mu while
 //     waiting for a full socket would block the receiver, and two peers
 //     that both send while the other's receiver is blocked that way
-//     deadlock (the chat example did). So Layer::write_some only appends
+//     deadlock (two chat clients do). So Layer::write_some only appends
 //     Beast's frames to Wire::out, under mu, in Beast's order; they reach
 //     the socket by Wire::flush outside mu, one flusher at a time
 //     (Wire::flush_mu, FIFO). A sender flushes before it returns (so a
@@ -71,11 +71,12 @@
 //  5. The heartbeat (WsOptions::heartbeat), a fiber per WebSocket
 //     (Impl::heartbeat_loop). It must see the peer's bytes whether or not a
 //     fiber is in receive(), without becoming a second reader of the
-//     socket (the TcpStream allows one; and bytes it took would have to be
-//     handed to the receiver). So it only counts: Wire::rx_bytes (what the
-//     reader took from the socket, and when) plus the bytes the kernel
-//     holds unread (FIONREAD). A change in that sum is the peer being
-//     alive. Silent for `heartbeat`: it sends a ping the way a sender does
+//     socket (it would wait for the receiver's read turn, StreamTurns in
+//     tcp.hpp, and bytes it took would have to be handed to the receiver).
+//     So it only counts: Wire::rx_bytes (what the reader took from the
+//     socket, and when) plus the bytes the kernel holds unread (FIONREAD).
+//     A change in that sum is the peer being alive. Silent for
+//     `heartbeat`: it sends a ping the way a sender does
 //     (appended under mu, then flushed, but never waiting for the flush
 //     turn: a sender holding it sends the ping too, and the heartbeat does
 //     not queue behind a write to a dead peer). Still silent heartbeat/2

@@ -1,7 +1,8 @@
 // expect: spawn takes the function and its arguments, not its result: write spawn(fetch, "a") or spawn([&]{ return fetch("a"); })
 // spawn(fetch("a")) where fetch returns a class without operator() (a
-// std::string): before this message, 59 lines of errors began with the
-// std::ref advice and went on about the Task<void> spawn then returned.
+// std::string): without this message the compiler's errors (59 lines)
+// begin with the std::ref advice and go on about the Task<void> spawn
+// would return.
 #include <string>
 
 #include <spindle/spindle.hpp>

@@ -9,15 +9,13 @@
 // program) the OS often preempts the holder inside its few-dozen-nanosecond
 // critical section. A plain spin lock then burns the waiter's whole time
 // slice (milliseconds) while the holder waits for a core that the spinner
-// occupies. channel_mpmc on 2 workers, median CPU time per message over 60
-// alternating runs on the 2-core VM with a build beside it: 24.4 ns with
-// SpinLock, 16.4 ns with this (docs/decisions/0009-channel-lock.md).
+// occupies. Figures, and the options measured (backoff between polls did
+// no better than the plain poll): docs/decisions/0009-channel-lock.md.
 //
 // A normal critical section (a value moved, a node linked, or the switch-out
 // of suspend_on_locked: well under a microsecond) ends long before the yield
-// point (64 rounds of one `pause`, 3 us at the 45 ns a pause takes on this
-// KVM guest), so on an idle machine the lock behaves exactly as SpinLock.
-// No backoff between polls: it measured no better than the plain poll.
+// point (64 rounds of one `pause`, about 3 us), so on an idle machine the
+// lock behaves exactly as SpinLock.
 //
 // Memory ordering: the acquire exchange that takes the lock pairs with the
 // release store in unlock(), as in SpinLock; yielding changes nothing there.

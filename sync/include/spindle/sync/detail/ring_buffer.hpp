@@ -4,16 +4,13 @@
 //
 // A power-of-two array indexed by two free-running counters (head_, tail_;
 // size = tail_ - head_, slot = counter & (cap_ - 1)), so push and pop are a
-// store and an increment, with no per-block allocation as std::deque has
-// (which allocated and freed a 512-byte block every 64 longs of a channel's
-// steady state). Grows by doubling when full; shrinks by half when it uses
-// under a quarter of an array larger than its floor, so a burst on an
-// unbounded channel does not pin its memory forever. The owner sets the
-// floor to what it expects to hold (a bounded channel: its capacity, up to
-// kMaxFloor): without it a channel that fills and drains its 128 slots over
-// and over grew and shrank its array every cycle. channel_mpmc, median of
-// 12 alternating runs: std::deque 17.4 / 66.6 ns/msg (1 / 2 workers), this
-// without a floor 19.0 / 78.1, with it 14.3 / 54.7.
+// store and an increment, with no per-block allocation as std::deque has.
+// Grows by doubling when full; shrinks by half when it uses under a quarter
+// of an array larger than its floor, so a burst on an unbounded channel
+// does not pin its memory forever. The owner sets the floor to what it
+// expects to hold (a bounded channel: its capacity, up to kMaxFloor), so a
+// channel that fills and drains over and over keeps its array (figures:
+// docs/sync.md "Choices").
 //
 // Exception safety: push/emplace_back give the strong guarantee (a throwing
 // T constructor, or a throwing move during growth, leaves the buffer as it
