@@ -1,8 +1,8 @@
 // stranded_test.cpp: issue #9. A fiber that computes for a long time without
 // suspending (fiber B below) must not hold back the fibers queued on its
 // worker while another worker idles: an idle worker takes them, and fires
-// the busy worker's due timers. Before the fix they ran only once B
-// finished.
+// the busy worker's due timers. Left to B's worker they would run only
+// once B finished.
 //
 // Every case forces the co-location it is about: B and the fiber that must
 // move (X) hop to worker 0 first; X then unpins itself (only an unpinned
@@ -11,9 +11,9 @@
 // computes for kSpin (2 s), so an X left behind B resumes only after about
 // 2 s, and kPrompt (500 ms) only has to tell that apart from "taken by an
 // idle worker" (a matter of milliseconds at most). B stops early once X
-// resumed (it polls a stop flag, never suspending), so with the runtime
-// fixed each case takes milliseconds; the last case, about B itself, takes
-// its full 2 s per worker count.
+// resumed (it polls a stop flag, never suspending), so a passing case
+// takes milliseconds; the last case, about B itself, takes its full 2 s
+// per worker count.
 //
 // "X is there" is never assumed after a sleep: X sets a flag on worker 0
 // right before its yield or wait (nothing suspends in between), and B, on the
@@ -261,8 +261,8 @@ TEST_CASE("an overdue timer is taken from a busy worker before that worker count
   // With handoff_after at 1 s, worker 0 counts as stuck only a second after
   // an idle worker first saw B there; X's 10 ms timer is overdue long before
   // that, and is taken once a quarter of the period (250 ms) past due. So X
-  // resumes well within kPrompt; a watcher that waited for "stuck" resumed
-  // it after about 1 s.
+  // resumes well within kPrompt; a watcher that waited for "stuck" would
+  // resume it after about 1 s.
   sp::RuntimeOptions opts = options(STRANDED_WORKERS());
   opts.handoff_after = 1s;
   check_sleep_behind_busy(opts, 10ms);
