@@ -259,7 +259,7 @@ Descriptor* Reactor::alloc() {
 
 int Reactor::spread_home() noexcept {
   const int w = static_cast<int>(next_home_.fetch_add(1, std::memory_order_relaxed) % epfd_.size());
-  const int to = spindle::detail::gather_target_of(static_cast<unsigned>(w));
+  const int to = spindle::detail::consolidation_target_of(static_cast<unsigned>(w));
   return to >= 0 && static_cast<std::size_t>(to) < epfd_.size() ? to : w;
 }
 

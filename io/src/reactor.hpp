@@ -201,14 +201,14 @@ class Reactor {
   // stay home"), so the instance a connection is registered in is where it
   // runs: registering every accepted socket with the acceptor's worker
   // left the other workers idle however busy that one was. A worker that
-  // gathers its connections on another (io_hook.hpp, gather_target_of)
-  // is skipped for its target.
+  // consolidates its connections on another (io_hook.hpp,
+  // consolidation_target_of) is skipped for its target.
   int spread_home() noexcept;
   // follow: registers d with worker w's instance instead of its home's
   // (EPOLL_CTL_ADD there, then DEL from the old one), so its readiness
   // wakes its fibers on w. For a fiber about to wait on d's read direction
   // after the runtime moved it for load from the worker that d lived on,
-  // or whose worker gathers to w (try_io; io_hook.hpp take_move_target). Skipped
+  // or whose worker consolidates to w (try_io; io_hook.hpp take_move_target). Skipped
   // while d closes or another fiber moves it; a failed ADD leaves d where
   // it was. ADD reports readiness already present, so no edge is lost; an
   // event the old instance fetched before the DEL still signals d (same

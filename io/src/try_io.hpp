@@ -67,8 +67,8 @@ ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want,
       return -1;
     }
     // The runtime moved this fiber for load away from the worker its
-    // socket lives on (a hand-off or a rescue), or its worker gathers its
-    // connections on another: the read direction moves the socket there,
+    // socket lives on (a hand-off or a rescue), or its worker consolidates
+    // its connections on another: the read direction moves the socket there,
     // so the fiber's next readiness wakes it where it should run
     // (reactor.hpp, follow).
     if (&dir == &d->rd) {

@@ -12,26 +12,19 @@
 //
 // The watchers are the idle workers themselves (no extra thread, no cost
 // while every worker is busy): before parking, a worker looks at each other
-// worker's (running fiber, switch count). The same pair for handoff_after
-// means that worker is stuck. Then the idle worker
-//  - fires the stuck worker's due timers itself (the heap has a lock; the
-//    woken fibers run on the idle worker); also those of a worker not yet
-//    stuck whose timer is a quarter period overdue; and
-//  - if the stuck worker holds fibers (remote_.held), sends it SIGURG; also
-//    a worker that holds fibers and switched fewer than kSlowSwitches times
-//    in a period (handoff.hpp: it runs long fibers, each held one waits for
-//    several). The handler
-//    runs on the stuck worker's own thread. If it interrupted user code
-//    (core_.rt_depth == 0), the owner-only queues are quiescent, so it moves
-//    them onto the deque -- it *is* the owner -- and unparks the idle worker,
-//    which steals them. If it interrupted runtime code it does nothing but
-//    the unpark: the worker is switching and will run its queues itself.
-// The idle worker parks with a timer for its next look (handoff_after while
-// the other holds FIFO fibers, kIdleLookPeriods (3) times that while it
-// merely runs or holds only its LIFO slot, up to 4x that again at an io
-// worker that keeps switching: kMaxLookBackoff), so detection takes
-// between one and two periods, or up to about six (about twenty-four at
-// an io worker after a long healthy run).
+// one (watch_others). What a look concludes is the placement policy's
+// (placement.hpp: stuck, slow, saturated, overdue timers, consolidation);
+// this file applies it:
+//  - due timers of another worker fire here (the heap has a lock; the woken
+//    fibers run on this worker);
+//  - a hand-off request is a SIGURG to the other worker's thread. The
+//    handler runs there. If it interrupted user code (core_.rt_depth == 0),
+//    the owner-only queues are quiescent, so it moves them onto the deque
+//    -- it *is* the owner -- and unparks the asker, which steals them. If it
+//    interrupted runtime code it does nothing but the unpark: the worker is
+//    switching and will run its queues itself;
+//  - a rescue poll delivers the other worker's sockets' readiness here.
+// The idle worker parks with a timer for its next look (LookActions::next).
 #include <errno.h>
 #include <signal.h>
 
@@ -39,8 +32,8 @@
 #include <cstring>
 #include <mutex>
 
-#include "gather.hpp"
 #include "handoff.hpp"
+#include "placement.hpp"
 #include "scheduler.hpp"
 #include "signal_chain.hpp"
 
@@ -147,180 +140,63 @@ void Worker::await_handoff() const noexcept {
   }
 }
 
+placement::PeerSnapshot Worker::peer_snapshot(bool my_target) const noexcept {
+  placement::PeerSnapshot v;
+  v.fiber = reinterpret_cast<std::uintptr_t>(running_hint());
+  v.switches = switch_count();
+  v.parks = park_count();
+  v.parked = parked_hint();
+  v.holds_fibers = holds_fibers();
+  v.holds_polled = holds_polled();
+  v.pending = holds_fifo() || has_stealable();
+  v.io = remote_.poller_set.load(std::memory_order_relaxed);
+  v.my_target = my_target;
+  v.next_deadline = next_deadline();
+  return v;
+}
+
+// watch_others: the policy decides (placement::look); this applies it.
 std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_clock::time_point now) {
-  using clock = std::chrono::steady_clock;
-  const auto after = sched_.options().handoff_after;
-  const unsigned n = sched_.size();
-  if (after.count() <= 0 || n < 2 || sched_.stopping()) return clock::time_point::max();
-  // While a worker merely runs (nothing held, no timer due), look again at
-  // this slower pace: it bounds the time to notice a worker that got stuck
-  // while we slept, at one wake-up per period (~0.1% of a core).
-  const auto idle_look = after * kIdleLookPeriods;
-  const bool gathering = sched_.options().gather_io;
-  auto next = clock::time_point::max();
-  for (unsigned i = 0; i < n; ++i) {
+  const placement::Config& c = sched_.placement();
+  if (!c.watching() || sched_.stopping()) return placement::TimePoint::max();
+  const bool allowed = sched_.spread_trials().allowed(now);
+  auto next = placement::TimePoint::max();
+  for (unsigned i = 0; i < c.workers; ++i) {
     if (i == index_) continue;
     Worker& v = sched_.worker(i);
-    Watch& s = core_.watch[i];
-    Fiber* const f = v.running_hint();
-    const std::uint64_t sw = v.switch_count();
-    // A worker with an io poller while gathering: its looks back off
-    // (kMaxLookBackoff) and it may be without a core (had_core).
-    const bool gathered_io = gathering && v.remote_.poller_set.load(std::memory_order_relaxed);
-    const auto paced = [&] { return gathered_io ? idle_look * (1 << s.backoff) : idle_look; };
-    if (f == nullptr) {
-      // Parked or in its scheduler context: it looks after its own queues
-      // and timers (a parked worker's timerfd fires for its heap). Keep
-      // watching while it is awake or was busy since our last look, so a
-      // worker that parks and wakes often keeps its watcher instead of
-      // unparking one each time (Scheduler::ensure_watcher).
-      if (!v.parked_hint() || sw != s.switches) next = std::min(next, now + paced());
-      const std::uint8_t backoff = s.backoff;
-      s = Watch{nullptr, sw, now, clock::time_point{}, sw, now, v.park_count(), now};
-      s.backoff = backoff;
-      continue;
-    }
-    const bool progressed = f != s.fiber || sw != s.switches;
-    if (progressed) {
-      s.fiber = f;
-      s.switches = sw;
-      s.since = now;
-    }
-    const bool stuck = now - s.since >= after;
-    // A window of at least a period with fewer than kSlowSwitches switches
-    // (handoff.hpp): it runs long fibers. A window restarts at each look
-    // that ends one, and after the worker parked (above).
-    bool slow = false;
-    if (now - s.window_at >= after) {
-      slow = sw - s.window_switches < kSlowSwitches;
-      s.window_switches = sw;
-      s.window_at = now;
-    }
-    // Saturated: it has not parked for kSaturatedPeriods while holding
-    // fibers its readiness woke (handoff.hpp). A window restarts at each
-    // park seen, and after a request.
-    if (const std::uint64_t pk = v.park_count(); pk != s.parks || s.awake_since == clock::time_point{}) {
-      s.parks = pk;
-      s.awake_since = now;
-    }
-    const bool saturated = now - s.awake_since >= after * kSaturatedPeriods && v.holds_polled();
-    if (saturated) s.awake_since = now;
-    // Whether it had a core. A worker whose thread waits in the kernel's
-    // run queue is not stuck, slow or saturated by its fibers: the machine
-    // has no core for it, and we take none from anyone by taking its
-    // fibers or their sockets (gather.cpp). So we leave them there: our
-    // park leaves our core idle, and the kernel gives it to the waiting
-    // thread (its idle balancing). Running them here once cost more than
-    // it bought: each such hand-off took up to a hundred of a gathered
-    // echo worker's fibers, and the two workers then took turns on one
-    // core, each seeing the other stuck (docs/decisions/0015-gather.md
-    // "The stuck looks were run-queue waits"). Unless it stays in one
-    // fiber kNoCorePeriods: the kernel may never move it (handoff.hpp).
-    //
-    // One read of its thread's CPU clock a look (and a pread of its stat
-    // when it ran under half the time), recorded at every look, and only
-    // at a worker with an io poller, since only sockets move (a program
-    // without io pays none). With gather_io off every worker counts as
-    // having had a core (the policy before gathering: each trigger moves
-    // sockets, each saturation spreads).
-    const bool core = gathered_io ? had_core(v, s, now) : true;
-    // Left alone without a core, for at most kNoCorePeriods in one fiber.
-    const bool take = core || now - s.since >= after * kNoCorePeriods;
-    // It has a core and cannot keep up (saturated, or stuck in one fiber
-    // kSaturatedPeriods): its connections spread, unless recent spreads
-    // bought no core (gather.hpp, SpreadTrials), and no worker gathers
-    // there for a while (gather.cpp). A shorter stuck or slow spell, or
-    // one while spreads are backed off, leaves any gathering to it, and
-    // what it hands off runs here this once, its sockets staying there.
-    // Without a core: none of it (above), but for kNoCorePeriods' bound.
-    const bool long_stuck = now - s.since >= after * kSaturatedPeriods;
-    const bool spread = (saturated || long_stuck) && core && (!gathering || sched_.spread_trials().allowed(now));
-    if (spread && gathering) {
-      SpreadTrials& trials = sched_.spread_trials();
-      if (trials.opens_trial(now)) trials.spread(now, workers_cpu_ns());
-      refuse_gathering(v, now);
-    }
-    const bool triggered = stuck || slow || spread;
-    const bool move = triggered && core && gather_target() != static_cast<int>(i);
-    // Only once it is stuck, slow or saturated: asking a worker that merely runs would
-    // split every pair of yielding or ping-ponging fibers across cores
-    // (measured: yield n=2 on 2 workers 18 -> 30 ns when the FIFO was asked
-    // for at once; docs/runtime.md "Hand-off").
-    if (triggered && take && v.holds_fibers() && now - s.asked >= after) {
-      v.request_handoff(*this, move);
-      s.asked = now;
+    const auto snap = v.peer_snapshot(consolidation_target() == static_cast<int>(i));
+    const placement::LookActions a = placement::look(c, i, snap, core_.watch[i], now, sched_.cpu(), allowed);
+    if (a.spread && c.consolidate) spread(v, now);
+    if (a.handoff) {
+      v.request_handoff(*this, a.move);
       v.await_handoff();
     }
-    // Its sockets' readiness waits in its io poller until its next
-    // maintenance round: deliver it from here (io_hook.hpp).
-    if (stuck && take) v.rescue_poll(move);
-    // A due timer is taken from a stuck worker, and also from one that
-    // merely let it go overdue by a quarter period: an owner that runs its
-    // maintenance fires timers within microseconds of their deadline, so
-    // one still due after 50 us has an owner in a long fiber, however
-    // recently we first saw that fiber. Without this a look that came at
-    // the deadline (our idle pace, 5 periods then, lined up with a 1 ms sleep)
-    // saw a fresh pair and fired a period later: stranded_sleep 0.3 ms.
-    const auto overdue_after = after / 4;
-    if (const auto due = v.next_deadline(); due <= now && (stuck || now - due >= overdue_after)) {
-      take_timers(v, now);
-    }
-    // Look again after one period while it holds FIFO fibers (or stealable
-    // ones: a notify may have missed us); at the idle pace when it holds
-    // only its LIFO slot, which flips on every message of a ping-pong
-    // (measured: a 200 us pace cost 2-worker pingpong ~8%), or only
-    // readiness-woken fibers, which an I/O worker holds nearly always
-    // (measured: the one-period pace cost 2-worker echo64 ~5% of its CPU). And when its
-    // next timer may be taken: once it is overdue as above, or at its
-    // deadline if by then the worker has been in this fiber a period.
-    // Both lie ahead of now (every timer due by now and taken is gone).
-    const bool pending = v.holds_fifo() || v.has_stealable();
-    // The backoff: back to the idle pace at anything a look acts on, one
-    // doubling more at each look that found it past its last switch.
-    if (triggered || pending) {
-      s.backoff = 0;
-    } else if (progressed && s.backoff < kMaxLookBackoff) {
-      ++s.backoff;
-    }
-    const auto due = v.next_deadline();
-    // (Saturating: a deadline near time_point::max() must not wrap.)
-    const auto timer_at = due >= clock::time_point::max() - overdue_after
-                              ? due
-                              : std::min(due + overdue_after, std::max(due, s.since + after));
-    const auto at = pending ? (stuck ? now + after : s.since + after) : std::max(s.since + after, now + paced());
-    next = std::min({next, at, timer_at});
+    if (a.rescue_poll) v.rescue_poll(a.move);
+    if (a.take_timers) take_timers(v, now);
+    next = std::min(next, a.next);
   }
   return next;
 }
 
-// fire_overdue_peers: the watchers above are idle workers, and an idle
-// worker can be idle without a core. Seen on this 2-vCPU guest (perf sched,
-// docs/runtime.md "Timers of a worker without a core"): both workers' threads
-// share one vCPU while the other vCPU idles; the parked worker's timerfd
-// fires, but its thread waits in the run queue behind the running worker,
-// whose slice the kernel protects, for 1-3 ms. So a running worker, in each
-// maintenance round, also fires another worker's timers once they are as
-// overdue as the watcher's rule says (a quarter of handoff_after): an owner
-// that runs fires its own within microseconds, so such a timer's owner has
-// no core, or is in one long fiber. The woken fibers run here, where a core
-// is. Costs a round one relaxed load per other worker (next_deadline: a
-// hint, stored relaxed under the heap lock; fire_due_timers takes that lock
-// and pops only what is due), and a clock read only while one of them has
-// a timer.
+// fire_overdue_peers: a running worker's share of rule 4 (placement.hpp),
+// in each maintenance round. The watchers are idle workers, and an idle
+// worker can be idle without a core: on a 2-vCPU guest both workers'
+// threads shared one vCPU while the other idled, and a parked worker's
+// timerfd fired but its thread waited behind the running worker for 1-3 ms
+// (docs/runtime.md "Timers of a worker without a core"). The woken fibers
+// run here, where a core is. Costs a round one relaxed load per other
+// worker, and a clock read only while one of them has a timer.
 void Worker::fire_overdue_peers() {
-  using clock = std::chrono::steady_clock;
-  const auto after = sched_.options().handoff_after;
-  const unsigned n = sched_.size();
-  if (after.count() <= 0 || n < 2) return;
-  const auto overdue_after = std::chrono::duration_cast<clock::duration>(after / 4);
-  clock::time_point now{};  // read once, at the first other worker with a timer
-  for (unsigned i = 0; i < n; ++i) {
+  const placement::Config& c = sched_.placement();
+  if (!c.watching()) return;
+  placement::TimePoint now{};  // read once, at the first other worker with a timer
+  for (unsigned i = 0; i < c.workers; ++i) {
     if (i == index_) continue;
     Worker& v = sched_.worker(i);
     const auto due = v.next_deadline();
-    if (due == clock::time_point::max()) continue;
-    if (now == clock::time_point{}) now = clock::now();
-    if (due <= now - overdue_after) take_timers(v, now);
+    if (due == placement::TimePoint::max()) continue;
+    if (now == placement::TimePoint{}) now = placement::Clock::now();
+    if (placement::timer_overdue(c, due, now)) take_timers(v, now);
   }
 }
 

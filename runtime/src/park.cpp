@@ -17,7 +17,7 @@
 
 #include "check.hpp"
 #include "coarse_clock.hpp"
-#include "handoff.hpp"
+#include "placement.hpp"
 #include "scheduler.hpp"
 #include "worker.hpp"
 
@@ -132,7 +132,7 @@ void Worker::park() {
   // "Hand-off"). Read after the fence: a worker that left its park before
   // it either is seen here or sees us in the idle set (ensure_watcher).
   if (look_again == std::chrono::steady_clock::time_point::max() && others_active()) {
-    look_again = std::chrono::steady_clock::now() + sched_.options().handoff_after * kIdleLookPeriods;
+    look_again = placement::idle_look(sched_.placement(), std::chrono::steady_clock::now());
   }
   const bool watching = look_again != std::chrono::steady_clock::time_point::max();
   if (watching) sched_.idle().add_watcher(1);
@@ -176,7 +176,7 @@ void Worker::park() {
   remote_.parks.inc();
   drain_inbox();
   fire_own_timers();
-  if (core_.io_poll_on) sample_load(core_.recent_time);  // gather.cpp: io workers only
+  if (core_.io_poll_on) sample_load(core_.recent_time);  // load.cpp: io workers only
 }
 
 // arm_park_timer: wake at `at` (max: no deadline), else, when the deadlock

@@ -68,7 +68,10 @@ Scheduler::Scheduler(const RuntimeOptions& o)
       offload_pools_(&opts_, "shutdown", &cpus_) {
   install_overflow_handler();
   const unsigned n = worker_count(o);
-  if (n > 1 && o.handoff_after.count() > 0) install_handoff_handler();
+  placement_.period = o.handoff_after;
+  placement_.consolidate = o.consolidate_io;
+  placement_.workers = n;
+  if (placement_.watching()) install_handoff_handler();
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
   idle_.reserve(n);

@@ -19,11 +19,27 @@
 #include "idle.hpp"
 #include "offload_pools.hpp"
 #include "registry.hpp"
-#include "gather.hpp"
+#include "placement.hpp"
 #include "stack_pool.hpp"
 #include "worker.hpp"
 
 namespace spindle::detail {
+
+class Scheduler;
+
+// KernelCpu: the placement policy's CPU-time source (placement::CpuSource):
+// the workers' threads' CPU clocks, stat files and published wait shares
+// (load.cpp). Any worker thread.
+class KernelCpu final : public placement::CpuSource {
+ public:
+  explicit KernelCpu(Scheduler& s) noexcept : sched_(s) {}
+  std::int64_t thread_cpu_ns(unsigned worker) const noexcept override;
+  char thread_state(unsigned worker) const noexcept override;
+  std::uint32_t wait_share(unsigned worker) const noexcept override;
+
+ private:
+  Scheduler& sched_;
+};
 
 class Scheduler {
  public:
@@ -57,8 +73,12 @@ class Scheduler {
 
   // --- idle set (workers; idle.hpp) ---
   IdleSet& idle() noexcept { return idle_; }
-  // Whether saturation spreads paid lately (gather.hpp).
-  SpreadTrials& spread_trials() noexcept { return spread_trials_; }
+  // --- placement (placement.hpp) ---
+  // The policy's configuration, from the options and the worker count.
+  const placement::Config& placement() const noexcept { return placement_; }
+  // Whether saturation spreads paid lately.
+  placement::SpreadTrials& spread_trials() noexcept { return spread_trials_; }
+  const placement::CpuSource& cpu() const noexcept { return cpu_; }
   const IdleSet& idle() const noexcept { return idle_; }
   bool try_begin_search() noexcept { return idle_.try_begin_search(size()); }
   void end_search(bool found) noexcept;
@@ -121,7 +141,9 @@ class Scheduler {
   std::atomic<std::uint64_t> next_id_{1};
 
   IdleSet idle_;
-  SpreadTrials spread_trials_;
+  placement::Config placement_;  // set in the constructor, before any worker starts
+  placement::SpreadTrials spread_trials_;
+  KernelCpu cpu_{*this};
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> unparks_done_{false};  // shutdown() sent its last unpark

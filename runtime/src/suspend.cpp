@@ -39,13 +39,13 @@ int take_move_target() noexcept {
     return static_cast<int>(w->index());
   }
   // Ours to read: a fiber's affinity is written by the fiber itself.
-  return f->affinity_ == nullptr ? w->gather_target() : -1;
+  return f->affinity_ == nullptr ? w->consolidation_target() : -1;
 }
 
-int gather_target_of(unsigned worker) noexcept {
+int consolidation_target_of(unsigned worker) noexcept {
   Worker* w = current_worker();
   if (w == nullptr || worker >= w->scheduler().size()) return -1;
-  return w->scheduler().worker(worker).gather_target();
+  return w->scheduler().worker(worker).consolidation_target();
 }
 
 bool may_spin() noexcept {

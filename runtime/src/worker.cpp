@@ -128,10 +128,10 @@ void Worker::thread_main() {
   pthread_setname_np(pthread_self(), name);
   sched_.cpus().pin_worker(index_);  // RuntimeOptions::pin_workers; else nothing
   remote_.tid.store(pthread_self(), std::memory_order_relaxed);
-  // Only where something reads it (gather.cpp: watchers, gathering); without
-  // it sample_load and had_core read nothing.
+  // Only where something reads it (load.cpp: the policy's consolidation and
+  // CPU source); without it sample_load and KernelCpu read nothing.
   const RuntimeOptions& o = sched_.options();
-  if (sched_.size() > 1 && o.handoff_after.count() > 0 && o.gather_io) {
+  if (sched_.size() > 1 && o.handoff_after.count() > 0 && o.consolidate_io) {
     remote_.schedstat_fd = open_schedstat();
     if (pthread_getcpuclockid(pthread_self(), &remote_.cpu_clock) == 0) remote_.stat_fd = open_thread_stat();
   }

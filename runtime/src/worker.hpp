@@ -26,6 +26,7 @@
 #include "fiber_list.hpp"
 #include "registry.hpp"
 #include "run_queue.hpp"
+#include "placement.hpp"
 #include "schedstat.hpp"
 #include "stack_pool.hpp"
 #include "timer_heap.hpp"
@@ -212,23 +213,29 @@ class Worker {
   // once).
   void set_poller(int fd, WorkerPollFn fn, void* ctx) noexcept;
   // move: the fibers it wakes carry the hand-off mark (their sockets follow
-  // them here); false for a worker without a core (gather.cpp, had_core).
+  // them here); false for a worker without a core (placement.hpp, rule 5).
   void rescue_poll(bool move) noexcept {
     // acquire; pairs with the release in set_poller (fd, fn, ctx).
     if (remote_.poller_set.load(std::memory_order_acquire)) {
       poll_events(&kNoWait, move ? kRescuing : kRescuingStay);
     }
   }
-  // Gathering (gather.cpp; docs/io.md "Where a connection lives"): the
-  // worker whose epoll instance this worker's read waits move their sockets
-  // to, or -1. The owner writes it (once a load window, or when, as a
-  // watcher, it spreads its target's connections); the io layer reads it
-  // on the owner's thread
-  // (take_move_target) and, as a hint, when it places an accepted socket.
-  int gather_target() const noexcept { return remote_.gather_to.load(std::memory_order_relaxed); }
+  // Consolidation (placement.hpp rule 5; docs/io.md "Where a connection
+  // lives"): the worker whose epoll instance this worker's read waits move
+  // their sockets to, or -1. The owner writes it (once a load window, or
+  // when, as a watcher, it spreads its target's connections); the io layer
+  // reads it on the owner's thread (take_move_target) and, as a hint, when
+  // it places an accepted socket.
+  int consolidation_target() const noexcept { return remote_.consolidate_to.load(std::memory_order_relaxed); }
+  // What a watcher reads of this worker at one look (handoff.cpp);
+  // my_target: the watcher consolidates to this worker.
+  placement::PeerSnapshot peer_snapshot(bool my_target) const noexcept;
+  // This worker's load as it last published it (load.cpp).
+  placement::LoadSnapshot load_snapshot() const noexcept;
 
  private:
   friend class Scheduler;
+  friend class KernelCpu;
   // DispatchingIo: marks the calling thread's worker as dispatching readiness for a scope
   // (a rescuer polling a stuck worker's instance wakes into its own FIFO).
   // kRescuingStay: a rescue of a worker that had no core (preempted, not
@@ -312,9 +319,9 @@ class Worker {
                                      (core_.polled.empty() ? 0 : kHeldPolled));
   }
   void expose_fifo() noexcept;   // the FIFO onto the deque, and notify
-  // An idle worker's look at the others before it parks: fires the due
-  // timers of a stuck worker, asks a stuck worker to hand off its fibers,
-  // and returns when to look again (max: no need).
+  // An idle worker's look at the others before it parks (placement::look
+  // for each, its actions applied here): returns when to look again (max:
+  // no need).
   std::chrono::steady_clock::time_point watch_others(std::chrono::steady_clock::time_point now);
   // move: the polled fibers it gives up carry the hand-off mark.
   void request_handoff(Worker& rescuer, bool move) noexcept;
@@ -343,45 +350,21 @@ class Worker {
   // here. `mode`: kOwnInstance (the calling thread is this worker's), or
   // kRescuing / kRescuingStay (another worker's rescue_poll).
   void poll_events(const timespec* timeout, std::uint8_t mode) noexcept;
-  // Load and gathering (gather.cpp). sample_load: owner, at most once a
+  // Load and consolidation (load.cpp). sample_load: owner, at most once a
   // kLoadWindow (maintenance, after a park); publishes the window's shares
-  // and decides gather_to.
+  // and decides consolidate_to (placement::consolidation_target).
   void sample_load(std::chrono::steady_clock::time_point coarse) noexcept;
-  void decide_gather(std::chrono::steady_clock::time_point now) noexcept;
-  // A watcher saw v unable to keep up: nobody gathers to v for
-  // kRegatherAfter, and we stop at once if we did.
-  void refuse_gathering(Worker& v, std::chrono::steady_clock::time_point now) noexcept;
+  void decide_consolidation(std::chrono::steady_clock::time_point now) noexcept;
+  // A watcher saw v unable to keep up (placement: spread): nobody
+  // consolidates to v for kReconsolidateAfter, we stop at once if we did,
+  // and a spread trial opens if due.
+  void spread(Worker& v, std::chrono::steady_clock::time_point now) noexcept;
 
-  // What this worker saw of another worker at its last look
-  // (watch_others): the fiber running there, its switch count, since when,
-  // and when it last asked that worker for a hand-off; and the switch
-  // count at the start of the current pace window (kSlowSwitches).
-  struct Watch {
-    Fiber* fiber = nullptr;
-    std::uint64_t switches = 0;
-    std::chrono::steady_clock::time_point since{}, asked{};
-    std::uint64_t window_switches = 0;
-    std::chrono::steady_clock::time_point window_at{};
-    // Its park count at the look that last saw it change, and when
-    // (kSaturatedPeriods).
-    std::uint64_t parks = 0;
-    std::chrono::steady_clock::time_point awake_since{};
-    // Its thread's CPU time at the look that last saw it running, and
-    // when (-1: none since it parked). gather.cpp, had_core.
-    std::int64_t cpu_ns = -1;
-    std::chrono::steady_clock::time_point cpu_at{};
-    // Doublings of the idle pace while an io worker keeps making progress
-    // (handoff.hpp, kMaxLookBackoff); kept across its parks.
-    std::uint8_t backoff = 0;
-  };
-  // Whether v's thread had a core since the last look s recorded (a
-  // watcher's; gather.cpp). Records this look in s.
-  static bool had_core(const Worker& v, Watch& s, std::chrono::steady_clock::time_point now) noexcept;
   // v's thread's CPU time so far, or -1 where its clock is not open
-  // (gather.cpp; had_core and workers_cpu_ns). One clock_gettime.
+  // (load.cpp; KernelCpu and workers_cpu_ns). One clock_gettime.
   static std::int64_t thread_cpu_ns(const Worker& v) noexcept;
-  // The CPU time of every worker's thread so far, summed (gather.cpp; a
-  // spread trial's verdict, SpreadTrials). Workers whose clock is not
+  // The CPU time of every worker's thread so far, summed (load.cpp; a
+  // spread trial's verdict, placement::SpreadTrials). Workers whose clock is not
   // open count zero.
   std::int64_t workers_cpu_ns() const noexcept;
 
@@ -415,7 +398,7 @@ class Worker {
     std::uint64_t next_look = 0;
     std::chrono::steady_clock::time_point recent_time = coarse_now();
     std::uint64_t rng;
-    std::vector<Watch> watch;  // one per worker
+    std::vector<placement::PeerMemory> watch;  // what this worker saw of each other one (watch_others)
     StackCache stacks;
     std::uint64_t id_next = 0, id_end = 0;
     bool unparked = false;  // parked since it last ran a fiber
@@ -440,7 +423,7 @@ class Worker {
     // uv_run.
     bool io_poll_on = false;
     std::uint8_t dispatching_io = kNotDispatching;  // see dispatching_io() and DispatchingIo
-    // Load sampling (gather.cpp): when the next window is due (coarse
+    // Load sampling (load.cpp): when the next window is due (coarse
     // clock), the last sample and when it was taken (steady_clock ns).
     std::chrono::steady_clock::time_point next_sample{};
     SchedSample last_sample{};
@@ -497,25 +480,25 @@ class Worker {
     std::atomic<bool> tid_set{false};
     std::atomic<Fiber*> running{nullptr};      // a hint for watchers and the monitor
     std::atomic<bool> handoff_move{false};     // the request's move (request_handoff), read by the handler
-    // Load (gather.cpp). schedstat_fd: written by the thread before the
+    // Load (load.cpp). schedstat_fd: written by the thread before the
     // release store of tid_set, read by others after its acquire load;
     // closed after every worker left its loop. The rest are written by the
     // owner once a window, read by other workers as hints (relaxed: a
     // reader may see a share from one window and its time from the next,
     // off by a window at most): the shares of the last window (permille of
     // its wall time), when they were computed (steady_clock ns), and
-    // gather_to (gather_target()).
+    // consolidate_to (consolidation_target()).
     int schedstat_fd = -1;
-    // Its thread's stat file and CPU clock, for had_core (gather.cpp);
+    // Its thread's stat file and CPU clock, for KernelCpu (load.cpp);
     // same rules as schedstat_fd. cpu_clock is valid when stat_fd >= 0.
     int stat_fd = -1;
     clockid_t cpu_clock{};
     std::atomic<std::uint32_t> run_share{0}, wait_share{0};
     std::atomic<std::int64_t> shares_at{0};
-    std::atomic<int> gather_to{-1};
-    // No worker gathers to this one before this time (steady_clock ns):
-    // written by a watcher that saw it unable to keep up (refuse_gathering).
-    std::atomic<std::int64_t> no_gather_until{0};
+    std::atomic<int> consolidate_to{-1};
+    // No worker consolidates to this one before this time (steady_clock
+    // ns): written by a watcher that saw it unable to keep up (spread).
+    std::atomic<std::int64_t> refused_until{0};
     // The fibers this worker spawned; erased by whichever worker ends one.
     Registry registry;
     // Statistics: written by the owner (handed_off: by its signal handler,

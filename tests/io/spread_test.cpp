@@ -46,7 +46,7 @@ TEST_CASE("fibers that compute after each readiness wake are spread over the wor
   std::array<std::atomic<int>, 2> computed_on{};
   // The hand-off alone: gathering would take a light load back to worker 0.
   auto o = options(2);
-  o.gather_io = false;
+  o.consolidate_io = false;
   run_checked(o, [&] {
     // Registered with worker 0 (Reactor::open uses the caller's worker).
     sp::detail::hop_to_worker(0);
@@ -190,7 +190,7 @@ TEST_CASE("a socket whose fiber a stuck worker gave up moves to the fiber's new 
   // The move alone: with gathering, worker 1 (a light load) would move the
   // socket back to worker 0 at the reader's next wait.
   auto o = options(2);
-  o.gather_io = false;
+  o.consolidate_io = false;
   run_checked(o, [&] {
     sp::detail::hop_to_worker(0);  // the controller stays on worker 0
     auto [ends, peers] = socketpair_streams(1);  // registered with worker 0
@@ -249,11 +249,11 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
   std::atomic<bool> late{false};
   std::thread client;
   JoinOnExit join{client};
-  // The rule alone. With gather_io (the default) a spread is a trial that
+  // The rule alone. With consolidate_io (the default) a spread is a trial that
   // the workers' waiting for cores backs off, and ctest -j2 beside other
   // tests, or a CPU hog, left worker 1 at 3-6% of the reads.
   auto o = options(2);
-  o.gather_io = false;
+  o.consolidate_io = false;
   run_checked(o, [&] {
     sp::detail::hop_to_worker(0);
     auto [ends, peers] = socketpair_streams(kConns);  // registered with worker 0
@@ -312,13 +312,13 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
 TEST_CASE("a light load spread over two workers gathers on one") {
   constexpr int kConns = 8;
   const bool gather = GENERATE(true, false);
-  INFO("gather_io " << gather);
+  INFO("consolidate_io " << gather);
   std::array<std::atomic<int>, 2> late_on{};  // reads in the last 200 ms
   std::atomic<bool> late{false};
   std::thread client;
   JoinOnExit join{client};
   auto o = options(2);
-  o.gather_io = gather;
+  o.consolidate_io = gather;
   run_checked(o, [&] {
     std::vector<io::FdStream> ends;
     std::vector<int> peers;

@@ -65,8 +65,8 @@ struct RuntimeOptions {
   std::chrono::microseconds handoff_after{200};
   // Connections (sockets, pipes) go where a core serves them best
   // (docs/io.md "Where a connection lives"):
-  //  - those that several workers serve while fewer would keep up gather
-  //    on the lower-numbered workers (a worker whose load and another's
+  //  - those that several workers serve while fewer would keep up
+  //    consolidate on the lower-numbered workers (a worker whose load and another's
   //    fit on one core moves each socket it waits to read to that one),
   //    which saves the wake-ups of workers with little to do;
   //  - a worker whose thread waits for a core (the machine has more busy
@@ -78,7 +78,7 @@ struct RuntimeOptions {
   // Off: a connection stays where accept put it until a hand-off moves it,
   // and every hand-off of a stuck, slow or saturated worker moves sockets.
   // Needs handoff_after.
-  bool gather_io = true;
+  bool consolidate_io = true;
   // How long shutdown waits for cancelled fibers to finish before it reports
   // the ones left and gives up on them.
   std::chrono::milliseconds shutdown_timeout{2000};

@@ -46,15 +46,15 @@ void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noex
 //    last call (a hand-off from a stuck, slow or saturated worker, or a
 //    rescuer's poll of a stuck worker's instance: docs/runtime.md
 //    "Hand-off"); clears that mark;
-//  - else the worker its worker gathers to (gather.cpp), unless the fiber
-//    is pinned to its worker.
+//  - else the worker its worker consolidates its sockets to (runtime/src/
+//    placement.hpp, rule 5), unless the fiber is pinned to its worker.
 // -1 off a fiber.
 int take_move_target() noexcept;
 
-// gather_target_of: the worker that worker `worker` of the calling fiber's
-// runtime gathers to, or -1 (a hint: it changes once a load window). An
+// consolidation_target_of: the worker that worker `worker` of the calling
+// fiber's runtime consolidates its sockets to, or -1 (a hint: it changes once a load window). An
 // accepted socket is placed there rather than on a worker that would move
 // it at its first wait. -1 off a fiber.
-int gather_target_of(unsigned worker) noexcept;
+int consolidation_target_of(unsigned worker) noexcept;
 
 }  // namespace spindle::detail
