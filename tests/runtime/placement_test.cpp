@@ -727,6 +727,55 @@ TEST_CASE("scenario: a preempted vCPU is left alone kNoCorePeriods", "[placement
             });
 }
 
+TEST_CASE("scenario: a stall after a long healthy run, looks at the watcher's pace", "[placement][scenario][next]") {
+  // An io worker holding polled fibers switches and parks between the
+  // looks, then right after one look makes a last burst and stalls in one
+  // fiber. The watcher looks
+  // when look() says. The look one pace after the stall still sees the
+  // switches made before it, so the stall is noticed two paces later:
+  // ~6 periods at the idle pace, ~24 at a consolidating worker's backed-off
+  // pace (kMaxLookBackoff; docs/decisions/0017-placement.md).
+  struct Row {
+    bool consolidate;
+    Clock::duration noticed;  // after the stall
+    const char* expect;
+  };
+  for (const Row& r : {Row{false, 6 * P, "handoff move rescue"}, Row{true, 24 * P, "handoff move rescue spread"}}) {
+    INFO("consolidate " << r.consolidate);
+    pl::PeerSnapshot v;
+    v.io = true;
+    v.holds_fibers = true;
+    v.holds_polled = true;
+    pl::PeerMemory m;
+    FakeCpu cpu;  // had a core: no CPU clock, wait share 0
+    TimePoint now = t0;
+    std::optional<TimePoint> stall;
+    pl::LookActions a;
+    for (std::uint64_t k = 0;; ++k) {
+      REQUIRE(k < 20);
+      if (!stall) {
+        v.fiber = k % 2 ? kFiber : kOtherFiber;
+        v.switches = 100 * (k + 1);
+        v.parks = k;
+      }
+      a = pl::look(config(r.consolidate), kPeer, v, m, now, cpu, true);
+      if (acts(a) != "") break;
+      if (!stall && now - t0 >= 18 * P) {
+        // It parks once more, makes a last burst of switches (more than
+        // kSlowSwitches: not slow), ends in one fiber and stays there.
+        stall = now + 1ns;
+        v.fiber = 0x3000;
+        v.switches += 100;
+        v.parks += 1;
+      }
+      now = a.next;
+    }
+    REQUIRE(stall);
+    CHECK(now - *stall == r.noticed - 1ns);
+    CHECK(acts(a) == r.expect);
+  }
+}
+
 // ---- SpreadTrials ----
 // A saturation spread that a starved consolidation follows within kTrial,
 // or whose workers ran less than kBoughtShare of a core over kTrial (the
