@@ -175,6 +175,8 @@ Reactor::Reactor(unsigned workers) : chunks_(new std::atomic<Chunk*>[kMaxChunks]
         [](void* ctx, const epoll_event* ev, int n) noexcept { static_cast<Reactor*>(ctx)->dispatch(ev, n); },
         this);
   }
+  spindle::detail::set_move_listener(
+      [](void* ctx, std::uint64_t tag, unsigned w) noexcept { static_cast<Reactor*>(ctx)->moved(tag, w); }, this);
 }
 
 Reactor::~Reactor() {
@@ -281,7 +283,6 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
   // epoll fd and an acquire in epoll_wait), and no other fiber has d yet.
   d->rd.state.store(g | (ready_rd ? Dir::kReady : 0), std::memory_order_relaxed);
   d->wr.state.store(g | (ready_wr ? Dir::kReady : 0), std::memory_order_relaxed);
-  d->inflight.store(0, std::memory_order_relaxed);
   d->write_broken.store(false, std::memory_order_relaxed);
   d->records = false;
   // Relaxed: no one else has d yet; the handle's hand-over publishes it.
@@ -321,6 +322,26 @@ void Reactor::follow(Descriptor* d, int w) noexcept {
     }
   }
   d->moving.store(false, std::memory_order_release);
+}
+
+void Reactor::moved(std::uint64_t tag, unsigned w) noexcept {
+  tag &= ~Descriptor::kMoveTagBit;
+  const auto slot = static_cast<std::uint32_t>(tag);
+  const auto gen = static_cast<std::uint32_t>(tag >> 32);
+  // The slot was allocated once (the fiber waited on it), so its chunk is
+  // published, and chunks live as long as the reactor. The guard first:
+  // while we hold it a close of d waits, and a d that is closed or free
+  // has kClosed set (ok() false). Neither touches anything but the two
+  // atomics; open() never resets inflight (a recycled slot's is 0), so a
+  // stale guard's increment and decrement stay balanced.
+  Descriptor* d = at(slot);
+  Inflight in(d);
+  if (!in.ok()) return;
+  // A matching generation is the socket the fiber waited on, still open:
+  // its open() happened before that wait, and the wait before the move
+  // that brought the fiber here, so follow may read its fd.
+  if (Dir::gen_of(d->rd.state.load(std::memory_order_relaxed)) != gen) return;
+  follow(d, static_cast<int>(w));
 }
 
 void Reactor::close(Descriptor* d) noexcept {

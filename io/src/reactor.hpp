@@ -163,6 +163,10 @@ struct Descriptor {
   // The generation has 24 bits (Dir::kGenMask), so a tag's top byte is 0,
   // never the runtime's (io_hook.hpp kRuntimeTagByte).
   std::uint64_t tag() const noexcept { return (std::uint64_t{gen} << 32) | slot; }
+  // The tag the runtime keeps for a fiber waiting to read d (io_hook.hpp,
+  // note_read_wait): never 0. Reactor::moved takes it back.
+  static constexpr std::uint64_t kMoveTagBit = std::uint64_t{1} << 63;
+  std::uint64_t move_tag() const noexcept { return tag() | kMoveTagBit; }
 };
 static_assert((std::uint64_t{Dir::kGenMask} << 32) >> 56 != spindle::detail::kRuntimeTagByte);
 
@@ -208,12 +212,19 @@ class Reactor {
   // (EPOLL_CTL_ADD there, then DEL from the old one), so its readiness
   // wakes its fibers on w. For a fiber about to wait on d's read direction
   // after the runtime moved it for load from the worker that d lived on,
-  // or whose worker consolidates to w (try_io; io_hook.hpp take_move_target). Skipped
+  // or whose worker consolidates to w (Reactor::moved; try_io, io_hook.hpp note_read_wait). Skipped
   // while d closes or another fiber moves it; a failed ADD leaves d where
   // it was. ADD reports readiness already present, so no edge is lost; an
   // event the old instance fetched before the DEL still signals d (same
   // generation) and wakes its waiter there once.
   void follow(Descriptor* d, int w) noexcept;
+  // moved: the runtime moved a fiber for load to worker w (io_hook.hpp,
+  // set_move_listener); `tag` is the move_tag() of the socket it last
+  // waited to read. Follows that socket there if it is still open with
+  // that generation (the fiber may have closed it since: then the slot is
+  // free or another socket's, and nothing moves). Worker w's thread, in
+  // its switch path: never blocks.
+  void moved(std::uint64_t tag, unsigned w) noexcept;
   // close: aborts waiters (they throw operation_canceled), waits for
   // in-flight syscalls, EPOLL_CTL_DEL, close(fd), recycles the slot. The
   // handle's owner only, once. Static: d's reactor may be gone (its runtime

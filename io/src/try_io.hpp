@@ -66,13 +66,14 @@ ssize_t try_io(Descriptor* d, Dir& dir, const char* wait_name, std::size_t want,
       ec = std::error_code(err, std::system_category());
       return -1;
     }
-    // The runtime moved this fiber for load away from the worker its
-    // socket lives on (a hand-off or a rescue), or its worker consolidates
-    // its connections on another: the read direction moves the socket there,
-    // so the fiber's next readiness wakes it where it should run
-    // (reactor.hpp, follow).
+    // The runtime learns which socket this fiber waits to read (it moves
+    // the socket along if it moves the fiber for load: Reactor::moved) and
+    // says where the socket should be for this wait: its worker's
+    // consolidation target (reactor.hpp, follow).
     if (&dir == &d->rd) {
-      if (const int to = spindle::detail::take_move_target(); to >= 0) [[unlikely]] d->reactor->follow(d, to);
+      if (const int to = spindle::detail::note_read_wait(d->move_tag()); to >= 0) [[unlikely]] {
+        d->reactor->follow(d, to);
+      }
     }
     try {
       dir.await(wait_name);

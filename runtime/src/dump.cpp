@@ -148,6 +148,7 @@ WorkerStats Stats::total() const {
     t.timers_fired += w.timers_fired;
     t.handed_off += w.handed_off;
     t.timers_rescued += w.timers_rescued;
+    t.spreads += w.spreads;
   }
   return t;
 }
@@ -159,7 +160,8 @@ std::ostream& operator<<(std::ostream& os, const Stats& s) {
     os << "worker " << i << ": switches " << w.switches << ", spawns " << w.spawns
        << ", finished " << w.finished << ", steals " << w.steals << ", parks " << w.parks
        << ", polls " << w.polls << ", timers " << w.timers_fired
-       << ", handed off " << w.handed_off << ", timers rescued " << w.timers_rescued << '\n';
+       << ", handed off " << w.handed_off << ", timers rescued " << w.timers_rescued << ", spreads " << w.spreads
+       << '\n';
   }
   return os;
 }

@@ -166,7 +166,10 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
     Worker& v = sched_.worker(i);
     const auto snap = v.peer_snapshot(consolidation_target() == static_cast<int>(i));
     const placement::LookActions a = placement::look(c, i, snap, core_.watch[i], now, sched_.cpu(), allowed);
-    if (a.spread && c.consolidate) spread(v, now);
+    if (a.spread) {
+      remote_.spreads.inc();
+      if (c.consolidate) spread(v, now);
+    }
     if (a.handoff) {
       v.request_handoff(*this, a.move);
       v.await_handoff();

@@ -63,10 +63,19 @@ LookActions look(const Config& c, unsigned peer, const PeerSnapshot& v, PeerMemo
   }
   const bool stuck = now - m.since >= after;
   // Rule 2: a window of at least a period with fewer than kSlowSwitches
-  // switches. The window restarts at each look that ends one.
+  // switches a period on average: looks paced slower than a period (the
+  // idle pace, its backoff) see longer windows, and a count per window
+  // would let fibers of up to a window / kSlowSwitches pass. The window
+  // restarts at each look that ends one; the first look only starts it
+  // (no window seen yet: no verdict).
   bool slow = false;
-  if (now - m.window_at >= after) {
-    slow = v.switches - m.window_switches < kSlowSwitches;
+  if (m.window_at == TimePoint{}) {
+    m.window_switches = v.switches;
+    m.window_at = now;
+  } else if (const auto window = now - m.window_at; window >= after) {
+    // Both sides in switches x nanoseconds: < 2^64 for windows of days.
+    slow = (v.switches - m.window_switches) * static_cast<std::uint64_t>(ns(after)) <
+           kSlowSwitches * static_cast<std::uint64_t>(ns(window));
     m.window_switches = v.switches;
     m.window_at = now;
   }

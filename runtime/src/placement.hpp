@@ -13,8 +13,8 @@
 //  1. stuck: V has run the same fiber for a period (handoff_after). Its
 //     queued fibers go to idle workers (hand-off), its sockets' readiness
 //     is delivered from here (rescue poll), its due timers fire here.
-//  2. slow: V holds queued fibers and switched fewer than kSlowSwitches
-//     times in a period: it asks for a hand-off as if stuck.
+//  2. slow: V switched fewer than kSlowSwitches times in a period: it is
+//     asked for a hand-off as if stuck (if it holds queued fibers).
 //  3. saturated: V has not parked for kSaturatedPeriods while holding
 //     fibers its own readiness woke: hand-off, and V's connections spread
 //     (the fibers handed off take their sockets along).

@@ -1,9 +1,10 @@
 // schedstat.hpp: a thread's time on a core and time waiting for one, from
 // the kernel's /proc/thread-self/schedstat (CONFIG_SCHED_INFO; Debian's
-// kernels have it). gather.cpp uses it to measure each worker's load; and
+// kernels have it). load.cpp uses it to measure each worker's load; and
 // a thread's state letter (read_thread_state), with its CPU clock, to tell
 // a worker that has no core (its thread runnable, waiting in the kernel's
-// run queue) from one that is busy or blocked (had_core).
+// run queue) from one that is busy or blocked (placement.hpp's no-core
+// rule, through load.cpp's KernelCpu).
 #pragma once
 
 #include <cstdint>

@@ -121,6 +121,12 @@ void* runtime_extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept
   return w->scheduler().extension(make, destroy);
 }
 
+void set_move_listener(MoveFn fn, void* ctx) noexcept {
+  Worker* w = current_worker();
+  SPINDLE_CHECK(w != nullptr, "set_move_listener outside a fiber");
+  w->scheduler().set_move_listener(fn, ctx);
+}
+
 void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noexcept {
   Worker* w = current_worker();
   SPINDLE_CHECK(w != nullptr, "set_worker_poller outside a fiber");

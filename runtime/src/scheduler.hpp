@@ -122,6 +122,17 @@ class Scheduler {
 
   // --- io layer (detail/io_hook.hpp) ---
   void* extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept);
+  void set_move_listener(MoveFn fn, void* ctx) noexcept {
+    move_ctx_ = ctx;
+    // release; pairs with the acquire in tell_moved: ctx is visible with fn.
+    move_fn_.store(fn, std::memory_order_release);
+  }
+  // A worker about to resume f, which the runtime moved there for load
+  // (Fiber::handed_off_): tells the io layer where f's socket should go.
+  void tell_moved(const Fiber* f, unsigned worker) const noexcept {
+    if (f->io_wait_tag_ == 0) return;
+    if (MoveFn fn = move_fn_.load(std::memory_order_acquire)) fn(move_ctx_, f->io_wait_tag_, worker);
+  }
 
  private:
   std::uint64_t activity() const noexcept;
@@ -142,6 +153,8 @@ class Scheduler {
 
   IdleSet idle_;
   placement::Config placement_;  // set in the constructor, before any worker starts
+  std::atomic<MoveFn> move_fn_{nullptr};  // set_move_listener
+  void* move_ctx_ = nullptr;              // written before move_fn_'s release
   placement::SpreadTrials spread_trials_;
   KernelCpu cpu_{*this};
 

@@ -30,14 +30,11 @@ Fiber* current_fiber() noexcept {
   return w != nullptr ? w->running() : nullptr;
 }
 
-int take_move_target() noexcept {
+int note_read_wait(std::uint64_t tag) noexcept {
   Worker* w = current_worker();
   Fiber* f = w != nullptr ? w->running() : nullptr;
   if (f == nullptr) return -1;
-  if (f->handed_off_) [[unlikely]] {
-    f->handed_off_ = false;
-    return static_cast<int>(w->index());
-  }
+  f->io_wait_tag_ = tag;
   // Ours to read: a fiber's affinity is written by the fiber itself.
   return f->affinity_ == nullptr ? w->consolidation_target() : -1;
 }

@@ -209,6 +209,12 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
     f->unguarded_ = f->stack_.guard == 0;
     context_make(f->ctx_, f->stack_, &Worker::fiber_main);
   }
+  if (f->handed_off_) [[unlikely]] {
+    // Moved here for load: its socket follows (io_hook.hpp). Ours: the
+    // queue that brought f published the mark.
+    f->handed_off_ = false;
+    sched_.tell_moved(f, index_);
+  }
   f->state_.store(FiberState::running, std::memory_order_relaxed);
   remote_.running.store(f, std::memory_order_relaxed);
   remote_.switches.inc();
@@ -821,6 +827,7 @@ WorkerStats Worker::stats() const noexcept {
   s.timers_fired = remote_.timers_fired.get();
   s.handed_off = remote_.handed_off.get();
   s.timers_rescued = remote_.timers_rescued.get();
+  s.spreads = remote_.spreads.get();
   return s;
 }
 

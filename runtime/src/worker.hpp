@@ -146,7 +146,7 @@ class Worker {
   bool dispatching_io() const noexcept { return core_.dispatching_io != kNotDispatching; }
   // Dispatching a stuck worker's instance (rescue_poll) that had a core:
   // the fibers it wakes run here, and their sockets follow them
-  // (take_move_target). Not for kRescuingStay.
+  // (Fiber::handed_off_, io_hook.hpp set_move_listener). Not for kRescuingStay.
   bool rescuing_io() const noexcept { return core_.dispatching_io == kRescuing; }
   void add_timer(Waiter* w);
   // Switches away from the running fiber; `p.prev` must be it. Returns when
@@ -224,7 +224,7 @@ class Worker {
   // lives"): the worker whose epoll instance this worker's read waits move
   // their sockets to, or -1. The owner writes it (once a load window, or
   // when, as a watcher, it spreads its target's connections); the io layer
-  // reads it on the owner's thread (take_move_target) and, as a hint, when
+  // reads it on the owner's thread (note_read_wait) and, as a hint, when
   // it places an accepted socket.
   int consolidation_target() const noexcept { return remote_.consolidate_to.load(std::memory_order_relaxed); }
   // What a watcher reads of this worker at one look (handoff.cpp);
@@ -507,6 +507,7 @@ class Worker {
     Counter external_work;  // ExternalWork guards (add_external_work)
     Counter handed_off;
     Counter timers_rescued;  // timers of other workers fired by this one
+    Counter spreads;         // other workers' connections spread by this one (a watcher)
     std::atomic<std::uint64_t> timers_taken{0};  // this worker's timers fired by others (RMW: many writers)
   };
 

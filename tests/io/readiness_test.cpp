@@ -267,7 +267,7 @@ TEST_CASE("a socket whose move to another worker's instance fails stays register
   WARN("skipped: needs the fault hooks, not built under TSan");
 #else
   auto o = options(2);
-  o.consolidate_io = false;  // the rescue's move alone
+  o.consolidate_io = false;  // the rescue's move alone (the io mechanism), as in spread_test
   run_checked(o, [&] {
     sp::detail::hop_to_worker(0);  // the controller stays on worker 0
     auto [ends, peers] = socketpair_streams(1);  // registered with worker 0

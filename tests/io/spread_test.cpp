@@ -2,13 +2,13 @@
 // worker while they are short (worker.hpp, core_.polled: a thief would run
 // them on a cold core and park again), but when each runs long enough that
 // the ones queued behind it wait while another worker idles, the idle one
-// takes some (the slow-worker rule of the hand-off, handoff.hpp
-// kSlowSwitches). Every socket of the first case is registered with worker
+// takes some (the slow rule, runtime/src/placement.hpp, rule 2). Every socket of the first case is registered with worker
 // 0, so every readiness wake queues its fiber there; only a hand-off moves
 // one. The second case: accepted connections, registered with the workers
 // in turn. The last two: a socket follows a fiber that a hand-off or a
 // stuck worker's rescue moved (Reactor::follow), and a worker saturated by
-// short fibers hands some over (handoff.hpp kSaturatedPeriods).
+// short fibers spreads its connections (placement.hpp, rule 3). Each runs
+// the shipped policy but the mechanism test (see there).
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,10 +44,7 @@ TEST_CASE("fibers that compute after each readiness wake are spread over the wor
   constexpr int kConns = 8;
   constexpr int kRounds = 20;
   std::array<std::atomic<int>, 2> computed_on{};
-  // The hand-off alone: gathering would take a light load back to worker 0.
-  auto o = options(2);
-  o.consolidate_io = false;
-  run_checked(o, [&] {
+  run_checked(options(2), [&] {
     // Registered with worker 0 (Reactor::open uses the caller's worker).
     sp::detail::hop_to_worker(0);
     auto [ends, peers] = socketpair_streams(kConns);
@@ -187,8 +184,10 @@ TEST_CASE("a socket whose fiber a stuck worker gave up moves to the fiber's new 
   std::atomic<int> reads{0};
   std::vector<sp::Event> got(2 + kAfter);
   int handle = -1;
-  // The move alone: with gathering, worker 1 (a light load) would move the
-  // socket back to worker 0 at the reader's next wait.
+  // The io mechanism, not the policy: with consolidation (the default),
+  // worker 1, lightly loaded, would rightly move the socket back to worker
+  // 0 at one of the reader's next waits, and which wait depends on its
+  // load windows. The policy's side is placement_test's.
   auto o = options(2);
   o.consolidate_io = false;
   run_checked(o, [&] {
@@ -236,35 +235,32 @@ TEST_CASE("a socket whose fiber a stuck worker gave up moves to the fiber's new 
 }
 
 // A worker that serves its connections without a pause is saturated
-// (handoff.hpp kSaturatedPeriods): its watcher asks it for the fibers its
-// readiness woke, however short each runs, and the sockets of those it
+// (placement.hpp, rule 3: awake kSaturatedPeriods holding readiness-woken
+// fibers): its watcher spreads its connections, asking it for the fibers
+// its readiness woke, however short each runs, and the sockets of those it
 // takes follow them. Sixteen connections registered with worker 0, each
 // request costing the server ~10 us (less than a slow fiber's 25 us), and
 // a plain-thread client that keeps every connection busy: worker 0 never
-// parks. Without the rule worker 1 serves nothing but what a stuck-worker
-// rescue moves (a thread preempted for a period).
+// parks. The shipped policy (consolidation on): on a machine whose cores
+// are all busy (ctest -j2, a client thread) the spread is a trial that
+// fails and backs off, and the connections consolidate back, so how many
+// stay on worker 1 depends on the machine; that the rule fires and moves
+// connections does not. The share a spread buys with a free core is
+// placement_test's to check (scripted snapshots).
 TEST_CASE("a saturated worker's connections move to an idle worker") {
   constexpr int kConns = 16;
-  std::array<std::atomic<int>, 2> late_on{};  // reads in the second half
-  std::atomic<bool> late{false};
+  std::array<std::atomic<int>, 2> served_on{};
   std::thread client;
   JoinOnExit join{client};
-  // The rule alone. With consolidate_io (the default) a spread is a trial that
-  // the workers' waiting for cores backs off, and ctest -j2 beside other
-  // tests, or a CPU hog, left worker 1 at 3-6% of the reads.
-  auto o = options(2);
-  o.consolidate_io = false;
-  run_checked(o, [&] {
+  sp::Stats stats;
+  run_checked(options(2), [&] {
     sp::detail::hop_to_worker(0);
     auto [ends, peers] = socketpair_streams(kConns);  // registered with worker 0
     sp::detail::unpin();
     client = std::thread([&, peers = peers] {
       for (int fd : peers) FIBER_CHECK(::write(fd, "x", 1) == 1);
-      const auto start = std::chrono::steady_clock::now();
-      const auto half = start + std::chrono::milliseconds(300);
-      const auto end = start + std::chrono::milliseconds(600);
+      const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(600);
       while (std::chrono::steady_clock::now() < end) {
-        if (std::chrono::steady_clock::now() >= half) late.store(true);
         for (int fd : peers) {
           char c = 0;
           FIBER_CHECK(::read(fd, &c, 1) == 1);
@@ -280,7 +276,7 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
           char c;
           if (ends[static_cast<std::size_t>(i)].read_some(&c, 1) == 0) return;
           const int w = sp::this_fiber::worker_index();
-          if (late.load() && (w == 0 || w == 1)) late_on[static_cast<std::size_t>(w)].fetch_add(1);
+          if (w == 0 || w == 1) served_on[static_cast<std::size_t>(w)].fetch_add(1);
           compute_for(std::chrono::microseconds(10));
           ends[static_cast<std::size_t>(i)].write_all(&c, 1);
         }
@@ -289,36 +285,37 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
     servers.wait();
     client.join();
     for (int fd : peers) ::close(fd);
+    stats = sp::current_stats();
   });
-  const int on0 = late_on[0].load(), on1 = late_on[1].load();
-  INFO("reads in the second half on worker 0: " << on0 << ", on worker 1: " << on1);
+  const int on0 = served_on[0].load(), on1 = served_on[1].load();
+  INFO("requests served on worker 0: " << on0 << ", on worker 1: " << on1 << "\n" << stats);
   REQUIRE(on0 + on1 > 0);
-  // Measured on the 2-core VM: worker 1 served 38-62% of them (dev build,
-  // 6 runs) and 43-57% under TSan (4 runs). With the rule off, 0 in four
-  // runs of six, 779 in one, and 12,285 of 23,247 in one whose worker 0
-  // was preempted long enough to look stuck (rescued).
-  CHECK(on1 * 4 >= on0 + on1);
+  // The rule fired (worker 1 watching worker 0) ...
+  CHECK(stats.workers.at(1).spreads >= 1);
+  // ... and moved connections: worker 1 served requests. Without the rule
+  // (mutate.sh saturation_never_spreads) no spread is counted.
+  CHECK(on1 > 0);
 }
 
-// Gathering (runtime/src/gather.cpp): connections that two workers serve
+// Consolidation (runtime/src/placement.hpp, rule 5): connections that two workers serve
 // while one would keep up with them move to one worker's epoll instance.
 // Eight connections, four registered with each worker, and a plain-thread
 // client sending each one byte every 2 ms: a few thousand trivial requests
 // a second, far below the light-load bound (the two workers' time on a
-// core adding up to half a core). Worker 1 gathers to worker 0 (always
+// core adding up to half a core). Worker 1 consolidates to worker 0 (always
 // toward the lower index), so after the first load windows (10 ms each)
-// worker 1 serves next to nothing. Without gathering each connection
+// worker 1 serves next to nothing. Without consolidation each connection
 // stays where it was registered and worker 1 serves more than a tenth.
-TEST_CASE("a light load spread over two workers gathers on one") {
+TEST_CASE("a light load spread over two workers consolidates on one") {
   constexpr int kConns = 8;
-  const bool gather = GENERATE(true, false);
-  INFO("consolidate_io " << gather);
+  const bool consolidate = GENERATE(true, false);
+  INFO("consolidate_io " << consolidate);
   std::array<std::atomic<int>, 2> late_on{};  // reads in the last 200 ms
   std::atomic<bool> late{false};
   std::thread client;
   JoinOnExit join{client};
   auto o = options(2);
-  o.consolidate_io = gather;
+  o.consolidate_io = consolidate;
   run_checked(o, [&] {
     std::vector<io::FdStream> ends;
     std::vector<int> peers;
@@ -364,12 +361,12 @@ TEST_CASE("a light load spread over two workers gathers on one") {
   const int on0 = late_on[0].load(), on1 = late_on[1].load();
   INFO("reads in the last 200 ms on worker 0: " << on0 << ", on worker 1: " << on1);
   REQUIRE(on0 + on1 > 0);
-  if (gather) {
+  if (consolidate) {
     CHECK(on1 * 10 <= on0 + on1);
   } else {
     // Each connection stays registered where it was, so worker 1 serves
-    // more than the gathered bound above allows: the check above fails
-    // without gathering. Not "about half": a read whose fiber worker 0
+    // more than the consolidated bound above allows: the check above fails
+    // without consolidation. Not "about half": a read whose fiber worker 0
     // stole from worker 1's queue returns on worker 0, so the split moves
     // with the machine's load (446 of 664 on worker 1 in a dev run, 162
     // of 672 in a CI run under ASan).

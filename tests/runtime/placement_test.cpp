@@ -191,11 +191,19 @@ TEST_CASE("look: stuck, slow, saturated, hand-off, move, timers", "[placement][l
       {.name = "not stuck one ns before the period", .dt = P - 1ns},
       {.name = "not stuck: another fiber", .dt = P, .fiber_changed = true, .switches = 100},
       {.name = "not stuck: the same fiber, switched since", .dt = P, .switches = 100},
-      // Rule 2: fewer than kSlowSwitches switches in a window of a period.
+      // Rule 2: fewer than kSlowSwitches switches a period, over a window of
+      // at least one.
       {.name = "slow: kSlowSwitches - 1 switches in a period", .dt = P, .fiber_changed = true,
        .switches = pl::kSlowSwitches - 1, .expect = "handoff move"},
       {.name = "not slow: kSlowSwitches switches", .dt = P, .fiber_changed = true, .switches = pl::kSlowSwitches},
       {.name = "not slow: the window one ns short of a period", .dt = P - 1ns, .fiber_changed = true, .switches = 1},
+      // ... on average: a window of 3 periods (looks at the idle pace) is slow
+      // below 3 x kSlowSwitches switches, so fibers of 40 us are caught
+      // however slowly the watcher looks.
+      {.name = "slow: 3 x kSlowSwitches - 1 switches in 3 periods", .dt = 3 * P, .fiber_changed = true,
+       .switches = 3 * pl::kSlowSwitches - 1, .expect = "handoff move"},
+      {.name = "not slow: 3 x kSlowSwitches switches in 3 periods", .dt = 3 * P, .fiber_changed = true,
+       .switches = 3 * pl::kSlowSwitches},
       // Rule 3: awake kSaturatedPeriods holding readiness-woken fibers.
       {.name = "saturated: awake kSaturatedPeriods holding polled fibers", .dt = S5, .fiber_changed = true,
        .switches = kBusy, .holds_polled = true, .expect = "handoff move spread"},
@@ -247,13 +255,13 @@ TEST_CASE("look: a slow worker without queued fibers is asked nothing", "[placem
   CHECK(res.m.asked == TimePoint{});
 }
 
-// Bug (reported in /work/briefs/h3-bugs.txt): a watcher's first look at a
-// worker, from a fresh PeerMemory (Worker::core_.watch at start), ends a
-// slow window that began at the clock's epoch, so a worker that switched
-// fewer than kSlowSwitches times since it started, and holds fibers, is
-// "slow" and asked to hand off at once, though nobody saw it for a period
-// (rule 3 guards its window's fresh start: m.awake_since == TimePoint{}).
-TEST_CASE("look: a first look sees no slow window yet", "[placement][look][!mayfail]") {
+// A watcher's first look at a worker (a fresh PeerMemory, as
+// Worker::core_.watch starts) only starts the slow window: otherwise the
+// window would have begun at the clock's epoch, and a worker that switched
+// fewer than kSlowSwitches times since it started, holding fibers, would
+// be "slow" and asked to hand off at once, though nobody saw it for a
+// period.
+TEST_CASE("look: a first look sees no slow window yet", "[placement][look]") {
   pl::PeerSnapshot v = at_t0();
   v.switches = pl::kSlowSwitches - 1;  // a worker just started
   v.pending = true;

@@ -1,5 +1,5 @@
-// schedstat.hpp: a thread's state letter, which had_core (gather.cpp) reads
-// to tell a worker waiting in the kernel's run queue (R) from one blocked
+// schedstat.hpp: a thread's state letter, which the no-core rule
+// (placement.hpp; load.cpp's KernelCpu reads it) uses to tell a worker waiting in the kernel's run queue (R) from one blocked
 // in a call (S), and its schedstat sample. Plain threads, no runtime.
 #include <catch2/catch.hpp>
 
@@ -94,7 +94,7 @@ TEST_CASE("no file, no state; a schedstat sample counts the thread's time on a c
   const int fd = open_schedstat();
   if (fd < 0) {
     // A kernel without CONFIG_SCHED_INFO: the runtime does without (no
-    // gathering), and so does this test.
+    // consolidation), and so does this test.
     WARN("no /proc/thread-self/schedstat here");
     return;
   }

@@ -64,14 +64,16 @@ struct RuntimeOptions {
   // nobody to take over, and nothing happens.
   std::chrono::microseconds handoff_after{200};
   // Connections (sockets, pipes) go where a core serves them best
-  // (docs/io.md "Where a connection lives"):
+  // (docs/io.md "Where a connection lives"; the rules and their constants:
+  // docs/decisions/0017-placement.md):
   //  - those that several workers serve while fewer would keep up
-  //    consolidate on the lower-numbered workers (a worker whose load and another's
-  //    fit on one core moves each socket it waits to read to that one),
-  //    which saves the wake-ups of workers with little to do;
+  //    consolidate on the lower-numbered workers (a worker whose load and
+  //    another's fit on one core moves each socket it waits to read to
+  //    that one), which saves the wake-ups of workers with little to do;
   //  - a worker whose thread waits for a core (the machine has more busy
-  //    threads than cores) is not stuck: what a hand-off takes from it
-  //    runs elsewhere once, its sockets staying;
+  //    threads than cores) is not stuck: nothing is taken from it (but its
+  //    due timers) until it has been in one fiber for 25 handoff_after
+  //    periods, and then its sockets stay;
   //  - a saturated worker's connections spread only while spreading buys
   //    a core: a spread after which the workers wait for cores backs the
   //    next ones off (100 ms, doubling to 5 s).

@@ -21,6 +21,9 @@ struct WorkerStats {
   // Taking over from a worker stuck in one fiber (docs/runtime.md "Hand-off"):
   std::uint64_t handed_off = 0;     // fibers this worker's queues gave up while it was stuck
   std::uint64_t timers_rescued = 0; // timers of other, busy workers that this worker fired
+  // Saturated workers (or ones stuck in one fiber for a millisecond) whose
+  // connections this worker, watching, spread (docs/runtime.md "Hand-off").
+  std::uint64_t spreads = 0;
 };
 
 struct Stats {

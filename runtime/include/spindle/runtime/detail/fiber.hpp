@@ -130,12 +130,13 @@ class Fiber {
   bool unguarded_ = false;
   // The runtime moved the fiber for load away from the worker whose
   // epoll instance holds its socket: a hand-off took it from that worker's
-  // polled queue (stuck, slow or saturated: handoff.cpp), or a rescuer's
-  // poll of that stuck worker's instance woke it (Scheduler::wake_fiber).
-  // Set by the hand-off handler or the rescuer while the fiber is
-  // suspended or queued (the queue push that follows publishes it); read
-  // and cleared by the fiber itself (take_move_target, io_hook.hpp), whose
-  // socket then follows it.
+  // polled queue (stuck, slow or saturated: runtime/src/placement.hpp), or
+  // a rescuer's poll of that stuck worker's instance woke it
+  // (Scheduler::wake_fiber). Set by the hand-off handler or the rescuer
+  // while the fiber is suspended or queued (the queue push that follows
+  // publishes it); read and cleared by the worker that next prepares the
+  // fiber to run, which tells the io layer once (io_hook.hpp,
+  // set_move_listener, with io_wait_tag_).
   bool handed_off_ = false;
   ExecContext ctx_;
   Scheduler* sched_ = nullptr;  // immutable after spawn
@@ -165,6 +166,11 @@ class Fiber {
   std::atomic<const char*> wait_what_{nullptr};  // what it waits on (dumps)
   std::atomic<bool> cancel_requested_{false};
   int shield_depth_ = 0;               // fiber itself only
+  // The io layer's tag of the socket the fiber last waited to read
+  // (note_read_wait, io_hook.hpp); 0: none. Written by the fiber itself;
+  // read by the worker that prepares it after a move (handed_off_), when
+  // the fiber's suspension has published the write.
+  std::uint64_t io_wait_tag_ = 0;
   // Deadline scopes (with_timeout): the earliest active deadline and the id
   // of the scope that set it; expired_scope_ names the scope whose deadline
   // cancelled a wait. Fiber itself only.

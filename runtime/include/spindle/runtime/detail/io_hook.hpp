@@ -39,17 +39,30 @@ void* runtime_extension(void* (*make)(unsigned workers), void (*destroy)(void*) 
 // as soon as it is set. Any thread.
 void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noexcept;
 
-// take_move_target: the worker whose instance the socket the calling fiber
-// is about to wait on (for reading) should be registered with, or -1 to
-// leave it where it is (docs/io.md "Where a connection lives"):
-//  - the worker it runs on, if the runtime moved it for load since the
-//    last call (a hand-off from a stuck, slow or saturated worker, or a
-//    rescuer's poll of a stuck worker's instance: docs/runtime.md
-//    "Hand-off"); clears that mark;
-//  - else the worker its worker consolidates its sockets to (runtime/src/
-//    placement.hpp, rule 5), unless the fiber is pinned to its worker.
-// -1 off a fiber.
-int take_move_target() noexcept;
+// Where a socket lives (docs/io.md "Where a connection lives"). The io layer
+// holds no placement policy: it tells the runtime which socket a fiber
+// waits to read, and the runtime tells it where that socket should go.
+//
+// note_read_wait: the calling fiber is about to wait for readiness to read
+// the socket `tag` names (io's own value, never 0; the runtime stores it
+// with the fiber). Returns the worker whose instance the socket should be
+// registered with for this wait, or -1 to leave it: the worker its worker
+// consolidates its sockets to (runtime/src/placement.hpp, rule 5), unless
+// the fiber is pinned to its worker. -1 off a fiber.
+int note_read_wait(std::uint64_t tag) noexcept;
+
+// set_move_listener: fn(ctx, tag, worker) is called once each time the
+// runtime moves a fiber for load away from the worker whose instance holds
+// its socket (a hand-off from a stuck, slow or saturated worker, or a
+// rescuer's poll of a stuck worker's instance: placement.hpp), with the tag
+// that fiber last passed to note_read_wait, on the thread of worker
+// `worker`, where it now runs, just before it resumes there. fn runs in the
+// runtime's switch path: it must not suspend or block, and should be
+// short (io moves that one socket's registration). The calling fiber's
+// runtime; once; fn and ctx must live until the runtime's extension is
+// destroyed (runtime_extension).
+using MoveFn = void (*)(void* ctx, std::uint64_t tag, unsigned worker) noexcept;
+void set_move_listener(MoveFn fn, void* ctx) noexcept;
 
 // consolidation_target_of: the worker that worker `worker` of the calling
 // fiber's runtime consolidates its sockets to, or -1 (a hint: it changes once a load window). An
