@@ -36,7 +36,11 @@ std::vector<ServerSpec> default_servers() {
 }
 
 void spindle_echo_serve(unsigned workers, int port, void (*on_listening)(int, void*), void* arg) {
-  spindle::Runtime rt(spindle::RuntimeOptions{.workers = workers});
+  spindle::RuntimeOptions o{.workers = workers};
+  // SPINDLE_ECHO_CONSOLIDATE=0: the placement policy's consolidation off,
+  // for A/B runs of it (docs/decisions/0017-placement.md "Four workers").
+  if (const char* e = std::getenv("SPINDLE_ECHO_CONSOLIDATE"); e != nullptr && e[0] == '0') o.consolidate_io = false;
+  spindle::Runtime rt(o);
   rt.block_on([&] {
     auto l = spindle::io::TcpListener::bind("127.0.0.1", static_cast<std::uint16_t>(port));
     on_listening(l.local_endpoint().port(), arg);

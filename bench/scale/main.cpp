@@ -3,7 +3,8 @@
 // machine can show; this runs skynet, spawn_join and yield (BENCHMARKS.md
 // definitions, bench/workloads) on 1, 2, 4, ... workers, and Boost.Fiber's
 // work_stealing on as many threads, each configuration in its own child
-// (harness/measure.hpp), and prints per-op medians with their spread.
+// (harness/measure.hpp), and prints per-op medians with their spread;
+// then the stranded rows (the hand-off) on the same worker counts.
 // Echo scaling is bench/echo/scale.sh (one server, several client processes).
 //
 // Usage: spindle_bench_scale [--workers=1,2,4,8,16] [--runs=N] [--filter=TEXT]
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "../harness/measure.hpp"
+#include "../workloads/stranded.hpp"
 #include "../workloads/workloads.hpp"
 
 namespace {
@@ -81,6 +83,20 @@ int main(int argc, char** argv) {
       const double bm = b.empty() ? 0 : bench::median(b, &bench::Sample::ns_per_op);
       std::printf("| %s (%s) | %u | %s | %s | %.2f |\n", n.name, n.unit, t, spread(s).c_str(),
                   b.empty() ? "timed out" : spread(b).c_str(), bm > 0 ? sm / bm : 0.0);
+      std::fflush(stdout);
+    }
+  }
+  // The hand-off (runtime/src/placement.hpp, rules 1 and 4) on more
+  // workers: ms until a fiber queued behind a 200 ms spinner runs
+  // (stranded_yield) and how late its 1 ms sleep ends (stranded_sleep),
+  // median of 5 trials each (bench/workloads/stranded.hpp; each prints its
+  // trials on stderr). spindle only: the table has Boost.Fiber's.
+  if (filter.empty() || std::string("stranded").find(filter) != std::string::npos) {
+    std::printf("\n| stranded | workers | yield, ms | sleep, ms late |\n|---|---:|---:|---:|\n");
+    for (unsigned t : workers) {
+      if (t < 2) continue;  // nobody could take the fiber
+      std::printf("| spindle | %u | %.3f | %.3f |\n", t, bench::stranded_yield_spindle(t),
+                  bench::stranded_sleep_spindle(t));
       std::fflush(stdout);
     }
   }

@@ -16,7 +16,7 @@ void IdleSet::reserve(unsigned workers) {
 
 // seq_cst throughout: count_ is the flag of the park protocol's Dekker
 // pattern (the parker's add, then its fence; the waker's fence, then its
-// read of count_), as before this set was lock-free.
+// read of count_).
 void IdleSet::add(const Worker* w) {
   const unsigned i = w->index();
   // count_ first: a taker decrements only after it cleared a bit, which

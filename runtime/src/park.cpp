@@ -207,11 +207,10 @@ void Worker::disarm_park_timer() {
   core_.timer_armed = false;
 }
 
-// unpark: one eventfd write per wake-up cycle. Not uv_async_send: it marks
-// the handle busy around its write, and the woken loop spins (sched_yield)
-// until the sender finishes; a sender preempted by the very worker it woke
-// (an offload thread at low priority, say) then stalls that worker for a
-// time slice (measured: offload ticks 10-40 ms late; docs/runtime.md).
+// unpark: one eventfd write per wake-up cycle. Not uv_async_send: its
+// woken loop spins until the sender finishes its write, and a sender
+// preempted by the worker it woke stalls that worker for a time slice
+// (docs/decisions/0002-dependencies.md).
 void Worker::unpark() noexcept {
   // acq_rel: an unpark that finds the flag set relies on the pending write.
   if (remote_.wake_pending.exchange(true, std::memory_order_acq_rel)) return;

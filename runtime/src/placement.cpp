@@ -66,8 +66,9 @@ LookActions look(const Config& c, unsigned peer, const PeerSnapshot& v, PeerMemo
   // switches a period on average: looks paced slower than a period (the
   // idle pace, its backoff) see longer windows, and a count per window
   // would let fibers of up to a window / kSlowSwitches pass. The window
-  // restarts at each look that ends one; the first look only starts it
-  // (no window seen yet: no verdict).
+  // restarts at each look that ends one. A memory that never had one
+  // (the workers start theirs at the runtime's start) starts it: no
+  // verdict.
   bool slow = false;
   if (m.window_at == TimePoint{}) {
     m.window_switches = v.switches;

@@ -138,7 +138,10 @@ void Worker::thread_main() {
   // release; pairs with the acquire in request_handoff, had_core and
   // wait_started.
   remote_.tid_set.store(true, std::memory_order_release);
-  core_.watch.resize(sched_.size());
+  // Each other worker's slow window (placement.hpp, rule 2) starts now,
+  // before any has run much: the first look judges a worker's whole life,
+  // so a worker that has run one long fiber since it started is slow then.
+  core_.watch.assign(sched_.size(), placement::PeerMemory{.window_at = std::chrono::steady_clock::now()});
   context_init_thread(core_.sched_ctx);
   core_.eh = context_thread_eh();
   thread_altstack_init();

@@ -255,12 +255,10 @@ TEST_CASE("look: a slow worker without queued fibers is asked nothing", "[placem
   CHECK(res.m.asked == TimePoint{});
 }
 
-// A watcher's first look at a worker (a fresh PeerMemory, as
-// Worker::core_.watch starts) only starts the slow window: otherwise the
-// window would have begun at the clock's epoch, and a worker that switched
-// fewer than kSlowSwitches times since it started, holding fibers, would
-// be "slow" and asked to hand off at once, though nobody saw it for a
-// period.
+// A memory that never had a slow window (default-constructed) only starts
+// one at its first look: otherwise the window would have begun at the
+// clock's epoch, and any worker that switched fewer than kSlowSwitches
+// times a period since then would be slow at once.
 TEST_CASE("look: a first look sees no slow window yet", "[placement][look]") {
   pl::PeerSnapshot v = at_t0();
   v.switches = pl::kSlowSwitches - 1;  // a worker just started
@@ -272,6 +270,27 @@ TEST_CASE("look: a first look sees no slow window yet", "[placement][look]") {
   // A period later, the same count: now it is slow (and stuck).
   const pl::LookActions b = pl::look(config(false), kPeer, v, m, t0 + P, cpu, true);
   CHECK(acts(b) == "handoff move rescue");
+}
+
+// The workers start each memory's window at the runtime's start
+// (worker.cpp, thread_main): a watcher's first look then judges the other
+// worker's whole life, so one that has run a single long fiber since it
+// started is slow at that look, and one that started under a period ago
+// is not judged yet.
+TEST_CASE("look: a first look judges the worker's life since the runtime started", "[placement][look]") {
+  pl::PeerSnapshot v = at_t0();
+  v.switches = 2;  // started one long fiber (and the main one)
+  v.pending = true;
+  v.holds_fibers = true;
+  FakeCpu cpu;
+  {
+    pl::PeerMemory m{.window_at = t0};
+    CHECK(acts(pl::look(config(false), kPeer, v, m, t0 + P, cpu, true)) == "handoff move");
+  }
+  {
+    pl::PeerMemory m{.window_at = t0};
+    CHECK(acts(pl::look(config(false), kPeer, v, m, t0 + P - 1ns, cpu, true)) == "");
+  }
 }
 
 TEST_CASE("look: a hand-off is remembered for a period", "[placement][look]") {

@@ -29,13 +29,10 @@ struct RuntimeOptions {
   // Linux): a worker thread that wakes (a timer, I/O, a wake-up) takes the
   // core from them at once instead of waiting out their time slice, so
   // fibers keep sub-millisecond timing while CPU-bound jobs use every
-  // otherwise idle cycle (measured, 2 workers, both cores busy with jobs:
-  // runs with a 1 ms tick over 1 ms late 1-4 of 80 at SCHED_IDLE, 32-33 of
-  // 80 at nice 19 alone, most at nice 0; docs/runtime.md "Offload"). The cost is
-  // real: when other processes keep the cores busy, the jobs get a tiny
-  // share (measured beside two CPU-bound processes: the offload workload
-  // took 15-23 s instead of 70 ms, 4.6 s at nice 19 alone, and the ticks
-  // were late anyway). Set false on shared or loaded machines. Threads that
+  // otherwise idle cycle (docs/runtime.md "Offload" has the figures). The
+  // cost is real: when other processes keep the cores busy, the jobs get a
+  // tiny share (beside two CPU-bound processes the offload workload took
+  // seconds instead of 70 ms). Set false on shared or loaded machines. Threads that
   // jobs start inherit the low priority (Linux lets an unprivileged thread
   // lower its priority, never raise it); the blocking pool's are started at
   // the runtime's. Like offload_threads, read when this runtime's offload
