@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <ftw.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -202,17 +203,24 @@ struct Running {
   int port = 0;
 };
 
-// start: a server listening, or pid -1 (with a line on stderr).
-Running start(const Server& s, const std::string& nginx, const std::string& tmp) {
+// start: a server listening, or pid -1 (with a line on stderr). nginx
+// gets room for `conns` connections (worker_connections, its open-file
+// limit, the listen backlog): an eighth more, since nginx closes idle
+// keep-alive connections once fewer than a sixteenth of its
+// worker_connections are free (ngx_drain_connections).
+Running start(const Server& s, const std::string& nginx, const std::string& tmp, int conns = 0) {
   Running r;
   if (s.argv.empty()) {
     r.port = free_port();
     const std::string conf = tmp + "/nginx.conf";
+    const int slots = conns + conns / 8 + 64;
     std::ofstream(conf) << "worker_processes 1;\n"
+                        << (conns > 0 ? "worker_rlimit_nofile " + std::to_string(slots) + ";\n" : "")
                         << "error_log " << tmp << "/error.log;\n"
                         << "pid " << tmp << "/nginx.pid;\n"
-                        << "events { worker_connections 1024; }\n"
+                        << "events { worker_connections " << (conns > 0 ? slots : 1024) << "; }\n"
                         << "http {\n  access_log off;\n  server {\n    listen 127.0.0.1:" << r.port
+                        << (conns > 0 ? " backlog=4096" : "")
                         << ";\n    location / { default_type text/plain; return 200 \"Hello, World!\"; }\n"
                         << "  }\n}\n";
     r.child = spawn({nginx, "-p", tmp, "-c", conf, "-g", "daemon off;"});
@@ -450,6 +458,130 @@ std::string clients_part(const SectionOptions& o, const std::string& tmp) {
   return out;
 }
 
+
+// tree_rss_kb: VmRSS of pid plus its children's (nginx's worker), KiB.
+long rss_kb(const std::string& status_path) {
+  std::ifstream in(status_path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return 0;
+}
+
+long tree_rss_kb(pid_t pid) {
+  long kb = rss_kb("/proc/" + std::to_string(pid) + "/status");
+  if (DIR* d = ::opendir("/proc")) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+      long ppid = 0;
+      proc_ticks(std::string("/proc/") + e->d_name + "/stat", &ppid);
+      if (ppid == pid) kb += rss_kb(std::string("/proc/") + e->d_name + "/status");
+    }
+    ::closedir(d);
+  }
+  return kb;
+}
+
+// warm_up: one request on a connection of its own, answered and closed
+// (the server has run its accept path and a connection fiber once before
+// the baseline is read).
+void warm_up(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (::send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof req - 1)) {
+      char buf[512];
+      while (::recv(fd, buf, sizeof buf, 0) > 0) {
+      }
+    }
+  }
+  ::close(fd);
+}
+
+std::string idle_part(const SectionOptions& o, const std::string& tmp) {
+  // Every server and the client inherit the hard open-file limit.
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+  const int conns = o.idle_conns;
+  if (rl.rlim_cur != RLIM_INFINITY && static_cast<long long>(rl.rlim_cur) < conns + 64LL) {
+    return "\nidle connections: skipped, " + std::to_string(conns) + " connections need an open-file limit of " +
+           std::to_string(conns + 64) + " (the hard limit is " + std::to_string(rl.rlim_cur) + ").\n";
+  }
+  const std::string nginx = find_exe("nginx");
+  std::vector<Server> servers;
+  if (!nginx.empty()) servers.push_back({"nginx, 1 worker", {}});
+  servers.push_back({"libuv C, 1 thread", {SPINDLE_BENCH_LIBUV_HELLO, "0"}});
+  for (const char* w : {"1", "2"}) {
+    servers.push_back(
+        {std::string("spindle http::Server ") + w + "w", {SPINDLE_BENCH_HTTP_SERVER_HELLO, "0", w}});
+  }
+  std::map<std::string, std::vector<double>> kb;
+  std::string notes;
+  for (int r = 0; r < o.rounds; ++r) {
+    for (std::size_t k = 0; k < servers.size(); ++k) {
+      const Server& s = servers[(k + static_cast<std::size_t>(r)) % servers.size()];
+      Running srv = start(s, nginx, tmp, conns);
+      double per = NAN;
+      if (srv.child.pid > 0) {
+        warm_up(srv.port);
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        const long before = tree_rss_kb(srv.child.pid);
+        Child c = spawn({SPINDLE_BENCH_IDLE_CONNS, std::to_string(srv.port), std::to_string(conns)});
+        const bool ready = read_line(c.out, 120).rfind("ready=", 0) == 0;
+        if (ready) std::this_thread::sleep_for(std::chrono::seconds(1));  // settle
+        const long after = tree_rss_kb(srv.child.pid);
+        ::kill(c.pid, SIGTERM);
+        bool ok = false;
+        const std::string out = finish(c, 10, &ok);
+        const int open = std::atoi(out.c_str() + (out.find("still_open=") == std::string::npos
+                                                      ? out.size()
+                                                      : out.find("still_open=") + 11));
+        if (ready && ok && open == conns) {
+          per = static_cast<double>(after - before) / conns;
+        } else {
+          notes += "note: round " + std::to_string(r + 1) + ", " + s.name + ": " +
+                   (ready ? std::to_string(open) + " of " + std::to_string(conns) + " still open at the end"
+                          : std::string("the client failed")) +
+                   ", no figure\n";
+        }
+        stop(srv.child);
+      }
+      kb[s.name].push_back(per);
+      std::fprintf(stderr, "  %-20s %-42s %9s KiB/conn\n", "http_idle", s.name.c_str(), fmt(per).c_str());
+    }
+  }
+  const std::string base = servers.front().name;
+  std::string out;
+  char head[512];
+  std::snprintf(head, sizeof head,
+                "\nidle connections (%d keep-alive connections on 127.0.0.1, one GET each, then idle; the "
+                "server's\nVmRSS growth over them 1 s after the last answer, per connection; nginx: its "
+                "master and worker,\nwhose connection table, filled at start, is in the baseline; median "
+                "of %d rounds (min-max);\nbench/http/idle_conns.sh adds spindle's breakdown):\n\n",
+                conns, o.rounds);
+  out += head;
+  out += "| server | KiB per idle connection | vs " + base.substr(0, base.find(',')) +
+         " |\n|---|---:|---:|\n";
+  const double b = med(kb[base]);
+  for (const Server& s : servers) {
+    out += "| " + s.name + " | " + cell(kb[s.name]) + " | " + (s.name == base ? "" : ratio(med(kb[s.name]), b)) +
+           " |\n";
+  }
+  out += notes;
+  if (nginx.empty()) {
+    out += "nginx: skipped, not found (scripts/install-deps.sh --bench installs nginx-light).\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string section(const SectionOptions& o) {
@@ -463,6 +595,7 @@ std::string section(const SectionOptions& o) {
   std::string out;
   if (o.servers) out += servers_part(o, tmp);
   if (o.clients) out += clients_part(o, tmp);
+  if (o.idle) out += idle_part(o, tmp);
   ::nftw(
       dir, [](const char* p, const struct stat*, int, FTW*) { return ::remove(p); }, 16, FTW_DEPTH | FTW_PHYS);
   return out;

@@ -8,7 +8,12 @@
 //   - http client: 100 fibers fetching over keep-alive with http::Client
 //     (spindle_bench_http_client, 1 and 2 workers) against 100 aiohttp
 //     tasks (aiohttp_client_peer.py), both on the libuv C server;
-//     requests/s and requests per second of client CPU.
+//     requests/s and requests per second of client CPU;
+//   - idle connections: the server's RSS growth per idle keep-alive
+//     connection (spindle_bench_idle_conns holds idle_conns of them, one
+//     GET each), http::Server at 1 and 2 workers against nginx and
+//     libuv C; bench/http/idle_conns.sh is the full version, with the
+//     breakdown of spindle's share.
 // Every server and client is a process of its own (started by path, the
 // binaries bench/http/CMakeLists.txt builds), stopped by PID. Missing
 // tools (wrk, nginx, Debian's python3-aiohttp) skip their rows with a line
@@ -19,11 +24,13 @@
 
 namespace http_bench {
 
-// Which part to run: "http_hello", "http_client" (the table's --filter
-// matches these names).
+// Which part to run: "http_hello", "http_client", "http_idle" (the
+// table's --filter matches these names).
 struct SectionOptions {
   bool servers = true;
   bool clients = true;
+  bool idle = true;
+  int idle_conns = 10000;   // connections held idle per server and round
   int rounds = 3;           // interleaved rounds; medians and min-max over them
   int wrk_seconds = 2;      // wrk window per server, after a 1 s wrk warm-up
   double client_seconds = 2;  // client window, after client_warmup_s

@@ -18,7 +18,11 @@
 # and spindle_bench_idle_conns (bench/http/CMakeLists.txt).
 # RSS: VmRSS from /proc/PID/status; nginx's is its master's plus its one
 # worker's (worker_processes 1; the master's does not move, the worker
-# holds the connections). Socket buffers are kernel memory, in no RSS.
+# holds the connections). nginx gets worker_connections CONNS + CONNS/8 +
+# 64: it closes idle keep-alive connections once fewer than a sixteenth
+# are free, and it fills its connection table (all worker_connections
+# slots) at start, so each connection's slot is in nginx's baseline, not
+# in its growth. Socket buffers are kernel memory, in no RSS.
 # For spindle servers it also runs idle_conns_smaps.py before and after
 # and prints the growth per connection split into fiber stacks (resident
 # pages per stack, from pagemap), heap (malloc) and file-backed pages, and
@@ -88,10 +92,10 @@ start() {
       mkdir -p "$tmp/nginx/logs"
       cat >"$tmp/nginx.conf" <<CONF
 worker_processes 1;
-worker_rlimit_nofile $((conns + 1024));
+worker_rlimit_nofile $((conns + conns / 8 + 64));
 error_log $tmp/nginx/logs/error.log;
 pid $tmp/nginx/nginx.pid;
-events { worker_connections $((conns + 1024)); }
+events { worker_connections $((conns + conns / 8 + 64)); }
 http {
   access_log off;
   server {

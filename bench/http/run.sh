@@ -16,6 +16,11 @@
 #       DIR/examples/{http_hello,http_server_hello} and
 #       DIR/bench/http/libuv_hello (a machine without the toolchain)
 #
+# Then the idle-connection memory row (bench/http/idle_conns.sh, RUNS
+# rounds, IDLE_CONNS connections, default 10,000; IDLE_CONNS=0 skips it):
+# server RSS growth per idle keep-alive connection, spindle's
+# http::Server at WORKERS workers against nginx and libuv C.
+#
 # On 2 cores wrk shares the machine with the server: compare only rows
 # measured in the same run.
 # The client side (http::Client against aiohttp): bench/http/client.sh.
@@ -40,7 +45,7 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 if [[ ${NO_BUILD:-0} == 0 ]]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPINDLE_BUILD_TESTS=OFF \
     -DSPINDLE_BUILD_EXAMPLES=ON -DSPINDLE_BUILD_BENCHMARKS=ON >/dev/null
-  cmake --build "$build" --target http_hello http_server_hello libuv_hello >/dev/null
+  cmake --build "$build" --target http_hello http_server_hello libuv_hello spindle_bench_idle_conns >/dev/null
 fi
 
 tmp=$(mktemp -d)
@@ -150,3 +155,11 @@ for w in $workers_list; do
       "$(tr ' ' '\n' <<<"$c" | grep -v '^$' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.2f..%.2f", lo, hi}')"
   done
 done
+
+idle_conns=${IDLE_CONNS:-10000}
+if (( idle_conns > 0 )); then
+  echo
+  idle_servers="$(for w in $workers_list; do printf 'spindle_w%s ' "$w"; done)nginx libuv"
+  CONNS=$idle_conns RUNS=$runs SERVERS=$idle_servers bench/http/idle_conns.sh "$build" ||
+    echo "idle connections: skipped (idle_conns.sh failed)"
+fi

@@ -9,8 +9,8 @@
 // Usage: spindle_bench_table [--runs=N] [--filter=TEXT]
 //   --runs=N      repetitions of the median-of-3 rows (default 3; 1 = quick)
 //   --filter=TEXT only rows whose workload name contains TEXT (the sections
-//                 under the table too: echo64, http_hello, http_client;
-//                 --filter=http runs both http parts)
+//                 under the table too: echo64, http_hello, http_client,
+//                 http_idle; --filter=http runs all three http parts)
 #include <algorithm>
 #include <chrono>
 #include <cmath>

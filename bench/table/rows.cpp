@@ -274,7 +274,8 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
   h.rounds = g_fast_runs;
   h.servers = filter.empty() || std::string("http_hello").find(filter) != std::string::npos;
   h.clients = filter.empty() || std::string("http_client").find(filter) != std::string::npos;
-  if (h.servers || h.clients) out += http_bench::section(h);
+  h.idle = filter.empty() || std::string("http_idle").find(filter) != std::string::npos;
+  if (h.servers || h.clients || h.idle) out += http_bench::section(h);
 #else
   if (filter.empty() || std::string("http_hello").find(filter) != std::string::npos) {
     out += "\nhttp_hello, http client: skipped (spindle was built without io's http part).\n";
