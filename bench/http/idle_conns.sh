@@ -36,7 +36,7 @@ build=${1:-build/release}
 conns=${CONNS:-10000}
 runs=${RUNS:-3}
 settle=${SETTLE:-1}
-servers=(${SERVERS:-spindle_w1 spindle_w2 nginx libuv})
+read -r -a servers <<<"${SERVERS:-spindle_w1 spindle_w2 nginx libuv}"
 breakdown=${BREAKDOWN:-1}
 mode=${MODE:-request}
 [[ $mode == request || $mode == connect ]] || { echo "idle_conns.sh: MODE is request or connect" >&2; exit 2; }
