@@ -388,7 +388,11 @@ class BodyReader final : public BodySource {
   // True when the body ended (the connection can serve a next request).
   // Not tried when the client still waits for 100 Continue (it may never
   // send the body) or a Content-Length says more than `max` is left.
-  bool drain(std::size_t max) {
+  // Not inlined: its 4 KiB sink would sit in serve_conn's frame, under
+  // which every request and every idle wait then run one page deeper
+  // (a stack page each idle connection keeps: docs/benchmarks.md "Idle
+  // connections").
+  [[gnu::noinline]] bool drain(std::size_t max) {
     if (p_.is_done()) return true;
     if (!usable() || (expect_continue_ && !continue_sent_)) return false;
     if (const auto cl = p_.content_length(); cl && *cl - received_ > max) return false;
@@ -565,7 +569,7 @@ struct Server::State {
   // reject: `req` null when the head did not parse (the access log's
   // request line is then "-").
   void reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer, const Request* req);
-  void linger(detail::Transport& s);
+  [[gnu::noinline]] void linger(detail::Transport& s);  // its 4 KiB sink stays out of serve_conn's frame, as drain's
   void cancel_idle(std::uint64_t idle_before = Conn::kNever);
   void sweep_idle();
   void check_disconnects(std::uint64_t started_before);
