@@ -229,9 +229,17 @@ class Turn {
 inline Mutex* reading_turn(StreamTurns* t) noexcept { return t != nullptr ? &t->reading : nullptr; }
 inline Mutex* writing_turn(StreamTurns* t) noexcept { return t != nullptr ? &t->writing : nullptr; }
 
+// release_drained: once every read-ahead byte was returned, gives the
+// read-ahead's memory back (an idle stream keeps none). The reading turn
+// held.
+inline void release_drained(StreamTurns& t) noexcept {
+  if (t.buffered() != 0) return;
+  std::string().swap(t.ahead);
+  t.ahead_pos = 0;
+}
+
 // take_ahead: copies read-ahead bytes into iov[0, cnt); returns how many.
-// Frees the read-ahead's memory once it is drained (an idle stream keeps
-// none). The reading turn held.
+// The reading turn held.
 inline std::size_t take_ahead(StreamTurns& t, const iovec* iov, std::size_t cnt) noexcept {
   std::size_t n = 0;
   for (std::size_t i = 0; i < cnt && t.buffered() != 0; ++i) {
@@ -240,10 +248,7 @@ inline std::size_t take_ahead(StreamTurns& t, const iovec* iov, std::size_t cnt)
     t.ahead_pos += k;
     n += k;
   }
-  if (t.buffered() == 0) {
-    std::string().swap(t.ahead);
-    t.ahead_pos = 0;
-  }
+  release_drained(t);
   return n;
 }
 
@@ -358,10 +363,7 @@ std::string stream_read_line(S& s, std::size_t max_line) {
     if (nl != std::string::npos) {
       std::string line(a, t->ahead_pos, have);
       t->ahead_pos += have;
-      if (t->buffered() == 0) {
-        std::string().swap(a);
-        t->ahead_pos = 0;
-      }
+      release_drained(*t);
       return line;
     }
     if (t->ahead_pos != 0) {  // the consumed prefix goes before growing

@@ -61,19 +61,13 @@ void Worker::decide_consolidation(std::chrono::steady_clock::time_point now) noe
     // first once it is due.
     placement::SpreadTrials& trials = sched_.spread_trials();
     if (trials.verdict_due(now)) trials.judge(now, workers_cpu_ns());
-    // Only lower indexes matter (the policy looks at no other), and this
-    // runs once a window: a small copy on the stack.
-    placement::LoadSnapshot loads[64];
-    std::vector<placement::LoadSnapshot> many;
-    placement::LoadSnapshot* out = loads;
-    if (index_ + 1 > 64) {
-      many.resize(index_ + 1);
-      out = many.data();
-    }
-    for (unsigned j = 0; j <= index_; ++j) out[j] = sched_.worker(j).load_snapshot();
+    // Only this worker's and the lower ones' loads matter (the policy
+    // looks at no other).
+    std::vector<placement::LoadSnapshot>& loads = core_.loads;
+    for (unsigned j = 0; j <= index_; ++j) loads[j] = sched_.worker(j).load_snapshot();
     const placement::TargetDecision d = placement::consolidation_target(
-        c, index_, std::span<const placement::LoadSnapshot>(out, index_ + 1), consolidation_target(), ns_of(now),
-        !trials.allowed(now));
+        c, index_, std::span<const placement::LoadSnapshot>(loads.data(), index_ + 1), consolidation_target(),
+        ns_of(now), !trials.allowed(now));
     if (d.starved) trials.starved_consolidation(now);
     to = d.target;
   }

@@ -44,15 +44,14 @@ LookActions look(const Config& c, unsigned peer, const PeerSnapshot& v, PeerMemo
     // is awake or switched since the last look, so a worker that parks and
     // wakes often keeps its watcher (Scheduler::ensure_watcher).
     if (!v.parked || v.switches != m.switches) a.next = now + paced();
-    const std::uint8_t backoff = m.backoff;
-    m = PeerMemory{};
-    m.switches = v.switches;
-    m.since = now;
-    m.window_switches = v.switches;
-    m.window_at = now;
-    m.parks = v.parks;
-    m.awake_since = now;
-    m.backoff = backoff;
+    // Every window starts over now; only the pace's backoff is kept.
+    m = PeerMemory{.switches = v.switches,
+                   .since = now,
+                   .window_switches = v.switches,
+                   .window_at = now,
+                   .parks = v.parks,
+                   .awake_since = now,
+                   .backoff = m.backoff};
     return a;
   }
   const bool progressed = v.fiber != m.fiber || v.switches != m.switches;

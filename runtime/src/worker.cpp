@@ -142,6 +142,7 @@ void Worker::thread_main() {
   // before any has run much: the first look judges a worker's whole life,
   // so a worker that has run one long fiber since it started is slow then.
   core_.watch.assign(sched_.size(), placement::PeerMemory{.window_at = std::chrono::steady_clock::now()});
+  core_.loads.resize(sched_.size());
   context_init_thread(core_.sched_ctx);
   core_.eh = context_thread_eh();
   thread_altstack_init();

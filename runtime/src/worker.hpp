@@ -399,6 +399,7 @@ class Worker {
     std::chrono::steady_clock::time_point recent_time = coarse_now();
     std::uint64_t rng;
     std::vector<placement::PeerMemory> watch;  // what this worker saw of each other one (watch_others)
+    std::vector<placement::LoadSnapshot> loads;  // decide_consolidation's copy, one per worker
     StackCache stacks;
     std::uint64_t id_next = 0, id_end = 0;
     bool unparked = false;  // parked since it last ran a fiber
