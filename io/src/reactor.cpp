@@ -51,6 +51,15 @@ std::error_code closed_error(const Descriptor* d) noexcept {
 // ---- Dir ------------------------------------------------------------------
 
 void Dir::signal(std::uint32_t gen, bool close, bool hup) noexcept {
+  // seq_cst for close: it pairs with Inflight's seq_cst load (docs/io.md
+  // "Close").
+  post(gen, (close ? kClosed : kReady) | (hup ? kHup : 0), true,
+       close ? std::memory_order_seq_cst : std::memory_order_acq_rel);
+}
+
+void Dir::nudge(std::uint32_t gen) noexcept { post(gen, kNudge, false, std::memory_order_acq_rel); }
+
+void Dir::post(std::uint32_t gen, std::uint64_t set, bool tick, std::memory_order order) noexcept {
   std::uint64_t s = state.load(std::memory_order_relaxed);
   int spins = 0;
   for (;;) {
@@ -60,16 +69,12 @@ void Dir::signal(std::uint32_t gen, bool close, bool hup) noexcept {
       s = state.load(std::memory_order_relaxed);
       continue;
     }
-    std::uint64_t ns = next_tick(s) | (close ? kClosed : kReady) | (hup ? kHup : 0);
+    std::uint64_t ns = (tick ? next_tick(s) : s) | set;
     if (s & kWaiting) ns = (ns & ~kWaiting) | kLock;
-    // acq_rel: acquire pairs with the publisher's release of kLock (its
-    // write of `waiter`); release orders this event before the woken
-    // fiber's acquire load of the state. seq_cst for close: it pairs with
-    // Inflight's seq_cst load (docs/io.md "Close").
-    if (state.compare_exchange_weak(s, ns, close ? std::memory_order_seq_cst : std::memory_order_acq_rel,
-                                    std::memory_order_relaxed)) {
-      break;
-    }
+    // acq_rel (at least): acquire pairs with the publisher's release of
+    // kLock (its write of `waiter`); release orders this event before the
+    // woken fiber's acquire load of the state.
+    if (state.compare_exchange_weak(s, ns, order, std::memory_order_relaxed)) break;
   }
   if (!(s & kWaiting)) return;
   // We own `waiter` until kLock clears: its fiber, if woken another way,
@@ -83,7 +88,7 @@ void Dir::signal(std::uint32_t gen, bool close, bool hup) noexcept {
   if (won) spindle::detail::wake(*w);
 }
 
-void Dir::await(const char* what) {
+void Dir::await(const char* what, std::uint64_t also) {
   Waiter w;
   bool published = false;
   bool busy = false;
@@ -94,7 +99,7 @@ void Dir::await(const char* what) {
     std::uint64_t s = state.load(std::memory_order_relaxed);
     int spins = 0;
     for (;;) {
-      if (s & (kReady | kHup | kClosed)) return false;  // w never became visible
+      if (s & (kReady | kHup | kClosed | also)) return false;  // w never became visible
       if (s & kWaiting) {
         busy = true;  // a second fiber on this direction
         return false;

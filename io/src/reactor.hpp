@@ -13,7 +13,7 @@
 // slot and finds the generation changed.
 //
 // Each direction (read, write) is one 64-bit state word:
-//   bits 0-7   flags: kReady, kClosed, kWaiting, kLock, kHup
+//   bits 0-7   flags: kReady, kClosed, kWaiting, kLock, kHup, kNudge
 //   bits 8-39  tick: +1 on every readiness event for this direction
 //   bits 40-63 the descriptor's generation (low 24 bits)
 // and a Waiter pointer guarded by kWaiting/kLock (see Dir).
@@ -68,6 +68,10 @@ struct Dir {
   // readiness): data and FIN can arrive in one event, and the read that
   // returns the data stops short of the FIN.
   static constexpr std::uint64_t kHup = 16;
+  // kNudge: nudge() asked the fiber in an idle wait (io/src/idle_wait.hpp)
+  // to return without readiness. Only await(what, kNudge) returns for it
+  // (every other wait ignores it), and it stays set until clear_nudge.
+  static constexpr std::uint64_t kNudge = 32;
   static constexpr std::uint64_t kFlags = 0xff;
   static constexpr int kTickShift = 8;
   static constexpr std::uint64_t kTickMask = 0xffffffffull << kTickShift;
@@ -97,6 +101,12 @@ struct Dir {
   // Any thread. Ignored when the generation in the state is not `gen` (a
   // recycled slot) or the direction is closed.
   void signal(std::uint32_t gen, bool close, bool hup) noexcept;
+  // nudge: sets kNudge and completes the waiter if one is parked, as
+  // signal does for an event, but with no kReady and no tick: a wait that
+  // does not take kNudge (await's `also`) parks again. Any thread, while
+  // the descriptor is open (the caller's protocol keeps it so).
+  void nudge(std::uint32_t gen) noexcept;
+  void clear_nudge() noexcept { state.fetch_and(~kNudge, std::memory_order_relaxed); }
   static bool ready(std::uint64_t s) noexcept { return (s & (kReady | kHup)) != 0; }
   // clear_ready: the caller saw EAGAIN (or a short transfer) after loading
   // `seen`: clears kReady only if no event came since (same tick).
@@ -106,10 +116,18 @@ struct Dir {
                                     std::memory_order_relaxed);
     }
   }
-  // await: parks the calling fiber until kReady or kClosed (returns at once
-  // if either is set). Throws Cancelled / TimedOut, or std::system_error
-  // (operation_in_progress) when another fiber already waits here.
-  void await(const char* what);
+  // await: parks the calling fiber until kReady, kHup or kClosed, or one
+  // of the flags in `also` (returns at once if any is set). Throws
+  // Cancelled / TimedOut, or std::system_error (operation_in_progress)
+  // when another fiber already waits here.
+  void await(const char* what, std::uint64_t also = 0);
+
+ private:
+  // post: ORs `set` into the state (plus a new tick when `tick`) and
+  // completes the parked waiter, if any; signal and nudge.
+  void post(std::uint32_t gen, std::uint64_t set, bool tick, std::memory_order order) noexcept;
+
+ public:
 };
 
 class Reactor;

@@ -185,6 +185,12 @@ struct StreamAccess {
   static StreamTurns* turns(S& s) noexcept {
     return s.turns();
   }
+  // descriptor: the stream's registration (nullptr when closed); TcpStream
+  // for idle_wait.cpp.
+  template <class S>
+  static Descriptor* descriptor(S& s) noexcept {
+    return s.d_;
+  }
   template <class S>
   static std::size_t read(S& s, const iovec* iov, std::size_t cnt, std::error_code& ec) {
     return s.read_iov_held(iov, cnt, ec);

@@ -59,6 +59,7 @@
 // idle state (nothing was handed to a handler yet, so shutdown may cancel
 // it), then serves its Transport exactly as a plain one.
 #include <cxxabi.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -91,6 +92,7 @@
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/event.hpp>
 
+#include "../idle_wait.hpp"
 #include "response_head.hpp"
 #include "transport.hpp"
 #include "url.hpp"
@@ -106,32 +108,97 @@ using namespace std::chrono_literals;
 
 std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}; }
 
-// Conn: what the registry (State::conns) knows of a connection fiber.
-// `state` packs the kind (low two bits: busy, idle, cancelled) with, for
-// idle, when the idle period began (coarse_ms() << 2): one CAS from the
-// exact word read moves idle -> cancelled, so a scan never cancels a later
-// idle period on the strength of an earlier one's age.
-struct Conn : std::enable_shared_from_this<Conn> {
-  static constexpr std::uint64_t kBusy = 0, kIdle = 1, kCancelled = 2, kKind = 3;
-  static constexpr std::uint64_t kNever = ~std::uint64_t{0} >> 2;  // past every idle stamp
+// Conn: a connection, as the registry (State::conns) knows it.
+// `state` packs the kind (low three bits) with, from idle on, when the
+// idle period began (coarse_ms() << kStampShift): one CAS from the exact
+// word read moves idle -> cancelled, so a scan never cancels a later idle
+// period on the strength of an earlier one's age. The kinds, and who
+// moves them (the connection's fiber unless said otherwise):
+//   busy      serving a request (or starting)
+//   idle      waiting for a request: a scan may move it to cancelled
+//             (then cancels the fiber) or, for a releasable connection,
+//             to nudging (the idle sweep)
+//   cancelled a scan took it: the fiber ends, or the scan closes it
+//   nudging   the sweep is nudging the fiber's idle wait (idle_nudge);
+//             it moves it to nudged when done, and the fiber waits for
+//             that before it touches the socket (settle)
+//   nudged    nudged and done: the fiber clears the nudge, then goes on
+//             (busy) or releases the connection (parking)
+//   parking   the fiber is arming the wake instance (State::release)
+//   released  no fiber: the connection is the registry's. The waker (a
+//             wake event) moves it to busy and starts a fiber; a scan
+//             (shutdown's, the idle sweep's) to cancelled and closes it.
+// The rest of the file calls "whoever runs the connection" its fiber, or
+// while released whoever moved it out of released: only they touch `t`,
+// except the nudger's read of its descriptor in nudging.
+struct Conn {
+  static constexpr std::uint64_t kBusy = 0, kIdle = 1, kCancelled = 2, kNudging = 3, kNudged = 4, kParking = 5,
+                                 kReleased = 6, kKind = 7;
+  static constexpr int kStampShift = 3;
+  static constexpr std::uint64_t kNever = ~std::uint64_t{0} >> kStampShift;  // past every idle stamp
   std::atomic<std::uint64_t> state{kBusy};
-  bool finished = false;  // guarded by State::mu: the fiber has unregistered
+  bool finished = false;  // guarded by State::mu: unregistered (drop)
+  detail::Transport t;    // see above
+  io::Endpoint peer;
+  // Plain TCP and idle_release_after on: set before the fiber exists.
+  bool releasable = false;
+  // t's socket is in State::wake_ep (EPOLL_CTL_MOD re-arms it). Whoever
+  // runs the connection.
+  bool in_wake_ep = false;
+
+  static std::uint64_t kind(std::uint64_t s) noexcept { return s & kKind; }
+  static std::uint64_t stamp(std::uint64_t s) noexcept { return s >> kStampShift; }
+  static std::uint64_t with(std::uint64_t s, std::uint64_t kind) noexcept { return (s & ~kKind) | kind; }
 
   // The connection fiber: idle from now (seq_cst: the shutdown protocol's
   // step 4, at the top of the file).
-  void enter_idle(std::uint64_t since_ms) noexcept { state.store(since_ms << 2 | kIdle, std::memory_order_seq_cst); }
+  void enter_idle(std::uint64_t since_ms) noexcept {
+    state.store(since_ms << kStampShift | kIdle, std::memory_order_seq_cst);
+  }
   // The connection fiber: idle -> busy. False: a scan cancelled it first.
+  // (The TLS handshake's idle, which no nudge reaches.)
   bool leave_idle() noexcept {
     std::uint64_t seen = state.load(std::memory_order_seq_cst);
-    return (seen & kKind) == kIdle && state.compare_exchange_strong(seen, kBusy, std::memory_order_seq_cst);
+    return kind(seen) == kIdle && state.compare_exchange_strong(seen, kBusy, std::memory_order_seq_cst);
   }
-  // A scan (shutdown's, or the idle sweep's with `idle_before`): idle ->
-  // cancelled if idle since before `idle_before` ms. True: the caller
-  // cancels the fiber.
-  bool cancel_if_idle(std::uint64_t idle_before) noexcept {
+  // settle: the state once no nudger is at work (a nudge is one call with
+  // no suspension on another thread: wait it out).
+  std::uint64_t settle() const noexcept {
+    for (;;) {
+      const std::uint64_t s = state.load(std::memory_order_seq_cst);
+      if (kind(s) != kNudging) return s;
+      std::this_thread::yield();
+    }
+  }
+  // A scan (shutdown's, or the idle sweep's with `idle_before`): `from`
+  // (idle or released) -> cancelled if so since before `idle_before` ms.
+  // True: the caller cancels the fiber (idle) or closes the connection
+  // (released).
+  bool cancel_if(std::uint64_t from, std::uint64_t idle_before) noexcept {
     std::uint64_t seen = state.load(std::memory_order_seq_cst);
-    if ((seen & kKind) != kIdle || (seen >> 2) >= idle_before) return false;
+    if (kind(seen) != from || stamp(seen) >= idle_before) return false;
     return state.compare_exchange_strong(seen, kCancelled, std::memory_order_seq_cst);
+  }
+  // The idle sweep: idle since before `idle_before` -> nudging. True: the
+  // caller nudges, then end_nudge.
+  bool begin_nudge(std::uint64_t idle_before) noexcept {
+    std::uint64_t seen = state.load(std::memory_order_seq_cst);
+    if (kind(seen) != kIdle || stamp(seen) >= idle_before) return false;
+    return state.compare_exchange_strong(seen, with(seen, kNudging), std::memory_order_seq_cst);
+  }
+  void end_nudge() noexcept {
+    state.store(with(state.load(std::memory_order_relaxed), kNudged), std::memory_order_seq_cst);
+  }
+  // The waker: released -> busy (it then starts a fiber). Waits out a
+  // parking fiber (an epoll_ctl and a store, no suspension). False: a scan
+  // took it, or it is not released (a stale event).
+  bool wake() noexcept {
+    std::uint64_t seen = state.load(std::memory_order_seq_cst);
+    while (kind(seen) == kParking) {
+      std::this_thread::yield();
+      seen = state.load(std::memory_order_seq_cst);
+    }
+    return kind(seen) == kReleased && state.compare_exchange_strong(seen, kBusy, std::memory_order_seq_cst);
   }
 
   // The disconnect check (ServerOptions::disconnect_check, State::
@@ -516,17 +583,36 @@ struct Server::State {
   std::atomic<bool> stopping{false};  // seq_cst: the shutdown protocol's flag
   Event stop;
   std::mutex mu;
-  std::unordered_map<Conn*, Task<void>> conns;  // guarded by mu
-  std::atomic<std::uint64_t> accepted{0}, open{0}, served{0};
+  // Every open connection: its Conn and its fiber's Task (empty while
+  // released, or until the spawner stores it). Guarded by mu.
+  struct Entry {
+    std::shared_ptr<Conn> c;
+    Task<void> task;
+  };
+  std::unordered_map<Conn*, Entry> conns;
+  std::atomic<std::uint64_t> accepted{0}, open{0}, served{0}, released{0};
+  // wake_ep: the epoll instance released connections wait in (level
+  // triggered, one-shot, data.ptr the Conn), polled by the waker fiber
+  // (wake_released). Made by listen() when idle_release_after is on,
+  // owned by serve()'s EpollSource, closed when serve() returns; -1
+  // otherwise.
+  int wake_ep = -1;
+  ~State() {
+    if (wake_ep >= 0) ::close(wake_ep);  // listen() without serve()
+  }
   // What ended the accept loop for good; written by the acceptor fiber
   // before it returns, read by serve() after joining it (the join orders
   // the two).
   std::exception_ptr accept_error;
 
-  void accept_loop(TaskGroup& group, std::shared_ptr<State> self);
-  bool start(Conn& c, detail::Transport& t, io::TcpStream s);
-  void serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer);
-  bool wait_for_request(Conn& c, detail::Transport& s, beast::flat_buffer& buf);
+  void accept_loop(TaskGroup& group, const std::shared_ptr<State>& self);
+  void run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fresh);
+  bool start(Conn& c, io::TcpStream s);
+  void serve_conn(Conn& c);
+  bool wait_for_request(Conn& c, beast::flat_buffer& buf);
+  bool release(const std::shared_ptr<Conn>& c);
+  void wake_released(TaskGroup& group, io::detail::EpollSource& src, const std::shared_ptr<State>& self);
+  void drop(Conn& c) noexcept;
   bool read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p, beast::error_code& ec,
                  std::chrono::steady_clock::time_point& deadline);
   Response call_handler(Request& req, std::exception_ptr& thrown);
@@ -571,13 +657,15 @@ struct Server::State {
   void reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer, const Request* req);
   [[gnu::noinline]] void linger(detail::Transport& s);  // its 4 KiB sink stays out of serve_conn's frame, as drain's
   void cancel_idle(std::uint64_t idle_before = Conn::kNever);
+  void release_idle(std::uint64_t idle_before);
   void sweep_idle();
+  void close_left();
   void check_disconnects(std::uint64_t started_before);
   void watch_disconnects();
   void log_access(const io::Endpoint& peer, const Request* req, int status, std::uint64_t bytes) noexcept;
 };
 
-void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
+void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& self) {
   for (;;) {
     io::Endpoint peer;
     io::TcpStream s;
@@ -595,36 +683,55 @@ void Server::State::accept_loop(TaskGroup& group, std::shared_ptr<State> self) {
       return;
     }
     auto c = std::make_shared<Conn>();
+    c->peer = peer;
+#if SPINDLE_HAVE_TLS
+    c->releasable = wake_ep >= 0 && !tls;
+#else
+    c->releasable = wake_ep >= 0;
+#endif
     accepted.fetch_add(1, std::memory_order_relaxed);
     open.fetch_add(1, std::memory_order_relaxed);
-    auto task = group.spawn([self, c, s = std::move(s), peer]() mutable {
-      struct Unregister {
-        State& st;
-        Conn& c;
-        ~Unregister() {
-          {
-            std::lock_guard lk(st.mu);
-            c.finished = true;
-            st.conns.erase(&c);
-          }
-          st.open.fetch_sub(1, std::memory_order_relaxed);
-        }
-      } unregister{*self, *c};
-      // Declared after `unregister`, so the socket is closed before the
-      // connection counts as gone (connections_open() == 0 means closed).
-      detail::Transport conn;
-      if (!self->start(*c, conn, std::move(s))) return;
-      self->serve_conn(*c, conn, peer);
-    });
+    auto task = group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); });
     std::lock_guard lk(mu);
-    if (!c->finished) conns.emplace(c.get(), std::move(task));
+    if (!c->finished) conns.emplace(c.get(), Entry{c, std::move(task)});
   }
+}
+
+// run_conn: a connection fiber's body: a new connection (`fresh`, its
+// socket) or one the waker took out of released. Ends the connection
+// (drop) unless it was released again, which passes it to the registry.
+void Server::State::run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fresh) {
+  struct End {
+    State& st;
+    Conn& c;
+    bool ours = true;
+    ~End() {
+      if (ours) st.drop(c);
+    }
+  } end{*this, *c};
+  if (fresh != nullptr && !start(*c, std::move(*fresh))) return;
+  serve_conn(*c);
+  if (Conn::kind(c->state.load(std::memory_order_relaxed)) == Conn::kParking && release(c)) end.ours = false;
+}
+
+// drop: closes the connection and unregisters it: whoever runs it, once.
+// The socket is closed before the connection counts as gone
+// (connections_open() == 0 means closed).
+void Server::State::drop(Conn& c) noexcept {
+  c.t = detail::Transport();
+  {
+    std::lock_guard lk(mu);
+    c.finished = true;
+    conns.erase(&c);
+  }
+  open.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // start: the connection's transport; for TLS, the handshake, in the idle
 // state (protocol above, step 4). False: the connection ends (handshake
 // failed or timed out, shutdown).
-bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
+bool Server::State::start(Conn& c, io::TcpStream s) {
+  detail::Transport& t = c.t;
   c.fd = s.native_handle();  // the disconnect check's peeks (Conn)
   try {
     s.set_nodelay(true);
@@ -653,19 +760,124 @@ bool Server::State::start(Conn& c, detail::Transport& t, io::TcpStream s) {
 }
 
 // wait_for_request: waits, idle, for the first byte of the next request.
-// False: the connection ends (end of stream, error, shutdown). idle_timeout
-// is not a deadline on this read: the idle sweep (sweep_idle) cancels a
-// connection idle for longer, so a request costs a coarse clock read here
-// instead of a timer added and removed.
-bool Server::State::wait_for_request(Conn& c, detail::Transport& s, beast::flat_buffer& buf) {
-  c.enter_idle(opt.idle_timeout.count() > 0 ? coarse_ms() : 0);  // step 4
+// False: the connection ends (end of stream, error, shutdown), or it is
+// to be released (the state is then parking: run_conn releases it).
+// idle_timeout and idle_release_after are not deadlines on this wait: the
+// idle sweep (sweep_idle) cancels a connection idle for longer than the
+// one and nudges the wait of one idle for longer than the other, so a
+// request costs a coarse clock read here instead of a timer added and
+// removed.
+bool Server::State::wait_for_request(Conn& c, beast::flat_buffer& buf) {
+  detail::Transport& s = c.t;
+  const bool stamped = opt.idle_timeout.count() > 0 || c.releasable;
+  c.enter_idle(stamped ? coarse_ms() : 0);  // step 4
   if (stopping.load(std::memory_order_seq_cst)) return false;
   std::error_code ec;
-  const std::size_t n = s.read_some(buf.prepare(4096), ec);
-  if (!c.leave_idle()) return false;
-  if (ec) return false;  // end of stream between requests: the usual close
+  std::size_t n = 0;
+  const auto room = buf.prepare(4096);
+  if (!c.releasable) {
+    n = s.read_some(room, ec);
+  } else {
+    for (;;) {
+      const std::ptrdiff_t got = io::detail::idle_read(s.tcp(), room.data(), room.size(), ec);
+      if (got >= 0) {
+        n = static_cast<std::size_t>(got);
+        break;
+      }
+      if (io::detail::idle_wait(s.tcp()) == io::detail::IdleWake::nudged) {
+        // Only the sweep nudges, after its idle -> nudging: the state is
+        // nudging or nudged, and only this fiber moves it from nudged.
+        const std::uint64_t st = c.settle();
+        io::detail::idle_nudge_done(s.tcp());
+        c.state.store(Conn::with(st, Conn::kParking), std::memory_order_seq_cst);
+        return false;
+      }
+    }
+  }
+  // Bytes came (or the end): busy, unless a scan cancelled it. A nudge
+  // that came meanwhile is waited out and cleared: bytes came first.
+  for (;;) {
+    std::uint64_t st = c.settle();
+    if (Conn::kind(st) == Conn::kCancelled) return false;
+    if (Conn::kind(st) == Conn::kNudged) {
+      if (c.releasable) io::detail::idle_nudge_done(s.tcp());
+      c.state.store(Conn::kBusy, std::memory_order_seq_cst);
+      break;
+    }
+    if (c.state.compare_exchange_strong(st, Conn::kBusy, std::memory_order_seq_cst)) break;
+  }
+  if (ec || n == 0) return false;  // end of stream between requests: the usual close
   buf.commit(n);
   return true;
+}
+
+// release: the fiber's last act for a connection idle past
+// idle_release_after (state parking): arm its socket in wake_ep and hand
+// it to the registry (released), after which the fiber touches it no
+// more. True when released. False: the connection ends (its fiber drops
+// it): the epoll_ctl failed (no memory, the user's epoll watch limit),
+// or shutdown began and nobody else took it first.
+bool Server::State::release(const std::shared_ptr<Conn>& c) {
+  {
+    // The fiber ends: its Task goes (the group still counts the fiber).
+    // Scans skip a parking connection, so none looks for the Task.
+    std::lock_guard lk(mu);
+    if (auto it = conns.find(c.get()); it != conns.end()) it->second.task = Task<void>();
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.data.ptr = c.get();
+  // Level triggered: bytes that came before this call are reported, so no
+  // wake is lost between the idle wait and here.
+  if (::epoll_ctl(wake_ep, c->in_wake_ep ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->t.tcp().native_handle(), &ev) != 0) {
+    c->state.store(Conn::kBusy, std::memory_order_seq_cst);
+    return false;
+  }
+  c->in_wake_ep = true;
+  const std::uint64_t st = c->state.load(std::memory_order_relaxed);
+  released.fetch_add(1, std::memory_order_relaxed);  // before: the taker subtracts
+  // seq_cst, then stopping (seq_cst): shutdown's step 4 for a released
+  // connection. Either this fiber sees stopping, or step 3's scan sees
+  // released and closes it.
+  c->state.store(Conn::with(st, Conn::kReleased), std::memory_order_seq_cst);
+  if (!stopping.load(std::memory_order_seq_cst)) return true;
+  std::uint64_t seen = Conn::with(st, Conn::kReleased);
+  if (!c->state.compare_exchange_strong(seen, Conn::kBusy, std::memory_order_seq_cst)) return true;  // taken
+  released.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+// wake_released: the waker fiber. Takes each released connection whose
+// socket wake_ep reports (bytes, end of stream, an error) out of released
+// and starts a fiber for it. Under mu: the event's Conn may be gone (a scan
+// closed it after epoll_wait fetched the event; then it is not in conns),
+// and the new fiber's Task must be in conns before a scan can look for it.
+// A Conn freed and another made at its address meanwhile gets at worst a
+// spurious start, which finds nothing to read and waits as usual. Runs
+// until cancelled (serve).
+void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src,
+                                  const std::shared_ptr<State>& self) {
+  std::array<epoll_event, 64> ev{};
+  std::vector<std::shared_ptr<Conn>> got;
+  for (;;) {
+    const int n = src.fetch(ev.data(), static_cast<int>(ev.size()));
+    got.clear();
+    {
+      std::lock_guard lk(mu);
+      for (int i = 0; i < n; ++i) {
+        if (auto it = conns.find(static_cast<Conn*>(ev[static_cast<std::size_t>(i)].data.ptr)); it != conns.end()) {
+          got.push_back(it->second.c);
+        }
+      }
+    }
+    for (const std::shared_ptr<Conn>& c : got) {
+      if (!c->wake()) continue;  // Conn::wake waits out a parking fiber: not under mu
+      released.fetch_sub(1, std::memory_order_relaxed);
+      std::lock_guard lk(mu);
+      auto task = group.spawn([self, c] { self->run_conn(c, nullptr); });
+      if (auto it = conns.find(c.get()); it != conns.end() && !c->finished) it->second.task = std::move(task);
+    }
+  }
 }
 
 // read_head: the request line and fields, within read_timeout. False when
@@ -888,13 +1100,15 @@ void Server::State::linger(detail::Transport& s) {
   }
 }
 
-void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint& peer) {
+void Server::State::serve_conn(Conn& c) {
+  detail::Transport& s = c.t;
+  const io::Endpoint& peer = c.peer;
   try {
     beast::flat_buffer buf(conn_buffer_limit(opt));  // capped: see conn_buffer_limit
     std::string out;  // write_response's scratch
     for (;;) {
       if (buf.size() == 0) {
-        if (!wait_for_request(c, s, buf)) return;
+        if (!wait_for_request(c, buf)) return;
       } else if (stopping.load(std::memory_order_seq_cst)) {
         return;  // a pipelined request not yet started when shutdown came
       }
@@ -1033,41 +1247,98 @@ void Server::State::serve_conn(Conn& c, detail::Transport& s, const io::Endpoint
 }
 
 // cancel_idle: cancels every connection idle since before `idle_before`
-// ms (all idle ones by default: shutdown's step 3). The idle -> cancelled
-// CAS is made under mu, the cancels after it (as TaskGroup does): a cancel
-// wakes the fiber, whose Unregister takes mu at once, and would block its
-// worker's thread on the scan. The reference taken under mu keeps each
-// fiber alive until its cancel, even if it ends in between.
+// ms (all idle ones by default: shutdown's step 3), and closes every one
+// released since before then. The idle -> cancelled CAS is made under
+// mu, the cancels after it (as TaskGroup does): a cancel wakes the fiber,
+// whose drop takes mu at once, and would block its worker's thread on the
+// scan. The reference taken under mu keeps each fiber alive until its
+// cancel, even if it ends in between. A released connection moved to
+// cancelled is this scan's to close (drop), outside mu too.
 void Server::State::cancel_idle(std::uint64_t idle_before) {
   std::vector<spindle::detail::Fiber*> picked;
+  std::vector<std::shared_ptr<Conn>> closing;
   {
     std::lock_guard lk(mu);
-    for (auto& [c, task] : conns) {
-      if (!c->cancel_if_idle(idle_before)) continue;
-      spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(task);
-      f->add_ref();
-      picked.push_back(f);
+    for (auto& [c, e] : conns) {
+      if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
+        spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
+        f->add_ref();
+        picked.push_back(f);
+      } else if (c->cancel_if(Conn::kReleased, idle_before)) {
+        closing.push_back(e.c);
+      }
     }
   }
   for (spindle::detail::Fiber* f : picked) {
     spindle::detail::cancel_fiber(f);
     f->release();
   }
+  for (const std::shared_ptr<Conn>& c : closing) {
+    released.fetch_sub(1, std::memory_order_relaxed);
+    drop(*c);
+  }
 }
 
-// sweep_idle: idle_timeout for every connection at once. Every eighth of
-// the timeout (5 ms to 5 s), connections idle since before now - timeout
-// are cancelled as shutdown's scan cancels idle ones (same CAS, same
-// guarantee: nothing of a request was handed to a handler). A connection
-// is closed between idle_timeout and idle_timeout + one period (+ a tick of
-// the coarse clock) after its last request. Runs until cancelled (serve).
+// release_idle: nudges the idle wait of every releasable connection idle
+// since before `idle_before` ms (idle_release_after): its fiber releases
+// it (wait_for_request, release). One connection at a time, outside mu
+// (the Conn references taken under it keep them alive): a fiber woken
+// meanwhile waits in settle for its own nudge only.
+void Server::State::release_idle(std::uint64_t idle_before) {
+  std::vector<std::shared_ptr<Conn>> picked;
+  {
+    std::lock_guard lk(mu);
+    for (auto& [c, e] : conns) {
+      const std::uint64_t st = c->state.load(std::memory_order_relaxed);
+      if (c->releasable && Conn::kind(st) == Conn::kIdle && Conn::stamp(st) < idle_before) picked.push_back(e.c);
+    }
+  }
+  for (const std::shared_ptr<Conn>& c : picked) {
+    if (!c->begin_nudge(idle_before)) continue;  // a request came, or a scan took it
+    io::detail::idle_nudge(c->t.tcp());
+    c->end_nudge();
+  }
+}
+
+// sweep_idle: idle_timeout and idle_release_after for every connection at
+// once. Every period (an eighth of idle_timeout, or half of
+// idle_release_after if shorter; 5 ms to 5 s), connections idle since
+// before now - idle_timeout are cancelled as shutdown's scan cancels idle
+// ones (same CAS, same guarantee: nothing of a request was handed to a
+// handler), and those idle since before now - idle_release_after are
+// released. A connection is closed between idle_timeout and idle_timeout
+// + one period (+ a tick of the coarse clock) after its last request.
+// Runs until cancelled (serve).
 void Server::State::sweep_idle() {
+  using std::chrono::milliseconds;
   const auto timeout = static_cast<std::uint64_t>(opt.idle_timeout.count());
-  const auto period = std::clamp(opt.idle_timeout / 8, std::chrono::milliseconds(5), std::chrono::milliseconds(5000));
+  const auto release_after = static_cast<std::uint64_t>(wake_ep >= 0 ? opt.idle_release_after.count() : 0);
+  milliseconds period(5000);
+  if (timeout > 0) period = std::min(period, opt.idle_timeout / 8);
+  if (release_after > 0) period = std::min(period, opt.idle_release_after / 2);
+  period = std::max(period, milliseconds(5));
   for (;;) {
     sleep_for(period);
     const std::uint64_t now = coarse_ms();
-    if (now >= timeout) cancel_idle(now - timeout + 1);
+    if (timeout > 0 && now >= timeout) cancel_idle(now - timeout + 1);
+    if (release_after > 0 && now >= release_after) release_idle(now - release_after + 1);
+  }
+}
+
+// close_left: after every connection fiber ended (serve's last step), the
+// connections no fiber holds: released ones, and any whose fiber was
+// spawned into a cancelled group and so never ran.
+void Server::State::close_left() {
+  std::vector<std::shared_ptr<Conn>> left;
+  {
+    std::lock_guard lk(mu);
+    for (auto& [c, e] : conns) left.push_back(e.c);
+  }
+  for (const std::shared_ptr<Conn>& c : left) {
+    if (Conn::kind(c->state.load(std::memory_order_relaxed)) == Conn::kReleased) {
+      released.fetch_sub(1, std::memory_order_relaxed);
+    }
+    drop(*c);
   }
 }
 
@@ -1086,11 +1357,11 @@ void Server::State::check_disconnects(std::uint64_t started_before) {
   std::vector<Picked> picked;
   {
     std::lock_guard lk(mu);
-    for (auto& [c, task] : conns) {
-      if (!c->handler_before(started_before)) continue;
-      spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(task);
+    for (auto& [c, e] : conns) {
+      if (spindle::detail::TaskAccess::fiber(e.task) == nullptr || !c->handler_before(started_before)) continue;
+      spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
       f->add_ref();
-      picked.push_back({c->shared_from_this(), f});
+      picked.push_back({e.c, f});
     }
   }
   for (const Picked& p : picked) {
@@ -1197,6 +1468,11 @@ void Server::listen(std::string_view host, std::uint16_t port) {
 #endif
   }
   st_->listener = io::TcpListener::bind(host, port, lo);
+  if (st_->opt.idle_release_after.count() > 0 && st_->wake_ep < 0) {
+    // serve() hands it to the waker (EpollSource). -1 (no memory, the fd
+    // limit): connections keep their fibers while idle.
+    st_->wake_ep = ::epoll_create1(EPOLL_CLOEXEC);
+  }
 }
 
 io::Endpoint Server::local_endpoint() const { return st_->listener.local_endpoint(); }
@@ -1204,18 +1480,43 @@ io::Endpoint Server::local_endpoint() const { return st_->listener.local_endpoin
 void Server::serve() {
   std::shared_ptr<State> st = st_;
   if (!st->listener.is_open()) throw std::logic_error("spindle::http: Server::serve() before listen()");
+  // Destroyed in reverse: the group waits for every fiber, then the
+  // connections no fiber holds are closed (released ones), then wake_ep.
+  struct WakeGone {
+    State& st;
+    ~WakeGone() { st.wake_ep = -1; }
+  } wake_gone{*st};
+  // The waker's wait for wake_ep (listen() made it), which it owns from
+  // here: made before the group, so that a failure only turns releasing
+  // off (as a failed epoll_create1 does) instead of failing the group.
+  std::optional<io::detail::EpollSource> wake_src;
+  if (st->wake_ep >= 0) {
+    try {
+      wake_src.emplace(st->wake_ep);
+    } catch (const std::system_error&) {
+      st->wake_ep = -1;  // closed by the failed registration
+    }
+  }
+  struct CloseLeft {
+    State& st;
+    ~CloseLeft() { st.close_left(); }
+  } close_left{*st};
   TaskGroup group;
   Task<void> acceptor = group.spawn([&group, st] { st->accept_loop(group, st); });
-  std::optional<Task<void>> sweeper, watcher;
-  if (st->opt.idle_timeout.count() > 0) sweeper = group.spawn([st] { st->sweep_idle(); });
+  std::optional<Task<void>> sweeper, watcher, waker;
+  if (st->opt.idle_timeout.count() > 0 || st->wake_ep >= 0) sweeper = group.spawn([st] { st->sweep_idle(); });
   if (st->opt.disconnect_check.count() > 0) watcher = group.spawn([st] { st->watch_disconnects(); });
+  if (wake_src) waker = group.spawn([&group, &wake_src, st] { st->wake_released(group, *wake_src, st); });
   st->stop.wait();  // Cancelled here: the group's destructor cancels and waits
   acceptor.cancel();  // step 2
   // Before step 6 waits for the group. The disconnect check stops too:
-  // a client that goes away during the drain has its handler run on.
-  if (sweeper) sweeper->cancel();
-  if (watcher) watcher->cancel();
-  for (Task<void>* t : {&acceptor, sweeper ? &*sweeper : nullptr, watcher ? &*watcher : nullptr}) {
+  // a client that goes away during the drain has its handler run on. The
+  // waker stops: no released connection starts a fiber after this.
+  for (auto* t : {&sweeper, &watcher, &waker}) {
+    if (*t) (*t)->cancel();
+  }
+  for (Task<void>* t : {&acceptor, sweeper ? &*sweeper : nullptr, watcher ? &*watcher : nullptr,
+                        waker ? &*waker : nullptr}) {
     if (t == nullptr) continue;
     try {
       t->join();
@@ -1223,7 +1524,7 @@ void Server::serve() {
     }
   }
   st->listener.close();
-  st->cancel_idle();  // step 3
+  st->cancel_idle();  // step 3 (released connections too)
   try {
     with_timeout(st->opt.drain_timeout, [&] { group.wait(); });  // step 6
   } catch (const TimedOut&) {
@@ -1242,5 +1543,8 @@ std::uint64_t Server::connections_accepted() const noexcept {
 }
 std::uint64_t Server::connections_open() const noexcept { return st_->open.load(std::memory_order_relaxed); }
 std::uint64_t Server::requests_served() const noexcept { return st_->served.load(std::memory_order_relaxed); }
+std::uint64_t Server::connections_released() const noexcept {
+  return st_->released.load(std::memory_order_relaxed);
+}
 
 }  // namespace spindle::http
