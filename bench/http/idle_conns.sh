@@ -44,7 +44,9 @@ client_args=()
 [[ $mode == connect ]] && client_args=(connect)
 here=bench/http
 
-find_bin() { find "$build" -name "$1" -type f -perm -u+x | head -n1; }
+# find_bin: the newest of the name (examples/ and bench/http/ both build
+# http_server_hello; a stale one must not be measured).
+find_bin() { find "$build" -name "$1" -type f -perm -u+x -printf '%T@ %p\n' | sort -rn | head -n1 | cut -d' ' -f2-; }
 server_bin=$(find_bin http_server_hello)
 libuv_bin=$(find_bin libuv_hello)
 client=$(find_bin spindle_bench_idle_conns)
