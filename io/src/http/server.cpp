@@ -138,7 +138,6 @@ struct Conn {
   static constexpr int kStampShift = 3;
   static constexpr std::uint64_t kNever = ~std::uint64_t{0} >> kStampShift;  // past every idle stamp
   std::atomic<std::uint64_t> state{kBusy};
-  bool finished = false;  // guarded by State::mu: unregistered (drop)
   detail::Transport t;    // see above
   io::Endpoint peer;
   // Plain TCP and idle_release_after on: set before the fiber exists.
@@ -722,9 +721,20 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
 #endif
     accepted.fetch_add(1, std::memory_order_relaxed);
     open.fetch_add(1, std::memory_order_relaxed);
+    // Registered before its fiber exists: the fiber may end it (drop) or
+    // release it (which moves it to `parked`) before the Task is stored.
+    {
+      std::lock_guard lk(mu);
+      conns.emplace(c.get(), Entry{c, Task<void>()});
+    }
     auto task = group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); });
     std::lock_guard lk(mu);
-    if (!c->finished) conns.emplace(c.get(), Entry{c, std::move(task)});
+    // Not if it ended, was released, or was woken since (a later fiber's
+    // Task is there then).
+    if (auto it = conns.find(c.get());
+        it != conns.end() && spindle::detail::TaskAccess::fiber(it->second.task) == nullptr) {
+      it->second.task = std::move(task);
+    }
   }
 }
 
@@ -752,7 +762,6 @@ void Server::State::drop(Conn& c) noexcept {
   c.t = detail::Transport();
   {
     std::lock_guard lk(mu);
-    c.finished = true;
     conns.erase(&c);
     parked.erase(&c);
   }
