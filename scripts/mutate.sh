@@ -68,6 +68,8 @@ http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = 
 http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\(conn_buffer_limit\(opt\)\);}{beast::flat_buffer buf;} :: http_server_hostile :: ^http_server_hostile$
 http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*e = bhttp::error::bad_chunk_extension;}{(void)ext; (void)max;} :: http_server_hostile :: ^http_server_hostile$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
+http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$
+http_release_never_rearms :: io/src/http/server.cpp :: s{c->in_wake_ep \? EPOLL_CTL_MOD : EPOLL_CTL_ADD}{EPOLL_CTL_ADD} :: http_server_idle_release :: ^http_server_idle_release$
 http_whole_body_deadline_dropped :: io/src/http/server.cpp :: s{if\s*\(whole_deadline_ == kNoDeadline\)\s*return load_all\(into, limit\);}{return load_all(into, limit);} :: http_server_hostile :: ^http_server_hostile$
 http_handler_catches_std_only :: io/src/http/server.cpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
 http_accept_error_retried :: io/src/http/server.cpp :: s{accept_error = std::current_exception\(\);}{continue;} :: http_server_hostile :: ^http_server_hostile$
