@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <csignal>
@@ -19,6 +21,7 @@
 #include <cstring>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include <spindle/io/tcp.hpp>
 #include <spindle/spindle.hpp>
@@ -41,24 +44,56 @@ void spindle_echo_serve(unsigned workers, int port, void (*on_listening)(int, vo
   // for A/B runs of it (docs/decisions/0017-placement.md "Four workers").
   if (const char* e = std::getenv("SPINDLE_ECHO_CONSOLIDATE"); e != nullptr && e[0] == '0') o.consolidate_io = false;
   spindle::Runtime rt(o);
+  // SPINDLE_ECHO_STATS=1: every 500 ms, one stderr line per worker with
+  // its counters' growth and how many connections last echoed on it (for
+  // finding where the connections live in a slow run).
+  const bool stats = std::getenv("SPINDLE_ECHO_STATS") != nullptr;
+  static std::atomic<int> last_worker[1 << 16];
   rt.block_on([&] {
     auto l = spindle::io::TcpListener::bind("127.0.0.1", static_cast<std::uint16_t>(port));
     on_listening(l.local_endpoint().port(), arg);
-    for (;;) {
+    if (stats) {
+      spindle::spawn([workers] {
+        std::vector<spindle::WorkerStats> before = spindle::current_stats().workers;
+        for (int tick = 0;; ++tick) {
+          spindle::sleep_for(std::chrono::milliseconds(500));
+          const std::vector<spindle::WorkerStats> now = spindle::current_stats().workers;
+          std::vector<int> conns(workers + 1, 0);
+          for (auto& w : last_worker) {
+            const int v = w.load(std::memory_order_relaxed);
+            if (v > 0) ++conns[static_cast<std::size_t>(v - 1)];
+          }
+          for (std::size_t i = 0; i < now.size(); ++i) {
+            std::fprintf(stderr, "t%d w%zu switches %llu parks %llu polls %llu steals %llu spreads %llu handed %llu conns %d\n",
+                         tick, i, (unsigned long long)(now[i].switches - before[i].switches),
+                         (unsigned long long)(now[i].parks - before[i].parks),
+                         (unsigned long long)(now[i].polls - before[i].polls),
+                         (unsigned long long)(now[i].steals - before[i].steals),
+                         (unsigned long long)(now[i].spreads - before[i].spreads),
+                         (unsigned long long)(now[i].handed_off - before[i].handed_off), conns[i]);
+          }
+          before = now;
+        }
+      }).detach();
+    }
+    for (int id = 0;; ++id) {
       spindle::io::TcpStream s = l.accept();
-      spindle::spawn([cap = std::move(s)]() mutable {
+      spindle::spawn([cap = std::move(s), id, stats]() mutable {
         spindle::io::TcpStream s = std::move(cap);
         char buf[4096];
+        auto& where = last_worker[static_cast<std::size_t>(id) % (1 << 16)];
         try {
           s.set_nodelay(true);
           for (;;) {
+            if (stats) where.store(spindle::this_fiber::worker_index() + 1, std::memory_order_relaxed);
             const std::size_t n = s.read_some(buf, sizeof buf);
-            if (n == 0) return;  // end of stream: s closes here
+            if (n == 0) break;  // end of stream: s closes as the fiber ends
             s.write_all(buf, n);
           }
         } catch (const std::system_error&) {
           // The protocol: close silently on error.
         }
+        where.store(0, std::memory_order_relaxed);
       }).detach();
     }
   });
