@@ -64,6 +64,34 @@ TEST_CASE("idle release: an idle connection gives back its fiber and is served a
   });
 }
 
+TEST_CASE("idle release: released connections hold no fiber") {
+  run_checked(2, [] {
+    LiveServer srv(echo_target, releasing(10ms));
+    // The server's own fibers (acceptor, sweep, waker, disconnect check)
+    // and this one are running by the time one request was answered.
+    {
+      auto warm = raw_connect(srv.port());
+      std::string buf;
+      FIBER_CHECK(get(warm, buf, "/warm") == "GET /warm ");
+    }
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    const std::uint64_t before = sp::current_stats().live_fibers;
+    constexpr int kConns = 50;
+    std::vector<io::TcpStream> conns;
+    for (int i = 0; i < kConns; ++i) {
+      conns.push_back(raw_connect(srv.port()));
+      std::string buf;
+      FIBER_CHECK(get(conns.back(), buf, "/c") == "GET /c ");
+    }
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_released() == kConns; }));
+    // A fiber per connection would be 50 more; a fiber ending may still be
+    // counted for a moment after its connection was released.
+    FIBER_CHECK(wait_until([&] { return sp::current_stats().live_fibers < before + 5; }));
+    std::string buf;
+    FIBER_CHECK(get(conns[7], buf, "/again") == "GET /again ");
+  });
+}
+
 TEST_CASE("idle release: a request under way is never released; pipelined bytes wake it whole") {
   run_checked(2, [] {
     LiveServer srv(echo_target, releasing(10ms));
