@@ -126,8 +126,6 @@ struct Dir {
   // post: ORs `set` into the state (plus a new tick when `tick`) and
   // completes the parked waiter, if any; signal and nudge.
   void post(std::uint32_t gen, std::uint64_t set, bool tick, std::memory_order order) noexcept;
-
- public:
 };
 
 class Reactor;
