@@ -30,6 +30,12 @@
 // The idle sweep (sweep_idle, ServerOptions::idle_timeout) cancels through
 // the same idle -> cancelled CAS as step 3, for connections idle too long,
 // so it inherits the guarantee: nothing of a request was handed on.
+// Released connections (ServerOptions::idle_release_after: no fiber while
+// idle; Conn, release, wake_released) take part as a fiber in its idle
+// wait would: step 3 and the sweep close them (released -> cancelled), a
+// fiber releasing one reads `stopping` after it stored `released` (step
+// 4's pairing), the waker stops with the acceptor (step 2), and serve()
+// closes any left once the group has ended (close_left).
 //
 // Request bodies (docs/http.md "Streamed bodies (server)"): one parser type,
 // request_parser<buffer_body>, for every request: Beast parses the body
