@@ -1,58 +1,26 @@
 // idle_wait.cpp: idle_wait.hpp.
 #include "idle_wait.hpp"
 
-#include <unistd.h>
-
 #include <sys/socket.h>
 
-#include <atomic>
 #include <cerrno>
+#include <system_error>
 
-#include <spindle/runtime/detail/io_hook.hpp>
-
-#include "errno_now.hpp"
 #include "reactor.hpp"
 #include "stream_ops.hpp"
+#include "try_io.hpp"
 
 namespace spindle::io::detail {
 
 std::ptrdiff_t idle_read(TcpStream& s, void* p, std::size_t n, std::error_code& ec) {
-  ec.clear();
   Descriptor* d = StreamAccess::descriptor(s);
   if (d == nullptr) {
     ec = std::make_error_code(std::errc::bad_file_descriptor);
     return 0;
   }
-  for (;;) {
-    // try_io's steps without its wait (try_io.hpp).
-    const std::uint64_t st = d->rd.state.load(std::memory_order_acquire);
-    if (st & Dir::kClosed) {
-      ec = closed_error(d);
-      return 0;
-    }
-    if (!Dir::ready(st)) return -1;
-    ssize_t r;
-    {
-      Inflight in(d);
-      if (!in.ok()) {
-        ec = closed_error(d);
-        return 0;
-      }
-      r = ::recv(d->fd, p, n, 0);
-    }
-    if (r >= 0) {
-      if (r > 0 && static_cast<std::size_t>(r) < n) d->rd.clear_ready(st);  // drained
-      return r;
-    }
-    const int err = errno_now();
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      d->rd.clear_ready(st);  // fails if an event came meanwhile: then read again
-      continue;
-    }
-    if (err == EINTR) continue;
-    ec = std::error_code(err, std::system_category());
-    return 0;
-  }
+  const ssize_t r = try_ready(d, d->rd, n, ec, [&](int fd) { return ::recv(fd, p, n, 0); });
+  if (r == kNotReady) return -1;
+  return r < 0 ? 0 : r;
 }
 
 IdleWake idle_wait(TcpStream& s) {
@@ -63,11 +31,7 @@ IdleWake idle_wait(TcpStream& s) {
     const std::uint64_t st = d->rd.state.load(std::memory_order_acquire);
     if (st & Dir::kNudge) return IdleWake::nudged;
     if (Dir::ready(st) || (st & Dir::kClosed)) return IdleWake::readable;
-    // As try_io's wait: the runtime learns which socket this fiber waits
-    // to read, and where it should be (reactor.hpp, follow).
-    if (const int to = spindle::detail::note_read_wait(d->move_tag()); to >= 0) [[unlikely]] {
-      d->reactor->follow(d, to);
-    }
+    note_read_wait(d);  // as try_io's wait
     d->rd.await("http idle", Dir::kNudge);
   }
 }
@@ -88,19 +52,15 @@ EpollSource::EpollSource(int epfd) : d_(Reactor::get().open(epfd, true, false)) 
 EpollSource::~EpollSource() { Reactor::close(d_); }
 
 int EpollSource::fetch(epoll_event* ev, int n) {
-  for (;;) {
-    // As try_io: the state before the call, so an event that comes while
-    // epoll_wait finds nothing bumps the tick and the clear fails.
-    const std::uint64_t st = d_->rd.state.load(std::memory_order_acquire);
-    if (Dir::ready(st)) {
-      const int got = ::epoll_wait(d_->fd, ev, n, 0);
-      if (got > 0) return got;
-      if (got < 0 && errno != EINTR) throw_errno(errno, "spindle::http: wake instance");
-      if (got == 0) d_->rd.clear_ready(st);
-      continue;
-    }
-    d_->rd.await("http wake");
-  }
+  // try_io's protocol, an empty fetch standing for EAGAIN.
+  std::error_code ec;
+  const ssize_t got = try_io(d_, d_->rd, "http wake", 0, ec, [&](int fd) -> ssize_t {
+    const int k = ::epoll_wait(fd, ev, n, 0);
+    if (k == 0) errno = EAGAIN;
+    return k == 0 ? -1 : k;
+  });
+  if (got < 0) throw std::system_error(ec, "spindle::http: wake instance");
+  return static_cast<int>(got);
 }
 
 }  // namespace spindle::io::detail

@@ -29,8 +29,9 @@ enum class IdleWake : unsigned char {
 // 0 at end of stream (ec clear) or on an error (ec set: the errno, or
 // closed_error's), or -1 when nothing is there (the socket's readiness is
 // then cleared, so idle_wait waits for the next event). No syscall when
-// no event came since the last read that drained the socket. Not with
-// read_line's read-ahead (the server never uses it).
+// no event came since the last read that drained the socket (try_io.hpp,
+// try_ready). Takes no reading turn and skips read_line's read-ahead: for
+// a stream with one reader that never uses read_line (the server's).
 std::ptrdiff_t idle_read(TcpStream& s, void* p, std::size_t n, std::error_code& ec);
 // idle_wait: parks the calling fiber until an event on s after idle_read
 // returned -1 (bytes, end of stream, an error, close: readable) or

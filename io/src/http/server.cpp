@@ -642,6 +642,7 @@ struct Server::State {
   std::exception_ptr accept_error;
 
   void accept_loop(TaskGroup& group, const std::shared_ptr<State>& self);
+  void give_fiber(const std::shared_ptr<Conn>& c, Task<void> task);
   void run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fresh);
   bool start(Conn& c, io::TcpStream s);
   void serve_conn(Conn& c);
@@ -727,20 +728,25 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
 #endif
     accepted.fetch_add(1, std::memory_order_relaxed);
     open.fetch_add(1, std::memory_order_relaxed);
-    // Registered before its fiber exists: the fiber may end it (drop) or
-    // release it (which moves it to `parked`) before the Task is stored.
     {
       std::lock_guard lk(mu);
       conns.emplace(c.get(), Entry{c, Task<void>()});
     }
-    auto task = group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); });
-    std::lock_guard lk(mu);
-    // Not if it ended, was released, or was woken since (a later fiber's
-    // Task is there then).
-    if (auto it = conns.find(c.get());
-        it != conns.end() && spindle::detail::TaskAccess::fiber(it->second.task) == nullptr) {
-      it->second.task = std::move(task);
-    }
+    give_fiber(c, group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); }));
+  }
+}
+
+// give_fiber: stores the Task of c's new fiber in its registry entry. c
+// was put in `conns` (with no Task) before that fiber was spawned, and the
+// spawn made outside mu: the fiber may already have ended it (drop) or
+// released it (moved to `parked`; then a later fiber's Task may be there),
+// and then the Task is dropped. Scans skip an entry without a Task for
+// that moment.
+void Server::State::give_fiber(const std::shared_ptr<Conn>& c, Task<void> task) {
+  std::lock_guard lk(mu);
+  if (auto it = conns.find(c.get());
+      it != conns.end() && spindle::detail::TaskAccess::fiber(it->second.task) == nullptr) {
+    it->second.task = std::move(task);
   }
 }
 
@@ -900,10 +906,9 @@ bool Server::State::release(const std::shared_ptr<Conn>& c) {
 
 // wake_released: the waker fiber. Takes each released connection whose
 // socket wake_ep reports (bytes, end of stream, an error) out of released
-// and starts a fiber for it. Under mu: the event's Conn may be gone (a scan
-// closed it after epoll_wait fetched the event; then it is not in
-// parked), and the connection must be back in conns, with the new fiber's
-// Task, before a scan can look for it.
+// and starts a fiber for it, as the acceptor does (give_fiber). The
+// event's Conn is looked up under mu: it may be gone (a scan closed it
+// after epoll_wait fetched the event; then it is not in parked).
 // A Conn freed and another made at its address meanwhile gets at worst a
 // spurious start, which finds nothing to read and waits as usual. Runs
 // until cancelled (serve).
@@ -926,11 +931,13 @@ void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src
     for (const std::shared_ptr<Conn>& c : got) {
       if (!c->wake()) continue;  // Conn::wake waits out a parking fiber: not under mu
       released.fetch_sub(1, std::memory_order_relaxed);
-      std::lock_guard lk(mu);
-      auto task = group.spawn([self, c] { self->run_conn(c, nullptr); });
-      // Ours since the CAS: no scan can drop it, so it is still parked.
-      parked.erase(c.get());
-      conns.emplace(c.get(), Entry{c, std::move(task)});
+      {
+        // Ours since the CAS: no scan can drop it, so it is still parked.
+        std::lock_guard lk(mu);
+        parked.erase(c.get());
+        conns.emplace(c.get(), Entry{c, Task<void>()});
+      }
+      give_fiber(c, group.spawn([self, c] { self->run_conn(c, nullptr); }));
     }
   }
 }
