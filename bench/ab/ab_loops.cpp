@@ -13,6 +13,9 @@
 //                                           (FAULTS=1: also, on stderr, the
 //                                           minor page faults between gate
 //                                           and last join)
+//                                           (these four: STATS=1 prints the
+//                                           runtime's stats on stderr after
+//                                           each run)
 //   spindle_ab_loops busy_tick WORKERS US   a 1 ms ticker fiber's p90 lateness,
 //                                           in ns, while 2,000 fibers spin US us
 //                                           each without suspending
@@ -28,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <vector>
 
 #include <spindle/spindle.hpp>
@@ -98,6 +102,7 @@ int main(int argc, char** argv) {
   const char* reps_env = std::getenv("REPS");
   const int reps = reps_env != nullptr ? std::atoi(reps_env) : 3;
   const bool faults = std::getenv("FAULTS") != nullptr;
+  const bool stats = std::getenv("STATS") != nullptr;
   for (int r = 0; r < reps; ++r) {
     double ns;
     if (pp) {
@@ -121,13 +126,14 @@ int main(int argc, char** argv) {
                                              : bench::timers();
       // timers_fire: the table's fire row, gate -> last join beyond the 10 ms
       // sleep, per fiber (100,000 fibers).
-      ns = spindle::run(
-          [&] {
-            const bench::Sample s = w.on_spindle();
-            if (timers && faults) std::fprintf(stderr, "fire window: %.0f minor faults\n", s.fire_faults);
-            return timers ? (s.fire_ms - 10.0) * 1e6 / 100000.0 : s.ns_per_op;
-          },
-          o);
+      spindle::Runtime rt(o);
+      ns = rt.block_on([&] {
+        const bench::Sample s = w.on_spindle();
+        if (timers && faults) std::fprintf(stderr, "fire window: %.0f minor faults\n", s.fire_faults);
+        return timers ? (s.fire_ms - 10.0) * 1e6 / 100000.0 : s.ns_per_op;
+      });
+      rt.shutdown();
+      if (stats) std::cerr << rt.stats();
     }
     std::printf("%.1f ns/op\n", ns);
   }

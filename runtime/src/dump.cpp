@@ -149,6 +149,7 @@ WorkerStats Stats::total() const {
     t.handed_off += w.handed_off;
     t.timers_rescued += w.timers_rescued;
     t.spreads += w.spreads;
+    t.steal_pauses += w.steal_pauses;
   }
   return t;
 }
@@ -161,7 +162,7 @@ std::ostream& operator<<(std::ostream& os, const Stats& s) {
        << ", finished " << w.finished << ", steals " << w.steals << ", parks " << w.parks
        << ", polls " << w.polls << ", timers " << w.timers_fired
        << ", handed off " << w.handed_off << ", timers rescued " << w.timers_rescued << ", spreads " << w.spreads
-       << '\n';
+       << ", steal pauses " << w.steal_pauses << '\n';
   }
   return os;
 }

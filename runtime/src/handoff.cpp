@@ -171,6 +171,9 @@ std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_c
       if (c.consolidate) spread(v, now);
     }
     if (a.handoff) {
+      // v is stuck: what it hands off, and its deque, are ours to steal
+      // now, whatever the last steal was worth (steal_pays).
+      core_.quiet_until = {};
       v.request_handoff(*this, a.move);
       v.await_handoff();
     }

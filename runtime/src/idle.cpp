@@ -11,14 +11,19 @@ namespace spindle::detail {
 void IdleSet::reserve(unsigned workers) {
   nwords_ = (workers + kBits - 1) / kBits;
   words_ = std::make_unique<std::atomic<std::uint64_t>[]>(nwords_);
-  for (unsigned i = 0; i < nwords_; ++i) words_[i].store(0, std::memory_order_relaxed);
+  pausing_ = std::make_unique<std::atomic<std::uint64_t>[]>(nwords_);
+  for (unsigned i = 0; i < nwords_; ++i) {
+    words_[i].store(0, std::memory_order_relaxed);
+    pausing_[i].store(0, std::memory_order_relaxed);
+  }
 }
 
 // seq_cst throughout: count_ is the flag of the park protocol's Dekker
 // pattern (the parker's add, then its fence; the waker's fence, then its
 // read of count_).
-void IdleSet::add(const Worker* w) {
+void IdleSet::add(const Worker* w, bool pausing) {
   const unsigned i = w->index();
+  if (pausing) pausing_[i / kBits].fetch_or(std::uint64_t{1} << (i % kBits), std::memory_order_seq_cst);
   // count_ first: a taker decrements only after it cleared a bit, which
   // was set after this, so count_ never goes below zero.
   count_.fetch_add(1, std::memory_order_seq_cst);
@@ -31,9 +36,12 @@ void IdleSet::remove(const Worker* w) {
   if ((words_[i / kBits].fetch_and(~bit, std::memory_order_seq_cst) & bit) != 0) {
     count_.fetch_sub(1, std::memory_order_seq_cst);
   }
+  // After the bit above, and before this worker's next add sets it again:
+  // a taker sees the pause bit of the park whose bit it sees (take_one).
+  pausing_[i / kBits].fetch_and(~bit, std::memory_order_relaxed);
 }
 
-int IdleSet::take_one() {
+int IdleSet::take_one(bool for_deque) {
   for (unsigned wi = 0; wi < nwords_; ++wi) {
     // seq_cst: if this load misses a parker's bit, it comes before that
     // bit's fetch_or in the single order, so before the parker's fence,
@@ -41,6 +49,11 @@ int IdleSet::take_one() {
     // still: by the fence-to-fence rule the parker's re-check after its
     // fence sees the work published before ours.
     std::uint64_t v = words_[wi].load(std::memory_order_seq_cst);
+    // After that load (acquire): a parker sets its pause bit before its bit
+    // in words_, and clears it before its next add, so this load sees the
+    // pause bit of the park whose bit v shows.
+    const std::uint64_t skip = for_deque ? pausing_[wi].load(std::memory_order_acquire) : 0;
+    v &= ~skip;
     while (v != 0) {
       const std::uint64_t bit = v & -v;
       const std::uint64_t old = words_[wi].fetch_and(~bit, std::memory_order_seq_cst);
@@ -48,7 +61,7 @@ int IdleSet::take_one() {
         count_.fetch_sub(1, std::memory_order_seq_cst);
         return static_cast<int>(wi * kBits) + __builtin_ctzll(bit);
       }
-      v = old & ~bit;  // someone else took that one; try the others
+      v = old & ~bit & ~skip;  // someone else took that one; try the others
     }
   }
   return -1;
@@ -62,12 +75,12 @@ void Scheduler::notify_work(bool strict) {
   if (strict) std::atomic_thread_fence(std::memory_order_seq_cst);
   if (idle_.anyone_searching_hint()) return;
   if (!idle_.anyone_parked_hint()) return;
-  unpark_one();
+  unpark_one(!strict);
 }
 
 // unpark_one: takes a parked worker out of the idle set and wakes it.
-void Scheduler::unpark_one() {
-  const int i = idle_.take_one();
+void Scheduler::unpark_one(bool for_deque) {
+  const int i = idle_.take_one(for_deque);
   if (i >= 0) worker(static_cast<unsigned>(i)).unpark();
 }
 

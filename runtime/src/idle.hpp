@@ -19,14 +19,19 @@ class IdleSet {
   void reserve(unsigned workers);
 
   // --- parkers (a worker about to park, or back from a park) ---
-  void add(const Worker* w);
+  // pausing: w parks in a pause of its stealing (Worker::steal_pays), so
+  // a waker that only shares its own deque passes it over (take_one).
+  void add(const Worker* w, bool pausing = false);
   void remove(const Worker* w);  // no-op when a waker took w out already
 
   // --- wakers ---
   // The index of a parked worker, taken out of the set (-1 when none): the
   // lowest parked index, so that the same few workers take the work of a
-  // light load and the rest stay asleep. The caller wakes it.
-  int take_one();
+  // light load and the rest stay asleep. The caller wakes it. for_deque:
+  // the caller only shares the fibers of its own deque (a non-strict
+  // notify, which may be missed), so workers parked in a pause of their
+  // stealing are not taken: they would steal nothing, and park again.
+  int take_one(bool for_deque = false);
 
   // The parked count, seq_cst: the park protocol and the deadlock detector
   // read it after their fence.
@@ -67,6 +72,10 @@ class IdleSet {
   // cleared, so it is never below the number of bits set.
   static constexpr unsigned kBits = 64;
   std::unique_ptr<std::atomic<std::uint64_t>[]> words_;
+  // The same bits for the workers parked in a pause of stealing: set before
+  // the worker's bit in words_ and cleared after it (add, remove), so a
+  // taker that sees a worker's bit there sees its pause bit as of that park.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> pausing_;
   unsigned nwords_ = 0;
   alignas(64) std::atomic<int> count_{0};
   std::atomic<int> searching_{0};

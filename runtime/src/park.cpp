@@ -101,10 +101,16 @@ bool Worker::has_work_for_park() const {
     return true;
   }
   if (!sched_.global_empty() || sched_.stopping()) return true;
-  for (unsigned i = 0; i < sched_.size(); ++i) {
-    if (sched_.worker(i).has_stealable()) return true;
+  const auto now = std::chrono::steady_clock::now();
+  // While stealing pauses (steal_pays), the others' deques are theirs to
+  // run; the park's timer ends the pause, and a worker stuck in one fiber
+  // is watched (hand-off, which ends it at once).
+  if (now >= core_.quiet_until) {
+    for (unsigned i = 0; i < sched_.size(); ++i) {
+      if (sched_.worker(i).has_stealable()) return true;
+    }
   }
-  return next_deadline() <= std::chrono::steady_clock::now();
+  return next_deadline() <= now;
 }
 
 void Worker::park() {
@@ -119,8 +125,14 @@ void Worker::park() {
   }
   // 1. Advertise. 2. Full fence. 3. Re-check everything a waker could have
   // published before it read our flag (see the file comment).
+  // In a pause of stealing (steal_pays), a worker that only shares its
+  // deque does not wake us (IdleSet::take_one), and the park's timer ends
+  // the pause.
+  const auto pause_end = core_.quiet_until;
+  const bool pausing = pause_end != std::chrono::steady_clock::time_point{} &&
+                       std::chrono::steady_clock::now() < pause_end;
   remote_.parked.store(true, std::memory_order_relaxed);
-  sched_.idle().add(this);
+  sched_.idle().add(this, pausing);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (has_work_for_park()) {
     sched_.idle().remove(this);
@@ -139,7 +151,8 @@ void Worker::park() {
   std::uint64_t mark = 0;
   const bool watch = sched_.all_asleep(mark);
   const auto watch_since = std::chrono::steady_clock::now();
-  const auto wake_at = std::min(next_deadline(), look_again);
+  const auto wake_at = std::min({next_deadline(), look_again,
+                                 pausing ? pause_end : std::chrono::steady_clock::time_point::max()});
   if (core_.io_poll_on) {
     // Parked in the io poller's instance (install_poller): a relative
     // timeout, measured from after every check above, so never early.

@@ -136,7 +136,7 @@ class Scheduler {
 
  private:
   std::uint64_t activity() const noexcept;
-  void unpark_one();
+  void unpark_one(bool for_deque = false);  // for_deque: IdleSet::take_one
   void monitor_main();
 
   const RuntimeOptions opts_;

@@ -77,6 +77,12 @@ constexpr std::size_t kStealMax = 128;
 // in spawn_join on 2 workers). Fewer are taken by the idle workers' looks
 // at the busy ones (hand-off), so with hand-off off every push notifies.
 constexpr std::size_t kWakeDepth = 64;
+// Steal pacing (steal_pays; docs/runtime.md "Stealing what pays"): the
+// pause after an unpaid steal (RuntimeOptions::steal_worth). kQuietMax is
+// of the order of an idle worker's look at the busy ones (3 x
+// handoff_after, 0.6 ms by default: docs/runtime.md "Hand-off").
+constexpr std::chrono::microseconds kQuietMin{50};
+constexpr std::chrono::microseconds kQuietMax{1000};
 
 void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
@@ -401,9 +407,52 @@ std::size_t Worker::transfer_fifo() {
   return core_.scratch.size();
 }
 
+// steal_pays: judges the last steal, if one is pending, and says whether
+// this worker may steal now (docs/runtime.md "Stealing what pays"). A
+// stolen fiber costs cache-line transfers whatever it does: its control
+// block comes over, its end goes back to its joiner and its spawner's
+// registry. A batch that ran for less than steal_worth per fiber
+// here (from the steal to the next time this worker ran dry: the fibers,
+// whatever they spawned, and the transfers) cost its victim more than it
+// took off it, so the thief leaves the others' fibers to their owners for
+// a while: kQuietMin, doubling with each unpaid steal in a row up to
+// kQuietMax, the most a queued fiber can wait for this worker because of a
+// pause. A worker stuck in one fiber is handed off at once (watch_others
+// ends the pause). steal_worth (RuntimeOptions, 400 ns): a stolen
+// fiber's time here is its own work plus about two one-way cache-line
+// transfers (its control block over, its end back), and its spawner pays a
+// third to learn of the end; 400 ns is three at the slowest measured, 66-128
+// ns on the 2-core VM and 73-89 ns on the 16-core machine (spindle_line_ping,
+// docs/benchmarks.md "The floor under 2 workers").
+bool Worker::steal_pays(std::chrono::steady_clock::time_point now) noexcept {
+  if (core_.stolen_n != 0) {
+    const auto per = (now - core_.stolen_at) / core_.stolen_n;
+    core_.stolen_n = 0;
+    if (per < sched_.options().steal_worth) {
+      core_.quiet_len = std::clamp(core_.quiet_len * 2, decltype(core_.quiet_len)(kQuietMin),
+                                   decltype(core_.quiet_len)(kQuietMax));
+      core_.quiet_until = now + core_.quiet_len;
+      remote_.steal_pauses.inc();
+    } else {
+      core_.quiet_len = {};
+      core_.quiet_until = {};
+    }
+  }
+  if (now < core_.quiet_until) return false;
+  core_.quiet_until = {};  // over: no clock reads until the next judgement
+  return true;
+}
+
 Fiber* Worker::steal() {
   const unsigned n = sched_.size();
-  if (n < 2 || !sched_.try_begin_search()) return nullptr;
+  if (n < 2) return nullptr;
+  // The clock only while a steal is to be judged or a pause runs.
+  std::chrono::steady_clock::time_point now{};
+  if (core_.stolen_n != 0 || core_.quiet_until != decltype(now){}) {
+    now = std::chrono::steady_clock::now();
+    if (!steal_pays(now)) return nullptr;
+  }
+  if (!sched_.try_begin_search()) return nullptr;
   core_.rng ^= core_.rng << 13;
   core_.rng ^= core_.rng >> 7;
   core_.rng ^= core_.rng << 17;
@@ -435,6 +484,8 @@ Fiber* Worker::steal() {
     }
     if (first != nullptr) {
       remote_.steals.add(got);
+      core_.stolen_at = now != decltype(now){} ? now : std::chrono::steady_clock::now();
+      core_.stolen_n = got;
       sched_.end_search(true);
       return first;
     }
@@ -832,6 +883,7 @@ WorkerStats Worker::stats() const noexcept {
   s.handed_off = remote_.handed_off.get();
   s.timers_rescued = remote_.timers_rescued.get();
   s.spreads = remote_.spreads.get();
+  s.steal_pauses = remote_.steal_pauses.get();
   return s;
 }
 

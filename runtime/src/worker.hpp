@@ -270,6 +270,9 @@ class Worker {
   bool take_global_one();    // to the back of the FIFO
   bool take_global_share();  // a batch onto the deque
   Fiber* steal();
+  bool steal_pays(std::chrono::steady_clock::time_point now) noexcept;
+  // Quiet (no stealing) until this time; min() when not quiet. Owner only.
+  std::chrono::steady_clock::time_point steal_quiet_until() const noexcept { return core_.quiet_until; }
   void fire_own_timers();
   // What must happen before the pick at a given tick (worker.cpp, look).
   enum class Look : unsigned char { none, maintenance, timers };
@@ -409,6 +412,14 @@ class Worker {
     bool timer_due = false;
     // A push onto the deque notifies once this many wait (push_local).
     std::size_t wake_depth = 1;
+    // Steal pacing (steal_pays; docs/runtime.md "Stealing what pays"): the
+    // last successful steal (when, how many fibers), judged at the next
+    // attempt; while now < quiet_until this worker steals nothing, and
+    // quiet_len is the pause the next unpaid steal earns (doubling).
+    std::chrono::steady_clock::time_point stolen_at{};
+    std::size_t stolen_n = 0;
+    std::chrono::steady_clock::time_point quiet_until{};
+    std::chrono::steady_clock::duration quiet_len{};
     uv_loop_t loop;
     uv_poll_t wake_poll;  // the loop's watch on remote_.wake_fd
     // Park timeout: a timerfd (nanosecond deadlines) watched by the loop,
@@ -509,6 +520,7 @@ class Worker {
     Counter handed_off;
     Counter timers_rescued;  // timers of other workers fired by this one
     Counter spreads;         // other workers' connections spread by this one (a watcher)
+    Counter steal_pauses;    // pauses in stealing after a steal that did not pay (steal_pays)
     std::atomic<std::uint64_t> timers_taken{0};  // this worker's timers fired by others (RMW: many writers)
   };
 

@@ -24,6 +24,10 @@ struct WorkerStats {
   // Saturated workers (or ones stuck in one fiber for a millisecond) whose
   // connections this worker, watching, spread (docs/runtime.md "Hand-off").
   std::uint64_t spreads = 0;
+  // Pauses in stealing: a batch this worker stole ran for less, per fiber,
+  // than moving a fiber across cores costs (docs/runtime.md "Stealing what
+  // pays").
+  std::uint64_t steal_pauses = 0;
 };
 
 struct Stats {
