@@ -207,6 +207,21 @@ double offload_job_ms() {
   return ms[ms.size() / 2];
 }
 
+double offload_threads_ms(unsigned threads) {
+  expected();
+  threads = std::max(1u, threads);
+  std::vector<std::thread> ts;
+  std::atomic<int> next{0};  // each thread takes the next job, as a pool does
+  const auto t0 = Clock::now();
+  for (unsigned t = 0; t < threads; ++t) {
+    ts.emplace_back([&next] {
+      for (int i = next.fetch_add(1); i < kFibers; i = next.fetch_add(1)) check(i, job(seed(i)), "offload_threads_ms");
+    });
+  }
+  for (auto& t : ts) t.join();
+  return ms_between(t0, Clock::now());
+}
+
 double offload_boost_here_ms(double* worst_tick_ms) {
   expected();
   return boost_body(worst_tick_ms);

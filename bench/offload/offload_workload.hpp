@@ -35,6 +35,14 @@ double offload_boost_total_ms(unsigned threads, double* worst_tick_ms, bool susp
 // BENCHMARKS.md was written on; the ideal total here is 64 x this / cores.
 double offload_job_ms();
 
+// offload_threads_ms: the 64 jobs on `threads` plain std::threads (each
+// takes the next job from a shared counter), no runtime and no ticker:
+// what the machine does when
+// every core runs jobs at once. On a 2-vCPU guest the two vCPUs can be the
+// two hyperthreads of one core, and then a job takes longer beside another
+// than alone, which the 64 x one job / cores estimate does not see.
+double offload_threads_ms(unsigned threads);
+
 // The Boost.Fiber peer on the calling thread, under whatever Boost.Fiber
 // scheduler is installed there (bench::BoostEnv, for the table's harness).
 double offload_boost_here_ms(double* worst_tick_ms);

@@ -221,6 +221,18 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
       std::snprintf(buf, sizeof buf, "; spindle's best total / ideal = %.2fx", best / ideal);
       out += buf;
     }
+    // The same jobs on plain threads, every core at once (same run): the
+    // ideal as this machine delivers it (offload_threads_ms).
+    const double plain = median_in_children("offload plain threads",
+                                            [cores] { return offload_bench::offload_threads_ms(cores); });
+    std::snprintf(buf, sizeof buf, ";\nthe 64 jobs on %u plain threads (no runtime, no ticker) take %.1f ms", cores,
+                  plain);
+    out += buf;
+    if (it != spindle.end() && it->second.size() >= 2) {
+      std::snprintf(buf, sizeof buf, "; spindle 1w / that = %.2fx, 2w / that = %.2fx", it->second[0] / plain,
+                    it->second[1] / plain);
+      out += buf;
+    }
     out += "\n";
   }
 #else
