@@ -159,7 +159,7 @@ placement::PeerSnapshot Worker::peer_snapshot(bool my_target) const noexcept {
 std::chrono::steady_clock::time_point Worker::watch_others(std::chrono::steady_clock::time_point now) {
   const placement::Config& c = sched_.placement();
   if (!c.watching() || sched_.stopping()) return placement::TimePoint::max();
-  const bool allowed = sched_.spread_trials().allowed(now);
+  const bool allowed = sched_.spread_allowed(now);
   auto next = placement::TimePoint::max();
   for (unsigned i = 0; i < c.workers; ++i) {
     if (i == index_) continue;

@@ -6,9 +6,17 @@
 // and asks the policy where its sockets go (placement::
 // consolidation_target). The CPU time the policy's looks and trials read
 // comes from the kernel through KernelCpu.
+#include <fcntl.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <vector>
+
+#include <spindle/runtime/detail/introspect.hpp>
 
 #include "placement.hpp"
 #include "scheduler.hpp"
@@ -20,7 +28,47 @@ namespace {
 std::int64_t ns_of(std::chrono::steady_clock::time_point t) noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
+
+// -1: the kernel says (read_machine_cpu); 0 or 1: a test's answer.
+std::atomic<int> g_spare_override{-1};
+
+// The machine's CPU times from /proc/stat's first line ("cpu  user nice
+// system idle iowait irq softirq steal ..."), in jiffies summed over the
+// CPUs; idle counts iowait too (a CPU waiting on a disk runs nothing).
+// False when the file cannot be read or parsed (then nothing is known and
+// spreads are decided by their trials alone).
+bool read_machine_cpu(placement::SpareCpu::Times& t) noexcept {
+  const int fd = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[256];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  unsigned long long v[8] = {};
+  if (std::sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                  &v[6], &v[7]) != 8) {
+    return false;
+  }
+  t.idle = v[3] + v[4];
+  t.total = 0;
+  for (unsigned long long x : v) t.total += x;
+  t.cpus = static_cast<unsigned>(std::max(1, get_nprocs()));
+  return true;
+}
 }  // namespace
+
+void override_spare_cpu(int v) noexcept { g_spare_override.store(v < 0 ? -1 : (v > 0 ? 1 : 0), std::memory_order_relaxed); }
+
+bool Scheduler::spread_allowed(std::chrono::steady_clock::time_point now) noexcept {
+  if (!spread_trials_.allowed(now)) return false;
+  if (const int o = g_spare_override.load(std::memory_order_relaxed); o >= 0) return o == 1;
+  if (spare_cpu_.wants_sample(now)) {
+    placement::SpareCpu::Times t;
+    if (read_machine_cpu(t)) spare_cpu_.sample(now, t);
+  }
+  return spare_cpu_.spare();
+}
 
 placement::LoadSnapshot Worker::load_snapshot() const noexcept {
   placement::LoadSnapshot l;

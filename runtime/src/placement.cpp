@@ -201,4 +201,21 @@ void SpreadTrials::fail(Clock::rep t) noexcept {
   until_.store(t + b, std::memory_order_relaxed);
 }
 
+void SpareCpu::sample(TimePoint now, const Times& t) noexcept {
+  // acquire/release: the next sampler sees last_ as this one left it.
+  if (sampling_.exchange(true, std::memory_order_acquire)) return;
+  const Clock::rep n = now.time_since_epoch().count();
+  const Clock::rep at = at_.load(std::memory_order_relaxed);
+  std::int64_t p = -1;
+  if (at != 0 && n - at <= kStale.count() && t.total > last_.total && t.idle >= last_.idle && t.cpus > 0) {
+    p = static_cast<std::int64_t>((t.idle - last_.idle) * 1000 * t.cpus / (t.total - last_.total));
+  }
+  if (at == 0 || n - at >= kWindow.count()) {
+    idle_permille_.store(p, std::memory_order_relaxed);
+    last_ = t;
+    at_.store(n, std::memory_order_relaxed);
+  }
+  sampling_.store(false, std::memory_order_release);
+}
+
 }  // namespace spindle::detail::placement

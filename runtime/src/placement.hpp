@@ -241,4 +241,49 @@ class SpreadTrials {
   std::atomic<Clock::rep> until_{0};            // no spread before this
 };
 
+// SpareCpu: whether the machine lately had a core to spare, sampled from
+// the kernel's CPU times (the whole machine's idle and total time; load.cpp
+// reads /proc/stat) at most once a kWindow by the watchers' looks. A spread
+// can only buy what is idle: when the workers' saturated worker and the
+// rest of the machine (a client, other processes) keep every core busy, a
+// trial cannot reach kBoughtShare, and each one costs a hand-off and the
+// move of a batch of sockets there and back (echo64 at 1,000 connections on
+// 2 workers, with its client on the other core: docs/io.md "Where a
+// connection lives"). So no spread opens while under kSparePermille of a
+// core was idle over the last window. Unknown (no /proc/stat, the first
+// window, or a window of over kStale after a quiet spell): spare, and the
+// trial's verdict decides as before.
+class SpareCpu {
+ public:
+  static constexpr Clock::duration kWindow = std::chrono::milliseconds(100);
+  static constexpr Clock::duration kStale = std::chrono::seconds(1);
+  // What a trial must buy beyond the saturated worker's own core.
+  static constexpr std::int64_t kSparePermille = SpreadTrials::kBoughtShare - 1000;
+
+  // The kernel's CPU times, in any one unit (jiffies), summed over CPUs.
+  struct Times {
+    std::uint64_t idle = 0, total = 0;
+    unsigned cpus = 0;
+  };
+  // Whether a sample is due (the caller reads the kernel only then).
+  bool wants_sample(TimePoint now) const noexcept {
+    const Clock::rep at = at_.load(std::memory_order_relaxed);
+    return at == 0 || now.time_since_epoch().count() - at >= kWindow.count();
+  }
+  // Any thread; a sample that finds another one in progress is dropped.
+  void sample(TimePoint now, const Times& t) noexcept;
+  // Idle over the last window, permille of one core; -1 unknown.
+  std::int64_t idle_permille() const noexcept { return idle_permille_.load(std::memory_order_relaxed); }
+  bool spare() const noexcept {
+    const std::int64_t p = idle_permille();
+    return p < 0 || p >= kSparePermille;
+  }
+
+ private:
+  std::atomic<bool> sampling_{false};  // held by the one sample() in progress
+  std::atomic<Clock::rep> at_{0};      // when the last sample was taken (0: none)
+  Times last_{};                       // the last sample; only under sampling_
+  std::atomic<std::int64_t> idle_permille_{-1};
+};
+
 }  // namespace spindle::detail::placement

@@ -78,6 +78,10 @@ class Scheduler {
   const placement::Config& placement() const noexcept { return placement_; }
   // Whether saturation spreads paid lately.
   placement::SpreadTrials& spread_trials() noexcept { return spread_trials_; }
+  // Whether a spread may open now: the trials allow it and the machine had
+  // a core to spare lately (reads the kernel once a SpareCpu::kWindow;
+  // load.cpp). Any worker thread.
+  bool spread_allowed(std::chrono::steady_clock::time_point now) noexcept;
   const placement::CpuSource& cpu() const noexcept { return cpu_; }
   const IdleSet& idle() const noexcept { return idle_; }
   bool try_begin_search() noexcept { return idle_.try_begin_search(size()); }
@@ -156,6 +160,7 @@ class Scheduler {
   std::atomic<MoveFn> move_fn_{nullptr};  // set_move_listener
   void* move_ctx_ = nullptr;              // written before move_fn_'s release
   placement::SpreadTrials spread_trials_;
+  placement::SpareCpu spare_cpu_;
   KernelCpu cpu_{*this};
 
   std::atomic<bool> stopping_{false};

@@ -953,3 +953,78 @@ TEST_CASE("a trial a starved consolidation failed gets no second failure at its 
   t.judge(t0 + SpreadTrials::kTrial, 0);           // would fail too: it must not double the backoff
   CHECK(t.allowed(t0 + milliseconds(20) + SpreadTrials::kFirstBackoff));
 }
+
+// ---- SpareCpu ----
+// Whether the machine had a core to spare over the last window of at least
+// kWindow, from the kernel's CPU times (jiffies summed over the CPUs).
+
+namespace {
+using pl::SpareCpu;
+SpareCpu::Times times(std::uint64_t idle, std::uint64_t total, unsigned cpus = 2) { return {idle, total, cpus}; }
+}  // namespace
+
+TEST_CASE("spare CPU is unknown, so spare, until a window has passed", "[placement][spare]") {
+  SpareCpu s;
+  CHECK(s.idle_permille() == -1);
+  CHECK(s.spare());
+  CHECK(s.wants_sample(t0));
+  s.sample(t0, times(0, 0));
+  CHECK(s.spare());  // one sample is no window
+  CHECK_FALSE(s.wants_sample(t0 + SpareCpu::kWindow - 1ns));
+  CHECK(s.wants_sample(t0 + SpareCpu::kWindow));
+}
+
+TEST_CASE("a window with every core busy leaves nothing spare", "[placement][spare]") {
+  SpareCpu s;
+  s.sample(t0, times(1000, 5000));
+  // 2 CPUs over 100 ms: 20 jiffies of CPU time, none idle.
+  s.sample(t0 + SpareCpu::kWindow, times(1000, 5020));
+  CHECK(s.idle_permille() == 0);
+  CHECK_FALSE(s.spare());
+}
+
+TEST_CASE("a window needs kSparePermille of one core idle to be spare", "[placement][spare]") {
+  SpareCpu below, at, half;
+  for (SpareCpu* s : {&below, &at, &half}) s->sample(t0, times(0, 0));
+  // 2 CPUs, 1,000 jiffies in the window: 100 idle jiffies are 0.2 of a core.
+  below.sample(t0 + SpareCpu::kWindow, times(99, 1000));
+  at.sample(t0 + SpareCpu::kWindow, times(100, 1000));
+  half.sample(t0 + SpareCpu::kWindow, times(250, 1000));
+  CHECK(below.idle_permille() == 198);
+  CHECK_FALSE(below.spare());
+  CHECK(at.idle_permille() == SpareCpu::kSparePermille);
+  CHECK(at.spare());
+  CHECK(half.idle_permille() == 500);
+  CHECK(half.spare());
+}
+
+TEST_CASE("samples closer than kWindow change nothing; the next window starts at the last sample", "[placement][spare]") {
+  SpareCpu s;
+  s.sample(t0, times(0, 0));
+  s.sample(t0 + SpareCpu::kWindow, times(0, 100));  // busy
+  s.sample(t0 + SpareCpu::kWindow + milliseconds(50), times(100, 200));  // too soon: ignored
+  CHECK_FALSE(s.spare());
+  // The window from the last taken sample (0 idle of 100) to here: 100 of 200 idle.
+  s.sample(t0 + 2 * SpareCpu::kWindow, times(100, 300));
+  CHECK(s.idle_permille() == 1000);
+  CHECK(s.spare());
+}
+
+TEST_CASE("a window longer than kStale is unknown again", "[placement][spare]") {
+  SpareCpu s;
+  s.sample(t0, times(0, 0));
+  s.sample(t0 + SpareCpu::kWindow, times(0, 100));
+  REQUIRE_FALSE(s.spare());
+  s.sample(t0 + SpareCpu::kWindow + SpareCpu::kStale + 1ns, times(0, 200));  // a quiet spell: no looks
+  CHECK(s.idle_permille() == -1);
+  CHECK(s.spare());
+  s.sample(t0 + 2 * SpareCpu::kWindow + SpareCpu::kStale + 1ns, times(0, 300));
+  CHECK_FALSE(s.spare());
+}
+
+TEST_CASE("counters that went backwards give no verdict", "[placement][spare]") {
+  SpareCpu s;
+  s.sample(t0, times(500, 1000));
+  s.sample(t0 + SpareCpu::kWindow, times(400, 900));
+  CHECK(s.idle_permille() == -1);
+}

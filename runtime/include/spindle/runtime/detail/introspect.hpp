@@ -25,4 +25,11 @@ namespace spindle::detail {
 // state fields as dumps do.
 std::size_t count_suspended(std::string_view what, std::uint64_t fiber_id = 0);
 
+// override_spare_cpu: what the placement policy takes for "the machine had
+// a core to spare lately" (placement::SpareCpu; it gates the spreading of
+// a saturated worker's connections): -1 (the default) reads the kernel, 0
+// none spare, 1 a core spare. Process-wide, for tests of a rule that the
+// machine's own load would otherwise decide. Defined in runtime/src/load.cpp.
+void override_spare_cpu(int v) noexcept;
+
 }  // namespace spindle::detail
