@@ -58,15 +58,20 @@ bool read_machine_cpu(placement::SpareCpu::Times& t) noexcept {
 }
 }  // namespace
 
-void override_spare_cpu(int v) noexcept { g_spare_override.store(v < 0 ? -1 : (v > 0 ? 1 : 0), std::memory_order_relaxed); }
+void override_spare_cpu(int v) noexcept {
+  g_spare_override.store(v < 0 ? -1 : (v > 0 ? 1 : 0), std::memory_order_relaxed);
+}
 
 bool Scheduler::spread_allowed(std::chrono::steady_clock::time_point now) noexcept {
-  if (!spread_trials_.allowed(now)) return false;
-  if (const int o = g_spare_override.load(std::memory_order_relaxed); o >= 0) return o == 1;
+  // Sampled even while the trials back spreads off: the first look after a
+  // long backoff must judge by the last window, not find it stale (unknown,
+  // so spare) and open a trial.
   if (spare_cpu_.wants_sample(now)) {
     placement::SpareCpu::Times t;
     if (read_machine_cpu(t)) spare_cpu_.sample(now, t);
   }
+  if (!spread_trials_.allowed(now)) return false;
+  if (const int o = g_spare_override.load(std::memory_order_relaxed); o >= 0) return o == 1;
   return spare_cpu_.spare();
 }
 
