@@ -59,7 +59,7 @@ cancel_after_publish_skipped :: runtime/src/worker.cpp :: s{f->cancel_requested_
 running_worker_ignores_peer_timers :: runtime/src/worker.cpp :: s{\n\s*fire_overdue_peers\(\);}{} :: runtime_stranded :: ^runtime_stranded$
 pool_thread_keeps_pinned_mask :: runtime/src/offload.cpp :: s{if\s*\(const CpuPlan\* c = group_\.cpus\(\)\)\s*c->restore\(\);}{} :: runtime_pin :: ^runtime_pin$
 spread_ignores_spare_cpu :: runtime/src/handoff.cpp :: s{const bool allowed = sched_\.spread_allowed\(now\);}{const bool allowed = sched_.spread_trials().allowed(now);} :: io_spread :: ^io_spread$
-steal_never_pauses :: runtime/src/worker.cpp :: s{if \(per < sched_\.options\(\)\.steal_worth\) \{}{if (false) \{} :: runtime_steal_pacing :: ^runtime_steal_pacing$
+steal_never_pauses :: runtime/src/worker.cpp :: s{if \(g_force_steal_pauses\.load\(std::memory_order_relaxed\) \|\|\s*placement::steal_unpaid\(per, core_\.steal_cost, sched_\.options\(\)\.steal_worth\)\) \{}{if (false) \{} :: runtime_steal_pacing :: ^runtime_steal_pacing$
 workers_never_pinned :: runtime/src/worker.cpp :: s{sched_\.cpus\(\)\.pin_worker\(index_\);}{} :: runtime_pin :: ^runtime_pin$
 spread_verdict_never_fails :: runtime/src/placement.cpp :: s{if\s*\(span\s*>\s*0\s*&&\s*used\s*\*\s*1000\s*<\s*kBoughtShare\s*\*\s*span\)\s*fail\(t\);}{(void)used;} :: runtime_placement :: ^runtime_placement$
 saturation_never_spreads :: runtime/src/placement.cpp :: s{const bool saturated = now - m\.awake_since >= after \* kSaturatedPeriods && v\.holds_polled;}{const bool saturated = false;} :: runtime_placement io_spread :: ^(runtime_placement|io_spread)$

@@ -241,6 +241,25 @@ class SpreadTrials {
   std::atomic<Clock::rep> until_{0};            // no spread before this
 };
 
+// steal_unpaid: whether a steal did not pay (Worker::steal_pays;
+// docs/runtime.md "Stealing what pays"). per: the thief's time per stolen
+// fiber, from the steal until it ran dry again (the fibers, whatever they
+// spawned, and the transfers); took: what taking one fiber off the
+// victim's deque cost the thief, a running average over its steals (the
+// victim's deque lines coming over: this machine's cache-line transfer, as
+// it is now); worth: RuntimeOptions::steal_worth, the cap. A fiber that ran
+// for less than kCostTransfers such transfers cost its owner more than it
+// took off it: its end must go back (the joiner's flag, the registry), and
+// its owner's next fibers wait behind those lines. Measured on the 2-core
+// VM, whose transfers are cheap in one state (two hyperthreads of a core,
+// ~8-30 ns a fiber taken) and dear in another: there a flat 400 ns bar
+// paused steals of fibers doing 100-300 ns of work that ran 1.5x faster
+// stolen.
+constexpr int kCostTransfers = 4;
+inline bool steal_unpaid(Clock::duration per, Clock::duration took, Clock::duration worth) noexcept {
+  return per < std::min(worth, took * kCostTransfers);
+}
+
 // SpareCpu: whether the machine lately had a core to spare, sampled from
 // the kernel's CPU times (the whole machine's idle and total time; load.cpp
 // reads /proc/stat) at most once a kWindow by the watchers' looks. A spread

@@ -83,11 +83,15 @@ constexpr std::size_t kWakeDepth = 64;
 // handoff_after, 0.6 ms by default: docs/runtime.md "Hand-off").
 constexpr std::chrono::microseconds kQuietMin{50};
 constexpr std::chrono::microseconds kQuietMax{1000};
+// force_steal_pauses (introspect.hpp): every judged steal counts as unpaid.
+std::atomic<bool> g_force_steal_pauses{false};
 
 void on_sigquit(uv_signal_t* h, int) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
 }
 }  // namespace
+
+void force_steal_pauses(bool on) noexcept { g_force_steal_pauses.store(on, std::memory_order_relaxed); }
 
 [[gnu::noinline]] Worker* current_worker() noexcept {
   Worker* w = tls_worker;
@@ -411,24 +415,22 @@ std::size_t Worker::transfer_fifo() {
 // this worker may steal now (docs/runtime.md "Stealing what pays"). A
 // stolen fiber costs cache-line transfers whatever it does: its control
 // block comes over, its end goes back to its joiner and its spawner's
-// registry. A batch that ran for less than steal_worth per fiber
-// here (from the steal to the next time this worker ran dry: the fibers,
-// whatever they spawned, and the transfers) cost its victim more than it
-// took off it, so the thief leaves the others' fibers to their owners for
-// a while: kQuietMin, doubling with each unpaid steal in a row up to
-// kQuietMax, the most a queued fiber can wait for this worker because of a
-// pause. A worker stuck in one fiber is handed off at once (watch_others
-// ends the pause). steal_worth (RuntimeOptions, 400 ns): a stolen
-// fiber's time here is its own work plus about two one-way cache-line
-// transfers (its control block over, its end back), and its spawner pays a
-// third to learn of the end; 400 ns is three at the slowest measured, 66-128
-// ns on the 2-core VM and 73-89 ns on the 16-core machine (spindle_line_ping,
-// docs/benchmarks.md "The floor under 2 workers").
+// registry. A batch whose fibers ran here for less than a few transfers
+// each (placement::steal_unpaid: kCostTransfers times what taking one off
+// the victim's deque cost, at most RuntimeOptions::steal_worth; measured
+// from the steal to the next time this worker ran dry: the fibers, whatever
+// they spawned, and the transfers) cost its victim more than it took off
+// it, so the thief leaves the others' fibers to their owners for a while:
+// kQuietMin, doubling with each unpaid steal in a row up to kQuietMax, the
+// most a queued fiber can wait for this worker because of a pause. A
+// worker stuck in one fiber is handed off at once (watch_others ends the
+// pause).
 bool Worker::steal_pays(std::chrono::steady_clock::time_point now) noexcept {
   if (core_.stolen_n != 0) {
     const auto per = (now - core_.stolen_at) / core_.stolen_n;
     core_.stolen_n = 0;
-    if (per < sched_.options().steal_worth) {
+    if (g_force_steal_pauses.load(std::memory_order_relaxed) ||
+        placement::steal_unpaid(per, core_.steal_cost, sched_.options().steal_worth)) {
       core_.quiet_len = std::clamp(core_.quiet_len * 2, decltype(core_.quiet_len)(kQuietMin),
                                    decltype(core_.quiet_len)(kQuietMax));
       core_.quiet_until = now + core_.quiet_len;
@@ -459,7 +461,9 @@ Fiber* Worker::steal() {
   const unsigned start = static_cast<unsigned>(core_.rng % n);
   for (unsigned i = 0; i < n; ++i) {
     Worker& v = sched_.worker((start + i) % n);
-    if (&v == this) continue;
+    // size_hint is what has_work_for_park reads too: a push it misses is
+    // seen at the next look.
+    if (&v == this || v.remote_.deque.size_hint() == 0) continue;
     // Bounded by our own free room, so every push below succeeds: top_ only
     // grows, so the room size_hint shows can only be an underestimate.
     const std::size_t room = remote_.deque.capacity() - remote_.deque.size_hint();
@@ -468,6 +472,7 @@ Fiber* Worker::steal() {
     Fiber* first = nullptr;
     std::size_t got = 0;
     int races = 0;
+    const auto loop_t0 = std::chrono::steady_clock::now();
     while (got < want) {
       Fiber* x = nullptr;
       auto r = v.remote_.deque.steal(x);
@@ -484,8 +489,12 @@ Fiber* Worker::steal() {
     }
     if (first != nullptr) {
       remote_.steals.add(got);
-      core_.stolen_at = now != decltype(now){} ? now : std::chrono::steady_clock::now();
+      core_.stolen_at = std::chrono::steady_clock::now();
       core_.stolen_n = got;
+      // What taking one fiber cost (the victim's deque lines come over):
+      // a running average, a quarter of each new steal.
+      const auto took = (core_.stolen_at - loop_t0) / got;
+      core_.steal_cost = core_.steal_cost == decltype(took){} ? took : (core_.steal_cost * 3 + took) / 4;
       sched_.end_search(true);
       return first;
     }

@@ -418,6 +418,10 @@ class Worker {
     // quiet_len is the pause the next unpaid steal earns (doubling).
     std::chrono::steady_clock::time_point stolen_at{};
     std::size_t stolen_n = 0;
+    // What taking one fiber off a victim's deque costs this worker (the
+    // steal loop's time over the fibers taken; a running average): this
+    // machine's cache-line transfer as it is now (placement::steal_unpaid).
+    std::chrono::steady_clock::duration steal_cost{};
     std::chrono::steady_clock::time_point quiet_until{};
     std::chrono::steady_clock::duration quiet_len{};
     uv_loop_t loop;

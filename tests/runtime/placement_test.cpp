@@ -1028,3 +1028,36 @@ TEST_CASE("counters that went backwards give no verdict", "[placement][spare]") 
   s.sample(t0 + SpareCpu::kWindow, times(400, 900));
   CHECK(s.idle_permille() == -1);
 }
+
+// ---- steal_unpaid ----
+// A steal did not pay when its fibers ran on the thief for less than
+// kCostTransfers times what taking one off the victim cost, capped at
+// steal_worth.
+
+TEST_CASE("a steal pays unless its fibers ran for less than a few transfers each", "[placement][steal]") {
+  using namespace std::chrono;
+  struct Row {
+    nanoseconds per, took, worth;
+    bool unpaid;
+  };
+  const std::vector<Row> rows{
+      // dear transfers (100 ns a fiber taken): the bar is the cap, 400 ns
+      {150ns, 100ns, 400ns, true},    // a trivial fiber: pause
+      {399ns, 100ns, 400ns, true},
+      {400ns, 100ns, 400ns, false},   // at the bar: paid
+      {250ns, 100ns, 200ns, false},   // a lower cap
+      // cheap transfers (10 ns): 40 ns
+      {39ns, 10ns, 400ns, true},
+      {40ns, 10ns, 400ns, false},
+      {120ns, 10ns, 400ns, false},    // 100 ns of work: worth stealing here
+      // no transfer measured yet: nothing is unpaid
+      {10ns, 0ns, 400ns, false},
+      // pausing off
+      {10ns, 100ns, 0ns, false},
+  };
+  for (const Row& r : rows) {
+    INFO("per " << r.per.count() << " ns, took " << r.took.count() << " ns, worth " << r.worth.count() << " ns");
+    CHECK(pl::steal_unpaid(r.per, r.took, r.worth) == r.unpaid);
+  }
+  CHECK(pl::kCostTransfers == 4);
+}

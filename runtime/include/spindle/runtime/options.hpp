@@ -78,13 +78,15 @@ struct RuntimeOptions {
   // and every hand-off of a stuck, slow or saturated worker moves sockets.
   // Needs handoff_after.
   bool consolidate_io = true;
-  // A worker that stole fibers which ran here for less than this each (their
-  // work, whatever they spawned, and moving them across cores) pauses its
-  // stealing: the steal slowed their owner down more than it helped
-  // (50 us, doubling while it goes on, at most 1 ms; a worker stuck in one
-  // fiber is still handed off at once). docs/runtime.md "Stealing what
-  // pays". 400 ns is three cache-line transfers between cores at the
-  // slowest measured; zero turns pausing off.
+  // A worker that stole fibers which ran there for less than a few
+  // cache-line transfers each (their work, whatever they spawned, and
+  // moving them; the transfer as the worker's steals measure it) pauses its
+  // stealing: the steal slowed their owner down more than it helped (50 us,
+  // doubling while it goes on, at most 1 ms; a worker stuck in one fiber is
+  // still handed off at once). This caps that bar: fibers that ran for
+  // longer are always worth stealing. docs/runtime.md "Stealing what pays".
+  // 400 ns is three transfers between cores at the slowest measured; zero
+  // turns pausing off.
   std::chrono::nanoseconds steal_worth{400};
   // How long shutdown waits for cancelled fibers to finish before it reports
   // the ones left and gives up on them.

@@ -32,4 +32,11 @@ std::size_t count_suspended(std::string_view what, std::uint64_t fiber_id = 0);
 // machine's own load would otherwise decide. Defined in runtime/src/load.cpp.
 void override_spare_cpu(int v) noexcept;
 
+// force_steal_pauses: with `on`, every steal a worker judges counts as one
+// that did not pay, so the thief pauses its stealing (docs/runtime.md
+// "Stealing what pays"), whatever this machine's transfers cost.
+// Process-wide, for tests of the pause itself. Defined in
+// runtime/src/worker.cpp.
+void force_steal_pauses(bool on) noexcept;
+
 }  // namespace spindle::detail
