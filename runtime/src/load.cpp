@@ -30,6 +30,9 @@ std::int64_t ns_of(std::chrono::steady_clock::time_point t) noexcept {
 }
 
 // -1: the kernel says (read_machine_cpu); 0 or 1: a test's answer.
+// Relaxed on both sides: a test sets it before its runtime starts (the
+// workers' thread start orders it); a watcher that read it late would only
+// decide one look by the other answer.
 std::atomic<int> g_spare_override{-1};
 
 // The machine's CPU times from /proc/stat's first line ("cpu  user nice

@@ -84,6 +84,8 @@ constexpr std::size_t kWakeDepth = 64;
 constexpr std::chrono::microseconds kQuietMin{50};
 constexpr std::chrono::microseconds kQuietMax{1000};
 // force_steal_pauses (introspect.hpp): every judged steal counts as unpaid.
+// Relaxed on both sides: a hint; a worker that reads it late judges one
+// more steal by the other rule, and a pause is safe either way.
 std::atomic<bool> g_force_steal_pauses{false};
 
 void on_sigquit(uv_signal_t* h, int) {
@@ -449,10 +451,8 @@ Fiber* Worker::steal() {
   const unsigned n = sched_.size();
   if (n < 2) return nullptr;
   // The clock only while a steal is to be judged or a pause runs.
-  std::chrono::steady_clock::time_point now{};
-  if (core_.stolen_n != 0 || core_.quiet_until != decltype(now){}) {
-    now = std::chrono::steady_clock::now();
-    if (!steal_pays(now)) return nullptr;
+  if (core_.stolen_n != 0 || core_.quiet_until != std::chrono::steady_clock::time_point{}) {
+    if (!steal_pays(std::chrono::steady_clock::now())) return nullptr;
   }
   if (!sched_.try_begin_search()) return nullptr;
   core_.rng ^= core_.rng << 13;

@@ -271,8 +271,6 @@ class Worker {
   bool take_global_share();  // a batch onto the deque
   Fiber* steal();
   bool steal_pays(std::chrono::steady_clock::time_point now) noexcept;
-  // Quiet (no stealing) until this time; min() when not quiet. Owner only.
-  std::chrono::steady_clock::time_point steal_quiet_until() const noexcept { return core_.quiet_until; }
   void fire_own_timers();
   // What must happen before the pick at a given tick (worker.cpp, look).
   enum class Look : unsigned char { none, maintenance, timers };
@@ -418,12 +416,12 @@ class Worker {
     // quiet_len is the pause the next unpaid steal earns (doubling).
     std::chrono::steady_clock::time_point stolen_at{};
     std::size_t stolen_n = 0;
+    std::chrono::steady_clock::time_point quiet_until{};
+    std::chrono::steady_clock::duration quiet_len{};
     // What taking one fiber off a victim's deque costs this worker (the
     // steal loop's time over the fibers taken; a running average): this
     // machine's cache-line transfer as it is now (placement::steal_unpaid).
     std::chrono::steady_clock::duration steal_cost{};
-    std::chrono::steady_clock::time_point quiet_until{};
-    std::chrono::steady_clock::duration quiet_len{};
     uv_loop_t loop;
     uv_poll_t wake_poll;  // the loop's watch on remote_.wake_fd
     // Park timeout: a timerfd (nanosecond deadlines) watched by the loop,

@@ -68,22 +68,7 @@ TEST_CASE("a parallel workload spawned from one fiber spreads by stealing", "[st
 TEST_CASE("with two workers both run fibers", "[stats]") {
   sp::Runtime rt(options(2));
   std::atomic<bool> both{false};
-  rt.block_on([&] {
-    std::atomic<unsigned> mask{0};
-    std::vector<sp::Task<void>> tasks;
-    for (int k = 0; k < 32; ++k) {
-      tasks.push_back(sp::spawn([&] {
-        const auto until = Clock::now() + slack(10s);
-        while (mask.load() != 3u && Clock::now() < until) {
-          mask.fetch_or(1u << sp::this_fiber::worker_index());
-          spin(1000);
-          sp::yield();
-        }
-      }));
-    }
-    for (auto& t : tasks) t.join();
-    both = mask.load() == 3u;
-  });
+  rt.block_on([&] { both = run_until_both_workers(32) == 3u; });
   rt.shutdown();
   const sp::Stats s = rt.stats();
   INFO(s);

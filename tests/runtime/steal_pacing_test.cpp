@@ -93,7 +93,7 @@ TEST_CASE("a thief that pauses again and again loses no fiber", "[steal]") {
 
 TEST_CASE("after a pause, fibers that compute are still spread by stealing", "[steal]") {
   sp::Runtime rt(options(2));
-  std::atomic<unsigned> mask{0};
+  unsigned mask = 0;  // written in the runtime, read after block_on returned
   rt.block_on([&] {
     {
       ForcePauses force;
@@ -102,23 +102,12 @@ TEST_CASE("after a pause, fibers that compute are still spread by stealing", "[s
     const auto steals0 = rt.stats().total().steals;
     // 64 fibers that compute (yielding) until both workers ran one: a pause
     // lasts at most kQuietMax, and the first steal after it pays.
-    std::vector<sp::Task<void>> tasks;
-    for (int k = 0; k < 64; ++k) {
-      tasks.push_back(sp::spawn([&] {
-        const auto until = Clock::now() + slack(10s);
-        while (mask.load() != 3u && Clock::now() < until) {
-          mask.fetch_or(1u << sp::this_fiber::worker_index());
-          spin(1000);
-          sp::yield();
-        }
-      }));
-    }
-    for (auto& t : tasks) t.join();
+    mask = run_until_both_workers(64);
     FIBER_CHECK(rt.stats().total().steals > steals0);
   });
   rt.shutdown();
   INFO(rt.stats());
-  CHECK(mask.load() == 3u);
+  CHECK(mask == 3u);
   report_fiber_failures();
 }
 

@@ -501,4 +501,25 @@ inline void spin(std::uint64_t n) {
   for (std::uint64_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
 }
 
+// run_until_both_workers: from a fiber, spawns `fibers` fibers that compute
+// and yield until workers 0 and 1 have each run one of them (bounded, so
+// that a scheduler that never shares work fails instead of hanging), joins
+// them, and returns the mask of the workers seen (bit i: worker i).
+inline unsigned run_until_both_workers(int fibers) {
+  std::atomic<unsigned> mask{0};
+  std::vector<spindle::Task<void>> tasks;
+  for (int k = 0; k < fibers; ++k) {
+    tasks.push_back(spindle::spawn([&] {
+      const auto until = Clock::now() + slack(std::chrono::seconds(10));
+      while ((mask.load() & 3u) != 3u && Clock::now() < until) {
+        mask.fetch_or(1u << spindle::this_fiber::worker_index());
+        spin(1000);
+        spindle::yield();
+      }
+    }));
+  }
+  for (auto& t : tasks) t.join();
+  return mask.load();
+}
+
 }  // namespace spindle_test
