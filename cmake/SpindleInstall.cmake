@@ -30,6 +30,11 @@ if(SPINDLE_HAVE_TLS)
   # io/src/tls.cpp: OpenSSL (spindleConfig.cmake finds it again).
   target_link_libraries(spindle_io_headers INTERFACE $<INSTALL_INTERFACE:OpenSSL::SSL>)
 endif()
+if(SPINDLE_HAVE_HTTP2)
+  # io/src/http/h2_server.cpp: libnghttp2 (spindleConfig.cmake finds it
+  # again through pkg-config).
+  target_link_libraries(spindle_io_headers INTERFACE $<INSTALL_INTERFACE:PkgConfig::NGHTTP2>)
+endif()
 
 # --- Library, headers, exported targets ------------------------------------
 # The *_headers interface targets carry the include directory, the C++20
@@ -66,6 +71,7 @@ install(EXPORT spindleTargets
 
 # --- CMake package: find_package(spindle CONFIG) ---------------------------
 set(SPINDLE_CONFIG_HAVE_TLS ${SPINDLE_HAVE_TLS})
+set(SPINDLE_CONFIG_HAVE_HTTP2 ${SPINDLE_HAVE_HTTP2})
 configure_package_config_file(
   ${CMAKE_CURRENT_LIST_DIR}/spindleConfig.cmake.in
   ${PROJECT_BINARY_DIR}/spindleConfig.cmake
@@ -115,6 +121,9 @@ foreach(_prop IMPORTED_LOCATION_RELEASE IMPORTED_LOCATION_RELWITHDEBINFO
   endif()
 endforeach()
 string(APPEND SPINDLE_PC_EXTRA_LIBS " -lboost_context -pthread")
+if(SPINDLE_HAVE_HTTP2)
+  string(APPEND SPINDLE_PC_EXTRA_LIBS " -lnghttp2")
+endif()
 if(SPINDLE_HAVE_TLS)
   string(APPEND SPINDLE_PC_EXTRA_LIBS " -lssl -lcrypto")
 endif()

@@ -20,6 +20,8 @@ packages=(
   catch2                 # Catch2 v2 (tests/)
   nlohmann-json3-dev     # JSON for http (docs/decisions/0008-http.md)
   libssl-dev             # OpenSSL 3: io::TlsStream, https (docs/decisions/0010-tls.md)
+  libnghttp2-dev         # HTTP/2 (docs/decisions/0019-http2.md)
+  nghttp2-client         # nghttp and h2load: the HTTP/2 interop tests' peers
   openssl                # the openssl command: examples/https_get.cpp makes its certificate
   clang                  # the fuzz preset only (libFuzzer), built by scripts/test.sh (fuzzed on request)
   libclang-rt-dev        # clang's libFuzzer and sanitizer runtimes (clang only recommends them)
@@ -34,6 +36,7 @@ if [[ "${1:-}" == "--bench" ]]; then
     nginx-light          # the nginx peer of the http_hello benchmark
     python3-websockets   # the Python peer of the WebSocket echo figure (bench/ws/ws_echo_peer.py)
     python3-aiohttp      # the Python peer of the http client figure (bench/http/aiohttp_client_peer.py)
+    h2o                  # the HTTP/2 peer of bench/http2/run.sh
   )
 fi
 

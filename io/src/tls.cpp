@@ -138,6 +138,9 @@ struct detail::TlsContextImpl {
   SSL_CTX* ctx = nullptr;
   bool server = false;
   bool allow_no_name = false;  // TlsClientOptions::allow_no_name
+  // The ALPN protocols offered (client) or accepted (server), in the wire
+  // format: each name prefixed by its length.
+  std::vector<unsigned char> alpn;
   ~TlsContextImpl() { SSL_CTX_free(ctx); }
 };
 
@@ -159,6 +162,39 @@ std::shared_ptr<detail::TlsContextImpl> new_ctx(const SSL_METHOD* m, bool server
   return impl;
 }
 
+// alpn_wire: names as ALPN's protocol list (RFC 7301 3.1): each 1..255
+// bytes, prefixed by its length. A name outside that: tls_error::config.
+std::vector<unsigned char> alpn_wire(const std::vector<std::string>& names) {
+  std::vector<unsigned char> w;
+  for (const std::string& n : names) {
+    if (n.empty() || n.size() > 255) throw_config("ALPN protocol name of " + std::to_string(n.size()) + " bytes");
+    w.push_back(static_cast<unsigned char>(n.size()));
+    w.insert(w.end(), n.begin(), n.end());
+  }
+  return w;
+}
+
+// select_alpn: the server's pick, in the server's order of preference
+// (the first of its names the client also offers); none in common: the
+// handshake goes on without ALPN (the client then speaks what it would
+// without it, HTTP/1.1), as nginx and Go do.
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen,
+                void* arg) {
+  const auto* impl = static_cast<const detail::TlsContextImpl*>(arg);
+  const std::vector<unsigned char>& ours = impl->alpn;
+  for (std::size_t i = 0; i < ours.size(); i += 1 + ours[i]) {
+    for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
+      if (j + 1u + in[j] > inlen) break;  // a malformed list: stop reading it
+      if (in[j] == ours[i] && std::memcmp(in + j + 1, ours.data() + i + 1, ours[i]) == 0) {
+        *out = in + j + 1;
+        *outlen = in[j];
+        return SSL_TLSEXT_ERR_OK;
+      }
+    }
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
 }  // namespace
 
 TlsContext TlsContext::client(const TlsClientOptions& o) {
@@ -176,6 +212,12 @@ TlsContext TlsContext::client(const TlsClientOptions& o) {
   } else {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
   }
+  if (!o.alpn.empty()) {
+    c.impl_->alpn = alpn_wire(o.alpn);
+    // Unlike most of OpenSSL, 0 is success here.
+    if (SSL_CTX_set_alpn_protos(ctx, c.impl_->alpn.data(), static_cast<unsigned>(c.impl_->alpn.size())) != 0)
+      throw_config("ALPN protocols");
+  }
   return c;
 }
 
@@ -188,6 +230,11 @@ TlsContext TlsContext::server(const TlsServerOptions& o) {
   if (SSL_CTX_use_PrivateKey_file(ctx, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
     throw_config("key file " + o.key_file);
   if (SSL_CTX_check_private_key(ctx) != 1) throw_config("key does not match the certificate");
+  if (!o.alpn.empty()) {
+    c.impl_->alpn = alpn_wire(o.alpn);
+    // The callback reads impl's list: the SSL_CTX never outlives impl.
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, c.impl_.get());
+  }
   return c;
 }
 
@@ -680,6 +727,15 @@ std::string_view TlsStream::version() const {
   if (!st_) return {};
   std::lock_guard lk(st_->mu);
   return SSL_get_version(st_->ssl);
+}
+
+std::string TlsStream::alpn() const {
+  if (!st_) return {};
+  std::lock_guard lk(st_->mu);
+  const unsigned char* p = nullptr;
+  unsigned n = 0;
+  SSL_get0_alpn_selected(st_->ssl, &p, &n);
+  return std::string(reinterpret_cast<const char*>(p), p == nullptr ? 0 : n);
 }
 
 std::string TlsStream::last_error() const {

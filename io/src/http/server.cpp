@@ -102,6 +102,9 @@
 #include "../idle_wait.hpp"
 #include "response_head.hpp"
 #include "transport.hpp"
+#if SPINDLE_HAVE_HTTP2
+#include "h2_server.hpp"
+#endif
 #include "url.hpp"
 
 namespace spindle::http {
@@ -151,6 +154,14 @@ struct Conn {
   // t's socket is in State::wake_ep (EPOLL_CTL_MOD re-arms it). Whoever
   // runs the connection.
   bool in_wake_ep = false;
+  // An HTTP/1.1 request was read: a later "PRI" is not a preface.
+  bool spoke_h1 = false;
+#if SPINDLE_HAVE_HTTP2
+  // Set while the connection speaks HTTP/2 (its state stays busy: no scan
+  // cancels or releases it), for shutdown's scan to wake it (wake_h2).
+  // Guarded by State::mu.
+  detail::H2Conn* h2 = nullptr;
+#endif
 
   static std::uint64_t kind(std::uint64_t s) noexcept { return s & kKind; }
   static std::uint64_t stamp(std::uint64_t s) noexcept { return s >> kStampShift; }
@@ -646,6 +657,7 @@ struct Server::State {
   void run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fresh);
   bool start(Conn& c, io::TcpStream s);
   void serve_conn(Conn& c);
+  void serve_http2(Conn& c, std::string_view preread);
   bool wait_for_request(Conn& c, beast::flat_buffer& buf);
   bool release(const std::shared_ptr<Conn>& c);
   void wake_released(TaskGroup& group, io::detail::EpollSource& src, const std::shared_ptr<State>& self);
@@ -763,6 +775,11 @@ void Server::State::run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fres
     }
   } end{*this, *c};
   if (fresh != nullptr && !start(*c, std::move(*fresh))) return;
+#if SPINDLE_HAVE_HTTP2 && SPINDLE_HAVE_TLS
+  if (fresh != nullptr && opt.http2.enabled && c->t.is_tls() && c->t.tls_or_null()->alpn() == "h2") {
+    return serve_http2(*c, {});
+  }
+#endif
   serve_conn(*c);
   if (Conn::kind(c->state.load(std::memory_order_relaxed)) == Conn::kParking && release(c)) end.ours = false;
 }
@@ -1162,6 +1179,29 @@ void Server::State::linger(detail::Transport& s) {
   }
 }
 
+#if SPINDLE_HAVE_HTTP2
+// serve_http2: the connection speaks HTTP/2 from here to its end
+// (h2_server.cpp). Its state stays busy; shutdown's scan finds it through
+// c.h2 (published under mu, read under mu) and wakes it. A connection
+// published after that scan reads `stopping` (set before the scan took
+// mu) at its writer's first round, after publishing: it ends by itself.
+void Server::State::serve_http2(Conn& c, std::string_view preread) {
+  const detail::H2Env env{
+      handler,
+      opt,
+      stopping,
+      served,
+      [this](const Request& req, std::exception_ptr e) { report(req, std::move(e)); },
+      [this, &c](const Request& req, int status, std::uint64_t bytes) { log_access(c.peer, &req, status, bytes); },
+      &http_date,
+  };
+  detail::serve_h2(c.t, c.peer, preread, env, [this, &c](detail::H2Conn* h) {
+    std::lock_guard lk(mu);
+    c.h2 = h;
+  });
+}
+#endif
+
 void Server::State::serve_conn(Conn& c) {
   detail::Transport& s = c.t;
   const io::Endpoint& peer = c.peer;
@@ -1171,6 +1211,16 @@ void Server::State::serve_conn(Conn& c) {
     for (;;) {
       if (buf.size() == 0) {
         if (!wait_for_request(c, buf)) return;
+#if SPINDLE_HAVE_HTTP2
+        // Prior knowledge: a plain connection that opens with the HTTP/2
+        // preface ("PRI * HTTP/2.0..."; the session checks the rest). No
+        // HTTP/1.1 request has the method PRI (RFC 9113 3.4).
+        if (!c.spoke_h1 && opt.http2.enabled && !s.is_tls() && buf.size() >= 3 &&
+            std::string_view(static_cast<const char*>(buf.data().data()), 3) == "PRI") {
+          return serve_http2(c, {static_cast<const char*>(buf.data().data()), buf.size()});
+        }
+#endif
+        c.spoke_h1 = true;
       } else if (stopping.load(std::memory_order_seq_cst)) {
         return;  // a pipelined request not yet started when shutdown came
       }
@@ -1322,6 +1372,11 @@ void Server::State::cancel_idle(std::uint64_t idle_before) {
   {
     std::lock_guard lk(mu);
     for (auto& [c, e] : conns) {
+#if SPINDLE_HAVE_HTTP2
+      // Shutdown's scan: an HTTP/2 connection sends GOAWAY and ends once
+      // its streams are done (its writer reads `stopping` after it woke).
+      if (idle_before == Conn::kNever && c->h2 != nullptr) detail::wake_h2(*c->h2);
+#endif
       if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
         spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
         f->add_ref();
@@ -1542,7 +1597,13 @@ void Server::listen(std::string_view host, std::uint16_t port) {
   lo.backlog = st_->opt.backlog;
   if (!st_->opt.tls.cert_file.empty()) {
 #if SPINDLE_HAVE_TLS
-    st_->tls = io::TlsContext::server(st_->opt.tls);
+    io::TlsServerOptions to = st_->opt.tls;
+#if SPINDLE_HAVE_HTTP2
+    // ALPN: h2 first, as Go and nginx offer it; a client that offers
+    // neither gets HTTP/1.1 without ALPN.
+    if (st_->opt.http2.enabled && to.alpn.empty()) to.alpn = {"h2", "http/1.1"};
+#endif
+    st_->tls = io::TlsContext::server(to);
 #else
     throw std::system_error(std::make_error_code(std::errc::function_not_supported),
                             "spindle::http: ServerOptions::tls needs spindle built with OpenSSL");

@@ -90,6 +90,9 @@ class Transport {
     return n;
   }
   std::size_t read_some(void* p, std::size_t n) { return SPINDLE_HTTP_TLS(tls_.read_some(p, n), tcp_.read_some(p, n)); }
+  std::size_t read_some(void* p, std::size_t n, std::error_code& ec) {
+    return SPINDLE_HTTP_TLS(tls_.read_some(p, n, ec), tcp_.read_some(p, n, ec));
+  }
   void write_all(std::string_view s) { SPINDLE_HTTP_TLS(tls_.write_all(s), tcp_.write_all(s)); }
   // shutdown: close_notify first on TLS, then the TCP write side.
   void shutdown() { SPINDLE_HTTP_TLS(tls_.shutdown(), tcp_.shutdown()); }

@@ -56,6 +56,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include <spindle/io/error.hpp>
 #include <spindle/io/tcp.hpp>
@@ -89,11 +90,21 @@ struct TlsClientOptions {
   // name lets anyone with some certificate from the trusted CAs in the
   // middle. Only for a private CA that issues to one party.
   bool allow_no_name = false;
+  // alpn: the application protocols to offer by ALPN (RFC 7301), in order
+  // of preference ({"h2", "http/1.1"}); TlsStream::alpn() tells which one
+  // the server picked. Empty: no ALPN.
+  std::vector<std::string> alpn = {};
 };
 
 struct TlsServerOptions {
   std::string cert_file = {};  // PEM: the certificate, then any intermediates
   std::string key_file = {};   // PEM: its private key
+  // alpn: the application protocols this server speaks, in its order of
+  // preference: it picks the first of them the client offers (ALPN, RFC
+  // 7301); with none in common, or a client that offers none, the
+  // handshake goes on without one (TlsStream::alpn() is empty). Empty: no
+  // ALPN. http::Server sets {"h2", "http/1.1"} itself (Http2Options).
+  std::vector<std::string> alpn = {};
 };
 
 namespace detail {
@@ -185,6 +196,9 @@ class TlsStream : public detail::BufferStreamOps<TlsStream> {
   TcpStream& next_layer();
   // version: "TLSv1.3" or "TLSv1.2".
   std::string_view version() const;
+  // alpn: the protocol ALPN agreed on in the handshake ("h2"), or "" when
+  // none was (either side offered none, or none in common).
+  std::string alpn() const;
   // last_error: OpenSSL's text for the latest TLS failure of an
   // error_code& call (empty if none).
   std::string last_error() const;

@@ -129,6 +129,51 @@ class Router {
   std::vector<Route> routes_;
 };
 
+// Http2Options: HTTP/2 (RFC 9113) on the same listener, through libnghttp2
+// (docs/http.md "HTTP/2", docs/decisions/0019-http2.md). Each stream runs
+// its handler on a fiber of its own, with the same Router, handlers,
+// Request and Response as HTTP/1.1 (Request::version is 20). A stream the
+// client resets cancels its handler's fiber (Cancelled at its next wait).
+// Which connections speak it, when enabled: an https connection whose
+// client picks "h2" by ALPN (the server offers h2, then http/1.1), and a
+// plain one whose first bytes are the HTTP/2 connection preface (prior
+// knowledge, as `curl --http2-prior-knowledge` and h2load send).
+// The limits below answer the named attacks; each ends the connection
+// with a GOAWAY (or resets the one stream), and the server serves others.
+struct Http2Options {
+  bool enabled = true;
+  // SETTINGS_MAX_CONCURRENT_STREAMS. Also the most handler fibers one
+  // connection may have, counting those of reset streams that have not
+  // unwound yet: a new stream past it is refused (RST_STREAM
+  // REFUSED_STREAM), so resets never pile up fibers (CVE-2023-44487).
+  std::uint32_t max_concurrent_streams = 100;
+  // Request body bytes the client may send ahead of the handler's reads:
+  // per stream (SETTINGS_INITIAL_WINDOW_SIZE) and per connection (all its
+  // streams). Window updates follow the handler's reads, so a slow reader
+  // stalls only its own stream, and a connection holds at most
+  // connection_window bytes of unread bodies.
+  std::uint32_t stream_window = 64 * 1024;
+  std::uint32_t connection_window = 1024 * 1024;
+  // SETTINGS_MAX_FRAME_SIZE: the largest frame payload the client may send.
+  std::uint32_t max_frame_size = 16 * 1024;
+  // Rapid reset (CVE-2023-44487): streams the client resets, a token
+  // bucket of reset_burst refilled at reset_rate per second; past it,
+  // GOAWAY ENHANCE_YOUR_CALM.
+  std::uint64_t reset_burst = 1000;
+  std::uint64_t reset_rate = 33;
+  // CONTINUATION flood (2024): CONTINUATION frames after one HEADERS
+  // frame; past it, the connection ends (GOAWAY).
+  std::size_t max_continuations = 8;
+  // SETTINGS and PING floods: entries in one SETTINGS frame, and the
+  // control frames (SETTINGS and PING acks, RST_STREAM) queued for a client
+  // that does not read them; past either, GOAWAY.
+  std::size_t max_settings = 32;
+  std::size_t max_outbound_ack = 1000;
+  // The header list (ServerOptions::max_head counts each field's name and
+  // value plus 32, as SETTINGS_MAX_HEADER_LIST_SIZE does): past it the
+  // stream gets 431, its fields are not kept.
+};
+
 struct ServerOptions {
   // Head (request line and fields) over this many bytes: 431 and close.
   // A chunk line (size and extensions) or a trailer section over
@@ -227,6 +272,15 @@ struct ServerOptions {
   // Empty cert_file: plain HTTP. The handshake must finish within
   // read_timeout; a connection whose handshake fails just ends.
   io::TlsServerOptions tls = {};
+  // http2: HTTP/2 on this listener (above). Timeouts as for HTTP/1.1:
+  // idle_timeout closes a connection with no open stream (GOAWAY first),
+  // read_timeout and body_timeout bound each stream's request, and
+  // write_timeout both each write to the socket and a stream's response
+  // that makes no progress (a client that keeps its window at zero: the
+  // stream is reset). drain_timeout as for HTTP/1.1: shutdown() sends
+  // GOAWAY, in-flight streams finish. disconnect_check is not needed:
+  // a client that closes the connection cancels its streams at once.
+  Http2Options http2 = {};
 };
 
 // log_to_stderr: an access_log sink: the line and a newline on stderr,

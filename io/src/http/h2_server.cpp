@@ -1,0 +1,878 @@
+// h2_server.cpp: one HTTP/2 server connection on libnghttp2
+// (docs/decisions/0019-http2.md, docs/http.md "HTTP/2").
+//
+// Fibers of a connection:
+//  - the connection's fiber (serve_h2) is the writer: it takes what the
+//    session has to send (nghttp2_session_mem_send) and writes it, and
+//    keeps the connection's clock (idle_timeout, shutdown's GOAWAY);
+//  - a reader fiber feeds what the socket gives to the session
+//    (nghttp2_session_mem_recv), whose callbacks record each stream's
+//    head and body and start its fiber;
+//  - one fiber per stream runs the handler, then submits the response and
+//    feeds its body, then waits until the stream is closed.
+// All three kinds are children of one TaskGroup owned by the writer, so
+// none outlives the connection; the session outlives them all.
+//
+// Lock: `mu` guards the session and every stream's fields below it (the
+// callbacks run under it, inside mem_recv and mem_send). It is a plain
+// std::mutex, held for nghttp2 calls and field updates only, never across
+// a wait, so a cancelled fiber can always take it to clean up. Events are
+// set after the change they announce was made under mu, and cleared only
+// under mu before the check that decides to wait: no wake is lost.
+//
+// What a peer can make a connection hold (the limits, Http2Options):
+// unread request bytes are bounded by the windows (window updates follow
+// the handler's reads: nghttp2_option_set_no_auto_window_update), response
+// bytes not yet sent by kOutHigh per stream (a generator waits), header
+// fields by max_head per stream (past it nothing more is kept), streams by
+// max_concurrent_streams (counting fibers not yet ended), queued control
+// frames by max_outbound_ack, header blocks by max_continuations. Resets
+// are rate limited by nghttp2 (reset_burst, reset_rate).
+#include "h2_server.hpp"
+
+#include <nghttp2/nghttp2.h>
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <stdexcept>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <spindle/io/file.hpp>
+#include <spindle/io/http/error.hpp>
+#include <spindle/runtime/all.hpp>
+#include <spindle/sync/event.hpp>
+
+
+namespace spindle::http::detail {
+
+using namespace std::string_view_literals;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A stream's response bytes not yet taken by the session: a generator or a
+// file waits below this before it makes more.
+constexpr std::size_t kOutHigh = 64 * 1024;
+// What the writer takes from the session per socket write.
+constexpr std::size_t kWriteBatch = 64 * 1024;
+// The reader's socket reads.
+constexpr std::size_t kReadSize = 16 * 1024;
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& ch : r) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  return r;
+}
+
+// body_allowed: as response_head.hpp's (which brings Beast in): 1xx, 204
+// and 304 end with their head.
+bool body_allowed(int status) noexcept {
+  return !((status >= 100 && status < 200) || status == 204 || status == 304);
+}
+
+// Fields HTTP/2 forbids in a message (RFC 9113 8.2.2), and those the
+// server sets itself.
+bool dropped_field(std::string_view lname) {
+  return lname == "connection" || lname == "keep-alive" || lname == "proxy-connection" ||
+         lname == "transfer-encoding" || lname == "upgrade" || lname == "content-length";
+}
+
+}  // namespace
+
+struct H2Stream;
+
+class H2Conn {
+ public:
+  H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env);
+  ~H2Conn();
+  H2Conn(const H2Conn&) = delete;
+  H2Conn& operator=(const H2Conn&) = delete;
+
+  void run(std::string_view preread, const std::function<void(H2Conn*)>& published);
+  void wake() noexcept { wake_.set(); }
+
+ private:
+  friend struct H2Stream;
+  friend class H2Body;
+
+  // nghttp2's callbacks (under mu).
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* f, void* self);
+  static int on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
+                       uint8_t flags, void* self);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* self);
+  static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t id, const uint8_t* data, size_t len, void* self);
+  static int on_stream_close(nghttp2_session*, int32_t id, uint32_t error, void* self);
+  static int on_frame_send(nghttp2_session*, const nghttp2_frame* f, void* self);
+  static ssize_t read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t len, uint32_t* flags,
+                           nghttp2_data_source* src, void* self);
+
+  void reader(std::string preread);
+  bool feed(const void* p, std::size_t n);
+  void writer();
+  void run_stream(const std::shared_ptr<H2Stream>& st);
+  void respond(H2Stream& st, Response& res);
+  bool put_out(H2Stream& st, std::string piece);
+  bool progressed(H2Stream& st, std::uint64_t sent0);
+  void await_close(H2Stream& st);
+  void reset(H2Stream& st, uint32_t error);
+
+  Transport& t_;
+  io::Endpoint peer_;
+  const H2Env& env_;
+  const Http2Options& h2_;
+  nghttp2_session* s_ = nullptr;
+  TaskGroup* group_ = nullptr;  // run()'s, while it runs
+
+  std::mutex mu_;
+  // Guarded by mu_:
+  std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;  // open streams we serve
+  std::size_t fibers_ = 0;      // stream fibers not yet ended
+  Clock::time_point quiet_since_;  // when fibers_ last became 0
+  bool reader_done_ = false;
+  bool goaway_ = false;         // we submitted GOAWAY: no new stream
+  bool broken_ = false;         // a session call failed: end now
+  Event wake_;                  // the writer's: something to send, or to check
+};
+
+// H2Stream: one request and its response. Fields under the connection's
+// mu_ unless said otherwise; the stream fiber and the session (its stream
+// user data, until on_stream_close) share it.
+struct H2Stream {
+  H2Conn& c;
+  int32_t id;
+  Request req;            // head: filled by the callbacks before the fiber starts; then the fiber's
+  std::string authority;  // :authority (to Host)
+  std::size_t head_bytes = 0;
+  bool head_too_large = false;
+
+  std::string in;          // body bytes received, not yet read
+  std::size_t in_off = 0;  // read up to here
+  bool in_ended = false;   // END_STREAM received
+  bool continue_sent = false;
+  Event in_ev;             // in, in_ended or closed changed
+
+  std::string out;          // response body bytes not yet taken by the session
+  std::size_t out_off = 0;
+  bool out_ended = false;   // no more after `out`
+  bool deferred = false;    // read_body returned DEFERRED: resume on more
+  bool submitted = false;   // the response was submitted
+  bool response_sent = false;  // END_STREAM sent
+  std::uint64_t sent = 0;   // body bytes taken by the session
+  Event out_ev;             // out drained, or closed
+  nghttp2_data_provider provider{};
+
+  bool closed = false;      // on_stream_close ran
+  uint32_t close_error = 0;
+  bool in_handler = false;  // a reset cancels the fiber while true
+  Task<void> task;
+
+  H2Stream(H2Conn& conn, int32_t sid) : c(conn), id(sid) { provider.source.ptr = this; }
+};
+
+// H2Body: a stream's request body as the handler reads it (Request::
+// read_body_some and co.).
+class H2Body final : public BodySource {
+ public:
+  H2Body(H2Conn& c, H2Stream& st) : c_(c), st_(st) {
+    const ServerOptions& o = c.env_.opt;
+    if (o.body_timeout.count() > 0) deadline_ = Clock::now() + o.body_timeout;
+  }
+  std::size_t read_some(std::span<std::byte> out) override;
+  void load(std::string& into, std::size_t limit) override;
+  std::size_t limit() const noexcept override { return c_.env_.opt.max_body; }
+  // failed: what the latest read or load raised (errc{} if none).
+  errc failed() const noexcept { return failed_; }
+
+ private:
+  [[noreturn]] void fail(errc e, const char* what) {
+    failed_ = e;
+    throw Error(e, what);
+  }
+  errc failed_{};
+  H2Conn& c_;
+  H2Stream& st_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+};
+
+std::size_t H2Body::read_some(std::span<std::byte> out) {
+  if (out.empty()) return 0;
+  const ServerOptions& o = c_.env_.opt;
+  for (;;) {
+    {
+      std::unique_lock lk(c_.mu_);
+      if (st_.in_off < st_.in.size()) {
+        const std::size_t n = std::min(out.size(), st_.in.size() - st_.in_off);
+        std::memcpy(out.data(), st_.in.data() + st_.in_off, n);
+        st_.in_off += n;
+        if (st_.in_off == st_.in.size()) {
+          st_.in.clear();
+          st_.in_off = 0;
+        }
+        // The window opens by what the handler took: flow control follows
+        // consumption (a slow reader stalls only its stream).
+        if (!st_.closed) {
+          nghttp2_session_consume(c_.s_, st_.id, n);
+        }
+        lk.unlock();
+        c_.wake_.set();
+        return n;
+      }
+      if (st_.in_ended) return 0;
+      if (st_.closed) fail(errc::truncated, "spindle::http: HTTP/2 stream reset before its body's end");
+      if (!st_.continue_sent) {
+        // A client that asked for 100 Continue waits for it (or a while)
+        // before its body: the first read is the moment it is wanted.
+        st_.continue_sent = true;
+        const auto expect = st_.req.headers.get("expect");
+        if (expect && iequals(*expect, "100-continue")) {
+          static const char status[] = ":status";
+          static const char hundred[] = "100";
+          nghttp2_nv nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(status)),
+                        const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(hundred)), 7, 3,
+                        NGHTTP2_NV_FLAG_NONE};
+          nghttp2_submit_headers(c_.s_, NGHTTP2_FLAG_NONE, st_.id, nullptr, &nv, 1, nullptr);
+          lk.unlock();
+          c_.wake_.set();
+          lk.lock();
+          continue;
+        }
+      }
+      st_.in_ev.clear();
+    }
+    auto until = deadline_;
+    if (o.read_timeout.count() > 0) until = std::min(until, Clock::now() + o.read_timeout);
+    const bool woke = until == Clock::time_point::max() ? (st_.in_ev.wait(), true) : st_.in_ev.wait_until(until);
+    if (!woke) {
+      std::lock_guard lk(c_.mu_);
+      if (st_.in_off < st_.in.size() || st_.in_ended || st_.closed) continue;
+      fail(errc::timeout, "spindle::http: HTTP/2 request body timed out");
+    }
+  }
+}
+
+void H2Body::load(std::string& into, std::size_t limit) {
+  if (const auto cl = st_.req.headers.get("content-length")) {
+    std::uint64_t n = 0;
+    const auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
+    if (ec == std::errc{} && n > limit - std::min(limit, into.size()))
+      fail(errc::body_too_large, "spindle::http: request body over max_body");
+  }
+  std::byte buf[16 * 1024];
+  for (;;) {
+    const std::size_t n = read_some(buf);
+    if (n == 0) return;
+    if (into.size() + n > limit) fail(errc::body_too_large, "spindle::http: request body over max_body");
+    into.append(reinterpret_cast<const char*>(buf), n);
+  }
+}
+
+H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env)
+    : t_(t), peer_(peer), env_(env), h2_(env.opt.http2) {
+  nghttp2_session_callbacks* cb = nullptr;
+  nghttp2_option* op = nullptr;
+  if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&op) != 0) {
+    if (cb != nullptr) nghttp2_session_callbacks_del(cb);
+    throw std::bad_alloc();
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback2(cb, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+  nghttp2_option_set_no_auto_window_update(op, 1);
+  nghttp2_option_set_max_continuations(op, h2_.max_continuations);
+  nghttp2_option_set_stream_reset_rate_limit(op, h2_.reset_burst, h2_.reset_rate);
+  nghttp2_option_set_max_settings(op, h2_.max_settings);
+  nghttp2_option_set_max_outbound_ack(op, h2_.max_outbound_ack);
+  const int rv = nghttp2_session_server_new2(&s_, cb, this, op);
+  nghttp2_option_del(op);
+  nghttp2_session_callbacks_del(cb);
+  if (rv != 0) throw std::bad_alloc();
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2_.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h2_.stream_window},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, std::clamp<uint32_t>(h2_.max_frame_size, 16384, 16777215)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(env.opt.max_head, 0xffffffffu))},
+  };
+  nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  if (h2_.connection_window > 65535) {
+    nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0,
+                                          static_cast<int32_t>(std::min<uint32_t>(h2_.connection_window, 0x7fffffff)));
+  }
+  quiet_since_ = Clock::now();
+}
+
+H2Conn::~H2Conn() { nghttp2_session_del(s_); }
+
+// reset: RST_STREAM st with `error` (under mu). The writer sends it.
+void H2Conn::reset(H2Stream& st, uint32_t error) {
+  if (!st.closed) nghttp2_submit_rst_stream(s_, NGHTTP2_FLAG_NONE, st.id, error);
+  wake_.set();
+}
+
+int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* self) {
+  auto* c = static_cast<H2Conn*>(self);
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (c->goaway_) return 0;  // no user data: the stream is not served
+  // Fibers, not streams: a reset stream's fiber may still be unwinding,
+  // and resets must not pile them up (rapid reset).
+  if (c->fibers_ >= c->h2_.max_concurrent_streams) {
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
+  auto st = std::make_shared<H2Stream>(*c, f->hd.stream_id);
+  st->req.version = 20;
+  st->req.remote = c->peer_;
+  nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st.get());
+  c->streams_.emplace(f->hd.stream_id, std::move(st));
+  return 0;
+}
+
+int H2Conn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
+                      uint8_t, void* self) {
+  auto* c = static_cast<H2Conn*>(self);
+  auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  if (st == nullptr || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers: dropped
+  const nghttp2_vec n = nghttp2_rcbuf_get_buf(name);
+  const nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
+  // As SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2). Past the
+  // limit nothing more is kept: an HPACK bomb costs counting only.
+  st->head_bytes += n.len + v.len + 32;
+  if (st->head_bytes > c->env_.opt.max_head) st->head_too_large = true;
+  if (st->head_too_large) return 0;
+  const std::string_view nm(reinterpret_cast<const char*>(n.base), n.len);
+  const std::string_view val(reinterpret_cast<const char*>(v.base), v.len);
+  if (!nm.empty() && nm[0] == ':') {
+    if (nm == ":method") st->req.method = val;
+    else if (nm == ":path") st->req.target = val;
+    else if (nm == ":authority") st->authority = val;
+    return 0;  // :scheme, :protocol: not kept
+  }
+  if (nm == "cookie") {
+    // Cookie crumbs are one field again for the handler (RFC 9113 8.2.3).
+    if (const auto prev = st->req.headers.get("cookie")) {
+      std::string joined(*prev);
+      joined += "; ";
+      joined += val;
+      st->req.headers.set("cookie", joined);
+      return 0;
+    }
+  }
+  st->req.headers.add(nm, val);
+  return 0;
+}
+
+int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self) {
+  auto* c = static_cast<H2Conn*>(self);
+  if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+  auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  if (st == nullptr) return 0;
+  if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+    st->in_ended = true;
+    st->in_ev.set();
+  }
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    if (!st->req.headers.contains("host") && !st->authority.empty()) st->req.headers.add("host", st->authority);
+    auto it = c->streams_.find(st->id);
+    if (it == c->streams_.end()) return 0;
+    ++c->fibers_;
+    // Never suspends (TaskGroup::spawn); the fiber waits for mu_ to see
+    // the stream's first fields complete.
+    st->in_handler = true;
+    st->task = c->group_->spawn([c, sp = it->second] { c->run_stream(sp); });
+  }
+  return 0;
+}
+
+int H2Conn::on_data_chunk(nghttp2_session* s, uint8_t, int32_t id, const uint8_t* data, size_t len, void*) {
+  auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, id));
+  if (st == nullptr) {
+    // Not ours (refused, or after GOAWAY): its bytes never reach a reader,
+    // so they are consumed now, or the connection window would shrink.
+    nghttp2_session_consume(s, id, len);
+    return 0;
+  }
+  st->in.append(reinterpret_cast<const char*>(data), len);  // bounded by the stream's window
+  st->in_ev.set();
+  return 0;
+}
+
+int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void* self) {
+  auto* c = static_cast<H2Conn*>(self);
+  auto it = c->streams_.find(id);
+  if (it == c->streams_.end()) return 0;
+  H2Stream& st = *it->second;
+  st.closed = true;
+  st.close_error = error;
+  // The client reset it (or the connection failed) while the handler ran:
+  // nobody will read its answer (aiohttp and Go cancel too).
+  if (st.in_handler) st.task.cancel();
+  // Bytes the handler will never read give their connection window back.
+  if (st.in.size() > st.in_off) nghttp2_session_consume_connection(s, st.in.size() - st.in_off);
+  st.in.clear();
+  st.in_off = 0;
+  nghttp2_session_set_stream_user_data(s, id, nullptr);
+  st.in_ev.set();
+  st.out_ev.set();
+  c->streams_.erase(it);  // the fiber keeps its own reference
+  return 0;
+}
+
+int H2Conn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void* self) {
+  auto* c = static_cast<H2Conn*>(self);
+  if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) || (f->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
+    return 0;
+  auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  if (st == nullptr) return 0;
+  st->response_sent = true;
+  // The response is whole and the request is not: the rest of its body is
+  // not wanted (RFC 9113 8.1), and its bytes must not hold the window.
+  if (!st->in_ended) c->reset(*st, NGHTTP2_NO_ERROR);
+  st->out_ev.set();
+  return 0;
+}
+
+ssize_t H2Conn::read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                          nghttp2_data_source* src, void*) {
+  auto* st = static_cast<H2Stream*>(src->ptr);
+  const std::size_t avail = st->out.size() - st->out_off;
+  if (avail == 0 && !st->out_ended) {
+    st->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  const std::size_t n = std::min(avail, len);
+  std::memcpy(buf, st->out.data() + st->out_off, n);
+  st->out_off += n;
+  st->sent += n;
+  if (st->out_off == st->out.size()) {
+    st->out.clear();
+    st->out_off = 0;
+    if (st->out_ended) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  }
+  st->out_ev.set();
+  return static_cast<ssize_t>(n);
+}
+
+// feed: bytes from the socket into the session. False: the session
+// failed (a protocol error it answered with GOAWAY, a flood): stop reading.
+bool H2Conn::feed(const void* p, std::size_t n) {
+  ssize_t rv = 0;
+  {
+    std::lock_guard lk(mu_);
+    rv = nghttp2_session_mem_recv(s_, static_cast<const uint8_t*>(p), n);
+    if (rv < 0) broken_ = rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC && !nghttp2_session_want_write(s_);
+  }
+  wake_.set();
+  return rv >= 0;
+}
+
+void H2Conn::reader(std::string preread) {
+  struct Done {
+    H2Conn& c;
+    ~Done() {
+      {
+        std::lock_guard lk(c.mu_);
+        c.reader_done_ = true;
+      }
+      c.wake_.set();
+    }
+  } done{*this};
+  if (!preread.empty() && !feed(preread.data(), preread.size())) return;
+  preread = std::string();
+  auto buf = std::make_unique<char[]>(kReadSize);
+  for (;;) {
+    std::error_code ec;
+    const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
+    if (ec || n == 0) return;  // the client closed or reset: its streams are cancelled
+    if (!feed(buf.get(), n)) return;
+  }
+}
+
+// writer: the connection fiber's loop (file comment). Returns when the
+// connection is done: the client went, the session wants nothing more, a
+// GOAWAY (ours) has no stream left behind it, or a write failed.
+void H2Conn::writer() {
+  std::string out;
+  const ServerOptions& o = env_.opt;
+  const auto idle = o.idle_timeout;
+  // Idle and shutdown are checked at each wake; with nothing to wake it
+  // the writer looks at least this often.
+  const auto period = idle.count() > 0 ? std::min<std::chrono::milliseconds>(idle / 2 + std::chrono::milliseconds(1),
+                                                                            std::chrono::milliseconds(1000))
+                                       : std::chrono::milliseconds(1000);
+  for (;;) {
+    bool end = false, more = false;
+    out.clear();
+    {
+      std::lock_guard lk(mu_);
+      if (!goaway_) {
+        const bool stop = env_.stopping.load(std::memory_order_seq_cst);
+        const bool idled = idle.count() > 0 && fibers_ == 0 && Clock::now() - quiet_since_ >= idle;
+        if (stop || idled) {
+          // Streams after the last one processed are not served; those
+          // before it finish (graceful shutdown).
+          nghttp2_submit_goaway(s_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s_),
+                                NGHTTP2_NO_ERROR, nullptr, 0);
+          goaway_ = true;
+        }
+      }
+      while (out.size() < kWriteBatch) {
+        const uint8_t* data = nullptr;
+        const ssize_t k = nghttp2_session_mem_send(s_, &data);
+        if (k < 0) {
+          broken_ = true;
+          break;
+        }
+        if (k == 0) break;
+        out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(k));
+      }
+      more = out.size() >= kWriteBatch;
+      const bool wants = nghttp2_session_want_read(s_) != 0 || nghttp2_session_want_write(s_) != 0;
+      end = broken_ || (!more && (reader_done_ || !wants || (goaway_ && fibers_ == 0 &&
+                                                               nghttp2_session_want_write(s_) == 0)));
+      if (!more && !end) wake_.clear();  // under mu_: a change after this sets it again
+    }
+    if (!out.empty()) {
+      try {
+        auto write = [&] { t_.write_all(out); };
+        if (o.write_timeout.count() > 0) {
+          with_timeout(o.write_timeout, write);
+        } else {
+          write();
+        }
+      } catch (const TimedOut&) {
+        return;  // a client that does not read: the connection goes
+      } catch (const std::system_error&) {
+        return;
+      }
+    }
+    if (end) return;
+    if (!more) wake_.wait_for(period);
+  }
+}
+
+void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published) {
+  TaskGroup group;
+  group_ = &group;
+  struct Unpublish {
+    const std::function<void(H2Conn*)>& f;
+    TaskGroup& g;
+    ~Unpublish() {
+      g.cancel();  // the reader and every stream; the group's destructor waits
+      f(nullptr);
+    }
+  } unpublish{published, group};
+  published(this);
+  group.spawn([this, pre = std::string(preread)]() mutable { reader(std::move(pre)); });
+  writer();
+  // A graceful end: the client gets a clean close of the write side
+  // (close_notify for TLS) after the GOAWAY, not a reset.
+  try {
+    with_timeout(std::chrono::milliseconds(100), [&] { t_.shutdown(); });
+  } catch (const std::exception&) {
+  }
+}
+
+// run_stream: a stream's fiber. Never throws (a TaskGroup child's failure
+// would cancel the connection): Cancelled (a reset, the connection's end)
+// ends it quietly, as does any failure of the server's own.
+void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
+  H2Stream& st = *sp;
+  struct Done {
+    H2Conn& c;
+    ~Done() {
+      {
+        std::lock_guard lk(c.mu_);
+        if (--c.fibers_ == 0) c.quiet_since_ = Clock::now();
+      }
+      c.wake_.set();
+    }
+  } done{*this};
+  const ServerOptions& o = env_.opt;
+  try {
+    Response res;
+    bool has_body = false;
+    {
+      // The callbacks completed st.req under mu_ before this fiber could
+      // run; from here the head is this fiber's.
+      std::lock_guard lk(mu_);
+      has_body = !st.in_ended || st.in_off < st.in.size();
+    }
+    H2Body body(*this, st);
+    if (st.head_too_large) {
+      res = Response::text_body(431, "request header fields too large\n");
+    } else {
+      std::exception_ptr thrown;
+      if (has_body) st.req.set_body_source(&body);
+      if (has_body && !o.stream_bodies) {
+        try {
+          st.req.load_body();  // whole, before the handler (bounded by max_body)
+        } catch (const Error&) {
+        }
+      }
+      if (body.failed() == errc{}) {
+        try {
+          res = env_.handler(st.req);
+        } catch (const Cancelled&) {
+          throw;
+        } catch (abi::__forced_unwind&) {
+          throw;
+        } catch (...) {
+          thrown = std::current_exception();
+          res = Response::text_body(500, "internal server error\n");
+        }
+        env_.served.fetch_add(1, std::memory_order_relaxed);
+      }
+      st.req.set_body_source(nullptr);
+      // A failure of the body (the handler's reads, the Router's load) is
+      // the answer, not the handler's error (as for HTTP/1.1).
+      if (body.failed() == errc::body_too_large) {
+        res = Response::text_body(413, "request body too large\n");
+      } else if (body.failed() != errc{}) {
+        std::lock_guard lk(mu_);
+        st.in_handler = false;
+        reset(st, NGHTTP2_CANCEL);  // timed out, or the client reset it
+        return;
+      } else if (thrown) {
+        env_.report(st.req, thrown);
+      }
+    }
+    {
+      std::lock_guard lk(mu_);
+      st.in_handler = false;
+      if (st.closed) return;  // reset meanwhile: nobody to answer
+    }
+    respond(st, res);
+  } catch (const Cancelled&) {
+    // Reset by the client, or the connection ends: the fiber just ends.
+  } catch (abi::__forced_unwind&) {
+    throw;
+  } catch (...) {
+    // The server's own failure (no memory): this stream only.
+    std::lock_guard lk(mu_);
+    reset(st, NGHTTP2_INTERNAL_ERROR);
+  }
+}
+
+// respond: submits res's head and feeds its body, then waits for the
+// stream's end (await_close) and logs it.
+void H2Conn::respond(H2Stream& st, Response& res) {
+  const ServerOptions& o = env_.opt;
+  const bool head = st.req.method == "HEAD";
+  auto fail = [&](const char* why) {
+    env_.report(st.req, std::make_exception_ptr(std::logic_error(why)));
+    res = Response::text_body(500, "internal server error\n");
+  };
+  if (res.upgrade) fail("spindle::http: Response::upgrade over HTTP/2 (a protocol switch HTTP/2 does not have)");
+  if (res.status < 200 || res.status > 999) fail("spindle::http: a final status outside 200..999 over HTTP/2");
+  std::optional<io::File> file;
+  std::uint64_t file_size = 0;
+  if (!res.body_stream && !res.body_file.empty()) {
+    try {
+      file = io::File::open(res.body_file, io::OpenMode::read);
+      file_size = file->size();
+    } catch (const std::system_error&) {
+      file.reset();
+      res = Response::text_body(500, "internal server error\n");
+    }
+  }
+  const bool allowed = body_allowed(res.status);
+  const bool streamed = allowed && static_cast<bool>(res.body_stream);
+  const bool whole = allowed && !streamed && !file;
+  const bool data = allowed && !head && (streamed || (file && file_size > 0) || (whole && !res.body.empty()));
+
+  // The head: lower-case names (RFC 9113 8.2), without the fields HTTP/2
+  // forbids; Content-Length is the server's (the handler's kept on 304).
+  std::vector<std::string> keep;
+  keep.reserve(2 * res.headers.size() + 8);
+  auto put = [&keep](std::string name, std::string value) {
+    keep.push_back(std::move(name));
+    keep.push_back(std::move(value));
+  };
+  put(":status", std::to_string(res.status));
+  bool has_date = false, has_server = false;
+  for (const auto& [name, value] : res.headers) {
+    std::string ln = lower(name);
+    if (ln.empty() || ln[0] == ':' || (dropped_field(ln) && !(ln == "content-length" && res.status == 304))) continue;
+    if (ln.find_first_of("\r\n", 0) != std::string::npos || value.find_first_of("\r\n\0"sv) != std::string::npos)
+      continue;  // a field no HTTP/1.1 hop could carry either
+    has_date = has_date || ln == "date";
+    has_server = has_server || ln == "server";
+    put(std::move(ln), value);
+  }
+  if (allowed && (whole || file)) put("content-length", std::to_string(file ? file_size : res.body.size()));
+  if (!o.minimal) {
+    if (!has_date && env_.date != nullptr) put("date", std::string(env_.date()));
+    if (!has_server && !o.server_name.empty()) put("server", o.server_name);
+  }
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(keep.size() / 2);
+  for (std::size_t i = 0; i < keep.size(); i += 2) {
+    nva.push_back({reinterpret_cast<uint8_t*>(keep[i].data()), reinterpret_cast<uint8_t*>(keep[i + 1].data()),
+                   keep[i].size(), keep[i + 1].size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  {
+    std::lock_guard lk(mu_);
+    if (st.closed) return;
+    if (data && whole) {
+      st.out = std::move(res.body);
+      st.out_ended = true;
+    }
+    st.provider.read_callback = read_body;
+    // nghttp2 copies the fields here.
+    if (nghttp2_submit_response(s_, st.id, nva.data(), nva.size(), data ? &st.provider : nullptr) != 0) {
+      reset(st, NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    st.submitted = true;
+  }
+  wake_.set();
+  if (data && streamed) {
+    for (;;) {
+      std::string piece;
+      try {
+        piece = res.body_stream();
+      } catch (const Cancelled&) {
+        throw;
+      } catch (abi::__forced_unwind&) {
+        throw;
+      } catch (...) {
+        // Its head is out: the client sees the stream reset (HTTP/1.1's
+        // truncated body).
+        env_.report(st.req, std::current_exception());
+        std::lock_guard lk(mu_);
+        reset(st, NGHTTP2_INTERNAL_ERROR);
+        return;
+      }
+      if (piece.empty()) break;
+      if (!put_out(st, std::move(piece))) return;
+    }
+  } else if (data && file) {
+    std::uint64_t left = file_size;
+    std::string piece;
+    while (left > 0) {
+      piece.resize(static_cast<std::size_t>(std::min<std::uint64_t>(left, kOutHigh)));
+      std::size_t n = 0;
+      try {
+        n = file->read(piece.data(), piece.size());
+      } catch (const std::system_error&) {
+        n = 0;
+      }
+      if (n == 0) {
+        std::lock_guard lk(mu_);  // the file shrank or failed: Content-Length cannot be met
+        reset(st, NGHTTP2_INTERNAL_ERROR);
+        return;
+      }
+      piece.resize(n);
+      left -= n;
+      if (!put_out(st, std::move(piece))) return;
+      piece = std::string();
+    }
+  }
+  if (data && !whole) {
+    std::lock_guard lk(mu_);
+    st.out_ended = true;
+    if (st.deferred && !st.closed) {
+      st.deferred = false;
+      nghttp2_session_resume_data(s_, st.id);
+    }
+  }
+  wake_.set();
+  await_close(st);
+  if (o.access_log) env_.log(st.req, res.status, st.sent);
+}
+
+// stalled: waits for st's response to make progress (the session took
+// bytes of it, or it closed). False, after resetting the stream, when
+// write_timeout passed with no progress (a client that keeps the window
+// shut). The caller cleared out_ev under mu_ and read `sent0` there.
+bool H2Conn::progressed(H2Stream& st, std::uint64_t sent0) {
+  const auto wt = env_.opt.write_timeout;
+  if (wt.count() <= 0) {
+    st.out_ev.wait();
+    return true;
+  }
+  if (st.out_ev.wait_for(wt)) return true;
+  std::lock_guard lk(mu_);
+  if (st.closed || st.sent != sent0) return true;
+  reset(st, NGHTTP2_CANCEL);
+  return false;
+}
+
+// put_out: one piece of a streamed body for the session, once fewer than
+// kOutHigh bytes of the stream wait. False: the stream closed or stalled.
+bool H2Conn::put_out(H2Stream& st, std::string piece) {
+  for (;;) {
+    std::uint64_t sent0 = 0;
+    {
+      std::lock_guard lk(mu_);
+      if (st.closed) return false;
+      if (st.out.size() - st.out_off < kOutHigh) {
+        if (st.out_off > 0) {
+          st.out.erase(0, st.out_off);
+          st.out_off = 0;
+        }
+        st.out += piece;
+        if (st.deferred) {
+          st.deferred = false;
+          nghttp2_session_resume_data(s_, st.id);
+        }
+        break;
+      }
+      st.out_ev.clear();
+      sent0 = st.sent;
+    }
+    if (!progressed(st, sent0)) return false;
+  }
+  wake_.set();
+  return true;
+}
+
+// await_close: the response was submitted whole; waits until the stream
+// closes (END_STREAM both ways, or a reset), resetting it if it makes no
+// progress for write_timeout.
+void H2Conn::await_close(H2Stream& st) {
+  for (;;) {
+    std::uint64_t sent0 = 0;
+    {
+      std::lock_guard lk(mu_);
+      if (st.closed) return;
+      st.out_ev.clear();
+      sent0 = st.sent;
+    }
+    if (!progressed(st, sent0)) {
+      // Reset: the stream closes once the writer sends it.
+      std::lock_guard lk(mu_);
+      if (st.closed) return;
+      st.out_ev.clear();
+    }
+  }
+}
+
+void serve_h2(Transport& t, const io::Endpoint& peer, std::string_view preread, const H2Env& env,
+              const std::function<void(H2Conn*)>& published) {
+  std::optional<H2Conn> c;
+  try {
+    c.emplace(t, peer, env);
+  } catch (const std::bad_alloc&) {
+    return;  // no session: the connection just ends
+  }
+  c->run(preread, published);
+}
+
+void wake_h2(H2Conn& c) noexcept { c.wake(); }
+
+}  // namespace spindle::http::detail
