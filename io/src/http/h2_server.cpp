@@ -127,6 +127,7 @@ class H2Conn {
   bool progressed(H2Stream& st, std::uint64_t sent0);
   void await_close(H2Stream& st);
   void reset(H2Stream& st, uint32_t error);
+  void client_reset();
 
   Transport& t_;
   io::Endpoint peer_;
@@ -143,6 +144,10 @@ class H2Conn {
   bool reader_done_ = false;
   bool goaway_ = false;         // we submitted GOAWAY: no new stream
   bool broken_ = false;         // a session call failed: end now
+  // Rapid reset (Http2Options::reset_burst, reset_rate): a token bucket of
+  // the client's resets of streams it opened, refilled by the clock.
+  double reset_tokens_ = 0;
+  Clock::time_point reset_at_;
   Event wake_;                  // the writer's: something to send, or to check
 };
 
@@ -294,7 +299,8 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env)
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
   nghttp2_option_set_no_auto_window_update(op, 1);
   nghttp2_option_set_max_continuations(op, h2_.max_continuations);
-  nghttp2_option_set_stream_reset_rate_limit(op, h2_.reset_burst, h2_.reset_rate);
+  // A backstop only: client_reset answers first (ENHANCE_YOUR_CALM).
+  nghttp2_option_set_stream_reset_rate_limit(op, 2 * h2_.reset_burst + 1, 2 * h2_.reset_rate + 1);
   nghttp2_option_set_max_settings(op, h2_.max_settings);
   nghttp2_option_set_max_outbound_ack(op, h2_.max_outbound_ack);
   const int rv = nghttp2_session_server_new2(&s_, cb, this, op);
@@ -313,6 +319,27 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env)
                                           static_cast<int32_t>(std::min<uint32_t>(h2_.connection_window, 0x7fffffff)));
   }
   quiet_since_ = Clock::now();
+  reset_tokens_ = static_cast<double>(h2_.reset_burst);
+  reset_at_ = quiet_since_;
+}
+
+// client_reset: the client reset a stream of its own (under mu). Past the
+// rate, the connection ends with GOAWAY ENHANCE_YOUR_CALM (RFC 9113 5.4.1:
+// the session sends it and stops; Go, nginx and h2o answer rapid reset
+// the same way). nghttp2's own limiter (a looser backstop) would answer
+// INTERNAL_ERROR and keep the connection open behind its GOAWAY.
+void H2Conn::client_reset() {
+  const Clock::time_point now = Clock::now();
+  const double refill = std::chrono::duration<double>(now - reset_at_).count() * static_cast<double>(h2_.reset_rate);
+  reset_at_ = now;
+  reset_tokens_ = std::min(static_cast<double>(h2_.reset_burst), reset_tokens_ + refill);
+  if (reset_tokens_ >= 1) {
+    reset_tokens_ -= 1;
+    return;
+  }
+  nghttp2_session_terminate_session(s_, NGHTTP2_ENHANCE_YOUR_CALM);
+  goaway_ = true;
+  wake_.set();
 }
 
 H2Conn::~H2Conn() { nghttp2_session_del(s_); }
@@ -377,6 +404,11 @@ int H2Conn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_rcbuf*
 
 int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self) {
   auto* c = static_cast<H2Conn*>(self);
+  if (f->hd.type == NGHTTP2_RST_STREAM) {
+    // on_stream_close follows (the stream is still ours here).
+    if (c->streams_.count(f->hd.stream_id) != 0) c->client_reset();
+    return 0;
+  }
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
   auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
   if (st == nullptr) return 0;
@@ -508,13 +540,11 @@ void H2Conn::writer() {
   std::string out;
   const ServerOptions& o = env_.opt;
   const auto idle = o.idle_timeout;
-  // Idle and shutdown are checked at each wake; with nothing to wake it
-  // the writer looks at least this often.
-  const auto period = idle.count() > 0 ? std::min<std::chrono::milliseconds>(idle / 2 + std::chrono::milliseconds(1),
-                                                                            std::chrono::milliseconds(1000))
-                                       : std::chrono::milliseconds(1000);
   for (;;) {
     bool end = false, more = false;
+    // No timer while streams run: their ends wake the writer, and so does
+    // shutdown (wake_h2). Idle, it sleeps until idle_timeout would pass.
+    Clock::time_point until = Clock::time_point::max();
     out.clear();
     {
       std::lock_guard lk(mu_);
@@ -544,6 +574,7 @@ void H2Conn::writer() {
       end = broken_ || (!more && (reader_done_ || !wants || (goaway_ && fibers_ == 0 &&
                                                                nghttp2_session_want_write(s_) == 0)));
       if (!more && !end) wake_.clear();  // under mu_: a change after this sets it again
+      if (!goaway_ && idle.count() > 0 && fibers_ == 0) until = quiet_since_ + idle;
     }
     if (!out.empty()) {
       try {
@@ -560,7 +591,18 @@ void H2Conn::writer() {
       }
     }
     if (end) return;
-    if (!more) wake_.wait_for(period);
+    if (more) continue;
+    if (until == Clock::time_point::max()) {
+      wake_.wait();
+    } else {
+      wake_.wait_until(until);
+    }
+    // Let the fibers made runnable with this wake run first (the streams
+    // a read started, answering now): their responses then share one
+    // socket write. Without it the writer ran first and wrote each
+    // response alone: a send per response was most of the server's CPU
+    // under h2load -m 10 (docs/decisions/0019-http2.md).
+    yield();
   }
 }
 
@@ -593,14 +635,22 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
   H2Stream& st = *sp;
   struct Done {
     H2Conn& c;
+    H2Stream& st;
     ~Done() {
+      Task<void> own;  // dropped after mu_: the stream no longer holds this fiber (no cycle through it)
+      bool last = false;
       {
         std::lock_guard lk(c.mu_);
-        if (--c.fibers_ == 0) c.quiet_since_ = Clock::now();
+        last = --c.fibers_ == 0;
+        if (last) c.quiet_since_ = Clock::now();
+        own = std::move(st.task);
+        st.in_handler = false;
       }
-      c.wake_.set();
+      // The writer counts fibers only to end a drained connection and
+      // to start the idle clock: the last one is all it waits for.
+      if (last) c.wake_.set();
     }
-  } done{*this};
+  } done{*this, st};
   const ServerOptions& o = env_.opt;
   try {
     Response res;
@@ -724,12 +774,24 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     nva.push_back({reinterpret_cast<uint8_t*>(keep[i].data()), reinterpret_cast<uint8_t*>(keep[i + 1].data()),
                    keep[i].size(), keep[i + 1].size(), NGHTTP2_NV_FLAG_NONE});
   }
+  bool fits = false;
+  std::uint64_t whole_bytes = 0;
   {
     std::lock_guard lk(mu_);
     if (st.closed) return;
     if (data && whole) {
       st.out = std::move(res.body);
       st.out_ended = true;
+      whole_bytes = st.out.size();
+    }
+    // A whole body the client's windows already admit cannot stall on
+    // flow control: the fiber need not watch it go (await_close). Only a
+    // client that stops reading altogether could hold it, and the
+    // writer's write_timeout ends that connection.
+    if (!data || whole) {
+      const int32_t sw = nghttp2_session_get_remote_settings(s_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+      fits = !data || (whole_bytes <= static_cast<std::uint64_t>(std::max<int32_t>(sw, 0)) &&
+                       whole_bytes <= static_cast<std::uint64_t>(std::max(nghttp2_session_get_remote_window_size(s_), 0)));
     }
     st.provider.read_callback = read_body;
     // nghttp2 copies the fields here.
@@ -740,6 +802,10 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     st.submitted = true;
   }
   wake_.set();
+  if (fits) {
+    if (o.access_log) env_.log(st.req, res.status, whole_bytes);
+    return;
+  }
   if (data && streamed) {
     for (;;) {
       std::string piece;

@@ -1559,7 +1559,7 @@ void Server::State::log_access(const io::Endpoint& peer, const Request* req, int
       put(req->method);
       line += ' ';
       put(req->target);
-      line += req->version == 10 ? " HTTP/1.0" : " HTTP/1.1";
+      line += req->version == 10 ? " HTTP/1.0" : req->version == 20 ? " HTTP/2.0" : " HTTP/1.1";
     }
     line += "\" ";
     line += std::to_string(status);
