@@ -42,9 +42,12 @@ http::ServerOptions tls_options() {
   return o;
 }
 
+// These cases are about HTTP/1.1 over TLS (its pool, stale connections,
+// keep-alive counts): HTTP/2, which ALPN would pick, is h2_client_test's.
 http::ClientOptions trusting() {
   http::ClientOptions o;
   o.tls.ca_file = certs().ca_file;
+  o.http2 = http::ClientHttp2::never;
   return o;
 }
 

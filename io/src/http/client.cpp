@@ -58,6 +58,9 @@
 
 #include "transport.hpp"
 #include "url.hpp"
+#if SPINDLE_HAVE_HTTP2
+#include "h2_client.hpp"
+#endif
 
 namespace spindle::http {
 
@@ -178,8 +181,19 @@ struct Conn {
 
 struct HostPool {
   std::deque<std::unique_ptr<Conn>> idle;  // back: most recently used
-  std::size_t open = 0;                    // idle + in use
+  std::size_t open = 0;                    // idle + in use (an HTTP/2 connection counts once)
   ConditionVariable cv;                    // waiters held by limit_per_host
+#if SPINDLE_HAVE_HTTP2
+  // The origin's HTTP/2 connection, when it has one, and the streams open
+  // on it (limit_per_host counts those).
+  std::shared_ptr<detail::H2ClientConn> h2;
+  std::size_t streams = 0;
+  // One fiber dials for the origin while it may speak HTTP/2 (known to, or
+  // nothing open to it yet): the others wait for that connection rather
+  // than each making one they would close again.
+  bool dialing = false;
+  bool h2_known = false;  // an earlier connection of this origin picked h2
+#endif
 };
 
 }  // namespace
@@ -213,6 +227,22 @@ struct detail::ClientPool {
   bool evict_one_idle() noexcept;                  // requires mu
   void drop_idle(const std::string& key) noexcept;  // closes key's idle ones
   void wait(std::unique_lock<std::mutex>& lk, ConditionVariable& cv, bool total);
+#if SPINDLE_HAVE_HTTP2
+  // h2_take: the origin's HTTP/2 connection with a stream slot taken
+  // (waits for one under limit_per_host), or null when it has none usable
+  // (a dead or GOAWAY'd one is dropped here, its slot freed).
+  // `dial` set: no connection, and this caller dials it for the others
+  // (it calls h2_dialed after, whatever came of it).
+  std::shared_ptr<detail::H2ClientConn> h2_take(const Url& u, bool& dial);
+  void h2_dialed(const std::string& key) noexcept;
+  void h2_give(const std::string& key) noexcept;  // the slot back
+  // h2_adopt: c (just connected) speaks HTTP/2: it becomes the origin's
+  // connection (or, when another fiber's got there first, is closed and
+  // that one used); a stream slot is taken. c's pool slot goes with it.
+  std::shared_ptr<detail::H2ClientConn> h2_adopt(const Url& u, std::unique_ptr<Conn> c);
+  bool speaks_h2(const Url& u, Conn& c) const;
+  ~ClientPool();
+#endif
 };
 
 // Lease: a connection taken from the pool; closed unless release()d.
@@ -223,6 +253,9 @@ class Lease {
     if (c_) p_.discard(std::move(c_));
   }
   Conn& conn() { return *c_; }
+  // take: the connection leaves the lease with its pool slot (HTTP/2
+  // adoption: the slot is the HTTP/2 connection's from then on).
+  std::unique_ptr<Conn> take() noexcept { return std::move(c_); }
   void release() {
     if (c_->reusable) p_.release(std::move(c_)); else p_.discard(std::move(c_));
   }
@@ -392,12 +425,108 @@ io::TlsContext detail::ClientPool::tls_context() {
   std::lock_guard lk(tls_mu);
   if (!tls) {
     try {
-      tls = io::TlsContext::client(opt.tls);
+      io::TlsClientOptions to = opt.tls;
+#if SPINDLE_HAVE_HTTP2
+      if (opt.http2 != ClientHttp2::never && to.alpn.empty()) to.alpn = {"h2", "http/1.1"};
+#endif
+      tls = io::TlsContext::client(to);
     } catch (const std::system_error& e) {
       throw Error(errc::tls, e.what());
     }
   }
   return tls;
+}
+#endif
+
+#if SPINDLE_HAVE_HTTP2
+bool detail::ClientPool::speaks_h2(const Url& u, Conn& c) const {
+  if (opt.http2 == ClientHttp2::never) return false;
+#if SPINDLE_HAVE_TLS
+  if (u.https) return c.s.is_tls() && c.s.tls_or_null()->alpn() == "h2";
+#endif
+  return !u.https && opt.http2 == ClientHttp2::prior_knowledge;
+}
+
+std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, bool& dial) {
+  dial = false;
+  if (opt.http2 == ClientHttp2::never || (!u.https && opt.http2 != ClientHttp2::prior_knowledge)) return nullptr;
+  std::shared_ptr<H2ClientConn> dead;  // closed outside the lock (declared before lk)
+  std::unique_lock lk(mu);
+  auto& slot = hosts[u.key()];
+  if (!slot) slot = std::make_unique<HostPool>();
+  HostPool& hp = *slot;
+  for (;;) {
+    if (hp.h2 && !h2_usable(*hp.h2)) {
+      dead = std::move(hp.h2);
+      --hp.open;
+      --open_total;
+      hp.cv.notify_all();
+      total_cv.notify_one();
+    }
+    if (!hp.h2) {
+      if (hp.dialing) {
+        wait(lk, hp.cv, false);
+        continue;
+      }
+      if (hp.h2_known || !u.https || hp.open == 0) {
+        hp.dialing = true;
+        dial = true;
+      }
+      return nullptr;
+    }
+    if (opt.limit_per_host == 0 || hp.streams < opt.limit_per_host) break;
+    wait(lk, hp.cv, false);
+  }
+  ++hp.streams;
+  ++reused;
+  return hp.h2;
+}
+
+void detail::ClientPool::h2_dialed(const std::string& key) noexcept {
+  std::lock_guard lk(mu);
+  HostPool& hp = *hosts[key];
+  hp.dialing = false;
+  hp.cv.notify_all();  // the waiters look again: a connection, or their own dial
+}
+
+void detail::ClientPool::h2_give(const std::string& key) noexcept {
+  std::lock_guard lk(mu);
+  HostPool& hp = *hosts[key];
+  --hp.streams;
+  hp.cv.notify_one();
+}
+
+std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_adopt(const Url& u, std::unique_ptr<Conn> c) {
+  std::shared_ptr<H2ClientConn> fresh = h2_connect(std::move(c->s), opt);
+  std::unique_lock lk(mu);
+  HostPool& hp = *hosts[c->key];
+  if (hp.h2 && h2_usable(*hp.h2)) {
+    // Another fiber's connection won: this one's pool slot goes.
+    --hp.open;
+    --open_total;
+    total_cv.notify_one();
+  } else {
+    if (hp.h2) {
+      h2_close(*hp.h2);
+      --hp.open;
+      --open_total;
+      total_cv.notify_one();
+    }
+    hp.h2 = std::move(fresh);
+    hp.h2_known = true;
+  }
+  ++hp.streams;
+  auto out = hp.h2;
+  lk.unlock();
+  if (fresh) h2_close(*fresh);
+  (void)u;
+  return out;
+}
+
+detail::ClientPool::~ClientPool() {
+  for (auto& [k, hp] : hosts) {
+    if (hp->h2) h2_close(*hp->h2);
+  }
 }
 #endif
 
@@ -695,12 +824,89 @@ bool replayable(std::string_view method, const RequestOptions& ro, bool gen_call
   return false;
 }
 
+// H2Pick: a request's HTTP/2 connection and stream slot (start() picks
+// it), and its call once sent. The slot goes back when it goes; the call
+// first (its destructor resets a stream not read to its end).
+struct H2Pick {
+#if SPINDLE_HAVE_HTTP2
+  detail::ClientPool* pool = nullptr;
+  std::string key;
+  std::shared_ptr<detail::H2ClientConn> conn;
+  std::unique_ptr<detail::H2Call> call;
+  H2Pick() = default;
+  H2Pick(const H2Pick&) = delete;
+  H2Pick& operator=(const H2Pick&) = delete;
+  ~H2Pick() { clear(); }
+  void clear() noexcept {
+    call.reset();
+    if (conn) pool->h2_give(key);
+    conn.reset();
+  }
+#endif
+  bool on() const noexcept {
+#if SPINDLE_HAVE_HTTP2
+    return conn != nullptr;
+#else
+    return false;
+#endif
+  }
+};
+
+#if SPINDLE_HAVE_HTTP2
+// send_h2: the request as a stream of h2.conn. False: the server refused it
+// unprocessed (the caller sends it again on a new connection).
+bool send_h2(H2Pick& h2, std::string_view method, const Url& u, const RequestOptions& ro, const ClientOptions& opt,
+             bool& gen_called) {
+  bool retry = false;
+  h2.call = detail::H2Call::send(h2.conn, method, u, ro, opt, gen_called, retry);
+  if (!retry) return true;
+  if (gen_called)
+    throw Error(errc::reset, "HTTP/2 stream refused by the server; not sent again (a body_generator cannot be replayed, " +
+                                 u.str() + ")");
+  h2.clear();
+  return false;
+}
+#endif
+
 template <class Body>
 bool start(detail::ClientPool& pool, std::string_view method, const Url& u, const RequestOptions& ro,
-           bool& gen_called, std::optional<Lease>& lease, bhttp::response_parser<Body>& p) {
+           bool& gen_called, std::optional<Lease>& lease, bhttp::response_parser<Body>& p, H2Pick& h2) {
   const ClientOptions& opt = pool.opt;
   bool reused = false;
+#if SPINDLE_HAVE_HTTP2
+  // The origin speaks HTTP/2 on a connection already: a stream of it.
+  h2.pool = &pool;
+  h2.key = u.key();
+  bool dial = false;
+  if ((h2.conn = pool.h2_take(u, dial))) return send_h2(h2, method, u, ro, opt, gen_called);
+  struct Dialed {
+    detail::ClientPool& p;
+    const std::string& key;
+    bool on;
+    ~Dialed() {
+      if (on) p.h2_dialed(key);
+    }
+  } dialed{pool, h2.key, dial};
+#else
+  (void)h2;
+#endif
   lease.emplace(pool, pool.acquire(u, reused));
+#if SPINDLE_HAVE_HTTP2
+  if (!reused && pool.speaks_h2(u, lease->conn())) {
+    h2.conn = pool.h2_adopt(u, lease->take());
+    lease.reset();
+    if (dialed.on) {
+      dialed.on = false;
+      pool.h2_dialed(h2.key);
+    }
+    return send_h2(h2, method, u, ro, opt, gen_called);
+  }
+  if (dialed.on) {
+    // HTTP/1.1 after all: the waiters make connections of their own now.
+    dialed.on = false;
+    pool.h2_dialed(h2.key);
+  }
+#endif
   Conn& c = lease->conn();
   beast::error_code ec = send(c, method, u, opt, ro, gen_called);
   if (ec) {
@@ -790,7 +996,31 @@ struct Exchange {
     std::optional<Lease> lease;
     bhttp::response_parser<bhttp::string_body> p;
     p.body_limit(opt.max_body);
-    if (!start(pool, method, u, ro, gen_called, lease, p)) return false;
+    H2Pick h2;
+    if (!start(pool, method, u, ro, gen_called, lease, p, h2)) return false;
+#if SPINDLE_HAVE_HTTP2
+    if (h2.on()) {
+      detail::H2Call& call = *h2.call;
+      out.status = call.status();
+      out.reason = std::string(reason_phrase(out.status));
+      out.headers = call.headers();
+      out.url = u.str();
+      const auto too_large = [&] {
+        return Error(errc::body_too_large, "response body over " + std::to_string(opt.max_body) + " bytes (" + u.str() + ")");
+      };
+      if (const auto cl = call.content_length(); cl && *cl > opt.max_body) throw too_large();
+      std::size_t have = 0;
+      for (;;) {
+        if (out.body.size() - have < 16 * 1024) out.body.resize(std::max<std::size_t>(2 * out.body.size(), have + 64 * 1024));
+        const std::size_t n = call.read_some(reinterpret_cast<std::byte*>(out.body.data() + have), out.body.size() - have);
+        if (n == 0) break;
+        have += n;
+        if (have > opt.max_body) throw too_large();
+      }
+      out.body.resize(have);
+      return true;
+    }
+#endif
     Conn& c = lease->conn();
     beast::error_code ec;
     TimedStream ts{c.s, opt.read_timeout};
@@ -822,6 +1052,7 @@ struct detail::BodyReader {
   std::optional<Clock::time_point> deadline;  // total_timeout, from open()
   bhttp::response_parser<bhttp::buffer_body> p;
   std::optional<Lease> lease;
+  H2Pick h2;  // over HTTP/2: the stream instead of lease and p
   std::uint64_t bytes = 0;
   bool done = false;    // the body was read to its end
   bool failed = false;  // a read failed or close() ran first: no connection
@@ -840,14 +1071,38 @@ struct detail::BodyReader {
     done = true;
     if (lease && p.get().keep_alive() && lease->conn().buf.size() == 0) lease->release();
     lease.reset();
+#if SPINDLE_HAVE_HTTP2
+    h2.clear();
+#endif
   }
   void fail() noexcept {
     failed = true;
     lease.reset();  // closes the connection
+#if SPINDLE_HAVE_HTTP2
+    h2.clear();  // resets the stream; the connection goes on
+#endif
   }
 
   std::size_t read_some(std::byte* dst, std::size_t n) {
     if (done || n == 0) return 0;
+#if SPINDLE_HAVE_HTTP2
+    if (!failed && h2.call) {
+      std::size_t got = 0;
+      try {
+        got = deadline ? with_deadline(*deadline, [&] { return h2.call->read_some(dst, n); }) : h2.call->read_some(dst, n);
+      } catch (const TimedOut&) {
+        fail();
+        throw Error(errc::timeout, "reading the body of " + u.str() + ": not done within " +
+                                       limit_text(pool.opt.total_timeout) + " of open() (total_timeout)");
+      } catch (...) {
+        fail();
+        throw;
+      }
+      bytes += got;
+      if (got == 0) finish();
+      return got;
+    }
+#endif
     if (failed || !lease) throw Error(errc::reset, "streamed response closed (" + u.str() + ")");
     Conn& c = lease->conn();
     auto body = [&] {
@@ -924,6 +1179,9 @@ bool StreamedResponse::done() const noexcept { return !r_ || r_->done; }
 std::uint64_t StreamedResponse::bytes_read() const noexcept { return r_ ? r_->bytes : 0; }
 std::optional<std::uint64_t> StreamedResponse::content_length() const noexcept {
   if (!r_) return std::nullopt;
+#if SPINDLE_HAVE_HTTP2
+  if (r_->h2.call) return r_->h2.call->content_length();
+#endif
   const auto n = r_->p.content_length();
   return n ? std::optional<std::uint64_t>(*n) : std::nullopt;
 }
@@ -978,7 +1236,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
     for (int hop = 0;; ++hop) {
       auto attempt = [&] {
         auto r = std::make_unique<detail::BodyReader>(*pool_, u, deadline);
-        if (!start(*pool_, meth, u, ro, gen_called, r->lease, r->p)) r.reset();
+        if (!start(*pool_, meth, u, ro, gen_called, r->lease, r->p, r->h2)) r.reset();
         return r;
       };
       auto r = attempt();
@@ -988,8 +1246,19 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
         if (!r) throw Error(errc::reset, "connection closed before a response (" + u.str() + ")");
       }
       StreamedResponse s;
-      copy_head(r->p.get().base(), u, s.status, s.reason, s.headers, s.url);
-      if (r->p.is_done()) r->finish();
+#if SPINDLE_HAVE_HTTP2
+      if (r->h2.on()) {
+        s.status = r->h2.call->status();
+        s.reason = std::string(reason_phrase(s.status));
+        s.headers = r->h2.call->headers();
+        s.url = u.str();
+        if (r->h2.call->done()) r->finish();
+      } else
+#endif
+      {
+        copy_head(r->p.get().base(), u, s.status, s.reason, s.headers, s.url);
+        if (r->p.is_done()) r->finish();
+      }
       s.r_ = std::move(r);
       if (!redirect(pool_->opt, hop, s.status, s.headers.get("Location"), u, meth, ro)) return s;
       // A redirect's own body: read and dropped so its connection can be

@@ -31,6 +31,7 @@
 #include "h2_server.hpp"
 
 #include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
 
 #include <cxxabi.h>
 
@@ -149,6 +150,7 @@ class H2Conn {
   double reset_tokens_ = 0;
   Clock::time_point reset_at_;
   Event wake_;                  // the writer's: something to send, or to check
+  Event writer_done_;           // the writer returned
 };
 
 // H2Stream: one request and its response. Fields under the connection's
@@ -522,15 +524,28 @@ void H2Conn::reader(std::string preread) {
       c.wake_.set();
     }
   } done{*this};
-  if (!preread.empty() && !feed(preread.data(), preread.size())) return;
-  preread = std::string();
-  auto buf = std::make_unique<char[]>(kReadSize);
-  for (;;) {
-    std::error_code ec;
-    const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
-    if (ec || n == 0) return;  // the client closed or reset: its streams are cancelled
-    if (!feed(buf.get(), n)) return;
+  [&] {
+    if (!preread.empty() && !feed(preread.data(), preread.size())) return;
+    preread = std::string();
+    auto buf = std::make_unique<char[]>(kReadSize);
+    for (;;) {
+      std::error_code ec;
+      const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
+      if (ec || n == 0) return;  // the client closed or reset: its streams are cancelled
+      if (!feed(buf.get(), n)) return;
+    }
+  }();
+  {
+    std::lock_guard lk(mu_);
+    reader_done_ = true;
   }
+  wake_.set();
+  // The writer may be blocked on a client that reads nothing (a flood
+  // behind a full pipe: nghttp2 refused more, but the write waits out
+  // write_timeout). It gets a moment to send what the session queued (its
+  // GOAWAY); then the socket is shut both ways, which fails that write.
+  // (The descriptor stays open until the connection's end: no reuse.)
+  if (!writer_done_.wait_for(std::chrono::seconds(1))) ::shutdown(t_.tcp().native_handle(), SHUT_RDWR);
 }
 
 // writer: the connection fiber's loop (file comment). Returns when the
@@ -619,6 +634,10 @@ void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& p
   } unpublish{published, group};
   published(this);
   group.spawn([this, pre = std::string(preread)]() mutable { reader(std::move(pre)); });
+  struct WriterDone {
+    Event& e;
+    ~WriterDone() { e.set(); }
+  } writer_done{writer_done_};
   writer();
   // A graceful end: the client gets a clean close of the write side
   // (close_notify for TLS) after the GOAWAY, not a reset.

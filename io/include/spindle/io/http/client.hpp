@@ -83,6 +83,15 @@ struct ClientPool;  // client.cpp
 struct BodyReader;  // client.cpp
 }
 
+// ClientHttp2: when http::Client speaks HTTP/2 (docs/http.md "HTTP/2").
+//  - alpn: https:// offers h2 by ALPN, then http/1.1; an origin that picks
+//    h2 gets one connection, shared by every fiber's requests (each a
+//    stream). http:// stays HTTP/1.1 (as curl, Go and browsers).
+//  - never: HTTP/1.1 only.
+//  - prior_knowledge: http:// speaks HTTP/2 without asking (h2c, for a
+//    server known to: curl's --http2-prior-knowledge); https:// as alpn.
+enum class ClientHttp2 { alpn, never, prior_knowledge };
+
 struct ClientOptions {
   std::size_t limit = 100;         // open connections in total; 0: no limit
   std::size_t limit_per_host = 0;  // open connections per host:port; 0: no limit
@@ -113,6 +122,12 @@ struct ClientOptions {
   // https:// connections: verification on and the system trust store by
   // default (io::TlsClientOptions, tls.hpp).
   io::TlsClientOptions tls = {};
+  // http2: above. Over HTTP/2, `limit` counts the connection once, and
+  // `limit_per_host` (when set) the streams open on it; the server's
+  // SETTINGS_MAX_CONCURRENT_STREAMS holds the rest back. expect_continue
+  // is not used there (the body goes with the head; the server's early
+  // answer ends it).
+  ClientHttp2 http2 = ClientHttp2::alpn;
 };
 
 // BodyGenerator: a streamed request body, one chunk per call; an empty

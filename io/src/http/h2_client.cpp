@@ -1,0 +1,665 @@
+// h2_client.cpp: http::Client's HTTP/2 connections on libnghttp2
+// (docs/decisions/0019-http2.md "Client", docs/http.md "HTTP/2").
+//
+// A connection runs as the server's does (h2_server.cpp): a writer fiber
+// takes what the session has to send and writes it, a reader fiber feeds
+// what the socket gives; one std::mutex (`mu_`) guards the session and
+// every stream's fields, held for nghttp2 calls and field updates only,
+// never across a wait. The requesting fibers are the streams' fibers:
+// each submits its request, feeds a streamed body, waits for its head and
+// reads its body, all through the stream's fields and two Events (set
+// after the change they announce was made under mu_, cleared under mu_
+// before the check that decides to wait).
+//
+// The connection ends when the server closes it, a GOAWAY came and its
+// last stream is done, a session call fails, or h2_close; its streams then
+// fail (errc::reset, or truncated mid-body). Its two fibers hold it alive
+// while they run; the pool and the calls hold it too.
+//
+// What a server can make it hold: response bytes not yet read are bounded
+// by the windows (updates follow the reader's reads), a head by
+// ClientOptions::max_head (past it the stream is reset: malformed_response),
+// control frames queued by nghttp2's max_outbound_ack.
+#include "h2_client.hpp"
+
+#include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <spindle/io/file.hpp>
+#include <spindle/io/http/error.hpp>
+#include <spindle/runtime/all.hpp>
+#include <spindle/sync/event.hpp>
+
+namespace spindle::http::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::size_t kWriteBatch = 64 * 1024;
+constexpr std::size_t kReadSize = 16 * 1024;
+constexpr std::size_t kOutHigh = 64 * 1024;        // upload bytes waiting per stream
+constexpr std::int32_t kStreamWindow = 1 << 20;    // per response body, ahead of the reader
+constexpr std::int32_t kConnWindow = 4 << 20;      // all of a connection's bodies
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& ch : r) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  return r;
+}
+
+// Fields HTTP/2 forbids in a request (RFC 9113 8.2.2), and those the
+// client sets itself (Host is :authority).
+bool dropped_field(std::string_view ln) {
+  return ln == "connection" || ln == "keep-alive" || ln == "proxy-connection" || ln == "transfer-encoding" ||
+         ln == "upgrade" || ln == "host" || ln == "content-length" || ln == "expect";
+}
+
+}  // namespace
+
+struct H2ClientStream {
+  int32_t id = -1;
+  // The response, as the callbacks build it.
+  int cur_status = 0;
+  Headers cur_headers;
+  std::size_t head_bytes = 0;
+  bool too_large = false;
+  bool head_done = false;
+  int status = 0;
+  Headers headers;
+  std::string in;
+  std::size_t in_off = 0;
+  bool in_ended = false;
+  // The request body (whole or pieces) for the data source.
+  std::string out;
+  std::size_t out_off = 0;
+  bool out_ended = false;
+  bool deferred = false;
+  std::uint64_t sent = 0;
+  bool headers_sent = false;  // our HEADERS left: the server may have seen the request
+  bool closed = false;
+  uint32_t error = 0;
+  bool conn_lost = false;     // closed because the connection ended
+  Event ev;                   // head, body, end, close, or upload progress
+  nghttp2_data_provider provider{};
+};
+
+class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
+ public:
+  H2ClientConn(Transport t, const ClientOptions& opt);
+  ~H2ClientConn() {
+    if (s_ != nullptr) nghttp2_session_del(s_);
+  }
+  void start();
+  bool usable() const noexcept {
+    std::lock_guard lk(mu_);
+    return !goaway_ && !dead_;
+  }
+  void close() noexcept;
+
+  std::mutex& mu() const noexcept { return mu_; }
+  nghttp2_session* session() const noexcept { return s_; }
+  bool dead() const noexcept { return dead_; }  // under mu_
+  void wake() noexcept { wake_.set(); }
+  // submit: under mu_. The stream id, or -1 when the connection takes no
+  // new stream.
+  int32_t submit(const std::shared_ptr<H2ClientStream>& st, std::vector<nghttp2_nv>& nva, bool body);
+  void forget(int32_t id) { streams_.erase(id); }  // under mu_
+  void reset(H2ClientStream& st) {                 // under mu_
+    if (!st.closed && st.id > 0 && !dead_) nghttp2_submit_rst_stream(s_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_CANCEL);
+    wake_.set();
+  }
+  std::size_t max_head() const noexcept { return max_head_; }
+
+ private:
+  static int on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
+                       uint8_t, void* self);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* self);
+  static int on_frame_send(nghttp2_session*, const nghttp2_frame* f, void* self);
+  static int on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len, void* self);
+  static int on_stream_close(nghttp2_session*, int32_t id, uint32_t error, void* self);
+
+  void reader();
+  void writer();
+  void end() noexcept;  // under mu_: fail every stream
+
+  Transport t_;
+  std::size_t max_head_;
+  std::chrono::milliseconds write_timeout_;
+  nghttp2_session* s_ = nullptr;
+  mutable std::mutex mu_;
+  // Guarded by mu_:
+  std::unordered_map<int32_t, std::shared_ptr<H2ClientStream>> streams_;
+  bool goaway_ = false;
+  bool dead_ = false;
+  bool reader_done_ = false;
+  Task<void> reader_task_, writer_task_;
+  Event wake_;
+  Event writer_done_;
+};
+
+namespace {
+
+ssize_t read_upload(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags, nghttp2_data_source* src,
+                    void*) {
+  auto* st = static_cast<H2ClientStream*>(src->ptr);
+  const std::size_t avail = st->out.size() - st->out_off;
+  if (avail == 0 && !st->out_ended) {
+    st->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  const std::size_t n = std::min(avail, len);
+  std::memcpy(buf, st->out.data() + st->out_off, n);
+  st->out_off += n;
+  st->sent += n;
+  if (st->out_off == st->out.size()) {
+    st->out.clear();
+    st->out_off = 0;
+    if (st->out_ended) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  }
+  st->ev.set();
+  return static_cast<ssize_t>(n);
+}
+
+}  // namespace
+
+H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
+    : t_(std::move(t)),
+      max_head_(opt.max_head),
+      // A server that stops reading: each write has read_timeout (60 s
+      // when none), then the connection and its streams fail.
+      write_timeout_(opt.read_timeout.count() > 0 ? opt.read_timeout : std::chrono::milliseconds(60'000)) {
+  nghttp2_session_callbacks* cb = nullptr;
+  nghttp2_option* op = nullptr;
+  if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&op) != 0) {
+    if (cb != nullptr) nghttp2_session_callbacks_del(cb);
+    throw std::bad_alloc();
+  }
+  nghttp2_session_callbacks_set_on_header_callback2(cb, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  nghttp2_option_set_no_auto_window_update(op, 1);
+  const int rv = nghttp2_session_client_new2(&s_, cb, this, op);
+  nghttp2_option_del(op);
+  nghttp2_session_callbacks_del(cb);
+  if (rv != 0) throw std::bad_alloc();
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(max_head_, 0xffffffffu))},
+  };
+  nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0, kConnWindow);
+}
+
+void H2ClientConn::start() {
+  // The fibers own a reference while they run (moved into the body, so it
+  // goes when the body returns: no cycle through the Tasks kept here).
+  auto self = shared_from_this();
+  std::lock_guard lk(mu_);
+  writer_task_ = spawn([self]() mutable {
+    auto me = std::move(self);
+    me->writer();
+  });
+  reader_task_ = spawn([self]() mutable {
+    auto me = std::move(self);
+    me->reader();
+  });
+}
+
+void H2ClientConn::close() noexcept {
+  std::lock_guard lk(mu_);
+  end();
+  reader_task_.cancel();
+  writer_task_.cancel();
+}
+
+// end: the connection takes nothing more; every stream fails (under mu_).
+void H2ClientConn::end() noexcept {
+  dead_ = true;
+  for (auto& [id, st] : streams_) {
+    st->closed = true;
+    st->conn_lost = true;
+    st->ev.set();
+  }
+  streams_.clear();
+  wake_.set();
+}
+
+int32_t H2ClientConn::submit(const std::shared_ptr<H2ClientStream>& st, std::vector<nghttp2_nv>& nva, bool body) {
+  if (goaway_ || dead_) return -1;
+  st->provider.source.ptr = st.get();
+  st->provider.read_callback = read_upload;
+  const int32_t id = nghttp2_submit_request(s_, nullptr, nva.data(), nva.size(), body ? &st->provider : nullptr, st.get());
+  if (id < 0) return -1;  // stream ids used up, or no memory: a new connection
+  st->id = id;
+  streams_.emplace(id, st);
+  wake_.set();
+  return id;
+}
+
+int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
+                            uint8_t, void* self) {
+  auto* c = static_cast<H2ClientConn*>(self);
+  auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  if (st == nullptr || st->head_done || st->too_large) return 0;  // trailers: dropped
+  const nghttp2_vec n = nghttp2_rcbuf_get_buf(name);
+  const nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
+  st->head_bytes += n.len + v.len + 32;
+  if (st->head_bytes > c->max_head_) {
+    st->too_large = true;
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
+    return 0;
+  }
+  const std::string_view nm(reinterpret_cast<const char*>(n.base), n.len);
+  const std::string_view val(reinterpret_cast<const char*>(v.base), v.len);
+  if (nm == ":status") {
+    int code = 0;
+    std::from_chars(val.data(), val.data() + val.size(), code);
+    st->cur_status = code;
+  } else if (nm.empty() || nm[0] != ':') {
+    st->cur_headers.add(nm, val);
+  }
+  return 0;
+}
+
+int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self) {
+  auto* c = static_cast<H2ClientConn*>(self);
+  if (f->hd.type == NGHTTP2_GOAWAY) {
+    // Streams past its last one are closed by nghttp2 with REFUSED_STREAM
+    // (retried by the caller); the rest finish.
+    c->goaway_ = true;
+    c->wake_.set();
+    return 0;
+  }
+  if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+  auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  if (st == nullptr) return 0;
+  if (f->hd.type == NGHTTP2_HEADERS && !st->head_done && !st->too_large) {
+    if (st->cur_status >= 100 && st->cur_status < 200) {
+      // An interim head (100 Continue, 103 Early Hints): the final one follows.
+      st->cur_status = 0;
+      st->cur_headers = Headers();
+    } else {
+      st->head_done = true;
+      st->status = st->cur_status;
+      st->headers = std::move(st->cur_headers);
+    }
+  }
+  if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) st->in_ended = true;
+  st->ev.set();
+  return 0;
+}
+
+int H2ClientConn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void*) {
+  if (f->hd.type != NGHTTP2_HEADERS) return 0;
+  if (auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id)))
+    st->headers_sent = true;
+  return 0;
+}
+
+int H2ClientConn::on_data_chunk(nghttp2_session* s, uint8_t, int32_t id, const uint8_t* data, size_t len, void*) {
+  auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, id));
+  if (st == nullptr || st->closed) {
+    nghttp2_session_consume(s, id, len);
+    return 0;
+  }
+  st->in.append(reinterpret_cast<const char*>(data), len);  // bounded by the stream's window
+  st->ev.set();
+  return 0;
+}
+
+int H2ClientConn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void* self) {
+  auto* c = static_cast<H2ClientConn*>(self);
+  auto it = c->streams_.find(id);
+  if (it == c->streams_.end()) return 0;
+  H2ClientStream& st = *it->second;
+  st.closed = true;
+  st.error = error;
+  // Unread bytes go back to the connection window: the caller may never
+  // read them (a reset, a call dropped).
+  if (st.in.size() > st.in_off && !st.in_ended) {
+    nghttp2_session_consume_connection(s, st.in.size() - st.in_off);
+    st.in.clear();
+    st.in_off = 0;
+  }
+  nghttp2_session_set_stream_user_data(s, id, nullptr);
+  st.ev.set();
+  c->streams_.erase(it);
+  return 0;
+}
+
+void H2ClientConn::reader() {
+  auto buf = std::make_unique<char[]>(kReadSize);
+  struct Done {
+    H2ClientConn& c;
+    ~Done() {
+      std::lock_guard lk(c.mu_);
+      c.reader_done_ = true;
+      c.end();
+    }
+  } done{*this};
+  for (;;) {
+    std::error_code ec;
+    const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
+    if (ec || n == 0) break;
+    std::lock_guard lk(mu_);
+    const ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
+    wake_.set();
+    if (rv < 0) break;
+  }
+  {
+    std::lock_guard lk(mu_);
+    reader_done_ = true;
+    end();
+  }
+  // As the server's reader (h2_server.cpp): a writer blocked on a server
+  // that reads nothing gets a moment, then the socket is shut under it.
+  if (!writer_done_.wait_for(std::chrono::seconds(1))) ::shutdown(t_.tcp().native_handle(), SHUT_RDWR);
+}
+
+void H2ClientConn::writer() {
+  std::string out;
+  struct Done {
+    H2ClientConn& c;
+    ~Done() {
+      std::lock_guard lk(c.mu_);
+      c.end();
+      c.reader_task_.cancel();
+    }
+  } done{*this};
+  struct WriterDone {
+    Event& e;
+    ~WriterDone() { e.set(); }
+  } writer_done{writer_done_};
+  for (;;) {
+    bool end_now = false, more = false;
+    out.clear();
+    {
+      std::lock_guard lk(mu_);
+      while (out.size() < kWriteBatch) {
+        const uint8_t* data = nullptr;
+        const ssize_t k = nghttp2_session_mem_send(s_, &data);
+        if (k <= 0) {
+          end_now = k < 0;
+          break;
+        }
+        out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(k));
+      }
+      more = out.size() >= kWriteBatch;
+      const bool wants = nghttp2_session_want_read(s_) != 0 || nghttp2_session_want_write(s_) != 0;
+      end_now = end_now || dead_ || (!more && (reader_done_ || !wants || (goaway_ && streams_.empty())));
+      if (!more && !end_now) wake_.clear();
+    }
+    if (!out.empty()) {
+      try {
+        auto write = [&] { t_.write_all(out); };
+        if (write_timeout_.count() > 0) {
+          with_timeout(write_timeout_, write);
+        } else {
+          write();
+        }
+      } catch (const TimedOut&) {
+        return;
+      } catch (const std::system_error&) {
+        return;
+      }
+    }
+    if (end_now) return;
+    if (more) continue;
+    wake_.wait();
+    yield();  // the requests made runnable with this wake go out in one write (h2_server.cpp)
+  }
+}
+
+std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt) {
+  auto c = std::make_shared<H2ClientConn>(std::move(t), opt);
+  c->start();
+  return c;
+}
+
+bool h2_usable(const H2ClientConn& c) noexcept { return c.usable(); }
+void h2_close(H2ClientConn& c) noexcept { c.close(); }
+
+H2Call::H2Call(std::shared_ptr<H2ClientConn> c, std::shared_ptr<H2ClientStream> st, const Url& u,
+               const ClientOptions& opt)
+    : c_(std::move(c)), st_(std::move(st)), u_(u), opt_(opt) {}
+
+H2Call::~H2Call() {
+  std::lock_guard lk(c_->mu());
+  if (!st_->closed) c_->reset(*st_);
+}
+
+int H2Call::status() const noexcept { return st_->status; }
+const Headers& H2Call::headers() const noexcept { return st_->headers; }
+bool H2Call::done() const noexcept {
+  std::lock_guard lk(c_->mu());
+  return st_->in_ended && st_->in_off == st_->in.size();
+}
+std::optional<std::uint64_t> H2Call::content_length() const noexcept {
+  const auto v = st_->headers.get("content-length");
+  if (!v) return std::nullopt;
+  std::uint64_t n = 0;
+  const auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc{} || p != v->data() + v->size()) return std::nullopt;
+  return n;
+}
+
+namespace {
+
+// wait_ev: waits on st.ev (cleared by the caller under mu) for at most the
+// read timeout. False when that passed with nothing.
+bool wait_ev(H2ClientStream& st, std::chrono::milliseconds limit) {
+  if (limit.count() <= 0) {
+    st.ev.wait();
+    return true;
+  }
+  return st.ev.wait_for(limit);
+}
+
+Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
+  if (st.too_large) return Error(errc::malformed_response, "response head over max_head (" + u.str() + ")");
+  if (mid_body) return Error(errc::truncated, "HTTP/2 stream ended before its body's end (" + u.str() + ")");
+  std::string why = st.conn_lost ? "HTTP/2 connection closed" : "HTTP/2 stream reset by the server (error " +
+                                                                    std::to_string(st.error) + ")";
+  return Error(errc::reset, why + " before a response (" + u.str() + ")");
+}
+
+}  // namespace
+
+std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std::string_view method, const Url& u,
+                                     const RequestOptions& ro, const ClientOptions& opt, bool& gen_called,
+                                     bool& retry) {
+  retry = false;
+  // The head: pseudo-fields first (RFC 9113 8.3.1), then the caller's
+  // fields lower-cased, without those HTTP/2 forbids.
+  std::vector<std::string> keep;
+  auto put = [&keep](std::string n, std::string v) {
+    keep.push_back(std::move(n));
+    keep.push_back(std::move(v));
+  };
+  const auto host = ro.headers.get("Host");
+  put(":method", std::string(method));
+  put(":scheme", u.https ? "https" : "http");
+  put(":authority", host ? std::string(*host) : u.authority());
+  put(":path", u.target);
+  const auto ua = ro.headers.get("User-Agent");
+  put("user-agent", ua ? std::string(*ua) : opt.user_agent);
+  for (const auto& [n, v] : ro.headers) {
+    std::string ln = lower(n);
+    if (dropped_field(ln) || ln == "user-agent") continue;
+    if (ln == "te" && !iequals(v, "trailers")) continue;
+    put(std::move(ln), v);
+  }
+  if (u.has_userinfo && !ro.headers.contains("Authorization")) put("authorization", u.basic_auth());
+  std::optional<io::File> file;
+  std::uint64_t file_size = 0;
+  if (!ro.body_file.empty()) {
+    file = io::File::open(ro.body_file, io::OpenMode::read);
+    file_size = file->size();
+    put("content-length", std::to_string(file_size));
+  } else if (ro.body_generator) {
+    if (ro.body_length) put("content-length", std::to_string(*ro.body_length));
+  } else if (!ro.body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+    put("content-length", std::to_string(ro.body.size()));
+  }
+  const bool has_body = (file && file_size > 0) || static_cast<bool>(ro.body_generator) || !ro.body.empty();
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(keep.size() / 2);
+  for (std::size_t i = 0; i < keep.size(); i += 2) {
+    nva.push_back({reinterpret_cast<uint8_t*>(keep[i].data()), reinterpret_cast<uint8_t*>(keep[i + 1].data()),
+                   keep[i].size(), keep[i + 1].size(), NGHTTP2_NV_FLAG_NONE});
+  }
+
+  auto st = std::make_shared<H2ClientStream>();
+  {
+    std::lock_guard lk(c->mu());
+    if (!ro.body.empty()) {
+      st->out = ro.body;
+      st->out_ended = true;
+    }
+    if (c->submit(st, nva, has_body) < 0) {
+      retry = true;
+      return nullptr;
+    }
+  }
+  auto call = std::make_unique<H2Call>(c, st, u, opt);
+  // A streamed body, piece by piece as the windows allow; the server may
+  // answer (and end the stream) before it is all sent.
+  auto put_out = [&](std::string piece) {
+    for (;;) {
+      {
+        std::lock_guard lk(c->mu());
+        if (st->closed || st->head_done) return false;
+        if (st->out.size() - st->out_off < kOutHigh) {
+          if (st->out_off > 0) {
+            st->out.erase(0, st->out_off);
+            st->out_off = 0;
+          }
+          st->out += piece;
+          if (st->deferred) {
+            st->deferred = false;
+            nghttp2_session_resume_data(c->session(), st->id);
+          }
+          c->wake();
+          return true;
+        }
+        st->ev.clear();
+      }
+      if (!wait_ev(*st, opt.read_timeout)) {
+        throw Error(errc::timeout, "sending the body of " + u.str() + ": no progress within " +
+                                       std::to_string(opt.read_timeout.count()) + " ms (read_timeout)");
+      }
+    }
+  };
+  auto end_out = [&] {
+    std::lock_guard lk(c->mu());
+    st->out_ended = true;
+    if (st->deferred && !st->closed) {
+      st->deferred = false;
+      nghttp2_session_resume_data(c->session(), st->id);
+    }
+    c->wake();
+  };
+  if (ro.body_generator) {
+    std::uint64_t sent = 0;
+    for (;;) {
+      gen_called = true;
+      std::string piece = ro.body_generator();
+      if (piece.empty()) break;
+      if (ro.body_length && piece.size() > *ro.body_length - sent)
+        throw std::length_error("spindle::http: body_generator yielded more than body_length");
+      sent += piece.size();
+      if (!put_out(std::move(piece))) break;
+    }
+    if (ro.body_length && sent != *ro.body_length) {
+      std::lock_guard lk(c->mu());
+      if (!st->closed && !st->head_done) throw std::length_error("spindle::http: body_generator yielded less than body_length");
+    }
+    end_out();
+  } else if (file && file_size > 0) {
+    std::uint64_t left = file_size;
+    std::string piece;
+    while (left > 0) {
+      piece.resize(static_cast<std::size_t>(std::min<std::uint64_t>(left, kOutHigh)));
+      const std::size_t n = file->read(piece.data(), piece.size());
+      if (n == 0) throw std::length_error("spindle::http: body_file shrank while being sent: " + ro.body_file.string());
+      piece.resize(n);
+      left -= n;
+      if (!put_out(std::move(piece))) break;
+      piece = std::string();
+    }
+    end_out();
+  }
+  // The final head.
+  for (;;) {
+    {
+      std::lock_guard lk(c->mu());
+      if (st->head_done) return call;
+      if (st->closed) {
+        // Refused before the server processed it (REFUSED_STREAM, or past
+        // a GOAWAY's last stream), or the connection died before the
+        // request left: safe to send again, whatever the method.
+        if (!st->too_large && (st->error == NGHTTP2_REFUSED_STREAM || (st->conn_lost && !st->headers_sent))) {
+          retry = true;
+          return nullptr;
+        }
+        throw stream_error(*st, u, false);
+      }
+      st->ev.clear();
+    }
+    if (!wait_ev(*st, opt.read_timeout)) {
+      throw Error(errc::timeout, "waiting for the response of " + u.str() + ": nothing within " +
+                                     std::to_string(opt.read_timeout.count()) + " ms (read_timeout)");
+    }
+  }
+}
+
+std::size_t H2Call::read_some(std::byte* dst, std::size_t n) {
+  if (n == 0) return 0;
+  H2ClientStream& st = *st_;
+  for (;;) {
+    {
+      std::lock_guard lk(c_->mu());
+      if (st.in_off < st.in.size()) {
+        const std::size_t k = std::min(n, st.in.size() - st.in_off);
+        std::memcpy(dst, st.in.data() + st.in_off, k);
+        st.in_off += k;
+        if (st.in_off == st.in.size()) {
+          st.in.clear();
+          st.in_off = 0;
+        }
+        if (!c_->dead()) {
+          // The window opens by what the caller read (a closed stream's
+          // bytes still hold the connection's).
+          if (st.closed) {
+            nghttp2_session_consume_connection(c_->session(), k);
+          } else {
+            nghttp2_session_consume(c_->session(), st.id, k);
+          }
+          c_->wake();
+        }
+        return k;
+      }
+      if (st.in_ended) return 0;
+      if (st.closed) throw stream_error(st, u_, true);
+      st.ev.clear();
+    }
+    if (!wait_ev(st, opt_.read_timeout)) {
+      throw Error(errc::timeout, "reading the body of " + u_.str() + ": nothing within " +
+                                     std::to_string(opt_.read_timeout.count()) + " ms (read_timeout)");
+    }
+  }
+}
+
+}  // namespace spindle::http::detail

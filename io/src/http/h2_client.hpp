@@ -1,0 +1,74 @@
+// h2_client.hpp: http::Client's HTTP/2 connections (h2_client.cpp), as
+// client.cpp uses them: one connection per origin, shared by every fiber
+// that requests from it, each request a stream. nghttp2 stays inside
+// h2_client.cpp (docs/decisions/0019-http2.md "Client").
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <spindle/io/http/client.hpp>
+#include <spindle/io/http/message.hpp>
+
+#include "transport.hpp"
+#include "url.hpp"
+
+namespace spindle::http::detail {
+
+class H2ClientConn;
+struct H2ClientStream;
+
+// h2_connect: starts HTTP/2 on a connected transport (the preface and
+// SETTINGS go out at once; a reader and a writer fiber run it until it
+// ends). Never suspends.
+std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt);
+
+// h2_usable: the connection takes new streams (no GOAWAY, not broken).
+bool h2_usable(const H2ClientConn& c) noexcept;
+// h2_close: ends the connection now (its streams fail with errc::reset).
+// Never suspends.
+void h2_close(H2ClientConn& c) noexcept;
+
+// H2Call: one request's stream, from submit to the end of its body.
+// Destroyed before the body's end (or after a failure), it resets the
+// stream (RST_STREAM CANCEL): the connection and its other streams go on.
+class H2Call {
+ public:
+  // send: submits the request and its body (a whole one at once; a
+  // generator's or a file's in pieces, as the server's windows allow),
+  // then waits for the final response head (1xx heads are skipped).
+  // `retry` is set (and nothing thrown) when the server refused the
+  // stream before processing it (REFUSED_STREAM, or a GOAWAY whose last
+  // stream is below it): the request may be sent again on a new
+  // connection whatever its method (RFC 9113 8.7). Errors: http::Error.
+  SPINDLE_MAY_SUSPEND static std::unique_ptr<H2Call> send(const std::shared_ptr<H2ClientConn>& c,
+                                                          std::string_view method, const Url& u,
+                                                          const RequestOptions& ro, const ClientOptions& opt,
+                                                          bool& gen_called, bool& retry);
+  ~H2Call();
+  H2Call(const H2Call&) = delete;
+  H2Call& operator=(const H2Call&) = delete;
+
+  int status() const noexcept;
+  const Headers& headers() const noexcept;
+  std::optional<std::uint64_t> content_length() const noexcept;
+  // read_some: body bytes into dst (at least one), 0 at its end; each wait
+  // bounded by read_timeout. The stream's window opens by what is read.
+  SPINDLE_MAY_SUSPEND std::size_t read_some(std::byte* dst, std::size_t n);
+  bool done() const noexcept;
+
+  H2Call(std::shared_ptr<H2ClientConn> c, std::shared_ptr<H2ClientStream> st, const Url& u, const ClientOptions& opt);
+
+ private:
+  std::shared_ptr<H2ClientConn> c_;
+  std::shared_ptr<H2ClientStream> st_;
+  Url u_;
+  const ClientOptions& opt_;
+};
+
+}  // namespace spindle::http::detail

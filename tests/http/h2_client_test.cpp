@@ -1,0 +1,317 @@
+// h2_client_test.cpp: http::Client over HTTP/2 (ClientOptions::http2)
+// against http::Server: prior knowledge on http://, ALPN on https://; one
+// connection shared by many fibers (counted at the server), bodies both
+// ways, limits, timeouts, resets and connection ends.
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <spindle/io/file.hpp>
+#include <spindle/sync/event.hpp>
+
+#include "http_test_support.hpp"
+#if H2_TEST_TLS
+#include "tls_test_certs.hpp"
+#endif
+
+using namespace spindle_test;
+using namespace http_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+http::ClientOptions h2c() {
+  http::ClientOptions o;
+  o.http2 = http::ClientHttp2::prior_knowledge;
+  return o;
+}
+
+std::string pattern(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+// Concurrency: how many handlers run at once, at most.
+struct Gauge {
+  std::atomic<int> now{0}, most{0};
+  struct In {
+    Gauge& g;
+    explicit In(Gauge& gg) : g(gg) {
+      const int n = g.now.fetch_add(1) + 1;
+      int m = g.most.load();
+      while (n > m && !g.most.compare_exchange_weak(m, n)) {
+      }
+    }
+    ~In() { g.now.fetch_sub(1); }
+  };
+};
+
+}  // namespace
+
+TEST_CASE("h2 client: prior knowledge speaks HTTP/2 to the server; the default stays HTTP/1.1 on http://") {
+  run_checked(2, [] {
+    std::atomic<unsigned> version{0};
+    LiveServer srv([&](http::Request& q) {
+      version.store(q.version);
+      return http::Response::text_body(200, "v" + std::to_string(q.version) + " " + std::string(q.headers.get("host").value_or("")));
+    });
+    http::Client c(h2c());
+    auto r = c.get(srv.url("/x"));
+    FIBER_CHECK(r.status == 200);
+    FIBER_CHECK(r.text() == "v20 127.0.0.1:" + std::to_string(srv.port()));
+    FIBER_CHECK(r.reason == "OK");
+    FIBER_CHECK(r.headers.get("content-type").value_or("") == "text/plain; charset=utf-8");
+    http::Client plain;
+    FIBER_CHECK(plain.get(srv.url("/x")).text().rfind("v11 ", 0) == 0);
+  });
+}
+
+TEST_CASE("h2 client: 100 fibers share one connection; their streams interleave at the server") {
+  run_checked(2, [] {
+    Gauge g;
+    LiveServer srv([&](http::Request& q) {
+      Gauge::In in(g);
+      sp::sleep_for(2ms);  // long enough for many streams to overlap
+      return http::Response::text_body(200, std::string(q.target));
+    });
+    http::Client c(h2c());
+    std::vector<sp::Task<bool>> tasks;
+    for (int i = 0; i < 100; ++i) {
+      tasks.push_back(sp::spawn([&, i] {
+        const std::string path = "/n/" + std::to_string(i);
+        auto r = c.get(srv.url(path));
+        return r.status == 200 && r.text() == path;
+      }));
+    }
+    int ok = 0;
+    for (auto& t : tasks) ok += t.join();
+    FIBER_CHECK(ok == 100);
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+    FIBER_CHECK(g.most.load() > 1);
+    FIBER_CHECK(c.stats().open == 1);
+  });
+}
+
+TEST_CASE("h2 client: limit_per_host counts streams") {
+  run_checked(2, [] {
+    Gauge g;
+    LiveServer srv([&](http::Request&) {
+      Gauge::In in(g);
+      sp::sleep_for(5ms);
+      return http::Response::text_body(200, "ok");
+    });
+    auto o = h2c();
+    o.limit_per_host = 3;
+    http::Client c(o);
+    std::vector<sp::Task<int>> tasks;
+    for (int i = 0; i < 20; ++i) tasks.push_back(sp::spawn([&] { return c.get(srv.url("/")).status; }));
+    for (auto& t : tasks) FIBER_CHECK(t.join() == 200);
+    FIBER_CHECK(g.most.load() <= 3);
+    FIBER_CHECK(g.most.load() >= 2);
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+  });
+}
+
+TEST_CASE("h2 client: request bodies (whole, generator, file) arrive whole, larger than the windows") {
+  run_checked(2, [] {
+    http::Router r;
+    r.post("/len", [](http::Request& q) {
+      std::string all;
+      for (std::string piece; !(piece = q.read_body_chunk()).empty();) all += piece;
+      return http::Response::text_body(200, std::to_string(all.size()) + ":" + std::to_string(std::hash<std::string>{}(all)));
+    }, http::Body::stream);
+    http::ServerOptions so;
+    so.stream_bodies = true;  // a plain Handler (LiveServer): the body streams, past max_body
+    LiveServer srv(std::move(r), so);
+    http::Client c(h2c());
+    const std::string big = pattern(3 << 20);
+    const std::string want = std::to_string(big.size()) + ":" + std::to_string(std::hash<std::string>{}(big));
+    FIBER_CHECK(c.post(srv.url("/len"), big).text() == want);
+
+    std::size_t at = 0;
+    http::RequestOptions gen;
+    gen.body_generator = [&] {
+      const std::size_t n = std::min<std::size_t>(100'000, big.size() - at);
+      std::string piece = big.substr(at, n);
+      at += n;
+      return piece;
+    };
+    gen.body_length = big.size();
+    FIBER_CHECK(c.request("POST", srv.url("/len"), std::move(gen)).text() == want);
+
+    const auto path = std::filesystem::temp_directory_path() / ("spindle-h2-up-" + std::to_string(::getpid()));
+    {
+      auto f = io::File::open(path, io::OpenMode::write | io::OpenMode::create | io::OpenMode::truncate, 0644);
+      f.write(big);
+    }
+    http::RequestOptions file;
+    file.body_file = path;
+    FIBER_CHECK(c.request("POST", srv.url("/len"), std::move(file)).text() == want);
+    std::filesystem::remove(path);
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+  });
+}
+
+TEST_CASE("h2 client: open() streams a large body in pieces; max_body bounds request(); the connection goes on") {
+  run_checked(2, [] {
+    const std::string big = pattern(4 << 20);
+    LiveServer srv([&](http::Request& q) {
+      if (q.path() == "/gen") {
+        auto at = std::make_shared<std::size_t>(0);
+        return http::Response::stream_body(200, [&big, at] {
+          const std::size_t n = std::min<std::size_t>(50'000, big.size() - *at);
+          std::string piece = big.substr(*at, n);
+          *at += n;
+          return piece;
+        });
+      }
+      return http::Response::text_body(200, big);
+    });
+    auto o = h2c();
+    o.max_body = 1 << 20;
+    http::Client c(o);
+    auto s = c.open("GET", srv.url("/whole"));
+    FIBER_CHECK(s.status == 200);
+    FIBER_CHECK(s.content_length().value_or(0) == big.size());
+    std::string got;
+    std::size_t biggest = 0;
+    for (std::string piece; !(piece = s.read_chunk(32 * 1024)).empty();) {
+      biggest = std::max(biggest, piece.size());
+      got += piece;
+    }
+    FIBER_CHECK(got == big);
+    FIBER_CHECK(biggest <= 32 * 1024);
+    FIBER_CHECK(s.done());
+    auto g = c.open("GET", srv.url("/gen"));
+    FIBER_CHECK(!g.content_length().has_value());
+    FIBER_CHECK(g.read_all(8 << 20) == big);
+    // Over max_body: Content-Length known up front, or counted.
+    FIBER_CHECK(error_kind<http::Error>([&] { c.get(srv.url("/whole")); }) == http::errc::body_too_large);
+    FIBER_CHECK(error_kind<http::Error>([&] { c.get(srv.url("/gen")); }) == http::errc::body_too_large);
+    // Each of those reset its stream only: the connection still serves.
+    FIBER_CHECK(c.open("GET", srv.url("/whole")).status == 200);
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+  });
+}
+
+TEST_CASE("h2 client: read_timeout ends a stream whose answer does not come; the server's handler is cancelled") {
+  run_checked(2, [] {
+    std::atomic<bool> cancelled{false};
+    sp::Event never;
+    LiveServer srv([&](http::Request& q) {
+      if (q.path() == "/slow") {
+        try {
+          never.wait();
+        } catch (const sp::Cancelled&) {
+          cancelled.store(true);
+          throw;
+        }
+      }
+      return http::Response::text_body(200, "ok");
+    });
+    auto o = h2c();
+    o.read_timeout = 200ms;
+    http::Client c(o);
+    FIBER_CHECK(error_of([&] { c.get(srv.url("/slow")); }) == http::errc::timeout);
+    // The client's RST_STREAM reaches the server: the handler is cancelled.
+    const auto until = Clock::now() + slack(5s);
+    while (!cancelled.load() && Clock::now() < until) sp::sleep_for(5ms);
+    FIBER_CHECK(cancelled.load());
+    FIBER_CHECK(c.get(srv.url("/ok")).text() == "ok");
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+  });
+}
+
+TEST_CASE("h2 client: a connection the server ends (GOAWAY, close) is replaced for the next request") {
+  run_checked(2, [] {
+    http::ServerOptions so;
+    so.idle_timeout = 100ms;  // GOAWAY and close after 100 ms with no stream
+    LiveServer srv([](http::Request&) { return http::Response::text_body(200, "ok"); }, so);
+    http::Client c(h2c());
+    FIBER_CHECK(c.get(srv.url("/")).text() == "ok");
+    sp::sleep_for(400ms);
+    FIBER_CHECK(c.get(srv.url("/")).text() == "ok");
+    FIBER_CHECK(srv.server().connections_accepted() == 2);
+    FIBER_CHECK(c.stats().open == 1);
+  });
+}
+
+TEST_CASE("h2 client: more requests than the server's SETTINGS_MAX_CONCURRENT_STREAMS wait their turn") {
+  run_checked(2, [] {
+    Gauge g;
+    http::ServerOptions so;
+    so.http2.max_concurrent_streams = 2;
+    LiveServer srv([&](http::Request&) {
+      Gauge::In in(g);
+      sp::sleep_for(3ms);
+      return http::Response::text_body(200, "ok");
+    }, so);
+    http::Client c(h2c());
+    FIBER_CHECK(c.get(srv.url("/")).status == 200);  // the server's SETTINGS are known from here
+    std::vector<sp::Task<int>> tasks;
+    for (int i = 0; i < 12; ++i) tasks.push_back(sp::spawn([&] { return c.get(srv.url("/")).status; }));
+    for (auto& t : tasks) FIBER_CHECK(t.join() == 200);
+    FIBER_CHECK(g.most.load() <= 2);
+  });
+}
+
+TEST_CASE("h2 client: 1xx heads are skipped; HEAD gets no body; the server's status and fields come through") {
+  run_checked(1, [] {
+    LiveServer srv([](http::Request& q) {
+      auto r = http::Response::text_body(q.path() == "/missing" ? 404 : 200, "hello");
+      r.headers.add("X-Multi", "a");
+      r.headers.add("X-Multi", "b");
+      return r;
+    });
+    http::Client c(h2c());
+    auto h = c.request("HEAD", srv.url("/"));
+    FIBER_CHECK(h.status == 200);
+    FIBER_CHECK(h.body.empty());
+    FIBER_CHECK(h.headers.get("content-length").value_or("") == "5");
+    auto m = c.get(srv.url("/missing"));
+    FIBER_CHECK(m.status == 404);
+    FIBER_CHECK(m.text() == "hello");
+    int multi = 0;
+    for (const auto& [n, v] : m.headers) multi += n == "x-multi";
+    FIBER_CHECK(multi == 2);
+  });
+}
+
+#if H2_TEST_TLS
+namespace {
+const tls_test::TestCerts& certs() {
+  static const auto c = tls_test::TestCerts::make();
+  return *c;
+}
+}  // namespace
+
+TEST_CASE("h2 client: https picks HTTP/2 by ALPN; ClientHttp2::never stays HTTP/1.1") {
+  run_checked(2, [] {
+    http::ServerOptions so;
+    so.tls = {certs().cert_file, certs().key_file};
+    LiveServer srv([](http::Request& q) { return http::Response::text_body(200, "v" + std::to_string(q.version)); }, so);
+    const std::string url = "https://127.0.0.1:" + std::to_string(srv.port()) + "/";
+    http::ClientOptions o;
+    o.tls.ca_file = certs().ca_file;
+    http::Client c(o);
+    std::vector<sp::Task<std::string>> tasks;
+    for (int i = 0; i < 20; ++i) tasks.push_back(sp::spawn([&] { return std::string(c.get(url).text()); }));
+    for (auto& t : tasks) FIBER_CHECK(t.join() == "v20");
+    FIBER_CHECK(srv.server().connections_accepted() <= 2);  // fibers racing the first connect may each make one
+    o.http2 = http::ClientHttp2::never;
+    http::Client h1(o);
+    FIBER_CHECK(h1.get(url).text() == "v11");
+    // The server without HTTP/2: ALPN picks nothing, the client speaks HTTP/1.1.
+    so.http2.enabled = false;
+    LiveServer old([](http::Request& q) { return http::Response::text_body(200, "v" + std::to_string(q.version)); }, so);
+    o.http2 = http::ClientHttp2::alpn;
+    http::Client c2(o);
+    FIBER_CHECK(c2.get("https://127.0.0.1:" + std::to_string(old.port()) + "/").text() == "v11");
+  });
+}
+#endif
