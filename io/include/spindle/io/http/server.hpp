@@ -1,5 +1,6 @@
 // server.hpp: http::Server, an HTTP/1.1 server (one fiber per connection)
-// built on Beast's parser and serializer over spindle's TcpStream, and
+// built on Beast's parser and serializer over spindle's TcpStream, which
+// also speaks HTTP/2 (a fiber per stream; Http2Options below), and
 // http::Router, a handler that dispatches by method and path.
 //
 //   sp::http::Router r;
