@@ -45,6 +45,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <spindle/io/file.hpp>
@@ -161,6 +162,7 @@ struct H2Stream {
   int32_t id;
   Request req;            // head: filled by the callbacks before the fiber starts; then the fiber's
   std::string authority;  // :authority (to Host)
+  std::string cookie;     // the cookie crumbs so far, joined
   std::size_t head_bytes = 0;
   bool head_too_large = false;
 
@@ -391,14 +393,12 @@ int H2Conn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_rcbuf*
     return 0;  // :scheme, :protocol: not kept
   }
   if (nm == "cookie") {
-    // Cookie crumbs are one field again for the handler (RFC 9113 8.2.3).
-    if (const auto prev = st->req.headers.get("cookie")) {
-      std::string joined(*prev);
-      joined += "; ";
-      joined += val;
-      st->req.headers.set("cookie", joined);
-      return 0;
-    }
+    // Cookie crumbs are one field again for the handler (RFC 9113 8.2.3),
+    // appended here (joining into the field each time would copy it per
+    // crumb) and added when the head is whole.
+    if (!st->cookie.empty()) st->cookie += "; ";
+    st->cookie += val;
+    return 0;
   }
   st->req.headers.add(nm, val);
   return 0;
@@ -420,6 +420,7 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
   }
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
     if (!st->req.headers.contains("host") && !st->authority.empty()) st->req.headers.add("host", st->authority);
+    if (!st->cookie.empty()) st->req.headers.add("cookie", std::exchange(st->cookie, std::string()));
     auto it = c->streams_.find(st->id);
     if (it == c->streams_.end()) return 0;
     ++c->fibers_;
@@ -507,7 +508,17 @@ bool H2Conn::feed(const void* p, std::size_t n) {
   {
     std::lock_guard lk(mu_);
     rv = nghttp2_session_mem_recv(s_, static_cast<const uint8_t*>(p), n);
-    if (rv < 0) broken_ = rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC && !nghttp2_session_want_write(s_);
+    if (rv < 0) {
+      // A flood or a protocol error nghttp2 stopped at: the client is
+      // told why (GOAWAY) when the session can still say it; a client
+      // that did not send the preface (not HTTP/2) gets nothing.
+      const uint32_t why = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                               ? NGHTTP2_ENHANCE_YOUR_CALM
+                               : NGHTTP2_PROTOCOL_ERROR;
+      broken_ = rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC ||
+                (nghttp2_session_terminate_session(s_, why) != 0 && nghttp2_session_want_write(s_) == 0);
+      goaway_ = true;
+    }
   }
   wake_.set();
   return rv >= 0;

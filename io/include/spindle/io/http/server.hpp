@@ -143,10 +143,12 @@ class Router {
 // with a GOAWAY (or resets the one stream), and the server serves others.
 struct Http2Options {
   bool enabled = true;
-  // SETTINGS_MAX_CONCURRENT_STREAMS. Also the most handler fibers one
-  // connection may have, counting those of reset streams that have not
-  // unwound yet: a new stream past it is refused (RST_STREAM
-  // REFUSED_STREAM), so resets never pile up fibers (CVE-2023-44487).
+  // SETTINGS_MAX_CONCURRENT_STREAMS: a client that opens more once it
+  // acknowledged the setting gets GOAWAY PROTOCOL_ERROR (before, the
+  // extra stream is refused). Also the most handler fibers one connection
+  // may have, counting those of reset streams that have not unwound yet:
+  // a new stream past that is refused (RST_STREAM REFUSED_STREAM), so
+  // resets never pile up fibers (CVE-2023-44487).
   std::uint32_t max_concurrent_streams = 100;
   // Request body bytes the client may send ahead of the handler's reads:
   // per stream (SETTINGS_INITIAL_WINDOW_SIZE) and per connection (all its
@@ -163,7 +165,7 @@ struct Http2Options {
   std::uint64_t reset_burst = 1000;
   std::uint64_t reset_rate = 33;
   // CONTINUATION flood (2024): CONTINUATION frames after one HEADERS
-  // frame; past it, the connection ends (GOAWAY).
+  // frame; past it, the connection ends (GOAWAY ENHANCE_YOUR_CALM).
   std::size_t max_continuations = 8;
   // SETTINGS and PING floods: entries in one SETTINGS frame, and the
   // control frames (SETTINGS and PING acks, RST_STREAM) queued for a client

@@ -1,0 +1,435 @@
+// h2_hostile_test.cpp: http::Server's HTTP/2 side against the named
+// attacks and its limits (Http2Options), from hand-built frames
+// (h2_test_client.hpp's RawConn: no conforming client would send these):
+// streams past max_concurrent_streams (also while reset streams' handlers
+// unwind), rapid reset (CVE-2023-44487), a CONTINUATION flood, a header
+// list over max_head and an HPACK bomb, SETTINGS and PING floods from a
+// client that never reads, and a client that keeps its window at zero.
+// Each case checks the documented answer (the stream reset, or the
+// connection ended, GOAWAY first where the server can still send one),
+// that handlers did not run for what was refused, and that a fresh
+// connection is still served afterwards.
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include <spindle/sync/event.hpp>
+
+#include "h2_test_client.hpp"
+#include "http_test_support.hpp"
+
+using namespace spindle_test;
+using namespace h2_test;
+namespace http = spindle::http;
+
+namespace {
+
+// expect: a FIBER_CHECK that says what was seen.
+void expect(bool ok, const std::string& what) {
+  if (!ok) fiber_failures().add(what);
+}
+
+// describe: the frames a RawConn read, for a failure's message.
+std::string describe(const RawConn& c) {
+  std::string s;
+  for (const Frame& f : c.seen()) {
+    s += " [type=" + std::to_string(f.type) + " flags=" + std::to_string(f.flags) + " stream=" +
+         std::to_string(f.stream) + " len=" + std::to_string(f.payload.size());
+    if (f.type == RST_STREAM || f.type == GOAWAY) s += " code=" + std::to_string(f.code());
+    if (f.type == HEADERS) s += " status=" + f.field(":status");
+    s += "]";
+  }
+  return s + (c.eof() ? " EOF" : " (open)");
+}
+
+bool has(const RawConn& c, std::uint8_t type, std::uint32_t stream = 0) {
+  return std::any_of(c.seen().begin(), c.seen().end(),
+                     [&](const Frame& f) { return f.type == type && (stream == 0 || f.stream == stream); });
+}
+const Frame* find(const RawConn& c, std::uint8_t type, std::uint32_t stream = 0) {
+  for (const Frame& f : c.seen())
+    if (f.type == type && (stream == 0 || f.stream == stream)) return &f;
+  return nullptr;
+}
+
+// Alive: handler fibers in flight now, the most at once, and all that ran.
+struct Alive {
+  std::atomic<int> now{0}, most{0}, ran{0};
+  struct Scope {
+    Alive& a;
+    explicit Scope(Alive& x) : a(x) {
+      a.ran.fetch_add(1);
+      const int n = a.now.fetch_add(1) + 1;
+      for (int m = a.most.load(); n > m && !a.most.compare_exchange_weak(m, n);) {
+      }
+    }
+    ~Scope() { a.now.fetch_sub(1); }
+  };
+};
+
+// preface: the client's preface and an empty SETTINGS.
+std::string preface() { return std::string(kPreface) + settings({}); }
+
+// flood: writes `unit` again and again, never reading, until the server
+// ends the connection (true) or `limit` passes or 256 MiB went (false).
+bool flood(RawConn& c, const std::string& unit, Clock::duration limit) {
+  std::string batch;
+  while (batch.size() < (64u << 10)) batch += unit;
+  std::size_t sent = 0;
+  try {
+    return sp::with_timeout(limit, [&] {
+      while (sent < (256u << 20)) {
+        if (!c.send(batch)) return true;
+        sent += batch.size();
+      }
+      return false;
+    });
+  } catch (const sp::TimedOut&) {
+    return false;  // the server stopped reading and kept the connection
+  }
+}
+
+// stop_writer: a writer fiber still blocked (the server stopped reading
+// and kept the connection: a check above has failed) is cancelled.
+void stop_writer(sp::Task<void>& w) {
+  w.cancel();
+  try {
+    w.join();
+  } catch (const sp::Cancelled&) {
+  }
+}
+
+}  // namespace
+
+TEST_CASE("h2 hostile: a stream past max_concurrent_streams is refused, the others are served") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.http2.max_concurrent_streams = 4;
+    Alive alive;
+    sp::Event release;
+    http::Router r;
+    r.get("/hold", [&](http::Request&) {
+      Alive::Scope in(alive);
+      return http::Response::text_body(release.wait_for(slack(std::chrono::seconds(10))) ? 200 : 504, "held");
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    // Five streams at once, before the client has seen the server's
+    // SETTINGS (as a client may).
+    std::string b = preface();
+    for (std::uint32_t id = 1; id <= 9; id += 2) b += headers(id, plain_block("GET", "/hold"), true);
+    c.send(b);
+    c.until([](const Frame& f) { return f.type == RST_STREAM || f.type == GOAWAY; }, slack(10s));
+    const Frame* rst = find(c, RST_STREAM, 9);
+    expect(rst != nullptr && (rst->code() == NGHTTP2_REFUSED_STREAM || rst->code() == NGHTTP2_PROTOCOL_ERROR),
+           "stream 9 not refused:" + describe(c));
+    FIBER_CHECK(!has(c, GOAWAY));
+    FIBER_CHECK(wait_until([&] { return alive.now.load() == 4; }));
+    c.send(settings_ack());
+    release.set();
+    for (std::uint32_t id = 1; id <= 7; id += 2) {
+      c.end_of(id, slack(10s));
+      expect(c.status_of(id) == 200, "stream " + std::to_string(id) + ":" + describe(c));
+    }
+    FIBER_CHECK(alive.ran.load() == 4);
+    FIBER_CHECK(alive.most.load() == 4);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+TEST_CASE("h2 hostile: reset streams count against max_concurrent_streams until their handlers unwind") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.http2.max_concurrent_streams = 4;
+    Alive alive;
+    sp::Event unwind;
+    http::Router r;
+    // A handler slow to unwind: cancelled, it still finishes work under
+    // a shield until the test lets it go.
+    r.get("/stubborn", [&](http::Request&) {
+      Alive::Scope in(alive);
+      try {
+        sp::sleep_for(std::chrono::hours(1));
+      } catch (const sp::Cancelled&) {
+        sp::shield([&] { unwind.wait_for(slack(std::chrono::seconds(10))); });
+        throw;
+      }
+      return http::Response::text_body(200, "never");
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    std::string b = preface() + settings_ack();
+    for (std::uint32_t id = 1; id <= 7; id += 2) b += headers(id, plain_block("GET", "/stubborn"), true);
+    c.send(b);
+    FIBER_CHECK(wait_until([&] { return alive.now.load() == 4; }));
+    b.clear();
+    for (std::uint32_t id = 1; id <= 7; id += 2) b += rst_stream(id, NGHTTP2_CANCEL);
+    // Four fibers still unwinding: a fifth stream would be a fifth fiber.
+    b += headers(9, plain_block("GET", "/ok"), true);
+    c.send(b);
+    c.end_of(9, slack(10s));
+    const Frame* rst = find(c, RST_STREAM, 9);
+    expect(rst != nullptr && rst->code() == NGHTTP2_REFUSED_STREAM, "stream 9 not refused:" + describe(c));
+    FIBER_CHECK(alive.most.load() == 4);
+    unwind.set();
+    FIBER_CHECK(wait_until([&] { return alive.now.load() == 0; }));
+    // Unwound: the same connection takes a stream again.
+    c.send(headers(11, plain_block("GET", "/ok"), true));
+    c.end_of(11, slack(10s));
+    expect(c.status_of(11) == 200, "stream 11:" + describe(c));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+TEST_CASE("h2 hostile: rapid reset (CVE-2023-44487) gets GOAWAY ENHANCE_YOUR_CALM; handlers stay bounded") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.http2.reset_burst = 50;
+    o.http2.reset_rate = 10;
+    Alive alive;
+    sp::Event never;
+    http::Router r;
+    r.get("/x", [&](http::Request&) {
+      Alive::Scope in(alive);
+      never.wait();  // until the reset cancels it
+      return http::Response::text_body(200, "x");
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    constexpr std::uint32_t kPairs = 5000;
+    RawConn c(srv.port());
+    std::string b = preface() + settings_ack();
+    for (std::uint32_t i = 0, id = 1; i < kPairs; ++i, id += 2)
+      b += headers(id, plain_block("GET", "/x"), true) + rst_stream(id, NGHTTP2_CANCEL);
+    // Written by a fiber of its own: the server may stop reading.
+    auto writer = sp::spawn([&] { c.send(b); });
+    c.until([](const Frame& f) { return f.type == GOAWAY; }, slack(20s));
+    const Frame* g = find(c, GOAWAY);
+    expect(g != nullptr && g->code() == NGHTTP2_ENHANCE_YOUR_CALM, "no GOAWAY ENHANCE_YOUR_CALM:" + describe(c));
+    FIBER_CHECK(c.drain_to_eof(slack(10s)));
+    stop_writer(writer);
+    FIBER_CHECK(wait_until([&] { return alive.now.load() == 0; }));
+    // Far fewer handlers than streams opened, never more at once than a
+    // connection may have.
+    expect(alive.ran.load() <= 1000, "handlers ran: " + std::to_string(alive.ran.load()));
+    FIBER_CHECK(alive.most.load() <= 100);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+
+    // Paced: each stream's handler is running when its reset comes, so
+    // every reset cancels a live fiber. The bucket (50, then 10 a second)
+    // ends the connection after about 50 of them, not thousands.
+    RawConn p(srv.port());
+    p.send(preface() + settings_ack());
+    const int ran0 = alive.ran.load();
+    const auto t0 = Clock::now();
+    for (std::uint32_t i = 0, id = 1; i < kPairs; ++i, id += 2) {
+      if (!p.send(headers(id, plain_block("GET", "/x"), true))) break;
+      // Its handler starts, unless the server has stopped taking streams.
+      wait_until([&] { return alive.ran.load() - ran0 > static_cast<int>(i); }, slack(2s));
+      if (!p.send(rst_stream(id, NGHTTP2_CANCEL))) break;
+      if (p.until([](const Frame& f) { return f.type == GOAWAY; }, std::chrono::milliseconds(1))) break;
+    }
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!find(p, GOAWAY)) p.until([](const Frame& f) { return f.type == GOAWAY; }, slack(10s));
+    const Frame* pg = find(p, GOAWAY);
+    expect(pg != nullptr && pg->code() == NGHTTP2_ENHANCE_YOUR_CALM, "paced: no GOAWAY ENHANCE_YOUR_CALM:" + describe(p));
+    const int paced = alive.ran.load() - ran0;
+    expect(paced >= 50 && paced <= 50 + static_cast<int>(10 * secs) + 3,
+           "paced: " + std::to_string(paced) + " handlers ran in " + std::to_string(secs) + " s");
+    FIBER_CHECK(p.drain_to_eof(slack(10s)));
+    FIBER_CHECK(wait_until([&] { return alive.now.load() == 0; }));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+TEST_CASE("h2 hostile: a CONTINUATION flood ends the connection; a header block in a few frames is fine") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.max_head = 64 * 1024;
+    std::atomic<int> calls{0};
+    http::Router r;
+    r.get("/x", [&](http::Request& q) {
+      calls.fetch_add(1);
+      return http::Response::text_body(200, std::to_string(q.headers.get("x-big").value_or("").size()));
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    {
+      // 40 KB of fields: HEADERS and two CONTINUATIONs, under both limits.
+      RawConn c(srv.port());
+      c.send(preface() + settings_ack() + headers(1, plain_block("GET", "/x", {{"x-big", std::string(40'000, 'b')}}), true));
+      c.end_of(1, slack(10s));
+      expect(c.status_of(1) == 200, "split block:" + describe(c));
+      FIBER_CHECK(calls.load() == 1);
+    }
+    RawConn c(srv.port());
+    std::string b = preface() + settings_ack() + frame(HEADERS, END_STREAM, 1, plain_block("GET", "/x"));
+    std::string piece;
+    hpack_literal(piece, "x-c", "continued");
+    for (int i = 0; i < 10'000; ++i) b += frame(CONTINUATION, 0, 1, piece);  // never END_HEADERS
+    auto writer = sp::spawn([&] { c.send(b); });
+    expect(c.drain_to_eof(slack(10s)), "connection still open:" + describe(c));
+    stop_writer(writer);
+    // The client is told why before the close (nghttp2 itself would just
+    // stop: h2_server.cpp feed).
+    const Frame* g = find(c, GOAWAY);
+    expect(g != nullptr && g->code() == NGHTTP2_ENHANCE_YOUR_CALM, "no GOAWAY ENHANCE_YOUR_CALM:" + describe(c));
+    FIBER_CHECK(calls.load() == 1);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+TEST_CASE("h2 hostile: a header list over max_head gets 431; the connection serves the next stream") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.max_head = 4096;
+    std::atomic<int> big_calls{0};
+    http::Router r;
+    r.get("/big", [&](http::Request&) {
+      big_calls.fetch_add(1);
+      return http::Response::text_body(200, "big");
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    c.send(preface() + settings_ack() + headers(1, plain_block("GET", "/big", {{"x-big", std::string(8192, 'b')}}), true));
+    c.end_of(1, slack(10s));
+    expect(c.status_of(1) == 431 || has(c, RST_STREAM, 1), "stream 1:" + describe(c));
+    FIBER_CHECK(!has(c, GOAWAY));
+    c.send(headers(3, plain_block("GET", "/ok"), true));
+    c.end_of(3, slack(10s));
+    expect(c.status_of(3) == 200, "stream 3:" + describe(c));
+    FIBER_CHECK(big_calls.load() == 0);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+TEST_CASE("h2 hostile: an HPACK bomb (one 4 KB entry referenced 400 times) gets 431") {
+  run_checked(2, [] {
+    std::atomic<int> bomb_calls{0}, insert_calls{0};
+    http::Router r;
+    r.get("/bomb", [&](http::Request&) {
+      bomb_calls.fetch_add(1);
+      return http::Response::text_body(200, "boom");
+    });
+    r.get("/insert", [&](http::Request& q) {
+      insert_calls.fetch_add(1);
+      return http::Response::text_body(200, std::to_string(q.headers.get("x-bomb").value_or("").size()));
+    });
+    ok_route(r);
+    H2Server srv(std::move(r));  // max_head 16 KiB
+    RawConn c(srv.port());
+    // Stream 1 inserts the field into the dynamic table (4000 + 6 + 32
+    // bytes of the 4096 the table holds); its header list fits max_head.
+    std::string insert = plain_block("GET", "/insert");
+    hpack_literal(insert, "x-bomb", std::string(4000, 'b'), 0x40);
+    c.send(preface() + settings_ack() + headers(1, insert, true));
+    c.end_of(1, slack(10s));
+    expect(c.status_of(1) == 200, "stream 1:" + describe(c));
+    const Frame* body = find(c, DATA, 1);
+    FIBER_CHECK((body != nullptr && body->payload == "4000"));
+    // Stream 3: 400 one-byte references to it (index 62): ~1.6 MB of
+    // header list from a block of ~460 bytes.
+    c.send(headers(3, plain_block("GET", "/bomb") + std::string(400, '\xbe'), true));
+    c.end_of(3, slack(10s));
+    expect(c.status_of(3) == 431 || has(c, RST_STREAM, 3), "stream 3:" + describe(c));
+    FIBER_CHECK(!has(c, GOAWAY));
+    // The decoder kept its state: a next stream on the connection is fine.
+    c.send(headers(5, plain_block("GET", "/ok"), true));
+    c.end_of(5, slack(10s));
+    expect(c.status_of(5) == 200, "stream 5:" + describe(c));
+    FIBER_CHECK(bomb_calls.load() == 0);
+    FIBER_CHECK(insert_calls.load() == 1);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+TEST_CASE("h2 hostile: SETTINGS and PING floods from a client that never reads end its connection") {
+  run_checked(2, [] {
+    std::atomic<int> big_calls{0};
+    http::Router r;
+    ok_route(r);
+    r.get("/big", [&](http::Request&) {
+      big_calls.fetch_add(1);
+      return http::Response::text_body(200, std::string(32 << 20, 'b'));  // more than loopback buffers
+    });
+    // write_timeout far past the test's limits: the floods must end the
+    // connection by themselves, not by a write that timed out.
+    http::ServerOptions o;
+    o.write_timeout = std::chrono::hours(1);
+    H2Server srv(std::move(r), o);
+    struct Case {
+      const char* name;
+      std::string unit;
+    };
+    const Case cases[] = {
+        {"PING", ping(0x0102030405060708ull)},
+        {"SETTINGS", settings({{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}})},
+    };
+    for (const Case& k : cases) {
+      RawConn c(srv.port());
+      c.send(preface() + settings_ack());
+      const bool ended = flood(c, k.unit, slack(10s));
+      expect(ended, std::string(k.name) + " flood: the server kept the connection");
+      FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+      FIBER_CHECK(serves(srv.port(), slack(10s)));
+    }
+    {
+      // The same from a client whose pipe is already full: it asked for a
+      // large response (windows wide open) and read none of it, so the
+      // server's writes block before the flood starts. The flood must
+      // still end the connection.
+      RawConn c(srv.port());
+      c.send(preface() + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff}}) + settings_ack() +
+             window_update(0, 0x7fffffff - 65535) + headers(1, plain_block("GET", "/big"), true));
+      FIBER_CHECK(wait_until([&] { return big_calls.load() == 1; }));
+      sp::sleep_for(std::chrono::milliseconds(200));  // the writer fills the pipe
+      const bool ended = flood(c, ping(7), slack(10s));
+      expect(ended, "PING flood behind a full pipe: the server kept the connection");
+      if (ended) FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+      FIBER_CHECK(serves(srv.port(), slack(10s)));
+    }
+    // One SETTINGS frame of more entries than max_settings (32).
+    RawConn c(srv.port());
+    std::string many;
+    for (int i = 0; i < 100; ++i) {
+      many.push_back(0);
+      many.push_back(static_cast<char>(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
+      put32(many, 100);
+    }
+    c.send(preface() + frame(SETTINGS, 0, 0, many));
+    expect(c.drain_to_eof(slack(10s)), "SETTINGS of 100 entries:" + describe(c));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+TEST_CASE("h2 hostile: a client that keeps its window at zero has its stream reset after write_timeout") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.write_timeout = std::chrono::milliseconds(300);
+    std::atomic<int> done{0};
+    http::Router r;
+    r.get("/big", [&](http::Request&) {
+      done.fetch_add(1);
+      return http::Response::text_body(200, std::string(100 * 1024, 'z'));
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    c.send(std::string(kPreface) + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}) + settings_ack() +
+           headers(1, plain_block("GET", "/big"), true));
+    c.until([](const Frame& f) { return f.type == GOAWAY || (f.type == RST_STREAM && f.stream == 1); }, slack(10s));
+    if (!has(c, RST_STREAM, 1)) c.drain_to_eof(slack(10s));
+    expect(has(c, RST_STREAM, 1) || c.eof(), "stream 1 neither reset nor its connection ended:" + describe(c));
+    // Flow control held: not one byte of body past a zero window.
+    std::size_t data = 0;
+    for (const Frame& f : c.seen())
+      if (f.type == DATA) data += f.payload.size();
+    FIBER_CHECK(data == 0);
+    FIBER_CHECK(done.load() == 1);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
