@@ -22,6 +22,7 @@ packages=(
   libssl-dev             # OpenSSL 3: io::TlsStream, https (docs/decisions/0010-tls.md)
   libnghttp2-dev         # HTTP/2 (docs/decisions/0019-http2.md)
   nghttp2-client         # nghttp and h2load: the HTTP/2 interop tests' peers
+  curl                   # the HTTP/2 interop tests' other peer (curl --http2)
   openssl                # the openssl command: examples/https_get.cpp makes its certificate
   clang                  # the fuzz preset only (libFuzzer), built by scripts/test.sh (fuzzed on request)
   libclang-rt-dev        # clang's libFuzzer and sanitizer runtimes (clang only recommends them)
