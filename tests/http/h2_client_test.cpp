@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -315,3 +316,26 @@ TEST_CASE("h2 client: https picks HTTP/2 by ALPN; ClientHttp2::never stays HTTP/
   });
 }
 #endif
+
+// As tests/http/lifetime_test.cpp for HTTP/1.1: the Client outlives the run
+// that opened its HTTP/2 connection (whose reader and writer fibers were
+// parked in that runtime), and a second run uses the same Client.
+TEST_CASE("h2 client: a Client whose HTTP/2 connection outlives its run is destroyed or used again safely") {
+  std::optional<http::Client> c;
+  c.emplace(h2c());
+  sp::Runtime srv_rt(options(1));  // the server's runtime, alive throughout: its workers serve between calls
+  std::uint16_t port = 0;
+  std::optional<LiveServer> srv;
+  srv_rt.block_on([&] {
+    srv.emplace([](http::Request&) { return http::Response::text_body(200, "ok"); });
+    port = srv->port();
+  });
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  run_checked(2, [&] { FIBER_CHECK(c->get(url).text() == "ok"); });
+  run_checked(2, [&] {
+    // The first run's connection died with it: a new one.
+    FIBER_CHECK(sp::with_timeout(slack(10s), [&] { return std::string(c->get(url).text()); }) == "ok");
+  });
+  c.reset();  // after both runs ended
+  srv_rt.block_on([&] { srv.reset(); });
+}
