@@ -354,6 +354,9 @@ void H2ClientConn::reader() {
     const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
     if (ec || n == 0) break;
     std::lock_guard lk(mu_);
+    // Ended (h2_close, the writer's end): the streams were let go, and the
+    // session's pointers to them with them: it is not fed again.
+    if (dead_) break;
     const ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
     wake_.set();
     if (rv < 0) break;
@@ -387,7 +390,7 @@ void H2ClientConn::writer() {
     out.clear();
     {
       std::lock_guard lk(mu_);
-      while (out.size() < kWriteBatch) {
+      while (!dead_ && out.size() < kWriteBatch) {  // dead: as the reader's check
         const uint8_t* data = nullptr;
         const ssize_t k = nghttp2_session_mem_send(s_, &data);
         if (k <= 0) {
