@@ -1,12 +1,21 @@
 // client_bench.cpp: spindle_bench_http_client, the client side of the
-// http figures (docs/benchmarks.md "http_hello and the http client"):
-// FIBERS fibers (100) each fetch URL in a closed loop with one shared http::Client over
-// keep-alive, on a runtime of WORKERS workers. Every response must be
+// http figures (docs/benchmarks.md "http_hello and the http client") and
+// of the HTTP/2 client figure (bench/http2/client.sh,
+// docs/benchmarks.md "HTTP/2 client (one connection vs the HTTP/1.1 pool)"):
+// FIBERS fibers (100) each fetch URL in a closed loop with one shared
+// http::Client, on a runtime of WORKERS workers. Every response must be
 // 200 with the body "Hello, World!" (the http_hello protocol): a wrong
 // one, or any error, ends the run with exit status 1.
 //
-//   spindle_bench_http_client URL [FIBERS] [WORKERS] [SECONDS] [WARMUP_SECONDS]
-//   defaults:                      100     1         5         1
+//   spindle_bench_http_client URL [FIBERS] [WORKERS] [SECONDS] [WARMUP_SECONDS] [PROTOCOL]
+//   defaults:                      100     1         5         1                h1
+//
+// PROTOCOL: h1 (ClientOptions::http2 = never): HTTP/1.1 over the
+// keep-alive pool, one connection per concurrent request (the pool's
+// limit is FIBERS, so no fiber waits for a slot); h2c (http2 =
+// prior_knowledge, an http:// URL): HTTP/2 cleartext, ONE connection for
+// the origin shared by every fiber, each request a stream (how many run at
+// once is then the server's SETTINGS_MAX_CONCURRENT_STREAMS, 100 for h2o).
 //
 // Counts the requests completed in a window of SECONDS after a warm-up
 // (connections open, pool and stacks warm) and the process's CPU time
@@ -14,7 +23,10 @@
 // Prints one line on stdout, the format aiohttp_client_peer.py prints too
 // so that client.sh and the table read both alike:
 //   requests=N seconds=S cpu_s=C connections=K
-// (K: connections the client opened in all, which shows the keep-alive).
+// (K: connections the client opened in all, which shows the keep-alive,
+// and for h2c that there was one). The protocol is named only in the
+// summary line on stderr: client.sh's parse takes all that follows
+// "connections=" as K.
 #include <unistd.h>
 
 #include <atomic>
@@ -62,11 +74,12 @@ bool parse_number(const char* s, double min, double max, double& out) {
 
 int main(int argc, char** argv) {
   double fibers = 100, workers = 1, seconds = 5, warmup = 1;
-  if (argc < 2 || argc > 6 || (argc > 2 && !parse_number(argv[2], 1, 100000, fibers)) ||
+  const std::string_view protocol = argc > 6 ? argv[6] : "h1";
+  if (argc < 2 || argc > 7 || (argc > 2 && !parse_number(argv[2], 1, 100000, fibers)) ||
       (argc > 3 && !parse_number(argv[3], 1, 1024, workers)) ||
       (argc > 4 && !parse_number(argv[4], 0.1, 3600, seconds)) ||
-      (argc > 5 && !parse_number(argv[5], 0, 3600, warmup))) {
-    std::fprintf(stderr, "usage: %s URL [FIBERS] [WORKERS] [SECONDS] [WARMUP_SECONDS]\n", argv[0]);
+      (argc > 5 && !parse_number(argv[5], 0, 3600, warmup)) || (protocol != "h1" && protocol != "h2c")) {
+    std::fprintf(stderr, "usage: %s URL [FIBERS] [WORKERS] [SECONDS] [WARMUP_SECONDS] [h1|h2c]\n", argv[0]);
     return 2;
   }
   const std::string url = argv[1];
@@ -78,9 +91,13 @@ int main(int argc, char** argv) {
   opts.workers = static_cast<unsigned>(workers);
   return sp::run(
       [&]() -> int {
-        // One connection per fiber: the pool's total limit is the number
-        // of fibers, so no fiber waits for a slot and none is left idle.
-        http::Client client({.limit = n});
+        // h1: one connection per fiber: the pool's total limit is the
+        // number of fibers, so no fiber waits for a slot and none is left
+        // idle. h2c: one connection (limit counts it once), every fiber's
+        // request a stream on it.
+        http::Client client({.limit = n,
+                             .http2 = protocol == "h2c" ? http::ClientHttp2::prior_knowledge
+                                                        : http::ClientHttp2::never});
         std::atomic<std::uint64_t> done{0};
         std::atomic<bool> stop{false};
         std::vector<sp::Task<void>> fetchers;
@@ -120,8 +137,9 @@ int main(int argc, char** argv) {
         std::printf("requests=%llu seconds=%.4f cpu_s=%.2f connections=%llu\n",
                     static_cast<unsigned long long>(n1 - n0), wall, cpu1 - cpu0,
                     static_cast<unsigned long long>(client.stats().connections_opened));
-        std::fprintf(stderr, "spindle %u worker(s), %zu fibers: %.0f req/s, %.0f req per CPU-s\n",
-                     opts.workers, n, static_cast<double>(n1 - n0) / wall,
+        std::fprintf(stderr,
+                     "spindle %u worker(s), %zu fibers, protocol=%s: %.0f req/s, %.0f req per CPU-s\n",
+                     opts.workers, n, protocol == "h2c" ? "h2c" : "h1", static_cast<double>(n1 - n0) / wall,
                      static_cast<double>(n1 - n0) / std::max(cpu1 - cpu0, 1e-9));
         return 0;
       },
