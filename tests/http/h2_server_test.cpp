@@ -526,6 +526,40 @@ TEST_CASE("h2: curl, nghttp and h2load against the server") {
   });
 }
 
+TEST_CASE("h2: Upgrade: h2c (curl --http2 on http://) is answered 101 and goes on in HTTP/2; a request with a body stays HTTP/1.1") {
+  run_checked(2, [] {
+    std::atomic<int> calls{0};
+    http::Router r;
+    r.get("/x", [&](http::Request& q) {
+      calls.fetch_add(1);
+      return http::Response::text_body(200, "h" + std::to_string(q.version) + " " + q.target + " " +
+                                                std::string(q.headers.get("upgrade").value_or("-")));
+    });
+    r.post("/p", [&](http::Request& q) { return http::Response::text_body(200, "h" + std::to_string(q.version) + " " + q.body); });
+    H2Server srv(std::move(r));
+    const std::string base = "http://127.0.0.1:" + std::to_string(srv.port());
+    // Two URLs: the first is the upgraded request (stream 1), the second a
+    // stream of the same HTTP/2 connection.
+    auto curl = tool({"curl", "-s", "--http2", "-w", "|%{http_version}\n", base + "/x", base + "/x?2"});
+    INFO(curl.err);
+    FIBER_CHECK(curl.status.success());
+    FIBER_CHECK(curl.out == "h20 /x -|2\nh20 /x?2 -|2\n");
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+    FIBER_CHECK(calls.load() == 2);
+    // With a body: served as HTTP/1.1 (no 101), as RFC 7540 3.2 allows.
+    auto post = tool({"curl", "-s", "--http2", "-d", "abc", "-w", "|%{http_version}", base + "/p"});
+    FIBER_CHECK(post.out == "h11 abc|1.1");
+    // A malformed HTTP2-Settings: no upgrade either.
+    io::TcpStream raw = http_test::raw_connect(srv.port());
+    raw.write_all("GET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                  "HTTP2-Settings: not*base64\r\n\r\n");
+    std::string buf;
+    const std::string resp = http_test::read_response(raw, buf);
+    FIBER_CHECK(resp.rfind("HTTP/1.1 200", 0) == 0);
+    FIBER_CHECK(http_test::body_of(resp) == "h11 /x h2c");
+  });
+}
+
 #if defined(H2_TEST_TLS)
 TEST_CASE("h2 over https: ALPN picks h2 when offered, http/1.1 otherwise") {
   const auto certs = tls_test::TestCerts::make();

@@ -102,7 +102,7 @@ class H2Conn {
   H2Conn(const H2Conn&) = delete;
   H2Conn& operator=(const H2Conn&) = delete;
 
-  void run(std::string_view preread, const std::function<void(H2Conn*)>& published);
+  void run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade);
   void wake() noexcept { wake_.set(); }
 
  private:
@@ -632,7 +632,7 @@ void H2Conn::writer() {
   }
 }
 
-void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published) {
+void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
   TaskGroup group;
   group_ = &group;
   struct Unpublish {
@@ -644,6 +644,26 @@ void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& p
     }
   } unpublish{published, group};
   published(this);
+  if (upgrade != nullptr) {
+    // The upgraded request is stream 1, half closed by the client (RFC
+    // 7540 3.2): it runs as a stream that came whole, before any frame.
+    std::lock_guard lk(mu_);
+    const bool head = upgrade->req.method == "HEAD";
+    if (nghttp2_session_upgrade2(s_, reinterpret_cast<const uint8_t*>(upgrade->settings.data()),
+                                 upgrade->settings.size(), head ? 1 : 0, nullptr) != 0) {
+      return;
+    }
+    auto st = std::make_shared<H2Stream>(*this, 1);
+    st->req = std::move(upgrade->req);
+    st->req.version = 20;
+    st->req.remote = peer_;
+    st->in_ended = true;
+    nghttp2_session_set_stream_user_data(s_, 1, st.get());
+    streams_.emplace(1, st);
+    ++fibers_;
+    st->in_handler = true;
+    st->task = group.spawn([this, st] { run_stream(st); });
+  }
   group.spawn([this, pre = std::string(preread)]() mutable { reader(std::move(pre)); });
   struct WriterDone {
     Event& e;
@@ -958,15 +978,37 @@ void H2Conn::await_close(H2Stream& st) {
   }
 }
 
+bool h2c_settings(std::string_view value, std::string& out) {
+  out.clear();
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char ch : value) {
+    int v = -1;
+    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+    else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+    else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+    else if (ch == '-') v = 62;
+    else if (ch == '_') v = 63;
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out.size() % 6 == 0 && out.size() <= 6 * 64;  // 6 bytes a setting; a few dozen at most
+}
+
 void serve_h2(Transport& t, const io::Endpoint& peer, std::string_view preread, const H2Env& env,
-              const std::function<void(H2Conn*)>& published) {
+              const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
   std::optional<H2Conn> c;
   try {
     c.emplace(t, peer, env);
   } catch (const std::bad_alloc&) {
     return;  // no session: the connection just ends
   }
-  c->run(preread, published);
+  c->run(preread, published, upgrade);
 }
 
 void wake_h2(H2Conn& c) noexcept { c.wake(); }

@@ -45,8 +45,18 @@ struct H2Env {
 // before it goes): server.cpp keeps it for shutdown's scan.
 // Never throws but Cancelled (the server's drain cancelling it): then
 // every stream's fiber was cancelled and has ended.
+// H2Upgrade: an HTTP/1.1 request that asked to continue in HTTP/2
+// (Upgrade: h2c, RFC 7540 3.2), answered 101: it becomes stream 1.
+struct H2Upgrade {
+  Request req;           // the request, its connection fields removed
+  std::string settings;  // its HTTP2-Settings, decoded (a SETTINGS payload)
+};
+// h2c_settings: HTTP2-Settings' value (base64url, no padding) decoded into
+// `out`. False: not base64url, or not a whole number of settings.
+bool h2c_settings(std::string_view value, std::string& out);
+
 void serve_h2(Transport& t, const io::Endpoint& peer, std::string_view preread, const H2Env& env,
-              const std::function<void(H2Conn*)>& published);
+              const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade = nullptr);
 
 // wake_h2: shutdown began: the connection sends GOAWAY, lets its streams
 // finish and ends. Never suspends; any fiber or thread, while published.

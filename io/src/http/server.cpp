@@ -657,7 +657,8 @@ struct Server::State {
   void run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fresh);
   bool start(Conn& c, io::TcpStream s);
   void serve_conn(Conn& c);
-  void serve_http2(Conn& c, std::string_view preread);
+  void serve_http2(Conn& c, std::string_view preread, detail::H2Upgrade* upgrade = nullptr);
+  bool upgrade_h2c(Conn& c, Request& req, beast::flat_buffer& buf);
   bool wait_for_request(Conn& c, beast::flat_buffer& buf);
   bool release(const std::shared_ptr<Conn>& c);
   void wake_released(TaskGroup& group, io::detail::EpollSource& src, const std::shared_ptr<State>& self);
@@ -1185,7 +1186,7 @@ void Server::State::linger(detail::Transport& s) {
 // c.h2 (published under mu, read under mu) and wakes it. A connection
 // published after that scan reads `stopping` (set before the scan took
 // mu) at its writer's first round, after publishing: it ends by itself.
-void Server::State::serve_http2(Conn& c, std::string_view preread) {
+void Server::State::serve_http2(Conn& c, std::string_view preread, detail::H2Upgrade* upgrade) {
   const detail::H2Env env{
       handler,
       opt,
@@ -1195,10 +1196,58 @@ void Server::State::serve_http2(Conn& c, std::string_view preread) {
       [this, &c](const Request& req, int status, std::uint64_t bytes) { log_access(c.peer, &req, status, bytes); },
       &http_date,
   };
-  detail::serve_h2(c.t, c.peer, preread, env, [this, &c](detail::H2Conn* h) {
-    std::lock_guard lk(mu);
-    c.h2 = h;
-  });
+  detail::serve_h2(
+      c.t, c.peer, preread, env,
+      [this, &c](detail::H2Conn* h) {
+        std::lock_guard lk(mu);
+        c.h2 = h;
+      },
+      upgrade);
+}
+
+// has_token: a comma-separated field value lists `token` (any case).
+static bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    const std::size_t comma = list.find(',');
+    std::string_view t = list.substr(0, comma);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (iequals(t, token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// upgrade_h2c: a plain HTTP/1.1 request without a body that asks to go on
+// in HTTP/2 (`Upgrade: h2c`, one `HTTP2-Settings`, both named in
+// Connection: RFC 7540 3.2, which curl --http2 sends on http://) gets 101
+// and is served as stream 1 of an HTTP/2 connection, with the bytes read
+// past it as the start of the client's preface. False: not such a
+// request (it is served as HTTP/1.1, as the RFC lets a server do), or the
+// 101 could not be written (the connection is gone: `c` ends).
+bool Server::State::upgrade_h2c(Conn& c, Request& req, beast::flat_buffer& buf) {
+  const auto up = req.headers.get("upgrade");
+  const auto conn = req.headers.get("connection");
+  const auto settings = req.headers.get("http2-settings");
+  if (!up || !conn || !settings || !has_token(*up, "h2c") || !has_token(*conn, "upgrade") ||
+      !has_token(*conn, "http2-settings")) {
+    return false;
+  }
+  detail::H2Upgrade u;
+  if (!detail::h2c_settings(*settings, u.settings)) return false;
+  for (std::string_view h : {"connection", "upgrade", "http2-settings", "keep-alive", "proxy-connection", "te"})
+    req.headers.erase(h);
+  u.req = std::move(req);
+  try {
+    timed_write([&] {
+      c.t.write_all("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+    });
+  } catch (const std::exception&) {
+    return true;  // gone: nothing to serve
+  }
+  serve_http2(c, {static_cast<const char*>(buf.data().data()), buf.size()}, &u);
+  return true;
 }
 #endif
 
@@ -1257,6 +1306,14 @@ void Server::State::serve_conn(Conn& c) {
       } else if (deadline == Clock::time_point{}) {
         deadline = spindle::detail::deadline_after(opt.read_timeout);  // the head did not wait
       }
+#if SPINDLE_HAVE_HTTP2
+      // Upgrade: h2c, for a request with no body (one with a body is
+      // served as HTTP/1.1: its body would have to be read first).
+      if (opt.http2.enabled && !s.is_tls() && p.is_done() && !stopping.load(std::memory_order_seq_cst) &&
+          req.headers.contains("http2-settings") && upgrade_h2c(c, req, buf)) {
+        return;
+      }
+#endif
       BodyReader body(s, buf, p, opt, deadline);
       if (!p.is_done()) {
         if (opt.stream_bodies) {

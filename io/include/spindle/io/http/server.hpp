@@ -138,7 +138,9 @@ class Router {
 // Which connections speak it, when enabled: an https connection whose
 // client picks "h2" by ALPN (the server offers h2, then http/1.1), and a
 // plain one whose first bytes are the HTTP/2 connection preface (prior
-// knowledge, as `curl --http2-prior-knowledge` and h2load send).
+// knowledge, as `curl --http2-prior-knowledge` and h2load send), and a
+// plain HTTP/1.1 request without a body that asks for `Upgrade: h2c`
+// (101, then HTTP/2; `curl --http2` on http://).
 // The limits below answer the named attacks; each ends the connection
 // with a GOAWAY (or resets the one stream), and the server serves others.
 struct Http2Options {
