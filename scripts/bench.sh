@@ -5,11 +5,12 @@
 # yield, timers, pingpong, mutex_contention, channel_mpmc, offload, at 1 and
 # 2 threads), the echo64 section, and the http sections (http_hello with
 # wrk against libuv C, nginx and spindle's servers; the http client against
-# aiohttp; the server's memory per idle keep-alive connection, http_idle).
+# aiohttp; the server's memory per idle keep-alive connection, http_idle;
+# http2_hello with h2load against h2o and http::Server).
 # Works on a fresh Debian 12: missing packages come from install-deps.sh.
 # Extra arguments go to spindle_bench_table (--runs=1 for a quick look,
 # --filter=skynet for one workload, --filter=echo64 for the echo64 section,
-# --filter=http for the http sections).
+# --filter=http for the http sections, --filter=http2 for http2_hello).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,5 +1,6 @@
 // http_section.cpp: see http_section.hpp. The paths of the binaries come
-// from bench/http/CMakeLists.txt (SPINDLE_BENCH_* definitions).
+// from bench/http/CMakeLists.txt (SPINDLE_BENCH_* definitions). The helpers
+// up to table() are shared with http2_section.cpp (section_util.hpp).
 #include "http_section.hpp"
 
 #include <arpa/inet.h>
@@ -31,8 +32,11 @@
 #include <tuple>
 #include <vector>
 
+#include "http2_section.hpp"
+#include "section_util.hpp"
+
 namespace http_bench {
-namespace {
+namespace detail {
 
 using clock = std::chrono::steady_clock;
 
@@ -48,13 +52,6 @@ std::string find_exe(const std::string& name) {
   }
   return "";
 }
-
-// A child process with its stdout on a pipe (stdin and stderr on
-// /dev/null). PR_SET_PDEATHSIG: a server never outlives the bench.
-struct Child {
-  pid_t pid = -1;
-  int out = -1;  // read end of the child's stdout
-};
 
 Child spawn(const std::vector<std::string>& args) {
   std::vector<char*> argv;
@@ -281,16 +278,11 @@ std::string ratio(double a, double b) {
   return buf;
 }
 
-// Figures of one row over the rounds.
-struct Figures {
-  std::vector<double> rps, per_cpu;
-};
-
 // table: Markdown rows, ratios against the first row's medians.
 std::string table(const std::string& what, const std::string& cpu_of,
                   const std::vector<std::string>& names, std::map<std::string, Figures>& f) {
   const std::string base = names.front();
-  const std::string short_base = base.substr(0, base.find(' '));
+  const std::string short_base = base.substr(0, base.find_first_of(" ,"));
   std::string out = "| " + what + " | req/s | req per " + cpu_of + " CPU-s | req/s vs " + short_base +
                     " | req/CPU-s vs " + short_base + " |\n|---|---:|---:|---:|---:|\n";
   const double b_rps = med(f[base].rps), b_cpu = med(f[base].per_cpu);
@@ -303,6 +295,12 @@ std::string table(const std::string& what, const std::string& cpu_of,
   }
   return out;
 }
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
 
 // wrk_rps: "Requests/sec:" from wrk's output; NaN if absent or if some
 // answers were not 2xx (a broken server must not look fast). Socket
@@ -596,6 +594,7 @@ std::string section(const SectionOptions& o) {
   if (o.servers) out += servers_part(o, tmp);
   if (o.clients) out += clients_part(o, tmp);
   if (o.idle) out += idle_part(o, tmp);
+  if (o.http2) out += http2_part(o, tmp);
   ::nftw(
       dir, [](const char* p, const struct stat*, int, FTW*) { return ::remove(p); }, 16, FTW_DEPTH | FTW_PHYS);
   return out;

@@ -13,23 +13,32 @@
 //     connection (spindle_bench_idle_conns holds idle_conns of them, one
 //     GET each), http::Server at 1 and 2 workers against nginx and
 //     libuv C; bench/http/idle_conns.sh is the full version, with the
-//     breakdown of spindle's share.
+//     breakdown of spindle's share;
+//   - http2_hello (http2_section.cpp): `h2load -n N -c 10 -m 10 -t1`, h2c
+//     with prior knowledge, against h2o (1 thread) and http::Server
+//     (http_server_hello) at 1 and 2 workers, after N/10 warm-up requests;
+//     requests/s and requests per second of server CPU; a round where any
+//     request failed marks its row FAILED. bench/http2/run.sh is the full
+//     version.
 // Every server and client is a process of its own (started by path, the
 // binaries bench/http/CMakeLists.txt builds), stopped by PID. Missing
-// tools (wrk, nginx, Debian's python3-aiohttp) skip their rows with a line
-// saying so.
+// tools (wrk, nginx, Debian's python3-aiohttp, h2load, h2o) skip their rows
+// with a line saying so.
 #pragma once
 
 #include <string>
 
 namespace http_bench {
 
-// Which part to run: "http_hello", "http_client", "http_idle" (the
-// table's --filter matches these names).
+// Which part to run: "http_hello", "http_client", "http_idle",
+// "http2_hello" (the table's --filter matches these names: "http" all
+// four, "http2" only the last).
 struct SectionOptions {
   bool servers = true;
   bool clients = true;
   bool idle = true;
+  bool http2 = true;
+  int h2_requests = 500000;  // h2load -n per server and round (~12-20 s in all at 3 rounds)
   int idle_conns = 10000;   // connections held idle per server and round
   int rounds = 3;           // interleaved rounds; medians and min-max over them
   int wrk_seconds = 2;      // wrk window per server, after a 1 s wrk warm-up

@@ -10,7 +10,8 @@
 //   --runs=N      repetitions of the median-of-3 rows (default 3; 1 = quick)
 //   --filter=TEXT only rows whose workload name contains TEXT (the sections
 //                 under the table too: echo64, http_hello, http_client,
-//                 http_idle; --filter=http runs all three http parts)
+//                 http_idle, http2_hello; --filter=http runs all four http
+//                 parts, --filter=http2 only http2_hello)
 #include <algorithm>
 #include <chrono>
 #include <cmath>

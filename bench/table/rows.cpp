@@ -281,16 +281,23 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
   // BENCHMARKS.md http_hello and the http client figure (bench/http/):
   // --runs short rounds (wrk: 1 s warm-up + 2 s per server; clients: 0.5 s
   // + 2 s), about 30 s a round; bench/http/run.sh and client.sh run the
-  // 5 s windows. Rows whose tool is missing are skipped with a line.
+  // 5 s windows. http2_hello: h2load -n 500000 per server, 4-7 s a round
+  // (bench/http2/run.sh in full). Rows whose tool is missing are
+  // skipped with a line. --filter=http: all four parts; http2: the last.
+  auto picks = [&filter](const char* part) {
+    return filter.empty() || std::string(part).find(filter) != std::string::npos;
+  };
   http_bench::SectionOptions h;
   h.rounds = g_fast_runs;
-  h.servers = filter.empty() || std::string("http_hello").find(filter) != std::string::npos;
-  h.clients = filter.empty() || std::string("http_client").find(filter) != std::string::npos;
-  h.idle = filter.empty() || std::string("http_idle").find(filter) != std::string::npos;
-  if (h.servers || h.clients || h.idle) out += http_bench::section(h);
+  h.servers = picks("http_hello");
+  h.clients = picks("http_client");
+  h.idle = picks("http_idle");
+  h.http2 = picks("http2_hello");
+  if (h.servers || h.clients || h.idle || h.http2) out += http_bench::section(h);
 #else
-  if (filter.empty() || std::string("http_hello").find(filter) != std::string::npos) {
-    out += "\nhttp_hello, http client: skipped (spindle was built without io's http part).\n";
+  if (filter.empty() || std::string("http_hello").find(filter) != std::string::npos ||
+      std::string("http2_hello").find(filter) != std::string::npos) {
+    out += "\nhttp_hello, http client, http2_hello: skipped (spindle was built without io's http part).\n";
   }
 #endif
   return out;
