@@ -31,6 +31,7 @@
 #include "h2_server.hpp"
 
 #include <nghttp2/nghttp2.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <cxxabi.h>
@@ -95,6 +96,36 @@ bool dropped_field(std::string_view lname) {
 
 struct H2Stream;
 
+// H2Lock: the connection's lock (file comment): a mutex that spins a
+// moment before it sleeps (glibc's adaptive mutex). Its holders never
+// wait, so a taker on another worker mostly finds it free within the
+// spin; with a plain std::mutex, at 2 workers the streams' fibers slept
+// in the kernel on it about once every 4 requests of h2load (94,689 futex
+// calls for 400,000 requests; docs/decisions/0019-http2.md).
+class H2Lock {
+ public:
+  H2Lock() noexcept {
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&m_, &a);
+    pthread_mutexattr_destroy(&a);
+#else
+    pthread_mutex_init(&m_, nullptr);
+#endif
+  }
+  ~H2Lock() { pthread_mutex_destroy(&m_); }
+  H2Lock(const H2Lock&) = delete;
+  H2Lock& operator=(const H2Lock&) = delete;
+  void lock() noexcept { pthread_mutex_lock(&m_); }
+  void unlock() noexcept { pthread_mutex_unlock(&m_); }
+  bool try_lock() noexcept { return pthread_mutex_trylock(&m_) == 0; }
+
+ private:
+  pthread_mutex_t m_;
+};
+
 class H2Conn {
  public:
   H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env);
@@ -130,6 +161,9 @@ class H2Conn {
   void await_close(H2Stream& st);
   void reset(H2Stream& st, uint32_t error);
   void client_reset();
+  // end_fiber: st's fiber no longer counts (under mu_); its Task moves to
+  // `own`. True when it was the last.
+  bool end_fiber(H2Stream& st, Task<void>& own);
 
   Transport& t_;
   io::Endpoint peer_;
@@ -138,7 +172,7 @@ class H2Conn {
   nghttp2_session* s_ = nullptr;
   TaskGroup* group_ = nullptr;  // run()'s, while it runs
 
-  std::mutex mu_;
+  H2Lock mu_;
   // Guarded by mu_:
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;  // open streams we serve
   std::size_t fibers_ = 0;      // stream fibers not yet ended
@@ -186,9 +220,22 @@ struct H2Stream {
   uint32_t close_error = 0;
   bool in_handler = false;  // a reset cancels the fiber while true
   Task<void> task;
+  // Set before the fiber starts (the spawn orders it), the fiber's own
+  // after: whether a body follows the head, and whether the fiber's end
+  // was counted already (respond, for a response it need not watch).
+  bool has_body = false;
+  bool accounted = false;
 
   H2Stream(H2Conn& conn, int32_t sid) : c(conn), id(sid) { provider.source.ptr = this; }
 };
+
+bool H2Conn::end_fiber(H2Stream& st, Task<void>& own) {
+  const bool last = --fibers_ == 0;
+  if (last) quiet_since_ = Clock::now();
+  own = std::move(st.task);
+  st.in_handler = false;
+  return last;
+}
 
 // H2Body: a stream's request body as the handler reads it (Request::
 // read_body_some and co.).
@@ -427,6 +474,7 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     // Never suspends (TaskGroup::spawn); the fiber waits for mu_ to see
     // the stream's first fields complete.
     st->in_handler = true;
+    st->has_body = !st->in_ended;
     st->task = c->group_->spawn([c, sp = it->second] { c->run_stream(sp); });
   }
   return 0;
@@ -687,14 +735,12 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
     H2Conn& c;
     H2Stream& st;
     ~Done() {
+      if (st.accounted) return;  // respond did it, under the lock it took anyway
       Task<void> own;  // dropped after mu_: the stream no longer holds this fiber (no cycle through it)
       bool last = false;
       {
         std::lock_guard lk(c.mu_);
-        last = --c.fibers_ == 0;
-        if (last) c.quiet_since_ = Clock::now();
-        own = std::move(st.task);
-        st.in_handler = false;
+        last = c.end_fiber(st, own);
       }
       // The writer counts fibers only to end a drained connection and
       // to start the idle clock: the last one is all it waits for.
@@ -704,13 +750,9 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
   const ServerOptions& o = env_.opt;
   try {
     Response res;
-    bool has_body = false;
-    {
-      // The callbacks completed st.req under mu_ before this fiber could
-      // run; from here the head is this fiber's.
-      std::lock_guard lk(mu_);
-      has_body = !st.in_ended || st.in_off < st.in.size();
-    }
+    // The callbacks completed st.req (and has_body) before this fiber was
+    // spawned; from here the head is this fiber's.
+    const bool has_body = st.has_body;
     H2Body body(*this, st);
     if (st.head_too_large) {
       res = Response::text_body(431, "request header fields too large\n");
@@ -749,11 +791,6 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
       } else if (thrown) {
         env_.report(st.req, thrown);
       }
-    }
-    {
-      std::lock_guard lk(mu_);
-      st.in_handler = false;
-      if (st.closed) return;  // reset meanwhile: nobody to answer
     }
     respond(st, res);
   } catch (const Cancelled&) {
@@ -824,11 +861,13 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     nva.push_back({reinterpret_cast<uint8_t*>(keep[i].data()), reinterpret_cast<uint8_t*>(keep[i + 1].data()),
                    keep[i].size(), keep[i + 1].size(), NGHTTP2_NV_FLAG_NONE});
   }
-  bool fits = false;
+  bool fits = false, last = false;
   std::uint64_t whole_bytes = 0;
+  Task<void> own;  // dropped after the lock (Done's rule)
   {
     std::lock_guard lk(mu_);
-    if (st.closed) return;
+    st.in_handler = false;
+    if (st.closed) return;  // reset meanwhile: nobody to answer
     if (data && whole) {
       st.out = std::move(res.body);
       st.out_ended = true;
@@ -850,8 +889,15 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       return;
     }
     st.submitted = true;
+    // The fiber ends right after a response it need not watch: its end is
+    // counted here, saving Done a second turn of the lock.
+    if (fits) {
+      last = end_fiber(st, own);
+      st.accounted = true;
+    }
   }
   wake_.set();
+  (void)last;  // the wake above covers the last fiber's
   if (fits) {
     if (o.access_log) env_.log(st.req, res.status, whole_bytes);
     return;
