@@ -13,9 +13,9 @@
 // All three kinds are children of one TaskGroup owned by the writer, so
 // none outlives the connection; the session outlives them all.
 //
-// Lock: `mu` guards the session and every stream's fields below it (the
+// Lock: `mu_` guards the session and every stream's fields below it (the
 // callbacks run under it, inside mem_recv and mem_send). It is a plain
-// std::mutex, held for nghttp2 calls and field updates only, never across
+// mutex (H2Lock), held for nghttp2 calls and field updates only, never across
 // a wait, so a cancelled fiber can always take it to clean up. Events are
 // set after the change they announce was made under mu, and cleared only
 // under mu before the check that decides to wait: no wake is lost.
