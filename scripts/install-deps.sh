@@ -23,6 +23,7 @@ packages=(
   libnghttp2-dev         # HTTP/2 (docs/decisions/0019-http2.md)
   nghttp2-client         # nghttp and h2load: the HTTP/2 interop tests' peers
   curl                   # the HTTP/2 interop tests' other peer (curl --http2)
+  nghttp2-server         # nghttpd (a binary, no service): the HTTP/2 client's interop peer
   openssl                # the openssl command: examples/https_get.cpp makes its certificate
   clang                  # the fuzz preset only (libFuzzer), built by scripts/test.sh (fuzzed on request)
   libclang-rt-dev        # clang's libFuzzer and sanitizer runtimes (clang only recommends them)

@@ -2,6 +2,10 @@
 // against http::Server: prior knowledge on http://, ALPN on https://; one
 // connection shared by many fibers (counted at the server), bodies both
 // ways, limits, timeouts, resets and connection ends.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -13,6 +17,8 @@
 
 #include <spindle/io/file.hpp>
 #include <spindle/sync/event.hpp>
+#include <spindle/io/process.hpp>
+#include <spindle/io/tcp.hpp>
 
 #include "http_test_support.hpp"
 #if H2_TEST_TLS
@@ -338,4 +344,98 @@ TEST_CASE("h2 client: a Client whose HTTP/2 connection outlives its run is destr
   });
   c.reset();  // after both runs ended
   srv_rt.block_on([&] { srv.reset(); });
+}
+
+// Interop with nghttp2's reference server (nghttpd, Debian nghttp2-server:
+// a binary, no service): static files over h2c and over TLS with ALPN.
+namespace {
+
+std::uint16_t free_port() {
+  auto l = io::TcpListener::bind("127.0.0.1", 0);
+  return l.local_endpoint().port();
+}
+
+// Nghttpd: nghttpd serving `dir` on a free port until destroyed.
+struct Nghttpd {
+  io::Process p;
+  std::uint16_t port = 0;
+  Nghttpd(const std::filesystem::path& dir, const std::vector<std::string>& extra) {
+    port = free_port();
+    std::vector<std::string> argv{"nghttpd", "-a", "127.0.0.1", "-d", dir.string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    // --no-tls goes before the port; key and cert after it.
+    auto tls_at = std::find(argv.begin(), argv.end(), std::string("KEYCERT"));
+    std::vector<std::string> tail;
+    if (tls_at != argv.end()) {
+      tail.assign(tls_at + 1, argv.end());
+      argv.erase(tls_at, argv.end());
+    }
+    argv.push_back(std::to_string(port));
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    io::ProcessOptions po;
+    po.out = io::Stdio::devnull();
+    po.err = io::Stdio::devnull();
+    p = io::Process::spawn(argv, po);  // a missing nghttpd throws: scripts/install-deps.sh installs it
+    const auto until = Clock::now() + slack(10s);
+    for (;;) {
+      try {
+        io::TcpStream::connect(io::Endpoint("127.0.0.1", port)).close();
+        return;
+      } catch (const std::system_error&) {
+        if (Clock::now() > until) throw;
+        sp::sleep_for(20ms);
+      }
+    }
+  }
+  ~Nghttpd() {
+    p.kill(SIGTERM);
+    p.wait();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("h2 client: against nghttpd (h2c, and https with ALPN), many fibers on one connection") {
+  const auto dir = std::filesystem::temp_directory_path() / ("spindle-nghttpd-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string big = pattern(2 << 20);
+  {
+    std::FILE* f = std::fopen((dir / "big").c_str(), "wb");
+    REQUIRE(f != nullptr);
+    std::fwrite(big.data(), 1, big.size(), f);
+    std::fclose(f);
+    f = std::fopen((dir / "hello").c_str(), "wb");
+    REQUIRE(f != nullptr);
+    std::fputs("hello from nghttpd", f);
+    std::fclose(f);
+  }
+  run_checked(2, [&] {
+    Nghttpd d(dir, {"--no-tls"});
+    http::Client c(h2c());
+    const std::string base = "http://127.0.0.1:" + std::to_string(d.port);
+    std::vector<sp::Task<bool>> tasks;
+    for (int i = 0; i < 20; ++i)
+      tasks.push_back(sp::spawn([&] { return c.get(base + "/hello").text() == "hello from nghttpd"; }));
+    int ok = 0;
+    for (auto& t : tasks) ok += t.join();
+    FIBER_CHECK(ok == 20);
+    FIBER_CHECK(c.stats().connections_opened == 1);
+    auto s = c.open("GET", base + "/big");
+    FIBER_CHECK(s.status == 200);
+    FIBER_CHECK(s.read_all(4 << 20) == big);
+    FIBER_CHECK(c.get(base + "/missing").status == 404);
+  });
+#if H2_TEST_TLS
+  run_checked(2, [&] {
+    Nghttpd d(dir, {"KEYCERT", certs().key_file, certs().cert_file});
+    http::ClientOptions o;
+    o.tls.ca_file = certs().ca_file;
+    http::Client c(o);
+    const std::string base = "https://127.0.0.1:" + std::to_string(d.port);
+    FIBER_CHECK(c.get(base + "/hello").text() == "hello from nghttpd");
+    FIBER_CHECK(c.get(base + "/big").body == big);
+    FIBER_CHECK(c.stats().connections_opened == 1);
+  });
+#endif
+  std::filesystem::remove_all(dir);
 }
