@@ -439,3 +439,44 @@ TEST_CASE("h2 client: against nghttpd (h2c, and https with ALPN), many fibers on
 #endif
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("h2 client: streams in flight on a connection the server GOAWAYs finish on it, while new requests go elsewhere") {
+  run_checked(2, [] {
+    std::atomic<int> inside{0};
+    sp::Event release;
+    http::ServerOptions so;
+    so.drain_timeout = std::chrono::seconds(30);
+    LiveServer srv([&](http::Request& q) {
+      if (q.path() == "/slow") {
+        inside.fetch_add(1);
+        release.wait();
+      }
+      return http::Response::text_body(200, std::string(q.path()));
+    }, so);
+    http::Client c(h2c());
+    const std::string url = srv.url("/slow");
+    std::vector<sp::Task<std::string>> slow;
+    for (int i = 0; i < 5; ++i) slow.push_back(sp::spawn([&] { return std::string(c.get(url).text()); }));
+    const auto until = Clock::now() + slack(10s);
+    while (inside.load() < 5 && Clock::now() < until) sp::sleep_for(2ms);
+    FIBER_CHECK(inside.load() == 5);
+    // Graceful shutdown: GOAWAY (the 5 streams are below its last id), and
+    // the listener closes. A new request finds the connection GOAWAY'd and
+    // dials (refused: the listener is gone); that must not end the 5.
+    auto stopper = sp::spawn([&] { srv.stop(); });
+    const auto until2 = Clock::now() + slack(10s);
+    bool refused = false;
+    while (!refused && Clock::now() < until2) {
+      try {
+        c.get(srv.url("/fast"));
+        sp::sleep_for(5ms);  // still the old connection: GOAWAY not read yet
+      } catch (const http::Error&) {
+        refused = true;
+      }
+    }
+    FIBER_CHECK(refused);
+    release.set();
+    for (auto& t : slow) FIBER_CHECK(t.join() == "/slow");
+    stopper.join();
+  });
+}

@@ -457,6 +457,9 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, 
   HostPool& hp = *slot;
   for (;;) {
     if (hp.h2 && !h2_usable(*hp.h2)) {
+      // GOAWAY'd (or dead): it takes no new stream, but the streams it
+      // has finish on it (a GOAWAY lets those up to its last id run), so
+      // it is let go, not closed: it ends by itself once they are done.
       dead = std::move(hp.h2);
       --hp.open;
       --open_total;
@@ -472,6 +475,8 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, 
         hp.dialing = true;
         dial = true;
       }
+      lk.unlock();
+      dead.reset();  // outside the lock: the last reference may free it
       return nullptr;
     }
     if (opt.limit_per_host == 0 || hp.streams < opt.limit_per_host) break;
@@ -498,6 +503,7 @@ void detail::ClientPool::h2_give(const std::string& key) noexcept {
 
 std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_adopt(const Url& u, std::unique_ptr<Conn> c) {
   std::shared_ptr<H2ClientConn> fresh = h2_connect(std::move(c->s), opt);
+  std::shared_ptr<H2ClientConn> old;  // released outside the lock (declared before lk)
   std::unique_lock lk(mu);
   HostPool& hp = *hosts[c->key];
   if (hp.h2 && h2_usable(*hp.h2)) {
@@ -507,7 +513,8 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_adopt(const Url& u,
     total_cv.notify_one();
   } else {
     if (hp.h2) {
-      h2_close(*hp.h2);
+      // GOAWAY'd or dead: let go, not closed (h2_take says why).
+      old = std::move(hp.h2);
       --hp.open;
       --open_total;
       total_cv.notify_one();
