@@ -52,6 +52,8 @@
 #include <spindle/io/file.hpp>
 #include <spindle/io/http/error.hpp>
 #include <spindle/runtime/all.hpp>
+#include <spindle/runtime/suspend.hpp>
+#include <spindle/runtime/this_fiber.hpp>
 #include <spindle/sync/event.hpp>
 
 
@@ -95,6 +97,30 @@ bool dropped_field(std::string_view lname) {
 }  // namespace
 
 struct H2Stream;
+
+// Pin: keeps the calling fiber on worker `w` (moving it there first) until
+// it goes, then restores the fiber's previous pin. A connection's reader
+// and writer are pinned to the worker it started on: a stream fiber that
+// runs elsewhere wakes the writer into that worker's inbox instead of
+// pulling it over, and the socket stays in one worker's epoll. Unpinned,
+// a connection's fibers spread over both workers of h2load's benchmark
+// and it served 0.60x of h2o per CPU-second; pinned, 0.89x
+// (docs/decisions/0019-http2.md "Two workers"). The price: a worker
+// stuck in a fiber that does not yield holds its connections' I/O until
+// it does (the runtime's hand-off does not move pinned fibers).
+struct Pin {
+  int prev;
+  explicit Pin(int w) : prev(spindle::detail::hop_to_worker(w)) {}
+  ~Pin() {
+    if (prev < 0) {
+      spindle::detail::unpin();
+    } else {
+      spindle::detail::hop_to_worker(prev);
+    }
+  }
+  Pin(const Pin&) = delete;
+  Pin& operator=(const Pin&) = delete;
+};
 
 // H2Lock: the connection's lock (file comment): a mutex that spins a
 // moment before it sleeps (glibc's adaptive mutex). Its holders never
@@ -171,6 +197,7 @@ class H2Conn {
   const Http2Options& h2_;
   nghttp2_session* s_ = nullptr;
   TaskGroup* group_ = nullptr;  // run()'s, while it runs
+  int home_ = 0;                // the worker the connection's reader and writer are pinned to
 
   H2Lock mu_;
   // Guarded by mu_:
@@ -583,6 +610,7 @@ void H2Conn::reader(std::string preread) {
       c.wake_.set();
     }
   } done{*this};
+  Pin pin(home_);  // with the writer
   [&] {
     if (!preread.empty() && !feed(preread.data(), preread.size())) return;
     preread = std::string();
@@ -681,6 +709,8 @@ void H2Conn::writer() {
 }
 
 void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
+  home_ = spindle::this_fiber::worker_index();
+  Pin pin(home_);  // the writer (file comment); undone when run() returns
   TaskGroup group;
   group_ = &group;
   struct Unpublish {
@@ -731,6 +761,9 @@ void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& p
 // ends it quietly, as does any failure of the server's own.
 void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
   H2Stream& st = *sp;
+  // Not pinned: a connection's streams may run on every worker (their
+  // handlers may be long). Pinning them too measured no better at 2
+  // workers (0.86x of h2o per CPU-second against 0.89x).
   struct Done {
     H2Conn& c;
     H2Stream& st;
