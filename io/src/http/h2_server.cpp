@@ -9,9 +9,11 @@
 //    (nghttp2_session_mem_recv), whose callbacks record each stream's
 //    head and body and start its fiber;
 //  - one fiber per stream runs the handler, then submits the response and
-//    feeds its body, then waits until the stream is closed.
+//    feeds its body, then waits until the stream is closed (unless the
+//    client's windows already admit a whole body: then it ends at once).
 // All three kinds are children of one TaskGroup owned by the writer, so
-// none outlives the connection; the session outlives them all.
+// none outlives the connection; the session outlives them all. The
+// reader and writer are pinned to the connection's worker (Pin).
 //
 // Lock: `mu_` guards the session and every stream's fields below it (the
 // callbacks run under it, inside mem_recv and mem_send). It is a plain
@@ -27,7 +29,8 @@
 // fields by max_head per stream (past it nothing more is kept), streams by
 // max_concurrent_streams (counting fibers not yet ended), queued control
 // frames by max_outbound_ack, header blocks by max_continuations. Resets
-// are rate limited by nghttp2 (reset_burst, reset_rate).
+// are rate limited by client_reset (reset_burst, reset_rate), with
+// nghttp2's own limiter as a looser backstop.
 #include "h2_server.hpp"
 
 #include <nghttp2/nghttp2.h>
