@@ -450,7 +450,7 @@ bool detail::ClientPool::speaks_h2(const Url& u, Conn& c) const {
 std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, bool& dial) {
   dial = false;
   if (opt.http2 == ClientHttp2::never || (!u.https && opt.http2 != ClientHttp2::prior_knowledge)) return nullptr;
-  std::shared_ptr<H2ClientConn> dead;  // closed outside the lock (declared before lk)
+  std::shared_ptr<H2ClientConn> dead;  // let go outside the lock (declared before lk)
   std::unique_lock lk(mu);
   auto& slot = hosts[u.key()];
   if (!slot) slot = std::make_unique<HostPool>();

@@ -22,6 +22,8 @@
 // control frames queued by nghttp2's max_outbound_ack.
 #include "h2_client.hpp"
 
+#include "h2_common.hpp"
+
 #include <nghttp2/nghttp2.h>
 #include <sys/socket.h>
 
@@ -48,14 +50,6 @@ constexpr std::size_t kOutHigh = 64 * 1024;        // upload bytes waiting per s
 constexpr std::int32_t kStreamWindow = 1 << 20;    // per response body, ahead of the reader
 constexpr std::int32_t kConnWindow = 4 << 20;      // all of a connection's bodies
 
-std::string lower(std::string_view s) {
-  std::string r(s);
-  for (char& ch : r) {
-    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
-  }
-  return r;
-}
-
 // Fields HTTP/2 forbids in a request (RFC 9113 8.2.2), and those the
 // client sets itself (Host is :authority).
 bool dropped_field(std::string_view ln) {
@@ -78,12 +72,7 @@ struct H2ClientStream {
   std::string in;
   std::size_t in_off = 0;
   bool in_ended = false;
-  // The request body (whole or pieces) for the data source.
-  std::string out;
-  std::size_t out_off = 0;
-  bool out_ended = false;
-  bool deferred = false;
-  std::uint64_t sent = 0;
+  H2Out out;  // the request body (whole or pieces) for the data source
   bool headers_sent = false;  // our HEADERS left: the server may have seen the request
   bool closed = false;
   uint32_t error = 0;
@@ -151,22 +140,9 @@ namespace {
 ssize_t read_upload(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags, nghttp2_data_source* src,
                     void*) {
   auto* st = static_cast<H2ClientStream*>(src->ptr);
-  const std::size_t avail = st->out.size() - st->out_off;
-  if (avail == 0 && !st->out_ended) {
-    st->deferred = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  const std::size_t n = std::min(avail, len);
-  std::memcpy(buf, st->out.data() + st->out_off, n);
-  st->out_off += n;
-  st->sent += n;
-  if (st->out_off == st->out.size()) {
-    st->out.clear();
-    st->out_off = 0;
-    if (st->out_ended) *flags |= NGHTTP2_DATA_FLAG_EOF;
-  }
-  st->ev.set();
-  return static_cast<ssize_t>(n);
+  const ssize_t n = st->out.take(buf, len, flags);
+  if (n >= 0) st->ev.set();  // upload progress
+  return n;
 }
 
 }  // namespace
@@ -517,19 +493,14 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
     put("content-length", std::to_string(ro.body.size()));
   }
   const bool has_body = (file && file_size > 0) || static_cast<bool>(ro.body_generator) || !ro.body.empty();
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(keep.size() / 2);
-  for (std::size_t i = 0; i < keep.size(); i += 2) {
-    nva.push_back({reinterpret_cast<uint8_t*>(keep[i].data()), reinterpret_cast<uint8_t*>(keep[i + 1].data()),
-                   keep[i].size(), keep[i + 1].size(), NGHTTP2_NV_FLAG_NONE});
-  }
+  std::vector<nghttp2_nv> nva = to_nv(keep);
 
   auto st = std::make_shared<H2ClientStream>();
   {
     std::lock_guard lk(c->mu());
     if (!ro.body.empty()) {
-      st->out = ro.body;
-      st->out_ended = true;
+      st->out.data = ro.body;
+      st->out.ended = true;
     }
     if (c->submit(st, nva, has_body) < 0) {
       retry = true;
@@ -544,16 +515,8 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
       {
         std::lock_guard lk(c->mu());
         if (st->closed || st->head_done) return false;
-        if (st->out.size() - st->out_off < kOutHigh) {
-          if (st->out_off > 0) {
-            st->out.erase(0, st->out_off);
-            st->out_off = 0;
-          }
-          st->out += piece;
-          if (st->deferred) {
-            st->deferred = false;
-            nghttp2_session_resume_data(c->session(), st->id);
-          }
+        if (st->out.waiting() < kOutHigh) {
+          if (st->out.append(piece)) nghttp2_session_resume_data(c->session(), st->id);
           c->wake();
           return true;
         }
@@ -567,11 +530,7 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
   };
   auto end_out = [&] {
     std::lock_guard lk(c->mu());
-    st->out_ended = true;
-    if (st->deferred && !st->closed) {
-      st->deferred = false;
-      nghttp2_session_resume_data(c->session(), st->id);
-    }
+    if (st->out.end() && !st->closed) nghttp2_session_resume_data(c->session(), st->id);
     c->wake();
   };
   if (ro.body_generator) {

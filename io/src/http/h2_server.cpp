@@ -33,6 +33,8 @@
 // nghttp2's own limiter as a looser backstop.
 #include "h2_server.hpp"
 
+#include "h2_common.hpp"
+
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -75,14 +77,6 @@ constexpr std::size_t kOutHigh = 64 * 1024;
 constexpr std::size_t kWriteBatch = 64 * 1024;
 // The reader's socket reads.
 constexpr std::size_t kReadSize = 16 * 1024;
-
-std::string lower(std::string_view s) {
-  std::string r(s);
-  for (char& ch : r) {
-    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
-  }
-  return r;
-}
 
 // body_allowed: as response_head.hpp's (which brings Beast in): 1xx, 204
 // and 304 end with their head.
@@ -236,13 +230,9 @@ struct H2Stream {
   bool continue_sent = false;
   Event in_ev;             // in, in_ended or closed changed
 
-  std::string out;          // response body bytes not yet taken by the session
-  std::size_t out_off = 0;
-  bool out_ended = false;   // no more after `out`
-  bool deferred = false;    // read_body returned DEFERRED: resume on more
+  H2Out out;                // the response body not yet taken by the session
   bool submitted = false;   // the response was submitted
   bool response_sent = false;  // END_STREAM sent
-  std::uint64_t sent = 0;   // body bytes taken by the session
   Event out_ev;             // out drained, or closed
   nghttp2_data_provider provider{};
 
@@ -561,22 +551,9 @@ int H2Conn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void* self
 ssize_t H2Conn::read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
                           nghttp2_data_source* src, void*) {
   auto* st = static_cast<H2Stream*>(src->ptr);
-  const std::size_t avail = st->out.size() - st->out_off;
-  if (avail == 0 && !st->out_ended) {
-    st->deferred = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  const std::size_t n = std::min(avail, len);
-  std::memcpy(buf, st->out.data() + st->out_off, n);
-  st->out_off += n;
-  st->sent += n;
-  if (st->out_off == st->out.size()) {
-    st->out.clear();
-    st->out_off = 0;
-    if (st->out_ended) *flags |= NGHTTP2_DATA_FLAG_EOF;
-  }
-  st->out_ev.set();
-  return static_cast<ssize_t>(n);
+  const ssize_t n = st->out.take(buf, len, flags);
+  if (n >= 0) st->out_ev.set();
+  return n;
 }
 
 // feed: bytes from the socket into the session. False: the session
@@ -891,13 +868,8 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     if (!has_date && env_.date != nullptr) put("date", std::string(env_.date()));
     if (!has_server && !o.server_name.empty()) put("server", o.server_name);
   }
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(keep.size() / 2);
-  for (std::size_t i = 0; i < keep.size(); i += 2) {
-    nva.push_back({reinterpret_cast<uint8_t*>(keep[i].data()), reinterpret_cast<uint8_t*>(keep[i + 1].data()),
-                   keep[i].size(), keep[i + 1].size(), NGHTTP2_NV_FLAG_NONE});
-  }
-  bool fits = false, last = false;
+  std::vector<nghttp2_nv> nva = to_nv(keep);
+  bool fits = false;
   std::uint64_t whole_bytes = 0;
   Task<void> own;  // dropped after the lock (Done's rule)
   {
@@ -905,9 +877,9 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     st.in_handler = false;
     if (st.closed) return;  // reset meanwhile: nobody to answer
     if (data && whole) {
-      st.out = std::move(res.body);
-      st.out_ended = true;
-      whole_bytes = st.out.size();
+      st.out.data = std::move(res.body);
+      st.out.ended = true;
+      whole_bytes = st.out.data.size();
     }
     // A whole body the client's windows already admit cannot stall on
     // flow control: the fiber need not watch it go (await_close). Only a
@@ -928,12 +900,11 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     // The fiber ends right after a response it need not watch: its end is
     // counted here, saving Done a second turn of the lock.
     if (fits) {
-      last = end_fiber(st, own);
+      end_fiber(st, own);  // the wake below covers a last fiber's
       st.accounted = true;
     }
   }
   wake_.set();
-  (void)last;  // the wake above covers the last fiber's
   if (fits) {
     if (o.access_log) env_.log(st.req, res.status, whole_bytes);
     return;
@@ -982,15 +953,11 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   }
   if (data && !whole) {
     std::lock_guard lk(mu_);
-    st.out_ended = true;
-    if (st.deferred && !st.closed) {
-      st.deferred = false;
-      nghttp2_session_resume_data(s_, st.id);
-    }
+    if (st.out.end() && !st.closed) nghttp2_session_resume_data(s_, st.id);
   }
   wake_.set();
   await_close(st);
-  if (o.access_log) env_.log(st.req, res.status, st.sent);
+  if (o.access_log) env_.log(st.req, res.status, st.out.sent);
 }
 
 // stalled: waits for st's response to make progress (the session took
@@ -1005,7 +972,7 @@ bool H2Conn::progressed(H2Stream& st, std::uint64_t sent0) {
   }
   if (st.out_ev.wait_for(wt)) return true;
   std::lock_guard lk(mu_);
-  if (st.closed || st.sent != sent0) return true;
+  if (st.closed || st.out.sent != sent0) return true;
   reset(st, NGHTTP2_CANCEL);
   return false;
 }
@@ -1018,20 +985,12 @@ bool H2Conn::put_out(H2Stream& st, std::string piece) {
     {
       std::lock_guard lk(mu_);
       if (st.closed) return false;
-      if (st.out.size() - st.out_off < kOutHigh) {
-        if (st.out_off > 0) {
-          st.out.erase(0, st.out_off);
-          st.out_off = 0;
-        }
-        st.out += piece;
-        if (st.deferred) {
-          st.deferred = false;
-          nghttp2_session_resume_data(s_, st.id);
-        }
+      if (st.out.waiting() < kOutHigh) {
+        if (st.out.append(piece)) nghttp2_session_resume_data(s_, st.id);
         break;
       }
       st.out_ev.clear();
-      sent0 = st.sent;
+      sent0 = st.out.sent;
     }
     if (!progressed(st, sent0)) return false;
   }
@@ -1049,7 +1008,7 @@ void H2Conn::await_close(H2Stream& st) {
       std::lock_guard lk(mu_);
       if (st.closed) return;
       st.out_ev.clear();
-      sent0 = st.sent;
+      sent0 = st.out.sent;
     }
     if (!progressed(st, sent0)) {
       // Reset: the stream closes once the writer sends it.
