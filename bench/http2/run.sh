@@ -105,25 +105,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# cpu_ticks PID: utime+stime of PID and its children.
-cpu_ticks() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    if [[ -r /proc/$p/stat ]]; then
-      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    fi
-  done
-  echo "$total"
-}
-
-mkdir -p "$tmp/h2o/www"
-printf 'Hello, World!' >"$tmp/h2o/www/index.txt"
-# h2o run as root switches to `user:` (default nobody), who cannot read
-# this 0700 temp dir: keep root's identity then.
-h2o_user=
-[[ $(id -u) == 0 ]] && h2o_user="user: root"
+me=run.sh
+# shellcheck source=bench/http2/h2o.sh
+source "$root/bench/http2/h2o.sh"
 
 # start NAME: starts a server, sets $pid and $port; returns 1 if it did not
 # come up.
@@ -131,38 +115,7 @@ start() {
   : >"$tmp/out"
   case $1 in
     h2o)
-      port=$(free_port)
-      cat >"$tmp/h2o.conf" <<CONF
-$h2o_user
-listen:
-  host: 127.0.0.1
-  port: $port
-num-threads: 1
-access-log: /dev/null
-error-log: $tmp/h2o/error.log
-send-server-name: OFF
-file.etag: OFF
-file.index: [index.txt]
-file.mime.settypes:
-  text/plain: .txt
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $tmp/h2o/www
-        header.unset: last-modified
-        header.unset: accept-ranges
-CONF
-      h2o -c "$tmp/h2o.conf" >"$tmp/h2o/stdout" 2>&1 &
-      pid=$!
-      for _ in $(seq 100); do
-        curl -s -m 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-      done
-      echo "run.sh: h2o did not come up:" >&2
-      cat "$tmp/h2o/stdout" "$tmp/h2o/error.log" >&2 2>/dev/null || true
-      return 1 ;;
+      start_h2o ;;
     spindle_w*)
       "$spindle_bin" 0 "${1#spindle_w}" >"$tmp/out" &
       pid=$!

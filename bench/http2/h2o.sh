@@ -1,0 +1,63 @@
+# h2o.sh: sourced by bench/http2/run.sh and client.sh: the h2o peer they
+# both measure against (one thread, serving the 13 bytes "Hello, World!"
+# as text/plain from a file; access log off; server name, etag,
+# last-modified and accept-ranges off, so its head is as short as 2.2
+# allows: date, content-type, content-length), and the shell helpers both
+# use. The caller sets $tmp (a private temp dir) and $me (its name, for
+# messages) and kills $pid on exit.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# cpu_ticks PID: utime+stime of PID and its children.
+cpu_ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    if [[ -r /proc/$p/stat ]]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    fi
+  done
+  echo "$total"
+}
+
+# start_h2o: starts h2o on a free port, sets $pid and $port; returns 1
+# (with h2o's own account on stderr) if it did not come up.
+start_h2o() {
+  mkdir -p "$tmp/h2o/www"
+  printf 'Hello, World!' >"$tmp/h2o/www/index.txt"
+  # h2o run as root switches to `user:` (default nobody), who cannot read
+  # a 0700 temp dir: keep root's identity then.
+  local user=
+  [[ $(id -u) == 0 ]] && user="user: root"
+  port=$(free_port)
+  cat >"$tmp/h2o.conf" <<CONF
+$user
+listen:
+  host: 127.0.0.1
+  port: $port
+num-threads: 1
+access-log: /dev/null
+error-log: $tmp/h2o/error.log
+send-server-name: OFF
+file.etag: OFF
+file.index: [index.txt]
+file.mime.settypes:
+  text/plain: .txt
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $tmp/h2o/www
+        header.unset: last-modified
+        header.unset: accept-ranges
+CONF
+  h2o -c "$tmp/h2o.conf" >"$tmp/h2o/stdout" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    curl -s -m 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$me: h2o did not come up:" >&2
+  cat "$tmp/h2o/stdout" "$tmp/h2o/error.log" >&2 2>/dev/null || true
+  return 1
+}
