@@ -10,9 +10,18 @@
 #   bench/http/idle_conns.sh [BUILD_DIR]
 #   CONNS=10000 RUNS=3 SETTLE=1 SERVERS="spindle_w1 spindle_w2 nginx libuv"
 #   BREAKDOWN=0: skip the spindle breakdown below
+#   MODE=request (default): one GET / HTTP/1.1 each, answered in full
 #   MODE=connect: the connections send nothing (each server's side waits
 #     for a first request; for spindle, the stack a connection fiber
 #     needs to wait, without a request's deeper calls before it)
+#   MODE=h2: HTTP/2 over cleartext TCP, prior knowledge: each connection
+#     sends the preface, an empty SETTINGS and one GET on stream 1,
+#     acknowledges the server's SETTINGS, reads the answer to stream 1's
+#     end, then sends nothing more (an idle HTTP/2 connection, no open
+#     stream). Spindle servers only: nginx and libuv_hello serve no
+#     cleartext HTTP/2 here, so they are left out of the default list, and
+#     skipped with a line if SERVERS names them. The warm-up request is
+#     HTTP/2 too (curl --http2-prior-knowledge).
 #
 # BUILD_DIR (default build/release) holds http_server_hello, libuv_hello
 # and spindle_bench_idle_conns (bench/http/CMakeLists.txt).
@@ -26,8 +35,9 @@
 # For spindle servers it also runs idle_conns_smaps.py before and after
 # and prints the growth per connection split into fiber stacks (resident
 # pages per stack, from pagemap), heap (malloc) and file-backed pages, and
-# how many read buffers (flat_buffers holding the last request) the heap
-# holds and how far apart they lie.
+# how many read buffers (flat_buffers holding the last request; for h2,
+# buffers still holding the request's header block) the heap holds and
+# how far apart they lie.
 # Loopback only. The script raises its open-file limit to the hard one;
 # CONNS above it minus 64 stops it with a message.
 set -euo pipefail
@@ -36,12 +46,21 @@ build=${1:-build/release}
 conns=${CONNS:-10000}
 runs=${RUNS:-3}
 settle=${SETTLE:-1}
-read -r -a servers <<<"${SERVERS:-spindle_w1 spindle_w2 nginx libuv}"
 breakdown=${BREAKDOWN:-1}
 mode=${MODE:-request}
-[[ $mode == request || $mode == connect ]] || { echo "idle_conns.sh: MODE is request or connect" >&2; exit 2; }
-client_args=()
+[[ $mode == request || $mode == connect || $mode == h2 ]] || {
+  echo "idle_conns.sh: MODE is request, connect or h2" >&2
+  exit 2
+}
+client_args=() curl_args=() smaps_args=()
 [[ $mode == connect ]] && client_args=(connect)
+[[ $mode == h2 ]] && client_args=(h2) curl_args=(--http2-prior-knowledge) smaps_args=(h2)
+if [[ $mode == h2 ]]; then
+  read -r -a servers <<<"${SERVERS:-spindle_w1 spindle_w2}"
+  [[ -n ${SERVERS:-} ]] || echo "MODE=h2: nginx and libuv left out (no cleartext HTTP/2 from either here)"
+else
+  read -r -a servers <<<"${SERVERS:-spindle_w1 spindle_w2 nginx libuv}"
+fi
 here=bench/http
 
 # find_bin: the newest of the name (examples/ and bench/http/ both build
@@ -120,7 +139,7 @@ CONF
     for _ in $(seq 200); do [[ -s "$tmp/out" ]] && break; sleep 0.05; done
     port=$(head -1 "$tmp/out")
   fi
-  for _ in $(seq 200); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  for _ in $(seq 200); do curl -s "${curl_args[@]}" "http://127.0.0.1:$port/" >/dev/null 2>&1 && return 0; sleep 0.05; done
   echo "idle_conns.sh: $1 did not answer on port $port" >&2
   return 1
 }
@@ -137,10 +156,15 @@ field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k {print $2}'; }
 declare -A kb
 what="one GET each"
 [[ $mode == connect ]] && what="no request sent"
+[[ $mode == h2 ]] && what="HTTP/2 (prior knowledge), one GET each"
 echo "idle_conns: $conns idle keep-alive connections, $what; RSS growth / connections (KiB), settle ${settle} s"
 for r in $(seq "$runs"); do
   for k in $(seq 0 $((${#servers[@]} - 1))); do
     s=${servers[$(((k + r - 1) % ${#servers[@]}))]}
+    if [[ $mode == h2 && $s != spindle_* ]]; then
+      echo "run $r $s: skipped (MODE=h2: no cleartext HTTP/2 from $s here)"
+      continue
+    fi
     if ! start "$s"; then
       echo "run $r $s: skipped (not available or did not start)"
       [[ -n $pid ]] && stop
@@ -148,7 +172,10 @@ for r in $(seq "$runs"); do
     fi
     sleep 0.5
     before=$(rss_kb "$pid")
-    [[ $s == spindle_* && $breakdown == 1 ]] && b0=$(python3 "$here/idle_conns_smaps.py" "$pid")
+    [[ $s == spindle_* && $breakdown == 1 ]] && b0=$(python3 "$here/idle_conns_smaps.py" "$pid" "${smaps_args[@]}")
+    # Emptied first: the wait below must not see the last round's ready= before
+    # this client's redirect truncates the file (or find no file at all).
+    : >"$tmp/client"
     "$client" "$port" "$conns" "${client_args[@]}" >"$tmp/client" 2>"$tmp/client.err" &
     cpid=$!
     while ! grep -q '^ready=' "$tmp/client"; do
@@ -160,7 +187,7 @@ for r in $(seq "$runs"); do
     done
     sleep "$settle"
     after=$(rss_kb "$pid")
-    [[ $s == spindle_* && $breakdown == 1 ]] && b1=$(python3 "$here/idle_conns_smaps.py" "$pid")
+    [[ $s == spindle_* && $breakdown == 1 ]] && b1=$(python3 "$here/idle_conns_smaps.py" "$pid" "${smaps_args[@]}")
     kill -TERM "$cpid"
     wait "$cpid" || true
     cpid=''

@@ -2,7 +2,7 @@
 """idle_conns_smaps.py: where a spindle server's resident memory lies
 (bench/http/idle_conns.sh runs it before and after the idle connections).
 
-    idle_conns_smaps.py PID  ->  one line of key=value (KiB unless named)
+    idle_conns_smaps.py PID [h2]  ->  one line of key=value (KiB unless named)
 
 Reads /proc/PID/smaps, /proc/PID/pagemap and /proc/PID/mem (root, or the
 server's own user with ptrace access):
@@ -26,7 +26,10 @@ server's own user with ptrace access):
     connection's read buffer (a flat_buffer) still holds the request it
     last read, so this counts those buffers; the distance is a buffer's
     malloc chunk plus whatever else the connection allocated between two
-    buffers.
+    buffers. With h2 (idle_conns.sh MODE=h2) the bytes sought are
+    idle_conns's HTTP/2 request header block (its hand-written HPACK,
+    "\x82\x84\x86\x01\x09127.0.0.1") instead: the buffers that still
+    hold the connection's last bytes read.
   scratch_bufs: copies of the response's body ("Hello, World!") in that
     memory (the connection's kept response scratch string, and others).
 No guard marks (a kernel before 6.14, or a pool that fell back to
@@ -41,6 +44,7 @@ GUARD = 1 << 58
 PRESENT = 1 << 63
 SWAPPED = 1 << 62
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1"
+H2_REQUEST = b"\x82\x84\x86\x01\x09127.0.0.1"
 BODY = b"Hello, World!"
 
 
@@ -61,6 +65,7 @@ def mappings(pid):
 
 def main():
     pid = int(sys.argv[1])
+    needle = H2_REQUEST if sys.argv[2:] == ["h2"] else REQUEST
     maps = mappings(pid)
     file_kb = other_kb = 0
     anon = []  # (lo, pagemap words) of the anonymous writable mappings
@@ -125,7 +130,7 @@ def main():
                     data = mem.read(pages * PAGE)
                 except OSError:
                     continue
-                reqs += [addr + x.start() for x in re.finditer(re.escape(REQUEST), data)]
+                reqs += [addr + x.start() for x in re.finditer(re.escape(needle), data)]
                 bodies += data.count(BODY)
     except OSError:
         pass
