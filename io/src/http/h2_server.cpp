@@ -15,6 +15,17 @@
 // none outlives the connection; the session outlives them all. The
 // reader and writer are pinned to the connection's worker (Pin).
 //
+// Release (a plain connection, ServerOptions::idle_release_after): once
+// no stream is open and nothing waits to be sent for release_after, the
+// writer nudges the reader's idle wait; the reader agrees under mu_ if it
+// is still so, and both fibers end. The session (HPACK tables, settings,
+// stream ids) stays in the H2Conn, which server.cpp's Conn owns; the
+// socket waits in the server's wake epoll like a released HTTP/1.1
+// connection's, and the next bytes start run() again. What an idle
+// connection then holds is the session and this object, no stack and no
+// read buffer (plain connections read into their thread's buffer:
+// read_plain).
+//
 // Lock: `mu_` guards the session and every stream's fields below it (the
 // callbacks run under it, inside mem_recv and mem_send). It is a plain
 // mutex (H2Lock), held for nghttp2 calls and field updates only, never across
@@ -34,6 +45,7 @@
 #include "h2_server.hpp"
 
 #include "h2_common.hpp"
+#include "../idle_wait.hpp"
 
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
@@ -151,13 +163,14 @@ class H2Lock {
 
 class H2Conn {
  public:
-  H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env);
+  H2Conn(Transport& t, const io::Endpoint& peer, H2Env env);
   ~H2Conn();
   H2Conn(const H2Conn&) = delete;
   H2Conn& operator=(const H2Conn&) = delete;
 
-  void run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade);
+  H2Rest run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade);
   void wake() noexcept { wake_.set(); }
+  void goodbye(int fd) noexcept;
 
  private:
   friend struct H2Stream;
@@ -175,8 +188,11 @@ class H2Conn {
                            nghttp2_data_source* src, void* self);
 
   void reader(std::string preread);
+  void read_tls();
+  bool read_plain();
   bool feed(const void* p, std::size_t n);
-  void writer();
+  bool writer();
+  bool may_release() const;
   void run_stream(const std::shared_ptr<H2Stream>& st);
   void respond(H2Stream& st, Response& res);
   bool put_out(H2Stream& st, std::string piece);
@@ -190,8 +206,11 @@ class H2Conn {
 
   Transport& t_;
   io::Endpoint peer_;
-  const H2Env& env_;
+  const H2Env env_;
   const Http2Options& h2_;
+  // A plain connection with release_after set: an idle one is released
+  // (H2Rest), and its reader reads into its worker's buffer (read_plain).
+  const bool releasable_;
   nghttp2_session* s_ = nullptr;
   TaskGroup* group_ = nullptr;  // run()'s, while it runs
   int home_ = 0;                // the worker the connection's reader and writer are pinned to
@@ -202,6 +221,13 @@ class H2Conn {
   std::size_t fibers_ = 0;      // stream fibers not yet ended
   Clock::time_point quiet_since_;  // when fibers_ last became 0
   bool reader_done_ = false;
+  // Release (releasable_ only): the writer found the connection quiet for
+  // release_after and nudged the reader's idle wait (release_asked_); the
+  // reader, woken by that nudge, agreed (released_: it stopped reading)
+  // or declined (it clears release_asked_). Both decide under mu_, so a
+  // stream that began between the two keeps the connection.
+  bool release_asked_ = false;
+  bool released_ = false;
   bool goaway_ = false;         // we submitted GOAWAY: no new stream
   bool broken_ = false;         // a session call failed: end now
   // Rapid reset (Http2Options::reset_burst, reset_rate): a token bucket of
@@ -354,8 +380,12 @@ void H2Body::load(std::string& into, std::size_t limit) {
   }
 }
 
-H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env)
-    : t_(t), peer_(peer), env_(env), h2_(env.opt.http2) {
+H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, H2Env env)
+    : t_(t),
+      peer_(peer),
+      env_(std::move(env)),
+      h2_(env_.opt.http2),
+      releasable_(env_.release_after.count() > 0 && !t.is_tls()) {
   nghttp2_session_callbacks* cb = nullptr;
   nghttp2_option* op = nullptr;
   if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&op) != 0) {
@@ -382,7 +412,7 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, const H2Env& env)
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2_.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h2_.stream_window},
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, std::clamp<uint32_t>(h2_.max_frame_size, 16384, 16777215)},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(env.opt.max_head, 0xffffffffu))},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(env_.opt.max_head, 0xffffffffu))},
   };
   nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   if (h2_.connection_window > 65535) {
@@ -591,15 +621,14 @@ void H2Conn::reader(std::string preread) {
     }
   } done{*this};
   Pin pin(home_);  // with the writer
+  bool released = false;
   [&] {
     if (!preread.empty() && !feed(preread.data(), preread.size())) return;
     preread = std::string();
-    auto buf = std::make_unique<char[]>(kReadSize);
-    for (;;) {
-      std::error_code ec;
-      const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
-      if (ec || n == 0) return;  // the client closed or reset: its streams are cancelled
-      if (!feed(buf.get(), n)) return;
+    if (t_.is_tls()) {
+      read_tls();
+    } else {
+      released = read_plain();
     }
   }();
   {
@@ -607,6 +636,9 @@ void H2Conn::reader(std::string preread) {
     reader_done_ = true;
   }
   wake_.set();
+  // Released: the writer asked for it from its wait, so it is not stuck
+  // in a write, and it ends by itself.
+  if (released) return;
   // The writer may be blocked on a client that reads nothing (a flood
   // behind a full pipe: nghttp2 refused more, but the write waits out
   // write_timeout). It gets a moment to send what the session queued (its
@@ -615,24 +647,93 @@ void H2Conn::reader(std::string preread) {
   if (!writer_done_.wait_for(std::chrono::seconds(1))) ::shutdown(t_.tcp().native_handle(), SHUT_RDWR);
 }
 
+// read_tls: a TLS connection's reads, into a buffer of its own (a TLS
+// read may wait inside, between filling parts of it).
+void H2Conn::read_tls() {
+  auto buf = std::make_unique<char[]>(kReadSize);
+  for (;;) {
+    std::error_code ec;
+    const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
+    if (ec || n == 0) return;  // the client closed or reset: its streams are cancelled
+    if (!feed(buf.get(), n)) return;
+  }
+}
+
+namespace {
+// worker_read_buffer: the calling thread's read buffer for read_plain.
+// Not inlined: a fiber must not keep a thread-local address across a
+// wait (it may resume on another thread), so each call looks it up.
+[[gnu::noinline]] char* worker_read_buffer() {
+  thread_local std::unique_ptr<char[]> buf;
+  if (!buf) buf = std::make_unique<char[]>(kReadSize);
+  return buf.get();
+}
+}  // namespace
+
+// read_plain: a plain connection's reads, into its thread's buffer: an
+// idle connection keeps no read buffer of its own. Sharing it is safe
+// because nothing suspends between the read that fills it and the feed
+// that empties it (the session copies what it keeps, and its callbacks
+// never suspend: spawn does not, and mu_ blocks the thread, not the
+// fiber). The waits are idle waits, which the writer nudges to release
+// the connection (release_asked_). True: released (the reader stops).
+bool H2Conn::read_plain() {
+  io::TcpStream& s = t_.tcp();
+  for (;;) {
+    std::error_code ec;
+    char* buf = worker_read_buffer();
+    const std::ptrdiff_t n = io::detail::idle_read(s, buf, kReadSize, ec);
+    if (n == 0) return false;  // the client closed or reset: its streams are cancelled
+    if (n > 0) {
+      if (!feed(buf, static_cast<std::size_t>(n))) return false;
+      continue;
+    }
+    if (io::detail::idle_wait(s) != io::detail::IdleWake::nudged) continue;
+    {
+      // The writer nudges under mu_, so the nudge is whole when it is
+      // cleared here, and none is left over for a later wait.
+      std::lock_guard lk(mu_);
+      io::detail::idle_nudge_done(s);
+      if (release_asked_ && may_release()) {
+        released_ = true;
+        return true;
+      }
+      release_asked_ = false;  // bytes came first: the writer asks again later
+    }
+    wake_.set();
+  }
+}
+
+// may_release: nothing of the connection is in flight (under mu_): no
+// stream open or with a fiber, nothing for the session to send, no
+// GOAWAY. The session itself (HPACK tables, settings, the last stream id)
+// is kept for the next request.
+bool H2Conn::may_release() const {
+  return fibers_ == 0 && streams_.empty() && !goaway_ && !broken_ && nghttp2_session_want_write(s_) == 0;
+}
+
 // writer: the connection fiber's loop (file comment). Returns when the
 // connection is done: the client went, the session wants nothing more, a
-// GOAWAY (ours) has no stream left behind it, or a write failed.
-void H2Conn::writer() {
+// GOAWAY (ours) has no stream left behind it, or a write failed (false);
+// or when it was released (true: the reader agreed and stopped).
+bool H2Conn::writer() {
   std::string out;
   const ServerOptions& o = env_.opt;
   const auto idle = o.idle_timeout;
   for (;;) {
-    bool end = false, more = false;
+    bool end = false, more = false, released = false, recheck = false;
     // No timer while streams run: their ends wake the writer, and so does
-    // shutdown (wake_h2). Idle, it sleeps until idle_timeout would pass.
+    // shutdown (wake_h2). Idle, it sleeps until idle_timeout would pass,
+    // or until it may release the connection.
     Clock::time_point until = Clock::time_point::max();
     out.clear();
     {
       std::lock_guard lk(mu_);
+      const bool quiet = fibers_ == 0;
+      const Clock::time_point now = quiet && (idle.count() > 0 || releasable_) ? Clock::now() : Clock::time_point{};
       if (!goaway_) {
         const bool stop = env_.stopping.load(std::memory_order_seq_cst);
-        const bool idled = idle.count() > 0 && fibers_ == 0 && Clock::now() - quiet_since_ >= idle;
+        const bool idled = idle.count() > 0 && quiet && now - quiet_since_ >= idle;
         if (stop || idled) {
           // Streams after the last one processed are not served; those
           // before it finish (graceful shutdown).
@@ -655,8 +756,25 @@ void H2Conn::writer() {
       const bool wants = nghttp2_session_want_read(s_) != 0 || nghttp2_session_want_write(s_) != 0;
       end = broken_ || (!more && (reader_done_ || !wants || (goaway_ && fibers_ == 0 &&
                                                                nghttp2_session_want_write(s_) == 0)));
+      // Only the reader's agreement ends it released; a GOAWAY queued
+      // since (shutdown) makes it a close.
+      released = end && released_ && !goaway_;
+      // Quiet for release_after: ask the reader to stop (it decides, under
+      // mu_, whether a stream came first). A batch to write first is
+      // written, then the loop looks again at once.
+      if (releasable_ && !release_asked_ && quiet && !goaway_ && !end && streams_.empty()) {
+        const Clock::time_point at = quiet_since_ + env_.release_after;
+        if (now < at) {
+          until = at;
+        } else if (more || !out.empty()) {
+          recheck = true;
+        } else if (may_release()) {
+          release_asked_ = true;
+          io::detail::idle_nudge(t_.tcp());  // under mu_: see read_plain
+        }
+      }
       if (!more && !end) wake_.clear();  // under mu_: a change after this sets it again
-      if (!goaway_ && idle.count() > 0 && fibers_ == 0) until = quiet_since_ + idle;
+      if (!goaway_ && idle.count() > 0 && quiet) until = std::min(until, quiet_since_ + idle);
     }
     if (!out.empty()) {
       try {
@@ -667,13 +785,13 @@ void H2Conn::writer() {
           write();
         }
       } catch (const TimedOut&) {
-        return;  // a client that does not read: the connection goes
+        return false;  // a client that does not read: the connection goes
       } catch (const std::system_error&) {
-        return;
+        return false;
       }
     }
-    if (end) return;
-    if (more) continue;
+    if (end) return released;
+    if (more || recheck) continue;
     if (until == Clock::time_point::max()) {
       wake_.wait();
     } else {
@@ -688,19 +806,27 @@ void H2Conn::writer() {
   }
 }
 
-void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
+H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
   home_ = spindle::this_fiber::worker_index();
   Pin pin(home_);  // the writer (file comment); undone when run() returns
+  {
+    // A connection served again after a release starts its fibers afresh.
+    std::lock_guard lk(mu_);
+    reader_done_ = release_asked_ = released_ = false;
+  }
+  writer_done_.clear();
   TaskGroup group;
   group_ = &group;
   struct Unpublish {
     const std::function<void(H2Conn*)>& f;
     TaskGroup& g;
+    TaskGroup*& mine;
     ~Unpublish() {
       g.cancel();  // the reader and every stream; the group's destructor waits
       f(nullptr);
+      mine = nullptr;
     }
-  } unpublish{published, group};
+  } unpublish{published, group, group_};
   published(this);
   if (upgrade != nullptr) {
     // The upgraded request is stream 1, half closed by the client (RFC
@@ -709,7 +835,7 @@ void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& p
     const bool head = upgrade->req.method == "HEAD";
     if (nghttp2_session_upgrade2(s_, reinterpret_cast<const uint8_t*>(upgrade->settings.data()),
                                  upgrade->settings.size(), head ? 1 : 0, nullptr) != 0) {
-      return;
+      return {};
     }
     auto st = std::make_shared<H2Stream>(*this, 1);
     st->req = std::move(upgrade->req);
@@ -727,12 +853,39 @@ void H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& p
     Event& e;
     ~WriterDone() { e.set(); }
   } writer_done{writer_done_};
-  writer();
+  if (writer()) {
+    std::lock_guard lk(mu_);
+    return {true, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - quiet_since_)};
+  }
   // A graceful end: the client gets a clean close of the write side
   // (close_notify for TLS) after the GOAWAY, not a reset.
   try {
     with_timeout(std::chrono::milliseconds(100), [&] { t_.shutdown(); });
   } catch (const std::exception&) {
+  }
+  return {};
+}
+
+// goodbye: goodbye_h2 (h2_server.hpp).
+void H2Conn::goodbye(int fd) noexcept {
+  try {
+    std::string out;
+    {
+      std::lock_guard lk(mu_);
+      if (!goaway_) {
+        nghttp2_submit_goaway(s_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s_), NGHTTP2_NO_ERROR,
+                              nullptr, 0);
+        goaway_ = true;
+      }
+      while (out.size() < kWriteBatch) {
+        const uint8_t* data = nullptr;
+        const ssize_t k = nghttp2_session_mem_send(s_, &data);
+        if (k <= 0) break;
+        out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(k));
+      }
+    }
+    if (!out.empty()) (void)::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  } catch (const std::bad_alloc&) {
   }
 }
 
@@ -1041,17 +1194,23 @@ bool h2c_settings(std::string_view value, std::string& out) {
   return out.size() % 6 == 0 && out.size() <= 6 * 64;  // 6 bytes a setting; a few dozen at most
 }
 
-void serve_h2(Transport& t, const io::Endpoint& peer, std::string_view preread, const H2Env& env,
-              const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
-  std::optional<H2Conn> c;
+void H2Deleter::operator()(H2Conn* c) const noexcept { delete c; }
+
+H2Owned make_h2(Transport& t, const io::Endpoint& peer, H2Env env) {
   try {
-    c.emplace(t, peer, env);
+    return H2Owned(new H2Conn(t, peer, std::move(env)));
   } catch (const std::bad_alloc&) {
-    return;  // no session: the connection just ends
+    return nullptr;
   }
-  c->run(preread, published, upgrade);
+}
+
+H2Rest serve_h2(H2Conn& c, std::string_view preread, const std::function<void(H2Conn*)>& published,
+                H2Upgrade* upgrade) {
+  return c.run(preread, published, upgrade);
 }
 
 void wake_h2(H2Conn& c) noexcept { c.wake(); }
+
+void goodbye_h2(H2Conn& c, int fd) noexcept { c.goodbye(fd); }
 
 }  // namespace spindle::http::detail

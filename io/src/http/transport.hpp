@@ -59,8 +59,12 @@ class Transport {
   // tls_reason: OpenSSL's text for the latest TLS failure.
   std::string tls_reason() const { return SPINDLE_HTTP_TLS(tls_.last_error(), std::string()); }
 
+  // Not inlined: inlined into serve_conn (as link-time optimisation did
+  // once the HTTP/2 reader stopped calling the same read), its frame grew
+  // by 700 bytes, and every idle-released HTTP/1.1 connection's stack
+  // touched a third page (bench/http/idle_conns.sh's breakdown).
   template <io::detail::MutableBufferSequence B, io::detail::ErrorCode EC>
-  std::size_t read_some(const B& b, EC& ec) {
+  [[gnu::noinline]] std::size_t read_some(const B& b, EC& ec) {
     std::error_code e;
     const std::size_t n = SPINDLE_HTTP_TLS(tls_.read_some(b, e), tcp_.read_some(b, e));
     if (e && keep_last_) last_ = e;
