@@ -1,0 +1,71 @@
+// h2_mem.hpp: the allocator one server connection's nghttp2 session uses
+// (nghttp2_session_server_new3), so that an idle connection keeps no more
+// of its session resident than it needs (docs/decisions/0018-idle-release.md,
+// addendum "HTTP/2 connections").
+//
+// nghttp2 allocates its outbound frame buffer (16,394 bytes: one frame of
+// the largest default size and its header) when the session starts and
+// keeps it for the session's life; from the heap, its pages stay resident
+// once any frame has touched them, and their neighbours' frees cannot give
+// them back. Blocks of kBig bytes or more are mapped on their own pages
+// here instead: only the pages a frame touched are resident, and
+// forget_big() gives them back while the session holds nothing it will
+// read from them. Smaller blocks come from malloc as before.
+//
+// Who may touch it: the session's calls, all made under the connection's
+// lock (or before or after any other fiber can see the session), so it
+// needs no lock of its own.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstddef>
+#include <vector>
+
+namespace spindle::http::detail {
+
+class H2Mem {
+ public:
+  // A block this large or larger gets pages of its own: the frame buffer.
+  // Header fields this large (up to max_head) pass through too, briefly.
+  static constexpr std::size_t kBig = 16 * 1024;
+
+  H2Mem() = default;
+  ~H2Mem();  // after the session is deleted: unmaps what it left
+  H2Mem(const H2Mem&) = delete;
+  H2Mem& operator=(const H2Mem&) = delete;
+
+  // mem: the nghttp2_mem for nghttp2_session_server_new3; `this` must
+  // outlive the session.
+  nghttp2_mem mem() noexcept;
+
+  // forget_big: the mapped blocks' pages are given back (MADV_DONTNEED:
+  // they read as zeros the next time they are touched). Only while the
+  // session holds no byte it will read again from a block this large:
+  // nothing to send and no stream (its frame buffer is packed from the
+  // start for each frame; a header field this large lives only within
+  // the mem_recv call that decodes it, since the HPACK tables, 4 KiB,
+  // cannot hold it). The connection calls it when it is released.
+  void forget_big() noexcept;
+
+  // mapped_bytes: the pages mapped here now, in bytes (for the tests).
+  std::size_t mapped_bytes() const noexcept;
+
+ private:
+  struct Block {
+    void* p;
+    std::size_t len;  // mapped length, whole pages
+  };
+  void* alloc_big(std::size_t n) noexcept;
+  bool free_big(void* p) noexcept;  // false: not ours
+  const Block* find(const void* p) const noexcept;
+
+  static void* on_malloc(std::size_t n, void* self);
+  static void on_free(void* p, void* self);
+  static void* on_calloc(std::size_t n, std::size_t size, void* self);
+  static void* on_realloc(void* p, std::size_t n, void* self);
+
+  std::vector<Block> big_;  // one or two: the frame buffer, a large field
+};
+
+}  // namespace spindle::http::detail

@@ -1,0 +1,148 @@
+// h2_mem_test.cpp: the allocator of a server connection's nghttp2 session
+// (io/src/http/h2_mem.hpp): large blocks on pages of their own, given back
+// by forget_big, the bytes kept across realloc; and a real session's frame
+// buffer going through it.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nghttp2/nghttp2.h>
+
+#include "h2_mem.hpp"
+
+using spindle::http::detail::H2Mem;
+
+namespace {
+
+std::size_t page() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
+
+// resident_pages: how many of the pages of [p, p + n) are in memory.
+std::size_t resident_pages(void* p, std::size_t n) {
+  std::vector<unsigned char> v((n + page() - 1) / page());
+  REQUIRE(::mincore(p, n, v.data()) == 0);
+  std::size_t k = 0;
+  for (unsigned char c : v) k += c & 1;
+  return k;
+}
+
+std::string frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream, const std::string& payload) {
+  std::string f;
+  const auto n = static_cast<std::uint32_t>(payload.size());
+  f += static_cast<char>(n >> 16);
+  f += static_cast<char>(n >> 8);
+  f += static_cast<char>(n);
+  f += static_cast<char>(type);
+  f += static_cast<char>(flags);
+  for (int sh = 24; sh >= 0; sh -= 8) f += static_cast<char>((stream >> sh) & 0xff);
+  return f + payload;
+}
+
+}  // namespace
+
+TEST_CASE("h2 mem: blocks of kBig or more are mapped; realloc across the line keeps the bytes") {
+  H2Mem m;
+  nghttp2_mem a = m.mem();
+  void* small = a.malloc(100, a.mem_user_data);
+  REQUIRE(small != nullptr);
+  CHECK(m.mapped_bytes() == 0);
+  std::memset(small, 'a', 100);
+
+  void* big = a.malloc(H2Mem::kBig + 10, a.mem_user_data);
+  REQUIRE(big != nullptr);
+  const std::size_t one = (H2Mem::kBig + 10 + page() - 1) / page() * page();
+  CHECK(m.mapped_bytes() == one);
+  CHECK(reinterpret_cast<std::uintptr_t>(big) % page() == 0);
+  std::memset(big, 'b', H2Mem::kBig + 10);
+
+  // A heap block that grows past the line moves onto pages of its own.
+  small = a.realloc(small, H2Mem::kBig, a.mem_user_data);
+  REQUIRE(small != nullptr);
+  CHECK(m.mapped_bytes() == one + H2Mem::kBig);
+  CHECK(std::string(static_cast<char*>(small), 100) == std::string(100, 'a'));
+
+  // A mapped block that fits its pages stays; one that outgrows them moves.
+  CHECK(a.realloc(big, H2Mem::kBig + 20, a.mem_user_data) == big);
+  big = a.realloc(big, 4 * H2Mem::kBig, a.mem_user_data);
+  REQUIRE(big != nullptr);
+  CHECK(std::string(static_cast<char*>(big), H2Mem::kBig + 10) == std::string(H2Mem::kBig + 10, 'b'));
+  CHECK(m.mapped_bytes() == H2Mem::kBig + 4 * H2Mem::kBig);
+
+  auto* zeros = static_cast<unsigned char*>(a.calloc(2, H2Mem::kBig, a.mem_user_data));
+  REQUIRE(zeros != nullptr);
+  CHECK(std::all_of(zeros, zeros + 2 * H2Mem::kBig, [](unsigned char c) { return c == 0; }));
+  CHECK(a.calloc(SIZE_MAX / 2, 4, a.mem_user_data) == nullptr);  // n * size overflows
+
+  a.free(zeros, a.mem_user_data);
+  a.free(big, a.mem_user_data);
+  a.free(small, a.mem_user_data);
+  a.free(nullptr, a.mem_user_data);
+  CHECK(m.mapped_bytes() == 0);
+}
+
+TEST_CASE("h2 mem: forget_big gives the mapped pages back; they read as zeros") {
+  H2Mem m;
+  nghttp2_mem a = m.mem();
+  const std::size_t n = 4 * page();
+  auto* p = static_cast<unsigned char*>(a.malloc(n, a.mem_user_data));
+  REQUIRE(p != nullptr);
+  std::memset(p, 0x5a, n);
+  CHECK(resident_pages(p, n) == 4);
+  m.forget_big();
+  CHECK(resident_pages(p, n) == 0);
+  CHECK(p[0] == 0);
+  CHECK(p[n - 1] == 0);
+  CHECK(m.mapped_bytes() == n);  // still the session's, only not resident
+  a.free(p, a.mem_user_data);
+}
+
+TEST_CASE("h2 mem: a server session's frame buffer is mapped here and given back between frames") {
+  H2Mem m;
+  nghttp2_mem mem = m.mem();
+  nghttp2_session_callbacks* cb = nullptr;
+  REQUIRE(nghttp2_session_callbacks_new(&cb) == 0);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(
+      cb, [](nghttp2_session* s, const nghttp2_frame* f, void*) {
+        if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+          static const char st[] = ":status", v[] = "204";
+          nghttp2_nv nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(st)),
+                        const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(v)), 7, 3, NGHTTP2_NV_FLAG_NONE};
+          nghttp2_submit_response(s, f->hd.stream_id, &nv, 1, nullptr);
+        }
+        return 0;
+      });
+  nghttp2_session* s = nullptr;
+  REQUIRE(nghttp2_session_server_new3(&s, cb, nullptr, nullptr, &mem) == 0);
+  nghttp2_session_callbacks_del(cb);
+  // The frame buffer (16,394 bytes) is allocated with the session.
+  CHECK(m.mapped_bytes() >= H2Mem::kBig);
+
+  const std::string block = std::string("\x82\x84\x86\x01\x09", 5) + "127.0.0.1";
+  const std::string in = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + frame(4, 0, 0, "") + frame(1, 5, 1, block);
+  REQUIRE(nghttp2_session_mem_recv(s, reinterpret_cast<const uint8_t*>(in.data()), in.size()) ==
+          static_cast<ssize_t>(in.size()));
+  auto send_all = [&] {
+    std::string out;
+    const uint8_t* d = nullptr;
+    for (ssize_t k; (k = nghttp2_session_mem_send(s, &d)) > 0;) out.append(reinterpret_cast<const char*>(d), k);
+    return out;
+  };
+  const std::string first = send_all();
+  CHECK(first.find(std::string("\x00\x00\x01\x01\x05\x00\x00\x00\x01", 9)) != std::string::npos);  // :status 204, ended
+  CHECK(nghttp2_session_want_write(s) == 0);
+
+  // Nothing to send: its pages go, and the next request is answered the same.
+  m.forget_big();
+  const std::string next = frame(1, 5, 3, block);
+  REQUIRE(nghttp2_session_mem_recv(s, reinterpret_cast<const uint8_t*>(next.data()), next.size()) ==
+          static_cast<ssize_t>(next.size()));
+  CHECK(send_all().find(std::string("\x00\x00\x01\x01\x05\x00\x00\x00\x03", 9)) != std::string::npos);
+
+  nghttp2_session_del(s);
+  CHECK(m.mapped_bytes() == 0);
+}
