@@ -8,7 +8,7 @@
 // counts the connection closed only on EOF or an error, not on bytes
 // alone) and prints `still_open=K`, and exits 0.
 //
-//   spindle_bench_idle_conns PORT CONNS [connect|h2]
+//   spindle_bench_idle_conns PORT CONNS [connect|h2 [STREAMS]]
 //
 // Modes:
 //   (none) HTTP/1.1: sends one `GET / HTTP/1.1` and reads its whole
@@ -29,7 +29,10 @@
 //     WINDOW_UPDATE) are read and ignored, and nothing more is sent: the
 //     server sees an idle HTTP/2 connection with no open stream. No HPACK
 //     decoder, no flow control (the answer is far below the 65,535-byte
-//     initial windows).
+//     initial windows). With STREAMS (1 to 100, default 1) it sends that
+//     many GETs at once, on streams 1, 3, 5, ..., and is ready once all
+//     have ended: a connection that has served many streams (what its
+//     session keeps of closed streams shows).
 //
 // Plain epoll, no spindle: the client's own memory is not the figure, and
 // it must not share code with the server it measures. Any failure (a
@@ -91,10 +94,11 @@ struct Conn {
   bool want_out = true;          // registered for EPOLLOUT
   std::size_t received = 0;      // bytes read before the answer ended (bounded by kMaxResponse)
   bool settings_seen = false;    // the server's preface (a SETTINGS frame) came
-  bool status_checked = false;   // the response's header block has begun (with :status 200)
-  bool in_headers = false;       // a HEADERS on stream 1 without END_HEADERS: CONTINUATION next
+  int heads = 0;                 // response header blocks begun (each with :status 200)
+  std::uint32_t in_headers = 0;  // a HEADERS on this stream without END_HEADERS: CONTINUATION next
   bool end_after_headers = false;  // ... and it had END_STREAM
-  bool ended = false;            // stream 1 ended: the answer is complete
+  int ended_streams = 0;         // streams whose answer ended
+  bool ended = false;            // every stream ended: the answers are complete
 };
 
 [[noreturn]] void fail(const char* what, int err) {
@@ -138,12 +142,25 @@ std::string frame(unsigned type, unsigned flags, std::uint32_t stream, std::stri
 // block: :method GET (static 2), :path / (4), :scheme http (6), each
 // indexed; :authority as a literal without indexing whose name is static
 // entry 1 (0x01), its value's length with the Huffman bit clear.
-std::string h2_request() {
+// With `streams` above 1, the same GET on streams 3, 5, ... too.
+std::string h2_request(int streams) {
   std::string block = "\x82\x84\x86\x01";
   block += static_cast<char>(kAuthority.size());
   block += kAuthority;
-  return std::string(kPreface) + frame(kSettings, 0, 0, {}) + frame(kHeaders, kEndStream | kEndHeaders, 1, block);
+  std::string out = std::string(kPreface) + frame(kSettings, 0, 0, {});
+  for (int i = 0; i < streams; ++i) {
+    out += frame(kHeaders, kEndStream | kEndHeaders, static_cast<std::uint32_t>(2 * i + 1), block);
+  }
+  return out;
 }
+
+int g_streams = 1;  // h2: the STREAMS argument
+
+// our_stream: one of the streams the request opened.
+bool our_stream(std::uint32_t id) { return id % 2 == 1 && id <= static_cast<std::uint32_t>(2 * g_streams - 1); }
+
+// stream_ended: one more answer is whole.
+void stream_ended(Conn& c) { c.ended = ++c.ended_streams == g_streams; }
 
 [[noreturn]] void malformed(const char* what) {
   std::string line = "a malformed frame from the server: ";
@@ -154,12 +171,11 @@ std::uint32_t be32(const unsigned char* p) {
   return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
 }
 
-// h2_fragment: a piece of the response's header block; its first byte
+// h2_head: the first piece of a response's header block; its first byte
 // must say :status 200 (nghttp2 puts the status first, indexed).
-void h2_fragment(Conn& c, std::string_view block) {
-  if (c.status_checked || block.empty()) return;
-  if (static_cast<unsigned char>(block[0]) != kStatus200) fail("a response other than :status 200", 0);
-  c.status_checked = true;
+void h2_head(Conn& c, std::string_view block) {
+  if (block.empty() || static_cast<unsigned char>(block[0]) != kStatus200) fail("a response other than :status 200", 0);
+  ++c.heads;
 }
 
 // h2_unpad: a DATA or HEADERS payload less its pad length, padding and
@@ -181,7 +197,7 @@ std::string_view h2_unpad(std::string_view p, unsigned flags, bool headers) {
 // RST_STREAM, PUSH_PROMISE and frames RFC 9113 calls connection errors.
 void h2_frame(Conn& c, unsigned type, unsigned flags, std::uint32_t stream, std::string_view p) {
   if (!c.settings_seen && (type != kSettings || (flags & kAck))) malformed("the server's first frame is not SETTINGS");
-  if (c.in_headers && (type != kContinuation || stream != 1)) malformed("a header block cut by another frame");
+  if (c.in_headers != 0 && (type != kContinuation || stream != c.in_headers)) malformed("a header block cut by another frame");
   const auto* u = reinterpret_cast<const unsigned char*>(p.data());
   switch (type) {
     case kSettings:
@@ -195,29 +211,28 @@ void h2_frame(Conn& c, unsigned type, unsigned flags, std::uint32_t stream, std:
       c.out += frame(kSettings, kAck, 0, {});
       return;
     case kHeaders: {
-      if (stream != 1) malformed("HEADERS on a stream other than 1");
-      h2_fragment(c, h2_unpad(p, flags, true));
+      if (!our_stream(stream)) malformed("HEADERS on a stream the client did not open");
+      h2_head(c, h2_unpad(p, flags, true));
       if (flags & kEndHeaders) {
-        c.ended = flags & kEndStream;
+        if (flags & kEndStream) stream_ended(c);
       } else {
-        c.in_headers = true;
+        c.in_headers = stream;
         c.end_after_headers = flags & kEndStream;
       }
       return;
     }
     case kContinuation:
-      if (!c.in_headers) malformed("CONTINUATION after no HEADERS");
-      h2_fragment(c, p);
+      if (c.in_headers == 0) malformed("CONTINUATION after no HEADERS");
       if (flags & kEndHeaders) {
-        c.in_headers = false;
-        c.ended = c.end_after_headers;
+        c.in_headers = 0;
+        if (c.end_after_headers) stream_ended(c);
       }
       return;
     case kData:
-      if (stream != 1) malformed("DATA on a stream other than 1");
-      if (!c.status_checked) malformed("DATA before the response's HEADERS");
+      if (!our_stream(stream)) malformed("DATA on a stream the client did not open");
+      if (c.heads == 0) malformed("DATA before the response's HEADERS");
       h2_unpad(p, flags, false);
-      c.ended = flags & kEndStream;
+      if (flags & kEndStream) stream_ended(c);
       return;
     case kRstStream: {
       if (p.size() != 4 || stream == 0) malformed("RST_STREAM of the wrong size or on stream 0");
@@ -309,14 +324,15 @@ bool still_open(int fd) {
 
 int main(int argc, char** argv) {
   int port = 0, n = 0;
-  const std::string_view mode = argc == 4 ? argv[3] : "";
-  const bool connect_only = mode == "connect", h2 = mode == "h2";
+  const std::string_view mode = argc >= 4 ? argv[3] : "";
+  const bool connect_only = mode == "connect" && argc == 4, h2 = mode == "h2" && argc <= 5;
   if ((argc != 3 && !connect_only && !h2) || !parse_int(argv[1], 1, 65535, port) ||
-      !parse_int(argv[2], 1, kMaxConns, n)) {
-    std::fprintf(stderr, "usage: %s PORT CONNS [connect|h2] (CONNS 1..%d)\n", argv[0], kMaxConns);
+      !parse_int(argv[2], 1, kMaxConns, n) || (argc == 5 && !parse_int(argv[4], 1, 100, g_streams))) {
+    std::fprintf(stderr, "usage: %s PORT CONNS [connect|h2 [STREAMS]] (CONNS 1..%d, STREAMS 1..100)\n", argv[0],
+                 kMaxConns);
     return 2;
   }
-  const std::string h2_first = h2 ? h2_request() : std::string();
+  const std::string h2_first = h2 ? h2_request(g_streams) : std::string();
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = rl.rlim_max;

@@ -15,7 +15,9 @@
 #     for a first request; for spindle, the stack a connection fiber
 #     needs to wait, without a request's deeper calls before it)
 #   MODE=h2: HTTP/2 over cleartext TCP, prior knowledge: each connection
-#     sends the preface, an empty SETTINGS and one GET on stream 1,
+#     sends the preface, an empty SETTINGS and one GET on stream 1 (with
+#     H2_STREAMS=K, 1 to 100: K GETs at once, on streams 1, 3, ...: a
+#     connection that has served many streams),
 #     acknowledges the server's SETTINGS, reads the answer to stream 1's
 #     end, then sends nothing more (an idle HTTP/2 connection, no open
 #     stream). Spindle servers only: nginx and libuv_hello serve no
@@ -54,7 +56,7 @@ mode=${MODE:-request}
 }
 client_args=() curl_args=() smaps_args=()
 [[ $mode == connect ]] && client_args=(connect)
-[[ $mode == h2 ]] && client_args=(h2) curl_args=(--http2-prior-knowledge) smaps_args=(h2)
+[[ $mode == h2 ]] && client_args=(h2 "${H2_STREAMS:-1}") curl_args=(--http2-prior-knowledge) smaps_args=(h2)
 if [[ $mode == h2 ]]; then
   read -r -a servers <<<"${SERVERS:-spindle_w1 spindle_w2}"
   [[ -n ${SERVERS:-} ]] || echo "MODE=h2: nginx and libuv left out (no cleartext HTTP/2 from either here)"
@@ -156,7 +158,7 @@ field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k {print $2}'; }
 declare -A kb
 what="one GET each"
 [[ $mode == connect ]] && what="no request sent"
-[[ $mode == h2 ]] && what="HTTP/2 (prior knowledge), one GET each"
+[[ $mode == h2 ]] && what="HTTP/2 (prior knowledge), ${H2_STREAMS:-1} GET(s) each"
 echo "idle_conns: $conns idle keep-alive connections, $what; RSS growth / connections (KiB), settle ${settle} s"
 for r in $(seq "$runs"); do
   for k in $(seq 0 $((${#servers[@]} - 1))); do
