@@ -346,6 +346,104 @@ TEST_CASE("h2 client: a Client whose HTTP/2 connection outlives its run is destr
   srv_rt.block_on([&] { srv.reset(); });
 }
 
+// RudeH2: a hand-written HTTP/2 server for what http::Server never does:
+// on its first connection it answers the first request (200, no body),
+// then closes the socket without GOAWAY when the next request's HEADERS
+// come (a server that restarted or timed out under a working
+// connection). Later connections answer every request. Counts
+// connections and requests (HEADERS frames seen).
+namespace {
+
+struct RudeH2 {
+  io::TcpListener l = io::TcpListener::bind("127.0.0.1", 0);
+  std::atomic<int> conns{0}, requests{0};
+  sp::TaskGroup g;
+
+  static std::string frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream, const std::string& p) {
+    std::string f;
+    const auto n = static_cast<std::uint32_t>(p.size());
+    for (int sh = 16; sh >= 0; sh -= 8) f += static_cast<char>((n >> sh) & 0xff);
+    f += static_cast<char>(type);
+    f += static_cast<char>(flags);
+    for (int sh = 24; sh >= 0; sh -= 8) f += static_cast<char>((stream >> sh) & 0xff);
+    return f + p;
+  }
+
+  void serve(io::TcpStream s, bool rude) {
+    char preface[24];
+    s.read_exact(preface, sizeof preface);
+    s.write_all(frame(4, 0, 0, ""));  // our SETTINGS
+    int answered = 0;
+    for (;;) {
+      unsigned char h[9];
+      s.read_exact(h, 9);
+      const std::size_t len = std::size_t{h[0]} << 16 | std::size_t{h[1]} << 8 | h[2];
+      std::string payload(len, '\0');
+      if (len > 0) s.read_exact(payload.data(), len);
+      const std::uint32_t id = (std::uint32_t{h[5]} << 24 | std::uint32_t{h[6]} << 16 | std::uint32_t{h[7]} << 8 | h[8]) &
+                               0x7fffffffu;
+      if (h[3] == 4 && (h[4] & 1) == 0) s.write_all(frame(4, 1, 0, ""));  // SETTINGS ACK
+      if (h[3] != 1) continue;  // the request's HEADERS (its body, if any, is not read)
+      requests.fetch_add(1);
+      if (rude && answered == 1) return;  // closed with the request unanswered, no GOAWAY
+      s.write_all(frame(1, 0x5, id, "\x88"));  // :status 200, END_STREAM|END_HEADERS
+      ++answered;
+    }
+  }
+
+  explicit RudeH2() {
+    g.spawn([this] {
+      for (;;) {
+        io::TcpStream s = l.accept();
+        const bool rude = conns.fetch_add(1) == 0;
+        g.spawn([this, rude, s = std::move(s)]() mutable {
+          try {
+            serve(std::move(s), rude);
+          } catch (const std::system_error&) {
+          }
+        });
+      }
+    });
+  }
+  ~RudeH2() { g.cancel(); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(l.local_endpoint().port()) + "/"; }
+};
+
+}  // namespace
+
+TEST_CASE("h2 client: an idempotent request on a connection that closes before its answer goes again; a POST does not") {
+  run_checked(2, [] {
+    {
+      RudeH2 srv;
+      http::Client c(h2c());
+      FIBER_CHECK(c.get(srv.url()).status == 200);
+      // The connection dies under the second GET: sent again, on a new one.
+      FIBER_CHECK(c.get(srv.url()).status == 200);
+      FIBER_CHECK(srv.conns.load() == 2);
+      FIBER_CHECK(srv.requests.load() == 3);
+    }
+    {
+      RudeH2 srv;
+      http::Client c(h2c());
+      FIBER_CHECK(c.get(srv.url()).status == 200);
+      std::string what;
+      FIBER_CHECK(error_kind<http::Error>([&] { c.post(srv.url(), std::string("x")); }, &what) == http::errc::reset);
+      FIBER_CHECK(what.find("connection closed") != std::string::npos);
+      FIBER_CHECK(srv.conns.load() == 1);  // not sent again: the server may have run it
+      FIBER_CHECK(srv.requests.load() == 2);
+      // RequestOptions::replayable says it may run twice: it goes again.
+      RudeH2 srv2;
+      http::Client c2(h2c());
+      FIBER_CHECK(c2.get(srv2.url()).status == 200);
+      http::RequestOptions ro;
+      ro.body = "x";
+      ro.replayable = true;
+      FIBER_CHECK(c2.request("POST", srv2.url(), ro).status == 200);
+      FIBER_CHECK(srv2.conns.load() == 2);
+    }
+  });
+}
+
 // Interop with nghttp2's reference server (nghttpd, Debian nghttp2-server:
 // a binary, no service): static files over h2c and over TLS with ALPN.
 namespace {

@@ -865,7 +865,7 @@ struct H2Pick {
 bool send_h2(H2Pick& h2, std::string_view method, const Url& u, const RequestOptions& ro, const ClientOptions& opt,
              bool& gen_called) {
   bool retry = false;
-  h2.call = detail::H2Call::send(h2.conn, method, u, ro, opt, gen_called, retry);
+  h2.call = detail::H2Call::send(h2.conn, method, u, ro, opt, replayable(method, ro, false), gen_called, retry);
   if (!retry) return true;
   if (gen_called)
     throw Error(errc::reset, "HTTP/2 stream refused by the server; not sent again (a body_generator cannot be replayed, " +

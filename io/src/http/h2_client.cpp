@@ -74,6 +74,10 @@ struct H2ClientStream {
   bool in_ended = false;
   H2Out out;  // the request body (whole or pieces) for the data source
   bool headers_sent = false;  // our HEADERS left: the server may have seen the request
+  // The connection had answered a stream before this one was submitted:
+  // if it dies now, the server went away under a working connection (an
+  // idle timeout, a restart), not a request it cannot take.
+  bool on_proven = false;
   bool closed = false;
   uint32_t error = 0;
   bool conn_lost = false;     // closed because the connection ended
@@ -130,6 +134,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   bool goaway_ = false;
   bool dead_ = false;
   bool reader_done_ = false;
+  bool proven_ = false;  // a final response head came on this connection
   Task<void> reader_task_, writer_task_;
   Event wake_;
   Event writer_done_;
@@ -219,6 +224,7 @@ int32_t H2ClientConn::submit(const std::shared_ptr<H2ClientStream>& st, std::vec
   const int32_t id = nghttp2_submit_request(s_, nullptr, nva.data(), nva.size(), body ? &st->provider : nullptr, st.get());
   if (id < 0) return -1;  // stream ids used up, or no memory: a new connection
   st->id = id;
+  st->on_proven = proven_;
   streams_.emplace(id, st);
   wake_.set();
   return id;
@@ -268,6 +274,7 @@ int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void
       st->cur_headers = Headers();
     } else {
       st->head_done = true;
+      c->proven_ = true;
       st->status = st->cur_status;
       st->headers = std::move(st->cur_headers);
     }
@@ -457,8 +464,8 @@ Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
 }  // namespace
 
 std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std::string_view method, const Url& u,
-                                     const RequestOptions& ro, const ClientOptions& opt, bool& gen_called,
-                                     bool& retry) {
+                                     const RequestOptions& ro, const ClientOptions& opt, bool may_replay,
+                                     bool& gen_called, bool& retry) {
   retry = false;
   // The head: pseudo-fields first (RFC 9113 8.3.1), then the caller's
   // fields lower-cased, without those HTTP/2 forbids.
@@ -571,8 +578,14 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
       if (st->closed) {
         // Refused before the server processed it (REFUSED_STREAM, or past
         // a GOAWAY's last stream), or the connection died before the
-        // request left: safe to send again, whatever the method.
-        if (!st->too_large && (st->error == NGHTTP2_REFUSED_STREAM || (st->conn_lost && !st->headers_sent))) {
+        // request left: safe to send again, whatever the method. A
+        // connection that had answered before and died after the request
+        // left, with no GOAWAY: the server may have run it, so only a
+        // request that may run twice goes again (HTTP/1.1's rule for a
+        // pooled connection closed before a response: client.cpp
+        // replayable; Go's http2 Transport retries the same way).
+        if (!st->too_large && (st->error == NGHTTP2_REFUSED_STREAM || (st->conn_lost && !st->headers_sent) ||
+                               (st->conn_lost && st->on_proven && may_replay && !gen_called))) {
           retry = true;
           return nullptr;
         }

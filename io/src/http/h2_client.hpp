@@ -45,11 +45,14 @@ class H2Call {
   // `retry` is set (and nothing thrown) when the server refused the
   // stream before processing it (REFUSED_STREAM, or a GOAWAY whose last
   // stream is below it): the request may be sent again on a new
-  // connection whatever its method (RFC 9113 8.7). Errors: http::Error.
+  // connection whatever its method (RFC 9113 8.7); and, with
+  // `may_replay` (the request may run twice: client.cpp replayable),
+  // when a connection that had answered before closed after the request
+  // left and before its answer. Errors: http::Error.
   SPINDLE_MAY_SUSPEND static std::unique_ptr<H2Call> send(const std::shared_ptr<H2ClientConn>& c,
                                                           std::string_view method, const Url& u,
                                                           const RequestOptions& ro, const ClientOptions& opt,
-                                                          bool& gen_called, bool& retry);
+                                                          bool may_replay, bool& gen_called, bool& retry);
   ~H2Call();
   H2Call(const H2Call&) = delete;
   H2Call& operator=(const H2Call&) = delete;
