@@ -521,6 +521,16 @@ std::string idle_part(const SectionOptions& o, const std::string& tmp) {
     servers.push_back(
         {std::string("spindle http::Server ") + w + "w", {SPINDLE_BENCH_HTTP_SERVER_HELLO, "0", w}});
   }
+  // The same server's idle HTTP/2 connections (the client's h2 mode:
+  // prior knowledge, one GET each). No peer here serves cleartext HTTP/2.
+  const std::string h2_suffix = ", HTTP/2";
+  auto is_h2 = [&](const std::string& name) {
+    return name.size() > h2_suffix.size() && name.compare(name.size() - h2_suffix.size(), h2_suffix.size(), h2_suffix) == 0;
+  };
+  for (const char* w : {"1", "2"}) {
+    servers.push_back(
+        {std::string("spindle http::Server ") + w + "w" + h2_suffix, {SPINDLE_BENCH_HTTP_SERVER_HELLO, "0", w}});
+  }
   std::map<std::string, std::vector<double>> kb;
   std::string notes;
   for (int r = 0; r < o.rounds; ++r) {
@@ -532,7 +542,9 @@ std::string idle_part(const SectionOptions& o, const std::string& tmp) {
         warm_up(srv.port);
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
         const long before = tree_rss_kb(srv.child.pid);
-        Child c = spawn({SPINDLE_BENCH_IDLE_CONNS, std::to_string(srv.port), std::to_string(conns)});
+        std::vector<std::string> argv{SPINDLE_BENCH_IDLE_CONNS, std::to_string(srv.port), std::to_string(conns)};
+        if (is_h2(s.name)) argv.push_back("h2");
+        Child c = spawn(argv);
         const bool ready = read_line(c.out, 120).rfind("ready=", 0) == 0;
         if (ready) std::this_thread::sleep_for(std::chrono::seconds(1));  // settle
         const long after = tree_rss_kb(srv.child.pid);
@@ -563,15 +575,16 @@ std::string idle_part(const SectionOptions& o, const std::string& tmp) {
                 "\nidle connections (%d keep-alive connections on 127.0.0.1, one GET each, then idle; the "
                 "server's\nVmRSS growth over them 1 s after the last answer, per connection; nginx: its "
                 "master and worker,\nwhose connection table, filled at start, is in the baseline; median "
-                "of %d rounds (min-max);\nbench/http/idle_conns.sh adds spindle's breakdown):\n\n",
+                "of %d rounds (min-max);\nbench/http/idle_conns.sh adds spindle's breakdown; the HTTP/2 rows: "
+                "cleartext, prior knowledge,\nno peer here serves it, so no ratio):\n\n",
                 conns, o.rounds);
   out += head;
   out += "| server | KiB per idle connection | vs " + base.substr(0, base.find(',')) +
          " |\n|---|---:|---:|\n";
   const double b = med(kb[base]);
   for (const Server& s : servers) {
-    out += "| " + s.name + " | " + cell(kb[s.name]) + " | " + (s.name == base ? "" : ratio(med(kb[s.name]), b)) +
-           " |\n";
+    out += "| " + s.name + " | " + cell(kb[s.name]) + " | " +
+           (s.name == base || is_h2(s.name) ? "" : ratio(med(kb[s.name]), b)) + " |\n";
   }
   out += notes;
   if (nginx.empty()) {
