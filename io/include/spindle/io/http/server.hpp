@@ -212,7 +212,10 @@ struct ServerOptions {
   // "Idle connections"); the next request pays a fiber start and a
   // buffer (microseconds). Checked every half of this (with idle_timeout's
   // check), so a connection goes between one and one and a half of it
-  // after its last request. Zero: never.
+  // after its last request. A plain HTTP/2 connection with no stream open
+  // and nothing to send for this long gives back its two fibers and read
+  // buffer the same way, keeping its session (HPACK state): about 13 KiB
+  // instead of 49. Zero: never.
   std::chrono::milliseconds idle_release_after{250};
   // A request whose head and body take longer than this to arrive (from
   // its first byte) is dropped with its connection. Zero: never. This
@@ -326,8 +329,8 @@ class Server {
   std::uint64_t connections_accepted() const noexcept;
   std::uint64_t connections_open() const noexcept;
   std::uint64_t requests_served() const noexcept;
-  // connections_released: open connections waiting for a request with no
-  // fiber (ServerOptions::idle_release_after), now.
+  // connections_released: open connections (HTTP/1.1 or HTTP/2) waiting
+  // for a request with no fiber (ServerOptions::idle_release_after), now.
   std::uint64_t connections_released() const noexcept;
 
  private:
