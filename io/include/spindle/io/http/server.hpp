@@ -208,7 +208,7 @@ struct ServerOptions {
   // this long gives back its fiber, its stack and its read buffer: it
   // waits for its next request as an entry in an epoll instance, and a
   // fiber starts when bytes (or its end) arrive, as nginx holds an idle
-  // connection with no buffer. About 1 KiB instead of 18 (docs/http.md
+  // connection with no buffer. About 3 KiB instead of 18 (docs/http.md
   // "Idle connections"); the next request pays a fiber start and a
   // buffer (microseconds). Checked every half of this (with idle_timeout's
   // check), so a connection goes between one and one and a half of it
