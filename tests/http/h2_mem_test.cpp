@@ -45,9 +45,10 @@ std::string frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream, c
 
 }  // namespace
 
-TEST_CASE("h2 mem: blocks of kBig or more are mapped; realloc across the line keeps the bytes") {
+TEST_CASE("h2 mem: blocks of kBig or more made while mapping are mapped; realloc across the line keeps the bytes") {
   H2Mem m;
   nghttp2_mem a = m.mem();
+  m.map_big(true);
   void* small = a.malloc(100, a.mem_user_data);
   REQUIRE(small != nullptr);
   CHECK(m.mapped_bytes() == 0);
@@ -78,6 +79,21 @@ TEST_CASE("h2 mem: blocks of kBig or more are mapped; realloc across the line ke
   CHECK(std::all_of(zeros, zeros + 2 * H2Mem::kBig, [](unsigned char c) { return c == 0; }));
   CHECK(a.calloc(SIZE_MAX / 2, 4, a.mem_user_data) == nullptr);  // n * size overflows
 
+  // Once the session is made, large blocks come from malloc (the stream
+  // map grown large, a large header field): never mapped, never forgotten.
+  m.map_big(false);
+  const std::size_t mapped = m.mapped_bytes();
+  void* later = a.malloc(2 * H2Mem::kBig, a.mem_user_data);
+  REQUIRE(later != nullptr);
+  CHECK(m.mapped_bytes() == mapped);
+  std::memset(later, 'c', 2 * H2Mem::kBig);
+  m.forget_big();
+  CHECK(static_cast<char*>(later)[2 * H2Mem::kBig - 1] == 'c');
+  void* grown = a.realloc(later, 4 * H2Mem::kBig, a.mem_user_data);
+  REQUIRE(grown != nullptr);
+  CHECK(m.mapped_bytes() == mapped);
+  a.free(grown, a.mem_user_data);
+
   a.free(zeros, a.mem_user_data);
   a.free(big, a.mem_user_data);
   a.free(small, a.mem_user_data);
@@ -88,6 +104,7 @@ TEST_CASE("h2 mem: blocks of kBig or more are mapped; realloc across the line ke
 TEST_CASE("h2 mem: forget_big gives the mapped pages back; they read as zeros") {
   H2Mem m;
   nghttp2_mem a = m.mem();
+  m.map_big(true);
   const std::size_t n = 4 * page();
   auto* p = static_cast<unsigned char*>(a.malloc(n, a.mem_user_data));
   REQUIRE(p != nullptr);
@@ -117,7 +134,9 @@ TEST_CASE("h2 mem: a server session's frame buffer is mapped here and given back
         return 0;
       });
   nghttp2_session* s = nullptr;
+  m.map_big(true);  // as H2Conn makes its session
   REQUIRE(nghttp2_session_server_new3(&s, cb, nullptr, nullptr, &mem) == 0);
+  m.map_big(false);
   nghttp2_session_callbacks_del(cb);
   // The frame buffer (16,394 bytes) is allocated with the session.
   CHECK(m.mapped_bytes() >= H2Mem::kBig);

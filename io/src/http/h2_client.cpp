@@ -580,10 +580,11 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
         // a GOAWAY's last stream), or the connection died before the
         // request left: safe to send again, whatever the method. A
         // connection that had answered before and died after the request
-        // left, with no GOAWAY: the server may have run it, so only a
-        // request that may run twice goes again (HTTP/1.1's rule for a
-        // pooled connection closed before a response: client.cpp
-        // replayable; Go's http2 Transport retries the same way).
+        // left (a GOAWAY that covered the stream included): the server may
+        // have run it, so only a request that may run twice goes again
+        // (HTTP/1.1's rule for a pooled connection closed before a
+        // response: client.cpp replayable; Go's http2 Transport retries
+        // the same way).
         if (!st->too_large && (st->error == NGHTTP2_REFUSED_STREAM || (st->conn_lost && !st->headers_sent) ||
                                (st->conn_lost && st->on_proven && may_replay && !gen_called))) {
           retry = true;

@@ -66,7 +66,8 @@ std::size_t H2Mem::mapped_bytes() const noexcept {
 }
 
 void* H2Mem::on_malloc(std::size_t n, void* self) {
-  return n >= kBig ? static_cast<H2Mem*>(self)->alloc_big(n) : std::malloc(n);
+  auto* m = static_cast<H2Mem*>(self);
+  return n >= kBig && m->mapping_ ? m->alloc_big(n) : std::malloc(n);
 }
 
 void H2Mem::on_free(void* p, void* self) {
@@ -75,17 +76,19 @@ void H2Mem::on_free(void* p, void* self) {
 
 void* H2Mem::on_calloc(std::size_t n, std::size_t size, void* self) {
   if (size != 0 && n > static_cast<std::size_t>(-1) / size) return nullptr;
+  auto* m = static_cast<H2Mem*>(self);
   // Fresh anonymous pages read as zeros.
-  return n * size >= kBig ? static_cast<H2Mem*>(self)->alloc_big(n * size) : std::calloc(n, size);
+  return n * size >= kBig && m->mapping_ ? m->alloc_big(n * size) : std::calloc(n, size);
 }
 
 void* H2Mem::on_realloc(void* p, std::size_t n, void* self) {
   auto* m = static_cast<H2Mem*>(self);
   if (p == nullptr) return on_malloc(n, self);
   const Block* b = m->find(p);
-  if (b == nullptr && n < kBig) return std::realloc(p, n);
+  if (b == nullptr && (n < kBig || !m->mapping_)) return std::realloc(p, n);
   if (b != nullptr && n <= b->len) return p;  // fits its pages
-  // Grows past its pages, or a heap block grows to kBig: a new mapping.
+  // A mapped block grows past its pages, or (while mapping) a heap block
+  // grows to kBig: a new mapping.
   const std::size_t old = b != nullptr ? b->len : ::malloc_usable_size(p);
   void* q = m->alloc_big(n);
   if (q == nullptr) return nullptr;  // p stays valid, as realloc leaves it

@@ -7,10 +7,14 @@
 // the largest default size and its header) when the session starts and
 // keeps it for the session's life; from the heap, its pages stay resident
 // once any frame has touched them, and their neighbours' frees cannot give
-// them back. Blocks of kBig bytes or more are mapped on their own pages
-// here instead: only the pages a frame touched are resident, and
-// forget_big() gives them back while the session holds nothing it will
-// read from them. Smaller blocks come from malloc as before.
+// them back. The blocks of kBig bytes or more that the session allocates
+// while it is made (map_big: the frame buffer, nothing else in nghttp2
+// 1.52) are mapped on their own pages here instead: only the pages a
+// frame touched are resident, and forget_big() gives them back while the
+// session has nothing to send. Every other block comes from malloc as
+// before: a large block made later (the stream map grown past 16 KiB by
+// hundreds of streams, a large header field) may hold state the session
+// still needs, and a client could make it cost an mmap each.
 //
 // Who may touch it: the session's calls, all made under the connection's
 // lock (or before or after any other fiber can see the session), so it
@@ -26,8 +30,8 @@ namespace spindle::http::detail {
 
 class H2Mem {
  public:
-  // A block this large or larger gets pages of its own: the frame buffer.
-  // Header fields this large (up to max_head) pass through too, briefly.
+  // A block this large or larger, made while map_big is on, gets pages of
+  // its own.
   static constexpr std::size_t kBig = 16 * 1024;
 
   H2Mem() = default;
@@ -39,13 +43,17 @@ class H2Mem {
   // outlive the session.
   nghttp2_mem mem() noexcept;
 
+  // map_big: on around the session's making (nghttp2_session_server_new3),
+  // off after it.
+  void map_big(bool on) noexcept { mapping_ = on; }
+
   // forget_big: the mapped blocks' pages are given back (MADV_DONTNEED:
   // they read as zeros the next time they are touched). Only while the
-  // session holds no byte it will read again from a block this large:
-  // nothing to send and no stream (its frame buffer is packed from the
-  // start for each frame; a header field this large lives only within
-  // the mem_recv call that decodes it, since the HPACK tables, 4 KiB,
-  // cannot hold it). The connection calls it when it is released.
+  // session has nothing to send (nghttp2_session_want_write() == 0): its
+  // frame buffer then holds no byte it will read again (no outbound item
+  // is active, and the buffer was reset after the last frame went; each
+  // frame is packed from its start). The connection calls it when it is
+  // released.
   void forget_big() noexcept;
 
   // mapped_bytes: the pages mapped here now, in bytes (for the tests).
@@ -65,7 +73,8 @@ class H2Mem {
   static void* on_calloc(std::size_t n, std::size_t size, void* self);
   static void* on_realloc(void* p, std::size_t n, void* self);
 
-  std::vector<Block> big_;  // one or two: the frame buffer, a large field
+  std::vector<Block> big_;  // the frame buffer (one block)
+  bool mapping_ = false;
 };
 
 }  // namespace spindle::http::detail

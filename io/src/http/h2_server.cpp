@@ -413,7 +413,9 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, H2Env env)
   nghttp2_option_set_max_settings(op, h2_.max_settings);
   nghttp2_option_set_max_outbound_ack(op, h2_.max_outbound_ack);
   nghttp2_mem mem = mem_.mem();  // copied by the session
+  mem_.map_big(true);  // its frame buffer, made with it, on pages of its own (h2_mem.hpp)
   const int rv = nghttp2_session_server_new3(&s_, cb, this, op, &mem);
+  mem_.map_big(false);
   nghttp2_option_del(op);
   nghttp2_session_callbacks_del(cb);
   if (rv != 0) throw std::bad_alloc();
@@ -825,18 +827,25 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     reader_done_ = release_asked_ = released_ = false;
   }
   writer_done_.clear();
+  // group_ is cleared only once the group has waited for its children:
+  // until then a reader already running (one that was mid-hop to home_
+  // when the writer failed, say) may still feed a HEADERS frame, whose
+  // callback spawns into the group (a cancelled group's spawn is a child
+  // cancelled at birth). Cleared before that, it crashed the server.
+  struct ClearGroup {
+    TaskGroup*& mine;
+    ~ClearGroup() { mine = nullptr; }
+  } clear_group{group_};
   TaskGroup group;
   group_ = &group;
   struct Unpublish {
     const std::function<void(H2Conn*)>& f;
     TaskGroup& g;
-    TaskGroup*& mine;
     ~Unpublish() {
       g.cancel();  // the reader and every stream; the group's destructor waits
       f(nullptr);
-      mine = nullptr;
     }
-  } unpublish{published, group, group_};
+  } unpublish{published, group};
   published(this);
   if (upgrade != nullptr) {
     // The upgraded request is stream 1, half closed by the client (RFC

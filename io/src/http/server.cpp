@@ -810,7 +810,8 @@ void Server::State::run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fres
 void Server::State::drop(Conn& c) noexcept {
 #if SPINDLE_HAVE_HTTP2
   // Still here only when the connection was released (or its release
-  // failed): it is closed without a fiber, so its GOAWAY is written here.
+  // failed: serve_http2 drops it otherwise): it is closed without a
+  // fiber of its own, between frames, so its GOAWAY is written here.
   if (c.h2_side) {
     if (!c.t.is_tls() && c.t.tcp().is_open()) detail::goodbye_h2(*c.h2_side, c.t.tcp().native_handle());
     c.h2_side.reset();
@@ -1238,6 +1239,16 @@ void Server::State::serve_http2(Conn& c, std::string_view preread, detail::H2Upg
         });
     if (!c.h2_side) return;  // no memory: the connection just ends
   }
+  // Kept only for a release: a connection that ended, or whose fibers a
+  // drain cancelled (maybe inside a write, a frame half sent), goes
+  // without the session, so drop() writes no GOAWAY after it.
+  struct Keep {
+    Conn& c;
+    bool keep = false;
+    ~Keep() {
+      if (!keep) c.h2_side.reset();
+    }
+  } keep{c};
   const detail::H2Rest rest = detail::serve_h2(
       *c.h2_side, preread,
       [this, &c](detail::H2Conn* h) {
@@ -1245,10 +1256,8 @@ void Server::State::serve_http2(Conn& c, std::string_view preread, detail::H2Upg
         c.h2 = h;
       },
       upgrade);
-  if (!rest.released) {
-    c.h2_side.reset();
-    return;
-  }
+  if (!rest.released) return;
+  keep.keep = true;
   const std::uint64_t now = coarse_ms();
   const auto quiet = static_cast<std::uint64_t>(rest.quiet.count());
   c.state.store((now > quiet ? now - quiet : 0) << Conn::kStampShift | Conn::kParking, std::memory_order_seq_cst);
