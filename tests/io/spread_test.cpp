@@ -340,10 +340,15 @@ TEST_CASE("a saturated worker's connections stay while no core is spare") {
 // toward the lower index), so after the first load windows (10 ms each)
 // worker 1 serves next to nothing. Without consolidation each connection
 // stays where it was registered and worker 1 serves more than a tenth.
-TEST_CASE("a light load spread over two workers consolidates on one") {
+namespace {
+
+struct LightSplit {
+  int on0 = 0, on1 = 0;  // reads in the trial's last 200 ms on worker 0, 1
+};
+
+// light_trial: one run of the case below.
+LightSplit light_trial(bool consolidate) {
   constexpr int kConns = 8;
-  const bool consolidate = GENERATE(true, false);
-  INFO("consolidate_io " << consolidate);
   std::array<std::atomic<int>, 2> late_on{};  // reads in the last 200 ms
   std::atomic<bool> late{false};
   std::thread client;
@@ -392,7 +397,36 @@ TEST_CASE("a light load spread over two workers consolidates on one") {
     client.join();
     for (int fd : peers) ::close(fd);
   });
-  const int on0 = late_on[0].load(), on1 = late_on[1].load();
+  return {late_on[0].load(), late_on[1].load()};
+}
+
+}  // namespace
+
+// Consolidation (runtime/src/placement.hpp, rule 5): connections that two workers serve
+// while one would keep up with them move to one worker's epoll instance.
+// Eight connections, four registered with each worker, and a plain-thread
+// client sending each one byte every 2 ms: a few thousand trivial requests
+// a second, far below the light-load bound (the two workers' time on a
+// core adding up to half a core). Worker 1 consolidates to worker 0 (always
+// toward the lower index), so after the first load windows (10 ms each)
+// worker 1 serves next to nothing. Without consolidation each connection
+// stays where it was registered and worker 1 serves more than a tenth.
+// The rule reads the workers' CPU time from the kernel and, by design,
+// moves nothing off a worker whose thread had no core (placement.hpp):
+// beside a heavy test on the same 2 cores (ctest -j2 ran it next to
+// runtime_wake_stress: 81 of 760 reads on worker 1) a trial may not
+// consolidate. So the consolidating side gets up to three trials and must
+// consolidate in one; broken consolidation fails all three.
+TEST_CASE("a light load spread over two workers consolidates on one") {
+  const bool consolidate = GENERATE(true, false);
+  INFO("consolidate_io " << consolidate);
+  LightSplit r = light_trial(consolidate);
+  for (int retry = 0; consolidate && retry < 2 && r.on1 * 10 > r.on0 + r.on1; ++retry) {
+    WARN("trial " << retry + 1 << " did not consolidate (worker 0: " << r.on0 << ", worker 1: " << r.on1
+                  << " reads); again");
+    r = light_trial(consolidate);
+  }
+  const int on0 = r.on0, on1 = r.on1;
   INFO("reads in the last 200 ms on worker 0: " << on0 << ", on worker 1: " << on1);
   REQUIRE(on0 + on1 > 0);
   if (consolidate) {
