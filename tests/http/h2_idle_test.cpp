@@ -10,9 +10,10 @@
 // dynamic-table entries of earlier ones (each way), stream ids that go on,
 // repeated cycles, the client's close or reset of a released connection,
 // idle_timeout and shutdown (GOAWAY NO_ERROR, then the end), 50 connections
-// released and woken at once, an open stream (a slow handler, a slow
-// request body) that keeps its connection, zero turning it off, and TLS
-// connections that keep their fibers. Every wait is bounded: a server that
+// released and woken at once, a connection upgraded from HTTP/1.1
+// (Upgrade: h2c), an open stream (a slow handler, a slow request body)
+// that keeps its connection, zero turning it off, and TLS connections
+// that keep their fibers. Every wait is bounded: a server that
 // never releases, never wakes or never closes fails a check, never hangs.
 #include <sys/socket.h>
 
@@ -322,6 +323,38 @@ TEST_CASE("h2 idle: a connection released before its preface speaks HTTP/2 when 
     FIBER_CHECK(echoed(b, 2));
     FIBER_CHECK(b.field("x-released") == "0");
     FIBER_CHECK(!c->failed());
+  });
+}
+
+TEST_CASE("h2 idle: a connection upgraded from HTTP/1.1 (Upgrade: h2c) is released and served again") {
+  run_checked(2, [] {
+    http::Router r;
+    ok_route(r);
+    H2Server srv(std::move(r), releasing(100ms));
+    RawConn c(srv.port());
+    // curl --http2 on http://: the request asks for h2c; its settings are
+    // SETTINGS_MAX_CONCURRENT_STREAMS 100 (base64url of 00 03 00 00 00 64).
+    FIBER_CHECK(c.send("GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                       "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n"));
+    // The 101's head, a byte at a time: the server's frames follow it.
+    std::string head;
+    while (head.size() < 1024 && head.find("\r\n\r\n") == std::string::npos) {
+      char ch = 0;
+      if (c.stream().read_some(&ch, 1) != 1) break;
+      head += ch;
+    }
+    FIBER_CHECK(head.rfind("HTTP/1.1 101", 0) == 0);
+    FIBER_CHECK(c.send(std::string(kPreface) + settings({})));
+    // The upgraded request is stream 1.
+    FIBER_CHECK(c.end_of(1, slack(5s)).has_value());
+    FIBER_CHECK(c.status_of(1) == 200);
+    FIBER_CHECK(c.send(settings_ack()));
+    FIBER_CHECK(released_soon(srv.server(), 1));
+    FIBER_CHECK(c.send(headers(3, plain_block("GET", "/ok"), true)));
+    FIBER_CHECK(c.end_of(3, slack(5s)).has_value());
+    FIBER_CHECK(c.status_of(3) == 200);
+    FIBER_CHECK(released_soon(srv.server(), 1));
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
   });
 }
 
