@@ -474,7 +474,10 @@ TEST_CASE("files: many concurrent readers") {
     for (auto& t : tasks) ok += t.join() ? 1 : 0;
     FIBER_CHECK(ok == kFiles + 64);
     f.close();
-    FIBER_CHECK(open_fds() == before);
+    // Polled, bounded: once under TSan in CI (session 37) the count read
+    // off by the time of this check and nothing else in the run leaked; a
+    // descriptor a read leaked would never come back, so this still fails.
+    FIBER_CHECK(wait_until([&] { return open_fds() == before; }, slack(std::chrono::seconds(5))));
   });
 }
 
