@@ -93,7 +93,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/http/proc.sh  # free_port (the script cd-ed to the root above)
 
 # rss_kb PID: VmRSS of PID plus its children's (nginx's worker).
 rss_kb() {

@@ -3,21 +3,11 @@
 # as text/plain from a file; access log off; server name, etag,
 # last-modified and accept-ranges off, so its head is as short as 2.2
 # allows: date, content-type, content-length), and the shell helpers both
-# use. The caller sets $tmp (a private temp dir) and $me (its name, for
+# use. The caller sets $root (the repository), $tmp (a private temp dir) and $me (its name, for
 # messages) and kills $pid on exit.
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# cpu_ticks PID: utime+stime of PID and its children.
-cpu_ticks() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    if [[ -r /proc/$p/stat ]]; then
-      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    fi
-  done
-  echo "$total"
-}
+# free_port, cpu_ticks
+source "$root/bench/http/proc.sh"  # $root: the caller's, the repository
 
 # start_h2o: starts h2o on a free port, sets $pid and $port; returns 1
 # (with h2o's own account on stderr) if it did not come up.

@@ -10,8 +10,6 @@
 // connection ended, GOAWAY first where the server can still send one),
 // that handlers did not run for what was refused, and that a fresh
 // connection is still served afterwards.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +23,7 @@
 
 #include "h2_test_client.hpp"
 #include "http_test_support.hpp"
+#include "io_test.hpp"
 
 using namespace spindle_test;
 using namespace h2_test;
@@ -462,16 +461,11 @@ TEST_CASE("h2 hostile: requests reset the moment they are sent, thousands of tim
       for (int k = 0; k < 3; ++k) {
         ts.emplace_back([&] {
           for (int i = 0; i < 1000; ++i) {
-            const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-            sockaddr_in a{};
-            a.sin_family = AF_INET;
-            a.sin_port = htons(port);
-            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-            if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-              (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-              const linger l{1, 0};  // close with RST
-              ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-            }
+            const int fd = connect_loopback(port);
+            if (fd < 0) continue;
+            (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+            const linger l{1, 0};  // close with RST
+            ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
             ::close(fd);
           }
         });
