@@ -782,7 +782,11 @@ bool H2Conn::writer() {
           recheck = true;
         } else if (may_release()) {
           release_asked_ = true;
-          io::detail::idle_nudge(t_.tcp());  // under mu_: see read_plain
+          // Under mu_ (a wake under the lock: the file's one, once per
+          // idle period, never per request): the reader clears the nudge
+          // under mu_, so it never clears one still being posted, and no
+          // nudge is left over for a later wait (read_plain).
+          io::detail::idle_nudge(t_.tcp());
         }
       }
       if (!more && !end) wake_.clear();  // under mu_: a change after this sets it again
