@@ -6,12 +6,17 @@
 //
 // Prints the port on the first line of stdout; SIGTERM/SIGINT shut the
 // server down gracefully (Server::shutdown from the signal thread), print
-// a summary line, exit 0.
+// a summary line, exit 0. With SPINDLE_STATS set in the environment it
+// also prints the runtime's per-worker counters (spindle::Stats: switches,
+// steals, parks...) to stderr at shutdown: where a multi-worker run spent
+// its wake-ups.
 #include <pthread.h>
 #include <signal.h>
 
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
 #include <string_view>
 #include <thread>
 
@@ -65,6 +70,7 @@ int main(int argc, char** argv) {
           std::printf("%u\n", server.local_endpoint().port());
           std::fflush(stdout);
           server.serve();
+          if (std::getenv("SPINDLE_STATS") != nullptr) std::cerr << sp::current_stats();
         },
         opts);
   } catch (const std::exception& e) {

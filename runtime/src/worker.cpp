@@ -276,6 +276,7 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_local() {
   }
   core_.lifo_runs = 0;
   if (Fiber* f = remote_.deque.pop()) return f;
+  core_.deque_ran_dry = true;
   if (core_.pinned.empty() && core_.polled.empty()) [[likely]] return next_fifo();
   // Take turns among the FIFOs that have fibers, so none starves the others.
   for (unsigned k = 0; k < 3; ++k) {
@@ -362,7 +363,17 @@ void Worker::maintenance() {
     remote_.polls.inc();
   }
   // Backstop for a missed (non-strict) notify: more here than we can run.
-  if (remote_.deque.size_hint() > 1) sched_.notify_work(false);
+  // With hand-off on (wake_depth > 1), only a backlog that outlived a
+  // whole round: a deque this worker ran dry since the last round holds
+  // fibers pushed since, which it runs itself within the round, and a
+  // parked worker woken for them steals one or two and parks again (an
+  // HTTP/2 connection's stream fibers at 2 workers: 4,000-7,000 such
+  // wakes a second; docs/runtime.md "Waking for spawns"). Idle workers'
+  // looks (watch_others) still steal from a deque that stays full.
+  if (remote_.deque.size_hint() > 1 && (core_.wake_depth == 1 || !core_.deque_ran_dry)) {
+    sched_.notify_work(false);
+  }
+  core_.deque_ran_dry = false;
 }
 
 void Worker::drain_inbox() {

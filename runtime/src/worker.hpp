@@ -410,6 +410,10 @@ class Worker {
     bool timer_due = false;
     // A push onto the deque notifies once this many wait (push_local).
     std::size_t wake_depth = 1;
+    // next_local found the deque empty since the last maintenance round:
+    // the backlog maintenance sees is newer than one round, and this
+    // worker keeps up with it (maintenance's backstop).
+    bool deque_ran_dry = false;
     // Steal pacing (steal_pays; docs/runtime.md "Stealing what pays"): the
     // last successful steal (when, how many fibers), judged at the next
     // attempt; while now < quiet_until this worker steals nothing, and
