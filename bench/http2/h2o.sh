@@ -9,9 +9,11 @@
 # free_port, cpu_ticks
 source "$root/bench/http/proc.sh"  # $root: the caller's, the repository
 
-# start_h2o: starts h2o on a free port, sets $pid and $port; returns 1
+# start_h2o [THREADS]: starts h2o (THREADS threads, default 1) on a free
+# port, sets $pid and $port; returns 1
 # (with h2o's own account on stderr) if it did not come up.
 start_h2o() {
+  local threads=${1:-1}
   mkdir -p "$tmp/h2o/www"
   printf 'Hello, World!' >"$tmp/h2o/www/index.txt"
   # h2o run as root switches to `user:` (default nobody), who cannot read
@@ -24,7 +26,7 @@ $user
 listen:
   host: 127.0.0.1
   port: $port
-num-threads: 1
+num-threads: $threads
 access-log: /dev/null
 error-log: $tmp/h2o/error.log
 send-server-name: OFF

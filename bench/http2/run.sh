@@ -3,7 +3,9 @@
 # spindle's examples/http_server_hello.cpp (http::Server, minimal
 # responses; it answers HTTP/2 with prior knowledge on its plain port), then
 # measures it at each worker count in WORKERS (default "1 2") and h2o (the
-# Debian package, 2.2, ONE thread: `num-threads: 1`) beside it, with
+# Debian package, 2.2, ONE thread: `num-threads: 1`, the ratios' base; and
+# h2o on two threads, row h2o_t2, the like-for-like peer of 2 workers)
+# beside it, with
 #
 #   h2load -n N -c 10 -m 10 -t1 http://127.0.0.1:PORT/
 #
@@ -115,7 +117,9 @@ start() {
   : >"$tmp/out"
   case $1 in
     h2o)
-      start_h2o ;;
+      start_h2o 1 ;;
+    h2o_t2)
+      start_h2o 2 ;;
     spindle_w*)
       "$spindle_bin" 0 "${1#spindle_w}" >"$tmp/out" &
       pid=$!
@@ -163,7 +167,7 @@ load() {
   awk -v n="$1" '/^requests:/ { ok = ($2 == n && $8 == n) } END { exit !ok }' <<<"$out"
 }
 
-servers=(h2o)
+servers=(h2o h2o_t2)
 for w in $workers_list; do servers+=("spindle_w$w"); done
 
 declare -A rps cpu round_q round_c failed skip
@@ -243,12 +247,12 @@ done
 # Paired ratios: each round measures every server back to back, so the
 # ratio within a round cancels the machine's drift between rounds; only
 # rounds where both the spindle row and h2o succeeded pair.
-ratios() {  # ratios ROW round_q|round_c: per-round ROW/h2o, space-separated
+ratios() {  # ratios ROW round_q|round_c [BASE]: per-round ROW/BASE (default h2o), space-separated
   local -n vals=$2
-  local r
+  local base=${3:-h2o} r
   for r in $(seq "$runs"); do
-    if [[ -n ${vals[$1.$r]:-} && -n ${vals[h2o.$r]:-} ]]; then
-      awk -v a="${vals[$1.$r]}" -v b="${vals[h2o.$r]}" 'BEGIN { if (b > 0) printf "%.4f ", a / b }'
+    if [[ -n ${vals[$1.$r]:-} && -n ${vals[$base.$r]:-} ]]; then
+      awk -v a="${vals[$1.$r]}" -v b="${vals[$base.$r]}" 'BEGIN { if (b > 0) printf "%.4f ", a / b }'
     fi
   done
 }
@@ -264,4 +268,11 @@ for w in $workers_list; do
   printf '%-34s %9.2fx (%s) %9.2fx (%s)  %s\n' "$a / h2o" "$(median <<<"$q")" "$(minmax %.2f <<<"$q")" \
     "$(median <<<"$c")" "$(minmax %.2f <<<"$c")" "$(wc -w <<<"$q") rounds"
 done
+# Two workers against h2o's two threads, paired the same way.
+if [[ " $workers_list " == *" 2 "* ]]; then
+  q=$(ratios spindle_w2 round_q h2o_t2)
+  c=$(ratios spindle_w2 round_c h2o_t2)
+  [[ -n $q ]] && printf '%-34s %9.2fx (%s) %9.2fx (%s)  %s\n' "spindle_w2 / h2o_t2" "$(median <<<"$q")" \
+    "$(minmax %.2f <<<"$q")" "$(median <<<"$c")" "$(minmax %.2f <<<"$c")" "$(wc -w <<<"$q") rounds"
+fi
 exit $status
