@@ -71,11 +71,11 @@ ssize_t try_ready(Descriptor* d, Dir& dir, std::size_t want, std::error_code& ec
 // note_read_wait: the calling fiber is about to wait to read d. The
 // runtime learns which socket (it moves the socket along if it moves the
 // fiber for load: Reactor::moved) and says where the socket should be for
-// this wait: its worker's consolidation target (reactor.hpp, follow).
+// this wait: its worker's consolidation target, or a pinned fiber's
+// worker (reactor.hpp, follow). Mostly where it already is.
 inline void note_read_wait(Descriptor* d) noexcept {
-  if (const int to = spindle::detail::note_read_wait(d->move_tag()); to >= 0) [[unlikely]] {
-    d->reactor->follow(d, to);
-  }
+  const int to = spindle::detail::note_read_wait(d->move_tag());
+  if (to >= 0 && d->home.load(std::memory_order_relaxed) != to) [[unlikely]] d->reactor->follow(d, to);
 }
 
 // try_io: try_ready, waiting on `dir` whenever it is not ready. Returns

@@ -35,8 +35,13 @@ int note_read_wait(std::uint64_t tag) noexcept {
   Fiber* f = w != nullptr ? w->running() : nullptr;
   if (f == nullptr) return -1;
   f->io_wait_tag_ = tag;
-  // Ours to read: a fiber's affinity is written by the fiber itself.
-  return f->affinity_ == nullptr ? w->consolidation_target() : -1;
+  // Ours to read: a fiber's affinity is written by the fiber itself. A
+  // pinned fiber is on its pin here; its socket belongs there too (it may
+  // have hopped since its last wait: an HTTP/2 connection following its
+  // worker's consolidation). io compares with the socket's home first, so
+  // this costs a pinned fiber that stays put one load.
+  if (f->affinity_ != nullptr) return f->affinity_ == w ? static_cast<int>(w->index()) : -1;
+  return w->consolidation_target();
 }
 
 int consolidation_target_of(unsigned worker) noexcept {

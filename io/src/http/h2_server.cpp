@@ -71,6 +71,7 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/runtime/all.hpp>
 #include <spindle/runtime/suspend.hpp>
+#include <spindle/runtime/detail/io_hook.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 #include <spindle/sync/event.hpp>
 
@@ -110,7 +111,9 @@ struct H2Stream;
 
 // Pin: keeps the calling fiber on worker `w` (moving it there first) until
 // it goes, then restores the fiber's previous pin. A connection's reader
-// and writer are pinned to the worker it started on: a stream fiber that
+// and writer are pinned to the worker it started on (or, once that worker
+// consolidates its sockets onto another, to that one: follow_consolidation
+// moves them, and the socket follows the reader): a stream fiber that
 // runs elsewhere wakes the writer into that worker's inbox instead of
 // pulling it over, and the socket stays in one worker's epoll. Unpinned,
 // a connection's fibers spread over both workers of h2load's benchmark
@@ -194,6 +197,7 @@ class H2Conn {
   bool feed(const void* p, std::size_t n);
   bool writer();
   bool may_release() const;
+  void follow_consolidation();
   void run_stream(const std::shared_ptr<H2Stream>& st);
   void respond(H2Stream& st, Response& res);
   bool put_out(H2Stream& st, std::string piece);
@@ -215,7 +219,11 @@ class H2Conn {
   H2Mem mem_;  // the session's allocator: destroyed after it (h2_mem.hpp)
   nghttp2_session* s_ = nullptr;
   TaskGroup* group_ = nullptr;  // run()'s, while it runs
-  int home_ = 0;                // the worker the connection's reader and writer are pinned to
+  // The worker the connection's reader and writer are pinned to. Set by
+  // run() before the reader starts; later only the reader changes it
+  // (follow_consolidation), and the writer follows at its next wake.
+  // Relaxed: a writer that reads an old value hops at its next wake.
+  std::atomic<int> home_{0};
 
   H2Lock mu_;
   // Guarded by mu_:
@@ -631,7 +639,7 @@ void H2Conn::reader(std::string preread) {
       c.wake_.set();
     }
   } done{*this};
-  Pin pin(home_);  // with the writer
+  Pin pin(home_.load(std::memory_order_relaxed));  // with the writer
   bool released = false;
   [&] {
     if (!preread.empty() && !feed(preread.data(), preread.size())) return;
@@ -699,6 +707,7 @@ bool H2Conn::read_plain() {
       if (!feed(buf, static_cast<std::size_t>(n))) return false;
       continue;
     }
+    follow_consolidation();  // buf is not used again: the loop looks it up
     if (io::detail::idle_wait(s) != io::detail::IdleWake::nudged) continue;
     {
       // The writer nudges under mu_, so the nudge is whole when it is
@@ -714,6 +723,25 @@ bool H2Conn::read_plain() {
     }
     wake_.set();
   }
+}
+
+// follow_consolidation: the reader, about to wait for bytes, moves the
+// connection to the worker its worker consolidates its sockets to
+// (runtime/src/placement.hpp, rule 5), as an unpinned reader's socket
+// moves at its wait. The reader hops there (its socket follows at the
+// wait: a pinned fiber's socket goes where it is pinned), and the writer
+// follows when it wakes. Without it a connection stayed on the worker
+// that accepted it for its whole life: at 2 workers on 2 cores beside
+// h2load, a quarter of the runs kept half the connections on a second
+// worker that had no core of its own (docs/decisions/0019-http2.md "Two
+// workers").
+void H2Conn::follow_consolidation() {
+  const int h = home_.load(std::memory_order_relaxed);
+  const int t = spindle::detail::consolidation_target_of(static_cast<unsigned>(h));
+  if (t < 0 || t == h) [[likely]] return;
+  home_.store(t, std::memory_order_relaxed);
+  spindle::detail::hop_to_worker(t);
+  wake_.set();
 }
 
 // may_release: nothing of the connection is in flight (under mu_): no
@@ -733,6 +761,10 @@ bool H2Conn::writer() {
   const ServerOptions& o = env_.opt;
   const auto idle = o.idle_timeout;
   for (;;) {
+    // The reader moved the connection (follow_consolidation): go with it.
+    if (const int h = home_.load(std::memory_order_relaxed); h != spindle::this_fiber::worker_index()) [[unlikely]] {
+      spindle::detail::hop_to_worker(h);
+    }
     bool end = false, more = false, released = false, recheck = false;
     // No timer while streams run: their ends wake the writer, and so does
     // shutdown (wake_h2). Idle, it sleeps until idle_timeout would pass,
@@ -823,8 +855,8 @@ bool H2Conn::writer() {
 }
 
 H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
-  home_ = spindle::this_fiber::worker_index();
-  Pin pin(home_);  // the writer (file comment); undone when run() returns
+  home_.store(spindle::this_fiber::worker_index(), std::memory_order_relaxed);
+  Pin pin(home_.load(std::memory_order_relaxed));  // the writer (file comment); undone when run() returns
   {
     // A connection served again after a release starts its fibers afresh.
     std::lock_guard lk(mu_);

@@ -47,8 +47,9 @@ void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noex
 // the socket `tag` names (io's own value, never 0; the runtime stores it
 // with the fiber). Returns the worker whose instance the socket should be
 // registered with for this wait, or -1 to leave it: the worker its worker
-// consolidates its sockets to (runtime/src/placement.hpp, rule 5), unless
-// the fiber is pinned to its worker. -1 off a fiber.
+// consolidates its sockets to (runtime/src/placement.hpp, rule 5), or,
+// for a fiber pinned to its worker (hop_to_worker), that worker (the
+// socket follows a pinned fiber's hops). -1 off a fiber.
 int note_read_wait(std::uint64_t tag) noexcept;
 
 // set_move_listener: fn(ctx, tag, worker) is called once each time the
