@@ -17,8 +17,12 @@ cmake --build "$build" --target spindle_bench_scale spindle_echo64 spindle_primi
   spindle_bench_table http_server_hello libuv_hello >/dev/null
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/bench/echo"
+# http_server_hello: where the build puts it (bench/http/ when examples are
+# off, as in the release preset; examples/ otherwise). A stale copy in the
+# other folder is never taken: the one just built is the newer.
+hello=$(ls -t "$build/bench/http/http_server_hello" "$build/examples/http_server_hello" 2>/dev/null | head -1)
 bins=("$build/bench/spindle_bench_scale" "$build/bench/spindle_bench_table" "$build/bench/spindle_primitives"
-      "$build/bench/echo/spindle_echo64" "$build/examples/http_server_hello" "$build/bench/http/libuv_hello"
+      "$build/bench/echo/spindle_echo64" "$hello" "$build/bench/http/libuv_hello"
       "$(command -v h2load)" "$(command -v h2o)" "$(command -v wrk)")
 cp "${bins[@]}" "$out/bin/"
 cp "$build/bench/echo/spindle_echo64" "$out/bench/echo/"  # where bench/echo/scale.sh looks
