@@ -368,9 +368,15 @@ void Worker::maintenance() {
   // fibers pushed since, which it runs itself within the round, and a
   // parked worker woken for them steals one or two and parks again (an
   // HTTP/2 connection's stream fibers at 2 workers: 4,000-7,000 such
-  // wakes a second; docs/runtime.md "Waking for spawns"). Idle workers'
-  // looks (watch_others) still steal from a deque that stays full.
-  if (remote_.deque.size_hint() > 1 && (core_.wake_depth == 1 || !core_.deque_ran_dry)) {
+  // wakes a second; docs/runtime.md "The backstop waits for a round").
+  // What takes a backlog that stays is an idle worker's look (watch_others
+  // steals from a deque that holds fibers), so the backstop still fires
+  // when nobody watches: a worker may have parked without a timer while
+  // this one looked parked to it (its early return from park()), and a
+  // fiber that runs long after this round would otherwise keep the
+  // backlog until it yields.
+  if (remote_.deque.size_hint() > 1 &&
+      (core_.wake_depth == 1 || !core_.deque_ran_dry || !sched_.idle().anyone_watching_hint())) {
     sched_.notify_work(false);
   }
   core_.deque_ran_dry = false;

