@@ -365,7 +365,7 @@ void Worker::maintenance() {
   // Backstop for a missed (non-strict) notify: more here than we can run.
   // With hand-off on (wake_depth > 1), only a backlog that outlived a
   // whole round: a deque this worker ran dry since the last round holds
-  // fibers pushed since, which it runs itself within the round, and a
+  // fibers pushed since, which it mostly runs itself within the round, and a
   // parked worker woken for them steals one or two and parks again (an
   // HTTP/2 connection's stream fibers at 2 workers: 4,000-7,000 such
   // wakes a second; docs/runtime.md "The backstop waits for a round").
