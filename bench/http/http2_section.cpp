@@ -131,7 +131,8 @@ std::string http2_part(const SectionOptions& o, const std::string& tmp) {
       // Rotated by one each round: no server always runs first or last.
       const std::string& name = names[(k + static_cast<std::size_t>(r)) % names.size()];
       int port = 0;
-      Child srv = name.rfind("h2o", 0) == 0 ? start_h2o(h2o, dir, name[5] - '0', &port)
+      // h2o's rows are named "h2o, N thread(s)": N is its num-threads.
+      Child srv = name.rfind("h2o", 0) == 0 ? start_h2o(h2o, dir, std::atoi(name.c_str() + 5), &port)
                                              : start_spindle(name.substr(name.size() - 2, 1), &port);
       double rps = NAN, per_cpu = NAN;
       std::string why = "did not start";

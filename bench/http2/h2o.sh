@@ -1,12 +1,12 @@
-# h2o.sh: sourced by bench/http2/run.sh and client.sh: the h2o peer they
-# both measure against (one thread, serving the 13 bytes "Hello, World!"
+# h2o.sh: sourced by bench/http2/run.sh, client.sh and bench/scale/device.sh:
+# the h2o peer they measure against (one thread, serving the 13 bytes "Hello, World!"
 # as text/plain from a file; access log off; server name, etag,
 # last-modified and accept-ranges off, so its head is as short as 2.2
 # allows: date, content-type, content-length), and the shell helpers both
 # use. The caller sets $root (the repository), $tmp (a private temp dir) and $me (its name, for
 # messages) and kills $pid on exit.
 
-# free_port, cpu_ticks
+# free_port, cpu_ticks, wait_listening
 source "$root/bench/http/proc.sh"  # $root: the caller's, the repository
 
 # start_h2o [THREADS]: starts h2o (THREADS threads, default 1) on a free
@@ -44,11 +44,7 @@ hosts:
 CONF
   h2o -c "$tmp/h2o.conf" >"$tmp/h2o/stdout" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do
-    curl -s -m 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  wait_listening "$port" "$pid" && return 0
   echo "$me: h2o did not come up:" >&2
   cat "$tmp/h2o/stdout" "$tmp/h2o/error.log" >&2 2>/dev/null || true
   return 1

@@ -256,23 +256,20 @@ ratios() {  # ratios ROW round_q|round_c [BASE]: per-round ROW/BASE (default h2o
     fi
   done
 }
-printf '\n%-34s %22s %22s\n' "paired per round (median, min..max)" "req/s" "req/CPU-s"
-for w in $workers_list; do
-  a=spindle_w$w
-  q=$(ratios "$a" round_q)
-  c=$(ratios "$a" round_c)
+# paired ROW BASE: ROW/BASE per round, requests/s and per CPU-second.
+paired() {
+  local q c
+  q=$(ratios "$1" round_q "$2")
+  c=$(ratios "$1" round_c "$2")
   if [[ -z $q ]]; then
-    printf '%-34s %22s %22s\n' "$a / h2o" "-" "-"
-    continue
+    printf '%-34s %22s %22s\n' "$1 / $2" "-" "-"
+    return
   fi
-  printf '%-34s %9.2fx (%s) %9.2fx (%s)  %s\n' "$a / h2o" "$(median <<<"$q")" "$(minmax %.2f <<<"$q")" \
+  printf '%-34s %9.2fx (%s) %9.2fx (%s)  %s\n' "$1 / $2" "$(median <<<"$q")" "$(minmax %.2f <<<"$q")" \
     "$(median <<<"$c")" "$(minmax %.2f <<<"$c")" "$(wc -w <<<"$q") rounds"
-done
-# Two workers against h2o's two threads, paired the same way.
-if [[ " $workers_list " == *" 2 "* ]]; then
-  q=$(ratios spindle_w2 round_q h2o_t2)
-  c=$(ratios spindle_w2 round_c h2o_t2)
-  [[ -n $q ]] && printf '%-34s %9.2fx (%s) %9.2fx (%s)  %s\n' "spindle_w2 / h2o_t2" "$(median <<<"$q")" \
-    "$(minmax %.2f <<<"$q")" "$(median <<<"$c")" "$(minmax %.2f <<<"$c")" "$(wc -w <<<"$q") rounds"
-fi
+}
+printf '\n%-34s %22s %22s\n' "paired per round (median, min..max)" "req/s" "req/CPU-s"
+for w in $workers_list; do paired "spindle_w$w" h2o; done
+# Two workers against h2o's two threads, the like-for-like pair.
+if [[ " $workers_list " == *" 2 "* ]]; then paired spindle_w2 h2o_t2; fi
 exit $status

@@ -9,7 +9,7 @@
 #      0..W-1) and h2o on one thread (CPU 0); h2load pinned to the top CPUs
 #   4. HTTP/1.1 hello: wrk against http_server_hello and the libuv C server
 # Parts 3 and 4 report requests/s and requests per server CPU-second
-# (utime+stime of the server process over the measured run), the median
+# (utime+stime of the server's processes over the measured run), the median
 # of ROUNDS rounds and the spread.
 #
 #   bench/scale/device.sh DIR
@@ -25,6 +25,7 @@ dir=$(cd "${1:?usage: device.sh DIR}" && pwd)
 export LD_LIBRARY_PATH=$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PATH=$dir/bin:$PATH
 rounds=${ROUNDS:-3}
+spindles="spindle_w1 spindle_w2 spindle_w4"
 parts=${PARTS:-"runtime echo h2 h1"}
 ncpu=$(nproc)
 hz=$(getconf CLK_TCK)
@@ -38,71 +39,46 @@ grep -m1 'cpu MHz' /proc/cpuinfo || true
 echo "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
 taskset -c 0 spindle_primitives
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+me=device.sh
+# free_port, cpu_ticks, wait_listening (bench/http/proc.sh) and start_h2o
+# [THREADS], the peer bench/http2/run.sh measures, configured as there.
+source "$root/bench/http2/h2o.sh"
+
 top_cpus() {  # the N highest CPUs, as a taskset list
   local n=$1; echo "$((ncpu - n))-$((ncpu - 1))"
 }
 
-start_server() {  # $1 = h2o | libuv | spindle_wN; sets pid, port
+# start_server NAME: h2o (one thread) or libuv on CPU 0, spindle_wN on
+# CPUs 0..N-1; sets pid and port.
+start_server() {
   : >"$tmp/out"
   case $1 in
     h2o)
-      mkdir -p "$tmp/www"; printf 'Hello, World!' >"$tmp/www/index.txt"
-      port=$(free_port)
-      cat >"$tmp/h2o.conf" <<CONF
-user: root
-listen:
-  host: 127.0.0.1
-  port: $port
-num-threads: 1
-access-log: /dev/null
-error-log: $tmp/h2o.err
-send-server-name: OFF
-file.etag: OFF
-file.index: [index.txt]
-file.mime.settypes:
-  text/plain: .txt
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $tmp/www
-        header.unset: last-modified
-        header.unset: accept-ranges
-CONF
-      taskset -c 0 h2o -c "$tmp/h2o.conf" >"$tmp/out" 2>&1 &
-      pid=$! ;;
-    libuv)
-      taskset -c 0 libuv_hello 0 >"$tmp/out" & pid=$!
-      for _ in $(seq 100); do [[ -s $tmp/out ]] && break; sleep 0.05; done
-      port=$(head -1 "$tmp/out") ;;
-    spindle_w*)
-      local w=${1#spindle_w}
-      taskset -c "0-$((w - 1))" http_server_hello 0 "$w" >"$tmp/out" & pid=$!
-      for _ in $(seq 100); do [[ -s $tmp/out ]] && break; sleep 0.05; done
-      port=$(head -1 "$tmp/out") ;;
+      start_h2o 1 || return 1
+      taskset -a -pc 0 "$pid" >/dev/null  # all its threads
+      return 0 ;;
+    libuv) taskset -c 0 libuv_hello 0 >"$tmp/out" & pid=$! ;;
+    spindle_w*) taskset -c "0-$((${1#spindle_w} - 1))" http_server_hello 0 "${1#spindle_w}" >"$tmp/out" & pid=$! ;;
   esac
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "  $1 did not come up: $(head -c 400 "$tmp/out" "$tmp/h2o.err" 2>/dev/null)"
+  for _ in $(seq 100); do [[ -s $tmp/out ]] && break; sleep 0.05; done
+  port=$(head -1 "$tmp/out")
+  [[ $port =~ ^[0-9]+$ ]] && wait_listening "$port" "$pid" && return 0
+  echo "  $1 did not come up: $(head -c 400 "$tmp/out")"
   return 1
 }
 
 stop_server() { kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=; }
 
-# one_load LABEL CLIENT_CPUS CMD...: runs the load against $pid's server,
-# prints "req/s per-cpu-s" (0 0 on failure).
+# one_load CLIENT_CPUS CMD...: runs the load against $pid's server, prints
+# "req/s per-cpu-s" (0 0 on failure). h2load's and wrk's outputs both parse.
 one_load() {
   local cpus=$1; shift
-  local t0 t1 out rps
-  t0=$(ticks "$pid")
+  local t0 t1 out rps n
+  t0=$(cpu_ticks "$pid")
   out=$(timeout 60 taskset -c "$cpus" "$@" 2>&1)
-  t1=$(ticks "$pid")
+  t1=$(cpu_ticks "$pid")
   rps=$(awk '/^finished in/ { gsub(",", "", $4); print $4 } /^Requests\/sec:/ { print $2 }' <<<"$out" | head -1)
-  local n; n=$(awk '/^requests:/ { print $8 } / requests in / { print $1 }' <<<"$out" | head -1)
+  n=$(awk '/^requests:/ { print $8 } / requests in / { print $1 }' <<<"$out" | head -1)
   if [[ -z $rps || -z $n || $t1 == "$t0" ]]; then echo "0 0"; echo "$out" | tail -3 >&2; return; fi
   awk -v r="$rps" -v n="$n" -v d=$((t1 - t0)) -v hz="$hz" 'BEGIN { printf "%.0f %.0f\n", r, n / (d / hz) }'
 }
@@ -115,17 +91,21 @@ summary() {  # stdin: "rps percpu" per round -> "| label | rps | percpu |", medi
   echo "| $1 | $(cut -d' ' -f1 "$tmp/rounds" | med) | $(cut -d' ' -f2 "$tmp/rounds" | med) |"
 }
 
-load_table() {  # $1 = title, $2 = client cpus, $3.. = servers; $LOAD = command with PORT
-  echo; echo "$1 (client on CPUs $2)"; echo
+# load_table N "LOAD" "WARM-UP" SERVERS...: the client on the N highest
+# CPUs; LOAD and WARM-UP are commands to which the server's URL is added.
+load_table() {
+  local cpus; cpus=$(top_cpus "$1")
+  local load=$2 warm=$3 s
+  shift 3
+  echo; echo "$load (client on CPUs $cpus)"; echo
   echo "| server | req/s | per server CPU-s |"; echo "|---|---:|---:|"
-  local cpus=$2; shift 2
-  local s
   for s in "$@"; do
     start_server "$s" || continue
-    eval "timeout 30 taskset -c $cpus ${LOAD_WARM//PORT/$port}" >/dev/null 2>&1
+    # shellcheck disable=SC2086
+    timeout 30 taskset -c "$cpus" $warm "http://127.0.0.1:$port/" >/dev/null 2>&1
     for _ in $(seq "$rounds"); do
       # shellcheck disable=SC2086
-      one_load "$cpus" ${LOAD//PORT/$port}
+      one_load "$cpus" $load "http://127.0.0.1:$port/"
     done | summary "$s"
     stop_server
   done
@@ -141,19 +121,15 @@ for part in $parts; do
       timeout 240 "$root/bench/echo/scale.sh" "$dir" "1 2 4 8" 4 250 200000 "$rounds" ;;
     h2)
       echo; echo "## HTTP/2 hello (h2c prior knowledge)"
-      LOAD="h2load -n 400000 -c 10 -m 10 -t1 http://127.0.0.1:PORT/"
-      LOAD_WARM="h2load -n 40000 -c 10 -m 10 -t1 http://127.0.0.1:PORT/"
-      load_table "h2load -n 400000 -c 10 -m 10 -t1" "$(top_cpus 1)" h2o spindle_w1 spindle_w2 spindle_w4
-      LOAD="h2load -n 1000000 -c 40 -m 10 -t4 http://127.0.0.1:PORT/"
-      LOAD_WARM="h2load -n 40000 -c 40 -m 10 -t4 http://127.0.0.1:PORT/"
-      load_table "h2load -n 1000000 -c 40 -m 10 -t4" "$(top_cpus 4)" h2o spindle_w1 spindle_w2 spindle_w4 ;;
+      # shellcheck disable=SC2086
+      load_table 1 "h2load -n 400000 -c 10 -m 10 -t1" "h2load -n 40000 -c 10 -m 10 -t1" h2o $spindles
+      # shellcheck disable=SC2086
+      load_table 4 "h2load -n 1000000 -c 40 -m 10 -t4" "h2load -n 40000 -c 40 -m 10 -t4" h2o $spindles ;;
     h1)
       echo; echo "## HTTP/1.1 hello"
-      LOAD="wrk -t1 -c100 -d3s http://127.0.0.1:PORT/"
-      LOAD_WARM="wrk -t1 -c100 -d1s http://127.0.0.1:PORT/"
-      load_table "wrk -t1 -c100 -d3s" "$(top_cpus 1)" libuv spindle_w1 spindle_w2 spindle_w4
-      LOAD="wrk -t4 -c400 -d3s http://127.0.0.1:PORT/"
-      LOAD_WARM="wrk -t4 -c400 -d1s http://127.0.0.1:PORT/"
-      load_table "wrk -t4 -c400 -d3s" "$(top_cpus 4)" libuv spindle_w1 spindle_w2 spindle_w4 ;;
+      # shellcheck disable=SC2086
+      load_table 1 "wrk -t1 -c100 -d3s" "wrk -t1 -c100 -d1s" libuv $spindles
+      # shellcheck disable=SC2086
+      load_table 4 "wrk -t4 -c400 -d3s" "wrk -t4 -c400 -d1s" libuv $spindles ;;
   esac
 done
