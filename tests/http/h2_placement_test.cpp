@@ -11,10 +11,9 @@
 // workers), the accept spread puts two connections on each worker, and a
 // connection's stream fibers are spawned where its reader runs. So the
 // handlers' worker shows where the connections are served.
-#include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -27,6 +26,7 @@
 
 #include "h2_test_client.hpp"
 #include "http_test_support.hpp"
+#include "io_test.hpp"
 
 using namespace spindle_test;
 using namespace h2_test;
@@ -41,13 +41,7 @@ namespace {
 // failed check, never a hang).
 class BlockingH2 {
  public:
-  explicit BlockingH2(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  explicit BlockingH2(std::uint16_t port) : fd_(connect_loopback(port)), ok_(fd_ >= 0) {
     timeval tv{5, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     const int one = 1;

@@ -765,10 +765,14 @@ bool H2Conn::writer() {
   std::string out;
   const ServerOptions& o = env_.opt;
   const auto idle = o.idle_timeout;
+  // The worker the writer is pinned to (run()'s Pin; the reader may have
+  // moved home_ already): it changes only by the hop below.
+  int here = spindle::this_fiber::worker_index();
   for (;;) {
     // The reader moved the connection (follow_consolidation): go with it.
-    if (const int h = home_.load(std::memory_order_relaxed); h != spindle::this_fiber::worker_index()) [[unlikely]] {
+    if (const int h = home_.load(std::memory_order_relaxed); h != here) [[unlikely]] {
       spindle::detail::hop_to_worker(h);
+      here = h;
     }
     bool end = false, more = false, released = false, recheck = false;
     // No timer while streams run: their ends wake the writer, and so does
@@ -829,7 +833,7 @@ bool H2Conn::writer() {
       // Under mu_: a change after this sets it again. Not when the reader
       // moved the connection (home_ is stored under mu_): the wake it set
       // is for us to follow it, at the loop's top.
-      if (!more && !end && home_.load(std::memory_order_relaxed) == spindle::this_fiber::worker_index()) {
+      if (!more && !end && home_.load(std::memory_order_relaxed) == here) {
         wake_.clear();
       }
       if (!goaway_ && idle.count() > 0 && quiet) until = std::min(until, quiet_since_ + idle);
