@@ -101,6 +101,54 @@ TEST_CASE("h2 mem: blocks of kBig or more made while mapping are mapped; realloc
   CHECK(m.mapped_bytes() == 0);
 }
 
+TEST_CASE("h2 mem: small blocks are kept per thread and size class, up to kCacheBytes; realloc keeps the bytes") {
+  H2Mem m;
+  nghttp2_mem a = m.mem();
+  const std::size_t before = H2Mem::cached_bytes();
+  void* p = a.malloc(200, a.mem_user_data);
+  REQUIRE(p != nullptr);
+  std::memset(p, 'p', 200);
+  a.free(p, a.mem_user_data);
+  if (H2Mem::lists_on()) {
+    CHECK(H2Mem::cached_bytes() > before);
+    // The next block of its class is the one just freed; another class's is not.
+    void* q = a.malloc(250, a.mem_user_data);  // 200 and 250: both in the class of 193-256 bytes
+    CHECK(q == p);
+    void* r = a.malloc(600, a.mem_user_data);
+    CHECK(r != p);
+    a.free(r, a.mem_user_data);
+    a.free(q, a.mem_user_data);
+  } else {
+    CHECK(H2Mem::cached_bytes() == 0);
+  }
+
+  // Growing and shrinking keep what was written, within a class and across.
+  auto* g = static_cast<char*>(a.malloc(10, a.mem_user_data));
+  REQUIRE(g != nullptr);
+  std::memcpy(g, "0123456789", 10);
+  g = static_cast<char*>(a.realloc(g, 60, a.mem_user_data));
+  REQUIRE(g != nullptr);
+  g = static_cast<char*>(a.realloc(g, 3000, a.mem_user_data));
+  REQUIRE(g != nullptr);
+  CHECK(std::string(g, 10) == "0123456789");
+  g = static_cast<char*>(a.realloc(g, 5000, a.mem_user_data));
+  REQUIRE(g != nullptr);
+  CHECK(std::string(g, 10) == "0123456789");
+  a.free(g, a.mem_user_data);
+  auto* z = static_cast<unsigned char*>(a.calloc(30, 10, a.mem_user_data));
+  REQUIRE(z != nullptr);
+  CHECK(std::all_of(z, z + 300, [](unsigned char c) { return c == 0; }));
+  a.free(z, a.mem_user_data);
+
+  // A burst of frees keeps at most kCacheBytes; the rest goes back to malloc.
+  std::vector<void*> many;
+  for (int i = 0; i < 400; ++i) many.push_back(a.malloc(1000, a.mem_user_data));
+  for (void* b : many) a.free(b, a.mem_user_data);
+  CHECK(H2Mem::cached_bytes() <= H2Mem::kCacheBytes);
+  if (H2Mem::lists_on()) CHECK(H2Mem::cached_bytes() > H2Mem::kCacheBytes - 2 * H2Mem::kSmall);
+  CHECK(m.mapped_bytes() == 0);
+}
+
 TEST_CASE("h2 mem: forget_big gives the mapped pages back; they read as zeros") {
   H2Mem m;
   nghttp2_mem a = m.mem();

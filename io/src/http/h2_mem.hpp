@@ -11,10 +11,21 @@
 // while it is made (map_big: the frame buffer, nothing else in nghttp2
 // 1.52) are mapped on their own pages here instead: only the pages a
 // frame touched are resident, and forget_big() gives them back while the
-// session has nothing to send. Every other block comes from malloc as
-// before: a large block made later (the stream map grown past 16 KiB by
-// hundreds of streams, a large header field) may hold state the session
-// still needs, and a client could make it cost an mmap each.
+// session has nothing to send. Every other block comes from malloc: a
+// large block made later (the stream map grown past 16 KiB by hundreds of
+// streams, a large header field) may hold state the session still needs,
+// and a client could make it cost an mmap each.
+//
+// Small blocks (up to kSmall bytes) go through a free list per thread and
+// size class: nghttp2 makes and frees four per request (the stream, the
+// response's HEADERS item and its copied fields, the DATA item), and
+// under h2load's ten streams per read glibc's tcache (seven blocks per
+// size) overflowed into its slow paths: malloc and free were ~16% of a
+// server's user-space instructions (docs/decisions/0019-http2.md "Cost
+// per request"). Each thread keeps at most kCacheBytes; the rest is freed.
+// Blocks freed on another thread than the one that made them go to that
+// thread's lists (no lock: each list is its thread's). Under
+// AddressSanitizer the lists are off, so it sees every free.
 //
 // Who may touch it: the session's calls, all made under the connection's
 // lock (or before or after any other fiber can see the session), so it
@@ -33,6 +44,10 @@ class H2Mem {
   // A block this large or larger, made while map_big is on, gets pages of
   // its own.
   static constexpr std::size_t kBig = 16 * 1024;
+  // Blocks up to this size come from the thread's free lists.
+  static constexpr std::size_t kSmall = 1024;
+  // What one thread's free lists may hold, in bytes.
+  static constexpr std::size_t kCacheBytes = 64 * 1024;
 
   H2Mem() = default;
   ~H2Mem();  // after the session is deleted: unmaps what it left
@@ -58,6 +73,10 @@ class H2Mem {
 
   // mapped_bytes: the pages mapped here now, in bytes (for the tests).
   std::size_t mapped_bytes() const noexcept;
+  // cached_bytes: what the calling thread's free lists hold (the tests).
+  static std::size_t cached_bytes() noexcept;
+  // lists_on: false under AddressSanitizer (file comment).
+  static bool lists_on() noexcept;
 
  private:
   struct Block {
@@ -65,7 +84,7 @@ class H2Mem {
     std::size_t len;  // mapped length, whole pages
   };
   void* alloc_big(std::size_t n) noexcept;
-  bool free_big(void* p) noexcept;  // false: not ours
+  bool free_big(void* p) noexcept;  // false: not a mapped block
   const Block* find(const void* p) const noexcept;
 
   static void* on_malloc(std::size_t n, void* self);
