@@ -63,7 +63,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -98,11 +97,17 @@ bool body_allowed(int status) noexcept {
   return !((status >= 100 && status < 200) || status == 204 || status == 304);
 }
 
+// breaks_line: s holds CR, LF or NUL. One pass (find_first_of with a set
+// calls memchr once per character of s).
+bool breaks_line(std::string_view s) noexcept {
+  return std::any_of(s.begin(), s.end(), [](char ch) { return ch == '\r' || ch == '\n' || ch == '\0'; });
+}
+
 // Fields HTTP/2 forbids in a message (RFC 9113 8.2.2), and those the
-// server sets itself.
-bool dropped_field(std::string_view lname) {
-  return lname == "connection" || lname == "keep-alive" || lname == "proxy-connection" ||
-         lname == "transfer-encoding" || lname == "upgrade" || lname == "content-length";
+// server sets itself; `name` in any case (a handler's "Content-Length").
+bool dropped_field(std::string_view name) {
+  return iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "proxy-connection") ||
+         iequals(name, "transfer-encoding") || iequals(name, "upgrade") || iequals(name, "content-length");
 }
 
 }  // namespace
@@ -205,6 +210,10 @@ class H2Conn {
   void await_close(H2Stream& st);
   void reset(H2Stream& st, uint32_t error);
   void client_reset();
+  // adopt_stream / drop_stream: st joins / leaves streams_ (under mu_);
+  // drop_stream returns the reference streams_ held.
+  void adopt_stream(std::shared_ptr<H2Stream> st);
+  std::shared_ptr<H2Stream> drop_stream(H2Stream& st);
   // end_fiber: st's fiber no longer counts (under mu_); its Task moves to
   // `own`. True when it was the last.
   bool end_fiber(H2Stream& st, Task<void>& own);
@@ -227,7 +236,11 @@ class H2Conn {
 
   H2Lock mu_;
   // Guarded by mu_:
-  std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;  // open streams we serve
+  // Open streams we serve, in no order: a stream's `slot` is its index
+  // here. The session's stream user data finds a stream by id; this only
+  // owns them (a hash map's node per stream measured one more allocation
+  // per request).
+  std::vector<std::shared_ptr<H2Stream>> streams_;
   std::size_t fibers_ = 0;      // stream fibers not yet ended
   Clock::time_point quiet_since_;  // when fibers_ last became 0
   bool reader_done_ = false;
@@ -272,6 +285,7 @@ struct H2Stream {
   Event out_ev;             // out drained, or closed
   nghttp2_data_provider provider{};
 
+  std::size_t slot = 0;     // its index in the connection's streams_
   bool closed = false;      // on_stream_close ran
   uint32_t close_error = 0;
   bool in_handler = false;  // a reset cancels the fiber while true
@@ -284,6 +298,21 @@ struct H2Stream {
 
   H2Stream(H2Conn& conn, int32_t sid) : c(conn), id(sid) { provider.source.ptr = this; }
 };
+
+void H2Conn::adopt_stream(std::shared_ptr<H2Stream> st) {
+  st->slot = streams_.size();
+  streams_.push_back(std::move(st));
+}
+
+std::shared_ptr<H2Stream> H2Conn::drop_stream(H2Stream& st) {
+  std::shared_ptr<H2Stream> mine = std::move(streams_[st.slot]);
+  if (st.slot + 1 != streams_.size()) {
+    streams_[st.slot] = std::move(streams_.back());
+    streams_[st.slot]->slot = st.slot;
+  }
+  streams_.pop_back();
+  return mine;
+}
 
 bool H2Conn::end_fiber(H2Stream& st, Task<void>& own) {
   const bool last = --fibers_ == 0;
@@ -299,7 +328,8 @@ class H2Body final : public BodySource {
  public:
   H2Body(H2Conn& c, H2Stream& st) : c_(c), st_(st) {
     const ServerOptions& o = c.env_.opt;
-    if (o.body_timeout.count() > 0) deadline_ = Clock::now() + o.body_timeout;
+    // Only a body has a deadline (no clock read for a request without).
+    if (st.has_body && o.body_timeout.count() > 0) deadline_ = Clock::now() + o.body_timeout;
   }
   std::size_t read_some(std::span<std::byte> out) override;
   void load(std::string& into, std::size_t limit) override;
@@ -484,7 +514,7 @@ int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* s
   st->req.version = 20;
   st->req.remote = c->peer_;
   nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st.get());
-  c->streams_.emplace(f->hd.stream_id, std::move(st));
+  c->adopt_stream(std::move(st));
   return 0;
 }
 
@@ -524,7 +554,7 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
   auto* c = static_cast<H2Conn*>(self);
   if (f->hd.type == NGHTTP2_RST_STREAM) {
     // on_stream_close follows (the stream is still ours here).
-    if (c->streams_.count(f->hd.stream_id) != 0) c->client_reset();
+    if (nghttp2_session_get_stream_user_data(s, f->hd.stream_id) != nullptr) c->client_reset();
     return 0;
   }
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
@@ -537,14 +567,12 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
     if (!st->req.headers.contains("host") && !st->authority.empty()) st->req.headers.add("host", st->authority);
     if (!st->cookie.empty()) st->req.headers.add("cookie", std::exchange(st->cookie, std::string()));
-    auto it = c->streams_.find(st->id);
-    if (it == c->streams_.end()) return 0;
     ++c->fibers_;
     // Never suspends (TaskGroup::spawn); the fiber waits for mu_ to see
     // the stream's first fields complete.
     st->in_handler = true;
     st->has_body = !st->in_ended;
-    st->task = c->group_->spawn([c, sp = it->second] { c->run_stream(sp); });
+    st->task = c->group_->spawn([c, sp = c->streams_[st->slot]] { c->run_stream(sp); });
   }
   return 0;
 }
@@ -564,9 +592,9 @@ int H2Conn::on_data_chunk(nghttp2_session* s, uint8_t, int32_t id, const uint8_t
 
 int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void* self) {
   auto* c = static_cast<H2Conn*>(self);
-  auto it = c->streams_.find(id);
-  if (it == c->streams_.end()) return 0;
-  H2Stream& st = *it->second;
+  auto* found = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, id));
+  if (found == nullptr) return 0;
+  H2Stream& st = *found;
   st.closed = true;
   st.close_error = error;
   // The client reset it (or the connection failed) while the handler ran:
@@ -579,7 +607,9 @@ int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void
   nghttp2_session_set_stream_user_data(s, id, nullptr);
   st.in_ev.set();
   st.out_ev.set();
-  c->streams_.erase(it);  // the fiber keeps its own reference
+  // Dropped when this returns, after its last use here; the fiber keeps
+  // its own reference.
+  const std::shared_ptr<H2Stream> gone = c->drop_stream(st);
   return 0;
 }
 
@@ -912,7 +942,7 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     st->req.remote = peer_;
     st->in_ended = true;
     nghttp2_session_set_stream_user_data(s_, 1, st.get());
-    streams_.emplace(1, st);
+    adopt_stream(st);
     ++fibers_;
     st->in_handler = true;
     st->task = group.spawn([this, st] { run_stream(st); });
@@ -1011,7 +1041,7 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
           thrown = std::current_exception();
           res = Response::text_body(500, "internal server error\n");
         }
-        env_.served.fetch_add(1, std::memory_order_relaxed);
+        env_.served.add();
       }
       st.req.set_body_source(nullptr);
       // A failure of the body (the handler's reads, the Router's load) is
@@ -1068,29 +1098,25 @@ void H2Conn::respond(H2Stream& st, Response& res) {
 
   // The head: lower-case names (RFC 9113 8.2), without the fields HTTP/2
   // forbids; Content-Length is the server's (the handler's kept on 304).
-  std::vector<std::string> keep;
-  keep.reserve(2 * res.headers.size() + 8);
-  auto put = [&keep](std::string name, std::string value) {
-    keep.push_back(std::move(name));
-    keep.push_back(std::move(value));
-  };
-  put(":status", std::to_string(res.status));
+  // It points into res and the options, which outlive the submit below.
+  H2Head head_nv;
+  head_nv.add_number(":status", static_cast<std::uint64_t>(res.status));
   bool has_date = false, has_server = false;
   for (const auto& [name, value] : res.headers) {
-    std::string ln = lower(name);
-    if (ln.empty() || ln[0] == ':' || (dropped_field(ln) && !(ln == "content-length" && res.status == 304))) continue;
-    if (ln.find_first_of("\r\n", 0) != std::string::npos || value.find_first_of("\r\n\0"sv) != std::string::npos)
-      continue;  // a field no HTTP/1.1 hop could carry either
-    has_date = has_date || ln == "date";
-    has_server = has_server || ln == "server";
-    put(std::move(ln), value);
+    if (name.empty() || name[0] == ':') continue;
+    if (breaks_line(name) || breaks_line(value)) continue;  // a field no HTTP/1.1 hop could carry either
+    if (dropped_field(name) && !(iequals(name, "content-length") && res.status == 304)) continue;
+    has_date = has_date || iequals(name, "date");
+    has_server = has_server || iequals(name, "server");
+    head_nv.add(name, value);
   }
-  if (allowed && (whole || file)) put("content-length", std::to_string(file ? file_size : res.body.size()));
+  if (allowed && (whole || file)) head_nv.add_number("content-length", file ? file_size : res.body.size());
   if (!o.minimal) {
-    if (!has_date && env_.date != nullptr) put("date", std::string(env_.date()));
-    if (!has_server && !o.server_name.empty()) put("server", o.server_name);
+    // env_.date() points at this thread's clock text, which only a later
+    // call on this thread changes: nothing here suspends before the submit.
+    if (!has_date && env_.date != nullptr) head_nv.add("date", env_.date());
+    if (!has_server && !o.server_name.empty()) head_nv.add("server", o.server_name);
   }
-  std::vector<nghttp2_nv> nva = to_nv(keep);
   bool fits = false;
   std::uint64_t whole_bytes = 0;
   Task<void> own;  // dropped after the lock (Done's rule)
@@ -1114,7 +1140,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     }
     st.provider.read_callback = read_body;
     // nghttp2 copies the fields here.
-    if (nghttp2_submit_response(s_, st.id, nva.data(), nva.size(), data ? &st.provider : nullptr) != 0) {
+    if (nghttp2_submit_response(s_, st.id, head_nv.data(), head_nv.size(), data ? &st.provider : nullptr) != 0) {
       reset(st, NGHTTP2_INTERNAL_ERROR);
       return;
     }

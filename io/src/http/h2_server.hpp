@@ -16,6 +16,7 @@
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/http/server.hpp>
 
+#include "spread_count.hpp"
 #include "transport.hpp"
 
 namespace spindle::http::detail {
@@ -32,7 +33,7 @@ struct H2Env {
   // The server's shutdown flag (seq_cst; server.cpp's protocol).
   const std::atomic<bool>& stopping;
   // requests_served: one per handler return.
-  std::atomic<std::uint64_t>& served;
+  SpreadCount& served;
   // report: ServerOptions::on_error, or the stderr line.
   std::function<void(const Request&, std::exception_ptr)> report;
   // log: the access log line for a response (status, body bytes); called

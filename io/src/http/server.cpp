@@ -101,6 +101,7 @@
 
 #include "../idle_wait.hpp"
 #include "response_head.hpp"
+#include "spread_count.hpp"
 #include "transport.hpp"
 #if SPINDLE_HAVE_HTTP2
 #include "h2_server.hpp"
@@ -641,7 +642,8 @@ struct Server::State {
   };
   std::unordered_map<Conn*, Entry> conns;
   std::unordered_map<Conn*, std::shared_ptr<Conn>> parked;
-  std::atomic<std::uint64_t> accepted{0}, open{0}, served{0}, released{0};
+  std::atomic<std::uint64_t> accepted{0}, open{0}, released{0};
+  detail::SpreadCount served;  // once per request, from every worker
   // releases: every release so far (HTTP/1.1's, nudged by the sweep, and
   // HTTP/2's, which release themselves): the sweep trims after enough.
   std::atomic<std::uint64_t> releases{0};
@@ -1420,7 +1422,7 @@ void Server::State::serve_conn(Conn& c) {
       if (res.upgrade) {
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
-        served.fetch_add(1, std::memory_order_relaxed);
+        served.add();
         if (opt.access_log) log_access(peer, &req, 101, 0);
         if (!body_ended) return;  // an upgrade request with a body we cannot frame
         const auto rest = buf.data();
@@ -1450,7 +1452,7 @@ void Server::State::serve_conn(Conn& c) {
       bool keep = body_ended && h.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
-      served.fetch_add(1, std::memory_order_relaxed);
+      served.add();
       const std::uint64_t sent = write_response(s, res, req, keep, out);
       if (opt.access_log) log_access(peer, &req, res.status, sent);
       if (!keep) {
@@ -1799,7 +1801,7 @@ std::uint64_t Server::connections_accepted() const noexcept {
   return st_->accepted.load(std::memory_order_relaxed);
 }
 std::uint64_t Server::connections_open() const noexcept { return st_->open.load(std::memory_order_relaxed); }
-std::uint64_t Server::requests_served() const noexcept { return st_->served.load(std::memory_order_relaxed); }
+std::uint64_t Server::requests_served() const noexcept { return st_->served.load(); }
 std::uint64_t Server::connections_released() const noexcept {
   return st_->released.load(std::memory_order_relaxed);
 }
