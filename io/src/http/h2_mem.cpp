@@ -133,6 +133,11 @@ nghttp2_mem H2Mem::mem() noexcept {
   return nghttp2_mem{this, on_malloc, on_free, on_calloc, on_realloc};
 }
 
+void* thread_alloc(std::size_t n) noexcept { return heap_alloc(n); }
+void thread_free(void* p) noexcept {
+  if (p != nullptr) heap_free(p);
+}
+
 bool H2Mem::lists_on() noexcept { return kLists; }
 
 std::size_t H2Mem::cached_bytes() noexcept {
@@ -163,7 +168,10 @@ void* H2Mem::alloc_big(std::size_t n) noexcept {
 bool H2Mem::free_big(void* p) noexcept {
   // Mapped blocks start on a page; most heap blocks do not, and skip the
   // search.
-  if (big_.empty() || reinterpret_cast<std::uintptr_t>(p) % page_size() != 0) return false;
+  // (Every page size is a multiple of 4096: the mask rules most out
+  // without a division.)
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  if (big_.empty() || at % 4096 != 0 || at % page_size() != 0) return false;
   const auto it = std::find_if(big_.begin(), big_.end(), [p](const Block& b) { return b.p == p; });
   if (it == big_.end()) return false;
   ::munmap(it->p, it->len);

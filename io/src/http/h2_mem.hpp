@@ -22,7 +22,9 @@
 // under h2load's ten streams per read glibc's tcache (seven blocks per
 // size) overflowed into its slow paths: malloc and free were ~16% of a
 // server's user-space instructions (docs/decisions/0019-http2.md "Cost
-// per request"). Each thread keeps at most kCacheBytes; the rest is freed.
+// per request"). The server's stream objects come from the same lists
+// (ThreadListAlloc). Each thread keeps at most kCacheBytes; the rest is
+// freed.
 // Blocks freed on another thread than the one that made them go to that
 // thread's lists (no lock: each list is its thread's). Under
 // AddressSanitizer the lists are off, so it sees every free.
@@ -35,6 +37,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstddef>
+#include <new>
 #include <vector>
 
 namespace spindle::http::detail {
@@ -94,6 +97,35 @@ class H2Mem {
 
   std::vector<Block> big_;  // the frame buffer (one block)
   bool mapping_ = false;
+};
+
+// thread_alloc / thread_free: a block of n bytes from / back to the
+// calling thread's free lists (H2Mem's small blocks; past kSmall, malloc).
+// thread_free takes a block of thread_alloc's from any thread. Null: no
+// memory.
+void* thread_alloc(std::size_t n) noexcept;
+void thread_free(void* p) noexcept;
+
+// ThreadListAlloc: thread_alloc as an allocator, for the connection's
+// per-stream objects (std::allocate_shared): one malloc and free less per
+// request.
+template <class T>
+struct ThreadListAlloc {
+  using value_type = T;
+  ThreadListAlloc() = default;
+  template <class U>
+  ThreadListAlloc(const ThreadListAlloc<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_alloc();
+    void* p = thread_alloc(n * sizeof(T));
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) noexcept { thread_free(p); }
+  template <class U>
+  bool operator==(const ThreadListAlloc<U>&) const noexcept {
+    return true;
+  }
 };
 
 }  // namespace spindle::http::detail

@@ -510,7 +510,7 @@ int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* s
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
-  auto st = std::make_shared<H2Stream>(*c, f->hd.stream_id);
+  auto st = std::allocate_shared<H2Stream>(ThreadListAlloc<H2Stream>{}, *c, f->hd.stream_id);
   st->req.version = 20;
   st->req.remote = c->peer_;
   nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st.get());
