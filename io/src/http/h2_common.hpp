@@ -69,37 +69,45 @@ struct H2Out {
 };
 
 // H2Head: a head being built as nghttp2's field array, without a heap
-// allocation for a usual one. Names with an upper-case letter are lowered
-// into an inline arena (RFC 9113 8.2), numbers are written there, and
-// every other name and value is pointed to where it lies: those strings
-// must stay as they are until the submit call, which copies the fields.
-// A head past the inline room (kFields fields, kArena bytes of lowered
-// names and numbers) spills to the heap. Against the vector of copied
-// strings it replaced, the server's response head cost 2-5 allocations
-// less per response (docs/decisions/0019-http2.md "Cost per request").
+// allocation for a usual one. nghttp2's submit calls copy every field
+// and lower-case the names they copy (nghttp2.h, nghttp2_submit_response),
+// so names and values are pointed to where they lie, and those strings
+// must stay as they are until the submit call. Two exceptions save that
+// copy: a name that is a string literal (add_static, add_number: lower
+// case, and static, so it outlives the frame) is passed with
+// NGHTTP2_NV_FLAG_NO_COPY_NAME; a number is written into an inline
+// arena. A head past the inline room (kFields fields) spills to the heap.
+// Against the vector of lowered, copied strings it replaced, the server's
+// response head costs 2-5 allocations less per response
+// (docs/decisions/0019-http2.md "Cost per request").
 class H2Head {
  public:
   H2Head() = default;
   H2Head(const H2Head&) = delete;
   H2Head& operator=(const H2Head&) = delete;
 
-  // add: one field; `name` is lowered here if it must be.
-  void add(std::string_view name, std::string_view value) { push(lowered(name), value); }
-  // add_number: a field whose value is n in decimal (content-length,
-  // :status); `name` must be lower case already.
-  void add_number(std::string_view name, std::uint64_t n) {
+  // add: one field, in any case (nghttp2 lowers the name as it copies).
+  void add(std::string_view name, std::string_view value) { push(name, value, NGHTTP2_NV_FLAG_NONE); }
+  // add_static: a field whose name is a lower-case string literal.
+  template <std::size_t N>
+  void add_static(const char (&name)[N], std::string_view value) {
+    push(std::string_view(name, N - 1), value, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  }
+  // add_number: the same, its value n in decimal (:status, content-length).
+  template <std::size_t N>
+  void add_number(const char (&name)[N], std::uint64_t n) {
     char digits[20];
-    const char* end = write_decimal(digits, n);
-    push(name, keep(std::string_view(digits, static_cast<std::size_t>(end - digits))));
+    const std::size_t len = write_decimal(digits, n);
+    add_static(name, keep(std::string_view(digits, len)));
   }
   nghttp2_nv* data() noexcept { return spilled_ ? more_.data() : fields_; }
   std::size_t size() const noexcept { return spilled_ ? more_.size() : count_; }
 
  private:
   static constexpr std::size_t kFields = 16;
-  static constexpr std::size_t kArena = 256;
+  static constexpr std::size_t kArena = 64;
 
-  static const char* write_decimal(char* out, std::uint64_t n) noexcept {
+  static std::size_t write_decimal(char* out, std::uint64_t n) noexcept {
     char rev[20];
     std::size_t k = 0;
     do {
@@ -107,7 +115,7 @@ class H2Head {
       n /= 10;
     } while (n != 0);
     for (std::size_t i = 0; i < k; ++i) out[i] = rev[k - 1 - i];
-    return out + k;
+    return k;
   }
   // keep: s copied into storage that lives as long as this head.
   std::string_view keep(std::string_view s) {
@@ -122,20 +130,10 @@ class H2Head {
     if (!s.empty()) std::memcpy(at, s.data(), s.size());
     return {at, s.size()};
   }
-  std::string_view lowered(std::string_view name) {
-    const auto upper = std::find_if(name.begin(), name.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; });
-    if (upper == name.end()) return name;
-    const std::string_view k = keep(name);
-    char* p = const_cast<char*>(k.data());
-    for (std::size_t i = static_cast<std::size_t>(upper - name.begin()); i < k.size(); ++i) {
-      if (p[i] >= 'A' && p[i] <= 'Z') p[i] = static_cast<char>(p[i] - 'A' + 'a');
-    }
-    return k;
-  }
-  void push(std::string_view name, std::string_view value) {
+  void push(std::string_view name, std::string_view value, uint8_t flags) {
     const nghttp2_nv nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
                         const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())), name.size(),
-                        value.size(), NGHTTP2_NV_FLAG_NONE};
+                        value.size(), flags};
     if (!spilled_ && count_ < kFields) {
       fields_[count_++] = nv;
       return;

@@ -210,6 +210,7 @@ class H2Conn {
   void await_close(H2Stream& st);
   void reset(H2Stream& st, uint32_t error);
   void client_reset();
+  H2Stream* head_stream(int32_t id) const;
   // adopt_stream / drop_stream: st joins / leaves streams_ (under mu_);
   // drop_stream returns the reference streams_ held.
   void adopt_stream(std::shared_ptr<H2Stream> st);
@@ -241,6 +242,12 @@ class H2Conn {
   // owns them (a hash map's node per stream measured one more allocation
   // per request).
   std::vector<std::shared_ptr<H2Stream>> streams_;
+  // The stream whose head nghttp2 delivers now (head_stream): set by
+  // on_begin_headers for a stream of ours, 0 for any other header block,
+  // and cleared when that stream closes (ids are never reused, so an id
+  // that matches names a live stream).
+  int32_t head_id_ = 0;
+  H2Stream* head_st_ = nullptr;
   std::size_t fibers_ = 0;      // stream fibers not yet ended
   Clock::time_point quiet_since_;  // when fibers_ last became 0
   bool reader_done_ = false;
@@ -502,6 +509,7 @@ void H2Conn::reset(H2Stream& st, uint32_t error) {
 
 int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* self) {
   auto* c = static_cast<H2Conn*>(self);
+  c->head_id_ = 0;  // until a stream of ours is made below
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   if (c->goaway_) return 0;  // no user data: the stream is not served
   // Fibers, not streams: a reset stream's fiber may still be unwinding,
@@ -514,14 +522,25 @@ int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* s
   st->req.version = 20;
   st->req.remote = c->peer_;
   nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st.get());
+  c->head_id_ = f->hd.stream_id;
+  c->head_st_ = st.get();
   c->adopt_stream(std::move(st));
   return 0;
 }
 
-int H2Conn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
+// head_stream: stream `id`'s H2Stream, or null when it is not ours; the
+// stream whose head is being received without a lookup in the session's
+// map (which costs one hash search per call, and on_header is called per
+// field).
+H2Stream* H2Conn::head_stream(int32_t id) const {
+  if (id == head_id_) return head_st_;
+  return static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s_, id));
+}
+
+int H2Conn::on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
                       uint8_t, void* self) {
   auto* c = static_cast<H2Conn*>(self);
-  auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  H2Stream* st = c->head_stream(f->hd.stream_id);
   if (st == nullptr || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers: dropped
   const nghttp2_vec n = nghttp2_rcbuf_get_buf(name);
   const nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
@@ -558,7 +577,7 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     return 0;
   }
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
-  auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  H2Stream* st = c->head_stream(f->hd.stream_id);
   if (st == nullptr) return 0;
   if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
     st->in_ended = true;
@@ -594,6 +613,7 @@ int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void
   auto* c = static_cast<H2Conn*>(self);
   auto* found = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, id));
   if (found == nullptr) return 0;
+  if (c->head_id_ == id) c->head_id_ = 0;  // head_st_ is about to go
   H2Stream& st = *found;
   st.closed = true;
   st.close_error = error;
@@ -1096,9 +1116,10 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   const bool whole = allowed && !streamed && !file;
   const bool data = allowed && !head && (streamed || (file && file_size > 0) || (whole && !res.body.empty()));
 
-  // The head: lower-case names (RFC 9113 8.2), without the fields HTTP/2
-  // forbids; Content-Length is the server's (the handler's kept on 304).
-  // It points into res and the options, which outlive the submit below.
+  // The head, without the fields HTTP/2 forbids; Content-Length is the
+  // server's (the handler's kept on 304). nghttp2 lowers the names (RFC
+  // 9113 8.2) as it copies them. It points into res and the options,
+  // which outlive the submit below.
   H2Head head_nv;
   head_nv.add_number(":status", static_cast<std::uint64_t>(res.status));
   bool has_date = false, has_server = false;
@@ -1114,8 +1135,8 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   if (!o.minimal) {
     // env_.date() points at this thread's clock text, which only a later
     // call on this thread changes: nothing here suspends before the submit.
-    if (!has_date && env_.date != nullptr) head_nv.add("date", env_.date());
-    if (!has_server && !o.server_name.empty()) head_nv.add("server", o.server_name);
+    if (!has_date && env_.date != nullptr) head_nv.add_static("date", env_.date());
+    if (!has_server && !o.server_name.empty()) head_nv.add_static("server", o.server_name);
   }
   bool fits = false;
   std::uint64_t whole_bytes = 0;
