@@ -33,7 +33,10 @@ TEST_CASE("h2 head: fields point at the caller's strings; literal names are not 
   h.add_static("server", server);
   h.add_number("content-length", 0);
   h.add_number("x-big", UINT64_MAX);
-  REQUIRE(h.size() == 5);
+  std::string date = "Fri, 27 Nov 2026 02:30:00 GMT";
+  h.add_static_copy("date", date);
+  date[0] = 'X';  // the head kept its own copy
+  REQUIRE(h.size() == 6);
   const nghttp2_nv* nv = h.data();
   CHECK(name_of(nv[0]) == ":status");
   CHECK(value_of(nv[0]) == "200");
@@ -46,6 +49,8 @@ TEST_CASE("h2 head: fields point at the caller's strings; literal names are not 
   CHECK(nv[2].flags == NGHTTP2_NV_FLAG_NO_COPY_NAME);
   CHECK(value_of(nv[3]) == "0");
   CHECK(value_of(nv[4]) == "18446744073709551615");
+  CHECK(value_of(nv[5]) == "Fri, 27 Nov 2026 02:30:00 GMT");
+  CHECK(nv[5].flags == NGHTTP2_NV_FLAG_NO_COPY_NAME);
 }
 
 TEST_CASE("h2 head: past the inline fields and arena, every field is kept in order") {

@@ -77,6 +77,46 @@ struct Counted {
 
 }  // namespace
 
+TEST_CASE("h2: a handler's connection-specific fields are dropped in any case; its Content-Length is the server's but on a 304") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/forbidden", [](http::Request&) {
+      http::Response res = http::Response::text_body(200, "four");
+      res.headers.add("CONNECTION", "close");
+      res.headers.add("Transfer-Encoding", "chunked");
+      res.headers.add("Keep-Alive", "timeout=5");
+      res.headers.add("Content-Length", "999");
+      res.headers.add("Up-Grade-Not", "kept");  // only the exact names are dropped
+      res.headers.add(std::string("x-nul\0name", 10), "dropped");
+      res.headers.add("X-Value-Nul", std::string("a\0b", 3));
+      return res;
+    });
+    r.get("/not-modified", [](http::Request&) {
+      http::Response res;
+      res.status = 304;
+      res.headers.add("Content-Length", "42");
+      return res;
+    });
+    H2Server srv(std::move(r));
+    Client c(srv.port());
+    const StreamResult a = c.request("GET", "/forbidden", slack(10s));
+    FIBER_CHECK(a.complete());
+    FIBER_CHECK(a.status == 200);
+    FIBER_CHECK(a.body == "four");
+    FIBER_CHECK(!a.field("connection") && !a.field("keep-alive") && !a.field("transfer-encoding"));
+    FIBER_CHECK(a.field("content-length") == "4");
+    FIBER_CHECK(a.field("up-grade-not") == "kept");
+    FIBER_CHECK(!a.field(std::string("x-nul\0name", 10)));
+    FIBER_CHECK(!a.field("x-value-nul"));
+    FIBER_CHECK(lower_case(a.fields));
+    const StreamResult b = c.request("GET", "/not-modified", slack(10s));
+    FIBER_CHECK(b.complete());
+    FIBER_CHECK(b.status == 304);
+    FIBER_CHECK(b.field("content-length") == "42");
+    FIBER_CHECK(b.body.empty());
+  });
+}
+
 TEST_CASE("h2: prior knowledge on a plain listener, HTTP/1.1 on the same port") {
   run_checked(2, [] {
     Seen seen;

@@ -75,8 +75,8 @@ struct H2Out {
 // must stay as they are until the submit call. Two exceptions save that
 // copy: a name that is a string literal (add_static, add_number: lower
 // case, and static, so it outlives the frame) is passed with
-// NGHTTP2_NV_FLAG_NO_COPY_NAME; a number is written into an inline
-// arena. A head past the inline room (kFields fields) spills to the heap.
+// NGHTTP2_NV_FLAG_NO_COPY_NAME; a number, or a value that may change
+// before the submit (add_static_copy), is copied into an inline arena. A head past the inline room (kFields fields) spills to the heap.
 // Against the vector of lowered, copied strings it replaced, the server's
 // response head costs 2-5 allocations less per response
 // (docs/decisions/0019-http2.md "Cost per request").
@@ -92,6 +92,12 @@ class H2Head {
   template <std::size_t N>
   void add_static(const char (&name)[N], std::string_view value) {
     push(std::string_view(name, N - 1), value, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  }
+  // add_static_copy: the same, its value copied here (a value that may
+  // change before the submit).
+  template <std::size_t N>
+  void add_static_copy(const char (&name)[N], std::string_view value) {
+    add_static(name, keep(value));
   }
   // add_number: the same, its value n in decimal (:status, content-length).
   template <std::size_t N>

@@ -1,6 +1,7 @@
 // h2_mem.cpp: h2_mem.hpp.
 #include "h2_mem.hpp"
 
+#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@ std::size_t page_size() noexcept {
   return p;
 }
 
+// Under AddressSanitizer every block is its exact size from malloc, so
+// its checks see each overrun and each use after free.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kLists = false;
 #elif defined(__has_feature)
@@ -31,107 +34,94 @@ constexpr bool kLists = true;
 constexpr bool kLists = true;
 #endif
 
-// Every heap block starts with a Head (16 bytes, so the caller's part
-// keeps malloc's alignment): its size class, or kOther with the size
-// asked for. Mapped blocks have none (they are found in big_ by address).
-constexpr std::size_t kStep = 64;                          // class k holds (k + 1) * kStep bytes
-constexpr std::size_t kClasses = H2Mem::kSmall / kStep;    // 16
-constexpr std::uint32_t kOther = 0xffffffffu;
-struct Head {
-  std::uint32_t cls;
-  std::uint32_t unused;
-  std::size_t len;  // kOther: the bytes asked for
-};
-static_assert(sizeof(Head) == 16);
+// Size classes are glibc's own chunk sizes (64-bit: 32, 48, ..., 1040
+// bytes, a block holding the chunk less 8), so a block asked for at its
+// class's size costs no byte more than malloc would give for the same
+// request, and a block names its class without a header:
+// malloc_usable_size() reads it from glibc's chunk (in use: chunk - 8).
+constexpr std::size_t kChunkStep = 16;
+constexpr std::size_t kMinChunk = 32;
+constexpr std::size_t kClasses = (H2Mem::kSmall + 8 + kChunkStep - 1 - kMinChunk) / kChunkStep + 1;  // 64
 
-std::size_t class_of(std::size_t n) noexcept { return n == 0 ? 0 : (n - 1) / kStep; }
-std::size_t class_bytes(std::size_t k) noexcept { return (k + 1) * kStep; }
-
-Head* head_of(void* p) noexcept { return static_cast<Head*>(p) - 1; }
+constexpr std::size_t chunk_for(std::size_t n) noexcept {
+  const std::size_t c = (n + 8 + kChunkStep - 1) / kChunkStep * kChunkStep;
+  return std::max(c, kMinChunk);
+}
+constexpr std::size_t class_of_chunk(std::size_t c) noexcept { return (c - kMinChunk) / kChunkStep; }
+static_assert(class_of_chunk(chunk_for(H2Mem::kSmall)) == kClasses - 1);
+static_assert(chunk_for(0) == 32 && chunk_for(24) == 32 && chunk_for(25) == 48);
 
 // Lists: one thread's free blocks, a singly linked list per class through
-// the blocks' first word. Only its thread touches it.
+// the blocks' first word. Only its thread touches it. Trivially
+// destructible (constant-initialized, no guard on each access); Reaper
+// empties it at the thread's exit and marks it gone.
 struct Lists {
-  void* first[kClasses] = {};
-  std::size_t bytes = 0;
-  ~Lists() {
-    for (void*& f : first) {
+  void* first[kClasses];
+  std::size_t bytes;  // chunk bytes held
+  bool armed;         // Reaper registered
+  bool gone;          // the thread is exiting: free directly
+};
+constinit thread_local Lists t_lists{};
+
+struct Reaper {
+  ~Reaper() {
+    Lists& l = t_lists;
+    for (void*& f : l.first) {
       while (f != nullptr) {
         void* next = *static_cast<void**>(f);
-        std::free(head_of(f));
+        std::free(f);
         f = next;
       }
     }
-    gone() = true;
-  }
-  // gone: this thread's Lists were destroyed (thread exit): free directly.
-  static bool& gone() noexcept {
-    thread_local bool g = false;
-    return g;
+    l.bytes = 0;
+    l.gone = true;
   }
 };
 
-// lists: the calling thread's. Not inlined: a fiber must not keep a
-// thread_local's address across a wait, and nothing here waits, but the
-// callers are nghttp2's, called from fibers.
+// lists: the calling thread's, or null once it is exiting. Not inlined: a
+// fiber must not keep a thread_local's address across a wait (nothing
+// here waits, but the callers, nghttp2's, run on fibers).
 [[gnu::noinline]] Lists* lists() noexcept {
-  if (Lists::gone()) return nullptr;
-  thread_local Lists l;
+  Lists& l = t_lists;
+  if (l.gone) return nullptr;
+  if (!l.armed) [[unlikely]] {
+    thread_local Reaper reaper;
+    (void)reaper;
+    l.armed = true;
+  }
   return &l;
 }
 
 void* heap_alloc(std::size_t n) noexcept {
-  if (n <= H2Mem::kSmall) {
-    const std::size_t k = class_of(n);
-    if (kLists) {
-      if (Lists* l = lists(); l != nullptr && l->first[k] != nullptr) {
-        void* p = l->first[k];
-        l->first[k] = *static_cast<void**>(p);
-        l->bytes -= class_bytes(k);
-        return p;  // its Head still names class k
-      }
-    }
-    auto* h = static_cast<Head*>(std::malloc(sizeof(Head) + class_bytes(k)));
-    if (h == nullptr) return nullptr;
-    h->cls = static_cast<std::uint32_t>(k);
-    return h + 1;
+  if (!kLists || n > H2Mem::kSmall) return std::malloc(n == 0 ? 1 : n);
+  const std::size_t c = chunk_for(n);
+  const std::size_t k = class_of_chunk(c);
+  if (Lists* l = lists(); l != nullptr && l->first[k] != nullptr) {
+    void* p = l->first[k];
+    l->first[k] = *static_cast<void**>(p);
+    l->bytes -= c;
+    return p;
   }
-  if (n > static_cast<std::size_t>(-1) - sizeof(Head)) return nullptr;
-  auto* h = static_cast<Head*>(std::malloc(sizeof(Head) + n));
-  if (h == nullptr) return nullptr;
-  h->cls = kOther;
-  h->len = n;
-  return h + 1;
+  return std::malloc(c - 8);  // exactly chunk c
 }
 
 void heap_free(void* p) noexcept {
-  Head* h = head_of(p);
-  if (kLists && h->cls != kOther) {
-    if (Lists* l = lists(); l != nullptr && l->bytes + class_bytes(h->cls) <= H2Mem::kCacheBytes) {
-      *static_cast<void**>(p) = l->first[h->cls];
-      l->first[h->cls] = p;
-      l->bytes += class_bytes(h->cls);
-      return;
+  if (kLists) {
+    const std::size_t c = ::malloc_usable_size(p) + 8;
+    if (c <= chunk_for(H2Mem::kSmall) && c % kChunkStep == 0) {
+      if (Lists* l = lists(); l != nullptr && l->bytes + c <= H2Mem::kCacheBytes) {
+        const std::size_t k = class_of_chunk(c);
+        *static_cast<void**>(p) = l->first[k];
+        l->first[k] = p;
+        l->bytes += c;
+        return;
+      }
     }
   }
-  std::free(h);
-}
-
-// usable: what a heap block holds.
-std::size_t usable(void* p) noexcept {
-  const Head* h = head_of(p);
-  return h->cls == kOther ? h->len : class_bytes(h->cls);
+  std::free(p);
 }
 
 }  // namespace
-
-H2Mem::~H2Mem() {
-  for (const Block& b : big_) ::munmap(b.p, b.len);
-}
-
-nghttp2_mem H2Mem::mem() noexcept {
-  return nghttp2_mem{this, on_malloc, on_free, on_calloc, on_realloc};
-}
 
 void* thread_alloc(std::size_t n) noexcept { return heap_alloc(n); }
 void thread_free(void* p) noexcept {
@@ -145,7 +135,33 @@ std::size_t H2Mem::cached_bytes() noexcept {
   return l == nullptr ? 0 : l->bytes;
 }
 
+void H2Mem::trim_thread() noexcept {
+  Lists* l = lists();
+  if (l == nullptr) return;
+  for (void*& f : l->first) {
+    while (f != nullptr) {
+      void* next = *static_cast<void**>(f);
+      std::free(f);
+      f = next;
+    }
+  }
+  l->bytes = 0;
+}
+
+H2Mem::~H2Mem() {
+  for (const Block& b : big_) ::munmap(b.p, b.len);
+}
+
+nghttp2_mem H2Mem::mem() noexcept {
+  return nghttp2_mem{this, on_malloc, on_free, on_calloc, on_realloc};
+}
+
 const H2Mem::Block* H2Mem::find(const void* p) const noexcept {
+  // Mapped blocks start on a page; most heap blocks do not. (Every page
+  // size is a multiple of 4096: the mask rules most out without a
+  // division.)
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  if (big_.empty() || at % 4096 != 0 || at % page_size() != 0) return nullptr;
   for (const Block& b : big_) {
     if (b.p == p) return &b;
   }
@@ -166,16 +182,10 @@ void* H2Mem::alloc_big(std::size_t n) noexcept {
 }
 
 bool H2Mem::free_big(void* p) noexcept {
-  // Mapped blocks start on a page; most heap blocks do not, and skip the
-  // search.
-  // (Every page size is a multiple of 4096: the mask rules most out
-  // without a division.)
-  const auto at = reinterpret_cast<std::uintptr_t>(p);
-  if (big_.empty() || at % 4096 != 0 || at % page_size() != 0) return false;
-  const auto it = std::find_if(big_.begin(), big_.end(), [p](const Block& b) { return b.p == p; });
-  if (it == big_.end()) return false;
-  ::munmap(it->p, it->len);
-  big_.erase(it);
+  const Block* b = find(p);
+  if (b == nullptr) return false;
+  ::munmap(b->p, b->len);
+  big_.erase(big_.begin() + (b - big_.data()));
   return true;
 }
 
@@ -203,6 +213,7 @@ void* H2Mem::on_calloc(std::size_t n, std::size_t size, void* self) {
   auto* m = static_cast<H2Mem*>(self);
   // Fresh anonymous pages read as zeros.
   if (n * size >= kBig && m->mapping_) return m->alloc_big(n * size);
+  if (n * size > kSmall) return std::calloc(n, size);  // calloc knows fresh pages need no zeroing
   void* p = heap_alloc(n * size);
   if (p != nullptr) std::memset(p, 0, n * size);
   return p;
@@ -211,20 +222,13 @@ void* H2Mem::on_calloc(std::size_t n, std::size_t size, void* self) {
 void* H2Mem::on_realloc(void* p, std::size_t n, void* self) {
   auto* m = static_cast<H2Mem*>(self);
   if (p == nullptr) return on_malloc(n, self);
-  const Block* b = reinterpret_cast<std::uintptr_t>(p) % page_size() == 0 ? m->find(p) : nullptr;
-  const std::size_t old = b != nullptr ? b->len : usable(p);
-  if (n <= old && (b != nullptr || n < kBig || !m->mapping_)) return p;  // fits where it is
-  if (b == nullptr && head_of(p)->cls == kOther && (n < kBig || !m->mapping_)) {
-    // A large heap block grows in place where glibc can.
-    if (n > static_cast<std::size_t>(-1) - sizeof(Head)) return nullptr;
-    auto* h = static_cast<Head*>(std::realloc(head_of(p), sizeof(Head) + n));
-    if (h == nullptr) return nullptr;
-    h->len = n;
-    return h + 1;
-  }
-  // A small block outgrows its class, a mapped block its pages, or (while
-  // mapping) a heap block grows to kBig: a new block.
-  void* q = on_malloc(n, self);
+  const Block* b = m->find(p);
+  if (b == nullptr && (n < kBig || !m->mapping_)) return std::realloc(p, n);  // any heap block is malloc's
+  if (b != nullptr && n <= b->len) return p;  // fits its pages
+  // A mapped block grows past its pages, or (while mapping) a heap block
+  // grows to kBig: a new mapping.
+  const std::size_t old = b != nullptr ? b->len : ::malloc_usable_size(p);
+  void* q = m->alloc_big(n);
   if (q == nullptr) return nullptr;  // p stays valid, as realloc leaves it
   std::memcpy(q, p, std::min(old, n));
   on_free(p, self);

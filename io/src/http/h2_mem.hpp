@@ -23,8 +23,10 @@
 // size) overflowed into its slow paths: malloc and free were ~16% of a
 // server's user-space instructions (docs/decisions/0019-http2.md "Cost
 // per request"). The server's stream objects come from the same lists
-// (ThreadListAlloc). Each thread keeps at most kCacheBytes; the rest is
-// freed.
+// (ThreadListAlloc). The classes are glibc's chunk sizes, so a block costs
+// what malloc would give it and names its class without a header
+// (malloc_usable_size); every block, listed or not, is malloc's. Each
+// thread keeps at most kCacheBytes of chunks; the rest is freed.
 // Blocks freed on another thread than the one that made them go to that
 // thread's lists (no lock: each list is its thread's). Under
 // AddressSanitizer the lists are off, so it sees every free.
@@ -80,6 +82,8 @@ class H2Mem {
   static std::size_t cached_bytes() noexcept;
   // lists_on: false under AddressSanitizer (file comment).
   static bool lists_on() noexcept;
+  // trim_thread: the calling thread's lists are emptied (the tests).
+  static void trim_thread() noexcept;
 
  private:
   struct Block {
@@ -88,7 +92,7 @@ class H2Mem {
   };
   void* alloc_big(std::size_t n) noexcept;
   bool free_big(void* p) noexcept;  // false: not a mapped block
-  const Block* find(const void* p) const noexcept;
+  const Block* find(const void* p) const noexcept;  // null: a heap block
 
   static void* on_malloc(std::size_t n, void* self);
   static void on_free(void* p, void* self);
@@ -115,6 +119,7 @@ struct ThreadListAlloc {
   ThreadListAlloc() = default;
   template <class U>
   ThreadListAlloc(const ThreadListAlloc<U>&) noexcept {}
+  static_assert(alignof(T) <= alignof(std::max_align_t), "malloc's alignment only");
   T* allocate(std::size_t n) {
     if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_alloc();
     void* p = thread_alloc(n * sizeof(T));

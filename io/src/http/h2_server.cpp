@@ -55,6 +55,7 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <cassert>
 #include <charconv>
 #include <optional>
 #include <stdexcept>
@@ -312,6 +313,7 @@ void H2Conn::adopt_stream(std::shared_ptr<H2Stream> st) {
 }
 
 std::shared_ptr<H2Stream> H2Conn::drop_stream(H2Stream& st) {
+  assert(st.slot < streams_.size() && streams_[st.slot].get() == &st);
   std::shared_ptr<H2Stream> mine = std::move(streams_[st.slot]);
   if (st.slot + 1 != streams_.size()) {
     streams_[st.slot] = std::move(streams_.back());
@@ -510,6 +512,7 @@ void H2Conn::reset(H2Stream& st, uint32_t error) {
 int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* self) {
   auto* c = static_cast<H2Conn*>(self);
   c->head_id_ = 0;  // until a stream of ours is made below
+  c->head_st_ = nullptr;
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   if (c->goaway_) return 0;  // no user data: the stream is not served
   // Fibers, not streams: a reset stream's fiber may still be unwinding,
@@ -521,10 +524,11 @@ int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* s
   auto st = std::allocate_shared<H2Stream>(ThreadListAlloc<H2Stream>{}, *c, f->hd.stream_id);
   st->req.version = 20;
   st->req.remote = c->peer_;
-  nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st.get());
+  H2Stream* mine = st.get();
+  c->adopt_stream(std::move(st));  // first: it may throw (no memory), and then nothing points at the stream
+  nghttp2_session_set_stream_user_data(s, f->hd.stream_id, mine);
   c->head_id_ = f->hd.stream_id;
-  c->head_st_ = st.get();
-  c->adopt_stream(std::move(st));
+  c->head_st_ = mine;
   return 0;
 }
 
@@ -533,7 +537,7 @@ int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* s
 // map (which costs one hash search per call, and on_header is called per
 // field).
 H2Stream* H2Conn::head_stream(int32_t id) const {
-  if (id == head_id_) return head_st_;
+  if (id != 0 && id == head_id_) return head_st_;
   return static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s_, id));
 }
 
@@ -591,6 +595,7 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     // the stream's first fields complete.
     st->in_handler = true;
     st->has_body = !st->in_ended;
+    assert(c->streams_[st->slot].get() == st);
     st->task = c->group_->spawn([c, sp = c->streams_[st->slot]] { c->run_stream(sp); });
   }
   return 0;
@@ -613,7 +618,10 @@ int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void
   auto* c = static_cast<H2Conn*>(self);
   auto* found = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, id));
   if (found == nullptr) return 0;
-  if (c->head_id_ == id) c->head_id_ = 0;  // head_st_ is about to go
+  if (c->head_id_ == id) {  // head_st_ is about to go
+    c->head_id_ = 0;
+    c->head_st_ = nullptr;
+  }
   H2Stream& st = *found;
   st.closed = true;
   st.close_error = error;
@@ -1133,9 +1141,9 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   }
   if (allowed && (whole || file)) head_nv.add_number("content-length", file ? file_size : res.body.size());
   if (!o.minimal) {
-    // env_.date() points at this thread's clock text, which only a later
-    // call on this thread changes: nothing here suspends before the submit.
-    if (!has_date && env_.date != nullptr) head_nv.add_static("date", env_.date());
+    // A copy: env_.date() points at this thread's clock text, which the
+    // submit below must not depend on (mu_ is taken between).
+    if (!has_date && env_.date != nullptr) head_nv.add_static_copy("date", env_.date());
     if (!has_server && !o.server_name.empty()) head_nv.add_static("server", o.server_name);
   }
   bool fits = false;
