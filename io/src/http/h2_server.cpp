@@ -969,8 +969,8 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     st->req.version = 20;
     st->req.remote = peer_;
     st->in_ended = true;
+    adopt_stream(st);  // first, as on_begin_headers: it may throw
     nghttp2_session_set_stream_user_data(s_, 1, st.get());
-    adopt_stream(st);
     ++fibers_;
     st->in_handler = true;
     st->task = group.spawn([this, st] { run_stream(st); });
