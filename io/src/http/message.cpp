@@ -30,9 +30,6 @@ void Headers::set(std::string_view name, std::string_view value) {
 }
 
 void Headers::add(std::string_view name, std::string_view value) {
-  // Room for a usual head at once, not 1, 2, 4, 8: one allocation where
-  // growing made up to four (a request's head is built field by field).
-  if (fields_.size() == fields_.capacity() && fields_.capacity() < 8) fields_.reserve(8);
   fields_.emplace_back(std::string(name), std::string(value));
 }
 
