@@ -29,7 +29,8 @@
 // thread keeps at most kCacheBytes of chunks; the rest is freed.
 // Blocks freed on another thread than the one that made them go to that
 // thread's lists (no lock: each list is its thread's). Under
-// AddressSanitizer the lists are off, so it sees every free.
+// AddressSanitizer the lists are off and every block has its exact size,
+// so it sees every overrun and every use after free.
 //
 // Who may touch it: the session's calls, all made under the connection's
 // lock (or before or after any other fiber can see the session), so it
@@ -51,7 +52,7 @@ class H2Mem {
   static constexpr std::size_t kBig = 16 * 1024;
   // Blocks up to this size come from the thread's free lists.
   static constexpr std::size_t kSmall = 1024;
-  // What one thread's free lists may hold, in bytes.
+  // What one thread's free lists may hold, in glibc chunk bytes.
   static constexpr std::size_t kCacheBytes = 64 * 1024;
 
   H2Mem() = default;
