@@ -9,10 +9,10 @@
 # free_port, cpu_ticks, wait_listening
 source "$root/bench/http/proc.sh"  # $root: the caller's, the repository
 
-# start_h2o [THREADS]: starts h2o (THREADS threads, default 1) on a free
-# port, sets $pid and $port; returns 1
-# (with h2o's own account on stderr) if it did not come up.
-start_h2o() {
+# h2o_conf [THREADS]: writes $tmp/h2o.conf for h2o with THREADS threads
+# (default 1) on a free port, sets $port. start_h2o runs it; instructions.sh
+# runs it under valgrind.
+h2o_conf() {
   local threads=${1:-1}
   mkdir -p "$tmp/h2o/www"
   printf 'Hello, World!' >"$tmp/h2o/www/index.txt"
@@ -42,6 +42,13 @@ hosts:
         header.unset: last-modified
         header.unset: accept-ranges
 CONF
+}
+
+# start_h2o [THREADS]: starts h2o (THREADS threads, default 1) on a free
+# port, sets $pid and $port; returns 1
+# (with h2o's own account on stderr) if it did not come up.
+start_h2o() {
+  h2o_conf "${1:-1}"
   h2o -c "$tmp/h2o.conf" >"$tmp/h2o/stdout" 2>&1 &
   pid=$!
   wait_listening "$port" "$pid" && return 0

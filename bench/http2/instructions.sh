@@ -7,13 +7,16 @@
 #   bench/http2/instructions.sh                 # build/http2-bench (run.sh's build), 1 worker
 #   BUILD=DIR WORKERS=2 N=20000 bench/http2/instructions.sh
 #   TOP=30 bench/http2/instructions.sh          # and the 30 costliest functions (self)
+#   SERVER=h2o bench/http2/instructions.sh      # the peer: h2o, one thread, as run.sh configures it
 #
 # It starts DIR/examples/http_server_hello (build it first: run.sh, or
 # `cmake --build DIR --target http_server_hello`) under callgrind, sends a
 # warm-up of 2,000 requests with h2load (-c 10 -m 10 -t1, h2c prior
 # knowledge, as run.sh), zeroes the counters, sends N (default 20,000)
 # more, dumps, and prints the instructions (callgrind's Ir) per request:
-# the server's code, libnghttp2 and libc together, kernel excluded.
+# the server's code, libnghttp2 and libc together, kernel excluded. With
+# SERVER=h2o, h2o (bench/http2/h2o.sh's configuration, one thread; its
+# helper processes are traced too, and the busiest one is counted).
 # Every request must succeed. valgrind is not one of the project's
 # dependencies (Debian package valgrind); the script says so if missing.
 set -euo pipefail
@@ -24,6 +27,7 @@ build=${BUILD:-build/http2-bench}
 n=${N:-20000}
 workers=${WORKERS:-1}
 top=${TOP:-0}
+server=${SERVER:-spindle}
 bin=$build/examples/http_server_hello
 
 for tool in valgrind callgrind_control callgrind_annotate h2load; do
@@ -32,7 +36,7 @@ for tool in valgrind callgrind_control callgrind_annotate h2load; do
     exit 1
   fi
 done
-if [[ ! -x $bin ]]; then
+if [[ $server == spindle && ! -x $bin ]]; then
   echo "instructions.sh: $bin missing (bench/http2/run.sh builds it)" >&2
   exit 1
 fi
@@ -45,16 +49,36 @@ cleanup() {
 }
 trap cleanup EXIT
 
-valgrind --tool=callgrind --callgrind-out-file="$tmp/cg" "$bin" 0 "$workers" >"$tmp/out" 2>"$tmp/log" &
-pid=$!
-for _ in $(seq 200); do
-  [[ -s "$tmp/out" ]] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-port=$(head -1 "$tmp/out")
-if [[ ! $port =~ ^[0-9]+$ ]]; then
-  echo "instructions.sh: the server did not print its port; valgrind's log:" >&2
+if [[ $server == h2o ]]; then
+  command -v h2o >/dev/null || { echo "instructions.sh: h2o missing (scripts/install-deps.sh --bench)" >&2; exit 1; }
+  me=instructions.sh
+  source "$root/bench/http2/h2o.sh"  # h2o_conf; sets $port
+  h2o_conf 1
+  bin=h2o
+  valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.%p" \
+    h2o -c "$tmp/h2o.conf" >"$tmp/out" 2>"$tmp/log" &
+  pid=$!
+  # Up once a request succeeds (under valgrind h2o takes seconds to start).
+  for _ in $(seq 300); do
+    h2load -n 1 -c 1 "http://127.0.0.1:$port/" 2>&1 | grep -q "1 succeeded" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+elif [[ $server == spindle ]]; then
+  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg" "$bin" 0 "$workers" >"$tmp/out" 2>"$tmp/log" &
+  pid=$!
+  for _ in $(seq 200); do
+    [[ -s "$tmp/out" ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  port=$(head -1 "$tmp/out")
+else
+  echo "instructions.sh: SERVER is spindle or h2o, not $server" >&2
+  exit 1
+fi
+if [[ ! $port =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null; then
+  echo "instructions.sh: the server did not come up; valgrind's log:" >&2
   tail -5 "$tmp/log" >&2
   exit 1
 fi
@@ -69,19 +93,27 @@ load() {
   fi
 }
 load 2000
-callgrind_control -z "$pid" >/dev/null 2>&1
+# Without a pid: every traced process (h2o's helpers too).
+callgrind_control -z >/dev/null 2>&1
 load "$n"
-callgrind_control -d "$pid" >/dev/null 2>&1
+callgrind_control -d >/dev/null 2>&1
 kill -TERM "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 pid=
 
-dump=$(ls "$tmp"/cg.* 2>/dev/null | head -1)
+# The dumps taken after the zeroing end in .1 (cg.1, or cg.PID.1); the
+# busiest is the server's.
+dump= total=0
+for f in "$tmp"/cg*.1; do
+  [[ -e $f ]] || continue
+  t=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  if [[ -n $t ]] && ((t > total)); then dump=$f total=$t; fi
+done
 if [[ -z $dump ]]; then
   echo "instructions.sh: callgrind wrote no dump" >&2
   exit 1
 fi
-total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+[[ $server == h2o ]] && workers=1
 echo "$bin, $workers worker(s): $total instructions for $n requests, $((total / n)) per request (user space)"
 if ((top > 0)); then
   # Self cost per function, per request. Lines whose inclusive share is

@@ -20,7 +20,9 @@ mkdir -p "$out/bin" "$out/lib" "$out/bench/echo"
 # http_server_hello: where the build puts it (bench/http/ when examples are
 # off, as in the release preset; examples/ otherwise). A stale copy in the
 # other folder is never taken: the one just built is the newer.
-hello=$(ls -t "$build/bench/http/http_server_hello" "$build/examples/http_server_hello" 2>/dev/null | head -1)
+# (ls fails when one of the two is missing; pipefail would end the script.)
+hello=$(ls -t "$build/bench/http/http_server_hello" "$build/examples/http_server_hello" 2>/dev/null | head -1 || true)
+[[ -n $hello ]] || { echo "device_pack.sh: no http_server_hello in $build" >&2; exit 1; }
 bins=("$build/bench/spindle_bench_scale" "$build/bench/spindle_bench_table" "$build/bench/spindle_primitives"
       "$build/bench/echo/spindle_echo64" "$hello" "$build/bench/http/libuv_hello"
       "$(command -v h2load)" "$(command -v h2o)" "$(command -v wrk)")
