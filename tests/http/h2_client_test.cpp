@@ -164,6 +164,98 @@ TEST_CASE("h2 client: request bodies (whole, generator, file) arrive whole, larg
   });
 }
 
+// expect_continue over HTTP/2, against the three servers a client meets
+// (as client_test.cpp's HTTP/1.1 case): one that sends 100 Continue when
+// its handler first reads the body, one that refuses from the head (a
+// Content-Length over max_body: 413 before any read), and one that waits
+// for the body without a 100 (a streamed handler that has not read yet).
+TEST_CASE("h2 client: expect_continue sends the body after 100 Continue, never after a refusal") {
+  run_checked(2, [] {
+    std::atomic<int> calls{0};
+    std::atomic<int> calls_at_read{-1};
+    std::atomic<bool> read_late{false};  // the handler sleeps before its first read
+    std::string expect_seen;
+    http::Router r;
+    r.post("/up", [&](http::Request& q) {
+      expect_seen = std::string(q.headers.get("expect").value_or(""));
+      if (read_late.load()) sp::sleep_for(300ms);
+      // What the client had generated before this first read asked for it.
+      calls_at_read.store(calls.load());
+      std::string all;
+      for (std::string piece; !(piece = q.read_body_chunk()).empty();) all += piece;
+      return http::Response::text_body(200, std::to_string(all.size()));
+    }, http::Body::stream);
+    r.post("/whole", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
+    http::ServerOptions so;
+    so.max_body = 64 * 1024;
+    so.stream_bodies = true;  // a plain Handler (LiveServer): the Router loads /whole's body itself
+    LiveServer srv(std::move(r), so);
+    auto gen_of = [&](std::size_t total) {
+      auto at = std::make_shared<std::size_t>(0);
+      return [&calls, at, total] {
+        calls.fetch_add(1);
+        const std::size_t n = std::min<std::size_t>(16 * 1024, total - *at);
+        *at += n;
+        return std::string(n, 'g');
+      };
+    };
+    {  // accepted: nothing of the body before the handler's read, then all of it
+      http::ClientOptions o = h2c();
+      o.expect_continue_timeout = 30s;  // only the 100 can release the body in time
+      http::Client c(o);
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body_generator = gen_of(200 * 1024);
+      ro.body_length = 200 * 1024;
+      const auto t0 = std::chrono::steady_clock::now();
+      auto res = c.request("POST", srv.url("/up"), std::move(ro));
+      FIBER_CHECK(res.status == 200);
+      FIBER_CHECK(res.text() == std::to_string(200 * 1024));
+      FIBER_CHECK(expect_seen == "100-continue");
+      FIBER_CHECK(calls_at_read.load() == 0);
+      FIBER_CHECK(std::chrono::steady_clock::now() - t0 < 15s);  // the 100 released it, not the timeout
+      // A whole body, with the field set by hand (the same, as in Go's client).
+      http::RequestOptions by_hand;
+      by_hand.headers.set("Expect", "100-Continue");
+      by_hand.body = pattern(100 * 1024);
+      calls_at_read.store(-1);
+      FIBER_CHECK(c.request("POST", srv.url("/up"), std::move(by_hand)).text() == std::to_string(100 * 1024));
+      FIBER_CHECK(calls_at_read.load() >= 0);  // the handler read it
+      FIBER_CHECK(std::chrono::steady_clock::now() - t0 < 15s);
+    }
+    {  // refused from the head: 413, the generator never called; the
+       // connection goes on (only the stream ends)
+      http::Client c(h2c());
+      calls.store(0);
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body_generator = gen_of(std::size_t{10} << 20);
+      ro.body_length = std::uint64_t{10} << 20;
+      auto res = c.request("POST", srv.url("/whole"), std::move(ro));
+      FIBER_CHECK(res.status == 413);
+      FIBER_CHECK(calls.load() == 0);
+      FIBER_CHECK(c.post(srv.url("/whole"), "abc").text() == "3");
+    }
+    {  // a server that waits for the body without a 100: it goes after the timeout
+      http::ClientOptions o = h2c();
+      o.expect_continue_timeout = 50ms;
+      http::Client c(o);
+      calls.store(0);
+      read_late.store(true);
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body_generator = gen_of(40 * 1024);
+      ro.body_length = 40 * 1024;
+      auto res = c.request("POST", srv.url("/up"), std::move(ro));
+      FIBER_CHECK(res.status == 200);
+      FIBER_CHECK(res.text() == std::to_string(40 * 1024));
+      FIBER_CHECK(calls_at_read.load() > 0);  // sent before the handler read
+    }
+    // Every request above on one connection per client: 3 clients.
+    FIBER_CHECK(srv.server().connections_accepted() == 3);
+  });
+}
+
 TEST_CASE("h2 client: open() streams a large body in pieces; max_body bounds request(); the connection goes on") {
   run_checked(2, [] {
     const std::string big = pattern(4 << 20);

@@ -78,6 +78,7 @@ struct H2ClientStream {
   // if it dies now, the server went away under a working connection (an
   // idle timeout, a restart), not a request it cannot take.
   bool on_proven = false;
+  bool continued = false;  // a 100 Continue came (expect_continue)
   bool closed = false;
   uint32_t error = 0;
   bool conn_lost = false;     // closed because the connection ended
@@ -270,6 +271,7 @@ int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void
   if (f->hd.type == NGHTTP2_HEADERS && !st->head_done && !st->too_large) {
     if (st->cur_status >= 100 && st->cur_status < 200) {
       // An interim head (100 Continue, 103 Early Hints): the final one follows.
+      if (st->cur_status == 100) st->continued = true;
       st->cur_status = 0;
       st->cur_headers = Headers();
     } else {
@@ -461,6 +463,29 @@ Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
   return Error(errc::reset, why + " before a response (" + u.str() + ")");
 }
 
+// await_continue: after a head sent with Expect: 100-continue (its data
+// source deferring, nothing given to it yet), waits for the server's
+// word. True: send the body (a 100 came, or nothing within
+// expect_continue_timeout: a server that ignores Expect waits for the
+// body, RFC 9110 10.1.1). False: a final head came first, or the stream
+// closed; the caller sends nothing and waits for the head (or the
+// failure) as usual. Interim heads other than 100 (103 Early Hints) do
+// not count.
+bool await_continue(H2ClientConn& c, H2ClientStream& st, const ClientOptions& opt) {
+  const auto deadline = Clock::now() + opt.expect_continue_timeout;
+  for (;;) {
+    {
+      std::lock_guard lk(c.mu());
+      if (st.head_done || st.closed) return false;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (st.continued || left.count() <= 0) return true;
+      st.ev.clear();
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() > 0) st.ev.wait_for(left);
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std::string_view method, const Url& u,
@@ -500,12 +525,18 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
     put("content-length", std::to_string(ro.body.size()));
   }
   const bool has_body = (file && file_size > 0) || static_cast<bool>(ro.body_generator) || !ro.body.empty();
+  // Expect: 100-continue, asked for or set by hand (the caller's own field
+  // is dropped above), as over HTTP/1.1 (client.cpp send): the body waits
+  // for the server's 100 (RFC 9113 8.1, RFC 9110 10.1.1).
+  const auto asked = ro.headers.get("Expect");
+  const bool expect = (ro.expect_continue || (asked && iequals(*asked, "100-continue"))) && has_body;
+  if (expect) put("expect", "100-continue");
   std::vector<nghttp2_nv> nva = to_nv(keep);
 
   auto st = std::make_shared<H2ClientStream>();
   {
     std::lock_guard lk(c->mu());
-    if (!ro.body.empty()) {
+    if (!ro.body.empty() && !expect) {  // with expect: once the 100 came (below)
       st->out.data = ro.body;
       st->out.ended = true;
     }
@@ -515,6 +546,13 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
     }
   }
   auto call = std::make_unique<H2Call>(c, st, u, opt);
+  // With expect, no byte of the body is handed to the session (the data
+  // source defers) until the 100 came or expect_continue_timeout passed
+  // without an answer. A final answer first (the server refused from the
+  // head), or the stream's end, and none is: a generator is not called, a
+  // file not read; the stream stays half open on our side until the call
+  // ends (~H2Call resets it, CANCEL), and the connection goes on.
+  const bool send_body = !expect || await_continue(*c, *st, opt);
   // A streamed body, piece by piece as the windows allow; the server may
   // answer (and end the stream) before it is all sent.
   auto put_out = [&](std::string piece) {
@@ -540,7 +578,10 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
     if (st->out.end() && !st->closed) nghttp2_session_resume_data(c->session(), st->id);
     c->wake();
   };
-  if (ro.body_generator) {
+  if (send_body && expect && !ro.body.empty()) {
+    put_out(ro.body);
+    end_out();
+  } else if (send_body && ro.body_generator) {
     std::uint64_t sent = 0;
     for (;;) {
       gen_called = true;
@@ -556,7 +597,7 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
       if (!st->closed && !st->head_done) throw std::length_error("spindle::http: body_generator yielded less than body_length");
     }
     end_out();
-  } else if (file && file_size > 0) {
+  } else if (send_body && file && file_size > 0) {
     std::uint64_t left = file_size;
     std::string piece;
     while (left > 0) {

@@ -125,8 +125,8 @@ struct ClientOptions {
   // http2: above. Over HTTP/2, `limit` counts the connection once, and
   // `limit_per_host` (when set) the streams open on it; the server's
   // SETTINGS_MAX_CONCURRENT_STREAMS holds the rest back. expect_continue
-  // is not used there (the body goes with the head; the server's early
-  // answer ends it).
+  // works there as over HTTP/1.1 (the body waits for the 100); a refusal
+  // from the head ends only its stream, and the connection stays pooled.
   ClientHttp2 http2 = ClientHttp2::alpn;
 };
 
@@ -189,9 +189,10 @@ struct RequestOptions {
   // request from its head (413, 401, 404) answers before the body: the
   // body is never sent (a generator never called, a file never read) and
   // that response is returned; its connection is then closed, not pooled
-  // (the server may still be waiting for the body it announced). Without
-  // it, such a server's early answer usually reaches the client only as a
-  // reset in the middle of the upload.
+  // (the server may still be waiting for the body it announced). Over
+  // HTTP/2 only that stream is reset (CANCEL) once its response was read;
+  // the connection stays. Without it, such a server's early answer
+  // usually reaches the client only as a reset in the middle of the upload.
   bool expect_continue = false;
 };
 
