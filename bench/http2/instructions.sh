@@ -8,6 +8,7 @@
 #   BUILD=DIR WORKERS=2 N=20000 bench/http2/instructions.sh
 #   TOP=30 bench/http2/instructions.sh          # and the 30 costliest functions (self)
 #   SERVER=h2o bench/http2/instructions.sh      # the peer: h2o, one thread, as run.sh configures it
+#   KEEP=/tmp/cg.out bench/http2/instructions.sh # and keep callgrind's dump (callgrind_annotate it)
 #
 # It starts DIR/examples/http_server_hello (build it first: run.sh, or
 # `cmake --build DIR --target http_server_hello`) under callgrind, sends a
@@ -113,6 +114,7 @@ if [[ -z $dump ]]; then
   echo "instructions.sh: callgrind wrote no dump" >&2
   exit 1
 fi
+[[ -n ${KEEP:-} ]] && cp "$dump" "$KEEP"
 [[ $server == h2o ]] && workers=1
 echo "$bin, $workers worker(s): $total instructions for $n requests, $((total / n)) per request (user space)"
 if ((top > 0)); then
