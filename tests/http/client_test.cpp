@@ -506,6 +506,25 @@ TEST_CASE("client: expect_continue sends the body after 100 Continue, never afte
   });
 }
 
+// A chunked body's trailer fields over HTTP/1.1: Beast's parser merges
+// them into the head's fields (docs/http.md "Limits"); Response::trailers
+// is HTTP/2's.
+TEST_CASE("client: HTTP/1.1 trailer fields come merged into headers; trailers stays empty") {
+  run_checked(2, [] {
+    RawPeer peer([](io::TcpStream& s) {
+      std::string buf;
+      read_head(s, buf);
+      s.write_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                  "5\r\nhello\r\n0\r\nX-Sum: abc\r\n\r\n");
+    });
+    http::Client c;
+    auto r = c.get(peer.url("/"));
+    FIBER_CHECK(r.text() == "hello");
+    FIBER_CHECK(r.headers.get("X-Sum").value_or("") == "abc");
+    FIBER_CHECK(r.trailers.empty());
+  });
+}
+
 // 1xx responses the client did not ask for (103 Early Hints, a stray 100)
 // come before the final one, in the same segment or apart: the client
 // skips them and returns the final response (RFC 9110 15.2).

@@ -256,6 +256,63 @@ TEST_CASE("h2 client: expect_continue sends the body after 100 Continue, never a
   });
 }
 
+TEST_CASE("h2 client: trailers after a whole, a streamed and an empty body; over max_head the call fails; none over HTTP/1.1") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/whole", [](http::Request&) {
+      auto res = http::Response::text_body(200, "hello");
+      res.trailers.add("grpc-status", "0");
+      res.trailers.add("X-Sum", "abc");
+      return res;
+    });
+    r.get("/stream", [](http::Request&) {
+      auto n = std::make_shared<int>(0);
+      auto res = http::Response::stream_body(200, [n] { return ++*n <= 3 ? std::string(20'000, 's') : std::string(); });
+      res.trailers.add("x-count", "3");
+      return res;
+    });
+    r.get("/empty", [](http::Request&) {
+      http::Response res;
+      res.trailers.add("grpc-status", "12");
+      return res;
+    });
+    r.get("/big", [](http::Request&) {
+      auto res = http::Response::text_body(200, "big");
+      res.trailers.add("x-big", std::string(32 * 1024, 'b'));
+      return res;
+    });
+    LiveServer srv(std::move(r));
+    http::ClientOptions o = h2c();
+    o.max_head = 16 * 1024;
+    http::Client c(o);
+    auto whole = c.get(srv.url("/whole"));
+    FIBER_CHECK(whole.text() == "hello");
+    FIBER_CHECK(whole.trailers.size() == 2);
+    FIBER_CHECK(whole.trailers.get("grpc-status").value_or("") == "0");
+    FIBER_CHECK(whole.trailers.get("x-sum").value_or("") == "abc");
+    FIBER_CHECK(!whole.headers.contains("grpc-status"));
+    auto streamed = c.get(srv.url("/stream"));
+    FIBER_CHECK(streamed.body.size() == 60'000);
+    FIBER_CHECK(streamed.trailers.get("x-count").value_or("") == "3");
+    auto empty = c.get(srv.url("/empty"));
+    FIBER_CHECK(empty.status == 200);
+    FIBER_CHECK(empty.body.empty());
+    FIBER_CHECK(empty.trailers.get("grpc-status").value_or("") == "12");
+    std::string what;
+    FIBER_CHECK(error_of([&] { c.get(srv.url("/big")); }, &what) == http::errc::malformed_response);
+    FIBER_CHECK(what.find("trailers") != std::string::npos);
+    // Only that stream failed: the connection goes on.
+    FIBER_CHECK(c.get(srv.url("/whole")).trailers.size() == 2);
+    FIBER_CHECK(srv.server().connections_accepted() == 1);
+    // HTTP/1.1: not sent.
+    http::Client plain;
+    auto h1 = plain.get(srv.url("/whole"));
+    FIBER_CHECK(h1.text() == "hello");
+    FIBER_CHECK(h1.trailers.empty());
+    FIBER_CHECK(!h1.headers.contains("grpc-status"));
+  });
+}
+
 TEST_CASE("h2 client: open() streams a large body in pieces; max_body bounds request(); the connection goes on") {
   run_checked(2, [] {
     const std::string big = pattern(4 << 20);

@@ -566,6 +566,49 @@ TEST_CASE("h2: curl, nghttp and h2load against the server") {
   });
 }
 
+TEST_CASE("h2: trailers go after the body in their own HEADERS frame (nghttp), without the fields HTTP/2 forbids") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/t", [](http::Request&) {
+      auto res = http::Response::text_body(200, "body");
+      res.trailers.add("grpc-status", "0");
+      res.trailers.add("X-Checksum", "abc");
+      res.trailers.add("Connection", "close");     // forbidden in HTTP/2: left out
+      res.trailers.add("x-split", "a\r\nb: c");  // would split a line: left out
+      return res;
+    });
+    r.get("/none", [](http::Request&) {
+      http::Response res;
+      res.status = 200;
+      res.trailers.add("grpc-status", "5");
+      return res;
+    });
+    H2Server srv(std::move(r));
+    const std::string base = "http://127.0.0.1:" + std::to_string(srv.port());
+    auto ng = tool({"nghttp", "-nv", base + "/t"});
+    INFO(ng.out);
+    FIBER_CHECK(ng.status.success());
+    const auto data = ng.out.find("recv DATA frame");
+    const auto trailer = ng.out.find("grpc-status: 0");
+    FIBER_CHECK(data != std::string::npos);
+    FIBER_CHECK(trailer != std::string::npos);
+    FIBER_CHECK(trailer > data);
+    FIBER_CHECK(ng.out.find("x-checksum: abc") > data);
+    FIBER_CHECK(ng.out.find("connection: close") == std::string::npos);
+    FIBER_CHECK(ng.out.find("x-split") == std::string::npos);
+    // The DATA frame does not end the stream; the trailers' frame does.
+    const auto data_line_end = ng.out.find('\n', ng.out.find('\n', data) + 1);
+    FIBER_CHECK(ng.out.substr(data, data_line_end - data).find("END_STREAM") == std::string::npos);
+    // No body: the trailers still come after the head, in a frame of their own.
+    auto none = tool({"nghttp", "-nv", base + "/none"});
+    INFO(none.out);
+    FIBER_CHECK(none.status.success());
+    const auto status = none.out.find(":status: 200");
+    FIBER_CHECK(status != std::string::npos);
+    FIBER_CHECK(none.out.find("grpc-status: 5") > status);
+  });
+}
+
 TEST_CASE("h2: Upgrade: h2c (curl --http2 on http://) is answered 101 and goes on in HTTP/2; a request with a body stays HTTP/1.1") {
   run_checked(2, [] {
     std::atomic<int> calls{0};

@@ -1025,6 +1025,7 @@ struct Exchange {
         if (have > opt.max_body) throw too_large();
       }
       out.body.resize(have);
+      out.trailers = call.trailers();
       return true;
     }
 #endif

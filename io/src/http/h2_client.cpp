@@ -69,6 +69,8 @@ struct H2ClientStream {
   bool head_done = false;
   int status = 0;
   Headers headers;
+  Headers trailers;        // after the body; bounded by max_head as the head
+  std::size_t trailer_bytes = 0;
   std::string in;
   std::size_t in_off = 0;
   bool in_ended = false;
@@ -235,9 +237,22 @@ int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_
                             uint8_t, void* self) {
   auto* c = static_cast<H2ClientConn*>(self);
   auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
-  if (st == nullptr || st->head_done || st->too_large) return 0;  // trailers: dropped
+  if (st == nullptr || st->too_large) return 0;
   const nghttp2_vec n = nghttp2_rcbuf_get_buf(name);
   const nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
+  if (st->head_done) {
+    // Trailers (nghttp2 has checked they hold no pseudo-field): kept in
+    // their own list, under the same bound as the head.
+    st->trailer_bytes += n.len + v.len + 32;
+    if (st->trailer_bytes > c->max_head_) {
+      st->too_large = true;
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
+      return 0;
+    }
+    st->trailers.add(std::string_view(reinterpret_cast<const char*>(n.base), n.len),
+                     std::string_view(reinterpret_cast<const char*>(v.base), v.len));
+    return 0;
+  }
   st->head_bytes += n.len + v.len + 32;
   if (st->head_bytes > c->max_head_) {
     st->too_large = true;
@@ -430,6 +445,10 @@ H2Call::~H2Call() {
 
 int H2Call::status() const noexcept { return st_->status; }
 const Headers& H2Call::headers() const noexcept { return st_->headers; }
+Headers H2Call::trailers() const {
+  std::lock_guard lk(c_->mu());
+  return st_->trailers;
+}
 bool H2Call::done() const noexcept {
   std::lock_guard lk(c_->mu());
   return st_->in_ended && st_->in_off == st_->in.size();
@@ -456,7 +475,9 @@ bool wait_ev(H2ClientStream& st, std::chrono::milliseconds limit) {
 }
 
 Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
-  if (st.too_large) return Error(errc::malformed_response, "response head over max_head (" + u.str() + ")");
+  if (st.too_large)
+    return Error(errc::malformed_response,
+                 std::string(st.head_done ? "response trailers" : "response head") + " over max_head (" + u.str() + ")");
   if (mid_body) return Error(errc::truncated, "HTTP/2 stream ended before its body's end (" + u.str() + ")");
   std::string why = st.conn_lost ? "HTTP/2 connection closed" : "HTTP/2 stream reset by the server (error " +
                                                                     std::to_string(st.error) + ")";
@@ -668,6 +689,7 @@ std::size_t H2Call::read_some(std::byte* dst, std::size_t n) {
         }
         return k;
       }
+      if (st.too_large) throw stream_error(st, u_, false);  // trailers over max_head (the head's are caught in send)
       if (st.in_ended) return 0;
       if (st.closed) throw stream_error(st, u_, true);
       st.ev.clear();

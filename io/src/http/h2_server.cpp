@@ -111,6 +111,13 @@ bool dropped_field(std::string_view name) {
          iequals(name, "transfer-encoding") || iequals(name, "upgrade") || iequals(name, "content-length");
 }
 
+// sendable_field: a trailer field the server sends: not a pseudo-field,
+// not one HTTP/2 forbids, nothing that would split a line on an HTTP/1.1
+// hop (the head's rules, respond()).
+bool sendable_field(std::string_view name, std::string_view value) {
+  return !name.empty() && name[0] != ':' && !breaks_line(name) && !breaks_line(value) && !dropped_field(name);
+}
+
 }  // namespace
 
 struct H2Stream;
@@ -288,6 +295,7 @@ struct H2Stream {
   Event in_ev;             // in, in_ended or closed changed
 
   H2Out out;                // the response body not yet taken by the session
+  Headers trailers;         // the response's, sent once out is all taken (read_body)
   bool submitted = false;   // the response was submitted
   bool response_sent = false;  // END_STREAM sent
   Event out_ev;             // out drained, or closed
@@ -655,11 +663,23 @@ int H2Conn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void* self
   return 0;
 }
 
-ssize_t H2Conn::read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+ssize_t H2Conn::read_body(nghttp2_session* s, int32_t id, uint8_t* buf, size_t len, uint32_t* flags,
                           nghttp2_data_source* src, void*) {
   auto* st = static_cast<H2Stream*>(src->ptr);
   const ssize_t n = st->out.take(buf, len, flags);
-  if (n >= 0) st->out_ev.set();
+  if (n < 0) return n;
+  // The body's end with trailers to send: this DATA frame leaves the
+  // stream open, and the trailers' HEADERS frame (queued here, as
+  // nghttp2 allows from this callback) ends it. A failed submit (no
+  // memory) ends the stream here instead, without them.
+  if ((*flags & NGHTTP2_DATA_FLAG_EOF) != 0 && !st->trailers.empty()) {
+    H2Head nv;
+    for (const auto& [name, value] : st->trailers)
+      if (sendable_field(name, value)) nv.add(name, value);
+    if (nv.size() > 0 && nghttp2_submit_trailer(s, id, nv.data(), nv.size()) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    st->trailers = Headers();  // copied by the submit
+  }
+  st->out_ev.set();
   return n;
 }
 
@@ -1122,7 +1142,9 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   const bool allowed = body_allowed(res.status);
   const bool streamed = allowed && static_cast<bool>(res.body_stream);
   const bool whole = allowed && !streamed && !file;
-  const bool data = allowed && !head && (streamed || (file && file_size > 0) || (whole && !res.body.empty()));
+  // Trailers need a body's end to follow (an empty one will do).
+  const bool trailing = allowed && !head && !res.trailers.empty();
+  const bool data = allowed && !head && (streamed || (file && file_size > 0) || (whole && !res.body.empty()) || trailing);
 
   // The head, without the fields HTTP/2 forbids; Content-Length is the
   // server's (the handler's kept on 304). nghttp2 lowers the names (RFC
@@ -1158,6 +1180,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       st.out.ended = true;
       whole_bytes = st.out.data.size();
     }
+    if (trailing) st.trailers = std::move(res.trailers);
     // A whole body the client's windows already admit cannot stall on
     // flow control: the fiber need not watch it go (await_close). Only a
     // client that stops reading altogether could hold it, and the

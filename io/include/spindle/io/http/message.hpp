@@ -187,6 +187,14 @@ struct Response {
   // on. HEAD gets the head only (body_stream is never called).
   std::function<std::string()> body_stream;
   std::filesystem::path body_file;
+  // trailers: fields after the body (gRPC's grpc-status, a checksum known
+  // only at the end). Server side: sent over HTTP/2 as a last HEADERS
+  // frame, after any body (also after none); fields HTTP/2 forbids, or
+  // holding CR, LF or NUL, are left out as in the head. Over HTTP/1.1 they
+  // are not sent. None for HEAD, 204 and 304. Client side: what an HTTP/2
+  // server sent (over HTTP/1.1 Beast's parser merges a chunked body's
+  // trailer fields into `headers`), counted against ClientOptions::max_head.
+  Headers trailers;
   // Client side: the URL that answered (after redirects).
   std::string url;
 
