@@ -294,6 +294,11 @@ TEST_CASE("h2 client: trailers after a whole, a streamed and an empty body; over
     auto streamed = c.get(srv.url("/stream"));
     FIBER_CHECK(streamed.body.size() == 60'000);
     FIBER_CHECK(streamed.trailers.get("x-count").value_or("") == "3");
+    auto opened = c.open("GET", srv.url("/stream"));
+    FIBER_CHECK(opened.trailers().empty());  // not before the body's end
+    FIBER_CHECK(opened.read_all().size() == 60'000);
+    FIBER_CHECK(opened.done());
+    FIBER_CHECK(opened.trailers().get("x-count").value_or("") == "3");
     auto empty = c.get(srv.url("/empty"));
     FIBER_CHECK(empty.status == 200);
     FIBER_CHECK(empty.body.empty());

@@ -1064,6 +1064,7 @@ struct detail::BodyReader {
   std::uint64_t bytes = 0;
   bool done = false;    // the body was read to its end
   bool failed = false;  // a read failed or close() ran first: no connection
+  Headers trailers;     // HTTP/2's, taken at the body's end
 
   BodyReader(ClientPool& pl, Url url, std::optional<Clock::time_point> d) : pool(pl), u(std::move(url)), deadline(d) {
     // Streamed: no max_body. Not boost::none: Beast 1.74 compares the
@@ -1080,6 +1081,12 @@ struct detail::BodyReader {
     if (lease && p.get().keep_alive() && lease->conn().buf.size() == 0) lease->release();
     lease.reset();
 #if SPINDLE_HAVE_HTTP2
+    if (h2.call) {
+      try {
+        trailers = h2.call->trailers();
+      } catch (const std::bad_alloc&) {  // the copy: the body is whole, the trailers lost
+      }
+    }
     h2.clear();
 #endif
   }
@@ -1184,6 +1191,10 @@ std::string StreamedResponse::read_all(std::size_t max) {
 }
 
 bool StreamedResponse::done() const noexcept { return !r_ || r_->done; }
+const Headers& StreamedResponse::trailers() const noexcept {
+  static const Headers none;
+  return r_ ? r_->trailers : none;
+}
 std::uint64_t StreamedResponse::bytes_read() const noexcept { return r_ ? r_->bytes : 0; }
 std::optional<std::uint64_t> StreamedResponse::content_length() const noexcept {
   if (!r_) return std::nullopt;

@@ -237,6 +237,9 @@ class StreamedResponse {
 
   // done: the whole body was read (the connection went back or closed).
   bool done() const noexcept;
+  // trailers: the fields an HTTP/2 server sent after the body
+  // (Response::trailers); empty until done(), and over HTTP/1.1.
+  const Headers& trailers() const noexcept;
   // bytes_read: body bytes returned so far.
   std::uint64_t bytes_read() const noexcept;
   // content_length: the head's Content-Length, if it had one.
