@@ -58,6 +58,29 @@ struct Gauge {
   };
 };
 
+// A raw HTTP/2 server's frames, for what http::Server never sends (1xx
+// heads in numbers): a 9-byte frame header, and header blocks of HPACK
+// literals without indexing (stateless).
+std::string h2_frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream, std::string_view payload) {
+  std::string f;
+  const std::size_t n = payload.size();
+  for (int shift : {16, 8, 0}) f.push_back(static_cast<char>((n >> shift) & 0xff));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  for (int shift : {24, 16, 8, 0}) f.push_back(static_cast<char>((stream >> shift) & (shift == 24 ? 0x7f : 0xff)));
+  f.append(payload);
+  return f;
+}
+std::string status_block(std::string_view code) {
+  std::string b;
+  b.push_back(0x00);  // literal without indexing, new name (lengths < 127: one byte)
+  b.push_back(7);
+  b += ":status";
+  b.push_back(static_cast<char>(code.size()));
+  b += code;
+  return b;
+}
+
 }  // namespace
 
 TEST_CASE("h2 client: prior knowledge speaks HTTP/2 to the server; the default stays HTTP/1.1 on http://") {
@@ -315,6 +338,48 @@ TEST_CASE("h2 client: trailers after a whole, a streamed and an empty body; over
     FIBER_CHECK(h1.text() == "hello");
     FIBER_CHECK(h1.trailers.empty());
     FIBER_CHECK(!h1.headers.contains("grpc-status"));
+  });
+}
+
+// At most 5 interim heads per request, as over HTTP/1.1 (Go's client
+// too): each wakes the requesting fiber. A raw server answers the first
+// request with 6 heads of 103 Early Hints, the second with 5, each then 200.
+TEST_CASE("h2 client: more than 5 interim heads fail the request, not the connection") {
+  run_checked(2, [] {
+    RawPeer peer([](io::TcpStream& s) {
+      std::string in;
+      std::size_t at = 24;  // past the client's preface
+      int requests = 0;
+      char tmp[4096];
+      s.write_all(h2_frame(4, 0, 0, {}));  // our SETTINGS: none
+      for (;;) {
+        const std::size_t n = s.read_some(tmp, sizeof tmp);
+        if (n == 0) return;
+        in.append(tmp, n);
+        while (in.size() >= at + 9) {
+          const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(in[at + i])); };
+          const std::size_t len = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+          if (in.size() < at + 9 + len) break;
+          const std::uint8_t type = static_cast<std::uint8_t>(byte(3));
+          const std::uint8_t flags = static_cast<std::uint8_t>(byte(4));
+          const std::uint32_t id = ((byte(5) & 0x7f) << 24) | (byte(6) << 16) | (byte(7) << 8) | byte(8);
+          at += 9 + len;
+          if (type == 4 && (flags & 1) == 0) s.write_all(h2_frame(4, 1, 0, {}));  // ack the client's SETTINGS
+          if (type != 1) continue;  // HEADERS: a request (one frame: its head is small)
+          std::string out;
+          for (int i = 0, k = ++requests == 1 ? 6 : 5; i < k; ++i) out += h2_frame(1, 0x4, id, status_block("103"));
+          out += h2_frame(1, 0x4 | 0x1, id, status_block("200"));  // END_HEADERS | END_STREAM
+          s.write_all(out);
+        }
+      }
+    });
+    http::Client c(h2c());
+    std::string what;
+    FIBER_CHECK(error_of([&] { c.get(peer.url("/six")); }, &what) == http::errc::malformed_response);
+    FIBER_CHECK(what.find("more than 5 1xx") != std::string::npos);
+    auto five = c.get(peer.url("/five"));
+    FIBER_CHECK(five.status == 200);
+    FIBER_CHECK(peer.accepted() == 1);  // the same connection
   });
 }
 

@@ -49,6 +49,7 @@ constexpr std::size_t kReadSize = 16 * 1024;
 constexpr std::size_t kOutHigh = 64 * 1024;        // upload bytes waiting per stream
 constexpr std::int32_t kStreamWindow = 1 << 20;    // per response body, ahead of the reader
 constexpr std::int32_t kConnWindow = 4 << 20;      // all of a connection's bodies
+constexpr int kMaxInterim = 5;  // 1xx heads per request, as HTTP/1.1's (client.cpp) and Go's client
 
 // Fields HTTP/2 forbids in a request (RFC 9113 8.2.2), and those the
 // client sets itself (Host is :authority).
@@ -67,6 +68,8 @@ struct H2ClientStream {
   std::size_t head_bytes = 0;
   bool too_large = false;
   bool head_done = false;
+  int interims = 0;             // 1xx heads so far
+  bool too_many_interim = false;
   int status = 0;
   Headers headers;
   Headers trailers;        // after the body; bounded by max_head as the head
@@ -289,6 +292,14 @@ int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void
       if (st->cur_status == 100) st->continued = true;
       st->cur_status = 0;
       st->cur_headers = Headers();
+      // Each one wakes the requesting fiber: a server sending them without
+      // end would keep it busy until max_head (counted over all heads).
+      if (++st->interims > kMaxInterim) {
+        st->too_many_interim = true;
+        st->too_large = true;  // nothing more of the stream is kept
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
+        c->wake_.set();
+      }
     } else {
       st->head_done = true;
       c->proven_ = true;
@@ -475,6 +486,8 @@ bool wait_ev(H2ClientStream& st, std::chrono::milliseconds limit) {
 }
 
 Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
+  if (st.too_many_interim)
+    return Error(errc::malformed_response, "more than " + std::to_string(kMaxInterim) + " 1xx responses (" + u.str() + ")");
   if (st.too_large)
     return Error(errc::malformed_response,
                  std::string(st.head_done ? "response trailers" : "response head") + " over max_head (" + u.str() + ")");
