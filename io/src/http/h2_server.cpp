@@ -1062,15 +1062,17 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
   } done{*this, st};
   const ServerOptions& o = env_.opt;
   try {
-    Response res;
     // The callbacks completed st.req (and has_body) before this fiber was
     // spawned; from here the head is this fiber's.
     const bool has_body = st.has_body;
     H2Body body(*this, st);
-    if (st.head_too_large) {
-      res = Response::text_body(431, "request header fields too large\n");
-    } else {
-      std::exception_ptr thrown;
+    std::exception_ptr thrown;
+    bool ran = false;
+    // The handler's Response is built in `res` itself (each return below
+    // is a prvalue: no move, no empty Response to assign over and destroy;
+    // ~230 instructions of a hello request's 13,700).
+    auto answer = [&]() -> Response {
+      if (st.head_too_large) return Response::text_body(431, "request header fields too large\n");
       if (has_body) st.req.set_body_source(&body);
       if (has_body && !o.stream_bodies) {
         try {
@@ -1078,19 +1080,22 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
         } catch (const Error&) {
         }
       }
-      if (body.failed() == errc{}) {
-        try {
-          res = env_.handler(st.req);
-        } catch (const Cancelled&) {
-          throw;
-        } catch (abi::__forced_unwind&) {
-          throw;
-        } catch (...) {
-          thrown = std::current_exception();
-          res = Response::text_body(500, "internal server error\n");
-        }
-        env_.served.add();
+      if (body.failed() != errc{}) return Response();  // answered below
+      ran = true;
+      try {
+        return env_.handler(st.req);
+      } catch (const Cancelled&) {
+        throw;
+      } catch (abi::__forced_unwind&) {
+        throw;
+      } catch (...) {
+        thrown = std::current_exception();
+        return Response::text_body(500, "internal server error\n");
       }
+    };
+    Response res = answer();
+    if (ran) env_.served.add();
+    if (!st.head_too_large) {
       st.req.set_body_source(nullptr);
       // A failure of the body (the handler's reads, the Router's load) is
       // the answer, not the handler's error (as for HTTP/1.1).
