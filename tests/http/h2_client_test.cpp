@@ -196,12 +196,17 @@ TEST_CASE("h2 client: expect_continue sends the body after 100 Continue, never a
   run_checked(2, [] {
     std::atomic<int> calls{0};
     std::atomic<int> calls_at_read{-1};
-    std::atomic<bool> read_late{false};  // the handler sleeps before its first read
+    // read_late: the handler reads only once the generator was called
+    // (a server that waits for the body without a 100), at most 20 s.
+    std::atomic<bool> read_late{false};
     std::string expect_seen;
     http::Router r;
     r.post("/up", [&](http::Request& q) {
       expect_seen = std::string(q.headers.get("expect").value_or(""));
-      if (read_late.load()) sp::sleep_for(300ms);
+      if (read_late.load()) {
+        const auto until = std::chrono::steady_clock::now() + 20s;
+        while (calls.load() == 0 && std::chrono::steady_clock::now() < until) sp::sleep_for(5ms);
+      }
       // What the client had generated before this first read asked for it.
       calls_at_read.store(calls.load());
       std::string all;
@@ -242,8 +247,10 @@ TEST_CASE("h2 client: expect_continue sends the body after 100 Continue, never a
       by_hand.headers.set("Expect", "100-Continue");
       by_hand.body = pattern(100 * 1024);
       calls_at_read.store(-1);
+      expect_seen.clear();
       FIBER_CHECK(c.request("POST", srv.url("/up"), std::move(by_hand)).text() == std::to_string(100 * 1024));
       FIBER_CHECK(calls_at_read.load() >= 0);  // the handler read it
+      FIBER_CHECK(expect_seen == "100-continue");
       FIBER_CHECK(std::chrono::steady_clock::now() - t0 < 15s);
     }
     {  // refused from the head: 413, the generator never called; the
@@ -272,7 +279,7 @@ TEST_CASE("h2 client: expect_continue sends the body after 100 Continue, never a
       auto res = c.request("POST", srv.url("/up"), std::move(ro));
       FIBER_CHECK(res.status == 200);
       FIBER_CHECK(res.text() == std::to_string(40 * 1024));
-      FIBER_CHECK(calls_at_read.load() > 0);  // sent before the handler read
+      FIBER_CHECK(calls_at_read.load() > 0);  // sent without a 100, before the handler read
     }
     // Every request above on one connection per client: 3 clients.
     FIBER_CHECK(srv.server().connections_accepted() == 3);
@@ -304,6 +311,11 @@ TEST_CASE("h2 client: trailers after a whole, a streamed and an empty body; over
       res.trailers.add("x-big", std::string(32 * 1024, 'b'));
       return res;
     });
+    r.get("/big-empty", [](http::Request&) {
+      http::Response res;
+      res.trailers.add("x-big", std::string(32 * 1024, 'b'));
+      return res;
+    });
     LiveServer srv(std::move(r));
     http::ClientOptions o = h2c();
     o.max_head = 16 * 1024;
@@ -329,6 +341,17 @@ TEST_CASE("h2 client: trailers after a whole, a streamed and an empty body; over
     std::string what;
     FIBER_CHECK(error_of([&] { c.get(srv.url("/big")); }, &what) == http::errc::malformed_response);
     FIBER_CHECK(what.find("trailers") != std::string::npos);
+    // open(): the body first, then the failure (also when there is no body).
+    FIBER_CHECK(error_of([&] {
+                  auto s = c.open("GET", srv.url("/big"));
+                  FIBER_CHECK(s.read_chunk() == "big");
+                  s.read_all();
+                }) == http::errc::malformed_response);
+    FIBER_CHECK(error_of([&] { c.open("GET", srv.url("/big-empty")).read_all(); }) == http::errc::malformed_response);
+    // HEAD: no trailers (nor a body).
+    auto head = c.request("HEAD", srv.url("/whole"));
+    FIBER_CHECK(head.body.empty());
+    FIBER_CHECK(head.trailers.empty());
     // Only that stream failed: the connection goes on.
     FIBER_CHECK(c.get(srv.url("/whole")).trailers.size() == 2);
     FIBER_CHECK(srv.server().connections_accepted() == 1);

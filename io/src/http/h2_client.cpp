@@ -37,6 +37,7 @@
 #include <spindle/io/file.hpp>
 #include <spindle/io/http/error.hpp>
 #include <spindle/runtime/all.hpp>
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/sync/event.hpp>
 
 namespace spindle::http::detail {
@@ -249,6 +250,7 @@ int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_
     st->trailer_bytes += n.len + v.len + 32;
     if (st->trailer_bytes > c->max_head_) {
       st->too_large = true;
+      st->trailers = Headers();  // not kept: the call fails (read_some, done)
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
       return 0;
     }
@@ -314,8 +316,10 @@ int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void
 
 int H2ClientConn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void*) {
   if (f->hd.type != NGHTTP2_HEADERS) return 0;
-  if (auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id)))
+  if (auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id))) {
     st->headers_sent = true;
+    st->ev.set();  // await_continue's clock starts here
+  }
   return 0;
 }
 
@@ -462,7 +466,8 @@ Headers H2Call::trailers() const {
 }
 bool H2Call::done() const noexcept {
   std::lock_guard lk(c_->mu());
-  return st_->in_ended && st_->in_off == st_->in.size();
+  // Not with trailers over max_head: the next read_some reports them.
+  return st_->in_ended && !st_->too_large && st_->in_off == st_->in.size();
 }
 std::optional<std::uint64_t> H2Call::content_length() const noexcept {
   const auto v = st_->headers.get("content-length");
@@ -504,19 +509,26 @@ Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
 // body, RFC 9110 10.1.1). False: a final head came first, or the stream
 // closed; the caller sends nothing and waits for the head (or the
 // failure) as usual. Interim heads other than 100 (103 Early Hints) do
-// not count.
+// not count. The timeout runs from when the HEADERS left (nghttp2 holds a
+// stream back while the server's SETTINGS_MAX_CONCURRENT_STREAMS is
+// reached): a head not yet sent within read_timeout sends the body too,
+// queued behind it.
 bool await_continue(H2ClientConn& c, H2ClientStream& st, const ClientOptions& opt) {
-  const auto deadline = Clock::now() + opt.expect_continue_timeout;
+  std::optional<Clock::time_point> deadline;
   for (;;) {
     {
       std::lock_guard lk(c.mu());
       if (st.head_done || st.closed) return false;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (st.continued || left.count() <= 0) return true;
+      if (st.continued) return true;
+      if (st.headers_sent && !deadline) deadline = spindle::detail::deadline_after(opt.expect_continue_timeout);
+      if (deadline && Clock::now() >= *deadline) return true;
       st.ev.clear();
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() > 0) st.ev.wait_for(left);
+    if (deadline) {
+      st.ev.wait_until(*deadline);
+    } else if (!wait_ev(st, opt.read_timeout)) {
+      return true;
+    }
   }
 }
 
