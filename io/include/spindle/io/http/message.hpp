@@ -193,7 +193,8 @@ struct Response {
   // holding CR, LF or NUL, are left out as in the head. Over HTTP/1.1 they
   // are not sent. None for HEAD, 204 and 304. Client side: what an HTTP/2
   // server sent (over HTTP/1.1 Beast's parser merges a chunked body's
-  // trailer fields into `headers`), counted against ClientOptions::max_head.
+  // trailer fields into `headers`), bounded by ClientOptions::max_head
+  // (apart from the head's).
   Headers trailers;
   // Client side: the URL that answered (after redirects).
   std::string url;
