@@ -84,6 +84,7 @@ struct H2ClientStream {
   // if it dies now, the server went away under a working connection (an
   // idle timeout, a restart), not a request it cannot take.
   bool on_proven = false;
+  bool expect = false;     // the body waits for a 100 (await_continue)
   bool continued = false;  // a 100 Continue came (expect_continue)
   bool closed = false;
   uint32_t error = 0;
@@ -318,7 +319,7 @@ int H2ClientConn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void
   if (f->hd.type != NGHTTP2_HEADERS) return 0;
   if (auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id))) {
     st->headers_sent = true;
-    st->ev.set();  // await_continue's clock starts here
+    if (st->expect) st->ev.set();  // await_continue's clock starts here (no wake otherwise)
   }
   return 0;
 }
@@ -586,6 +587,7 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
       st->out.data = ro.body;
       st->out.ended = true;
     }
+    st->expect = expect;
     if (c->submit(st, nva, has_body) < 0) {
       retry = true;
       return nullptr;
