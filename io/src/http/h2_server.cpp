@@ -47,6 +47,7 @@
 #include "h2_common.hpp"
 #include "h2_mem.hpp"
 #include "../idle_wait.hpp"
+#include "call_handler.hpp"
 
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
@@ -1082,16 +1083,7 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
       }
       if (body.failed() != errc{}) return Response();  // answered below
       ran = true;
-      try {
-        return env_.handler(st.req);
-      } catch (const Cancelled&) {
-        throw;
-      } catch (abi::__forced_unwind&) {
-        throw;
-      } catch (...) {
-        thrown = std::current_exception();
-        return Response::text_body(500, "internal server error\n");
-      }
+      return call_handler(env_.handler, st.req, thrown);
     };
     Response res = answer();
     if (ran) env_.served.add();

@@ -100,6 +100,7 @@
 #include <spindle/sync/event.hpp>
 
 #include "../idle_wait.hpp"
+#include "call_handler.hpp"
 #include "response_head.hpp"
 #include "spread_count.hpp"
 #include "transport.hpp"
@@ -679,7 +680,6 @@ struct Server::State {
   void drop(Conn& c) noexcept;
   bool read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p, beast::error_code& ec,
                  std::chrono::steady_clock::time_point& deadline);
-  Response call_handler(Request& req, std::exception_ptr& thrown);
   void report(const Request& req, std::exception_ptr e) noexcept;
   // run_user: f(), user code that is not the handler (a body generator, an
   // upgrade); anything it throws but Cancelled (and a thread's forced
@@ -1020,25 +1020,6 @@ bool Server::State::read_head(detail::Transport& s, beast::flat_buffer& buf, Par
     return false;
   }
   return true;
-}
-
-// call_handler: the handler's response, or 500 for anything it threw
-// (`thrown` keeps it, for serve_conn to report unless the request's body
-// failed first). Only Cancelled (and a thread's forced unwind) passes: any
-// other type escaping the connection fiber would fail the TaskGroup and so
-// cancel the acceptor and every connection. The connection stays usable if
-// its body can still be framed (serve_conn decides after this).
-Response Server::State::call_handler(Request& req, std::exception_ptr& thrown) {
-  try {
-    return handler(req);
-  } catch (const Cancelled&) {
-    throw;
-  } catch (abi::__forced_unwind&) {
-    throw;
-  } catch (...) {
-    thrown = std::current_exception();
-    return Response::text_body(500, "internal server error\n");
-  }
 }
 
 // report: ServerOptions::on_error, or one line on stderr. Never throws.
@@ -1395,15 +1376,18 @@ void Server::State::serve_conn(Conn& c) {
       // (A body left to the handler may be followed by pipelined bytes
       // and a close too; that case is taken as a client gone.)
       const bool watched = opt.disconnect_check.count() > 0 && (buf.size() == 0 || !p.is_done());
+      // What the handler throws becomes a 500 (call_handler.hpp); the
+      // connection stays usable if its body can still be framed (decided
+      // below).
       std::exception_ptr thrown;
       Response res = [&] {
-        if (!watched) return call_handler(req, thrown);
+        if (!watched) return detail::call_handler(handler, req, thrown);
         struct Watch {
           Conn& c;
           ~Watch() { c.leave_handler(); }
         } watch{c};
         c.enter_handler(coarse_ms());
-        return call_handler(req, thrown);
+        return detail::call_handler(handler, req, thrown);
       }();
       req.set_body_source(nullptr);
       // A handler failure caused by its body's (the Router's load_body) is
