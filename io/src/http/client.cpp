@@ -1025,7 +1025,7 @@ struct Exchange {
         if (have > opt.max_body) throw too_large();
       }
       out.body.resize(have);
-      out.trailers = call.trailers();
+      out.trailers = call.take_trailers();
       return true;
     }
 #endif
@@ -1081,12 +1081,7 @@ struct detail::BodyReader {
     if (lease && p.get().keep_alive() && lease->conn().buf.size() == 0) lease->release();
     lease.reset();
 #if SPINDLE_HAVE_HTTP2
-    if (h2.call) {
-      try {
-        trailers = h2.call->trailers();
-      } catch (const std::bad_alloc&) {  // the copy: the body is whole, the trailers lost
-      }
-    }
+    if (h2.call) trailers = h2.call->take_trailers();
     h2.clear();
 #endif
   }

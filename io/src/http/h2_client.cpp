@@ -300,8 +300,7 @@ int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void
       if (++st->interims > kMaxInterim) {
         st->too_many_interim = true;
         st->too_large = true;  // nothing more of the stream is kept
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
-        c->wake_.set();
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);  // the reader wakes the writer
       }
     } else {
       st->head_done = true;
@@ -461,9 +460,9 @@ H2Call::~H2Call() {
 
 int H2Call::status() const noexcept { return st_->status; }
 const Headers& H2Call::headers() const noexcept { return st_->headers; }
-Headers H2Call::trailers() const {
+Headers H2Call::take_trailers() noexcept {
   std::lock_guard lk(c_->mu());
-  return st_->trailers;
+  return std::move(st_->trailers);
 }
 bool H2Call::done() const noexcept {
   std::lock_guard lk(c_->mu());

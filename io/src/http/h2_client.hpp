@@ -59,9 +59,9 @@ class H2Call {
 
   int status() const noexcept;
   const Headers& headers() const noexcept;
-  // trailers: the fields after the body, once read_some returned 0 (the
-  // body's end); empty before.
-  Headers trailers() const;
+  // take_trailers: the fields after the body, moved out, once read_some
+  // returned 0 (the body's end); empty before.
+  Headers take_trailers() noexcept;
   std::optional<std::uint64_t> content_length() const noexcept;
   // read_some: body bytes into dst (at least one), 0 at its end; each wait
   // bounded by read_timeout. The stream's window opens by what is read.

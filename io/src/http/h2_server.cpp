@@ -112,11 +112,14 @@ bool dropped_field(std::string_view name) {
          iequals(name, "transfer-encoding") || iequals(name, "upgrade") || iequals(name, "content-length");
 }
 
-// sendable_field: a trailer field the server sends: not a pseudo-field,
-// not one HTTP/2 forbids, nothing that would split a line on an HTTP/1.1
-// hop (the head's rules, respond()).
-bool sendable_field(std::string_view name, std::string_view value) {
-  return !name.empty() && name[0] != ':' && !breaks_line(name) && !breaks_line(value) && !dropped_field(name);
+// sendable_field: a field of the handler's the server sends, in the head
+// or the trailers: not a pseudo-field, not one HTTP/2 forbids (but the
+// handler's Content-Length of a 304, `keep_length`), nothing that would
+// split a line on an HTTP/1.1 hop.
+bool sendable_field(std::string_view name, std::string_view value, bool keep_length = false) {
+  if (name.empty() || name[0] == ':') return false;
+  if (breaks_line(name) || breaks_line(value)) return false;
+  return !dropped_field(name) || (keep_length && iequals(name, "content-length"));
 }
 
 }  // namespace
@@ -1151,9 +1154,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   head_nv.add_number(":status", static_cast<std::uint64_t>(res.status));
   bool has_date = false, has_server = false;
   for (const auto& [name, value] : res.headers) {
-    if (name.empty() || name[0] == ':') continue;
-    if (breaks_line(name) || breaks_line(value)) continue;  // a field no HTTP/1.1 hop could carry either
-    if (dropped_field(name) && !(iequals(name, "content-length") && res.status == 304)) continue;
+    if (!sendable_field(name, value, res.status == 304)) continue;
     has_date = has_date || iequals(name, "date");
     has_server = has_server || iequals(name, "server");
     head_nv.add(name, value);
