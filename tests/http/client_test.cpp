@@ -506,6 +506,71 @@ TEST_CASE("client: expect_continue sends the body after 100 Continue, never afte
   });
 }
 
+// A server that answers as it reads (Go's, when a handler writes its head
+// before it reads the body) sends its final 2xx before any 100 and reads
+// the body next: the body goes (as Go's client sends it) and the
+// connection is pooled. A 2xx that closes the connection gets no body.
+TEST_CASE("client: expect_continue: a final 2xx before the 100 still gets the body; one that closes does not") {
+  run_checked(2, [] {
+    std::atomic<std::size_t> got{0};
+    std::atomic<bool> close_it{false};
+    RawPeer peer([&](io::TcpStream& s) {
+      std::string buf;
+      for (;;) {
+        const std::string head = read_head(s, buf);
+        FIBER_CHECK(head.find("\r\nExpect: 100-continue\r\n") != std::string::npos);
+        const auto at = head.find("Content-Length: ");
+        FIBER_CHECK(at != std::string::npos);
+        if (at == std::string::npos) return;
+        const std::size_t len = std::stoul(head.substr(at + 16));
+        char tmp[4096];
+        if (close_it.load()) {
+          s.write_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+          s.shutdown();
+          for (std::size_t n; (n = s.read_some(tmp, sizeof tmp)) > 0;) buf.append(tmp, n);
+          got.store(buf.size());  // what came of the body before the client closed
+          return;
+        }
+        s.write_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        while (buf.size() < len) {
+          const std::size_t n = s.read_some(tmp, sizeof tmp);
+          if (n == 0) return;
+          buf.append(tmp, n);
+        }
+        got.store(len);
+        buf.erase(0, len);
+      }
+    });
+    http::Client c({.expect_continue_timeout = 30s});  // only the 2xx can release the body in time
+    auto post = [&] {
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body = std::string(100 * 1024, 'b');
+      return c.request("POST", peer.url("/"), ro);
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 2; ++i) {
+      got.store(0);
+      auto r = post();
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == "ok");
+      // The server reads the body after it answered: it may still be at it.
+      for (int k = 0; k < 500 && got.load() != 100 * 1024; ++k) sp::sleep_for(10ms);
+      FIBER_CHECK(got.load() == 100 * 1024);
+    }
+    FIBER_CHECK(std::chrono::steady_clock::now() - t0 < 15s);  // not the expect timeout
+    FIBER_CHECK(peer.accepted() == 1);  // pooled: both on one connection
+    close_it.store(true);
+    got.store(1);
+    const int ended = peer.ended();
+    auto r = post();
+    FIBER_CHECK(r.status == 200);
+    FIBER_CHECK(c.stats().idle == 0);  // a closing connection is not pooled
+    for (int i = 0; i < 500 && peer.ended() == ended; ++i) sp::sleep_for(10ms);
+    FIBER_CHECK(got.load() == 0);  // and gets no body
+  });
+}
+
 // A chunked body's trailer fields over HTTP/1.1: Beast's parser merges
 // them into the head's fields (docs/http.md "Limits"); Response::trailers
 // is HTTP/2's.

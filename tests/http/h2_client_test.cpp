@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,6 +80,48 @@ std::string status_block(std::string_view code) {
   b.push_back(static_cast<char>(code.size()));
   b += code;
   return b;
+}
+
+// serve_raw_h2: a raw HTTP/2 server's loop on s: sends an empty SETTINGS,
+// acks the client's, and hands every other frame to `on` (which writes
+// what it answers); returns when the client closes.
+struct RawFrame {
+  std::uint8_t type = 0, flags = 0;
+  std::uint32_t stream = 0;
+  std::string_view payload;
+};
+void serve_raw_h2(io::TcpStream& s, const std::function<void(const RawFrame&)>& on) {
+  std::string in;
+  std::size_t at = 24;  // past the client's preface
+  char tmp[16384];
+  s.write_all(h2_frame(4, 0, 0, {}));  // our SETTINGS: none
+  for (;;) {
+    const std::size_t n = s.read_some(tmp, sizeof tmp);
+    if (n == 0) return;
+    in.append(tmp, n);
+    while (in.size() >= at + 9) {
+      const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(in[at + i])); };
+      const std::size_t len = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+      if (in.size() < at + 9 + len) break;
+      RawFrame f;
+      f.type = static_cast<std::uint8_t>(byte(3));
+      f.flags = static_cast<std::uint8_t>(byte(4));
+      f.stream = ((byte(5) & 0x7f) << 24) | (byte(6) << 16) | (byte(7) << 8) | byte(8);
+      f.payload = std::string_view(in).substr(at + 9, len);
+      at += 9 + len;
+      if (f.type == 4 && (f.flags & 1) == 0) {
+        s.write_all(h2_frame(4, 1, 0, {}));  // ack the client's SETTINGS
+      } else {
+        on(f);
+      }
+    }
+  }
+}
+
+std::string window_update(std::uint32_t stream, std::uint32_t n) {
+  std::string p;
+  for (int shift : {24, 16, 8, 0}) p.push_back(static_cast<char>((n >> shift) & 0xff));
+  return h2_frame(8, 0, stream, p);
 }
 
 }  // namespace
@@ -370,31 +413,14 @@ TEST_CASE("h2 client: trailers after a whole, a streamed and an empty body; over
 TEST_CASE("h2 client: more than 5 interim heads fail the request, not the connection") {
   run_checked(2, [] {
     RawPeer peer([](io::TcpStream& s) {
-      std::string in;
-      std::size_t at = 24;  // past the client's preface
       int requests = 0;
-      char tmp[4096];
-      s.write_all(h2_frame(4, 0, 0, {}));  // our SETTINGS: none
-      for (;;) {
-        const std::size_t n = s.read_some(tmp, sizeof tmp);
-        if (n == 0) return;
-        in.append(tmp, n);
-        while (in.size() >= at + 9) {
-          const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(in[at + i])); };
-          const std::size_t len = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-          if (in.size() < at + 9 + len) break;
-          const std::uint8_t type = static_cast<std::uint8_t>(byte(3));
-          const std::uint8_t flags = static_cast<std::uint8_t>(byte(4));
-          const std::uint32_t id = ((byte(5) & 0x7f) << 24) | (byte(6) << 16) | (byte(7) << 8) | byte(8);
-          at += 9 + len;
-          if (type == 4 && (flags & 1) == 0) s.write_all(h2_frame(4, 1, 0, {}));  // ack the client's SETTINGS
-          if (type != 1) continue;  // HEADERS: a request (one frame: its head is small)
-          std::string out;
-          for (int i = 0, k = ++requests == 1 ? 6 : 5; i < k; ++i) out += h2_frame(1, 0x4, id, status_block("103"));
-          out += h2_frame(1, 0x4 | 0x1, id, status_block("200"));  // END_HEADERS | END_STREAM
-          s.write_all(out);
-        }
-      }
+      serve_raw_h2(s, [&](const RawFrame& f) {
+        if (f.type != 1) return;  // HEADERS: a request (one frame: its head is small)
+        std::string out;
+        for (int i = 0, k = ++requests == 1 ? 6 : 5; i < k; ++i) out += h2_frame(1, 0x4, f.stream, status_block("103"));
+        out += h2_frame(1, 0x4 | 0x1, f.stream, status_block("200"));  // END_HEADERS | END_STREAM
+        s.write_all(out);
+      });
     });
     http::Client c(h2c());
     std::string what;
@@ -403,6 +429,66 @@ TEST_CASE("h2 client: more than 5 interim heads fail the request, not the connec
     auto five = c.get(peer.url("/five"));
     FIBER_CHECK(five.status == 200);
     FIBER_CHECK(peer.accepted() == 1);  // the same connection
+  });
+}
+
+// A server that answers as it reads sends its final 2xx before any 100
+// (or before the body is all sent) and reads the body next: the body goes
+// on, as Go's client sends it (a status over 299 stops it). A 2xx that
+// ends the stream, or a refusal, gets none. A raw server: http::Server
+// answers only once its handler returned.
+TEST_CASE("h2 client: a final 2xx before the 100 still gets the body; one that ends the stream does not") {
+  run_checked(2, [] {
+    std::atomic<std::size_t> got{0};
+    RawPeer peer([&](io::TcpStream& s) {
+      std::size_t count = 0;
+      serve_raw_h2(s, [&](const RawFrame& f) {
+        if (f.type == 1 && f.stream == 1) {  // answers at once and reads the body
+          s.write_all(h2_frame(1, 0x4, f.stream, status_block("200")));
+        } else if (f.type == 1) {  // answers at once and in full
+          s.write_all(h2_frame(1, 0x4 | 0x1, f.stream, status_block("200")));
+        } else if (f.type == 0 && f.stream == 1) {  // DATA: counted, windows given back
+          count += f.payload.size();
+          if (!f.payload.empty()) s.write_all(window_update(0, static_cast<std::uint32_t>(f.payload.size())));
+          if ((f.flags & 1) != 0) {
+            got.store(count);
+            s.write_all(h2_frame(0, 0x1, f.stream, std::to_string(count)));
+          }
+        } else if (f.type == 0) {
+          got.fetch_add(f.payload.size());  // what the later streams sent
+        }
+      });
+    });
+    http::ClientOptions o = h2c();
+    o.expect_continue_timeout = 30s;  // only the 2xx can release the body in time
+    o.read_timeout = 10s;             // a body held back fails, not hangs
+    http::Client c(o);
+    std::atomic<int> calls{0};
+    auto post = [&] {
+      http::RequestOptions ro;
+      ro.expect_continue = true;
+      ro.body_length = 40 * 1024;
+      ro.body_generator = [&calls, left = std::size_t{40 * 1024}]() mutable {
+        calls.fetch_add(1);
+        const std::size_t n = std::min<std::size_t>(left, 8 * 1024);
+        left -= n;
+        return std::string(n, 'g');
+      };
+      return c.request("POST", peer.url("/up"), std::move(ro));
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = post();
+    FIBER_CHECK(r.status == 200);
+    FIBER_CHECK(r.text() == std::to_string(40 * 1024));
+    FIBER_CHECK(got.load() == 40 * 1024);
+    FIBER_CHECK(std::chrono::steady_clock::now() - t0 < 15s);  // not the expect timeout
+    // Stream 3: the 2xx ends the stream: nothing of the body is asked for.
+    calls.store(0);
+    got.store(0);
+    FIBER_CHECK(post().status == 200);
+    FIBER_CHECK(calls.load() == 0);
+    FIBER_CHECK(got.load() == 0);
+    FIBER_CHECK(peer.accepted() == 1);
   });
 }
 

@@ -672,14 +672,47 @@ int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
   return interim.get().result_int();
 }
 
+// final_keeps_alive: whether the final response that starts c.buf keeps
+// the connection open (HTTP/1.1 without Connection: close; HTTP/1.0 with
+// keep-alive). Reads until its whole head is buffered (under max_head and
+// read_timeout) and parses a copy, so that the caller's parser still
+// reads it from c.buf. False for a head that does not parse or a
+// connection that ends: the caller's parser then names the failure.
+bool final_keeps_alive(Conn& c, const Url& u, const ClientOptions& opt) {
+  TimedStream ts{c.s, opt.read_timeout};
+  for (;;) {
+    bhttp::response_parser<bhttp::empty_body> p;
+    p.header_limit(static_cast<std::uint32_t>(opt.max_head));
+    p.eager(false);
+    beast::error_code ec;
+    p.put(c.buf.data(), ec);
+    if (p.is_header_done()) return p.keep_alive();
+    if (ec != bhttp::error::need_more) return false;
+    try {
+      const std::size_t n = ts.read_some(c.buf.prepare(4096), ec);
+      if (ec) return false;
+      c.buf.commit(n);
+    } catch (const TimedOut&) {
+      throw read_timeout_error(u, opt.read_timeout);
+    }
+  }
+}
+
 // await_continue: after a head sent with Expect: 100-continue, waits for
 // the server's answer. True: send the body (100 Continue came, or nothing
-// within expect_continue_timeout). False: the connection ended (the
-// response read that follows reports it), or the server's final response
-// began before the body; it stays in c.buf for the caller's parser, and
-// the connection will not be pooled. Only the status code is looked at
-// here, in the raw bytes, so that a final response is parsed once, by the
-// caller's parser of the right body type.
+// within expect_continue_timeout, or a final 2xx that keeps the
+// connection). False: the connection ended (the response read that
+// follows reports it), or the server's final response refused the body
+// (3xx-5xx) or closes the connection; it stays in c.buf for the caller's
+// parser, and the connection will not be pooled (the server's framing
+// still counts the body it never got).
+//
+// A final 2xx before any 100 is a server that answers as it reads (Go's,
+// when a handler writes its head first): it reads the body next, and a
+// client that held it back would wait for a response that waits for the
+// body. Go's client sends it on a connection that stays open; so does
+// this one, and the response is read after it. HTTP/2 has the same rule
+// (h2_client.cpp body_refused).
 bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
   const auto deadline = spindle::detail::deadline_after(opt.expect_continue_timeout);
   for (;;) {
@@ -687,8 +720,9 @@ bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
       if (read_interim(c, u, opt) == 100) return true;
       continue;  // another 1xx (102, 103): the 100 or the answer is still to come
     } else if (d != 0) {
+      if (d == '2' && final_keeps_alive(c, u, opt)) return true;
       c.reusable = false;
-      return false;  // a final response (or garbage the caller's parser names)
+      return false;  // a refusal, a close (or garbage the caller's parser names)
     }
     boost::system::error_code ec;
     std::size_t n = 0;
@@ -731,8 +765,8 @@ void skip_interim(Conn& c, const Url& u, const ClientOptions& opt) {
 // returned; a body source's own failure (generator, file) is thrown.
 // gen_called: set once the generator was first called (the body can no
 // longer be sent again). With ro.expect_continue, the body follows the
-// server's 100 Continue and is not sent at all if a final response came
-// first (await_continue).
+// server's 100 Continue and is not sent at all if a final response that
+// refuses it came first (await_continue).
 beast::error_code send(Conn& c, std::string_view method, const Url& u, const ClientOptions& opt,
                        const RequestOptions& ro, bool& gen_called) {
   beast::error_code ec;

@@ -502,12 +502,24 @@ Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
   return Error(errc::reset, why + " before a response (" + u.str() + ")");
 }
 
+// body_refused: the server's final head says the rest of the request body
+// is not wanted: a 3xx-5xx, or a response that ended the stream. A 2xx
+// that leaves the stream open is a server that answers as it reads
+// (streaming, or a head flushed before the body is read): the body goes
+// on, as Go's client does (its rule: a status over 299 aborts the body's
+// write; golang.org/issue/13444). HTTP/1.1 has the same rule
+// (client.cpp await_continue). Under the connection's lock.
+bool body_refused(const H2ClientStream& st) noexcept {
+  return st.head_done && (st.status >= 300 || st.in_ended);
+}
+
 // await_continue: after a head sent with Expect: 100-continue (its data
 // source deferring, nothing given to it yet), waits for the server's
 // word. True: send the body (a 100 came, or nothing within
 // expect_continue_timeout: a server that ignores Expect waits for the
-// body, RFC 9110 10.1.1). False: a final head came first, or the stream
-// closed; the caller sends nothing and waits for the head (or the
+// body, RFC 9110 10.1.1, or a final head that does not refuse it:
+// body_refused). False: a final head that refuses it came first, or the
+// stream closed; the caller sends nothing and waits for the head (or the
 // failure) as usual. Interim heads other than 100 (103 Early Hints) do
 // not count. The timeout runs from when the HEADERS left (nghttp2 holds a
 // stream back while the server's SETTINGS_MAX_CONCURRENT_STREAMS is
@@ -518,8 +530,8 @@ bool await_continue(H2ClientConn& c, H2ClientStream& st, const ClientOptions& op
   for (;;) {
     {
       std::lock_guard lk(c.mu());
-      if (st.head_done || st.closed) return false;
-      if (st.continued) return true;
+      if (st.closed || body_refused(st)) return false;
+      if (st.continued || st.head_done) return true;
       if (st.headers_sent && !deadline) deadline = spindle::detail::deadline_after(opt.expect_continue_timeout);
       if (deadline && Clock::now() >= *deadline) return true;
       st.ev.clear();
@@ -601,12 +613,15 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
   // ends (~H2Call resets it, CANCEL), and the connection goes on.
   const bool send_body = !expect || await_continue(*c, *st, opt);
   // A streamed body, piece by piece as the windows allow; the server may
-  // answer (and end the stream) before it is all sent.
+  // answer before it is all sent: a refusal (body_refused) stops it. A
+  // server that answers 2xx and sends more than the stream's window before
+  // it reads the body stalls it (the call returns once the body is sent):
+  // read_timeout bounds that wait.
   auto put_out = [&](std::string piece) {
     for (;;) {
       {
         std::lock_guard lk(c->mu());
-        if (st->closed || st->head_done) return false;
+        if (st->closed || body_refused(*st)) return false;
         if (st->out.waiting() < kOutHigh) {
           if (st->out.append(piece)) nghttp2_session_resume_data(c->session(), st->id);
           c->wake();
@@ -641,7 +656,7 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
     }
     if (ro.body_length && sent != *ro.body_length) {
       std::lock_guard lk(c->mu());
-      if (!st->closed && !st->head_done) throw std::length_error("spindle::http: body_generator yielded less than body_length");
+      if (!st->closed && !body_refused(*st)) throw std::length_error("spindle::http: body_generator yielded less than body_length");
     }
     end_out();
   } else if (send_body && file && file_size > 0) {

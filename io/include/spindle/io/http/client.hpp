@@ -193,6 +193,10 @@ struct RequestOptions {
   // HTTP/2 only that stream is reset (CANCEL) once its response was read;
   // the connection stays. Without it, such a server's early answer
   // usually reaches the client only as a reset in the middle of the upload.
+  // A final 2xx before the 100 is a server that answers as it reads (Go's,
+  // when a handler writes its head first): the body is sent, and the
+  // response read after it, unless that 2xx closes the connection
+  // (HTTP/1.1) or ends the stream (HTTP/2), as Go's client does.
   bool expect_continue = false;
 };
 
