@@ -432,6 +432,45 @@ TEST_CASE("h2 client: more than 5 interim heads fail the request, not the connec
   });
 }
 
+// An HPACK bomb from the server: a 4 KB table entry, then a response head
+// of nine frames of one-byte references to it (~600 MB of header list from
+// ~147 KB). The call fails as any head over max_head does, at the cost of
+// decoding: past max_head nghttp2 neither checks nor hands over the rest of
+// the block (on_header), where checking each reference's 4 KB had cost
+// ~350 ms of a core per block. The connection serves the next request.
+TEST_CASE("h2 client: an HPACK bomb in a response head fails the call, not the connection") {
+  run_checked(2, [] {
+    RawPeer peer([](io::TcpStream& s) {
+      int requests = 0;
+      serve_raw_h2(s, [&](const RawFrame& f) {
+        if (f.type != 1) return;
+        if (++requests > 1) {
+          s.write_all(h2_frame(1, 0x4 | 0x1, f.stream, status_block("200")));
+          return;
+        }
+        std::string block = status_block("200");
+        block += '\x40';  // literal with incremental indexing, new name
+        block += '\x06';
+        block += "x-bomb";
+        block += "\x7f\xa1\x1e";  // 4000: 127 + 3873 in 7-bit groups
+        block += std::string(4000, 'b');
+        block += std::string(9 * 16384 - block.size(), '\xbe');  // index 62: the entry
+        for (std::size_t at = 0; at < block.size(); at += 16384) {
+          const bool first = at == 0, last = at + 16384 >= block.size();
+          s.write_all(h2_frame(first ? 1 : 9, (last ? 0x4 : 0) | (first ? 0x1 : 0), f.stream,
+                               std::string_view(block).substr(at, 16384)));
+        }
+      });
+    });
+    http::Client c(h2c());
+    std::string what;
+    FIBER_CHECK(error_of([&] { c.get(peer.url("/bomb")); }, &what) == http::errc::malformed_response);
+    FIBER_CHECK(what.find("over max_head") != std::string::npos);
+    FIBER_CHECK(c.get(peer.url("/next")).status == 200);
+    FIBER_CHECK(peer.accepted() == 1);  // the same connection
+  });
+}
+
 // A server that answers as it reads sends its final 2xx before any 100
 // (or before the body is all sent) and reads the body next: the body goes
 // on, as Go's client sends it (a status over 299 stops it). A 2xx that

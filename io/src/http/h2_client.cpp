@@ -242,7 +242,13 @@ int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_
                             uint8_t, void* self) {
   auto* c = static_cast<H2ClientConn*>(self);
   auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
-  if (st == nullptr || st->too_large) return 0;
+  // A stream no call reads, or one being reset: nothing more of its block
+  // is checked or handed over. nghttp2 checks each field before this
+  // callback, every time a table entry is referenced (an HPACK bomb: one
+  // 4 KB entry, one byte per reference); with TEMPORAL_CALLBACK_FAILURE it
+  // only decodes the rest of the block, and adds no second RST_STREAM to
+  // a stream already being reset (h2_server.cpp on_header, the same).
+  if (st == nullptr || st->too_large) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   const nghttp2_vec n = nghttp2_rcbuf_get_buf(name);
   const nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
   if (st->head_done) {
@@ -253,7 +259,7 @@ int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_
       st->too_large = true;
       st->trailers = Headers();  // not kept: the call fails (read_some, done)
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
-      return 0;
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     st->trailers.add(std::string_view(reinterpret_cast<const char*>(n.base), n.len),
                      std::string_view(reinterpret_cast<const char*>(v.base), v.len));
@@ -263,7 +269,7 @@ int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_
   if (st->head_bytes > c->max_head_) {
     st->too_large = true;
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
-    return 0;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   const std::string_view nm(reinterpret_cast<const char*>(n.base), n.len);
   const std::string_view val(reinterpret_cast<const char*>(v.base), v.len);

@@ -526,7 +526,12 @@ int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* s
   c->head_id_ = 0;  // until a stream of ours is made below
   c->head_st_ = nullptr;
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  if (c->goaway_) return 0;  // no user data: the stream is not served
+  if (c->goaway_) {
+    // Not served: refused (the client may send it again elsewhere), which
+    // also ends the checks of its fields (on_header).
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
   // Fibers, not streams: a reset stream's fiber may still be unwinding,
   // and resets must not pile them up (rapid reset).
   if (c->fibers_ >= c->h2_.max_concurrent_streams) {
@@ -553,18 +558,40 @@ H2Stream* H2Conn::head_stream(int32_t id) const {
   return static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s_, id));
 }
 
+// A header list this many times max_head is a bomb (on_header).
+constexpr std::size_t kBombFactor = 4;
+
 int H2Conn::on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
                       uint8_t, void* self) {
   auto* c = static_cast<H2Conn*>(self);
   H2Stream* st = c->head_stream(f->hd.stream_id);
-  if (st == nullptr || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers: dropped
+  // A block no stream of ours takes (refused in on_begin_headers, its
+  // RST_STREAM queued): nothing more of it is checked or handed over.
+  // nghttp2 checks each field before this callback (its name's and value's
+  // bytes, every time a dynamic-table entry is referenced); with
+  // TEMPORAL_CALLBACK_FAILURE it only decodes the rest of the block (the
+  // table must stay in step), and queues no second reset for a stream
+  // already being reset.
+  if (st == nullptr || f->hd.type != NGHTTP2_HEADERS) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   const nghttp2_vec n = nghttp2_rcbuf_get_buf(name);
   const nghttp2_vec v = nghttp2_rcbuf_get_buf(value);
-  // As SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2). Past the
-  // limit nothing more is kept: an HPACK bomb costs counting only.
+  // As SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2), the head
+  // and the trailers together. Past max_head nothing more is kept and the
+  // request gets 431. Past kBombFactor times it the list is an HPACK bomb
+  // (one 4 KB table entry referenced once per byte of the block: a 147 KB
+  // block decodes to ~600 MB, and nghttp2's checks of those bytes took
+  // ~350 ms of a core): the stream is reset now (ENHANCE_YOUR_CALM), and
+  // the rest of its block only decoded.
   st->head_bytes += n.len + v.len + 32;
-  if (st->head_bytes > c->env_.opt.max_head) st->head_too_large = true;
-  if (st->head_too_large) return 0;
+  if (st->head_bytes > c->env_.opt.max_head) {
+    if (f->headers.cat == NGHTTP2_HCAT_REQUEST) st->head_too_large = true;
+    if (st->head_bytes / kBombFactor > c->env_.opt.max_head) {
+      nghttp2_submit_rst_stream(c->s_, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_ENHANCE_YOUR_CALM);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return 0;
+  }
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers: counted, not kept
   const std::string_view nm(reinterpret_cast<const char*>(n.base), n.len);
   const std::string_view val(reinterpret_cast<const char*>(v.base), v.len);
   if (!nm.empty() && nm[0] == ':') {

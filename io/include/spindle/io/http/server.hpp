@@ -176,7 +176,9 @@ struct Http2Options {
   std::size_t max_outbound_ack = 1000;
   // The header list (ServerOptions::max_head counts each field's name and
   // value plus 32, as SETTINGS_MAX_HEADER_LIST_SIZE does): past it the
-  // stream gets 431, its fields are not kept.
+  // stream gets 431, its fields are not kept. Past 4 times it (an HPACK
+  // bomb) the stream is reset (ENHANCE_YOUR_CALM) at once. Trailers count
+  // with the head (they are dropped).
 };
 
 struct ServerOptions {
