@@ -163,6 +163,13 @@ Error map_error(const beast::error_code& ec, const Url& u, std::size_t max_body,
   return Error(errc::reset, ec.message() + where);
 }
 
+// no_response_twice: a request sent again after its connection closed, or
+// its HTTP/2 stream was refused unprocessed, met the same the second time.
+Error no_response_twice(const Url& u) {
+  return Error(errc::reset, "no response in two tries: the connection closed, or the server refused the request "
+                            "unprocessed (" + u.str() + ")");
+}
+
 bool is_redirect(int s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
 
 // The connection's read buffer, reserved up front (connect()).
@@ -1257,8 +1264,7 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
       // timing server closed them all): closed first, so the retry connects.
       if (!ex.once(meth, u, ro, r)) {
         pool_->drop_idle(u.key());
-        if (!ex.once(meth, u, ro, r))
-          throw Error(errc::reset, "connection closed before a response (" + u.str() + ")");
+        if (!ex.once(meth, u, ro, r)) throw no_response_twice(u);
       }
       if (!redirect(pool_->opt, hop, r.status, r.headers.get("Location"), u, meth, ro)) return r;
     }
@@ -1291,7 +1297,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
       if (!r) {  // a stale pooled connection: as request()
         pool_->drop_idle(u.key());
         r = attempt();
-        if (!r) throw Error(errc::reset, "connection closed before a response (" + u.str() + ")");
+        if (!r) throw no_response_twice(u);
       }
       StreamedResponse s;
 #if SPINDLE_HAVE_HTTP2

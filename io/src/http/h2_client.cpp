@@ -89,6 +89,11 @@ struct H2ClientStream {
   bool closed = false;
   uint32_t error = 0;
   bool conn_lost = false;     // closed because the connection ended
+  // Why nghttp2 reset the stream, or ended the connection, for a frame of
+  // the server's that broke the protocol (an invalid head, DATA past the
+  // window or the content-length, bad HPACK, a PUSH_PROMISE): not the
+  // server's reset or close, and no reason to send the request again.
+  const char* protocol_error = nullptr;
   Event ev;                   // head, body, end, close, or upload progress
   nghttp2_data_provider provider{};
 };
@@ -127,6 +132,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* f, void* self);
   static int on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len, void* self);
   static int on_stream_close(nghttp2_session*, int32_t id, uint32_t error, void* self);
+  static int on_invalid_frame(nghttp2_session*, const nghttp2_frame* f, int lib_error, void* self);
 
   void reader();
   void writer();
@@ -143,6 +149,13 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   bool dead_ = false;
   bool reader_done_ = false;
   bool proven_ = false;  // a final response head came on this connection
+  // The protocol error nghttp2 ended the connection for (the GOAWAY it
+  // sent, or mem_recv's failure); given to every stream end() fails.
+  // last_invalid_: what the last invalid frame broke (on_invalid_frame),
+  // the reason a GOAWAY that follows it names. Both static strings
+  // (nghttp2_strerror, nghttp2_http2_strerror).
+  const char* protocol_error_ = nullptr;
+  const char* last_invalid_ = nullptr;
   Task<void> reader_task_, writer_task_;
   Event wake_;
   Event writer_done_;
@@ -177,6 +190,7 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
   nghttp2_option_set_no_auto_window_update(op, 1);
   const int rv = nghttp2_session_client_new2(&s_, cb, this, op);
   nghttp2_option_del(op);
@@ -219,6 +233,7 @@ void H2ClientConn::end() noexcept {
   for (auto& [id, st] : streams_) {
     st->closed = true;
     st->conn_lost = true;
+    if (st->protocol_error == nullptr) st->protocol_error = protocol_error_;
     st->ev.set();
   }
   streams_.clear();
@@ -316,15 +331,49 @@ int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void
     }
   }
   if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) st->in_ended = true;
-  st->ev.set();
+  // A DATA frame's bytes woke the reader already (on_data_chunk); one that
+  // carries none and does not end the stream is no progress, and a wake
+  // for it would let a server that sends empty frames hold a body wait
+  // (each wake restarted read_timeout) or an upload.
+  if (f->hd.type == NGHTTP2_HEADERS || st->in_ended) st->ev.set();
   return 0;
 }
 
-int H2ClientConn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void*) {
+int H2ClientConn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void* self) {
+  auto* c = static_cast<H2ClientConn*>(self);
+  if (f->hd.type == NGHTTP2_GOAWAY) {
+    // nghttp2 ends the connection for a frame of the server's (we send no
+    // other GOAWAY).
+    if (f->goaway.error_code != NGHTTP2_NO_ERROR && c->protocol_error_ == nullptr)
+      c->protocol_error_ = c->last_invalid_ != nullptr ? c->last_invalid_ : nghttp2_http2_strerror(f->goaway.error_code);
+    return 0;
+  }
+  auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+  if (st == nullptr) return 0;
+  if (f->hd.type == NGHTTP2_RST_STREAM) {
+    // Ours are CANCEL (a call ended, a limit passed); any other code is
+    // nghttp2's, for a frame of the server's on this stream.
+    if (f->rst_stream.error_code != NGHTTP2_CANCEL && f->rst_stream.error_code != NGHTTP2_NO_ERROR &&
+        st->protocol_error == nullptr) {
+      st->protocol_error = nghttp2_http2_strerror(f->rst_stream.error_code);
+    }
+    return 0;
+  }
   if (f->hd.type != NGHTTP2_HEADERS) return 0;
-  if (auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id))) {
-    st->headers_sent = true;
-    if (st->expect) st->ev.set();  // await_continue's clock starts here (no wake otherwise)
+  st->headers_sent = true;
+  if (st->expect) st->ev.set();  // await_continue's clock starts here (no wake otherwise)
+  return 0;
+}
+
+// on_invalid_frame: nghttp2 found a frame of the server's invalid and will
+// reset its stream or end the connection: the stream's call fails for it
+// either way, and a GOAWAY that follows names it.
+int H2ClientConn::on_invalid_frame(nghttp2_session* s, const nghttp2_frame* f, int lib_error, void* self) {
+  auto* c = static_cast<H2ClientConn*>(self);
+  c->last_invalid_ = nghttp2_strerror(lib_error);
+  if (f->hd.stream_id != 0) {
+    auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id));
+    if (st != nullptr && st->protocol_error == nullptr) st->protocol_error = c->last_invalid_;
   }
   return 0;
 }
@@ -380,7 +429,11 @@ void H2ClientConn::reader() {
     if (dead_) break;
     const ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
     wake_.set();
-    if (rv < 0) break;
+    if (rv < 0) {
+      // Bad HPACK, a flood, too many CONTINUATION frames: the server's.
+      if (protocol_error_ == nullptr) protocol_error_ = nghttp2_strerror(static_cast<int>(rv));
+      break;
+    }
   }
   {
     std::lock_guard lk(mu_);
@@ -502,6 +555,9 @@ Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
   if (st.too_large)
     return Error(errc::malformed_response,
                  std::string(st.head_done ? "response trailers" : "response head") + " over max_head (" + u.str() + ")");
+  if (st.protocol_error != nullptr)
+    return Error(errc::malformed_response,
+                 std::string("invalid HTTP/2 response: ") + st.protocol_error + " (" + u.str() + ")");
   if (mid_body) return Error(errc::truncated, "HTTP/2 stream ended before its body's end (" + u.str() + ")");
   std::string why = st.conn_lost ? "HTTP/2 connection closed" : "HTTP/2 stream reset by the server (error " +
                                                                     std::to_string(st.error) + ")";
@@ -695,7 +751,8 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
         // response: client.cpp replayable; Go's http2 Transport retries
         // the same way).
         if (!st->too_large && (st->error == NGHTTP2_REFUSED_STREAM || (st->conn_lost && !st->headers_sent) ||
-                               (st->conn_lost && st->on_proven && may_replay && !gen_called))) {
+                               (st->conn_lost && st->on_proven && may_replay && !gen_called &&
+                                st->protocol_error == nullptr))) {
           retry = true;
           return nullptr;
         }
@@ -713,6 +770,11 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
 std::size_t H2Call::read_some(std::byte* dst, std::size_t n) {
   if (n == 0) return 0;
   H2ClientStream& st = *st_;
+  // read_timeout is time without progress: one deadline for this call,
+  // which returns at the first byte; wakes that bring none (a window
+  // update's, a trailer's) do not move it.
+  std::optional<Clock::time_point> deadline;
+  if (opt_.read_timeout.count() > 0) deadline = spindle::detail::deadline_after(opt_.read_timeout);
   for (;;) {
     {
       std::lock_guard lk(c_->mu());
@@ -741,7 +803,9 @@ std::size_t H2Call::read_some(std::byte* dst, std::size_t n) {
       if (st.closed) throw stream_error(st, u_, true);
       st.ev.clear();
     }
-    if (!wait_ev(st, opt_.read_timeout)) {
+    if (!deadline) {
+      st.ev.wait();
+    } else if (!st.ev.wait_until(*deadline)) {
       throw Error(errc::timeout, "reading the body of " + u_.str() + ": nothing within " +
                                      std::to_string(opt_.read_timeout.count()) + " ms (read_timeout)");
     }

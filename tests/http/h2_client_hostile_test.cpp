@@ -1,0 +1,1051 @@
+// h2_client_hostile_test.cpp: http::Client over HTTP/2 (prior knowledge,
+// http://) against hostile servers written frame by frame on loopback, as
+// client_hostile_test.cpp does for HTTP/1.1: DATA past the windows, bodies
+// over max_body, header blocks over max_head in CONTINUATIONs (the 2024
+// CONTINUATION flood), PUSH_PROMISE though push is off, silence, GOAWAY
+// before the request, RST_STREAM, SETTINGS and PING floods, Content-Length
+// that lies, broken HPACK, connection-specific and malformed fields, a
+// window never opened for a request body, empty DATA frames as a drip.
+//
+// Each case checks what the client must do: fail the request with the
+// right http::errc within a bounded time (never hang, never hold more than
+// the windows and limits allow), and then serve the next request: on the
+// same connection when only the stream was bad, on a new one when the
+// connection was (peer.accepted() counts them). Every client has a
+// total_timeout (h2c), so a regression fails a check instead of hanging
+// the suite; the case's own timeouts are shorter still.
+//
+// The frames are hand-built (a 9-byte header and a payload), and header
+// blocks are HPACK literals without indexing, so the attacker keeps no
+// HPACK state; tests/http/h2_test_client.hpp builds the same for the
+// server's tests, with libnghttp2 on the reading side, which this file
+// does not need. What libnghttp2 decides by itself (flow control, the
+// HTTP messaging rules, the ACK flood and CONTINUATION limits) is named
+// where a case relies on it: Debian's 1.52.0-1+deb12u3 here, which has the
+// CONTINUATION cap of CVE-2024-28182 (8 frames) backported.
+#include <atomic>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http_test_support.hpp"
+
+using namespace spindle_test;
+using namespace http_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Frame types, flags and error codes (RFC 9113 6 and 7).
+constexpr std::uint8_t kData = 0, kHeaders = 1, kRstStream = 3, kSettings = 4, kPushPromise = 5, kPing = 6,
+                       kGoaway = 7, kWindowUpdate = 8, kContinuation = 9;
+constexpr std::uint8_t kEndStream = 0x1, kAck = 0x1, kEndHeaders = 0x4;
+constexpr std::uint32_t kNoError = 0, kProtocolError = 1, kFlowControlError = 3, kFrameSizeError = 6,
+                        kRefusedStream = 7, kCancel = 8, kCompressionError = 9, kEnhanceYourCalm = 11;
+constexpr std::uint16_t kEnablePush = 2, kMaxConcurrentStreams = 3, kInitialWindowSize = 4;
+constexpr std::uint32_t kNone = 0xffffffffu;  // no GOAWAY (yet)
+
+std::chrono::milliseconds ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d); }
+
+// h2c: prior knowledge on http://, and a total_timeout on every call so
+// that a client that hangs fails the case (well inside CTest's limit).
+http::ClientOptions h2c() {
+  http::ClientOptions o;
+  o.http2 = http::ClientHttp2::prior_knowledge;
+  o.total_timeout = ms(slack(20s));
+  return o;
+}
+
+std::string be32(std::uint32_t v) {
+  std::string s;
+  for (int shift : {24, 16, 8, 0}) s.push_back(static_cast<char>((v >> shift) & 0xff));
+  return s;
+}
+
+std::string h2_frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream, std::string_view payload) {
+  std::string f;
+  const std::size_t n = payload.size();
+  for (int shift : {16, 8, 0}) f.push_back(static_cast<char>((n >> shift) & 0xff));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  f += be32(stream & 0x7fffffffu);
+  f.append(payload);
+  return f;
+}
+
+// HPACK (RFC 7541): an integer with an n-bit prefix under the first
+// byte's high bits `first`, and a literal field without indexing, new name.
+void hpack_int(std::string& out, std::uint8_t first, int prefix_bits, std::size_t v) {
+  const std::size_t max = (std::size_t{1} << prefix_bits) - 1;
+  if (v < max) {
+    out.push_back(static_cast<char>(first | v));
+    return;
+  }
+  out.push_back(static_cast<char>(first | max));
+  for (v -= max; v >= 128; v /= 128) out.push_back(static_cast<char>((v % 128) | 0x80));
+  out.push_back(static_cast<char>(v));
+}
+std::string field(std::string_view name, std::string_view value) {
+  std::string b(1, '\0');
+  hpack_int(b, 0, 7, name.size());
+  b += name;
+  hpack_int(b, 0, 7, value.size());
+  b += value;
+  return b;
+}
+std::string status_block(std::string_view code) { return field(":status", code); }
+
+std::string settings(std::initializer_list<std::pair<std::uint16_t, std::uint32_t>> entries) {
+  std::string p;
+  for (auto [id, v] : entries) {
+    p.push_back(static_cast<char>(id >> 8));
+    p.push_back(static_cast<char>(id & 0xff));
+    p += be32(v);
+  }
+  return p;  // a SETTINGS payload: H2Wire::start sends it
+}
+std::string goaway(std::uint32_t last, std::uint32_t code) { return h2_frame(kGoaway, 0, 0, be32(last) + be32(code)); }
+std::string rst_stream(std::uint32_t stream, std::uint32_t code) { return h2_frame(kRstStream, 0, stream, be32(code)); }
+std::string ping(std::uint32_t n) { return h2_frame(kPing, 0, 0, be32(n) + be32(n)); }
+std::string window_update(std::uint32_t stream, std::uint32_t inc) { return h2_frame(kWindowUpdate, 0, stream, be32(inc)); }
+// window_of_data: `frames` DATA frames of 16 KiB (the default
+// SETTINGS_MAX_FRAME_SIZE), none ending the stream.
+std::string window_of_data(std::uint32_t id, int frames) {
+  std::string out;
+  const std::string piece(16384, 'w');
+  for (int i = 0; i < frames; ++i) out += h2_frame(kData, 0, id, piece);
+  return out;
+}
+
+struct Frame {
+  std::uint8_t type = 0, flags = 0;
+  std::uint32_t stream = 0;
+  std::string payload;
+  // code: RST_STREAM's and GOAWAY's error code.
+  std::uint32_t code() const {
+    const std::size_t at = type == kGoaway ? 4 : 0;
+    if (payload.size() < at + 4) return kNone;
+    std::uint32_t v = 0;
+    for (std::size_t i = at; i < at + 4; ++i) v = (v << 8) | static_cast<unsigned char>(payload[i]);
+    return v;
+  }
+};
+
+// H2Wire: the attacking server's end of one connection. It reads frames
+// one at a time, acking each SETTINGS of the client as it comes (and
+// keeping its entries), and writes what the script gives it. A read past
+// the connection's end throws std::system_error (io::error::eof), which
+// ends the script (RawPeer).
+class H2Wire {
+ public:
+  explicit H2Wire(io::TcpStream& s) : s_(s) {}
+  // start: the client's preface, then our SETTINGS (a settings() payload).
+  void start(std::string_view our_settings = {}) {
+    char preface[24];
+    s_.read_exact(preface, sizeof preface);
+    send(h2_frame(kSettings, 0, 0, our_settings));
+  }
+  Frame next() {
+    unsigned char h[9];
+    s_.read_exact(h, sizeof h);
+    Frame f;
+    f.payload.resize(std::size_t{h[0]} << 16 | std::size_t{h[1]} << 8 | h[2]);
+    f.type = h[3];
+    f.flags = h[4];
+    f.stream = (std::uint32_t{h[5]} << 24 | std::uint32_t{h[6]} << 16 | std::uint32_t{h[7]} << 8 | h[8]) & 0x7fffffffu;
+    if (!f.payload.empty()) s_.read_exact(f.payload.data(), f.payload.size());
+    if (f.type == kSettings && (f.flags & kAck) == 0) {
+      for (std::size_t i = 0; i + 6 <= f.payload.size(); i += 6) {
+        const auto b = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(f.payload[i + k])); };
+        client_settings[static_cast<std::uint16_t>(b(0) << 8 | b(1))] = b(2) << 24 | b(3) << 16 | b(4) << 8 | b(5);
+      }
+      send(h2_frame(kSettings, kAck, 0, {}));
+    }
+    return f;
+  }
+  // request: frames until the next request's HEADERS (the client's heads
+  // are small: one frame).
+  Frame request() { return until(kHeaders); }
+  Frame until(std::uint8_t type) {
+    for (;;) {
+      Frame f = next();
+      if (f.type == type) return f;
+    }
+  }
+  void send(std::string_view bytes) { s_.write_all(bytes); }
+  // answer: 200 with `body` (and its content-length), as a server would.
+  void answer(std::uint32_t id, std::string_view body) {
+    std::string out = h2_frame(kHeaders, kEndHeaders | (body.empty() ? kEndStream : 0), id,
+                               status_block("200") + field("content-length", std::to_string(body.size())));
+    if (!body.empty()) out += h2_frame(kData, kEndStream, id, body);
+    send(out);
+  }
+
+  std::map<std::uint16_t, std::uint32_t> client_settings;
+
+ private:
+  io::TcpStream& s_;
+};
+
+// Attacker: a RawPeer whose first connection reads the client's first
+// request and runs `attack` on it (the frames it sends, what it waits
+// for), then reads until the connection ends, keeping the code of the
+// client's GOAWAY if one comes. Every later connection answers each
+// request with 200 "fresh": a client that gave the first connection up
+// gets its next request answered there.
+class Attacker {
+ public:
+  using Attack = std::function<void(H2Wire&, std::uint32_t id)>;
+  explicit Attacker(Attack attack, std::string our_settings = {})
+      : attack_(std::move(attack)), settings_(std::move(our_settings)), raw_([this](io::TcpStream& s) { serve(s); }) {}
+  std::string url(std::string_view path = "/") const { return raw_.url(path); }
+  int accepted() const { return raw_.accepted(); }
+  std::uint32_t goaway() const { return goaway_.load(); }
+  bool saw_goaway(Clock::duration limit = slack(5s)) const {
+    return wait_until([&] { return goaway_.load() != kNone; }, limit);
+  }
+
+ private:
+  void serve(io::TcpStream& s) {
+    H2Wire w(s);
+    w.start(settings_);
+    if (conns_.fetch_add(1) > 0) {
+      for (;;) w.answer(w.request().stream, "fresh");
+    }
+    attack_(w, w.request().stream);
+    for (;;) {
+      const Frame f = w.next();
+      if (f.type == kGoaway) goaway_.store(f.code());
+    }
+  }
+
+  Attack attack_;
+  std::string settings_;
+  std::atomic<int> conns_{0};
+  std::atomic<std::uint32_t> goaway_{kNone};
+  RawPeer raw_;  // last: its fibers use the fields above
+};
+
+// FdCheck: as client_hostile_test.cpp's: the process's descriptors at
+// construction equal those at check(): every socket of the case (client
+// connections included, whatever ended them) was closed.
+struct FdCheck {
+  int before;
+  FdCheck() {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    io::TcpStream::connect("127.0.0.1", l.local_endpoint().port()).close();
+    l.close();
+    before = open_fds();
+  }
+  void check() { FIBER_CHECK(wait_until([&] { return open_fds() == before; }, slack(5s))); }
+};
+
+// expect: FIBER_CHECK with the case's own words (for table-driven cases).
+void expect(bool ok, const std::string& what) {
+  if (!ok) fiber_failures().add(what);
+}
+
+std::string kind_name(http::errc k) {
+  return k == http::errc{} ? std::string("no error") : http::make_error_code(k).message();
+}
+
+// failed_fast: the request failed with an http::Error that is not a
+// timeout (the attack was seen, not waited out), within `limit`.
+template <class F>
+bool failed_fast(F&& f, http::errc& kind, std::string& what, Clock::duration limit = slack(5s)) {
+  const auto t0 = Clock::now();
+  kind = error_of(std::forward<F>(f), &what);
+  return kind != http::errc{} && kind != http::errc::timeout && Clock::now() - t0 < limit;
+}
+
+}  // namespace
+
+// 1. The client grants 1 MiB a stream (SETTINGS_INITIAL_WINDOW_SIZE) and
+// 4 MiB the connection, and opens them by what the caller reads. DATA
+// past them is never a bigger buffer: past a stream's window nghttp2
+// resets that stream (FLOW_CONTROL_ERROR, a stream error: the connection
+// goes on); past the connection's, it ends the connection (GOAWAY
+// FLOW_CONTROL_ERROR). open() with nothing read keeps the windows shut, so
+// the overrun is certain (a reading get() would race the window updates).
+TEST_CASE("h2 client hostile: DATA past the stream's window resets that stream; the connection goes on") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<std::uint32_t> reset_code{kNone};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        const std::uint32_t id = w.request().stream;
+        // 1 MiB + 64 KiB at once: the window is 64 of the 68 frames.
+        w.send(h2_frame(kHeaders, kEndHeaders, id, status_block("200")) + window_of_data(id, 68));
+        for (;;) {
+          const Frame f = w.next();
+          if (f.type == kRstStream && f.stream == id) reset_code.store(f.code());
+          if (f.type == kHeaders) w.answer(f.stream, "fresh");
+        }
+      });
+      http::Client c(h2c());
+      auto s = c.open("GET", peer.url("/flood"));
+      FIBER_CHECK(s.status == 200);
+      FIBER_CHECK(wait_until([&] { return reset_code.load() != kNone; }));
+      FIBER_CHECK(reset_code.load() == kFlowControlError);
+      std::size_t got = 0;
+      std::string what;
+      const auto kind = error_of([&] {
+        for (std::string p; !(p = s.read_chunk()).empty();) got += p.size();
+      }, &what);
+      FIBER_CHECK(kind == http::errc::malformed_response);
+      FIBER_CHECK(got <= std::size_t{1} << 20);
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("h2 client hostile: DATA past the connection's window ends the connection; the next request dials") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      // Five streams of 1 MiB each (each within its own window): the
+      // fifth's first frame is past the connection's 4 MiB.
+      Attacker peer([](H2Wire& w, std::uint32_t first) {
+        for (int n = 0; n < 5; ++n) {
+          const std::uint32_t id = n == 0 ? first : w.request().stream;
+          w.send(h2_frame(kHeaders, kEndHeaders, id, status_block("200")) + window_of_data(id, 64));
+        }
+      });
+      http::Client c(h2c());
+      std::vector<http::StreamedResponse> held;
+      for (int n = 0; n < 5; ++n) {
+        try {
+          held.push_back(c.open("GET", peer.url("/" + std::to_string(n))));
+        } catch (const http::Error& e) {
+          FIBER_CHECK(n == 4);  // the fifth head comes in the read that overruns the window
+          FIBER_CHECK(e.kind() != http::errc::timeout);
+        }
+      }
+      FIBER_CHECK(peer.saw_goaway());
+      FIBER_CHECK(peer.goaway() == kFlowControlError);
+      std::size_t total = 0;
+      for (auto& s : held) {
+        std::size_t got = 0;
+        const auto kind = error_of([&] {
+          for (std::string p; !(p = s.read_chunk()).empty();) got += p.size();
+        });
+        FIBER_CHECK(kind == http::errc::malformed_response);
+        FIBER_CHECK(got <= std::size_t{1} << 20);
+        total += got;
+      }
+      FIBER_CHECK(total <= std::size_t{4} << 20);
+      held.clear();
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// 2. A body over max_body, in proper DATA frames within the windows:
+// counted as it comes (no content-length; the server never ends it) or
+// refused from the head (a content-length over it). Either fails with
+// body_too_large and resets the stream only (CANCEL).
+TEST_CASE("h2 client hostile: a body over max_body fails that request only; the connection goes on") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> cancels{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        for (int requests = 0;;) {
+          const Frame f = w.next();
+          if (f.type == kRstStream && f.code() == kCancel) cancels.fetch_add(1);
+          if (f.type != kHeaders) continue;
+          const int n = requests++;
+          if (n >= 2) {
+            w.answer(f.stream, "small");
+            continue;
+          }
+          // 64 KiB that never ends; the second says 1 MiB to come.
+          std::string block = status_block("200");
+          if (n == 1) block += field("content-length", "1048576");
+          w.send(h2_frame(kHeaders, kEndHeaders, f.stream, block) + window_of_data(f.stream, 4));
+        }
+      });
+      auto o = h2c();
+      o.max_body = 1024;
+      o.read_timeout = ms(slack(5s));
+      http::Client c(o);
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(peer.url("/counted")); }, &what) == http::errc::body_too_large);
+      FIBER_CHECK(what.find("over 1024 bytes") != std::string::npos);
+      FIBER_CHECK(error_of([&] { c.get(peer.url("/announced")); }) == http::errc::body_too_large);
+      FIBER_CHECK(c.get(peer.url("/small")).text() == "small");
+      FIBER_CHECK(wait_until([&] { return cancels.load() == 2; }));
+      FIBER_CHECK(peer.accepted() == 1);
+      FIBER_CHECK(c.stats().open == 1);
+    }
+    fds.check();
+  });
+}
+
+// 3. Header blocks over max_head in CONTINUATION frames (the CONTINUATION
+// flood, 2024). The client counts the fields as nghttp2 decodes them and
+// resets the stream past max_head (malformed_response), whether the block
+// ends or not; nghttp2 (CVE-2024-28182) ends the connection at the 9th
+// CONTINUATION of one block. A block that ends within that and is over
+// max_head fails its request only: the connection goes on.
+TEST_CASE("h2 client hostile: a head over max_head in CONTINUATIONs fails that request only") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer peer([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        const std::uint32_t id = w.request().stream;
+        std::string out = h2_frame(kHeaders, 0, id, status_block("200"));
+        for (int i = 0; i < 5; ++i)  // 5 x 5 KiB: past 16 KiB
+          out += h2_frame(kContinuation, i == 4 ? kEndHeaders | kEndStream : 0, id,
+                          field("x-pad-" + std::to_string(i), std::string(5000, 'p')));
+        w.send(out);
+        for (;;) w.answer(w.request().stream, "fine");
+      });
+      auto o = h2c();
+      o.max_head = 16 * 1024;
+      http::Client c(o);
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(peer.url("/big")); }, &what) == http::errc::malformed_response);
+      FIBER_CHECK(what.find("response head over max_head") != std::string::npos);
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fine");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("h2 client hostile: an endless CONTINUATION flood fails the request in bounded time and memory") {
+  run_checked(2, [] {
+    FdCheck fds;
+    // Big fields: max_head is crossed at the 4th frame, before nghttp2's
+    // cap; small ones (about 60 bytes a frame): the cap comes first.
+    for (const std::size_t value_size : {std::size_t{5000}, std::size_t{40}}) {
+      Attacker peer([value_size](H2Wire& w, std::uint32_t id) {
+        w.send(h2_frame(kHeaders, 0, id, status_block("200")));
+        const std::string value(value_size, 'c');
+        for (std::uint64_t i = 0;; ++i) w.send(h2_frame(kContinuation, 0, id, field("x-c-" + std::to_string(i), value)));
+      });
+      auto o = h2c();
+      o.max_head = 16 * 1024;
+      o.read_timeout = ms(slack(5s));
+      http::Client c(o);
+      http::errc kind{};
+      std::string what;
+      FIBER_CHECK(failed_fast([&] { c.get(peer.url("/flood")); }, kind, what));
+      if (value_size > 1000) {
+        FIBER_CHECK(kind == http::errc::malformed_response);
+        FIBER_CHECK(what.find("response head over max_head") != std::string::npos);
+      } else {
+        FIBER_CHECK(kind == http::errc::malformed_response);
+      }
+      // The flooded connection is gone (nghttp2 ended it at its cap): the
+      // next request dials.
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// 4. PUSH_PROMISE though the client's SETTINGS said SETTINGS_ENABLE_PUSH=0:
+// a connection error (PROTOCOL_ERROR); the request fails, the next one
+// dials.
+TEST_CASE("h2 client hostile: PUSH_PROMISE with push disabled ends the connection; the next request dials") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<std::uint32_t> enable_push{kNone};
+      Attacker peer([&](H2Wire& w, std::uint32_t id) {
+        const auto it = w.client_settings.find(kEnablePush);
+        if (it != w.client_settings.end()) enable_push.store(it->second);
+        const std::string block = field(":method", "GET") + field(":scheme", "http") +
+                                  field(":authority", "127.0.0.1") + field(":path", "/pushed");
+        w.send(h2_frame(kPushPromise, kEndHeaders, id, be32(2) + block));
+      });
+      http::Client c(h2c());
+      http::errc kind{};
+      std::string what;
+      FIBER_CHECK(failed_fast([&] { c.get(peer.url("/")); }, kind, what));
+      FIBER_CHECK(kind == http::errc::malformed_response);
+      FIBER_CHECK(enable_push.load() == 0);
+      FIBER_CHECK(peer.saw_goaway());
+      FIBER_CHECK(peer.goaway() == kProtocolError);
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// Frames no server may send at all: each a connection error with its
+// own code in the client's GOAWAY (nghttp2); the request fails, the next
+// one dials.
+TEST_CASE("h2 client hostile: frames no server may send end the connection with the right GOAWAY") {
+  run_checked(2, [] {
+    FdCheck fds;
+    struct Case {
+      const char* what;
+      std::function<std::string(std::uint32_t id)> frames;
+      std::uint32_t code;
+    };
+    std::string many;
+    for (int i = 0; i < 1000; ++i) many += settings({{kEnablePush, 0}});
+    const std::vector<Case> cases = {
+        {"HEADERS on a stream the server opened",
+         [](std::uint32_t) { return h2_frame(kHeaders, kEndHeaders, 2, status_block("200")); }, kProtocolError},
+        {"DATA on stream 0", [](std::uint32_t) { return h2_frame(kData, 0, 0, "x"); }, kProtocolError},
+        {"RST_STREAM on an idle stream", [](std::uint32_t) { return rst_stream(101, kCancel); }, kProtocolError},
+        {"PING on a stream", [](std::uint32_t id) { return h2_frame(kPing, 0, id, std::string(8, 'p')); }, kProtocolError},
+        {"CONTINUATION without HEADERS",
+         [](std::uint32_t id) { return h2_frame(kContinuation, kEndHeaders, id, status_block("200")); }, kProtocolError},
+        {"HEADERS inside a header block",
+         [](std::uint32_t id) {
+           return h2_frame(kHeaders, 0, id, status_block("200")) + h2_frame(kHeaders, kEndHeaders, id, {});
+         },
+         kProtocolError},
+        {"the connection's window past 2^31-1", [](std::uint32_t) { return window_update(0, 0x7fffffffu); },
+         kFlowControlError},
+        {"SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1",
+         [](std::uint32_t) { return h2_frame(kSettings, 0, 0, settings({{kInitialWindowSize, 0x80000000u}})); },
+         kFlowControlError},
+        {"a SETTINGS ACK with a payload",
+         [](std::uint32_t) { return h2_frame(kSettings, kAck, 0, settings({{kEnablePush, 0}})); }, kFrameSizeError},
+        {"a frame over SETTINGS_MAX_FRAME_SIZE",
+         [](std::uint32_t id) { return h2_frame(kData, 0, id, std::string(20000, 'x')); }, kFrameSizeError},
+        {"a SETTINGS of 1000 entries", [&many](std::uint32_t) { return h2_frame(kSettings, 0, 0, many); },
+         kEnhanceYourCalm},
+    };
+    for (const Case& k : cases) {
+      Attacker peer([&k](H2Wire& w, std::uint32_t id) { w.send(k.frames(id)); });
+      http::Client c(h2c());
+      http::errc kind{};
+      std::string what;
+      expect(failed_fast([&] { c.get(peer.url("/")); }, kind, what), std::string(k.what) + ": " + kind_name(kind));
+      expect(kind == http::errc::malformed_response,
+             std::string(k.what) + ": " + kind_name(kind));
+      expect(peer.saw_goaway() && peer.goaway() == k.code, std::string(k.what) + ": GOAWAY " + std::to_string(peer.goaway()));
+      expect(c.get(peer.url("/next")).text() == "fresh", k.what);
+      expect(peer.accepted() == 2, k.what);
+    }
+    fds.check();
+  });
+}
+
+// 5. A server that never answers: read_timeout (or total_timeout) ends the
+// wait with errc::timeout; the stream is reset (CANCEL) and the
+// connection goes on. Also a server that takes the connection and says
+// nothing at all (no SETTINGS), and one whose SETTINGS allow no stream
+// (SETTINGS_MAX_CONCURRENT_STREAMS 0: the HEADERS never leave).
+TEST_CASE("h2 client hostile: a server that never answers is ended by read_timeout or total_timeout") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> cancelled{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        const std::uint32_t ignored = w.request().stream;
+        for (;;) {
+          const Frame f = w.next();
+          if (f.type == kRstStream && f.stream == ignored && f.code() == kCancel) cancelled.fetch_add(1);
+          if (f.type == kHeaders) w.answer(f.stream, "late");
+        }
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      std::string what;
+      auto t0 = Clock::now();
+      FIBER_CHECK(error_of([&] { c.get(peer.url("/silent")); }, &what) == http::errc::timeout);
+      FIBER_CHECK(Clock::now() - t0 >= 250ms);
+      FIBER_CHECK(Clock::now() - t0 < slack(5s));
+      FIBER_CHECK(what.find("(read_timeout)") != std::string::npos);
+      FIBER_CHECK(wait_until([&] { return cancelled.load() == 1; }));
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "late");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    {
+      RawPeer silent([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        w.request();
+        for (;;) w.next();
+      });
+      auto o = h2c();
+      o.total_timeout = 300ms;
+      http::Client c(o);
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(silent.url("/silent")); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.find("(total_timeout)") != std::string::npos);
+    }
+    {
+      RawPeer mute([](io::TcpStream& s) { read_all(s); });  // no preface read, no SETTINGS
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      FIBER_CHECK(error_of([&] { c.get(mute.url("/mute")); }) == http::errc::timeout);
+    }
+    {
+      std::atomic<int> heads{0};
+      RawPeer none([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start(settings({{kMaxConcurrentStreams, 0}}));
+        for (;;)
+          if (w.next().type == kHeaders) heads.fetch_add(1);
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      // The first request's HEADERS may leave before the server's SETTINGS
+      // are read; the second's cannot.
+      const auto first = error_of([&] { c.get(none.url("/a")); });
+      FIBER_CHECK(first == http::errc::timeout);
+      FIBER_CHECK(error_of([&] { c.get(none.url("/b")); }) == http::errc::timeout);
+      FIBER_CHECK(heads.load() <= 1);
+    }
+    fds.check();
+  });
+}
+
+// 6. GOAWAY with last_stream_id 0 right after the request's HEADERS: the
+// server says it did not process the stream (REFUSED_STREAM, by nghttp2),
+// so any request goes again on a new connection, a POST included (RFC
+// 9113 8.7: not processed); a server that refuses every connection gets
+// one retry, then errc::reset.
+TEST_CASE("h2 client hostile: GOAWAY(0) before the answer: the request goes again on a new connection, once") {
+  run_checked(2, [] {
+    FdCheck fds;
+    for (const char* method : {"GET", "POST"}) {
+      Attacker peer([](H2Wire& w, std::uint32_t) { w.send(goaway(0, kNoError)); });
+      http::Client c(h2c());
+      http::RequestOptions ro;
+      if (std::string_view(method) == "POST") ro.body = "charge once";
+      auto r = c.request(method, peer.url("/"), ro);
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 2);
+      FIBER_CHECK(c.get(peer.url("/")).text() == "fresh");  // on the new connection
+      FIBER_CHECK(peer.accepted() == 2);
+    }
+    {
+      std::atomic<int> requests{0};
+      RawPeer refuses([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        w.request();
+        requests.fetch_add(1);
+        w.send(goaway(0, kNoError));
+        for (;;) w.next();
+      });
+      http::Client c(h2c());
+      std::string what;
+      const auto t0 = Clock::now();
+      FIBER_CHECK(error_of([&] { c.get(refuses.url("/")); }, &what) == http::errc::reset);
+      FIBER_CHECK(Clock::now() - t0 < slack(5s));
+      FIBER_CHECK(requests.load() == 2);
+      FIBER_CHECK(refuses.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// RST_STREAM(REFUSED_STREAM) says the same of one stream: sent again
+// (whatever the method) on the same connection, which stays usable; a
+// server that refuses every stream gets one retry, then errc::reset.
+TEST_CASE("h2 client hostile: RST_STREAM(REFUSED_STREAM): the request goes again, once") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> requests{0};
+      const auto refuser = [&](int answer_from) {
+        return [&requests, answer_from](io::TcpStream& s) {
+          H2Wire w(s);
+          w.start();
+          for (;;) {
+            const std::uint32_t id = w.request().stream;
+            if (requests.fetch_add(1) + 1 >= answer_from) {
+              w.answer(id, "taken");
+            } else {
+              w.send(rst_stream(id, kRefusedStream));
+            }
+          }
+        };
+      };
+      {
+        RawPeer once(refuser(2));
+        http::Client c(h2c());
+        FIBER_CHECK(c.post(once.url("/"), "once").text() == "taken");
+        FIBER_CHECK(requests.load() == 2);
+        FIBER_CHECK(once.accepted() == 1);
+      }
+      requests.store(0);
+      {
+        RawPeer always(refuser(1000));
+        http::Client c(h2c());
+        std::string what;
+        const auto t0 = Clock::now();
+        FIBER_CHECK(error_of([&] { c.get(always.url("/")); }, &what) == http::errc::reset);
+        FIBER_CHECK(Clock::now() - t0 < slack(5s));
+        FIBER_CHECK(requests.load() == 2);
+      }
+    }
+    fds.check();
+  });
+}
+
+// 7. Floods of frames that cost the server 9 to 17 bytes each. RST_STREAM
+// for a closed stream is ignored (CPU only: nothing is queued or kept);
+// each SETTINGS and PING queues an ACK, and nghttp2 ends the connection
+// once 1000 are queued unsent (nghttp2_option_set_max_outbound_ack's
+// default): against a server that reads, the request may complete or the
+// connection end (a 16 KiB read holds 1820 empty SETTINGS); against one
+// that never reads, the connection must end.
+TEST_CASE("h2 client hostile: an RST_STREAM flood for a closed stream is ignored; the request completes") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer peer([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        const std::uint32_t first = w.request().stream;
+        w.answer(first, "one");
+        const std::uint32_t second = w.request().stream;
+        std::string flood;
+        for (int i = 0; i < 1000; ++i) flood += rst_stream(first, kCancel);
+        for (int i = 0; i < 100; ++i) w.send(flood);  // 100,000 frames
+        w.answer(second, "two");
+        for (;;) w.next();
+      });
+      http::Client c(h2c());
+      FIBER_CHECK(c.get(peer.url("/1")).text() == "one");
+      const auto t0 = Clock::now();
+      FIBER_CHECK(c.get(peer.url("/2")).text() == "two");
+      FIBER_CHECK(Clock::now() - t0 < slack(10s));
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+TEST_CASE("h2 client hostile: SETTINGS and PING floods end in bounded time, the request answered or failed") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      // A server that reads, once its flood is out (the ACKs wait in the
+      // socket buffers until then).
+      Attacker reads([](H2Wire& w, std::uint32_t id) {
+        std::string flood;
+        for (std::uint32_t i = 0; i < 1000; ++i) flood += ping(i) + h2_frame(kSettings, 0, 0, {});
+        for (int i = 0; i < 20; ++i) w.send(flood);  // 20,000 of each
+        w.answer(id, "flooded");
+      });
+      http::Client c(h2c());
+      std::string what;
+      const auto t0 = Clock::now();
+      std::string got;
+      const auto kind = error_of([&] { got = std::string(c.get(reads.url("/")).text()); }, &what);
+      FIBER_CHECK(Clock::now() - t0 < slack(10s));
+      FIBER_CHECK((kind == http::errc{} ? got == "flooded" : kind != http::errc::timeout));
+      FIBER_CHECK(c.get(reads.url("/next")).status == 200);
+    }
+    {
+      // A server that never reads: the client's ACKs fill the socket
+      // buffers, then its queue; at 1000 nghttp2 ends the connection.
+      Attacker deaf([](H2Wire& w, std::uint32_t) {
+        std::string flood;
+        for (std::uint32_t i = 0; i < 1000; ++i) flood += ping(i);
+        for (;;) w.send(flood);
+      });
+      http::Client c(h2c());
+      http::errc kind{};
+      std::string what;
+      FIBER_CHECK(failed_fast([&] { c.get(deaf.url("/")); }, kind, what, slack(15s)));
+      FIBER_CHECK(kind == http::errc::malformed_response);
+      FIBER_CHECK(c.get(deaf.url("/next")).text() == "fresh");
+      FIBER_CHECK(deaf.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// 8. A content-length that the DATA contradicts: nghttp2's HTTP messaging
+// resets the stream (PROTOCOL_ERROR); fewer bytes than announced, more in
+// one frame, more in a second frame. The request fails; the connection
+// goes on.
+TEST_CASE("h2 client hostile: a content-length the DATA contradicts fails the request; the connection goes on") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer peer([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        for (int n = 0;; ++n) {
+          const std::uint32_t id = w.request().stream;
+          const char* length = n == 0 ? "10" : "5";
+          std::string out = h2_frame(kHeaders, kEndHeaders, id, status_block("200") + field("content-length", length));
+          if (n == 0) out += h2_frame(kData, kEndStream, id, "hello");  // 5 of 10
+          if (n == 1) out += h2_frame(kData, kEndStream, id, "hello world");  // 11 of 5
+          if (n == 2) out += h2_frame(kData, 0, id, "hello") + h2_frame(kData, kEndStream, id, "extra");
+          if (n >= 3) {
+            w.answer(id, "exact");
+            continue;
+          }
+          w.send(out);
+        }
+      });
+      auto o = h2c();
+      o.read_timeout = ms(slack(5s));
+      http::Client c(o);
+      for (const char* what_case : {"fewer bytes", "more bytes in one frame", "more bytes in a second frame"}) {
+        http::errc kind{};
+        std::string what;
+        expect(failed_fast([&] { c.get(peer.url("/")); }, kind, what) &&
+                   kind == http::errc::malformed_response,
+               std::string(what_case) + ": " + kind_name(kind) + ": " + what);
+      }
+      FIBER_CHECK(c.get(peer.url("/")).text() == "exact");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+// 9. A header block HPACK cannot decode: a connection error
+// (COMPRESSION_ERROR: the decoder's state is lost for every stream).
+TEST_CASE("h2 client hostile: a header block HPACK cannot decode ends the connection with COMPRESSION_ERROR") {
+  run_checked(2, [] {
+    FdCheck fds;
+    struct Bad {
+      const char* what;
+      std::string block;
+    };
+    std::string table_update;
+    hpack_int(table_update, 0x20, 5, 1 << 20);  // a dynamic table of 1 MiB: over SETTINGS_HEADER_TABLE_SIZE
+    const std::vector<Bad> bad = {
+        {"an index past the tables", "\xc6"},  // 70: 61 static entries, an empty dynamic table
+        {"a table size update over the limit", table_update + status_block("200")},
+        {"a literal longer than the block", std::string("\x00\x07:status\x03" "20", 12)},
+        {"Huffman padding of 8 bits", std::string("\x00\x81\xff\x01x", 5)},
+    };
+    for (const Bad& b : bad) {
+      Attacker peer([&b](H2Wire& w, std::uint32_t id) { w.send(h2_frame(kHeaders, kEndHeaders | kEndStream, id, b.block)); });
+      http::Client c(h2c());
+      http::errc kind{};
+      std::string what;
+      expect(failed_fast([&] { c.get(peer.url("/")); }, kind, what), std::string(b.what) + ": " + kind_name(kind));
+      expect(kind == http::errc::malformed_response, std::string(b.what) + ": " + kind_name(kind));
+      expect(peer.saw_goaway() && peer.goaway() == kCompressionError,
+             std::string(b.what) + ": GOAWAY " + std::to_string(peer.goaway()));
+      expect(c.get(peer.url("/next")).text() == "fresh", b.what);
+      expect(peer.accepted() == 2, b.what);
+    }
+    fds.check();
+  });
+}
+
+// 10. Response heads that nghttp2's HTTP messaging refuses (RFC 9113
+// 8.2.2, 8.3): connection-specific fields, an uppercase name, a bad,
+// missing, repeated or misplaced :status, a request pseudo-field, a bad
+// content-length, CR LF or NUL in a value. Each resets its stream
+// (PROTOCOL_ERROR): the request fails and the connection goes on.
+namespace {
+
+struct BadHead {
+  const char* what;
+  std::string block;
+};
+const std::vector<BadHead>& bad_heads() {
+  static const std::vector<BadHead> v = {
+      {"connection: close", status_block("200") + field("connection", "close")},
+      {"transfer-encoding: chunked", status_block("200") + field("transfer-encoding", "chunked")},
+      {"keep-alive", status_block("200") + field("keep-alive", "timeout=5")},
+      {"upgrade", status_block("200") + field("upgrade", "h2c")},
+      {"te: gzip", status_block("200") + field("te", "gzip")},
+      {"an uppercase name", status_block("200") + field("X-Upper", "v")},
+      {"no :status", field("x-a", "b")},
+      {":status 2000", status_block("2000")},
+      {":status 101", status_block("101")},
+      {"two :status", status_block("200") + status_block("204")},
+      {":status after a field", field("x-a", "b") + status_block("200")},
+      {"a request pseudo-field", status_block("200") + field(":path", "/")},
+      {"content-length not a number", status_block("200") + field("content-length", "2x")},
+      {"two content-lengths", status_block("200") + field("content-length", "2") + field("content-length", "3")},
+      // nghttp2 1.52 treats a value it would drop (CR, LF, NUL; white
+      // space at either end) as an error when no on_invalid_header
+      // callback is set: no field can be injected either way.
+      {"CR LF in a value", status_block("200") + field("x-evil", "a\r\ninjected: yes")},
+      {"a NUL in a value", status_block("200") + field("x-evil", std::string("a\0b", 3))},
+  };
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("h2 client hostile: heads with forbidden or malformed fields fail their request; the connection goes on") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer peer([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        for (std::size_t n = 0;; ++n) {
+          const std::uint32_t id = w.request().stream;
+          if (n < bad_heads().size()) {
+            w.send(h2_frame(kHeaders, kEndHeaders, id, bad_heads()[n].block) + h2_frame(kData, kEndStream, id, "ok"));
+          } else {
+            const std::string block = status_block("200") + field("x-good", "yes") + field("content-length", "4");
+            w.send(h2_frame(kHeaders, kEndHeaders, id, block) + h2_frame(kData, kEndStream, id, "fine"));
+          }
+        }
+      });
+      auto o = h2c();
+      o.read_timeout = ms(slack(5s));
+      http::Client c(o);
+      for (const BadHead& b : bad_heads()) {
+        http::errc kind{};
+        std::string what;
+        expect(failed_fast([&] { c.get(peer.url("/")); }, kind, what) &&
+                   kind == http::errc::malformed_response,
+               std::string(b.what) + ": " + kind_name(kind));
+      }
+      auto r = c.get(peer.url("/"));
+      FIBER_CHECK(r.text() == "fine");
+      FIBER_CHECK(r.headers.get("x-good").value_or("") == "yes");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+// A window the server never opens (SETTINGS_INITIAL_WINDOW_SIZE 0, no
+// WINDOW_UPDATE): a request body that cannot leave is bounded by
+// read_timeout, whole or streamed; the stream is reset, the connection
+// goes on.
+TEST_CASE("h2 client hostile: a request body the server never opens a window for ends in read_timeout") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer peer([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start(settings({{kInitialWindowSize, 0}}));
+        for (;;) {
+          const Frame f = w.request();
+          if (f.flags & kEndStream) w.answer(f.stream, "no body");  // a GET; a body's stream is left waiting
+        }
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      std::string what;
+      auto t0 = Clock::now();
+      FIBER_CHECK(error_of([&] { c.post(peer.url("/whole"), std::string(100 * 1024, 'u')); }, &what) ==
+                  http::errc::timeout);
+      FIBER_CHECK(Clock::now() - t0 < slack(5s));
+      FIBER_CHECK(what.find("(read_timeout)") != std::string::npos);
+      http::RequestOptions gen;
+      int calls = 0;
+      gen.body_generator = [&] { return ++calls <= 8 ? std::string(16 * 1024, 'g') : std::string(); };
+      t0 = Clock::now();
+      FIBER_CHECK(error_of([&] { c.request("POST", peer.url("/gen"), std::move(gen)); }, &what) == http::errc::timeout);
+      FIBER_CHECK(Clock::now() - t0 < slack(5s));
+      FIBER_CHECK(calls < 8);  // held at the stream's queue bound, not read whole
+      FIBER_CHECK(what.find("sending the body") != std::string::npos);
+      FIBER_CHECK(c.get(peer.url("/")).text() == "no body");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+// Empty DATA frames carry no body byte: not progress. read_timeout is
+// "each wait for response bytes (time without progress)" (client.hpp).
+TEST_CASE("h2 client hostile: empty DATA frames are no progress: read_timeout ends the wait") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      Attacker drip([](H2Wire& w, std::uint32_t id) {
+        w.send(h2_frame(kHeaders, kEndHeaders, id, status_block("200")));
+        for (;;) {
+          w.send(h2_frame(kData, 0, id, {}));
+          sp::sleep_for(50ms);
+        }
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      o.total_timeout = 3s;
+      http::Client c(o);
+      std::string what;
+      const auto t0 = Clock::now();
+      FIBER_CHECK(error_of([&] { c.get(drip.url("/")); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.find("(read_timeout)") != std::string::npos);
+      FIBER_CHECK(Clock::now() - t0 < 2s);
+    }
+    fds.check();
+  });
+}
+
+// How the client names a server's protocol errors. nghttp2 finds them
+// (HTTP messaging, HPACK, its CONTINUATION cap) and resets the stream or
+// ends the connection itself: the server reset nothing, closed nothing and
+// truncated nothing, so errc::reset ("stream reset by the server",
+// "connection closed") or errc::truncated would be false, and reset reads
+// as transient. They are malformed_response, as the same responses are
+// over HTTP/1.1, "invalid HTTP/2 response: " and nghttp2's reason
+// (h2_client.cpp on_invalid_frame, on_frame_send).
+TEST_CASE("h2 client hostile: a server's protocol errors are malformed_response, not a reset or a truncation") {
+  run_checked(2, [] {
+    struct Case {
+      const char* what;
+      Attacker::Attack attack;
+    };
+    const std::vector<Case> cases = {
+        {"connection: close in the head (stream error)",
+         [](H2Wire& w, std::uint32_t id) {
+           w.send(h2_frame(kHeaders, kEndHeaders | kEndStream, id, status_block("200") + field("connection", "close")));
+         }},
+        {"an uppercase field name (stream error)",
+         [](H2Wire& w, std::uint32_t id) {
+           w.send(h2_frame(kHeaders, kEndHeaders | kEndStream, id, status_block("200") + field("X-Upper", "v")));
+         }},
+        {"more DATA than the content-length (stream error)",
+         [](H2Wire& w, std::uint32_t id) {
+           w.send(h2_frame(kHeaders, kEndHeaders, id, status_block("200") + field("content-length", "5")) +
+                  h2_frame(kData, kEndStream, id, "hello world"));
+         }},
+        {"PUSH_PROMISE with push disabled (connection error)",
+         [](H2Wire& w, std::uint32_t id) {
+           w.send(h2_frame(kPushPromise, kEndHeaders, id, be32(2) + field(":method", "GET") + field(":path", "/")));
+         }},
+        {"an HPACK index past the tables (connection error)",
+         [](H2Wire& w, std::uint32_t id) { w.send(h2_frame(kHeaders, kEndHeaders | kEndStream, id, "\xc6")); }},
+        {"9 CONTINUATION frames (nghttp2's cap)",
+         [](H2Wire& w, std::uint32_t id) {
+           std::string out = h2_frame(kHeaders, 0, id, status_block("200"));
+           for (int i = 0; i < 9; ++i) out += h2_frame(kContinuation, 0, id, field("x-c", "c"));
+           w.send(out);
+         }},
+    };
+    for (const Case& k : cases) {
+      Attacker peer(k.attack);
+      http::Client c(h2c());
+      std::string what;
+      const auto kind = error_of([&] { c.get(peer.url("/")); }, &what);
+      expect(kind == http::errc::malformed_response, std::string(k.what) + ": " + kind_name(kind) + ": " + what);
+      expect(what.find("reset by the server") == std::string::npos && what.find("connection closed") == std::string::npos &&
+                 what.find("ended before its body's end") == std::string::npos,
+             std::string(k.what) + ": " + what);
+    }
+  });
+}
