@@ -229,6 +229,19 @@ struct Wire {
   std::string out;
   Mutex flush_mu;  // one flusher at a time: frames leave in order
 
+  // Pongs in `out` (under out_mu; both reset when a flusher takes it).
+  // The receiver answers each ping without waiting for the flush turn, so
+  // while a sender is stuck on a peer that does not read, a peer that
+  // floods pings would grow `out` by a pong per ping without bound (26 MB
+  // of pings raised a server's RSS by 41 MB). Past kQueuedPongs queued, a
+  // new pong replaces the last one when that is the tail of `out`: RFC
+  // 6455 5.5.3 lets an endpoint answer only the most recent ping. Anything
+  // else appended between them is a sender's, bounded by its own wait.
+  static constexpr std::size_t kQueuedPongs = 16;
+  std::size_t out_pongs = 0;
+  std::size_t last_pong = std::string::npos;  // where the tail pong starts, if the tail is one
+  std::uint64_t pongs_replaced = 0;
+
   // flush: writes `out` until it is empty. wait: wait for flush_mu;
   // otherwise return at once if another fiber flushes (it re-checks `out`
   // after it lets go, so nothing is stranded). Throws std::system_error
@@ -248,6 +261,8 @@ struct Wire {
           std::lock_guard lk(out_mu);
           if (out.empty()) break;
           chunk.swap(out);
+          out_pongs = 0;
+          last_pong = std::string::npos;
         }
         conn.write_all(chunk);
       }
@@ -303,16 +318,38 @@ class Layer {
     if (ec) throw boost::system::system_error(ec);
     return n;
   }
-  // write_some: appends to Wire::out (flushed after Beast returns).
+  // write_some: appends to Wire::out (flushed after Beast returns). In
+  // "no wait" mode (receive()) Beast writes only whole control replies,
+  // one per call: a pong (first byte 0x8A: FIN and opcode 0xA) is counted,
+  // and past Wire::kQueuedPongs replaces the pong at the tail. A sender's
+  // writes (wait mode) are never looked into: a masked payload written
+  // apart from its header may start with any byte.
   template <class B>
   std::size_t write_some(const B& b, boost::system::error_code& ec) {
     std::size_t n = 0;
     std::lock_guard lk(w_->out_mu);
+    bool pong = false;
+    if (!w_->wait) {
+      for (auto it = net::buffer_sequence_begin(b); it != net::buffer_sequence_end(b); ++it) {
+        const net::const_buffer x(*it);
+        if (x.size() == 0) continue;
+        pong = *static_cast<const unsigned char*>(x.data()) == 0x8A;
+        break;
+      }
+    }
+    if (pong && w_->out_pongs >= Wire::kQueuedPongs && w_->last_pong != std::string::npos) {
+      w_->out.resize(w_->last_pong);  // the queued pong at the tail gives way to this one
+      --w_->out_pongs;
+      ++w_->pongs_replaced;
+    }
+    const std::size_t at = w_->out.size();
     for (auto it = net::buffer_sequence_begin(b); it != net::buffer_sequence_end(b); ++it) {
       const net::const_buffer x(*it);
       w_->out.append(static_cast<const char*>(x.data()), x.size());
       n += x.size();
     }
+    if (pong) ++w_->out_pongs;
+    w_->last_pong = pong ? at : std::string::npos;
     ec = {};
     return n;
   }
