@@ -687,10 +687,13 @@ int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
 // connection that ends: the caller's parser then names the failure.
 bool final_keeps_alive(Conn& c, const Url& u, const ClientOptions& opt) {
   TimedStream ts{c.s, opt.read_timeout};
+  // One parser for all the reads: Beast remembers how far it searched for
+  // the head's end, so a head dripped a byte per read costs linear time
+  // (a parser per read would rescan it each time: quadratic in max_head).
+  bhttp::response_parser<bhttp::empty_body> p;
+  p.header_limit(static_cast<std::uint32_t>(opt.max_head));
+  p.eager(false);
   for (;;) {
-    bhttp::response_parser<bhttp::empty_body> p;
-    p.header_limit(static_cast<std::uint32_t>(opt.max_head));
-    p.eager(false);
     beast::error_code ec;
     p.put(c.buf.data(), ec);
     if (p.is_header_done()) return p.keep_alive();
