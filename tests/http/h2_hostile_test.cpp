@@ -480,6 +480,110 @@ TEST_CASE("h2 hostile: a client that keeps its window at zero has its stream res
 // it first crashed the server (a null group in on_frame_recv, in about
 // one run in two of 3,000 resets at 4 workers; helper-21's review).
 // Plain threads make the connections, so the server's workers are free.
+namespace {
+
+// rss_kb: this process's resident set (the server and the raw clients;
+// what the clients hold is what they sent, a few KiB).
+long rss_kb() {
+  long kb = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    std::fclose(f);
+  }
+  return kb;
+}
+
+}  // namespace
+
+// A client that opens 100 streams of a streamed body, opens every window
+// and reads nothing: the socket fills, and each stream's fiber would queue
+// kOutHigh (64 KiB) and hold one more piece. Before the connection's
+// budget (kConnOutHigh) that was ~10 MB of the server per connection for
+// write_timeout (10 connections: +102 MB RSS); now a stream under
+// pressure queues one piece and makes the next only once it was taken:
+// 2.9 MB per connection, 0.6 of it the 100 handler fibers themselves.
+TEST_CASE("h2 hostile: clients that open 100 streams and read nothing hold a bounded share of the server") {
+  run_checked(2, [] {
+    std::atomic<long> pieces{0};
+    http::Router r;
+    r.get("/gen", [&](http::Request&) {
+      return http::Response::stream_body(200, [&] {
+        pieces.fetch_add(1);
+        return std::string(16 * 1024, 'g');
+      });
+    });
+    ok_route(r);
+    H2Server srv(std::move(r));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+    const long before = rss_kb();
+    std::vector<std::unique_ptr<RawConn>> conns;
+    for (int k = 0; k < 10; ++k) {
+      auto c = std::make_unique<RawConn>(srv.port());
+      // Windows as large as they go: only the socket holds the server back.
+      std::string out = preface() + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff}}) + settings_ack() +
+                        window_update(0, 0x7fff0000);
+      for (std::uint32_t id = 1; id < 200; id += 2) out += headers(id, plain_block("GET", "/gen"), true);
+      FIBER_CHECK(c->send(out));
+      conns.push_back(std::move(c));
+    }
+    // Steady: no piece made for half a second.
+    for (long last = -1; pieces.load() != last;) {
+      last = pieces.load();
+      sp::sleep_for(500ms);
+    }
+    const long grown = rss_kb() - before;
+    INFO("RSS grew by " << grown << " KiB; " << pieces.load() << " pieces of 16 KiB made");
+    // Shadow memory (TSan) and the quarantine of freed pieces (ASan) count
+    // in RSS: the bound is checked in the plain build.
+    if (!kSanitized) FIBER_CHECK(grown < 50 * 1024);  // 5 MB a connection; ~10 before
+    conns.clear();
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+// Under that pressure a stream whose client reads still gets its body:
+// 20 streams of a connection have their windows shut (and hold their
+// pieces), one has its window opened as it reads, as clients do.
+TEST_CASE("h2 hostile: streams with shut windows do not stall the connection's other streams") {
+  run_checked(2, [] {
+    static constexpr std::size_t kBody = 1 << 20;
+    http::Router r;
+    r.get("/mb", [](http::Request&) {
+      auto left = std::make_shared<std::size_t>(kBody);
+      return http::Response::stream_body(200, [left] {
+        const std::size_t n = std::min<std::size_t>(*left, 16 * 1024);
+        *left -= n;
+        return std::string(n, 'm');
+      });
+    });
+    ok_route(r);
+    H2Server srv(std::move(r));
+    RawConn c(srv.port());
+    // Every stream's window starts shut; the connection's is the default.
+    std::string out = preface() + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}) + settings_ack();
+    for (std::uint32_t id = 1; id <= 41; id += 2) out += headers(id, plain_block("GET", "/mb"), true);
+    c.send(out);
+    sp::sleep_for(300ms);  // the 20 shut streams queue what they may (past kConnOutHigh together)
+    const std::uint32_t open = 41;
+    c.send(window_update(open, 65535));
+    std::size_t got = 0;
+    const auto done = c.until([&](const Frame& f) {
+      if (f.type == DATA && f.stream == open) {
+        got += f.payload.size();
+        const auto n = static_cast<std::uint32_t>(f.payload.size());
+        if (n > 0) c.send(window_update(0, n) + window_update(open, n));
+      }
+      return (f.type == DATA && f.stream == open && (f.flags & END_STREAM)) || f.type == GOAWAY ||
+             (f.type == RST_STREAM && f.stream == open);
+    }, slack(20s));
+    expect(done.has_value() && done->type == DATA, "stream 41:" + describe(c));
+    FIBER_CHECK(got == kBody);
+    FIBER_CHECK(!has(c, RST_STREAM));  // the shut streams wait (write_timeout: 60 s)
+  });
+}
+
 TEST_CASE("h2 hostile: requests reset the moment they are sent, thousands of times, leave the server serving") {
   run_checked(4, [] {
     http::Router r;

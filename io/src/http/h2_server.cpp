@@ -88,6 +88,18 @@ using Clock = std::chrono::steady_clock;
 // A stream's response bytes not yet taken by the session: a generator or a
 // file waits below this before it makes more.
 constexpr std::size_t kOutHigh = 64 * 1024;
+// All streams' together (whole bodies included): past this the connection
+// is under pressure (out_pressure), and a stream adds a piece only when
+// all of its own were taken; a file's pieces shrink to one frame. A client
+// that opens 100 streams and reads nothing would otherwise hold kOutHigh
+// and a piece per stream: 10 connections with 100 streams of a 16 KiB-piece
+// generator each held ~100 MB of the server (10 MB a connection) for
+// write_timeout. Streams whose own window is shut hold at most a piece
+// more each, and the others keep going (one piece per drain under
+// pressure): a slow reader still stalls only its own stream.
+constexpr std::size_t kConnOutHigh = 256 * 1024;
+// A file's piece under pressure: one DATA frame of the default size.
+constexpr std::size_t kOutFrame = 16 * 1024;
 // What the writer takes from the session per socket write.
 constexpr std::size_t kWriteBatch = 64 * 1024;
 // The reader's socket reads.
@@ -217,7 +229,8 @@ class H2Conn {
   void follow_consolidation();
   void run_stream(const std::shared_ptr<H2Stream>& st);
   void respond(H2Stream& st, Response& res);
-  bool put_out(H2Stream& st, std::string piece);
+  std::size_t await_room(H2Stream& st);
+  bool put_out(H2Stream& st, std::string_view piece);
   bool progressed(H2Stream& st, std::uint64_t sent0);
   void await_close(H2Stream& st);
   void reset(H2Stream& st, uint32_t error);
@@ -227,6 +240,9 @@ class H2Conn {
   // drop_stream returns the reference streams_ held.
   void adopt_stream(std::shared_ptr<H2Stream> st);
   std::shared_ptr<H2Stream> drop_stream(H2Stream& st);
+  // out_pressure: the streams' response bytes not yet taken pass
+  // kConnOutHigh (under mu_; a sum over the streams, stopping at the cap).
+  bool out_pressure() const noexcept;
   // end_fiber: st's fiber no longer counts (under mu_); its Task moves to
   // `own`. True when it was the last.
   bool end_fiber(H2Stream& st, Task<void>& own);
@@ -333,6 +349,15 @@ std::shared_ptr<H2Stream> H2Conn::drop_stream(H2Stream& st) {
   }
   streams_.pop_back();
   return mine;
+}
+
+bool H2Conn::out_pressure() const noexcept {
+  std::size_t total = 0;
+  for (const auto& st : streams_) {
+    total += st->out.waiting();
+    if (total > kConnOutHigh) return true;
+  }
+  return false;
 }
 
 bool H2Conn::end_fiber(H2Stream& st, Task<void>& own) {
@@ -1234,8 +1259,23 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     if (o.access_log) env_.log(st.req, res.status, whole_bytes);
     return;
   }
+  // A generator's piece is made before there is room for it: its last
+  // piece ("") then comes while the one before still waits, and the body's
+  // last DATA frame carries END_STREAM. Made after, the end needs a frame
+  // of its own, which nghttp2 holds back while the stream's window is shut
+  // (a client that opened exactly the body's size waits for it). Under
+  // out_pressure it is made after all: a stream that waits then holds no
+  // piece beside the one it queued (10 clients of 100 streams that read
+  // nothing: 28 MB of the server instead of 50). A file knows its end: its
+  // piece is read once there is room for it.
   if (data && streamed) {
     for (;;) {
+      bool pressed = false;
+      {
+        std::lock_guard lk(mu_);
+        pressed = out_pressure();
+      }
+      if (pressed && await_room(st) == 0) return;
       std::string piece;
       try {
         piece = res.body_stream();
@@ -1252,13 +1292,15 @@ void H2Conn::respond(H2Stream& st, Response& res) {
         return;
       }
       if (piece.empty()) break;
-      if (!put_out(st, std::move(piece))) return;
+      if (await_room(st) == 0 || !put_out(st, piece)) return;
     }
   } else if (data && file) {
     std::uint64_t left = file_size;
     std::string piece;
     while (left > 0) {
-      piece.resize(static_cast<std::size_t>(std::min<std::uint64_t>(left, kOutHigh)));
+      const std::size_t most = await_room(st);
+      if (most == 0) return;
+      piece.resize(static_cast<std::size_t>(std::min<std::uint64_t>(left, most)));
       std::size_t n = 0;
       try {
         n = file->read(piece.data(), piece.size());
@@ -1272,8 +1314,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       }
       piece.resize(n);
       left -= n;
-      if (!put_out(st, std::move(piece))) return;
-      piece = std::string();
+      if (!put_out(st, piece)) return;
     }
   }
   if (data && !whole) {
@@ -1302,22 +1343,37 @@ bool H2Conn::progressed(H2Stream& st, std::uint64_t sent0) {
   return false;
 }
 
-// put_out: one piece of a streamed body for the session, once fewer than
-// kOutHigh bytes of the stream wait. False: the stream closed or stalled.
-bool H2Conn::put_out(H2Stream& st, std::string piece) {
+// await_room: waits until st may queue one more piece of its body: fewer
+// than kOutHigh of its bytes wait to be taken, or, while the connection is
+// under out_pressure, none do. Returns the most a file's piece should hold
+// (kOutHigh, or one frame under pressure); 0 when the stream closed or
+// stalled (reset after write_timeout without progress).
+std::size_t H2Conn::await_room(H2Stream& st) {
   for (;;) {
     std::uint64_t sent0 = 0;
     {
       std::lock_guard lk(mu_);
-      if (st.closed) return false;
+      if (st.closed) return 0;
+      // A stream whose pieces were all taken always gets one more: it
+      // never waits on other streams' windows (kConnOutHigh's comment).
       if (st.out.waiting() < kOutHigh) {
-        if (st.out.append(piece)) nghttp2_session_resume_data(s_, st.id);
-        break;
+        const bool pressed = out_pressure();
+        if (!pressed || st.out.waiting() == 0) return pressed ? kOutFrame : kOutHigh;
       }
       st.out_ev.clear();
       sent0 = st.out.sent;
     }
-    if (!progressed(st, sent0)) return false;
+    if (!progressed(st, sent0)) return 0;
+  }
+}
+
+// put_out: queues one piece of a streamed body for the session (after
+// await_room). False: the stream closed meanwhile.
+bool H2Conn::put_out(H2Stream& st, std::string_view piece) {
+  {
+    std::lock_guard lk(mu_);
+    if (st.closed) return false;
+    if (st.out.append(piece)) nghttp2_session_resume_data(s_, st.id);
   }
   wake_.set();
   return true;
