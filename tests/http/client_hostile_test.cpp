@@ -50,25 +50,6 @@ class Endless : public RawPeer {
         }) {}
 };
 
-// FdCheck: the process's descriptors at construction equal those at
-// check(): every socket the case opened (client and peers) was closed.
-struct FdCheck {
-  int before;
-  FdCheck() {
-    // What the process keeps open once used (the resolver's pool may open
-    // a pipe on the first connect by name) is opened before the count.
-    auto l = io::TcpListener::bind("127.0.0.1", 0);
-    io::TcpStream::connect("127.0.0.1", l.local_endpoint().port()).close();
-    l.close();
-    before = open_fds();
-  }
-  void check() {
-    // A peer's connection fibers close their sockets as they end; their
-    // ends are counted (RawPeer::ended), but the peer is gone by now, so
-    // the count itself is awaited.
-    FIBER_CHECK(wait_until([&] { return open_fds() == before; }, slack(5s)));
-  }
-};
 
 }  // namespace
 

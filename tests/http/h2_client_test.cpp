@@ -9,7 +9,6 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +20,7 @@
 #include <spindle/io/process.hpp>
 #include <spindle/io/tcp.hpp>
 
+#include "h2_raw_server.hpp"
 #include "http_test_support.hpp"
 #if H2_TEST_TLS
 #include "tls_test_certs.hpp"
@@ -28,6 +28,7 @@
 
 using namespace spindle_test;
 using namespace http_test;
+using namespace h2_raw;
 using namespace std::chrono_literals;
 
 namespace {
@@ -58,71 +59,6 @@ struct Gauge {
     ~In() { g.now.fetch_sub(1); }
   };
 };
-
-// A raw HTTP/2 server's frames, for what http::Server never sends (1xx
-// heads in numbers): a 9-byte frame header, and header blocks of HPACK
-// literals without indexing (stateless).
-std::string h2_frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream, std::string_view payload) {
-  std::string f;
-  const std::size_t n = payload.size();
-  for (int shift : {16, 8, 0}) f.push_back(static_cast<char>((n >> shift) & 0xff));
-  f.push_back(static_cast<char>(type));
-  f.push_back(static_cast<char>(flags));
-  for (int shift : {24, 16, 8, 0}) f.push_back(static_cast<char>((stream >> shift) & (shift == 24 ? 0x7f : 0xff)));
-  f.append(payload);
-  return f;
-}
-std::string status_block(std::string_view code) {
-  std::string b;
-  b.push_back(0x00);  // literal without indexing, new name (lengths < 127: one byte)
-  b.push_back(7);
-  b += ":status";
-  b.push_back(static_cast<char>(code.size()));
-  b += code;
-  return b;
-}
-
-// serve_raw_h2: a raw HTTP/2 server's loop on s: sends an empty SETTINGS,
-// acks the client's, and hands every other frame to `on` (which writes
-// what it answers); returns when the client closes.
-struct RawFrame {
-  std::uint8_t type = 0, flags = 0;
-  std::uint32_t stream = 0;
-  std::string_view payload;
-};
-void serve_raw_h2(io::TcpStream& s, const std::function<void(const RawFrame&)>& on) {
-  std::string in;
-  std::size_t at = 24;  // past the client's preface
-  char tmp[16384];
-  s.write_all(h2_frame(4, 0, 0, {}));  // our SETTINGS: none
-  for (;;) {
-    const std::size_t n = s.read_some(tmp, sizeof tmp);
-    if (n == 0) return;
-    in.append(tmp, n);
-    while (in.size() >= at + 9) {
-      const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(in[at + i])); };
-      const std::size_t len = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-      if (in.size() < at + 9 + len) break;
-      RawFrame f;
-      f.type = static_cast<std::uint8_t>(byte(3));
-      f.flags = static_cast<std::uint8_t>(byte(4));
-      f.stream = ((byte(5) & 0x7f) << 24) | (byte(6) << 16) | (byte(7) << 8) | byte(8);
-      f.payload = std::string_view(in).substr(at + 9, len);
-      at += 9 + len;
-      if (f.type == 4 && (f.flags & 1) == 0) {
-        s.write_all(h2_frame(4, 1, 0, {}));  // ack the client's SETTINGS
-      } else {
-        on(f);
-      }
-    }
-  }
-}
-
-std::string window_update(std::uint32_t stream, std::uint32_t n) {
-  std::string p;
-  for (int shift : {24, 16, 8, 0}) p.push_back(static_cast<char>((n >> shift) & 0xff));
-  return h2_frame(8, 0, stream, p);
-}
 
 }  // namespace
 
@@ -413,14 +349,15 @@ TEST_CASE("h2 client: trailers after a whole, a streamed and an empty body; over
 TEST_CASE("h2 client: more than 5 interim heads fail the request, not the connection") {
   run_checked(2, [] {
     RawPeer peer([](io::TcpStream& s) {
-      int requests = 0;
-      serve_raw_h2(s, [&](const RawFrame& f) {
-        if (f.type != 1) return;  // HEADERS: a request (one frame: its head is small)
+      H2Wire w(s);
+      w.start();
+      for (int requests = 1;; ++requests) {
+        const std::uint32_t id = w.request().stream;
         std::string out;
-        for (int i = 0, k = ++requests == 1 ? 6 : 5; i < k; ++i) out += h2_frame(1, 0x4, f.stream, status_block("103"));
-        out += h2_frame(1, 0x4 | 0x1, f.stream, status_block("200"));  // END_HEADERS | END_STREAM
-        s.write_all(out);
-      });
+        for (int i = 0; i < (requests == 1 ? 6 : 5); ++i) out += h2_frame(kHeaders, kEndHeaders, id, status_block("103"));
+        out += h2_frame(kHeaders, kEndHeaders | kEndStream, id, status_block("200"));
+        w.send(out);
+      }
     });
     http::Client c(h2c());
     std::string what;
@@ -441,26 +378,22 @@ TEST_CASE("h2 client: more than 5 interim heads fail the request, not the connec
 TEST_CASE("h2 client: an HPACK bomb in a response head fails the call, not the connection") {
   run_checked(2, [] {
     RawPeer peer([](io::TcpStream& s) {
-      int requests = 0;
-      serve_raw_h2(s, [&](const RawFrame& f) {
-        if (f.type != 1) return;
-        if (++requests > 1) {
-          s.write_all(h2_frame(1, 0x4 | 0x1, f.stream, status_block("200")));
-          return;
-        }
-        std::string block = status_block("200");
-        block += '\x40';  // literal with incremental indexing, new name
-        block += '\x06';
-        block += "x-bomb";
-        block += "\x7f\xa1\x1e";  // 4000: 127 + 3873 in 7-bit groups
-        block += std::string(4000, 'b');
-        block += std::string(9 * 16384 - block.size(), '\xbe');  // index 62: the entry
-        for (std::size_t at = 0; at < block.size(); at += 16384) {
-          const bool first = at == 0, last = at + 16384 >= block.size();
-          s.write_all(h2_frame(first ? 1 : 9, (last ? 0x4 : 0) | (first ? 0x1 : 0), f.stream,
-                               std::string_view(block).substr(at, 16384)));
-        }
-      });
+      H2Wire w(s);
+      w.start();
+      const std::uint32_t id = w.request().stream;
+      std::string block = status_block("200");
+      block += '\x40';  // literal with incremental indexing, new name
+      block += '\x06';
+      block += "x-bomb";
+      hpack_int(block, 0, 7, 4000);
+      block += std::string(4000, 'b');
+      block += std::string(9 * 16384 - block.size(), '\xbe');  // index 62: the entry
+      for (std::size_t at = 0; at < block.size(); at += 16384) {
+        const bool first = at == 0, last = at + 16384 >= block.size();
+        w.send(h2_frame(first ? kHeaders : kContinuation, (last ? kEndHeaders : 0) | (first ? kEndStream : 0), id,
+                        std::string_view(block).substr(at, 16384)));
+      }
+      for (;;) w.send(h2_frame(kHeaders, kEndHeaders | kEndStream, w.request().stream, status_block("200")));
     });
     http::Client c(h2c());
     std::string what;
@@ -480,23 +413,28 @@ TEST_CASE("h2 client: a final 2xx before the 100 still gets the body; one that e
   run_checked(2, [] {
     std::atomic<std::size_t> got{0};
     RawPeer peer([&](io::TcpStream& s) {
+      H2Wire w(s);
+      w.start();
+      // The first stream: answered at once, then its body read (the
+      // connection's window given back) and its size sent.
+      const std::uint32_t id = w.request().stream;
+      w.send(h2_frame(kHeaders, kEndHeaders, id, status_block("200")));
       std::size_t count = 0;
-      serve_raw_h2(s, [&](const RawFrame& f) {
-        if (f.type == 1 && f.stream == 1) {  // answers at once and reads the body
-          s.write_all(h2_frame(1, 0x4, f.stream, status_block("200")));
-        } else if (f.type == 1) {  // answers at once and in full
-          s.write_all(h2_frame(1, 0x4 | 0x1, f.stream, status_block("200")));
-        } else if (f.type == 0 && f.stream == 1) {  // DATA: counted, windows given back
-          count += f.payload.size();
-          if (!f.payload.empty()) s.write_all(window_update(0, static_cast<std::uint32_t>(f.payload.size())));
-          if ((f.flags & 1) != 0) {
-            got.store(count);
-            s.write_all(h2_frame(0, 0x1, f.stream, std::to_string(count)));
-          }
-        } else if (f.type == 0) {
-          got.fetch_add(f.payload.size());  // what the later streams sent
-        }
-      });
+      for (bool end = false; !end;) {
+        const Frame f = w.next();
+        if (f.type != kData || f.stream != id) continue;
+        count += f.payload.size();
+        if (!f.payload.empty()) w.send(window_update(0, static_cast<std::uint32_t>(f.payload.size())));
+        end = (f.flags & kEndStream) != 0;
+      }
+      got.store(count);
+      w.send(h2_frame(kData, kEndStream, id, std::to_string(count)));
+      // Later streams: answered at once and in full; what they send counted.
+      for (;;) {
+        const Frame f = w.next();
+        if (f.type == kHeaders) w.send(h2_frame(kHeaders, kEndHeaders | kEndStream, f.stream, status_block("200")));
+        if (f.type == kData) got.fetch_add(f.payload.size());
+      }
     });
     http::ClientOptions o = h2c();
     o.expect_continue_timeout = 30s;  // only the 2xx can release the body in time

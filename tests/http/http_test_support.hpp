@@ -148,6 +148,26 @@ inline int open_fds() {
   return n;
 }
 
+// FdCheck: the process's descriptors at construction equal those at
+// check(): every socket the case opened (client and peers) was closed.
+struct FdCheck {
+  int before;
+  FdCheck() {
+    // What the process keeps open once used (the resolver's pool may open
+    // a pipe on the first connect by name) is opened before the count.
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    io::TcpStream::connect("127.0.0.1", l.local_endpoint().port()).close();
+    l.close();
+    before = open_fds();
+  }
+  void check() {
+    // A peer's connection fibers close their sockets as they end; their
+    // ends are counted (RawPeer::ended), but the peer is gone by now, so
+    // the count itself is awaited.
+    FIBER_CHECK(spindle_test::wait_until([&] { return open_fds() == before; }, spindle_test::slack(std::chrono::seconds(5))));
+  }
+};
+
 // peer_fd: the descriptor of this process's other end of the loopback
 // connection s (the server's accepted socket when s is a test client, or
 // the reverse); -1 if none, as before the server accepted s: a client
