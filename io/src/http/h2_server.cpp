@@ -316,6 +316,10 @@ struct H2Stream {
 
   H2Out out;                // the response body not yet taken by the session
   Headers trailers;         // the response's, sent once out is all taken (read_body)
+  // Their fields for the submit, pointing into `trailers` (whose elements
+  // stay put when the vector is moved in): made by run_stream, so that
+  // read_body, a C callback, allocates nothing.
+  std::unique_ptr<H2Head> trailer_nv;
   bool submitted = false;   // the response was submitted
   bool response_sent = false;  // END_STREAM sent
   Event out_ev;             // out drained, or closed
@@ -728,12 +732,11 @@ ssize_t H2Conn::read_body(nghttp2_session* s, int32_t id, uint8_t* buf, size_t l
   // stream open, and the trailers' HEADERS frame (queued here, as
   // nghttp2 allows from this callback) ends it. A failed submit (no
   // memory) ends the stream here instead, without them.
-  if ((*flags & NGHTTP2_DATA_FLAG_EOF) != 0 && !st->trailers.empty()) {
-    H2Head nv;
-    for (const auto& [name, value] : st->trailers)
-      if (sendable_field(name, value)) nv.add(name, value);
+  if ((*flags & NGHTTP2_DATA_FLAG_EOF) != 0 && st->trailer_nv != nullptr) {
+    H2Head& nv = *st->trailer_nv;
     if (nv.size() > 0 && nghttp2_submit_trailer(s, id, nv.data(), nv.size()) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    st->trailers = Headers();  // copied by the submit
+    st->trailer_nv.reset();  // copied by the submit
+    st->trailers = Headers();
   }
   st->out_ev.set();
   return n;
@@ -1218,6 +1221,15 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     if (!has_date && env_.date != nullptr) head_nv.add_static_copy("date", env_.date());
     if (!has_server && !o.server_name.empty()) head_nv.add_static("server", o.server_name);
   }
+  // The trailers' fields, for read_body's submit at the body's end. They
+  // point into res.trailers' elements, which the move into st.trailers
+  // below leaves where they are (the vector's buffer changes hands).
+  std::unique_ptr<H2Head> trailer_nv;
+  if (trailing) {
+    trailer_nv = std::make_unique<H2Head>();
+    for (const auto& [name, value] : res.trailers)
+      if (sendable_field(name, value)) trailer_nv->add(name, value);
+  }
   bool fits = false;
   std::uint64_t whole_bytes = 0;
   Task<void> own;  // dropped after the lock (Done's rule)
@@ -1230,7 +1242,10 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       st.out.ended = true;
       whole_bytes = st.out.data.size();
     }
-    if (trailing) st.trailers = std::move(res.trailers);
+    if (trailing) {
+      st.trailers = std::move(res.trailers);
+      st.trailer_nv = std::move(trailer_nv);
+    }
     // A whole body the client's windows already admit cannot stall on
     // flow control: the fiber need not watch it go (await_close). Only a
     // client that stops reading altogether could hold it, and the
