@@ -818,6 +818,38 @@ TEST_CASE("h2 client hostile: a request body the server never opens a window for
   });
 }
 
+// A server that answers 2xx at once (the body goes on: body_refused) and
+// then drips response bytes, never opening the window for ours: each byte
+// wakes the uploading fiber, but only the body's own progress counts, so
+// read_timeout still ends the upload (before, each wake restarted it and
+// only total_timeout did).
+TEST_CASE("h2 client hostile: response bytes dripped during an upload the server never takes are no progress") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      Attacker drip([](H2Wire& w, std::uint32_t id) {
+        w.send(h2_frame(kHeaders, kEndHeaders, id, status_block("200")));
+        for (;;) {
+          w.send(h2_frame(kData, 0, id, "d"));
+          sp::sleep_for(50ms);
+        }
+      }, settings({{kInitialWindowSize, 0}}));
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      o.total_timeout = 5s;
+      http::Client c(o);
+      http::RequestOptions gen;
+      gen.body_generator = [] { return std::string(16 * 1024, 'g'); };
+      std::string what;
+      const auto t0 = Clock::now();
+      FIBER_CHECK(error_of([&] { c.request("POST", drip.url("/up"), std::move(gen)); }, &what) == http::errc::timeout);
+      FIBER_CHECK(what.find("sending the body") != std::string::npos);
+      FIBER_CHECK(Clock::now() - t0 < 3s);  // read_timeout's, not total_timeout's
+    }
+    fds.check();
+  });
+}
+
 // Empty DATA frames carry no body byte: not progress. read_timeout is
 // "each wait for response bytes (time without progress)" (client.hpp).
 TEST_CASE("h2 client hostile: empty DATA frames are no progress: read_timeout ends the wait") {

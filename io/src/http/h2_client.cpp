@@ -427,6 +427,9 @@ void H2ClientConn::reader() {
     // Ended (h2_close, the writer's end): the streams were let go, and the
     // session's pointers to them with them: it is not fed again.
     if (dead_) break;
+    // What an earlier read's invalid frame broke does not name a GOAWAY
+    // this read causes (bad HPACK ends the session without that callback).
+    last_invalid_ = nullptr;
     const ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
     wake_.set();
     if (rv < 0) {
@@ -679,7 +682,12 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
   // server that answers 2xx and sends more than the stream's window before
   // it reads the body stalls it (the call returns once the body is sent):
   // read_timeout bounds that wait.
+  // Progress is the body's bytes taken by the session: the deadline moves
+  // only then, not at every wake (a server could drip response bytes,
+  // each a wake, and never open the window for ours).
   auto put_out = [&](std::string piece) {
+    std::optional<Clock::time_point> deadline;
+    std::uint64_t sent0 = 0;
     for (;;) {
       {
         std::lock_guard lk(c->mu());
@@ -689,9 +697,17 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
           c->wake();
           return true;
         }
+        if (opt.read_timeout.count() > 0 && (!deadline || st->out.sent != sent0)) {
+          deadline = spindle::detail::deadline_after(opt.read_timeout);
+          sent0 = st->out.sent;
+        }
         st->ev.clear();
       }
-      if (!wait_ev(*st, opt.read_timeout)) {
+      if (!deadline) {
+        st->ev.wait();
+      } else if (!st->ev.wait_until(*deadline)) {
+        std::lock_guard lk(c->mu());
+        if (st->out.sent != sent0 || st->closed || body_refused(*st)) continue;
         throw Error(errc::timeout, "sending the body of " + u.str() + ": no progress within " +
                                        std::to_string(opt.read_timeout.count()) + " ms (read_timeout)");
       }
