@@ -568,6 +568,19 @@ TEST_CASE("client: expect_continue: a final 2xx before the 100 still gets the bo
     FIBER_CHECK(c.stats().idle == 0);  // a closing connection is not pooled
     for (int i = 0; i < 500 && peer.ended() == ended; ++i) sp::sleep_for(10ms);
     FIBER_CHECK(got.load() == 0);  // and gets no body
+    // A server that answers 2xx, keep-alive, and then drops the connection
+    // without taking the body: its answer is the request's, not a reset.
+    RawPeer rude([](io::TcpStream& s) {
+      std::string buf;
+      read_head(s, buf);
+      s.write_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    });  // closed with the body unread: a reset under the client's write
+    http::RequestOptions big;
+    big.expect_continue = true;
+    big.body = std::string(std::size_t{16} << 20, 'b');
+    auto answered = c.request("POST", rude.url("/"), big);
+    FIBER_CHECK(answered.status == 200);
+    FIBER_CHECK(answered.text() == "ok");
   });
 }
 

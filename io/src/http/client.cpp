@@ -184,6 +184,9 @@ struct Conn {
   bool reusable = true;
   // 1xx responses read for the current request (read_interim bounds it).
   int interim = 0;
+  // The current request's final response came before its body was sent
+  // (a 2xx that keeps the connection, await_continue): it is in buf.
+  bool answered_early = false;
 };
 
 struct HostPool {
@@ -730,7 +733,10 @@ bool await_continue(Conn& c, const Url& u, const ClientOptions& opt) {
       if (read_interim(c, u, opt) == 100) return true;
       continue;  // another 1xx (102, 103): the 100 or the answer is still to come
     } else if (d != 0) {
-      if (d == '2' && final_keeps_alive(c, u, opt)) return true;
+      if (d == '2' && final_keeps_alive(c, u, opt)) {
+        c.answered_early = true;
+        return true;
+      }
       c.reusable = false;
       return false;  // a refusal, a close (or garbage the caller's parser names)
     }
@@ -771,16 +777,17 @@ void skip_interim(Conn& c, const Url& u, const ClientOptions& opt) {
   }
 }
 
-// send: writes the request (head and body) on c. A failed write is
+// send_request: writes the request (head and body) on c. A failed write is
 // returned; a body source's own failure (generator, file) is thrown.
 // gen_called: set once the generator was first called (the body can no
 // longer be sent again). With ro.expect_continue, the body follows the
 // server's 100 Continue and is not sent at all if a final response that
 // refuses it came first (await_continue).
-beast::error_code send(Conn& c, std::string_view method, const Url& u, const ClientOptions& opt,
-                       const RequestOptions& ro, bool& gen_called) {
+beast::error_code send_request(Conn& c, std::string_view method, const Url& u, const ClientOptions& opt,
+                               const RequestOptions& ro, bool& gen_called) {
   beast::error_code ec;
   c.interim = 0;
+  c.answered_early = false;
   // Also when the caller set the field itself, as Go's client does: the
   // 100 must be waited for before the body either way.
   const auto asked = ro.headers.get("Expect");
@@ -853,6 +860,22 @@ beast::error_code send(Conn& c, std::string_view method, const Url& u, const Cli
       throw std::length_error("spindle::http: body_generator yielded less than body_length");
   } else {
     boost::asio::write(c.s, bhttp::make_chunk_last(), ec);
+  }
+  return ec;
+}
+
+// send: send_request, and when the server answered before the body (a
+// 2xx before the 100) and then stopped taking it (a reset, a close), that
+// answer, already buffered, is the request's: no error, and the
+// connection is not pooled (its body was cut short). Without this the
+// caller would report a reset, or send a replayable request again that
+// the server has run and answered (Go returns the response too).
+beast::error_code send(Conn& c, std::string_view method, const Url& u, const ClientOptions& opt,
+                       const RequestOptions& ro, bool& gen_called) {
+  beast::error_code ec = send_request(c, method, u, opt, ro, gen_called);
+  if (ec && c.answered_early) {
+    c.reusable = false;
+    return {};
   }
   return ec;
 }
