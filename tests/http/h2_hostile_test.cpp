@@ -385,6 +385,40 @@ TEST_CASE("h2 hostile: an HPACK bomb (one 4 KB entry referenced per byte) resets
   });
 }
 
+// Bombs that stop short of the reset (under 4 x max_head) get their 431,
+// but each costs nghttp2's checks of up to 4 x max_head from a few bytes
+// of references: each is charged to the reset budget, and a client that
+// repeats them meets GOAWAY ENHANCE_YOUR_CALM as rapid reset does.
+TEST_CASE("h2 hostile: header lists over max_head, repeated, end the connection with ENHANCE_YOUR_CALM") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/insert", [](http::Request&) { return http::Response::text_body(200, "in"); });
+    ok_route(r);
+    http::ServerOptions o;
+    o.http2.reset_burst = 5;
+    o.http2.reset_rate = 1;
+    H2Server srv(std::move(r), o);  // max_head 16 KiB
+    RawConn c(srv.port());
+    std::string insert = plain_block("GET", "/insert");
+    hpack_literal(insert, "x-bomb", std::string(4000, 'b'), 0x40);
+    c.send(preface() + settings_ack() + headers(1, insert, true));
+    c.end_of(1, slack(10s));
+    // Five references to the 4 KB entry: ~20 KB of list, over max_head and
+    // under the bomb's bound: 431 each, until the budget is spent.
+    const auto over = [](std::uint32_t id) { return headers(id, plain_block("GET", "/ok") + std::string(5, '\xbe'), true); };
+    c.send(over(3));
+    c.end_of(3, slack(10s));
+    expect(c.status_of(3) == 431, "stream 3:" + describe(c));
+    FIBER_CHECK(!has(c, GOAWAY));
+    std::string many;
+    for (std::uint32_t id = 5; id < 5 + 2 * 20; id += 2) many += over(id);
+    c.send(many);
+    const auto g = c.until([](const Frame& f) { return f.type == GOAWAY; }, slack(10s));
+    expect(g.has_value() && g->code() == NGHTTP2_ENHANCE_YOUR_CALM, "no GOAWAY ENHANCE_YOUR_CALM:" + describe(c));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
 TEST_CASE("h2 hostile: SETTINGS and PING floods from a client that never reads end its connection") {
   run_checked(2, [] {
     std::atomic<int> big_calls{0};

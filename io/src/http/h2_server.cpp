@@ -88,9 +88,11 @@ using Clock = std::chrono::steady_clock;
 // A stream's response bytes not yet taken by the session: a generator or a
 // file waits below this before it makes more.
 constexpr std::size_t kOutHigh = 64 * 1024;
-// All streams' together (whole bodies included): past this the connection
-// is under pressure (out_pressure), and a stream adds a piece only when
-// all of its own were taken; a file's pieces shrink to one frame. A client
+// All streams' together (not whole bodies: the handler made them whole,
+// and they would hold the connection under pressure while they drain):
+// past this the connection is under pressure (out_pressure), and a stream
+// adds a piece only when all of its own were taken; a file's pieces
+// shrink to one frame. A client
 // that opens 100 streams and reads nothing would otherwise hold kOutHigh
 // and a piece per stream: 10 connections with 100 streams of a 16 KiB-piece
 // generator each held ~100 MB of the server (10 MB a connection) for
@@ -307,6 +309,8 @@ struct H2Stream {
   std::string cookie;     // the cookie crumbs so far, joined
   std::size_t head_bytes = 0;
   bool head_too_large = false;
+  bool over_head = false;  // its fields passed max_head (charged to client_reset once)
+  bool out_whole = false;  // out holds a whole body (the handler's, not counted by out_pressure)
 
   std::string in;          // body bytes received, not yet read
   std::size_t in_off = 0;  // read up to here
@@ -358,6 +362,7 @@ std::shared_ptr<H2Stream> H2Conn::drop_stream(H2Stream& st) {
 bool H2Conn::out_pressure() const noexcept {
   std::size_t total = 0;
   for (const auto& st : streams_) {
+    if (st->out_whole) continue;  // held by its handler anyway: pieces are what the budget bounds
     total += st->out.waiting();
     if (total > kConnOutHigh) return true;
   }
@@ -613,6 +618,17 @@ int H2Conn::on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* n
   // the rest of its block only decoded.
   st->head_bytes += n.len + v.len + 32;
   if (st->head_bytes > c->env_.opt.max_head) {
+    if (!st->over_head) {
+      // A list over max_head is charged as a reset (client_reset's
+      // budget): a bomb that stops short of kBombFactor still costs
+      // nghttp2's checks of up to that much per stream from a few bytes
+      // of references, and a client repeating it meets ENHANCE_YOUR_CALM
+      // as rapid reset does. A conforming client's rare 431 never does.
+      st->over_head = true;
+      const bool ending = c->goaway_;
+      c->client_reset();
+      if (!ending && c->goaway_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the connection ends
+    }
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) st->head_too_large = true;
     if (st->head_bytes / kBombFactor > c->env_.opt.max_head) {
       nghttp2_submit_rst_stream(c->s_, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_ENHANCE_YOUR_CALM);
@@ -1240,6 +1256,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     if (data && whole) {
       st.out.data = std::move(res.body);
       st.out.ended = true;
+      st.out_whole = true;
       whole_bytes = st.out.data.size();
     }
     if (trailing) {
