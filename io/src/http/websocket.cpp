@@ -240,7 +240,6 @@ struct Wire {
   static constexpr std::size_t kQueuedPongs = 16;
   std::size_t out_pongs = 0;
   std::size_t last_pong = std::string::npos;  // where the tail pong starts, if the tail is one
-  std::uint64_t pongs_replaced = 0;
 
   // flush: writes `out` until it is empty. wait: wait for flush_mu;
   // otherwise return at once if another fiber flushes (it re-checks `out`
@@ -340,7 +339,6 @@ class Layer {
     if (pong && w_->out_pongs >= Wire::kQueuedPongs && w_->last_pong != std::string::npos) {
       w_->out.resize(w_->last_pong);  // the queued pong at the tail gives way to this one
       --w_->out_pongs;
-      ++w_->pongs_replaced;
     }
     const std::size_t at = w_->out.size();
     for (auto it = net::buffer_sequence_begin(b); it != net::buffer_sequence_end(b); ++it) {
