@@ -37,8 +37,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <nghttp2/nghttp2.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -58,28 +56,14 @@
 #include <spindle/io/http/server.hpp>
 #include <spindle/spindle.hpp>
 
+#include "h2_fuzz_frames.hpp"
+
 namespace {
 
+using namespace h2_fuzz;
 namespace sp = spindle;
 namespace http = spindle::http;
 using Clock = std::chrono::steady_clock;
-
-constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-constexpr std::uint8_t kData = 0, kHeaders = 1, kPriority = 2, kRst = 3, kSettings = 4, kPushPromise = 5,
-                       kPing = 6, kGoaway = 7, kWindowUpdate = 8, kContinuation = 9;
-constexpr std::uint8_t kEndStream = 0x1, kAck = 0x1, kEndHeaders = 0x4, kPadded = 0x8, kPrio = 0x20;
-
-std::string hex(const std::string& s) {
-  std::string out;
-  char b[4];
-  for (std::size_t i = 0; i < s.size() && i < 4096; ++i) {
-    std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(s[i]));
-    out += b;
-    out += (i % 32 == 31) ? '\n' : ' ';
-  }
-  if (s.size() > 4096) out += "...";
-  return out;
-}
 
 // The input being run: fail() writes it out, so that a failure of the
 // fixed-seed run (no libFuzzer to keep it) can be replayed as a file.
@@ -159,64 +143,6 @@ Fixture& fixture() {
 }
 
 // ---- the script's input -----------------------------------------------------
-
-struct Input {
-  const std::uint8_t* p;
-  std::size_t n;
-  std::size_t at = 0;
-  bool empty() const { return at >= n; }
-  std::uint8_t byte() { return at < n ? p[at++] : 0; }
-  std::uint32_t u32() {
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v = (v << 8) | byte();
-    return v;
-  }
-  std::string bytes(std::size_t k) {
-    k = std::min(k, n - std::min(n, at));
-    std::string s(reinterpret_cast<const char*>(p + at), k);
-    at += k;
-    return s;
-  }
-};
-
-std::string be32(std::uint32_t v) {
-  std::string s;
-  for (int shift : {24, 16, 8, 0}) s.push_back(static_cast<char>((v >> shift) & 0xff));
-  return s;
-}
-
-std::string frame(std::uint8_t type, std::uint8_t flags, std::uint32_t stream, std::string_view payload) {
-  std::string f;
-  const std::size_t n = payload.size();
-  for (int shift : {16, 8, 0}) f.push_back(static_cast<char>((n >> shift) & 0xff));
-  f.push_back(static_cast<char>(type));
-  f.push_back(static_cast<char>(flags));
-  f += be32(stream & 0x7fffffffu);
-  f.append(payload);
-  return f;
-}
-
-// HPACK (RFC 7541): an integer with an n-bit prefix under `first`'s bits.
-void hpack_int(std::string& out, std::uint8_t first, int prefix_bits, std::size_t v) {
-  const std::size_t max = (std::size_t{1} << prefix_bits) - 1;
-  if (v < max) {
-    out.push_back(static_cast<char>(first | v));
-    return;
-  }
-  out.push_back(static_cast<char>(first | max));
-  for (v -= max; v >= 128; v /= 128) out.push_back(static_cast<char>((v % 128) | 0x80));
-  out.push_back(static_cast<char>(v));
-}
-// A literal field, new name: without indexing (0x00), never indexed
-// (0x10) or with incremental indexing (0x40, which adds it to the server's
-// dynamic table).
-void literal(std::string& out, std::uint8_t kind, std::string_view name, std::string_view value) {
-  out.push_back(static_cast<char>(kind));
-  hpack_int(out, 0x00, 7, name.size());
-  out.append(name);
-  hpack_int(out, 0x00, 7, value.size());
-  out.append(value);
-}
 
 // What a block built here asks for (the method, when the block is one a
 // server may take as a request): checks use it for HEAD's empty body.
@@ -628,49 +554,9 @@ void run(Input& in, Conn& c, Script& s) {
 
 // ---- the checks --------------------------------------------------------------
 
-std::uint32_t get32(std::string_view s, std::size_t at) {
-  std::uint32_t v = 0;
-  for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
-  return v;
-}
-
 long g_status[600] = {};  // final and interim statuses seen: how deep inputs reach
 long g_frames[10] = {};   // the server's frames by type
 long g_inputs = 0, g_goaways = 0;
-
-class Inflater {
- public:
-  Inflater() {
-    if (nghttp2_hd_inflate_new(&in_) != 0) throw std::runtime_error("nghttp2_hd_inflate_new");
-  }
-  ~Inflater() { nghttp2_hd_inflate_del(in_); }
-  Inflater(const Inflater&) = delete;
-  Inflater& operator=(const Inflater&) = delete;
-  // decode: one whole block's fields; false when it does not decode.
-  bool decode(std::string_view block, std::vector<std::pair<std::string, std::string>>& out) {
-    auto* p = reinterpret_cast<const std::uint8_t*>(block.data());
-    std::size_t left = block.size();
-    for (;;) {
-      nghttp2_nv nv;
-      int flags = 0;
-      const ssize_t n = nghttp2_hd_inflate_hd2(in_, &nv, &flags, p, left, 1);
-      if (n < 0) return false;
-      p += n;
-      left -= static_cast<std::size_t>(n);
-      if ((flags & NGHTTP2_HD_INFLATE_EMIT) != 0) {
-        out.emplace_back(std::string(reinterpret_cast<char*>(nv.name), nv.namelen),
-                         std::string(reinterpret_cast<char*>(nv.value), nv.valuelen));
-      }
-      if ((flags & NGHTTP2_HD_INFLATE_FINAL) != 0) break;
-      if (n == 0 && left == 0) break;
-    }
-    nghttp2_hd_inflate_end_headers(in_);
-    return true;
-  }
-
- private:
-  nghttp2_hd_inflater* in_ = nullptr;
-};
 
 // A response stream as the client sees it.
 struct Seen {
