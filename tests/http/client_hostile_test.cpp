@@ -289,6 +289,39 @@ TEST_CASE("client hostile: a 101 the client never asked for is the final respons
   });
 }
 
+// A status of 000-099 parses (three digits, all Beast asks) but is no
+// status (RFC 9110 15): code testing `status < 400` would take it for
+// success. Found by fuzz_h2_client's check, which fuzz_http_client makes
+// too but never met.
+TEST_CASE("client hostile: a status below 100 is malformed_response, and its connection is not pooled") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer p([](io::TcpStream& s) {
+        std::string buf;
+        const std::string t = target_of(read_head(s, buf));
+        s.write_all(t == "/099" ? "HTTP/1.1 099 OK\r\nContent-Length: 2\r\n\r\nok"
+                    : t == "/000" ? "HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok"
+                                  : ok("after"));
+        for (;;) {
+          read_head(s, buf);
+          s.write_all(ok("after"));
+        }
+      });
+      http::Client c;
+      for (const char* path : {"/099", "/000"}) {
+        std::string what;
+        FIBER_CHECK(error_of([&] { c.get(p.url(path)); }, &what) == http::errc::malformed_response);
+        FIBER_CHECK(what.find("below 100") != std::string::npos);
+        FIBER_CHECK(c.stats().idle == 0);  // not pooled
+      }
+      FIBER_CHECK(c.get(p.url("/")).text() == "after");
+      FIBER_CHECK(p.accepted() == 3);
+    }
+    fds.check();
+  });
+}
+
 TEST_CASE("client hostile: a POST is not sent twice when its pooled connection closes unanswered") {
   run_checked(2, [] {
     FdCheck fds;

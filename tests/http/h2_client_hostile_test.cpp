@@ -725,6 +725,8 @@ const std::vector<BadHead>& bad_heads() {
       {"an uppercase name", status_block("200") + field("X-Upper", "v")},
       {"no :status", field("x-a", "b")},
       {":status 2000", status_block("2000")},
+      {":status 099", status_block("099")},  // three digits, as nghttp2 checks, but below 100
+      {":status 000", status_block("000")},
       {":status 101", status_block("101")},
       {"two :status", status_block("200") + status_block("204")},
       {":status after a field", field("x-a", "b") + status_block("200")},

@@ -170,6 +170,12 @@ Error no_response_twice(const Url& u) {
                             "unprocessed (" + u.str() + ")");
 }
 
+// status_below_100: a final status of 000-099 (three digits, as both
+// protocols' parsers require, but no status).
+Error status_below_100(unsigned status, const Url& u) {
+  return Error(errc::malformed_response, "invalid status " + std::to_string(status) + " (below 100; " + u.str() + ")");
+}
+
 bool is_redirect(int s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
 
 // The connection's read buffer, reserved up front (connect()).
@@ -1011,6 +1017,10 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
     }
     throw map_error(ec, u, opt.max_body, c.s);
   }
+  // Beast takes any three digits; a status below 100 is invalid (RFC 9110
+  // 15), and code testing `status < 400` would take it for success. The
+  // connection is not pooled (the exception drops the lease).
+  if (const unsigned st = p.get().result_int(); st < 100) throw status_below_100(st, u);
   return true;
 }
 

@@ -291,6 +291,15 @@ int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_
   if (nm == ":status") {
     int code = 0;
     std::from_chars(val.data(), val.data() + val.size(), code);
+    // nghttp2 checks for three digits only: 000-099 would reach the caller
+    // as a final status (code testing `status < 400` takes it for
+    // success). The stream is reset, as for a malformed field; HTTP/1.1
+    // refuses the same (client.cpp status_below_100).
+    if (code < 100) {
+      st->protocol_error = "a :status below 100";
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     st->cur_status = code;
   } else if (nm.empty() || nm[0] != ':') {
     st->cur_headers.add(nm, val);
