@@ -289,6 +289,7 @@ void serve(int fd, const std::string& script, std::size_t calls) {
   // counts as disrupting: nghttp2 may answer it by ending the connection.
   enum class State { kOpen, kInterim, kHead, kEnded };
   std::map<std::uint32_t, State> state;
+  std::map<std::uint32_t, int> interims;  // 1xx heads sent on each stream
   auto fresh = [&](std::uint32_t s) { return state[s] == State::kOpen || state[s] == State::kInterim; };
   // The requests in path order: which one a byte picks must not depend on
   // the order in which the client's fibers sent them.
@@ -370,6 +371,7 @@ void serve(int fd, const std::string& script, std::size_t calls) {
       literal(b, 0x00, ":status", (fl & 0x20) != 0 ? "103" : "100");
       if ((fl & 0x40) != 0) literal(b, 0x00, "link", "</a>; rel=preload");
       if (!fresh(a.id)) disrupted = true;
+      if (++interims[a.id] > 5) disrupted = true;  // past the client's limit (kMaxInterim): that call fails
       if (state[a.id] == State::kOpen) state[a.id] = State::kInterim;
       c.send(frame(kHeaders, kEndHeaders | (flaw ? kEndStream : 0), id, b));  // flawed: a 1xx that ends the stream
     } else if (op < 18) {  // RST_STREAM

@@ -8,6 +8,8 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "fuzz_input.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -19,45 +21,14 @@
 
 namespace h2_fuzz {
 
+using fuzz_support::hex;
+using fuzz_support::Input;
+
 // Frame types and flags (RFC 9113 6).
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 constexpr std::uint8_t kData = 0, kHeaders = 1, kPriority = 2, kRst = 3, kSettings = 4, kPushPromise = 5,
                        kPing = 6, kGoaway = 7, kWindowUpdate = 8, kContinuation = 9;
 constexpr std::uint8_t kEndStream = 0x1, kAck = 0x1, kEndHeaders = 0x4, kPadded = 0x8, kPrio = 0x20;
-
-// hex: the first 4 KiB of s as hex bytes, 32 a line (failure reports).
-inline std::string hex(const std::string& s) {
-  std::string out;
-  char b[4];
-  for (std::size_t i = 0; i < s.size() && i < 4096; ++i) {
-    std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(s[i]));
-    out += b;
-    out += (i % 32 == 31) ? '\n' : ' ';
-  }
-  if (s.size() > 4096) out += "...";
-  return out;
-}
-
-// Input: the fuzz input, a byte at a time; past its end, zeros (so a
-// script always ends, whatever was cut off).
-struct Input {
-  const std::uint8_t* p;
-  std::size_t n;
-  std::size_t at = 0;
-  bool empty() const { return at >= n; }
-  std::uint8_t byte() { return at < n ? p[at++] : 0; }
-  std::uint32_t u32() {
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v = (v << 8) | byte();
-    return v;
-  }
-  std::string bytes(std::size_t k) {
-    k = std::min(k, n - std::min(n, at));
-    std::string s(reinterpret_cast<const char*>(p + at), k);
-    at += k;
-    return s;
-  }
-};
 
 // be32, frame: a frame's 9-byte header (the length from the payload's
 // size) and its payload.

@@ -1,0 +1,48 @@
+// fuzz_input.hpp: the fuzz input read as a script (a byte at a time) and
+// a hex dump for failure reports, shared by the fuzz targets that read
+// their input as operations (h2_server_fuzz.cpp, h2_client_fuzz.cpp,
+// ws_server_fuzz.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace fuzz_support {
+
+// hex: the first 4 KiB of s as hex bytes, 32 a line (failure reports).
+inline std::string hex(const std::string& s) {
+  std::string out;
+  char b[4];
+  for (std::size_t i = 0; i < s.size() && i < 4096; ++i) {
+    std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(s[i]));
+    out += b;
+    out += (i % 32 == 31) ? '\n' : ' ';
+  }
+  if (s.size() > 4096) out += "...";
+  return out;
+}
+
+// Input: the fuzz input, a byte at a time; past its end, zeros (so a
+// script always ends, whatever was cut off).
+struct Input {
+  const std::uint8_t* p;
+  std::size_t n;
+  std::size_t at = 0;
+  bool empty() const { return at >= n; }
+  std::uint8_t byte() { return at < n ? p[at++] : 0; }
+  std::uint32_t u32() {
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | byte();
+    return v;
+  }
+  std::string bytes(std::size_t k) {
+    k = std::min(k, n - std::min(n, at));
+    std::string s(reinterpret_cast<const char*>(p + at), k);
+    at += k;
+    return s;
+  }
+};
+
+}  // namespace fuzz_support
