@@ -393,6 +393,35 @@ TEST_CASE("websocket: a message over max_message_size is refused with 1009") {
   });
 }
 
+// Beast 1.74 checks that a text message's last UTF-8 sequence is whole
+// only when its final frame carries bytes: with an empty final
+// continuation a cut sequence passed, and an echo sent it on as text
+// (found by fuzz_ws_server). receive() checks the tail itself.
+TEST_CASE("websocket: text cut inside a UTF-8 sequence, then an empty final fragment, is refused with 1007") {
+  run_checked(2, [] {
+    sp::Channel<std::string> seen(sp::unbounded);
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      try {
+        FIBER_CHECK(ws.receive().data == "h\xc3\xa9");  // whole: fine, fragmented or not
+        auto m = ws.receive();
+        seen.send("returned " + std::to_string(m.data.size()) + " bytes");
+      } catch (const http::WsError& e) {
+        seen.send(e.kind() == http::ws_errc::protocol_error ? "refused" : "other");
+      }
+    });
+    std::string buf;
+    auto s = raw_upgrade(srv.srv.port(), buf);
+    s.write_all(client_frame(1, "h\xc3", false) + client_frame(0, "\xa9", false) + client_frame(0, "", true));
+    s.write_all(client_frame(1, "ok\xcc", false) + client_frame(0, "", true));
+    const Frame f = read_frame(s, buf);
+    CHECK(f.opcode == 8);
+    REQUIRE(f.payload.size() >= 2);
+    CHECK(((static_cast<unsigned char>(f.payload[0]) << 8) | static_cast<unsigned char>(f.payload[1])) ==
+          http::ws_close::bad_payload);
+    CHECK(seen.recv().value() == "refused");
+  });
+}
+
 TEST_CASE("websocket: a receive cut by with_timeout leaves the WebSocket usable") {
   run_checked(2, [] {
     // Client side, nothing under way: the next receive gets the next message.

@@ -714,6 +714,22 @@ struct ReadingGuard {
   ~ReadingGuard() { flag.store(false, std::memory_order_release); }
 };
 
+// utf8_cut_short: whether s ends inside a UTF-8 sequence. Beast 1.74
+// validates a text message's bytes as they come, but checks that the last
+// sequence is whole only when the final frame carries bytes: a message
+// whose final fragment is empty ("\xcc", then an empty FIN continuation)
+// passed with its sequence cut, and an echo sent it on as text
+// (ws_server_fuzz found it). The rest was checked by Beast, so only the
+// tail is looked at: O(1) per message.
+bool utf8_cut_short(std::string_view s) {
+  std::size_t k = 0;  // continuation bytes (10xxxxxx) at the end, at most 3
+  while (k < 3 && k < s.size() && (static_cast<unsigned char>(s[s.size() - 1 - k]) & 0xc0) == 0x80) ++k;
+  if (k == s.size()) return false;  // no lead byte in reach: Beast refused such text already
+  const auto lead = static_cast<unsigned char>(s[s.size() - 1 - k]);
+  const std::size_t need = lead < 0x80 ? 0 : (lead & 0xe0) == 0xc0 ? 1 : (lead & 0xf0) == 0xe0 ? 2 : (lead & 0xf8) == 0xf0 ? 3 : 0;
+  return k < need;
+}
+
 // flush_pongs: the receiver's share of flushing (pongs Beast wrote while
 // reading). Never waits for the flush turn: a sender that holds it sends
 // them too. Failures: the state says broken, the next call raises.
@@ -723,6 +739,35 @@ void flush_pongs(WebSocket::Impl& I) {
     I.flush(false);
   } catch (const WsError&) {
   }
+}
+
+// close_as_reader: the close handshake, by the fiber that holds the
+// reading turn (close(), or receive() failing the connection itself).
+void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view reason) {
+  // The heartbeat ends first: it would take mu for its ping, and its
+  // verdict has no meaning during a close handshake bounded anyway.
+  I.stop_heartbeat();
+  std::lock_guard lk(I.mu);
+  if (I.state.load(std::memory_order_acquire) != WebSocket::Impl::kOpen) return;
+  bws::close_reason cr(static_cast<bws::close_code>(code),
+                       bsv(reason.substr(0, std::min<std::size_t>(reason.size(), 123))));
+  beast::error_code ec;
+  try {
+    with_timeout(I.wire.close_timeout, [&] { I.ws.close(cr, ec); });
+  } catch (const TimedOut&) {
+    // The peer did not answer in time: closed anyway.
+  } catch (...) {
+    I.end(WebSocket::Impl::kClosed);
+    throw;
+  }
+  if (!ec) {
+    const auto& got = I.ws.reason();
+    I.close_msg.kind = WsMessage::Kind::close;
+    I.close_msg.code = got.code == bws::close_code::none ? ws_close::no_status : static_cast<std::uint16_t>(got.code);
+    I.close_msg.data = std::string(got.reason.data(), got.reason.size());
+    I.peer_code.store(I.close_msg.code, std::memory_order_relaxed);
+  }
+  I.end(WebSocket::Impl::kClosed);
 }
 
 // NoWait: Layer in "no wait" mode for one Beast call.
@@ -932,8 +977,15 @@ WsMessage WebSocket::receive() {
         m.kind = I.ws.got_text() ? WsMessage::Kind::text : WsMessage::Kind::binary;
         m.data = beast::buffers_to_string(I.msg.data());
         I.msg.clear();
+        const bool cut = m.kind == WsMessage::Kind::text && utf8_cut_short(m.data);
         lk.unlock();
         flush_pongs(I);
+        if (cut) {
+          // What Beast does for text it finds invalid: close with 1007.
+          close_as_reader(I, ws_close::bad_payload, "invalid UTF-8");
+          throw WsError(ws_errc::protocol_error,
+                        "spindle::http::WebSocket: a text message that is not UTF-8 (closed with 1007)");
+        }
         return m;
       }
     }
@@ -968,30 +1020,7 @@ void WebSocket::close(std::uint16_t code, std::string_view reason) {
   if (!impl_) return;
   Impl& I = *impl_;
   ReadingGuard guard(I.reading);
-  // The heartbeat ends first: it would take mu for its ping, and its
-  // verdict has no meaning during a close handshake bounded anyway.
-  I.stop_heartbeat();
-  std::lock_guard lk(I.mu);
-  if (I.state.load(std::memory_order_acquire) != Impl::kOpen) return;
-  bws::close_reason cr(static_cast<bws::close_code>(code),
-                       bsv(reason.substr(0, std::min<std::size_t>(reason.size(), 123))));
-  beast::error_code ec;
-  try {
-    with_timeout(I.wire.close_timeout, [&] { I.ws.close(cr, ec); });
-  } catch (const TimedOut&) {
-    // The peer did not answer in time: closed anyway.
-  } catch (...) {
-    I.end(Impl::kClosed);
-    throw;
-  }
-  if (!ec) {
-    const auto& got = I.ws.reason();
-    I.close_msg.kind = WsMessage::Kind::close;
-    I.close_msg.code = got.code == bws::close_code::none ? ws_close::no_status : static_cast<std::uint16_t>(got.code);
-    I.close_msg.data = std::string(got.reason.data(), got.reason.size());
-    I.peer_code.store(I.close_msg.code, std::memory_order_relaxed);
-  }
-  I.end(Impl::kClosed);
+  close_as_reader(I, code, reason);
 }
 
 bool WebSocket::is_open() const noexcept {
