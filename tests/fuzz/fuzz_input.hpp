@@ -45,4 +45,21 @@ struct Input {
   }
 };
 
+// CurrentInput: the input being run, so that a failure report can write it
+// out: the fixed-seed ctests have no libFuzzer to keep it. Set at the top
+// of LLVMFuzzerTestOneInput; save() writes `file` in the working directory
+// and says so (replay: the target with the file as its argument).
+struct CurrentInput {
+  const std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+  void save(const char* file) const {
+    if (data == nullptr) return;
+    if (FILE* f = std::fopen(file, "wb"); f != nullptr) {
+      std::fwrite(data, 1, size, f);
+      std::fclose(f);
+      std::fprintf(stderr, "the input: %s (replay: the fuzz target with it as its argument)\n", file);
+    }
+  }
+};
+
 }  // namespace fuzz_support

@@ -46,6 +46,7 @@
 #include <spindle/spindle.hpp>
 
 #include "h2_fuzz_frames.hpp"
+#include "loopback_listener.hpp"
 
 namespace {
 
@@ -75,17 +76,9 @@ Shared& shared() {
   return s;
 }
 
-const std::uint8_t* g_input = nullptr;
-std::size_t g_input_size = 0;
+fuzz_support::CurrentInput g_input;
 
 [[noreturn]] void fail(const std::string& what) {
-  if (g_input != nullptr) {
-    if (FILE* f = std::fopen("h2_client_fuzz_failure.bin", "wb"); f != nullptr) {
-      std::fwrite(g_input, 1, g_input_size, f);
-      std::fclose(f);
-      std::fprintf(stderr, "the input: h2_client_fuzz_failure.bin (replay: fuzz_h2_client FILE)\n");
-    }
-  }
   std::string served;
   {
     std::lock_guard lk(shared().mu);
@@ -93,6 +86,7 @@ std::size_t g_input_size = 0;
   }
   std::fprintf(stderr, "h2_client_fuzz: %s\n--- served (%zu bytes) ---\n%s\n", what.c_str(), served.size(),
                hex(served).c_str());
+  g_input.save("h2_client_fuzz_failure.bin");
   std::abort();
 }
 
@@ -416,63 +410,27 @@ void serve(int fd, const std::string& script, std::size_t calls) {
   while (!c.closed && Clock::now() < end) c.pump(50);
 }
 
-// RawServer: a loopback listener on a thread of its own. The first
-// connection of each input runs the script; any later one (the client
-// retrying a request the script left unanswered) is closed at once.
-struct RawServer {
-  int lfd = -1;
-  std::uint16_t port = 0;
-  std::atomic<bool> stop{false};
-  std::atomic<int> generation{0};  // bumped per input; the script runs once per generation
-  std::atomic<std::size_t> calls{1};
-  int served_generation = -1;
-  std::thread thread;
+// The raw server (loopback_listener.hpp). The first connection of each
+// input runs the script; any later one (the client retrying a request the
+// script left unanswered) is closed at once. generation and calls are
+// stored (release) by the input's thread before its client connects, and
+// loaded (acquire) by the listener's after the accept.
+std::atomic<int> g_generation{0};  // bumped per input; the script runs once per generation
+std::atomic<std::size_t> g_calls{1};
+int g_served_generation = -1;       // the listener thread's only
 
-  RawServer() {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (lfd < 0 || ::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 16) != 0 ||
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      fail("listen failed: " + std::string(std::strerror(errno)));
+fuzz_support::LoopbackListener& server() {
+  static fuzz_support::LoopbackListener s([](int fd) {
+    const int g = g_generation.load(std::memory_order_acquire);
+    if (g == g_served_generation) return;
+    g_served_generation = g;
+    std::string script;
+    {
+      std::lock_guard lk(shared().mu);
+      script = shared().script;
     }
-    port = ntohs(a.sin_port);
-    thread = std::thread([this] { loop(); });
-  }
-  ~RawServer() {
-    stop.store(true);
-    ::shutdown(lfd, SHUT_RDWR);  // wakes accept
-    thread.join();
-    ::close(lfd);
-  }
-  void loop() {
-    while (!stop.load()) {
-      const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // shut down
-      }
-      const int g = generation.load();
-      if (g != served_generation) {
-        served_generation = g;
-        std::string script;
-        {
-          std::lock_guard lk(shared().mu);
-          script = shared().script;
-        }
-        serve(fd, script, calls.load());
-      }
-      const linger abortive{1, 0};  // no TIME_WAIT pile-up at thousands of inputs
-      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive);
-      ::close(fd);
-    }
-  }
-};
-
-RawServer& server() {
-  static RawServer s;
+    serve(fd, script, g_calls.load(std::memory_order_acquire));
+  });
   return s;
 }
 
@@ -501,9 +459,8 @@ struct Stats {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return 0;
-  g_input = data;
-  g_input_size = size;
-  RawServer& srv = server();
+  g_input = {data, size};
+  fuzz_support::LoopbackListener& srv = server();
   const std::size_t calls = 1 + data[0] % 3;
   const std::uint8_t heads = data[1];  // bit k: call k is HEAD
   {
@@ -512,8 +469,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     shared().exact.clear();
     shared().served.clear();
   }
-  srv.calls.store(calls);
-  srv.generation.fetch_add(1);
+  g_calls.store(calls, std::memory_order_release);
+  g_generation.fetch_add(1, std::memory_order_release);
   ++g_inputs;
   struct Outcome {
     std::optional<http::Response> res;
@@ -535,7 +492,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<sp::Task<void>> tasks;
     for (std::size_t k = 0; k < calls; ++k) {
       tasks.push_back(sp::spawn([&, k] {
-        const std::string url = "http://127.0.0.1:" + std::to_string(srv.port) + "/" + std::to_string(k);
+        const std::string url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/" + std::to_string(k);
         try {
           http::RequestOptions ro;
           ro.follow_redirects = false;

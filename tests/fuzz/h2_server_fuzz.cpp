@@ -31,25 +31,15 @@
 //    and exactly as long once the stream ended (not for HEAD).
 // Every 64 inputs and at the end a well-formed request on a fresh
 // connection must get its 200: the server keeps serving.
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -58,6 +48,7 @@
 
 #include "h2_fuzz_frames.hpp"
 #include "loopback_client.hpp"
+#include "server_fixture.hpp"
 
 namespace {
 
@@ -66,37 +57,22 @@ namespace sp = spindle;
 namespace http = spindle::http;
 using Clock = std::chrono::steady_clock;
 
-// The input being run: fail() writes it out, so that a failure of the
-// fixed-seed run (no libFuzzer to keep it) can be replayed as a file.
-const std::uint8_t* g_input = nullptr;
-std::size_t g_input_size = 0;
+fuzz_support::CurrentInput g_input;
 
 [[noreturn]] void fail(const std::string& what, const std::string& sent, const std::string& got) {
   std::fprintf(stderr, "h2_server_fuzz: %s\n--- sent (%zu bytes) ---\n%s\n--- got (%zu bytes) ---\n%s\n",
                what.c_str(), sent.size(), hex(sent).c_str(), got.size(), hex(got).c_str());
-  if (g_input != nullptr) {
-    if (FILE* f = std::fopen("h2_server_fuzz_failure.bin", "wb"); f != nullptr) {
-      std::fwrite(g_input, 1, g_input_size, f);
-      std::fclose(f);
-      std::fprintf(stderr, "the input: h2_server_fuzz_failure.bin (replay: fuzz_h2_server FILE)\n");
-    }
-  }
+  g_input.save("h2_server_fuzz_failure.bin");
   std::abort();
 }
 
-// The server under test: its own runtime on a background thread, started
-// at the first input and shut down at exit. Small limits, so that short
+// The server under test (server_fixture.hpp). Small limits, so that short
 // inputs reach them: a 400-byte head (431), a 512-byte body (413), 8
 // streams at once, a 1 KiB stream window, 16 resets in a burst, 64 queued
 // ACKs, 4 CONTINUATIONs; and a release after 1 ms quiet, so that pauses
 // release the connection and later frames meet it served again.
-struct Fixture {
-  sp::Runtime rt{sp::RuntimeOptions{.workers = 2}};
-  std::unique_ptr<http::Server> server;
-  std::uint16_t port = 0;
-  std::thread thread;
-
-  Fixture() {
+fuzz_support::ServerFixture& fixture() {
+  static fuzz_support::ServerFixture f = [] {
     http::Router r;
     r.get("/", [](http::Request&) { return http::Response::text_body(200, "ok"); });
     r.post("/echo", [](http::Request& q) { return http::Response::text_body(200, q.body); });
@@ -127,19 +103,8 @@ struct Fixture {
     o.http2.reset_burst = 16;
     o.http2.max_outbound_ack = 64;
     o.http2.max_continuations = 4;
-    server = std::make_unique<http::Server>(std::move(r), o);
-    rt.block_on([&] { server->listen("127.0.0.1", 0); });
-    port = server->local_endpoint().port();
-    thread = std::thread([this] { rt.block_on([this] { server->serve(); }); });
-  }
-  ~Fixture() {
-    server->shutdown();
-    thread.join();
-  }
-};
-
-Fixture& fixture() {
-  static Fixture f;
+    return fuzz_support::ServerFixture(std::move(r), std::move(o));
+  }();
   return f;
 }
 
@@ -634,7 +599,7 @@ void check_alive(std::uint16_t port) {
 struct AtEnd {
   ~AtEnd() {
     if (g_inputs == 0) return;
-    check_alive(fixture().port);
+    check_alive(fixture().port());
     std::printf("h2_server_fuzz: %ld inputs; %ld GOAWAYs; statuses:", g_inputs, g_goaways);
     for (int s = 0; s < 600; ++s) {
       if (g_status[s] != 0) std::printf(" %d x %ld", s, g_status[s]);
@@ -648,20 +613,19 @@ struct AtEnd {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Fixture& f = fixture();
+  fuzz_support::ServerFixture& f = fixture();
   static AtEnd at_end;  // constructed after the fixture: destroyed before it
   (void)at_end;
   if (size == 0) return 0;
-  g_input = data;
-  g_input_size = size;
+  g_input = {data, size};
   Input in{data, size};
   Script s;
   {
-    Conn c(f.port);
+    Conn c(f.port());
     run(in, c, s);
     c.finish();
     check(s, c);
   }
-  if (++g_inputs % 64 == 0) check_alive(f.port);
+  if (++g_inputs % 64 == 0) check_alive(f.port());
   return 0;
 }

@@ -36,6 +36,8 @@
 #include <spindle/io/http/client.hpp>
 #include <spindle/spindle.hpp>
 
+#include "loopback_listener.hpp"
+
 namespace {
 
 namespace sp = spindle;
@@ -47,93 +49,48 @@ namespace http = spindle::http;
   std::abort();
 }
 
-// RawServer: a blocking loopback listener on a thread of its own. Each
-// connection: read the request head (2 s at most), send `reply`, half-close,
-// read until the client closes (so the reply is not destroyed by an RST),
-// close. One connection at a time; the reply is set before each request.
-struct RawServer {
-  int lfd = -1;
-  std::uint16_t port = 0;
-  std::mutex mu;
-  std::string reply;  // guarded by mu
-  std::atomic<bool> stop{false};
-  std::thread thread;
+// The raw server (loopback_listener.hpp). Each connection: read the
+// request head (2 s at most), send the reply, half-close, read until the
+// client closes (so the reply is not destroyed by an RST). The reply is
+// set before each request.
+std::mutex g_reply_mu;
+std::string g_reply;  // guarded by g_reply_mu
 
-  RawServer() {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (lfd < 0 || ::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 16) != 0 ||
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      fail("listen failed: " + std::string(std::strerror(errno)), "");
-    }
-    port = ntohs(a.sin_port);
-    thread = std::thread([this] { loop(); });
+// Every call retries EINTR: libFuzzer's -timeout watchdog is a SIGALRM
+// without SA_RESTART.
+void serve(int fd) {
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  std::string head;
+  char buf[4096];
+  while (head.find("\r\n\r\n") == std::string::npos && head.size() < 65536) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    head.append(buf, static_cast<std::size_t>(n));
   }
-  ~RawServer() {
-    stop.store(true);
-    ::shutdown(lfd, SHUT_RDWR);  // wakes accept
-    thread.join();
-    ::close(lfd);
+  std::string r;
+  {
+    std::lock_guard lk(g_reply_mu);
+    r = g_reply;
   }
-
-  void set_reply(std::string r) {
-    std::lock_guard lk(mu);
-    reply = std::move(r);
+  for (std::size_t off = 0; off < r.size();) {
+    const ssize_t n = ::send(fd, r.data() + off, r.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the client gave up (a limit): allowed
+    off += static_cast<std::size_t>(n);
   }
-
-  void loop() {
-    while (!stop.load()) {
-      const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // shut down
-      }
-      serve(fd);
-      ::close(fd);
-    }
+  ::shutdown(fd, SHUT_WR);
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
   }
+}
 
-  // Every call retries EINTR: libFuzzer's -timeout watchdog is a SIGALRM
-  // without SA_RESTART.
-  static void serve(int fd) {
-    timeval tv{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    std::string head;
-    char buf[4096];
-    while (head.find("\r\n\r\n") == std::string::npos && head.size() < 65536) {
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;
-      head.append(buf, static_cast<std::size_t>(n));
-    }
-    std::string r;
-    {
-      std::lock_guard lk(server().mu);
-      r = server().reply;
-    }
-    for (std::size_t off = 0; off < r.size();) {
-      const ssize_t n = ::send(fd, r.data() + off, r.size() - off, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;  // the client gave up (a limit): allowed
-      off += static_cast<std::size_t>(n);
-    }
-    ::shutdown(fd, SHUT_WR);
-    for (;;) {
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-    }
-  }
-
-  static RawServer& server();
-};
-
-RawServer& RawServer::server() {
-  static RawServer s;
+fuzz_support::LoopbackListener& server() {
+  static fuzz_support::LoopbackListener s(serve);
   return s;
 }
 
@@ -204,9 +161,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       reply = "HTTP/1.1 " + rest;
       break;
   }
-  RawServer& srv = RawServer::server();
-  srv.set_reply(reply);
-  const std::string url = "http://127.0.0.1:" + std::to_string(srv.port) + "/fuzz";
+  {
+    std::lock_guard lk(g_reply_mu);
+    g_reply = reply;
+  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(server().port()) + "/fuzz";
   const auto t0 = std::chrono::steady_clock::now();
   runtime().block_on([&] {
     http::ClientOptions o;

@@ -42,6 +42,7 @@
 #include <spindle/spindle.hpp>
 
 #include "fuzz_input.hpp"
+#include "loopback_listener.hpp"
 
 namespace {
 
@@ -75,8 +76,7 @@ Shared& shared() {
   return s;
 }
 
-const std::uint8_t* g_input = nullptr;
-std::size_t g_input_size = 0;
+fuzz_support::CurrentInput g_input;
 
 [[noreturn]] void fail(const std::string& what) {
   std::string served;
@@ -86,13 +86,7 @@ std::size_t g_input_size = 0;
   }
   std::fprintf(stderr, "http_client_pool_fuzz: %s\n--- served (%zu bytes) ---\n%s\n", what.c_str(), served.size(),
                served.c_str());
-  if (g_input != nullptr) {
-    if (FILE* f = std::fopen("http_client_pool_fuzz_failure.bin", "wb"); f != nullptr) {
-      std::fwrite(g_input, 1, g_input_size, f);
-      std::fclose(f);
-      std::fprintf(stderr, "the input: http_client_pool_fuzz_failure.bin (replay: fuzz_http_client_pool FILE)\n");
-    }
-  }
+  g_input.save("http_client_pool_fuzz_failure.bin");
   std::abort();
 }
 
@@ -194,99 +188,60 @@ std::string response(Input& in, std::size_t n, const std::string& path, bool hea
   return out;
 }
 
-// RawServer: one connection at a time; each request read (its head) is
-// answered with the script's next response.
-struct RawServer {
-  int lfd = -1;
-  std::uint16_t port = 0;
-  std::atomic<bool> stop{false};
-  std::thread thread;
+// The raw server (loopback_listener.hpp): each request read (its head),
+// on whatever connection, is answered with the script's next response.
+// Every call retries EINTR: libFuzzer's -timeout watchdog is a SIGALRM
+// without SA_RESTART.
+void serve(int fd) {
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::string in;
+  char buf[4096];
+  for (;;) {
+    std::size_t end;
+    while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // the client closed (or 2 s of nothing)
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    const std::string head = in.substr(0, end);
+    in.erase(0, end + 4);
+    const std::size_t sp1 = head.find(' ');
+    const std::string path = head.substr(sp1 + 1, head.find(' ', sp1 + 1) - sp1 - 1);
+    const bool is_head = head.rfind("HEAD ", 0) == 0;
+    std::string out;
+    bool close = false;
+    {
+      std::lock_guard lk(shared().mu);
+      Shared& s = shared();
+      Input script{reinterpret_cast<const std::uint8_t*>(s.script.data()), s.script.size(), s.at};
+      Sent rec;
+      out = response(script, s.sent.size(), path, is_head, close, rec);
+      s.at = script.at;
+      s.sent.push_back(rec);
+      s.served += out;
+    }
+    for (std::size_t off = 0; off < out.size();) {
+      const ssize_t n = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      off += static_cast<std::size_t>(n);
+    }
+    if (close) {
+      ::shutdown(fd, SHUT_WR);
+      while (::recv(fd, buf, sizeof buf, 0) > 0) {
+      }
+      return;
+    }
+  }
+}
 
-  RawServer() {
-    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (lfd < 0 || ::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 16) != 0 ||
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      fail("listen failed: " + std::string(std::strerror(errno)));
-    }
-    port = ntohs(a.sin_port);
-    thread = std::thread([this] { loop(); });
-  }
-  ~RawServer() {
-    stop.store(true);
-    ::shutdown(lfd, SHUT_RDWR);  // wakes accept
-    thread.join();
-    ::close(lfd);
-  }
-  void loop() {
-    while (!stop.load()) {
-      const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // shut down
-      }
-      serve(fd);
-      const linger abortive{1, 0};  // no TIME_WAIT pile-up
-      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive);
-      ::close(fd);
-    }
-  }
-  // Every call retries EINTR: libFuzzer's -timeout watchdog is a SIGALRM
-  // without SA_RESTART.
-  static void serve(int fd) {
-    timeval tv{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    std::string in;
-    char buf[4096];
-    for (;;) {
-      std::size_t end;
-      while ((end = in.find("\r\n\r\n")) == std::string::npos) {
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;  // the client closed (or 2 s of nothing)
-        in.append(buf, static_cast<std::size_t>(n));
-      }
-      const std::string head = in.substr(0, end);
-      in.erase(0, end + 4);
-      const std::size_t sp1 = head.find(' ');
-      const std::string path = head.substr(sp1 + 1, head.find(' ', sp1 + 1) - sp1 - 1);
-      const bool is_head = head.rfind("HEAD ", 0) == 0;
-      std::string out;
-      bool close = false;
-      {
-        std::lock_guard lk(shared().mu);
-        Shared& s = shared();
-        Input script{reinterpret_cast<const std::uint8_t*>(s.script.data()), s.script.size(), s.at};
-        Sent rec;
-        out = response(script, s.sent.size(), path, is_head, close, rec);
-        s.at = script.at;
-        s.sent.push_back(rec);
-        s.served += out;
-      }
-      for (std::size_t off = 0; off < out.size();) {
-        const ssize_t n = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;
-        off += static_cast<std::size_t>(n);
-      }
-      if (close) {
-        ::shutdown(fd, SHUT_WR);
-        while (::recv(fd, buf, sizeof buf, 0) > 0) {
-        }
-        return;
-      }
-    }
-  }
-};
-
-RawServer& server() {
-  static RawServer s;
+fuzz_support::LoopbackListener& server() {
+  static fuzz_support::LoopbackListener s(serve);
   return s;
 }
 
@@ -308,9 +263,8 @@ struct Stats {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return 0;
-  g_input = data;
-  g_input_size = size;
-  RawServer& srv = server();
+  g_input = {data, size};
+  fuzz_support::LoopbackListener& srv = server();
   const std::size_t calls = 2 + data[0] % 3;
   const std::uint8_t heads = data[1];  // bit k: call k is HEAD
   {
@@ -342,7 +296,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       try {
         http::RequestOptions ro;
         ro.follow_redirects = false;
-        r = client.request(head ? "HEAD" : "GET", "http://127.0.0.1:" + std::to_string(srv.port) + path, ro);
+        r = client.request(head ? "HEAD" : "GET", "http://127.0.0.1:" + std::to_string(srv.port()) + path, ro);
       } catch (const http::Error&) {
         ++g_failed;
       } catch (const std::exception& e) {

@@ -34,9 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <boost/beast/core/error.hpp>
@@ -46,6 +44,8 @@
 
 #include <spindle/io/http/server.hpp>
 #include <spindle/spindle.hpp>
+
+#include "server_fixture.hpp"
 
 namespace {
 
@@ -58,15 +58,10 @@ namespace bhttp = boost::beast::http;
   std::abort();
 }
 
-// The server under test: its own runtime on a background thread, started
-// at the first input and shut down at exit.
-struct Fixture {
-  sp::Runtime rt{sp::RuntimeOptions{.workers = 2}};
-  std::unique_ptr<sp::http::Server> server;
-  std::uint16_t port = 0;
-  std::thread thread;
-
-  Fixture() {
+// The server under test (server_fixture.hpp), started at the first input
+// and shut down at exit.
+fuzz_support::ServerFixture& fixture() {
+  static fuzz_support::ServerFixture f = [] {
     sp::http::Router r;
     r.get("/", [](sp::http::Request&) { return sp::http::Response::text_body(200, "ok"); });
     r.get("/users/:id", [](sp::http::Request& q) {
@@ -77,19 +72,8 @@ struct Fixture {
     o.max_head = 256;  // small limits, so that random inputs reach 431 and 413
     o.max_body = 512;
     o.read_timeout = std::chrono::milliseconds(3000);
-    server = std::make_unique<sp::http::Server>(std::move(r), o);
-    rt.block_on([&] { server->listen("127.0.0.1", 0); });
-    port = server->local_endpoint().port();
-    thread = std::thread([this] { rt.block_on([this] { server->serve(); }); });
-  }
-  ~Fixture() {
-    server->shutdown();
-    thread.join();
-  }
-};
-
-Fixture& fixture() {
-  static Fixture f;
+    return fuzz_support::ServerFixture(std::move(r), std::move(o));
+  }();
   return f;
 }
 
@@ -264,7 +248,7 @@ long g_inputs = 0;
 struct AtEnd {
   ~AtEnd() {
     if (g_inputs == 0) return;
-    check_alive(fixture().port);
+    check_alive(fixture().port());
     std::printf("http_server_fuzz: %ld inputs; responses:", g_inputs);
     for (int s = 0; s < 600; ++s) {
       if (g_status[s] != 0) std::printf(" %d x %ld", s, g_status[s]);
@@ -276,11 +260,11 @@ struct AtEnd {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Fixture& f = fixture();
+  fuzz_support::ServerFixture& f = fixture();
   static AtEnd at_end;  // constructed after the fixture: destroyed before it
   (void)at_end;
   const std::string sent = frame(data, size);
-  if (!sent.empty()) check_responses(sent, exchange(f.port, sent));
-  if (++g_inputs % 64 == 0) check_alive(f.port);
+  if (!sent.empty()) check_responses(sent, exchange(f.port(), sent));
+  if (++g_inputs % 64 == 0) check_alive(f.port());
   return 0;
 }

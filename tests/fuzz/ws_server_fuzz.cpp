@@ -31,11 +31,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include <spindle/io/http/server.hpp>
@@ -44,6 +42,7 @@
 
 #include "fuzz_input.hpp"
 #include "loopback_client.hpp"
+#include "server_fixture.hpp"
 
 namespace {
 
@@ -58,67 +57,45 @@ constexpr std::string_view kKey = "dGhlIHNhbXBsZSBub25jZQ==";  // RFC 6455's sam
 constexpr std::string_view kAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 constexpr unsigned kCont = 0, kText = 1, kBinary = 2, kClose = 8, kPing = 9, kPong = 10;
 
-const std::uint8_t* g_input = nullptr;
-std::size_t g_input_size = 0;
+fuzz_support::CurrentInput g_input;
 
 [[noreturn]] void fail(const std::string& what, const std::string& sent, const std::string& got) {
   std::fprintf(stderr, "ws_server_fuzz: %s\n--- sent (%zu bytes) ---\n%s\n--- got (%zu bytes) ---\n%s\n",
                what.c_str(), sent.size(), hex(sent).c_str(), got.size(), hex(got).c_str());
-  if (g_input != nullptr) {
-    if (FILE* f = std::fopen("ws_server_fuzz_failure.bin", "wb"); f != nullptr) {
-      std::fwrite(g_input, 1, g_input_size, f);
-      std::fclose(f);
-      std::fprintf(stderr, "the input: ws_server_fuzz_failure.bin (replay: fuzz_ws_server FILE)\n");
-    }
-  }
+  g_input.save("ws_server_fuzz_failure.bin");
   std::abort();
 }
 
-// The server: /ws echoes (messages over 1 KiB are refused with 1009; a
-// close is answered within 300 ms), /plain is not a WebSocket route.
-struct Fixture {
-  sp::Runtime rt{sp::RuntimeOptions{.workers = 2}};
-  std::unique_ptr<http::Server> server;
-  std::uint16_t port = 0;
-  std::thread thread;
+// The server (server_fixture.hpp): /ws echoes (messages over 1 KiB are
+// refused with 1009; a close is answered within 300 ms), /plain is not a
+// WebSocket route.
+void echo(http::WebSocket ws, const http::Request&) {
+  try {
+    for (;;) {
+      auto m = ws.receive();
+      if (m.is_close()) return;
+      if (m.is_text()) {
+        ws.send_text(m.data);
+      } else {
+        ws.send_binary(m.data);
+      }
+    }
+  } catch (const http::WsError&) {
+  }
+}
 
-  Fixture() {
+fuzz_support::ServerFixture& fixture() {
+  static fuzz_support::ServerFixture f = [] {
     http::WsOptions wo;
     wo.max_message_size = kMaxMessage;
     wo.close_timeout = std::chrono::milliseconds(300);
     http::Router r;
-    r.get("/ws", http::websocket_handler(
-                     [](http::WebSocket ws, const http::Request&) {
-                       try {
-                         for (;;) {
-                           auto m = ws.receive();
-                           if (m.is_close()) return;
-                           if (m.is_text()) {
-                             ws.send_text(m.data);
-                           } else {
-                             ws.send_binary(m.data);
-                           }
-                         }
-                       } catch (const http::WsError&) {
-                       }
-                     },
-                     wo));
+    r.get("/ws", http::websocket_handler(echo, wo));
     r.get("/plain", [](http::Request&) { return http::Response::text_body(200, "plain"); });
     http::ServerOptions o;
     o.read_timeout = std::chrono::milliseconds(1000);
-    server = std::make_unique<http::Server>(std::move(r), o);
-    rt.block_on([&] { server->listen("127.0.0.1", 0); });
-    port = server->local_endpoint().port();
-    thread = std::thread([this] { rt.block_on([this] { server->serve(); }); });
-  }
-  ~Fixture() {
-    server->shutdown();
-    thread.join();
-  }
-};
-
-Fixture& fixture() {
-  static Fixture f;
+    return fuzz_support::ServerFixture(std::move(r), std::move(o));
+  }();
   return f;
 }
 
@@ -428,7 +405,7 @@ void check_alive(std::uint16_t port) {
 struct AtEnd {
   ~AtEnd() {
     if (g_inputs == 0) return;
-    check_alive(fixture().port);
+    check_alive(fixture().port());
     std::printf("ws_server_fuzz: %ld inputs; %ld upgraded; %ld echoes checked; close codes:", g_inputs, g_upgraded,
                 g_echoes);
     for (int k = 0; k < 5000; ++k) {
@@ -441,20 +418,19 @@ struct AtEnd {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Fixture& f = fixture();
+  fuzz_support::ServerFixture& f = fixture();
   static AtEnd at_end;  // constructed after the fixture: destroyed before it
   (void)at_end;
   if (size == 0) return 0;
-  g_input = data;
-  g_input_size = size;
+  g_input = {data, size};
   Input in{data, size};
   Script s;
   {
-    fuzz_support::LoopbackClient c(f.port, &fail);
-    run(in, c, s, f.port);
+    fuzz_support::LoopbackClient c(f.port(), &fail);
+    run(in, c, s, f.port());
     c.finish();
     check(s, c);
   }
-  if (++g_inputs % 64 == 0) check_alive(f.port);
+  if (++g_inputs % 64 == 0) check_alive(f.port());
   return 0;
 }
