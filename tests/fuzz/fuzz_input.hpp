@@ -1,5 +1,6 @@
-// fuzz_input.hpp: the fuzz input read as a script (a byte at a time) and
-// a hex dump for failure reports, shared by the fuzz targets that read
+// fuzz_input.hpp: the fuzz input read as a script (a byte at a time), a
+// hex dump for failure reports and the input being run (CurrentInput),
+// shared by the fuzz targets that read
 // their input as operations (h2_server_fuzz.cpp, h2_client_fuzz.cpp,
 // ws_server_fuzz.cpp).
 #pragma once

@@ -174,6 +174,11 @@ std::vector<bool> head_requests(const std::string& sent) {
 }
 
 void check_responses(const std::string& sent, const std::string& got) {
+  // A plain connection that opens with "PRI" is HTTP/2 with prior
+  // knowledge (server.cpp serve_conn): the server answers in frames, which
+  // fuzz_h2_server checks. libFuzzer found "PRI" alone, answered with
+  // the server's SETTINGS, as a "malformed response head".
+  if (sent.rfind("PRI", 0) == 0) return;
   const std::vector<bool> heads = head_requests(sent);
   std::size_t off = 0;
   for (std::size_t k = 0; off < got.size(); ++k) {
@@ -184,7 +189,6 @@ void check_responses(const std::string& sent, const std::string& got) {
     off += p.put(boost::asio::buffer(got.data() + off, got.size() - off), ec);
     if (ec || !p.is_header_done()) fail("malformed or cut-short response head: " + ec.message(), sent, got);
     const int s = p.get().result_int();
-    const bool closing = s == 400 || s == 413 || s == 431 || s == 501;
     const bool head = k < heads.size() && heads[k];
     if (!head) {
       p.eager(true);
@@ -192,6 +196,11 @@ void check_responses(const std::string& sent, const std::string& got) {
       if (ec || !p.is_done()) fail("malformed or cut-short response body: " + ec.message(), sent, got);
     }
     const auto& res = p.get();
+    // The Router's 400 for a bad percent-escape answers a request whose
+    // framing was sound: the connection goes on, as after a 404 (libFuzzer
+    // found one pipelined before a GET, once taken for a parse error).
+    const bool routed_400 = s == 400 && res.body() == "bad percent-escape in the path\n";
+    const bool closing = (s == 400 && !routed_400) || s == 413 || s == 431 || s == 501;
     if (s >= 0 && s < 600) ++g_status[s];
     if (s != 200 && s != 400 && s != 404 && s != 405 && s != 413 && s != 431 && s != 501) {
       fail("unexpected status " + std::to_string(s), sent, got);
