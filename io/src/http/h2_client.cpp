@@ -453,8 +453,21 @@ void H2ClientConn::reader() {
     end();
   }
   // As the server's reader (h2_server.cpp): a writer blocked on a server
-  // that reads nothing gets a moment, then the socket is shut under it.
-  if (!writer_done_.wait_for(std::chrono::seconds(1))) ::shutdown(t_.tcp().native_handle(), SHUT_RDWR);
+  // that reads nothing gets a moment, then the socket is shut under it,
+  // which fails that write.
+  bool writer_gone = writer_done_.wait_for(std::chrono::seconds(1));
+  if (!writer_gone) {
+    ::shutdown(t_.tcp().native_handle(), SHUT_RDWR);
+    writer_gone = writer_done_.wait_for(std::chrono::seconds(1));
+  }
+  if (!writer_gone) return;  // the last reference closes it
+  // Then the socket is closed here, with neither fiber left to touch it:
+  // the pool lets go of a dead connection only when its origin is asked
+  // for again (h2_take), and until then a server that broke the protocol
+  // (a CONTINUATION flood) would go on writing into a window nobody reads
+  // and the descriptor would stay taken. (A shutdown alone does not stop
+  // a peer's writes on Linux; a close with unread bytes resets it.)
+  t_.close();
 }
 
 void H2ClientConn::writer() {

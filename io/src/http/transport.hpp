@@ -100,6 +100,10 @@ class Transport {
   void write_all(std::string_view s) { SPINDLE_HTTP_TLS(tls_.write_all(s), tcp_.write_all(s)); }
   // shutdown: close_notify first on TLS, then the TCP write side.
   void shutdown() { SPINDLE_HTTP_TLS(tls_.shutdown(), tcp_.shutdown()); }
+  // close: the socket goes now (no close_notify; bytes the peer sent and
+  // nobody read make the kernel answer with a reset). Idempotent; must not
+  // race a read or write (the streams' rule).
+  void close() noexcept { SPINDLE_HTTP_TLS(tls_.close(), tcp_.close()); }
 
  private:
   io::TcpStream tcp_;
