@@ -193,12 +193,16 @@ struct Conn {
   // The current request's final response came before its body was sent
   // (a 2xx that keeps the connection, await_continue): it is in buf.
   bool answered_early = false;
+  std::chrono::steady_clock::time_point idle_since{};  // set when pooled (release)
 };
 
 struct HostPool {
   std::deque<std::unique_ptr<Conn>> idle;  // back: most recently used
   std::size_t open = 0;                    // idle + in use (an HTTP/2 connection counts once)
   ConditionVariable cv;                    // waiters held by limit_per_host
+  // Fibers inside acquire or h2_take that hold this entry across a wait:
+  // sweep() does not erase it under them.
+  std::size_t users = 0;
 #if SPINDLE_HAVE_HTTP2
   // The origin's HTTP/2 connection, when it has one, and the streams open
   // on it (limit_per_host counts those).
@@ -209,7 +213,25 @@ struct HostPool {
   // than each making one they would close again.
   bool dialing = false;
   bool h2_known = false;  // an earlier connection of this origin picked h2
+  std::chrono::steady_clock::time_point h2_idle_since{};  // its streams fell to 0
 #endif
+};
+
+// Using: marks a HostPool as held across waits (HostPool::users); the
+// count is changed under the pool's mutex only: done() before an unlock
+// that is not a wait, the destructor on every other way out (returns and
+// Cancelled leave the lock held).
+struct Using {
+  HostPool& hp;
+  bool on = true;
+  explicit Using(HostPool& h) : hp(h) { ++hp.users; }
+  void done() noexcept {
+    if (on) --hp.users;
+    on = false;
+  }
+  ~Using() { done(); }
+  Using(const Using&) = delete;
+  Using& operator=(const Using&) = delete;
 };
 
 }  // namespace
@@ -229,6 +251,7 @@ struct detail::ClientPool {
   std::size_t total_waiters = 0;
   ConditionVariable total_cv;
   std::uint64_t opened = 0, reused = 0;
+  std::chrono::steady_clock::time_point next_sweep{};
 #if SPINDLE_HAVE_TLS
   std::mutex tls_mu;      // guards tls (made on the first https request)
   io::TlsContext tls;
@@ -241,6 +264,19 @@ struct detail::ClientPool {
   void discard(std::unique_ptr<Conn> c) noexcept;  // closed, slot freed
   std::unique_ptr<Conn> connect(const Url& u);
   bool evict_one_idle() noexcept;                  // requires mu
+  // sweep (requires mu): past keepalive_timeout, idle connections move to
+  // `doomed` (closed by the caller after the lock: their slots are freed
+  // here) and empty origins are erased. At most every quarter of the
+  // timeout (1 s at most), so its walk over the origins is amortised.
+  struct Doomed {
+    std::vector<std::unique_ptr<Conn>> conns;
+#if SPINDLE_HAVE_HTTP2
+    std::vector<std::shared_ptr<detail::H2ClientConn>> h2;
+#endif
+    void close() noexcept;  // outside the lock
+    ~Doomed() { close(); }
+  };
+  void sweep(Doomed& doomed) noexcept;
   void drop_idle(const std::string& key) noexcept;  // closes key's idle ones
   void wait(std::unique_lock<std::mutex>& lk, ConditionVariable& cv, bool total);
 #if SPINDLE_HAVE_HTTP2
@@ -290,6 +326,57 @@ bool detail::ClientPool::evict_one_idle() noexcept {
     return true;
   }
   return false;
+}
+
+void detail::ClientPool::sweep(Doomed& doomed) noexcept {
+  const auto timeout = opt.keepalive_timeout;
+  if (timeout.count() <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_sweep) return;
+  next_sweep = now + std::clamp<std::chrono::steady_clock::duration>(timeout / 4, std::chrono::milliseconds(1),
+                                                                    std::chrono::seconds(1));
+  for (auto it = hosts.begin(); it != hosts.end();) {
+    HostPool& hp = *it->second;
+    std::size_t freed = 0;
+    // Front: the oldest. Each entry moved to doomed keeps no slot.
+    while (!hp.idle.empty() && now - hp.idle.front()->idle_since >= timeout) {
+      doomed.conns.push_back(std::move(hp.idle.front()));
+      hp.idle.pop_front();
+      ++freed;
+    }
+#if SPINDLE_HAVE_HTTP2
+    // No stream on it: nothing holds it but the pool (a stream's call
+    // holds its slot until done).
+    if (hp.h2 && hp.streams == 0 && now - hp.h2_idle_since >= timeout) {
+      doomed.h2.push_back(std::move(hp.h2));
+      ++freed;
+    }
+    const bool h2_busy = hp.h2 != nullptr || hp.dialing;
+#else
+    const bool h2_busy = false;
+#endif
+    hp.open -= freed;
+    open_total -= freed;
+    for (std::size_t i = 0; i < freed; ++i) {
+      hp.cv.notify_one();
+      total_cv.notify_one();
+    }
+    // Nothing open, nobody inside acquire/h2_take holding it: no release,
+    // discard or h2_give can name it (each holds a slot), so it goes.
+    if (hp.open == 0 && hp.users == 0 && hp.idle.empty() && !h2_busy) {
+      it = hosts.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void detail::ClientPool::Doomed::close() noexcept {
+  conns.clear();  // their sockets close
+#if SPINDLE_HAVE_HTTP2
+  for (auto& c : h2) h2_close(*c);  // ends its fibers, which hold it until they return
+  h2.clear();
+#endif
 }
 
 void detail::ClientPool::drop_idle(const std::string& key) noexcept {
@@ -359,10 +446,13 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
   // Stale idle connections found below: closed after the lock is released
   // (declared before lk, so destroyed after it).
   std::vector<std::unique_ptr<Conn>> stale;
+  Doomed expired;
   std::unique_lock lk(mu);
+  sweep(expired);
   auto& slot = hosts[key];
   if (!slot) slot = std::make_unique<HostPool>();
   HostPool& hp = *slot;
+  Using use(hp);
   for (;;) {
     while (!hp.idle.empty()) {
       auto c = std::move(hp.idle.back());
@@ -393,8 +483,10 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
   }
   ++hp.open;
   ++open_total;
+  use.done();
   lk.unlock();
   stale.clear();  // closed before this request's own connect
+  expired.close();
   reused_out = false;
   try {
     auto c = connect(u);
@@ -415,6 +507,7 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
 void detail::ClientPool::release(std::unique_ptr<Conn> c) noexcept {
   std::lock_guard lk(mu);
   HostPool& hp = *hosts[c->key];
+  c->idle_since = std::chrono::steady_clock::now();
   hp.idle.push_back(std::move(c));
   hp.cv.notify_one();
   // A waiter held by the total limit may now close this idle connection
@@ -467,10 +560,13 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, 
   dial = false;
   if (opt.http2 == ClientHttp2::never || (!u.https && opt.http2 != ClientHttp2::prior_knowledge)) return nullptr;
   std::shared_ptr<H2ClientConn> dead;  // let go outside the lock (declared before lk)
+  Doomed expired;                      // closed outside the lock too
   std::unique_lock lk(mu);
+  sweep(expired);
   auto& slot = hosts[u.key()];
   if (!slot) slot = std::make_unique<HostPool>();
   HostPool& hp = *slot;
+  Using use(hp);
   for (;;) {
     if (hp.h2 && !h2_usable(*hp.h2)) {
       // GOAWAY'd (or dead): it takes no new stream, but the streams it
@@ -491,6 +587,7 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, 
         hp.dialing = true;
         dial = true;
       }
+      use.done();
       lk.unlock();
       dead.reset();  // outside the lock: the last reference may free it
       return nullptr;
@@ -513,7 +610,7 @@ void detail::ClientPool::h2_dialed(const std::string& key) noexcept {
 void detail::ClientPool::h2_give(const std::string& key) noexcept {
   std::lock_guard lk(mu);
   HostPool& hp = *hosts[key];
-  --hp.streams;
+  if (--hp.streams == 0) hp.h2_idle_since = std::chrono::steady_clock::now();
   hp.cv.notify_one();
 }
 
@@ -1440,6 +1537,7 @@ ClientStats Client::stats() const {
   s.connections_reused = pool_->reused;
   s.open = pool_->open_total;
   for (const auto& [k, hp] : pool_->hosts) s.idle += hp->idle.size();
+  s.origins = pool_->hosts.size();
   return s;
 }
 

@@ -115,6 +115,13 @@ struct ClientOptions {
   std::size_t max_head = 64 * 1024;
   std::size_t max_body = 64u << 20;     // response body; more: body_too_large
   std::string user_agent = "spindle-http";
+  // A pooled connection idle this long is closed (an HTTP/2 one once its
+  // last stream ended this long ago), and an origin with nothing left
+  // open is forgotten; 0: kept until used, evicted or close_idle().
+  // aiohttp's keepalive_timeout (15 s; Go's IdleConnTimeout is 90 s).
+  // The pool looks when it is used (each request, at most every quarter
+  // of this, 1 s at most): a Client nobody calls keeps what it holds.
+  std::chrono::milliseconds keepalive_timeout{15'000};
   // RequestOptions::expect_continue: how long to wait for the server's
   // 100 Continue before sending the body anyway (a server that ignores
   // Expect never answers until it has the body). Go's ExpectContinueTimeout.
@@ -276,6 +283,7 @@ struct ClientStats {
   std::uint64_t connections_reused = 0;  // requests sent on a pooled connection
   std::size_t open = 0;                  // open now (idle or in use)
   std::size_t idle = 0;                  // idle in the pool now
+  std::size_t origins = 0;               // scheme/host/port entries the pool keeps (keepalive_timeout)
 };
 
 class Client {
