@@ -314,6 +314,72 @@ TEST_CASE("h2 hostile: a header list over max_head gets 431; the connection serv
   });
 }
 
+// Request trailers (a HEADERS frame after the body, ending the stream):
+// the handler sees them in Request::trailers once the body has been read
+// to its end, never a part; with the head past max_head the request gets
+// 431 and its handler does not run.
+TEST_CASE("h2 hostile: request trailers reach the handler at the body's end; over max_head they get 431") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.max_head = 4096;
+    std::atomic<int> calls{0};
+    std::atomic<bool> streamed_first{false};
+    http::Router r;
+    // Loaded whole (the Router's default): there before the handler runs.
+    r.post("/whole", [&](http::Request& q) {
+      calls.fetch_add(1);
+      return http::Response::text_body(200, q.body + "|" + std::string(q.trailers.get("x-sum").value_or("-")) + "|" +
+                                                std::to_string(q.trailers.size()));
+    });
+    // Streamed: none while the body goes on; there after the read of its end.
+    r.post("/stream", [&](http::Request& q) {
+      calls.fetch_add(1);
+      std::string body = q.read_body_chunk();
+      const std::string before = q.trailers.empty() ? "none" : "early";
+      streamed_first.store(true);
+      for (std::string p; !(p = q.read_body_chunk()).empty();) body += p;
+      return http::Response::text_body(200, body + "|" + before + "|" +
+                                                std::string(q.trailers.get("x-sum").value_or("-")));
+    }, http::Body::stream);
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    auto trailer_block = [](std::string_view value) {
+      std::string b;
+      hpack_literal(b, "x-sum", value);
+      hpack_literal(b, "x-other", "1");
+      return b;
+    };
+    auto body_on = [](const RawConn& c, std::uint32_t id) {
+      std::string b;
+      for (const Frame& f : c.seen())
+        if (f.type == DATA && f.stream == id) b += f.payload;
+      return b;
+    };
+    RawConn c(srv.port());
+    c.send(preface() + settings_ack() + headers(1, plain_block("POST", "/whole"), false) + frame(DATA, 0, 1, "abc") +
+           headers(1, trailer_block("42"), true));
+    c.end_of(1, slack(10s));
+    expect(c.status_of(1) == 200 && body_on(c, 1) == "abc|42|2", "stream 1:" + describe(c));
+    c.send(headers(3, plain_block("POST", "/stream"), false) + frame(DATA, 0, 3, "de"));
+    FIBER_CHECK(wait_until([&] { return streamed_first.load(); }));
+    c.send(frame(DATA, 0, 3, "f") + headers(3, trailer_block("7"), true));
+    c.end_of(3, slack(10s));
+    expect(c.status_of(3) == 200 && body_on(c, 3) == "def|none|7", "stream 3:" + describe(c));
+    // Trailers that take the list past max_head: 431, no handler, and none
+    // of them kept; the connection goes on.
+    const int before = calls.load();
+    c.send(headers(5, plain_block("POST", "/whole"), false) + frame(DATA, 0, 5, "x") +
+           headers(5, trailer_block(std::string(5000, 't')), true));
+    c.end_of(5, slack(10s));
+    expect(c.status_of(5) == 431, "stream 5:" + describe(c));
+    FIBER_CHECK(calls.load() == before);
+    c.send(headers(7, plain_block("GET", "/ok"), true));
+    c.end_of(7, slack(10s));
+    expect(c.status_of(7) == 200, "stream 7:" + describe(c));
+    FIBER_CHECK(!has(c, GOAWAY));
+  });
+}
+
 // An HPACK bomb: one 4 KB table entry, referenced by one byte each time.
 // Past 4 x max_head the stream is reset (ENHANCE_YOUR_CALM) and the rest
 // of its block only decoded: nghttp2 checks every byte of every field it

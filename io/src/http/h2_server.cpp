@@ -309,6 +309,8 @@ struct H2Stream {
   std::string cookie;     // the cookie crumbs so far, joined
   std::size_t head_bytes = 0;
   bool head_too_large = false;
+  bool trailers_too_large = false;  // the trailers took the list past max_head
+  Headers in_trailers;              // the request's trailers so far; to req.trailers at the body's end (H2Body)
   bool over_head = false;  // its fields passed max_head (charged to client_reset once)
   bool out_whole = false;  // out holds a whole body (the handler's, not counted by out_pressure)
 
@@ -426,7 +428,13 @@ std::size_t H2Body::read_some(std::span<std::byte> out) {
         c_.wake_.set();
         return n;
       }
-      if (st_.in_ended) return 0;
+      if (st_.in_ended) {
+        // The body's end: its trailers came before END_STREAM (they carry
+        // it), so they are whole; the fiber's Request takes them.
+        if (st_.trailers_too_large) fail(errc::malformed_request, "spindle::http: HTTP/2 request trailers over max_head");
+        if (!st_.in_trailers.empty()) st_.req.trailers = std::move(st_.in_trailers);
+        return 0;
+      }
       if (st_.closed) fail(errc::truncated, "spindle::http: HTTP/2 stream reset before its body's end");
       if (!st_.continue_sent) {
         // A client that asked for 100 Continue waits for it (or a while)
@@ -629,16 +637,26 @@ int H2Conn::on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* n
       c->client_reset();
       if (!ending && c->goaway_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the connection ends
     }
-    if (f->headers.cat == NGHTTP2_HCAT_REQUEST) st->head_too_large = true;
+    if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      st->head_too_large = true;
+    } else {
+      st->trailers_too_large = true;  // none kept: a part would read as all
+      st->in_trailers = Headers();
+    }
     if (st->head_bytes / kBombFactor > c->env_.opt.max_head) {
       nghttp2_submit_rst_stream(c->s_, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_ENHANCE_YOUR_CALM);
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     return 0;
   }
-  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // trailers: counted, not kept
   const std::string_view nm(reinterpret_cast<const char*>(n.base), n.len);
   const std::string_view val(reinterpret_cast<const char*>(v.base), v.len);
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    // Trailers (nghttp2 resets a stream whose trailers hold a pseudo-field
+    // or do not end it). Kept for the body's reader, who hands them over.
+    if (!st->trailers_too_large && (nm.empty() || nm[0] != ':')) st->in_trailers.add(nm, val);
+    return 0;
+  }
   if (!nm.empty() && nm[0] == ':') {
     if (nm == ":method") st->req.method = val;
     else if (nm == ":path") st->req.target = val;
@@ -1167,6 +1185,8 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
       // the answer, not the handler's error (as for HTTP/1.1).
       if (body.failed() == errc::body_too_large) {
         res = Response::text_body(413, "request body too large\n");
+      } else if (body.failed() == errc::malformed_request) {
+        res = Response::text_body(431, "request header fields too large\n");  // its trailers (H2Body)
       } else if (body.failed() != errc{}) {
         std::lock_guard lk(mu_);
         st.in_handler = false;

@@ -97,7 +97,16 @@ struct Request {
   std::string target = "/";    // origin form: path and query
   Headers headers;
   std::string body;
-  unsigned version = 11;  // 10 or 11
+  unsigned version = 11;  // 10 or 11 (20: HTTP/2, server side)
+  // Server side, HTTP/2: the fields a client sent after the body (a
+  // checksum, gRPC's), once the body has been read to its end (before the
+  // handler when it is loaded whole; after the read that returns 0 when
+  // streamed). Pseudo-fields are refused by nghttp2 (the stream is reset).
+  // They count against ServerOptions::max_head with the head; past it the
+  // body's end fails (errc::malformed_request) and the request gets 431.
+  // Over HTTP/1.1 it stays empty (a chunked body's trailer section is
+  // counted against max_head and not kept).
+  Headers trailers;
 
   // Server side only. remote: the peer's address. params: the router's
   // path parameters, in pattern order.

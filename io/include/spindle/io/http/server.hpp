@@ -178,7 +178,8 @@ struct Http2Options {
   // value plus 32, as SETTINGS_MAX_HEADER_LIST_SIZE does): past it the
   // stream gets 431, its fields are not kept. Past 4 times it (an HPACK
   // bomb) the stream is reset (ENHANCE_YOUR_CALM) at once. Trailers count
-  // with the head (they are dropped).
+  // with the head (kept: Request::trailers; past max_head the request
+  // gets 431).
 };
 
 struct ServerOptions {
