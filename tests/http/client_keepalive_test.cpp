@@ -15,15 +15,6 @@ namespace {
 
 http::Response hello(http::Request&) { return http::Response::text_body(200, "hello"); }
 
-// A loopback port nothing listens on (a listener's, closed again): a
-// connect there is refused at once.
-std::uint16_t closed_port() {
-  auto l = io::TcpListener::bind(io::Endpoint("127.0.0.1", 0));
-  const std::uint16_t p = l.local_endpoint().port();
-  l.close();
-  return p;
-}
-
 // Two origins idle in the pool, then past the timeout a request to one of
 // them: both idle connections go (the servers see them close), the request
 // opens a fresh one, and the other origin is forgotten.
@@ -97,7 +88,7 @@ TEST_CASE("client keepalive: origins with nothing open do not pile up (300 refus
     http::Client c(o);
     int refused = 0;
     for (int i = 0; i < 300; ++i) {
-      const auto kind = error_of([&] { c.get("http://127.0.0.1:" + std::to_string(closed_port()) + "/"); });
+      const auto kind = error_of([&] { c.get("http://127.0.0.1:" + std::to_string(free_port()) + "/"); });
       refused += kind == http::errc::refused ? 1 : 0;
     }
     FIBER_CHECK(refused == 300);

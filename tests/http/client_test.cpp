@@ -336,11 +336,7 @@ TEST_CASE("client: chunked bodies, Content-Length checks and malformed responses
 
 TEST_CASE("client: refused and invalid URLs") {
   run_checked(1, [] {
-    std::uint16_t port;
-    {
-      auto l = io::TcpListener::bind("127.0.0.1", 0);
-      port = l.local_endpoint().port();
-    }
+    const std::uint16_t port = free_port();
     http::Client c;
     std::string what;
     const std::string u = "http://127.0.0.1:" + std::to_string(port) + "/";

@@ -753,11 +753,6 @@ TEST_CASE("h2 client: an idempotent request on a connection that closes before i
 // a binary, no service): static files over h2c and over TLS with ALPN.
 namespace {
 
-std::uint16_t free_port() {
-  auto l = io::TcpListener::bind("127.0.0.1", 0);
-  return l.local_endpoint().port();
-}
-
 // Nghttpd: nghttpd serving `dir` on a free port until destroyed.
 struct Nghttpd {
   io::Process p;

@@ -59,6 +59,13 @@ class LiveServer {
   bool stopped_ = false;
 };
 
+// free_port: a loopback port nothing listens on (a listener's, closed
+// again): a connect there is refused at once, and a server may take it.
+inline std::uint16_t free_port() {
+  auto l = io::TcpListener::bind("127.0.0.1", 0);
+  return l.local_endpoint().port();
+}
+
 inline io::TcpStream raw_connect(std::uint16_t port) {
   return io::TcpStream::connect(io::Endpoint("127.0.0.1", port));
 }

@@ -443,12 +443,11 @@ bool quiet(Conn& c) noexcept {
 
 std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out) {
   const std::string key = u.key();
-  // Stale idle connections found below: closed after the lock is released
-  // (declared before lk, so destroyed after it).
-  std::vector<std::unique_ptr<Conn>> stale;
-  Doomed expired;
+  // Expired (sweep) and stale idle connections found below: closed after
+  // the lock is released (declared before lk, so destroyed after it).
+  Doomed doomed;
   std::unique_lock lk(mu);
-  sweep(expired);
+  sweep(doomed);
   auto& slot = hosts[key];
   if (!slot) slot = std::make_unique<HostPool>();
   HostPool& hp = *slot;
@@ -462,7 +461,7 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
         // may take another.
         --hp.open;
         --open_total;
-        stale.push_back(std::move(c));
+        doomed.conns.push_back(std::move(c));
         hp.cv.notify_one();
         total_cv.notify_one();
         continue;
@@ -485,8 +484,7 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
   ++open_total;
   use.done();
   lk.unlock();
-  stale.clear();  // closed before this request's own connect
-  expired.close();
+  doomed.close();  // before this request's own connect
   reused_out = false;
   try {
     auto c = connect(u);

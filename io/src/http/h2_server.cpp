@@ -652,9 +652,10 @@ int H2Conn::on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* n
   const std::string_view nm(reinterpret_cast<const char*>(n.base), n.len);
   const std::string_view val(reinterpret_cast<const char*>(v.base), v.len);
   if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
-    // Trailers (nghttp2 resets a stream whose trailers hold a pseudo-field
-    // or do not end it). Kept for the body's reader, who hands them over.
-    if (!st->trailers_too_large && (nm.empty() || nm[0] != ':')) st->in_trailers.add(nm, val);
+    // Trailers (nghttp2's HTTP checks reset a stream whose trailers hold a
+    // pseudo-field or do not end it). Kept for the body's reader, who
+    // hands them over.
+    if (!st->trailers_too_large) st->in_trailers.add(nm, val);
     return 0;
   }
   if (!nm.empty() && nm[0] == ':') {
