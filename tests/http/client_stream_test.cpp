@@ -575,3 +575,40 @@ TEST_CASE("client stream: download throughput", "[.bench]") {
     FIBER_CHECK(c.stats().connections_opened == 1);
   });
 }
+
+// A chunked response's trailer section (HTTP/1.1) is the response's
+// trailers, not its head: Beast's parser appends the trailer's fields to
+// the head's list, and a Location or Set-Cookie sent after the body must
+// not read as the head's (RFC 9110 6.5.1).
+TEST_CASE("client stream: an HTTP/1.1 chunked response's trailers are kept apart from its head") {
+  run_checked(2, [] {
+    RawPeer peer([&](io::TcpStream& s) {
+      std::string buf;
+      for (;;) {
+        read_head(s, buf);
+        s.write_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: chunked\r\n\r\n"
+                    "5\r\nhello\r\n0\r\nX-Checksum: 99\r\nLocation: /elsewhere\r\n\r\n");
+      }
+    });
+    http::Client c;
+    auto list = [](const http::Headers& h) {
+      std::string out;
+      for (const auto& [n, v] : h) out += n + "=" + v + ";";
+      return out;
+    };
+    // Read whole.
+    const auto whole = c.get(peer.url("/whole"));
+    FIBER_CHECK(whole.text() == "hello");
+    FIBER_CHECK(list(whole.headers) == "Transfer-Encoding=chunked;X-Kind=chunked;");
+    FIBER_CHECK(list(whole.trailers) == "X-Checksum=99;Location=/elsewhere;");
+    // Streamed: none before the end, then the same; the head stays the head.
+    auto r = c.open("GET", peer.url("/streamed"));
+    FIBER_CHECK(r.read_chunk(3) == "hel");
+    FIBER_CHECK(r.trailers().empty());
+    FIBER_CHECK(r.read_chunk(10) == "lo");
+    FIBER_CHECK(r.read_chunk(10).empty());
+    FIBER_CHECK(list(r.trailers()) == "X-Checksum=99;Location=/elsewhere;");
+    FIBER_CHECK(list(r.headers) == "Transfer-Encoding=chunked;X-Kind=chunked;");
+    FIBER_CHECK(peer.accepted() == 1);  // kept alive through both
+  });
+}

@@ -580,3 +580,52 @@ TEST_CASE("server stream: upload throughput and peak memory, streamed vs whole",
     }
   });
 }
+
+// HTTP/1.1 request trailers (a chunked body's trailer section) reach the
+// handler as Request::trailers at the body's end, as over HTTP/2
+// (h2_hostile_test.cpp "request trailers reach the handler...").
+TEST_CASE("server stream: a chunked body's trailers reach the handler at its end, whole or streamed") {
+  run_checked(2, [] {
+    auto list = [](const http::Headers& h) {
+      std::string out;
+      for (const auto& [n, v] : h) out += n + "=" + v + ";";
+      return out;
+    };
+    http::Router r;
+    r.post("/whole", [&](http::Request& q) { return http::Response::text_body(200, q.body + "|" + list(q.trailers)); });
+    r.post(
+        "/stream",
+        [&](http::Request& q) {
+          std::string seen;
+          for (;;) {
+            std::string piece = q.read_body_chunk(3);
+            // While the body goes on, no trailer is there yet.
+            seen += piece.empty() ? "" : piece + "(" + std::to_string(q.trailers.size()) + ")";
+            if (piece.empty()) break;
+          }
+          return http::Response::text_body(200, seen + "|" + list(q.trailers) + "|" +
+                                                    std::string(q.headers.get("X-Sum").value_or("-")));
+        },
+        http::Body::stream);
+    RouterServer srv(std::move(r));
+    auto s = raw_connect(srv.port());
+    std::string buf;
+    const std::string chunked = " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // Read whole: the trailers are there before the handler; the head's
+    // fields stay the head's.
+    s.write_all("POST /whole" + chunked + "3\r\nabc\r\n0\r\nX-Sum: 42\r\nX-Other: a b\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "abc|X-Sum=42;X-Other=a b;");
+    // Streamed: none while the body goes on, all after the read that
+    // returned nothing; not among the head's fields.
+    s.write_all("POST /stream" + chunked + "3\r\nabc\r\n3\r\ndef\r\n0\r\nX-Sum: 7\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "abc(0)def(0)|X-Sum=7;|-");
+    // No trailer section, and a Content-Length body: none.
+    s.write_all("POST /whole" + chunked + "2\r\nxy\r\n0\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "xy|");
+    s.write_all("POST /whole HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nzz");
+    FIBER_CHECK(body_of(read_response(s, buf)) == "zz|");
+    // A trailer that would reframe the message is refused (400, close).
+    s.write_all("POST /whole" + chunked + "1\r\na\r\n0\r\nContent-Length: 5\r\n\r\n");
+    FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 400 "));
+  });
+}

@@ -35,6 +35,7 @@
 #include <cerrno>
 #include <chrono>
 #include <deque>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -1119,13 +1120,39 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
   return true;
 }
 
+// copy_head: the status, reason and the first `fields` fields (all by
+// default) of a response head.
 template <class Fields>
 void copy_head(const bhttp::response_header<Fields>& r, const Url& u, int& status, std::string& reason,
-               Headers& headers, std::string& url) {
+               Headers& headers, std::string& url, std::size_t fields = std::numeric_limits<std::size_t>::max()) {
   status = static_cast<int>(r.result_int());
   reason = std::string(sv(r.reason()));
-  for (const auto& f : r) headers.add(sv(f.name_string()), sv(f.value()));
+  for (const auto& f : r) {
+    if (fields-- == 0) break;
+    headers.add(sv(f.name_string()), sv(f.value()));
+  }
   url = u.str();
+}
+
+// copy_trailers: the fields past the head's first `head_fields`: Beast's
+// parser appends a chunked body's trailer section to the head's list.
+// Kept apart (Response::trailers), never merged into the head (RFC 9110
+// 6.5.1: a Location or Set-Cookie sent after the body is not the head's).
+// Their section had to fit in the connection's buffer, which bounds them.
+template <class Fields>
+void copy_trailers(const Fields& r, std::size_t head_fields, Headers& trailers) {
+  for (const auto& f : r) {
+    if (head_fields > 0) {
+      --head_fields;
+      continue;
+    }
+    trailers.add(sv(f.name_string()), sv(f.value()));
+  }
+}
+
+template <class Fields>
+std::size_t field_count(const Fields& r) noexcept {
+  return static_cast<std::size_t>(std::distance(r.begin(), r.end()));
 }
 
 // redirect: whether to follow a response (status, Location) on hop `hop`;
@@ -1208,6 +1235,7 @@ struct Exchange {
     // through (its request parser does not; measured in
     // tests/http/client_test.cpp), so the client checks it here.
     if (p.content_length() && *p.content_length() > opt.max_body) ec = bhttp::error::body_limit;
+    const std::size_t head_fields = field_count(p.get().base());
     try {
       if (!ec && !p.is_done()) bhttp::read(ts, c.buf, p, ec);
     } catch (const TimedOut&) {
@@ -1215,7 +1243,8 @@ struct Exchange {
     }
     if (ec) throw map_error(ec, u, opt.max_body, c.s);
     auto& r = p.get();
-    copy_head(r, u, out.status, out.reason, out.headers, out.url);
+    copy_head(r, u, out.status, out.reason, out.headers, out.url, head_fields);
+    copy_trailers(r.base(), head_fields, out.trailers);
     out.body = std::move(r.body());
     if (r.keep_alive() && c.buf.size() == 0) lease->release();
     return true;
@@ -1236,7 +1265,8 @@ struct detail::BodyReader {
   std::uint64_t bytes = 0;
   bool done = false;    // the body was read to its end
   bool failed = false;  // a read failed or close() ran first: no connection
-  Headers trailers;     // HTTP/2's, taken at the body's end
+  Headers trailers;     // taken at the body's end
+  std::size_t head_fields = 0;  // HTTP/1.1: the head's fields in p (the trailer's follow)
 
   BodyReader(ClientPool& pl, Url url, std::optional<Clock::time_point> d) : pool(pl), u(std::move(url)), deadline(d) {
     // Streamed: no max_body. Not boost::none: Beast 1.74 compares the
@@ -1250,6 +1280,7 @@ struct detail::BodyReader {
   // allowing, no stray bytes) or is closed.
   void finish() noexcept {
     done = true;
+    if (lease) copy_trailers(p.get().base(), head_fields, trailers);
     if (lease && p.get().keep_alive() && lease->conn().buf.size() == 0) lease->release();
     lease.reset();
 #if SPINDLE_HAVE_HTTP2
@@ -1442,6 +1473,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
 #endif
       {
         copy_head(r->p.get().base(), u, s.status, s.reason, s.headers, s.url);
+        r->head_fields = s.headers.size();
         if (r->p.is_done()) r->finish();
       }
       s.r_ = std::move(r);

@@ -430,9 +430,18 @@ class BodyReader final : public BodySource {
   // whole_deadline: when a body read whole (load) must have arrived (the
   // request's read_timeout deadline; kNoDeadline: none). A streamed body
   // gets body_timeout from now, the end of its head.
+  // trailers: where a chunked body's trailer fields go once it ends
+  // (Request::trailers); head_fields: how many fields the head had (Beast
+  // appends the trailer's to the same list).
   BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const ServerOptions& opt,
-             Clock::time_point whole_deadline)
-      : s_(s), buf_(buf), p_(p), opt_(opt), whole_deadline_(whole_deadline) {
+             Clock::time_point whole_deadline, Headers& trailers, std::size_t head_fields)
+      : s_(s),
+        buf_(buf),
+        p_(p),
+        opt_(opt),
+        whole_deadline_(whole_deadline),
+        trailers_(trailers),
+        head_fields_(head_fields) {
     expect_continue_ = !p.is_done() && iequals(sv(p.get()[bhttp::field::expect]), "100-continue");
     if (!p.is_done() && opt.body_timeout.count() > 0) stream_deadline_ = spindle::detail::deadline_after(opt.body_timeout);
   }
@@ -475,6 +484,7 @@ class BodyReader final : public BodySource {
         if (n == 0) throw error();
         return n;  // the bytes that came; the next read raises
       }
+      if (p_.is_done()) take_trailers();
       if (n > 0 || p_.is_done()) return n;
     }
   }
@@ -567,6 +577,20 @@ class BodyReader final : public BodySource {
     }
   }
 
+  // take_trailers: the fields Beast appended after the head's, at the
+  // body's end (a chunked body's trailer section; none otherwise). Their
+  // section fit in the connection's buffer (conn_buffer_limit), which is
+  // what bounds them; Beast refused a Content-Length or Transfer-Encoding
+  // among them (bad_content_length, bad_transfer_encoding: 400).
+  void take_trailers() {
+    if (trailers_taken_) return;
+    trailers_taken_ = true;
+    std::size_t i = 0;
+    for (const auto& f : p_.get()) {
+      if (i++ >= head_fields_) trailers_.add(sv(f.name_string()), sv(f.value()));
+    }
+  }
+
   void check_usable() {
     if (fail_ != Fail::none) throw error();
     if (broken_) throw Error(errc::reset, "spindle::http: request body: an earlier read was interrupted");
@@ -611,6 +635,9 @@ class BodyReader final : public BodySource {
   Parser& p_;
   const ServerOptions& opt_;
   const Clock::time_point whole_deadline_;
+  Headers& trailers_;
+  const std::size_t head_fields_;
+  bool trailers_taken_ = false;
   Clock::time_point stream_deadline_ = kNoDeadline;
   std::uint64_t received_ = 0;
   Fail fail_ = Fail::none;
@@ -1355,7 +1382,7 @@ void Server::State::serve_conn(Conn& c) {
         return;
       }
 #endif
-      BodyReader body(s, buf, p, opt, deadline);
+      BodyReader body(s, buf, p, opt, deadline, req.trailers, req.headers.size());
       if (!p.is_done()) {
         if (opt.stream_bodies) {
           req.set_body_source(&body);

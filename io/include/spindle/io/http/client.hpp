@@ -248,8 +248,10 @@ class StreamedResponse {
 
   // done: the whole body was read (the connection went back or closed).
   bool done() const noexcept;
-  // trailers: the fields an HTTP/2 server sent after the body
-  // (Response::trailers); empty until done(), and over HTTP/1.1.
+
+  // trailers: the fields the server sent after the body
+  // (Response::trailers: HTTP/2's, or HTTP/1.1's chunked trailer
+  // section); empty until done().
   const Headers& trailers() const noexcept;
   // bytes_read: body bytes returned so far.
   std::uint64_t bytes_read() const noexcept;

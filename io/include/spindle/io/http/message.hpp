@@ -98,14 +98,16 @@ struct Request {
   Headers headers;
   std::string body;
   unsigned version = 11;  // 10 or 11 (20: HTTP/2, server side)
-  // Server side, HTTP/2: the fields a client sent after the body (a
-  // checksum, gRPC's), once the body has been read to its end (before the
-  // handler when it is loaded whole; after the read that returns 0 when
-  // streamed). Pseudo-fields are refused by nghttp2 (the stream is reset).
-  // They count against ServerOptions::max_head with the head; past it the
-  // body's end fails (errc::malformed_request) and the request gets 431.
-  // Over HTTP/1.1 it stays empty (a chunked body's trailer section is
-  // counted against max_head and not kept).
+  // Server side: the fields a client sent after the body (a checksum,
+  // gRPC's), once the body has been read to its end (before the handler
+  // when it is loaded whole; after the read that returns 0 when
+  // streamed). Over HTTP/2, pseudo-fields are refused by nghttp2 (the
+  // stream is reset), and they count against ServerOptions::max_head with
+  // the head; past it the body's end fails (errc::malformed_request) and
+  // the request gets 431.
+  // Over HTTP/1.1: a chunked body's trailer section, at the same point;
+  // it must fit in the connection's buffer (max(max_head, 16 KiB): 400
+  // past it), and one holding Content-Length or Transfer-Encoding is 400.
   Headers trailers;
 
   // Server side only. remote: the peer's address. params: the router's
@@ -200,10 +202,11 @@ struct Response {
   // only at the end). Server side: sent over HTTP/2 as a last HEADERS
   // frame, after any body (also after none); fields HTTP/2 forbids, or
   // holding CR, LF or NUL, are left out as in the head. Over HTTP/1.1 they
-  // are not sent. None for HEAD, 204 and 304. Client side: what an HTTP/2
-  // server sent (over HTTP/1.1 Beast's parser merges a chunked body's
-  // trailer fields into `headers`), bounded by ClientOptions::max_head
-  // (apart from the head's).
+  // are not sent. None for HEAD, 204 and 304. Client side: what the server
+  // sent after the body (HTTP/2's trailing HEADERS, bounded by
+  // ClientOptions::max_head apart from the head's; HTTP/1.1's chunked
+  // trailer section, bounded by the connection's buffer), never merged
+  // into `headers`.
   Headers trailers;
   // Client side: the URL that answered (after redirects).
   std::string url;

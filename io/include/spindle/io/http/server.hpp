@@ -23,9 +23,10 @@
 //    other than chunked 501; an HTTP/1.1 request without exactly one Host
 //    field 400 (RFC 9112 6.1, 6.3, 3.2). Each closes the connection: the
 //    body could otherwise be read as a next request (smuggling).
-//  - Chunk extensions and trailers count against max_head: the bytes the
-//    server holds of a request that are not its body never exceed
-//    max(max_head, 16 KiB) (400 and close past it).
+//  - Chunk extensions and trailers (kept: Request::trailers) count
+//    against max_head: the bytes the server holds of a request that are
+//    not its body never exceed max(max_head, 16 KiB) (400 and close past
+//    it).
 //  - A handler that throws (anything: a std::exception or not) gets 500,
 //    the error goes to ServerOptions::on_error, and the connection stays if
 //    the request's body can still be framed. A body generator that throws
