@@ -323,6 +323,33 @@ TEST_CASE("h2 client hostile: an endless CONTINUATION flood fails the request in
   });
 }
 
+// nghttp2's CONTINUATION cap is fatal to its session and queues no
+// GOAWAY; the client writes one by hand (ENHANCE_YOUR_CALM, as the server
+// does for the same flood) before it closes. The attacker stops after 12
+// frames (over the cap of 8) and reads.
+TEST_CASE("h2 client hostile: past nghttp2's CONTINUATION cap the client sends GOAWAY ENHANCE_YOUR_CALM") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      Attacker peer([](H2Wire& w, std::uint32_t id) {
+        std::string frames = h2_frame(kHeaders, 0, id, status_block("200"));
+        for (int i = 0; i < 12; ++i) frames += h2_frame(kContinuation, 0, id, field("x-c-" + std::to_string(i), "v"));
+        w.send(frames);
+      });
+      http::Client c(h2c());
+      http::errc kind{};
+      std::string what;
+      FIBER_CHECK(failed_fast([&] { c.get(peer.url("/")); }, kind, what));
+      FIBER_CHECK(kind == http::errc::malformed_response);
+      FIBER_CHECK(peer.saw_goaway());
+      FIBER_CHECK(peer.goaway() == kEnhanceYourCalm);
+      FIBER_CHECK(peer.attacked_ended());
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fresh");
+    }
+    fds.check();
+  });
+}
+
 // 4. PUSH_PROMISE though the client's SETTINGS said SETTINGS_ENABLE_PUSH=0:
 // a connection error (PROTOCOL_ERROR); the request fails, the next one
 // dials.

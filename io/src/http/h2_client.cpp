@@ -156,6 +156,12 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   // (nghttp2_strerror, nghttp2_http2_strerror).
   const char* protocol_error_ = nullptr;
   const char* last_invalid_ = nullptr;
+  // last_goaway_: the error code of a GOAWAY the writer sends by hand when
+  // mem_recv failed fatally (the CONTINUATION cap, a flood): nghttp2
+  // queues none for those errors, and the session, whose streams end()
+  // let go, is not fed or drained again. kNoLastGoaway: none to send.
+  static constexpr uint32_t kNoLastGoaway = 0xffffffffu;
+  uint32_t last_goaway_ = kNoLastGoaway;
   Task<void> reader_task_, writer_task_;
   Event wake_;
   Event writer_done_;
@@ -442,8 +448,13 @@ void H2ClientConn::reader() {
     const ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
     wake_.set();
     if (rv < 0) {
-      // Bad HPACK, a flood, too many CONTINUATION frames: the server's.
+      // A flood or too many CONTINUATION frames: the server's. (Bad HPACK
+      // and the other connection errors are not fatal to the session:
+      // nghttp2 queues their GOAWAY itself and the writer sends it.)
       if (protocol_error_ == nullptr) protocol_error_ = nghttp2_strerror(static_cast<int>(rv));
+      // RFC 9113 5.4.1: say why before closing.
+      last_goaway_ = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                                          : NGHTTP2_INTERNAL_ERROR;
       break;
     }
   }
@@ -497,6 +508,19 @@ void H2ClientConn::writer() {
           break;
         }
         out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(k));
+      }
+      if (dead_ && last_goaway_ != kNoLastGoaway) {
+        // The session's frames written so far end on a frame boundary
+        // (each mem_send result is whole frames, and a failed write ended
+        // this fiber), so the GOAWAY follows them: 9 bytes of frame head
+        // (length 8, type 7, no flags, stream 0), the last stream the
+        // server opened (none: push is off) and the code.
+        const uint32_t code = last_goaway_;
+        last_goaway_ = kNoLastGoaway;
+        const char frame[17] = {0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                static_cast<char>(code >> 24), static_cast<char>(code >> 16),
+                                static_cast<char>(code >> 8), static_cast<char>(code)};
+        out.append(frame, sizeof frame);
       }
       more = out.size() >= kWriteBatch;
       const bool wants = nghttp2_session_want_read(s_) != 0 || nghttp2_session_want_write(s_) != 0;
