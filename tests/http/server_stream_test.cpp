@@ -629,3 +629,69 @@ TEST_CASE("server stream: a chunked body's trailers reach the handler at its end
     FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 400 "));
   });
 }
+
+// Response trailers over HTTP/1.1: after a generator's (chunked) body,
+// announced in the head's Trailer field; framing and connection fields
+// are left out; none where the body has a Content-Length or for HTTP/1.0;
+// a CR or LF in one makes the response a 500, as in the head. Read back by
+// spindle's client (Response::trailers) and on the wire.
+TEST_CASE("server stream: response trailers follow a chunked body, announced; never on a framed one") {
+  run_checked(2, [] {
+    auto trailers = [] {
+      return http::Headers{{"X-Checksum", "42"}, {"Content-Length", "99"}, {"Connection", "close"}, {"Grpc-Status", "0"}};
+    };
+    http::Router r;
+    r.get("/gen", [&](http::Request&) {
+      auto n = std::make_shared<int>(0);
+      auto res = http::Response::stream_body(200, [n]() -> std::string { return (*n)++ < 2 ? "ab" : ""; });
+      res.trailers = trailers();
+      return res;
+    });
+    r.get("/whole", [&](http::Request&) {
+      auto res = http::Response::text_body(200, "whole");
+      res.trailers = trailers();
+      return res;
+    });
+    r.get("/bad", [&](http::Request&) {
+      auto res = http::Response::stream_body(200, []() -> std::string { return ""; });
+      res.trailers = http::Headers{{"X-Evil", "a\r\nSet-Cookie: x=1"}};
+      return res;
+    });
+    std::atomic<int> errors{0};
+    http::ServerOptions o;
+    o.on_error = [&](const http::Request&, std::exception_ptr) { errors.fetch_add(1); };
+    RouterServer srv(std::move(r), o);
+    auto list = [](const http::Headers& h) {
+      std::string out;
+      for (const auto& [n, v] : h) out += n + "=" + v + ";";
+      return out;
+    };
+    http::Client c;
+    const std::string base = "http://127.0.0.1:" + std::to_string(srv.port());
+    const auto gen = c.get(base + "/gen");
+    FIBER_CHECK(gen.text() == "abab");
+    FIBER_CHECK(list(gen.trailers) == "X-Checksum=42;Grpc-Status=0;");
+    FIBER_CHECK(gen.headers.get("Trailer").value_or("") == "X-Checksum, Grpc-Status");
+    auto streamed = c.open("GET", base + "/gen");
+    FIBER_CHECK(streamed.read_all() == "abab");
+    FIBER_CHECK(list(streamed.trailers()) == "X-Checksum=42;Grpc-Status=0;");
+    const auto whole = c.get(base + "/whole");
+    FIBER_CHECK(whole.text() == "whole");
+    FIBER_CHECK(whole.trailers.empty());
+    FIBER_CHECK(!whole.headers.contains("Trailer"));
+    FIBER_CHECK(c.get(base + "/bad").status == 500);
+    FIBER_CHECK(errors.load() == 1);
+    FIBER_CHECK(c.stats().connections_reused >= 3);  // every response framed: one connection throughout
+    // On the wire: the trailer section after the last chunk; HTTP/1.0 gets
+    // the body raw and no trailer.
+    auto s = raw_connect(srv.port());
+    s.write_all("GET /gen HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const std::string all = read_all(s);
+    FIBER_CHECK(all.ends_with("\r\n0\r\nX-Checksum: 42\r\nGrpc-Status: 0\r\n\r\n"));
+    auto s10 = raw_connect(srv.port());
+    s10.write_all("GET /gen HTTP/1.0\r\n\r\n");
+    const std::string old = read_all(s10);
+    FIBER_CHECK(old.ends_with("\r\n\r\nabab"));
+    FIBER_CHECK(old.find("Trailer") == std::string::npos);
+  });
+}

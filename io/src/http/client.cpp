@@ -1280,7 +1280,13 @@ struct detail::BodyReader {
   // allowing, no stray bytes) or is closed.
   void finish() noexcept {
     done = true;
-    if (lease) copy_trailers(p.get().base(), head_fields, trailers);
+    if (lease) {
+      try {
+        copy_trailers(p.get().base(), head_fields, trailers);
+      } catch (...) {  // no memory for them: none, rather than a terminate here
+        trailers = Headers();
+      }
+    }
     if (lease && p.get().keep_alive() && lease->conn().buf.size() == 0) lease->release();
     lease.reset();
 #if SPINDLE_HAVE_HTTP2

@@ -329,6 +329,20 @@ std::uint64_t coarse_ms() noexcept {
   return {buf, len};
 }
 
+// trailer_sendable: a response trailer field the HTTP/1.1 server sends
+// after a chunked body. Not the fields that frame or route a message, or
+// that only a head may carry (RFC 9110 6.5.1): a Content-Length or
+// Transfer-Encoding there makes Beast's client refuse the whole response,
+// and the connection-specific ones mean nothing after the body. `name` in
+// any case (a handler's "Content-Length").
+bool trailer_sendable(std::string_view name) noexcept {
+  for (const std::string_view no : {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+                                    "content-length", "trailer", "host", "te"}) {
+    if (iequals(name, no)) return false;
+  }
+  return true;
+}
+
 bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category();
 }
@@ -1136,6 +1150,16 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
   } else if (req.version >= 11) {
     chunked = true;
     m.chunked(true);
+    // Trailers go after the last chunk, announced in the head (RFC 9110
+    // 6.6.2). Only here: a body with a Content-Length (a file, or one
+    // given whole), HTTP/1.0's and HEAD's have none to carry them.
+    std::string names;
+    for (const auto& [n, v] : res.trailers) {
+      if (!trailer_sendable(n)) continue;
+      if (!names.empty()) names += ", ";
+      names += n;
+    }
+    if (!names.empty()) m.set(bhttp::field::trailer, names);
   } else if (!head_only) {
     keep = false;  // no framing an HTTP/1.0 client knows: the close ends it
   }
@@ -1175,7 +1199,16 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
         boost::asio::const_buffer(part.data(), part.size()), boost::asio::const_buffer("\r\n", 2)};
     timed_write([&] { boost::asio::write(s, bufs); });  // throws on a write error: the connection ends
   }
-  if (chunked) timed_write([&] { s.write_all("0\r\n\r\n"); });
+  if (chunked) {
+    // The last chunk and the trailer section (checked with the head's
+    // fields before anything was sent: no CR, LF or NUL, names tokens).
+    std::string last = "0\r\n";
+    for (const auto& [n, v] : res.trailers) {
+      if (trailer_sendable(n)) last.append(n).append(": ").append(v).append("\r\n");
+    }
+    last += "\r\n";
+    timed_write([&] { s.write_all(last); });
+  }
   return sent;
 }
 
@@ -1452,6 +1485,7 @@ void Server::State::serve_conn(Conn& c) {
       // rewrites such values instead).
       try {
         detail::check_header_fields(res.headers, "spindle::http: the handler's response");
+        detail::check_header_fields(res.trailers, "spindle::http: the handler's response trailers");
         if (!detail::field_value_ok(res.reason)) {
           throw std::invalid_argument(
               "spindle::http: the handler's response: its reason phrase holds a control character (CR, LF, NUL)");

@@ -201,8 +201,13 @@ struct Response {
   // trailers: fields after the body (gRPC's grpc-status, a checksum known
   // only at the end). Server side: sent over HTTP/2 as a last HEADERS
   // frame, after any body (also after none); fields HTTP/2 forbids, or
-  // holding CR, LF or NUL, are left out as in the head. Over HTTP/1.1 they
-  // are not sent. None for HEAD, 204 and 304. Client side: what the server
+  // holding CR, LF or NUL, are left out as in the head. Over HTTP/1.1
+  // after a chunked body only (a body_stream generator's, to an HTTP/1.1
+  // client), announced in the head's Trailer field; framing and
+  // connection fields (Content-Length, Transfer-Encoding, Connection,
+  // Host, TE, Trailer) are left out, and a CR, LF or NUL in one makes the
+  // response a 500 as in the head. A body with a Content-Length (given
+  // whole, a file) carries none. None for HEAD, 204 and 304. Client side: what the server
   // sent after the body (HTTP/2's trailing HEADERS, bounded by
   // ClientOptions::max_head apart from the head's; HTTP/1.1's chunked
   // trailer section, bounded by the connection's buffer), never merged
