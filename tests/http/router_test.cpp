@@ -140,6 +140,42 @@ TEST_CASE("json: objects keep their keys in order, a repeated key its first plac
   CHECK_THROWS_AS(q.json(), nlohmann::json::parse_error);
 }
 
+// Nesting: each level costs the stack of whatever recurses over the value
+// next (a copy, a conversion, dump()); a ~1 KB body of brackets overflowed
+// a 64 KiB fiber stack once converted. 128 levels parse; the 129th is a
+// parse_error (the handler's 500, or its own 400), at any position.
+TEST_CASE("json: arrays and objects nest at most 128 deep; deeper is a parse_error") {
+  auto nested = [](std::size_t depth, bool objects) {
+    std::string open, close;
+    for (std::size_t i = 0; i < depth; ++i) {
+      open += objects ? "{\"k\":" : "[";
+      close += objects ? "}" : "]";
+    }
+    return open + "1" + close;
+  };
+  http::Request q;
+  for (bool objects : {false, true}) {
+    q.body = nested(128, objects);
+    const auto j = q.json();
+    const nlohmann::json converted = j;  // recurses: fine at this depth
+    CHECK(converted.dump() == q.body);
+    q.body = nested(129, objects);
+    CHECK_THROWS_AS(q.json(), nlohmann::json::parse_error);
+    q.body = "{\"a\":[" + nested(128, !objects) + "]}";  // the limit counts every level
+    CHECK_THROWS_AS(q.json(), nlohmann::json::parse_error);
+  }
+  q.body = std::string(1u << 20, '[');  // a megabyte of openers: refused at the 129th
+  try {
+    q.json();
+    FAIL("parsed");
+  } catch (const nlohmann::json::parse_error& e) {
+    CHECK(std::string(e.what()).find("deeper than 128") != std::string::npos);
+  }
+  http::Response r;  // the client's Response::json() too
+  r.body = nested(129, false);
+  CHECK_THROWS_AS(r.json(), nlohmann::json::parse_error);
+}
+
 TEST_CASE("json: json_body keeps a braced list's order; nlohmann::json stays sorted") {
   CHECK(http::Response::json_body(200, {{"zeta", 1}, {"alpha", 2}}).body == R"({"zeta":1,"alpha":2})");
   const nlohmann::json sorted{{"zeta", 1}, {"alpha", 2}};

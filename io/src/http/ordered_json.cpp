@@ -84,6 +84,7 @@ class Builder {
   bool binary(Json::binary_t& v) { return put(Json::binary(std::move(v))); }
 
   bool start_object(std::size_t) {
+    deeper();
     put(Json::value_t::object);
     stack_.push_back(last_);
     return true;
@@ -101,6 +102,7 @@ class Builder {
     return true;
   }
   bool start_array(std::size_t) {
+    deeper();
     put(Json::value_t::array);
     stack_.push_back(last_);
     return true;
@@ -115,6 +117,18 @@ class Builder {
   }
 
  private:
+  // deeper: an array or object opens inside kMaxJsonDepth others already
+  // open: refused. Parsing here needs no depth (the stack is a vector),
+  // but what callers do next recurses once per level: nlohmann's copy,
+  // conversion to nlohmann::json, dump() and ==. On a 64 KiB fiber stack a
+  // conversion overflowed at ~400 levels, a ~1 KB body of brackets
+  // (docs/http.md "JSON nesting").
+  void deeper() const {
+    if (stack_.size() >= kMaxJsonDepth)
+      throw Json::parse_error::create(
+          101, 0, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " arrays and objects", nullptr);
+  }
+
   // put: v placed as the root, the array's next element or the member
   // whose key came last. Pointers into a container stay valid while its
   // child is built: the container grows again only after the child ends.

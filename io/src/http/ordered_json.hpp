@@ -7,6 +7,7 @@
 // seconds. Request::json and Response::json parse with this.
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -16,7 +17,9 @@ namespace spindle::http::detail {
 // parse_ordered_json: text as JSON (RFC 8259, strict: no comments, no
 // trailing data); a key repeated in one object keeps its first place and
 // its last value (as nlohmann's parse and Python's json.loads). Errors:
-// nlohmann::json::parse_error, as nlohmann's parse.
+// nlohmann::json::parse_error, as nlohmann's parse; also for arrays and
+// objects nested more than kMaxJsonDepth deep (serde_json's limit).
+inline constexpr std::size_t kMaxJsonDepth = 128;
 nlohmann::ordered_json parse_ordered_json(std::string_view text);
 
 }  // namespace spindle::http::detail
