@@ -334,6 +334,32 @@ TEST_CASE("client: chunked bodies, Content-Length checks and malformed responses
   });
 }
 
+// A HEAD, 204 or 304 response's Content-Length names a body that is not
+// sent (RFC 9110 8.6); max_body bounds bodies, so it must not refuse
+// these heads. A GET's 200 with that length is still refused.
+TEST_CASE("client: HEAD, 204 and 304 heads whose Content-Length is over max_body are answers, not oversized bodies") {
+  run_checked(2, [] {
+    {
+      CannedPeer p("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n", false);
+      http::Client c({.max_body = 100});
+      const auto r = c.request("HEAD", p.url());
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.body.empty());
+      FIBER_CHECK(r.headers.get("Content-Length") == std::optional<std::string_view>("1000000"));
+      FIBER_CHECK(c.stats().idle == 1);  // the connection is whole: pooled
+      FIBER_CHECK(error_of([&] { c.get(p.url()); }) == http::errc::body_too_large);
+    }
+    for (std::string status : {"204 No Content", "304 Not Modified"}) {
+      CannedPeer p("HTTP/1.1 " + status + "\r\nContent-Length: 1000000\r\n\r\n", false);
+      http::Client c({.max_body = 100});
+      const auto r = c.get(p.url());
+      FIBER_CHECK(r.status == std::stoi(status));
+      FIBER_CHECK(r.body.empty());
+      FIBER_CHECK(c.stats().idle == 1);
+    }
+  });
+}
+
 TEST_CASE("client: refused and invalid URLs") {
   run_checked(1, [] {
     const std::uint16_t port = free_port();

@@ -250,6 +250,49 @@ TEST_CASE("h2 client hostile: a body over max_body fails that request only; the 
   });
 }
 
+// 2b. A HEAD or 304 answer's content-length names a body that is not sent
+// (RFC 9110 8.6): over max_body it is still an answer, not body_too_large;
+// the same head to a GET is refused from the head. (A 204 may not carry
+// one at all, 8.6: nghttp2 refuses it as malformed.)
+TEST_CASE("h2 client hostile: HEAD and 304 heads whose content-length is over max_body are answers") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        static constexpr const char* kCodes[] = {"200", "304", "200"};
+        for (int requests = 0;;) {
+          const Frame f = w.next();
+          if (f.type != kHeaders) continue;
+          const int n = requests++;
+          if (n >= 3) {
+            w.answer(f.stream, "small");
+            continue;
+          }
+          // The GET's head (the third) says its body is to come.
+          w.send(h2_frame(kHeaders, kEndHeaders | (n == 2 ? 0 : kEndStream), f.stream,
+                          status_block(kCodes[n]) + field("content-length", "1048576")));
+        }
+      });
+      auto o = h2c();
+      o.max_body = 1024;
+      http::Client c(o);
+      const auto head = c.request("HEAD", peer.url("/head"));
+      FIBER_CHECK(head.status == 200);
+      FIBER_CHECK(head.body.empty());
+      FIBER_CHECK(head.headers.get("content-length") == std::optional<std::string_view>("1048576"));
+      const auto cached = c.get(peer.url("/cached"));
+      FIBER_CHECK(cached.status == 304);
+      FIBER_CHECK(cached.body.empty());
+      FIBER_CHECK(error_of([&] { c.get(peer.url("/get")); }) == http::errc::body_too_large);
+      FIBER_CHECK(c.get(peer.url("/small")).text() == "small");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
 // 3. Header blocks over max_head in CONTINUATION frames (the CONTINUATION
 // flood, 2024). The client counts the fields as nghttp2 decodes them and
 // resets the stream past max_head (malformed_response), whether the block
