@@ -593,6 +593,7 @@ TEST_CASE("server stream: a chunked body's trailers reach the handler at its end
     };
     http::Router r;
     r.post("/whole", [&](http::Request& q) { return http::Response::text_body(200, q.body + "|" + list(q.trailers)); });
+    r.post("/split", [&](http::Request& q) { return http::Response::text_body(200, list(q.headers) + "|" + list(q.trailers)); });
     r.post(
         "/stream",
         [&](http::Request& q) {
@@ -615,6 +616,13 @@ TEST_CASE("server stream: a chunked body's trailers reach the handler at its end
     // fields stay the head's.
     s.write_all("POST /whole" + chunked + "3\r\nabc\r\n0\r\nX-Sum: 42\r\nX-Other: a b\r\n\r\n");
     FIBER_CHECK(body_of(read_response(s, buf)) == "abc|X-Sum=42;X-Other=a b;");
+    // Trailers that repeat a head field's name: Beast files each next to
+    // the head's field of that name, not at the end of the list; each is
+    // still the trailer's, and the head keeps its own.
+    s.write_all("POST /split HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-User: alice\r\n\r\n"
+                "1\r\na\r\n0\r\nX-User: bob\r\nHost: evil\r\n\r\n");
+    FIBER_CHECK(body_of(read_response(s, buf)) ==
+                "Host=x;Transfer-Encoding=chunked;X-User=alice;|Host=evil;X-User=bob;");
     // Streamed: none while the body goes on, all after the read that
     // returned nothing; not among the head's fields.
     s.write_all("POST /stream" + chunked + "3\r\nabc\r\n3\r\ndef\r\n0\r\nX-Sum: 7\r\n\r\n");

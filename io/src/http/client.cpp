@@ -57,6 +57,7 @@
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/condition_variable.hpp>
 
+#include "head_fields.hpp"
 #include "transport.hpp"
 #include "url.hpp"
 #if SPINDLE_HAVE_HTTP2
@@ -1132,39 +1133,26 @@ void grow_for_read(std::string& buf, std::size_t have, std::size_t max) {
 }
 
 
-// copy_head: the status, reason and the first `fields` fields (all by
-// default) of a response head.
+// copy_head: the status, reason and the head's fields of a response
+// (those `head` marked; a chunked body's trailer fields are in the same
+// list once it has been read).
 template <class Fields>
 void copy_head(const bhttp::response_header<Fields>& r, const Url& u, int& status, std::string& reason,
-               Headers& headers, std::string& url, std::size_t fields = std::numeric_limits<std::size_t>::max()) {
+               Headers& headers, std::string& url, const detail::HeadFields& head) {
   status = static_cast<int>(r.result_int());
   reason = std::string(sv(r.reason()));
-  for (const auto& f : r) {
-    if (fields-- == 0) break;
-    headers.add(sv(f.name_string()), sv(f.value()));
-  }
+  head.each_head(r, [&](const auto& f) { headers.add(sv(f.name_string()), sv(f.value())); });
   url = u.str();
 }
 
-// copy_trailers: the fields past the head's first `head_fields`: Beast's
-// parser appends a chunked body's trailer section to the head's list.
-// Kept apart (Response::trailers), never merged into the head (RFC 9110
-// 6.5.1: a Location or Set-Cookie sent after the body is not the head's).
-// Their section had to fit in the connection's buffer, which bounds them.
+// copy_trailers: the fields Beast's parser added to the head's list at a
+// chunked body's end. Kept apart (Response::trailers), never merged into
+// the head (RFC 9110 6.5.1: a Location or Set-Cookie sent after the body
+// is not the head's). Their section had to fit in the connection's
+// buffer, which bounds them.
 template <class Fields>
-void copy_trailers(const Fields& r, std::size_t head_fields, Headers& trailers) {
-  for (const auto& f : r) {
-    if (head_fields > 0) {
-      --head_fields;
-      continue;
-    }
-    trailers.add(sv(f.name_string()), sv(f.value()));
-  }
-}
-
-template <class Fields>
-std::size_t field_count(const Fields& r) noexcept {
-  return static_cast<std::size_t>(std::distance(r.begin(), r.end()));
+void copy_trailers(const Fields& r, const detail::HeadFields& head, Headers& trailers) {
+  head.each_trailer(r, [&](const auto& f) { trailers.add(sv(f.name_string()), sv(f.value())); });
 }
 
 // redirect: whether to follow a response (status, Location) on hop `hop`;
@@ -1252,7 +1240,8 @@ struct Exchange {
     // the parser is done with the head alone: a HEAD, 1xx, 204 or 304
     // response, whose Content-Length names a body that is not sent.
     if (!p.is_done() && p.content_length() && *p.content_length() > opt.max_body) ec = bhttp::error::body_limit;
-    const std::size_t head_fields = field_count(p.get().base());
+    detail::HeadFields head_fields;
+    head_fields.mark(p.get().base(), p.chunked());
     try {
       if (!ec && !p.is_done()) bhttp::read(ts, c.buf, p, ec);
     } catch (const TimedOut&) {
@@ -1283,7 +1272,7 @@ struct detail::BodyReader {
   bool done = false;    // the body was read to its end
   bool failed = false;  // a read failed or close() ran first: no connection
   Headers trailers;     // taken at the body's end
-  std::size_t head_fields = 0;  // HTTP/1.1: the head's fields in p (the trailer's follow)
+  detail::HeadFields head_fields;  // HTTP/1.1: the head's fields in p (the trailer's join them)
 
   BodyReader(ClientPool& pl, Url url, std::optional<Clock::time_point> d) : pool(pl), u(std::move(url)), deadline(d) {
     // Streamed: no max_body. Not boost::none: Beast 1.74 compares the
@@ -1495,8 +1484,8 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
       } else
 #endif
       {
-        copy_head(r->p.get().base(), u, s.status, s.reason, s.headers, s.url);
-        r->head_fields = s.headers.size();
+        r->head_fields.mark(r->p.get().base(), r->p.chunked());
+        copy_head(r->p.get().base(), u, s.status, s.reason, s.headers, s.url, r->head_fields);
         if (r->p.is_done()) r->finish();
       }
       s.r_ = std::move(r);

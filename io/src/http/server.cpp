@@ -101,6 +101,7 @@
 
 #include "../idle_wait.hpp"
 #include "call_handler.hpp"
+#include "head_fields.hpp"
 #include "response_head.hpp"
 #include "spread_count.hpp"
 #include "transport.hpp"
@@ -445,10 +446,10 @@ class BodyReader final : public BodySource {
   // request's read_timeout deadline; kNoDeadline: none). A streamed body
   // gets body_timeout from now, the end of its head.
   // trailers: where a chunked body's trailer fields go once it ends
-  // (Request::trailers); head_fields: how many fields the head had (Beast
-  // appends the trailer's to the same list).
+  // (Request::trailers); Beast adds them to the head's list, and
+  // head_fields (head_fields.hpp) tells them apart.
   BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const ServerOptions& opt,
-             Clock::time_point whole_deadline, Headers& trailers, std::size_t head_fields)
+             Clock::time_point whole_deadline, Headers& trailers, const detail::HeadFields& head_fields)
       : s_(s),
         buf_(buf),
         p_(p),
@@ -591,7 +592,7 @@ class BodyReader final : public BodySource {
     }
   }
 
-  // take_trailers: the fields Beast appended after the head's, at the
+  // take_trailers: the fields Beast added to the head's, at the
   // body's end (a chunked body's trailer section; none otherwise). Their
   // section fit in the connection's buffer (conn_buffer_limit), which is
   // what bounds them; Beast refused a Content-Length or Transfer-Encoding
@@ -599,10 +600,7 @@ class BodyReader final : public BodySource {
   void take_trailers() {
     if (trailers_taken_) return;
     trailers_taken_ = true;
-    std::size_t i = 0;
-    for (const auto& f : p_.get()) {
-      if (i++ >= head_fields_) trailers_.add(sv(f.name_string()), sv(f.value()));
-    }
+    head_fields_.each_trailer(p_.get(), [&](const auto& f) { trailers_.add(sv(f.name_string()), sv(f.value())); });
   }
 
   void check_usable() {
@@ -650,7 +648,7 @@ class BodyReader final : public BodySource {
   const ServerOptions& opt_;
   const Clock::time_point whole_deadline_;
   Headers& trailers_;
-  const std::size_t head_fields_;
+  const detail::HeadFields& head_fields_;
   bool trailers_taken_ = false;
   Clock::time_point stream_deadline_ = kNoDeadline;
   std::uint64_t received_ = 0;
@@ -1398,6 +1396,8 @@ void Server::State::serve_conn(Conn& c) {
       req.target = std::string(sv(h.target()));
       req.version = h.version();
       for (const auto& f : h) req.headers.add(sv(f.name_string()), sv(f.value()));
+      detail::HeadFields head_fields;
+      head_fields.mark(h, p.chunked());
       req.remote = peer;
       if (const int status = framing_status(h); status != 0) return reject(s, status, head, peer, &req);
       // A body read whole (here, or by a Router's Body::whole route) must
@@ -1415,7 +1415,7 @@ void Server::State::serve_conn(Conn& c) {
         return;
       }
 #endif
-      BodyReader body(s, buf, p, opt, deadline, req.trailers, req.headers.size());
+      BodyReader body(s, buf, p, opt, deadline, req.trailers, head_fields);
       if (!p.is_done()) {
         if (opt.stream_bodies) {
           req.set_body_source(&body);

@@ -1,0 +1,63 @@
+// head_fields.hpp: which fields of a Beast message's list came with its
+// head, so that those its parser adds at a chunked body's end (the trailer
+// section) are told apart, by the server (Request::trailers) and the
+// client (Response::trailers).
+//
+// Counting the head's fields does not do it: Beast's basic_fields::insert
+// keeps fields of one name together, so a trailer that repeats a head
+// field's name lands right after that field, not at the end (head Host,
+// Transfer-Encoding, X-User and trailer Host list as Host, Host,
+// Transfer-Encoding, X-User). A count would then take X-User, a head
+// field, for the trailer and the trailer Host for the head's (in the
+// client, a trailer Location or Set-Cookie would pass for the head's).
+// So the head's elements are remembered by address (Beast allocates each
+// element on its own, and they stay put until the message is cleared).
+//
+// Only a chunked body has a trailer section, so only then are addresses
+// kept: a request or response with a Content-Length (http_hello's) pays
+// nothing.
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+namespace spindle::http::detail {
+
+class HeadFields {
+ public:
+  // mark: the fields `f` holds now are the head's. `chunked`: whether the
+  // body that follows may add a trailer section.
+  template <class Fields>
+  void mark(const Fields& f, bool chunked) {
+    chunked_ = chunked;
+    head_.clear();
+    if (!chunked) return;
+    for (const auto& e : f) head_.push_back(&e);
+    std::sort(head_.begin(), head_.end(), std::less<const void*>());  // a total order, for any pointers
+  }
+
+  // each_head / each_trailer: fn(field) for the head's fields, or for the
+  // trailer's, in the list's order.
+  template <class Fields, class Fn>
+  void each_head(const Fields& f, Fn&& fn) const {
+    for (const auto& e : f)
+      if (!chunked_ || in_head(&e)) fn(e);
+  }
+  template <class Fields, class Fn>
+  void each_trailer(const Fields& f, Fn&& fn) const {
+    if (!chunked_) return;
+    for (const auto& e : f)
+      if (!in_head(&e)) fn(e);
+  }
+
+ private:
+  bool in_head(const void* e) const {
+    return std::binary_search(head_.begin(), head_.end(), e, std::less<const void*>());
+  }
+
+  bool chunked_ = false;
+  std::vector<const void*> head_;  // sorted; empty unless chunked_
+};
+
+}  // namespace spindle::http::detail
