@@ -1,6 +1,7 @@
 // websocket_test.cpp: http::WebSocket, client against the server's
 // websocket_handler, and raw peers for what no well-behaved endpoint sends
 // (fragments byte by byte, a frame cut off, a bad handshake).
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -270,6 +271,62 @@ TEST_CASE("websocket: a ping flood from a peer that does not read queues at most
     FIBER_CHECK(pongs <= 100);
     FIBER_CHECK(last == "p" + std::to_string(kPings - 1));  // the most recent ping was answered
     c.write_all(client_frame(0x8, std::string("\x03\xe8", 2)));
+  });
+}
+
+// A close frame, or a frame Beast refuses, from a peer that reads nothing,
+// while a sender of ours waits on the full socket holding the flush turn:
+// Beast writes its close reply and calls teardown inside receive(), under
+// the receiver's lock, and the teardown's flush waits for that turn; the
+// heartbeat stands down once a close frame came. close_timeout bounds the
+// whole teardown: the socket is then shut down both ways, the sender
+// fails at once and the session ends (it used to wait for ever).
+TEST_CASE("websocket: a close or bad frame from a peer that reads nothing ends a blocked session within close_timeout") {
+  run_checked(2, [] {
+    for (const bool bad : {false, true}) {
+      sp::Channel<std::string> seen(sp::unbounded);
+      std::atomic<bool> sending{false};
+      http::WsOptions o;
+      o.close_timeout = 200ms;
+      WsServer srv(
+          [&](http::WebSocket ws, const http::Request&) {
+            auto sender = sp::spawn([&] {
+              sending = true;
+              try {
+                ws.send_binary(std::string(32u << 20, 'x'));  // more than loopback's buffers hold
+                seen.send("sender: sent");
+              } catch (const http::WsError& e) {
+                seen.send(e.kind() == http::ws_errc::connection_lost ? "sender: lost" : "sender: other");
+              }
+            });
+            try {
+              seen.send(ws.receive().is_close() ? "receive: close" : "receive: a message");
+            } catch (const http::WsError& e) {
+              seen.send(e.kind() == http::ws_errc::protocol_error ? "receive: protocol_error" : "receive: other");
+            }
+            sender.join();
+            seen.send("ended");
+          },
+          o);
+      std::string buf;
+      io::TcpStream c = raw_upgrade(srv.srv.port(), buf);
+      FIBER_CHECK(wait_until([&] { return sending.load(); }));
+      sp::sleep_for(300ms);  // the sender fills the socket and waits, holding the flush turn
+      std::string frame = bad ? client_frame(0x1, "hi") : client_frame(0x8, std::string("\x03\xe8", 2));
+      if (bad) frame[0] = static_cast<char>(frame[0] | 0x40);  // RSV1, with no extension agreed
+      c.write_all(frame);
+      auto next = [&]() -> std::string {
+        try {
+          return sp::with_timeout(slack(10s), [&] { return seen.recv(); }).value_or("closed");
+        } catch (const sp::TimedOut&) {
+          return "nothing within 10 s";
+        }
+      };
+      std::vector<std::string> got{next(), next()};
+      std::sort(got.begin(), got.end());
+      FIBER_CHECK(got == (std::vector<std::string>{bad ? "receive: protocol_error" : "receive: close", "sender: lost"}));
+      FIBER_CHECK(next() == "ended");
+    }
   });
 }
 

@@ -50,8 +50,9 @@
 //  3. teardown(role, Layer&, ec), the customisation point Beast requires for
 //     a user-defined next layer: after a close handshake (or a failure Beast
 //     answers with a close frame), flush, shut down our write side and read
-//     until the peer's end of stream for at most close_timeout. The
-//     descriptor itself is closed by the WebSocket's destructor.
+//     until the peer's end of stream, all of it within close_timeout (past
+//     it the socket is shut down both ways). The descriptor itself is
+//     closed by the WebSocket's destructor.
 //
 //  4. Writing outside the lock, too. A sender that held Impl::mu while
 //     waiting for a full socket would block the receiver, and two peers
@@ -365,26 +366,36 @@ class Layer {
 
 // teardown: found by Beast through argument-dependent lookup (piece 3 at
 // the top). Never fails: whatever happens, the socket ends closed.
+// All of it within close_timeout: the flush waits for the flush turn,
+// which a sender blocked on a peer that reads nothing may hold for ever,
+// and a TLS shutdown writes too. Beast calls this from receive() under
+// Impl::mu when a close frame or a frame it refuses arrives, and the
+// heartbeat stands down then (closing) or waits for mu, so nothing else
+// would end the connection. Past the limit the socket is shut down both
+// ways, as the heartbeat's verdict does: that sender's write fails at
+// once (connection_lost).
 void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
-  using namespace std::chrono_literals;
   ec = {};
   Wire& w = layer.wire();
   w.in.consume(w.in.size());
+  bool ended = false;  // the peer's end of stream came in time
   try {
-    w.flush(true);  // the close frame
-    w.conn.shutdown();
     with_timeout(w.close_timeout, [&] {
+      w.flush(true);  // the close frame
+      w.conn.shutdown();
       char sink[4096];
       for (;;) {
         std::error_code e;
         const std::size_t n = w.conn.read_some(net::buffer(sink), e);
-        if (e || n == 0) return;
+        if (e || n == 0) break;
         w.note_rx(n);
       }
+      ended = true;
     });
   } catch (const TimedOut&) {
   } catch (const std::system_error&) {
   }
+  if (!ended) ::shutdown(w.conn.tcp().native_handle(), SHUT_RDWR);
   // Not closed here: Impl::end says why.
 }
 
@@ -907,9 +918,19 @@ WebSocket WebSocket::accept_on(detail::Transport&& conn, const Request& upgrade,
   beast::error_code ec;
   impl->ws.accept(req, ec);  // on a bad request Beast answers 400 itself
   try {
-    impl->wire.flush(true);  // the 101 or the error response
+    // The 101 or the error response, within handshake_timeout: the
+    // server's write_timeout stopped applying when the handler handed the
+    // connection over, and a client that pipelined requests without
+    // reading their answers may have left the socket full.
+    if (options.handshake_timeout.count() > 0) {
+      with_timeout(options.handshake_timeout, [&] { impl->wire.flush(true); });
+    } else {
+      impl->wire.flush(true);
+    }
   } catch (const std::system_error&) {
     if (!ec) ec = net::error::connection_reset;
+  } catch (const TimedOut&) {
+    if (!ec) ec = net::error::timed_out;
   }
   if (ec) {
     try {

@@ -134,7 +134,9 @@ struct WsOptions {
   std::chrono::milliseconds close_timeout{5'000};
   // Client: connect() (the TCP connect, TLS and the HTTP handshake) must
   // finish within this long, or it raises WsError(ws_errc::timeout). 30 s,
-  // as the http::Client's connect_timeout. Zero: none.
+  // as the http::Client's connect_timeout. Zero: none. Server: the 101's
+  // write must finish within it (else handshake_failed, and the session
+  // never starts).
   std::chrono::milliseconds handshake_timeout{30'000};
   // Client handshake: extra request fields (Origin, Authorization,
   // Sec-WebSocket-Protocol, ...), checked by connect() (see there).
