@@ -68,7 +68,14 @@ shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|
 http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
 http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\(conn_buffer_limit\(opt\)\);}{beast::flat_buffer buf;} :: http_server_hostile :: ^http_server_hostile$
-http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*e = bhttp::error::bad_chunk_extension;}{(void)ext; (void)max;} :: http_server_hostile :: ^http_server_hostile$
+http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*\{\s*e = bhttp::error::bad_chunk_extension;\s*return;\s*\}}{(void)max;} :: http_server_hostile :: ^http_server_hostile$
+http_chunk_overhead_unchecked :: io/src/http/server.cpp :: s{if\s*\(excess > 16 \* 1024\)\s*e = bhttp::error::bad_chunk_extension;}{} :: http_server_hostile :: ^http_server_hostile$
+http_field_charge_ignored :: io/src/http/server.cpp :: s{if\s*\(head_charge > opt\.max_head\)\s*return reject\(s, 431, head, peer, nullptr\);}{} :: http_server_hostile :: ^http_server_hostile$
+http_continue_for_http10 :: io/src/http/server.cpp :: s{p\.get\(\)\.version\(\) >= 11 &&}{} :: http_server_stream :: ^http_server_stream$
+http_trailers_in_head :: io/src/http/head_fields.hpp :: s{if\s*\(!chunked_ \|\| in_head\(&e\)\)\s*fn\(e\);}{fn(e);} :: http_client_stream http_server_stream :: ^http_(client|server)_stream$
+http_json_depth_unchecked :: io/src/http/ordered_json.cpp :: s{if\s*\(stack_\.size\(\) >= kMaxJsonDepth\)}{if (false)} :: http_router :: ^http_router$
+http_client_head_length_refused :: io/src/http/client.cpp :: s{if\s*\(!p\.is_done\(\) && p\.content_length\(\)}{if (p.content_length()} :: http_client :: ^http_client$
+ws_teardown_no_shutdown :: io/src/http/websocket.cpp :: s{if\s*\(!ended\)\s*::shutdown\(w\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{(void)ended;} :: http_websocket :: ^http_websocket$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
 http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$
 http_release_never_rearms :: io/src/http/server.cpp :: s{c->in_wake_ep \? EPOLL_CTL_MOD : EPOLL_CTL_ADD}{EPOLL_CTL_ADD} :: http_server_idle_release :: ^http_server_idle_release$

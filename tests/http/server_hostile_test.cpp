@@ -210,6 +210,58 @@ TEST_CASE("server hostile: a chunk extension over max_head is refused, one under
   });
 }
 
+// Many tiny fields: a 16 KiB head of empty fields ("a:\r\n") is ~4,000
+// fields, ~600 KB once in Beast's list and Request::headers, held while
+// the request lasts. Each field costs max_head its name and value plus 32
+// (as HTTP/2 counts): such a head is a 431; a head of ~100 ordinary
+// fields (12 KB) is served. Trailers count on from the head's charge:
+// past it, 400.
+// Chunk lines that outweigh their data (CVE-2023-39326's class): each a
+// byte of data behind a 1,000-byte extension, so that max_body and
+// max_drain, which count data, would let the server parse ~1,000 times
+// the body. Go's rule: 16 bytes of overhead per chunk plus twice the data;
+// more than 16 KiB beyond that is a 400. Byte-at-a-time chunks without
+// extensions (5 bytes of overhead per byte) and a modest extension on
+// each large chunk pass.
+TEST_CASE("server hostile: chunk lines that outweigh their data are refused past 16 KiB of overhead") {
+  run_checked(2, [] {
+    LiveServer srv([](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
+    const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    std::string padded, bytewise, modest;
+    for (int i = 0; i < 40; ++i) padded += "1;" + std::string(1000, 'a') + "\r\nX\r\n";
+    for (int i = 0; i < 5000; ++i) bytewise += "1\r\nX\r\n";
+    for (int i = 0; i < 40; ++i) modest += "400;name=" + std::string(100, 'v') + "\r\n" + std::string(1024, 'd') + "\r\n";
+    FIBER_CHECK(exchange(srv.port(), head + padded + "0\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    FIBER_CHECK(body_of(exchange(srv.port(), head + bytewise + "0\r\n\r\n")) == "5000");
+    FIBER_CHECK(body_of(exchange(srv.port(), head + modest + "0\r\n\r\n")) == std::to_string(40 * 1024));
+    FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
+TEST_CASE("server hostile: a head or trailer of many tiny fields is charged per field against max_head") {
+  run_checked(2, [] {
+    LiveServer srv([](http::Request& q) {
+      return http::Response::text_body(200, std::to_string(q.headers.size()) + "/" + std::to_string(q.trailers.size()));
+    });
+    const std::string line = "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+    std::string tiny, ordinary;
+    for (int i = 0; tiny.size() < 15000; ++i) tiny += "a:\r\n";
+    // ~100 fields of 100-byte values: 12 KB of text, ~15 KB charged.
+    int fields = 0;
+    for (; ordinary.size() < 12000; ++fields) ordinary += "X-Field-" + std::to_string(fields) + ": " + std::string(100, 'v') + "\r\n";
+    FIBER_CHECK(exchange(srv.port(), line + tiny + "Content-Length: 0\r\n\r\n").starts_with("HTTP/1.1 431 "));
+    const std::string served = exchange(srv.port(), line + ordinary + "Content-Length: 0\r\n\r\n");
+    FIBER_CHECK(served.starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(body_of(served) == std::to_string(fields + 3) + "/0");  // every field there (and Host, Connection, Content-Length)
+    // The same budget after a chunked body: a few trailers pass, thousands
+    // of empty ones do not.
+    const std::string chunked = line + "Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n";
+    FIBER_CHECK(body_of(exchange(srv.port(), chunked + "X-Sum: 1\r\nX-Other: 2\r\n\r\n")) == "3/2");
+    FIBER_CHECK(exchange(srv.port(), chunked + tiny + "\r\n").starts_with("HTTP/1.1 400 "));
+    FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
 TEST_CASE("server hostile: a slow announced body holds what arrived, not what was announced") {
   // 100 connections announce 1 MB each and send 10 bytes: before, each
   // body was resized to its Content-Length at once (100 MB resident;

@@ -188,6 +188,22 @@ TEST_CASE("server stream: chunked upload, 100 Continue on the first read, small 
   });
 }
 
+// RFC 9110 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0
+// request; an HTTP/1.0 proxy could take an interim 100 for the answer.
+TEST_CASE("server stream: an HTTP/1.0 request's Expect: 100-continue gets no 100") {
+  run_checked(2, [] {
+    Hashing h;
+    http::Router r;
+    r.post("/upload", h.handler(1000), http::Body::stream);
+    RouterServer srv(std::move(r));
+    auto s = raw_connect(srv.port());
+    s.write_all("POST /upload HTTP/1.0\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello");
+    const std::string all = read_all(s);  // HTTP/1.0: closed after the answer
+    FIBER_CHECK(all.find(" 100 ") == std::string::npos);
+    FIBER_CHECK(all.find(" 200 ") != std::string::npos);
+  });
+}
+
 TEST_CASE("server stream: whole routes behind a Router keep 413, before 100 Continue") {
   run_checked(2, [] {
     http::Router r;

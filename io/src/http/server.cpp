@@ -55,7 +55,8 @@
 // connection's buffer is capped (conn_buffer_limit), and Beast must hold a
 // whole chunk line or trailer section in it before it parses one, so those
 // are bounded by the cap (a longer one is buffer_overflow: 400); chunk
-// extensions are also checked against max_head. A body read whole grows
+// extensions are also checked against max_head, and chunk lines against
+// the data they carry (Go's rule). A body read whole grows
 // with the bytes received, never to its announced length up front.
 // Deadlines: read_timeout covers the head and a body read whole (from the
 // request's first byte), body_timeout a streamed body from its head's end.
@@ -370,6 +371,18 @@ std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
   return std::max<std::size_t>(o.max_head, 16 * 1024);
 }
 
+// field_charge: what one field costs a request's max_head: its name and
+// value plus 32, as HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE counts (and
+// h2_server.cpp does). Bytes alone bound the head's text, not what it
+// becomes: a 16 KiB head of 4,089 empty fields ("a:\r\n") made ~330 KB of
+// Beast's field list and ~270 KB of Request::headers (measured, Beast
+// 1.74), held while the request lasts (a slow body's drain: body_timeout,
+// 300 s). Charged, at most ~450 fields fit in the default 16 KiB.
+template <class Field>
+std::size_t field_charge(const Field& f) noexcept {
+  return f.name_string().size() + f.value().size() + 32;
+}
+
 // framing_status: RFC 9112's rules on the fields that frame a request,
 // which Beast leaves to its user. 0: acceptable. Otherwise the status to
 // answer with before closing, since the body's extent is unknown and
@@ -447,17 +460,23 @@ class BodyReader final : public BodySource {
   // gets body_timeout from now, the end of its head.
   // trailers: where a chunked body's trailer fields go once it ends
   // (Request::trailers); Beast adds them to the head's list, and
-  // head_fields (head_fields.hpp) tells them apart.
+  // head_fields (head_fields.hpp) tells them apart. head_charge: what the
+  // head's fields cost max_head (field_charge); the trailer's count on.
   BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const ServerOptions& opt,
-             Clock::time_point whole_deadline, Headers& trailers, const detail::HeadFields& head_fields)
+             Clock::time_point whole_deadline, Headers& trailers, const detail::HeadFields& head_fields,
+             std::size_t head_charge)
       : s_(s),
         buf_(buf),
         p_(p),
         opt_(opt),
         whole_deadline_(whole_deadline),
         trailers_(trailers),
-        head_fields_(head_fields) {
-    expect_continue_ = !p.is_done() && iequals(sv(p.get()[bhttp::field::expect]), "100-continue");
+        head_fields_(head_fields),
+        head_charge_(head_charge) {
+    // Not for HTTP/1.0 (RFC 9110 10.1.1: ignored there; a 1.0 proxy could
+    // take the interim 100 for the answer).
+    expect_continue_ = !p.is_done() && p.get().version() >= 11 &&
+                       iequals(sv(p.get()[bhttp::field::expect]), "100-continue");
     if (!p.is_done() && opt.body_timeout.count() > 0) stream_deadline_ = spindle::detail::deadline_after(opt.body_timeout);
   }
 
@@ -595,11 +614,20 @@ class BodyReader final : public BodySource {
   // take_trailers: the fields Beast added to the head's, at the
   // body's end (a chunked body's trailer section; none otherwise). Their
   // section fit in the connection's buffer (conn_buffer_limit), which is
-  // what bounds them; Beast refused a Content-Length or Transfer-Encoding
-  // among them (bad_content_length, bad_transfer_encoding: 400).
+  // what bounds their bytes; their fields are charged as the head's
+  // (field_charge), with the head's, and past max_head the request is
+  // malformed (400, as a trailer section over the buffer is). Beast
+  // refused a Content-Length or Transfer-Encoding among them
+  // (bad_content_length, bad_transfer_encoding: 400).
   void take_trailers() {
     if (trailers_taken_) return;
     trailers_taken_ = true;
+    std::size_t charge = head_charge_;
+    head_fields_.each_trailer(p_.get(), [&](const auto& f) { charge += field_charge(f); });
+    if (charge > opt_.max_head) {
+      fail_ = Fail::malformed;
+      return;
+    }
     head_fields_.each_trailer(p_.get(), [&](const auto& f) { trailers_.add(sv(f.name_string()), sv(f.value())); });
   }
 
@@ -649,6 +677,7 @@ class BodyReader final : public BodySource {
   const Clock::time_point whole_deadline_;
   Headers& trailers_;
   const detail::HeadFields& head_fields_;
+  const std::size_t head_charge_;
   bool trailers_taken_ = false;
   Clock::time_point stream_deadline_ = kNoDeadline;
   std::uint64_t received_ = 0;
@@ -1377,9 +1406,24 @@ void Server::State::serve_conn(Conn& c) {
       // Off: BodyReader::load applies max_body to bodies read whole (top).
       p.body_limit(std::numeric_limits<std::uint64_t>::max());
       // A chunk's extensions are bounded by the head's limit (the buffer's
-      // cap bounds what is held before this sees them).
-      auto check_ext = [max = opt.max_head](std::uint64_t, beast::string_view ext, beast::error_code& e) {
-        if (ext.size() > max) e = bhttp::error::bad_chunk_extension;
+      // cap bounds what is held before this sees them). And chunk lines
+      // may not outweigh the data: max_body and max_drain count data only,
+      // so "1;<16 KiB of extension>\r\nX\r\n" over and over had the server
+      // parse ~16 KiB per body byte (a 256 KiB drain: ~4 GiB). Go's rule
+      // (CVE-2023-39326): each chunk may carry 16 bytes of overhead plus
+      // twice its data; past 16 KiB of overhead beyond that, 400.
+      auto check_ext = [max = opt.max_head, excess = std::uint64_t{0}](std::uint64_t size, beast::string_view ext,
+                                                                        beast::error_code& e) mutable {
+        if (ext.size() > max) {
+          e = bhttp::error::bad_chunk_extension;
+          return;
+        }
+        std::uint64_t digits = 1;
+        for (std::uint64_t v = size; v > 15; v >>= 4) ++digits;
+        excess += digits + ext.size() + 4;  // the size, extensions, the line's CRLF and the data's
+        const std::uint64_t allowance = size > (UINT64_MAX - 16) / 2 ? UINT64_MAX : 16 + 2 * size;
+        excess = excess > allowance ? excess - allowance : 0;
+        if (excess > 16 * 1024) e = bhttp::error::bad_chunk_extension;
       };
       p.on_chunk_header(check_ext);
       beast::error_code ec;
@@ -1391,6 +1435,9 @@ void Server::State::serve_conn(Conn& c) {
       if (ec && is_framing_error(ec)) return reject(s, 400, head, peer, nullptr);
       if (ec) return;  // the peer went away mid-head, or reset
       const auto& h = p.get();
+      std::size_t head_charge = 0;
+      for (const auto& f : h) head_charge += field_charge(f);
+      if (head_charge > opt.max_head) return reject(s, 431, head, peer, nullptr);
       Request req;
       req.method = std::string(sv(h.method_string()));
       req.target = std::string(sv(h.target()));
@@ -1415,7 +1462,7 @@ void Server::State::serve_conn(Conn& c) {
         return;
       }
 #endif
-      BodyReader body(s, buf, p, opt, deadline, req.trailers, head_fields);
+      BodyReader body(s, buf, p, opt, deadline, req.trailers, head_fields, head_charge);
       if (!p.is_done()) {
         if (opt.stream_bodies) {
           req.set_body_source(&body);

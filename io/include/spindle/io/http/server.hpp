@@ -184,7 +184,11 @@ struct Http2Options {
 };
 
 struct ServerOptions {
-  // Head (request line and fields) over this many bytes: 431 and close.
+  // Head (request line and fields) over this many bytes, or its fields
+  // over it with each charged its name and value plus 32 (as HTTP/2
+  // counts; a head of many tiny fields is a lot more memory than text):
+  // 431 and close. Trailer fields count on from the head's charge: past
+  // this, 400 and close.
   // A chunk line (size and extensions) or a trailer section over
   // max(max_head, 16 KiB): 400 and close.
   std::size_t max_head = 16 * 1024;
