@@ -644,9 +644,18 @@ class BodyReader final : public BodySource {
     continue_sent_ = true;
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     try {
-      s_.write_all(kContinue);
+      // Within write_timeout, as every write to the peer: a client that
+      // pipelined requests and reads no answers can have filled the socket.
+      if (opt_.write_timeout.count() > 0) {
+        with_timeout(opt_.write_timeout, [&] { s_.write_all(kContinue); });
+      } else {
+        s_.write_all(kContinue);
+      }
     } catch (const std::system_error&) {
       fail_ = Fail::gone;
+      throw error();
+    } catch (const TimedOut&) {
+      fail_ = Fail::timeout;  // this scope's own deadline (an outer one passes)
       throw error();
     }
   }
@@ -814,20 +823,39 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
       stop.set();
       return;
     }
-    auto c = std::make_shared<Conn>();
-    c->peer = peer;
-#if SPINDLE_HAVE_TLS
-    c->releasable = wake_ep >= 0 && !tls;
-#else
-    c->releasable = wake_ep >= 0;
-#endif
     accepted.fetch_add(1, std::memory_order_relaxed);
-    open.fetch_add(1, std::memory_order_relaxed);
-    {
-      std::lock_guard lk(mu);
-      conns.emplace(c.get(), Entry{c, Task<void>()});
+    std::shared_ptr<Conn> c;
+    bool listed = false;
+    try {
+      c = std::make_shared<Conn>();
+      c->peer = peer;
+#if SPINDLE_HAVE_TLS
+      c->releasable = wake_ep >= 0 && !tls;
+#else
+      c->releasable = wake_ep >= 0;
+#endif
+      open.fetch_add(1, std::memory_order_relaxed);
+      {
+        std::lock_guard lk(mu);
+        conns.emplace(c.get(), Entry{c, Task<void>()});
+        listed = true;
+      }
+      give_fiber(c, group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); }));
+    } catch (const std::exception&) {
+      // No memory (or no fiber) for this connection: it is closed (its
+      // socket goes with `s` or with the spawn's lambda) and the server goes
+      // on; escaping, this would fail the TaskGroup and cancel every
+      // connection while serve() waited on. A short pause, so that a
+      // process out of memory is not spun on.
+      if (c) {
+        if (listed) {
+          std::lock_guard lk(mu);
+          conns.erase(c.get());
+        }
+        open.fetch_sub(1, std::memory_order_relaxed);
+      }
+      sleep_for(std::chrono::milliseconds(10));
     }
-    give_fiber(c, group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); }));
   }
 }
 
@@ -857,20 +885,28 @@ void Server::State::run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fres
       if (ours) st.drop(c);
     }
   } end{*this, *c};
-  if (fresh != nullptr && !start(*c, std::move(*fresh))) return;
+  try {
+    if (fresh != nullptr && !start(*c, std::move(*fresh))) return;
 #if SPINDLE_HAVE_HTTP2
-  if (c->h2_side) {
-    serve_http2(*c, {});  // woken after a release: HTTP/2 from the first byte
+    if (c->h2_side) {
+      serve_http2(*c, {});  // woken after a release: HTTP/2 from the first byte
 #if SPINDLE_HAVE_TLS
-  } else if (fresh != nullptr && opt.http2.enabled && c->t.is_tls() && c->t.tls_or_null()->alpn() == "h2") {
-    serve_http2(*c, {});
+    } else if (fresh != nullptr && opt.http2.enabled && c->t.is_tls() && c->t.tls_or_null()->alpn() == "h2") {
+      serve_http2(*c, {});
 #endif
-  } else {
-    serve_conn(*c);
-  }
+    } else {
+      serve_conn(*c);
+    }
 #else
-  serve_conn(*c);
+    serve_conn(*c);
 #endif
+  } catch (const std::exception&) {
+    // No memory for this connection's TLS or HTTP/2 session (the rest
+    // serve_conn keeps to itself): it ends, the server goes on. Escaping,
+    // this would fail the TaskGroup and cancel every connection. Only
+    // Cancelled (and a forced unwind) pass, as in serve_conn.
+    return;
+  }
   if (Conn::kind(c->state.load(std::memory_order_relaxed)) == Conn::kParking && release(c)) end.ours = false;
 }
 
@@ -1264,7 +1300,7 @@ void Server::State::reject(detail::Transport& s, int status, bool head, const io
 // briefly and boundedly, so that unread input does not turn the close into
 // an RST that destroys the response in flight.
 void Server::State::linger(detail::Transport& s) {
-  s.shutdown();
+  timed_write([&] { s.shutdown(); });  // TLS writes its close_notify
   char sink[4096];
   std::size_t drained = 0;
   try {
@@ -1549,7 +1585,7 @@ void Server::State::serve_conn(Conn& c) {
       if (opt.access_log) log_access(peer, &req, res.status, sent);
       if (!keep) {
         if (body_ended) {
-          s.shutdown();
+          timed_write([&] { s.shutdown(); });  // TLS writes its close_notify
         } else {
           linger(s);  // the rest of the body is still coming
         }
