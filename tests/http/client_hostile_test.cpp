@@ -548,6 +548,37 @@ TEST_CASE("client hostile: redirect loops end at max_redirects, on one origin or
 // holds, is malformed_response ("response head too large"), and a 12 KiB
 // one (over Beast's default) is read. (scripts/mutate.sh
 // http_client_head_limit_ignored.)
+// A head of thousands of tiny fields: ~16 KiB of text, ~600 KB once in
+// Beast's list and Response::headers. Each field costs max_head its name
+// and value plus 32, as the server charges a request's: malformed_response.
+// A head of ~100 ordinary fields of the same order of bytes is an answer.
+TEST_CASE("client hostile: a response head of many tiny fields is charged per field against max_head") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::string tiny, ordinary;
+      while (tiny.size() < 15000) tiny += "a:\r\n";
+      int fields = 0;
+      for (; ordinary.size() < 12000; ++fields) ordinary += "X-Field-" + std::to_string(fields) + ": " + std::string(100, 'v') + "\r\n";
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string t = target_of(read_head(s, buf));
+          s.write_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + (t == "/tiny" ? tiny : ordinary) + "\r\nok");
+        }
+      });
+      http::Client c({.max_head = 16 * 1024});
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(p.url("/tiny")); }, &what) == http::errc::malformed_response);
+      FIBER_CHECK(what.find("response head too large") != std::string::npos);
+      const auto r = c.get(p.url("/ordinary"));
+      FIBER_CHECK(r.text() == "ok");
+      FIBER_CHECK(r.headers.size() == static_cast<std::size_t>(fields) + 1);
+    }
+    fds.check();
+  });
+}
+
 TEST_CASE("client hostile: max_head itself bounds a response head, above and below Beast's default") {
   run_checked(2, [] {
     FdCheck fds;

@@ -1118,6 +1118,13 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
   // 15), and code testing `status < 400` would take it for success. The
   // connection is not pooled (the exception drops the lease).
   if (const unsigned st = p.get().result_int(); st < 100) throw status_below_100(st, u);
+  // The fields charged as the server charges a request's (field_charge):
+  // a head of thousands of tiny fields is far more memory than its bytes.
+  std::size_t charge = 0;
+  for (const auto& f : p.get()) charge += detail::field_charge(f);
+  if (charge > opt.max_head)
+    throw Error(errc::malformed_response, "response head too large: its fields, charged 32 bytes each beyond name and value, over max_head (" +
+                                              u.str() + ")");
   return true;
 }
 // grow_for_read: makes room in `buf` (which holds `have` bytes) for the

@@ -371,18 +371,6 @@ std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
   return std::max<std::size_t>(o.max_head, 16 * 1024);
 }
 
-// field_charge: what one field costs a request's max_head: its name and
-// value plus 32, as HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE counts (and
-// h2_server.cpp does). Bytes alone bound the head's text, not what it
-// becomes: a 16 KiB head of 4,089 empty fields ("a:\r\n") made ~330 KB of
-// Beast's field list and ~270 KB of Request::headers (measured, Beast
-// 1.74), held while the request lasts (a slow body's drain: body_timeout,
-// 300 s). Charged, at most ~450 fields fit in the default 16 KiB.
-template <class Field>
-std::size_t field_charge(const Field& f) noexcept {
-  return f.name_string().size() + f.value().size() + 32;
-}
-
 // framing_status: RFC 9112's rules on the fields that frame a request,
 // which Beast leaves to its user. 0: acceptable. Otherwise the status to
 // answer with before closing, since the body's extent is unknown and
@@ -623,7 +611,7 @@ class BodyReader final : public BodySource {
     if (trailers_taken_) return;
     trailers_taken_ = true;
     std::size_t charge = head_charge_;
-    head_fields_.each_trailer(p_.get(), [&](const auto& f) { charge += field_charge(f); });
+    head_fields_.each_trailer(p_.get(), [&](const auto& f) { charge += detail::field_charge(f); });
     if (charge > opt_.max_head) {
       fail_ = Fail::malformed;
       return;
@@ -1472,7 +1460,7 @@ void Server::State::serve_conn(Conn& c) {
       if (ec) return;  // the peer went away mid-head, or reset
       const auto& h = p.get();
       std::size_t head_charge = 0;
-      for (const auto& f : h) head_charge += field_charge(f);
+      for (const auto& f : h) head_charge += detail::field_charge(f);
       if (head_charge > opt.max_head) return reject(s, 431, head, peer, nullptr);
       Request req;
       req.method = std::string(sv(h.method_string()));
