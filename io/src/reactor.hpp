@@ -64,9 +64,15 @@ struct Dir {
   static constexpr std::uint64_t kWaiting = 4;  // `waiter` holds a parked fiber's Waiter
   static constexpr std::uint64_t kLock = 8;     // a completer or publisher is using `waiter`
   // kHup: the peer ended its side or the socket has an error. Like kReady
-  // for every purpose, but clear_ready never clears it (tokio's "closed"
-  // readiness): data and FIN can arrive in one event, and the read that
-  // returns the data stops short of the FIN.
+  // for every purpose, but a short transfer's clear_ready never clears it
+  // (tokio's "closed" readiness): data and FIN can arrive in one event,
+  // and the read that returns the data stops short of the FIN. Only
+  // EAGAIN clears it (clear_on_eagain): an EOF reads as 0 and an error as
+  // that error, never EAGAIN, so EAGAIN proves neither is pending. An
+  // error need not be final: a connected UDP socket's ICMP "port
+  // unreachable" is EPOLLERR once, recv returns ECONNREFUSED once, and the
+  // socket works on; a kHup kept past that made every later recv spin on
+  // EAGAIN without ever waiting (a worker at 100%, no way to cancel).
   static constexpr std::uint64_t kHup = 16;
   // kNudge: nudge() asked the fiber in an idle wait (io/src/idle_wait.hpp)
   // to return without readiness. Only await(what, kNudge) returns for it
@@ -113,6 +119,14 @@ struct Dir {
   void clear_ready(std::uint64_t seen) noexcept {
     if (seen & kReady) {
       state.compare_exchange_strong(seen, seen & ~kReady, std::memory_order_relaxed,
+                                    std::memory_order_relaxed);
+    }
+  }
+  // clear_on_eagain: the caller saw EAGAIN after loading `seen`: clears
+  // kReady and kHup (see kHup) only if no event came since (same tick).
+  void clear_on_eagain(std::uint64_t seen) noexcept {
+    if (seen & (kReady | kHup)) {
+      state.compare_exchange_strong(seen, seen & ~(kReady | kHup), std::memory_order_relaxed,
                                     std::memory_order_relaxed);
     }
   }

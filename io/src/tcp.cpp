@@ -291,7 +291,7 @@ TcpStream TcpListener::accept(Endpoint* peer) {
       }
       const int err = detail::errno_now();  // this loop waits (errno_now.hpp)
       if (err == EAGAIN || err == EWOULDBLOCK) {
-        d->rd.clear_ready(s);
+        d->rd.clear_on_eagain(s);
         continue;
       }
       // The connection died in the queue: try the next one.

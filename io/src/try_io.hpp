@@ -16,7 +16,7 @@ namespace spindle::io::detail {
 
 // try_ready: try_io's attempt without its wait. While `dir` is ready,
 // runs call(fd) inside an Inflight guard. On EAGAIN it clears readiness
-// with the state loaded before the call (a readiness event that came
+// (kHup too: reactor.hpp) with the state loaded before the call (a readiness event that came
 // meanwhile bumped the tick, so the clear fails and the next try goes
 // ahead); EINTR tries again. A stream's short transfer (a result in
 // (0, want); want = 0 for datagrams, which are never short) clears
@@ -59,7 +59,7 @@ ssize_t try_ready(Descriptor* d, Dir& dir, std::size_t want, std::error_code& ec
     // errno_now, not errno: this loop's caller waits (errno_now.hpp).
     const int err = errno_now();
     if (err == EAGAIN || err == EWOULDBLOCK) {
-      dir.clear_ready(s);
+      dir.clear_on_eagain(s);
       continue;
     }
     if (err == EINTR) continue;

@@ -1,6 +1,7 @@
 // udp_test.cpp: UdpSocket over loopback: send_to/recv_from with senders'
 // addresses, connected send/recv, truncation reported with the datagram's
 // size, a blocked recv woken by a datagram and one cancelled without leaking.
+#include <atomic>
 #include <filesystem>
 #include <string>
 
@@ -98,5 +99,61 @@ TEST_CASE("cancelling a fiber blocked in udp recv leaks no fd") {
       FIBER_CHECK(s.recv(b, sizeof b).size == 1);
     }
     FIBER_CHECK(open_fds() == before);
+  });
+}
+
+// A connected socket whose peer's port is closed gets ICMP "port
+// unreachable": EPOLLERR once, one recv raises ECONNREFUSED, and the socket
+// works on. The error's readiness (sticky for an EOF, which never reads as
+// EAGAIN) must go with the EAGAIN that follows: kept, every later recv
+// retried recvmsg in a loop that never waited (a worker at 100%, and
+// with_timeout could not end it).
+TEST_CASE("udp: after a connected socket's ICMP error, the next recv waits instead of spinning") {
+  run_checked(2, [] {
+    auto a = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    io::Endpoint gone;
+    {
+      auto b = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+      gone = b.local_endpoint();
+    }  // closed: its port now answers with ICMP port unreachable
+    a.connect(gone);
+    char buf[8];
+    // A recv waits first, so the error arrives as an event (EPOLLERR)
+    // rather than being met by a first recv before any event.
+    auto first = sp::spawn([&] {
+      try {
+        sp::with_timeout(slack(std::chrono::seconds(5)), [&] { a.recv(buf, sizeof buf); });
+      } catch (const std::system_error& e) {
+        return e.code();
+      }
+      return std::error_code();
+    });
+    sp::sleep_for(std::chrono::milliseconds(50));
+    FIBER_CHECK(a.send("x", 1) == 1);
+    FIBER_CHECK(first.join() == std::errc::connection_refused);
+    std::atomic<int> outcome{0};  // 1: data, 2: timed out (waited), 3: another error
+    auto t = sp::spawn([&] {
+      try {
+        sp::with_timeout(std::chrono::milliseconds(200), [&] { a.recv(buf, sizeof buf); });
+        outcome = 1;
+      } catch (const sp::TimedOut&) {
+        outcome = 2;
+      } catch (...) {
+        outcome = 3;
+      }
+    });
+    const bool ended = wait_until([&] { return outcome.load() != 0; }, slack(std::chrono::seconds(5)));
+    FIBER_CHECK(ended);
+    if (!ended) {  // spinning: a datagram from the peer's address ends the recv
+      auto back = io::UdpSocket::bind(gone);
+      back.send_to("y", 1, a.local_endpoint());
+    }
+    t.join();
+    FIBER_CHECK(outcome.load() == 2);
+    // And the socket still works: a datagram from the peer arrives.
+    auto back = io::UdpSocket::bind(gone);
+    FIBER_CHECK(back.send_to("z", 1, a.local_endpoint()) == 1);
+    FIBER_CHECK(a.recv(buf, sizeof buf).size == 1);
+    FIBER_CHECK(buf[0] == 'z');
   });
 }
