@@ -484,7 +484,10 @@ TlsStream TlsStream::client(TcpStream s, const TlsContext& ctx, std::string_view
     if (!ip) SSL_set_tlsext_host_name(st->ssl, name.c_str());
     if (SSL_get_verify_mode(st->ssl) & SSL_VERIFY_PEER) {
       X509_VERIFY_PARAM* p = SSL_get0_param(st->ssl);
-      X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      // No subject CN in place of a DNS name: a certificate without a
+      // subjectAltName is refused, as by Go and browsers (RFC 6125 6.4.4's
+      // fallback is deprecated, RFC 9525).
+      X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
       const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(p, name.c_str())
                         : X509_VERIFY_PARAM_set1_host(p, name.c_str(), name.size());
       if (ok != 1) throw std::system_error(make_error_code(tls_error::config), "spindle::io: TLS: bad server name " + name);
@@ -538,6 +541,14 @@ std::size_t TlsStream::read_plain(void* p, std::size_t n, std::error_code& ec) {
       } catch (const std::system_error&) {
         // The write side is cut (write_broken): writers see it; the
         // plaintext or error of this read is still the reader's answer.
+      } catch (...) {
+        // Cancelled or TimedOut while sending (flush cut the write side).
+        // Plaintext this read took out of OpenSSL is the caller's: thrown
+        // away, a read_line or read_until would roll back and the next
+        // read go on past it, the stream silently short. The cancel is
+        // not lost by returning it: its mark stays, and the caller's next
+        // wait raises it (docs/runtime.md "Cancellation").
+        if (r <= 0) throw;
       }
     }
     if (r > 0) return static_cast<std::size_t>(r);
@@ -635,6 +646,14 @@ std::size_t TlsStream::write_plain(const void* p, std::size_t n, std::error_code
   } catch (const std::system_error& e) {
     ec = e.code();
     return 0;
+  } catch (...) {
+    // Cancelled or TimedOut, even while waiting for the send turn before a
+    // byte reached the socket: SSL_write already made the records, which
+    // the next flush would send. The caller, told the write failed, could
+    // send the data again: the write side is cut instead (tls.hpp,
+    // write_interrupted).
+    s.write_broken.store(true, std::memory_order_relaxed);
+    throw;
   }
   return static_cast<std::size_t>(r);
 }

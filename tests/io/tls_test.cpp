@@ -70,12 +70,12 @@ std::string pattern(std::size_t seed, std::size_t len) {
 // Server-side handshake failures are counted by kind.
 struct TlsEcho {
   io::TcpListener l = io::TcpListener::bind("127.0.0.1", 0);
-  io::TlsContext ctx = server_ctx();
+  io::TlsContext ctx;
   sp::TaskGroup conns;
   std::atomic<int> handshake_failures{0}, verify_failures{0}, resets{0}, served{0};
   sp::Task<void> acceptor;
 
-  TlsEcho() {
+  explicit TlsEcho(io::TlsContext c = server_ctx()) : ctx(std::move(c)) {
     acceptor = sp::spawn([this] {
       for (;;) {
         io::TcpStream s = l.accept();
@@ -264,6 +264,25 @@ TEST_CASE("TLS verification failures are typed errors on both sides") {
     // (with the alert's reason), not a reset.
     FIBER_CHECK(srv.handshake_failures.load() == 3);
     FIBER_CHECK(srv.resets.load() == 0);
+  });
+  CHECK(open_fds() == fds);
+}
+
+// A certificate whose only name is its subject CN (no subjectAltName):
+// refused for that name, as by Go and browsers. OpenSSL falls back to the
+// CN unless told not to (X509_CHECK_FLAG_NEVER_CHECK_SUBJECT; RFC 9525
+// dropped the fallback).
+TEST_CASE("TLS: a certificate named only by its subject CN does not verify") {
+  certs();
+  const std::size_t fds = open_fds();
+  run_checked(2, [] {
+    TlsEcho srv(io::TlsContext::server({certs().cn_only_cert_file, certs().cn_only_key_file}));
+    std::string what;
+    const auto ec = code_of(
+        [&] { io::TlsStream::client(io::TcpStream::connect(srv.ep()), client_ctx(), "localhost"); }, &what);
+    FIBER_CHECK(ec == io::tls_error::verify);
+    FIBER_CHECK(what.find("hostname mismatch") != std::string::npos);
+    srv.stop();
   });
   CHECK(open_fds() == fds);
 }

@@ -100,6 +100,8 @@ struct TestCerts {
   std::string cert_file;      // localhost / 127.0.0.1
   std::string key_file;
   std::string other_ca_file;  // an unrelated CA
+  std::string cn_only_cert_file;  // signed by ca_file, CN=localhost, no subjectAltName
+  std::string cn_only_key_file;
 
   TestCerts() = default;
   TestCerts(const TestCerts&) = delete;
@@ -119,6 +121,8 @@ struct TestCerts {
     Key key = new_key();
     Cert cert = new_cert(key.get(), "localhost", ca.get(), ca_key.get(), false,
                          "DNS:localhost,IP:127.0.0.1", 2);
+    Key cn_key = new_key();
+    Cert cn_only = new_cert(cn_key.get(), "localhost", ca.get(), ca_key.get(), false, nullptr, 4);
     Key other_key = new_key();
     Cert other = new_cert(other_key.get(), "some other CA", nullptr, other_key.get(), true, nullptr, 3);
     t->ca_file = (t->dir / "ca.pem").string();
@@ -129,6 +133,10 @@ struct TestCerts {
     write_pem(t->cert_file, cert.get(), nullptr);
     write_pem(t->key_file, nullptr, key.get());
     write_pem(t->other_ca_file, other.get(), nullptr);
+    t->cn_only_cert_file = (t->dir / "cn-only.pem").string();
+    t->cn_only_key_file = (t->dir / "cn-only-key.pem").string();
+    write_pem(t->cn_only_cert_file, cn_only.get(), nullptr);
+    write_pem(t->cn_only_key_file, nullptr, cn_key.get());
     return t;
   }
 };
