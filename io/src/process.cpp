@@ -289,9 +289,15 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
       child[i].fd = up;
     }
     // dup2 clears close-on-exec on the copy: the child keeps exactly 0-2.
-    posix_spawn_file_actions_adddup2(&a.fa, child[i].fd, i);
+    // Each action checked (ENOMEM): one not recorded would start the child
+    // with the parent's stream there, or in the parent's directory.
+    if (const int rc = posix_spawn_file_actions_adddup2(&a.fa, child[i].fd, i); rc != 0)
+      detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_adddup2");
   }
-  if (!o.cwd.empty()) posix_spawn_file_actions_addchdir_np(&a.fa, o.cwd.c_str());
+  if (!o.cwd.empty()) {
+    if (const int rc = posix_spawn_file_actions_addchdir_np(&a.fa, o.cwd.c_str()); rc != 0)
+      detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_addchdir_np");
+  }
   // A clean slate for signals: the parent's mask (the program may block
   // SIGTERM for a sigwait thread) and its SIG_IGN dispositions would
   // otherwise be inherited through exec.
@@ -384,6 +390,19 @@ void Process::kill(int sig) {
   if (!st_) return;
   std::lock_guard lk(st_->mu);
   if (st_->reaped) return;
+#ifdef SYS_pidfd_send_signal
+  // By the pidfd where there is one: the pid could have been reaped by
+  // someone else (SIGCHLD set to SIG_IGN, a waitpid(-1) elsewhere) and
+  // reused by an unrelated process; the pidfd names this child only.
+  // Inflight: the runtime may have ended and closed it (then by pid).
+  if (st_->pidfd != nullptr) {
+    detail::Inflight in(st_->pidfd);
+    if (in.ok()) {
+      if (::syscall(SYS_pidfd_send_signal, st_->pidfd->fd, sig, nullptr, 0) == 0 || errno == ESRCH) return;
+      if (errno != ENOSYS) detail::throw_errno(errno, "spindle::io: kill");
+    }
+  }
+#endif
   if (::kill(st_->pid, sig) != 0 && errno != ESRCH) detail::throw_errno(errno, "spindle::io: kill");
 }
 
