@@ -87,6 +87,22 @@ TEST_CASE("read_to_end reads everything and honours max_size") {
     e.shutdown();
     std::string exact;
     FIBER_CHECK(f.read_to_end(exact, 60) == 60);
+
+    // With no max_size, the bound is kReadToEndLimit (64 MiB), not none: a
+    // peer that never stops sending gets message_size, not all our memory.
+    auto [g, h] = stream_pair();
+    auto endless = sp::spawn([&g = g] {
+      const std::string chunk(1 << 20, 'e');
+      try {
+        for (;;) g.write_all(chunk);
+      } catch (const std::system_error&) {  // the reader gave up and closed
+      }
+    });
+    std::string all;
+    FIBER_CHECK(code_of([&] { h.read_to_end(all); }) == std::errc::message_size);
+    FIBER_CHECK(all.size() <= io::kReadToEndLimit);
+    h.close();
+    endless.join();
   });
 }
 

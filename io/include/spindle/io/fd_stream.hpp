@@ -88,8 +88,7 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   // read_until / read_to_end: as TcpStream's (tcp.hpp).
   SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
                                              std::size_t max_size);
-  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
-                                              std::size_t max_size = std::string::npos);
+  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out, std::size_t max_size = kReadToEndLimit);
   // read_line: as TcpStream's (tcp.hpp): the next line with its '\n', ""
   // at end of stream, std::errc::message_size past max_line bytes.
   SPINDLE_MAY_SUSPEND std::string read_line(std::size_t max_line = detail::kMaxLine);

@@ -42,6 +42,11 @@
 
 namespace spindle::io {
 
+// kReadToEndLimit: read_to_end's default bound (TcpStream, TlsStream,
+// FdStream), as StreamedResponse::read_all's: every buffer a peer can grow
+// has a bound by default (a caller that wants none passes npos).
+inline constexpr std::size_t kReadToEndLimit = std::size_t{64} << 20;
+
 namespace detail {
 struct Descriptor;
 struct StreamAccess;  // io/src/stream_ops.hpp
@@ -289,9 +294,9 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
                                              std::size_t max_size);
   // read_to_end: appends everything until end of stream to out; returns the
   // number of bytes appended. std::errc::message_size past max_size bytes
-  // in out.
-  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
-                                              std::size_t max_size = std::string::npos);
+  // in out (64 MiB by default, kReadToEndLimit: the peer decides how much
+  // it sends; std::string::npos for no bound).
+  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out, std::size_t max_size = kReadToEndLimit);
   // read_line: the next line, through and including its '\n' (asyncio's
   // StreamReader.readline); at end of stream a last line without '\n' as
   // it is, then "" (so "" means end of stream, and an empty line is

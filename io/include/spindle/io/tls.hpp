@@ -164,8 +164,7 @@ class TlsStream : public detail::BufferStreamOps<TlsStream> {
   SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
                                              std::size_t max_size);
-  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out,
-                                              std::size_t max_size = std::string::npos);
+  SPINDLE_MAY_SUSPEND std::size_t read_to_end(std::string& out, std::size_t max_size = kReadToEndLimit);
   // read_line: as TcpStream's (tcp.hpp), on the plaintext.
   SPINDLE_MAY_SUSPEND std::string read_line(std::size_t max_line = detail::kMaxLine);
   // write_some: encrypts and sends min(n, 64 KiB) bytes (file comment).
