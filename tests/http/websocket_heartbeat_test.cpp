@@ -58,22 +58,6 @@ std::string verdict(const http::WsError& e) {
   return "other: " + std::string(e.what());
 }
 
-// raw_ws_server_accept: the server side of the opening handshake on a raw
-// connection (the client's random key answered with Beast's helper).
-void raw_ws_server_accept(io::TcpStream& c) {
-  std::string req;
-  c.read_until(req, "\r\n\r\n", 1 << 16);
-  const std::string name = "Sec-WebSocket-Key: ";
-  const std::size_t at = req.find(name);
-  FIBER_CHECK(at != std::string::npos);
-  const std::size_t from = at + name.size();
-  const std::string key = req.substr(from, req.find("\r\n", from) - from);
-  boost::beast::websocket::detail::sec_ws_accept_type accept;
-  boost::beast::websocket::detail::make_sec_ws_accept(accept, boost::beast::string_view(key.data(), key.size()));
-  c.write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              "Sec-WebSocket-Accept: " + std::string(accept.data(), accept.size()) + "\r\n\r\n");
-}
-
 // recv_within: the next value, or "nothing within 10 s" (a verdict that
 // never comes fails the test instead of hanging it).
 std::string recv_within(sp::Channel<std::string>& ch) {

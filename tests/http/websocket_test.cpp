@@ -330,6 +330,68 @@ TEST_CASE("websocket: a close or bad frame from a peer that reads nothing ends a
   });
 }
 
+// Close codes of 5000 and above: RFC 6455 7.4 defines none (Autobahn 7.9
+// expects 1002), and Beast 1.74 takes them and echoes them. spindle answers
+// 1002 and receive() raises protocol_error, as a server and as a client
+// (fuzz_ws_server found the echo: tests/fuzz/regressions/ws_server).
+TEST_CASE("websocket: a close code of 5000 or more is answered with 1002, a protocol error, on both sides") {
+  run_checked(2, [] {
+    auto code_of_close = [](std::string_view payload) {
+      return payload.size() < 2 ? -1 : (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1]);
+    };
+    for (const int code : {5000, 58248}) {
+      sp::Channel<std::string> seen(sp::unbounded);
+      WsServer srv([&](http::WebSocket ws, const http::Request&) {
+        try {
+          ws.receive();
+          seen.send("returned");
+        } catch (const http::WsError& e) {
+          seen.send(e.kind() == http::ws_errc::protocol_error ? "protocol_error" : "other");
+        }
+      });
+      std::string buf;
+      io::TcpStream c = raw_upgrade(srv.srv.port(), buf);
+      c.write_all(client_frame(0x8, std::string{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)} + "bye"));
+      const Frame f = read_frame(c, buf);
+      FIBER_CHECK(f.opcode == 0x8);
+      FIBER_CHECK(code_of_close(f.payload) == 1002);
+      FIBER_CHECK(sp::with_timeout(slack(10s), [&] { return seen.recv(); }) == std::optional<std::string>("protocol_error"));
+    }
+    // The client: a raw server's close 5000 is answered with a masked 1002.
+    auto lst = io::TcpListener::bind("127.0.0.1", 0);
+    auto server = sp::spawn([&] {
+      auto c = lst.accept();
+      raw_ws_server_accept(c);
+      c.write_all(std::string("\x88\x02\x13\x88", 4));  // close 5000 (a server's frame: unmasked)
+      std::string in;
+      char tmp[256];
+      auto need = [&](std::size_t k) {
+        while (in.size() < k) {
+          const std::size_t n = c.read_some(tmp, sizeof tmp);
+          if (n == 0) throw std::runtime_error("eof");
+          in.append(tmp, n);
+        }
+      };
+      need(2);
+      FIBER_CHECK(static_cast<unsigned char>(in[0]) == 0x88);
+      FIBER_CHECK((static_cast<unsigned char>(in[1]) & 0x80) != 0);  // a client masks
+      const std::size_t len = static_cast<unsigned char>(in[1]) & 0x7f;
+      need(6 + len);
+      std::string payload = in.substr(6, len);
+      for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ in[2 + i % 4]);
+      return code_of_close(payload);
+    });
+    auto ws = http::WebSocket::connect("ws://127.0.0.1:" + std::to_string(lst.local_endpoint().port()) + "/");
+    try {
+      ws.receive();
+      FIBER_CHECK(false);
+    } catch (const http::WsError& e) {
+      FIBER_CHECK(e.kind() == http::ws_errc::protocol_error);
+    }
+    FIBER_CHECK(server.join() == 1002);
+  });
+}
+
 TEST_CASE("websocket: close handshake started by either side, with codes and reasons") {
   run_checked(2, [] {
     sp::Channel<std::string> seen(sp::unbounded);

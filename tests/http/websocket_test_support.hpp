@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include <boost/beast/websocket/detail/hybi13.hpp>
+
 #include "http_test_support.hpp"
 
 namespace ws_test {
@@ -124,6 +126,22 @@ inline io::TcpStream raw_upgrade(std::uint16_t port, std::string& buf) {
   return s;
 }
 
+
+// raw_ws_server_accept: the server side of the opening handshake on a raw
+// connection (the client's random key answered with Beast's helper).
+inline void raw_ws_server_accept(io::TcpStream& c) {
+  std::string req;
+  c.read_until(req, "\r\n\r\n", 1 << 16);
+  const std::string name = "Sec-WebSocket-Key: ";
+  const std::size_t at = req.find(name);
+  FIBER_CHECK(at != std::string::npos);
+  const std::size_t from = at + name.size();
+  const std::string key = req.substr(from, req.find("\r\n", from) - from);
+  boost::beast::websocket::detail::sec_ws_accept_type accept;
+  boost::beast::websocket::detail::make_sec_ws_accept(accept, boost::beast::string_view(key.data(), key.size()));
+  c.write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Accept: " + std::string(accept.data(), accept.size()) + "\r\n\r\n");
+}
 
 // echo_round_trips: `conns` clients of `url`, each sending 32-byte text
 // messages to an echo server and waiting for each answer, for 2 s; returns

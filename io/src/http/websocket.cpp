@@ -149,6 +149,12 @@ struct Wire {
   detail::Transport conn;   // TCP, or TLS over it (wss://)
   beast::flat_buffer in;    // bytes read from tcp, not yet given to Beast
   bool wait = true;         // false: Layer throws NeedInput instead of waiting
+  // bad_close_code: the peer's close frame carried a code of 5000 or more,
+  // which Beast 1.74 takes as valid and echoes; RFC 6455 7.4 defines none
+  // there (Autobahn 7.9 expects a 1002). Set by the control callback,
+  // under Impl::mu, before Beast writes its close reply: Layer::write_some
+  // makes that reply's code 1002. Receiver side only, as `framing`.
+  bool bad_close_code = false;
 
   // What the bytes given to Beast are (piece 2's last paragraph). head: a
   // client's handshake response, given up to the end of its head and no
@@ -349,6 +355,7 @@ class Layer {
     }
     if (pong) ++w_->out_pongs;
     w_->last_pong = pong ? at : std::string::npos;
+    if (!w_->wait && w_->bad_close_code) refuse_close_code(at);
     ec = {};
     return n;
   }
@@ -361,6 +368,24 @@ class Layer {
   }
 
  private:
+  // refuse_close_code: the frame written at `at` of Wire::out, if it is
+  // Beast's close reply (FIN and opcode 8, so first byte 0x88; Beast writes
+  // a control frame whole), gets 1002 (protocol error) for its code: the
+  // echo of a code no peer may send. A client's frame is masked: the code
+  // is then written through the mask.
+  void refuse_close_code(std::size_t at) {
+    std::string& o = w_->out;
+    if (o.size() - at < 4 || static_cast<unsigned char>(o[at]) != 0x88) return;
+    const bool masked = (static_cast<unsigned char>(o[at + 1]) & 0x80) != 0;
+    const std::size_t code_at = at + 2 + (masked ? 4 : 0);
+    if (o.size() < code_at + 2 || (static_cast<unsigned char>(o[at + 1]) & 0x7f) < 2) return;
+    const unsigned char m0 = masked ? static_cast<unsigned char>(o[at + 2]) : 0;
+    const unsigned char m1 = masked ? static_cast<unsigned char>(o[at + 3]) : 0;
+    o[code_at] = static_cast<char>(0x03 ^ m0);  // 1002 = 0x03ea
+    o[code_at + 1] = static_cast<char>(0xea ^ m1);
+    w_->bad_close_code = false;
+  }
+
   Wire* w_;
 };
 
@@ -517,7 +542,11 @@ struct WebSocket::Impl {
     ws.control_callback([this](bws::frame_type k, beast::string_view) {
       if (k == bws::frame_type::ping) pings.fetch_add(1, std::memory_order_relaxed);
       if (k == bws::frame_type::pong) pongs.fetch_add(1, std::memory_order_relaxed);
-      if (k == bws::frame_type::close) closing.store(true, std::memory_order_relaxed);
+      if (k == bws::frame_type::close) {
+        closing.store(true, std::memory_order_relaxed);
+        // Beast set the close reason before this call and replies after it.
+        if (ws.reason().code >= 5000) wire.bad_close_code = true;
+      }
     });
   }
 
@@ -648,6 +677,13 @@ struct WebSocket::Impl {
   // fail_read: a Beast read error, under mu. Returns the close message for
   // a close frame received; throws otherwise.
   WsMessage on_read_error(const beast::error_code& ec) {
+    if (ec == bws::error::closed && ws.reason().code >= 5000) {
+      // Answered with 1002 (Wire::bad_close_code): a protocol error, not a
+      // close the peer may make.
+      end(kClosed);
+      throw WsError(ws_errc::protocol_error,
+                    "spindle::http::WebSocket: a close code of 5000 or more, which no peer may send (closed with 1002)");
+    }
     if (ec == bws::error::closed) {
       const auto& cr = ws.reason();
       close_msg.kind = WsMessage::Kind::close;
