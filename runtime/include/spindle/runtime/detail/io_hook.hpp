@@ -31,6 +31,10 @@ using WorkerPollFn = void (*)(void* ctx, const epoll_event* events, int n) noexc
 // calls return the same pointer (they must pass the same functions). Only
 // on a fiber.
 void* runtime_extension(void* (*make)(unsigned workers), void (*destroy)(void*) noexcept);
+// runtime_extension_if_made: the calling fiber's runtime's io object if
+// runtime_extension made one; nullptr if not, or off any runtime's fiber.
+// Never creates it.
+void* runtime_extension_if_made() noexcept;
 
 // set_worker_poller: installs the poller of worker `worker` of the calling
 // fiber's runtime (once per worker; fd and ctx must live until destroy()).
