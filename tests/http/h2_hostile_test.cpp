@@ -597,6 +597,49 @@ long rss_kb() {
 
 }  // namespace
 
+// A client that never acknowledges our SETTINGS, holds the 100 streams it
+// may open, then sends HEADERS on fresh stream ids without reading: until
+// the ACK, nghttp2 refuses each with a RST_STREAM of its own, which no
+// flood limit counted (max_outbound_ack is for SETTINGS and PING acks),
+// so the session queued ~15 times what the client sent, for as long as
+// it sent (a probe: 13 MB in, 199 MB queued). Past the queue's cap the
+// connection ends (GOAWAY ENHANCE_YOUR_CALM when it can still be sent).
+TEST_CASE("h2 hostile: refused streams from a client that never acknowledges SETTINGS nor reads end its connection") {
+  run_checked(2, [] {
+    http::Router r;
+    ok_route(r);
+    r.post("/hold", [](http::Request& q) {
+      q.read_body_chunk(1);  // waits: the client never ends these bodies
+      return http::Response::text_body(200, "held");
+    }, http::Body::stream);
+    http::ServerOptions o;
+    o.write_timeout = std::chrono::hours(1);  // the cap must end it, not a write that timed out
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    std::string out = preface();  // our SETTINGS never acknowledged
+    for (std::uint32_t id = 1; id < 200; id += 2) out += headers(id, plain_block("POST", "/hold"), false);
+    FIBER_CHECK(c.send(out));
+    const std::string block = plain_block("GET", "/ok");
+    bool ended = false;
+    try {
+      ended = sp::with_timeout(slack(10s), [&] {
+        std::uint32_t id = 201;
+        for (std::size_t sent = 0; sent < (64u << 20);) {
+          std::string batch;
+          for (int k = 0; k < 2000; ++k, id += 2) batch += headers(id, block, true);
+          if (!c.send(batch)) return true;
+          sent += batch.size();
+        }
+        return false;
+      });
+    } catch (const sp::TimedOut&) {
+    }
+    expect(ended || c.drain_to_eof(slack(10s)), "refused-stream flood: the server kept the connection");
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
 // A client that opens 100 streams of a streamed body, opens every window
 // and reads nothing: the socket fills, and each stream's fiber would queue
 // kOutHigh (64 KiB) and hold one more piece. Before the connection's

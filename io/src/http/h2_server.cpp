@@ -39,7 +39,8 @@
 // bytes not yet sent by kOutHigh per stream (a generator waits), header
 // fields by max_head per stream (past it nothing more is kept), streams by
 // max_concurrent_streams (counting fibers not yet ended), queued control
-// frames by max_outbound_ack, header blocks by max_continuations. Resets
+// frames by max_outbound_ack, every queued frame (RST_STREAM among them)
+// by queue_cap (feed), header blocks by max_continuations. Resets
 // are rate limited by client_reset (reset_burst, reset_rate), with
 // nghttp2's own limiter as a looser backstop.
 #include "h2_server.hpp"
@@ -226,6 +227,12 @@ class H2Conn {
   void read_tls();
   bool read_plain();
   bool feed(const void* p, std::size_t n);
+  // queue_cap: the most frames the session may hold unsent before the
+  // client that keeps sending them is taken for a flood (feed): its acks'
+  // bound, and four per stream it may open.
+  std::size_t queue_cap() const noexcept {
+    return static_cast<std::size_t>(h2_.max_outbound_ack) + 4 * static_cast<std::size_t>(h2_.max_concurrent_streams);
+  }
   bool writer();
   bool may_release() const;
   void follow_consolidation();
@@ -784,6 +791,16 @@ bool H2Conn::feed(const void* p, std::size_t n) {
   {
     std::lock_guard lk(mu_);
     rv = nghttp2_session_mem_recv(s_, static_cast<const uint8_t*>(p), n);
+    // Frames queued for a client that keeps sending and reads nothing.
+    // max_outbound_ack bounds only SETTINGS and PING acks: before our
+    // SETTINGS are acknowledged, nghttp2 refuses each stream past the
+    // concurrency limit itself with a RST_STREAM (REFUSED_STREAM), which no
+    // limit counts, so 10-byte HEADERS frames on fresh stream ids queued
+    // ~15 times their size for as long as the client sent them (a probe
+    // against libnghttp2 1.52: 13 MB in, 199 MB queued). A served
+    // connection queues at most a few frames per stream (HEADERS,
+    // trailers, RST_STREAM, WINDOW_UPDATE) beside its acks.
+    if (rv >= 0 && nghttp2_session_get_outbound_queue_size(s_) > queue_cap()) rv = NGHTTP2_ERR_FLOODED;
     if (rv < 0) {
       // A flood or a protocol error nghttp2 stopped at: the client is
       // told why (GOAWAY) when the session can still say it; a client

@@ -171,8 +171,10 @@ struct Http2Options {
   // frame; past it, the connection ends (GOAWAY ENHANCE_YOUR_CALM).
   std::size_t max_continuations = 8;
   // SETTINGS and PING floods: entries in one SETTINGS frame, and the
-  // control frames (SETTINGS and PING acks, RST_STREAM) queued for a client
-  // that does not read them; past either, GOAWAY.
+  // SETTINGS and PING acks queued for a client that does not read them;
+  // past either, GOAWAY. Every frame queued counts too: past
+  // max_outbound_ack + 4 x max_concurrent_streams unsent (RST_STREAMs of
+  // refused streams, say), GOAWAY ENHANCE_YOUR_CALM.
   std::size_t max_settings = 32;
   std::size_t max_outbound_ack = 1000;
   // The header list (ServerOptions::max_head counts each field's name and
