@@ -572,6 +572,42 @@ TEST_CASE("h2 hostile: a client that keeps its window at zero has its stream res
   });
 }
 
+// Whole bodies answered in one burst share the connection's window. A
+// body the client's windows admit is sent with no fiber to watch it; each
+// was checked against the whole window, so 20 bodies of 100 KiB all
+// "fitted" a window of 100 KiB, and the 19 that did not go out waited
+// with no deadline for a WINDOW_UPDATE the client never had to send. Now
+// one fits; the others keep their fibers, and write_timeout resets them.
+TEST_CASE("h2 hostile: whole bodies in one burst share the connection window; those it cannot hold are reset after write_timeout") {
+  run_checked(2, [] {
+    const std::string body(100 * 1024, 'w');
+    http::ServerOptions o;
+    o.write_timeout = std::chrono::milliseconds(300);
+    http::Router r;
+    ok_route(r);
+    r.get("/body", [&](http::Request&) { return http::Response::text_body(200, body); });
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    std::string out = std::string(kPreface) + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff}}) +
+                      settings_ack() + window_update(0, static_cast<std::uint32_t>(body.size() - 65535));
+    for (std::uint32_t id = 1; id < 40; id += 2) out += headers(id, plain_block("GET", "/body"), true);
+    FIBER_CHECK(c.send(out));
+    auto resets = [&] {
+      int n = 0;
+      for (const Frame& f : c.seen())
+        if (f.type == RST_STREAM) ++n;
+      return n;
+    };
+    c.until([&](const Frame&) { return resets() >= 19; }, slack(10s));
+    std::size_t data = 0;
+    for (const Frame& f : c.seen())
+      if (f.type == DATA) data += f.payload.size();
+    expect(resets() >= 19, "bodies the window could not hold were neither sent nor reset:" + describe(c));
+    FIBER_CHECK(data <= body.size());  // flow control held
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
 // A client that sends a whole request and resets at once, many times
 // over: the server's writer may fail its first write while the reader,
 // stolen by another worker, is still on its way home (Pin) with the

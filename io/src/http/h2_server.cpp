@@ -227,6 +227,9 @@ class H2Conn {
   void read_tls();
   bool read_plain();
   bool feed(const void* p, std::size_t n);
+  // unpromise: n of st's promised bytes were taken (or never will be).
+  // Under mu_.
+  void unpromise(H2Stream& st, std::uint64_t n) noexcept;
   // queue_cap: the most frames the session may hold unsent before the
   // client that keeps sending them is taken for a flood (feed): its acks'
   // bound, and four per stream it may open.
@@ -286,6 +289,9 @@ class H2Conn {
   int32_t head_id_ = 0;
   H2Stream* head_st_ = nullptr;
   std::size_t fibers_ = 0;      // stream fibers not yet ended
+  // promised_: the streams' `promised` bytes in all. They share the
+  // connection's window, so a body fits only in what it leaves. Under mu_.
+  std::uint64_t promised_ = 0;
   Clock::time_point quiet_since_;  // when fibers_ last became 0
   bool reader_done_ = false;
   // Release (releasable_ only): the writer found the connection quiet for
@@ -320,6 +326,10 @@ struct H2Stream {
   Headers in_trailers;              // the request's trailers so far; to req.trailers at the body's end (H2Body)
   bool over_head = false;  // its fields passed max_head (charged to client_reset once)
   bool out_whole = false;  // out holds a whole body (the handler's, not counted by out_pressure)
+  // promised: bytes of a whole body, sent on the strength of the
+  // connection's window with no fiber to watch them go (respond's `fits`),
+  // not yet taken by nghttp2; counted in H2Conn::promised_. Under mu.
+  std::uint64_t promised = 0;
 
   std::string in;          // body bytes received, not yet read
   std::size_t in_off = 0;  // read up to here
@@ -735,6 +745,7 @@ int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void
   H2Stream& st = *found;
   st.closed = true;
   st.close_error = error;
+  c->unpromise(st, st.promised);  // what was not sent never will be
   // The client reset it (or the connection failed) while the handler ran:
   // nobody will read its answer (aiohttp and Go cancel too).
   if (st.in_handler) st.task.cancel();
@@ -766,10 +777,11 @@ int H2Conn::on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void* self
 }
 
 ssize_t H2Conn::read_body(nghttp2_session* s, int32_t id, uint8_t* buf, size_t len, uint32_t* flags,
-                          nghttp2_data_source* src, void*) {
+                          nghttp2_data_source* src, void* self) {
   auto* st = static_cast<H2Stream*>(src->ptr);
   const ssize_t n = st->out.take(buf, len, flags);
   if (n < 0) return n;
+  static_cast<H2Conn*>(self)->unpromise(*st, static_cast<std::uint64_t>(n));
   // The body's end with trailers to send: this DATA frame leaves the
   // stream open, and the trailers' HEADERS frame (queued here, as
   // nghttp2 allows from this callback) ends it. A failed submit (no
@@ -782,6 +794,12 @@ ssize_t H2Conn::read_body(nghttp2_session* s, int32_t id, uint8_t* buf, size_t l
   }
   st->out_ev.set();
   return n;
+}
+
+void H2Conn::unpromise(H2Stream& st, std::uint64_t n) noexcept {
+  n = std::min(n, st.promised);
+  st.promised -= n;
+  promised_ -= n;
 }
 
 // feed: bytes from the socket into the session. False: the session
@@ -1304,11 +1322,21 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     // A whole body the client's windows already admit cannot stall on
     // flow control: the fiber need not watch it go (await_close). Only a
     // client that stops reading altogether could hold it, and the
-    // writer's write_timeout ends that connection.
+    // writer's write_timeout ends that connection. The connection's
+    // window is shared: a body fits in what earlier such bodies, not yet
+    // sent, leave of it (promised_). Checked each against the whole
+    // window, 99 bodies answered in one burst all fitted a window that
+    // held one of them, and the rest waited with no fiber and no deadline
+    // for a WINDOW_UPDATE the client never had to send.
     if (!data || whole) {
       const int32_t sw = nghttp2_session_get_remote_settings(s_, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE);
+      const auto cw = static_cast<std::uint64_t>(std::max(nghttp2_session_get_remote_window_size(s_), 0));
       fits = !data || (whole_bytes <= static_cast<std::uint64_t>(std::max<int32_t>(sw, 0)) &&
-                       whole_bytes <= static_cast<std::uint64_t>(std::max(nghttp2_session_get_remote_window_size(s_), 0)));
+                       promised_ <= cw && whole_bytes <= cw - promised_);
+      if (data && fits) {
+        st.promised = whole_bytes;
+        promised_ += whole_bytes;
+      }
     }
     st.provider.read_callback = read_body;
     // nghttp2 copies the fields here.
