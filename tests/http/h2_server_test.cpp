@@ -644,6 +644,36 @@ TEST_CASE("h2: Upgrade: h2c (curl --http2 on http://) is answered 101 and goes o
     const std::string resp = http_test::read_response(raw, buf);
     FIBER_CHECK(resp.rfind("HTTP/1.1 200", 0) == 0);
     FIBER_CHECK(http_test::body_of(resp) == "h11 /x h2c");
+    // HTTP/1.0: Upgrade is ignored (RFC 9110 7.8).
+    io::TcpStream old = http_test::raw_connect(srv.port());
+    old.write_all("GET /x HTTP/1.0\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                  "HTTP2-Settings: AAMAAABk\r\n\r\n");
+    std::string buf10;
+    const std::string resp10 = http_test::read_response(old, buf10);
+    FIBER_CHECK(resp10.find(" 200 ") != std::string::npos);
+    FIBER_CHECK(http_test::body_of(resp10) == "h10 /x h2c");
+  });
+}
+
+// Http2Options::h2c_upgrade off (behind a proxy that passes Upgrade on,
+// "h2c smuggling"): curl's Upgrade: h2c is served as HTTP/1.1; prior
+// knowledge still speaks HTTP/2.
+TEST_CASE("h2: with h2c_upgrade off, Upgrade: h2c is served as HTTP/1.1; prior knowledge still works") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/x", [&](http::Request& q) {
+      return http::Response::text_body(200, "h" + std::to_string(q.version) + " " +
+                                                std::string(q.headers.get("upgrade").value_or("-")));
+    });
+    http::ServerOptions o;
+    o.http2.h2c_upgrade = false;
+    H2Server srv(std::move(r), o);
+    const std::string url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/x";
+    auto up = tool({"curl", "-s", "--http2", "-w", "|%{http_version}", url});
+    INFO(up.err);
+    FIBER_CHECK(up.out == "h11 h2c|1.1");
+    auto prior = tool({"curl", "-s", "--http2-prior-knowledge", "-w", "|%{http_version}", url});
+    FIBER_CHECK(prior.out == "h20 -|2");
   });
 }
 

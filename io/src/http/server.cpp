@@ -1382,7 +1382,8 @@ bool Server::State::upgrade_h2c(Conn& c, Request& req, beast::flat_buffer& buf) 
   const auto up = req.headers.get("upgrade");
   const auto conn = req.headers.get("connection");
   const auto settings = req.headers.get("http2-settings");
-  if (!up || !conn || !settings || !has_token(*up, "h2c") || !has_token(*conn, "upgrade") ||
+  // HTTP/1.1 only: RFC 9110 7.8 ignores Upgrade in an HTTP/1.0 request.
+  if (req.version != 11 || !up || !conn || !settings || !has_token(*up, "h2c") || !has_token(*conn, "upgrade") ||
       !has_token(*conn, "http2-settings")) {
     return false;
   }
@@ -1481,7 +1482,8 @@ void Server::State::serve_conn(Conn& c) {
 #if SPINDLE_HAVE_HTTP2
       // Upgrade: h2c, for a request with no body (one with a body is
       // served as HTTP/1.1: its body would have to be read first).
-      if (opt.http2.enabled && !s.is_tls() && p.is_done() && !stopping.load(std::memory_order_seq_cst) &&
+      if (opt.http2.enabled && opt.http2.h2c_upgrade && !s.is_tls() && p.is_done() &&
+          !stopping.load(std::memory_order_seq_cst) &&
           req.headers.contains("http2-settings") && upgrade_h2c(c, req, buf)) {
         return;
       }

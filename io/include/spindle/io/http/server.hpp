@@ -146,6 +146,14 @@ class Router {
 // with a GOAWAY (or resets the one stream), and the server serves others.
 struct Http2Options {
   bool enabled = true;
+  // h2c_upgrade: a plain HTTP/1.1 request without a body that asks for
+  // "Upgrade: h2c" (curl --http2 on http://) is answered 101 and the
+  // connection goes on in HTTP/2. Turn it off behind a proxy that passes
+  // Upgrade through (as for WebSockets): a client could then speak HTTP/2
+  // straight to this server, past the proxy's rules for each request
+  // ("h2c smuggling"). Prior knowledge (the preface first) stays on with
+  // `enabled`; a proxy sends no such preface.
+  bool h2c_upgrade = true;
   // SETTINGS_MAX_CONCURRENT_STREAMS: a client that opens more once it
   // acknowledged the setting gets GOAWAY PROTOCOL_ERROR (before, the
   // extra stream is refused). Also the most handler fibers one connection
