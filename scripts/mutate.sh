@@ -80,6 +80,7 @@ io_eagain_keeps_hup :: io/src/try_io.hpp :: s{dir\.clear_on_eagain\(s\);}{dir.cl
 ws_close_code_echoed :: io/src/http/websocket.cpp :: s{if\s*\(ws\.reason\(\)\.code >= 5000\)\s*wire\.bad_close_code = true;}{} :: http_websocket :: ^http_websocket$
 h2_outbound_queue_unbounded :: io/src/http/h2_server.cpp :: s{if\s*\(rv >= 0 && nghttp2_session_get_outbound_queue_size\(s_\) > queue_cap\(\)\)\s*rv = NGHTTP2_ERR_FLOODED;}{} :: http_h2_hostile :: ^http_h2_hostile$
 h2_whole_bodies_share_no_window :: io/src/http/h2_server.cpp :: s{promised_ <= cw && whole_bytes <= cw - promised_\);}{whole_bytes <= cw);} :: http_h2_hostile :: ^http_h2_hostile$
+h2_host_authority_unchecked :: io/src/http/h2_server.cpp :: s{h && !st->authority\.empty\(\) && !iequals\(\*h, st->authority\)\)}{false && h)} :: http_h2_hostile :: ^http_h2_hostile$
 ws_teardown_no_shutdown :: io/src/http/websocket.cpp :: s{if\s*\(!ended\)\s*::shutdown\(w\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{(void)ended;} :: http_websocket :: ^http_websocket$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
 http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$

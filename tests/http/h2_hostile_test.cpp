@@ -572,6 +572,36 @@ TEST_CASE("h2 hostile: a client that keeps its window at zero has its stream res
   });
 }
 
+// A host field that names another authority than :authority (RFC 9113
+// 8.3.1: malformed): a front that routed or cached by :authority and a
+// handler that reads Host would act for two different hosts. Refused with
+// RST_STREAM PROTOCOL_ERROR before any handler runs; the same name in
+// another case is the same authority; the connection goes on.
+TEST_CASE("h2 hostile: a host field that differs from :authority resets its stream; the connection goes on") {
+  run_checked(2, [] {
+    std::atomic<int> calls{0};
+    http::Router r;
+    r.get("/who", [&](http::Request& q) {
+      calls.fetch_add(1);
+      return http::Response::text_body(200, std::string(q.headers.get("host").value_or("-")));
+    });
+    ok_route(r);
+    H2Server srv(std::move(r));
+    RawConn c(srv.port());
+    c.send(preface() + settings_ack() + headers(1, plain_block("GET", "/who", {{"host", "evil.example"}}, "good.example"), true) +
+           headers(3, plain_block("GET", "/who", {{"host", "Good.Example"}}, "good.example"), true) +
+           headers(5, plain_block("GET", "/who", {}, "good.example"), true));
+    c.until([&](const Frame&) { return has(c, RST_STREAM, 1) && c.status_of(3) != 0 && c.status_of(5) != 0; }, slack(10s));
+    expect(has(c, RST_STREAM, 1), "stream 1 (host evil.example, :authority good.example) was not reset:" + describe(c));
+    for (const Frame& f : c.seen())
+      if (f.type == RST_STREAM && f.stream == 1) FIBER_CHECK(f.code() == NGHTTP2_PROTOCOL_ERROR);
+    FIBER_CHECK(c.status_of(1) == 0);
+    FIBER_CHECK(c.status_of(3) == 200);
+    FIBER_CHECK(c.status_of(5) == 200);
+    FIBER_CHECK(calls.load() == 2);
+  });
+}
+
 // Whole bodies answered in one burst share the connection's window. A
 // body the client's windows admit is sent with no fiber to watch it; each
 // was checked against the whole window, so 20 bodies of 100 KiB all

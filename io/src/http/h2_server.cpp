@@ -708,6 +708,15 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     st->in_ev.set();
   }
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    // A host field that names another authority than :authority: RFC 9113
+    // 8.3.1 makes it malformed. Served, a handler (or a Router on Host)
+    // would act for the host while a front that routed, checked or cached
+    // by :authority saw the other: refused (RST_STREAM PROTOCOL_ERROR),
+    // as a malformed request is, before any fiber starts.
+    if (const auto h = st->req.headers.get("host"); h && !st->authority.empty() && !iequals(*h, st->authority)) {
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
+      return 0;
+    }
     if (!st->req.headers.contains("host") && !st->authority.empty()) st->req.headers.add("host", st->authority);
     if (!st->cookie.empty()) st->req.headers.add("cookie", std::exchange(st->cookie, std::string()));
     ++c->fibers_;
