@@ -251,6 +251,60 @@ TEST_CASE("h2 hostile: rapid reset (CVE-2023-44487) gets GOAWAY ENHANCE_YOUR_CAL
   });
 }
 
+// "MadeYouReset" (CVE-2025-8671): not the client's RST_STREAM but a frame
+// that makes the server reset the stream itself (here DATA past the
+// request's content-length, a stream error nghttp2 answers with
+// RST_STREAM PROTOCOL_ERROR), right after the request: each started a
+// handler that is then cancelled, and no reset budget counted them. Now a
+// reset for the client's fault costs the same budget: GOAWAY
+// ENHANCE_YOUR_CALM.
+TEST_CASE("h2 hostile: streams the server must reset for the client's fault count as resets (MadeYouReset)") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.http2.reset_burst = 50;
+    o.http2.reset_rate = 10;
+    sp::Event never;
+    std::atomic<int> ran{0};
+    http::Router r;
+    r.post(
+        "/x",
+        [&](http::Request&) {
+          ran.fetch_add(1);
+          never.wait();  // until the reset cancels it
+          return http::Response::text_body(200, "x");
+        },
+        http::Body::stream);
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    FIBER_CHECK(c.send(preface() + settings_ack()));
+    auto resets = [&] {
+      int n = 0;
+      for (const Frame& f : c.seen())
+        if (f.type == RST_STREAM) ++n;
+      return n;
+    };
+    // In batches of 40, each batch's resets awaited: under the 100
+    // streams a connection may hold open (more is nghttp2's GOAWAY
+    // PROTOCOL_ERROR, not what is tested here).
+    std::uint32_t id = 1;
+    for (int sent = 0; sent < 2000 && !has(c, GOAWAY);) {
+      std::string b;
+      for (int k = 0; k < 40; ++k, id += 2)
+        b += headers(id, plain_block("POST", "/x", {{"content-length", "1"}}), false) + frame(DATA, END_STREAM, id, "ab");
+      if (!c.send(b)) break;
+      sent += 40;
+      c.until([&](const Frame&) { return has(c, GOAWAY) || resets() >= sent; }, slack(5s));
+    }
+    const Frame* g = find(c, GOAWAY);
+    expect(g != nullptr && g->code() == NGHTTP2_ENHANCE_YOUR_CALM, "no GOAWAY ENHANCE_YOUR_CALM:" + describe(c));
+    expect(has(c, RST_STREAM), "no stream was reset for its DATA past content-length:" + describe(c));
+    c.drain_to_eof(slack(10s));
+    expect(ran.load() < 1000, "handlers ran: " + std::to_string(ran.load()));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
 TEST_CASE("h2 hostile: a CONTINUATION flood ends the connection; a header block in a few frames is fine") {
   run_checked(2, [] {
     http::ServerOptions o;

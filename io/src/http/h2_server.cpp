@@ -351,6 +351,12 @@ struct H2Stream {
   std::size_t slot = 0;     // its index in the connection's streams_
   bool closed = false;      // on_stream_close ran
   uint32_t close_error = 0;
+  // charged: the stream has cost the client's reset budget (client_reset:
+  // its RST_STREAM, a header list over max_head, or a reset for its
+  // fault); reset_by_us: the server ended it for its own reasons (reset():
+  // a timeout, a failure of ours), never charged.
+  bool charged = false;
+  bool reset_by_us = false;
   bool in_handler = false;  // a reset cancels the fiber while true
   Task<void> task;
   // Set before the fiber starts (the spawn orders it), the fiber's own
@@ -576,6 +582,7 @@ H2Conn::~H2Conn() { nghttp2_session_del(s_); }
 
 // reset: RST_STREAM st with `error` (under mu). The writer sends it.
 void H2Conn::reset(H2Stream& st, uint32_t error) {
+  st.reset_by_us = true;
   if (!st.closed) nghttp2_submit_rst_stream(s_, NGHTTP2_FLAG_NONE, st.id, error);
   wake_.set();
 }
@@ -650,6 +657,7 @@ int H2Conn::on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* n
       // of references, and a client repeating it meets ENHANCE_YOUR_CALM
       // as rapid reset does. A conforming client's rare 431 never does.
       st->over_head = true;
+      st->charged = true;
       const bool ending = c->goaway_;
       c->client_reset();
       if (!ending && c->goaway_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the connection ends
@@ -697,7 +705,10 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
   auto* c = static_cast<H2Conn*>(self);
   if (f->hd.type == NGHTTP2_RST_STREAM) {
     // on_stream_close follows (the stream is still ours here).
-    if (nghttp2_session_get_stream_user_data(s, f->hd.stream_id) != nullptr) c->client_reset();
+    if (auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id))) {
+      st->charged = true;
+      c->client_reset();
+    }
     return 0;
   }
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
@@ -754,6 +765,16 @@ int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void
   H2Stream& st = *found;
   st.closed = true;
   st.close_error = error;
+  // Reset with an error nobody charged: nghttp2 (or a check of ours, as
+  // a host that differs from :authority) refused something the client
+  // sent on it (a WINDOW_UPDATE of 0, DATA past its content-length). Each
+  // such stream started a handler that is now cancelled, at whatever rate
+  // the client sends them: the reset budget counts them as it counts the
+  // client's own resets ("MadeYouReset", CVE-2025-8671).
+  if (error != NGHTTP2_NO_ERROR && !st.charged && !st.reset_by_us) {
+    st.charged = true;
+    c->client_reset();
+  }
   c->unpromise(st, st.promised);  // what was not sent never will be
   // The client reset it (or the connection failed) while the handler ran:
   // nobody will read its answer (aiohttp and Go cancel too).
