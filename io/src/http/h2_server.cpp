@@ -357,6 +357,9 @@ struct H2Stream {
   // a timeout, a failure of ours), never charged.
   bool charged = false;
   bool reset_by_us = false;
+  // in_cut: the stream closed with body bytes the handler had not read
+  // (dropped): its reader must not take the rest for the body's end.
+  bool in_cut = false;
   bool in_handler = false;  // a reset cancels the fiber while true
   Task<void> task;
   // Set before the fiber starts (the spawn orders it), the fiber's own
@@ -451,6 +454,10 @@ std::size_t H2Body::read_some(std::span<std::byte> out) {
         c_.wake_.set();
         return n;
       }
+      // Reset with bytes unread: they were dropped, so what follows is not
+      // the body's end (a body read whole would come out short, and as if
+      // complete).
+      if (st_.in_cut) fail(errc::truncated, "spindle::http: HTTP/2 stream reset before its body was read");
       if (st_.in_ended) {
         // The body's end: its trailers came before END_STREAM (they carry
         // it), so they are whole; the fiber's Request takes them.
@@ -780,7 +787,10 @@ int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void
   // nobody will read its answer (aiohttp and Go cancel too).
   if (st.in_handler) st.task.cancel();
   // Bytes the handler will never read give their connection window back.
-  if (st.in.size() > st.in_off) nghttp2_session_consume_connection(s, st.in.size() - st.in_off);
+  if (st.in.size() > st.in_off) {
+    nghttp2_session_consume_connection(s, st.in.size() - st.in_off);
+    st.in_cut = true;
+  }
   st.in.clear();
   st.in_off = 0;
   nghttp2_session_set_stream_user_data(s, id, nullptr);
