@@ -191,12 +191,12 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
     if (cb != nullptr) nghttp2_session_callbacks_del(cb);
     throw std::bad_alloc();
   }
-  nghttp2_session_callbacks_set_on_header_callback2(cb, on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
+  nghttp2_session_callbacks_set_on_header_callback2(cb, Guarded<on_header>::call);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, Guarded<on_frame_recv>::call);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, Guarded<on_frame_send>::call);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Guarded<on_data_chunk>::call);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, Guarded<on_stream_close>::call);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, Guarded<on_invalid_frame>::call);
   nghttp2_option_set_no_auto_window_update(op, 1);
   const int rv = nghttp2_session_client_new2(&s_, cb, this, op);
   nghttp2_option_del(op);
@@ -249,7 +249,7 @@ void H2ClientConn::end() noexcept {
 int32_t H2ClientConn::submit(const std::shared_ptr<H2ClientStream>& st, std::vector<nghttp2_nv>& nva, bool body) {
   if (goaway_ || dead_) return -1;
   st->provider.source.ptr = st.get();
-  st->provider.read_callback = read_upload;
+  st->provider.read_callback = Guarded<read_upload>::call;
   const int32_t id = nghttp2_submit_request(s_, nullptr, nva.data(), nva.size(), body ? &st->provider : nullptr, st.get());
   if (id < 0) return -1;  // stream ids used up, or no memory: a new connection
   st->id = id;

@@ -18,6 +18,27 @@
 
 namespace spindle::http::detail {
 
+// Guarded<F>::call: nghttp2 callback F, with nothing let out of it. F may
+// throw (no memory for a stream, a field's copy, a body's bytes), and an
+// exception must not unwind through nghttp2's C frames: built without
+// unwind tables, they end the process there (std::terminate), one
+// connection's allocation failure taking every connection with it. The
+// session gets NGHTTP2_ERR_CALLBACK_FAILURE instead, fatal to that
+// session only: its connection ends, the others go on. (No callback is a
+// cancellation point: they never suspend, so no Cancelled comes here.)
+template <auto F>
+struct Guarded;
+template <class R, class... A, R (*F)(A...)>
+struct Guarded<F> {
+  static R call(A... a) noexcept {
+    try {
+      return F(a...);
+    } catch (...) {
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+  }
+};
+
 // H2Out: a stream's body bytes not yet taken by the session (a response on
 // the server, an upload on the client). Under the connection's lock, as
 // every stream field.

@@ -525,12 +525,12 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, H2Env env)
     if (cb != nullptr) nghttp2_session_callbacks_del(cb);
     throw std::bad_alloc();
   }
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback2(cb, on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, Guarded<on_begin_headers>::call);
+  nghttp2_session_callbacks_set_on_header_callback2(cb, Guarded<on_header>::call);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, Guarded<on_frame_recv>::call);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Guarded<on_data_chunk>::call);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, Guarded<on_stream_close>::call);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, Guarded<on_frame_send>::call);
   nghttp2_option_set_no_auto_window_update(op, 1);
   // Closed streams are not kept: nghttp2 keeps up to max_concurrent_streams
   // of them for RFC 7540's priority tree (which RFC 9113 deprecates and
@@ -1378,7 +1378,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
         promised_ += whole_bytes;
       }
     }
-    st.provider.read_callback = read_body;
+    st.provider.read_callback = Guarded<read_body>::call;
     // nghttp2 copies the fields here.
     if (nghttp2_submit_response(s_, st.id, head_nv.data(), head_nv.size(), data ? &st.provider : nullptr) != 0) {
       reset(st, NGHTTP2_INTERNAL_ERROR);
