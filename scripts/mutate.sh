@@ -82,6 +82,7 @@ h2_outbound_queue_unbounded :: io/src/http/h2_server.cpp :: s{if\s*\(rv >= 0 && 
 h2_whole_bodies_share_no_window :: io/src/http/h2_server.cpp :: s{promised_ <= cw && whole_bytes <= cw - promised_\);}{whole_bytes <= cw);} :: http_h2_hostile :: ^http_h2_hostile$
 h2_host_authority_unchecked :: io/src/http/h2_server.cpp :: s{h && !st->authority\.empty\(\) && !iequals\(\*h, st->authority\)\)}{false && h)} :: http_h2_hostile :: ^http_h2_hostile$
 h2_server_resets_free :: io/src/http/h2_server.cpp :: s{if\s*\(error != NGHTTP2_NO_ERROR && !st\.charged && !st\.reset_by_us\)}{if (false)} :: http_h2_hostile :: ^http_h2_hostile$
+tcp_shutdown_cuts_writes :: io/src/tcp.cpp :: s{detail::Turn g\(&turns_\.writing\);\n(\s*if \(d->write_broken)}{$1} :: io_stream :: ^io_stream$
 ws_teardown_no_shutdown :: io/src/http/websocket.cpp :: s{if\s*\(!ended\)\s*::shutdown\(w\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{(void)ended;} :: http_websocket :: ^http_websocket$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
 http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$

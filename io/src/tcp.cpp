@@ -191,6 +191,9 @@ std::string TcpStream::read_line(std::size_t max_line) { return detail::stream_r
 
 void TcpStream::shutdown() {
   Descriptor* d = checked(d_, "spindle::io: shutdown");
+  // After a write in progress, never inside it: a FIN there would cut it
+  // short, and the peer would take the part for the whole.
+  detail::Turn g(&turns_.writing);
   if (d->write_broken.load(std::memory_order_relaxed)) {
     throw std::system_error(make_error_code(error::write_interrupted), "spindle::io: shutdown");
   }

@@ -106,6 +106,30 @@ TEST_CASE("read_to_end reads everything and honours max_size") {
   });
 }
 
+// shutdown from another fiber while a write_all waits on a full socket:
+// it takes the writing turn, so the FIN goes after the whole write. Before,
+// the FIN went at once, the write's rest failed (EPIPE) and the peer read
+// a part of the data followed by a clean end of stream, as if whole.
+TEST_CASE("shutdown waits for a write_all under way: the peer reads it whole, then end of stream") {
+  run_checked(2, [] {
+    auto [a, b] = stream_pair();
+    const std::string big(8u << 20, 'w');  // more than loopback's buffers hold
+    std::atomic<bool> wrote{false};
+    auto w = sp::spawn([&a = a, &big, &wrote] {
+      a.write_all(big);
+      wrote = true;
+    });
+    sp::sleep_for(std::chrono::milliseconds(50));  // the writer waits on the full socket
+    auto s = sp::spawn([&a = a] { a.shutdown(); });
+    std::string got;
+    FIBER_CHECK(b.read_to_end(got) == big.size());
+    w.join();
+    s.join();
+    FIBER_CHECK(wrote.load());
+    FIBER_CHECK(got == big);
+  });
+}
+
 TEST_CASE("gathered write_all sends every buffer of a long sequence in order") {
   run_checked(2, [] {
     auto [a, b] = stream_pair();

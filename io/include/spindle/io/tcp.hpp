@@ -310,8 +310,11 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
   // so far stays buffered. std::invalid_argument for max_line == 0.
   SPINDLE_MAY_SUSPEND std::string read_line(std::size_t max_line = detail::kMaxLine);
 
-  // shutdown: ends the write side (the peer reads end of stream).
-  void shutdown();
+  // shutdown: ends the write side (the peer reads end of stream), after a
+  // write_all or write_some another fiber has under way (it takes the
+  // writing turn, as TlsStream's does): a clean end of stream never cuts
+  // a write short. May wait for that turn (a cancellation point then).
+  SPINDLE_MAY_SUSPEND void shutdown();
   // close: idempotent.
   void close() noexcept;
   bool is_open() const noexcept { return d_ != nullptr; }
