@@ -1,6 +1,8 @@
 // websocket_test.cpp: http::WebSocket, client against the server's
 // websocket_handler, and raw peers for what no well-behaved endpoint sends
 // (fragments byte by byte, a frame cut off, a bad handshake).
+#include <sys/ioctl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -311,7 +313,13 @@ TEST_CASE("websocket: a close or bad frame from a peer that reads nothing ends a
       std::string buf;
       io::TcpStream c = raw_upgrade(srv.srv.port(), buf);
       FIBER_CHECK(wait_until([&] { return sending.load(); }));
-      sp::sleep_for(300ms);  // the sender fills the socket and waits, holding the flush turn
+      // The sender under way, holding the flush turn (what it sent waits
+      // unread here), then blocked on the full socket.
+      FIBER_CHECK(wait_until([&] {
+        int unread = 0;
+        return ::ioctl(c.native_handle(), FIONREAD, &unread) == 0 && unread >= (32 << 10);  // of ~64-128 KiB a buffer
+      }));
+      sp::sleep_for(50ms);
       std::string frame = bad ? client_frame(0x1, "hi") : client_frame(0x8, std::string("\x03\xe8", 2));
       if (bad) frame[0] = static_cast<char>(frame[0] | 0x40);  // RSV1, with no extension agreed
       c.write_all(frame);

@@ -119,7 +119,10 @@ TEST_CASE("shutdown waits for a write_all under way: the peer reads it whole, th
       a.write_all(big);
       wrote = true;
     });
-    sp::sleep_for(std::chrono::milliseconds(50));  // the writer waits on the full socket
+    // The writer under way (it holds the writing turn), then blocked on the
+    // full socket: what it sent waits unread at b.
+    FIBER_CHECK(wait_until([&b = b] { return unread_bytes(b.native_handle()) >= (32u << 10); }));
+    sp::sleep_for(std::chrono::milliseconds(20));
     auto s = sp::spawn([&a = a] { a.shutdown(); });
     std::string got;
     FIBER_CHECK(b.read_to_end(got) == big.size());

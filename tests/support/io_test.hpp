@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -106,6 +107,15 @@ inline int epoll_instances_holding(int fd) {
 
 // stream_pair: a connected TcpStream pair over loopback (inside a fiber):
 // the accepted side first.
+// unread_bytes: how many bytes wait in fd's receive queue (FIONREAD): a
+// writer at the other end of a loopback socket has sent at least that
+// much, so a test can wait for a writer to be under way (and, past the
+// socket buffers, blocked) instead of sleeping for it.
+inline std::size_t unread_bytes(int fd) {
+  int n = 0;
+  return fd >= 0 && ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
 inline std::pair<spindle::io::TcpStream, spindle::io::TcpStream> stream_pair() {
   auto l = spindle::io::TcpListener::bind("127.0.0.1", 0);
   auto c = spindle::spawn([ep = l.local_endpoint()] { return spindle::io::TcpStream::connect(ep); });
