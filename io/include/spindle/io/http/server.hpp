@@ -299,7 +299,10 @@ struct ServerOptions {
   // read_timeout; a connection whose handshake fails just ends.
   io::TlsServerOptions tls = {};
   // http2: HTTP/2 on this listener (above). Timeouts as for HTTP/1.1:
-  // idle_timeout closes a connection with no open stream (GOAWAY first),
+  // idle_timeout closes a connection none of whose streams has a fiber at
+  // work (no handler running, no response it must watch) for that long
+  // (GOAWAY first; a whole response the windows admit needs no fiber and
+  // is bounded by write_timeout instead),
   // read_timeout and body_timeout bound each stream's request, and
   // write_timeout both each write to the socket and a stream's response
   // that makes no progress (a client that keeps its window at zero: the
