@@ -126,6 +126,7 @@ class Scheduler {
 
   // --- io layer (detail/io_hook.hpp) ---
   void* extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept);
+  // acquire; pairs with extension()'s release store of ext_.
   void* extension_if_made() const noexcept { return ext_.load(std::memory_order_acquire); }
   void set_move_listener(MoveFn fn, void* ctx) noexcept {
     move_ctx_ = ctx;

@@ -11,8 +11,6 @@
 #include <cstdio>
 #include <string>
 
-#include <boost/beast/websocket/detail/hybi13.hpp>
-
 #include <spindle/sync/all.hpp>
 
 #include "http_test_support.hpp"

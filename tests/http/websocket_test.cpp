@@ -9,8 +9,6 @@
 #include <string>
 #include <vector>
 
-#include <boost/beast/websocket/detail/hybi13.hpp>
-
 #include <spindle/sync/all.hpp>
 
 #include "http_test_support.hpp"
@@ -148,17 +146,6 @@ TEST_CASE("websocket: a client reads frames sent right behind the 101, a ping sp
     const auto port = lst.local_endpoint().port();
     auto server = sp::spawn([&] {
       auto c = lst.accept();
-      std::string req;
-      c.read_until(req, "\r\n\r\n", 1 << 16);
-      // The accept for the client's random key. Beast's own helper: the
-      // test has no other SHA-1 to hand.
-      const std::string name = "Sec-WebSocket-Key: ";
-      const std::size_t at = req.find(name);
-      FIBER_CHECK(at != std::string::npos);
-      const std::size_t from = at + name.size();
-      const std::string key = req.substr(from, req.find("\r\n", from) - from);
-      boost::beast::websocket::detail::sec_ws_accept_type accept;
-      boost::beast::websocket::detail::make_sec_ws_accept(accept, boost::beast::string_view(key.data(), key.size()));
       auto server_frame = [](unsigned op, std::string_view payload, bool fin) {
         std::string f;
         f += static_cast<char>((fin ? 0x80 : 0) | op);
@@ -167,9 +154,8 @@ TEST_CASE("websocket: a client reads frames sent right behind the 101, a ping sp
         return f;
       };
       const std::string ping = server_frame(0x9, "hi", true);
-      c.write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Accept: " + std::string(accept.data(), accept.size()) + "\r\n\r\n" +
-                  server_frame(0x1, "one", true) + server_frame(0x1, "tw", false) + ping.substr(0, 3));
+      c.write_all(ws_accept_head(c) + server_frame(0x1, "one", true) + server_frame(0x1, "tw", false) +
+                  ping.substr(0, 3));
       const int client_fd = peer_fd(c);
       FIBER_CHECK(wait_until([&] { return consumed(client_fd); }));  // split across reads
       c.write_all(ping.substr(3) + server_frame(0x0, "o", true));
@@ -372,22 +358,11 @@ TEST_CASE("websocket: a close code of 5000 or more is answered with 1002, a prot
       raw_ws_server_accept(c);
       c.write_all(std::string("\x88\x02\x13\x88", 4));  // close 5000 (a server's frame: unmasked)
       std::string in;
-      char tmp[256];
-      auto need = [&](std::size_t k) {
-        while (in.size() < k) {
-          const std::size_t n = c.read_some(tmp, sizeof tmp);
-          if (n == 0) throw std::runtime_error("eof");
-          in.append(tmp, n);
-        }
-      };
-      need(2);
-      FIBER_CHECK(static_cast<unsigned char>(in[0]) == 0x88);
-      FIBER_CHECK((static_cast<unsigned char>(in[1]) & 0x80) != 0);  // a client masks
-      const std::size_t len = static_cast<unsigned char>(in[1]) & 0x7f;
-      need(6 + len);
-      std::string payload = in.substr(6, len);
-      for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ in[2 + i % 4]);
-      return code_of_close(payload);
+      const Frame f = read_frame(c, in);
+      FIBER_CHECK(f.opcode == 0x8);
+      FIBER_CHECK(f.fin);
+      FIBER_CHECK(f.masked);  // a client masks
+      return code_of_close(f.payload);
     });
     auto ws = http::WebSocket::connect("ws://127.0.0.1:" + std::to_string(lst.local_endpoint().port()) + "/");
     try {

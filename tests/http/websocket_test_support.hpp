@@ -78,10 +78,12 @@ inline std::string client_frame(unsigned opcode, std::string_view payload, bool 
   return f;
 }
 
-// read_frame: one (unmasked, server) frame from s; buf keeps bytes past it.
+// read_frame: one frame from s, its payload unmasked if it came masked (a
+// client's); buf keeps bytes past it.
 struct Frame {
   unsigned opcode = 0;
   bool fin = false;
+  bool masked = false;
   std::string payload;
 };
 inline Frame read_frame(io::TcpStream& s, std::string& buf) {
@@ -108,8 +110,13 @@ inline Frame read_frame(io::TcpStream& s, std::string& buf) {
     for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(buf[2 + i]);
     head = 10;
   }
+  f.masked = (buf[1] & 0x80) != 0;
+  const std::size_t key = head;
+  if (f.masked) head += 4;
   need(head + len);
   f.payload = buf.substr(head, len);
+  if (f.masked)
+    for (std::size_t i = 0; i < len; ++i) f.payload[i] = static_cast<char>(f.payload[i] ^ buf[key + i % 4]);
   buf.erase(0, head + len);
   return f;
 }
@@ -127,9 +134,11 @@ inline io::TcpStream raw_upgrade(std::uint16_t port, std::string& buf) {
 }
 
 
-// raw_ws_server_accept: the server side of the opening handshake on a raw
-// connection (the client's random key answered with Beast's helper).
-inline void raw_ws_server_accept(io::TcpStream& c) {
+// ws_accept_head: reads a client's opening handshake from c and returns
+// the 101 that answers it (the client's random key answered with Beast's
+// helper: the tests have no other SHA-1 to hand), for the caller to send,
+// alone or with frames behind it in the same write.
+inline std::string ws_accept_head(io::TcpStream& c) {
   std::string req;
   c.read_until(req, "\r\n\r\n", 1 << 16);
   const std::string name = "Sec-WebSocket-Key: ";
@@ -139,9 +148,14 @@ inline void raw_ws_server_accept(io::TcpStream& c) {
   const std::string key = req.substr(from, req.find("\r\n", from) - from);
   boost::beast::websocket::detail::sec_ws_accept_type accept;
   boost::beast::websocket::detail::make_sec_ws_accept(accept, boost::beast::string_view(key.data(), key.size()));
-  c.write_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              "Sec-WebSocket-Accept: " + std::string(accept.data(), accept.size()) + "\r\n\r\n");
+  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Accept: " +
+         std::string(accept.data(), accept.size()) + "\r\n\r\n";
 }
+
+// raw_ws_server_accept: the server side of the opening handshake on a raw
+// connection.
+inline void raw_ws_server_accept(io::TcpStream& c) { c.write_all(ws_accept_head(c)); }
 
 // echo_round_trips: `conns` clients of `url`, each sending 32-byte text
 // messages to an echo server and waiting for each answer, for 2 s; returns
