@@ -22,8 +22,9 @@
 // wake a second waiter for nothing.
 //
 // Fast path: one atomic word, state_ = LOCKED | WOKEN | STARVING | WAITERS.
-// An uncontended lock() is one CAS 0 -> LOCKED, an uncontended unlock() one
-// CAS LOCKED -> 0; the wait list and its spin lock are touched only when
+// A lock() that finds the word free is a load and one CAS (any word
+// without LOCKED and STARVING -> the same with LOCKED), an unlock() one RMW
+// clearing LOCKED; the wait list and its spin lock are touched only when
 // WAITERS is set. WAITERS changes only under mu_ (it mirrors "the list is
 // not empty"); LOCKED, WOKEN and STARVING change by CAS anywhere.
 //
