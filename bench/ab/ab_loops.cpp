@@ -25,6 +25,12 @@
 //   spindle_ab_loops mutex|channel_mpmc WORKERS 0
 //                                           mutex_contention / channel_throughput
 //                                           (bench/sync/sync_workloads.hpp)
+//   spindle_ab_loops mutex_work WORKERS R   mutex_contention with R rounds of
+//                                           private arithmetic before each
+//                                           locked increment, ns per iteration
+//                                           (STATS=1 as above)
+//   spindle_ab_loops mutex_work_std THREADS R  the same with std::mutex on
+//                                           plain threads (no runtime)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -87,14 +93,17 @@ int main(int argc, char** argv) {
   const bool spawn_join = argc == 4 && std::strcmp(argv[1], "spawn_join") == 0;
   const bool timers = argc == 4 && std::strcmp(argv[1], "timers_fire") == 0;
   const bool mutex = argc == 4 && std::strcmp(argv[1], "mutex") == 0;
+  const bool mutex_work = argc == 4 && std::strcmp(argv[1], "mutex_work") == 0;
+  const bool mutex_work_std = argc == 4 && std::strcmp(argv[1], "mutex_work_std") == 0;
   const bool mpmc = argc == 4 && std::strcmp(argv[1], "channel_mpmc") == 0;
   const bool busy = argc == 4 && std::strcmp(argv[1], "busy_tick") == 0;
   const bool offload = argc == 4 && std::strcmp(argv[1], "offload_tick") == 0;
   const long arg = argc == 4 ? std::atol(argv[3]) : -1;
   if (!(pp && (arg == 0 || arg == 1)) && !(yield && arg > 0) && !skynet && !spawn_join && !timers && !mutex &&
+      !((mutex_work || mutex_work_std) && arg >= 0) &&
       !mpmc && !(busy && arg > 0) && !offload) {
     std::fprintf(stderr,
-                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire|mutex|channel_mpmc|offload_tick WORKERS 0 | busy_tick WORKERS US\n",
+                 "usage: %s pingpong WORKERS 1|0 | yield WORKERS N | skynet|spawn_join|timers_fire|mutex|channel_mpmc|offload_tick WORKERS 0 | busy_tick WORKERS US | mutex_work[_std] WORKERS ROUNDS\n",
                  argv[0]);
     return 2;
   }
@@ -109,6 +118,10 @@ int main(int argc, char** argv) {
       ns = arg == 1 ? sync_bench::pingpong_spindle(workers) : sync_bench::pingpong_unbuf_spindle(workers);
     } else if (mutex) {
       ns = sync_bench::mutex_contention_spindle(workers);
+    } else if (mutex_work) {
+      ns = sync_bench::mutex_work_spindle(workers, arg, stats ? &std::cerr : nullptr);
+    } else if (mutex_work_std) {
+      ns = sync_bench::mutex_work_std(workers, arg);
     } else if (mpmc) {
       ns = sync_bench::channel_throughput_spindle(workers);
     } else if (busy) {

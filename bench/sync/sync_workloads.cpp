@@ -11,8 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
+#include <ostream>
 #include <thread>
 #include <vector>
 
@@ -140,70 +142,115 @@ double pingpong_unbuf_boost(unsigned threads) {
   return boost_pingpong<bf::unbuffered_channel<long>>(threads, "pingpong_unbuf boost");
 }
 
-double mutex_contention_spindle(unsigned threads) {
-  return on_spindle(threads, [] {
-    spindle::Mutex m;
-    long counter = 0;
-    std::vector<spindle::Task<void>> ts;
-    ts.reserve(kMutexFibers);
-    const auto t0 = Clock::now();
-    for (int f = 0; f < kMutexFibers; ++f) {
-      ts.push_back(spindle::spawn([&] {
-        for (int i = 0; i < kMutexIncrements; ++i) {
-          std::lock_guard g(m);
-          ++counter;
-        }
-      }));
-    }
-    for (auto& t : ts) t.join();
-    const auto t1 = Clock::now();
-    check(counter == long{kMutexFibers} * kMutexIncrements, "mutex_contention spindle");
-    return ns_per(t1 - t0, long{kMutexFibers} * kMutexIncrements);
-  });
+// private_work: `rounds` steps of an LCG, the work outside the lock in
+// the mutex_work rows; kept (its result is not otherwise used).
+inline void private_work(std::uint64_t& x, long rounds) {
+  for (long k = 0; k < rounds; ++k) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    asm volatile("" : "+r"(x));
+  }
 }
 
-double mutex_contention_boost(unsigned threads) {
-  return on_boost(threads, [] {
-    bf::mutex m;
-    long counter = 0;
-    std::vector<bf::fiber> fs;
-    fs.reserve(kMutexFibers);
-    const auto t0 = Clock::now();
-    for (int f = 0; f < kMutexFibers; ++f) {
-      fs.emplace_back([&] {
-        for (int i = 0; i < kMutexIncrements; ++i) {
-          std::lock_guard g(m);
-          ++counter;
-        }
-      });
-    }
-    for (auto& f : fs) f.join();
-    const auto t1 = Clock::now();
-    check(counter == long{kMutexFibers} * kMutexIncrements, "mutex_contention boost");
-    return ns_per(t1 - t0, long{kMutexFibers} * kMutexIncrements);
-  });
+// locked_increments: one fiber's (or thread's) part of the mutex rows: n
+// increments of `counter` under `m`, each after `work` rounds of
+// private_work when WithWork (mutex_work), none otherwise
+// (mutex_contention: the same loop as before mutex_work existed).
+template <bool WithWork, class M>
+void locked_increments(M& m, long& counter, long n, long work, std::uint64_t seed) {
+  std::uint64_t x = seed;
+  for (long i = 0; i < n; ++i) {
+    if constexpr (WithWork) private_work(x, work);
+    std::lock_guard g(m);
+    ++counter;
+  }
 }
 
-double mutex_contention_std(unsigned threads) {
-  std::mutex m;
+// The fiber runtimes' mutex rows: kMutexFibers fibers of locked_increments,
+// spawn to last join, from inside a fiber of the runtime under test.
+template <bool WithWork>
+double spindle_mutex_row(long work, const char* what) {
+  spindle::Mutex m;
   long counter = 0;
-  const long total = long{kMutexFibers} * kMutexIncrements;
-  const long per = total / threads;
-  std::vector<std::thread> ts;
+  std::vector<spindle::Task<void>> ts;
+  ts.reserve(kMutexFibers);
   const auto t0 = Clock::now();
-  for (unsigned t = 0; t < threads; ++t) {
-    ts.emplace_back([&] {
-      for (long i = 0; i < per; ++i) {
-        std::lock_guard g(m);
-        ++counter;
-      }
-    });
+  for (int f = 0; f < kMutexFibers; ++f) {
+    ts.push_back(spindle::spawn([&m, &counter, work, f] {
+      locked_increments<WithWork>(m, counter, kMutexIncrements, work, static_cast<std::uint64_t>(f) + 1);
+    }));
   }
   for (auto& t : ts) t.join();
   const auto t1 = Clock::now();
-  check(counter == per * threads, "mutex_contention std");
+  check(counter == long{kMutexFibers} * kMutexIncrements, what);
+  return ns_per(t1 - t0, long{kMutexFibers} * kMutexIncrements);
+}
+
+template <bool WithWork>
+double boost_mutex_row(long work, const char* what) {
+  bf::mutex m;
+  long counter = 0;
+  std::vector<bf::fiber> fs;
+  fs.reserve(kMutexFibers);
+  const auto t0 = Clock::now();
+  for (int f = 0; f < kMutexFibers; ++f) {
+    fs.emplace_back([&m, &counter, work, f] {
+      locked_increments<WithWork>(m, counter, kMutexIncrements, work, static_cast<std::uint64_t>(f) + 1);
+    });
+  }
+  for (auto& f : fs) f.join();
+  const auto t1 = Clock::now();
+  check(counter == long{kMutexFibers} * kMutexIncrements, what);
+  return ns_per(t1 - t0, long{kMutexFibers} * kMutexIncrements);
+}
+
+// The same total on plain threads with std::mutex, split evenly.
+template <bool WithWork>
+double std_mutex_row(unsigned threads, long work, const char* what) {
+  std::mutex m;
+  long counter = 0;
+  const long per = long{kMutexFibers} * kMutexIncrements / threads;
+  std::vector<std::thread> ts;
+  const auto t0 = Clock::now();
+  for (unsigned t = 0; t < threads; ++t) {
+    ts.emplace_back([&m, &counter, per, work, t] { locked_increments<WithWork>(m, counter, per, work, t + 1); });
+  }
+  for (auto& t : ts) t.join();
+  const auto t1 = Clock::now();
+  check(counter == per * threads, what);
   return ns_per(t1 - t0, per * threads);
 }
+
+double mutex_contention_spindle(unsigned threads) {
+  return on_spindle(threads, [] { return spindle_mutex_row<false>(0, "mutex_contention spindle"); });
+}
+
+// mutex_work: mutex_contention with `work` rounds of private arithmetic
+// before each locked increment, so the lock is not the whole loop. With
+// std::mutex on plain threads, 2 threads take about half one thread's time
+// once the work is long enough (mutex_work_std); the row shows whether the
+// fiber mutex lets the workers run the work side by side (today it does
+// not: docs/sync.md "Choices", Mutex). ns per iteration.
+double mutex_work_spindle(unsigned threads, long work, std::ostream* stats) {
+  spindle::RuntimeOptions o;
+  o.workers = threads;
+  spindle::Runtime rt(o);
+  const double ns = rt.block_on([work] { return spindle_mutex_row<true>(work, "mutex_work spindle"); });
+  rt.shutdown();
+  if (stats != nullptr) *stats << rt.stats();
+  return ns;
+}
+
+double mutex_contention_boost(unsigned threads) {
+  return on_boost(threads, [] { return boost_mutex_row<false>(0, "mutex_contention boost"); });
+}
+
+double mutex_work_boost(unsigned threads, long work) {
+  return on_boost(threads, [work] { return boost_mutex_row<true>(work, "mutex_work boost"); });
+}
+
+double mutex_contention_std(unsigned threads) { return std_mutex_row<false>(threads, 0, "mutex_contention std"); }
+
+double mutex_work_std(unsigned threads, long work) { return std_mutex_row<true>(threads, work, "mutex_work std"); }
 
 double channel_throughput_spindle(unsigned threads) {
   return on_spindle(threads, [] {

@@ -18,6 +18,8 @@
 // shared_work, see sync_workloads.cpp) / std::threads.
 #pragma once
 
+#include <iosfwd>
+
 namespace sync_bench {
 
 double pingpong_spindle(unsigned threads);
@@ -25,8 +27,16 @@ double pingpong_boost(unsigned threads);
 double pingpong_unbuf_spindle(unsigned threads);
 double pingpong_unbuf_boost(unsigned threads);
 double mutex_contention_spindle(unsigned threads);
+double mutex_work_spindle(unsigned threads, long work, std::ostream* stats = nullptr);
 double mutex_contention_boost(unsigned threads);
 double mutex_contention_std(unsigned threads);
+// mutex_work: mutex_contention with `work` rounds of private arithmetic
+// before each locked increment; the table runs kMutexWorkRounds.
+double mutex_work_boost(unsigned threads, long work);
+double mutex_work_std(unsigned threads, long work);
+inline constexpr long kMutexWorkRounds = 200;
+inline double mutex_work_row_spindle(unsigned threads) { return mutex_work_spindle(threads, kMutexWorkRounds); }
+inline double mutex_work_row_boost(unsigned threads) { return mutex_work_boost(threads, kMutexWorkRounds); }
 double channel_throughput_spindle(unsigned threads);
 double channel_throughput_boost(unsigned threads);
 

@@ -123,6 +123,8 @@ std::vector<Row> table_rows() {
                   per_threads(pingpong_unbuf_spindle, pingpong_unbuf_boost, BoostAlgo::shared_work, true)});
   rows.push_back({"mutex_contention", "ns/inc",
                   per_threads(mutex_contention_spindle, mutex_contention_boost, BoostAlgo::shared_work, true)});
+  rows.push_back({"mutex_work", "ns/iter",
+                  per_threads(mutex_work_row_spindle, mutex_work_row_boost, BoostAlgo::shared_work, true)});
   rows.push_back({"channel_mpmc", "ns/msg",
                   per_threads(channel_throughput_spindle, channel_throughput_boost, BoostAlgo::shared_work, true)});
   // offload (BENCHMARKS.md 7): the Boost.Fiber peer is a std::thread pool and
@@ -198,6 +200,28 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
                     "; spindle 2w / std::mutex 2t = %.2fx, spindle best / std::mutex best = %.2fx",
                     it->second[1] / fig[1],
                     std::min(it->second[0], it->second[1]) / std::min(fig[0], fig[1]));
+      out += buf;
+    }
+    out += "\n";
+  }
+  const std::string work_row = "mutex_work";
+  if (filter.empty() || work_row.find(filter) != std::string::npos) {
+    // The same with std::mutex on plain threads: the scaling a fiber mutex
+    // should match (docs/sync.md "Choices", Mutex).
+    double fig[2] = {0, 0};
+    for (unsigned t = 1; t <= 2; ++t) {
+      fig[t - 1] = median_in_children(
+          "std::mutex work", [t] { return sync_bench::mutex_work_std(t, sync_bench::kMutexWorkRounds); });
+    }
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "\nmutex_work (%ld rounds of work per lock) against std::mutex with plain threads (same run):\n"
+                  "std::mutex 1 thread %.1f ns/iter, 2 threads %.1f ns/iter (2t/1t %.2fx)",
+                  sync_bench::kMutexWorkRounds, fig[0], fig[1], fig[1] / fig[0]);
+    out += buf;
+    auto it = spindle.find(work_row);
+    if (it != spindle.end() && it->second.size() >= 2) {
+      std::snprintf(buf, sizeof buf, "; spindle 2w/1w %.2fx", it->second[1] / it->second[0]);
       out += buf;
     }
     out += "\n";
