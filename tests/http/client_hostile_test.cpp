@@ -579,6 +579,44 @@ TEST_CASE("client hostile: a response head of many tiny fields is charged per fi
   });
 }
 
+// The same in a chunked body's trailer section: ~16 KiB of "a:" fields
+// fit the connection's buffer (max_head plus one read), ~4,000 fields in
+// Beast's list and Response::trailers. They are charged with the head's:
+// malformed_response, read whole or streamed; a few ordinary trailers
+// still arrive.
+TEST_CASE("client hostile: a trailer section of many tiny fields is charged per field with the head") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::string tiny;
+      while (tiny.size() < 15000) tiny += "a:\r\n";
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string t = target_of(read_head(s, buf));
+          s.write_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" +
+                      (t.starts_with("/tiny") ? tiny : std::string("X-Checksum: 1\r\nX-Other: 2\r\n")) + "\r\n");
+        }
+      });
+      http::Client c({.max_head = 16 * 1024});
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(p.url("/tiny")); }, &what) == http::errc::malformed_response);
+      FIBER_CHECK(what.find("response trailers too large") != std::string::npos);
+      auto r = c.open("GET", p.url("/tiny-streamed"));
+      FIBER_CHECK(error_of([&] { r.read_all(); }, &what) == http::errc::malformed_response);
+      FIBER_CHECK(what.find("response trailers too large") != std::string::npos);
+      FIBER_CHECK(r.trailers().empty());
+      const auto ok = c.get(p.url("/ordinary"));
+      FIBER_CHECK(ok.text() == "ok");
+      FIBER_CHECK(ok.trailers.size() == 2);
+      auto s = c.open("GET", p.url("/ordinary-streamed"));
+      FIBER_CHECK(s.read_all() == "ok");
+      FIBER_CHECK(s.trailers().size() == 2);
+    }
+    fds.check();
+  });
+}
+
 TEST_CASE("client hostile: max_head itself bounds a response head, above and below Beast's default") {
   run_checked(2, [] {
     FdCheck fds;

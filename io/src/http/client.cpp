@@ -1156,10 +1156,29 @@ void copy_head(const bhttp::response_header<Fields>& r, const Url& u, int& statu
 // chunked body's end. Kept apart (Response::trailers), never merged into
 // the head (RFC 9110 6.5.1: a Location or Set-Cookie sent after the body
 // is not the head's). Their section had to fit in the connection's
-// buffer, which bounds them.
+// buffer, which bounds its bytes; trailers_too_large bounds its fields.
 template <class Fields>
 void copy_trailers(const Fields& r, const detail::HeadFields& head, Headers& trailers) {
   head.each_trailer(r, [&](const auto& f) { trailers.add(sv(f.name_string()), sv(f.value())); });
+}
+
+// trailers_too_large: whether a chunked response's fields, its head's and
+// its trailer's together, cost more than max_head (field_charge), as the
+// server charges a request's trailers with its head. The buffer bounds the
+// trailer section's bytes (max_head plus one read), not what thousands of
+// tiny fields become in Beast's list and Response::trailers.
+template <class Fields>
+bool trailers_too_large(const Fields& r, const detail::HeadFields& head, std::size_t max_head) {
+  if (!head.chunked()) return false;
+  std::size_t charge = 0;
+  for (const auto& f : r) charge += detail::field_charge(f);
+  return charge > max_head;
+}
+
+Error trailers_too_large_error(const Url& u) {
+  return Error(errc::malformed_response,
+               "response trailers too large: the head's and the trailer's fields, charged 32 bytes each beyond "
+               "name and value, over max_head (" + u.str() + ")");
 }
 
 // redirect: whether to follow a response (status, Location) on hop `hop`;
@@ -1256,6 +1275,7 @@ struct Exchange {
     }
     if (ec) throw map_error(ec, u, opt.max_body, c.s);
     auto& r = p.get();
+    if (trailers_too_large(r.base(), head_fields, opt.max_head)) throw trailers_too_large_error(u);
     copy_head(r, u, out.status, out.reason, out.headers, out.url, head_fields);
     copy_trailers(r.base(), head_fields, out.trailers);
     out.body = std::move(r.body());
@@ -1367,7 +1387,13 @@ struct detail::BodyReader {
       throw;
     }
     bytes += got;
-    if (p.is_done()) finish();
+    if (p.is_done()) {
+      if (trailers_too_large(p.get().base(), head_fields, pool.opt.max_head)) {
+        fail();
+        throw trailers_too_large_error(u);
+      }
+      finish();
+    }
     return got;
   }
 };

@@ -32,7 +32,8 @@ namespace spindle::http::detail {
 // a 16 KiB head of 4,089 empty fields ("a:\r\n") made ~330 KB of Beast's
 // field list and ~270 KB of Headers (measured, Beast 1.74). Charged, at
 // most ~450 fields fit in the default 16 KiB. Both the server (request
-// heads and trailers) and the client (response heads) charge it.
+// heads and trailers) and the client (response heads and trailers) charge
+// it.
 template <class Field>
 std::size_t field_charge(const Field& f) noexcept {
   return f.name_string().size() + f.value().size() + 32;
@@ -50,6 +51,10 @@ class HeadFields {
     for (const auto& e : f) head_.push_back(&e);
     std::sort(head_.begin(), head_.end(), std::less<const void*>());  // a total order, for any pointers
   }
+
+  // chunked: whether the head marked says a chunked body (so a trailer
+  // section) follows.
+  bool chunked() const noexcept { return chunked_; }
 
   // each_head / each_trailer: fn(field) for the head's fields, or for the
   // trailer's, in the list's order.

@@ -109,9 +109,11 @@ struct ClientOptions {
   std::chrono::milliseconds read_timeout{0};
   std::chrono::milliseconds total_timeout{300'000};
   int max_redirects = 10;               // followed; one more is an error
-  // Response head; more: malformed_response. Also bounds what one chunk
-  // header (extensions) or the trailer may hold, and the 1xx heads before
-  // a response: at most 5 (as Go's client), each under max_head.
+  // Response head; more: malformed_response. Its fields, and a chunked
+  // body's trailer fields with them, are charged each name and value plus
+  // 32 against it. Also bounds what one chunk header (extensions) or the
+  // trailer may hold, and the 1xx heads before a response: at most 5 (as
+  // Go's client), each under max_head.
   std::size_t max_head = 64 * 1024;
   std::size_t max_body = 64u << 20;     // response body; more: body_too_large
   std::string user_agent = "spindle-http";
