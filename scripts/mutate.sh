@@ -77,6 +77,8 @@ http_json_depth_unchecked :: io/src/http/ordered_json.cpp :: s{if\s*\(stack_\.si
 http_client_head_length_refused :: io/src/http/client.cpp :: s{if\s*\(!p\.is_done\(\) && p\.content_length\(\)}{if (p.content_length()} :: http_client :: ^http_client$
 http_client_field_charge_ignored :: io/src/http/client.cpp :: s{if\s*\(charge > opt\.max_head\)\s*throw}{if (false) throw} :: http_client_hostile :: ^http_client_hostile$
 http_client_trailer_charge_ignored :: io/src/http/client.cpp :: s{if \(!head\.chunked\(\)\) return false;}{return false;} :: http_client_hostile :: ^http_client_hostile$
+io_resolve_turns_not_taken :: io/src/endpoint.cpp :: s{\n  turns\.acquire\(\);}{} :: io_endpoint :: ^io_endpoint$
+io_resolve_turn_left_with_caller :: io/src/endpoint.cpp :: s{, turn = std::move\(turn\)\]}{]} :: io_endpoint :: ^io_endpoint$
 io_eagain_keeps_hup :: io/src/try_io.hpp :: s{dir\.clear_on_eagain\(s\);}{dir.clear_ready(s);} :: io_udp :: ^io_udp$
 ws_close_code_echoed :: io/src/http/websocket.cpp :: s{if\s*\(ws\.reason\(\)\.code >= 5000\)\s*wire\.bad_close_code = true;}{} :: http_websocket :: ^http_websocket$
 h2_outbound_queue_unbounded :: io/src/http/h2_server.cpp :: s{if\s*\(rv >= 0 && nghttp2_session_get_outbound_queue_size\(s_\) > queue_cap\(\)\)\s*rv = NGHTTP2_ERR_FLOODED;}{} :: http_h2_hostile :: ^http_h2_hostile$

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 
+#include <atomic>
 #include <charconv>
 #include <cstring>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <system_error>
 
 #include <spindle/runtime/offload.hpp>
+#include <spindle/sync/semaphore.hpp>
 
 namespace spindle::io {
 
@@ -139,16 +141,36 @@ bool operator==(const Endpoint& a, const Endpoint& b) noexcept {
          a.addr_.v4.sin_port == b.addr_.v4.sin_port;
 }
 
+namespace {
+// The turns of resolve() (kMaxResolving): never destroyed, as a lookup
+// whose caller left may give its turn back after every runtime is gone.
+Semaphore& resolve_turns() {
+  static Semaphore* const turns = new Semaphore(kMaxResolving);
+  return *turns;
+}
+
+std::atomic<void (*)()> g_resolve_hook{nullptr};
+}  // namespace
+
+void detail::set_resolve_hook(void (*hook)()) noexcept { g_resolve_hook.store(hook, std::memory_order_release); }
+
 std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
   const auto port = numeric_port(service);
   if (port) {
     if (auto e = Endpoint::parse(host, *port)) return {*e};  // no thread hop
   }
   std::string h(host), s(service);
+  // A turn first (a cancellation point), then the job holds it: it goes
+  // back when the job is destroyed, run or dropped unrun (a caller
+  // cancelled while the job was queued), not when the caller leaves.
+  Semaphore& turns = resolve_turns();
+  turns.acquire();
+  Semaphore::Guard turn(&turns);
   // On the blocking pool: getaddrinfo blocks in the kernel (and in nscd,
   // DNS). Returns the error code and the list; the list is built there so
   // a cancelled caller leaves nothing to free.
-  auto [rc, out] = spindle::blocking([h, s]() {
+  auto [rc, out] = spindle::blocking([h, s, turn = std::move(turn)]() {
+    if (auto* hook = g_resolve_hook.load(std::memory_order_acquire)) hook();
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

@@ -2,6 +2,11 @@
 // hosts (no thread hop), of names, and its errors.
 #include <spindle/io/all.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -53,5 +58,55 @@ TEST_CASE("resolve: numeric hosts, names, and errors that name the host") {
       named = std::string(e.what()).find("no-such-service-xyz") != std::string::npos;
     }
     FIBER_CHECK(named);
+  });
+}
+
+namespace {
+// A DNS that does not answer until told: the hook holds each lookup's pool
+// thread while `g_dns_stuck` is set.
+std::atomic<bool> g_dns_stuck{false};
+std::atomic<int> g_in_lookup{0};
+void stuck_dns() {
+  g_in_lookup.fetch_add(1);
+  while (g_dns_stuck.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  g_in_lookup.fetch_sub(1);
+}
+}  // namespace
+
+TEST_CASE("resolve: at most kMaxResolving lookups hold blocking threads, their callers gone or not") {
+  // Names whose DNS never answers (an app resolving URLs its users give)
+  // must not take every thread of the blocking pool: the lookup after
+  // kMaxResolving waits for a turn, cancellably, while the pool still
+  // serves other jobs; a caller that leaves does not give its turn back
+  // before its lookup ends.
+  g_dns_stuck = true;
+  io::detail::set_resolve_hook(&stuck_dns);
+  struct Unhook {
+    ~Unhook() {
+      g_dns_stuck = false;
+      io::detail::set_resolve_hook(nullptr);
+    }
+  } unhook;
+  run_checked(2, [] {
+    std::vector<sp::Task<void>> callers;
+    for (int i = 0; i < io::kMaxResolving; ++i) {
+      callers.push_back(sp::spawn([] { io::resolve("localhost", "80"); }));
+    }
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == io::kMaxResolving; }));
+    // One more waits for a turn: it never reaches the lookup, and a
+    // deadline ends its wait.
+    FIBER_CHECK(raises_timeout([] { sp::with_timeout(std::chrono::milliseconds(100), [] { io::resolve("localhost", "80"); }); }));
+    FIBER_CHECK(g_in_lookup.load() == io::kMaxResolving);
+    // The blocking pool still has threads for everything else.
+    FIBER_CHECK(sp::blocking([] { return 7; }) == 7);
+    // The callers leave at once; their lookups keep their turns.
+    for (auto& c : callers) c.cancel();
+    for (auto& c : callers) FIBER_CHECK(raises_cancelled([&] { c.join(); }));
+    FIBER_CHECK(raises_timeout([] { sp::with_timeout(std::chrono::milliseconds(100), [] { io::resolve("localhost", "80"); }); }));
+    FIBER_CHECK(g_in_lookup.load() == io::kMaxResolving);
+    // DNS answers: the turns come back, and a lookup goes through.
+    g_dns_stuck = false;
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == 0; }));
+    FIBER_CHECK(!io::resolve("localhost", "80").empty());
   });
 }

@@ -51,8 +51,23 @@ class Endpoint {
 // in getaddrinfo's order. A numeric host and port are parsed on the calling
 // fiber; anything else runs getaddrinfo on the runtime's blocking() pool
 // (a cancellation point: a cancelled call returns at once, the lookup
-// finishes on its thread and is discarded). Failure: std::system_error whose
-// message names host and service.
+// finishes on its thread and is discarded). At most kMaxResolving lookups
+// run at once in the process, counting those whose callers left: the rest
+// wait for a turn (in FIFO order, cancellably), so names whose DNS never
+// answers cannot take every blocking thread from file I/O. Failure:
+// std::system_error whose message names host and service.
 SPINDLE_MAY_SUSPEND std::vector<Endpoint> resolve(std::string_view host, std::string_view service);
+
+// kMaxResolving: half the blocking pool's default 64 threads (Go's cgo
+// resolver has such a cap too, of 500 threads). A lookup holds its turn
+// until getaddrinfo returns (glibc: the resolver's timeout times its
+// attempts per server, 5 s x 2 by default).
+inline constexpr int kMaxResolving = 32;
+
+namespace detail {
+// set_resolve_hook: tests only: `hook` runs on the pool thread before each
+// lookup's getaddrinfo (nullptr: none), so a test can make DNS slow.
+void set_resolve_hook(void (*hook)()) noexcept;
+}  // namespace detail
 
 }  // namespace spindle::io
