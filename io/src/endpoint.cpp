@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include <spindle/runtime/offload.hpp>
+#include <spindle/runtime/suspend.hpp>
 #include <spindle/sync/semaphore.hpp>
 
 namespace spindle::io {
@@ -170,6 +171,10 @@ std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
   // DNS). Returns the error code and the list; the list is built there so
   // a cancelled caller leaves nothing to free.
   auto [rc, out] = spindle::blocking([h, s, turn = std::move(turn)]() {
+    // Counts as outside work while it runs, its caller gone or not: a fiber
+    // waiting for the turn it holds is not deadlocked (taken on this pool
+    // thread, so the process-wide count every detector reads).
+    const spindle::detail::ExternalWork running;
     if (auto* hook = g_resolve_hook.load(std::memory_order_acquire)) hook();
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;

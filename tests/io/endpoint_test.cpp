@@ -110,3 +110,37 @@ TEST_CASE("resolve: at most kMaxResolving lookups hold blocking threads, their c
     FIBER_CHECK(!io::resolve("localhost", "80").empty());
   });
 }
+
+TEST_CASE("resolve: waiting for a turn that abandoned lookups hold is not a deadlock") {
+  // Every caller of the stuck lookups has left; the only fiber waits for a
+  // turn, every worker parks, no timer is pending: the lookups running on
+  // their pool threads are what will wake it, and the detector must hold
+  // off for them (a 20 ms grace, DNS stuck for 300 ms).
+  g_dns_stuck = true;
+  io::detail::set_resolve_hook(&stuck_dns);
+  struct Unhook {
+    ~Unhook() {
+      g_dns_stuck = false;
+      io::detail::set_resolve_hook(nullptr);
+    }
+  } unhook;
+  std::thread answer;
+  JoinOnExit join_answer{answer};
+  sp::RuntimeOptions o;
+  o.workers = 1;
+  o.deadlock_grace = std::chrono::milliseconds(20);
+  CHECK_NOTHROW(run_checked(o, [&] {
+    std::vector<sp::Task<void>> callers;
+    for (int i = 0; i < io::kMaxResolving; ++i) {
+      callers.push_back(sp::spawn([] { io::resolve("localhost", "80"); }));
+    }
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == io::kMaxResolving; }));
+    for (auto& c : callers) c.cancel();
+    for (auto& c : callers) FIBER_CHECK(raises_cancelled([&] { c.join(); }));
+    answer = std::thread([] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      g_dns_stuck = false;
+    });
+    FIBER_CHECK(!io::resolve("localhost", "80").empty());
+  }));
+}
