@@ -18,6 +18,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include <spindle/runtime/cancel.hpp>
+#include <spindle/runtime/suspend.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 
 #include "errno_now.hpp"
@@ -113,11 +115,34 @@ TcpStream TcpStream::connect(const Endpoint& ep) {
 }
 
 TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
-  const auto eps = resolve(host, std::to_string(port));
+  return connect(resolve(host, std::to_string(port)));
+}
+
+TcpStream TcpStream::connect(const std::vector<Endpoint>& eps) {
   std::system_error last(std::make_error_code(std::errc::host_unreachable), "spindle::io: connect");
-  for (const auto& ep : eps) {
+  for (std::size_t i = 0; i < eps.size(); ++i) {
     try {
-      return connect(ep);
+      // Not the last address, inside a deadline: its share of the time
+      // left, in a scope of its own (whose expiry is ours to catch: the
+      // outer scope's passes through it as a cancel).
+      const auto end = spindle::detail::scope_deadline();
+      const std::size_t left = eps.size() - i;
+      if (left > 1 && end != std::chrono::steady_clock::time_point::max()) {
+        const auto now = std::chrono::steady_clock::now();
+        const auto share = std::max<std::chrono::steady_clock::duration>((end - now) / static_cast<long>(left),
+                                                                          kMinAddressShare);
+        if (now + share < end) {
+          try {
+            return with_deadline(now + share, [&] { return connect(eps[i]); });
+          } catch (const TimedOut&) {
+            last = std::system_error(std::make_error_code(std::errc::timed_out),
+                                     "spindle::io: connect " + eps[i].to_string() +
+                                         " (no answer within its share of the deadline; the next address was tried)");
+            continue;
+          }
+        }
+      }
+      return connect(eps[i]);
     } catch (const std::system_error& e) {
       if (e.code() == std::errc::operation_canceled) throw;
       last = e;

@@ -30,6 +30,12 @@ Fiber* current_fiber() noexcept {
   return w != nullptr ? w->running() : nullptr;
 }
 
+std::chrono::steady_clock::time_point scope_deadline() noexcept {
+  Fiber* f = current_fiber();
+  if (f == nullptr || f->shield_depth_ != 0) return std::chrono::steady_clock::time_point::max();
+  return f->scope_deadline_;
+}
+
 int note_read_wait(std::uint64_t tag) noexcept {
   Worker* w = current_worker();
   Fiber* f = w != nullptr ? w->running() : nullptr;

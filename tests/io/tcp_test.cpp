@@ -229,6 +229,41 @@ TEST_CASE("cancelling fibers blocked in accept, connect and read leaks no fd") {
   });
 }
 
+TEST_CASE("connect over several addresses gives each but the last its share of the deadline") {
+  // The first address never answers (a listener that never accepts, its
+  // backlog filled: the kernel drops further SYNs), the second does. Inside
+  // a 4 s scope the first gets max(4 s / 2, kMinAddressShare) = 2 s, then
+  // the second connects: the call returns after ~2 s, not a TimedOut after
+  // 4 s spent on the first.
+  run_checked(2, [] {
+    auto hole = io::TcpListener::bind("127.0.0.1", 0, {.backlog = 1});
+    auto good = io::TcpListener::bind("127.0.0.1", 0);
+    std::vector<io::TcpStream> filler;
+    bool full = false;
+    for (int i = 0; i < 16 && !full; ++i) {
+      auto t = sp::spawn([&] { return io::TcpStream::connect(hole.local_endpoint()); });
+      try {
+        filler.push_back(sp::with_timeout(slack(200ms), [&] { return t.join(); }));
+      } catch (const sp::TimedOut&) {
+        full = true;
+        t.cancel();
+        FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+      }
+    }
+    FIBER_CHECK(full);
+    const std::vector<io::Endpoint> eps{hole.local_endpoint(), good.local_endpoint()};
+    const auto t0 = Clock::now();
+    io::TcpStream s = sp::with_timeout(4s, [&] { return io::TcpStream::connect(eps); });
+    const auto took = Clock::now() - t0;
+    FIBER_CHECK(s.remote_endpoint() == good.local_endpoint());
+    FIBER_CHECK(took >= 1900ms);
+    FIBER_CHECK(took < 3900ms);
+    // One address alone keeps the whole deadline: the scope's TimedOut.
+    const std::vector<io::Endpoint> one{hole.local_endpoint()};
+    FIBER_CHECK(raises_timeout([&] { sp::with_timeout(300ms, [&] { return io::TcpStream::connect(one); }); }));
+  });
+}
+
 TEST_CASE("fibers migrate between workers in the middle of a connection") {
   const unsigned workers = 4;
   const std::size_t rounds = kTsan ? 50 : 400;

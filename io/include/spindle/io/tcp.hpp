@@ -24,6 +24,7 @@
 
 #include <sys/uio.h>
 
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -239,9 +240,17 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
 
   // connect: resolves host (resolve()), then tries each address in turn
   // until one accepts; throws the last address's error if none does. A
-  // cancelled or timed-out connect closes its socket.
+  // cancelled or timed-out connect closes its socket. Inside a deadline
+  // scope (with_timeout; the HTTP client's connect_timeout) each address
+  // but the last gets a share of the time left, the time left divided by
+  // the addresses left but at least kMinAddressShare (Go's rule), so an
+  // address that never answers (a blackholed IPv6 route) does not use it
+  // all; with no deadline each waits as long as the kernel does.
   SPINDLE_MAY_SUSPEND static TcpStream connect(std::string_view host, std::uint16_t port);
   SPINDLE_MAY_SUSPEND static TcpStream connect(const Endpoint& ep);
+  // connect(eps): as connect(host, port) over addresses already resolved.
+  SPINDLE_MAY_SUSPEND static TcpStream connect(const std::vector<Endpoint>& eps);
+  static constexpr std::chrono::seconds kMinAddressShare{2};
 
   // read_some: at least one byte, waiting if none is available; 0 only at
   // end of stream (or when n == 0).

@@ -141,6 +141,12 @@ void unpin() noexcept;
 // suspends; any thread.
 bool may_spin() noexcept;
 
+// scope_deadline: the earliest deadline of the with_deadline /
+// with_timeout scopes the calling fiber is in, as its waits see it:
+// time_point::max() for none, inside shield(), or on a plain thread. For
+// calls that split the time left among their steps (io connect).
+std::chrono::steady_clock::time_point scope_deadline() noexcept;
+
 // current_fiber: the fiber running on this thread, or nullptr.
 Fiber* current_fiber() noexcept;
 
