@@ -73,15 +73,14 @@ ssize_t try_ready(Descriptor* d, Dir& dir, std::size_t want, std::error_code& ec
 // fiber for load: Reactor::moved) and says where the socket should be for
 // this wait: its worker's consolidation target, or a pinned fiber's
 // worker (reactor.hpp, follow). Mostly where it already is.
-// Only for a socket of the calling fiber's own runtime: the tag names a
-// slot of d's reactor, which the runtime's move listener looks up in its
-// own reactor (another runtime's slot there: a chunk that may not exist,
-// or an unrelated socket), and `to` is a worker of this runtime, not of
-// d's. A socket of another runtime that is still running is simply not
-// moved along.
+// Only for a socket of the calling fiber's own runtime (the runtime
+// checks `owner`): the tag names a slot of d's reactor, which the
+// runtime's move listener looks up in its own reactor (another runtime's
+// slot there: a chunk that may not exist, or an unrelated socket), and
+// `to` is a worker of this runtime, not of d's. A socket of another
+// runtime that is still running is simply not moved along.
 inline void note_read_wait(Descriptor* d) noexcept {
-  if (spindle::detail::runtime_extension_if_made() != d->reactor) [[unlikely]] return;
-  const int to = spindle::detail::note_read_wait(d->move_tag());
+  const int to = spindle::detail::note_read_wait(d->reactor, d->move_tag());
   if (to >= 0 && d->home.load(std::memory_order_relaxed) != to) [[unlikely]] d->reactor->follow(d, to);
 }
 

@@ -121,11 +121,6 @@ void* runtime_extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept
   return w->scheduler().extension(make, destroy);
 }
 
-void* runtime_extension_if_made() noexcept {
-  Worker* w = current_worker();
-  return w != nullptr ? w->scheduler().extension_if_made() : nullptr;
-}
-
 void set_move_listener(MoveFn fn, void* ctx) noexcept {
   Worker* w = current_worker();
   SPINDLE_CHECK(w != nullptr, "set_move_listener outside a fiber");

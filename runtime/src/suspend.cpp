@@ -36,10 +36,10 @@ std::chrono::steady_clock::time_point scope_deadline() noexcept {
   return f->scope_deadline_;
 }
 
-int note_read_wait(std::uint64_t tag) noexcept {
+int note_read_wait(const void* owner, std::uint64_t tag) noexcept {
   Worker* w = current_worker();
   Fiber* f = w != nullptr ? w->running() : nullptr;
-  if (f == nullptr) return -1;
+  if (f == nullptr || w->scheduler().extension_if_made() != owner) [[unlikely]] return -1;
   f->io_wait_tag_ = tag;
   // Ours to read: a fiber's affinity is written by the fiber itself. A
   // pinned fiber is on its pin here; its socket belongs there too (it may

@@ -31,10 +31,6 @@ using WorkerPollFn = void (*)(void* ctx, const epoll_event* events, int n) noexc
 // calls return the same pointer (they must pass the same functions). Only
 // on a fiber.
 void* runtime_extension(void* (*make)(unsigned workers), void (*destroy)(void*) noexcept);
-// runtime_extension_if_made: the calling fiber's runtime's io object if
-// runtime_extension made one; nullptr if not, or off any runtime's fiber.
-// Never creates it.
-void* runtime_extension_if_made() noexcept;
 
 // set_worker_poller: installs the poller of worker `worker` of the calling
 // fiber's runtime (once per worker; fd and ctx must live until destroy()).
@@ -53,8 +49,12 @@ void set_worker_poller(unsigned worker, int fd, WorkerPollFn fn, void* ctx) noex
 // registered with for this wait, or -1 to leave it: the worker its worker
 // consolidates its sockets to (runtime/src/placement.hpp, rule 5), or,
 // for a fiber pinned to its worker (hop_to_worker), that worker (the
-// socket follows a pinned fiber's hops). -1 off a fiber.
-int note_read_wait(std::uint64_t tag) noexcept;
+// socket follows a pinned fiber's hops). -1 off a fiber, and -1 without
+// storing the tag unless `owner` (the socket's io object) is the one
+// runtime_extension made for the calling fiber's runtime: a tag names a
+// slot of its own io object only, and the worker returned is one of this
+// runtime's (a socket of another, running runtime is not moved along).
+int note_read_wait(const void* owner, std::uint64_t tag) noexcept;
 
 // set_move_listener: fn(ctx, tag, worker) is called once each time the
 // runtime moves a fiber for load away from the worker whose instance holds
