@@ -80,7 +80,7 @@ http_client_trailer_charge_ignored :: io/src/http/client.cpp :: s{if \(!head\.ch
 io_resolve_turns_not_taken :: io/src/endpoint.cpp :: s{\n  turns\.acquire\(\);}{} :: io_endpoint :: ^io_endpoint$
 io_resolve_turn_left_with_caller :: io/src/endpoint.cpp :: s{, turn = std::move\(turn\)\]}{]} :: io_endpoint :: ^io_endpoint$
 io_resolve_lookup_not_outside_work :: io/src/endpoint.cpp :: s{\n    const spindle::detail::ExternalWork running;}{} :: io_endpoint :: ^io_endpoint$
-io_connect_no_address_share :: io/src/tcp.cpp :: s{if \(left > 1 &&}{if (false && left > 1 &&} :: io_tcp :: ^io_tcp$
+io_connect_no_address_share :: io/src/tcp.cpp :: s{if \(left < 2 \|\| end == kNone\) return kNone;}{return kNone;} :: io_tcp :: ^io_tcp$
 io_eagain_keeps_hup :: io/src/try_io.hpp :: s{dir\.clear_on_eagain\(s\);}{dir.clear_ready(s);} :: io_udp :: ^io_udp$
 ws_close_code_echoed :: io/src/http/websocket.cpp :: s{if\s*\(ws\.reason\(\)\.code >= 5000\)\s*wire\.bad_close_code = true;}{} :: http_websocket :: ^http_websocket$
 h2_outbound_queue_unbounded :: io/src/http/h2_server.cpp :: s{if\s*\(rv >= 0 && nghttp2_session_get_outbound_queue_size\(s_\) > queue_cap\(\)\)\s*rv = NGHTTP2_ERR_FLOODED;}{} :: http_h2_hostile :: ^http_h2_hostile$

@@ -118,31 +118,36 @@ TcpStream TcpStream::connect(std::string_view host, std::uint16_t port) {
   return connect(resolve(host, std::to_string(port)));
 }
 
+namespace {
+// address_deadline: inside a deadline scope, where the share of the time
+// left ends for an address that has `left` - 1 more after it: the time
+// left divided by `left`, at least kMinAddressShare (Go's rule). max()
+// when the address keeps the scope's whole deadline: the last one, no
+// scope, or a share that reaches the scope's end.
+std::chrono::steady_clock::time_point address_deadline(std::size_t left) noexcept {
+  constexpr auto kNone = std::chrono::steady_clock::time_point::max();
+  const auto end = spindle::detail::scope_deadline();
+  if (left < 2 || end == kNone) return kNone;
+  const auto now = std::chrono::steady_clock::now();
+  const auto share = std::max<std::chrono::steady_clock::duration>((end - now) / static_cast<long>(left),
+                                                                    TcpStream::kMinAddressShare);
+  return now + share < end ? now + share : kNone;
+}
+}  // namespace
+
 TcpStream TcpStream::connect(const std::vector<Endpoint>& eps) {
   std::system_error last(std::make_error_code(std::errc::host_unreachable), "spindle::io: connect");
   for (std::size_t i = 0; i < eps.size(); ++i) {
+    const auto mine = address_deadline(eps.size() - i);
     try {
-      // Not the last address, inside a deadline: its share of the time
-      // left, in a scope of its own (whose expiry is ours to catch: the
-      // outer scope's passes through it as a cancel).
-      const auto end = spindle::detail::scope_deadline();
-      const std::size_t left = eps.size() - i;
-      if (left > 1 && end != std::chrono::steady_clock::time_point::max()) {
-        const auto now = std::chrono::steady_clock::now();
-        const auto share = std::max<std::chrono::steady_clock::duration>((end - now) / static_cast<long>(left),
-                                                                          kMinAddressShare);
-        if (now + share < end) {
-          try {
-            return with_deadline(now + share, [&] { return connect(eps[i]); });
-          } catch (const TimedOut&) {
-            last = std::system_error(std::make_error_code(std::errc::timed_out),
-                                     "spindle::io: connect " + eps[i].to_string() +
-                                         " (no answer within its share of the deadline; the next address was tried)");
-            continue;
-          }
-        }
-      }
-      return connect(eps[i]);
+      if (mine == std::chrono::steady_clock::time_point::max()) return connect(eps[i]);
+      return with_deadline(mine, [&] { return connect(eps[i]); });
+    } catch (const TimedOut&) {
+      // Only our own scope's: an outer scope's expiry passes through ours
+      // as a cancel (Cancelled), and its TimedOut is raised outside.
+      last = std::system_error(std::make_error_code(std::errc::timed_out),
+                               "spindle::io: connect " + eps[i].to_string() +
+                                   " (no answer within its share of the deadline; the next address was tried)");
     } catch (const std::system_error& e) {
       if (e.code() == std::errc::operation_canceled) throw;
       last = e;
