@@ -336,12 +336,7 @@ TEST_CASE("websocket: a close code of 5000 or more is answered with 1002, a prot
     for (const int code : {5000, 58248}) {
       sp::Channel<std::string> seen(sp::unbounded);
       WsServer srv([&](http::WebSocket ws, const http::Request&) {
-        try {
-          ws.receive();
-          seen.send("returned");
-        } catch (const http::WsError& e) {
-          seen.send(e.kind() == http::ws_errc::protocol_error ? "protocol_error" : "other");
-        }
+        report_receive(ws, seen, http::ws_errc::protocol_error, "protocol_error");
       });
       std::string buf;
       io::TcpStream c = raw_upgrade(srv.srv.port(), buf);
@@ -422,12 +417,7 @@ TEST_CASE("websocket: a peer vanishing mid-message is a typed error, not a hang"
   run_checked(2, [] {
     sp::Channel<std::string> seen(sp::unbounded);
     WsServer srv([&](http::WebSocket ws, const http::Request&) {
-      try {
-        ws.receive();
-        seen.send("returned");
-      } catch (const http::WsError& e) {
-        seen.send(e.kind() == http::ws_errc::connection_lost ? "lost" : "other");
-      }
+      report_receive(ws, seen, http::ws_errc::connection_lost, "lost");
     });
     {
       std::string buf;

@@ -12,6 +12,8 @@
 
 #include <boost/beast/websocket/detail/hybi13.hpp>
 
+#include <spindle/sync/channel.hpp>
+
 #include "http_test_support.hpp"
 
 namespace ws_test {
@@ -33,6 +35,18 @@ struct WsServer {
   std::string url() const { return "ws://127.0.0.1:" + std::to_string(srv.port()) + "/ws"; }
   LiveServer srv;
 };
+
+// report_receive: a session's one receive() told on `seen`: "returned",
+// `name` for a WsError of kind `kind`, "other" for any other kind.
+inline void report_receive(http::WebSocket& ws, sp::Channel<std::string>& seen, http::ws_errc kind,
+                           const char* name) {
+  try {
+    ws.receive();
+    seen.send("returned");
+  } catch (const http::WsError& e) {
+    seen.send(e.kind() == kind ? name : "other");
+  }
+}
 
 // echo: sends every message back as it came, until the peer closes.
 inline void echo(http::WebSocket ws, const http::Request&) {

@@ -71,6 +71,36 @@ void stuck_dns() {
   while (g_dns_stuck.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   g_in_lookup.fetch_sub(1);
 }
+
+// StuckDns: while it lives, lookups wait in stuck_dns until answer().
+struct StuckDns {
+  StuckDns() {
+    g_dns_stuck = true;
+    io::detail::set_resolve_hook(&stuck_dns);
+  }
+  ~StuckDns() {
+    answer();
+    io::detail::set_resolve_hook(nullptr);
+  }
+  static void answer() { g_dns_stuck = false; }
+};
+
+// stuck_lookups: kMaxResolving fibers calling resolve, once every lookup
+// is inside the stuck DNS (holding every turn). In a fiber.
+std::vector<sp::Task<void>> stuck_lookups() {
+  std::vector<sp::Task<void>> callers;
+  for (int i = 0; i < io::kMaxResolving; ++i) {
+    callers.push_back(sp::spawn([] { io::resolve("localhost", "80"); }));
+  }
+  FIBER_CHECK(wait_until([] { return g_in_lookup.load() == io::kMaxResolving; }));
+  return callers;
+}
+
+// leave: the callers are cancelled and leave at once (their lookups go on).
+void leave(std::vector<sp::Task<void>>& callers) {
+  for (auto& c : callers) c.cancel();
+  for (auto& c : callers) FIBER_CHECK(raises_cancelled([&] { c.join(); }));
+}
 }  // namespace
 
 TEST_CASE("resolve: at most kMaxResolving lookups hold blocking threads, their callers gone or not") {
@@ -79,20 +109,9 @@ TEST_CASE("resolve: at most kMaxResolving lookups hold blocking threads, their c
   // kMaxResolving waits for a turn, cancellably, while the pool still
   // serves other jobs; a caller that leaves does not give its turn back
   // before its lookup ends.
-  g_dns_stuck = true;
-  io::detail::set_resolve_hook(&stuck_dns);
-  struct Unhook {
-    ~Unhook() {
-      g_dns_stuck = false;
-      io::detail::set_resolve_hook(nullptr);
-    }
-  } unhook;
+  StuckDns dns;
   run_checked(2, [] {
-    std::vector<sp::Task<void>> callers;
-    for (int i = 0; i < io::kMaxResolving; ++i) {
-      callers.push_back(sp::spawn([] { io::resolve("localhost", "80"); }));
-    }
-    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == io::kMaxResolving; }));
+    auto callers = stuck_lookups();
     // One more waits for a turn: it never reaches the lookup, and a
     // deadline ends its wait.
     FIBER_CHECK(raises_timeout([] { sp::with_timeout(std::chrono::milliseconds(100), [] { io::resolve("localhost", "80"); }); }));
@@ -100,12 +119,11 @@ TEST_CASE("resolve: at most kMaxResolving lookups hold blocking threads, their c
     // The blocking pool still has threads for everything else.
     FIBER_CHECK(sp::blocking([] { return 7; }) == 7);
     // The callers leave at once; their lookups keep their turns.
-    for (auto& c : callers) c.cancel();
-    for (auto& c : callers) FIBER_CHECK(raises_cancelled([&] { c.join(); }));
+    leave(callers);
     FIBER_CHECK(raises_timeout([] { sp::with_timeout(std::chrono::milliseconds(100), [] { io::resolve("localhost", "80"); }); }));
     FIBER_CHECK(g_in_lookup.load() == io::kMaxResolving);
     // DNS answers: the turns come back, and a lookup goes through.
-    g_dns_stuck = false;
+    StuckDns::answer();
     FIBER_CHECK(wait_until([] { return g_in_lookup.load() == 0; }));
     FIBER_CHECK(!io::resolve("localhost", "80").empty());
   });
@@ -116,30 +134,18 @@ TEST_CASE("resolve: waiting for a turn that abandoned lookups hold is not a dead
   // turn, every worker parks, no timer is pending: the lookups running on
   // their pool threads are what will wake it, and the detector must hold
   // off for them (a 20 ms grace, DNS stuck for 300 ms).
-  g_dns_stuck = true;
-  io::detail::set_resolve_hook(&stuck_dns);
-  struct Unhook {
-    ~Unhook() {
-      g_dns_stuck = false;
-      io::detail::set_resolve_hook(nullptr);
-    }
-  } unhook;
+  StuckDns dns;
   std::thread answer;
   JoinOnExit join_answer{answer};
   sp::RuntimeOptions o;
   o.workers = 1;
   o.deadlock_grace = std::chrono::milliseconds(20);
   CHECK_NOTHROW(run_checked(o, [&] {
-    std::vector<sp::Task<void>> callers;
-    for (int i = 0; i < io::kMaxResolving; ++i) {
-      callers.push_back(sp::spawn([] { io::resolve("localhost", "80"); }));
-    }
-    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == io::kMaxResolving; }));
-    for (auto& c : callers) c.cancel();
-    for (auto& c : callers) FIBER_CHECK(raises_cancelled([&] { c.join(); }));
+    auto callers = stuck_lookups();
+    leave(callers);
     answer = std::thread([] {
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      g_dns_stuck = false;
+      StuckDns::answer();
     });
     FIBER_CHECK(!io::resolve("localhost", "80").empty());
   }));

@@ -184,6 +184,27 @@ TEST_CASE("a timed-out read loses no bytes") {
   });
 }
 
+namespace {
+// fill_backlog: connects to l (which never accepts) until a connect stays
+// pending: its queue is full, and the kernel drops further SYNs, so l's
+// address never answers (a blackhole). A connect that completes (the queue
+// had room) returns at once and is kept in `filler`; the pending one is
+// cancelled (and must raise Cancelled). True once one stayed pending.
+bool fill_backlog(io::TcpListener& l, std::vector<io::TcpStream>& filler) {
+  for (int i = 0; i < 16; ++i) {
+    auto t = sp::spawn([&] { return io::TcpStream::connect(l.local_endpoint()); });
+    try {
+      filler.push_back(sp::with_timeout(slack(200ms), [&] { return t.join(); }));
+    } catch (const sp::TimedOut&) {
+      t.cancel();
+      FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
 TEST_CASE("cancelling fibers blocked in accept, connect and read leaks no fd") {
   run_checked(2, [] {
     // The reactor's epoll instances are created with the first socket.
@@ -210,20 +231,7 @@ TEST_CASE("cancelling fibers blocked in accept, connect and read leaks no fd") {
       // connect: l never accepts and its backlog is full, so the kernel
       // drops further SYNs and a connect stays pending until cancelled.
       std::vector<io::TcpStream> filler;
-      bool pending = false;
-      for (int i = 0; i < 16 && !pending; ++i) {
-        auto t = sp::spawn([&] { return io::TcpStream::connect(l.local_endpoint()); });
-        // A connect that completes (the queue had room) returns at once;
-        // a pending one is still waiting after a generous delay.
-        try {
-          filler.push_back(sp::with_timeout(slack(200ms), [&] { return t.join(); }));
-        } catch (const sp::TimedOut&) {
-          pending = true;
-          t.cancel();
-          FIBER_CHECK(raises_cancelled([&] { t.join(); }));
-        }
-      }
-      FIBER_CHECK(pending);
+      FIBER_CHECK(fill_backlog(l, filler));
     }
     FIBER_CHECK(open_fds() == before);
   });
@@ -239,18 +247,7 @@ TEST_CASE("connect over several addresses gives each but the last its share of t
     auto hole = io::TcpListener::bind("127.0.0.1", 0, {.backlog = 1});
     auto good = io::TcpListener::bind("127.0.0.1", 0);
     std::vector<io::TcpStream> filler;
-    bool full = false;
-    for (int i = 0; i < 16 && !full; ++i) {
-      auto t = sp::spawn([&] { return io::TcpStream::connect(hole.local_endpoint()); });
-      try {
-        filler.push_back(sp::with_timeout(slack(200ms), [&] { return t.join(); }));
-      } catch (const sp::TimedOut&) {
-        full = true;
-        t.cancel();
-        FIBER_CHECK(raises_cancelled([&] { t.join(); }));
-      }
-    }
-    FIBER_CHECK(full);
+    FIBER_CHECK(fill_backlog(hole, filler));
     const std::vector<io::Endpoint> eps{hole.local_endpoint(), good.local_endpoint()};
     const auto t0 = Clock::now();
     io::TcpStream s = sp::with_timeout(4s, [&] { return io::TcpStream::connect(eps); });
