@@ -20,8 +20,8 @@
 namespace spindle {
 
 namespace {
-// Go's values: a waiter that waited longer than this switches the mutex to
-// hand-off mode; a spinner spins this many rounds of this many pauses.
+// Go's values: a waiter that has been losing for longer than this (from
+// its first run after a wake-up) switches the mutex to hand-off mode; a spinner spins this many rounds of this many pauses.
 constexpr auto kStarvationThreshold = std::chrono::milliseconds(1);
 constexpr int kSpinRounds = 4;
 constexpr int kPausesPerRound = 30;
@@ -71,7 +71,13 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
   bool awoke = false;          // we hold WOKEN
   bool queued_before = false;  // a woken waiter that lost goes back to the front
   bool starving = false;
-  detail::TimePoint wait_start{};
+  // When we first ran after a wake-up (zero: not yet). Starvation is
+  // losing from there on: the wait behind other queued waiters is not
+  // counted, since they go first in order. Counting it (Go's rule) made a
+  // queue of hundreds of fibers turn the mutex to hand-off mode and keep it
+  // there, every waiter having waited over the threshold behind the rest
+  // (docs/sync.md "Choices", Mutex).
+  detail::TimePoint front_since{};
   int spins = 0;
   std::uint32_t st = state_.load(std::memory_order_relaxed);
   for (;;) {
@@ -88,7 +94,6 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
       st = state_.load(std::memory_order_relaxed);
       continue;
     }
-    if (!queued_before) wait_start = detail::Clock::now();
 
     detail::WaitNode node;
     detail::Waiter w;
@@ -138,9 +143,11 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
     if (node.outcome == kOutcomeHandoff) {
       // Handed over in starvation mode: LOCKED is clear and STARVING keeps
       // everyone else off until we set LOCKED. Leave starvation mode if we
-      // did not starve or nobody else waits (Go's rule).
+      // had not been losing for the threshold (a first wake-up: no
+      // front_since) or nobody else waits.
       std::uint32_t cur = state_.load(std::memory_order_relaxed);
-      const bool waited_long = detail::Clock::now() - wait_start > kStarvationThreshold;
+      const bool waited_long =
+          front_since != detail::TimePoint{} && detail::Clock::now() - front_since > kStarvationThreshold;
       for (;;) {
         std::uint32_t nw = cur | kLocked;
         if (!waited_long || (cur & kWaiters) == 0) nw &= ~kStarving;
@@ -154,7 +161,9 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
     awoke = true;
     queued_before = true;
     spins = 0;
-    starving = starving || detail::Clock::now() - wait_start > kStarvationThreshold;
+    const auto now = detail::Clock::now();
+    if (front_since == detail::TimePoint{}) front_since = now;
+    starving = starving || now - front_since > kStarvationThreshold;
     st = state_.load(std::memory_order_relaxed);
   }
 }

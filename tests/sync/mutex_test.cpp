@@ -253,6 +253,40 @@ TEST_CASE("Mutex: starvation mode hands the lock to a long-waiting fiber", "[mut
   CHECK(late_rounds <= 1);
 }
 
+TEST_CASE("Mutex: a long wait behind the holder is not starvation", "[mutex]") {
+  // A waiter starves when it keeps losing after wake-ups, not when it waits
+  // in the queue for its turn: the queue serves waiters in order, and with
+  // hundreds of fibers queued every one of them waits over 1 ms. Go's rule
+  // counts the whole wait; spindle's counts from the first run after a
+  // wake-up (mutex.hpp, Fairness). One worker, so nothing spins and the
+  // order below is fixed: the waiter queues, waits 5 ms, is woken, loses
+  // once to the running fiber (which takes the free lock before the waiter
+  // runs) and queues again. Counting the 5 ms, that second queueing would
+  // turn on starvation mode, and the next unlock would hand the mutex to
+  // the waiter: the running fiber's try_lock would fail.
+  run_checked(1u, [&] {
+    sp::Mutex m;
+    std::atomic<bool> got{false};
+    m.lock();
+    auto waiter = sp::spawn([&] {
+      std::lock_guard g(m);
+      got = true;
+    });
+    while (sp::detail::count_suspended("mutex", waiter.id()) != 1) sp::yield();
+    sp::sleep_for(5ms);
+    m.unlock();             // wakes the waiter, which has not run yet
+    REQUIRE(m.try_lock());  // normal mode: the running fiber takes it
+    sp::yield();            // the waiter runs, finds it held, queues again
+    REQUIRE(sp::detail::count_suspended("mutex", waiter.id()) == 1);
+    m.unlock();
+    const bool barged = m.try_lock();  // still normal mode: not handed to the waiter
+    CHECK(barged);
+    if (barged) m.unlock();
+    waiter.join();
+    CHECK(got.load());
+  });
+}
+
 TEST_CASE("ConditionVariable: producer/consumer with a predicate", "[condvar]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   const int items = static_cast<int>(scaled(3000));

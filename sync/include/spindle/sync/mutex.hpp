@@ -9,11 +9,15 @@
 // word and wakes at most one waiter, which then competes with newcomers
 // (the running fiber usually wins and keeps the lock on its core: no switch
 // per critical section under contention). A waiter that loses goes back to
-// the FRONT of the queue, and once any waiter has waited longer than
-// kStarvationThreshold (1 ms) the mutex turns to starvation mode: unlock
-// hands ownership straight to the oldest waiter and newcomers queue behind
-// it. It returns to normal mode when a waiter that waited less than the
-// threshold, or the last waiter, takes it over. So no waiter starves.
+// the FRONT of the queue, and once a waiter has been losing for longer
+// than kStarvationThreshold (1 ms), counted from the first time it ran
+// after a wake-up, the mutex turns to starvation mode: unlock hands
+// ownership straight to the oldest waiter and newcomers queue behind it.
+// It returns to normal mode when a waiter that had not been losing that
+// long, or the last waiter, takes it over. So no waiter starves. The time
+// a waiter spends queued behind others does not count (the queue serves
+// them in order; Go counts it, and with hundreds of waiters the mode then
+// never ends: docs/sync.md "Choices", Mutex).
 //
 // Spinning: a locker that finds the word locked in normal mode spins a few
 // rounds (a few hundred pause instructions) before it queues, but only when
