@@ -7,6 +7,9 @@
 // chunked, a file sent with Content-Length) received whole, with clients
 // that vanish mid-response while the server serves others. Descriptor
 // counts are checked where connections end abnormally.
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -434,6 +437,44 @@ TEST_CASE("server stream: a file response is sent with Content-Length; a missing
     s.read_until(buf, "\r\n\r\n", 4096);
     FIBER_CHECK(buf.find("Content-Length: " + std::to_string(want.size()) + "\r\n") != std::string::npos);
     FIBER_CHECK(buf.ends_with("\r\n\r\n"));
+    std::filesystem::remove_all(dir);
+  });
+}
+
+TEST_CASE("server stream: a file response naming a FIFO or a directory is 500 at once") {
+  // A FIFO with no writer: open(2) for reading would wait for one, holding
+  // a blocking-pool thread and the connection for good (no deadline covers
+  // the open). body_file opens with OpenMode::regular: refused at once.
+  run_checked(2, [] {
+    const auto dir = std::filesystem::temp_directory_path() / ("spindle_fifo_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto fifo = dir / "fifo";
+    const bool made = ::mkfifo(fifo.c_str(), 0600) == 0;
+    FIBER_CHECK(made);
+    if (!made) return;
+    http::Router r;
+    r.get("/fifo", [&](http::Request&) { return http::Response::file_body(200, fifo); });
+    r.get("/dir", [&](http::Request&) { return http::Response::file_body(200, dir); });
+    RouterServer srv(std::move(r));
+    // Should the open wait after all (the bug), an O_RDWR open of the FIFO
+    // on the way out (before the server stops: it waits for the
+    // connection) ends that wait, so the failure is a check, not a hang.
+    struct Release {
+      std::filesystem::path p;
+      ~Release() { ::close(::open(p.c_str(), O_RDWR | O_NONBLOCK)); }
+    } release{fifo};
+    auto s = raw_connect(srv.port());
+    const auto t0 = Clock::now();
+    s.write_all("GET /fifo HTTP/1.1\r\nHost: x\r\n\r\nGET /dir HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string buf, first, second;
+    // A hang fails here (TimedOut), not at ctest's timeout.
+    sp::with_timeout(std::chrono::seconds(5), [&] {
+      first = read_response(s, buf);
+      second = read_response(s, buf);
+    });
+    FIBER_CHECK(first.starts_with("HTTP/1.1 500 "));
+    FIBER_CHECK(second.starts_with("HTTP/1.1 500 "));
+    FIBER_CHECK(Clock::now() - t0 < std::chrono::seconds(5));
     std::filesystem::remove_all(dir);
   });
 }

@@ -411,6 +411,57 @@ TEST_CASE("files: a cancelled read waits for the step in flight, and that is no 
   });
 }
 
+TEST_CASE("files: OpenMode::regular refuses what is not a regular file, without waiting") {
+  // Without it a FIFO's open for reading waits for a writer (open(2), as
+  // Python's open); with it: std::errc::invalid_argument at once, for a
+  // FIFO either way round, a directory and a device. A regular file opens
+  // and reads as usual, its descriptor left blocking.
+  TempDir dir;
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  write_plain(dir / "plain", "hello");
+  // Should an open wait after all (the bug), a thread opens the FIFO
+  // O_RDWR every 100 ms from 2 s on, which ends the wait of a reader or a
+  // writer: the failure is a check, not a hang.
+  std::atomic<bool> done{false};
+  std::thread release([&] {
+    for (int i = 0; !done.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (i >= 200 && i % 10 == 0) ::close(::open(fifo.c_str(), O_RDWR | O_NONBLOCK));
+    }
+  });
+  JoinOnExit join_release{release};
+  struct Done {
+    std::atomic<bool>& d;
+    ~Done() { d = true; }
+  } mark_done{done};
+  run_checked(2, [&] {
+    const auto refused = [](const fs::path& p, io::OpenMode m) {
+      try {
+        (void)io::File::open(p, m | io::OpenMode::regular);
+      } catch (const std::system_error& e) {
+        return e.code() == std::errc::invalid_argument &&
+               std::string(e.what()).find("not a regular file") != std::string::npos;
+      }
+      return false;
+    };
+    const auto t0 = Clock::now();
+    FIBER_CHECK(refused(fifo, io::OpenMode::read));
+    FIBER_CHECK(refused(fifo, io::OpenMode::write));
+    FIBER_CHECK(refused(fifo, io::OpenMode::read | io::OpenMode::write));
+    FIBER_CHECK(refused(dir.path, io::OpenMode::read));
+    FIBER_CHECK(refused("/dev/null", io::OpenMode::read));
+    FIBER_CHECK(Clock::now() - t0 < std::chrono::seconds(2));
+    FIBER_CHECK(code_of([&] { io::File::open(dir / "absent", io::OpenMode::read | io::OpenMode::regular); }) ==
+                std::errc::no_such_file_or_directory);
+    auto f = io::File::open(dir / "plain", io::OpenMode::read | io::OpenMode::regular);
+    FIBER_CHECK((::fcntl(f.fd(), F_GETFL) & O_NONBLOCK) == 0);
+    char buf[16] = {};
+    FIBER_CHECK(f.read(buf, sizeof buf) == 5);
+    FIBER_CHECK(std::string(buf, 5) == "hello");
+  });
+}
+
 TEST_CASE("files: a transfer that finished during the cancel returns its bytes; the cancel stays pending") {
   // The cancel comes while the only step waits in read(); that step then
   // reads everything asked for. The read returns it, and the fiber's next

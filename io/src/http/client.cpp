@@ -918,7 +918,7 @@ beast::error_code send_request(Conn& c, std::string_view method, const Url& u, c
   fill_head(m, method, u, opt, ro);
   if (expect) m.set(bhttp::field::expect, "100-continue");
   if (!ro.body_file.empty()) {
-    io::File f = io::File::open(ro.body_file, io::OpenMode::read);
+    io::File f = io::File::open(ro.body_file, io::OpenMode::read | io::OpenMode::regular);
     const std::uint64_t size = f.size();
     m.content_length(size);
     bhttp::request_serializer<bhttp::empty_body> sr(m);

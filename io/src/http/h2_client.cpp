@@ -685,7 +685,7 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
   std::optional<io::File> file;
   std::uint64_t file_size = 0;
   if (!ro.body_file.empty()) {
-    file = io::File::open(ro.body_file, io::OpenMode::read);
+    file = io::File::open(ro.body_file, io::OpenMode::read | io::OpenMode::regular);
     file_size = file->size();
     put("content-length", std::to_string(file_size));
   } else if (ro.body_generator) {

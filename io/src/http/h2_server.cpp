@@ -1299,7 +1299,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   std::uint64_t file_size = 0;
   if (!res.body_stream && !res.body_file.empty()) {
     try {
-      file = io::File::open(res.body_file, io::OpenMode::read);
+      file = io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
       file_size = file->size();
     } catch (const std::system_error&) {
       file.reset();

@@ -1189,7 +1189,7 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
   bool chunked = false;
   if (!res.body_stream) {
     try {
-      file = io::File::open(res.body_file, io::OpenMode::read);
+      file = io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
       size = file.size();
     } catch (const std::system_error&) {
       // Nothing sent yet: the handler's file is gone or unreadable.

@@ -60,7 +60,18 @@ inline constexpr std::size_t kFileChunk = std::size_t{1} << 20;
 // append: every write goes to the end (O_APPEND; implies write); create:
 // create the file if missing; truncate: empty it on open (needs write);
 // exclusive: create, failing with std::errc::file_exists if it exists
-// (O_CREAT|O_EXCL; implies create).
+// (O_CREAT|O_EXCL; implies create); regular: the path must name a regular
+// file, and opening never waits (below).
+//
+// Without `regular`, open has open(2)'s meaning, as Python's open(): a
+// FIFO opened for reading waits for a writer (holding a blocking-pool
+// thread meanwhile; it is not cancellable there). With it the file is
+// opened with O_NONBLOCK, which for a FIFO with no peer returns at once
+// (nginx opens what it serves so), and anything but a regular file (a
+// FIFO, a device, a directory) is std::errc::invalid_argument saying "not
+// a regular file"; the File then reads as any other (O_NONBLOCK is cleared,
+// and a regular file's reads never see it anyway). The HTTP server's and
+// client's body_file are opened this way.
 enum class OpenMode : unsigned {
   read = 1,
   write = 2,
@@ -68,6 +79,7 @@ enum class OpenMode : unsigned {
   create = 8,
   truncate = 16,
   exclusive = 32,
+  regular = 64,
 };
 constexpr OpenMode operator|(OpenMode a, OpenMode b) noexcept {
   return static_cast<OpenMode>(static_cast<unsigned>(a) | static_cast<unsigned>(b));

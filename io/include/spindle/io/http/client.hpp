@@ -188,8 +188,10 @@ struct RequestOptions {
   std::optional<std::uint64_t> body_length = {};
   // body_file: the file's bytes, Content-Length from its size at open, read
   // in chunks with io::File (never whole in memory). Re-read from the start
-  // for a 307/308 redirect or a retry. A file that cannot be opened raises
-  // io::File's std::system_error before anything is sent.
+  // for a 307/308 redirect or a retry. A file that cannot be opened, or is
+  // not a regular file (opened with io::OpenMode::regular: a FIFO is
+  // refused, not waited on), raises io::File's std::system_error before
+  // anything is sent.
   std::filesystem::path body_file = {};
   // expect_continue: a request with a body is sent with
   // `Expect: 100-continue`: the head goes first, and the body only after

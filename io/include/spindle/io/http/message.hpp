@@ -193,7 +193,9 @@ struct Response {
   //    closed without the last chunk (the client sees a truncated body).
   //  - body_file: a regular file sent with Content-Length (its size when
   //    the response is written), read through io::File in pieces. A file
-  //    that cannot be opened makes the response a 500.
+  //    that cannot be opened, or is not a regular file (a FIFO, a device,
+  //    a directory: refused without waiting, io::OpenMode::regular), makes
+  //    the response a 500.
   // A client that goes away mid-body ends the connection; the server goes
   // on. HEAD gets the head only (body_stream is never called).
   std::function<std::string()> body_stream;
