@@ -19,6 +19,8 @@
 #include <system_error>
 
 #include <spindle/runtime/cancel.hpp>
+#include <spindle/runtime/gather.hpp>
+#include <spindle/runtime/spawn.hpp>
 #include <spindle/runtime/suspend.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 
@@ -133,15 +135,16 @@ std::chrono::steady_clock::time_point address_deadline(std::size_t left) noexcep
                                                                     TcpStream::kMinAddressShare);
   return now + share < end ? now + share : kNone;
 }
-}  // namespace
 
-TcpStream TcpStream::connect(const std::vector<Endpoint>& eps) {
+// connect_serial: one address after another, each but the last with its
+// share of the scope's deadline.
+TcpStream connect_serial(const std::vector<Endpoint>& eps) {
   std::system_error last(std::make_error_code(std::errc::host_unreachable), "spindle::io: connect");
   for (std::size_t i = 0; i < eps.size(); ++i) {
     const auto mine = address_deadline(eps.size() - i);
     try {
-      if (mine == std::chrono::steady_clock::time_point::max()) return connect(eps[i]);
-      return with_deadline(mine, [&] { return connect(eps[i]); });
+      if (mine == std::chrono::steady_clock::time_point::max()) return TcpStream::connect(eps[i]);
+      return with_deadline(mine, [&] { return TcpStream::connect(eps[i]); });
     } catch (const TimedOut&) {
       // Only our own scope's: an outer scope's expiry passes through ours
       // as a cancel (Cancelled), and its TimedOut is raised outside.
@@ -154,6 +157,89 @@ TcpStream TcpStream::connect(const std::vector<Endpoint>& eps) {
     }
   }
   throw last;
+}
+
+// connect_parallel: Happy Eyeballs between two address families (RFC 8305;
+// Go's dialParallel): the primaries (the first address's family, tried in
+// turn) start now; the fallbacks (the other family's, in turn) start
+// after kFallbackDelay, or at once when the primaries fail. The first
+// connection wins; the other attempt is cancelled and waited for, its
+// socket closed. Both failing: the primaries' error. Each attempt runs in
+// a fiber of its own, inside the caller's deadline scope's deadline (a
+// scope does not pass to a spawned fiber), so its addresses keep their
+// shares; the caller's own wait ends with the scope, and its children are
+// cancelled and drained before it leaves.
+TcpStream connect_parallel(const std::vector<Endpoint>& primaries, const std::vector<Endpoint>& fallbacks) {
+  const auto end = spindle::detail::scope_deadline();
+  const auto attempt = [end](const std::vector<Endpoint>& eps) {
+    return spawn([&eps, end] {
+      if (end == std::chrono::steady_clock::time_point::max()) return connect_serial(eps);
+      return with_deadline(end, [&] { return connect_serial(eps); });
+    });
+  };
+  Task<TcpStream> tasks[2];
+  spindle::detail::Fiber* fibers[2] = {nullptr, nullptr};  // the attempts not yet joined
+  // The caller leaves (a winner, both failed, cancelled, timed out) only
+  // after every attempt it started has ended.
+  struct Drain {
+    spindle::detail::Fiber** fs;
+    ~Drain() {
+      spindle::detail::Fiber* left[2];
+      std::size_t n = 0;
+      for (int i = 0; i < 2; ++i) {
+        if (fs[i] != nullptr) left[n++] = fs[i];
+      }
+      if (n > 0) spindle::detail::cancel_and_drain(left, n);
+    }
+  } drain{fibers};
+  tasks[0] = attempt(primaries);
+  fibers[0] = spindle::detail::fiber_of(tasks[0]);
+  const auto start_fallback = [&] {
+    tasks[1] = attempt(fallbacks);
+    fibers[1] = spindle::detail::fiber_of(tasks[1]);
+  };
+  const auto fallback_at = std::chrono::steady_clock::now() + TcpStream::kFallbackDelay;
+  std::exception_ptr errors[2];
+  for (;;) {
+    spindle::detail::Fiber* pending[2];
+    int index[2];
+    std::size_t n = 0;
+    for (int i = 0; i < 2; ++i) {
+      if (fibers[i] != nullptr) {
+        pending[n] = fibers[i];
+        index[n++] = i;
+      }
+    }
+    WaitResult r;
+    const bool timed = !tasks[1];
+    spindle::detail::wait_tasks(pending, n, WaitFor::first_completed, timed ? &fallback_at : nullptr, r);
+    if (r.done.empty()) {  // kFallbackDelay passed: the fallbacks start
+      start_fallback();
+      continue;
+    }
+    for (const std::size_t d : r.done) {
+      const int i = index[d];
+      fibers[i] = nullptr;  // joined below: no longer ours to drain
+      try {
+        return tasks[i].join();  // the winner; Drain cancels the other
+      } catch (const Cancelled&) {
+        throw;  // not the attempt's own failure: ours (a cancel reaches us too)
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+    if (!tasks[1]) start_fallback();  // the primaries failed: no waiting for the delay
+    if (fibers[0] == nullptr && fibers[1] == nullptr) std::rethrow_exception(errors[0] ? errors[0] : errors[1]);
+  }
+}
+}  // namespace
+
+TcpStream TcpStream::connect(const std::vector<Endpoint>& eps) {
+  if (eps.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "spindle::io: connect");
+  std::vector<Endpoint> primaries, fallbacks;
+  for (const Endpoint& ep : eps) (ep.family() == eps.front().family() ? primaries : fallbacks).push_back(ep);
+  if (fallbacks.empty() || !this_fiber::in_fiber()) return connect_serial(eps);
+  return connect_parallel(primaries, fallbacks);
 }
 
 std::size_t TcpStream::read_iov_held(const iovec* iov, std::size_t cnt, std::error_code& ec) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -258,6 +259,73 @@ TEST_CASE("connect over several addresses gives each but the last its share of t
     // One address alone keeps the whole deadline: the scope's TimedOut.
     const std::vector<io::Endpoint> one{hole.local_endpoint()};
     FIBER_CHECK(raises_timeout([&] { sp::with_timeout(300ms, [&] { return io::TcpStream::connect(one); }); }));
+  });
+}
+
+// bind_v6_loopback: a listener on [::1], or nothing where the machine has
+// no IPv6 loopback (the Happy Eyeballs tests then have no second family).
+std::optional<io::TcpListener> bind_v6_loopback() {
+  try {
+    return io::TcpListener::bind("::1", 0);
+  } catch (const std::system_error&) {
+    return std::nullopt;
+  }
+}
+
+TEST_CASE("connect races the other address family after kFallbackDelay (Happy Eyeballs)") {
+  // The IPv4 address never answers (a backlog-full listener: SYNs
+  // dropped), the IPv6 one does. In a 10 s scope, one address after
+  // another would give the first 5 s; racing, the IPv6 attempt starts
+  // kFallbackDelay after the first and wins, and the IPv4 attempt is
+  // cancelled (its socket closed) before connect returns.
+  run_checked(2, [] {
+    auto good = bind_v6_loopback();
+    if (!good) {
+      WARN("no IPv6 loopback here: the race is not exercised");
+      return;
+    }
+    auto hole = io::TcpListener::bind("127.0.0.1", 0, {.backlog = 1});
+    std::vector<io::TcpStream> filler;
+    FIBER_CHECK(fill_backlog(hole, filler));
+    const std::size_t before = open_fds();
+    const std::vector<io::Endpoint> eps{hole.local_endpoint(), good->local_endpoint()};
+    const auto t0 = Clock::now();
+    {
+      io::TcpStream s = sp::with_timeout(10s, [&] { return io::TcpStream::connect(eps); });
+      const auto took = Clock::now() - t0;
+      FIBER_CHECK(s.remote_endpoint() == good->local_endpoint());
+      FIBER_CHECK(took >= io::TcpStream::kFallbackDelay - 10ms);
+      FIBER_CHECK(took < 4s);
+      FIBER_CHECK(open_fds() == before + 1);  // ours; the IPv4 attempt's socket is closed
+    }
+    FIBER_CHECK(open_fds() == before);
+  });
+}
+
+TEST_CASE("connect starts the other family at once when the first one fails") {
+  // Nothing listens on the IPv4 port (refused at once): the IPv6 attempt
+  // starts then, not after kFallbackDelay. Both refused: the error is the
+  // first family's (a system_error, connection_refused).
+  run_checked(2, [] {
+    auto good = bind_v6_loopback();
+    if (!good) {
+      WARN("no IPv6 loopback here: the race is not exercised");
+      return;
+    }
+    io::Endpoint closed = io::TcpListener::bind("127.0.0.1", 0).local_endpoint();  // closed again at once
+    const auto t0 = Clock::now();
+    io::TcpStream s = io::TcpStream::connect(std::vector<io::Endpoint>{closed, good->local_endpoint()});
+    FIBER_CHECK(Clock::now() - t0 < io::TcpStream::kFallbackDelay);
+    FIBER_CHECK(s.remote_endpoint() == good->local_endpoint());
+    const io::Endpoint closed6 = good->local_endpoint();
+    good.reset();
+    std::error_code refused;
+    try {
+      io::TcpStream::connect(std::vector<io::Endpoint>{closed, closed6});
+    } catch (const std::system_error& e) {
+      refused = e.code();
+    }
+    FIBER_CHECK(refused == std::errc::connection_refused);
   });
 }
 

@@ -246,11 +246,23 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
   // the addresses left but at least kMinAddressShare (Go's rule), so an
   // address that never answers (a blackholed IPv6 route) does not use it
   // all; with no deadline each waits as long as the kernel does.
+  // Happy Eyeballs (RFC 8305, as Go's dialer): when the addresses are of
+  // both families (IPv6 and IPv4), those of the first address's family are
+  // tried in turn as above, and after kFallbackDelay (or at once, if those
+  // all fail) the other family's start in turn beside them, in a fiber of
+  // their own; the first connection wins and the other attempt is
+  // cancelled (its socket closed) before connect returns. If both fail,
+  // the first family's error. So an IPv6 route that drops SYNs costs
+  // kFallbackDelay, not the kernel's minutes or a deadline's share. From a
+  // plain thread (no fiber to spawn from): one address after another.
   SPINDLE_MAY_SUSPEND static TcpStream connect(std::string_view host, std::uint16_t port);
   SPINDLE_MAY_SUSPEND static TcpStream connect(const Endpoint& ep);
   // connect(eps): as connect(host, port) over addresses already resolved.
   SPINDLE_MAY_SUSPEND static TcpStream connect(const std::vector<Endpoint>& eps);
   static constexpr std::chrono::seconds kMinAddressShare{2};
+  // RFC 8305's recommended Connection Attempt Delay (asyncio's and
+  // aiohttp's happy_eyeballs_delay; Go waits 300 ms).
+  static constexpr std::chrono::milliseconds kFallbackDelay{250};
 
   // read_some: at least one byte, waiting if none is available; 0 only at
   // end of stream (or when n == 0).
