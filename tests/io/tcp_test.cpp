@@ -329,6 +329,36 @@ TEST_CASE("connect starts the other family at once when the first one fails") {
   });
 }
 
+TEST_CASE("a racing connect that is cancelled ends both attempts and leaks no fd") {
+  // Both families blackholed: after kFallbackDelay both attempts wait.
+  // Cancelling the caller cancels them and waits for them, so it raises
+  // Cancelled with both sockets closed; a scope's expiry does the same
+  // and raises TimedOut.
+  run_checked(2, [] {
+    std::optional<io::TcpListener> hole6;
+    try {
+      hole6 = io::TcpListener::bind("::1", 0, {.backlog = 1});
+    } catch (const std::system_error&) {
+      WARN("no IPv6 loopback here: the race is not exercised");
+      return;
+    }
+    auto hole4 = io::TcpListener::bind("127.0.0.1", 0, {.backlog = 1});
+    std::vector<io::TcpStream> filler;
+    FIBER_CHECK(fill_backlog(hole4, filler));
+    FIBER_CHECK(fill_backlog(*hole6, filler));
+    const std::size_t before = open_fds();
+    const std::vector<io::Endpoint> eps{hole6->local_endpoint(), hole4.local_endpoint()};
+    auto t = sp::spawn([&] { return io::TcpStream::connect(eps); });
+    sp::sleep_for(io::TcpStream::kFallbackDelay + 150ms);  // both attempts are waiting
+    FIBER_CHECK(open_fds() == before + 2);
+    t.cancel();
+    FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+    FIBER_CHECK(open_fds() == before);
+    FIBER_CHECK(raises_timeout([&] { sp::with_timeout(400ms, [&] { return io::TcpStream::connect(eps); }); }));
+    FIBER_CHECK(open_fds() == before);
+  });
+}
+
 TEST_CASE("fibers migrate between workers in the middle of a connection") {
   const unsigned workers = 4;
   const std::size_t rounds = kTsan ? 50 : 400;
