@@ -21,7 +21,8 @@ namespace spindle {
 
 namespace {
 // Go's values: a waiter that has been losing for longer than this (from
-// its first run after a wake-up) switches the mutex to hand-off mode; a spinner spins this many rounds of this many pauses.
+// its first run after a wake-up) switches the mutex to hand-off mode; a
+// spinner spins this many rounds of this many pauses.
 constexpr auto kStarvationThreshold = std::chrono::milliseconds(1);
 constexpr int kSpinRounds = 4;
 constexpr int kPausesPerRound = 30;
@@ -94,7 +95,6 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
       st = state_.load(std::memory_order_relaxed);
       continue;
     }
-
     detail::WaitNode node;
     detail::Waiter w;
     node.waiter = &w;
