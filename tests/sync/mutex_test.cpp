@@ -253,6 +253,54 @@ TEST_CASE("Mutex: starvation mode hands the lock to a long-waiting fiber", "[mut
   CHECK(late_rounds <= 1);
 }
 
+TEST_CASE("Mutex: after a starving waiter, the others are served in queue order", "[mutex]") {
+  // One worker. A hot fiber relocks at once (and yields while holding the
+  // lock, so the waiters run and queue). The first waiter in the queue
+  // loses for 1 ms and turns on starvation mode; the hand-off serves it,
+  // and the hot fiber's next lock queues, behind the other waiters. Those
+  // then get the lock in queue order, whether the mode ends at the next
+  // hand-off (its receiver had not been losing) or not: the barger is in
+  // the queue. So once the first waiter has it, the hot fiber takes the
+  // lock at most once more (the round in flight) before the last waiter
+  // has had it.
+  constexpr int kWaiters = 8;
+  constexpr long kCap = 2'000'000;
+  long rounds = 0;
+  long rounds_after_first = 0;  // hot acquisitions after the first waiter got it
+  std::vector<int> queued, order;  // when each waiter first ran (and queued), got the lock
+  run_checked(1u, [&] {
+    sp::Mutex m;
+    std::atomic<int> got{0};
+    std::atomic<bool> hot_running{false};
+    auto hot = sp::spawn([&] {
+      for (long r = 0; r < kCap && got.load() < kWaiters; ++r) {
+        std::lock_guard g(m);
+        ++rounds;
+        if (got.load() > 0) ++rounds_after_first;
+        hot_running = true;
+        sp::yield();  // the waiters run here, find it locked, queue
+      }
+    });
+    while (!hot_running.load()) sp::yield();
+    std::vector<sp::Task<void>> waiters;
+    for (int i = 0; i < kWaiters; ++i) {
+      waiters.push_back(sp::spawn([&, i] {
+        queued.push_back(i);  // one worker: it finds the lock held and queues next
+        std::lock_guard g(m);
+        order.push_back(i);
+        ++got;
+      }));
+    }
+    for (auto& w : waiters) w.join();
+    hot.join();
+  });
+  INFO("hot rounds: " << rounds << ", after the first waiter got it: " << rounds_after_first);
+  CHECK(rounds < kCap);
+  CHECK(rounds_after_first <= 1);
+  CHECK(queued.size() == static_cast<std::size_t>(kWaiters));
+  CHECK(order == queued);
+}
+
 TEST_CASE("Mutex: a long wait behind the holder is not starvation", "[mutex]") {
   // A waiter starves when it keeps losing after wake-ups, not when it waits
   // in the queue for its turn: the queue serves waiters in order, and with
