@@ -317,6 +317,16 @@ TEST_CASE("connect starts the other family at once when the first one fails") {
     io::TcpStream s = io::TcpStream::connect(std::vector<io::Endpoint>{closed, good->local_endpoint()});
     FIBER_CHECK(Clock::now() - t0 < io::TcpStream::kFallbackDelay);
     FIBER_CHECK(s.remote_endpoint() == good->local_endpoint());
+    {
+      // The stream a spawned attempt made is the caller's to use.
+      io::TcpStream peer = good->accept();
+      s.write_all("ping");
+      char buf[4];
+      peer.read_exact(buf, 4);
+      peer.write_all(buf, 4);
+      s.read_exact(buf, 4);
+      FIBER_CHECK(std::string(buf, 4) == "ping");
+    }
     const io::Endpoint closed6 = good->local_endpoint();
     good.reset();
     std::error_code refused;
