@@ -93,7 +93,7 @@ sync_mutex_never_starves :: sync/src/mutex.cpp :: s{if \(front_since == detail::
 sync_mutex_starvation_counts_queue_wait :: sync/src/mutex.cpp :: s{(\n\s*)detail::WaitNode node;}{$1if (front_since == detail::TimePoint{}) front_since = detail::Clock::now();$1detail::WaitNode node;} :: sync_mutex :: ^sync_mutex$
 io_file_regular_ignored :: io/src/file.cpp :: s{const bool regular = has\(mode, OpenMode::regular\);}{const bool regular = false;} :: io_file :: ^io_file$
 http_body_file_not_regular :: io/src/http/server.cpp :: s{io::OpenMode::read \| io::OpenMode::regular}{io::OpenMode::read} :: http_server_stream :: ^http_server_stream$
-io_connect_no_happy_eyeballs :: io/src/tcp.cpp :: s{if \(fallbacks\.empty\(\) \|\| !this_fiber::in_fiber\(\)\)}{if (true)} :: io_tcp :: ^io_tcp$
+io_connect_no_happy_eyeballs :: io/src/tcp.cpp :: s{if \(std::all_of\(eps\.begin\(\), eps\.end\(\), one_family\) \|\| !this_fiber::in_fiber\(\)\)}{if (true)} :: io_tcp :: ^io_tcp$
 io_connect_race_not_drained :: io/src/tcp.cpp :: s{if \(n > 0\) spindle::detail::cancel_and_drain\(left, n\);}{(void)left;} :: io_tcp :: ^io_tcp$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
 http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$

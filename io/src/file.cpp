@@ -124,7 +124,7 @@ File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) 
       err = -errno;
     } else if (!S_ISREG(st.st_mode)) {
       err = kNotRegular;
-    } else if (::fcntl(r, F_SETFL, ::fcntl(r, F_GETFL) & ~O_NONBLOCK) != 0) {
+    } else if (::fcntl(r, F_SETFL, flags) != 0) {  // the status flags asked for: O_NONBLOCK off
       err = -errno;
     }
     if (err == 0) return r;

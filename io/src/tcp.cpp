@@ -236,9 +236,11 @@ TcpStream connect_parallel(const std::vector<Endpoint>& primaries, const std::ve
 
 TcpStream TcpStream::connect(const std::vector<Endpoint>& eps) {
   if (eps.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "spindle::io: connect");
+  const int first = eps.front().family();
+  const auto one_family = [first](const Endpoint& ep) { return ep.family() == first; };
+  if (std::all_of(eps.begin(), eps.end(), one_family) || !this_fiber::in_fiber()) return connect_serial(eps);
   std::vector<Endpoint> primaries, fallbacks;
-  for (const Endpoint& ep : eps) (ep.family() == eps.front().family() ? primaries : fallbacks).push_back(ep);
-  if (fallbacks.empty() || !this_fiber::in_fiber()) return connect_serial(eps);
+  for (const Endpoint& ep : eps) (one_family(ep) ? primaries : fallbacks).push_back(ep);
   return connect_parallel(primaries, fallbacks);
 }
 
