@@ -152,6 +152,46 @@ TEST_CASE("the same Client used in a second run works, on a new connection") {
   CHECK(srv.accepted() == 3);
 }
 
+// A Client's reaper (keepalive_timeout) belongs to the run that started
+// it; that run's end cancels it, after its first run or before it. A
+// later run's first idle connection must start a new one, which closes
+// it with nobody calling the Client.
+//  - "ran": the reaper waits (its turn ends in its catch of Cancelled).
+//  - "never ran": one worker, and a fiber spawned after the reaper (so run
+//    before it) computes for 50 ms past the main fiber's return: the
+//    shutdown cancels the reaper before its first run, so its body never
+//    runs and only its ticket's destructor can end its turn.
+TEST_CASE("a Client's idle connections are reaped in a later run too") {
+  for (const bool ran : {true, false}) {
+    INFO((ran ? "the reaper ran" : "the reaper never ran"));
+    ThreadServer srv;
+    http::ClientOptions o;
+    o.keepalive_timeout = 100ms;
+    http::Client c(o);
+    sp::run(
+        [&] {
+          CHECK(c.get(srv.url()).status == 200);
+          if (ran) {
+            sp::sleep_for(20ms);
+          } else {
+            sp::spawn([] {
+              const auto end = Clock::now() + 50ms;
+              while (Clock::now() < end) {
+              }
+            }).detach();
+          }
+        },
+        options(ran ? 2 : 1));
+    CHECK(c.stats().idle == 1);  // past the run, nothing closes it
+    sp::run(
+        [&] {
+          CHECK(c.get(srv.url()).status == 200);
+          CHECK(wait_until([&] { return c.stats().open == 0; }));
+        },
+        options(2));
+  }
+}
+
 TEST_CASE("a Server that listened in a run and is destroyed after it") {
   std::optional<http::Server> s;
   s.emplace([](http::Request&) { return http::Response::text_body(200, "ok"); });

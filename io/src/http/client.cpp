@@ -245,7 +245,11 @@ struct Using {
 // their host's cv; waiters held by the total limit on total_cv. A waiter
 // that is cancelled hands its notification on (notify_one again), so a
 // notify_one never lands on a fiber that will not use it.
-struct detail::ClientPool {
+//
+// Owned by a shared_ptr: the Client's, and its reaper's while one runs
+// (start_reaper), so the last owner may be the reaper fiber; ~Client
+// closes every connection itself first (shut), so that is never late.
+struct detail::ClientPool : std::enable_shared_from_this<detail::ClientPool> {
   ClientOptions opt;
   std::mutex mu;
   std::unordered_map<std::string, std::unique_ptr<HostPool>> hosts;
@@ -254,6 +258,16 @@ struct detail::ClientPool {
   ConditionVariable total_cv;
   std::uint64_t opened = 0, reused = 0;
   std::chrono::steady_clock::time_point next_sweep{};
+  // The reaper: one fiber at most (reaper_on), which closes idle
+  // connections past keepalive_timeout while nobody calls the Client
+  // (sweep otherwise runs only inside calls). It waits on reaper_cv until
+  // the next expiry, ends once nothing is idle (a release, discard,
+  // h2_give or h2_dialed starts it again), and at once when shut() sets
+  // closing (~Client). Cancelled by its runtime's shutdown: a Client used
+  // again in a later run starts a new one on that run's first release.
+  bool reaper_on = false;
+  bool closing = false;
+  ConditionVariable reaper_cv;
 #if SPINDLE_HAVE_TLS
   std::mutex tls_mu;      // guards tls (made on the first https request)
   io::TlsContext tls;
@@ -279,6 +293,24 @@ struct detail::ClientPool {
     ~Doomed() { close(); }
   };
   void sweep(Doomed& doomed) noexcept;
+  // claim_reaper (requires mu): whether the caller is to start a reaper
+  // (then reaper_on is set for it): none runs, keepalive_timeout is not 0,
+  // the Client is not closing, and the caller is on a fiber (elsewhere the
+  // calls' sweeps are all there is). start_reaper: starts the claimed
+  // one, after mu is let go; never throws (without memory for a fiber,
+  // the calls' sweeps are all there is). One lock per release, not two.
+  bool claim_reaper() noexcept;
+  void start_reaper() noexcept;
+  // reap: the reaper's body; ends with reaper_on cleared under mu in the
+  // same critical section that found nothing left to wait for.
+  void reap();
+  // next_expiry (requires mu): when the oldest idle connection (or idle
+  // HTTP/2 connection) passes keepalive_timeout; nullopt: nothing idle.
+  std::optional<std::chrono::steady_clock::time_point> next_expiry() const noexcept;
+  // shut: ~Client's part: every pooled connection closed (the idle ones,
+  // and each origin's HTTP/2 connection, whose fibers end), and the
+  // reaper told to end. Never suspends.
+  void shut() noexcept;
   void drop_idle(const std::string& key) noexcept;  // closes key's idle ones
   void wait(std::unique_lock<std::mutex>& lk, ConditionVariable& cv, bool total);
 #if SPINDLE_HAVE_HTTP2
@@ -370,6 +402,100 @@ void detail::ClientPool::sweep(Doomed& doomed) noexcept {
     } else {
       ++it;
     }
+  }
+}
+
+std::optional<std::chrono::steady_clock::time_point> detail::ClientPool::next_expiry() const noexcept {
+  std::optional<std::chrono::steady_clock::time_point> due;
+  const auto take = [&](std::chrono::steady_clock::time_point t) {
+    if (!due || t < *due) due = t;
+  };
+  for (const auto& [key, hp] : hosts) {
+    if (!hp->idle.empty()) take(hp->idle.front()->idle_since + opt.keepalive_timeout);  // front: the oldest
+#if SPINDLE_HAVE_HTTP2
+    if (hp->h2 && hp->streams == 0) take(hp->h2_idle_since + opt.keepalive_timeout);
+#endif
+  }
+  return due;
+}
+
+namespace {
+// ReaperTicket: the reaper fiber's hold on its pool. Whoever ends the
+// reaper's turn clears reaper_on: reap() itself (disarming the ticket),
+// or, for a fiber that never ran (cancelled by a shutdown before its first
+// run, or a spawn that failed), the ticket's destructor, so reaper_on
+// never stays set with no reaper to clear it.
+struct ReaperTicket {
+  std::shared_ptr<detail::ClientPool> pool;
+  explicit ReaperTicket(std::shared_ptr<detail::ClientPool> p) noexcept : pool(std::move(p)) {}
+  ReaperTicket(ReaperTicket&& o) noexcept = default;
+  ReaperTicket& operator=(ReaperTicket&&) = delete;
+  ~ReaperTicket() {
+    if (!pool) return;
+    std::lock_guard lk(pool->mu);
+    pool->reaper_on = false;
+  }
+};
+}  // namespace
+
+bool detail::ClientPool::claim_reaper() noexcept {
+  if (reaper_on || closing || opt.keepalive_timeout.count() <= 0 || !this_fiber::in_fiber()) return false;
+  reaper_on = true;
+  return true;
+}
+
+void detail::ClientPool::start_reaper() noexcept {
+  try {
+    // Detached: nobody joins it; it ends by itself (nothing idle, or
+    // closing) or by its runtime's shutdown.
+    spawn(SpawnOptions{.name = "http-client-reaper"}, [t = ReaperTicket(shared_from_this())]() mutable {
+      const auto self = std::move(t.pool);  // disarmed: reap() clears reaper_on itself
+      self->reap();
+    }).detach();
+  } catch (...) {
+    // No memory for the fiber: the lambda (and with it the ticket) is gone,
+    // and reaper_on with it.
+  }
+}
+
+void detail::ClientPool::reap() {
+  try {
+    for (;;) {
+      Doomed doomed;  // closed after the lock is let go (declared before lk)
+      std::unique_lock lk(mu);
+      if (!closing && std::chrono::steady_clock::now() >= next_sweep) {
+        sweep(doomed);  // paced by next_sweep: one walk per quarter timeout at most
+        continue;
+      }
+      const auto due = next_expiry();
+      if (closing || !due) {
+        reaper_on = false;  // with the finding, so a release after it starts another
+        return;
+      }
+      reaper_cv.wait_until(lk, std::max(*due, next_sweep));
+    }
+  } catch (...) {
+    // Cancelled: the runtime is shutting down.
+    std::lock_guard lk(mu);
+    reaper_on = false;
+  }
+}
+
+void detail::ClientPool::shut() noexcept {
+  Doomed doomed;
+  {
+    std::lock_guard lk(mu);
+    closing = true;
+    for (auto& [key, hp] : hosts) {
+      for (auto& c : hp->idle) doomed.conns.push_back(std::move(c));
+      hp->idle.clear();
+#if SPINDLE_HAVE_HTTP2
+      if (hp->h2) doomed.h2.push_back(std::move(hp->h2));
+#endif
+    }
+    hosts.clear();
+    open_total = 0;
+    reaper_cv.notify_all();
   }
 }
 
@@ -495,27 +621,38 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
     ++opened;
     return c;
   } catch (...) {
-    std::lock_guard g(mu);
-    --hp.open;
-    --open_total;
-    hp.cv.notify_one();
-    total_cv.notify_one();
+    bool reap = false;
+    {
+      std::lock_guard g(mu);
+      --hp.open;
+      --open_total;
+      hp.cv.notify_one();
+      total_cv.notify_one();
+      reap = claim_reaper();  // as discard
+    }
+    if (reap) start_reaper();
     throw;
   }
 }
 
 void detail::ClientPool::release(std::unique_ptr<Conn> c) noexcept {
-  std::lock_guard lk(mu);
-  HostPool& hp = *hosts[c->key];
-  c->idle_since = std::chrono::steady_clock::now();
-  hp.idle.push_back(std::move(c));
-  hp.cv.notify_one();
-  // A waiter held by the total limit may now close this idle connection
-  // to make room for its own host.
-  if (total_waiters > 0) total_cv.notify_one();
+  bool reap = false;
+  {
+    std::lock_guard lk(mu);
+    HostPool& hp = *hosts[c->key];
+    c->idle_since = std::chrono::steady_clock::now();
+    hp.idle.push_back(std::move(c));
+    hp.cv.notify_one();
+    // A waiter held by the total limit may now close this idle connection
+    // to make room for its own host.
+    if (total_waiters > 0) total_cv.notify_one();
+    reap = claim_reaper();
+  }
+  if (reap) start_reaper();
 }
 
 void detail::ClientPool::discard(std::unique_ptr<Conn> c) noexcept {
+  bool reap = false;
   {
     std::lock_guard lk(mu);
     HostPool& hp = *hosts[c->key];
@@ -523,8 +660,10 @@ void detail::ClientPool::discard(std::unique_ptr<Conn> c) noexcept {
     --open_total;
     hp.cv.notify_one();
     total_cv.notify_one();
+    reap = claim_reaper();  // its origin may be left with nothing open: forgotten by a sweep
   }
   c.reset();  // closes the socket, outside the lock
+  if (reap) start_reaper();
 }
 
 #if SPINDLE_HAVE_TLS
@@ -601,17 +740,29 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, 
 }
 
 void detail::ClientPool::h2_dialed(const std::string& key) noexcept {
-  std::lock_guard lk(mu);
-  HostPool& hp = *hosts[key];
-  hp.dialing = false;
-  hp.cv.notify_all();  // the waiters look again: a connection, or their own dial
+  bool reap = false;
+  {
+    std::lock_guard lk(mu);
+    HostPool& hp = *hosts[key];
+    hp.dialing = false;
+    hp.cv.notify_all();  // the waiters look again: a connection, or their own dial
+    reap = claim_reaper();  // as discard
+  }
+  if (reap) start_reaper();
 }
 
 void detail::ClientPool::h2_give(const std::string& key) noexcept {
-  std::lock_guard lk(mu);
-  HostPool& hp = *hosts[key];
-  if (--hp.streams == 0) hp.h2_idle_since = std::chrono::steady_clock::now();
-  hp.cv.notify_one();
+  bool reap = false;
+  {
+    std::lock_guard lk(mu);
+    HostPool& hp = *hosts[key];
+    if (--hp.streams == 0) {
+      hp.h2_idle_since = std::chrono::steady_clock::now();
+      reap = claim_reaper();
+    }
+    hp.cv.notify_one();
+  }
+  if (reap) start_reaper();
 }
 
 std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_adopt(const Url& u, std::unique_ptr<Conn> c) {
@@ -1451,9 +1602,9 @@ void StreamedResponse::close() noexcept {
   if (r_ && !r_->done) r_->fail();
 }
 
-Client::Client(ClientOptions options) : pool_(std::make_unique<detail::ClientPool>()) { pool_->opt = std::move(options); }
+Client::Client(ClientOptions options) : pool_(std::make_shared<detail::ClientPool>()) { pool_->opt = std::move(options); }
 
-Client::~Client() = default;
+Client::~Client() { pool_->shut(); }
 
 Response Client::request(std::string_view method, std::string_view url, RequestOptions ro) {
   check_body_options(ro);

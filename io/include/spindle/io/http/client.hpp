@@ -121,8 +121,9 @@ struct ClientOptions {
   // last stream ended this long ago), and an origin with nothing left
   // open is forgotten; 0: kept until used, evicted or close_idle().
   // aiohttp's keepalive_timeout (15 s; Go's IdleConnTimeout is 90 s).
-  // The pool looks when it is used (each request, at most every quarter
-  // of this, 1 s at most): a Client nobody calls keeps what it holds.
+  // The pool looks in each request and, while anything is idle, in a
+  // reaper fiber of its own (at most every quarter of this, 1 s at most),
+  // so a Client nobody calls lets go too (docs/http.md "Idle expiry").
   std::chrono::milliseconds keepalive_timeout{15'000};
   // RequestOptions::expect_continue: how long to wait for the server's
   // 100 Continue before sending the body anyway (a server that ignores
@@ -351,7 +352,7 @@ class Client {
  private:
   SPINDLE_MAY_SUSPEND Response post_json_sorted(std::string_view url, const nlohmann::json& value,
                                                 RequestOptions options);
-  std::unique_ptr<detail::ClientPool> pool_;
+  std::shared_ptr<detail::ClientPool> pool_;  // shared with its reaper fiber (client.cpp)
 };
 
 }  // namespace spindle::http
