@@ -47,16 +47,13 @@ void check_expiry(http::ClientHttp2 mode) {
 
 // reaper_alive: whether a Client's reaper fiber is live (by its name in
 // the fiber dump); reaper_waiting: and has run to its wait.
-bool reaper_alive() {
+bool in_fiber_dump(const std::string& what) {
   std::ostringstream out;
   sp::dump_fibers(out);
-  return out.str().find("\"http-client-reaper\"") != std::string::npos;
+  return out.str().find(what) != std::string::npos;
 }
-bool reaper_waiting() {
-  std::ostringstream out;
-  sp::dump_fibers(out);
-  return out.str().find("\"http-client-reaper\" suspended") != std::string::npos;
-}
+bool reaper_alive() { return in_fiber_dump("\"http-client-reaper\""); }
+bool reaper_waiting() { return in_fiber_dump("\"http-client-reaper\" suspended"); }
 
 }  // namespace
 

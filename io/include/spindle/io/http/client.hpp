@@ -123,7 +123,8 @@ struct ClientOptions {
   // aiohttp's keepalive_timeout (15 s; Go's IdleConnTimeout is 90 s).
   // The pool looks in each request and, while anything is idle, in a
   // reaper fiber of its own (at most every quarter of this, 1 s at most),
-  // so a Client nobody calls lets go too (docs/http.md "Idle expiry").
+  // so a Client nobody calls lets go too (docs/http.md "Client", idle
+  // expiry).
   std::chrono::milliseconds keepalive_timeout{15'000};
   // RequestOptions::expect_continue: how long to wait for the server's
   // 100 Continue before sending the body anyway (a server that ignores
