@@ -104,6 +104,9 @@ http_release_never_rearms :: io/src/http/server.cpp :: s{c->in_wake_ep \? EPOLL_
 http_whole_body_deadline_dropped :: io/src/http/server.cpp :: s{if\s*\(whole_deadline_ == kNoDeadline\)\s*return load_all\(into, limit\);}{return load_all(into, limit);} :: http_server_hostile :: ^http_server_hostile$
 http_handler_catches_std_only :: io/src/http/server.cpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
 http_accept_error_retried :: io/src/http/server.cpp :: s{accept_error = std::current_exception\(\);}{continue;} :: http_server_hostile :: ^http_server_hostile$
+http_server_never_reclaims :: io/src/http/server.cpp :: s{if \(stamps\.empty\(\)\) return 0;}{return 0;} :: http_server_limits :: ^http_server_limits$
+http_server_no_connection_limit :: io/src/http/server.cpp :: s{const std::uint64_t lim = limit\.load\(std::memory_order_relaxed\);}{const std::uint64_t lim = ~std::uint64_t{0};} :: http_server_limits :: ^http_server_limits$
+http_server_reclaims_fresh :: io/src/http/server.cpp :: s{const std::uint64_t idle_before = now - kReclaimAfter \+ 1;}{const std::uint64_t idle_before = now + 1;} :: http_server_limits :: ^http_server_limits$
 http_disconnect_never_cancels :: io/src/http/server.cpp :: s{if \(gone\) spindle::detail::cancel_fiber\(p\.f\);}{(void)gone;} :: http_server_disconnect :: ^http_server_disconnect$
 accept_clears_readiness :: io/src/tcp.cpp :: s{(\n(\s*)FdGuard g\{fd\};)}{\n${2}d->rd.clear_ready(s);$1} :: io_readiness :: ^io_readiness$
 clear_ready_ignores_tick :: io/src/reactor.hpp :: s{state\.compare_exchange_strong\(seen, seen & ~kReady, std::memory_order_relaxed,\s*std::memory_order_relaxed\);}{state.fetch_and(~kReady, std::memory_order_relaxed);} :: io_readiness :: ^io_readiness$

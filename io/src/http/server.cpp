@@ -68,6 +68,7 @@
 #include <cxxabi.h>
 #include <malloc.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -160,6 +161,8 @@ struct Conn {
   bool in_wake_ep = false;
   // An HTTP/1.1 request was read: a later "PRI" is not a preface.
   bool spoke_h1 = false;
+  // make_room cancelled it (State::reclaiming). Guarded by State::mu.
+  bool reclaimed = false;
 #if SPINDLE_HAVE_HTTP2
   // Set while the connection speaks HTTP/2 (its state stays busy: no scan
   // cancels or releases it), for shutdown's scan to wake it (wake_h2).
@@ -709,6 +712,20 @@ struct Server::State {
   std::unordered_map<Conn*, Entry> conns;
   std::unordered_map<Conn*, std::shared_ptr<Conn>> parked;
   std::atomic<std::uint64_t> accepted{0}, open{0}, released{0};
+  // Room (ServerOptions::max_connections): `limit` as serve() resolved
+  // it. At the limit the acceptor reclaims idle connections (make_room)
+  // and waits on `room`, which a drop that takes `open` below the limit
+  // sets. `open`'s decrement in drop and the acceptor's read of it are
+  // seq_cst, as are the Event's own operations, so a set that the
+  // acceptor's clear() erased came after a decrement its next read of
+  // `open` sees.
+  std::atomic<std::uint64_t> limit{~std::uint64_t{0}}, reclaimed{0};
+  Event room;
+  // Connections with a fiber that make_room cancelled and that have not
+  // ended yet (guarded by mu, as Conn::reclaimed): while any are, the
+  // acceptor waits for them instead of reclaiming more, so each pass
+  // frees up to 32 for the next accepts (nginx's way), not 32 per accept.
+  std::size_t reclaiming = 0;
   detail::SpreadCount served;  // once per request, from every worker
   // releases: every release so far (HTTP/1.1's, nudged by the sweep, and
   // HTTP/2's, which release themselves): the sweep trims after enough.
@@ -785,7 +802,10 @@ struct Server::State {
   // request line is then "-").
   void reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer, const Request* req);
   [[gnu::noinline]] void linger(detail::Transport& s);  // its 4 KiB sink stays out of serve_conn's frame, as drain's
-  void cancel_idle(std::uint64_t idle_before = Conn::kNever);
+  std::size_t cancel_idle(std::uint64_t idle_before = Conn::kNever, bool reclaim = false);
+  std::size_t make_room() noexcept;
+  void wait_for_room();
+  void out_of_descriptors(const std::error_code& ec) noexcept;
   std::size_t release_idle(std::uint64_t idle_before);
   void sweep_idle();
   void close_left();
@@ -811,6 +831,10 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
       stop.set();
       return;
     }
+    // At the limit, s waits here (its client as if in the backlog) while
+    // idle connections are closed for it (nginx accepts, then drains):
+    // only a connection that came makes room, none that might.
+    wait_for_room();
     accepted.fetch_add(1, std::memory_order_relaxed);
     std::shared_ptr<Conn> c;
     bool listed = false;
@@ -916,8 +940,9 @@ void Server::State::drop(Conn& c) noexcept {
     std::lock_guard lk(mu);
     conns.erase(&c);
     parked.erase(&c);
+    if (c.reclaimed) --reclaiming;
   }
-  open.fetch_sub(1, std::memory_order_relaxed);
+  if (open.fetch_sub(1, std::memory_order_seq_cst) == limit.load(std::memory_order_relaxed)) room.set();
 }
 
 // start: the connection's transport; for TLS, the handshake, in the idle
@@ -962,8 +987,7 @@ bool Server::State::start(Conn& c, io::TcpStream s) {
 // removed.
 bool Server::State::wait_for_request(Conn& c, beast::flat_buffer& buf) {
   detail::Transport& s = c.t;
-  const bool stamped = opt.idle_timeout.count() > 0 || c.releasable;
-  c.enter_idle(stamped ? coarse_ms() : 0);  // step 4
+  c.enter_idle(coarse_ms());  // step 4; the stamp: idle_timeout, idle_release_after, make_room
   if (stopping.load(std::memory_order_seq_cst)) return false;
   std::error_code ec;
   std::size_t n = 0;
@@ -1601,7 +1625,7 @@ void Server::State::serve_conn(Conn& c) {
 // scan. The reference taken under mu keeps each fiber alive until its
 // cancel, even if it ends in between. A released connection moved to
 // cancelled is this scan's to close (drop), outside mu too.
-void Server::State::cancel_idle(std::uint64_t idle_before) {
+std::size_t Server::State::cancel_idle(std::uint64_t idle_before, bool reclaim) {
   std::vector<spindle::detail::Fiber*> picked;
   std::vector<std::shared_ptr<Conn>> closing;
   {
@@ -1613,6 +1637,10 @@ void Server::State::cancel_idle(std::uint64_t idle_before) {
       if (idle_before == Conn::kNever && c->h2 != nullptr) detail::wake_h2(*c->h2);
 #endif
       if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
+        if (reclaim) {
+          c->reclaimed = true;
+          ++reclaiming;
+        }
         spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
         f->add_ref();
         picked.push_back(f);
@@ -1630,6 +1658,93 @@ void Server::State::cancel_idle(std::uint64_t idle_before) {
     released.fetch_sub(1, std::memory_order_relaxed);
     drop(*c);
   }
+  return picked.size() + closing.size();
+}
+
+// make_room: at the connection limit (or out of descriptors), closes the
+// connections idle longest, a sixteenth of the limit (1 to 32; nginx
+// drains up to 32 reusable connections a try), of those idle for
+// kReclaimAfter at least: those with a fiber are cancelled (cancel_idle's
+// CAS, so nothing of a request was handed on; they end, and drop, on
+// their own fibers), released ones closed here. One pass over the
+// registry for their idle stamps. Returns how many.
+//
+// kReclaimAfter: a connection just accepted is idle until its first
+// request's bytes are read, and one just answered until its next request:
+// their requests are most likely on the way. A second covers a slow TLS
+// handshake (two round trips over a mobile network) and a client's
+// request right behind its previous answer; a flood of connections that
+// send nothing waits it out before each is closed.
+std::size_t Server::State::make_room() noexcept {
+  constexpr std::uint64_t kReclaimAfter = 1000;  // ms
+  const std::size_t at_once = std::clamp<std::uint64_t>(limit.load(std::memory_order_relaxed) / 16, 1, 32);
+  const std::uint64_t now = coarse_ms();
+  if (now < kReclaimAfter) return 0;
+  const std::uint64_t idle_before = now - kReclaimAfter + 1;
+  try {
+    std::vector<std::uint64_t> stamps;
+    {
+      std::lock_guard lk(mu);
+      stamps.reserve(conns.size() + parked.size());
+      for (auto& [c, e] : conns) {
+        const std::uint64_t st = c->state.load(std::memory_order_relaxed);
+        if (Conn::kind(st) == Conn::kIdle && Conn::stamp(st) < idle_before) stamps.push_back(Conn::stamp(st));
+      }
+      for (auto& [c, p] : parked) {
+        const std::uint64_t st = c->state.load(std::memory_order_relaxed);
+        if (Conn::kind(st) == Conn::kReleased && Conn::stamp(st) < idle_before) stamps.push_back(Conn::stamp(st));
+      }
+    }
+    if (stamps.empty()) return 0;
+    const std::size_t n = std::min(at_once, stamps.size());
+    std::nth_element(stamps.begin(), stamps.begin() + static_cast<std::ptrdiff_t>(n - 1), stamps.end());
+    // Idle since before the n-th oldest's stamp + 1 ms: those n (and any
+    // idle since the same millisecond).
+    const std::size_t got = cancel_idle(stamps[n - 1] + 1, true);
+    reclaimed.fetch_add(got, std::memory_order_relaxed);
+    return got;
+  } catch (const std::bad_alloc&) {
+    return 0;
+  }
+}
+
+// wait_for_room: the acceptor, with a connection accepted and not yet
+// counted: returns once fewer than `limit` connections are open,
+// reclaiming idle ones while it waits. A cancellation point (shutdown
+// cancels the acceptor; the waiting connection is closed).
+void Server::State::wait_for_room() {
+  const std::uint64_t lim = limit.load(std::memory_order_relaxed);
+  if (open.load(std::memory_order_seq_cst) < lim) return;
+  for (;;) {
+    room.clear();
+    if (open.load(std::memory_order_seq_cst) < lim) return;
+    bool waiting_for_ends;
+    {
+      std::lock_guard lk(mu);
+      waiting_for_ends = reclaiming > 0;
+    }
+    if (!waiting_for_ends) make_room();
+    // Woken by a drop below the limit, and every 100 ms: connections
+    // become idle long enough to close (make_room's kReclaimAfter) with
+    // no event.
+    (void)room.wait_for(std::chrono::milliseconds(100));
+  }
+}
+
+// out_of_descriptors: the listener's on_accept_error (accept retries by
+// itself after a pause): descriptors are what idle connections hold, so
+// reclaim some for the connection waiting in the backlog.
+void Server::State::out_of_descriptors(const std::error_code& ec) noexcept {
+  // errno values (the listener's system_category codes), compared without
+  // a member call on the category: out of descriptors, UBSan's
+  // check of that call cannot open the pipe it probes memory with, and
+  // reports a bad vptr.
+  if (&ec.category() != &std::system_category() || (ec.value() != EMFILE && ec.value() != ENFILE)) return;
+  {
+    std::lock_guard lk(mu);
+    if (reclaiming > 0) return;  // the last pass's are still ending (wait_for_room)
+  }
+  (void)make_room();
 }
 
 // release_idle: nudges the idle wait of every releasable connection idle
@@ -1819,6 +1934,17 @@ Server::Server(Handler handler, ServerOptions options) : st_(std::make_shared<St
   st_->opt = std::move(options);
 }
 
+namespace {
+// connection_limit: ServerOptions::max_connections as serve() applies it
+// (0: 7/8 of the soft descriptor limit, at least 1).
+std::uint64_t connection_limit(std::size_t max_connections) noexcept {
+  if (max_connections > 0) return max_connections;
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return ~std::uint64_t{0};
+  return std::max<std::uint64_t>(1, rl.rlim_cur - rl.rlim_cur / 8);
+}
+}  // namespace
+
 Server::Server(Router router, ServerOptions options) : st_(std::make_shared<State>()) {
   st_->handler = std::move(router);
   st_->opt = std::move(options);
@@ -1830,6 +1956,8 @@ Server::~Server() = default;
 void Server::listen(std::string_view host, std::uint16_t port) {
   io::ListenOptions lo;
   lo.backlog = st_->opt.backlog;
+  // The listener is the State's: it never outlives it.
+  lo.on_accept_error = [st = st_.get()](const std::error_code& ec) { st->out_of_descriptors(ec); };
   if (!st_->opt.tls.cert_file.empty()) {
 #if SPINDLE_HAVE_TLS
     io::TlsServerOptions to = st_->opt.tls;
@@ -1878,6 +2006,7 @@ void Server::serve() {
     State& st;
     ~CloseLeft() { st.close_left(); }
   } close_left{*st};
+  st->limit.store(connection_limit(st->opt.max_connections), std::memory_order_relaxed);
   TaskGroup group;
   Task<void> acceptor = group.spawn([&group, st] { st->accept_loop(group, st); });
   std::optional<Task<void>> sweeper, watcher, waker;
@@ -1922,6 +2051,9 @@ std::uint64_t Server::connections_open() const noexcept { return st_->open.load(
 std::uint64_t Server::requests_served() const noexcept { return st_->served.load(); }
 std::uint64_t Server::connections_released() const noexcept {
   return st_->released.load(std::memory_order_relaxed);
+}
+std::uint64_t Server::connections_reclaimed() const noexcept {
+  return st_->reclaimed.load(std::memory_order_relaxed);
 }
 
 }  // namespace spindle::http

@@ -275,6 +275,23 @@ struct ServerOptions {
   std::chrono::milliseconds disconnect_check{200};
   // Listening backlog.
   int backlog = 1024;
+  // max_connections: connections open at once (any protocol, idle or
+  // busy). At the limit the server closes the connections that have
+  // waited longest for a request (a next one on keep-alive, or a first
+  // one), if for a second at least, a sixteenth of the limit at a time
+  // (1 to 32), as nginx reuses its idle keep-alive connections; with none
+  // idle that long it serves no new connection until one is, or a
+  // connection ends (the first new one waits accepted, the others in the
+  // listen backlog). An idle connection has no
+  // request under way, so closing it loses nothing; clients retry on a
+  // new one. The same happens when
+  // accept runs out of descriptors below the limit (EMFILE, ENFILE).
+  // HTTP/2 connections count; they are closed this way only once
+  // released (idle_release_after). 0 (the default): 7/8 of the
+  // descriptor limit (RLIMIT_NOFILE's soft limit) when serve() starts, so
+  // a flood of connections neither takes every descriptor of the process
+  // nor, idle, keeps new clients out.
+  std::size_t max_connections = 0;
   // on_error: called on the connection's fiber with the request and what
   // its handler, body generator or upgrade threw (any type; rethrow the
   // exception_ptr to inspect it). Empty (the default): one line on stderr,
@@ -353,6 +370,9 @@ class Server {
   // connections_released: open connections (HTTP/1.1 or HTTP/2) waiting
   // for a request with no fiber (ServerOptions::idle_release_after), now.
   std::uint64_t connections_released() const noexcept;
+  // connections_reclaimed: idle connections closed to make room for new
+  // ones (ServerOptions::max_connections, or out of descriptors), so far.
+  std::uint64_t connections_reclaimed() const noexcept;
 
  private:
   struct State;
