@@ -207,6 +207,19 @@ class H2Conn {
   H2Rest run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade);
   void wake() noexcept { wake_.set(); }
   void goodbye(int fd) noexcept;
+  // quiet_ms: steady-clock ms since when no stream fiber has run (the
+  // server's idle stamp for it), or kBusy while one does. reclaim: the
+  // server's connection limit wants it: a GOAWAY once (if) it is quiet
+  // when the writer looks; a stream under way cancels the request.
+  static constexpr std::uint64_t kBusy = ~std::uint64_t{0};
+  std::uint64_t quiet_ms() const noexcept { return quiet_ms_.load(std::memory_order_relaxed); }
+  void reclaim() noexcept {
+    // Not a candidate again while the writer decides (set_quiet makes it
+    // one when a stream that came meanwhile has ended).
+    quiet_ms_.store(kBusy, std::memory_order_relaxed);
+    reclaim_.store(true, std::memory_order_relaxed);
+    wake_.set();
+  }
 
  private:
   friend struct H2Stream;
@@ -293,6 +306,20 @@ class H2Conn {
   // connection's window, so a body fits only in what it leaves. Under mu_.
   std::uint64_t promised_ = 0;
   Clock::time_point quiet_since_;  // when fibers_ last became 0
+  // quiet_since_ in ms, kBusy while fibers_ > 0: written under mu_, read
+  // by the server's make_room without it (a stale stamp costs at most a
+  // reclaim() the writer then ignores). set_quiet / set_busy keep them.
+  std::atomic<std::uint64_t> quiet_ms_{kBusy};
+  std::atomic<bool> reclaim_{false};
+  void set_quiet(Clock::time_point t) noexcept {
+    quiet_since_ = t;
+    quiet_ms_.store(static_cast<std::uint64_t>(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count()),
+                    std::memory_order_relaxed);
+  }
+  void add_fiber() noexcept {
+    if (fibers_++ == 0) quiet_ms_.store(kBusy, std::memory_order_relaxed);
+  }
   bool reader_done_ = false;
   // Release (releasable_ only): the writer found the connection quiet for
   // release_after and nudged the reader's idle wait (release_asked_); the
@@ -399,7 +426,7 @@ bool H2Conn::out_pressure() const noexcept {
 
 bool H2Conn::end_fiber(H2Stream& st, Task<void>& own) {
   const bool last = --fibers_ == 0;
-  if (last) quiet_since_ = Clock::now();
+  if (last) set_quiet(Clock::now());
   own = std::move(st.task);
   st.in_handler = false;
   return last;
@@ -561,7 +588,7 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, H2Env env)
     nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0,
                                           static_cast<int32_t>(std::min<uint32_t>(h2_.connection_window, 0x7fffffff)));
   }
-  quiet_since_ = Clock::now();
+  set_quiet(Clock::now());
   reset_tokens_ = static_cast<double>(h2_.reset_burst);
   reset_at_ = quiet_since_;
 }
@@ -737,7 +764,7 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     }
     if (!st->req.headers.contains("host") && !st->authority.empty()) st->req.headers.add("host", st->authority);
     if (!st->cookie.empty()) st->req.headers.add("cookie", std::exchange(st->cookie, std::string()));
-    ++c->fibers_;
+    c->add_fiber();
     // Never suspends (TaskGroup::spawn); the fiber waits for mu_ to see
     // the stream's first fields complete.
     st->in_handler = true;
@@ -1033,7 +1060,10 @@ bool H2Conn::writer() {
       const Clock::time_point now = quiet && (idle.count() > 0 || releasable_) ? Clock::now() : Clock::time_point{};
       if (!goaway_) {
         const bool stop = env_.stopping.load(std::memory_order_seq_cst);
-        const bool idled = idle.count() > 0 && quiet && now - quiet_since_ >= idle;
+        // reclaim_ is read (and cleared) whether quiet or not: a request
+        // that came since the server picked it keeps it.
+        const bool reclaimed = reclaim_.exchange(false, std::memory_order_relaxed) && quiet;
+        const bool idled = (idle.count() > 0 && quiet && now - quiet_since_ >= idle) || reclaimed;
         if (stop || idled) {
           // Streams after the last one processed are not served; those
           // before it finish (graceful shutdown).
@@ -1160,7 +1190,7 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     st->in_ended = true;
     adopt_stream(st);  // first, as on_begin_headers: it may throw
     nghttp2_session_set_stream_user_data(s_, 1, st.get());
-    ++fibers_;
+    add_fiber();
     st->in_handler = true;
     st->task = group.spawn([this, st] { run_stream(st); });
   }
@@ -1576,6 +1606,10 @@ H2Rest serve_h2(H2Conn& c, std::string_view preread, const std::function<void(H2
 }
 
 void wake_h2(H2Conn& c) noexcept { c.wake(); }
+
+std::uint64_t h2_quiet_ms(const H2Conn& c) noexcept { return c.quiet_ms(); }
+
+void reclaim_h2(H2Conn& c) noexcept { c.reclaim(); }
 
 void goodbye_h2(H2Conn& c, int fd) noexcept { c.goodbye(fd); }
 

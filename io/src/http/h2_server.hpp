@@ -96,6 +96,14 @@ H2Rest serve_h2(H2Conn& c, std::string_view preread, const std::function<void(H2
 // finish and ends. Never suspends; any fiber or thread, while published.
 void wake_h2(H2Conn& c) noexcept;
 
+// h2_quiet_ms: since when (steady-clock ms, CLOCK_MONOTONIC's) c has had
+// no stream under way; ~0 while one is. reclaim_h2: the connection limit
+// (ServerOptions::max_connections) closes it: GOAWAY and close if it is
+// still quiet when its writer looks (a stream that came first keeps it).
+// Both never suspend; any fiber or thread, while published.
+std::uint64_t h2_quiet_ms(const H2Conn& c) noexcept;
+void reclaim_h2(H2Conn& c) noexcept;
+
 // goodbye_h2: a released connection about to be closed (idle_timeout,
 // shutdown) tells its client why first: GOAWAY NO_ERROR, written to `fd`
 // without waiting (an idle socket's send buffer is empty; if the GOAWAY

@@ -1689,6 +1689,13 @@ std::size_t Server::State::make_room() noexcept {
       for (auto& [c, e] : conns) {
         const std::uint64_t st = c->state.load(std::memory_order_relaxed);
         if (Conn::kind(st) == Conn::kIdle && Conn::stamp(st) < idle_before) stamps.push_back(Conn::stamp(st));
+#if SPINDLE_HAVE_HTTP2
+        // HTTP/2 with its fiber (TLS, or not yet released): idle when no
+        // stream has run since its stamp.
+        if (c->h2 != nullptr) {
+          if (const std::uint64_t q = detail::h2_quiet_ms(*c->h2); q < idle_before) stamps.push_back(q);
+        }
+#endif
       }
       for (auto& [c, p] : parked) {
         const std::uint64_t st = c->state.load(std::memory_order_relaxed);
@@ -1700,7 +1707,21 @@ std::size_t Server::State::make_room() noexcept {
     std::nth_element(stamps.begin(), stamps.begin() + static_cast<std::ptrdiff_t>(n - 1), stamps.end());
     // Idle since before the n-th oldest's stamp + 1 ms: those n (and any
     // idle since the same millisecond).
-    const std::size_t got = cancel_idle(stamps[n - 1] + 1, true);
+    std::size_t got = cancel_idle(stamps[n - 1] + 1, true);
+#if SPINDLE_HAVE_HTTP2
+    // HTTP/2 ones are asked to GOAWAY and end (their writer decides, under
+    // their lock, whether a stream came first), so they are not counted in
+    // `reclaiming`: one that took a stream meanwhile stays open.
+    {
+      std::lock_guard lk(mu);
+      for (auto& [c, e] : conns) {
+        if (c->h2 != nullptr && detail::h2_quiet_ms(*c->h2) < stamps[n - 1] + 1) {
+          detail::reclaim_h2(*c->h2);
+          ++got;
+        }
+      }
+    }
+#endif
     reclaimed.fetch_add(got, std::memory_order_relaxed);
     return got;
   } catch (const std::bad_alloc&) {

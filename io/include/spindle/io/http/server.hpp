@@ -282,15 +282,15 @@ struct ServerOptions {
   // (1 to 32), as nginx reuses its idle keep-alive connections; with none
   // idle that long it serves no new connection until one is, or a
   // connection ends (the first new one waits accepted, the others in the
-  // listen backlog). An idle connection has no
-  // request under way, so closing it loses nothing; clients retry on a
-  // new one. The same happens when
-  // accept runs out of descriptors below the limit (EMFILE, ENFILE).
-  // HTTP/2 connections count; they are closed this way only once
-  // released (idle_release_after). 0 (the default): 7/8 of the
-  // descriptor limit (RLIMIT_NOFILE's soft limit) when serve() starts, so
-  // a flood of connections neither takes every descriptor of the process
-  // nor, idle, keeps new clients out.
+  // listen backlog). An idle connection has no request under way, so
+  // closing it loses nothing; clients retry on a new one. The same
+  // happens when accept runs out of descriptors below the limit (EMFILE,
+  // ENFILE). HTTP/2 connections count, and one whose last stream ended a
+  // second ago is closed the same way (GOAWAY). 0 (the default): 7/8 of
+  // the descriptor limit (RLIMIT_NOFILE's soft limit) when serve()
+  // starts, so a flood of connections neither takes every descriptor of
+  // the process nor, idle, keeps new clients out (docs/http.md "Server",
+  // connection limit).
   std::size_t max_connections = 0;
   // on_error: called on the connection's fiber with the request and what
   // its handler, body generator or upgrade threw (any type; rethrow the
