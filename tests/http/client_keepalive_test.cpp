@@ -121,7 +121,9 @@ TEST_CASE("client keepalive: the reaper ends when nothing is idle and when its C
     LiveServer a(hello);
     {
       http::ClientOptions o;
-      o.keepalive_timeout = 100ms;
+      // Long enough that the reaper is still there when the checks right
+      // after a request look (a loaded machine may pause this fiber).
+      o.keepalive_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(500ms));
       http::Client c(o);
       FIBER_CHECK(c.get(a.url()).text() == "hello");
       FIBER_CHECK(reaper_alive());

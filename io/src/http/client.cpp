@@ -261,8 +261,10 @@ struct detail::ClientPool : std::enable_shared_from_this<detail::ClientPool> {
   // The reaper: one fiber at most (reaper_on), which closes idle
   // connections past keepalive_timeout while nobody calls the Client
   // (sweep otherwise runs only inside calls). It waits on reaper_cv until
-  // the next expiry, ends once nothing is idle (a release, discard,
-  // h2_give or h2_dialed starts it again), and at once when shut() sets
+  // the next expiry, ends once nothing is idle (a release or an h2_give
+  // that leaves a connection idle starts it again; an origin left with
+  // nothing open is forgotten by the next sweep, a call's or the
+  // reaper's, as before), and at once when shut() sets
   // closing (~Client). Cancelled by its runtime's shutdown: a Client used
   // again in a later run starts a new one on that run's first release.
   bool reaper_on = false;
@@ -621,16 +623,11 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
     ++opened;
     return c;
   } catch (...) {
-    bool reap = false;
-    {
-      std::lock_guard g(mu);
-      --hp.open;
-      --open_total;
-      hp.cv.notify_one();
-      total_cv.notify_one();
-      reap = claim_reaper();  // as discard
-    }
-    if (reap) start_reaper();
+    std::lock_guard g(mu);
+    --hp.open;
+    --open_total;
+    hp.cv.notify_one();
+    total_cv.notify_one();
     throw;
   }
 }
@@ -652,7 +649,6 @@ void detail::ClientPool::release(std::unique_ptr<Conn> c) noexcept {
 }
 
 void detail::ClientPool::discard(std::unique_ptr<Conn> c) noexcept {
-  bool reap = false;
   {
     std::lock_guard lk(mu);
     HostPool& hp = *hosts[c->key];
@@ -660,10 +656,8 @@ void detail::ClientPool::discard(std::unique_ptr<Conn> c) noexcept {
     --open_total;
     hp.cv.notify_one();
     total_cv.notify_one();
-    reap = claim_reaper();  // its origin may be left with nothing open: forgotten by a sweep
   }
   c.reset();  // closes the socket, outside the lock
-  if (reap) start_reaper();
 }
 
 #if SPINDLE_HAVE_TLS
@@ -740,15 +734,10 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, 
 }
 
 void detail::ClientPool::h2_dialed(const std::string& key) noexcept {
-  bool reap = false;
-  {
-    std::lock_guard lk(mu);
-    HostPool& hp = *hosts[key];
-    hp.dialing = false;
-    hp.cv.notify_all();  // the waiters look again: a connection, or their own dial
-    reap = claim_reaper();  // as discard
-  }
-  if (reap) start_reaper();
+  std::lock_guard lk(mu);
+  HostPool& hp = *hosts[key];
+  hp.dialing = false;
+  hp.cv.notify_all();  // the waiters look again: a connection, or their own dial
 }
 
 void detail::ClientPool::h2_give(const std::string& key) noexcept {

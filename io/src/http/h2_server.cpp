@@ -1112,6 +1112,10 @@ bool H2Conn::writer() {
       // is for us to follow it, at the loop's top.
       if (!more && !end && home_.load(std::memory_order_relaxed) == here) {
         wake_.clear();
+        // reclaim() stores its flag, then sets wake_ (under the Event's
+        // lock, as clear() is): a set that this clear() erased came after
+        // a store this load sees. Look again rather than sleep on it.
+        if (!goaway_ && reclaim_.load(std::memory_order_relaxed)) recheck = true;
       }
       if (!goaway_ && idle.count() > 0 && quiet) until = std::min(until, quiet_since_ + idle);
     }
@@ -1152,6 +1156,7 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     // A connection served again after a release starts its fibers afresh.
     std::lock_guard lk(mu_);
     reader_done_ = release_asked_ = released_ = false;
+    reclaim_.store(false, std::memory_order_relaxed);  // one for the last run, declined or late
   }
   writer_done_.clear();
   // group_ is cleared only once the group has waited for its children:

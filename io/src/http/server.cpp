@@ -161,8 +161,6 @@ struct Conn {
   bool in_wake_ep = false;
   // An HTTP/1.1 request was read: a later "PRI" is not a preface.
   bool spoke_h1 = false;
-  // make_room cancelled it (State::reclaiming). Guarded by State::mu.
-  bool reclaimed = false;
 #if SPINDLE_HAVE_HTTP2
   // Set while the connection speaks HTTP/2 (its state stays busy: no scan
   // cancels or releases it), for shutdown's scan to wake it (wake_h2).
@@ -206,6 +204,24 @@ struct Conn {
     std::uint64_t seen = state.load(std::memory_order_seq_cst);
     if (kind(seen) != from || stamp(seen) >= idle_before) return false;
     return state.compare_exchange_strong(seen, kCancelled, std::memory_order_seq_cst);
+  }
+  // reclaimable (make_room, before it cancels or closes a connection for
+  // room): in state `from` since before `idle_before` ms (as cancel_if
+  // asks; this seq_cst load also publishes `fd`, which start() set before
+  // any idle state was stored), with nothing to read: no request on the
+  // way in that a close would lose (a client's POST on a fresh connection
+  // is one it would not retry). Bytes that come after this look are the
+  // keep-alive race every server's idle close has. A syscall: only for
+  // the few a pass picks.
+  bool reclaimable(std::uint64_t from, std::uint64_t idle_before) const noexcept {
+    const std::uint64_t seen = state.load(std::memory_order_seq_cst);
+    if (kind(seen) != from || stamp(seen) >= idle_before || fd < 0) return false;
+    char b;
+    for (;;) {
+      const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
   }
   // The idle sweep: idle since before `idle_before` -> nudging. True: the
   // caller nudges, then end_nudge.
@@ -708,7 +724,13 @@ struct Server::State {
   struct Entry {
     std::shared_ptr<Conn> c;
     Task<void> task;
+    // Which fiber of c's this entry is for (next_gen): give_fiber stores
+    // a Task only in the entry made for it. A connection released and
+    // woken before its first fiber's spawner got to give_fiber has a new
+    // entry, for its second fiber, by then.
+    std::uint64_t gen = 0;
   };
+  std::uint64_t next_gen = 0;  // guarded by mu
   std::unordered_map<Conn*, Entry> conns;
   std::unordered_map<Conn*, std::shared_ptr<Conn>> parked;
   std::atomic<std::uint64_t> accepted{0}, open{0}, released{0};
@@ -721,11 +743,17 @@ struct Server::State {
   // `open` sees.
   std::atomic<std::uint64_t> limit{~std::uint64_t{0}}, reclaimed{0};
   Event room;
-  // Connections with a fiber that make_room cancelled and that have not
-  // ended yet (guarded by mu, as Conn::reclaimed): while any are, the
-  // acceptor waits for them instead of reclaiming more, so each pass
-  // frees up to 32 for the next accepts (nginx's way), not 32 per accept.
-  std::size_t reclaiming = 0;
+  // The acceptor's own (wait_for_room and out_of_descriptors run on its
+  // fiber only): `credits`, how many of the connections its last pass
+  // closed no accept has used yet. While some are left (for a second at
+  // most: a connection asked to go may not, an HTTP/2 one that took a
+  // stream meanwhile), it waits for them to end instead of closing more,
+  // so a burst of new connections closes about one idle connection each,
+  // not a pass each (nginx frees 32 and uses them). `fd_spell`: accept
+  // is out of descriptors (one line on stderr when that begins).
+  std::size_t credits = 0;
+  std::uint64_t credits_until = 0;  // coarse ms
+  bool fd_spell = false;
   detail::SpreadCount served;  // once per request, from every worker
   // releases: every release so far (HTTP/1.1's, nudged by the sweep, and
   // HTTP/2's, which release themselves): the sweep trims after enough.
@@ -745,7 +773,7 @@ struct Server::State {
   std::exception_ptr accept_error;
 
   void accept_loop(TaskGroup& group, const std::shared_ptr<State>& self);
-  void give_fiber(const std::shared_ptr<Conn>& c, Task<void> task);
+  void give_fiber(const std::shared_ptr<Conn>& c, std::uint64_t gen, Task<void> task);
   void run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fresh);
   bool start(Conn& c, io::TcpStream s);
   void serve_conn(Conn& c);
@@ -804,6 +832,7 @@ struct Server::State {
   [[gnu::noinline]] void linger(detail::Transport& s);  // its 4 KiB sink stays out of serve_conn's frame, as drain's
   std::size_t cancel_idle(std::uint64_t idle_before = Conn::kNever, bool reclaim = false);
   std::size_t make_room() noexcept;
+  bool reclaim_pass() noexcept;
   void wait_for_room();
   void out_of_descriptors(const std::error_code& ec) noexcept;
   std::size_t release_idle(std::uint64_t idle_before);
@@ -847,12 +876,14 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
       c->releasable = wake_ep >= 0;
 #endif
       open.fetch_add(1, std::memory_order_relaxed);
+      std::uint64_t gen;
       {
         std::lock_guard lk(mu);
-        conns.emplace(c.get(), Entry{c, Task<void>()});
+        gen = ++next_gen;
+        conns.emplace(c.get(), Entry{c, Task<void>(), gen});
         listed = true;
       }
-      give_fiber(c, group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); }));
+      give_fiber(c, gen, group.spawn([self, c, s = std::move(s)]() mutable { self->run_conn(c, &s); }));
     } catch (const std::exception&) {
       // No memory (or no fiber) for this connection: it is closed (its
       // socket goes with `s` or with the spawn's lambda) and the server goes
@@ -872,15 +903,17 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
 }
 
 // give_fiber: stores the Task of c's new fiber in its registry entry. c
-// was put in `conns` (with no Task) before that fiber was spawned, and the
-// spawn made outside mu: the fiber may already have ended it (drop) or
-// released it (moved to `parked`; then a later fiber's Task may be there),
-// and then the Task is dropped. Scans skip an entry without a Task for
-// that moment.
-void Server::State::give_fiber(const std::shared_ptr<Conn>& c, Task<void> task) {
+// was put in `conns` (with no Task, tagged `gen`) before that fiber was
+// spawned, and the spawn made outside mu: the fiber may already have
+// ended it (drop) or released it (moved to `parked`; then it may be back
+// in `conns` for a later fiber, with another gen, whose Task may not be
+// stored yet), and then the Task is dropped: storing it there would make
+// scans cancel the ended fiber instead of the live one. Scans skip an
+// entry without a Task for that moment.
+void Server::State::give_fiber(const std::shared_ptr<Conn>& c, std::uint64_t gen, Task<void> task) {
   std::lock_guard lk(mu);
-  if (auto it = conns.find(c.get());
-      it != conns.end() && spindle::detail::TaskAccess::fiber(it->second.task) == nullptr) {
+  if (auto it = conns.find(c.get()); it != conns.end() && it->second.gen == gen &&
+                                     spindle::detail::TaskAccess::fiber(it->second.task) == nullptr) {
     it->second.task = std::move(task);
   }
 }
@@ -940,7 +973,6 @@ void Server::State::drop(Conn& c) noexcept {
     std::lock_guard lk(mu);
     conns.erase(&c);
     parked.erase(&c);
-    if (c.reclaimed) --reclaiming;
   }
   if (open.fetch_sub(1, std::memory_order_seq_cst) == limit.load(std::memory_order_relaxed)) room.set();
 }
@@ -1096,13 +1128,15 @@ void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src
     for (const std::shared_ptr<Conn>& c : got) {
       if (!c->wake()) continue;  // Conn::wake waits out a parking fiber: not under mu
       released.fetch_sub(1, std::memory_order_relaxed);
+      std::uint64_t gen;
       {
         // Ours since the CAS: no scan can drop it, so it is still parked.
         std::lock_guard lk(mu);
         parked.erase(c.get());
-        conns.emplace(c.get(), Entry{c, Task<void>()});
+        gen = ++next_gen;
+        conns.emplace(c.get(), Entry{c, Task<void>(), gen});
       }
-      give_fiber(c, group.spawn([self, c] { self->run_conn(c, nullptr); }));
+      give_fiber(c, gen, group.spawn([self, c] { self->run_conn(c, nullptr); }));
     }
   }
 }
@@ -1636,17 +1670,15 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, bool reclaim) 
       // its streams are done (its writer reads `stopping` after it woke).
       if (idle_before == Conn::kNever && c->h2 != nullptr) detail::wake_h2(*c->h2);
 #endif
+      if (reclaim && !c->reclaimable(Conn::kIdle, idle_before)) continue;
       if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
-        if (reclaim) {
-          c->reclaimed = true;
-          ++reclaiming;
-        }
         spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
         f->add_ref();
         picked.push_back(f);
       }
     }
     for (auto& [c, p] : parked) {
+      if (reclaim && !c->reclaimable(Conn::kReleased, idle_before)) continue;
       if (c->cancel_if(Conn::kReleased, idle_before)) closing.push_back(p);
     }
   }
@@ -1664,10 +1696,11 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, bool reclaim) 
 // make_room: at the connection limit (or out of descriptors), closes the
 // connections idle longest, a sixteenth of the limit (1 to 32; nginx
 // drains up to 32 reusable connections a try), of those idle for
-// kReclaimAfter at least: those with a fiber are cancelled (cancel_idle's
-// CAS, so nothing of a request was handed on; they end, and drop, on
-// their own fibers), released ones closed here. One pass over the
-// registry for their idle stamps. Returns how many.
+// kReclaimAfter at least and with nothing to read (Conn::reclaimable):
+// those with a fiber are cancelled (cancel_idle's CAS, so nothing of a
+// request was handed on; they end, and drop, on their own fibers),
+// released ones closed here, HTTP/2 ones asked to GOAWAY. One pass over
+// the registry for their idle stamps. Returns how many.
 //
 // kReclaimAfter: a connection just accepted is idle until its first
 // request's bytes are read, and one just answered until its next request:
@@ -1683,9 +1716,9 @@ std::size_t Server::State::make_room() noexcept {
   const std::uint64_t idle_before = now - kReclaimAfter + 1;
   try {
     std::vector<std::uint64_t> stamps;
+    stamps.reserve(open.load(std::memory_order_relaxed) + 64);  // not under mu
     {
       std::lock_guard lk(mu);
-      stamps.reserve(conns.size() + parked.size());
       for (auto& [c, e] : conns) {
         const std::uint64_t st = c->state.load(std::memory_order_relaxed);
         if (Conn::kind(st) == Conn::kIdle && Conn::stamp(st) < idle_before) stamps.push_back(Conn::stamp(st));
@@ -1710,8 +1743,8 @@ std::size_t Server::State::make_room() noexcept {
     std::size_t got = cancel_idle(stamps[n - 1] + 1, true);
 #if SPINDLE_HAVE_HTTP2
     // HTTP/2 ones are asked to GOAWAY and end (their writer decides, under
-    // their lock, whether a stream came first), so they are not counted in
-    // `reclaiming`: one that took a stream meanwhile stays open.
+    // their lock, whether a stream came first: one that took a stream
+    // meanwhile stays open, and its credit runs out with the second).
     {
       std::lock_guard lk(mu);
       for (auto& [c, e] : conns) {
@@ -1734,38 +1767,63 @@ std::size_t Server::State::make_room() noexcept {
 // reclaiming idle ones while it waits. A cancellation point (shutdown
 // cancels the acceptor; the waiting connection is closed).
 void Server::State::wait_for_room() {
+  using std::chrono::milliseconds;
+  fd_spell = false;  // accept worked
   const std::uint64_t lim = limit.load(std::memory_order_relaxed);
-  if (open.load(std::memory_order_seq_cst) < lim) return;
-  for (;;) {
-    room.clear();
-    if (open.load(std::memory_order_seq_cst) < lim) return;
-    bool waiting_for_ends;
-    {
-      std::lock_guard lk(mu);
-      waiting_for_ends = reclaiming > 0;
+  if (open.load(std::memory_order_seq_cst) >= lim) {
+    // A pass that found nothing idle long enough: the next one later, up
+    // to a second (each is a walk over the registry under mu, and an
+    // attacker holding the limit with busy connections gets no more).
+    milliseconds idle_poll(100);
+    for (;;) {
+      room.clear();
+      if (open.load(std::memory_order_seq_cst) < lim) break;
+      milliseconds wait(100);
+      if (reclaim_pass()) {
+        idle_poll = milliseconds(100);
+      } else if (credits == 0) {
+        wait = idle_poll;
+        idle_poll = std::min(idle_poll * 2, milliseconds(1000));
+      }
+      // Woken by a drop below the limit, or after `wait`: connections
+      // become idle long enough to close (make_room's kReclaimAfter) with
+      // no event.
+      (void)room.wait_for(wait);
     }
-    if (!waiting_for_ends) make_room();
-    // Woken by a drop below the limit, and every 100 ms: connections
-    // become idle long enough to close (make_room's kReclaimAfter) with
-    // no event.
-    (void)room.wait_for(std::chrono::milliseconds(100));
   }
+  if (credits > 0) --credits;  // this connection takes one of the last pass's
+}
+
+// reclaim_pass: make_room, unless the last pass's connections are still
+// to be used (credits, for a second at most). True: this pass closed some.
+bool Server::State::reclaim_pass() noexcept {
+  const std::uint64_t now = coarse_ms();
+  if (credits > 0 && now < credits_until) return false;
+  credits = make_room();
+  credits_until = now + 1000;
+  return credits > 0;
 }
 
 // out_of_descriptors: the listener's on_accept_error (accept retries by
-// itself after a pause): descriptors are what idle connections hold, so
-// reclaim some for the connection waiting in the backlog.
+// itself after a pause, 1 ms doubling to 100 ms): descriptors are what
+// idle connections hold, so reclaim some for the connection waiting in
+// the backlog. One line on stderr when a spell begins (the listener's own
+// line, which this hook replaces).
 void Server::State::out_of_descriptors(const std::error_code& ec) noexcept {
   // errno values (the listener's system_category codes), compared without
-  // a member call on the category: out of descriptors, UBSan's
-  // check of that call cannot open the pipe it probes memory with, and
-  // reports a bad vptr.
+  // a member call on the category: out of descriptors, UBSan's check of
+  // that call cannot open the pipe it probes memory with, and reports a
+  // bad vptr. ENOBUFS and ENOMEM are not for idle connections to cure.
   if (&ec.category() != &std::system_category() || (ec.value() != EMFILE && ec.value() != ENFILE)) return;
-  {
-    std::lock_guard lk(mu);
-    if (reclaiming > 0) return;  // the last pass's are still ending (wait_for_room)
+  if (!fd_spell) {
+    fd_spell = true;
+    std::fprintf(stderr,
+                 "spindle::http: accept: %s, %llu connections open; closing those idle longest "
+                 "(ServerOptions::max_connections)\n",
+                 ec.value() == EMFILE ? "too many open files" : "too many open files in system",
+                 static_cast<unsigned long long>(open.load(std::memory_order_relaxed)));
   }
-  (void)make_room();
+  (void)reclaim_pass();
 }
 
 // release_idle: nudges the idle wait of every releasable connection idle
