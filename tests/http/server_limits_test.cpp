@@ -97,7 +97,7 @@ TEST_CASE("max_connections: at the limit the connection idle longest is closed f
       auto fresh = raw_connect(srv.port());
       std::string buf;
       FIBER_CHECK(get(fresh, buf, "/new") == "/new");  // once the first has been idle a second
-      FIBER_CHECK(Clock::now() - t0 >= 500ms);
+      FIBER_CHECK(Clock::now() - t0 >= 200ms);  // not at once: the first had idled well under a second
       FIBER_CHECK(srv.server().connections_reclaimed() == 1);  // 4 / 16, at least 1
       FIBER_CHECK(closed_by_server(conns[0]));
       for (int i = 1; i < 4; ++i) {
