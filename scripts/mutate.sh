@@ -108,6 +108,7 @@ http_server_never_reclaims :: io/src/http/server.cpp :: s{if \(stamps\.empty\(\)
 http_server_no_connection_limit :: io/src/http/server.cpp :: s{const std::uint64_t lim = limit\.load\(std::memory_order_relaxed\);}{const std::uint64_t lim = ~std::uint64_t{0};} :: http_server_limits :: ^http_server_limits$
 http_server_h2_never_reclaimed :: io/src/http/server.cpp :: s{if \(const std::uint64_t q = detail::h2_quiet_ms\(\*c->h2\); q < idle_before\) stamps\.push_back\(q\);}{(void)0;} :: http_server_limits :: ^http_server_limits$
 http_server_no_credits :: io/src/http/server.cpp :: s{if \(credits > 0 && now < credits_until\) return false;}{(void)now;} :: http_server_limits :: ^http_server_limits$
+io_accept_emfile_for_nobody :: io/src/tcp.cpp :: s{if \(!waiting\) \{}{if (false) \{} :: http_server_limits :: ^http_server_limits$
 http_server_reclaims_fresh :: io/src/http/server.cpp :: s{const std::uint64_t idle_before = now - kReclaimAfter \+ 1;}{const std::uint64_t idle_before = now + 1;} :: http_server_limits :: ^http_server_limits$
 http_disconnect_never_cancels :: io/src/http/server.cpp :: s{if \(gone\) spindle::detail::cancel_fiber\(p\.f\);}{(void)gone;} :: http_server_disconnect :: ^http_server_disconnect$
 accept_clears_readiness :: io/src/tcp.cpp :: s{(\n(\s*)FdGuard g\{fd\};)}{\n${2}d->rd.clear_ready(s);$1} :: io_readiness :: ^io_readiness$

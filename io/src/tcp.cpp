@@ -8,6 +8,7 @@
 #include <spindle/io/tcp.hpp>
 
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -417,6 +418,25 @@ TcpStream TcpListener::accept(Endpoint* peer) {
       }
       // The connection died in the queue: try the next one.
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      if (err == EMFILE || err == ENFILE) {
+        // Linux takes the descriptor before it looks at the backlog, so
+        // out of descriptors accept4 fails whether or not a connection
+        // waits. None waiting: as EAGAIN (the next connection's event
+        // wakes this loop), so an exhausted process neither retries every
+        // 100 ms for nobody nor has the hook act (close idle connections,
+        // http::Server) for nobody. poll needs no descriptor.
+        bool waiting;
+        {
+          Inflight in(d);
+          if (!in.ok()) throw std::system_error(detail::closed_error(d), "spindle::io: accept");
+          pollfd p{d->fd, POLLIN, 0};
+          waiting = ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
+        }
+        if (!waiting) {
+          d->rd.clear_on_eagain(s);
+          continue;
+        }
+      }
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         // The connection stays in the backlog and the ready bit stays set
         // (no EAGAIN): after the pause, accept4 is tried again directly.

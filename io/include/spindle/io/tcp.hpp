@@ -365,11 +365,13 @@ struct ListenOptions {
   int backlog = 1024;
   bool reuse_address = true;
   // on_accept_error: accept() ran out of descriptors or kernel memory
-  // (EMFILE, ENFILE, ENOBUFS, ENOMEM). accept() does not throw for these:
-  // it calls this hook (on the accepting fiber, once per failed try), waits
-  // (1 ms, doubling up to 100 ms; a cancellation point) and tries again,
-  // so the listener serves again once descriptors free up. Empty: one line
-  // on stderr when such a spell begins.
+  // (EMFILE, ENFILE, ENOBUFS, ENOMEM) for a connection that waits in the
+  // backlog. accept() does not throw for these: it calls this hook (on the
+  // accepting fiber, once per failed try), waits (1 ms, doubling up to
+  // 100 ms; a cancellation point) and tries again, so the listener serves
+  // again once descriptors free up. Out of descriptors with no connection
+  // waiting (Linux's accept fails then too), it waits for one, as if the
+  // backlog were empty. Empty: one line on stderr when such a spell begins.
   std::function<void(const std::error_code&)> on_accept_error = {};
   // spread: accepted connections are registered with the workers' epoll
   // instances in turn, so each lives on (is woken by, and runs on) one
