@@ -94,6 +94,7 @@ sync_mutex_starvation_counts_queue_wait :: sync/src/mutex.cpp :: s{(\n\s*)detail
 io_file_regular_ignored :: io/src/file.cpp :: s{const bool regular = has\(mode, OpenMode::regular\);}{const bool regular = false;} :: io_file :: ^io_file$
 http_body_file_not_regular :: io/src/http/server.cpp :: s{io::OpenMode::read \| io::OpenMode::regular}{io::OpenMode::read} :: http_server_stream :: ^http_server_stream$
 io_connect_no_happy_eyeballs :: io/src/tcp.cpp :: s{if \(std::all_of\(eps\.begin\(\), eps\.end\(\), one_family\) \|\| !this_fiber::in_fiber\(\)\)}{if (true)} :: io_tcp :: ^io_tcp$
+io_connect_race_loser_reported :: io/src/tcp.cpp :: s{for \(std::size_t i = 0; i < n; \+\+i\) left\[i\]->error_observed_\.store\(true, std::memory_order_relaxed\);}{(void)0;} :: io_tcp :: ^io_tcp$
 io_connect_race_not_drained :: io/src/tcp.cpp :: s{if \(n > 0\) spindle::detail::cancel_and_drain\(left, n\);}{(void)left;} :: io_tcp :: ^io_tcp$
 http_client_no_reaper :: io/src/http/client.cpp :: s{if \(reaper_on \|\| closing \|\| opt\.keepalive_timeout\.count\(\) <= 0 \|\| !this_fiber::in_fiber\(\)\) return false;}{return false;} :: http_client_keepalive :: ^http_client_keepalive$
 http_client_reaper_ticket_keeps_flag :: io/src/http/client.cpp :: s{if \(!pool\) return;\s*std::lock_guard lk\(pool->mu\);\s*pool->reaper_on = false;}{(void)pool;} :: http_lifetime :: ^http_lifetime$

@@ -181,7 +181,10 @@ TcpStream connect_parallel(const std::vector<Endpoint>& primaries, const std::ve
   Task<TcpStream> tasks[2];
   spindle::detail::Fiber* fibers[2] = {nullptr, nullptr};  // the attempts not yet joined
   // The caller leaves (a winner, both failed, cancelled, timed out) only
-  // after every attempt it started has ended.
+  // after every attempt it started has ended. What a drained attempt ended
+  // with (its own deadline's TimedOut when the caller's scope expired, a
+  // refusal) is the race's to drop, not an error nobody joined: marked
+  // seen, so its fiber's end reports nothing on stderr.
   struct Drain {
     spindle::detail::Fiber** fs;
     ~Drain() {
@@ -190,7 +193,9 @@ TcpStream connect_parallel(const std::vector<Endpoint>& primaries, const std::ve
       for (int i = 0; i < 2; ++i) {
         if (fs[i] != nullptr) left[n++] = fs[i];
       }
-      if (n > 0) spindle::detail::cancel_and_drain(left, n);
+      if (n == 0) return;
+      spindle::detail::cancel_and_drain(left, n);
+      for (std::size_t i = 0; i < n; ++i) left[i]->error_observed_.store(true, std::memory_order_relaxed);
     }
   } drain{fibers};
   tasks[0] = attempt(primaries);
