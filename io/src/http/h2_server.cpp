@@ -308,7 +308,7 @@ class H2Conn {
   Clock::time_point quiet_since_;  // when fibers_ last became 0
   // quiet_since_ in ms, kBusy while fibers_ > 0: written under mu_, read
   // by the server's make_room without it (a stale stamp costs at most a
-  // reclaim() the writer then ignores). set_quiet / set_busy keep them.
+  // reclaim() the writer then ignores). set_quiet and add_fiber keep them.
   std::atomic<std::uint64_t> quiet_ms_{kBusy};
   std::atomic<bool> reclaim_{false};
   void set_quiet(Clock::time_point t) noexcept {
