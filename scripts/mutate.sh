@@ -95,7 +95,7 @@ io_file_regular_ignored :: io/src/file.cpp :: s{const bool regular = has\(mode, 
 http_body_file_not_regular :: io/src/http/server.cpp :: s{io::OpenMode::read \| io::OpenMode::regular}{io::OpenMode::read} :: http_server_stream :: ^http_server_stream$
 io_connect_no_happy_eyeballs :: io/src/tcp.cpp :: s{if \(std::all_of\(eps\.begin\(\), eps\.end\(\), one_family\) \|\| !this_fiber::in_fiber\(\)\)}{if (true)} :: io_tcp :: ^io_tcp$
 io_connect_race_loser_reported :: io/src/tcp.cpp :: s{for \(std::size_t i = 0; i < n; \+\+i\) left\[i\]->error_observed_\.store\(true, std::memory_order_relaxed\);}{(void)0;} :: io_tcp :: ^io_tcp$
-io_connect_race_not_drained :: io/src/tcp.cpp :: s{if \(n > 0\) spindle::detail::cancel_and_drain\(left, n\);}{(void)left;} :: io_tcp :: ^io_tcp$
+io_connect_race_not_drained :: io/src/tcp.cpp :: s{spindle::detail::cancel_and_drain\(left, n\);}{(void)0;} :: io_tcp :: ^io_tcp$
 http_client_no_reaper :: io/src/http/client.cpp :: s{if \(reaper_on \|\| closing \|\| opt\.keepalive_timeout\.count\(\) <= 0 \|\| !this_fiber::in_fiber\(\)\) return false;}{return false;} :: http_client_keepalive :: ^http_client_keepalive$
 http_client_reaper_ticket_keeps_flag :: io/src/http/client.cpp :: s{if \(!pool\) return;\s*std::lock_guard lk\(pool->mu\);\s*pool->reaper_on = false;}{(void)pool;} :: http_lifetime :: ^http_lifetime$
 http_client_shut_reaper_sleeps_on :: io/src/http/client.cpp :: s{open_total = 0;\s*reaper_cv\.notify_all\(\);}{open_total = 0;} :: http_client_keepalive :: ^http_client_keepalive$
@@ -103,7 +103,7 @@ http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+
 http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$
 http_release_never_rearms :: io/src/http/server.cpp :: s{c->in_wake_ep \? EPOLL_CTL_MOD : EPOLL_CTL_ADD}{EPOLL_CTL_ADD} :: http_server_idle_release :: ^http_server_idle_release$
 http_whole_body_deadline_dropped :: io/src/http/server.cpp :: s{if\s*\(whole_deadline_ == kNoDeadline\)\s*return load_all\(into, limit\);}{return load_all(into, limit);} :: http_server_hostile :: ^http_server_hostile$
-http_handler_catches_std_only :: io/src/http/server.cpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
+http_handler_catches_std_only :: io/src/http/call_handler.hpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
 http_accept_error_retried :: io/src/http/server.cpp :: s{accept_error = std::current_exception\(\);}{continue;} :: http_server_hostile :: ^http_server_hostile$
 http_server_never_reclaims :: io/src/http/server.cpp :: s{if \(stamps\.empty\(\)\) return 0;}{return 0;} :: http_server_limits :: ^http_server_limits$
 http_server_no_connection_limit :: io/src/http/server.cpp :: s{const std::uint64_t lim = limit\.load\(std::memory_order_relaxed\);}{const std::uint64_t lim = ~std::uint64_t{0};} :: http_server_limits :: ^http_server_limits$
@@ -120,7 +120,7 @@ close_skips_inflight_wait :: io/src/reactor.cpp :: s{while\s*\(d->inflight\.load
 write_all_never_marks_broken :: io/src/stream_ops.hpp :: s{if\s*\(sent\)\s*mark_broken\(\);}{(void)sent; (void)mark_broken;} :: io_stream :: ^io_stream$
 write_all_without_turn :: io/src/stream_ops.hpp :: s{Turn g\(writing_turn\(t\)\);}{(void)t;} :: io_concurrent_write :: ^io_concurrent_write$
 tls_host_unchecked :: io/src/tls.cpp :: s{:\s*X509_VERIFY_PARAM_set1_host\(p, name\.c_str\(\), name\.size\(\)\);}{: 1;} :: io_tls :: ^io_tls$
-http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_client_hostile :: ^http_client_hostile$
+http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);(\s*if \(method == "HEAD"\))}{p.header_limit(std::numeric_limits<std::uint32_t>::max());$1} :: http_client_hostile :: ^http_client_hostile$
 http_client_redirect_keeps_credentials :: io/src/http/client.cpp :: s{if\s*\(!next\.same_origin\(u\)\)\s*\{}{if (false) \{} :: http_client_hostile :: ^http_client_hostile$
 http_client_stale_pooled_conn_used :: io/src/http/client.cpp :: s{if\s*\(!quiet\(\*c\)\)\s*\{}{if (false && !quiet(*c)) \{} :: http_client_hostile :: ^http_client_hostile$
 EOF
