@@ -96,7 +96,7 @@ http_body_file_not_regular :: io/src/http/server.cpp :: s{io::OpenMode::read \| 
 io_connect_no_happy_eyeballs :: io/src/tcp.cpp :: s{if \(std::all_of\(eps\.begin\(\), eps\.end\(\), one_family\) \|\| !this_fiber::in_fiber\(\)\)}{if (true)} :: io_tcp :: ^io_tcp$
 io_connect_race_loser_reported :: io/src/tcp.cpp :: s{for \(std::size_t i = 0; i < n; \+\+i\) left\[i\]->error_observed_\.store\(true, std::memory_order_relaxed\);}{(void)0;} :: io_tcp :: ^io_tcp$
 io_connect_race_not_drained :: io/src/tcp.cpp :: s{spindle::detail::cancel_and_drain\(left, n\);}{(void)0;} :: io_tcp :: ^io_tcp$
-http_client_no_reaper :: io/src/http/client.cpp :: s{if \(reaper_on \|\| closing \|\| opt\.keepalive_timeout\.count\(\) <= 0 \|\| !this_fiber::in_fiber\(\)\) return false;}{return false;} :: http_client_keepalive :: ^http_client_keepalive$
+http_client_no_reaper :: io/src/http/client.cpp :: s{if \(reaper_on \|\| opt\.keepalive_timeout\.count\(\) <= 0 \|\| !this_fiber::in_fiber\(\)\) return false;}{return false;} :: http_client_keepalive :: ^http_client_keepalive$
 http_client_reaper_ticket_keeps_flag :: io/src/http/client.cpp :: s{if \(!pool\) return;\s*std::lock_guard lk\(pool->mu\);\s*pool->reaper_on = false;}{(void)pool;} :: http_lifetime :: ^http_lifetime$
 http_client_shut_reaper_sleeps_on :: io/src/http/client.cpp :: s{open_total = 0;\s*reaper_cv\.notify_all\(\);}{open_total = 0;} :: http_client_keepalive :: ^http_client_keepalive$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$

@@ -52,6 +52,11 @@ bool in_fiber_dump(const std::string& what) {
   sp::dump_fibers(out);
   return out.str().find(what) != std::string::npos;
 }
+// slack_ms: slack(d) in the unit keepalive_timeout takes.
+std::chrono::milliseconds slack_ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(slack(d));
+}
+
 bool reaper_alive() { return in_fiber_dump("\"http-client-reaper\""); }
 bool reaper_waiting() { return in_fiber_dump("\"http-client-reaper\" suspended"); }
 
@@ -120,11 +125,9 @@ TEST_CASE("client keepalive: the reaper ends when nothing is idle and when its C
   run_checked(2, [] {
     LiveServer a(hello);
     {
-      http::ClientOptions o;
       // Long enough that the reaper is still there when the checks right
       // after a request look (a loaded machine may pause this fiber).
-      o.keepalive_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(500ms));
-      http::Client c(o);
+      http::Client c({.keepalive_timeout = slack_ms(500ms)});
       FIBER_CHECK(c.get(a.url()).text() == "hello");
       FIBER_CHECK(reaper_alive());
       FIBER_CHECK(wait_until([&] { return c.stats().open == 0 && !reaper_alive(); }));
@@ -133,17 +136,13 @@ TEST_CASE("client keepalive: the reaper ends when nothing is idle and when its C
       FIBER_CHECK(wait_until([&] { return c.stats().open == 0; }));
     }
     {
-      http::ClientOptions o;
-      o.keepalive_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(60s));
-      http::Client c(o);
+      http::Client c({.keepalive_timeout = slack_ms(60s)});
       FIBER_CHECK(c.get(a.url()).text() == "hello");
       FIBER_CHECK(wait_until(reaper_waiting));  // asleep until the timeout: only ~Client can end it
     }  // ~Client: the idle connection closes now, the reaper ends
     FIBER_CHECK(wait_until([&] { return a.server().connections_open() == 0 && !reaper_alive(); }, slack(5s)));
     {
-      http::ClientOptions o;
-      o.keepalive_timeout = 0ms;  // no timeout: no reaper
-      http::Client c(o);
+      http::Client c({.keepalive_timeout = 0ms});  // no timeout: no reaper
       FIBER_CHECK(c.get(a.url()).text() == "hello");
       FIBER_CHECK(!reaper_alive());
     }
@@ -157,9 +156,7 @@ TEST_CASE("client keepalive: the reaper ends when nothing is idle and when its C
 TEST_CASE("client keepalive: requests racing the reaper (1 ms timeout, 4 workers)") {
   run_checked(4, [] {
     LiveServer a(hello), b(hello);
-    http::ClientOptions o;
-    o.keepalive_timeout = 1ms;
-    http::Client c(o);
+    http::Client c({.keepalive_timeout = 1ms});
     const int rounds = static_cast<int>(scaled(40));
     std::atomic<int> answered{0};
     sp::TaskGroup g;

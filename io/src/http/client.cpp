@@ -264,11 +264,11 @@ struct detail::ClientPool : std::enable_shared_from_this<detail::ClientPool> {
   // the next expiry, ends once nothing is idle (a release or an h2_give
   // that leaves a connection idle starts it again; an origin left with
   // nothing open is forgotten by the next sweep, a call's or the
-  // reaper's, as before), and at once when shut() sets
-  // closing (~Client). Cancelled by its runtime's shutdown: a Client used
-  // again in a later run starts a new one on that run's first release.
+  // reaper's, as before), and at once when shut() (~Client) has emptied
+  // the pool and woken it. Cancelled by its runtime's shutdown: a Client
+  // used again in a later run starts a new one on that run's first
+  // release.
   bool reaper_on = false;
-  bool closing = false;
   ConditionVariable reaper_cv;
 #if SPINDLE_HAVE_TLS
   std::mutex tls_mu;      // guards tls (made on the first https request)
@@ -297,7 +297,7 @@ struct detail::ClientPool : std::enable_shared_from_this<detail::ClientPool> {
   void sweep(Doomed& doomed) noexcept;
   // claim_reaper (requires mu): whether the caller is to start a reaper
   // (then reaper_on is set for it): none runs, keepalive_timeout is not 0,
-  // the Client is not closing, and the caller is on a fiber (elsewhere the
+  // and the caller is on a fiber (elsewhere the
   // calls' sweeps are all there is). start_reaper: starts the claimed
   // one, after mu is let go; never throws (without memory for a fiber,
   // the calls' sweeps are all there is). One lock per release, not two.
@@ -441,15 +441,15 @@ struct ReaperTicket {
 }  // namespace
 
 bool detail::ClientPool::claim_reaper() noexcept {
-  if (reaper_on || closing || opt.keepalive_timeout.count() <= 0 || !this_fiber::in_fiber()) return false;
+  if (reaper_on || opt.keepalive_timeout.count() <= 0 || !this_fiber::in_fiber()) return false;
   reaper_on = true;
   return true;
 }
 
 void detail::ClientPool::start_reaper() noexcept {
   try {
-    // Detached: nobody joins it; it ends by itself (nothing idle, or
-    // closing) or by its runtime's shutdown.
+    // Detached: nobody joins it; it ends by itself (nothing idle: shut()
+    // leaves nothing) or by its runtime's shutdown.
     spawn(SpawnOptions{.name = "http-client-reaper"}, [t = ReaperTicket(shared_from_this())]() mutable {
       const auto self = std::move(t.pool);  // disarmed: reap() clears reaper_on itself
       self->reap();
@@ -465,12 +465,12 @@ void detail::ClientPool::reap() {
     for (;;) {
       Doomed doomed;  // closed after the lock is let go (declared before lk)
       std::unique_lock lk(mu);
-      if (!closing && std::chrono::steady_clock::now() >= next_sweep) {
+      if (std::chrono::steady_clock::now() >= next_sweep) {
         sweep(doomed);  // paced by next_sweep: one walk per quarter timeout at most
         continue;
       }
       const auto due = next_expiry();
-      if (closing || !due) {
+      if (!due) {
         reaper_on = false;  // with the finding, so a release after it starts another
         return;
       }
@@ -487,7 +487,6 @@ void detail::ClientPool::shut() noexcept {
   Doomed doomed;
   {
     std::lock_guard lk(mu);
-    closing = true;
     for (auto& [key, hp] : hosts) {
       for (auto& c : hp->idle) doomed.conns.push_back(std::move(c));
       hp->idle.clear();

@@ -830,7 +830,7 @@ struct Server::State {
   // request line is then "-").
   void reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer, const Request* req);
   [[gnu::noinline]] void linger(detail::Transport& s);  // its 4 KiB sink stays out of serve_conn's frame, as drain's
-  std::size_t cancel_idle(std::uint64_t idle_before = Conn::kNever, bool reclaim = false);
+  std::size_t cancel_idle(std::uint64_t idle_before = Conn::kNever, std::size_t for_room = 0);
   std::size_t make_room() noexcept;
   bool reclaim_pass() noexcept;
   void wait_for_room();
@@ -1659,18 +1659,36 @@ void Server::State::serve_conn(Conn& c) {
 // scan. The reference taken under mu keeps each fiber alive until its
 // cancel, even if it ends in between. A released connection moved to
 // cancelled is this scan's to close (drop), outside mu too.
-std::size_t Server::State::cancel_idle(std::uint64_t idle_before, bool reclaim) {
+//
+// for_room > 0 (make_room): at most that many, only those with nothing
+// to read (Conn::reclaimable), and HTTP/2 connections with their fiber
+// that have had no stream since before `idle_before` too (asked to
+// GOAWAY: reclaim_h2). The cap holds however many share the oldest
+// stamps' millisecond (a flood of connections made within one clock
+// tick), and so does the number of peeks made under mu.
+std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t for_room) {
   std::vector<spindle::detail::Fiber*> picked;
   std::vector<std::shared_ptr<Conn>> closing;
+  std::size_t goaways = 0;
   {
     std::lock_guard lk(mu);
+    const auto room_left = [&] { return for_room == 0 || picked.size() + closing.size() + goaways < for_room; };
     for (auto& [c, e] : conns) {
+      if (!room_left()) break;
 #if SPINDLE_HAVE_HTTP2
-      // Shutdown's scan: an HTTP/2 connection sends GOAWAY and ends once
-      // its streams are done (its writer reads `stopping` after it woke).
-      if (idle_before == Conn::kNever && c->h2 != nullptr) detail::wake_h2(*c->h2);
+      if (c->h2 != nullptr) {
+        // Shutdown's scan: an HTTP/2 connection sends GOAWAY and ends
+        // once its streams are done (its writer reads `stopping` after it
+        // woke). make_room's: the same, if it is still quiet then.
+        if (idle_before == Conn::kNever) {
+          detail::wake_h2(*c->h2);
+        } else if (for_room > 0 && detail::h2_quiet_ms(*c->h2) < idle_before) {
+          detail::reclaim_h2(*c->h2);
+          ++goaways;
+        }
+      }
 #endif
-      if (reclaim && !c->reclaimable(Conn::kIdle, idle_before)) continue;
+      if (for_room > 0 && !c->reclaimable(Conn::kIdle, idle_before)) continue;
       if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
         spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
         f->add_ref();
@@ -1678,7 +1696,8 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, bool reclaim) 
       }
     }
     for (auto& [c, p] : parked) {
-      if (reclaim && !c->reclaimable(Conn::kReleased, idle_before)) continue;
+      if (!room_left()) break;
+      if (for_room > 0 && !c->reclaimable(Conn::kReleased, idle_before)) continue;
       if (c->cancel_if(Conn::kReleased, idle_before)) closing.push_back(p);
     }
   }
@@ -1690,7 +1709,7 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, bool reclaim) 
     released.fetch_sub(1, std::memory_order_relaxed);
     drop(*c);
   }
-  return picked.size() + closing.size();
+  return picked.size() + closing.size() + goaways;
 }
 
 // make_room: at the connection limit (or out of descriptors), closes the
@@ -1738,23 +1757,11 @@ std::size_t Server::State::make_room() noexcept {
     if (stamps.empty()) return 0;
     const std::size_t n = std::min(at_once, stamps.size());
     std::nth_element(stamps.begin(), stamps.begin() + static_cast<std::ptrdiff_t>(n - 1), stamps.end());
-    // Idle since before the n-th oldest's stamp + 1 ms: those n (and any
-    // idle since the same millisecond).
-    std::size_t got = cancel_idle(stamps[n - 1] + 1, true);
-#if SPINDLE_HAVE_HTTP2
-    // HTTP/2 ones are asked to GOAWAY and end (their writer decides, under
-    // their lock, whether a stream came first: one that took a stream
-    // meanwhile stays open, and its credit runs out with the second).
-    {
-      std::lock_guard lk(mu);
-      for (auto& [c, e] : conns) {
-        if (c->h2 != nullptr && detail::h2_quiet_ms(*c->h2) < stamps[n - 1] + 1) {
-          detail::reclaim_h2(*c->h2);
-          ++got;
-        }
-      }
-    }
-#endif
+    // Idle since before the n-th oldest's stamp + 1 ms: those n (of any
+    // idle since that millisecond, as many as make n). An HTTP/2 one asked
+    // to GOAWAY that took a stream meanwhile stays open (its writer
+    // decides under its lock), and its credit runs out with the second.
+    const std::size_t got = cancel_idle(stamps[n - 1] + 1, n);
     reclaimed.fetch_add(got, std::memory_order_relaxed);
     return got;
   } catch (const std::bad_alloc&) {
