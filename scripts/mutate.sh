@@ -98,7 +98,7 @@ io_connect_race_loser_reported :: io/src/tcp.cpp :: s{for \(std::size_t i = 0; i
 io_connect_race_not_drained :: io/src/tcp.cpp :: s{spindle::detail::cancel_and_drain\(left, n\);}{(void)0;} :: io_tcp :: ^io_tcp$
 http_client_no_reaper :: io/src/http/client.cpp :: s{if \(reaper_on \|\| opt\.keepalive_timeout\.count\(\) <= 0 \|\| !this_fiber::in_fiber\(\)\) return false;}{return false;} :: http_client_keepalive :: ^http_client_keepalive$
 http_client_reaper_ticket_keeps_flag :: io/src/http/client.cpp :: s{if \(!pool\) return;\s*std::lock_guard lk\(pool->mu\);\s*pool->reaper_on = false;}{(void)pool;} :: http_lifetime :: ^http_lifetime$
-http_client_shut_reaper_sleeps_on :: io/src/http/client.cpp :: s{open_total = 0;\s*reaper_cv\.notify_all\(\);}{open_total = 0;} :: http_client_keepalive :: ^http_client_keepalive$
+http_client_shut_reaper_sleeps_on :: io/src/http/client.cpp :: s{\s*reaper_cv\.notify_all\(\);\n\}}{\n\}} :: http_client_keepalive :: ^http_client_keepalive$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
 http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$
 http_release_never_rearms :: io/src/http/server.cpp :: s{c->in_wake_ep \? EPOLL_CTL_MOD : EPOLL_CTL_ADD}{EPOLL_CTL_ADD} :: http_server_idle_release :: ^http_server_idle_release$

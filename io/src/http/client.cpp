@@ -496,8 +496,10 @@ void detail::ClientPool::shut() noexcept {
     }
     hosts.clear();
     open_total = 0;
-    reaper_cv.notify_all();
   }
+  // After the lock: the woken reaper takes mu at once. It finds the pool
+  // empty (or, not yet waiting, finds it so before it waits) and ends.
+  reaper_cv.notify_all();
 }
 
 void detail::ClientPool::Doomed::close() noexcept {

@@ -1683,6 +1683,8 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t fo
         if (idle_before == Conn::kNever) {
           detail::wake_h2(*c->h2);
         } else if (for_room > 0 && detail::h2_quiet_ms(*c->h2) < idle_before) {
+          // A wake under mu, as shutdown's: the writer it wakes takes its
+          // own session lock, never mu, so it waits for nothing we hold.
           detail::reclaim_h2(*c->h2);
           ++goaways;
         }
