@@ -620,6 +620,97 @@ TEST_CASE("websocket: a bad upgrade request gets 400 and the server goes on") {
   });
 }
 
+// Cross-site WebSocket hijacking: a browser sends the site's cookies with
+// a handshake from any page, and names the page in Origin. By default only
+// the server's own pages (Origin's host[:port] == Host) and non-browsers (no
+// Origin) get a session; WsOptions::origins lets more in.
+TEST_CASE("websocket: a handshake from another page's Origin gets 403 and no session; origins lets pages in") {
+  run_checked(2, [] {
+    std::atomic<int> sessions{0};
+    auto counting = [&](http::WebSocket ws, const http::Request& r) {
+      sessions.fetch_add(1);
+      echo(std::move(ws), r);
+    };
+    // status: the status code the server answers a handshake with Host
+    // `host` and these Origin fields; for a 403, the same connection then
+    // serves a plain request (the refusal closes nothing).
+    auto status = [](std::uint16_t port, std::string_view host, std::vector<std::string_view> origins) {
+      std::string req = upgrade_request(port);
+      const std::string own_host = "Host: 127.0.0.1:" + std::to_string(port) + "\r\n";
+      req.replace(req.find(own_host), own_host.size(), "Host: " + std::string(host) + "\r\n");
+      std::string fields;
+      for (auto o : origins) fields += "Origin: " + std::string(o) + "\r\n";
+      req.insert(req.size() - 2, fields);
+      auto s = raw_connect(port);
+      s.write_all(req);
+      std::string buf;
+      s.read_until(buf, "\r\n\r\n", 1 << 16);
+      const int code = std::stoi(buf.substr(9, 3));
+      if (code == 403) {
+        FIBER_CHECK(body_of(read_response(s, buf)).find("Origin") != std::string::npos);  // says why
+        s.write_all("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
+        FIBER_CHECK(body_of(read_response(s, buf)) == "plain\n");
+      }
+      return code;
+    };
+    int upgraded = 0;
+    auto expect = [&](int want, int got) {
+      FIBER_CHECK(got == want);
+      if (got == 101) ++upgraded;
+    };
+    {
+      WsServer srv(counting);
+      const std::uint16_t port = srv.srv.port();
+      const std::string self = "127.0.0.1:" + std::to_string(port);
+      expect(101, status(port, self, {}));                                  // no Origin: not a browser
+      expect(101, status(port, self, {"http://" + self}));                  // its own page
+      expect(101, status(port, "App.Example.COM", {"https://app.example.com"}));  // hosts compare in any case
+      expect(403, status(port, self, {"http://evil.example"}));             // another site's page
+      expect(403, status(port, self, {"http://127.0.0.1:1"}));              // another port is another origin
+      expect(403, status(port, self, {"null"}));                            // a sandboxed page or a file
+      expect(403, status(port, self, {"http://" + self, "http://evil.example"}));  // two: neither
+      expect(403, status(port, self, {"http://"}));                         // no host is no match
+      // The client's own Origin field, refused as the browser's would be.
+      http::WsOptions o;
+      o.headers.add("Origin", "http://evil.example");
+      FIBER_CHECK(ws_error_of([&] { http::WebSocket::connect(srv.url(), o); }) ==
+                  http::ws_errc::handshake_failed);
+    }
+    {
+      http::WsOptions o;
+      o.origins = {"*.example.com", "localhost:3000"};
+      WsServer srv(counting, o);
+      const std::uint16_t port = srv.srv.port();
+      const std::string self = "127.0.0.1:" + std::to_string(port);
+      expect(101, status(port, self, {"https://app.example.com"}));
+      expect(101, status(port, self, {"https://a.b.Example.com"}));
+      expect(101, status(port, self, {"http://localhost:3000"}));
+      expect(101, status(port, self, {"http://" + self}));  // its own pages still
+      expect(403, status(port, self, {"https://example.com"}));  // "*." wants a subdomain
+      expect(403, status(port, self, {"https://app.example.com.evil.net"}));
+      expect(403, status(port, self, {"https://evil.net/app.example.com"}));
+      expect(403, status(port, self, {"http://localhost:3001"}));
+      o.headers.add("Origin", "https://chat.example.com");
+      auto ws = http::WebSocket::connect(srv.url(), o);
+      ++upgraded;
+      ws.send_text("ok");
+      FIBER_CHECK(ws.receive().data == "ok");
+      ws.close();
+    }
+    {
+      http::WsOptions o;
+      o.origins = {"*"};
+      WsServer srv(counting, o);
+      const std::uint16_t port = srv.srv.port();
+      expect(101, status(port, "127.0.0.1:" + std::to_string(port), {"null"}));
+      expect(101, status(port, "a", {"http://b"}));
+    }
+    // Every 101 ran its session and no 403 did (the servers are gone: all
+    // sessions have ended).
+    FIBER_CHECK(sessions.load() == upgraded);
+  });
+}
+
 TEST_CASE("websocket: many connections on 2 workers, a sender and a receiver fiber each") {
   run_checked(2, [] {
     WsServer srv(echo);

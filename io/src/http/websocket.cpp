@@ -1100,6 +1100,10 @@ Handler websocket_handler(WsSession session, WsOptions options) {
   };
   auto sh = std::make_shared<Shared>(Shared{std::move(session), std::move(options)});
   return [sh](Request& req) {
+    if (!ws_origin_allowed(req, sh->options.origins)) {
+      // Before anything of the upgrade: a plain answer, the connection kept.
+      return Response::text_body(403, "WebSocket handshake from this Origin refused (WsOptions::origins)\n");
+    }
     Response res;
     res.upgrade = [sh, req](Upgraded conn, std::string_view buffered) {
       WebSocket ws;

@@ -57,6 +57,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include <spindle/io/http/message.hpp>
 #include <spindle/io/http/server.hpp>
@@ -168,7 +169,28 @@ struct WsOptions {
   // caller's still raises TimedOut, as with http::Client's own timeouts
   // (errc::timeout) beside the caller's.
   std::chrono::milliseconds receive_timeout{0};
+  // Server (websocket_handler): the pages a browser may open this WebSocket
+  // from. A browser sends the site's cookies with every WebSocket
+  // handshake, cross-site ones too, and names the page in `Origin`: a
+  // session that trusts those cookies would act for any page the user
+  // visits (cross-site WebSocket hijacking). So a handshake whose Origin
+  // names another host than its Host is answered 403 and its session
+  // never runs, as gorilla/websocket and coder/websocket do by default;
+  // one with no Origin (not from a browser) is accepted. `origins` lets
+  // more pages in, each entry matched against the Origin's host[:port]
+  // (ASCII case-insensitively): "app.example.com", "localhost:3000",
+  // "*.example.com" (`*` matches any run of characters), "*" (any Origin,
+  // "null" included: the check off). An Origin that is not
+  // scheme://host[:port] ("null", from a sandboxed page or a file) passes
+  // only "*" or an entry spelling it. ws_origin_allowed() is the same
+  // check, for a server that calls WebSocket::accept itself.
+  std::vector<std::string> origins;
 };
+
+// ws_origin_allowed: WsOptions::origins' rule for an upgrade request: no
+// Origin, or its host[:port] equal to the request's Host, or matching an
+// entry of `origins`. Two Origin fields: refused.
+bool ws_origin_allowed(const Request& upgrade, const std::vector<std::string>& origins);
 
 class WebSocket {
  public:
@@ -205,6 +227,8 @@ class WebSocket {
   // upgrade request Beast or http::Server has already read (`buffered`:
   // bytes read past the request). An invalid upgrade request is answered
   // 400 and raises WsError(handshake_failed). Used by websocket_handler.
+  // It does not look at Origin (WsOptions::origins is websocket_handler's):
+  // check ws_origin_allowed() before it.
   SPINDLE_MAY_SUSPEND static WebSocket accept(io::TcpStream&& conn, const Request& upgrade,
                                               std::string_view buffered = {}, WsOptions options = {});
   // The same on a TLS connection (wss://; an https http::Server hands one
@@ -255,9 +279,11 @@ class WebSocket {
 using WsSession = std::function<void(WebSocket ws, const Request& req)>;
 
 // websocket_handler: a Handler (for a Router route or a Server) that
-// upgrades the connection and runs `session`. A request that is not an
-// acceptable upgrade (no Upgrade: websocket, bad key or version) is
-// answered 400 and its connection closed; the server goes on. Graceful
+// upgrades the connection and runs `session`. A request from a page the
+// options' `origins` do not allow (above) is answered 403, the connection
+// kept. A request that is not an acceptable upgrade (no Upgrade:
+// websocket, bad key or version) is answered 400 and its connection
+// closed; the server goes on. Graceful
 // shutdown of the Server waits for sessions like for any handler (up to
 // drain_timeout, then cancels them): end them yourself first.
 Handler websocket_handler(WsSession session, WsOptions options = {});
