@@ -92,6 +92,11 @@ ws_teardown_no_shutdown :: io/src/http/websocket.cpp :: s{if\s*\(!ended\)\s*::sh
 ws_origin_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_origin_allowed\(req, sh->options\.origins\)\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_glob_exact :: io/src/http/ws_origin.cpp :: s{if \(p < pattern\.size\(\) && pattern\[p\] == '\*'\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_two_fields_first_wins :: io/src/http/ws_origin.cpp :: s{if \(origin\) return false;}{if (origin) continue;} :: http_websocket :: ^http_websocket$
+io_listener_keepalive_dropped :: io/src/tcp.cpp :: s{if \(o\.keepalive\) apply_keepalive\(g\.fd, \*o\.keepalive\);}{} :: io_keepalive :: ^io_keepalive$
+io_keepalive_range_unchecked :: io/src/tcp.cpp :: s{if \(!in_range\(k\.idle\.count\(\), 32767\)}{if (false && !in_range(k.idle.count(), 32767)} :: io_keepalive :: ^io_keepalive$
+http_server_no_tcp_keepalive :: io/src/http/server.cpp :: s{lo\.keepalive = st_->opt\.tcp_keepalive;}{} :: http_websocket :: ^http_websocket$
+http_client_no_tcp_keepalive :: io/src/http/client.cpp :: s{if \(opt\.tcp_keepalive\) s\.set_keepalive\(\*opt\.tcp_keepalive\);}{} :: http_client :: ^http_client$
+ws_client_no_tcp_keepalive :: io/src/http/websocket.cpp :: s{if \(options\.tcp_keepalive\) tcp\.set_keepalive\(\*options\.tcp_keepalive\);}{} :: http_websocket :: ^http_websocket$
 sync_mutex_never_starves :: sync/src/mutex.cpp :: s{if \(front_since == detail::TimePoint\{\}\) front_since = now;}{} :: sync_mutex :: ^sync_mutex$
 sync_mutex_starvation_counts_queue_wait :: sync/src/mutex.cpp :: s{(\n\s*)detail::WaitNode node;}{$1if (front_since == detail::TimePoint{}) front_since = detail::Clock::now();$1detail::WaitNode node;} :: sync_mutex :: ^sync_mutex$
 io_file_regular_ignored :: io/src/file.cpp :: s{const bool regular = has\(mode, OpenMode::regular\);}{const bool regular = false;} :: io_file :: ^io_file$

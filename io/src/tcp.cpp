@@ -340,6 +340,29 @@ void TcpStream::set_keepalive(bool on) {
   }
 }
 
+namespace {
+// apply_keepalive: SO_KEEPALIVE on fd with k's timings (TcpKeepAlive's
+// ranges checked first, so a bad value is the caller's error, not EINVAL).
+void apply_keepalive(int fd, const TcpKeepAlive& k) {
+  const auto in_range = [](std::int64_t v, std::int64_t hi) { return v >= 1 && v <= hi; };
+  if (!in_range(k.idle.count(), 32767) || !in_range(k.interval.count(), 32767) || !in_range(k.count, 127)) {
+    throw std::invalid_argument("spindle::io: TcpKeepAlive: idle and interval 1-32767 s, count 1-127");
+  }
+  const int on = 1, idle = static_cast<int>(k.idle.count()), intvl = static_cast<int>(k.interval.count()),
+            cnt = k.count;
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) != 0) {
+    throw_errno(errno, "spindle::io: setsockopt(TCP keep-alive)");
+  }
+}
+}  // namespace
+
+void TcpStream::set_keepalive(const TcpKeepAlive& k) {
+  apply_keepalive(checked(d_, "spindle::io: set_keepalive")->fd, k);
+}
+
 Endpoint TcpStream::local_endpoint() const {
   return sock_name(checked(d_, "spindle::io: local_endpoint")->fd, false);
 }
@@ -375,6 +398,7 @@ TcpListener TcpListener::bind(const Endpoint& ep, ListenOptions o) {
   if (::bind(g.fd, ep.data(), ep.size()) != 0) {
     throw std::system_error(errno, std::system_category(), "spindle::io: bind " + ep.to_string());
   }
+  if (o.keepalive) apply_keepalive(g.fd, *o.keepalive);  // inherited by accepted sockets
   if (::listen(g.fd, o.backlog) != 0) throw_errno(errno, "spindle::io: listen");
   TcpListener l;
   l.d_ = Reactor::get().open(g.release(), true, false);

@@ -4,6 +4,8 @@
 // chunked and truncated bodies, typed errors, cancellation that must not
 // leave a half-read connection in the pool, stale pooled connections, and
 // 1,000 concurrent client fibers on 2 workers.
+#include <netinet/tcp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -85,6 +87,40 @@ TEST_CASE("client: keep-alive reuses one connection, counted at the server") {
     FIBER_CHECK(st.connections_opened == 1);
     FIBER_CHECK(st.connections_reused == 19);
     FIBER_CHECK(st.idle == 1);
+  });
+}
+
+// TCP keep-alive probes on the Client's connections (ClientOptions::
+// tcp_keepalive): Go's net.Dialer's by default, none when asked. Read at
+// the server's end: this process's other end of the accepted socket.
+TEST_CASE("client: connections carry TCP keep-alive probes by default, none when turned off") {
+  run_checked(2, [] {
+    for (const bool on : {true, false}) {
+      auto lst = io::TcpListener::bind("127.0.0.1", 0);
+      std::vector<int> seen;
+      auto server = sp::spawn([&] {
+        auto a = lst.accept();
+        std::string req;
+        a.read_until(req, "\r\n\r\n", 1 << 16);
+        const int fd = peer_fd(a);
+        for (auto [level, name] : {std::pair<int, int>{SOL_SOCKET, SO_KEEPALIVE}, {IPPROTO_TCP, TCP_KEEPIDLE},
+                                   {IPPROTO_TCP, TCP_KEEPINTVL}, {IPPROTO_TCP, TCP_KEEPCNT}}) {
+          int v = -1;
+          socklen_t len = sizeof v;
+          ::getsockopt(fd, level, name, &v, &len);
+          seen.push_back(v);
+        }
+        a.write_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      });
+      http::ClientOptions o;
+      if (!on) o.tcp_keepalive = std::nullopt;
+      http::Client c(o);
+      FIBER_CHECK(c.get("http://127.0.0.1:" + std::to_string(lst.local_endpoint().port()) + "/").text() == "ok");
+      server.join();
+      FIBER_CHECK(seen.size() == 4);
+      if (on) FIBER_CHECK((seen == std::vector<int>{1, 15, 15, 9}));
+      else FIBER_CHECK(seen[0] == 0);
+    }
   });
 }
 

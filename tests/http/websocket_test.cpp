@@ -1,6 +1,7 @@
 // websocket_test.cpp: http::WebSocket, client against the server's
 // websocket_handler, and raw peers for what no well-behaved endpoint sends
 // (fragments byte by byte, a frame cut off, a bad handshake).
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 
 #include "http_test_support.hpp"
 #include "websocket_test_support.hpp"
+#include "vanish.hpp"
 
 using namespace spindle_test;
 using namespace http_test;
@@ -708,6 +710,92 @@ TEST_CASE("websocket: a handshake from another page's Origin gets 403 and no ses
     // Every 101 ran its session and no 403 did (the servers are gone: all
     // sessions have ended).
     FIBER_CHECK(sessions.load() == upgraded);
+  });
+}
+
+// A client that vanishes without a FIN (power lost, a NAT mapping
+// dropped) leaves a session without a heartbeat waiting in receive() for
+// ever, unless the server's TCP keep-alive probes find it gone
+// (ServerOptions::tcp_keepalive; Go's 150 s by default, 2 s here).
+TEST_CASE("websocket: a session whose client vanished without a FIN ends by the server's keep-alive probes") {
+  run_checked(2, [] {
+    sp::Channel<std::string> seen(4);
+    http::ServerOptions so;
+    so.tcp_keepalive = io::TcpKeepAlive{.idle = std::chrono::seconds(1), .interval = std::chrono::seconds(1), .count = 1};
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      report_receive(ws, seen, http::ws_errc::connection_lost, "lost");
+    }, {}, so);
+    std::string buf;
+    auto c = raw_upgrade(srv.srv.port(), buf);
+    int server_fd = -1;
+    FIBER_CHECK(wait_until([&] { return (server_fd = peer_fd(c)) >= 0; }));
+    int idle = -1;
+    socklen_t len = sizeof idle;
+    ::getsockopt(server_fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len);
+    FIBER_CHECK(idle == 1);
+    if (!vanish(c)) {
+      WARN("TCP_REPAIR not permitted (no CAP_NET_ADMIN): the vanishing client is not checked");
+      return;
+    }
+    FIBER_CHECK(sp::with_timeout(slack(10s), [&] { return seen.recv(); }) == std::optional<std::string>("lost"));
+  });
+}
+
+// The client side: a server that vanishes leaves receive() waiting for
+// ever without WsOptions::tcp_keepalive's probes (Go's net.Dialer's by
+// default; 1 s here), and without a heartbeat.
+TEST_CASE("websocket: a client whose server vanished without a FIN is told by its keep-alive probes") {
+  run_checked(2, [] {
+    auto lst = io::TcpListener::bind("127.0.0.1", 0);
+    const auto port = lst.local_endpoint().port();
+    sp::Channel<bool> gone(1);
+    auto server = sp::spawn([&] {
+      auto c = lst.accept();
+      raw_ws_server_accept(c);
+      int client_fd = peer_fd(c);
+      int idle = -1;
+      socklen_t len = sizeof idle;
+      ::getsockopt(client_fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len);
+      FIBER_CHECK(idle == 1);
+      gone.send(vanish(c));
+    });
+    http::WsOptions o;
+    o.tcp_keepalive = io::TcpKeepAlive{.idle = 1s, .interval = 1s, .count = 1};
+    auto ws = http::WebSocket::connect("ws://127.0.0.1:" + std::to_string(port) + "/", o);
+    server.join();
+    if (!gone.recv().value_or(false)) {
+      WARN("TCP_REPAIR not permitted (no CAP_NET_ADMIN): the vanishing server is not checked");
+      return;
+    }
+    FIBER_CHECK(ws_error_of([&] { sp::with_timeout(slack(10s), [&] { ws.receive(); }); }) ==
+                http::ws_errc::connection_lost);
+  });
+}
+
+// The default: Go's probes (15 s idle, 9 probes 15 s apart) on every
+// connection, set once on the listener; none when asked.
+TEST_CASE("websocket: the server's connections carry TCP keep-alive probes by default, none when turned off") {
+  run_checked(1, [] {
+    for (const bool on : {true, false}) {
+      http::ServerOptions so;
+      if (!on) so.tcp_keepalive = std::nullopt;
+      WsServer srv(echo, {}, so);
+      auto c = raw_connect(srv.srv.port());
+      int fd = -1;
+      FIBER_CHECK(wait_until([&] { return (fd = peer_fd(c)) >= 0; }));
+      auto opt = [&](int level, int name) {
+        int v = -1;
+        socklen_t len = sizeof v;
+        ::getsockopt(fd, level, name, &v, &len);
+        return v;
+      };
+      FIBER_CHECK(opt(SOL_SOCKET, SO_KEEPALIVE) == (on ? 1 : 0));
+      if (on) {
+        FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPIDLE) == 15);
+        FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPINTVL) == 15);
+        FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPCNT) == 9);
+      }
+    }
   });
 }
 

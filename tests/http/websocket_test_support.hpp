@@ -24,8 +24,8 @@ using Session = http::WsSession;
 
 // WsServer: a LiveServer whose /ws route runs `session`.
 struct WsServer {
-  explicit WsServer(Session session, http::WsOptions o = {})
-      : srv(make_router(std::move(session), std::move(o))) {}
+  explicit WsServer(Session session, http::WsOptions o = {}, http::ServerOptions so = {})
+      : srv(make_router(std::move(session), std::move(o)), std::move(so)) {}
   static http::Handler make_router(Session s, http::WsOptions o) {
     auto r = std::make_shared<http::Router>();
     r->get("/ws", http::websocket_handler(std::move(s), std::move(o)));

@@ -813,6 +813,7 @@ std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
     auto dial = [&] {
       io::TcpStream s = io::TcpStream::connect(u.host, u.port);
       s.set_nodelay(true);
+      if (opt.tcp_keepalive) s.set_keepalive(*opt.tcp_keepalive);
 #if SPINDLE_HAVE_TLS
       if (u.https) return detail::Transport(io::TlsStream::client(std::move(s), ctx, u.host));
 #endif

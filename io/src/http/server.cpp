@@ -2044,6 +2044,7 @@ Server::~Server() = default;
 void Server::listen(std::string_view host, std::uint16_t port) {
   io::ListenOptions lo;
   lo.backlog = st_->opt.backlog;
+  lo.keepalive = st_->opt.tcp_keepalive;
   // The listener is the State's: it never outlives it.
   lo.on_accept_error = [st = st_.get()](const std::error_code& ec) { st->out_of_descriptors(ec); };
   if (!st_->opt.tls.cert_file.empty()) {

@@ -845,6 +845,7 @@ static std::unique_ptr<WebSocket::Impl> open_client(const detail::Url& u, const 
     throw WsError(ws_errc::connect_failed, std::string("spindle::http::WebSocket: ") + e.what());
   }
   tcp.set_nodelay(true);
+  if (options.tcp_keepalive) tcp.set_keepalive(*options.tcp_keepalive);
   if (u.https) {
 #if SPINDLE_HAVE_TLS
     try {

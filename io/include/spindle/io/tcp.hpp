@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -231,6 +232,23 @@ class BufferStreamOps {
 };
 }  // namespace detail
 
+// TcpKeepAlive: TCP keep-alive probes (SO_KEEPALIVE with TCP_KEEPIDLE,
+// TCP_KEEPINTVL, TCP_KEEPCNT). After `idle` with nothing received the
+// kernel probes the peer every `interval`; `count` probes unanswered and the
+// connection fails (a wait on it wakes, the read or write raises). A peer
+// that vanished without a FIN or reset (power lost, a cable pulled, a NAT
+// mapping dropped) is then found within idle + interval * count, where
+// nothing else would end a wait for its bytes. A peer whose host is still
+// there but whose socket is gone answers the first probe with a reset. The
+// defaults are Go's (net.Listen and net.Dial: 15 s, 15 s, 9, so 150 s);
+// the kernel's own are 2 hours, 75 s, 9. idle and interval: 1 to 32,767 s;
+// count: 1 to 127 (Linux's ranges; outside them std::invalid_argument).
+struct TcpKeepAlive {
+  std::chrono::seconds idle{15};
+  std::chrono::seconds interval{15};
+  int count = 9;
+};
+
 class TcpStream : public detail::BufferStreamOps<TcpStream> {
  public:
   TcpStream() noexcept = default;
@@ -341,8 +359,10 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
   bool is_open() const noexcept { return d_ != nullptr; }
 
   void set_nodelay(bool on);
-  // set_keepalive: SO_KEEPALIVE (the kernel's probe timings).
+  // set_keepalive: SO_KEEPALIVE (the kernel's probe timings: the first
+  // probe after 2 hours idle), or probes with the given timings.
   void set_keepalive(bool on);
+  void set_keepalive(const TcpKeepAlive& k);
   Endpoint local_endpoint() const;
   Endpoint remote_endpoint() const;
   int native_handle() const noexcept;
@@ -381,6 +401,11 @@ struct ListenOptions {
   // worker with its fiber when its worker is stuck, slow or saturated
   // (docs/io.md "Where a connection lives").
   bool spread = true;
+  // keepalive: set on the listening socket, so every accepted connection
+  // starts with these probes (Linux copies the options to the connections
+  // accept returns: no system call per connection). None (the default, as
+  // asyncio's start_server): the kernel's, off.
+  std::optional<TcpKeepAlive> keepalive = std::nullopt;
 };
 
 class TcpListener {

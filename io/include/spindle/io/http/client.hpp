@@ -73,6 +73,7 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
 #include <spindle/io/http/url.hpp>
+#include <spindle/io/tcp.hpp>
 #include <spindle/io/tls.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
@@ -126,6 +127,13 @@ struct ClientOptions {
   // so a Client nobody calls lets go too (docs/http.md "Client", idle
   // expiry).
   std::chrono::milliseconds keepalive_timeout{15'000};
+  // tcp_keepalive: TCP keep-alive probes on each connection (not the same
+  // thing as keepalive_timeout above: io::TcpKeepAlive). A server that
+  // vanished without a FIN is found within 150 s by default (Go's
+  // net.Dialer: 15 s idle, 9 probes 15 s apart), where a wait with no
+  // timeout (total_timeout and read_timeout zero, a long download) would
+  // wait for ever. None: off (the kernel's default).
+  std::optional<io::TcpKeepAlive> tcp_keepalive = io::TcpKeepAlive{};
   // RequestOptions::expect_continue: how long to wait for the server's
   // 100 Continue before sending the body anyway (a server that ignores
   // Expect never answers until it has the body). Go's ExpectContinueTimeout.

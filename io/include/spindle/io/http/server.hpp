@@ -67,12 +67,14 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <spindle/io/endpoint.hpp>
 #include <spindle/io/http/message.hpp>
+#include <spindle/io/tcp.hpp>
 #include <spindle/io/tls.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
@@ -275,6 +277,15 @@ struct ServerOptions {
   std::chrono::milliseconds disconnect_check{200};
   // Listening backlog.
   int backlog = 1024;
+  // tcp_keepalive: TCP keep-alive probes on every connection (io::
+  // TcpKeepAlive; set once on the listening socket). A client that
+  // vanished without a FIN (power lost, a NAT mapping dropped) is found
+  // within 150 s by default (15 s idle, then 9 probes 15 s apart: Go's
+  // net/http defaults), where nothing else would end an upgraded
+  // connection's wait (a WebSocket session without a heartbeat) or a
+  // handler's (disconnect_check's peek sees only a FIN or a reset). None:
+  // off (the kernel's default).
+  std::optional<io::TcpKeepAlive> tcp_keepalive = io::TcpKeepAlive{};
   // max_connections: connections open at once (any protocol, idle or
   // busy). At the limit the server closes the connections that have
   // waited longest for a request (a next one on keep-alive, or a first

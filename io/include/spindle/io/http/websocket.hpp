@@ -53,6 +53,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -61,6 +62,7 @@
 
 #include <spindle/io/http/message.hpp>
 #include <spindle/io/http/server.hpp>
+#include <spindle/io/tcp.hpp>
 #include <spindle/io/tls.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 
@@ -169,6 +171,12 @@ struct WsOptions {
   // caller's still raises TimedOut, as with http::Client's own timeouts
   // (errc::timeout) beside the caller's.
   std::chrono::milliseconds receive_timeout{0};
+  // Client: TCP keep-alive probes on the connection (io::TcpKeepAlive): a
+  // server that vanished without a FIN is found within 150 s by default
+  // (Go's net.Dialer), a receive() then raising connection_lost, with or
+  // without a heartbeat. None: off. (A server's connections get
+  // ServerOptions::tcp_keepalive instead.)
+  std::optional<io::TcpKeepAlive> tcp_keepalive = io::TcpKeepAlive{};
   // Server (websocket_handler): the pages a browser may open this WebSocket
   // from. A browser sends the site's cookies with every WebSocket
   // handshake, cross-site ones too, and names the page in `Origin`: a
