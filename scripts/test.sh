@@ -94,7 +94,7 @@ if [[ ${SPINDLE_FUZZ_BUILD:-0} != 0 ]]; then
     fuzz_result="built"
     if [[ $fuzz_seconds != 0 ]]; then
       fuzz_result="ok"
-      for target in fuzz_ring_buffer fuzz_wait_list fuzz_http_server fuzz_h2_server fuzz_h2_client fuzz_ws_server fuzz_http_client fuzz_http_client_pool; do
+      for target in fuzz_ring_buffer fuzz_wait_list fuzz_http_server fuzz_h2_server fuzz_h2_client fuzz_ws_server fuzz_http_client fuzz_http_client_pool fuzz_url; do
         corpus=$(mktemp -d)
         # The HTTP targets: LeakSanitizer does not scan fiber stacks, so a
         # live connection's memory looks leaked to libFuzzer's per-input

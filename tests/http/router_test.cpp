@@ -67,6 +67,33 @@ TEST_CASE("router: literal segments compare decoded") {
   CHECK(call(r, "/caf%c3%a9") == "200 cafe");  // hex digits in either case
 }
 
+// Found by fuzz_url: a pattern's kinds were read after decoding, so an
+// escaped ':' or '*' turned a literal into a parameter or a wildcard; and
+// the 405's Allow looked names up by substring (PATCH "in" PROPPATCH).
+TEST_CASE("router: an escaped ':' or '*' in a pattern is a literal; Allow lists whole method names") {
+  http::Router r;
+  auto ok = [](http::Request& q) {
+    std::string out = "ok";
+    for (const auto& [k, v] : q.params) out += "|" + k + "=" + v;
+    return http::Response::text_body(200, out);
+  };
+  r.get("/lit/%3Aid", ok);
+  r.get("/lit2/%2A", ok);
+  r.add("PROPPATCH", "/dav", ok);
+  r.add("PATCH", "/dav", ok);
+  CHECK(call(r, "/lit/foo") == "404 not found\n");
+  CHECK(call(r, "/lit/%3Aid") == "200 ok");
+  CHECK(call(r, "/lit/:id") == "200 ok");
+  CHECK(call(r, "/lit2/a/b") == "404 not found\n");
+  CHECK(call(r, "/lit2/*") == "200 ok");
+  http::Request q;
+  q.method = "DELETE";
+  q.target = "/dav";
+  const http::Response res = r(q);
+  CHECK(res.status == 405);
+  CHECK(res.headers.get("Allow") == std::optional<std::string_view>("PROPPATCH, PATCH"));
+}
+
 TEST_CASE("router: empty segments match only where the pattern has one") {
   const http::Router r = routes();
   CHECK(call(r, "/users/2/").starts_with("404 "));

@@ -41,14 +41,15 @@ bool decode_path(std::string_view path, std::vector<std::string>& out) {
   return true;
 }
 
-// match: true when `path` fits the pattern; fills `params` then. A ":name"
+// match: true when `path` fits the pattern (segments and their kinds); fills `params` then. A parameter
 // segment matches one non-empty segment; a last "*" the rest, possibly
 // empty, its segments joined by '/'.
-bool match(const std::vector<std::string>& pat, const std::vector<std::string>& path,
-           std::vector<std::pair<std::string, std::string>>& params) {
+bool match(const std::vector<std::string>& pat, const std::vector<detail::RouteSegment>& kinds,
+           const std::vector<std::string>& path, std::vector<std::pair<std::string, std::string>>& params) {
+  using Kind = detail::RouteSegment;
   params.clear();
   for (std::size_t i = 0; i < pat.size(); ++i) {
-    if (pat[i] == "*" && i + 1 == pat.size()) {
+    if (kinds[i] == Kind::rest) {
       std::string rest;
       for (std::size_t k = i; k < path.size(); ++k) {
         if (k > i) rest += '/';
@@ -58,14 +59,25 @@ bool match(const std::vector<std::string>& pat, const std::vector<std::string>& 
       return true;
     }
     if (i >= path.size()) return false;
-    if (pat[i].size() > 1 && pat[i][0] == ':') {
+    if (kinds[i] == Kind::param) {
       if (path[i].empty()) return false;
-      params.emplace_back(pat[i].substr(1), path[i]);
+      params.emplace_back(pat[i], path[i]);
     } else if (pat[i] != path[i]) {
       return false;
     }
   }
   return pat.size() == path.size();
+}
+
+// listed: whether `method` is one of the comma-separated names in `allow`
+// (whole names: PATCH is not in "PROPPATCH").
+bool listed(std::string_view allow, std::string_view method) {
+  for (;;) {
+    const std::size_t j = allow.find(", ");
+    if (allow.substr(0, j) == method) return true;
+    if (j == std::string_view::npos) return false;
+    allow.remove_prefix(j + 2);
+  }
 }
 
 // release: the decoded path's memory, given back before a body is read
@@ -80,7 +92,22 @@ Router& Router::add(std::string_view method, std::string_view pattern, Handler h
   Route r;
   r.body = body;
   r.method = std::string(method);
-  for (auto s : split_path(pattern)) r.segments.push_back(s.starts_with(':') ? std::string(s) : url_decode(s));
+  const auto raw = split_path(pattern);
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    // Kinds come from the pattern as written, before decoding: "%3Aid" and
+    // "%2A" are the literal segments ":id" and "*".
+    const std::string_view s = raw[i];
+    if (s.size() > 1 && s[0] == ':') {
+      r.kinds.push_back(detail::RouteSegment::param);
+      r.segments.emplace_back(s.substr(1));
+    } else if (s == "*" && i + 1 == raw.size()) {
+      r.kinds.push_back(detail::RouteSegment::rest);
+      r.segments.emplace_back("*");
+    } else {
+      r.kinds.push_back(detail::RouteSegment::literal);
+      r.segments.push_back(url_decode(s));
+    }
+  }
   r.handler = std::move(h);
   routes_.push_back(std::move(r));
   return *this;
@@ -94,7 +121,7 @@ Response Router::operator()(Request& req) const {
   const Route* head_fallback = nullptr;
   std::vector<std::pair<std::string, std::string>> head_params;
   for (const Route& r : routes_) {
-    if (!match(r.segments, path, params)) continue;
+    if (!match(r.segments, r.kinds, path, params)) continue;
     if (r.method == req.method) {
       req.params = std::move(params);
       release(path);
@@ -105,7 +132,7 @@ Response Router::operator()(Request& req) const {
       head_fallback = &r;
       head_params = params;
     }
-    if (allow.find(r.method) == std::string::npos) {
+    if (!listed(allow, r.method)) {
       if (!allow.empty()) allow += ", ";
       allow += r.method;
     }

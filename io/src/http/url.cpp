@@ -1,6 +1,9 @@
 // url.cpp: the client's URL parsing and request-field checks (url.hpp).
 #include "url.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -170,6 +173,13 @@ Authority parse_authority(std::string_view auth, std::string_view u) {
     if (close == std::string_view::npos) bad_url(u, "unclosed [");
     bracketed = true;
     out.host = std::string(auth.substr(1, close - 1));
+    // Brackets hold an IPv6 address (RFC 3986 3.2.2), with a zone after '%'
+    // at most; anything else ("[example.com]", "[a%b]") would lose its
+    // brackets when the URL is written out again (str(), Host) and read
+    // as another host.
+    in6_addr a6{};
+    const std::string addr = out.host.substr(0, out.host.find('%'));
+    if (::inet_pton(AF_INET6, addr.c_str(), &a6) != 1) bad_url(u, "not an IPv6 address in []");
     if (close + 1 < auth.size()) {
       if (auth[close + 1] != ':') bad_url(u, "junk after ]");
       port = auth.substr(close + 2);

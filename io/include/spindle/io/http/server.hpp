@@ -89,12 +89,18 @@ using Handler = std::function<Response(Request&)>;
 // (Request::read_body_some), without max_body.
 enum class Body { whole, stream };
 
+namespace detail {
+// RouteSegment: what a Router pattern's segment is (router.cpp).
+enum class RouteSegment : unsigned char { literal, param, rest };
+}  // namespace detail
+
 // Router: a Handler that picks a route by method and path.
 // Patterns and paths are split at every '/' after the leading one, and
 // each segment is then percent-decoded (so "%2F" never splits):
 // `/users/J%C3%B6hn%20Doe` gives the parameter "Jöhn Doe" ('+' stays '+'
 // in a path), and a literal segment compares decoded (`/caf%C3%A9` matches
-// a route "/café"). A segment ":name" matches any one non-empty segment and
+// a route "/café"). A segment ":name" (as written: "%3Aname" is the
+// literal ":name", "%2A" a literal "*") matches any one non-empty segment and
 // is stored, decoded, as a path parameter; a last segment "*" matches the
 // rest of the path (possibly empty; its decoded segments joined by '/';
 // stored as parameter "*"; it may hold ".." or a decoded '/': check it
@@ -104,7 +110,8 @@ enum class Body { whole, stream };
 // form only (add both patterns to take both). A path with a '%' not
 // followed by two hex digits is 400. Routes are tried in the
 // order added. No route matches the path: 404. The path matches but not
-// the method: 405 with Allow. HEAD falls back to a GET route.
+// the method: 405 with Allow (each method of the path's routes once).
+// HEAD falls back to a GET route.
 // Body::whole routes get their streamed body read (Request::load_body)
 // before the handler runs; a 404 or 405 reads none (the server drains or
 // closes). add() is not thread-safe; add every route before serving.
@@ -126,7 +133,11 @@ class Router {
  private:
   struct Route {
     std::string method;
+    // segments: a literal's decoded bytes, a parameter's name, or "*";
+    // kinds says which, from the pattern as written (an escaped ':' or '*'
+    // is a literal).
     std::vector<std::string> segments;
+    std::vector<detail::RouteSegment> kinds;
     Handler handler;
     Body body = Body::whole;
   };
