@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <spindle/sync/channel.hpp>
 #include <spindle/sync/event.hpp>
 
 #include "http_test_support.hpp"
@@ -168,6 +169,42 @@ TEST_CASE("server hostile: HTTP/1.1 needs exactly one valid Host; HTTP/1.0 at mo
       INFO(good);
       FIBER_CHECK(exchange(srv.port(), std::string("GET / HTTP/1.1\r\nHost: ") + good + "\r\nConnection: close\r\n\r\n")
                       .starts_with("HTTP/1.1 200 "));
+    }
+    FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
+// RFC 9112 3.2.2: a server MUST accept absolute-form, whose authority is
+// the request's host (3.3), Host ignored. Before, the handler saw the
+// target as sent ("http://other.example/admin": a path that starts with
+// no '/', past a check on "/admin") beside the Host field's other host.
+TEST_CASE("server hostile: an absolute-form target reaches the handler as origin-form, its host as Host") {
+  run_checked(2, [] {
+    // What the handler saw, through a channel (a happens-before edge the
+    // socket does not give TSan).
+    auto seen = std::make_shared<sp::Channel<std::string>>(16);
+    LiveServer srv([seen](http::Request& q) {
+      seen->send(q.target + " " + std::string(q.headers.get("Host").value_or("-")) + " " + std::string(q.path()));
+      return http::Response::text_body(200, "ok");
+    });
+    const auto ask = [&](const std::string& target, const char* host = "a.example") {
+      return exchange(srv.port(), "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
+    };
+    const auto handled = [&] { return seen->try_recv().value_or("none"); };
+    FIBER_CHECK(ask("http://other.example/admin?x=1").starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(handled() == "/admin?x=1 other.example /admin");
+    FIBER_CHECK(ask("HTTPS://Other.Example:8443").starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(handled() == "/ Other.Example:8443 /");
+    FIBER_CHECK(ask("http://h?q").starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(handled() == "/?q h /");
+    FIBER_CHECK(ask("/plain").starts_with("HTTP/1.1 200 "));  // origin-form untouched
+    FIBER_CHECK(handled() == "/plain a.example /plain");
+    // Another scheme, no host, a userinfo, a host that is no uri-host: 400,
+    // no handler.
+    for (const char* bad : {"ftp://h/x", "http:///x", "http://user@h/x", "http://a b/x", "http://h\"/x"}) {
+      INFO(bad);
+      FIBER_CHECK(ask(bad).starts_with("HTTP/1.1 400 "));
+      FIBER_CHECK(handled() == "none");
     }
     FIBER_CHECK(still_serves(srv.port()));
   });

@@ -450,6 +450,34 @@ int framing_status(const Fields& h) {
   return other ? 501 : 0;
 }
 
+// origin_form: a request-target in absolute-form ("http://h:8080/p?q",
+// which RFC 9112 3.2.2 says a server MUST accept) turned into the
+// origin-form a handler expects ("/p?q"), its authority taking the Host
+// field's place (3.3: the target URI is the request-target; Host is
+// ignored), as Go's net/http and nginx read it: one request has one
+// reading, whatever a proxy in front went by. Other forms are left as they
+// are (origin "/...", asterisk "*", CONNECT's authority). False (400):
+// an absolute-form with another scheme than http(s), no host, or a
+// userinfo (RFC 9110 4.2.4: refused as an error).
+bool origin_form(Request& req) {
+  std::string_view t = req.target;
+  if (t.empty() || t.front() == '/' || t == "*") return true;
+  const std::size_t sep = t.find("://");
+  if (sep == std::string_view::npos) return true;  // CONNECT's host:port, or garbage the handler sees
+  const std::string_view scheme = t.substr(0, sep);
+  if (!iequals(scheme, "http") && !iequals(scheme, "https")) return false;
+  t.remove_prefix(sep + 3);
+  const std::size_t end = t.find_first_of("/?#");
+  const std::string_view authority = t.substr(0, end);
+  if (authority.empty() || authority.find('@') != std::string_view::npos || !valid_host(authority)) return false;
+  const std::string_view rest = end == std::string_view::npos ? std::string_view{} : t.substr(end);
+  if (rest.starts_with('#')) return false;  // a fragment is never sent
+  std::string target = rest.starts_with('/') ? std::string(rest) : "/" + std::string(rest);
+  req.headers.set("Host", authority);
+  req.target = std::move(target);
+  return true;
+}
+
 // ConnectionEnds: thrown by the server's own code to end a connection
 // after user code failed with its response under way (the error was
 // reported); caught by serve_conn like a reset.
@@ -1530,6 +1558,7 @@ void Server::State::serve_conn(Conn& c) {
       head_fields.mark(h, p.chunked());
       req.remote = peer;
       if (const int status = framing_status(h); status != 0) return reject(s, status, head, peer, &req);
+      if (!origin_form(req)) return reject(s, 400, head, peer, &req);
       // A body read whole (here, or by a Router's Body::whole route) must
       // arrive within read_timeout of the request's first byte.
       if (opt.read_timeout.count() <= 0) {
