@@ -57,6 +57,7 @@
 #include <spindle/runtime/all.hpp>
 #include <spindle/sync/condition_variable.hpp>
 
+#include "../file_ops.hpp"
 #include "head_fields.hpp"
 #include "transport.hpp"
 #include "url.hpp"
@@ -1725,7 +1726,17 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
     if (have < buf.size()) break;  // the body's end
   }
   f.close();
-  blocking([&] { std::filesystem::rename(tmp, path); });
+  // In io's shielded pool call (in_pool): the job reads tmp and path, which
+  // live in this frame, so the fiber must not leave before it returns. A
+  // plain blocking() let a cancel or a deadline unwind the frame while the
+  // pool thread was still inside rename(2) with its two paths (a
+  // use-after-free; client_download_test). A cancel that came meanwhile is
+  // raised by the caller's next wait, the file then in place and reported.
+  const int err = io::detail::in_pool([&]() noexcept { return ::rename(tmp.c_str(), path.c_str()) != 0 ? errno : 0; });
+  if (err != 0) {
+    throw std::filesystem::filesystem_error("spindle::http::Client::download: rename", tmp, path,
+                                            std::error_code(err, std::generic_category()));
+  }
   remove.armed = false;
   out.written = true;
   return out;
