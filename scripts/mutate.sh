@@ -101,7 +101,8 @@ http_router_allow_substring :: io/src/http/router.cpp :: s{if \(!listed\(allow, 
 http_router_kind_after_decode :: io/src/http/router.cpp :: s{const std::string_view s = raw\[i\];}{const std::string dec = url_decode(raw[i]); const std::string_view s = dec;} :: http_router :: ^http_router$
 http_url_brackets_any_host :: io/src/http/url.cpp :: s{if \(::inet_pton\(AF_INET6, addr\.c_str\(\), &a6\) != 1\)}{if (false)} :: http_url :: ^http_url$
 http_server_absolute_form_raw :: io/src/http/server.cpp :: s{if \(!origin_form\(req\)\) return reject\(s, 400, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
-http_download_rename_unshielded :: io/src/http/client.cpp :: s{io::detail::in_pool\(\[&\]\(\) noexcept \{ return ::rename}{spindle::blocking([&]() noexcept { return ::rename} :: http_client_download :: ^http_client_download$
+http_download_rename_unshielded :: io/src/http/client.cpp :: s{io::detail::in_pool\(\[&\]\(\) noexcept}{spindle::blocking([&]() noexcept} :: http_client_download :: ^http_client_download$
+io_communicate_stdout_on_owner :: io/src/process.cpp :: s{if \(out_\.is_open\(\)\) g\.spawn\(\[&\] \{ out_\.read_to_end\(o\.out, max_output\); \}\);}{if (out_.is_open()) out_.read_to_end(o.out, max_output);} :: io_process :: ^io_process$
 sync_mutex_never_starves :: sync/src/mutex.cpp :: s{if \(front_since == detail::TimePoint\{\}\) front_since = now;}{} :: sync_mutex :: ^sync_mutex$
 sync_mutex_starvation_counts_queue_wait :: sync/src/mutex.cpp :: s{(\n\s*)detail::WaitNode node;}{$1if (front_since == detail::TimePoint{}) front_since = detail::Clock::now();$1detail::WaitNode node;} :: sync_mutex :: ^sync_mutex$
 io_file_regular_ignored :: io/src/file.cpp :: s{const bool regular = has\(mode, OpenMode::regular\);}{const bool regular = false;} :: io_file :: ^io_file$

@@ -410,10 +410,15 @@ Process::Output Process::communicate(std::string_view input, std::size_t max_out
   Output o;
   try {
     {
-      // Writer, stderr reader, and this fiber reading stdout, all at once:
-      // a child blocked writing one stream while we wait on another would
-      // otherwise deadlock with us. The group's destructor cancels and
-      // joins the helpers if this fiber unwinds.
+      // Writer, stderr reader and stdout reader, all at once: a child
+      // blocked writing one stream while we wait on another would
+      // otherwise deadlock with us. All three are the group's children, so
+      // the first to fail (a stream past max_output) cancels the others and
+      // g.wait() raises it at once; this fiber reading stdout itself was not
+      // cancelled by a failing stderr reader, and waited for a stdout end
+      // that a child blocked on its full stderr pipe never gave. The
+      // group's destructor cancels and joins the helpers if this fiber
+      // unwinds.
       spindle::TaskGroup g;
       if (in_.is_open()) {
         g.spawn([&] {
@@ -427,7 +432,7 @@ Process::Output Process::communicate(std::string_view input, std::size_t max_out
         });
       }
       if (err_.is_open()) g.spawn([&] { err_.read_to_end(o.err, max_output); });
-      if (out_.is_open()) out_.read_to_end(o.out, max_output);
+      if (out_.is_open()) g.spawn([&] { out_.read_to_end(o.out, max_output); });
       g.wait();
     }
     o.status = wait();

@@ -288,5 +288,18 @@ TEST_CASE("process: output past max_output is message_size, and the endless chil
       too_big = e.code() == std::errc::message_size;
     }
     FIBER_CHECK(too_big);
+    // The same on stderr, while stdout stays open and silent: the stdout
+    // read is cancelled too. Before, this fiber went on reading stdout,
+    // which the child, blocked on its full stderr pipe, never ended: a
+    // hang (here bounded by the outer timeout, which raised TimedOut).
+    std::string got = "returned";
+    try {
+      sp::with_timeout(slack(std::chrono::seconds(10)), [&] { io::run_command({"sh", "-c", "yes err >&2"}, r); });
+    } catch (const std::system_error& e) {
+      got = e.code() == std::errc::message_size ? "message_size" : e.what();
+    } catch (const sp::TimedOut&) {
+      got = "hung";
+    }
+    FIBER_CHECK(got == "message_size");
   });
 }
