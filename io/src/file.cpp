@@ -17,6 +17,7 @@
 #include <spindle/io/error.hpp>
 
 #include "file_ops.hpp"
+#include "no_nul.hpp"
 #include "pool_transfer.hpp"
 
 namespace spindle::io {
@@ -104,6 +105,7 @@ File File::open(const std::filesystem::path& path, std::string_view python_mode,
 }
 
 File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) {
+  detail::no_nul_path(path, "File::open: the path");
   const int flags = open_flags(mode, path);
   const bool regular = has(mode, OpenMode::regular);
   cancel_point();

@@ -21,6 +21,7 @@
 #include <spindle/io/file.hpp>
 
 #include "file_ops.hpp"
+#include "no_nul.hpp"
 #include "pool_transfer.hpp"
 
 namespace spindle::io {
@@ -125,6 +126,7 @@ bool read_cached(const fsys::path& path, std::size_t limit, FdCloser& fd, std::s
 }  // namespace
 
 std::string read_file(const fsys::path& path, std::size_t max_size) {
+  detail::no_nul_path(path, "read_file: the path");
   // At most max_size + 1 bytes are ever asked for: the extra one tells
   // "exactly max_size" from "more".
   const std::size_t limit = max_size == std::string::npos ? max_size : max_size + 1;
@@ -241,6 +243,7 @@ Step finish(FdCloser& fd, const WriteFileOptions& o, const fsys::path& tmp, cons
 }  // namespace
 
 void write_file(const fsys::path& path, std::string_view data, const WriteFileOptions& o) {
+  detail::no_nul_path(path, "write_file: the path");
   const fsys::path tmp = o.atomic ? temp_name(path) : fsys::path();
   const fsys::path& target = o.atomic ? tmp : path;
   FdCloser fd;
@@ -303,6 +306,7 @@ void write_file(const fsys::path& path, std::string_view data, const WriteFileOp
 // paths, so a cancelled caller may leave while it runs.
 
 FileStatus stat(const fsys::path& path) {
+  detail::no_nul_path(path, "stat: the path");
   return spindle::blocking([path]() {
     struct stat st{};
     if (::stat(path.c_str(), &st) != 0) throw_path(errno, "stat", path);
@@ -326,6 +330,8 @@ FileStatus stat(const fsys::path& path) {
 }
 
 bool exists(const fsys::path& path) {
+  // A name with a NUL byte names nothing (Python's os.path.exists: False).
+  if (path.native().find('\0') != std::string::npos) return false;
   return spindle::blocking([path]() {
     struct stat st{};
     if (::stat(path.c_str(), &st) == 0) return true;
@@ -335,18 +341,23 @@ bool exists(const fsys::path& path) {
 }
 
 bool remove(const fsys::path& path) {
+  detail::no_nul_path(path, "remove: the path");
   return spindle::blocking([path]() { return fsys::remove(path); });
 }
 
 void rename(const fsys::path& from, const fsys::path& to) {
+  detail::no_nul_path(from, "rename: the source");
+  detail::no_nul_path(to, "rename: the destination");
   spindle::blocking([from, to]() { fsys::rename(from, to); });
 }
 
 bool create_directories(const fsys::path& path) {
+  detail::no_nul_path(path, "create_directories: the path");
   return spindle::blocking([path]() { return fsys::create_directories(path); });
 }
 
 std::vector<DirEntry> list_directory(const fsys::path& path) {
+  detail::no_nul_path(path, "list_directory: the path");
   return spindle::blocking([path]() {
     std::vector<DirEntry> out;
     for (const auto& e : fsys::directory_iterator(path)) {

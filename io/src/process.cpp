@@ -45,6 +45,7 @@
 #include <spindle/runtime/task_group.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 
+#include "no_nul.hpp"
 #include "reactor.hpp"
 #include "try_io.hpp"
 
@@ -271,6 +272,14 @@ Process::~Process() {
 
 Process Process::spawn(const std::vector<std::string>& argv, const ProcessOptions& o) {
   if (argv.empty()) throw std::invalid_argument("spindle::io: spawn with an empty argv");
+  for (const auto& arg : argv) detail::no_nul(arg, "spawn: an argument");
+  if (o.env) {
+    for (const auto& e : *o.env) detail::no_nul(e, "spawn: an environment entry");
+  }
+  detail::no_nul_path(o.cwd, "spawn: cwd");
+  for (const Stdio* s : {&o.in, &o.out, &o.err}) {
+    if (s->kind == Stdio::file) detail::no_nul_path(s->path, "spawn: a Stdio file's path");
+  }
   Reactor& reactor = Reactor::get();
 
   FdGuard parent[3], child[3];
@@ -298,6 +307,12 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
     if (const int rc = posix_spawn_file_actions_addchdir_np(&a.fa, o.cwd.c_str()); rc != 0)
       detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_addchdir_np");
   }
+  // Every descriptor above 2 closed in the child, close-on-exec or not:
+  // spindle's are, but one the program inherited, or a library opened
+  // without O_CLOEXEC, would reach the child (a socket, a secret file).
+  // Python's close_fds=True; glibc 2.34's close_range-backed action.
+  if (const int rc = posix_spawn_file_actions_addclosefrom_np(&a.fa, 3); rc != 0)
+    detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_addclosefrom_np");
   // A clean slate for signals: the parent's mask (the program may block
   // SIGTERM for a sigwait thread) and its SIG_IGN dispositions would
   // otherwise be inherited through exec.

@@ -160,6 +160,38 @@ TEST_CASE("files: the metadata calls") {
   });
 }
 
+// A NUL byte would cut the path short at the system call: "secret\0.txt"
+// (a name that passed a check of its extension) opened "secret".
+TEST_CASE("files: a path with a NUL byte is std::invalid_argument, never a shorter path") {
+  TempDir dir;
+  run_checked(2, [&] {
+    io::write_file(dir / "secret", "top secret");
+    const fs::path nul = (dir / "secret").native() + std::string("\0.txt", 5);
+    int refused = 0;
+    auto refuses = [&](auto f) {
+      try {
+        f();
+      } catch (const std::invalid_argument& e) {
+        ++refused;
+        FIBER_CHECK(std::string(e.what()).find("NUL") != std::string::npos);
+      }
+    };
+    refuses([&] { (void)io::read_file(nul); });
+    refuses([&] { io::write_file(nul, "x"); });
+    refuses([&] { (void)io::File::open(nul, "r"); });
+    refuses([&] { (void)io::stat(nul); });
+    refuses([&] { (void)io::remove(nul); });
+    refuses([&] { io::rename(dir / "secret", nul); });
+    refuses([&] { io::rename(nul, dir / "other"); });
+    refuses([&] { (void)io::create_directories(nul); });
+    refuses([&] { (void)io::list_directory(nul); });
+    FIBER_CHECK(refused == 9);
+    FIBER_CHECK(!io::exists(nul));  // names nothing (Python's os.path.exists)
+    FIBER_CHECK(io::read_file(dir / "secret") == "top secret");  // untouched
+    FIBER_CHECK(io::list_directory(dir.path).size() == 1);
+  });
+}
+
 TEST_CASE("files: missing paths are no_such_file_or_directory and name the path") {
   TempDir dir;
   run_checked(1, [&] {

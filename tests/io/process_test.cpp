@@ -4,6 +4,7 @@
 // large outputs on stdout and stderr at once (no deadlock), cancellation of
 // wait with the child still reaped (no zombie), timeouts that kill, 200
 // concurrent children, and no descriptor leaked.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -142,6 +143,48 @@ TEST_CASE("process: cwd, environment, null and file redirects") {
     FIBER_CHECK(wc.wait().success());
   });
   std::filesystem::remove(out_file);
+}
+
+// A NUL byte would cut an argument, variable or path short at execve:
+// "a\0b" reached the child as "a".
+TEST_CASE("process: an argument, environment entry or path with a NUL byte is std::invalid_argument") {
+  run_checked(2, [&] {
+    const std::string nul("x\0y", 3);
+    int refused = 0;
+    auto refuses = [&](const std::vector<std::string>& argv, const io::ProcessOptions& o) {
+      try {
+        io::Process::spawn(argv, o).wait();
+      } catch (const std::invalid_argument& e) {
+        ++refused;
+        FIBER_CHECK(std::string(e.what()).find("NUL") != std::string::npos);
+      }
+    };
+    refuses({"echo", nul}, {});
+    refuses({nul}, {});
+    io::ProcessOptions env;
+    env.env = std::vector<std::string>{"A=1" + std::string(1, '\0') + "B=2"};
+    refuses({"true"}, env);
+    io::ProcessOptions cwd;
+    cwd.cwd = "/" + nul;
+    refuses({"true"}, cwd);
+    io::ProcessOptions out;
+    out.out = io::Stdio::to_file("/tmp/" + nul);
+    refuses({"true"}, out);
+    FIBER_CHECK(refused == 5);
+  });
+}
+
+// Only 0-2 reach a child: a descriptor the program holds without
+// O_CLOEXEC (inherited, or opened by a library) is closed at the spawn.
+TEST_CASE("process: a descriptor without close-on-exec does not reach the child") {
+  run_checked(2, [&] {
+    const int fd = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC
+    FIBER_CHECK(fd > 2);
+    const auto o = io::run_command(
+        {"sh", "-c", "if [ -e /proc/$$/fd/" + std::to_string(fd) + " ]; then echo open; else echo closed; fi"});
+    ::close(fd);
+    FIBER_CHECK(o.out == "closed\n");
+  });
 }
 
 TEST_CASE("process: 10 MiB on stdout and stderr at once, and 10 MiB through cat, without deadlock") {

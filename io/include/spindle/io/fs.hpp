@@ -7,7 +7,9 @@
 // cancellation point; from a plain thread it blocks the thread. Errors are
 // std::system_error (std::filesystem::filesystem_error for the
 // metadata calls, which derives from it) comparable to std::errc, and
-// what() names the path.
+// what() names the path. A path holding a NUL byte (which the system call
+// would cut short there) is std::invalid_argument instead; exists() answers
+// false for it (Python's ValueError and os.path.exists).
 //
 // Cancellation: read_file and write_file transfer in chunks and stop
 // between two (file.hpp). A cancelled write_file raises Cancelled (or the
