@@ -103,9 +103,10 @@ http_url_brackets_any_host :: io/src/http/url.cpp :: s{if \(::inet_pton\(AF_INET
 http_server_absolute_form_raw :: io/src/http/server.cpp :: s{if \(!origin_form\(req\)\) return reject\(s, 400, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_download_rename_unshielded :: io/src/http/client.cpp :: s{io::detail::in_pool\(\[&\]\(\) noexcept}{spindle::blocking([&]() noexcept} :: http_client_download :: ^http_client_download$
 io_communicate_stdout_on_owner :: io/src/process.cpp :: s{if \(out_\.is_open\(\)\) g\.spawn\(\[&\] \{ out_\.read_to_end\(o\.out, max_output\); \}\);}{if (out_.is_open()) out_.read_to_end(o.out, max_output);} :: io_process :: ^io_process$
-io_spawn_keeps_fds :: io/src/process.cpp :: s{if \(const int rc = posix_spawn_file_actions_addclosefrom_np\(&a\.fa, 3\); rc != 0\)}{if (false)} :: io_process :: ^io_process$
+io_spawn_keeps_fds :: io/src/process.cpp :: s{posix_spawn_file_actions_addclosefrom_np\(&a\.fa, 3\)}{0} :: io_process :: ^io_process$
 io_spawn_nul_unchecked :: io/src/process.cpp :: s{for \(const auto& arg : argv\) detail::no_nul\(arg, "spawn: an argument"\);}{} :: io_process :: ^io_process$
 io_read_file_nul_unchecked :: io/src/fs.cpp :: s{detail::no_nul_path\(path, "read_file: the path"\);}{} :: io_file :: ^io_file$
+io_udp_connect_keeps_strangers :: io/src/udp.cpp :: s{\(void\)::recv\(d->fd, nullptr, 0, MSG_DONTWAIT \| MSG_TRUNC\);}{break;} :: io_udp :: ^io_udp$
 sync_mutex_never_starves :: sync/src/mutex.cpp :: s{if \(front_since == detail::TimePoint\{\}\) front_since = now;}{} :: sync_mutex :: ^sync_mutex$
 sync_mutex_starvation_counts_queue_wait :: sync/src/mutex.cpp :: s{(\n\s*)detail::WaitNode node;}{$1if (front_since == detail::TimePoint{}) front_since = detail::Clock::now();$1detail::WaitNode node;} :: sync_mutex :: ^sync_mutex$
 io_file_regular_ignored :: io/src/file.cpp :: s{const bool regular = has\(mode, OpenMode::regular\);}{const bool regular = false;} :: io_file :: ^io_file$

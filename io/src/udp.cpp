@@ -87,6 +87,23 @@ void UdpSocket::connect(const Endpoint& peer) {
   if (::connect(d->fd, peer.data(), peer.size()) != 0) {
     throw std::system_error(errno, std::system_category(), "spindle::io: udp connect " + peer.to_string());
   }
+  // From here the kernel drops datagrams from others, but those that came
+  // between bind and connect are still queued, and recv() would return
+  // them as the peer's (a spoofed DNS-style answer waiting for the query).
+  // Drop them: each from another address at the head of the queue, up to
+  // the first from the peer (a peer that spoke first keeps what it sent).
+  for (;;) {
+    sockaddr_storage ss{};
+    msghdr m{};
+    m.msg_name = &ss;
+    m.msg_namelen = sizeof ss;
+    if (::recvmsg(d->fd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) < 0) {
+      if (errno == EINTR) continue;
+      break;  // EAGAIN: nothing queued (or an error the next recv reports)
+    }
+    if (Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), m.msg_namelen) == peer) break;
+    (void)::recv(d->fd, nullptr, 0, MSG_DONTWAIT | MSG_TRUNC);
+  }
 }
 
 std::size_t UdpSocket::send_impl(const void* p, std::size_t n, const Endpoint* to) {

@@ -78,6 +78,32 @@ TEST_CASE("udp connect, send / recv, and truncation reported") {
   });
 }
 
+// bind() comes first, so datagrams can queue before connect(): from others
+// they were returned by recv() as the peer's (a forged answer waiting for
+// the query). connect() drops them; the peer's own are kept.
+TEST_CASE("udp connect drops datagrams that others sent before it, keeps the peer's") {
+  run_checked(1, [] {
+    auto a = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    auto peer = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    auto stranger = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    char buf[32];
+    stranger.send_to("forged1", 7, a.local_endpoint());
+    stranger.send_to("forged2", 7, a.local_endpoint());
+    a.connect(peer.local_endpoint());
+    peer.send_to("genuine", 7, a.local_endpoint());
+    stranger.send_to("forged3", 7, a.local_endpoint());  // after: the kernel drops it
+    io::Received got = a.recv(buf, sizeof buf);
+    FIBER_CHECK(std::string(buf, got.size) == "genuine");
+    // A peer that spoke before connect() keeps its datagram.
+    auto b = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    stranger.send_to("forged", 6, b.local_endpoint());
+    peer.send_to("early", 5, b.local_endpoint());
+    b.connect(peer.local_endpoint());
+    got = b.recv(buf, sizeof buf);
+    FIBER_CHECK(std::string(buf, got.size) == "early");
+  });
+}
+
 TEST_CASE("cancelling a fiber blocked in udp recv leaks no fd") {
   run_checked(2, [] {
     auto keep = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));  // creates the epoll instances

@@ -47,7 +47,9 @@ class UdpSocket {
   SPINDLE_MAY_SUSPEND static UdpSocket bind(std::string_view host, std::uint16_t port);
 
   // connect: sets the default peer (send/recv then talk to it only; the
-  // kernel drops datagrams from others). No packet is sent.
+  // kernel drops datagrams from others). No packet is sent. Datagrams from
+  // others that arrived before it (the socket was bound first) are dropped
+  // too, up to the first from the peer.
   void connect(const Endpoint& peer);
 
   // send_to: one datagram of n bytes to `to`; waits while the send buffer
