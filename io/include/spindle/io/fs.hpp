@@ -35,7 +35,11 @@
 namespace spindle::io {
 
 // read_file: the whole content of path. std::errc::file_too_large past
-// max_size bytes.
+// max_size bytes. Python's meaning for what is not a regular file: a FIFO
+// waits for a writer, and a read step for its bytes, on a blocking-pool
+// thread that no cancel or deadline reaches until the step returns. For a
+// path a peer chose, open it with File::open(path, OpenMode::read |
+// OpenMode::regular), which refuses a FIFO or device at once, and File::read.
 SPINDLE_MAY_SUSPEND std::string read_file(const std::filesystem::path& path,
                                           std::size_t max_size = std::string::npos);
 
