@@ -107,6 +107,8 @@ io_spawn_keeps_fds :: io/src/process.cpp :: s{posix_spawn_file_actions_addclosef
 io_spawn_nul_unchecked :: io/src/process.cpp :: s{for \(const auto& arg : argv\) detail::no_nul\(arg, "spawn: an argument"\);}{} :: io_process :: ^io_process$
 io_read_file_nul_unchecked :: io/src/fs.cpp :: s{detail::no_nul_path\(path, "read_file: the path"\);}{} :: io_file :: ^io_file$
 io_udp_connect_keeps_strangers :: io/src/udp.cpp :: s{\(void\)::recv\(d->fd, nullptr, 0, MSG_DONTWAIT \| MSG_TRUNC\);}{break;} :: io_udp :: ^io_udp$
+http_download_cap_streamed_ignored :: io/src/http/client.cpp :: s{if \(cap && out\.bytes \+ have > \*cap\) throw too_large\(\);}{} :: http_client_stream :: ^http_client_stream$
+http_download_cap_announced_ignored :: io/src/http/client.cpp :: s{\(ec == std::errc\{\} && n > \*cap\)}{false} :: http_client_stream :: ^http_client_stream$
 sync_mutex_never_starves :: sync/src/mutex.cpp :: s{if \(front_since == detail::TimePoint\{\}\) front_since = now;}{} :: sync_mutex :: ^sync_mutex$
 sync_mutex_starvation_counts_queue_wait :: sync/src/mutex.cpp :: s{(\n\s*)detail::WaitNode node;}{$1if (front_since == detail::TimePoint{}) front_since = detail::Clock::now();$1detail::WaitNode node;} :: sync_mutex :: ^sync_mutex$
 io_file_regular_ignored :: io/src/file.cpp :: s{const bool regular = has\(mode, OpenMode::regular\);}{const bool regular = false;} :: io_file :: ^io_file$

@@ -384,6 +384,49 @@ TEST_CASE("client stream: download() writes complete files only") {
   });
 }
 
+// A URL a peer gave: its server decides how much download() writes to the
+// disk unless RequestOptions::max_download caps it.
+TEST_CASE("client stream: download() past max_download is body_too_large, nothing left on disk") {
+  run_checked(2, [] {
+    const std::string body = pattern_string(0, 300'000);
+    http::Router routes;
+    routes.get("/f", [&](http::Request&) { return http::Response::text_body(200, body); });
+    LiveServer srv(routes);
+    // No Content-Length: chunked, 3 x 100,000 bytes, then the end.
+    RawPeer chunked([&](io::TcpStream& s) {
+      std::string buf;
+      read_head(s, buf);
+      std::string out = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+      for (int i = 0; i < 3; ++i) out += "186a0\r\n" + body.substr(0, 100'000) + "\r\n";
+      s.write_all(out + "0\r\n\r\n");
+      wait_eof(s);
+    });
+    // Announces 1 GB and sends nothing: refused from the head alone.
+    RawPeer announces([&](io::TcpStream& s) {
+      std::string buf;
+      read_head(s, buf);
+      s.write_all("HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
+      wait_eof(s);
+    });
+    TempDir dir;
+    http::Client c;
+    http::RequestOptions ro;
+    ro.max_download = 299'999;
+    FIBER_CHECK(error_of([&] {
+                  sp::with_timeout(slack(5s), [&] { c.download(announces.url(), dir.path / "c.bin", ro); });
+                }) == http::errc::body_too_large);
+    // Announced: refused before a file is made.
+    FIBER_CHECK(error_of([&] { c.download(srv.url("/f"), dir.path / "a.bin", ro); }) == http::errc::body_too_large);
+    // Streamed past the cap: refused, the temporary removed.
+    FIBER_CHECK(error_of([&] { c.download(chunked.url(), dir.path / "b.bin", ro); }) == http::errc::body_too_large);
+    FIBER_CHECK(dir.names().empty());
+    // At the cap: written.
+    ro.max_download = 300'000;
+    FIBER_CHECK(c.download(srv.url("/f"), dir.path / "a.bin", ro).bytes == body.size());
+    FIBER_CHECK(dir.names() == std::vector<std::string>{"a.bin"});
+  });
+}
+
 TEST_CASE("client stream: uploads from a generator and from a file, checked at the server") {
   run_checked(2, [] {
     // The server reports what it received: length, framing and a checksum.

@@ -34,6 +34,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <charconv>
 #include <deque>
 #include <iterator>
 #include <limits>
@@ -1681,6 +1682,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
 }
 
 DownloadResult Client::download(std::string_view url, const std::filesystem::path& path, RequestOptions ro) {
+  const std::optional<std::uint64_t> cap = ro.max_download;
   StreamedResponse s = open("GET", url, std::move(ro));
   DownloadResult out;
   out.status = s.status;
@@ -1696,6 +1698,18 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
       out.error_body += piece;
     }
     return out;
+  }
+  const auto too_large = [&] {
+    return Error(errc::body_too_large, "download: body over max_download (" + std::to_string(*cap) + " bytes, " +
+                                           s.url + ")");
+  };
+  if (cap) {
+    // An announced length over the cap: refused before a file is made.
+    if (const auto cl = s.headers.get("Content-Length")) {
+      std::uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
+      if (ec == std::errc::result_out_of_range || (ec == std::errc{} && n > *cap)) throw too_large();
+    }
   }
   // The temporary: next to path (same filesystem, so the rename is atomic),
   // named uniquely in this process, created exclusively.
@@ -1721,6 +1735,7 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
       if (n == 0) break;
       have += n;
     }
+    if (cap && out.bytes + have > *cap) throw too_large();  // the temporary is removed
     if (have > 0) f.write(buf.data(), have);
     out.bytes += have;
     if (have < buf.size()) break;  // the body's end

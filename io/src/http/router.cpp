@@ -41,9 +41,9 @@ bool decode_path(std::string_view path, std::vector<std::string>& out) {
   return true;
 }
 
-// match: true when `path` fits the pattern (segments and their kinds); fills `params` then. A parameter
-// segment matches one non-empty segment; a last "*" the rest, possibly
-// empty, its segments joined by '/'.
+// match: true when `path` fits the pattern (segments and their kinds);
+// fills `params` then. A parameter segment matches one non-empty segment;
+// a last "*" the rest, possibly empty, its segments joined by '/'.
 bool match(const std::vector<std::string>& pat, const std::vector<detail::RouteSegment>& kinds,
            const std::vector<std::string>& path, std::vector<std::pair<std::string, std::string>>& params) {
   using Kind = detail::RouteSegment;

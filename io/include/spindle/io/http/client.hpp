@@ -203,6 +203,12 @@ struct RequestOptions {
   // refused, not waited on), raises io::File's std::system_error before
   // anything is sent.
   std::filesystem::path body_file = {};
+  // max_download: download() only: the most bytes written to the file. A
+  // Content-Length over it is errc::body_too_large before any file is
+  // made; a body that passes it while streaming, the same error, the
+  // temporary removed. None (the default): no limit but total_timeout, as
+  // curl's --max-filesize is off by default; set it for URLs a peer gave.
+  std::optional<std::uint64_t> max_download = {};
   // expect_continue: a request with a body is sent with
   // `Expect: 100-continue`: the head goes first, and the body only after
   // the server's 100 Continue (or after ClientOptions::
