@@ -16,6 +16,8 @@
 #include <spindle/runtime/suspend.hpp>
 #include <spindle/sync/semaphore.hpp>
 
+#include "no_nul.hpp"
+
 namespace spindle::io {
 
 namespace {
@@ -86,6 +88,8 @@ std::optional<Endpoint> Endpoint::parse(std::string_view address, std::uint16_t 
   }
   char buf[INET6_ADDRSTRLEN + 1];
   if (address.empty() || address.size() >= sizeof buf) return std::nullopt;
+  // inet_pton would stop at a NUL: "127.0.0.1\0.trusted.example" is no address.
+  if (address.find('\0') != std::string_view::npos) return std::nullopt;
   std::memcpy(buf, address.data(), address.size());
   buf[address.size()] = '\0';
   Endpoint e;
@@ -156,6 +160,10 @@ std::atomic<void (*)()> g_resolve_hook{nullptr};
 void detail::set_resolve_hook(void (*hook)()) noexcept { g_resolve_hook.store(hook, std::memory_order_release); }
 
 std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
+  // getaddrinfo would stop at a NUL: a name that passed a check of its
+  // suffix ("localhost\0.trusted.example") would resolve as another.
+  detail::no_nul(host, "resolve: the host");
+  detail::no_nul(service, "resolve: the service");
   const auto port = numeric_port(service);
   if (port) {
     if (auto e = Endpoint::parse(host, *port)) return {*e};  // no thread hop

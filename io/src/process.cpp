@@ -280,6 +280,16 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
   for (const Stdio* s : {&o.in, &o.out, &o.err}) {
     if (s->kind == Stdio::file) detail::no_nul_path(s->path, "spawn: a Stdio file's path");
   }
+  // pass_fds checked before this spawn opens descriptors of its own (one
+  // could take the number of a closed one).
+  std::vector<int> keep = o.pass_fds;
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  for (const int fd : keep) {
+    if (fd < 3 || ::fcntl(fd, F_GETFD) == -1)
+      throw std::invalid_argument("spindle::io: spawn: pass_fds holds " + std::to_string(fd) +
+                                  ", not an open descriptor above 2");
+  }
   Reactor& reactor = Reactor::get();
 
   FdGuard parent[3], child[3];
@@ -310,8 +320,25 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
   // Every descriptor above 2 closed in the child, close-on-exec or not:
   // spindle's are, but one the program inherited, or a library opened
   // without O_CLOEXEC, would reach the child (a socket, a secret file).
-  // Python's close_fds=True; glibc 2.34's close_range-backed action.
-  if (const int rc = posix_spawn_file_actions_addclosefrom_np(&a.fa, 3); rc != 0)
+  // Python's close_fds=True; glibc 2.34's close_range-backed action. The
+  // pass_fds survive: the ones below each are closed one by one (those
+  // open now; a close action that fails is ignored by glibc), each is
+  // dup2'd onto itself (which clears its close-on-exec in the child,
+  // POSIX 2024, glibc 2.29), and closefrom starts past the last.
+  int close_from = 3;
+  if (!keep.empty()) {
+    for (const int fd : keep) {
+      for (int x = close_from; x < fd; ++x) {
+        if (::fcntl(x, F_GETFD) == -1) continue;
+        if (const int rc = posix_spawn_file_actions_addclose(&a.fa, x); rc != 0)
+          detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_addclose");
+      }
+      if (const int rc = posix_spawn_file_actions_adddup2(&a.fa, fd, fd); rc != 0)
+        detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_adddup2");
+      close_from = fd + 1;
+    }
+  }
+  if (const int rc = posix_spawn_file_actions_addclosefrom_np(&a.fa, close_from); rc != 0)
     detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_addclosefrom_np");
   // A clean slate for signals: the parent's mask (the program may block
   // SIGTERM for a sigwait thread) and its SIG_IGN dispositions would

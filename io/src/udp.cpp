@@ -82,6 +82,18 @@ UdpSocket UdpSocket::bind(std::string_view host, std::uint16_t port) {
   }
 }
 
+namespace {
+// same_peer: from is peer, or its IPv4-mapped form: a dual-stack (IPv6)
+// socket connected to an IPv4 peer hears it as ::ffff:a.b.c.d.
+bool same_peer(const Endpoint& from, const Endpoint& peer) {
+  if (from == peer) return true;
+  if (from.port() != peer.port() || from.is_v6() == peer.is_v6()) return false;
+  const Endpoint& v6 = from.is_v6() ? from : peer;
+  const Endpoint& v4 = from.is_v6() ? peer : from;
+  return v6.address() == "::ffff:" + v4.address();
+}
+}  // namespace
+
 void UdpSocket::connect(const Endpoint& peer) {
   Descriptor* d = checked(d_, "spindle::io: connect");
   if (::connect(d->fd, peer.data(), peer.size()) != 0) {
@@ -101,7 +113,7 @@ void UdpSocket::connect(const Endpoint& peer) {
       if (errno == EINTR) continue;
       break;  // EAGAIN: nothing queued (or an error the next recv reports)
     }
-    if (Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), m.msg_namelen) == peer) break;
+    if (same_peer(Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), m.msg_namelen), peer)) break;
     (void)::recv(d->fd, nullptr, 0, MSG_DONTWAIT | MSG_TRUNC);
   }
 }

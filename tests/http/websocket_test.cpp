@@ -667,6 +667,9 @@ TEST_CASE("websocket: a handshake from another page's Origin gets 403 and no ses
       expect(101, status(port, self, {}));                                  // no Origin: not a browser
       expect(101, status(port, self, {"http://" + self}));                  // its own page
       expect(101, status(port, "App.Example.COM", {"https://app.example.com"}));  // hosts compare in any case
+      expect(101, status(port, "example.com:443", {"https://example.com"}));  // a proxy's $host:$server_port
+      expect(101, status(port, "example.com", {"http://example.com:80"}));
+      expect(403, status(port, "example.com:443", {"http://example.com"}));   // 443 is not http's default
       expect(403, status(port, self, {"http://evil.example"}));             // another site's page
       expect(403, status(port, self, {"http://127.0.0.1:1"}));              // another port is another origin
       expect(403, status(port, self, {"null"}));                            // a sandboxed page or a file

@@ -31,6 +31,30 @@ TEST_CASE("Endpoint parses and prints IPv4 and IPv6") {
   CHECK_THROWS_AS(io::Endpoint("not an address", 1), std::invalid_argument);
 }
 
+// inet_pton and getaddrinfo stop at a NUL: "127.0.0.1\0.trusted.example"
+// (a name that passed a check of its suffix) was 127.0.0.1.
+TEST_CASE("a host with a NUL byte is no address and no name") {
+  const std::string nul("127.0.0.1\0.trusted.example", 27);
+  CHECK_FALSE(io::Endpoint::parse(nul, 80).has_value());
+  CHECK_THROWS_AS(io::Endpoint(nul, 80), std::invalid_argument);
+  run_checked(1, [&] {
+    int refused = 0;
+    for (const std::string host : {nul, std::string("localhost\0.trusted.example", 27)}) {
+      try {
+        (void)io::resolve(host, "80");
+      } catch (const std::invalid_argument&) {
+        ++refused;
+      }
+      try {
+        (void)io::TcpStream::connect(host, 80);
+      } catch (const std::invalid_argument&) {
+        ++refused;
+      }
+    }
+    FIBER_CHECK(refused == 4);
+  });
+}
+
 TEST_CASE("resolve: numeric hosts, names, and errors that name the host") {
   run_checked(2, [] {
     // A numeric host and port is parsed on the fiber: the fiber stays on

@@ -176,7 +176,7 @@ TEST_CASE("process: an argument, environment entry or path with a NUL byte is st
 
 // Only 0-2 reach a child: a descriptor the program holds without
 // O_CLOEXEC (inherited, or opened by a library) is closed at the spawn.
-TEST_CASE("process: a descriptor without close-on-exec does not reach the child") {
+TEST_CASE("process: a descriptor without close-on-exec does not reach the child; pass_fds hands some on") {
   run_checked(2, [&] {
     const int fd = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC
     FIBER_CHECK(fd > 2);
@@ -184,6 +184,34 @@ TEST_CASE("process: a descriptor without close-on-exec does not reach the child"
         {"sh", "-c", "if [ -e /proc/$$/fd/" + std::to_string(fd) + " ]; then echo open; else echo closed; fi"});
     ::close(fd);
     FIBER_CHECK(o.out == "closed\n");
+    // pass_fds: kept at its number, close-on-exec or not; the others still
+    // closed.
+    int p[2];
+    FIBER_CHECK(::pipe2(p, O_CLOEXEC) == 0);
+    const int other = ::open("/dev/null", O_RDONLY);
+    io::RunOptions r;
+    r.process.pass_fds = {p[1]};
+    const auto kept = io::run_command({"sh", "-c",
+                                       // (dash takes one-digit fds in >&N only: the path instead)
+                                       "echo through > /proc/$$/fd/" + std::to_string(p[1]) + "; if [ -e /proc/$$/fd/" +
+                                           std::to_string(other) + " ]; then echo open; else echo closed; fi"},
+                                      r);
+    ::close(p[1]);
+    ::close(other);
+    char buf[32];
+    const ssize_t n = ::read(p[0], buf, sizeof buf);
+    ::close(p[0]);
+    FIBER_CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) == "through\n");
+    FIBER_CHECK(kept.out == "closed\n");
+    // One that is not open: refused before anything runs.
+    r.process.pass_fds = {p[1]};  // closed above
+    bool refused = false;
+    try {
+      io::run_command({"true"}, r);
+    } catch (const std::invalid_argument&) {
+      refused = true;
+    }
+    FIBER_CHECK(refused);
   });
 }
 

@@ -3,6 +3,7 @@
 // size, a blocked recv woken by a datagram and one cancelled without leaking.
 #include <atomic>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include <spindle/io/all.hpp>
@@ -101,6 +102,21 @@ TEST_CASE("udp connect drops datagrams that others sent before it, keeps the pee
     b.connect(peer.local_endpoint());
     got = b.recv(buf, sizeof buf);
     FIBER_CHECK(std::string(buf, got.size) == "early");
+    // The same on a dual-stack socket connected to an IPv4 peer, whose
+    // datagrams it hears from ::ffff:127.0.0.1 (once taken for a stranger's).
+    std::optional<io::UdpSocket> d6;
+    try {
+      d6.emplace(io::UdpSocket::bind(io::Endpoint("::", 0)));
+    } catch (const std::system_error&) {
+      WARN("no IPv6 here: the dual-stack case is not checked");
+      return;
+    }
+    const io::Endpoint d6_v4("127.0.0.1", d6->local_endpoint().port());
+    stranger.send_to("forged", 6, d6_v4);
+    peer.send_to("early6", 6, d6_v4);
+    d6->connect(peer.local_endpoint());
+    got = d6->recv(buf, sizeof buf);
+    FIBER_CHECK(std::string(buf, got.size) == "early6");
   });
 }
 

@@ -1339,6 +1339,9 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     } catch (const std::system_error&) {
       file.reset();
       res = Response::text_body(500, "internal server error\n");
+    } catch (const std::invalid_argument&) {  // a path with a NUL byte
+      file.reset();
+      res = Response::text_body(500, "internal server error\n");
     }
   }
   const bool allowed = body_allowed(res.status);

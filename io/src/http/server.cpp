@@ -1274,11 +1274,17 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
   std::uint64_t size = 0;
   bool chunked = false;
   if (!res.body_stream) {
+    bool failed = false;
     try {
       file = io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
       size = file.size();
     } catch (const std::system_error&) {
-      // Nothing sent yet: the handler's file is gone or unreadable.
+      failed = true;  // gone, unreadable, not a regular file
+    } catch (const std::invalid_argument&) {
+      failed = true;  // a path with a NUL byte
+    }
+    if (failed) {
+      // Nothing sent yet: a 500, the connection kept.
       res = Response::text_body(500, "internal server error\n");
       std::string out;
       return write_response(s, res, req, keep, out);

@@ -53,6 +53,21 @@ std::string_view authority(std::string_view origin) noexcept {
   return end == std::string_view::npos ? rest : rest.substr(0, end);
 }
 
+// without_default_port: "example.com:443" -> "example.com" when the
+// Origin's scheme is https (":80" for http): a proxy that sends
+// `Host: $host:$server_port` names the same origin as a browser's
+// "https://example.com", which leaves the default port out.
+std::string_view without_default_port(std::string_view authority, std::string_view origin) noexcept {
+  const auto sep = origin.find("://");
+  if (sep == std::string_view::npos) return authority;
+  const std::string_view scheme = origin.substr(0, sep);
+  const std::string_view port = iequals(scheme, "https") || iequals(scheme, "wss") ? ":443"
+                                : iequals(scheme, "http") || iequals(scheme, "ws") ? ":80"
+                                                                                    : "";
+  if (!port.empty() && authority.ends_with(port)) authority.remove_suffix(port.size());
+  return authority;
+}
+
 }  // namespace
 
 bool ws_origin_allowed(const Request& upgrade, const std::vector<std::string>& origins) {
@@ -68,7 +83,10 @@ bool ws_origin_allowed(const Request& upgrade, const std::vector<std::string>& o
   // (Only a browser's Origin matters, and a browser's is well formed: a
   // client that forges one could as well send none.)
   const auto host = upgrade.headers.get("Host");
-  if (host && !from.empty() && iequals(*host, from)) return true;
+  if (host && !from.empty() &&
+      iequals(without_default_port(*host, *origin), without_default_port(from, *origin))) {
+    return true;
+  }
   for (const auto& pattern : origins) {
     if (pattern == "*" || glob_iequals(pattern, from)) return true;
   }

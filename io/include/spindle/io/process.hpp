@@ -17,8 +17,8 @@
 // permission_denied, ...) naming the program or the path -- never a child
 // that exits 127. The child gets an empty signal mask and the default
 // disposition for every signal (a SIG_IGN or a handler of the parent does not
-// leak into it), and only the descriptors 0, 1, 2 (every other one is closed
-// in the child, close-on-exec or not). A NUL byte in an argument, an env
+// leak into it), and only the descriptors 0, 1, 2 and ProcessOptions::
+// pass_fds (every other one is closed in the child, close-on-exec or not). A NUL byte in an argument, an env
 // entry, cwd or a redirect path: std::invalid_argument, nothing spawned.
 //
 // Reaping: the child's exit is a readiness event on a pidfd (Linux >= 5.3)
@@ -86,6 +86,12 @@ struct ProcessOptions {
   Stdio in, out, err;
   // search_path: argv[0] without a '/' is looked up in PATH (posix_spawnp).
   bool search_path = true;
+  // pass_fds: descriptors above 2 the child keeps, at the same numbers,
+  // close-on-exec or not (Python's pass_fds: a listening socket handed
+  // on, a --fd=N protocol). Every other descriptor above 2 is closed in
+  // the child. One that is not open, or not above 2:
+  // std::invalid_argument.
+  std::vector<int> pass_fds;
 };
 
 // ExitStatus: how the child ended.
