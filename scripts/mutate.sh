@@ -103,10 +103,15 @@ http_url_brackets_any_host :: io/src/http/url.cpp :: s{if \(::inet_pton\(AF_INET
 http_server_absolute_form_raw :: io/src/http/server.cpp :: s{if \(!origin_form\(req\)\) return reject\(s, 400, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_download_rename_unshielded :: io/src/http/client.cpp :: s{io::detail::in_pool\(\[&\]\(\) noexcept}{spindle::blocking([&]() noexcept} :: http_client_download :: ^http_client_download$
 io_communicate_stdout_on_owner :: io/src/process.cpp :: s{if \(out_\.is_open\(\)\) g\.spawn\(\[&\] \{ out_\.read_to_end\(o\.out, max_output\); \}\);}{if (out_.is_open()) out_.read_to_end(o.out, max_output);} :: io_process :: ^io_process$
-io_spawn_keeps_fds :: io/src/process.cpp :: s{posix_spawn_file_actions_addclosefrom_np\(&a\.fa, 3\)}{0} :: io_process :: ^io_process$
+io_spawn_keeps_fds :: io/src/process.cpp :: s{posix_spawn_file_actions_addclosefrom_np\(&a\.fa, close_from\)}{0} :: io_process :: ^io_process$
 io_spawn_nul_unchecked :: io/src/process.cpp :: s{for \(const auto& arg : argv\) detail::no_nul\(arg, "spawn: an argument"\);}{} :: io_process :: ^io_process$
 io_read_file_nul_unchecked :: io/src/fs.cpp :: s{detail::no_nul_path\(path, "read_file: the path"\);}{} :: io_file :: ^io_file$
 io_udp_connect_keeps_strangers :: io/src/udp.cpp :: s{\(void\)::recv\(d->fd, nullptr, 0, MSG_DONTWAIT \| MSG_TRUNC\);}{break;} :: io_udp :: ^io_udp$
+io_pass_fds_not_kept :: io/src/process.cpp :: s{posix_spawn_file_actions_adddup2\(&a\.fa, fd, fd\)}{0} :: io_process :: ^io_process$
+io_udp_connect_mapped_peer_dropped :: io/src/udp.cpp :: s{return v6\.address\(\) == "::ffff:" \+ v4\.address\(\);}{return false;} :: io_udp :: ^io_udp$
+io_resolve_nul_unchecked :: io/src/endpoint.cpp :: s{detail::no_nul\(host, "resolve: the host"\);}{} :: io_endpoint :: ^io_endpoint$
+http_body_file_nul_unanswered :: io/src/http/server.cpp :: s{\} catch \(const std::invalid_argument&\) \{\n\s*failed = true;  // a path with a NUL byte\n\s*\}}{\}} :: http_server_stream :: ^http_server_stream$
+ws_origin_default_port_kept :: io/src/http/ws_origin.cpp :: s{if \(!port\.empty\(\) && authority\.ends_with\(port\)\)}{if (false)} :: http_websocket :: ^http_websocket$
 http_download_cap_streamed_ignored :: io/src/http/client.cpp :: s{if \(cap && out\.bytes \+ have > \*cap\) throw too_large\(\);}{} :: http_client_stream :: ^http_client_stream$
 http_download_cap_announced_ignored :: io/src/http/client.cpp :: s{\(ec == std::errc\{\} && n > \*cap\)}{false} :: http_client_stream :: ^http_client_stream$
 sync_mutex_never_starves :: sync/src/mutex.cpp :: s{if \(front_since == detail::TimePoint\{\}\) front_since = now;}{} :: sync_mutex :: ^sync_mutex$

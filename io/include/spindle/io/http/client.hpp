@@ -201,7 +201,7 @@ struct RequestOptions {
   // for a 307/308 redirect or a retry. A file that cannot be opened, or is
   // not a regular file (opened with io::OpenMode::regular: a FIFO is
   // refused, not waited on), raises io::File's std::system_error before
-  // anything is sent.
+  // anything is sent (a path with a NUL byte: std::invalid_argument).
   std::filesystem::path body_file = {};
   // max_download: download() only: the most bytes written to the file. A
   // Content-Length over it is errc::body_too_large before any file is
