@@ -93,7 +93,7 @@ ws_origin_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_origin_allowed\(r
 ws_origin_glob_exact :: io/src/http/ws_origin.cpp :: s{if \(p < pattern\.size\(\) && pattern\[p\] == '\*'\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_two_fields_first_wins :: io/src/http/ws_origin.cpp :: s{if \(origin\) return false;}{if (origin) continue;} :: http_websocket :: ^http_websocket$
 io_listener_keepalive_dropped :: io/src/tcp.cpp :: s{if \(o\.keepalive\) apply_keepalive\(g\.fd, \*o\.keepalive\);}{} :: io_keepalive :: ^io_keepalive$
-io_keepalive_range_unchecked :: io/src/tcp.cpp :: s{if \(!in_range\(k\.idle\.count\(\), 32767\)}{if (false && !in_range(k.idle.count(), 32767)} :: io_keepalive :: ^io_keepalive$
+io_keepalive_range_unchecked :: io/src/tcp.cpp :: s{if \(!in_range\(idle\.count\(\), 32767\)}{if (false && !in_range(idle.count(), 32767)} :: io_keepalive :: ^io_keepalive$
 http_server_no_tcp_keepalive :: io/src/http/server.cpp :: s{lo\.keepalive = st_->opt\.tcp_keepalive;}{} :: http_websocket :: ^http_websocket$
 http_client_no_tcp_keepalive :: io/src/http/client.cpp :: s{if \(opt\.tcp_keepalive\) s\.set_keepalive\(\*opt\.tcp_keepalive\);}{} :: http_client :: ^http_client$
 ws_client_no_tcp_keepalive :: io/src/http/websocket.cpp :: s{if \(options\.tcp_keepalive\) tcp\.set_keepalive\(\*options\.tcp_keepalive\);}{} :: http_websocket :: ^http_websocket$
@@ -112,6 +112,7 @@ io_udp_connect_mapped_peer_dropped :: io/src/udp.cpp :: s{return v6\.address\(\)
 io_resolve_nul_unchecked :: io/src/endpoint.cpp :: s{detail::no_nul\(host, "resolve: the host"\);}{} :: io_endpoint :: ^io_endpoint$
 http_body_file_nul_unanswered :: io/src/http/server.cpp :: s{\} catch \(const std::invalid_argument&\) \{\n\s*failed = true;  // a path with a NUL byte\n\s*\}}{\}} :: http_server_stream :: ^http_server_stream$
 ws_origin_default_port_kept :: io/src/http/ws_origin.cpp :: s{if \(!port\.empty\(\) && authority\.ends_with\(port\)\)}{if (false)} :: http_websocket :: ^http_websocket$
+http_client_keepalive_checked_late :: io/src/http/client.cpp :: s{if \(options\.tcp_keepalive\) options\.tcp_keepalive->check\(\);}{} :: http_client :: ^http_client$
 http_download_cap_streamed_ignored :: io/src/http/client.cpp :: s{if \(cap && out\.bytes \+ have > \*cap\) throw too_large\(\);}{} :: http_client_stream :: ^http_client_stream$
 http_download_cap_announced_ignored :: io/src/http/client.cpp :: s{\(ec == std::errc\{\} && n > \*cap\)}{false} :: http_client_stream :: ^http_client_stream$
 sync_mutex_never_starves :: sync/src/mutex.cpp :: s{if \(front_since == detail::TimePoint\{\}\) front_since = now;}{} :: sync_mutex :: ^sync_mutex$

@@ -340,14 +340,18 @@ void TcpStream::set_keepalive(bool on) {
   }
 }
 
+void TcpKeepAlive::check() const {
+  const auto in_range = [](std::int64_t v, std::int64_t hi) { return v >= 1 && v <= hi; };
+  if (!in_range(idle.count(), 32767) || !in_range(interval.count(), 32767) || !in_range(count, 127)) {
+    throw std::invalid_argument("spindle::io: TcpKeepAlive: idle and interval 1-32767 s, count 1-127");
+  }
+}
+
 namespace {
 // apply_keepalive: SO_KEEPALIVE on fd with k's timings (TcpKeepAlive's
 // ranges checked first, so a bad value is the caller's error, not EINVAL).
 void apply_keepalive(int fd, const TcpKeepAlive& k) {
-  const auto in_range = [](std::int64_t v, std::int64_t hi) { return v >= 1 && v <= hi; };
-  if (!in_range(k.idle.count(), 32767) || !in_range(k.interval.count(), 32767) || !in_range(k.count, 127)) {
-    throw std::invalid_argument("spindle::io: TcpKeepAlive: idle and interval 1-32767 s, count 1-127");
-  }
+  k.check();
   const int on = 1, idle = static_cast<int>(k.idle.count()), intvl = static_cast<int>(k.interval.count()),
             cnt = k.count;
   if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||

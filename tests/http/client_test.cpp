@@ -121,6 +121,17 @@ TEST_CASE("client: connections carry TCP keep-alive probes by default, none when
       if (on) FIBER_CHECK((seen == std::vector<int>{1, 15, 15, 9}));
       else FIBER_CHECK(seen[0] == 0);
     }
+    // Out of Linux's ranges: refused when the Client is made, not at its
+    // first connect.
+    bool refused = false;
+    try {
+      http::ClientOptions bad;
+      bad.tcp_keepalive = io::TcpKeepAlive{.count = 0};
+      http::Client c(bad);
+    } catch (const std::invalid_argument&) {
+      refused = true;
+    }
+    FIBER_CHECK(refused);
   });
 }
 

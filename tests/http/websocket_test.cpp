@@ -793,6 +793,17 @@ TEST_CASE("websocket: the server's connections carry TCP keep-alive probes by de
         return v;
       };
       FIBER_CHECK(opt(SOL_SOCKET, SO_KEEPALIVE) == (on ? 1 : 0));
+      // A client's bad probes: refused before any connect (a connect to
+      // the free port would be ws_errc::refused).
+      http::WsOptions bad;
+      bad.tcp_keepalive = io::TcpKeepAlive{.idle = std::chrono::seconds(0)};
+      bool refused = false;
+      try {
+        http::WebSocket::connect("ws://127.0.0.1:" + std::to_string(free_port()) + "/", bad);
+      } catch (const std::invalid_argument&) {
+        refused = true;
+      }
+      FIBER_CHECK(refused);
       if (on) {
         FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPIDLE) == 15);
         FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPINTVL) == 15);

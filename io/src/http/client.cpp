@@ -1595,7 +1595,10 @@ void StreamedResponse::close() noexcept {
   if (r_ && !r_->done) r_->fail();
 }
 
-Client::Client(ClientOptions options) : pool_(std::make_shared<detail::ClientPool>()) { pool_->opt = std::move(options); }
+Client::Client(ClientOptions options) : pool_(std::make_shared<detail::ClientPool>()) {
+  if (options.tcp_keepalive) options.tcp_keepalive->check();  // here, not at the first connect
+  pool_->opt = std::move(options);
+}
 
 Client::~Client() { pool_->shut(); }
 

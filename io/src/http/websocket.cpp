@@ -899,6 +899,7 @@ WebSocket WebSocket::connect(std::string_view url, WsOptions options) {
   // field (as with the Client).
   const detail::Url u = parse_ws_url(url);
   check_handshake_fields(options.headers);
+  if (options.tcp_keepalive) options.tcp_keepalive->check();
   // The connect, TLS and the HTTP handshake, all within handshake_timeout:
   // a server that accepts and never answers (or drips its 101) must not
   // hold connect() forever.

@@ -247,6 +247,10 @@ struct TcpKeepAlive {
   std::chrono::seconds idle{15};
   std::chrono::seconds interval{15};
   int count = 9;
+  // check: std::invalid_argument outside the ranges above (what every
+  // setter does first; the Client and WebSocket::connect call it before
+  // any connect, so a bad option is not found only once a socket is open).
+  void check() const;
 };
 
 class TcpStream : public detail::BufferStreamOps<TcpStream> {
