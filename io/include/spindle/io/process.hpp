@@ -18,8 +18,9 @@
 // that exits 127. The child gets an empty signal mask and the default
 // disposition for every signal (a SIG_IGN or a handler of the parent does not
 // leak into it), and only the descriptors 0, 1, 2 and ProcessOptions::
-// pass_fds (every other one is closed in the child, close-on-exec or not). A NUL byte in an argument, an env
-// entry, cwd or a redirect path: std::invalid_argument, nothing spawned.
+// pass_fds (every other one is closed in the child, close-on-exec or
+// not). A NUL byte in an argument, an env entry, cwd or a redirect path:
+// std::invalid_argument, nothing spawned.
 //
 // Reaping: the child's exit is a readiness event on a pidfd (Linux >= 5.3)
 // registered with the calling runtime's reactor; wait() reaps it. No zombie

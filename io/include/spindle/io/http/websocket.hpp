@@ -196,8 +196,9 @@ struct WsOptions {
 };
 
 // ws_origin_allowed: WsOptions::origins' rule for an upgrade request: no
-// Origin, or its host[:port] equal to the request's Host, or matching an
-// entry of `origins`. Two Origin fields: refused.
+// Origin, or its host[:port] equal to the request's Host (a default port,
+// :443 for https and :80 for http, left out on either side), or matching
+// an entry of `origins`. Two Origin fields: refused.
 bool ws_origin_allowed(const Request& upgrade, const std::vector<std::string>& origins);
 
 class WebSocket {
