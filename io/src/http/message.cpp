@@ -9,18 +9,15 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
 
+#include "ascii.hpp"
 #include "ordered_json.hpp"
 
 namespace spindle::http {
 
-namespace {
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-}  // namespace
-
 bool iequals(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
+    if (detail::ascii_lower(a[i]) != detail::ascii_lower(b[i])) return false;
   return true;
 }
 

@@ -12,6 +12,8 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
 
+#include "ascii.hpp"
+
 namespace spindle::http::detail {
 
 namespace {
@@ -20,11 +22,10 @@ bool is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
 int hex_value(char c) {
   if (is_digit(c)) return c - '0';
-  const char l = lower(c);
+  const char l = ascii_lower(c);
   return l >= 'a' && l <= 'f' ? l - 'a' + 10 : -1;
 }
 
@@ -65,7 +66,7 @@ std::string hide_userinfo(std::string_view u) {
   if (at == std::string_view::npos) return std::string(u);
   const std::size_t sl = scheme_length(u);  // scheme characters exclude '@': sl <= at
   std::string scheme;
-  for (char c : u.substr(0, sl)) scheme += lower(c);
+  for (char c : u.substr(0, sl)) scheme += ascii_lower(c);
   std::size_t start = 0;
   if (scheme == "http:" || scheme == "https:" || scheme == "ws:" || scheme == "wss:") {
     start = sl;
@@ -190,7 +191,7 @@ Authority parse_authority(std::string_view auth, std::string_view u) {
     if (colon != std::string_view::npos) port = auth.substr(colon + 1);
   }
   if (!valid_host(out.host, bracketed)) bad_url(u, "invalid character in host");
-  for (char& c : out.host) c = lower(c);  // DNS names compare without case: one pool key, one origin
+  for (char& c : out.host) c = ascii_lower(c);  // DNS names compare without case: one pool key, one origin
   out.port = parse_port(port, u);
   return out;
 }
@@ -358,7 +359,7 @@ void check_request_fields(std::string_view method, const Headers& headers, std::
   auto iequals = [](std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i)
-      if (lower(a[i]) != lower(b[i])) return false;
+      if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
     return true;
   };
   for (const auto& field : headers) {
@@ -382,7 +383,7 @@ using detail::bad_url;
 using detail::encode_target;
 using detail::hex_value;
 using detail::is_ctl;
-using detail::lower;
+using detail::ascii_lower;
 
 std::string url_encode(std::string_view s) {
   std::string out;
@@ -475,7 +476,7 @@ URL::URL(std::string_view s) {
   for (unsigned char c : s)
     if (is_ctl(c)) bad_url(s, "control character (CR, LF, NUL, ...) in URL");
   const std::size_t sl = detail::scheme_length(s);
-  for (char c : s.substr(0, sl == 0 ? 0 : sl - 1)) scheme_ += lower(c);
+  for (char c : s.substr(0, sl == 0 ? 0 : sl - 1)) scheme_ += ascii_lower(c);
   std::string_view rest = s.substr(sl);
   if (const auto hash = rest.find('#'); hash != std::string_view::npos) {
     has_fragment_ = true;

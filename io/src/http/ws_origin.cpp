@@ -12,11 +12,11 @@
 #include <string_view>
 #include <vector>
 
+#include "ascii.hpp"
+
 namespace spindle::http {
 
 namespace {
-
-char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
 // glob_iequals: `pattern` against `text`, ASCII case-insensitively, `*`
 // matching any run of characters (none included). Iterative with one
@@ -29,7 +29,7 @@ bool glob_iequals(std::string_view pattern, std::string_view text) noexcept {
     if (p < pattern.size() && pattern[p] == '*') {
       star = p++;
       resume = t;
-    } else if (p < pattern.size() && lower(pattern[p]) == lower(text[t])) {
+    } else if (p < pattern.size() && detail::ascii_lower(pattern[p]) == detail::ascii_lower(text[t])) {
       ++p;
       ++t;
     } else if (star != std::string_view::npos) {
