@@ -4,8 +4,6 @@
 // chunked and truncated bodies, typed errors, cancellation that must not
 // leave a half-read connection in the pool, stale pooled connections, and
 // 1,000 concurrent client fibers on 2 workers.
-#include <netinet/tcp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -16,6 +14,7 @@
 #include <spindle/sync/all.hpp>
 
 #include "http_test_support.hpp"
+#include "keepalive_support.hpp"
 
 using namespace spindle_test;
 using namespace http_test;
@@ -97,19 +96,12 @@ TEST_CASE("client: connections carry TCP keep-alive probes by default, none when
   run_checked(2, [] {
     for (const bool on : {true, false}) {
       auto lst = io::TcpListener::bind("127.0.0.1", 0);
-      std::vector<int> seen;
+      Probes seen{-1, -1, -1, -1};
       auto server = sp::spawn([&] {
         auto a = lst.accept();
         std::string req;
         a.read_until(req, "\r\n\r\n", 1 << 16);
-        const int fd = peer_fd(a);
-        for (auto [level, name] : {std::pair<int, int>{SOL_SOCKET, SO_KEEPALIVE}, {IPPROTO_TCP, TCP_KEEPIDLE},
-                                   {IPPROTO_TCP, TCP_KEEPINTVL}, {IPPROTO_TCP, TCP_KEEPCNT}}) {
-          int v = -1;
-          socklen_t len = sizeof v;
-          ::getsockopt(fd, level, name, &v, &len);
-          seen.push_back(v);
-        }
+        seen = probes_of(peer_fd(a));
         a.write_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
       });
       http::ClientOptions o;
@@ -117,9 +109,8 @@ TEST_CASE("client: connections carry TCP keep-alive probes by default, none when
       http::Client c(o);
       FIBER_CHECK(c.get("http://127.0.0.1:" + std::to_string(lst.local_endpoint().port()) + "/").text() == "ok");
       server.join();
-      FIBER_CHECK(seen.size() == 4);
-      if (on) FIBER_CHECK((seen == std::vector<int>{1, 15, 15, 9}));
-      else FIBER_CHECK(seen[0] == 0);
+      if (on) FIBER_CHECK((seen == Probes{1, 15, 15, 9}));
+      else FIBER_CHECK(seen.on == 0);
     }
     // Out of Linux's ranges: refused when the Client is made, not at its
     // first connect.

@@ -1,7 +1,6 @@
 // websocket_test.cpp: http::WebSocket, client against the server's
 // websocket_handler, and raw peers for what no well-behaved endpoint sends
 // (fragments byte by byte, a frame cut off, a bad handshake).
-#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 
 #include <algorithm>
@@ -14,7 +13,7 @@
 
 #include "http_test_support.hpp"
 #include "websocket_test_support.hpp"
-#include "vanish.hpp"
+#include "keepalive_support.hpp"
 
 using namespace spindle_test;
 using namespace http_test;
@@ -732,10 +731,7 @@ TEST_CASE("websocket: a session whose client vanished without a FIN ends by the 
     auto c = raw_upgrade(srv.srv.port(), buf);
     int server_fd = -1;
     FIBER_CHECK(wait_until([&] { return (server_fd = peer_fd(c)) >= 0; }));
-    int idle = -1;
-    socklen_t len = sizeof idle;
-    ::getsockopt(server_fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len);
-    FIBER_CHECK(idle == 1);
+    FIBER_CHECK(probes_of(server_fd).idle == 1);
     if (!vanish(c)) {
       WARN("TCP_REPAIR not permitted (no CAP_NET_ADMIN): the vanishing client is not checked");
       return;
@@ -755,11 +751,7 @@ TEST_CASE("websocket: a client whose server vanished without a FIN is told by it
     auto server = sp::spawn([&] {
       auto c = lst.accept();
       raw_ws_server_accept(c);
-      int client_fd = peer_fd(c);
-      int idle = -1;
-      socklen_t len = sizeof idle;
-      ::getsockopt(client_fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len);
-      FIBER_CHECK(idle == 1);
+      FIBER_CHECK(probes_of(peer_fd(c)).idle == 1);
       gone.send(vanish(c));
     });
     http::WsOptions o;
@@ -786,13 +778,8 @@ TEST_CASE("websocket: the server's connections carry TCP keep-alive probes by de
       auto c = raw_connect(srv.srv.port());
       int fd = -1;
       FIBER_CHECK(wait_until([&] { return (fd = peer_fd(c)) >= 0; }));
-      auto opt = [&](int level, int name) {
-        int v = -1;
-        socklen_t len = sizeof v;
-        ::getsockopt(fd, level, name, &v, &len);
-        return v;
-      };
-      FIBER_CHECK(opt(SOL_SOCKET, SO_KEEPALIVE) == (on ? 1 : 0));
+      const Probes probes = probes_of(fd);
+      FIBER_CHECK(probes.on == (on ? 1 : 0));
       // A client's bad probes: refused before any connect (a connect to
       // the free port would be ws_errc::refused).
       http::WsOptions bad;
@@ -804,11 +791,7 @@ TEST_CASE("websocket: the server's connections carry TCP keep-alive probes by de
         refused = true;
       }
       FIBER_CHECK(refused);
-      if (on) {
-        FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPIDLE) == 15);
-        FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPINTVL) == 15);
-        FIBER_CHECK(opt(IPPROTO_TCP, TCP_KEEPCNT) == 9);
-      }
+      if (on) FIBER_CHECK((probes == Probes{1, 15, 15, 9}));
     }
   });
 }

@@ -14,7 +14,7 @@
 #include <spindle/io/all.hpp>
 
 #include "spindle_test.hpp"
-#include "vanish.hpp"
+#include "keepalive_support.hpp"
 
 using namespace spindle_test;
 namespace sp = spindle;
@@ -22,23 +22,6 @@ namespace io = spindle::io;
 using namespace std::chrono_literals;
 
 namespace {
-
-int sockopt(int fd, int level, int name) {
-  int v = -1;
-  socklen_t len = sizeof v;
-  if (::getsockopt(fd, level, name, &v, &len) != 0) return -1;
-  return v;
-}
-
-struct Probes {
-  int on, idle, interval, count;
-  bool operator==(const Probes&) const = default;
-};
-
-Probes probes_of(int fd) {
-  return {sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE),
-          sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT)};
-}
 
 // read_outcome: what a read on s ends with within `limit`: "error" (the
 // connection failed), "eof", "data" or "waiting".
@@ -75,14 +58,14 @@ TEST_CASE("keep-alive probes: set on a stream, and inherited by a listener's con
     io::TcpStream c = io::TcpStream::connect(l.local_endpoint());
     io::TcpStream a = l.accept();
     FIBER_CHECK((probes_of(a.native_handle()) == Probes{1, 20, 7, 3}));
-    FIBER_CHECK(sockopt(c.native_handle(), SOL_SOCKET, SO_KEEPALIVE) == 0);
+    FIBER_CHECK(probes_of(c.native_handle()).on == 0);
     io::TcpStream c2 = io::TcpStream::connect(plain.local_endpoint());
     io::TcpStream a2 = plain.accept();
-    FIBER_CHECK(sockopt(a2.native_handle(), SOL_SOCKET, SO_KEEPALIVE) == 0);
+    FIBER_CHECK(probes_of(a2.native_handle()).on == 0);
     c2.set_keepalive(io::TcpKeepAlive{});  // Go's: 15 s, 15 s, 9
     FIBER_CHECK((probes_of(c2.native_handle()) == Probes{1, 15, 15, 9}));
     c2.set_keepalive(false);
-    FIBER_CHECK(sockopt(c2.native_handle(), SOL_SOCKET, SO_KEEPALIVE) == 0);
+    FIBER_CHECK(probes_of(c2.native_handle()).on == 0);
   });
 }
 
@@ -97,7 +80,7 @@ TEST_CASE("keep-alive probes: values outside Linux's ranges are std::invalid_arg
       lo.keepalive = bad;
       FIBER_CHECK(invalid([&] { io::TcpListener::bind("127.0.0.1", 0, lo); }));
     }
-    FIBER_CHECK(sockopt(c.native_handle(), SOL_SOCKET, SO_KEEPALIVE) == 0);  // nothing half set
+    FIBER_CHECK(probes_of(c.native_handle()).on == 0);  // nothing half set
     c.set_keepalive(io::TcpKeepAlive{.idle = 32767s, .interval = 1s, .count = 127});  // the edges
     FIBER_CHECK((probes_of(c.native_handle()) == Probes{1, 32767, 1, 127}));
   });

@@ -1,5 +1,6 @@
-// vanish.hpp: a peer that disappears without a word, for the TCP
-// keep-alive tests (io/keepalive_test.cpp, http/websocket_test.cpp).
+// keepalive_support.hpp: for the TCP keep-alive tests (io/keepalive_test,
+// http/websocket_test, http/client_test): a socket's probe settings, and a
+// peer that disappears without a word.
 #pragma once
 
 #include <netinet/in.h>
@@ -9,6 +10,23 @@
 #include <spindle/io/tcp.hpp>
 
 namespace spindle_test {
+
+// Probes: a socket's SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and
+// TCP_KEEPCNT as getsockopt reads them (-1: the read failed).
+struct Probes {
+  int on, idle, interval, count;
+  bool operator==(const Probes&) const = default;
+};
+
+inline Probes probes_of(int fd) {
+  const auto get = [fd](int level, int name) {
+    int v = -1;
+    socklen_t len = sizeof v;
+    return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
+  };
+  return {get(SOL_SOCKET, SO_KEEPALIVE), get(IPPROTO_TCP, TCP_KEEPIDLE), get(IPPROTO_TCP, TCP_KEEPINTVL),
+          get(IPPROTO_TCP, TCP_KEEPCNT)};
+}
 
 // vanish: closes s so that its peer hears nothing (no FIN, no RST), as when
 // the peer's host loses power or a NAT drops the mapping: a socket in
