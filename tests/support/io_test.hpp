@@ -42,6 +42,18 @@ inline std::size_t open_fds() {
   return n;
 }
 
+// open_sockets: the sockets among them. For checks that must not count
+// descriptors the runtime makes lazily (a worker's event loop, created
+// when that worker first parks in it: epoll and event fds, no sockets).
+inline std::size_t open_sockets() {
+  std::size_t n = 0;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec).native().starts_with("socket:")) ++n;
+  }
+  return n;
+}
+
 // code_of: the code of the std::system_error f raised; empty if none.
 template <class F>
 std::error_code code_of(F&& f) {
