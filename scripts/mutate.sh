@@ -149,6 +149,8 @@ tls_host_unchecked :: io/src/tls.cpp :: s{:\s*X509_VERIFY_PARAM_set1_host\(p, na
 http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);(\s*if \(method == "HEAD"\))}{p.header_limit(std::numeric_limits<std::uint32_t>::max());$1} :: http_client_hostile :: ^http_client_hostile$
 http_client_redirect_keeps_credentials :: io/src/http/client.cpp :: s{if\s*\(!next\.same_origin\(u\)\)\s*\{}{if (false) \{} :: http_client_hostile :: ^http_client_hostile$
 http_client_stale_pooled_conn_used :: io/src/http/client.cpp :: s{if\s*\(!quiet\(\*c\)\)\s*\{}{if (false && !quiet(*c)) \{} :: http_client_hostile :: ^http_client_hostile$
+http_blank_lines_not_skipped :: io/src/http/server.cpp :: s{while \(n < buf\.size\(\) && left > 0 &&}{while (false && n < buf.size() && left > 0 &&} :: http_server_hostile :: ^http_server_hostile$
+http_blank_lines_unbounded :: io/src/http/server.cpp :: s{\+\+n;\s*--left;}{++n;} :: http_server_hostile :: ^http_server_hostile$
 EOF
 )
 

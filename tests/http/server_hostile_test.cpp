@@ -210,6 +210,46 @@ TEST_CASE("server hostile: an absolute-form target reaches the handler as origin
   });
 }
 
+// RFC 9112 2.2: a server SHOULD ignore at least one empty line before a
+// request line (old clients sent CRLF after a POST body). Before, 400 and
+// close. Up to four CR/LF bytes between two requests (Go's count), also
+// when they arrive alone; the count survives the waits between them, idle
+// releases included, so a drip of them cannot hold a connection for ever.
+TEST_CASE("server hostile: up to four CR/LF bytes before a request line are skipped, no more") {
+  for (const auto release : {std::chrono::milliseconds(0), std::chrono::milliseconds(5)}) {
+    INFO("idle_release_after " << release.count() << " ms");
+    run_checked(2, [release] {
+      Counting n;
+      http::ServerOptions o;
+      o.idle_release_after = release;
+      LiveServer srv(n.handler(), o);
+      const std::string get = "GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      // After a POST body, in the same segment; at the connection's start.
+      std::string r = exchange(srv.port(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\n" + get);
+      FIBER_CHECK(count_substr(r, "HTTP/1.1 200 ") == 2);
+      FIBER_CHECK(exchange(srv.port(), "\r\n\n\r" + get).starts_with("HTTP/1.1 200 "));
+      // Five: the fifth reaches the parser.
+      r = exchange(srv.port(), "\r\n\r\n\r" + get);
+      FIBER_CHECK(r.starts_with("HTTP/1.1 400 "));
+      // Alone, in pieces, with waits between them (longer than the
+      // release): four are skipped, a fifth is not.
+      for (const int blanks : {4, 5}) {
+        INFO(blanks << " bytes dripped");
+        auto s = raw_connect(srv.port());
+        for (int i = 0; i < blanks; ++i) {
+          s.write_all(i % 2 == 0 ? "\r" : "\n");
+          sp::sleep_for(20ms);
+        }
+        s.write_all(get);
+        r = sp::with_timeout(slack(5s), [&] { return read_all(s); });
+        FIBER_CHECK(r.starts_with(blanks == 4 ? "HTTP/1.1 200 " : "HTTP/1.1 400 "));
+      }
+      FIBER_CHECK(n.ok.load() == 4);
+      FIBER_CHECK(still_serves(srv.port()));
+    });
+  }
+}
+
 TEST_CASE("server hostile: an endless chunk extension or trailer is refused at the buffer's cap") {
   run_checked(2, [] {
     Counting n;

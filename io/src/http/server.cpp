@@ -161,6 +161,11 @@ struct Conn {
   bool in_wake_ep = false;
   // An HTTP/1.1 request was read: a later "PRI" is not a preface.
   bool spoke_h1 = false;
+  // CR and LF bytes still to be skipped before the next request line
+  // (skip_blank_lines). Here, not in serve_conn, so that a peer dripping
+  // them across idle releases cannot renew it. Whoever runs the connection.
+  std::uint8_t blank_left = kMaxBlankBytes;
+  static constexpr std::uint8_t kMaxBlankBytes = 4;
 #if SPINDLE_HAVE_HTTP2
   // Set while the connection speaks HTTP/2 (its state stays busy: no scan
   // cancels or releases it), for shutdown's scan to wake it (wake_h2).
@@ -1496,6 +1501,23 @@ bool Server::State::upgrade_h2c(Conn& c, Request& req, beast::flat_buffer& buf) 
 }
 #endif
 
+// skip_blank_lines: drops the CR and LF bytes that precede a request line,
+// up to `left` of them between two requests. RFC 9112 2.2: a server SHOULD
+// ignore at least one empty line before the request line (old clients sent
+// CRLF after a POST body). Go skips up to four such bytes (after a POST),
+// nginx any number; four bound what a peer can make us wait for between
+// requests (each wait for more restarts the idle clock). Past them the
+// parser sees the byte: 400.
+static void skip_blank_lines(beast::flat_buffer& buf, std::uint8_t& left) noexcept {
+  const auto* p = static_cast<const char*>(buf.data().data());
+  std::size_t n = 0;
+  while (n < buf.size() && left > 0 && (p[n] == '\r' || p[n] == '\n')) {
+    ++n;
+    --left;
+  }
+  buf.consume(n);
+}
+
 void Server::State::serve_conn(Conn& c) {
   detail::Transport& s = c.t;
   const io::Endpoint& peer = c.peer;
@@ -1503,8 +1525,11 @@ void Server::State::serve_conn(Conn& c) {
     beast::flat_buffer buf(conn_buffer_limit(opt));  // capped: see conn_buffer_limit
     std::string out;  // write_response's scratch
     for (;;) {
+      skip_blank_lines(buf, c.blank_left);
       if (buf.size() == 0) {
         if (!wait_for_request(c, buf)) return;
+        skip_blank_lines(buf, c.blank_left);
+        if (buf.size() == 0) continue;  // only blank lines came
 #if SPINDLE_HAVE_HTTP2
         // Prior knowledge: a plain connection that opens with the HTTP/2
         // preface ("PRI * HTTP/2.0..."; the session checks the rest). No
@@ -1546,6 +1571,7 @@ void Server::State::serve_conn(Conn& c) {
       beast::error_code ec;
       std::chrono::steady_clock::time_point deadline{};  // set by read_head if the head waited
       if (!read_head(s, buf, p, ec, deadline)) return;
+      c.blank_left = Conn::kMaxBlankBytes;
       // The method is known once the request line parsed (unknown before).
       const bool head = p.get().method() == bhttp::verb::head;
       if (ec == bhttp::error::header_limit) return reject(s, 431, head, peer, nullptr);
