@@ -151,6 +151,10 @@ http_client_redirect_keeps_credentials :: io/src/http/client.cpp :: s{if\s*\(!ne
 http_client_stale_pooled_conn_used :: io/src/http/client.cpp :: s{if\s*\(!quiet\(\*c\)\)\s*\{}{if (false && !quiet(*c)) \{} :: http_client_hostile :: ^http_client_hostile$
 http_blank_lines_not_skipped :: io/src/http/server.cpp :: s{while \(n < buf\.size\(\) && left > 0 &&}{while (false && n < buf.size() && left > 0 &&} :: http_server_hostile :: ^http_server_hostile$
 http_blank_lines_unbounded :: io/src/http/server.cpp :: s{\+\+n;\s*--left;}{++n;} :: http_server_hostile :: ^http_server_hostile$
+runtime_fd_limit_not_raised :: runtime/src/runtime.cpp :: s{if \(options\.raise_fd_limit\) detail::raise_fd_limit_once\(\);}{} :: io_fd_limit :: ^io_fd_limit$
+runtime_fd_limit_option_ignored :: runtime/src/runtime.cpp :: s{if \(options\.raise_fd_limit\) detail}{detail} :: io_fd_limit :: ^io_fd_limit$
+io_spawn_keeps_raised_fd_limit :: io/src/process.cpp :: s{\(void\)::prlimit\(pid, RLIMIT_NOFILE, &lim, nullptr\);}{(void)lim;} :: io_fd_limit :: ^io_fd_limit$
+io_spawn_overrides_program_fd_limit :: runtime/src/fd_limit.cpp :: s{ \|\| now\.rlim_cur != g_set\)}{)} :: io_fd_limit :: ^io_fd_limit$
 EOF
 )
 

@@ -1,6 +1,8 @@
 // runtime.cpp: Runtime, the public face of a Scheduler.
 #include <spindle/runtime/runtime.hpp>
 
+#include <spindle/runtime/detail/fd_limit.hpp>
+
 #include "check.hpp"
 #include "scheduler.hpp"
 
@@ -11,6 +13,7 @@ Runtime::Runtime(RuntimeOptions options) {
                 "a Runtime cannot be created on a fiber (spindle::run or a spindle::Runtime "
                 "inside a fiber): this fiber already has a runtime; call the function directly, "
                 "or spindle::spawn(f) and join it");
+  if (options.raise_fd_limit) detail::raise_fd_limit_once();
   sched_ = std::make_unique<detail::Scheduler>(options);
 }
 

@@ -100,6 +100,16 @@ struct RuntimeOptions {
   // because a plain thread on a loaded machine can stall for over 100 ms
   // (seen in the wake stress test). Zero disables the detector.
   std::chrono::milliseconds deadlock_grace{1000};
+  // Raise the process's descriptor limit (RLIMIT_NOFILE's soft limit) to
+  // its hard limit, once per process (the first Runtime created with this
+  // on does it; later ones find it done), as Go does at start: spindle
+  // never uses select(2), and at the common soft limit of 1,024 a server
+  // runs out of descriptors at a few hundred connections. Processes
+  // spawned through io::spawn start with the limit the process had, while
+  // the raised one is in force (a limit the program sets itself reaches
+  // them). Off: this Runtime leaves the limit alone. docs/runtime.md
+  // "Descriptor limit".
+  bool raise_fd_limit = true;
   // Print the fiber dump on SIGQUIT (handled on worker 0's loop).
   bool dump_on_sigquit = true;
 };
