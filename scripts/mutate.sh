@@ -155,6 +155,10 @@ runtime_fd_limit_not_raised :: runtime/src/runtime.cpp :: s{if \(options\.raise_
 runtime_fd_limit_option_ignored :: runtime/src/runtime.cpp :: s{if \(options\.raise_fd_limit\) detail}{detail} :: io_fd_limit :: ^io_fd_limit$
 io_spawn_keeps_raised_fd_limit :: io/src/process.cpp :: s{\(void\)::prlimit\(pid, RLIMIT_NOFILE, &lim, nullptr\);}{(void)lim;} :: io_fd_limit :: ^io_fd_limit$
 io_spawn_overrides_program_fd_limit :: runtime/src/fd_limit.cpp :: s{ \|\| now\.rlim_cur != g_set\)}{)} :: io_fd_limit :: ^io_fd_limit$
+io_tls_reader_backlog_unbounded :: io/src/tls.cpp :: s{if \(s\.out_pending\(\) > kReaderBacklog\) s\.flush\(true\);}{} :: io_tls_hostile :: ^io_tls_hostile$
+io_tls_idle_read_holds_buffer :: io/src/tls.cpp :: s{recv_buf\.reset\(\);\s*detail::idle_wait\(tcp, "tls read"\);}{detail::idle_wait(tcp, "tls read");} :: io_tls :: ^io_tls$
+io_tls_server_handshake_at_once :: io/src/tls.cpp :: s{detail::wait_readable\(s, "tls handshake"\);}{} :: io_tls_hostile :: ^io_tls_hostile$
+io_tls_trailing_dot_kept :: io/src/tls.cpp :: s{server_name\.remove_suffix\(1\);}{(void)0;} :: io_tls_hostile :: ^io_tls_hostile$
 EOF
 )
 

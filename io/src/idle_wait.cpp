@@ -23,7 +23,7 @@ std::ptrdiff_t idle_read(TcpStream& s, void* p, std::size_t n, std::error_code& 
   return r < 0 ? 0 : r;
 }
 
-IdleWake idle_wait(TcpStream& s) {
+IdleWake idle_wait(TcpStream& s, const char* what) {
   Descriptor* d = StreamAccess::descriptor(s);
   if (d == nullptr) return IdleWake::readable;  // closed: the read reports it
   for (;;) {
@@ -32,7 +32,19 @@ IdleWake idle_wait(TcpStream& s) {
     if (st & Dir::kNudge) return IdleWake::nudged;
     if (Dir::ready(st) || (st & Dir::kClosed)) return IdleWake::readable;
     note_read_wait(d);  // as try_io's wait
-    d->rd.await("http idle", Dir::kNudge);
+    d->rd.await(what, Dir::kNudge);
+  }
+}
+
+void wait_readable(TcpStream& s, const char* what) {
+  Descriptor* d = StreamAccess::descriptor(s);
+  if (d == nullptr) return;  // closed: the read reports it
+  for (;;) {
+    std::error_code ec;
+    char byte;
+    const ssize_t r = try_ready(d, d->rd, 1, ec, [&](int fd) { return ::recv(fd, &byte, 1, MSG_PEEK); });
+    if (r != kNotReady) return;
+    (void)idle_wait(s, what);  // never nudged: a nudge is only for the server's idle wait
   }
 }
 

@@ -1,7 +1,8 @@
 // idle_wait.hpp: a wait for a socket to become readable that another
 // thread can end early (nudge), for http::Server's idle keep-alive
 // connections (ServerOptions::idle_release_after; docs/http.md "Idle
-// connections"). Not public: the server is its one user.
+// connections"), and for TLS streams that wait for bytes without a buffer
+// (tls.cpp). Not public.
 //
 // The protocol is the caller's (server.cpp, Conn): a nudger calls
 // idle_nudge only while the connection's fiber cannot close the socket
@@ -37,8 +38,16 @@ std::ptrdiff_t idle_read(TcpStream& s, void* p, std::size_t n, std::error_code& 
 // returned -1 (bytes, end of stream, an error, close: readable) or
 // idle_nudge(s) is called. Takes part in consolidation as read_some's
 // wait does. Throws Cancelled, and std::system_error
-// (operation_in_progress) when another fiber reads s.
-IdleWake idle_wait(TcpStream& s);
+// (operation_in_progress) when another fiber reads s. `what` names the
+// wait in fiber dumps (a TLS stream waits here too, holding no buffer:
+// tls.cpp's feed).
+IdleWake idle_wait(TcpStream& s, const char* what = "http idle");
+// wait_readable: parks the calling fiber until s has bytes (or end of
+// stream, an error, a close: the next read finds out), taking none of
+// them (a one-byte MSG_PEEK, no syscall while no event came) and holding
+// no buffer: TlsStream::server waits here for a ClientHello before it
+// makes anything of OpenSSL's. Throws Cancelled, as idle_wait.
+void wait_readable(TcpStream& s, const char* what);
 // idle_nudge: ends s's idle wait (or the next one) with `nudged`. Any
 // thread; s must stay open until it returns (see the file comment).
 void idle_nudge(TcpStream& s) noexcept;

@@ -601,7 +601,7 @@ TEST_CASE("TLS streams that went idle after bulk transfers work again both ways,
       for (int i = 0; i < 200; ++i) {
         ::malloc_trim(0);
         per = (static_cast<double>(::mallinfo2().uordblks) - static_cast<double>(heap0)) / clients;
-        if (per < 100 * 1024) break;
+        if (per < 64 * 1024) break;
         sp::sleep_for(std::chrono::milliseconds(10));
       }
     }
@@ -613,7 +613,9 @@ TEST_CASE("TLS streams that went idle after bulk transfers work again both ways,
   CHECK(checked.load() == clients * 4);
   CHECK(open_fds() == fds);
   INFO("heap per idle connection (both ends): " << per << " bytes");
-  CHECK(per < 100 * 1024);
+  // ~56 KiB; ~73 KiB when each waiting read held the stream's 17 KiB
+  // receive buffer (before: tls.cpp's feed took it ahead of the wait).
+  CHECK(per < 64 * 1024);
 }
 
 TEST_CASE("TLS read_line, and two writers whose write_alls arrive whole") {

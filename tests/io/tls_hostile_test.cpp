@@ -1,0 +1,208 @@
+// tls_hostile_test.cpp: what a TLS peer can make a TlsStream hold.
+//  - a client that connects and sends nothing: the server makes nothing of
+//    OpenSSL's until bytes come (it held ~73 KiB a connection);
+//  - a peer that requests a TLS 1.3 key update again and again while our
+//    writer is blocked on it: the answers waiting for that writer are
+//    bounded, the reader waits its turn (before: they grew for as long as
+//    the writer waited), and everything flows once the peer reads;
+//  - a server name with a trailing dot verifies as the name without it.
+// The hostile client is plain OpenSSL on a blocking socket in a thread.
+#include <malloc.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spindle/io/all.hpp>
+#include <spindle/io/tls.hpp>
+#include <spindle/sync/all.hpp>
+
+#include "spindle_test.hpp"
+#include "tls_test_certs.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+namespace io = spindle::io;
+using namespace std::chrono_literals;
+
+namespace {
+
+const tls_test::TestCerts& certs() {
+  static const auto c = tls_test::TestCerts::make();
+  return *c;
+}
+
+io::TlsContext server_ctx() { return io::TlsContext::server({certs().cert_file, certs().key_file}); }
+
+// RawClient: a TLS 1.3 client on a blocking socket, for a plain thread.
+struct RawClient {
+  int fd = -1;
+  SSL_CTX* ctx = nullptr;
+  SSL* ssl = nullptr;
+
+  // rcvbuf: a small receive buffer, so that a server writing to a client
+  // that does not read blocks after little. Sends and receives time out
+  // after 10 s, so a stuck case fails instead of hanging.
+  RawClient(std::uint16_t port, int rcvbuf) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    const timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    ssl = SSL_new(ctx);
+    connected = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && SSL_set_fd(ssl, fd) == 1 &&
+                SSL_connect(ssl) == 1;
+  }
+  ~RawClient() {
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ::close(fd);
+  }
+  bool connected = false;
+};
+
+}  // namespace
+
+TEST_CASE("TLS server: a client that sends nothing costs no OpenSSL state") {
+  certs();
+  if (kSanitized) {
+    WARN("skipped: heap figures mean nothing under a sanitizer's allocator");
+    return;
+  }
+  constexpr int kClients = 64;
+  double per = 0;
+  run_checked(2, [&] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    auto ctx = server_ctx();
+    std::atomic<int> accepted{0};
+    sp::TaskGroup g;
+    std::vector<io::TcpStream> quiet;
+    ::malloc_trim(0);
+    const std::size_t heap0 = ::mallinfo2().uordblks;
+    g.spawn([&] {
+      for (int i = 0; i < kClients; ++i) {
+        io::TcpStream s = l.accept();
+        accepted.fetch_add(1);
+        g.spawn([&ctx, s = std::move(s)]() mutable { io::TlsStream::server(std::move(s), ctx); });
+      }
+    });
+    for (int i = 0; i < kClients; ++i) quiet.push_back(io::TcpStream::connect(l.local_endpoint()));
+    FIBER_CHECK(wait_until([&] { return accepted.load() == kClients; }));
+    // The handshakes reach their wait a moment after the accepts: poll.
+    for (int i = 0; i < 100; ++i) {
+      sp::sleep_for(10ms);
+      ::malloc_trim(0);
+      per = (static_cast<double>(::mallinfo2().uordblks) - static_cast<double>(heap0)) / kClients;
+      if (per < 8 * 1024) break;
+    }
+    g.cancel();
+    try {
+      g.wait();
+    } catch (const sp::Cancelled&) {
+    }
+  });
+  INFO("heap per silent connection (the client's socket, the server's waiting handshake): " << per << " bytes");
+  CHECK(per < 8 * 1024);  // ~73 KiB before: OpenSSL's handshake buffers and our receive buffer
+}
+
+TEST_CASE("TLS: key updates requested while our writer is blocked stall the peer, then everything flows") {
+  certs();
+  constexpr int kUpdates = 6000;                  // ~27 bytes of answer each: ~160 KB unbounded
+  const std::string big(1u << 20, 'w');           // more than the sockets hold: the writer blocks
+  std::atomic<std::size_t> received{0};
+  std::atomic<bool> writer_started{false}, peer_sent{false}, may_read{false}, peer_read_all{false}, peer_ok{false};
+  std::size_t at_stall = 0;
+  run_checked(2, [&] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    auto ctx = server_ctx();
+    const std::uint16_t port = l.local_endpoint().port();
+    std::thread peer([&] {
+      RawClient c(port, 16 * 1024);
+      if (!c.connected) return;
+      while (!writer_started.load()) std::this_thread::sleep_for(1ms);
+      std::this_thread::sleep_for(50ms);  // the writer is blocked by now
+      bool ok = true;
+      for (int i = 0; i < kUpdates && ok; ++i) {
+        ok = SSL_key_update(c.ssl, SSL_KEY_UPDATE_REQUESTED) == 1 && SSL_write(c.ssl, "x", 1) == 1;
+      }
+      peer_sent.store(true);
+      while (!may_read.load()) std::this_thread::sleep_for(1ms);
+      // Read what the server wrote, then wait for its close.
+      std::vector<char> buf(64 * 1024);
+      std::size_t got = 0;
+      while (ok && got < big.size()) {
+        const int n = SSL_read(c.ssl, buf.data(), static_cast<int>(buf.size()));
+        ok = n > 0;
+        if (ok) got += static_cast<std::size_t>(n);
+      }
+      peer_read_all.store(true);
+      while (ok && SSL_read(c.ssl, buf.data(), static_cast<int>(buf.size())) > 0) {
+      }
+      peer_ok.store(ok);
+    });
+    io::TcpStream raw = l.accept();
+    const int sndbuf = 32 * 1024;
+    ::setsockopt(raw.native_handle(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    io::TlsStream s = io::TlsStream::server(std::move(raw), ctx);
+    auto writer = sp::spawn([&] {
+      writer_started.store(true);
+      s.write_all(big);
+    });
+    auto reader = sp::spawn([&] {
+      std::vector<char> buf(4096);
+      while (received.load() < kUpdates) {
+        const std::size_t n = s.read_some(buf.data(), buf.size());
+        if (n == 0) break;
+        received.fetch_add(n);
+      }
+    });
+    FIBER_CHECK(wait_until([&] { return peer_sent.load(); }));
+    sp::sleep_for(300ms);  // the reader, if it could go on, would have read it all
+    at_stall = received.load();
+    may_read.store(true);
+    FIBER_CHECK(wait_until([&] { return peer_read_all.load(); }));
+    writer.join();
+    reader.join();
+    FIBER_CHECK(received.load() == static_cast<std::size_t>(kUpdates));
+    s.shutdown();
+    s.close();
+    peer.join();
+  });
+  INFO("bytes read when the peer had sent everything: " << at_stall << " of " << kUpdates);
+  CHECK(peer_ok.load());
+  CHECK(at_stall < static_cast<std::size_t>(kUpdates));
+}
+
+TEST_CASE("TLS client: a server name with a trailing dot verifies as the name without it") {
+  certs();
+  run_checked(2, [] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    auto sctx = server_ctx();
+    auto server = sp::spawn([&] {
+      io::TlsStream t = io::TlsStream::server(l.accept(), sctx);
+      char b[8];
+      const std::size_t n = t.read_some(b, sizeof b);
+      t.write_all(b, n);
+      t.shutdown();
+    });
+    auto cctx = io::TlsContext::client({.ca_file = certs().ca_file});
+    io::TlsStream c = io::TlsStream::client(io::TcpStream::connect(l.local_endpoint()), cctx, "localhost.");
+    c.write_all(std::string_view("hi"));
+    char b[8];
+    FIBER_CHECK(c.read_some(b, sizeof b) == 2);
+    server.join();
+  });
+}
