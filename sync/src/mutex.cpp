@@ -60,15 +60,21 @@ void Mutex::lock() {
   // mutex_contention, median 14.4 -> 10.4 ns per increment on the 2-core
   // VM).
   if (try_lock()) return;
-  detail::throw_for(lock_slow(nullptr) ? detail::Waiter::notified : detail::Waiter::cancelled);
+  detail::throw_for(lock_slow(nullptr));
 }
 
 bool Mutex::try_lock_until(std::chrono::steady_clock::time_point t) {
   if (try_lock()) return true;
-  return lock_slow(&t);
+  // A cancel (or an enclosing with_timeout's expiry) raises, as every
+  // other timed wait does: false means this call's own time ran out.
+  // Before, both read as false, and a retry loop around it spun for ever
+  // on a cancelled fiber (each wait then ends at once).
+  const detail::Waiter::State s = lock_slow(&t);
+  detail::throw_if_cancelled(s);
+  return s == detail::Waiter::notified;
 }
 
-bool Mutex::lock_slow(const detail::TimePoint* deadline) {
+detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
   bool awoke = false;          // we hold WOKEN
   bool queued_before = false;  // a woken waiter that lost goes back to the front
   bool starving = false;
@@ -82,7 +88,7 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
   int spins = 0;
   std::uint32_t st = state_.load(std::memory_order_relaxed);
   for (;;) {
-    if (grab_if_free(st, awoke)) return true;
+    if (grab_if_free(st, awoke)) return detail::Waiter::notified;
     // Spin while the owner may be running on another worker.
     if ((st & kStarving) == 0 && spins < kSpinRounds && detail::may_spin()) {
       if (!awoke && (st & (kWoken | kWaiters)) == kWaiters &&
@@ -121,7 +127,7 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
           }
           awoke = false;
           if (to_front) waiters_.push_front(&node); else waiters_.push_back(&node);
-          return true;
+          return detail::Waiter::notified;
         },
         "mutex");
 
@@ -137,9 +143,9 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
         const std::uint32_t now = state_.fetch_and(~kWoken, std::memory_order_relaxed) & ~kWoken;
         wake_if_needed(now);
       }
-      return false;
+      return s;  // cancelled, or the deadline passed
     }
-    if (node.outcome == kOutcomeTaken) return true;  // publish took it
+    if (node.outcome == kOutcomeTaken) return detail::Waiter::notified;  // publish took it
     if (node.outcome == kOutcomeHandoff) {
       // Handed over in starvation mode: LOCKED is clear and STARVING keeps
       // everyone else off until we set LOCKED. Leave starvation mode if we
@@ -153,7 +159,7 @@ bool Mutex::lock_slow(const detail::TimePoint* deadline) {
         if (!waited_long || (cur & kWaiters) == 0) nw &= ~kStarving;
         if (state_.compare_exchange_weak(cur, nw, std::memory_order_acquire,
                                          std::memory_order_relaxed)) {
-          return true;
+          return detail::Waiter::notified;
         }
       }
     }

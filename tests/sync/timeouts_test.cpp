@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <utility>
 
 #include "sync_test_util.hpp"
 
@@ -228,5 +229,65 @@ TEST_CASE("a plain thread's timed wait with duration::max() waits for the event"
       }
       CHECK(ok);
     });
+  });
+}
+
+// A timed call's false means its own time ran out. A cancel raises
+// Cancelled, and an enclosing with_timeout's expiry TimedOut, as for the
+// untimed call: a false instead let a retry loop spin for ever on a
+// cancelled fiber (each wait then ends at once), and with_timeout return
+// as if the time limit were the call's own (Mutex::try_lock_for did both
+// before). Each call waits on something that never comes.
+TEST_CASE("timed sync calls raise on a cancel or an enclosing with_timeout, never return false", "[timeouts]") {
+  run_checked(2, [] {
+    sp::Mutex m;
+    sp::SharedMutex sm;
+    sp::Semaphore sem(0);
+    sp::Event ev;
+    sp::WaitGroup wg;
+    sp::Channel<int> ch(0);
+    sp::Queue<int> q(1);
+    m.lock();
+    sm.lock();
+    wg.add(1);
+    q.put(0);
+    const std::pair<const char*, std::function<bool()>> calls[] = {
+        {"Mutex::try_lock_for", [&] { return m.try_lock_for(10s); }},
+        {"SharedMutex::try_lock_for", [&] { return sm.try_lock_for(10s); }},
+        {"SharedMutex::try_lock_shared_for", [&] { return sm.try_lock_shared_for(10s); }},
+        {"Semaphore::acquire_for", [&] { return sem.acquire_for(10s); }},
+        {"Event::wait_for", [&] { return ev.wait_for(10s); }},
+        {"WaitGroup::wait_for", [&] { return wg.wait_for(10s); }},
+        {"Channel::send_for", [&] { return ch.send_for(1, 10s); }},
+        {"Channel::recv_for", [&] { return ch.recv_for(10s).has_value(); }},
+        {"Queue::put_for", [&] { return q.put_for(1, 10s); }},
+    };
+    for (const auto& [name, call] : calls) {
+      INFO(name);
+      std::atomic<bool> returned{false};
+      auto t = sp::spawn([&] {
+        const bool got = call();
+        returned.store(true);
+        return got;
+      });
+      sp::sleep_for(5ms);  // queued in its wait (or about to be: a cancel before it counts the same)
+      t.cancel();
+      FIBER_CHECK(spindle_test::raises_cancelled([&] { (void)t.join(); }));
+      FIBER_CHECK(!returned.load());
+      bool timed_out = false;
+      try {
+        sp::with_timeout(5ms, [&] { return call(); });
+      } catch (const sp::TimedOut&) {
+        timed_out = true;
+      }
+      FIBER_CHECK(timed_out);
+    }
+    // The primitives are still sound: what they waited for comes.
+    m.unlock();
+    FIBER_CHECK(m.try_lock_for(1s));
+    m.unlock();
+    sm.unlock();
+    FIBER_CHECK(sm.try_lock_shared_for(1s));
+    sm.unlock_shared();
   });
 }

@@ -80,7 +80,7 @@ class Mutex {
   void unlock();
 
  private:
-  bool lock_slow(const detail::TimePoint* deadline);
+  detail::Waiter::State lock_slow(const detail::TimePoint* deadline);  // notified: held
   void unlock_slow(std::uint32_t st);
   void wake_if_needed(std::uint32_t st);
   bool grab_if_free(std::uint32_t& st, bool& awoke) noexcept;
