@@ -69,6 +69,61 @@ TEST_CASE("nested deadlines: each scope reports its own expiry", "[cancel][deadl
   });
 }
 
+// A Cancelled from the scope's own deadline that f caught and did not
+// rethrow still ends the scope with TimedOut (a cancel's mark stays raised
+// the same way); a scope whose deadline cut no wait returns f's value, even
+// late; and a cancel from outside, caught inside, is no TimedOut.
+TEST_CASE("with_timeout raises TimedOut when f swallowed its deadline's Cancelled", "[cancel][deadline]") {
+  run_checked(2, [] {
+    bool timed_out = false;
+    try {
+      (void)sp::with_timeout(std::chrono::milliseconds(10), [] {
+        try {
+          sp::sleep_for(std::chrono::seconds(10));
+        } catch (const sp::Cancelled&) {
+        }
+        return 7;
+      });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    // Late, but no wait was cut short: the value.
+    const int late = sp::with_timeout(std::chrono::milliseconds(1), [] {
+      const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+      while (std::chrono::steady_clock::now() < end) {
+      }
+      return 7;
+    });
+    FIBER_CHECK(late == 7);
+    // An outside cancel swallowed inside the scope: no TimedOut; the mark
+    // stays and the next wait raises Cancelled.
+    std::atomic<bool> in{false};
+    std::atomic<int> outcome{0};  // 1 TimedOut, 2 returned
+    auto t = sp::spawn([&] {
+      try {
+        (void)sp::with_timeout(std::chrono::seconds(10), [&] {
+          try {
+            in.store(true);
+            sp::sleep_for(std::chrono::seconds(10));
+          } catch (const sp::Cancelled&) {
+          }
+          return 0;
+        });
+        outcome.store(2);
+      } catch (const sp::TimedOut&) {
+        outcome.store(1);
+      }
+      sp::sleep_for(std::chrono::seconds(10));
+    });
+    while (!in.load()) sp::yield();
+    wait_suspended(t, "");
+    t.cancel();
+    FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+    FIBER_CHECK(outcome.load() == 2);
+  });
+}
+
 TEST_CASE("with_deadline: absolute and past deadlines", "[cancel][deadline]") {
   const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {

@@ -202,6 +202,27 @@ TEST_CASE("with_timeout around a group raises TimedOut after the children ended"
   });
 }
 
+// The same with no wait(): the destructor waits, catches the deadline's
+// Cancelled (it cannot throw) and cancels the children. Before, with_timeout
+// then returned normally: work cut short, taken for finished.
+TEST_CASE("with_timeout around a group that only its destructor waits for raises TimedOut", "[task_group][timeout]") {
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<int> cancelled{0};
+    bool timed_out = false;
+    try {
+      sp::with_timeout(100ms, [&] {
+        sp::TaskGroup g;
+        g.spawn([&] { start_and_sleep(cancelled); });
+      });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    FIBER_CHECK(cancelled.load() == 1);
+  });
+}
+
 TEST_CASE("the destructor waits, and reports a failure nobody received", "[task_group]") {
   const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   std::string err;

@@ -46,20 +46,29 @@ SPINDLE_MAY_SUSPEND auto in_deadline_scope(std::chrono::steady_clock::time_point
                                            Raise raise) -> std::invoke_result_t<F&> {
   DeadlineScope scope;
   enter_deadline(scope, t);
+  // f may return normally after the scope's deadline cut one of its waits
+  // short: something inside caught that Cancelled and went on (a TaskGroup
+  // destructor, which cannot throw, cancels and drains its children so).
+  // The scope still raises TimedOut, as a cancel's mark stays raised (the
+  // file comment): otherwise the caller took work cut short for finished.
+  // A scope whose deadline ended no wait returns f's result, late or not.
+  bool left = false;  // the scope is left once, whichever way f ends
   try {
     if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
       f();
-      leave_deadline(scope);
+      left = true;
+      if (leave_deadline(scope)) raise();
     } else {
       auto r = f();
-      leave_deadline(scope);
+      left = true;
+      if (leave_deadline(scope)) raise();
       return r;
     }
   } catch (const Cancelled&) {
-    if (leave_deadline(scope)) raise();
+    if (!left && leave_deadline(scope)) raise();
     throw;
   } catch (...) {
-    leave_deadline(scope);
+    if (!left) leave_deadline(scope);
     throw;
   }
 }
@@ -68,7 +77,8 @@ SPINDLE_MAY_SUSPEND auto in_deadline_scope(std::chrono::steady_clock::time_point
 // with_deadline: runs f() on the calling fiber; if `t` passes first, the wait
 // f is in (or its next suspension point) is cancelled, the Cancelled unwinds
 // f, and with_deadline raises TimedOut ("spindle: timed out (with_deadline: the
-// deadline passed)"). Nested scopes: the earliest deadline
+// deadline passed)"), also when code inside f caught that Cancelled and
+// returned normally. Nested scopes: the earliest deadline
 // wins and is reported by its own scope (inner scopes let it pass). A cancel
 // from outside the scope surfaces as Cancelled, never TimedOut. A scope that
 // finishes in time leaves nothing behind (no timer is armed for the scope
