@@ -162,6 +162,8 @@ io_tls_trailing_dot_kept :: io/src/tls.cpp :: s{server_name\.remove_suffix\(1\);
 sync_mutex_timed_swallows_cancel :: sync/src/mutex.cpp :: s{detail::throw_if_cancelled\(s\);\s*return s == detail::Waiter::notified;}{return s == detail::Waiter::notified;} :: sync_timeouts :: ^sync_timeouts$
 runtime_scope_void_swallow_returns :: runtime/include/spindle/runtime/cancel.hpp :: s{F&>>\)\s*\x7b\s*f\(\);\s*left = true;\s*if \(leave_deadline\(scope\)\) raise\(\);}{F&>>) \x7b f(); left = true; leave_deadline(scope);} :: runtime_task_group :: ^runtime_task_group$
 runtime_scope_value_swallow_returns :: runtime/include/spindle/runtime/cancel.hpp :: s{auto r = f\(\);\s*left = true;\s*if \(leave_deadline\(scope\)\) raise\(\);}{auto r = f(); left = true; leave_deadline(scope);} :: runtime_cancel :: ^runtime_cancel$
+sync_generator_demand_per_call :: sync/include/spindle/sync/generator.hpp :: s{if \(!asked_\) \x7b}{if (true) \x7b} :: sync_generator_close :: ^sync_generator_close$
+sync_generator_closed_send_escapes :: sync/include/spindle/sync/generator.hpp :: s{if \(!s_->closing\.load\(std::memory_order_relaxed\)\) throw Cancelled\x7b\x7d;\s*if \(!std::exchange\(s_->exit_sent, true\)\) throw GeneratorExit\x7b\x7d;\s*throw;}{throw;} :: sync_generator_close :: ^sync_generator_close$
 EOF
 )
 

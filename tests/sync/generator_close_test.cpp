@@ -93,3 +93,59 @@ TEST_CASE("Generator::close: a body that swallows GeneratorExit ends at its next
     REQUIRE(yields_after_close.load() == 1);
   });
 }
+
+// A next() interrupted while the body works on its value (here by a
+// with_timeout) leaves one demand with the body: the value comes with the
+// following next(), and the body does not run ahead. Before, each next()
+// released another demand, and the body produced values nobody asked for.
+TEST_CASE("Generator: an interrupted next() does not make the body run ahead", "[generator]") {
+  run_checked(SPINDLE_TEST_WORKERS(), [] {
+    std::atomic<int> produced{0};
+    sp::Generator<int> g([&](auto& yield) {
+      for (int i = 0;; ++i) {
+        sp::sleep_for(30ms);
+        produced.fetch_add(1);
+        yield(i);
+      }
+    });
+    for (int k = 0; k < 3; ++k) {
+      FIBER_CHECK(spindle_test::raises<sp::TimedOut>([&] { (void)sp::with_timeout(2ms, [&] { return g.next(); }); }));
+    }
+    FIBER_CHECK(g.next() == std::optional<int>(0));
+    sp::sleep_for(150ms);  // room for several more values, if demand were left over
+    FIBER_CHECK(produced.load() == 1);
+    FIBER_CHECK(g.next() == std::optional<int>(1));
+    g.close();
+  });
+}
+
+// close() while the body's value waits for a consumer whose next() was
+// interrupted: the body's yield raises GeneratorExit (before: ChannelClosed,
+// a std::logic_error that a `catch (const std::exception&)` in the body
+// swallowed, its next yield throwing again at once: close() never returned).
+TEST_CASE("Generator::close: a value waiting for an interrupted consumer gets GeneratorExit", "[generator]") {
+  run_checked(SPINDLE_TEST_WORKERS(), [] {
+    std::atomic<bool> saw_exit{false};
+    std::atomic<int> swallowed{0};
+    sp::Generator<int> g([&](auto& yield) {
+      try {
+        for (int i = 0; i < 20; ++i) {  // bounded: a body that swallowed ChannelClosed yields on
+          sp::sleep_for(20ms);
+          try {
+            yield(i);
+          } catch (const std::exception&) {
+            swallowed.fetch_add(1);  // a body's own error handling
+          }
+        }
+      } catch (const sp::GeneratorExit&) {
+        saw_exit = true;
+        throw;
+      }
+    });
+    FIBER_CHECK(spindle_test::raises<sp::TimedOut>([&] { (void)sp::with_timeout(2ms, [&] { return g.next(); }); }));
+    sp::sleep_for(60ms);  // the value is ready and waits in yield
+    g.close();
+    FIBER_CHECK(saw_exit.load());
+    FIBER_CHECK(swallowed.load() == 0);
+  });
+}

@@ -31,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include <spindle/sync/detail/channel_lock.hpp>
@@ -63,6 +64,13 @@ struct ChannelAccess;
 
 template <class T>
 class Channel {
+  // A value is moved into a waiting receiver's slot (or out of a waiting
+  // sender's) after that waiter was chosen: a move that threw there would
+  // leave it woken by nobody and deaf to its own timeout and cancel for
+  // ever. A type whose move may throw goes in a std::unique_ptr.
+  static_assert(std::is_nothrow_move_constructible_v<T>,
+                "spindle::Channel<T>: T's move constructor must be noexcept (wrap T in a std::unique_ptr)");
+
  public:
   // Channel(capacity): rendezvous for 0, else bounded to `capacity` values.
   explicit Channel(std::size_t capacity = 0) : cap_(capacity) { buf_.set_floor(capacity); }

@@ -64,6 +64,7 @@ class Generator {
     // Set by close() before it releases `demand`; read by the body after
     // its acquire (the semaphore orders the two).
     std::atomic<bool> closing{false};
+    bool exit_sent = false;  // the body's: its yield raised GeneratorExit
   };
 
  public:
@@ -73,9 +74,26 @@ class Generator {
   class Yield {
    public:
     SPINDLE_MAY_SUSPEND void operator()(T v) {
-      s_->values.send(std::move(v));
+      try {
+        s_->values.send(std::move(v));
+      } catch (const ChannelClosed&) {
+        // close() or the destructor closed the channel while v waited for
+        // a consumer (one whose next() was interrupted): their exception,
+        // not the channel's. ChannelClosed is a std::logic_error, so a
+        // body's `catch (const std::exception&)` swallowed it and its next
+        // yield threw again without suspending: close() never returned.
+        // closing was stored before values.close(), whose lock orders it.
+        // Once: a body that swallowed its GeneratorExit and yields again
+        // gets ChannelClosed, which ends it (as before).
+        if (!s_->closing.load(std::memory_order_relaxed)) throw Cancelled{};
+        if (!std::exchange(s_->exit_sent, true)) throw GeneratorExit{};
+        throw;
+      }
       s_->demand.acquire();
-      if (s_->closing.load(std::memory_order_relaxed)) throw GeneratorExit{};
+      if (s_->closing.load(std::memory_order_relaxed)) {
+        s_->exit_sent = true;
+        throw GeneratorExit{};
+      }
     }
 
    private:
@@ -139,8 +157,16 @@ class Generator {
   // body's exception. May suspend; a cancellation point.
   SPINDLE_MAY_SUSPEND std::optional<T> next() {
     if (finished_) return std::nullopt;
-    s_->demand.release();
+    // One demand per value: a next() interrupted in recv (cancelled, a
+    // with_timeout) left its demand with the body, whose value the next
+    // call takes. Released again, the body ran ahead of the consumer,
+    // producing values (and their side effects) nobody had asked for.
+    if (!asked_) {
+      s_->demand.release();
+      asked_ = true;
+    }
     std::optional<T> v = s_->values.recv();
+    asked_ = false;
     if (!v) {
       finished_ = true;
       if (s_->error) std::rethrow_exception(std::exchange(s_->error, nullptr));
@@ -157,6 +183,7 @@ class Generator {
   Task<void> task_;
   bool finished_ = false;
   bool closed_ = false;  // close() finished: the body has ended
+  bool asked_ = false;   // a demand released whose value next() has not received
 };
 
 }  // namespace spindle

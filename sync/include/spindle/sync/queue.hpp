@@ -37,6 +37,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -114,6 +115,11 @@ struct HeapStore {
 
 template <class T, class Store>
 class BasicQueue {
+  // As Channel's (channel.hpp): an item moves into or out of a waiter's
+  // slot after that waiter was chosen, where a throw would strand it.
+  static_assert(std::is_nothrow_move_constructible_v<T>,
+                "spindle::Queue<T>: T's move constructor must be noexcept (wrap T in a std::unique_ptr)");
+
  public:
   // maxsize <= 0: unbounded.
   explicit BasicQueue(std::ptrdiff_t maxsize = 0) : max_(maxsize > 0 ? maxsize : 0) {
