@@ -164,6 +164,12 @@ runtime_scope_void_swallow_returns :: runtime/include/spindle/runtime/cancel.hpp
 runtime_scope_value_swallow_returns :: runtime/include/spindle/runtime/cancel.hpp :: s{auto r = f\(\);\s*left = true;\s*if \(leave_deadline\(scope\)\) raise\(\);}{auto r = f(); left = true; leave_deadline(scope);} :: runtime_cancel :: ^runtime_cancel$
 sync_generator_demand_per_call :: sync/include/spindle/sync/generator.hpp :: s{if \(!asked_\) \x7b}{if (true) \x7b} :: sync_generator_close :: ^sync_generator_close$
 sync_generator_closed_send_escapes :: sync/include/spindle/sync/generator.hpp :: s{if \(!s_->closing\.load\(std::memory_order_relaxed\)\) throw Cancelled\x7b\x7d;\s*if \(!std::exchange\(s_->exit_sent, true\)\) throw GeneratorExit\x7b\x7d;\s*throw;}{throw;} :: sync_generator_close :: ^sync_generator_close$
+http_server_star_for_any_method :: io/src/http/server.cpp :: s{if \(t == "\*"\) return req\.method == "OPTIONS";}{if (t == "*") return true;} :: http_server_hostile :: ^http_server_hostile$
+http_server_relative_target_served :: io/src/http/server.cpp :: s{return req\.method == "CONNECT" && colon}{return true || colon} :: http_server_hostile :: ^http_server_hostile$
+http_error_line_raw_target :: io/src/http/server.cpp :: s{put_escaped\(line, req\.target, kLogTarget\);}{line += req.target;} :: http_server_hostile :: ^http_server_hostile$
+http_log_line_uncapped :: io/src/http/server.cpp :: s{if \(line\.size\(\) - start \+ \(esc \? 4 : 1\) > cap\)}{if (false)} :: http_server_hostile http_server_disconnect :: ^http_server_(hostile|disconnect)$
+http_pipeline_never_yields :: io/src/http/server.cpp :: s{if \(\+\+in_a_row % kRequestsPerTurn == 0\) spindle::yield\(\);}{(void)in_a_row;} :: http_server_hostile :: ^http_server_hostile$
+http_drain_has_body_timeout :: io/src/http/server.cpp :: s{return with_deadline\(spindle::detail::deadline_after\(opt_\.read_timeout\), all\);}{return all();} :: http_server_hostile :: ^http_server_hostile$
 EOF
 )
 

@@ -301,3 +301,29 @@ TEST_CASE("server access log: one Common Log Format line per response, the peer'
     FIBER_CHECK(m[5]->status == "400");
   });
 }
+
+// A request line escaped to four bytes a byte (16 KiB of non-ASCII: 64 KiB)
+// is cut at whole escapes, so that a line stays under PIPE_BUF and one
+// write of it is not spliced with another's (log_to_stderr).
+TEST_CASE("server access log: a long request line is cut, the line under PIPE_BUF") {
+  run_checked(2, [] {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    http::ServerOptions o;
+    o.access_log = [&](std::string_view l) {
+      std::lock_guard lk(mu);
+      lines.emplace_back(l);
+    };
+    LiveServer srv([](http::Request&) { return http::Response::text_body(200, "ok"); }, o);
+    auto c = raw_connect(srv.port());
+    c.write_all("GET /" + std::string(12000, '\xC3') + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    FIBER_CHECK(read_all(c).starts_with("HTTP/1.1 200"));
+    std::lock_guard lk(mu);
+    FIBER_REQUIRE(lines.size() == 1);
+    const auto m = parse_clf(lines[0]);
+    FIBER_REQUIRE(m.has_value());
+    FIBER_CHECK(m->request.starts_with("GET /\\xC3\\xC3"));
+    FIBER_CHECK(m->request.ends_with("\\xC3... HTTP/1.1"));
+    FIBER_CHECK(lines[0].size() < 4096);
+  });
+}

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -206,6 +207,28 @@ TEST_CASE("server hostile: an absolute-form target reaches the handler as origin
       FIBER_CHECK(ask(bad).starts_with("HTTP/1.1 400 "));
       FIBER_CHECK(handled() == "none");
     }
+    // No leading '/': before, served, the Router splitting "admin/keys" as
+    // "/admin/keys" past a starts_with("/admin") check. "*" is OPTIONS's
+    // only, an authority CONNECT's (RFC 9112 3.2).
+    for (const char* bad : {"admin/keys", "admin", "?q=1", "*", "a.example:443", "%2Fadmin"}) {
+      INFO(bad);
+      FIBER_CHECK(ask(bad).starts_with("HTTP/1.1 400 "));
+      FIBER_CHECK(handled() == "none");
+    }
+    const auto raw = [&](const std::string& line) {
+      return exchange(srv.port(), line + " HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n");
+    };
+    FIBER_CHECK(raw("OPTIONS *").starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(handled() == "* a.example *");
+    FIBER_CHECK(raw("CONNECT a.example:443").starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(handled() == "a.example:443 a.example a.example:443");
+    for (const char* bad : {"CONNECT a.example/x", "CONNECT a.example", "CONNECT a.example:", "CONNECT [::1]"}) {
+      INFO(bad);
+      FIBER_CHECK(raw(bad).starts_with("HTTP/1.1 400 "));
+      FIBER_CHECK(handled() == "none");
+    }
+    FIBER_CHECK(raw("CONNECT [::1]:443").starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(handled() == "[::1]:443 a.example [::1]:443");
     FIBER_CHECK(still_serves(srv.port()));
   });
 }
@@ -506,6 +529,45 @@ TEST_CASE("server hostile: handler errors are logged with the request line by de
   });
 }
 
+// The default on_error line carries the peer's request line: escaped as
+// the access log's (before, raw: a '"' in the target closed the quoted
+// field and forged the rest of the line, 8-bit bytes such as a C1 CSI
+// reached the terminal), and capped, so that a line stays under PIPE_BUF
+// and one write of it is not spliced with another's.
+TEST_CASE("server hostile: the default error line escapes and caps the peer's request line") {
+  run_checked(2, [] {
+    StderrCapture cap;
+    const std::string long_tail(6000, '\x9b');
+    {
+      LiveServer srv([](http::Request& q) -> http::Response {
+        if (q.target.starts_with("/boom")) throw std::runtime_error("bad input: " + q.target);
+        return http::Response::text_body(200, "ok");
+      });
+      FIBER_CHECK(exchange(srv.port(), "GET /boom/a\"_from_6.6.6.6:_forged\x9b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                      .starts_with("HTTP/1.1 500 "));
+      FIBER_CHECK(exchange(srv.port(), "GET /boom/" + long_tail + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                      .starts_with("HTTP/1.1 500 "));
+    }
+    const std::string text = cap.text();
+    FIBER_CHECK(has_line(text, "error handling \"GET /boom/a\\x22_from_6.6.6.6:_forged\\x9B HTTP/1.1\" from 127.0.0.1:",
+                         "bad input: /boom/a\"_from_6.6.6.6:_forged\\x9B"));
+    FIBER_CHECK(text.find('\x9b') == std::string::npos);  // no raw byte reached the log
+    std::size_t longest = 0, lines = 0;
+    for (std::size_t at = 0; at < text.size();) {
+      const std::size_t nl = text.find('\n', at);
+      const std::size_t end = nl == std::string::npos ? text.size() : nl;
+      if (text.compare(at, 30, "spindle::http: error handling ") == 0) {
+        ++lines;
+        longest = std::max(longest, end - at);
+      }
+      at = end + 1;
+    }
+    FIBER_CHECK(lines == 2);
+    FIBER_CHECK(longest < 4096);  // PIPE_BUF: one atomic write
+    FIBER_CHECK(text.find("\\x9B... HTTP/1.1\" from") != std::string::npos);  // whole escapes, then "..."
+  });
+}
+
 TEST_CASE("server hostile: serve() before listen() is an error, not a spin") {
   run_checked(1, [] {
     http::Server srv([](http::Request&) { return http::Response::text_body(200, "ok"); });
@@ -648,5 +710,86 @@ TEST_CASE("server hostile: a handler that echoes CR/LF into a response field get
       FIBER_CHECK(errors[1].find("Bad Name") != std::string::npos);
       FIBER_CHECK(errors[2].find("reason phrase") != std::string::npos);
     }
+  });
+}
+
+// A client that pipelines requests and reads the answers as fast as they
+// come never makes its connection's fiber wait: before, that fiber
+// answered them all in a row while the worker's other connections waited
+// (one worker: a second client's request was answered after all 1,000).
+// Now the fiber yields every 16 requests.
+TEST_CASE("server hostile: a pipelining client does not keep its worker from other connections") {
+  run_checked(1, [] {
+    std::mutex mu;
+    std::vector<std::string> order;  // targets, as the server answered them
+    http::ServerOptions o;
+    o.idle_release_after = std::chrono::milliseconds(0);
+    o.access_log = [&](std::string_view l) {
+      std::lock_guard lk(mu);
+      order.emplace_back(l.substr(l.find("\"GET ") + 5, 6));
+    };
+    LiveServer srv([](http::Request&) { return http::Response::text_body(200, "ok"); }, o);
+    auto a = raw_connect(srv.port());
+    auto b = raw_connect(srv.port());
+    sp::sleep_for(50ms);  // both accepted, their fibers waiting for a request
+    std::string burst;
+    for (int i = 0; i < 1000; ++i) burst += "GET /aaaa HTTP/1.1\r\nHost: x\r\n\r\n";
+    burst += "GET /aaaa HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    a.write_all(burst);  // ~30 KiB: the socket takes it whole
+    b.write_all("GET /bbbb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    auto reader = sp::spawn([&] { return read_all(a); });
+    FIBER_CHECK(read_all(b).starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(count_substr(reader.join(), "HTTP/1.1 200 ") == 1001);
+    std::lock_guard lk(mu);
+    const auto at = std::find(order.begin(), order.end(), "/bbbb ") - order.begin();
+    INFO("the other client's request was answered after " << at << " of the pipeliner's");
+    FIBER_CHECK(order.size() == 1002);
+    FIBER_CHECK(at < 200);
+  });
+}
+
+// A body nobody reads (a POST to a 404) is drained before the answer, to
+// keep the connection; dripped, that drain had body_timeout (300 s), the
+// client getting no answer meanwhile. Now read_timeout bounds the whole
+// drain (nginx's lingering_time is 30 s), then the answer goes out with
+// Connection: close.
+TEST_CASE("server hostile: a dripped body nobody reads is drained within read_timeout, then answered") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.read_timeout = std::chrono::milliseconds(500);
+    o.stream_bodies = true;  // as a Router server's: the handler reads, or not
+    http::Router r;
+    r.post("/x", [](http::Request&) { return http::Response::text_body(200, "x"); });
+    r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok"); });
+    LiveServer srv(std::move(r), o);
+    auto c = raw_connect(srv.port());
+    c.write_all("POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    auto drip = sp::spawn([&] {
+      try {
+        for (int i = 0; i < 100; ++i) {
+          c.write_all("a");
+          sp::sleep_for(50ms);  // each byte well within read_timeout
+        }
+      } catch (const std::system_error&) {
+      }
+    });
+    const auto t0 = Clock::now();
+    std::string got;
+    try {
+      // The head: the connection then lingers while the drip goes on.
+      sp::with_timeout(slack(4s), [&] { c.read_until(got, "\r\n\r\n", 64 * 1024); });
+    } catch (const sp::TimedOut&) {
+      got = "TIMEOUT";
+    }
+    const auto took = Clock::now() - t0;
+    drip.cancel();
+    try {
+      drip.join();
+    } catch (const sp::Cancelled&) {
+    }
+    FIBER_CHECK(got.starts_with("HTTP/1.1 404 "));
+    FIBER_CHECK(got.find("Connection: close\r\n") != std::string::npos);
+    FIBER_CHECK(took < slack(3s));  // read_timeout and a little; before: the drip's 5 s and on
+    FIBER_CHECK(still_serves(srv.port()));
   });
 }

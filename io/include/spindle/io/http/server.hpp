@@ -327,7 +327,9 @@ struct ServerOptions {
   // the server answers itself before; its request line "-" when the head
   // did not parse; an upgrade is logged as 101). Bytes of the request line
   // that could end a field or a line in a log reader (", \, control bytes,
-  // non-ASCII) are written as \xHH. Empty (the default): no log.
+  // non-ASCII) are written as \xHH, the method cut at 32 bytes and the
+  // target at 2 KiB of that (at whole escapes, then "..."): a line stays
+  // under PIPE_BUF. Empty (the default): no log.
   // http::log_to_stderr writes each line to stderr. What it throws is
   // dropped. Called concurrently from many fibers: a sink with state
   // needs a lock.
@@ -352,7 +354,8 @@ struct ServerOptions {
 };
 
 // log_to_stderr: an access_log sink: the line and a newline on stderr,
-// in one write (lines from concurrent requests do not interleave).
+// whole (a short write is continued) and under a process-wide lock, so
+// lines from concurrent requests do not interleave.
 void log_to_stderr(std::string_view line) noexcept;
 
 class Server {
