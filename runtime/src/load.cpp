@@ -6,8 +6,6 @@
 // and asks the policy where its sockets go (placement::
 // consolidation_target). The CPU time the policy's looks and trials read
 // comes from the kernel through KernelCpu.
-#include <fcntl.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,13 +37,12 @@ std::atomic<int> g_spare_override{-1};
 // system idle iowait irq softirq steal ..."), in jiffies summed over the
 // CPUs; idle counts iowait too (a CPU waiting on a disk runs nothing).
 // False when the file cannot be read or parsed (then nothing is known and
-// spreads are decided by their trials alone).
-bool read_machine_cpu(placement::SpareCpu::Times& t) noexcept {
-  const int fd = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
+// spreads are decided by their trials alone). `fd`: /proc/stat, opened
+// once with the runtime, and `cpus` counted then (Scheduler::proc_stat_).
+bool read_machine_cpu(int fd, unsigned cpus, placement::SpareCpu::Times& t) noexcept {
   if (fd < 0) return false;
   char buf[256];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);  // from the start: the kernel makes it anew
   if (n <= 0) return false;
   buf[n] = '\0';
   unsigned long long v[8] = {};
@@ -56,7 +53,7 @@ bool read_machine_cpu(placement::SpareCpu::Times& t) noexcept {
   t.idle = v[3] + v[4];
   t.total = 0;
   for (unsigned long long x : v) t.total += x;
-  t.cpus = static_cast<unsigned>(std::max(1, get_nprocs()));
+  t.cpus = cpus;
   return true;
 }
 }  // namespace
@@ -71,7 +68,7 @@ bool Scheduler::spread_allowed(std::chrono::steady_clock::time_point now) noexce
   // so spare) and open a trial.
   if (spare_cpu_.wants_sample(now)) {
     placement::SpareCpu::Times t;
-    if (read_machine_cpu(t)) spare_cpu_.sample(now, t);
+    if (read_machine_cpu(proc_stat_, online_cpus_, t)) spare_cpu_.sample(now, t);
   }
   if (!spread_trials_.allowed(now)) return false;
   if (const int o = g_spare_override.load(std::memory_order_relaxed); o >= 0) return o == 1;

@@ -3,6 +3,10 @@
 // the waker's side of "Park/unpark" are in idle.cpp.
 #include "scheduler.hpp"
 
+#include <fcntl.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -67,6 +71,8 @@ Scheduler::Scheduler(const RuntimeOptions& o)
       stacks_(o.stack_size, o.guard_pages),
       offload_pools_(&opts_, "shutdown", &cpus_) {
   install_overflow_handler();
+  proc_stat_ = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
+  online_cpus_ = static_cast<unsigned>(std::max(1, get_nprocs()));
   const unsigned n = worker_count(o);
   placement_.period = o.handoff_after;
   placement_.consolidate = o.consolidate_io;
@@ -94,6 +100,7 @@ Scheduler::~Scheduler() {
   while (foreign_wakes_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   // After the workers joined: their loops no longer watch the io fds.
   if (void* e = ext_.load(std::memory_order_acquire)) ext_destroy_(e);
+  if (proc_stat_ >= 0) ::close(proc_stat_);  // the workers that read it have joined
   std::lock_guard lk(g_schedulers_mu);
   g_schedulers.erase(std::find(g_schedulers.begin(), g_schedulers.end(), this));
 }

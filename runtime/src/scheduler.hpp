@@ -163,6 +163,14 @@ class Scheduler {
   void* move_ctx_ = nullptr;              // written before move_fn_'s release
   placement::SpreadTrials spread_trials_;
   placement::SpareCpu spare_cpu_;
+  // /proc/stat, open for the runtime's life, and the CPUs online when it
+  // started, for spread_allowed's samples (load.cpp). Opened per sample
+  // (with get_nprocs() opening /sys/devices/system/cpu/online), these were
+  // descriptors that came and went under a program's feet at any moment:
+  // tests that compare /proc/self/fd around a scope failed 1 run in ~30
+  // under load. Written before the workers start; -1: none.
+  int proc_stat_ = -1;
+  unsigned online_cpus_ = 1;
   KernelCpu cpu_{*this};
 
   std::atomic<bool> stopping_{false};
