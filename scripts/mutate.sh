@@ -153,8 +153,6 @@ http_blank_lines_not_skipped :: io/src/http/server.cpp :: s{while \(n < buf\.siz
 http_blank_lines_unbounded :: io/src/http/server.cpp :: s{\+\+n;\s*--left;}{++n;} :: http_server_hostile :: ^http_server_hostile$
 runtime_fd_limit_not_raised :: runtime/src/runtime.cpp :: s{if \(options\.raise_fd_limit\) detail::raise_fd_limit_once\(\);}{} :: io_fd_limit :: ^io_fd_limit$
 runtime_fd_limit_option_ignored :: runtime/src/runtime.cpp :: s{if \(options\.raise_fd_limit\) detail}{detail} :: io_fd_limit :: ^io_fd_limit$
-io_spawn_keeps_raised_fd_limit :: io/src/process.cpp :: s{\(void\)::prlimit\(pid, RLIMIT_NOFILE, &lim, nullptr\);}{(void)lim;} :: io_fd_limit :: ^io_fd_limit$
-io_spawn_overrides_program_fd_limit :: runtime/src/fd_limit.cpp :: s{ \|\| now\.rlim_cur != g_set\)}{)} :: io_fd_limit :: ^io_fd_limit$
 io_tls_reader_backlog_unbounded :: io/src/tls.cpp :: s{if \(s\.out_pending\(\) > kReaderBacklog\) s\.flush\(true\);}{} :: io_tls_hostile :: ^io_tls_hostile$
 io_tls_idle_read_holds_buffer :: io/src/tls.cpp :: s{recv_buf\.reset\(\);\s*detail::idle_wait\(tcp, "tls read"\);}{detail::idle_wait(tcp, "tls read");} :: io_tls :: ^io_tls$
 io_tls_server_handshake_at_once :: io/src/tls.cpp :: s{detail::wait_readable\(s, "tls handshake"\);}{} :: io_tls_hostile :: ^io_tls_hostile$
@@ -170,6 +168,8 @@ http_error_line_raw_target :: io/src/http/server.cpp :: s{put_escaped\(line, req
 http_log_line_uncapped :: io/src/http/server.cpp :: s{if \(line\.size\(\) - start \+ \(esc \? 4 : 1\) > cap\)}{if (false)} :: http_server_hostile http_server_disconnect :: ^http_server_(hostile|disconnect)$
 http_pipeline_never_yields :: io/src/http/server.cpp :: s{if \(\+\+in_a_row % kRequestsPerTurn == 0\) spindle::yield\(\);}{(void)in_a_row;} :: http_server_hostile :: ^http_server_hostile$
 http_drain_has_body_timeout :: io/src/http/server.cpp :: s{return with_deadline\(spindle::detail::deadline_after\(opt_\.read_timeout\), all\);}{return all();} :: http_server_hostile :: ^http_server_hostile$
+io_tls_server_ignores_read_ahead :: io/src/tls.cpp :: s{if \(!has_read_ahead\(s\)\) detail::wait_readable}{detail::wait_readable} :: io_tls_hostile :: ^io_tls_hostile$
+io_tls_feed_ignores_read_ahead :: io/src/tls.cpp :: s{\} else if \(has_read_ahead\(tcp\)\) \x7b}{\} else if (false) \x7b} :: io_tls_hostile :: ^io_tls_hostile$
 EOF
 )
 

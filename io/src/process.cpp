@@ -42,7 +42,6 @@
 
 #include <spindle/io/process.hpp>
 #include <spindle/runtime/cancel.hpp>
-#include <spindle/runtime/detail/fd_limit.hpp>
 #include <spindle/runtime/task_group.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 
@@ -364,14 +363,6 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
     if (!o.cwd.empty()) what += " (cwd '" + o.cwd + "')";
     throw_path(rc, what, argv[0]);
   }
-  // The descriptor limit the process started with, when spindle raised it
-  // (runtime/src/fd_limit.cpp): a child that uses select(2) must not be
-  // handed descriptors past FD_SETSIZE. posix_spawn has no action for a
-  // limit, so it is set here, just after the child began its program: its
-  // loader's first microseconds run under the raised limit (too short to
-  // open a thousand descriptors). A setuid child refuses it (EPERM) and
-  // keeps the raised one.
-  if (rlimit lim{}; spindle::detail::fd_limit_for_children(lim)) (void)::prlimit(pid, RLIMIT_NOFILE, &lim, nullptr);
   for (auto& c : child) {
     if (c.fd >= 0) ::close(c.release());
   }

@@ -126,6 +126,13 @@ std::string drain_errors() {
   throw std::system_error(make_error_code(tls_error::config), "spindle::io: TLS: " + what + ": " + drain_errors());
 }
 
+// has_read_ahead: s holds bytes a read_line or read_until read past its
+// delimiter (tcp.hpp). Read by the stream's one reader.
+bool has_read_ahead(TcpStream& s) noexcept {
+  const detail::StreamTurns* t = detail::StreamAccess::turns(s);
+  return t != nullptr && t->buffered() != 0;
+}
+
 bool is_ip_literal(std::string_view host) {
   const std::string h(host);
   unsigned char buf[16];
@@ -376,6 +383,14 @@ struct detail::TlsState {
     std::size_t n = 0;
     if (direct_n >= kReadChunk) {
       n = tcp.read_some(dst, kReadChunk, ec);
+    } else if (has_read_ahead(tcp)) {
+      // Bytes the TcpStream read ahead before TLS took it over (a
+      // read_line of "STARTTLS" that took the ClientHello with it): only
+      // its read_some returns them; the socket alone would wait for ever
+      // or hand the ciphertext over out of order.
+      if (!recv_buf) recv_buf = std::make_unique_for_overwrite<char[]>(kReadChunk);
+      dst = recv_buf.get();
+      n = tcp.read_some(dst, kReadChunk, ec);
     } else {
       // Into recv_buf, without holding it across a wait: taken, the socket
       // read without waiting, and if nothing was there, given back before
@@ -536,7 +551,7 @@ TlsStream TlsStream::server(TcpStream s, const TlsContext& ctx) {
   // SSL_do_handshake takes ~55 KiB of record buffers, and a client that
   // connects and sends nothing held them (with our receive buffer, ~73 KiB
   // a connection) for the whole handshake deadline.
-  detail::wait_readable(s, "tls handshake");
+  if (!has_read_ahead(s)) detail::wait_readable(s, "tls handshake");
   auto st = new_state(std::move(s), ctx, ctx.impl_);
   SSL_set_accept_state(st->ssl);
   st->handshake();
@@ -593,8 +608,10 @@ std::size_t TlsStream::read_plain(void* p, std::size_t n, std::error_code& ec) {
         // Plaintext this read took out of OpenSSL is the caller's: thrown
         // away, a read_line or read_until would roll back and the next
         // read go on past it, the stream silently short. The cancel is
-        // not lost by returning it: its mark stays, and the caller's next
-        // wait raises it (docs/runtime.md "Cancellation").
+        // not lost by returning it: a Task::cancel's mark stays, and the
+        // caller's next wait raises it (docs/runtime.md "Cancellation");
+        // a deadline scope's expiry raises TimedOut when the scope ends,
+        // the plaintext then lost with the rest of what the scope did.
         if (r <= 0) throw;
       }
     }

@@ -5,27 +5,23 @@
 // never calls select (epoll and poll only), and at 1,024 a server runs out
 // of descriptors at a few hundred connections (http::Server's default
 // max_connections is 7/8 of the soft limit). Go raises the soft limit to
-// the hard one at start for the same reason (go.dev/issue/46279) and, since
-// 1.21, starts child processes with the limit the process began with, so a
-// child that uses select is not handed descriptors it cannot hold; spindle
-// does both (io/src/process.cpp applies fd_limit_for_children).
-//
-// State: g_original and g_set are written once, inside call_once, before
-// the release store of g_raised; a reader loads g_raised with acquire
-// first (a spawn on one runtime may race the first construction of
-// another, on another thread).
+// the hard one at start for the same reason (go.dev/issue/46279). Children
+// inherit the raised limit: Go (since 1.21) sets the original one in the
+// child between fork and exec, which posix_spawn has no action for, and a
+// prlimit(2) on the child after posix_spawn returned came too late (a
+// review's probe: 226 of 300 children had reached main() first, and 117 of
+// 300 that raised their own limit at start, as Go and spindle do, were put
+// back to 1,024 by it). docs/runtime.md "Descriptor limit".
 #include <spindle/runtime/detail/fd_limit.hpp>
 
-#include <atomic>
+#include <sys/resource.h>
+
 #include <mutex>
 
 namespace spindle::detail {
 namespace {
 
 std::once_flag g_once;
-std::atomic<bool> g_raised{false};
-rlimit g_original{};  // what the process had before the raise
-rlim_t g_set = 0;     // the soft limit the raise set
 
 }  // namespace
 
@@ -33,21 +29,9 @@ void raise_fd_limit_once() noexcept {
   std::call_once(g_once, [] {
     rlimit r{};
     if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= r.rlim_max) return;
-    const rlimit original = r;
     r.rlim_cur = r.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &r) != 0) return;  // not allowed (a seccomp policy): keep the limit
-    g_original = original;
-    g_set = r.rlim_cur;
-    g_raised.store(true, std::memory_order_release);
+    (void)::setrlimit(RLIMIT_NOFILE, &r);  // refused (a seccomp policy): the limit stays
   });
-}
-
-bool fd_limit_for_children(rlimit& out) noexcept {
-  if (!g_raised.load(std::memory_order_acquire)) return false;
-  rlimit now{};
-  if (::getrlimit(RLIMIT_NOFILE, &now) != 0 || now.rlim_cur != g_set) return false;
-  out = g_original;
-  return true;
 }
 
 }  // namespace spindle::detail

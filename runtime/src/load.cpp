@@ -68,7 +68,7 @@ bool Scheduler::spread_allowed(std::chrono::steady_clock::time_point now) noexce
   // so spare) and open a trial.
   if (spare_cpu_.wants_sample(now)) {
     placement::SpareCpu::Times t;
-    if (read_machine_cpu(proc_stat_, online_cpus_, t)) spare_cpu_.sample(now, t);
+    if (read_machine_cpu(proc_stat_.fd, online_cpus_, t)) spare_cpu_.sample(now, t);
   }
   if (!spread_trials_.allowed(now)) return false;
   if (const int o = g_spare_override.load(std::memory_order_relaxed); o >= 0) return o == 1;

@@ -71,7 +71,7 @@ Scheduler::Scheduler(const RuntimeOptions& o)
       stacks_(o.stack_size, o.guard_pages),
       offload_pools_(&opts_, "shutdown", &cpus_) {
   install_overflow_handler();
-  proc_stat_ = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
+  proc_stat_.fd = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
   online_cpus_ = static_cast<unsigned>(std::max(1, get_nprocs()));
   const unsigned n = worker_count(o);
   placement_.period = o.handoff_after;
@@ -100,7 +100,6 @@ Scheduler::~Scheduler() {
   while (foreign_wakes_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   // After the workers joined: their loops no longer watch the io fds.
   if (void* e = ext_.load(std::memory_order_acquire)) ext_destroy_(e);
-  if (proc_stat_ >= 0) ::close(proc_stat_);  // the workers that read it have joined
   std::lock_guard lk(g_schedulers_mu);
   g_schedulers.erase(std::find(g_schedulers.begin(), g_schedulers.end(), this));
 }

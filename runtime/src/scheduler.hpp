@@ -3,6 +3,8 @@
 // and deadlock state.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -169,7 +171,17 @@ class Scheduler {
   // descriptors that came and went under a program's feet at any moment:
   // tests that compare /proc/self/fd around a scope failed 1 run in ~30
   // under load. Written before the workers start; -1: none.
-  int proc_stat_ = -1;
+  // Closed by its destructor: after ~Scheduler's body joined the workers,
+  // and also when the constructor throws after opening it.
+  struct OwnedFd {
+    int fd = -1;
+    OwnedFd() = default;
+    OwnedFd(const OwnedFd&) = delete;
+    OwnedFd& operator=(const OwnedFd&) = delete;
+    ~OwnedFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } proc_stat_;
   unsigned online_cpus_ = 1;
   KernelCpu cpu_{*this};
 

@@ -127,7 +127,7 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
           }
           awoke = false;
           if (to_front) waiters_.push_front(&node); else waiters_.push_back(&node);
-          return detail::Waiter::notified;
+          return true;
         },
         "mutex");
 

@@ -104,11 +104,12 @@ struct RuntimeOptions {
   // its hard limit, once per process (the first Runtime created with this
   // on does it; later ones find it done), as Go does at start: spindle
   // never uses select(2), and at the common soft limit of 1,024 a server
-  // runs out of descriptors at a few hundred connections. Processes
-  // spawned through io::spawn start with the limit the process had, while
-  // the raised one is in force (a limit the program sets itself reaches
-  // them). Off: this Runtime leaves the limit alone. docs/runtime.md
-  // "Descriptor limit".
+  // runs out of descriptors at a few hundred connections. Children the
+  // process starts inherit the raised limit (a child that uses select(2)
+  // and opens more than 1,024 descriptors overflows its fd_set; start it
+  // through `sh -c 'ulimit -n 1024; exec prog'`), and so does any library
+  // in the process. Off: this Runtime leaves the limit alone.
+  // docs/runtime.md "Descriptor limit".
   bool raise_fd_limit = true;
   // Print the fiber dump on SIGQUIT (handled on worker 0's loop).
   bool dump_on_sigquit = true;
