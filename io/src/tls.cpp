@@ -598,7 +598,7 @@ std::size_t TlsStream::read_plain(void* p, std::size_t n, std::error_code& ec) {
         // kReaderBacklog waiting in `out`, the reader waits its turn to
         // send them (Go's reader always does), so such a peer stalls
         // instead of growing `out` for as long as the writer waits: one
-        // HTTP/2 connection grew by ~2 MB a second before.
+        // HTTP/2 connection grew by ~1.7 MB a second before.
         if (s.out_pending() > kReaderBacklog) s.flush(true);
       } catch (const std::system_error&) {
         // The write side is cut (write_broken): writers see it; the
