@@ -1610,8 +1610,11 @@ void Server::State::serve_conn(Conn& c) {
 #if SPINDLE_HAVE_HTTP2
         // Prior knowledge: a plain connection that opens with the HTTP/2
         // preface ("PRI * HTTP/2.0..."; the session checks the rest). No
-        // HTTP/1.1 request has the method PRI (RFC 9113 3.4).
-        if (!c.spoke_h1 && opt.http2.enabled && !s.is_tls() && buf.size() >= 3 &&
+        // HTTP/1.1 request has the method PRI (RFC 9113 3.4). Opens: no
+        // blank line skipped before it (the preface is the connection's
+        // first bytes; "\nPRI" is an HTTP/1.1 request line, a 400).
+        if (!c.spoke_h1 && c.blank_left == Conn::kMaxBlankBytes && opt.http2.enabled && !s.is_tls() &&
+            buf.size() >= 3 &&
             std::string_view(static_cast<const char*>(buf.data().data()), 3) == "PRI") {
           return serve_http2(c, {static_cast<const char*>(buf.data().data()), buf.size()});
         }
