@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -100,6 +101,19 @@ std::optional<Clf> parse_clf(std::string_view l) {
   if (!date_ok || !status_ok || !bytes_ok || c.host != "127.0.0.1") return std::nullopt;
   return c;
 }
+
+// AccessLines: an access_log sink that keeps every line, under its lock
+// (the server calls it from its connections' fibers).
+struct AccessLines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::function<void(std::string_view)> sink() {
+    return [this](std::string_view l) {
+      std::lock_guard lk(mu);
+      lines.emplace_back(l);
+    };
+  }
+};
 
 }  // namespace
 
@@ -257,13 +271,9 @@ TEST_CASE("server disconnect: disconnect_check zero lets the handler run to its 
 
 TEST_CASE("server access log: one Common Log Format line per response, the peer's bytes escaped") {
   run_checked(2, [] {
-    std::mutex mu;
-    std::vector<std::string> lines;
+    AccessLines log;
     http::ServerOptions o;
-    o.access_log = [&](std::string_view l) {
-      std::lock_guard lk(mu);
-      lines.emplace_back(l);
-    };
+    o.access_log = log.sink();
     http::Router r;
     r.get("/a", [](http::Request&) { return http::Response::text_body(200, "hello"); });
     r.get("/empty", [](http::Request&) { return http::Response::text_body(204, ""); });
@@ -280,7 +290,8 @@ TEST_CASE("server access log: one Common Log Format line per response, the peer'
     FIBER_CHECK(send("GET /a\"b\xC3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 "));
     FIBER_CHECK(send("NOT HTTP\r\n\r\n").starts_with("HTTP/1.1 400"));
     FIBER_CHECK(send("GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));  // no Host
-    std::lock_guard lk(mu);
+    std::lock_guard lk(log.mu);
+    const std::vector<std::string>& lines = log.lines;
     FIBER_REQUIRE(lines.size() == 6);
     std::optional<Clf> m[6];
     for (int i = 0; i < 6; ++i) {
@@ -307,18 +318,15 @@ TEST_CASE("server access log: one Common Log Format line per response, the peer'
 // write of it is not spliced with another's (log_to_stderr).
 TEST_CASE("server access log: a long request line is cut, the line under PIPE_BUF") {
   run_checked(2, [] {
-    std::mutex mu;
-    std::vector<std::string> lines;
+    AccessLines log;
     http::ServerOptions o;
-    o.access_log = [&](std::string_view l) {
-      std::lock_guard lk(mu);
-      lines.emplace_back(l);
-    };
+    o.access_log = log.sink();
     LiveServer srv([](http::Request&) { return http::Response::text_body(200, "ok"); }, o);
     auto c = raw_connect(srv.port());
     c.write_all("GET /" + std::string(12000, '\xC3') + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     FIBER_CHECK(read_all(c).starts_with("HTTP/1.1 200"));
-    std::lock_guard lk(mu);
+    std::lock_guard lk(log.mu);
+    const std::vector<std::string>& lines = log.lines;
     FIBER_REQUIRE(lines.size() == 1);
     const auto m = parse_clf(lines[0]);
     FIBER_REQUIRE(m.has_value());

@@ -40,6 +40,14 @@ const tls_test::TestCerts& certs() {
 
 io::TlsContext server_ctx() { return io::TlsContext::server({certs().cert_file, certs().key_file}); }
 
+// echo_once: one read's bytes back, then close_notify.
+void echo_once(io::TlsStream& t) {
+  char b[8];
+  const std::size_t n = t.read_some(b, sizeof b);
+  t.write_all(b, n);
+  t.shutdown();
+}
+
 // RawClient: a TLS 1.3 client on a blocking socket, for a plain thread.
 struct RawClient {
   int fd = -1;
@@ -193,10 +201,7 @@ TEST_CASE("TLS client: a server name with a trailing dot verifies as the name wi
     auto sctx = server_ctx();
     auto server = sp::spawn([&] {
       io::TlsStream t = io::TlsStream::server(l.accept(), sctx);
-      char b[8];
-      const std::size_t n = t.read_some(b, sizeof b);
-      t.write_all(b, n);
-      t.shutdown();
+      echo_once(t);
     });
     auto cctx = io::TlsContext::client({.ca_file = certs().ca_file});
     io::TlsStream c = io::TlsStream::client(io::TcpStream::connect(l.local_endpoint()), cctx, "localhost.");
@@ -222,10 +227,7 @@ TEST_CASE("TLS server: a ClientHello already read ahead by a read_line (STARTTLS
       sp::sleep_for(50ms);  // "STARTTLS\n" and the ClientHello both arrived
       FIBER_CHECK(s.read_line() == "STARTTLS\n");  // the ClientHello read ahead behind it
       io::TlsStream t = io::TlsStream::server(std::move(s), sctx);
-      char b[8];
-      const std::size_t n = t.read_some(b, sizeof b);
-      t.write_all(b, n);
-      t.shutdown();
+      echo_once(t);
     });
     auto cctx = io::TlsContext::client({.ca_file = certs().ca_file});
     io::TcpStream raw = io::TcpStream::connect(l.local_endpoint());

@@ -181,46 +181,33 @@ TEST_CASE("cancelling the owner in wait cancels the group and rethrows Cancelled
   });
 }
 
-TEST_CASE("with_timeout around a group raises TimedOut after the children ended", "[task_group][timeout]") {
+// With wait(), and with none: then the destructor waits, catches the
+// deadline's Cancelled (it cannot throw) and cancels the children; before
+// 61a1f7f with_timeout then returned normally, work cut short taken for
+// finished.
+TEST_CASE("with_timeout around a group raises TimedOut after the children ended, wait() or the destructor",
+          "[task_group][timeout]") {
   const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
-  run_checked(workers, [] {
-    std::atomic<int> cancelled{0};
-    bool timed_out = false;
-    try {
-      // 100 ms: room for the sleeper to start even under TSan (see above).
-      sp::with_timeout(100ms, [&] {
-        sp::TaskGroup g;
-        g.spawn([&] { start_and_sleep(cancelled); });
-        g.spawn([] { sp::sleep_for(1ms); });
-        g.wait();
-      });
-    } catch (const sp::TimedOut&) {
-      timed_out = true;
-    }
-    FIBER_CHECK(timed_out);
-    FIBER_CHECK(cancelled.load() == 1);
-  });
-}
-
-// The same with no wait(): the destructor waits, catches the deadline's
-// Cancelled (it cannot throw) and cancels the children. Before, with_timeout
-// then returned normally: work cut short, taken for finished.
-TEST_CASE("with_timeout around a group that only its destructor waits for raises TimedOut", "[task_group][timeout]") {
-  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
-  run_checked(workers, [] {
-    std::atomic<int> cancelled{0};
-    bool timed_out = false;
-    try {
-      sp::with_timeout(100ms, [&] {
-        sp::TaskGroup g;
-        g.spawn([&] { start_and_sleep(cancelled); });
-      });
-    } catch (const sp::TimedOut&) {
-      timed_out = true;
-    }
-    FIBER_CHECK(timed_out);
-    FIBER_CHECK(cancelled.load() == 1);
-  });
+  for (const bool explicit_wait : {true, false}) {
+    INFO("explicit wait(): " << explicit_wait);
+    run_checked(workers, [explicit_wait] {
+      std::atomic<int> cancelled{0};
+      bool timed_out = false;
+      try {
+        // 100 ms: room for the sleeper to start even under TSan (see above).
+        sp::with_timeout(100ms, [&] {
+          sp::TaskGroup g;
+          g.spawn([&] { start_and_sleep(cancelled); });
+          g.spawn([] { sp::sleep_for(1ms); });
+          if (explicit_wait) g.wait();
+        });
+      } catch (const sp::TimedOut&) {
+        timed_out = true;
+      }
+      FIBER_CHECK(timed_out);
+      FIBER_CHECK(cancelled.load() == 1);
+    });
+  }
 }
 
 TEST_CASE("the destructor waits, and reports a failure nobody received", "[task_group]") {
