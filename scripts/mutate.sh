@@ -169,7 +169,7 @@ http_log_line_uncapped :: io/src/http/server.cpp :: s{if \(line\.size\(\) - star
 http_pipeline_never_yields :: io/src/http/server.cpp :: s{if \(\+\+in_a_row % kRequestsPerTurn == 0\) spindle::yield\(\);}{(void)in_a_row;} :: http_server_hostile :: ^http_server_hostile$
 http_drain_has_body_timeout :: io/src/http/server.cpp :: s{return with_deadline\(spindle::detail::deadline_after\(opt_\.read_timeout\), all\);}{return all();} :: http_server_hostile :: ^http_server_hostile$
 io_tls_server_ignores_read_ahead :: io/src/tls.cpp :: s{if \(!has_read_ahead\(s\)\) detail::wait_readable}{detail::wait_readable} :: io_tls_hostile :: ^io_tls_hostile$
-io_tls_feed_ignores_read_ahead :: io/src/tls.cpp :: s{\} else if \(has_read_ahead\(tcp\)\) \x7b}{\} else if (false) \x7b} :: io_tls_hostile :: ^io_tls_hostile$
+io_tls_feed_ignores_read_ahead :: io/src/tls.cpp :: s{if \(direct_n >= kReadChunk \|\| has_read_ahead\(tcp\)\)}{if (direct_n >= kReadChunk)} :: io_tls_hostile :: ^io_tls_hostile$
 http_preface_after_blank_lines :: io/src/http/server.cpp :: s{!c\.spoke_h1 && c\.blank_left == Conn::kMaxBlankBytes && }{!c.spoke_h1 && } :: http_server_hostile :: ^http_server_hostile$
 EOF
 )

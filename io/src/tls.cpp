@@ -381,15 +381,15 @@ struct detail::TlsState {
     }
     char* dst = static_cast<char*>(direct);
     std::size_t n = 0;
-    if (direct_n >= kReadChunk) {
-      n = tcp.read_some(dst, kReadChunk, ec);
-    } else if (has_read_ahead(tcp)) {
-      // Bytes the TcpStream read ahead before TLS took it over (a
-      // read_line of "STARTTLS" that took the ClientHello with it): only
-      // its read_some returns them; the socket alone would wait for ever
-      // or hand the ciphertext over out of order.
-      if (!recv_buf) recv_buf = std::make_unique_for_overwrite<char[]>(kReadChunk);
-      dst = recv_buf.get();
+    if (direct_n >= kReadChunk || has_read_ahead(tcp)) {
+      // The caller's buffer, or bytes the TcpStream read ahead before TLS
+      // took it over (a read_line of "STARTTLS" that took the ClientHello
+      // with it): only its read_some returns those; the socket alone would
+      // wait for ever or hand the ciphertext over out of order.
+      if (direct_n < kReadChunk) {
+        if (!recv_buf) recv_buf = std::make_unique_for_overwrite<char[]>(kReadChunk);
+        dst = recv_buf.get();
+      }
       n = tcp.read_some(dst, kReadChunk, ec);
     } else {
       // Into recv_buf, without holding it across a wait: taken, the socket
