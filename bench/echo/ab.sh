@@ -16,14 +16,16 @@
 #       each side: SPINDLE_ECHO64[:KIND[:WORKERS]], KIND spindle (default) or
 #       libuv, WORKERS 1 by default; CONNS 1000, REQUESTS 600000, ROUNDS 6.
 #       AB_PIN=1: the pinned layout (server `taskset -c 0`, client
-#       `taskset -c 1`).
+#       `taskset -c 1`). AB_SERVER_CPUS / AB_CLIENT_CPUS (taskset lists)
+#       pin either side anywhere, e.g. a 2-worker server on CPUs 0-1 and
+#       its client on 2 of a larger machine.
 #
 #   two builds:   bench/echo/ab.sh /tmp/old/spindle_echo64 build/release/bench/echo/spindle_echo64
 #   against libuv: e=build/release/bench/echo/spindle_echo64; bench/echo/ab.sh $e:libuv $e:spindle:2
 #   the three: bench/echo/ab.sh $e:libuv,$e:spindle:1,$e:spindle:2 100 300000 8
 set -euo pipefail
 if [[ $# -lt 1 || ($# -lt 2 && $1 != *,*) ]]; then
-  sed -n '2,23p' "$0" >&2
+  sed -n '2,26p' "$0" >&2
   exit 2
 fi
 if [[ $1 == *,* ]]; then
@@ -39,6 +41,8 @@ if [[ ${AB_PIN:-0} == 1 ]]; then
   server_pin=(taskset -c 0)
   client_pin=(taskset -c 1)
 fi
+[[ -n ${AB_SERVER_CPUS:-} ]] && server_pin=(taskset -c "$AB_SERVER_CPUS")
+[[ -n ${AB_CLIENT_CPUS:-} ]] && client_pin=(taskset -c "$AB_CLIENT_CPUS")
 n=${#specs[@]}
 declare -a bin kind workers cpus rates
 for ((i = 0; i < n; i++)); do
