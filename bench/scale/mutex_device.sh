@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # mutex_device.sh: Mutex scaling on a machine with many cores, two builds
-# side by side (docs/sync.md "On 16 cores, it scales"). For each
+# side by side (docs/sync.md "Choices", Mutex, on 16 cores). For each
 # worker count W and work R, runs `spindle_ab_loops mutex_work W R` from
 # build A and build B alternately ROUNDS times, pinned to CPUs 0..W-1, and
 # std::mutex on W threads (mutex_work_std) once per round; each run prints
