@@ -323,7 +323,10 @@ struct detail::TlsState {
       }
       std::unique_lock g(send_mu, std::adopt_lock);
       flush_wanted.store(false, std::memory_order_seq_cst);
-      // For this flush only (file comment): sized to the first chunk.
+      // For this flush only (file comment): sized to what `out` holds, and
+      // grown when more came in behind (a writer's 64 KiB queued while a
+      // reader's small answer waited on the socket; sent in answer-sized
+      // pieces, that was ~2,400 sends, at a peer's asking).
       std::unique_ptr<char[]> send_buf;
       std::size_t cap = 0;
       for (;;) {
@@ -335,7 +338,7 @@ struct detail::TlsState {
             out = replace_if_grown(out, false);  // `out` is empty: give its memory back
             shed();
           } else {
-            if (!send_buf) {
+            if (!send_buf || (cap < pending && cap < kSendChunk)) {
               cap = std::min(pending, kSendChunk);
               send_buf.reset(new (std::nothrow) char[cap]);
               if (!send_buf) {

@@ -5,10 +5,13 @@
 //    writer is blocked on it: the answers waiting for that writer are
 //    bounded, the reader waits its turn (before: they grew for as long as
 //    the writer waited), and everything flows once the peer reads;
+//  - a writer's bytes queued behind a reader's answer that waits on the
+//    socket go out in large sends, not answer-sized ones;
 //  - a server name with a trailing dot verifies as the name without it.
 // The hostile client is plain OpenSSL on a blocking socket in a thread.
 #include <malloc.h>
 #include <netinet/in.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_data_segs_out (glibc's is older)
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -55,11 +58,11 @@ struct RawClient {
   SSL* ssl = nullptr;
 
   // rcvbuf: a small receive buffer, so that a server writing to a client
-  // that does not read blocks after little. Sends and receives time out
+  // that does not read blocks after little (0: the system's default). Sends and receives time out
   // after 10 s, so a stuck case fails instead of hanging.
   RawClient(std::uint16_t port, int rcvbuf) {
     fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     const timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -192,6 +195,88 @@ TEST_CASE("TLS: key updates requested while our writer is blocked stall the peer
   INFO("bytes read when the peer had sent everything: " << at_stall << " of " << kUpdates);
   CHECK(peer_ok.load());
   CHECK(at_stall < static_cast<std::size_t>(kUpdates));
+}
+
+// A reader that answers a key update sends the answer itself when no
+// writer holds the socket; if the peer reads nothing, that send blocks,
+// holding the send lock with a buffer sized to the ~27-byte answer. A
+// writer's 64 KiB queued meanwhile went out, once the peer read, in
+// answer-sized sends: ~2,400 sends (and segments, with TCP_NODELAY) for
+// 64 KiB, the peer's to ask for as often as it likes. Counted as the data
+// segments the server's socket sent (TCP_INFO) once the peer reads.
+TEST_CASE("TLS: a writer's bytes queued behind a reader's small answer go out in large writes") {
+  certs();
+  const std::string big(64 * 1024, 'b');
+  std::atomic<std::size_t> got{0};  // bytes the server's reader read: one per key update
+  std::atomic<bool> peer_stalled{false}, may_read{false};
+  std::atomic<std::size_t> peer_got{0};
+  std::uint32_t segs = 0;
+  run_checked(2, [&] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    auto ctx = server_ctx();
+    const std::uint16_t port = l.local_endpoint().port();
+    std::thread peer([&] {
+      RawClient c(port, 4 * 1024);  // the answers soon fill it
+      if (!c.connected) return;
+      // One key update at a time, each answered before the next, until an
+      // answer is not: its send waits on the full socket, and no other
+      // answer is left behind it.
+      for (std::size_t i = 0; i < 20000; ++i) {
+        if (SSL_key_update(c.ssl, SSL_KEY_UPDATE_REQUESTED) != 1 || SSL_write(c.ssl, "x", 1) != 1) break;
+        const auto until = std::chrono::steady_clock::now() + 300ms;
+        while (got.load() <= i && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(100us);
+        if (got.load() <= i) {
+          peer_stalled.store(true);
+          break;
+        }
+      }
+      while (!may_read.load()) std::this_thread::sleep_for(1ms);
+      std::vector<char> buf(64 * 1024);
+      for (;;) {
+        const int n = SSL_read(c.ssl, buf.data(), static_cast<int>(buf.size()));
+        if (n <= 0) break;
+        peer_got.fetch_add(static_cast<std::size_t>(n));
+      }
+    });
+    io::TcpStream raw = l.accept();
+    const int sndbuf = 4 * 1024;
+    ::setsockopt(raw.native_handle(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    raw.set_nodelay(true);
+    const int fd = raw.native_handle();
+    io::TlsStream s = io::TlsStream::server(std::move(raw), ctx);
+    auto reader = sp::spawn([&] {
+      std::vector<char> buf(4096);
+      try {
+        for (;;) {
+          const std::size_t n = s.read_some(buf.data(), buf.size());
+          if (n == 0) break;
+          got.fetch_add(n);
+        }
+      } catch (const std::system_error&) {
+        // the peer closes without close_notify: the end of this test
+      }
+    });
+    FIBER_CHECK(wait_until([&] { return peer_stalled.load(); }));
+    auto writer = sp::spawn([&] { s.write_all(big); });  // queued behind the waiting answer
+    sp::sleep_for(50ms);
+    ::tcp_info before{};
+    socklen_t len = sizeof before;
+    FIBER_CHECK(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &before, &len) == 0);
+    may_read.store(true);
+    writer.join();
+    FIBER_CHECK(wait_until([&] { return peer_got.load() == big.size(); }));
+    ::tcp_info after{};
+    len = sizeof after;
+    FIBER_CHECK(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &after, &len) == 0);
+    segs = after.tcpi_data_segs_out - before.tcpi_data_segs_out;
+    s.shutdown();  // the peer's read ends, then its close ends the reader's
+    peer.join();
+    reader.join();
+    s.close();
+  });
+  INFO("key updates answered before one waited: " << got.load() << "; data segments once the peer read: " << segs);
+  CHECK(peer_got.load() == big.size());
+  CHECK(segs < 400);  // 37-39 here; 1,679-2,438 with the buffer sized to the answer
 }
 
 TEST_CASE("TLS client: a server name with a trailing dot verifies as the name without it") {
