@@ -128,6 +128,20 @@ TEST_CASE("router: a malformed escape in the path is 400") {
   CHECK(allow == "GET");
 }
 
+// A guard on the raw path() missed "/%61dmin/keys", which the router
+// routes as "/admin/:what": decoded_path() is the path the router saw.
+TEST_CASE("request: decoded_path is the path the router matched; path() stays raw") {
+  http::Router r;
+  r.get("/admin/:what", [](http::Request& req) {
+    return http::Response::text_body(req.decoded_path().starts_with("/admin/") ? 200 : 500, std::string(req.path()));
+  });
+  CHECK(call(r, "/%61dmin/keys") == "200 /%61dmin/keys");
+  http::Request q;
+  q.target = "/a%20b/c%2Fd+e?x=%20";
+  CHECK(q.path() == "/a%20b/c%2Fd+e");
+  CHECK(q.decoded_path() == "/a b/c/d+e");
+}
+
 TEST_CASE("request: query_params decodes the query; query() stays raw") {
   http::Request q;
   q.target = "/search?tag=a&tag=b%20c&name=J%C3%B6hn+Doe&empty&=x";

@@ -8,6 +8,7 @@
 
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
+#include <spindle/io/http/url.hpp>
 
 #include "ascii.hpp"
 #include "ordered_json.hpp"
@@ -46,6 +47,8 @@ std::string_view Request::path() const noexcept {
   const std::string_view t = target;
   return t.substr(0, t.find('?'));
 }
+
+std::string Request::decoded_path() const { return url_decode(path()); }
 
 std::string_view Request::query() const noexcept {
   const std::string_view t = target;

@@ -119,6 +119,12 @@ struct Request {
   // on the wire (still percent-encoded). query_params: query() decoded
   // (QueryParams::parse: '+' is a space, repeated keys kept in order).
   std::string_view path() const noexcept;
+  // decoded_path: path() percent-decoded ('+' stays '+', %2F becomes '/'),
+  // what the Router's literal segments compare against (aiohttp's
+  // request.path, Go's URL.Path). A guard on a path prefix belongs here,
+  // not on path(): "/%61dmin/keys" reaches a route "/admin/:what" while
+  // its path() does not start with "/admin".
+  std::string decoded_path() const;
   std::string_view query() const noexcept;
   QueryParams query_params() const { return QueryParams::parse(query()); }
   // param: a path parameter by name ("" when absent).
