@@ -175,7 +175,11 @@ class Hub {
     struct sigaction sa {};
     sa.sa_handler = &on_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    // SA_ONSTACK: the signal may interrupt a fiber deep in its small stack,
+    // where the kernel's frame (AT_MINSIGSTKSZ, 3,376 bytes with AVX-512)
+    // does not fit; each worker has an alternate stack (overflow.cpp).
+    // Threads without one run it where they are, as before.
+    sa.sa_flags = SA_RESTART | SA_ONSTACK;
     if (::sigaction(s, &sa, &saved_[s]) != 0) {
       throw std::system_error(errno, std::system_category(), "spindle::io: sigaction");
     }
