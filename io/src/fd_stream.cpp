@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include <spindle/runtime/cancel.hpp>
@@ -50,7 +52,8 @@ FdStream::FdStream(FdStream&& o) noexcept
       pool_(std::exchange(o.pool_, false)),
       pool_broken_(std::exchange(o.pool_broken_, false)),
       socket_(o.socket_),
-      restore_blocking_(std::exchange(o.restore_blocking_, false)),
+      dev_(o.dev_),
+      ino_(o.ino_),
       turns_(std::move(o.turns_)) {}
 
 FdStream& FdStream::operator=(FdStream&& o) noexcept {
@@ -61,7 +64,8 @@ FdStream& FdStream::operator=(FdStream&& o) noexcept {
     pool_ = std::exchange(o.pool_, false);
     pool_broken_ = std::exchange(o.pool_broken_, false);
     socket_ = o.socket_;
-    restore_blocking_ = std::exchange(o.restore_blocking_, false);
+    dev_ = o.dev_;
+    ino_ = o.ino_;
     turns_ = std::move(o.turns_);
   }
   return *this;
@@ -101,6 +105,31 @@ bool record_oriented(int fd, bool socket) noexcept {
   return ::isatty(fd) != 0;
 }
 
+// NonblockUsers: per file (st_dev, st_ino), how many open pollable
+// FdStreams need O_NONBLOCK on it, and whether one of them set the flag.
+// The flag belongs to the open file description, which dups share: two
+// streams on dups of one pipe end (or fds 0-2 of a terminal) once each
+// restored "their" flag at close, and the first to close cleared it under
+// the other, whose next read then blocked its worker. Keyed by the file,
+// not the description (Linux tells descriptions apart only with kcmp(2),
+// which seccomp profiles often refuse): two descriptions of one file (a
+// FIFO opened twice) each get the flag at adopt, and only the last
+// stream's is put back, so an earlier one's stays set if its description
+// outlives its stream (the lesser fault: a flag left set, not a worker
+// blocked). Leaf lock; adopt and close only.
+struct NonblockUsers {
+  struct Use {
+    int streams = 0;
+    bool set_by_us = false;
+  };
+  std::mutex mu;
+  std::map<std::pair<dev_t, ino_t>, Use> files;
+  static NonblockUsers& get() {
+    static auto* u = new NonblockUsers;  // never destroyed: streams may close during exit
+    return *u;
+  }
+};
+
 }  // namespace
 
 FdStream FdStream::adopt(int fd) {
@@ -122,33 +151,56 @@ FdStream FdStream::adopt(int fd) {
     s.pool_ = true;
     return s;
   }
-  const int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0) detail::throw_errno(errno, "spindle::io: FdStream::adopt: fcntl");
-  if ((fl & O_NONBLOCK) == 0) {
-    if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
-      detail::throw_errno(errno, "spindle::io: FdStream::adopt: fcntl(O_NONBLOCK)");
+  NonblockUsers& users = NonblockUsers::get();
+  const std::pair<dev_t, ino_t> file{st.st_dev, st.st_ino};
+  {
+    std::lock_guard g(users.mu);
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0) detail::throw_errno(errno, "spindle::io: FdStream::adopt: fcntl");
+    bool set = false;
+    if ((fl & O_NONBLOCK) == 0) {
+      if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        detail::throw_errno(errno, "spindle::io: FdStream::adopt: fcntl(O_NONBLOCK)");
+      }
+      set = true;
     }
-    s.restore_blocking_ = true;
+    NonblockUsers::Use& use = users.files[file];
+    ++use.streams;
+    use.set_by_us = use.set_by_us || set;
   }
   // Reactor::open closes fd itself if it fails (descriptor table full,
   // epoll_ctl refused after the probe said yes): the stream must not close
   // it again, nor touch the number afterwards (it may already be another
   // file's), so O_NONBLOCK stays on the description in that rare case.
-  const bool restore = std::exchange(s.restore_blocking_, false);
   s.fd_ = -1;
-  s.d_ = detail::Reactor::get().open(fd, true, true);
+  try {
+    s.d_ = detail::Reactor::get().open(fd, true, true);
+  } catch (...) {
+    std::lock_guard g(users.mu);
+    if (--users.files[file].streams == 0) users.files.erase(file);
+    throw;
+  }
   s.fd_ = fd;
+  s.dev_ = file.first;
+  s.ino_ = file.second;
   s.d_->records = record_oriented(fd, s.socket_);
-  s.restore_blocking_ = restore;
   return s;
 }
 
 void FdStream::close() noexcept {
   if (fd_ < 0) return;
   if (d_ != nullptr) {
-    if (restore_blocking_) {
-      const int fl = ::fcntl(fd_, F_GETFL);
-      if (fl >= 0) (void)::fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK);
+    {
+      NonblockUsers& users = NonblockUsers::get();
+      std::lock_guard g(users.mu);
+      const auto it = users.files.find({dev_, ino_});
+      if (it != users.files.end() && --it->second.streams == 0) {
+        if (it->second.set_by_us) {
+          const int fl = ::fcntl(fd_, F_GETFL);
+          if (fl >= 0) (void)::fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK);
+        }
+        users.files.erase(it);
+      }
     }
     detail::Reactor::close(std::exchange(d_, nullptr));
   } else {
@@ -160,7 +212,6 @@ void FdStream::close() noexcept {
   fd_ = -1;
   pool_ = false;
   pool_broken_ = false;
-  restore_blocking_ = false;
   // Read-ahead bytes die with the stream (only touched when there are some,
   // as in TcpStream::close).
   if (!turns_.ahead.empty()) turns_ = detail::StreamTurns();

@@ -224,6 +224,38 @@ TEST_CASE("adopt restores O_NONBLOCK on close and leaves the fd's description as
   });
 }
 
+// Two streams on dups of one pipe end share one O_NONBLOCK flag (the open
+// file description's, as fds 0-2 of a terminal do). The first to close
+// cleared it under the other, whose next read then blocked its worker for
+// good (a helper's repro: with_timeout never fired, no other fiber ran).
+TEST_CASE("two streams on dups of one description: closing one leaves the other non-blocking") {
+  run_checked(1, [] {
+    auto [r, w] = make_pipe();
+    const int keep = ::dup(r);  // to look at the flag after both are gone
+    auto first = io::FdStream::adopt(::dup(r));
+    auto second = io::FdStream::adopt(r);
+    first.close();
+    const bool nonblocking = (::fcntl(keep, F_GETFL) & O_NONBLOCK) != 0;
+    FIBER_CHECK(nonblocking);
+    if (nonblocking) {  // else the read below would block this test's only worker
+      bool timed_out = false;
+      try {
+        sp::with_timeout(20ms, [&] {
+          char c;
+          (void)second.read_some(&c, 1);
+        });
+      } catch (const sp::TimedOut&) {
+        timed_out = true;
+      }
+      FIBER_CHECK(timed_out);
+    }
+    second.close();
+    FIBER_CHECK((::fcntl(keep, F_GETFL) & O_NONBLOCK) == 0);  // the last one puts it back
+    ::close(keep);
+    ::close(w);
+  });
+}
+
 TEST_CASE("fds epoll refuses go through the blocking pool: a regular file and /dev/null") {
   run_checked(2, [] {
     warm_reactor();

@@ -18,7 +18,12 @@
 //    the fiber and is a cancellation point obeying with_timeout /
 //    with_deadline. O_NONBLOCK is a property of the open file description,
 //    which a terminal or an inherited pipe shares with other processes (the
-//    shell): close() puts the flag back as adopt() found it.
+//    shell) and with this process's own dups: close() puts the flag back as
+//    adopt() found it once no other FdStream of the process is open on the
+//    file. While it is set, this process's own blocking writes to the same
+//    description (stdio's printf to a stdout that is also adopted) can fail
+//    with EAGAIN and lose output: adopt a dup of stdout only where nothing
+//    else writes to it, or write through the stream.
 //  - a descriptor epoll refuses (a regular file, /dev/null: "always
 //    ready") transfers through the runtime's blocking() pool, one call of at
 //    most 1 MiB per job, each job waited for inside shield(): such a call
@@ -40,6 +45,7 @@
 // operation must be called on a fiber.
 #pragma once
 
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <cstddef>
@@ -110,8 +116,11 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   SPINDLE_MAY_SUSPEND std::size_t write_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
   SPINDLE_MAY_SUSPEND void write_all_iov(iovec* iov, std::size_t cnt);
 
-  // close: restores the fd's O_NONBLOCK flag as adopt() found it, then
-  // closes the fd. Idempotent; never suspends.
+  // close: restores the fd's O_NONBLOCK flag as adopt() found it, unless
+  // another FdStream of this process is still open on the same file (a
+  // dup of it shares the flag: clearing it under that stream made its next
+  // read block the worker), then closes the fd. Idempotent; never
+  // suspends.
   void close() noexcept;
   bool is_open() const noexcept { return fd_ >= 0; }
   // fd: the descriptor (-1 when closed); still owned by the stream.
@@ -135,7 +144,11 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   bool pool_ = false;         // not pollable: transfers run on the blocking pool
   bool pool_broken_ = false;  // pool_: a write_all was cut short
   bool socket_ = false;            // recv and send(MSG_NOSIGNAL) rather than read and writev
-  bool restore_blocking_ = false;  // adopt() set O_NONBLOCK: close() clears it
+  // Pollable: the file this stream is on (fstat's st_dev, st_ino), for the
+  // process-wide count of streams that need O_NONBLOCK on it (fd_stream.cpp,
+  // NonblockUsers): the flag is put back only when the last one closes.
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
   detail::StreamTurns turns_;
 };
 
