@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -246,7 +247,12 @@ std::vector<int> checked(std::vector<int> sigs) {
                               "spindle::io: signal " + std::to_string(s) + " cannot be waited for");
     }
   }
-  return sigs;
+  // Each signal once: one listed twice was returned twice per arrival.
+  std::vector<int> once;
+  for (int s : sigs) {
+    if (std::find(once.begin(), once.end(), s) == once.end()) once.push_back(s);
+  }
+  return once;
 }
 
 }  // namespace
@@ -256,11 +262,13 @@ SignalSet::SignalSet(std::initializer_list<int> signums) : SignalSet(std::vector
 SignalSet::SignalSet(const std::vector<int>& signums) : impl_(new Impl) {
   try {
     impl_->sigs = checked(signums);
+    // Counted from before the handler is installed: an arrival between the
+    // install and a later read was counted (the old disposition no longer
+    // applied) and then taken for the baseline, returned to nobody. Before
+    // the install only our handler counts, so nothing is counted twice.
+    for (int s : impl_->sigs) impl_->seen.push_back(g_count[s].load(std::memory_order_seq_cst));
     Hub& hub = Hub::get();
     hub.watch(impl_->sigs);
-    // Counted from now: arrivals before the handler was installed took the
-    // old disposition. Read after installing (under watch's lock release).
-    for (int s : impl_->sigs) impl_->seen.push_back(g_count[s].load(std::memory_order_seq_cst));
   } catch (...) {
     delete impl_;
     throw;

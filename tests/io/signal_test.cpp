@@ -121,6 +121,15 @@ TEST_CASE("SignalSet: a signal's handler runs off the interrupted fiber's stack"
   });
 }
 
+TEST_CASE("SignalSet: a signal listed twice is returned once per arrival") {
+  run_checked(1, [&] {
+    io::SignalSet set({SIGUSR1, SIGUSR2, SIGUSR1});
+    ::raise(SIGUSR1);
+    FIBER_CHECK(set.wait() == SIGUSR1);
+    FIBER_CHECK(!set.try_wait());  // was SIGUSR1 again
+  });
+}
+
 TEST_CASE("SignalSet: a signal between two waits is kept for the next wait") {
   run_checked(1, [&] {
     io::SignalSet set({SIGUSR1, SIGUSR2});
