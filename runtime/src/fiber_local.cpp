@@ -17,12 +17,24 @@ struct FiberLocalSlots {
     void (*deleter)(void*) = nullptr;
   };
   std::vector<Slot> slots;
-  ~FiberLocalSlots() {
-    // Reverse order of keys, like thread_local destruction.
-    for (auto it = slots.rbegin(); it != slots.rend(); ++it) {
-      if (it->value != nullptr && it->deleter != nullptr) it->deleter(it->value);
+  // clear: destroys every value, in reverse order of keys like thread_local
+  // destruction. A value's destructor may use another FiberLocal (even one
+  // already destroyed), which makes a new value here: the slots are taken
+  // out before the round, and rounds repeat while values appear, at most
+  // kRounds (pthread's PTHREAD_DESTRUCTOR_ITERATIONS, 4); what a destructor
+  // still makes after that stays (as with pthread keys). Before, such a
+  // value was made in a new table nobody freed (a fiber's) or in the vector
+  // being walked (a plain thread's).
+  void clear() noexcept {
+    constexpr int kRounds = 4;
+    for (int round = 0; round < kRounds && !slots.empty(); ++round) {
+      std::vector<Slot> taken = std::exchange(slots, {});
+      for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
+        if (it->value != nullptr && it->deleter != nullptr) it->deleter(it->value);
+      }
     }
   }
+  ~FiberLocalSlots() { clear(); }
 };
 
 namespace {
@@ -54,6 +66,9 @@ void fiber_local_set(std::size_t key, void* value, void (*deleter)(void*)) {
 }
 
 void destroy_fiber_locals(Fiber* f) noexcept {
+  // Cleared while still the fiber's table, so that values made by the
+  // destructors land in it (clear()); then freed.
+  if (f->locals_ != nullptr) f->locals_->clear();
   delete std::exchange(f->locals_, nullptr);
 }
 
