@@ -1,6 +1,8 @@
 // fiber.cpp: spawn, a fiber's life on its stack, join and cancel.
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
+#include <string>
 #include <typeinfo>
 #include <vector>
 
@@ -62,6 +64,13 @@ Fiber::~Fiber() {
                  "nobody joined: %s\n",
                  static_cast<unsigned long long>(id_), name_.c_str(), where_.file_name(),
                  static_cast<unsigned>(where_.line()), what.c_str());
+  }
+}
+
+void check_stack_size(std::size_t size, const char* what) {
+  if (size > kMaxStackSize) {
+    throw std::length_error(std::string(what) + " of " + std::to_string(size) +
+                            " bytes is over the limit of 1 GiB");
   }
 }
 

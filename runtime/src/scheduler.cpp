@@ -27,6 +27,11 @@ std::mutex g_schedulers_mu;
 std::vector<Scheduler*> g_schedulers;  // guarded by g_schedulers_mu
 std::atomic<long> g_external_work{0};
 
+const RuntimeOptions& checked(const RuntimeOptions& o) {
+  check_stack_size(o.stack_size, "spindle::Runtime: RuntimeOptions::stack_size");
+  return o;
+}
+
 unsigned worker_count(const RuntimeOptions& o) {
   if (o.workers != 0) return o.workers;
   const unsigned n = std::thread::hardware_concurrency();
@@ -68,7 +73,7 @@ void main_finished(Scheduler* s) noexcept { s->main_finished(); }
 Scheduler::Scheduler(const RuntimeOptions& o)
     : opts_(o),
       cpus_(o.pin_workers),
-      stacks_(o.stack_size, o.guard_pages),
+      stacks_(checked(o).stack_size, o.guard_pages),
       offload_pools_(&opts_, "shutdown", &cpus_) {
   install_overflow_handler();
   proc_stat_.fd = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);

@@ -1,11 +1,14 @@
 // stacks_test.cpp: fiber stacks. Idle workers give the memory of cold free
 // stacks back to the system (the scavenger), a scavenged stack works when
-// reused, and stacks without guard pages (guard_pages = false: only the
-// canary) run fibers that fit their stack without a false report.
+// reused, stacks without guard pages (guard_pages = false: only the
+// canary) run fibers that fit their stack without a false report, and a
+// stack size over 1 GiB is refused at spawn.
 // The overflow reports themselves are death tests (tests/death).
 #include <spindle/sync/event.hpp>
 
 #include <atomic>
+#include <cstdint>
+#include <stdexcept>
 #include <cstring>
 #include <fstream>
 #include <vector>
@@ -114,4 +117,24 @@ TEST_CASE("stacks without guard pages run fibers that fit without a false report
     for (auto& t : tasks) t.join();
   });
   CHECK(done.load() == 300);
+}
+
+// A stack size past 1 GiB is refused where it is asked for: SIZE_MAX wrapped
+// to 0 when rounded to pages (a plain SIGSEGV when the fiber first ran), and
+// sizes from 2^50 aborted on the worker rather than failing the spawn.
+TEST_CASE("a stack size over 1 GiB is a length_error at spawn and at Runtime", "[stacks]") {
+  run_checked(1, [] {
+    for (const std::size_t size : {SIZE_MAX, std::size_t{1} << 50, (std::size_t{1} << 30) + 1}) {
+      bool refused = false;
+      try {
+        (void)sp::spawn(sp::SpawnOptions{.stack_size = size}, [] {});
+      } catch (const std::length_error&) {
+        refused = true;
+      }
+      FIBER_CHECK(refused);
+    }
+    // Up to the limit it is an ordinary (lazily touched) stack.
+    FIBER_CHECK(sp::spawn(sp::SpawnOptions{.stack_size = 1 << 20}, [] { return touch_stack(512 * 1024); }).join() >= -256);
+  });
+  CHECK_THROWS_AS(sp::Runtime(sp::RuntimeOptions{.stack_size = SIZE_MAX}), std::length_error);
 }

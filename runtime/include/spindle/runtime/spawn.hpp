@@ -28,6 +28,7 @@ auto make_task_maybe_cancelled(Scheduler* target, const SpawnOptions* opts,
                tup = std::make_tuple(std::forward<Args>(args)...)]() mutable -> R {
     return std::apply(fn, std::move(tup));
   };
+  if (opts) check_stack_size(opts->stack_size, "spindle::spawn: SpawnOptions::stack_size");
   auto* fiber = new TaskFiber<R, decltype(body)>(std::move(body));
   fiber->add_ref();  // one for the Task, one for the scheduler
   if (start_cancelled) fiber->cancel_requested_.store(true, std::memory_order_relaxed);
