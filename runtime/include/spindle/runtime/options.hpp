@@ -14,7 +14,8 @@ struct RuntimeOptions {
   // 1 is a supported single-threaded mode.
   unsigned workers = 0;
   // Default stack size of a fiber (bytes, rounded up to the page size). Only
-  // touched pages cost memory, so the default is small but roomy.
+  // touched pages cost memory, so the default is small but roomy. Over 1 GiB:
+  // std::length_error from the Runtime's constructor.
   std::size_t stack_size = 64 * 1024;
   // Put a PROT_NONE guard page below every stack so an overflow is caught and
   // reported with the fiber's name. Past a share of vm.max_map_count the pool
@@ -119,7 +120,7 @@ struct RuntimeOptions {
 // the call site of the aggregate initialisation, which is the spawn call.
 struct SpawnOptions {
   std::string name{};
-  std::size_t stack_size = 0;  // 0: the runtime's default
+  std::size_t stack_size = 0;  // 0: the runtime's default; over 1 GiB: std::length_error at spawn
   spindle::source_location where = spindle::source_location::current();
 };
 
