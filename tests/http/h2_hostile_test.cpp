@@ -434,6 +434,46 @@ TEST_CASE("h2 hostile: request trailers reach the handler at the body's end; ove
   });
 }
 
+// A body read whole has read_timeout in all, from the stream's start, as
+// over HTTP/1.1 (docs/http.md); it had body_timeout (300 s by default,
+// meant for streamed bodies), so a client dripping a byte now and then held
+// each of its 100 streams' buffered bodies ten times as long (a helper's
+// probe: the HTTP/1.1 request ended at 1.0 s, the HTTP/2 one at 6.0 s).
+TEST_CASE("h2 hostile: a body read whole and dripped ends after read_timeout, not body_timeout") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.read_timeout = std::chrono::milliseconds(300);
+    o.body_timeout = std::chrono::milliseconds(60'000);
+    std::atomic<int> calls{0};
+    http::Router r;
+    r.post("/whole", [&](http::Request& q) {
+      calls.fetch_add(1);
+      return http::Response::text_body(200, std::to_string(q.body.size()));
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    c.send(preface() + settings_ack() + headers(1, plain_block("POST", "/whole"), false));
+    std::atomic<bool> stop{false};
+    // A byte every 100 ms: each read well within read_timeout.
+    auto drip = sp::spawn([&] {
+      for (int i = 0; i < 600 && !stop.load(); ++i) {
+        if (!c.send(frame(DATA, 0, 1, "x"))) return;
+        sp::sleep_for(100ms);
+      }
+    });
+    const auto t0 = Clock::now();
+    c.until([&](const Frame& f) { return (f.type == RST_STREAM || f.type == HEADERS) && f.stream == 1; }, slack(5s));
+    const auto took = Clock::now() - t0;
+    stop.store(true);
+    drip.join();
+    expect(has(c, RST_STREAM, 1) || c.status_of(1) != 0, "stream 1 still open after 5 s:" + describe(c));
+    FIBER_CHECK(took < slack(5s));  // 60 s with body_timeout
+    FIBER_CHECK(calls.load() == 0);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
 // An HPACK bomb: one 4 KB table entry, referenced by one byte each time.
 // Past 4 x max_head the stream is reset (ENHANCE_YOUR_CALM) and the rest
 // of its block only decoded: nghttp2 checks every byte of every field it

@@ -525,6 +525,12 @@ std::size_t H2Body::read_some(std::span<std::byte> out) {
 }
 
 void H2Body::load(std::string& into, std::size_t limit) {
+  // A body read whole has read_timeout in all, as over HTTP/1.1 (from the
+  // request's start there; from the load's here, which follows the head at
+  // once): body_timeout is for streamed bodies, and under it a client
+  // dripping bytes held each stream's buffered body for 300 s.
+  const ServerOptions& o = c_.env_.opt;
+  if (o.read_timeout.count() > 0) deadline_ = std::min(deadline_, Clock::now() + o.read_timeout);
   if (const auto cl = st_.req.headers.get("content-length")) {
     std::uint64_t n = 0;
     const auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
