@@ -256,11 +256,6 @@ class TaskFiber final : public ResultFiber<T> {
   std::optional<F> fn_;  // engaged until invoke() ends (or never run)
 };
 
-// Hands a new fiber to the scheduler of the calling worker (or, from a plain
-// thread, to the runtime registered as current; see Runtime). Takes one
-// reference (the scheduler's); the caller keeps its own.
-// `target` is the runtime to use from a plain thread (nullptr: the calling
-// worker's, else the most recently started runtime).
 // check_stack_size: throws std::length_error for a stack size over
 // kMaxStackSize (1 GiB, Go's limit on 64-bit): SIZE_MAX wrapped to 0 when
 // rounded to pages (a plain SIGSEGV at the fiber's first run), and sizes
@@ -268,6 +263,11 @@ class TaskFiber final : public ResultFiber<T> {
 inline constexpr std::size_t kMaxStackSize = std::size_t{1} << 30;
 void check_stack_size(std::size_t size, const char* what);
 
+// Hands a new fiber to the scheduler of the calling worker (or, from a plain
+// thread, to the runtime registered as current; see Runtime). Takes one
+// reference (the scheduler's); the caller keeps its own.
+// `target` is the runtime to use from a plain thread (nullptr: the calling
+// worker's, else the most recently started runtime).
 void schedule_new(Fiber* f, Scheduler* target, const char* name, std::size_t name_len,
                   std::size_t stack_size, const spindle::source_location& where);
 
