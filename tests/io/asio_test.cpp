@@ -109,6 +109,21 @@ TEST_CASE("end of stream is exactly boost::asio::error::eof with 0 bytes") {
   });
 }
 
+// A closed stream was EIO through Asio's error_code, like a broken write;
+// Beast's callers test for bad_descriptor.
+TEST_CASE("a closed stream is boost::asio::error::bad_descriptor through Asio's error_code") {
+  run_checked(1, [] {
+    auto [a, b] = stream_pair();
+    b.close();
+    char buf[8];
+    boost::system::error_code ec;
+    FIBER_CHECK(b.read_some(asio::buffer(buf), ec) == 0);
+    FIBER_CHECK(ec == asio::error::bad_descriptor);
+    FIBER_CHECK(b.write_some(asio::buffer(buf), ec) == 0);
+    FIBER_CHECK(ec == asio::error::bad_descriptor);
+  });
+}
+
 TEST_CASE("gathered and scattered buffer sequences") {
   run_checked(2, [] {
     auto [a, b] = stream_pair();

@@ -31,8 +31,15 @@ struct ErrorCodeAdapter<boost::system::error_code> {
       // errno values: Asio's own codes are the same numbers in this
       // category (operation_aborted = ECANCELED, connection_reset, ...).
       out.assign(in.value(), boost::system::system_category());
+    } else if (in == io::error::closed) {
+      // The stream was closed (or moved from): Asio's bad_descriptor.
+      out = boost::asio::error::bad_descriptor;
+    } else if (in == io::error::runtime_ended) {
+      // Its runtime is gone: nothing will complete it, as after a
+      // cancellation (operation_aborted).
+      out = boost::asio::error::operation_aborted;
     } else {
-      // io::error::write_interrupted (the only other io code): Boost 1.74
+      // io::error::write_interrupted, and any code added later: Boost 1.74
       // cannot carry a std::error_category, and no Asio code means "a
       // cancelled write broke the stream"; EIO is the nearest errno.
       out.assign(EIO, boost::system::system_category());
