@@ -36,29 +36,6 @@ void expect(bool ok, const std::string& what) {
   if (!ok) fiber_failures().add(what);
 }
 
-// describe: the frames a RawConn read, for a failure's message.
-std::string describe(const RawConn& c) {
-  std::string s;
-  for (const Frame& f : c.seen()) {
-    s += " [type=" + std::to_string(f.type) + " flags=" + std::to_string(f.flags) + " stream=" +
-         std::to_string(f.stream) + " len=" + std::to_string(f.payload.size());
-    if (f.type == RST_STREAM || f.type == GOAWAY) s += " code=" + std::to_string(f.code());
-    if (f.type == HEADERS) s += " status=" + f.field(":status");
-    s += "]";
-  }
-  return s + (c.eof() ? " EOF" : " (open)");
-}
-
-bool has(const RawConn& c, std::uint8_t type, std::uint32_t stream = 0) {
-  return std::any_of(c.seen().begin(), c.seen().end(),
-                     [&](const Frame& f) { return f.type == type && (stream == 0 || f.stream == stream); });
-}
-const Frame* find(const RawConn& c, std::uint8_t type, std::uint32_t stream = 0) {
-  for (const Frame& f : c.seen())
-    if (f.type == type && (stream == 0 || f.stream == stream)) return &f;
-  return nullptr;
-}
-
 // Alive: handler fibers in flight now, the most at once, and all that ran.
 struct Alive {
   std::atomic<int> now{0}, most{0}, ran{0};
@@ -74,8 +51,6 @@ struct Alive {
   };
 };
 
-// preface: the client's preface and an empty SETTINGS.
-std::string preface() { return std::string(kPreface) + settings({}); }
 
 // flood: writes `unit` again and again, never reading, until the server
 // ends the connection (true) or `limit` passes or 256 MiB went (false).

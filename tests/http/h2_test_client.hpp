@@ -86,6 +86,8 @@ inline std::string settings(std::initializer_list<std::pair<std::uint16_t, std::
   return frame(SETTINGS, 0, 0, p);
 }
 inline std::string settings_ack() { return frame(SETTINGS, ACK, 0, {}); }
+// preface: the client's preface and an empty SETTINGS.
+inline std::string preface() { return std::string(kPreface) + settings({}); }
 inline std::string ping(std::uint64_t opaque = 0) {
   std::string p;
   put32(p, static_cast<std::uint32_t>(opaque >> 32));
@@ -620,6 +622,30 @@ inline std::string pattern(std::size_t n, unsigned seed = 1) {
 inline std::uint64_t fnv(std::string_view s, std::uint64_t h = 1469598103934665603ull) {
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   return h;
+}
+
+// describe: the frames a RawConn read, for a failure's message.
+inline std::string describe(const RawConn& c) {
+  std::string s;
+  for (const Frame& f : c.seen()) {
+    s += " [type=" + std::to_string(f.type) + " flags=" + std::to_string(f.flags) + " stream=" +
+         std::to_string(f.stream) + " len=" + std::to_string(f.payload.size());
+    if (f.type == RST_STREAM || f.type == GOAWAY) s += " code=" + std::to_string(f.code());
+    if (f.type == HEADERS) s += " status=" + f.field(":status");
+    s += "]";
+  }
+  return s + (c.eof() ? " EOF" : " (open)");
+}
+
+// has / find: a frame of `type` (on `stream`; 0: any) among seen().
+inline bool has(const RawConn& c, std::uint8_t type, std::uint32_t stream = 0) {
+  return std::any_of(c.seen().begin(), c.seen().end(),
+                     [&](const Frame& f) { return f.type == type && (stream == 0 || f.stream == stream); });
+}
+inline const Frame* find(const RawConn& c, std::uint8_t type, std::uint32_t stream = 0) {
+  for (const Frame& f : c.seen())
+    if (f.type == type && (stream == 0 || f.stream == stream)) return &f;
+  return nullptr;
 }
 
 // H2Server: an http::Server built from a Router (so routes pick

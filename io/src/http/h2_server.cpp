@@ -35,8 +35,11 @@
 //
 // What a peer can make a connection hold (the limits, Http2Options):
 // unread request bytes are bounded by the windows (window updates follow
-// the handler's reads: nghttp2_option_set_no_auto_window_update), response
-// bytes not yet sent by kOutHigh per stream (a generator waits), header
+// the handler's reads: nghttp2_option_set_no_auto_window_update), bodies
+// read whole by whole_body_budget (H2Body::charge: past it a stream is
+// refused), a whole response body by write_timeout in all (await_close,
+// watch_fits), other response bytes not yet sent by kOutHigh per stream
+// (a generator waits), header
 // fields by max_head per stream (past it nothing more is kept), streams by
 // max_concurrent_streams (counting fibers not yet ended), queued control
 // frames by max_outbound_ack, every queued frame (RST_STREAM among them)
@@ -271,6 +274,7 @@ class H2Conn {
   // end_fiber: st's fiber no longer counts (under mu_); its Task moves to
   // `own`. True when it was the last.
   bool end_fiber(H2Stream& st, Task<void>& own);
+  bool watch_fits(Clock::time_point now, Clock::time_point& next);
 
   Transport& t_;
   io::Endpoint peer_;
@@ -305,6 +309,9 @@ class H2Conn {
   // promised_: the streams' `promised` bytes in all. They share the
   // connection's window, so a body fits only in what it leaves. Under mu_.
   std::uint64_t promised_ = 0;
+  // loaded_: the streams' `loaded` bytes in all: request bodies read whole
+  // and still held (Http2Options::whole_body_budget bounds it; charge_body).
+  std::size_t loaded_ = 0;
   Clock::time_point quiet_since_;  // when fibers_ last became 0
   // quiet_since_ in ms, kBusy while fibers_ > 0: written under mu_, read
   // by the server's make_room without it (a stale stamp costs at most a
@@ -357,6 +364,12 @@ struct H2Stream {
   // connection's window with no fiber to watch them go (respond's `fits`),
   // not yet taken by nghttp2; counted in H2Conn::promised_. Under mu.
   std::uint64_t promised = 0;
+  // loaded: bytes of its request body read whole (H2Body::load), counted
+  // in H2Conn::loaded_ until its fiber ends (end_fiber). Under mu.
+  std::size_t loaded = 0;
+  // due: a body with `promised` bytes must be taken whole by then (the
+  // writer stamps it when it first finds it waiting: watch_fits).
+  Clock::time_point due{};
 
   std::string in;          // body bytes received, not yet read
   std::size_t in_off = 0;  // read up to here
@@ -425,6 +438,7 @@ bool H2Conn::out_pressure() const noexcept {
 }
 
 bool H2Conn::end_fiber(H2Stream& st, Task<void>& own) {
+  loaded_ -= std::exchange(st.loaded, 0);  // its body goes with it (run_stream freed it)
   const bool last = --fibers_ == 0;
   if (last) set_quiet(Clock::now());
   own = std::move(st.task);
@@ -441,24 +455,39 @@ class H2Body final : public BodySource {
     // Only a body has a deadline (no clock read for a request without).
     if (st.has_body && o.body_timeout.count() > 0) deadline_ = Clock::now() + o.body_timeout;
   }
-  std::size_t read_some(std::span<std::byte> out) override;
+  std::size_t read_some(std::span<std::byte> out) override {
+    const std::size_t n = read_piece(out);
+    handed_ = handed_ || n > 0;
+    return n;
+  }
   void load(std::string& into, std::size_t limit) override;
   std::size_t limit() const noexcept override { return c_.env_.opt.max_body; }
   // failed: what the latest read or load raised (errc{} if none).
   errc failed() const noexcept { return failed_; }
+  // refused: the load failed for the connection's whole_body_budget (its
+  // failed() is body_too_large); handed: the handler read part of the
+  // body itself before (so the request was processed in part).
+  bool refused() const noexcept { return refused_; }
+  bool handed() const noexcept { return handed_; }
 
  private:
   [[noreturn]] void fail(errc e, const char* what) {
     failed_ = e;
     throw Error(e, what);
   }
+  std::size_t read_piece(std::span<std::byte> out);
+  // charge: n more bytes of a body read whole, against the connection's
+  // budget; past it, fails (refused_).
+  void charge(std::size_t n);
   errc failed_{};
+  bool refused_ = false;
+  bool handed_ = false;
   H2Conn& c_;
   H2Stream& st_;
   Clock::time_point deadline_ = Clock::time_point::max();
 };
 
-std::size_t H2Body::read_some(std::span<std::byte> out) {
+std::size_t H2Body::read_piece(std::span<std::byte> out) {
   if (out.empty()) return 0;
   const ServerOptions& o = c_.env_.opt;
   for (;;) {
@@ -536,14 +565,38 @@ void H2Body::load(std::string& into, std::size_t limit) {
     const auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
     if (ec == std::errc{} && n > limit - std::min(limit, into.size()))
       fail(errc::body_too_large, "spindle::http: request body over max_body");
+    // The whole declared body is charged before a byte is read: a stream
+    // refused later, halfway, would have cost its client the bytes sent
+    // (nghttp2 checks that DATA does not pass content-length).
+    if (ec == std::errc{}) charge(into.size() + static_cast<std::size_t>(n));
   }
   std::byte buf[16 * 1024];
   for (;;) {
-    const std::size_t n = read_some(buf);
+    const std::size_t n = read_piece(buf);
     if (n == 0) return;
     if (into.size() + n > limit) fail(errc::body_too_large, "spindle::http: request body over max_body");
+    charge(into.size() + n);
     into.append(reinterpret_cast<const char*>(buf), n);
   }
+}
+
+// charge: the stream's body read whole is to hold `total` bytes. Under mu
+// (end_fiber gives the charge back). A stream alone in loading is always
+// let through (up to max_body, checked by load): the budget never stops
+// a connection's only upload, and refusing rather than waiting keeps the
+// streams from holding each other's windows (unread bytes of a stream
+// that waited would hold the connection window its rivals need).
+void H2Body::charge(std::size_t total) {
+  std::lock_guard lk(c_.mu_);
+  if (total <= st_.loaded) return;
+  const std::size_t more = total - st_.loaded;
+  const std::size_t others = c_.loaded_ - st_.loaded;
+  if (others != 0 && (total > c_.h2_.whole_body_budget || others > c_.h2_.whole_body_budget - total)) {
+    refused_ = true;
+    fail(errc::body_too_large, "spindle::http: HTTP/2 request bodies read whole over the connection's whole_body_budget");
+  }
+  st_.loaded = total;
+  c_.loaded_ += more;
 }
 
 H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, H2Env env)
@@ -1089,6 +1142,13 @@ bool H2Conn::writer() {
         out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(k));
       }
       more = out.size() >= kWriteBatch;
+      // Nothing more to send, yet bodies sent with no fiber wait: a
+      // window the client shrank since (watch_fits).
+      if (promised_ > 0 && !more && !broken_ && o.write_timeout.count() > 0) {
+        Clock::time_point next = Clock::time_point::max();
+        if (watch_fits(Clock::now(), next)) recheck = true;
+        until = std::min(until, next);
+      }
       const bool wants = nghttp2_session_want_read(s_) != 0 || nghttp2_session_want_write(s_) != 0;
       end = broken_ || (!more && (reader_done_ || !wants || (goaway_ && fibers_ == 0 &&
                                                                nghttp2_session_want_write(s_) == 0)));
@@ -1153,6 +1213,30 @@ bool H2Conn::writer() {
     // under h2load -m 10 (docs/decisions/0019-http2.md).
     yield();
   }
+}
+
+// watch_fits: whole bodies sent with no fiber to watch them (respond's
+// `fits`) that still wait to be taken: they fitted the windows when
+// answered, and only a client that shrank them since (a
+// SETTINGS_INITIAL_WINDOW_SIZE of 0) holds them, watched by nothing but
+// idle_timeout, which any live stream held off. Each gets write_timeout
+// in all from when the writer first finds it waiting (the whole body's
+// rule, await_close), then is reset. Under mu_. True when it reset one;
+// `next`: the earliest deadline of the rest.
+bool H2Conn::watch_fits(Clock::time_point now, Clock::time_point& next) {
+  bool cut = false;
+  for (const auto& sp : streams_) {
+    H2Stream& st = *sp;
+    if (st.promised == 0 || st.closed || st.reset_by_us) continue;
+    if (st.due == Clock::time_point{}) st.due = now + env_.opt.write_timeout;
+    if (now >= st.due) {
+      reset(st, NGHTTP2_CANCEL);
+      cut = true;
+    } else {
+      next = std::min(next, st.due);
+    }
+  }
+  return cut;
 }
 
 H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>& published, H2Upgrade* upgrade) {
@@ -1296,11 +1380,25 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
     };
     Response res = answer();
     if (ran) env_.served.add();
+    // The body read whole is not needed past the handler: freed now, as
+    // its charge is given back by end_fiber (a response that fits ends
+    // the fiber with the stream still open, holding st.req).
+    std::string().swap(st.req.body);
     if (!st.head_too_large) {
       st.req.set_body_source(nullptr);
       // A failure of the body (the handler's reads, the Router's load) is
       // the answer, not the handler's error (as for HTTP/1.1).
-      if (body.failed() == errc::body_too_large) {
+      if (body.refused() && !body.handed()) {
+        // The connection's budget for bodies read whole: unprocessed, so
+        // the client may send it again (RFC 9113 8.7).
+        std::lock_guard lk(mu_);
+        st.in_handler = false;
+        reset(st, NGHTTP2_REFUSED_STREAM);
+        return;
+      } else if (body.refused()) {
+        res = Response::text_body(503, "request bodies of this connection over its budget; retry\n");
+        res.headers.set("Retry-After", "1");
+      } else if (body.failed() == errc::body_too_large) {
         res = Response::text_body(413, "request body too large\n");
       } else if (body.failed() == errc::malformed_request) {
         res = Response::text_body(431, "request header fields too large\n");  // its trailers (H2Body)
@@ -1563,17 +1661,36 @@ bool H2Conn::put_out(H2Stream& st, std::string_view piece) {
 
 // await_close: the response was submitted whole; waits until the stream
 // closes (END_STREAM both ways, or a reset), resetting it if it makes no
-// progress for write_timeout.
+// progress for write_timeout. A whole body has write_timeout in all, as
+// over HTTP/1.1 (where it is one write): counted by progress, a client
+// granting a byte of window now and then held each of its 100 streams'
+// bodies (~100 MB a connection) for as long as it kept that up.
 void H2Conn::await_close(H2Stream& st) {
+  const auto wt = env_.opt.write_timeout;
+  const Clock::time_point due = st.out_whole && wt.count() > 0 ? Clock::now() + wt : Clock::time_point::max();
   for (;;) {
     std::uint64_t sent0 = 0;
+    bool all_taken = false;
     {
       std::lock_guard lk(mu_);
       if (st.closed) return;
       st.out_ev.clear();
       sent0 = st.out.sent;
+      all_taken = st.response_sent || st.reset_by_us;
     }
-    if (!progressed(st, sent0)) {
+    bool moved = true;
+    if (due != Clock::time_point::max() && !all_taken) {
+      if (!st.out_ev.wait_until(due)) {
+        std::lock_guard lk(mu_);
+        if (!st.closed && !st.response_sent && !st.reset_by_us) {
+          reset(st, NGHTTP2_CANCEL);
+          moved = false;
+        }
+      }
+    } else {
+      moved = progressed(st, sent0);
+    }
+    if (!moved) {
       // Reset: the stream closes once the writer sends it.
       std::lock_guard lk(mu_);
       if (st.closed) return;

@@ -181,6 +181,18 @@ struct Http2Options {
   // connection_window bytes of unread bodies.
   std::uint32_t stream_window = 64 * 1024;
   std::uint32_t connection_window = 1024 * 1024;
+  // Request bodies read whole (a Router's Body::whole routes, a plain
+  // Handler without stream_bodies) stay in memory until their handlers
+  // return; the windows bound only what is not read yet. All of one
+  // connection's together are bounded by this (each alone by
+  // ServerOptions::max_body, as over HTTP/1.1, where a connection holds
+  // one). A stream whose body would take the connection past it (its
+  // Content-Length, or its bytes so far) is refused unprocessed:
+  // RST_STREAM REFUSED_STREAM, which clients send again (RFC 9113 8.7);
+  // 503 with Retry-After if its handler had read part of the body itself.
+  // A stream alone in loading always may reach max_body. Without it one
+  // connection held 100 x max_body (~110 MB).
+  std::size_t whole_body_budget = 8 * 1024 * 1024;
   // SETTINGS_MAX_FRAME_SIZE: the largest frame payload the client may send.
   std::uint32_t max_frame_size = 16 * 1024;
   // Rapid reset (CVE-2023-44487): streams the client resets, a token
@@ -266,6 +278,8 @@ struct ServerOptions {
   // one piece from a generator, a 4xx answer) must finish within this
   // long, or the connection is dropped (nginx's send_timeout; the response
   // is cut short, which the client sees as a truncated body). Zero: never.
+  // Over HTTP/2 the same: a whole body must be taken whole within it (the
+  // stream is reset), a file's or a generator's each piece.
   std::chrono::milliseconds write_timeout{60'000};
   // shutdown(): how long serve() lets in-flight requests finish before it
   // cancels their fibers.

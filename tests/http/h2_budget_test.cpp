@@ -1,0 +1,197 @@
+// h2_budget_test.cpp: what one HTTP/2 connection may make the server hold
+// beyond its windows, from hand-built frames (h2_test_client.hpp's
+// RawConn): request bodies read whole, all of a connection's together
+// bounded by Http2Options::whole_body_budget; whole response bodies,
+// each with write_timeout in all however the client drips its window,
+// also those sent with no fiber to watch them (docs/http.md "What a
+// client can make the server hold (HTTP/2)").
+#include <atomic>
+#include <string>
+
+#include "h2_test_client.hpp"
+#include "http_test_support.hpp"
+#include "io_test.hpp"
+
+using namespace spindle_test;
+using namespace h2_test;
+namespace http = spindle::http;
+
+namespace {
+
+void expect(bool ok, const std::string& what) {
+  if (!ok) fiber_failures().add(what);
+}
+
+std::string post(std::uint32_t id, std::string_view path, std::size_t length, bool with_length = true) {
+  Fields f;
+  if (with_length) f.emplace_back("content-length", std::to_string(length));
+  return headers(id, plain_block("POST", path, f), false);
+}
+
+// data: `n` bytes of `ch` on `id` as DATA frames of at most 16 KiB (the
+// default SETTINGS_MAX_FRAME_SIZE), END_STREAM on the last when `end`.
+std::string data(std::uint32_t id, std::size_t n, char ch, bool end) {
+  std::string out;
+  do {
+    const std::size_t k = std::min<std::size_t>(n, 16384);
+    n -= k;
+    out += frame(DATA, end && n == 0 ? END_STREAM : 0, id, std::string(k, ch));
+  } while (n > 0);
+  return out;
+}
+
+std::string body_of(const RawConn& c, std::uint32_t id) {
+  std::string b;
+  for (const Frame& f : c.seen())
+    if (f.type == DATA && f.stream == id) b += f.payload;
+  return b;
+}
+
+bool refused(const RawConn& c, std::uint32_t id) {
+  const Frame* f = find(c, RST_STREAM, id);
+  return f != nullptr && f->code() == NGHTTP2_REFUSED_STREAM;
+}
+
+}  // namespace
+
+// Bodies read whole stay in memory until their handlers return, and the
+// windows bound only what is not read yet: 100 streams each loading just
+// under max_body held ~110 MB of one connection (a helper's probe). Past
+// whole_body_budget a stream is refused unprocessed (its Content-Length
+// up front, a body without one as its bytes come), or answered 503 when
+// its handler had read part of it itself; a stream alone in loading may
+// pass the budget; the budget comes back when a handler returns.
+TEST_CASE("h2 budget: request bodies read whole are bounded per connection; past it, REFUSED_STREAM") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.http2.whole_body_budget = 64 * 1024;
+    std::atomic<int> whole_calls{0}, partial_calls{0};
+    http::Router r;
+    r.post("/whole", [&](http::Request& q) {
+      whole_calls.fetch_add(1);
+      return http::Response::text_body(200, std::to_string(q.body.size()));
+    });
+    // Streamed: the handler reads a piece itself, then the rest whole.
+    r.post("/partial", [&](http::Request& q) {
+      partial_calls.fetch_add(1);
+      const std::string first = q.read_body_chunk(10);
+      q.load_body();
+      return http::Response::text_body(200, std::to_string(first.size() + q.body.size()));
+    }, http::Body::stream);
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    // Stream 1 declares 60,000 bytes and sends 40,000: its load has
+    // begun once the server opens its window again (half of 64 KiB read).
+    c.send(preface() + settings_ack() + post(1, "/whole", 60000) + data(1, 40000, 'a', false));
+    expect(c.until([](const Frame& f) { return f.type == WINDOW_UPDATE && f.stream == 1; }, slack(10s)).has_value(),
+           "no WINDOW_UPDATE for stream 1:" + describe(c));
+    // 60,000 + 10,000 declared: over 65,536.
+    c.send(post(3, "/whole", 10000) + data(3, 10000, 'b', true));
+    // No Content-Length: refused once its bytes pass the budget.
+    c.send(post(5, "/whole", 0, false) + data(5, 6000, 'c', false));
+    // Read in part by its handler, then loaded: 503, Retry-After.
+    c.send(post(7, "/partial", 20000) + data(7, 20000, 'd', true));
+    c.until([&](const Frame&) { return has(c, RST_STREAM, 3) && has(c, RST_STREAM, 5) && c.status_of(7) != 0; },
+            slack(10s));
+    expect(refused(c, 3), "stream 3 (over the budget by its Content-Length) not refused:" + describe(c));
+    expect(refused(c, 5), "stream 5 (over the budget by its bytes) not refused:" + describe(c));
+    expect(c.status_of(7) == 503, "stream 7 (read in part by its handler):" + describe(c));
+    if (const Frame* h = find(c, HEADERS, 7)) FIBER_CHECK(h->field("retry-after") == "1");
+    FIBER_CHECK(whole_calls.load() == 0);
+    FIBER_CHECK(partial_calls.load() == 1);
+    // Stream 1 completes; its handler's return gives the budget back.
+    c.send(data(1, 20000, 'a', true));
+    c.end_of(1, slack(10s));
+    expect(c.status_of(1) == 200 && body_of(c, 1) == "60000", "stream 1:" + describe(c));
+    c.send(post(9, "/whole", 60000) + data(9, 60000, 'e', true));
+    c.end_of(9, slack(10s));
+    expect(c.status_of(9) == 200 && body_of(c, 9) == "60000", "stream 9 (after stream 1 ended):" + describe(c));
+    FIBER_CHECK(whole_calls.load() == 2);
+    FIBER_CHECK(!has(c, GOAWAY));
+
+    // Alone in loading, a body may pass the budget (up to max_body); a
+    // stream window that admits it whole spares the test the updates.
+    http::ServerOptions o2 = o;
+    o2.http2.stream_window = 256 * 1024;
+    http::Router r2;
+    r2.post("/whole", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
+    H2Server srv2(std::move(r2), o2);
+    RawConn d(srv2.port());
+    d.send(preface() + settings_ack() + post(1, "/whole", 100000) + data(1, 100000, 'f', true));
+    d.end_of(1, slack(10s));
+    expect(d.status_of(1) == 200 && body_of(d, 1) == "100000", "the lone stream:" + describe(d));
+  });
+}
+
+// A whole body has write_timeout in all, as over HTTP/1.1 (one write
+// there). Counted by progress, a client granting a byte of window every
+// 50 ms kept a 200 KiB body (x 100 streams) for as long as it went on.
+TEST_CASE("h2 budget: a whole response body dripped out a byte at a time is reset after write_timeout") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.write_timeout = std::chrono::milliseconds(400);
+    http::Router r;
+    r.get("/big", [](http::Request&) { return http::Response::text_body(200, std::string(200 * 1024, 'z')); });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    c.send(std::string(kPreface) + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}) + settings_ack() +
+           headers(1, plain_block("GET", "/big"), true));
+    std::atomic<bool> stop{false};
+    auto drip = sp::spawn([&] {
+      for (int i = 0; i < 400 && !stop.load(); ++i) {
+        if (!c.send(window_update(1, 1))) return;
+        sp::sleep_for(50ms);
+      }
+    });
+    const auto t0 = Clock::now();
+    c.until([](const Frame& f) { return f.type == GOAWAY || (f.type == RST_STREAM && f.stream == 1); }, slack(5s));
+    const auto took = Clock::now() - t0;
+    stop.store(true);
+    drip.join();
+    expect(has(c, RST_STREAM, 1), "stream 1 not reset within 5 s:" + describe(c));
+    FIBER_CHECK(took < slack(5s));
+    std::size_t data = 0;
+    for (const Frame& f : c.seen())
+      if (f.type == DATA) data += f.payload.size();
+    FIBER_CHECK(data > 0);  // it did drip
+    FIBER_CHECK(data < 200 * 1024);
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}
+
+// A whole body that fits the client's windows is sent with no fiber to
+// watch it; a client that shrinks its windows before it goes (a SETTINGS
+// of INITIAL_WINDOW_SIZE 0 while the server's writes wait on a full pipe)
+// held it with nothing but idle_timeout to end it. The writer resets it
+// after write_timeout. The access log line (written once respond() chose
+// the fiber-less path) says when the body was answered that way.
+TEST_CASE("h2 budget: a whole body sent unwatched and then held by a shrunk window is reset after write_timeout") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.write_timeout = std::chrono::milliseconds(1500);
+    std::atomic<int> logged_small{0};
+    o.access_log = [&](std::string_view line) {
+      if (line.find("/small") != std::string_view::npos) logged_small.fetch_add(1);
+    };
+    http::Router r;
+    // Endless pieces: they fill the pipe of a client that reads nothing.
+    r.get("/flood", [](http::Request&) {
+      return http::Response::stream_body(200, [] { return std::string(64 * 1024, 'f'); });
+    });
+    r.get("/small", [](http::Request&) { return http::Response::text_body(200, std::string(30000, 's')); });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    c.send(preface() + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff}}) + settings_ack() +
+           window_update(0, 0x7fffffff - 65535) + headers(1, plain_block("GET", "/flood"), true));
+    sp::sleep_for(300ms);  // the writer fills the pipe and waits in its write
+    c.send(headers(3, plain_block("GET", "/small"), true));
+    FIBER_CHECK(wait_until([&] { return logged_small.load() == 1; }, slack(2s)));
+    c.send(settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}));
+    c.until([](const Frame& f) { return f.type == GOAWAY || (f.type == RST_STREAM && f.stream == 3); }, slack(6s));
+    expect(has(c, RST_STREAM, 3), "stream 3 (its body held by a shrunk window) not reset:" + describe(c));
+    FIBER_CHECK(body_of(c, 3).empty());
+  });
+}
