@@ -48,6 +48,7 @@
 // nghttp2's own limiter as a looser backstop.
 #include "h2_server.hpp"
 
+#include "ascii.hpp"
 #include "h2_common.hpp"
 #include "h2_mem.hpp"
 #include "../idle_wait.hpp"
@@ -817,10 +818,20 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     // would act for the host while a front that routed, checked or cached
     // by :authority saw the other: refused (RST_STREAM PROTOCOL_ERROR),
     // as a malformed request is, before any fiber starts.
-    if (const auto h = st->req.headers.get("host"); h && !st->authority.empty() && !iequals(*h, st->authority)) {
+    // So is an :authority with a userinfo ("user:pw@host", 8.3.1), which
+    // nghttp2 lets through: as over HTTP/1.1 (server.cpp's origin_form),
+    // a host is checked by its characters, and a host field with them
+    // too when there is no :authority.
+    const auto h = st->req.headers.get("host");
+    if ((h && !st->authority.empty() && !iequals(*h, st->authority)) || !host_field_ok(st->authority) ||
+        (h && !host_field_ok(*h))) {
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
       return 0;
     }
+    // CONNECT (nghttp2 requires its :authority and no :path): its target
+    // is that authority, as over HTTP/1.1 (authority-form); it was "/",
+    // which a handler could take for a request of its root.
+    if (st->req.method == "CONNECT") st->req.target = st->authority;
     if (!st->req.headers.contains("host") && !st->authority.empty()) st->req.headers.add("host", st->authority);
     if (!st->cookie.empty()) st->req.headers.add("cookie", std::exchange(st->cookie, std::string()));
     c->add_fiber();

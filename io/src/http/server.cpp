@@ -102,6 +102,7 @@
 #include <spindle/sync/event.hpp>
 
 #include "../idle_wait.hpp"
+#include "ascii.hpp"
 #include "call_handler.hpp"
 #include "head_fields.hpp"
 #include "response_head.hpp"
@@ -406,20 +407,6 @@ std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
 //    valid value: uri-host [":" port] (RFC 3986), empty allowed (400).
 // Beast already refuses Content-Length with chunked, and differing
 // Content-Lengths.
-bool valid_host(std::string_view v) noexcept {
-  // The characters of reg-name, IPv4, IP-literal ("[...]") and ":" port:
-  // unreserved, pct-encoded, sub-delims, ":", "[", "]" (Go's
-  // httpguts.ValidHostHeader allows the same). Not "@" (userinfo), "/",
-  // "?", "#", space or controls.
-  for (const char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    std::string_view("-._~%!$&'()*+,;=:[]").find(static_cast<char>(c)) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
 template <class Fields>
 int framing_status(const Fields& h) {
   int hosts = 0;
@@ -427,7 +414,7 @@ int framing_status(const Fields& h) {
   int chunked = 0, codings = 0;
   for (const auto& f : h) {
     if (f.name() == bhttp::field::host) {
-      if (!valid_host(sv(f.value()))) return 400;
+      if (!detail::host_field_ok(sv(f.value()))) return 400;
       ++hosts;
     } else if (f.name() == bhttp::field::transfer_encoding) {
       te = true;
@@ -477,14 +464,14 @@ bool origin_form(Request& req) {
     // authority-form: uri-host ":" port, CONNECT's only.
     const std::size_t colon = t.rfind(':');
     return req.method == "CONNECT" && colon != std::string_view::npos && colon + 1 < t.size() &&
-           (t.find(']') == std::string_view::npos || colon > t.find(']')) && valid_host(t);
+           (t.find(']') == std::string_view::npos || colon > t.find(']')) && detail::host_field_ok(t);
   }
   const std::string_view scheme = t.substr(0, sep);
   if (!iequals(scheme, "http") && !iequals(scheme, "https")) return false;
   t.remove_prefix(sep + 3);
   const std::size_t end = t.find_first_of("/?#");
   const std::string_view authority = t.substr(0, end);
-  if (authority.empty() || authority.find('@') != std::string_view::npos || !valid_host(authority)) return false;
+  if (authority.empty() || authority.find('@') != std::string_view::npos || !detail::host_field_ok(authority)) return false;
   const std::string_view rest = end == std::string_view::npos ? std::string_view{} : t.substr(end);
   if (rest.starts_with('#')) return false;  // a fragment is never sent
   std::string target = rest.starts_with('/') ? std::string(rest) : "/" + std::string(rest);
