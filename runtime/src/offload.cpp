@@ -88,6 +88,7 @@
 #include <list>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "offload_pools.hpp"
 #include "scheduler.hpp"
@@ -132,7 +133,9 @@ class Pool {
         name_(kind == PoolKind::cpu ? "spindle-offload" : "spindle-block"),
         max_(max_threads),
         retire_idle_(retire_idle),
-        low_priority_(low_priority) {}
+        low_priority_(low_priority) {
+    running_.reserve(max_threads);  // one per live thread at most: pushed under mu_ with no allocation
+  }
   ~Pool() {
     (void)close();
     join();
@@ -276,6 +279,7 @@ class Pool {
       // A prepare() that passed the stop_ check before close() may still be
       // creating its thread: wait until its std::thread sits in threads_.
       started_cv_.wait(lk, [&] { return starting_ == 0; });
+      report_running(lk);
       // After stop_ no thread retires and no prepare() starts one, so the
       // lists are final. Splicing keeps each thread's own iterator valid.
       all.splice(all.end(), threads_);
@@ -287,6 +291,26 @@ class Pool {
   }
 
  private:
+  // report_running: jobs still running after the owner's shutdown_timeout
+  // are named on stderr, each by its call site (a job is never
+  // interrupted, so the join below waits for it; without a word, a
+  // `blocking(getline(cin))` left the program hanging at exit with no
+  // clue why). Under mu_ (lk), which it releases while it waits and prints.
+  void report_running(std::unique_lock<std::mutex>& lk) {
+    if (running_.empty()) return;
+    if (running_cv_.wait_for(lk, group_.report_after(), [&] { return running_.empty(); })) return;
+    const std::vector<Running> left = running_;  // copied: printed without the lock
+    lk.unlock();
+    for (const Running& r : left) {
+      std::fprintf(stderr,
+                   "spindle: %s: waiting for a running %s job called at %s:%u in %s (a running job is "
+                   "not interrupted: the %s ends when it returns)\n",
+                   group_.who(), kind_ == PoolKind::cpu ? "offload" : "blocking", r.where.file_name(),
+                   static_cast<unsigned>(r.where.line()), r.where.function_name(), group_.who());
+    }
+    lk.lock();
+  }
+
   void start_thread(std::list<std::thread>::iterator slot) {
     try {
       std::thread t([this, slot] { thread_main(slot); });
@@ -335,13 +359,22 @@ class Pool {
         sched_yield();
       }
     }
+    const std::thread::id me = std::this_thread::get_id();
     std::unique_lock lk(mu_);
     for (;;) {
       if (OffloadJob* job = pop_locked()) {
+        running_.push_back(Running{me, job->where});  // never reallocates (reserved)
         lk.unlock();
         run(job);
         lk.lock();
         ++free_;
+        for (auto& r : running_) {
+          if (r.thread != me) continue;
+          r = running_.back();
+          running_.pop_back();
+          break;
+        }
+        if (stop_) running_cv_.notify_all();  // join's report waits on it
         continue;
       }
       if (stop_) return;
@@ -410,6 +443,14 @@ class Pool {
   mutable std::mutex mu_;  // leaf rank; see the top of this file
   std::condition_variable cv_;          // pool threads wait here for jobs
   std::condition_variable started_cv_;  // join() waits here for starting_ == 0
+  std::condition_variable running_cv_;  // join()'s report waits here for running_ to empty
+  // running_: the jobs pool threads run now, by thread, with their call
+  // sites (report_running). Reserved for max_ at construction.
+  struct Running {
+    std::thread::id thread;
+    spindle::source_location where;
+  };
+  std::vector<Running> running_;  // SPINDLE_GUARDED_BY(mu_)
   OffloadJob* head_ = nullptr;  // SPINDLE_GUARDED_BY(mu_)
   OffloadJob* tail_ = nullptr;  // SPINDLE_GUARDED_BY(mu_)
   std::size_t queued_count_ = 0;  // SPINDLE_GUARDED_BY(mu_) jobs linked head_..tail_
@@ -432,7 +473,8 @@ OffloadPools::OffloadPools(const RuntimeOptions* o, const char* who, const CpuPl
                                                                  : kDefaultBlockingThreads),
       low_priority_(o == nullptr || o->offload_low_priority),
       who_(who),
-      cpus_(cpus) {}
+      cpus_(cpus),
+      report_after_(o != nullptr ? o->shutdown_timeout : std::chrono::milliseconds(2000)) {}
 
 OffloadPools::~OffloadPools() { stop(); }
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 
@@ -51,6 +52,11 @@ class OffloadPools {
   void start_unlowered(FunctionRef<void()> f);
   // The affinity a new pool thread takes first (cpu_pin.hpp), or nullptr.
   const CpuPlan* cpus() const noexcept { return cpus_; }
+  // who: the stop's name in reports ("shutdown", "exit"); report_after: how
+  // long stop() waits for running jobs before it names them on stderr (the
+  // owner's shutdown_timeout; 2 s for the process-wide pools).
+  const char* who() const noexcept { return who_; }
+  std::chrono::milliseconds report_after() const noexcept { return report_after_; }
 
  private:
   const unsigned cpu_threads_;
@@ -58,6 +64,7 @@ class OffloadPools {
   const bool low_priority_;
   const char* const who_;
   const CpuPlan* const cpus_;
+  const std::chrono::milliseconds report_after_;
 
   mutable std::mutex mu_;  // leaf; creation and stopped_ only
   bool stopped_ = false;   // SPINDLE_GUARDED_BY(mu_)

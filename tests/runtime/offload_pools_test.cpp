@@ -78,8 +78,8 @@ struct OpenOnExit {
 };
 
 template <class F>
-decltype(auto) call_on(PoolKind kind, F&& f) {
-  return sp::detail::offload_on(kind, std::forward<F>(f));
+decltype(auto) call_on(PoolKind kind, F&& f, sp::source_location where = sp::source_location::current()) {
+  return sp::detail::offload_on(kind, std::forward<F>(f), where);
 }
 
 sp::detail::OffloadPoolStats pool(PoolKind kind) { return sp::detail::offload_pool_stats(kind); }
@@ -409,4 +409,47 @@ TEST_CASE("a job of the other pool waiting on a queued job at shutdown raises Ca
   CHECK(inner_cancelled.load() == 1);
   CHECK(inner_ran.load() == 0);
   CHECK(err.find("1 offload/blocking job(s) still queued were not run") != std::string::npos);
+}
+
+// A job still running at shutdown is never interrupted, so shutdown waits
+// for it; past shutdown_timeout it says so on stderr, naming the call's
+// site (blocking(getline(cin)) hung a program's exit with no word).
+TEST_CASE("a job still running at shutdown is named on stderr with its call site; shutdown waits for it",
+          "[offload][pools][shutdown]") {
+  sp::RuntimeOptions o = pool_options(2, 1, 1);
+  o.shutdown_timeout = 100ms;
+  auto gate = std::make_shared<JobGate>();
+  std::string err;
+  std::uint32_t line = 0;
+  bool reported = false;
+  {
+    StderrCapture capture;
+    {
+      sp::Runtime rt(o);
+      OpenOnExit opener{gate};
+      const bool running = rt.block_on([&] {
+        sp::spawn([gate, &line] {
+          line = sp::source_location::current().line() + 1;
+          sp::blocking([gate] { gate->enter(); });
+        }).detach();
+        return wait_until([&] { return gate->started() == 1; }, slack(20s));
+      });
+      REQUIRE(running);
+      // Opens the gate once the report is out (or after a bound, so a
+      // missing report fails the checks below instead of hanging).
+      std::thread opener_thread([&] {
+        reported = wait_until([&] { return capture.peek().find("waiting for a running blocking job") != std::string::npos; },
+                              slack(20s));
+        gate->open();
+      });
+      JoinOnExit join_opener{opener_thread};
+      rt.shutdown();
+      opener_thread.join();
+    }
+    err = capture.text();
+  }
+  INFO(err);
+  CHECK(reported);
+  CHECK(!gate->expired());
+  CHECK(err.find("offload_pools_test.cpp:" + std::to_string(line)) != std::string::npos);
 }

@@ -54,6 +54,7 @@
 
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/detail/not_callable.hpp>
+#include <spindle/runtime/source_location.hpp>
 #include <spindle/runtime/suspend.hpp>
 
 namespace spindle {
@@ -88,6 +89,9 @@ class OffloadJob {
 
   // Completed by the pool thread after execute(); the caller waits on it.
   Waiter waiter;
+  // The offload or blocking call's site: shutdown names it while it waits
+  // for the job to return (offload.cpp, Pool::join). Set before queueing.
+  spindle::source_location where{};
   // The pool's queue links, and whether the job is linked now. All three
   // guarded by the pool's mutex; whoever clears queued_ (the pool thread
   // that pops the job, the cancelled caller that withdraws it, or the pool's
@@ -185,11 +189,12 @@ struct OffloadPoolStats {
 OffloadPoolStats offload_pool_stats(PoolKind kind);
 
 template <class F>
-decltype(auto) offload_on(PoolKind kind, F&& f) {
+decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) {
   using Fn = std::decay_t<F>;
   using R = std::invoke_result_t<Fn&>;
   auto* job = new OffloadTask<R, Fn>(std::forward<F>(f));
   OffloadRef ref{job};
+  job->where = where;
   run_offload(kind, *job);
   return job->take();
 }
@@ -233,8 +238,8 @@ decltype(auto) offload_on(PoolKind kind, F&& f) {
 // happens-before f starts (the job is handed over under the pool's mutex).
 template <class F>
   requires std::invocable<std::decay_t<F>&>
-SPINDLE_MAY_SUSPEND decltype(auto) offload(F&& f) {
-  return detail::offload_on(detail::PoolKind::cpu, std::forward<F>(f));
+SPINDLE_MAY_SUSPEND decltype(auto) offload(F&& f, spindle::source_location where = spindle::source_location::current()) {
+  return detail::offload_on(detail::PoolKind::cpu, std::forward<F>(f), where);
 }
 
 // blocking: as offload, but on the pool for blocking calls (file or database
@@ -246,8 +251,8 @@ SPINDLE_MAY_SUSPEND decltype(auto) offload(F&& f) {
 // inline on a thread of the blocking pool itself, same memory ordering).
 template <class F>
   requires std::invocable<std::decay_t<F>&>
-SPINDLE_MAY_SUSPEND decltype(auto) blocking(F&& f) {
-  return detail::offload_on(detail::PoolKind::blocking, std::forward<F>(f));
+SPINDLE_MAY_SUSPEND decltype(auto) blocking(F&& f, spindle::source_location where = spindle::source_location::current()) {
+  return detail::offload_on(detail::PoolKind::blocking, std::forward<F>(f), where);
 }
 
 // Misuse: offload(compute(x)) (the call already ran here, on the worker, and

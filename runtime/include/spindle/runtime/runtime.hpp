@@ -31,7 +31,8 @@ void main_finished(Scheduler* s) noexcept;
 //  2. wait up to options.shutdown_timeout for them to finish;
 //  3. report the ones left (fiber dump on stderr) and abandon them;
 //  4. stop the runtime's offload and blocking pools: queued jobs fail with
-//     Cancelled, running ones finish, their threads are joined (offload.hpp);
+//     Cancelled, running ones finish, their threads are joined (offload.hpp;
+//     one still running after shutdown_timeout is named on stderr);
 //  5. stop and join the workers, close every loop.
 class Runtime {
  public:
