@@ -18,7 +18,13 @@
 //  - They are cancellation points: if the *caller* is cancelled (or a
 //    with_timeout / with_deadline scope around the call expires) they raise
 //    Cancelled (turned into TimedOut by the scope). What happens to the tasks
-//    then is said per function.
+//    then is said per function. Where they wait for cancelled tasks to end
+//    (gather, gather_settled), that wait is shielded, as Trio's scopes
+//    wait for their children: a task whose clean-up takes 1.5 s (a
+//    shielded close) holds a with_timeout(100ms) around gather for those
+//    1.5 s, and the TimedOut comes after. Bound such clean-up inside the
+//    task (its own with_timeout under the shield) where the caller's
+//    deadline must hold.
 //  - Cost: a combinator that must see completions in order (gather,
 //    as_completed, wait with first_exception) re-registers on the still
 //    pending tasks after each wake-up, O(pending) per wake-up; fine for the
