@@ -5,7 +5,9 @@
 // each with write_timeout in all however the client drips its window,
 // also those sent with no fiber to watch them (docs/http.md "What a
 // client can make the server hold (HTTP/2)").
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <string>
 
 #include "h2_test_client.hpp"
@@ -122,6 +124,68 @@ TEST_CASE("h2 budget: request bodies read whole are bounded per connection; past
     d.end_of(1, slack(10s));
     expect(d.status_of(1) == 200 && body_of(d, 1) == "100000", "the lone stream:" + describe(d));
   });
+}
+
+// The helper's attack at full size: 100 streams each declaring 1,000,000
+// bytes to a whole-body route, sending all but the last byte as the
+// windows allow and never ending. Unbounded (whole_body_budget at its
+// maximum, as before) the server held all 100 MB of them (RSS +112.5 to
+// +114.1 MB over 4 runs); with the default 8 MiB, 8 streams are let in
+// and the other 92 refused (RSS +11.5 to +12.7 MB).
+TEST_CASE("h2 budget: 100 streams of 1 MB bodies that never end hold the budget, not 100 MB") {
+  long grown_kb = 0;
+  std::size_t reset = 0;
+  long sent_total = 0;
+  run_checked(2, [&] {
+    http::Router r;
+    r.post("/whole", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
+    H2Server srv(std::move(r));
+    const long before = rss_kb();
+    RawConn c(srv.port());
+    std::string out = preface() + settings_ack();
+    // Each stream's send window and bytes sent; the connection's window.
+    std::map<std::uint32_t, long> window, sent;
+    long conn = 65535;
+    for (std::uint32_t id = 1; id < 200; id += 2) {
+      out += headers(id, plain_block("POST", "/whole", {{"content-length", "1000000"}}), false);
+      window[id] = 65535;
+      sent[id] = 0;
+    }
+    c.send(out);
+    const auto end = Clock::now() + slack(10s);
+    while (Clock::now() < end) {
+      std::string burst;
+      bool more = false;
+      for (auto& [id, w] : window) {
+        long& s = sent[id];
+        more = more || s < 999999;
+        while (w > 0 && conn > 0 && s < 999999) {
+          const long n = std::min({w, conn, 16384L, 999999 - s});
+          burst += frame(DATA, 0, id, std::string(static_cast<std::size_t>(n), 'x'));
+          w -= n;
+          conn -= n;
+          s += n;
+        }
+      }
+      if (!more) break;  // every stream still open sent all but its last byte
+      if (!burst.empty() && !c.send(burst)) break;
+      for (auto f = c.next(50ms); f; f = c.next(1ms)) {
+        if (f->type == WINDOW_UPDATE) {
+          const long inc = get32(f->payload, 0) & 0x7fffffff;
+          if (f->stream == 0) conn += inc;
+          else if (window.count(f->stream) != 0) window[f->stream] += inc;
+        } else if (f->type == RST_STREAM && window.erase(f->stream) != 0) {
+          ++reset;
+        }
+      }
+    }
+    grown_kb = rss_kb() - before;
+    for (const auto& [id, s] : sent) sent_total += s;
+  });
+  INFO("RSS +" << grown_kb / 1024 << " MB; " << sent_total / 1000 << " KB of bodies sent; " << reset << " streams reset");
+  CHECK(reset >= 90);                      // 92 refused: 8 x 1 MB fill 8 MiB
+  CHECK(sent_total < 20 * 1000 * 1000);    // the refused ones sent at most their first window
+  if (!kSanitized) CHECK(grown_kb < 40 * 1024);  // +11.5 to +12.7 MB; unbounded +112.5 to +114.1
 }
 
 // A whole body has write_timeout in all, as over HTTP/1.1 (one write

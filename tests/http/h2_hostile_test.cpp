@@ -715,23 +715,6 @@ TEST_CASE("h2 hostile: whole bodies in one burst share the connection window; th
 // it first crashed the server (a null group in on_frame_recv, in about
 // one run in two of 3,000 resets at 4 workers; helper-21's review).
 // Plain threads make the connections, so the server's workers are free.
-namespace {
-
-// rss_kb: this process's resident set (the server and the raw clients;
-// what the clients hold is what they sent, a few KiB).
-long rss_kb() {
-  long kb = 0;
-  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f))
-      if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    std::fclose(f);
-  }
-  return kb;
-}
-
-}  // namespace
-
 // A client that never acknowledges our SETTINGS, holds the 100 streams it
 // may open, then sends HEADERS on fresh stream ids without reading: until
 // the ACK, nghttp2 refuses each with a RST_STREAM of its own, which no

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -622,6 +623,19 @@ inline std::string pattern(std::size_t n, unsigned seed = 1) {
 inline std::uint64_t fnv(std::string_view s, std::uint64_t h = 1469598103934665603ull) {
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   return h;
+}
+
+// rss_kb: this process's resident set (the server and the raw clients;
+// what the clients hold is what they sent, a few KiB).
+inline long rss_kb() {
+  long kb = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    std::fclose(f);
+  }
+  return kb;
 }
 
 // describe: the frames a RawConn read, for a failure's message.
