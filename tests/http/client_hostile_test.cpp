@@ -652,3 +652,88 @@ TEST_CASE("client hostile: max_head itself bounds a response head, above and bel
     fds.check();
   });
 }
+
+// 301, 302 and 303 drop the body whatever the method (Go's rule): a GET's
+// body went on to the next origin with a 302 before. A HEAD stays HEAD
+// across a 303 (it became a GET that fetched a body nobody asked for).
+TEST_CASE("client hostile: a GET's body is not sent on by a 301/302/303; a HEAD stays HEAD") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      Heads at_b;
+      RawPeer b([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string req = read_response(s, buf);  // head and body
+          at_b.add(lower(req));
+          s.write_all(req.starts_with("HEAD") ? "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" : ok("b"));
+        }
+      });
+      RawPeer a([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          const std::string req = read_response(s, buf);
+          const std::string t = target_of(req);
+          const int status = t == "/301" ? 301 : t == "/302" ? 302 : 303;
+          s.write_all(redirect_to(status, b.url("/landed")));
+        }
+      });
+      http::Client c;
+      http::RequestOptions ro;
+      ro.body = "BODYSECRET";
+      ro.headers.set("Content-Type", "text/plain");
+      for (const char* path : {"/301", "/302", "/303"}) FIBER_CHECK(c.request("GET", a.url(path), ro).text() == "b");
+      FIBER_CHECK(c.request("HEAD", a.url("/303")).status == 200);
+      const auto seen = at_b.all();
+      FIBER_CHECK(seen.size() == 4);
+      for (std::size_t i = 0; i < seen.size(); ++i) {
+        INFO(seen[i]);
+        FIBER_CHECK(seen[i].find("bodysecret") == std::string::npos);
+        FIBER_CHECK(seen[i].find("content-type") == std::string::npos);
+        FIBER_CHECK(seen[i].starts_with(i < 3 ? "get /landed" : "head /landed"));
+      }
+    }
+    fds.check();
+  });
+}
+
+// A POST of a body_generator answered 303 goes on as a GET with no body:
+// when the pooled connection it reuses was closed by the server, the GET
+// is sent again on a new one, as any GET. The "generator was called" flag
+// of the first hop made it errc::reset before.
+TEST_CASE("client hostile: a 303 after a streamed upload: its GET is retried on a new connection") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> conns{0};
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        const int n = conns.fetch_add(1);
+        const std::string req = read_response(s, buf);
+        if (n == 0) {
+          // The upload: answered 303 on a connection kept open, which
+          // then closes when the GET comes (a server timing it out).
+          s.write_all(redirect_to(303, "/next"));
+          (void)read_head(s, buf);
+          return;
+        }
+        s.write_all(target_of(req) == "/next" ? ok("fresh") : ok("wrong"));
+      });
+      http::Client c;
+      http::RequestOptions ro;
+      auto left = std::make_shared<int>(1);
+      ro.body_generator = [left] { return (*left)-- > 0 ? std::string("abcdef") : std::string(); };
+      ro.body_length = 6;
+      std::string got;
+      try {
+        got = c.request("POST", p.url("/up"), ro).text();
+      } catch (const http::Error& e) {
+        got = std::string("error: ") + e.what();
+      }
+      INFO(got);
+      FIBER_CHECK(got == "fresh");
+      FIBER_CHECK(conns.load() == 2);
+    }
+    fds.check();
+  });
+}

@@ -1326,14 +1326,19 @@ Error trailers_too_large_error(const Url& u) {
 }
 
 // redirect: whether to follow a response (status, Location) on hop `hop`;
-// when so, u, meth and ro become the next hop's. A redirect that would
+// when so, u, meth and ro become the next hop's. 301, 302 and 303 drop
+// the body, whatever the method (a GET's body went on to the next origin
+// before), and turn any method but GET and HEAD into GET (Go's rule; a
+// HEAD stays HEAD, where a 303 made it a GET that fetched a body nobody
+// asked for); 307 and 308 send the same request again. One that would
 // send a body_generator's body again (307, 308) is not followed: the
-// generator cannot be replayed.
+// generator cannot be replayed. A followed hop has no generator, so the
+// caller's "generator called" flag starts again for it.
 bool redirect(const ClientOptions& opt, int hop, int status, std::optional<std::string_view> loc, Url& u,
               std::string& meth, RequestOptions& ro) {
   if (!ro.follow_redirects || !is_redirect(status) || !loc) return false;
-  const bool to_get = status == 303 || ((status == 301 || status == 302) && meth != "GET" && meth != "HEAD");
-  if (!to_get && ro.body_generator) return false;
+  const bool drop_body = status == 301 || status == 302 || status == 303;
+  if (!drop_body && ro.body_generator) return false;
   if (hop >= opt.max_redirects)
     throw Error(errc::too_many_redirects,
                 "more than " + std::to_string(opt.max_redirects) + " redirects (" + u.str() + ")");
@@ -1350,8 +1355,8 @@ bool redirect(const ClientOptions& opt, int hop, int status, std::optional<std::
       ro.headers.erase(h);
   }
   u = std::move(next);
-  if (to_get) {
-    meth = "GET";
+  if (drop_body) {
+    if (meth != "GET" && meth != "HEAD") meth = "GET";
     ro.body.clear();
     ro.body_generator = nullptr;
     ro.body_length.reset();
@@ -1621,6 +1626,10 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
         if (!ex.once(meth, u, ro, r)) throw no_response_twice(u);
       }
       if (!redirect(pool_->opt, hop, r.status, r.headers.get("Location"), u, meth, ro)) return r;
+      // The next hop sends no generator's body (redirect): a stale pooled
+      // connection may be retried for it again. Kept set, a GET after a
+      // 303 from a streamed upload failed where a new connection would do.
+      ex.gen_called = false;
     }
   };
   if (pool_->opt.total_timeout.count() == 0) return run();
@@ -1670,6 +1679,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
       }
       s.r_ = std::move(r);
       if (!redirect(pool_->opt, hop, s.status, s.headers.get("Location"), u, meth, ro)) return s;
+      gen_called = false;  // as in request()
       // A redirect's own body: read and dropped so its connection can be
       // reused, up to max_body; a longer one is closed instead.
       std::vector<char> tmp(16 * 1024);  // on the heap: fiber stacks are small
