@@ -1,9 +1,30 @@
 // select_test.cpp: select over channel cases, default and timeout branches,
 // fairness, closed channels, cancellation, a stress mix.
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
 #include "sync_test_util.hpp"
 
 using namespace sync_test;
 namespace sp = spindle;
+
+// Allocation failure on demand: the aligned operator new (a channel's ring
+// buffer allocates with it) throws std::bad_alloc for one size while
+// g_fail_size holds it. Replaces the global one for this test program.
+namespace {
+std::atomic<std::size_t> g_fail_size{0};
+}  // namespace
+
+void* operator new(std::size_t n, std::align_val_t a) {
+  if (n != 0 && n == g_fail_size.load(std::memory_order_relaxed)) throw std::bad_alloc();
+  const auto al = static_cast<std::size_t>(a);
+  void* p = std::aligned_alloc(al, (n + al - 1) / al * al);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 TEST_CASE("select: chooses fairly among ready cases", "[select]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
@@ -145,5 +166,40 @@ TEST_CASE("select: stress, values are conserved", "[select][stress]") {
     for (int c = 0; c < consumers; ++c) total += *done.recv();
     closer.join();
     REQUIRE(total == producers * per * (per + 1) / 2);
+  });
+}
+
+// A send into an unbounded channel allocates under the select's locks
+// (its first value, or one past the array's size). When that allocation
+// fails, select raises std::bad_alloc and every channel of the select is
+// unlocked: the locks were not released on an exception, and each fiber
+// that touched one of the channels after spun on it for good.
+TEST_CASE("select: a send that cannot allocate raises bad_alloc and leaves its channels unlocked", "[select]") {
+  struct Odd {
+    char bytes[72];
+  };
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<Odd> a(sp::unbounded);
+    sp::Channel<int> b(sp::unbounded);
+    g_fail_size.store(8 * sizeof(Odd));  // the first array of a (RingBuffer::kMinCapacity slots)
+    bool threw = false;
+    try {
+      sp::select(sp::on_send(a, Odd{}, [] {}), sp::on_recv(b, [](std::optional<int>) {}));
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    g_fail_size.store(0);
+    REQUIRE(threw);
+    for (sp::detail::ChannelLock* l : {&sp::detail::ChannelAccess<Odd>::lock(a), &sp::detail::ChannelAccess<int>::lock(b)}) {
+      const bool free = l->try_lock();
+      if (free) l->unlock();
+      REQUIRE(free);
+    }
+    // Nothing was sent, and both channels work.
+    REQUIRE(a.try_recv() == std::nullopt);
+    REQUIRE(a.try_send(Odd{}));
+    REQUIRE(a.try_recv().has_value());
+    REQUIRE(b.try_send(1));
   });
 }

@@ -13,6 +13,7 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -118,10 +119,9 @@ class Selector {
     std::size_t fired = N;
     ChanOp op = ChanOp::blocked;
     {
-      Wakeups wakeups;
-      lock_all();
+      Wakeups wakeups;  // wakes after the locks are released
+      AllLocked held(*this);
       fired = try_cases(wakeups, op);
-      unlock_all();
     }
     if (fired != N) return fire(fired, op == ChanOp::closed);
     if (default_ != N) {
@@ -151,6 +151,17 @@ class Selector {
   void unlock_all() {
     for (std::size_t j = nlocks_; j > 0; --j) locks_[j - 1]->unlock();
   }
+  // AllLocked: every channel's lock for a scope, released however it ends.
+  // A send into an unbounded (or growing) channel allocates under them:
+  // a std::bad_alloc there left every channel of the select locked, and
+  // each fiber that touched one of them after stuck for good.
+  struct AllLocked {
+    Selector& s;
+    explicit AllLocked(Selector& x) : s(x) { s.lock_all(); }
+    ~AllLocked() { s.unlock_all(); }
+    AllLocked(const AllLocked&) = delete;
+    AllLocked& operator=(const AllLocked&) = delete;
+  };
 
   // try_cases: under all locks; returns the index of the case that completed
   // (op says done or closed) or N.
@@ -177,11 +188,22 @@ class Selector {
     }
     Wakeups wakeups;
     const TimePoint* dl = timeout_ != N ? &deadline_ : nullptr;
+    // failed: what the retry under the locks threw (a std::bad_alloc growing
+    // a channel's buffer). publish runs on the worker's side of the switch,
+    // where nothing may escape: it wins the waiter itself (nothing was
+    // enqueued yet, so nobody else can) and the fiber rethrows it.
+    std::exception_ptr failed;
     const auto s = detail::suspend(
         w, dl,
         [&]() -> bool {
-          lock_all();
-          fired = try_cases(wakeups, op);
+          AllLocked held(*this);
+          try {
+            fired = try_cases(wakeups, op);
+          } catch (...) {
+            failed = std::current_exception();
+            w.try_complete(Waiter::notified);
+            return false;
+          }
           if (fired != N) {
             w.try_complete(Waiter::notified);
           } else {
@@ -192,15 +214,15 @@ class Selector {
               });
             }
           }
-          unlock_all();
           return fired == N;
         },
         "select");
     wakeups.wake_all();
+    if (failed) std::rethrow_exception(failed);
     if (fired == N) {
       // We were enqueued: unlink every node; the winner (if any) is the one
       // whose outcome a channel wrote.
-      lock_all();
+      AllLocked held(*this);
       for (std::size_t j = 0; j < nchan_; ++j) {
         const std::size_t i = chan_idx_[j];
         visit(i, [&](auto& c) {
@@ -211,7 +233,6 @@ class Selector {
           op = nodes[i].outcome == chan_closed ? ChanOp::closed : ChanOp::done;
         }
       }
-      unlock_all();
     }
     throw_if_cancelled(s);
     if (s == Waiter::timed_out) {
