@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstring>
 #include <mutex>
@@ -49,7 +50,17 @@ constexpr std::size_t kWriteBatch = 64 * 1024;
 constexpr std::size_t kReadSize = 16 * 1024;
 constexpr std::size_t kOutHigh = 64 * 1024;        // upload bytes waiting per stream
 constexpr std::int32_t kStreamWindow = 1 << 20;    // per response body, ahead of the reader
-constexpr std::int32_t kConnWindow = 4 << 20;      // all of a connection's bodies
+// All of a connection's bodies. Not a bound of its own: a server sends
+// only on streams our callers opened (push is off), so what a connection
+// holds is at most kStreamWindow per stream of ours, and a window of a few
+// streams' worth let four callers that read slowly (or not yet) stall
+// every other fiber sharing the connection (four open() bodies of 2 MiB
+// with one byte read: a fifth fiber's small GET timed out). Go's
+// transport opens 1 GiB for the connection for the same reason.
+constexpr std::int32_t kConnWindow = 1 << 30;
+// The window new connections open (h2_client_conn_window: tests shrink it
+// to see what would fill the real one).
+std::atomic<std::int32_t> g_conn_window{kConnWindow};
 constexpr int kMaxInterim = 5;  // 1xx heads per request, as HTTP/1.1's (client.cpp) and Go's client
 
 // Fields HTTP/2 forbids in a request (RFC 9113 8.2.2), and those the
@@ -208,7 +219,7 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(max_head_, 0xffffffffu))},
   };
   nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0, kConnWindow);
+  nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0, g_conn_window.load(std::memory_order_relaxed));
 }
 
 void H2ClientConn::start() {
@@ -555,6 +566,9 @@ std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt) 
 }
 
 bool h2_usable(const H2ClientConn& c) noexcept { return c.usable(); }
+void h2_client_conn_window(std::int32_t bytes) noexcept {
+  g_conn_window.store(bytes > 0 ? bytes : kConnWindow, std::memory_order_relaxed);
+}
 void h2_close(H2ClientConn& c) noexcept { c.close(); }
 
 H2Call::H2Call(std::shared_ptr<H2ClientConn> c, std::shared_ptr<H2ClientStream> st, const Url& u,
@@ -563,7 +577,25 @@ H2Call::H2Call(std::shared_ptr<H2ClientConn> c, std::shared_ptr<H2ClientStream> 
 
 H2Call::~H2Call() {
   std::lock_guard lk(c_->mu());
-  if (!st_->closed) c_->reset(*st_);
+  H2ClientStream& st = *st_;
+  // Body bytes the caller will never read give the connection's window
+  // back, as read_some would have. on_stream_close does it only for a
+  // stream that had not ended: one that ended (a body under max_body's
+  // cap, an open() dropped after its head, a total_timeout mid-read)
+  // kept its bytes charged for the connection's life, and five dropped
+  // 900 KiB bodies shut the 4 MiB window: every later request on the
+  // shared connection timed out, and the pool kept handing it out.
+  if (const std::size_t unread = st.in.size() - st.in_off; unread > 0 && !c_->dead()) {
+    if (st.closed) {
+      nghttp2_session_consume_connection(c_->session(), unread);
+    } else {
+      nghttp2_session_consume(c_->session(), st.id, unread);
+    }
+    c_->wake();
+  }
+  st.in.clear();
+  st.in_off = 0;
+  if (!st.closed) c_->reset(st);
 }
 
 int H2Call::status() const noexcept { return st_->status; }

@@ -30,6 +30,10 @@ std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt);
 
 // h2_usable: the connection takes new streams (no GOAWAY, not broken).
 bool h2_usable(const H2ClientConn& c) noexcept;
+// h2_client_conn_window: the connection window later connections open
+// (1 GiB; 0 puts it back). For tests: what would take a gigabyte to fill
+// takes megabytes at a few MiB.
+void h2_client_conn_window(std::int32_t bytes) noexcept;
 // h2_close: ends the connection now (its streams fail with errc::reset).
 // Never suspends.
 void h2_close(H2ClientConn& c) noexcept;

@@ -316,9 +316,9 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // request: sends `method` to `url` (http://host[:port][/path][?query])
-  // and returns the response, following redirects (301, 302, 303 turn into
-  // GET without body; 307, 308 repeat the method and body) unless told not
-  // to. Any status is a Response; only transport and protocol failures
+  // and returns the response, following redirects (301, 302, 303 drop the
+  // body and turn any method but GET and HEAD into GET; 307, 308 repeat the
+  // method and body) unless told not to. Any status is a Response; only transport and protocol failures
   // throw (Error).
   SPINDLE_MAY_SUSPEND Response request(std::string_view method, std::string_view url,
                                        RequestOptions options = {});
