@@ -163,6 +163,8 @@ io_signal_handler_on_fiber_stack :: io/src/signal.cpp :: s{sa\.sa_flags = SA_RES
 io_fd_nonblock_cleared_under_other :: io/src/fd_stream.cpp :: s{--it->second\.streams == 0\)}{(--it->second.streams, true))} :: io_fd_stream :: ^io_fd_stream$
 io_signal_listed_twice_kept :: io/src/signal.cpp :: s{return once;}{return sigs;} :: io_signal :: ^io_signal$
 runtime_fiber_locals_freed_table_first :: runtime/src/fiber_local.cpp :: s{if \(f->locals_ != nullptr\) f->locals_->clear\(\);}{} :: runtime_fiber_local :: ^runtime_fiber_local$
+runtime_fiber_local_key_never_reused :: runtime/src/fiber_local.cpp :: s{if \(!r\.free\.empty\(\)\)}{if (false)} :: runtime_fiber_local :: ^runtime_fiber_local$
+runtime_fiber_local_generation_unchecked :: runtime/src/fiber_local.cpp :: s{return slot\.key == key \? slot\.value : nullptr;}{return slot.value;} :: runtime_fiber_local :: ^runtime_fiber_local$
 runtime_stack_size_unchecked :: runtime/src/fiber.cpp :: s{if \(size > kMaxStackSize\) \x7b}{if (false) \x7b} :: runtime_stacks :: ^runtime_stacks$
 http_h2_whole_body_body_timeout :: io/src/http/h2_server.cpp :: s{if \(o\.read_timeout\.count\(\) > 0\) deadline_ = std::min\(deadline_, Clock::now\(\) \+ o\.read_timeout\);}{} :: http_h2_hostile :: ^http_h2_hostile$
 io_asio_closed_as_eio :: io/include/spindle/io/asio_stream.hpp :: s{\(in == io::error::closed\)}{(in == io::error::closed && false)} :: io_asio :: ^io_asio$
