@@ -625,19 +625,6 @@ inline std::uint64_t fnv(std::string_view s, std::uint64_t h = 14695981039346656
   return h;
 }
 
-// rss_kb: this process's resident set (the server and the raw clients;
-// what the clients hold is what they sent, a few KiB).
-inline long rss_kb() {
-  long kb = 0;
-  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f))
-      if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    std::fclose(f);
-  }
-  return kb;
-}
-
 // describe: the frames a RawConn read, for a failure's message.
 inline std::string describe(const RawConn& c) {
   std::string s;

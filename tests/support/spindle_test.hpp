@@ -187,6 +187,19 @@ bool raises_timeout(F&& f) {
 
 inline long os_tid() noexcept { return ::syscall(SYS_gettid); }
 
+// rss_kb: this process's resident set, in KiB (/proc/self/status VmRSS;
+// a test's server and its clients together). 0 if unreadable.
+inline long rss_kb() {
+  long kb = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    std::fclose(f);
+  }
+  return kb;
+}
+
 // StderrCapture: redirects file descriptor 2 into a temporary file while it
 // lives; text() stops the capture and returns what was written. A sanitizer
 // report among it is echoed to the real stderr, so it is never hidden.

@@ -140,6 +140,10 @@ net::io_context& inert_context() {
   return *ctx;
 }
 
+// kKeptMessageBuffer: a message buffer above this is given back once its
+// message was handed over (receive()).
+constexpr std::size_t kKeptMessageBuffer = 64 * 1024;
+
 // NeedInput: Layer found no buffered bytes in "no wait" mode.
 struct NeedInput {};
 
@@ -215,6 +219,7 @@ struct Wire {
     return n;
   }
   std::chrono::milliseconds close_timeout{5'000};
+  std::chrono::milliseconds send_timeout{0};  // WsOptions::send_timeout (write_chunk)
 
   // What was read from the socket (by receive(), by Beast in wait mode, by
   // teardown) and when the latest read was: the heartbeat's evidence that
@@ -270,7 +275,7 @@ struct Wire {
           out_pongs = 0;
           last_pong = std::string::npos;
         }
-        conn.write_all(chunk);
+        write_chunk(chunk);
       }
       turn.unlock();
       std::lock_guard lk(out_mu);
@@ -281,6 +286,21 @@ struct Wire {
   bool out_empty() {
     std::lock_guard lk(out_mu);
     return out.empty();
+  }
+  // write_chunk: all of it; with send_timeout, each write may wait that long
+  // for the peer to take a byte (TimedOut: the caller marks the connection
+  // broken, the chunk cut). Progress, not the whole: a 32 MiB message to a
+  // slow reader still goes.
+  void write_chunk(std::string_view chunk) {
+    if (send_timeout.count() <= 0) {
+      conn.write_all(chunk);
+      return;
+    }
+    while (!chunk.empty()) {
+      const std::size_t n =
+          with_timeout(send_timeout, [&] { return conn.write_some(net::buffer(chunk.data(), chunk.size())); });
+      chunk.remove_prefix(n);
+    }
   }
 };
 
@@ -532,6 +552,7 @@ struct WebSocket::Impl {
   void setup(const WsOptions& opt) {
     wire.conn.full_duplex();  // receive() reads while a sender flushes
     wire.close_timeout = opt.close_timeout;
+    wire.send_timeout = opt.send_timeout;
     wire.track_rx = opt.heartbeat.count() > 0;
     heartbeat = std::max(opt.heartbeat, std::chrono::milliseconds{0});
     receive_timeout = std::max(opt.receive_timeout, std::chrono::milliseconds{0});
@@ -741,6 +762,12 @@ struct WebSocket::Impl {
     } catch (const std::system_error& e) {
       end(kBroken);
       throw_lost(e.what());
+    } catch (const TimedOut&) {
+      // send_timeout's own (a caller's scope would be Cancelled here).
+      end(kBroken);
+      throw WsError(ws_errc::timeout, "spindle::http::WebSocket: the peer took no byte of our frames within "
+                                      "send_timeout (" + std::to_string(wire.send_timeout.count()) +
+                                          " ms); connection lost");
     } catch (...) {
       end(kBroken);
       throw;
@@ -779,12 +806,25 @@ bool utf8_cut_short(std::string_view s) {
 
 // flush_pongs: the receiver's share of flushing (pongs Beast wrote while
 // reading). Never waits for the flush turn: a sender that holds it sends
-// them too. Failures: the state says broken, the next call raises.
-void flush_pongs(WebSocket::Impl& I) {
+// them too. Failures: the state says broken, the next call raises. Within
+// receive()'s own deadline (receive_timeout), which then raises: the
+// write of the pongs to a peer that floods pings and reads nothing held
+// receive() past it (the connection is lost then: the pongs were cut).
+void flush_pongs(WebSocket::Impl& I, std::chrono::steady_clock::time_point deadline) {
   if (I.wire.out_empty()) return;
   try {
-    I.flush(false);
-  } catch (const WsError&) {
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      I.flush(false);
+    } else {
+      with_deadline(deadline, [&] { I.flush(false); });
+    }
+  } catch (const TimedOut&) {
+    I.end(WebSocket::Impl::kBroken);
+    throw WsError(ws_errc::timeout, "spindle::http::WebSocket: no message within receive_timeout (" +
+                                        std::to_string(I.receive_timeout.count()) +
+                                        " ms): our pongs to the peer's pings were not taken; connection lost");
+  } catch (const WsError& e) {
+    if (e.kind() == ws_errc::timeout) throw;  // send_timeout: said now
   }
 }
 
@@ -802,7 +842,10 @@ void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view re
   try {
     with_timeout(I.wire.close_timeout, [&] { I.ws.close(cr, ec); });
   } catch (const TimedOut&) {
-    // The peer did not answer in time: closed anyway.
+    // The peer did not answer in time: closed anyway, and the socket shut
+    // both ways as the teardown does, so that a sender blocked on a peer
+    // that reads nothing fails now (it stayed blocked for good).
+    ::shutdown(I.wire.conn.tcp().native_handle(), SHUT_RDWR);
   } catch (...) {
     I.end(WebSocket::Impl::kClosed);
     throw;
@@ -1036,9 +1079,13 @@ WsMessage WebSocket::receive() {
         m.kind = I.ws.got_text() ? WsMessage::Kind::text : WsMessage::Kind::binary;
         m.data = beast::buffers_to_string(I.msg.data());
         I.msg.clear();
+        // A large message's buffer is not kept for the next: an idle
+        // session held the capacity of its largest message (40 sessions
+        // after one 4 MiB message each: +168 MiB of the server).
+        if (I.msg.capacity() > kKeptMessageBuffer) I.msg.shrink_to_fit();
         const bool cut = m.kind == WsMessage::Kind::text && utf8_cut_short(m.data);
         lk.unlock();
-        flush_pongs(I);
+        flush_pongs(I, deadline);
         if (cut) {
           // What Beast does for text it finds invalid: close with 1007.
           close_as_reader(I, ws_close::bad_payload, "invalid UTF-8");
@@ -1048,7 +1095,7 @@ WsMessage WebSocket::receive() {
         return m;
       }
     }
-    flush_pongs(I);
+    flush_pongs(I, deadline);
     // Wait for the peer without the lock (a sender may go on meanwhile). A
     // cancellation here changes nothing: the next receive() resumes.
     std::error_code e;

@@ -171,6 +171,13 @@ struct WsOptions {
   // caller's still raises TimedOut, as with http::Client's own timeouts
   // (errc::timeout) beside the caller's.
   std::chrono::milliseconds receive_timeout{0};
+  // send_timeout: a write of ours (a message's frames, the pongs receive()
+  // sends, a close frame) that goes this long without the peer taking a
+  // byte raises WsError(ws_errc::timeout), and the connection is lost
+  // (its frames were cut: later calls raise connection_lost). A peer that
+  // reads nothing held a sender (and the message) for as long as it
+  // lived. 60 s, as the server's write_timeout; zero: none.
+  std::chrono::milliseconds send_timeout{60'000};
   // Client: TCP keep-alive probes on the connection (io::TcpKeepAlive): a
   // server that vanished without a FIN is found within 150 s by default
   // (Go's net.Dialer), a receive() then raising connection_lost, with or

@@ -1,0 +1,227 @@
+// websocket_timeouts_test.cpp: what ends a WebSocket's waits on a peer
+// that reads nothing (docs/http.md "WebSocket"): send_timeout for our
+// writes (a message, the pongs receive() sends), receive_timeout over the
+// pongs a ping flood makes receive() write, and our own close() with a
+// sender blocked. The peer is a raw socket on a plain thread with a small
+// receive buffer, so its blocking writes hold no worker and our writes
+// block soon.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "http_test_support.hpp"
+#include "websocket_test_support.hpp"
+
+using namespace spindle_test;
+using namespace http_test;
+using namespace std::chrono_literals;
+using namespace ws_test;
+
+namespace {
+
+// SilentPeer: a client that upgrades, then only writes what it is told, never
+// reads. Closed by its destructor.
+class SilentPeer {
+ public:
+  explicit SilentPeer(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int rcvbuf = 4096;  // our writes to it block after a few KiB
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    const std::string req = upgrade_request(port);
+    ok_ = ok_ && ::send(fd_, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size());
+    std::string head;
+    char c = 0;
+    while (ok_ && head.find("\r\n\r\n") == std::string::npos && ::recv(fd_, &c, 1, 0) == 1) head += c;
+    ok_ = ok_ && head.starts_with("HTTP/1.1 101");
+  }
+  ~SilentPeer() { ::close(fd_); }
+  SilentPeer(const SilentPeer&) = delete;
+  SilentPeer& operator=(const SilentPeer&) = delete;
+  bool upgraded() const { return ok_; }
+  // send: as much of s as goes before the server stops taking bytes for
+  // 300 ms (it reads nothing more once its writes block).
+  std::size_t send(const std::string& s) {
+    const int fl = ::fcntl(fd_, F_GETFL);
+    ::fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
+    std::size_t at = 0;
+    while (at < s.size()) {
+      const ssize_t n = ::send(fd_, s.data() + at, s.size() - at, MSG_NOSIGNAL);
+      if (n > 0) {
+        at += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN) break;
+      pollfd p{fd_, POLLOUT, 0};
+      if (::poll(&p, 1, 300) <= 0) break;
+    }
+    ::fcntl(fd_, F_SETFL, fl);
+    return at;
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+// Outcome: what a session saw, for the test fiber to wait on.
+struct Outcome {
+  std::atomic<int> kind{-1};  // the WsError's ws_errc, 0 for none yet
+  std::atomic<bool> done{false};
+  Clock::time_point at{};
+  void set(http::ws_errc k) {
+    at = Clock::now();
+    kind.store(static_cast<int>(k));
+    done.store(true);
+  }
+};
+
+}  // namespace
+
+// send_timeout: a message to a peer that reads nothing raises timeout once
+// no byte was taken for that long; the connection is lost after (its
+// frames were cut). The sender was held for as long as the peer lived.
+TEST_CASE("websocket timeouts: a send to a peer that reads nothing raises timeout after send_timeout") {
+  run_checked(2, [] {
+    Outcome first, later;
+    http::WsOptions o;
+    o.send_timeout = 300ms;
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      try {
+        ws.send_binary(std::string(32u << 20, 'x'));
+        first.set(http::ws_errc{});
+      } catch (const http::WsError& e) {
+        first.set(e.kind());
+      }
+      try {
+        ws.send_text("after");
+        later.set(http::ws_errc{});
+      } catch (const http::WsError& e) {
+        later.set(e.kind());
+      }
+    }, o);
+    std::atomic<bool> stop{false};
+    std::thread peer([&, port = srv.srv.port()] {
+      SilentPeer p(port);
+      while (!stop.load()) std::this_thread::sleep_for(10ms);
+    });
+    JoinOnExit join{peer};
+    const auto t0 = Clock::now();
+    FIBER_CHECK(wait_until([&] { return later.done.load(); }, slack(10s)));
+    stop.store(true);
+    FIBER_CHECK(first.kind.load() == static_cast<int>(http::ws_errc::timeout));
+    FIBER_CHECK(later.kind.load() == static_cast<int>(http::ws_errc::connection_lost));
+    FIBER_CHECK(first.at - t0 < slack(5s));
+  });
+}
+
+// receive() writes the pongs Beast queued for the peer's pings; to a peer
+// that floods pings and reads nothing that write blocks, and it held
+// receive() past its receive_timeout (for good, with no heartbeat: a
+// helper's probe, 26 MB of pings). Now receive_timeout bounds it too
+// (the connection is lost: the pongs were cut). send_timeout is off here,
+// so only receive_timeout can end it.
+TEST_CASE("websocket timeouts: receive_timeout ends a receive() whose pongs a ping flood left unread") {
+  run_checked(2, [] {
+    Outcome got;
+    http::WsOptions o;
+    o.receive_timeout = 500ms;
+    o.send_timeout = 0ms;
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      try {
+        for (;;)
+          if (ws.receive().is_close()) break;
+        got.set(http::ws_errc{});
+      } catch (const http::WsError& e) {
+        got.set(e.kind());
+      }
+    }, o);
+    std::atomic<bool> stop{false};
+    std::atomic<std::size_t> flooded{0};
+    std::thread peer([&, port = srv.srv.port()] {
+      SilentPeer p(port);
+      std::string pings;
+      const std::string ping = client_frame(0x9, std::string(125, 'p'));
+      while (pings.size() < (26u << 20)) pings += ping;
+      flooded.store(p.send(pings));
+      while (!stop.load()) std::this_thread::sleep_for(10ms);
+    });
+    JoinOnExit join{peer};
+    FIBER_CHECK(wait_until([&] { return got.done.load(); }, slack(15s)));
+    stop.store(true);
+    INFO("ping bytes the server took: " << flooded.load());
+    FIBER_CHECK(got.kind.load() == static_cast<int>(http::ws_errc::timeout));
+  });
+}
+
+// Our own close() while a sender of ours waits on a peer that reads
+// nothing: close() gives up after close_timeout, and the socket is shut
+// both ways so the sender fails at once. It stayed blocked for good (the
+// session's join with it); send_timeout is off here to show close()'s part.
+TEST_CASE("websocket timeouts: our close() with a sender blocked on a silent peer ends the sender too") {
+  run_checked(2, [] {
+    Outcome sender_end;
+    std::atomic<bool> closed{false};
+    Clock::time_point closed_at{};
+    http::WsOptions o;
+    o.close_timeout = 300ms;
+    o.send_timeout = 0ms;
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      auto sender = sp::spawn([&] {
+        try {
+          ws.send_binary(std::string(32u << 20, 'x'));
+          sender_end.set(http::ws_errc{});
+        } catch (const http::WsError& e) {
+          sender_end.set(e.kind());
+        }
+      });
+      sp::sleep_for(300ms);  // the sender fills the socket and blocks
+      try {
+        ws.close();
+      } catch (const http::WsError&) {
+      }
+      closed_at = Clock::now();
+      closed.store(true);
+      sender.join();
+    }, o);
+    std::atomic<bool> stop{false};
+    std::thread peer([&, port = srv.srv.port()] {
+      SilentPeer p(port);
+      while (!stop.load()) std::this_thread::sleep_for(10ms);
+    });
+    JoinOnExit join{peer};
+    FIBER_CHECK(wait_until([&] { return closed.load(); }, slack(10s)));
+    FIBER_CHECK(wait_until([&] { return sender_end.done.load(); }, slack(5s)));
+    stop.store(true);
+    FIBER_CHECK(sender_end.kind.load() == static_cast<int>(http::ws_errc::connection_lost));
+    if (sender_end.done.load()) FIBER_CHECK(sender_end.at - closed_at < slack(2s));
+  });
+}
+
+// What send_timeout's per-write deadline costs: echo round trips with it
+// (the default, both sides) and without, interleaved. Not run by default:
+// `http_websocket_timeouts "[.bench]"`.
+TEST_CASE("websocket timeouts: echo round trips with and without send_timeout", "[.bench]") {
+  for (int round = 0; round < 3; ++round) {
+    for (const bool on : {true, false}) {
+      run_checked(2, [on] {
+        http::WsOptions o;
+        if (!on) o.send_timeout = 0ms;
+        WsServer srv(echo, o);
+        std::printf("send_timeout %s, 16 connections: %.0f round trips/s\n", on ? "60 s" : "off ",
+                    echo_round_trips(srv.url(), 16, o));
+      });
+    }
+  }
+}
