@@ -245,3 +245,50 @@ TEST_CASE("ws client hostile: a server that accepts and never answers the handsh
     FIBER_CHECK(http::WsOptions{}.handshake_timeout == 30s);
   });
 }
+
+// RFC 6455 4.1: a 101 naming an extension the client did not offer (it
+// offers none) or a subprotocol not among those it offered fails the
+// connection. Beast 1.74 checks neither: such a 101 was taken (a helper's
+// probe). One offered subprotocol chosen, from a list or a second field,
+// is a handshake.
+TEST_CASE("ws client hostile: a 101 with an extension or subprotocol the client did not offer fails the handshake") {
+  run_checked(2, [] {
+    struct Case {
+      const char* what;
+      std::vector<std::string> offered;  // Sec-WebSocket-Protocol fields sent
+      std::string extra;                 // fields the 101 adds
+      bool ok;
+    };
+    const Case cases[] = {
+        {"a subprotocol never offered", {}, "Sec-WebSocket-Protocol: evil\r\n", false},
+        {"another subprotocol than offered", {"chat, superchat"}, "Sec-WebSocket-Protocol: other\r\n", false},
+        {"an extension never offered", {}, "Sec-WebSocket-Extensions: permessage-deflate\r\n", false},
+        {"one offered, from a list", {"chat, superchat"}, "Sec-WebSocket-Protocol: superchat\r\n", true},
+        {"one offered, from a second field", {"chat", "v2"}, "Sec-WebSocket-Protocol: v2\r\n", true},
+        {"none chosen", {"chat"}, "", true},
+    };
+    for (const Case& k : cases) {
+      http_test::RawPeer peer([&](io::TcpStream& s) {
+        std::string head = ws_accept_head(s);
+        head.insert(head.size() - 2, k.extra);
+        s.write_all(head);
+        char b[64];
+        while (s.read_some(b, sizeof b) > 0) {
+        }
+      });
+      std::string url = peer.url("/chat");
+      url.replace(0, 4, "ws");
+      http::WsOptions o;
+      for (const std::string& p : k.offered) o.headers.add("Sec-WebSocket-Protocol", p);
+      std::string what;
+      const auto kind = ws_error_of([&] { http::WebSocket::connect(url, o); }, &what);
+      INFO(k.what << ": " << what);
+      if (k.ok) {
+        FIBER_CHECK(kind == http::ws_errc{});
+      } else {
+        FIBER_CHECK(kind == http::ws_errc::handshake_failed);
+        FIBER_CHECK(what.find("did not offer") != std::string::npos);
+      }
+    }
+  });
+}

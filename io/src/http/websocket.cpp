@@ -860,6 +860,34 @@ void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view re
   I.end(WebSocket::Impl::kClosed);
 }
 
+// unasked_in_101: why a server's 101 answers something the client did not
+// ask for (empty when it did not): any Sec-WebSocket-Extensions (the client
+// offers none), a Sec-WebSocket-Protocol that is not one of those offered
+// (each Sec-WebSocket-Protocol field of `asked` is a comma-separated list).
+std::string_view trim_ows(std::string_view v) noexcept {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+std::string unasked_in_101(const bws::response_type& res, const Headers& asked) {
+  if (res.find(bhttp::field::sec_websocket_extensions) != res.end())
+    return "the server named an extension the client did not offer";
+  const auto it = res.find(bhttp::field::sec_websocket_protocol);
+  if (it == res.end()) return {};
+  const std::string_view chosen = trim_ows(std::string_view(it->value().data(), it->value().size()));
+  for (const auto& [name, value] : asked) {
+    if (!iequals(name, "Sec-WebSocket-Protocol")) continue;
+    std::string_view list = value;
+    while (!list.empty()) {
+      const std::size_t comma = list.find(',');
+      if (trim_ows(list.substr(0, comma)) == chosen) return {};
+      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    }
+  }
+  return "the server chose a subprotocol the client did not offer (" + std::string(chosen) + ")";
+}
+
 // NoWait: Layer in "no wait" mode for one Beast call.
 struct NoWait {
   Wire& w;
@@ -934,6 +962,11 @@ static std::unique_ptr<WebSocket::Impl> open_client(const detail::Url& u, const 
     if (res.result_int() != 0) what += " (HTTP " + std::to_string(res.result_int()) + ")";
     throw WsError(ws_errc::handshake_failed, what);
   }
+  // RFC 6455 4.1: a 101 that names an extension we did not offer (we offer
+  // none), or a subprotocol that is not one of ours, fails the connection.
+  // Beast 1.74 checks neither.
+  if (const std::string why = unasked_in_101(res, options.headers); !why.empty())
+    throw WsError(ws_errc::handshake_failed, "spindle::http::WebSocket: handshake with " + u.str() + " failed: " + why);
   return impl;
 }
 
