@@ -182,6 +182,22 @@ http_drain_has_body_timeout :: io/src/http/server.cpp :: s{return with_deadline\
 io_tls_server_ignores_read_ahead :: io/src/tls.cpp :: s{if \(!has_read_ahead\(s\)\) detail::wait_readable}{detail::wait_readable} :: io_tls_hostile :: ^io_tls_hostile$
 io_tls_feed_ignores_read_ahead :: io/src/tls.cpp :: s{if \(direct_n >= kReadChunk \|\| has_read_ahead\(tcp\)\)}{if (direct_n >= kReadChunk)} :: io_tls_hostile :: ^io_tls_hostile$
 http_preface_after_blank_lines :: io/src/http/server.cpp :: s{!c\.spoke_h1 && c\.blank_left == Conn::kMaxBlankBytes && }{!c.spoke_h1 && } :: http_server_hostile :: ^http_server_hostile$
+http_h2_whole_body_budget_unchecked :: io/src/http/h2_server.cpp :: s{if \(others != 0 && \(total > c_\.h2_\.whole_body_budget}{if (false && others != 0 && (total > c_.h2_.whole_body_budget} :: http_h2_budget :: ^http_h2_budget$
+http_h2_whole_response_progress_only :: io/src/http/h2_server.cpp :: s{const Clock::time_point due = st\.out_whole && wt\.count\(\) > 0}{const Clock::time_point due = false} :: http_h2_budget :: ^http_h2_budget$
+http_h2_fits_unwatched :: io/src/http/h2_server.cpp :: s{if \(watch_fits\(Clock::now\(\), next\)\) recheck = true;}{(void)next;} :: http_h2_budget :: ^http_h2_budget$
+http_h2_authority_chars_unchecked :: io/src/http/h2_server.cpp :: s{ \|\| !host_field_ok\(st->authority\) \|\|\s*\(h && !host_field_ok\(\*h\)\)}{} :: http_h2_target :: ^http_h2_target$
+http_h2_connect_target_root :: io/src/http/h2_server.cpp :: s{if \(st->req\.method == "CONNECT"\) st->req\.target = st->authority;}{} :: http_h2_target :: ^http_h2_target$
+runtime_offload_running_unreported :: runtime/src/offload.cpp :: s{if \(running_\.empty\(\)\) return;\s*if \(running_cv_}{return; if (running_cv_} :: offload_pools_test :: ^offload_pools_test$
+http_client_redirect_get_keeps_body :: io/src/http/client.cpp :: s{const bool drop_body = status == 301 \|\| status == 302 \|\| status == 303;}{const bool drop_body = status == 303 || ((status == 301 || status == 302) && meth != "GET" && meth != "HEAD");} :: http_client_hostile :: ^http_client_hostile$
+http_client_redirect_generator_flag_kept :: io/src/http/client.cpp :: s{ex\.gen_called = false;}{} :: http_client_hostile :: ^http_client_hostile$
+sync_select_locks_not_scoped :: sync/include/spindle/sync/detail/select.hpp :: s{AllLocked held\(\*this\);\s*fired = try_cases\(wakeups, op\);\s*\x7d}{lock_all(); fired = try_cases(wakeups, op); unlock_all(); \x7d} :: sync_select :: ^sync_select$
+http_h2_client_unread_kept :: io/src/http/h2_client.cpp :: s{unread > 0 && !c_->dead\(\)\)}{unread > 0 && false)} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+http_h2_client_conn_window_4mib :: io/src/http/h2_client.cpp :: s{constexpr std::int32_t kConnWindow = 1 << 30;}{constexpr std::int32_t kConnWindow = 4 << 20;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+http_ws_send_unbounded :: io/src/http/websocket.cpp :: s{if \(send_timeout\.count\(\) <= 0\) \x7b}{if (true) \x7b} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+http_ws_pongs_past_receive_timeout :: io/src/http/websocket.cpp :: s{if \(deadline == std::chrono::steady_clock::time_point::max\(\)\) \x7b\s*I\.flush\(false\);}{if (true) \x7b I.flush(false);} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+http_ws_close_leaves_sender :: io/src/http/websocket.cpp :: s{\n\s*::shutdown\(I\.wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+http_ws_message_buffer_kept :: io/src/http/websocket.cpp :: s{if \(I\.msg\.capacity\(\) > kKeptMessageBuffer\) I\.msg\.shrink_to_fit\(\);}{} :: http_websocket :: ^http_websocket$
+http_ws_client_unasked_101_taken :: io/src/http/websocket.cpp :: s{unasked_in_101\(res, options\.headers\); !why\.empty\(\)\)}{unasked_in_101(res, options.headers); false && !why.empty())} :: http_ws_client_hostile :: ^http_ws_client_hostile$
 EOF
 )
 
