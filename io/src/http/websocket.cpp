@@ -860,16 +860,17 @@ void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view re
   I.end(WebSocket::Impl::kClosed);
 }
 
-// unasked_in_101: why a server's 101 answers something the client did not
-// ask for (empty when it did not): any Sec-WebSocket-Extensions (the client
-// offers none), a Sec-WebSocket-Protocol that is not one of those offered
-// (each Sec-WebSocket-Protocol field of `asked` is a comma-separated list).
+// trim_ows: v without its leading and trailing spaces and tabs.
 std::string_view trim_ows(std::string_view v) noexcept {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return v;
 }
 
+// unasked_in_101: why a server's 101 answers something the client did not
+// ask for (empty when it did not): any Sec-WebSocket-Extensions (the client
+// offers none), a Sec-WebSocket-Protocol that is not one of those offered
+// (each Sec-WebSocket-Protocol field of `asked` is a comma-separated list).
 std::string unasked_in_101(const bws::response_type& res, const Headers& asked) {
   if (res.find(bhttp::field::sec_websocket_extensions) != res.end())
     return "the server named an extension the client did not offer";
@@ -1118,7 +1119,12 @@ WsMessage WebSocket::receive() {
         if (I.msg.capacity() > kKeptMessageBuffer) I.msg.shrink_to_fit();
         const bool cut = m.kind == WsMessage::Kind::text && utf8_cut_short(m.data);
         lk.unlock();
-        flush_pongs(I, deadline);
+        try {
+          flush_pongs(I, deadline);
+        } catch (const WsError&) {
+          // The message is whole: it is returned, not lost; the broken
+          // state raises at the next call.
+        }
         if (cut) {
           // What Beast does for text it finds invalid: close with 1007.
           close_as_reader(I, ws_close::bad_payload, "invalid UTF-8");
