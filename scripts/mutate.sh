@@ -194,7 +194,7 @@ sync_select_locks_not_scoped :: sync/include/spindle/sync/detail/select.hpp :: s
 http_h2_client_unread_kept :: io/src/http/h2_client.cpp :: s{unread > 0 && !c_->dead\(\)\)}{unread > 0 && false)} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 http_h2_client_conn_window_4mib :: io/src/http/h2_client.cpp :: s{constexpr std::int32_t kConnWindow = 1 << 30;}{constexpr std::int32_t kConnWindow = 4 << 20;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 http_ws_send_unbounded :: io/src/http/websocket.cpp :: s{if \(send_timeout\.count\(\) <= 0\) \x7b}{if (true) \x7b} :: http_websocket_timeouts :: ^http_websocket_timeouts$
-http_ws_pongs_past_receive_timeout :: io/src/http/websocket.cpp :: s{if \(deadline == std::chrono::steady_clock::time_point::max\(\)\) \x7b\s*I\.flush\(false\);}{if (true) \x7b I.flush(false);} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+http_ws_pongs_past_receive_timeout :: io/src/http/websocket.cpp :: s{if \(deadline == std::chrono::steady_clock::time_point::max\(\) \|\| I\.wire\.send_timeout\.count\(\) > 0\) \x7b}{if (true) \x7b} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_ws_close_leaves_sender :: io/src/http/websocket.cpp :: s{\n\s*::shutdown\(I\.wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_ws_message_buffer_kept :: io/src/http/websocket.cpp :: s{if \(I\.msg\.capacity\(\) > kKeptMessageBuffer\) I\.msg\.shrink_to_fit\(\);}{} :: http_websocket :: ^http_websocket$
 http_ws_client_unasked_101_taken :: io/src/http/websocket.cpp :: s{unasked_in_101\(res, options\.headers\); !why\.empty\(\)\)}{unasked_in_101(res, options.headers); false && !why.empty())} :: http_ws_client_hostile :: ^http_ws_client_hostile$

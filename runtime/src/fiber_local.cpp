@@ -125,7 +125,9 @@ void fiber_local_set(std::uint64_t key, void* value, void (*deleter)(void*)) {
   // FiberLocals, this one included (it finds the new value), and may grow
   // the table (so no reference into it is kept across the call).
   const FiberLocalSlots::Slot old = std::exchange(s.slots[i], {value, deleter, key});
-  if (old.value != nullptr && old.deleter != nullptr) old.deleter(old.value);
+  // noexcept: the new value is stored, so a throwing destructor must not
+  // reach get(), whose clean-up would free the new value a second time.
+  if (old.value != nullptr && old.deleter != nullptr) [&]() noexcept { old.deleter(old.value); }();
 }
 
 std::size_t fiber_local_table_size() noexcept { return slots_for_caller().slots.size(); }

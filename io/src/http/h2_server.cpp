@@ -439,7 +439,7 @@ bool H2Conn::out_pressure() const noexcept {
 }
 
 bool H2Conn::end_fiber(H2Stream& st, Task<void>& own) {
-  loaded_ -= std::exchange(st.loaded, 0);  // its body goes with it (run_stream freed it)
+  loaded_ -= std::exchange(st.loaded, 0);  // a fiber that never got past its handler (run_stream gives it back after)
   const bool last = --fibers_ == 0;
   if (last) set_quiet(Clock::now());
   own = std::move(st.task);
@@ -1395,6 +1395,13 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
     // its charge is given back by end_fiber (a response that fits ends
     // the fiber with the stream still open, holding st.req).
     std::string().swap(st.req.body);
+    {
+      // Its charge goes with it now, not when the fiber ends: a long
+      // response after a large upload held the budget against the
+      // connection's other uploads while no body was held.
+      std::lock_guard lk(mu_);
+      loaded_ -= std::exchange(st.loaded, 0);
+    }
     if (!st.head_too_large) {
       st.req.set_body_source(nullptr);
       // A failure of the body (the handler's reads, the Router's load) is

@@ -813,7 +813,10 @@ bool utf8_cut_short(std::string_view s) {
 void flush_pongs(WebSocket::Impl& I, std::chrono::steady_clock::time_point deadline) {
   if (I.wire.out_empty()) return;
   try {
-    if (deadline == std::chrono::steady_clock::time_point::max()) {
+    // With send_timeout on, that bounds the pongs (a peer that takes no
+    // byte), and receive_timeout keeps its promise that the WebSocket
+    // stays usable: a pong cut by a short poll tick broke the connection.
+    if (deadline == std::chrono::steady_clock::time_point::max() || I.wire.send_timeout.count() > 0) {
       I.flush(false);
     } else {
       with_deadline(deadline, [&] { I.flush(false); });
