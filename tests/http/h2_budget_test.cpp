@@ -42,13 +42,6 @@ std::string data(std::uint32_t id, std::size_t n, char ch, bool end) {
   return out;
 }
 
-std::string body_of(const RawConn& c, std::uint32_t id) {
-  std::string b;
-  for (const Frame& f : c.seen())
-    if (f.type == DATA && f.stream == id) b += f.payload;
-  return b;
-}
-
 bool refused(const RawConn& c, std::uint32_t id) {
   const Frame* f = find(c, RST_STREAM, id);
   return f != nullptr && f->code() == NGHTTP2_REFUSED_STREAM;
@@ -105,10 +98,10 @@ TEST_CASE("h2 budget: request bodies read whole are bounded per connection; past
     // Stream 1 completes; its handler's return gives the budget back.
     c.send(data(1, 20000, 'a', true));
     c.end_of(1, slack(10s));
-    expect(c.status_of(1) == 200 && body_of(c, 1) == "60000", "stream 1:" + describe(c));
+    expect(c.status_of(1) == 200 && c.body_of(1) == "60000", "stream 1:" + describe(c));
     c.send(post(9, "/whole", 60000) + data(9, 60000, 'e', true));
     c.end_of(9, slack(10s));
-    expect(c.status_of(9) == 200 && body_of(c, 9) == "60000", "stream 9 (after stream 1 ended):" + describe(c));
+    expect(c.status_of(9) == 200 && c.body_of(9) == "60000", "stream 9 (after stream 1 ended):" + describe(c));
     FIBER_CHECK(whole_calls.load() == 2);
     FIBER_CHECK(!has(c, GOAWAY));
 
@@ -122,7 +115,7 @@ TEST_CASE("h2 budget: request bodies read whole are bounded per connection; past
     RawConn d(srv2.port());
     d.send(preface() + settings_ack() + post(1, "/whole", 100000) + data(1, 100000, 'f', true));
     d.end_of(1, slack(10s));
-    expect(d.status_of(1) == 200 && body_of(d, 1) == "100000", "the lone stream:" + describe(d));
+    expect(d.status_of(1) == 200 && d.body_of(1) == "100000", "the lone stream:" + describe(d));
   });
 }
 
@@ -256,6 +249,6 @@ TEST_CASE("h2 budget: a whole body sent unwatched and then held by a shrunk wind
     c.send(settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}));
     c.until([](const Frame& f) { return f.type == GOAWAY || (f.type == RST_STREAM && f.stream == 3); }, slack(6s));
     expect(has(c, RST_STREAM, 3), "stream 3 (its body held by a shrunk window) not reset:" + describe(c));
-    FIBER_CHECK(body_of(c, 3).empty());
+    FIBER_CHECK(c.body_of(3).empty());
   });
 }

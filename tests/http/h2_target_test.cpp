@@ -31,13 +31,6 @@ std::string block(const Fields& fields) {
   return b;
 }
 
-std::string body_of(const RawConn& c, std::uint32_t id) {
-  std::string b;
-  for (const Frame& f : c.seen())
-    if (f.type == DATA && f.stream == id) b += f.payload;
-  return b;
-}
-
 }  // namespace
 
 TEST_CASE("h2 target: userinfo or bad characters in :authority or host, and paths not in origin-form, are reset") {
@@ -90,8 +83,8 @@ TEST_CASE("h2 target: userinfo or bad characters in :authority or host, and path
                std::string(k.what) + ": not reset:" + describe(c));
       } else {
         ++answered;
-        expect(c.status_of(id) == 200 && body_of(c, id) == k.answer,
-               std::string(k.what) + ": got \"" + body_of(c, id) + "\":" + describe(c));
+        expect(c.status_of(id) == 200 && c.body_of(id) == k.answer,
+               std::string(k.what) + ": got \"" + c.body_of(id) + "\":" + describe(c));
       }
       id += 2;
     }

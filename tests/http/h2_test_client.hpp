@@ -295,6 +295,13 @@ class RawConn {
       if (f.type == HEADERS && f.stream == stream && !f.field(":status").empty()) return std::stoi(f.field(":status"));
     return 0;
   }
+  // body_of: the DATA payloads the server sent on `stream` among seen().
+  std::string body_of(std::uint32_t stream) const {
+    std::string b;
+    for (const Frame& f : seen_)
+      if (f.type == DATA && f.stream == stream) b += f.payload;
+    return b;
+  }
   bool eof() const { return eof_; }
   void close() { s_.close(); }
 

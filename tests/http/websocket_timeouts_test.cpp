@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -75,6 +76,30 @@ class SilentPeer {
   bool ok_ = false;
 };
 
+// PeerThread: a SilentPeer on a plain thread of its own: it upgrades, runs
+// `script` (what it writes), then keeps the connection, reading nothing,
+// until stop() (or the destructor, which also joins).
+class PeerThread {
+ public:
+  PeerThread(std::uint16_t port, std::function<void(SilentPeer&)> script = {})
+      : t_([this, port, script = std::move(script)] {
+          SilentPeer p(port);
+          if (script) script(p);
+          while (!stop_.load()) std::this_thread::sleep_for(10ms);
+        }) {}
+  ~PeerThread() {
+    stop();
+    t_.join();
+  }
+  PeerThread(const PeerThread&) = delete;
+  PeerThread& operator=(const PeerThread&) = delete;
+  void stop() { stop_.store(true); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread t_;
+};
+
 // Outcome: what a session saw, for the test fiber to wait on.
 struct Outcome {
   std::atomic<int> kind{-1};  // the WsError's ws_errc, 0 for none yet
@@ -111,15 +136,10 @@ TEST_CASE("websocket timeouts: a send to a peer that reads nothing raises timeou
         later.set(e.kind());
       }
     }, o);
-    std::atomic<bool> stop{false};
-    std::thread peer([&, port = srv.srv.port()] {
-      SilentPeer p(port);
-      while (!stop.load()) std::this_thread::sleep_for(10ms);
-    });
-    JoinOnExit join{peer};
+    PeerThread peer(srv.srv.port());
     const auto t0 = Clock::now();
     FIBER_CHECK(wait_until([&] { return later.done.load(); }, slack(10s)));
-    stop.store(true);
+    peer.stop();
     FIBER_CHECK(first.kind.load() == static_cast<int>(http::ws_errc::timeout));
     FIBER_CHECK(later.kind.load() == static_cast<int>(http::ws_errc::connection_lost));
     FIBER_CHECK(first.at - t0 < slack(5s));
@@ -147,19 +167,15 @@ TEST_CASE("websocket timeouts: receive_timeout ends a receive() whose pongs a pi
         got.set(e.kind());
       }
     }, o);
-    std::atomic<bool> stop{false};
     std::atomic<std::size_t> flooded{0};
-    std::thread peer([&, port = srv.srv.port()] {
-      SilentPeer p(port);
+    PeerThread peer(srv.srv.port(), [&](SilentPeer& p) {
       std::string pings;
       const std::string ping = client_frame(0x9, std::string(125, 'p'));
       while (pings.size() < (26u << 20)) pings += ping;
       flooded.store(p.send(pings));
-      while (!stop.load()) std::this_thread::sleep_for(10ms);
     });
-    JoinOnExit join{peer};
     FIBER_CHECK(wait_until([&] { return got.done.load(); }, slack(15s)));
-    stop.store(true);
+    peer.stop();
     INFO("ping bytes the server took: " << flooded.load());
     FIBER_CHECK(got.kind.load() == static_cast<int>(http::ws_errc::timeout));
   });
@@ -195,15 +211,10 @@ TEST_CASE("websocket timeouts: our close() with a sender blocked on a silent pee
       closed.store(true);
       sender.join();
     }, o);
-    std::atomic<bool> stop{false};
-    std::thread peer([&, port = srv.srv.port()] {
-      SilentPeer p(port);
-      while (!stop.load()) std::this_thread::sleep_for(10ms);
-    });
-    JoinOnExit join{peer};
+    PeerThread peer(srv.srv.port());
     FIBER_CHECK(wait_until([&] { return closed.load(); }, slack(10s)));
     FIBER_CHECK(wait_until([&] { return sender_end.done.load(); }, slack(5s)));
-    stop.store(true);
+    peer.stop();
     FIBER_CHECK(sender_end.kind.load() == static_cast<int>(http::ws_errc::connection_lost));
     if (sender_end.done.load()) FIBER_CHECK(sender_end.at - closed_at < slack(2s));
   });
