@@ -1395,10 +1395,12 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
     // its charge is given back by end_fiber (a response that fits ends
     // the fiber with the stream still open, holding st.req).
     std::string().swap(st.req.body);
-    {
-      // Its charge goes with it now, not when the fiber ends: a long
-      // response after a large upload held the budget against the
-      // connection's other uploads while no body was held.
+    // Its charge goes with it now, not when the fiber ends: a long
+    // response after a large upload held the budget against the
+    // connection's other uploads while no body was held. st.loaded has no
+    // other writer than this fiber (charge, end_fiber), so it is read
+    // without mu_: a request with no body read whole takes no lock here.
+    if (st.loaded != 0) {
       std::lock_guard lk(mu_);
       loaded_ -= std::exchange(st.loaded, 0);
     }
