@@ -54,13 +54,13 @@ bool refused(const RawConn& c, std::uint32_t id) {
 // under max_body held ~110 MB of one connection (a helper's probe). Past
 // whole_body_budget a stream is refused unprocessed (its Content-Length
 // up front, a body without one as its bytes come), or answered 503 when
-// its handler had read part of it itself; a stream alone in loading may
+// its handler had read part of it, or loaded it, itself; a stream alone in loading may
 // pass the budget; the budget comes back when a handler returns.
 TEST_CASE("h2 budget: request bodies read whole are bounded per connection; past it, REFUSED_STREAM") {
   run_checked(2, [] {
     http::ServerOptions o;
     o.http2.whole_body_budget = 64 * 1024;
-    std::atomic<int> whole_calls{0}, partial_calls{0};
+    std::atomic<int> whole_calls{0}, partial_calls{0}, custom_calls{0};
     http::Router r;
     r.post("/whole", [&](http::Request& q) {
       whole_calls.fetch_add(1);
@@ -72,6 +72,14 @@ TEST_CASE("h2 budget: request bodies read whole are bounded per connection; past
       const std::string first = q.read_body_chunk(10);
       q.load_body();
       return http::Response::text_body(200, std::to_string(first.size() + q.body.size()));
+    }, http::Body::stream);
+    // Streamed: the handler acts (the counter stands for a side effect),
+    // then loads the body whole: not unprocessed, so 503, not a refusal a
+    // client would send again.
+    r.post("/custom", [&](http::Request& q) {
+      custom_calls.fetch_add(1);
+      q.load_body();
+      return http::Response::text_body(200, std::to_string(q.body.size()));
     }, http::Body::stream);
     ok_route(r);
     H2Server srv(std::move(r), o);
@@ -87,21 +95,26 @@ TEST_CASE("h2 budget: request bodies read whole are bounded per connection; past
     c.send(post(5, "/whole", 0, false) + data(5, 6000, 'c', false));
     // Read in part by its handler, then loaded: 503, Retry-After.
     c.send(post(7, "/partial", 20000) + data(7, 20000, 'd', true));
-    c.until([&](const Frame&) { return has(c, RST_STREAM, 3) && has(c, RST_STREAM, 5) && c.status_of(7) != 0; },
-            slack(10s));
+    // Loaded by its handler after it acted: 503 too.
+    c.send(post(9, "/custom", 20000) + data(9, 20000, 'g', true));
+    c.until([&](const Frame&) {
+      return has(c, RST_STREAM, 3) && has(c, RST_STREAM, 5) && c.status_of(7) != 0 && c.status_of(9) != 0;
+    }, slack(10s));
     expect(refused(c, 3), "stream 3 (over the budget by its Content-Length) not refused:" + describe(c));
     expect(refused(c, 5), "stream 5 (over the budget by its bytes) not refused:" + describe(c));
     expect(c.status_of(7) == 503, "stream 7 (read in part by its handler):" + describe(c));
     if (const Frame* h = find(c, HEADERS, 7)) FIBER_CHECK(h->field("retry-after") == "1");
+    expect(c.status_of(9) == 503 && !refused(c, 9), "stream 9 (loaded by its handler after acting):" + describe(c));
     FIBER_CHECK(whole_calls.load() == 0);
     FIBER_CHECK(partial_calls.load() == 1);
+    FIBER_CHECK(custom_calls.load() == 1);
     // Stream 1 completes; its handler's return gives the budget back.
     c.send(data(1, 20000, 'a', true));
     c.end_of(1, slack(10s));
     expect(c.status_of(1) == 200 && c.body_of(1) == "60000", "stream 1:" + describe(c));
-    c.send(post(9, "/whole", 60000) + data(9, 60000, 'e', true));
-    c.end_of(9, slack(10s));
-    expect(c.status_of(9) == 200 && c.body_of(9) == "60000", "stream 9 (after stream 1 ended):" + describe(c));
+    c.send(post(11, "/whole", 60000) + data(11, 60000, 'e', true));
+    c.end_of(11, slack(10s));
+    expect(c.status_of(11) == 200 && c.body_of(11) == "60000", "stream 11 (after stream 1 ended):" + describe(c));
     FIBER_CHECK(whole_calls.load() == 2);
     FIBER_CHECK(!has(c, GOAWAY));
 

@@ -455,6 +455,48 @@ TEST_CASE("h2: a handler that throws gets 500 and on_error; the connection serve
   });
 }
 
+// As over HTTP/1.1, the body read whole is there for on_error and for a
+// generator that reads it (it was freed as the handler returned: both saw
+// it empty), and it is given back once neither can look.
+TEST_CASE("h2: on_error and a response generator see the request body read whole") {
+  run_checked(2, [] {
+    std::mutex mu;
+    std::vector<std::string> errors;
+    http::ServerOptions o;
+    o.on_error = [&](const http::Request& q, std::exception_ptr) {
+      std::lock_guard lk(mu);
+      errors.push_back(q.target + " " + q.body);
+    };
+    http::Router r;
+    r.post("/boom", [](http::Request&) -> http::Response { throw std::runtime_error("boom"); });
+    r.post("/bad-status", [](http::Request&) { return http::Response::text_body(99, "no"); });
+    r.post("/echo", [](http::Request& q) {
+      http::Response res;
+      res.status = 200;
+      auto sent = std::make_shared<bool>(false);
+      res.body_stream = [&q, sent]() -> std::string {
+        if (std::exchange(*sent, true)) return "";
+        return "echo:" + q.body;
+      };
+      return res;
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    Client c(srv.port());
+    FIBER_CHECK(c.request("POST", "/boom", slack(10s), std::string("payload-1")).status == 500);
+    FIBER_CHECK(c.request("POST", "/bad-status", slack(10s), std::string("payload-2")).status == 500);
+    const auto echo = c.request("POST", "/echo", slack(10s), std::string("payload-3"));
+    FIBER_CHECK(echo.complete());
+    FIBER_CHECK(echo.body == "echo:payload-3");
+    FIBER_CHECK(wait_until([&] {
+      std::lock_guard lk(mu);
+      return errors.size() == 2;
+    }));
+    std::lock_guard lk(mu);
+    FIBER_CHECK(errors == std::vector<std::string>{"/boom payload-1", "/bad-status payload-2"});
+  });
+}
+
 TEST_CASE("h2: shutdown sends GOAWAY NO_ERROR and lets the stream in flight finish") {
   run_checked(2, [] {
     http::ServerOptions o;

@@ -258,6 +258,7 @@ class H2Conn {
   void follow_consolidation();
   void run_stream(const std::shared_ptr<H2Stream>& st);
   void respond(H2Stream& st, Response& res);
+  void release_body(H2Stream& st);
   std::size_t await_room(H2Stream& st);
   bool put_out(H2Stream& st, std::string_view piece);
   bool progressed(H2Stream& st, std::uint64_t sent0);
@@ -462,14 +463,20 @@ class H2Body final : public BodySource {
     return n;
   }
   void load(std::string& into, std::size_t limit) override;
+  void load_first(std::string& into, std::size_t limit) override {
+    first_ = true;
+    load(into, limit);
+  }
   std::size_t limit() const noexcept override { return c_.env_.opt.max_body; }
   // failed: what the latest read or load raised (errc{} if none).
   errc failed() const noexcept { return failed_; }
   // refused: the load failed for the connection's whole_body_budget (its
-  // failed() is body_too_large); handed: the handler read part of the
-  // body itself before (so the request was processed in part).
+  // failed() is body_too_large). unprocessed: and nothing had acted on
+  // the request yet: the load was the server's or the Router's, before
+  // the handler (load_first), and no read of the handler's came before
+  // it. A handler that loads after acting may have had side effects.
   bool refused() const noexcept { return refused_; }
-  bool handed() const noexcept { return handed_; }
+  bool unprocessed() const noexcept { return refused_ && first_ && !handed_; }
 
  private:
   [[noreturn]] void fail(errc e, const char* what) {
@@ -483,6 +490,7 @@ class H2Body final : public BodySource {
   errc failed_{};
   bool refused_ = false;
   bool handed_ = false;
+  bool first_ = false;
   H2Conn& c_;
   H2Stream& st_;
   Clock::time_point deadline_ = Clock::time_point::max();
@@ -1381,7 +1389,7 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
       if (has_body) st.req.set_body_source(&body);
       if (has_body && !o.stream_bodies) {
         try {
-          st.req.load_body();  // whole, before the handler (bounded by max_body)
+          detail::load_body_first(st.req);  // whole, before the handler (bounded by max_body)
         } catch (const Error&) {
         }
       }
@@ -1389,26 +1397,20 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
       ran = true;
       return call_handler(env_.handler, st.req, thrown);
     };
+    // Whatever way this fiber leaves, the body goes (release_body); a
+    // whole response body releases it sooner, in respond.
+    struct Release {
+      H2Conn& c;
+      H2Stream& st;
+      ~Release() { c.release_body(st); }
+    } release{*this, st};
     Response res = answer();
     if (ran) env_.served.add();
-    // The body read whole is not needed past the handler: freed now, as
-    // its charge is given back by end_fiber (a response that fits ends
-    // the fiber with the stream still open, holding st.req).
-    std::string().swap(st.req.body);
-    // Its charge goes with it now, not when the fiber ends: a long
-    // response after a large upload held the budget against the
-    // connection's other uploads while no body was held. st.loaded has no
-    // other writer than this fiber (charge, end_fiber), so it is read
-    // without mu_: a request with no body read whole takes no lock here.
-    if (st.loaded != 0) {
-      std::lock_guard lk(mu_);
-      loaded_ -= std::exchange(st.loaded, 0);
-    }
     if (!st.head_too_large) {
       st.req.set_body_source(nullptr);
       // A failure of the body (the handler's reads, the Router's load) is
       // the answer, not the handler's error (as for HTTP/1.1).
-      if (body.refused() && !body.handed()) {
+      if (body.unprocessed()) {
         // The connection's budget for bodies read whole: unprocessed, so
         // the client may send it again (RFC 9113 8.7).
         std::lock_guard lk(mu_);
@@ -1443,6 +1445,23 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
   }
 }
 
+// release_body: the request body read whole, and its charge against
+// whole_body_budget, are given back. Not needed once nothing can see the
+// request's body any more: on_error has been told (run_stream, respond's
+// checks) and no generator of a streamed response (which may read
+// st.req.body, as over HTTP/1.1) is left to run. Sooner than the fiber's
+// end: a long response after a large upload held the budget against the
+// connection's other uploads while no body was needed. st.loaded has no
+// other writer than this fiber (charge, end_fiber), so it is read without
+// mu_: a request with no body read whole takes no lock here.
+void H2Conn::release_body(H2Stream& st) {
+  std::string().swap(st.req.body);
+  if (st.loaded != 0) {
+    std::lock_guard lk(mu_);
+    loaded_ -= std::exchange(st.loaded, 0);
+  }
+}
+
 // respond: submits res's head and feeds its body, then waits for the
 // stream's end (await_close) and logs it.
 void H2Conn::respond(H2Stream& st, Response& res) {
@@ -1454,6 +1473,8 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   };
   if (res.upgrade) fail("spindle::http: Response::upgrade over HTTP/2 (a protocol switch HTTP/2 does not have)");
   if (res.status < 200 || res.status > 999) fail("spindle::http: a final status outside 200..999 over HTTP/2");
+  // Nothing below tells on_error of this request but a generator's throw.
+  if (!res.body_stream) release_body(st);
   std::optional<io::File> file;
   std::uint64_t file_size = 0;
   if (!res.body_stream && !res.body_file.empty()) {

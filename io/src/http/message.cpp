@@ -87,6 +87,13 @@ void Request::load_body() {
   body_source_ = nullptr;  // the body is whole now: later reads come from it
   body_pos_ = 0;
 }
+
+void detail::load_body_first(Request& req) {
+  if (req.body_source_ == nullptr) return;
+  req.body_source_->load_first(req.body, req.body_source_->limit());
+  req.body_source_ = nullptr;
+  req.body_pos_ = 0;
+}
 nlohmann::ordered_json Response::json() const { return detail::parse_ordered_json(body); }
 
 Response Response::text_body(int status, std::string body, std::string_view content_type) {

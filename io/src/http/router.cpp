@@ -125,7 +125,7 @@ Response Router::operator()(Request& req) const {
     if (r.method == req.method) {
       req.params = std::move(params);
       release(path);
-      if (r.body == Body::whole) req.load_body();
+      if (r.body == Body::whole) detail::load_body_first(req);  // before the route acts: unprocessed if refused
       return r.handler(req);
     }
     if (req.method == "HEAD" && r.method == "GET" && head_fallback == nullptr) {
@@ -140,7 +140,7 @@ Response Router::operator()(Request& req) const {
   if (head_fallback != nullptr) {
     req.params = std::move(head_params);
     release(path);
-    if (head_fallback->body == Body::whole) req.load_body();
+    if (head_fallback->body == Body::whole) detail::load_body_first(req);
     return head_fallback->handler(req);
   }
   if (allow.empty()) return Response::text_body(404, "not found\n");

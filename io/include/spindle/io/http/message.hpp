@@ -57,7 +57,20 @@ class BodySource {
   SPINDLE_MAY_SUSPEND virtual void load(std::string& into, std::size_t limit) = 0;
   // limit: the size load() allows (the server's max_body).
   virtual std::size_t limit() const noexcept = 0;
+  // load_first: load() before the request was acted on at all (the
+  // server's own load, the Router's before a Body::whole route's
+  // handler): a load failed for the server's limits may then be answered
+  // as unprocessed (HTTP/2's REFUSED_STREAM, which a client may send
+  // again; RFC 9113 8.7). Any other load may follow side effects.
+  SPINDLE_MAY_SUSPEND virtual void load_first(std::string& into, std::size_t limit) { load(into, limit); }
 };
+
+class Request;
+namespace detail {
+// load_body_first: Request::load_body through BodySource::load_first (the
+// server and the Router, before a handler runs).
+SPINDLE_MAY_SUSPEND void load_body_first(Request& req);
+}  // namespace detail
 
 // Headers: an ordered list of (name, value) fields. Names compare without
 // regard to case, as HTTP defines; the order and spelling given are kept on
@@ -163,6 +176,7 @@ struct Request {
   void set_body_source(BodySource* src) noexcept { body_source_ = src; }
 
  private:
+  friend void detail::load_body_first(Request& req);
   BodySource* body_source_ = nullptr;  // owned by the server's connection
   std::size_t body_pos_ = 0;           // read_body_some's offset in `body`
 };

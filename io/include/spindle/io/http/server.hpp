@@ -182,14 +182,17 @@ struct Http2Options {
   std::uint32_t stream_window = 64 * 1024;
   std::uint32_t connection_window = 1024 * 1024;
   // Request bodies read whole (a Router's Body::whole routes, a plain
-  // Handler without stream_bodies) stay in memory until their handlers
-  // return; the windows bound only what is not read yet. All of one
-  // connection's together are bounded by this (each alone by
-  // ServerOptions::max_body, as over HTTP/1.1, where a connection holds
+  // Handler without stream_bodies, a handler's load_body) stay in memory
+  // until their handlers return (until a streamed response's generator
+  // ends: it may read the body); the windows bound only what is not read
+  // yet. All of one connection's together are bounded by this (each alone
+  // by ServerOptions::max_body, as over HTTP/1.1, where a connection holds
   // one). A stream whose body would take the connection past it (its
-  // Content-Length, or its bytes so far) is refused unprocessed:
-  // RST_STREAM REFUSED_STREAM, which clients send again (RFC 9113 8.7);
-  // 503 with Retry-After if its handler had read part of the body itself.
+  // Content-Length, or its bytes so far) is refused: loaded before any
+  // handler ran (the server's, the Router's), it is unprocessed, RST_STREAM
+  // REFUSED_STREAM, which clients send again (RFC 9113 8.7); loaded or read
+  // in part by a handler (which may have acted on it), 503 with
+  // Retry-After. A Router inside a handler counts as before it.
   // A stream alone in loading always may reach max_body. Without it one
   // connection held 100 x max_body (~110 MB).
   std::size_t whole_body_budget = 8 * 1024 * 1024;
