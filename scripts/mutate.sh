@@ -201,6 +201,7 @@ http_ws_client_unasked_101_taken :: io/src/http/websocket.cpp :: s{unasked_in_10
 http_h2_refused_after_handler_load :: io/src/http/h2_server.cpp :: s{return refused_ && first_ && !handed_;}{return refused_ && !handed_;} :: http_h2_budget :: ^http_h2_budget$
 http_h2_body_freed_before_report :: io/src/http/h2_server.cpp :: s{Response res = answer\(\);}{Response res = answer(); release_body(st);} :: http_h2_server :: ^http_h2_server$
 http_h2_body_freed_before_generator :: io/src/http/h2_server.cpp :: s{if \(!res\.body_stream\) release_body\(st\);}{release_body(st);} :: http_h2_server :: ^http_h2_server$
+runtime_offload_reported_per_join :: runtime/src/offload.cpp :: s{if \(p != nullptr\) p->report_running\(report_at\);\n  \x7d\n  for \(Pool\* p : ps\) \x7b\n    if \(p != nullptr\) p->join\(\);}{if (p != nullptr) \x7b p->report_running(report_at); p->join(); \x7d} :: offload_pools_test :: ^offload_pools_test$
 EOF
 )
 

@@ -138,6 +138,7 @@ class Pool {
   }
   ~Pool() {
     (void)close();
+    report_running(std::chrono::steady_clock::now() + group_.report_after());
     join();
   }
   Pool(const Pool&) = delete;
@@ -270,8 +271,31 @@ class Pool {
     return n;
   }
 
+  // report_running: jobs still running at `at` (the owner's
+  // shutdown_timeout after its stop began) are named on stderr, each by
+  // its call site (a job is never interrupted, so join waits for it;
+  // without a word, a `blocking(getline(cin))` left the program hanging at
+  // exit with no clue why). Waits until `at` or until none runs. After
+  // close() (its stop_ makes a job's end notify running_cv_). OffloadPools
+  // reports both pools before joining either: a CPU job waiting on a stuck
+  // blocking job was named, and the blocking job, the cause, never was.
+  void report_running(std::chrono::steady_clock::time_point at) noexcept {
+    std::unique_lock lk(mu_);
+    if (running_.empty()) return;
+    if (running_cv_.wait_until(lk, at, [&] { return running_.empty(); })) return;
+    const std::vector<Running> left = running_;  // copied: printed without the lock
+    lk.unlock();
+    for (const Running& r : left) {
+      std::fprintf(stderr,
+                   "spindle: %s: waiting for a running %s job called at %s:%u in %s (a running job is "
+                   "not interrupted: the %s ends when it returns)\n",
+                   group_.who(), kind_ == PoolKind::cpu ? "offload" : "blocking", r.where.file_name(),
+                   static_cast<unsigned>(r.where.line()), r.where.function_name(), group_.who());
+    }
+  }
+
   // join: second half of step 6: waits for running jobs and joins every
-  // thread. After close(). Idempotent.
+  // thread. After close() (and report_running). Idempotent.
   void join() noexcept {
     std::list<std::thread> all;
     {
@@ -279,7 +303,6 @@ class Pool {
       // A prepare() that passed the stop_ check before close() may still be
       // creating its thread: wait until its std::thread sits in threads_.
       started_cv_.wait(lk, [&] { return starting_ == 0; });
-      report_running(lk);
       // After stop_ no thread retires and no prepare() starts one, so the
       // lists are final. Splicing keeps each thread's own iterator valid.
       all.splice(all.end(), threads_);
@@ -291,26 +314,6 @@ class Pool {
   }
 
  private:
-  // report_running: jobs still running after the owner's shutdown_timeout
-  // are named on stderr, each by its call site (a job is never
-  // interrupted, so the join below waits for it; without a word, a
-  // `blocking(getline(cin))` left the program hanging at exit with no
-  // clue why). Under mu_ (lk), which it releases while it waits and prints.
-  void report_running(std::unique_lock<std::mutex>& lk) {
-    if (running_.empty()) return;
-    if (running_cv_.wait_for(lk, group_.report_after(), [&] { return running_.empty(); })) return;
-    const std::vector<Running> left = running_;  // copied: printed without the lock
-    lk.unlock();
-    for (const Running& r : left) {
-      std::fprintf(stderr,
-                   "spindle: %s: waiting for a running %s job called at %s:%u in %s (a running job is "
-                   "not interrupted: the %s ends when it returns)\n",
-                   group_.who(), kind_ == PoolKind::cpu ? "offload" : "blocking", r.where.file_name(),
-                   static_cast<unsigned>(r.where.line()), r.where.function_name(), group_.who());
-    }
-    lk.lock();
-  }
-
   void start_thread(std::list<std::thread>::iterator slot) {
     try {
       std::thread t([this, slot] { thread_main(slot); });
@@ -374,7 +377,7 @@ class Pool {
           running_.pop_back();
           break;
         }
-        if (stop_) running_cv_.notify_all();  // join's report waits on it
+        if (stop_) running_cv_.notify_all();  // report_running waits on it
         continue;
       }
       if (stop_) return;
@@ -443,7 +446,7 @@ class Pool {
   mutable std::mutex mu_;  // leaf rank; see the top of this file
   std::condition_variable cv_;          // pool threads wait here for jobs
   std::condition_variable started_cv_;  // join() waits here for starting_ == 0
-  std::condition_variable running_cv_;  // join()'s report waits here for running_ to empty
+  std::condition_variable running_cv_;  // report_running waits here for running_ to empty
   // running_: the jobs pool threads run now, by thread, with their call
   // sites (report_running). Reserved for max_ at construction.
   struct Running {
@@ -527,6 +530,10 @@ void OffloadPools::stop() noexcept {
                  "spindle: %s: %zu offload/blocking job(s) still queued were not run; "
                  "their callers raise Cancelled\n",
                  who_, failed);
+  }
+  const auto report_at = std::chrono::steady_clock::now() + report_after_;
+  for (Pool* p : ps) {
+    if (p != nullptr) p->report_running(report_at);
   }
   for (Pool* p : ps) {
     if (p != nullptr) p->join();

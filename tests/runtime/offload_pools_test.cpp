@@ -453,3 +453,49 @@ TEST_CASE("a job still running at shutdown is named on stderr with its call site
   CHECK(!gate->expired());
   CHECK(err.find("offload_pools_test.cpp:" + std::to_string(line)) != std::string::npos);
 }
+
+// Both pools' running jobs are named before either pool is joined: a CPU
+// job waiting on a stuck blocking job was named, then joined for ever,
+// and the blocking job (the cause) was never named.
+TEST_CASE("running jobs of both pools are named at shutdown before either is waited for",
+          "[offload][pools][shutdown]") {
+  sp::RuntimeOptions o = pool_options(2, 1, 1);
+  o.shutdown_timeout = 100ms;
+  auto cpu_gate = std::make_shared<JobGate>();
+  auto block_gate = std::make_shared<JobGate>();
+  std::string err;
+  bool reported = false;
+  {
+    StderrCapture capture;
+    {
+      sp::Runtime rt(o);
+      OpenOnExit open_cpu{cpu_gate};
+      OpenOnExit open_block{block_gate};
+      const bool running = rt.block_on([&] {
+        sp::spawn([cpu_gate] { sp::offload([cpu_gate] { cpu_gate->enter(); }); }).detach();
+        sp::spawn([block_gate] { sp::blocking([block_gate] { block_gate->enter(); }); }).detach();
+        return wait_until([&] { return cpu_gate->started() == 1 && block_gate->started() == 1; }, slack(20s));
+      });
+      REQUIRE(running);
+      // Opens both gates once both reports are out (or after a bound, so
+      // a missing one fails the check below instead of hanging).
+      std::thread opener_thread([&] {
+        reported = wait_until([&] {
+          const std::string t = capture.peek();
+          return t.find("waiting for a running offload job") != std::string::npos &&
+                 t.find("waiting for a running blocking job") != std::string::npos;
+        }, slack(20s));
+        cpu_gate->open();
+        block_gate->open();
+      });
+      JoinOnExit join_opener{opener_thread};
+      rt.shutdown();
+      opener_thread.join();
+    }
+    err = capture.text();
+  }
+  INFO(err);
+  CHECK(reported);
+  CHECK(!cpu_gate->expired());
+  CHECK(!block_gate->expired());
+}
