@@ -88,6 +88,30 @@ void Dir::post(std::uint32_t gen, std::uint64_t set, bool tick, std::memory_orde
   if (won) spindle::detail::wake(*w);
 }
 
+void Dir::wake_foreign(const void* own) noexcept {
+  std::uint64_t s = state.load(std::memory_order_relaxed);
+  int spins = 0;
+  for (;;) {
+    if (!(s & kWaiting)) return;  // kClosed is set: nobody publishes any more
+    if (s & kLock) {  // a retracting fiber
+      backoff(spins);
+      s = state.load(std::memory_order_relaxed);
+      continue;
+    }
+    // acquire: pairs with the publisher's release of kLock (its write of
+    // `waiter`), as post's.
+    if (state.compare_exchange_weak(s, (s & ~kWaiting) | kLock, std::memory_order_acquire,
+                                    std::memory_order_relaxed))
+      break;
+  }
+  Waiter* w = waiter;
+  const bool foreign = w->fiber == nullptr || spindle::detail::runtime_of(w->fiber) != own;
+  const bool won = foreign && w->try_complete(Waiter::notified);
+  // release; pairs with the acquire load in the fiber's retract.
+  state.fetch_and(~kLock, std::memory_order_release);
+  if (won) spindle::detail::wake(*w);
+}
+
 void Dir::await(const char* what, std::uint64_t also) {
   Waiter w;
   bool published = false;
@@ -162,7 +186,8 @@ Reactor& Reactor::get() {
   return *static_cast<Reactor*>(spindle::detail::runtime_extension(&make_reactor, &destroy_reactor));
 }
 
-Reactor::Reactor(unsigned workers) : chunks_(new std::atomic<Chunk*>[kMaxChunks]) {
+Reactor::Reactor(unsigned workers)
+    : runtime_(spindle::detail::current_runtime()), chunks_(new std::atomic<Chunk*>[kMaxChunks]) {
   for (std::uint32_t i = 0; i < kMaxChunks; ++i) chunks_[i].store(nullptr, std::memory_order_relaxed);
   epfd_.reserve(workers);
   for (unsigned i = 0; i < workers; ++i) {
@@ -205,7 +230,8 @@ Reactor::~Reactor() {
           // sees kDetached (acquire) sees them, so no later operation parks
           // on a direction nobody will ever signal. Plain RMWs, not signal:
           // a fiber abandoned at shutdown may still be published as a
-          // waiter, and waking it would touch a stopped worker.
+          // waiter, and waking it would touch a stopped worker (the other
+          // waiters are woken below, once kDetached is there to read).
           d.rd.state.fetch_or(Dir::kClosed, std::memory_order_relaxed);
           d.wr.state.fetch_or(Dir::kClosed, std::memory_order_relaxed);
           if (d.life.compare_exchange_weak(v, Descriptor::kDetached, std::memory_order_acq_rel,
@@ -223,6 +249,19 @@ Reactor::~Reactor() {
         break;  // kFree (or already detached: cannot happen, one reactor per chunk)
       }
       if (!detached) c->refs.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+  // A plain thread or another runtime's fiber waiting on one of ours is
+  // woken now (it waited for ever for an event no loop would deliver) and
+  // reads runtime_ended: kDetached was published before (a wake in the
+  // pass above let it read kClosed on a still open descriptor, and take
+  // it for a close of its own: operation_canceled). The chunks are ours
+  // still (their base references).
+  for (std::uint32_t i = 0; i < nchunks_; ++i) {
+    for (Descriptor& d : chunks_[i].load(std::memory_order_relaxed)->d) {
+      if (d.life.load(std::memory_order_acquire) != Descriptor::kDetached) continue;
+      d.rd.wake_foreign(runtime_);
+      d.wr.wake_foreign(runtime_);
     }
   }
   // A closer's last step (kFree) is inside mu_: once we hold it, that

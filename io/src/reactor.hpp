@@ -135,6 +135,13 @@ struct Dir {
   // Cancelled / TimedOut, or std::system_error (operation_in_progress)
   // when another fiber already waits here.
   void await(const char* what, std::uint64_t also = 0);
+  // wake_foreign: the reactor of runtime `own` has ended (~Reactor: the
+  // direction is kClosed and its descriptor kDetached): a waiter that is
+  // not one of own's fibers (a plain thread, a fiber of another runtime)
+  // is completed, so it sees the close (runtime_ended) instead of waiting
+  // for ever. One of own's fibers parked here was abandoned at shutdown:
+  // it is left unwoken (waking it would touch a stopped worker).
+  void wake_foreign(const void* own) noexcept;
 
  private:
   // post: ORs `set` into the state (plus a new tick when `tick`) and
@@ -278,6 +285,7 @@ class Reactor {
 
   static constexpr std::uint32_t kChunk = Chunk::kSize;
   std::vector<int> epfd_;
+  const void* runtime_;  // the runtime whose extension this is (end_runtime)
   // Relaxed: only spreads; no other data hangs on it.
   std::atomic<unsigned> next_home_{0};
   std::mutex mu_;  // rank: leaf; guards chunks_ growth and free_

@@ -168,6 +168,9 @@ int wait_any(Fiber* const* fs, std::size_t n,
               // wake stands (suspend.hpp, publish's contract).
               return !w.try_complete(Waiter::notified);
             }
+            // Left at its runtime's shutdown: it will never be done (the
+            // same contract, completed as cancelled).
+            if (fs[i]->abandoned_.load(std::memory_order_relaxed)) return !w.try_complete(Waiter::cancelled);
             nodes[i].waiter = &w;
             link(fs[i], nodes[i]);
           }
@@ -197,6 +200,9 @@ void join_fiber(Fiber* f) {
 
 void cancel_fiber(Fiber* f) noexcept {
   if (f->done()) return;
+  // Left at its runtime's shutdown: nothing to cancel, and no scheduler to
+  // wake it (abandon_all).
+  if (f->abandoned_.load(std::memory_order_acquire)) return;
   // seq_cst store, then seq_cst read of the cell: pairs with the CAS and
   // flag read in Worker::after_wait_publish (see there).
   f->cancel_requested_.store(true, std::memory_order_seq_cst);

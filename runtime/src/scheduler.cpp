@@ -132,6 +132,13 @@ void* runtime_extension(void* (*make)(unsigned), void (*destroy)(void*) noexcept
   return w->scheduler().extension(make, destroy);
 }
 
+const void* current_runtime() noexcept {
+  Worker* w = current_worker();
+  return w != nullptr ? &w->scheduler() : nullptr;
+}
+
+const void* runtime_of(const Fiber* f) noexcept { return f->sched_; }
+
 void set_move_listener(MoveFn fn, void* ctx) noexcept {
   Worker* w = current_worker();
   SPINDLE_CHECK(w != nullptr, "set_move_listener outside a fiber");
@@ -236,6 +243,50 @@ void Scheduler::cancel_all() {
   for (Fiber* f : all) {
     cancel_fiber(f);
     f->release();
+  }
+}
+
+// abandon_all: the fibers still live after shutdown_timeout are left for
+// good. What user objects may still reach them must stay valid after this
+// Scheduler is gone: their stacks (a wait node there may be linked into an
+// Event, a Channel, a SignalSet that a plain thread sets later) and their
+// control blocks (the scheduler's reference is never dropped). Marked
+// abandoned_, each is never woken (wake, cancel_fiber: its scheduler is
+// gone), and its joiners, now and later, raise Cancelled (wait_any): a
+// Task::join on a plain thread waited for ever.
+// After the workers stopped: all are marked before any joiner is woken, so
+// a joiner that is itself one of them is not woken onto a stopped worker.
+void Scheduler::abandon_all() {
+  stacks_.leak();
+  // Listed under each Registry::lock (a leaf), marked under join_lock_
+  // after it (rank 1: never inside a leaf). Never freed: the scheduler's
+  // reference to each stays.
+  std::vector<Fiber*> left;
+  auto collect = [&](Registry& r) {
+    std::lock_guard lk(r.lock);
+    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      if (f->state_.load(std::memory_order_relaxed) != FiberState::done) left.push_back(f);
+    }
+  };
+  collect(external_registry_);
+  for (auto& w : workers_) collect(w->registry());
+  for (Fiber* f : left) {
+    std::lock_guard jl(f->join_lock_);
+    if (!f->done_.load(std::memory_order_relaxed)) f->abandoned_.store(true, std::memory_order_release);
+  }
+  std::vector<Waiter*> joiners;
+  for (Fiber* f : left) {
+    if (!f->abandoned_.load(std::memory_order_relaxed)) continue;
+    joiners.clear();
+    {
+      // Completed here, woken after the lock: each wait_any unlinks its
+      // node under join_lock_ once woken.
+      std::lock_guard jl(f->join_lock_);
+      for (JoinNode* j = f->joiners_; j != nullptr; j = j->next) {
+        if (j->waiter->try_complete(Waiter::cancelled)) joiners.push_back(j->waiter);
+      }
+    }
+    for (Waiter* w : joiners) wake(*w);
   }
 }
 
@@ -364,6 +415,9 @@ void Scheduler::shutdown() {
   unparks_done_.store(true, std::memory_order_release);
   unparks_done_.notify_all();
   for (auto& w : workers_) w->join();
+  // Only now: the pools' stop above still wakes fibers (a shielded caller
+  // of a job that was queued), and the workers ran them to their end.
+  if (live_fibers() != 0) abandon_all();
   if (monitor_.joinable()) {
     monitor_cv_.notify_all();
     monitor_.join();

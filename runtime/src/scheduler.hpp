@@ -103,6 +103,7 @@ class Scheduler {
   Registry& external_registry() noexcept { return external_registry_; }
   std::uint64_t live_fibers() const noexcept;
   void cancel_all();
+  void abandon_all();
   void dump(std::ostream& os);
   bool find_and_describe(const Fiber* f, std::string& out);
   Stats stats() const;

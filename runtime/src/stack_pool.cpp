@@ -64,7 +64,13 @@ StackPool::StackPool(std::size_t default_size, bool guard_pages)
       guard_budget_(guard_pages ? max_map_count() / 4 : 0) {}
 
 StackPool::~StackPool() {
+  if (leaked_) return;
   for (auto& [p, n] : slabs_) unmap(p, n);
+}
+
+void StackPool::leak() noexcept {
+  std::lock_guard lk(mu_);
+  leaked_ = true;
 }
 
 // put_guard: makes the page at `page` a guard: a guard region if the kernel

@@ -48,6 +48,10 @@ class StackPool {
   bool scavenge_some();
   // Free stacks whose memory was given back (for tests and stats).
   std::size_t released_count() const;
+  // leak: the slabs stay mapped after this pool's end: a fiber abandoned
+  // at shutdown still has its stack in one, and its wait nodes there may
+  // still be linked into a user's Event, Channel or SignalSet.
+  void leak() noexcept;
 
   // The coldest free stacks beyond this many keep their pages only until a
   // worker idles: 1,024 stacks is a few MiB of resident memory (a trivial
@@ -71,6 +75,7 @@ class StackPool {
   std::vector<StackSlot> free_;                       // guarded by mu_
   std::vector<StackSlot> released_;                   // guarded by mu_
   std::vector<std::pair<void*, std::size_t>> slabs_;  // guarded by mu_
+  bool leaked_ = false;                                // guarded by mu_
   // free_.size(), written under mu_, read without it by scavenge_some's
   // early out (relaxed: a stale value only delays or wastes one check).
   std::atomic<std::size_t> dirty_{0};

@@ -22,11 +22,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <future>
 #include <optional>
 #include <spindle/io/all.hpp>
 #include <spindle/runtime/all.hpp>
 #include <string>
+#include <thread>
+#include <tuple>
 
 #include "io_test.hpp"
 #include "spindle_test.hpp"
@@ -153,4 +157,63 @@ TEST_CASE("a SEQPACKET socket's records queued at once all arrive, one per read"
       CHECK(std::string(buf, n) == want);
     }
   });
+}
+
+// A wait that is not the runtime's own fiber (a plain thread's read, a
+// fiber of another runtime) on a socket of a runtime that ends is woken
+// with runtime_ended: no loop of that runtime will ever deliver its event,
+// and it waited for ever (the runtime's own fibers abandoned at shutdown
+// stay unwoken: their workers are gone).
+TEST_CASE("a plain thread and another runtime's fiber waiting on a socket get runtime_ended when its runtime ends") {
+  struct Shared {
+    std::optional<io::TcpStream> plain_a, plain_b, other_a, other_b;
+    std::promise<std::error_code> plain_code, other_code;
+    std::atomic<int> waiting{0};
+  };
+  // Leaked if a wait is never woken (its thread is left blocked on it).
+  auto* sh = new Shared;
+  auto plain_done = sh->plain_code.get_future();
+  auto other_done = sh->other_code.get_future();
+  std::thread plain, other;
+  {
+    sp::Runtime rt(options(2));
+    rt.block_on([&] {
+      std::tie(sh->plain_a, sh->plain_b) = stream_pair();
+      std::tie(sh->other_a, sh->other_b) = stream_pair();
+    });
+    plain = std::thread([sh] {
+      char b[8];
+      sh->waiting.fetch_add(1);
+      sh->plain_code.set_value(code_of([&] { (void)sh->plain_a->read_some(b, sizeof b); }));
+    });
+    other = std::thread([sh] {
+      sp::run(
+          [sh] {
+            char b[8];
+            sh->waiting.fetch_add(1);
+            // Bounded: unwoken, the wait times out (a wrong code, not a hang).
+            std::error_code got = make_error_code(std::errc::timed_out);
+            try {
+              sp::with_timeout(slack(10s), [&] { got = code_of([&] { (void)sh->other_a->read_some(b, sizeof b); }); });
+            } catch (const sp::TimedOut&) {
+            }
+            sh->other_code.set_value(got);
+          },
+          options(1));
+    });
+    REQUIRE(wait_until([&] { return sh->waiting.load() == 2; }, slack(10s)));
+    std::this_thread::sleep_for(50ms);  // both parked (a read before the end fails the same way)
+  }
+  const auto ended = make_error_code(io::error::runtime_ended);
+  other.join();
+  CHECK(other_done.get() == ended);
+  const bool woke = plain_done.wait_for(slack(10s)) == std::future_status::ready;
+  CHECK(woke);
+  if (!woke) {
+    plain.detach();
+    return;
+  }
+  CHECK(plain_done.get() == ended);
+  plain.join();
+  delete sh;
 }

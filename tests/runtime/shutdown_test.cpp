@@ -7,9 +7,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <spindle/sync/event.hpp>
 
 #include "spindle_test.hpp"
 
@@ -159,4 +162,60 @@ TEST_CASE("shutdown reports and abandons fibers that outlive shutdown_timeout", 
   REQUIRE(at != std::string::npos);
   const long ms = std::atol(err.c_str() + at + std::strlen("child: shutdown returned after "));
   CHECK(ms >= 100);  // it did wait for the fiber
+}
+
+// What user code can still reach of a fiber abandoned at shutdown stays
+// safe after the runtime is gone: an Event it waits on is set from a plain
+// thread (its wait node is on the fiber's stack: the stacks were unmapped,
+// SIGSEGV), its Task is cancelled and joined (the join waited for ever;
+// now Cancelled), and a plain thread already joining it when it is
+// abandoned gets Cancelled too. In a child: the fibers are never freed.
+TEST_CASE("a fiber abandoned at shutdown can be woken, cancelled and joined after its runtime is gone", "[shutdown]") {
+  const auto [err, status] = in_child([] {
+    // A hang is a failure with a word, not a stuck test.
+    std::thread([] {
+      std::this_thread::sleep_for(slack(std::chrono::seconds(20)));
+      std::fprintf(stderr, "child: hung\n");
+      std::fflush(nullptr);
+      ::_exit(3);
+    }).detach();
+    sp::Event ev;
+    sp::Task<void> t, u;
+    std::thread joiner;
+    std::atomic<int> joined_cancelled{0};
+    {
+      sp::RuntimeOptions o = options(2);
+      o.shutdown_timeout = 100ms;
+      sp::Runtime rt(o);
+      rt.block_on([&] {
+        t = sp::spawn([&] { sp::shield([&] { ev.wait(); }); });
+        u = sp::spawn([] { sp::shield([] { sp::sleep_for(1h); }); });
+        wait_suspended(t, "event");
+        wait_suspended(u, "sleep");
+      });
+      joiner = std::thread([&] {
+        try {
+          u.join();
+        } catch (const sp::Cancelled&) {
+          joined_cancelled.fetch_add(1);
+        }
+      });
+      std::this_thread::sleep_for(50ms);  // parked in the join before the shutdown
+    }
+    joiner.join();
+    ev.set();
+    std::fprintf(stderr, "child: set\n");
+    t.cancel();
+    try {
+      t.join();
+    } catch (const sp::Cancelled&) {
+      joined_cancelled.fetch_add(1);
+    }
+    std::fprintf(stderr, "child: joins cancelled %d\n", joined_cancelled.load());
+  });
+  INFO(err);
+  CHECK(status == 0);
+  CHECK_THAT(err, Catch::Matchers::Contains("abandoning them"));
+  CHECK_THAT(err, Catch::Matchers::Contains("child: set"));
+  CHECK_THAT(err, Catch::Matchers::Contains("child: joins cancelled 2"));
 }

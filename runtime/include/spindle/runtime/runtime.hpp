@@ -33,7 +33,9 @@ void main_finished(Scheduler* s) noexcept;
 //  4. stop the runtime's offload and blocking pools: queued jobs fail with
 //     Cancelled, running ones finish, their threads are joined (offload.hpp;
 //     one still running after shutdown_timeout is named on stderr);
-//  5. stop and join the workers, close every loop.
+//  5. stop and join the workers, close every loop;
+//  6. fibers still alive are abandoned for good: never woken again, their
+//     stacks kept (what links to them stays valid), a join raises Cancelled.
 class Runtime {
  public:
   explicit Runtime(RuntimeOptions options = {});

@@ -165,6 +165,11 @@ class Fiber {
   std::atomic<std::uint64_t> wait_cell_{0};
   std::atomic<const char*> wait_what_{nullptr};  // what it waits on (dumps)
   std::atomic<bool> cancel_requested_{false};
+  // abandoned_: the fiber outlived its runtime's shutdown_timeout and was
+  // left (Scheduler::abandon): its stack and this block stay (leaked), a
+  // wake or cancel does nothing (its scheduler is gone), a join raises
+  // Cancelled. Set once, under join_lock_ (release); read with acquire.
+  std::atomic<bool> abandoned_{false};
   int shield_depth_ = 0;               // fiber itself only
   // The io layer's tag of the socket the fiber last waited to read
   // (note_read_wait, io_hook.hpp); 0: none. Written by the fiber itself;

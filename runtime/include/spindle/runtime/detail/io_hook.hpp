@@ -32,6 +32,13 @@ using WorkerPollFn = void (*)(void* ctx, const epoll_event* events, int n) noexc
 // on a fiber.
 void* runtime_extension(void* (*make)(unsigned workers), void (*destroy)(void*) noexcept);
 
+// current_runtime: the calling worker's runtime (nullptr off a worker);
+// runtime_of: fiber f's. Identities to compare (a runtime_extension's make
+// may record its runtime's), never to dereference.
+class Fiber;
+const void* current_runtime() noexcept;
+const void* runtime_of(const Fiber* f) noexcept;
+
 // set_worker_poller: installs the poller of worker `worker` of the calling
 // fiber's runtime (once per worker; fd and ctx must live until destroy()).
 // The owner adds its entries to fd and polls it (and parks in it) from its
