@@ -23,6 +23,7 @@
 // HTTP messaging rules, the ACK flood and CONTINUATION limits) is named
 // where a case relies on it: Debian's 1.52.0-1+deb12u3 here, which has the
 // CONTINUATION cap of CVE-2024-28182 (8 frames) backported.
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -245,6 +246,7 @@ TEST_CASE("h2 client hostile: a body over max_body fails that request only; the 
 
 namespace spindle::http::detail {
 void h2_client_conn_window(std::int32_t bytes) noexcept;  // h2_client.hpp (internal): for tests
+std::size_t h2_client_streams_alive() noexcept;          // the same
 }  // namespace spindle::http::detail
 
 // 2a. A body that ended but was never read (an open() dropped after its
@@ -350,6 +352,150 @@ TEST_CASE("h2 client hostile: HEAD and 304 heads whose content-length is over ma
       FIBER_CHECK(cached.body.empty());
       FIBER_CHECK(error_of([&] { c.get(peer.url("/get")); }) == http::errc::body_too_large);
       FIBER_CHECK(c.get(peer.url("/small")).text() == "small");
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+// 2c. DATA for a dropped call that comes after its RST_STREAM was queued
+// and before it left (the writer busy: here blocked on a server that
+// stops reading an upload) gives the connection's window back too: the
+// call is gone, nothing will read it. nghttp2 (1.52, and its master)
+// hands on_data_chunk the rest of a DATA frame whose 9-byte head came
+// before the RST was queued, but no on_frame_recv for it, END_STREAM or
+// not (the stream is CLOSING): the stream never ends, and on_stream_close
+// gives the bytes back when the RST leaves. Three such frames of 16 KiB
+// on a 64 KiB connection window: were they kept charged, the 40000-byte
+// body after them could never come (the peer keeps to the window, as
+// 2a's).
+TEST_CASE("h2 client hostile: DATA for a dropped call before its RST_STREAM left gives the window back") {
+  spindle::http::detail::h2_client_conn_window(65535);  // the protocol's initial one: three frames nearly shut it
+  struct Restore {
+    ~Restore() { spindle::http::detail::h2_client_conn_window(0); }
+  } restore;
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      static constexpr int kRounds = 3;
+      static constexpr long kFrame = 16384;
+      static constexpr long kLast = 40000;
+      std::atomic<int> posts_seen{0}, tails{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        // Wide open for the uploads: it is the client's writer that must block.
+        w.start(settings({{kInitialWindowSize, 0x7fffffff}}));
+        w.send(window_update(0, 0x7fffffff - 65535));
+        long conn = 65535;  // the client's connection window, as its WINDOW_UPDATEs open it
+        auto take_update = [&](const Frame& f) {
+          if (f.type != kWindowUpdate || f.stream != 0 || f.payload.size() != 4) return;
+          long inc = 0;
+          for (int i = 0; i < 4; ++i) inc = (inc << 8) | static_cast<unsigned char>(f.payload[i]);
+          conn += inc & 0x7fffffff;
+        };
+        for (int r = 0; r < kRounds; ++r) {
+          // The head, and a DATA frame's 9 bytes without its payload (the
+          // client's reader stays inside that frame until it comes).
+          const std::uint32_t id = w.request().stream;
+          w.send(h2_frame(kHeaders, kEndHeaders, id, status_block("200")) +
+                 h2_frame(kData, kEndStream, id, std::string(kFrame, 'w')).substr(0, 9));
+          conn -= kFrame;
+          const std::uint32_t post = w.request().stream;
+          posts_seen.fetch_add(1);
+          while (tails.load() <= r) sp::sleep_for(5ms);
+          w.send(std::string(kFrame, 'w'));
+          sp::sleep_for(slack(200ms));  // the client's reader takes it, its writer still blocked
+          for (;;) {
+            const Frame f = w.next();
+            take_update(f);
+            if (f.type == kData && f.stream == post && (f.flags & kEndStream) != 0) break;
+          }
+          w.answer(post, "");
+        }
+        const std::uint32_t last = w.request().stream;
+        w.send(h2_frame(kHeaders, kEndHeaders, last, status_block("200")));
+        for (long left = kLast; left > 0;) {
+          const long k = std::min({left, conn, kFrame});
+          if (k > 0) {
+            w.send(h2_frame(kData, left == k ? kEndStream : 0, last, std::string(static_cast<std::size_t>(k), 'l')));
+            left -= k;
+            conn -= k;
+            continue;
+          }
+          take_update(w.next());
+        }
+        for (;;) w.next();
+      });
+      auto o = h2c();
+      o.read_timeout = ms(slack(3s));
+      http::Client c(o);
+      for (int r = 0; r < kRounds; ++r) {
+        auto held = std::make_optional(c.open("GET", peer.url("/held")));
+        // An upload larger than the loopback's buffers: the client's writer
+        // blocks in its write once the server stops reading.
+        auto up = sp::spawn([&] { return c.post(peer.url("/up"), std::string(24 << 20, 'u')).status; });
+        FIBER_CHECK(wait_until([&] { return posts_seen.load() > r; }));
+        sp::sleep_for(slack(200ms));
+        held.reset();  // its RST_STREAM queued behind the blocked write
+        tails.fetch_add(1);
+        FIBER_CHECK(up.join() == 200);
+      }
+      std::string what;
+      std::size_t got = 0;
+      const auto kind = error_of([&] { got = c.get(peer.url("/last")).body.size(); }, &what);
+      INFO(what);
+      FIBER_CHECK(kind == http::errc{});
+      FIBER_CHECK(got == static_cast<std::size_t>(kLast));
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+// 2d. A request nghttp2 still holds back (the server's
+// SETTINGS_MAX_CONCURRENT_STREAMS reached: its HEADERS never left) that
+// is dropped (read_timeout while waiting, or any failure) takes its
+// stream state with it. It stayed in the connection's table until a
+// slot freed, which a server holding its one slot never lets happen:
+// 10,000 such requests timed out left 10,001 streams and 8 MiB (a
+// helper's probe). nghttp2's own queued copy of each head stays until
+// then (no call drops it; about 470 bytes a request).
+TEST_CASE("h2 client hostile: requests queued behind MAX_CONCURRENT_STREAMS leave nothing when they time out") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      static constexpr int kFibers = 100, kEach = 10;
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start(settings({{kMaxConcurrentStreams, 1}}));
+        // The one stream: a head, then nothing.
+        w.send(h2_frame(kHeaders, kEndHeaders, w.request().stream, status_block("200")));
+        for (;;) w.answer(w.request().stream, "after");
+      });
+      auto o = h2c();
+      o.read_timeout = ms(slack(200ms));  // the queued requests' wait; the last one's too
+      http::Client c(o);
+      auto held = std::make_optional(c.open("GET", peer.url("/held")));
+      const std::size_t before = spindle::http::detail::h2_client_streams_alive();
+      std::atomic<int> timeouts{0};
+      {
+        sp::TaskGroup g;
+        for (int f = 0; f < kFibers; ++f) {
+          g.spawn([&] {
+            for (int n = 0; n < kEach; ++n) {
+              if (error_of([&] { c.get(peer.url("/queued")); }) == http::errc::timeout) timeouts.fetch_add(1);
+            }
+          });
+        }
+        g.wait();
+      }
+      const std::size_t after = spindle::http::detail::h2_client_streams_alive();
+      FIBER_CHECK(timeouts.load() == kFibers * kEach);
+      expect(after <= before, "streams alive: " + std::to_string(before) + " before, " + std::to_string(after) + " after");
+      // The slot frees: nghttp2 drops the canceled requests (their streams
+      // open and close at once, unknown here) and the next one goes.
+      held.reset();
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "after");
       FIBER_CHECK(peer.accepted() == 1);
     }
     fds.check();

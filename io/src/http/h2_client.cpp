@@ -61,6 +61,7 @@ constexpr std::int32_t kConnWindow = 1 << 30;
 // The window new connections open (h2_client_conn_window: tests shrink it
 // to see what would fill the real one).
 std::atomic<std::int32_t> g_conn_window{kConnWindow};
+std::atomic<std::size_t> g_streams_alive{0};  // h2_client_streams_alive
 constexpr int kMaxInterim = 5;  // 1xx heads per request, as HTTP/1.1's (client.cpp) and Go's client
 
 // Fields HTTP/2 forbids in a request (RFC 9113 8.2.2), and those the
@@ -73,6 +74,10 @@ bool dropped_field(std::string_view ln) {
 }  // namespace
 
 struct H2ClientStream {
+  H2ClientStream() noexcept { g_streams_alive.fetch_add(1, std::memory_order_relaxed); }
+  ~H2ClientStream() { g_streams_alive.fetch_sub(1, std::memory_order_relaxed); }
+  H2ClientStream(const H2ClientStream&) = delete;
+  H2ClientStream& operator=(const H2ClientStream&) = delete;
   int32_t id = -1;
   // The response, as the callbacks build it.
   int cur_status = 0;
@@ -131,7 +136,23 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   int32_t submit(const std::shared_ptr<H2ClientStream>& st, std::vector<nghttp2_nv>& nva, bool body);
   void forget(int32_t id) { streams_.erase(id); }  // under mu_
   void reset(H2ClientStream& st) {                 // under mu_
-    if (!st.closed && st.id > 0 && !dead_) nghttp2_submit_rst_stream(s_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_CANCEL);
+    if (!st.closed && st.id > 0 && !dead_) {
+      nghttp2_submit_rst_stream(s_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_CANCEL);
+      // A request nghttp2 still holds back (the server's
+      // SETTINGS_MAX_CONCURRENT_STREAMS reached: no stream opened yet, its
+      // HEADERS queued): the RST only marks it canceled, and its stream
+      // closes (on_stream_close) when a slot frees and nghttp2 drops it,
+      // which a server that holds its slots never lets happen: 10,000
+      // such requests timed out kept 10,001 streams here (8 MiB). It goes
+      // now, with the queued request's pointer to it: nghttp2 gives a
+      // canceled request's stream no frame (nor its data source a call)
+      // before closing it, and on_stream_close finds no id here.
+      if (nghttp2_session_find_stream(s_, st.id) == nullptr) {
+        nghttp2_session_set_stream_user_data(s_, st.id, nullptr);
+        st.closed = true;
+        streams_.erase(st.id);
+      }
+    }
     wake_.set();
   }
   std::size_t max_head() const noexcept { return max_head_; }
@@ -569,6 +590,7 @@ bool h2_usable(const H2ClientConn& c) noexcept { return c.usable(); }
 void h2_client_conn_window(std::int32_t bytes) noexcept {
   g_conn_window.store(bytes > 0 ? bytes : kConnWindow, std::memory_order_relaxed);
 }
+std::size_t h2_client_streams_alive() noexcept { return g_streams_alive.load(std::memory_order_relaxed); }
 void h2_close(H2ClientConn& c) noexcept { c.close(); }
 
 H2Call::H2Call(std::shared_ptr<H2ClientConn> c, std::shared_ptr<H2ClientStream> st, const Url& u,

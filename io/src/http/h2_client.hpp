@@ -34,6 +34,9 @@ bool h2_usable(const H2ClientConn& c) noexcept;
 // (1 GiB; 0 puts it back). For tests: what would take a gigabyte to fill
 // takes megabytes at a few MiB.
 void h2_client_conn_window(std::int32_t bytes) noexcept;
+// h2_client_streams_alive: the H2ClientStream objects alive in this
+// process, for tests: what connections keep for calls that are gone.
+std::size_t h2_client_streams_alive() noexcept;
 // h2_close: ends the connection now (its streams fail with errc::reset).
 // Never suspends.
 void h2_close(H2ClientConn& c) noexcept;
