@@ -658,6 +658,40 @@ TEST_CASE("websocket: a bad upgrade request gets 400 and the server goes on") {
   });
 }
 
+// RFC 6455 4.2.1: a Sec-WebSocket-Key is the base64 of 16 bytes: 24
+// characters, the last two "==". Beast (1.74) only refuses one over 24
+// characters: "k", or 23 characters, got a 101 and a session.
+TEST_CASE("websocket: a Sec-WebSocket-Key that is not base64 of 16 bytes gets 400") {
+  run_checked(2, [] {
+    WsServer srv(echo);
+    const std::uint16_t port = srv.srv.port();
+    auto handshake = [&](std::string_view key) {
+      auto s = raw_connect(port);
+      s.write_all("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: " + std::string(key) + "\r\nSec-WebSocket-Version: 13\r\n\r\n");
+      std::string buf;
+      return read_response(s, buf);
+    };
+    for (const std::string& key : {
+             std::string("k"),
+             std::string(kKey.substr(0, 22)),         // the "==" left off
+             std::string(kKey.substr(0, 23)),         // one "="
+             std::string(22, 'k') + "k=",             // 24, not ending "=="
+             std::string(24, 'k'),                    // 24, no padding: 18 bytes
+             std::string("AAAAAAAAAAAAAAAAAAAA"),    // base64 of 15 bytes
+             std::string(21, 'k') + "*==",           // not base64
+             std::string(20, 'k') + "k\x80k==",      // nor a byte past ASCII
+         }) {
+      const std::string got = handshake(key);
+      const bool ok = got.rfind("HTTP/1.1 400", 0) == 0 && got.find("Sec-WebSocket-Key") != std::string::npos;
+      if (!ok) fiber_failures().add("key \"" + key + "\": " + got.substr(0, got.find("\r\n")));
+    }
+    // The RFC's sample, and a key with '+' and '/' in it, are keys.
+    CHECK(handshake(kKey).rfind("HTTP/1.1 101", 0) == 0);
+    CHECK(handshake("+/+/+/+/+/+/+/+/+/+/+w==").rfind("HTTP/1.1 101", 0) == 0);
+  });
+}
+
 // Cross-site WebSocket hijacking: a browser sends the site's cookies with
 // a handshake from any page, and names the page in Origin. By default only
 // the server's own pages (Origin's host[:port] == Host) and non-browsers (no

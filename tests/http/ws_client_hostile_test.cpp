@@ -292,3 +292,51 @@ TEST_CASE("ws client hostile: a 101 with an extension or subprotocol the client 
     }
   });
 }
+
+// A failed handshake's text names what was wrong and the status the
+// server really sent. Beast (1.74) leaves the response it was given
+// unfilled on every failure, so the text said "(HTTP 200)", the default
+// of an empty response, for a 101 with a wrong Sec-WebSocket-Accept and
+// for a refusal alike.
+TEST_CASE("ws client hostile: a failed handshake's text names the fault and the real status") {
+  run_checked(2, [] {
+    struct Case {
+      const char* what;
+      std::string head;         // the answer; "ACCEPT" is replaced by the right Sec-WebSocket-Accept
+      const char* fault;        // in the text
+      const char* status;       // in the text
+    };
+    const Case cases[] = {
+        {"a 101 with a wrong Sec-WebSocket-Accept",
+         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Accept: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+         "Sec-WebSocket-Accept", "(HTTP 101)"},
+        {"a 101 without Upgrade",
+         "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ACCEPT\r\n\r\n", "Upgrade",
+         "(HTTP 101)"},
+        {"a refusal", "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", "declined", "(HTTP 403)"},
+    };
+    for (const Case& k : cases) {
+      http_test::RawPeer peer([&](io::TcpStream& s) {
+        std::string head = k.head;
+        const std::string right = ws_accept_head(s);
+        if (const auto at = head.find("ACCEPT"); at != std::string::npos) {
+          const std::string name = "Sec-WebSocket-Accept: ";
+          const std::size_t from = right.find(name) + name.size();
+          head.replace(at, 6, right.substr(from, right.find("\r\n", from) - from));
+        }
+        s.write_all(head);
+        char b[64];
+        while (s.read_some(b, sizeof b) > 0) {
+        }
+      });
+      std::string url = peer.url("/chat");
+      url.replace(0, 4, "ws");
+      std::string what;
+      const auto kind = ws_error_of([&] { http::WebSocket::connect(url); }, &what);
+      const bool ok = kind == http::ws_errc::handshake_failed && what.find(k.fault) != std::string::npos &&
+                      what.find(k.status) != std::string::npos && what.find("HTTP 200") == std::string::npos;
+      if (!ok) fiber_failures().add(std::string(k.what) + ": " + what);
+    }
+  });
+}

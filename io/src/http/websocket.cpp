@@ -170,6 +170,12 @@ struct Wire {
   Framing framing = Framing::frames;
   std::uint64_t frame_left = 0;  // frames: bytes of the current frame not yet given
   unsigned head_match = 0;       // head: how much of "\r\n\r\n" the given bytes end with
+  // status_line: head: the response's first line as given to Beast (its
+  // first 64 bytes), for a failed handshake's text: Beast (1.74) leaves
+  // the response it was handed unfilled on every failure (a refusal, a
+  // 101 with a wrong Sec-WebSocket-Accept), so its status read 200.
+  std::string status_line;
+  bool status_line_done = false;
 
   // deliverable: how many bytes at the front of `in` Beast may have now,
   // at most `room`; updates the cursor as if they were given.
@@ -182,6 +188,13 @@ struct Wire {
       case Framing::head:
         while (n < avail) {
           const unsigned char c = p[n++];
+          if (!status_line_done) {
+            if (c == '\r' || c == '\n') {
+              status_line_done = true;
+            } else if (status_line.size() < 64) {
+              status_line.push_back(static_cast<char>(c));
+            }
+          }
           head_match = c == "\r\n\r\n"[head_match] ? head_match + 1 : (c == '\r' ? 1 : 0);
           if (head_match == 4) {
             framing = Framing::raw;
@@ -907,6 +920,18 @@ WebSocket::WebSocket(WebSocket&&) noexcept = default;
 WebSocket& WebSocket::operator=(WebSocket&&) noexcept = default;
 WebSocket::~WebSocket() = default;
 
+// status_of: the status code of an HTTP/1.x status line ("HTTP/1.1 403
+// Forbidden"), or 0 when it is none.
+static int status_of(std::string_view line) {
+  if (line.size() < 12 || line.substr(0, 5) != "HTTP/" || line[8] != ' ') return 0;
+  int code = 0;
+  for (std::size_t i = 9; i < 12; ++i) {
+    if (line[i] < '0' || line[i] > '9') return 0;
+    code = code * 10 + (line[i] - '0');
+  }
+  return line.size() == 12 || line[12] == ' ' ? code : 0;
+}
+
 // open_client: connect()'s work: the TCP connect, TLS for wss://, and the
 // HTTP handshake, on the calling fiber (connect bounds it).
 static std::unique_ptr<WebSocket::Impl> open_client(const detail::Url& u, const WsOptions& options) {
@@ -962,8 +987,11 @@ static std::unique_ptr<WebSocket::Impl> open_client(const detail::Url& u, const 
   // cursor starts at the first frame.
   impl->wire.framing = Wire::Framing::frames;
   if (ec) {
+    // The status from the line the server sent (res is empty here: Beast
+    // fills it only on success), when that line is a status line.
     std::string what = "spindle::http::WebSocket: handshake with " + u.str() + " failed: " + ec.message();
-    if (res.result_int() != 0) what += " (HTTP " + std::to_string(res.result_int()) + ")";
+    if (const int status = status_of(impl->wire.status_line); status != 0)
+      what += " (HTTP " + std::to_string(status) + ")";
     throw WsError(ws_errc::handshake_failed, what);
   }
   // RFC 6455 4.1: a 101 that names an extension we did not offer (we offer
@@ -1016,6 +1044,16 @@ WebSocket WebSocket::accept(io::TlsStream&&, const Request&, std::string_view, W
 }
 #endif
 
+// ws_key_ok: RFC 6455 4.2.1: a Sec-WebSocket-Key is the base64 of 16
+// bytes: 22 characters of its alphabet, then "==". (Beast 1.74 refuses
+// only a key over 24 characters.)
+static bool ws_key_ok(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  return std::all_of(key.begin(), key.begin() + 22, [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+  });
+}
+
 WebSocket WebSocket::accept_on(detail::Transport&& conn, const Request& upgrade, std::string_view buffered,
                                const WsOptions& options) {
   auto impl = std::make_unique<Impl>();
@@ -1032,7 +1070,21 @@ WebSocket WebSocket::accept_on(detail::Transport&& conn, const Request& upgrade,
   req.method_string(bsv(upgrade.method));
   req.target(bsv(upgrade.target));
   req.version(upgrade.version);
-  for (const auto& [name, value] : upgrade.headers) req.insert(bsv(name), bsv(value));
+  // A key that is no base64 of 16 bytes ("k", 23 characters) got a 101
+  // and a session. It is refused as Beast refuses a key too long, with
+  // the same 400 (its text names the field): the key it checks, the
+  // first, is given to it as one.
+  bool key_seen = false;
+  for (const auto& [name, value] : upgrade.headers) {
+    if (!key_seen && iequals(name, "Sec-WebSocket-Key")) {
+      key_seen = true;
+      if (!ws_key_ok(value)) {
+        req.insert(bsv(name), bsv(std::string(25, '-')));
+        continue;
+      }
+    }
+    req.insert(bsv(name), bsv(value));
+  }
   beast::error_code ec;
   impl->ws.accept(req, ec);  // on a bad request Beast answers 400 itself
   try {
