@@ -202,6 +202,15 @@ http_h2_refused_after_handler_load :: io/src/http/h2_server.cpp :: s{return refu
 http_h2_body_freed_before_report :: io/src/http/h2_server.cpp :: s{Response res = answer\(\);}{Response res = answer(); release_body(st);} :: http_h2_server :: ^http_h2_server$
 http_h2_body_freed_before_generator :: io/src/http/h2_server.cpp :: s{if \(!res\.body_stream\) release_body\(st\);}{release_body(st);} :: http_h2_server :: ^http_h2_server$
 runtime_offload_reported_per_join :: runtime/src/offload.cpp :: s{if \(p != nullptr\) p->report_running\(report_at\);\n  \x7d\n  for \(Pool\* p : ps\) \x7b\n    if \(p != nullptr\) p->join\(\);}{if (p != nullptr) \x7b p->report_running(report_at); p->join(); \x7d} :: offload_pools_test :: ^offload_pools_test$
+http_h2_client_closing_data_kept :: io/src/http/h2_client.cpp :: s{if \(st\.in\.size\(\) > st\.in_off && !st\.in_ended\) \x7b}{if (false) \x7b} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+http_h2_client_queued_stream_kept :: io/src/http/h2_client.cpp :: s{if \(nghttp2_session_find_stream\(s_, st\.id\) == nullptr\) \x7b}{if (false) \x7b} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+http_ws_client_status_from_res :: io/src/http/websocket.cpp :: s{const int status = status_of\(impl->wire\.status_line\);}{const int status = res.result_int();} :: http_ws_client_hostile :: ^http_ws_client_hostile$
+http_ws_server_key_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_key_ok\(value\)\) \x7b}{if (false) \x7b} :: http_websocket :: ^http_websocket$
+io_reactor_end_wakes_nobody :: io/src/reactor.cpp :: s{const bool foreign = w->fiber == nullptr \|\| spindle::detail::runtime_of\(w->fiber\) != own;}{const bool foreign = false; (void)own;} :: io_lifetime :: ^io_lifetime$
+runtime_abandoned_stacks_unmapped :: runtime/src/scheduler.cpp :: s{  stacks_\.leak\(\);\n}{} :: runtime_shutdown :: ^runtime_shutdown$
+runtime_abandoned_fiber_woken :: runtime/src/suspend.cpp :: s{if \(f->abandoned_\.load\(std::memory_order_acquire\)\) return;\n}{} :: runtime_shutdown :: ^runtime_shutdown$
+runtime_abandoned_join_waits :: runtime/src/fiber.cpp :: s{if \(fs\[i\]->abandoned_\.load\(std::memory_order_relaxed\)\) return !w\.try_complete\(Waiter::cancelled\);}{} :: runtime_shutdown :: ^runtime_shutdown$
+http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 EOF
 )
 

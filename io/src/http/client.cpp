@@ -272,6 +272,10 @@ struct detail::ClientPool : std::enable_shared_from_this<detail::ClientPool> {
   // release.
   bool reaper_on = false;
   ConditionVariable reaper_cv;
+  // closed: shut() ran (~Client). A StreamedResponse keeps the pool (its
+  // BodyReader's `keep`) and may still give its connection back: then it
+  // is closed (hosts is empty from then on).
+  bool closed = false;
 #if SPINDLE_HAVE_TLS
   std::mutex tls_mu;      // guards tls (made on the first https request)
   io::TlsContext tls;
@@ -498,6 +502,7 @@ void detail::ClientPool::shut() noexcept {
     }
     hosts.clear();
     open_total = 0;
+    closed = true;
   }
   // After the lock: the woken reaper takes mu at once. It finds the pool
   // empty (or, not yet waiting, finds it so before it waits) and ends.
@@ -638,7 +643,12 @@ std::unique_ptr<Conn> detail::ClientPool::acquire(const Url& u, bool& reused_out
 void detail::ClientPool::release(std::unique_ptr<Conn> c) noexcept {
   bool reap = false;
   {
-    std::lock_guard lk(mu);
+    std::unique_lock lk(mu);
+    if (closed) {
+      lk.unlock();
+      c.reset();  // the Client is gone: closed, outside the lock
+      return;
+    }
     HostPool& hp = *hosts[c->key];
     c->idle_since = std::chrono::steady_clock::now();
     hp.idle.push_back(std::move(c));
@@ -654,11 +664,13 @@ void detail::ClientPool::release(std::unique_ptr<Conn> c) noexcept {
 void detail::ClientPool::discard(std::unique_ptr<Conn> c) noexcept {
   {
     std::lock_guard lk(mu);
-    HostPool& hp = *hosts[c->key];
-    --hp.open;
-    --open_total;
-    hp.cv.notify_one();
-    total_cv.notify_one();
+    if (!closed) {  // closed: the Client is gone, no host to count it
+      HostPool& hp = *hosts[c->key];
+      --hp.open;
+      --open_total;
+      hp.cv.notify_one();
+      total_cv.notify_one();
+    }
   }
   c.reset();  // closes the socket, outside the lock
 }
@@ -747,6 +759,7 @@ void detail::ClientPool::h2_give(const std::string& key) noexcept {
   bool reap = false;
   {
     std::lock_guard lk(mu);
+    if (closed) return;  // the Client is gone (its HTTP/2 connections closed)
     HostPool& hp = *hosts[key];
     if (--hp.streams == 0) {
       hp.h2_idle_since = std::chrono::steady_clock::now();
@@ -1438,6 +1451,11 @@ struct Exchange {
 // BodyReader: a StreamedResponse's state: the connection (until the body's
 // end or a failure) and Beast's parser over buffer_body, past the head.
 struct detail::BodyReader {
+  // keep: the pool outlives what gives back to it below (lease, h2): a
+  // StreamedResponse that outlived its Client freed its connection into a
+  // freed pool (heap-use-after-free); now into a closed one, which closes
+  // it. First, so destroyed last.
+  std::shared_ptr<ClientPool> keep;
   ClientPool& pool;
   Url u;
   std::optional<Clock::time_point> deadline;  // total_timeout, from open()
@@ -1450,7 +1468,8 @@ struct detail::BodyReader {
   Headers trailers;     // taken at the body's end
   detail::HeadFields head_fields;  // HTTP/1.1: the head's fields in p (the trailer's join them)
 
-  BodyReader(ClientPool& pl, Url url, std::optional<Clock::time_point> d) : pool(pl), u(std::move(url)), deadline(d) {
+  BodyReader(ClientPool& pl, Url url, std::optional<Clock::time_point> d)
+      : keep(pl.shared_from_this()), pool(pl), u(std::move(url)), deadline(d) {
     // Streamed: no max_body. Not boost::none: Beast 1.74 compares the
     // Content-Length with the optional limit as `len > limit`, true for
     // an empty optional, so "no limit" refuses every body; the largest

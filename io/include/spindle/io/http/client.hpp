@@ -229,8 +229,11 @@ struct RequestOptions {
 
 // StreamedResponse: a response whose body is read in pieces (Client::open).
 // status, reason, headers and url are there when open() returns; the body
-// is not read yet. Move-only; one fiber at a time. The Client must outlive
-// it. Each read is a cancellation point bounded by read_timeout (and by
+// is not read yet. Move-only; one fiber at a time. It may outlive its
+// Client: over HTTP/1.1 its body can still be read, and its connection is
+// then closed, not pooled; over HTTP/2 the Client's end closes the
+// connection, and a read past the bytes already come raises
+// errc::truncated. Each read is a cancellation point bounded by read_timeout (and by
 // total_timeout counted from open()), raised as errc::timeout; the body's
 // framing (Content-Length, chunked, until close) is checked as for
 // request(): a body that ends early is errc::truncated, never a short
