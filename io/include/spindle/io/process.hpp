@@ -33,8 +33,10 @@
 // its reactor); kill, pid and try_wait from anywhere. wait() and kill() may
 // run concurrently (one fiber waits, another kills on a timeout); two
 // concurrent wait() calls on one Process: the second gets
-// std::errc::operation_in_progress. A Process (and its pipes) must be
-// destroyed before its runtime ends, as a socket must.
+// std::errc::operation_in_progress. A Process (and its pipes) may outlive
+// its runtime, as a socket may (docs/io.md "Shutdown with sockets open"):
+// wait() and its pipes' reads then raise io::error::runtime_ended;
+// try_wait, kill and the destructor work.
 #pragma once
 
 #include <sys/types.h>
