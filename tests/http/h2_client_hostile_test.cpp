@@ -465,25 +465,32 @@ TEST_CASE("h2 client hostile: requests queued behind MAX_CONCURRENT_STREAMS leav
     FdCheck fds;
     {
       static constexpr int kFibers = 100, kEach = 10;
+      std::atomic<std::uint32_t> next_id{0};
       RawPeer peer([&](io::TcpStream& s) {
         H2Wire w(s);
         w.start(settings({{kMaxConcurrentStreams, 1}}));
         // The one stream: a head, then nothing.
         w.send(h2_frame(kHeaders, kEndHeaders, w.request().stream, status_block("200")));
-        for (;;) w.answer(w.request().stream, "after");
+        for (;;) {
+          const std::uint32_t id = w.request().stream;
+          next_id.store(id);
+          w.answer(id, "after");
+        }
       });
       auto o = h2c();
       o.read_timeout = ms(slack(200ms));  // the queued requests' wait; the last one's too
       http::Client c(o);
       auto held = std::make_optional(c.open("GET", peer.url("/held")));
       const std::size_t before = spindle::http::detail::h2_client_streams_alive();
-      std::atomic<int> timeouts{0};
+      std::atomic<int> timeouts{0}, slot_waits{0};
       {
         sp::TaskGroup g;
         for (int f = 0; f < kFibers; ++f) {
           g.spawn([&] {
             for (int n = 0; n < kEach; ++n) {
-              if (error_of([&] { c.get(peer.url("/queued")); }) == http::errc::timeout) timeouts.fetch_add(1);
+              std::string what;
+              if (error_of([&] { c.get(peer.url("/queued")); }, &what) == http::errc::timeout) timeouts.fetch_add(1);
+              if (what.find("no HTTP/2 stream slot") != std::string::npos) slot_waits.fetch_add(1);
             }
           });
         }
@@ -491,11 +498,16 @@ TEST_CASE("h2 client hostile: requests queued behind MAX_CONCURRENT_STREAMS leav
       }
       const std::size_t after = spindle::http::detail::h2_client_streams_alive();
       FIBER_CHECK(timeouts.load() == kFibers * kEach);
+      // They waited for a slot in the client, never queued inside nghttp2
+      // (which held each one's copy until a slot freed, and gave each a
+      // stream id: the next request's was 2,003, not 3).
+      FIBER_CHECK(slot_waits.load() == kFibers * kEach);
       expect(after <= before, "streams alive: " + std::to_string(before) + " before, " + std::to_string(after) + " after");
       // The slot frees: nghttp2 drops the canceled requests (their streams
       // open and close at once, unknown here) and the next one goes.
       held.reset();
       FIBER_CHECK(c.get(peer.url("/next")).text() == "after");
+      FIBER_CHECK(next_id.load() == 3);
       FIBER_CHECK(peer.accepted() == 1);
     }
     fds.check();

@@ -134,6 +134,16 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   // submit: under mu_. The stream id, or -1 when the connection takes no
   // new stream.
   int32_t submit(const std::shared_ptr<H2ClientStream>& st, std::vector<nghttp2_nv>& nva, bool body);
+  // room: under mu_: a new stream would be opened at once, not queued
+  // inside nghttp2 behind the server's SETTINGS_MAX_CONCURRENT_STREAMS
+  // (or the connection takes none: submit then says so). slot_ev: set
+  // when a stream leaves streams_ or the connection ends (cleared under
+  // mu_ by a waiter before it checks room again).
+  bool room() const noexcept {
+    return goaway_ || dead_ ||
+           streams_.size() < nghttp2_session_get_remote_settings(s_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  }
+  Event& slot_ev() noexcept { return slot_ev_; }
   void forget(int32_t id) { streams_.erase(id); }  // under mu_
   void reset(H2ClientStream& st) {                 // under mu_
     if (!st.closed && st.id > 0 && !dead_) {
@@ -151,6 +161,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
         nghttp2_session_set_stream_user_data(s_, st.id, nullptr);
         st.closed = true;
         streams_.erase(st.id);
+        slot_ev_.set();
       }
     }
     wake_.set();
@@ -197,6 +208,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   Task<void> reader_task_, writer_task_;
   Event wake_;
   Event writer_done_;
+  Event slot_ev_;
 };
 
 namespace {
@@ -276,6 +288,7 @@ void H2ClientConn::end() noexcept {
   }
   streams_.clear();
   wake_.set();
+  slot_ev_.set();
 }
 
 int32_t H2ClientConn::submit(const std::shared_ptr<H2ClientStream>& st, std::vector<nghttp2_nv>& nva, bool body) {
@@ -352,6 +365,7 @@ int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void
     // (retried by the caller); the rest finish.
     c->goaway_ = true;
     c->wake_.set();
+    c->slot_ev_.set();  // a caller waiting for a slot goes to a new connection
     return 0;
   }
   if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
@@ -453,6 +467,7 @@ int H2ClientConn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error
   nghttp2_session_set_stream_user_data(s, id, nullptr);
   st.ev.set();
   c->streams_.erase(it);
+  c->slot_ev_.set();
   return 0;
 }
 
@@ -757,17 +772,37 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
   std::vector<nghttp2_nv> nva = to_nv(keep);
 
   auto st = std::make_shared<H2ClientStream>();
-  {
-    std::lock_guard lk(c->mu());
-    if (!ro.body.empty() && !expect) {  // with expect: once the 100 came (below)
-      st->out.data = ro.body;
-      st->out.ended = true;
+  // A stream past the server's SETTINGS_MAX_CONCURRENT_STREAMS waits here
+  // for a slot, not inside nghttp2: a request queued there stays (its
+  // copy, ~470 bytes) until a slot frees, even after its call timed out,
+  // so a server that holds its slots grew the client without bound. The
+  // wait is a wait for the server: read_timeout bounds it.
+  std::optional<Clock::time_point> slot_deadline;
+  for (;;) {
+    {
+      std::lock_guard lk(c->mu());
+      if (c->room()) {
+        if (!ro.body.empty() && !expect) {  // with expect: once the 100 came (below)
+          st->out.data = ro.body;
+          st->out.ended = true;
+        }
+        st->expect = expect;
+        if (c->submit(st, nva, has_body) < 0) {
+          retry = true;
+          return nullptr;
+        }
+        break;
+      }
+      c->slot_ev().clear();
     }
-    st->expect = expect;
-    if (c->submit(st, nva, has_body) < 0) {
-      retry = true;
-      return nullptr;
+    if (opt.read_timeout.count() <= 0) {
+      c->slot_ev().wait();
+      continue;
     }
+    if (!slot_deadline) slot_deadline = spindle::detail::deadline_after(opt.read_timeout);
+    if (!c->slot_ev().wait_until(*slot_deadline))
+      throw Error(errc::timeout, "spindle::http: no HTTP/2 stream slot within read_timeout (the server's "
+                                 "SETTINGS_MAX_CONCURRENT_STREAMS all in use) for " + u.str());
   }
   auto call = std::make_unique<H2Call>(c, st, u, opt);
   // With expect, no byte of the body is handed to the session (the data
