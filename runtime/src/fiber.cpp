@@ -213,7 +213,7 @@ void cancel_fiber(Fiber* f) noexcept {
   while ((c & (Waiter::kStateMask | Waiter::kCancellable)) == (Waiter::waiting | Waiter::kCancellable)) {
     if (f->wait_cell_.compare_exchange_weak(c, (c & ~(Waiter::kGenUnit - 1)) | Waiter::cancelled,
                                             std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      f->sched_->wake_fiber(f);
+      Scheduler::wake_fiber_checked(f);
       return;
     }
   }

@@ -246,6 +246,19 @@ void Scheduler::cancel_all() {
   }
 }
 
+void Scheduler::wake_fiber_checked(Fiber* f) noexcept {
+  Worker* w = current_worker();
+  if (w != nullptr && &w->scheduler() == f->sched_) {
+    f->sched_->wake_fiber(f);  // f's runtime runs: abandon_all comes after its workers
+    return;
+  }
+  f->wakers_.fetch_add(1, std::memory_order_seq_cst);
+  if (!f->abandoned_.load(std::memory_order_seq_cst)) f->sched_->wake_fiber(f);
+  // release: this waker's use of the scheduler happens before abandon_all
+  // sees the count at 0.
+  f->wakers_.fetch_sub(1, std::memory_order_release);
+}
+
 // abandon_all: the fibers still live after shutdown_timeout are left for
 // good. What user objects may still reach them must stay valid after this
 // Scheduler is gone: their stacks (a wait node there may be linked into an
@@ -272,7 +285,13 @@ void Scheduler::abandon_all() {
   for (auto& w : workers_) collect(w->registry());
   for (Fiber* f : left) {
     std::lock_guard jl(f->join_lock_);
-    if (!f->done_.load(std::memory_order_relaxed)) f->abandoned_.store(true, std::memory_order_release);
+    // seq_cst: with the wakers_ load below, pairs with wake_fiber_checked.
+    if (!f->done_.load(std::memory_order_relaxed)) f->abandoned_.store(true, std::memory_order_seq_cst);
+  }
+  // A waker that read abandoned_ false before the store is done with this
+  // scheduler before it may be freed (wake_fiber_checked).
+  for (Fiber* f : left) {
+    while (f->wakers_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
   }
   std::vector<Waiter*> joiners;
   for (Fiber* f : left) {

@@ -62,6 +62,11 @@ class Scheduler {
   // --- queues and wake-ups (any thread) ---
   void spawn(Fiber* f);       // a new fiber
   void wake_fiber(Fiber* f);  // a fiber whose waiter was won (see wake())
+  // wake_fiber_checked: f->sched_->wake_fiber(f), unless f was abandoned
+  // at its runtime's shutdown (then nothing: the scheduler may be gone).
+  // From a worker of f's own runtime (alive, so f is not abandoned) it is
+  // wake_fiber; from anywhere else it counts itself in f->wakers_.
+  static void wake_fiber_checked(Fiber* f) noexcept;
   void push_global(Fiber* f);
   void push_global(FiberList& l);
   FiberList take_global(std::size_t max) { return global_.take_up_to(max); }

@@ -156,9 +156,7 @@ Waiter::State suspend(Waiter& w, const std::chrono::steady_clock::time_point* de
 
 void wake(Waiter& w) noexcept {
   if (Fiber* f = w.fiber) {
-    // acquire; pairs with abandon_all's release: its scheduler may be gone.
-    if (f->abandoned_.load(std::memory_order_acquire)) return;
-    f->sched_->wake_fiber(f);
+    Scheduler::wake_fiber_checked(f);
   } else if (ThreadParker* p = w.parker) {
     std::lock_guard lk(p->mu);
     p->signaled = true;

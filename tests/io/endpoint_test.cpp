@@ -39,7 +39,7 @@ TEST_CASE("a host with a NUL byte is no address and no name") {
   CHECK_THROWS_AS(io::Endpoint(nul, 80), std::invalid_argument);
   run_checked(1, [&] {
     int refused = 0;
-    for (const std::string host : {nul, std::string("localhost\0.trusted.example", 27)}) {
+    for (const std::string& host : {nul, std::string("localhost\0.trusted.example", 27)}) {
       try {
         (void)io::resolve(host, "80");
       } catch (const std::invalid_argument&) {

@@ -166,10 +166,15 @@ class Fiber {
   std::atomic<const char*> wait_what_{nullptr};  // what it waits on (dumps)
   std::atomic<bool> cancel_requested_{false};
   // abandoned_: the fiber outlived its runtime's shutdown_timeout and was
-  // left (Scheduler::abandon): its stack and this block stay (leaked), a
-  // wake or cancel does nothing (its scheduler is gone), a join raises
-  // Cancelled. Set once, under join_lock_ (release); read with acquire.
+  // left (Scheduler::abandon_all): its stack and this block stay (leaked),
+  // a wake or cancel does nothing (its scheduler is gone), a join raises
+  // Cancelled. Set once, under join_lock_. wakers_: wakes from outside the
+  // fiber's runtime in progress (wake_fiber_checked): abandon_all stores
+  // abandoned_ and then waits for none, each side seq_cst (Dekker), so a
+  // waker that read abandoned_ false is done with the scheduler before it
+  // can be freed.
   std::atomic<bool> abandoned_{false};
+  std::atomic<std::uint32_t> wakers_{0};
   int shield_depth_ = 0;               // fiber itself only
   // The io layer's tag of the socket the fiber last waited to read
   // (note_read_wait, io_hook.hpp); 0: none. Written by the fiber itself;
