@@ -252,11 +252,16 @@ void Scheduler::wake_fiber_checked(Fiber* f) noexcept {
     f->sched_->wake_fiber(f);  // f's runtime runs: abandon_all comes after its workers
     return;
   }
+  // A reference for the count's sake: once woken, f may run, end and be
+  // freed before the fetch_sub below (a fiber of a running runtime).
+  // Taken before the wake, while f cannot end (its wait was won).
+  f->add_ref();
   f->wakers_.fetch_add(1, std::memory_order_seq_cst);
   if (!f->abandoned_.load(std::memory_order_seq_cst)) f->sched_->wake_fiber(f);
   // release: this waker's use of the scheduler happens before abandon_all
   // sees the count at 0.
   f->wakers_.fetch_sub(1, std::memory_order_release);
+  f->release();
 }
 
 // abandon_all: the fibers still live after shutdown_timeout are left for
