@@ -211,6 +211,9 @@ runtime_abandoned_stacks_unmapped :: runtime/src/scheduler.cpp :: s{  stacks_\.l
 runtime_abandoned_fiber_woken :: runtime/src/scheduler.cpp :: s{if \(!f->abandoned_\.load\(std::memory_order_seq_cst\)\) f->sched_->wake_fiber\(f\);}{f->sched_->wake_fiber(f);} :: runtime_shutdown :: ^runtime_shutdown$
 runtime_abandoned_join_waits :: runtime/src/fiber.cpp :: s{if \(fs\[i\]->abandoned_\.load\(std::memory_order_relaxed\)\) return !w\.try_complete\(Waiter::cancelled\);}{} :: runtime_shutdown :: ^runtime_shutdown$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
+http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
+http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|\| loc->empty\(\)\) return false;}{ || !loc) return false;} :: http_client_hostile :: ^http_client_hostile$
+http_url_zone_to_resolver_encoded :: io/src/http/url.hpp :: s{return z == std::string::npos \|\| host\.find}{return true || host.find} :: http_url :: ^http_url$
 EOF
 )
 

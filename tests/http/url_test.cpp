@@ -11,6 +11,8 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/url.hpp>
 
+#include "url.hpp"  // io/src/http: detail::Url, the Client's
+
 namespace http = spindle::http;
 
 namespace {
@@ -105,6 +107,36 @@ TEST_CASE("url: join keeps the base's userinfo only for its own authority") {
   CHECK(http::URL("http://h").join("x").str() == "http://h/x");
   // Dot segments in an absolute reference are removed too.
   CHECK(base.join("http://h/a/./b/../c").str() == "http://h/a/c");
+}
+
+// str() reads back as the same URL. A path with no authority starting
+// "//" was written as a network-path reference ("/api/" joined with
+// "..//evil.com/x" gave "//evil.com/x": host evil.com once joined to any
+// base), and a relative path whose first segment holds ':' as a scheme.
+TEST_CASE("url: str() reads back as the same URL, whatever path dot-segment removal left") {
+  struct Case {
+    std::string base, ref, path, str;
+  };
+  for (const auto& [base, ref, path, str] :
+       std::vector<Case>{{"/api/", "..//evil.com/x", "//evil.com/x", "/.//evil.com/x"},
+                         {"http:x", "/.//evil.com/p", "//evil.com/p", "http:/.//evil.com/p"},
+                         {"a", "./b:c", "b:c", "./b:c"}}) {
+    INFO(base << " + " << ref);
+    const http::URL joined = http::URL(base).join(ref);
+    REQUIRE(joined.path() == path);
+    REQUIRE(!joined.has_authority());
+    CHECK(joined.str() == str);
+    // Read back: still no authority, the same scheme (none for "b:c").
+    const http::URL back(joined.str());
+    CHECK(!back.has_authority());
+    CHECK(back.scheme() == joined.scheme());
+    // A "." segment is all that was added: resolving gives the path again.
+    CHECK(http::URL(base).join(joined.str()).path() == path);
+  }
+  // The first, joined to a real base, stays on the base's host.
+  const http::URL on = http::URL("https://good.com/").join(http::URL("/api/").join("..//evil.com/x").str());
+  CHECK(on.host() == "good.com");
+  CHECK(on.path() == "//evil.com/x");
 }
 
 TEST_CASE("url: parts, defaults and str() without the password") {
@@ -215,4 +247,17 @@ TEST_CASE("url: QueryParams::encode as Python's urlencode") {
   CHECK(q.encode() == "q=1");
   CHECK(http::QueryParams{}.encode().empty());
   CHECK(http::QueryParams{{"", ""}}.encode() == "=");
+}
+
+// An IPv6 zone is kept as RFC 6874 spells it ("%25") in the host, the Host
+// field and the pool key, and reaches the resolver as the "%" getaddrinfo
+// reads: "fe80::1%25lo" never connected ("Name or service not known").
+TEST_CASE("url: an IPv6 zone reaches the resolver as '%'") {
+  http::detail::Url u;
+  u.host = "fe80::1%25lo";
+  CHECK(u.connect_host() == "fe80::1%lo");
+  u.host = "fe80::1";
+  CHECK(u.connect_host() == "fe80::1");
+  u.host = "example.com";
+  CHECK(u.connect_host() == "example.com");
 }

@@ -826,7 +826,7 @@ std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
   try {
     // The connect timeout covers the TLS handshake too.
     auto dial = [&] {
-      io::TcpStream s = io::TcpStream::connect(u.host, u.port);
+      io::TcpStream s = io::TcpStream::connect(u.connect_host(), u.port);
       s.set_nodelay(true);
       if (opt.tcp_keepalive) s.set_keepalive(*opt.tcp_keepalive);
 #if SPINDLE_HAVE_TLS
@@ -1349,7 +1349,9 @@ Error trailers_too_large_error(const Url& u) {
 // caller's "generator called" flag starts again for it.
 bool redirect(const ClientOptions& opt, int hop, int status, std::optional<std::string_view> loc, Url& u,
               std::string& meth, RequestOptions& ro) {
-  if (!ro.follow_redirects || !is_redirect(status) || !loc) return false;
+  // An empty Location names no target (Go and aiohttp return the 3xx): read
+  // as "this URL", it sent a 307's POST again ten times, then failed.
+  if (!ro.follow_redirects || !is_redirect(status) || !loc || loc->empty()) return false;
   const bool drop_body = status == 301 || status == 302 || status == 303;
   if (!drop_body && ro.body_generator) return false;
   if (hop >= opt.max_redirects)

@@ -584,6 +584,18 @@ std::string URL::str() const {
     out += host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
     if (port_) out += ":" + std::to_string(*port_);
   }
+  // A path that would read back as something else: with no authority, one
+  // starting "//" would be taken for one ("/api/" joined with
+  // "..//evil.com/x" gave "//evil.com/x", another host once joined to a
+  // base), so "/." goes first (WHATWG's rule); with no scheme either, a
+  // first segment holding ':' would be taken for a scheme ("b:c"), so
+  // "./" goes first (RFC 3986 4.2). Both read back as the same path.
+  if (!has_authority_ && path_.starts_with("//")) {
+    out += "/.";
+  } else if (scheme_.empty() && !has_authority_ && !path_.starts_with("/") &&
+             path_.find(':') < path_.find('/')) {
+    out += "./";
+  }
   out += path_;
   if (has_query_) out += "?" + query_;
   if (has_fragment_) out += "#" + fragment_;

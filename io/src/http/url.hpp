@@ -53,6 +53,13 @@ struct Url {
   std::string scheme() const { return websocket ? (https ? "wss" : "ws") : (https ? "https" : "http"); }
   std::string str() const { return scheme() + "://" + authority() + target; }  // no userinfo
   std::string key() const { return scheme() + " " + host + " " + std::to_string(port); }
+  // connect_host: host as the resolver takes it: an IPv6 zone's "%25"
+  // (RFC 6874, kept so in host, the Host field and key) becomes the "%"
+  // getaddrinfo reads ("fe80::1%25lo" failed: "Name or service not known").
+  std::string connect_host() const {
+    const auto z = host.find("%25");
+    return z == std::string::npos || host.find(':') == std::string::npos ? host : host.substr(0, z) + "%" + host.substr(z + 3);
+  }
   // same_origin: scheme, host and port equal (RFC 6454). Credentials the
   // caller gave for one origin are not sent to another (redirects).
   bool same_origin(const Url& o) const { return https == o.https && host == o.host && port == o.port; }

@@ -939,7 +939,7 @@ static std::unique_ptr<WebSocket::Impl> open_client(const detail::Url& u, const 
   auto impl = std::make_unique<Impl>();
   io::TcpStream tcp;
   try {
-    tcp = io::TcpStream::connect(u.host, u.port);
+    tcp = io::TcpStream::connect(u.connect_host(), u.port);
   } catch (const std::system_error& e) {
     if (e.code() == std::errc::connection_refused) throw WsError(ws_errc::refused, std::string("spindle::http::WebSocket: ") + e.what());
     throw WsError(ws_errc::connect_failed, std::string("spindle::http::WebSocket: ") + e.what());
