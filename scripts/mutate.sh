@@ -208,7 +208,6 @@ http_ws_client_status_from_res :: io/src/http/websocket.cpp :: s{const int statu
 http_ws_server_key_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_key_ok\(value\)\) \x7b}{if (false) \x7b} :: http_websocket :: ^http_websocket$
 io_reactor_end_wakes_nobody :: io/src/reactor.cpp :: s{const bool foreign = w->fiber == nullptr \|\| spindle::detail::runtime_of\(w->fiber\) != own;}{const bool foreign = false; (void)own;} :: io_lifetime :: ^io_lifetime$
 runtime_abandoned_stacks_unmapped :: runtime/src/scheduler.cpp :: s{  stacks_\.leak\(\);\n}{} :: runtime_shutdown :: ^runtime_shutdown$
-runtime_abandoned_fiber_woken :: runtime/src/scheduler.cpp :: s{if \(!f->abandoned_\.load\(std::memory_order_seq_cst\)\) f->sched_->wake_fiber\(f\);}{f->sched_->wake_fiber(f);} :: runtime_shutdown :: ^runtime_shutdown$
 runtime_abandoned_join_waits :: runtime/src/fiber.cpp :: s{if \(fs\[i\]->abandoned_\.load\(std::memory_order_relaxed\)\) return !w\.try_complete\(Waiter::cancelled\);}{} :: runtime_shutdown :: ^runtime_shutdown$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
