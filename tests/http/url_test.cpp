@@ -126,10 +126,12 @@ TEST_CASE("url: str() reads back as the same URL, whatever path dot-segment remo
     REQUIRE(joined.path() == path);
     REQUIRE(!joined.has_authority());
     CHECK(joined.str() == str);
-    // Read back: still no authority, the same scheme (none for "b:c").
+    // Read back: the same parts (no authority, no scheme for "b:c").
     const http::URL back(joined.str());
     CHECK(!back.has_authority());
     CHECK(back.scheme() == joined.scheme());
+    CHECK(back.path() == path);
+    CHECK(back.str() == str);
     // A "." segment is all that was added: resolving gives the path again.
     CHECK(http::URL(base).join(joined.str()).path() == path);
   }

@@ -501,6 +501,16 @@ URL::URL(std::string_view s) {
     rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   }
   path_ = encode_target(rest);
+  // str()'s two escapes read back as the paths they protect, so URL(u.str())
+  // has u's parts (fuzz_url checks it): "/." before a path starting "//"
+  // with no authority, "./" before a relative first segment holding ':'.
+  // Each is a "." segment, which resolution drops anyway (RFC 3986 5.2.4).
+  if (!has_authority_ && path_.starts_with("/.//")) {
+    path_.erase(0, 2);
+  } else if (scheme_.empty() && !has_authority_ && path_.starts_with("./") &&
+             path_.find(':', 2) < path_.find('/', 2)) {
+    path_.erase(0, 2);
+  }
 }
 
 std::uint16_t URL::port() const noexcept {
