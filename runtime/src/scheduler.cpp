@@ -173,7 +173,10 @@ void Scheduler::spawn(Fiber* f) {
 
 void Scheduler::wake_fiber(Fiber* f) {
   Worker* me = current_worker();
-  if (me != nullptr && &me->scheduler() != this) me = nullptr;
+  wake_from(me != nullptr && &me->scheduler() == this ? me : nullptr, f);
+}
+
+void Scheduler::wake_from(Worker* me, Fiber* f) {
   // A waker outside this runtime (a plain thread, another runtime's worker)
   // still reads the scheduler and a worker after the push below, and by
   // then the fiber may have run, ended the runtime and had it destroyed:
@@ -246,12 +249,9 @@ void Scheduler::cancel_all() {
   }
 }
 
-void Scheduler::wake_fiber_checked(Fiber* f) noexcept {
-  Worker* w = current_worker();
-  if (w != nullptr && &w->scheduler() == f->sched_) {
-    f->sched_->wake_fiber(f);  // f's runtime runs: abandon_all comes after its workers
-    return;
-  }
+// wake_foreign: wake_fiber_checked from outside f's runtime (a plain
+// thread, another runtime's worker).
+void Scheduler::wake_foreign(Fiber* f) noexcept {
   // A reference for the count's sake: once woken, f may run, end and be
   // freed before the fetch_sub below (a fiber of a running runtime).
   // Taken before the wake, while f cannot end (its wait was won).

@@ -172,9 +172,11 @@ class Fiber {
   // fiber's runtime in progress (wake_fiber_checked): abandon_all stores
   // abandoned_ and then waits for none, each side seq_cst (Dekker), so a
   // waker that read abandoned_ false is done with the scheduler before it
-  // can be freed.
+  // can be freed. Both in the padding before shield_depth_ (sizeof(Fiber)
+  // unchanged: 8 more bytes measured ~10% on pingpong): 16 bits are ample,
+  // as only the one winner of a wait's CAS wakes (or a cancel) at a time.
   std::atomic<bool> abandoned_{false};
-  std::atomic<std::uint32_t> wakers_{0};
+  std::atomic<std::uint16_t> wakers_{0};
   int shield_depth_ = 0;               // fiber itself only
   // The io layer's tag of the socket the fiber last waited to read
   // (note_read_wait, io_hook.hpp); 0: none. Written by the fiber itself;
