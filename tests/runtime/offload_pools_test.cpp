@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <algorithm>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -164,6 +165,27 @@ struct Probe {
     if (owner) destroyed->fetch_add(1);
   }
 };
+
+// shutdown_reporting: shuts rt down while its running jobs hold their
+// gates, which open once every phrase is on stderr (or after a bound, so
+// a missing report fails the caller's check instead of hanging). True
+// when all were reported.
+bool shutdown_reporting(sp::Runtime& rt, StderrCapture& capture, const std::vector<std::string>& phrases,
+                        const std::vector<std::shared_ptr<JobGate>>& gates) {
+  bool reported = false;
+  std::thread opener_thread([&] {
+    reported = wait_until([&] {
+      const std::string t = capture.peek();
+      return std::all_of(phrases.begin(), phrases.end(),
+                         [&](const std::string& p) { return t.find(p) != std::string::npos; });
+    }, slack(20s));
+    for (const auto& g : gates) g->open();
+  });
+  JoinOnExit join_opener{opener_thread};
+  rt.shutdown();
+  opener_thread.join();
+  return reported;
+}
 
 }  // namespace
 
@@ -435,16 +457,7 @@ TEST_CASE("a job still running at shutdown is named on stderr with its call site
         return wait_until([&] { return gate->started() == 1; }, slack(20s));
       });
       REQUIRE(running);
-      // Opens the gate once the report is out (or after a bound, so a
-      // missing report fails the checks below instead of hanging).
-      std::thread opener_thread([&] {
-        reported = wait_until([&] { return capture.peek().find("waiting for a running blocking job") != std::string::npos; },
-                              slack(20s));
-        gate->open();
-      });
-      JoinOnExit join_opener{opener_thread};
-      rt.shutdown();
-      opener_thread.join();
+      reported = shutdown_reporting(rt, capture, {"waiting for a running blocking job"}, {gate});
     }
     err = capture.text();
   }
@@ -477,20 +490,9 @@ TEST_CASE("running jobs of both pools are named at shutdown before either is wai
         return wait_until([&] { return cpu_gate->started() == 1 && block_gate->started() == 1; }, slack(20s));
       });
       REQUIRE(running);
-      // Opens both gates once both reports are out (or after a bound, so
-      // a missing one fails the check below instead of hanging).
-      std::thread opener_thread([&] {
-        reported = wait_until([&] {
-          const std::string t = capture.peek();
-          return t.find("waiting for a running offload job") != std::string::npos &&
-                 t.find("waiting for a running blocking job") != std::string::npos;
-        }, slack(20s));
-        cpu_gate->open();
-        block_gate->open();
-      });
-      JoinOnExit join_opener{opener_thread};
-      rt.shutdown();
-      opener_thread.join();
+      reported = shutdown_reporting(rt, capture,
+                                    {"waiting for a running offload job", "waiting for a running blocking job"},
+                                    {cpu_gate, block_gate});
     }
     err = capture.text();
   }
