@@ -74,6 +74,7 @@
 // ThreadStarter is created under it: that takes no lock of ours).
 // ThreadStarter::mu_ is a leaf, and no Pool::mu_ is held while a pool
 // thread waits on the starter (prepare() starts threads after unlocking).
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/offload.hpp>
 
@@ -138,7 +139,7 @@ class Pool {
   }
   ~Pool() {
     (void)close();
-    report_running(std::chrono::steady_clock::now() + group_.report_after());
+    report_running(deadline_after(group_.report_after()));
     join();
   }
   Pool(const Pool&) = delete;
@@ -531,7 +532,7 @@ void OffloadPools::stop() noexcept {
                  "their callers raise Cancelled\n",
                  who_, failed);
   }
-  const auto report_at = std::chrono::steady_clock::now() + report_after_;
+  const auto report_at = deadline_after(report_after_);  // saturates: shutdown_timeout may be max()
   for (Pool* p : ps) {
     if (p != nullptr) p->report_running(report_at);
   }

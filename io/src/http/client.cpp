@@ -419,9 +419,9 @@ std::optional<std::chrono::steady_clock::time_point> detail::ClientPool::next_ex
     if (!due || t < *due) due = t;
   };
   for (const auto& [key, hp] : hosts) {
-    if (!hp->idle.empty()) take(hp->idle.front()->idle_since + opt.keepalive_timeout);  // front: the oldest
+    if (!hp->idle.empty()) take(spindle::detail::time_after(hp->idle.front()->idle_since, opt.keepalive_timeout));  // front: the oldest
 #if SPINDLE_HAVE_HTTP2
-    if (hp->h2 && hp->streams == 0) take(hp->h2_idle_since + opt.keepalive_timeout);
+    if (hp->h2 && hp->streams == 0) take(spindle::detail::time_after(hp->h2_idle_since, opt.keepalive_timeout));
 #endif
   }
   return due;
@@ -1668,7 +1668,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
   add_params(u, ro.params);
   std::string meth(method);
   std::optional<Clock::time_point> deadline;
-  if (pool_->opt.total_timeout.count() > 0) deadline = Clock::now() + pool_->opt.total_timeout;
+  if (pool_->opt.total_timeout.count() > 0) deadline = spindle::detail::deadline_after(pool_->opt.total_timeout);
   auto run = [&] {
     bool gen_called = false;
     for (int hop = 0;; ++hop) {

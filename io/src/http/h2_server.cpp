@@ -455,7 +455,7 @@ class H2Body final : public BodySource {
   H2Body(H2Conn& c, H2Stream& st) : c_(c), st_(st) {
     const ServerOptions& o = c.env_.opt;
     // Only a body has a deadline (no clock read for a request without).
-    if (st.has_body && o.body_timeout.count() > 0) deadline_ = Clock::now() + o.body_timeout;
+    if (st.has_body && o.body_timeout.count() > 0) deadline_ = spindle::detail::deadline_after(o.body_timeout);
   }
   std::size_t read_some(std::span<std::byte> out) override {
     const std::size_t n = read_piece(out);
@@ -552,7 +552,7 @@ std::size_t H2Body::read_piece(std::span<std::byte> out) {
       st_.in_ev.clear();
     }
     auto until = deadline_;
-    if (o.read_timeout.count() > 0) until = std::min(until, Clock::now() + o.read_timeout);
+    if (o.read_timeout.count() > 0) until = std::min(until, spindle::detail::deadline_after(o.read_timeout));
     const bool woke = until == Clock::time_point::max() ? (st_.in_ev.wait(), true) : st_.in_ev.wait_until(until);
     if (!woke) {
       std::lock_guard lk(c_.mu_);
@@ -568,7 +568,7 @@ void H2Body::load(std::string& into, std::size_t limit) {
   // once): body_timeout is for streamed bodies, and under it a client
   // dripping bytes held each stream's buffered body for 300 s.
   const ServerOptions& o = c_.env_.opt;
-  if (o.read_timeout.count() > 0) deadline_ = std::min(deadline_, Clock::now() + o.read_timeout);
+  if (o.read_timeout.count() > 0) deadline_ = std::min(deadline_, spindle::detail::deadline_after(o.read_timeout));
   if (const auto cl = st_.req.headers.get("content-length")) {
     std::uint64_t n = 0;
     const auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), n);
@@ -1247,7 +1247,7 @@ bool H2Conn::watch_fits(Clock::time_point now, Clock::time_point& next) {
   for (const auto& sp : streams_) {
     H2Stream& st = *sp;
     if (st.promised == 0 || st.closed || st.reset_by_us) continue;
-    if (st.due == Clock::time_point{}) st.due = now + env_.opt.write_timeout;
+    if (st.due == Clock::time_point{}) st.due = spindle::detail::deadline_after(env_.opt.write_timeout);
     if (now >= st.due) {
       reset(st, NGHTTP2_CANCEL);
       cut = true;
@@ -1708,7 +1708,7 @@ bool H2Conn::put_out(H2Stream& st, std::string_view piece) {
 // bodies (~100 MB a connection) for as long as it kept that up.
 void H2Conn::await_close(H2Stream& st) {
   const auto wt = env_.opt.write_timeout;
-  const Clock::time_point due = st.out_whole && wt.count() > 0 ? Clock::now() + wt : Clock::time_point::max();
+  const Clock::time_point due = st.out_whole && wt.count() > 0 ? spindle::detail::deadline_after(wt) : Clock::time_point::max();
   for (;;) {
     std::uint64_t sent0 = 0;
     bool all_taken = false;

@@ -663,7 +663,7 @@ struct WebSocket::Impl {
       return true;
     };
     for (;;) {
-      sleep_until(since + heartbeat);
+      sleep_until(spindle::detail::time_after(since, heartbeat));
       if (!heartbeat_on_duty()) return;
       if (heard(since)) continue;
       // Silent for a whole period: ping. Appended under mu like a send;
@@ -1143,7 +1143,7 @@ WsMessage WebSocket::receive() {
   // work between them: a pong cut half written would break the connection.
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline =
-      I.receive_timeout.count() > 0 ? Clock::now() + I.receive_timeout : Clock::time_point::max();
+      I.receive_timeout.count() > 0 ? spindle::detail::deadline_after(I.receive_timeout) : Clock::time_point::max();
   for (;;) {
     {
       std::unique_lock lk(I.mu);

@@ -13,15 +13,17 @@
 
 namespace spindle::detail {
 
-// deadline_after(d): steady_clock::now() + d, rounded up to the clock's
-// tick (a timeout never ends early), saturated at time_point::max() (which
-// the timers treat as "never"). Zero, negative and NaN durations give
-// now(): the deadline has already passed, so a wait times out at once.
+// time_after(from, d): from + d, rounded up to the clock's tick (a
+// timeout never ends early), saturated at time_point::max() (which the
+// timers treat as "never"): a plain `from + d` is undefined behaviour for
+// the milliseconds::max() users pass to mean "no limit" (UBSan caught it
+// in shutdown's report). Zero, negative and NaN durations give `from`.
+// `from` is a steady_clock reading (>= 0).
 template <class Rep, class Period>
-std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+std::chrono::steady_clock::time_point time_after(std::chrono::steady_clock::time_point now,
+                                                 std::chrono::duration<Rep, Period> d) noexcept {
   using Clock = std::chrono::steady_clock;
   using Tick = Clock::duration;
-  const auto now = Clock::now();
   // steady_clock counts up from boot (CLOCK_MONOTONIC), so now >= 0 and
   // this subtraction cannot overflow.
   const Tick::rep room = (Clock::time_point::max() - now).count();
@@ -45,6 +47,14 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, 
     if (up >= static_cast<long double>(room)) return Clock::time_point::max();
     return now + Tick(static_cast<Tick::rep>(up));
   }
+}
+
+// deadline_after(d): time_after(steady_clock::now(), d). Zero, negative
+// and NaN durations give now(): the deadline has already passed, so a
+// wait times out at once.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  return time_after(std::chrono::steady_clock::now(), d);
 }
 
 // limit_ns(d): d in nanoseconds for a TimedOut's text ("timed out after
