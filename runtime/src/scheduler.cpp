@@ -70,8 +70,25 @@ Scheduler* default_scheduler() noexcept {
 
 void main_finished(Scheduler* s) noexcept { s->main_finished(); }
 
+namespace {
+
+// capped_options: o with each duration at most kLongestTimeout (deadline.hpp:
+// milliseconds::max() wrapped to -1 ms once in nanoseconds, so a grace of
+// "no limit" reported a deadlock at once and a slow-fiber threshold of it
+// spun the monitor).
+RuntimeOptions capped_options(RuntimeOptions o) noexcept {
+  o.slow_fiber_threshold = capped(o.slow_fiber_threshold);
+  o.handoff_after = capped(o.handoff_after);
+  o.steal_worth = capped(o.steal_worth);
+  o.shutdown_timeout = capped(o.shutdown_timeout);
+  o.deadlock_grace = capped(o.deadlock_grace);
+  return o;
+}
+
+}  // namespace
+
 Scheduler::Scheduler(const RuntimeOptions& o)
-    : opts_(o),
+    : opts_(capped_options(o)),
       cpus_(o.pin_workers),
       stacks_(checked(o).stack_size, o.guard_pages),
       offload_pools_(&opts_, "shutdown", &cpus_) {
@@ -79,7 +96,7 @@ Scheduler::Scheduler(const RuntimeOptions& o)
   proc_stat_.fd = ::open("/proc/stat", O_RDONLY | O_CLOEXEC);
   online_cpus_ = static_cast<unsigned>(std::max(1, get_nprocs()));
   const unsigned n = worker_count(o);
-  placement_.period = o.handoff_after;
+  placement_.period = opts_.handoff_after;
   placement_.consolidate = o.consolidate_io;
   placement_.workers = n;
   if (placement_.watching()) install_handoff_handler();
@@ -95,7 +112,7 @@ Scheduler::Scheduler(const RuntimeOptions& o)
   // before user code runs, so a program that counts its descriptors sees
   // none come and go (tests/io compare /proc/self/fd around a scope).
   for (auto& w : workers_) w->wait_started();
-  if (o.slow_fiber_threshold.count() > 0) monitor_ = std::thread([this] { monitor_main(); });
+  if (opts_.slow_fiber_threshold.count() > 0) monitor_ = std::thread([this] { monitor_main(); });
 }
 
 Scheduler::~Scheduler() {

@@ -115,3 +115,37 @@ TEST_CASE("deadlock_grace = 0 disables the detector", "[deadlock]") {
   CHECK(r == 6);
   CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
 }
+
+TEST_CASE("durations of max() are no limit: no deadlock, no slow-fiber report", "[deadlock]") {
+  // milliseconds::max() wrapped to -1 ms in the clock's nanoseconds: the
+  // grace counted as spent (Deadlock at once) and every fiber was "slow".
+  // The Scheduler caps each duration at ten years (detail::capped).
+  const unsigned workers = GENERATE(1u, 2u);
+  StderrCapture cap;
+  Gate from_thread;
+  std::thread th;
+  sp::RuntimeOptions o = options(workers);
+  o.deadlock_grace = std::chrono::milliseconds::max();
+  o.slow_fiber_threshold = std::chrono::milliseconds::max();
+  o.handoff_after = std::chrono::microseconds::max();
+  o.steal_worth = std::chrono::nanoseconds::max();
+  o.shutdown_timeout = std::chrono::milliseconds::max();
+  JoinOnExit joiner{th};  // also when run_checked throws
+  const int r = run_checked(o, [&] {
+    auto busy = sp::spawn([] {
+      const auto until = Clock::now() + 20ms;
+      while (Clock::now() < until) {
+      }
+      return 1;
+    });
+    th = std::thread([&] {
+      std::this_thread::sleep_for(300ms);
+      from_thread.signal();
+    });
+    from_thread.wait();
+    return busy.join() + 6;
+  });
+  CHECK(r == 7);
+  CHECK_THAT(cap.text(), !Catch::Matchers::Contains("deadlock"));
+  CHECK_THAT(cap.text(), !Catch::Matchers::Contains("slow"));
+}

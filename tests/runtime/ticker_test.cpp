@@ -90,3 +90,32 @@ TEST_CASE("Ticker: tick is a cancellation point; reset; bad periods", "[ticker]"
     FIBER_CHECK(invalid);
   });
 }
+
+TEST_CASE("Ticker: a period of max() is ten years, not an error or a tick in the past", "[ticker]") {
+  // In the clock's nanoseconds hours::max() overflowed: the constructor
+  // threw "period must be positive", and nanoseconds::max() put the first
+  // tick in the past (tick() returned at once).
+  const auto ten_years = std::chrono::hours(24 * 3653);
+  const auto before = Clock::now();
+  sp::Ticker h(std::chrono::hours::max());
+  CHECK(h.period() == ten_years);
+  CHECK(h.next() >= before + ten_years);
+  sp::Ticker n(std::chrono::nanoseconds::max());
+  CHECK(n.period() == ten_years);
+  CHECK(n.next() >= before + ten_years);
+  n.reset(std::chrono::milliseconds::max());
+  CHECK(n.period() == ten_years);
+  CHECK(n.next() > before);
+  run_checked(SPINDLE_TEST_WORKERS(), [] {
+    bool timed_out = false;
+    try {
+      sp::with_timeout(20ms, [] {
+        sp::Ticker t(std::chrono::nanoseconds::max());
+        t.tick();
+      });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);  // it waited: the first tick is ten years away
+  });
+}

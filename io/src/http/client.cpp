@@ -117,7 +117,7 @@ struct TimedStream {
 
   template <class B>
   std::size_t read_some(const B& b, boost::system::error_code& ec) {
-    if (read_timeout.count() == 0) return s.read_some(b, ec);
+    if (read_timeout.count() <= 0) return s.read_some(b, ec);
     return with_timeout(read_timeout, [&] { return s.read_some(b, ec); });
   }
   template <class B>
@@ -1623,6 +1623,15 @@ void StreamedResponse::close() noexcept {
 
 Client::Client(ClientOptions options) : pool_(std::make_shared<detail::ClientPool>()) {
   if (options.tcp_keepalive) options.tcp_keepalive->check();  // here, not at the first connect
+  using spindle::detail::capped;
+  // Each duration at most kLongestTimeout (deadline.hpp): milliseconds::
+  // max(), "no limit", wrapped to -1 ms in the clock's unit, and a
+  // keepalive_timeout of it dropped every idle connection at once.
+  options.connect_timeout = capped(options.connect_timeout);
+  options.read_timeout = capped(options.read_timeout);
+  options.total_timeout = capped(options.total_timeout);
+  options.keepalive_timeout = capped(options.keepalive_timeout);
+  options.expect_continue_timeout = capped(options.expect_continue_timeout);
   pool_->opt = std::move(options);
 }
 
@@ -1653,7 +1662,7 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
       ex.gen_called = false;
     }
   };
-  if (pool_->opt.total_timeout.count() == 0) return run();
+  if (pool_->opt.total_timeout.count() <= 0) return run();
   try {
     return with_timeout(pool_->opt.total_timeout, run);
   } catch (const TimedOut&) {

@@ -2150,9 +2150,27 @@ void log_to_stderr(std::string_view line) noexcept {
   }
 }
 
+namespace {
+// capped_timeouts: o's durations at most kLongestTimeout (deadline.hpp):
+// milliseconds::max(), "no limit", wrapped to -1 ms in the clock's unit,
+// and an HTTP/2 connection with that idle_timeout was closed as soon as it
+// went quiet.
+ServerOptions capped_timeouts(ServerOptions o) {
+  using spindle::detail::capped;
+  o.idle_timeout = capped(o.idle_timeout);
+  o.idle_release_after = capped(o.idle_release_after);
+  o.read_timeout = capped(o.read_timeout);
+  o.body_timeout = capped(o.body_timeout);
+  o.write_timeout = capped(o.write_timeout);
+  o.drain_timeout = capped(o.drain_timeout);
+  o.disconnect_check = capped(o.disconnect_check);
+  return o;
+}
+}  // namespace
+
 Server::Server(Handler handler, ServerOptions options) : st_(std::make_shared<State>()) {
   st_->handler = std::move(handler);
-  st_->opt = std::move(options);
+  st_->opt = capped_timeouts(std::move(options));
 }
 
 namespace {
@@ -2168,7 +2186,7 @@ std::uint64_t connection_limit(std::size_t max_connections) noexcept {
 
 Server::Server(Router router, ServerOptions options) : st_(std::make_shared<State>()) {
   st_->handler = std::move(router);
-  st_->opt = std::move(options);
+  st_->opt = capped_timeouts(std::move(options));
   st_->opt.stream_bodies = true;  // the Router reads Body::whole routes' bodies
 }
 

@@ -498,9 +498,13 @@ detail::Url parse_ws_url(std::string_view url) {
 #if SPINDLE_HAVE_TLS
 // client_tls_context: the context for wss:// connects. Making one loads the
 // trust store (milliseconds), so the default options share one context for
-// the process; other options get their own per connect.
+// the process; other options get their own per connect. Only options equal
+// to the defaults share: a shared context keyed on verify and ca_file alone
+// kept the first caller's ALPN list, and after one connect offering h2
+// every default wss:// connect offered it too (a server that picks h2
+// cannot answer a WebSocket handshake).
 io::TlsContext client_tls_context(const io::TlsClientOptions& o) {
-  if (o.verify && o.ca_file.empty()) {
+  if (o.verify && o.ca_file.empty() && !o.allow_no_name && o.alpn.empty()) {
     static const io::TlsContext shared = io::TlsContext::client(o);
     return shared;
   }
@@ -564,11 +568,14 @@ struct WebSocket::Impl {
 
   void setup(const WsOptions& opt) {
     wire.conn.full_duplex();  // receive() reads while a sender flushes
-    wire.close_timeout = opt.close_timeout;
-    wire.send_timeout = opt.send_timeout;
+    // Each duration at most kLongestTimeout (deadline.hpp): milliseconds::
+    // max() ("no limit") overflows in the clock's unit.
+    using spindle::detail::capped;
+    wire.close_timeout = capped(opt.close_timeout);
+    wire.send_timeout = capped(opt.send_timeout);
     wire.track_rx = opt.heartbeat.count() > 0;
-    heartbeat = std::max(opt.heartbeat, std::chrono::milliseconds{0});
-    receive_timeout = std::max(opt.receive_timeout, std::chrono::milliseconds{0});
+    heartbeat = capped(std::max(opt.heartbeat, std::chrono::milliseconds{0}));
+    receive_timeout = capped(std::max(opt.receive_timeout, std::chrono::milliseconds{0}));
     ws.read_message_max(opt.max_message_size);
     // One message, one frame: Beast's auto-fragmenting would split at its
     // write buffer size for no benefit here.

@@ -9,6 +9,9 @@
 namespace spindle {
 
 // RuntimeOptions configures a Runtime (and `run`). Plain data; copy freely.
+// A duration past ten years (milliseconds::max() for "no limit" included)
+// counts as ten years (detail::capped: in the clock's nanoseconds it would
+// overflow).
 struct RuntimeOptions {
   // Number of worker threads. 0 means std::thread::hardware_concurrency().
   // 1 is a supported single-threaded mode.

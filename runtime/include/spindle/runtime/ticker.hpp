@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include <spindle/runtime/detail/deadline.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 
@@ -37,10 +38,12 @@ class Ticker {
   using Clock = std::chrono::steady_clock;
 
   // Ticker(period): the first tick is one period from now. A period that is
-  // zero or negative is std::invalid_argument (Go panics).
+  // zero or negative is std::invalid_argument (Go panics); one past ten
+  // years (detail::kLongestTimeout, hours::max() for instance) is ten
+  // years: in the clock's nanoseconds it would overflow.
   template <class Rep, class Period>
   explicit Ticker(std::chrono::duration<Rep, Period> period)
-      : period_(checked(std::chrono::ceil<Clock::duration>(period))),
+      : period_(checked(std::chrono::ceil<Clock::duration>(detail::capped(period)))),
         next_(Clock::now() + period_) {}
 
   // tick: waits until the next tick and returns how many ticks went by
@@ -60,7 +63,7 @@ class Ticker {
   // reset: a new period; the next tick is one (new) period from now.
   template <class Rep, class Period>
   void reset(std::chrono::duration<Rep, Period> period) {
-    period_ = checked(std::chrono::ceil<Clock::duration>(period));
+    period_ = checked(std::chrono::ceil<Clock::duration>(detail::capped(period)));
     next_ = Clock::now() + period_;
   }
 

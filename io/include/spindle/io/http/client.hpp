@@ -93,10 +93,12 @@ struct BodyReader;  // client.cpp
 //    server known to: curl's --http2-prior-knowledge); https:// as alpn.
 enum class ClientHttp2 { alpn, never, prior_knowledge };
 
+// A timeout past ten years (milliseconds::max() for "no limit" included)
+// counts as ten years; zero or negative: none, as each says.
 struct ClientOptions {
   std::size_t limit = 100;         // open connections in total; 0: no limit
   std::size_t limit_per_host = 0;  // open connections per host:port; 0: no limit
-  // Timeouts (zero: none), raised as Error(errc::timeout). connect: each
+  // Timeouts (zero or negative: none), raised as Error(errc::timeout). connect: each
   // connection's connect (and TLS handshake). read: each wait for response
   // bytes (time without progress). total: the whole call, redirects
   // included; for open() and download() also every read of the body, so a

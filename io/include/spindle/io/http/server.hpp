@@ -221,6 +221,8 @@ struct Http2Options {
   // gets 431).
 };
 
+// A timeout past ten years (milliseconds::max() for "no limit" included)
+// counts as ten years; zero (and negative) values mean what each says.
 struct ServerOptions {
   // Head (request line and fields) over this many bytes, or its fields
   // over it with each charged its name and value plus 32 (as HTTP/2

@@ -127,6 +127,8 @@ struct WsMessage {
   bool is_close() const noexcept { return kind == Kind::close; }
 };
 
+// A timeout past ten years (milliseconds::max() for "no limit" included)
+// counts as ten years; zero (and negative) values mean what each says.
 struct WsOptions {
   // A received message over this many bytes: WsError(message_too_big), and
   // the connection is closed with 1009. 4 MiB, aiohttp's default.

@@ -57,6 +57,25 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, 
   return time_after(std::chrono::steady_clock::now(), d);
 }
 
+// kLongestTimeout and capped(d): an option's duration is kept at most ten
+// years. Users write milliseconds::max() for "no limit" (the docs allow
+// it), and such a value, converted to the clock's nanoseconds, wraps to
+// -1 ms: a comparison `now - since >= d` then always held (an HTTP/2
+// connection closed as soon as it was quiet, a runtime reported a deadlock
+// at once). Ten years is "no limit" in practice and leaves room for the
+// arithmetic the owners do with it (the placement policy multiplies
+// handoff_after by 25: 7.9e18 ns, under the 9.2e18 of int64). Each owner
+// caps its options once, when it copies them (Scheduler, Server, Client,
+// WebSocket, Ticker). Compared in d's own unit, so that no conversion of
+// d itself can overflow.
+inline constexpr std::chrono::hours kLongestTimeout{24 * 3653};
+
+template <class Rep, class Period>
+constexpr std::chrono::duration<Rep, Period> capped(std::chrono::duration<Rep, Period> d) noexcept {
+  const auto cap = std::chrono::floor<std::chrono::duration<Rep, Period>>(kLongestTimeout);
+  return d > cap ? cap : d;
+}
+
 // limit_ns(d): d in nanoseconds for a TimedOut's text ("timed out after
 // 2.5 s"), defined for every d: zero, negative and NaN give 0 (they expire
 // at once), a d past nanoseconds' range gives its max. A plain
