@@ -133,10 +133,18 @@ bool has_read_ahead(TcpStream& s) noexcept {
   return t != nullptr && t->buffered() != 0;
 }
 
-bool is_ip_literal(std::string_view host) {
-  const std::string h(host);
+// ip_literal: host as an IP address for verification, or "" when it is a
+// DNS name. An IPv6 address's zone ("fe80::1%eth0", or "%25eth0" as a
+// URL writes it) is dropped: a certificate names the address only, and
+// with the zone the name went out as SNI and was checked as a DNS name,
+// which never matches.
+std::string ip_literal(std::string_view host) {
   unsigned char buf[16];
-  return ::inet_pton(AF_INET, h.c_str(), buf) == 1 || ::inet_pton(AF_INET6, h.c_str(), buf) == 1;
+  const std::string h(host);
+  if (::inet_pton(AF_INET, h.c_str(), buf) == 1 || ::inet_pton(AF_INET6, h.c_str(), buf) == 1) return h;
+  const std::string addr(host.substr(0, host.find('%')));
+  if (addr.size() < host.size() && ::inet_pton(AF_INET6, addr.c_str(), buf) == 1) return addr;
+  return {};
 }
 
 }  // namespace
@@ -165,6 +173,16 @@ std::shared_ptr<detail::TlsContextImpl> new_ctx(const SSL_METHOD* m, bool server
   impl->ctx = SSL_CTX_new(m);
   if (impl->ctx == nullptr) throw_config("SSL_CTX_new");
   SSL_CTX_set_min_proto_version(impl->ctx, TLS1_2_VERSION);
+  // TLS 1.2 suites: forward secrecy only (ECDHE: a key stolen later must
+  // not decrypt recorded traffic), AEAD for a server (Mozilla's
+  // "intermediate" list: no CBC, which RFC 9113 9.2.2 also bars from h2).
+  // A client also takes ECDHE with AES-CBC-SHA1 after those, as Go's
+  // default does, for older servers. OpenSSL's default took static RSA
+  // and CBC from any client that asked (an attacker's review, 2026-11-29).
+  // TLS 1.3's suites are all AEAD with forward secrecy: left as they are.
+  // Each client picks among these (no server preference: all are strong).
+  const char* tls12 = server ? "ECDHE+AESGCM:ECDHE+CHACHA20" : "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES+SHA1";
+  if (SSL_CTX_set_cipher_list(impl->ctx, tls12) != 1) throw_config("cipher list");
   // No renegotiation (TLS 1.2): then a write never needs to read, so the
   // writer fiber never touches the socket's read side.
   SSL_CTX_set_options(impl->ctx, SSL_OP_NO_RENEGOTIATION);
@@ -187,13 +205,21 @@ std::vector<unsigned char> alpn_wire(const std::vector<std::string>& names) {
 }
 
 // select_alpn: the server's pick, in the server's order of preference
-// (the first of its names the client also offers); none in common: the
-// handshake goes on without ALPN (the client then speaks what it would
-// without it, HTTP/1.1), as nginx and Go do.
+// (the first of its names the client also offers). None in common: the
+// handshake fails with no_application_protocol (RFC 7301 3.2), as Go
+// (1.17 on) does: a client that offered only another protocol ("ftp",
+// "imap") was served HTTP, the way in of cross-protocol attacks on a
+// certificate shared by several services (ALPACA). Go's one exception is
+// kept: a client that offered http/1.1 to a server that speaks h2 but not
+// http/1.1 by name goes on without ALPN.
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen,
                 void* arg) {
   const auto* impl = static_cast<const detail::TlsContextImpl*>(arg);
   const std::vector<unsigned char>& ours = impl->alpn;
+  const auto is = [](const unsigned char* name, unsigned len, std::string_view what) {
+    return len == what.size() && std::memcmp(name, what.data(), len) == 0;
+  };
+  bool http11_fallback = false;
   for (std::size_t i = 0; i < ours.size(); i += 1 + ours[i]) {
     for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
       if (j + 1u + in[j] > inlen) break;  // a malformed list: stop reading it
@@ -202,9 +228,10 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
         *outlen = in[j];
         return SSL_TLSEXT_ERR_OK;
       }
+      if (is(ours.data() + i + 1, ours[i], "h2") && is(in + j + 1, in[j], "http/1.1")) http11_fallback = true;
     }
   }
-  return SSL_TLSEXT_ERR_NOACK;
+  return http11_fallback ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 }  // namespace
@@ -530,7 +557,8 @@ TlsStream TlsStream::client(TcpStream s, const TlsContext& ctx, std::string_view
                             "TlsClientOptions::allow_no_name checks the chain only)");
   auto st = new_state(std::move(s), ctx, ctx.impl_);
   if (!name.empty()) {
-    const bool ip = is_ip_literal(name);
+    const std::string ip_name = ip_literal(name);
+    const bool ip = !ip_name.empty();
     if (!ip) SSL_set_tlsext_host_name(st->ssl, name.c_str());
     if (SSL_get_verify_mode(st->ssl) & SSL_VERIFY_PEER) {
       X509_VERIFY_PARAM* p = SSL_get0_param(st->ssl);
@@ -538,7 +566,7 @@ TlsStream TlsStream::client(TcpStream s, const TlsContext& ctx, std::string_view
       // subjectAltName is refused, as by Go and browsers (RFC 6125 6.4.4's
       // fallback is deprecated, RFC 9525).
       X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
-      const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(p, name.c_str())
+      const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(p, ip_name.c_str())
                         : X509_VERIFY_PARAM_set1_host(p, name.c_str(), name.size());
       if (ok != 1) throw std::system_error(make_error_code(tls_error::config), "spindle::io: TLS: bad server name " + name);
     }

@@ -6,7 +6,7 @@
 //   io::TlsContext::client({.ca_file = certs.ca_file});
 //
 // The CA ("spindle test CA", P-256) signs a server certificate for
-// DNS:localhost and IP:127.0.0.1, valid from an hour ago for a day. A
+// DNS:localhost, IP:127.0.0.1 and IP:::1, valid from an hour ago for a day. A
 // second, unrelated CA (other_ca_file) trusts nothing we serve: the
 // "untrusted CA" case. The directory is removed by the destructor.
 // Header-only; link OpenSSL::Crypto.
@@ -120,7 +120,7 @@ struct TestCerts {
     Cert ca = new_cert(ca_key.get(), "spindle test CA", nullptr, ca_key.get(), true, nullptr, 1);
     Key key = new_key();
     Cert cert = new_cert(key.get(), "localhost", ca.get(), ca_key.get(), false,
-                         "DNS:localhost,IP:127.0.0.1", 2);
+                         "DNS:localhost,IP:127.0.0.1,IP:::1", 2);
     Key cn_key = new_key();
     Cert cn_only = new_cert(cn_key.get(), "localhost", ca.get(), ca_key.get(), false, nullptr, 4);
     Key other_key = new_key();

@@ -101,9 +101,16 @@ struct TlsServerOptions {
   std::string key_file = {};   // PEM: its private key
   // alpn: the application protocols this server speaks, in its order of
   // preference: it picks the first of them the client offers (ALPN, RFC
-  // 7301); with none in common, or a client that offers none, the
-  // handshake goes on without one (TlsStream::alpn() is empty). Empty: no
-  // ALPN. http::Server sets {"h2", "http/1.1"} itself (Http2Options).
+  // 7301). A client that offers none gets none (TlsStream::alpn() is
+  // empty); one whose offers are all others fails the handshake
+  // (no_application_protocol, as Go's: a client asking for "imap" is not
+  // served HTTP), except one offering http/1.1 to a list with h2 but not
+  // http/1.1, which goes on without ALPN (Go's exception). Empty: no ALPN.
+  // http::Server sets {"h2", "http/1.1"} itself (Http2Options).
+  //
+  // TLS 1.2 cipher suites, both sides: ECDHE only (forward secrecy); a
+  // server takes AEAD suites only, a client also ECDHE with AES-CBC-SHA1
+  // for older servers (Go's default). TLS 1.2 is the lowest version.
   std::vector<std::string> alpn = {};
 };
 
