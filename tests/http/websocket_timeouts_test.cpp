@@ -223,6 +223,83 @@ TEST_CASE("websocket timeouts: our close() with a sender blocked on a silent pee
 // What send_timeout's per-write deadline costs: echo round trips with it
 // (the default, both sides) and without, interleaved. Not run by default:
 // `http_websocket_timeouts "[.bench]"`.
+// message_timeout: a peer that sends all of a message but its end and
+// goes quiet held the part read for the session's life (4 MiB a peer with
+// the default max_message_size: an attacker's review). Now the message
+// must be whole within message_timeout of its first bytes: the session's
+// receive() raises timeout and the peer gets a close with 1008. Neither
+// an idle session nor a message completed in time is touched, and a peer
+// that drips a byte now and then (which kept a heartbeat content) does not
+// stretch it.
+TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, not an idle session") {
+  run_checked(2, [] {
+    http::WsOptions o;
+    o.message_timeout = 400ms;
+    // Our close then waits for the peer's close, which Beast reads only
+    // past the rest of the cut frame: close_timeout ends that wait.
+    o.close_timeout = 200ms;
+    sp::Channel<std::string> seen(8);
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      for (;;) {
+        try {
+          const http::WsMessage m = ws.receive();
+          if (m.is_close()) return;
+          seen.send("got " + std::to_string(m.data.size()));
+        } catch (const http::WsError& e) {
+          seen.send(e.kind() == http::ws_errc::timeout ? std::string("timeout: ") + e.what() : "other");
+          return;
+        }
+      }
+    }, o);
+    const std::uint16_t port = srv.srv.port();
+    // Idle past the timeout, then a message sent in three pieces inside it:
+    // returned whole.
+    {
+      std::string buf;
+      io::TcpStream s = raw_upgrade(port, buf);
+      sp::sleep_for(600ms);
+      const std::string f = client_frame(2, std::string(30000, 'a'));
+      s.write_all(std::string_view(f).substr(0, 10000));
+      sp::sleep_for(50ms);
+      s.write_all(std::string_view(f).substr(10000, 10000));
+      sp::sleep_for(50ms);
+      s.write_all(std::string_view(f).substr(20000));
+      FIBER_CHECK(seen.recv() == "got 30000");
+      s.write_all(client_frame(8, std::string("\x03\xe8", 2)));
+    }
+    // A frame's payload all but its end, then a byte every 100 ms: the
+    // drip does not stretch the message's time.
+    for (const bool drip : {false, true}) {
+      std::string buf;
+      io::TcpStream s = raw_upgrade(port, buf);
+      const std::string f = client_frame(2, std::string(200000, 'b'));
+      const auto t0 = Clock::now();
+      s.write_all(std::string_view(f).substr(0, 150000));
+      auto dripper = sp::spawn([&] {
+        for (std::size_t at = 150000; drip && at < 150050; ++at) {
+          sp::sleep_for(100ms);
+          s.write_all(std::string_view(f).substr(at, 1));
+        }
+      });
+      const std::string got = seen.recv().value_or("closed");
+      FIBER_CHECK(got.rfind("timeout: ", 0) == 0);
+      FIBER_CHECK(got.find("message_timeout") != std::string::npos);
+      FIBER_CHECK(Clock::now() - t0 >= 400ms);
+      // The peer's close frame: code 1008.
+      const Frame close = read_frame(s, buf);
+      FIBER_CHECK(close.opcode == 8);
+      FIBER_CHECK(close.payload.size() >= 2);
+      FIBER_CHECK(close.payload.substr(0, 2) == std::string("\x03\xf0", 2));
+      dripper.cancel();
+      try {
+        dripper.join();
+      } catch (const sp::Cancelled&) {
+      } catch (const std::system_error&) {
+      }
+    }
+  });
+}
+
 TEST_CASE("websocket timeouts: echo round trips with and without send_timeout", "[.bench]") {
   for (int round = 0; round < 3; ++round) {
     for (const bool on : {true, false}) {

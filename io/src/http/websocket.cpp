@@ -526,7 +526,7 @@ class WsCategory : public std::error_category {
       case ws_errc::protocol_error: return "WebSocket protocol error";
       case ws_errc::connection_lost: return "WebSocket connection lost";
       case ws_errc::closed: return "WebSocket closed";
-      case ws_errc::timeout: return "WebSocket receive timed out";
+      case ws_errc::timeout: return "WebSocket timed out";
     }
     return "unknown WebSocket error";
   }
@@ -554,7 +554,10 @@ struct WebSocket::Impl {
   WsMessage close_msg;               // the peer's close; written under mu before state = closed
   std::atomic<std::uint16_t> peer_code{0};
   std::atomic<std::uint64_t> pings{0}, pongs{0};
-  std::chrono::milliseconds heartbeat{0}, receive_timeout{0};
+  std::chrono::milliseconds heartbeat{0}, receive_timeout{0}, message_timeout{0};
+  // msg_since: when receive() first found a message part read (bytes in
+  // msg or a frame's start in wire.in); {}: none is. Receiver only.
+  std::chrono::steady_clock::time_point msg_since{};
   // closing: a close frame was received (Beast replies and tears down
   // under mu before receive() sets the state): the heartbeat stands down.
   std::atomic<bool> closing{false};
@@ -576,6 +579,7 @@ struct WebSocket::Impl {
     wire.track_rx = opt.heartbeat.count() > 0;
     heartbeat = capped(std::max(opt.heartbeat, std::chrono::milliseconds{0}));
     receive_timeout = capped(std::max(opt.receive_timeout, std::chrono::milliseconds{0}));
+    message_timeout = capped(std::max(opt.message_timeout, std::chrono::milliseconds{0}));
     ws.read_message_max(opt.max_message_size);
     // One message, one frame: Beast's auto-fragmenting would split at its
     // write buffer size for no benefit here.
@@ -1175,6 +1179,7 @@ WsMessage WebSocket::receive() {
         m.kind = I.ws.got_text() ? WsMessage::Kind::text : WsMessage::Kind::binary;
         m.data = beast::buffers_to_string(I.msg.data());
         I.msg.clear();
+        I.msg_since = {};
         // A large message's buffer is not kept for the next: an idle
         // session held the capacity of its largest message (40 sessions
         // after one 4 MiB message each: +168 MiB of the server).
@@ -1197,18 +1202,43 @@ WsMessage WebSocket::receive() {
       }
     }
     flush_pongs(I, deadline);
+    // A message part read has message_timeout in all, from when it was
+    // first found so (right after the read that brought its first bytes).
+    // Whatever Beast could not use yet is a message's or a control
+    // frame's start: msg holds the payload read so far, wire.in the rest.
+    Clock::time_point until = deadline;
+    bool by_message = false;
+    if (I.msg.size() == 0 && I.wire.in.size() == 0) {
+      I.msg_since = {};
+    } else if (I.message_timeout.count() > 0) {
+      if (I.msg_since == Clock::time_point{}) I.msg_since = Clock::now();
+      const Clock::time_point due = spindle::detail::time_after(I.msg_since, I.message_timeout);
+      if (due < until) {
+        until = due;
+        by_message = true;
+      }
+    }
     // Wait for the peer without the lock (a sender may go on meanwhile). A
     // cancellation here changes nothing: the next receive() resumes.
     std::error_code e;
     std::size_t n = 0;
-    if (deadline == Clock::time_point::max()) {
+    if (until == Clock::time_point::max()) {
       n = I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e);
     } else {
       // Our own deadline's TimedOut only (an outer scope's passes as
       // Cancelled): as http::Client's own timeouts become errc::timeout.
       try {
-        n = with_deadline(deadline, [&] { return I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e); });
+        n = with_deadline(until, [&] { return I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e); });
       } catch (const TimedOut&) {
+        if (by_message) {
+          // The part read goes now, not when the session ends.
+          I.msg.clear();
+          I.msg.shrink_to_fit();
+          I.msg_since = {};
+          close_as_reader(I, ws_close::policy, "message too slow");
+          throw WsError(ws_errc::timeout, "spindle::http::WebSocket: a message not whole within message_timeout (" +
+                                              std::to_string(I.message_timeout.count()) + " ms): closed with 1008");
+        }
         throw WsError(ws_errc::timeout, "spindle::http::WebSocket: no message within receive_timeout (" +
                                             std::to_string(I.receive_timeout.count()) + " ms)");
       }

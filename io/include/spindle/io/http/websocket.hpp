@@ -86,8 +86,10 @@ enum class ws_errc {
   closed,            // send/ping/close on a WebSocket already closed
   tls_failed,        // wss:// connect: the TLS handshake or the certificate's
                      // verification failed (OpenSSL's reason in what())
-  timeout,           // receive(): no message within WsOptions::receive_timeout;
-                     // the WebSocket stays usable (as with with_timeout)
+  timeout,           // receive(): no message within WsOptions::receive_timeout
+                     // (the WebSocket stays usable, as with with_timeout), or
+                     // a message not whole within message_timeout (closed,
+                     // 1008); a send past send_timeout (connection lost)
 };
 
 const std::error_category& ws_category() noexcept;
@@ -173,6 +175,15 @@ struct WsOptions {
   // caller's still raises TimedOut, as with http::Client's own timeouts
   // (errc::timeout) beside the caller's.
   std::chrono::milliseconds receive_timeout{0};
+  // message_timeout: a message's frames, from the first of its bytes that
+  // receive() reads to its last, within this; past it the WebSocket is
+  // closed with 1008 (policy) and receive() raises WsError(ws_errc::
+  // timeout). Counted only while a message is part read (an idle session
+  // is receive_timeout's and the heartbeat's). Without it, a peer that sent
+  // all of a 4 MiB message but its last byte held the 4 MiB for the
+  // session's life (1,000 such peers: 4 GiB), and a byte a second kept a
+  // heartbeat content. 60 s, as send_timeout; zero: none.
+  std::chrono::milliseconds message_timeout{60'000};
   // send_timeout: a write of ours (a message's frames, the pongs receive()
   // sends, a close frame) that goes this long without the peer taking a
   // byte raises WsError(ws_errc::timeout), and the connection is lost
