@@ -718,6 +718,87 @@ TEST_CASE("server hostile: a handler that echoes CR/LF into a response field get
   });
 }
 
+// The framing is the server's (a helper's probes): a handler's 1xx sent
+// as the answer put every later answer on the connection out of step (the
+// client reads a 1xx as interim); its Transfer-Encoding and Content-Length
+// went out beside or instead of the server's (a 204 "chunked", "gzip" with
+// a length, a length over an HTTP/1.0 stream). Now a 1xx is a reported
+// 500, and those fields are dropped, but a 304's Content-Length (the
+// representation's, RFC 9110 8.6).
+TEST_CASE("server hostile: a handler's 1xx status and framing fields do not reach the wire") {
+  run_checked(2, [] {
+    std::atomic<int> errors{0};
+    http::ServerOptions o;
+    o.on_error = [&](const http::Request&, std::exception_ptr) { errors.fetch_add(1); };
+    http::Router r;
+    r.get("/s100", [](http::Request&) {
+      http::Response res;
+      res.status = 100;
+      return res;
+    });
+    r.get("/gzip", [](http::Request&) {
+      http::Response res = http::Response::text_body(200, "hello");
+      res.headers.set("Transfer-Encoding", "gzip");
+      res.headers.set("Content-Length", "99");
+      return res;
+    });
+    r.get("/nocontent", [](http::Request&) {
+      http::Response res;
+      res.status = 204;
+      res.headers.set("Transfer-Encoding", "chunked");
+      res.headers.set("Content-Length", "7");
+      return res;
+    });
+    r.get("/notmod", [](http::Request&) {
+      http::Response res;
+      res.status = 304;
+      res.headers.set("Content-Length", "1234");
+      return res;
+    });
+    r.get("/gen", [](http::Request&) {
+      http::Response res;
+      res.headers.set("Content-Length", "2");
+      auto n = std::make_shared<int>(0);
+      res.body_stream = [n] { return ++*n <= 2 ? std::string("abc") : std::string(); };
+      return res;
+    });
+    r.get("/ok", [](http::Request&) { return http::Response::text_body(200, "ok"); });
+    LiveServer srv(std::move(r), o);
+    {
+      auto s = raw_connect(srv.port());
+      std::string buf;
+      s.write_all("GET /s100 HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+      FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 500 "));
+      FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 200 "));
+      s.write_all("GET /gzip HTTP/1.1\r\nHost: x\r\n\r\n");
+      const std::string gz = read_response(s, buf);
+      FIBER_CHECK(gz.find("Transfer-Encoding") == std::string::npos);
+      FIBER_CHECK(gz.find("Content-Length: 5\r\n") != std::string::npos);
+      FIBER_CHECK(body_of(gz) == "hello");
+      s.write_all("GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+      const std::string nc = read_response(s, buf);
+      FIBER_CHECK(nc.starts_with("HTTP/1.1 204 "));
+      FIBER_CHECK(nc.find("Transfer-Encoding") == std::string::npos);
+      FIBER_CHECK(nc.find("Content-Length") == std::string::npos);
+      FIBER_CHECK(read_response(s, buf).starts_with("HTTP/1.1 200 "));
+      s.write_all("GET /notmod HTTP/1.1\r\nHost: x\r\n\r\n");
+      const std::size_t end = s.read_until(buf, "\r\n\r\n", 1 << 16);
+      const std::string nm = buf.substr(0, end);
+      FIBER_CHECK(nm.starts_with("HTTP/1.1 304 "));
+      FIBER_CHECK(nm.find("Content-Length: 1234\r\n") != std::string::npos);
+    }
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("GET /gen HTTP/1.0\r\n\r\n");
+      const std::string out = read_all(s);
+      FIBER_CHECK(out.starts_with("HTTP/1.0 200 "));
+      FIBER_CHECK(out.find("Content-Length") == std::string::npos);
+      FIBER_CHECK(body_of(out) == "abcabc");
+    }
+    FIBER_CHECK(errors.load() == 1);  // the 100
+  });
+}
+
 // A client that pipelines requests and reads the answers as fast as they
 // come never makes its connection's fiber wait: before, that fiber
 // answered them all in a row while the worker's other connections waited

@@ -40,7 +40,15 @@ bhttp::response<bhttp::empty_body> beast_head(const Response& res, const HeadPar
   m.result(static_cast<unsigned>(res.status));  // throws over 999
   m.version(p.version);
   if (!res.reason.empty()) m.reason(bsv(res.reason));
-  for (const auto& [name, value] : res.headers) m.insert(bsv(name), bsv(value));
+  // The framing is the server's: a handler's Transfer-Encoding, and its
+  // Content-Length except on a 304 (the representation's length there),
+  // would not match the body sent (a 204 with "chunked", "gzip" beside a
+  // Content-Length, a length over an HTTP/1.0 stream cut by the close: a
+  // helper's probes). Content-Length on a status with a body is set below.
+  for (const auto& [name, value] : res.headers) {
+    if (iequals(name, "Transfer-Encoding") || (iequals(name, "Content-Length") && res.status != 304)) continue;
+    m.insert(bsv(name), bsv(value));
+  }
   if (!p.minimal) {
     if (!res.headers.contains("Date")) m.set(bhttp::field::date, bsv(p.date()));
     if (!res.headers.contains("Server")) m.set(bhttp::field::server, bsv(p.server_name));

@@ -1749,6 +1749,13 @@ void Server::State::serve_conn(Conn& c) {
           throw std::invalid_argument(
               "spindle::http: the handler's response: its reason phrase holds a control character (CR, LF, NUL)");
         }
+        // A 1xx is interim: sent as the answer, the client took the next
+        // request's answer for this one's, and every later one was out of
+        // step (a helper's probe). Upgrades (101) went above.
+        if (res.status < 200) {
+          throw std::invalid_argument("spindle::http: the handler's response: status " + std::to_string(res.status) +
+                                      " is not a final status (1xx are interim; an upgrade sets Response::upgrade)");
+        }
       } catch (const std::invalid_argument&) {
         report(req, std::current_exception());
         res = Response::text_body(500, "internal server error\n");
