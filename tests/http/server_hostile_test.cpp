@@ -799,6 +799,36 @@ TEST_CASE("server hostile: a handler's 1xx status and framing fields do not reac
   });
 }
 
+// An HTTP/1.0 answer has no framing: its end is the close. A generator
+// that failed after two pieces ended the connection with a FIN, which the
+// client could not tell from a whole body; now the close is a reset.
+TEST_CASE("server hostile: an HTTP/1.0 streamed body cut by its generator's failure ends in a reset") {
+  run_checked(2, [] {
+    http::Router r;
+    r.get("/genfail", [](http::Request&) {
+      http::Response res;
+      auto n = std::make_shared<int>(0);
+      res.body_stream = [n] {
+        if (++*n > 2) throw std::runtime_error("the generator fails");
+        return std::string("piece\n");
+      };
+      return res;
+    });
+    LiveServer srv(std::move(r));
+    auto s = raw_connect(srv.port());
+    s.write_all("GET /genfail HTTP/1.0\r\n\r\n");
+    std::string out;
+    std::error_code ec;
+    try {
+      s.read_to_end(out);
+    } catch (const std::system_error& e) {
+      ec = e.code();
+    }
+    FIBER_CHECK(ec == std::errc::connection_reset);
+    FIBER_CHECK(out.starts_with("HTTP/1.0 200 "));
+  });
+}
+
 // A client that pipelines requests and reads the answers as fast as they
 // come never makes its connection's fiber wait: before, that fiber
 // answered them all in a row while the worker's other connections waited

@@ -1388,7 +1388,16 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
     std::string part;
     // The head is out: if the generator fails, the close (with the body cut
     // short) is the only way left to tell the client.
-    if (!run_user(req, [&] { part = res.body_stream(); })) throw ConnectionEnds{};
+    if (!run_user(req, [&] { part = res.body_stream(); })) {
+      if (!chunked) {
+        // Unframed (HTTP/1.0): a FIN after the cut reads as the whole
+        // body (a proxy speaking HTTP/1.0 upstream, nginx's default,
+        // would pass it on as complete). A reset is the only sign left.
+        const ::linger abort{1, 0};
+        ::setsockopt(s.tcp().native_handle(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+      }
+      throw ConnectionEnds{};
+    }
     if (part.empty()) break;
     sent += part.size();
     if (!chunked) {

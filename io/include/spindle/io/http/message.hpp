@@ -210,7 +210,8 @@ struct Response {
   //    until it returns ""; sent with Transfer-Encoding: chunked (to an
   //    HTTP/1.0 client: unframed, then the connection closes). It may
   //    suspend. If it throws after the head was sent, the connection is
-  //    closed without the last chunk (the client sees a truncated body).
+  //    closed without the last chunk (the client sees a truncated body;
+  //    HTTP/1.0, unframed: reset, not closed, so that the cut shows).
   //  - body_file: a regular file sent with Content-Length (its size when
   //    the response is written), read through io::File in pieces. A file
   //    that cannot be opened, or is not a regular file (a FIFO, a device,
