@@ -487,6 +487,21 @@ TEST_CASE("websocket: a message over max_message_size is refused with 1009") {
   });
 }
 
+namespace {
+// counting_session: receives until the peer closes, counting messages.
+Session counting_session(std::atomic<int>& got) {
+  return [&got](http::WebSocket ws, const http::Request&) {
+    try {
+      for (;;) {
+        if (ws.receive().is_close()) return;
+        got.fetch_add(1);
+      }
+    } catch (const http::WsError&) {
+    }
+  };
+}
+}  // namespace
+
 // A large message's buffer is given back once the message was handed
 // over: each idle session kept the capacity of its largest message (40
 // sessions after one 4 MiB message each: server RSS +172 MiB before, +24
@@ -497,15 +512,7 @@ TEST_CASE("websocket: an idle session does not keep the buffer of its largest me
   std::atomic<int> got{0};
   long grown_kb = 0;
   run_checked(2, [&] {
-    WsServer srv([&](http::WebSocket ws, const http::Request&) {
-      try {
-        for (;;) {
-          if (ws.receive().is_close()) return;
-          got.fetch_add(1);
-        }
-      } catch (const http::WsError&) {
-      }
-    });
+    WsServer srv(counting_session(got));
     constexpr int kSessions = 20;
     std::vector<http::WebSocket> clients;
     for (int i = 0; i < kSessions; ++i) clients.push_back(http::WebSocket::connect(srv.url()));
@@ -539,15 +546,7 @@ TEST_CASE("websocket: an idle session's receive() holds no 16 KiB read buffer") 
   std::atomic<int> got{0};
   double per = 0;
   run_checked(2, [&] {
-    WsServer srv([&](http::WebSocket ws, const http::Request&) {
-      try {
-        for (;;) {
-          if (ws.receive().is_close()) return;
-          got.fetch_add(1);
-        }
-      } catch (const http::WsError&) {
-      }
-    });
+    WsServer srv(counting_session(got));
     constexpr int kSessions = 100;
     std::vector<http::WebSocket> clients;
     clients.reserve(kSessions);

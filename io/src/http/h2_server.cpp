@@ -1247,7 +1247,7 @@ bool H2Conn::watch_fits(Clock::time_point now, Clock::time_point& next) {
   for (const auto& sp : streams_) {
     H2Stream& st = *sp;
     if (st.promised == 0 || st.closed || st.reset_by_us) continue;
-    if (st.due == Clock::time_point{}) st.due = spindle::detail::deadline_after(env_.opt.write_timeout);
+    if (st.due == Clock::time_point{}) st.due = spindle::detail::time_after(now, env_.opt.write_timeout);
     if (now >= st.due) {
       reset(st, NGHTTP2_CANCEL);
       cut = true;

@@ -104,6 +104,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -112,7 +113,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <cstring>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
@@ -1209,13 +1209,14 @@ WsMessage WebSocket::receive() {
       }
     }
     flush_pongs(I, deadline);
-    // A message part read has message_timeout in all, from when it was
-    // first found so (right after the read that brought its first bytes).
     // Whatever Beast could not use yet is a message's or a control
     // frame's start: msg holds the payload read so far, wire.in the rest.
+    const bool part_read = I.msg.size() != 0 || I.wire.in.size() != 0;
+    // A message part read has message_timeout in all, from when it was
+    // first found so (right after the read that brought its first bytes).
     Clock::time_point until = deadline;
     bool by_message = false;
-    if (I.msg.size() == 0 && I.wire.in.size() == 0) {
+    if (!part_read) {
       I.msg_since = {};
     } else if (I.message_timeout.count() > 0) {
       if (I.msg_since == Clock::time_point{}) I.msg_since = Clock::now();
@@ -1234,10 +1235,9 @@ WsMessage WebSocket::receive() {
     // (an idle session held 16 KiB of its 25 KiB in wire.in: an attacker's
     // review, 1,000 idle sessions +24.8 MB). Inside a message, reads are
     // 16 KiB into wire.in as before.
-    const bool between = I.msg.size() == 0 && I.wire.in.size() == 0;
-    if (between && I.wire.in.capacity() > kIdleRead) I.wire.in.shrink_to_fit();  // empty: frees it
+    if (!part_read && I.wire.in.capacity() > kIdleRead) I.wire.in.shrink_to_fit();  // empty: frees it
     const auto read = [&]() -> std::size_t {
-      if (!between) return I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e);
+      if (part_read) return I.wire.conn.read_some(I.wire.in.prepare(16 * 1024), e);
       char first[kIdleRead];
       const std::size_t got = I.wire.conn.read_some(net::buffer(first, sizeof first), e);
       if (got != 0) std::memcpy(I.wire.in.prepare(got).data(), first, got);
