@@ -10,8 +10,10 @@
 #include <dirent.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -155,6 +157,25 @@ inline int open_fds() {
   return n;
 }
 
+// fd_listing: each descriptor open now and what it is ("7 -> socket:[1234]"),
+// one a line: printed when a count of them was not what a case expected,
+// so that a failure says which one (a CI run once failed a settled()
+// check that no run here reproduced).
+inline std::string fd_listing() {
+  std::string out;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (const dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      char target[256] = {};
+      const std::string path = std::string("/proc/self/fd/") + e->d_name;
+      const ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+      out.append(e->d_name).append(" -> ").append(n > 0 ? target : "?").append("\n");
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
 // FdCheck: the process's descriptors at construction equal those at
 // check(): every socket the case opened (client and peers) was closed.
 struct FdCheck {
@@ -171,7 +192,9 @@ struct FdCheck {
     // A peer's connection fibers close their sockets as they end; their
     // ends are counted (RawPeer::ended), but the peer is gone by now, so
     // the count itself is awaited.
-    FIBER_CHECK(spindle_test::wait_until([&] { return open_fds() == before; }, spindle_test::slack(std::chrono::seconds(5))));
+    const bool closed = spindle_test::wait_until([&] { return open_fds() == before; }, spindle_test::slack(std::chrono::seconds(5)));
+    if (!closed) std::fprintf(stderr, "FdCheck: %d descriptors open, %d before:\n%s", open_fds(), before, fd_listing().c_str());
+    FIBER_CHECK(closed);
   }
 };
 

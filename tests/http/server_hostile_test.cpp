@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <iostream>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -63,8 +65,14 @@ bool still_serves(std::uint16_t port) {
 
 // settled: every connection of srv has ended and the process holds
 // `fds` descriptors again (what it held before the case): nothing leaked.
+// If not, which half failed, the descriptors and the fibers go to stderr.
 bool settled(LiveServer& srv, int fds) {
-  return wait_until([&] { return srv.server().connections_open() == 0 && http_test::open_fds() == fds; });
+  if (wait_until([&] { return srv.server().connections_open() == 0 && http_test::open_fds() == fds; })) return true;
+  std::fprintf(stderr, "settled: %llu connections open, %d descriptors (%d before):\n%s",
+               static_cast<unsigned long long>(srv.server().connections_open()), http_test::open_fds(), fds,
+               http_test::fd_listing().c_str());
+  sp::dump_fibers(std::cerr);
+  return false;
 }
 
 // rss_bytes: this process's resident set now.
