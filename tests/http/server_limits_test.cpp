@@ -18,6 +18,7 @@
 #include <spindle/sync/event.hpp>
 
 #include "http_test_support.hpp"
+#include "websocket_test_support.hpp"
 
 using namespace spindle_test;
 using namespace http_test;
@@ -314,6 +315,51 @@ class SoftFdLimit {
 };
 
 }  // namespace
+
+// A WebSocket session never waits for a request, so making room cannot
+// close it: without a cap of their own, max_connections silent sessions
+// kept every plain request out (before max_upgraded, the GET below waited
+// for as long as the sessions lived). By default an eighth of the limit
+// stays for requests: 7 of 8 here.
+TEST_CASE("max_upgraded: silent WebSocket sessions leave room for plain requests") {
+  run_checked(2, [] {
+    http::ServerOptions so;
+    so.max_connections = 8;
+    ws_test::WsServer ws(ws_test::echo, {}, so);
+    std::vector<http::WebSocket> sessions;
+    for (int i = 0; i < 7; ++i) sessions.push_back(http::WebSocket::connect(ws.url()));
+    FIBER_CHECK(ws.srv.server().connections_upgraded() == 7);
+    std::string what;
+    FIBER_CHECK(ws_error_of([&] { http::WebSocket::connect(ws.url()); }, &what) == http::ws_errc::handshake_failed);
+    FIBER_CHECK(what.find("503") != std::string::npos);
+    auto s = raw_connect(ws.srv.port());
+    std::string buf;
+    FIBER_CHECK(get(s, buf, "/plain") == "plain\n");  // the eighth place
+    FIBER_CHECK(ws.srv.server().connections_upgraded() == 7);
+    for (auto& w : sessions) w.close();
+  });
+}
+
+// An explicit cap; a place comes back when its session ends.
+TEST_CASE("max_upgraded: a session that ends gives its place back") {
+  run_checked(2, [] {
+    http::ServerOptions so;
+    so.max_upgraded = 2;
+    ws_test::WsServer ws(ws_test::echo, {}, so);
+    auto a = http::WebSocket::connect(ws.url());
+    auto b = http::WebSocket::connect(ws.url());
+    FIBER_CHECK(ws_error_of([&] { http::WebSocket::connect(ws.url()); }) == http::ws_errc::handshake_failed);
+    a.close();
+    FIBER_CHECK(wait_until([&] { return ws.srv.server().connections_upgraded() == 1; }));
+    auto c = http::WebSocket::connect(ws.url());
+    c.send_text("still here");
+    FIBER_CHECK(c.receive().data == "still here");
+    FIBER_CHECK(ws.srv.server().connections_upgraded() == 2);
+    b.close();
+    c.close();
+    FIBER_CHECK(wait_until([&] { return ws.srv.server().connections_upgraded() == 0; }));
+  });
+}
 
 // Out of descriptors below max_connections (its default, 7/8 of the limit
 // serve() started under): 6 idle connections hold 12 descriptors (both

@@ -818,6 +818,11 @@ struct Server::State {
   // acceptor's clear() erased came after a decrement its next read of
   // `open` sees.
   std::atomic<std::uint64_t> limit{~std::uint64_t{0}}, reclaimed{0};
+  // Upgrades (ServerOptions::max_upgraded): `upgrade_limit` as serve()
+  // resolved it, `upgraded` those in their upgrade now. A connection takes
+  // a place (fetch_add) before its 101 and gives it back when its upgrade
+  // returns; one that found none taken gives it back at once.
+  std::atomic<std::uint64_t> upgrade_limit{~std::uint64_t{0}}, upgraded{0};
   Event room;
   // The acceptor's own (wait_for_room and out_of_descriptors run on its
   // fiber only): `credits`, how many of the connections its last pass
@@ -1735,6 +1740,17 @@ void Server::State::serve_conn(Conn& c) {
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
         served.add();
+        if (upgraded.fetch_add(1, std::memory_order_relaxed) >= upgrade_limit.load(std::memory_order_relaxed)) {
+          // No room (ServerOptions::max_upgraded): the handler's upgrade is
+          // not called, and the place goes back before the close lingers.
+          upgraded.fetch_sub(1, std::memory_order_relaxed);
+          if (body_ended) reject(s, 503, head, peer, &req);
+          return;
+        }
+        struct Place {  // given back when the upgrade returns or throws
+          std::atomic<std::uint64_t>& n;
+          ~Place() { n.fetch_sub(1, std::memory_order_relaxed); }
+        } place{upgraded};
         if (opt.access_log) log_access(peer, &req, 101, 0);
         if (!body_ended) return;  // an upgrade request with a body we cannot frame
         const auto rest = buf.data();
@@ -2199,6 +2215,15 @@ std::uint64_t connection_limit(std::size_t max_connections) noexcept {
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return ~std::uint64_t{0};
   return std::max<std::uint64_t>(1, rl.rlim_cur - rl.rlim_cur / 8);
 }
+
+// upgrade_limit: ServerOptions::max_upgraded as serve() applies it, given
+// the connection limit (0: an eighth of it, at least one, left to
+// requests; a limit of one is the upgrades' too).
+std::uint64_t upgrade_limit(std::size_t max_upgraded, std::uint64_t limit) noexcept {
+  if (max_upgraded > 0) return max_upgraded;
+  if (limit == ~std::uint64_t{0} || limit <= 1) return limit;
+  return limit - std::max<std::uint64_t>(1, limit / 8);
+}
 }  // namespace
 
 Server::Server(Router router, ServerOptions options) : st_(std::make_shared<State>()) {
@@ -2264,6 +2289,8 @@ void Server::serve() {
     ~CloseLeft() { st.close_left(); }
   } close_left{*st};
   st->limit.store(connection_limit(st->opt.max_connections), std::memory_order_relaxed);
+  st->upgrade_limit.store(upgrade_limit(st->opt.max_upgraded, st->limit.load(std::memory_order_relaxed)),
+                          std::memory_order_relaxed);
   TaskGroup group;
   Task<void> acceptor = group.spawn([&group, st] { st->accept_loop(group, st); });
   std::optional<Task<void>> sweeper, watcher, waker;
@@ -2305,6 +2332,9 @@ std::uint64_t Server::connections_accepted() const noexcept {
   return st_->accepted.load(std::memory_order_relaxed);
 }
 std::uint64_t Server::connections_open() const noexcept { return st_->open.load(std::memory_order_relaxed); }
+std::uint64_t Server::connections_upgraded() const noexcept {
+  return st_->upgraded.load(std::memory_order_relaxed);
+}
 std::uint64_t Server::requests_served() const noexcept { return st_->served.load(); }
 std::uint64_t Server::connections_released() const noexcept {
   return st_->released.load(std::memory_order_relaxed);

@@ -333,6 +333,15 @@ struct ServerOptions {
   // the process nor, idle, keeps new clients out (docs/http.md "Server",
   // connection limit).
   std::size_t max_connections = 0;
+  // max_upgraded: connections handed to an upgrade (a WebSocket session)
+  // at once. Past it an upgrade is answered 503 and the connection closed.
+  // Such a connection never waits for a request, so the room-making above
+  // cannot close it: without a cap of its own, max_connections silent
+  // WebSocket sessions (each only has to answer pings) kept every plain
+  // request out for as long as they stayed. 0 (the default): the
+  // connection limit less an eighth of it (at least one), so plain HTTP
+  // and HTTP/2 always keep some room.
+  std::size_t max_upgraded = 0;
   // on_error: called on the connection's fiber with the request and what
   // its handler, body generator or upgrade threw (any type; rethrow the
   // exception_ptr to inspect it). Empty (the default): one line on stderr,
@@ -417,6 +426,8 @@ class Server {
   // connections_reclaimed: idle connections closed to make room for new
   // ones (ServerOptions::max_connections, or out of descriptors), so far.
   std::uint64_t connections_reclaimed() const noexcept;
+  // connections_upgraded: connections handed to an upgrade, now.
+  std::uint64_t connections_upgraded() const noexcept;
 
  private:
   struct State;
