@@ -183,6 +183,51 @@ TEST_CASE("server hostile: HTTP/1.1 needs exactly one valid Host; HTTP/1.0 at mo
   });
 }
 
+// obs-fold (RFC 9112 5.2): a line that begins with SP or HTAB continues
+// the field before it. Beast unfolds it, so a Transfer-Encoding folded
+// under another field was no Transfer-Encoding here, while a front end
+// that reads the line on its own frames the body by it. Refused with 400,
+// as nginx does, whether the head came whole or the fold began a read of
+// its own (the second exchange below splits the head just before it).
+TEST_CASE("server hostile: a folded field line (obs-fold) is refused, never unfolded") {
+  run_checked(2, [] {
+    Counting n;
+    http::Router r;
+    r.post("/", n.handler());
+    r.get("/", n.handler());
+    r.get("/smuggled", n.handler());
+    r.get("/ok", n.handler());
+    LiveServer srv(std::move(r));
+    const std::string smuggled = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (const char* fold : {" ", "\t", "  \t"}) {
+      INFO("fold " << static_cast<int>(fold[0]));
+      const std::string te = std::string("POST / HTTP/1.1\r\nHost: x\r\nX: a\r\n") + fold +
+                             "Transfer-Encoding: chunked\r\nContent-Length: " + std::to_string(smuggled.size()) +
+                             "\r\n\r\n" + smuggled;
+      const std::string r1 = exchange(srv.port(), te);
+      FIBER_CHECK(r1.starts_with("HTTP/1.1 400 "));
+      FIBER_CHECK(count_substr(r1, "HTTP/1.1 ") == 1);
+      const std::string get = std::string("GET / HTTP/1.1\r\nHost: x\r\nX-Long: part one\r\n") + fold +
+                              "part two\r\n\r\n";
+      FIBER_CHECK(exchange(srv.port(), get).starts_with("HTTP/1.1 400 "));
+      // The fold begins the second read of the head.
+      auto s = raw_connect(srv.port());
+      s.write_all("GET / HTTP/1.1\r\nHost: x\r\nX-Long: part one\r\n");
+      sp::sleep_for(50ms);
+      s.write_all(std::string(fold) + "part two\r\n\r\n");
+      const std::string r3 = sp::with_timeout(slack(5s), [&] { return read_all(s); });
+      FIBER_CHECK(r3.starts_with("HTTP/1.1 400 "));
+    }
+    FIBER_CHECK(n.ok.load() == 0);
+    FIBER_CHECK(n.smuggled.load() == 0);
+    // Whitespace inside a value, and blank lines before the request line,
+    // are no folds.
+    FIBER_CHECK(exchange(srv.port(), "\r\nGET / HTTP/1.1\r\nHost: x\r\nX: a b\tc \r\nConnection: close\r\n\r\n")
+                    .starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
 // RFC 9112 3.2.2: a server MUST accept absolute-form, whose authority is
 // the request's host (3.3), Host ignored. Before, the handler saw the
 // target as sent ("http://other.example/admin": a path that starts with

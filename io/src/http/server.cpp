@@ -104,6 +104,7 @@
 #include "../idle_wait.hpp"
 #include "ascii.hpp"
 #include "call_handler.hpp"
+#include "head_scan.hpp"
 #include "head_fields.hpp"
 #include "response_head.hpp"
 #include "spread_count.hpp"
@@ -1233,13 +1234,24 @@ void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src
 // it); left at its default, the caller starts the body's deadline itself.
 bool Server::State::read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p, beast::error_code& ec,
                               std::chrono::steady_clock::time_point& deadline) {
+  // Every byte of the head passes `scan` before Beast parses it: an
+  // obs-fold is a 400 (head_scan.hpp).
+  detail::HeadScan scan;
   if (buf.size() > 0) {
+    scan.feed(static_cast<const char*>(buf.data().data()), buf.size());
+    if (scan.fold()) {
+      ec = bhttp::error::bad_field;
+      return true;
+    }
     buf.consume(p.put(buf.data(), ec));
     if (!ec && p.is_header_done()) return true;
     if (ec != bhttp::error::need_more) return true;  // malformed or too large: the caller answers
     ec = {};
   }
-  auto read = [&] { bhttp::read_header(s, buf, p, ec); };
+  auto read = [&] {
+    detail::HeadScanning<detail::Transport> scanning(s, scan);
+    bhttp::read_header(scanning, buf, p, ec);
+  };
   if (opt.read_timeout.count() <= 0) {
     read();
     return true;
