@@ -24,6 +24,7 @@
 #endif
 #include <spindle/sync/all.hpp>
 
+#include "fd_count.hpp"
 #include "spindle_test.hpp"
 #include "tls_test_certs.hpp"
 
@@ -34,9 +35,11 @@ namespace io = spindle::io;
 namespace {
 
 std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
-  return n;
+  return least_of_reads([] {  // fd_count.hpp: a sanitizer's instant pipe is not counted
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  });
 }
 
 const tls_test::TestCerts& certs() {
