@@ -1765,11 +1765,15 @@ void Server::State::serve_conn(Conn& c) {
         } place{upgraded};
         if (opt.access_log) log_access(peer, &req, 101, 0);
         if (!body_ended) return;  // an upgrade request with a body we cannot frame
+        // A session may last hours: what only the head needed goes first,
+        // the read buffer (4 KiB at least, the head's size at most) and
+        // Beast's copy of the fields. What the client sent past its head
+        // (rarely anything: it waits for the 101) is kept.
         const auto rest = buf.data();
-        run_user(req, [&] {
-          res.upgrade(Upgraded{&s.tcp(), s.tls_or_null()},
-                      std::string_view(static_cast<const char*>(rest.data()), rest.size()));
-        });
+        const std::string early(static_cast<const char*>(rest.data()), rest.size());
+        buf = beast::flat_buffer();
+        (void)p.release();
+        run_user(req, [&] { res.upgrade(Upgraded{&s.tcp(), s.tls_or_null()}, early); });
         return;
       }
       // A CR, LF or NUL in a field value or the reason phrase, or a name
