@@ -246,6 +246,30 @@ TEST_CASE("ws client hostile: a server that accepts and never answers the handsh
   });
 }
 
+// Beast reads a refused handshake's body whole, up to its parser's 8 MB:
+// a server that answered with a body that size made every connect() hold
+// it, and one that sent part of it and stopped held connect() until
+// handshake_timeout. The client takes 64 KiB of it at most and fails at
+// once with the refusal's status (before, this case ended in timeout).
+TEST_CASE("ws client hostile: a refusal's body is read up to 64 KiB, not Beast's 8 MB") {
+  run_checked(2, [] {
+    http_test::RawPeer peer([&](io::TcpStream& s) {
+      ws_accept_head(s);
+      s.write_all("HTTP/1.1 403 Forbidden\r\nContent-Length: 8000000\r\n\r\n" + std::string(100 * 1024, 'x'));
+      char b[64];
+      while (s.read_some(b, sizeof b) > 0) {  // the rest never comes
+      }
+    });
+    std::string url = peer.url("/chat");
+    url.replace(0, 4, "ws");
+    http::WsOptions o;
+    o.handshake_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(5s));
+    std::string what;
+    FIBER_CHECK(ws_error_of([&] { http::WebSocket::connect(url, o); }, &what) == http::ws_errc::handshake_failed);
+    FIBER_CHECK(what.find("(HTTP 403)") != std::string::npos);
+  });
+}
+
 // RFC 6455 4.1: a 101 naming an extension the client did not offer (it
 // offers none) or a subprotocol not among those it offered fails the
 // connection. Beast 1.74 checks neither: such a 101 was taken (a helper's

@@ -180,6 +180,13 @@ struct Wire {
   // 101 with a wrong Sec-WebSocket-Accept), so its status read 200.
   std::string status_line;
   bool status_line_done = false;
+  // raw_left: how much of a refused handshake's body Beast may still have.
+  // Beast reads a refusal whole, up to its parser's 8 MB default: a server
+  // that answered 403 with a body of that size made every connect() hold
+  // it. Past this, the read fails (body_limit): the handshake fails at
+  // once with the refusal's status, as it would have after the body.
+  static constexpr std::size_t kRefusalBody = 64 * 1024;
+  std::size_t raw_left = kRefusalBody;
 
   // deliverable: how many bytes at the front of `in` Beast may have now,
   // at most `room`; updates the cursor as if they were given.
@@ -188,7 +195,11 @@ struct Wire {
     const std::size_t avail = std::min(in.size(), room);
     std::size_t n = 0;
     switch (framing) {
-      case Framing::raw: return avail;
+      case Framing::raw: {
+        const std::size_t k = std::min(avail, raw_left);
+        raw_left -= k;
+        return k;
+      }
       case Framing::head:
         while (n < avail) {
           const unsigned char c = p[n++];
@@ -338,6 +349,10 @@ class Layer {
         w_->in.consume(n);
         ec = {};
         return n;
+      }
+      if (w_->framing == Wire::Framing::raw && w_->raw_left == 0) {
+        ec = bhttp::error::body_limit;  // Wire::kRefusalBody
+        return 0;
       }
       if (!w_->wait) throw NeedInput{};
       // Beast waits for an answer to what it wrote (handshake, close).
