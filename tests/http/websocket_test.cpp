@@ -93,6 +93,7 @@ TEST_CASE("websocket: a fragmented message with a ping inside, sent byte by byte
     f = read_frame(s, buf);
     CHECK(f.opcode == 0x8);
     CHECK(read_all(s).empty());  // then the server ends the connection
+    s.close();  // its teardown waits for our end of stream (close_timeout, 5 s)
     srv.srv.stop();
     CHECK(pings == 1);
   });
@@ -134,6 +135,7 @@ TEST_CASE("websocket: a ping split after its header inside a fragmented message"
     s.write_all(client_frame(0x8, std::string("\x03\xe8", 2)));
     f = read_frame(s, buf);
     CHECK(f.opcode == 0x8);
+    s.close();  // the server's teardown waits for our end of stream (close_timeout, 5 s)
     srv.srv.stop();
   });
 }
@@ -346,6 +348,7 @@ TEST_CASE("websocket: a close code of 5000 or more is answered with 1002, a prot
       const Frame f = read_frame(c, buf);
       FIBER_CHECK(f.opcode == 0x8);
       FIBER_CHECK(code_of_close(f.payload) == 1002);
+      c.close();  // the server's close waits for our end of stream (close_timeout, 5 s)
       FIBER_CHECK(sp::with_timeout(slack(10s), [&] { return seen.recv(); }) == std::optional<std::string>("protocol_error"));
     }
     // The client: a raw server's close 5000 is answered with a masked 1002.
@@ -597,6 +600,7 @@ TEST_CASE("websocket: text cut inside a UTF-8 sequence, then an empty final frag
     REQUIRE(f.payload.size() >= 2);
     CHECK(((static_cast<unsigned char>(f.payload[0]) << 8) | static_cast<unsigned char>(f.payload[1])) ==
           http::ws_close::bad_payload);
+    s.close();  // the server's close waits for our end of stream (close_timeout, 5 s)
     CHECK(seen.recv().value() == "refused");
   });
 }
