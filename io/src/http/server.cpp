@@ -822,7 +822,11 @@ struct Server::State {
   // Upgrades (ServerOptions::max_upgraded): `upgrade_limit` as serve()
   // resolved it, `upgraded` those in their upgrade now. A connection takes
   // a place (fetch_add) before its 101 and gives it back when its upgrade
-  // returns; one that found none taken gives it back at once.
+  // returns; one that found none taken gives it back at once. Relaxed, all:
+  // the read-modify-writes on `upgraded` alone keep the places within the
+  // limit (no other memory is published through it), and serve() stores
+  // `upgrade_limit` before it spawns the acceptor, whose spawn orders the
+  // store before every connection's load.
   std::atomic<std::uint64_t> upgrade_limit{~std::uint64_t{0}}, upgraded{0};
   Event room;
   // The acceptor's own (wait_for_room and out_of_descriptors run on its
