@@ -1777,7 +1777,7 @@ void Server::State::serve_conn(Conn& c) {
         const std::string early(static_cast<const char*>(rest.data()), rest.size());
         buf = beast::flat_buffer();
         (void)p.release();
-        run_user(req, [&] { res.upgrade(Upgraded{&s.tcp(), s.tls_or_null()}, early); });
+        run_user(req, [&] { res.upgrade(Upgraded{&s.tcp(), s.tls_or_null(), &req}, early); });
         return;
       }
       // A CR, LF or NUL in a field value or the reason phrase, or a name

@@ -61,7 +61,8 @@
 //     Beast's frames to Wire::out, under mu, in Beast's order; they reach
 //     the socket by Wire::flush outside mu, one flusher at a time
 //     (Wire::flush_mu, FIFO). A sender flushes before it returns (so a
-//     slow peer slows the sender: memory stays bounded by one message); the
+//     slow peer slows the sender: memory stays bounded by one message, and
+//     by one 64 KiB fragment for a longer one: Impl::send_message); the
 //     receiver flushes the pongs Beast wrote only if nobody else is
 //     flushing (never waiting for its turn: it would block reading on a
 //     peer that does not read). Before Beast waits for input in wait mode
@@ -105,6 +106,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -123,6 +125,7 @@
 #include "transport.hpp"
 #include "url.hpp"
 #include <spindle/runtime/all.hpp>
+#include <spindle/sync/event.hpp>
 #include <spindle/sync/mutex.hpp>
 
 namespace spindle::http {
@@ -268,6 +271,9 @@ struct Wire {
   std::mutex out_mu;
   std::string out;
   Mutex flush_mu;  // one flusher at a time: frames leave in order
+  // Senders that appended and have not yet taken the flush turn (flush).
+  // Relaxed: every access that matters is under out_mu or flush_mu.
+  std::atomic<int> sender_frames{0};
 
   // Pongs in `out` (under out_mu; both reset when a flusher takes it).
   // The receiver answers each ping without waiting for the flush turn, so
@@ -286,9 +292,31 @@ struct Wire {
   // after it lets go, so nothing is stranded). Throws std::system_error
   // (reset, broken pipe) and Cancelled / TimedOut (then the frames taken
   // are lost: the caller marks the connection broken).
-  void flush(bool wait_turn) {
+  //
+  // sender: the caller is a sender that counted itself in sender_frames
+  // before appending (Impl::append); it is uncounted once it holds the
+  // turn (or gives up waiting for it). A flusher that does not wait (the
+  // receiver's pongs, the heartbeat's ping) takes nothing while a counted
+  // sender is yet to flush: that sender writes the pongs too, and a
+  // sender's frames (a 64 KiB fragment) written by the receiver would
+  // block it on a peer that does not read (piece 4's deadlock), or by the
+  // heartbeat under its half-period deadline would find a slow peer lost.
+  // The count rises before the sender's append (under out_mu) and is read
+  // under out_mu before a swap, so no such swap takes a counted sender's
+  // frames.
+  void flush(bool wait_turn, bool sender = false) {
+    bool yield = !wait_turn;
     for (;;) {
-      if (wait_turn) {
+      if (wait_turn && sender) {
+        try {
+          flush_mu.lock();
+        } catch (...) {
+          sender_frames.fetch_sub(1, std::memory_order_relaxed);
+          throw;
+        }
+        sender_frames.fetch_sub(1, std::memory_order_relaxed);
+        sender = false;
+      } else if (wait_turn) {
         flush_mu.lock();
       } else if (!flush_mu.try_lock()) {
         return;
@@ -299,6 +327,7 @@ struct Wire {
         {
           std::lock_guard lk(out_mu);
           if (out.empty()) break;
+          if (yield && sender_frames.load(std::memory_order_relaxed) > 0) break;
           chunk.swap(out);
           out_pongs = 0;
           last_pong = std::string::npos;
@@ -308,7 +337,9 @@ struct Wire {
       turn.unlock();
       std::lock_guard lk(out_mu);
       if (out.empty()) return;
+      if (sender_frames.load(std::memory_order_relaxed) > 0) return;  // that sender flushes it
       wait_turn = false;
+      yield = true;
     }
   }
   bool out_empty() {
@@ -558,6 +589,30 @@ const std::error_category& ws_category() noexcept {
   return c;
 }
 
+// WsTether: how websocket_handler's upgrade learns that a WebSocket its
+// session moved elsewhere is gone, and how it shuts that WebSocket's
+// socket down at the server's shutdown. `fd` is the socket while the
+// Impl lives (-1 after): ~Impl clears it under `m` before the descriptor
+// is closed (the Wire's destructor, after ~Impl's body; nothing else
+// closes it during a session), so shut() never reaches a descriptor
+// number reused by another file.
+struct WsTether {
+  std::mutex m;
+  int fd = -1;
+  Event gone;
+  void release() noexcept {
+    {
+      std::lock_guard lk(m);
+      fd = -1;
+    }
+    gone.set();
+  }
+  void shut() noexcept {
+    std::lock_guard lk(m);
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  }
+};
+
 struct WebSocket::Impl {
   // States: open; closed (a close frame went both ways, or Beast failed the
   // connection and closed it); broken (the TCP connection is unusable);
@@ -567,6 +622,9 @@ struct WebSocket::Impl {
   Wire wire;                     // before ws: Layer points into it
   bws::stream<Layer> ws{&wire};  // guarded by mu
   Mutex mu;                      // every call into ws (piece 2 at the top)
+  // One message's frames at a time (send_message); taken before mu, never
+  // while holding it.
+  Mutex send_mu;
   beast::flat_buffer msg;        // the message being received (receiver only)
   std::atomic<int> state{kOpen};
   std::atomic<bool> reading{false};  // a receive() or close() is under way
@@ -581,12 +639,18 @@ struct WebSocket::Impl {
   // under mu before receive() sets the state): the heartbeat stands down.
   std::atomic<bool> closing{false};
   Task<void> hb;  // the heartbeat fiber (piece 5); empty when off or stopped
+  // Set by websocket_handler for its session's WebSocket only (WsTether).
+  std::shared_ptr<WsTether> tether;
 
   Impl() = default;
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
-  // The heartbeat fiber uses every member: it ends first.
-  ~Impl() { stop_heartbeat(); }
+  // The heartbeat fiber uses every member: it ends first. The tether is
+  // let go before the descriptor closes (WsTether).
+  ~Impl() {
+    stop_heartbeat();
+    if (tether) tether->release();
+  }
 
   void setup(const WsOptions& opt) {
     wire.conn.full_duplex();  // receive() reads while a sender flushes
@@ -780,28 +844,90 @@ struct WebSocket::Impl {
     if (s != kOpen) throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
   }
 
-  // write: one Beast write under mu (`f(ec)` makes the call; it only
-  // appends to wire.out), then the flush outside mu.
+  // append: one Beast write under mu (`f(ec)` makes the call; it only
+  // appends to wire.out). write: that, then the flush outside mu.
+  // The sender is counted before its append (Wire::flush) and must flush
+  // with wait_turn next. A throw from inside Beast's write (bad_alloc in
+  // the append) may leave part of a frame in wire.out and Beast's state
+  // mid-message: broken.
+  template <class F>
+  void append(F&& f) {
+    std::lock_guard lk(mu);
+    check_open();
+    wire.sender_frames.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ec;
+    try {
+      f(ec);
+    } catch (...) {
+      wire.sender_frames.fetch_sub(1, std::memory_order_relaxed);
+      end(kBroken);
+      throw;
+    }
+    if (ec) {
+      wire.sender_frames.fetch_sub(1, std::memory_order_relaxed);
+      end(kClosed);
+      throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
+    }
+  }
   template <class F>
   void write(F&& f) {
-    {
-      std::lock_guard lk(mu);
-      check_open();
-      beast::error_code ec;
-      f(ec);
-      if (ec) {
-        end(kClosed);
-        throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
-      }
-    }
+    append(std::forward<F>(f));
     flush(true);
+  }
+
+  // send_message: one text or binary message. Up to kFragment bytes it
+  // is one frame, appended whole under mu and flushed (write). A longer
+  // one goes as frames of kFragment bytes, each flushed before the next
+  // is framed, so a peer that reads nothing holds one fragment's copy in
+  // wire.out, not the message's: 50 such peers sent one shared 1 MiB
+  // message held 56 MB until send_timeout, one copy each (piece 4 at the
+  // top). send_mu keeps another sender's message out from between the
+  // fragments (RFC 6455 5.4: only control frames may come between them; a
+  // pong or the heartbeat's ping still may); a short message holds it
+  // for its append only, so short sends still share a flush. A message cut
+  // after its first fragment (a failed or cancelled flush, a timeout, the
+  // WebSocket closed meanwhile) leaves the peer inside a message no frame
+  // can finish: broken.
+  static constexpr std::size_t kFragment = 64 * 1024;
+  void send_message(bool text, std::string_view data) {
+    if (data.size() <= kFragment) {
+      {
+        std::lock_guard turn(send_mu);
+        append([&](beast::error_code& ec) {
+          ws.text(text);
+          ws.write(net::buffer(data.data(), data.size()), ec);
+        });
+      }
+      flush(true);
+      return;
+    }
+    std::lock_guard turn(send_mu);
+    bool started = false;
+    try {
+      while (!data.empty()) {
+        const std::size_t n = std::min(data.size(), kFragment);
+        const bool fin = n == data.size();
+        append([&](beast::error_code& ec) {
+          if (!started) ws.text(text);
+          started = true;  // from here a throw leaves the message cut
+          ws.write_some(fin, net::buffer(data.data(), n), ec);
+        });
+        data.remove_prefix(n);
+        flush(true);
+      }
+    } catch (...) {
+      if (started && !data.empty()) end(kBroken);
+      throw;
+    }
   }
 
   // flush: wire.flush, with failures turned into the broken state. A flush
   // cut by cancellation loses the frames it had taken: broken too.
+  // wait_turn: the caller is a sender that appended through append()
+  // (counted there); otherwise a flusher that never waits.
   void flush(bool wait_turn) {
     try {
-      wire.flush(wait_turn);
+      wire.flush(wait_turn, wait_turn);
     } catch (const std::system_error& e) {
       end(kBroken);
       throw_lost(e.what());
@@ -1147,21 +1273,9 @@ WebSocket WebSocket::accept_on(detail::Transport&& conn, const Request& upgrade,
   return WebSocket(std::move(impl));
 }
 
-void WebSocket::send_text(std::string_view text) {
-  Impl& I = *impl_;
-  I.write([&](beast::error_code& ec) {
-    I.ws.text(true);
-    I.ws.write(net::buffer(text.data(), text.size()), ec);
-  });
-}
+void WebSocket::send_text(std::string_view text) { impl_->send_message(true, text); }
 
-void WebSocket::send_binary(std::string_view bytes) {
-  Impl& I = *impl_;
-  I.write([&](beast::error_code& ec) {
-    I.ws.binary(true);
-    I.ws.write(net::buffer(bytes.data(), bytes.size()), ec);
-  });
-}
+void WebSocket::send_binary(std::string_view bytes) { impl_->send_message(false, bytes); }
 
 void WebSocket::ping(std::string_view payload) {
   if (payload.size() > 125) throw std::invalid_argument("spindle::http::WebSocket::ping: payload over 125 bytes");
@@ -1309,6 +1423,12 @@ std::uint64_t WebSocket::pongs_received() const noexcept {
   return impl_ ? impl_->pongs.load(std::memory_order_relaxed) : 0;
 }
 
+namespace detail {
+struct WsAccess {
+  static WebSocket::Impl& impl(WebSocket& ws) noexcept { return *ws.impl_; }
+};
+}  // namespace detail
+
 Handler websocket_handler(WsSession session, WsOptions options) {
   struct Shared {
     WsSession session;
@@ -1320,8 +1440,25 @@ Handler websocket_handler(WsSession session, WsOptions options) {
       // Before anything of the upgrade: a plain answer, the connection kept.
       return Response::text_body(403, "WebSocket handshake from this Origin refused (WsOptions::origins)\n");
     }
+    // An opening handshake has no body (RFC 6455 4.1: a GET a browser
+    // sends bare). One that comes with a body is refused: the request
+    // lives as long as the session, and with it a body of up to max_body.
+    const auto cl = req.headers.get("content-length");
+    if (req.headers.contains("transfer-encoding") || (cl && *cl != "0")) {
+      Response r = Response::text_body(400, "WebSocket handshake with a body refused\n");
+      r.close = true;
+      return r;
+    }
     Response res;
-    res.upgrade = [sh, req](Upgraded conn, std::string_view buffered) {
+    // The request is the server's (Upgraded::request), not a copy: a copy
+    // here lived as long as the session, beside the server's (a 15 KB head
+    // held twice). A handler that wraps this one hands it the request the
+    // session will see: change it in place, not in a copy.
+    res.upgrade = [sh](Upgraded conn, std::string_view buffered) {
+      if (conn.request == nullptr) {
+        throw std::invalid_argument("spindle::http: websocket_handler's upgrade called without its request (Upgraded::request)");
+      }
+      const Request& req = *conn.request;
       WebSocket ws;
       try {
         // wss:// when the server speaks TLS: the WebSocket takes the TLS stream.
@@ -1330,7 +1467,26 @@ Handler websocket_handler(WsSession session, WsOptions options) {
       } catch (const WsError&) {
         return;  // answered 400 and closed by accept
       }
-      sh->session(std::move(ws), req);
+      auto tether = std::make_shared<WsTether>();
+      {
+        WebSocket::Impl& impl = detail::WsAccess::impl(ws);
+        tether->fd = impl.wire.conn.tcp().native_handle();
+        impl.tether = tether;
+      }
+      // Returned with the WebSocket moved elsewhere (a hub): the
+      // connection is still open, so this fiber keeps its places in the
+      // server's limits and its shutdown's reach until the WebSocket goes
+      // (WsSession). Cancelled (the shutdown past drain_timeout), or the
+      // session threw after moving it: the socket is shut down both ways,
+      // which the holder's next call meets (a no-op when the WebSocket
+      // died with the session: its tether is let go first).
+      try {
+        sh->session(std::move(ws), req);
+        tether->gone.wait();
+      } catch (...) {
+        tether->shut();
+        throw;
+      }
     };
     return res;
   };

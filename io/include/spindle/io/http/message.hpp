@@ -185,9 +185,14 @@ struct Request {
 // set; on an https server (ServerOptions::tls) tls is set too and is the
 // stream to use: tcp is then the socket under it, carrying ciphertext.
 // Either may be moved from; the server only destroys what is left.
+// request: the request being upgraded, as the handler left it (the
+// server's own object, not a copy), alive until the upgrade returns: an
+// upgrade that needs it reads it here instead of keeping a copy for the
+// session's life (websocket_handler does).
 struct Upgraded {
   io::TcpStream* tcp = nullptr;
   io::TlsStream* tls = nullptr;
+  const Request* request = nullptr;
 };
 
 // Response: what a handler returns (Server) and what Client returns.

@@ -341,9 +341,10 @@ struct ServerOptions {
   // request out for as long as they stayed. 0 (the default): the
   // connection limit less an eighth of it (at least one), so plain HTTP
   // and HTTP/2 always keep some room. A connection counts while its
-  // upgrade runs (for websocket_handler, the session): one whose stream
-  // (or WebSocket) the upgrade moves elsewhere and returns counts in
-  // neither limit from then on, and shutdown() does not reach it.
+  // upgrade runs (for websocket_handler, until the session's WebSocket is
+  // destroyed, even moved elsewhere: WsSession): a stream that a
+  // hand-written upgrade moves elsewhere and returns counts in neither
+  // limit from then on, and shutdown() does not reach it.
   std::size_t max_upgraded = 0;
   // on_error: called on the connection's fiber with the request and what
   // its handler, body generator or upgrade threw (any type; rethrow the

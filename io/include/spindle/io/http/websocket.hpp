@@ -70,6 +70,7 @@ namespace spindle::http {
 
 namespace detail {
 class Transport;  // io/src/http/transport.hpp: TCP or TLS
+struct WsAccess;  // websocket.cpp: websocket_handler's access to a WebSocket's Impl
 }
 
 // ws_errc: every failure of a WebSocket is a WsError with one of these.
@@ -265,8 +266,15 @@ class WebSocket {
   SPINDLE_MAY_SUSPEND static WebSocket accept(io::TlsStream&& conn, const Request& upgrade,
                                               std::string_view buffered = {}, WsOptions options = {});
 
-  // send_text / send_binary: one message (one frame). Raises
-  // WsError(closed) once the WebSocket is closed.
+  // send_text / send_binary: one message: one frame up to 64 KiB, frames
+  // of 64 KiB beyond (each sent before the next is made, so a peer that
+  // reads slowly holds a fragment's copy, not the message's; messages from
+  // concurrent senders never interleave). Returns once its frames have
+  // gone to the socket (by this call or by another sender's flush, whose
+  // failure raises at the next call). Raises WsError(closed) once the
+  // WebSocket is closed; a
+  // message cut after its first fragment breaks the connection
+  // (connection_lost).
   SPINDLE_MAY_SUSPEND void send_text(std::string_view text);
   SPINDLE_MAY_SUSPEND void send_binary(std::string_view bytes);
   // ping: sends a ping (payload at most 125 bytes); the peer's pong is
@@ -295,6 +303,7 @@ class WebSocket {
   std::uint64_t pongs_received() const noexcept;
 
  private:
+  friend struct detail::WsAccess;
   explicit WebSocket(std::unique_ptr<Impl> impl) noexcept;
   static WebSocket accept_on(detail::Transport&& conn, const Request& upgrade, std::string_view buffered,
                              const WsOptions& options);
@@ -304,15 +313,25 @@ class WebSocket {
 // WsSession: a server-side WebSocket's body; runs on the connection's
 // fiber. The connection ends when it returns (call close() first for a
 // clean end: the WebSocket's destructor drops the TCP connection without a
-// close frame).
+// close frame). `req` is the server's request object (Upgraded::request),
+// valid until the session returns (a hub must not keep a reference): what
+// the Router and wrapping handlers set on it in place is there; a change
+// a wrapper made to a copy of it is not. A session may also move `ws`
+// elsewhere (a hub) and return, or throw after doing so: the connection's
+// fiber then waits, parked, until that WebSocket is destroyed, so the
+// connection still counts in max_connections and max_upgraded, and the
+// server's shutdown still reaches it: like a session still running, it
+// holds shutdown up to drain_timeout (close held WebSockets yourself
+// first, as for sessions), and past it its socket is shut down both ways
+// (the holder's calls raise connection_lost).
 using WsSession = std::function<void(WebSocket ws, const Request& req)>;
 
 // websocket_handler: a Handler (for a Router route or a Server) that
 // upgrades the connection and runs `session`. A request from a page the
 // options' `origins` do not allow (above) is answered 403, the connection
 // kept. A request that is not an acceptable upgrade (no Upgrade:
-// websocket, bad key or version) is answered 400 and its connection
-// closed; the server goes on. Graceful
+// websocket, bad key or version, a body) is answered 400 and its
+// connection closed; the server goes on. Graceful
 // shutdown of the Server waits for sessions like for any handler (up to
 // drain_timeout, then cancels them): end them yourself first.
 Handler websocket_handler(WsSession session, WsOptions options = {});
