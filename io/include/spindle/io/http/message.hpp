@@ -65,7 +65,7 @@ class BodySource {
   SPINDLE_MAY_SUSPEND virtual void load_first(std::string& into, std::size_t limit) { load(into, limit); }
 };
 
-class Request;
+struct Request;
 namespace detail {
 // load_body_first: Request::load_body through BodySource::load_first (the
 // server and the Router, before a handler runs).
