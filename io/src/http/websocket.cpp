@@ -664,8 +664,9 @@ struct WebSocket::Impl {
     receive_timeout = capped(std::max(opt.receive_timeout, std::chrono::milliseconds{0}));
     message_timeout = capped(std::max(opt.message_timeout, std::chrono::milliseconds{0}));
     ws.read_message_max(opt.max_message_size);
-    // One message, one frame: Beast's auto-fragmenting would split at its
-    // write buffer size for no benefit here.
+    // Beast's auto-fragmenting would split at its write buffer size (4 KiB
+    // frames); send_message makes 64 KiB fragments itself, and only of a
+    // message longer than that.
     ws.auto_fragment(false);
     ws.control_callback([this](bws::frame_type k, beast::string_view) {
       if (k == bws::frame_type::ping) pings.fetch_add(1, std::memory_order_relaxed);
