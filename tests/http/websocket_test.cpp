@@ -1153,6 +1153,32 @@ TEST_CASE("websocket: echo round trips per second", "[.bench]") {
   }
 }
 
+// Not a test: large messages echoed, one at a time, the sender on its own
+// fiber while the client receives (docs/http.md "WebSocket"). Hidden (run
+// with `http_websocket "[.bench]"`); prints MB/s each way.
+TEST_CASE("websocket: large message echo throughput", "[.bench]") {
+  for (const std::size_t size : {std::size_t{16} << 10, std::size_t{1} << 20, std::size_t{8} << 20}) {
+    run_checked(2, [size] {
+      http::WsOptions o;
+      o.max_message_size = 64u << 20;
+      WsServer srv(echo, o);
+      auto ws = http::WebSocket::connect(srv.url(), o);
+      const std::string msg(size, 'x');
+      const int n = static_cast<int>(std::max<std::size_t>(4, (256u << 20) / size));
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < n; ++i) {
+        auto sender = sp::spawn([&] { ws.send_binary(msg); });
+        FIBER_CHECK(ws.receive().data.size() == size);
+        sender.join();
+      }
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("ws echo of %zu-byte messages, 2 workers: %.1f MB/s each way\n", size,
+                  static_cast<double>(size) * n / secs / 1e6);
+      ws.close();
+    });
+  }
+}
+
 TEST_CASE("websocket: frames sent together with the upgrade request are not lost") {
   run_checked(2, [] {
     WsServer srv(echo);
