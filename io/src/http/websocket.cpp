@@ -888,7 +888,7 @@ struct WebSocket::Impl {
   // for its append only, so short sends still share a flush. A message cut
   // after its first fragment (a failed or cancelled flush, a timeout, the
   // WebSocket closed meanwhile) leaves the peer inside a message no frame
-  // can finish: broken.
+  // can finish: broken, and a WsError is connection_lost whatever cut it.
   static constexpr std::size_t kFragment = 64 * 1024;
   void send_message(bool text, std::string_view data) {
     if (data.size() <= kFragment) {
@@ -916,6 +916,15 @@ struct WebSocket::Impl {
         data.remove_prefix(n);
         flush(true);
       }
+    } catch (const WsError& e) {
+      if (!started || data.empty()) throw;
+      // Cut: closed by the peer (or a close() of ours) between fragments
+      // is connection_lost like any other cut, so a sender is told by its
+      // error's kind alone whether part of its message went out.
+      end(kBroken);
+      if (e.kind() != ws_errc::closed) throw;
+      throw WsError(ws_errc::connection_lost,
+                    "spindle::http::WebSocket: closed while a message was being sent; the message was cut");
     } catch (...) {
       if (started && !data.empty()) end(kBroken);
       throw;
