@@ -89,6 +89,9 @@ h2_host_authority_unchecked :: io/src/http/h2_server.cpp :: s{h && !st->authorit
 h2_server_resets_free :: io/src/http/h2_server.cpp :: s{if\s*\(error != NGHTTP2_NO_ERROR && !st\.charged && !st\.reset_by_us\)}{if (false)} :: http_h2_hostile :: ^http_h2_hostile$
 tcp_shutdown_cuts_writes :: io/src/tcp.cpp :: s{detail::Turn g\(&turns_\.writing\);\n(\s*if \(d->write_broken)}{$1} :: io_stream :: ^io_stream$
 ws_teardown_no_shutdown :: io/src/http/websocket.cpp :: s{if\s*\(!ended\)\s*::shutdown\(w\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{(void)ended;} :: http_websocket :: ^http_websocket$
+ws_message_one_frame :: io/src/http/websocket.cpp :: s{static constexpr std::size_t kFragment = 64 \* 1024;}{static constexpr std::size_t kFragment = std::size_t{1} << 40;} :: http_websocket :: ^http_websocket$
+ws_hub_held_no_wait :: io/src/http/websocket.cpp :: s{        tether->gone\.wait\(\);}{} :: http_websocket :: ^http_websocket$
+ws_handshake_body_upgraded :: io/src/http/websocket.cpp :: s{if \(req\.headers\.contains\("transfer-encoding"\) \|\| \(cl && \*cl != "0"\)\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_origin_allowed\(req, sh->options\.origins\)\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_glob_exact :: io/src/http/ws_origin.cpp :: s{if \(p < pattern\.size\(\) && pattern\[p\] == '\*'\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_two_fields_first_wins :: io/src/http/ws_origin.cpp :: s{if \(origin\) return false;}{if (origin) continue;} :: http_websocket :: ^http_websocket$
