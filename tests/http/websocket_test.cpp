@@ -599,7 +599,7 @@ TEST_CASE("websocket: a long message goes as 64 KiB fragments; another sender's 
     auto c = raw_upgrade(srv.srv.port(), buf);
     FIBER_CHECK(wait_until([&] { return both_sending.load(); }));
     sp::sleep_for(50ms);
-    std::vector<Frame> frames;
+    std::size_t frames = 0;
     std::size_t long_bytes = 0;
     bool in_long = false;
     for (;;) {
@@ -619,10 +619,10 @@ TEST_CASE("websocket: a long message goes as 64 KiB fragments; another sender's 
         FIBER_CHECK(f.opcode == 1);
         FIBER_CHECK(f.payload == "short");
       }
-      frames.push_back(std::move(f));
+      ++frames;
     }
     FIBER_CHECK(long_bytes == kLong);
-    FIBER_CHECK(frames.size() == kLong / (64 * 1024) + 1);
+    FIBER_CHECK(frames == kLong / (64 * 1024) + 1);
     c.write_all(client_frame(8, std::string("\x03\xe8", 2)));
   });
 }

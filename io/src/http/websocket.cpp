@@ -272,7 +272,13 @@ struct Wire {
   std::string out;
   Mutex flush_mu;  // one flusher at a time: frames leave in order
   // Senders that appended and have not yet taken the flush turn (flush).
-  // Relaxed: every access that matters is under out_mu or flush_mu.
+  // Relaxed: out_mu orders what matters. A sender's increment (under mu)
+  // precedes, in its own thread, the append it makes under out_mu; a
+  // non-waiting flusher reads the count under out_mu before a swap, so if
+  // it could take those frames it sees the count. A decrement is made
+  // holding flush_mu (which a non-waiting flusher must take), or on
+  // giving up the wait for it, where a stale count only defers pongs on a
+  // connection that is broken from then on.
   std::atomic<int> sender_frames{0};
 
   // Pongs in `out` (under out_mu; both reset when a flusher takes it).
