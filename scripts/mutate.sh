@@ -91,6 +91,8 @@ tcp_shutdown_cuts_writes :: io/src/tcp.cpp :: s{detail::Turn g\(&turns_\.writing
 ws_teardown_no_shutdown :: io/src/http/websocket.cpp :: s{if\s*\(!ended\)\s*::shutdown\(w\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{(void)ended;} :: http_websocket :: ^http_websocket$
 ws_message_one_frame :: io/src/http/websocket.cpp :: s{static constexpr std::size_t kFragment = 64 \* 1024;}{static constexpr std::size_t kFragment = std::size_t{1} << 40;} :: http_websocket :: ^http_websocket$
 ws_hub_held_no_wait :: io/src/http/websocket.cpp :: s{        tether->gone\.wait\(\);}{} :: http_websocket :: ^http_websocket$
+http_on_shutdown_not_called :: io/src/http/server.cpp :: s{if \(st->opt\.on_shutdown\) \{}{if (false) \{} :: http_server http_websocket :: ^http_(server|websocket)$
+http_on_shutdown_throw_escapes :: io/src/http/server.cpp :: s{st->report_hook\("on_shutdown", std::current_exception\(\)\);}{throw;} :: http_server :: ^http_server$
 ws_handshake_body_upgraded :: io/src/http/websocket.cpp :: s{if \(req\.headers\.contains\("transfer-encoding"\) \|\| \(cl && \*cl != "0"\)\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_origin_allowed\(req, sh->options\.origins\)\)}{if (false)} :: http_websocket :: ^http_websocket$
 ws_origin_glob_exact :: io/src/http/ws_origin.cpp :: s{if \(p < pattern\.size\(\) && pattern\[p\] == '\*'\)}{if (false)} :: http_websocket :: ^http_websocket$

@@ -394,6 +394,74 @@ TEST_CASE("server: shutdown cancels what is left after drain_timeout") {
   });
 }
 
+// on_shutdown: once, when the drain begins, after the listener closed,
+// beside an in-flight request (which it can end); what it throws stays
+// inside it (a failure in serve()'s group would cancel the request).
+TEST_CASE("server: on_shutdown runs once, during the drain, and what it throws stays inside it") {
+  run_checked(2, [] {
+    sp::Event entered, release;
+    std::atomic<int> calls{0};
+    std::atomic<bool> refused{false};
+    std::uint16_t port = 0;
+    http::ServerOptions o;
+    o.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(10s));
+    o.on_shutdown = [&] {
+      calls.fetch_add(1);
+      try {
+        raw_connect(port);
+      } catch (const std::system_error& e) {
+        refused = e.code() == std::errc::connection_refused;
+      }
+      release.set();  // the in-flight request may finish: shutdown is under way
+      throw std::runtime_error("a hook that fails");
+    };
+    http::Server srv(
+        [&](http::Request& q) {
+          entered.set();
+          release.wait();
+          return echo_target(q);
+        },
+        o);
+    srv.listen("127.0.0.1", 0);
+    port = srv.local_endpoint().port();
+    auto serving = sp::spawn([&] { srv.serve(); });
+    auto busy = raw_connect(port);
+    busy.write_all("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    entered.wait();
+    srv.shutdown();
+    srv.shutdown();
+    const std::string r = read_all(busy);
+    FIBER_CHECK(r.starts_with("HTTP/1.1 200 OK\r\n"));
+    FIBER_CHECK(body_of(r) == "GET /slow ");
+    serving.join();  // returns normally: the hook's throw did not reach it
+    FIBER_CHECK(calls.load() == 1);
+    FIBER_CHECK(refused.load());
+  });
+}
+
+TEST_CASE("server: an on_shutdown still running at drain_timeout is cancelled") {
+  run_checked(2, [] {
+    std::atomic<bool> cancelled{false};
+    sp::Event started;
+    http::ServerOptions o;
+    o.drain_timeout = 50ms;
+    o.on_shutdown = [&] {
+      started.set();
+      try {
+        sp::Event never;
+        never.wait();
+      } catch (const sp::Cancelled&) {
+        cancelled = true;
+        throw;
+      }
+    };
+    LiveServer srv([](http::Request& q) { return echo_target(q); }, o);
+    srv.stop();  // returns: a hook that never ends does not hold serve()
+    FIBER_CHECK(started.is_set());
+    FIBER_CHECK(cancelled.load());
+  });
+}
+
 // read_timeout: a head or a whole-read body that stops coming ends the
 // connection unanswered; a head parsed straight from the first segment
 // arms nothing (server.cpp read_head), so the head that arrives in pieces

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -1119,6 +1120,57 @@ TEST_CASE("websocket: a WebSocket moved out of its session keeps its connection'
     } catch (const sp::TimedOut&) {
     }
     FIBER_CHECK(lost);
+  });
+}
+
+// ServerOptions::on_shutdown: a hub closes the WebSockets it holds with
+// 1001 when shutdown begins, and lets them go; serve() then returns
+// without waiting out drain_timeout (before the hook, the held WebSocket
+// was shut down at drain_timeout, no close frame: the peer saw
+// connection_lost).
+TEST_CASE("websocket: a hub closes its WebSockets with 1001 from on_shutdown") {
+  run_checked(2, [] {
+    std::mutex mu;
+    std::vector<http::WebSocket> hub;  // guarded by mu
+    sp::Semaphore joined;
+    http::ServerOptions so;
+    so.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(5s));
+    so.on_shutdown = [&] {
+      std::vector<http::WebSocket> leaving;
+      {
+        std::lock_guard lk(mu);
+        leaving.swap(hub);
+      }
+      for (auto& ws : leaving) ws.close(http::ws_close::going_away, "server shutting down");
+    };
+    WsServer srv(
+        [&](http::WebSocket ws, const http::Request&) {
+          {
+            std::lock_guard lk(mu);
+            hub.push_back(std::move(ws));
+          }
+          joined.release();
+        },
+        {}, so);
+    auto& server = srv.srv.server();
+    auto a = http::WebSocket::connect(srv.url());
+    auto b = http::WebSocket::connect(srv.url());
+    joined.acquire();
+    joined.acquire();
+    FIBER_CHECK(server.connections_upgraded() == 2);
+    server.shutdown();
+    for (auto* ws : {&a, &b}) {
+      std::uint16_t code = 0;
+      try {
+        const auto m = ws->receive();
+        if (m.is_close()) code = m.code;
+      } catch (const http::WsError&) {
+      }
+      FIBER_CHECK(code == http::ws_close::going_away);
+    }
+    srv.srv.stop();
+    FIBER_CHECK(server.connections_open() == 0);
+    FIBER_CHECK(server.connections_upgraded() == 0);
   });
 }
 

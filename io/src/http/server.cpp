@@ -12,7 +12,8 @@
 // Shutdown protocol (Server::shutdown, Server::serve):
 //  1. shutdown() sets `stopping` (seq_cst) and the `stop` event.
 //  2. serve() wakes, cancels the acceptor and joins it: no connection is
-//     registered after this step.
+//     registered after this step. The listener closes, and
+//     ServerOptions::on_shutdown starts on a fiber in the group.
 //  3. serve() scans the registry and, for each connection whose state it
 //     moves idle -> cancelled (CAS), cancels its fiber: that fiber is in
 //     (or about to enter) the wait for a next request, and nothing of a
@@ -877,6 +878,7 @@ struct Server::State {
   bool read_head(detail::Transport& s, beast::flat_buffer& buf, Parser& p, beast::error_code& ec,
                  std::chrono::steady_clock::time_point& deadline);
   void report(const Request& req, std::exception_ptr e) noexcept;
+  void report_hook(const char* name, std::exception_ptr e) noexcept;
   // run_user: f(), user code that is not the handler (a body generator, an
   // upgrade); anything it throws but Cancelled (and a thread's forced
   // unwind) is reported and swallowed. False: it threw.
@@ -1269,18 +1271,24 @@ bool Server::State::read_head(detail::Transport& s, beast::flat_buffer& buf, Par
   return true;
 }
 
+namespace {
+// what_of: what an exception says, for a line on stderr.
+std::string what_of(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an exception of a type not derived from std::exception";
+  }
+}
+}  // namespace
+
 // report: ServerOptions::on_error, or one line on stderr. Never throws.
 void Server::State::report(const Request& req, std::exception_ptr e) noexcept {
   try {
     if (opt.on_error) return opt.on_error(req, e);
-    std::string what;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      what = x.what();
-    } catch (...) {
-      what = "an exception of a type not derived from std::exception";
-    }
+    const std::string what = what_of(e);
     // The request line escaped and capped as the access log's is (before,
     // printed raw: a target's '"' ended the quoted field and forged the
     // rest of the line, and its 8-bit bytes reached a terminal), and the
@@ -1294,6 +1302,20 @@ void Server::State::report(const Request& req, std::exception_ptr e) noexcept {
     line += req.remote.to_string();
     line += ": ";
     put_escaped(line, what, kLogWhat, false);
+    log_to_stderr(line);
+  } catch (...) {
+  }
+}
+
+// report_hook: one line on stderr for what a server-wide hook (`name`,
+// e.g. on_shutdown) threw: there is no request to hand on_error. Never
+// throws.
+void Server::State::report_hook(const char* name, std::exception_ptr e) noexcept {
+  try {
+    std::string line = "spindle::http: ";
+    line += name;
+    line += " threw: ";
+    put_escaped(line, what_of(e), kLogWhat, false);
     log_to_stderr(line);
   } catch (...) {
   }
@@ -2334,6 +2356,20 @@ void Server::serve() {
     }
   }
   st->listener.close();
+  // ServerOptions::on_shutdown, in the group: step 6 waits for it and
+  // cancels it at drain_timeout. It may throw anything: caught here, as a
+  // failure in the group would cancel every connection.
+  if (st->opt.on_shutdown) {
+    group.spawn([st] {
+      try {
+        st->opt.on_shutdown();
+      } catch (const Cancelled&) {
+        throw;
+      } catch (...) {
+        st->report_hook("on_shutdown", std::current_exception());
+      }
+    });
+  }
   st->cancel_idle();  // step 3 (released connections too)
   try {
     with_timeout(st->opt.drain_timeout, [&] { group.wait(); });  // step 6

@@ -56,8 +56,9 @@
 // Graceful shutdown (shutdown(), from any fiber or thread): the server
 // stops accepting; connections waiting for a next request are closed at
 // once; a connection inside a request finishes it (its response says
-// Connection: close) and then closes. serve() returns when every
-// connection has ended, or cancels those left after drain_timeout.
+// Connection: close) and then closes; ServerOptions::on_shutdown runs
+// (close WebSockets there). serve() returns when every connection has
+// ended, or cancels those left after drain_timeout.
 #pragma once
 
 #include <atomic>
@@ -287,8 +288,20 @@ struct ServerOptions {
   // stream is reset), a file's or a generator's each piece.
   std::chrono::milliseconds write_timeout{60'000};
   // shutdown(): how long serve() lets in-flight requests finish before it
-  // cancels their fibers.
+  // cancels their fibers (on_shutdown's too).
   std::chrono::milliseconds drain_timeout{10'000};
+  // on_shutdown: called once when the drain begins (shutdown(), or accept
+  // failing for good), on a fiber of its own, after the listener closed:
+  // the place to end what the server cannot end well by itself, above all
+  // WebSockets a hub holds or sessions that wait for their peer (send
+  // each a 1001 close and let it go). Otherwise those wait out
+  // drain_timeout and are then cut without a close frame. Go's
+  // Server.RegisterOnShutdown and aiohttp's Application.on_shutdown serve
+  // the same purpose. The drain runs beside it and waits for it too: still
+  // running at drain_timeout, it is cancelled. What it throws is dropped
+  // with one line on stderr. Not called when the fiber in serve() is
+  // cancelled (everything is cancelled then).
+  std::function<void()> on_shutdown = {};
   // disconnect_check: a client that goes away (closes or resets its
   // connection) while its handler runs cancels the handler's fiber, as
   // aiohttp cancels the handler's task and Go cancels the request's
@@ -344,7 +357,8 @@ struct ServerOptions {
   // upgrade runs (for websocket_handler, until the session's WebSocket is
   // destroyed, even moved elsewhere: WsSession): a stream that a
   // hand-written upgrade moves elsewhere and returns counts in neither
-  // limit from then on, and shutdown() does not reach it.
+  // limit from then on, and shutdown() reaches it only through
+  // on_shutdown.
   std::size_t max_upgraded = 0;
   // on_error: called on the connection's fiber with the request and what
   // its handler, body generator or upgrade threw (any type; rethrow the

@@ -321,9 +321,9 @@ class WebSocket {
 // fiber then waits, parked, until that WebSocket is destroyed, so the
 // connection still counts in max_connections and max_upgraded, and the
 // server's shutdown still reaches it: like a session still running, it
-// holds shutdown up to drain_timeout (close held WebSockets yourself
-// first, as for sessions), and past it its socket is shut down both ways
-// (the holder's calls raise connection_lost).
+// holds shutdown up to drain_timeout (close held WebSockets from
+// ServerOptions::on_shutdown, as for sessions), and past it its socket is
+// shut down both ways (the holder's calls raise connection_lost).
 using WsSession = std::function<void(WebSocket ws, const Request& req)>;
 
 // websocket_handler: a Handler (for a Router route or a Server) that
@@ -333,7 +333,8 @@ using WsSession = std::function<void(WebSocket ws, const Request& req)>;
 // websocket, bad key or version, a body) is answered 400 and its
 // connection closed; the server goes on. Graceful
 // shutdown of the Server waits for sessions like for any handler (up to
-// drain_timeout, then cancels them): end them yourself first.
+// drain_timeout, then cancels them): end them from
+// ServerOptions::on_shutdown (a 1001 close), or before the shutdown.
 Handler websocket_handler(WsSession session, WsOptions options = {});
 
 }  // namespace spindle::http
