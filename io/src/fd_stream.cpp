@@ -31,10 +31,14 @@ namespace {
 // cache, more from a slow disk).
 constexpr std::size_t kPoolChunk = std::size_t{1} << 20;
 
-// Clips iov[0, cnt) to its first `limit` bytes into out; returns the count.
+// Clips iov[0, cnt) to its first `limit` bytes and at most kMaxIov
+// non-empty entries into out (which holds kMaxIov); returns the count.
+// read_iov/write_iov accept any count (the socket path up to IOV_MAX), so
+// the entry bound is this function's: before, 300 one-byte entries
+// overran `out` on the caller's stack.
 std::size_t clip(const iovec* iov, std::size_t cnt, std::size_t limit, iovec* out) noexcept {
   std::size_t n = 0;
-  for (std::size_t i = 0; i < cnt && limit > 0; ++i) {
+  for (std::size_t i = 0; i < cnt && limit > 0 && n < detail::kMaxIov; ++i) {
     if (iov[i].iov_len == 0) continue;
     out[n] = iov[i];
     out[n].iov_len = std::min(out[n].iov_len, limit);

@@ -143,8 +143,8 @@ File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) 
   }
   if (fd < 0) throw_path(-fd, "open", path);
   File f;
+  f.fd_ = fd;  // owned first: a path copy that throws (bad_alloc) closes it
   f.path_ = path;
-  f.fd_ = fd;
   return f;
 }
 

@@ -27,6 +27,7 @@
 #include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -189,10 +190,25 @@ int child_fd(const Stdio& s, int target, FdGuard& parent) {
       return fd;
     }
     case Stdio::file: {
+      // Opened without waiting: spawn() runs on the worker and never
+      // suspends, and open(2) of a FIFO waits for its other end (a FIFO
+      // planted at the path stopped the worker and every fiber on it).
+      // A FIFO is refused (one for output with no reader: ENXIO at once);
+      // what else opens (a file, /dev/null, a terminal) gets its blocking
+      // mode back for the child.
       const int flags = target == 0 ? O_RDONLY : O_WRONLY | O_CREAT | (s.append ? O_APPEND : O_TRUNC);
-      const int fd = ::open(s.path.c_str(), flags | O_CLOEXEC, 0666);
-      if (fd < 0) throw_path(errno, "spawn: open", s.path);
-      return fd;
+      FdGuard g;
+      g.fd = ::open(s.path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0666);
+      if (g.fd < 0) {
+        if (errno == ENXIO) throw_path(ENXIO, "spawn: open (a FIFO with no reader; Stdio::to_file takes no FIFO)", s.path);
+        throw_path(errno, "spawn: open", s.path);
+      }
+      struct stat st{};
+      if (::fstat(g.fd, &st) != 0) throw_path(errno, "spawn: fstat", s.path);
+      if (S_ISFIFO(st.st_mode)) throw_path(EINVAL, "spawn: open (a FIFO: Stdio::to_file takes no FIFO, its open would wait)", s.path);
+      const int fl = ::fcntl(g.fd, F_GETFL);
+      if (fl < 0 || ::fcntl(g.fd, F_SETFL, fl & ~O_NONBLOCK) != 0) throw_path(errno, "spawn: fcntl", s.path);
+      return g.release();
     }
     case Stdio::pipe_kind: {
       int sv[2];

@@ -317,8 +317,13 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
     ::close(fd);
     throw;
   }
+  // The caller's worker, when it names one of ours: a fiber of another
+  // runtime (a listener shared between runtimes) has an index of its own
+  // runtime, which may be past this reactor's instances (before: epfd_[w]
+  // read out of bounds, and the accepted socket was dropped or went to a
+  // descriptor nobody polls). Any of ours is polled, so in range is enough.
   const int caller = spindle::this_fiber::worker_index();
-  const int w = home >= 0 ? home : (caller < 0 ? 0 : caller);
+  const int w = home >= 0 ? home : (caller < 0 || static_cast<std::size_t>(caller) >= epfd_.size() ? 0 : caller);
   d->fd = fd;
   d->home.store(w, std::memory_order_relaxed);
   const std::uint64_t g = std::uint64_t{d->gen} << Dir::kGenShift;

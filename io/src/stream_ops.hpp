@@ -65,15 +65,18 @@ std::size_t ready_write_iov(Descriptor* d, FdKind kind, const iovec* iov, std::s
 ssize_t writev_nosigpipe(int fd, const iovec* iov, int cnt) noexcept;
 
 // read_exact: exactly n bytes through s.read_some(p, n); io::error::eof if
-// the stream ends first (the bytes read so far are in p).
+// the stream ends first (the bytes read so far are in p). *done counts
+// the bytes in p as they come, for a caller that must know them when a
+// wait throws (stream_read_exact).
 template <class S>
-void read_exact(S& s, void* p, std::size_t n) {
+void read_exact(S& s, void* p, std::size_t n, std::size_t* done = nullptr) {
   auto* b = static_cast<char*>(p);
   while (n > 0) {
     const std::size_t got = s.read_some(b, n);
     if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_exact");
     b += got;
     n -= got;
+    if (done != nullptr) *done += got;
   }
 }
 
@@ -317,12 +320,36 @@ void stream_write_all_iov(S& s, iovec* iov, std::size_t cnt) {
   write_all_iov(h, iov, cnt, [&s] { StreamAccess::mark_broken(s); });
 }
 
+// unread: puts p[0, n) back in front of the read-ahead, so the next read
+// returns them first. Reading turn held.
+inline void unread(StreamTurns& t, const void* p, std::size_t n) {
+  std::string back(static_cast<const char*>(p), n);
+  back.append(t.ahead, t.ahead_pos);
+  t.ahead = std::move(back);
+  t.ahead_pos = 0;
+}
+
+// stream_read_exact: a cancellation or timeout that lands after part of
+// the n bytes came puts that part back (unread): the next read starts
+// where this one did, as read_line, read_until and read_to_end keep what
+// they read in the caller's buffer. Before, the part was lost and the
+// next read_exact returned a frame shifted by it, with no error (a peer
+// that sends half frames around the caller's timeout chose the shift).
+// An I/O error or the end of stream leaves them in p, as documented.
 template <class S>
 void stream_read_exact(S& s, void* p, std::size_t n) {
   StreamTurns* t = StreamAccess::turns(s);
   Turn g(reading_turn(t));
   HeldStream<S> h(s, t);
-  read_exact(h, p, n);
+  std::size_t done = 0;
+  try {
+    read_exact(h, p, n, &done);
+  } catch (const std::system_error&) {
+    throw;
+  } catch (...) {
+    if (t != nullptr && done != 0) unread(*t, p, done);
+    throw;
+  }
 }
 
 template <class S>

@@ -294,6 +294,41 @@ TEST_CASE("fds epoll refuses go through the blocking pool: a regular file and /d
   });
 }
 
+// The pool path copies the caller's entries into kMaxIov on its stack:
+// before, 300 entries overran it (a crash, or silent corruption). Now
+// one call moves at most kMaxIov entries, and the rest follow.
+TEST_CASE("read_iov / write_iov through the blocking pool take more entries than kMaxIov") {
+  run_checked(2, [] {
+    char tmpl[] = "/tmp/spindle_fdstream_XXXXXX";
+    const int fd = ::mkstemp(tmpl);
+    FIBER_CHECK(fd >= 0);
+    ::unlink(tmpl);
+    auto f = io::FdStream::adopt(fd);
+    FIBER_CHECK(!f.is_pollable());
+    constexpr std::size_t kEntries = 300;
+    std::string text(kEntries, ' ');
+    for (std::size_t i = 0; i < kEntries; ++i) text[i] = static_cast<char>('a' + i % 26);
+    std::vector<iovec> iov(kEntries);
+    for (std::size_t i = 0; i < kEntries; ++i) iov[i] = {&text[i], 1};
+    std::error_code ec;
+    std::size_t done = 0;
+    while (done < kEntries && !ec) done += f.write_iov(iov.data() + done, kEntries - done, ec);
+    FIBER_CHECK(!ec);
+    FIBER_CHECK(done == kEntries);
+    ::lseek(fd, 0, SEEK_SET);
+    std::string back(kEntries, '\0');
+    for (std::size_t i = 0; i < kEntries; ++i) iov[i] = {&back[i], 1};
+    done = 0;
+    while (done < kEntries && !ec) {
+      const std::size_t n = f.read_iov(iov.data() + done, kEntries - done, ec);
+      if (n == 0) break;
+      done += n;
+    }
+    FIBER_CHECK(!ec);
+    FIBER_CHECK(back == text);
+  });
+}
+
 TEST_CASE("adopt of a closed fd is bad_file_descriptor") {
   run_checked(1, [] {
     auto [r, w] = make_pipe();

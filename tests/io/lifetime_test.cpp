@@ -217,3 +217,65 @@ TEST_CASE("a plain thread and another runtime's fiber waiting on a socket get ru
   plain.join();
   delete sh;
 }
+
+// A listener of a one-worker runtime accepting on a fiber of a four-worker
+// runtime: the accepted socket registers in the listener's runtime, on an
+// epoll instance there. Before, the accepting fiber's own worker index
+// chose the instance: past the first runtime's one, it read out of bounds,
+// and the accepted connection was dropped (epoll_ctl: EINVAL) or went to
+// a descriptor nobody polls (a helper's review).
+TEST_CASE("a listener of one runtime accepts on another runtime's worker past its own workers' count") {
+  std::optional<io::TcpListener> listener;
+  sp::Runtime a(options(1));
+  const std::uint16_t port = a.block_on([&] {
+    io::ListenOptions lo;
+    lo.spread = false;  // the accepting fiber's worker decides
+    listener = io::TcpListener::bind(io::Endpoint("127.0.0.1", 0), lo);
+    return listener->local_endpoint().port();
+  });
+  std::thread client([port] {
+    try {
+      sp::run([port] {
+        auto s = io::TcpStream::connect(io::Endpoint("127.0.0.1", port));
+        s.write_all("hi");
+        char b[1];
+        (void)s.read_some(b, 1);  // until the acceptor, or the listener's close, ends it
+      });
+    } catch (const std::exception&) {
+    }
+  });
+  bool placed = false;
+  std::string got;
+  std::string error;
+  sp::run(
+      [&] {
+        // Fibers that keep their worker busy for a while get spread over
+        // the four: the first one past worker 0 accepts.
+        std::atomic<bool> claimed{false};
+        sp::TaskGroup g;
+        for (int k = 0; k < 64; ++k) {
+          g.spawn([&] {
+            const auto end = std::chrono::steady_clock::now() + 20ms;
+            while (std::chrono::steady_clock::now() < end) {
+            }
+            if (sp::this_fiber::worker_index() < 1 || claimed.exchange(true)) return;
+            placed = true;
+            try {
+              auto s = listener->accept();
+              char b[2];
+              s.read_exact(b, 2);
+              got.assign(b, 2);
+            } catch (const std::exception& e) {
+              error = e.what();
+            }
+          });
+        }
+        g.wait();
+      },
+      options(4));
+  INFO(error);
+  if (placed) CHECK(got == "hi");
+  else WARN("no fiber ran past worker 0: nothing checked");
+  a.block_on([&] { listener.reset(); });
+  client.join();
+}

@@ -6,6 +6,7 @@
 // concurrent children, and no descriptor leaked.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -104,6 +105,48 @@ TEST_CASE("process: a missing program, cwd or input file is an error at spawn") 
       FIBER_CHECK(std::string(e.what()).find("spindle-no-such-program-in-path") != std::string::npos);
     }
   });
+}
+
+// Stdio::to_file is opened on the worker (spawn never suspends): a FIFO
+// there waited in open(2) for its other end, stopping the worker. Now it
+// is refused at once. On the old code the spawns below blocked until the
+// helper thread opened the other ends (after 1 s), then succeeded.
+TEST_CASE("process: a FIFO as Stdio::to_file is refused without waiting for its other end") {
+  const auto dir = std::filesystem::temp_directory_path() / ("spindle_fifo_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string in_fifo = (dir / "in").string(), out_fifo = (dir / "out").string();
+  REQUIRE(::mkfifo(in_fifo.c_str(), 0600) == 0);
+  REQUIRE(::mkfifo(out_fifo.c_str(), 0600) == 0);
+  std::atomic<bool> done{false};
+  std::thread other_ends([&] {
+    for (int i = 0; i < 100 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (done.load()) return;
+    const int w = ::open(in_fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    const int r = ::open(out_fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    while (!done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (w >= 0) ::close(w);
+    if (r >= 0) ::close(r);
+  });
+  run_checked(1, [&] {
+    auto refused = [](std::errc want, const io::ProcessOptions& o) {
+      try {
+        io::Process::spawn({"true"}, o).wait();
+      } catch (const std::system_error& e) {
+        INFO(e.what());
+        return e.code() == want;
+      }
+      return false;
+    };
+    io::ProcessOptions in;
+    in.in = io::Stdio::to_file(in_fifo);
+    FIBER_CHECK(refused(std::errc::invalid_argument, in));
+    io::ProcessOptions out;
+    out.out = io::Stdio::to_file(out_fifo);
+    FIBER_CHECK(refused(std::errc::no_such_device_or_address, out));  // no reader
+  });
+  done = true;
+  other_ends.join();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("process: cwd, environment, null and file redirects") {

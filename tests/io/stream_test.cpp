@@ -62,6 +62,32 @@ TEST_CASE("read_until returns lines, keeps what follows, reports eof and max_siz
   });
 }
 
+// A read_exact cut short by a timeout after part of its bytes came puts
+// them back: the next read_exact returns the frame whole, not shifted.
+// Before, "AAAAAAAA" was lost and the second read returned
+// "BBBBBBBBCCCCCCCC" with no error.
+TEST_CASE("a read_exact cut short by a timeout loses none of the bytes it had") {
+  run_checked(2, [] {
+    auto [a, b] = stream_pair();
+    a.write_all("AAAAAAAA");  // half a 16-byte frame, then silence
+    char frame[16];
+    bool timed_out = false;
+    try {
+      sp::with_timeout(std::chrono::milliseconds(50), [&] { b.read_exact(frame, sizeof frame); });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    a.write_all("BBBBBBBBCCCCCCCC");
+    a.shutdown();  // a read past what was sent ends instead of waiting
+    b.read_exact(frame, sizeof frame);
+    FIBER_CHECK(std::string(frame, sizeof frame) == "AAAAAAAABBBBBBBB");
+    char rest[8];
+    FIBER_CHECK(code_of([&] { b.read_exact(rest, sizeof rest); }) == std::error_code());
+    FIBER_CHECK(std::string(rest, sizeof rest) == "CCCCCCCC");
+  });
+}
+
 TEST_CASE("read_to_end reads everything and honours max_size") {
   run_checked(2, [] {
     auto [a, b] = stream_pair();

@@ -76,7 +76,10 @@ struct Stdio {
   static Stdio pipe() { return {pipe_kind, {}, false}; }
   // to_file: opened by the parent before the spawn (an error names the
   // path): read-only for stdin; for stdout/stderr created (0666 & ~umask)
-  // and truncated, or appended to with `append`.
+  // and truncated, or appended to with `append`. A FIFO is refused
+  // (std::system_error, EINVAL; ENXIO for output with no reader): its
+  // open would wait for the other end on the worker's thread, since
+  // spawn() never suspends. Use pipe() and copy instead.
   static Stdio to_file(std::string p, bool append = false) { return {file, std::move(p), append}; }
 };
 
