@@ -191,6 +191,12 @@ int wait_any(Fiber* const* fs, std::size_t n,
 }
 
 void join_fiber(Fiber* f) {
+  // A fiber that joins itself would wait for ever, unseen by the deadlock
+  // report while any other fiber, timer or socket is live (asyncio raises
+  // RuntimeError for a task that awaits itself).
+  if (f == current_fiber() && !f->done()) {
+    throw std::logic_error("spindle: a fiber joined its own Task (it would wait for ever)");
+  }
   if (!f->done()) wait_any(&f, 1, nullptr);
   if (f->error_) {
     f->error_observed_.store(true, std::memory_order_relaxed);

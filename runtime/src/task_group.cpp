@@ -40,18 +40,15 @@ TaskGroup::~TaskGroup() {
   report_undelivered();
 }
 
-bool TaskGroup::cancelling() const {
-  std::lock_guard lk(mu_);
-  return cancelling_;
-}
-
-void TaskGroup::adopt(Fiber* f) {
+bool TaskGroup::reserve() {
   std::vector<Fiber*> pruned;
-  bool cancel_it;
+  bool cancelled;
   {
     std::lock_guard lk(mu_);
     if (children_.size() >= prune_at_) {
       // Drop the children that already ended; their failures are in errors_.
+      // Room for all first: a bad_alloc then leaves children_ untouched.
+      pruned.reserve(children_.size());
       std::size_t keep = 0;
       for (Fiber* c : children_) {
         if (c->done()) pruned.push_back(c);
@@ -60,17 +57,35 @@ void TaskGroup::adopt(Fiber* f) {
       children_.resize(keep);
       prune_at_ = std::max<std::size_t>(64, 2 * keep);
     }
-    f->add_ref();
-    children_.push_back(f);
-    cancel_it = cancelling_;
+    const std::size_t need = children_.size() + reserved_ + 1;
+    if (children_.capacity() < need) children_.reserve(std::max(need, 2 * children_.capacity()));
+    ++reserved_;
+    cancelled = cancelling_;
   }
-  // Outside the lock: cancel_fiber may wake a fiber, release may run a
-  // fiber's destructor (user captures).
-  if (cancel_it) detail::cancel_fiber(f);
+  // Outside the lock: release may run a fiber's destructor (user captures).
   for (Fiber* c : pruned) {
     c->error_observed_.store(true, std::memory_order_relaxed);  // in errors_ or Cancelled
     c->release();
   }
+  return cancelled;
+}
+
+void TaskGroup::unreserve() noexcept {
+  std::lock_guard lk(mu_);
+  --reserved_;
+}
+
+void TaskGroup::adopt(Fiber* f) noexcept {
+  bool cancel_it;
+  {
+    std::lock_guard lk(mu_);
+    --reserved_;
+    children_.push_back(f);  // within the capacity reserve() made: no allocation
+    f->add_ref();
+    cancel_it = cancelling_;
+  }
+  // Outside the lock: cancel_fiber may wake a fiber.
+  if (cancel_it) detail::cancel_fiber(f);
 }
 
 void TaskGroup::child_failed(std::exception_ptr e) noexcept {
@@ -124,7 +139,7 @@ void TaskGroup::wait_children() {
       f = children_.back();
       finished = f->done();
       if (finished) children_.pop_back();
-      else f->add_ref();  // ours while we wait; adopt() may prune the group's
+      else f->add_ref();  // ours while we wait; reserve() may prune the group's
     }
     if (finished) {
       f->error_observed_.store(true, std::memory_order_relaxed);  // in errors_ or Cancelled

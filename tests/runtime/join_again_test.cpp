@@ -2,12 +2,16 @@
 // result comes back the same every time, through join() and through the
 // combinators; a move-only result is moved out once and then raises
 // AlreadyJoined, never a moved-from value; an exception is rethrown again.
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
+
+#include <spindle/sync/event.hpp>
 
 #include "spindle_test.hpp"
 
@@ -140,5 +144,36 @@ TEST_CASE("a failed task rethrows the same exception on every join", "[join]") {
       }
       FIBER_CHECK(raised);
     }
+  });
+}
+
+// A fiber that joins its own Task would wait for ever, and a live timer or
+// socket elsewhere keeps the deadlock report quiet: it raises instead
+// (asyncio: "Task cannot await on itself"). Before, the join below hung
+// while the ticker ran; the with_timeout bounds that.
+TEST_CASE("a fiber joining its own Task raises logic_error", "[join]") {
+  run_checked(SPINDLE_TEST_WORKERS(), [] {
+    sp::Task<int>* self = nullptr;
+    sp::Event ready;
+    std::atomic<bool> stop{false};
+    auto ticker = sp::spawn([&] {
+      while (!stop.load()) sp::sleep_for(std::chrono::milliseconds(5));
+    });
+    auto t = sp::spawn([&]() -> int {
+      ready.wait();
+      try {
+        (void)sp::with_timeout(std::chrono::seconds(10), [&] { return self->join(); });
+      } catch (const std::logic_error&) {
+        return 1;
+      } catch (const sp::TimedOut&) {
+        return 2;
+      }
+      return 3;
+    });
+    self = &t;
+    ready.set();
+    FIBER_CHECK(t.join() == 1);
+    stop = true;
+    ticker.join();
   });
 }

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <memory>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "sync_test_util.hpp"
@@ -241,5 +243,98 @@ TEST_CASE("PriorityQueue: ties, a reversed order, and a large random set", "[que
       model.erase(model.begin());
     }
     REQUIRE(big.empty());
+  });
+}
+
+namespace {
+// Picky: an order whose operator< throws, as a user's comparison of a
+// malformed item might: while `boom` is set, a comparison that involves
+// `bad` (0: any item) throws once `fuse` more such comparisons have passed.
+struct Picky {
+  int v;
+  static inline std::atomic<bool> boom{false};
+  static inline std::atomic<int> bad{0};
+  static inline std::atomic<int> fuse{0};
+  bool operator<(const Picky& o) const {
+    if (boom.load() && (bad.load() == 0 || v == bad.load() || o.v == bad.load()) && fuse.fetch_sub(1) <= 0) {
+      throw std::runtime_error("picky: cannot compare");
+    }
+    return v < o.v;
+  }
+};
+
+// drain: every item, smallest first, with task_done for each.
+std::vector<int> drain(sp::PriorityQueue<Picky>& q) {
+  std::vector<int> out;
+  while (auto p = q.try_get()) {
+    out.push_back(p->v);
+    q.task_done();
+  }
+  return out;
+}
+}  // namespace
+
+// An operator< that throws part way through a heap step: the put or get
+// raises it and the queue is as it was (no item lost, none counted twice,
+// the heap still in order). Before (std::push_heap/pop_heap), the item in
+// the hole was lost; and a get that refilled from a waiting putter whose
+// item threw lost its own item and left that putter chosen but never woken,
+// deaf to its timeout and to cancel (a helper's review).
+TEST_CASE("PriorityQueue: an operator< that throws loses no item and strands no putter", "[queue]") {
+  run_checked(2, [] {
+    Picky::boom = false;
+    {
+      // put: the new item's sift up throws after two steps up.
+      sp::PriorityQueue<Picky> q;
+      for (int v : {5, 1, 9, 3, 7, 2, 8}) q.put(Picky{v});
+      Picky::bad = 0;
+      Picky::fuse = 2;
+      Picky::boom = true;
+      FIBER_CHECK(spindle_test::raises<std::runtime_error>([&] { q.put(Picky{0}); }));
+      Picky::boom = false;
+      FIBER_CHECK(q.size() == 7);
+      FIBER_CHECK((drain(q) == std::vector<int>{1, 2, 3, 5, 7, 8, 9}));
+      FIBER_CHECK(sp::with_timeout(std::chrono::seconds(10), [&] { q.join(); return true; }));
+    }
+    {
+      // get: the sift down throws after one step down, then at once.
+      sp::PriorityQueue<Picky> q;
+      for (int v : {5, 1, 9, 3, 7, 2, 8}) q.put(Picky{v});
+      Picky::bad = 0;
+      Picky::fuse = 2;
+      Picky::boom = true;
+      FIBER_CHECK(spindle_test::raises<std::runtime_error>([&] { (void)q.get(); }));
+      FIBER_CHECK(spindle_test::raises<std::runtime_error>([&] { (void)q.try_get(); }));
+      Picky::boom = false;
+      FIBER_CHECK(q.size() == 7);
+      FIBER_CHECK((drain(q) == std::vector<int>{1, 2, 3, 5, 7, 8, 9}));
+    }
+    {
+      // A get that refills from a waiting putter whose item throws: the
+      // get keeps its item, the putter's put raises on its own fiber.
+      sp::PriorityQueue<Picky> q(2);
+      q.put(Picky{1});
+      q.put(Picky{5});
+      auto putter = sp::spawn([&] {
+        try {
+          return q.put_for(Picky{99}, std::chrono::seconds(30)) ? "put" : "timed out";
+        } catch (const std::runtime_error&) {
+          return "raised";
+        }
+      });
+      wait_suspended(putter, "queue put");
+      Picky::bad = 99;
+      Picky::fuse = 0;
+      Picky::boom = true;
+      const Picky got = q.get();
+      FIBER_CHECK(got.v == 1);
+      // Bounded: a stranded putter would wait out its 30 s.
+      const std::string what = sp::with_timeout(std::chrono::seconds(10), [&] { return std::string(putter.join()); });
+      Picky::boom = false;
+      FIBER_CHECK(what == "raised");
+      q.task_done();
+      FIBER_CHECK((drain(q) == std::vector<int>{5}));
+      FIBER_CHECK(sp::with_timeout(std::chrono::seconds(10), [&] { q.join(); return true; }));
+    }
   });
 }

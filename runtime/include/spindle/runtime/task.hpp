@@ -36,8 +36,8 @@ struct TaskAccess {
 // completion, and an exception that nobody joined is reported on stderr with
 // the fiber's name (never silently lost).
 //
-// Thread-safety: one Task object is used by one fiber or thread at a time;
-// cancel() may be called from anywhere through any copy of the id.
+// Thread-safety: one Task object is used by one fiber or thread at a time,
+// except cancel() and done(), which any fiber or thread may call meanwhile.
 template <class T>
 class Task {
  public:
@@ -56,7 +56,8 @@ class Task {
   // its exception (Cancelled if it was cancelled). May suspend the calling
   // fiber; on a plain thread it blocks the thread. A cancellation point: if
   // the *caller* is cancelled meanwhile, raises Cancelled and the task keeps
-  // running.
+  // running. A fiber joining its own Task: std::logic_error (it would wait
+  // for ever).
   //
   // Joining again (asyncio: awaiting a task again) gives the same outcome:
   //  - a copyable result is copied out and stays in the task, so every

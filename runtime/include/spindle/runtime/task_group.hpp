@@ -193,16 +193,33 @@ class TaskGroup {
         throw;
       }
     };
-    // Decided before the child is scheduled (a thief could start it at
-    // once); a failure that comes later is handled by adopt().
-    auto task = detail::make_task_maybe_cancelled(nullptr, opts, where, cancelling(),
-                                                  std::move(body));
+    // The child's place in children_ and whether it starts cancelled are
+    // decided before it is scheduled (a thief could start it at once); a
+    // failure that comes later is handled by adopt(), which cannot fail.
+    struct Unreserve {
+      TaskGroup* g;
+      ~Unreserve() {
+        if (g != nullptr) g->unreserve();
+      }
+    };
+    const bool start_cancelled = reserve();
+    Unreserve undo{this};
+    auto task = detail::make_task_maybe_cancelled(nullptr, opts, where, start_cancelled, std::move(body));
+    undo.g = nullptr;
     adopt(detail::TaskAccess::fiber(task));
     return task;
   }
 
-  void adopt(detail::Fiber* f);
-  bool cancelling() const;
+  // reserve: room in children_ for one more child, made before the child
+  // is scheduled, so that adopt() allocates nothing. Before, adopt's
+  // push_back came after the schedule: a bad_alloc there left a running
+  // child outside the group (never waited for, holding a pointer to a
+  // group that might be gone) and a reference leaked (a helper's review).
+  // Returns whether the child must start cancelled. unreserve: the spawn
+  // failed between reserve() and adopt().
+  bool reserve();
+  void unreserve() noexcept;
+  void adopt(detail::Fiber* f) noexcept;
   void child_failed(std::exception_ptr e) noexcept;
   void cancel_children(detail::Fiber* except) noexcept;
   void wait_children();
@@ -211,9 +228,11 @@ class TaskGroup {
 
   mutable std::mutex mu_;
   // Children not yet seen done by a wait; one reference each. Pruned of done
-  // ones in adopt() when it doubles, so a long-lived group stays small.
+  // ones in reserve() when it doubles, so a long-lived group stays small.
+  // Invariant: capacity >= size + reserved_ (reserve, adopt).
   std::vector<detail::Fiber*> children_;  // guarded by mu_
   std::size_t prune_at_ = 64;             // guarded by mu_
+  std::size_t reserved_ = 0;              // places reserved, not yet adopted; guarded by mu_
   std::vector<std::exception_ptr> errors_;  // guarded by mu_
   mutable std::size_t delivered_ = 0;  // errors_ handed out by wait()/errors(); guarded by mu_
   bool cancelling_ = false;    // failure or cancel(): new children start cancelled; guarded by mu_

@@ -10,7 +10,9 @@
 //
 // Queue is FIFO, PriorityQueue hands out the smallest item first (by
 // operator<, as asyncio/heapq), LifoQueue the newest. Waiting putters and
-// getters are each served FIFO. T may be move-only.
+// getters are each served FIFO. T may be move-only; its moves must not
+// throw. A PriorityQueue's operator< may throw: the put or get raises it
+// and the queue is as it was (HeapStore).
 //
 // put/get/join may suspend the calling fiber (a plain thread blocks) and are
 // cancellation points (Cancelled; nothing put or taken). try_put/try_get,
@@ -33,6 +35,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -86,31 +89,87 @@ struct LifoStore {
   void clear() noexcept { c.clear(); }
 };
 
-// Min-heap on operator< (std::priority_queue cannot move its top out). The
-// heap algorithms build a max-heap of their comparator, so the comparator
-// is operator< with its arguments swapped: only operator< is required, as
-// the contract says.
-struct SwappedLess {
-  template <class A>
-  bool operator()(const A& a, const A& b) const { return b < a; }
-};
-
+// Min-heap on operator< (std::priority_queue cannot move its top out),
+// sifted by swaps instead of std::push_heap/pop_heap's moves through a
+// hole: every item stays in `c` at every step, so an operator< that throws
+// part way leaves them all there, and the swaps made so far are undone in
+// reverse. push and pop are all or nothing. Before, a throw lost the item
+// held in the hole, and a get() that refilled from a waiting putter lost
+// its own item and stranded the putter (a helper's review). Only
+// operator< is required, as the contract says; T's moves must not throw.
 template <class T>
 struct HeapStore {
+  static_assert(std::is_nothrow_move_assignable_v<T>,
+                "spindle::PriorityQueue<T>: T's move assignment must be noexcept (wrap T in a std::unique_ptr)");
+  // The deepest path a sift takes: one level per bit of a size.
+  static constexpr std::size_t kMaxDepth = 64;
   std::vector<T> c;
   void expect(std::size_t) noexcept {}
+  // push: moves v in. If operator< throws, v has its item back, c is as
+  // it was, and the exception propagates; bad_alloc from the vector, the
+  // same.
   void push(T&& v) {
     c.push_back(std::move(v));
-    std::push_heap(c.begin(), c.end(), SwappedLess{});
+    std::size_t path[kMaxDepth];  // path[k]: where the item was before its k-th move up
+    std::size_t depth = 0;
+    std::size_t i = c.size() - 1;
+    try {
+      while (i > 0) {
+        const std::size_t up = (i - 1) / 2;
+        if (!(c[i] < c[up])) break;
+        swap_at(i, up);
+        path[depth++] = i;
+        i = up;
+      }
+    } catch (...) {
+      while (depth > 0) {
+        const std::size_t down = path[--depth];
+        swap_at(i, down);
+        i = down;
+      }
+      v = std::move(c.back());
+      c.pop_back();
+      throw;
+    }
   }
+  // pop: the smallest item. Not empty. If operator< throws, c is as it
+  // was and the exception propagates.
   T pop() {
-    std::pop_heap(c.begin(), c.end(), SwappedLess{});
+    const std::size_t last = c.size() - 1;
+    swap_at(0, last);  // the smallest to the end, the last item to the root
+    std::size_t path[kMaxDepth];  // path[k]: where the item was before its k-th move down
+    std::size_t depth = 0;
+    std::size_t i = 0;
+    try {
+      for (;;) {  // sift the root down over c[0, last)
+        const std::size_t l = 2 * i + 1;
+        if (l >= last) break;
+        const std::size_t s = l + 1 < last && c[l + 1] < c[l] ? l + 1 : l;
+        if (!(c[s] < c[i])) break;
+        swap_at(i, s);
+        path[depth++] = i;
+        i = s;
+      }
+    } catch (...) {
+      while (depth > 0) {
+        const std::size_t up = path[--depth];
+        swap_at(i, up);
+        i = up;
+      }
+      swap_at(0, last);
+      throw;
+    }
     T v = std::move(c.back());
     c.pop_back();
     return v;
   }
   std::size_t size() const noexcept { return c.size(); }
   void clear() noexcept { c.clear(); }
+
+ private:
+  void swap_at(std::size_t a, std::size_t b) noexcept {
+    if (a != b) std::swap(c[a], c[b]);  // never a self-move
+  }
 };
 
 template <class T, class Store>
@@ -265,14 +324,24 @@ class BasicQueue {
     return true;
   }
   // get_locked: under mu_. Takes the next item; refills from the oldest
-  // waiting putter.
+  // waiting putter. All or nothing for the caller: a store that throws
+  // (pop and push are all or nothing, HeapStore) leaves the queue as it
+  // was, or, in the refill, the putter's item back in its slot.
   bool get_locked(std::optional<T>& out, Wakeups& wakeups) {
     if (store_.size() == 0) return false;
     out.emplace(store_.pop());
     if (WaitNode* n = putters_.pop_winner()) {
-      store_.push(std::move(*static_cast<T*>(n->slot)));
-      n->slot = nullptr;  // tells the putter its item went in (put_impl)
-      ++unfinished_;
+      try {
+        store_.push(std::move(*static_cast<T*>(n->slot)));
+        n->slot = nullptr;  // tells the putter its item went in (put_impl)
+        ++unfinished_;
+      } catch (...) {
+        // Only a PriorityQueue's operator< throws here (the store just
+        // gave up a place, so nothing allocates). This get keeps its item;
+        // the putter, already chosen, is woken to put again on its own
+        // fiber, where what its item's operator< throws reaches it.
+        n->outcome = kPutAgain;
+      }
       wakeups.add(n);
     }
     return true;
@@ -283,31 +352,38 @@ class BasicQueue {
     return shutdown_;
   }
 
-  // A waiting putter is woken (notified) either by a getter that moved its
-  // item into the store (slot cleared to nullptr under mu_) or by shutdown
-  // (slot left set): node.slot tells which.
+  // A waiting putter is woken (notified) by a getter that moved its item
+  // into the store (slot cleared to nullptr under mu_), by shutdown (slot
+  // left set), or by a getter whose move of it threw (slot left set,
+  // outcome kPutAgain: the put starts over): node.slot and node.outcome
+  // tell which.
   bool put_impl(T& v, const TimePoint* deadline) {
-    {
-      Wakeups wakeups;
-      std::lock_guard g(mu_);
-      if (put_locked(v, wakeups)) return true;
-      if (shutdown_) throw QueueShutDown();
+    for (;;) {
+      {
+        Wakeups wakeups;
+        std::lock_guard g(mu_);
+        if (put_locked(v, wakeups)) return true;
+        if (shutdown_) throw QueueShutDown();
+      }
+      WaitNode node;
+      node.slot = &v;
+      const auto s = suspend_on(
+          mu_, putters_, node, deadline,
+          [&](Wakeups& w) {
+            if (put_locked(v, w)) {
+              node.slot = nullptr;
+              return true;
+            }
+            return shutdown_;  // complete (notified) with the slot still set
+          },
+          "queue put");
+      throw_if_cancelled(s);
+      if (s == Waiter::notified && node.slot != nullptr) {
+        if (node.outcome == kPutAgain) continue;
+        throw QueueShutDown();
+      }
+      return s == Waiter::notified;
     }
-    WaitNode node;
-    node.slot = &v;
-    const auto s = suspend_on(
-        mu_, putters_, node, deadline,
-        [&](Wakeups& w) {
-          if (put_locked(v, w)) {
-            node.slot = nullptr;
-            return true;
-          }
-          return shutdown_;  // complete (notified) with the slot still set
-        },
-        "queue put");
-    throw_if_cancelled(s);
-    if (s == Waiter::notified && node.slot != nullptr) throw QueueShutDown();
-    return s == Waiter::notified;
   }
 
   // A waiting getter is woken (notified) with its slot filled, or by
@@ -327,6 +403,8 @@ class BasicQueue {
     throw_if_cancelled(s);
     if (s == Waiter::notified && !out) throw QueueShutDown();
   }
+
+  static constexpr std::uint32_t kPutAgain = 1;  // a putter's WaitNode::outcome (get_locked)
 
   mutable SpinLock mu_;
   const std::size_t max_;

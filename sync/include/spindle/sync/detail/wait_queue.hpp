@@ -47,6 +47,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <mutex>
 
 #include <spindle/runtime/cancel.hpp>
@@ -159,7 +160,9 @@ class Wakeups {
 
 // suspend_on: the standard slow path. `try_now(Wakeups&)` is called under `mu`
 // from inside publish; it returns true if the operation completed (and may
-// queue wakeups of other waiters), else the node is linked into `list`.
+// queue wakeups of other waiters), else the node is linked into `list`. If
+// it throws, it must leave the primitive unchanged; the exception is raised
+// from suspend_on on the waiting fiber (after the wakeups it queued).
 // Returns the Waiter's final state; on any state but `notified` the node is
 // unlinked again before returning. May suspend; a cancellation point only in
 // that it returns `cancelled` (callers throw).
@@ -170,12 +173,24 @@ SPINDLE_MAY_SUSPEND Waiter::State suspend_on(Lock& mu, WaitList& list, WaitNode&
   Waiter w;
   node.waiter = &w;
   Wakeups wakeups;
+  std::exception_ptr failed;
   const Waiter::State s = suspend(
       w, deadline,
       [&]() -> bool {
         std::lock_guard g(mu);
-        if (try_now(wakeups)) {
-          w.try_complete(Waiter::notified);  // nobody else can see w yet
+        try {
+          if (try_now(wakeups)) {
+            w.try_complete(Waiter::notified);  // nobody else can see w yet
+            return false;
+          }
+        } catch (...) {
+          // publish runs on the worker's side of the switch, where nothing
+          // may escape (select's rule too): what the retry threw (a Queue's
+          // store: bad_alloc, a PriorityQueue's operator<) is raised on the
+          // fiber instead. try_now leaves its primitive as it was when it
+          // throws (its own contract), so the wait simply did not happen.
+          failed = std::current_exception();
+          w.try_complete(Waiter::notified);
           return false;
         }
         list.push_back(&node);
@@ -183,6 +198,7 @@ SPINDLE_MAY_SUSPEND Waiter::State suspend_on(Lock& mu, WaitList& list, WaitNode&
       },
       what);
   wakeups.wake_all();
+  if (failed) std::rethrow_exception(failed);
   if (s != Waiter::notified) {
     std::lock_guard g(mu);
     list.remove(&node);
