@@ -168,7 +168,18 @@ class Hub {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    std::thread([this] { run(); }).detach();
+    try {
+      std::thread([this] { run(); }).detach();
+    } catch (...) {
+      // No thread (EAGAIN): the caller's mask comes back (it is a worker's:
+      // left all-blocked, it lost SIGURG and every signal from then on) and
+      // the pipe goes; the next SignalSet tries again from scratch.
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      g_wake_fd.store(-1, std::memory_order_release);
+      ::close(p[0]);
+      ::close(p[1]);
+      throw;
+    }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
 
