@@ -214,6 +214,14 @@ http_ws_server_key_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_key_ok\(
 io_reactor_end_wakes_nobody :: io/src/reactor.cpp :: s{const bool foreign = w->fiber == nullptr \|\| spindle::detail::runtime_of\(w->fiber\) != own;}{const bool foreign = false; (void)own;} :: io_lifetime :: ^io_lifetime$
 runtime_abandoned_stacks_unmapped :: runtime/src/scheduler.cpp :: s{  stacks_\.leak\(\);\n}{} :: runtime_shutdown :: ^runtime_shutdown$
 runtime_abandoned_join_waits :: runtime/src/fiber.cpp :: s{if \(fs\[i\]->abandoned_\.load\(std::memory_order_relaxed\)\) return !w\.try_complete\(Waiter::cancelled\);}{} :: runtime_shutdown :: ^runtime_shutdown$
+io_fd_pool_clip_unbounded :: io/src/fd_stream.cpp :: s{ && n < detail::kMaxIov;}{;} :: io_fd_stream :: ^io_fd_stream$
+io_read_exact_loses_partial :: io/src/stream_ops.hpp :: s{if \(t != nullptr && done != 0\) unread\(\*t, p, done\);}{(void)done;} :: io_stream :: ^io_stream$
+io_accept_foreign_worker_index :: io/src/reactor.cpp :: s{\(caller < 0 \|\| static_cast<std::size_t>\(caller\) >= epfd_\.size\(\) \? 0 : caller\)}{(caller < 0 ? 0 : caller)} :: io_lifetime :: ^io_lifetime$
+io_spawn_fifo_blocking_open :: io/src/process.cpp :: s{flags \| O_CLOEXEC \| O_NONBLOCK, 0666}{flags | O_CLOEXEC, 0666} :: io_process :: ^io_process$
+sync_heap_push_no_undo :: sync/include/spindle/sync/queue.hpp :: s{      v = std::move\(c\.back\(\)\);\n      c\.pop_back\(\);\n      throw;}{      throw;} :: sync_queue :: ^sync_queue$
+sync_queue_refill_strands_putter :: sync/include/spindle/sync/queue.hpp :: s{n->outcome = kPutAgain;}{} :: sync_queue :: ^sync_queue$
+sync_queue_refill_one_putter :: sync/include/spindle/sync/queue.hpp :: s{while \(max_ == 0 \|\| store_\.size\(\) < max_\) \{}{for (bool once = true; once; once = false) \{} :: sync_queue :: ^sync_queue$
+runtime_self_join_waits :: runtime/src/fiber.cpp :: s{if \(f == current_fiber\(\) && !f->done\(\)\) \{}{if (false) \{} :: runtime_join_again :: ^runtime_join_again$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
 http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|\| loc->empty\(\)\) return false;}{ || !loc) return false;} :: http_client_hostile :: ^http_client_hostile$

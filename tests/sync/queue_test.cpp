@@ -336,5 +336,40 @@ TEST_CASE("PriorityQueue: an operator< that throws loses no item and strands no 
       FIBER_CHECK((drain(q) == std::vector<int>{5}));
       FIBER_CHECK(sp::with_timeout(std::chrono::seconds(10), [&] { q.join(); return true; }));
     }
+    {
+      // The same with a second putter behind the first: the place the get
+      // freed goes to it (stopping at the first left it waiting beside a
+      // free place until its time ran out).
+      sp::PriorityQueue<Picky> q(2);
+      q.put(Picky{1});
+      q.put(Picky{5});
+      auto first = sp::spawn([&] {
+        try {
+          q.put(Picky{99});
+          return false;
+        } catch (const std::runtime_error&) {
+          return true;
+        }
+      });
+      wait_suspended(first, "queue put");
+      auto second = sp::spawn([&] { return q.put_for(Picky{7}, std::chrono::seconds(30)); });
+      wait_suspended(second, "queue put");
+      Picky::bad = 99;
+      Picky::fuse = 0;
+      Picky::boom = true;
+      FIBER_CHECK(q.get().v == 1);
+      // Bounded: a putter left beside a free place waits out its 30 s.
+      FIBER_CHECK(sp::with_timeout(std::chrono::seconds(10), [&] { return second.join(); }));
+      // The first found the queue full again on its own fiber: it waits
+      // for the next place, whose refill raises its item's throw to it.
+      wait_suspended(first, "queue put");
+      FIBER_CHECK(q.get().v == 5);
+      const bool raised = sp::with_timeout(std::chrono::seconds(10), [&] { return first.join(); });
+      Picky::boom = false;
+      FIBER_CHECK(raised);
+      q.task_done();
+      q.task_done();
+      FIBER_CHECK((drain(q) == std::vector<int>{7}));
+    }
   });
 }

@@ -323,14 +323,18 @@ class BasicQueue {
     ++unfinished_;
     return true;
   }
-  // get_locked: under mu_. Takes the next item; refills from the oldest
-  // waiting putter. All or nothing for the caller: a store that throws
-  // (pop and push are all or nothing, HeapStore) leaves the queue as it
-  // was, or, in the refill, the putter's item back in its slot.
+  // get_locked: under mu_. Takes the next item; refills from the waiting
+  // putters, oldest first. All or nothing for the caller: a store that
+  // throws (pop and push are all or nothing, HeapStore) leaves the queue
+  // as it was, or, in the refill, the putter's item back in its slot.
   bool get_locked(std::optional<T>& out, Wakeups& wakeups) {
     if (store_.size() == 0) return false;
     out.emplace(store_.pop());
-    if (WaitNode* n = putters_.pop_winner()) {
+    // One place came free: the first putter whose item goes in takes it.
+    // Putters wait only while the queue is full, so the loop stops there.
+    while (max_ == 0 || store_.size() < max_) {
+      WaitNode* n = putters_.pop_winner();
+      if (n == nullptr) break;
       try {
         store_.push(std::move(*static_cast<T*>(n->slot)));
         n->slot = nullptr;  // tells the putter its item went in (put_impl)
@@ -339,7 +343,9 @@ class BasicQueue {
         // Only a PriorityQueue's operator< throws here (the store just
         // gave up a place, so nothing allocates). This get keeps its item;
         // the putter, already chosen, is woken to put again on its own
-        // fiber, where what its item's operator< throws reaches it.
+        // fiber, where what its item's operator< throws reaches it, and
+        // the next putter is tried for the place (a review: stopping here
+        // left it waiting, or timing out, beside a free place).
         n->outcome = kPutAgain;
       }
       wakeups.add(n);

@@ -299,8 +299,8 @@ struct ServerOptions {
   // Server.RegisterOnShutdown and aiohttp's Application.on_shutdown serve
   // the same purpose. The drain runs beside it and waits for it too: still
   // running at drain_timeout, it is cancelled. What it throws is dropped
-  // with one line on stderr. Not called when the fiber in serve() is
-  // cancelled (everything is cancelled then).
+  // with one line on stderr. When the fiber in serve() is cancelled,
+  // everything is cancelled: the hook may not run, or may be cut short.
   std::function<void()> on_shutdown = {};
   // disconnect_check: a client that goes away (closes or resets its
   // connection) while its handler runs cancels the handler's fiber, as
