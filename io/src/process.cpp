@@ -200,7 +200,9 @@ int child_fd(const Stdio& s, int target, FdGuard& parent) {
       FdGuard g;
       g.fd = ::open(s.path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0666);
       if (g.fd < 0) {
-        if (errno == ENXIO) throw_path(ENXIO, "spawn: open (a FIFO with no reader; Stdio::to_file takes no FIFO)", s.path);
+        if (errno == ENXIO) {
+          throw_path(ENXIO, "spawn: open (a FIFO with no reader, or a socket: Stdio::to_file takes neither)", s.path);
+        }
         throw_path(errno, "spawn: open", s.path);
       }
       struct stat st{};
