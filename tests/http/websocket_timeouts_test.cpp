@@ -202,7 +202,11 @@ TEST_CASE("websocket timeouts: our close() with a sender blocked on a silent pee
           sender_end.set(e.kind());
         }
       });
-      sp::sleep_for(300ms);  // the sender fills the socket and blocks
+      // Until the sender has filled the socket and blocks: a fixed 300 ms
+      // was too short under TSan on a loaded machine (building 32 MiB took
+      // longer), so close() came before the first fragment and the send
+      // rightly raised `closed` (nothing of it had gone out).
+      wait_suspended(sender, "io write");
       try {
         ws.close();
       } catch (const http::WsError&) {
