@@ -171,7 +171,7 @@ runtime_fiber_locals_freed_table_first :: runtime/src/fiber_local.cpp :: s{if \(
 runtime_fiber_local_key_never_reused :: runtime/src/fiber_local.cpp :: s{if \(!r\.free\.empty\(\)\)}{if (false)} :: runtime_fiber_local :: ^runtime_fiber_local$
 runtime_fiber_local_generation_unchecked :: runtime/src/fiber_local.cpp :: s{return slot\.key == key \? slot\.value : nullptr;}{return slot.value;} :: runtime_fiber_local :: ^runtime_fiber_local$
 runtime_stack_size_unchecked :: runtime/src/fiber.cpp :: s{if \(size > kMaxStackSize\) \x7b}{if (false) \x7b} :: runtime_stacks :: ^runtime_stacks$
-http_h2_whole_body_body_timeout :: io/src/http/h2_server.cpp :: s{if \(o\.read_timeout\.count\(\) > 0\) deadline_ = std::min\(deadline_, Clock::now\(\) \+ o\.read_timeout\);}{} :: http_h2_hostile :: ^http_h2_hostile$
+http_h2_whole_body_body_timeout :: io/src/http/h2_server.cpp :: s{if \(o\.read_timeout\.count\(\) > 0\) deadline_ = std::min\(deadline_, spindle::detail::deadline_after\(o\.read_timeout\)\);}{} :: http_h2_hostile :: ^http_h2_hostile$
 io_asio_closed_as_eio :: io/include/spindle/io/asio_stream.hpp :: s{\(in == io::error::closed\)}{(in == io::error::closed && false)} :: io_asio :: ^io_asio$
 sync_mutex_timed_swallows_cancel :: sync/src/mutex.cpp :: s{detail::throw_if_cancelled\(s\);\s*return s == detail::Waiter::notified;}{return s == detail::Waiter::notified;} :: sync_timeouts :: ^sync_timeouts$
 runtime_scope_void_swallow_returns :: runtime/include/spindle/runtime/cancel.hpp :: s{F&>>\)\s*\x7b\s*f\(\);\s*left = true;\s*if \(leave_deadline\(scope\)\) raise\(\);}{F&>>) \x7b f(); left = true; leave_deadline(scope);} :: runtime_task_group :: ^runtime_task_group$
