@@ -122,11 +122,7 @@ struct HeapStore {
         i = up;
       }
     } catch (...) {
-      while (depth > 0) {
-        const std::size_t down = path[--depth];
-        swap_at(i, down);
-        i = down;
-      }
+      undo(path, depth, i);
       v = std::move(c.back());
       c.pop_back();
       throw;
@@ -151,11 +147,7 @@ struct HeapStore {
         i = s;
       }
     } catch (...) {
-      while (depth > 0) {
-        const std::size_t up = path[--depth];
-        swap_at(i, up);
-        i = up;
-      }
+      undo(path, depth, i);
       swap_at(0, last);
       throw;
     }
@@ -167,6 +159,15 @@ struct HeapStore {
   void clear() noexcept { c.clear(); }
 
  private:
+  // undo: the sift's swaps in reverse, from the item's place `i` back
+  // along path[0, depth) (where it was before each move).
+  void undo(const std::size_t* path, std::size_t depth, std::size_t i) noexcept {
+    while (depth > 0) {
+      const std::size_t back = path[--depth];
+      swap_at(i, back);
+      i = back;
+    }
+  }
   void swap_at(std::size_t a, std::size_t b) noexcept {
     if (a != b) std::swap(c[a], c[b]);  // never a self-move
   }
