@@ -127,6 +127,14 @@ TEST_CASE("process: a FIFO as Stdio::to_file is refused without waiting for its 
     if (w >= 0) ::close(w);
     if (r >= 0) ::close(r);
   });
+  struct Stop {  // on every way out, a failed REQUIRE included
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Stop() {
+      done = true;
+      t.join();
+    }
+  } stop{done, other_ends};
   run_checked(1, [&] {
     auto refused = [](std::errc want, const io::ProcessOptions& o) {
       try {
@@ -144,8 +152,6 @@ TEST_CASE("process: a FIFO as Stdio::to_file is refused without waiting for its 
     out.out = io::Stdio::to_file(out_fifo);
     FIBER_CHECK(refused(std::errc::no_such_device_or_address, out));  // no reader
   });
-  done = true;
-  other_ends.join();
   std::filesystem::remove_all(dir);
 }
 
