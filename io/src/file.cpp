@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -109,31 +108,16 @@ File File::open(const std::filesystem::path& path, OpenMode mode, mode_t perms) 
   const int flags = open_flags(mode, path);
   const bool regular = has(mode, OpenMode::regular);
   cancel_point();
-  // kNotRegular: not an errno (those are positive, returned negated).
-  constexpr int kNotRegular = std::numeric_limits<int>::min();
   const int fd = in_pool([&]() noexcept {
     if (!regular) {
       const int r = ::open(path.c_str(), flags, perms);
       return r < 0 ? -errno : r;
     }
-    // O_NONBLOCK: a FIFO's open does not wait for its other end (ENXIO
-    // for a writer with no reader: not regular either).
-    const int r = ::open(path.c_str(), flags | O_NONBLOCK, perms);
-    if (r < 0) return errno == ENXIO ? kNotRegular : -errno;
-    struct stat st{};
-    int err = 0;
-    if (::fstat(r, &st) != 0) {
-      err = -errno;
-    } else if (!S_ISREG(st.st_mode)) {
-      err = kNotRegular;
-    } else if (::fcntl(r, F_SETFL, flags) != 0) {  // the status flags asked for: O_NONBLOCK off
-      err = -errno;
-    }
-    if (err == 0) return r;
-    ::close(r);
-    return err;
+    // ENXIO: a FIFO for writing with no reader, or a socket: not regular either.
+    const int r = detail::open_no_wait(path.c_str(), flags, perms, [](mode_t m) { return S_ISREG(m); });
+    return r == -ENXIO ? detail::kRefusedType : r;
   });
-  if (fd == kNotRegular) {
+  if (fd == detail::kRefusedType) {
     throw_path(EINVAL, "open (not a regular file: OpenMode::regular refuses a FIFO, device or directory)", path);
   }
   if (fd == -ENOENT && (flags & O_CREAT) == 0 && (flags & O_ACCMODE) != O_RDONLY) {

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -16,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -138,5 +140,34 @@ struct FdCloser {
     if (fd >= 0) ::close(fd);
   }
 };
+
+// kRefusedType: open_no_wait's "opened, but not a kind of file the
+// caller takes" (not an errno: those come back negated).
+inline constexpr int kRefusedType = std::numeric_limits<int>::min();
+
+// open_no_wait: open(2) that never waits for a FIFO's other end (it opens
+// with O_NONBLOCK; a FIFO for writing with no reader fails at once with
+// ENXIO, as does a socket), then fstat: a file whose st_mode `accept`
+// refuses is closed and kRefusedType returned; any other gets the status
+// flags asked for back (O_NONBLOCK off). Returns the descriptor, -errno,
+// or kRefusedType. File::open's OpenMode::regular and spawn's
+// Stdio::to_file (which runs on the worker itself) share it.
+template <class Accept>
+int open_no_wait(const char* path, int flags, mode_t perms, Accept accept) noexcept {
+  const int fd = ::open(path, flags | O_NONBLOCK, perms);
+  if (fd < 0) return -errno;
+  struct stat st{};
+  int err = 0;
+  if (::fstat(fd, &st) != 0) {
+    err = -errno;
+  } else if (!accept(st.st_mode)) {
+    err = kRefusedType;
+  } else if (::fcntl(fd, F_SETFL, flags) != 0) {  // F_SETFL takes the status flags only
+    err = -errno;
+  }
+  if (err == 0) return fd;
+  ::close(fd);
+  return err;
+}
 
 }  // namespace spindle::io::detail

@@ -46,6 +46,7 @@
 #include <spindle/runtime/task_group.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 
+#include "file_ops.hpp"
 #include "no_nul.hpp"
 #include "reactor.hpp"
 #include "try_io.hpp"
@@ -190,27 +191,22 @@ int child_fd(const Stdio& s, int target, FdGuard& parent) {
       return fd;
     }
     case Stdio::file: {
-      // Opened without waiting: spawn() runs on the worker and never
-      // suspends, and open(2) of a FIFO waits for its other end (a FIFO
-      // planted at the path stopped the worker and every fiber on it).
-      // A FIFO is refused (one for output with no reader: ENXIO at once);
-      // what else opens (a file, /dev/null, a terminal) gets its blocking
-      // mode back for the child.
+      // Opened without waiting (open_no_wait): spawn() runs on the worker
+      // and never suspends, and open(2) of a FIFO waits for its other end
+      // (a FIFO planted at the path stopped the worker and every fiber on
+      // it). A FIFO is refused; what else opens (a file, /dev/null, a
+      // terminal) gets its blocking mode back for the child.
       const int flags = target == 0 ? O_RDONLY : O_WRONLY | O_CREAT | (s.append ? O_APPEND : O_TRUNC);
-      FdGuard g;
-      g.fd = ::open(s.path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0666);
-      if (g.fd < 0) {
-        if (errno == ENXIO) {
-          throw_path(ENXIO, "spawn: open (a FIFO with no reader, or a socket: Stdio::to_file takes neither)", s.path);
-        }
-        throw_path(errno, "spawn: open", s.path);
+      const int fd =
+          detail::open_no_wait(s.path.c_str(), flags | O_CLOEXEC, 0666, [](mode_t m) { return !S_ISFIFO(m); });
+      if (fd == -ENXIO) {
+        throw_path(ENXIO, "spawn: open (a FIFO with no reader, or a socket: Stdio::to_file takes neither)", s.path);
       }
-      struct stat st{};
-      if (::fstat(g.fd, &st) != 0) throw_path(errno, "spawn: fstat", s.path);
-      if (S_ISFIFO(st.st_mode)) throw_path(EINVAL, "spawn: open (a FIFO: Stdio::to_file takes no FIFO, its open would wait)", s.path);
-      const int fl = ::fcntl(g.fd, F_GETFL);
-      if (fl < 0 || ::fcntl(g.fd, F_SETFL, fl & ~O_NONBLOCK) != 0) throw_path(errno, "spawn: fcntl", s.path);
-      return g.release();
+      if (fd == detail::kRefusedType) {
+        throw_path(EINVAL, "spawn: open (a FIFO: Stdio::to_file takes no FIFO, its open would wait)", s.path);
+      }
+      if (fd < 0) throw_path(-fd, "spawn: open", s.path);
+      return fd;
     }
     case Stdio::pipe_kind: {
       int sv[2];
