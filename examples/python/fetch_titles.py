@@ -1,6 +1,6 @@
 # fetch_titles.py: the Python twin of examples/fetch_titles.cpp (asyncio +
 # aiohttp): a scraper class that fetches pages with bounded concurrency and
-# prints each page's <title>. Lines between scaffold:begin and scaffold:end
+# prints each page's <title> (its first 60 characters). Lines between scaffold:begin and scaffold:end
 # are the test server, not counted (scripts/count_lines.py).
 import asyncio
 import re
@@ -30,7 +30,7 @@ class Scraper:
                         if res.status != 200:
                             return f"HTTP {res.status}"
                         m = TITLE.search(await res.text())
-                        return m.group(1) if m else "(no title)"
+                        return m.group(1)[:60] if m else "(no title)"
             except aiohttp.ClientError as e:
                 return f"failed: {e}"
             finally:
@@ -44,6 +44,8 @@ async def main():
         n = request.match_info["n"]
         if n == "7":
             return web.Response(text="<html><body>untitled</body></html>", content_type="text/html")
+        if n == "13":  # Python's re does not recurse per character: fine here
+            return web.Response(text="<title>Page 13 " + "~" * 100000 + "</title>", content_type="text/html")
         return web.Response(text=f"<html><head><TITLE>Page {n}</TITLE></head></html>", content_type="text/html")
 
     app = web.Application()
@@ -53,7 +55,7 @@ async def main():
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     # scaffold:end
-    paths = [f"/page/{i}" for i in range(1, 13)] + ["/missing"]
+    paths = [f"/page/{i}" for i in range(1, 14)] + ["/missing"]
     async with aiohttp.ClientSession() as session:
         scraper = Scraper(session, 4)
         titles = await scraper.scrape([base + p for p in paths])
