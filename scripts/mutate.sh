@@ -218,6 +218,7 @@ io_fd_pool_clip_unbounded :: io/src/fd_stream.cpp :: s{ && n < detail::kMaxIov;}
 io_read_exact_loses_partial :: io/src/stream_ops.hpp :: s{if \(t != nullptr && done != 0\) unread\(\*t, p, done\);}{(void)done;} :: io_stream :: ^io_stream$
 io_accept_foreign_worker_index :: io/src/reactor.cpp :: s{\(caller < 0 \|\| static_cast<std::size_t>\(caller\) >= epfd_\.size\(\) \? 0 : caller\)}{(caller < 0 ? 0 : caller)} :: io_lifetime :: ^io_lifetime$
 io_spawn_fifo_blocking_open :: io/src/process.cpp :: s{detail::open_no_wait\(s\.path\.c_str\(\), flags \| O_CLOEXEC, 0666, \[\]\(mode_t m\) \{ return !S_ISFIFO\(m\); \}\)}{::open(s.path.c_str(), flags | O_CLOEXEC, 0666)} :: io_process :: ^io_process$
+io_pass_fds_gap_only_open :: io/src/process.cpp :: s{for \(int x = close_from; x < fd; \+\+x\) \x7b}{for (int x = close_from; x < fd; ++x) \x7b if (::fcntl(x, F_GETFD) == -1) continue;} :: io_process :: ^io_process$
 sync_heap_push_no_undo :: sync/include/spindle/sync/queue.hpp :: s{      v = std::move\(c\.back\(\)\);\n      c\.pop_back\(\);\n      throw;}{      throw;} :: sync_queue :: ^sync_queue$
 sync_queue_refill_strands_putter :: sync/include/spindle/sync/queue.hpp :: s{n->outcome = kPutAgain;}{} :: sync_queue :: ^sync_queue$
 sync_queue_refill_one_putter :: sync/include/spindle/sync/queue.hpp :: s{while \(max_ == 0 \|\| store_\.size\(\) < max_\) \{}{for (bool once = true; once; once = false) \{} :: sync_queue :: ^sync_queue$

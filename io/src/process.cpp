@@ -335,15 +335,18 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
   // spindle's are, but one the program inherited, or a library opened
   // without O_CLOEXEC, would reach the child (a socket, a secret file).
   // Python's close_fds=True; glibc 2.34's close_range-backed action. The
-  // pass_fds survive: the ones below each are closed one by one (those
-  // open now; a close action that fails is ignored by glibc), each is
-  // dup2'd onto itself (which clears its close-on-exec in the child,
-  // POSIX 2024, glibc 2.29), and closefrom starts past the last.
+  // pass_fds survive: every number below each is closed one by one, each
+  // is dup2'd onto itself (which clears its close-on-exec in the child,
+  // POSIX 2024, glibc 2.29), and closefrom starts past the last. Every
+  // number, not only those open now: another thread may open one without
+  // O_CLOEXEC before the child's table is copied, and glibc ignores a
+  // close action whose number is not open (only one out of range fails).
+  // The cost: one action (tens of bytes) and one close per number below
+  // the highest pass_fd.
   int close_from = 3;
   if (!keep.empty()) {
     for (const int fd : keep) {
       for (int x = close_from; x < fd; ++x) {
-        if (::fcntl(x, F_GETFD) == -1) continue;
         if (const int rc = posix_spawn_file_actions_addclose(&a.fa, x); rc != 0)
           detail::throw_errno(rc, "spindle::io: spawn: posix_spawn_file_actions_addclose");
       }

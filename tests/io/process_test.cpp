@@ -264,6 +264,53 @@ TEST_CASE("process: a descriptor without close-on-exec does not reach the child;
   });
 }
 
+// The numbers below a pass_fd are closed in the child whether or not they
+// were open when spawn() looked: another thread may open one without
+// O_CLOEXEC just before the child's table is copied. A thread here opens
+// and closes number `gap` (below the pass_fd) as fast as it can while
+// children report whether they got it. Before the fix about a quarter of
+// them did (only the numbers open at the check were closed).
+TEST_CASE("process: a descriptor another thread opens below a pass_fd during the spawn does not reach the child") {
+  constexpr int gap = 250, passed = 300;
+  REQUIRE(::fcntl(gap, F_GETFD) == -1);
+  REQUIRE(::fcntl(passed, F_GETFD) == -1);
+  const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  REQUIRE(null >= 0);
+  REQUIRE(::dup3(null, passed, O_CLOEXEC) == passed);
+  std::atomic<bool> stop{false};
+  std::thread opener([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      ::dup2(null, gap);  // dup2: the copy is not close-on-exec
+      ::close(gap);
+    }
+  });
+  struct Stop {  // on every way out, a failed REQUIRE included
+    std::atomic<bool>& stop;
+    std::thread& t;
+    int null;
+    ~Stop() {
+      stop = true;
+      t.join();
+      ::close(passed);
+      ::close(null);
+    }
+  } stopper{stop, opener, null};
+  int leaked = 0, spawned = 0;
+  run_checked(2, [&] {
+    io::RunOptions r;
+    r.process.pass_fds = {passed};
+    const std::vector<std::string> argv = {
+        "sh", "-c", "if [ -e /proc/$$/fd/" + std::to_string(gap) + " ]; then echo open; else echo closed; fi"};
+    for (int i = 0; i < 150; ++i) {
+      const auto o = io::run_command(argv, r);
+      ++spawned;
+      if (o.out != "closed\n") ++leaked;
+    }
+  });
+  CHECK(spawned == 150);
+  CHECK(leaked == 0);
+}
+
 TEST_CASE("process: 10 MiB on stdout and stderr at once, and 10 MiB through cat, without deadlock") {
   const unsigned workers = GENERATE(1u, 2u);
   INFO("workers " << workers);
