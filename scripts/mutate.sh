@@ -223,6 +223,7 @@ sync_heap_push_no_undo :: sync/include/spindle/sync/queue.hpp :: s{      v = std
 sync_queue_refill_strands_putter :: sync/include/spindle/sync/queue.hpp :: s{n->outcome = kPutAgain;}{} :: sync_queue :: ^sync_queue$
 sync_queue_refill_one_putter :: sync/include/spindle/sync/queue.hpp :: s{while \(max_ == 0 \|\| store_\.size\(\) < max_\) \{}{for (bool once = true; once; once = false) \{} :: sync_queue :: ^sync_queue$
 runtime_self_join_waits :: runtime/src/fiber.cpp :: s{if \(f == current_fiber\(\) && !f->done\(\)\) \{}{if (false) \{} :: runtime_join_again :: ^runtime_join_again$
+runtime_group_self_wait_waits :: runtime/src/task_group.cpp :: s{if \(f == self\) \x7b}{if (false) \x7b} :: runtime_task_group :: ^runtime_task_group$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
 http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|\| loc->empty\(\)\) return false;}{ || !loc) return false;} :: http_client_hostile :: ^http_client_hostile$

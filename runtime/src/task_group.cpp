@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,7 +29,8 @@ TaskGroup::~TaskGroup() {
   try {
     wait_children();
   } catch (...) {
-    // Only Cancelled can get here (the owner was cancelled in our wait).
+    // Cancelled (the owner was cancelled in our wait), or the logic_error
+    // of a child destroying its own group, which drain() reports.
     // The mark stays on the owner, so it surfaces at its next suspension
     // point; the children must still end first (outside the handler).
     interrupted = true;
@@ -129,7 +131,12 @@ void TaskGroup::cancel_children(Fiber* except) noexcept {
 // ended, until none is left. Each child is waited on alone (one join
 // registration), so a group of n children costs O(n) however they end;
 // promptness on failure comes from child_failed, not from this loop.
+// A child waiting on its own group would come to itself and wait for ever
+// (unseen by the deadlock report while any sibling, timer or socket
+// lives): it raises std::logic_error when it gets there, as a Task joining
+// itself does (fiber.cpp), after the children spawned after it.
 void TaskGroup::wait_children() {
+  Fiber* const self = detail::current_fiber();
   for (;;) {
     Fiber* f = nullptr;
     bool finished = false;
@@ -146,6 +153,10 @@ void TaskGroup::wait_children() {
       f->release();
       continue;
     }
+    if (f == self) {
+      f->release();
+      throw std::logic_error("spindle: a TaskGroup's child waited on its own group (it would wait for itself for ever)");
+    }
     struct Ref {
       Fiber* f;
       ~Ref() { f->release(); }
@@ -160,7 +171,10 @@ void TaskGroup::drain() noexcept {
   try {
     shield([&] { wait_children(); });
   } catch (...) {
-    std::fputs("spindle: TaskGroup: could not wait for its children\n", stderr);
+    // bad_alloc, or a child destroying its own group (the logic_error of
+    // wait_children): a destructor cannot report either.
+    std::fprintf(stderr, "spindle: TaskGroup: could not wait for its children: %s\n",
+                 detail::exception_what(std::current_exception()).c_str());
     std::terminate();
   }
 }

@@ -61,6 +61,33 @@ TEST_CASE("a group waits for its children and their children", "[task_group]") {
   });
 }
 
+// A child that waits on its own group would wait for itself: it raises
+// logic_error when wait() reaches it, after its later siblings (the one
+// spawned after it sleeps first). Before, it hung, and so did the owner.
+TEST_CASE("a child that waits on its own group raises logic_error", "[task_group]") {
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
+  run_checked(workers, [] {
+    std::atomic<bool> sibling_done{false};
+    std::string what;
+    sp::TaskGroup g;
+    g.spawn([&] {
+      try {
+        g.wait();
+      } catch (const std::logic_error& e) {
+        what = e.what();
+      }
+      FIBER_CHECK(sibling_done.load());  // waited for the later sibling first
+    });
+    g.spawn([&] {
+      sp::sleep_for(20ms);
+      sibling_done = true;
+    });
+    g.wait();
+    FIBER_CHECK(what.find("its own group") != std::string::npos);
+    FIBER_CHECK(!g.failed());
+  });
+}
+
 TEST_CASE("a long-lived group with many short children", "[task_group]") {
   const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {

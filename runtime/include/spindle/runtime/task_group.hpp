@@ -159,6 +159,8 @@ class TaskGroup {
   // wait: suspends until every child ended, then rethrows the first child
   // failure, if any. A cancellation point (rule 4). May be called again
   // after more spawns; a failed group keeps rethrowing its first failure.
+  // A child of this group that calls it would wait for itself: it gets
+  // std::logic_error instead, once the children spawned after it ended.
   SPINDLE_MAY_SUSPEND void wait();
 
   // cancel: cancels every child, now and spawned later (rule 3). Any fiber
