@@ -224,6 +224,10 @@ sync_queue_refill_strands_putter :: sync/include/spindle/sync/queue.hpp :: s{n->
 sync_queue_refill_one_putter :: sync/include/spindle/sync/queue.hpp :: s{while \(max_ == 0 \|\| store_\.size\(\) < max_\) \{}{for (bool once = true; once; once = false) \{} :: sync_queue :: ^sync_queue$
 runtime_self_join_waits :: runtime/src/fiber.cpp :: s{if \(f == current_fiber\(\) && !f->done\(\)\) \{}{if (false) \{} :: runtime_join_again :: ^runtime_join_again$
 runtime_group_self_wait_waits :: runtime/src/task_group.cpp :: s{if \(f == self\) \x7b}{if (false) \x7b} :: runtime_task_group :: ^runtime_task_group$
+http_client_max_head_wraps :: io/src/http/client.cpp :: s{detail::sat_add\(opt\.max_head, kReadBuffer\)}{opt.max_head + kReadBuffer} :: http_client_hostile :: ^http_client_hostile$
+http_server_max_head_truncated :: io/src/http/server.cpp :: s{p\.header_limit\(detail::u32_limit\(opt\.max_head\)\);}{p.header_limit(static_cast<std::uint32_t>(opt.max_head));} :: http_server_hostile :: ^http_server_hostile$
+http_h2_stream_window_unclamped :: io/src/http/h2_server.cpp :: s{std::min<uint32_t>\(h2_\.stream_window, 0x7fffffff\)}{h2_.stream_window} :: http_h2_hostile :: ^http_h2_hostile$
+sync_semaphore_release_overflows :: sync/src/semaphore.cpp :: s{if \(std::ptrdiff_t sum; __builtin_add_overflow\(count_, n, &sum\)\)}{if (false)} :: sync_primitives :: ^sync_primitives$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
 http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|\| loc->empty\(\)\) return false;}{ || !loc) return false;} :: http_client_hostile :: ^http_client_hostile$

@@ -852,7 +852,11 @@ void Worker::after_wait_publish(const Pending& p) {
     // The fiber may be woken (and run elsewhere) already; it then waits for
     // publishing_ to clear before it looks at w.timer_owner, so the timer we
     // add now is removed by it, or fired and found gone.
-    w->deadline = *p.deadline;
+    // Clamped to the clock's epoch (long past): sleep_until(time_point::
+    // min()) put min in the heap, and the placement policy's `now - due`
+    // overflowed (undefined behaviour). Any deadline before now fires at
+    // the same next look.
+    w->deadline = std::max(*p.deadline, std::chrono::steady_clock::time_point{});
     add_timer(w);
   }
   // The last touch of the fiber for this wait; pairs with the acquire load

@@ -1,6 +1,8 @@
 // semaphore.cpp: Semaphore (see semaphore.hpp).
 #include <spindle/sync/semaphore.hpp>
 
+#include <stdexcept>
+
 namespace spindle {
 
 bool Semaphore::try_acquire() noexcept {
@@ -38,6 +40,11 @@ void Semaphore::release(std::ptrdiff_t n) {
   SPINDLE_CHECK(n >= 0, "Semaphore::release with a negative count: release(n) gives back n >= 0 permits; to take permits, call acquire()");
   detail::Wakeups wakeups;
   std::lock_guard g(mu_);
+  // Checked before anything moves: the permits handed to waiters only
+  // lower what is added (Semaphore(PTRDIFF_MAX).release() was undefined
+  // behaviour, and left a negative count that blocked every acquire).
+  if (std::ptrdiff_t sum; __builtin_add_overflow(count_, n, &sum))
+    throw std::overflow_error("spindle::Semaphore::release: the count would pass PTRDIFF_MAX");
   for (; n > 0; --n) {
     detail::WaitNode* w = waiters_.pop_winner();
     if (w == nullptr) break;

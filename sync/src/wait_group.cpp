@@ -2,11 +2,15 @@
 #include <spindle/sync/barrier.hpp>
 #include <spindle/sync/wait_group.hpp>
 
+#include <stdexcept>
+
 namespace spindle {
 
 void WaitGroup::add(std::ptrdiff_t n) {
   detail::Wakeups wakeups;
   std::lock_guard g(mu_);
+  if (std::ptrdiff_t sum; __builtin_add_overflow(count_, n, &sum))
+    throw std::overflow_error("spindle::WaitGroup::add: the counter would leave ptrdiff_t's range");
   count_ += n;
   SPINDLE_CHECK(count_ >= 0, "WaitGroup counter went negative: done() was called more often than add() counted; call add(n) before starting the n fibers that each call done() once (as Go's sync.WaitGroup)");
   if (count_ == 0) {

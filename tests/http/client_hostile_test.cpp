@@ -8,6 +8,7 @@
 // heads, a drip, redirect loops. Each case checks the error kind, and
 // that the client's descriptors are all closed afterwards.
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -648,6 +649,39 @@ TEST_CASE("client hostile: max_head itself bounds a response head, above and bel
       FIBER_CHECK(what.find("response head too large") != std::string::npos);
       FIBER_CHECK(error_of([&] { c.get(p.url("/reason")); }, &what) == http::errc::malformed_response);
       FIBER_CHECK(c.get(p.url("/under")).text() == "ok");  // a new connection; the client goes on
+    }
+    fds.check();
+  });
+}
+
+// max_head at its type's edge means "as large as it goes": 2^32 was cast
+// to the parser's 32-bit limit as 0 (every response "too large"), and
+// SIZE_MAX plus one read wrapped the buffer's bound to 65,535 (a 96 KiB
+// head "malformed"). read_chunk(SIZE_MAX) sized its string first:
+// length_error.
+TEST_CASE("client hostile: max_head and read_chunk at their type's edge take a big head and body") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      const std::string body(200 * 1024, 'b');
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          read_head(s, buf);
+          std::string h = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+          while (h.size() < 96 * 1024) h += "X-Pad: " + std::string(990, 'p') + "\r\n";
+          s.write_all(h + "\r\n" + body);
+        }
+      });
+      for (const std::size_t max_head : {std::size_t{1} << 32, std::numeric_limits<std::size_t>::max()}) {
+        INFO("max_head " << max_head);
+        http::Client c({.max_head = max_head});
+        FIBER_CHECK(c.get(p.url("/big")).body == body);
+        auto s = c.open("GET", p.url("/big"));
+        std::string got;
+        for (std::string piece; !(piece = s.read_chunk(std::numeric_limits<std::size_t>::max())).empty();) got += piece;
+        FIBER_CHECK(got == body);
+      }
     }
     fds.check();
   });

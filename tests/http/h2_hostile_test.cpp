@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -867,5 +869,48 @@ TEST_CASE("h2 hostile: requests reset the moment they are sent, thousands of tim
     FIBER_CHECK(wait_until([&] { return done.load(); }, slack(std::chrono::seconds(120))));
     t.join();
     FIBER_CHECK(serves(port, slack(std::chrono::seconds(10))));
+  });
+}
+
+// Options at their type's maximum mean "as large as it goes", never a wrap
+// to something small. stream_window past 2^31 - 1 made nghttp2 refuse the
+// whole SETTINGS frame (never sent; every request failed with
+// PROTOCOL_ERROR); reset_burst 2^63 became nghttp2's burst of 1
+// (2 * burst + 1 wrapped); max_outbound_ack SIZE_MAX wrapped the queue cap
+// to 399 frames.
+TEST_CASE("h2 hostile: options at their type's maximum serve, and keep no wrapped limit") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.max_body = 4 << 20;
+    o.http2.stream_window = std::numeric_limits<std::uint32_t>::max();
+    o.http2.connection_window = std::numeric_limits<std::uint32_t>::max();
+    o.http2.reset_burst = std::uint64_t{1} << 63;
+    o.http2.reset_rate = std::uint64_t{1} << 63;
+    o.http2.max_outbound_ack = std::numeric_limits<std::size_t>::max();
+    http::Router r;
+    r.post("/sum", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    {
+      Client c(srv.port());
+      const auto get = c.submit("GET", "/ok");
+      const auto post = c.submit("POST", "/sum", {}, pattern(3 << 20, 7));
+      FIBER_CHECK(c.finish_all(slack(30s)));
+      FIBER_CHECK(c.stream(get).status == 200);
+      FIBER_CHECK(c.stream(post).status == 200);
+      FIBER_CHECK(c.stream(post).body == std::to_string(3 << 20));
+    }
+    // 50 streams opened and reset at once (under max_concurrent_streams,
+    // which reset streams count against until their handlers unwind): far
+    // under the 2^63 burst, so no GOAWAY; the next request is answered.
+    RawConn c(srv.port());
+    std::string b = preface() + settings_ack();
+    std::uint32_t id = 1;
+    for (int i = 0; i < 50; ++i, id += 2) b += headers(id, plain_block("GET", "/ok"), true) + rst_stream(id, NGHTTP2_CANCEL);
+    b += headers(id, plain_block("GET", "/ok"), true);
+    FIBER_CHECK(c.send(b));
+    c.end_of(id, slack(10s));
+    expect(find(c, GOAWAY) == nullptr, "a GOAWAY:" + describe(c));
+    expect(c.status_of(id) == 200 && c.body_of(id) == "ok", "no answer after the resets:" + describe(c));
   });
 }

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -417,6 +418,27 @@ TEST_CASE("server hostile: a head or trailer of many tiny fields is charged per 
     FIBER_CHECK(body_of(exchange(srv.port(), chunked + "X-Sum: 1\r\nX-Other: 2\r\n\r\n")) == "3/2");
     FIBER_CHECK(exchange(srv.port(), chunked + tiny + "\r\n").starts_with("HTTP/1.1 400 "));
     FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
+// max_head at its type's edge means "as large as it goes": 2^32 was cast
+// to the parser's 32-bit limit as 0, and every request got 431.
+TEST_CASE("server hostile: max_head at its type's edge serves a head past Beast's default") {
+  run_checked(2, [] {
+    for (const std::size_t max_head : {std::size_t{1} << 32, std::numeric_limits<std::size_t>::max()}) {
+      INFO("max_head " << max_head);
+      http::Router r;
+      r.get("/", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.headers.size())); });
+      http::ServerOptions o;
+      o.max_head = max_head;
+      LiveServer srv(std::move(r), o);
+      std::string fields;
+      int n = 0;
+      for (; fields.size() < 20000; ++n) fields += "X-F" + std::to_string(n) + ": " + std::string(200, 'v') + "\r\n";
+      const std::string got = exchange(srv.port(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + fields + "\r\n");
+      FIBER_CHECK(got.starts_with("HTTP/1.1 200 "));
+      FIBER_CHECK(body_of(got) == std::to_string(n + 2));
+    }
   });
 }
 

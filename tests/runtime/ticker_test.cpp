@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include <limits>
+
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -88,6 +90,13 @@ TEST_CASE("Ticker: tick is a cancellation point; reset; bad periods", "[ticker]"
       invalid = true;
     }
     FIBER_CHECK(invalid);
+    // A NaN or a hugely negative floating period: refused before any
+    // conversion to nanoseconds (undefined behaviour for these).
+    for (const double secs : {std::numeric_limits<double>::quiet_NaN(), -1e300, -0.0}) {
+      FIBER_CHECK(spindle_test::raises<std::invalid_argument>([&] { sp::Ticker bad{std::chrono::duration<double>(secs)}; }));
+      FIBER_CHECK(spindle_test::raises<std::invalid_argument>([&] { ticker.reset(std::chrono::duration<double>(secs)); }));
+    }
+    FIBER_CHECK(ticker.period() == std::chrono::milliseconds(2));  // a refused reset changed nothing
   });
 }
 

@@ -6,6 +6,8 @@
 #include <numeric>
 #include <vector>
 
+#include <spindle/sync/event.hpp>
+
 #include "spindle_test.hpp"
 
 using namespace spindle_test;
@@ -61,6 +63,24 @@ TEST_CASE("sleep_until: a past deadline returns, a future one is honoured", "[ti
     sp::sleep_until(until);
     CHECK(Clock::now() >= until);
     CHECK(Clock::now() - t0 < slack(2s));
+  });
+}
+
+// time_point::min() as a deadline ("long past") went into the timer heap
+// as it was, and another worker's look at the heap computed `now - due`:
+// a signed overflow (undefined behaviour; the asan-ubsan preset halts on
+// it). Many fibers on two workers, so that the other worker looks while
+// such a timer is queued.
+TEST_CASE("sleep_until and wait_until time_point::min() return at once", "[timer]") {
+  run_checked(2, [] {
+    std::vector<sp::Task<void>> ts;
+    for (int i = 0; i < 16; ++i)
+      ts.push_back(sp::spawn([] {
+        for (int k = 0; k < 2000; ++k) sp::sleep_until(Clock::time_point::min());
+      }));
+    sp::Event never;
+    FIBER_CHECK(!never.wait_until(Clock::time_point::min()));
+    for (auto& t : ts) t.join();
   });
 }
 

@@ -1,5 +1,8 @@
 // primitives_test.cpp: Event, Semaphore, WaitGroup, Barrier.
+#include <cstddef>
+#include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <vector>
 
 #include "sync_test_util.hpp"
@@ -109,6 +112,28 @@ TEST_CASE("WaitGroup: wait returns when the counter reaches zero", "[wait_group]
     wg.wait();
     REQUIRE(wg.count() == 0);
   });
+}
+
+// Counts at ptrdiff_t's edge: a clear error, the count unchanged. Before,
+// release() overflowed (undefined behaviour) to a negative count that
+// blocked every later acquire.
+TEST_CASE("Semaphore and WaitGroup: a count past ptrdiff_t's range is overflow_error, nothing changed", "[semaphore][wait_group]") {
+  constexpr auto kMax = std::numeric_limits<std::ptrdiff_t>::max();
+  sp::Semaphore s(kMax);
+  CHECK(spindle_test::raises<std::overflow_error>([&] { s.release(1); }));
+  CHECK(s.available() == kMax);
+  CHECK(s.try_acquire());
+  s.release(1);
+  CHECK(s.available() == kMax);
+  sp::Semaphore half(kMax / 2 + 1);
+  CHECK(spindle_test::raises<std::overflow_error>([&] { half.release(kMax / 2 + 1); }));
+  CHECK(half.available() == kMax / 2 + 1);
+  sp::WaitGroup wg(kMax);
+  CHECK(spindle_test::raises<std::overflow_error>([&] { wg.add(1); }));
+  CHECK(wg.count() == kMax);
+  wg.add(-kMax);
+  CHECK(wg.count() == 0);
+  wg.wait();  // zero: returns at once
 }
 
 TEST_CASE("Barrier: phases keep participants in step", "[barrier]") {

@@ -60,6 +60,7 @@
 
 #include "../file_ops.hpp"
 #include "head_fields.hpp"
+#include "limits.hpp"
 #include "transport.hpp"
 #include "url.hpp"
 #if SPINDLE_HAVE_HTTP2
@@ -817,7 +818,7 @@ std::unique_ptr<Conn> detail::ClientPool::connect(const Url& u) {
   // neither (a 512 MiB chunk extension would be held whole): this bound
   // makes them malformed_response (buffer_overflow) instead of unbounded
   // memory.
-  c->buf.max_size(opt.max_head + kReadBuffer);
+  c->buf.max_size(detail::sat_add(opt.max_head, kReadBuffer));
   c->buf.reserve(kReadBuffer);
 #if SPINDLE_HAVE_TLS
   io::TlsContext ctx;
@@ -930,7 +931,7 @@ int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
   if (++c.interim > kMaxInterim)
     throw Error(errc::malformed_response, "more than " + std::to_string(kMaxInterim) + " 1xx responses (" + u.str() + ")");
   bhttp::response_parser<bhttp::empty_body> interim;
-  interim.header_limit(static_cast<std::uint32_t>(opt.max_head));
+  interim.header_limit(detail::u32_limit(opt.max_head));
   beast::error_code ec;
   TimedStream ts{c.s, opt.read_timeout};
   try {
@@ -954,7 +955,7 @@ bool final_keeps_alive(Conn& c, const Url& u, const ClientOptions& opt) {
   // the head's end, so a head dripped a byte per read costs linear time
   // (a parser per read would rescan it each time: quadratic in max_head).
   bhttp::response_parser<bhttp::empty_body> p;
-  p.header_limit(static_cast<std::uint32_t>(opt.max_head));
+  p.header_limit(detail::u32_limit(opt.max_head));
   p.eager(false);
   for (;;) {
     beast::error_code ec;
@@ -1247,7 +1248,7 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
     if (reused && replayable(method, ro, gen_called)) return false;
     throw map_error(ec, u, opt.max_body, c.s);
   }
-  p.header_limit(static_cast<std::uint32_t>(opt.max_head));
+  p.header_limit(detail::u32_limit(opt.max_head));
   if (method == "HEAD") p.skip(true);
   TimedStream ts{c.s, opt.read_timeout};
   try {
@@ -1579,7 +1580,10 @@ std::size_t StreamedResponse::read_some(std::span<std::byte> buf) {
 }
 
 std::string StreamedResponse::read_chunk(std::size_t max) {
-  std::string out(max, '\0');
+  // The string is sized (and zeroed) before the read: read_chunk(1 GiB)
+  // touched a GiB on every call, and SIZE_MAX threw length_error.
+  constexpr std::size_t kMostPerCall = 1024 * 1024;
+  std::string out(std::min(max, kMostPerCall), '\0');
   out.resize(read_some(out.data(), out.size()));
   return out;
 }

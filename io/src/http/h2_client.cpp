@@ -251,7 +251,11 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(max_head_, 0xffffffffu))},
   };
-  nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  if (nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0) {
+    nghttp2_session_del(s_);  // (the destructor does not run for a constructor that throws)
+    s_ = nullptr;
+    throw std::bad_alloc();
+  }
   nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0, g_conn_window.load(std::memory_order_relaxed));
 }
 

@@ -51,6 +51,7 @@
 #include "ascii.hpp"
 #include "h2_common.hpp"
 #include "h2_mem.hpp"
+#include "limits.hpp"
 #include "../idle_wait.hpp"
 #include "call_handler.hpp"
 
@@ -251,7 +252,9 @@ class H2Conn {
   // client that keeps sending them is taken for a flood (feed): its acks'
   // bound, and four per stream it may open.
   std::size_t queue_cap() const noexcept {
-    return static_cast<std::size_t>(h2_.max_outbound_ack) + 4 * static_cast<std::size_t>(h2_.max_concurrent_streams);
+    // Saturating: max_outbound_ack = SIZE_MAX ("no bound") wrapped to ~400.
+    return detail::sat_add(static_cast<std::size_t>(h2_.max_outbound_ack),
+                           4 * static_cast<std::size_t>(h2_.max_concurrent_streams));
   }
   bool writer();
   bool may_release() const;
@@ -635,7 +638,9 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, H2Env env)
   nghttp2_option_set_no_closed_streams(op, 1);
   nghttp2_option_set_max_continuations(op, h2_.max_continuations);
   // A backstop only: client_reset answers first (ENHANCE_YOUR_CALM).
-  nghttp2_option_set_stream_reset_rate_limit(op, 2 * h2_.reset_burst + 1, 2 * h2_.reset_rate + 1);
+  // (Saturating: a burst past 2^63 wrapped to a small one.)
+  const auto twice_plus_one = [](std::uint64_t v) { return detail::sat_add(detail::sat_add(v, v), std::uint64_t{1}); };
+  nghttp2_option_set_stream_reset_rate_limit(op, twice_plus_one(h2_.reset_burst), twice_plus_one(h2_.reset_rate));
   nghttp2_option_set_max_settings(op, h2_.max_settings);
   nghttp2_option_set_max_outbound_ack(op, h2_.max_outbound_ack);
   nghttp2_mem mem = mem_.mem();  // copied by the session
@@ -647,11 +652,18 @@ H2Conn::H2Conn(Transport& t, const io::Endpoint& peer, H2Env env)
   if (rv != 0) throw std::bad_alloc();
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2_.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h2_.stream_window},
+      // 2^31 - 1 at most (RFC 9113 6.5.2): past it nghttp2 refused the
+      // whole SETTINGS frame, and every stream failed with PROTOCOL_ERROR.
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, std::min<uint32_t>(h2_.stream_window, 0x7fffffff)},
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, std::clamp<uint32_t>(h2_.max_frame_size, 16384, 16777215)},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(env_.opt.max_head, 0xffffffffu))},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, detail::u32_limit(env_.opt.max_head)},
   };
-  nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  // Every value is in range above, so only memory can fail it; a session
+  // without its SETTINGS would hold none of these limits.
+  if (nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0) {
+    nghttp2_session_del(s_);  // no destructor runs for a constructor that throws
+    throw std::bad_alloc();
+  }
   if (h2_.connection_window > 65535) {
     nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0,
                                           static_cast<int32_t>(std::min<uint32_t>(h2_.connection_window, 0x7fffffff)));

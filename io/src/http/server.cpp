@@ -107,6 +107,7 @@
 #include "call_handler.hpp"
 #include "head_scan.hpp"
 #include "head_fields.hpp"
+#include "limits.hpp"
 #include "response_head.hpp"
 #include "spread_count.hpp"
 #include "transport.hpp"
@@ -1663,7 +1664,7 @@ void Server::State::serve_conn(Conn& c) {
         return;  // a pipelined request not yet started when shutdown came
       }
       Parser p;
-      p.header_limit(static_cast<std::uint32_t>(opt.max_head));
+      p.header_limit(detail::u32_limit(opt.max_head));
       // Off: BodyReader::load applies max_body to bodies read whole (top).
       p.body_limit(std::numeric_limits<std::uint64_t>::max());
       // A chunk's extensions are bounded by the head's limit (the buffer's

@@ -43,7 +43,7 @@ class Ticker {
   // years: in the clock's nanoseconds it would overflow.
   template <class Rep, class Period>
   explicit Ticker(std::chrono::duration<Rep, Period> period)
-      : period_(checked(std::chrono::ceil<Clock::duration>(detail::capped(period)))),
+      : period_(checked(period)),
         next_(Clock::now() + period_) {}
 
   // tick: waits until the next tick and returns how many ticks went by
@@ -63,7 +63,7 @@ class Ticker {
   // reset: a new period; the next tick is one (new) period from now.
   template <class Rep, class Period>
   void reset(std::chrono::duration<Rep, Period> period) {
-    period_ = checked(std::chrono::ceil<Clock::duration>(detail::capped(period)));
+    period_ = checked(period);
     next_ = Clock::now() + period_;
   }
 
@@ -72,9 +72,14 @@ class Ticker {
   Clock::time_point next() const noexcept { return next_; }
 
  private:
-  static Clock::duration checked(Clock::duration p) {
-    if (p <= Clock::duration::zero()) throw std::invalid_argument("spindle::Ticker: period must be positive");
-    return p;
+  // checked: the period in the clock's unit. Tested in its own unit
+  // first: a NaN or a -1e300 s period converted to nanoseconds is
+  // undefined behaviour before any test of the result could refuse it.
+  template <class Rep, class Period>
+  static Clock::duration checked(std::chrono::duration<Rep, Period> p) {
+    if (!(p > std::chrono::duration<Rep, Period>::zero()))
+      throw std::invalid_argument("spindle::Ticker: period must be positive");
+    return std::chrono::ceil<Clock::duration>(detail::capped(p));
   }
   Clock::duration period_;
   Clock::time_point next_;

@@ -39,7 +39,8 @@ class Semaphore {
   }
   SPINDLE_MAY_SUSPEND bool acquire_until(std::chrono::steady_clock::time_point t);
   // release: returns n permits (n >= 0). Never suspends; any fiber or thread
-  // (a permit need not be released by the one that acquired it).
+  // (a permit need not be released by the one that acquired it). A count
+  // that would pass PTRDIFF_MAX is std::overflow_error, nothing released.
   void release(std::ptrdiff_t n = 1);
   // available: free permits right now (a snapshot). Never suspends.
   std::ptrdiff_t available() const noexcept;

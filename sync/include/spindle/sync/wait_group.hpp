@@ -23,7 +23,9 @@ class WaitGroup {
   WaitGroup& operator=(const WaitGroup&) = delete;
 
   // add: adds n (may be negative) to the counter; at zero wakes all waiters.
-  // A negative counter aborts. Never suspends; any fiber or thread.
+  // A negative counter aborts; one that would leave ptrdiff_t's range is
+  // std::overflow_error, the counter unchanged. Never suspends; any fiber
+  // or thread.
   void add(std::ptrdiff_t n = 1);
   // done: add(-1).
   void done() { add(-1); }

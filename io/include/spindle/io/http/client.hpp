@@ -264,8 +264,8 @@ class StreamedResponse {
   SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n) {
     return read_some(std::span<std::byte>(static_cast<std::byte*>(p), n));
   }
-  // read_chunk: the next piece of the body, at most max bytes; empty at the
-  // end.
+  // read_chunk: the next piece of the body, at most max bytes (and at most
+  // 1 MiB whatever max is); empty at the end.
   SPINDLE_MAY_SUSPEND std::string read_chunk(std::size_t max = 64 * 1024);
   // read_all: the rest of the body as one string; more than max bytes is
   // errc::body_too_large (and closes the connection).

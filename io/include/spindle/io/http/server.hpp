@@ -179,7 +179,8 @@ struct Http2Options {
   // per stream (SETTINGS_INITIAL_WINDOW_SIZE) and per connection (all its
   // streams). Window updates follow the handler's reads, so a slow reader
   // stalls only its own stream, and a connection holds at most
-  // connection_window bytes of unread bodies.
+  // connection_window bytes of unread bodies. Each at most 2^31 - 1, the
+  // protocol's largest window: a larger value is taken as that.
   std::uint32_t stream_window = 64 * 1024;
   std::uint32_t connection_window = 1024 * 1024;
   // Request bodies read whole (a Router's Body::whole routes, a plain
