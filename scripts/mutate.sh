@@ -228,6 +228,7 @@ http_client_max_head_wraps :: io/src/http/client.cpp :: s{detail::sat_add\(opt\.
 http_server_max_head_truncated :: io/src/http/server.cpp :: s{p\.header_limit\(detail::u32_limit\(opt\.max_head\)\);}{p.header_limit(static_cast<std::uint32_t>(opt.max_head));} :: http_server_hostile :: ^http_server_hostile$
 http_h2_stream_window_unclamped :: io/src/http/h2_server.cpp :: s{std::min<uint32_t>\(h2_\.stream_window, 0x7fffffff\)}{h2_.stream_window} :: http_h2_hostile :: ^http_h2_hostile$
 sync_semaphore_release_overflows :: sync/src/semaphore.cpp :: s{if \(std::ptrdiff_t sum; __builtin_add_overflow\(count_, n, &sum\)\)}{if (false)} :: sync_primitives :: ^sync_primitives$
+http_ws_sender_blind_to_failed_flush :: io/src/http/websocket.cpp :: s{if \(wait_turn && wire\.flushes_failed\.load\(std::memory_order_relaxed\) != failed_before\)}{if (false)} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
 http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|\| loc->empty\(\)\) return false;}{ || !loc) return false;} :: http_client_hostile :: ^http_client_hostile$

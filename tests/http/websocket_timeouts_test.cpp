@@ -317,3 +317,56 @@ TEST_CASE("websocket timeouts: echo round trips with and without send_timeout", 
     }
   }
 }
+
+// Senders queue for the flush turn behind one whose write is stuck on a
+// peer that reads nothing; its send_timeout fails it. The next sender in
+// line takes every queued sender's frames in one write, which times out
+// too. Before, each sender after it then found nothing left to write and
+// returned success for a message that never left. Now every one of them
+// raises (timeout for the one whose write it was, connection_lost after).
+TEST_CASE("websocket timeouts: senders whose frames another sender's failed flush took are told so") {
+  constexpr int kSenders = 12;
+  run_checked(2, [] {
+    std::atomic<int> succeeded{0}, raised{0};
+    std::atomic<bool> done{false};
+    http::WsOptions o;
+    o.send_timeout = 500ms;
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      // C: 64 KiB messages until one blocks in its write (the peer reads
+      // nothing), holding the flush turn.
+      auto stuck = sp::spawn([&] {
+        try {
+          for (;;) ws.send_binary(std::string(64 * 1024, 'c'));
+        } catch (const http::WsError&) {
+        }
+      });
+      try {
+        wait_fiber_suspended(stuck.id(), "io write");
+        std::vector<sp::Task<void>> senders;
+        for (int i = 0; i < kSenders; ++i)
+          senders.push_back(sp::spawn([&] {
+            try {
+              ws.send_text(std::string(1000, 's'));
+              succeeded.fetch_add(1);
+            } catch (const http::WsError&) {
+              raised.fetch_add(1);
+            }
+          }));
+        for (auto& s : senders) s.join();
+      } catch (...) {
+        stuck.cancel();
+      }
+      try {
+        stuck.join();
+      } catch (const sp::Cancelled&) {
+      }
+      done.store(true);
+    }, o);
+    PeerThread peer(srv.srv.port());
+    FIBER_CHECK(wait_until([&] { return done.load(); }, slack(20s)));
+    peer.stop();
+    INFO("succeeded " << succeeded.load() << ", raised " << raised.load());
+    FIBER_CHECK(succeeded.load() == 0);
+    FIBER_CHECK(raised.load() == kSenders);
+  });
+}

@@ -280,6 +280,16 @@ struct Wire {
   // giving up the wait for it, where a stale count only defers pongs on a
   // connection that is broken from then on.
   std::atomic<int> sender_frames{0};
+  // Flushes whose write failed or was cut (frames taken from `out` and
+  // lost), counted by the flusher while it still holds flush_mu. A sender
+  // reads it before its append (Impl::append) and again once its own
+  // flush returns: a sender's frames may go out in another sender's
+  // flush, and if that flush failed they are lost while this sender's own
+  // turn finds `out` empty and returned success (it now raises). Relaxed:
+  // the increment precedes that flusher's unlock, and the sender's second
+  // read follows its own lock of flush_mu; its first read precedes its
+  // append, which precedes (out_mu) any swap that takes its frames.
+  std::atomic<std::uint64_t> flushes_failed{0};
 
   // Pongs in `out` (under out_mu; both reset when a flusher takes it).
   // The receiver answers each ping without waiting for the flush turn, so
@@ -338,7 +348,12 @@ struct Wire {
           out_pongs = 0;
           last_pong = std::string::npos;
         }
-        write_chunk(chunk);
+        try {
+          write_chunk(chunk);
+        } catch (...) {
+          flushes_failed.fetch_add(1, std::memory_order_relaxed);  // before `turn` lets go
+          throw;
+        }
       }
       turn.unlock();
       std::lock_guard lk(out_mu);
@@ -857,10 +872,12 @@ struct WebSocket::Impl {
   // with wait_turn next. A throw from inside Beast's write (bad_alloc in
   // the append) may leave part of a frame in wire.out and Beast's state
   // mid-message: broken.
+  // Returns wire.flushes_failed as it was before the append, for flush.
   template <class F>
-  void append(F&& f) {
+  std::uint64_t append(F&& f) {
     std::lock_guard lk(mu);
     check_open();
+    const std::uint64_t failed_before = wire.flushes_failed.load(std::memory_order_relaxed);
     wire.sender_frames.fetch_add(1, std::memory_order_relaxed);
     beast::error_code ec;
     try {
@@ -875,11 +892,11 @@ struct WebSocket::Impl {
       end(kClosed);
       throw WsError(ws_errc::closed, "spindle::http::WebSocket: closed");
     }
+    return failed_before;
   }
   template <class F>
   void write(F&& f) {
-    append(std::forward<F>(f));
-    flush(true);
+    flush(true, append(std::forward<F>(f)));
   }
 
   // send_message: one text or binary message. Up to kFragment bytes it
@@ -898,14 +915,15 @@ struct WebSocket::Impl {
   static constexpr std::size_t kFragment = 64 * 1024;
   void send_message(bool text, std::string_view data) {
     if (data.size() <= kFragment) {
+      std::uint64_t failed_before;
       {
         std::lock_guard turn(send_mu);
-        append([&](beast::error_code& ec) {
+        failed_before = append([&](beast::error_code& ec) {
           ws.text(text);
           ws.write(net::buffer(data.data(), data.size()), ec);
         });
       }
-      flush(true);
+      flush(true, failed_before);
       return;
     }
     std::lock_guard turn(send_mu);
@@ -914,13 +932,13 @@ struct WebSocket::Impl {
       while (!data.empty()) {
         const std::size_t n = std::min(data.size(), kFragment);
         const bool fin = n == data.size();
-        append([&](beast::error_code& ec) {
+        const std::uint64_t failed_before = append([&](beast::error_code& ec) {
           if (!started) ws.text(text);
           started = true;  // from here a throw leaves the message cut
           ws.write_some(fin, net::buffer(data.data(), n), ec);
         });
         data.remove_prefix(n);
-        flush(true);
+        flush(true, failed_before);
       }
     } catch (const WsError& e) {
       if (!started || data.empty()) throw;
@@ -940,10 +958,18 @@ struct WebSocket::Impl {
   // flush: wire.flush, with failures turned into the broken state. A flush
   // cut by cancellation loses the frames it had taken: broken too.
   // wait_turn: the caller is a sender that appended through append()
-  // (counted there); otherwise a flusher that never waits.
-  void flush(bool wait_turn) {
+  // (counted there; failed_before is what append returned); otherwise a
+  // flusher that never waits. A sender whose frames another flusher took
+  // and lost (Wire::flushes_failed moved) gets connection_lost.
+  void flush(bool wait_turn, std::uint64_t failed_before = 0) {
     try {
       wire.flush(wait_turn, wait_turn);
+      if (wait_turn && wire.flushes_failed.load(std::memory_order_relaxed) != failed_before) {
+        end(kBroken);
+        throw_lost("connection lost: a write that carried our frames failed");
+      }
+    } catch (const WsError&) {
+      throw;
     } catch (const std::system_error& e) {
       end(kBroken);
       throw_lost(e.what());

@@ -270,9 +270,9 @@ class WebSocket {
   // of 64 KiB beyond (each sent before the next is made, so a peer that
   // reads slowly holds a fragment's copy, not the message's; messages from
   // concurrent senders never interleave). Returns once its frames have
-  // gone to the socket (by this call or by another sender's flush, whose
-  // failure raises at the next call). Raises WsError(closed) once the
-  // WebSocket is closed; a
+  // gone to the socket (by this call or by another sender's flush; if
+  // that flush failed, this call raises connection_lost too). Raises
+  // WsError(closed) once the WebSocket is closed; a
   // message cut after its first fragment breaks the connection
   // (connection_lost).
   SPINDLE_MAY_SUSPEND void send_text(std::string_view text);
