@@ -71,6 +71,32 @@ json fetch_json(http::Client& client, const std::string& url) {
   return res.json();
 }
 
+// amount: a quantity or a price in cents, a whole number under a million;
+// anything else in a reply raises (and cannot overflow the sums).
+long long amount(const json& j) {
+  if (!j.is_number_integer() || j.get<long long>() < 0 || j.get<long long>() >= 1'000'000)
+    throw std::runtime_error("not an amount: " + j.dump());
+  return j.get<long long>();
+}
+
+// merge: per user, the orders, items and spending (prices in cents). at()
+// and get<>() raise json::exception on a reply of another shape (a key
+// missing, a string for a number), where operator[] would read past it.
+json merge(const json& users_in, const json& orders_in, const json& prices) {
+  json users = json::array();
+  for (const auto& u : users_in) {
+    long long orders = 0, items = 0, cents = 0;
+    for (const auto& o : orders_in) {
+      if (o.at("user") != u.at("id")) continue;
+      ++orders;
+      items += amount(o.at("qty"));
+      cents += amount(o.at("qty")) * amount(prices.value(o.at("sku").get<std::string>(), json(0)));
+    }
+    users.push_back({{"name", u.at("name")}, {"orders", orders}, {"items", items}, {"spent_cents", cents}});
+  }
+  return users;
+}
+
 }  // namespace
 
 int main() {
@@ -106,22 +132,14 @@ int main() {
 
     int rc = 1;
     if (got.contains("users") && got.contains("orders") && got.contains("prices")) {
-      // Merge: per user, the orders, items and spending (prices in cents).
-      json users = json::array();
-      for (const auto& u : got["users"]) {
-        int orders = 0, items = 0, cents = 0;
-        for (const auto& o : got["orders"]) {
-          if (o["user"] != u["id"]) continue;
-          ++orders;
-          items += o["qty"].get<int>();
-          cents += o["qty"].get<int>() * got["prices"].value(o["sku"].get<std::string>(), 0);
-        }
-        users.push_back({{"name", u["name"]}, {"orders", orders}, {"items", items}, {"spent_cents", cents}});
+      try {
+        json summary = {{"users", merge(got["users"], got["orders"], got["prices"])}, {"failed", failures}};
+        if (got.contains("inventory")) summary["inventory"] = got["inventory"];
+        std::cout << "summary: " << summary.dump() << '\n';
+        rc = failures.size() == 2 ? 0 : 1;
+      } catch (const std::exception& e) {  // a reply of another shape than the merge reads
+        std::cout << "summary: cannot merge: " << e.what() << '\n';
       }
-      json summary = {{"users", users}, {"failed", failures}};
-      if (got.contains("inventory")) summary["inventory"] = got["inventory"];
-      std::cout << "summary: " << summary.dump() << '\n';
-      rc = failures.size() == 2 ? 0 : 1;
     } else {
       std::cout << "summary: cannot merge without users, orders and prices\n";
     }

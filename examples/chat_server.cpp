@@ -14,7 +14,8 @@
 // (one reader and one writer fiber per stream: full duplex). The Hub's lock
 // is a std::mutex: nothing under it suspends (try_send never waits), so a
 // broadcast costs no fiber switch. Memory stays bounded: an outbox holds
-// at most 1,024 lines, and a line for a member whose outbox is full is
+// at most 256 KiB of text (bytes, not lines: 1,024 lines of 4 KiB each were
+// 4 MiB per client), and a line for a member whose outbox is full is
 // dropped for that member (a client that stopped reading cannot stall the
 // others or grow the server).
 //
@@ -49,11 +50,20 @@ namespace io = spindle::io;
 
 namespace {
 
-constexpr std::size_t kOutbox = 1024;    // lines queued per client
+constexpr std::size_t kOutboxBytes = 256 << 10;  // bytes queued per client, at most
 constexpr std::size_t kMaxName = 256;    // a longer name ends the connection
 constexpr std::size_t kMaxLine = 4096;   // longer lines end the connection
 
-using Outbox = sp::Channel<std::string>;
+struct Outbox {
+  sp::Channel<std::string> lines{sp::unbounded};  // bounded by `bytes` instead
+  std::atomic<std::size_t> bytes{0};              // queued in `lines`
+  // offer: queues text, unless the outbox would pass kOutboxBytes.
+  bool offer(const std::string& text) {
+    if (bytes + text.size() > kOutboxBytes) return false;
+    bytes += text.size();
+    return lines.try_send(text);
+  }
+};
 
 // parse_uint: true when all of s is a decimal number <= max (then in out).
 bool parse_uint(const char* s, unsigned long max, unsigned long& out) {
@@ -69,14 +79,14 @@ class Hub {
     broadcast_locked(nullptr, "* " + name + " joined\n");
     members_[&me] = name;
     // A new outbox has room: the welcome is never dropped.
-    me.try_send("* welcome " + name + ", " + std::to_string(members_.size() - 1) + " others here\n");
+    me.offer("* welcome " + name + ", " + std::to_string(members_.size() - 1) + " others here\n");
   }
   // leave: after it, nothing is sent to `me`, and its outbox is closed (its
   // writer drains what is queued, then ends). Once per join.
   void leave(Outbox& me) {
     std::lock_guard lk(mu_);
     const std::string name = members_.extract(&me).mapped();
-    me.close();
+    me.lines.close();
     broadcast_locked(nullptr, "* " + name + " left\n");
   }
   void say(Outbox& from, const std::string& line) {
@@ -92,7 +102,7 @@ class Hub {
  private:
   void broadcast_locked(const Outbox* except, const std::string& text) {
     for (auto& [outbox, name] : members_) {
-      if (outbox != except && !outbox->try_send(text)) ++dropped_;  // full: dropped for it
+      if (outbox != except && !outbox->offer(text)) ++dropped_;  // full: dropped for it
     }
   }
   std::mutex mu_;
@@ -112,7 +122,7 @@ void serve(io::TcpStream s, Hub& hub) {
   if (!name.ends_with('\n')) return;  // gone before joining
   name.pop_back();
   if (name.ends_with('\r')) name.pop_back();
-  Outbox outbox(kOutbox);
+  Outbox outbox;
   hub.join(outbox, name);
   // Declared in this order, the guard leaves first on every path out
   // (cancellation included): it closes the outbox that the writer's group
@@ -121,7 +131,10 @@ void serve(io::TcpStream s, Hub& hub) {
   auto leave = sp::defer([&] { hub.leave(outbox); });
   writer.spawn([&] {
     try {
-      for (std::string text : outbox) s.write_all(text);
+      for (std::string text : outbox.lines) {
+        outbox.bytes -= text.size();
+        s.write_all(text);
+      }
     } catch (const std::system_error&) {
       // The client went away; its reader sees it too.
     }

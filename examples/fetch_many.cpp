@@ -9,6 +9,7 @@
 // That server is the part between scaffold:begin and scaffold:end, which
 // scripts/count_lines.py leaves out of the guide's line counts.
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <iostream>
 #include <stdexcept>
@@ -27,8 +28,13 @@ int main() {
     // scaffold:begin
     sp::Event release_slow;  // lets /slow handlers end before shutdown
     http::Router routes;
-    routes.get("/page/:n", [](http::Request& q) {
-      return http::Response::text_body(200, std::string(std::stoul(std::string(q.param("n"))), 'x'));
+    routes.get("/page/:n", [](http::Request& q) {  // n bytes, n up to 1 MiB
+      std::size_t n = 0;
+      const std::string_view p = q.param("n");
+      const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), n);
+      if (ec != std::errc{} || end != p.data() + p.size() || n > (1u << 20))
+        return http::Response::text_body(400, "bad size");
+      return http::Response::text_body(200, std::string(n, 'x'));
     });
     routes.get("/slow/:n", [&](http::Request&) {
       release_slow.wait_for(10s);

@@ -7,7 +7,8 @@
 // returns one line per URL in input order: the title (its first 60
 // characters), "(no title)", or the failure. The example starts its own
 // server on 127.0.0.1 with a few HTML pages, one without a title, one with
-// a title of 100,000 characters and one missing (404): the part between
+// a title of 100,000 characters, one slower than the 5 s timeout and one
+// missing (404): the part between
 // scaffold:begin and scaffold:end, left out of the guide's line counts
 // (scripts/count_lines.py).
 #include <algorithm>
@@ -66,6 +67,8 @@ class Scraper {
       return title_of(res.text());
     } catch (const http::Error& e) {
       return "failed: " + e.code().message();
+    } catch (const sp::TimedOut& e) {  // one slow site fails alone, not the whole gather
+      return "failed: " + std::string(e.what());
     }
   }
 
@@ -79,10 +82,12 @@ class Scraper {
 int main() {
   return sp::run([] {
     // scaffold:begin
+    sp::Event release_slow;  // lets /page/14's handler end before shutdown
     http::Router routes;
-    routes.get("/page/:n", [](http::Request& q) {
+    routes.get("/page/:n", [&](http::Request& q) {
       sp::sleep_for(5ms);  // so that requests overlap
       const std::string n(q.param("n"));
+      if (n == "14") release_slow.wait_for(10s);  // over the 5 s timeout
       if (n == "7") return http::Response::text_body(200, "<html><body>untitled</body></html>", "text/html");
       if (n == "13")  // a title of 100,000 characters: the reason title_of is not a std::regex
         return http::Response::text_body(200, "<title>Page 13 " + std::string(100000, '~') + "</title>", "text/html");
@@ -94,7 +99,7 @@ int main() {
     const std::string base = "http://127.0.0.1:" + std::to_string(server.local_endpoint().port());
     // scaffold:end
     std::vector<std::string> paths, urls;
-    for (int i = 1; i <= 13; ++i) paths.push_back("/page/" + std::to_string(i));
+    for (int i = 1; i <= 14; ++i) paths.push_back("/page/" + std::to_string(i));
     paths.push_back("/missing");
     for (const auto& p : paths) urls.push_back(base + p);
 
@@ -104,6 +109,7 @@ int main() {
     for (std::size_t i = 0; i < paths.size(); ++i) std::cout << paths[i] << ": " << titles[i] << '\n';
     std::cout << "at most " << scraper.peak() << " requests at once\n";
     // scaffold:begin
+    release_slow.set();
     server.shutdown();
     serving.join();
     // scaffold:end

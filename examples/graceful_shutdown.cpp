@@ -8,14 +8,18 @@
 // client could connect is never missed. The acceptor runs in a TaskGroup of
 // its own: cancel() + wait() stop it (accept() is a cancellation point),
 // then the listener closes, and new connections are refused while the open
-// ones still talk; the connections' TaskGroup then waits for them.
+// ones still talk; the connections' TaskGroup then waits for them, for a
+// grace period of 5 s: a client that stays idle (or stops reading) cannot
+// hold the exit for ever. Those still open after it are cancelled (their
+// sockets close as the fibers unwind).
 //
 // The test is in the program (the part between scaffold:begin and
 // scaffold:end, left out of the guide's line counts, scripts/count_lines.py):
 // three clients each send a first line, and once all three have their
 // answer the program sends itself SIGTERM; the clients wait until a new
 // connection is refused (the listener is closed) and only then send their
-// second line, which the server still answers.
+// second line, which the server still answers. A fourth client sends one
+// line and then nothing: the grace period cuts it.
 #include <signal.h>
 #include <unistd.h>
 
@@ -56,6 +60,19 @@ std::string client(int i, std::uint16_t port, sp::WaitGroup& connected, sp::Even
   return "client " + std::to_string(i) + ": " + first + "; " + strip(s.read_line());
 }
 
+// idle: one line, then nothing until the server cuts the connection.
+std::string idle(std::uint16_t port, sp::WaitGroup& connected) {
+  auto s = io::TcpStream::connect("127.0.0.1", port);
+  s.write_all("hello\n");
+  s.read_line();
+  connected.done();
+  try {
+    return s.read_line().empty() ? "idle client: cut by the server" : "idle client: got a line";
+  } catch (const std::system_error&) {
+    return "idle client: cut by the server";  // a reset
+  }
+}
+
 bool refused(std::uint16_t port) {
   try {
     auto s = io::TcpStream::connect("127.0.0.1", port);  // accepted, closed at once
@@ -80,9 +97,10 @@ int main() {
     // scaffold:begin
     sp::WaitGroup connected;
     sp::Event closed;
-    connected.add(3);
+    connected.add(4);
     std::vector<sp::Task<std::string>> clients;
     for (int i = 1; i <= 3; ++i) clients.push_back(sp::spawn([&, i] { return client(i, port, connected, closed); }));
+    clients.push_back(sp::spawn([&] { return idle(port, connected); }));
     auto driver = sp::spawn([&] {
       connected.wait();
       ::kill(::getpid(), SIGTERM);
@@ -96,12 +114,16 @@ int main() {
     listener.close();
     std::cout << "stopping on " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
               << ": no new connections, finishing the open ones\n";
-    conns.wait();
+    try {
+      sp::with_timeout(5s, [&] { conns.wait(); });
+    } catch (const sp::TimedOut&) {  // the group cancelled the rest and waited for them
+      std::cout << "grace period over: the rest cut\n";
+    }
     // scaffold:begin
     driver.join();
     for (auto& line : sp::gather(clients)) std::cout << line << '\n';
     // scaffold:end
-    std::cout << "every connection finished: exit\n";
+    std::cout << "every connection finished or cut: exit\n";
     return 0;
   });
 }

@@ -26,8 +26,9 @@
 //
 // Clients: alice, bob and carol each send kLines numbered lines and check
 // that they receive all 3 * kLines lines, every sender's in its order. A
-// lurker joins and never reads while a fourth client floods 64 KiB
+// lurker joins and never reads while a fourth client floods 32 KiB
 // messages: the server disconnects the lurker, the others are unaffected.
+// A message over kMaxMessage ends its sender's connection alone.
 // The flood moves in lock step with every talker (each says when it has a
 // flood message), so a talker is never more than one message behind: the
 // lurker, whose outbox fills only after its socket buffers (megabytes on
@@ -56,6 +57,10 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::size_t kOutboxBytes = 1 << 20;  // bytes queued per member, at most
+// A message, and a name, far under kOutboxBytes: one line must never fill
+// every member's outbox at once (and disconnect them all).
+constexpr std::size_t kMaxMessage = 64 << 10;
+constexpr std::size_t kMaxName = 32;
 constexpr int kLines = 100;
 
 struct Member {
@@ -88,7 +93,7 @@ class Hub {
     for (Member* m : members_) m->outbox.close();
     members_.clear();
   }
-  // kicked: who was disconnected, comma-separated.
+  // kicked: who was disconnected (the first few), comma-separated.
   std::string kicked() {
     std::lock_guard lk(mu_);
     return kicked_;
@@ -107,7 +112,7 @@ class Hub {
         return false;
       }
       m->kicked = true;  // full: too slow, disconnect it
-      kicked_ += (kicked_.empty() ? "" : ",") + m->name;
+      if (kicked_.size() < 256) kicked_ += (kicked_.empty() ? "" : ",") + m->name;
       m->outbox.close();
       m->stop.set();
       return true;
@@ -122,7 +127,7 @@ void session(Hub& hub, http::WebSocket ws) {
   Member me;
   try {
     auto first = ws.receive();
-    if (!first.is_text()) return;
+    if (!first.is_text() || first.data.size() > kMaxName) return;
     me.name = first.data;
   } catch (const http::WsError&) {
     return;
@@ -219,6 +224,7 @@ int main() {
     // members' connections alive through proxies that cut quiet ones.
     http::WsOptions chat_options;
     chat_options.heartbeat = 20s;
+    chat_options.max_message_size = kMaxMessage;  // a longer one: closed with 1009
     router.get("/chat", http::websocket_handler(
                             [&hub](http::WebSocket ws, const http::Request&) { session(hub, std::move(ws)); },
                             chat_options));
@@ -240,15 +246,30 @@ int main() {
     for (const char* name : {"alice", "bob", "carol"})
       talkers.push_back(sp::spawn([&, n = std::string(name)] { return client(url, n, 3, joined, all_in, flood_seen); }));
 
-    // Flood in lock step (send one 64 KiB message, wait for our own copy
+    // Flood in lock step (send one 32 KiB message, wait for our own copy
     // of it and for every talker to have it) until the lurker is
     // disconnected: its socket buffers fill, then its outbox. The talkers
     // are members before it starts (joined), so each gets every message.
     joined.wait();
     {
+      auto big = http::WebSocket::connect(url);
+      big.send_text("big");
+      bool ended = false;
+      try {
+        big.send_text(std::string(kOutboxBytes + 1, 'x'));
+        http::WsMessage m;
+        while (!(m = big.receive()).is_close()) {
+        }
+        ended = m.code == http::ws_close::too_big;
+      } catch (const http::WsError& e) {
+        ended = e.kind() == http::ws_errc::connection_lost;
+      }
+      std::printf("oversized message: %s\n", ended ? "its sender got 1009 or a dropped connection" : "something else");
+    }
+    {
       auto flood = http::WebSocket::connect(url);
       flood.send_text("flood");
-      const std::string big(64 * 1024, 'x');
+      const std::string big(32 * 1024, 'x');
       for (int i = 0; i < 2000 && hub.kicked().empty(); ++i) {
         flood.send_text(big);
         while (flood.receive().data.size() != big.size() + 7) {  // "flood: " + big

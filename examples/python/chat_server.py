@@ -6,8 +6,8 @@
 # Prints the port on the first line of stdout. A client's first line is its
 # name; every later line goes to every other client as "name: line". Joins
 # and leaves are announced; a newcomer is greeted. An outbox holds at most
-# 1,024 lines: a line for a member whose outbox is full is dropped for that
-# member. SIGTERM or SIGINT: stop accepting, tell everyone, let the clients
+# 256 KiB of text: a line for a member whose outbox is full is dropped for
+# that member. SIGTERM or SIGINT: stop accepting, tell everyone, let the clients
 # finish for a grace period (CHAT_GRACE_MS, default 5000), cut the rest,
 # print a summary and exit 0. WORKERS is accepted and ignored (asyncio runs
 # on one thread).
@@ -16,8 +16,21 @@ import os
 import signal
 import sys
 
-OUTBOX = 1024  # lines queued per client
+OUTBOX_BYTES = 256 << 10  # bytes queued per client, at most
 MAX_LINE = 4096  # longer lines end the connection
+
+
+class Outbox(asyncio.Queue):  # bounded by `size` (bytes queued) instead of a count
+    def __init__(self):
+        super().__init__()
+        self.size = 0
+
+    def offer(self, text):  # queues text, unless the outbox would pass OUTBOX_BYTES
+        if self.size + len(text) > OUTBOX_BYTES:
+            return False
+        self.size += len(text)
+        self.put_nowait(text)
+        return True
 
 
 class Hub:
@@ -27,11 +40,8 @@ class Hub:
 
     def broadcast(self, text, exclude=None):
         for outbox in self.members:
-            if outbox is not exclude:
-                try:
-                    outbox.put_nowait(text)
-                except asyncio.QueueFull:
-                    self.dropped += 1
+            if outbox is not exclude and not outbox.offer(text):
+                self.dropped += 1
 
 
 async def serve(hub, reader, writer):
@@ -42,13 +52,14 @@ async def serve(hub, reader, writer):
     if not name.endswith(b"\n") or len(name) > 256:
         return  # gone (or a name too long) before joining
     name = name.rstrip(b"\r\n")
-    outbox = asyncio.Queue(OUTBOX)
+    outbox = Outbox()
     hub.broadcast(b"* " + name + b" joined\n")
     hub.members[outbox] = name
-    outbox.put_nowait(b"* welcome " + name + b", %d others here\n" % (len(hub.members) - 1))
+    outbox.offer(b"* welcome " + name + b", %d others here\n" % (len(hub.members) - 1))
 
     async def drain():
         while (text := await outbox.get()) is not None:
+            outbox.size -= len(text)
             writer.write(text)
             await writer.drain()
 

@@ -27,8 +27,11 @@ async def main():
     # scaffold:begin
     release_slow = asyncio.Event()
 
-    async def page(request):
-        return web.Response(text="x" * int(request.match_info["n"]))
+    async def page(request):  # n bytes, n up to 1 MiB
+        n = request.match_info["n"]
+        if not (n.isascii() and n.isdigit()) or int(n) > 1 << 20:
+            return web.Response(status=400, text="bad size")
+        return web.Response(text="x" * int(n))
 
     async def slow(request):
         try:

@@ -1,7 +1,8 @@
 # fetch_titles.py: the Python twin of examples/fetch_titles.cpp (asyncio +
 # aiohttp): a scraper class that fetches pages with bounded concurrency and
-# prints each page's <title> (its first 60 characters). Lines between scaffold:begin and scaffold:end
-# are the test server, not counted (scripts/count_lines.py).
+# prints each page's <title> (its first 60 characters). Lines between
+# scaffold:begin and scaffold:end are the test server, not counted
+# (scripts/count_lines.py).
 import asyncio
 import re
 
@@ -33,15 +34,24 @@ class Scraper:
                         return m.group(1)[:60] if m else "(no title)"
             except aiohttp.ClientError as e:
                 return f"failed: {e}"
+            except TimeoutError:  # one slow site fails alone, not the whole gather
+                return "failed: spindle: timed out after 5 s (with_timeout)"  # the C++ text
             finally:
                 self.busy -= 1
 
 
 async def main():
     # scaffold:begin
+    release_slow = asyncio.Event()  # lets /page/14's handler end before shutdown
+
     async def page(request):
         await asyncio.sleep(0.005)  # so that requests overlap
         n = request.match_info["n"]
+        if n == "14":  # over the 5 s timeout
+            try:
+                await asyncio.wait_for(release_slow.wait(), 10)
+            except TimeoutError:
+                pass
         if n == "7":
             return web.Response(text="<html><body>untitled</body></html>", content_type="text/html")
         if n == "13":  # Python's re does not recurse per character: fine here
@@ -55,7 +65,7 @@ async def main():
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     # scaffold:end
-    paths = [f"/page/{i}" for i in range(1, 14)] + ["/missing"]
+    paths = [f"/page/{i}" for i in range(1, 15)] + ["/missing"]
     async with aiohttp.ClientSession() as session:
         scraper = Scraper(session, 4)
         titles = await scraper.scrape([base + p for p in paths])
@@ -63,6 +73,7 @@ async def main():
         print(f"{path}: {title}")
     print(f"at most {scraper.peak} requests at once")
     # scaffold:begin
+    release_slow.set()
     await runner.cleanup()
     # scaffold:end
     return 0 if scraper.peak <= 4 else 1

@@ -1,7 +1,8 @@
 # graceful_shutdown.py: the Python twin of examples/graceful_shutdown.cpp
 # (asyncio): a line server that on SIGTERM or SIGINT stops accepting, lets
-# the connections it has finish, and exits (loop.add_signal_handler,
-# Server.close, then waiting for the handlers). The clients that drive it
+# the connections it has finish within a grace period of 5 s, cuts the
+# rest, and exits (loop.add_signal_handler, Server.close, then waiting for
+# the handlers under asyncio.timeout). The clients that drive it
 # and send the signal are the test: they lie between scaffold:begin and
 # scaffold:end and are not counted (scripts/count_lines.py).
 import asyncio
@@ -41,6 +42,18 @@ async def main():
         writer.close()
         return f"client {i}: {first}; {second}"
 
+    async def idle(connected):  # one line, then nothing until the server cuts it
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello\n")
+        await reader.readline()
+        connected.release()
+        try:
+            line = await reader.readline()
+        except ConnectionError:  # a reset
+            line = b""
+        writer.close()
+        return "idle client: got a line" if line else "idle client: cut by the server"
+
     async def refused():
         try:
             _, w = await asyncio.open_connection("127.0.0.1", port)
@@ -50,7 +63,7 @@ async def main():
             return True
 
     async def driver():
-        for _ in range(3):
+        for _ in range(4):
             await connected.acquire()
         os.kill(os.getpid(), signal.SIGTERM)
         while not await refused():  # until the listener is closed
@@ -59,18 +72,23 @@ async def main():
 
     connected, closed = asyncio.Semaphore(0), asyncio.Event()
     clients = [asyncio.create_task(client(i, connected)) for i in range(1, 4)]
+    clients.append(asyncio.create_task(idle(connected)))
     driving = asyncio.create_task(driver())
     # scaffold:end
     await stop.wait()
     server.close()  # stop accepting: new connections are refused
     print(f"stopping on {signal.Signals(caught[0]).name}: no new connections, finishing the open ones")
-    await asyncio.gather(*handlers)
+    try:
+        async with asyncio.timeout(5):
+            await asyncio.gather(*handlers)
+    except TimeoutError:  # the gather cancelled the rest and waited for them
+        print("grace period over: the rest cut")
     # scaffold:begin
     await driving
     for line in await asyncio.gather(*clients):
         print(line)
     # scaffold:end
-    print("every connection finished: exit")
+    print("every connection finished or cut: exit")
     return 0
 
 

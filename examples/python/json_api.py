@@ -33,7 +33,7 @@ async def list_todos(request):
 async def create(request):
     try:
         body = await request.json()
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # not JSON, or nested too deep
         return reply(400, {"error": "body is not JSON"})
     if not isinstance(body, dict) or not isinstance(body.get("title"), str):
         return reply(400, {"error": "title missing"})
@@ -55,8 +55,8 @@ async def patch(request):
         return not_found()
     try:
         body = await request.json()
-    except json.JSONDecodeError:
-        body = None
+    except (json.JSONDecodeError, RecursionError):
+        return reply(400, {"error": "body is not JSON"})
     if isinstance(body, dict) and "done" in body:
         item["done"] = body["done"]
     return reply(200, item)
@@ -86,6 +86,8 @@ async def main():
         await show("POST /todos", "POST", "/todos", json={"title": "run benchmarks"})
         await show("POST /todos (bad)", "POST", "/todos", data="not json")
         await show("PATCH /todos/1", "PATCH", "/todos/1", data='{"done":true}')
+        deep = '{"done":' + "[" * 100000 + "]" * 100000 + "}"
+        await show("PATCH /todos/1 (deep)", "PATCH", "/todos/1", data=deep)
         await show("GET /todos/2", "GET", "/todos/2")
         await show("DELETE /todos/2", "DELETE", "/todos/2")
         await show("GET /todos/2", "GET", "/todos/2")

@@ -4,15 +4,19 @@
 # member has an outbox bounded in bytes, drained by a task of its own; a
 # member whose outbox is full is disconnected (1008 "too slow"). On shutdown
 # everyone gets "* server shutting down" and a close with 1001. The clients
-# (a lurker that never reads, a flood, three talkers) are the test: they lie
-# between scaffold:begin and scaffold:end and are not counted
-# (scripts/count_lines.py).
+# (one oversized message, a lurker that never reads, a flood, three
+# talkers) are the test: they lie between scaffold:begin and scaffold:end
+# and are not counted (scripts/count_lines.py).
 import asyncio
 
 import aiohttp
 from aiohttp import web
 
 OUTBOX_BYTES = 1 << 20  # bytes queued per member, at most
+# A message, and a name, far under OUTBOX_BYTES: one line must never fill
+# every member's outbox at once (and disconnect them all).
+MAX_MESSAGE = 64 << 10
+MAX_NAME = 32
 LINES = 100
 
 
@@ -45,7 +49,8 @@ class Hub:
                 m.outbox.put_nowait(text)
                 continue
             m.kicked = True  # full: too slow, disconnect it
-            self.kicked.append(m.name)
+            if len(self.kicked) < 8:  # the first few
+                self.kicked.append(m.name)
             m.outbox.put_nowait(None)
             m.stop.set()
             del self.members[m]
@@ -61,10 +66,10 @@ async def session(request):
     hub = request.app["hub"]
     # heartbeat: a member whose connection vanished is pinged after 20 s of
     # silence and dropped when no pong comes.
-    ws = web.WebSocketResponse(heartbeat=20)
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)  # a longer one: closed with 1009
     await ws.prepare(request)
     first = await ws.receive()
-    if first.type != aiohttp.WSMsgType.TEXT:
+    if first.type != aiohttp.WSMsgType.TEXT or len(first.data.encode()) > MAX_NAME:
         return ws
     me = Member(first.data)
     hub.join(me)
@@ -151,9 +156,17 @@ async def main():
             await joined.acquire()
         for _ in range(3):
             joined.release()
+        async with s.ws_connect(url) as big:  # a message over MAX_MESSAGE ends its sender's connection alone
+            await big.send_str("big")
+            await big.send_str("x" * (OUTBOX_BYTES + 1))
+            while (m := await big.receive()).type == aiohttp.WSMsgType.TEXT:
+                pass
+            ended = m.type == aiohttp.WSMsgType.CLOSE and m.data == 1009 or m.type in (
+                aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+            print(f"oversized message: {'its sender got 1009 or a dropped connection' if ended else 'something else'}")
         async with s.ws_connect(url) as flood:
             await flood.send_str("flood")
-            big = "x" * (64 * 1024)
+            big = "x" * (32 * 1024)
             for _ in range(2000):
                 if hub.kicked:
                     break
