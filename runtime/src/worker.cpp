@@ -6,9 +6,9 @@
 //                 (LIFO, stealable) -> local FIFO (yielded fibers, oldest
 //                 first; the rest of it moves into the deque so thieves see it)
 //   maintenance() every kMaintenanceInterval picks, and whenever the worker
-//                 runs dry: inbox (fibers that must run here), a batch of the
-//                 global queue, due timers, a non-blocking poll of the loop
-//                 and of the io instance.
+//                 runs dry: inbox (fibers that must run here), one fiber of
+//                 the global queue (a batch once it runs dry), due timers,
+//                 a non-blocking poll of the loop and of the io instance.
 //   steal():      half of a random victim's deque, if fewer than half of the
 //                 workers are searching already.
 //   park():       first look after workers stuck in one fiber (fire their
