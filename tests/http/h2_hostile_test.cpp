@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -912,5 +913,46 @@ TEST_CASE("h2 hostile: options at their type's maximum serve, and keep no wrappe
     c.end_of(id, slack(10s));
     expect(find(c, GOAWAY) == nullptr, "a GOAWAY:" + describe(c));
     expect(c.status_of(id) == 200 && c.body_of(id) == "ok", "no answer after the resets:" + describe(c));
+  });
+}
+
+// A Cancelled that a handler or a body generator raises without its
+// stream's fiber being cancelled (a cancelled Task's join, a plain throw)
+// is a failure like any other: 500 and on_error for the handler, the
+// stream reset (INTERNAL_ERROR) for the generator. Before, both streams got
+// no answer at all and held their places until the connection ended
+// (curl waited 60 s, for idle_timeout).
+TEST_CASE("h2 hostile: a Cancelled from a handler or a generator answers its stream; it does not hang") {
+  run_checked(2, [] {
+    std::atomic<int> errors{0};
+    http::ServerOptions o;
+    o.on_error = [&](const http::Request&, std::exception_ptr) { errors.fetch_add(1); };
+    http::Router r;
+    r.get("/joincancel", [](http::Request&) {
+      auto t = sp::spawn([] { sp::sleep_for(10s); });
+      t.cancel();
+      t.join();  // raises Cancelled: the Task's
+      return http::Response::text_body(200, "unreachable");
+    });
+    r.get("/gencancel", [](http::Request&) {
+      http::Response res;
+      auto n = std::make_shared<int>(0);
+      res.body_stream = [n]() -> std::string {
+        if (++*n > 2) throw sp::Cancelled{};
+        return "piece\n";
+      };
+      return res;
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    Client c(srv.port());
+    const auto joined = c.submit("GET", "/joincancel");
+    const auto gen = c.submit("GET", "/gencancel");
+    const auto ok = c.submit("GET", "/ok");
+    FIBER_CHECK(c.finish_all(slack(10s)));
+    FIBER_CHECK(c.stream(joined).status == 500);
+    FIBER_CHECK(c.stream(gen).rst && c.stream(gen).rst_code == NGHTTP2_INTERNAL_ERROR);
+    FIBER_CHECK(c.stream(ok).status == 200);
+    FIBER_CHECK(errors.load() == 2);
   });
 }

@@ -904,6 +904,82 @@ TEST_CASE("server hostile: an HTTP/1.0 streamed body cut by its generator's fail
   });
 }
 
+// A Cancelled that user code raises without its fiber being cancelled (a
+// cancelled Task's join, a plain throw) is a failure like any other: the
+// handler's gets a 500 and on_error; an HTTP/1.0 generator's ends in a
+// reset. Before, it passed as the fiber's own cancellation: no answer at
+// all (curl: "empty reply"), nothing reported, and an unframed body cut by
+// it, or by shutdown's drain, ended with a FIN that reads as complete.
+TEST_CASE("server hostile: a Cancelled from user code is its failure; an HTTP/1.0 body cut by any cancel ends in a reset") {
+  run_checked(2, [] {
+    std::atomic<int> errors{0};
+    http::ServerOptions o;
+    o.on_error = [&](const http::Request&, std::exception_ptr) { errors.fetch_add(1); };
+    o.drain_timeout = 300ms;
+    http::Router r;
+    r.get("/joincancel", [](http::Request&) {
+      auto t = sp::spawn([] { sp::sleep_for(10s); });
+      t.cancel();
+      t.join();  // raises Cancelled: the Task's
+      return http::Response::text_body(200, "unreachable");
+    });
+    r.get("/gencancel", [](http::Request&) {
+      http::Response res;
+      auto n = std::make_shared<int>(0);
+      res.body_stream = [n]() -> std::string {
+        if (++*n > 2) throw sp::Cancelled{};
+        return "piece\n";
+      };
+      return res;
+    });
+    r.get("/endless", [](http::Request&) {
+      http::Response res;
+      res.body_stream = [] {
+        sp::sleep_for(5ms);
+        return std::string("piece\n");
+      };
+      return res;
+    });
+    LiveServer srv(std::move(r), o);
+    const std::string joined = exchange(srv.port(), "GET /joincancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    FIBER_CHECK(joined.starts_with("HTTP/1.1 500 "));
+    FIBER_CHECK(errors.load() == 1);
+    auto read_cut = [](io::TcpStream& s) {
+      std::string out;
+      std::error_code ec;
+      try {
+        s.read_to_end(out);
+      } catch (const std::system_error& e) {
+        ec = e.code();
+      }
+      return std::pair{out, ec};
+    };
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("GET /gencancel HTTP/1.0\r\n\r\n");
+      const auto [out, ec] = read_cut(s);
+      FIBER_CHECK(ec == std::errc::connection_reset);
+      FIBER_CHECK(out.starts_with("HTTP/1.0 200 "));
+      FIBER_CHECK(errors.load() == 2);
+    }
+    // Shutdown's drain cancels a body still flowing at drain_timeout.
+    auto s = raw_connect(srv.port());
+    s.write_all("GET /endless HTTP/1.0\r\n\r\n");
+    std::string first;
+    while (first.find("piece") == std::string::npos) {
+      char b[256];
+      const std::size_t n = s.read_some(b, sizeof b);
+      if (n == 0) break;
+      first.append(b, n);
+    }
+    auto stopping = sp::spawn([&] { srv.stop(); });
+    const auto [rest, ec] = read_cut(s);
+    stopping.join();
+    FIBER_CHECK(ec == std::errc::connection_reset);
+    FIBER_CHECK(first.starts_with("HTTP/1.0 200 "));
+  });
+}
+
 // A client that pipelines requests and reads the answers as fast as they
 // come never makes its connection's fiber wait: before, that fiber
 // answered them all in a row while the worker's other connections waited

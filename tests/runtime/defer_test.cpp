@@ -3,12 +3,14 @@
 // Cancelled unwinding a fiber); a moved guard runs it once, from its new
 // owner; a dismissed guard never runs it; guards run in reverse order.
 #include <atomic>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 
 #include <spindle/runtime/defer.hpp>
+#include <spindle/sync/mutex.hpp>
 
 #include "spindle_test.hpp"
 
@@ -66,6 +68,37 @@ TEST_CASE("defer runs f when a cancelled fiber unwinds", "[defer]") {
     CHECK(calls.load() == 1);
   });
   CHECK(calls.load() == 1);
+}
+
+// A deferred clean-up that waits (a contended spindle::Mutex: the shape of
+// hub.leave(me)) while its fiber unwinds from Cancelled: it runs shielded,
+// to completion. Before, its lock raised Cancelled out of the destructor:
+// std::terminate.
+TEST_CASE("a deferred clean-up that waits completes while a cancelled fiber unwinds", "[defer]") {
+  std::atomic<int> cleaned{0}, cancelled{0};
+  run_checked(SPINDLE_TEST_WORKERS(), [&] {
+    sp::Mutex hub;
+    std::atomic<bool> armed{false};
+    hub.lock();  // held: the clean-up's lock must wait
+    auto t = sp::spawn([&] {
+      {
+        auto leave = sp::defer([&] {
+          std::lock_guard g(hub);
+          cleaned.fetch_add(1);
+        });
+        armed = true;
+        sleep_until_cancelled(cancelled);
+      }
+    });
+    FIBER_CHECK(wait_until([&] { return armed.load(); }));
+    t.cancel();
+    wait_fiber_suspended(t.id(), "mutex");  // the clean-up waits, not cancelled
+    hub.unlock();
+    CHECK_THROWS_AS(t.join(), sp::Cancelled);
+    CHECK(cancelled.load() == 1);
+    CHECK(cleaned.load() == 1);
+  });
+  CHECK(cleaned.load() == 1);
 }
 
 TEST_CASE("a moved guard runs f once, when its new owner's scope ends", "[defer]") {

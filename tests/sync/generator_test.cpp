@@ -58,6 +58,36 @@ TEST_CASE("Generator: a producer exception reaches the consumer", "[generator]")
   });
 }
 
+// A body whose own channel closes under it (ChannelClosed), or that joins
+// a cancelled Task (Cancelled), has failed: the consumer gets that error.
+// Both used to end the sequence as if the body had finished.
+TEST_CASE("Generator: the body's own ChannelClosed or Cancelled reaches the consumer", "[generator]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<int> sink(4);
+    sink.close();
+    sp::Generator<int> closed_source([&](auto& yield) {
+      yield(1);
+      sink.send(1);  // closed: ChannelClosed
+      yield(2);
+    });
+    std::vector<int> seen;
+    REQUIRE_THROWS_AS([&] { for (int v : closed_source) seen.push_back(v); }(), sp::ChannelClosed);
+    REQUIRE(seen == std::vector<int>{1});
+
+    sp::Generator<int> joins_cancelled([](auto& yield) {
+      yield(1);
+      auto t = sp::spawn([] { sp::sleep_for(10s); });
+      t.cancel();
+      t.join();  // Cancelled: the Task's, not the body's own
+      yield(2);
+    });
+    seen.clear();
+    REQUIRE_THROWS_AS([&] { for (int v : joins_cancelled) seen.push_back(v); }(), sp::Cancelled);
+    REQUIRE(seen == std::vector<int>{1});
+  });
+}
+
 TEST_CASE("Generator: abandoning it cancels the producer", "[generator][cancel]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   run_checked(workers, [&] {

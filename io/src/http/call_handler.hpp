@@ -8,27 +8,35 @@
 
 #include <spindle/io/http/server.hpp>
 #include <spindle/runtime/errors.hpp>
+#include <spindle/runtime/this_fiber.hpp>
 
 namespace spindle::http::detail {
 
 // call_handler: the handler's response, or 500 for anything it threw
 // (`thrown` keeps it, for the caller to report unless the request's body
-// failed first). Only Cancelled (and a thread's forced unwind) passes: any
-// other type escaping a connection's or stream's fiber would fail its
-// TaskGroup and so cancel the acceptor and every connection (HTTP/1.1), or
-// every stream of the connection (HTTP/2). Each return is a prvalue: the
-// handler's Response is built where the caller's result lives.
+// failed first). Only the fiber's own cancellation (the drain, a reset
+// stream: Cancelled with cancellation_requested()) and a thread's forced
+// unwind pass: any other type escaping a connection's or stream's fiber
+// would fail its TaskGroup and so cancel the acceptor and every connection
+// (HTTP/1.1), or every stream of the connection (HTTP/2). A Cancelled the
+// handler raised without being cancelled (a cancelled Task's join, a plain
+// throw) is its failure like any other: it used to pass too, and the
+// request got no answer (an HTTP/2 stream held its slot until the
+// connection ended). A deadline scope around it still raises TimedOut when
+// it is left (cancel.hpp). Each return is a prvalue: the handler's Response
+// is built where the caller's result lives.
 inline Response call_handler(const Handler& handler, Request& req, std::exception_ptr& thrown) {
   try {
     return handler(req);
   } catch (const Cancelled&) {
-    throw;
+    if (cancellation_requested()) throw;
+    thrown = std::current_exception();
   } catch (abi::__forced_unwind&) {
     throw;
   } catch (...) {
     thrown = std::current_exception();
-    return Response::text_body(500, "internal server error\n");
   }
+  return Response::text_body(500, "internal server error\n");
 }
 
 }  // namespace spindle::http::detail

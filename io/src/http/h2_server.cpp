@@ -1448,6 +1448,10 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
     respond(st, res);
   } catch (const Cancelled&) {
     // Reset by the client, or the connection ends: the fiber just ends.
+    // The stream is reset in case it is still open (a no-op for a closed
+    // one): no stream may be left without an answer, holding its place.
+    std::lock_guard lk(mu_);
+    reset(st, NGHTTP2_CANCEL);
   } catch (abi::__forced_unwind&) {
     throw;
   } catch (...) {
@@ -1610,16 +1614,21 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       }
       if (pressed && await_room(st) == 0) return;
       std::string piece;
+      std::exception_ptr failed;
       try {
         piece = res.body_stream();
       } catch (const Cancelled&) {
-        throw;
+        if (cancellation_requested()) throw;  // only its own: call_handler.hpp
+        failed = std::current_exception();
       } catch (abi::__forced_unwind&) {
         throw;
       } catch (...) {
+        failed = std::current_exception();
+      }
+      if (failed) {
         // Its head is out: the client sees the stream reset (HTTP/1.1's
         // truncated body).
-        env_.report(st.req, std::current_exception());
+        env_.report(st.req, failed);
         std::lock_guard lk(mu_);
         reset(st, NGHTTP2_INTERNAL_ERROR);
         return;

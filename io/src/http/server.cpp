@@ -881,21 +881,23 @@ struct Server::State {
   void report(const Request& req, std::exception_ptr e) noexcept;
   void report_hook(const char* name, std::exception_ptr e) noexcept;
   // run_user: f(), user code that is not the handler (a body generator, an
-  // upgrade); anything it throws but Cancelled (and a thread's forced
-  // unwind) is reported and swallowed. False: it threw.
+  // upgrade); anything it throws but the fiber's own cancellation (and a
+  // thread's forced unwind) is reported and swallowed, a Cancelled raised
+  // without one included (call_handler.hpp). False: it threw.
   template <class F>
   bool run_user(const Request& req, F&& f) {
     try {
       f();
       return true;
     } catch (const Cancelled&) {
-      throw;
+      if (cancellation_requested()) throw;
+      report(req, std::current_exception());
     } catch (abi::__forced_unwind&) {
       throw;
     } catch (...) {
       report(req, std::current_exception());
-      return false;
     }
+    return false;
   }
   // timed_write: runs one write under write_timeout; its TimedOut (a
   // std::exception) ends the connection in serve_conn like a reset does.
@@ -1428,20 +1430,25 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
     return size;
   }
   std::uint64_t sent = 0;
+  // Unframed (HTTP/1.0): a FIN after a cut reads as the whole body (a
+  // proxy speaking HTTP/1.0 upstream, nginx's default, would pass it on as
+  // complete). A reset is the only sign left, on every way out before the
+  // end: a failed generator, a cancel (shutdown's drain_timeout), a write
+  // that timed out. Before, only the first set it.
+  struct CutByReset {
+    int fd;
+    bool armed;
+    ~CutByReset() {
+      if (!armed) return;
+      const ::linger abort{1, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+    }
+  } cut{s.tcp().native_handle(), !chunked};
   for (;;) {
     std::string part;
     // The head is out: if the generator fails, the close (with the body cut
     // short) is the only way left to tell the client.
-    if (!run_user(req, [&] { part = res.body_stream(); })) {
-      if (!chunked) {
-        // Unframed (HTTP/1.0): a FIN after the cut reads as the whole
-        // body (a proxy speaking HTTP/1.0 upstream, nginx's default,
-        // would pass it on as complete). A reset is the only sign left.
-        const ::linger abort{1, 0};
-        ::setsockopt(s.tcp().native_handle(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
-      }
-      throw ConnectionEnds{};
-    }
+    if (!run_user(req, [&] { part = res.body_stream(); })) throw ConnectionEnds{};
     if (part.empty()) break;
     sent += part.size();
     if (!chunked) {
@@ -1455,6 +1462,7 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
         boost::asio::const_buffer(part.data(), part.size()), boost::asio::const_buffer("\r\n", 2)};
     timed_write([&] { boost::asio::write(s, bufs); });  // throws on a write error: the connection ends
   }
+  cut.armed = false;  // the body's end: the close after it is a FIN
   if (chunked) {
     // The last chunk and the trailer section (checked with the head's
     // fields before anything was sent: no CR, LF or NUL, names tokens).

@@ -41,6 +41,7 @@
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/spawn.hpp>
 #include <spindle/runtime/task.hpp>
+#include <spindle/runtime/this_fiber.hpp>
 #include <spindle/sync/channel.hpp>
 #include <spindle/sync/semaphore.hpp>
 
@@ -113,9 +114,16 @@ class Generator {
       } catch (const GeneratorExit&) {
         // close(): the body unwound from its yield.
       } catch (const Cancelled&) {
-        // Abandoned by the consumer (or cancelled with it): just end.
+        // Abandoned by the consumer (or cancelled with it): just end. A
+        // Cancelled the body raised without being cancelled (a cancelled
+        // Task's join) is its error: it used to end the sequence as if
+        // the body had finished.
+        if (!cancellation_requested()) s->error = std::current_exception();
       } catch (const ChannelClosed&) {
-        // The Generator was destroyed while the body was yielding.
+        // The Generator was destroyed while the body was yielding (it
+        // closes `values` first). One of the body's own channels closed
+        // under it is its error (it too looked like a normal end).
+        if (!s->values.is_closed()) s->error = std::current_exception();
       } catch (...) {
         s->error = std::current_exception();  // ordered by close() below
       }

@@ -361,9 +361,11 @@ struct ServerOptions {
   // limit from then on, and shutdown() reaches it only through
   // on_shutdown.
   std::size_t max_upgraded = 0;
-  // on_error: called on the connection's fiber with the request and what
-  // its handler, body generator or upgrade threw (any type; rethrow the
-  // exception_ptr to inspect it). Empty (the default): one line on stderr,
+  // on_error: called on the connection's fiber (over HTTP/2: the stream's,
+  // so calls for one connection's streams may run at once: a sink with
+  // state needs a lock) with the request and what its handler, body
+  // generator or upgrade threw (any type, a Cancelled it raised without
+  // being cancelled included; rethrow the exception_ptr to inspect it). Empty (the default): one line on stderr,
   // `spindle::http: error handling "GET /path HTTP/1.1" from ADDR: WHAT`
   // (aiohttp logs the same). What on_error throws is dropped.
   std::function<void(const Request&, std::exception_ptr)> on_error = {};
