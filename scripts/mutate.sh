@@ -232,7 +232,6 @@ http_ws_sender_blind_to_failed_flush :: io/src/http/websocket.cpp :: s{if \(wait
 http_handler_cancelled_passes :: io/src/http/call_handler.hpp :: s{if \(cancellation_requested\(\)\) throw;\n    thrown}{throw;\n    thrown} :: http_server_hostile :: ^http_server_hostile$
 http_unframed_cut_only_on_failure :: io/src/http/server.cpp :: s{  cut\.armed = false;  // the body's end}{  // the body's end} :: http_server_hostile :: ^http_server_hostile$
 sync_generator_swallows_own_closed :: sync/include/spindle/sync/generator.hpp :: s{if \(!s->values\.is_closed\(\)\) s->error}{if (false) s->error} :: sync_generator :: ^sync_generator$
-runtime_defer_unshielded :: runtime/include/spindle/runtime/defer.hpp :: s{detail::enter_shield\(\);\n    struct Leave \{\n      ~Leave\(\) \{ detail::leave_shield\(\); \}\n    \} leave;\n}{} :: runtime_defer :: ^runtime_defer$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
 http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|\| loc->empty\(\)\) return false;}{ || !loc) return false;} :: http_client_hostile :: ^http_client_hostile$

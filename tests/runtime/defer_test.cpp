@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/runtime/cancel.hpp>
 #include <spindle/runtime/defer.hpp>
 #include <spindle/sync/mutex.hpp>
 
@@ -71,10 +72,10 @@ TEST_CASE("defer runs f when a cancelled fiber unwinds", "[defer]") {
 }
 
 // A deferred clean-up that waits (a contended spindle::Mutex: the shape of
-// hub.leave(me)) while its fiber unwinds from Cancelled: it runs shielded,
-// to completion. Before, its lock raised Cancelled out of the destructor:
-// std::terminate.
-TEST_CASE("a deferred clean-up that waits completes while a cancelled fiber unwinds", "[defer]") {
+// hub.leave(me)) while its fiber unwinds from Cancelled: wrapped in
+// shield(), as defer.hpp says, it runs to completion (unwrapped, its lock
+// raises Cancelled out of the destructor: std::terminate).
+TEST_CASE("a deferred clean-up that waits, in shield(), completes while a cancelled fiber unwinds", "[defer]") {
   std::atomic<int> cleaned{0}, cancelled{0};
   run_checked(SPINDLE_TEST_WORKERS(), [&] {
     sp::Mutex hub;
@@ -83,8 +84,10 @@ TEST_CASE("a deferred clean-up that waits completes while a cancelled fiber unwi
     auto t = sp::spawn([&] {
       {
         auto leave = sp::defer([&] {
-          std::lock_guard g(hub);
-          cleaned.fetch_add(1);
+          sp::shield([&] {
+            std::lock_guard g(hub);
+            cleaned.fetch_add(1);
+          });
         });
         armed = true;
         sleep_until_cancelled(cancelled);

@@ -10,12 +10,14 @@
 //
 // It is a plain C++ destructor, so it runs on the thread and fiber that
 // leave the scope; it neither suspends nor is a cancellation point by
-// itself. f runs shielded (runtime/cancel.hpp's shield()): a clean-up that
-// waits (a contended spindle::Mutex in hub.leave(me)) completes while the
-// fiber unwinds from Cancelled or a deadline, as Go's defer and Python's
-// `finally` do. Unshielded, that wait raised Cancelled at once, out of a
-// destructor: std::terminate. A cancel stays pending and is raised at the
-// fiber's next suspension point after the guard.
+// itself. A deferred call that waits (a suspending clean-up: a contended
+// spindle::Mutex in hub.leave(me)) while the fiber unwinds from Cancelled
+// would be cancelled at once, and that Cancelled leaving the destructor
+// calls std::terminate: wrap such a body in shield() (runtime/cancel.hpp),
+//   auto leaving = sp::defer([&] { sp::shield([&] { hub.leave(me); }); });
+// It is not shielded by default because shield() also holds off deadlines
+// opened inside it (a with_timeout there would not end its wait): a
+// clean-up that waits on a peer (a WebSocket's close) must choose.
 //
 // If f throws, std::terminate is called, as for any destructor that
 // throws: the destructor is noexcept, and a second exception while the
@@ -27,8 +29,6 @@
 
 #include <type_traits>
 #include <utility>
-
-#include <spindle/runtime/cancel.hpp>  // detail::enter_shield / leave_shield
 
 namespace spindle {
 
@@ -48,12 +48,7 @@ class [[nodiscard]] Deferred {
   Deferred& operator=(const Deferred&) = delete;
   Deferred& operator=(Deferred&&) = delete;
   ~Deferred() {
-    if (!armed_) return;
-    detail::enter_shield();
-    struct Leave {
-      ~Leave() { detail::leave_shield(); }
-    } leave;
-    f_();
+    if (armed_) f_();
   }
 
   // dismiss: disarms the guard; f will not be called (a commit after which

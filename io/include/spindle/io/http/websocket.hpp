@@ -270,8 +270,10 @@ class WebSocket {
   // of 64 KiB beyond (each sent before the next is made, so a peer that
   // reads slowly holds a fragment's copy, not the message's; messages from
   // concurrent senders never interleave). Returns once its frames have
-  // gone to the socket (by this call or by another sender's flush; if
-  // that flush failed, this call raises connection_lost too). Raises
+  // gone to the socket (by this call or by another sender's flush). If any
+  // flush failed between its append and its return, it raises
+  // connection_lost (the connection is broken then; its frames may or may
+  // not have gone out). Raises
   // WsError(closed) once the WebSocket is closed; a
   // message cut after its first fragment breaks the connection
   // (connection_lost).
