@@ -65,7 +65,7 @@ spread_verdict_never_fails :: runtime/src/placement.cpp :: s{if\s*\(span\s*>\s*0
 saturation_never_spreads :: runtime/src/placement.cpp :: s{const bool saturated = now - m\.awake_since >= after \* kSaturatedPeriods && v\.holds_polled;}{const bool saturated = false;} :: runtime_placement io_spread :: ^(runtime_placement|io_spread)$
 slow_counts_per_window :: runtime/src/placement.cpp :: s{slow = \(v\.switches - m\.window_switches\) \* static_cast<std::uint64_t>\(ns\(after\)\) <\s*kSlowSwitches \* static_cast<std::uint64_t>\(ns\(window\)\);}{slow = v.switches - m.window_switches < kSlowSwitches; (void)window;} :: runtime_placement :: ^runtime_placement$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
-http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
+http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(detail::u32_limit\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
 http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\(conn_buffer_limit\(opt\)\);}{beast::flat_buffer buf;} :: http_server_hostile :: ^http_server_hostile$
 http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*\{\s*e = bhttp::error::bad_chunk_extension;\s*return;\s*\}}{(void)max;} :: http_server_hostile :: ^http_server_hostile$
@@ -151,7 +151,7 @@ close_skips_inflight_wait :: io/src/reactor.cpp :: s{while\s*\(d->inflight\.load
 write_all_never_marks_broken :: io/src/stream_ops.hpp :: s{if\s*\(sent\)\s*mark_broken\(\);}{(void)sent; (void)mark_broken;} :: io_stream :: ^io_stream$
 write_all_without_turn :: io/src/stream_ops.hpp :: s{Turn g\(writing_turn\(t\)\);}{(void)t;} :: io_concurrent_write :: ^io_concurrent_write$
 tls_host_unchecked :: io/src/tls.cpp :: s{:\s*X509_VERIFY_PARAM_set1_host\(p, name\.c_str\(\), name\.size\(\)\);}{: 1;} :: io_tls :: ^io_tls$
-http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(static_cast<std::uint32_t>\(opt\.max_head\)\);(\s*if \(method == "HEAD"\))}{p.header_limit(std::numeric_limits<std::uint32_t>::max());$1} :: http_client_hostile :: ^http_client_hostile$
+http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(detail::u32_limit\(opt\.max_head\)\);(\s*if \(method == "HEAD"\))}{p.header_limit(std::numeric_limits<std::uint32_t>::max());$1} :: http_client_hostile :: ^http_client_hostile$
 http_client_redirect_keeps_credentials :: io/src/http/client.cpp :: s{if\s*\(!next\.same_origin\(u\)\)\s*\{}{if (false) \{} :: http_client_hostile :: ^http_client_hostile$
 http_client_stale_pooled_conn_used :: io/src/http/client.cpp :: s{if\s*\(!quiet\(\*c\)\)\s*\{}{if (false && !quiet(*c)) \{} :: http_client_hostile :: ^http_client_hostile$
 http_blank_lines_not_skipped :: io/src/http/server.cpp :: s{while \(n < buf\.size\(\) && left > 0 &&}{while (false && n < buf.size() && left > 0 &&} :: http_server_hostile :: ^http_server_hostile$
