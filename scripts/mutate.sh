@@ -230,7 +230,6 @@ http_h2_stream_window_unclamped :: io/src/http/h2_server.cpp :: s{std::min<uint3
 sync_semaphore_release_overflows :: sync/src/semaphore.cpp :: s{if \(std::ptrdiff_t sum; __builtin_add_overflow\(count_, n, &sum\)\)}{if (false)} :: sync_primitives :: ^sync_primitives$
 http_ws_sender_blind_to_failed_flush :: io/src/http/websocket.cpp :: s{if \(wait_turn && wire\.flushes_failed\.load\(std::memory_order_relaxed\) != failed_before\)}{if (false)} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_handler_cancelled_passes :: io/src/http/call_handler.hpp :: s{if \(cancellation_requested\(\)\) throw;\n    thrown}{throw;\n    thrown} :: http_server_hostile :: ^http_server_hostile$
-http_unframed_cut_only_on_failure :: io/src/http/server.cpp :: s{  cut\.armed = false;  // the body's end}{  // the body's end} :: http_server_hostile :: ^http_server_hostile$
 sync_generator_swallows_own_closed :: sync/include/spindle/sync/generator.hpp :: s{if \(!s->values\.is_closed\(\)\) s->error}{if (false) s->error} :: sync_generator :: ^sync_generator$
 http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(closed\) \x7b\n      lk\.unlock\(\);}{if (false) \x7b\n      lk.unlock();} :: http_h2_client :: ^http_h2_client$
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$

@@ -932,6 +932,12 @@ TEST_CASE("server hostile: a Cancelled from user code is its failure; an HTTP/1.
       };
       return res;
     });
+    r.get("/three", [](http::Request&) {
+      http::Response res;
+      auto n = std::make_shared<int>(0);
+      res.body_stream = [n] { return ++*n > 3 ? std::string() : std::string("piece\n"); };
+      return res;
+    });
     r.get("/endless", [](http::Request&) {
       http::Response res;
       res.body_stream = [] {
@@ -961,6 +967,14 @@ TEST_CASE("server hostile: a Cancelled from user code is its failure; an HTTP/1.
       FIBER_CHECK(ec == std::errc::connection_reset);
       FIBER_CHECK(out.starts_with("HTTP/1.0 200 "));
       FIBER_CHECK(errors.load() == 2);
+    }
+    {
+      // A body that ends ends with a FIN: the reset is for cut ones only.
+      auto s = raw_connect(srv.port());
+      s.write_all("GET /three HTTP/1.0\r\n\r\n");
+      const auto [out, ec] = read_cut(s);
+      FIBER_CHECK(!ec);
+      FIBER_CHECK(body_of(out) == "piece\npiece\npiece\n");
     }
     // Shutdown's drain cancels a body still flowing at drain_timeout.
     auto s = raw_connect(srv.port());
