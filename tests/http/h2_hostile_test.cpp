@@ -928,21 +928,7 @@ TEST_CASE("h2 hostile: a Cancelled from a handler or a generator answers its str
     http::ServerOptions o;
     o.on_error = [&](const http::Request&, std::exception_ptr) { errors.fetch_add(1); };
     http::Router r;
-    r.get("/joincancel", [](http::Request&) {
-      auto t = sp::spawn([] { sp::sleep_for(10s); });
-      t.cancel();
-      t.join();  // raises Cancelled: the Task's
-      return http::Response::text_body(200, "unreachable");
-    });
-    r.get("/gencancel", [](http::Request&) {
-      http::Response res;
-      auto n = std::make_shared<int>(0);
-      res.body_stream = [n]() -> std::string {
-        if (++*n > 2) throw sp::Cancelled{};
-        return "piece\n";
-      };
-      return res;
-    });
+    http_test::user_cancel_routes(r);
     ok_route(r);
     H2Server srv(std::move(r), o);
     Client c(srv.port());

@@ -13,13 +13,17 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include <spindle/io/all.hpp>
@@ -139,6 +143,41 @@ inline std::string read_all(io::TcpStream& s) {
   } catch (const std::system_error&) {
   }
   return out;
+}
+
+// read_to_close: everything until the peer closes, and how it closed: no
+// error for a FIN, connection_reset for a reset (a cut body's sign).
+inline std::pair<std::string, std::error_code> read_to_close(io::TcpStream& s) {
+  std::string out;
+  std::error_code ec;
+  try {
+    s.read_to_end(out);
+  } catch (const std::system_error& e) {
+    ec = e.code();
+  }
+  return {out, ec};
+}
+
+// user_cancel_routes: GET /joincancel, a handler that raises the Cancelled
+// of a Task it cancelled and joined, and GET /gencancel, a generator that
+// throws Cancelled after two pieces: user code's Cancelled, not the
+// fiber's own cancellation.
+inline void user_cancel_routes(http::Router& r) {
+  r.get("/joincancel", [](http::Request&) {
+    auto t = sp::spawn([] { sp::sleep_for(std::chrono::seconds(10)); });
+    t.cancel();
+    t.join();  // raises Cancelled: the Task's
+    return http::Response::text_body(200, "unreachable");
+  });
+  r.get("/gencancel", [](http::Request&) {
+    http::Response res;
+    auto n = std::make_shared<int>(0);
+    res.body_stream = [n]() -> std::string {
+      if (++*n > 2) throw sp::Cancelled{};
+      return "piece\n";
+    };
+    return res;
+  });
 }
 
 // count_substr: non-overlapping occurrences.

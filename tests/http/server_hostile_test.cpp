@@ -892,13 +892,7 @@ TEST_CASE("server hostile: an HTTP/1.0 streamed body cut by its generator's fail
     LiveServer srv(std::move(r));
     auto s = raw_connect(srv.port());
     s.write_all("GET /genfail HTTP/1.0\r\n\r\n");
-    std::string out;
-    std::error_code ec;
-    try {
-      s.read_to_end(out);
-    } catch (const std::system_error& e) {
-      ec = e.code();
-    }
+    const auto [out, ec] = read_to_close(s);
     FIBER_CHECK(ec == std::errc::connection_reset);
     FIBER_CHECK(out.starts_with("HTTP/1.0 200 "));
   });
@@ -917,21 +911,7 @@ TEST_CASE("server hostile: a Cancelled from user code is its failure; an HTTP/1.
     o.on_error = [&](const http::Request&, std::exception_ptr) { errors.fetch_add(1); };
     o.drain_timeout = 300ms;
     http::Router r;
-    r.get("/joincancel", [](http::Request&) {
-      auto t = sp::spawn([] { sp::sleep_for(10s); });
-      t.cancel();
-      t.join();  // raises Cancelled: the Task's
-      return http::Response::text_body(200, "unreachable");
-    });
-    r.get("/gencancel", [](http::Request&) {
-      http::Response res;
-      auto n = std::make_shared<int>(0);
-      res.body_stream = [n]() -> std::string {
-        if (++*n > 2) throw sp::Cancelled{};
-        return "piece\n";
-      };
-      return res;
-    });
+    user_cancel_routes(r);
     r.get("/three", [](http::Request&) {
       http::Response res;
       auto n = std::make_shared<int>(0);
@@ -950,20 +930,10 @@ TEST_CASE("server hostile: a Cancelled from user code is its failure; an HTTP/1.
     const std::string joined = exchange(srv.port(), "GET /joincancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     FIBER_CHECK(joined.starts_with("HTTP/1.1 500 "));
     FIBER_CHECK(errors.load() == 1);
-    auto read_cut = [](io::TcpStream& s) {
-      std::string out;
-      std::error_code ec;
-      try {
-        s.read_to_end(out);
-      } catch (const std::system_error& e) {
-        ec = e.code();
-      }
-      return std::pair{out, ec};
-    };
     {
       auto s = raw_connect(srv.port());
       s.write_all("GET /gencancel HTTP/1.0\r\n\r\n");
-      const auto [out, ec] = read_cut(s);
+      const auto [out, ec] = read_to_close(s);
       FIBER_CHECK(ec == std::errc::connection_reset);
       FIBER_CHECK(out.starts_with("HTTP/1.0 200 "));
       FIBER_CHECK(errors.load() == 2);
@@ -972,7 +942,7 @@ TEST_CASE("server hostile: a Cancelled from user code is its failure; an HTTP/1.
       // A body that ends ends with a FIN: the reset is for cut ones only.
       auto s = raw_connect(srv.port());
       s.write_all("GET /three HTTP/1.0\r\n\r\n");
-      const auto [out, ec] = read_cut(s);
+      const auto [out, ec] = read_to_close(s);
       FIBER_CHECK(!ec);
       FIBER_CHECK(body_of(out) == "piece\npiece\npiece\n");
     }
@@ -987,7 +957,7 @@ TEST_CASE("server hostile: a Cancelled from user code is its failure; an HTTP/1.
       first.append(b, n);
     }
     auto stopping = sp::spawn([&] { srv.stop(); });
-    const auto [rest, ec] = read_cut(s);
+    const auto [rest, ec] = read_to_close(s);
     stopping.join();
     FIBER_CHECK(ec == std::errc::connection_reset);
     FIBER_CHECK(first.starts_with("HTTP/1.0 200 "));
