@@ -23,6 +23,7 @@
 #include "h2_client.hpp"
 
 #include "h2_common.hpp"
+#include "limits.hpp"
 
 #include <nghttp2/nghttp2.h>
 #include <sys/socket.h>
@@ -249,7 +250,7 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(std::min<std::size_t>(max_head_, 0xffffffffu))},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, detail::u32_limit(max_head_)},
   };
   if (nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0) {
     nghttp2_session_del(s_);  // (the destructor does not run for a constructor that throws)
