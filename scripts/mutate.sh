@@ -56,6 +56,9 @@ waker_fence_missing :: runtime/src/idle.cpp :: s{if\s*\(strict\)\s*std::atomic_t
 wait_cell_generation_unchecked :: runtime/include/spindle/runtime/suspend.hpp :: s{if\s*\(\(expected\s*&\s*~kCancellable\)\s*!=\s*gen\)\s*return\s+false;}{if ((expected & kStateMask) != waiting) return false;} :: offload_test :: ^offload_test$
 cancel_check_before_wait_skipped :: runtime/src/suspend.cpp :: s{if\s*\(!shielded\s*&&\s*f->cancel_requested_\.load\(std::memory_order_relaxed\)\)\s*\{(\s*w\.try_complete\(Waiter::cancelled\);)}{if (false) \{$1} :: runtime_cancel offload_test :: ^(runtime_cancel|offload_test)$
 cancel_after_publish_skipped :: runtime/src/worker.cpp :: s{f->cancel_requested_\.load\(std::memory_order_seq_cst\)\s*&&}{false &&} :: runtime_cancel runtime_cancel_basics :: ^runtime_cancel(_basics)?$
+shield_holds_off_inner_scopes :: runtime/src/suspend.cpp :: s{const bool by_scope = f->scope_deadline_}{const bool by_scope = !shielded && f->scope_deadline_} :: runtime_cancel :: ^runtime_cancel$
+shield_keeps_outer_scope :: runtime/src/suspend.cpp :: s{\n\s*f->scope_deadline_ = std::chrono::steady_clock::time_point::max\(\);\n\s*f->scope_id_ = 0;}{} :: runtime_cancel :: ^runtime_cancel$
+defer_unshielded :: runtime/include/spindle/runtime/defer.hpp :: s{if \(armed_\) shield\(f_\);}{if (armed_) f_();} :: runtime_defer :: ^runtime_defer$
 running_worker_ignores_peer_timers :: runtime/src/worker.cpp :: s{\n\s*fire_overdue_peers\(\);}{} :: runtime_stranded :: ^runtime_stranded$
 pool_thread_keeps_pinned_mask :: runtime/src/offload.cpp :: s{if\s*\(const CpuPlan\* c = group_\.cpus\(\)\)\s*c->restore\(\);}{} :: runtime_pin :: ^runtime_pin$
 spread_ignores_spare_cpu :: runtime/src/handoff.cpp :: s{const bool allowed = sched_\.spread_allowed\(now\);}{const bool allowed = sched_.spread_trials().allowed(now);} :: io_spread :: ^io_spread$

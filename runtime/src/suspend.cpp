@@ -30,9 +30,13 @@ Fiber* current_fiber() noexcept {
   return w != nullptr ? w->running() : nullptr;
 }
 
+// Deadline scopes and shields. A shield clears the fiber's scope on entry
+// (enter_shield) and restores it on exit, so scope_deadline_ holds only the
+// scopes opened since the innermost shield: the waits test it whether
+// shielded or not. The cancel mark is what shield_depth_ holds off.
 std::chrono::steady_clock::time_point scope_deadline() noexcept {
   Fiber* f = current_fiber();
-  if (f == nullptr || f->shield_depth_ != 0) return std::chrono::steady_clock::time_point::max();
+  if (f == nullptr) return std::chrono::steady_clock::time_point::max();
   return f->scope_deadline_;
 }
 
@@ -121,7 +125,7 @@ Waiter::State suspend(Waiter& w, const std::chrono::steady_clock::time_point* de
   // if that is what ends it, the wait reports `cancelled` and names the
   // scope, which turns it into TimedOut (cancel.hpp).
   std::chrono::steady_clock::time_point scoped;
-  const bool by_scope = !shielded && f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
+  const bool by_scope = f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
                         (deadline == nullptr || f->scope_deadline_ <= *deadline);
   if (by_scope) {
     scoped = f->scope_deadline_;
@@ -205,16 +209,35 @@ bool leave_deadline(DeadlineScope& s) noexcept {
   f->scope_id_ = s.saved_id;
   if (f->expired_scope_ != s.id) return false;
   f->expired_scope_ = 0;
-  // An outside cancel wins: it surfaces as Cancelled, never TimedOut.
-  return !f->cancel_requested_.load(std::memory_order_relaxed);
+  // An outside cancel wins: it surfaces as Cancelled, never TimedOut. Not
+  // inside a shield, where the cancel is held off: a scope whose deadline
+  // ended a wait there was opened there (the shield cleared the ones
+  // outside), and its TimedOut is what the shielded code handles.
+  return f->shield_depth_ != 0 || !f->cancel_requested_.load(std::memory_order_relaxed);
 }
 
-void enter_shield() noexcept {
-  if (Fiber* f = current_fiber()) ++f->shield_depth_;
+void enter_shield(ShieldScope& s) noexcept {
+  Fiber* f = current_fiber();
+  s.fiber = f;
+  if (f == nullptr) return;
+  ++f->shield_depth_;
+  s.saved_deadline = f->scope_deadline_;
+  s.saved_id = f->scope_id_;
+  s.saved_expired = f->expired_scope_;
+  f->scope_deadline_ = std::chrono::steady_clock::time_point::max();
+  f->scope_id_ = 0;
+  f->expired_scope_ = 0;
 }
 
-void leave_shield() noexcept {
-  if (Fiber* f = current_fiber()) --f->shield_depth_;
+// An outer scope that expired meanwhile is seen by the next wait (its
+// deadline is back, and past), which cancels it and names that scope.
+void leave_shield(ShieldScope& s) noexcept {
+  Fiber* f = s.fiber;
+  if (f == nullptr) return;
+  --f->shield_depth_;
+  f->scope_deadline_ = s.saved_deadline;
+  f->scope_id_ = s.saved_id;
+  f->expired_scope_ = s.saved_expired;
 }
 
 }  // namespace spindle::detail
@@ -230,13 +253,11 @@ void yield() {
     std::this_thread::yield();
     return;
   }
-  if (f->shield_depth_ == 0) {
-    if (f->cancel_requested_.load(std::memory_order_relaxed)) throw Cancelled{};
-    if (f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
-        std::chrono::steady_clock::now() >= f->scope_deadline_) {
-      f->expired_scope_ = f->scope_id_;
-      throw Cancelled{};
-    }
+  if (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) throw Cancelled{};
+  if (f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
+      std::chrono::steady_clock::now() >= f->scope_deadline_) {
+    f->expired_scope_ = f->scope_id_;
+    throw Cancelled{};
   }
   w->switch_out(detail::Pending::yield, f);
 }
@@ -249,8 +270,8 @@ void sleep_until(std::chrono::steady_clock::time_point t) {
 
 bool cancellation_requested() noexcept {
   detail::Fiber* f = detail::current_fiber();
-  if (f == nullptr || f->shield_depth_ != 0) return false;
-  return f->cancel_requested_.load(std::memory_order_relaxed) ||
+  if (f == nullptr) return false;
+  return (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) ||
          (f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
           std::chrono::steady_clock::now() >= f->scope_deadline_);
 }

@@ -210,6 +210,108 @@ TEST_CASE("shield: clean-up completes, the cancel is raised after it", "[cancel]
   });
 }
 
+// shield() holds off what is outside it (the cancel, the scopes it was
+// opened in), not the deadline scopes opened inside it: a clean-up can be
+// both shielded and bounded (a close to a silent peer). Before, a
+// with_timeout inside a shield never ended its wait.
+TEST_CASE("shield: a deadline scope opened inside it still ends its waits", "[cancel][shield][deadline]") {
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
+  run_checked(workers, [] {
+    // A cancelled fiber's shielded clean-up, bounded: the inner scope's
+    // TimedOut (not the pending cancel's Cancelled), and the cancel after.
+    std::atomic<int> inner{0};  // 1: TimedOut inside the shield; 2: Cancelled there
+    std::atomic<bool> polled_scope{false}, polled_cancel{true}, raised_after{false};
+    std::atomic<bool> shielded{false}, go{false};
+    auto t = sp::spawn([&] {
+      sp::shield([&] {
+        shielded = true;
+        while (!go.load()) sp::sleep_for(1ms);  // cancelled meanwhile: not interrupted
+        polled_cancel = sp::cancellation_requested();  // held off: false
+        try {
+          sp::with_timeout(10ms, [&] {
+            try {
+              sp::sleep_for(1h);
+            } catch (const sp::Cancelled&) {
+              polled_scope = sp::cancellation_requested();  // the scope's: true
+              throw;
+            }
+          });
+        } catch (const sp::TimedOut&) {
+          inner = 1;
+        } catch (const sp::Cancelled&) {
+          inner = 2;
+        }
+      });
+      try {
+        sp::yield();
+      } catch (const sp::Cancelled&) {
+        raised_after = true;
+        throw;
+      }
+    });
+    FIBER_CHECK(wait_until([&] { return shielded.load(); }));
+    t.cancel();
+    go = true;
+    const auto t0 = Clock::now();
+    FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+    FIBER_CHECK(Clock::now() - t0 < 30s);
+    FIBER_CHECK(inner.load() == 1);
+    FIBER_CHECK(polled_scope.load() && !polled_cancel.load() && raised_after.load());
+
+    // An outer scope that expires during the shield waits for its end; an
+    // inner one longer than the outer's time left still ends its own wait,
+    // and yield inside an expired inner scope raises.
+    bool inner_timed_out = false, yield_raised = false, outer_timed_out = false;
+    const auto s0 = Clock::now();
+    try {
+      sp::with_timeout(2ms, [&] {
+        sp::shield([&] {
+          sp::sleep_for(10ms);  // past the outer deadline: not interrupted
+          try {
+            sp::with_timeout(20ms, [&] { sp::sleep_for(1h); });
+          } catch (const sp::TimedOut&) {
+            inner_timed_out = true;
+          }
+          try {
+            sp::with_timeout(0ms, [&] {
+              try {
+                sp::yield();
+              } catch (const sp::Cancelled&) {
+                yield_raised = true;
+                throw;
+              }
+            });
+          } catch (const sp::TimedOut&) {
+          }
+        });
+        sp::sleep_for(1h);  // the outer scope, expired, ends this at once
+      });
+    } catch (const sp::TimedOut&) {
+      outer_timed_out = true;
+    }
+    FIBER_CHECK(inner_timed_out && yield_raised && outer_timed_out);
+    FIBER_CHECK(Clock::now() - s0 >= 30ms);
+    FIBER_CHECK(Clock::now() - s0 < 30s);
+
+    // A shield nested in an inner scope holds that scope off too.
+    bool nested_done = false, scope_timed_out = false;
+    sp::shield([&] {
+      try {
+        sp::with_timeout(2ms, [&] {
+          sp::shield([&] {
+            sp::sleep_for(10ms);
+            nested_done = true;
+          });
+          sp::sleep_for(1h);
+        });
+      } catch (const sp::TimedOut&) {
+        scope_timed_out = true;
+      }
+    });
+    FIBER_CHECK(nested_done && scope_timed_out);
+  });
+}
+
 TEST_CASE("every suspension point is cancellable", "[cancel]") {
   const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {

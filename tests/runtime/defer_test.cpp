@@ -72,10 +72,10 @@ TEST_CASE("defer runs f when a cancelled fiber unwinds", "[defer]") {
 }
 
 // A deferred clean-up that waits (a contended spindle::Mutex: the shape of
-// hub.leave(me)) while its fiber unwinds from Cancelled: wrapped in
-// shield(), as defer.hpp says, it runs to completion (unwrapped, its lock
-// raises Cancelled out of the destructor: std::terminate).
-TEST_CASE("a deferred clean-up that waits, in shield(), completes while a cancelled fiber unwinds", "[defer]") {
+// hub.leave(me)) while its fiber unwinds from Cancelled runs to completion:
+// defer runs f shielded. Before, its lock raised Cancelled out of the
+// destructor: std::terminate, the whole process.
+TEST_CASE("a deferred clean-up that waits completes while a cancelled fiber unwinds", "[defer]") {
   std::atomic<int> cleaned{0}, cancelled{0};
   run_checked(SPINDLE_TEST_WORKERS(), [&] {
     sp::Mutex hub;
@@ -84,10 +84,8 @@ TEST_CASE("a deferred clean-up that waits, in shield(), completes while a cancel
     auto t = sp::spawn([&] {
       {
         auto leave = sp::defer([&] {
-          sp::shield([&] {
-            std::lock_guard g(hub);
-            cleaned.fetch_add(1);
-          });
+          std::lock_guard g(hub);
+          cleaned.fetch_add(1);
         });
         armed = true;
         sleep_until_cancelled(cancelled);
@@ -102,6 +100,67 @@ TEST_CASE("a deferred clean-up that waits, in shield(), completes while a cancel
     CHECK(cleaned.load() == 1);
   });
   CHECK(cleaned.load() == 1);
+}
+
+// Shielded, but not unbounded: a deadline scope inside the clean-up ends
+// its wait (a close to a peer that never answers), in a cancelled fiber and
+// in one unwinding from its own scope's TimedOut; the scope outside the
+// guard does not cut the clean-up short.
+TEST_CASE("a deferred clean-up's own with_timeout bounds its wait", "[defer]") {
+  run_checked(SPINDLE_TEST_FEW_WORKERS(), [] {
+    sp::Mutex never;  // held for the whole case: a peer that never answers
+    never.lock();
+    std::atomic<int> bounded{0};  // clean-ups that ended by their own TimedOut
+    const auto cleanup = [&] {
+      try {
+        sp::with_timeout(20ms, [&] { std::lock_guard g(never); });
+      } catch (const sp::TimedOut&) {
+        bounded.fetch_add(1);
+      }
+    };
+    std::atomic<bool> armed{false};
+    auto t = sp::spawn([&] {
+      auto d = sp::defer(cleanup);
+      armed = true;
+      sp::sleep_for(1h);
+    });
+    FIBER_CHECK(wait_until([&] { return armed.load(); }));
+    t.cancel();
+    CHECK_THROWS_AS(t.join(), sp::Cancelled);
+    CHECK(bounded.load() == 1);
+
+    // Unwinding from an expired scope: the clean-up gets its own 20 ms
+    // (an unshielded one would be cancelled at once by the expired scope).
+    bool timed_out = false;
+    const auto t0 = Clock::now();
+    try {
+      sp::with_timeout(1ms, [&] {
+        auto d = sp::defer(cleanup);
+        sp::sleep_for(1h);
+      });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    CHECK(timed_out);
+    CHECK(bounded.load() == 2);
+    CHECK(Clock::now() - t0 >= 20ms);
+
+    // The other side of the shield (defer.hpp): a scope around the guard
+    // does not cut the clean-up short. It sleeps its 30 ms though the
+    // scope's 5 ms passed, and the scope, whose deadline ended no wait,
+    // returns normally.
+    bool finished = false;
+    const auto t1 = Clock::now();
+    sp::with_timeout(5ms, [&] {
+      auto d = sp::defer([&] {
+        sp::sleep_for(30ms);
+        finished = true;
+      });
+    });
+    CHECK(finished);
+    CHECK(Clock::now() - t1 >= 30ms);
+    never.unlock();
+  });
 }
 
 TEST_CASE("a moved guard runs f once, when its new owner's scope ends", "[defer]") {

@@ -33,10 +33,23 @@ struct DeadlineScope {
 };
 void enter_deadline(DeadlineScope& s, std::chrono::steady_clock::time_point t) noexcept;
 // Leaves the scope; true when this scope's own deadline cancelled the work
-// (and no outside cancel is pending), i.e. the scope must raise TimedOut.
+// and no outside cancel is pending or the fiber is shielded (the cancel is
+// held off there), i.e. the scope must raise TimedOut.
 bool leave_deadline(DeadlineScope& s) noexcept;
-void enter_shield() noexcept;
-void leave_shield() noexcept;
+// A shield saves the fiber's deadline scope on entry and clears it, so the
+// scopes outside are held off while the ones opened inside work; leaving
+// restores it. ShieldScope is that saved state (the shield's own, as
+// shields nest), with the record of an outer scope that had already
+// expired (a shield in code unwinding from that scope's Cancelled: its
+// TimedOut must still be raised when the scope is left).
+struct ShieldScope {
+  Fiber* fiber = nullptr;
+  std::chrono::steady_clock::time_point saved_deadline{};
+  std::uint64_t saved_id = 0;
+  std::uint64_t saved_expired = 0;
+};
+void enter_shield(ShieldScope& s) noexcept;
+void leave_shield(ShieldScope& s) noexcept;
 
 // in_deadline_scope: with_deadline's body. raise() throws the scope's
 // TimedOut; it runs only when this scope's own deadline cancelled f, so the
@@ -80,7 +93,8 @@ SPINDLE_MAY_SUSPEND auto in_deadline_scope(std::chrono::steady_clock::time_point
 // deadline passed)"), also when code inside f caught that Cancelled and
 // returned normally. Nested scopes: the earliest deadline
 // wins and is reported by its own scope (inner scopes let it pass). A cancel
-// from outside the scope surfaces as Cancelled, never TimedOut. A scope that
+// from outside the scope surfaces as Cancelled, never TimedOut (inside
+// shield(), where the cancel is held off, the scope's TimedOut). A scope that
 // finishes in time leaves nothing behind (no timer is armed for the scope
 // itself: each wait inside uses min(its own deadline, the scope's)).
 // CPU-bound code inside is only interrupted at suspension points (check
@@ -164,15 +178,21 @@ auto with_deadline(std::chrono::steady_clock::time_point, F&&) {
   return detail::misuse_result<detail::timeout_misuse_result_t<F>>();
 }
 
-// shield: runs f() with cancellation and deadlines held off: waits inside
-// are not interrupted. A cancel that arrives meanwhile stays pending and is
-// raised at the first suspension point after the shield. For clean-up that
-// must complete (flush, close, rollback). Nestable.
+// shield: runs f() with what is outside it held off: the fiber's
+// cancellation and the deadline scopes f runs in. Waits inside are not
+// interrupted by them; a cancel that arrives meanwhile stays pending and is
+// raised at the first suspension point after the shield, and an outer scope
+// that expired meanwhile cancels that point too. A deadline scope opened
+// inside f still bounds the waits inside it (trio's shielded cancel scope
+// works the same way), so clean-up that must complete can still be bounded:
+//   sp::shield([&] { sp::with_timeout(5s, [&] { conn.write_all(goodbye); }); });
+// For clean-up that must complete (flush, close, rollback). Nestable.
 template <class F>
 SPINDLE_MAY_SUSPEND auto shield(F&& f) -> std::invoke_result_t<F&> {
   struct Guard {
-    Guard() noexcept { detail::enter_shield(); }
-    ~Guard() { detail::leave_shield(); }
+    detail::ShieldScope s;
+    Guard() noexcept { detail::enter_shield(s); }
+    ~Guard() { detail::leave_shield(s); }
   } g;
   return f();
 }

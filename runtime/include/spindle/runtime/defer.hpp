@@ -9,15 +9,23 @@
 // Guards in one scope run in reverse order of declaration, like Go's.
 //
 // It is a plain C++ destructor, so it runs on the thread and fiber that
-// leave the scope; it neither suspends nor is a cancellation point by
-// itself. A deferred call that waits (a suspending clean-up: a contended
+// leave the scope; it is not a cancellation point by itself. f runs
+// shielded (runtime/cancel.hpp): a clean-up that waits (a contended
 // spindle::Mutex in hub.leave(me)) while the fiber unwinds from Cancelled
-// would be cancelled at once, and that Cancelled leaving the destructor
-// calls std::terminate: wrap such a body in shield() (runtime/cancel.hpp),
-//   auto leaving = sp::defer([&] { sp::shield([&] { hub.leave(me); }); });
-// It is not shielded by default because shield() also holds off deadlines
-// opened inside it (a with_timeout there would not end its wait): a
-// clean-up that waits on a peer (a WebSocket's close) must choose.
+// or TimedOut completes, where an unshielded wait would be cancelled at once
+// and its Cancelled, leaving the destructor, would call std::terminate.
+// Shielded also means that nothing outside f ends its waits: not the
+// fiber's cancel, not a with_timeout around the guard (on a normal exit
+// too), not the runtime's shutdown. A clean-up that catches what would
+// interrupt it and waits on something that may never come now waits for
+// ever. Bound a clean-up that waits on a peer with a scope of its own (a
+// deadline scope opened inside a shield still ends its waits), and catch
+// its TimedOut:
+//   auto bye = sp::defer([&] {
+//     try {
+//       sp::with_timeout(5s, [&] { conn.write_all(goodbye); });
+//     } catch (const std::exception&) {}  // TimedOut, or the peer gone
+//   });
 //
 // If f throws, std::terminate is called, as for any destructor that
 // throws: the destructor is noexcept, and a second exception while the
@@ -29,6 +37,8 @@
 
 #include <type_traits>
 #include <utility>
+
+#include <spindle/runtime/cancel.hpp>
 
 namespace spindle {
 
@@ -48,7 +58,7 @@ class [[nodiscard]] Deferred {
   Deferred& operator=(const Deferred&) = delete;
   Deferred& operator=(Deferred&&) = delete;
   ~Deferred() {
-    if (armed_) f_();
+    if (armed_) shield(f_);
   }
 
   // dismiss: disarms the guard; f will not be called (a commit after which

@@ -217,7 +217,9 @@ decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) 
 //    into the caller's stack that the caller's unwinding would destroy:
 //    capture by value (or shared ownership), as f may outlive the call.
 //    A deadline scope (with_timeout) ends the wait the same way and its
-//    scope raises TimedOut; inside shield() the wait is not interrupted.
+//    scope raises TimedOut; inside shield() the wait is not interrupted by
+//    the cancel or by the scopes outside the shield (a scope opened inside
+//    it does end the wait; the job runs on).
 //  - Who may call: any fiber (f goes to its runtime's pool); any plain
 //    thread, which then blocks until f has finished (not cancellable there;
 //    outside any runtime f goes to the process-wide pool). Called on a

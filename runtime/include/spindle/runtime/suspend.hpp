@@ -142,8 +142,9 @@ void unpin() noexcept;
 bool may_spin() noexcept;
 
 // scope_deadline: the earliest deadline of the with_deadline /
-// with_timeout scopes the calling fiber is in, as its waits see it:
-// time_point::max() for none, inside shield(), or on a plain thread. For
+// with_timeout scopes the calling fiber is in, as its waits see it (inside
+// shield(), the scopes opened inside it): time_point::max() for none, or on
+// a plain thread. For
 // calls that split the time left among their steps (io connect).
 std::chrono::steady_clock::time_point scope_deadline() noexcept;
 

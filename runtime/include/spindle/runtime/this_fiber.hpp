@@ -33,8 +33,10 @@ SPINDLE_MAY_SUSPEND void sleep_for(std::chrono::duration<Rep, Period> d) {
   sleep_until(detail::deadline_after(d));
 }
 
-// cancellation_requested: true when the calling fiber's task was cancelled,
-// so long CPU loops can stop on their own. Never suspends.
+// cancellation_requested: true when the calling fiber's task was cancelled
+// or a deadline scope it runs in has passed (its next wait would raise
+// Cancelled), so long CPU loops can stop on their own. Inside shield(), only
+// the scopes opened inside it count. Never suspends.
 bool cancellation_requested() noexcept;
 
 namespace this_fiber {

@@ -249,16 +249,20 @@ inline void throw_for(Waiter::State s) {
 }
 
 // CancelShield: while alive, waits of the calling fiber ignore cancellation
-// (the request stays pending and is raised at the next unshielded wait):
+// and the deadline scopes it was made in (a cancel stays pending and is
+// raised at the next unshielded wait):
 // spindle::shield (cancel.hpp) as a scope object. Used where a wait must
 // complete to restore an invariant, e.g. relocking the user's mutex at the
 // end of ConditionVariable::wait. No-op on a plain thread.
 class CancelShield {
  public:
-  CancelShield() noexcept { enter_shield(); }
-  ~CancelShield() { leave_shield(); }
+  CancelShield() noexcept { enter_shield(s_); }
+  ~CancelShield() { leave_shield(s_); }
   CancelShield(const CancelShield&) = delete;
   CancelShield& operator=(const CancelShield&) = delete;
+
+ private:
+  ShieldScope s_;
 };
 
 // Per-thread xorshift generator for select's fair choice (no locking).
