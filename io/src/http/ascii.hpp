@@ -13,12 +13,23 @@ inline char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_
 // ":", "[", "]" (Go's httpguts.ValidHostHeader allows the same). Not "@"
 // (a userinfo), "/", "?", "#", space or controls. Empty is allowed (the
 // caller decides). For an HTTP/1.1 Host field and an HTTP/2 :authority.
+// One table lookup a character: the search of the allowed punctuation per
+// character it replaced cost ~15 instructions a character, 234 of an
+// HTTP/2 hello's 14,500 per request (bench/http2/instructions.sh).
+struct HostChars {
+  bool ok[256] = {};
+  constexpr HostChars() {
+    for (int c = 'a'; c <= 'z'; ++c) ok[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) ok[c] = true;
+    for (int c = '0'; c <= '9'; ++c) ok[c] = true;
+    for (const char c : std::string_view("-._~%!$&'()*+,;=:[]")) ok[static_cast<unsigned char>(c)] = true;
+  }
+};
+inline constexpr HostChars kHostChars{};
+
 inline bool host_field_ok(std::string_view v) noexcept {
   for (const char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    std::string_view("-._~%!$&'()*+,;=:[]").find(static_cast<char>(c)) != std::string_view::npos;
-    if (!ok) return false;
+    if (!kHostChars.ok[static_cast<unsigned char>(ch)]) return false;
   }
   return true;
 }

@@ -127,9 +127,17 @@ bool breaks_line(std::string_view s) noexcept {
 
 // Fields HTTP/2 forbids in a message (RFC 9113 8.2.2), and those the
 // server sets itself; `name` in any case (a handler's "Content-Length").
+// By length first: six calls of iequals per field of every response were
+// most of sendable_field's ~190 instructions a request.
 bool dropped_field(std::string_view name) {
-  return iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "proxy-connection") ||
-         iequals(name, "transfer-encoding") || iequals(name, "upgrade") || iequals(name, "content-length");
+  switch (name.size()) {
+    case 7: return iequals(name, "upgrade");
+    case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 14: return iequals(name, "content-length");
+    case 16: return iequals(name, "proxy-connection");
+    case 17: return iequals(name, "transfer-encoding");
+    default: return false;
+  }
 }
 
 // sendable_field: a field of the handler's the server sends, in the head
