@@ -16,11 +16,11 @@
 // and its Cancelled, leaving the destructor, would call std::terminate.
 // Shielded also means that nothing outside f ends its waits: not the
 // fiber's cancel, not a with_timeout around the guard (on a normal exit
-// too), not the runtime's shutdown. A clean-up that catches what would
-// interrupt it and waits on something that may never come now waits for
-// ever. Bound a clean-up that waits on a peer with a scope of its own (a
-// deadline scope opened inside a shield still ends its waits), and catch
-// its TimedOut:
+// too); at the runtime's shutdown such a fiber is abandoned after
+// shutdown_timeout. A clean-up that waits on something that may never come
+// waits for ever. Bound one that waits on a peer with a scope of its own
+// (a deadline scope opened inside a shield still ends its waits), and
+// catch its TimedOut:
 //   auto bye = sp::defer([&] {
 //     try {
 //       sp::with_timeout(5s, [&] { conn.write_all(goodbye); });
