@@ -1,9 +1,11 @@
 // misuse.cpp: misuse that would corrupt the runtime stops at a SPINDLE_CHECK
 // with a "spindle:" message. The scenario is picked by argv[1].
+#include <chrono>
 #include <cstring>
 
 #include <spindle/io/tcp.hpp>
 #include <spindle/runtime/all.hpp>
+#include <spindle/runtime/detail/introspect.hpp>
 #include <spindle/sync/mutex.hpp>
 #include <spindle/sync/wait_group.hpp>
 
@@ -89,10 +91,25 @@ int main(int argc, char** argv) {
       }, spindle::RuntimeOptions{.workers = 1});
     });
   }
+  // A primitive destroyed while a fiber waits on it (here a Mutex freed
+  // by its owner while another fiber queues for it).
+  if (std::strcmp(what, "primitive-destroyed-with-waiter") == 0) {
+    return spindle_death::expect_death([] {
+      spindle::run([] {
+        auto* m = new spindle::Mutex;
+        m->lock();
+        auto t = spindle::spawn([m] { m->lock(); });
+        while (spindle::detail::count_suspended("mutex") < 1) spindle::sleep_for(std::chrono::milliseconds(1));
+        delete m;
+        t.join();
+      }, spindle::RuntimeOptions{.workers = 1});
+    });
+  }
   std::fprintf(stderr,
                "usage: %s join-empty|join-detached|runtime-on-fiber|delete-runtime-on-fiber|"
                "io-on-plain-thread|io-in-blocking-job|spawn-without-runtime|run-on-fiber|"
-               "block-on-on-fiber|shutdown-on-fiber|wait-group-negative|mutex-unlock-unlocked\n",
+               "block-on-on-fiber|shutdown-on-fiber|wait-group-negative|mutex-unlock-unlocked|"
+               "primitive-destroyed-with-waiter\n",
                argv[0]);
   return 2;
 }

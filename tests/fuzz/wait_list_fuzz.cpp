@@ -35,6 +35,12 @@ struct World {
   World() {
     for (int i = 0; i < kNodes; ++i) nodes[i].waiter = &waiters[i];
   }
+  // A list destroyed with nodes in it stops the process (~WaitList): the
+  // run ends as a primitive's last waiters would, each unlinked.
+  ~World() {
+    while (list.pop_front() != nullptr) {
+    }
+  }
   int index(const WaitNode* n) const { return static_cast<int>(n - nodes.data()); }
   bool in_model(int i) const {
     for (int j : model) if (j == i) return true;

@@ -83,6 +83,19 @@ struct WaitNode {
 // call happens under the owning primitive's lock.
 class WaitList {
  public:
+  WaitList() = default;
+  WaitList(const WaitList&) = delete;
+  WaitList& operator=(const WaitList&) = delete;
+  // A primitive destroyed while a node is linked: its waiter would never
+  // wake, and its own unlink (a timeout, a cancel) or a select's clean-up
+  // would write into freed memory. Stopped here with the reason instead
+  // (a std::thread destroyed while joinable is the same kind of misuse).
+  ~WaitList() {
+    SPINDLE_CHECK(head_ == nullptr,
+                  "a sync primitive (Mutex, Event, Semaphore, Channel, Queue, ...) destroyed "
+                  "while a fiber waits on it: that wait would never end. destroy it only after "
+                  "every wait on it returned (join or cancel the fibers that wait first)");
+  }
   bool empty() const noexcept { return head_ == nullptr; }
   std::size_t size() const noexcept { return size_; }
   WaitNode* front() const noexcept { return head_; }
