@@ -111,8 +111,11 @@ TEST_CASE("the first failure cancels the siblings and is rethrown from wait", "[
     g_started = 0;
     sp::TaskGroup g;
     for (int i = 0; i < 3; ++i) g.spawn([&] { start_and_sleep(cancelled); });
-    // A sibling that turns its cancellation into a second failure.
+    // A sibling that turns its cancellation into a second failure. It
+    // counts itself in too: cancelled before it first ran, it would never
+    // run its body (a 5 ms sleep was the only guard here before).
     g.spawn([] {
+      g_started.fetch_add(1);
       try {
         sp::sleep_for(1h);
       } catch (const sp::Cancelled&) {
@@ -120,8 +123,7 @@ TEST_CASE("the first failure cancels the siblings and is rethrown from wait", "[
       throw Boom("second");
     });
     g.spawn([] {
-      await_started(3);
-      sp::sleep_for(5ms);
+      await_started(4);
       throw Boom("first");
     });
     std::string what;
@@ -355,4 +357,37 @@ TEST_CASE("every TaskGroup::spawn overload records its caller's file and line", 
     CHECK(dumped_site(dump, id) == std::string(__FILE__) + ":" + std::to_string(line));
   }
   CHECK(dumped_site(dump, unknown) == ":0");
+}
+
+namespace {
+// A result whose move constructor throws while `armed`.
+struct MoveThrows {
+  static inline std::atomic<bool> armed{false};
+  int v;
+  explicit MoveThrows(int x) : v(x) {}
+  MoveThrows(MoveThrows&& o) : v(o.v) {
+    if (armed) throw Boom("moved");
+  }
+};
+}  // namespace
+
+// A child's value is built where its Task keeps it: no move runs after the
+// child's function returned, outside the wrapper that reports a child's
+// failure to the group. Before, the Task moved the returned value into
+// place there: a move that threw failed the Task, but the group never
+// heard of it (its wait() returned normally, its siblings ran on).
+TEST_CASE("a child's value is built in place: no move of it runs outside the child's function",
+          "[task_group]") {
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
+  run_checked(workers, [] {
+    MoveThrows::armed = true;
+    sp::TaskGroup g;
+    auto t = g.spawn([] { return MoveThrows(7); });
+    auto u = sp::spawn([](int x) { return MoveThrows(x); }, 8);
+    g.wait();
+    FIBER_CHECK(wait_until([&] { return u.done(); }));
+    MoveThrows::armed = false;  // join() moves the value out to its caller
+    FIBER_CHECK(t.join().v == 7);
+    FIBER_CHECK(u.join().v == 8);
+  });
 }

@@ -210,9 +210,13 @@ class ResultFiber : public Fiber {
   ~ResultFiber() override {
     if (has_value_) reinterpret_cast<T*>(storage_)->~T();
   }
-  template <class... A>
-  void set_value(A&&... a) {
-    new (storage_) T(std::forward<A>(a)...);
+  // set_value_from: the value is what f() returns, built in place: a
+  // prvalue result is never moved, so no move constructor runs outside
+  // the callable (where a TaskGroup child's wrapper could not see it
+  // throw, and the group would miss that failure).
+  template <class G>
+  void set_value_from(G& f) {
+    new (storage_) T(f());
     has_value_ = true;
   }
   // The value, left in place (a copyable result is joined any number of
@@ -250,7 +254,7 @@ class TaskFiber final : public ResultFiber<T> {
         (*fn_)();
         this->set_value();
       } else {
-        this->set_value((*fn_)());
+        this->set_value_from(*fn_);
       }
     } catch (...) {
       this->error_ = std::current_exception();
