@@ -357,7 +357,7 @@ TEST_CASE("a racing connect that is cancelled ends both attempts and leaks no fd
     const std::size_t before = open_fds();
     const std::vector<io::Endpoint> eps{hole6.local_endpoint(), hole4.local_endpoint()};
     auto t = sp::spawn([&] { return io::TcpStream::connect(eps); });
-    sp::sleep_for(io::TcpStream::kFallbackDelay + 150ms);  // both attempts are waiting
+    wait_suspended("io connect", 2);  // both attempts are waiting (the second after kFallbackDelay)
     FIBER_CHECK(open_fds() == before + 2);
     t.cancel();
     FIBER_CHECK(raises_cancelled([&] { t.join(); }));

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,7 +145,8 @@ TEST_CASE("TLS: key updates requested while our writer is blocked stall the peer
   constexpr int kUpdates = 6000;                  // ~27 bytes of answer each: ~160 KB unbounded
   const std::string big(1u << 20, 'w');           // more than the sockets hold: the writer blocks
   std::atomic<std::size_t> received{0};
-  std::atomic<bool> writer_started{false}, peer_sent{false}, may_read{false}, peer_read_all{false}, peer_ok{false};
+  std::atomic<std::uint64_t> writer_id{0};
+  std::atomic<bool> peer_sent{false}, may_read{false}, peer_read_all{false}, peer_ok{false};
   std::size_t at_stall = 0;
   run_checked(2, [&] {
     auto l = io::TcpListener::bind("127.0.0.1", 0);
@@ -153,8 +155,15 @@ TEST_CASE("TLS: key updates requested while our writer is blocked stall the peer
     std::thread peer([&] {
       RawClient c(port, 16 * 1024);
       if (!c.connected) return;
-      while (!writer_started.load()) std::this_thread::sleep_for(1ms);
-      std::this_thread::sleep_for(50ms);  // the writer is blocked by now
+      // The writer is blocked on the full socket (the runtime's view; a
+      // fixed 50 ms was a guess): from here the reader must answer the
+      // key updates while a writer holds the socket.
+      if (!wait_until([&] {
+            const std::uint64_t id = writer_id.load();
+            return id != 0 && spindle::detail::count_suspended("io write", id) == 1;
+          })) {
+        return;  // the server side then fails on peer_sent
+      }
       bool ok = true;
       for (int i = 0; i < kUpdates && ok; ++i) {
         ok = SSL_key_update(c.ssl, SSL_KEY_UPDATE_REQUESTED) == 1 && SSL_write(c.ssl, "x", 1) == 1;
@@ -179,7 +188,7 @@ TEST_CASE("TLS: key updates requested while our writer is blocked stall the peer
     ::setsockopt(raw.native_handle(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     io::TlsStream s = io::TlsStream::server(std::move(raw), ctx);
     auto writer = sp::spawn([&] {
-      writer_started.store(true);
+      writer_id.store(sp::this_fiber::id());
       s.write_all(big);
     });
     auto reader = sp::spawn([&] {

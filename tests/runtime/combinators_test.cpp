@@ -172,6 +172,9 @@ TEST_CASE("gather under with_timeout raises TimedOut and ends the tasks", "[gath
     std::vector<sp::Task<int>> tasks;
     tasks.push_back(after(1ms, 1));
     tasks.push_back(forever(cancelled));
+    // Started, so the cancel reaches its body (one cancelled before it first
+    // ran never runs it): 20 ms alone was not always enough under TSan.
+    wait_suspended(tasks[1], "sleep");
     bool timed_out = false;
     try {
       sp::with_timeout(20ms, [&] { return sp::gather(tasks); });
@@ -284,6 +287,7 @@ TEST_CASE("as_completed with a timeout raises TimedOut", "[as_completed][timeout
     std::vector<sp::Task<int>> tasks;
     tasks.push_back(after(1ms, 1));
     tasks.push_back(forever(cancelled));
+    FIBER_CHECK(wait_until([&] { return tasks[0].done(); }));  // not a race with the 30 ms
     int got = 0;
     bool timed_out = false;
     try {

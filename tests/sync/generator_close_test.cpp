@@ -3,6 +3,7 @@
 // the end (it may wait: the body is not cancelled), close() returns only
 // after it, and an exception from the clean-up reaches the caller.
 #include <atomic>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -101,9 +102,12 @@ TEST_CASE("Generator::close: a body that swallows GeneratorExit ends at its next
 TEST_CASE("Generator: an interrupted next() does not make the body run ahead", "[generator]") {
   run_checked(SPINDLE_TEST_WORKERS(), [] {
     std::atomic<int> produced{0};
+    std::atomic<std::uint64_t> body_id{0};
+    sp::Event go;  // the first value waits for it: every timeout below is certain
     sp::Generator<int> g([&](auto& yield) {
+      body_id = sp::this_fiber::id();
+      go.wait();
       for (int i = 0;; ++i) {
-        sp::sleep_for(30ms);
         produced.fetch_add(1);
         yield(i);
       }
@@ -111,8 +115,11 @@ TEST_CASE("Generator: an interrupted next() does not make the body run ahead", "
     for (int k = 0; k < 3; ++k) {
       FIBER_CHECK(spindle_test::raises<sp::TimedOut>([&] { (void)sp::with_timeout(2ms, [&] { return g.next(); }); }));
     }
+    go.set();
     FIBER_CHECK(g.next() == std::optional<int>(0));
-    sp::sleep_for(150ms);  // room for several more values, if demand were left over
+    // With no demand left over the body waits for the next one; with one
+    // left over it would run on to its next value and wait in that send.
+    spindle_test::wait_fiber_suspended(body_id.load(), "semaphore");
     FIBER_CHECK(produced.load() == 1);
     FIBER_CHECK(g.next() == std::optional<int>(1));
     g.close();
@@ -127,10 +134,13 @@ TEST_CASE("Generator::close: a value waiting for an interrupted consumer gets Ge
   run_checked(SPINDLE_TEST_WORKERS(), [] {
     std::atomic<bool> saw_exit{false};
     std::atomic<int> swallowed{0};
+    std::atomic<std::uint64_t> body_id{0};
+    sp::Event go;  // the first value waits for it: the timeout below is certain
     sp::Generator<int> g([&](auto& yield) {
+      body_id = sp::this_fiber::id();
+      go.wait();
       try {
         for (int i = 0; i < 20; ++i) {  // bounded: a body that swallowed ChannelClosed yields on
-          sp::sleep_for(20ms);
           try {
             yield(i);
           } catch (const std::exception&) {
@@ -143,7 +153,8 @@ TEST_CASE("Generator::close: a value waiting for an interrupted consumer gets Ge
       }
     });
     FIBER_CHECK(spindle_test::raises<sp::TimedOut>([&] { (void)sp::with_timeout(2ms, [&] { return g.next(); }); }));
-    sp::sleep_for(60ms);  // the value is ready and waits in yield
+    go.set();
+    spindle_test::wait_fiber_suspended(body_id.load(), "channel send");  // the value waits in yield
     g.close();
     FIBER_CHECK(saw_exit.load());
     FIBER_CHECK(swallowed.load() == 0);
