@@ -17,7 +17,11 @@
 // at most 256 KiB of text (bytes, not lines: 1,024 lines of 4 KiB each were
 // 4 MiB per client), and a line for a member whose outbox is full is
 // dropped for that member (a client that stopped reading cannot stall the
-// others or grow the server).
+// others or grow the server). A client that sends no name within 30 s
+// (the environment variable CHAT_NAME_MS overrides it) is disconnected, so
+// connections that never join cannot pile up; a member may stay silent
+// as long as it likes (chat is like that), and a server facing the
+// network would add a limit on connections as well.
 //
 // Graceful shutdown: SIGTERM or SIGINT (io::SignalSet, created before the
 // port is printed, so a signal sent after reading the port is never missed)
@@ -112,10 +116,12 @@ class Hub {
 
 // serve: one connection: the name, then lines until end of stream or an
 // error; a writer fiber drains the outbox meanwhile.
-void serve(io::TcpStream s, Hub& hub) {
+void serve(io::TcpStream s, Hub& hub, std::chrono::milliseconds name_timeout) {
   std::string name;
   try {
-    name = s.read_line(kMaxName);
+    name = sp::with_timeout(name_timeout, [&] { return s.read_line(kMaxName); });
+  } catch (const sp::TimedOut&) {
+    return;  // no name in time: the connection ends
   } catch (const std::system_error&) {
     return;  // a name too long, or the connection failed
   }
@@ -146,11 +152,15 @@ void serve(io::TcpStream s, Hub& hub) {
   }
 }
 
-std::chrono::milliseconds grace_period() {
+// env_ms: the environment variable `name` in milliseconds (at most an
+// hour), or `fallback` when it is unset or not a number.
+std::chrono::milliseconds env_ms(const char* name, unsigned long fallback) {
   unsigned long ms = 0;
-  const char* e = std::getenv("CHAT_GRACE_MS");
-  return std::chrono::milliseconds(e != nullptr && parse_uint(e, 3600000, ms) ? ms : 5000);
+  const char* e = std::getenv(name);
+  return std::chrono::milliseconds(e != nullptr && parse_uint(e, 3600000, ms) ? ms : fallback);
 }
+
+std::chrono::milliseconds grace_period() { return env_ms("CHAT_GRACE_MS", 5000); }
 
 }  // namespace
 
@@ -174,13 +184,16 @@ int main(int argc, char** argv) {
           std::fflush(stdout);
 
           Hub hub;
+          const std::chrono::milliseconds name_timeout = env_ms("CHAT_NAME_MS", 30000);
           std::atomic<std::uint64_t> clients{0};
           sp::TaskGroup conns, accepting;
           accepting.spawn([&] {
             for (;;) {
               io::TcpStream s = listener.accept();  // a cancellation point
               clients.fetch_add(1, std::memory_order_relaxed);
-              conns.spawn([&hub, c = std::move(s)]() mutable { serve(std::move(c), hub); });
+              conns.spawn([&hub, name_timeout, c = std::move(s)]() mutable {
+                serve(std::move(c), hub, name_timeout);
+              });
             }
           });
 

@@ -15,6 +15,12 @@
 // at most one read buffer (64 KiB, under the protocol's 1 MiB) is queued per
 // connection, and a client that stops reading stalls only its own fiber.
 //
+// No deadline on a silent peer, as in the benchmark's libuv C server: a
+// connection that sends nothing holds its fiber (and 64 KiB) until it
+// closes or SIGTERM. A server facing the network bounds that wait, with
+// sp::with_timeout around read_some (chat_server.cpp does it for the
+// name) or with http::Server, whose idle_timeout and header deadlines do.
+//
 // Signals: the process blocks SIGTERM/SIGINT before the runtime starts its
 // threads (they inherit the mask), and a plain thread takes them with
 // sigwait and sets a spindle::Event (set() is callable from any thread). No

@@ -11,6 +11,9 @@
 // head over 16 KiB, malformed input, or a request asking to close ends the
 // connection. SIGTERM/SIGINT: stop accepting, cancel the connections,
 // print a summary line, exit 0 (signal handling as in echo_server.cpp).
+// No deadline on a silent or slow client (a benchmark server, as its
+// peers are): http::Server (http_server_hello.cpp) is the one to put on a
+// network, with its idle, header and body deadlines.
 #include <pthread.h>
 #include <signal.h>
 

@@ -36,7 +36,7 @@ struct Server {
   std::uint16_t port = 0;
 };
 
-Server start(const char* workers, const char* grace_ms) {
+Server start(const char* workers, const char* grace_ms, const char* name_ms = "30000") {
   Server s;
   int out[2];
   REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
@@ -48,6 +48,7 @@ Server start(const char* workers, const char* grace_ms) {
   std::vector<std::string> env_s;
   for (char** e = environ; *e != nullptr; ++e) env_s.emplace_back(*e);
   env_s.push_back(std::string("CHAT_GRACE_MS=") + grace_ms);
+  env_s.push_back(std::string("CHAT_NAME_MS=") + name_ms);
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -173,4 +174,39 @@ TEST_CASE("chat_server: SIGINT with an idle client exits 0 after the grace perio
   ::close(srv.out);
   CHECK(rest.find("stopped on SIGINT: 1 clients served, the rest cut after the grace period") !=
         std::string::npos);
+}
+
+// A connection that sends no name (or half of one) within CHAT_NAME_MS is
+// closed: connections that never join cannot pile up. A member that joined
+// may stay silent for longer.
+TEST_CASE("chat_server: a connection without a name in time is closed; a silent member stays") {
+  Server srv = start("2", "200", "300");
+  Client member(srv.port, "member");
+  CHECK(member.line() == "* welcome member, 0 others here");
+  const int silent = connect_to(srv.port);
+  const int partial = connect_to(srv.port);
+  REQUIRE(silent >= 0);
+  REQUIRE(partial >= 0);
+  REQUIRE(::send(partial, "bo", 2, MSG_NOSIGNAL) == 2);
+  char b[16];
+  CHECK(::recv(silent, b, sizeof b, 0) == 0);  // end of stream, not the receive timeout (-1)
+  CHECK(::recv(partial, b, sizeof b, 0) == 0);
+  ::close(silent);
+  ::close(partial);
+  {
+    Client other(srv.port, "other");
+    CHECK(other.line() == "* welcome other, 1 others here");
+    CHECK(member.line() == "* other joined");  // still connected, past the name deadline
+  }
+  CHECK(member.line() == "* other left");
+  REQUIRE(::kill(srv.pid, SIGTERM) == 0);
+  CHECK(member.line() == "* server shutting down");
+  member.close();
+  int status = 0;
+  REQUIRE(::waitpid(srv.pid, &status, 0) == srv.pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  const std::string rest = read_all(srv.out);
+  ::close(srv.out);
+  CHECK(rest.find("stopped on SIGTERM: 4 clients served\n") != std::string::npos);
 }
