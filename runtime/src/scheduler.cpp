@@ -258,8 +258,14 @@ void Scheduler::cancel_all() {
       all.push_back(f);
     }
   };
-  collect(external_registry_);
+  // The workers' fibers first, the external registry (the main fiber, and
+  // fibers spawned from plain threads) last: a fiber that main joins may
+  // wait on one of main's locals, and main, cancelled first, could unwind
+  // and destroy that primitive while the child's wait was still open
+  // (~WaitList stops the process then: wait_queue.hpp). Cancelled first,
+  // the child's wait is over before main can unwind.
   for (auto& w : workers_) collect(w->registry());
+  collect(external_registry_);
   for (Fiber* f : all) {
     cancel_fiber(f);
     f->release();

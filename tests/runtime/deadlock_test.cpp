@@ -45,6 +45,27 @@ TEST_CASE("joining a fiber blocked forever is reported as a deadlock", "[deadloc
   CHECK(took < slack(5s));
 }
 
+// The commonest deadlock: main joins a child that waits on one of main's
+// own primitives. Reporting it cancels every fiber; main unwinds and
+// destroys the Event while the child, cancelled too, may not have run yet
+// to unlink its wait. That is a wait already over, not one left open:
+// Deadlock is raised, the process is not stopped by ~WaitList (it was,
+// when main was cancelled first: every time on 1 worker).
+TEST_CASE("a child waiting on main's own Event while main joins it is reported as a deadlock", "[deadlock]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  StderrCapture cap;
+  for (int round = 0; round < 5; ++round) {
+    CHECK_THROWS_AS(run_checked(detector(workers),
+                                [] {
+                                  sp::Event e;
+                                  auto t = sp::spawn([&] { e.wait(); });
+                                  t.join();
+                                }),
+                    sp::Deadlock);
+  }
+  CHECK_THAT(cap.text(), Catch::Matchers::Contains("all fibers are asleep"));
+}
+
 TEST_CASE("a main fiber waiting on nothing is a deadlock", "[deadlock]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   StderrCapture cap;

@@ -219,3 +219,28 @@ TEST_CASE("a fiber abandoned at shutdown can be woken, cancelled and joined afte
   CHECK_THAT(err, Catch::Matchers::Contains("child: set"));
   CHECK_THAT(err, Catch::Matchers::Contains("child: joins cancelled 2"));
 }
+
+// A primitive that dies after its runtime, with an abandoned fiber's wait
+// still linked in it (that fiber is never woken now): not stopped by
+// ~WaitList, whose check is for waits that are still open. In a child.
+TEST_CASE("an Event destroyed after shutdown abandoned a fiber waiting on it", "[shutdown]") {
+  const auto [err, status] = in_child([] {
+    {
+      sp::Event ev;
+      sp::RuntimeOptions o = options(2);
+      o.shutdown_timeout = 100ms;
+      sp::Runtime rt(o);
+      rt.block_on([&] {
+        auto t = sp::spawn([&] { sp::shield([&] { ev.wait(); }); });
+        wait_suspended(t, "event");
+        t.detach();
+      });
+      rt.shutdown();
+    }  // ~Runtime, then ~Event with the abandoned fiber's node in it
+    std::fprintf(stderr, "child: event gone\n");
+  });
+  INFO(err);
+  CHECK(status == 0);
+  CHECK_THAT(err, Catch::Matchers::Contains("abandoning them"));
+  CHECK_THAT(err, Catch::Matchers::Contains("child: event gone"));
+}

@@ -79,6 +79,15 @@ struct WaitNode {
   std::uint32_t outcome = 0;
 };
 
+// open_wait: w (linked, so alive) is still waiting, and its fiber is
+// neither cancelled nor abandoned (~WaitList). A plain thread's wait
+// counts as open.
+inline bool open_wait(const Waiter& w) noexcept {
+  if ((w.cell->load(std::memory_order_acquire) & ~Waiter::kCancellable) != w.gen) return false;
+  return w.fiber == nullptr || (!w.fiber->abandoned_.load(std::memory_order_acquire) &&
+                                !w.fiber->cancel_requested_.load(std::memory_order_acquire));
+}
+
 // WaitList: intrusive FIFO of WaitNodes. Not thread-safe by itself: every
 // call happens under the owning primitive's lock.
 class WaitList {
@@ -86,15 +95,23 @@ class WaitList {
   WaitList() = default;
   WaitList(const WaitList&) = delete;
   WaitList& operator=(const WaitList&) = delete;
-  // A primitive destroyed while a node is linked: its waiter would never
-  // wake, and its own unlink (a timeout, a cancel) or a select's clean-up
-  // would write into freed memory. Stopped here with the reason instead
-  // (a std::thread destroyed while joinable is the same kind of misuse).
+  // A primitive destroyed while one of its waits is still open: that
+  // waiter would never be woken (or its timer would wake it to unlink
+  // itself from freed memory). Stopped here with the reason instead, as
+  // std::thread's destructor stops for a joinable thread. Not stopped for
+  // nodes whose wait is already over (a timeout or cancel won and the
+  // owner has yet to unlink: nothing wakes it again), nor for a fiber that
+  // is cancelled or abandoned: a deadlock report or a shutdown unwinds
+  // the fibers whose locals these primitives are, in no set order, and a
+  // shielded wait of a cancelled fiber ends only with it (docs/sync.md
+  // "A primitive outlives every wait on it").
   ~WaitList() {
-    SPINDLE_CHECK(head_ == nullptr,
-                  "a sync primitive (Mutex, Event, Semaphore, Channel, Queue, ...) destroyed "
-                  "while a fiber waits on it: that wait would never end. destroy it only after "
-                  "every wait on it returned (join or cancel the fibers that wait first)");
+    for (const WaitNode* n = head_; n != nullptr; n = n->next) {
+      SPINDLE_CHECK(!open_wait(*n->waiter),
+                    "a sync primitive (Mutex, Event, Semaphore, Channel, Queue, ...) destroyed "
+                    "while a fiber waits on it: that wait would never be woken. destroy it only "
+                    "after every wait on it returned (join or cancel the fibers that wait first)");
+    }
   }
   bool empty() const noexcept { return head_ == nullptr; }
   std::size_t size() const noexcept { return size_; }
