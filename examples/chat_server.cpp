@@ -18,10 +18,10 @@
 // 4 MiB per client), and a line for a member whose outbox is full is
 // dropped for that member (a client that stopped reading cannot stall the
 // others or grow the server). A client that sends no name within 30 s
-// (the environment variable CHAT_NAME_MS overrides it) is disconnected, so
-// connections that never join cannot pile up; a member may stay silent
-// as long as it likes (chat is like that), and a server facing the
-// network would add a limit on connections as well.
+// (CHAT_NAME_MS in the environment, milliseconds over 0, overrides it) is
+// disconnected, so connections that never join cannot pile up; a member
+// may stay silent as long as it likes (chat is like that), and a server
+// facing the network would add a limit on connections as well.
 //
 // Graceful shutdown: SIGTERM or SIGINT (io::SignalSet, created before the
 // port is printed, so a signal sent after reading the port is never missed)
@@ -184,7 +184,8 @@ int main(int argc, char** argv) {
           std::fflush(stdout);
 
           Hub hub;
-          const std::chrono::milliseconds name_timeout = env_ms("CHAT_NAME_MS", 30000);
+          std::chrono::milliseconds name_timeout = env_ms("CHAT_NAME_MS", 30000);
+          if (name_timeout.count() == 0) name_timeout = std::chrono::milliseconds(30000);  // 0 would admit nobody
           std::atomic<std::uint64_t> clients{0};
           sp::TaskGroup conns, accepting;
           accepting.spawn([&] {
