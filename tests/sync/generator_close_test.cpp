@@ -153,7 +153,7 @@ TEST_CASE("Generator::close: a value waiting for an interrupted consumer gets Ge
       }
     });
     FIBER_CHECK(spindle_test::raises<sp::TimedOut>([&] { (void)sp::with_timeout(2ms, [&] { return g.next(); }); }));
-    FIBER_CHECK(wait_until([&] { return body_id.load() != 0; }));  // the body started (0 is "any fiber")
+    FIBER_CHECK(spindle_test::wait_until([&] { return body_id.load() != 0; }));  // the body started (0 is "any fiber")
     go.set();
     spindle_test::wait_fiber_suspended(body_id.load(), "channel send");  // the value waits in yield
     g.close();
