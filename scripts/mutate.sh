@@ -207,7 +207,7 @@ http_ws_close_leaves_sender :: io/src/http/websocket.cpp :: s{\n\s*::shutdown\(I
 http_ws_message_buffer_kept :: io/src/http/websocket.cpp :: s{if \(I\.msg\.capacity\(\) > kKeptMessageBuffer\) I\.msg\.shrink_to_fit\(\);}{} :: http_websocket :: ^http_websocket$
 http_ws_pongs_unbounded :: io/src/http/websocket.cpp :: s{kQueuedPongs = 16;}{kQueuedPongs = std::size_t{1} << 30;} :: http_websocket :: ^http_websocket$
 task_result_moved_into_place :: runtime/include/spindle/runtime/detail/fiber.hpp :: s{new \(storage_\) T\(f\(\)\);}{T made(f()); new (storage_) T(std::move(made));} :: runtime_task_group :: ^runtime_task_group$
-cancel_all_main_first :: runtime/src/scheduler.cpp :: s{for \(auto& w : workers_\) collect\(w->registry\(\)\);\n  collect\(external_registry_\);}{collect(external_registry_);\n  for (auto& w : workers_) collect(w->registry());} :: runtime_deadlock :: ^runtime_deadlock$
+deadlock_unwinds_main_with_children :: runtime/src/scheduler.cpp :: s{do \x7b\s*cancel_all\(/\*workers_only=\*/true\);.*?children_until\);}{(void)children_until;}s :: runtime_deadlock :: ^runtime_deadlock$
 http_ws_client_unasked_101_taken :: io/src/http/websocket.cpp :: s{unasked_in_101\(res, options\.headers\); !why\.empty\(\)\)}{unasked_in_101(res, options.headers); false && !why.empty())} :: http_ws_client_hostile :: ^http_ws_client_hostile$
 http_h2_refused_after_handler_load :: io/src/http/h2_server.cpp :: s{return refused_ && first_ && !handed_;}{return refused_ && !handed_;} :: http_h2_budget :: ^http_h2_budget$
 http_h2_body_freed_before_report :: io/src/http/h2_server.cpp :: s{Response res = answer\(\);}{Response res = answer(); release_body(st);} :: http_h2_server :: ^http_h2_server$

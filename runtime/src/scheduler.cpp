@@ -247,7 +247,19 @@ std::uint64_t Scheduler::activity() const noexcept {
   return a;
 }
 
-void Scheduler::cancel_all() {
+std::size_t Scheduler::workers_live() {
+  std::size_t n = 0;
+  for (auto& w : workers_) {
+    Registry& r = w->registry();
+    std::lock_guard lk(r.lock);
+    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
+      if (f->state_.load(std::memory_order_relaxed) != FiberState::done) ++n;
+    }
+  }
+  return n;
+}
+
+void Scheduler::cancel_all(bool workers_only) {
   std::vector<Fiber*> all;
   auto collect = [&](Registry& r) {
     std::lock_guard lk(r.lock);
@@ -265,7 +277,7 @@ void Scheduler::cancel_all() {
   // (~WaitList stops the process then: wait_queue.hpp). Cancelled first,
   // the child's wait is over before main can unwind.
   for (auto& w : workers_) collect(w->registry());
-  collect(external_registry_);
+  if (!workers_only) collect(external_registry_);
   for (Fiber* f : all) {
     cancel_fiber(f);
     f->release();
@@ -424,8 +436,20 @@ void Scheduler::wait_main() {
   main_cv_.wait(lk, [&] { return main_done_ || deadlock_; });
   if (main_done_) return;
   // Deadlock: unwind every fiber (main included) so their RAII runs, then
-  // report. The main fiber gets shutdown_timeout to finish.
+  // report. The workers' fibers first (every fiber main spawned is one),
+  // until they ended or shutdown_timeout passed, and only then main and
+  // the fibers of plain threads: a child that main joins often waits on
+  // one of main's locals, and main unwinding at the same time destroyed
+  // that primitive while the child had yet to unlink its wait (its unlink
+  // then wrote into main's dead frame). The main fiber then gets
+  // shutdown_timeout to finish.
   lk.unlock();
+  const auto children_until = deadline_after(opts_.shutdown_timeout);
+  do {
+    cancel_all(/*workers_only=*/true);  // again: clean-up code may spawn
+    if (workers_live() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  } while (std::chrono::steady_clock::now() < children_until);
   cancel_all();
   lk.lock();
   main_cv_.wait_until(lk, deadline_after(opts_.shutdown_timeout), [&] { return main_done_; });

@@ -120,7 +120,11 @@ class Scheduler {
   }
   Registry& external_registry() noexcept { return external_registry_; }
   std::uint64_t live_fibers() const noexcept;
-  void cancel_all();
+  // cancel_all: cancels every live fiber; with workers_only, only those on
+  // the workers' registries (not main, nor fibers spawned from plain
+  // threads). workers_live: how many of those are not done yet.
+  void cancel_all(bool workers_only = false);
+  std::size_t workers_live();
   void abandon_all();
   void dump(std::ostream& os);
   bool find_and_describe(const Fiber* f, std::string& out);

@@ -66,6 +66,38 @@ TEST_CASE("a child waiting on main's own Event while main joins it is reported a
   CHECK_THAT(cap.text(), Catch::Matchers::Contains("all fibers are asleep"));
 }
 
+// The report unwinds main's children before main: a child's clean-up may
+// still use main's locals (here it waits, then looks), and main unwinding
+// beside it would destroy them under it.
+TEST_CASE("a deadlock report unwinds the children before main", "[deadlock]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  std::atomic<bool> main_unwound{false}, child_saw_it{false}, child_cleaned_up{false};
+  StderrCapture cap;
+  CHECK_THROWS_AS(run_checked(detector(workers),
+                              [&] {
+                                struct OnExit {
+                                  std::atomic<bool>& f;
+                                  ~OnExit() { f = true; }
+                                } unwinding{main_unwound};
+                                sp::Event e;
+                                auto t = sp::spawn([&] {
+                                  try {
+                                    e.wait();
+                                  } catch (const sp::Cancelled&) {
+                                    sp::shield([] { sp::sleep_for(50ms); });
+                                    child_saw_it = main_unwound.load();
+                                    child_cleaned_up = !e.is_set();  // main's Event, still alive
+                                    throw;
+                                  }
+                                });
+                                t.join();
+                              }),
+                  sp::Deadlock);
+  CHECK(child_cleaned_up.load());
+  CHECK(!child_saw_it.load());
+  CHECK(main_unwound.load());
+}
+
 TEST_CASE("a main fiber waiting on nothing is a deadlock", "[deadlock]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   StderrCapture cap;
