@@ -64,6 +64,18 @@ Server start(const char* workers, const char* grace_ms, const char* name_ms = "3
   return s;
 }
 
+// exited_cleanly: waits for the server to exit, checks it exited 0, and
+// returns what it printed after the port.
+std::string exited_cleanly(Server& srv) {
+  int status = 0;
+  REQUIRE(::waitpid(srv.pid, &status, 0) == srv.pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  std::string rest = read_all(srv.out);
+  ::close(srv.out);
+  return rest;
+}
+
 int connect_to(std::uint16_t port) {
   const int fd = connect_loopback(port);
   if (fd < 0) return -1;
@@ -149,12 +161,7 @@ TEST_CASE("chat_server: joins, broadcasts, leaves, then SIGTERM exits 0 after th
     a.close();
     CHECK(b.line() == "* alice left");
   }
-  int status = 0;
-  REQUIRE(::waitpid(srv.pid, &status, 0) == srv.pid);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  const std::string rest = read_all(srv.out);
-  ::close(srv.out);
+  const std::string rest = exited_cleanly(srv);
   CHECK(rest.find("stopped on SIGTERM: 3 clients served\n") != std::string::npos);
   CHECK(rest.find("cut after") == std::string::npos);
 }
@@ -166,12 +173,7 @@ TEST_CASE("chat_server: SIGINT with an idle client exits 0 after the grace perio
   REQUIRE(::kill(srv.pid, SIGINT) == 0);
   CHECK(idle.line() == "* server shutting down");
   CHECK(idle.line() == "<eof>");  // cut when the grace period ended
-  int status = 0;
-  REQUIRE(::waitpid(srv.pid, &status, 0) == srv.pid);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  const std::string rest = read_all(srv.out);
-  ::close(srv.out);
+  const std::string rest = exited_cleanly(srv);
   CHECK(rest.find("stopped on SIGINT: 1 clients served, the rest cut after the grace period") !=
         std::string::npos);
 }
@@ -202,11 +204,6 @@ TEST_CASE("chat_server: a connection without a name in time is closed; a silent 
   REQUIRE(::kill(srv.pid, SIGTERM) == 0);
   CHECK(member.line() == "* server shutting down");
   member.close();
-  int status = 0;
-  REQUIRE(::waitpid(srv.pid, &status, 0) == srv.pid);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  const std::string rest = read_all(srv.out);
-  ::close(srv.out);
+  const std::string rest = exited_cleanly(srv);
   CHECK(rest.find("stopped on SIGTERM: 4 clients served\n") != std::string::npos);
 }
