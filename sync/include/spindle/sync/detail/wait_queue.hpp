@@ -100,11 +100,12 @@ class WaitList {
   // itself from freed memory). Stopped here with the reason instead, as
   // std::thread's destructor stops for a joinable thread. Not stopped for
   // nodes whose wait is already over (a timeout or cancel won and the
-  // owner has yet to unlink: nothing wakes it again), nor for a fiber that
-  // is cancelled or abandoned: a deadlock report or a shutdown unwinds
-  // the fibers whose locals these primitives are, in no set order, and a
-  // shielded wait of a cancelled fiber ends only with it (docs/sync.md
-  // "A primitive outlives every wait on it").
+  // owner has yet to unlink: nothing wakes it again, though that unlink
+  // still locks the primitive, which this cannot catch), nor for a fiber
+  // that is cancelled or abandoned: a shutdown unwinds the fibers whose
+  // locals these primitives are in no set order, and a shielded wait of a
+  // cancelled fiber ends only with it (docs/sync.md "A primitive outlives
+  // every wait on it").
   ~WaitList() {
     for (const WaitNode* n = head_; n != nullptr; n = n->next) {
       SPINDLE_CHECK(!open_wait(*n->waiter),
