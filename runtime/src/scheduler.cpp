@@ -85,6 +85,17 @@ RuntimeOptions capped_options(RuntimeOptions o) noexcept {
   return o;
 }
 
+// each_live: f(fiber) for every fiber listed in r that has not ended,
+// under r's lock (a leaf: f takes no lock). An ended fiber stays listed
+// until its worker unlinks it (registry.hpp).
+template <class F>
+void each_live(Registry& r, F&& f) {
+  std::lock_guard lk(r.lock);
+  for (Fiber* x = r.head; x != nullptr; x = x->reg_next_) {
+    if (x->state_.load(std::memory_order_relaxed) != FiberState::done) f(x);
+  }
+}
+
 }  // namespace
 
 Scheduler::Scheduler(const RuntimeOptions& o)
@@ -249,35 +260,20 @@ std::uint64_t Scheduler::activity() const noexcept {
 
 std::size_t Scheduler::workers_live() {
   std::size_t n = 0;
-  for (auto& w : workers_) {
-    Registry& r = w->registry();
-    std::lock_guard lk(r.lock);
-    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
-      if (f->state_.load(std::memory_order_relaxed) != FiberState::done) ++n;
-    }
-  }
+  for (auto& w : workers_) each_live(w->registry(), [&](Fiber*) { ++n; });
   return n;
 }
 
 void Scheduler::cancel_all(bool workers_only) {
   std::vector<Fiber*> all;
   auto collect = [&](Registry& r) {
-    std::lock_guard lk(r.lock);
-    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
-      // Ended (still listed until its worker unlinks it: registry.hpp).
-      if (f->state_.load(std::memory_order_relaxed) == FiberState::done) continue;
+    each_live(r, [&](Fiber* f) {
       f->add_ref();
       all.push_back(f);
-    }
+    });
   };
-  // The workers' fibers first, the external registry (the main fiber, and
-  // fibers spawned from plain threads) last: a fiber that main joins may
-  // wait on one of main's locals, and main, cancelled first, could unwind
-  // and destroy that primitive while the child's wait was still open
-  // (~WaitList stops the process then: wait_queue.hpp). Cancelled first,
-  // the child's wait is over before main can unwind.
-  for (auto& w : workers_) collect(w->registry());
   if (!workers_only) collect(external_registry_);
+  for (auto& w : workers_) collect(w->registry());
   for (Fiber* f : all) {
     cancel_fiber(f);
     f->release();
@@ -315,12 +311,7 @@ void Scheduler::abandon_all() {
   // after it (rank 1: never inside a leaf). Never freed: the scheduler's
   // reference to each stays.
   std::vector<Fiber*> left;
-  auto collect = [&](Registry& r) {
-    std::lock_guard lk(r.lock);
-    for (Fiber* f = r.head; f != nullptr; f = f->reg_next_) {
-      if (f->state_.load(std::memory_order_relaxed) != FiberState::done) left.push_back(f);
-    }
-  };
+  auto collect = [&](Registry& r) { each_live(r, [&](Fiber* f) { left.push_back(f); }); };
   collect(external_registry_);
   for (auto& w : workers_) collect(w->registry());
   for (Fiber* f : left) {

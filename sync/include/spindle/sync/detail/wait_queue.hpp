@@ -81,7 +81,11 @@ struct WaitNode {
 
 // open_wait: w (linked, so alive) is still waiting, and its fiber is
 // neither cancelled nor abandoned (~WaitList). A plain thread's wait
-// counts as open.
+// counts as open. Acquire loads, each of its one writer: the cell of
+// try_complete's acq_rel CAS (and cancel_fiber's), abandoned_ of
+// abandon_all's seq_cst store, cancel_requested_ of cancel_fiber's seq_cst
+// store; a fiber cancelled on another thread without an order to this one
+// may read as open (it was, when the primitive died).
 inline bool open_wait(const Waiter& w) noexcept {
   if ((w.cell->load(std::memory_order_acquire) & ~Waiter::kCancellable) != w.gen) return false;
   return w.fiber == nullptr || (!w.fiber->abandoned_.load(std::memory_order_acquire) &&
