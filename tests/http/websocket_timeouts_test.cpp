@@ -238,7 +238,10 @@ TEST_CASE("websocket timeouts: our close() with a sender blocked on a silent pee
 TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, not an idle session") {
   run_checked(2, [] {
     http::WsOptions o;
-    o.message_timeout = 400ms;
+    // 1.6 s under sanitizers: the three pieces below, 50 ms apart, must
+    // arrive inside it on a loaded machine too.
+    const auto message_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(400ms));
+    o.message_timeout = message_timeout;
     // Our close then waits for the peer's close, which Beast reads only
     // past the rest of the cut frame: close_timeout ends that wait.
     o.close_timeout = 200ms;
@@ -261,7 +264,7 @@ TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, no
     {
       std::string buf;
       io::TcpStream s = raw_upgrade(port, buf);
-      sp::sleep_for(600ms);
+      sp::sleep_for(message_timeout + 200ms);
       const std::string f = client_frame(2, std::string(30000, 'a'));
       s.write_all(std::string_view(f).substr(0, 10000));
       sp::sleep_for(50ms);
@@ -271,8 +274,9 @@ TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, no
       FIBER_CHECK(seen.recv() == "got 30000");
       s.write_all(client_frame(8, std::string("\x03\xe8", 2)));
     }
-    // A frame's payload all but its end, then a byte every 100 ms: the
-    // drip does not stretch the message's time.
+    // A frame's payload all but its end, then a byte every 100 ms (5 s in
+    // all, past message_timeout): the drip does not stretch the message's
+    // time.
     for (const bool drip : {false, true}) {
       std::string buf;
       io::TcpStream s = raw_upgrade(port, buf);
@@ -288,7 +292,7 @@ TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, no
       const std::string got = seen.recv().value_or("closed");
       FIBER_CHECK(got.rfind("timeout: ", 0) == 0);
       FIBER_CHECK(got.find("message_timeout") != std::string::npos);
-      FIBER_CHECK(Clock::now() - t0 >= 400ms);
+      FIBER_CHECK(Clock::now() - t0 >= message_timeout);
       // The peer's close frame: code 1008.
       const Frame close = read_frame(s, buf);
       FIBER_CHECK(close.opcode == 8);
