@@ -256,7 +256,10 @@ TEST_CASE("h2 budget: a whole body sent unwatched and then held by a shrunk wind
     RawConn c(srv.port());
     c.send(preface() + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff}}) + settings_ack() +
            window_update(0, 0x7fffffff - 65535) + headers(1, plain_block("GET", "/flood"), true));
-    sp::sleep_for(300ms);  // the writer fills the pipe and waits in its write
+    // The writer has filled the pipe and waits in its write (only the
+    // connection's writer writes to the socket; a sleep here let /small's
+    // body out before the pipe was full, on a slow machine).
+    wait_suspended("io write");
     c.send(headers(3, plain_block("GET", "/small"), true));
     FIBER_CHECK(wait_until([&] { return logged_small.load() == 1; }, slack(2s)));
     c.send(settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}));

@@ -166,7 +166,10 @@ TEST_CASE("a Client's idle connections are reaped in a later run too") {
     INFO((ran ? "the reaper ran" : "the reaper never ran"));
     ThreadServer srv;
     http::ClientOptions o;
-    o.keepalive_timeout = 100ms;
+    // Far past the first run's 20 ms (or 50 ms of computing): the reaper's
+    // timer must not come due before that run's shutdown cancels it (at
+    // 100 ms, a loaded machine's stall let it close the connection first).
+    o.keepalive_timeout = 500ms;
     http::Client c(o);
     sp::run(
         [&] {

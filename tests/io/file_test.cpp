@@ -395,10 +395,14 @@ namespace {
 
 // fifo_writer: a plain thread that opens the FIFO for writing once a reader
 // has it open (non-blocking open retried: a test that failed before its
-// open cannot hang this thread's join), stays silent for `delay`, writes
-// `bytes` bytes and closes.
-std::thread fifo_writer(const fs::path& fifo, std::chrono::milliseconds delay, std::size_t bytes) {
-  return std::thread([fifo, delay, bytes] {
+// open cannot hang this thread's join), waits for `go` (the test sets it
+// once its cancel is in: a delay counted from the open let a slow
+// machine's write land before the cancel; bounded by 60 s for a test that
+// failed first), stays silent for `delay`, writes `bytes` bytes and
+// closes.
+std::thread fifo_writer(const fs::path& fifo, const std::atomic<bool>& go, std::chrono::milliseconds delay,
+                        std::size_t bytes) {
+  return std::thread([fifo, &go, delay, bytes] {
     int fd = -1;
     for (int i = 0; i < 2000 && fd < 0; ++i) {
       fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
@@ -406,6 +410,7 @@ std::thread fifo_writer(const fs::path& fifo, std::chrono::milliseconds delay, s
     }
     if (fd < 0) return;
     ::fcntl(fd, F_SETFL, 0);  // blocking writes from here on
+    for (int i = 0; i < 60'000 && !go.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::this_thread::sleep_for(delay);
     const std::string data(bytes, 'f');
     (void)!::write(fd, data.data(), data.size());
@@ -424,17 +429,19 @@ TEST_CASE("files: a cancelled read waits for the step in flight, and that is no 
   TempDir dir;
   const fs::path fifo = dir / "fifo";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
-  std::thread writer = fifo_writer(fifo, std::chrono::seconds(2), io::kFileChunk);
+  std::atomic<bool> go{false};
+  std::thread writer = fifo_writer(fifo, go, std::chrono::seconds(2), io::kFileChunk);
   JoinOnExit join_writer{writer};
   run_checked(2, [&] {
     auto f = io::File::open(fifo, io::OpenMode::read);
-    const auto t0 = Clock::now();
     std::string buf(2 * io::kFileChunk, '\0');
     std::size_t got = 0;
     auto reader = sp::spawn([&] { got = f.read(buf.data(), buf.size()); });
     wait_suspended(reader, "blocking");
     FIBER_CHECK(wait_until([&] { return thread_in_read(f.fd()); }));  // the job is inside read()
     reader.cancel();
+    const auto t0 = Clock::now();
+    go.store(true);
     FIBER_CHECK(raises_cancelled([&] { reader.join(); }));
     // It waited for the writer: the step in flight ran to its end.
     FIBER_CHECK(Clock::now() - t0 >= std::chrono::milliseconds(1500));
@@ -501,7 +508,8 @@ TEST_CASE("files: a transfer that finished during the cancel returns its bytes; 
   TempDir dir;
   const fs::path fifo = dir / "fifo";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
-  std::thread writer = fifo_writer(fifo, std::chrono::milliseconds(300), 100);
+  std::atomic<bool> go{false};
+  std::thread writer = fifo_writer(fifo, go, std::chrono::milliseconds(0), 100);
   JoinOnExit join_writer{writer};
   run_checked(2, [&] {
     auto f = io::File::open(fifo, io::OpenMode::read);
@@ -515,6 +523,7 @@ TEST_CASE("files: a transfer that finished during the cancel returns its bytes; 
     wait_suspended(reader, "blocking");
     FIBER_CHECK(wait_until([&] { return thread_in_read(f.fd()); }));  // the job is inside read()
     reader.cancel();
+    go.store(true);  // the step's bytes come only now, after the cancel
     reader.join();
     FIBER_CHECK(got == 100);
     FIBER_CHECK(buf == std::string(100, 'f'));

@@ -276,18 +276,21 @@ TEST_CASE("a job finishing after its caller moved on does not end the caller's n
           "[offload][cancel]") {
   run_checked(1, [] {
     sp::offload([] {});  // an idle pool thread is ready for the job below
+    // Scaled under sanitizers: a pool thread slow to take the job then
+    // gets deadlines up to 320 ms before the test gives up.
+    const Clock::duration job = slack(100ms);
     auto st = timed_out_while_running(
-        [](JobState& s) {
+        [job](JobState& s) {
           s.started.store(true);
-          std::this_thread::sleep_for(100ms);
+          std::this_thread::sleep_for(job);
           s.done.store(true);
           return 1;
         },
-        80ms);  // the deadline ends the wait before the job's 100 ms
+        job * 4 / 5);  // the deadline ends the wait before the job's end
     REQUIRE(st != nullptr);
     const auto t0 = Clock::now();
-    sp::sleep_for(300ms);  // the job completes within about 100 ms of it
-    CHECK(Clock::now() - t0 >= 300ms);
+    sp::sleep_for(3 * job);  // the job completes within about `job` of it
+    CHECK(Clock::now() - t0 >= 3 * job);
     CHECK(wait_until([&] { return st->done.load(); }, slack(10s)));
   });
 }
