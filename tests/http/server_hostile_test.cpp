@@ -379,19 +379,25 @@ TEST_CASE("server hostile: a chunk extension over max_head is refused, one under
 // byte of data behind a 1,000-byte extension, so that max_body and
 // max_drain, which count data, would let the server parse ~1,000 times
 // the body. Go's rule: 16 bytes of overhead per chunk plus twice the data;
-// more than 16 KiB beyond that is a 400. Byte-at-a-time chunks without
-// extensions (5 bytes of overhead per byte) and a modest extension on
-// each large chunk pass.
+// more than 16 KiB beyond that is a 400. The same with the overhead in
+// leading zeros of the size ("000...01": Beast takes any number; counted
+// from the value, 1,000 zeros were one digit). Byte-at-a-time chunks
+// without extensions (5 bytes of overhead per byte), with a few leading
+// zeros, and a modest extension on each large chunk pass.
 TEST_CASE("server hostile: chunk lines that outweigh their data are refused past 16 KiB of overhead") {
   run_checked(2, [] {
     LiveServer srv([](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
     const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-    std::string padded, bytewise, modest;
+    std::string padded, zeros, bytewise, few_zeros, modest;
     for (int i = 0; i < 40; ++i) padded += "1;" + std::string(1000, 'a') + "\r\nX\r\n";
+    for (int i = 0; i < 40; ++i) zeros += std::string(1000, '0') + "1\r\nX\r\n";
     for (int i = 0; i < 5000; ++i) bytewise += "1\r\nX\r\n";
+    for (int i = 0; i < 5000; ++i) few_zeros += "0001\r\nX\r\n";
     for (int i = 0; i < 40; ++i) modest += "400;name=" + std::string(100, 'v') + "\r\n" + std::string(1024, 'd') + "\r\n";
     FIBER_CHECK(exchange(srv.port(), head + padded + "0\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    FIBER_CHECK(exchange(srv.port(), head + zeros + "0\r\n\r\n").starts_with("HTTP/1.1 400 "));
     FIBER_CHECK(body_of(exchange(srv.port(), head + bytewise + "0\r\n\r\n")) == "5000");
+    FIBER_CHECK(body_of(exchange(srv.port(), head + few_zeros + "0\r\n\r\n")) == "5000");
     FIBER_CHECK(body_of(exchange(srv.port(), head + modest + "0\r\n\r\n")) == std::to_string(40 * 1024));
     FIBER_CHECK(still_serves(srv.port()));
   });

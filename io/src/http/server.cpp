@@ -399,6 +399,30 @@ std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
   return std::max<std::size_t>(o.max_head, 16 * 1024);
 }
 
+// chunk_size_digits: how many hex digits the chunk line's size took as
+// sent, leading zeros included. Beast's on_chunk_header gives the size's
+// value and the extensions; the extensions start right after the digits,
+// in the buffer Beast parses: the connection's flat buffer (a single
+// buffer, which Beast parses in place). So the digits are the hex bytes
+// just before `ext_at`, counted back no further than the buffer's start.
+// A pointer outside the buffer (a Beast that copied it first) falls back
+// to the value's digits.
+std::uint64_t chunk_size_digits(const beast::flat_buffer& buf, const char* ext_at, std::uint64_t size) noexcept {
+  const auto* lo = static_cast<const char*>(buf.data().data());
+  if (lo != nullptr && ext_at > lo && ext_at <= lo + buf.size()) {
+    std::uint64_t n = 0;
+    const auto hex = [](char c) {
+      const char l = static_cast<char>(c | 0x20);
+      return (c >= '0' && c <= '9') || (l >= 'a' && l <= 'f');
+    };
+    for (const char* q = ext_at; q > lo && hex(q[-1]); --q) ++n;
+    if (n > 0) return n;
+  }
+  std::uint64_t n = 1;
+  for (std::uint64_t v = size; v > 15; v >>= 4) ++n;
+  return n;
+}
+
 // framing_status: RFC 9112's rules on the fields that frame a request,
 // which Beast leaves to its user. 0: acceptable. Otherwise the status to
 // answer with before closing, since the body's extent is unknown and
@@ -1682,14 +1706,16 @@ void Server::State::serve_conn(Conn& c) {
       // parse ~16 KiB per body byte (a 256 KiB drain: ~4 GiB). Go's rule
       // (CVE-2023-39326): each chunk may carry 16 bytes of overhead plus
       // twice its data; past 16 KiB of overhead beyond that, 400.
-      auto check_ext = [max = opt.max_head, excess = std::uint64_t{0}](std::uint64_t size, beast::string_view ext,
-                                                                        beast::error_code& e) mutable {
+      // The size's digits are counted as sent, leading zeros too
+      // (chunk_size_digits): counted from its value, "000...01" with 16 KiB
+      // of zeros passed as one digit, ~16 KiB parsed per body byte again.
+      auto check_ext = [max = opt.max_head, &buf, excess = std::uint64_t{0}](
+                           std::uint64_t size, beast::string_view ext, beast::error_code& e) mutable {
         if (ext.size() > max) {
           e = bhttp::error::bad_chunk_extension;
           return;
         }
-        std::uint64_t digits = 1;
-        for (std::uint64_t v = size; v > 15; v >>= 4) ++digits;
+        const std::uint64_t digits = chunk_size_digits(buf, ext.data(), size);
         excess += digits + ext.size() + 4;  // the size, extensions, the line's CRLF and the data's
         const std::uint64_t allowance = size > (UINT64_MAX - 16) / 2 ? UINT64_MAX : 16 + 2 * size;
         excess = excess > allowance ? excess - allowance : 0;
