@@ -206,6 +206,7 @@ http_ws_send_unbounded :: io/src/http/websocket.cpp :: s{if \(send_timeout\.coun
 http_ws_pongs_past_receive_timeout :: io/src/http/websocket.cpp :: s{if \(deadline == std::chrono::steady_clock::time_point::max\(\) \|\| I\.wire\.send_timeout\.count\(\) > 0\) \x7b}{if (true) \x7b} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_ws_close_leaves_sender :: io/src/http/websocket.cpp :: s{\n\s*::shutdown\(I\.wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_ws_message_buffer_kept :: io/src/http/websocket.cpp :: s{if \(I\.msg\.capacity\(\) > kKeptMessageBuffer\) I\.msg\.shrink_to_fit\(\);}{} :: http_websocket :: ^http_websocket$
+http_ws_write_after_cut :: io/src/http/websocket.cpp :: s{::shutdown\(conn\.tcp\(\)\.native_handle\(\), SHUT_WR\);}{} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_ws_pongs_unbounded :: io/src/http/websocket.cpp :: s{kQueuedPongs = 16;}{kQueuedPongs = std::size_t{1} << 30;} :: http_websocket :: ^http_websocket$
 task_result_moved_into_place :: runtime/include/spindle/runtime/detail/fiber.hpp :: s{new \(storage_\) T\(f\(\)\);}{T made(f()); new (storage_) T(std::move(made));} :: runtime_task_group :: ^runtime_task_group$
 deadlock_unwinds_main_with_children :: runtime/src/scheduler.cpp :: s{do \x7b\s*cancel_all\(/\*workers_only=\*/true\);.*?children_until\);}{(void)children_until;}s :: runtime_deadlock :: ^runtime_deadlock$

@@ -374,3 +374,59 @@ TEST_CASE("websocket timeouts: senders whose frames another sender's failed flus
     FIBER_CHECK(raised.load() == kSenders);
   });
 }
+
+// A send cut mid-frame (here by a cancel; send_timeout cuts the same way)
+// leaves the peer expecting the rest of that frame. Nothing may follow it
+// on the connection: before, the next sender in line for the flush turn
+// wrote its frames right after the cut, so the peer took them for the cut
+// frame's payload and then read a frame header out of their bytes (on
+// ws://, a server's payload goes unmasked: a relayed message's bytes
+// became frame headers). Now the write side is shut at the cut: the peer
+// reads the cut frame's bytes, then end of stream.
+TEST_CASE("websocket timeouts: nothing is written after a frame cut mid-write") {
+  run_checked(2, [] {
+    const std::string marker = "MARKER-OF-THE-SECOND-SENDER";
+    std::atomic<bool> cut{false}, second_raised{false}, done{false};
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      // A: 64 KiB messages (each one frame, its send turn given back once
+      // appended) until one blocks in its write (the peer reads nothing
+      // yet), holding the flush turn mid-frame.
+      auto a = sp::spawn([&] {
+        for (;;) ws.send_binary(std::string(64 * 1024, 'a'));
+      });
+      auto b = sp::Task<void>();
+      try {
+        wait_fiber_suspended(a.id(), "io write");
+        // B: its frame appended, waiting for the flush turn behind A.
+        b = sp::spawn([&] {
+          try {
+            ws.send_text(marker);
+          } catch (const http::WsError&) {
+            second_raised.store(true);
+          }
+        });
+        wait_fiber_suspended(b.id(), "mutex");
+      } catch (...) {
+      }
+      a.cancel();
+      try {
+        a.join();
+      } catch (const sp::Cancelled&) {
+      } catch (const http::WsError&) {
+      }
+      cut.store(true);
+      if (b) b.join();
+      done.store(true);
+    });
+    std::string buf;
+    io::TcpStream s = raw_upgrade(srv.srv.port(), buf);
+    FIBER_CHECK(wait_until([&] { return cut.load(); }, slack(20s)));
+    // Everything the server wrote, to its end of stream (bounded: a server
+    // that keeps the connection fails here, not by hanging).
+    std::string got = buf;
+    sp::with_timeout(slack(20s), [&] { got += read_all(s); });
+    FIBER_CHECK(wait_until([&] { return done.load(); }, slack(20s)));
+    FIBER_CHECK(second_raised.load());
+    FIBER_CHECK(got.find(marker) == std::string::npos);
+  });
+}

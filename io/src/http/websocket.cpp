@@ -352,6 +352,15 @@ struct Wire {
           write_chunk(chunk);
         } catch (...) {
           flushes_failed.fetch_add(1, std::memory_order_relaxed);  // before `turn` lets go
+          // The chunk may be cut mid-frame, and its frames are lost
+          // anyway: nothing may follow them. The peer would take the next
+          // bytes for the cut frame's rest and read a frame header out of
+          // a later frame's payload (unmasked from a server: a relayed
+          // message's bytes). Shut the write side, still holding the turn:
+          // every later write (a queued sender's, a pong) fails at once,
+          // and its flusher counts it. The read side stays: the receiver
+          // may still read what the peer sent.
+          ::shutdown(conn.tcp().native_handle(), SHUT_WR);
           throw;
         }
       }
