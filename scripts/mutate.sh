@@ -207,6 +207,8 @@ http_ws_pongs_past_receive_timeout :: io/src/http/websocket.cpp :: s{if \(deadli
 http_ws_close_leaves_sender :: io/src/http/websocket.cpp :: s{\n\s*::shutdown\(I\.wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_ws_message_buffer_kept :: io/src/http/websocket.cpp :: s{if \(I\.msg\.capacity\(\) > kKeptMessageBuffer\) I\.msg\.shrink_to_fit\(\);}{} :: http_websocket :: ^http_websocket$
 http_ws_write_after_cut :: io/src/http/websocket.cpp :: s{::shutdown\(conn\.tcp\(\)\.native_handle\(\), SHUT_WR\);}{} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+http_ws_teardown_cancel_escapes :: io/src/http/websocket.cpp :: s{catch \(const Cancelled&\)}{catch (const std::bad_alloc&)} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+http_ws_close_timeout_code :: io/src/http/websocket.cpp :: s{if \(answered && !ec\)}{if (!ec)} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 http_ws_pongs_unbounded :: io/src/http/websocket.cpp :: s{kQueuedPongs = 16;}{kQueuedPongs = std::size_t{1} << 30;} :: http_websocket :: ^http_websocket$
 task_result_moved_into_place :: runtime/include/spindle/runtime/detail/fiber.hpp :: s{new \(storage_\) T\(f\(\)\);}{T made(f()); new (storage_) T(std::move(made));} :: runtime_task_group :: ^runtime_task_group$
 deadlock_unwinds_main_with_children :: runtime/src/scheduler.cpp :: s{do \x7b\s*cancel_all\(/\*workers_only=\*/true\);.*?children_until\);}{(void)children_until;}s :: runtime_deadlock :: ^runtime_deadlock$

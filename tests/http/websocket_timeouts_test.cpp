@@ -430,3 +430,95 @@ TEST_CASE("websocket timeouts: nothing is written after a frame cut mid-write") 
     FIBER_CHECK(got.find(marker) == std::string::npos);
   });
 }
+
+// A close() the peer never answers ends at close_timeout with no close
+// frame received: close_code() stays 0 and a later receive() raises
+// `closed`. Before, the close handshake's unset error code read as
+// success, and 1005 (no status) was recorded as if the peer had closed.
+TEST_CASE("websocket timeouts: a close the peer never answers records no close code") {
+  run_checked(2, [] {
+    std::atomic<int> code{-1};
+    std::atomic<int> next{-1};  // 0: a close message, 1: WsError closed, 2: other
+    std::atomic<bool> done{false};
+    http::WsOptions o;
+    o.close_timeout = 200ms;
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      try {
+        ws.close();
+      } catch (const http::WsError&) {
+      }
+      code.store(ws.close_code());
+      try {
+        next.store(ws.receive().is_close() ? 0 : 2);
+      } catch (const http::WsError& e) {
+        next.store(e.kind() == http::ws_errc::closed ? 1 : 2);
+      }
+      done.store(true);
+    }, o);
+    std::string buf;
+    io::TcpStream s = raw_upgrade(srv.srv.port(), buf);  // answers nothing
+    FIBER_CHECK(wait_until([&] { return done.load(); }, slack(10s)));
+    FIBER_CHECK(code.load() == 0);
+    FIBER_CHECK(next.load() == 1);
+  });
+}
+
+// The peer's close frame arrives; Beast answers it and waits (within
+// close_timeout) for the peer's end of stream, inside receive(). A cancel
+// of the receiving fiber there ended that wait, and the exception left
+// Beast mid-close: the WebSocket stayed open, a later close() wrote a
+// second close frame and waited close_timeout for an answer (with
+// assertions on, Beast's own assert stopped the process), and a later
+// receive() read on past the peer's close. Now the close completes (the
+// socket shut down, as at close_timeout), receive() returns the peer's
+// close, and the fiber's cancel stays for its next wait.
+TEST_CASE("websocket timeouts: a receiver cancelled while the close handshake ends leaves the WebSocket closed") {
+  run_checked(2, [] {
+    std::atomic<bool> answered{false}, done{false}, open_after{true};
+    std::atomic<int> got{-1};  // the receiver's result: the close code, or -2 for Cancelled
+    http::WsOptions o;
+    o.close_timeout = 5s;
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      auto receiver = sp::spawn([&] {
+        try {
+          const http::WsMessage m = ws.receive();
+          got.store(m.is_close() ? m.code : -3);
+        } catch (const sp::Cancelled&) {
+          got.store(-2);
+          throw;
+        }
+      });
+      try {
+        // The peer read our answer: the receiver now waits for its end of
+        // stream, inside the close handshake.
+        FIBER_CHECK(wait_until([&] { return answered.load(); }, slack(10s)));
+        wait_fiber_suspended(receiver.id(), "io read");
+      } catch (...) {
+      }
+      receiver.cancel();
+      try {
+        receiver.join();
+      } catch (const sp::Cancelled&) {
+      }
+      open_after.store(ws.is_open());
+      try {
+        ws.close();  // nothing to do: closed
+      } catch (const http::WsError&) {
+      }
+      done.store(true);
+    }, o);
+    std::string buf;
+    io::TcpStream s = raw_upgrade(srv.srv.port(), buf);
+    s.write_all(client_frame(8, std::string("\x03\xe8", 2)));
+    const Frame reply = read_frame(s, buf);
+    FIBER_CHECK(reply.opcode == 8);
+    answered.store(true);  // and keep the connection: no end of stream from us
+    FIBER_CHECK(wait_until([&] { return done.load(); }, slack(10s)));
+    FIBER_CHECK(!open_after.load());
+    FIBER_CHECK(got.load() == 1000);
+    // Nothing after the one close frame: our end of stream only.
+    std::string rest = buf;
+    sp::with_timeout(slack(10s), [&] { rest += read_all(s); });
+    FIBER_CHECK(rest.empty());
+  });
+}

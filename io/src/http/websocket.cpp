@@ -532,6 +532,13 @@ void teardown(beast::role_type, Layer& layer, boost::system::error_code& ec) {
     });
   } catch (const TimedOut&) {
   } catch (const std::system_error&) {
+  } catch (const Cancelled&) {
+    // The reading fiber's cancel: the handshake's end is cut short as at
+    // close_timeout, and Beast is let finish its close (status closed,
+    // receive() returns the peer's close). The fiber's cancel mark stays,
+    // so its next wait raises it. Escaping here, it left Beast mid-close
+    // and the WebSocket open: a later close() wrote a second close frame
+    // (Beast asserts against it) and a receive() read past the peer's.
   }
   if (!ended) ::shutdown(w.conn.tcp().native_handle(), SHUT_RDWR);
   // Not closed here: Impl::end says why.
@@ -1062,8 +1069,12 @@ void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view re
   bws::close_reason cr(static_cast<bws::close_code>(code),
                        bsv(reason.substr(0, std::min<std::size_t>(reason.size(), 123))));
   beast::error_code ec;
+  bool answered = false;  // the handshake ended (a timeout leaves ec unset)
   try {
-    with_timeout(I.wire.close_timeout, [&] { I.ws.close(cr, ec); });
+    with_timeout(I.wire.close_timeout, [&] {
+      I.ws.close(cr, ec);
+      answered = true;
+    });
   } catch (const TimedOut&) {
     // The peer did not answer in time: closed anyway, and the socket shut
     // both ways as the teardown does, so that a sender blocked on a peer
@@ -1073,7 +1084,7 @@ void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view re
     I.end(WebSocket::Impl::kClosed);
     throw;
   }
-  if (!ec) {
+  if (answered && !ec) {
     const auto& got = I.ws.reason();
     I.close_msg.kind = WsMessage::Kind::close;
     I.close_msg.code = got.code == bws::close_code::none ? ws_close::no_status : static_cast<std::uint16_t>(got.code);
