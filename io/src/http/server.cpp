@@ -1228,6 +1228,7 @@ void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src
                                   const std::shared_ptr<State>& self) {
   std::array<epoll_event, 64> ev{};
   std::vector<std::shared_ptr<Conn>> got;
+  got.reserve(ev.size());  // the push_backs under mu below never allocate
   for (;;) {
     const int n = src.fetch(ev.data(), static_cast<int>(ev.size()));
     got.clear();
@@ -1243,15 +1244,24 @@ void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src
     for (const std::shared_ptr<Conn>& c : got) {
       if (!c->wake()) continue;  // Conn::wake waits out a parking fiber: not under mu
       released.fetch_sub(1, std::memory_order_relaxed);
-      std::uint64_t gen;
-      {
-        // Ours since the CAS: no scan can drop it, so it is still parked.
-        std::lock_guard lk(mu);
-        parked.erase(c.get());
-        gen = ++next_gen;
-        conns.emplace(c.get(), Entry{c, Task<void>(), gen});
+      try {
+        std::uint64_t gen;
+        {
+          // Ours since the CAS: no scan can drop it, so it is still parked.
+          std::lock_guard lk(mu);
+          parked.erase(c.get());
+          gen = ++next_gen;
+          conns.emplace(c.get(), Entry{c, Task<void>(), gen});
+        }
+        give_fiber(c, gen, group.spawn([self, c] { self->run_conn(c, nullptr); }));
+      } catch (const std::exception&) {
+        // No memory for its entry, or no fiber: this connection ends (no
+        // fiber of its own holds it: closed and unregistered here), as
+        // the acceptor's would. Escaping, it failed the TaskGroup, which
+        // cancelled every connection and the acceptor, and serve() waited
+        // on with nothing accepted.
+        drop(*c);
       }
-      give_fiber(c, gen, group.spawn([self, c] { self->run_conn(c, nullptr); }));
     }
   }
 }
@@ -1910,6 +1920,15 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t fo
   std::size_t goaways = 0;
   {
     std::lock_guard lk(mu);
+    // Room for all it may pick, before any CAS: a push_back that failed
+    // after one would leave its connection cancelled and never closed.
+    // Without it, the scan does nothing (its caller tries again later).
+    try {
+      picked.reserve(for_room > 0 ? std::min(for_room, conns.size()) : conns.size());
+      closing.reserve(for_room > 0 ? std::min(for_room, parked.size()) : parked.size());
+    } catch (const std::bad_alloc&) {
+      return 0;
+    }
     const auto room_left = [&] { return for_room == 0 || picked.size() + closing.size() + goaways < for_room; };
     for (auto& [c, e] : conns) {
       if (!room_left()) break;
@@ -2124,15 +2143,22 @@ void Server::State::sweep_idle() {
   for (;;) {
     sleep_for(period);
     const std::uint64_t now = coarse_ms();
-    if (timeout > 0 && now >= cancel_next) {
-      if (now >= timeout) cancel_idle(now - timeout + 1);
-      cancel_next = now + cancel_every;
+    // Out of memory for a pass's lists: that pass is skipped, the next
+    // tries again. Escaping, it failed the TaskGroup (every connection
+    // and the acceptor cancelled, serve() waiting on).
+    try {
+      if (timeout > 0 && now >= cancel_next) {
+        if (now >= timeout) cancel_idle(now - timeout + 1);
+        cancel_next = now + cancel_every;
+      }
+      if (const std::uint64_t r = releases.load(std::memory_order_relaxed);
+          r - trimmed_at >= kTrimAfter && now >= trim_next) {
+        trim_next = now + trim_heap() * kTrimShare / 1000;
+        trimmed_at = r;
+      }
+      if (release_after > 0 && now >= release_after) release_idle(now - release_after + 1);
+    } catch (const std::exception&) {
     }
-    if (const std::uint64_t r = releases.load(std::memory_order_relaxed); r - trimmed_at >= kTrimAfter && now >= trim_next) {
-      trim_next = now + trim_heap() * kTrimShare / 1000;
-      trimmed_at = r;
-    }
-    if (release_after > 0 && now >= release_after) release_idle(now - release_after + 1);
   }
 }
 
@@ -2140,13 +2166,20 @@ void Server::State::sweep_idle() {
 // connections no fiber holds: released ones, and any whose fiber was
 // spawned into a cancelled group and so never ran.
 void Server::State::close_left() {
-  std::vector<std::shared_ptr<Conn>> left;
-  {
-    std::lock_guard lk(mu);
-    for (auto& [c, e] : conns) left.push_back(e.c);
-    for (auto& [c, p] : parked) left.push_back(p);
-  }
-  for (const std::shared_ptr<Conn>& c : left) {
+  // One at a time, with no list (nothing here may fail for memory): each
+  // drop unregisters its connection, so the loop ends.
+  for (;;) {
+    std::shared_ptr<Conn> c;
+    {
+      std::lock_guard lk(mu);
+      if (!conns.empty()) {
+        c = conns.begin()->second.c;
+      } else if (!parked.empty()) {
+        c = parked.begin()->second;
+      } else {
+        return;
+      }
+    }
     if (Conn::kind(c->state.load(std::memory_order_relaxed)) == Conn::kReleased) {
       released.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -2172,8 +2205,8 @@ void Server::State::check_disconnects(std::uint64_t started_before) {
     for (auto& [c, e] : conns) {
       if (spindle::detail::TaskAccess::fiber(e.task) == nullptr || !c->handler_before(started_before)) continue;
       spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
+      picked.push_back({e.c, f});  // first: if it throws, no reference is left taken
       f->add_ref();
-      picked.push_back({e.c, f});
     }
   }
   for (const Picked& p : picked) {
@@ -2195,7 +2228,11 @@ void Server::State::watch_disconnects() {
   for (;;) {
     sleep_for(opt.disconnect_check);
     const std::uint64_t now = coarse_ms();
-    if (now >= period) check_disconnects(now - period + 1);
+    try {
+      if (now >= period) check_disconnects(now - period + 1);
+    } catch (const std::exception&) {
+      // Out of memory for the pass's list: skipped (as the sweeper's).
+    }
   }
 }
 

@@ -1,0 +1,101 @@
+// server_alloc_fail_test.cpp: http::Server when one allocation fails.
+// This binary replaces operator new with one that can be told to fail the
+// n-th allocation from now (on any thread): the test walks n over the
+// allocations a released connection's revival makes (the waker's registry
+// entry and fiber, the connection's buffers, the sweeper's lists) and
+// checks after each that the server still accepts and serves, and that
+// every connection is closed and counted out at the end. Out of memory
+// may end one connection; it must not end the server. Before, a bad_alloc
+// in the waker (or the sweeper, or the disconnect watcher) failed the
+// server's TaskGroup: every connection and the acceptor were cancelled
+// while serve() waited on, with the listener open and nothing served.
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "http_test_support.hpp"
+
+namespace {
+// g_fail_in: 0 off; n > 0: the n-th allocation from now throws bad_alloc.
+std::atomic<long> g_fail_in{0};
+std::atomic<long> g_failed{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (g_fail_in.load(std::memory_order_relaxed) > 0 && g_fail_in.fetch_sub(1, std::memory_order_relaxed) == 1) {
+    g_failed.fetch_add(1, std::memory_order_relaxed);
+    throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace spindle_test;
+using namespace http_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+http::Response echo_target(http::Request& q) { return http::Response::text_body(200, q.method + " " + q.target); }
+
+// served: a fresh connection's GET gets its answer (bounded).
+bool served(std::uint16_t port) {
+  try {
+    return sp::with_timeout(slack(5s), [&] {
+      auto s = raw_connect(port);
+      s.write_all("GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      std::string buf;
+      return body_of(read_response(s, buf)) == "GET /probe";
+    });
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("server: one failed allocation while a released connection revives ends that connection at most") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.idle_release_after = 10ms;
+    o.idle_timeout = 60s;
+    LiveServer srv(echo_target, o);
+    constexpr long kTries = 80;
+    long failed_in_server = 0;
+    for (long n = 1; n <= kTries; ++n) {
+      INFO("the allocation that failed: the " << n << "th after the request");
+      auto s = raw_connect(srv.port());
+      // Released before the request comes (it wakes the connection).
+      FIBER_CHECK(wait_until([&] { return srv.server().connections_released() >= 1; }));
+      const std::string req = "GET /r HTTP/1.1\r\nHost: x\r\n\r\n";
+      std::string buf;
+      buf.reserve(4096);
+      const long failed_before = g_failed.load();
+      bool answered = false;
+      g_fail_in.store(n);
+      try {
+        sp::with_timeout(slack(5s), [&] {
+          s.write_all(req);
+          answered = body_of(read_response(s, buf)) == "GET /r";
+        });
+      } catch (...) {
+        // Ours failed (the test's own allocation), or the server ended
+        // the connection: both allowed.
+      }
+      g_fail_in.store(0);
+      if (g_failed.load() != failed_before && !answered) ++failed_in_server;
+      s.close();
+      FIBER_CHECK(served(srv.port()));
+      FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    }
+    INFO("tries whose failure cost the request: " << failed_in_server);
+    FIBER_CHECK(served(srv.port()));
+  });
+}
