@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <mutex>
@@ -1047,6 +1048,42 @@ TEST_CASE("server hostile: a dripped body nobody reads is drained within read_ti
     FIBER_CHECK(got.starts_with("HTTP/1.1 404 "));
     FIBER_CHECK(got.find("Connection: close\r\n") != std::string::npos);
     FIBER_CHECK(took < slack(3s));  // read_timeout and a little; before: the drip's 5 s and on
+    FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
+// A handler that upgrades (Response::upgrade) a request whose body is past
+// max_drain: the upgraded bytes' start is unknown, so the upgrade is not
+// called and the client is told (413, close). Before, the server logged a
+// 101 and closed with nothing sent.
+TEST_CASE("server hostile: an upgrade of a request whose body is past max_drain is refused with 413") {
+  run_checked(2, [] {
+    std::atomic<int> upgrades{0};
+    std::vector<int> logged;
+    std::mutex logged_mu;
+    http::ServerOptions o;
+    o.max_drain = 64 * 1024;
+    o.stream_bodies = true;  // the handler runs at the head; its body is left to the drain
+    o.access_log = [&](std::string_view line) {
+      const std::size_t q = line.rfind("\" ");
+      if (q == std::string_view::npos) return;
+      std::lock_guard lk(logged_mu);
+      logged.push_back(std::atoi(std::string(line.substr(q + 2, 3)).c_str()));
+    };
+    LiveServer srv([&](http::Request& q) {
+      if (q.target != "/up") return http::Response::text_body(200, "ok");
+      http::Response r;
+      r.upgrade = [&](http::Upgraded, std::string_view) { upgrades.fetch_add(1); };
+      return r;
+    }, o);
+    const std::string got = exchange(srv.port(), "POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n"
+                                                 "Content-Length: 1000000\r\n\r\n" + std::string(200 * 1024, 'b'));
+    FIBER_CHECK(got.starts_with("HTTP/1.1 413 "));
+    FIBER_CHECK(upgrades.load() == 0);
+    {
+      std::lock_guard lk(logged_mu);
+      FIBER_CHECK((logged == std::vector<int>{413}));
+    }
     FIBER_CHECK(still_serves(srv.port()));
   });
 }

@@ -137,7 +137,9 @@ std::string_view sv(beast::string_view s) noexcept { return {s.data(), s.size()}
 //   idle      waiting for a request: a scan may move it to cancelled
 //             (then cancels the fiber) or, for a releasable connection,
 //             to nudging (the idle sweep)
-//   cancelled a scan took it: the fiber ends, or the scan closes it
+//   cancelled a scan took it: the fiber ends, or the scan closes it;
+//             also where drop leaves every connection, before it closes
+//             the socket, so that no nudge begins on it
 //   nudging   the sweep is nudging the fiber's idle wait (idle_nudge);
 //             it moves it to nudged when done, and the fiber waits for
 //             that before it touches the socket (settle)
@@ -1074,6 +1076,15 @@ void Server::State::run_conn(const std::shared_ptr<Conn>& c, io::TcpStream* fres
 // The socket is closed before the connection counts as gone
 // (connections_open() == 0 means closed).
 void Server::State::drop(Conn& c) noexcept {
+  // No nudge may touch c.t from here: one in progress is waited out, and
+  // the state leaves idle so that none begins (begin_nudge's CAS fails).
+  // The idle protocol has the fiber wait out a nudge before it leaves its
+  // idle wait, but a fiber may leave early (shutdown's `stopping` read
+  // right after its stamp; a cancel out of idle_wait), and then its drop
+  // reset c.t while the sweeper's idle_nudge read it.
+  for (std::uint64_t st = c.settle();
+       !c.state.compare_exchange_weak(st, Conn::kCancelled, std::memory_order_seq_cst); st = c.settle()) {
+  }
 #if SPINDLE_HAVE_HTTP2
   // Still here only when the connection was released (or its release
   // failed: serve_http2 drops it otherwise): it is closed without a
@@ -1823,19 +1834,21 @@ void Server::State::serve_conn(Conn& c) {
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
         served.add();
+        // A body past max_drain: where the upgraded bytes would start is
+        // unknown, so no upgrade, and the refusal is said (it was logged
+        // as a 101 and closed with nothing sent).
+        if (!body_ended) return reject(s, 413, head, peer, &req);
         if (upgraded.fetch_add(1, std::memory_order_relaxed) >= upgrade_limit.load(std::memory_order_relaxed)) {
           // No room (ServerOptions::max_upgraded): the handler's upgrade is
           // not called, and the place goes back before the close lingers.
           upgraded.fetch_sub(1, std::memory_order_relaxed);
-          if (body_ended) reject(s, 503, head, peer, &req);
-          return;
+          return reject(s, 503, head, peer, &req);
         }
         struct Place {  // given back when the upgrade returns or throws
           std::atomic<std::uint64_t>& n;
           ~Place() { n.fetch_sub(1, std::memory_order_relaxed); }
         } place{upgraded};
         if (opt.access_log) log_access(peer, &req, 101, 0);
-        if (!body_ended) return;  // an upgrade request with a body we cannot frame
         // A session may last hours: what only the head needed goes first,
         // the read buffer (4 KiB at least, the head's size at most) and
         // Beast's copy of the fields. What the client sent past its head
