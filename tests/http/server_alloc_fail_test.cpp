@@ -4,7 +4,9 @@
 // allocations a released connection's revival makes (the waker's registry
 // entry and fiber, the connection's buffers, the sweeper's lists) and
 // checks after each that the server still accepts and serves, and that
-// every connection is closed and counted out at the end. Out of memory
+// every connection is closed and counted out at the end; and the same
+// walk over a shutdown with idle connections, which must not wait out
+// drain_timeout for any of them. Out of memory
 // may end one connection; it must not end the server. Before, a bad_alloc
 // in the waker (or the sweeper, or the disconnect watcher) failed the
 // server's TaskGroup: every connection and the acceptor were cancelled
@@ -13,7 +15,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <new>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "http_test_support.hpp"
 
@@ -97,5 +101,44 @@ TEST_CASE("server: one failed allocation while a released connection revives end
     }
     INFO("tries whose failure cost the request: " << failed_in_server);
     FIBER_CHECK(served(srv.port()));
+  });
+}
+
+// Shutdown cancels every idle connection's fiber (its idle wait reads
+// `stopping` only before it waits) and closes every released one, in one
+// scan. Out of memory for the scan's lists, it did nothing, and the drain
+// waited drain_timeout (here 30 s) for the idle fibers; now it goes in
+// batches with no list. Each try fails one allocation of the shutdown.
+TEST_CASE("server: one failed allocation during shutdown does not hold the drain for idle connections") {
+  run_checked(2, [] {
+    for (const auto release : {0ms, 10ms}) {
+      for (long n = 1; n <= 40; ++n) {
+        INFO("idle_release_after " << release.count() << " ms; the allocation that failed: the " << n << "th");
+        http::ServerOptions o;
+        o.idle_release_after = release;
+        o.drain_timeout = 30s;
+        std::optional<LiveServer> srv(std::in_place, echo_target, o);
+        std::vector<io::TcpStream> idle;
+        for (int i = 0; i < 3; ++i) {
+          idle.push_back(raw_connect(srv->port()));
+          idle.back().write_all("GET /i HTTP/1.1\r\nHost: x\r\n\r\n");
+          std::string buf;
+          FIBER_CHECK(body_of(read_response(idle.back(), buf)) == "GET /i");
+        }
+        if (release.count() > 0) {
+          FIBER_CHECK(wait_until([&] { return srv->server().connections_released() == 3; }));
+        }
+        const auto t0 = Clock::now();
+        g_fail_in.store(n);
+        try {
+          srv->stop();
+        } catch (...) {
+          // serve() may raise the bad_alloc itself: allowed.
+        }
+        g_fail_in.store(0);
+        FIBER_CHECK(Clock::now() - t0 < slack(5s));
+        srv.reset();
+      }
+    }
   });
 }

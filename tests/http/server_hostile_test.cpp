@@ -1054,8 +1054,9 @@ TEST_CASE("server hostile: a dripped body nobody reads is drained within read_ti
 
 // A handler that upgrades (Response::upgrade) a request whose body is past
 // max_drain: the upgraded bytes' start is unknown, so the upgrade is not
-// called and the client is told (413, close). Before, the server logged a
-// 101 and closed with nothing sent.
+// called and the client is told (413, close; 417 to a client waiting for
+// 100 Continue). Before, the server logged a 101 and closed with nothing
+// sent.
 TEST_CASE("server hostile: an upgrade of a request whose body is past max_drain is refused with 413") {
   run_checked(2, [] {
     std::atomic<int> upgrades{0};
@@ -1079,10 +1080,16 @@ TEST_CASE("server hostile: an upgrade of a request whose body is past max_drain 
     const std::string got = exchange(srv.port(), "POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n"
                                                  "Content-Length: 1000000\r\n\r\n" + std::string(200 * 1024, 'b'));
     FIBER_CHECK(got.starts_with("HTTP/1.1 413 "));
+    // A client that waits for 100 Continue before its body: 417 (the body
+    // such an upgrade needs is not taken).
+    const std::string expecting =
+        exchange(srv.port(), "POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n"
+                             "Expect: 100-continue\r\nContent-Length: 1000\r\n\r\n");
+    FIBER_CHECK(expecting.starts_with("HTTP/1.1 417 "));
     FIBER_CHECK(upgrades.load() == 0);
     {
       std::lock_guard lk(logged_mu);
-      FIBER_CHECK((logged == std::vector<int>{413}));
+      FIBER_CHECK((logged == std::vector<int>{413, 417}));
     }
     FIBER_CHECK(still_serves(srv.port()));
   });

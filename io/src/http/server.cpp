@@ -642,6 +642,8 @@ class BodyReader final : public BodySource {
   // usable: no failure and no interrupted read: the connection can still
   // be framed.
   bool usable() const { return fail_ == Fail::none && !broken_; }
+  // The client waits for our 100 Continue before it sends the body.
+  bool awaiting_continue() const { return expect_continue_ && !continue_sent_ && !p_.is_done(); }
 
   // drain: reads and discards the rest of the body, at most `max` bytes.
   // True when the body ended (the connection can serve a next request).
@@ -948,6 +950,7 @@ struct Server::State {
   void reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer, const Request* req);
   [[gnu::noinline]] void linger(detail::Transport& s);  // its 4 KiB sink stays out of serve_conn's frame, as drain's
   std::size_t cancel_idle(std::uint64_t idle_before = Conn::kNever, std::size_t for_room = 0);
+  std::size_t cancel_idle_batched(std::uint64_t idle_before) noexcept;
   std::size_t make_room() noexcept;
   bool reclaim_pass() noexcept;
   void wait_for_room();
@@ -1238,25 +1241,29 @@ bool Server::State::release(const std::shared_ptr<Conn>& c) {
 void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src,
                                   const std::shared_ptr<State>& self) {
   std::array<epoll_event, 64> ev{};
-  std::vector<std::shared_ptr<Conn>> got;
-  got.reserve(ev.size());  // the push_backs under mu below never allocate
+  // Fixed: nothing here allocates but each connection's entry and fiber
+  // (the events are one-shot: a batch skipped would never wake its
+  // connections).
+  std::array<std::shared_ptr<Conn>, 64> got;
   for (;;) {
     const int n = src.fetch(ev.data(), static_cast<int>(ev.size()));
-    got.clear();
+    std::size_t k = 0;
     {
       std::lock_guard lk(mu);
       for (int i = 0; i < n; ++i) {
         if (auto it = parked.find(static_cast<Conn*>(ev[static_cast<std::size_t>(i)].data.ptr));
             it != parked.end()) {
-          got.push_back(it->second);
+          got[k++] = it->second;
         }
       }
     }
-    for (const std::shared_ptr<Conn>& c : got) {
+    for (std::size_t i = 0; i < k; ++i) {
+      const std::shared_ptr<Conn> c = std::move(got[i]);
       if (!c->wake()) continue;  // Conn::wake waits out a parking fiber: not under mu
       released.fetch_sub(1, std::memory_order_relaxed);
+      std::uint64_t gen;
+      Task<void> task;
       try {
-        std::uint64_t gen;
         {
           // Ours since the CAS: no scan can drop it, so it is still parked.
           std::lock_guard lk(mu);
@@ -1264,15 +1271,17 @@ void Server::State::wake_released(TaskGroup& group, io::detail::EpollSource& src
           gen = ++next_gen;
           conns.emplace(c.get(), Entry{c, Task<void>(), gen});
         }
-        give_fiber(c, gen, group.spawn([self, c] { self->run_conn(c, nullptr); }));
+        task = group.spawn([self, c] { self->run_conn(c, nullptr); });
       } catch (const std::exception&) {
-        // No memory for its entry, or no fiber: this connection ends (no
-        // fiber of its own holds it: closed and unregistered here), as
-        // the acceptor's would. Escaping, it failed the TaskGroup, which
-        // cancelled every connection and the acceptor, and serve() waited
-        // on with nothing accepted.
+        // No memory for its entry, or no fiber (spawn throws before the
+        // fiber exists): this connection ends (closed and unregistered
+        // here), as the acceptor's would. Escaping, it failed the
+        // TaskGroup, which cancelled every connection and the acceptor,
+        // and serve() waited on with nothing accepted.
         drop(*c);
+        continue;
       }
+      give_fiber(c, gen, std::move(task));
     }
   }
 }
@@ -1834,10 +1843,16 @@ void Server::State::serve_conn(Conn& c) {
         // The connection leaves HTTP (a WebSocket): the upgrade owns it,
         // with the bytes read past this request, until it returns.
         served.add();
-        // A body past max_drain: where the upgraded bytes would start is
-        // unknown, so no upgrade, and the refusal is said (it was logged
-        // as a 101 and closed with nothing sent).
-        if (!body_ended) return reject(s, 413, head, peer, &req);
+        // A body not read to its end: where the upgraded bytes would start
+        // is unknown, so no upgrade, and the refusal is said (it was
+        // logged as a 101 and closed with nothing sent): 417 to a client
+        // that waits for 100 Continue before it sends it, 413 for one past
+        // max_drain; a drain cut short (read_timeout, the peer gone) ends
+        // the connection as the handler's path does.
+        if (!body_ended) {
+          if (!body.usable()) return;
+          return reject(s, body.awaiting_continue() ? 417 : 413, head, peer, &req);
+        }
         if (upgraded.fetch_add(1, std::memory_order_relaxed) >= upgrade_limit.load(std::memory_order_relaxed)) {
           // No room (ServerOptions::max_upgraded): the handler's upgrade is
           // not called, and the place goes back before the close lingers.
@@ -1932,15 +1947,17 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t fo
   std::vector<std::shared_ptr<Conn>> closing;
   std::size_t goaways = 0;
   {
-    std::lock_guard lk(mu);
+    std::unique_lock lk(mu);
     // Room for all it may pick, before any CAS: a push_back that failed
     // after one would leave its connection cancelled and never closed.
-    // Without it, the scan does nothing (its caller tries again later).
+    // Without it, make_room's scan does nothing (it tries again), and the
+    // others (shutdown's, the sweep's) go in batches with no list.
     try {
       picked.reserve(for_room > 0 ? std::min(for_room, conns.size()) : conns.size());
       closing.reserve(for_room > 0 ? std::min(for_room, parked.size()) : parked.size());
     } catch (const std::bad_alloc&) {
-      return 0;
+      lk.unlock();
+      return for_room > 0 ? 0 : cancel_idle_batched(idle_before);
     }
     const auto room_left = [&] { return for_room == 0 || picked.size() + closing.size() + goaways < for_room; };
     for (auto& [c, e] : conns) {
@@ -1982,6 +1999,50 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t fo
     drop(*c);
   }
   return picked.size() + closing.size() + goaways;
+}
+
+// cancel_idle_batched: cancel_idle(idle_before) with no list, for when
+// there is no memory for one: up to kBatch connections a pass (the CAS
+// takes each out of idle or released, so a later pass skips it), passes
+// until one finds fewer than kBatch. Shutdown's scan must not fail: an
+// idle fiber reads `stopping` only before its wait, so a connection this
+// missed would hold the drain to drain_timeout.
+std::size_t Server::State::cancel_idle_batched(std::uint64_t idle_before) noexcept {
+  constexpr std::size_t kBatch = 64;
+  std::size_t total = 0;
+  for (;;) {
+    std::array<spindle::detail::Fiber*, kBatch> picked{};
+    std::array<std::shared_ptr<Conn>, kBatch> closing;
+    std::size_t np = 0, nc = 0;
+    {
+      std::lock_guard lk(mu);
+      for (auto& [c, e] : conns) {
+        if (np == kBatch) break;
+#if SPINDLE_HAVE_HTTP2
+        if (c->h2 != nullptr && idle_before == Conn::kNever) detail::wake_h2(*c->h2);  // as cancel_idle's
+#endif
+        if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
+          spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
+          f->add_ref();
+          picked[np++] = f;
+        }
+      }
+      for (auto& [c, p] : parked) {
+        if (nc == kBatch) break;
+        if (c->cancel_if(Conn::kReleased, idle_before)) closing[nc++] = p;
+      }
+    }
+    for (std::size_t i = 0; i < np; ++i) {
+      spindle::detail::cancel_fiber(picked[i]);
+      picked[i]->release();
+    }
+    for (std::size_t i = 0; i < nc; ++i) {
+      released.fetch_sub(1, std::memory_order_relaxed);
+      drop(*closing[i]);
+    }
+    total += np + nc;
+    if (np < kBatch && nc < kBatch) return total;
+  }
 }
 
 // make_room: at the connection limit (or out of descriptors), closes the
@@ -2215,11 +2276,14 @@ void Server::State::check_disconnects(std::uint64_t started_before) {
   std::vector<Picked> picked;
   {
     std::lock_guard lk(mu);
+    // Room first (a failure here takes no reference): the push_backs
+    // below never allocate, so every reference taken is released below.
+    picked.reserve(conns.size());
     for (auto& [c, e] : conns) {
       if (spindle::detail::TaskAccess::fiber(e.task) == nullptr || !c->handler_before(started_before)) continue;
       spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
-      picked.push_back({e.c, f});  // first: if it throws, no reference is left taken
       f->add_ref();
+      picked.push_back({e.c, f});
     }
   }
   for (const Picked& p : picked) {
