@@ -1238,3 +1238,53 @@ TEST_CASE("h2 client hostile: a server's protocol errors are malformed_response,
     }
   });
 }
+
+// A stream left open on a connection the server ended (GOAWAY naming it,
+// so it goes on) holds its origin's pool entry. The idle sweep erased an
+// entry with no open connection and no dial, whatever streams it still
+// had: the next request had dropped the GOAWAY'd connection (its slot
+// went) and its own dial failed, a sweep came (here from a request to
+// another origin), and the stream's end then looked up the erased entry:
+// a null dereference, or, with the entry made again meanwhile, a stream
+// count wrapped below zero that held every later request to the origin
+// past limit_per_host for the Client's life.
+TEST_CASE("h2 client hostile: a stream on a GOAWAY'd connection keeps its origin in the pool until it ends") {
+  run_checked(2, [] {
+    sp::Event done;
+    // One connection only: the listener closes once it has it, so the
+    // client's later dials to the origin are refused at once.
+    io::TcpListener l = io::TcpListener::bind("127.0.0.1", 0);
+    const std::string origin = "http://127.0.0.1:" + std::to_string(l.local_endpoint().port());
+    auto server = sp::spawn([&] {
+      io::TcpStream s = l.accept();
+      l.close();
+      H2Wire w(s);
+      w.start();
+      const std::uint32_t id = w.request().stream;
+      // GOAWAY first, so that it is known when open() returns.
+      w.send(goaway(id, 0) + h2_frame(kHeaders, kEndHeaders, id, status_block("200")));
+      done.wait_for(slack(20s));
+    });
+    RawPeer refusing([](io::TcpStream&) {});  // another origin: every connection closed at once
+    auto o = h2c();
+    o.keepalive_timeout = 100ms;  // a sweep each 25 ms
+    o.limit_per_host = 4;
+    o.total_timeout = ms(slack(10s));
+    http::Client c(o);
+    http::StreamedResponse r = c.open("GET", origin + "/a");
+    FIBER_CHECK(r.status == 200);
+    // Another request to the origin drops the GOAWAY'd connection and
+    // dials: refused, so the origin has no connection and no dial.
+    FIBER_CHECK(error_of([&] { c.get(origin + "/b"); }) != http::errc{});
+    sp::sleep_for(50ms);  // past the next sweep's time
+    FIBER_CHECK(error_of([&] { c.get(refusing.url("/")); }) != http::errc{});  // sweeps
+    // The stream ends (dropped): its slot goes back to an entry still there.
+    r = http::StreamedResponse();
+    // And the origin is tried again at once: no stream count holds it.
+    const auto t0 = Clock::now();
+    FIBER_CHECK(error_of([&] { c.get(origin + "/c"); }) != http::errc{});
+    FIBER_CHECK(Clock::now() - t0 < slack(3s));
+    done.set();
+    server.join();
+  });
+}

@@ -394,7 +394,10 @@ void detail::ClientPool::sweep(Doomed& doomed) noexcept {
       doomed.h2.push_back(std::move(hp.h2));
       ++freed;
     }
-    const bool h2_busy = hp.h2 != nullptr || hp.dialing;
+    // A stream holds its origin's entry (h2_give names it) even when its
+    // connection is gone from hp.h2 (GOAWAY'd and let go: it ends by
+    // itself once its streams are done), whatever hp.open says.
+    const bool h2_busy = hp.h2 != nullptr || hp.dialing || hp.streams > 0;
 #else
     const bool h2_busy = false;
 #endif
@@ -751,7 +754,11 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_take(const Url& u, 
 
 void detail::ClientPool::h2_dialed(const std::string& key) noexcept {
   std::lock_guard lk(mu);
-  HostPool& hp = *hosts[key];
+  // `dialing` keeps the entry (sweep), so it is there; a lookup that
+  // found none would change nothing rather than make an empty one.
+  const auto it = hosts.find(key);
+  if (it == hosts.end()) return;
+  HostPool& hp = *it->second;
   hp.dialing = false;
   hp.cv.notify_all();  // the waiters look again: a connection, or their own dial
 }
@@ -761,7 +768,11 @@ void detail::ClientPool::h2_give(const std::string& key) noexcept {
   {
     std::lock_guard lk(mu);
     if (closed) return;  // the Client is gone (its HTTP/2 connections closed)
-    HostPool& hp = *hosts[key];
+    // The stream's slot kept the entry (sweep): found. Were it not, an
+    // empty entry made here would wrap streams below zero.
+    const auto it = hosts.find(key);
+    if (it == hosts.end() || it->second->streams == 0) return;
+    HostPool& hp = *it->second;
     if (--hp.streams == 0) {
       hp.h2_idle_since = std::chrono::steady_clock::now();
       reap = claim_reaper();
