@@ -1181,9 +1181,13 @@ bool H2Conn::writer() {
         out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(k));
       }
       more = out.size() >= kWriteBatch;
-      // Nothing more to send, yet bodies sent with no fiber wait: a
-      // window the client shrank since (watch_fits).
-      if (promised_ > 0 && !more && !broken_ && o.write_timeout.count() > 0) {
+      // Bodies sent with no fiber still wait: a window the client shrank
+      // since, or a client that takes our batches slowly (watch_fits).
+      // Every pass, not only when nothing more is to send: a client taking
+      // each batch within write_timeout kept the writer's batches full,
+      // and 100 bodies of 256 KiB went at its pace (~35 s at 700 KiB/s,
+      // hours at 1 KB/s). O(streams) a batch of 64 KiB.
+      if (promised_ > 0 && !broken_ && o.write_timeout.count() > 0) {
         Clock::time_point next = Clock::time_point::max();
         if (watch_fits(Clock::now(), next)) recheck = true;
         until = std::min(until, next);
