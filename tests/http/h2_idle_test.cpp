@@ -627,3 +627,36 @@ TEST_CASE("h2 idle: an HTTP/2 connection over TLS keeps its fibers") {
   });
 }
 #endif
+
+// A released connection woken by bytes that open no stream (a PING here)
+// waits release_after from its revival before it is released again. The
+// release was measured from the last stream's end only, long past, so
+// every such segment cost a revival and a release (fibers started and
+// ended, the server's registry lock, an epoll_ctl, a madvise): one PING
+// every 20 ms made one each (40 fibers started for 20 PINGs), where a
+// revival now lasts release_after.
+TEST_CASE("h2 idle: bytes that open no stream do not release a revived connection at once") {
+  run_checked(2, [] {
+    ServerRef ref;
+    // Longer than the PINGs' spacing (with their round trips) on a slow
+    // machine too: a revival then lasts for several of them.
+    H2Server srv(echo_routes(ref), releasing(kSanitized ? 1000ms : 300ms));
+    ref.p.store(&srv.server());
+    RawConn c(srv.port());
+    FIBER_CHECK(c.send(std::string(kPreface) + settings({}) + settings_ack() + headers(1, plain_block("GET", "/ok"), true)));
+    FIBER_CHECK(c.end_of(1, slack(10s)).has_value());
+    FIBER_CHECK(released_soon(srv.server(), 1));
+    const std::uint64_t spawns0 = sp::current_stats().total().spawns;
+    int acks = 0;
+    for (int i = 0; i < 20; ++i) {
+      FIBER_CHECK(c.send(ping(static_cast<std::uint64_t>(i))));
+      if (c.until([](const Frame& f) { return f.type == PING && (f.flags & ACK); }, slack(5s))) ++acks;
+      sp::sleep_for(20ms);
+    }
+    const std::uint64_t spawned = sp::current_stats().total().spawns - spawns0;
+    expect(acks == 20, "PINGs answered: " + std::to_string(acks));
+    // A revival starts a few fibers (the connection's, its reader and
+    // writer); a release per PING was 20 revivals.
+    expect(spawned < 24, "fibers started over 20 PINGs 20 ms apart: " + std::to_string(spawned));
+  });
+}

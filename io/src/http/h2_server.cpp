@@ -326,6 +326,11 @@ class H2Conn {
   // and still held (Http2Options::whole_body_budget bounds it; charge_body).
   std::size_t loaded_ = 0;
   Clock::time_point quiet_since_;  // when fibers_ last became 0
+  // revived_at_: when this run of the connection began (run(): its first,
+  // or a revival after a release). A release waits release_after from the
+  // later of the two, so bytes that open no stream (a PING) do not make a
+  // released connection start and release again per segment. Under mu_.
+  Clock::time_point revived_at_;
   // quiet_since_ in ms, kBusy while fibers_ > 0: written under mu_, read
   // by the server's make_room without it (a stale stamp costs at most a
   // reclaim() the writer then ignores). set_quiet and add_fiber keep them.
@@ -1202,7 +1207,7 @@ bool H2Conn::writer() {
       // mu_, whether a stream came first). A batch to write first is
       // written, then the loop looks again at once.
       if (releasable_ && !release_asked_ && quiet && !goaway_ && !end && streams_.empty()) {
-        const Clock::time_point at = quiet_since_ + env_.release_after;
+        const Clock::time_point at = std::max(quiet_since_, revived_at_) + env_.release_after;
         if (now < at) {
           until = at;
         } else if (more || !out.empty()) {
@@ -1289,6 +1294,7 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     // A connection served again after a release starts its fibers afresh.
     std::lock_guard lk(mu_);
     reader_done_ = release_asked_ = released_ = false;
+    revived_at_ = Clock::now();
     reclaim_.store(false, std::memory_order_relaxed);  // one for the last run, declined or late
   }
   writer_done_.clear();
