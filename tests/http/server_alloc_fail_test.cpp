@@ -27,6 +27,13 @@ std::atomic<long> g_fail_in{0};
 std::atomic<long> g_failed{0};
 }  // namespace
 
+// Not under AddressSanitizer: it keeps its own operator new, and some
+// allocations still reached it, then our delete (free), which it reports
+// as a mismatch. The cases skip there (TSan and the plain build run them).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kFaultyNew = false;
+#else
+constexpr bool kFaultyNew = true;
 void* operator new(std::size_t n) {
   if (g_fail_in.load(std::memory_order_relaxed) > 0 && g_fail_in.fetch_sub(1, std::memory_order_relaxed) == 1) {
     g_failed.fetch_add(1, std::memory_order_relaxed);
@@ -40,6 +47,7 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#endif
 
 using namespace spindle_test;
 using namespace http_test;
@@ -66,6 +74,10 @@ bool served(std::uint16_t port) {
 }  // namespace
 
 TEST_CASE("server: one failed allocation while a released connection revives ends that connection at most") {
+  if (!kFaultyNew) {
+    WARN("ASan keeps its own operator new: no allocation failures to inject here");
+    return;
+  }
   run_checked(2, [] {
     http::ServerOptions o;
     o.idle_release_after = 10ms;
@@ -110,6 +122,10 @@ TEST_CASE("server: one failed allocation while a released connection revives end
 // waited drain_timeout (here 30 s) for the idle fibers; now it goes in
 // batches with no list. Each try fails one allocation of the shutdown.
 TEST_CASE("server: one failed allocation during shutdown does not hold the drain for idle connections") {
+  if (!kFaultyNew) {
+    WARN("ASan keeps its own operator new: no allocation failures to inject here");
+    return;
+  }
   run_checked(2, [] {
     for (const auto release : {0ms, 10ms}) {
       for (long n = 1; n <= 40; ++n) {
