@@ -1476,6 +1476,11 @@ struct detail::BodyReader {
   bhttp::response_parser<bhttp::buffer_body> p;
   std::optional<Lease> lease;
   H2Pick h2;  // over HTTP/2: the stream instead of lease and p
+  // Over HTTP/2, the head's Content-Length, kept from open(): h2.call
+  // goes at the body's end (and at once for a response with none), and
+  // p never saw a head (Beast asserts on it).
+  bool over_h2 = false;
+  std::optional<std::uint64_t> h2_length;
   std::uint64_t bytes = 0;
   bool done = false;    // the body was read to its end
   bool failed = false;  // a read failed or close() ran first: no connection
@@ -1626,9 +1631,7 @@ const Headers& StreamedResponse::trailers() const noexcept {
 std::uint64_t StreamedResponse::bytes_read() const noexcept { return r_ ? r_->bytes : 0; }
 std::optional<std::uint64_t> StreamedResponse::content_length() const noexcept {
   if (!r_) return std::nullopt;
-#if SPINDLE_HAVE_HTTP2
-  if (r_->h2.call) return r_->h2.call->content_length();
-#endif
+  if (r_->over_h2) return r_->h2_length;
   const auto n = r_->p.content_length();
   return n ? std::optional<std::uint64_t>(*n) : std::nullopt;
 }
@@ -1714,6 +1717,8 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
         s.reason = std::string(reason_phrase(s.status));
         s.headers = r->h2.call->headers();
         s.url = u.str();
+        r->over_h2 = true;
+        r->h2_length = r->h2.call->content_length();
         if (r->h2.call->done()) r->finish();
       } else
 #endif
