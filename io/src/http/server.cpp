@@ -950,7 +950,6 @@ struct Server::State {
   void reject(detail::Transport& s, int status, bool head, const io::Endpoint& peer, const Request* req);
   [[gnu::noinline]] void linger(detail::Transport& s);  // its 4 KiB sink stays out of serve_conn's frame, as drain's
   std::size_t cancel_idle(std::uint64_t idle_before = Conn::kNever, std::size_t for_room = 0);
-  std::size_t cancel_idle_batched(std::uint64_t idle_before) noexcept;
   std::size_t make_room() noexcept;
   bool reclaim_pass() noexcept;
   void wait_for_room();
@@ -1936,91 +1935,50 @@ void Server::State::serve_conn(Conn& c) {
 // cancel, even if it ends in between. A released connection moved to
 // cancelled is this scan's to close (drop), outside mu too.
 //
-// for_room > 0 (make_room): at most that many, only those with nothing
-// to read (Conn::reclaimable), and HTTP/2 connections with their fiber
-// that have had no stream since before `idle_before` too (asked to
-// GOAWAY: reclaim_h2). The cap holds however many share the oldest
-// stamps' millisecond (a flood of connections made within one clock
-// tick), and so does the number of peeks made under mu.
+// In passes of up to kBatch connections, their lists on the stack: a
+// scan allocates nothing, so out of memory cannot leave a connection
+// cancelled and never closed, nor skip shutdown's scan (an idle fiber
+// reads `stopping` only before its wait: one missed held the drain to
+// drain_timeout). A pass's CAS takes each out of idle or released, so
+// the next skips it; a pass that is not full was the last.
+//
+// for_room > 0 (make_room, at most 32): one pass of at most that many,
+// only those with nothing to read (Conn::reclaimable), and HTTP/2
+// connections with their fiber that have had no stream since before
+// `idle_before` too (asked to GOAWAY: reclaim_h2). The cap holds however
+// many share the oldest stamps' millisecond (a flood of connections made
+// within one clock tick), and so does the number of peeks made under mu.
 std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t for_room) {
-  std::vector<spindle::detail::Fiber*> picked;
-  std::vector<std::shared_ptr<Conn>> closing;
-  std::size_t goaways = 0;
-  {
-    std::unique_lock lk(mu);
-    // Room for all it may pick, before any CAS: a push_back that failed
-    // after one would leave its connection cancelled and never closed.
-    // Without it, make_room's scan does nothing (it tries again), and the
-    // others (shutdown's, the sweep's) go in batches with no list.
-    try {
-      picked.reserve(for_room > 0 ? std::min(for_room, conns.size()) : conns.size());
-      closing.reserve(for_room > 0 ? std::min(for_room, parked.size()) : parked.size());
-    } catch (const std::bad_alloc&) {
-      lk.unlock();
-      return for_room > 0 ? 0 : cancel_idle_batched(idle_before);
-    }
-    const auto room_left = [&] { return for_room == 0 || picked.size() + closing.size() + goaways < for_room; };
-    for (auto& [c, e] : conns) {
-      if (!room_left()) break;
-#if SPINDLE_HAVE_HTTP2
-      if (c->h2 != nullptr) {
-        // Shutdown's scan: an HTTP/2 connection sends GOAWAY and ends
-        // once its streams are done (its writer reads `stopping` after it
-        // woke). make_room's: the same, if it is still quiet then.
-        if (idle_before == Conn::kNever) {
-          detail::wake_h2(*c->h2);
-        } else if (for_room > 0 && detail::h2_quiet_ms(*c->h2) < idle_before) {
-          // A wake under mu, as shutdown's: the writer it wakes takes its
-          // own session lock, never mu, so it waits for nothing we hold.
-          detail::reclaim_h2(*c->h2);
-          ++goaways;
-        }
-      }
-#endif
-      if (for_room > 0 && !c->reclaimable(Conn::kIdle, idle_before)) continue;
-      if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
-        spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
-        f->add_ref();
-        picked.push_back(f);
-      }
-    }
-    for (auto& [c, p] : parked) {
-      if (!room_left()) break;
-      if (for_room > 0 && !c->reclaimable(Conn::kReleased, idle_before)) continue;
-      if (c->cancel_if(Conn::kReleased, idle_before)) closing.push_back(p);
-    }
-  }
-  for (spindle::detail::Fiber* f : picked) {
-    spindle::detail::cancel_fiber(f);
-    f->release();
-  }
-  for (const std::shared_ptr<Conn>& c : closing) {
-    released.fetch_sub(1, std::memory_order_relaxed);
-    drop(*c);
-  }
-  return picked.size() + closing.size() + goaways;
-}
-
-// cancel_idle_batched: cancel_idle(idle_before) with no list, for when
-// there is no memory for one: up to kBatch connections a pass (the CAS
-// takes each out of idle or released, so a later pass skips it), passes
-// until one finds fewer than kBatch. Shutdown's scan must not fail: an
-// idle fiber reads `stopping` only before its wait, so a connection this
-// missed would hold the drain to drain_timeout.
-std::size_t Server::State::cancel_idle_batched(std::uint64_t idle_before) noexcept {
   constexpr std::size_t kBatch = 64;
+  const std::size_t cap = for_room > 0 ? std::min(for_room, kBatch) : kBatch;
   std::size_t total = 0;
   for (;;) {
     std::array<spindle::detail::Fiber*, kBatch> picked{};
     std::array<std::shared_ptr<Conn>, kBatch> closing;
-    std::size_t np = 0, nc = 0;
+    std::size_t np = 0, nc = 0, goaways = 0;
     {
       std::lock_guard lk(mu);
+      const auto room_left = [&] { return np + nc + goaways < cap; };
       for (auto& [c, e] : conns) {
-        if (np == kBatch) break;
+        if (!room_left()) break;
 #if SPINDLE_HAVE_HTTP2
-        if (c->h2 != nullptr && idle_before == Conn::kNever) detail::wake_h2(*c->h2);  // as cancel_idle's
+        if (c->h2 != nullptr) {
+          // Shutdown's scan: an HTTP/2 connection sends GOAWAY and ends
+          // once its streams are done (its writer reads `stopping` after
+          // it woke; a later pass's wake again is harmless). make_room's:
+          // the same, if it is still quiet then.
+          if (idle_before == Conn::kNever) {
+            detail::wake_h2(*c->h2);
+          } else if (for_room > 0 && detail::h2_quiet_ms(*c->h2) < idle_before) {
+            // A wake under mu, as shutdown's: the writer it wakes takes
+            // its own session lock, never mu, so it waits for nothing we
+            // hold.
+            detail::reclaim_h2(*c->h2);
+            ++goaways;
+          }
+        }
 #endif
+        if (for_room > 0 && !c->reclaimable(Conn::kIdle, idle_before)) continue;
         if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
           spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
           f->add_ref();
@@ -2028,7 +1986,8 @@ std::size_t Server::State::cancel_idle_batched(std::uint64_t idle_before) noexce
         }
       }
       for (auto& [c, p] : parked) {
-        if (nc == kBatch) break;
+        if (!room_left()) break;
+        if (for_room > 0 && !c->reclaimable(Conn::kReleased, idle_before)) continue;
         if (c->cancel_if(Conn::kReleased, idle_before)) closing[nc++] = p;
       }
     }
@@ -2040,8 +1999,8 @@ std::size_t Server::State::cancel_idle_batched(std::uint64_t idle_before) noexce
       released.fetch_sub(1, std::memory_order_relaxed);
       drop(*closing[i]);
     }
-    total += np + nc;
-    if (np < kBatch && nc < kBatch) return total;
+    total += np + nc + goaways;
+    if (for_room > 0 || np + nc + goaways < cap) return total;
   }
 }
 
