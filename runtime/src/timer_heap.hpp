@@ -47,14 +47,23 @@ class TimerHeap {
   time_point top_deadline() const noexcept { return time_point(time_point::duration(top_entry().deadline)); }
   Waiter* top() const noexcept { return top_entry().w; }
 
-  void push(Waiter* w) {
+  // push: needs a spare heap slot (spare() > 0; reserve_one), and then
+  // allocates nothing: a run that cannot grow sends the timer to the heap,
+  // which holds any deadline. The run may shrink under removes and pops,
+  // the heap's capacity never does.
+  void push(Waiter* w) noexcept {
     const Entry e{w->deadline.time_since_epoch().count(), w};
     if (count_ == 0 || e.deadline >= at(count_ - 1).deadline) {
-      run_append(e);
-      return;
+      if (run_append(e)) return;
     }
-    heap_.push_back(e);
+    heap_.push_back(e);  // within capacity: no allocation
     up(heap_.size() - 1);
+  }
+  // Heap slots free without allocating.
+  std::size_t spare() const noexcept { return heap_.capacity() - heap_.size(); }
+  // reserve_one: at least one spare slot (doubling); may throw bad_alloc.
+  void reserve_one() {
+    if (spare() == 0) heap_.reserve(heap_.capacity() < 16 ? 16 : 2 * heap_.capacity());
   }
   Waiter* pop() noexcept {
     if (top_in_run()) {
@@ -109,13 +118,21 @@ class TimerHeap {
   }
   const Entry& top_entry() const noexcept { return top_in_run() ? at(0) : heap_.front(); }
 
-  void run_append(const Entry& e) {
-    if (count_ == ring_.size()) regrow(ring_.empty() ? 16 : ring_.size() * 2);
+  // run_append: false when the ring is full and cannot grow (no memory).
+  bool run_append(const Entry& e) noexcept {
+    if (count_ == ring_.size()) {
+      try {
+        regrow(ring_.empty() ? 16 : ring_.size() * 2);
+      } catch (...) {
+        return false;
+      }
+    }
     at(count_) = e;
     e.w->heap_index = kInRun;
     e.w->run_seq = front_seq_ + static_cast<std::uint32_t>(count_);
     ++count_;
     ++live_;
+    return true;
   }
   void drop_front() noexcept {
     front_ = (front_ + 1) & (ring_.size() - 1);

@@ -221,7 +221,16 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
     return false;
   }
   if (f->state_.load(std::memory_order_relaxed) == FiberState::created) {
-    f->stack_ = core_.stacks.get(f->stack_size_);
+    // A fiber gets its stack when it first runs, here, in no fiber's frame
+    // (the scheduler, or a suspending fiber's switch): a bad_alloc (the
+    // stack lists' growth) has nowhere to go and would lose f. Fatal, as
+    // a failed mmap of the stacks already is (stack_pool.cpp), and as Go's
+    // runtime is out of memory.
+    try {
+      f->stack_ = core_.stacks.get(f->stack_size_);
+    } catch (const std::bad_alloc&) {
+      SPINDLE_CHECK(false, "no memory for the list of fiber stacks (a fiber could not start)");
+    }
     f->unguarded_ = f->stack_.guard == 0;
     context_make(f->ctx_, f->stack_, &Worker::fiber_main);
   }
@@ -580,14 +589,22 @@ void Worker::set_next_deadline_locked() noexcept {
   timers_.count.store(timers_.heap.size(), std::memory_order_relaxed);
 }
 
-void Worker::add_timer(Waiter* w) {
+void Worker::add_timer(Waiter* w) noexcept {
   // The owner adds (after_wait_publish): a worker that had no timer at its
   // last look looks again within kTimerLookTicks picks.
   core_.next_look = std::min(core_.next_look, core_.tick + kTimerLookTicks);
   std::lock_guard lk(timers_.lock);
   w->timer_owner = this;
-  timers_.heap.push(w);
+  timers_.heap.push(w);  // reserve_timer left a spare slot
+  core_.timer_spare = timers_.heap.spare();
   set_next_deadline_locked();
+}
+
+void Worker::reserve_timer() {
+  if (core_.timer_spare > 0) [[likely]] return;
+  std::lock_guard lk(timers_.lock);
+  timers_.heap.reserve_one();  // may throw bad_alloc: the wait has published nothing yet
+  core_.timer_spare = timers_.heap.spare();
 }
 
 void Worker::remove_timer(Waiter* w) noexcept {

@@ -11,43 +11,13 @@
 // in the waker (or the sweeper, or the disconnect watcher) failed the
 // server's TaskGroup: every connection and the acceptor were cancelled
 // while serve() waited on, with the listener open and nothing served.
-#include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <new>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "faulty_new.hpp"
 #include "http_test_support.hpp"
-
-namespace {
-// g_fail_in: 0 off; n > 0: the n-th allocation from now throws bad_alloc.
-std::atomic<long> g_fail_in{0};
-std::atomic<long> g_failed{0};
-}  // namespace
-
-// Not under AddressSanitizer: it keeps its own operator new, and some
-// allocations still reached it, then our delete (free), which it reports
-// as a mismatch. The cases skip there (TSan and the plain build run them).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kFaultyNew = false;
-#else
-constexpr bool kFaultyNew = true;
-void* operator new(std::size_t n) {
-  if (g_fail_in.load(std::memory_order_relaxed) > 0 && g_fail_in.fetch_sub(1, std::memory_order_relaxed) == 1) {
-    g_failed.fetch_add(1, std::memory_order_relaxed);
-    throw std::bad_alloc();
-  }
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return ::operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#endif
 
 using namespace spindle_test;
 using namespace http_test;
@@ -74,7 +44,7 @@ bool served(std::uint16_t port) {
 }  // namespace
 
 TEST_CASE("server: one failed allocation while a released connection revives ends that connection at most") {
-  if (!kFaultyNew) {
+  if (!faulty_new::kActive) {
     WARN("ASan keeps its own operator new: no allocation failures to inject here");
     return;
   }
@@ -93,9 +63,9 @@ TEST_CASE("server: one failed allocation while a released connection revives end
       const std::string req = "GET /r HTTP/1.1\r\nHost: x\r\n\r\n";
       std::string buf;
       buf.reserve(4096);
-      const long failed_before = g_failed.load();
+      const long failed_before = faulty_new::failed.load();
       bool answered = false;
-      g_fail_in.store(n);
+      faulty_new::fail_in.store(n);
       try {
         sp::with_timeout(slack(5s), [&] {
           s.write_all(req);
@@ -105,8 +75,8 @@ TEST_CASE("server: one failed allocation while a released connection revives end
         // Ours failed (the test's own allocation), or the server ended
         // the connection: both allowed.
       }
-      g_fail_in.store(0);
-      if (g_failed.load() != failed_before && !answered) ++failed_in_server;
+      faulty_new::fail_in.store(0);
+      if (faulty_new::failed.load() != failed_before && !answered) ++failed_in_server;
       s.close();
       FIBER_CHECK(served(srv.port()));
       FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
@@ -122,7 +92,7 @@ TEST_CASE("server: one failed allocation while a released connection revives end
 // waited drain_timeout (here 30 s) for the idle fibers; now it goes in
 // batches with no list. Each try fails one allocation of the shutdown.
 TEST_CASE("server: one failed allocation during shutdown does not hold the drain for idle connections") {
-  if (!kFaultyNew) {
+  if (!faulty_new::kActive) {
     WARN("ASan keeps its own operator new: no allocation failures to inject here");
     return;
   }
@@ -145,13 +115,13 @@ TEST_CASE("server: one failed allocation during shutdown does not hold the drain
           FIBER_CHECK(wait_until([&] { return srv->server().connections_released() == 3; }));
         }
         const auto t0 = Clock::now();
-        g_fail_in.store(n);
+        faulty_new::fail_in.store(n);
         try {
           srv->stop();
         } catch (...) {
           // serve() may raise the bad_alloc itself: allowed.
         }
-        g_fail_in.store(0);
+        faulty_new::fail_in.store(0);
         FIBER_CHECK(Clock::now() - t0 < slack(5s));
         srv.reset();
       }

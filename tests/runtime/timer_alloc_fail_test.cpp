@@ -1,0 +1,191 @@
+// timer_alloc_fail_test.cpp: a timed wait when memory runs out.
+// A timed wait's timer entry used to be allocated after the fiber had
+// switched out (Worker::add_timer, in after_wait_publish), in no fiber's
+// frame: its bad_alloc surfaced in whichever context ran next, often
+// another fiber resuming from its own wait, which then skipped that wait's
+// retract and left its Waiter published on a socket (http::Server's
+// shutdown then crashed closing it: CI, server_alloc_fail). Now the slot
+// is reserved in the waiting fiber before anything is published
+// (Worker::reserve_timer), and a timer whose run cannot grow goes to the
+// heap. These cases fail allocations around timed waits and check that
+// the bad_alloc reaches the waiting fiber only, that a sleep never ends
+// early, and that the timer structure keeps its order.
+#include <atomic>
+#include <chrono>
+#include <vector>
+
+#include <spindle/sync/event.hpp>
+
+#include "faulty_new.hpp"
+#include <spindle/runtime/detail/introspect.hpp>
+
+#include "spindle_test.hpp"
+#include "timer_heap.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+TEST_CASE("a timed wait out of memory throws in its own fiber; the fiber run next sees nothing", "[timer]") {
+  if (!faulty_new::kActive) {
+    WARN("ASan keeps its own operator new: no allocation failures to inject here");
+    return;
+  }
+  long threw = 0;
+  for (long n = 1; n <= 6; ++n) {
+    INFO("the allocation that failed: the " << n << "th after the event was set");
+    std::atomic<int> other_ok{0}, other_threw{0};
+    bool sleeper_threw = false;
+    bool early = false;
+    run_checked(1, [&] {
+      sp::Event ev;
+      // A sleeper far out, so that the test's sleep, due before it, takes
+      // a heap slot (the run holds only deadlines after its last one). No
+      // sleep before the injected failure: nothing has grown the heap.
+      auto far = sp::spawn([] { sp::sleep_for(std::chrono::seconds(60)); });
+      sp::yield();  // one worker: far runs to its sleep, the run's last timer
+      // Sixteen more, each due before `far` (so in the heap): the first
+      // timed wait reserved sixteen heap slots, these take them all, and
+      // the test's sleep has to reserve more (an allocation).
+      std::vector<sp::Task<void>> fill;
+      for (int i = 0; i < 16; ++i) {
+        fill.push_back(sp::spawn([i] { sp::sleep_for(std::chrono::seconds(50 - i)); }));
+      }
+      // Suspended on the event before the sleep; set just before it, so it
+      // is the fiber the worker runs right after the sleeper switches out.
+      auto other = sp::spawn([&] {
+        try {
+          ev.wait();
+          other_ok.fetch_add(1);
+        } catch (...) {
+          other_threw.fetch_add(1);
+        }
+      });
+      // One worker: a yield runs both up to their waits.
+      sp::yield();
+      FIBER_CHECK(spindle::detail::count_suspended("sleep") == 17);
+      FIBER_CHECK(spindle::detail::count_suspended("event", other.id()) == 1);
+      ev.set();
+      const auto d = milliseconds(2);
+      const auto t0 = Clock::now();
+      faulty_new::fail_in.store(n);
+      try {
+        sp::sleep_for(d);
+        early = Clock::now() - t0 < d;
+      } catch (const std::bad_alloc&) {
+        sleeper_threw = true;
+      }
+      faulty_new::fail_in.store(0);
+      other.join();
+      fill.push_back(std::move(far));
+      for (auto& t : fill) t.cancel();
+      for (auto& t : fill) {
+        try {
+          t.join();
+        } catch (const sp::Cancelled&) {
+        }
+      }
+    });
+    CHECK(other_ok.load() == 1);
+    CHECK(other_threw.load() == 0);
+    CHECK_FALSE(early);
+    if (sleeper_threw) ++threw;
+  }
+  // The first try fails the reservation itself (a fresh worker's timers
+  // hold no slot): the case reached the path it is about.
+  CHECK(threw >= 1);
+}
+
+TEST_CASE("sleepers and event waiters under random allocation failures: no early wake, no stray bad_alloc",
+          "[timer]") {
+  if (!faulty_new::kActive) {
+    WARN("ASan keeps its own operator new: no allocation failures to inject here");
+    return;
+  }
+  constexpr int kFibers = kSanitized ? 40 : 200;
+  constexpr int kRounds = 20;
+  std::atomic<int> early{0}, sleeps_threw{0}, waits_ok{0}, waits_threw{0}, slept{0};
+  run_checked(2, [&] {
+    // Every fiber is started (its stack taken: that is fatal out of
+    // memory, worker.cpp prepare) and parked before failures begin, and
+    // parked again before they end; only the sleeps run between.
+    sp::Event start, finish;
+    std::vector<sp::Event> events(kFibers);
+    std::vector<sp::Task<void>> tasks;
+    tasks.reserve(2 * kFibers);
+    for (int k = 0; k < kFibers; ++k) {
+      // A waiter on an event, set by its sleeper during the failures.
+      tasks.push_back(sp::spawn([&, k] {
+        try {
+          events[k].wait();
+          waits_ok.fetch_add(1);
+        } catch (...) {
+          waits_threw.fetch_add(1);
+        }
+      }));
+    }
+    for (int k = 0; k < kFibers; ++k) {
+      tasks.push_back(sp::spawn([&, k] {
+        start.wait();
+        Xorshift rng(static_cast<std::uint64_t>(k) + 1);
+        for (int i = 0; i < kRounds; ++i) {
+          const auto d = microseconds(rng() % 2000);
+          const auto t0 = Clock::now();
+          try {
+            sp::sleep_for(d);
+            if (Clock::now() - t0 < d) early.fetch_add(1);
+          } catch (const std::bad_alloc&) {
+            sleeps_threw.fetch_add(1);
+          }
+        }
+        events[k].set();
+        slept.fetch_add(1);
+        finish.wait();
+      }));
+    }
+    wait_suspended("event", 2 * kFibers);
+    start.set();
+    // Every 3rd allocation fails while the sleepers run (the timers'
+    // rings and heaps grow and shrink meanwhile). The test's fiber yields
+    // (a sleep of its own could fail).
+    faulty_new::fail_every.store(3);
+    while (slept.load() < kFibers) sp::yield();
+    faulty_new::fail_every.store(0);
+    finish.set();
+    for (auto& t : tasks) t.join();
+  });
+  INFO("sleeps that threw bad_alloc: " << sleeps_threw.load());
+  CHECK(sleeps_threw.load() > 0);
+  CHECK(early.load() == 0);
+  CHECK(waits_ok.load() == kFibers);
+  CHECK(waits_threw.load() == 0);
+}
+
+TEST_CASE("a full run that cannot grow sends the timer to the heap, in order", "[timer_heap]") {
+  if (!faulty_new::kActive) {
+    WARN("ASan keeps its own operator new: no allocation failures to inject here");
+    return;
+  }
+  using spindle::detail::TimerHeap;
+  using spindle::detail::Waiter;
+  TimerHeap heap;
+  std::vector<Waiter> ws(40);
+  const auto now = Clock::now();
+  // Ascending: the run's case. The ring starts at 16 slots.
+  for (std::size_t i = 0; i < ws.size(); ++i) {
+    ws[i].deadline = now + microseconds(i);
+    heap.reserve_one();
+    if (i >= 16) faulty_new::fail_in.store(1);  // the ring's growth fails
+    heap.push(&ws[i]);
+    faulty_new::fail_in.store(0);
+  }
+  CHECK(heap.run_slots() == 16);
+  CHECK(heap.size() == ws.size());
+  for (std::size_t i = 0; i < ws.size(); ++i) {
+    REQUIRE(!heap.empty());
+    REQUIRE(heap.pop() == &ws[i]);
+    CHECK_FALSE(TimerHeap::queued(&ws[i]));
+  }
+  CHECK(heap.empty());
+}
