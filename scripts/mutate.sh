@@ -74,7 +74,7 @@ http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\
 http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*\{\s*e = bhttp::error::bad_chunk_extension;\s*return;\s*\}}{(void)max;} :: http_server_hostile :: ^http_server_hostile$
 http_chunk_overhead_unchecked :: io/src/http/server.cpp :: s{if\s*\(excess > 16 \* 1024\)\s*e = bhttp::error::bad_chunk_extension;}{} :: http_server_hostile :: ^http_server_hostile$
 http_waker_oom_escapes :: io/src/http/server.cpp :: s{catch \(const std::exception&\)(?= \{\n\s*// No memory for its entry)}{catch (const std::bad_cast&)} :: http_server_alloc_fail :: ^http_server_alloc_fail$
-timer_reserve_skipped :: runtime/src/suspend.cpp :: s{\n    wk->reserve_timer\(\);}{} :: runtime_timer_alloc_fail :: ^runtime_timer_alloc_fail$
+timer_overflow_throws :: runtime/src/timer_heap.hpp :: s{overflow_push\(w\);\n\s*return;}{throw;} :: runtime_timer_alloc_fail :: ^runtime_timer_alloc_fail$
 http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) return reject\(s, 413, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$
 h2_release_ignores_revival :: io/src/http/h2_server.cpp :: s{std::max\(quiet_since_, revived_at_\) \+ env_\.release_after}{quiet_since_ + env_.release_after} :: http_h2_idle :: ^http_h2_idle$

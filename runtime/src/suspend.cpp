@@ -106,12 +106,6 @@ Waiter::State suspend(Waiter& w, const std::chrono::steady_clock::time_point* de
   Worker* wk = current_worker();
   Fiber* f = wk != nullptr ? wk->running() : nullptr;
   if (f == nullptr) return wait_thread(w, deadline, publish);
-  // A timed wait's timer slot, while a bad_alloc still reaches this fiber
-  // with nothing published (add_timer, past the switch, runs in no
-  // fiber's frame and cannot fail; worker.hpp).
-  if (deadline != nullptr || f->scope_deadline_ != std::chrono::steady_clock::time_point::max()) {
-    wk->reserve_timer();
-  }
   // A new generation of the fiber's cell, `waiting` and not cancellable.
   // Between waits only the fiber writes its cell (every other writer CASes
   // out of `waiting` of the current generation, and after_wait_publish has

@@ -21,6 +21,13 @@
 // becomes a hole, skipped at the run's ends and squeezed out once holes
 // outnumber live entries (so a run of mostly cancelled timeouts holds at
 // most about twice its live timers).
+// Out of memory (the run's ring or the heap's array cannot grow), a timer
+// goes on an intrusive list through its Waiter (Waiter::overflow_next),
+// unordered, scanned for its earliest: push cannot fail, because the
+// worker adds a timer after the waiting fiber has switched out, where an
+// exception would surface in another fiber (docs/runtime.md "Nothing after
+// the switch may fail"). The list is empty unless memory ran out, and the
+// common paths test one pointer for it.
 // Owner's lock only; header-only so tests can drive it directly.
 #pragma once
 
@@ -36,36 +43,41 @@ namespace spindle::detail {
 class TimerHeap {
  public:
   using time_point = std::chrono::steady_clock::time_point;
-  static constexpr std::int32_t kNone = -1;   // Waiter::heap_index: not here
-  static constexpr std::int32_t kInRun = -2;  // in the run, at run_seq
+  static constexpr std::int32_t kNone = -1;      // Waiter::heap_index: not here
+  static constexpr std::int32_t kInRun = -2;     // in the run, at run_seq
+  static constexpr std::int32_t kOverflow = -3;  // on the out-of-memory list
 
   static bool queued(const Waiter* w) noexcept { return w->heap_index != kNone; }
 
-  bool empty() const noexcept { return heap_.empty() && live_ == 0; }
-  std::size_t size() const noexcept { return heap_.size() + live_; }
+  bool empty() const noexcept { return heap_.empty() && live_ == 0 && overflow_ == nullptr; }
+  std::size_t size() const noexcept { return heap_.size() + live_ + overflow_count_; }
   // The earliest deadline; there must be a timer.
   time_point top_deadline() const noexcept { return time_point(time_point::duration(top_entry().deadline)); }
   Waiter* top() const noexcept { return top_entry().w; }
 
-  // push: needs a spare heap slot (spare() > 0; reserve_one), and then
-  // allocates nothing: a run that cannot grow sends the timer to the heap,
-  // which holds any deadline. The run may shrink under removes and pops,
-  // the heap's capacity never does.
+  // push: never fails; allocates when the run or the heap must grow, and
+  // without memory puts the timer on the overflow list.
   void push(Waiter* w) noexcept {
     const Entry e{w->deadline.time_since_epoch().count(), w};
     if (count_ == 0 || e.deadline >= at(count_ - 1).deadline) {
       if (run_append(e)) return;
     }
-    heap_.push_back(e);  // within capacity: no allocation
+    try {
+      heap_.push_back(e);
+    } catch (...) {
+      overflow_push(w);
+      return;
+    }
     up(heap_.size() - 1);
   }
-  // Heap slots free without allocating.
-  std::size_t spare() const noexcept { return heap_.capacity() - heap_.size(); }
-  // reserve_one: at least one spare slot (doubling); may throw bad_alloc.
-  void reserve_one() {
-    if (spare() == 0) heap_.reserve(heap_.capacity() < 16 ? 16 : 2 * heap_.capacity());
-  }
   Waiter* pop() noexcept {
+    if (overflow_ != nullptr) [[unlikely]] {
+      Waiter* m = overflow_min();
+      if (!ordered_nonempty() || m->deadline.time_since_epoch().count() < ordered_top().deadline) {
+        overflow_remove(m);
+        return m;
+      }
+    }
     if (top_in_run()) {
       Waiter* w = at(0).w;
       w->heap_index = kNone;
@@ -89,6 +101,8 @@ class TimerHeap {
       --live_;
       trim();
       if (count_ - live_ > kMinHoles && count_ - live_ > live_) compact();
+    } else if (w->heap_index == kOverflow) {
+      overflow_remove(w);
     }
   }
   // The Waiter k entries behind the run's front (nullptr for a hole or past
@@ -116,7 +130,41 @@ class TimerHeap {
   bool top_in_run() const noexcept {
     return live_ > 0 && (heap_.empty() || at(0).deadline <= heap_.front().deadline);
   }
-  const Entry& top_entry() const noexcept { return top_in_run() ? at(0) : heap_.front(); }
+  // The run's and the heap's earliest (ordered_nonempty() first).
+  bool ordered_nonempty() const noexcept { return live_ > 0 || !heap_.empty(); }
+  const Entry& ordered_top() const noexcept { return top_in_run() ? at(0) : heap_.front(); }
+  Entry top_entry() const noexcept {
+    if (overflow_ != nullptr) [[unlikely]] {
+      Waiter* m = overflow_min();
+      const Entry o{m->deadline.time_since_epoch().count(), m};
+      if (!ordered_nonempty() || o.deadline < ordered_top().deadline) return o;
+    }
+    return ordered_top();
+  }
+
+  // ---- the overflow list (out of memory only) -----------------------------
+  void overflow_push(Waiter* w) noexcept {
+    w->heap_index = kOverflow;
+    w->overflow_next = overflow_;
+    overflow_ = w;
+    ++overflow_count_;
+  }
+  // O(n): the list holds only what arrived while memory was out.
+  Waiter* overflow_min() const noexcept {
+    Waiter* m = overflow_;
+    for (Waiter* x = m->overflow_next; x != nullptr; x = x->overflow_next) {
+      if (x->deadline < m->deadline) m = x;
+    }
+    return m;
+  }
+  void overflow_remove(Waiter* w) noexcept {
+    Waiter** p = &overflow_;
+    while (*p != w) p = &(*p)->overflow_next;
+    *p = w->overflow_next;
+    w->overflow_next = nullptr;
+    w->heap_index = kNone;
+    --overflow_count_;
+  }
 
   // run_append: false when the ring is full and cannot grow (no memory).
   bool run_append(const Entry& e) noexcept {
@@ -226,6 +274,8 @@ class TimerHeap {
   std::size_t count_ = 0;          // entries in the run, holes included
   std::size_t live_ = 0;           // entries in the run that are timers
   std::uint32_t front_seq_ = 0;    // run_seq of the first entry
+  Waiter* overflow_ = nullptr;     // the out-of-memory list's head
+  std::size_t overflow_count_ = 0;
 };
 
 }  // namespace spindle::detail

@@ -595,16 +595,8 @@ void Worker::add_timer(Waiter* w) noexcept {
   core_.next_look = std::min(core_.next_look, core_.tick + kTimerLookTicks);
   std::lock_guard lk(timers_.lock);
   w->timer_owner = this;
-  timers_.heap.push(w);  // reserve_timer left a spare slot
-  core_.timer_spare = timers_.heap.spare();
+  timers_.heap.push(w);  // noexcept: allocates if it can, never fails
   set_next_deadline_locked();
-}
-
-void Worker::reserve_timer() {
-  if (core_.timer_spare > 0) [[likely]] return;
-  std::lock_guard lk(timers_.lock);
-  timers_.heap.reserve_one();  // may throw bad_alloc: the wait has published nothing yet
-  core_.timer_spare = timers_.heap.spare();
 }
 
 void Worker::remove_timer(Waiter* w) noexcept {
@@ -785,7 +777,7 @@ void Worker::exit_fiber(Fiber* f) {
   __builtin_unreachable();
 }
 
-void Worker::land(void* from) {
+void Worker::land(void* from) noexcept {
   // A yield (the hot case) needs two words of core_.pending and no call.
   Fiber* const prev = core_.pending.prev;
   if (core_.pending.kind == Pending::yield) [[likely]] {
@@ -798,7 +790,7 @@ void Worker::land(void* from) {
   land_slow(from);
 }
 
-void Worker::land_slow(void* from) {
+void Worker::land_slow(void* from) noexcept {
   const Pending::Kind kind = core_.pending.kind;
   Fiber* const prev = core_.pending.prev;
   core_.pending.kind = Pending::none;

@@ -148,15 +148,13 @@ class Worker {
   // the fibers it wakes run here, and their sockets follow them
   // (Fiber::handed_off_, io_hook.hpp set_move_listener). Not for kRescuingStay.
   bool rescuing_io() const noexcept { return core_.dispatching_io == kRescuing; }
-  // add_timer: after_wait_publish's, on the waiting fiber's worker; it
-  // allocates nothing (reserve_timer made room), because it runs in no
-  // fiber's frame: a bad_alloc there surfaced in whichever context ran
-  // next (another fiber's suspend, skipping its retract: a Waiter left
-  // published on a socket, and a crash at its close).
+  // add_timer: after_wait_publish's, on the waiting fiber's worker. It
+  // cannot fail (TimerHeap::push: out of memory, the timer waits on an
+  // intrusive list), because it runs in no fiber's frame: a bad_alloc there
+  // surfaced in whichever context ran next (another fiber's suspend,
+  // skipping its retract: a Waiter left published on a socket, and a crash
+  // at its close).
   void add_timer(Waiter* w) noexcept;
-  // reserve_timer: before a timed wait publishes, in the waiting fiber:
-  // room for add_timer's entry; may throw bad_alloc (to that fiber).
-  void reserve_timer();
   // Switches away from the running fiber; `p.prev` must be it. Returns when
   // the fiber is resumed (possibly on another worker).
   void switch_out(const Pending& p);
@@ -203,9 +201,13 @@ class Worker {
   // birth; dumps show ages in milliseconds.
   std::chrono::steady_clock::time_point recent_time() const noexcept { return core_.recent_time; }
 
-  // The landing side of every switch (see Pending).
-  void land(void* from_fctx);
-  void land_slow(void* from_fctx);  // every other kind (land() inlines yield)
+  // The landing side of every switch (see Pending). noexcept: it runs in
+  // no fiber's frame of its own (the scheduler, or the fiber switched to,
+  // inside its suspend), so an exception would surface in that other
+  // fiber; terminate is the honest end (docs/runtime.md "Nothing after the
+  // switch may fail").
+  void land(void* from_fctx) noexcept;
+  void land_slow(void* from_fctx) noexcept;  // every other kind (land() inlines yield)
 
   // --- hand-off (handoff.cpp; docs/runtime.md "Hand-off") ---
   // The SIGURG handler's side, on this worker's thread: if the signal
@@ -405,11 +407,6 @@ class Worker {
     // The next tick that looks (worker.cpp, look): the next maintenance
     // round, or sooner a timer look. Lowered by add_timer.
     std::uint64_t next_look = 0;
-    // A lower bound on the timer heap's spare slots (TimerHeap::spare), set
-    // under timers_.lock by add_timer and reserve_timer. Only this worker
-    // pushes (a push is the one thing that uses spare slots); other
-    // workers' pops and removes only add to them, so it stays a bound.
-    std::size_t timer_spare = 0;
     std::chrono::steady_clock::time_point recent_time = coarse_now();
     std::uint64_t rng;
     std::vector<placement::PeerMemory> watch;  // what this worker saw of each other one (watch_others)

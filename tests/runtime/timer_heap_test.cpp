@@ -65,7 +65,6 @@ TEST_CASE("the timer heap pops in deadline order and removes from anywhere, agai
         pool.push_back(std::make_unique<Waiter>());
         Waiter* w = pool.back().get();
         w->deadline = random_deadline(rng, now);
-        heap.reserve_one();
         heap.push(w);
         REQUIRE(TimerHeap::queued(w));
         in.push_back(w);
@@ -137,7 +136,6 @@ TEST_CASE("timers added in deadline order go to the run; cancelled ones leave it
         } else {
           w->deadline = next - nanoseconds(1 + rng() % 1'000'000);
         }
-        heap.reserve_one();
         heap.push(w);
         if (w->heap_index == TimerHeap::kInRun) ++in_run;
         in.push_back(w);

@@ -91,8 +91,9 @@ struct Waiter {
   // it runs, removes its own entry under that lock (docs/runtime.md
   // "Timers").
   std::chrono::steady_clock::time_point deadline{};
-  std::int32_t heap_index = -1;  // heap position, or -1 (not queued), -2 (in the run)
+  std::int32_t heap_index = -1;  // heap position, or -1 (not queued), -2 (the run), -3 (overflow)
   std::uint32_t run_seq = 0;     // with -2: its place in the run (timer_heap.hpp)
+  Waiter* overflow_next = nullptr;  // with -3: the next on the out-of-memory list
   Worker* timer_owner = nullptr;
 };
 
