@@ -69,6 +69,7 @@ class TimerHeap {
       return;
     }
     up(heap_.size() - 1);
+    if (overflow_ != nullptr) [[unlikely]] absorb_overflow();
   }
   Waiter* pop() noexcept {
     if (overflow_ != nullptr) [[unlikely]] {
@@ -108,6 +109,8 @@ class TimerHeap {
   // The Waiter k entries behind the run's front (nullptr for a hole or past
   // the end): fire_due_timers prefetches it while it fires the front.
   Waiter* run_peek(std::size_t k) const noexcept { return k < count_ ? at(k).w : nullptr; }
+  // Timers on the out-of-memory list (tests).
+  std::size_t overflow_count() const noexcept { return overflow_count_; }
   // Entries the run holds, holes included (tests: the memory bound).
   std::size_t run_slots() const noexcept { return count_; }
 
@@ -148,6 +151,23 @@ class TimerHeap {
     w->overflow_next = overflow_;
     overflow_ = w;
     ++overflow_count_;
+  }
+  // absorb_overflow: memory is back (a heap push just grew): the list moves
+  // into the heap, so that it is scanned only while memory is out; left as
+  // it is if the heap cannot make room for all of it at once.
+  void absorb_overflow() noexcept {
+    try {
+      heap_.reserve(heap_.size() + overflow_count_);
+    } catch (...) {
+      return;
+    }
+    while (Waiter* w = overflow_) {
+      overflow_ = w->overflow_next;
+      w->overflow_next = nullptr;
+      heap_.push_back(Entry{w->deadline.time_since_epoch().count(), w});  // within capacity
+      up(heap_.size() - 1);
+    }
+    overflow_count_ = 0;
   }
   // O(n): the list holds only what arrived while memory was out.
   Waiter* overflow_min() const noexcept {
