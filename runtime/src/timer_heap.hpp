@@ -60,7 +60,10 @@ class TimerHeap {
   void push(Waiter* w) noexcept {
     const Entry e{w->deadline.time_since_epoch().count(), w};
     if (count_ == 0 || e.deadline >= at(count_ - 1).deadline) {
-      if (run_append(e)) return;
+      if (run_append(e)) {
+        if (overflow_ != nullptr) [[unlikely]] absorb_overflow();
+        return;
+      }
     }
     try {
       heap_.push_back(e);
@@ -152,7 +155,7 @@ class TimerHeap {
     overflow_ = w;
     ++overflow_count_;
   }
-  // absorb_overflow: memory is back (a heap push just grew): the list moves
+  // absorb_overflow: memory may be back (a push just succeeded): the list moves
   // into the heap, so that it is scanned only while memory is out; left as
   // it is if the heap cannot make room for all of it at once.
   void absorb_overflow() noexcept {
