@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <new>
 
 #include "check.hpp"
 #include <spindle/runtime/detail/sanitizers.hpp>
@@ -194,16 +195,25 @@ void StackPool::give(std::vector<StackSlot>& in, std::size_t keep) {
   dirty_.store(free_.size(), std::memory_order_relaxed);
 }
 
-bool StackPool::scavenge_some() {
+// noexcept: an idle worker's park calls it, in the scheduler's context, and
+// an idle park is no reason to end the process out of memory: the pass is
+// skipped instead (or, past the madvise, its slots are dropped: their pages
+// are given back, only their addresses stay reserved).
+bool StackPool::scavenge_some() noexcept {
   if (dirty_.load(std::memory_order_relaxed) <= kKeepDirty) return false;
   std::vector<StackSlot> cold;
   {
     std::lock_guard lk(mu_);
     if (free_.size() <= kKeepDirty) return false;
     const std::size_t n = std::min(free_.size() - kKeepDirty, kScavengeChunk);
+    try {
+      cold.reserve(n);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
     // The oldest are at the front; erasing them moves the rest down, which
     // is at most kKeepDirty + kScavengeChunk slots whenever there is work.
-    cold.assign(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    cold.assign(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));  // within capacity
     free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
     dirty_.store(free_.size(), std::memory_order_relaxed);
   }
@@ -228,7 +238,11 @@ bool StackPool::scavenge_some() {
     i = j;
   }
   std::lock_guard lk(mu_);
-  released_.insert(released_.end(), cold.begin(), cold.end());
+  try {
+    released_.insert(released_.end(), cold.begin(), cold.end());
+  } catch (const std::bad_alloc&) {
+    return false;  // cold's slots are dropped (above)
+  }
   return true;
 }
 

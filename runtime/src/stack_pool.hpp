@@ -45,7 +45,7 @@ class StackPool {
   // kScavengeChunk of the coldest free stacks beyond kKeepDirty to the
   // kernel; true if it did any (call again while idle), false if there
   // was nothing to do. The check for nothing is one relaxed load.
-  bool scavenge_some();
+  bool scavenge_some() noexcept;
   // Free stacks whose memory was given back (for tests and stats).
   std::size_t released_count() const;
   // leak: the slabs stay mapped after this pool's end: a fiber abandoned
