@@ -224,8 +224,8 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
     // A fiber gets its stack when it first runs, here, in no fiber's frame
     // (the scheduler, or a suspending fiber's switch): a bad_alloc (the
     // stack lists' growth) has nowhere to go and would lose f. Fatal, as
-    // a failed mmap of the stacks already is (stack_pool.cpp), and as Go's
-    // runtime is out of memory.
+    // a failed mmap of the stacks already is (stack_pool.cpp); Go's runtime
+    // also dies out of memory.
     try {
       f->stack_ = core_.stacks.get(f->stack_size_);
     } catch (const std::bad_alloc&) {
