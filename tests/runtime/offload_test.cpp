@@ -225,7 +225,8 @@ struct JobState {
 // the deadline ends the wait of a job that a pool thread had already taken;
 // returns that job's state. A job still queued at the deadline is dropped,
 // not run: its caller withdraws it (the pool counts it) and its closure is
-// gone at once. That is checked for every such attempt, and the next one
+// gone at once; so is one whose deadline passed before it was queued.
+// That is checked for every such attempt, and the next one
 // gets twice the time, up to `most`, so a slow thread start only costs a
 // retry.
 template <class Body>
@@ -238,9 +239,14 @@ std::shared_ptr<JobState> timed_out_while_running(Body body, Clock::duration mos
                                        return sp::offload([st, body] { return body(*st); });
                                      }),
                     sp::TimedOut);
-    if (sp::detail::offload_pool_stats(sp::detail::PoolKind::cpu).withdrawn == withdrawn0) {
-      return st;  // a pool thread had it
-    }
+    // Not withdrawn: a pool thread popped it (its job still holds the
+    // closure, or the body has started), or it was never queued: the
+    // deadline passed before the wait published (a loaded machine can take
+    // 10 ms to get there; then nothing holds the closure). use_count is
+    // read before started: a job that ends in between has set started.
+    const bool withdrawn = sp::detail::offload_pool_stats(sp::detail::PoolKind::cpu).withdrawn != withdrawn0;
+    const bool held = st.use_count() > 1;
+    if (!withdrawn && (held || st->started.load())) return st;  // a pool thread had it
     CHECK(st.use_count() == 1);  // the closure is destroyed, it never runs
     CHECK(!st->started.load());
   }
