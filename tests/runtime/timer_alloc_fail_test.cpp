@@ -18,9 +18,7 @@
 #include <spindle/sync/event.hpp>
 
 #include "faulty_new.hpp"
-#include <spindle/runtime/detail/introspect.hpp>
-
-#include "spindle_test.hpp"
+#include "spindle_test.hpp"  // count_suspended (introspect.hpp) with the rest
 #include "timer_heap.hpp"
 
 using namespace spindle_test;
