@@ -301,6 +301,81 @@ TEST_CASE("server disconnect: disconnect_check zero lets the handler run to its 
   });
 }
 
+// A streamed response (server-sent events) whose generator waits long for
+// its next piece: a client that leaves between pieces cancels the
+// generator's wait, as it cancels a handler's. Before, the connection, its
+// fiber and its place under max_connections stayed until the next piece's
+// write failed (an hour, for a generator that waits an hour).
+TEST_CASE("server disconnect: a client that leaves a streamed response cancels its generator's wait") {
+  run_checked(2, [] {
+    sp::Event second_called, cancelled, release;
+    std::atomic<int> calls{0};
+    LiveServer srv(
+        [&](http::Request&) {
+          return http::Response::stream_body(200, [&]() -> std::string {
+            const int n = calls.fetch_add(1);
+            if (n == 0) return "event: first\n\n";
+            if (n > 1) return "";
+            second_called.set();
+            try {
+              release.wait();  // never set: only the cancel ends it
+            } catch (const sp::Cancelled&) {
+              cancelled.set();
+              throw;
+            }
+            return "event: late\n\n";
+          });
+        },
+        checking());
+    {
+      auto c = raw_connect(srv.port());
+      c.write_all(kGet);
+      std::string got;
+      c.read_until(got, "event: first", 1 << 16);
+      FIBER_REQUIRE(wait_set(second_called));
+    }  // closed between pieces
+    FIBER_CHECK(wait_set(cancelled));
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+    FIBER_CHECK(calls.load() == 2);  // not called again after the cancel
+  });
+}
+
+TEST_CASE("server disconnect: a streamed response's client still reading is never cancelled") {
+  run_checked(2, [] {
+    sp::Event second_called, release;
+    std::atomic<bool> cancelled{false};
+    std::atomic<int> calls{0};
+    LiveServer srv(
+        [&](http::Request&) {
+          return http::Response::stream_body(200, [&]() -> std::string {
+            const int n = calls.fetch_add(1);
+            if (n == 0) return "first\n";
+            if (n > 1) return "";
+            second_called.set();
+            try {
+              release.wait();
+            } catch (const sp::Cancelled&) {
+              cancelled = true;
+              throw;
+            }
+            return "second\n";
+          });
+        },
+        checking(5ms));
+    auto c = raw_connect(srv.port());
+    c.write_all("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    FIBER_REQUIRE(wait_set(second_called));
+    sp::sleep_for(100ms);  // many check periods while the generator waits
+    FIBER_CHECK(!cancelled.load());
+    release.set();
+    const std::string out = read_all(c);
+    FIBER_CHECK(out.starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(out.find("second\n") != std::string::npos);
+    FIBER_CHECK(out.ends_with("0\r\n\r\n"));
+    FIBER_CHECK(!cancelled.load());
+  });
+}
+
 TEST_CASE("server access log: one Common Log Format line per response, the peer's bytes escaped") {
   run_checked(2, [] {
     AccessLines log;

@@ -941,9 +941,11 @@ struct Server::State {
   // no allocation for its head (left holding the last response).
   // Both return the body bytes written (for the access log); a failure
   // throws. `res` may be replaced (a body_file that does not open: 500).
+  // `watch`: the connection whose disconnect check also watches a body
+  // generator's calls (nullptr: not watched).
   std::uint64_t write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
-                               std::string& out);
-  std::uint64_t write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep);
+                               std::string& out, Conn* watch = nullptr);
+  std::uint64_t write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep, Conn* watch);
   detail::HeadParams head_params(const Request& req, bool keep) const;
   // reject: `req` null when the head did not parse (the access log's
   // request line is then "-").
@@ -1396,14 +1398,14 @@ constexpr std::size_t kCopyBodyMax = 16 * 1024;
 constexpr std::size_t kKeepScratch = 512;
 
 std::uint64_t Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
-                                            std::string& out) {
+                                            std::string& out, Conn* watch) {
   if (!detail::body_allowed(res.status)) {
     // 1xx, 204, 304: the head is the whole response (response_head.hpp).
     res.body_stream = nullptr;
     res.body_file.clear();
     res.body.clear();
   }
-  if (res.body_stream || !res.body_file.empty()) return write_streamed(s, res, req, keep);
+  if (res.body_stream || !res.body_file.empty()) return write_streamed(s, res, req, keep, watch);
   const detail::HeadParams hp = head_params(req, keep);
   const std::string_view body = hp.head_request ? std::string_view{} : std::string_view(res.body);
   out.clear();
@@ -1426,7 +1428,8 @@ std::uint64_t Server::State::write_response(detail::Transport& s, Response& res,
 // pieces: the file's bytes under its Content-Length, or the generator's
 // pieces as chunks (HTTP/1.0: raw, and the close ends the body). At most
 // one piece (64 KiB of file, or what the generator returned) is held.
-std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep) {
+std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res, const Request& req, bool& keep,
+                                            Conn* watch) {
   const bool head_only = req.method == "HEAD";
   auto m = detail::beast_head(res, head_params(req, keep));
   io::File file;
@@ -1501,7 +1504,21 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
     std::string part;
     // The head is out: if the generator fails, the close (with the body cut
     // short) is the only way left to tell the client.
-    if (!run_user(req, [&] { part = res.body_stream(); })) throw ConnectionEnds{};
+    // A generator may wait long for its next piece (server-sent events
+    // wait for the next event): the disconnect check watches it as it
+    // watches a handler. Unwatched, a client gone mid-stream held the
+    // connection, its fiber and its place under max_connections until
+    // the next piece's write failed.
+    const bool made = [&] {
+      if (watch == nullptr) return run_user(req, [&] { part = res.body_stream(); });
+      struct Watch {
+        Conn& c;
+        ~Watch() { c.leave_handler(); }
+      } w{*watch};
+      watch->enter_handler(coarse_ms());
+      return run_user(req, [&] { part = res.body_stream(); });
+    }();
+    if (!made) throw ConnectionEnds{};
     if (part.empty()) break;
     sent += part.size();
     if (!chunked) {
@@ -1903,7 +1920,10 @@ void Server::State::serve_conn(Conn& c) {
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
       served.add();
-      const std::uint64_t sent = write_response(s, res, req, keep, out);
+      // The generator's calls are watched as the handler was, unless bytes
+      // of a next request wait read already (the handler's rule above).
+      Conn* const watch_body = opt.disconnect_check.count() > 0 && buf.size() == 0 ? &c : nullptr;
+      const std::uint64_t sent = write_response(s, res, req, keep, out, watch_body);
       if (opt.access_log) log_access(peer, &req, res.status, sent);
       if (!keep) {
         // Lingered also when the body ended: requests the client pipelined
