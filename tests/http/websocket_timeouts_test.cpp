@@ -146,6 +146,51 @@ TEST_CASE("websocket timeouts: a send to a peer that reads nothing raises timeou
   });
 }
 
+// A sender's send_timeout breaks the connection (its frames were cut);
+// a receiver waiting meanwhile in another fiber, on a peer that sends
+// nothing, raised nothing and waited for good: the broken state was only
+// read when a receive() looked again, and nothing woke it (the heartbeat
+// stands down on a broken connection). Now the break shuts the socket
+// down both ways and the receiver raises connection_lost. The heartbeat is
+// on (longer than the case) to show that it does not stand for this.
+TEST_CASE("websocket timeouts: a send that times out ends a receive() waiting on the silent peer") {
+  run_checked(2, [] {
+    Outcome sent, received;
+    sp::Event receiving;
+    http::WsOptions o;
+    o.send_timeout = 300ms;
+    o.heartbeat = std::chrono::hours(1);
+    WsServer srv([&](http::WebSocket ws, const http::Request&) {
+      auto rx = sp::spawn([&] {
+        receiving.set();
+        try {
+          (void)ws.receive();
+          received.set(http::ws_errc{});
+        } catch (const http::WsError& e) {
+          received.set(e.kind());
+        }
+      });
+      // The receiver waits for the peer before the send starts.
+      receiving.wait();
+      wait_suspended(rx, "io read");
+      try {
+        ws.send_binary(std::string(32u << 20, 'x'));
+        sent.set(http::ws_errc{});
+      } catch (const http::WsError& e) {
+        sent.set(e.kind());
+      }
+      rx.join();
+    }, o);
+    PeerThread peer(srv.srv.port());
+    FIBER_CHECK(wait_until([&] { return sent.done.load(); }, slack(10s)));
+    FIBER_CHECK(sent.kind.load() == static_cast<int>(http::ws_errc::timeout));
+    // Before the fix this waited until the peer left (the case's end).
+    FIBER_CHECK(wait_until([&] { return received.done.load(); }, slack(10s)));
+    FIBER_CHECK(received.kind.load() == static_cast<int>(http::ws_errc::connection_lost));
+    peer.stop();
+  });
+}
+
 // receive() writes the pongs Beast queued for the peer's pings; to a peer
 // that floods pings and reads nothing that write blocks, and it held
 // receive() past its receive_timeout (for good, with no heartbeat: a

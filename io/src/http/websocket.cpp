@@ -68,7 +68,9 @@
 //     peer that does not read). Before Beast waits for input in wait mode
 //     (handshake, close) Layer flushes, since Beast expects an answer to
 //     what it wrote. A flush that fails or is cancelled has lost frames:
-//     the connection is broken (connection_lost from then on).
+//     the connection is broken (connection_lost from then on), and the
+//     socket is shut down both ways so a receiver waiting for the peer
+//     raises it too (Impl::end).
 //
 //  5. The heartbeat (WsOptions::heartbeat), a fiber per WebSocket
 //     (Impl::heartbeat_loop). It must see the peer's bytes whether or not a
@@ -358,8 +360,8 @@ struct Wire {
           // a later frame's payload (unmasked from a server: a relayed
           // message's bytes). Shut the write side, still holding the turn:
           // every later write (a queued sender's, a pong) fails at once,
-          // and its flusher counts it. The read side stays: the receiver
-          // may still read what the peer sent.
+          // and its flusher counts it. The read side goes with the broken
+          // state the caller sets (Impl::end), which wakes a receiver.
           ::shutdown(conn.tcp().native_handle(), SHUT_WR);
           throw;
         }
@@ -835,9 +837,19 @@ struct WebSocket::Impl {
   // not be closed while another fiber is inside a call on it. The peer has
   // seen our end of stream by then (teardown) or the connection is gone;
   // the descriptor goes with the WebSocket's destructor.
+  //
+  // Broken (frames lost, or the socket failed) ends both directions: every
+  // call raises connection_lost from then on. A receiver already waiting
+  // for the peer would not see it until the peer sent something, and a
+  // peer that stopped reading (often why a send timed out) may send
+  // nothing for good: it held the receiver for ever, heartbeat or not (the
+  // heartbeat stands down once the connection is not open). So the socket
+  // is shut down both ways, as lose() does: the waiting read returns end of
+  // stream and the receiver raises now.
   void end(int s) {
     int expected = kOpen;
-    state.compare_exchange_strong(expected, s, std::memory_order_acq_rel);
+    if (state.compare_exchange_strong(expected, s, std::memory_order_acq_rel) && s == kBroken)
+      ::shutdown(wire.conn.tcp().native_handle(), SHUT_RDWR);
   }
 
   // fail_read: a Beast read error, under mu. Returns the close message for
