@@ -10,11 +10,14 @@
 // connection ended, GOAWAY first where the server can still send one),
 // that handlers did not run for what was refused, and that a fresh
 // connection is still served afterwards.
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <filesystem>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -949,5 +952,147 @@ TEST_CASE("h2 hostile: a Cancelled from a handler or a generator answers its str
     FIBER_CHECK(c.stream(gen).rst && c.stream(gen).rst_code == NGHTTP2_INTERNAL_ERROR);
     FIBER_CHECK(c.stream(ok).status == 200);
     FIBER_CHECK(errors.load() == 2);
+  });
+}
+
+// server_end_of: the descriptor of this process's socket whose local port
+// is `port` and whose peer's is `peer_port` (a connection the server
+// accepted), found through /proc/self/fd; -1 if none.
+int server_end_of(std::uint16_t port, std::uint16_t peer_port) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = -1;
+    const std::string name = e.path().filename().string();
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{}) continue;
+    sockaddr_in me{}, peer{};
+    socklen_t a = sizeof me, b = sizeof peer;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &a) != 0 || me.sin_family != AF_INET) continue;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &b) != 0) continue;
+    if (ntohs(me.sin_port) == port && ntohs(peer.sin_port) == peer_port) return fd;
+  }
+  return -1;
+}
+
+// A client that sends faster than the server parses: the connection's
+// reader found bytes waiting on every read and never yielded, so the
+// worker ran nothing else (other connections, their streams, timers) until
+// the client paused. Here 1 MiB of frames (WINDOW_UPDATEs, which the
+// server answers with nothing) waits in the server's socket before the
+// reader's first read, between two requests: /start's handler counts its
+// turns on the one worker until /mark's runs. Read in one go (before the
+// fix), /start got no turn at all (0 in 5 runs of 5); the reader now
+// yields every kReadsPerTurn reads that found bytes, so /start gets a turn
+// between them (8 or 9 in 6 runs). The worker is held while the client
+// thread writes, so that every byte is there before the reader reads.
+TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the worker") {
+  run_checked(1, [] {
+    std::atomic<bool> ready{false}, go{false}, flooded{false}, marked{false}, done{false};
+    std::atomic<int> turns{0}, turns_at_mark{-1};
+    sp::Event mark_ran;
+    http::Router r;
+    r.get("/start", [&](http::Request&) {
+      const auto until = Clock::now() + slack(std::chrono::seconds(20));
+      while (!marked.load() && Clock::now() < until) {
+        turns.fetch_add(1);
+        sp::yield();
+      }
+      return http::Response::text_body(200, "start");
+    });
+    r.get("/mark", [&](http::Request&) {
+      turns_at_mark.store(turns.load());
+      marked.store(true);
+      mark_ran.set();
+      return http::Response::text_body(200, "mark");
+    });
+    H2Server srv(std::move(r));
+    const std::uint16_t port = srv.port();
+    std::size_t prefilled = 0, total = 0;
+    std::atomic<std::uint16_t> client_port{0};
+    std::thread client([&] {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      auto send_all = [&](std::string_view b) {
+        while (!b.empty()) {
+          const ssize_t n = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL);
+          if (n <= 0) return;
+          b.remove_prefix(static_cast<std::size_t>(n));
+        }
+      };
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        send_all(preface());
+        // The server's SETTINGS (its first frame), then our ACK of it.
+        std::string in;
+        char b[4096];
+        while (in.size() < 9 || in.size() < 9 + (static_cast<std::size_t>(static_cast<unsigned char>(in[0])) << 16 |
+                                                  static_cast<std::size_t>(static_cast<unsigned char>(in[1])) << 8 |
+                                                  static_cast<unsigned char>(in[2]))) {
+          const ssize_t n = ::recv(fd, b, sizeof b, 0);
+          if (n <= 0) break;
+          in.append(b, static_cast<std::size_t>(n));
+        }
+        send_all(settings_ack());
+        sockaddr_in me{};
+        socklen_t len = sizeof me;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len);
+        client_port = ntohs(me.sin_port);
+      }
+      ready.store(true);
+      while (!go.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::string flood = headers(1, plain_block("GET", "/start"), true);
+      const std::string wu = window_update(0, 1);
+      while (flood.size() < (1u << 20)) flood += wu;
+      flood += headers(3, plain_block("GET", "/mark"), true);
+      // Without blocking while the worker is held: what the socket takes now.
+      std::string_view rest = flood;
+      while (!rest.empty()) {
+        const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n <= 0) break;
+        rest.remove_prefix(static_cast<std::size_t>(n));
+      }
+      total = flood.size();
+      prefilled = total - rest.size();
+      flooded.store(true);
+      send_all(rest);
+      // Read (and drop) the answers until the case is over.
+      ::shutdown(fd, SHUT_WR);
+      char b[4096];
+      while (!done.load() && ::recv(fd, b, sizeof b, 0) > 0) {
+      }
+      ::close(fd);
+    });
+    while (!ready.load()) sp::sleep_for(std::chrono::milliseconds(1));
+    sp::sleep_for(std::chrono::milliseconds(20));  // the reader has read the ACK and waits
+    // The server's end of the connection gets a receive buffer that holds
+    // the whole flood (loopback's default window takes ~64 KiB of it and
+    // the rest stays in the client's socket, arriving as the reader reads:
+    // reads then come back short and the reader waits anyway). Forced past
+    // rmem_max, which needs root (CI and the README's commands run so).
+    const int server_fd = server_end_of(port, client_port.load());
+    const int want = 8 << 20;
+    if (server_fd < 0 || ::setsockopt(server_fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
+      go.store(true);
+      done.store(true);
+      srv.stop();
+      client.join();
+      WARN("skipped: no SO_RCVBUFFORCE here (not root?)");
+      return;
+    }
+    go.store(true);
+    // Hold the one worker (a plain thread wait, not a fiber's) while the
+    // client writes.
+    while (!flooded.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const bool ran = mark_ran.wait_for(slack(std::chrono::seconds(30)));
+    marked.store(true);
+    done.store(true);
+    srv.stop();
+    client.join();
+    INFO("prefilled " << prefilled << " bytes; /start's turns before /mark ran: " << turns_at_mark.load());
+    FIBER_CHECK(ran);
+    // All of it was in the socket before the first read (64 reads of
+    // 16 KiB; loopback's default buffers hold about 4 MB).
+    FIBER_CHECK(prefilled == total);
+    FIBER_CHECK(turns_at_mark.load() >= 4);
   });
 }

@@ -217,6 +217,49 @@ TEST_CASE("h2: a stream the client resets cancels its handler; a closed connecti
   });
 }
 
+// A streamed response whose generator waits for its next event (server-
+// sent events): the client's reset cancels that wait, as it cancels a
+// handler's. Before, the generator's fiber (with its request and response)
+// stayed until its next piece, which for an event stream can be never: a
+// client that opens and resets such streams piled them up.
+TEST_CASE("h2: a stream the client resets cancels its response generator's wait") {
+  run_checked(2, [] {
+    sp::Event never;
+    std::atomic<int> waiting{0}, cancelled{0}, late{0};
+    http::Router r;
+    r.get("/events", [&](http::Request&) {
+      auto calls = std::make_shared<int>(0);
+      return http::Response::stream_body(200, [&, calls]() -> std::string {
+        if ((*calls)++ == 0) return "event: first\n\n";
+        waiting.fetch_add(1);
+        try {
+          never.wait();
+        } catch (const sp::Cancelled&) {
+          cancelled.fetch_add(1);
+          throw;
+        }
+        late.fetch_add(1);
+        return "";
+      });
+    });
+    ok_route(r);
+    H2Server srv(std::move(r));
+    Client c(srv.port());
+    for (int i = 1; i <= 3; ++i) {
+      INFO(i);
+      const std::int32_t id = c.submit("GET", "/events");
+      // The first piece arrived, and the generator waits for the second.
+      FIBER_CHECK(c.pump([&] { return c.stream(id).body.size() != 0 && waiting.load() == i; }, slack(10s)));
+      c.reset(id, NGHTTP2_CANCEL);
+      FIBER_CHECK(c.pump([&] { return cancelled.load() == i; }, slack(10s)));
+    }
+    // The connection outlives them, and their fibers are gone.
+    const StreamResult ok = c.get("/ok", slack(10s));
+    FIBER_CHECK(ok.complete());
+    FIBER_CHECK(late.load() == 0);
+  });
+}
+
 TEST_CASE("h2: ten streams of one connection run their handlers at once") {
   run_checked(2, [] {
     constexpr int kStreams = 10;

@@ -112,6 +112,12 @@ constexpr std::size_t kOutFrame = 16 * 1024;
 constexpr std::size_t kWriteBatch = 64 * 1024;
 // The reader's socket reads.
 constexpr std::size_t kReadSize = 16 * 1024;
+// The reader yields to its worker's other fibers after this many reads in
+// a row that found bytes waiting (128 KiB parsed): a client that sends
+// faster than the session parses would otherwise hold the worker, and
+// every fiber queued on it, for as long as it kept sending (HTTP/1.1's
+// serve_conn yields every kRequestsPerTurn requests for the same reason).
+constexpr unsigned kReadsPerTurn = 8;
 
 // body_allowed: as response_head.hpp's (which brings Beast in): 1xx, 204
 // and 304 end with their head.
@@ -418,7 +424,10 @@ struct H2Stream {
   // in_cut: the stream closed with body bytes the handler had not read
   // (dropped): its reader must not take the rest for the body's end.
   bool in_cut = false;
-  bool in_handler = false;  // a reset cancels the fiber while true
+  // A reset cancels the fiber while true: in the handler, and in a
+  // streamed response's generator (respond), which may wait long for its
+  // next piece.
+  bool in_handler = false;
   Task<void> task;
   // Set before the fiber starts (the spawn orders it), the fiber's own
   // after: whether a body follows the head, and whether the fiber's end
@@ -1047,11 +1056,14 @@ void H2Conn::reader(std::string preread) {
 // read may wait inside, between filling parts of it).
 void H2Conn::read_tls() {
   auto buf = std::make_unique<char[]>(kReadSize);
-  for (;;) {
+  // A TLS read may have waited inside: counted all the same (a yield with
+  // nothing else to run costs next to nothing).
+  for (unsigned reads = 1;; ++reads) {
     std::error_code ec;
     const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
     if (ec || n == 0) return;  // the client closed or reset: its streams are cancelled
     if (!feed(buf.get(), n)) return;
+    if (reads % kReadsPerTurn == 0) yield();
   }
 }
 
@@ -1075,6 +1087,7 @@ namespace {
 // the connection (release_asked_). True: released (the reader stops).
 bool H2Conn::read_plain() {
   io::TcpStream& s = t_.tcp();
+  unsigned in_a_row = 0;  // reads that found bytes since the last wait
   for (;;) {
     std::error_code ec;
     char* buf = worker_read_buffer();
@@ -1082,8 +1095,12 @@ bool H2Conn::read_plain() {
     if (n == 0) return false;  // the client closed or reset: its streams are cancelled
     if (n > 0) {
       if (!feed(buf, static_cast<std::size_t>(n))) return false;
+      // After the feed: buf is free, and looked up again after the yield
+      // (the fiber may resume on another thread).
+      if (++in_a_row % kReadsPerTurn == 0) yield();
       continue;
     }
+    in_a_row = 0;
     follow_consolidation();  // buf is not used again: the loop looks it up
     if (io::detail::idle_wait(s) != io::detail::IdleWake::nudged) continue;
     {
@@ -1628,7 +1645,14 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       bool pressed = false;
       {
         std::lock_guard lk(mu_);
+        if (st.closed) return;
         pressed = out_pressure();
+        // From here until the piece is made, a reset cancels this fiber
+        // (on_stream_close), as it does a handler: a generator waiting for
+        // its next event (server-sent events) ends with the stream, not at
+        // its next piece. Set before await_room too: a cancel there is the
+        // stream's end as well (the Cancelled ends the fiber quietly).
+        st.in_handler = true;
       }
       if (pressed && await_room(st) == 0) return;
       std::string piece;
@@ -1642,6 +1666,10 @@ void H2Conn::respond(H2Stream& st, Response& res) {
         throw;
       } catch (...) {
         failed = std::current_exception();
+      }
+      {
+        std::lock_guard lk(mu_);
+        st.in_handler = false;
       }
       if (failed) {
         // Its head is out: the client sees the stream reset (HTTP/1.1's
