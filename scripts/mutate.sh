@@ -74,6 +74,10 @@ http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\
 http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*\{\s*e = bhttp::error::bad_chunk_extension;\s*return;\s*\}}{(void)max;} :: http_server_hostile :: ^http_server_hostile$
 http_chunk_overhead_unchecked :: io/src/http/server.cpp :: s{if\s*\(excess > 16 \* 1024\)\s*e = bhttp::error::bad_chunk_extension;}{} :: http_server_hostile :: ^http_server_hostile$
 http_waker_oom_escapes :: io/src/http/server.cpp :: s{catch \(const std::exception&\)(?= \{\n\s*// No memory for its entry)}{catch (const std::bad_cast&)} :: http_server_alloc_fail :: ^http_server_alloc_fail$
+http_generator_unwatched :: io/src/http/server.cpp :: s{if \(watch == nullptr\) return run_user}{if (true) return run_user} :: http_server_disconnect :: ^http_server_disconnect$
+h2_generator_not_cancelled :: io/src/http/h2_server.cpp :: s{pressed = out_pressure\(\);\n(\s*//[^\n]*\n)*\s*st\.in_handler = true;}{pressed = out_pressure();} :: http_h2_server :: ^http_h2_server$
+ws_broken_keeps_read_side :: io/src/http/websocket.cpp :: s{&& s == kBroken\)\n\s*::shutdown\(wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{) {}} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+h2_reader_never_yields :: io/src/http/h2_server.cpp :: s{if \(\+\+in_a_row % kReadsPerTurn == 0\) yield\(\);}{++in_a_row;} :: http_h2_hostile :: ^http_h2_hostile$
 timer_overflow_throws :: runtime/src/timer_heap.hpp :: s{overflow_push\(w\);\n\s*return;}{throw;} :: runtime_timer_alloc_fail :: ^runtime_timer_alloc_fail$
 http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) return reject\(s, 413, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$
