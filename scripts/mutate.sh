@@ -78,6 +78,8 @@ http_generator_unwatched :: io/src/http/server.cpp :: s{if \(watch == nullptr\) 
 h2_generator_not_cancelled :: io/src/http/h2_server.cpp :: s{pressed = out_pressure\(\);\n(\s*//[^\n]*\n)*\s*st\.in_handler = true;}{pressed = out_pressure();} :: http_h2_server :: ^http_h2_server$
 ws_broken_keeps_read_side :: io/src/http/websocket.cpp :: s{&& s == kBroken\)\n\s*::shutdown\(wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{) {}} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 h2_reader_never_yields :: io/src/http/h2_server.cpp :: s{if \(\+\+in_a_row % kReadsPerTurn == 0\) yield\(\);}{++in_a_row;} :: http_h2_hostile :: ^http_h2_hostile$
+h2_client_reader_never_yields :: io/src/http/h2_client.cpp :: s{if \(reads % kReadsPerTurn == 0\) yield\(\);}{(void)reads;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+h2_streamed_budget_kept :: io/src/http/h2_server.cpp :: s{\n\s*release_body\(st\);\n(\s*\} else if \(data && file\))}{\n$1} :: http_h2_budget :: ^http_h2_budget$
 timer_overflow_throws :: runtime/src/timer_heap.hpp :: s{overflow_push\(w\);\n\s*return;}{throw;} :: runtime_timer_alloc_fail :: ^runtime_timer_alloc_fail$
 http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) return reject\(s, 413, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$

@@ -325,3 +325,43 @@ TEST_CASE("h2 budget: whole bodies sent unwatched to a client that reads slowly 
     FIBER_CHECK(serves(srv.port(), slack(10s)));
   });
 }
+
+// The budget of a body read whole comes back when nothing can read that
+// body any more: for a streamed response, when its generator has made its
+// last piece (docs/http.md says so), not when the client has taken the
+// response. Before, a client that kept the response's window shut held the
+// budget for write_timeout, and every upload on its connection meanwhile
+// was refused.
+TEST_CASE("h2 budget: a streamed response gives its request body's budget back when its generator ends") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.http2.whole_body_budget = 64 * 1024;
+    std::atomic<bool> generated{false};
+    http::Router r;
+    r.post("/gen", [&](http::Request& q) {
+      const std::size_t got = q.body.size();
+      auto left = std::make_shared<int>(3);
+      return http::Response::stream_body(200, [&generated, left, got]() -> std::string {
+        if ((*left)-- > 0) return std::string(1024, 'g') + std::to_string(got);
+        generated.store(true);
+        return "";
+      });
+    });
+    r.post("/whole", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    // Our stream windows take 100 bytes: the response waits for updates
+    // that never come (write_timeout is 60 s).
+    c.send(preface() + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 100}}) + settings_ack() +
+           post(1, "/gen", 60000) + data(1, 60000, 'a', true));
+    expect(c.until([](const Frame& f) { return f.type == HEADERS && f.stream == 1; }, slack(10s)).has_value(),
+           "no response head for stream 1:" + describe(c));
+    FIBER_CHECK(wait_until([&] { return generated.load(); }));
+    // 60,000 more: over the budget while stream 1's body still counts.
+    c.send(post(3, "/whole", 60000) + data(3, 60000, 'b', true));
+    c.end_of(3, slack(10s));
+    expect(c.status_of(3) == 200 && c.body_of(3) == "60000",
+           "stream 3 (after stream 1's generator ended):" + describe(c));
+    expect(!refused(c, 3), "stream 3 refused: stream 1's budget still held:" + describe(c));
+  });
+}

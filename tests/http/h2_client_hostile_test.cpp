@@ -23,12 +23,18 @@
 // HTTP messaging rules, the ACK flood and CONTINUATION limits) is named
 // where a case relies on it: Debian's 1.52.0-1+deb12u3 here, which has the
 // CONTINUATION cap of CVE-2024-28182 (8 frames) backported.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "h2_raw_server.hpp"
@@ -1286,5 +1292,159 @@ TEST_CASE("h2 client hostile: a stream on a GOAWAY'd connection keeps its origin
     FIBER_CHECK(Clock::now() - t0 < slack(3s));
     done.set();
     server.join();
+  });
+}
+
+// A server that sends faster than the client parses: the connection's
+// reader found bytes waiting on every read and never yielded, so the
+// worker ran nothing else until the server paused (every fiber queued on
+// it: other requests, timers). The server here (a plain thread, so it
+// writes while the one worker is held) answers two requests with 1 MiB of
+// WINDOW_UPDATEs (frames the client answers with nothing) between their
+// heads. The first caller to get its head counts its turns on the worker
+// until the second gets its own: read in one go (before the fix) it got
+// at most one; the reader now yields every kReadsPerTurn reads that found
+// bytes, and the first caller gets a turn between them.
+TEST_CASE("h2 client hostile: a server whose bytes never run out does not hold the worker") {
+  run_checked(1, [] {
+    const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    const bool listening = ::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(lfd, 4) == 0 &&
+                           ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &alen) == 0;
+    FIBER_CHECK(listening);
+    if (!listening) {
+      ::close(lfd);
+      return;
+    }
+    const std::uint16_t port = ntohs(a.sin_port);
+    std::atomic<bool> heads_seen{false}, go{false}, flooded{false}, done{false}, server_ended{false};
+    std::atomic<std::uint16_t> client_port{0};
+    std::size_t prefilled = 0, total = 0;
+    std::thread server([&] {
+      sockaddr_in peer{};
+      socklen_t plen = sizeof peer;
+      const int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC);
+      if (fd < 0) {
+        heads_seen.store(true);
+        flooded.store(true);
+        server_ended.store(true);
+        return;
+      }
+      client_port.store(ntohs(peer.sin_port));
+      auto send_all = [&](std::string_view b) {
+        while (!b.empty()) {
+          const ssize_t n = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL);
+          if (n <= 0) return;
+          b.remove_prefix(static_cast<std::size_t>(n));
+        }
+      };
+      send_all(h2_frame(kSettings, 0, 0, {}) + h2_frame(kSettings, kAck, 0, {}));
+      // The client's preface, then its frames until two request heads.
+      std::string in;
+      std::vector<std::uint32_t> heads;
+      std::size_t at = 24;  // past the preface
+      char b[16384];
+      while (heads.size() < 2) {
+        const ssize_t n = ::recv(fd, b, sizeof b, 0);
+        if (n <= 0) break;
+        in.append(b, static_cast<std::size_t>(n));
+        while (in.size() >= at + 9) {
+          const std::size_t len = static_cast<std::size_t>(static_cast<unsigned char>(in[at])) << 16 |
+                                  static_cast<std::size_t>(static_cast<unsigned char>(in[at + 1])) << 8 |
+                                  static_cast<unsigned char>(in[at + 2]);
+          if (in.size() < at + 9 + len) break;
+          const auto type = static_cast<std::uint8_t>(in[at + 3]);
+          std::uint32_t id = 0;
+          for (int i = 5; i < 9; ++i) id = id << 8 | static_cast<unsigned char>(in[at + i]);
+          if (type == kHeaders) heads.push_back(id & 0x7fffffffu);
+          at += 9 + len;
+        }
+      }
+      heads_seen.store(true);
+      while (heads.size() == 2 && !go.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (heads.size() == 2) {
+        std::sort(heads.begin(), heads.end());
+        std::string flood = h2_frame(kHeaders, kEndHeaders, heads[0], status_block("200"));
+        const std::string wu = h2_frame(kWindowUpdate, 0, 0, be32(1));
+        while (flood.size() < (1u << 20)) flood += wu;
+        flood += h2_frame(kHeaders, kEndHeaders, heads[1], status_block("200"));
+        std::string_view rest = flood;
+        while (!rest.empty()) {
+          const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (n <= 0) break;
+          rest.remove_prefix(static_cast<std::size_t>(n));
+        }
+        total = flood.size();
+        prefilled = total - rest.size();
+        flooded.store(true);
+        send_all(rest);
+        send_all(h2_frame(kData, kEndStream, heads[0], "a") + h2_frame(kData, kEndStream, heads[1], "b"));
+      }
+      flooded.store(true);
+      // Reads (and drops) what the client sends until the case is over;
+      // never blocked for long (the case joins this thread on the worker).
+      while (!done.load()) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 10) > 0 && ::recv(fd, b, sizeof b, 0) <= 0) break;
+      }
+      ::close(fd);
+      server_ended.store(true);
+    });
+    {
+      http::Client client(h2c());
+      const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";
+      std::atomic<int> heads{0}, turns{0}, turns_at_second{-1}, bodies{0};
+      auto call = [&] {
+        try {
+          auto r = client.open("GET", url);
+          if (heads.fetch_add(1) == 0) {
+            const auto until = Clock::now() + slack(std::chrono::seconds(20));
+            while (heads.load() < 2 && Clock::now() < until) {
+              turns.fetch_add(1);
+              sp::yield();
+            }
+            turns_at_second.store(turns.load());
+          }
+          if (r.read_all().size() == 1) bodies.fetch_add(1);
+        } catch (const std::exception&) {
+        }
+      };
+      auto one = sp::spawn(call), two = sp::spawn(call);
+      while (!heads_seen.load()) sp::sleep_for(std::chrono::milliseconds(1));
+      // The client's socket gets a receive buffer that holds the whole
+      // flood (h2_hostile's case says why); needs root.
+      const int client_fd = socket_between(client_port.load(), port);
+      const int want = 8 << 20;
+      const bool forced =
+          client_fd >= 0 && ::setsockopt(client_fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) == 0;
+      go.store(true);
+      // Hold the one worker (a plain thread wait) while the server writes,
+      // and until all of it is in the client's socket.
+      while (!flooded.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::size_t queued = 0;
+      for (const auto until = Clock::now() + slack(std::chrono::seconds(5)); forced && Clock::now() < until;) {
+        queued = unread_bytes(client_fd);
+        if (queued >= total) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      one.join();
+      two.join();
+      done.store(true);
+      if (!forced) WARN("no SO_RCVBUFFORCE here (not root?): the flood did not fit; not checked");
+      FIBER_CHECK(bodies.load() == 2);
+      if (forced) {
+        INFO("prefilled " << prefilled << " of " << total << ", " << queued << " in the client's socket; turns before the second head: " << turns_at_second.load());
+        FIBER_CHECK(prefilled == total);
+        FIBER_CHECK(queued >= total);
+        FIBER_CHECK(turns_at_second.load() >= 4);
+      }
+    }
+    done.store(true);
+    while (!server_ended.load()) sp::sleep_for(std::chrono::milliseconds(1));
+    server.join();
+    ::close(lfd);
   });
 }

@@ -16,8 +16,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
-#include <filesystem>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -955,23 +953,6 @@ TEST_CASE("h2 hostile: a Cancelled from a handler or a generator answers its str
   });
 }
 
-// server_end_of: the descriptor of this process's socket whose local port
-// is `port` and whose peer's is `peer_port` (a connection the server
-// accepted), found through /proc/self/fd; -1 if none.
-int server_end_of(std::uint16_t port, std::uint16_t peer_port) {
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    int fd = -1;
-    const std::string name = e.path().filename().string();
-    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{}) continue;
-    sockaddr_in me{}, peer{};
-    socklen_t a = sizeof me, b = sizeof peer;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &a) != 0 || me.sin_family != AF_INET) continue;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &b) != 0) continue;
-    if (ntohs(me.sin_port) == port && ntohs(peer.sin_port) == peer_port) return fd;
-  }
-  return -1;
-}
-
 // A client that sends faster than the server parses: the connection's
 // reader found bytes waiting on every read and never yielded, so the
 // worker ran nothing else (other connections, their streams, timers) until
@@ -1055,8 +1036,9 @@ TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the work
       prefilled = total - rest.size();
       flooded.store(true);
       send_all(rest);
-      // Read (and drop) the answers until the case is over.
-      ::shutdown(fd, SHUT_WR);
+      // Read (and drop) the answers until the case is over. No FIN before
+      // that: the reader would end the connection, and with it /mark's
+      // stream, maybe before its fiber first ran.
       char b[4096];
       while (!done.load() && ::recv(fd, b, sizeof b, 0) > 0) {
       }
@@ -1069,7 +1051,7 @@ TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the work
     // the rest stays in the client's socket, arriving as the reader reads:
     // reads then come back short and the reader waits anyway). Forced past
     // rmem_max, which needs root (CI and the README's commands run so).
-    const int server_fd = server_end_of(port, client_port.load());
+    const int server_fd = http_test::socket_between(port, client_port.load());
     const int want = 8 << 20;
     if (server_fd < 0 || ::setsockopt(server_fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) {
       go.store(true);
@@ -1081,18 +1063,26 @@ TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the work
     }
     go.store(true);
     // Hold the one worker (a plain thread wait, not a fiber's) while the
-    // client writes.
+    // client writes, and until all of it is in the server's socket (not
+    // partly still in the client's, which would make the reads short).
     while (!flooded.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::size_t queued = 0;
+    for (const auto until = Clock::now() + slack(std::chrono::seconds(5)); Clock::now() < until;) {
+      queued = http_test::unread_bytes(server_fd);
+      if (queued >= total) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     const bool ran = mark_ran.wait_for(slack(std::chrono::seconds(30)));
     marked.store(true);
     done.store(true);
     srv.stop();
     client.join();
-    INFO("prefilled " << prefilled << " bytes; /start's turns before /mark ran: " << turns_at_mark.load());
+    INFO("prefilled " << prefilled << " of " << total << " bytes, " << queued << " in the server's socket; /start's turns before /mark ran: " << turns_at_mark.load());
     FIBER_CHECK(ran);
     // All of it was in the socket before the first read (64 reads of
     // 16 KiB; loopback's default buffers hold about 4 MB).
     FIBER_CHECK(prefilled == total);
+    FIBER_CHECK(queued >= total);
     FIBER_CHECK(turns_at_mark.load() >= 4);
   });
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -218,6 +220,36 @@ inline std::string fd_listing() {
     ::closedir(d);
   }
   return out;
+}
+
+// socket_between: this process's TCP socket (IPv4) whose local port is
+// `local` and whose peer's is `peer`, found through /proc/self/fd: a
+// connection's far end that the code under test accepted or dialed, for a
+// case that must set an option on it. -1 if there is none.
+inline int socket_between(std::uint16_t local, std::uint16_t peer) {
+  int found = -1;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (const dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const int fd = std::atoi(e->d_name);
+      sockaddr_in me{}, them{};
+      socklen_t a = sizeof me, b = sizeof them;
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &a) != 0 || me.sin_family != AF_INET) continue;
+      if (::getpeername(fd, reinterpret_cast<sockaddr*>(&them), &b) != 0) continue;
+      if (ntohs(me.sin_port) == local && ntohs(them.sin_port) == peer) {
+        found = fd;
+        break;
+      }
+    }
+    ::closedir(d);
+  }
+  return found;
+}
+
+// unread_bytes: what waits unread in socket fd's receive queue (FIONREAD).
+inline std::size_t unread_bytes(int fd) {
+  int n = 0;
+  return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 // FdCheck: the process's descriptors at construction equal those at

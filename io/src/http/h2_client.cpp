@@ -49,6 +49,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t kWriteBatch = 64 * 1024;
 constexpr std::size_t kReadSize = 16 * 1024;
+// The reader yields to its worker's other fibers every this many reads
+// (128 KiB): a server that sends faster than the session parses would
+// otherwise hold the worker, and every fiber queued on it, for as long as
+// it kept sending (the server's reader does the same: h2_server.cpp).
+constexpr unsigned kReadsPerTurn = 8;
 constexpr std::size_t kOutHigh = 64 * 1024;        // upload bytes waiting per stream
 constexpr std::int32_t kStreamWindow = 1 << 20;    // per response body, ahead of the reader
 // All of a connection's bodies. Not a bound of its own: a server sends
@@ -486,7 +491,10 @@ void H2ClientConn::reader() {
       c.end();
     }
   } done{*this};
-  for (;;) {
+  for (unsigned reads = 1;; ++reads) {
+    // Here, holding no lock. A read may have waited inside: counted all
+    // the same (a yield with nothing else to run costs next to nothing).
+    if (reads % kReadsPerTurn == 0) yield();
     std::error_code ec;
     const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
     if (ec || n == 0) break;

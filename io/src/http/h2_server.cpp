@@ -1654,7 +1654,14 @@ void H2Conn::respond(H2Stream& st, Response& res) {
         // stream's end as well (the Cancelled ends the fiber quietly).
         st.in_handler = true;
       }
-      if (pressed && await_room(st) == 0) return;
+      if (pressed && await_room(st) == 0) {
+        // Closed, or reset by us (write_timeout): the reset's close must
+        // not cancel the fiber while it unwinds (the generator's captures
+        // are destroyed then, and a destructor may wait).
+        std::lock_guard lk(mu_);
+        st.in_handler = false;
+        return;
+      }
       std::string piece;
       std::exception_ptr failed;
       try {
@@ -1682,6 +1689,11 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       if (piece.empty()) break;
       if (await_room(st) == 0 || !put_out(st, piece)) return;
     }
+    // The generator has made its last piece: nothing reads the request's
+    // body any more (release_body's rule). Its budget went back only at
+    // the fiber's end before, after the client had taken the response:
+    // a client that kept that window shut held it for write_timeout.
+    release_body(st);
   } else if (data && file) {
     std::uint64_t left = file_size;
     std::string piece;

@@ -361,7 +361,9 @@ struct Wire {
           // message's bytes). Shut the write side, still holding the turn:
           // every later write (a queued sender's, a pong) fails at once,
           // and its flusher counts it. The read side goes with the broken
-          // state the caller sets (Impl::end), which wakes a receiver.
+          // state Impl::flush then sets (Impl::end), which wakes a
+          // receiver; the close handshake's and teardown's flushes (Layer)
+          // hold the reading turn, and teardown shuts both ways itself.
           ::shutdown(conn.tcp().native_handle(), SHUT_WR);
           throw;
         }
