@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -183,9 +185,21 @@ std::size_t File::read(void* p, std::size_t n) {
   return read_chunks(fd_, p, n, -1, "read", path_);
 }
 
+// file_offset: a pread / pwrite offset as the signed one the kernel takes.
+// Past INT64_MAX (or with its n bytes past it) it is EINVAL, as pread(2)
+// and pwrite(2) say: cast as it was, it turned negative, which every helper
+// here reads as "at the file position", so pwrite(buf, n, 2^64 - 10) wrote
+// at the position without an error (an offset a peer chose, checked with
+// a sum that wrapped, did that in an io review).
+static std::int64_t file_offset(std::uint64_t offset, std::size_t n, const char* op, const std::filesystem::path& path) {
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  if (offset > kMax || n > kMax - offset) throw_path(EINVAL, op, path);
+  return static_cast<std::int64_t>(offset);
+}
+
 std::size_t File::pread(void* p, std::size_t n, std::uint64_t offset) {
   check_usable("pread");
-  return read_chunks(fd_, p, n, static_cast<std::int64_t>(offset), "pread", path_);
+  return read_chunks(fd_, p, n, file_offset(offset, n, "pread", path_), "pread", path_);
 }
 
 namespace {
@@ -230,7 +244,7 @@ void File::write(const void* p, std::size_t n) {
 void File::pwrite(const void* p, std::size_t n, std::uint64_t offset) {
   check_usable("pwrite");
   bool wrote = false;  // pwrite has no position to corrupt: the exception is the report
-  write_chunks(fd_, p, n, static_cast<std::int64_t>(offset), "pwrite", path_, wrote);
+  write_chunks(fd_, p, n, file_offset(offset, n, "pwrite", path_), "pwrite", path_, wrote);
 }
 
 std::uint64_t File::size() {

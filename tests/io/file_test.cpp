@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <spindle/io/all.hpp>
 #include <spindle/sync/all.hpp>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -111,6 +112,18 @@ TEST_CASE("files: write_file / read_file and File round trips") {
     FIBER_CHECK(f.pread(buf, 5, 6) == 5);
     FIBER_CHECK(std::string(buf, 5) == "World");
     FIBER_CHECK(f.pread(buf, 10, 100) == 0);
+    // Offsets past INT64_MAX (or whose bytes pass it) are EINVAL, as for
+    // pread(2) and pwrite(2). Cast to the kernel's signed offset they were
+    // negative, "at the file position" to the helpers: the pread read from
+    // the position and moved it, the pwrite wrote there without an error.
+    FIBER_CHECK(code_of([&] { f.pwrite("X", 1, ~std::uint64_t{0} - 9); }) == std::errc::invalid_argument);
+    FIBER_CHECK(code_of([&] { f.pread(buf, 4, std::uint64_t{1} << 63); }) == std::errc::invalid_argument);
+    FIBER_CHECK(code_of([&] {
+                  f.pwrite("XY", 2, static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+                }) == std::errc::invalid_argument);
+    FIBER_CHECK(f.pread(buf, sizeof buf, 0) == 12);
+    FIBER_CHECK(std::string(buf, 12) == "hello World!");  // nothing written anywhere
+    FIBER_CHECK(f.read(buf, sizeof buf) == 0);            // and the position did not move
     f.close();
     FIBER_CHECK(!f.is_open());
     FIBER_CHECK(code_of([&] { f.read(buf, 1); }) == std::errc::bad_file_descriptor);
