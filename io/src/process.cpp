@@ -36,6 +36,7 @@
 #include <cerrno>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -83,6 +84,30 @@ struct FdGuard {
   throw std::system_error(err, std::system_category(), "spindle::io: " + what + " '" + path + "'");
 }
 
+#ifndef P_PIDFD
+#define P_PIDFD 3  // linux/wait.h (Linux 5.4); glibc declares it from 2.36 on
+#endif
+
+// wait_child: waitid(WEXITED | WNOHANG) for the child `pid`, by its pidfd
+// where there is one (fd >= 0). By pid alone, a child reaped elsewhere
+// (SIGCHLD set to SIG_IGN, a waitpid(-1)) whose pid a later child of ours
+// got named that later child: wait() took its status or found it running
+// for good, and the reaper thread, its pidfd readable for ever, spun a core
+// until that child ended (an io review). A pidfd names this child only, as
+// kill() already relies on. EINVAL (a kernel without P_PIDFD): by pid.
+int wait_child(pid_t pid, int fd, siginfo_t& si) noexcept {
+  for (;;) {
+    si = siginfo_t{};
+    int r = -1;
+    if (fd >= 0) {
+      r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &si, WEXITED | WNOHANG);
+      if (r != 0 && errno == EINVAL) fd = -1;
+    }
+    if (fd < 0) r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG);
+    if (r == 0 || errno != EINTR) return r;
+  }
+}
+
 // try_reap_locked: reaps the child if it has ended. ECHILD (someone else
 // reaped it: a SIGCHLD of SIG_IGN, or a waitpid(-1) elsewhere) marks it
 // reaped with an unknown status and throws. Never inlined: wait() calls it
@@ -91,10 +116,14 @@ struct FdGuard {
 [[gnu::noinline]] bool try_reap_locked(Process::State& s) {
   if (s.reaped) return true;
   siginfo_t si{};
-  int r;
-  do {
-    r = ::waitid(P_PID, static_cast<id_t>(s.pid), &si, WEXITED | WNOHANG);
-  } while (r != 0 && errno == EINTR);
+  // Inflight: the runtime may have ended and closed the pidfd (then by pid).
+  std::optional<detail::Inflight> in;
+  int fd = -1;
+  if (s.pidfd != nullptr) {
+    in.emplace(s.pidfd);
+    if (in->ok()) fd = s.pidfd->fd;
+  }
+  const int r = wait_child(s.pid, fd, si);
   if (r != 0) {
     const int err = errno;
     s.reaped = true;
@@ -166,7 +195,7 @@ class Reaper {
         const auto pid = static_cast<pid_t>(evs[i].data.u64 >> 32);
         const int fd = static_cast<int>(evs[i].data.u64 & 0xffffffffu);
         siginfo_t si{};
-        const int r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG);
+        const int r = wait_child(pid, fd, si);
         if (r == 0 && si.si_pid == 0) continue;  // not yet (cannot happen once readable)
         ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
         ::close(fd);
