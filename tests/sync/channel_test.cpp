@@ -152,6 +152,51 @@ TEST_CASE("Channel: move-only values and a plain-thread receiver", "[channel][th
   });
 }
 
+// A send that raises (cancelled, or the channel closed under it) leaves a
+// move-only value with its caller: send took it by value until 2026-11-30,
+// and the parameter took it to its grave. The same for Queue::put and for a
+// select's send case that did not run (queue_test, select_test).
+TEST_CASE("Channel: a send that raises leaves a move-only value with its caller", "[channel][cancel]") {
+  const unsigned workers = SPINDLE_TEST_WORKERS();
+  run_checked(workers, [&] {
+    sp::Channel<std::unique_ptr<int>> ch(1);
+    ch.send(std::make_unique<int>(1));  // full from here
+    auto job = std::make_unique<int>(2);
+    auto s = sp::spawn([&] {
+      try {
+        ch.send(std::move(job));
+      } catch (const sp::Cancelled&) {
+        REQUIRE(job);  // still here: the caller may retry or put it back
+        REQUIRE(*job == 2);
+        throw;
+      }
+    });
+    wait_suspended(s, "channel send");
+    s.cancel();
+    REQUIRE_THROWS_AS(s.join(), sp::Cancelled);
+    REQUIRE(job);
+    auto closed = sp::spawn([&] { ch.send(std::move(job)); });
+    wait_suspended(closed, "channel send");
+    ch.close();
+    REQUIRE_THROWS_AS(closed.join(), sp::ChannelClosed);
+    REQUIRE(job);
+    REQUIRE(*job == 2);
+    REQUIRE_THROWS_AS(ch.send(std::move(job)), sp::ChannelClosed);  // closed before the call
+    REQUIRE(job);
+    // A send that completes does take it.
+    sp::Channel<std::unique_ptr<int>> open(1);
+    open.send(std::move(job));
+    REQUIRE(!job);
+    REQUIRE(**open.recv() == 2);
+    // A copyable value sent from an lvalue stays the caller's.
+    sp::Channel<std::string> words(1);
+    const std::string w = "kept";
+    words.send(w);
+    REQUIRE(w == "kept");
+    REQUIRE(words.recv() == "kept");
+  });
+}
+
 // ChannelLock (detail/channel_lock.hpp): a waiter that has spun past its
 // yield point (64 polls, a few microseconds) still gets the lock, and only
 // once the holder has released it. The holder keeps the lock for 2 ms after

@@ -136,6 +136,18 @@ TEST_CASE("Semaphore and WaitGroup: a count past ptrdiff_t's range is overflow_e
   wg.wait();  // zero: returns at once
 }
 
+// A negative start: Semaphore(-2) was accepted and its release() handed a
+// permit to the oldest waiter at once (a "wait for 3 releases" that woke
+// after one); WaitGroup(-3) aborted at the first done().
+TEST_CASE("Semaphore and WaitGroup: a negative initial count is invalid_argument", "[semaphore][wait_group]") {
+  CHECK(spindle_test::raises<std::invalid_argument>([] { sp::Semaphore s(-1); }));
+  CHECK(spindle_test::raises<std::invalid_argument>([] { sp::WaitGroup wg(-3); }));
+  sp::Semaphore zero(0);
+  CHECK(zero.available() == 0);
+  sp::WaitGroup none(0);
+  none.wait();
+}
+
 TEST_CASE("Barrier: phases keep participants in step", "[barrier]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   const int phases = static_cast<int>(scaled(200));

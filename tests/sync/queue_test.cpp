@@ -59,10 +59,14 @@ TEST_CASE("Queue: nowait forms, full/size, timeouts, cancellation, task_done mis
     REQUIRE_FALSE(q.try_put(std::move(three)));
     REQUIRE(three != nullptr);  // not moved from on failure
     REQUIRE_FALSE(q.put_for(std::move(three), 10ms));
-    auto putter = sp::spawn([&] { q.put(std::make_unique<int>(4)); });
+    auto putter = sp::spawn([&] { q.put(std::move(three)); });
     wait_suspended(putter, "queue put");
     putter.cancel();
     REQUIRE_THROWS_AS(putter.join(), sp::Cancelled);
+    // Not moved from by a put that raised (put took it by value until
+    // 2026-11-30: a cancelled put destroyed it).
+    REQUIRE(three != nullptr);
+    REQUIRE(*three == 3);
     REQUIRE(q.size() == 2);
     REQUIRE(*q.get() == 1);
     REQUIRE(*q.try_get().value() == 2);

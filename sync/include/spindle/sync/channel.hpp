@@ -85,7 +85,15 @@ class Channel {
   // send: delivers v, waiting while the channel is full. May suspend (a
   // plain thread blocks). Raises ChannelClosed if the channel is or gets
   // closed before v was taken; a cancellation point (Cancelled; v not sent).
-  SPINDLE_MAY_SUSPEND void send(T v) { send_impl(v, nullptr); }
+  // v is moved from only when it was sent: a send that raises leaves the
+  // caller's value as it was (send(std::move(job)) can be retried, or the
+  // job put back). Until 2026-11-30 send took v by value, so a cancelled or
+  // closed send destroyed a move-only value with the parameter.
+  SPINDLE_MAY_SUSPEND void send(T&& v) { send_impl(v, nullptr); }
+  SPINDLE_MAY_SUSPEND void send(const T& v) {
+    T c(v);
+    send_impl(c, nullptr);
+  }
 
   // try_send: sends only if that needs no wait. Never suspends; not a
   // cancellation point. v is moved from only when it returns true. Raises

@@ -190,8 +190,15 @@ class BasicQueue {
 
   // put: adds v, waiting while the queue is full. May suspend; a
   // cancellation point (Cancelled; v not added). QueueShutDown once the
-  // queue is shut down, also while waiting (v not added).
-  SPINDLE_MAY_SUSPEND void put(T v) { put_impl(v, nullptr); }
+  // queue is shut down, also while waiting (v not added). v is moved from
+  // only when it was added: a put that raises leaves the caller's value as
+  // it was (until 2026-11-30 put took v by value, so a cancelled put or
+  // one that met a shutdown destroyed a move-only item).
+  SPINDLE_MAY_SUSPEND void put(T&& v) { put_impl(v, nullptr); }
+  SPINDLE_MAY_SUSPEND void put(const T& v) {
+    T c(v);
+    put_impl(c, nullptr);
+  }
   // try_put: adds v only if there is room (asyncio's put_nowait, returning
   // false instead of raising QueueFull). Never suspends. v moved from only
   // on success. QueueShutDown once shut down.

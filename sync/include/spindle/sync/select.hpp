@@ -38,11 +38,29 @@ template <class T, class F>
 auto on_recv(Channel<T>& ch, F f) {
   return detail::RecvCase<T, F>{&ch, std::move(f)};
 }
-// on_send(ch, v, f): a case sending v (copied or moved into the case) on
-// ch; f() runs once it was sent.
+// on_send(ch, v, f): a case sending v on ch; f() runs once it was sent.
+// A copyable v is copied (or moved) into the case. A T that cannot be
+// copied (a std::unique_ptr) is passed as the caller's object itself,
+// on_send(ch, job, f), and moved from only if this case sends: when
+// another case runs, or the select is cancelled or raises, job is as it
+// was. Such a T given as an rvalue is refused at compile time, since the
+// case would own it and lose it in all those cases.
 template <class T, class U, class F>
+  requires std::is_copy_constructible_v<T>
 auto on_send(Channel<T>& ch, U&& v, F f) {
   return detail::SendCase<T, F>{&ch, T(std::forward<U>(v)), std::move(f)};
+}
+template <class T, class F>
+  requires(!std::is_copy_constructible_v<T>)
+auto on_send(Channel<T>& ch, T& v, F f) {
+  return detail::SendCase<T, F, true>{&ch, &v, std::move(f)};
+}
+template <class T, class F>
+  requires(!std::is_copy_constructible_v<T>)
+auto on_send(Channel<T>&, T&&, F) {
+  static_assert(sizeof(T) == 0,
+                "spindle::on_send: pass a move-only value as the object itself, on_send(ch, v, f): it is moved "
+                "from only if this case sends (an rvalue would be lost when another case runs)");
 }
 // on_timeout(d, f): f() runs if no channel case became ready within d.
 template <class Rep, class Period, class F>

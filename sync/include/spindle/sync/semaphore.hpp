@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <stdexcept>
 #include <utility>
 
 #include <spindle/sync/detail/wait_queue.hpp>
@@ -21,7 +22,12 @@ namespace spindle {
 
 class Semaphore {
  public:
-  explicit Semaphore(std::ptrdiff_t initial = 0) : count_(initial) {}
+  // A negative initial count is std::invalid_argument (asyncio's
+  // ValueError): the hand-off in release() serves a waiter whatever the
+  // count, so "wait for n releases" by starting below zero never worked.
+  explicit Semaphore(std::ptrdiff_t initial = 0) : count_(initial) {
+    if (initial < 0) throw std::invalid_argument("spindle::Semaphore: a negative initial count");
+  }
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
 

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <stdexcept>
 
 #include <spindle/sync/detail/wait_queue.hpp>
 
@@ -18,7 +19,11 @@ namespace spindle {
 
 class WaitGroup {
  public:
-  explicit WaitGroup(std::ptrdiff_t initial = 0) : count_(initial) {}
+  // A negative initial counter is std::invalid_argument here, not an
+  // abort at the first done() far from the mistake.
+  explicit WaitGroup(std::ptrdiff_t initial = 0) : count_(initial) {
+    if (initial < 0) throw std::invalid_argument("spindle::WaitGroup: a negative initial counter");
+  }
   WaitGroup(const WaitGroup&) = delete;
   WaitGroup& operator=(const WaitGroup&) = delete;
 

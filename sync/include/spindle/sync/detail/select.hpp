@@ -42,15 +42,27 @@ struct RecvCase {
   void fire(bool closed) { f(std::move(val)); }
 };
 
-template <class T, class F>
+// SendCase: the value sent is the case's own (a copy, or a copyable
+// value moved in) or, for a type that cannot be copied, the caller's
+// object itself (Borrowed), moved from only if this case sends: a
+// move-only value handed to the case was destroyed with it whenever
+// another case ran, the select was cancelled or raised (an API review).
+template <class T, class F, bool Borrowed = false>
 struct SendCase {
   static constexpr CaseKind kind = CaseKind::channel;
   Channel<T>* ch;
-  T val;
+  std::conditional_t<Borrowed, T*, T> held;
   F f;
+  T& val() {
+    if constexpr (Borrowed) {
+      return *held;
+    } else {
+      return held;
+    }
+  }
   ChannelLock* lock() { return &ChannelAccess<T>::lock(*ch); }
-  ChanOp try_now(Wakeups& w) { return ChannelAccess<T>::send(*ch, val, w); }
-  void prepare(WaitNode& n) { n.slot = &val; }
+  ChanOp try_now(Wakeups& w) { return ChannelAccess<T>::send(*ch, val(), w); }
+  void prepare(WaitNode& n) { n.slot = &val(); }
   void enqueue(WaitNode& n) { ChannelAccess<T>::sendq(*ch).push_back(&n); }
   void dequeue(WaitNode& n) { ChannelAccess<T>::sendq(*ch).remove(&n); }
   void fire(bool closed) {
