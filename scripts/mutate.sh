@@ -82,7 +82,7 @@ h2_client_reader_never_yields :: io/src/http/h2_client.cpp :: s{if \(reads % kRe
 h2_streamed_budget_kept :: io/src/http/h2_server.cpp :: s{\n\s*release_body\(st\);\n(\s*\} else if \(data && file\))}{\n$1} :: http_h2_budget :: ^http_h2_budget$
 io_file_offset_wraps :: io/src/file.cpp :: s{if \(offset > kMax \|\| n > kMax - offset\) throw_path\(EINVAL, op, path\);}{(void)kMax;} :: io_file :: ^io_file$
 sync_send_consumes_value :: sync/include/spindle/sync/channel.hpp :: s{SPINDLE_MAY_SUSPEND void send\(T&& v\) \{ send_impl\(v, nullptr\); \}}{SPINDLE_MAY_SUSPEND void send(T&& v) { T own(std::move(v)); send_impl(own, nullptr); }} :: sync_channel :: ^sync_channel$
-sync_select_case_owns_value :: sync/include/spindle/sync/select.hpp :: s{return detail::SendCase<T, F, true>\{&ch, &v, std::move\(f\)\};}{return detail::SendCase<T, F>{\&ch, std::move(v), std::move(f)};} :: sync_select :: ^sync_select$
+sync_select_case_owns_value :: sync/include/spindle/sync/select.hpp :: s{return detail::SendCase<T, F, true>\{&ch, &v\.get\(\), std::move\(f\)\};}{return detail::SendCase<T, F>{\&ch, std::move(v.get()), std::move(f)};} :: sync_select :: ^sync_select$
 timer_overflow_throws :: runtime/src/timer_heap.hpp :: s{overflow_push\(w\);\n\s*return;}{throw;} :: runtime_timer_alloc_fail :: ^runtime_timer_alloc_fail$
 http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) return reject\(s, 413, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$

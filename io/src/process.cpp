@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <mutex>
@@ -95,13 +96,19 @@ struct FdGuard {
 // for good, and the reaper thread, its pidfd readable for ever, spun a core
 // until that child ended (an io review). A pidfd names this child only, as
 // kill() already relies on. EINVAL (a kernel without P_PIDFD): by pid.
+std::atomic<bool> g_no_p_pidfd{false};  // a kernel with pidfd_open (5.3) but no P_PIDFD (5.4)
+
 int wait_child(pid_t pid, int fd, siginfo_t& si) noexcept {
+  if (g_no_p_pidfd.load(std::memory_order_relaxed)) fd = -1;
   for (;;) {
     si = siginfo_t{};
     int r = -1;
     if (fd >= 0) {
       r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &si, WEXITED | WNOHANG);
-      if (r != 0 && errno == EINVAL) fd = -1;
+      if (r != 0 && errno == EINVAL) {
+        g_no_p_pidfd.store(true, std::memory_order_relaxed);
+        fd = -1;
+      }
     }
     if (fd < 0) r = ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG);
     if (r == 0 || errno != EINTR) return r;

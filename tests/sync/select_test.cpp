@@ -204,11 +204,11 @@ TEST_CASE("select: a send that cannot allocate raises bad_alloc and leaves its c
   });
 }
 
-// A move-only value goes to on_send as the caller's object, and is moved
-// from only if that case sends: before, on_send(ch, std::move(job), f)
-// moved it into the case, which was destroyed with it whenever another
-// case ran (here the default, the channel being full), the select was
-// cancelled, or it raised.
+// A move-only value goes to on_send as the caller's object (std::ref), and
+// is moved from only if that case sends: before, on_send(ch,
+// std::move(job), f) moved it into the case, which was destroyed with it
+// whenever another case ran (here the default, the channel being full),
+// the select was cancelled, or it raised. That form no longer compiles.
 TEST_CASE("select: a send case that does not run leaves a move-only value with its caller", "[select]") {
   const unsigned workers = SPINDLE_TEST_WORKERS();
   run_checked(workers, [&] {
@@ -216,27 +216,37 @@ TEST_CASE("select: a send case that does not run leaves a move-only value with i
     ch.send(std::make_unique<int>(1));  // full
     auto job = std::make_unique<int>(7);
     bool sent = false, fallback = false;
-    REQUIRE(sp::select(sp::on_send(ch, job, [&] { sent = true; }), sp::on_default([&] { fallback = true; })) == 1);
+    REQUIRE(sp::select(sp::on_send(ch, std::ref(job), [&] { sent = true; }), sp::on_default([&] { fallback = true; })) == 1);
     REQUIRE(fallback);
     REQUIRE_FALSE(sent);
     REQUIRE(job);
     REQUIRE(*job == 7);
     // Cancelled while it waits: still the caller's.
-    auto waiting = sp::spawn([&] { sp::select(sp::on_send(ch, job, [] {})); });
+    auto waiting = sp::spawn([&] { sp::select(sp::on_send(ch, std::ref(job), [] {})); });
     wait_suspended(waiting, "select");
     waiting.cancel();
     REQUIRE_THROWS_AS(waiting.join(), sp::Cancelled);
     REQUIRE(job);
     // Room again: the case runs and takes it.
     REQUIRE(**ch.recv() == 1);
-    REQUIRE(sp::select(sp::on_send(ch, job, [&] { sent = true; }), sp::on_default([] {})) == 0);
+    REQUIRE(sp::select(sp::on_send(ch, std::ref(job), [&] { sent = true; }), sp::on_default([] {})) == 0);
     REQUIRE(sent);
     REQUIRE(!job);
     REQUIRE(**ch.recv() == 7);
     // Closed: ChannelClosed, and the value stays.
     auto again = std::make_unique<int>(8);
     ch.close();
-    REQUIRE_THROWS_AS(sp::select(sp::on_send(ch, again, [] {})), sp::ChannelClosed);
+    REQUIRE_THROWS_AS(sp::select(sp::on_send(ch, std::ref(again), [] {})), sp::ChannelClosed);
     REQUIRE(again);
+    // A copyable value borrowed the same way: kept when the case does not
+    // run, moved from when it does.
+    sp::Channel<std::string> words(1);
+    words.send("full");
+    std::string w(100, 'w');
+    REQUIRE(sp::select(sp::on_send(words, std::ref(w), [] {}), sp::on_default([] {})) == 1);
+    REQUIRE(w == std::string(100, 'w'));
+    REQUIRE(words.recv() == "full");
+    REQUIRE(sp::select(sp::on_send(words, std::ref(w), [] {}), sp::on_default([] {})) == 0);
+    REQUIRE(words.recv() == std::string(100, 'w'));
   });
 }

@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <type_traits>
 #include <utility>
 
@@ -39,29 +40,39 @@ auto on_recv(Channel<T>& ch, F f) {
   return detail::RecvCase<T, F>{&ch, std::move(f)};
 }
 // on_send(ch, v, f): a case sending v on ch; f() runs once it was sent.
-// A copyable v is copied (or moved) into the case. A T that cannot be
-// copied (a std::unique_ptr) is passed as the caller's object itself,
-// on_send(ch, job, f), and moved from only if this case sends: when
-// another case runs, or the select is cancelled or raises, job is as it
-// was. Such a T given as an rvalue is refused at compile time, since the
-// case would own it and lose it in all those cases.
+// v is copied (or moved) into the case, which owns it: a moved-in value
+// goes with the case when another case runs, or the select is cancelled
+// or raises. on_send(ch, std::ref(v), f) borrows the caller's object
+// instead and moves from it only if this case sends, so nothing is lost;
+// v must then outlive the select (as with std::thread's std::ref). A type
+// that cannot be copied (a std::unique_ptr) must be sent that way: handed
+// over as an rvalue it would be lost as above, so that is refused at
+// compile time. (A container of such values, which reports itself
+// copyable, is not refused: send it with std::ref too.)
+namespace detail {
+template <class U>
+inline constexpr bool is_ref_wrapper_v = false;
+template <class U>
+inline constexpr bool is_ref_wrapper_v<std::reference_wrapper<U>> = true;
+}  // namespace detail
+
 template <class T, class U, class F>
-  requires std::is_copy_constructible_v<T>
+  requires(std::is_copy_constructible_v<T> && !detail::is_ref_wrapper_v<std::remove_cvref_t<U>>)
 auto on_send(Channel<T>& ch, U&& v, F f) {
   return detail::SendCase<T, F>{&ch, T(std::forward<U>(v)), std::move(f)};
 }
 template <class T, class F>
-  requires(!std::is_copy_constructible_v<T>)
-auto on_send(Channel<T>& ch, T& v, F f) {
-  return detail::SendCase<T, F, true>{&ch, &v, std::move(f)};
+auto on_send(Channel<T>& ch, std::reference_wrapper<T> v, F f) {
+  return detail::SendCase<T, F, true>{&ch, &v.get(), std::move(f)};
 }
-template <class T, class F>
-  requires(!std::is_copy_constructible_v<T>)
-auto on_send(Channel<T>&, T&&, F) {
-  static_assert(sizeof(T) == 0,
-                "spindle::on_send: pass a move-only value as the object itself, on_send(ch, v, f): it is moved "
-                "from only if this case sends (an rvalue would be lost when another case runs)");
+template <class T, class U, class F>
+  requires(!std::is_copy_constructible_v<T> && !detail::is_ref_wrapper_v<std::remove_cvref_t<U>>)
+auto on_send(Channel<T>&, U&&, F) {
+  static_assert(sizeof(U) == 0,
+                "spindle::on_send: a value that cannot be copied goes as on_send(ch, std::ref(v), f): it is "
+                "moved from only if this case sends (handed over, it would be lost when another case runs)");
 }
+
 // on_timeout(d, f): f() runs if no channel case became ready within d.
 template <class Rep, class Period, class F>
 auto on_timeout(std::chrono::duration<Rep, Period> d, F f) {
