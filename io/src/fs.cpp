@@ -255,8 +255,14 @@ void write_file(const fsys::path& path, std::string_view data, const WriteFileOp
     std::size_t done = 0;
     Step st = in_pool([&]() noexcept -> Step {
       const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (o.atomic ? O_EXCL : O_TRUNC);
-      fd.fd = ::open(target.c_str(), flags, o.perms);
-      if (fd.fd < 0) return {errno, "open"};
+      // Never waiting in open(2): this job runs shielded on a pool thread,
+      // so a FIFO at the path with no reader (a planted one, or a symlink
+      // to one) held that thread and the caller for good, deaf to cancel
+      // and timeouts (an io review). Such a FIFO is ENXIO at once now; any
+      // file that opens gets its blocking mode back (open_no_wait).
+      const int r = detail::open_no_wait(target.c_str(), flags, o.perms, [](mode_t) { return true; });
+      if (r < 0) return {-r, "open"};
+      fd.fd = r;
       const std::size_t want = std::min(kFirstJobMax, data.size());
       const ssize_t r = detail::in_steps(
           want, [&](std::size_t d, std::size_t n) { return detail::full_write(fd.fd, data.data() + d, n, -1); });

@@ -514,6 +514,49 @@ TEST_CASE("files: OpenMode::regular refuses what is not a regular file, without 
   });
 }
 
+// write_file's open ran on a pool thread, shielded: a FIFO at the path
+// with no reader held it in open(2) for good, the caller deaf to cancel
+// and timeouts. Now ENXIO at once; with a reader it writes as before.
+TEST_CASE("files: write_file to a FIFO with no reader fails at once; with a reader it writes") {
+  TempDir dir;
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Should the open wait after all (the bug), a thread opens the FIFO for
+  // reading from 2 s on, which ends the wait: the failure is a check, not
+  // a hang.
+  std::atomic<bool> done{false};
+  std::thread release([&] {
+    int rd = -1;
+    for (int i = 0; !done.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (i == 200) rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    }
+    if (rd >= 0) ::close(rd);
+  });
+  JoinOnExit join_release{release};
+  struct Done {
+    std::atomic<bool>& d;
+    ~Done() { d = true; }
+  } mark_done{done};
+  run_checked(2, [&] {
+    const auto t0 = Clock::now();
+    FIBER_CHECK(code_of([&] { io::write_file(fifo, "x"); }) == std::errc::no_such_device_or_address);
+    FIBER_CHECK(Clock::now() - t0 < std::chrono::seconds(2));
+    // With a reader open, the bytes go through.
+    const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    FIBER_CHECK(rd >= 0);
+    if (rd < 0) return;
+    io::write_file(fifo, "through");
+    char buf[16] = {};
+    FIBER_CHECK(::read(rd, buf, sizeof buf) == 7);
+    FIBER_CHECK(std::string(buf, 7) == "through");
+    ::close(rd);
+    // A regular file still gets a blocking descriptor's writes.
+    io::write_file(dir / "plain", "plain");
+    FIBER_CHECK(io::read_file(dir / "plain") == "plain");
+  });
+}
+
 TEST_CASE("files: a transfer that finished during the cancel returns its bytes; the cancel stays pending") {
   // The cancel comes while the only step waits in read(); that step then
   // reads everything asked for. The read returns it, and the fiber's next

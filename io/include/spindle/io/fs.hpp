@@ -56,7 +56,10 @@ struct WriteFileOptions {
   mode_t perms = 0666;
 };
 
-// write_file: replaces path's content with data (creating the file).
+// write_file: replaces path's content with data (creating the file). A
+// FIFO at path with no reader is std::errc::no_such_device_or_address
+// (ENXIO) at once: the open never waits for a reader (Python's does), as
+// it would on a pool thread that no cancel or timeout reaches.
 SPINDLE_MAY_SUSPEND void write_file(const std::filesystem::path& path, std::string_view data,
                                     const WriteFileOptions& options = {});
 
