@@ -260,9 +260,9 @@ void write_file(const fsys::path& path, std::string_view data, const WriteFileOp
       // to one) held that thread and the caller for good, deaf to cancel
       // and timeouts (an io review). Such a FIFO is ENXIO at once now; any
       // file that opens gets its blocking mode back (open_no_wait).
-      const int r = detail::open_no_wait(target.c_str(), flags, o.perms, [](mode_t) { return true; });
-      if (r < 0) return {-r, "open"};
-      fd.fd = r;
+      const int opened = detail::open_no_wait(target.c_str(), flags, o.perms, [](mode_t) { return true; });
+      if (opened < 0) return {-opened, "open"};
+      fd.fd = opened;
       const std::size_t want = std::min(kFirstJobMax, data.size());
       const ssize_t r = detail::in_steps(
           want, [&](std::size_t d, std::size_t n) { return detail::full_write(fd.fd, data.data() + d, n, -1); });

@@ -149,15 +149,22 @@ std::size_t read_until(S& s, std::string& buf, std::string_view delim, std::size
   }
 }
 
-// read_to_end: see TcpStream::read_to_end (tcp.hpp).
-template <class S>
-std::size_t read_to_end(S& s, std::string& out, std::size_t max_size) {
+// read_to_end: see TcpStream::read_to_end (tcp.hpp). put_back(c) returns
+// the byte read to learn that the stream goes on past max_size, so a
+// caller that goes on reading after the message_size error loses nothing
+// (before, that byte was gone: the next read started one byte late).
+struct NoPutBack {
+  void operator()(char) const noexcept {}
+};
+template <class S, class PutBack = NoPutBack>
+std::size_t read_to_end(S& s, std::string& out, std::size_t max_size, PutBack put_back = {}) {
   const std::size_t start = out.size();
   for (;;) {
     if (out.size() >= max_size) {
       // One more byte would pass the limit: find out whether one comes.
       char probe;
       if (s.read_some(&probe, 1) == 0) return out.size() - start;
+      put_back(probe);
       throw std::system_error(std::make_error_code(std::errc::message_size),
                               "spindle::io: read_to_end: more than max_size bytes");
     }
@@ -365,7 +372,9 @@ std::size_t stream_read_to_end(S& s, std::string& out, std::size_t max_size) {
   StreamTurns* t = StreamAccess::turns(s);
   Turn g(reading_turn(t));
   HeldStream<S> h(s, t);
-  return read_to_end(h, out, max_size);
+  return read_to_end(h, out, max_size, [t](char c) {
+    if (t != nullptr) unread(*t, &c, 1);
+  });
 }
 
 // The most read_line asks of the transfer at once; what it reads past the
