@@ -43,10 +43,11 @@ struct RecvCase {
 };
 
 // SendCase: the value sent is the case's own (a copy, or a copyable
-// value moved in) or, for a type that cannot be copied, the caller's
-// object itself (Borrowed), moved from only if this case sends: a
-// move-only value handed to the case was destroyed with it whenever
-// another case ran, the select was cancelled or raised (an API review).
+// value moved in) or, given as std::ref(v), the caller's object itself
+// (Borrowed), moved from only if this case sends: a move-only value
+// handed to the case was destroyed with it whenever another case ran,
+// the select was cancelled or raised (an API review; select.hpp's
+// on_send says which types must be borrowed).
 template <class T, class F, bool Borrowed = false>
 struct SendCase {
   static constexpr CaseKind kind = CaseKind::channel;
