@@ -1334,14 +1334,7 @@ TEST_CASE("h2 client hostile: a server whose bytes never run out does not hold t
         return;
       }
       client_port.store(ntohs(peer.sin_port));
-      auto send_all = [&](std::string_view b) {
-        while (!b.empty()) {
-          const ssize_t n = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL);
-          if (n <= 0) return;
-          b.remove_prefix(static_cast<std::size_t>(n));
-        }
-      };
-      send_all(h2_frame(kSettings, 0, 0, {}) + h2_frame(kSettings, kAck, 0, {}));
+      http_test::fd_send_all(fd, h2_frame(kSettings, 0, 0, {}) + h2_frame(kSettings, kAck, 0, {}));
       // The client's preface, then its frames until two request heads.
       std::string in;
       std::vector<std::uint32_t> heads;
@@ -1371,17 +1364,12 @@ TEST_CASE("h2 client hostile: a server whose bytes never run out does not hold t
         const std::string wu = h2_frame(kWindowUpdate, 0, 0, be32(1));
         while (flood.size() < (1u << 20)) flood += wu;
         flood += h2_frame(kHeaders, kEndHeaders, heads[1], status_block("200"));
-        std::string_view rest = flood;
-        while (!rest.empty()) {
-          const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-          if (n <= 0) break;
-          rest.remove_prefix(static_cast<std::size_t>(n));
-        }
+        const std::string_view rest = http_test::fd_send_what_fits(fd, flood);
         total = flood.size();
         prefilled = total - rest.size();
         flooded.store(true);
-        send_all(rest);
-        send_all(h2_frame(kData, kEndStream, heads[0], "a") + h2_frame(kData, kEndStream, heads[1], "b"));
+        http_test::fd_send_all(fd, rest);
+        http_test::fd_send_all(fd, h2_frame(kData, kEndStream, heads[0], "a") + h2_frame(kData, kEndStream, heads[1], "b"));
       }
       flooded.store(true);
       // Reads (and drops) what the client sends until the case is over;

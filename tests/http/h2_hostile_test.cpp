@@ -994,15 +994,8 @@ TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the work
       a.sin_family = AF_INET;
       a.sin_port = htons(port);
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      auto send_all = [&](std::string_view b) {
-        while (!b.empty()) {
-          const ssize_t n = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL);
-          if (n <= 0) return;
-          b.remove_prefix(static_cast<std::size_t>(n));
-        }
-      };
       if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-        send_all(preface());
+        http_test::fd_send_all(fd, preface());
         // The server's SETTINGS (its first frame), then our ACK of it.
         std::string in;
         char b[4096];
@@ -1013,7 +1006,7 @@ TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the work
           if (n <= 0) break;
           in.append(b, static_cast<std::size_t>(n));
         }
-        send_all(settings_ack());
+        http_test::fd_send_all(fd, settings_ack());
         sockaddr_in me{};
         socklen_t len = sizeof me;
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len);
@@ -1026,16 +1019,11 @@ TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the work
       while (flood.size() < (1u << 20)) flood += wu;
       flood += headers(3, plain_block("GET", "/mark"), true);
       // Without blocking while the worker is held: what the socket takes now.
-      std::string_view rest = flood;
-      while (!rest.empty()) {
-        const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n <= 0) break;
-        rest.remove_prefix(static_cast<std::size_t>(n));
-      }
+      const std::string_view rest = http_test::fd_send_what_fits(fd, flood);
       total = flood.size();
       prefilled = total - rest.size();
       flooded.store(true);
-      send_all(rest);
+      http_test::fd_send_all(fd, rest);
       // Read (and drop) the answers until the case is over. No FIN before
       // that: the reader would end the connection, and with it /mark's
       // stream, maybe before its fiber first ran.

@@ -252,6 +252,27 @@ inline std::size_t unread_bytes(int fd) {
   return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
+// fd_send_all: all of b on the blocking socket fd, from a plain thread
+// (a test's hand-written peer); stops early if the socket fails.
+inline void fd_send_all(int fd, std::string_view b) {
+  while (!b.empty()) {
+    const ssize_t n = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL);
+    if (n <= 0) return;
+    b.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// fd_send_what_fits: as much of b as socket fd takes without waiting;
+// returns the rest.
+inline std::string_view fd_send_what_fits(int fd, std::string_view b) {
+  while (!b.empty()) {
+    const ssize_t n = ::send(fd, b.data(), b.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) break;
+    b.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return b;
+}
+
 // FdCheck: the process's descriptors at construction equal those at
 // check(): every socket the case opened (client and peers) was closed.
 struct FdCheck {
