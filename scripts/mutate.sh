@@ -84,6 +84,10 @@ io_file_offset_wraps :: io/src/file.cpp :: s{if \(offset > kMax \|\| n > kMax - 
 sync_send_consumes_value :: sync/include/spindle/sync/channel.hpp :: s{SPINDLE_MAY_SUSPEND void send\(T&& v\) \{ send_impl\(v, nullptr\); \}}{SPINDLE_MAY_SUSPEND void send(T&& v) { T own(std::move(v)); send_impl(own, nullptr); }} :: sync_channel :: ^sync_channel$
 sync_select_case_owns_value :: sync/include/spindle/sync/select.hpp :: s{return detail::SendCase<T, F, true>\{&ch, &v\.get\(\), std::move\(f\)\};}{return detail::SendCase<T, F>{\&ch, std::move(v.get()), std::move(f)};} :: sync_select :: ^sync_select$
 io_write_file_open_waits :: io/src/fs.cpp :: s{const int opened = detail::open_no_wait\(target\.c_str\(\), flags, o\.perms, \[\]\(mode_t\) \{ return true; \}\);}{const int fd0 = ::open(target.c_str(), flags, o.perms); const int opened = fd0 < 0 ? -errno : fd0;} :: io_file :: ^io_file$
+runtime_gather_spawn_failure_detaches :: runtime/include/spindle/runtime/gather.hpp :: s{cancel_and_drain\(&spawned, 1\);}{(void)spawned;} :: runtime_combinators :: ^runtime_combinators$
+sync_barrier_late_timeout_raises :: sync/src/wait_group.cpp :: s{detail::restore_expired_scope\(scope_mark\);}{(void)scope_mark;} :: sync_primitives :: ^sync_primitives$
+sync_channel_negative_capacity_unbounded :: sync/include/spindle/sync/channel.hpp :: s{if \(capacity < 0\) throw}{if (false) throw} :: sync_channel :: ^sync_channel$
+io_tls_large_read_checks_write_side :: io/src/tls.cpp :: s{if \(has_read_ahead\(tcp\)\) \{}{if (direct_n >= kReadChunk || has_read_ahead(tcp)) \{} :: io_tls :: ^io_tls$
 timer_overflow_throws :: runtime/src/timer_heap.hpp :: s{overflow_push\(w\);\n\s*return;}{throw;} :: runtime_timer_alloc_fail :: ^runtime_timer_alloc_fail$
 http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) return reject\(s, 413, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$

@@ -191,14 +191,17 @@ std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
     addrinfo* res = nullptr;
     std::pair<int, std::vector<Endpoint>> r;
     r.first = getaddrinfo(h.c_str(), s.c_str(), &hints, &res);
-    if (r.first == EAI_SYSTEM) r.first = -errno - 1000;  // keep errno apart
+    // keep errno apart; an EAI_SYSTEM that left errno 0 stays EAI_SYSTEM
+    // ("System error"), not a system_error whose code 0 reads "Success"
+    if (r.first == EAI_SYSTEM && errno != 0) r.first = -errno - 1000;
     if (r.first == 0) {
+      // Freed however the loop ends (push_back may throw bad_alloc).
+      const std::unique_ptr<addrinfo, void (*)(addrinfo*)> list(res, freeaddrinfo);
       for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
         if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
           r.second.push_back(Endpoint::from_sockaddr(a->ai_addr, a->ai_addrlen));
         }
       }
-      freeaddrinfo(res);
     }
     return r;
   });

@@ -411,35 +411,41 @@ struct detail::TlsState {
     }
     char* dst = static_cast<char*>(direct);
     std::size_t n = 0;
-    if (direct_n >= kReadChunk || has_read_ahead(tcp)) {
-      // The caller's buffer, or bytes the TcpStream read ahead before TLS
-      // took it over (a read_line of "STARTTLS" that took the ClientHello
-      // with it): only its read_some returns those; the socket alone would
-      // wait for ever or hand the ciphertext over out of order.
+    if (has_read_ahead(tcp)) {
+      // Bytes the TcpStream read ahead before TLS took it over (a
+      // read_line of "STARTTLS" that took the ClientHello with it): only
+      // its read_some returns those; the socket alone would wait for ever
+      // or hand the ciphertext over out of order.
       if (direct_n < kReadChunk) {
         if (!recv_buf) recv_buf = std::make_unique_for_overwrite<char[]>(kReadChunk);
         dst = recv_buf.get();
       }
       n = tcp.read_some(dst, kReadChunk, ec);
     } else {
-      // Into recv_buf, without holding it across a wait: taken, the socket
+      // From the socket itself (idle_read: the socket has one reader, this
+      // stream's, which never uses read_line), into the caller's buffer
+      // when that holds a whole record, else into recv_buf. Not through
+      // TcpStream::read_some: a flush cut short marks the TcpStream
+      // write_interrupted, which fails its reads too, while a TLS stream's
+      // reads go on after a cut write (tls.hpp). Before 2026-11-30 reads
+      // of kReadChunk or more went that way and failed, smaller ones not.
+      // recv_buf is not held across the wait for bytes: taken, the socket
       // read without waiting, and if nothing was there, given back before
-      // the wait for bytes. Before, it was taken first and held while the
-      // read waited: every idle stream (a keep-alive HTTPS connection
-      // between requests) held 17 KiB. The socket has one reader, this
-      // stream's, which never uses read_line: idle_read's conditions.
+      // the wait. Before, every idle stream (a keep-alive HTTPS connection
+      // between requests) held 17 KiB.
+      const bool into_caller = direct_n >= kReadChunk;
       for (;;) {
         // Not zeroed: taken again after every short read, and overwritten.
-        if (!recv_buf) recv_buf = std::make_unique_for_overwrite<char[]>(kReadChunk);
-        const std::ptrdiff_t got = detail::idle_read(tcp, recv_buf.get(), kReadChunk, ec);
+        if (!into_caller && !recv_buf) recv_buf = std::make_unique_for_overwrite<char[]>(kReadChunk);
+        if (!into_caller) dst = recv_buf.get();
+        const std::ptrdiff_t got = detail::idle_read(tcp, dst, kReadChunk, ec);
         if (got >= 0) {
           n = static_cast<std::size_t>(got);
           break;
         }
-        recv_buf.reset();
+        if (!into_caller) recv_buf.reset();
         detail::idle_wait(tcp, "tls read");  // never nudged: only the server's plain connections are
       }
-      dst = recv_buf.get();
     }
     if (ec) return false;
     if (n == 0) {

@@ -216,6 +216,15 @@ bool leave_deadline(DeadlineScope& s) noexcept {
   return f->shield_depth_ != 0 || !f->cancel_requested_.load(std::memory_order_relaxed);
 }
 
+std::uint64_t expired_scope() noexcept {
+  Fiber* f = current_fiber();
+  return f != nullptr ? f->expired_scope_ : 0;
+}
+
+void restore_expired_scope(std::uint64_t saved) noexcept {
+  if (Fiber* f = current_fiber()) f->expired_scope_ = saved;
+}
+
 void enter_shield(ShieldScope& s) noexcept {
   Fiber* f = current_fiber();
   s.fiber = f;

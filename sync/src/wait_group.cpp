@@ -59,13 +59,21 @@ std::uint64_t Barrier::arrive_and_wait() {
     }
   }
   detail::WaitNode node;
+  const std::uint64_t scope_mark = detail::expired_scope();
   const auto s = detail::suspend_on(
       mu_, waiters_, node, nullptr, [&](detail::Wakeups&) { return phase_ != my_phase; },
       "barrier");
   if (s != detail::Waiter::notified) {
     std::lock_guard g(mu_);
-    if (phase_ == my_phase) --arrived_;  // withdraw: this phase did not complete
-    else return my_phase;               // it completed meanwhile: we passed
+    if (phase_ == my_phase) {
+      --arrived_;  // withdraw: this phase did not complete
+    } else {
+      // It completed meanwhile, our arrival counted: we passed. A deadline
+      // scope that ended the wait must not call that a timeout (a cancel
+      // from outside stays pending, raised at the next wait).
+      detail::restore_expired_scope(scope_mark);
+      return my_phase;
+    }
   }
   detail::throw_if_cancelled(s);
   return my_phase;

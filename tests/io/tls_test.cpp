@@ -497,6 +497,50 @@ TEST_CASE("TLS data after the handshake: a bare TCP close is truncated, a cancel
   CHECK(open_fds() == fds);
 }
 
+// tls.hpp: a write cut short fails later writes, not reads. Before
+// 2026-11-30 a read of kReadChunk (17 KiB) or more after one failed with
+// write_interrupted (it read the socket through the TcpStream, which the
+// cut write had marked), while smaller reads went on.
+TEST_CASE("TLS: after a write cut short by a timeout, large reads still work") {
+  certs();
+  const std::size_t fds = open_fds();
+  run_checked(2, [] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    auto sctx = server_ctx();
+    sp::Event cut, done;
+    const std::string reply = pattern(7, 256 * 1024);
+    auto server = sp::spawn([&] {
+      io::TlsStream t = io::TlsStream::server(l.accept(), sctx);
+      cut.wait();  // read nothing until the client's write was cut
+      t.write_all(reply);
+      done.wait();
+    });
+    io::TlsStream s = io::TlsStream::connect("127.0.0.1", l.local_endpoint().port(), client_ctx());
+    // The server reads nothing: the socket buffers fill and the write waits
+    // until the timeout cuts it, part of a record sent.
+    const std::string big(64u << 20, 'x');
+    bool timed_out = false;
+    try {
+      sp::with_timeout(std::chrono::milliseconds(300), [&] { s.write_all(big); });
+    } catch (const sp::TimedOut&) {
+      timed_out = true;
+    }
+    FIBER_CHECK(timed_out);
+    // The socket underneath was cut part way (else this test proves nothing).
+    FIBER_CHECK(code_of([&] { s.next_layer().shutdown(); }) == io::error::write_interrupted);
+    FIBER_CHECK(code_of([&] { s.write_all("more"); }) == io::error::write_interrupted);
+    cut.set();
+    std::string got(reply.size(), '\0');
+    std::error_code ec = code_of([&] { s.read_exact(got.data(), got.size()); });
+    FIBER_CHECK(!ec);
+    FIBER_CHECK(got == reply);
+    done.set();
+    server.join();
+    s.close();
+  });
+  CHECK(open_fds() == fds);
+}
+
 TEST_CASE("many concurrent TLS connections on 2 workers") {
   certs();
   const std::size_t fds = open_fds();

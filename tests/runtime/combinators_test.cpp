@@ -3,6 +3,7 @@
 // first-exception semantics (the rest is cancelled and has ended), the
 // caller's cancellation and deadline, and timeouts.
 #include <atomic>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -184,6 +185,52 @@ TEST_CASE("gather under with_timeout raises TimedOut and ends the tasks", "[gath
     FIBER_CHECK(timed_out);
     FIBER_CHECK(tasks[1].done());
     FIBER_CHECK(cancelled.load() == 1);
+  });
+}
+
+namespace {
+// A task body whose copy throws: gather(f1, body) spawns f1, then copying
+// body into its fiber fails, as a bad_alloc in the spawn would.
+struct ThrowsOnCopy {
+  ThrowsOnCopy() = default;
+  ThrowsOnCopy(const ThrowsOnCopy&) { throw Boom("copy"); }
+  int operator()() const { return 2; }
+};
+
+// spawn_fails<settled>(f, g): gather(f, g), or gather_settled(f, g); true when
+// it raised Boom("copy").
+template <bool settled, class F, class G>
+bool spawn_fails(F&& f, G& g) {
+  try {
+    if constexpr (settled) (void)sp::gather_settled(std::forward<F>(f), g);
+    else (void)sp::gather(std::forward<F>(f), g);
+  } catch (const Boom& e) {
+    return std::string(e.what()) == "copy";
+  }
+  return false;
+}
+}  // namespace
+
+// Before 2026-11-30 the tasks already spawned were dropped (detached) when a
+// later spawn threw, and ran on past the call, with whatever they borrowed
+// from the caller's frame.
+TEST_CASE("gather(f1, f2): a spawn that throws ends the tasks already spawned first", "[gather]") {
+  const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
+  run_checked(workers, [] {
+    for (const bool settled : {false, true}) {
+      // The first body's copy of `alive` goes when its fiber is done with
+      // the body (cancelled before it ran, or in its sleep).
+      auto alive = std::make_shared<int>(0);
+      ThrowsOnCopy bad;
+      auto first = [alive] {
+        sp::sleep_for(2s);
+        return 1;
+      };
+      const bool failed = settled ? spawn_fails<true>(first, bad) : spawn_fails<false>(first, bad);
+      FIBER_CHECK(failed);
+      // Only the caller's lambda holds a copy now (`first`), not the fiber.
+      FIBER_CHECK(alive.use_count() == 2);
+    }
   });
 }
 

@@ -256,3 +256,17 @@ TEST_CASE("ChannelLock: mutual exclusion under contention", "[channel][lock]") {
   REQUIRE_FALSE(overlap.load());
   REQUIRE(count == per * threads);
 }
+
+// Before 2026-11-30 a signed capacity converted to size_t, so Channel(-1)
+// made an unbounded channel where its author meant a bound.
+TEST_CASE("Channel: a negative capacity is invalid_argument", "[channel]") {
+  CHECK(spindle_test::raises<std::invalid_argument>([] { sp::Channel<int> ch(-1); }));
+  const long from_config = -5;
+  CHECK(spindle_test::raises<std::invalid_argument>([&] { sp::Channel<int> ch(from_config); }));
+  sp::Channel<int> rendezvous(0), two(2);
+  CHECK(rendezvous.capacity() == 0);
+  CHECK(two.capacity() == 2);
+  CHECK(two.try_send(1));
+  CHECK(two.try_send(2));
+  CHECK_FALSE(two.try_send(3));
+}

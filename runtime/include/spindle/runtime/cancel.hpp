@@ -36,6 +36,14 @@ void enter_deadline(DeadlineScope& s, std::chrono::steady_clock::time_point t) n
 // and no outside cancel is pending or the fiber is shielded (the cancel is
 // held off there), i.e. the scope must raise TimedOut.
 bool leave_deadline(DeadlineScope& s) noexcept;
+// expired_scope / restore_expired_scope: for a wait that a deadline scope
+// ended (suspend reported `cancelled` and marked the scope expired) whose
+// operation completed all the same: a Barrier participant whose phase passed,
+// its arrival counted, before it could withdraw. Such a wait takes the mark
+// back, so the scope does not raise TimedOut for work that was done. Read
+// the mark before the wait; 0 on a plain thread, where restoring is a no-op.
+std::uint64_t expired_scope() noexcept;
+void restore_expired_scope(std::uint64_t saved) noexcept;
 // A shield saves the fiber's deadline scope on entry and clears it, so the
 // scopes outside are held off while the ones opened inside work; leaving
 // restores it. ShieldScope is that saved state (the shield's own, as

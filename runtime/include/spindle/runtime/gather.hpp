@@ -310,14 +310,30 @@ std::vector<Settled<T>> settle_vector(std::vector<Task<T>>& tasks) {
 template <class F>
 concept TaskBody = !is_task_v<std::remove_cvref_t<F>> && std::invocable<std::decay_t<F>>;
 
-// spawn_all: spawns each body, in argument order, as a task.
-template <class... Fs>
-auto spawn_all(Fs&&... fs) {
+// spawn_all: spawns each body, in argument order, as a task. If a later
+// spawn throws (the copy of its callable, or bad_alloc), the tasks already
+// spawned are cancelled and waited for (shielded) before the exception
+// leaves: dropped, they would run on detached, borrowing the caller's stack
+// through their [&] captures, and gather promises that none of its tasks
+// outlives the call. Each level spawns its own task, then the rest.
+template <class F, class... Rest>
+auto spawn_all(F&& f, Rest&&... rest) {
   // A defaulted source_location cannot follow a pack: the spawn site is
   // unknown rather than a line of this header.
-  return std::tuple<decltype(make_task(nullptr, nullptr, spindle::source_location{},
-                                       std::forward<Fs>(fs)))...>{
-      make_task(nullptr, nullptr, spindle::source_location{}, std::forward<Fs>(fs))...};
+  auto first = make_task(nullptr, nullptr, spindle::source_location{}, std::forward<F>(f));
+  if constexpr (sizeof...(Rest) == 0) {
+    return std::tuple<decltype(first)>(std::move(first));
+  } else {
+    try {
+      // The rest first, into a local: `first` must still be ours if they throw.
+      auto tail = spawn_all(std::forward<Rest>(rest)...);
+      return std::tuple_cat(std::tuple<decltype(first)>(std::move(first)), std::move(tail));
+    } catch (...) {
+      Fiber* spawned = TaskAccess::fiber(first);
+      cancel_and_drain(&spawned, 1);
+      throw;
+    }
+  }
 }
 }  // namespace detail
 

@@ -25,8 +25,11 @@ class Barrier {
   // arrive_and_wait: arrives and waits for the rest of this phase. May
   // suspend (a plain thread blocks). A cancellation point: a cancelled
   // participant is withdrawn (its arrival no longer counts) and Cancelled is
-  // raised, unless the phase completed first. Any fiber or thread. Returns
-  // the number of the phase it completed (0, 1, ...).
+  // raised, unless the phase completed first: then it returns as one that
+  // passed, and a with_timeout around it whose deadline came at that moment
+  // does not raise TimedOut (before 2026-11-30 it did, for a participant the
+  // others had already counted). Any fiber or thread. Returns the number of
+  // the phase it completed (0, 1, ...).
   SPINDLE_MAY_SUSPEND std::uint64_t arrive_and_wait();
 
  private:

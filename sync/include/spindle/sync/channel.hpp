@@ -24,6 +24,7 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -74,6 +75,11 @@ class Channel {
  public:
   // Channel(capacity): rendezvous for 0, else bounded to `capacity` values.
   explicit Channel(std::size_t capacity = 0) : cap_(capacity) { buf_.set_floor(capacity); }
+  // A signed capacity (a literal, an int from a config) is checked: a
+  // negative one is std::invalid_argument, as Semaphore(-1) is. Before
+  // 2026-11-30 it converted to size_t: Channel<T>(-1) was unbounded.
+  template <std::signed_integral I>
+  explicit Channel(I capacity) : Channel(checked_capacity(capacity)) {}
   explicit Channel(unbounded_t) : cap_(std::numeric_limits<std::size_t>::max()) {
     buf_.set_floor(64);
   }
@@ -184,6 +190,11 @@ class Channel {
   iterator end() { return iterator(); }
 
  private:
+  template <std::signed_integral I>
+  static std::size_t checked_capacity(I capacity) {
+    if (capacity < 0) throw std::invalid_argument("spindle::Channel: a negative capacity (0 is a rendezvous channel; unbounded is spindle::unbounded)");
+    return static_cast<std::size_t>(capacity);
+  }
   friend struct detail::ChannelAccess<T>;
 
   // send_locked: one send step under mu_. Hands v to a waiting receiver,
