@@ -190,6 +190,7 @@ std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
     hints.ai_flags = AI_ADDRCONFIG;
     addrinfo* res = nullptr;
     std::pair<int, std::vector<Endpoint>> r;
+    errno = 0;  // not one a hook or an earlier job on this thread left
     r.first = getaddrinfo(h.c_str(), s.c_str(), &hints, &res);
     // keep errno apart; an EAI_SYSTEM that left errno 0 stays EAI_SYSTEM
     // ("System error"), not a system_error whose code 0 reads "Success"

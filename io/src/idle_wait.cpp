@@ -15,7 +15,7 @@ namespace spindle::io::detail {
 std::ptrdiff_t idle_read(TcpStream& s, void* p, std::size_t n, std::error_code& ec) {
   Descriptor* d = StreamAccess::descriptor(s);
   if (d == nullptr) {
-    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    ec = make_error_code(error::closed);  // as a closed stream's read_some reports it
     return 0;
   }
   const ssize_t r = try_ready(d, d->rd, n, ec, [&](int fd) { return ::recv(fd, p, n, 0); });

@@ -443,7 +443,7 @@ struct detail::TlsState {
           n = static_cast<std::size_t>(got);
           break;
         }
-        if (!into_caller) recv_buf.reset();
+        recv_buf.reset();  // also one a full small read left
         detail::idle_wait(tcp, "tls read");  // never nudged: only the server's plain connections are
       }
     }

@@ -71,7 +71,8 @@ std::ptrdiff_t harvest(std::vector<Fiber*>& pending, std::vector<std::size_t>& i
 // The catch handlers of the engines only record that the caller was
 // cancelled; the cancelling and waiting (cancel_and_drain) come after them,
 // and Cancelled is thrown anew. That is safe: Cancelled carries no state,
-// and the deadline scope that may have caused it is tracked on the fiber, so
+// and the deadline scope that may have caused it is tracked on the fiber (or
+// the plain thread), so
 // with_timeout still turns it into TimedOut. (Waiting inside a handler would
 // be safe too: each fiber's caught-exception state travels with it,
 // context.hpp.)

@@ -34,9 +34,29 @@ Fiber* current_fiber() noexcept {
 // (enter_shield) and restores it on exit, so scope_deadline_ holds only the
 // scopes opened since the innermost shield: the waits test it whether
 // shielded or not. The cancel mark is what shield_depth_ holds off.
+//
+// A plain thread keeps the same fields in ThreadScopes: its with_timeout
+// bounds its blocking waits as a fiber's does (no outside cancel reaches a
+// thread, so only the scopes and the shields that hold them off). Only the
+// thread itself touches its copy.
+namespace {
+struct ThreadScopes {
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::uint64_t id = 0;       // the scope whose deadline `deadline` is
+  std::uint64_t counter = 0;  // scope ids, per thread
+  std::uint64_t expired = 0;  // the scope whose deadline ended a wait
+};
+thread_local ThreadScopes t_scopes;
+// Only a plain thread reads it (fibers keep theirs on the Fiber), and a
+// plain thread never migrates; read through a non-inlined accessor anyway,
+// as every scheduler thread-local is (docs/hacking.md "Thread-locals and
+// migration").
+[[gnu::noinline]] ThreadScopes& thread_scopes() noexcept { return t_scopes; }
+}  // namespace
+
 std::chrono::steady_clock::time_point scope_deadline() noexcept {
   Fiber* f = current_fiber();
-  if (f == nullptr) return std::chrono::steady_clock::time_point::max();
+  if (f == nullptr) return thread_scopes().deadline;
   return f->scope_deadline_;
 }
 
@@ -101,11 +121,38 @@ Waiter::State wait_thread(Waiter& w, const std::chrono::steady_clock::time_point
   }
 }
 
+// wait_thread_scoped: a plain thread's wait under its deadline scope, as
+// the fiber path below handles a fiber's: a scope earlier than the wait's
+// own deadline bounds it, and a wait it ends reports `cancelled` and marks
+// the scope, which turns it into TimedOut (cancel.hpp).
+static Waiter::State wait_thread_scoped(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
+                                        FunctionRef<bool()> publish) {
+  ThreadScopes& ts = thread_scopes();
+  std::chrono::steady_clock::time_point scoped;
+  const bool by_scope = ts.deadline != std::chrono::steady_clock::time_point::max() &&
+                        (deadline == nullptr || ts.deadline <= *deadline);
+  if (by_scope) {
+    scoped = ts.deadline;
+    deadline = &scoped;
+    if (std::chrono::steady_clock::now() >= scoped) {
+      ts.expired = ts.id;
+      w.try_complete(Waiter::cancelled);
+      return Waiter::cancelled;
+    }
+  }
+  const Waiter::State s = wait_thread(w, deadline, publish);
+  if (by_scope && s == Waiter::timed_out) {
+    ts.expired = ts.id;
+    return Waiter::cancelled;
+  }
+  return s;
+}
+
 Waiter::State suspend(Waiter& w, const std::chrono::steady_clock::time_point* deadline,
                    FunctionRef<bool()> publish, const char* what) {
   Worker* wk = current_worker();
   Fiber* f = wk != nullptr ? wk->running() : nullptr;
-  if (f == nullptr) return wait_thread(w, deadline, publish);
+  if (f == nullptr) return wait_thread_scoped(w, deadline, publish);
   // A new generation of the fiber's cell, `waiting` and not cancellable.
   // Between waits only the fiber writes its cell (every other writer CASes
   // out of `waiting` of the current generation, and after_wait_publish has
@@ -192,7 +239,18 @@ void unpin() noexcept {
 void enter_deadline(DeadlineScope& s, std::chrono::steady_clock::time_point t) noexcept {
   Fiber* f = current_fiber();
   s.fiber = f;
-  if (f == nullptr) return;
+  if (f == nullptr) {
+    ThreadScopes& ts = thread_scopes();
+    s.on_thread = true;
+    s.saved_deadline = ts.deadline;
+    s.saved_id = ts.id;
+    s.id = ++ts.counter;
+    if (t < ts.deadline) {
+      ts.deadline = t;
+      ts.id = s.id;
+    }
+    return;
+  }
   s.saved_deadline = f->scope_deadline_;
   s.saved_id = f->scope_id_;
   s.id = ++f->scope_counter_;
@@ -204,6 +262,14 @@ void enter_deadline(DeadlineScope& s, std::chrono::steady_clock::time_point t) n
 
 bool leave_deadline(DeadlineScope& s) noexcept {
   Fiber* f = s.fiber;
+  if (s.on_thread) {
+    ThreadScopes& ts = thread_scopes();
+    ts.deadline = s.saved_deadline;
+    ts.id = s.saved_id;
+    if (ts.expired != s.id) return false;
+    ts.expired = 0;
+    return true;  // no cancel from outside reaches a plain thread
+  }
   if (f == nullptr) return false;
   f->scope_deadline_ = s.saved_deadline;
   f->scope_id_ = s.saved_id;
@@ -218,17 +284,31 @@ bool leave_deadline(DeadlineScope& s) noexcept {
 
 std::uint64_t expired_scope() noexcept {
   Fiber* f = current_fiber();
-  return f != nullptr ? f->expired_scope_ : 0;
+  return f != nullptr ? f->expired_scope_ : thread_scopes().expired;
 }
 
 void restore_expired_scope(std::uint64_t saved) noexcept {
-  if (Fiber* f = current_fiber()) f->expired_scope_ = saved;
+  if (Fiber* f = current_fiber()) {
+    f->expired_scope_ = saved;
+  } else {
+    thread_scopes().expired = saved;
+  }
 }
 
 void enter_shield(ShieldScope& s) noexcept {
   Fiber* f = current_fiber();
   s.fiber = f;
-  if (f == nullptr) return;
+  if (f == nullptr) {
+    ThreadScopes& ts = thread_scopes();
+    s.on_thread = true;
+    s.saved_deadline = ts.deadline;
+    s.saved_id = ts.id;
+    s.saved_expired = ts.expired;
+    ts.deadline = std::chrono::steady_clock::time_point::max();
+    ts.id = 0;
+    ts.expired = 0;
+    return;
+  }
   ++f->shield_depth_;
   s.saved_deadline = f->scope_deadline_;
   s.saved_id = f->scope_id_;
@@ -242,6 +322,13 @@ void enter_shield(ShieldScope& s) noexcept {
 // deadline is back, and past), which cancels it and names that scope.
 void leave_shield(ShieldScope& s) noexcept {
   Fiber* f = s.fiber;
+  if (s.on_thread) {
+    ThreadScopes& ts = thread_scopes();
+    ts.deadline = s.saved_deadline;
+    ts.id = s.saved_id;
+    ts.expired = s.saved_expired;
+    return;
+  }
   if (f == nullptr) return;
   --f->shield_depth_;
   f->scope_deadline_ = s.saved_deadline;
@@ -259,6 +346,12 @@ void yield() {
   detail::Worker* w = current_worker();
   detail::Fiber* f = w != nullptr ? w->running() : nullptr;
   if (f == nullptr) {
+    detail::ThreadScopes& ts = detail::thread_scopes();
+    if (ts.deadline != std::chrono::steady_clock::time_point::max() &&
+        std::chrono::steady_clock::now() >= ts.deadline) {
+      ts.expired = ts.id;
+      throw Cancelled{};
+    }
     std::this_thread::yield();
     return;
   }
@@ -279,7 +372,11 @@ void sleep_until(std::chrono::steady_clock::time_point t) {
 
 bool cancellation_requested() noexcept {
   detail::Fiber* f = detail::current_fiber();
-  if (f == nullptr) return false;
+  if (f == nullptr) {
+    // A plain thread's deadline scope (no cancel reaches a thread).
+    const auto d = detail::scope_deadline();
+    return d != std::chrono::steady_clock::time_point::max() && std::chrono::steady_clock::now() >= d;
+  }
   return (f->shield_depth_ == 0 && f->cancel_requested_.load(std::memory_order_relaxed)) ||
          (f->scope_deadline_ != std::chrono::steady_clock::time_point::max() &&
           std::chrono::steady_clock::now() >= f->scope_deadline_);

@@ -197,13 +197,13 @@ struct ThrowsOnCopy {
   int operator()() const { return 2; }
 };
 
-// spawn_fails<settled>(f, g): gather(f, g), or gather_settled(f, g); true when
-// it raised Boom("copy").
-template <bool settled, class F, class G>
-bool spawn_fails(F&& f, G& g) {
+// spawn_fails<settled>(f, g, bad): gather(f, g, bad), or gather_settled(f,
+// g, bad); true when it raised Boom("copy").
+template <bool settled, class F, class G, class B>
+bool spawn_fails(F& f, G& g, B& bad) {
   try {
-    if constexpr (settled) (void)sp::gather_settled(std::forward<F>(f), g);
-    else (void)sp::gather(std::forward<F>(f), g);
+    if constexpr (settled) (void)sp::gather_settled(f, g, bad);
+    else (void)sp::gather(f, g, bad);
   } catch (const Boom& e) {
     return std::string(e.what()) == "copy";
   }
@@ -214,22 +214,26 @@ bool spawn_fails(F&& f, G& g) {
 // Before 2026-11-30 the tasks already spawned were dropped (detached) when a
 // later spawn threw, and ran on past the call, with whatever they borrowed
 // from the caller's frame.
-TEST_CASE("gather(f1, f2): a spawn that throws ends the tasks already spawned first", "[gather]") {
+TEST_CASE("gather(f1, f2, f3): a spawn that throws cancels and ends the tasks already spawned", "[gather]") {
   const unsigned workers = SPINDLE_TEST_FEW_WORKERS();
   run_checked(workers, [] {
     for (const bool settled : {false, true}) {
-      // The first body's copy of `alive` goes when its fiber is done with
-      // the body (cancelled before it ran, or in its sleep).
+      // Each body's copy of `alive` goes when its fiber is done with the
+      // body (cancelled before it ran, or in its sleep).
       auto alive = std::make_shared<int>(0);
       ThrowsOnCopy bad;
       auto first = [alive] {
-        sp::sleep_for(2s);
+        sp::sleep_for(10s);
         return 1;
       };
-      const bool failed = settled ? spawn_fails<true>(first, bad) : spawn_fails<false>(first, bad);
+      auto second = first;
+      const auto start = Clock::now();
+      const bool failed = settled ? spawn_fails<true>(first, second, bad) : spawn_fails<false>(first, second, bad);
       FIBER_CHECK(failed);
-      // Only the caller's lambda holds a copy now (`first`), not the fiber.
-      FIBER_CHECK(alive.use_count() == 2);
+      // Only the caller's lambdas hold copies now, not the fibers.
+      FIBER_CHECK(alive.use_count() == 3);
+      // Cancelled, not waited out.
+      FIBER_CHECK(Clock::now() - start < 5s);
     }
   });
 }

@@ -25,8 +25,12 @@ class Task;
 
 namespace detail {
 class Fiber;
+// A plain thread (a pool job, a thread of the user's) keeps the same state
+// as a fiber's scope fields in a thread_local (suspend.cpp, ThreadScopes):
+// on_thread says a scope or shield was entered there.
 struct DeadlineScope {
   Fiber* fiber = nullptr;
+  bool on_thread = false;
   std::chrono::steady_clock::time_point saved_deadline{};
   std::uint64_t saved_id = 0;
   std::uint64_t id = 0;
@@ -41,7 +45,7 @@ bool leave_deadline(DeadlineScope& s) noexcept;
 // operation completed all the same: a Barrier participant whose phase passed,
 // its arrival counted, before it could withdraw. Such a wait takes the mark
 // back, so the scope does not raise TimedOut for work that was done. Read
-// the mark before the wait; 0 on a plain thread, where restoring is a no-op.
+// the mark before the wait (a fiber's, or a plain thread's).
 std::uint64_t expired_scope() noexcept;
 void restore_expired_scope(std::uint64_t saved) noexcept;
 // A shield saves the fiber's deadline scope on entry and clears it, so the
@@ -52,6 +56,7 @@ void restore_expired_scope(std::uint64_t saved) noexcept;
 // TimedOut must still be raised when the scope is left).
 struct ShieldScope {
   Fiber* fiber = nullptr;
+  bool on_thread = false;
   std::chrono::steady_clock::time_point saved_deadline{};
   std::uint64_t saved_id = 0;
   std::uint64_t saved_expired = 0;
@@ -106,7 +111,10 @@ SPINDLE_MAY_SUSPEND auto in_deadline_scope(std::chrono::steady_clock::time_point
 // finishes in time leaves nothing behind (no timer is armed for the scope
 // itself: each wait inside uses min(its own deadline, the scope's)).
 // CPU-bound code inside is only interrupted at suspension points (check
-// cancellation_requested()). On a plain thread f runs without a deadline.
+// cancellation_requested()). On a plain thread (a pool job, a thread of
+// the user's) the scope bounds the thread's blocking waits the same way
+// (before 2026-11-30 f ran there without a deadline: a job's
+// with_timeout(1s, [&] { q.get(); }) waited for good on an empty queue).
 template <class F>
   requires std::invocable<F&>
 SPINDLE_MAY_SUSPEND auto with_deadline(std::chrono::steady_clock::time_point t, F&& f)

@@ -310,30 +310,36 @@ std::vector<Settled<T>> settle_vector(std::vector<Task<T>>& tasks) {
 template <class F>
 concept TaskBody = !is_task_v<std::remove_cvref_t<F>> && std::invocable<std::decay_t<F>>;
 
-// spawn_all: spawns each body, in argument order, as a task. If a later
-// spawn throws (the copy of its callable, or bad_alloc), the tasks already
-// spawned are cancelled and waited for (shielded) before the exception
-// leaves: dropped, they would run on detached, borrowing the caller's stack
-// through their [&] captures, and gather promises that none of its tasks
-// outlives the call. Each level spawns its own task, then the rest.
-template <class F, class... Rest>
-auto spawn_all(F&& f, Rest&&... rest) {
-  // A defaulted source_location cannot follow a pack: the spawn site is
-  // unknown rather than a line of this header.
-  auto first = make_task(nullptr, nullptr, spindle::source_location{}, std::forward<F>(f));
-  if constexpr (sizeof...(Rest) == 0) {
-    return std::tuple<decltype(first)>(std::move(first));
-  } else {
-    try {
-      // The rest first, into a local: `first` must still be ours if they throw.
-      auto tail = spawn_all(std::forward<Rest>(rest)...);
-      return std::tuple_cat(std::tuple<decltype(first)>(std::move(first)), std::move(tail));
-    } catch (...) {
-      Fiber* spawned = TaskAccess::fiber(first);
-      cancel_and_drain(&spawned, 1);
-      throw;
-    }
+// spawn_each / spawn_all: spawn each body, in argument order, as a task. If
+// a later spawn throws (the copy of its callable, or bad_alloc), every task
+// already spawned is cancelled, all at once, and waited for (shielded)
+// before the exception leaves: dropped, they would run on detached,
+// borrowing the caller's stack through their [&] captures, and gather
+// promises that none of its tasks outlives the call.
+template <class Tasks, class Bodies, std::size_t... I>
+Tasks spawn_each(Bodies&& bodies, std::index_sequence<I...>) {
+  std::tuple<std::optional<std::tuple_element_t<I, Tasks>>...> made;
+  Fiber* spawned[sizeof...(I)] = {};
+  std::size_t k = 0;
+  try {
+    // A fold over the comma operator: left to right, one spawn at a time.
+    // A defaulted source_location cannot follow a pack: the spawn site is
+    // unknown rather than a line of this header.
+    ((std::get<I>(made).emplace(
+          make_task(nullptr, nullptr, spindle::source_location{}, std::get<I>(std::move(bodies)))),
+      spawned[k++] = TaskAccess::fiber(*std::get<I>(made))),
+     ...);
+  } catch (...) {
+    cancel_and_drain(spawned, k);
+    throw;
   }
+  return Tasks{std::move(*std::get<I>(made))...};
+}
+template <class... Fs>
+auto spawn_all(Fs&&... fs) {
+  using Tasks = std::tuple<decltype(make_task(nullptr, nullptr, spindle::source_location{},
+                                              std::forward<Fs>(fs)))...>;
+  return spawn_each<Tasks>(std::forward_as_tuple(std::forward<Fs>(fs)...), std::index_sequence_for<Fs...>{});
 }
 }  // namespace detail
 

@@ -221,8 +221,11 @@ decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) 
 //    the cancel or by the scopes outside the shield (a scope opened inside
 //    it does end the wait; the job runs on).
 //  - Who may call: any fiber (f goes to its runtime's pool); any plain
-//    thread, which then blocks until f has finished (not cancellable there;
-//    outside any runtime f goes to the process-wide pool). Called on a
+//    thread, which then blocks until f has finished, unless a deadline
+//    scope of the thread's own ends the wait first (then, as for a fiber,
+//    f runs on: capture by value there too; before 2026-11-30 a plain
+//    thread's scopes did nothing); outside any runtime f goes to the
+//    process-wide pool. Called on a
 //    thread of the offload pool itself (a job offloading more work), it runs
 //    f inline.
 //  - f runs on a pool thread, never on a worker: inside f,

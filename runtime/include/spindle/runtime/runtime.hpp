@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/runtime/cancel.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/options.hpp>
 #include <spindle/runtime/spawn.hpp>
@@ -63,7 +64,11 @@ class Runtime {
     SpawnOptions opts{.name = "main", .where = where};
     auto task = detail::make_task(s, &opts, opts.where, std::move(body));
     wait_main();  // throws Deadlock
-    return task.join();
+    // main has finished (or the runtime gave it up): the join only waits
+    // for its last clean-up. Shielded: a with_timeout of the calling
+    // thread's does not reach block_on (wait_main ignores it), and cutting
+    // this last wait alone would throw away main's finished result.
+    return shield([&]() -> decltype(auto) { return task.join(); });
   }
 
   // shutdown: the protocol above. Idempotent. From a plain thread only.

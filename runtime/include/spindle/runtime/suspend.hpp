@@ -99,7 +99,8 @@ struct Waiter {
 
 // suspend: blocks the calling fiber (or plain thread) until w is completed by a
 // waker (notified), `deadline` passes (timed_out; pass nullptr for none), or
-// the fiber is cancelled (cancelled). Returns the final state.
+// the fiber is cancelled or a deadline scope of the fiber's (or the plain
+// thread's) ends the wait (cancelled). Returns the final state.
 //  - `publish` runs after the fiber left its stack (no runtime lock held); it
 //    returns false to not wait after all: the runtime then re-queues the
 //    fiber itself, and suspend returns w's state (`waiting`, or `notified` if
@@ -144,8 +145,8 @@ bool may_spin() noexcept;
 
 // scope_deadline: the earliest deadline of the with_deadline /
 // with_timeout scopes the calling fiber is in, as its waits see it (inside
-// shield(), the scopes opened inside it): time_point::max() for none, or on
-// a plain thread. For
+// shield(), the scopes opened inside it): time_point::max() for none. On a
+// plain thread, the thread's own scopes. For
 // calls that split the time left among their steps (io connect).
 std::chrono::steady_clock::time_point scope_deadline() noexcept;
 

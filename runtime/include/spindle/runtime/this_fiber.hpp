@@ -19,7 +19,9 @@ namespace spindle {
 
 // yield: moves the calling fiber to the back of its worker's run order so
 // that every other runnable fiber there runs first (asyncio.sleep(0),
-// Gosched). A cancellation point. On a plain thread: std::this_thread::yield.
+// Gosched). A cancellation point. On a plain thread: std::this_thread::yield
+// (raising Cancelled, as a wait would, once the thread's deadline scope has
+// passed).
 SPINDLE_MAY_SUSPEND void yield();
 
 // sleep_until / sleep_for: suspend the calling fiber until the time has come
@@ -36,7 +38,8 @@ SPINDLE_MAY_SUSPEND void sleep_for(std::chrono::duration<Rep, Period> d) {
 // cancellation_requested: true when the calling fiber's task was cancelled
 // or a deadline scope it runs in has passed (its next wait would raise
 // Cancelled), so long CPU loops can stop on their own. Inside shield(), only
-// the scopes opened inside it count. Never suspends.
+// the scopes opened inside it count. On a plain thread: its deadline scopes
+// only (no cancel reaches a thread). Never suspends.
 bool cancellation_requested() noexcept;
 
 namespace this_fiber {

@@ -288,7 +288,8 @@ inline void throw_for(Waiter::State s) {
 // raised at the next unshielded wait):
 // spindle::shield (cancel.hpp) as a scope object. Used where a wait must
 // complete to restore an invariant, e.g. relocking the user's mutex at the
-// end of ConditionVariable::wait. No-op on a plain thread.
+// end of ConditionVariable::wait. On a plain thread it holds off the
+// thread's deadline scopes.
 class CancelShield {
  public:
   CancelShield() noexcept { enter_shield(s_); }
