@@ -265,6 +265,8 @@ http_client_stream_after_client_pooled :: io/src/http/client.cpp :: s{if \(close
 http_url_str_double_slash_path :: io/src/http/url.cpp :: s{if \(!has_authority_ && path_\.starts_with\(\"//\"\)\) \x7b}{if (false) \x7b} :: http_url :: ^http_url$
 http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|\| loc->empty\(\)\) return false;}{ || !loc) return false;} :: http_client_hostile :: ^http_client_hostile$
 http_url_zone_to_resolver_encoded :: io/src/http/url.hpp :: s{return z == std::string::npos \|\| host\.find}{return true || host.find} :: http_url :: ^http_url$
+ws_heartbeat_ping_cut_by_close :: io/src/http/websocket.cpp :: s{shield\(\[&\] \x7b with_deadline\(ping_at \+ answer_within, \[&\] \x7b flush\(false\); \x7d\); \x7d\);}{with_deadline(ping_at + answer_within, [&] \x7b flush(false); \x7d);} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
+ws_destructor_waits_for_ping :: io/src/http/websocket.cpp :: s{if \(hb\) ::shutdown\(wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
 EOF
 )
 

@@ -195,6 +195,122 @@ TEST_CASE("websocket heartbeat: with nobody receiving, a silent peer makes a lat
   });
 }
 
+// fill_send_queue: whole masked frames written straight into a client
+// WebSocket's socket fd (the WebSocket sends nothing meanwhile, so nothing
+// of its own goes in between), until the kernel takes no more: the peer
+// reads nothing, so its window closes and then our send queue fills. Each
+// frame goes with MSG_EOR, so no later write is appended to the last
+// frame's buffer: after this any write waits, a 6-byte ping too. Done
+// when three tries 100 ms apart in a row are refused: the peer's kernel
+// may still open its window a little (it grows as data comes), and ACKs
+// may be on their way. The buffers are set small first (64 KiB each way)
+// so that there is little to fill. False if a frame went in cut (the
+// stream is unusable then).
+bool fill_send_queue(int fd) {
+  const int small = 64 << 10;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  const std::string f = client_frame(0x2, std::string(1024, 'f'));
+  for (int refused = 0; refused < 3;) {
+    const ssize_t n = ::send(fd, f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR);
+    if (n == static_cast<ssize_t>(f.size())) {
+      refused = 0;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      ++refused;
+      sp::sleep_for(100ms);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A heartbeat ping that waits on a peer reading slowly when close() (or
+// the destructor) stops the heartbeat. close() cancelled it mid-write: the
+// cut frame shut our write side, and the close frame never went (close()
+// returned at once, the connection broken). Now close() lets the ping go
+// out first and the handshake completes; the destructor, which sends no
+// close frame, shuts the socket and does not wait for the peer.
+TEST_CASE("websocket heartbeat: close() while the heartbeat's ping waits on a slow reader still sends its close frame") {
+  run_checked(2, [] {
+    const bool by_close = GENERATE(true, false);
+    CAPTURE(by_close);
+    // Long enough that the ping's half-period covers the steps below on a
+    // loaded machine; the test waits one period for the ping.
+    const auto hb = ms_slack(1500ms);
+    auto lst = io::TcpListener::bind("127.0.0.1", 0);
+    const auto port = lst.local_endpoint().port();
+    sp::Channel<int> client_port(1);
+    sp::Event drain, done;
+    std::string got;  // the peer's view: the frames other than the filler
+    auto peer = sp::spawn([&] {
+      auto c = lst.accept();
+      const int small = 64 << 10;  // as fill_send_queue's
+      ::setsockopt(c.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+      raw_ws_server_accept(c);
+      client_port.send(c.remote_endpoint().port());
+      drain.wait();  // reads nothing until then
+      if (!by_close) {
+        done.wait();
+        return;
+      }
+      std::string buf;
+      try {
+        for (;;) {
+          const Frame f = read_frame(c, buf);
+          if (f.opcode == 0x2) continue;  // the filler
+          got += f.opcode == 0x9 ? "ping " : f.opcode == 0x8 ? "close " : "other ";
+          if (f.opcode != 0x8) continue;
+          c.write_all(std::string{'\x88', '\x02', '\x03', '\xe8'});  // our close, 1000
+          c.shutdown();
+          got += read_all(c).empty() ? "eof" : "bytes after close";
+          break;
+        }
+      } catch (const std::exception&) {
+        got += "eof";
+      }
+    });
+    // A failed check below must not leave the peer waiting on events that
+    // are about to go.
+    struct Release {
+      sp::Event &a, &b;
+      sp::Task<void>& t;
+      ~Release() {
+        a.set();
+        b.set();
+        t.join();
+      }
+    } release{drain, done, peer};
+    auto ws = http::WebSocket::connect("ws://127.0.0.1:" + std::to_string(port) + "/", with_heartbeat(hb));
+    const int fd = socket_between(static_cast<std::uint16_t>(client_port.recv().value()), port);
+    REQUIRE(fd >= 0);
+    REQUIRE(fill_send_queue(fd));
+    // One period of silence from the peer: the ping, which cannot go out.
+    wait_suspended("io write", 1, hb * 4);
+    if (by_close) {
+      auto closer = sp::spawn([&] { ws.close(); });
+      // The fixed close() waits for the heartbeat (join); the old one cut
+      // its ping and returned.
+      wait_fiber_suspended(closer.id(), "join", slack(10s), [&] { return closer.done(); });
+      drain.set();
+      closer.join();
+      peer.join();
+      CHECK(got == "ping close eof");
+      CHECK(!ws.is_open());
+      CHECK(ws.close_code() == http::ws_close::normal);
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      { auto gone = std::move(ws); }
+      const auto took = std::chrono::steady_clock::now() - t0;
+      // Not the ping's deadline (hb / 2), which a destructor that waited
+      // for the write would have met.
+      CHECK(took < hb / 4);
+      drain.set();
+      done.set();
+      peer.join();
+    }
+  });
+}
+
 TEST_CASE("websocket heartbeat: destroying or moving idle WebSockets leaks no fiber and no descriptor") {
   run_checked(2, [] {
     WsServer srv(echo);

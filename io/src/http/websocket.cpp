@@ -95,7 +95,10 @@
 //     have no keep-alive at all. The cost here is one parked fiber (and
 //     its stack) per WebSocket with a heartbeat, woken about once per
 //     period. close() and the destructor cancel and join it (shielded)
-//     before anything it uses goes away; Impl is on the heap, so moving a
+//     before anything it uses goes away; a ping it is writing is not cut
+//     by that cancel (a cut frame would end the close handshake before it
+//     began), so close() waits for it up to heartbeat/2, and the
+//     destructor shuts the socket first. Impl is on the heap, so moving a
 //     WebSocket moves a pointer only. The sum has a blind spot of a few
 //     instructions: the reader's read_some has taken bytes from the kernel
 //     but not yet added them to rx_bytes. A pong that falls into it right
@@ -689,6 +692,11 @@ struct WebSocket::Impl {
   // The heartbeat fiber uses every member: it ends first. The tether is
   // let go before the descriptor closes (WsTether).
   ~Impl() {
+    // A heartbeat writing its ping finishes that write before it takes the
+    // cancel (heartbeat_loop), up to heartbeat / 2 on a peer that reads
+    // nothing. The connection goes with this WebSocket anyway: shut it
+    // first, so that the write fails at once and the destructor is prompt.
+    if (hb) ::shutdown(wire.conn.tcp().native_handle(), SHUT_RDWR);
     stop_heartbeat();
     if (tether) tether->release();
   }
@@ -816,7 +824,14 @@ struct WebSocket::Impl {
       try {
         // flush(false): not behind a sender stuck on a dead peer (the ping
         // waits in Wire::out for it). The write itself is bounded too.
-        with_deadline(ping_at + answer_within, [&] { flush(false); });
+        // Shielded from this fiber's cancel, which is how close() stops it
+        // (stop_heartbeat): a ping cut mid-write shuts our write side
+        // (Wire::flush), so close()'s close frame could not follow and a
+        // close() that met a ping on its way to a slow reader ended broken.
+        // The cancel is taken at the next wait instead, so close() waits up
+        // to answer_within for the ping; the destructor shuts the socket
+        // first and does not wait.
+        shield([&] { with_deadline(ping_at + answer_within, [&] { flush(false); }); });
       } catch (const TimedOut&) {
         lose();  // the ping could not even be written in time
         return;

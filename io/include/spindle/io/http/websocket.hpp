@@ -232,7 +232,9 @@ class WebSocket {
   // The destructor closes the descriptor (without a close frame if none was
   // exchanged: call close() for a clean end). With a heartbeat it first
   // cancels the heartbeat fiber and waits (shielded, briefly) for it to
-  // end, as a move-assignment over a WebSocket does for the one replaced.
+  // end, as a move-assignment over a WebSocket does for the one replaced;
+  // a heartbeat ping still being written is cut (the socket is shut down
+  // first), so this does not wait for a peer that reads slowly.
   ~WebSocket();
 
   // connect: TCP connect and the opening handshake to
@@ -294,7 +296,9 @@ class WebSocket {
   // most 123 bytes), reads (discarding messages) until the peer's close
   // frame and the peer's end of stream, having shut down ours; at most
   // close_timeout. Idempotent: on a closed WebSocket it does nothing. The
-  // heartbeat (if on) stops here.
+  // heartbeat (if on) stops here: a ping it is writing to a peer that
+  // reads slowly is written out first (at most heartbeat / 2, after which
+  // the heartbeat finds the peer lost), so that the close frame can follow.
   SPINDLE_MAY_SUSPEND void close(std::uint16_t code = ws_close::normal, std::string_view reason = {});
 
   // is_open: no close frame sent or received, no error seen.
