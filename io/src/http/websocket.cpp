@@ -97,7 +97,8 @@
 //     period. close() and the destructor cancel and join it (shielded)
 //     before anything it uses goes away; a ping it is writing is not cut
 //     by that cancel (a cut frame would end the close handshake before it
-//     began), so close() waits for it up to heartbeat/2, and the
+//     began), so close() waits for it, within close_timeout and its
+//     caller's deadline (past either it shuts the socket), and the
 //     destructor shuts the socket first. Impl is on the heap, so moving a
 //     WebSocket moves a pointer only. The sum has a blind spot of a few
 //     instructions: the reader's read_some has taken bytes from the kernel
@@ -755,6 +756,22 @@ struct WebSocket::Impl {
     }
     hb = {};
   }
+  // stop_heartbeat(until): close()'s. A ping the heartbeat is writing
+  // goes out first (heartbeat_loop), but not past `until` nor past the
+  // caller's own deadline or cancel: then the socket is shut down both
+  // ways, which ends that write at once (the connection is lost anyway:
+  // the peer took no ping in that time). A caller's cancel caught here
+  // stays marked on its fiber, and its next wait raises it.
+  void stop_heartbeat(std::chrono::steady_clock::time_point until) noexcept {
+    if (!hb) return;
+    hb.cancel();
+    try {
+      with_deadline(until, [&] { hb.join(); });
+    } catch (...) {  // its Cancelled (its normal end), our deadline, the caller's cancel
+    }
+    if (!hb.done()) ::shutdown(wire.conn.tcp().native_handle(), SHUT_RDWR);
+    stop_heartbeat();
+  }
 
   // arrived: every byte the peer has sent us so far, as far as we can
   // tell: read by us, or waiting in the kernel (piece 5 at the top).
@@ -1091,8 +1108,10 @@ void flush_pongs(WebSocket::Impl& I, std::chrono::steady_clock::time_point deadl
 // reading turn (close(), or receive() failing the connection itself).
 void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view reason) {
   // The heartbeat ends first: it would take mu for its ping, and its
-  // verdict has no meaning during a close handshake bounded anyway.
-  I.stop_heartbeat();
+  // verdict has no meaning during a close handshake bounded anyway. Its
+  // ping, if one is being written, and the handshake share close_timeout.
+  const auto until = spindle::detail::time_after(std::chrono::steady_clock::now(), I.wire.close_timeout);
+  I.stop_heartbeat(until);
   std::lock_guard lk(I.mu);
   if (I.state.load(std::memory_order_acquire) != WebSocket::Impl::kOpen) return;
   bws::close_reason cr(static_cast<bws::close_code>(code),
@@ -1100,7 +1119,7 @@ void close_as_reader(WebSocket::Impl& I, std::uint16_t code, std::string_view re
   beast::error_code ec;
   bool answered = false;  // the handshake ended (a timeout leaves ec unset)
   try {
-    with_timeout(I.wire.close_timeout, [&] {
+    with_deadline(until, [&] {
       I.ws.close(cr, ec);
       answered = true;
     });

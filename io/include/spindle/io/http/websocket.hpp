@@ -297,8 +297,9 @@ class WebSocket {
   // frame and the peer's end of stream, having shut down ours; at most
   // close_timeout. Idempotent: on a closed WebSocket it does nothing. The
   // heartbeat (if on) stops here: a ping it is writing to a peer that
-  // reads slowly is written out first (at most heartbeat / 2, after which
-  // the heartbeat finds the peer lost), so that the close frame can follow.
+  // reads slowly is written out first, so that the close frame can follow
+  // (that wait counts in close_timeout; a ping not out by then, or by the
+  // caller's own deadline, is cut and the connection is lost).
   SPINDLE_MAY_SUSPEND void close(std::uint16_t code = ws_close::normal, std::string_view reason = {});
 
   // is_open: no close frame sent or received, no error seen.
