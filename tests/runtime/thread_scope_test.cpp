@@ -6,11 +6,15 @@
 // and is reported by its own scope, a shield holds the scopes outside it
 // off, a scope opened inside a shield still bounds the waits inside it.
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include <spindle/runtime/offload.hpp>
+#include <spindle/runtime/task_group.hpp>
+#include <spindle/sync/condition_variable.hpp>
 #include <spindle/sync/event.hpp>
+#include <spindle/sync/mutex.hpp>
 #include <spindle/sync/queue.hpp>
 #include <spindle/sync/wait_group.hpp>
 
@@ -133,5 +137,58 @@ TEST_CASE("cancellation_requested and yield on a plain thread see an expired sco
     }));
     CHECK(saw);
     CHECK_FALSE(sp::cancellation_requested());
+  });
+}
+
+// ConditionVariable::wait takes the user's lock back shielded (relock in
+// condition_variable.hpp), so a scope that expired during the wait cannot
+// cut the relock: the wait raises with the lock held, as on a fiber. Here
+// another thread takes the lock while the waiter waits and holds it past
+// the waiter's deadline, so the relock must wait for it. A try in which
+// the holder came only after the deadline (a slow start) proves nothing
+// and is made again.
+TEST_CASE("a ConditionVariable wait cut by a plain thread's scope raises with the lock held", "[deadline][thread][cv]") {
+  const auto limit = slack(50ms);
+  bool proved = false;
+  for (int attempt = 0; attempt < 5 && !proved; ++attempt) {
+    sp::Mutex m;
+    sp::ConditionVariable cv;
+    std::atomic<bool> waiting{false}, holding{false}, let_go{false};
+    std::thread holder([&] {
+      while (!waiting.load()) std::this_thread::sleep_for(1ms);
+      std::unique_lock lk(m);  // granted once the waiter's wait let it go
+      holding = true;
+      std::this_thread::sleep_for(limit * 3);  // past the waiter's deadline
+      let_go = true;
+    });
+    on_thread([&] {
+      std::unique_lock lk(m);
+      waiting = true;
+      const bool timed_out = raises_timeout([&] { sp::with_timeout(limit, [&] { cv.wait(lk); }); });
+      CHECK(timed_out);
+      CHECK(lk.owns_lock());
+      if (!holding.load()) return;  // the holder came late: no proof, lk goes first
+      proved = true;
+      CHECK(let_go.load());  // the lock came back only after the holder let it go
+    });
+    holder.join();
+  }
+  CHECK(proved);
+}
+
+// A TaskGroup owned by a plain thread (a blocking-pool job) whose wait()
+// a scope cuts: the children are cancelled and waited for (rule 4 of
+// task_group.hpp), and the scope reports TimedOut, as on a fiber.
+TEST_CASE("a pool job's with_timeout around TaskGroup::wait cancels the children and raises TimedOut",
+          "[deadline][thread][offload]") {
+  run_checked(2, [] {
+    std::atomic<int> cancelled{0};
+    const bool timed_out = sp::blocking([&] {
+      sp::TaskGroup g;
+      for (int i = 0; i < 3; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
+      return raises_timeout([&] { sp::with_timeout(30ms, [&] { g.wait(); }); });
+    });
+    FIBER_CHECK(timed_out);
+    FIBER_CHECK(cancelled.load() == 3);  // each ended by the cancel, before wait() raised
   });
 }
