@@ -71,8 +71,8 @@ shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|
 http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(detail::u32_limit\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
 http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_conn_buffer_uncapped :: io/src/http/server.cpp :: s{beast::flat_buffer buf\(conn_buffer_limit\(opt\)\);}{beast::flat_buffer buf;} :: http_server_hostile :: ^http_server_hostile$
-http_chunk_ext_unchecked :: io/src/http/server.cpp :: s{if\s*\(ext\.size\(\) > max\)\s*\{\s*e = bhttp::error::bad_chunk_extension;\s*return;\s*\}}{(void)max;} :: http_server_hostile :: ^http_server_hostile$
-http_chunk_overhead_unchecked :: io/src/http/server.cpp :: s{if\s*\(excess > 16 \* 1024\)\s*e = bhttp::error::bad_chunk_extension;}{} :: http_server_hostile :: ^http_server_hostile$
+http_chunk_ext_unchecked :: io/src/http/chunk_lines.hpp :: s{if\s*\(ext\.size\(\) > max_ext_\)\s*\{\s*e = boost::beast::http::error::bad_chunk_extension;\s*return;\s*\}}{(void)max_ext_;} :: http_server_hostile :: ^http_server_hostile$
+http_chunk_overhead_unchecked :: io/src/http/chunk_lines.hpp :: s{if\s*\(excess_ > kMaxExcess\)\s*e = boost::beast::http::error::bad_chunk_extension;}{} :: http_server_hostile http_client_hostile :: ^http_(server|client)_hostile$
 http_waker_oom_escapes :: io/src/http/server.cpp :: s{catch \(const std::exception&\)(?= \{\n\s*// No memory for its entry)}{catch (const std::bad_cast&)} :: http_server_alloc_fail :: ^http_server_alloc_fail$
 http_generator_unwatched :: io/src/http/server.cpp :: s{if \(watch == nullptr\) return run_user}{if (true) return run_user} :: http_server_disconnect :: ^http_server_disconnect$
 h2_generator_not_cancelled :: io/src/http/h2_server.cpp :: s{pressed = out_pressure\(\);\n(\s*//[^\n]*\n)*\s*st\.in_handler = true;}{pressed = out_pressure();} :: http_h2_server :: ^http_h2_server$
@@ -93,7 +93,8 @@ timer_overflow_throws :: runtime/src/timer_heap.hpp :: s{overflow_push\(w\);\n\s
 http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) return reject\(s, 413, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
 h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$
 h2_release_ignores_revival :: io/src/http/h2_server.cpp :: s{std::max\(quiet_since_, revived_at_\) \+ env_\.release_after}{quiet_since_ + env_.release_after} :: http_h2_idle :: ^http_h2_idle$
-http_chunk_zeros_uncounted :: io/src/http/server.cpp :: s{if \(n > 0\) return n;}{(void)n;} :: http_server_hostile :: ^http_server_hostile$
+http_chunk_zeros_uncounted :: io/src/http/chunk_lines.hpp :: s{if \(n > 0\) return n;}{(void)n;} :: http_server_hostile http_client_hostile :: ^http_(server|client)_hostile$
+http_client_chunk_lines_unchecked :: io/src/http/client.cpp :: s{\n  p\.on_chunk_header\(\*c\.chunk_lines\);}{} :: http_client_hostile :: ^http_client_hostile$
 http_field_charge_ignored :: io/src/http/server.cpp :: s{if\s*\(head_charge > opt\.max_head\)\s*return reject\(s, 431, head, peer, nullptr\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_continue_for_http10 :: io/src/http/server.cpp :: s{p\.get\(\)\.version\(\) >= 11 &&}{} :: http_server_stream :: ^http_server_stream$
 http_trailers_in_head :: io/src/http/head_fields.hpp :: s{if\s*\(!chunked_ \|\| in_head\(&e\)\)\s*fn\(e\);}{fn(e);} :: http_client_stream http_server_stream :: ^http_(client|server)_stream$
@@ -267,6 +268,9 @@ http_client_empty_location_followed :: io/src/http/client.cpp :: s{ \|\| !loc \|
 http_url_zone_to_resolver_encoded :: io/src/http/url.hpp :: s{return z == std::string::npos \|\| host\.find}{return true || host.find} :: http_url :: ^http_url$
 ws_heartbeat_ping_cut_by_close :: io/src/http/websocket.cpp :: s{shield\(\[&\] \x7b with_deadline\(ping_at \+ answer_within, \[&\] \x7b flush\(false\); \x7d\); \x7d\);}{with_deadline(ping_at + answer_within, [&] \x7b flush(false); \x7d);} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
 ws_destructor_waits_for_ping :: io/src/http/websocket.cpp :: s{if \(hb\) ::shutdown\(wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
+ws_close_waits_out_the_ping :: io/src/http/websocket.cpp :: s{with_deadline\(until, \[&\] \x7b hb\.join\(\); \x7d\);}{hb.join();} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
+http_cancel_idle_one_pass :: io/src/http/server.cpp :: s{if \(for_room > 0 \|\| \(np < picked\.size\(\) && nc < closing\.size\(\)\)\) return total;}{return total;} :: http_server_idle_release :: ^http_server_idle_release$
+sync_cv_relock_unshielded :: sync/include/spindle/sync/condition_variable.hpp :: s{detail::CancelShield shield;\n}{} :: runtime_thread_scope :: ^runtime_thread_scope$
 EOF
 )
 

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -186,6 +188,45 @@ TEST_CASE("idle release: shutdown closes released connections at once; off, noth
   });
 }
 
+// More idle connections than one of cancel_idle's passes takes (64),
+// holding their fibers or released: shutdown must reach every one (a
+// missed one holds the drain to drain_timeout, far beyond the bound
+// here), and idle_timeout's scan ends them all.
+TEST_CASE("idle release: shutdown and idle_timeout end 200 idle connections, with fibers or released") {
+  run_checked(2, [] {
+    constexpr int kConns = 200;
+    for (const auto release : {0ms, 10ms}) {
+      for (const bool by_shutdown : {true, false}) {
+        INFO("idle_release_after " << release.count() << " ms, " << (by_shutdown ? "shutdown" : "idle_timeout"));
+        http::ServerOptions o = releasing(release);
+        // Beyond the bound on stop() below, so that a connection the scan
+        // missed fails it (and soon, not after minutes).
+        o.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(20s));
+        // 1 s under sanitizers: every GET below must come inside it.
+        o.idle_timeout = by_shutdown ? 600s : kSanitized ? 1000ms : 500ms;
+        LiveServer srv(echo_target, o);
+        std::vector<io::TcpStream> conns;
+        for (int i = 0; i < kConns; ++i) {
+          conns.push_back(raw_connect(srv.port()));
+          std::string buf;
+          FIBER_CHECK(get(conns.back(), buf, "/c") == "GET /c ");
+        }
+        if (by_shutdown) {
+          if (release.count() > 0) {
+            FIBER_CHECK(wait_until([&] { return srv.server().connections_released() == kConns; }));
+          }
+          const auto t0 = std::chrono::steady_clock::now();
+          srv.stop();
+          FIBER_CHECK(std::chrono::steady_clock::now() - t0 < slack(5s));
+        }
+        for (auto& c : conns) FIBER_CHECK(sp::with_timeout(slack(10s), [&] { return read_all(c); }).empty());
+        FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
+        FIBER_CHECK(srv.server().connections_released() == 0);
+      }
+    }
+  });
+}
+
 TEST_CASE("idle release: cancelling serve() closes released connections") {
   run_checked(2, [] {
     const int fds = io_fds();
@@ -242,4 +283,39 @@ TEST_CASE("idle release: requests racing the release are each answered once") {
     FIBER_CHECK(answered.load() == kConns * kRequests);
     FIBER_CHECK(srv.server().requests_served() == static_cast<std::uint64_t>(kConns * kRequests));
   });
+}
+
+// The time shutdown takes to end N idle connections (N from
+// SPINDLE_BENCH_CONNS, 10,000 by default; the descriptor limit must allow
+// 2N + a few: `ulimit -n`). cancel_idle scans the registry under the
+// server's lock once per pass; what this shows is how that scales with N.
+// Hidden: `http_server_idle_release "[.bench]"`.
+TEST_CASE("idle release: shutdown time for N idle connections", "[.bench]") {
+  const char* env = std::getenv("SPINDLE_BENCH_CONNS");
+  const int n = env != nullptr ? std::atoi(env) : 10'000;
+  for (const auto release : {0ms, 10ms}) {
+    run_checked(2, [n, release] {
+      http::ServerOptions o = releasing(release);
+      o.drain_timeout = 600s;
+      o.idle_timeout = 600s;
+      o.max_connections = static_cast<std::size_t>(n) + 16;
+      LiveServer srv(echo_target, o);
+      std::vector<io::TcpStream> conns;
+      conns.reserve(static_cast<std::size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        conns.push_back(raw_connect(srv.port()));
+        std::string buf;
+        FIBER_CHECK(get(conns.back(), buf, "/c") == "GET /c ");
+      }
+      if (release.count() > 0) {
+        FIBER_CHECK(wait_until([&] { return srv.server().connections_released() == static_cast<std::size_t>(n); },
+                               slack(60s)));
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      srv.stop();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("shutdown of %d idle connections (%s): %.1f ms\n", n, release.count() > 0 ? "released" : "with fibers",
+                  ms);
+    });
+  }
 }

@@ -59,6 +59,7 @@
 #include <spindle/sync/condition_variable.hpp>
 
 #include "../file_ops.hpp"
+#include "chunk_lines.hpp"
 #include "head_fields.hpp"
 #include "limits.hpp"
 #include "transport.hpp"
@@ -199,6 +200,9 @@ struct Conn {
   // (a 2xx that keeps the connection, await_continue): it is in buf.
   bool answered_early = false;
   std::chrono::steady_clock::time_point idle_since{};  // set when pooled (release)
+  // The current response's chunk lines, counted (chunk_lines.hpp): made
+  // anew by each request's start(), whose parser keeps a reference to it.
+  std::optional<detail::ChunkLines> chunk_lines;
 };
 
 struct HostPool {
@@ -1260,6 +1264,12 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
     throw map_error(ec, u, opt.max_body, c.s);
   }
   p.header_limit(detail::u32_limit(opt.max_head));
+  // Chunk lines may not outweigh their data (Go's rule, chunk_lines.hpp):
+  // max_body counts data only, so a server's "1;<16 KiB of
+  // extension>\r\nX\r\n" over and over had us parse ~16 KiB per body
+  // byte, up to total_timeout. An extension over max_head is refused too.
+  c.chunk_lines.emplace(opt.max_head, c.buf);
+  p.on_chunk_header(*c.chunk_lines);
   if (method == "HEAD") p.skip(true);
   TimedStream ts{c.s, opt.read_timeout};
   try {

@@ -84,6 +84,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -105,6 +106,7 @@
 #include "../idle_wait.hpp"
 #include "ascii.hpp"
 #include "call_handler.hpp"
+#include "chunk_lines.hpp"
 #include "head_scan.hpp"
 #include "head_fields.hpp"
 #include "limits.hpp"
@@ -399,30 +401,6 @@ constexpr Clock::time_point kNoDeadline = Clock::time_point::max();
 // large upload, and a quarter of the memory for a connection mid-body).
 std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
   return std::max<std::size_t>(o.max_head, 16 * 1024);
-}
-
-// chunk_size_digits: how many hex digits the chunk line's size took as
-// sent, leading zeros included. Beast's on_chunk_header gives the size's
-// value and the extensions; the extensions start right after the digits,
-// in the buffer Beast parses: the connection's flat buffer (a single
-// buffer, which Beast parses in place). So the digits are the hex bytes
-// just before `ext_at`, counted back no further than the buffer's start.
-// A pointer outside the buffer (a Beast that copied it first) falls back
-// to the value's digits.
-std::uint64_t chunk_size_digits(const beast::flat_buffer& buf, const char* ext_at, std::uint64_t size) noexcept {
-  const auto* lo = static_cast<const char*>(buf.data().data());
-  if (lo != nullptr && ext_at > lo && ext_at <= lo + buf.size()) {
-    std::uint64_t n = 0;
-    const auto hex = [](char c) {
-      const char l = static_cast<char>(c | 0x20);
-      return (c >= '0' && c <= '9') || (l >= 'a' && l <= 'f');
-    };
-    for (const char* q = ext_at; q > lo && hex(q[-1]); --q) ++n;
-    if (n > 0) return n;
-  }
-  std::uint64_t n = 1;
-  for (std::uint64_t v = size; v > 15; v >>= 4) ++n;
-  return n;
 }
 
 // framing_status: RFC 9112's rules on the fields that frame a request,
@@ -1746,27 +1724,10 @@ void Server::State::serve_conn(Conn& c) {
       // Off: BodyReader::load applies max_body to bodies read whole (top).
       p.body_limit(std::numeric_limits<std::uint64_t>::max());
       // A chunk's extensions are bounded by the head's limit (the buffer's
-      // cap bounds what is held before this sees them). And chunk lines
-      // may not outweigh the data: max_body and max_drain count data only,
-      // so "1;<16 KiB of extension>\r\nX\r\n" over and over had the server
-      // parse ~16 KiB per body byte (a 256 KiB drain: ~4 GiB). Go's rule
-      // (CVE-2023-39326): each chunk may carry 16 bytes of overhead plus
-      // twice its data; past 16 KiB of overhead beyond that, 400.
-      // The size's digits are counted as sent, leading zeros too
-      // (chunk_size_digits): counted from its value, "000...01" with 16 KiB
-      // of zeros passed as one digit, ~16 KiB parsed per body byte again.
-      auto check_ext = [max = opt.max_head, &buf, excess = std::uint64_t{0}](
-                           std::uint64_t size, beast::string_view ext, beast::error_code& e) mutable {
-        if (ext.size() > max) {
-          e = bhttp::error::bad_chunk_extension;
-          return;
-        }
-        const std::uint64_t digits = chunk_size_digits(buf, ext.data(), size);
-        excess += digits + ext.size() + 4;  // the size, extensions, the line's CRLF and the data's
-        const std::uint64_t allowance = size > (UINT64_MAX - 16) / 2 ? UINT64_MAX : 16 + 2 * size;
-        excess = excess > allowance ? excess - allowance : 0;
-        if (excess > 16 * 1024) e = bhttp::error::bad_chunk_extension;
-      };
+      // cap bounds what is held before this sees them), and chunk lines
+      // may not outweigh the data (chunk_lines.hpp, Go's rule): max_body
+      // and max_drain count data only.
+      detail::ChunkLines check_ext(opt.max_head, buf);
       p.on_chunk_header(check_ext);
       beast::error_code ec;
       std::chrono::steady_clock::time_point deadline{};  // set by read_head if the head waited
@@ -1955,12 +1916,18 @@ void Server::State::serve_conn(Conn& c) {
 // cancel, even if it ends in between. A released connection moved to
 // cancelled is this scan's to close (drop), outside mu too.
 //
-// In passes of up to kBatch connections, their lists on the stack: a
-// scan allocates nothing, so out of memory cannot leave a connection
-// cancelled and never closed, nor skip shutdown's scan (an idle fiber
-// reads `stopping` only before its wait: one missed held the drain to
-// drain_timeout). A pass's CAS takes each out of idle or released, so
-// the next skips it; a pass that is not full was the last.
+// In passes, each taking out of idle or released (the CAS) what it
+// picks, so that the next skips it; a pass whose lists did not fill was
+// the last. The first pass's lists hold kBatch connections, on the
+// stack: a scan allocates nothing then, so out of memory cannot leave a
+// connection cancelled and never closed, nor skip shutdown's scan (an
+// idle fiber reads `stopping` only before its wait: one missed held the
+// drain to drain_timeout). If it filled, the rest goes in one more pass
+// with lists for every connection open, allocated then, outside mu; out
+// of memory for them, in more passes of kBatch. Every pass scans the
+// whole registry under mu, so passes of kBatch alone cost n * n / kBatch
+// visits for n connections timing out together (100,000 of them: over
+// 150 million, with accepts and every connection's end waiting on mu).
 //
 // for_room > 0 (make_room, at most 32): one pass of at most that many,
 // only those with nothing to read (Conn::reclaimable), and HTTP/2
@@ -1969,18 +1936,28 @@ void Server::State::serve_conn(Conn& c) {
 // many share the oldest stamps' millisecond (a flood of connections made
 // within one clock tick), and so does the number of peeks made under mu.
 std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t for_room) {
+  using spindle::detail::Fiber;
   constexpr std::size_t kBatch = 64;
   const std::size_t cap = for_room > 0 ? std::min(for_room, kBatch) : kBatch;
+  std::array<Fiber*, kBatch> few_picked{};
+  std::array<std::shared_ptr<Conn>, kBatch> few_closing;
+  std::vector<Fiber*> many_picked;
+  std::vector<std::shared_ptr<Conn>> many_closing;
+  std::span<Fiber*> picked(few_picked.data(), cap);
+  std::span<std::shared_ptr<Conn>> closing(few_closing.data(), cap);
+  bool tried_lists = false;
   std::size_t total = 0;
   for (;;) {
-    std::array<spindle::detail::Fiber*, kBatch> picked{};
-    std::array<std::shared_ptr<Conn>, kBatch> closing;
     std::size_t np = 0, nc = 0, goaways = 0;
     {
       std::lock_guard lk(mu);
-      const auto room_left = [&] { return np + nc + goaways < cap; };
+      // make_room's cap counts its GOAWAYs too; otherwise only the lists'
+      // room bounds a pass.
+      const auto room_left = [&](std::size_t n, std::size_t of) {
+        return n < of && (for_room == 0 || np + nc + goaways < cap);
+      };
       for (auto& [c, e] : conns) {
-        if (!room_left()) break;
+        if (!room_left(np, picked.size())) break;
 #if SPINDLE_HAVE_HTTP2
         if (c->h2 != nullptr) {
           // Shutdown's scan: an HTTP/2 connection sends GOAWAY and ends
@@ -2000,13 +1977,13 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t fo
 #endif
         if (for_room > 0 && !c->reclaimable(Conn::kIdle, idle_before)) continue;
         if (spindle::detail::TaskAccess::fiber(e.task) != nullptr && c->cancel_if(Conn::kIdle, idle_before)) {
-          spindle::detail::Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
+          Fiber* f = spindle::detail::TaskAccess::fiber(e.task);
           f->add_ref();
           picked[np++] = f;
         }
       }
       for (auto& [c, p] : parked) {
-        if (!room_left()) break;
+        if (!room_left(nc, closing.size())) break;
         if (for_room > 0 && !c->reclaimable(Conn::kReleased, idle_before)) continue;
         if (c->cancel_if(Conn::kReleased, idle_before)) closing[nc++] = p;
       }
@@ -2018,9 +1995,24 @@ std::size_t Server::State::cancel_idle(std::uint64_t idle_before, std::size_t fo
     for (std::size_t i = 0; i < nc; ++i) {
       released.fetch_sub(1, std::memory_order_relaxed);
       drop(*closing[i]);
+      closing[i].reset();
     }
     total += np + nc + goaways;
-    if (for_room > 0 || np + nc + goaways < cap) return total;
+    if (for_room > 0 || (np < picked.size() && nc < closing.size())) return total;
+    if (!tried_lists) {
+      // More than a batch: lists for all (connections may open meanwhile:
+      // then this pass fills too, and another follows).
+      tried_lists = true;
+      try {
+        many_picked.resize(open.load(std::memory_order_relaxed) + kBatch);
+        many_closing.resize(released.load(std::memory_order_relaxed) + kBatch);
+        picked = many_picked;
+        closing = many_closing;
+      } catch (const std::bad_alloc&) {
+        many_picked = {};  // passes of kBatch, as the first
+        many_closing = {};
+      }
+    }
   }
 }
 

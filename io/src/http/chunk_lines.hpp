@@ -1,0 +1,73 @@
+// chunk_lines.hpp: ChunkLines, the bound on what chunk lines may cost
+// beside the data they frame, for a Beast parser's on_chunk_header: the
+// server's request bodies (server.cpp) and the client's response bodies
+// (client.cpp). max_body and the drain limits count data only, so
+// "1;<16 KiB of extension>\r\nX\r\n" over and over made the reader parse
+// ~16 KiB per body byte. Go's rule (CVE-2023-39326, its chunked reader for
+// both sides): each chunk may carry 16 bytes of overhead plus twice its
+// data; past 16 KiB of overhead beyond that, the body is refused
+// (bad_chunk_extension). A single extension over `max_ext` is refused too.
+#pragma once
+
+#include <cstdint>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+
+namespace spindle::http::detail {
+
+// chunk_size_digits: how many hex digits the chunk line's size took as
+// sent, leading zeros included. Beast's on_chunk_header gives the size's
+// value and the extensions; the extensions start right after the digits,
+// in the buffer Beast parses: the connection's flat buffer (a single
+// buffer, which Beast parses in place). So the digits are the hex bytes
+// just before `ext_at`, counted back no further than the buffer's start.
+// A pointer outside the buffer (a Beast that copied it first) falls back
+// to the value's digits. Counted from its value, "000...01" with 16 KiB of
+// zeros passed as one digit: ~16 KiB parsed per body byte again.
+inline std::uint64_t chunk_size_digits(const boost::beast::flat_buffer& buf, const char* ext_at,
+                                       std::uint64_t size) noexcept {
+  const auto* lo = static_cast<const char*>(buf.data().data());
+  if (lo != nullptr && ext_at > lo && ext_at <= lo + buf.size()) {
+    std::uint64_t n = 0;
+    const auto hex = [](char c) {
+      const char l = static_cast<char>(c | 0x20);
+      return (c >= '0' && c <= '9') || (l >= 'a' && l <= 'f');
+    };
+    for (const char* q = ext_at; q > lo && hex(q[-1]); --q) ++n;
+    if (n > 0) return n;
+  }
+  std::uint64_t n = 1;
+  for (std::uint64_t v = size; v > 15; v >>= 4) ++n;
+  return n;
+}
+
+// ChunkLines: the callback. It keeps the running excess, so one object per
+// message; the parser keeps a reference to it (Beast's on_chunk_header),
+// so it must outlive the parse. `buf` is the buffer the parser reads from.
+class ChunkLines {
+ public:
+  ChunkLines(std::uint64_t max_ext, const boost::beast::flat_buffer& buf) noexcept : max_ext_(max_ext), buf_(&buf) {}
+
+  void operator()(std::uint64_t size, boost::beast::string_view ext, boost::beast::error_code& e) noexcept {
+    if (ext.size() > max_ext_) {
+      e = boost::beast::http::error::bad_chunk_extension;
+      return;
+    }
+    const std::uint64_t digits = chunk_size_digits(*buf_, ext.data(), size);
+    excess_ += digits + ext.size() + 4;  // the size, extensions, the line's CRLF and the data's
+    const std::uint64_t allowance = size > (UINT64_MAX - kFree) / 2 ? UINT64_MAX : kFree + 2 * size;
+    excess_ = excess_ > allowance ? excess_ - allowance : 0;
+    if (excess_ > kMaxExcess) e = boost::beast::http::error::bad_chunk_extension;
+  }
+
+ private:
+  static constexpr std::uint64_t kFree = 16;               // bytes of overhead every chunk may carry
+  static constexpr std::uint64_t kMaxExcess = 16 * 1024;  // overhead beyond the allowance, in all
+  std::uint64_t max_ext_;
+  const boost::beast::flat_buffer* buf_;
+  std::uint64_t excess_ = 0;
+};
+
+}  // namespace spindle::http::detail
