@@ -177,18 +177,31 @@ TEST_CASE("a ConditionVariable wait cut by a plain thread's scope raises with th
 }
 
 // A TaskGroup owned by a plain thread (a blocking-pool job) whose wait()
-// a scope cuts: the children are cancelled and waited for (rule 4 of
-// task_group.hpp), and the scope reports TimedOut, as on a fiber.
+// a scope cuts: the children are cancelled and waited for before wait()
+// raises (rule 4 of task_group.hpp), and the scope reports TimedOut, as on
+// a fiber. The job waits until every child runs before it waits (a child
+// cancelled before its first run never runs its body, and would not be
+// counted), and counts the cancelled ones before the group's destructor,
+// which would wait for them too.
 TEST_CASE("a pool job's with_timeout around TaskGroup::wait cancels the children and raises TimedOut",
           "[deadline][thread][offload]") {
   run_checked(2, [] {
-    std::atomic<int> cancelled{0};
+    std::atomic<int> started{0}, cancelled{0};
+    int cancelled_at_raise = -1;
     const bool timed_out = sp::blocking([&] {
       sp::TaskGroup g;
-      for (int i = 0; i < 3; ++i) g.spawn([&] { sleep_until_cancelled(cancelled); });
-      return raises_timeout([&] { sp::with_timeout(30ms, [&] { g.wait(); }); });
+      for (int i = 0; i < 3; ++i) {
+        g.spawn([&] {
+          started.fetch_add(1);
+          sleep_until_cancelled(cancelled);
+        });
+      }
+      while (started.load() < 3) std::this_thread::sleep_for(1ms);
+      const bool raised = raises_timeout([&] { sp::with_timeout(slack(30ms), [&] { g.wait(); }); });
+      cancelled_at_raise = cancelled.load();
+      return raised;
     });
     FIBER_CHECK(timed_out);
-    FIBER_CHECK(cancelled.load() == 3);  // each ended by the cancel, before wait() raised
+    FIBER_CHECK(cancelled_at_raise == 3);  // each ended by the cancel, before wait() raised
   });
 }

@@ -684,6 +684,9 @@ struct WebSocket::Impl {
   // under mu before receive() sets the state): the heartbeat stands down.
   std::atomic<bool> closing{false};
   Task<void> hb;  // the heartbeat fiber (piece 5); empty when off or stopped
+  // pinging: the heartbeat is sending a ping (appending or writing it);
+  // stopping: close() is stopping the heartbeat (stop_heartbeat(until)).
+  std::atomic<bool> pinging{false}, stopping{false};
   // Set by websocket_handler for its session's WebSocket only (WsTether).
   std::shared_ptr<WsTether> tether;
 
@@ -758,18 +761,25 @@ struct WebSocket::Impl {
   }
   // stop_heartbeat(until): close()'s. A ping the heartbeat is writing
   // goes out first (heartbeat_loop), but not past `until` nor past the
-  // caller's own deadline or cancel: then the socket is shut down both
-  // ways, which ends that write at once (the connection is lost anyway:
-  // the peer took no ping in that time). A caller's cancel caught here
-  // stays marked on its fiber, and its next wait raises it.
+  // caller's own deadline or cancel: then the connection is broken
+  // (end: the socket shut down both ways), which ends that write at once
+  // (the peer took no ping in that time). A heartbeat that is not writing
+  // a ping takes the cancel at its next wait, and is joined at once.
+  // `stopping` and `pinging` (both seq_cst, Dekker's pattern with
+  // heartbeat_loop): either this sees the ping begun, or the heartbeat
+  // sees `stopping` and starts none. A caller's cancel caught here stays
+  // marked on its fiber, and its next wait raises it.
   void stop_heartbeat(std::chrono::steady_clock::time_point until) noexcept {
     if (!hb) return;
+    stopping.store(true, std::memory_order_seq_cst);
     hb.cancel();
-    try {
-      with_deadline(until, [&] { hb.join(); });
-    } catch (...) {  // its Cancelled (its normal end), our deadline, the caller's cancel
+    if (pinging.load(std::memory_order_seq_cst)) {
+      try {
+        with_deadline(until, [&] { hb.join(); });
+      } catch (...) {  // its Cancelled (its normal end), our deadline, the caller's cancel
+      }
+      if (!hb.done()) end(kBroken);
     }
-    if (!hb.done()) ::shutdown(wire.conn.tcp().native_handle(), SHUT_RDWR);
     stop_heartbeat();
   }
 
@@ -830,30 +840,41 @@ struct WebSocket::Impl {
       // Silent for a whole period: ping. Appended under mu like a send;
       // mu is never held across a wait except by close's and teardown's,
       // which end the connection (bounded by close_timeout).
+      // pinging from here until the ping is out (or given up), and only
+      // so long: stop_heartbeat(until) waits for a ping it finds begun.
+      Clock::time_point ping_at;
       {
-        std::lock_guard lk(mu);
-        if (!heartbeat_on_duty()) return;
-        beast::error_code ec;
-        ws.ping(bws::ping_data(), ec);
-        if (ec) return;  // Beast is closing: not ours to judge
-      }
-      const Clock::time_point ping_at = Clock::now();
-      try {
-        // flush(false): not behind a sender stuck on a dead peer (the ping
-        // waits in Wire::out for it). The write itself is bounded too.
-        // Shielded from this fiber's cancel, which is how close() stops it
-        // (stop_heartbeat): a ping cut mid-write shuts our write side
-        // (Wire::flush), so close()'s close frame could not follow and a
-        // close() that met a ping on its way to a slow reader ended broken.
-        // The cancel is taken at the next wait instead, so close() waits up
-        // to answer_within for the ping; the destructor shuts the socket
-        // first and does not wait.
-        shield([&] { with_deadline(ping_at + answer_within, [&] { flush(false); }); });
-      } catch (const TimedOut&) {
-        lose();  // the ping could not even be written in time
-        return;
-      } catch (const WsError&) {
-        return;  // broken already: the others see connection_lost
+        pinging.store(true, std::memory_order_seq_cst);
+        struct Pinged {
+          std::atomic<bool>& f;
+          ~Pinged() { f.store(false, std::memory_order_seq_cst); }
+        } pinged{pinging};
+        if (stopping.load(std::memory_order_seq_cst)) return;  // close() stops us: no ping
+        {
+          std::lock_guard lk(mu);
+          if (!heartbeat_on_duty()) return;
+          beast::error_code ec;
+          ws.ping(bws::ping_data(), ec);
+          if (ec) return;  // Beast is closing: not ours to judge
+        }
+        ping_at = Clock::now();
+        try {
+          // flush(false): not behind a sender stuck on a dead peer (the ping
+          // waits in Wire::out for it). The write itself is bounded too.
+          // Shielded from this fiber's cancel, which is how close() stops it
+          // (stop_heartbeat): a ping cut mid-write shuts our write side
+          // (Wire::flush), so close()'s close frame could not follow and a
+          // close() that met a ping on its way to a slow reader ended broken.
+          // The cancel is taken at the next wait instead: close() waits for
+          // the ping (stop_heartbeat(until)); the destructor shuts the
+          // socket first and does not wait.
+          shield([&] { with_deadline(ping_at + answer_within, [&] { flush(false); }); });
+        } catch (const TimedOut&) {
+          lose();  // the ping could not even be written in time
+          return;
+        } catch (const WsError&) {
+          return;  // broken already: the others see connection_lost
+        }
       }
       sleep_until(ping_at + answer_within);
       if (!heartbeat_on_duty()) return;
