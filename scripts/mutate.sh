@@ -95,6 +95,7 @@ h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promi
 h2_release_ignores_revival :: io/src/http/h2_server.cpp :: s{std::max\(quiet_since_, revived_at_\) \+ env_\.release_after}{quiet_since_ + env_.release_after} :: http_h2_idle :: ^http_h2_idle$
 http_chunk_zeros_uncounted :: io/src/http/chunk_lines.hpp :: s{if \(n > 0\) return n;}{(void)n;} :: http_server_hostile http_client_hostile :: ^http_(server|client)_hostile$
 http_client_chunk_lines_unchecked :: io/src/http/client.cpp :: s{\n  p\.on_chunk_header\(\*c\.chunk_lines\);}{} :: http_client_hostile :: ^http_client_hostile$
+http_client_sweep_unreserved :: io/src/http/client.cpp :: s{\n    doomed\.conns\.reserve\(doomed\.conns\.size\(\) \+ open_total\);}{} :: http_client_alloc_fail :: ^http_client_alloc_fail$
 http_field_charge_ignored :: io/src/http/server.cpp :: s{if\s*\(head_charge > opt\.max_head\)\s*return reject\(s, 431, head, peer, nullptr\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_continue_for_http10 :: io/src/http/server.cpp :: s{p\.get\(\)\.version\(\) >= 11 &&}{} :: http_server_stream :: ^http_server_stream$
 http_trailers_in_head :: io/src/http/head_fields.hpp :: s{if\s*\(!chunked_ \|\| in_head\(&e\)\)\s*fn\(e\);}{fn(e);} :: http_client_stream http_server_stream :: ^http_(client|server)_stream$
@@ -269,6 +270,7 @@ http_url_zone_to_resolver_encoded :: io/src/http/url.hpp :: s{return z == std::s
 ws_heartbeat_ping_cut_by_close :: io/src/http/websocket.cpp :: s{shield\(\[&\] \x7b with_deadline\(ping_at \+ answer_within, \[&\] \x7b flush\(false\); \x7d\); \x7d\);}{with_deadline(ping_at + answer_within, [&] \x7b flush(false); \x7d);} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
 ws_destructor_waits_for_ping :: io/src/http/websocket.cpp :: s{if \(hb\) ::shutdown\(wire\.conn\.tcp\(\)\.native_handle\(\), SHUT_RDWR\);}{} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
 ws_close_waits_out_the_ping :: io/src/http/websocket.cpp :: s{with_deadline\(until, \[&\] \x7b hb\.join\(\); \x7d\);}{hb.join();} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
+ws_close_ignores_ping_begun :: io/src/http/websocket.cpp :: s{if \(pinging\.load\(std::memory_order_seq_cst\)\) \x7b}{if (false) \x7b} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
 http_cancel_idle_one_pass :: io/src/http/server.cpp :: s{if \(for_room > 0 \|\| \(np < picked\.size\(\) && nc < closing\.size\(\)\)\) return total;}{return total;} :: http_server_idle_release :: ^http_server_idle_release$
 sync_cv_relock_unshielded :: sync/include/spindle/sync/condition_variable.hpp :: s{detail::CancelShield shield;\n}{} :: runtime_thread_scope :: ^runtime_thread_scope$
 EOF

@@ -382,6 +382,18 @@ void detail::ClientPool::sweep(Doomed& doomed) noexcept {
   if (now < next_sweep) return;
   next_sweep = now + std::clamp<std::chrono::steady_clock::duration>(timeout / 4, std::chrono::milliseconds(1),
                                                                     std::chrono::seconds(1));
+  // Room for every connection this walk can move, first: a push_back that
+  // ran out of memory here (noexcept) ended the process. Out of memory
+  // now, this sweep is skipped until next_sweep (the reaper does not spin
+  // on it); the idle connections stay pooled meanwhile, each in its slot.
+  try {
+    doomed.conns.reserve(doomed.conns.size() + open_total);
+#if SPINDLE_HAVE_HTTP2
+    doomed.h2.reserve(doomed.h2.size() + hosts.size());
+#endif
+  } catch (const std::bad_alloc&) {
+    return;
+  }
   for (auto it = hosts.begin(); it != hosts.end();) {
     HostPool& hp = *it->second;
     std::size_t freed = 0;
@@ -498,23 +510,25 @@ void detail::ClientPool::reap() {
 }
 
 void detail::ClientPool::shut() noexcept {
-  Doomed doomed;
+  // Every origin leaves by a swap, which allocates nothing: a push_back of
+  // each connection into a list (as before) could run out of memory in
+  // this noexcept function and end the process. They are closed after
+  // the lock (gone's destructor: the idle connections' sockets).
+  decltype(hosts) gone;
   {
     std::lock_guard lk(mu);
-    for (auto& [key, hp] : hosts) {
-      for (auto& c : hp->idle) doomed.conns.push_back(std::move(c));
-      hp->idle.clear();
-#if SPINDLE_HAVE_HTTP2
-      if (hp->h2) doomed.h2.push_back(std::move(hp->h2));
-#endif
-    }
-    hosts.clear();
+    gone.swap(hosts);
     open_total = 0;
     closed = true;
   }
   // After the lock: the woken reaper takes mu at once. It finds the pool
   // empty (or, not yet waiting, finds it so before it waits) and ends.
   reaper_cv.notify_all();
+#if SPINDLE_HAVE_HTTP2
+  for (auto& [key, hp] : gone) {
+    if (hp->h2) h2_close(*hp->h2);  // ends its fibers, which hold it until they return
+  }
+#endif
 }
 
 void detail::ClientPool::Doomed::close() noexcept {
