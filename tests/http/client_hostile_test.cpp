@@ -323,6 +323,44 @@ TEST_CASE("client hostile: a status below 100 is malformed_response, and its con
   });
 }
 
+// "HTTP/2.0 100" is no interim head to the 1xx skipping (status_digit
+// looks for "HTTP/1."). Had the parser taken it as the final response, the
+// 200 behind it would have answered the next request on the pooled
+// connection; Beast 1.74 refuses any version but 1.x ("bad version"), and
+// this holds that (a guard: it passed before it was written).
+TEST_CASE("client hostile: a response in another HTTP version than 1.x is malformed_response, not pooled") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      RawPeer p([](io::TcpStream& s) {
+        std::string buf;
+        const std::string t = target_of(read_head(s, buf));
+        const std::string first = t == "/h2-100" ? "HTTP/2.0 100 Continue\r\n\r\n" + ok("stale")
+                                  : t == "/h0"   ? "HTTP/0.9 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                                  : t == "/h3"   ? "HTTP/3.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                                                 : ok("after");
+        s.write_all(first);
+        for (;;) {
+          read_head(s, buf);
+          s.write_all(ok("after"));
+        }
+      });
+      http::Client c;
+      for (const char* path : {"/h2-100", "/h0", "/h3"}) {
+        INFO(path);
+        std::string what;
+        FIBER_CHECK(error_of([&] { c.get(p.url(path)); }, &what) == http::errc::malformed_response);
+        FIBER_CHECK(what.find("bad version") != std::string::npos);
+        FIBER_CHECK(c.stats().idle == 0);  // not pooled
+      }
+      FIBER_CHECK(c.get(p.url("/")).text() == "after");
+      FIBER_CHECK(c.get(p.url("/")).text() == "after");  // the pooled one: no stale answer in it
+      FIBER_CHECK(p.accepted() == 4);
+    }
+    fds.check();
+  });
+}
+
 TEST_CASE("client hostile: a POST is not sent twice when its pooled connection closes unanswered") {
   run_checked(2, [] {
     FdCheck fds;
