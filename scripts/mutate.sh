@@ -96,6 +96,7 @@ h2_release_ignores_revival :: io/src/http/h2_server.cpp :: s{std::max\(quiet_sin
 http_chunk_zeros_uncounted :: io/src/http/chunk_lines.hpp :: s{if \(n > 0\) return n;}{(void)n;} :: http_server_hostile http_client_hostile :: ^http_(server|client)_hostile$
 http_client_chunk_lines_unchecked :: io/src/http/client.cpp :: s{\n  p\.on_chunk_header\(\*c\.chunk_lines\);}{} :: http_client_hostile :: ^http_client_hostile$
 http_client_sweep_unreserved :: io/src/http/client.cpp :: s{\n    doomed\.conns\.reserve\(doomed\.conns\.size\(\) \+ open_total\);}{} :: http_client_alloc_fail :: ^http_client_alloc_fail$
+h2_path_any_scheme_unchecked :: io/src/http/h2_server.cpp :: s{if \(st->req\.method != "CONNECT" && !st->req\.target\.starts_with\('/'\) &&}{if (false &&} :: http_h2_target :: ^http_h2_target$
 http_field_charge_ignored :: io/src/http/server.cpp :: s{if\s*\(head_charge > opt\.max_head\)\s*return reject\(s, 431, head, peer, nullptr\);}{} :: http_server_hostile :: ^http_server_hostile$
 http_continue_for_http10 :: io/src/http/server.cpp :: s{p\.get\(\)\.version\(\) >= 11 &&}{} :: http_server_stream :: ^http_server_stream$
 http_trailers_in_head :: io/src/http/head_fields.hpp :: s{if\s*\(!chunked_ \|\| in_head\(&e\)\)\s*fn\(e\);}{fn(e);} :: http_client_stream http_server_stream :: ^http_(client|server)_stream$

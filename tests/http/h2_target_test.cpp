@@ -62,6 +62,17 @@ TEST_CASE("h2 target: userinfo or bad characters in :authority or host, and path
          {{":method", "GET"}, {":scheme", "http"}, {":authority", "good.example"}, {":path", "admin/keys"}}, nullptr},
         {"an asterisk for GET", {{":method", "GET"}, {":scheme", "http"}, {":authority", "good.example"}, {":path", "*"}},
          nullptr},
+        // nghttp2 checks :path only for :scheme http and https: another
+        // scheme let both of these through to the handler.
+        {"a path without its leading slash, another :scheme",
+         {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", "admin/keys"}}, nullptr},
+        {"an asterisk for GET, another :scheme",
+         {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", "*"}}, nullptr},
+        {"an empty path, another :scheme",
+         {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", ""}}, nullptr},
+        {"a plain request, another :scheme",
+         {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", "/a"}},
+         "GET /a good.example"},
         {"an asterisk for OPTIONS",
          {{":method", "OPTIONS"}, {":scheme", "http"}, {":authority", "good.example"}, {":path", "*"}},
          "OPTIONS * good.example"},

@@ -870,6 +870,18 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
       return 0;
     }
+    // :path in origin-form ("/..."), or "*" for OPTIONS, as over HTTP/1.1
+    // (server.cpp's origin_form). nghttp2 checks that only for :scheme
+    // http and https: with any other :scheme, "admin/keys" came through,
+    // which a Router splits into the segments of "/admin/keys" while a
+    // guard on path().starts_with("/admin") saw no match (an attacker's
+    // review). Refused as malformed, before any fiber starts. CONNECT has
+    // no :path (its target is set below).
+    if (st->req.method != "CONNECT" && !st->req.target.starts_with('/') &&
+        !(st->req.target == "*" && st->req.method == "OPTIONS")) {
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
+      return 0;
+    }
     // CONNECT (nghttp2 requires its :authority and no :path): its target
     // is that authority, as over HTTP/1.1 (authority-form); it was "/",
     // which a handler could take for a request of its root.
