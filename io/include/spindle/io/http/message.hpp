@@ -136,7 +136,11 @@ struct Request {
   // what the Router's literal segments compare against (aiohttp's
   // request.path, Go's URL.Path). A guard on a path prefix belongs here,
   // not on path(): "/%61dmin/keys" reaches a route "/admin/:what" while
-  // its path() does not start with "/admin".
+  // its path() does not start with "/admin". But the Router keeps a %2F
+  // inside its segment, not as a separator: a guard that lets a prefix
+  // through ("/public/") also lets "/public%2F..%2Fsecret" through, which
+  // a route "/:doc" takes as one segment (docs/http.md "URLs and query
+  // strings"); a guard that refuses a prefix is not fooled.
   std::string decoded_path() const;
   std::string_view query() const noexcept;
   QueryParams query_params() const { return QueryParams::parse(query()); }
