@@ -275,15 +275,11 @@ TEST_CASE("websocket heartbeat: close() while the heartbeat's ping waits on a sl
     });
     // A failed check below must not leave the peer waiting on events that
     // are about to go.
-    struct Release {
-      sp::Event &a, &b;
-      sp::Task<void>& t;
-      ~Release() {
-        a.set();
-        b.set();
-        t.join();
-      }
-    } release{drain, done, peer};
+    const auto release = sp::defer([&] {
+      drain.set();
+      done.set();
+      peer.join();
+    });
     http::WsOptions o = with_heartbeat(hb);
     if (mode == close_never_read) o.close_timeout = 50ms;
     auto ws = http::WebSocket::connect("ws://127.0.0.1:" + std::to_string(port) + "/", o);

@@ -845,10 +845,7 @@ struct WebSocket::Impl {
       Clock::time_point ping_at;
       {
         pinging.store(true, std::memory_order_seq_cst);
-        struct Pinged {
-          std::atomic<bool>& f;
-          ~Pinged() { f.store(false, std::memory_order_seq_cst); }
-        } pinged{pinging};
+        const auto pinged = defer([this] { pinging.store(false, std::memory_order_seq_cst); });
         if (stopping.load(std::memory_order_seq_cst)) return;  // close() stops us: no ping
         {
           std::lock_guard lk(mu);
