@@ -11,10 +11,18 @@
 // allocations still reached it, then our delete (free), which it reports
 // as a mismatch. faulty_new::kActive says whether failures can be injected;
 // the tests skip where it is false (TSan and the plain build run them).
+//
+// A failure that ends the process (a bad_alloc in noexcept code) is hard
+// to place from a CI log: the terminate handler this installs at the
+// first failure prints the stack of the latest one.
 #pragma once
+
+#include <execinfo.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <exception>
 #include <new>
 
 namespace faulty_new {
@@ -22,6 +30,35 @@ inline std::atomic<long> fail_in{0};
 inline std::atomic<long> fail_every{0};
 inline std::atomic<long> failed{0};
 inline std::atomic<unsigned long> counter{0};
+
+// The latest failure's stack, for the terminate handler. Written under a
+// spin flag (failures on two threads at once); backtrace() allocates with
+// malloc, never through this operator new.
+inline std::atomic_flag trace_busy = ATOMIC_FLAG_INIT;
+inline void* trace[48];
+inline int trace_depth = 0;
+inline std::terminate_handler previous_handler = nullptr;
+
+inline void note_failure() noexcept {
+  while (trace_busy.test_and_set(std::memory_order_acquire)) {
+  }
+  trace_depth = backtrace(trace, 48);
+  static const bool installed = [] {
+    previous_handler = std::set_terminate([] {
+      while (trace_busy.test_and_set(std::memory_order_acquire)) {
+      }
+      static const char kHead[] = "faulty_new: the latest injected allocation failure was at:\n";
+      (void)!::write(2, kHead, sizeof kHead - 1);
+      backtrace_symbols_fd(trace, trace_depth, 2);
+      trace_busy.clear(std::memory_order_release);
+      if (previous_handler != nullptr) previous_handler();
+      std::abort();
+    });
+    return true;
+  }();
+  (void)installed;
+  trace_busy.clear(std::memory_order_release);
+}
 #if defined(__SANITIZE_ADDRESS__)
 inline constexpr bool kActive = false;
 #else
@@ -43,6 +80,7 @@ void* operator new(std::size_t n) {
       }();
   if (fail_now) {
     failed.fetch_add(1, std::memory_order_relaxed);
+    note_failure();
     throw std::bad_alloc();
   }
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
