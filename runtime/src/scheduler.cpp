@@ -118,12 +118,32 @@ Scheduler::Scheduler(const RuntimeOptions& o)
     std::lock_guard lk(g_schedulers_mu);
     g_schedulers.push_back(this);
   }
-  for (auto& w : workers_) w->start();
-  // The descriptors a worker's thread opens for itself (schedstat) exist
-  // before user code runs, so a program that counts its descriptors sees
-  // none come and go (tests/io compare /proc/self/fd around a scope).
-  for (auto& w : workers_) w->wait_started();
-  if (opts_.slow_fiber_threshold.count() > 0) monitor_ = std::thread([this] { monitor_main(); });
+  try {
+    for (auto& w : workers_) w->start();
+    // The descriptors a worker's thread opens for itself (schedstat) exist
+    // before user code runs, so a program that counts its descriptors sees
+    // none come and go (tests/io compare /proc/self/fd around a scope).
+    for (auto& w : workers_) w->wait_started();
+    if (opts_.slow_fiber_threshold.count() > 0) monitor_ = std::thread([this] { monitor_main(); });
+  } catch (...) {
+    // A thread that could not be made (std::thread allocates its state:
+    // bad_alloc; or system_error): the ones started are stopped and joined
+    // and this scheduler is unlisted, so the maker gets the exception.
+    // Before, the workers' joinable threads were destroyed with the
+    // half-made scheduler (std::terminate) and g_schedulers kept a
+    // dangling entry. A worker whose thread never started counts as having
+    // left its loop (wait_unparks_done waits for every worker), and keeps
+    // its loop's descriptors (its thread closes them): a leak, only here.
+    unsigned never = 0;
+    for (auto& w : workers_) never += w->started() ? 0 : 1;
+    // acq_rel, as in wait_unparks_done: before any started worker can
+    // leave its loop (stopping_ is set by shutdown below).
+    left_loop_.fetch_add(never, std::memory_order_acq_rel);
+    shutdown();
+    std::lock_guard lk(g_schedulers_mu);
+    g_schedulers.erase(std::find(g_schedulers.begin(), g_schedulers.end(), this));
+    throw;
+  }
 }
 
 Scheduler::~Scheduler() {

@@ -94,10 +94,21 @@ void StackPool::grow_locked() {
   // decided per page below.
   const std::size_t stride = default_size_ + (guard_pages_ ? pg : 0);
   const std::size_t bytes = stride * kSlabStacks;
+  // The lists' room first: a bad_alloc after the mmap below lost the slab
+  // (mapped, in no list) or some of its stacks. Thrown from here, it
+  // leaves the pool as it was, and the fiber that needed a stack waits for
+  // memory (Worker::prepare).
+  // Doubling, as push_back would (a reserve of exactly what is needed
+  // would reallocate on every slab).
+  const auto room = [](auto& v, std::size_t k) {
+    if (v.capacity() - v.size() < k) v.reserve(std::max(2 * v.capacity(), v.size() + k));
+  };
+  room(slabs_, 1);
+  room(free_, kSlabStacks);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   SPINDLE_CHECK(p != MAP_FAILED, "mmap of a stack slab failed (out of memory?)");
-  slabs_.emplace_back(p, bytes);
+  slabs_.emplace_back(p, bytes);  // within capacity
   bool regions = false;
   if (guard_pages_) put_guard(static_cast<char*>(p), regions);
   const bool protect = guard_pages_ && !regions && guard_budget_ >= kSlabStacks;
@@ -129,7 +140,7 @@ void StackPool::grow_locked() {
     } else if (guard_pages_) {
       base += pg;
     }
-    free_.push_back(StackSlot{base, default_size_, g});
+    free_.push_back(StackSlot{base, default_size_, g});  // within capacity
   }
   dirty_.store(free_.size(), std::memory_order_relaxed);
 }

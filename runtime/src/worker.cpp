@@ -103,6 +103,16 @@ void force_steal_pauses(bool on) noexcept { g_force_steal_pauses.store(on, std::
 
 Worker::Worker(Scheduler& s, unsigned index)
     : sched_(s), index_(index), core_(0x9E3779B97F4A7C15ull * (index + 1), s.stacks()) {
+  // Allocations first, before the loop and its descriptors exist: a
+  // bad_alloc reaches the Runtime's maker with nothing of ours to leak
+  // (a half-made Worker has no destructor). One entry per worker
+  // (placement().workers: the count the scheduler is making), here rather
+  // than in thread_main, whose noexcept frame ended the process on one
+  // (CI: http_client_alloc_fail, a late worker thread took the failure the
+  // test injected while user code ran).
+  core_.scratch.reserve(decltype(remote_.deque)::capacity());
+  core_.watch.resize(s.placement().workers);
+  core_.loads.resize(s.placement().workers);
   SPINDLE_CHECK(uv_loop_init(&core_.loop) == 0, "uv_loop_init failed");
   open_park_handles();
   if (index == 0 && s.options().dump_on_sigquit) {
@@ -113,7 +123,6 @@ Worker::Worker(Scheduler& s, unsigned index)
     }
     core_.sigquit_on = true;
   }
-  core_.scratch.reserve(decltype(remote_.deque)::capacity());
   core_.wake_depth = s.options().handoff_after.count() > 0 ? kWakeDepth : 1;
 }
 
@@ -153,8 +162,9 @@ void Worker::thread_main() {
   // Each other worker's slow window (placement.hpp, rule 2) starts now,
   // before any has run much: the first look judges a worker's whole life,
   // so a worker that has run one long fiber since it started is slow then.
-  core_.watch.assign(sched_.size(), placement::PeerMemory{.window_at = std::chrono::steady_clock::now()});
-  core_.loads.resize(sched_.size());
+  // Sized in the constructor (nothing here may allocate: user code runs
+  // once every worker has passed the store above).
+  for (placement::PeerMemory& m : core_.watch) m.window_at = std::chrono::steady_clock::now();
   context_init_thread(core_.sched_ctx);
   core_.eh = context_thread_eh();
   thread_altstack_init();
@@ -222,14 +232,20 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
   }
   if (f->state_.load(std::memory_order_relaxed) == FiberState::created) {
     // A fiber gets its stack when it first runs, here, in no fiber's frame
-    // (the scheduler, or a suspending fiber's switch): a bad_alloc (the
-    // stack lists' growth) has nowhere to go and would lose f. Fatal, as
-    // a failed mmap of the stacks already is (stack_pool.cpp); Go's runtime
-    // also dies out of memory.
+    // (the scheduler, or a suspending fiber's switch), so a bad_alloc (the
+    // stack lists' growth) has no caller to go to. f waits for memory
+    // instead: still `created`, it goes to the back of our FIFO and a later
+    // pick tries again, after the fibers ahead of it (whose ends may free
+    // memory) and with the loop's maintenance (I/O, timers) in between, as
+    // a fiber that yields in a loop. This was fatal until 2026-12-01: one
+    // failed allocation at any fiber's first run ended the process (CI,
+    // http_client_alloc_fail: a reaper's first run took the failure the
+    // test injected). A failed mmap of a slab is still fatal (stack_pool.cpp).
     try {
       f->stack_ = core_.stacks.get(f->stack_size_);
     } catch (const std::bad_alloc&) {
-      SPINDLE_CHECK(false, "no memory for the list of fiber stacks (a fiber could not start)");
+      push_fifo(f);
+      return false;
     }
     f->unguarded_ = f->stack_.guard == 0;
     context_make(f->ctx_, f->stack_, &Worker::fiber_main);

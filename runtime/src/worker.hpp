@@ -68,6 +68,7 @@ class Worker {
 
   void start();
   void join();
+  bool started() const noexcept { return thread_.joinable(); }  // the maker's thread only
   void wait_started() const noexcept;  // until the thread set itself up (thread_main)
 
   // --- any thread ---

@@ -1,0 +1,106 @@
+// start_alloc_fail_test.cpp: starts out of memory, a fiber's and a
+// Runtime's. First, a fiber whose first run finds no memory for its
+// stack's bookkeeping. A fiber takes its stack when it first runs
+// (Worker::prepare), in no fiber's frame; when the stack pool had to grow
+// there and its lists could not, the bad_alloc had nowhere to go and the
+// process ended ("no memory for the list of fiber stacks", CI:
+// http_client_alloc_fail). Now the fiber waits for memory (back of the
+// FIFO, still created) and starts on a later pick; nothing is lost.
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <spindle/sync/event.hpp>
+
+#include "faulty_new.hpp"
+#include "spindle_test.hpp"
+
+using namespace spindle_test;
+namespace sp = spindle;
+
+// One worker, so the spawned fibers first run only when the test's fiber
+// yields, after the failure is armed. 1,000 fibers held on an event need
+// 16 slabs of stacks from a fresh pool: its slab list grows at the 2nd,
+// 3rd, 5th and 9th slab, and nothing else in the window allocates (the
+// event's waiters are linked through their own frames, a yield allocates
+// nothing), so the walk over n lands each failure on one of those
+// growths in turn, and a later n on none (then nothing may fail at all).
+TEST_CASE("a fiber whose stack cannot be had yet starts later, and every fiber runs") {
+  if (!faulty_new::kActive) {
+    WARN("ASan keeps its own operator new: no allocation failures to inject here");
+    return;
+  }
+  constexpr int kFibers = 1000;
+  long injected = 0;
+  for (long n = 1; n <= 6; ++n) {
+    INFO("the allocation that failed: the " << n << "th after the spawns");
+    std::atomic<int> started{0};
+    long sum = 0;
+    const long before = faulty_new::failed.load();
+    run_checked(1, [&] {
+      sp::Event go;
+      std::vector<sp::Task<int>> fibers;
+      fibers.reserve(kFibers);
+      for (int i = 0; i < kFibers; ++i) {
+        fibers.push_back(sp::spawn([&, i] {
+          started.fetch_add(1, std::memory_order_relaxed);
+          go.wait();
+          return i;
+        }));
+      }
+      faulty_new::fail_in.store(n);
+      while (started.load(std::memory_order_relaxed) < kFibers) sp::yield();
+      faulty_new::fail_in.store(0);
+      go.set();
+      for (auto& t : fibers) sum += t.join();
+    });
+    CHECK(started.load() == kFibers);
+    CHECK(sum == static_cast<long>(kFibers) * (kFibers - 1) / 2);
+    injected += faulty_new::failed.load() - before;
+  }
+  // The first growths did take a failure each (this case would pass with
+  // none injected otherwise).
+  CHECK(injected >= 3);
+}
+
+// A worker thread sized its placement lists (one entry per worker) after
+// it had told the Runtime it was started, with user code already running,
+// in thread_main, where a bad_alloc ends the process: CI's
+// http_client_alloc_fail died so, when a worker thread that started late
+// took the one failure the test injected. Now the Worker's constructor
+// allocates them, before the thread and before the loop's descriptors, so
+// a failure reaches the Runtime's maker. The walk over n fails each
+// allocation of a Runtime's making in turn, then (n past them) leaves the
+// failure armed while the new workers start and idle: no worker thread may
+// take it. (A failure after the first Worker was made leaks that worker's
+// loop descriptors: a loop is closed by its thread, which never started.)
+TEST_CASE("a Runtime made out of memory raises bad_alloc to its maker, or starts, and its workers allocate nothing") {
+  if (!faulty_new::kActive) {
+    WARN("ASan keeps its own operator new: no allocation failures to inject here");
+    return;
+  }
+  int refused = 0, made_armed = 0;
+  for (long n = 1; n <= 120; ++n) {
+    INFO("the allocation that failed: the " << n << "th of the Runtime's making");
+    const long before = faulty_new::failed.load();
+    std::optional<sp::Runtime> rt;
+    faulty_new::fail_in.store(n);
+    try {
+      rt.emplace(sp::RuntimeOptions{.workers = 2});
+    } catch (const std::bad_alloc&) {
+      faulty_new::fail_in.store(0);
+      ++refused;
+      continue;
+    }
+    // Still armed when the making allocated fewer than n: the workers'
+    // threads start and park meanwhile.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (faulty_new::fail_in.exchange(0) > 0) ++made_armed;
+    CHECK(faulty_new::failed.load() == before);
+    CHECK(rt->block_on([] { return sp::spawn([] { return 7; }).join(); }) == 7);
+  }
+  CHECK(refused >= 1);
+  CHECK(made_armed >= 1);
+}
