@@ -97,14 +97,15 @@ void StackPool::grow_locked() {
   // The lists' room first: a bad_alloc after the mmap below lost the slab
   // (mapped, in no list) or some of its stacks. Thrown from here, it
   // leaves the pool as it was, and the fiber that needed a stack waits for
-  // memory (Worker::prepare).
-  // Doubling, as push_back would (a reserve of exactly what is needed
-  // would reallocate on every slab).
-  const auto room = [](auto& v, std::size_t k) {
-    if (v.capacity() - v.size() < k) v.reserve(std::max(2 * v.capacity(), v.size() + k));
+  // memory (Worker::prepare). free_ gets room for every default stack
+  // there will be, so that free() and give() (a finishing fiber's stack,
+  // in noexcept code) never allocate: free_ never holds more than all.
+  // Both grow by doubling, as push_back would.
+  const auto room = [](auto& v, std::size_t need) {
+    if (v.capacity() < need) v.reserve(std::max(2 * v.capacity(), need));
   };
-  room(slabs_, 1);
-  room(free_, kSlabStacks);
+  room(slabs_, slabs_.size() + 1);
+  room(free_, (slabs_.size() + 1) * kSlabStacks);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   SPINDLE_CHECK(p != MAP_FAILED, "mmap of a stack slab failed (out of memory?)");
@@ -186,7 +187,7 @@ void StackPool::free(StackSlot s) noexcept {
     return;
   }
   std::lock_guard lk(mu_);
-  free_.push_back(s);
+  free_.push_back(s);  // within capacity (grow_locked)
   dirty_.store(free_.size(), std::memory_order_relaxed);
 }
 
@@ -197,12 +198,14 @@ std::size_t StackPool::take(std::vector<StackSlot>& out, std::size_t n) {
   return k;
 }
 
-void StackPool::give(std::vector<StackSlot>& in, std::size_t keep) {
+void StackPool::give(std::vector<StackSlot>& in, std::size_t keep) noexcept {
+  give(in.data() + std::min(keep, in.size()), in.data() + in.size());
+  in.resize(std::min(keep, in.size()));
+}
+
+void StackPool::give(const StackSlot* first, const StackSlot* last) noexcept {
   std::lock_guard lk(mu_);
-  while (in.size() > keep) {
-    free_.push_back(in.back());
-    in.pop_back();
-  }
+  free_.insert(free_.end(), first, last);  // within capacity (grow_locked)
   dirty_.store(free_.size(), std::memory_order_relaxed);
 }
 
@@ -277,12 +280,12 @@ void StackCache::put_slow(StackSlot s) noexcept {
     pool_.free(s);
     return;
   }
-  cache_.push_back(s);
+  cache_.push_back(s);  // within capacity: reserve(kMax + 1), and never above kMax + 1
   if (cache_.size() > kMax) {
-    // Give back the coldest half (the front of the vector).
-    std::vector<StackSlot> cold(cache_.begin(), cache_.begin() + kMax / 2);
+    // Give back the coldest half (the front of the vector), straight from
+    // the cache: a list for it allocated, in this noexcept function.
+    pool_.give(cache_.data(), cache_.data() + kMax / 2);
     cache_.erase(cache_.begin(), cache_.begin() + kMax / 2);
-    pool_.give(cold, 0);
   }
 }
 

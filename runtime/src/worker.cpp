@@ -104,11 +104,11 @@ void force_steal_pauses(bool on) noexcept { g_force_steal_pauses.store(on, std::
 Worker::Worker(Scheduler& s, unsigned index)
     : sched_(s), index_(index), core_(0x9E3779B97F4A7C15ull * (index + 1), s.stacks()) {
   // Allocations first, before the loop and its descriptors exist: a
-  // bad_alloc reaches the Runtime's maker with nothing of ours to leak
-  // (a half-made Worker has no destructor). One entry per worker
-  // (placement().workers: the count the scheduler is making), here rather
-  // than in thread_main, whose noexcept frame ended the process on one
-  // (CI: http_client_alloc_fail, a late worker thread took the failure the
+  // bad_alloc here leaves no loop open (a half-made Worker gets no
+  // destructor to close one). One entry per worker (placement().workers:
+  // the count the scheduler is making), here rather than in thread_main,
+  // the thread's entry, where an exception ended the process (CI:
+  // http_client_alloc_fail, a late worker thread took the failure the
   // test injected while user code ran).
   core_.scratch.reserve(decltype(remote_.deque)::capacity());
   core_.watch.resize(s.placement().workers);
@@ -126,10 +126,18 @@ Worker::Worker(Scheduler& s, unsigned index)
   core_.wake_depth = s.options().handoff_after.count() > 0 ? kWakeDepth : 1;
 }
 
-Worker::~Worker() = default;
+// A worker whose thread never started (the Scheduler's constructor threw:
+// another worker's thread could not be made, or an allocation after this
+// worker was made failed) closes its loop here, on the maker's thread: its
+// handles were never run, and worker 0's SIGQUIT watch would otherwise stay
+// in libuv's process-wide signal tree, pointing into freed memory.
+Worker::~Worker() {
+  if (!started_) close_loop();
+}
 
 void Worker::start() {
   thread_ = std::thread([this] { thread_main(); });
+  started_ = true;
 }
 
 void Worker::wait_started() const noexcept {
@@ -177,6 +185,12 @@ void Worker::thread_main() {
   // Every worker has left its loop: no fiber ends any more, so nobody
   // pushes onto our registry's remote stack after this.
   remote_.registry.drain_remote();
+  close_loop();
+  thread_altstack_free();
+  tls_worker = nullptr;
+}
+
+void Worker::close_loop() noexcept {
   // Close our handles and let the loop run their close callbacks; a loop
   // that will not close means a handle leaked (a bug, so we say so).
   uv_close(reinterpret_cast<uv_handle_t*>(&core_.wake_poll), nullptr);
@@ -189,8 +203,6 @@ void Worker::thread_main() {
   close_wake_fd();
   const int rc = uv_loop_close(&core_.loop);
   if (rc != 0) std::fprintf(stderr, "spindle: worker %u: uv_loop_close: %s\n", index_, uv_strerror(rc));
-  thread_altstack_free();
-  tls_worker = nullptr;
 }
 
 // ---- the loop -------------------------------------------------------------
@@ -223,7 +235,8 @@ void Worker::loop() {
 }
 
 // prepare: makes f ready to be switched to on this worker. False when f must
-// run on another worker (it was forwarded there).
+// run on another worker (it was forwarded there), or when f could not get
+// its stack yet (requeued here, core_.start_failed set).
 SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
   Worker* a = f->affinity_;
   if (a != nullptr && a != this) [[unlikely]] {
@@ -244,7 +257,8 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
     try {
       f->stack_ = core_.stacks.get(f->stack_size_);
     } catch (const std::bad_alloc&) {
-      push_fifo(f);
+      push_fifo(f);  // the pinned FIFO for a fiber bound here
+      core_.start_failed = true;
       return false;
     }
     f->unguarded_ = f->stack_.guard == 0;
@@ -263,7 +277,10 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
 }
 
 void Worker::resume(Fiber* f) {
-  if (!prepare(f)) return;
+  if (!prepare(f)) {
+    core_.start_failed = false;  // the loop picks again anyway (next_direct's flag)
+    return;
+  }
   core_.pending = Pending{Pending::from_scheduler};
   void* from = context_switch(core_.sched_ctx, f->ctx_, core_.eh, false);
   land(from);
@@ -348,6 +365,12 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_direct() {
     }
     Fiber* f = next_local();
     if (f == nullptr || prepare(f)) return f;
+    // A fiber that could not get its stack: through the scheduler, rather
+    // than retry it here up to a maintenance round's worth of picks.
+    if (core_.start_failed) {
+      core_.start_failed = false;
+      return nullptr;
+    }
   }
 }
 

@@ -68,7 +68,9 @@ class Worker {
 
   void start();
   void join();
-  bool started() const noexcept { return thread_.joinable(); }  // the maker's thread only
+  // Whether start() made the thread (the maker's thread only). A worker
+  // whose thread never started closes its loop in its destructor.
+  bool started() const noexcept { return started_; }
   void wait_started() const noexcept;  // until the thread set itself up (thread_main)
 
   // --- any thread ---
@@ -270,6 +272,10 @@ class Worker {
   };
   static void fiber_main(void* from_fctx);
   void thread_main();
+  // close_loop: closes the loop's handles (worker 0's SIGQUIT watch is in
+  // libuv's process-wide signal tree) and descriptors. The thread's last
+  // step, or ~Worker's for a worker whose thread never started.
+  void close_loop() noexcept;
   void loop();
   void resume(Fiber* f);
   bool prepare(Fiber* f);
@@ -425,6 +431,9 @@ class Worker {
     // the backlog maintenance sees is newer than one round, and this
     // worker keeps up with it (maintenance's backstop).
     bool deque_ran_dry = false;
+    // prepare requeued a fiber that could not get its stack (out of
+    // memory): next_direct then goes through the scheduler.
+    bool start_failed = false;
     // Steal pacing (steal_pays; docs/runtime.md "Stealing what pays"): the
     // last successful steal (when, how many fibers), judged at the next
     // attempt; while now < quiet_until this worker steals nothing, and
@@ -555,7 +564,8 @@ class Worker {
 
   Scheduler& sched_;
   const unsigned index_;
-  std::thread thread_;  // start / join: the scheduler's thread
+  std::thread thread_;   // start / join: the scheduler's thread
+  bool started_ = false;  // likewise
   Core core_;
   Timers timers_;
   Remote remote_;
