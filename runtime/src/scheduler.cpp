@@ -114,10 +114,6 @@ Scheduler::Scheduler(const RuntimeOptions& o)
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
   idle_.reserve(n);
-  {
-    std::lock_guard lk(g_schedulers_mu);
-    g_schedulers.push_back(this);
-  }
   try {
     for (auto& w : workers_) w->start();
     // The descriptors a worker's thread opens for itself (schedstat) exist
@@ -125,23 +121,25 @@ Scheduler::Scheduler(const RuntimeOptions& o)
     // none come and go (tests/io compare /proc/self/fd around a scope).
     for (auto& w : workers_) w->wait_started();
     if (opts_.slow_fiber_threshold.count() > 0) monitor_ = std::thread([this] { monitor_main(); });
+    // Listed last, once it can run fibers: a plain thread's spawn finds
+    // it here (default_scheduler), and must not find one that may still
+    // fail below and be freed.
+    std::lock_guard lk(g_schedulers_mu);
+    g_schedulers.push_back(this);
   } catch (...) {
     // A thread that could not be made (std::thread allocates its state:
-    // bad_alloc; or system_error): the ones started are stopped and joined
-    // and this scheduler is unlisted, so the maker gets the exception.
+    // bad_alloc; or system_error), or no room in the list: the workers
+    // started are stopped and joined, so the maker gets the exception.
     // Before, the workers' joinable threads were destroyed with the
-    // half-made scheduler (std::terminate) and g_schedulers kept a
-    // dangling entry. A worker whose thread never started counts as having
-    // left its loop (wait_unparks_done waits for every worker), and keeps
-    // its loop's descriptors (its thread closes them): a leak, only here.
+    // half-made scheduler (std::terminate). A worker whose thread never
+    // started counts as having left its loop (wait_unparks_done waits for
+    // every worker); its destructor closes its loop (~Worker).
     unsigned never = 0;
     for (auto& w : workers_) never += w->started() ? 0 : 1;
     // acq_rel, as in wait_unparks_done: before any started worker can
     // leave its loop (stopping_ is set by shutdown below).
     left_loop_.fetch_add(never, std::memory_order_acq_rel);
     shutdown();
-    std::lock_guard lk(g_schedulers_mu);
-    g_schedulers.erase(std::find(g_schedulers.begin(), g_schedulers.end(), this));
     throw;
   }
 }

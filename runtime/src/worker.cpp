@@ -115,8 +115,9 @@ Worker::Worker(Scheduler& s, unsigned index)
   core_.loads.resize(s.placement().workers);
   SPINDLE_CHECK(uv_loop_init(&core_.loop) == 0, "uv_loop_init failed");
   open_park_handles();
-  if (index == 0 && s.options().dump_on_sigquit) {
-    uv_signal_init(&core_.loop, &core_.sigquit);
+  // sigquit_on: whether the handle was made (close_loop closes it); a
+  // signal pipe libuv could not open (no descriptors left) leaves no dump.
+  if (index == 0 && s.options().dump_on_sigquit && uv_signal_init(&core_.loop, &core_.sigquit) == 0) {
     core_.sigquit.data = &s;
     if (uv_signal_start(&core_.sigquit, &on_sigquit, SIGQUIT) == 0) {
       uv_unref(reinterpret_cast<uv_handle_t*>(&core_.sigquit));
