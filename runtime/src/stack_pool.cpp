@@ -198,11 +198,6 @@ std::size_t StackPool::take(std::vector<StackSlot>& out, std::size_t n) {
   return k;
 }
 
-void StackPool::give(std::vector<StackSlot>& in, std::size_t keep) noexcept {
-  give(in.data() + std::min(keep, in.size()), in.data() + in.size());
-  in.resize(std::min(keep, in.size()));
-}
-
 void StackPool::give(const StackSlot* first, const StackSlot* last) noexcept {
   std::lock_guard lk(mu_);
   free_.insert(free_.end(), first, last);  // within capacity (grow_locked)
@@ -265,7 +260,7 @@ std::size_t StackPool::released_count() const {
   return released_.size();
 }
 
-StackCache::~StackCache() { pool_.give(cache_, 0); }
+StackCache::~StackCache() { pool_.give(cache_.data(), cache_.data() + cache_.size()); }
 
 StackSlot StackCache::get_slow(std::size_t size) {
   if (size != 0 && size != pool_.default_size()) return pool_.allocate(size);

@@ -39,9 +39,9 @@ class StackPool {
   void free(StackSlot s) noexcept;
   // Moves up to n free default stacks into out (for a worker cache refill).
   std::size_t take(std::vector<StackSlot>& out, std::size_t n);
-  // give: back to the free list; never allocates (free_ has room for every
-  // default stack, grow_locked), so a finishing fiber's path cannot fail.
-  void give(std::vector<StackSlot>& in, std::size_t keep) noexcept;
+  // give: [first, last) back to the free list; never allocates (free_ has
+  // room for every default stack, grow_locked), so a finishing fiber's
+  // path cannot fail.
   void give(const StackSlot* first, const StackSlot* last) noexcept;
 
   // Idle workers only (it makes system calls). Returns the memory of up to

@@ -173,7 +173,8 @@ void Worker::thread_main() {
   // so a worker that has run one long fiber since it started is slow then.
   // Sized in the constructor (nothing here may allocate: user code runs
   // once every worker has passed the store above).
-  for (placement::PeerMemory& m : core_.watch) m.window_at = std::chrono::steady_clock::now();
+  const auto started_at = std::chrono::steady_clock::now();
+  for (placement::PeerMemory& m : core_.watch) m.window_at = started_at;
   context_init_thread(core_.sched_ctx);
   core_.eh = context_thread_eh();
   thread_altstack_init();
@@ -235,14 +236,15 @@ void Worker::loop() {
   }
 }
 
-// prepare: makes f ready to be switched to on this worker. False when f must
-// run on another worker (it was forwarded there), or when f could not get
-// its stack yet (requeued here, core_.start_failed set).
-SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
+// prepare: makes f ready to be switched to on this worker (ready), or says
+// why not: f must run on another worker and was forwarded there
+// (forwarded), or f could not get its stack yet and was requeued here
+// (requeued).
+SPINDLE_SWITCH_STEP Worker::Prepared Worker::prepare(Fiber* f) {
   Worker* a = f->affinity_;
   if (a != nullptr && a != this) [[unlikely]] {
     a->push_inbox(f);
-    return false;
+    return Prepared::forwarded;
   }
   if (f->state_.load(std::memory_order_relaxed) == FiberState::created) {
     // A fiber gets its stack when it first runs, here, in no fiber's frame
@@ -259,8 +261,7 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
       f->stack_ = core_.stacks.get(f->stack_size_);
     } catch (const std::bad_alloc&) {
       push_fifo(f);  // the pinned FIFO for a fiber bound here
-      core_.start_failed = true;
-      return false;
+      return Prepared::requeued;
     }
     f->unguarded_ = f->stack_.guard == 0;
     context_make(f->ctx_, f->stack_, &Worker::fiber_main);
@@ -274,14 +275,11 @@ SPINDLE_SWITCH_STEP bool Worker::prepare(Fiber* f) {
   f->state_.store(FiberState::running, std::memory_order_relaxed);
   remote_.running.store(f, std::memory_order_relaxed);
   remote_.switches.inc();
-  return true;
+  return Prepared::ready;
 }
 
 void Worker::resume(Fiber* f) {
-  if (!prepare(f)) {
-    core_.start_failed = false;  // the loop picks again anyway (next_direct's flag)
-    return;
-  }
+  if (prepare(f) != Prepared::ready) return;  // the loop picks again
   core_.pending = Pending{Pending::from_scheduler};
   void* from = context_switch(core_.sched_ctx, f->ctx_, core_.eh, false);
   land(from);
@@ -365,13 +363,12 @@ SPINDLE_SWITCH_STEP Fiber* Worker::next_direct() {
       return nullptr;
     }
     Fiber* f = next_local();
-    if (f == nullptr || prepare(f)) return f;
+    if (f == nullptr) return nullptr;
+    const Prepared r = prepare(f);
+    if (r == Prepared::ready) return f;
     // A fiber that could not get its stack: through the scheduler, rather
     // than retry it here up to a maintenance round's worth of picks.
-    if (core_.start_failed) {
-      core_.start_failed = false;
-      return nullptr;
-    }
+    if (r == Prepared::requeued) return nullptr;
   }
 }
 

@@ -278,7 +278,8 @@ class Worker {
   void close_loop() noexcept;
   void loop();
   void resume(Fiber* f);
-  bool prepare(Fiber* f);
+  enum class Prepared : unsigned char { ready, forwarded, requeued };
+  Prepared prepare(Fiber* f);
   Fiber* next_local();
   Fiber* next_direct();
   Fiber* find_work();
@@ -431,9 +432,6 @@ class Worker {
     // the backlog maintenance sees is newer than one round, and this
     // worker keeps up with it (maintenance's backstop).
     bool deque_ran_dry = false;
-    // prepare requeued a fiber that could not get its stack (out of
-    // memory): next_direct then goes through the scheduler.
-    bool start_failed = false;
     // Steal pacing (steal_pays; docs/runtime.md "Stealing what pays"): the
     // last successful steal (when, how many fibers), judged at the next
     // attempt; while now < quiet_until this worker steals nothing, and
