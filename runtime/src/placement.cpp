@@ -67,9 +67,16 @@ LookActions look(const Config& c, unsigned peer, const PeerSnapshot& v, PeerMemo
   // would let fibers of up to a window / kSlowSwitches pass. The window
   // restarts at each look that ends one. A memory that never had one
   // (the workers start theirs at the runtime's start) starts it: no
-  // verdict.
+  // verdict. So does a look that finds V parked since the last one
+  // (m.parks, rule 3's count, not yet updated): V ran out of fibers in
+  // the window, so nothing waited behind its fibers there, and its idle
+  // time would pass for slowness. A light load (a few switches per
+  // period, each burst run out and parked) was asked for a hand-off at
+  // every look that found it running, and each took its fibers to the
+  // watcher's core and their sockets away from consolidation (spread_test
+  // "a light load ... consolidates on one" failed 3 runs of 8).
   bool slow = false;
-  if (m.window_at == TimePoint{}) {
+  if (m.window_at == TimePoint{} || v.parks != m.parks) {
     m.window_switches = v.switches;
     m.window_at = now;
   } else if (const auto window = now - m.window_at; window >= after) {

@@ -105,7 +105,7 @@ struct PeerMemory {
   TimePoint asked{};                 // the last hand-off request
   std::uint64_t window_switches = 0;  // switch count when the slow window began
   TimePoint window_at{};
-  std::uint64_t parks = 0;  // park count when the awake window began
+  std::uint64_t parks = 0;  // park count at the last look (the awake and slow windows began after it)
   TimePoint awake_since{};
   std::int64_t cpu_ns = -1;  // V's thread CPU time at the last running look (-1: none)
   TimePoint cpu_at{};

@@ -204,6 +204,10 @@ TEST_CASE("look: stuck, slow, saturated, hand-off, move, timers", "[placement][l
        .switches = 3 * pl::kSlowSwitches - 1, .expect = "handoff move"},
       {.name = "not slow: 3 x kSlowSwitches switches in 3 periods", .dt = 3 * P, .fiber_changed = true,
        .switches = 3 * pl::kSlowSwitches},
+      // ... over a window in which V never parked: a light load runs out of
+      // fibers and parks between its few switches.
+      {.name = "not slow: one switch in 3 periods and a park", .dt = 3 * P, .fiber_changed = true, .switches = 1,
+       .parks = 1},
       // Rule 3: awake kSaturatedPeriods holding readiness-woken fibers.
       {.name = "saturated: awake kSaturatedPeriods holding polled fibers", .dt = S5, .fiber_changed = true,
        .switches = kBusy, .holds_polled = true, .expect = "handoff move spread"},
@@ -280,6 +284,7 @@ TEST_CASE("look: a first look sees no slow window yet", "[placement][look]") {
 TEST_CASE("look: a first look judges the worker's life since the runtime started", "[placement][look]") {
   pl::PeerSnapshot v = at_t0();
   v.switches = 2;  // started one long fiber (and the main one)
+  v.parks = 0;     // and never parked
   v.pending = true;
   v.holds_fibers = true;
   FakeCpu cpu;
@@ -291,6 +296,26 @@ TEST_CASE("look: a first look judges the worker's life since the runtime started
     pl::PeerMemory m{.window_at = t0};
     CHECK(acts(pl::look(config(false), kPeer, v, m, t0 + P - 1ns, cpu, true)) == "");
   }
+}
+
+// A look that finds V parked since the last one starts the slow window
+// over, without a verdict: the window that ends a period later, with no
+// park in it, is judged (a burst of long fibers after an idle spell is
+// still caught, a period later).
+TEST_CASE("look: a park starts the slow window over", "[placement][look]") {
+  pl::PeerSnapshot v = at_t0();
+  pl::PeerMemory m = seen(v, t0);
+  FakeCpu cpu;
+  v.fiber = kOtherFiber;
+  v.switches += 1;
+  v.parks += 1;
+  CHECK(acts(pl::look(config(false), kPeer, v, m, t0 + 3 * P, cpu, true)) == "");
+  CHECK(m.window_at == t0 + 3 * P);
+  CHECK(m.window_switches == v.switches);
+  // A period later, one more switch and no park: slow.
+  v.fiber = kFiber;
+  v.switches += 1;
+  CHECK(acts(pl::look(config(false), kPeer, v, m, t0 + 4 * P, cpu, true)) == "handoff move");
 }
 
 TEST_CASE("look: a hand-off is remembered for a period", "[placement][look]") {
