@@ -92,12 +92,12 @@ sync_channel_negative_capacity_unbounded :: sync/include/spindle/sync/channel.hp
 io_tls_large_read_checks_write_side :: io/src/tls.cpp :: s{if \(has_read_ahead\(tcp\)\) \{}{if (direct_n >= kReadChunk || has_read_ahead(tcp)) \{} :: io_tls :: ^io_tls$
 timer_overflow_throws :: runtime/src/timer_heap.hpp :: s{overflow_push\(w\);\n\s*return;}{throw;} :: runtime_timer_alloc_fail :: ^runtime_timer_alloc_fail$
 stack_fail_fatal :: runtime/src/worker.cpp :: s{push_fifo\(f\);  // the pinned FIFO for a fiber bound here\n\s*return Prepared::requeued;}{SPINDLE_CHECK(false, "no memory for the list of fiber stacks");} :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
-worker_lists_sized_in_thread :: runtime/src/worker.cpp :: s{  core_\.watch\.resize\(s\.placement\(\)\.workers\);\n  core_\.loads\.resize\(s\.placement\(\)\.workers\);\n(.*)for \(placement::PeerMemory& m : core_\.watch\) m\.window_at = std::chrono::steady_clock::now\(\);}{$1core_.watch.assign(sched_.size(), placement::PeerMemory{.window_at = std::chrono::steady_clock::now()}); core_.loads.resize(sched_.size());}s :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
+worker_lists_sized_in_thread :: runtime/src/worker.cpp :: s{  core_\.watch\.resize\(s\.placement\(\)\.workers\);\n  core_\.loads\.resize\(s\.placement\(\)\.workers\);\n(.*)for \(placement::PeerMemory& m : core_\.watch\) m\.window_at = started_at;}{$1core_.watch.assign(sched_.size(), placement::PeerMemory{.window_at = started_at}); core_.loads.resize(sched_.size());}s :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
 scheduler_start_unwound :: runtime/src/scheduler.cpp :: s{  \} catch \(\.\.\.\) \{\n    // A thread that could not be made}{  \} catch (int) \{\n    // A thread that could not be made} :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
 worker_unstarted_loop_left_open :: runtime/src/worker.cpp :: s{if \(!started_\) close_loop\(\);}{} :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
 stack_cache_overflow_listed :: runtime/src/stack_pool.cpp :: s{pool_\.give\(cache_\.data\(\), cache_\.data\(\) \+ kMax / 2\);\n(\s*)cache_\.erase\(cache_\.begin\(\), cache_\.begin\(\) \+ kMax / 2\);}{std::vector<StackSlot> cold(cache_.begin(), cache_.begin() + kMax / 2);\n$1cache_.erase(cache_.begin(), cache_.begin() + kMax / 2);\n$1pool_.give(cold.data(), cold.data() + cold.size());} :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
 stack_free_list_grows_on_free :: runtime/src/stack_pool.cpp :: s{room\(free_, \(slabs_\.size\(\) \+ 1\) \* kSlabStacks\);}{room(free_, free_.size() + kSlabStacks);} :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
-http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) return reject\(s, 413, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$
+http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) \{\s*if \(!body\.usable\(\)\) return;\s*return reject\(s, body\.awaiting_continue\(\) \? 417 : 413, head, peer, &req\);\s*\}}{} :: http_server_hostile :: ^http_server_hostile$
 h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$
 h2_release_ignores_revival :: io/src/http/h2_server.cpp :: s{std::max\(quiet_since_, revived_at_\) \+ env_\.release_after}{quiet_since_ + env_.release_after} :: http_h2_idle :: ^http_h2_idle$
 http_chunk_zeros_uncounted :: io/src/http/chunk_lines.hpp :: s{if \(n > 0\) return n;}{(void)n;} :: http_server_hostile http_client_hostile :: ^http_(server|client)_hostile$
@@ -163,9 +163,9 @@ io_connect_race_loser_reported :: io/src/tcp.cpp :: s{for \(std::size_t i = 0; i
 io_connect_race_not_drained :: io/src/tcp.cpp :: s{spindle::detail::cancel_and_drain\(left, n\);}{(void)0;} :: io_tcp :: ^io_tcp$
 http_client_no_reaper :: io/src/http/client.cpp :: s{if \(reaper_on \|\| opt\.keepalive_timeout\.count\(\) <= 0 \|\| !this_fiber::in_fiber\(\)\) return false;}{return false;} :: http_client_keepalive :: ^http_client_keepalive$
 http_client_reaper_ticket_keeps_flag :: io/src/http/client.cpp :: s{if \(!pool\) return;\s*std::lock_guard lk\(pool->mu\);\s*pool->reaper_on = false;}{(void)pool;} :: http_lifetime :: ^http_lifetime$
-http_client_shut_reaper_sleeps_on :: io/src/http/client.cpp :: s{\s*reaper_cv\.notify_all\(\);\n\}}{\n\}} :: http_client_keepalive :: ^http_client_keepalive$
+http_client_shut_reaper_sleeps_on :: io/src/http/client.cpp :: s{\s*reaper_cv\.notify_all\(\);}{} :: http_client_keepalive :: ^http_client_keepalive$
 http_body_resized_to_length :: io/src/http/server.cpp :: s{into\.resize\(have \+ std::min\(room, want - have\)\);}{(void)room; into.resize(want);} :: http_server_hostile :: ^http_server_hostile$
-http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\.push_back\(p\);}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$
+http_released_not_closed_by_scans :: io/src/http/server.cpp :: s{if\s*\(c->cancel_if\(Conn::kReleased, idle_before\)\)\s*closing\[nc\+\+\] = p;}{(void)p;} :: http_server_idle_release :: ^http_server_idle_release$
 http_release_never_rearms :: io/src/http/server.cpp :: s{c->in_wake_ep \? EPOLL_CTL_MOD : EPOLL_CTL_ADD}{EPOLL_CTL_ADD} :: http_server_idle_release :: ^http_server_idle_release$
 http_whole_body_deadline_dropped :: io/src/http/server.cpp :: s{if\s*\(whole_deadline_ == kNoDeadline\)\s*return load_all\(into, limit\);}{return load_all(into, limit);} :: http_server_hostile :: ^http_server_hostile$
 http_handler_catches_std_only :: io/src/http/call_handler.hpp :: s{\}\s*catch\s*\(\.\.\.\)\s*\{(\s*thrown = std::current_exception\(\);)}{\} catch (const std::exception&) \{$1} :: http_server_hostile :: ^http_server_hostile$
@@ -185,7 +185,7 @@ close_skips_inflight_wait :: io/src/reactor.cpp :: s{while\s*\(d->inflight\.load
 write_all_never_marks_broken :: io/src/stream_ops.hpp :: s{if\s*\(sent\)\s*mark_broken\(\);}{(void)sent; (void)mark_broken;} :: io_stream :: ^io_stream$
 write_all_without_turn :: io/src/stream_ops.hpp :: s{Turn g\(writing_turn\(t\)\);}{(void)t;} :: io_concurrent_write :: ^io_concurrent_write$
 tls_host_unchecked :: io/src/tls.cpp :: s{:\s*X509_VERIFY_PARAM_set1_host\(p, name\.c_str\(\), name\.size\(\)\);}{: 1;} :: io_tls :: ^io_tls$
-http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(detail::u32_limit\(opt\.max_head\)\);(\s*if \(method == "HEAD"\))}{p.header_limit(std::numeric_limits<std::uint32_t>::max());$1} :: http_client_hostile :: ^http_client_hostile$
+http_client_head_limit_ignored :: io/src/http/client.cpp :: s{\bp\.header_limit\(detail::u32_limit\(opt\.max_head\)\);(\s*// Chunk lines may not)}{p.header_limit(std::numeric_limits<std::uint32_t>::max());$1} :: http_client_hostile :: ^http_client_hostile$
 http_client_redirect_keeps_credentials :: io/src/http/client.cpp :: s{if\s*\(!next\.same_origin\(u\)\)\s*\{}{if (false) \{} :: http_client_hostile :: ^http_client_hostile$
 http_client_stale_pooled_conn_used :: io/src/http/client.cpp :: s{if\s*\(!quiet\(\*c\)\)\s*\{}{if (false && !quiet(*c)) \{} :: http_client_hostile :: ^http_client_hostile$
 http_blank_lines_not_skipped :: io/src/http/server.cpp :: s{while \(n < buf\.size\(\) && left > 0 &&}{while (false && n < buf.size() && left > 0 &&} :: http_server_hostile :: ^http_server_hostile$
@@ -193,7 +193,7 @@ http_blank_lines_unbounded :: io/src/http/server.cpp :: s{\+\+n;\s*--left;}{++n;
 runtime_fd_limit_not_raised :: runtime/src/runtime.cpp :: s{if \(options\.raise_fd_limit\) detail::raise_fd_limit_once\(\);}{} :: io_fd_limit :: ^io_fd_limit$
 runtime_fd_limit_option_ignored :: runtime/src/runtime.cpp :: s{if \(options\.raise_fd_limit\) detail}{detail} :: io_fd_limit :: ^io_fd_limit$
 io_tls_reader_backlog_unbounded :: io/src/tls.cpp :: s{if \(s\.out_pending\(\) > kReaderBacklog\) s\.flush\(true\);}{} :: io_tls_hostile :: ^io_tls_hostile$
-io_tls_idle_read_holds_buffer :: io/src/tls.cpp :: s{recv_buf\.reset\(\);\s*detail::idle_wait\(tcp, "tls read"\);}{detail::idle_wait(tcp, "tls read");} :: io_tls :: ^io_tls$
+io_tls_idle_read_holds_buffer :: io/src/tls.cpp :: s{recv_buf\.reset\(\);[^\n]*\n\s*detail::idle_wait\(tcp, "tls read"\);}{detail::idle_wait(tcp, "tls read");} :: io_tls :: ^io_tls$
 io_tls_server_handshake_at_once :: io/src/tls.cpp :: s{detail::wait_readable\(s, "tls handshake"\);}{} :: io_tls_hostile :: ^io_tls_hostile$
 io_tls_trailing_dot_kept :: io/src/tls.cpp :: s{server_name\.remove_suffix\(1\);}{(void)0;} :: io_tls_hostile :: ^io_tls_hostile$
 io_tls_flush_buffer_never_grows :: io/src/tls.cpp :: s{if \(!send_buf \|\| \(cap < pending && cap < kSendChunk\)\) \x7b}{if (!send_buf) \x7b} :: io_tls_hostile :: ^io_tls_hostile$
@@ -219,7 +219,7 @@ http_log_line_uncapped :: io/src/http/server.cpp :: s{if \(line\.size\(\) - star
 http_pipeline_never_yields :: io/src/http/server.cpp :: s{if \(\+\+in_a_row % kRequestsPerTurn == 0\) spindle::yield\(\);}{(void)in_a_row;} :: http_server_hostile :: ^http_server_hostile$
 http_drain_has_body_timeout :: io/src/http/server.cpp :: s{return with_deadline\(spindle::detail::deadline_after\(opt_\.read_timeout\), all\);}{return all();} :: http_server_hostile :: ^http_server_hostile$
 io_tls_server_ignores_read_ahead :: io/src/tls.cpp :: s{if \(!has_read_ahead\(s\)\) detail::wait_readable}{detail::wait_readable} :: io_tls_hostile :: ^io_tls_hostile$
-io_tls_feed_ignores_read_ahead :: io/src/tls.cpp :: s{if \(direct_n >= kReadChunk \|\| has_read_ahead\(tcp\)\)}{if (direct_n >= kReadChunk)} :: io_tls_hostile :: ^io_tls_hostile$
+io_tls_feed_ignores_read_ahead :: io/src/tls.cpp :: s{if \(has_read_ahead\(tcp\)\) \{}{if (false) \{} :: io_tls_hostile :: ^io_tls_hostile$
 http_preface_after_blank_lines :: io/src/http/server.cpp :: s{!c\.spoke_h1 && c\.blank_left == Conn::kMaxBlankBytes && }{!c.spoke_h1 && } :: http_server_hostile :: ^http_server_hostile$
 http_h2_whole_body_budget_unchecked :: io/src/http/h2_server.cpp :: s{if \(others != 0 && \(total > c_\.h2_\.whole_body_budget}{if (false && others != 0 && (total > c_.h2_.whole_body_budget} :: http_h2_budget :: ^http_h2_budget$
 http_h2_whole_response_progress_only :: io/src/http/h2_server.cpp :: s{const Clock::time_point due = st\.out_whole && wt\.count\(\) > 0}{const Clock::time_point due = false} :: http_h2_budget :: ^http_h2_budget$
