@@ -68,6 +68,17 @@ spread_verdict_never_fails :: runtime/src/placement.cpp :: s{if\s*\(span\s*>\s*0
 saturation_never_spreads :: runtime/src/placement.cpp :: s{const bool saturated = now - m\.awake_since >= after \* kSaturatedPeriods && v\.holds_polled;}{const bool saturated = false;} :: runtime_placement io_spread :: ^(runtime_placement|io_spread)$
 slow_counts_per_window :: runtime/src/placement.cpp :: s{slow = \(v\.switches - m\.window_switches\) \* static_cast<std::uint64_t>\(ns\(after\)\) <\s*kSlowSwitches \* static_cast<std::uint64_t>\(ns\(window\)\);}{slow = v.switches - m.window_switches < kSlowSwitches; (void)window;} :: runtime_placement :: ^runtime_placement$
 slow_window_spans_parks :: runtime/src/placement.cpp :: s{if \(m\.window_at == TimePoint\{\} \|\| v\.parks != m\.parks\)}{if (m.window_at == TimePoint{})} :: runtime_placement :: ^runtime_placement$
+static_files_follows_every_symlink :: io/src/http/static_files.cpp :: s{options\.follow_symlinks\)}{true)} :: http_static_files :: ^http_static_files$
+open_in_root_not_beneath :: io/src/file.cpp :: s{\(follow \? 0 : RESOLVE_BENEATH\)}{0} :: io_open_in_root http_static_files :: ^(io_open_in_root|http_static_files)$
+open_in_root_no_lexical_check :: io/src/file.cpp :: s{if \(leads_out_lexically\(rel\)\) \{}{if (false) \{} :: io_open_in_root :: ^io_open_in_root$
+open_in_root_walk_follows :: io/src/file.cpp :: s{flags \| O_NOFOLLOW\)}{flags)} :: io_open_in_root :: ^io_open_in_root$
+open_in_root_takes_fifos :: io/src/file.cpp :: s{\} else if \(!S_ISREG\(st\.st_mode\)\) \{\s*err = detail::kRefusedType;}{\} else if (false) \{} :: io_open_in_root http_static_files :: ^(io_open_in_root|http_static_files)$
+http_opened_file_reopened :: io/src/http/server.cpp :: s{file = res\.body_opened \? detail::take_body_opened\(res\)\s*:}{file =} :: http_static_files :: ^http_static_files$
+h2_opened_file_reopened :: io/src/http/h2_server.cpp :: s{file = res\.body_opened \? detail::take_body_opened\(res\)\s*:}{file =} :: http_static_files :: ^http_static_files$
+static_files_no_segment_check :: io/src/http/static_files.cpp :: s{if \(!servable\(rel\)\) return Response::text_body\(404, "not found\\n"\);}{} :: http_static_files :: ^http_static_files$
+open_in_root_walk_follows_dirs :: io/src/file.cpp :: s{O_PATH \| O_DIRECTORY \| O_NOFOLLOW \| O_CLOEXEC}{O_PATH | O_DIRECTORY | O_CLOEXEC} :: io_open_in_root :: ^io_open_in_root$
+http_file_body_from_position :: io/src/http/message.cpp :: s{\(void\)::lseek\(file\.fd\(\), 0, SEEK_SET\);}{} :: http_static_files :: ^http_static_files$
+open_in_root_magic_links :: io/src/file.cpp :: s{RESOLVE_NO_MAGICLINKS \| }{} :: io_open_in_root :: ^io_open_in_root$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
 http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(detail::u32_limit\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
 http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$

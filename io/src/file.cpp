@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <spindle/io/error.hpp>
 
@@ -30,6 +32,15 @@ using detail::throw_path;
 void detail::set_page_cache_fast_path(bool on) noexcept {
   detail::fast_path_on.store(on, std::memory_order_relaxed);
 }
+
+namespace {
+// openat2_on: whether open_in_root uses openat2 (off once the kernel
+// refused it, or by set_open_in_root_openat2). Relaxed: a setting, no
+// data rides on it.
+std::atomic<bool> openat2_on{true};
+}  // namespace
+
+void detail::set_open_in_root_openat2(bool on) noexcept { openat2_on.store(on, std::memory_order_relaxed); }
 
 File::File(File&& o) noexcept
     : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), broken_(std::exchange(o.broken_, false)) {}
@@ -102,6 +113,146 @@ File File::open(const std::filesystem::path& path, std::string_view python_mode,
   // Python's FileIO starts an "a" or "a+" file at its end, so a read
   // before any write finds nothing (lseek of a regular file: no wait).
   if (has(mode, OpenMode::append)) (void)::lseek(f.fd_, 0, SEEK_END);
+  return f;
+}
+
+namespace {
+
+// kLeadsOut: open_beneath's "the path leads out of the root" (not an
+// errno: those come back negated; kRefusedType is the other such value).
+constexpr int kLeadsOut = detail::kRefusedType + 1;
+
+// leads_out_lexically: rel is absolute or holds a ".." component. Refused
+// before any syscall in every mode: the fallback walk and follow_symlinks
+// resolve nothing themselves, and a ".." that stays inside is never needed
+// to name a file under the root.
+bool leads_out_lexically(const std::filesystem::path& rel) {
+  if (rel.has_root_path()) return true;
+  for (const auto& c : rel) {
+    if (c == "..") return true;
+  }
+  return false;
+}
+
+// regular_only: fd (opened O_NONBLOCK) if it is a regular file, with
+// O_NONBLOCK cleared; else closed and kRefusedType (or -errno).
+int regular_only(int fd) noexcept {
+  struct stat st{};
+  int err = 0;
+  if (::fstat(fd, &st) != 0) {
+    err = -errno;
+  } else if (!S_ISREG(st.st_mode)) {
+    err = detail::kRefusedType;
+  } else if (::fcntl(fd, F_SETFL, O_RDONLY) != 0) {
+    err = -errno;
+  }
+  if (err == 0) return fd;
+  ::close(fd);
+  return err;
+}
+
+// walk_no_symlinks: rel under dir a component at a time, each with
+// O_NOFOLLOW (openat2's absence): every symlink is refused (ELOOP, or
+// ENOTDIR where a directory was expected). rel has no ".." (checked
+// before). Not proof against a rename racing it: a directory it already
+// holds, moved out of the root meanwhile, takes the rest of the walk with
+// it (openat2 checks that; the walk cannot).
+int walk_no_symlinks(int dir, const std::filesystem::path& rel, int flags) noexcept {
+  if (rel.empty()) return -ENOENT;
+  std::vector<std::string> parts;
+  bool names_dir = false;  // ends in '/' or "." (openat2: ENOTDIR after a file)
+  try {
+    for (const auto& c : rel) {
+      names_dir = c.empty() || c == ".";
+      if (!names_dir) parts.push_back(c.native());
+    }
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  }
+  if (parts.empty() || names_dir) return -ENOTDIR;  // the root, or a directory's name: not a file
+  detail::FdCloser cur{::fcntl(dir, F_DUPFD_CLOEXEC, 0)};
+  if (cur.fd < 0) return -errno;
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    const int next = ::openat(cur.fd, parts[i].c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) return -errno;
+    ::close(std::exchange(cur.fd, next));
+  }
+  const int fd = ::openat(cur.fd, parts.back().c_str(), flags | O_NOFOLLOW);
+  return fd < 0 ? -errno : fd;
+}
+
+// openat2_refused: whether the kernel refuses openat2 itself (ENOSYS
+// before 5.6; ENOSYS or EPERM from a seccomp filter), asked after an
+// open failed with one of those: an EPERM can also be this file's own
+// (an LSM, fanotify), and that must not turn openat2 off for the process.
+bool openat2_refused(int dir) noexcept {
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH;
+  const long fd = ::syscall(SYS_openat2, dir, ".", &how, sizeof how);
+  if (fd >= 0) {
+    ::close(static_cast<int>(fd));
+    return false;
+  }
+  return errno == ENOSYS || errno == EPERM;
+}
+
+// open_beneath: open_in_root's pool job. The descriptor, -errno,
+// kRefusedType (not a regular file) or kLeadsOut.
+int open_beneath(const std::filesystem::path& root, const std::filesystem::path& rel, bool follow) noexcept {
+  detail::FdCloser dir{::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)};
+  if (dir.fd < 0) return -errno;
+  // O_NONBLOCK: a FIFO must not make the open wait for a writer (then
+  // refused as not regular); O_NOCTTY: a terminal never becomes ours.
+  const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  long fd = -1;
+  bool done = false;
+  if (openat2_on.load(std::memory_order_relaxed)) {
+    open_how how{};
+    how.flags = static_cast<std::uint64_t>(flags);
+    // Never /proc's magic links (/proc/self/fd/N), which lead anywhere,
+    // even with follow_symlinks (the walk's follow mode cannot refuse
+    // them: docs/io.md).
+    how.resolve = RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_BENEATH);
+    // EAGAIN: a rename elsewhere raced a ".." in a symlink's target (the
+    // kernel's own retry is bounded); try again a few times.
+    for (int i = 0; i < 4; ++i) {
+      fd = ::syscall(SYS_openat2, dir.fd, rel.c_str(), &how, sizeof how);
+      if (fd >= 0 || errno != EAGAIN) break;
+    }
+    if (fd >= 0) {
+      done = true;
+    } else if (const int err = errno; (err == ENOSYS || err == EPERM) && openat2_refused(dir.fd)) {
+      // No openat2 (before 5.6), or a seccomp filter's answer: the walk.
+      openat2_on.store(false, std::memory_order_relaxed);
+    } else {
+      return err == EXDEV ? kLeadsOut : -err;  // EXDEV: RESOLVE_BENEATH's "leads out"
+    }
+  }
+  if (!done) {
+    fd = follow ? ::openat(dir.fd, rel.c_str(), flags) : walk_no_symlinks(dir.fd, rel, flags);
+    if (fd < 0) return follow ? -errno : static_cast<int>(fd);
+  }
+  return regular_only(static_cast<int>(fd));
+}
+
+}  // namespace
+
+File File::open_in_root(const std::filesystem::path& root, const std::filesystem::path& rel, bool follow_symlinks) {
+  detail::no_nul_path(root, "File::open_in_root: the root");
+  detail::no_nul_path(rel, "File::open_in_root: the path");
+  std::filesystem::path full = root / rel.relative_path();
+  if (leads_out_lexically(rel)) {
+    throw_path(EACCES, "open_in_root (an absolute path or a \"..\" leads out of the root)", full);
+  }
+  cancel_point();
+  const int fd = in_pool([&]() noexcept { return open_beneath(root, rel, follow_symlinks); });
+  if (fd == kLeadsOut) throw_path(EACCES, "open_in_root (a symlink leads out of the root)", full);
+  if (fd == detail::kRefusedType) throw_path(EINVAL, "open_in_root (not a regular file)", full);
+  if (fd < 0) throw_path(-fd, "open_in_root", full);
+  File f;
+  f.fd_ = fd;  // owned first: the path's move cannot throw, but keep open's order
+  f.path_ = std::move(full);
   return f;
 }
 

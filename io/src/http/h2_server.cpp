@@ -49,6 +49,7 @@
 #include "h2_server.hpp"
 
 #include "ascii.hpp"
+#include "body_opened.hpp"
 #include "h2_common.hpp"
 #include "h2_mem.hpp"
 #include "limits.hpp"
@@ -1540,9 +1541,11 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   if (!res.body_stream) release_body(st);
   std::optional<io::File> file;
   std::uint64_t file_size = 0;
-  if (!res.body_stream && !res.body_file.empty()) {
+  if (!res.body_stream && (!res.body_file.empty() || res.body_opened)) {
     try {
-      file = io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
+      // Opened by the handler (file_body of an io::File): that file.
+      file = res.body_opened ? detail::take_body_opened(res)
+                             : io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
       file_size = file->size();
     } catch (const std::system_error&) {
       file.reset();

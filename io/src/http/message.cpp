@@ -1,16 +1,23 @@
 // message.cpp: Headers, Request/Response helpers, reason phrases, JSON and
 // the error category. No Beast here (docs/http.md "Layout").
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include <spindle/io/file.hpp>
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
 #include <spindle/io/http/url.hpp>
 
 #include "ascii.hpp"
+#include "body_opened.hpp"
 #include "ordered_json.hpp"
 
 namespace spindle::http {
@@ -126,6 +133,29 @@ Response Response::file_body(int status, std::filesystem::path path, std::string
   r.headers.set("Content-Type", content_type);
   r.body_file = std::move(path);
   return r;
+}
+
+Response Response::file_body(int status, io::File file, std::string_view content_type) {
+  if (!file.is_open()) throw std::invalid_argument("spindle::http: Response::file_body of an io::File that is not open");
+  // Sent whole under a Content-Length of its size: from its start, even
+  // if the handler read some of it (lseek of a regular file: no wait).
+  (void)::lseek(file.fd(), 0, SEEK_SET);
+  Response r;
+  r.status = status;
+  r.headers.set("Content-Type", content_type);
+  r.body_file = file.path();
+  r.body_opened = std::make_shared<io::File>(std::move(file));
+  return r;
+}
+
+namespace {
+std::mutex g_take_opened;  // body_opened.hpp: one sender per opened file
+}  // namespace
+
+io::File detail::take_body_opened(Response& res) noexcept {
+  if (!res.body_opened) return {};
+  std::lock_guard lk(g_take_opened);
+  return std::move(*res.body_opened);
 }
 
 std::string_view reason_phrase(int status) noexcept {

@@ -105,6 +105,7 @@
 
 #include "../idle_wait.hpp"
 #include "ascii.hpp"
+#include "body_opened.hpp"
 #include "call_handler.hpp"
 #include "chunk_lines.hpp"
 #include "head_scan.hpp"
@@ -1381,9 +1382,10 @@ std::uint64_t Server::State::write_response(detail::Transport& s, Response& res,
     // 1xx, 204, 304: the head is the whole response (response_head.hpp).
     res.body_stream = nullptr;
     res.body_file.clear();
+    res.body_opened.reset();
     res.body.clear();
   }
-  if (res.body_stream || !res.body_file.empty()) return write_streamed(s, res, req, keep, watch);
+  if (res.body_stream || !res.body_file.empty() || res.body_opened) return write_streamed(s, res, req, keep, watch);
   const detail::HeadParams hp = head_params(req, keep);
   const std::string_view body = hp.head_request ? std::string_view{} : std::string_view(res.body);
   out.clear();
@@ -1416,7 +1418,10 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
   if (!res.body_stream) {
     bool failed = false;
     try {
-      file = io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
+      // Opened by the handler (file_body of an io::File): that file, not
+      // whatever its path names now.
+      file = res.body_opened ? detail::take_body_opened(res)
+                             : io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
       size = file.size();
     } catch (const std::system_error&) {
       failed = true;  // gone, unreadable, not a regular file

@@ -107,6 +107,10 @@ namespace detail {
 // benchmarks and tests can measure and exercise the pool path alone. Any
 // thread; takes effect for calls that start afterwards.
 void set_page_cache_fast_path(bool on) noexcept;
+// set_open_in_root_openat2: File::open_in_root uses openat2 (true, the
+// default, until a kernel refuses it) or the component walk that kernels
+// without it get (false), process-wide, so tests exercise both. Any thread.
+void set_open_in_root_openat2(bool on) noexcept;
 }  // namespace detail
 
 class File {
@@ -131,6 +135,32 @@ class File {
   // start at the end of the file.
   SPINDLE_MAY_SUSPEND static File open(const std::filesystem::path& path, std::string_view python_mode,
                                        mode_t perms = 0666);
+  // open_in_root: opens `rel` under the directory `root` for reading, and
+  // only there (Go's os.OpenInRoot): a `rel` that is absolute or holds a
+  // ".." component is refused before any syscall, and so is anything but a
+  // regular file (refused without waiting, as OpenMode::regular; a device
+  // is opened, its driver's open runs, before it is refused). The kernel
+  // resolves the path under `root` in the same open (openat2's
+  // RESOLVE_BENEATH), so a symlink that leads out (an absolute one, or one
+  // whose ".." climbs past `root`) is refused, and a symlink or rename
+  // swapped in meanwhile cannot lead the open out; a symlink that stays
+  // under `root` is followed. follow_symlinks = true follows every symlink
+  // (nginx's default) but /proc's magic links, and still refuses an
+  // absolute `rel` or a "..". Where openat2 is missing or refused (a
+  // kernel before 5.6, a seccomp filter) `rel` is opened a component at a
+  // time with O_NOFOLLOW, which refuses every symlink (with
+  // follow_symlinks: a plain openat, which follows every one, magic links
+  // included), and which a rename of a directory it walks, racing it, can
+  // lead out (docs/io.md "Files and fds").
+  // Errors (std::system_error): std::errc::permission_denied for an
+  // absolute `rel`, a "..", or openat2's symlink out of `root` (what()
+  // says which); std::errc::invalid_argument for a file that is not
+  // regular; the walk's symlink refusals as ELOOP (too_many_symbolic_
+  // link_levels) or ENOTDIR; otherwise open(2)'s (no_such_file_or_directory,
+  // ...). std::invalid_argument for a NUL byte in either path. The File's
+  // path() is root / rel.
+  SPINDLE_MAY_SUSPEND static File open_in_root(const std::filesystem::path& root, const std::filesystem::path& rel,
+                                               bool follow_symlinks = false);
 
   // read: up to n bytes from the file position into p; fewer only at end
   // of file (0 there). Chunked (file comment).

@@ -7,5 +7,6 @@
 #include <spindle/io/http/error.hpp>
 #include <spindle/io/http/message.hpp>
 #include <spindle/io/http/server.hpp>
+#include <spindle/io/http/static_files.hpp>
 #include <spindle/io/http/url.hpp>
 #include <spindle/io/http/websocket.hpp>

@@ -38,6 +38,7 @@
 #include <spindle/runtime/detail/macros.hpp>
 
 namespace spindle::io {
+class File;
 class TcpStream;
 class TlsStream;
 }
@@ -225,11 +226,17 @@ struct Response {
   //    the response is written), read through io::File in pieces. A file
   //    that cannot be opened, or is not a regular file (a FIFO, a device,
   //    a directory: refused without waiting, io::OpenMode::regular), makes
-  //    the response a 500.
+  //    the response a 500. body_opened, when set (file_body with an
+  //    io::File), is that file already open, and body_file only names it:
+  //    what the handler checked is what is sent (static_files.hpp opens
+  //    with io::File::open_in_root), from its start. It is sent once:
+  //    copies of the Response share it, and a copy sent after it (or at
+  //    once, on another connection) is a 500.
   // A client that goes away mid-body ends the connection; the server goes
   // on. HEAD gets the head only (body_stream is never called).
   std::function<std::string()> body_stream;
   std::filesystem::path body_file;
+  std::shared_ptr<io::File> body_opened;
   // trailers: fields after the body (gRPC's grpc-status, a checksum known
   // only at the end). Server side: sent over HTTP/2 as a last HEADERS
   // frame, after any body (also after none); fields HTTP/2 forbids, or
@@ -275,6 +282,9 @@ struct Response {
                               std::string_view content_type = "application/octet-stream");
   static Response file_body(int status, std::filesystem::path path,
                             std::string_view content_type = "application/octet-stream");
+  // file_body of a file the handler opened (body_opened above); an
+  // io::File that is not open is std::invalid_argument.
+  static Response file_body(int status, io::File file, std::string_view content_type = "application/octet-stream");
 };
 
 // reason_phrase: the standard phrase for a status ("Not Found"), or "".

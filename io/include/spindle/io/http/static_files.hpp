@@ -1,0 +1,57 @@
+// static_files.hpp: a Router handler that serves the files under a
+// directory (aiohttp's add_static, Go's http.FileServer), and the content
+// types it names them by (Python's mimetypes.guess_type). docs/http.md
+// "Static files".
+#pragma once
+
+#include <filesystem>
+#include <string_view>
+
+#include <spindle/io/http/server.hpp>
+
+namespace spindle::http {
+
+struct StaticOptions {
+  // false (the default): a symlink is followed only while it stays under
+  // the root (io::File::open_in_root); one that leads out (an absolute
+  // target, or ".." past the root) is 404. true: every symlink is
+  // followed (nginx's default; aiohttp's follow_symlinks=True), for a tree
+  // whose links point at shared files elsewhere.
+  bool follow_symlinks = false;
+};
+
+// static_files: a GET handler for a route whose pattern ends in "*":
+//
+//   router.get("/static/*", http::static_files("./public"));
+//
+// serves root/<the "*" parameter> (HEAD too: the Router falls back to
+// GET). The root is made absolute now (a later chdir changes nothing) and
+// must be a directory: std::system_error now otherwise, as aiohttp raises
+// at add_static (a NUL byte in it: std::invalid_argument). Per request:
+//  - 404, before anything is opened, for a path that could lead out of
+//    the root or is not a plain name: empty, ending in '/', an empty, "."
+//    or ".." segment (also decoded: %2E%2E, and a %2F that made a segment
+//    start with '/'), or a NUL byte, so one URL names each file;
+//  - the file is opened under the root by the kernel in one step
+//    (io::File::open_in_root), and that open file is what is sent
+//    (Response::file_body of an io::File): a symlink swapped in after a
+//    check cannot redirect it. Missing, unreadable, leading out, or not a
+//    regular file (a directory, a FIFO: refused without waiting): 404,
+//    the same answer, so a client learns nothing of what exists outside
+//    what it may read;
+//  - out of descriptors or memory (the kernel's ENOMEM, or bad_alloc in
+//    the handler): 503 with Retry-After: 1;
+//  - 200: Content-Type by the name's extension (content_type_for),
+//    X-Content-Type-Options: nosniff (a browser does not run an upload
+//    named .txt as HTML), Content-Length, the body read in pieces.
+// Not done: directory listings and index files, Range, conditional
+// requests (ETag, Last-Modified), precompressed variants. Dotfiles
+// (.env, .git/) are served like any other name: keep them out of the root.
+Handler static_files(std::filesystem::path root, StaticOptions options = {});
+
+// content_type_for: the Content-Type of a file by its name's extension
+// (case-insensitive; text types with "; charset=utf-8"), or
+// "application/octet-stream" for one it does not know.
+std::string_view content_type_for(std::string_view name) noexcept;
+
+}  // namespace spindle::http
