@@ -78,6 +78,7 @@ h2_opened_file_reopened :: io/src/http/h2_server.cpp :: s{file = res\.body_opene
 static_files_no_segment_check :: io/src/http/static_files.cpp :: s{if \(!servable\(rel\)\) return Response::text_body\(404, "not found\\n"\);}{} :: http_static_files :: ^http_static_files$
 open_in_root_walk_follows_dirs :: io/src/file.cpp :: s{O_PATH \| O_DIRECTORY \| O_NOFOLLOW \| O_CLOEXEC}{O_PATH | O_DIRECTORY | O_CLOEXEC} :: io_open_in_root :: ^io_open_in_root$
 http_file_body_from_position :: io/src/http/message.cpp :: s{\(void\)::lseek\(file\.fd\(\), 0, SEEK_SET\);}{} :: http_static_files :: ^http_static_files$
+http_file_body_any_file :: io/src/http/message.cpp :: s{if \(::fstat\(file\.fd\(\), &st\) != 0 \|\| !S_ISREG\(st\.st_mode\) \|\| fl < 0 \|\| \(fl & O_ACCMODE\) == O_WRONLY\) \{}{if (false) \{} :: http_static_files :: ^http_static_files$
 open_in_root_magic_links :: io/src/file.cpp :: s{RESOLVE_NO_MAGICLINKS \| }{} :: io_open_in_root :: ^io_open_in_root$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
 http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(detail::u32_limit\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$

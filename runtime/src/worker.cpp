@@ -169,8 +169,9 @@ void Worker::thread_main() {
   // wait_started.
   remote_.tid_set.store(true, std::memory_order_release);
   // Each other worker's slow window (placement.hpp, rule 2) starts now,
-  // before any has run much: the first look judges a worker's whole life,
-  // so a worker that has run one long fiber since it started is slow then.
+  // before any has run much: the first look judges a worker's whole life
+  // if it never parked since (a park starts the window over), so a worker
+  // that has run one long fiber since it started is slow then.
   // Sized in the constructor (nothing here may allocate: user code runs
   // once every worker has passed the store above).
   const auto started_at = std::chrono::steady_clock::now();

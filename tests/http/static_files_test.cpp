@@ -152,12 +152,24 @@ TEST_CASE("file_body of an opened io::File sends that file, whatever its path na
       return http::Response::file_body(200, std::move(f), "text/plain");
     });
     r.get("/closed", [](http::Request&) { return http::Response::file_body(200, io::File{}); });
+    // Only a regular file open for reading, as the path form sends: a
+    // write-only File (its read would fail after a 200 head) and a
+    // directory (its st_size is no body) are refused in the handler.
+    r.get("/write-only", [&](http::Request&) {
+      return http::Response::file_body(200, io::File::open(t.root / "w.txt", io::OpenMode::write | io::OpenMode::create));
+    });
+    r.get("/directory", [&](http::Request&) {
+      return http::Response::file_body(200, io::File::open(t.root / "dir", io::OpenMode::read));
+    });
     LiveServer srv(std::move(r));
     const std::string res = get(srv.port(), "GET", "/opened");
     FIBER_CHECK(status_of(res) == "HTTP/1.1 200 OK");
     FIBER_CHECK(body_of(res) == "hello\n");
-    // A File that is not open: the handler's throw, a 500.
+    // A File that is not open, not readable, not regular: the handler's
+    // throw, a 500 before any head.
     FIBER_CHECK(status_of(get(srv.port(), "GET", "/closed")).starts_with("HTTP/1.1 500 "));
+    FIBER_CHECK(status_of(get(srv.port(), "GET", "/write-only")).starts_with("HTTP/1.1 500 "));
+    FIBER_CHECK(status_of(get(srv.port(), "GET", "/directory")).starts_with("HTTP/1.1 500 "));
   });
 }
 

@@ -1,5 +1,7 @@
 // message.cpp: Headers, Request/Response helpers, reason phrases, JSON and
 // the error category. No Beast here (docs/http.md "Layout").
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -137,6 +139,17 @@ Response Response::file_body(int status, std::filesystem::path path, std::string
 
 Response Response::file_body(int status, io::File file, std::string_view content_type) {
   if (!file.is_open()) throw std::invalid_argument("spindle::http: Response::file_body of an io::File that is not open");
+  // Only what the path form would send: a regular file opened for reading
+  // (its size is the Content-Length; a FIFO's or a device's is not, and a
+  // write-only File would fail after the head). fstat and fcntl of an open
+  // descriptor do not wait for a device.
+  struct stat st{};
+  const int fl = ::fcntl(file.fd(), F_GETFL);
+  if (::fstat(file.fd(), &st) != 0 || !S_ISREG(st.st_mode) || fl < 0 || (fl & O_ACCMODE) == O_WRONLY) {
+    throw std::invalid_argument("spindle::http: Response::file_body of an io::File that is not a regular file open "
+                                "for reading: " +
+                                file.path().string());
+  }
   // Sent whole under a Content-Length of its size: from its start, even
   // if the handler read some of it (lseek of a regular file: no wait).
   (void)::lseek(file.fd(), 0, SEEK_SET);

@@ -215,7 +215,7 @@ struct Response {
   // it; status, headers and body are then unused.
   std::function<void(Upgraded conn, std::string_view buffered)> upgrade;
   // Server side, streamed bodies (`body` is then ignored; the first set
-  // wins: body_stream, then body_file):
+  // wins: body_stream, then body_opened or body_file):
   //  - body_stream: called on the connection's fiber for each next piece
   //    until it returns ""; sent with Transfer-Encoding: chunked (to an
   //    HTTP/1.0 client: unframed, then the connection closes). It may
@@ -229,9 +229,12 @@ struct Response {
   //    the response a 500. body_opened, when set (file_body with an
   //    io::File), is that file already open, and body_file only names it:
   //    what the handler checked is what is sent (static_files.hpp opens
-  //    with io::File::open_in_root), from its start. It is sent once:
-  //    copies of the Response share it, and a copy sent after it (or at
-  //    once, on another connection) is a 500.
+  //    with io::File::open_in_root), from its start; file_body refuses
+  //    (std::invalid_argument) a File that is not a regular file open for
+  //    reading. While set it is what is sent, whatever body_file says:
+  //    reset it to send something else. It is sent once: copies of the
+  //    Response share it, and a copy sent after it (or at once, on
+  //    another connection) is a 500.
   // A client that goes away mid-body ends the connection; the server goes
   // on. HEAD gets the head only (body_stream is never called).
   std::function<std::string()> body_stream;
