@@ -12,7 +12,6 @@
 #include <spindle/io/file.hpp>
 
 #include "../no_nul.hpp"
-#include "ascii.hpp"
 
 namespace spindle::http {
 
@@ -33,14 +32,6 @@ bool servable(std::string_view rel) noexcept {
     if (j == std::string_view::npos) return true;
     rel.remove_prefix(j + 1);
   }
-}
-
-bool same_letters(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (detail::ascii_lower(a[i]) != b[i]) return false;  // b is lower case
-  }
-  return true;
 }
 
 bool exhausted(const std::error_code& ec) noexcept {
@@ -90,7 +81,7 @@ std::string_view content_type_for(std::string_view name) noexcept {
   if (dot == std::string_view::npos || dot == 0) return kDefault;  // none, or a dotfile's name
   const std::string_view ext = name.substr(dot + 1);
   for (const TypeOf& t : kTypes) {
-    if (same_letters(ext, t.ext)) return t.type;
+    if (iequals(ext, t.ext)) return t.type;
   }
   return kDefault;
 }
