@@ -6,6 +6,7 @@
 // shutdown (idle connections closed, in-flight requests finished).
 #include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -125,6 +126,40 @@ TEST_CASE("server: keep-alive and pipelining, counted at the server") {
     FIBER_CHECK(read_all(s).empty());  // closed after the last
     FIBER_CHECK(srv.server().connections_accepted() == 1);
     FIBER_CHECK(srv.server().requests_served() == 25);
+  });
+}
+
+// The counters as tests (and users' monitors) read them: accepted, then
+// open. While no connection closes, every one counted accepted must be
+// counted open; counted the other way round, a reader between the two
+// increments saw `accepted == n && open == n - 1`, took a connection for
+// closed, and a write_timeout test went on before its client was dropped
+// (stop 77's CI, ASan). A thread reads the pair as fast as it can while
+// 300 clients connect and stay.
+TEST_CASE("server: a connection counted accepted is counted open until it closes") {
+  run_checked(2, [] {
+    LiveServer srv(echo_target);
+    std::atomic<bool> done{false};
+    std::atomic<std::uint64_t> reads{0}, behind{0};
+    std::thread reader([&] {
+      while (!done.load(std::memory_order_relaxed)) {
+        const std::uint64_t a = srv.server().connections_accepted();
+        const std::uint64_t o = srv.server().connections_open();
+        if (o < a) behind.fetch_add(1, std::memory_order_relaxed);
+        reads.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    constexpr std::uint64_t kClients = 300;
+    std::vector<io::TcpStream> clients;
+    for (std::uint64_t i = 0; i < kClients; ++i) clients.push_back(raw_connect(srv.port()));
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_accepted() == kClients; }));
+    done.store(true);
+    reader.join();
+    FIBER_CHECK(reads.load() > 0);
+    FIBER_CHECK(behind.load() == 0);
+    FIBER_CHECK(srv.server().connections_open() == kClients);
+    clients.clear();
+    FIBER_CHECK(wait_until([&] { return srv.server().connections_open() == 0; }));
   });
 }
 

@@ -964,7 +964,14 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
     // idle connections are closed for it (nginx accepts, then drains):
     // only a connection that came makes room, none that might.
     wait_for_room();
-    accepted.fetch_add(1, std::memory_order_relaxed);
+    // Open before accepted, the latter a release paired with the acquire in
+    // connections_accepted(): a reader that loads accepted and then open
+    // sees every connection it counts as accepted counted as open until it
+    // closes, so `accepted == n && open == 0` means all n were closed.
+    // (Counted the other way round, a reader in between saw a connection
+    // accepted and not open, and took it for closed: stop 77's CI.)
+    open.fetch_add(1, std::memory_order_relaxed);
+    accepted.fetch_add(1, std::memory_order_release);
     std::shared_ptr<Conn> c;
     bool listed = false;
     try {
@@ -975,7 +982,6 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
 #else
       c->releasable = wake_ep >= 0;
 #endif
-      open.fetch_add(1, std::memory_order_relaxed);
       std::uint64_t gen;
       {
         std::lock_guard lk(mu);
@@ -990,13 +996,11 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
       // on; escaping, this would fail the TaskGroup and cancel every
       // connection while serve() waited on. A short pause, so that a
       // process out of memory is not spun on.
-      if (c) {
-        if (listed) {
-          std::lock_guard lk(mu);
-          conns.erase(c.get());
-        }
-        open.fetch_sub(1, std::memory_order_relaxed);
+      if (listed) {
+        std::lock_guard lk(mu);
+        conns.erase(c.get());
       }
+      open.fetch_sub(1, std::memory_order_relaxed);
       sleep_for(std::chrono::milliseconds(10));
     }
   }
@@ -2510,7 +2514,7 @@ void Server::shutdown() noexcept {
 }
 
 std::uint64_t Server::connections_accepted() const noexcept {
-  return st_->accepted.load(std::memory_order_relaxed);
+  return st_->accepted.load(std::memory_order_acquire);  // pairs with the acceptor's release
 }
 std::uint64_t Server::connections_open() const noexcept { return st_->open.load(std::memory_order_relaxed); }
 std::uint64_t Server::connections_upgraded() const noexcept {

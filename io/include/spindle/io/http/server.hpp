@@ -436,6 +436,10 @@ class Server {
   void shutdown() noexcept;
 
   // Counters (any thread, relaxed reads: exact once serve() returned).
+  // A connection is counted open before it is counted accepted, so a
+  // read of connections_accepted() and then connections_open() sees each
+  // connection it counts as accepted counted as open until it closes:
+  // `accepted == n && open == 0` means those n were all closed.
   // requests_served counts handler returns, before the response is
   // written: a peer holding a response sees it counted.
   std::uint64_t connections_accepted() const noexcept;
