@@ -77,7 +77,7 @@ struct Counted {
 
 }  // namespace
 
-TEST_CASE("h2: a handler's connection-specific fields are dropped in any case; its Content-Length is the server's but on a 304") {
+TEST_CASE("h2: a handler's connection-specific fields are dropped in any case; its Content-Length is the server's but on a 304; 204 and 304 send no file") {
   run_checked(2, [] {
     http::Router r;
     r.get("/forbidden", [](http::Request&) {
@@ -97,8 +97,22 @@ TEST_CASE("h2: a handler's connection-specific fields are dropped in any case; i
       res.headers.add("Content-Length", "42");
       return res;
     });
+    // A file body on a status without one: the head alone, as over
+    // HTTP/1.1, with no open of the file (a missing one was a 500).
+    r.get("/not-modified-file", [](http::Request&) {
+      return http::Response::file_body(304, "/nonexistent/spindle-h2-test-file");
+    });
+    r.get("/no-content-file", [](http::Request&) {
+      return http::Response::file_body(204, "/nonexistent/spindle-h2-test-file");
+    });
     H2Server srv(std::move(r));
     Client c(srv.port());
+    for (const auto& [path, status] : {std::pair{"/not-modified-file", 304}, std::pair{"/no-content-file", 204}}) {
+      const StreamResult f = c.request("GET", path, slack(10s));
+      FIBER_CHECK(f.complete());
+      FIBER_CHECK(f.status == status);
+      FIBER_CHECK(f.body.empty());
+    }
     const StreamResult a = c.request("GET", "/forbidden", slack(10s));
     FIBER_CHECK(a.complete());
     FIBER_CHECK(a.status == 200);

@@ -1537,6 +1537,15 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   };
   if (res.upgrade) fail("spindle::http: Response::upgrade over HTTP/2 (a protocol switch HTTP/2 does not have)");
   if (res.status < 200 || res.status > 999) fail("spindle::http: a final status outside 200..999 over HTTP/2");
+  if (!body_allowed(res.status)) {
+    // 204, 304: the head is the whole response, as over HTTP/1.1
+    // (write_response). No file is opened or taken for it: a missing one
+    // (or an opened one a copy already sent) made it a 500.
+    res.body_stream = nullptr;
+    res.body_file.clear();
+    res.body_opened.reset();
+    res.body.clear();
+  }
   // Nothing below tells on_error of this request but a generator's throw.
   if (!res.body_stream) release_body(st);
   std::optional<io::File> file;

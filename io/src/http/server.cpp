@@ -1000,7 +1000,8 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
         std::lock_guard lk(mu);
         conns.erase(c.get());
       }
-      open.fetch_sub(1, std::memory_order_relaxed);
+      s.close();  // before it is counted closed (the counters' rule above); a no-op once moved into the spawn
+      open.fetch_sub(1, std::memory_order_release);
       sleep_for(std::chrono::milliseconds(10));
     }
   }
@@ -2516,7 +2517,10 @@ void Server::shutdown() noexcept {
 std::uint64_t Server::connections_accepted() const noexcept {
   return st_->accepted.load(std::memory_order_acquire);  // pairs with the acceptor's release
 }
-std::uint64_t Server::connections_open() const noexcept { return st_->open.load(std::memory_order_relaxed); }
+// Acquire: the drop that takes `open` down (seq_cst) comes after the socket
+// closed and `released` went down, so a reader of open and then of those
+// sees them done.
+std::uint64_t Server::connections_open() const noexcept { return st_->open.load(std::memory_order_acquire); }
 std::uint64_t Server::connections_upgraded() const noexcept {
   return st_->upgraded.load(std::memory_order_relaxed);
 }

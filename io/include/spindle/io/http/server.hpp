@@ -435,11 +435,13 @@ class Server {
   // any fiber or thread; idempotent. Also valid before serve() starts.
   void shutdown() noexcept;
 
-  // Counters (any thread, relaxed reads: exact once serve() returned).
-  // A connection is counted open before it is counted accepted, so a
-  // read of connections_accepted() and then connections_open() sees each
-  // connection it counts as accepted counted as open until it closes:
-  // `accepted == n && open == 0` means those n were all closed.
+  // Counters (any thread; exact once serve() returned). A connection is
+  // counted open before it is counted accepted, and closed (its socket,
+  // and any release) before it is counted down from open; both reads are
+  // acquires. So a read of connections_accepted() and then of
+  // connections_open() sees each connection it counts as accepted
+  // counted as open until it closed: `accepted == n && open == 0` means
+  // those n were all closed.
   // requests_served counts handler returns, before the response is
   // written: a peer holding a response sees it counted.
   std::uint64_t connections_accepted() const noexcept;
