@@ -576,7 +576,17 @@ TEST_CASE("h2: shutdown sends GOAWAY NO_ERROR and lets the stream in flight fini
     FIBER_CHECK(!c.stream(id).closed);
     FIBER_CHECK(!srv.serve_returned());  // the stream holds it
     go.set();
-    FIBER_CHECK(c.finish(id, slack(10s)));
+    const bool finished = c.finish(id, slack(10s));
+    FIBER_CHECK(finished);
+    if (!finished) {
+      // Once in a TSan run (2026-12-01) the connection ended with the
+      // status in and the body cut short, cause not found: say how it ended.
+      fiber_failures().add("h2 shutdown: stream open at the end: eof " + std::to_string(c.eof()) + ", failed " +
+                           std::to_string(c.failed()) + ", goaways " + std::to_string(c.goaways()) + " (last code " +
+                           std::to_string(c.goaway_code()) + ", last stream " + std::to_string(c.goaway_last_stream()) +
+                           "), body bytes " + std::to_string(c.stream(id).body.size()) + ", server returned " +
+                           std::to_string(srv.serve_returned()));
+    }
     FIBER_CHECK(c.stream(id).complete());
     FIBER_CHECK(c.stream(id).status == 200);
     FIBER_CHECK(c.stream(id).body == body);
