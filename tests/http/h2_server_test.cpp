@@ -599,6 +599,56 @@ TEST_CASE("h2: shutdown sends GOAWAY NO_ERROR and lets the stream in flight fini
   });
 }
 
+// A graceful end lingers while the response is still on its way. Closed
+// at once after its last write, the socket got the client's later frames
+// (a PING per 256 KiB read, as a SETTINGS ACK or a WINDOW_UPDATE could
+// come) after its close, and the kernel's reset dropped what it still
+// held of the body: the client read it cut short and then a reset. 8 MiB
+// is more than loopback's buffers hold, so the end comes with much unsent.
+TEST_CASE("h2: a graceful end waits for the last response to reach the client; its frames meanwhile cost nothing") {
+  run_checked(2, [] {
+    constexpr std::size_t kBody = 8u << 20;
+    const std::string body = pattern(kBody, 11);
+    std::atomic<http::Server*> me{nullptr};
+    http::Router r;
+    r.get("/big", [&](http::Request&) {
+      me.load()->shutdown();  // GOAWAY now: this stream is the connection's last
+      return http::Response::text_body(200, body);
+    });
+    H2Server srv(std::move(r));
+    me.store(&srv.server());
+    RawConn c(srv.port());
+    // Windows that admit the whole body at once: the server writes as fast
+    // as the socket takes it.
+    FIBER_CHECK(c.send(std::string(kPreface) + settings({{0x4, 0x7fffffff}}) + window_update(0, 0x7fffffff - 65535) +
+                       headers(1, plain_block("GET", "/big"), true)));
+    int status = 0;
+    bool ended = false;
+    std::string got;
+    got.reserve(kBody);
+    std::size_t next_ping = 256 * 1024;
+    while (!ended) {
+      std::optional<Frame> f = c.next(slack(10s));
+      if (!f) break;
+      if (f->type == HEADERS && f->stream == 1 && !f->field(":status").empty()) status = std::stoi(f->field(":status"));
+      if (f->type == DATA && f->stream == 1) {
+        got += f->payload;
+        ended = (f->flags & END_STREAM) != 0;
+        if (got.size() >= next_ping) {
+          (void)c.send(ping(got.size()));  // false once reset: the check below says so
+          next_ping += 256 * 1024;
+        }
+      }
+    }
+    FIBER_CHECK(status == 200);
+    FIBER_CHECK(ended);
+    FIBER_CHECK(got.size() == kBody);
+    FIBER_CHECK(got == body);
+    FIBER_CHECK(c.drain_to_eof(slack(10s)));
+    FIBER_CHECK(wait_until([&] { return srv.serve_returned(); }));
+  });
+}
+
 TEST_CASE("h2: idle_timeout ends a connection with no open stream (GOAWAY, then close)") {
   run_checked(2, [] {
     http::ServerOptions o;
