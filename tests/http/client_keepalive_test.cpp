@@ -114,7 +114,9 @@ TEST_CASE("client keepalive: origins with nothing open do not pile up (300 refus
     FIBER_CHECK(c.stats().open == 0);
     sp::sleep_for(100ms);
     FIBER_CHECK(c.get(a.url()).text() == "hello");
-    FIBER_CHECK(c.stats().origins == 1);
+    // a's own entry, unless a stall over the 50 ms timeout let the reaper
+    // close its connection first; none of the 300.
+    FIBER_CHECK(c.stats().origins <= 1);
   });
 }
 

@@ -479,7 +479,9 @@ TEST_CASE("server: an on_shutdown still running at drain_timeout is cancelled") 
     std::atomic<bool> cancelled{false};
     sp::Event started;
     http::ServerOptions o;
-    o.drain_timeout = 50ms;
+    // Long enough for the hook's fiber to first run: cancelled before that,
+    // its body never runs and `started` stays unset.
+    o.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(300ms));
     o.on_shutdown = [&] {
       started.set();
       try {

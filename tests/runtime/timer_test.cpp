@@ -112,7 +112,10 @@ TEST_CASE("sleepers wake in deadline order", "[timer]") {
     std::iota(idx.begin(), idx.end(), 0);
     std::reverse(idx.begin(), idx.end());
     std::rotate(idx.begin(), idx.begin() + 5, idx.end());
-    const auto base = Clock::now() + 20ms;
+    // Far enough ahead that every sleeper is asleep before the first
+    // deadline: one that first ran past its own woke in run order, not
+    // deadline order (20 ms was the margin for a descheduled worker).
+    const auto base = Clock::now() + slack(100ms);
     std::vector<sp::Task<void>> tasks;
     for (int i : idx) {
       tasks.push_back(sp::spawn([&, i] {
