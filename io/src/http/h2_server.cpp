@@ -1406,27 +1406,27 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
 
 // linger: after a graceful end (our FIN sent), keeps the socket open, its
 // reader still reading, while bytes we wrote have not all reached the
-// client (SIOCOUTQ: not yet acknowledged), for at most kLingerMax (or
-// write_timeout if shorter) and while the client takes some within each
-// kLingerStall, or until the reader ends (the client closed). Not after a write that failed or timed out: that client takes
-// nothing. Bytes still queued when it gives up are sent all the same (a
-// close with no unread input is a FIN after them); only the client's
-// frames after that meet a reset. Closed with unread input, or given input after its
-// close, the kernel answers with a reset and drops what it still held of
-// ours: a client whose last frames (a SETTINGS ACK, a WINDOW_UPDATE, a
-// PING) crossed our end lost the tail of its last response. Seen in a TSan
-// run (a 100,000-byte body cut short after a shutdown's GOAWAY), and a
-// SETTINGS ACK was still unread at the end of "ten streams of one
-// connection" in 3 of 3 dev runs. A connection whose bytes all arrived
-// (every small response on loopback) does not wait at all; HTTP/1.1's
-// linger (server.cpp) drains for 200 ms after an error response, nginx's
-// lingering close for up to 30 s.
+// client (SIOCOUTQ: not yet acknowledged): for at most kLingerMax (or
+// write_timeout if shorter), while the client takes some within each
+// kLingerStall, and until the reader ends (the client closed). Not after
+// a write that failed or timed out: that client takes nothing.
+// Why: closed with unread input, or given input after its close, the
+// kernel answers with a reset and drops what it still held of ours, so a
+// client whose last frames (a SETTINGS ACK, a WINDOW_UPDATE, a PING)
+// crossed our end lost the tail of its last response (a TSan run: 35 KB
+// of a 100 KB body after a shutdown's GOAWAY; h2_server "a graceful end
+// waits for the last response"). Bytes still queued when it gives up go
+// all the same (a close with no unread input is a FIN after them); only
+// the client's frames after that meet a reset. A connection whose bytes
+// all arrived (every small response on loopback) does not wait at all.
+// HTTP/1.1's linger (server.cpp) drains 200 ms after the response that
+// ends a connection; nginx's lingering close lasts up to 30 s.
 void H2Conn::linger() {
   const int fd = t_.tcp().native_handle();
   if (fd < 0) return;
   const auto wt = env_.opt.write_timeout;
-  const Clock::time_point until =
-      spindle::detail::deadline_after(wt.count() > 0 ? std::min<std::chrono::milliseconds>(wt, kLingerMax) : kLingerMax);
+  const auto most = wt.count() > 0 ? std::min<std::chrono::milliseconds>(wt, kLingerMax) : kLingerMax;
+  const Clock::time_point until = spindle::detail::deadline_after(most);
   auto pause = std::chrono::milliseconds(1);
   int last = std::numeric_limits<int>::max();
   Clock::time_point moved = Clock::now();
