@@ -134,7 +134,7 @@ TEST_CASE("server: keep-alive and pipelining, counted at the server") {
 // counted open; counted the other way round, a reader between the two
 // increments saw `accepted == n && open == n - 1`, took a connection for
 // closed, and a write_timeout test went on before its client was dropped
-// (stop 77's CI, ASan). A thread reads the pair as fast as it can while
+// (CI, 2026-12-01, ASan). A thread reads the pair as fast as it can while
 // 300 clients connect and stay.
 TEST_CASE("server: a connection counted accepted is counted open until it closes") {
   run_checked(2, [] {

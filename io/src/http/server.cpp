@@ -969,7 +969,7 @@ void Server::State::accept_loop(TaskGroup& group, const std::shared_ptr<State>& 
     // sees every connection it counts as accepted counted as open until it
     // closes, so `accepted == n && open == 0` means all n were closed.
     // (Counted the other way round, a reader in between saw a connection
-    // accepted and not open, and took it for closed: stop 77's CI.)
+    // accepted and not open, and took it for closed: CI, 2026-12-01.)
     open.fetch_add(1, std::memory_order_relaxed);
     accepted.fetch_add(1, std::memory_order_release);
     std::shared_ptr<Conn> c;
