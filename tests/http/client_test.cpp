@@ -444,8 +444,9 @@ TEST_CASE("client: pooled connections the server closed are replaced transparent
     http::ServerOptions o;
     // The server drops idle keep-alive connections; long enough that a
     // fresh connection is not dropped before its request arrives (a
-    // sanitizer build on a loaded machine can take that long).
-    o.idle_timeout = kSanitized ? 1000ms : 100ms;
+    // sanitizer build on a loaded machine can take that long; 100 ms in
+    // the others was a stall's margin).
+    o.idle_timeout = kSanitized ? 1000ms : 300ms;
     sp::Barrier together(3);
     http::Router r;
     r.get("/together", [&](http::Request& q) {
