@@ -310,7 +310,16 @@ TEST_CASE("a saturated worker's connections move to an idle worker") {
   // test's own machine the client thread and worker 0 may keep every core
   // busy, and then no spread opens (the next case).
   SpareCpuAs spare{1};
-  const Saturated r = saturate_worker_0();
+  Saturated r = saturate_worker_0();
+  // Up to three trials, as the consolidation case below: beside another
+  // test suite on the same 2 cores (2026-12-01, ASan beside TSan) worker 1
+  // spread twice and worker 0 handed off 20 fibers, but worker 1's thread
+  // got no core before worker 0 took them back (worker 1: 0 switches).
+  // Without the rule every trial spreads nothing.
+  for (int retry = 0; retry < 2 && r.on1 == 0; ++retry) {
+    WARN("trial " << retry + 1 << " moved nothing (worker 0: " << r.on0 << " requests)\n" << r.stats << "again");
+    r = saturate_worker_0();
+  }
   INFO("requests served on worker 0: " << r.on0 << ", on worker 1: " << r.on1 << "\n" << r.stats);
   REQUIRE(r.on0 + r.on1 > 0);
   // The rule fired (worker 1 watching worker 0) ...
