@@ -283,7 +283,8 @@ class H2Conn {
     return detail::sat_add(static_cast<std::size_t>(h2_.max_outbound_ack),
                            4 * static_cast<std::size_t>(h2_.max_concurrent_streams));
   }
-  bool writer();
+  enum class WriterEnd { released, ended, cut };
+  WriterEnd writer();
   void linger();
   bool may_release() const;
   void follow_consolidation();
@@ -366,7 +367,6 @@ class H2Conn {
     if (fibers_++ == 0) quiet_ms_.store(kBusy, std::memory_order_relaxed);
   }
   bool reader_done_ = false;
-  bool write_failed_ = false;  // the writer's last write failed or timed out (writer only): no linger
   // Release (releasable_ only): the writer found the connection quiet for
   // release_after and nudged the reader's idle wait (release_asked_); the
   // reader, woken by that nudge, agreed (released_: it stopped reading)
@@ -1179,10 +1179,11 @@ bool H2Conn::may_release() const {
 }
 
 // writer: the connection fiber's loop (file comment). Returns when the
-// connection is done: the client went, the session wants nothing more, a
-// GOAWAY (ours) has no stream left behind it, or a write failed (false);
-// or when it was released (true: the reader agreed and stopped).
-bool H2Conn::writer() {
+// connection is done (ended): the client went, the session wants nothing
+// more, or a GOAWAY (ours) has no stream left behind it; when a write
+// failed or timed out (cut); or when it was released (the reader agreed
+// and stopped).
+H2Conn::WriterEnd H2Conn::writer() {
   std::string out;
   const ServerOptions& o = env_.opt;
   const auto idle = o.idle_timeout;
@@ -1286,14 +1287,12 @@ bool H2Conn::writer() {
           write();
         }
       } catch (const TimedOut&) {
-        write_failed_ = true;
-        return false;  // a client that does not read: the connection goes
+        return WriterEnd::cut;  // a client that does not read: the connection goes
       } catch (const std::system_error&) {
-        write_failed_ = true;
-        return false;
+        return WriterEnd::cut;
       }
     }
-    if (end) return released;
+    if (end) return released ? WriterEnd::released : WriterEnd::ended;
     if (more || recheck) continue;
     if (until == Clock::time_point::max()) {
       wake_.wait();
@@ -1339,7 +1338,7 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
   {
     // A connection served again after a release starts its fibers afresh.
     std::lock_guard lk(mu_);
-    reader_done_ = release_asked_ = released_ = write_failed_ = false;
+    reader_done_ = release_asked_ = released_ = false;
     revived_at_ = Clock::now();
     reclaim_.store(false, std::memory_order_relaxed);  // one for the last run, declined or late
   }
@@ -1389,7 +1388,8 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     Event& e;
     ~WriterDone() { e.set(); }
   } writer_done{writer_done_};
-  if (writer()) {
+  const WriterEnd how = writer();
+  if (how == WriterEnd::released) {
     std::lock_guard lk(mu_);
     return {true, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - quiet_since_)};
   }
@@ -1400,7 +1400,7 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
   } catch (const std::exception&) {
   }
   writer_done_.set();  // the reader, should it end under the linger, need not shut the socket (reader())
-  if (!write_failed_) linger();
+  if (how == WriterEnd::ended) linger();
   return {};
 }
 
