@@ -114,12 +114,6 @@ constexpr std::size_t kConnOutHigh = 256 * 1024;
 constexpr std::size_t kOutFrame = 16 * 1024;
 // What the writer takes from the session per socket write.
 constexpr std::size_t kWriteBatch = 64 * 1024;
-// kLingerMax: the longest a graceful end waits for its last bytes to reach
-// the client (linger). nginx's lingering_time is 30 s; 10 s covers a 4 MiB
-// send buffer at 400 KB/s and bounds what a client that stops reading at
-// the end holds: one fiber and its socket, after write_timeout did not
-// catch it (every write had gone into the kernel).
-constexpr std::chrono::milliseconds kLingerMax{10'000};
 // kLingerStall: a client that takes none of them for this long (one that
 // never reads) is not waited for further.
 constexpr std::chrono::milliseconds kLingerStall{1'000};
@@ -1406,9 +1400,10 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
 
 // linger: after a graceful end (our FIN sent), keeps the socket open, its
 // reader still reading, while bytes we wrote have not all reached the
-// client (SIOCOUTQ: not yet acknowledged): for at most kLingerMax (or
-// write_timeout if shorter), while the client takes some within each
-// kLingerStall, and until the reader ends (the client closed). Not after
+// client (SIOCOUTQ: not yet acknowledged): for at most write_timeout (the
+// bound a client taking our bytes already has: a whole body's, await_close;
+// none when it is 0, as for the writes), while the client takes some within
+// each kLingerStall, and until the reader ends (the client closed). Not after
 // a write that failed or timed out: that client takes nothing.
 // Why: closed with unread input, or given input after its close, the
 // kernel answers with a reset and drops what it still held of ours, so a
@@ -1425,8 +1420,7 @@ void H2Conn::linger() {
   const int fd = t_.tcp().native_handle();
   if (fd < 0) return;
   const auto wt = env_.opt.write_timeout;
-  const auto most = wt.count() > 0 ? std::min<std::chrono::milliseconds>(wt, kLingerMax) : kLingerMax;
-  const Clock::time_point until = spindle::detail::deadline_after(most);
+  const Clock::time_point until = wt.count() > 0 ? spindle::detail::deadline_after(wt) : Clock::time_point::max();
   auto pause = std::chrono::milliseconds(1);
   int last = std::numeric_limits<int>::max();
   Clock::time_point moved = Clock::now();
