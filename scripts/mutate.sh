@@ -82,7 +82,7 @@ http_file_body_any_file :: io/src/http/message.cpp :: s{if \(::fstat\(file\.fd\(
 open_in_root_magic_links :: io/src/file.cpp :: s{RESOLVE_NO_MAGICLINKS \| }{} :: io_open_in_root :: ^io_open_in_root$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
 http_counted_accepted_before_open :: io/src/http/server.cpp :: s{open\.fetch_add\(1, std::memory_order_relaxed\);\n(\s*)accepted\.fetch_add\(1, std::memory_order_release\);(.*?c = std::make_shared<Conn>\(\);)}{accepted.fetch_add(1, std::memory_order_relaxed);$2\n$1  open.fetch_add(1, std::memory_order_relaxed);}s :: http_server :: ^http_server$
-h2_no_body_status_opens_file :: io/src/http/h2_server.cpp :: s{if \(!body_allowed\(res\.status\)\) \{(\n\s*// 204, 304)}{if (false) \{$1} :: http_h2_server :: ^http_h2_server$
+h2_no_body_status_opens_file :: io/src/http/h2_server.cpp :: s{if \(!body_allowed\(res\.status\)\) drop_body\(res\);}{} :: http_h2_server :: ^http_h2_server$
 h2_no_linger :: io/src/http/h2_server.cpp :: s{if \(how == WriterEnd::ended\) linger\(\);}{} :: http_h2_server :: ^http_h2_server$
 http_head_limit_ignored :: io/src/http/server.cpp :: s{p\.header_limit\(detail::u32_limit\(opt\.max_head\)\);}{p.header_limit(std::numeric_limits<std::uint32_t>::max());} :: http_server http_server_hostile :: ^http_server(_hostile)?$
 http_framing_unchecked :: io/src/http/server.cpp :: s{if\s*\(const int status = framing_status\(h\); status != 0\)\s*return reject\(s, status, head, peer, &req\);}{} :: http_server_hostile :: ^http_server_hostile$

@@ -49,6 +49,7 @@
 #include "h2_server.hpp"
 
 #include "ascii.hpp"
+#include "body_allowed.hpp"
 #include "body_opened.hpp"
 #include "h2_common.hpp"
 #include "h2_mem.hpp"
@@ -125,12 +126,6 @@ constexpr std::size_t kReadSize = 16 * 1024;
 // every fiber queued on it, for as long as it kept sending (HTTP/1.1's
 // serve_conn yields every kRequestsPerTurn requests for the same reason).
 constexpr unsigned kReadsPerTurn = 8;
-
-// body_allowed: as response_head.hpp's (which brings Beast in): 1xx, 204
-// and 304 end with their head.
-bool body_allowed(int status) noexcept {
-  return !((status >= 100 && status < 200) || status == 204 || status == 304);
-}
 
 // breaks_line: s holds CR, LF or NUL. One pass (find_first_of with a set
 // calls memchr once per character of s).
@@ -1595,15 +1590,9 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   };
   if (res.upgrade) fail("spindle::http: Response::upgrade over HTTP/2 (a protocol switch HTTP/2 does not have)");
   if (res.status < 200 || res.status > 999) fail("spindle::http: a final status outside 200..999 over HTTP/2");
-  if (!body_allowed(res.status)) {
-    // 204, 304: the head is the whole response, as over HTTP/1.1
-    // (write_response). No file is opened or taken for it: a missing one
-    // (or an opened one a copy already sent) made it a 500.
-    res.body_stream = nullptr;
-    res.body_file.clear();
-    res.body_opened.reset();
-    res.body.clear();
-  }
+  // 204, 304: the head is the whole response, as over HTTP/1.1
+  // (write_response), and no file is opened or taken for it.
+  if (!body_allowed(res.status)) drop_body(res);
   // Nothing below tells on_error of this request but a generator's throw.
   if (!res.body_stream) release_body(st);
   std::optional<io::File> file;

@@ -21,6 +21,8 @@
 
 #include <spindle/io/http/message.hpp>
 
+#include "body_allowed.hpp"
+
 namespace spindle::http::detail {
 
 struct HeadParams {
@@ -42,15 +44,6 @@ boost::beast::http::response<boost::beast::http::empty_body> beast_head(const Re
 // buffers that the write path walks several times through variant
 // iterators and that sendmsg copies piece by piece).
 void serialize_head(const boost::beast::http::response<boost::beast::http::empty_body>& m, std::string& out);
-
-// body_allowed: false for 1xx, 204 and 304, whose responses end with
-// their head (RFC 9110 6.4.1). Such a response is sent without a body
-// whatever the handler put in it, and without Content-Length (8.6: never
-// on 1xx or 204; on 304 only the length a 200 would have had, which only
-// the handler knows: a Content-Length it set is kept).
-inline bool body_allowed(int status) noexcept {
-  return !((status >= 100 && status < 200) || status == 204 || status == 304);
-}
 
 // Appends res's head to `out` through Beast's serializer. Throws what
 // Beast throws (std::invalid_argument for a status over 999).

@@ -1383,13 +1383,8 @@ constexpr std::size_t kKeepScratch = 512;
 
 std::uint64_t Server::State::write_response(detail::Transport& s, Response& res, const Request& req, bool& keep,
                                             std::string& out, Conn* watch) {
-  if (!detail::body_allowed(res.status)) {
-    // 1xx, 204, 304: the head is the whole response (response_head.hpp).
-    res.body_stream = nullptr;
-    res.body_file.clear();
-    res.body_opened.reset();
-    res.body.clear();
-  }
+  // 1xx, 204, 304: the head is the whole response (body_allowed.hpp).
+  if (!detail::body_allowed(res.status)) detail::drop_body(res);
   if (res.body_stream || !res.body_file.empty() || res.body_opened) return write_streamed(s, res, req, keep, watch);
   const detail::HeadParams hp = head_params(req, keep);
   const std::string_view body = hp.head_request ? std::string_view{} : std::string_view(res.body);
