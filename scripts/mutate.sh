@@ -296,6 +296,7 @@ ws_close_waits_out_the_ping :: io/src/http/websocket.cpp :: s{with_deadline\(unt
 ws_close_ignores_ping_begun :: io/src/http/websocket.cpp :: s{if \(pinging\.load\(std::memory_order_seq_cst\)\) \x7b}{if (false) \x7b} :: http_websocket_heartbeat :: ^http_websocket_heartbeat$
 http_cancel_idle_one_pass :: io/src/http/server.cpp :: s{if \(for_room > 0 \|\| \(np < picked\.size\(\) && nc < closing\.size\(\)\)\) return total;}{return total;} :: http_server_idle_release :: ^http_server_idle_release$
 sync_cv_relock_unshielded :: sync/include/spindle/sync/condition_variable.hpp :: s{detail::CancelShield shield;\n}{} :: runtime_thread_scope :: ^runtime_thread_scope$
+runtime_wait_for_outcome_dropped :: runtime/src/combinators.cpp :: s{return !\(f->error_ && is_cancellation\(f->error_\)\);}{return false;} :: runtime_wait_for :: ^runtime_wait_for$
 EOF
 )
 

@@ -128,7 +128,13 @@ bool finish_or_cancel(Fiber* f, std::chrono::steady_clock::time_point deadline) 
   if (in_time) return true;
   cancel_and_drain(&f, 1);
   if (caller_cancelled) throw Cancelled{};
-  return false;
+  // Only a task our cancel ended timed out. One that ended otherwise (it
+  // computed past the deadline without reaching a wait, or caught Cancelled
+  // and returned or threw something else) has an outcome the caller must
+  // see: for a temporary task, reporting TimedOut destroyed it unread.
+  // asyncio's wait_for (3.12) returns such a task's value the same way.
+  // error_ was written before done_ (release); cancel_and_drain saw done().
+  return !(f->error_ && is_cancellation(f->error_));
 }
 
 void settle_all(Fiber* const* fs, std::size_t n) {

@@ -72,6 +72,50 @@ TEST_CASE("wait_for cancels the task on timeout and waits for its clean-up", "[w
   });
 }
 
+TEST_CASE("wait_for: a task that outlives its cancel gives its own outcome, not TimedOut",
+          "[wait_for]") {
+  // The deadline's cancel reaches the task, which catches it and ends on its
+  // own terms (as a task computing past the deadline without a wait does).
+  // Its value is the answer; a temporary task's value was lost for good
+  // when this was TimedOut.
+  run_checked(SPINDLE_TEST_WORKERS(), [] {
+    std::atomic<int> caught{0};
+    auto t = sp::spawn([&]() -> int {
+      try {
+        sp::sleep_for(1h);
+      } catch (const sp::Cancelled&) {
+        caught.fetch_add(1);
+        return 42;
+      }
+      return -1;
+    });
+    wait_suspended(t, "sleep");
+    FIBER_CHECK(sp::wait_for(std::move(t), 20ms) == 42);  // the && overload
+    FIBER_CHECK(caught.load() == 1);
+
+    auto u = sp::spawn([&]() -> int {
+      try {
+        sp::sleep_for(1h);
+      } catch (const sp::Cancelled&) {
+        caught.fetch_add(1);
+        throw std::runtime_error("cleanup failed");
+      }
+      return -1;
+    });
+    wait_suspended(u, "sleep");
+    std::string what;
+    try {
+      (void)sp::wait_for(u, 20ms);
+    } catch (const sp::TimedOut&) {
+      what = "TimedOut";
+    } catch (const std::runtime_error& e) {
+      what = e.what();
+    }
+    FIBER_CHECK(what == "cleanup failed");
+    FIBER_CHECK(caught.load() == 2);
+  });
+}
+
 TEST_CASE("wait_for: a cancelled caller cancels the task too", "[wait_for]") {
   run_checked(SPINDLE_TEST_WORKERS(), [] {
     std::atomic<bool> started{false};

@@ -19,8 +19,9 @@ namespace spindle {
 
 namespace detail {
 // finish_or_cancel: waits until f is done or `deadline` passes. True when f
-// is done in time. On timeout, cancels f, waits (shielded) until it has
-// ended and returns false. If the caller is cancelled meanwhile (or a
+// is done in time. On timeout, cancels f and waits (shielded) until it has
+// ended: false if it ended with Cancelled, true if it ended otherwise (its
+// value, or an exception of its own). If the caller is cancelled meanwhile (or a
 // with_timeout scope around it expires), cancels f, waits for it the same
 // way and raises Cancelled. Defined in runtime/src/combinators.cpp.
 bool finish_or_cancel(Fiber* f, std::chrono::steady_clock::time_point deadline);
@@ -30,7 +31,11 @@ bool finish_or_cancel(Fiber* f, std::chrono::steady_clock::time_point deadline);
 // returns (its value, or rethrows its exception). If d passes first, the
 // task is cancelled and wait_for waits until it has ended (its RAII clean-up
 // has run), then raises TimedOut ("spindle: timed out after 2.5 s
-// (wait_for)"); the task's own outcome stays in it. If
+// (wait_for)") if the cancel ended it. A task that ended otherwise all the
+// same (it computed past d without reaching a wait, or caught Cancelled and
+// returned) gives its outcome as join() would: its value, or its own
+// exception (asyncio 3.12's wait_for the same); before 2026-12-01 that was
+// TimedOut too, and a temporary task's value was lost with it. If
 // the *caller* is cancelled meanwhile, the task is cancelled and waited for
 // the same way and Cancelled propagates (asyncio's wait_for does the same).
 // A d too long for the clock means no limit; zero or negative, the limit has
