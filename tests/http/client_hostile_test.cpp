@@ -427,6 +427,52 @@ TEST_CASE("client hostile: a POST is not sent twice when its pooled connection c
   });
 }
 
+// Sent again only if no byte of an answer came: a reset after part of a
+// head, or after a 1xx, comes from a server that ran the request. Before,
+// a reset counted as "nothing came" whatever had come, and the PUT below
+// ran twice, the caller getting the second run's answer.
+TEST_CASE("client hostile: a replayable request is not sent again once its answer has begun") {
+  run_checked(2, [] {
+    FdCheck fds;
+    // The first connection answers one request; for the second it sends
+    // `begun` and resets the connection (SO_LINGER 0). Others answer.
+    struct Peer {
+      explicit Peer(std::string b) : begun(std::move(b)) {}
+      std::string begun;
+      std::atomic<int> conns{0}, requests{0};
+      RawPeer raw{[this](io::TcpStream& s) {
+        const int me = conns.fetch_add(1);
+        std::string buf;
+        for (int i = 0;; ++i) {
+          read_response(s, buf);
+          requests.fetch_add(1);
+          if (me == 0 && i == 1) {
+            s.write_all(begun);
+            sp::sleep_for(20ms);  // read by the client or queued for it: either way it came
+            const ::linger lg{1, 0};
+            ::setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            return;  // the close resets
+          }
+          s.write_all(ok("done"));
+        }
+      }};
+    };
+    for (const char* begun : {"HTTP/1.1 200 OK\r\nContent-Le", "HTTP/1.1 103 Early Hints\r\n\r\n"}) {
+      INFO("the peer sent " << begun);
+      Peer p(begun);
+      http::Client c;
+      http::RequestOptions ro;
+      ro.body = "x";
+      FIBER_CHECK(c.request("PUT", p.raw.url(), ro).text() == "done");
+      const auto kind = error_of([&] { c.request("PUT", p.raw.url(), ro); });
+      FIBER_CHECK((kind == http::errc::reset || kind == http::errc::truncated));
+      FIBER_CHECK(p.requests.load() == 2);  // the PUT ran once
+      FIBER_CHECK(p.raw.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
 TEST_CASE("client hostile: default timeouts, and a server that never answers ends in a named timeout") {
   const http::ClientOptions d;
   CHECK(d.total_timeout == std::chrono::minutes(5));  // aiohttp's ClientTimeout(total=300)
