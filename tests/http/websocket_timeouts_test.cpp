@@ -350,6 +350,37 @@ TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, no
       } catch (const std::system_error&) {
       }
     }
+    // A message of empty frames, none its last: a text frame, then a
+    // continuation every 100 ms, all with FIN clear (masked, length 0).
+    // Nothing of it is held, but a message has begun, and it ends by
+    // message_timeout like one with bytes. Before, the session looked idle
+    // after each frame and the message never ended.
+    {
+      std::string buf;
+      io::TcpStream s = raw_upgrade(port, buf);
+      const auto t0 = Clock::now();
+      s.write_all(std::string("\x01\x80\0\0\0\0", 6));
+      auto dripper = sp::spawn([&] {
+        for (int i = 0; i < 200; ++i) {
+          sp::sleep_for(100ms);
+          s.write_all(std::string("\x00\x80\0\0\0\0", 6));
+        }
+      });
+      const std::string got = sp::with_timeout(message_timeout * 10, [&] { return seen.recv().value_or("closed"); });
+      FIBER_CHECK(got.rfind("timeout: ", 0) == 0);
+      FIBER_CHECK(got.find("message_timeout") != std::string::npos);
+      FIBER_CHECK(Clock::now() - t0 >= message_timeout);
+      const Frame close = read_frame(s, buf);
+      FIBER_CHECK(close.opcode == 8);
+      FIBER_CHECK(close.payload.size() >= 2);
+      FIBER_CHECK(close.payload.substr(0, 2) == std::string("\x03\xf0", 2));
+      dripper.cancel();
+      try {
+        dripper.join();
+      } catch (const sp::Cancelled&) {
+      } catch (const std::system_error&) {
+      }
+    }
   });
 }
 

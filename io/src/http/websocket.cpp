@@ -182,6 +182,12 @@ struct Wire {
   enum class Framing { head, raw, frames };
   Framing framing = Framing::frames;
   std::uint64_t frame_left = 0;  // frames: bytes of the current frame not yet given
+  // mid_message: frames: the last data frame given was not its message's
+  // last (FIN clear), so a message has begun even if none of its payload
+  // is held (empty frames): receive()'s message_timeout runs. Without it,
+  // a peer sending an empty first frame and then empty continuations held
+  // a message open for ever, each one looking like an idle session.
+  bool mid_message = false;
   unsigned head_match = 0;       // head: how much of "\r\n\r\n" the given bytes end with
   // status_line: head: the response's first line as given to Beast (its
   // first 64 bytes), for a failed handshake's text: Beast (1.74) leaves
@@ -244,6 +250,7 @@ struct Wire {
           for (std::size_t i = 0; i < ext; ++i) len = (len << 8) | p[n + 2 + i];
         }
         const bool control = (p[n] & 0x08) != 0;
+        if (!control) mid_message = (p[n] & 0x80) == 0;
         // A control frame over 125 bytes is Beast's to reject: not waited for.
         if (control && len <= 125 && all - n < header + len) break;
         // Saturated: a length near 2^64 is Beast's to refuse (message_too_big).
@@ -1176,6 +1183,11 @@ std::string unasked_in_101(const bws::response_type& res, const Headers& asked) 
     return "the server named an extension the client did not offer";
   const auto it = res.find(bhttp::field::sec_websocket_protocol);
   if (it == res.end()) return {};
+  // One subprotocol, in one field (RFC 6455 4.1, 4.2.2: the server selects
+  // one). Only the first was checked: `chat` then `evil`, with `chat`
+  // offered, passed, and which one the server speaks is anyone's guess.
+  if (res.count(bhttp::field::sec_websocket_protocol) != 1)
+    return "the server named more than one subprotocol";
   const std::string_view chosen = trim_ows(std::string_view(it->value().data(), it->value().size()));
   for (const auto& [name, value] : asked) {
     if (!iequals(name, "Sec-WebSocket-Protocol")) continue;
@@ -1467,8 +1479,9 @@ WsMessage WebSocket::receive() {
     }
     flush_pongs(I, deadline);
     // Whatever Beast could not use yet is a message's or a control
-    // frame's start: msg holds the payload read so far, wire.in the rest.
-    const bool part_read = I.msg.size() != 0 || I.wire.in.size() != 0;
+    // frame's start: msg holds the payload read so far, wire.in the rest;
+    // and a message whose frames so far were empty has begun too.
+    const bool part_read = I.msg.size() != 0 || I.wire.in.size() != 0 || I.wire.mid_message;
     // A message part read has message_timeout in all, from when it was
     // first found so (right after the read that brought its first bytes).
     Clock::time_point until = deadline;

@@ -180,7 +180,9 @@ struct WsOptions {
   // receive() reads to its last, within this; past it the WebSocket is
   // closed with 1008 (policy) and receive() raises WsError(ws_errc::
   // timeout). Counted only while a message is part read (an idle session
-  // is receive_timeout's and the heartbeat's). Without it, a peer that sent
+  // is receive_timeout's and the heartbeat's); a message begun with
+  // frames of no payload, none its last, counts as part read (before
+  // 2026-12-01 such a message never timed out). Without it, a peer that sent
   // all of a 4 MiB message but its last byte held the 4 MiB for the
   // session's life (1,000 such peers: 4 GiB), and a byte a second kept a
   // heartbeat content. 60 s, as send_timeout; zero: none.
