@@ -119,7 +119,7 @@ http_chunk_zeros_uncounted :: io/src/http/chunk_lines.hpp :: s{if \(n > 0\) retu
 http_client_chunk_lines_unchecked :: io/src/http/client.cpp :: s{\n  p\.on_chunk_header\(\*c\.chunk_lines\);}{} :: http_client_hostile :: ^http_client_hostile$
 http_client_sweep_unreserved :: io/src/http/client.cpp :: s{\n    doomed\.conns\.reserve\(doomed\.conns\.size\(\) \+ open_total\);}{} :: http_client_alloc_fail :: ^http_client_alloc_fail$
 h2_path_any_scheme_unchecked :: io/src/http/h2_server.cpp :: s{if \(st->req\.method != "CONNECT" && !st->req\.target\.starts_with\('/'\) &&}{if (false &&} :: http_h2_target :: ^http_h2_target$
-http_field_charge_ignored :: io/src/http/server.cpp :: s{if\s*\(head_charge > opt\.max_head\)\s*return reject\(s, 431, head, peer, nullptr\);}{} :: http_server_hostile :: ^http_server_hostile$
+http_field_charge_ignored :: io/src/http/server.cpp :: s{if \(head_charge > opt\.max_head\) \{}{if (false) \x7b} :: http_server_hostile :: ^http_server_hostile$
 http_continue_for_http10 :: io/src/http/server.cpp :: s{p\.get\(\)\.version\(\) >= 11 &&}{} :: http_server_stream :: ^http_server_stream$
 http_trailers_in_head :: io/src/http/head_fields.hpp :: s{if\s*\(!chunked_ \|\| in_head\(&e\)\)\s*fn\(e\);}{fn(e);} :: http_client_stream http_server_stream :: ^http_(client|server)_stream$
 http_json_depth_unchecked :: io/src/http/ordered_json.cpp :: s{if\s*\(stack_\.size\(\) >= kMaxJsonDepth\)}{if (false)} :: http_router :: ^http_router$
@@ -297,6 +297,12 @@ ws_close_ignores_ping_begun :: io/src/http/websocket.cpp :: s{if \(pinging\.load
 http_cancel_idle_one_pass :: io/src/http/server.cpp :: s{if \(for_room > 0 \|\| \(np < picked\.size\(\) && nc < closing\.size\(\)\)\) return total;}{return total;} :: http_server_idle_release :: ^http_server_idle_release$
 sync_cv_relock_unshielded :: sync/include/spindle/sync/condition_variable.hpp :: s{detail::CancelShield shield;\n}{} :: runtime_thread_scope :: ^runtime_thread_scope$
 runtime_wait_for_outcome_dropped :: runtime/src/combinators.cpp :: s{return !\(f->error_ && is_cancellation\(f->error_\)\);}{return false;} :: runtime_wait_for :: ^runtime_wait_for$
+http_refused_fields_held :: io/src/http/server.cpp :: s{const auto drop_fields = \[&p\] \{ \(void\)p\.release\(\); \};}{const auto drop_fields = [] \x7b\x7d;} :: http_server_hostile :: ^http_server_hostile$
+http_refused_body_held :: io/src/http/server.cpp :: s{std::string\(\)\.swap\(req\.body\);}{} :: http_server_hostile :: ^http_server_hostile$
+http_release_alloc_escapes :: io/src/http/server.cpp :: s{try \{(\s*parked\.emplace\(c\.get\(\), c\);\s*)\} catch \(const std::bad_alloc&\) \{}{\x7b$1\x7d if (false) \x7b} :: http_server_alloc_fail :: ^http_server_alloc_fail$
+client_replay_after_answer_begun :: io/src/http/client.cpp :: s{const bool silent = !p\.got_some\(\) && c\.buf\.size\(\) == 0 && c\.interim == 0;}{const bool silent = true;} :: http_client_hostile :: ^http_client_hostile$
+ws_two_subprotocols_taken :: io/src/http/websocket.cpp :: s{if \(res\.count\(bhttp::field::sec_websocket_protocol\) != 1\)}{if (false)} :: http_ws_client_hostile :: ^http_ws_client_hostile$
+ws_empty_frames_look_idle :: io/src/http/websocket.cpp :: s{ \|\| I\.wire\.mid_message;}{;} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 EOF
 )
 
