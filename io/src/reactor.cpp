@@ -346,7 +346,8 @@ Descriptor* Reactor::open(int fd, bool ready_rd, bool ready_wr, int home) {
 
 bool Reactor::add(int w, Descriptor* d) noexcept {
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  // EPOLLPRI: TCP urgent data (dispatch, kHup).
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
   ev.data.u64 = d->tag();
   return epoll_ctl(instance(w), EPOLL_CTL_ADD, d->fd, &ev) == 0;
 }
@@ -455,9 +456,12 @@ void Reactor::dispatch(const epoll_event* ev, int n) noexcept {
     // Errors and hang-ups wake both sides: the syscall reports them.
     // The end of the stream (or an error) is sticky: a short read that
     // clears kReady must not hide a FIN queued behind the data it read.
+    // So is TCP urgent data (EPOLLPRI): a read stops at the urgent mark
+    // with bytes queued behind it, and the peer's `a`, urgent `X`, `b`
+    // left `b` unread until the peer sent more (a review's probe).
     const bool hup = (e & (EPOLLHUP | EPOLLERR)) != 0;
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) {
-      d->rd.signal(gen, false, hup || (e & EPOLLRDHUP) != 0);
+      d->rd.signal(gen, false, hup || (e & (EPOLLRDHUP | EPOLLPRI)) != 0);
     }
     if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) d->wr.signal(gen, false, hup);
   }

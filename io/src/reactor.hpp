@@ -63,7 +63,8 @@ struct Dir {
   static constexpr std::uint64_t kClosed = 2;   // close() began; never cleared
   static constexpr std::uint64_t kWaiting = 4;  // `waiter` holds a parked fiber's Waiter
   static constexpr std::uint64_t kLock = 8;     // a completer or publisher is using `waiter`
-  // kHup: the peer ended its side or the socket has an error. Like kReady
+  // kHup: the peer ended its side or the socket has an error (or, on TCP,
+  // urgent data came: a read stops at its mark, short). Like kReady
   // for every purpose, but a short transfer's clear_ready never clears it
   // (tokio's "closed" readiness): data and FIN can arrive in one event,
   // and the read that returns the data stops short of the FIN. Only

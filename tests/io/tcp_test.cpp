@@ -124,6 +124,37 @@ TEST_CASE("a peer closing mid-read gives end of stream, not an error") {
   });
 }
 
+// A read stops at TCP's urgent mark (MSG_OOB), short, with the rest
+// queued behind it; a short read counted as "the queue is drained", so the
+// bytes after the urgent one waited for the peer's next send. The urgent
+// byte itself is out of band (no SO_OOBINLINE): not in the stream.
+TEST_CASE("urgent data does not strand the bytes behind it") {
+  run_checked(2, [] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    sp::Event done;
+    auto peer = sp::spawn([&done, ep = l.local_endpoint()] {
+      io::TcpStream s = io::TcpStream::connect(ep);
+      s.write_all("hello");
+      FIBER_CHECK(::send(s.native_handle(), "X", 1, MSG_OOB) == 1);
+      s.write_all("world");
+      done.wait();  // open, and silent, until the reader is through
+    });
+    io::TcpStream s = l.accept();
+    sp::sleep_for(100ms);  // everything queued, its events delivered
+    std::string got;
+    try {
+      sp::with_timeout(slack(2s), [&] {
+        char buf[64];
+        while (got.size() < 10) got.append(buf, s.read_some(buf, sizeof buf));
+      });
+    } catch (const sp::TimedOut&) {
+    }
+    FIBER_CHECK(got == "helloworld");
+    done.set();
+    peer.join();
+  });
+}
+
 TEST_CASE("a peer resetting mid-write gives connection_reset or broken_pipe") {
   run_checked(2, [] {
     auto l = io::TcpListener::bind("127.0.0.1", 0);
