@@ -356,23 +356,30 @@ std::size_t File::pread(void* p, std::size_t n, std::uint64_t offset) {
 namespace {
 
 // write_chunks: all n bytes, in one pool job of kFileChunk steps
-// (pool_transfer.hpp). `wrote` tells the caller whether any step went out
-// before a Cancelled or TimedOut.
+// (pool_transfer.hpp). `wrote` tells the caller whether any byte went out
+// before it raised: a Cancelled or TimedOut after whole steps, or an I/O
+// error (ENOSPC, EFBIG, EIO) after whole steps or part of the failing one.
 void write_chunks(int fd, const void* p, std::size_t n, std::int64_t offset, const char* op,
                   const std::filesystem::path& path, bool& wrote) {
   const char* const base = static_cast<const char*>(p);
   std::size_t done = 0;
+  // The failing step's prefix: written by the job before it finishes,
+  // read here after (transfer_in_pool orders `done` and `err` the same way).
+  std::size_t cut = 0;
   int err = 0;
   try {
-    err = detail::transfer_in_pool(n, done, [=](std::size_t d, std::size_t want) noexcept {
+    err = detail::transfer_in_pool(n, done, [=, &cut](std::size_t d, std::size_t want) noexcept {
       const std::int64_t off = offset < 0 ? -1 : offset + static_cast<std::int64_t>(d);
-      return detail::full_write(fd, base + d, want, off);
+      return detail::full_write(fd, base + d, want, off, &cut);
     });
   } catch (...) {
     wrote = done > 0;
     throw;
   }
-  if (err != 0) throw_path(err, op, path);
+  if (err != 0) {
+    wrote = done > 0 || cut > 0;
+    throw_path(err, op, path);
+  }
 }
 
 }  // namespace
@@ -382,11 +389,11 @@ void File::write(const void* p, std::size_t n) {
   bool wrote = false;
   try {
     write_chunks(fd_, p, n, -1, "write", path_, wrote);
-  } catch (const std::system_error&) {
-    throw;  // an I/O error (ENOSPC, EIO): reported as such
   } catch (...) {
-    // Cancelled / TimedOut after a prefix went out: later writes would
-    // continue after the prefix as if nothing were missing.
+    // Cancelled / TimedOut, or an I/O error (ENOSPC, EIO: reported as
+    // such), after a prefix went out: later writes would continue after
+    // the prefix as if nothing were missing (a retry once space was freed
+    // wrote the whole buffer after the part that got in). Marked.
     if (wrote) broken_ = true;
     throw;
   }

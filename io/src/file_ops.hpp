@@ -64,7 +64,10 @@ inline ssize_t full_read(int fd, void* p, std::size_t n, std::int64_t offset) no
   return static_cast<ssize_t>(done);
 }
 
-inline ssize_t full_write(int fd, const void* p, std::size_t n, std::int64_t offset) noexcept {
+// full_write: all n bytes, or -errno. A failing call may follow calls that
+// wrote a prefix: `*cut` (when given) is set to that prefix's size then.
+inline ssize_t full_write(int fd, const void* p, std::size_t n, std::int64_t offset,
+                          std::size_t* cut = nullptr) noexcept {
   std::size_t done = 0;
   while (done < n) {
     const char* at = static_cast<const char*>(p) + done;
@@ -72,6 +75,7 @@ inline ssize_t full_write(int fd, const void* p, std::size_t n, std::int64_t off
                                  : ::pwrite(fd, at, n - done, static_cast<off_t>(offset + done));
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (cut != nullptr) *cut = done;
       return -static_cast<ssize_t>(errno);  // a prefix may be in the file: the caller reports it
     }
     done += static_cast<std::size_t>(r);

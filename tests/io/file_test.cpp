@@ -8,10 +8,12 @@
 // OpenMode::write's hint, and a closed File's "stream is closed".
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -368,6 +370,40 @@ TEST_CASE("files: 64 MiB writes cancelled midway are reported, never silently ha
     FIBER_CHECK(io::stat(dir / "t").size < k64M);
     FIBER_CHECK(open_fds() == before + 1);  // f
   });
+}
+
+// An I/O error after part of a write got in (here EFBIG, past a file size
+// limit, standing in for ENOSPC) marks the File as a cut-short write does:
+// a retry after space was freed wrote the whole buffer after the part that
+// got in. One that fails before any byte leaves the File usable.
+TEST_CASE("files: a write that fails with an I/O error midway marks the File; one failing at once does not") {
+  TempDir dir;
+  ::rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  constexpr rlim_t kLimit = 3 * io::kFileChunk / 2;
+  if (old.rlim_max != RLIM_INFINITY && old.rlim_max < kLimit) {
+    WARN("RLIMIT_FSIZE's hard limit is too low here");
+    return;
+  }
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG, not a signal that ends us
+  ::rlimit lim = old;
+  lim.rlim_cur = kLimit;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  run_checked(2, [&] {
+    const std::string chunk = pattern(io::kFileChunk, 7);
+    auto f = io::File::open(dir / "grow", io::OpenMode::write | io::OpenMode::create | io::OpenMode::truncate);
+    f.write(chunk.data(), chunk.size());
+    // Half of this one gets in, then EFBIG.
+    FIBER_CHECK(code_of([&] { f.write(chunk.data(), chunk.size()); }) == std::errc::file_too_large);
+    FIBER_CHECK(io::stat(dir / "grow").size == kLimit);
+    FIBER_CHECK(code_of([&] { f.write("x"); }) == io::error::write_interrupted);
+    // At the limit already: nothing gets in, and the File goes on.
+    auto g = io::File::open(dir / "grow", io::OpenMode::write | io::OpenMode::append);
+    FIBER_CHECK(code_of([&] { g.write("y"); }) == std::errc::file_too_large);
+    FIBER_CHECK(code_of([&] { FIBER_CHECK(g.size() == kLimit); }) == std::error_code());
+  });
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
 }
 
 TEST_CASE("files: a transfer cancelled while its job is queued moves nothing") {

@@ -25,6 +25,10 @@
 //    marked: every later read, write, pread, pwrite, sync fails with
 //    io::error::write_interrupted (as a stream's write_all; close works).
 //    A cancel that arrives before the first chunk leaves the file untouched.
+//    An I/O error (ENOSPC, EFBIG, EIO) after part of the data reached the
+//    file marks it the same way (before 2026-12-01 it did not, and a retry
+//    wrote the whole buffer after the part that got in); one before any
+//    byte does not.
 // A single chunk is never interrupted: each syscall runs to completion.
 //
 // Errors: std::system_error whose code compares equal to std::errc
