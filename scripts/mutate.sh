@@ -303,6 +303,9 @@ http_release_alloc_escapes :: io/src/http/server.cpp :: s{try \{(\s*parked\.empl
 client_replay_after_answer_begun :: io/src/http/client.cpp :: s{const bool silent = !p\.got_some\(\) && c\.buf\.size\(\) == 0 && c\.interim == 0;}{const bool silent = true;} :: http_client_hostile :: ^http_client_hostile$
 ws_two_subprotocols_taken :: io/src/http/websocket.cpp :: s{if \(res\.count\(bhttp::field::sec_websocket_protocol\) != 1\)}{if (false)} :: http_ws_client_hostile :: ^http_ws_client_hostile$
 ws_empty_frames_look_idle :: io/src/http/websocket.cpp :: s{ \|\| I\.wire\.mid_message;}{;} :: http_websocket_timeouts :: ^http_websocket_timeouts$
+io_urgent_data_strands_bytes :: io/src/reactor.cpp :: s{\(e & \(EPOLLRDHUP \| EPOLLPRI\)\) != 0}{(e & EPOLLRDHUP) != 0} :: io_tcp :: ^io_tcp$
+io_file_error_midway_unmarked :: io/src/file.cpp :: s{wrote = done > 0 \|\| cut > 0;}{} :: io_file :: ^io_file$
+h2_empty_body_unpromised :: io/src/http/h2_server.cpp :: s{st\.promised = std::max<std::uint64_t>\(whole_bytes, 1\);}{st.promised = whole_bytes;} :: http_h2_budget :: ^http_h2_budget$
 EOF
 )
 

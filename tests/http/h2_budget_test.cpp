@@ -233,6 +233,40 @@ TEST_CASE("h2 budget: a whole response body dripped out a byte at a time is rese
   });
 }
 
+// A response of trailers alone (an empty body: gRPC's error reply) needs
+// no window for bytes, so it "fitted" and went unwatched; but nghttp2
+// defers even an empty DATA frame at a zero window, and the stream, its
+// request and its slot were held with no fiber and no deadline (until
+// idle_timeout, which another busy stream holds off). It now has
+// write_timeout, as any unwatched body has.
+TEST_CASE("h2 budget: a response of trailers alone, held by a zero window, is reset after write_timeout") {
+  run_checked(2, [] {
+    http::ServerOptions o;
+    o.write_timeout = std::chrono::milliseconds(400);
+    o.idle_timeout = std::chrono::seconds(60);
+    http::Router r;
+    r.get("/status", [](http::Request&) {
+      http::Response res = http::Response::text_body(200, "");
+      res.trailers.add("grpc-status", "0");
+      return res;
+    });
+    ok_route(r);
+    H2Server srv(std::move(r), o);
+    RawConn c(srv.port());
+    c.send(std::string(kPreface) + settings({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}) + settings_ack() +
+           headers(1, plain_block("GET", "/status"), true));
+    c.until([](const Frame& f) { return f.type == GOAWAY || (f.type == RST_STREAM && f.stream == 1); }, slack(5s));
+    expect(has(c, RST_STREAM, 1), "stream 1 (trailers held by a zero window) not reset within 5 s:" + describe(c));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+    // With a window, the same answer goes out whole: its trailers end it.
+    RawConn d(srv.port());
+    d.send(std::string(kPreface) + settings({}) + settings_ack() + headers(1, plain_block("GET", "/status"), true));
+    d.until([](const Frame& f) { return f.type == RST_STREAM || (f.type == HEADERS && f.stream == 1 && (f.flags & 0x1) != 0); },
+            slack(5s));
+    FIBER_CHECK(!has(d, RST_STREAM, 1));
+  });
+}
+
 // A whole body that fits the client's windows is sent with no fiber to
 // watch it; a client that shrinks its windows before it goes (a SETTINGS
 // of INITIAL_WINDOW_SIZE 0 while the server's writes wait on a full pipe)

@@ -976,7 +976,9 @@ ssize_t H2Conn::read_body(nghttp2_session* s, int32_t id, uint8_t* buf, size_t l
   auto* st = static_cast<H2Stream*>(src->ptr);
   const ssize_t n = st->out.take(buf, len, flags);
   if (n < 0) return n;
-  static_cast<H2Conn*>(self)->unpromise(*st, static_cast<std::uint64_t>(n));
+  // At the body's end, all of it: an empty body's promise is 1 (respond).
+  static_cast<H2Conn*>(self)->unpromise(
+      *st, (*flags & NGHTTP2_DATA_FLAG_EOF) != 0 ? st->promised : static_cast<std::uint64_t>(n));
   // The body's end with trailers to send: this DATA frame leaves the
   // stream open, and the trailers' HEADERS frame (queued here, as
   // nghttp2 allows from this callback) ends it. A failed submit (no
@@ -1679,8 +1681,15 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       fits = !data || (whole_bytes <= static_cast<std::uint64_t>(std::max<int32_t>(sw, 0)) &&
                        promised_ <= cw && whole_bytes <= cw - promised_);
       if (data && fits) {
-        st.promised = whole_bytes;
-        promised_ += whole_bytes;
+        // At least 1: a body of no bytes still waits for a window (nghttp2
+        // defers even an empty DATA frame, its end, at a zero window), and
+        // only a promise puts it under watch_fits. A trailers-only answer
+        // (gRPC's error reply) to a client whose window was 0 was held with
+        // no fiber and no deadline for as long as any stream kept the
+        // connection from idle_timeout. read_body gives the rest back at
+        // the body's end.
+        st.promised = std::max<std::uint64_t>(whole_bytes, 1);
+        promised_ += st.promised;
       }
     }
     st.provider.read_callback = Guarded<read_body>::call;
