@@ -306,6 +306,7 @@ ws_empty_frames_look_idle :: io/src/http/websocket.cpp :: s{ \|\| I\.wire\.mid_m
 io_urgent_data_strands_bytes :: io/src/reactor.cpp :: s{\(e & \(EPOLLRDHUP \| EPOLLPRI\)\) != 0}{(e & EPOLLRDHUP) != 0} :: io_tcp :: ^io_tcp$
 io_file_error_midway_unmarked :: io/src/file.cpp :: s{wrote = done > 0 \|\| cut > 0;}{} :: io_file :: ^io_file$
 h2_empty_body_unpromised :: io/src/http/h2_server.cpp :: s{st\.promised = std::max<std::uint64_t>\(whole_bytes, 1\);}{st.promised = whole_bytes;} :: http_h2_budget :: ^http_h2_budget$
+http_malformed_head_fields_held :: io/src/http/server.cpp :: s{if \(ec && is_framing_error\(ec\)\) \{\n\s*drop_fields\(\);}{if (ec && is_framing_error(ec)) \x7b} :: http_server_hostile :: ^http_server_hostile$
 EOF
 )
 

@@ -441,6 +441,7 @@ std::size_t malloc_bytes() {
 // A refused request's answer is written and then lingers (200 ms of reads,
 // or write_timeout if the answer cannot go out); what the request held
 // was held that long too: Beast's list of a head refused for its fields
+// (or for a bad field after thousands of good ones)
 // (4,089 empty fields in 16 KiB are ~330 KB of it), and a body read whole
 // up to the one byte past max_body that refused it. 300 connections sent
 // such heads held ~70 MB (a review's probe). Now both are given back
@@ -469,6 +470,9 @@ TEST_CASE("server hostile: a refused request's fields and body are not held whil
     const Case cases[] = {
         {"a head's fields charged past max_head", "GET / HTTP/1.1\r\nHost: x\r\n" + charged + "\r\n", "431"},
         {"a head past max_head", "GET / HTTP/1.1\r\nHost: x\r\n" + over + "\r\n", "431"},
+        // Beast's list holds the fields before the one it refused.
+        {"a head refused at its last field", "GET / HTTP/1.1\r\nHost: x\r\n" + charged + "Content-Length: x\r\n\r\n",
+         "400"},
         {"a chunked body past max_body", big, "413"},
     };
     for (const Case& k : cases) {

@@ -1767,7 +1767,12 @@ void Server::State::serve_conn(Conn& c) {
         drop_fields();
         return reject(s, 431, head, peer, nullptr);
       }
-      if (ec && is_framing_error(ec)) return reject(s, 400, head, peer, nullptr);
+      // The same for a head Beast refused midway: the fields before the bad
+      // one are in its list (4,000 empty ones, then `Content-Length: x`).
+      if (ec && is_framing_error(ec)) {
+        drop_fields();
+        return reject(s, 400, head, peer, nullptr);
+      }
       if (ec) return;  // the peer went away mid-head, or reset
       const auto& h = p.get();
       std::size_t head_charge = 0;
