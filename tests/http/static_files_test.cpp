@@ -116,6 +116,29 @@ TEST_CASE("static_files answers 404 to every way out of its root, as to a missin
   });
 }
 
+// The Router keeps a %2F inside its segment: "/static/sub%2Fpage.html"
+// is one segment, so it passed a guard route on "/static/sub/*" and
+// reached the catch-all, whose "*" (decoded) named sub/page.html: the
+// file, past the guard, and a second URL for it (an attacker's review).
+TEST_CASE("static_files: an encoded slash names no file, so a guard on a subdirectory holds") {
+  FileTree t;
+  run_checked(2, [&] {
+    http::Router r;
+    r.get("/static/sub/*", [](http::Request&) { return http::Response::text_body(403, "forbidden\n"); });
+    r.get("/static/*", http::static_files(t.root));
+    LiveServer srv(std::move(r));
+    FIBER_CHECK(status_of(get(srv.port(), "GET", "/static/sub/page.html")) == "HTTP/1.1 403 Forbidden");
+    for (const char* target : {"/static/sub%2Fpage.html", "/static/sub%2fpage.html", "/static/a%2F..%2Fa.txt"}) {
+      INFO(target);
+      const std::string res = get(srv.port(), "GET", target);
+      FIBER_CHECK(status_of(res) == "HTTP/1.1 404 Not Found");
+      FIBER_CHECK(res.find("<p>page</p>") == std::string::npos);
+    }
+    FIBER_CHECK(body_of(get(srv.port(), "GET", "/static/a.txt")) == "hello\n");
+    FIBER_CHECK(body_of(get(srv.port(), "GET", "/static/%61.txt")) == "hello\n");  // other escapes decode
+  });
+}
+
 TEST_CASE("static_files refuses a root that is not a directory when the route is made") {
   FileTree t;
   CHECK_THROWS_AS(http::static_files(t.root / "nope"), std::system_error);

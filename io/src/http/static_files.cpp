@@ -34,6 +34,19 @@ bool servable(std::string_view rel) noexcept {
   }
 }
 
+// encoded_slash: the request's path (as sent, not decoded) holds %2F, in
+// any case. The Router keeps an encoded slash inside its segment, so
+// "/static/private%2Fkey" matched "/static/*" and not a route
+// "/static/private/*" meant to guard that directory, and "*" named
+// private/key: a second URL for the file, past the guard (an attacker's
+// review). No file name holds a '/', so no file needs one.
+bool encoded_slash(std::string_view path) noexcept {
+  for (std::size_t i = path.find('%'); i != std::string_view::npos; i = path.find('%', i + 1)) {
+    if (i + 2 < path.size() && path[i + 1] == '2' && (path[i + 2] == 'F' || path[i + 2] == 'f')) return true;
+  }
+  return false;
+}
+
 bool exhausted(const std::error_code& ec) noexcept {
   return ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
          ec == std::errc::not_enough_memory;
@@ -97,7 +110,7 @@ Handler static_files(std::filesystem::path root, StaticOptions options) {
   }
   return [root = std::move(root), options](Request& req) -> Response {
     const std::string_view rel = req.param("*");
-    if (!servable(rel)) return Response::text_body(404, "not found\n");
+    if (!servable(rel) || encoded_slash(req.path())) return Response::text_body(404, "not found\n");
     try {
       io::File f = io::File::open_in_root(root, std::filesystem::path(std::string(rel)), options.follow_symlinks);
       Response res = Response::file_body(200, std::move(f), content_type_for(rel));
