@@ -68,6 +68,12 @@ TEST_CASE("h2 target: userinfo or bad characters in :authority or host, and path
          {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", "admin/keys"}}, nullptr},
         {"an asterisk for GET, another :scheme",
          {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", "*"}}, nullptr},
+        // No fragment is ever sent: a '#' in :path is refused as over
+        // HTTP/1.1 (nghttp2 lets it through).
+        {"a fragment in the path",
+         {{":method", "GET"}, {":scheme", "http"}, {":authority", "good.example"}, {":path", "/p/a#b?c=1"}}, nullptr},
+        {"a fragment in the path, another :scheme",
+         {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", "/a#"}}, nullptr},
         {"an empty path, another :scheme",
          {{":method", "GET"}, {":scheme", "foo"}, {":authority", "good.example"}, {":path", ""}}, nullptr},
         {"a plain request, another :scheme",

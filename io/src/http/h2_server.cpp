@@ -879,10 +879,12 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     // http and https: with any other :scheme, "admin/keys" came through,
     // which a Router splits into the segments of "/admin/keys" while a
     // guard on path().starts_with("/admin") saw no match (an attacker's
-    // review). Refused as malformed, before any fiber starts. CONNECT has
-    // no :path (its target is set below).
-    if (st->req.method != "CONNECT" && !st->req.target.starts_with('/') &&
-        !(st->req.target == "*" && st->req.method == "OPTIONS")) {
+    // review). Refused as malformed, before any fiber starts; so is a '#'
+    // (a fragment is never sent: origin_form's reason). CONNECT has no
+    // :path (its target is set below).
+    if (st->req.method != "CONNECT" && ((!st->req.target.starts_with('/') &&
+                                         !(st->req.target == "*" && st->req.method == "OPTIONS")) ||
+                                        st->req.target.find('#') != std::string::npos)) {
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
       return 0;
     }
