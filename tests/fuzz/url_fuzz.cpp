@@ -704,6 +704,13 @@ RouteResult model_route(std::string_view method, std::string_view target) {
   }
   if (head) return {200, *head, ""};  // HEAD falls back to a GET route
   if (allow.empty()) return {404, "not found\n", ""};
+  // A GET route serves HEAD too, and Allow says so.
+  bool get = false, head_listed = false;
+  for (const auto& l : listed) {
+    get = get || l == "GET";
+    head_listed = head_listed || l == "HEAD";
+  }
+  if (get && !head_listed) allow += ", HEAD";
   return {405, "method not allowed\n", allow};
 }
 

@@ -144,6 +144,9 @@ Response Router::operator()(Request& req) const {
     return head_fallback->handler(req);
   }
   if (allow.empty()) return Response::text_body(404, "not found\n");
+  // A GET route answers HEAD too (the fallback above): Allow says so (RFC
+  // 9110 10.2.1; Go's ServeMux lists it the same way).
+  if (listed(allow, "GET") && !listed(allow, "HEAD")) allow += ", HEAD";
   Response res = Response::text_body(405, "method not allowed\n");
   res.headers.set("Allow", allow);
   return res;

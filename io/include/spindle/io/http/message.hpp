@@ -269,7 +269,9 @@ struct Response {
   // Factories for handlers: a body with its Content-Type.
   static Response text_body(int status, std::string body,
                             std::string_view content_type = "text/plain; charset=utf-8");
-  // json_body: value.dump() as application/json. An ordered_json, or a
+  // json_body: value.dump() as application/json; a string's bytes that
+  // are not UTF-8 become U+FFFD (Go's encoding/json the same; until
+  // 2026-12-01 dump() threw, a 500). An ordered_json, or a
   // braced list ({{"id", 7}, {"name", "ada"}}), keeps its keys in the order
   // given; any other value (a nlohmann::json, a type with to_json) goes
   // through nlohmann::json, whose objects sort their keys.
