@@ -75,7 +75,7 @@ open_in_root_walk_follows :: io/src/file.cpp :: s{flags \| O_NOFOLLOW\)}{flags)}
 open_in_root_takes_fifos :: io/src/file.cpp :: s{\} else if \(!S_ISREG\(st\.st_mode\)\) \{\s*err = detail::kRefusedType;}{\} else if (false) \{} :: io_open_in_root http_static_files :: ^(io_open_in_root|http_static_files)$
 http_opened_file_reopened :: io/src/http/server.cpp :: s{file = res\.body_opened \? detail::take_body_opened\(res\)\s*:}{file =} :: http_static_files :: ^http_static_files$
 h2_opened_file_reopened :: io/src/http/h2_server.cpp :: s{file = res\.body_opened \? detail::take_body_opened\(res\)\s*:}{file =} :: http_static_files :: ^http_static_files$
-static_files_no_segment_check :: io/src/http/static_files.cpp :: s{if \(!servable\(rel\)\) return Response::text_body\(404, "not found\\n"\);}{} :: http_static_files :: ^http_static_files$
+static_files_no_segment_check :: io/src/http/static_files.cpp :: s{if \(!servable\(rel\) \|\| }{if (} :: http_static_files :: ^http_static_files$
 open_in_root_walk_follows_dirs :: io/src/file.cpp :: s{O_PATH \| O_DIRECTORY \| O_NOFOLLOW \| O_CLOEXEC}{O_PATH | O_DIRECTORY | O_CLOEXEC} :: io_open_in_root :: ^io_open_in_root$
 http_file_body_from_position :: io/src/http/message.cpp :: s{\(void\)::lseek\(file\.fd\(\), 0, SEEK_SET\);}{} :: http_static_files :: ^http_static_files$
 http_file_body_any_file :: io/src/http/message.cpp :: s{if \(::fstat\(file\.fd\(\), &st\) != 0 \|\| !S_ISREG\(st\.st_mode\) \|\| fl < 0 \|\| \(fl & O_ACCMODE\) == O_WRONLY\) \{}{if (false) \{} :: http_static_files :: ^http_static_files$
@@ -118,7 +118,7 @@ h2_release_ignores_revival :: io/src/http/h2_server.cpp :: s{std::max\(quiet_sin
 http_chunk_zeros_uncounted :: io/src/http/chunk_lines.hpp :: s{if \(n > 0\) return n;}{(void)n;} :: http_server_hostile http_client_hostile :: ^http_(server|client)_hostile$
 http_client_chunk_lines_unchecked :: io/src/http/client.cpp :: s{\n  p\.on_chunk_header\(\*c\.chunk_lines\);}{} :: http_client_hostile :: ^http_client_hostile$
 http_client_sweep_unreserved :: io/src/http/client.cpp :: s{\n    doomed\.conns\.reserve\(doomed\.conns\.size\(\) \+ open_total\);}{} :: http_client_alloc_fail :: ^http_client_alloc_fail$
-h2_path_any_scheme_unchecked :: io/src/http/h2_server.cpp :: s{if \(st->req\.method != "CONNECT" && !st->req\.target\.starts_with\('/'\) &&}{if (false &&} :: http_h2_target :: ^http_h2_target$
+h2_path_any_scheme_unchecked :: io/src/http/h2_server.cpp :: s{\(\(!st->req\.target\.starts_with\('/'\) &&}{((false && !st->req.target.starts_with('/') &&} :: http_h2_target :: ^http_h2_target$
 http_field_charge_ignored :: io/src/http/server.cpp :: s{if \(head_charge > opt\.max_head\) \{}{if (false) \x7b} :: http_server_hostile :: ^http_server_hostile$
 http_continue_for_http10 :: io/src/http/server.cpp :: s{p\.get\(\)\.version\(\) >= 11 &&}{} :: http_server_stream :: ^http_server_stream$
 http_trailers_in_head :: io/src/http/head_fields.hpp :: s{if\s*\(!chunked_ \|\| in_head\(&e\)\)\s*fn\(e\);}{fn(e);} :: http_client_stream http_server_stream :: ^http_(client|server)_stream$
@@ -307,6 +307,11 @@ io_urgent_data_strands_bytes :: io/src/reactor.cpp :: s{\(e & \(EPOLLRDHUP \| EP
 io_file_error_midway_unmarked :: io/src/file.cpp :: s{wrote = done > 0 \|\| cut > 0;}{} :: io_file :: ^io_file$
 h2_empty_body_unpromised :: io/src/http/h2_server.cpp :: s{st\.promised = std::max<std::uint64_t>\(whole_bytes, 1\);}{st.promised = whole_bytes;} :: http_h2_budget :: ^http_h2_budget$
 http_malformed_head_fields_held :: io/src/http/server.cpp :: s{if \(ec && is_framing_error\(ec\)\) \{\n\s*drop_fields\(\);}{if (ec && is_framing_error(ec)) \x7b} :: http_server_hostile :: ^http_server_hostile$
+http_static_encoded_slash_served :: io/src/http/static_files.cpp :: s{ \|\| encoded_slash\(req\.path\(\)\)}{} :: http_static_files :: ^http_static_files$
+http_fragment_in_target_served :: io/src/http/server.cpp :: s{if \(t\.find\('#'\) != std::string_view::npos\) return false;}{} :: http_server_hostile :: ^http_server_hostile$
+h2_fragment_in_path_served :: io/src/http/h2_server.cpp :: s{ \|\|\n\s*st->req\.target\.find\('#'\) != std::string::npos}{} :: http_h2_target :: ^http_h2_target$
+http_json_body_throws_on_bad_utf8 :: io/src/http/message.cpp :: s{value\.dump\(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace\)}{value.dump()} :: http_router :: ^http_router$
+http_allow_without_head :: io/src/http/router.cpp :: s{if \(listed\(allow, "GET"\) && !listed\(allow, "HEAD"\)\) allow \+= ", HEAD";}{} :: http_router :: ^http_router$
 EOF
 )
 

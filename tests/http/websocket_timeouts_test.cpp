@@ -304,6 +304,26 @@ TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, no
       }
     }, o);
     const std::uint16_t port = srv.srv.port();
+    // ended_by_message_timeout: the session's receive() raised timeout for
+    // message_timeout (`got`, as the handler reported it), no sooner than
+    // message_timeout after t0, and the peer got a close frame with 1008;
+    // then the peer's dripper is stopped.
+    const auto ended_by_message_timeout = [&](const std::string& got, Clock::time_point t0, io::TcpStream& s,
+                                              std::string& buf, sp::Task<void>& dripper) {
+      FIBER_CHECK(got.rfind("timeout: ", 0) == 0);
+      FIBER_CHECK(got.find("message_timeout") != std::string::npos);
+      FIBER_CHECK(Clock::now() - t0 >= message_timeout);
+      const Frame close = read_frame(s, buf);
+      FIBER_CHECK(close.opcode == 8);
+      FIBER_CHECK(close.payload.size() >= 2);
+      FIBER_CHECK(close.payload.substr(0, 2) == std::string("\x03\xf0", 2));
+      dripper.cancel();
+      try {
+        dripper.join();
+      } catch (const sp::Cancelled&) {
+      } catch (const std::system_error&) {
+      }
+    };
     // Idle past the timeout, then a message sent in three pieces inside it:
     // returned whole.
     {
@@ -334,21 +354,7 @@ TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, no
           s.write_all(std::string_view(f).substr(at, 1));
         }
       });
-      const std::string got = seen.recv().value_or("closed");
-      FIBER_CHECK(got.rfind("timeout: ", 0) == 0);
-      FIBER_CHECK(got.find("message_timeout") != std::string::npos);
-      FIBER_CHECK(Clock::now() - t0 >= message_timeout);
-      // The peer's close frame: code 1008.
-      const Frame close = read_frame(s, buf);
-      FIBER_CHECK(close.opcode == 8);
-      FIBER_CHECK(close.payload.size() >= 2);
-      FIBER_CHECK(close.payload.substr(0, 2) == std::string("\x03\xf0", 2));
-      dripper.cancel();
-      try {
-        dripper.join();
-      } catch (const sp::Cancelled&) {
-      } catch (const std::system_error&) {
-      }
+      ended_by_message_timeout(seen.recv().value_or("closed"), t0, s, buf, dripper);
     }
     // A message of empty frames, none its last: a text frame, then a
     // continuation every 100 ms, all with FIN clear (masked, length 0).
@@ -367,19 +373,7 @@ TEST_CASE("websocket timeouts: message_timeout ends a message left part sent, no
         }
       });
       const std::string got = sp::with_timeout(message_timeout * 10, [&] { return seen.recv().value_or("closed"); });
-      FIBER_CHECK(got.rfind("timeout: ", 0) == 0);
-      FIBER_CHECK(got.find("message_timeout") != std::string::npos);
-      FIBER_CHECK(Clock::now() - t0 >= message_timeout);
-      const Frame close = read_frame(s, buf);
-      FIBER_CHECK(close.opcode == 8);
-      FIBER_CHECK(close.payload.size() >= 2);
-      FIBER_CHECK(close.payload.substr(0, 2) == std::string("\x03\xf0", 2));
-      dripper.cancel();
-      try {
-        dripper.join();
-      } catch (const sp::Cancelled&) {
-      } catch (const std::system_error&) {
-      }
+      ended_by_message_timeout(got, t0, s, buf, dripper);
     }
   });
 }
