@@ -114,8 +114,8 @@ Response Response::text_body(int status, std::string body, std::string_view cont
 }
 
 // Bytes that are not UTF-8 in a string (a percent-decoded %FF from a
-// path or query, echoed back) become U+FFFD, as Go's encoding/json writes
-// them: nlohmann's dump() threw (type_error 316), and a handler echoing
+// path or query, echoed back) become U+FFFD, one per bad sequence (Go's
+// encoding/json writes one per bad byte): nlohmann's dump() threw (type_error 316), and a handler echoing
 // such a value answered 500 for input that was merely unusual.
 Response Response::json_body(int status, const nlohmann::ordered_json& value) {
   return text_body(status, value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace),

@@ -30,8 +30,11 @@ struct StaticOptions {
 // at add_static (a NUL byte in it: std::invalid_argument). Per request:
 //  - 404, before anything is opened, for a path that could lead out of
 //    the root or is not a plain name: empty, ending in '/', an empty, "."
-//    or ".." segment (also decoded: %2E%2E, and a %2F that made a segment
-//    start with '/'), or a NUL byte, so one URL names each file;
+//    or ".." segment (also decoded: %2E%2E), a NUL byte, or a %2F (in
+//    any case) anywhere in the request's path, so one URL names each file
+//    (the Router keeps an encoded slash in its segment: /static/sub%2Fx
+//    passed a guard route on /static/sub/*). So a route whose own prefix
+//    needs a %2F cannot serve files;
 //  - the file is opened under the root by the kernel in one step
 //    (io::File::open_in_root), and that open file is what is sent
 //    (Response::file_body of an io::File): a symlink swapped in after a
