@@ -113,12 +113,12 @@ worker_unstarted_loop_left_open :: runtime/src/worker.cpp :: s{if \(!started_\) 
 stack_cache_overflow_listed :: runtime/src/stack_pool.cpp :: s{pool_\.give\(cache_\.data\(\), cache_\.data\(\) \+ kMax / 2\);\n(\s*)cache_\.erase\(cache_\.begin\(\), cache_\.begin\(\) \+ kMax / 2\);}{std::vector<StackSlot> cold(cache_.begin(), cache_.begin() + kMax / 2);\n$1cache_.erase(cache_.begin(), cache_.begin() + kMax / 2);\n$1pool_.give(cold.data(), cold.data() + cold.size());} :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
 stack_free_list_grows_on_free :: runtime/src/stack_pool.cpp :: s{room\(free_, \(slabs_\.size\(\) \+ 1\) \* kSlabStacks\);}{room(free_, free_.size() + kSlabStacks);} :: runtime_start_alloc_fail :: ^runtime_start_alloc_fail$
 http_upgrade_past_drain :: io/src/http/server.cpp :: s{if \(!body_ended\) \{\s*if \(!body\.usable\(\)\) return;\s*return reject\(s, body\.awaiting_continue\(\) \? 417 : 413, head, peer, &req\);\s*\}}{} :: http_server_hostile :: ^http_server_hostile$
-h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(promised_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (promised_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$
+h2_unwatched_checked_when_idle_only :: io/src/http/h2_server.cpp :: s{if \(unwatched_ > 0 && !broken_ && o\.write_timeout\.count\(\) > 0\)}{if (unwatched_ > 0 \&\& !more \&\& !broken_ \&\& o.write_timeout.count() > 0)} :: http_h2_budget :: ^http_h2_budget$
 h2_release_ignores_revival :: io/src/http/h2_server.cpp :: s{std::max\(quiet_since_, revived_at_\) \+ env_\.release_after}{quiet_since_ + env_.release_after} :: http_h2_idle :: ^http_h2_idle$
 http_chunk_zeros_uncounted :: io/src/http/chunk_lines.hpp :: s{if \(n > 0\) return n;}{(void)n;} :: http_server_hostile http_client_hostile :: ^http_(server|client)_hostile$
 http_client_chunk_lines_unchecked :: io/src/http/client.cpp :: s{\n  p\.on_chunk_header\(\*c\.chunk_lines\);}{} :: http_client_hostile :: ^http_client_hostile$
 http_client_sweep_unreserved :: io/src/http/client.cpp :: s{\n    doomed\.conns\.reserve\(doomed\.conns\.size\(\) \+ open_total\);}{} :: http_client_alloc_fail :: ^http_client_alloc_fail$
-h2_path_any_scheme_unchecked :: io/src/http/h2_server.cpp :: s{\(\(!st->req\.target\.starts_with\('/'\) &&}{((false && !st->req.target.starts_with('/') &&} :: http_h2_target :: ^http_h2_target$
+h2_path_any_scheme_unchecked :: io/src/http/h2_server.cpp :: s{const bool origin = }{const bool origin = true || } :: http_h2_target :: ^http_h2_target$
 http_field_charge_ignored :: io/src/http/server.cpp :: s{if \(head_charge > opt\.max_head\) \{}{if (false) \x7b} :: http_server_hostile :: ^http_server_hostile$
 http_continue_for_http10 :: io/src/http/server.cpp :: s{p\.get\(\)\.version\(\) >= 11 &&}{} :: http_server_stream :: ^http_server_stream$
 http_trailers_in_head :: io/src/http/head_fields.hpp :: s{if\s*\(!chunked_ \|\| in_head\(&e\)\)\s*fn\(e\);}{fn(e);} :: http_client_stream http_server_stream :: ^http_(client|server)_stream$
@@ -305,11 +305,11 @@ ws_two_subprotocols_taken :: io/src/http/websocket.cpp :: s{if \(res\.count\(bht
 ws_empty_frames_look_idle :: io/src/http/websocket.cpp :: s{ \|\| I\.wire\.mid_message;}{;} :: http_websocket_timeouts :: ^http_websocket_timeouts$
 io_urgent_data_strands_bytes :: io/src/reactor.cpp :: s{\(e & \(EPOLLRDHUP \| EPOLLPRI\)\) != 0}{(e & EPOLLRDHUP) != 0} :: io_tcp :: ^io_tcp$
 io_file_error_midway_unmarked :: io/src/file.cpp :: s{wrote = done > 0 \|\| cut > 0;}{} :: io_file :: ^io_file$
-h2_empty_body_unpromised :: io/src/http/h2_server.cpp :: s{st\.promised = std::max<std::uint64_t>\(whole_bytes, 1\);}{st.promised = whole_bytes;} :: http_h2_budget :: ^http_h2_budget$
+h2_empty_body_unwatched :: io/src/http/h2_server.cpp :: s{if \(!st\.unwatched \|\| st\.closed}{if (st.promised == 0 || st.closed} :: http_h2_budget :: ^http_h2_budget$
 http_malformed_head_fields_held :: io/src/http/server.cpp :: s{if \(ec && is_framing_error\(ec\)\) \{\n\s*drop_fields\(\);}{if (ec && is_framing_error(ec)) \x7b} :: http_server_hostile :: ^http_server_hostile$
 http_static_encoded_slash_served :: io/src/http/static_files.cpp :: s{ \|\| encoded_slash\(req\.path\(\)\)}{} :: http_static_files :: ^http_static_files$
 http_fragment_in_target_served :: io/src/http/server.cpp :: s{if \(t\.find\('#'\) != std::string_view::npos\) return false;}{} :: http_server_hostile :: ^http_server_hostile$
-h2_fragment_in_path_served :: io/src/http/h2_server.cpp :: s{ \|\|\n\s*st->req\.target\.find\('#'\) != std::string::npos}{} :: http_h2_target :: ^http_h2_target$
+h2_fragment_in_path_served :: io/src/http/h2_server.cpp :: s{ \|\| target\.find\('#'\) != std::string::npos}{} :: http_h2_target :: ^http_h2_target$
 http_json_body_throws_on_bad_utf8 :: io/src/http/message.cpp :: s{value\.dump\(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace\)}{value.dump()} :: http_router :: ^http_router$
 http_allow_without_head :: io/src/http/router.cpp :: s{if \(listed\(allow, "GET"\) && !listed\(allow, "HEAD"\)\) allow \+= ", HEAD";}{} :: http_router :: ^http_router$
 EOF

@@ -264,6 +264,10 @@ class H2Conn {
   // unpromise: n of st's promised bytes were taken (or never will be).
   // Under mu_.
   void unpromise(H2Stream& st, std::uint64_t n) noexcept;
+  // unwatched_done: st's unwatched body was taken to its end, or never
+  // will be (the stream closed): the rest of its promise comes back, and
+  // watch_fits no longer looks at it. Under mu_.
+  void unwatched_done(H2Stream& st) noexcept;
   // queue_cap: the most frames the session may hold unsent before the
   // client that keeps sending them is taken for a flood (feed): its acks'
   // bound, and four per stream it may open.
@@ -332,6 +336,9 @@ class H2Conn {
   // promised_: the streams' `promised` bytes in all. They share the
   // connection's window, so a body fits only in what it leaves. Under mu_.
   std::uint64_t promised_ = 0;
+  // unwatched_: streams with `unwatched` set (the writer runs watch_fits
+  // while there are any). Under mu_.
+  std::size_t unwatched_ = 0;
   // loaded_: the streams' `loaded` bytes in all: request bodies read whole
   // and still held (Http2Options::whole_body_budget bounds it; charge_body).
   std::size_t loaded_ = 0;
@@ -392,10 +399,16 @@ struct H2Stream {
   // connection's window with no fiber to watch them go (respond's `fits`),
   // not yet taken by nghttp2; counted in H2Conn::promised_. Under mu.
   std::uint64_t promised = 0;
+  // unwatched: its whole body was answered that way and not yet taken to
+  // its end (the end of an empty body too: a trailers-only answer has no
+  // bytes to promise, but nghttp2 defers even its empty DATA frame at a
+  // zero window); watch_fits gives it write_timeout. Counted in
+  // H2Conn::unwatched_. Under mu.
+  bool unwatched = false;
   // loaded: bytes of its request body read whole (H2Body::load), counted
   // in H2Conn::loaded_ until its fiber ends (end_fiber). Under mu.
   std::size_t loaded = 0;
-  // due: a body with `promised` bytes must be taken whole by then (the
+  // due: an unwatched body must be taken whole by then (the
   // writer stamps it when it first finds it waiting: watch_fits).
   Clock::time_point due{};
 
@@ -882,9 +895,9 @@ int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self
     // review). Refused as malformed, before any fiber starts; so is a '#'
     // (a fragment is never sent: origin_form's reason). CONNECT has no
     // :path (its target is set below).
-    if (st->req.method != "CONNECT" && ((!st->req.target.starts_with('/') &&
-                                         !(st->req.target == "*" && st->req.method == "OPTIONS")) ||
-                                        st->req.target.find('#') != std::string::npos)) {
+    const std::string& target = st->req.target;
+    const bool origin = target.starts_with('/') || (target == "*" && st->req.method == "OPTIONS");
+    if (st->req.method != "CONNECT" && (!origin || target.find('#') != std::string::npos)) {
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
       return 0;
     }
@@ -939,7 +952,7 @@ int H2Conn::on_stream_close(nghttp2_session* s, int32_t id, uint32_t error, void
     st.charged = true;
     c->client_reset();
   }
-  c->unpromise(st, st.promised);  // what was not sent never will be
+  c->unwatched_done(st);  // what was not sent never will be
   // The client reset it (or the connection failed) while the handler ran:
   // nobody will read its answer (aiohttp and Go cancel too).
   if (st.in_handler) st.task.cancel();
@@ -978,9 +991,9 @@ ssize_t H2Conn::read_body(nghttp2_session* s, int32_t id, uint8_t* buf, size_t l
   auto* st = static_cast<H2Stream*>(src->ptr);
   const ssize_t n = st->out.take(buf, len, flags);
   if (n < 0) return n;
-  // At the body's end, all of it: an empty body's promise is 1 (respond).
-  static_cast<H2Conn*>(self)->unpromise(
-      *st, (*flags & NGHTTP2_DATA_FLAG_EOF) != 0 ? st->promised : static_cast<std::uint64_t>(n));
+  auto* c = static_cast<H2Conn*>(self);
+  c->unpromise(*st, static_cast<std::uint64_t>(n));
+  if ((*flags & NGHTTP2_DATA_FLAG_EOF) != 0) c->unwatched_done(*st);
   // The body's end with trailers to send: this DATA frame leaves the
   // stream open, and the trailers' HEADERS frame (queued here, as
   // nghttp2 allows from this callback) ends it. A failed submit (no
@@ -999,6 +1012,14 @@ void H2Conn::unpromise(H2Stream& st, std::uint64_t n) noexcept {
   n = std::min(n, st.promised);
   st.promised -= n;
   promised_ -= n;
+}
+
+void H2Conn::unwatched_done(H2Stream& st) noexcept {
+  unpromise(st, st.promised);
+  if (st.unwatched) {
+    st.unwatched = false;
+    --unwatched_;
+  }
 }
 
 // feed: bytes from the socket into the session. False: the session
@@ -1230,7 +1251,7 @@ H2Conn::WriterEnd H2Conn::writer() {
       // each batch within write_timeout kept the writer's batches full,
       // and 100 bodies of 256 KiB went at its pace (~35 s at 700 KiB/s,
       // hours at 1 KB/s). O(streams) a batch of 64 KiB.
-      if (promised_ > 0 && !broken_ && o.write_timeout.count() > 0) {
+      if (unwatched_ > 0 && !broken_ && o.write_timeout.count() > 0) {
         Clock::time_point next = Clock::time_point::max();
         if (watch_fits(Clock::now(), next)) recheck = true;
         until = std::min(until, next);
@@ -1313,7 +1334,7 @@ bool H2Conn::watch_fits(Clock::time_point now, Clock::time_point& next) {
   bool cut = false;
   for (const auto& sp : streams_) {
     H2Stream& st = *sp;
-    if (st.promised == 0 || st.closed || st.reset_by_us) continue;
+    if (!st.unwatched || st.closed || st.reset_by_us) continue;
     if (st.due == Clock::time_point{}) st.due = spindle::detail::time_after(now, env_.opt.write_timeout);
     if (now >= st.due) {
       reset(st, NGHTTP2_CANCEL);
@@ -1683,15 +1704,14 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       fits = !data || (whole_bytes <= static_cast<std::uint64_t>(std::max<int32_t>(sw, 0)) &&
                        promised_ <= cw && whole_bytes <= cw - promised_);
       if (data && fits) {
-        // At least 1: a body of no bytes still waits for a window (nghttp2
-        // defers even an empty DATA frame, its end, at a zero window), and
-        // only a promise puts it under watch_fits. A trailers-only answer
-        // (gRPC's error reply) to a client whose window was 0 was held with
-        // no fiber and no deadline for as long as any stream kept the
-        // connection from idle_timeout. read_body gives the rest back at
-        // the body's end.
-        st.promised = std::max<std::uint64_t>(whole_bytes, 1);
-        promised_ += st.promised;
+        st.promised = whole_bytes;
+        promised_ += whole_bytes;
+        // Watched until taken to its end, an empty one too: counted by its
+        // promise alone, a trailers-only answer (gRPC's error reply) to a
+        // client whose window was 0 was held with no fiber and no deadline
+        // for as long as any stream kept idle_timeout off.
+        st.unwatched = true;
+        ++unwatched_;
       }
     }
     st.provider.read_callback = Guarded<read_body>::call;
