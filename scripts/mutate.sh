@@ -312,6 +312,7 @@ http_fragment_in_target_served :: io/src/http/server.cpp :: s{if \(t\.find\('#'\
 h2_fragment_in_path_served :: io/src/http/h2_server.cpp :: s{ \|\| target\.find\('#'\) != std::string::npos}{} :: http_h2_target :: ^http_h2_target$
 http_json_body_throws_on_bad_utf8 :: io/src/http/message.cpp :: s{value\.dump\(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace\)}{value.dump()} :: http_router :: ^http_router$
 http_allow_without_head :: io/src/http/router.cpp :: s{if \(listed\(allow, "GET"\) && !listed\(allow, "HEAD"\)\) allow \+= ", HEAD";}{} :: http_router :: ^http_router$
+http_upgrade_while_stopping :: io/src/http/server.cpp :: s{if \(stopping\.load\(std::memory_order_seq_cst\)\) return reject\(s, 503, head, peer, &req\);}{} :: http_server :: ^http_server$
 EOF
 )
 

@@ -474,6 +474,36 @@ TEST_CASE("server: on_shutdown runs once, during the drain, and what it throws s
   });
 }
 
+// A request whose handler asks for an upgrade after shutdown() began: the
+// hooks (on_shutdown) may have run, so a session started now would miss a
+// hub's 1001 and be cut at drain_timeout. It is refused with 503 and the
+// upgrade is not called (before: the session started).
+TEST_CASE("server: an upgrade asked for once shutdown began is refused with 503") {
+  run_checked(2, [] {
+    sp::Event entered, release;
+    std::atomic<int> upgrades{0};
+    http::ServerOptions o;
+    o.drain_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(slack(10s));
+    o.on_shutdown = [&] { release.set(); };
+    LiveServer srv(
+        [&](http::Request&) {
+          entered.set();
+          release.wait();
+          http::Response r;
+          r.upgrade = [&](http::Upgraded, std::string_view) { upgrades.fetch_add(1); };
+          return r;
+        },
+        o);
+    auto s = raw_connect(srv.port());
+    s.write_all("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    entered.wait();
+    srv.stop();
+    const std::string r = read_all(s);
+    FIBER_CHECK(r.starts_with("HTTP/1.1 503 "));
+    FIBER_CHECK(upgrades.load() == 0);
+  });
+}
+
 TEST_CASE("server: an on_shutdown still running at drain_timeout is cancelled") {
   run_checked(2, [] {
     std::atomic<bool> cancelled{false};

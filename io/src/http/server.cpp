@@ -1881,6 +1881,11 @@ void Server::State::serve_conn(Conn& c) {
           if (!body.usable()) return;
           return reject(s, body.awaiting_continue() ? 417 : 413, head, peer, &req);
         }
+        // Once shutdown() has begun, no session starts: on_shutdown may
+        // have run already (a hub's 1001 to every session it holds), so a
+        // session begun now would wait out drain_timeout and be cut with
+        // no close frame. 503, as a refused upgrade above.
+        if (stopping.load(std::memory_order_seq_cst)) return reject(s, 503, head, peer, &req);
         if (upgraded.fetch_add(1, std::memory_order_relaxed) >= upgrade_limit.load(std::memory_order_relaxed)) {
           // No room (ServerOptions::max_upgraded): the handler's upgrade is
           // not called, and the place goes back before the close lingers.

@@ -298,7 +298,9 @@ struct ServerOptions {
   // each a 1001 close and let it go). Otherwise those wait out
   // drain_timeout and are then cut without a close frame. Go's
   // Server.RegisterOnShutdown and aiohttp's Application.on_shutdown serve
-  // the same purpose. The drain runs beside it and waits for it too: still
+  // the same purpose. Once shutdown() has begun, an upgrade a handler asks
+  // for is refused (503), so no session starts after the hook. The drain
+  // runs beside it and waits for it too: still
   // running at drain_timeout, it is cancelled. What it throws is dropped
   // with one line on stderr. When the fiber in serve() is cancelled,
   // everything is cancelled: the hook may not run, or may be cut short.
