@@ -259,6 +259,29 @@ TEST_CASE("client hostile: bytes sent unasked on an idle pooled connection are n
   });
 }
 
+// `Connection: close` on a second Connection line: the lines are one list
+// (RFC 9110 5.3), so the server is closing and the connection is not
+// pooled. Before, only the first line was read (Beast's message
+// keep_alive) and the next request went out on a connection its server
+// had said it would close (a POST there fails, not replayable).
+TEST_CASE("client hostile: close on a second Connection line is heard: the connection is not pooled") {
+  run_checked(2, [] {
+    RawPeer p([&](io::TcpStream& s) {
+      std::string buf;
+      for (;;) {
+        read_head(s, buf);
+        s.write_all("HTTP/1.1 200 OK\r\nConnection: foo\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+      }
+    });
+    http::Client c;
+    FIBER_CHECK(c.get(p.url()).text() == "ok");
+    FIBER_CHECK(c.stats().idle == 0);
+    FIBER_CHECK(c.get(p.url()).text() == "ok");
+    FIBER_CHECK(p.accepted() == 2);
+    FIBER_CHECK(c.stats().connections_opened == 2);
+  });
+}
+
 TEST_CASE("client hostile: a 101 the client never asked for is the final response, and its connection is not pooled") {
   run_checked(2, [] {
     FdCheck fds;

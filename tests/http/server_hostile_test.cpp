@@ -220,6 +220,16 @@ TEST_CASE("server hostile: a folded field line (obs-fold) is refused, never unfo
       s.write_all(std::string(fold) + "part two\r\n\r\n");
       const std::string r3 = sp::with_timeout(slack(5s), [&] { return read_all(s); });
       FIBER_CHECK(r3.starts_with("HTTP/1.1 400 "));
+      // In a chunked body's trailer section too: Beast unfolds there as in
+      // the head (before: 200, the handler saw one trailer `X` holding
+      // "y Content-Length: 9").
+      const std::string trailer = std::string(
+                                      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                      "5\r\nhello\r\n0\r\nX: y\r\n") +
+                                  fold + "Content-Length: 9\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+      const std::string r4 = exchange(srv.port(), trailer);
+      FIBER_CHECK(r4.starts_with("HTTP/1.1 400 "));
+      FIBER_CHECK(count_substr(r4, "HTTP/1.1 ") == 1);
     }
     FIBER_CHECK(n.ok.load() == 0);
     FIBER_CHECK(n.smuggled.load() == 0);
@@ -227,6 +237,61 @@ TEST_CASE("server hostile: a folded field line (obs-fold) is refused, never unfo
     // are no folds.
     FIBER_CHECK(exchange(srv.port(), "\r\nGET / HTTP/1.1\r\nHost: x\r\nX: a b\tc \r\nConnection: close\r\n\r\n")
                     .starts_with("HTTP/1.1 200 "));
+    // A trailer with spaces inside its value is no fold either.
+    FIBER_CHECK(exchange(srv.port(), "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                     "5\r\nhello\r\n0\r\nX: a b\r\nY: c\r\n\r\n")
+                    .starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
+// Connection lines are one list (RFC 9110 5.3): `close` on the second
+// line closes, and what follows is never served. Before, only the first
+// line was read (Beast's message keep_alive): the connection stayed open
+// and the pipelined request ran, where a front that added its own
+// `Connection: close` line expected the backend to stop.
+TEST_CASE("server hostile: close on any Connection line closes; what follows is not served") {
+  run_checked(2, [] {
+    Counting n;
+    http::Router r;
+    r.get("/", n.handler());
+    r.get("/smuggled", n.handler());
+    r.get("/ok", n.handler());
+    LiveServer srv(std::move(r));
+    const std::string next = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (const char* lines : {"Connection: foo\r\nConnection: close\r\n", "Connection: close\r\nConnection: foo\r\n",
+                              "Connection: foo, close\r\n"}) {
+      INFO(lines);
+      const std::string got = exchange(srv.port(), std::string("GET / HTTP/1.1\r\nHost: x\r\n") + lines + "\r\n" + next);
+      FIBER_CHECK(got.starts_with("HTTP/1.1 200 "));
+      FIBER_CHECK(count_substr(got, "HTTP/1.1 ") == 1);
+      FIBER_CHECK(got.find("Connection: close\r\n") != std::string::npos);
+    }
+    // HTTP/1.0: keep-alive on any line keeps it (the next is served).
+    const std::string kept =
+        exchange(srv.port(), "GET / HTTP/1.0\r\nConnection: foo\r\nConnection: keep-alive\r\n\r\n"
+                             "GET /ok HTTP/1.0\r\n\r\n");
+    FIBER_CHECK(count_substr(kept, "HTTP/1.0 200 ") == 2);
+    FIBER_CHECK(n.smuggled.load() == 0);
+    FIBER_CHECK(still_serves(srv.port()));
+  });
+}
+
+// A 2xx to CONNECT starts a tunnel for a front (RFC 9110 9.3.6): the
+// client's next bytes pass it unread. They must not be served here as
+// requests: the connection closes after any answer to a CONNECT. Before,
+// a handler's 200 kept it open and the GET behind it was served.
+TEST_CASE("server hostile: a CONNECT is answered and the connection closes; the bytes after it are not served") {
+  run_checked(2, [] {
+    Counting n;
+    LiveServer srv(n.handler());
+    const std::string got = exchange(srv.port(), "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"
+                                                 "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    FIBER_CHECK(got.starts_with("HTTP/1.1 200 "));
+    FIBER_CHECK(got.find("Connection: close\r\n") != std::string::npos);
+    FIBER_CHECK(count_substr(got, "HTTP/1.1 ") == 1);
+    FIBER_CHECK(n.ok.load() == 1);
+    FIBER_CHECK(n.smuggled.load() == 0);
     FIBER_CHECK(still_serves(srv.port()));
   });
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -43,16 +44,46 @@ inline std::uint64_t chunk_size_digits(const boost::beast::flat_buffer& buf, con
   return n;
 }
 
+// trailer_folded: whether the trailer section after the last chunk's line
+// holds a line that begins with SP or HTAB (obs-fold, RFC 9112 5.2). Beast
+// calls on_chunk_header for the last chunk (size 0) only once the whole
+// trailer section, through its empty line, is in the buffer, and before it
+// parses (and unfolds) those fields; the section starts right after the
+// line's extensions and CRLF (`ext_end` + 2). A pointer outside the buffer
+// (a Beast that copied it first) finds nothing.
+inline bool trailer_folded(const boost::beast::flat_buffer& buf, const char* ext_end) noexcept {
+  const auto* lo = static_cast<const char*>(buf.data().data());
+  if (lo == nullptr || ext_end < lo || ext_end > lo + buf.size()) return false;
+  const char* const end = lo + buf.size();
+  for (const char* q = ext_end + 2; q < end;) {  // q: a line's first byte
+    if (*q == ' ' || *q == '\t') return true;
+    if (*q == '\r' || *q == '\n') return false;  // the section's empty line
+    const void* lf = std::memchr(q, '\n', static_cast<std::size_t>(end - q));
+    if (lf == nullptr) return false;
+    q = static_cast<const char*>(lf) + 1;
+  }
+  return false;
+}
+
 // ChunkLines: the callback. It keeps the running excess, so one object per
 // message; the parser keeps a reference to it (Beast's on_chunk_header),
 // so it must outlive the parse. `buf` is the buffer the parser reads from.
+// With `refuse_folds` (the server), a folded trailer line is refused as a
+// folded head line is (head_scan.hpp): Beast would unfold it into the
+// field before, `X: y\r\n Content-Length: 9` reaching the handler as one
+// field X where a front reads two. A client unfolds, as RFC 9112 lets it.
 class ChunkLines {
  public:
-  ChunkLines(std::uint64_t max_ext, const boost::beast::flat_buffer& buf) noexcept : max_ext_(max_ext), buf_(&buf) {}
+  ChunkLines(std::uint64_t max_ext, const boost::beast::flat_buffer& buf, bool refuse_folds = false) noexcept
+      : max_ext_(max_ext), buf_(&buf), refuse_folds_(refuse_folds) {}
 
   void operator()(std::uint64_t size, boost::beast::string_view ext, boost::beast::error_code& e) noexcept {
     if (ext.size() > max_ext_) {
       e = boost::beast::http::error::bad_chunk_extension;
+      return;
+    }
+    if (size == 0 && refuse_folds_ && trailer_folded(*buf_, ext.data() + ext.size())) {
+      e = boost::beast::http::error::bad_field;
       return;
     }
     const std::uint64_t digits = chunk_size_digits(*buf_, ext.data(), size);
@@ -67,6 +98,7 @@ class ChunkLines {
   static constexpr std::uint64_t kMaxExcess = 16 * 1024;  // overhead beyond the allowance, in all
   std::uint64_t max_ext_;
   const boost::beast::flat_buffer* buf_;
+  bool refuse_folds_;
   std::uint64_t excess_ = 0;
 };
 

@@ -1484,7 +1484,9 @@ struct Exchange {
     copy_head(r, u, out.status, out.reason, out.headers, out.url, head_fields);
     copy_trailers(r.base(), head_fields, out.trailers);
     out.body = std::move(r.body());
-    if (r.keep_alive() && c.buf.size() == 0) lease->release();
+    // The parser's keep_alive (every Connection line; a body that ends at
+    // EOF), not the message's, which reads the first line only.
+    if (p.keep_alive() && c.buf.size() == 0) lease->release();
     return true;
   }
 };
@@ -1536,7 +1538,7 @@ struct detail::BodyReader {
         trailers = Headers();
       }
     }
-    if (lease && p.get().keep_alive() && lease->conn().buf.size() == 0) lease->release();
+    if (lease && p.keep_alive() && lease->conn().buf.size() == 0) lease->release();  // every Connection line
     lease.reset();
 #if SPINDLE_HAVE_HTTP2
     if (h2.call) trailers = h2.call->take_trailers();

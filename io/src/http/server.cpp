@@ -1754,7 +1754,7 @@ void Server::State::serve_conn(Conn& c) {
       // cap bounds what is held before this sees them), and chunk lines
       // may not outweigh the data (chunk_lines.hpp, Go's rule): max_body
       // and max_drain count data only.
-      detail::ChunkLines check_ext(opt.max_head, buf);
+      detail::ChunkLines check_ext(opt.max_head, buf, /*refuse_folds=*/true);  // trailers' obs-fold too
       p.on_chunk_header(check_ext);
       beast::error_code ec;
       std::chrono::steady_clock::time_point deadline{};  // set by read_head if the head waited
@@ -1933,7 +1933,18 @@ void Server::State::serve_conn(Conn& c) {
         report(req, std::current_exception());
         res = Response::text_body(500, "internal server error\n");
       }
-      bool keep = body_ended && h.keep_alive() && !res.close && !stopping.load(std::memory_order_seq_cst);
+      // The parser's keep_alive, not the message's: Beast's message reads
+      // only the first Connection line, so `Connection: foo` then
+      // `Connection: close` kept the connection open and served what came
+      // next, where a front (and RFC 9110 5.3: the lines are one list)
+      // sees it closed. The parser's flags take every line.
+      //
+      // A CONNECT is answered, then the connection closes: a front that
+      // reads any 2xx to it as the start of a tunnel (RFC 9110 9.3.6)
+      // passes the client's next bytes through unread, and they must not
+      // be served here as requests. A tunnel is an upgrade (above).
+      bool keep = body_ended && p.keep_alive() && !res.close && req.method != "CONNECT" &&
+                  !stopping.load(std::memory_order_seq_cst);
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
       served.add();
