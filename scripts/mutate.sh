@@ -313,6 +313,14 @@ h2_fragment_in_path_served :: io/src/http/h2_server.cpp :: s{ \|\| target\.find\
 http_json_body_throws_on_bad_utf8 :: io/src/http/message.cpp :: s{value\.dump\(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace\)}{value.dump()} :: http_router :: ^http_router$
 http_allow_without_head :: io/src/http/router.cpp :: s{if \(listed\(allow, "GET"\) && !listed\(allow, "HEAD"\)\) allow \+= ", HEAD";}{} :: http_router :: ^http_router$
 http_upgrade_while_stopping :: io/src/http/server.cpp :: s{if \(stopping\.load\(std::memory_order_seq_cst\)\) return reject\(s, 503, head, peer, &req\);}{} :: http_server :: ^http_server$
+http_connection_first_line_only :: io/src/http/server.cpp :: s{bool keep = body_ended && p\.keep_alive\(\)}{bool keep = body_ended && h.keep_alive()} :: http_server_hostile :: ^http_server_hostile$
+client_connection_first_line_only :: io/src/http/client.cpp :: s{if \(p\.keep_alive\(\) && c\.buf\.size\(\) == 0\) lease->release\(\);}{if (p.get().keep_alive() && c.buf.size() == 0) lease->release();} :: http_client_hostile :: ^http_client_hostile$
+http_connect_kept_open :: io/src/http/server.cpp :: s{ && req\.method != "CONNECT" &&}{ &&} :: http_server_hostile :: ^http_server_hostile$
+http_trailer_fold_unfolded :: io/src/http/server.cpp :: s{/\*refuse_folds=\*/true}{false} :: http_server_hostile :: ^http_server_hostile$
+tls_ffdhe_groups_taken :: io/src/tls.cpp :: s{if \(SSL_CTX_set1_groups_list\(impl->ctx, "X25519:P-256:P-384:P-521"\) != 1\)}{if (false)} :: io_tls_hostile :: ^io_tls_hostile$
+tls_bracketed_ip_as_name :: io/src/tls.cpp :: s{if \(host\.size\(\) > 2 && host\.front\(\) == '\['}{if (false && host.front() == '['} :: io_tls_hostile :: ^io_tls_hostile$
+tls_sni_too_long_silent :: io/src/tls.cpp :: s{if \(!ip && SSL_set_tlsext_host_name\(st->ssl, name\.c_str\(\)\) != 1\)}{if (!ip && SSL_set_tlsext_host_name(st->ssl, name.c_str()) != 1 && false)} :: io_tls_hostile :: ^io_tls_hostile$
+tls_send_after_cut :: io/src/tls.cpp :: s{if \(write_broken\.load\(std::memory_order_relaxed\)\) \{(\s*throw std::system_error\(make_error_code\(error::write_interrupted\),\s*"spindle::io: TLS write: the write side was cut)}{if (false) \x7b$1} :: io_tls_hostile :: ^io_tls_hostile$
 EOF
 )
 

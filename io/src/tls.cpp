@@ -138,7 +138,15 @@ bool has_read_ahead(TcpStream& s) noexcept {
 // URL writes it) is dropped: a certificate names the address only, and
 // with the zone the name went out as SNI and was checked as a DNS name,
 // which never matches.
+// An IPv6 address in brackets ("[::1]", as a URL and Endpoint::parse write
+// it; TCP's connect takes it so) is the address too: verified as a DNS
+// name, it never matched, and it went out as SNI, which RFC 6066 3 bars.
 std::string ip_literal(std::string_view host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    std::string inner = ip_literal(host.substr(1, host.size() - 2));
+    if (inner.find(':') != std::string::npos) return inner;  // IPv6 only, as in a URL
+    return {};
+  }
   unsigned char buf[16];
   const std::string h(host);
   if (::inet_pton(AF_INET, h.c_str(), buf) == 1 || ::inet_pton(AF_INET6, h.c_str(), buf) == 1) return h;
@@ -183,6 +191,13 @@ std::shared_ptr<detail::TlsContextImpl> new_ctx(const SSL_METHOD* m, bool server
   // Each client picks among these (no server preference: all are strong).
   const char* tls12 = server ? "ECDHE+AESGCM:ECDHE+CHACHA20" : "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES+SHA1";
   if (SSL_CTX_set_cipher_list(impl->ctx, tls12) != 1) throw_config("cipher list");
+  // Key exchange: elliptic curves only, as Go's crypto/tls. OpenSSL 3.0's
+  // default list also has the finite-field groups (ffdhe2048..8192), and
+  // takes one from a peer that offers only that: one replayed ClientHello
+  // offering ffdhe8192 cost our server ~180 ms of CPU inside a handshake
+  // step that cannot yield, for ~0.1 ms of the attacker's (a review's probe,
+  // 2026-12-01); a server can ask our client for it the same way.
+  if (SSL_CTX_set1_groups_list(impl->ctx, "X25519:P-256:P-384:P-521") != 1) throw_config("groups list");
   // No renegotiation (TLS 1.2): then a write never needs to read, so the
   // writer fiber never touches the socket's read side.
   SSL_CTX_set_options(impl->ctx, SSL_OP_NO_RENEGOTIATION);
@@ -349,6 +364,15 @@ struct detail::TlsState {
         return;
       }
       std::unique_lock g(send_mu, std::adopt_lock);
+      // Cut already (a send before ours was cancelled or failed midway,
+      // perhaps while it carried our records): what is in `out` would
+      // follow a half-sent record, and the caller would be told its bytes
+      // went. Read under send_mu, after the store of whoever cut it (made
+      // before that sender let go of send_mu).
+      if (write_broken.load(std::memory_order_relaxed)) {
+        throw std::system_error(make_error_code(error::write_interrupted),
+                                "spindle::io: TLS write: the write side was cut by an earlier send");
+      }
       flush_wanted.store(false, std::memory_order_seq_cst);
       // For this flush only (file comment): sized to what `out` holds, and
       // grown when more came in behind (a writer's 64 KiB queued while a
@@ -565,7 +589,14 @@ TlsStream TlsStream::client(TcpStream s, const TlsContext& ctx, std::string_view
   if (!name.empty()) {
     const std::string ip_name = ip_literal(name);
     const bool ip = !ip_name.empty();
-    if (!ip) SSL_set_tlsext_host_name(st->ssl, name.c_str());
+    // SNI holds 1..255 bytes: a longer name failed here silently (sent
+    // without SNI, an error left on this thread's OpenSSL queue).
+    if (!ip && SSL_set_tlsext_host_name(st->ssl, name.c_str()) != 1) {
+      ERR_clear_error();
+      throw std::system_error(make_error_code(tls_error::config),
+                              "spindle::io: TLS: server name of " + std::to_string(name.size()) +
+                                  " bytes does not fit SNI (255 at most)");
+    }
     if (SSL_get_verify_mode(st->ssl) & SSL_VERIFY_PEER) {
       X509_VERIFY_PARAM* p = SSL_get0_param(st->ssl);
       // No subject CN in place of a DNS name: a certificate without a
@@ -574,7 +605,10 @@ TlsStream TlsStream::client(TcpStream s, const TlsContext& ctx, std::string_view
       X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
       const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(p, ip_name.c_str())
                         : X509_VERIFY_PARAM_set1_host(p, name.c_str(), name.size());
-      if (ok != 1) throw std::system_error(make_error_code(tls_error::config), "spindle::io: TLS: bad server name " + name);
+      if (ok != 1) {
+        ERR_clear_error();
+        throw std::system_error(make_error_code(tls_error::config), "spindle::io: TLS: bad server name " + name);
+      }
     }
   }
   SSL_set_connect_state(st->ssl);
