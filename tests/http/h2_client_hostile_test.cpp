@@ -253,6 +253,8 @@ TEST_CASE("h2 client hostile: a body over max_body fails that request only; the 
 namespace spindle::http::detail {
 void h2_client_conn_window(std::int32_t bytes) noexcept;  // h2_client.hpp (internal): for tests
 std::size_t h2_client_streams_alive() noexcept;          // the same
+void h2_client_queue_base(std::size_t frames) noexcept;   // the same
+void h2_client_first_stream_id(std::int32_t id) noexcept;  // the same
 }  // namespace spindle::http::detail
 
 // 2a. A body that ended but was never read (an open() dropped after its
@@ -706,18 +708,19 @@ TEST_CASE("h2 client hostile: frames no server may send end the connection with 
 
 // 5. A server that never answers: read_timeout (or total_timeout) ends the
 // wait with errc::timeout; the stream is reset (CANCEL) and the
-// connection goes on. Also a server that takes the connection and says
+// connection takes no new stream (it may be a black hole: 11 below), so
+// the next request goes on a new one. Also a server that takes the connection and says
 // nothing at all (no SETTINGS), and one whose SETTINGS allow no stream
 // (SETTINGS_MAX_CONCURRENT_STREAMS 0: the HEADERS never leave).
 TEST_CASE("h2 client hostile: a server that never answers is ended by read_timeout or total_timeout") {
   run_checked(2, [] {
     FdCheck fds;
     {
-      std::atomic<int> cancelled{0};
+      std::atomic<int> cancelled{0}, conns{0};
       RawPeer peer([&](io::TcpStream& s) {
         H2Wire w(s);
         w.start();
-        const std::uint32_t ignored = w.request().stream;
+        const std::uint32_t ignored = conns.fetch_add(1) == 0 ? w.request().stream : 0;
         for (;;) {
           const Frame f = w.next();
           if (f.type == kRstStream && f.stream == ignored && f.code() == kCancel) cancelled.fetch_add(1);
@@ -735,7 +738,7 @@ TEST_CASE("h2 client hostile: a server that never answers is ended by read_timeo
       FIBER_CHECK(what.find("(read_timeout)") != std::string::npos);
       FIBER_CHECK(wait_until([&] { return cancelled.load() == 1; }));
       FIBER_CHECK(c.get(peer.url("/next")).text() == "late");
-      FIBER_CHECK(peer.accepted() == 1);
+      FIBER_CHECK(peer.accepted() == 2);
     }
     {
       RawPeer silent([](io::TcpStream& s) {
@@ -769,12 +772,13 @@ TEST_CASE("h2 client hostile: a server that never answers is ended by read_timeo
       auto o = h2c();
       o.read_timeout = 300ms;
       http::Client c(o);
-      // The first request's HEADERS may leave before the server's SETTINGS
-      // are read; the second's cannot.
+      // A request's HEADERS may leave before the server's SETTINGS are
+      // read, one per connection (each timeout sends the next request to
+      // a new connection).
       const auto first = error_of([&] { c.get(none.url("/a")); });
       FIBER_CHECK(first == http::errc::timeout);
       FIBER_CHECK(error_of([&] { c.get(none.url("/b")); }) == http::errc::timeout);
-      FIBER_CHECK(heads.load() <= 1);
+      FIBER_CHECK(heads.load() <= none.accepted());
     }
     fds.check();
   });
@@ -1094,8 +1098,10 @@ TEST_CASE("h2 client hostile: heads with forbidden or malformed fields fail thei
 
 // A window the server never opens (SETTINGS_INITIAL_WINDOW_SIZE 0, no
 // WINDOW_UPDATE): a request body that cannot leave is bounded by
-// read_timeout, whole or streamed; the stream is reset, the connection
-// goes on.
+// read_timeout, whole or streamed; the stream is reset, and the timeout
+// retires the connection (11 below): the next request dials. A GET first
+// on each new connection: a body's first 64 KiB may leave before the
+// server's SETTINGS are read.
 TEST_CASE("h2 client hostile: a request body the server never opens a window for ends in read_timeout") {
   run_checked(2, [] {
     FdCheck fds;
@@ -1117,6 +1123,7 @@ TEST_CASE("h2 client hostile: a request body the server never opens a window for
                   http::errc::timeout);
       FIBER_CHECK(Clock::now() - t0 < slack(5s));
       FIBER_CHECK(what.find("(read_timeout)") != std::string::npos);
+      FIBER_CHECK(c.get(peer.url("/")).text() == "no body");
       http::RequestOptions gen;
       int calls = 0;
       gen.body_generator = [&] { return ++calls <= 8 ? std::string(16 * 1024, 'g') : std::string(); };
@@ -1126,7 +1133,7 @@ TEST_CASE("h2 client hostile: a request body the server never opens a window for
       FIBER_CHECK(calls < 8);  // held at the stream's queue bound, not read whole
       FIBER_CHECK(what.find("sending the body") != std::string::npos);
       FIBER_CHECK(c.get(peer.url("/")).text() == "no body");
-      FIBER_CHECK(peer.accepted() == 1);
+      FIBER_CHECK(peer.accepted() == 3);
     }
     fds.check();
   });
@@ -1434,5 +1441,162 @@ TEST_CASE("h2 client hostile: a server whose bytes never run out does not hold t
     while (!server_ended.load()) sp::sleep_for(std::chrono::milliseconds(1));
     server.join();
     ::close(lfd);
+  });
+}
+
+// 10. A PUSH_PROMISE before the server acked our SETTINGS (ENABLE_PUSH=0):
+// nghttp2 alone answers each with a RST_STREAM(CANCEL) and goes on, so a
+// server that held its ack and read nothing grew the client's queue
+// without bound (6 million promises: 894 MB). The first one ends the
+// connection (PROTOCOL_ERROR), ack or no ack; no RST_STREAM is queued
+// for it.
+TEST_CASE("h2 client hostile: a PUSH_PROMISE before the SETTINGS ack ends the connection at once") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<std::uint32_t> goaway_code{kNone};
+      std::atomic<int> resets{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.ack_settings = false;
+        w.start();
+        const std::uint32_t id = w.request().stream;
+        std::string flood;
+        for (std::uint32_t i = 0; i < 100; ++i) flood += h2_frame(kPushPromise, kEndHeaders, id, be32(2 + 2 * i));
+        w.send(flood);
+        for (;;) {
+          const Frame f = w.next();
+          if (f.type == kRstStream) resets.fetch_add(1);
+          if (f.type == kGoaway) goaway_code.store(f.code());
+        }
+      });
+      auto o = h2c();
+      o.total_timeout = ms(slack(3s));  // the old client waited for an answer
+      http::Client c(o);
+      http::errc kind{};
+      std::string what;
+      FIBER_CHECK(failed_fast([&] { c.get(peer.url("/")); }, kind, what, slack(2s)));
+      INFO(what);
+      FIBER_CHECK(kind == http::errc::malformed_response);
+      FIBER_CHECK(what.find("PUSH_PROMISE") != std::string::npos);
+      FIBER_CHECK(wait_until([&] { return goaway_code.load() != kNone; }));
+      FIBER_CHECK(goaway_code.load() == kProtocolError);
+      FIBER_CHECK(resets.load() == 0);
+    }
+    fds.check();
+  });
+}
+
+// 10a. Whatever frames a server makes the client queue, more than
+// queue_cap unsent ends the connection as a flood (ENHANCE_YOUR_CALM). The
+// base is shrunk here to 16 (from nghttp2's 1000 acks), so 300 PINGs in
+// one write (one read: their 300 acks queued at once) are past it; at the
+// real bound, the same frame kinds (a PUSH_PROMISE's RST_STREAM, were it
+// not ended at its head) cannot grow the queue past ~1000 frames while the
+// server reads nothing.
+TEST_CASE("h2 client hostile: more frames queued than queue_cap end the connection as a flood") {
+  spindle::http::detail::h2_client_queue_base(16);
+  struct Restore {
+    ~Restore() { spindle::http::detail::h2_client_queue_base(0); }
+  } restore;
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      Attacker peer([](H2Wire& w, std::uint32_t) {
+        std::string flood;
+        for (std::uint32_t i = 0; i < 300; ++i) flood += ping(i);
+        w.send(flood);
+      });
+      auto o = h2c();
+      o.total_timeout = ms(slack(3s));  // without the bound: no answer, no end
+      http::Client c(o);
+      http::errc kind{};
+      std::string what;
+      FIBER_CHECK(failed_fast([&] { c.get(peer.url("/")); }, kind, what, slack(2s)));
+      INFO(what);
+      FIBER_CHECK(kind == http::errc::malformed_response);
+      FIBER_CHECK(peer.saw_goaway());
+      FIBER_CHECK(peer.goaway() == kEnhanceYourCalm);
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// 11. A black hole: after one answer the server keeps the connection open
+// and answers nothing, not even a PING. The request that times out makes
+// the connection take no new stream and sends a PING (Go's transport,
+// golang/go#59690); the next request goes on a new connection and is
+// answered (before, every request went to the silent one and timed out,
+// as long as it stayed open).
+TEST_CASE("h2 client hostile: a connection gone silent is not handed out again after a stream times out") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> conns{0}, pinged{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        const bool first = conns.fetch_add(1) == 0;
+        w.ack_pings = !first;
+        w.start();
+        w.answer(w.request().stream, "one");
+        for (;;) {
+          const Frame f = w.next();
+          if (f.type == kPing && (f.flags & kAck) == 0) pinged.fetch_add(1);
+          if (f.type == kHeaders && !first) w.answer(f.stream, "fresh");
+        }
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      FIBER_CHECK(c.get(peer.url("/1")).text() == "one");
+      FIBER_CHECK(error_of([&] { c.get(peer.url("/2")); }) == http::errc::timeout);
+      FIBER_CHECK(wait_until([&] { return pinged.load() == 1; }));
+      std::string got;
+      const auto kind = error_of([&] { got = std::string(c.get(peer.url("/3")).text()); });
+      FIBER_CHECK(kind == http::errc{});
+      FIBER_CHECK(got == "one");  // the new connection's first answer
+      FIBER_CHECK(peer.accepted() == 2);
+      FIBER_CHECK(c.get(peer.url("/4")).text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// 12. A connection whose stream ids are used up takes no new stream: the
+// next request dials (before, it stayed the origin's connection and every
+// request failed, each submit refused, until the origin went idle). The
+// ids start two short of 2^31 here (h2_client_first_stream_id).
+TEST_CASE("h2 client hostile: a connection whose stream ids ran out is not handed out again") {
+  spindle::http::detail::h2_client_first_stream_id(0x7fffffff - 2);
+  struct Restore {
+    ~Restore() { spindle::http::detail::h2_client_first_stream_id(1); }
+  } restore;
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<std::uint32_t> top{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        for (;;) {
+          const std::uint32_t id = w.request().stream;
+          top.store(std::max(top.load(), id));
+          w.answer(id, std::to_string(id));
+        }
+      });
+      http::Client c(h2c());
+      FIBER_CHECK(c.get(peer.url("/1")).text() == "2147483645");
+      FIBER_CHECK(c.get(peer.url("/2")).text() == "2147483647");
+      std::string got, what;
+      FIBER_CHECK(error_of([&] { got = std::string(c.get(peer.url("/3")).text()); }, &what) == http::errc{});
+      INFO(what);
+      FIBER_CHECK(got == "2147483645");
+      FIBER_CHECK(peer.accepted() == 2);
+      FIBER_CHECK(top.load() == 0x7fffffffu);
+    }
+    fds.check();
   });
 }

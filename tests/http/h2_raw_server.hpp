@@ -3,7 +3,7 @@
 // be (h2_client_test.cpp, h2_client_hostile_test.cpp): frames built byte
 // by byte (a 9-byte header and a payload), header blocks of HPACK literals
 // without indexing (so the server keeps no HPACK state), and H2Wire, which
-// reads the client's frames one at a time and acks its SETTINGS.
+// reads the client's frames one at a time and acks its SETTINGS and PINGs.
 #pragma once
 
 #include <cstdint>
@@ -111,7 +111,8 @@ struct Frame {
 
 // H2Wire: the attacking server's end of one connection. It reads frames
 // one at a time, acking each SETTINGS of the client as it comes (and
-// keeping its entries), and writes what the script gives it. A read past
+// keeping its entries) and each PING (unless told not to: ack_settings,
+// ack_pings), and writes what the script gives it. A read past
 // the connection's end throws std::system_error (io::error::eof), which
 // ends the script (RawPeer).
 class H2Wire {
@@ -137,8 +138,9 @@ class H2Wire {
         const auto b = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(f.payload[i + k])); };
         client_settings[static_cast<std::uint16_t>(b(0) << 8 | b(1))] = b(2) << 24 | b(3) << 16 | b(4) << 8 | b(5);
       }
-      send(h2_frame(kSettings, kAck, 0, {}));
+      if (ack_settings) send(h2_frame(kSettings, kAck, 0, {}));
     }
+    if (f.type == kPing && (f.flags & kAck) == 0 && ack_pings) send(h2_frame(kPing, kAck, 0, f.payload));
     return f;
   }
   // request: frames until the next request's HEADERS (the client's heads
@@ -160,6 +162,8 @@ class H2Wire {
   }
 
   std::map<std::uint16_t, std::uint32_t> client_settings;
+  bool ack_settings = true;
+  bool ack_pings = true;
 
  private:
   io::TcpStream& s_;

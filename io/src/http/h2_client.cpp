@@ -19,7 +19,15 @@
 // What a server can make it hold: response bytes not yet read are bounded
 // by the windows (updates follow the reader's reads), a head by
 // ClientOptions::max_head (past it the stream is reset: malformed_response),
-// control frames queued by nghttp2's max_outbound_ack.
+// control frames queued by nghttp2's max_outbound_ack, every queued frame
+// by queue_cap (the reader: past it the server is taken for a flood). A
+// PUSH_PROMISE ends the connection at its frame head (on_begin_frame).
+//
+// A connection stops taking new streams (usable() false: the pool dials
+// another) after a GOAWAY, once its stream ids run out (retired_), and
+// after a stream's wait ran out or was broken off (retired_: the server
+// may be gone; a PING probes it, and no answer within probe_wait_ closes
+// it). Its streams in flight finish on it; it ends when they are done.
 #include "h2_client.hpp"
 
 #include "h2_common.hpp"
@@ -67,6 +75,21 @@ constexpr std::int32_t kConnWindow = 1 << 30;
 // The window new connections open (h2_client_conn_window: tests shrink it
 // to see what would fill the real one).
 std::atomic<std::int32_t> g_conn_window{kConnWindow};
+// Frames the session may hold unsent beyond four per stream before the
+// server that keeps making more is taken for a flood (queue_cap): nghttp2's
+// own bound on queued acks (max_outbound_ack, 1000 by default). What else
+// the server's frames queue (a RST_STREAM, a WINDOW_UPDATE) is per stream
+// of ours, except what nghttp2 answers without a bound of its own (one
+// RST_STREAM per PUSH_PROMISE before our SETTINGS were acked: 6 million of
+// them queued 894 MB while the server read nothing), which this catches.
+constexpr std::size_t kQueueBase = 1000;
+std::atomic<std::size_t> g_queue_base{kQueueBase};  // h2_client_queue_base (tests shrink it)
+// The first stream id of later connections (h2_client_first_stream_id:
+// tests start near 2^31 to see the ids run out).
+std::atomic<std::int32_t> g_first_stream_id{1};
+// How long a connection whose stream's wait ran out waits for its PING's
+// answer when no read_timeout is set (with one: read_timeout).
+constexpr std::chrono::milliseconds kProbeWait{10'000};
 std::atomic<std::size_t> g_streams_alive{0};  // h2_client_streams_alive
 constexpr int kMaxInterim = 5;  // 1xx heads per request, as HTTP/1.1's (client.cpp) and Go's client
 
@@ -106,6 +129,9 @@ struct H2ClientStream {
   // if it dies now, the server went away under a working connection (an
   // idle timeout, a restart), not a request it cannot take.
   bool on_proven = false;
+  // A wait of its call ran out (read_timeout) or was broken off
+  // (total_timeout, a cancellation): reset() then probes the connection.
+  bool waited_out = false;
   bool expect = false;     // the body waits for a 100 (await_continue)
   bool continued = false;  // a 100 Continue came (expect_continue)
   bool closed = false;
@@ -129,7 +155,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   void start();
   bool usable() const noexcept {
     std::lock_guard lk(mu_);
-    return !goaway_ && !dead_;
+    return !goaway_ && !dead_ && !retired_;
   }
   void close() noexcept;
 
@@ -146,13 +172,14 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   // when a stream leaves streams_ or the connection ends (cleared under
   // mu_ by a waiter before it checks room again).
   bool room() const noexcept {
-    return goaway_ || dead_ ||
+    return goaway_ || dead_ || retired_ ||
            streams_.size() < nghttp2_session_get_remote_settings(s_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   }
   Event& slot_ev() noexcept { return slot_ev_; }
   void forget(int32_t id) { streams_.erase(id); }  // under mu_
   void reset(H2ClientStream& st) {                 // under mu_
     if (!st.closed && st.id > 0 && !dead_) {
+      if (st.waited_out) probe();
       nghttp2_submit_rst_stream(s_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_CANCEL);
       // A request nghttp2 still holds back (the server's
       // SETTINGS_MAX_CONCURRENT_STREAMS reached: no stream opened yet, its
@@ -165,6 +192,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
       // before closing it, and on_stream_close finds no id here.
       if (nghttp2_session_find_stream(s_, st.id) == nullptr) {
         nghttp2_session_set_stream_user_data(s_, st.id, nullptr);
+        ++held_back_;  // its HEADERS stays queued (queue_cap)
         st.closed = true;
         streams_.erase(st.id);
         slot_ev_.set();
@@ -173,8 +201,36 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
     wake_.set();
   }
   std::size_t max_head() const noexcept { return max_head_; }
+  // remote_streams: the server's SETTINGS_MAX_CONCURRENT_STREAMS (under mu_).
+  std::uint32_t remote_streams() const noexcept {
+    return nghttp2_session_get_remote_settings(s_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  }
 
  private:
+  // probe: a stream's wait ran out: the server may be gone with the
+  // connection still open (a black hole answers nothing, not even a PING).
+  // The connection takes no new stream (the pool dials another, as Go's
+  // transport does: golang/go#59690), and a PING asks whether the server
+  // is there: no answer within probe_wait_ and it is closed (its streams
+  // fail; a replayable request goes again). Answered, its streams go on
+  // and it ends after them. Under mu_.
+  void probe() {
+    retired_ = true;
+    slot_ev_.set();  // a caller waiting for a slot goes to a new connection
+    if (probe_deadline_ || probed_) return;
+    probed_ = true;
+    if (nghttp2_submit_ping(s_, NGHTTP2_FLAG_NONE, nullptr) == 0)
+      probe_deadline_ = spindle::detail::deadline_after(probe_wait_);
+    wake_.set();
+  }
+  // queue_cap: the most frames the session may hold unsent after the
+  // server's bytes were fed (reader): four per stream (HEADERS, RST_STREAM,
+  // WINDOW_UPDATEs), counting requests nghttp2 still holds whose stream
+  // reset() let go (held_back_), beside its acks (kQueueBase). Under mu_.
+  std::size_t queue_cap() const noexcept {
+    return g_queue_base.load(std::memory_order_relaxed) + 4 * (streams_.size() + held_back_);
+  }
+
   static int on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
                        uint8_t, void* self);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* self);
@@ -182,6 +238,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   static int on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len, void* self);
   static int on_stream_close(nghttp2_session*, int32_t id, uint32_t error, void* self);
   static int on_invalid_frame(nghttp2_session*, const nghttp2_frame* f, int lib_error, void* self);
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* self);
 
   void reader();
   void writer();
@@ -190,6 +247,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   Transport t_;
   std::size_t max_head_;
   std::chrono::milliseconds write_timeout_;
+  std::chrono::milliseconds probe_wait_;
   nghttp2_session* s_ = nullptr;
   mutable std::mutex mu_;
   // Guarded by mu_:
@@ -198,6 +256,15 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   bool dead_ = false;
   bool reader_done_ = false;
   bool proven_ = false;  // a final response head came on this connection
+  // No new stream (usable): its stream ids ran out (submit), or a
+  // stream's wait ran out (probe). Ends once streams_ is empty (writer).
+  bool retired_ = false;
+  bool probed_ = false;  // probe()'s PING was sent (one per connection)
+  // The probe's PING not yet answered: the writer closes the connection
+  // at this time.
+  std::optional<Clock::time_point> probe_deadline_;
+  std::size_t held_back_ = 0;  // queue_cap
+  bool push_seen_ = false;     // on_begin_frame failed the session for a PUSH_PROMISE
   // The protocol error nghttp2 ended the connection for (the GOAWAY it
   // sent, or mem_recv's failure); given to every stream end() fails.
   // last_invalid_: what the last invalid frame broke (on_invalid_frame),
@@ -234,7 +301,8 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
       max_head_(opt.max_head),
       // A server that stops reading: each write has read_timeout (60 s
       // when none), then the connection and its streams fail.
-      write_timeout_(opt.read_timeout.count() > 0 ? opt.read_timeout : std::chrono::milliseconds(60'000)) {
+      write_timeout_(opt.read_timeout.count() > 0 ? opt.read_timeout : std::chrono::milliseconds(60'000)),
+      probe_wait_(opt.read_timeout.count() > 0 ? opt.read_timeout : kProbeWait) {
   nghttp2_session_callbacks* cb = nullptr;
   nghttp2_option* op = nullptr;
   if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&op) != 0) {
@@ -247,6 +315,7 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Guarded<on_data_chunk>::call);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, Guarded<on_stream_close>::call);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, Guarded<on_invalid_frame>::call);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, Guarded<on_begin_frame>::call);
   nghttp2_option_set_no_auto_window_update(op, 1);
   const int rv = nghttp2_session_client_new2(&s_, cb, this, op);
   nghttp2_option_del(op);
@@ -263,6 +332,8 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
     throw std::bad_alloc();
   }
   nghttp2_session_set_local_window_size(s_, NGHTTP2_FLAG_NONE, 0, g_conn_window.load(std::memory_order_relaxed));
+  if (const std::int32_t first = g_first_stream_id.load(std::memory_order_relaxed); first > 1)
+    nghttp2_session_set_next_stream_id(s_, first);
 }
 
 void H2ClientConn::start() {
@@ -302,11 +373,16 @@ void H2ClientConn::end() noexcept {
 }
 
 int32_t H2ClientConn::submit(const std::shared_ptr<H2ClientStream>& st, std::vector<nghttp2_nv>& nva, bool body) {
-  if (goaway_ || dead_) return -1;
+  if (goaway_ || dead_ || retired_) return -1;
   st->provider.source.ptr = st.get();
   st->provider.read_callback = Guarded<read_upload>::call;
   const int32_t id = nghttp2_submit_request(s_, nullptr, nva.data(), nva.size(), body ? &st->provider : nullptr, st.get());
-  if (id < 0) return -1;  // stream ids used up, or no memory: a new connection
+  // Stream ids used up (this was the last, or none was left), or no
+  // memory: the connection takes no new stream, so the caller's retry and
+  // every later request dial a new one; kept, it failed them all, each
+  // submit refused, until the origin went idle.
+  if (id < 0 || nghttp2_session_get_next_stream_id(s_) > 0x7fffffffu) retired_ = true;
+  if (id < 0) return -1;
   st->id = id;
   st->on_proven = proven_;
   streams_.emplace(id, st);
@@ -370,6 +446,10 @@ int H2ClientConn::on_header(nghttp2_session* s, const nghttp2_frame* f, nghttp2_
 
 int H2ClientConn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self) {
   auto* c = static_cast<H2ClientConn*>(self);
+  if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
+    c->probe_deadline_.reset();  // the server is there (probe)
+    return 0;
+  }
   if (f->hd.type == NGHTTP2_GOAWAY) {
     // Streams past its last one are closed by nghttp2 with REFUSED_STREAM
     // (retried by the caller); the rest finish.
@@ -449,6 +529,18 @@ int H2ClientConn::on_invalid_frame(nghttp2_session* s, const nghttp2_frame* f, i
   return 0;
 }
 
+// on_begin_frame: a PUSH_PROMISE is a connection error at its frame head
+// (RFC 9113 8.4: our SETTINGS_ENABLE_PUSH is 0), as Go's client has it.
+// nghttp2 makes it one only once the server acked those SETTINGS; before,
+// it answers each with a RST_STREAM that no bound of its counts, so a
+// server that held its ack and read nothing grew this client without
+// bound. The session fails here (mem_recv); the reader sends the GOAWAY.
+int H2ClientConn::on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* self) {
+  if (hd->type != NGHTTP2_PUSH_PROMISE) return 0;
+  static_cast<H2ClientConn*>(self)->push_seen_ = true;
+  return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 int H2ClientConn::on_data_chunk(nghttp2_session* s, uint8_t, int32_t id, const uint8_t* data, size_t len, void*) {
   auto* st = static_cast<H2ClientStream*>(nghttp2_session_get_stream_user_data(s, id));
   if (st == nullptr || st->closed) {
@@ -505,16 +597,22 @@ void H2ClientConn::reader() {
     // What an earlier read's invalid frame broke does not name a GOAWAY
     // this read causes (bad HPACK ends the session without that callback).
     last_invalid_ = nullptr;
-    const ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
+    ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
+    // Frames queued past queue_cap: the server makes more than it reads
+    // (the writer sends what it can; what it cannot stays queued).
+    if (rv >= 0 && nghttp2_session_get_outbound_queue_size(s_) > queue_cap()) rv = NGHTTP2_ERR_FLOODED;
     wake_.set();
     if (rv < 0) {
-      // A flood or too many CONTINUATION frames: the server's. (Bad HPACK
-      // and the other connection errors are not fatal to the session:
-      // nghttp2 queues their GOAWAY itself and the writer sends it.)
-      if (protocol_error_ == nullptr) protocol_error_ = nghttp2_strerror(static_cast<int>(rv));
+      // A flood, too many CONTINUATION frames or a PUSH_PROMISE: the
+      // server's. (Bad HPACK and the other connection errors are not
+      // fatal to the session: nghttp2 queues their GOAWAY itself and the
+      // writer sends it.)
+      if (protocol_error_ == nullptr)
+        protocol_error_ = push_seen_ ? "a PUSH_PROMISE (push is disabled)" : nghttp2_strerror(static_cast<int>(rv));
       // RFC 9113 5.4.1: say why before closing.
-      last_goaway_ = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                                                          : NGHTTP2_INTERNAL_ERROR;
+      last_goaway_ = push_seen_ ? NGHTTP2_PROTOCOL_ERROR
+                     : rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                                           : NGHTTP2_INTERNAL_ERROR;
       break;
     }
   }
@@ -557,6 +655,7 @@ void H2ClientConn::writer() {
   } writer_done{writer_done_};
   for (;;) {
     bool end_now = false, more = false;
+    std::optional<Clock::time_point> probe;
     out.clear();
     {
       std::lock_guard lk(mu_);
@@ -584,8 +683,12 @@ void H2ClientConn::writer() {
       }
       more = out.size() >= kWriteBatch;
       const bool wants = nghttp2_session_want_read(s_) != 0 || nghttp2_session_want_write(s_) != 0;
-      end_now = end_now || dead_ || (!more && (reader_done_ || !wants || (goaway_ && streams_.empty())));
+      // A probe's PING unanswered in time: the server is gone (probe).
+      const bool silent = probe_deadline_ && Clock::now() >= *probe_deadline_;
+      end_now = end_now || dead_ || silent ||
+                (!more && (reader_done_ || !wants || ((goaway_ || retired_) && streams_.empty())));
       if (!more && !end_now) wake_.clear();
+      probe = probe_deadline_;
     }
     if (!out.empty()) {
       try {
@@ -603,7 +706,11 @@ void H2ClientConn::writer() {
     }
     if (end_now) return;
     if (more) continue;
-    wake_.wait();
+    if (probe) {
+      wake_.wait_until(*probe);
+    } else {
+      wake_.wait();
+    }
     yield();  // the requests made runnable with this wake go out in one write (h2_server.cpp)
   }
 }
@@ -617,6 +724,12 @@ std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt) 
 bool h2_usable(const H2ClientConn& c) noexcept { return c.usable(); }
 void h2_client_conn_window(std::int32_t bytes) noexcept {
   g_conn_window.store(bytes > 0 ? bytes : kConnWindow, std::memory_order_relaxed);
+}
+void h2_client_queue_base(std::size_t frames) noexcept {
+  g_queue_base.store(frames > 0 ? frames : kQueueBase, std::memory_order_relaxed);
+}
+void h2_client_first_stream_id(std::int32_t id) noexcept {
+  g_first_stream_id.store(id > 1 && id % 2 == 1 ? id : 1, std::memory_order_relaxed);
 }
 std::size_t h2_client_streams_alive() noexcept { return g_streams_alive.load(std::memory_order_relaxed); }
 void h2_close(H2ClientConn& c) noexcept { c.close(); }
@@ -670,14 +783,38 @@ std::optional<std::uint64_t> H2Call::content_length() const noexcept {
 
 namespace {
 
-// wait_ev: waits on st.ev (cleared by the caller under mu) for at most the
-// read timeout. False when that passed with nothing.
-bool wait_ev(H2ClientStream& st, std::chrono::milliseconds limit) {
-  if (limit.count() <= 0) {
-    st.ev.wait();
-    return true;
+// mark_waited_out: a wait of st's call ran out (read_timeout) or was
+// broken off (total_timeout cancels the calling fiber, as a caller's
+// cancellation does): the stream's reset (~H2Call) then probes the
+// connection (H2ClientConn::probe).
+void mark_waited_out(H2ClientConn& c, H2ClientStream& st) noexcept {
+  std::lock_guard lk(c.mu());
+  st.waited_out = true;
+}
+
+// watched: runs `wait`, a wait on st.ev; one broken off by an exception
+// marks st (mark_waited_out) on its way out.
+template <class F>
+auto watched(H2ClientConn& c, H2ClientStream& st, F&& wait) {
+  try {
+    return wait();
+  } catch (...) {
+    mark_waited_out(c, st);
+    throw;
   }
-  return st.ev.wait_for(limit);
+}
+
+// wait_ev: waits on st.ev (cleared by the caller under mu) for at most the
+// read timeout. False when that passed with nothing (the caller marks st
+// if that fails the call).
+bool wait_ev(H2ClientConn& c, H2ClientStream& st, std::chrono::milliseconds limit) {
+  return watched(c, st, [&] {
+    if (limit.count() <= 0) {
+      st.ev.wait();
+      return true;
+    }
+    return st.ev.wait_for(limit);
+  });
 }
 
 Error stream_error(const H2ClientStream& st, const Url& u, bool mid_body) {
@@ -730,8 +867,8 @@ bool await_continue(H2ClientConn& c, H2ClientStream& st, const ClientOptions& op
       st.ev.clear();
     }
     if (deadline) {
-      st.ev.wait_until(*deadline);
-    } else if (!wait_ev(st, opt.read_timeout)) {
+      watched(c, st, [&] { return st.ev.wait_until(*deadline); });
+    } else if (!wait_ev(c, st, opt.read_timeout)) {
       return true;
     }
   }
@@ -813,9 +950,19 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
       continue;
     }
     if (!slot_deadline) slot_deadline = spindle::detail::deadline_after(opt.read_timeout);
-    if (!c->slot_ev().wait_until(*slot_deadline))
-      throw Error(errc::timeout, "spindle::http: no HTTP/2 stream slot within read_timeout (the server's "
-                                 "SETTINGS_MAX_CONCURRENT_STREAMS all in use) for " + u.str());
+    if (!c->slot_ev().wait_until(*slot_deadline)) {
+      bool none = false;
+      {
+        std::lock_guard lk(c->mu());
+        none = c->remote_streams() == 0;
+      }
+      // A server whose SETTINGS allow no stream at all is told apart from
+      // one whose streams are all taken.
+      throw Error(errc::timeout, std::string("spindle::http: no HTTP/2 stream slot within read_timeout (") +
+                                     (none ? "the server allows no stream: SETTINGS_MAX_CONCURRENT_STREAMS 0"
+                                           : "the server's SETTINGS_MAX_CONCURRENT_STREAMS all in use") +
+                                     ") for " + u.str());
+    }
   }
   auto call = std::make_unique<H2Call>(c, st, u, opt);
   // With expect, no byte of the body is handed to the session (the data
@@ -852,10 +999,11 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
         st->ev.clear();
       }
       if (!deadline) {
-        st->ev.wait();
-      } else if (!st->ev.wait_until(*deadline)) {
+        watched(*c, *st, [&] { st->ev.wait(); });
+      } else if (!watched(*c, *st, [&] { return st->ev.wait_until(*deadline); })) {
         std::lock_guard lk(c->mu());
         if (st->out.sent != sent0 || st->closed || body_refused(*st)) continue;
+        st->waited_out = true;
         throw Error(errc::timeout, "sending the body of " + u.str() + ": no progress within " +
                                        std::to_string(opt.read_timeout.count()) + " ms (read_timeout)");
       }
@@ -924,7 +1072,8 @@ std::unique_ptr<H2Call> H2Call::send(const std::shared_ptr<H2ClientConn>& c, std
       }
       st->ev.clear();
     }
-    if (!wait_ev(*st, opt.read_timeout)) {
+    if (!wait_ev(*c, *st, opt.read_timeout)) {
+      mark_waited_out(*c, *st);
       throw Error(errc::timeout, "waiting for the response of " + u.str() + ": nothing within " +
                                      std::to_string(opt.read_timeout.count()) + " ms (read_timeout)");
     }
@@ -968,8 +1117,9 @@ std::size_t H2Call::read_some(std::byte* dst, std::size_t n) {
       st.ev.clear();
     }
     if (!deadline) {
-      st.ev.wait();
-    } else if (!st.ev.wait_until(*deadline)) {
+      watched(*c_, st, [&] { st.ev.wait(); });
+    } else if (!watched(*c_, st, [&] { return st.ev.wait_until(*deadline); })) {
+      mark_waited_out(*c_, st);
       throw Error(errc::timeout, "reading the body of " + u_.str() + ": nothing within " +
                                      std::to_string(opt_.read_timeout.count()) + " ms (read_timeout)");
     }

@@ -28,12 +28,21 @@ struct H2ClientStream;
 // ends). Never suspends.
 std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt);
 
-// h2_usable: the connection takes new streams (no GOAWAY, not broken).
+// h2_usable: the connection takes new streams (no GOAWAY, not broken, its
+// stream ids not used up, no stream of it timed out: h2_client.cpp).
 bool h2_usable(const H2ClientConn& c) noexcept;
 // h2_client_conn_window: the connection window later connections open
 // (1 GiB; 0 puts it back). For tests: what would take a gigabyte to fill
 // takes megabytes at a few MiB.
 void h2_client_conn_window(std::int32_t bytes) noexcept;
+// h2_client_queue_base: the frames a connection may hold unsent beyond
+// four per stream before its server is taken for a flood (1000; 0 puts
+// it back). For tests: a flood of any frame kind, small.
+void h2_client_queue_base(std::size_t frames) noexcept;
+// h2_client_first_stream_id: the first stream id later connections use
+// (odd; 1, the default, puts it back). For tests: ids near 2^31 run out
+// after a few requests.
+void h2_client_first_stream_id(std::int32_t id) noexcept;
 // h2_client_streams_alive: the H2ClientStream objects alive in this
 // process, for tests: what connections keep for calls that are gone.
 std::size_t h2_client_streams_alive() noexcept;
