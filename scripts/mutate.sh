@@ -320,7 +320,6 @@ http_trailer_fold_unfolded :: io/src/http/server.cpp :: s{/\*refuse_folds=\*/tru
 tls_ffdhe_groups_taken :: io/src/tls.cpp :: s{if \(SSL_CTX_set1_groups_list\(impl->ctx, "X25519:P-256:P-384:P-521"\) != 1\)}{if (false)} :: io_tls_hostile :: ^io_tls_hostile$
 tls_bracketed_ip_as_name :: io/src/tls.cpp :: s{if \(host\.size\(\) > 2 && host\.front\(\) == '\['}{if (false && host.front() == '['} :: io_tls_hostile :: ^io_tls_hostile$
 tls_sni_too_long_silent :: io/src/tls.cpp :: s{if \(!ip && SSL_set_tlsext_host_name\(st->ssl, name\.c_str\(\)\) != 1\)}{if (!ip && SSL_set_tlsext_host_name(st->ssl, name.c_str()) != 1 && false)} :: io_tls_hostile :: ^io_tls_hostile$
-tls_send_after_cut :: io/src/tls.cpp :: s{if \(write_broken\.load\(std::memory_order_relaxed\)\) \{(\s*throw std::system_error\(make_error_code\(error::write_interrupted\),\s*"spindle::io: TLS write: the write side was cut)}{if (false) \x7b$1} :: io_tls_hostile :: ^io_tls_hostile$
 h2_client_push_promise_not_at_head :: io/src/http/h2_client.cpp :: s{  if \(hd->type != NGHTTP2_PUSH_PROMISE\) return 0;}{  return 0;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_client_no_queue_cap :: io/src/http/h2_client.cpp :: s{if \(rv >= 0 && nghttp2_session_get_outbound_queue_size\(s_\) > queue_cap\(\)\) rv = NGHTTP2_ERR_FLOODED;}{} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_client_ids_spent_kept :: io/src/http/h2_client.cpp :: s{if \(id < 0 \|\| nghttp2_session_get_next_stream_id\(s_\) > 0x7fffffffu\) retired_ = true;}{} :: http_h2_client_hostile :: ^http_h2_client_hostile$

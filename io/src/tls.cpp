@@ -354,7 +354,11 @@ struct detail::TlsState {
   // too. flush_wanted closes the gap between a holder's last drain and its
   // unlock: whoever finds the lock taken has set it first, and the holder
   // looks at it after unlocking. A cancellation or error while sending
-  // cuts the write side (records were lost or half sent).
+  // cuts the write side (records were lost or half sent). The TcpStream's
+  // own mark (a write_all cut short: write_interrupted) then fails every
+  // later send, a writer's whose records waited behind the cut one or a
+  // reader's answer: nothing follows the gap (checked by a test that had
+  // a writer wait behind a reader's cut send, 2026-12-01).
   void flush(bool wait = true) {
     flush_wanted.store(true, std::memory_order_seq_cst);
     for (;;) {
@@ -364,15 +368,6 @@ struct detail::TlsState {
         return;
       }
       std::unique_lock g(send_mu, std::adopt_lock);
-      // Cut already (a send before ours was cancelled or failed midway,
-      // perhaps while it carried our records): what is in `out` would
-      // follow a half-sent record, and the caller would be told its bytes
-      // went. Read under send_mu, after the store of whoever cut it (made
-      // before that sender let go of send_mu).
-      if (write_broken.load(std::memory_order_relaxed)) {
-        throw std::system_error(make_error_code(error::write_interrupted),
-                                "spindle::io: TLS write: the write side was cut by an earlier send");
-      }
       flush_wanted.store(false, std::memory_order_seq_cst);
       // For this flush only (file comment): sized to what `out` holds, and
       // grown when more came in behind (a writer's 64 KiB queued while a

@@ -218,67 +218,6 @@ TEST_CASE("TLS: key updates requested while our writer is blocked stall the peer
   CHECK(at_stall < static_cast<std::size_t>(kUpdates));
 }
 
-// A writer cancelled while its records were half sent cuts the write
-// side. A reader's key-update answer made after that must not go out
-// behind the half-sent record (the peer reads garbage), and must not
-// block the read on a socket nobody drains: before, the reader's send
-// waited on the full socket and its read never returned.
-TEST_CASE("TLS: after a write was cut, a reader's answer is not sent behind it") {
-  certs();
-  const std::string big(1u << 20, 'w');  // more than the sockets hold: the writer blocks
-  std::atomic<std::uint64_t> writer_id{0};
-  std::atomic<bool> cut{false}, peer_sent{false}, done{false};
-  run_checked(2, [&] {
-    auto l = io::TcpListener::bind("127.0.0.1", 0);
-    auto ctx = server_ctx();
-    const std::uint16_t port = l.local_endpoint().port();
-    std::thread peer([&] {
-      RawClient c(port, 16 * 1024);
-      if (!c.connected) return;
-      // Once the writer was cut: a key update (answered by the server's
-      // reader) and a byte for that reader. Nothing is read.
-      while (!cut.load()) std::this_thread::sleep_for(1ms);
-      peer_sent.store(SSL_key_update(c.ssl, SSL_KEY_UPDATE_REQUESTED) == 1 && SSL_write(c.ssl, "x", 1) == 1);
-      while (!done.load()) std::this_thread::sleep_for(1ms);
-    });
-    io::TcpStream raw = l.accept();
-    const int sndbuf = 32 * 1024;
-    ::setsockopt(raw.native_handle(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    io::TlsStream s = io::TlsStream::server(std::move(raw), ctx);
-    auto writer = sp::spawn([&] {
-      writer_id.store(sp::this_fiber::id());
-      s.write_all(big);
-    });
-    FIBER_CHECK(wait_until([&] {
-      const std::uint64_t id = writer_id.load();
-      return id != 0 && spindle::detail::count_suspended("io write", id) == 1;
-    }));
-    writer.cancel();
-    try {
-      writer.join();
-    } catch (const sp::Cancelled&) {
-    }
-    cut.store(true);
-    char b[16];
-    std::size_t n = 0;
-    bool timed_out = false;
-    try {
-      n = sp::with_timeout(slack(3s), [&] { return s.read_some(b, sizeof b); });
-    } catch (const sp::TimedOut&) {
-      timed_out = true;
-    }
-    FIBER_CHECK(!timed_out);
-    FIBER_CHECK(n == 1);
-    FIBER_CHECK(peer_sent.load());
-    std::error_code ec;
-    s.write_some("y", 1, ec);
-    FIBER_CHECK(ec == io::error::write_interrupted);
-    done.store(true);
-    s.close();
-    peer.join();
-  });
-}
-
 // A reader that answers a key update sends the answer itself when no
 // writer holds the socket; if the peer reads nothing, that send blocks,
 // holding the send lock with a buffer sized to the ~27-byte answer. A
