@@ -357,8 +357,8 @@ struct detail::TlsState {
   // cuts the write side (records were lost or half sent). The TcpStream's
   // own mark (a write_all cut short: write_interrupted) then fails every
   // later send, a writer's whose records waited behind the cut one or a
-  // reader's answer: nothing follows the gap (checked by a test that had
-  // a writer wait behind a reader's cut send, 2026-12-01).
+  // reader's answer: nothing follows the gap (a probe had a writer wait
+  // behind a reader's cut send: it got write_interrupted, 2026-12-01).
   void flush(bool wait = true) {
     flush_wanted.store(true, std::memory_order_seq_cst);
     for (;;) {
