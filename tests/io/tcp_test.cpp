@@ -100,6 +100,32 @@ TEST_CASE("echo round trips with hundreds of concurrent clients") {
   CHECK(checked.load() == clients * rounds);
 }
 
+// A connect to a local port nothing listens on, from an ephemeral port
+// that is that very port, connects the socket to itself (TCP simultaneous
+// open) and reads back its own bytes. TcpStream::connect refuses it
+// (ECONNREFUSED) by this check; the case itself needs ~20,000 connects to
+// come by, so the check is shown on a socket bound to its target.
+TEST_CASE("a socket connected to itself is told apart from a connection") {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);  // to itself
+  CHECK(io::detail::connected_to_itself(fd));
+  ::close(fd);
+  run_checked(2, [] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    io::TcpStream c = io::TcpStream::connect(l.local_endpoint());
+    io::TcpStream peer = l.accept();
+    FIBER_CHECK(!io::detail::connected_to_itself(c.native_handle()));
+    FIBER_CHECK(!io::detail::connected_to_itself(peer.native_handle()));
+  });
+}
+
 TEST_CASE("a peer closing mid-read gives end of stream, not an error") {
   run_checked(2, [] {
     auto l = io::TcpListener::bind("127.0.0.1", 0);

@@ -230,6 +230,12 @@ class BufferStreamOps {
  private:
   D& self() noexcept { return static_cast<D&>(*this); }
 };
+// connected_to_itself: whether the connected TCP socket fd's local and
+// peer addresses are the same (TCP simultaneous open to itself: a connect
+// to a local port nothing listens on, from that very port).
+// TcpStream::connect refuses such a connection (ECONNREFUSED).
+bool connected_to_itself(int fd) noexcept;
+
 }  // namespace detail
 
 // TcpKeepAlive: TCP keep-alive probes (SO_KEEPALIVE with TCP_KEEPIDLE,
