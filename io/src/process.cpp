@@ -533,8 +533,16 @@ Process::Output Process::communicate(std::string_view input, std::size_t max_out
     o.status = wait();
   } catch (...) {
     // Cancelled, timed out or failed: the child does not outlive the call.
-    kill(SIGKILL);
-    spindle::shield([&] { wait(); });
+    // The clean-up must not replace the exception being reported: with
+    // SIGCHLD set to SIG_IGN (or a waitpid(-1) elsewhere) the kernel reaps
+    // the killed child itself and wait() raises ECHILD ("reaped
+    // elsewhere"), which turned a TimedOut or Cancelled into a
+    // system_error. The child is gone either way.
+    try {
+      kill(SIGKILL);
+      spindle::shield([&] { wait(); });
+    } catch (const std::system_error&) {
+    }
     throw;
   }
   return o;
