@@ -198,8 +198,15 @@ class Hub {
   }
 
   void release_locked(int s) noexcept {
-    // The last watcher puts back what was there before the first one came.
-    if (--watchers_[s] == 0) ::sigaction(s, &saved_[s], nullptr);
+    // The last watcher puts back what was there before the first one came,
+    // but only over our own handler: one that someone installed since (the
+    // program, or a library) is theirs to keep and to put back (the
+    // runtime's SIGQUIT dump keeps the same rule, runtime/src/sigquit_dump.hpp).
+    if (--watchers_[s] != 0) return;
+    struct sigaction cur {};
+    if (::sigaction(s, nullptr, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) == 0 && cur.sa_handler == &on_signal) {
+      ::sigaction(s, &saved_[s], nullptr);
+    }
   }
 
   void remove_locked(SignalSet::Impl* s) noexcept {
