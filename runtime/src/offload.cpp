@@ -148,6 +148,8 @@ class Pool {
 
   OffloadPools& group() const noexcept { return group_; }
   PoolKind kind() const noexcept { return kind_; }
+  // Whether its threads run at lowered priority (offload_low_priority).
+  bool low_priority() const noexcept { return low_priority_; }
 
   // prepare: announces one job that submit() or unprepare() will follow,
   // starting a thread if none is free for it. Throws Cancelled once the pool
@@ -586,6 +588,14 @@ OffloadPools& caller_pools() {
 }  // namespace
 
 OffloadPoolStats offload_pool_stats(PoolKind kind) { return caller_pools().stats(kind); }
+
+void start_unlowered_thread(FunctionRef<void()> start) {
+  if (const Pool* p = current_pool(); p != nullptr && p->low_priority()) {
+    p->group().start_unlowered(start);
+  } else {
+    start();
+  }
+}
 
 void run_offload(PoolKind kind, OffloadJob& job) {
   // Step 1: a job offloading to its own pool. Checked before looking the

@@ -52,6 +52,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/runtime/detail/function_ref.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/detail/not_callable.hpp>
 #include <spindle/runtime/source_location.hpp>
@@ -203,6 +204,17 @@ struct OffloadPoolStats {
   std::uint64_t withdrawn = 0;  // jobs taken off the queue by their cancelled callers
 };
 OffloadPoolStats offload_pool_stats(PoolKind kind);
+
+// start_unlowered_thread: runs `start`, a call that starts a long-lived
+// helper thread (io's signal hub, its process reaper), so that the new
+// thread does not inherit a lowered priority: called on a thread of a
+// low-priority offload pool (SCHED_IDLE and nice 19, which an unprivileged
+// thread can never leave), `start` runs on that pool group's starter
+// thread (runtime/src/thread_starter.hpp) and this call waits for it;
+// anywhere else it runs here. Rethrows what `start` throws. The thread
+// still inherits the starting thread's CPU affinity and name: the helper
+// sets those itself.
+void start_unlowered_thread(FunctionRef<void()> start);
 
 template <class F>
 decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) {
