@@ -26,6 +26,8 @@
 #include <spindle/runtime/offload.hpp>
 #include <spindle/runtime/this_fiber.hpp>
 
+#include "stream_ops.hpp"
+
 namespace spindle::io::detail {
 
 // in_pool: runs f on the blocking pool and waits for it inside shield():
@@ -66,12 +68,19 @@ inline ssize_t full_read(int fd, void* p, std::size_t n, std::int64_t offset) no
 
 // full_write: all n bytes, or -errno. A failing call may follow calls that
 // wrote a prefix: `*cut` (when given) is set to that prefix's size then.
+// A write at the file position goes through writev_nosigpipe: the fd may be
+// a FIFO or a pipe (write_file takes any file type, File without
+// OpenMode::regular too), and a reader that goes away must be EPIPE for the
+// caller, not a SIGPIPE that kills the process from a pool thread (Go's and
+// Python's behaviour). pwrite needs no such care: on a pipe it is ESPIPE
+// before anything is written.
 inline ssize_t full_write(int fd, const void* p, std::size_t n, std::int64_t offset,
                           std::size_t* cut = nullptr) noexcept {
   std::size_t done = 0;
   while (done < n) {
     const char* at = static_cast<const char*>(p) + done;
-    const ssize_t r = offset < 0 ? ::write(fd, at, n - done)
+    const iovec v{const_cast<char*>(at), n - done};
+    const ssize_t r = offset < 0 ? writev_nosigpipe(fd, &v, 1)
                                  : ::pwrite(fd, at, n - done, static_cast<off_t>(offset + done));
     if (r < 0) {
       if (errno == EINTR) continue;

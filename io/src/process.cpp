@@ -49,6 +49,7 @@
 #include <spindle/runtime/this_fiber.hpp>
 
 #include "file_ops.hpp"
+#include "helper_thread.hpp"
 #include "no_nul.hpp"
 #include "reactor.hpp"
 #include "try_io.hpp"
@@ -182,16 +183,15 @@ class Reaper {
   Reaper() {
     ep_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (ep_ < 0) return;  // adopt falls back to a thread per child
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);  // signals go to the program's threads
+    // Signals go to the program's threads; its own name, the process's
+    // CPUs and normal priority, whoever dropped the first unreaped child
+    // (helper_thread.hpp).
     try {
-      std::thread([ep = ep_] { run(ep); }).detach();
+      detail::start_helper_thread("spindle-reaper", [ep = ep_] { run(ep); });
     } catch (...) {
       ::close(ep_);
       ep_ = -1;
     }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
 
   static void run(int ep) noexcept {
@@ -409,8 +409,15 @@ Process Process::spawn(const std::vector<std::string>& argv, const ProcessOption
   char** envp = o.env ? envs.data() : environ;
 
   pid_t pid = -1;
-  const int rc = o.search_path ? ::posix_spawnp(&pid, args[0], &a.fa, &a.attr, args.data(), envp)
-                               : ::posix_spawn(&pid, args[0], &a.fa, &a.attr, args.data(), envp);
+  // A child inherits this thread's CPU affinity: on a pinned worker that
+  // was one CPU, for the child and everything it starts (`make -j16` ran
+  // on one core). The process's CPUs for the spawn (helper_thread.hpp).
+  int rc = 0;
+  {
+    const detail::WideAffinity wide;
+    rc = o.search_path ? ::posix_spawnp(&pid, args[0], &a.fa, &a.attr, args.data(), envp)
+                       : ::posix_spawn(&pid, args[0], &a.fa, &a.attr, args.data(), envp);
+  }
   if (rc != 0) {
     std::string what = "spawn";
     if (!o.cwd.empty()) what += " (cwd '" + o.cwd + "')";
@@ -533,8 +540,16 @@ Process::Output Process::communicate(std::string_view input, std::size_t max_out
     o.status = wait();
   } catch (...) {
     // Cancelled, timed out or failed: the child does not outlive the call.
-    kill(SIGKILL);
-    spindle::shield([&] { wait(); });
+    // The clean-up must not replace the exception being reported: with
+    // SIGCHLD set to SIG_IGN (or a waitpid(-1) elsewhere) the kernel reaps
+    // the killed child itself and wait() raises ECHILD ("reaped
+    // elsewhere"), which turned a TimedOut or Cancelled into a
+    // system_error. The child is gone either way.
+    try {
+      kill(SIGKILL);
+      spindle::shield([&] { wait(); });
+    } catch (const std::system_error&) {
+    }
     throw;
   }
   return o;

@@ -43,6 +43,8 @@
 #include <spindle/io/signal.hpp>
 #include <spindle/runtime/suspend.hpp>
 
+#include "helper_thread.hpp"
+
 namespace spindle::io {
 
 using spindle::detail::Waiter;
@@ -164,23 +166,19 @@ class Hub {
     rd_ = p[0];
     g_wake_fd.store(p[1], std::memory_order_release);
     // The hub thread takes no signal itself: they go to the program's
-    // threads, whose syscalls SA_RESTART resumes.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    // threads, whose syscalls SA_RESTART resumes. Its own name, the
+    // process's CPUs and normal priority, whoever made the first SignalSet
+    // (a pinned worker, an offload job: helper_thread.hpp).
     try {
-      std::thread([this] { run(); }).detach();
+      detail::start_helper_thread("spindle-signals", [this] { run(); });
     } catch (...) {
-      // No thread (EAGAIN): the caller's mask comes back (it is a worker's:
-      // left all-blocked, it lost SIGURG and every signal from then on) and
-      // the pipe goes; the next SignalSet tries again from scratch.
-      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      // No thread (EAGAIN): the pipe goes; the next SignalSet tries again
+      // from scratch.
       g_wake_fd.store(-1, std::memory_order_release);
       ::close(p[0]);
       ::close(p[1]);
       throw;
     }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
 
   void install(int s) {
@@ -198,8 +196,15 @@ class Hub {
   }
 
   void release_locked(int s) noexcept {
-    // The last watcher puts back what was there before the first one came.
-    if (--watchers_[s] == 0) ::sigaction(s, &saved_[s], nullptr);
+    // The last watcher puts back what was there before the first one came,
+    // but only over our own handler: one that someone installed since (the
+    // program, or a library) is theirs to keep and to put back (the
+    // runtime's SIGQUIT dump keeps the same rule, runtime/src/sigquit_dump.hpp).
+    if (--watchers_[s] != 0) return;
+    struct sigaction cur {};
+    if (::sigaction(s, nullptr, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) == 0 && cur.sa_handler == &on_signal) {
+      ::sigaction(s, &saved_[s], nullptr);
+    }
   }
 
   void remove_locked(SignalSet::Impl* s) noexcept {

@@ -77,7 +77,10 @@ std::size_t ready_read_iov(Descriptor* d, FdKind kind, const iovec* iov, std::si
   const ssize_t r = cnt == 1 ? ::write(fd, iov[0].iov_base, iov[0].iov_len) : ::writev(fd, iov, cnt);
   const int err = errno;
   if (!sigismember(&old, SIGPIPE)) {
-    if (r < 0 && err == EPIPE) {
+    // Not only on EPIPE: a blocking write that put some bytes in and then
+    // saw the reader leave returns that short count, with SIGPIPE raised
+    // all the same (the next write reports the EPIPE).
+    if (r < 0 ? err == EPIPE : static_cast<std::size_t>(r) < iov_total(iov, static_cast<std::size_t>(cnt))) {
       const timespec zero{};
       while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
       }

@@ -25,8 +25,8 @@
 //     refuses the job; publish then completes the waiter as cancelled
 //     itself and declines to wait.
 //  4. A pool thread pops the job (under mu_, clearing queued_), runs
-//     execute() (the result or exception lands in the job, on the heap),
-//     then try_complete(notified); only the winner calls wake(). Then it
+//     execute() (the result or exception lands in the job, on the heap,
+//     and the callable is destroyed), then try_complete(notified); only the winner calls wake(). Then it
 //     drops the pool's reference, and the reference to the waiting fiber
 //     taken in step 3 (the Waiter's state lives in the fiber's wait cell; a
 //     cancelled caller may be gone).
@@ -44,7 +44,8 @@
 //     releases last frees the job, result included.
 //  6. stop() (the owner's shutdown, or exit for the process-wide pools):
 //     under mu_ it sets stop_ and unlinks every queued job, clearing
-//     queued_; after unlocking it completes each one's waiter as cancelled
+//     queued_; after unlocking it destroys each one's callable (discard)
+//     and completes its waiter as cancelled
 //     (the caller raises Cancelled; a caller that was cancelled meanwhile
 //     finds queued_ clear in step 5 and leaves the job to us) and drops the
 //     references of step 3. Running jobs finish; every thread is joined.
@@ -147,6 +148,8 @@ class Pool {
 
   OffloadPools& group() const noexcept { return group_; }
   PoolKind kind() const noexcept { return kind_; }
+  // Whether its threads run at lowered priority (offload_low_priority).
+  bool low_priority() const noexcept { return low_priority_; }
 
   // prepare: announces one job that submit() or unprepare() will follow,
   // starting a thread if none is free for it. Throws Cancelled once the pool
@@ -260,6 +263,10 @@ class Pool {
     while (failed != nullptr) {
       OffloadJob* const next = failed->next_;  // read before the job may go
       failed->next_ = failed->prev_ = nullptr;
+      // The callable goes before its caller hears Cancelled (offload.hpp,
+      // "Lifetime of f"). Not under mu_: its destructor is user code, which
+      // may offload again.
+      failed->discard();
       // Loses only to a cancel (or a deadline scope) of the caller, who then
       // finds queued_ clear and leaves the references to us.
       if (failed->waiter.try_complete(Waiter::cancelled)) wake(failed->waiter);
@@ -581,6 +588,14 @@ OffloadPools& caller_pools() {
 }  // namespace
 
 OffloadPoolStats offload_pool_stats(PoolKind kind) { return caller_pools().stats(kind); }
+
+void start_unlowered_thread(FunctionRef<void()> start) {
+  if (const Pool* p = current_pool(); p != nullptr && p->low_priority()) {
+    p->group().start_unlowered(start);
+  } else {
+    start();
+  }
+}
 
 void run_offload(PoolKind kind, OffloadJob& job) {
   // Step 1: a job offloading to its own pool. Checked before looking the

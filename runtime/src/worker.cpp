@@ -27,6 +27,8 @@
 // waker's side (notify_work) in idle.cpp.
 #include "worker.hpp"
 
+#include "sigquit_dump.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -88,7 +90,7 @@ constexpr std::chrono::microseconds kQuietMax{1000};
 // more steal by the other rule, and a pause is safe either way.
 std::atomic<bool> g_force_steal_pauses{false};
 
-void on_sigquit(uv_signal_t* h, int) {
+void on_sigquit(uv_async_t* h) {
   static_cast<Scheduler*>(h->data)->dump(std::cerr);
 }
 }  // namespace
@@ -115,14 +117,15 @@ Worker::Worker(Scheduler& s, unsigned index)
   core_.loads.resize(s.placement().workers);
   SPINDLE_CHECK(uv_loop_init(&core_.loop) == 0, "uv_loop_init failed");
   open_park_handles();
-  // sigquit_on: whether the handle was made (close_loop closes it); a
-  // signal pipe libuv could not open (no descriptors left) leaves no dump.
-  if (index == 0 && s.options().dump_on_sigquit && uv_signal_init(&core_.loop, &core_.sigquit) == 0) {
+  // sigquit_on: whether the handle was made (close_loop closes it); an
+  // eventfd libuv could not open (no descriptors left) leaves no dump. Not
+  // a libuv signal handle: those take SIGQUIT from whoever handles it and
+  // reset it to SIG_DFL when they stop (sigquit_dump.hpp).
+  if (index == 0 && s.options().dump_on_sigquit && uv_async_init(&core_.loop, &core_.sigquit, &on_sigquit) == 0) {
     core_.sigquit.data = &s;
-    if (uv_signal_start(&core_.sigquit, &on_sigquit, SIGQUIT) == 0) {
-      uv_unref(reinterpret_cast<uv_handle_t*>(&core_.sigquit));
-    }
+    uv_unref(reinterpret_cast<uv_handle_t*>(&core_.sigquit));
     core_.sigquit_on = true;
+    (void)sigquit_dump_attach(&core_.sigquit);  // false: 64 runtimes dump already
   }
   core_.wake_depth = s.options().handoff_after.count() > 0 ? kWakeDepth : 1;
 }
@@ -130,8 +133,9 @@ Worker::Worker(Scheduler& s, unsigned index)
 // A worker whose thread never started (the Scheduler's constructor threw:
 // another worker's thread could not be made, or an allocation after this
 // worker was made failed) closes its loop here, on the maker's thread: its
-// handles were never run, and worker 0's SIGQUIT watch would otherwise stay
-// in libuv's process-wide signal tree, pointing into freed memory.
+// handles were never run, and worker 0's SIGQUIT handle would otherwise
+// stay in the dump handler's process-wide table (sigquit_dump.hpp),
+// pointing into freed memory.
 Worker::~Worker() {
   if (!started_) close_loop();
 }
@@ -198,7 +202,10 @@ void Worker::close_loop() noexcept {
   // that will not close means a handle leaked (a bug, so we say so).
   uv_close(reinterpret_cast<uv_handle_t*>(&core_.wake_poll), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&core_.timer_poll), nullptr);
-  if (core_.sigquit_on) uv_close(reinterpret_cast<uv_handle_t*>(&core_.sigquit), nullptr);
+  if (core_.sigquit_on) {
+    sigquit_dump_detach(&core_.sigquit);  // no handler sends it once this returns
+    uv_close(reinterpret_cast<uv_handle_t*>(&core_.sigquit), nullptr);
+  }
   uv_run(&core_.loop, UV_RUN_DEFAULT);
   close(core_.timer_fd);
   if (remote_.schedstat_fd >= 0) close(remote_.schedstat_fd);

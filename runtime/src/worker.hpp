@@ -452,7 +452,8 @@ class Worker {
     int timer_fd = -1;
     bool timer_armed = false;
     uv_poll_t timer_poll;
-    uv_signal_t sigquit;
+    // Worker 0's fiber dump: sent by the SIGQUIT handler (sigquit_dump.hpp).
+    uv_async_t sigquit;
     bool sigquit_on = false;
     // Once set (install_poller), the wake eventfd and the loop's backend fd
     // are entries of the io poller's fd and the worker parks there, not in

@@ -7,6 +7,7 @@
 // ("r", "w", "a", "x", with "+", 'b'/'t'), invalid mode strings,
 // OpenMode::write's hint, and a closed File's "stream is closed".
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -590,6 +591,45 @@ TEST_CASE("files: write_file to a FIFO with no reader fails at once; with a read
     // A regular file still gets a blocking descriptor's writes.
     io::write_file(dir / "plain", "plain");
     FIBER_CHECK(io::read_file(dir / "plain") == "plain");
+  });
+}
+
+// A FIFO whose reader goes away in the middle of a write: the pool thread's
+// plain write(2) raised SIGPIPE, whose default action killed the whole
+// process (exit 141). Now EPIPE, as Go and Python report it, for write_file
+// and for a File opened without OpenMode::regular.
+TEST_CASE("files: a FIFO whose reader goes away is EPIPE, never SIGPIPE") {
+  TempDir dir;
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  run_checked(2, [&] {
+    const std::string big(std::size_t{8} << 20, 'x');  // far more than a pipe holds
+    for (const bool whole_file : {true, false}) {
+      const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      FIBER_CHECK(rd >= 0);
+      if (rd < 0) return;
+      auto writer = sp::spawn([&] {
+        return code_of([&] {
+          if (whole_file) {
+            io::write_file(fifo, big);
+          } else {
+            auto f = io::File::open(fifo, io::OpenMode::write);
+            f.write(big.data(), big.size());
+          }
+        });
+      });
+      // The writer has opened the FIFO once bytes arrive; it then blocks on
+      // the full pipe (or is about to write more), and the reader leaves.
+      FIBER_CHECK(wait_until([&] {
+        int avail = 0;
+        return ::ioctl(rd, FIONREAD, &avail) == 0 && avail > 0;
+      }));
+      ::close(rd);
+      FIBER_CHECK(writer.join() == std::errc::broken_pipe);
+      sigset_t pending;
+      sigpending(&pending);
+      FIBER_CHECK(!sigismember(&pending, SIGPIPE));
+    }
   });
 }
 

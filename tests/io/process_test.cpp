@@ -398,6 +398,32 @@ TEST_CASE("process: run_command with a timeout kills and reaps the child") {
   });
 }
 
+// A program that sets SIGCHLD to SIG_IGN has the kernel reap its children.
+// communicate's clean-up (kill, then a shielded wait) then got ECHILD from
+// wait(), and its system_error ("reaped elsewhere") replaced the TimedOut or
+// Cancelled being raised.
+TEST_CASE("process: with SIGCHLD ignored, a timed-out or cancelled run_command still raises TimedOut or Cancelled") {
+  struct sigaction ign{};
+  struct sigaction old{};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  REQUIRE(::sigaction(SIGCHLD, &ign, &old) == 0);
+  struct Restore {
+    struct sigaction& old;
+    ~Restore() { ::sigaction(SIGCHLD, &old, nullptr); }
+  } restore{old};
+  run_checked(2, [&] {
+    io::RunOptions r;
+    r.timeout = std::chrono::milliseconds(50);
+    FIBER_CHECK(raises_timeout([&] { io::run_command({"sleep", "30"}, r); }));
+
+    auto t = sp::spawn([] { return io::run_command({"sleep", "30"}); });
+    wait_suspended(t, "join");  // communicate waits for its stream helpers
+    t.cancel();
+    FIBER_CHECK(raises_cancelled([&] { t.join(); }));
+  });
+}
+
 TEST_CASE("process: 200 concurrent children, no descriptor leaked") {
   const unsigned workers = GENERATE(1u, 2u);
   INFO("workers " << workers);

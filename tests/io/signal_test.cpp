@@ -203,6 +203,23 @@ TEST_CASE("SignalSet: the disposition is installed by the first watcher and rest
   ::sigaction(SIGUSR1, &old, nullptr);
 }
 
+// The last watcher used to put its saved disposition back whatever was
+// there by then, wiping a handler the program (or a library, as libuv did
+// with the runtime's SIGQUIT) installed over ours meanwhile.
+TEST_CASE("SignalSet: a handler installed over the watchers' is left in place by the last watcher") {
+  REQUIRE(handler_of(SIGUSR2) == SIG_DFL);
+  struct sigaction own {}, old{};
+  own.sa_handler = &own_handler;
+  sigemptyset(&own.sa_mask);
+  {
+    io::SignalSet s({SIGUSR2});
+    ::sigaction(SIGUSR2, &own, &old);  // old: the watchers' handler
+    CHECK(old.sa_handler != SIG_DFL);
+  }
+  CHECK(handler_of(SIGUSR2) == &own_handler);
+  ::signal(SIGUSR2, SIG_DFL);
+}
+
 TEST_CASE("SignalSet: signals that cannot be waited for are refused") {
   for (int sig : {SIGKILL, SIGSTOP, SIGSEGV, SIGURG, 0, 4096}) {
     INFO("signal " << sig);

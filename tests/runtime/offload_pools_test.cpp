@@ -349,7 +349,7 @@ TEST_CASE("a job still queued at shutdown is not run; its shielded caller raises
   // shutdown waits for it before it stops the pools.
   o.shutdown_timeout = 100ms;
   auto gate = std::make_shared<JobGate>();
-  std::atomic<int> queued_ran{0}, caller_cancelled{0}, refused{0};
+  std::atomic<int> queued_ran{0}, caller_cancelled{0}, refused{0}, capture_alive{0};
   std::string err;
   std::uint64_t live_after = 1;
   {
@@ -361,12 +361,16 @@ TEST_CASE("a job still queued at shutdown is not run; its shielded caller raises
         // Holds the pool's only thread until the shielded caller is told.
         sp::spawn([gate] { sp::offload([gate] { gate->enter(); }); }).detach();
         if (!wait_until([&] { return gate->started() == 1; }, slack(20s))) return false;
-        sp::spawn([gate, &queued_ran, &caller_cancelled, &refused] {
+        sp::spawn([gate, &queued_ran, &caller_cancelled, &refused, &capture_alive] {
+          auto token = std::make_shared<int>(1);
+          const std::weak_ptr<int> w = token;
           sp::shield([&] {
             try {
-              sp::offload([&queued_ran] { queued_ran.fetch_add(1); });
+              sp::offload([&queued_ran, t = std::move(token)] { queued_ran.fetch_add(*t); });
             } catch (const sp::Cancelled&) {
               caller_cancelled.fetch_add(1);
+              // The job that never ran took its captures with it first.
+              if (!w.expired()) capture_alive.fetch_add(1);
               // The pools are stopped now: a new call is refused at once.
               if (raises_cancelled([] { sp::offload([] {}); })) refused.fetch_add(1);
               gate->open();  // only now may the running job finish
@@ -385,6 +389,7 @@ TEST_CASE("a job still queued at shutdown is not run; its shielded caller raises
   CHECK(caller_cancelled.load() == 1);
   CHECK(refused.load() == 1);
   CHECK(queued_ran.load() == 0);
+  CHECK(capture_alive.load() == 0);
   CHECK(err.find("1 offload/blocking job(s) still queued were not run") != std::string::npos);
   CHECK(live_after == 0);  // the woken caller finished before the workers stopped
 }

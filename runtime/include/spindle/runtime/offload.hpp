@@ -52,6 +52,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/runtime/detail/function_ref.hpp>
 #include <spindle/runtime/detail/macros.hpp>
 #include <spindle/runtime/detail/not_callable.hpp>
 #include <spindle/runtime/source_location.hpp>
@@ -75,10 +76,17 @@ class OffloadJob {
   OffloadJob(const OffloadJob&) = delete;
   OffloadJob& operator=(const OffloadJob&) = delete;
 
-  // execute: runs the user's callable and stores its value or exception.
-  // Called exactly once, on a pool thread (or inline on a thread of the
-  // same pool). Never throws.
+  // execute: runs the user's callable, stores its value or exception, and
+  // then destroys the callable (with everything it captured), so that is
+  // done before the waiter is completed: whichever side releases the job
+  // last, a lock guard or permit f captured is released before offload
+  // returns, not later on the pool thread. Called at most once, on a pool
+  // thread (or inline on a thread of the same pool). Never throws.
   virtual void execute() noexcept = 0;
+  // discard: destroys the callable without running it (a job stop fails,
+  // offload.cpp step 6), before its waiter is completed, for the same
+  // reason. Never throws.
+  virtual void discard() noexcept = 0;
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   // acq_rel: whoever deletes the job must see every write of the other side
@@ -119,19 +127,27 @@ class OffloadTask final : public OffloadJob {
 
  public:
   template <class G>
-  explicit OffloadTask(G&& g) : fn_(std::forward<G>(g)) {}
+  explicit OffloadTask(G&& g) : fn_(std::in_place, std::forward<G>(g)) {}
 
   void execute() noexcept override {
     try {
       if constexpr (std::is_void_v<R>) {
-        std::invoke(fn_);
+        std::invoke(*fn_);
       } else {
-        value_.emplace(std::invoke(fn_));
+        value_.emplace(std::invoke(*fn_));
       }
     } catch (...) {
       error_ = std::current_exception();
     }
+    // Before the caller hears of the result (see OffloadJob::execute): left
+    // to the job's last release, the captures died on the pool thread after
+    // offload returned in 99% of calls (a review's probe), concurrently with
+    // the caller's next steps. tokio's spawn_blocking consumes its FnOnce
+    // before sending the result the same way.
+    fn_.reset();
   }
+
+  void discard() noexcept override { fn_.reset(); }
 
   // take: the job's value, or rethrows its exception. Only after the job
   // finished (the waiter was notified, or execute() ran inline).
@@ -154,7 +170,8 @@ class OffloadTask final : public OffloadJob {
   }
 
  private:
-  F fn_;
+  // Engaged from construction until execute() or discard() is done with it.
+  std::optional<F> fn_;
   std::conditional_t<std::is_void_v<R>, char, std::optional<Stored>> value_{};
   std::exception_ptr error_;
 };
@@ -188,6 +205,17 @@ struct OffloadPoolStats {
 };
 OffloadPoolStats offload_pool_stats(PoolKind kind);
 
+// start_unlowered_thread: runs `start`, a call that starts a long-lived
+// helper thread (io's signal hub, its process reaper), so that the new
+// thread does not inherit a lowered priority: called on a thread of a
+// low-priority offload pool (SCHED_IDLE and nice 19, which an unprivileged
+// thread can never leave), `start` runs on that pool group's starter
+// thread (runtime/src/thread_starter.hpp) and this call waits for it;
+// anywhere else it runs here. Rethrows what `start` throws. The thread
+// still inherits the starting thread's CPU affinity and name: the helper
+// sets those itself.
+void start_unlowered_thread(FunctionRef<void()> start);
+
 template <class F>
 decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) {
   using Fn = std::decay_t<F>;
@@ -211,7 +239,8 @@ decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) 
 //    running, offload raises spindle::Cancelled at once. If f had not
 //    started, it never runs: the caller takes it off the queue and destroys
 //    it (and what it captured) before Cancelled propagates. If f is running
-//    it is not stopped: it runs to completion on the pool and its result is
+//    it is not stopped: it runs to completion on the pool (its captures are
+//    then destroyed there, whenever it ends) and its result is
 //    dropped (a caller that was already cancelled before the call raises
 //    Cancelled without queueing f at all). So f must not use references
 //    into the caller's stack that the caller's unwinding would destroy:
@@ -235,8 +264,18 @@ decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) 
 //    outside work that may still wake a fiber, so it never reports fibers
 //    waiting on offload as deadlocked.
 //
-// Memory ordering: everything f did (including constructing its result)
-// happens-before offload returns in the caller. The pool thread stores the
+// Lifetime of f: when offload returns or rethrows f's exception, f (the
+// decay-copied callable) and everything it captured has been destroyed, on
+// the pool thread right after f returned: a captured lock guard, semaphore
+// permit or shared_ptr is released before the caller's next statement, never
+// concurrently with it (before 2026-12-02 the pool thread usually destroyed
+// it after offload had returned). A job that never ran (withdrawn by a
+// cancelled caller, or failed by shutdown) is destroyed before its caller
+// raises Cancelled too, except when shutdown fails it while the caller is
+// cancelled at the same moment: shutdown's thread destroys it then.
+//
+// Memory ordering: everything f did (including constructing its result and
+// destroying the callable) happens-before offload returns in the caller. The pool thread stores the
 // result and then completes the waiter with a compare-exchange that is
 // acq_rel; the caller reads the waiter's state with acquire before it reads
 // the result. Conversely, everything the caller did before calling offload

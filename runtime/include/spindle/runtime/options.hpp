@@ -115,7 +115,10 @@ struct RuntimeOptions {
   // in the process. Off: this Runtime leaves the limit alone.
   // docs/runtime.md "Descriptor limit".
   bool raise_fd_limit = true;
-  // Print the fiber dump on SIGQUIT (handled on worker 0's loop).
+  // Print the fiber dump on SIGQUIT (handled on worker 0's loop). Only while
+  // nobody else handles SIGQUIT: the runtime installs its handler over
+  // SIG_DFL or SIG_IGN only, and puts that back when it ends
+  // (docs/runtime.md "Observability").
   bool dump_on_sigquit = true;
 };
 
