@@ -8,10 +8,10 @@
 // browsers fail a text frame that is not UTF-8) closes its sender with
 // 1003. Each member has a bounded outbox (kOutboxBytes, each message
 // counted as its text plus kPerMessage for its slot) drained by a writer
-// fiber of its own,
-// so a slow reader never stalls the others. A member whose outbox is full
-// is DISCONNECTED (not silently skipped: a chat client that misses lines
-// without knowing is worse than one that reconnects): its session cancels
+// fiber of its own, so a slow reader never stalls the others. A member
+// whose outbox is full is DISCONNECTED (not silently skipped: a chat
+// client that misses lines without knowing is worse than one that
+// reconnects): its session cancels
 // its writer, which may be stuck in a send to a peer that does not read,
 // and closes with 1008 "too slow" if the connection still allows a close
 // frame (otherwise it just drops it).
