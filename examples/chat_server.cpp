@@ -14,10 +14,15 @@
 // (one reader and one writer fiber per stream: full duplex). The Hub's lock
 // is a std::mutex: nothing under it suspends (try_send never waits), so a
 // broadcast costs no fiber switch. Memory stays bounded: an outbox holds
-// at most 256 KiB of text (bytes, not lines: 1,024 lines of 4 KiB each were
-// 4 MiB per client), and a line for a member whose outbox is full is
-// dropped for that member (a client that stopped reading cannot stall the
-// others or grow the server). A client that sends no name within 30 s
+// at most 256 KiB, each line counted as its text plus kPerLine for its slot
+// (bytes, not lines: 1,024 lines of 4 KiB each were 4 MiB per client; text
+// alone let 65,536 empty lines, 4 MiB of slots, pass for 256 KiB), and a
+// line for a member whose outbox is full is dropped for that member (a
+// client that stopped reading cannot stall the others or grow the server).
+// Members' connections have TCP keep-alive on: one that vanished without a
+// FIN (a laptop lid closed) is found within 150 s and leaves, where a
+// silent member would otherwise hold its outbox for ever. A client that
+// sends no name within 30 s
 // (CHAT_NAME_MS in the environment, milliseconds over 0, overrides it) is
 // disconnected, so connections that never join cannot pile up; a member
 // may stay silent as long as it likes (chat is like that), and a server
@@ -55,16 +60,21 @@ namespace io = spindle::io;
 namespace {
 
 constexpr std::size_t kOutboxBytes = 256 << 10;  // bytes queued per client, at most
+// What a queued line costs beyond its text: its std::string in the
+// channel's ring (32 bytes; up to 3 of them while the ring doubles) and
+// its heap block's header.
+constexpr std::size_t kPerLine = 128;
 constexpr std::size_t kMaxName = 256;    // a longer name ends the connection
 constexpr std::size_t kMaxLine = 4096;   // longer lines end the connection
 
 struct Outbox {
   sp::Channel<std::string> lines{sp::unbounded};  // bounded by `bytes` instead
   std::atomic<std::size_t> bytes{0};              // queued in `lines`
+  static std::size_t cost(const std::string& text) { return text.size() + kPerLine; }
   // offer: queues text, unless the outbox would pass kOutboxBytes.
   bool offer(const std::string& text) {
-    if (bytes + text.size() > kOutboxBytes) return false;
-    bytes += text.size();
+    if (bytes + cost(text) > kOutboxBytes) return false;
+    bytes += cost(text);
     return lines.try_send(text);
   }
 };
@@ -138,7 +148,7 @@ void serve(io::TcpStream s, Hub& hub, std::chrono::milliseconds name_timeout) {
   writer.spawn([&] {
     try {
       for (std::string text : outbox.lines) {
-        outbox.bytes -= text.size();
+        outbox.bytes -= Outbox::cost(text);
         s.write_all(text);
       }
     } catch (const std::system_error&) {
@@ -179,7 +189,10 @@ int main(int argc, char** argv) {
           // Watching from here on: a SIGTERM that comes before stop.wait()
           // below is kept for it.
           io::SignalSet stop({SIGTERM, SIGINT});
-          auto listener = io::TcpListener::bind(io::Endpoint("127.0.0.1", static_cast<std::uint16_t>(port)));
+          io::ListenOptions listen;
+          listen.keepalive = io::TcpKeepAlive{};  // probes after 15 s of silence (Go's defaults)
+          auto listener =
+              io::TcpListener::bind(io::Endpoint("127.0.0.1", static_cast<std::uint16_t>(port)), listen);
           std::printf("%u\n", listener.local_endpoint().port());
           std::fflush(stdout);
 
@@ -193,7 +206,14 @@ int main(int argc, char** argv) {
               io::TcpStream s = listener.accept();  // a cancellation point
               clients.fetch_add(1, std::memory_order_relaxed);
               conns.spawn([&hub, name_timeout, c = std::move(s)]() mutable {
-                serve(std::move(c), hub, name_timeout);
+                // What escapes a connection's fiber would cancel every
+                // connection of the group (task_group.hpp): this one ends
+                // alone. Cancellation (sp::Cancelled) is no std::exception.
+                try {
+                  serve(std::move(c), hub, name_timeout);
+                } catch (const std::exception& e) {
+                  std::fprintf(stderr, "chat_server: a connection failed: %s\n", e.what());
+                }
               });
             }
           });

@@ -68,6 +68,11 @@ void serve(io::TcpStream s) {
     }
   } catch (const std::system_error&) {
     // The protocol closes silently on error (reset, broken pipe).
+  } catch (const std::exception& e) {
+    // Anything else ends this connection alone: escaping into the
+    // TaskGroup, it would cancel every connection (task_group.hpp).
+    // sp::Cancelled is no std::exception: it passes.
+    std::fprintf(stderr, "echo_server: a connection failed: %s\n", e.what());
   }
 }
 

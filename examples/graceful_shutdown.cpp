@@ -43,6 +43,11 @@ void serve(io::TcpStream s) {
     for (std::string line; !(line = s.read_line()).empty();) s.write_all("done: " + line);
   } catch (const std::system_error&) {
     // The client went away mid-line.
+  } catch (const std::exception& e) {
+    // Anything else ends this connection alone: escaping into the
+    // TaskGroup, it would cancel every connection (task_group.hpp).
+    // sp::Cancelled is no std::exception: it passes.
+    std::cerr << "a connection failed: " << e.what() << '\n';
   }
 }
 

@@ -92,6 +92,11 @@ void serve(io::TcpStream s) {
     }
   } catch (const std::system_error&) {
     // Reset, broken pipe: the protocol closes silently.
+  } catch (const std::exception& e) {
+    // Anything else ends this connection alone: escaping into the
+    // TaskGroup, it would cancel every connection (task_group.hpp).
+    // sp::Cancelled is no std::exception: it passes.
+    std::fprintf(stderr, "http_hello: a connection failed: %s\n", e.what());
   }
 }
 

@@ -11,9 +11,13 @@
 // Items are ordered_json, so their keys keep the order they were written
 // in, as in Python. Handlers run on the connection fibers, on every worker
 // at once, so the store is guarded by a spindle::Mutex (a fiber that waits
-// for it yields its worker instead of blocking it). The client session is
+// for it yields its worker instead of blocking it); bodies are parsed
+// before it is taken, so a slow parse holds up no one. The store is bounded
+// (kMaxTodos items of kMaxTitle bytes at most): any peer may POST, and
+// without a limit 60 POSTs of 1 MB grew it by 60 MB. The client session is
 // the test: it lies between scaffold:begin and scaffold:end, left out of
 // the guide's line counts (scripts/count_lines.py).
+#include <charconv>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -30,6 +34,9 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
+constexpr std::size_t kMaxTodos = 1000;
+constexpr std::size_t kMaxTitle = 200;  // bytes
+
 struct Todos {
   sp::Mutex mu;
   std::map<int, json> items;  // guarded by mu
@@ -38,7 +45,14 @@ struct Todos {
 
 http::Response reply(int status, const json& value) { return http::Response::json_body(status, value); }
 http::Response not_found() { return reply(404, {{"error", "no such todo"}}); }
-int id_of(const http::Request& q) { return std::atoi(std::string(q.param("id")).c_str()); }
+// id_of: the :id segment as a number, or 0 (no item's id) unless the whole
+// segment is one: atoi read /todos/1abc, and /todos/4294967297, as item 1.
+int id_of(const http::Request& q) {
+  const std::string_view p = q.param("id");
+  int id = 0;
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), id);
+  return ec == std::errc{} && end == p.data() + p.size() ? id : 0;
+}
 // q.json() refuses text that is not JSON, or nests over 128 deep: a peer's
 // deep nesting would overflow the fiber's stack in the copy and in dump().
 json body_of(const http::Request& q) {
@@ -62,7 +76,11 @@ void add_routes(http::Router& r, Todos& t) {
     if (in.is_discarded()) return not_json();
     if (!in.is_object() || !in.contains("title") || !in["title"].is_string())
       return reply(400, {{"error", "title missing"}});
+    if (in["title"].get_ref<const std::string&>().size() > kMaxTitle)
+      return reply(400, {{"error", "title over " + std::to_string(kMaxTitle) + " bytes"}});
     std::lock_guard lk(t.mu);
+    if (t.items.size() >= kMaxTodos)
+      return reply(507, {{"error", "the list is full (" + std::to_string(kMaxTodos) + " todos)"}});
     const int id = t.next++;
     return reply(201, t.items[id] = {{"id", id}, {"title", in["title"]}, {"done", false}});
   });
@@ -72,12 +90,14 @@ void add_routes(http::Router& r, Todos& t) {
     return it == t.items.end() ? not_found() : reply(200, it->second);
   });
   r.add("PATCH", "/todos/:id", [&t](http::Request& q) {
+    const json in = body_of(q);
+    if (in.is_discarded()) return not_json();
+    if (!in.is_object() || !in.contains("done") || !in["done"].is_boolean())
+      return reply(400, {{"error", "done must be true or false"}});
     std::lock_guard lk(t.mu);
     const auto it = t.items.find(id_of(q));
     if (it == t.items.end()) return not_found();
-    const json in = body_of(q);
-    if (in.is_discarded()) return not_json();
-    if (in.is_object() && in.contains("done")) it->second["done"] = in["done"];
+    it->second["done"] = in["done"];
     return reply(200, it->second);
   });
   r.del("/todos/:id", [&t](http::Request& q) {
@@ -108,12 +128,20 @@ int main() {
     show("PATCH /todos/1", client.request("PATCH", base + "/todos/1", {.body = R"({"done":true})"}));
     const std::string deep = R"({"done":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
     show("PATCH /todos/1 (deep)", client.request("PATCH", base + "/todos/1", {.body = deep}));
+    show("PATCH /todos/1 (not a boolean)", client.request("PATCH", base + "/todos/1", {.body = R"({"done":"yes"})"}));
+    show("GET /todos/1abc", client.get(base + "/todos/1abc"));
+    show("GET /todos/4294967297", client.get(base + "/todos/4294967297"));
+    show("POST /todos (long title)", client.post_json(base + "/todos", {{"title", std::string(kMaxTitle + 1, 'x')}}));
     show("GET /todos/2", client.get(base + "/todos/2"));
     show("DELETE /todos/2", client.request("DELETE", base + "/todos/2"));
     show("GET /todos/2", client.get(base + "/todos/2"));
     const auto all = client.get(base + "/todos");
     show("GET /todos", all);
-    const bool ok = all.json().size() == 1 && all.json()[0]["done"] == true;
+    bool ok = all.json().size() == 1 && all.json()[0]["done"] == true;
+    // Fill the list: the item after the last that fits is refused.
+    for (std::size_t i = 1; i < kMaxTodos; ++i)
+      ok = ok && client.post_json(base + "/todos", {{"title", "item"}}).status == 201;
+    show("POST /todos (list full)", client.post_json(base + "/todos", {{"title", "one too many"}}));
     // scaffold:end
     server.shutdown();
     serving.join();

@@ -51,6 +51,7 @@ int main() {
           jobs.push_back(sp::spawn([&, i] {
             auto permit = limit.acquire_guard();
             const int now = ++running;
+            auto leaving = sp::defer([&] { --running; });  // a TimedOut too
             for (int p = peak; now > p && !peak.compare_exchange_weak(p, now);) {
             }
             io::RunOptions r;
@@ -58,9 +59,7 @@ int main() {
             r.timeout = 10s;  // a hung child is killed, and TimedOut raised
             // The child reads its square from stdin and sleeps a little, so
             // that the limit is actually reached.
-            auto out = io::run_command({"sh", "-c", "read x; sleep 0.05; echo job " + std::to_string(i) + ": $x"}, r);
-            --running;
-            return out.out;
+            return io::run_command({"sh", "-c", "read x; sleep 0.05; echo job " + std::to_string(i) + ": $x"}, r).out;
           }));
         }
         for (auto& out : sp::gather(jobs)) std::cout << out;

@@ -15,7 +15,7 @@ int main() {
   return sp::run([] {
     sp::Generator<long> fib([](auto& yield) {
       long a = 0, b = 1;
-      for (;;) {  // infinite: the consumer stops it by leaving the loop
+      for (;;) {  // infinite: the consumer stops it by destroying the generator
         sp::sleep_for(1ms);
         yield(a);
         const long c = a + b;
@@ -27,7 +27,9 @@ int main() {
     int n = 0;
     for (long v : fib) {
       std::cout << ' ' << v;
-      if (++n == 10) break;  // destroying the generator cancels its body
+      // Leaving the loop leaves the body waiting in yield(); `fib`'s
+      // destructor, at the end of the scope, cancels it.
+      if (++n == 10) break;
     }
     std::cout << "\n";
     return 0;

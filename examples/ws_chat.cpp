@@ -3,11 +3,15 @@
 //
 // Server: a client's first message is its name; every later message is
 // broadcast as "name: text" to every member, the sender included, in one
-// order for all (the hub's lock orders broadcasts). Each member has a
-// bounded outbox (kOutboxBytes of text) drained by a writer fiber of its own,
-// so a slow reader never stalls the others. A member whose outbox is full
-// is DISCONNECTED (not silently skipped: a chat client that misses lines
-// without knowing is worse than one that reconnects): its session cancels
+// order for all (the hub's lock orders broadcasts). A client that sends no
+// name within kNameTimeout is closed; a binary message (a chat is text, and
+// browsers fail a text frame that is not UTF-8) closes its sender with
+// 1003. Each member has a bounded outbox (kOutboxBytes, each message
+// counted as its text plus kPerMessage for its slot) drained by a writer
+// fiber of its own, so a slow reader never stalls the others. A member
+// whose outbox is full is DISCONNECTED (not silently skipped: a chat
+// client that misses lines without knowing is worse than one that
+// reconnects): its session cancels
 // its writer, which may be stuck in a send to a peer that does not read,
 // and closes with 1008 "too slow" if the connection still allows a close
 // frame (otherwise it just drops it).
@@ -19,10 +23,11 @@
 // ended is not affected; a cancelled receive leaves the WebSocket usable),
 // leaves the hub and closes.
 //
-// Graceful shutdown: the hub queues "* server shutting down" in every
-// outbox and closes them; each writer drains its outbox and the session
-// closes with 1001 (going away); then Server::shutdown() finds no session
-// left and serve() returns.
+// Graceful shutdown: Server::shutdown() runs ServerOptions::on_shutdown,
+// where the hub queues "* server shutting down" in every outbox, closes
+// them and refuses later joins; each writer drains its outbox and the
+// session closes with 1001 (going away), so serve() returns as soon as
+// they are gone instead of cutting them after the drain timeout.
 //
 // Clients: alice, bob and carol each send kLines numbered lines and check
 // that they receive all 3 * kLines lines, every sender's in its order. A
@@ -57,26 +62,40 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::size_t kOutboxBytes = 1 << 20;  // bytes queued per member, at most
+// What a queued message costs beyond its text: its std::string in the
+// channel's ring (32 bytes; up to 3 of them while the ring doubles) and
+// its heap block's header. Text alone let 5 members that read nothing
+// hold 100 MiB of empty messages.
+constexpr std::size_t kPerMessage = 128;
 // A message, and a name, far under kOutboxBytes: one line must never fill
 // every member's outbox at once (and disconnect them all).
 constexpr std::size_t kMaxMessage = 64 << 10;
 constexpr std::size_t kMaxName = 32;
+// A client that answers pings but never names itself would stay for ever.
+constexpr auto kNameTimeout = 30s;
 constexpr int kLines = 100;
 
 struct Member {
   std::string name;
   sp::Channel<std::string> outbox{sp::unbounded};  // bounded by `queued` instead
-  std::atomic<std::size_t> queued{0};                // bytes in outbox
+  std::atomic<std::size_t> queued{0};                // cost() of what is in outbox
   sp::Event stop;               // set: the session should end
   std::atomic<bool> kicked{false};
+  std::atomic<bool> sent_binary{false};
 };
+
+std::size_t cost(const std::string& text) { return text.size() + kPerMessage; }
 
 class Hub {
  public:
-  void join(Member* m) {
+  // join: false once shut down (a session whose upgrade began just before
+  // the shutdown can get here after it).
+  bool join(Member* m) {
     std::lock_guard lk(mu_);
+    if (closed_) return false;
     members_.insert(m);
     broadcast_locked("* " + m->name + " joined");
+    return true;
   }
   void leave(Member* m) {
     std::lock_guard lk(mu_);
@@ -86,9 +105,10 @@ class Hub {
     std::lock_guard lk(mu_);
     broadcast_locked(text);
   }
-  // shutdown: a last line to everyone, then no more.
+  // shutdown: a last line to everyone, then no more, and no new members.
   void shutdown() {
     std::lock_guard lk(mu_);
+    closed_ = true;
     broadcast_locked("* server shutting down");
     for (Member* m : members_) m->outbox.close();
     members_.clear();
@@ -106,8 +126,8 @@ class Hub {
   // (true: erased).
   void broadcast_locked(const std::string& text) {
     std::erase_if(members_, [&](Member* m) {
-      if (m->queued.load() + text.size() <= kOutboxBytes) {
-        m->queued.fetch_add(text.size());
+      if (m->queued.load() + cost(text) <= kOutboxBytes) {
+        m->queued.fetch_add(cost(text));
         m->outbox.try_send(text);
         return false;
       }
@@ -121,25 +141,33 @@ class Hub {
   std::mutex mu_;
   std::set<Member*> members_;  // guarded by mu_; each leaves before it is destroyed
   std::string kicked_;         // guarded by mu_
+  bool closed_ = false;        // guarded by mu_
 };
 
 void session(Hub& hub, http::WebSocket ws) {
   Member me;
   try {
-    auto first = ws.receive();
+    auto first = sp::with_timeout(kNameTimeout, [&] { return ws.receive(); });
     if (!first.is_text() || first.data.size() > kMaxName) return;
     me.name = first.data;
+  } catch (const sp::TimedOut&) {
+    return;
   } catch (const http::WsError&) {
     return;
   }
-  hub.join(&me);
+  if (!hub.join(&me)) {
+    ws.close(http::ws_close::going_away, "server shutting down");
+    return;
+  }
   sp::TaskGroup g;
   // Leaves the hub on every path out (cancellation included) before `me`
   // is destroyed, and before g's destructor waits for the fibers.
   auto leave = sp::defer([&] { hub.leave(&me); });
   g.spawn([&] {
     try {
-      for (http::WsMessage m; !(m = ws.receive()).is_close();) hub.broadcast(me.name + ": " + m.data);
+      http::WsMessage m;
+      while ((m = ws.receive()).is_text()) hub.broadcast(me.name + ": " + m.data);
+      me.sent_binary = m.is_binary();  // ends it, with 1003 (below)
     } catch (const http::WsError&) {
     }
     me.stop.set();
@@ -147,7 +175,7 @@ void session(Hub& hub, http::WebSocket ws) {
   g.spawn([&] {
     try {
       while (auto line = me.outbox.recv()) {
-        me.queued -= line->size();
+        me.queued -= cost(*line);
         ws.send_text(*line);
       }
     } catch (const http::WsError&) {
@@ -157,10 +185,12 @@ void session(Hub& hub, http::WebSocket ws) {
   me.stop.wait();
   g.cancel();  // a kicked one's writer may be stuck on a peer that does not read
   g.wait();
-  // A close frame: 1001 when the server goes away, 1008 for a kicked one
-  // (a no-op when its send was cut mid-frame); nothing when the peer closed.
-  ws.close(me.kicked ? http::ws_close::policy : http::ws_close::going_away,
-           me.kicked ? "too slow" : "server shutting down");
+  // A close frame: 1008 for a kicked one (a no-op when its send was cut
+  // mid-frame), 1003 for a binary message, 1001 when the server goes away;
+  // nothing when the peer closed.
+  if (me.kicked) ws.close(http::ws_close::policy, "too slow");
+  else if (me.sent_binary) ws.close(http::ws_close::unsupported, "text only");
+  else ws.close(http::ws_close::going_away, "server shutting down");
 }
 
 // scaffold:begin
@@ -228,7 +258,9 @@ int main() {
     router.get("/chat", http::websocket_handler(
                             [&hub](http::WebSocket ws, const http::Request&) { session(hub, std::move(ws)); },
                             chat_options));
-    http::Server server(router);
+    http::ServerOptions options;
+    options.on_shutdown = [&hub] { hub.shutdown(); };  // 1001 to every member, at once
+    http::Server server(router, options);
     server.listen("127.0.0.1", 0);
     auto serving = sp::spawn([&] { server.serve(); });
     // scaffold:begin
@@ -297,13 +329,42 @@ int main() {
     }
     std::printf("lurker saw: %s\n", ended ? "close 1008 or a dropped connection" : "something else");
 
-    all_in.wait();  // every talker has every line: shut down gracefully
-    hub.shutdown();
-    for (auto& t : talkers) std::printf("%s\n", t.join().c_str());
+    all_in.wait();  // every talker has every line
+    {
+      // A binary message is not broadcast (a talker would fail to parse
+      // it); its sender is closed with 1003.
+      auto bin = http::WebSocket::connect(url);
+      bin.send_text("bin");
+      bin.send_binary("\xff\xfe");
+      http::WsMessage m;
+      while (!(m = bin.receive()).is_close()) {
+      }
+      std::printf("binary message: %s\n", m.code == http::ws_close::unsupported ? "its sender got 1003" : "something else");
+    }
+    {
+      // A member that reads nothing is disconnected once its outbox is
+      // full, counting each message's slot, not only its text: empty
+      // messages too fill it, before their slots pass its bound.
+      Member ghost;
+      ghost.name = "ghost";
+      Hub probe;
+      probe.join(&ghost);
+      std::size_t n = 0;
+      while (n < (1u << 16) && probe.kicked().empty()) {
+        probe.broadcast("");
+        ++n;
+      }
+      std::printf("a member that reads nothing: %s\n",
+                  !probe.kicked().empty() && n * sizeof(std::string) <= kOutboxBytes
+                      ? "disconnected before its empty messages' slots pass its bound"
+                      : ("still there after " + std::to_string(n) + " empty messages").c_str());
+    }
+    // Shut down gracefully (on_shutdown closes every member with 1001).
     // scaffold:end
     server.shutdown();
     serving.join();
     // scaffold:begin
+    for (auto& t : talkers) std::printf("%s\n", t.join().c_str());
     std::printf("connections open after shutdown: %llu\nok\n",
                 static_cast<unsigned long long>(server.connections_open()));
     // scaffold:end

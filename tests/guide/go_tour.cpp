@@ -27,20 +27,20 @@ void work(int) { sp::sleep_for(1ms); }
 int main() {
   return sp::run([] {
     {
-      std::atomic<int> done{0};
+      std::atomic<int> worked{0};
       // snippet: goroutines
       sp::WaitGroup wg;  // var wg sync.WaitGroup
       for (int i = 0; i < 10; ++i) {
         wg.add(1);
-        sp::spawn([&, i] {  // go func() { defer wg.Done(); work(i) }()
+        sp::spawn([&, i] {  // go func() {
+          auto done = sp::defer([&] { wg.done(); });  // defer wg.Done()
           work(i);
-          ++done;
-          wg.done();
+          ++worked;
         }).detach();
       }
       wg.wait();
       // end snippet
-      expect(done == 10, "WaitGroup");
+      expect(worked == 10, "WaitGroup");
     }
 
     {

@@ -6,6 +6,8 @@
 // shutdown: on SIGTERM the listener is closed, everyone is told, connected
 // clients may still chat and leave, and the server exits 0; on SIGINT with
 // an idle client it exits 0 after the grace period, cutting that client.
+// Members' connections have TCP keep-alive on (the kernel's keep-alive
+// timer, seen in /proc/net/tcp).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,8 +17,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "io_test.hpp"
@@ -114,11 +120,36 @@ class Client {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
+  std::uint16_t local_port() const {
+    sockaddr_in a{};
+    socklen_t n = sizeof a;
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &n) == 0);
+    return ntohs(a.sin_port);
+  }
 
  private:
   int fd_;
   std::string buf_;
 };
+
+// timer_of: the "tr" column of /proc/net/tcp (0: no timer, 1: retransmit,
+// 2: keep-alive) for the established loopback connection from local port
+// `from` to `to`; -1 when there is none.
+int timer_of(std::uint16_t from, std::uint16_t to) {
+  std::ifstream f("/proc/net/tcp");
+  std::string line;
+  std::getline(f, line);  // the header
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string sl, local, remote, state, queues, timer;
+    in >> sl >> local >> remote >> state >> queues >> timer;
+    const auto port = [](const std::string& addr) {
+      return static_cast<std::uint16_t>(std::stoul(addr.substr(addr.find(':') + 1), nullptr, 16));
+    };
+    if (state == "01" && port(local) == from && port(remote) == to) return std::stoi(timer.substr(0, 2));
+  }
+  return -1;
+}
 
 }  // namespace
 
@@ -208,4 +239,25 @@ TEST_CASE("chat_server: a connection without a name in time is closed; a silent 
   member.close();
   const std::string rest = exited_cleanly(srv);
   CHECK(rest.find("stopped on SIGTERM: 4 clients served\n") != std::string::npos);
+}
+
+// A member may stay silent for ever, so a peer that vanished without a FIN
+// must be found by keep-alive probes: the server's end of the connection
+// has the keep-alive timer running once it has nothing unacknowledged.
+TEST_CASE("chat_server: members' connections have TCP keep-alive on") {
+  Server srv = start("2", "200");
+  Client member(srv.port, "member");
+  CHECK(member.line() == "* welcome member, 0 others here");
+  // The welcome's ack may be on its way (retransmit timer, 1) for a moment;
+  // without keep-alive the timer stays 0.
+  int timer = -1;
+  for (int i = 0; i < 200 && timer != 2; ++i) {
+    timer = timer_of(srv.port, member.local_port());
+    if (timer != 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(timer == 2);
+  REQUIRE(::kill(srv.pid, SIGTERM) == 0);
+  CHECK(member.line() == "* server shutting down");
+  member.close();
+  exited_cleanly(srv);
 }
