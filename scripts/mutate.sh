@@ -324,6 +324,17 @@ h2_client_push_promise_not_at_head :: io/src/http/h2_client.cpp :: s{  if \(hd->
 h2_client_no_queue_cap :: io/src/http/h2_client.cpp :: s{if \(rv >= 0 && nghttp2_session_get_outbound_queue_size\(s_\) > queue_cap\(\)\) rv = NGHTTP2_ERR_FLOODED;}{} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_client_ids_spent_kept :: io/src/http/h2_client.cpp :: s{if \(id < 0 \|\| nghttp2_session_get_next_stream_id\(s_\) > 0x7fffffffu\) retired_ = true;}{} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_client_timeout_no_probe :: io/src/http/h2_client.cpp :: s{if \(st.waited_out\) probe\(\);}{} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+tcp_self_connect_unseen :: io/src/tcp.cpp :: s{return sock_name\(fd, false\) == sock_name\(fd, true\);}{return false;} :: io_tcp :: ^io_tcp$
+file_write_raises_sigpipe :: io/src/file_ops.hpp :: s{writev_nosigpipe\(fd, &v, 1\)}{::write(fd, at, n - done)} :: io_file :: ^io_file$
+nosigpipe_short_write_keeps_sigpipe :: io/src/stream_ops.cpp :: s{r < 0 \? err == EPIPE : static_cast<std::size_t>\(r\) < iov_total\(iov, static_cast<std::size_t>\(cnt\)\)}{r < 0 && err == EPIPE} :: io_file :: ^io_file$
+offload_captures_outlive_call :: runtime/include/spindle/runtime/offload.hpp :: s{fn_\.reset\(\);\s*\}\s*void discard}{\x7d void discard} :: offload_test :: ^offload_test$
+communicate_cleanup_replaces_exception :: io/src/process.cpp :: s{try \{\s*kill\(SIGKILL\);\s*spindle::shield\(\[&\] \{ wait\(\); \}\);\s*\} catch \(const std::system_error&\) \{\s*\}}{kill(SIGKILL); spindle::shield([&] \x7b wait(); \x7d);} :: io_process :: ^io_process$
+sigquit_dump_over_any_handler :: runtime/src/sigquit_dump.cpp :: s{!is_ours\(cur\) && nobody_handles\(cur\)}{!is_ours(cur)} :: io_sigquit_owner :: ^io_sigquit_
+sigquit_dump_restores_over_others :: runtime/src/sigquit_dump.cpp :: s{is_ours\(cur\)\) sigaction\(SIGQUIT, &g_prev}{true) sigaction(SIGQUIT, &g_prev} :: io_sigquit_owner :: ^io_sigquit_
+signal_restore_over_others :: io/src/signal.cpp :: s{cur\.sa_handler == &on_signal\) \{\s*::sigaction\(s, &saved_}{true) \x7b ::sigaction(s, &saved_} :: io_signal :: ^io_signal$
+spawn_keeps_pinned_affinity :: io/src/process.cpp :: s{const detail::WideAffinity wide;}{} :: io_helper_threads :: ^io_helper_threads$
+helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p->low_priority\(\)\)}{p != nullptr && false)} :: io_helper_threads :: ^io_helper_threads$
+helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
 EOF
 )
 

@@ -303,8 +303,8 @@ void Worker::install_poller() {
                 "epoll_ctl (loop fd) failed");
   // libuv adds a watcher to its epoll instance only when it next polls, and
   // nothing may have polled the loop yet (io can arrive before the first
-  // park): without this turn, the SIGQUIT handle's signal pipe would never
-  // be watched, and the dump never printed.
+  // park): without this turn, the SIGQUIT dump's async handle (libuv's
+  // async eventfd) would never be watched, and the dump never printed.
   turn_loop();
   // epoll_pwait2 sleeps with the thread's timer slack (50 us by default);
   // the timerfd it replaces had none. Keep the park deadline precise.

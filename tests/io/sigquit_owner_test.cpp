@@ -3,7 +3,7 @@
 // changes process-wide dispositions, so CTest runs each in a process of its
 // own (tests/io/CMakeLists.txt, io_sigquit_*).
 //
-// Before 2026-12-02 the dump was a libuv signal handle, installed over any
+// Before 2026-12-01 the dump was a libuv signal handle, installed over any
 // disposition and reset to SIG_DFL when the runtime ended: a SignalSet made
 // before the runtime missed SIGQUIT while the runtime ran, and after the
 // runtime the next SIGQUIT killed the process (exit 131) though a SignalSet

@@ -268,7 +268,7 @@ decltype(auto) offload_on(PoolKind kind, F&& f, spindle::source_location where) 
 // decay-copied callable) and everything it captured has been destroyed, on
 // the pool thread right after f returned: a captured lock guard, semaphore
 // permit or shared_ptr is released before the caller's next statement, never
-// concurrently with it (before 2026-12-02 the pool thread usually destroyed
+// concurrently with it (before 2026-12-01 the pool thread usually destroyed
 // it after offload had returned). A job that never ran (withdrawn by a
 // cancelled caller, or failed by shutdown) is destroyed before its caller
 // raises Cancelled too, except when shutdown fails it while the caller is
