@@ -15,7 +15,13 @@
 //    with STARVING set is "being handed over": nobody else takes it.
 //  - Lock order: mu_ is a leaf (taken inside publish); no wake happens
 //    under mu_.
+//  - An unlock touches the mutex after releasing LOCKED only under mu_,
+//    which ~Mutex takes: the last user may delete the mutex right after its
+//    own unlock while an earlier unlock is still on its way out
+//    (unlock_contended).
 #include <spindle/sync/mutex.hpp>
+
+#include "test_hooks.hpp"
 
 namespace spindle {
 
@@ -26,6 +32,9 @@ namespace {
 constexpr auto kStarvationThreshold = std::chrono::milliseconds(1);
 constexpr int kSpinRounds = 4;
 constexpr int kPausesPerRound = 30;
+
+constexpr const char* kNotLocked =
+    "Mutex::unlock on a mutex that is not locked: unlock only after lock() (prefer std::lock_guard or std::unique_lock, which unlock exactly once)";
 
 void pause_round() noexcept {
   for (int i = 0; i < kPausesPerRound; ++i) detail::spin_hint();
@@ -127,22 +136,26 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
           }
           awoke = false;
           if (to_front) waiters_.push_front(&node); else waiters_.push_back(&node);
+          SPINDLE_SYNC_TEST_POINT(mutex_waiter_queued, this);
           return true;
         },
         "mutex");
 
     if (s != detail::Waiter::notified) {
+      detail::WaitNode* next = nullptr;
       {
         std::lock_guard g(mu_);
         waiters_.remove(&node);
         if (waiters_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+        if (awoke) {
+          // The wait ended before publish ran (a cancel was already
+          // pending): give WOKEN back and do the wake an unlock skipped
+          // because of it.
+          const std::uint32_t now = state_.fetch_and(~kWoken, std::memory_order_relaxed) & ~kWoken;
+          next = wake_one_locked(now);
+        }
       }
-      if (awoke) {
-        // The wait ended before publish ran (a cancel was already pending):
-        // give WOKEN back and do the wake an unlock skipped because of it.
-        const std::uint32_t now = state_.fetch_and(~kWoken, std::memory_order_relaxed) & ~kWoken;
-        wake_if_needed(now);
-      }
+      if (next != nullptr) detail::wake(*next->waiter);
       return s;  // cancelled, or the deadline passed
     }
     if (node.outcome == kOutcomeTaken) return detail::Waiter::notified;  // publish took it
@@ -175,55 +188,110 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
 }
 
 void Mutex::unlock() {
-  // release; pairs with the acquire CAS that takes LOCKED next.
-  const std::uint32_t old = state_.fetch_sub(kLocked, std::memory_order_release);
-  SPINDLE_CHECK((old & kLocked) != 0, "Mutex::unlock on a mutex that is not locked: unlock only after lock() (prefer std::lock_guard or std::unique_lock, which unlock exactly once)");
-  if (old != kLocked) unlock_slow(old - kLocked);
-}
-
-void Mutex::unlock_slow(std::uint32_t st) {
-  if ((st & kStarving) == 0) {
-    wake_if_needed(st);
+  // Uncontended: one CAS LOCKED -> 0 where the RMW it replaces was a
+  // fetch_sub; after it unlock touches nothing. release; pairs with the
+  // acquire CAS that takes LOCKED next.
+  std::uint32_t old = kLocked;
+  if (state_.compare_exchange_strong(old, 0, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
     return;
   }
-  // Starvation mode: hand the mutex to the oldest waiter.
+  unlock_contended(old);
+}
+
+// unlock_contended: `old` is the word unlock's CAS found (not just LOCKED).
+//
+// The last touch rule: the moment LOCKED is clear, a newcomer can take the
+// mutex, and it (or whoever it hands the mutex to: the waiter its unlock
+// wakes) may be the last user, which deletes the mutex right after its own
+// unlock. POSIX allows exactly that (pthread_mutex_destroy's rationale: the
+// reference-count pattern), and so do we
+// (docs/sync.md "When a primitive may be destroyed"). So after the release
+// an unlock may touch nothing that a deleter does not wait for:
+//  - Word values that need nothing after the release -- nobody queued, or
+//    a waiter already woken (a spinner holding WOKEN) in normal mode -- are
+//    released by a CAS, and unlock returns: Go's unlock does nothing more
+//    for them either.
+//  - The rest (WAITERS without WOKEN: wake one; STARVING: hand over) clear
+//    LOCKED with mu_ held and do all the rest before mu_'s unlock, its last
+//    touch. ~Mutex takes mu_: a deleter has taken LOCKED after this release
+//    (it holds the mutex last), our mu_ lock came before that release, so
+//    its exchange on mu_ comes after ours and waits for our unlock. The wake
+//    after the unlock touches only the woken waiter's node (its stack).
+//
+// What this costs on a contended unlock (the uncontended one is a CAS where
+// it was a fetch_sub, nothing more): against the old order (fetch_sub, then
+// only if needed the CAS setting WOKEN and mu_ for the pop), one locked
+// instruction more, all on the word's cache line (mu_ sits next to it): one
+// that wakes is the failed fast-path CAS, mu_'s exchange, the fetch_and, the
+// CAS setting WOKEN (was: fetch_sub, CAS, exchange); one that need not wake
+// the failed CAS and the CAS that releases (was: the fetch_sub). And LOCKED
+// clears after taking mu_ rather than before, so when a wake is due a locker
+// spinning on the word (mutex_contention on several workers) sees it free
+// one spin-lock acquisition later, and one queueing in its publish meanwhile
+// waits for this unlock instead of racing it.
+void Mutex::unlock_contended(std::uint32_t old) {
+  for (;;) {
+    SPINDLE_CHECK((old & kLocked) != 0, kNotLocked);
+    const bool nothing_after =
+        (old & kStarving) == 0 && ((old & kWaiters) == 0 || (old & kWoken) != 0);
+    if (!nothing_after) break;
+    // release; pairs with the acquire CAS that takes LOCKED next.
+    if (state_.compare_exchange_weak(old, old & ~kLocked, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      return;
+    }
+  }
   detail::WaitNode* next;
   {
     std::lock_guard g(mu_);
-    next = waiters_.pop_winner();
-    if (next != nullptr) {
-      next->outcome = kOutcomeHandoff;
-      if (waiters_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
-    } else {
-      // Everyone left (timed out, cancelled): back to normal mode, free.
-      state_.fetch_and(~(kStarving | kWaiters), std::memory_order_relaxed);
-    }
+    // release, as above. WAITERS cannot change meanwhile (mu_), nor STARVING
+    // (set in publish under mu_, cleared by a hand-off's receiver, and there
+    // is none while we hold LOCKED); WOKEN and a newcomer's LOCKED can.
+    const std::uint32_t prev = state_.fetch_and(~kLocked, std::memory_order_release);
+    SPINDLE_CHECK((prev & kLocked) != 0, kNotLocked);
+    SPINDLE_SYNC_TEST_POINT(mutex_unlock_released, this);
+    const std::uint32_t st = prev & ~kLocked;
+    next = (st & kStarving) != 0 ? hand_off_locked() : wake_one_locked(st);
   }
   if (next != nullptr) detail::wake(*next->waiter);
 }
 
-// wake_if_needed: normal mode, `st` a recent state. Wakes one waiter unless
-// nobody waits, someone holds the lock again, a waiter is already woken (or
-// spinning), or the mutex is in hand-off mode.
-void Mutex::wake_if_needed(std::uint32_t st) {
+// hand_off_locked: under mu_, starvation mode, LOCKED clear. Pops the
+// oldest waiter to hand the mutex to (it sets LOCKED itself; STARVING keeps
+// everyone else off meanwhile), or returns to normal mode if everyone left.
+// The caller wakes what it returns after releasing mu_.
+detail::WaitNode* Mutex::hand_off_locked() noexcept {
+  detail::WaitNode* next = waiters_.pop_winner();
+  if (next != nullptr) {
+    next->outcome = kOutcomeHandoff;
+    if (waiters_.empty()) state_.fetch_and(~kWaiters, std::memory_order_relaxed);
+  } else {
+    // Everyone left (timed out, cancelled): back to normal mode, free.
+    state_.fetch_and(~(kStarving | kWaiters), std::memory_order_relaxed);
+  }
+  return next;
+}
+
+// wake_one_locked: under mu_, normal mode, `st` a recent state. Pops one
+// waiter to wake (handing it WOKEN) unless nobody waits, someone holds the
+// lock again, a waiter is already woken (or spinning), or the mutex is in
+// hand-off mode. The caller wakes what it returns after releasing mu_.
+detail::WaitNode* Mutex::wake_one_locked(std::uint32_t st) noexcept {
   for (;;) {
-    if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) return;
+    if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) return nullptr;
     if (state_.compare_exchange_weak(st, st | kWoken, std::memory_order_relaxed,
                                      std::memory_order_relaxed)) {
       break;
     }
   }
-  detail::WaitNode* next;
-  {
-    std::lock_guard g(mu_);
-    next = waiters_.pop_winner();
-    if (next != nullptr) next->outcome = kOutcomeWake;
-    std::uint32_t clear = 0;
-    if (waiters_.empty()) clear |= kWaiters;
-    if (next == nullptr) clear |= kWoken;  // nobody to hand WOKEN to
-    if (clear != 0) state_.fetch_and(~clear, std::memory_order_relaxed);
-  }
-  if (next != nullptr) detail::wake(*next->waiter);
+  detail::WaitNode* next = waiters_.pop_winner();
+  if (next != nullptr) next->outcome = kOutcomeWake;
+  std::uint32_t clear = 0;
+  if (waiters_.empty()) clear |= kWaiters;
+  if (next == nullptr) clear |= kWoken;  // nobody to hand WOKEN to
+  if (clear != 0) state_.fetch_and(~clear, std::memory_order_relaxed);
+  return next;
 }
 
 }  // namespace spindle

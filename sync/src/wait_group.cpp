@@ -51,9 +51,13 @@ std::uint64_t Barrier::arrive_and_wait() {
     if (++arrived_ == count_) {
       arrived_ = 0;
       ++phase_;
-      // Every queued participant of this phase is still linked: its wait can
-      // only end by our wakeup, a timer (none here) or a cancel, and a
-      // cancelled one withdrew its arrival under mu_ before leaving.
+      // Every arrival of this phase that has not been withdrawn counts, and
+      // completes the phase. That includes a participant whose cancel (or
+      // deadline scope) already won its Waiter but which has not yet taken
+      // mu_ to withdraw: pop_winner drops its node if it is still linked
+      // (its CAS fails), and when it takes mu_ it finds the phase over and
+      // returns as one that passed (below). Only one that withdrew under mu_
+      // before this arrival is not counted.
       while (detail::WaitNode* w = waiters_.pop_winner()) wakeups.add(w);
       return my_phase;
     }

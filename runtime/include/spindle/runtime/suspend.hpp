@@ -61,8 +61,14 @@ struct Waiter {
 
   // try_complete: moves the waiter out of `waiting`. Returns true for the one
   // caller that did; that caller must call wake(*this) (outside its locks).
-  // acq_rel: the winner's writes before the CAS (a value handed over) are
-  // visible to the woken fiber, which reads the state with acquire.
+  // acq_rel: the release half publishes only what the winner wrote before
+  // its CAS (to the woken side's acquire read of the state, result()). A
+  // completer writes the value it hands over (a channel's slot, a
+  // WaitNode's outcome) after it has won, so this CAS does not order those
+  // writes: wake() does. Its hand-off (the scheduler's run queue, or the
+  // thread parker's mutex) comes after them, and the woken side cannot run
+  // before it (sync/include/spindle/sync/detail/wait_queue.hpp, protocol
+  // step 4).
   bool try_complete(State how) noexcept {
     // First guess: an unshielded fiber wait, already marked cancellable.
     std::uint64_t expected = gen | kCancellable;

@@ -8,6 +8,15 @@
 // Memory ordering: everything a thread did before set() happens before
 // everything a waiter does after the wait() that observed that set returns,
 // and after an is_set() that returns true because of it.
+//
+// Destruction: once a wait() (or an is_set() that returned true) has
+// returned, that thread may destroy the Event at once, even while the
+// set() it saw is still on its way out: `Event done; spawn([&] { ...;
+// done.set(); }); done.wait(); return;` is fine (as POSIX allows
+// sem_destroy right after the sem_wait a sem_post ended). The destructor
+// waits for such a set() to release mu_, its last touch of the Event
+// (docs/sync.md "When a primitive may be destroyed"). No wait may still be
+// in progress (~WaitList stops the process).
 #pragma once
 
 #include <atomic>
@@ -23,6 +32,18 @@ class Event {
   explicit Event(bool initially_set) : set_(initially_set) {}
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
+  // A waiter can see set_ (lock-free) while the set() that stored it still
+  // holds mu_ and is about to pop waiters from waiters_. Taking mu_ here
+  // waits for that unlock: the setter took mu_ before it stored set_, and
+  // the destroying thread saw the store (acquire), so its exchange comes
+  // after the setter's in mu_'s order and can only succeed on that
+  // unlock or a later one. (A waiter that set() woke runs only after that
+  // unlock anyway.) The wakes set() does after the unlock touch only the
+  // waiters' own nodes, never the Event.
+  ~Event() {
+    mu_.lock();
+    mu_.unlock();
+  }
 
   // set: sets the flag and wakes all waiters. Never suspends; any thread.
   void set();

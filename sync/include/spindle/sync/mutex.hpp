@@ -27,16 +27,27 @@
 //
 // Fast path: one atomic word, state_ = LOCKED | WOKEN | STARVING | WAITERS.
 // A lock() that finds the word free is a load and one CAS (any word
-// without LOCKED and STARVING -> the same with LOCKED), an unlock() one RMW
-// clearing LOCKED; the wait list and its spin lock are touched only when
-// WAITERS is set. WAITERS changes only under mu_ (it mirrors "the list is
-// not empty"); LOCKED, WOKEN and STARVING change by CAS anywhere.
+// without LOCKED and STARVING -> the same with LOCKED), an uncontended
+// unlock() one CAS (LOCKED -> 0); the wait list and its spin lock are
+// touched only when an unlock must wake or hand over (WAITERS without
+// WOKEN, or STARVING), and then LOCKED is cleared under the spin lock
+// (Destruction, below). WAITERS changes only under mu_ (it mirrors "the
+// list is not empty"); LOCKED, WOKEN and STARVING change by CAS anywhere.
 //
 // Memory ordering: everything the owner did before unlock() happens before
 // everything the next owner does after its lock()/try_lock() returns: the
 // release RMW in unlock() pairs with the acquire CAS that takes LOCKED; a
 // starvation-mode hand-off is ordered by the waiter's acq_rel CAS and the
 // wake.
+//
+// Destruction: as pthread_mutex_destroy allows, the last user may destroy
+// the mutex right after its own unlock(), e.g. an object with a Mutex and a
+// reference count that each user locks, decrements and unlocks, the last
+// one deleting it. That holds even while another thread's unlock() is
+// still on its way out: its release let the last user in, and what it
+// does after the release (wake a waiter, hand over) it does under mu_,
+// which the destructor takes (mutex.cpp, unlock_contended;
+// docs/sync.md "When a primitive may be destroyed").
 #pragma once
 
 #include <atomic>
@@ -52,7 +63,14 @@ class Mutex {
   Mutex() = default;
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
-  ~Mutex() = default;  // precondition: unlocked, no waiters
+  // Precondition: unlocked, no waiters. It may follow the last user's
+  // unlock() at once, even while an earlier unlock() is still on its way
+  // out (the reference-count pattern; see Destruction above): it takes and
+  // releases mu_, which such an unlock holds until its last touch.
+  ~Mutex() {
+    mu_.lock();
+    mu_.unlock();
+  }
 
   // lock: acquires the mutex, waiting while it is held (who gets it next:
   // see Fairness above).
@@ -81,8 +99,9 @@ class Mutex {
 
  private:
   detail::Waiter::State lock_slow(const detail::TimePoint* deadline);  // notified: held
-  void unlock_slow(std::uint32_t st);
-  void wake_if_needed(std::uint32_t st);
+  void unlock_contended(std::uint32_t old);
+  detail::WaitNode* hand_off_locked() noexcept;
+  detail::WaitNode* wake_one_locked(std::uint32_t st) noexcept;
   bool grab_if_free(std::uint32_t& st, bool& awoke) noexcept;
 
   static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
