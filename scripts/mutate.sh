@@ -335,6 +335,8 @@ signal_restore_over_others :: io/src/signal.cpp :: s{cur\.sa_handler == &on_sign
 spawn_keeps_pinned_affinity :: io/src/process.cpp :: s{const detail::WideAffinity wide;}{} :: io_helper_threads :: ^io_helper_threads$
 helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p->low_priority\(\)\)}{p != nullptr && false)} :: io_helper_threads :: ^io_helper_threads$
 helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
+event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\) \{\s*mu_\.lock\(\);\s*mu_\.unlock\(\);\s*\}}{~Event() \x7b\x7d} :: sync_teardown :: ^sync_teardown$
+mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
 EOF
 )
 

@@ -15,8 +15,8 @@
 // block that thread for as long as it likes -- that is its use: it holds a
 // setter still inside Event::set() while the test shows that the Event
 // cannot be destroyed yet. It must not touch the primitive, and where the
-// point is reached with the primitive's spin lock held (all of them
-// today) it must not wait for anything that needs that lock.
+// point is reached with the primitive's spin lock held (all but
+// mutex_unlock_released) it must not wait for anything that needs that lock.
 #pragma once
 
 #if defined(SPINDLE_SYNC_TEST_HOOKS)
@@ -30,7 +30,7 @@ enum class Point {
   // mu_ still held, no waiter popped yet.
   event_set_published,
   // Mutex::unlock() on its contended path: LOCKED cleared (a newcomer can
-  // take the mutex), mu_ still held, nobody woken yet.
+  // take the mutex) and this unlock counted in UNLOCKING, nobody woken yet.
   mutex_unlock_released,
   // Mutex::lock(): the waiter's node linked and WAITERS set (publish,
   // under mu_). The test's way to know a plain thread is queued.

@@ -25,13 +25,13 @@
 // run (detail::may_spin); while it spins it sets WOKEN, so unlock does not
 // wake a second waiter for nothing.
 //
-// Fast path: one atomic word, state_ = LOCKED | WOKEN | STARVING | WAITERS.
-// A lock() that finds the word free is a load and one CAS (any word
-// without LOCKED and STARVING -> the same with LOCKED), an uncontended
-// unlock() one CAS (LOCKED -> 0); the wait list and its spin lock are
-// touched only when an unlock must wake or hand over (WAITERS without
-// WOKEN, or STARVING), and then LOCKED is cleared under the spin lock
-// (Destruction, below). WAITERS changes only under mu_ (it mirrors "the
+// Fast path: one atomic word, state_ = LOCKED | WOKEN | STARVING | WAITERS
+// | UNLOCKING (a count). A lock() that finds the word free is a load and
+// one CAS (any word without LOCKED and STARVING -> the same with LOCKED),
+// an uncontended unlock() one CAS (LOCKED -> 0); the wait list and its
+// spin lock are touched only when an unlock must wake or hand over
+// (WAITERS without WOKEN, or STARVING), and then the unlock is counted in
+// UNLOCKING until it is done (Destruction, below). WAITERS changes only under mu_ (it mirrors "the
 // list is not empty"); LOCKED, WOKEN and STARVING change by CAS anywhere.
 //
 // Memory ordering: everything the owner did before unlock() happens before
@@ -45,8 +45,9 @@
 // reference count that each user locks, decrements and unlocks, the last
 // one deleting it. That holds even while another thread's unlock() is
 // still on its way out: its release let the last user in, and what it
-// does after the release (wake a waiter, hand over) it does under mu_,
-// which the destructor takes (mutex.cpp, unlock_contended;
+// does after the release (wake a waiter, hand over) it does while counted
+// in UNLOCKING, which the destructor waits to be zero (mutex.cpp,
+// unlock_contended;
 // docs/sync.md "When a primitive may be destroyed").
 #pragma once
 
@@ -65,12 +66,9 @@ class Mutex {
   Mutex& operator=(const Mutex&) = delete;
   // Precondition: unlocked, no waiters. It may follow the last user's
   // unlock() at once, even while an earlier unlock() is still on its way
-  // out (the reference-count pattern; see Destruction above): it takes and
-  // releases mu_, which such an unlock holds until its last touch.
-  ~Mutex() {
-    mu_.lock();
-    mu_.unlock();
-  }
+  // out (the reference-count pattern; see Destruction above): it waits
+  // until no unlock is counted in UNLOCKING (mutex.cpp, unlock_contended).
+  ~Mutex();
 
   // lock: acquires the mutex, waiting while it is held (who gets it next:
   // see Fairness above).
@@ -105,6 +103,11 @@ class Mutex {
   bool grab_if_free(std::uint32_t& st, bool& awoke) noexcept;
 
   static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
+  // UNLOCKING (bits 4 and up): unlocks past their release that still touch
+  // the mutex (a wake or hand-over under way); ~Mutex waits for zero.
+  // Every other update of the word sets or clears flag bits of the value
+  // it read, so the count rides along.
+  static constexpr std::uint32_t kUnlocking = 16;
   // WaitNode::outcome written by unlock for the waiter it wakes.
   // kOutcomeTaken: publish found it free and took it.
   static constexpr std::uint32_t kOutcomeWake = 1, kOutcomeHandoff = 2, kOutcomeTaken = 3;
