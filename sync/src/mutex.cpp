@@ -154,7 +154,8 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
           // pending): give WOKEN back and do the wake an unlock skipped
           // because of it.
           const std::uint32_t now = state_.fetch_and(~kWoken, std::memory_order_relaxed) & ~kWoken;
-          next = wake_one_locked(now);
+          bool dropped = false;
+          next = wake_one_locked(now, 0, dropped);
         }
       }
       if (next != nullptr) detail::wake(*next->waiter);
@@ -193,9 +194,9 @@ void Mutex::unlock() {
   // Uncontended: one CAS LOCKED -> 0 where the RMW it replaces was a
   // fetch_sub; after it unlock touches nothing. release; pairs with the
   // acquire CAS that takes LOCKED next.
-  std::uint32_t old = kLocked;
-  if (state_.compare_exchange_strong(old, 0, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
+  std::uint32_t old = state_.load(std::memory_order_relaxed);
+  if (old == kLocked && state_.compare_exchange_strong(old, 0, std::memory_order_release,
+                                                       std::memory_order_relaxed)) {
     return;
   }
   unlock_contended(old);
@@ -225,11 +226,17 @@ void Mutex::unlock() {
 //
 // Cost: the release and the count are one RMW (the fetch_sub it replaces
 // was one too), LOCKED clears at once as before (lockers spinning on the
-// word see it free as soon as they did), and the count's decrement is one
-// locked instruction more on a contended unlock that wakes. A version that
-// cleared LOCKED under mu_ instead (so ~Mutex could wait on mu_) measured
-// 37.8 (33.6..40.8) ns per increment on 2-worker mutex_contention against
-// 28.5 (25.0..33.7) before, 5 runs each, alternated (2026-12-01).
+// word see it free as soon as they did), and the count goes down in the
+// CAS that hands WOKEN on (one RMW of its own only when there is no wake
+// after all, or a hand-over). Measured (spindle_bench_table
+// --filter=mutex_contention, 4 runs alternated with the build before the
+// fix, 2026-12-01, 2-core VM): 2 workers 30.3, 27.6, 31.2, 32.5 ns per
+// increment before, 34.2, 35.8, 36.4, 36.3 after (about +13%); 1 worker
+// about +15%. A first version that cleared LOCKED under mu_ (so ~Mutex
+// could simply wait on mu_) cost +45% at 2 workers (21.4 -> 31.1 ns, 5
+// runs each). What would cost nothing is a wait list outside the mutex (a
+// parking lot keyed by its address, as futexes and WebKit's locks have):
+// an unlock would then never touch the mutex after its release. Not done.
 void Mutex::unlock_contended(std::uint32_t old) {
   bool after = false;
   for (;;) {
@@ -250,19 +257,30 @@ void Mutex::unlock_contended(std::uint32_t old) {
     // STARVING as our release left it: it is set only in a publish that
     // found LOCKED held (under mu_), so by then a newcomer holds the mutex
     // and its unlock hands over.
-    next = (old & kStarving) != 0 ? hand_off_locked() : wake_one_locked(state_.load(std::memory_order_relaxed));
+    bool dropped = false;
+    if ((old & kStarving) != 0) {
+      next = hand_off_locked();
+    } else {
+      // The count goes down in the CAS that hands WOKEN on, when there is
+      // one: no locked instruction more than before on an unlock that wakes.
+      next = wake_one_locked(state_.load(std::memory_order_relaxed), kUnlocking, dropped);
+    }
+    // The count goes down with mu_ held (release: our mu_ lock comes
+    // before a deleter's acquire load of zero, so its own lock of mu_ then
+    // waits for our unlock, the last touch).
+    if (!dropped) state_.fetch_sub(kUnlocking, std::memory_order_release);
   }
-  // The last touch (~Mutex waits for the count): release, so the list and
-  // mu_ writes above come before a deleter's acquire load of zero.
-  state_.fetch_sub(kUnlocking, std::memory_order_release);
   if (next != nullptr) detail::wake(*next->waiter);
 }
 
 Mutex::~Mutex() {
   // An unlock past its release (counted in UNLOCKING) may still touch the
-  // wait list or mu_: wait for it to leave (unlock_contended). It is a few
-  // instructions away unless its thread was preempted; a plain yield then.
+  // wait list or mu_: wait for its count to go (it is a few instructions
+  // away unless its thread was preempted; a plain yield then), then for
+  // its unlock of mu_, its last touch (unlock_contended).
   while (state_.load(std::memory_order_acquire) >= kUnlocking) std::this_thread::yield();
+  mu_.lock();
+  mu_.unlock();
 }
 
 // hand_off_locked: under mu_, starvation mode, LOCKED clear. Pops the
@@ -285,14 +303,19 @@ detail::WaitNode* Mutex::hand_off_locked() noexcept {
 // waiter to wake (handing it WOKEN) unless nobody waits, someone holds the
 // lock again, a waiter is already woken (or spinning), or the mutex is in
 // hand-off mode. The caller wakes what it returns after releasing mu_.
-detail::WaitNode* Mutex::wake_one_locked(std::uint32_t st) noexcept {
+// `drop` is taken off the word by the CAS that hands WOKEN on (an
+// unlock's UNLOCKING count; release, unlock_contended), and `dropped` says
+// whether that CAS happened (if not, the caller takes it off itself).
+detail::WaitNode* Mutex::wake_one_locked(std::uint32_t st, std::uint32_t drop, bool& dropped) noexcept {
+  dropped = false;
   for (;;) {
     if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) return nullptr;
-    if (state_.compare_exchange_weak(st, st | kWoken, std::memory_order_relaxed,
+    if (state_.compare_exchange_weak(st, (st | kWoken) - drop, std::memory_order_release,
                                      std::memory_order_relaxed)) {
       break;
     }
   }
+  dropped = true;
   detail::WaitNode* next = waiters_.pop_winner();
   if (next != nullptr) next->outcome = kOutcomeWake;
   std::uint32_t clear = 0;

@@ -19,14 +19,13 @@ int main() {
     sp::TaskGroup group;
     group.spawn([&] {
       sp::io::TcpStream conn = listener.accept();
-      std::string line;
-      conn.read_until(line, "\n", 4096);  // await reader.readline()
-      conn.write_all(line);               // writer.write(line); await writer.drain()
+      const std::string line = conn.read_line();  // await reader.readline()
+      conn.write_all(line);                       // writer.write(line); await writer.drain()
     });
     // asyncio.open_connection("127.0.0.1", port)
     auto client = sp::io::TcpStream::connect("127.0.0.1", port);
     client.write_all("hello\n");
-    client.read_until(reply, "\n", 4096);
+    reply = client.read_line();
     group.wait();
     // end snippet
     if (reply != "hello\n") return 1;

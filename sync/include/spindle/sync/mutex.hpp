@@ -67,7 +67,8 @@ class Mutex {
   // Precondition: unlocked, no waiters. It may follow the last user's
   // unlock() at once, even while an earlier unlock() is still on its way
   // out (the reference-count pattern; see Destruction above): it waits
-  // until no unlock is counted in UNLOCKING (mutex.cpp, unlock_contended).
+  // until no unlock is counted in UNLOCKING, then for mu_ (mutex.cpp,
+  // unlock_contended).
   ~Mutex();
 
   // lock: acquires the mutex, waiting while it is held (who gets it next:
@@ -99,7 +100,7 @@ class Mutex {
   detail::Waiter::State lock_slow(const detail::TimePoint* deadline);  // notified: held
   void unlock_contended(std::uint32_t old);
   detail::WaitNode* hand_off_locked() noexcept;
-  detail::WaitNode* wake_one_locked(std::uint32_t st) noexcept;
+  detail::WaitNode* wake_one_locked(std::uint32_t st, std::uint32_t drop, bool& dropped) noexcept;
   bool grab_if_free(std::uint32_t& st, bool& awoke) noexcept;
 
   static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
