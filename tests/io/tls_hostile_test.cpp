@@ -404,6 +404,35 @@ TEST_CASE("TLS client: an IPv6 address with a zone verifies as the address") {
   });
 }
 
+// one_refused_one_served: a TLS server (the tests' context) takes two
+// clients in turn, on plain threads: `refused(port)` must fail its
+// handshake (the server sees tls_error::handshake) and return whether it
+// connected; `served(port)` must complete it and return whether its
+// exchange went through. In a fiber.
+template <class R, class S>
+void one_refused_one_served(R refused, S served) {
+  auto l = io::TcpListener::bind("127.0.0.1", 0);
+  const std::uint16_t port = l.local_endpoint().port();
+  auto sctx = server_ctx();
+  std::atomic<int> handshakes{0}, refusals{0};
+  auto server = sp::spawn([&] {
+    for (int i = 0; i < 2; ++i) {
+      try {
+        io::TlsStream t = io::TlsStream::server(l.accept(), sctx);
+        handshakes.fetch_add(1);
+        echo_once(t);
+      } catch (const std::system_error& e) {
+        if (e.code() == io::tls_error::handshake) refusals.fetch_add(1);
+      }
+    }
+  });
+  FIBER_CHECK(!sp::blocking([&] { return refused(port); }));
+  FIBER_CHECK(sp::blocking([&] { return served(port); }));
+  server.join();
+  FIBER_CHECK(refusals.load() == 1);
+  FIBER_CHECK(handshakes.load() == 1);
+}
+
 TEST_CASE("TLS server: TLS 1.2 suites without forward secrecy or AEAD are refused") {
   // OpenSSL's default list took static RSA key exchange (no forward
   // secrecy) and CBC suites from a client that offered only those. The
@@ -411,35 +440,16 @@ TEST_CASE("TLS server: TLS 1.2 suites without forward secrecy or AEAD are refuse
   // can offer; the GCM one is the control.
   certs();
   run_checked(2, [] {
-    auto l = io::TcpListener::bind("127.0.0.1", 0);
-    const std::uint16_t port = l.local_endpoint().port();
-    auto sctx = server_ctx();
-    std::atomic<int> handshakes{0}, refused{0};
-    auto server = sp::spawn([&] {
-      for (int i = 0; i < 2; ++i) {
-        try {
-          io::TlsStream t = io::TlsStream::server(l.accept(), sctx);
-          handshakes.fetch_add(1);
-          echo_once(t);
-        } catch (const std::system_error& e) {
-          if (e.code() == io::tls_error::handshake) refused.fetch_add(1);
-        }
-      }
-    });
-    const bool weak = sp::blocking([&] { return RawClient(port, 0, "ECDHE-ECDSA-AES128-SHA:AES128-SHA").connected; });
-    FIBER_CHECK(!weak);
-    const bool strong = sp::blocking([&] {
-      RawClient c(port, 0, "ECDHE-ECDSA-AES128-GCM-SHA256");
-      if (!c.connected) return false;
-      const std::string_view cipher = SSL_get_cipher_name(c.ssl);
-      SSL_write(c.ssl, "hi", 2);
-      char b[8];
-      return SSL_read(c.ssl, b, sizeof b) == 2 && cipher == "ECDHE-ECDSA-AES128-GCM-SHA256";
-    });
-    FIBER_CHECK(strong);
-    server.join();
-    FIBER_CHECK(refused.load() == 1);
-    FIBER_CHECK(handshakes.load() == 1);
+    one_refused_one_served(
+        [](std::uint16_t port) { return RawClient(port, 0, "ECDHE-ECDSA-AES128-SHA:AES128-SHA").connected; },
+        [](std::uint16_t port) {
+          RawClient c(port, 0, "ECDHE-ECDSA-AES128-GCM-SHA256");
+          if (!c.connected) return false;
+          const std::string_view cipher = SSL_get_cipher_name(c.ssl);
+          SSL_write(c.ssl, "hi", 2);
+          char b[8];
+          return SSL_read(c.ssl, b, sizeof b) == 2 && cipher == "ECDHE-ECDSA-AES128-GCM-SHA256";
+        });
   });
 }
 
@@ -450,34 +460,14 @@ TEST_CASE("TLS server: TLS 1.2 suites without forward secrecy or AEAD are refuse
 TEST_CASE("TLS server: a client that offers only finite-field groups is refused") {
   certs();
   run_checked(2, [] {
-    auto l = io::TcpListener::bind("127.0.0.1", 0);
-    const std::uint16_t port = l.local_endpoint().port();
-    auto sctx = server_ctx();
-    std::atomic<int> handshakes{0}, refused{0};
-    auto server = sp::spawn([&] {
-      for (int i = 0; i < 2; ++i) {
-        try {
-          io::TlsStream t = io::TlsStream::server(l.accept(), sctx);
-          handshakes.fetch_add(1);
-          echo_once(t);
-        } catch (const std::system_error& e) {
-          if (e.code() == io::tls_error::handshake) refused.fetch_add(1);
-        }
-      }
-    });
-    const bool ffdhe = sp::blocking([&] { return RawClient(port, 0, nullptr, "ffdhe2048").connected; });
-    FIBER_CHECK(!ffdhe);
-    const bool curve = sp::blocking([&] {
-      RawClient c(port, 0, nullptr, "X25519");
-      if (!c.connected) return false;
-      SSL_write(c.ssl, "hi", 2);
-      char b[8];
-      return SSL_read(c.ssl, b, sizeof b) == 2;
-    });
-    FIBER_CHECK(curve);
-    server.join();
-    FIBER_CHECK(refused.load() == 1);
-    FIBER_CHECK(handshakes.load() == 1);
+    one_refused_one_served([](std::uint16_t port) { return RawClient(port, 0, nullptr, "ffdhe2048").connected; },
+                           [](std::uint16_t port) {
+                             RawClient c(port, 0, nullptr, "X25519");
+                             if (!c.connected) return false;
+                             SSL_write(c.ssl, "hi", 2);
+                             char b[8];
+                             return SSL_read(c.ssl, b, sizeof b) == 2;
+                           });
   });
 }
 
