@@ -68,8 +68,10 @@ Endpoint sock_name(int fd, bool peer) {
 bool detail::connected_to_itself(int fd) noexcept {
   try {
     return sock_name(fd, false) == sock_name(fd, true);
-  } catch (const std::system_error&) {
-    return false;  // not connected (getpeername: ENOTCONN): not to itself
+  } catch (const std::exception&) {
+    // Not connected (getpeername: ENOTCONN), or not an IP socket
+    // (Endpoint's invalid_argument): not to itself.
+    return false;
   }
 }
 
