@@ -263,7 +263,7 @@ http_h2_body_freed_before_report :: io/src/http/h2_server.cpp :: s{Response res 
 http_h2_body_freed_before_generator :: io/src/http/h2_server.cpp :: s{if \(!res\.body_stream\) release_body\(st\);}{release_body(st);} :: http_h2_server :: ^http_h2_server$
 runtime_offload_reported_per_join :: runtime/src/offload.cpp :: s{if \(p != nullptr\) p->report_running\(report_at\);\n  \x7d\n  for \(Pool\* p : ps\) \x7b\n    if \(p != nullptr\) p->join\(\);}{if (p != nullptr) \x7b p->report_running(report_at); p->join(); \x7d} :: offload_pools_test :: ^offload_pools_test$
 http_h2_client_closing_data_kept :: io/src/http/h2_client.cpp :: s{if \(st\.in\.size\(\) > st\.in_off && !st\.in_ended\) \x7b}{if (false) \x7b} :: http_h2_client_hostile :: ^http_h2_client_hostile$
-http_h2_client_queued_in_nghttp2 :: io/src/http/h2_client.cpp :: s{return goaway_ \|\| dead_ \|\|\n}{return true || goaway_ || dead_ ||\n} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+http_h2_client_queued_in_nghttp2 :: io/src/http/h2_client.cpp :: s{return goaway_ \|\| dead_ \|\| retired_ \|\|\n}{return true || goaway_ || dead_ || retired_ ||\n} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 http_ws_client_status_from_res :: io/src/http/websocket.cpp :: s{const int status = status_of\(impl->wire\.status_line\);}{const int status = res.result_int();} :: http_ws_client_hostile :: ^http_ws_client_hostile$
 http_ws_server_key_unchecked :: io/src/http/websocket.cpp :: s{if \(!ws_key_ok\(value\)\) \x7b}{if (false) \x7b} :: http_websocket :: ^http_websocket$
 io_reactor_end_wakes_nobody :: io/src/reactor.cpp :: s{const bool foreign = w->fiber == nullptr \|\| spindle::detail::runtime_of\(w->fiber\) != own;}{const bool foreign = false; (void)own;} :: io_lifetime :: ^io_lifetime$
