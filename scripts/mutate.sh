@@ -337,6 +337,8 @@ helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p-
 helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
 event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\) \{\s*mu_\.lock\(\);\s*mu_\.unlock\(\);\s*\}}{~Event() \x7b\x7d} :: sync_teardown :: ^sync_teardown$
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
+mutex_count_dropped_before_wait_list :: sync/src/mutex.cpp :: s{compare_exchange_weak\(st, st \| kWoken, std::memory_order_relaxed,([\s\S]*?)std::uint32_t sub = kUnlocking;}{compare_exchange_weak(st, (st | kWoken) - kUnlocking, std::memory_order_relaxed,$1std::uint32_t sub = 0;} :: sync_teardown :: ^sync_teardown$
+mutex_no_wake_keeps_count :: sync/src/mutex.cpp :: s{st - kUnlocking, std::memory_order_release,}{st, std::memory_order_release,} :: sync_teardown sync_mutex :: ^sync_(teardown|mutex)$
 EOF
 )
 

@@ -154,8 +154,7 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
           // pending): give WOKEN back and do the wake an unlock skipped
           // because of it.
           const std::uint32_t now = state_.fetch_and(~kWoken, std::memory_order_relaxed) & ~kWoken;
-          bool dropped = false;
-          next = wake_one_locked(now, 0, dropped);
+          next = wake_one_locked(now);
         }
       }
       if (next != nullptr) detail::wake(*next->waiter);
@@ -215,28 +214,30 @@ void Mutex::unlock() {
 //    a waiter already woken (a spinner holding WOKEN) in normal mode -- are
 //    released by a CAS, and unlock returns: Go's unlock does nothing more
 //    for them either.
-//  - The rest (WAITERS without WOKEN: wake one; STARVING: hand over) are
-//    released by a CAS that also counts this unlock in the word's UNLOCKING
-//    field, and the count goes down (a release RMW) once the wake or hand-
-//    over work is done: that RMW is its last touch of the mutex. ~Mutex
-//    waits for the count to be zero (acquire): a deleter took LOCKED after
-//    our release, so its reads of the word come after our count went up,
-//    and it waits until it comes down. The wake after that touches only the
-//    woken waiter's node (its stack).
+//  - The rest (WAITERS without WOKEN: maybe wake one; STARVING: hand over)
+//    are released by a CAS that also counts this unlock in the word's
+//    UNLOCKING field, and the count goes down (a release RMW) as its last
+//    touch of the mutex. ~Mutex waits for the count to be zero (acquire),
+//    then for mu_: a deleter took LOCKED after our release, so its reads of
+//    the word come after our count went up. The wake after that touches
+//    only the woken waiter's node (its stack).
 //
-// Cost: the release and the count are one RMW (the fetch_sub it replaces
-// was one too), LOCKED clears at once as before (lockers spinning on the
-// word see it free as soon as they did), and the count goes down in the
-// CAS that hands WOKEN on (one RMW of its own only when there is no wake
-// after all, or a hand-over). Measured (spindle_bench_table
-// --filter=mutex_contention, 4 runs alternated with the build before the
-// fix, 2026-12-01, 2-core VM): 2 workers 30.3, 27.6, 31.2, 32.5 ns per
-// increment before, 34.2, 35.8, 36.4, 36.3 after (about +13%); 1 worker
-// about +15%. A first version that cleared LOCKED under mu_ (so ~Mutex
-// could simply wait on mu_) cost +45% at 2 workers (21.4 -> 31.1 ns, 5
-// runs each). What would cost nothing is a wait list outside the mutex (a
-// parking lot keyed by its address, as futexes and WebKit's locks have):
-// an unlock would then never touch the mutex after its release. Not done.
+// Normal mode, as Go's unlockSlow: after the release, wake nobody if the
+// word is locked again (a newcomer took it; its unlock wakes), a waiter is
+// woken, or nobody waits. That check is a CAS on the word outside mu_ (the
+// count goes down in it when nothing is to be done: one RMW more than
+// before the count, no spin lock), and when it wakes it sets WOKEN and
+// keeps the count until mu_ is held: the count goes down in the one RMW
+// that also clears WAITERS/WOKEN after the pop, where the code before the
+// count had a fetch_and. Measured (spindle_bench_table
+// --filter=mutex_contention, alternated with the build before the count,
+// 2026-12-01, 2-core VM): see docs/benchmarks.md "mutex_contention after
+// the Mutex teardown fix". The first counted version took mu_ for every
+// counted unlock, even when a newcomer had locked again (+13% at 2
+// workers); one that cleared LOCKED under mu_ cost +45%. What would cost
+// nothing is a wait list outside the mutex (a parking lot keyed by its
+// address, as futexes and WebKit's locks have): an unlock would then never
+// touch the mutex after its release. Not done.
 void Mutex::unlock_contended(std::uint32_t old) {
   bool after = false;
   for (;;) {
@@ -252,23 +253,46 @@ void Mutex::unlock_contended(std::uint32_t old) {
   if (!after) return;
   SPINDLE_SYNC_TEST_POINT(mutex_unlock_released, this);
   detail::WaitNode* next;
-  {
-    std::lock_guard g(mu_);
+  if ((old & kStarving) != 0) {
     // STARVING as our release left it: it is set only in a publish that
     // found LOCKED held (under mu_), so by then a newcomer holds the mutex
     // and its unlock hands over.
-    bool dropped = false;
-    if ((old & kStarving) != 0) {
-      next = hand_off_locked();
-    } else {
-      // The count goes down in the CAS that hands WOKEN on, when there is
-      // one: no locked instruction more than before on an unlock that wakes.
-      next = wake_one_locked(state_.load(std::memory_order_relaxed), kUnlocking, dropped);
-    }
+    std::lock_guard g(mu_);
+    next = hand_off_locked();
     // The count goes down with mu_ held (release: our mu_ lock comes
     // before a deleter's acquire load of zero, so its own lock of mu_ then
     // waits for our unlock, the last touch).
-    if (!dropped) state_.fetch_sub(kUnlocking, std::memory_order_release);
+    state_.fetch_sub(kUnlocking, std::memory_order_release);
+  } else {
+    std::uint32_t st = old;
+    for (;;) {
+      if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) {
+        // Nothing to do: the count goes, our last touch (release; pairs
+        // with ~Mutex's acquire load).
+        if (state_.compare_exchange_weak(st, st - kUnlocking, std::memory_order_release,
+                                         std::memory_order_relaxed)) {
+          return;
+        }
+        continue;
+      }
+      if (state_.compare_exchange_weak(st, st | kWoken, std::memory_order_relaxed,
+                                       std::memory_order_relaxed)) {
+        break;
+      }
+    }
+    SPINDLE_SYNC_TEST_POINT(mutex_unlock_waking, this);
+    // We hold WOKEN: nobody else clears it, so it can be subtracted below.
+    std::lock_guard g(mu_);
+    next = waiters_.pop_winner();
+    if (next != nullptr) next->outcome = kOutcomeWake;
+    std::uint32_t sub = kUnlocking;
+    // WAITERS changes only under mu_: a waiter that left since our CAS may
+    // have cleared it already.
+    if (waiters_.empty() && (state_.load(std::memory_order_relaxed) & kWaiters) != 0) sub += kWaiters;
+    if (next == nullptr) sub += kWoken;  // nobody to hand WOKEN to
+    // Each subtracted bit is set, so this clears them; with the count it
+    // is our last touch of the word, with mu_ held (release, as above).
+    state_.fetch_sub(sub, std::memory_order_release);
   }
   if (next != nullptr) detail::wake(*next->waiter);
 }
@@ -303,19 +327,16 @@ detail::WaitNode* Mutex::hand_off_locked() noexcept {
 // waiter to wake (handing it WOKEN) unless nobody waits, someone holds the
 // lock again, a waiter is already woken (or spinning), or the mutex is in
 // hand-off mode. The caller wakes what it returns after releasing mu_.
-// `drop` is taken off the word by the CAS that hands WOKEN on (an
-// unlock's UNLOCKING count; release, unlock_contended), and `dropped` says
-// whether that CAS happened (if not, the caller takes it off itself).
-detail::WaitNode* Mutex::wake_one_locked(std::uint32_t st, std::uint32_t drop, bool& dropped) noexcept {
-  dropped = false;
+// Used by a waiter that leaves holding WOKEN (lock_slow); it holds the
+// mutex alive itself (a waiter), so no count is needed.
+detail::WaitNode* Mutex::wake_one_locked(std::uint32_t st) noexcept {
   for (;;) {
     if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) return nullptr;
-    if (state_.compare_exchange_weak(st, (st | kWoken) - drop, std::memory_order_release,
+    if (state_.compare_exchange_weak(st, st | kWoken, std::memory_order_relaxed,
                                      std::memory_order_relaxed)) {
       break;
     }
   }
-  dropped = true;
   detail::WaitNode* next = waiters_.pop_winner();
   if (next != nullptr) next->outcome = kOutcomeWake;
   std::uint32_t clear = 0;

@@ -16,7 +16,8 @@
 // setter still inside Event::set() while the test shows that the Event
 // cannot be destroyed yet. It must not touch the primitive, and where the
 // point is reached with the primitive's spin lock held (all but
-// mutex_unlock_released) it must not wait for anything that needs that lock.
+// mutex_unlock_released and mutex_unlock_waking) it must not wait for
+// anything that needs that lock.
 #pragma once
 
 #if defined(SPINDLE_SYNC_TEST_HOOKS)
@@ -32,6 +33,9 @@ enum class Point {
   // Mutex::unlock() on its contended path: LOCKED cleared (a newcomer can
   // take the mutex) and this unlock counted in UNLOCKING, nobody woken yet.
   mutex_unlock_released,
+  // Mutex::unlock() on its contended path, normal mode: it has set WOKEN
+  // to wake a waiter (still counted in UNLOCKING) and has not taken mu_.
+  mutex_unlock_waking,
   // Mutex::lock(): the waiter's node linked and WAITERS set (publish,
   // under mu_). The test's way to know a plain thread is queued.
   mutex_waiter_queued,

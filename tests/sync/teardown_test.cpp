@@ -223,12 +223,72 @@ TEST_CASE("Mutex: the last user may delete it right after its unlock, while an e
   std::thread c(drop);  // takes the word A freed; its unlock wakes B, who deletes
   const bool deleted_while_unlock_runs = finished_within(deleted, grace());
   const bool a_returned_early = a_returned.load();
+  // Checked before the release: a deletion that came too early makes the
+  // released unlock write into freed memory, which may hang it (a freed
+  // spin lock) before the test could report.
+  CHECK_FALSE(deleted_while_unlock_runs);
   Held::release();
   a.join();
   b.join();
   c.join();
   CHECK_FALSE(a_returned_early);  // the hook held it: the test's own premise
+  CHECK(deleted.load());
+}
+
+TEST_CASE("Mutex: the last user may delete it while an earlier unlock is about to wake a waiter "
+          "that has left",
+          "[mutex][teardown]") {
+  // The window after the release: A's unlock saw a waiter (B), freed the
+  // word and set WOKEN to wake it, and is held before it takes the wait
+  // list's lock. B's wait then times out (it leaves the list; nobody
+  // waits any more), C takes the free word, drops the last reference,
+  // unlocks (nothing to wake: WOKEN is set) and deletes, all while A is
+  // about to touch the mutex again.
+  struct Shared {
+    sp::Mutex m;
+    int refs = 2;  // A, C; guarded by m
+  };
+  auto* s = new Shared;
+  std::atomic<bool> deleted{false}, a_returned{false}, b_timed_out{false};
+  Held held(hooks::Point::mutex_unlock_waking, &s->m);
+  std::atomic<bool> a_locked{false}, go{false};
+  std::thread a([&] {
+    s->m.lock();
+    a_locked.store(true);
+    while (!go.load()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    --s->refs;
+    s->m.unlock();  // B is queued: held at the point, WOKEN set
+    a_returned.store(true);
+  });
+  while (!a_locked.load()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  std::thread b([&] {
+    // Leaves by its deadline, never woken (A is held before it pops B).
+    b_timed_out.store(!s->m.try_lock_for(slack(std::chrono::milliseconds(300))));
+  });
+  REQUIRE(Held::wait_queued(1));
+  go.store(true);
+  REQUIRE(Held::wait_reached());
+  b.join();
+  REQUIRE(b_timed_out.load());
+  std::thread c([&] {
+    s->m.lock();  // free: A's release left WOKEN only
+    const bool last = --s->refs == 0;
+    s->m.unlock();
+    if (last) {
+      delete s;
+      deleted.store(true);
+    }
+  });
+  const bool deleted_while_unlock_runs = finished_within(deleted, grace());
+  const bool a_returned_early = a_returned.load();
+  // Checked before the release: a deletion that came too early makes the
+  // released unlock write into freed memory, which may hang it (a freed
+  // spin lock) before the test could report.
   CHECK_FALSE(deleted_while_unlock_runs);
+  Held::release();
+  a.join();
+  c.join();
+  CHECK_FALSE(a_returned_early);  // the hook held it: the test's own premise
   CHECK(deleted.load());
 }
 

@@ -100,7 +100,7 @@ class Mutex {
   detail::Waiter::State lock_slow(const detail::TimePoint* deadline);  // notified: held
   void unlock_contended(std::uint32_t old);
   detail::WaitNode* hand_off_locked() noexcept;
-  detail::WaitNode* wake_one_locked(std::uint32_t st, std::uint32_t drop, bool& dropped) noexcept;
+  detail::WaitNode* wake_one_locked(std::uint32_t st) noexcept;
   bool grab_if_free(std::uint32_t& st, bool& awoke) noexcept;
 
   static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
