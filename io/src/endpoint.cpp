@@ -168,7 +168,8 @@ namespace {
 // blocking pool's running jobs), so a later runtime at the same address
 // finds no entry of its predecessor's (unless a fiber abandoned at
 // shutdown still waits for a turn, shield()ed past shutdown_timeout: then
-// that runtime shares its turns, the abandoned one never served).
+// a later runtime at that address and cap shares its semaphore, and a
+// turn handed to the abandoned waiter is lost to it).
 // Off a worker (a plain thread, a pool thread) the runtime is nullptr:
 // callers whose pools have the same cap share one semaphore. For plain
 // threads, which all use the process-wide pool, that is exact. Two gaps,
