@@ -126,7 +126,7 @@ http_json_depth_unchecked :: io/src/http/ordered_json.cpp :: s{if\s*\(stack_\.si
 http_client_head_length_refused :: io/src/http/client.cpp :: s{if\s*\(!p\.is_done\(\) && p\.content_length\(\)}{if (p.content_length()} :: http_client :: ^http_client$
 http_client_field_charge_ignored :: io/src/http/client.cpp :: s{if\s*\(charge > opt\.max_head\)\s*throw}{if (false) throw} :: http_client_hostile :: ^http_client_hostile$
 http_client_trailer_charge_ignored :: io/src/http/client.cpp :: s{if \(!head\.chunked\(\)\) return false;}{return false;} :: http_client_hostile :: ^http_client_hostile$
-io_resolve_turns_not_taken :: io/src/endpoint.cpp :: s{\n  turns\.acquire\(\);}{} :: io_endpoint :: ^io_endpoint$
+io_resolve_turns_not_taken :: io/src/endpoint.cpp :: s{\n  turns->acquire\(\);}{} :: io_endpoint :: ^io_endpoint$
 io_resolve_turn_left_with_caller :: io/src/endpoint.cpp :: s{, turn = std::move\(turn\)\]}{]} :: io_endpoint :: ^io_endpoint$
 io_resolve_lookup_not_outside_work :: io/src/endpoint.cpp :: s{\n    const spindle::detail::ExternalWork running;}{} :: io_endpoint :: ^io_endpoint$
 io_connect_no_address_share :: io/src/tcp.cpp :: s{if \(left < 2 \|\| end == kNone\) return kNone;}{return kNone;} :: io_tcp :: ^io_tcp$
@@ -339,6 +339,9 @@ event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\)
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
 mutex_count_dropped_before_wait_list :: sync/src/mutex.cpp :: s{compare_exchange_weak\(st, st \| kWoken, std::memory_order_relaxed,([\s\S]*?)std::uint32_t sub = kUnlocking;}{compare_exchange_weak(st, (st | kWoken) - kUnlocking, std::memory_order_relaxed,$1std::uint32_t sub = 0;} :: sync_teardown :: ^sync_teardown$
 mutex_no_wake_keeps_count :: sync/src/mutex.cpp :: s{st - kUnlocking, std::memory_order_release,}{st, std::memory_order_release,} :: sync_teardown sync_mutex :: ^sync_(teardown|mutex)$
+io_resolve_cap_whole_pool :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound;} :: io_endpoint :: ^io_endpoint$
+io_resolve_cap_zero_for_one_thread :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound / 2;} :: io_endpoint :: ^io_endpoint$
+io_resolve_turns_process_wide :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::current_runtime\(\),}{const Key key\x7bnullptr,} :: io_endpoint :: ^io_endpoint$
 EOF
 )
 

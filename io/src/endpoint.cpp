@@ -8,10 +8,13 @@
 #include <atomic>
 #include <charconv>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <system_error>
 
+#include <spindle/runtime/detail/io_hook.hpp>
 #include <spindle/runtime/offload.hpp>
 #include <spindle/runtime/suspend.hpp>
 #include <spindle/sync/semaphore.hpp>
@@ -147,12 +150,89 @@ bool operator==(const Endpoint& a, const Endpoint& b) noexcept {
 }
 
 namespace {
-// The turns of resolve() (kMaxResolving): never destroyed, as a lookup
-// whose caller left may give its turn back after every runtime is gone.
-Semaphore& resolve_turns() {
-  static Semaphore* const turns = new Semaphore(kMaxResolving);
-  return *turns;
+// ---- Turns (endpoint.hpp, kMaxResolving; docs/io.md "Names") --------------
+//
+// Invariant: the lookups in flight on one blocking pool (queued or running,
+// their callers gone or not) are at most lookup_cap(that pool's bound),
+// so at least half of a pool of two or more threads is always left to
+// other blocking() work. One Semaphore per runtime holds its turns: a
+// lookup takes one before its job is queued and the job gives it back
+// when it is destroyed (run, or dropped unrun). One semaphore, one permit
+// a lookup: no lock order between turns, nothing to deadlock.
+//
+// Where the turns live: a registry keyed by (runtime, cap) holding weak
+// references. Every turn and every wait for one holds a strong reference,
+// so a runtime's semaphore lives exactly while one of its lookups holds or
+// waits for a turn, and is made anew (all turns free) when none does. A
+// runtime's shutdown ends both (it cancels its fibers, then joins its
+// blocking pool's running jobs), so a later runtime at the same address
+// finds no entry of its predecessor's (unless a fiber abandoned at
+// shutdown still waits for a turn, shield()ed past shutdown_timeout: then
+// a later runtime at that address and cap shares its semaphore, and a
+// turn handed to the abandoned waiter is lost to it).
+// Off a worker (a plain thread, a pool thread) the runtime is nullptr:
+// callers whose pools have the same cap share one semaphore. For plain
+// threads, which all use the process-wide pool, that is exact. Two gaps,
+// as io cannot tell a pool thread's runtime: a lookup from an offload()
+// job goes to its runtime's blocking pool on the shared turns, beside
+// that runtime's fibers' lookups (up to twice the cap there); one from a
+// blocking() job runs inline on that job's thread (run_offload), which it
+// held already, and waits for a shared turn there.
+
+// lookup_cap: turns of a blocking pool of `bound` threads: half of it, at
+// least 1 (a one-thread pool would otherwise never resolve), at most
+// kMaxResolving.
+int lookup_cap(unsigned bound) noexcept {
+  const unsigned half = bound / 2 == 0 ? 1 : bound / 2;
+  return half < static_cast<unsigned>(kMaxResolving) ? static_cast<int>(half) : kMaxResolving;
 }
+
+class TurnRegistry {
+ public:
+  // turns: the semaphore of the calling code's blocking pool (a fiber: its
+  // runtime's; off a worker: see above). Never suspends.
+  std::shared_ptr<Semaphore> turns() {
+    // The bound of the pool blocking() would use from here (not created by
+    // this), and the runtime that owns it.
+    const unsigned bound = spindle::detail::offload_pool_stats(spindle::detail::PoolKind::blocking).bound;
+    const Key key{spindle::detail::current_runtime(), lookup_cap(bound)};
+    std::lock_guard lk(mu_);
+    if (auto live = live_[key].lock()) return live;
+    // A miss: drop the entries nobody holds (ended runtimes, idle ones),
+    // so the map holds about one entry per runtime with lookups.
+    std::erase_if(live_, [](const auto& e) { return e.second.expired(); });
+    auto made = std::make_shared<Semaphore>(key.second);
+    live_[key] = made;
+    return made;
+  }
+
+ private:
+  using Key = std::pair<const void*, int>;
+  std::mutex mu_;  // leaf: held for the map only, never across a wait
+  std::map<Key, std::weak_ptr<Semaphore>> live_;  // SPINDLE_GUARDED_BY(mu_)
+};
+
+// Never destroyed: plain threads' lookups may run on into static
+// destruction (the process-wide pool's stop waits for them).
+TurnRegistry& turn_registry() {
+  static TurnRegistry* const r = new TurnRegistry;
+  return *r;
+}
+
+// Turn: one lookup's turn, taken; given back (released before the
+// reference to its semaphore is dropped) when destroyed. Move-only.
+class Turn {
+ public:
+  explicit Turn(std::shared_ptr<Semaphore> turns) noexcept : turns_(std::move(turns)) {}
+  Turn(Turn&&) noexcept = default;
+  Turn& operator=(Turn&&) = delete;
+  ~Turn() {
+    if (turns_) turns_->release();
+  }
+
+ private:
+  std::shared_ptr<Semaphore> turns_;  // null once moved from
+};
 
 std::atomic<void (*)()> g_resolve_hook{nullptr};
 }  // namespace
@@ -169,12 +249,13 @@ std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
     if (auto e = Endpoint::parse(host, *port)) return {*e};  // no thread hop
   }
   std::string h(host), s(service);
-  // A turn first (a cancellation point), then the job holds it: it goes
-  // back when the job is destroyed, run or dropped unrun (a caller
-  // cancelled while the job was queued), not when the caller leaves.
-  Semaphore& turns = resolve_turns();
-  turns.acquire();
-  Semaphore::Guard turn(&turns);
+  // A turn of this runtime first (a cancellation point; a deadline ends
+  // the wait), then the job holds it: it goes back when the job is
+  // destroyed, run or dropped unrun (a caller cancelled while the job was
+  // queued), not when the caller leaves.
+  std::shared_ptr<Semaphore> turns = turn_registry().turns();
+  turns->acquire();
+  Turn turn(std::move(turns));
   // On the blocking pool: getaddrinfo blocks in the kernel (and in nscd,
   // DNS). Returns the error code and the list; the list is built there so
   // a cancelled caller leaves nothing to free.

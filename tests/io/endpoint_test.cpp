@@ -174,3 +174,83 @@ TEST_CASE("resolve: waiting for a turn that abandoned lookups hold is not a dead
     FIBER_CHECK(!io::resolve("localhost", "80").empty());
   }));
 }
+
+namespace {
+// spawn_lookups: n fibers calling resolve (stuck while StuckDns lives).
+std::vector<sp::Task<void>> spawn_lookups(int n) {
+  std::vector<sp::Task<void>> callers;
+  for (int i = 0; i < n; ++i) callers.push_back(sp::spawn([] { io::resolve("localhost", "80"); }));
+  return callers;
+}
+
+// served_promptly: whether a trivial blocking() job ran before a deadline
+// far longer than it needs (10 s, 40 s sanitized): DNS that never answers
+// must not keep it waiting at all.
+bool served_promptly() {
+  try {
+    return sp::with_timeout(slack(std::chrono::seconds(10)), [] { return sp::blocking([] { return 7; }); }) == 7;
+  } catch (const sp::TimedOut&) {
+    return false;
+  }
+}
+}  // namespace
+
+TEST_CASE("resolve: lookups leave half of a small blocking pool to other jobs") {
+  // A pool of 4 threads: at most 2 lookups in flight (half the pool), so a
+  // blocking() call (file I/O, say) gets a thread at once while names
+  // whose DNS never answers are looked up; before 2026-12-01 the cap was
+  // only the process-wide 32, and 4 stuck lookups took all 4 threads.
+  StuckDns dns;
+  sp::RuntimeOptions o = options(2);
+  o.blocking_threads = 4;
+  run_checked(o, [] {
+    auto callers = spawn_lookups(4);
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() >= 2; }));
+    FIBER_CHECK(served_promptly());
+    FIBER_CHECK(g_in_lookup.load() == 2);  // the other 2 wait for a turn
+    // A lookup waiting for a turn honours its deadline...
+    FIBER_CHECK(raises_timeout([] { sp::with_timeout(std::chrono::milliseconds(50), [] { io::resolve("localhost", "80"); }); }));
+    // ...and its cancel: every caller leaves at once, waiting or not.
+    leave(callers);
+    FIBER_CHECK(g_in_lookup.load() == 2);
+    StuckDns::answer();
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == 0; }));
+    FIBER_CHECK(!io::resolve("localhost", "80").empty());
+  });
+}
+
+TEST_CASE("resolve: a one-thread blocking pool still resolves") {
+  // Half of one thread rounds to one turn, never to none.
+  sp::RuntimeOptions o = options(1);
+  o.blocking_threads = 1;
+  run_checked(o, [] {
+    bool resolved = false;
+    try {
+      resolved = !sp::with_timeout(slack(std::chrono::seconds(10)), [] { return io::resolve("localhost", "80"); }).empty();
+    } catch (const sp::TimedOut&) {
+    }
+    FIBER_CHECK(resolved);
+  });
+}
+
+TEST_CASE("resolve: each runtime has turns of its own") {
+  // Runtime A's stuck lookups hold all of its kMaxResolving turns; runtime
+  // B, running at the same time, still gets a lookup to the DNS (before
+  // 2026-12-01 the turns were process-wide, and B waited for A's DNS).
+  std::thread a;
+  JoinOnExit join_a{a};  // after the DNS answers (StuckDns below goes first)
+  StuckDns dns;
+  a = std::thread([] {
+    sp::Runtime rt(options(2));
+    rt.block_on([] {
+      for (auto& c : spawn_lookups(io::kMaxResolving)) c.join();
+    });
+  });
+  REQUIRE(wait_until([] { return g_in_lookup.load() == io::kMaxResolving; }));
+  run_checked(2, [] {
+    auto b = sp::spawn([] { io::resolve("localhost", "80"); });
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == io::kMaxResolving + 1; }));
+    StuckDns::answer();
+    b.join();
+  });
+}

@@ -51,16 +51,24 @@ class Endpoint {
 // in getaddrinfo's order. A numeric host and port are parsed on the calling
 // fiber; anything else runs getaddrinfo on the runtime's blocking() pool
 // (a cancellation point: a cancelled call returns at once, the lookup
-// finishes on its thread and is discarded). At most kMaxResolving lookups
-// run at once in the process, counting those whose callers left: the rest
-// wait for a turn (in FIFO order, cancellably), so names whose DNS never
-// answers cannot take every blocking thread from file I/O. Failure:
-// std::system_error whose message names host and service.
+// finishes on its thread and is discarded). Turns: each runtime lets at
+// most lookup_cap = min(kMaxResolving, max(1, B / 2)) lookups be in flight
+// on its blocking pool of B threads (RuntimeOptions::blocking_threads),
+// counting those whose callers left; the rest wait for a turn (FIFO, a
+// cancellation point that honours a deadline scope). So names whose DNS
+// never answers leave at least half of a pool of two or more threads to
+// file I/O and other blocking() work (a pool of one thread: the lookup
+// may hold it). Runtimes have turns of their own: one runtime's stuck DNS
+// does not hold up another's lookups. Callers off a worker (plain threads,
+// offload()/blocking() jobs) share turns by cap instead (endpoint.cpp has
+// the details). Failure: std::system_error whose message names host and
+// service.
 SPINDLE_MAY_SUSPEND std::vector<Endpoint> resolve(std::string_view host, std::string_view service);
 
-// kMaxResolving: half the blocking pool's default 64 threads (Go's cgo
-// resolver has such a cap too, of 500 threads). A lookup holds its turn
-// until getaddrinfo returns (glibc: the resolver's timeout times its
+// kMaxResolving: the most turns a runtime has, reached by pools of 64
+// threads or more (the default bound; Go's cgo resolver caps its threads
+// too, at 500, as its thread count has no other bound). A lookup holds its
+// turn until getaddrinfo returns (glibc: the resolver's timeout times its
 // attempts per server, 5 s x 2 by default).
 inline constexpr int kMaxResolving = 32;
 
