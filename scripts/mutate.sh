@@ -337,6 +337,7 @@ helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p-
 helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
 event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\) \{\s*mu_\.lock\(\);\s*mu_\.unlock\(\);\s*\}}{~Event() \x7b\x7d} :: sync_teardown :: ^sync_teardown$
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
+h2_server_client_goaway_ignored :: io/src/http/h2_server.cpp :: s{if \(c->goaway_ \|\| c->client_goaway_\) \x7b}{if (c->goaway_) \x7b} :: http_h2_hostile :: ^http_h2_hostile$
 EOF
 )
 
