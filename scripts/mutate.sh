@@ -339,6 +339,7 @@ event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\)
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
 h2_client_probe_never_closes :: io/src/http/h2_client.cpp :: s{const bool silent = probe_deadline_ && Clock::now\(\) >= \*probe_deadline_;}{const bool silent = false;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_client_probe_answer_ignored :: io/src/http/h2_client.cpp :: s{c->probe_deadline_\.reset\(\);}{(void)c;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+h2_client_slot_none_unnamed :: io/src/http/h2_client.cpp :: s{none = c->remote_streams\(\) == 0;}{none = false;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_server_client_goaway_ignored :: io/src/http/h2_server.cpp :: s{if \(c->goaway_ \|\| c->client_goaway_\) \x7b}{if (c->goaway_) \x7b} :: http_h2_hostile :: ^http_h2_hostile$
 h2_client_reader_cancel_skips_close :: io/src/http/h2_client.cpp :: s{if \(!writer_done_\.is_set\(\)\) throw;}{throw;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 EOF

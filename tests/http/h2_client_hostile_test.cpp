@@ -1728,3 +1728,55 @@ TEST_CASE("h2 client hostile: a probe's PING answered keeps the connection until
     fds.check();
   });
 }
+
+// 15. A request past the server's SETTINGS_MAX_CONCURRENT_STREAMS waits
+// for a slot up to read_timeout (2); the error says which case it met: a
+// server whose SETTINGS allow no stream at all (0, sent here before the
+// first answer, so the client has it when the second request comes), or
+// one whose streams are all in use (1, held by an open() body).
+TEST_CASE("h2 client hostile: SETTINGS_MAX_CONCURRENT_STREAMS 0 is named in the slot wait's timeout") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> heads{0};
+      RawPeer none([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        const std::uint32_t first = w.request().stream;
+        heads.fetch_add(1);
+        w.send(h2_frame(kSettings, 0, 0, settings({{kMaxConcurrentStreams, 0}})));
+        w.answer(first, "one");
+        for (;;)
+          if (w.next().type == kHeaders) heads.fetch_add(1);
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      FIBER_CHECK(c.get(none.url("/first")).text() == "one");
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(none.url("/second")); }, &what) == http::errc::timeout);
+      INFO(what);
+      FIBER_CHECK(what.find("no HTTP/2 stream slot within read_timeout (the server allows no stream: "
+                            "SETTINGS_MAX_CONCURRENT_STREAMS 0)") != std::string::npos);
+      FIBER_CHECK(heads.load() == 1);  // its HEADERS never left
+      FIBER_CHECK(none.accepted() == 1);
+    }
+    {
+      RawPeer one([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start(settings({{kMaxConcurrentStreams, 1}}));
+        w.send(h2_frame(kHeaders, kEndHeaders, w.request().stream, status_block("200")));  // a head, no end
+        for (;;) w.next();
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      auto held = c.open("GET", one.url("/held"));
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(one.url("/queued")); }, &what) == http::errc::timeout);
+      INFO(what);
+      FIBER_CHECK(what.find("(the server's SETTINGS_MAX_CONCURRENT_STREAMS all in use)") != std::string::npos);
+    }
+    fds.check();
+  });
+}
