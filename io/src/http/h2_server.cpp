@@ -1852,6 +1852,13 @@ bool H2Conn::progressed(H2Stream& st, std::uint64_t sent0) {
   if (st.out_ev.wait_for(wt)) return true;
   std::lock_guard lk(mu_);
   if (st.closed || st.out.sent != sent0) return true;
+  // Our reset, not the client's: its close (on_stream_close, once the
+  // writer sent it) must not cancel this fiber, which returns from here
+  // to unwind (respond's wait before a generator's piece: the generator's
+  // captures are destroyed then, and a destructor may wait). Cleared under
+  // the reset's own lock: cleared by the caller after it, the writer could
+  // close the stream in between and leave the cancel pending.
+  st.in_handler = false;
   reset(st, NGHTTP2_CANCEL);
   return false;
 }
