@@ -342,6 +342,11 @@ mutex_no_wake_keeps_count :: sync/src/mutex.cpp :: s{st - kUnlocking, std::memor
 io_resolve_cap_whole_pool :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound;} :: io_endpoint :: ^io_endpoint$
 io_resolve_cap_zero_for_one_thread :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound / 2;} :: io_endpoint :: ^io_endpoint$
 io_resolve_turns_process_wide :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::current_runtime\(\),}{const Key key\x7bnullptr,} :: io_endpoint :: ^io_endpoint$
+h2_client_probe_never_closes :: io/src/http/h2_client.cpp :: s{const bool silent = probe_deadline_ && Clock::now\(\) >= \*probe_deadline_;}{const bool silent = false;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+h2_client_probe_answer_ignored :: io/src/http/h2_client.cpp :: s{c->probe_deadline_\.reset\(\);}{(void)c;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+h2_client_slot_none_unnamed :: io/src/http/h2_client.cpp :: s{none = c->remote_streams\(\) == 0;}{none = false;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+h2_server_client_goaway_ignored :: io/src/http/h2_server.cpp :: s{if \(c->goaway_ \|\| c->client_goaway_\) \x7b}{if (c->goaway_) \x7b} :: http_h2_hostile :: ^http_h2_hostile$
+h2_client_reader_cancel_skips_close :: io/src/http/h2_client.cpp :: s{if \(!writer_done_\.is_set\(\)\) throw;}{throw;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 EOF
 )
 

@@ -1600,3 +1600,183 @@ TEST_CASE("h2 client hostile: a connection whose stream ids ran out is not hande
     fds.check();
   });
 }
+
+namespace spindle::http::detail {
+void h2_client_probe_wait(std::chrono::milliseconds wait) noexcept;  // h2_client.hpp (internal): for tests
+}  // namespace spindle::http::detail
+
+namespace {
+
+// ProbeWait: the wait for a probe's PING answer (10 s without read_timeout)
+// shrunk for one case, put back after it.
+struct ProbeWait {
+  explicit ProbeWait(std::chrono::milliseconds w) { spindle::http::detail::h2_client_probe_wait(w); }
+  ~ProbeWait() { spindle::http::detail::h2_client_probe_wait(0ms); }
+  ProbeWait(const ProbeWait&) = delete;
+  ProbeWait& operator=(const ProbeWait&) = delete;
+};
+
+// cut_by_deadline: a request whose caller's deadline breaks off its wait
+// for the head (as total_timeout or a cancel does): its stream is reset
+// and its connection probed (11). True when the deadline ended it.
+bool cut_by_deadline(http::Client& c, const std::string& url, std::chrono::milliseconds after) {
+  try {
+    sp::with_timeout(after, [&] { c.get(url); });
+  } catch (const sp::TimedOut&) {
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// 13. The probe's PING (11) left unanswered closes the connection, and the
+// streams still on it fail: a black hole whose streams have no
+// read_timeout would hold them until total_timeout. Without read_timeout
+// the wait for the answer is 10 s, shrunk here to 300 ms
+// (h2_client_probe_wait). /held waits for its head with no timeout of its
+// own; /cut, on the same connection, is broken off by its caller's
+// deadline, which sends the PING.
+TEST_CASE("h2 client hostile: a probe's PING left unanswered closes the connection and fails its streams") {
+  ProbeWait shrunk(300ms);
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> heads{0}, pinged{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.ack_pings = false;
+        w.start();
+        for (;;) {
+          const Frame f = w.next();
+          if (f.type == kHeaders) heads.fetch_add(1);
+          if (f.type == kPing && (f.flags & kAck) == 0) pinged.fetch_add(1);
+        }
+      });
+      http::Client c(h2c());  // no read_timeout; total_timeout 20 s
+      http::errc held{};
+      std::string what;
+      Clock::time_point held_end{};
+      sp::Task<void> t = sp::spawn([&] {
+        held = error_of([&] { c.get(peer.url("/held")); }, &what);
+        held_end = Clock::now();
+      });
+      FIBER_CHECK(wait_until([&] { return heads.load() == 1; }));
+      const auto t0 = Clock::now();
+      FIBER_CHECK(cut_by_deadline(c, peer.url("/cut"), 100ms));
+      FIBER_CHECK(wait_until([&] { return pinged.load() == 1; }));
+      t.join();
+      INFO(what);
+      FIBER_CHECK(held == http::errc::reset);
+      FIBER_CHECK(what.find("HTTP/2 connection closed") != std::string::npos);
+      // Ended by the PING's wait (100 ms of /cut's, then 300 ms), not by
+      // /cut's reset, nor by total_timeout.
+      FIBER_CHECK(held_end - t0 >= 350ms);
+      FIBER_CHECK(held_end - t0 < slack(10s));
+      FIBER_CHECK(heads.load() == 2);
+      FIBER_CHECK(wait_until([&] { return peer.ended() == 1; }));
+      FIBER_CHECK(peer.accepted() == 1);
+    }
+    fds.check();
+  });
+}
+
+// 14. Answered, the probe's PING leaves the connection to its streams: the
+// server was slow, not gone, and /held is answered on it well after the
+// PING's wait (300 ms) would have run out. The connection, retired, takes
+// no new stream and closes once /held is done; the next request dials.
+TEST_CASE("h2 client hostile: a probe's PING answered keeps the connection until its streams end") {
+  ProbeWait shrunk(300ms);
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> conns{0}, heads{0}, pinged{0};
+      RawPeer peer([&](io::TcpStream& s) {
+        H2Wire w(s);  // acks PINGs
+        w.start();
+        if (conns.fetch_add(1) > 0) {
+          for (;;) w.answer(w.request().stream, "fresh");
+        }
+        const std::uint32_t held = w.request().stream;
+        heads.fetch_add(1);
+        for (;;) {
+          const Frame f = w.next();
+          if (f.type == kPing && (f.flags & kAck) == 0) break;
+        }
+        pinged.fetch_add(1);
+        // Three times the PING's wait: a connection closed for want of an
+        // answer would be gone by now.
+        sp::sleep_for(900ms);
+        w.answer(held, "late");
+        for (;;) w.next();  // until the client closes
+      });
+      http::Client c(h2c());
+      http::errc held{};
+      std::string got, what;
+      sp::Task<void> t = sp::spawn([&] { held = error_of([&] { got = std::string(c.get(peer.url("/held")).text()); }, &what); });
+      FIBER_CHECK(wait_until([&] { return heads.load() == 1; }));
+      FIBER_CHECK(cut_by_deadline(c, peer.url("/cut"), 100ms));
+      FIBER_CHECK(wait_until([&] { return pinged.load() == 1; }));
+      t.join();
+      INFO(what);
+      FIBER_CHECK(held == http::errc{});
+      FIBER_CHECK(got == "late");
+      FIBER_CHECK(wait_until([&] { return peer.ended() == 1; }));  // closed after its last stream
+      FIBER_CHECK(c.get(peer.url("/next")).text() == "fresh");
+      FIBER_CHECK(peer.accepted() == 2);
+    }
+    fds.check();
+  });
+}
+
+// 15. A request past the server's SETTINGS_MAX_CONCURRENT_STREAMS waits
+// for a slot up to read_timeout (2); the error says which case it met: a
+// server whose SETTINGS allow no stream at all (0, sent here before the
+// first answer, so the client has it when the second request comes), or
+// one whose streams are all in use (1, held by an open() body).
+TEST_CASE("h2 client hostile: SETTINGS_MAX_CONCURRENT_STREAMS 0 is named in the slot wait's timeout") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      std::atomic<int> heads{0};
+      RawPeer none([&](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start();
+        const std::uint32_t first = w.request().stream;
+        heads.fetch_add(1);
+        w.send(h2_frame(kSettings, 0, 0, settings({{kMaxConcurrentStreams, 0}})));
+        w.answer(first, "one");
+        for (;;)
+          if (w.next().type == kHeaders) heads.fetch_add(1);
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      FIBER_CHECK(c.get(none.url("/first")).text() == "one");
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(none.url("/second")); }, &what) == http::errc::timeout);
+      INFO(what);
+      FIBER_CHECK(what.find("no HTTP/2 stream slot within read_timeout (the server allows no stream: "
+                            "SETTINGS_MAX_CONCURRENT_STREAMS 0)") != std::string::npos);
+      FIBER_CHECK(heads.load() == 1);  // its HEADERS never left
+      FIBER_CHECK(none.accepted() == 1);
+    }
+    {
+      RawPeer one([](io::TcpStream& s) {
+        H2Wire w(s);
+        w.start(settings({{kMaxConcurrentStreams, 1}}));
+        w.send(h2_frame(kHeaders, kEndHeaders, w.request().stream, status_block("200")));  // a head, no end
+        for (;;) w.next();
+      });
+      auto o = h2c();
+      o.read_timeout = 300ms;
+      http::Client c(o);
+      auto held = c.open("GET", one.url("/held"));
+      std::string what;
+      FIBER_CHECK(error_of([&] { c.get(one.url("/queued")); }, &what) == http::errc::timeout);
+      INFO(what);
+      FIBER_CHECK(what.find("(the server's SETTINGS_MAX_CONCURRENT_STREAMS all in use)") != std::string::npos);
+    }
+    fds.check();
+  });
+}

@@ -1074,3 +1074,54 @@ TEST_CASE("h2 hostile: a client whose bytes never run out does not hold the work
     FIBER_CHECK(turns_at_mark.load() >= 4);
   });
 }
+
+// A client's GOAWAY says it opens no more streams (RFC 9113 6.8), and
+// nghttp2 refuses new streams only after a GOAWAY of the server's: one the
+// client opens after its own is refused (RST_STREAM REFUSED_STREAM) before
+// any handler starts. Before, its handler ran: answered while another
+// stream kept the connection (first part), and, once the GOAWAY had ended
+// a connection with no stream open, during its lingering close, where the
+// reader still feeds the session and no writer is left to answer (second
+// part: the GOAWAY and the HEADERS in one write, so the HEADERS are read
+// before that end).
+TEST_CASE("h2 hostile: streams a client opens after its own GOAWAY are refused before a handler runs") {
+  run_checked(2, [] {
+    Alive alive;
+    sp::Event release;
+    http::Router r;
+    r.get("/hold", [&](http::Request&) {
+      Alive::Scope in(alive);
+      return http::Response::text_body(release.wait_for(slack(std::chrono::seconds(10))) ? 200 : 504, "held");
+    });
+    ok_route(r);
+    H2Server srv(std::move(r));
+    std::string goaway;
+    put32(goaway, 0);  // the last stream of ours it took: none (no push)
+    put32(goaway, NGHTTP2_NO_ERROR);
+    {
+      RawConn c(srv.port());
+      c.send(preface() + settings_ack() + headers(1, plain_block("GET", "/hold"), true));
+      FIBER_CHECK(wait_until([&] { return alive.now.load() == 1; }));
+      c.send(frame(GOAWAY, 0, 0, goaway) + headers(3, plain_block("GET", "/hold"), true));
+      c.until([](const Frame& f) { return f.type == RST_STREAM && f.stream == 3; }, slack(10s));
+      const Frame* rst = find(c, RST_STREAM, 3);
+      expect(rst != nullptr && rst->code() == NGHTTP2_REFUSED_STREAM, "stream 3 not refused:" + describe(c));
+      release.set();
+      c.end_of(1, slack(10s));
+      expect(c.status_of(1) == 200, "stream 1:" + describe(c));
+      FIBER_CHECK(c.drain_to_eof(slack(10s)));  // its last stream done, the connection ends
+      FIBER_CHECK(alive.ran.load() == 1);
+      FIBER_CHECK(c.status_of(3) == 0);
+    }
+    {
+      RawConn c(srv.port());
+      c.send(preface() + settings_ack() + frame(GOAWAY, 0, 0, goaway) + headers(1, plain_block("GET", "/hold"), true));
+      FIBER_CHECK(c.drain_to_eof(slack(10s)));
+      FIBER_CHECK(c.status_of(1) == 0);
+      const Frame* rst = find(c, RST_STREAM, 1);
+      expect(rst == nullptr || rst->code() == NGHTTP2_REFUSED_STREAM, "stream 1:" + describe(c));
+      FIBER_CHECK(alive.ran.load() == 1);  // the first part's stream 1 only
+    }
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}

@@ -90,6 +90,9 @@ std::atomic<std::int32_t> g_first_stream_id{1};
 // How long a connection whose stream's wait ran out waits for its PING's
 // answer when no read_timeout is set (with one: read_timeout).
 constexpr std::chrono::milliseconds kProbeWait{10'000};
+// That wait for later connections, in ms (h2_client_probe_wait: tests
+// shrink it to see an unanswered PING close a connection).
+std::atomic<std::int64_t> g_probe_wait_ms{kProbeWait.count()};
 std::atomic<std::size_t> g_streams_alive{0};  // h2_client_streams_alive
 constexpr int kMaxInterim = 5;  // 1xx heads per request, as HTTP/1.1's (client.cpp) and Go's client
 
@@ -302,7 +305,8 @@ H2ClientConn::H2ClientConn(Transport t, const ClientOptions& opt)
       // A server that stops reading: each write has read_timeout (60 s
       // when none), then the connection and its streams fail.
       write_timeout_(opt.read_timeout.count() > 0 ? opt.read_timeout : std::chrono::milliseconds(60'000)),
-      probe_wait_(opt.read_timeout.count() > 0 ? opt.read_timeout : kProbeWait) {
+      probe_wait_(opt.read_timeout.count() > 0 ? opt.read_timeout
+                                                : std::chrono::milliseconds(g_probe_wait_ms.load(std::memory_order_relaxed))) {
   nghttp2_session_callbacks* cb = nullptr;
   nghttp2_option* op = nullptr;
   if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&op) != 0) {
@@ -583,43 +587,59 @@ void H2ClientConn::reader() {
       c.end();
     }
   } done{*this};
-  for (unsigned reads = 1;; ++reads) {
-    // Here, holding no lock. A read may have waited inside: counted all
-    // the same (a yield with nothing else to run costs next to nothing).
-    if (reads % kReadsPerTurn == 0) yield();
-    std::error_code ec;
-    const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
-    if (ec || n == 0) break;
-    std::lock_guard lk(mu_);
-    // Ended (h2_close, the writer's end): the streams were let go, and the
-    // session's pointers to them with them: it is not fed again.
-    if (dead_) break;
-    // What an earlier read's invalid frame broke does not name a GOAWAY
-    // this read causes (bad HPACK ends the session without that callback).
-    last_invalid_ = nullptr;
-    ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
-    // Frames queued past queue_cap: the server makes more than it reads
-    // (the writer sends what it can; what it cannot stays queued).
-    if (rv >= 0 && nghttp2_session_get_outbound_queue_size(s_) > queue_cap()) rv = NGHTTP2_ERR_FLOODED;
-    wake_.set();
-    if (rv < 0) {
-      // A flood, too many CONTINUATION frames or a PUSH_PROMISE: the
-      // server's. (Bad HPACK and the other connection errors are not
-      // fatal to the session: nghttp2 queues their GOAWAY itself and the
-      // writer sends it.)
-      if (protocol_error_ == nullptr)
-        protocol_error_ = push_seen_ ? "a PUSH_PROMISE (push is disabled)" : nghttp2_strerror(static_cast<int>(rv));
-      // RFC 9113 5.4.1: say why before closing.
-      last_goaway_ = push_seen_ ? NGHTTP2_PROTOCOL_ERROR
-                     : rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                                                           : NGHTTP2_INTERNAL_ERROR;
-      break;
+  // The writer ended the connection (a PING unanswered, its last stream
+  // done after a GOAWAY or a timeout, a failed write): its end cancels
+  // this fiber, after writer_done_ was set. The socket is closed below
+  // all the same (the tail's reason): before, the Cancelled skipped that,
+  // and a connection given up on a black hole kept its descriptor, and
+  // the server its end, until the pool next looked at the origin.
+  bool writer_ended = false;
+  try {
+    for (unsigned reads = 1;; ++reads) {
+      // Here, holding no lock. A read may have waited inside: counted all
+      // the same (a yield with nothing else to run costs next to nothing).
+      if (reads % kReadsPerTurn == 0) yield();
+      std::error_code ec;
+      const std::size_t n = t_.read_some(buf.get(), kReadSize, ec);
+      if (ec || n == 0) break;
+      std::lock_guard lk(mu_);
+      // Ended (h2_close, the writer's end): the streams were let go, and the
+      // session's pointers to them with them: it is not fed again.
+      if (dead_) break;
+      // What an earlier read's invalid frame broke does not name a GOAWAY
+      // this read causes (bad HPACK ends the session without that callback).
+      last_invalid_ = nullptr;
+      ssize_t rv = nghttp2_session_mem_recv(s_, reinterpret_cast<const uint8_t*>(buf.get()), n);
+      // Frames queued past queue_cap: the server makes more than it reads
+      // (the writer sends what it can; what it cannot stays queued).
+      if (rv >= 0 && nghttp2_session_get_outbound_queue_size(s_) > queue_cap()) rv = NGHTTP2_ERR_FLOODED;
+      wake_.set();
+      if (rv < 0) {
+        // A flood, too many CONTINUATION frames or a PUSH_PROMISE: the
+        // server's. (Bad HPACK and the other connection errors are not
+        // fatal to the session: nghttp2 queues their GOAWAY itself and the
+        // writer sends it.)
+        if (protocol_error_ == nullptr)
+          protocol_error_ = push_seen_ ? "a PUSH_PROMISE (push is disabled)" : nghttp2_strerror(static_cast<int>(rv));
+        // RFC 9113 5.4.1: say why before closing.
+        last_goaway_ = push_seen_ ? NGHTTP2_PROTOCOL_ERROR
+                       : rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                                             : NGHTTP2_INTERNAL_ERROR;
+        break;
+      }
     }
+  } catch (const Cancelled&) {
+    if (!writer_done_.is_set()) throw;  // h2_close, the run's end: the writer may still write
+    writer_ended = true;
   }
   {
     std::lock_guard lk(mu_);
     reader_done_ = true;
     end();
+  }
+  if (writer_ended) {
+    t_.close();  // neither fiber touches it again (never suspends)
+    return;
   }
   // As the server's reader (h2_server.cpp): a writer blocked on a server
   // that reads nothing gets a moment, then the socket is shut under it,
@@ -730,6 +750,9 @@ void h2_client_queue_base(std::size_t frames) noexcept {
 }
 void h2_client_first_stream_id(std::int32_t id) noexcept {
   g_first_stream_id.store(id > 1 && id % 2 == 1 ? id : 1, std::memory_order_relaxed);
+}
+void h2_client_probe_wait(std::chrono::milliseconds wait) noexcept {
+  g_probe_wait_ms.store(wait.count() > 0 ? wait.count() : kProbeWait.count(), std::memory_order_relaxed);
 }
 std::size_t h2_client_streams_alive() noexcept { return g_streams_alive.load(std::memory_order_relaxed); }
 void h2_close(H2ClientConn& c) noexcept { c.close(); }

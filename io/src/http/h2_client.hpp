@@ -43,6 +43,11 @@ void h2_client_queue_base(std::size_t frames) noexcept;
 // (odd; 1, the default, puts it back). For tests: ids near 2^31 run out
 // after a few requests.
 void h2_client_first_stream_id(std::int32_t id) noexcept;
+// h2_client_probe_wait: how long later connections without a
+// read_timeout wait for the answer to the PING a stream's timeout sends
+// before they close (10 s; 0 puts it back). For tests: an unanswered
+// PING seen to close its connection in a fraction of a second.
+void h2_client_probe_wait(std::chrono::milliseconds wait) noexcept;
 // h2_client_streams_alive: the H2ClientStream objects alive in this
 // process, for tests: what connections keep for calls that are gone.
 std::size_t h2_client_streams_alive() noexcept;

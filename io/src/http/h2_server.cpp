@@ -371,6 +371,13 @@ class H2Conn {
   bool release_asked_ = false;
   bool released_ = false;
   bool goaway_ = false;         // we submitted GOAWAY: no new stream
+  // The client sent GOAWAY: no new stream either (on_begin_headers). It
+  // said it opens none (RFC 9113 6.8), and nghttp2 refuses new streams
+  // only after a GOAWAY of ours: it took them, and their handlers ran,
+  // also once the connection had no writer left to answer them (its
+  // GOAWAY with no stream open ends the writer; the reader still feeds
+  // during the lingering close).
+  bool client_goaway_ = false;
   bool broken_ = false;         // a session call failed: end now
   // Rapid reset (Http2Options::reset_burst, reset_rate): a token bucket of
   // the client's resets of streams it opened, refilled by the clock.
@@ -745,7 +752,7 @@ int H2Conn::on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* s
   c->head_id_ = 0;  // until a stream of ours is made below
   c->head_st_ = nullptr;
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  if (c->goaway_) {
+  if (c->goaway_ || c->client_goaway_) {
     // Not served: refused (the client may send it again elsewhere), which
     // also ends the checks of its fields (on_header).
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
@@ -856,6 +863,10 @@ int H2Conn::on_header(nghttp2_session*, const nghttp2_frame* f, nghttp2_rcbuf* n
 
 int H2Conn::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* self) {
   auto* c = static_cast<H2Conn*>(self);
+  if (f->hd.type == NGHTTP2_GOAWAY) {
+    c->client_goaway_ = true;  // its streams open now finish; no new one starts
+    return 0;
+  }
   if (f->hd.type == NGHTTP2_RST_STREAM) {
     // on_stream_close follows (the stream is still ours here).
     if (auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(s, f->hd.stream_id))) {
@@ -1841,6 +1852,13 @@ bool H2Conn::progressed(H2Stream& st, std::uint64_t sent0) {
   if (st.out_ev.wait_for(wt)) return true;
   std::lock_guard lk(mu_);
   if (st.closed || st.out.sent != sent0) return true;
+  // Our reset, not the client's: its close (on_stream_close, once the
+  // writer sent it) must not cancel this fiber, which returns from here
+  // to unwind (respond's wait before a generator's piece: the generator's
+  // captures are destroyed then, and a destructor may wait). Cleared under
+  // the reset's own lock: cleared by the caller after it, the writer could
+  // close the stream in between and leave the cancel pending.
+  st.in_handler = false;
   reset(st, NGHTTP2_CANCEL);
   return false;
 }
