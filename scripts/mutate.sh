@@ -337,6 +337,12 @@ helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p-
 helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
 event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\) \{\s*mu_\.lock\(\);\s*mu_\.unlock\(\);\s*\}}{~Event() \x7b\x7d} :: sync_teardown :: ^sync_teardown$
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
+http_load_chunk_cap_off :: io/src/http/server.cpp :: s{const std::uint64_t cap = base > limit \? received_ : detail::sat_add<std::uint64_t>\(received_, limit - base\);}{const std::uint64_t cap = kUncapped;} :: http_request_limits :: ^http_request_limits$
+http_drain_chunk_cap_off :: io/src/http/server.cpp :: s{const std::uint64_t cap = detail::sat_add<std::uint64_t>\(received_, max\);}{const std::uint64_t cap = kUncapped;} :: http_request_limits :: ^http_request_limits$
+http_chunk_announced_last_only :: io/src/http/chunk_lines.hpp :: s{announced_ = size > UINT64_MAX - announced_ \? UINT64_MAX : announced_ \+ size;}{announced_ = size;} :: http_request_limits http_client_stream :: ^http_(request_limits|client_stream)$
+http_client_stream_chunk_cap_off :: io/src/http/client.cpp :: s{if \(cap != kUncapped && announced\(\) > cap\) return kOverCap;\n}{\n} :: http_client_stream :: ^http_client_stream$
+http_query_items_uncapped :: io/src/http/url.cpp :: s{if \(q\.items_\.size\(\) >= max_items\) \{}{if (false) \{} :: http_url http_request_limits :: ^http_(url|request_limits)$
+http_too_many_params_is_500 :: io/src/http/call_handler.hpp :: s{if \(e\.kind\(\) == errc::too_many_params\) return Response::text_body\(400, "too many query or form parameters\\n"\);}{} :: http_request_limits :: ^http_request_limits$
 EOF
 )
 
