@@ -606,6 +606,43 @@ TEST_CASE("client hostile: endless heads, bodies, chunk extensions, trailers and
   });
 }
 
+// A chunk line whose size takes the body past max_body is refused when it
+// arrives, with the error of a Content-Length over it, not after a wait
+// for data the server may never send (here read_timeout and
+// total_timeout are far off): one line of "FFFFFFFFFFFF", or the sum of
+// two lines.
+TEST_CASE("client hostile: a chunk line past max_body is body_too_large at once") {
+  run_checked(2, [] {
+    FdCheck fds;
+    {
+      const auto peer = [](std::string chunks) {
+        return RawPeer([chunks = std::move(chunks)](io::TcpStream& s) {
+          std::string buf;
+          read_head(s, buf);
+          s.write_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks);
+          char tmp[256];
+          while (s.read_some(tmp, sizeof tmp) > 0) {  // until the client closes
+          }
+        });
+      };
+      http::ClientOptions o;
+      o.read_timeout = 10min;
+      o.total_timeout = 10min;
+      o.max_body = 1000;
+      for (const std::string& chunks : {std::string("FFFFFFFFFFFF\r\n"), "1F4\r\n" + std::string(500, 'b') + "\r\n1F5\r\n"}) {
+        RawPeer p = peer(chunks);
+        http::Client c(o);
+        std::string what;
+        const auto got = error_of([&] { sp::with_timeout(slack(5s), [&] { c.get(p.url()); }); }, &what);
+        FIBER_CHECK(got == http::errc::body_too_large);
+        FIBER_CHECK(what.find("response body over 1000 bytes") != std::string::npos);
+        FIBER_CHECK(c.stats().open == 0);
+      }
+    }
+    fds.check();
+  });
+}
+
 // The rule above refuses only chunk lines that outweigh their data: 20,000
 // chunks of one byte each, and big chunks with extensions, come through
 // whole, read whole and streamed.

@@ -428,6 +428,50 @@ TEST_CASE("client stream: download() past max_download is body_too_large, nothin
   });
 }
 
+// read_all(max) and download()'s max_download refuse a body announced
+// past them when it is announced, as request() does for max_body: a
+// Content-Length over the limit, or a chunk line whose size takes the body
+// past it ("FFFFFFFFFFFF", or the second of two lines), with
+// body_too_large at once rather than after read_timeout (10 minutes here;
+// the servers send none of that data). No file is left behind.
+TEST_CASE("client stream: a body announced past read_all's max or max_download is refused at once") {
+  run_checked(2, [] {
+    const auto peer = [](std::string head_and_body) {
+      return RawPeer([all = std::move(head_and_body)](io::TcpStream& s) {
+        std::string buf;
+        read_head(s, buf);
+        s.write_all(all);
+        wait_eof(s);
+      });
+    };
+    const std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::vector<std::string> answers{chunked + "FFFFFFFFFFFF\r\n",
+                                           chunked + "1F4\r\n" + std::string(500, 'b') + "\r\n1F5\r\n",
+                                           "HTTP/1.1 200 OK\r\nContent-Length: 1001\r\n\r\n"};
+    TempDir dir;
+    http::ClientOptions o;
+    o.read_timeout = 10min;
+    o.total_timeout = 10min;
+    http::Client c(o);
+    for (const std::string& answer : answers) {
+      RawPeer p = peer(answer);
+      FIBER_CHECK(error_of([&] {
+                    sp::with_timeout(slack(5s), [&] { c.open("GET", p.url()).read_all(1000); });
+                  }) == http::errc::body_too_large);
+      http::RequestOptions ro;
+      ro.max_download = 1000;
+      FIBER_CHECK(error_of([&] {
+                    sp::with_timeout(slack(5s), [&] { c.download(p.url(), dir.path / "x.bin", ro); });
+                  }) == http::errc::body_too_large);
+    }
+    FIBER_CHECK(dir.names().empty());
+    // At the limit: the whole body.
+    RawPeer at = peer(chunked + "1F4\r\n" + std::string(500, 'b') + "\r\n1F4\r\n" + std::string(500, 'b') +
+                      "\r\n0\r\n\r\n");
+    FIBER_CHECK(c.open("GET", at.url()).read_all(1000).size() == 1000);
+  });
+}
+
 TEST_CASE("client stream: uploads from a generator and from a file, checked at the server") {
   run_checked(2, [] {
     // The server reports what it received: length, framing and a checksum.

@@ -2,6 +2,7 @@
 // (<spindle/io/http/url.hpp>): RFC 3986 5.4's resolution examples, Python's
 // quote / unquote / parse_qsl / urlencode results, and the parse rules the
 // Client shares (io/src/http/url.cpp). Plain string work: no runtime.
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -236,6 +237,47 @@ TEST_CASE("url: QueryParams::parse as Python's parse_qsl(keep_blank_values=True)
   // A bound: items never outnumber the '&'-separated pieces.
   const std::string many(100000, '&');
   CHECK(http::QueryParams::parse(many + "a=1").size() == 1);
+}
+
+// The cap on items (QueryParams::kDefaultMaxItems, 1,000: Django's, PHP's
+// and Node's): "a&a&..." took ~35x its size in items. One past it is
+// errc::too_many_params, raised before the item is made; empty pieces do
+// not count; a caller may raise it (SIZE_MAX: none) or lower it.
+TEST_CASE("url: QueryParams::parse refuses more items than its cap") {
+  const auto items = [](std::size_t n) {
+    std::string s;
+    for (std::size_t i = 0; i < n; ++i) s += "k=v&";
+    return s;
+  };
+  const auto kind = [](auto&& f) {
+    try {
+      f();
+    } catch (const http::Error& e) {
+      return e.kind();
+    }
+    return http::errc{};
+  };
+  CHECK(http::QueryParams::kDefaultMaxItems == 1000);
+  CHECK(http::QueryParams::parse(items(1000)).size() == 1000);
+  CHECK(kind([&] { http::QueryParams::parse(items(1001)); }) == http::errc::too_many_params);
+  CHECK(http::QueryParams::parse("a" + std::string(499'998, '&') + "b").size() == 2);  // empty pieces are free
+  CHECK(http::QueryParams::parse("a&&&b", 2).size() == 2);
+  CHECK(kind([] { http::QueryParams::parse("a&b&c", 2); }) == http::errc::too_many_params);
+  CHECK(kind([] { http::QueryParams::parse("a", 0); }) == http::errc::too_many_params);
+  CHECK(http::QueryParams::parse("", 0).empty());
+  CHECK(http::QueryParams::parse(items(5000), 5000).size() == 5000);
+  CHECK(http::QueryParams::parse(items(5000), SIZE_MAX).size() == 5000);
+  std::string what;
+  try {
+    http::QueryParams::parse(items(3), 2);
+  } catch (const http::Error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("more than 2 query or form parameters") != std::string::npos);
+  // URL::query_params has the same cap and the same way to raise it.
+  const http::URL u("http://h/p?" + items(1001));
+  CHECK(kind([&] { (void)u.query_params(); }) == http::errc::too_many_params);
+  CHECK(u.query_params(1001).size() == 1001);
 }
 
 TEST_CASE("url: QueryParams::encode as Python's urlencode") {

@@ -6,6 +6,7 @@
 
 #include <exception>
 
+#include <spindle/io/http/error.hpp>
 #include <spindle/io/http/server.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/this_fiber.hpp>
@@ -25,6 +26,12 @@ namespace spindle::http::detail {
 // connection ended). A deadline scope around it still raises TimedOut when
 // it is left (cancel.hpp). Each return is a prvalue: the handler's Response
 // is built where the caller's result lives.
+// errc::too_many_params (QueryParams::parse's cap on a query or a form
+// body, which a handler lets pass) is the client's fault, not the
+// handler's: 400, not reported (a client could fill the error log with
+// it), as Django answers its TooManyFieldsSent and Go's ParseForm error
+// is answered. The connection goes on as after any response (a body
+// left unread is drained, or closes it).
 inline Response call_handler(const Handler& handler, Request& req, std::exception_ptr& thrown) {
   try {
     return handler(req);
@@ -33,6 +40,9 @@ inline Response call_handler(const Handler& handler, Request& req, std::exceptio
     thrown = std::current_exception();
   } catch (abi::__forced_unwind&) {
     throw;
+  } catch (const Error& e) {
+    if (e.kind() == errc::too_many_params) return Response::text_body(400, "too many query or form parameters\n");
+    thrown = std::current_exception();
   } catch (...) {
     thrown = std::current_exception();
   }

@@ -7,6 +7,10 @@
 // both sides): each chunk may carry 16 bytes of overhead plus twice its
 // data; past 16 KiB of overhead beyond that, the body is refused
 // (bad_chunk_extension). A single extension over `max_ext` is refused too.
+// It also sums the sizes the chunk lines announce (announced()), so that a
+// reader can refuse a body whose announced chunks take it past its limit
+// as soon as the line arrives, as it refuses a Content-Length over it,
+// rather than wait for data that may never come (server.cpp's BodyReader).
 #pragma once
 
 #include <cstdint>
@@ -86,12 +90,18 @@ class ChunkLines {
       e = boost::beast::http::error::bad_field;
       return;
     }
+    announced_ = size > UINT64_MAX - announced_ ? UINT64_MAX : announced_ + size;
     const std::uint64_t digits = chunk_size_digits(*buf_, ext.data(), size);
     excess_ += digits + ext.size() + 4;  // the size, extensions, the line's CRLF and the data's
     const std::uint64_t allowance = size > (UINT64_MAX - kFree) / 2 ? UINT64_MAX : kFree + 2 * size;
     excess_ = excess_ > allowance ? excess_ - allowance : 0;
     if (excess_ > kMaxExcess) e = boost::beast::http::error::bad_chunk_extension;
   }
+
+  // announced: the data sizes of every chunk line parsed so far, summed
+  // (UINT64_MAX past it): the body's length up to the end of the chunk
+  // under way. Less what was read of the body, what that chunk still owes.
+  std::uint64_t announced() const noexcept { return announced_; }
 
  private:
   static constexpr std::uint64_t kFree = 16;               // bytes of overhead every chunk may carry
@@ -100,6 +110,7 @@ class ChunkLines {
   const boost::beast::flat_buffer* buf_;
   bool refuse_folds_;
   std::uint64_t excess_ = 0;
+  std::uint64_t announced_ = 0;
 };
 
 }  // namespace spindle::http::detail

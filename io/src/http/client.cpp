@@ -1553,8 +1553,29 @@ struct detail::BodyReader {
 #endif
   }
 
-  std::size_t read_some(std::byte* dst, std::size_t n) {
+  // kUncapped, kOverCap: read_some's cap for none, and its answer when
+  // the body announced is over the cap (never a byte count).
+  static constexpr std::uint64_t kUncapped = std::numeric_limits<std::uint64_t>::max();
+  static constexpr std::size_t kOverCap = std::numeric_limits<std::size_t>::max();
+
+  // announced: the body's length as far as the response told it: its
+  // Content-Length, or the sizes of the chunk lines parsed so far (0
+  // when neither: a body framed by the close).
+  std::uint64_t announced() noexcept {  // not const: Lease::conn() is not
+    if (over_h2) return h2_length.value_or(0);
+    if (p.chunked()) return lease && lease->conn().chunk_lines ? lease->conn().chunk_lines->announced() : 0;
+    return p.content_length().value_or(0);
+  }
+
+  // read_some: up to n body bytes. `cap` (read_all's and download()'s
+  // limits): the most body, counted from its start as `bytes`, the caller
+  // takes; once the response announces more (its Content-Length, or a
+  // chunk line such as "FFFFFFFFFFFF"), kOverCap and nothing read, before
+  // any wait for that data: refused when announced, not after
+  // read_timeout.
+  std::size_t read_some(std::byte* dst, std::size_t n, std::uint64_t cap = kUncapped) {
     if (done || n == 0) return 0;
+    if (cap != kUncapped && !failed && announced() > cap) return kOverCap;
 #if SPINDLE_HAVE_HTTP2
     if (!failed && h2.call) {
       std::size_t got = 0;
@@ -1580,6 +1601,9 @@ struct detail::BodyReader {
       auto& b = p.get().body();
       std::size_t got = 0;
       while (got == 0 && !p.is_done()) {
+        // A chunk line parsed (Beast returns after one with no data) is
+        // checked before the wait for its data.
+        if (cap != kUncapped && announced() > cap) return kOverCap;
         b.data = dst;
         b.size = n;
         b.more = true;
@@ -1594,6 +1618,7 @@ struct detail::BodyReader {
     std::size_t got = 0;
     try {
       got = deadline ? with_deadline(*deadline, body) : body();
+      if (got == kOverCap) return got;
     } catch (const TimedOut&) {
       fail();  // ours: the read timeout or the total deadline (a caller's scope surfaces as Cancelled here)
       if (deadline && Clock::now() >= *deadline)
@@ -1640,15 +1665,21 @@ std::string StreamedResponse::read_all(std::size_t max) {
   // stacks are 64 KiB by default).
   std::string out;
   std::size_t have = 0;
+  const auto too_large = [&] {
+    close();
+    return Error(errc::body_too_large, "response body over " + std::to_string(max) + " bytes (" + url + ")");
+  };
+  // The body read before, and `max` more: a Content-Length or a chunk
+  // line that announces more is refused before its data is waited for.
+  const std::uint64_t cap = detail::sat_add<std::uint64_t>(bytes_read(), max);
   for (;;) {
     grow_for_read(out, have, max);
-    const std::size_t n = read_some(out.data() + have, out.size() - have);
+    if (!r_) break;
+    const std::size_t n = r_->read_some(reinterpret_cast<std::byte*>(out.data() + have), out.size() - have, cap);
+    if (n == detail::BodyReader::kOverCap) throw too_large();
     if (n == 0) break;
     have += n;
-    if (have > max) {
-      close();
-      throw Error(errc::body_too_large, "response body over " + std::to_string(max) + " bytes (" + url + ")");
-    }
+    if (have > max) throw too_large();
   }
   out.resize(have);
   return out;
@@ -1825,7 +1856,12 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
     // Fill the buffer before writing: fewer, larger file writes.
     std::size_t have = 0;
     while (have < buf.size()) {
-      const std::size_t n = s.read_some(std::span<std::byte>(buf).subspan(have));
+      // A chunk line that takes the body past the cap is refused when it
+      // comes, as a Content-Length over it is (above).
+      const std::size_t n = s.r_ ? s.r_->read_some(buf.data() + have, buf.size() - have,
+                                                   cap ? *cap : detail::BodyReader::kUncapped)
+                                 : 0;
+      if (n == detail::BodyReader::kOverCap) throw too_large();
       if (n == 0) break;
       have += n;
     }

@@ -231,6 +231,7 @@ class HttpCategory : public std::error_category {
       case errc::invalid_url: return "invalid URL";
       case errc::connect_failed: return "connect failed";
       case errc::malformed_request: return "malformed request";
+      case errc::too_many_params: return "too many query or form parameters";
     }
     return "unknown http error";
   }

@@ -546,12 +546,15 @@ class BodyReader final : public BodySource {
   // (Request::trailers); Beast adds them to the head's list, and
   // head_fields (head_fields.hpp) tells them apart. head_charge: what the
   // head's fields cost max_head (field_charge); the trailer's count on.
-  BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const ServerOptions& opt,
-             Clock::time_point whole_deadline, Headers& trailers, const detail::HeadFields& head_fields,
-             std::size_t head_charge)
+  // chunks: the parser's chunk-line callback, which sums the sizes the
+  // chunk lines announce (load and drain refuse on them: `read`).
+  BodyReader(detail::Transport& s, beast::flat_buffer& buf, Parser& p, const detail::ChunkLines& chunks,
+             const ServerOptions& opt, Clock::time_point whole_deadline, Headers& trailers,
+             const detail::HeadFields& head_fields, std::size_t head_charge)
       : s_(s),
         buf_(buf),
         p_(p),
+        chunks_(chunks),
         opt_(opt),
         whole_deadline_(whole_deadline),
         trailers_(trailers),
@@ -564,11 +567,95 @@ class BodyReader final : public BodySource {
     if (!p.is_done() && opt.body_timeout.count() > 0) stream_deadline_ = spindle::detail::deadline_after(opt.body_timeout);
   }
 
-  std::size_t read_some(std::span<std::byte> out) override {
+  std::size_t read_some(std::span<std::byte> out) override { return read(out, kUncapped); }
+
+  void load(std::string& into, std::size_t limit) override {
+    if (p_.is_done()) return;
+    check_usable();
+    if (whole_deadline_ == kNoDeadline) return load_all(into, limit);
+    try {
+      with_deadline(whole_deadline_, [&] { load_all(into, limit); });
+    } catch (const TimedOut&) {
+      fail_ = Fail::timeout;  // the request's own deadline (an outer one passes)
+      throw error();
+    }
+  }
+
+  std::size_t limit() const noexcept override { return opt_.max_body; }
+
+  bool done() const { return p_.is_done(); }
+  Fail failed() const { return fail_; }
+  // usable: no failure and no interrupted read: the connection can still
+  // be framed.
+  bool usable() const { return fail_ == Fail::none && !broken_; }
+  // The client waits for our 100 Continue before it sends the body.
+  bool awaiting_continue() const { return expect_continue_ && !continue_sent_ && !p_.is_done(); }
+
+  // drain: reads and discards the rest of the body, at most `max` bytes.
+  // True when the body ended (the connection can serve a next request).
+  // Not tried when the client still waits for 100 Continue (it may never
+  // send the body) or a Content-Length says more than `max` is left; given
+  // up as soon as a chunk line says so (read's cap).
+  // Not inlined: its 4 KiB sink would sit in serve_conn's frame, under
+  // which every request and every idle wait then run one page deeper
+  // (a stack page each idle connection keeps: docs/benchmarks.md "Idle
+  // connections").
+  //
+  // The whole drain has read_timeout (30 s, nginx's lingering_time), not
+  // what is left of body_timeout: the response waits for it, and a client
+  // dripping a body nobody asked for (a POST to a 404) held its connection
+  // and an unanswered request for up to 300 s. Past it, the response goes
+  // out with Connection: close and the connection lingers.
+  [[gnu::noinline]] bool drain(std::size_t max) {
+    if (p_.is_done()) return true;
+    if (!usable() || (expect_continue_ && !continue_sent_)) return false;
+    if (const auto cl = p_.content_length(); cl && *cl - received_ > max) return false;
+    std::array<std::byte, 4096> sink;  // fiber stacks are small (64 KiB)
+    std::size_t got = 0;
+    // The body ends within `max` only if no more than that is left of it.
+    const std::uint64_t cap = detail::sat_add<std::uint64_t>(received_, max);
+    const auto all = [&] {
+      while (got <= max) {
+        const std::size_t n = read(sink, cap);
+        if (n == kOverCap) return false;
+        if (n == 0) return true;
+        got += n;
+      }
+      return false;
+    };
+    try {
+      if (opt_.read_timeout.count() <= 0) return all();
+      return with_deadline(spindle::detail::deadline_after(opt_.read_timeout), all);
+    } catch (const Error&) {
+      return false;
+    } catch (const TimedOut&) {
+      return false;  // a read was cut short: not usable(), the connection closes
+    }
+  }
+
+ private:
+  // kUncapped, kOverCap: read's cap for none, and its answer when the
+  // cap is passed (never a byte count: a span is never that large).
+  static constexpr std::uint64_t kUncapped = std::numeric_limits<std::uint64_t>::max();
+  static constexpr std::size_t kOverCap = std::numeric_limits<std::size_t>::max();
+
+  // read: read_some, which the handler's reads are; load and drain give a
+  // `cap`: the most body (in bytes from its start, as received_) they
+  // may take. Once the chunk lines announce more than that (one
+  // "FFFFFFFFFFFF\r\n" line), read returns kOverCap, nothing read: the
+  // body is refused at its line, as a Content-Length over the limit is at
+  // the head, instead of after a wait for its data (up to read_timeout,
+  // the connection held and the client unanswered). The parser is left
+  // between two of Beast's steps: usable() stays true.
+  std::size_t read(std::span<std::byte> out, std::uint64_t cap) {
     if (out.empty() || p_.is_done()) return 0;
     check_usable();
     send_continue();
     for (;;) {
+      // Before every wait for bytes, a chunk line parsed included (Beast
+      // returns after one with no data): a size the reader cannot take is
+      // refused now, not after the wait for data that may never come.
+      if (p_.chunked() && chunks_.announced() > cap) return kOverCap;
       auto& b = p_.get().body();
       b.data = out.data();
       b.size = out.size();
@@ -607,75 +694,18 @@ class BodyReader final : public BodySource {
     }
   }
 
-  void load(std::string& into, std::size_t limit) override {
-    if (p_.is_done()) return;
-    check_usable();
-    if (whole_deadline_ == kNoDeadline) return load_all(into, limit);
-    try {
-      with_deadline(whole_deadline_, [&] { load_all(into, limit); });
-    } catch (const TimedOut&) {
-      fail_ = Fail::timeout;  // the request's own deadline (an outer one passes)
-      throw error();
-    }
-  }
 
-  std::size_t limit() const noexcept override { return opt_.max_body; }
-
-  bool done() const { return p_.is_done(); }
-  Fail failed() const { return fail_; }
-  // usable: no failure and no interrupted read: the connection can still
-  // be framed.
-  bool usable() const { return fail_ == Fail::none && !broken_; }
-  // The client waits for our 100 Continue before it sends the body.
-  bool awaiting_continue() const { return expect_continue_ && !continue_sent_ && !p_.is_done(); }
-
-  // drain: reads and discards the rest of the body, at most `max` bytes.
-  // True when the body ended (the connection can serve a next request).
-  // Not tried when the client still waits for 100 Continue (it may never
-  // send the body) or a Content-Length says more than `max` is left.
-  // Not inlined: its 4 KiB sink would sit in serve_conn's frame, under
-  // which every request and every idle wait then run one page deeper
-  // (a stack page each idle connection keeps: docs/benchmarks.md "Idle
-  // connections").
-  //
-  // The whole drain has read_timeout (30 s, nginx's lingering_time), not
-  // what is left of body_timeout: the response waits for it, and a client
-  // dripping a body nobody asked for (a POST to a 404) held its connection
-  // and an unanswered request for up to 300 s. Past it, the response goes
-  // out with Connection: close and the connection lingers.
-  [[gnu::noinline]] bool drain(std::size_t max) {
-    if (p_.is_done()) return true;
-    if (!usable() || (expect_continue_ && !continue_sent_)) return false;
-    if (const auto cl = p_.content_length(); cl && *cl - received_ > max) return false;
-    std::array<std::byte, 4096> sink;  // fiber stacks are small (64 KiB)
-    std::size_t got = 0;
-    const auto all = [&] {
-      while (got <= max) {
-        const std::size_t n = read_some(sink);
-        if (n == 0) return true;
-        got += n;
-      }
-      return false;
-    };
-    try {
-      if (opt_.read_timeout.count() <= 0) return all();
-      return with_deadline(spindle::detail::deadline_after(opt_.read_timeout), all);
-    } catch (const Error&) {
-      return false;
-    } catch (const TimedOut&) {
-      return false;  // a read was cut short: not usable(), the connection closes
-    }
-  }
-
- private:
   // load_all: load without its deadline. `into` grows with the bytes that
   // arrive (by what came so far, 4 to 64 KiB a read), never
   // to an announced Content-Length ahead of them: a peer that announces a
   // large body and sends it slowly holds only what it sent. A
   // Content-Length over the limit is refused before any body byte (and
-  // before 100 Continue); a chunked body one byte past it.
+  // before 100 Continue); a chunked body at the chunk line that takes it
+  // past the limit (read's cap), or one byte past it.
   void load_all(std::string& into, std::size_t limit) {
     const std::size_t base = into.size();
+    // The body so far (received_) and what `into` may still take.
+    const std::uint64_t cap = base > limit ? received_ : detail::sat_add<std::uint64_t>(received_, limit - base);
     std::size_t want = limit == std::numeric_limits<std::size_t>::max() ? limit : limit + 1;
     const auto cl = p_.content_length();
     if (cl) {
@@ -707,7 +737,11 @@ class BodyReader final : public BodySource {
           const std::size_t room = std::clamp<std::size_t>(have - base, 4 * 1024, 64 * 1024);
           into.resize(have + std::min(room, want - have));
         }
-        const std::size_t n = read_some(std::as_writable_bytes(std::span(into)).subspan(have));
+        const std::size_t n = read(std::as_writable_bytes(std::span(into)).subspan(have), cap);
+        if (n == kOverCap) {
+          fail_ = Fail::too_large;
+          throw error();
+        }
         have += n;
         if (n == 0) break;
       }
@@ -789,6 +823,7 @@ class BodyReader final : public BodySource {
   detail::Transport& s_;
   beast::flat_buffer& buf_;
   Parser& p_;
+  const detail::ChunkLines& chunks_;
   const ServerOptions& opt_;
   const Clock::time_point whole_deadline_;
   Headers& trailers_;
@@ -1811,7 +1846,7 @@ void Server::State::serve_conn(Conn& c) {
         return;
       }
 #endif
-      BodyReader body(s, buf, p, opt, deadline, req.trailers, head_fields, head_charge);
+      BodyReader body(s, buf, p, check_ext, opt, deadline, req.trailers, head_fields, head_charge);
       // refuse: a body that failed is answered by reject, which writes and
       // lingers; what the request held goes first (up to max_body of body,
       // and Beast's list with a trailer section refused for its fields).

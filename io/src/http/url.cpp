@@ -418,13 +418,19 @@ std::string url_decode(std::string_view s, bool plus_as_space) {
   return out;
 }
 
-QueryParams QueryParams::parse(std::string_view raw) {
+QueryParams QueryParams::parse(std::string_view raw, std::size_t max_items) {
   QueryParams q;
   while (!raw.empty()) {
     const std::size_t amp = raw.find('&');
     const std::string_view piece = raw.substr(0, amp);
     raw = amp == std::string_view::npos ? std::string_view{} : raw.substr(amp + 1);
     if (piece.empty()) continue;
+    // Checked before the item is made: what a refused input cost is the
+    // cap's items, whatever its length.
+    if (q.items_.size() >= max_items) {
+      throw Error(errc::too_many_params, "spindle::http: more than " + std::to_string(max_items) +
+                                             " query or form parameters (QueryParams::parse's max_items)");
+    }
     const std::size_t eq = piece.find('=');
     q.items_.emplace_back(url_decode(piece.substr(0, eq), true),
                           eq == std::string_view::npos ? std::string() : url_decode(piece.substr(eq + 1), true));

@@ -118,7 +118,9 @@ struct ClientOptions {
   // trailer may hold, and the 1xx heads before a response: at most 5 (as
   // Go's client), each under max_head.
   std::size_t max_head = 64 * 1024;
-  std::size_t max_body = 64u << 20;     // response body; more: body_too_large
+  // Response body; more: body_too_large, as soon as a Content-Length or a
+  // chunk line announces more (before its data).
+  std::size_t max_body = 64u << 20;
   std::string user_agent = "spindle-http";
   // A pooled connection idle this long is closed (an HTTP/2 one once its
   // last stream ended this long ago), and an origin with nothing left
@@ -207,8 +209,9 @@ struct RequestOptions {
   std::filesystem::path body_file = {};
   // max_download: download() only: the most bytes written to the file. A
   // Content-Length over it is errc::body_too_large before any file is
-  // made; a body that passes it while streaming, the same error, the
-  // temporary removed. None (the default): no limit but total_timeout, as
+  // made; a body that passes it while streaming (or a chunk line that
+  // announces more, before its data), the same error, the temporary
+  // removed. None (the default): no limit but total_timeout, as
   // curl's --max-filesize is off by default; set it for URLs a peer gave.
   std::optional<std::uint64_t> max_download = {};
   // expect_continue: a request with a body is sent with
@@ -268,7 +271,8 @@ class StreamedResponse {
   // 1 MiB whatever max is); empty at the end.
   SPINDLE_MAY_SUSPEND std::string read_chunk(std::size_t max = 64 * 1024);
   // read_all: the rest of the body as one string; more than max bytes is
-  // errc::body_too_large (and closes the connection).
+  // errc::body_too_large (and closes the connection), raised as soon as
+  // the Content-Length or a chunk line announces more (before its data).
   SPINDLE_MAY_SUSPEND std::string read_all(std::size_t max = 64u << 20);
 
   // done: the whole body was read (the connection went back or closed).

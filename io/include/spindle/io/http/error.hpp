@@ -26,6 +26,7 @@ enum class errc {
   invalid_url,         // not http://host[:port][/path]
   connect_failed,      // any other connect failure (unreachable, DNS)
   malformed_request,   // server side: a streamed request body's chunked framing is bad
+  too_many_params,     // QueryParams::parse: more items than its max_items (a server answers 400)
 };
 
 const std::error_category& http_category() noexcept;

@@ -131,7 +131,10 @@ struct Request {
 
   // path / query: target split at the first '?' (query without it), as
   // on the wire (still percent-encoded). query_params: query() decoded
-  // (QueryParams::parse: '+' is a space, repeated keys kept in order).
+  // (QueryParams::parse: '+' is a space, repeated keys kept in order; more
+  // than max_items is http::Error(errc::too_many_params), which the server
+  // answers 400 if the handler lets it pass). A form body is parsed the
+  // same way: QueryParams::parse(req.body).
   std::string_view path() const noexcept;
   // decoded_path: path() percent-decoded ('+' stays '+', %2F becomes '/'),
   // what the Router's literal segments compare against (aiohttp's
@@ -144,7 +147,9 @@ struct Request {
   // strings"); a guard that refuses a prefix is not fooled.
   std::string decoded_path() const;
   std::string_view query() const noexcept;
-  QueryParams query_params() const { return QueryParams::parse(query()); }
+  QueryParams query_params(std::size_t max_items = QueryParams::kDefaultMaxItems) const {
+    return QueryParams::parse(query(), max_items);
+  }
   // param: a path parameter by name ("" when absent).
   std::string_view param(std::string_view name) const noexcept;
   // json: body parsed as JSON, keys in the body's order (a repeated key:

@@ -15,8 +15,9 @@
 //  - Requests are read one after another, so pipelined requests are
 //    answered in order. Keep-alive unless the request (HTTP/1.0 without
 //    keep-alive, or Connection: close) or the Response (close) says no.
-//  - A head over max_head bytes gets 431, a body over max_body 413,
-//    anything Beast cannot parse 400; each of these closes the connection
+//  - A head over max_head bytes gets 431, a body over max_body 413 (as
+//    soon as a Content-Length or a chunk line announces it: no wait for
+//    its data), anything Beast cannot parse 400; each of these closes the connection
 //    (the rest of the stream cannot be framed). The server keeps serving.
 //  - A Transfer-Encoding whose final coding is not chunked (or that names
 //    chunked twice, or comes with HTTP/1.0) gets 400, one with a coding
@@ -234,8 +235,10 @@ struct ServerOptions {
   // A chunk line (size and extensions) or a trailer section over
   // max(max_head, 16 KiB): 400 and close.
   std::size_t max_head = 16 * 1024;
-  // Body over this many bytes (Content-Length or chunks): 413 and close.
-  // Not applied to a body streamed to its handler.
+  // Body over this many bytes (Content-Length or chunks): 413 and close,
+  // when the Content-Length or the chunk line that takes the body past it
+  // arrives (before its data). Not applied to a body streamed to its
+  // handler (but to its load_body()).
   std::size_t max_body = 1024 * 1024;
   // stream_bodies: a Server built from a plain Handler calls it right after
   // the head for every request, the body unread (Request::body_streamed()).
@@ -245,7 +248,8 @@ struct ServerOptions {
   // A request body its handler did not read to the end is drained after
   // the handler returns if at most this many bytes remain (the connection
   // is kept); a longer one (or one whose client still waits for
-  // 100 Continue) closes the connection after the response.
+  // 100 Continue) closes the connection after the response, without
+  // waiting for the data once its Content-Length or a chunk line says so.
   std::size_t max_drain = 256 * 1024;
   // minimal: no Date and Server fields (for benchmarks; the protocol's
   // response is status line, Content-Length and Content-Type only).

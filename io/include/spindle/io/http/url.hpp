@@ -57,9 +57,20 @@ class QueryParams {
   // pieces ("a=1&&b=2") are skipped. As Python's parse_qsl(raw,
   // keep_blank_values=True): "a&b=" gives [("a", ""), ("b", "")]. A leading
   // '?' is part of the first key, as in Python (Request::query() and
-  // URL::query() have none). Memory: at most one item per '&' and the
-  // decoded text, so proportional to raw.size().
-  static QueryParams parse(std::string_view raw);
+  // URL::query() have none).
+  // max_items: more items than this (empty pieces do not count) is
+  // http::Error(errc::too_many_params), raised when the next item is found,
+  // before it is decoded or stored: an item costs ~70 bytes beside its
+  // text (two strings and the list's slot), so an input of "a&a&..." took
+  // ~35x its size (1 MiB of body: 524,287 items, +35 MB). The default,
+  // kDefaultMaxItems (1,000), is Django's DATA_UPLOAD_MAX_NUMBER_FIELDS,
+  // PHP's max_input_vars and Node's querystring maxKeys: far above any
+  // form a person fills in, and ~70 KB at most beside the text. Raise it
+  // for a form that needs more (SIZE_MAX: no cap). A handler that lets the
+  // error pass gets 400 from the server (docs/http.md "URLs and query
+  // strings").
+  static constexpr std::size_t kDefaultMaxItems = 1000;
+  static QueryParams parse(std::string_view raw, std::size_t max_items = kDefaultMaxItems);
 
   // add: appends (key, value), keeping pairs of the same key.
   void add(std::string_view key, std::string_view value);
@@ -129,10 +140,13 @@ class URL {
   // path: encoded, as given ("" is possible: "http://h", "?q").
   const std::string& path() const noexcept { return path_; }
   // query: encoded, without '?'. has_query: a '?' was given ("x?" has an
-  // empty one). query_params: query() parsed (QueryParams::parse).
+  // empty one). query_params: query() parsed (QueryParams::parse, with
+  // its cap on items).
   const std::string& query() const noexcept { return query_; }
   bool has_query() const noexcept { return has_query_; }
-  QueryParams query_params() const { return QueryParams::parse(query_); }
+  QueryParams query_params(std::size_t max_items = QueryParams::kDefaultMaxItems) const {
+    return QueryParams::parse(query_, max_items);
+  }
   // fragment: encoded, without '#'; has_fragment: a '#' was given.
   const std::string& fragment() const noexcept { return fragment_; }
   bool has_fragment() const noexcept { return has_fragment_; }
