@@ -337,6 +337,8 @@ helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p-
 helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
 event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\) \{\s*mu_\.lock\(\);\s*mu_\.unlock\(\);\s*\}}{~Event() \x7b\x7d} :: sync_teardown :: ^sync_teardown$
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
+io_read_exact_eof_uncounted :: io/src/stream_ops.hpp :: s{have, n\);\n(\s*\}\n\s*have \+= got;)}{0, n);\n$1} :: io_stream io_fd_stream :: ^io_(stream|fd_stream)$
+io_read_exact_error_unwrapped :: io/src/stream_ops.hpp :: s{throw IncompleteRead\(e, have, n\);}{throw;} :: io_stream :: ^io_stream$
 EOF
 )
 
