@@ -339,6 +339,7 @@ event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\)
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
 io_read_exact_eof_uncounted :: io/src/stream_ops.hpp :: s{have, n\);\n(\s*\}\n\s*have \+= got;)}{0, n);\n$1} :: io_stream io_fd_stream :: ^io_(stream|fd_stream)$
 io_read_exact_error_unwrapped :: io/src/stream_ops.hpp :: s{throw IncompleteRead\(e, have, n\);}{throw;} :: io_stream :: ^io_stream$
+io_accept_network_errno_thrown :: io/src/tcp.cpp :: s{if \(connection_failed\(err\)\) \{}{if (false) \{} :: io_hooks :: ^io_hooks$
 EOF
 )
 

@@ -440,7 +440,11 @@ class TcpListener {
   static TcpListener bind(const Endpoint& ep, ListenOptions o = {});
 
   // accept: the next connection (nonblocking, close-on-exec). `peer`, when
-  // given, receives its address.
+  // given, receives its address. An errno that is one connection's failure
+  // (ECONNABORTED, EPROTO, and the network errors and EPERM that accept(2)
+  // says to retry) is retried, paced after 8 in a row; descriptor
+  // exhaustion as ListenOptions::on_accept_error says; any other errno
+  // throws (docs/io.md "A connection that fails in accept").
   SPINDLE_MAY_SUSPEND TcpStream accept(Endpoint* peer = nullptr);
   Endpoint local_endpoint() const;
   void close() noexcept;
