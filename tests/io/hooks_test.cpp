@@ -1,9 +1,11 @@
 // hooks_test.cpp: io behaviour a test cannot provoke from outside, driven
-// through io/src/test_hooks.hpp. This program alone compiles its own copy
-// of tcp.cpp with SPINDLE_IO_TEST_HOOKS (tests/io/CMakeLists.txt).
+// through io/src/test_hooks.hpp. This program alone compiles its own copies
+// of tcp.cpp and udp.cpp with SPINDLE_IO_TEST_HOOKS (tests/io/CMakeLists.txt).
 //  - accept4 failing with the errnos accept(2) says to retry (a pending
 //    network error of the connection, a firewall's EPERM): accept retries
 //    them and returns the next connection; any other errno still throws.
+//  - UdpSocket::connect held in the middle, with a receiver on another
+//    thread: no datagram of the peer is lost.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,8 +13,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spindle/io/all.hpp>
@@ -62,6 +66,47 @@ int queued_connection(const io::TcpListener& l) {
   const int fd = connect_loopback(l.local_endpoint().port());
   REQUIRE(fd >= 0);
   return fd;
+}
+
+// ---- UDP connect ----------------------------------------------------------
+
+// The receiver the udp_connect hook starts on a thread of its own while
+// connect is held at the point: what it received, and when it is done.
+struct Window {
+  io::UdpSocket* sock = nullptr;     // the socket being connected
+  io::UdpSocket* late_peer = nullptr;  // if set: sends "new" to sock first
+  std::mutex mu;
+  std::condition_variable cv;
+  bool received = false;  // guarded by mu
+  std::string got;        // guarded by mu
+  std::thread receiver;
+  std::atomic<int> calls{0};
+};
+Window* window = nullptr;
+
+// Held at the point until the receiver took a datagram, or for a second:
+// a receiver that must wait for connect (the fixed code, once connected)
+// cannot finish before, and one that need not has its datagram by then.
+int hold_connect(hooks::Point p, int) {
+  if (p != hooks::Point::udp_connect || window == nullptr) return 0;
+  Window& w = *window;
+  w.calls.fetch_add(1);
+  if (w.late_peer != nullptr) {
+    // The kernel has the new peer: its datagram is queued from now on.
+    w.late_peer->send_to("new", 3, w.sock->local_endpoint());
+  }
+  w.receiver = std::thread([&w] {
+    char buf[32];
+    io::Endpoint from;
+    const io::Received r = w.sock->recv_from(buf, sizeof buf, from);
+    std::lock_guard lk(w.mu);
+    w.got.assign(buf, r.size);
+    w.received = true;
+    w.cv.notify_all();
+  });
+  std::unique_lock lk(w.mu);
+  w.cv.wait_for(lk, std::chrono::seconds(1), [&] { return w.received; });
+  return 0;
 }
 
 }  // namespace
@@ -119,5 +164,72 @@ TEST_CASE("accept retries the network errnos accept(2) says to, and EPERM; any o
     FIBER_CHECK(l.accept().is_open());
     ::close(c2);
     ::close(c3);
+  });
+}
+
+// The review's race: a fiber (here a thread, to hold the two apart for
+// certain) receives while connect runs. Before, connect dropped the
+// strangers' datagrams queued ahead of the peer's by peeking at the head
+// and then discarding "the head": a receiver that took the peeked datagram
+// in between made connect discard the next one, the peer's ("genuine"
+// never came). Now connect drops nothing; recv filters.
+TEST_CASE("udp connect beside a receiver on another thread loses no datagram of the peer") {
+  run_checked(2, [] {
+    auto a = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    auto peer = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    auto stranger = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    stranger.send_to("forged", 6, a.local_endpoint());
+    peer.send_to("genuine", 7, a.local_endpoint());
+    Window w;
+    w.sock = &a;
+    window = &w;
+    {
+      HookGuard g(hold_connect);
+      a.connect(peer.local_endpoint());
+    }
+    w.receiver.join();
+    window = nullptr;
+    FIBER_CHECK(w.calls.load() == 1);
+    // The receiver ran while connect did: either datagram is its to take
+    // (the stranger's, as if it had run first, or the peer's).
+    FIBER_CHECK((w.got == "forged" || w.got == "genuine"));
+    std::string next = "nothing";
+    if (w.got == "forged") {
+      char buf[32];
+      try {
+        const io::Received r = sp::with_timeout(slack(std::chrono::seconds(5)), [&] { return a.recv(buf, sizeof buf); });
+        next.assign(buf, r.size);
+      } catch (const sp::TimedOut&) {
+      }
+      FIBER_CHECK(next == "genuine");
+    }
+  });
+}
+
+// Connected to one peer, then to another while a receiver waits: the new
+// peer's datagram, queued as soon as the kernel switched peers, is checked
+// against the new peer, not the old (it would be dropped as a stranger's):
+// the receiver waits for connect to finish (peer_mu_).
+TEST_CASE("udp reconnect: a datagram of the new peer that comes mid-connect reaches the receiver") {
+  run_checked(2, [] {
+    auto a = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    auto p1 = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    auto p2 = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    a.connect(p1.local_endpoint());
+    Window w;
+    w.sock = &a;
+    w.late_peer = &p2;
+    window = &w;
+    {
+      HookGuard g(hold_connect);
+      a.connect(p2.local_endpoint());
+    }
+    // A second datagram, so a receiver that dropped "new" returns this one
+    // (a failed check) instead of waiting for ever.
+    p2.send_to("next", 4, a.local_endpoint());
+    w.receiver.join();
+    window = nullptr;
+    FIBER_CHECK(w.calls.load() == 1);
+    FIBER_CHECK(w.got == "new");
   });
 }
