@@ -73,6 +73,16 @@ bool connection_failed(int err) noexcept {
 // each; more in a row than this is likely an errno that persists).
 constexpr int kImmediateRetries = 8;
 
+// pace: the pause before accept tries again after an errno that may last
+// (exhaustion, or connection_failed's past kImmediateRetries): 1 ms,
+// doubling up to 100 ms. Sleeping, not retrying at once: what ends the
+// spell is another fiber's doing (or the kernel's), and a busy retry
+// would starve it on a one-worker runtime. A cancellation point.
+void pace(std::chrono::milliseconds& backoff) {
+  backoff = std::clamp(backoff * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
+  spindle::sleep_for(backoff);
+}
+
 // A socket fd not yet handed to the reactor: closed on every exit.
 struct FdGuard {
   int fd;
@@ -525,8 +535,7 @@ TcpStream TcpListener::accept(Endpoint* peer) {
           std::fprintf(stderr, "spindle::io: accept on %s: %s; retrying\n", sock_name(d->fd, false).to_string().c_str(),
                        std::error_code(err, std::system_category()).message().c_str());
         }
-        backoff = std::clamp(backoff * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
-        spindle::sleep_for(backoff);
+        pace(backoff);
         continue;
       }
       if (err == EMFILE || err == ENFILE) {
@@ -558,8 +567,7 @@ TcpStream TcpListener::accept(Endpoint* peer) {
           std::fprintf(stderr, "spindle::io: accept on %s: %s; retrying until descriptors free up\n",
                        sock_name(d->fd, false).to_string().c_str(), ec.message().c_str());
         }
-        backoff = std::clamp(backoff * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
-        spindle::sleep_for(backoff);
+        pace(backoff);
         continue;
       }
       throw_errno(err, "spindle::io: accept");
