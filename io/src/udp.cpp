@@ -133,7 +133,7 @@ void UdpSocket::connect(const Endpoint& peer) {
   }
   (void)SPINDLE_IO_TEST_POINT(udp_connect, d->fd);  // nothing outside the io_hooks test (test_hooks.hpp)
   peer_ = peer;
-  // release; pairs with the acquire in recv_impl: a receiver that sees
+  // release; pairs with the acquire in recv_filtered: a receiver that sees
   // true takes peer_mu_ and so sees peer_.
   connected_.store(true, std::memory_order_release);
 }
