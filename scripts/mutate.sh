@@ -160,9 +160,9 @@ io_communicate_stdout_on_owner :: io/src/process.cpp :: s{if \(out_\.is_open\(\)
 io_spawn_keeps_fds :: io/src/process.cpp :: s{posix_spawn_file_actions_addclosefrom_np\(&a\.fa, close_from\)}{0} :: io_process :: ^io_process$
 io_spawn_nul_unchecked :: io/src/process.cpp :: s{for \(const auto& arg : argv\) detail::no_nul\(arg, "spawn: an argument"\);}{} :: io_process :: ^io_process$
 io_read_file_nul_unchecked :: io/src/fs.cpp :: s{detail::no_nul_path\(path, "read_file: the path"\);}{} :: io_file :: ^io_file$
-io_udp_connect_keeps_strangers :: io/src/udp.cpp :: s{\(void\)::recv\(d->fd, nullptr, 0, MSG_DONTWAIT \| MSG_TRUNC\);}{break;} :: io_udp :: ^io_udp$
+io_udp_connect_keeps_strangers :: io/src/udp.cpp :: s{if \(!connected_\.load\(std::memory_order_acquire\)\)}{if (true)} :: io_udp :: ^io_udp$
 io_pass_fds_not_kept :: io/src/process.cpp :: s{posix_spawn_file_actions_adddup2\(&a\.fa, fd, fd\)}{0} :: io_process :: ^io_process$
-io_udp_connect_mapped_peer_dropped :: io/src/udp.cpp :: s{return v6\.address\(\) == "::ffff:" \+ v4\.address\(\);}{return false;} :: io_udp :: ^io_udp$
+io_udp_connect_mapped_peer_dropped :: io/src/udp.cpp :: s{return IN6_IS_ADDR_V4MAPPED\(&v6->sin6_addr\) && std::memcmp\(&v6->sin6_addr\.s6_addr\[12\], &v4->sin_addr, 4\) == 0;}{return false;} :: io_udp :: ^io_udp$
 io_resolve_nul_unchecked :: io/src/endpoint.cpp :: s{detail::no_nul\(host, "resolve: the host"\);}{} :: io_endpoint :: ^io_endpoint$
 http_body_file_nul_unanswered :: io/src/http/server.cpp :: s{\} catch \(const std::invalid_argument&\) \{\n\s*failed = true;  // a path with a NUL byte\n\s*\}}{\}} :: http_server_stream :: ^http_server_stream$
 ws_origin_default_port_kept :: io/src/http/ws_origin.cpp :: s{if \(!port\.empty\(\) && authority\.ends_with\(port\)\)}{if (false)} :: http_websocket :: ^http_websocket$
@@ -353,6 +353,11 @@ http_chunk_announced_last_only :: io/src/http/chunk_lines.hpp :: s{announced_ = 
 http_client_stream_chunk_cap_off :: io/src/http/client.cpp :: s{if \(cap != kUncapped && announced\(\) > cap\) return kOverCap;\n}{\n} :: http_client_stream :: ^http_client_stream$
 http_query_items_uncapped :: io/src/http/url.cpp :: s{if \(q\.items_\.size\(\) >= max_items\) \{}{if (false) \{} :: http_url http_request_limits :: ^http_(url|request_limits)$
 http_too_many_params_is_500 :: io/src/http/call_handler.hpp :: s{if \(e\.kind\(\) == errc::too_many_params\) return Response::text_body\(400, "too many query or form parameters\\n"\);}{} :: http_request_limits :: ^http_request_limits$
+io_read_exact_eof_uncounted :: io/src/stream_ops.hpp :: s{have, n\);\n(\s*\}\n\s*have \+= got;)}{0, n);\n$1} :: io_stream io_fd_stream :: ^io_(stream|fd_stream)$
+io_read_exact_error_unwrapped :: io/src/stream_ops.hpp :: s{throw IncompleteRead\(e, have, n\);}{throw;} :: io_stream :: ^io_stream$
+io_accept_network_errno_thrown :: io/src/tcp.cpp :: s{if \(connection_failed\(err\)\) \{}{if (false) \{} :: io_hooks :: ^io_hooks$
+io_udp_recv_filter_unlocked :: io/src/udp.cpp :: s{std::lock_guard lk\(peer_mu_\);\n(\s*for \(;;\) \{)}{$1} :: io_hooks :: ^io_hooks$
+io_udp_connect_filter_unlocked :: io/src/udp.cpp :: s{std::lock_guard lk\(peer_mu_\);\n(\s*if \(::connect)}{$1} :: io_hooks :: ^io_hooks$
 EOF
 )
 

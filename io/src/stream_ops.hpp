@@ -64,19 +64,32 @@ std::size_t ready_write_iov(Descriptor* d, FdKind kind, const iovec* iov, std::s
 // FdKind). Returns writev's result with errno as writev left it.
 ssize_t writev_nosigpipe(int fd, const iovec* iov, int cnt) noexcept;
 
-// read_exact: exactly n bytes through s.read_some(p, n); io::error::eof if
-// the stream ends first (the bytes read so far are in p). *done counts
-// the bytes in p as they come, for a caller that must know them when a
-// wait throws (stream_read_exact).
+// read_exact: exactly n bytes through s.read_some(p, n). If the stream
+// ends first, IncompleteRead (error.hpp) with io::error::eof; if a read
+// fails, IncompleteRead with that read's code and text; either way the
+// bytes read so far are in p and partial() counts them (before, the
+// caller could not tell a stream that ended between messages from one
+// cut in the middle of one). *done counts the bytes in p as they come,
+// for a caller that must know them when a wait throws (stream_read_exact).
 template <class S>
 void read_exact(S& s, void* p, std::size_t n, std::size_t* done = nullptr) {
   auto* b = static_cast<char*>(p);
-  while (n > 0) {
-    const std::size_t got = s.read_some(b, n);
-    if (got == 0) throw std::system_error(make_error_code(error::eof), "spindle::io: read_exact");
-    b += got;
-    n -= got;
-    if (done != nullptr) *done += got;
+  std::size_t have = 0;
+  while (have < n) {
+    std::size_t got;
+    try {
+      got = s.read_some(b + have, n - have);
+    } catch (const std::system_error& e) {
+      throw IncompleteRead(e, have, n);
+    }
+    if (got == 0) {
+      throw IncompleteRead(make_error_code(error::eof),
+                           "spindle::io: read_exact: the stream ended after " + std::to_string(have) + " of " +
+                               std::to_string(n) + " bytes",
+                           have, n);
+    }
+    have += got;
+    if (done != nullptr) *done = have;
   }
 }
 
@@ -350,7 +363,8 @@ inline void unread(StreamTurns& t, const void* p, std::size_t n) {
 // they read in the caller's buffer. Before, the part was lost and the
 // next read_exact returned a frame shifted by it, with no error (a peer
 // that sends half frames around the caller's timeout chose the shift).
-// An I/O error or the end of stream leaves them in p, as documented.
+// An I/O error or the end of stream leaves them in p and throws
+// IncompleteRead, which counts them.
 template <class S>
 void stream_read_exact(S& s, void* p, std::size_t n) {
   StreamTurns* t = StreamAccess::turns(s);

@@ -28,6 +28,7 @@
 #include "errno_now.hpp"
 #include "reactor.hpp"
 #include "stream_ops.hpp"
+#include "test_hooks.hpp"
 
 namespace spindle::io {
 
@@ -38,6 +39,49 @@ using detail::Reactor;
 using detail::throw_errno;
 
 namespace {
+
+// connection_failed: accept4's errno is a failure of the connection it
+// took, not of the listener, so the next try may succeed. accept(2):
+// "Linux accept() passes already-pending network errors on the new socket
+// as an error code from accept() ... the application should ... treat
+// them like EAGAIN by retrying. In the case of TCP/IP, these are
+// ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH,
+// EOPNOTSUPP, and ENETUNREACH", and EPERM: "Firewall rules forbid
+// connection". Thrown, they ended every accept loop (http::Server's
+// stops serving), so one peer's fate could stop a server. (EPROTO, with
+// EINTR and ECONNABORTED, was retried before; it stays so, unpaced.)
+bool connection_failed(int err) noexcept {
+  switch (err) {
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+#ifdef ENONET
+    case ENONET:
+#endif
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case EPERM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// kImmediateRetries: connection_failed errnos in a row that accept retries
+// at once before it paces its tries (a peer's failing connections are one
+// each; more in a row than this is likely an errno that persists).
+constexpr int kImmediateRetries = 8;
+
+// pace: the pause before accept tries again after an errno that may last
+// (exhaustion, or connection_failed's past kImmediateRetries): 1 ms,
+// doubling up to 100 ms. Sleeping, not retrying at once: what ends the
+// spell is another fiber's doing (or the kernel's), and a busy retry
+// would starve it on a one-worker runtime. A cancellation point.
+void pace(std::chrono::milliseconds& backoff) {
+  backoff = std::clamp(backoff * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
+  spindle::sleep_for(backoff);
+}
 
 // A socket fd not yet handed to the reactor: closed on every exit.
 struct FdGuard {
@@ -446,6 +490,7 @@ TcpListener TcpListener::bind(std::string_view host, std::uint16_t port, ListenO
 TcpStream TcpListener::accept(Endpoint* peer) {
   Descriptor* d = checked(d_, "spindle::io: accept on a closed listener");
   auto backoff = std::chrono::milliseconds(0);  // nonzero: in a spell of exhaustion
+  int failed_in_a_row = 0;                      // connection_failed errnos since the last EAGAIN
   for (;;) {
     const std::uint64_t s = d->rd.state.load(std::memory_order_acquire);
     if (s & Dir::kClosed) throw std::system_error(detail::closed_error(d), "spindle::io: accept");
@@ -456,7 +501,13 @@ TcpStream TcpListener::accept(Endpoint* peer) {
       {
         Inflight in(d);
         if (!in.ok()) throw std::system_error(detail::closed_error(d), "spindle::io: accept");
-        fd = ::accept4(d->fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        // 0 outside the io_hooks test (test_hooks.hpp): accept4 always runs.
+        if (const int injected = SPINDLE_IO_TEST_POINT(accept, d->fd); injected != 0) {
+          detail::set_errno_now(injected);
+          fd = -1;
+        } else {
+          fd = ::accept4(d->fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        }
       }
       if (fd >= 0) {
         // Ready stays set: under edge triggering we accept until EAGAIN.
@@ -468,10 +519,25 @@ TcpStream TcpListener::accept(Endpoint* peer) {
       const int err = detail::errno_now();  // this loop waits (errno_now.hpp)
       if (err == EAGAIN || err == EWOULDBLOCK) {
         d->rd.clear_on_eagain(s);
+        failed_in_a_row = 0;  // the queue was drained: a new row begins
         continue;
       }
       // The connection died in the queue: try the next one.
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      if (connection_failed(err)) {
+        // Retried at once a few times in a row, then paced as exhaustion
+        // is (without its hook, which frees descriptors): an errno that
+        // persists, as a security module's EPERM does (it refuses before
+        // a connection is taken), then costs one syscall per 100 ms, not
+        // a core spinning.
+        if (++failed_in_a_row <= kImmediateRetries) continue;
+        if (backoff.count() == 0) {
+          std::fprintf(stderr, "spindle::io: accept on %s: %s; retrying\n", sock_name(d->fd, false).to_string().c_str(),
+                       std::error_code(err, std::system_category()).message().c_str());
+        }
+        pace(backoff);
+        continue;
+      }
       if (err == EMFILE || err == ENFILE) {
         // Linux takes the descriptor before it looks at the backlog, so
         // out of descriptors accept4 fails whether or not a connection
@@ -501,8 +567,7 @@ TcpStream TcpListener::accept(Endpoint* peer) {
           std::fprintf(stderr, "spindle::io: accept on %s: %s; retrying until descriptors free up\n",
                        sock_name(d->fd, false).to_string().c_str(), ec.message().c_str());
         }
-        backoff = std::clamp(backoff * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
-        spindle::sleep_for(backoff);
+        pace(backoff);
         continue;
       }
       throw_errno(err, "spindle::io: accept");

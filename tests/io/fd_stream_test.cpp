@@ -124,6 +124,32 @@ TEST_CASE("pipe round trip of 8 MiB through write_all / read_exact, both directi
   });
 }
 
+// FdStream shares read_exact with TcpStream (stream_ops.hpp): the same
+// IncompleteRead with the count of bytes that came.
+TEST_CASE("pipe read_exact cut by the writer's close is IncompleteRead with its count") {
+  run_checked(1, [] {
+    auto [r, w] = make_pipe();
+    auto in = io::FdStream::adopt(r);
+    auto out = io::FdStream::adopt(w);
+    out.write_all("abc");
+    out.close();
+    char buf[8];
+    std::size_t partial = 99, expected = 0;
+    std::error_code ec;
+    try {
+      in.read_exact(buf, sizeof buf);
+    } catch (const io::IncompleteRead& e) {
+      partial = e.partial();
+      expected = e.expected();
+      ec = e.code();
+    }
+    FIBER_CHECK(ec == io::error::eof);
+    FIBER_CHECK(partial == 3);
+    FIBER_CHECK(expected == 8);
+    FIBER_CHECK(std::string(buf, 3) == "abc");
+  });
+}
+
 TEST_CASE("buffer sequences: read_some over mutable buffers, end of stream as io::error::eof") {
   run_checked(1, [] {
     auto [r, w] = make_pipe();

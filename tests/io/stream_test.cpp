@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,53 @@ TEST_CASE("a read_exact cut short by a timeout loses none of the bytes it had") 
     char rest[8];
     FIBER_CHECK(code_of([&] { b.read_exact(rest, sizeof rest); }) == std::error_code());
     FIBER_CHECK(std::string(rest, sizeof rest) == "CCCCCCCC");
+  });
+}
+
+// read_exact's failure counts what came (asyncio's IncompleteReadError):
+// a frame cut short tells apart from a stream that ended between frames,
+// and the bytes that came are in the caller's buffer. Before, both were a
+// bare std::system_error(io::error::eof) with no count.
+TEST_CASE("read_exact fails with IncompleteRead, counting the bytes that came") {
+  run_checked(2, [] {
+    auto [a, b] = stream_pair();
+    a.write_all("0123456789");
+    a.shutdown();
+    char frame[16];
+    std::optional<io::IncompleteRead> cut;
+    try {
+      b.read_exact(frame, sizeof frame);
+    } catch (const io::IncompleteRead& e) {
+      cut = e;
+    }
+    FIBER_CHECK(cut.has_value());
+    if (cut) {
+      FIBER_CHECK(cut->code() == io::error::eof);
+      FIBER_CHECK(cut->partial() == 10);
+      FIBER_CHECK(cut->expected() == 16);
+      FIBER_CHECK(std::string(cut->what()).find("10 of 16") != std::string::npos);
+    }
+    FIBER_CHECK(std::string(frame, 10) == "0123456789");
+    // Between frames: nothing came.
+    std::optional<io::IncompleteRead> clean;
+    try {
+      b.read_exact(frame, 4);
+    } catch (const io::IncompleteRead& e) {
+      clean = e;
+    }
+    FIBER_CHECK(clean && clean->partial() == 0 && clean->expected() == 4 && clean->code() == io::error::eof);
+    // A catch written for the plain system_error still catches it.
+    FIBER_CHECK(code_of([&] { b.read_exact(frame, 1); }) == io::error::eof);
+    // An I/O error is IncompleteRead too, with that error's code: a closed
+    // stream fails its first read.
+    b.close();
+    std::optional<io::IncompleteRead> closed;
+    try {
+      b.read_exact(frame, 2);
+    } catch (const io::IncompleteRead& e) {
+      closed = e;
+    }
+    FIBER_CHECK(closed && closed->code() == io::error::closed && closed->partial() == 0);
   });
 }
 

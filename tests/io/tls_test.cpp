@@ -497,6 +497,51 @@ TEST_CASE("TLS data after the handshake: a bare TCP close is truncated, a cancel
   CHECK(open_fds() == fds);
 }
 
+// TlsStream's read_exact counts what came as TcpStream's does: after
+// close_notify it is io::error::eof, after a bare TCP close
+// tls_error::truncated, both io::IncompleteRead with the plaintext count.
+TEST_CASE("TLS read_exact cut short is IncompleteRead with its count, eof or truncated") {
+  certs();
+  run_checked(2, [] {
+    auto l = io::TcpListener::bind("127.0.0.1", 0);
+    auto sctx = server_ctx();
+    for (const bool notify : {true, false}) {
+      auto peer = sp::spawn([&] {
+        io::TlsStream s = io::TlsStream::server(l.accept(), sctx);
+        s.write_all("partial");
+        if (notify) {
+          s.shutdown();  // close_notify
+        } else {
+          s.next_layer().shutdown();  // FIN without close_notify
+        }
+        char b[16];
+        try {
+          while (s.read_some(b, sizeof b) > 0) {
+          }
+        } catch (const std::system_error&) {
+        }
+      });
+      io::TlsStream s = io::TlsStream::connect("localhost", l.local_endpoint().port(), client_ctx());
+      char buf[16];
+      std::size_t partial = 99, expected = 0;
+      std::error_code ec;
+      try {
+        s.read_exact(buf, sizeof buf);
+      } catch (const io::IncompleteRead& e) {
+        partial = e.partial();
+        expected = e.expected();
+        ec = e.code();
+      }
+      FIBER_CHECK(ec == (notify ? std::error_code(io::error::eof) : std::error_code(io::tls_error::truncated)));
+      FIBER_CHECK(partial == 7);
+      FIBER_CHECK(expected == 16);
+      FIBER_CHECK(std::string(buf, 7) == "partial");
+      s.close();
+      peer.join();
+    }
+  });
+}
+
 // tls.hpp: a write cut short fails later writes, not reads. Before
 // 2026-11-30 a read of kReadChunk (17 KiB) or more after one failed with
 // write_interrupted (it read the socket through the TcpStream, which the

@@ -100,9 +100,13 @@ TEST_CASE("udp connect drops datagrams that others sent before it, keeps the pee
     auto b = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
     stranger.send_to("forged", 6, b.local_endpoint());
     peer.send_to("early", 5, b.local_endpoint());
+    stranger.send_to("behind", 6, b.local_endpoint());  // behind the peer's: dropped too
     b.connect(peer.local_endpoint());
     got = b.recv(buf, sizeof buf);
     FIBER_CHECK(std::string(buf, got.size) == "early");
+    peer.send_to("later", 5, b.local_endpoint());
+    got = b.recv(buf, sizeof buf);
+    FIBER_CHECK(std::string(buf, got.size) == "later");
     // The same on a dual-stack socket connected to an IPv4 peer, whose
     // datagrams it hears from ::ffff:127.0.0.1 (once taken for a stranger's).
     std::optional<io::UdpSocket> d6;

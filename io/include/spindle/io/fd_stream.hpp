@@ -89,7 +89,8 @@ class FdStream : public detail::BufferStreamOps<FdStream> {
   // in ec; Cancelled / TimedOut still throw.
   SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n, std::error_code& ec);
-  // read_exact: exactly n bytes; io::error::eof if the stream ends first.
+  // read_exact: exactly n bytes; io::IncompleteRead (io::error::eof, with
+  // the count of bytes that came) if the stream ends first: as TcpStream's.
   SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
   // read_until / read_to_end: as TcpStream's (tcp.hpp).
   SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,

@@ -309,9 +309,13 @@ class TcpStream : public detail::BufferStreamOps<TcpStream> {
   // read_iov: one readv of at most kMaxIov entries; 0 with ec clear at end
   // of stream. The building block of the overloads above.
   SPINDLE_MAY_SUSPEND std::size_t read_iov(const iovec* iov, std::size_t cnt, std::error_code& ec);
-  // read_exact: exactly n bytes; io::error::eof if the stream ends first
-  // (the bytes read so far are in p). Cancelled or timed out part way:
-  // the bytes it had are put back, and the next read returns them first.
+  // read_exact: exactly n bytes (asyncio's readexactly). If the stream
+  // ends first, or a read fails, io::IncompleteRead (error.hpp): a
+  // std::system_error whose code() is io::error::eof (or the read's
+  // error) and whose partial() counts the bytes read so far, which are in
+  // p[0, partial()); partial() == 0 at eof is a stream that ended between
+  // messages. Cancelled or timed out part way: the bytes it had are put
+  // back, and the next read returns them first.
   SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
   // write_some: at least one byte (waits while the socket buffer is full).
   SPINDLE_MAY_SUSPEND std::size_t write_some(const void* p, std::size_t n);
@@ -436,7 +440,11 @@ class TcpListener {
   static TcpListener bind(const Endpoint& ep, ListenOptions o = {});
 
   // accept: the next connection (nonblocking, close-on-exec). `peer`, when
-  // given, receives its address.
+  // given, receives its address. An errno that is one connection's failure
+  // (ECONNABORTED, EPROTO, and the network errors and EPERM that accept(2)
+  // says to retry) is retried, paced after 8 in a row; descriptor
+  // exhaustion as ListenOptions::on_accept_error says; any other errno
+  // throws (docs/io.md "A connection that fails in accept").
   SPINDLE_MAY_SUSPEND TcpStream accept(Endpoint* peer = nullptr);
   Endpoint local_endpoint() const;
   void close() noexcept;

@@ -168,6 +168,9 @@ class TlsStream : public detail::BufferStreamOps<TlsStream> {
   // errors in ec; Cancelled / TimedOut still throw.
   SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND std::size_t read_some(void* p, std::size_t n, std::error_code& ec);
+  // read_exact: as TcpStream's (io::IncompleteRead with the count of bytes
+  // that came); a peer that closes without close_notify part way is
+  // IncompleteRead with tls_error::truncated, after close_notify io::error::eof.
   SPINDLE_MAY_SUSPEND void read_exact(void* p, std::size_t n);
   SPINDLE_MAY_SUSPEND std::size_t read_until(std::string& buf, std::string_view delim,
                                              std::size_t max_size);

@@ -6,11 +6,19 @@
 // waiting in the same direction gets std::errc::operation_in_progress);
 // close(), moves and the destructor must not run while another fiber is
 // inside a call; sockets must be closed before their runtime ends. A closed
-// or moved-from socket reports io::error::closed (error.hpp).
+// or moved-from socket reports io::error::closed (error.hpp). connect may
+// run while another fiber (on any worker) is in recv or recv_from: no
+// datagram from the new peer is dropped for it.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string_view>
 
 #include <spindle/io/endpoint.hpp>
@@ -36,7 +44,7 @@ struct Received {
 class UdpSocket {
  public:
   UdpSocket() noexcept = default;
-  UdpSocket(UdpSocket&& o) noexcept : d_(o.d_) { o.d_ = nullptr; }
+  UdpSocket(UdpSocket&& o) noexcept;
   UdpSocket& operator=(UdpSocket&& o) noexcept;
   ~UdpSocket() { close(); }
 
@@ -48,8 +56,14 @@ class UdpSocket {
 
   // connect: sets the default peer (send/recv then talk to it only; the
   // kernel drops datagrams from others). No packet is sent. Datagrams from
-  // others that arrived before it (the socket was bound first) are dropped
-  // too, up to the first from the peer.
+  // others that arrived before it (the socket was bound first, or
+  // connected to another peer) are dropped too: from then on recv and
+  // recv_from return only the peer's datagrams. A recv running while the
+  // first connect does may return one from before it, as if it had run
+  // first; a datagram the kernel took in from the new peer is never
+  // dropped, whichever thread each call runs on. Does not suspend; may
+  // wait (a mutex, not the fiber) while a recv on another thread takes a
+  // datagram. Calling it again changes the peer.
   void connect(const Endpoint& peer);
 
   // send_to: one datagram of n bytes to `to`; waits while the send buffer
@@ -74,7 +88,18 @@ class UdpSocket {
   explicit UdpSocket(detail::Descriptor* d) noexcept : d_(d) {}
   SPINDLE_MAY_SUSPEND std::size_t send_impl(const void* p, std::size_t n, const Endpoint* to);
   SPINDLE_MAY_SUSPEND Received recv_impl(void* p, std::size_t n, Endpoint* from);
+  // recv_filtered: one recvmsg, or, once connected, recvmsgs until one is
+  // the peer's (under peer_mu_); -1 with errno as recvmsg set it.
+  ssize_t recv_filtered(int fd, msghdr& m, sockaddr_storage& ss, iovec& iov);
   detail::Descriptor* d_ = nullptr;
+  // The connected peer's filter (udp.cpp): peer_mu_ is held by connect
+  // across connect(2) and the write of peer_, and by a connected socket's
+  // recv across its recvmsg and the check. A leaf lock, held only around
+  // nonblocking syscalls (never across a wait). peer_: guarded by
+  // peer_mu_. connected_: any thread, atomic; set once connect succeeded.
+  std::mutex peer_mu_;
+  Endpoint peer_;
+  std::atomic<bool> connected_{false};
 };
 
 }  // namespace spindle::io
