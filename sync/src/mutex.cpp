@@ -231,10 +231,14 @@ void Mutex::unlock() {
 // that also clears WAITERS/WOKEN after the pop, where the code before the
 // count had a fetch_and. Measured (spindle_bench_table
 // --filter=mutex_contention, alternated with the build before the count,
-// 2026-12-01, 2-core VM): see docs/benchmarks.md "mutex_contention after
-// the Mutex teardown fix". The first counted version took mu_ for every
-// counted unlock, even when a newcomer had locked again (+13% at 2
-// workers); one that cleared LOCKED under mu_ cost +45%. What would cost
+// 2-core VM; docs/benchmarks.md "The wake check outside the spin lock
+// again"): against the build before the count, 1 worker +6..11%, 2
+// workers +15..17% (three sets of 5 rounds). The first counted version
+// took mu_ for every counted unlock, even when a newcomer had locked
+// again (1 worker +16%, 2 workers +22% in the same set); one that cleared
+// LOCKED under mu_ cost +45%. A release that always counts (fetch_add,
+// then fetch_sub when nothing is to be done) cost far more at 2 workers
+// (a second RMW on the common path). What would cost
 // nothing is a wait list outside the mutex (a parking lot keyed by its
 // address, as futexes and WebKit's locks have): an unlock would then never
 // touch the mutex after its release. Not done.
