@@ -358,6 +358,7 @@ io_read_exact_error_unwrapped :: io/src/stream_ops.hpp :: s{throw IncompleteRead
 io_accept_network_errno_thrown :: io/src/tcp.cpp :: s{if \(connection_failed\(err\)\) \{}{if (false) \{} :: io_hooks :: ^io_hooks$
 io_udp_recv_filter_unlocked :: io/src/udp.cpp :: s{std::lock_guard lk\(peer_mu_\);\n(\s*for \(;;\) \{)}{$1} :: io_hooks :: ^io_hooks$
 io_udp_connect_filter_unlocked :: io/src/udp.cpp :: s{std::lock_guard lk\(peer_mu_\);\n(\s*if \(::connect)}{$1} :: io_hooks :: ^io_hooks$
+io_udp_filter_on_given_address :: io/src/udp.cpp :: s{peer_ = Endpoint::from_sockaddr\(reinterpret_cast<sockaddr\*>\(&ss\), len\);}{peer_ = peer;} :: io_udp :: ^io_udp$
 EOF
 )
 

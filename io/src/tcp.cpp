@@ -519,7 +519,10 @@ TcpStream TcpListener::accept(Endpoint* peer) {
       const int err = detail::errno_now();  // this loop waits (errno_now.hpp)
       if (err == EAGAIN || err == EWOULDBLOCK) {
         d->rd.clear_on_eagain(s);
-        failed_in_a_row = 0;  // the queue was drained: a new row begins
+        // The queue was drained: a new row begins, and a later spell of
+        // failures starts its pacing (and its stderr line) afresh.
+        failed_in_a_row = 0;
+        backoff = std::chrono::milliseconds(0);
         continue;
       }
       // The connection died in the queue: try the next one.

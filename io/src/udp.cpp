@@ -132,7 +132,17 @@ void UdpSocket::connect(const Endpoint& peer) {
     throw std::system_error(err, std::system_category(), "spindle::io: udp connect " + peer.to_string());
   }
   (void)SPINDLE_IO_TEST_POINT(udp_connect, d->fd);  // nothing outside the io_hooks test (test_hooks.hpp)
-  peer_ = peer;
+  // The filter compares with the peer the kernel took, which may not be
+  // the address given: 0.0.0.0:P is connected as 127.0.0.1:P (:: as ::1),
+  // and datagrams then come from there. Filtering on the given address
+  // dropped every one of the peer's (a review's repro, 2026-12-02).
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(d->fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    peer_ = Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+  } else {
+    peer_ = peer;  // not expected after a connect that succeeded
+  }
   // release; pairs with the acquire in recv_filtered: a receiver that sees
   // true takes peer_mu_ and so sees peer_.
   connected_.store(true, std::memory_order_release);

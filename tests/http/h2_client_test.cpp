@@ -134,9 +134,7 @@ TEST_CASE("h2 client: request bodies (whole, generator, file) arrive whole, larg
       for (std::string piece; !(piece = q.read_body_chunk()).empty();) all += piece;
       return http::Response::text_body(200, std::to_string(all.size()) + ":" + std::to_string(std::hash<std::string>{}(all)));
     }, http::Body::stream);
-    http::ServerOptions so;
-    so.stream_bodies = true;  // a plain Handler (LiveServer): the body streams, past max_body
-    LiveServer srv(std::move(r), so);
+    LiveServer srv(std::move(r));  // Body::stream: the route streams its body, past max_body
     http::Client c(h2c());
     const std::string big = pattern(3 << 20);
     const std::string want = std::to_string(big.size()) + ":" + std::to_string(std::hash<std::string>{}(big));
@@ -195,7 +193,6 @@ TEST_CASE("h2 client: expect_continue sends the body after 100 Continue, never a
     r.post("/whole", [](http::Request& q) { return http::Response::text_body(200, std::to_string(q.body.size())); });
     http::ServerOptions so;
     so.max_body = 64 * 1024;
-    so.stream_bodies = true;  // a plain Handler (LiveServer): the Router loads /whole's body itself
     LiveServer srv(std::move(r), so);
     auto gen_of = [&](std::size_t total) {
       auto at = std::make_shared<std::size_t>(0);

@@ -99,7 +99,6 @@ TEST_CASE("request limits: a chunk line past max_body is 413 at once, on every w
       }, http::Body::stream);
       http::ServerOptions o = patient();
       o.max_body = 1000;
-      o.stream_bodies = true;  // as Server(Router) takes it (LiveServer holds the Router as a Handler)
       LiveServer srv(std::move(r), o);
       FIBER_CHECK(exchange(srv.port(), with_target("/whole") + "FFFFFFFFFFFF\r\n").starts_with("HTTP/1.1 413 "));
       FIBER_CHECK(exchange(srv.port(), with_target("/load") + chunk(10) + "3E9\r\n").starts_with("HTTP/1.1 413 "));
@@ -153,7 +152,6 @@ TEST_CASE("request limits: a streamed handler's reads are not held to max_body")
     }, http::Body::stream);
     http::ServerOptions o = patient();
     o.max_body = 1000;
-    o.stream_bodies = true;  // as Server(Router) takes it (LiveServer holds the Router as a Handler)
     LiveServer srv(std::move(r), o);
     const std::string got = exchange(srv.port(), kChunkedClose + chunk(100'000) + "0\r\n\r\n");
     FIBER_CHECK(got.starts_with("HTTP/1.1 200 "));

@@ -131,6 +131,26 @@ TEST_CASE("udp connect drops datagrams that others sent before it, keeps the pee
   });
 }
 
+// connect to a wildcard address: Linux connects 0.0.0.0:P as 127.0.0.1:P
+// (and :: as ::1), and the peer's datagrams come from there. The filter
+// must compare with that address, not the one given (it dropped them all,
+// and recv waited for ever).
+TEST_CASE("udp connect to a wildcard address hears its peer") {
+  run_checked(1, [] {
+    auto a = io::UdpSocket::bind(io::Endpoint("0.0.0.0", 0));
+    auto b = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));
+    b.connect(a.local_endpoint());  // 0.0.0.0:port
+    FIBER_CHECK(b.send("hi") == 2);
+    char buf[8];
+    io::Endpoint from;
+    const io::Received got = a.recv_from(buf, sizeof buf, from);
+    FIBER_CHECK(std::string(buf, got.size) == "hi");
+    FIBER_CHECK(a.send_to("back", 4, from) == 4);
+    const auto answer = sp::with_timeout(std::chrono::seconds(5), [&] { return b.recv(buf, sizeof buf); });
+    FIBER_CHECK(std::string(buf, answer.size) == "back");
+  });
+}
+
 TEST_CASE("cancelling a fiber blocked in udp recv leaks no fd") {
   run_checked(2, [] {
     auto keep = io::UdpSocket::bind(io::Endpoint("127.0.0.1", 0));  // creates the epoll instances
