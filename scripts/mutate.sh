@@ -341,7 +341,7 @@ mutex_count_dropped_before_wait_list :: sync/src/mutex.cpp :: s{compare_exchange
 mutex_no_wake_keeps_count :: sync/src/mutex.cpp :: s{st - kUnlocking, std::memory_order_release,}{st, std::memory_order_release,} :: sync_teardown sync_mutex :: ^sync_(teardown|mutex)$
 io_resolve_cap_whole_pool :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound;} :: io_endpoint :: ^io_endpoint$
 io_resolve_cap_zero_for_one_thread :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound / 2;} :: io_endpoint :: ^io_endpoint$
-io_resolve_turns_process_wide :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::current_runtime\(\),}{const Key key\x7bnullptr,} :: io_endpoint :: ^io_endpoint$
+io_resolve_turns_process_wide :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::offload_group_key\(\),}{const Key key\x7bnullptr,} :: io_endpoint :: ^io_endpoint$
 h2_client_probe_never_closes :: io/src/http/h2_client.cpp :: s{const bool silent = probe_deadline_ && Clock::now\(\) >= \*probe_deadline_;}{const bool silent = false;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_client_probe_answer_ignored :: io/src/http/h2_client.cpp :: s{c->probe_deadline_\.reset\(\);}{(void)c;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_client_slot_none_unnamed :: io/src/http/h2_client.cpp :: s{none = c->remote_streams\(\) == 0;}{none = false;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
@@ -359,6 +359,9 @@ io_accept_network_errno_thrown :: io/src/tcp.cpp :: s{if \(connection_failed\(er
 io_udp_recv_filter_unlocked :: io/src/udp.cpp :: s{std::lock_guard lk\(peer_mu_\);\n(\s*for \(;;\) \{)}{$1} :: io_hooks :: ^io_hooks$
 io_udp_connect_filter_unlocked :: io/src/udp.cpp :: s{std::lock_guard lk\(peer_mu_\);\n(\s*if \(::connect)}{$1} :: io_hooks :: ^io_hooks$
 io_udp_filter_on_given_address :: io/src/udp.cpp :: s{peer_ = Endpoint::from_sockaddr\(reinterpret_cast<sockaddr\*>\(&ss\), len\);}{peer_ = peer;} :: io_udp :: ^io_udp$
+io_resolve_inline_takes_turn :: io/src/endpoint.cpp :: s{if \(!spindle::detail::on_offload_thread\(spindle::detail::PoolKind::blocking\)\) \{}{if (true) \{} :: io_endpoint :: ^io_endpoint$
+io_resolve_offload_job_own_turns :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::offload_group_key\(\),}{const Key key\x7bspindle::detail::on_offload_thread(spindle::detail::PoolKind::cpu) ? nullptr : spindle::detail::offload_group_key(),} :: io_endpoint :: ^io_endpoint$
+h2_client_bodiless_announces :: io/src/http/client.cpp :: s{if \(over_h2\) return h2_bodiless \? 0 : h2_length\.value_or\(0\);}{if (over_h2) return h2_length.value_or(0);} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 EOF
 )
 

@@ -11,10 +11,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
-#include <spindle/runtime/detail/io_hook.hpp>
+#include <spindle/runtime/detail/pool_identity.hpp>
 #include <spindle/runtime/offload.hpp>
 #include <spindle/runtime/suspend.hpp>
 #include <spindle/sync/semaphore.hpp>
@@ -160,24 +161,24 @@ namespace {
 // when it is destroyed (run, or dropped unrun). One semaphore, one permit
 // a lookup: no lock order between turns, nothing to deadlock.
 //
-// Where the turns live: a registry keyed by (runtime, cap) holding weak
-// references. Every turn and every wait for one holds a strong reference,
-// so a runtime's semaphore lives exactly while one of its lookups holds or
-// waits for a turn, and is made anew (all turns free) when none does. A
-// runtime's shutdown ends both (it cancels its fibers, then joins its
-// blocking pool's running jobs), so a later runtime at the same address
-// finds no entry of its predecessor's (unless a fiber abandoned at
-// shutdown still waits for a turn, shield()ed past shutdown_timeout: then
-// a later runtime at that address and cap shares its semaphore, and a
+// Where the turns live: a registry keyed by (offload group, cap) holding
+// weak references (the group: the offload pools blocking() uses from here,
+// detail::offload_group_key: a fiber's runtime's, and also an offload()
+// job's of that runtime, or the process-wide ones for plain threads).
+// Every turn and every wait for one holds a strong reference, so a group's
+// semaphore lives exactly while one of its lookups holds or waits for a
+// turn, and is made anew (all turns free) when none does. A runtime's
+// shutdown ends both (it cancels its fibers, then joins its blocking
+// pool's running jobs), so a later runtime whose pools sit at the same
+// address finds no entry of its predecessor's (unless a fiber abandoned
+// at shutdown still waits for a turn, shield()ed past shutdown_timeout:
+// then a later group at that address and cap shares its semaphore, and a
 // turn handed to the abandoned waiter is lost to it).
-// Off a worker (a plain thread, a pool thread) the runtime is nullptr:
-// callers whose pools have the same cap share one semaphore. For plain
-// threads, which all use the process-wide pool, that is exact. Two gaps,
-// as io cannot tell a pool thread's runtime: a lookup from an offload()
-// job goes to its runtime's blocking pool on the shared turns, beside
-// that runtime's fibers' lookups (up to twice the cap there); one from a
-// blocking() job runs inline on that job's thread (run_offload), which it
-// held already, and waits for a shared turn there.
+// A lookup made on a blocking-pool thread (inside a blocking() job) takes
+// no turn: it runs inline on the thread its job holds already (run_offload,
+// step 1), so it takes no thread from the pool. Were it to wait for a turn
+// there, every thread of the pool could wait for turns whose lookups are
+// queued behind them (a review's finding, 2026-12-02).
 
 // lookup_cap: turns of a blocking pool of `bound` threads: half of it, at
 // least 1 (a one-thread pool would otherwise never resolve), at most
@@ -193,9 +194,9 @@ class TurnRegistry {
   // runtime's; off a worker: see above). Never suspends.
   std::shared_ptr<Semaphore> turns() {
     // The bound of the pool blocking() would use from here (not created by
-    // this), and the runtime that owns it.
+    // this), and the group it belongs to.
     const unsigned bound = spindle::detail::offload_pool_stats(spindle::detail::PoolKind::blocking).bound;
-    const Key key{spindle::detail::current_runtime(), lookup_cap(bound)};
+    const Key key{spindle::detail::offload_group_key(), lookup_cap(bound)};
     std::lock_guard lk(mu_);
     if (auto live = live_[key].lock()) return live;
     // A miss: drop the entries nobody holds (ended runtimes, idle ones),
@@ -253,9 +254,13 @@ std::vector<Endpoint> resolve(std::string_view host, std::string_view service) {
   // the wait), then the job holds it: it goes back when the job is
   // destroyed, run or dropped unrun (a caller cancelled while the job was
   // queued), not when the caller leaves.
-  std::shared_ptr<Semaphore> turns = turn_registry().turns();
-  turns->acquire();
-  Turn turn(std::move(turns));
+  // None on a blocking-pool thread: the lookup runs inline there (above).
+  std::optional<Turn> turn;
+  if (!spindle::detail::on_offload_thread(spindle::detail::PoolKind::blocking)) {
+    std::shared_ptr<Semaphore> turns = turn_registry().turns();
+    turns->acquire();
+    turn.emplace(std::move(turns));
+  }
   // On the blocking pool: getaddrinfo blocks in the kernel (and in nscd,
   // DNS). Returns the error code and the list; the list is built there so
   // a cancelled caller leaves nothing to free.

@@ -76,6 +76,7 @@
 // ThreadStarter::mu_ is a leaf, and no Pool::mu_ is held while a pool
 // thread waits on the starter (prepare() starts threads after unlocking).
 #include <spindle/runtime/detail/deadline.hpp>
+#include <spindle/runtime/detail/pool_identity.hpp>
 #include <spindle/runtime/errors.hpp>
 #include <spindle/runtime/offload.hpp>
 
@@ -588,6 +589,13 @@ OffloadPools& caller_pools() {
 }  // namespace
 
 OffloadPoolStats offload_pool_stats(PoolKind kind) { return caller_pools().stats(kind); }
+
+const void* offload_group_key() { return &caller_pools(); }
+
+bool on_offload_thread(PoolKind kind) noexcept {
+  const Pool* own = current_pool();
+  return own != nullptr && own->kind() == kind;
+}
 
 void start_unlowered_thread(FunctionRef<void()> start) {
   if (const Pool* p = current_pool(); p != nullptr && p->low_priority()) {

@@ -366,6 +366,42 @@ TEST_CASE("h2 client hostile: HEAD and 304 heads whose content-length is over ma
   });
 }
 
+// The same heads through open(), each stream ended by an empty DATA frame
+// 100 ms after its head (allowed): the response is not done when open()
+// returns,
+// and read_all's cap must not take the head's content-length for a body
+// to come (it refused them as body_too_large).
+TEST_CASE("h2 client hostile: streamed HEAD and 304 answers with a large content-length read as empty") {
+  run_checked(2, [] {
+    RawPeer peer([&](io::TcpStream& s) {
+      H2Wire w(s);
+      w.start();
+      static constexpr const char* kCodes[] = {"200", "304"};
+      for (int requests = 0;;) {
+        const Frame f = w.next();
+        if (f.type != kHeaders) continue;
+        const int n = requests++;
+        if (n >= 2) {
+          w.answer(f.stream, "small");
+          continue;
+        }
+        w.send(h2_frame(kHeaders, kEndHeaders, f.stream, status_block(kCodes[n]) + field("content-length", "1048576")));
+        // The end comes later: open() has returned by then, not done.
+        sp::sleep_for(std::chrono::milliseconds(100));
+        w.send(h2_frame(kData, kEndStream, f.stream, ""));
+      }
+    });
+    http::Client c(h2c());
+    auto head = c.open("HEAD", peer.url("/head"));
+    FIBER_CHECK(head.status == 200);
+    FIBER_CHECK(head.read_all(1024).empty());
+    auto cached = c.open("GET", peer.url("/cached"));
+    FIBER_CHECK(cached.status == 304);
+    FIBER_CHECK(cached.read_all(1024).empty());
+    FIBER_CHECK(c.get(peer.url("/small")).text() == "small");
+  });
+}
+
 // 2c. DATA for a dropped call that comes after its RST_STREAM was queued
 // and before it left (the writer busy: here blocked on a server that
 // stops reading an upload) gives the connection's window back too: the

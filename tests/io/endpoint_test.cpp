@@ -254,3 +254,45 @@ TEST_CASE("resolve: each runtime has turns of its own") {
     b.join();
   });
 }
+
+TEST_CASE("resolve: lookups inside blocking() jobs take no turn") {
+  // A lookup inside a blocking() job runs inline on the thread its job
+  // holds: it takes no other thread, so it waits for no turn. Three such
+  // lookups on a pool of 4 (2 turns) all reach the DNS at once; before
+  // 2026-12-02 the third waited for a turn on its pool thread, and
+  // enough such jobs could leave every thread waiting for turns whose
+  // lookups were queued behind them.
+  StuckDns dns;
+  sp::RuntimeOptions o = options(2);
+  o.blocking_threads = 4;
+  run_checked(o, [] {
+    std::vector<sp::Task<void>> jobs;
+    for (int i = 0; i < 3; ++i) {
+      jobs.push_back(sp::spawn([] { sp::blocking([] { io::resolve("localhost", "80"); }); }));
+    }
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == 3; }));
+    StuckDns::answer();
+    for (auto& j : jobs) j.join();
+  });
+}
+
+TEST_CASE("resolve: an offload() job's lookup waits for its runtime's turns") {
+  // The runtime's 2 turns (a pool of 4) are held by its fibers' stuck
+  // lookups; a lookup from an offload() job of the same runtime waits for
+  // one of them (before 2026-12-02 it took a turn of the plain threads'
+  // and a third blocking thread with it).
+  StuckDns dns;
+  sp::RuntimeOptions o = options(2);
+  o.blocking_threads = 4;
+  run_checked(o, [] {
+    auto callers = spawn_lookups(2);
+    FIBER_CHECK(wait_until([] { return g_in_lookup.load() == 2; }));
+    auto job = sp::spawn([] { sp::offload([] { io::resolve("localhost", "80"); }); });
+    // It waits: no third lookup reaches the DNS while the turns are held.
+    sp::sleep_for(std::chrono::milliseconds(200));
+    FIBER_CHECK(g_in_lookup.load() == 2);
+    StuckDns::answer();
+    job.join();
+    for (auto& c : callers) c.join();
+  });
+}

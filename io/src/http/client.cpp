@@ -1512,6 +1512,7 @@ struct detail::BodyReader {
   // p never saw a head (Beast asserts on it).
   bool over_h2 = false;
   std::optional<std::uint64_t> h2_length;
+  bool h2_bodiless = false;  // HEAD's answer, or a 1xx/204/304: no body whatever h2_length says
   std::uint64_t bytes = 0;
   bool done = false;    // the body was read to its end
   bool failed = false;  // a read failed or close() ran first: no connection
@@ -1562,7 +1563,10 @@ struct detail::BodyReader {
   // Content-Length, or the sizes of the chunk lines parsed so far (0
   // when neither: a body framed by the close).
   std::uint64_t announced() noexcept {  // not const: Lease::conn() is not
-    if (over_h2) return h2_length.value_or(0);
+    // A head that allows no body (HEAD's answer, 1xx, 204, 304) announces
+    // none, whatever its content-length says: HTTP/2 may still end its
+    // stream with an empty DATA frame, so the reader is not done yet.
+    if (over_h2) return h2_bodiless ? 0 : h2_length.value_or(0);
     if (p.chunked()) return lease && lease->conn().chunk_lines ? lease->conn().chunk_lines->announced() : 0;
     return p.content_length().value_or(0);
   }
@@ -1781,6 +1785,7 @@ StreamedResponse Client::open(std::string_view method, std::string_view url, Req
         s.url = u.str();
         r->over_h2 = true;
         r->h2_length = r->h2.call->content_length();
+        r->h2_bodiless = meth == "HEAD" || s.status < 200 || s.status == 204 || s.status == 304;
         if (r->h2.call->done()) r->finish();
       } else
 #endif

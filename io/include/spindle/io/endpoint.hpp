@@ -59,9 +59,10 @@ class Endpoint {
 // never answers leave at least half of a pool of two or more threads to
 // file I/O and other blocking() work (a pool of one thread: the lookup
 // may hold it). Runtimes have turns of their own: one runtime's stuck DNS
-// does not hold up another's lookups. Callers off a worker (plain threads,
-// offload()/blocking() jobs) share turns by cap instead (endpoint.cpp has
-// the details). Failure: std::system_error whose message names host and
+// does not hold up another's lookups. An offload() job's lookups take
+// its runtime's turns; plain threads share the process-wide pool's; a
+// lookup inside a blocking() job takes none (it runs inline on the thread
+// its job holds). Failure: std::system_error whose message names host and
 // service.
 SPINDLE_MAY_SUSPEND std::vector<Endpoint> resolve(std::string_view host, std::string_view service);
 
