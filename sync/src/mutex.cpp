@@ -232,11 +232,11 @@ void Mutex::unlock() {
 // count had a fetch_and. Measured (spindle_bench_table
 // --filter=mutex_contention, alternated with the build before the count,
 // 2-core VM; docs/benchmarks.md "The wake check outside the spin lock
-// again"): against the build before the count, 1 worker +6..11%, 2
-// workers +15..17% (three sets of 5 rounds). The first counted version
-// took mu_ for every counted unlock, even when a newcomer had locked
-// again (1 worker +16%, 2 workers +22% in the same set); one that cleared
-// LOCKED under mu_ cost +45%. A release that always counts (fetch_add,
+// again"): against the build before the count, 1 worker +6..17%, 2
+// workers +15..27% (four sets of 5 rounds); against the first counted
+// version, which took mu_ for every counted unlock even when a newcomer
+// had locked again, no gain beyond the spread (kept for the spin lock it
+// no longer takes). One that cleared LOCKED under mu_ cost +45%. A release that always counts (fetch_add,
 // then fetch_sub when nothing is to be done) cost far more at 2 workers
 // (a second RMW on the common path). What would cost
 // nothing is a wait list outside the mutex (a parking lot keyed by its
