@@ -126,7 +126,7 @@ http_json_depth_unchecked :: io/src/http/ordered_json.cpp :: s{if\s*\(stack_\.si
 http_client_head_length_refused :: io/src/http/client.cpp :: s{if\s*\(!p\.is_done\(\) && p\.content_length\(\)}{if (p.content_length()} :: http_client :: ^http_client$
 http_client_field_charge_ignored :: io/src/http/client.cpp :: s{if\s*\(charge > opt\.max_head\)\s*throw}{if (false) throw} :: http_client_hostile :: ^http_client_hostile$
 http_client_trailer_charge_ignored :: io/src/http/client.cpp :: s{if \(!head\.chunked\(\)\) return false;}{return false;} :: http_client_hostile :: ^http_client_hostile$
-io_resolve_turns_not_taken :: io/src/endpoint.cpp :: s{\n  turns->acquire\(\);}{} :: io_endpoint :: ^io_endpoint$
+io_resolve_turns_not_taken :: io/src/endpoint.cpp :: s{\n    turns->acquire\(\);}{} :: io_endpoint :: ^io_endpoint$
 io_resolve_turn_left_with_caller :: io/src/endpoint.cpp :: s{, turn = std::move\(turn\)\]}{]} :: io_endpoint :: ^io_endpoint$
 io_resolve_lookup_not_outside_work :: io/src/endpoint.cpp :: s{\n    const spindle::detail::ExternalWork running;}{} :: io_endpoint :: ^io_endpoint$
 io_connect_no_address_share :: io/src/tcp.cpp :: s{if \(left < 2 \|\| end == kNone\) return kNone;}{return kNone;} :: io_tcp :: ^io_tcp$
