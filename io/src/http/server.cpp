@@ -694,7 +694,6 @@ class BodyReader final : public BodySource {
     }
   }
 
-
   // load_all: load without its deadline. `into` grows with the bytes that
   // arrive (by what came so far, 4 to 64 KiB a read), never
   // to an announced Content-Length ahead of them: a peer that announces a
