@@ -362,6 +362,9 @@ io_udp_filter_on_given_address :: io/src/udp.cpp :: s{peer_ = Endpoint::from_soc
 io_resolve_inline_takes_turn :: io/src/endpoint.cpp :: s{if \(!spindle::detail::on_offload_thread\(spindle::detail::PoolKind::blocking\)\) \{}{if (true) \{} :: io_endpoint :: ^io_endpoint$
 io_resolve_offload_job_own_turns :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::offload_group_key\(\),}{const Key key\x7bspindle::detail::on_offload_thread(spindle::detail::PoolKind::cpu) ? nullptr : spindle::detail::offload_group_key(),} :: io_endpoint :: ^io_endpoint$
 h2_client_bodiless_announces :: io/src/http/client.cpp :: s{if \(over_h2\) return h2_bodiless \? 0 : h2_length\.value_or\(0\);}{if (over_h2) return h2_length.value_or(0);} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+h2_headers_fed_after_writer_end :: io/src/http/h2_server.cpp :: s{\n\s*if \(writer_ended_\) return true;}{} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
+h2_writer_end_flag_late :: io/src/http/h2_server.cpp :: s{\n\s*writer_ended_ = writer_ended_ \|\| end;}{} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
+h2_broken_session_lingers :: io/src/http/h2_server.cpp :: s{return broken_ \? WriterEnd::cut : released}{return released} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
 EOF
 )
 

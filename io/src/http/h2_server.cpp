@@ -55,6 +55,7 @@
 #include "h2_mem.hpp"
 #include "limits.hpp"
 #include "../idle_wait.hpp"
+#include "../test_hooks.hpp"
 #include "call_handler.hpp"
 
 #include <nghttp2/nghttp2.h>
@@ -379,6 +380,14 @@ class H2Conn {
   // during the lingering close).
   bool client_goaway_ = false;
   bool broken_ = false;         // a session call failed: end now
+  // writer_ended_: the writer decided to end, or returned (any way: a
+  // GOAWAY done, a failed write, a failed session). Nothing the session
+  // makes from here is ever sent, so feed drops what the reader still
+  // reads (the linger's reads) rather than hand it to the session: a
+  // HEADERS would start a handler whose answer nobody writes, holding a
+  // stream slot and its memory until the connection's end. Cleared by
+  // run() (a released connection's next run).
+  bool writer_ended_ = false;
   // Rapid reset (Http2Options::reset_burst, reset_rate): a token bucket of
   // the client's resets of streams it opened, refilled by the clock.
   double reset_tokens_ = 0;
@@ -1039,6 +1048,8 @@ bool H2Conn::feed(const void* p, std::size_t n) {
   ssize_t rv = 0;
   {
     std::lock_guard lk(mu_);
+    // Read and dropped: no frame of them can be answered (writer_ended_).
+    if (writer_ended_) return true;
     rv = nghttp2_session_mem_recv(s_, static_cast<const uint8_t*>(p), n);
     // Frames queued for a client that keeps sending and reads nothing.
     // max_outbound_ack bounds only SETTINGS and PING acks: before our
@@ -1206,8 +1217,9 @@ bool H2Conn::may_release() const {
 // writer: the connection fiber's loop (file comment). Returns when the
 // connection is done (ended): the client went, the session wants nothing
 // more, or a GOAWAY (ours) has no stream left behind it; when a write
-// failed or timed out (cut); or when it was released (the reader agreed
-// and stopped).
+// failed or timed out, or a session call failed (cut: no linger); or when
+// it was released (the reader agreed and stopped). From the pass that
+// decides to end, no stream starts (writer_ended_).
 H2Conn::WriterEnd H2Conn::writer() {
   std::string out;
   const ServerOptions& o = env_.opt;
@@ -1247,7 +1259,10 @@ H2Conn::WriterEnd H2Conn::writer() {
       }
       while (out.size() < kWriteBatch) {
         const uint8_t* data = nullptr;
-        const ssize_t k = nghttp2_session_mem_send(s_, &data);
+        // A test's fault (test_hooks.hpp, h2_send; 0 in every build but
+        // the test's): the call fails as it would out of memory.
+        const int fault = SPINDLE_IO_TEST_POINT(h2_send, t_.tcp().native_handle());
+        const ssize_t k = fault != 0 ? fault : nghttp2_session_mem_send(s_, &data);
         if (k < 0) {
           broken_ = true;
           break;
@@ -1270,6 +1285,9 @@ H2Conn::WriterEnd H2Conn::writer() {
       const bool wants = nghttp2_session_want_read(s_) != 0 || nghttp2_session_want_write(s_) != 0;
       end = broken_ || (!more && (reader_done_ || !wants || (goaway_ && fibers_ == 0 &&
                                                                nghttp2_session_want_write(s_) == 0)));
+      // From here no stream starts (writer_ended_): this pass's bytes are
+      // the last, and its write may wait (a client that reads nothing).
+      writer_ended_ = writer_ended_ || end;
       // Only the reader's agreement ends it released; a GOAWAY queued
       // since (shutdown) makes it a close.
       released = end && released_ && !goaway_;
@@ -1303,6 +1321,9 @@ H2Conn::WriterEnd H2Conn::writer() {
       }
       if (!goaway_ && idle.count() > 0 && quiet) until = std::min(until, quiet_since_ + idle);
     }
+    // A test's pause (test_hooks.hpp, h2_writer_end): the last write held
+    // back, as a client that reads nothing holds it.
+    if (end) (void)SPINDLE_IO_TEST_POINT(h2_writer_end, t_.tcp().native_handle());
     if (!out.empty()) {
       try {
         auto write = [&] { t_.write_all(out); };
@@ -1317,7 +1338,11 @@ H2Conn::WriterEnd H2Conn::writer() {
         return WriterEnd::cut;
       }
     }
-    if (end) return released ? WriterEnd::released : WriterEnd::ended;
+    // A failed session (broken_) is cut, not ended: it can send nothing
+    // more (no GOAWAY), so lingering for the client to take our last
+    // bytes would only keep the streams' fibers, whose answers it can no
+    // longer send, running until the linger's end (up to write_timeout).
+    if (end) return broken_ ? WriterEnd::cut : released ? WriterEnd::released : WriterEnd::ended;
     if (more || recheck) continue;
     if (until == Clock::time_point::max()) {
       wake_.wait();
@@ -1363,7 +1388,7 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
   {
     // A connection served again after a release starts its fibers afresh.
     std::lock_guard lk(mu_);
-    reader_done_ = release_asked_ = released_ = false;
+    reader_done_ = release_asked_ = released_ = writer_ended_ = false;
     revived_at_ = Clock::now();
     reclaim_.store(false, std::memory_order_relaxed);  // one for the last run, declined or late
   }
@@ -1414,6 +1439,12 @@ H2Rest H2Conn::run(std::string_view preread, const std::function<void(H2Conn*)>&
     ~WriterDone() { e.set(); }
   } writer_done{writer_done_};
   const WriterEnd how = writer();
+  {
+    // A write that failed returns without the flag (writer): from here
+    // the reader only drains (feed).
+    std::lock_guard lk(mu_);
+    writer_ended_ = true;
+  }
   if (how == WriterEnd::released) {
     std::lock_guard lk(mu_);
     return {true, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - quiet_since_)};
@@ -1456,8 +1487,10 @@ void H2Conn::linger() {
   int last = std::numeric_limits<int>::max();
   Clock::time_point moved = Clock::now();
   for (;;) {
-    int queued = 0;
-    if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued <= 0) return;
+    // A test's slow client (test_hooks.hpp, h2_linger): its count stands
+    // for the kernel's.
+    int queued = SPINDLE_IO_TEST_POINT(h2_linger, fd);
+    if (queued <= 0 && (::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued <= 0)) return;
     {
       std::lock_guard lk(mu_);
       if (reader_done_) return;
