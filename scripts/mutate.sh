@@ -365,6 +365,7 @@ h2_client_bodiless_announces :: io/src/http/client.cpp :: s{if \(over_h2\) retur
 h2_headers_fed_after_writer_end :: io/src/http/h2_server.cpp :: s{\n\s*if \(writer_ended_\) return true;}{} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
 h2_writer_end_flag_late :: io/src/http/h2_server.cpp :: s{\n\s*writer_ended_ = writer_ended_ \|\| end;}{} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
 h2_broken_session_lingers :: io/src/http/h2_server.cpp :: s{return broken_ \? WriterEnd::cut : released}{return released} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
+h2_client_end_not_told :: io/src/http/h2_client.cpp :: s{if \(f\) f\(\*this\);}{(void)f;} :: http_h2_client :: ^http_h2_client$
 EOF
 )
 

@@ -944,3 +944,25 @@ TEST_CASE("h2 client: a StreamedResponse that outlives its Client reads on or fa
     FIBER_CHECK(again.get(srv.url("/big")).text() == big);
   });
 }
+
+// A connection the server closed leaves the pool when the client sees its
+// end, not when its origin is next asked for (or its keepalive_timeout
+// sweep): before, a crawler's pool held every such connection (its
+// session, its buffers) of every origin it had met.
+TEST_CASE("h2 client: a connection the server closed leaves the pool without another request") {
+  run_checked(2, [] {
+    http::ServerOptions so;
+    so.idle_timeout = 200ms;  // the server's GOAWAY and close, once the stream is done
+    LiveServer srv([](http::Request&) { return http::Response::text_body(200, "ok"); }, so);
+    auto o = h2c();
+    o.keepalive_timeout = 10min;  // no sweep lets it go
+    http::Client c(o);
+    FIBER_CHECK(c.get(srv.url("/a")).text() == "ok");
+    FIBER_CHECK(c.stats().open == 1);
+    FIBER_CHECK(wait_until([&] { return c.stats().open == 0; }, slack(10s)));
+    // The next request dials anew.
+    FIBER_CHECK(c.get(srv.url("/b")).text() == "ok");
+    FIBER_CHECK(c.stats().connections_opened == 2);
+    FIBER_CHECK(c.stats().open == 1);
+  });
+}

@@ -339,6 +339,12 @@ struct detail::ClientPool : std::enable_shared_from_this<detail::ClientPool> {
   // connection (or, when another fiber's got there first, is closed and
   // that one used); a stream slot is taken. c's pool slot goes with it.
   std::shared_ptr<detail::H2ClientConn> h2_adopt(const Url& u, std::unique_ptr<Conn> c);
+  // h2_ended: c (an HTTP/2 connection of origin `key`) has ended (its
+  // fibers' H2Ended): it is let go if it is still the origin's, its slot
+  // freed, without waiting for the origin to be asked for again. Takes
+  // mu; called holding no lock of c's (the pool takes c's lock inside mu,
+  // in h2_usable, never the other way).
+  void h2_ended(const std::string& key, const detail::H2ClientConn& c) noexcept;
   bool speaks_h2(const Url& u, Conn& c) const;
   ~ClientPool();
 #endif
@@ -801,12 +807,18 @@ void detail::ClientPool::h2_give(const std::string& key) noexcept {
 }
 
 std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_adopt(const Url& u, std::unique_ptr<Conn> c) {
-  std::shared_ptr<H2ClientConn> fresh = h2_connect(std::move(c->s), opt);
+  // The pool may be gone when the connection ends (~Client closed it, and
+  // a reaper or a StreamedResponse kept the pool only so long): weak.
+  H2Ended ended = [pool = weak_from_this(), key = c->key](H2ClientConn& gone) {
+    if (const auto p = pool.lock()) p->h2_ended(key, gone);
+  };
+  std::shared_ptr<H2ClientConn> fresh = h2_connect(std::move(c->s), opt, std::move(ended));
   std::shared_ptr<H2ClientConn> old;  // released outside the lock (declared before lk)
   std::unique_lock lk(mu);
   HostPool& hp = *hosts[c->key];
   if (hp.h2 && h2_usable(*hp.h2)) {
-    // Another fiber's connection won: this one's pool slot goes.
+    // Another fiber's connection won: this one's pool slot goes (fresh,
+    // never started, is closed below).
     --hp.open;
     --open_total;
     total_cv.notify_one();
@@ -818,6 +830,10 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_adopt(const Url& u,
       --open_total;
       total_cv.notify_one();
     }
+    // Started under mu (spawn never suspends): its fibers' h2_ended takes
+    // mu, so it comes after the connection is stored here, never before
+    // (a connection that died first would have stayed in the pool).
+    h2_start(*fresh);
     hp.h2 = std::move(fresh);
     hp.h2_known = true;
   }
@@ -827,6 +843,24 @@ std::shared_ptr<detail::H2ClientConn> detail::ClientPool::h2_adopt(const Url& u,
   if (fresh) h2_close(*fresh);
   (void)u;
   return out;
+}
+
+void detail::ClientPool::h2_ended(const std::string& key, const H2ClientConn& c) noexcept {
+  std::shared_ptr<H2ClientConn> gone;  // let go outside the lock (declared before lk)
+  std::lock_guard lk(mu);
+  const auto it = hosts.find(key);
+  if (it == hosts.end()) return;  // forgotten (shut, or the sweep)
+  HostPool& hp = *it->second;
+  // Not the origin's any more: h2_take or h2_adopt let it go (its slot
+  // with it), or the sweep or shut closed it.
+  if (hp.h2.get() != &c) return;
+  gone = std::move(hp.h2);
+  --hp.open;
+  --open_total;
+  hp.cv.notify_all();  // the waiters look again: their own dial (h2_take)
+  total_cv.notify_one();
+  // The origin itself (its HostPool) is forgotten by the next sweep once
+  // nothing else holds it, as for one whose connection was let go.
 }
 
 detail::ClientPool::~ClientPool() {

@@ -13,8 +13,9 @@
 //
 // The connection ends when the server closes it, a GOAWAY came and its
 // last stream is done, a session call fails, or h2_close; its streams then
-// fail (errc::reset, or truncated mid-body). Its two fibers hold it alive
-// while they run; the pool and the calls hold it too.
+// fail (errc::reset, or truncated mid-body), and the first of its fibers
+// to end tells the pool (H2Ended), which lets it go. Its two fibers hold
+// it alive while they run; the pool and the calls hold it too.
 //
 // What a server can make it hold: response bytes not yet read are bounded
 // by the windows (updates follow the reader's reads), a head by
@@ -156,6 +157,18 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
     if (s_ != nullptr) nghttp2_session_del(s_);
   }
   void start();
+  // on_ended: `ended` is told of the connection's end (before start()).
+  void on_ended(H2Ended ended) noexcept { ended_ = std::move(ended); }
+  // tell_ended: the reader's or the writer's end tells ended_, once (the
+  // first to come; the other finds it empty). Holding no lock of ours.
+  void tell_ended() noexcept {
+    H2Ended f;
+    {
+      std::lock_guard lk(mu_);
+      f.swap(ended_);
+    }
+    if (f) f(*this);
+  }
   bool usable() const noexcept {
     std::lock_guard lk(mu_);
     return !goaway_ && !dead_ && !retired_;
@@ -282,6 +295,7 @@ class H2ClientConn : public std::enable_shared_from_this<H2ClientConn> {
   static constexpr uint32_t kNoLastGoaway = 0xffffffffu;
   uint32_t last_goaway_ = kNoLastGoaway;
   Task<void> reader_task_, writer_task_;
+  H2Ended ended_;  // guarded by mu_ once started (tell_ended)
   Event wake_;
   Event writer_done_;
   Event slot_ev_;
@@ -582,9 +596,12 @@ void H2ClientConn::reader() {
   struct Done {
     H2ClientConn& c;
     ~Done() {
-      std::lock_guard lk(c.mu_);
-      c.reader_done_ = true;
-      c.end();
+      {
+        std::lock_guard lk(c.mu_);
+        c.reader_done_ = true;
+        c.end();
+      }
+      c.tell_ended();  // a Cancelled's way out too
     }
   } done{*this};
   // The writer ended the connection (a PING unanswered, its last stream
@@ -637,6 +654,10 @@ void H2ClientConn::reader() {
     reader_done_ = true;
     end();
   }
+  // The pool lets it go now, not when its origin is next asked for (or
+  // its idle sweep): before, a crawler's pool held every dead connection
+  // (its session and buffers) of every origin it had met.
+  tell_ended();
   if (writer_ended) {
     t_.close();  // neither fiber touches it again (never suspends)
     return;
@@ -664,9 +685,12 @@ void H2ClientConn::writer() {
   struct Done {
     H2ClientConn& c;
     ~Done() {
-      std::lock_guard lk(c.mu_);
-      c.end();
-      c.reader_task_.cancel();
+      {
+        std::lock_guard lk(c.mu_);
+        c.end();
+        c.reader_task_.cancel();
+      }
+      c.tell_ended();
     }
   } done{*this};
   struct WriterDone {
@@ -735,11 +759,12 @@ void H2ClientConn::writer() {
   }
 }
 
-std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt) {
+std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt, H2Ended ended) {
   auto c = std::make_shared<H2ClientConn>(std::move(t), opt);
-  c->start();
+  c->on_ended(std::move(ended));
   return c;
 }
+void h2_start(H2ClientConn& c) { c.start(); }
 
 bool h2_usable(const H2ClientConn& c) noexcept { return c.usable(); }
 void h2_client_conn_window(std::int32_t bytes) noexcept {

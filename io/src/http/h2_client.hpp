@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,10 +24,20 @@ namespace spindle::http::detail {
 class H2ClientConn;
 struct H2ClientStream;
 
-// h2_connect: starts HTTP/2 on a connected transport (the preface and
-// SETTINGS go out at once; a reader and a writer fiber run it until it
-// ends). Never suspends.
-std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt);
+// H2Ended: told once that a connection has ended (the server closed it, a
+// failure, its last stream done after a GOAWAY or a probe, h2_close), from
+// one of its fibers, holding none of its locks: the pool lets it go
+// (client.cpp h2_ended), and may take its own lock for that (the pool
+// takes a connection's lock inside its own, never the other way). Must
+// not throw or suspend.
+using H2Ended = std::function<void(H2ClientConn&)>;
+// h2_connect: the HTTP/2 side of a connected transport, not yet started;
+// `ended` (may be empty) is told of its end. h2_start: its reader and
+// writer fibers start (the preface and SETTINGS go out at once) and run
+// it until it ends; throws only when a fiber cannot be made. Neither
+// suspends.
+std::shared_ptr<H2ClientConn> h2_connect(Transport t, const ClientOptions& opt, H2Ended ended = {});
+void h2_start(H2ClientConn& c);
 
 // h2_usable: the connection takes new streams (no GOAWAY, not broken, its
 // stream ids not used up, no stream of it timed out: h2_client.cpp).
