@@ -374,7 +374,7 @@ static_if_none_match_ignored :: io/src/http/static_files.cpp :: s{if \(detail::e
 static_none_match_weak_prefix_kept :: io/src/http/file_conditions.cpp :: s{if \(list\.substr\(i, 2\) == "W/"\) i \+= 2;}{} :: http_static_files_range :: ^http_static_files_range$
 static_modified_since_beside_none_match :: io/src/http/static_files.cpp :: s{if \(none_match_sent \|\| v\.last_modified\.empty\(\)\) return false;}{if (v.last_modified.empty()) return false;} :: http_static_files_range :: ^http_static_files_range$
 static_modified_since_equal_is_modified :: io/src/http/static_files.cpp :: s{return t && v\.mtime_s <= \*t;}{return t && v.mtime_s < *t;} :: http_static_files_range :: ^http_static_files_range$
-static_if_range_weak_trusted :: io/src/http/file_conditions.cpp :: s{return !tag\.starts_with\("W/"\) && !etag\.starts_with\("W/"\) && }{return } :: http_static_files_range :: ^http_static_files_range$
+static_if_range_weak_trusted :: io/src/http/file_conditions.cpp :: s{return tag\.starts_with\('"'\) && tag == etag;}{return tag == etag;} :: http_static_files_range :: ^http_static_files_range$
 static_if_range_date_unsettled :: io/src/http/static_files.cpp :: s{return t && v\.settled && }{return t && } :: http_static_files_range :: ^http_static_files_range$
 static_etag_never_weak :: io/src/http/static_files.cpp :: s{v\.settled = settled\(st\.st_mtim, now\);}{v.settled = true;} :: http_static_files_range :: ^http_static_files_range$
 EOF

@@ -243,8 +243,9 @@ bool etag_matches_weak(std::string_view list, std::string_view etag) noexcept {
 
 bool etag_matches_strong(std::string_view tag, std::string_view etag) noexcept {
   tag = trim(tag);
-  return !tag.starts_with("W/") && !etag.starts_with("W/") && tag.size() >= 2 && tag.front() == '"' &&
-         tag == etag;
+  // Neither weak: a tag that opens with its quote has no W/, and the tag
+  // it equals then has none either.
+  return tag.starts_with('"') && tag == etag;
 }
 
 ByteRange parse_range(std::string_view value, std::uint64_t size) noexcept {
