@@ -482,6 +482,13 @@ TEST_CASE("static_files over HTTP/2: 206 with exactly the range, 304, 416") {
     auto suffix = with("/static/data.bin", "Range", "bytes=-10");
     FIBER_CHECK(suffix.status == 206);
     FIBER_CHECK(suffix.text() == pattern(kSize).substr(990));
+    http::RequestOptions head_ro;
+    head_ro.headers.add("Range", "bytes=-10");
+    auto head = c.request("HEAD", srv.url("/static/data.bin"), head_ro);
+    FIBER_CHECK(head.status == 206);
+    FIBER_CHECK(head.headers.get("content-length").value_or("") == "10");
+    FIBER_CHECK(head.headers.get("content-range").value_or("") == "bytes 990-999/1000");
+    FIBER_CHECK(head.text().empty());
     auto nm = with("/static/data.bin", "If-None-Match", kTag);
     FIBER_CHECK(nm.status == 304);
     FIBER_CHECK(nm.text().empty());
