@@ -110,8 +110,9 @@ Validators validators(const struct stat& st) {
 }
 
 // single: the value of the one field named `name`; nothing when it is
-// absent or repeated (Range, If-Modified-Since and If-Range are not
-// lists: two are ignored, RFC 9110 13.1.3).
+// absent or repeated. Range, If-Modified-Since and If-Range are not
+// lists, so two of one are not a request we can read (13.1.3 says so of
+// If-Modified-Since): ignored.
 std::optional<std::string_view> single(const Headers& h, std::string_view name) noexcept {
   std::optional<std::string_view> found;
   for (const auto& [n, value] : h) {
