@@ -77,7 +77,7 @@ http_opened_file_reopened :: io/src/http/server.cpp :: s{file = res\.body_opened
 h2_opened_file_reopened :: io/src/http/h2_server.cpp :: s{file = res\.body_opened \? detail::take_body_opened\(res\)\s*:}{file =} :: http_static_files :: ^http_static_files$
 static_files_no_segment_check :: io/src/http/static_files.cpp :: s{if \(!servable\(rel\) \|\| }{if (} :: http_static_files :: ^http_static_files$
 open_in_root_walk_follows_dirs :: io/src/file.cpp :: s{O_PATH \| O_DIRECTORY \| O_NOFOLLOW \| O_CLOEXEC}{O_PATH | O_DIRECTORY | O_CLOEXEC} :: io_open_in_root :: ^io_open_in_root$
-http_file_body_from_position :: io/src/http/message.cpp :: s{\(void\)::lseek\(file\.fd\(\), 0, SEEK_SET\);}{} :: http_static_files :: ^http_static_files$
+http_file_sent_from_position :: io/src/http/server.cpp :: s{file\.pread\((piece\.data\(\), static_cast<std::size_t>\(std::min<std::uint64_t>\(piece\.size\(\), left\)\)), at\)}{file.read($1)} :: http_static_files :: ^http_static_files$
 http_file_body_any_file :: io/src/http/message.cpp :: s{if \(::fstat\(file\.fd\(\), &st\) != 0 \|\| !S_ISREG\(st\.st_mode\) \|\| fl < 0 \|\| \(fl & O_ACCMODE\) == O_WRONLY\) \{}{if (false) \{} :: http_static_files :: ^http_static_files$
 open_in_root_magic_links :: io/src/file.cpp :: s{RESOLVE_NO_MAGICLINKS \| }{} :: io_open_in_root :: ^io_open_in_root$
 shared_mutex_readers_barge :: sync/src/shared_mutex.cpp :: s{if\s*\(writer_\s*\|\|\s*!waiters_\.empty\(\)\)\s*return\s+false;}{if (writer_) return false;} :: sync_mutex :: ^sync_mutex$
@@ -366,6 +366,21 @@ h2_headers_fed_after_writer_end :: io/src/http/h2_server.cpp :: s{\n\s*if \(writ
 h2_writer_end_flag_late :: io/src/http/h2_server.cpp :: s{\n\s*writer_ended_ = writer_ended_ \|\| end;}{} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
 h2_broken_session_lingers :: io/src/http/h2_server.cpp :: s{return broken_ \? WriterEnd::cut : released}{return released} :: http_h2_hostile_hooks :: ^http_h2_hostile_hooks$
 h2_client_end_not_told :: io/src/http/h2_client.cpp :: s{if \(f\) f\(\*this\);}{(void)f;} :: http_h2_client :: ^http_h2_client$
+http_range_offset_ignored :: io/src/http/server.cpp :: s{left = size, at = offset;}{left = size, at = 0;} :: http_static_files_range :: ^http_static_files_range$
+h2_range_offset_ignored :: io/src/http/h2_server.cpp :: s{std::uint64_t at = file_offset;}{std::uint64_t at = 0;} :: http_static_files_range :: ^http_static_files_range$
+file_range_fit_unchecked :: io/src/http/body_opened.hpp :: s{if \(r\.offset > size \|\| r\.length > size - r\.offset\) return false;}{} :: http_static_files_range :: ^http_static_files_range$
+static_range_start_at_end_served :: io/src/http/file_conditions.cpp :: s{if \(first->value >= size\) return}{if (first->value > size) return} :: http_static_files_range :: ^http_static_files_range$
+static_range_suffix_unclamped :: io/src/http/file_conditions.cpp :: s{std::min\(n->value, size\)}{n->value} :: http_static_files_range :: ^http_static_files_range$
+static_range_multiple_first_served :: io/src/http/file_conditions.cpp :: s{if \(!spec\.empty\(\)\) return \{\};}{if (!spec.empty()) break;} :: http_static_files_range :: ^http_static_files_range$
+static_range_reversed_taken :: io/src/http/file_conditions.cpp :: s{if \(!l \|\| less\(l->text, first->text\)\) return}{if (!l) return} :: http_static_files_range :: ^http_static_files_range$
+static_range_number_wraps :: io/src/http/file_conditions.cpp :: s{d\.value = d\.value > \(kMax - digit\) / 10 \? kMax : d\.value \* 10 \+ digit;}{d.value = d.value * 10 + digit;} :: http_static_files_range :: ^http_static_files_range$
+static_if_none_match_ignored :: io/src/http/static_files.cpp :: s{if \(detail::etag_matches_weak\(value, v\.etag\)\) return true;}{} :: http_static_files_range :: ^http_static_files_range$
+static_none_match_weak_prefix_kept :: io/src/http/file_conditions.cpp :: s{if \(list\.substr\(i, 2\) == "W/"\) i \+= 2;}{} :: http_static_files_range :: ^http_static_files_range$
+static_modified_since_beside_none_match :: io/src/http/static_files.cpp :: s{if \(none_match_sent \|\| v\.last_modified\.empty\(\)\) return false;}{if (v.last_modified.empty()) return false;} :: http_static_files_range :: ^http_static_files_range$
+static_modified_since_equal_is_modified :: io/src/http/static_files.cpp :: s{return t && v\.mtime_s <= \*t;}{return t && v.mtime_s < *t;} :: http_static_files_range :: ^http_static_files_range$
+static_if_range_weak_trusted :: io/src/http/file_conditions.cpp :: s{return tag\.starts_with\('"'\) && tag == etag;}{return tag == etag;} :: http_static_files_range :: ^http_static_files_range$
+static_if_range_date_unsettled :: io/src/http/static_files.cpp :: s{return t && v\.settled && }{return t && } :: http_static_files_range :: ^http_static_files_range$
+static_etag_never_weak :: io/src/http/static_files.cpp :: s{v\.settled = settled\(st\.st_mtim, now\);}{v.settled = true;} :: http_static_files_range :: ^http_static_files_range$
 EOF
 )
 

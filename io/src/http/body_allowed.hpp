@@ -27,6 +27,7 @@ inline void drop_body(Response& res) noexcept {
   res.body_stream = nullptr;
   res.body_file.clear();
   res.body_opened.reset();
+  res.body_file_range.reset();
   res.body.clear();
 }
 

@@ -1665,13 +1665,18 @@ void H2Conn::respond(H2Stream& st, Response& res) {
   // Nothing below tells on_error of this request but a generator's throw.
   if (!res.body_stream) release_body(st);
   std::optional<io::File> file;
-  std::uint64_t file_size = 0;
+  std::uint64_t file_size = 0;  // the bytes sent: the file's, or body_file_range's
+  std::uint64_t file_offset = 0;
   if (!res.body_stream && (!res.body_file.empty() || res.body_opened)) {
     try {
       // Opened by the handler (file_body of an io::File): that file.
       file = res.body_opened ? detail::take_body_opened(res)
                              : io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
       file_size = file->size();
+      if (!detail::clip_to_range(res, file_offset, file_size)) {
+        file.reset();
+        res = Response::text_body(500, "internal server error\n");
+      }
     } catch (const std::system_error&) {
       file.reset();
       res = Response::text_body(500, "internal server error\n");
@@ -1842,6 +1847,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
     release_body(st);
   } else if (data && file) {
     std::uint64_t left = file_size;
+    std::uint64_t at = file_offset;
     std::string piece;
     while (left > 0) {
       const std::size_t most = await_room(st);
@@ -1849,7 +1855,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       piece.resize(static_cast<std::size_t>(std::min<std::uint64_t>(left, most)));
       std::size_t n = 0;
       try {
-        n = file->read(piece.data(), piece.size());
+        n = file->pread(piece.data(), piece.size(), at);
       } catch (const std::system_error&) {
         n = 0;
       }
@@ -1860,6 +1866,7 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       }
       piece.resize(n);
       left -= n;
+      at += n;
       if (!put_out(st, piece)) return;
     }
   }

@@ -156,9 +156,9 @@ Response Response::file_body(int status, io::File file, std::string_view content
                                 "for reading: " +
                                 file.path().string());
   }
-  // Sent whole under a Content-Length of its size: from its start, even
-  // if the handler read some of it (lseek of a regular file: no wait).
-  (void)::lseek(file.fd(), 0, SEEK_SET);
+  // Sent whole under a Content-Length of its size, from its start even if
+  // the handler read some of it: the servers read it with pread from the
+  // start (or from body_file_range's offset), never at its position.
   Response r;
   r.status = status;
   r.headers.set("Content-Type", content_type);

@@ -1470,6 +1470,7 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
   auto m = detail::beast_head(res, head_params(req, keep));
   io::File file;
   std::uint64_t size = 0;
+  std::uint64_t offset = 0;  // the file's first byte sent (body_file_range)
   bool chunked = false;
   if (!res.body_stream) {
     bool failed = false;
@@ -1479,6 +1480,7 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
       file = res.body_opened ? detail::take_body_opened(res)
                              : io::File::open(res.body_file, io::OpenMode::read | io::OpenMode::regular);
       size = file.size();
+      failed = !detail::clip_to_range(res, offset, size);
     } catch (const std::system_error&) {
       failed = true;  // gone, unreadable, not a regular file
     } catch (const std::invalid_argument&) {
@@ -1514,13 +1516,15 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
   if (head_only) return 0;
   if (!res.body_stream) {
     std::vector<char> piece(64 * 1024);
-    for (std::uint64_t left = size; left > 0;) {
-      const std::size_t n = file.read(piece.data(), static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), left)));
+    for (std::uint64_t left = size, at = offset; left > 0;) {
+      const std::size_t n =
+          file.pread(piece.data(), static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), left)), at);
       // Shrank under us: the promised length cannot be kept; the close
       // tells the client (truncated).
       if (n == 0) throw std::runtime_error("spindle::http: file shrank while being sent");
       timed_write([&] { s.write_all({piece.data(), n}); });
       left -= n;
+      at += n;
     }
     return size;
   }

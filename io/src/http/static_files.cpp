@@ -2,9 +2,14 @@
 // (static_files.hpp).
 #include <spindle/io/http/static_files.hpp>
 
+#include <sys/stat.h>
+#include <time.h>
+
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <new>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -12,6 +17,7 @@
 #include <spindle/io/file.hpp>
 
 #include "../no_nul.hpp"
+#include "file_conditions.hpp"
 
 namespace spindle::http {
 
@@ -56,6 +62,140 @@ bool exhausted(const std::error_code& ec) noexcept {
 Response unavailable() {
   Response res = Response::text_body(503, "service unavailable\n");
   res.headers.set("Retry-After", "1");
+  return res;
+}
+
+// Validators: what the opened file is known by (RFC 9110 8.8).
+struct Validators {
+  std::uint64_t size = 0;
+  std::int64_t mtime_s = 0;   // Last-Modified's value, whole seconds
+  bool settled = false;       // modified at least 1 s before now
+  std::string etag;           // see validators()
+  std::string last_modified;  // empty for a year an HTTP-date cannot write: then none
+};
+
+// settled: the mtime lies at least a second before now. A file modified
+// within the last second may be written again within the same timestamp
+// tick (the kernel's clock is coarser than a nanosecond) with the same
+// size, and then two contents would share one validator.
+bool settled(const timespec& m, const timespec& now) noexcept {
+  return m.tv_sec < now.tv_sec - 1 || (m.tv_sec == now.tv_sec - 1 && m.tv_nsec <= now.tv_nsec);
+}
+
+// validators: the ETag is "<mtime in ns, hex>-<size, hex>", aiohttp's
+// (nginx's is the same with seconds), strong once the file has settled
+// and weak (W/) before, as Apache does: a strong tag promises the same
+// bytes, which If-Range relies on to splice ranges. It does not
+// hold the inode (Apache's did until it was found to disclose it,
+// CVE-2003-1418). A file rewritten with the same size and mtime (a tool
+// that sets mtimes: tar, rsync -t, touch -d) keeps its tag: rename a new
+// file over it, or change its mtime, to be revalidated.
+Validators validators(const struct stat& st) {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  Validators v;
+  v.size = static_cast<std::uint64_t>(st.st_size);
+  v.mtime_s = st.st_mtim.tv_sec;
+  v.settled = settled(st.st_mtim, now);
+  // Unsigned: an mtime far from 1970 wraps, which keeps the tag opaque
+  // and defined.
+  const std::uint64_t ns = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1'000'000'000u +
+                           static_cast<std::uint64_t>(st.st_mtim.tv_nsec);
+  char buf[48];
+  const int n = std::snprintf(buf, sizeof buf, "%s\"%llx-%llx\"", v.settled ? "" : "W/",
+                              static_cast<unsigned long long>(ns), static_cast<unsigned long long>(v.size));
+  v.etag.assign(buf, static_cast<std::size_t>(n));
+  v.last_modified = detail::format_http_date(v.mtime_s);
+  return v;
+}
+
+// single: the value of the one field named `name`; nothing when it is
+// absent or repeated. Range, If-Modified-Since and If-Range are not
+// lists, so two of one are not a request we can read (13.1.3 says so of
+// If-Modified-Since): ignored.
+std::optional<std::string_view> single(const Headers& h, std::string_view name) noexcept {
+  std::optional<std::string_view> found;
+  for (const auto& [n, value] : h) {
+    if (!iequals(n, name)) continue;
+    if (found) return std::nullopt;
+    found = value;
+  }
+  return found;
+}
+
+// not_modified: RFC 9110 13.2.2 steps 3 and 4 for GET and HEAD. With an
+// If-None-Match (every field of it: it is a list), a weak match of the
+// ETag; without one, an If-Modified-Since that parses and is no earlier
+// than the mtime's second. An unparsable date is ignored.
+bool not_modified(const Headers& h, const Validators& v) noexcept {
+  bool none_match_sent = false;
+  for (const auto& [n, value] : h) {
+    if (!iequals(n, "If-None-Match")) continue;
+    none_match_sent = true;
+    if (detail::etag_matches_weak(value, v.etag)) return true;
+  }
+  if (none_match_sent || v.last_modified.empty()) return false;
+  const std::optional<std::string_view> since = single(h, "If-Modified-Since");
+  if (!since) return false;
+  const std::optional<std::int64_t> t = detail::parse_http_date(*since, ::time(nullptr));
+  return t && v.mtime_s <= *t;
+}
+
+// if_range_holds: no If-Range, or one that matches (RFC 9110 13.1.5): an
+// entity-tag by the strong comparison, or a date equal to the
+// Last-Modified of a settled file. Otherwise the Range is ignored.
+bool if_range_holds(const Headers& h, const Validators& v) noexcept {
+  bool sent = false;
+  for (const auto& [n, value] : h) sent = sent || iequals(n, "If-Range");
+  if (!sent) return true;
+  const std::optional<std::string_view> cond = single(h, "If-Range");
+  if (!cond) return false;
+  const std::string_view c = *cond;
+  if (c.find('"') != std::string_view::npos) return detail::etag_matches_strong(c, v.etag);
+  const std::optional<std::int64_t> t = detail::parse_http_date(c, ::time(nullptr));
+  return t && v.settled && !v.last_modified.empty() && *t == v.mtime_s;
+}
+
+void set_validators(Response& res, const Validators& v) {
+  res.headers.set("ETag", v.etag);
+  if (!v.last_modified.empty()) res.headers.set("Last-Modified", v.last_modified);
+}
+
+// serve: the answer for the opened file f (GET or HEAD when `conditional`:
+// 304, 416, 206 or 200; any other method: 200).
+Response serve(io::File f, std::string_view rel, const Request& req) {
+  struct stat st{};
+  if (::fstat(f.fd(), &st) != 0) throw std::system_error(errno, std::generic_category(), "fstat");
+  const Validators v = validators(st);
+  const bool conditional = req.method == "GET" || req.method == "HEAD";
+  if (conditional && not_modified(req.headers, v)) {
+    // The validators, no body and no Content-Length (RFC 9110 15.4.5).
+    Response res;
+    res.status = 304;
+    set_validators(res, v);
+    return res;
+  }
+  detail::ByteRange range;
+  // HEAD gets GET's heads (RFC 9110 9.3.2), a 206's included, as Go and
+  // nginx answer it.
+  const std::optional<std::string_view> asked = conditional ? single(req.headers, "Range") : std::nullopt;
+  if (asked && if_range_holds(req.headers, v)) range = detail::parse_range(*asked, v.size);
+  if (range.kind == detail::ByteRange::unsatisfiable) {
+    Response res = Response::text_body(416, "range not satisfiable\n");
+    res.headers.set("Content-Range", "bytes */" + std::to_string(v.size));
+    return res;
+  }
+  Response res = Response::file_body(200, std::move(f), content_type_for(rel));
+  res.headers.set("X-Content-Type-Options", "nosniff");
+  res.headers.set("Accept-Ranges", "bytes");
+  set_validators(res, v);
+  if (range.kind == detail::ByteRange::part) {
+    res.status = 206;
+    res.headers.set("Content-Range", "bytes " + std::to_string(range.first) + "-" +
+                                         std::to_string(range.first + range.length - 1) + "/" +
+                                         std::to_string(v.size));
+    res.body_file_range = Response::FileRange{range.first, range.length};
+  }
   return res;
 }
 
@@ -112,10 +252,8 @@ Handler static_files(std::filesystem::path root, StaticOptions options) {
     const std::string_view rel = req.param("*");
     if (!servable(rel) || encoded_slash(req.path())) return Response::text_body(404, "not found\n");
     try {
-      io::File f = io::File::open_in_root(root, std::filesystem::path(std::string(rel)), options.follow_symlinks);
-      Response res = Response::file_body(200, std::move(f), content_type_for(rel));
-      res.headers.set("X-Content-Type-Options", "nosniff");
-      return res;
+      return serve(io::File::open_in_root(root, std::filesystem::path(std::string(rel)), options.follow_symlinks), rel,
+                   req);
     } catch (const std::system_error& e) {
       if (exhausted(e.code())) return unavailable();
       return Response::text_body(404, "not found\n");

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -239,12 +240,23 @@ struct Response {
   //    reading. While set it is what is sent, whatever body_file says:
   //    reset it to send something else. It is sent once: copies of the
   //    Response share it, and a copy sent after it (or at once, on
-  //    another connection) is a 500.
+  //    another connection) is a 500. The file is read at offsets (pread),
+  //    so its position (a handler that read some of it) does not matter.
+  //    body_file_range, when set, sends only `length` bytes from `offset`
+  //    under a Content-Length of `length` (static_files' 206; the handler
+  //    sets Content-Range); a range that does not lie within the file when
+  //    the response is written (it shrank since the handler looked) is a
+  //    500 before any head, as a file that does not open.
   // A client that goes away mid-body ends the connection; the server goes
   // on. HEAD gets the head only (body_stream is never called).
   std::function<std::string()> body_stream;
   std::filesystem::path body_file;
   std::shared_ptr<io::File> body_opened;
+  struct FileRange {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+  std::optional<FileRange> body_file_range;
   // trailers: fields after the body (gRPC's grpc-status, a checksum known
   // only at the end). Server side: sent over HTTP/2 as a last HEADERS
   // frame, after any body (also after none); fields HTTP/2 forbids, or
