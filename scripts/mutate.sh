@@ -362,6 +362,16 @@ io_udp_filter_on_given_address :: io/src/udp.cpp :: s{peer_ = Endpoint::from_soc
 io_resolve_inline_takes_turn :: io/src/endpoint.cpp :: s{if \(!spindle::detail::on_offload_thread\(spindle::detail::PoolKind::blocking\)\) \{}{if (true) \{} :: io_endpoint :: ^io_endpoint$
 io_resolve_offload_job_own_turns :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::offload_group_key\(\),}{const Key key\x7bspindle::detail::on_offload_thread(spindle::detail::PoolKind::cpu) ? nullptr : spindle::detail::offload_group_key(),} :: io_endpoint :: ^io_endpoint$
 h2_client_bodiless_announces :: io/src/http/client.cpp :: s{if \(over_h2\) return h2_bodiless \? 0 : h2_length\.value_or\(0\);}{if (over_h2) return h2_length.value_or(0);} :: http_h2_client_hostile :: ^http_h2_client_hostile$
+http_own_refusal_any_parse :: io/src/http/call_handler.hpp :: s{if \(own_refusal\(req\)\) \{}{if (true) \{} :: http_request_limits :: ^http_request_limits$
+http_own_refusal_never :: io/src/http/call_handler.hpp :: s{if \(own_refusal\(req\)\) \{}{if (false) \{} :: http_request_limits :: ^http_request_limits$
+http_own_refusal_not_recorded :: io/src/http/message.cpp :: s{ refused = std::current_exception\(\);}{ (void)refused;} :: http_request_limits :: ^http_request_limits$
+http_form_params_not_own :: io/src/http/message.cpp :: s{return own\(refused_, \[&\] \{ return QueryParams::parse\(body, max_items\); \}\);}{return QueryParams::parse(body, max_items);} :: http_request_limits :: ^http_request_limits$
+http_json_values_uncapped :: io/src/http/ordered_json.cpp :: s{if \(values_ == max_values_\) \{}{if (false) \{} :: http_request_limits http_router :: ^http_(request_limits|router)$
+http_json_values_one_more :: io/src/http/ordered_json.cpp :: s{if \(values_ == max_values_\) \{}{if (values_ > max_values_) \{} :: http_request_limits http_router :: ^http_(request_limits|router)$
+http_json_values_is_500 :: io/src/http/call_handler.hpp :: s{if \(e\.kind\(\) == errc::too_many_json_values\) return Response::text_body\(413, "too many JSON values\\n"\);}{} :: http_request_limits :: ^http_request_limits$
+http_server_json_cap_not_set :: io/src/http/call_handler.hpp :: s{detail::set_max_json_values\(req, opt\.max_json_values\);}{} :: http_request_limits :: ^http_request_limits$
+http_h2_json_cap_default :: io/src/http/h2_server.cpp :: s{call_handler\(env_\.handler, st\.req, env_\.opt, thrown\)}{call_handler(env_.handler, st.req, ServerOptions{}, thrown)} :: http_request_limits :: ^http_request_limits$
+http_client_json_cap_not_set :: io/src/http/client.cpp :: s{detail::set_max_json_values\(r, pool_->opt\.max_json_values\);}{} :: http_request_limits :: ^http_request_limits$
 EOF
 )
 

@@ -1734,7 +1734,10 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
         pool_->drop_idle(u.key());
         if (!ex.once(meth, u, ro, r)) throw no_response_twice(u);
       }
-      if (!redirect(pool_->opt, hop, r.status, r.headers.get("Location"), u, meth, ro)) return r;
+      if (!redirect(pool_->opt, hop, r.status, r.headers.get("Location"), u, meth, ro)) {
+        detail::set_max_json_values(r, pool_->opt.max_json_values);
+        return r;
+      }
       // The next hop sends no generator's body (redirect): a stale pooled
       // connection may be retried for it again. Kept set, a GET after a
       // 303 from a streamed upload failed where a new connection would do.

@@ -1874,13 +1874,13 @@ void Server::State::serve_conn(Conn& c) {
       // below).
       std::exception_ptr thrown;
       Response res = [&] {
-        if (!watched) return detail::call_handler(handler, req, thrown);
+        if (!watched) return detail::call_handler(handler, req, opt, thrown);
         struct Watch {
           Conn& c;
           ~Watch() { c.leave_handler(); }
         } watch{c};
         c.enter_handler(coarse_ms());
-        return detail::call_handler(handler, req, thrown);
+        return detail::call_handler(handler, req, opt, thrown);
       }();
       req.set_body_source(nullptr);
       // A handler failure caused by its body's (the Router's load_body) is
