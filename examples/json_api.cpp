@@ -55,6 +55,8 @@ int id_of(const http::Request& q) {
 }
 // q.json() refuses text that is not JSON, or nests over 128 deep: a peer's
 // deep nesting would overflow the fiber's stack in the copy and in dump().
+// A body of more values than ServerOptions::max_json_values is refused too
+// (http::Error, not caught here: the server answers it 413).
 json body_of(const http::Request& q) {
   try {
     return q.json();

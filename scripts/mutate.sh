@@ -347,10 +347,10 @@ h2_client_probe_answer_ignored :: io/src/http/h2_client.cpp :: s{c->probe_deadli
 h2_client_slot_none_unnamed :: io/src/http/h2_client.cpp :: s{none = c->remote_streams\(\) == 0;}{none = false;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
 h2_server_client_goaway_ignored :: io/src/http/h2_server.cpp :: s{if \(c->goaway_ \|\| c->client_goaway_\) \x7b}{if (c->goaway_) \x7b} :: http_h2_hostile :: ^http_h2_hostile$
 h2_client_reader_cancel_skips_close :: io/src/http/h2_client.cpp :: s{if \(!writer_done_\.is_set\(\)\) throw;}{throw;} :: http_h2_client_hostile :: ^http_h2_client_hostile$
-http_load_chunk_cap_off :: io/src/http/server.cpp :: s{const std::uint64_t cap = base > limit \? received_ : detail::sat_add<std::uint64_t>\(received_, limit - base\);}{const std::uint64_t cap = kUncapped;} :: http_request_limits :: ^http_request_limits$
-http_drain_chunk_cap_off :: io/src/http/server.cpp :: s{const std::uint64_t cap = detail::sat_add<std::uint64_t>\(received_, max\);}{const std::uint64_t cap = kUncapped;} :: http_request_limits :: ^http_request_limits$
+http_load_chunk_cap_off :: io/src/http/server.cpp :: s{const std::uint64_t cap = base > limit \? received_ : detail::sat_add<std::uint64_t>\(received_, limit - base\);}{const std::uint64_t cap = detail::kUncapped;} :: http_request_limits :: ^http_request_limits$
+http_drain_chunk_cap_off :: io/src/http/server.cpp :: s{const std::uint64_t cap = detail::sat_add<std::uint64_t>\(received_, max\);}{const std::uint64_t cap = detail::kUncapped;} :: http_request_limits :: ^http_request_limits$
 http_chunk_announced_last_only :: io/src/http/chunk_lines.hpp :: s{announced_ = size > UINT64_MAX - announced_ \? UINT64_MAX : announced_ \+ size;}{announced_ = size;} :: http_request_limits http_client_stream :: ^http_(request_limits|client_stream)$
-http_client_stream_chunk_cap_off :: io/src/http/client.cpp :: s{if \(cap != kUncapped && announced\(\) > cap\) return kOverCap;\n}{\n} :: http_client_stream :: ^http_client_stream$
+http_client_stream_chunk_cap_off :: io/src/http/client.cpp :: s{if \(cap != detail::kUncapped && announced\(\) > cap\) return detail::kOverCap;\n}{\n} :: http_client_stream :: ^http_client_stream$
 http_query_items_uncapped :: io/src/http/url.cpp :: s{if \(q\.items_\.size\(\) >= max_items\) \{}{if (false) \{} :: http_url http_request_limits :: ^http_(url|request_limits)$
 http_too_many_params_is_500 :: io/src/http/call_handler.hpp :: s{if \(e\.kind\(\) == errc::too_many_params\) return Response::text_body\(400, "too many query or form parameters\\n"\);}{} :: http_request_limits :: ^http_request_limits$
 io_read_exact_eof_uncounted :: io/src/stream_ops.hpp :: s{have, n\);\n(\s*\}\n\s*have \+= got;)}{0, n);\n$1} :: io_stream io_fd_stream :: ^io_(stream|fd_stream)$
@@ -381,6 +381,16 @@ static_modified_since_equal_is_modified :: io/src/http/static_files.cpp :: s{ret
 static_if_range_weak_trusted :: io/src/http/file_conditions.cpp :: s{return tag\.starts_with\('"'\) && tag == etag;}{return tag == etag;} :: http_static_files_range :: ^http_static_files_range$
 static_if_range_date_unsettled :: io/src/http/static_files.cpp :: s{return t && v\.settled && }{return t && } :: http_static_files_range :: ^http_static_files_range$
 static_etag_never_weak :: io/src/http/static_files.cpp :: s{v\.settled = settled\(st\.st_mtim, now\);}{v.settled = true;} :: http_static_files_range :: ^http_static_files_range$
+http_own_refusal_any_parse :: io/src/http/call_handler.hpp :: s{if \(own_refusal\(req\)\) \{}{if (true) \{} :: http_request_limits :: ^http_request_limits$
+http_own_refusal_never :: io/src/http/call_handler.hpp :: s{if \(own_refusal\(req\)\) \{}{if (false) \{} :: http_request_limits :: ^http_request_limits$
+http_own_refusal_not_recorded :: io/src/http/message.cpp :: s{ refused = std::current_exception\(\);}{ (void)refused;} :: http_request_limits :: ^http_request_limits$
+http_form_params_not_own :: io/src/http/message.cpp :: s{return own\(refused_, \[&\] \{ return QueryParams::parse\(body, max_items\); \}\);}{return QueryParams::parse(body, max_items);} :: http_request_limits :: ^http_request_limits$
+http_json_values_uncapped :: io/src/http/ordered_json.cpp :: s{if \(values_ == max_values_\) \{}{if (false) \{} :: http_request_limits http_router :: ^http_(request_limits|router)$
+http_json_values_one_more :: io/src/http/ordered_json.cpp :: s{if \(values_ == max_values_\) \{}{if (values_ > max_values_) \{} :: http_request_limits http_router :: ^http_(request_limits|router)$
+http_json_values_is_500 :: io/src/http/call_handler.hpp :: s{if \(e\.kind\(\) == errc::too_many_json_values\) return Response::text_body\(413, "too many JSON values\\n"\);}{} :: http_request_limits :: ^http_request_limits$
+http_server_json_cap_not_set :: io/src/http/call_handler.hpp :: s{detail::set_max_json_values\(req, opt\.max_json_values\);}{} :: http_request_limits :: ^http_request_limits$
+http_h2_json_cap_default :: io/src/http/h2_server.cpp :: s{call_handler\(env_\.handler, st\.req, env_\.opt, thrown\)}{call_handler(env_.handler, st.req, ServerOptions{}, thrown)} :: http_request_limits :: ^http_request_limits$
+http_client_json_cap_not_set :: io/src/http/client.cpp :: s{detail::set_max_json_values\(r, pool_->opt\.max_json_values\);}{} :: http_request_limits :: ^http_request_limits$
 EOF
 )
 

@@ -4,10 +4,15 @@
 // max_body (or, for a body left unread, past max_drain) is answered at
 // once, as a Content-Length over it is, not after read_timeout; a query or
 // form with more items than QueryParams' cap is 400, not a list ~35 times
-// its size. Wire-level, from raw sockets.
+// its size, and a JSON body of more values than max_json_values 413, not a
+// tree ~20 times its size (over HTTP/1.1 and HTTP/2: call_handler.hpp).
+// Wire-level, from raw sockets, and through the Client for both protocols.
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "http_test_support.hpp"
 
@@ -171,7 +176,7 @@ TEST_CASE("request limits: a query or form past QueryParams' item cap is 400") {
     LiveServer srv([](http::Request& q) {
       std::size_t n = 0;
       if (q.path() == "/query") n = q.query_params().size();
-      if (q.path() == "/form") n = http::QueryParams::parse(q.body).size();
+      if (q.path() == "/form") n = q.form_params().size();
       if (q.path() == "/more") n = q.query_params(5000).size();
       return http::Response::text_body(200, std::to_string(n));
     }, o);
@@ -205,5 +210,222 @@ TEST_CASE("request limits: a query or form past QueryParams' item cap is 400") {
     FIBER_CHECK(both.starts_with("HTTP/1.1 400 "));
     FIBER_CHECK(count_substr(both, "HTTP/1.1 200 ") == 1);
     FIBER_CHECK(reported.load() == 0);
+  });
+}
+
+namespace {
+
+// items: n tiny query or form items ("a&a&...").
+std::string items(std::size_t n) {
+  std::string s;
+  for (std::size_t i = 0; i < n; ++i) s += "a&";
+  return s;
+}
+
+// json_values: a JSON array that is n values in all (itself and n - 1
+// zeros).
+std::string json_values(std::size_t n) {
+  std::string s = "[";
+  for (std::size_t i = 1; i < n; ++i) s += i == 1 ? "0" : ",0";
+  return s + "]";
+}
+
+// protocols: the Client's ways to the servers here: HTTP/1.1 and, where
+// built, HTTP/2 (h2c with prior knowledge): both servers answer through
+// call_handler.hpp.
+std::vector<http::ClientHttp2> protocols() {
+#if REQUEST_LIMITS_HTTP2
+  return {http::ClientHttp2::never, http::ClientHttp2::prior_knowledge};
+#else
+  return {http::ClientHttp2::never};
+#endif
+}
+
+http::Client client_for(http::ClientHttp2 proto) {
+  http::ClientOptions co;
+  co.http2 = proto;
+  return http::Client(co);
+}
+
+}  // namespace
+
+// The 400 is for the request's own parse only (Request::query_params and
+// form_params, the very exception they raised, rethrown or not): the same
+// errc from a URL the handler parsed (a backend's, a config value), or a
+// QueryParams::parse it called itself, is the server's fault: 500,
+// reported to on_error. Before, every too_many_params a handler let pass
+// was a silent 400. Over HTTP/1.1 and HTTP/2.
+TEST_CASE("request limits: only the request's own query or form past the item cap is a silent 400") {
+  run_checked(2, [] {
+    std::atomic<int> reported{0};
+    http::ServerOptions o = patient();
+    o.on_error = [&](const http::Request&, std::exception_ptr) { reported.fetch_add(1); };
+    const std::size_t cap = http::QueryParams::kDefaultMaxItems;
+    const std::string over = items(cap + 1);
+    LiveServer srv([&](http::Request& q) {
+      std::size_t n = 0;
+      const auto p = q.path();
+      if (p == "/query") n = q.query_params().size();
+      if (p == "/form") n = q.form_params().size();
+      if (p == "/rethrown") {
+        try {
+          n = q.query_params().size();
+        } catch (const http::Error&) {
+          throw;
+        }
+      }
+      if (p == "/url") n = http::URL("http://backend.example/?" + over).query_params().size();
+      if (p == "/parse") n = http::QueryParams::parse(q.body).size();
+      if (p == "/swallowed") {  // its own refusal caught, then another parse's let pass
+        try {
+          (void)q.query_params();
+        } catch (const http::Error&) {
+        }
+        n = http::URL("http://backend.example/?" + over).query_params().size();
+      }
+      return http::Response::text_body(200, std::to_string(n));
+    }, o);
+    for (const auto proto : protocols()) {
+      auto c = client_for(proto);
+      const int before = reported.load();
+      auto r = c.get(srv.url("/query?" + items(cap)));
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == "1000");
+      for (const std::string& target : {"/query?" + over, "/rethrown?" + over}) {
+        r = c.get(srv.url(target));
+        FIBER_CHECK(r.status == 400);
+        FIBER_CHECK(r.text() == "too many query or form parameters\n");
+      }
+      r = c.post(srv.url("/form"), over);
+      FIBER_CHECK(r.status == 400);
+      FIBER_CHECK(reported.load() == before);
+      r = c.get(srv.url("/url"));
+      FIBER_CHECK(r.status == 500);
+      FIBER_CHECK(reported.load() == before + 1);
+      r = c.post(srv.url("/parse"), over);
+      FIBER_CHECK(r.status == 500);
+      FIBER_CHECK(reported.load() == before + 2);
+      r = c.get(srv.url("/swallowed?" + over));
+      FIBER_CHECK(r.status == 500);
+      FIBER_CHECK(reported.load() == before + 3);
+      // Every answer on the one connection: none of them closed it.
+      FIBER_CHECK(c.stats().connections_opened == 1);
+    }
+  });
+}
+
+// ServerOptions::max_json_values: a body of more JSON values is refused by
+// Request::json() before the value is stored (errc::too_many_json_values),
+// and the server answers 413 without reporting it; the connection goes on.
+// A JSON the handler got elsewhere (a backend's answer, refused by that
+// Client's ClientOptions::max_json_values) is a 500, reported. Before, a
+// body's tree was bounded only by max_body: 1 MiB of `[[],[],...]`, 20 MB.
+TEST_CASE("request limits: a JSON body past max_json_values is 413; a backend's JSON past the Client's cap is 500") {
+  run_checked(2, [] {
+    FIBER_CHECK(http::ServerOptions{}.max_json_values == 100'000);
+    FIBER_CHECK(http::ClientOptions{}.max_json_values == 1'000'000);
+    std::atomic<int> reported{0};
+    std::atomic<std::uint16_t> port{0};
+    http::ServerOptions o = patient();
+    o.max_json_values = 10;
+    o.on_error = [&](const http::Request&, std::exception_ptr) { reported.fetch_add(1); };
+    LiveServer srv([&](http::Request& q) {
+      if (q.path() == "/echo") return http::Response::text_body(200, q.body, "application/json");
+      std::size_t n = 0;
+      if (q.path() == "/json") n = q.json().size();
+      if (q.path() == "/backend") {
+        http::ClientOptions bo;
+        bo.max_json_values = 10;
+        http::Client backend(bo);
+        n = backend.post("http://127.0.0.1:" + std::to_string(port.load()) + "/echo", q.body).json().size();
+      }
+      return http::Response::text_body(200, std::to_string(n));
+    }, o);
+    port = srv.port();
+    for (const auto proto : protocols()) {
+      auto c = client_for(proto);
+      const int before = reported.load();
+      auto r = c.post(srv.url("/json"), json_values(10));
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == "9");
+      r = c.post(srv.url("/json"), json_values(11));
+      FIBER_CHECK(r.status == 413);
+      FIBER_CHECK(r.text() == "too many JSON values\n");
+      r = c.post(srv.url("/json"), "[[],[],[],[],[],[],[],[],[],[],[]]");  // arrays count as values too
+      FIBER_CHECK(r.status == 413);
+      // Every kind of value counts, keys do not: 10 values, then 11.
+      const std::string mixed = R"({"a":1,"b":[true,null,"x"],"c":{"d":2.5,"e":-1},"f":"y")";
+      FIBER_CHECK(c.post(srv.url("/json"), mixed + "}").status == 200);
+      FIBER_CHECK(c.post(srv.url("/json"), mixed + R"(,"g":false})").status == 413);
+      FIBER_CHECK(reported.load() == before);
+      r = c.post(srv.url("/backend"), json_values(10));
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == "9");
+      r = c.post(srv.url("/backend"), json_values(11));
+      FIBER_CHECK(r.status == 500);
+      FIBER_CHECK(reported.load() == before + 1);
+      FIBER_CHECK(c.stats().connections_opened == 1);
+    }
+    // The Client's cap on its own: the error names the option.
+    http::ClientOptions co;
+    co.max_json_values = 10;
+    http::Client c(co);
+    FIBER_CHECK(c.post(srv.url("/echo"), json_values(10)).json().size() == 9);
+    const auto res = c.post(srv.url("/echo"), json_values(11));
+    bool refused = false;
+    try {
+      (void)res.json();
+    } catch (const http::Error& e) {
+      refused = e.kind() == http::errc::too_many_json_values &&
+                std::string(e.what()).find("ClientOptions::max_json_values") != std::string::npos;
+    }
+    FIBER_CHECK(refused);
+  });
+}
+
+// The default cap reaches the handler's Request: 100,000 values pass,
+// one more is 413.
+TEST_CASE("request limits: ServerOptions' default max_json_values applies to req.json()") {
+  run_checked(2, [] {
+    LiveServer srv([](http::Request& q) { return http::Response::text_body(200, std::to_string(q.json().size())); },
+                   patient());
+    for (const auto proto : protocols()) {
+      auto c = client_for(proto);
+      auto r = c.post(srv.url("/"), json_values(100'000));
+      FIBER_CHECK(r.status == 200);
+      FIBER_CHECK(r.text() == "99999");
+      FIBER_CHECK(c.post(srv.url("/"), json_values(100'001)).status == 413);
+    }
+  });
+}
+
+// Depth on the handler's fiber (64 KiB of stack): a 1 MiB body of
+// balanced brackets, 512 Ki levels, is refused at level 129 by
+// Request::json(), and the server goes on. nlohmann 3.11.2's parser and
+// its destructor keep their own stacks (parser.hpp's `states`, json.hpp's
+// destroy()), so the parse alone would not overflow; the cap is for what
+// a handler does next (a copy, a conversion, dump(): recursive).
+TEST_CASE("request limits: a JSON body nested 512 Ki deep is refused at depth 129 on the handler's fiber") {
+  run_checked(2, [] {
+    http::ServerOptions o = patient();
+    o.max_body = 1u << 20;
+    o.max_json_values = SIZE_MAX;  // depth alone (512 Ki values)
+    LiveServer srv([](http::Request& q) {
+      try {
+        const nlohmann::json converted = q.json();  // recursive: fine within the cap
+        return http::Response::text_body(200, converted.dump());
+      } catch (const nlohmann::json::parse_error& e) {
+        return http::Response::text_body(400, e.what());
+      }
+    }, o);
+    auto c = client_for(http::ClientHttp2::never);
+    const std::size_t half = 1u << 19;
+    auto r = c.post(srv.url("/"), std::string(half, '[') + std::string(half, ']'));
+    FIBER_CHECK(r.status == 400);
+    FIBER_CHECK(r.text().find("deeper than 128") != std::string_view::npos);
+    const std::string at_cap = std::string(128, '[') + std::string(128, ']');
+    r = c.post(srv.url("/"), at_cap);
+    FIBER_CHECK(r.status == 200);
+    FIBER_CHECK(r.text() == at_cap);
   });
 }

@@ -222,6 +222,37 @@ TEST_CASE("json: arrays and objects nest at most 128 deep; deeper is a parse_err
   CHECK_THROWS_AS(r.json(), nlohmann::json::parse_error);
 }
 
+// A Request or Response that no server or Client set a cap on has the
+// defaults (ServerOptions' and ClientOptions' max_json_values).
+TEST_CASE("json: values past the default cap are too_many_json_values, before they are stored") {
+  auto values = [](std::size_t n) {  // an array of n values in all
+    std::string s = "[";
+    for (std::size_t i = 1; i < n; ++i) s += i == 1 ? "0" : ",0";
+    return s + "]";
+  };
+  auto kind = [](auto&& parse) {
+    try {
+      (void)parse();
+    } catch (const http::Error& e) {
+      return e.kind();
+    }
+    return http::errc{};
+  };
+  http::Request q;
+  CHECK(http::Request::kDefaultMaxJsonValues == 100'000);
+  q.body = values(100'000);
+  CHECK(q.json().size() == 99'999);
+  q.body = values(100'001);
+  CHECK(kind([&] { return q.json(); }) == http::errc::too_many_json_values);
+  http::Response r;
+  CHECK(http::Response::kDefaultMaxJsonValues == 1'000'000);
+  r.body = values(1'000'000);
+  CHECK(r.json().size() == 999'999);
+  r.body = values(1'000'001);
+  CHECK(kind([&] { return r.json(); }) == http::errc::too_many_json_values);
+  CHECK(http::make_error_code(http::errc::too_many_json_values).message() == "too many JSON values");
+}
+
 TEST_CASE("json: json_body keeps a braced list's order; nlohmann::json stays sorted") {
   CHECK(http::Response::json_body(200, {{"zeta", 1}, {"alpha", 2}}).body == R"({"zeta":1,"alpha":2})");
   const nlohmann::json sorted{{"zeta", 1}, {"alpha", 2}};

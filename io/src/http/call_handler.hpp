@@ -26,13 +26,20 @@ namespace spindle::http::detail {
 // connection ended). A deadline scope around it still raises TimedOut when
 // it is left (cancel.hpp). Each return is a prvalue: the handler's Response
 // is built where the caller's result lives.
-// errc::too_many_params (QueryParams::parse's cap on a query or a form
-// body, which a handler lets pass) is the client's fault, not the
-// handler's: 400, not reported (a client could fill the error log with
-// it), as Django answers its TooManyFieldsSent and Go's ParseForm error
-// is answered. The connection goes on as after any response (a body
-// left unread is drained, or closes it).
-inline Response call_handler(const Handler& handler, Request& req, std::exception_ptr& thrown) {
+// The cap errors of the request's own parses (detail::own_refusal: the
+// very exception its query_params() or form_params() raised,
+// errc::too_many_params, or its json(), errc::too_many_json_values,
+// under opt.max_json_values, set here) are the client's fault, not the
+// handler's: 400 and 413, not reported (a client could fill the error log
+// with them), as Django answers its TooManyFieldsSent and Go's ParseForm
+// error is answered. The same errc from any other parse (a URL the
+// handler built, a backend's response, QueryParams::parse of its own) is
+// the server's fault: 500 and reported, as any other throw. The
+// connection goes on as after any response (a body left unread is
+// drained, or closes it).
+inline Response call_handler(const Handler& handler, Request& req, const ServerOptions& opt,
+                             std::exception_ptr& thrown) {
+  detail::set_max_json_values(req, opt.max_json_values);
   try {
     return handler(req);
   } catch (const Cancelled&) {
@@ -41,7 +48,10 @@ inline Response call_handler(const Handler& handler, Request& req, std::exceptio
   } catch (abi::__forced_unwind&) {
     throw;
   } catch (const Error& e) {
-    if (e.kind() == errc::too_many_params) return Response::text_body(400, "too many query or form parameters\n");
+    if (own_refusal(req)) {
+      if (e.kind() == errc::too_many_params) return Response::text_body(400, "too many query or form parameters\n");
+      if (e.kind() == errc::too_many_json_values) return Response::text_body(413, "too many JSON values\n");
+    }
     thrown = std::current_exception();
   } catch (...) {
     thrown = std::current_exception();

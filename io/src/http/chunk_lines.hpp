@@ -13,14 +13,24 @@
 // rather than wait for data that may never come (server.cpp's BodyReader).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
 namespace spindle::http::detail {
+
+// kUncapped, kOverCap: the body readers' caps (server.cpp's BodyReader::read,
+// client.cpp's BodyReader::read_some): kUncapped is the cap for none, and
+// kOverCap their answer when the body announced (a Content-Length, or the
+// sizes of the chunk lines parsed so far) is over the cap, nothing read.
+// Never a byte count: no span a read fills is that large.
+inline constexpr std::uint64_t kUncapped = std::numeric_limits<std::uint64_t>::max();
+inline constexpr std::size_t kOverCap = std::numeric_limits<std::size_t>::max();
 
 // chunk_size_digits: how many hex digits the chunk line's size took as
 // sent, leading zeros included. Beast's on_chunk_header gives the size's

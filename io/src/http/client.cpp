@@ -1588,11 +1588,6 @@ struct detail::BodyReader {
 #endif
   }
 
-  // kUncapped, kOverCap: read_some's cap for none, and its answer when
-  // the body announced is over the cap (never a byte count).
-  static constexpr std::uint64_t kUncapped = std::numeric_limits<std::uint64_t>::max();
-  static constexpr std::size_t kOverCap = std::numeric_limits<std::size_t>::max();
-
   // announced: the body's length as far as the response told it: its
   // Content-Length, or the sizes of the chunk lines parsed so far (0
   // when neither: a body framed by the close).
@@ -1611,9 +1606,9 @@ struct detail::BodyReader {
   // chunk line such as "FFFFFFFFFFFF"), kOverCap and nothing read, before
   // any wait for that data: refused when announced, not after
   // read_timeout.
-  std::size_t read_some(std::byte* dst, std::size_t n, std::uint64_t cap = kUncapped) {
+  std::size_t read_some(std::byte* dst, std::size_t n, std::uint64_t cap = detail::kUncapped) {
     if (done || n == 0) return 0;
-    if (cap != kUncapped && !failed && announced() > cap) return kOverCap;
+    if (cap != detail::kUncapped && !failed && announced() > cap) return detail::kOverCap;
 #if SPINDLE_HAVE_HTTP2
     if (!failed && h2.call) {
       std::size_t got = 0;
@@ -1641,7 +1636,7 @@ struct detail::BodyReader {
       while (got == 0 && !p.is_done()) {
         // A chunk line parsed (Beast returns after one with no data) is
         // checked before the wait for its data.
-        if (cap != kUncapped && announced() > cap) return kOverCap;
+        if (cap != detail::kUncapped && announced() > cap) return detail::kOverCap;
         b.data = dst;
         b.size = n;
         b.more = true;
@@ -1656,7 +1651,7 @@ struct detail::BodyReader {
     std::size_t got = 0;
     try {
       got = deadline ? with_deadline(*deadline, body) : body();
-      if (got == kOverCap) return got;
+      if (got == detail::kOverCap) return got;
     } catch (const TimedOut&) {
       fail();  // ours: the read timeout or the total deadline (a caller's scope surfaces as Cancelled here)
       if (deadline && Clock::now() >= *deadline)
@@ -1714,7 +1709,7 @@ std::string StreamedResponse::read_all(std::size_t max) {
     grow_for_read(out, have, max);
     if (!r_) break;
     const std::size_t n = r_->read_some(reinterpret_cast<std::byte*>(out.data() + have), out.size() - have, cap);
-    if (n == detail::BodyReader::kOverCap) throw too_large();
+    if (n == detail::kOverCap) throw too_large();
     if (n == 0) break;
     have += n;
     if (have > max) throw too_large();
@@ -1773,7 +1768,10 @@ Response Client::request(std::string_view method, std::string_view url, RequestO
         pool_->drop_idle(u.key());
         if (!ex.once(meth, u, ro, r)) throw no_response_twice(u);
       }
-      if (!redirect(pool_->opt, hop, r.status, r.headers.get("Location"), u, meth, ro)) return r;
+      if (!redirect(pool_->opt, hop, r.status, r.headers.get("Location"), u, meth, ro)) {
+        detail::set_max_json_values(r, pool_->opt.max_json_values);
+        return r;
+      }
       // The next hop sends no generator's body (redirect): a stale pooled
       // connection may be retried for it again. Kept set, a GET after a
       // 303 from a streamed upload failed where a new connection would do.
@@ -1898,9 +1896,9 @@ DownloadResult Client::download(std::string_view url, const std::filesystem::pat
       // A chunk line that takes the body past the cap is refused when it
       // comes, as a Content-Length over it is (above).
       const std::size_t n = s.r_ ? s.r_->read_some(buf.data() + have, buf.size() - have,
-                                                   cap ? *cap : detail::BodyReader::kUncapped)
+                                                   cap ? *cap : detail::kUncapped)
                                  : 0;
-      if (n == detail::BodyReader::kOverCap) throw too_large();
+      if (n == detail::kOverCap) throw too_large();
       if (n == 0) break;
       have += n;
     }

@@ -1577,7 +1577,7 @@ void H2Conn::run_stream(const std::shared_ptr<H2Stream>& sp) {
       }
       if (body.failed() != errc{}) return Response();  // answered below
       ran = true;
-      return call_handler(env_.handler, st.req, thrown);
+      return call_handler(env_.handler, st.req, env_.opt, thrown);
     };
     // Whatever way this fiber leaves, the body goes (release_body); a
     // whole response body releases it sooner, in respond.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -71,7 +72,42 @@ std::string_view Request::param(std::string_view name) const noexcept {
   return {};
 }
 
-nlohmann::ordered_json Request::json() const { return detail::parse_ordered_json(body); }
+namespace {
+// own: f() (a parse of the request's own text), and the cap error it
+// raises recorded in `refused` before it goes on: call_handler answers
+// that very exception (detail::own_refusal), and no other of its kind.
+template <class F>
+auto own(std::exception_ptr& refused, F&& f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    if (e.kind() == errc::too_many_params || e.kind() == errc::too_many_json_values) refused = std::current_exception();
+    throw;
+  }
+}
+}  // namespace
+
+QueryParams Request::query_params(std::size_t max_items) const {
+  return own(refused_, [&] { return QueryParams::parse(query(), max_items); });
+}
+
+QueryParams Request::form_params(std::size_t max_items) const {
+  return own(refused_, [&] { return QueryParams::parse(body, max_items); });
+}
+
+nlohmann::ordered_json Request::json() const {
+  return own(refused_, [&] { return detail::parse_ordered_json(body, max_json_values_, "ServerOptions::max_json_values"); });
+}
+
+void detail::set_max_json_values(Request& req, std::size_t n) noexcept { req.max_json_values_ = n; }
+void detail::set_max_json_values(Response& res, std::size_t n) noexcept { res.max_json_values_ = n; }
+
+// The same object: `throw;` and std::rethrow_exception rethrow it (a
+// dependent exception's current_exception() is its primary one), a
+// handler's `throw e;` copies it, and another parse's error is another.
+bool detail::own_refusal(const Request& req) noexcept {
+  return req.refused_ != nullptr && req.refused_ == std::current_exception();
+}
 
 std::size_t Request::read_body_some(std::span<std::byte> out) {
   if (out.empty()) return 0;
@@ -103,7 +139,9 @@ void detail::load_body_first(Request& req) {
   req.body_source_ = nullptr;
   req.body_pos_ = 0;
 }
-nlohmann::ordered_json Response::json() const { return detail::parse_ordered_json(body); }
+nlohmann::ordered_json Response::json() const {
+  return detail::parse_ordered_json(body, max_json_values_, "ClientOptions::max_json_values");
+}
 
 Response Response::text_body(int status, std::string body, std::string_view content_type) {
   Response r;
@@ -232,6 +270,7 @@ class HttpCategory : public std::error_category {
       case errc::connect_failed: return "connect failed";
       case errc::malformed_request: return "malformed request";
       case errc::too_many_params: return "too many query or form parameters";
+      case errc::too_many_json_values: return "too many JSON values";
     }
     return "unknown http error";
   }

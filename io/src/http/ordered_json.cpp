@@ -1,6 +1,7 @@
 // ordered_json.cpp: parse_ordered_json (ordered_json.hpp): a SAX handler
-// that appends each member to its object without a lookup, and removes
-// repeated keys once per object when the object ends.
+// that appends each member to its object without a lookup, removes
+// repeated keys once per object when the object ends, and counts values
+// against the caller's cap.
 #include "ordered_json.hpp"
 
 #include <algorithm>
@@ -9,6 +10,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <spindle/io/http/error.hpp>
 
 namespace spindle::http::detail {
 
@@ -73,7 +76,8 @@ void dedupe(Object& object) {
 // object members appended in order and deduplicated at the object's end.
 class Builder {
  public:
-  explicit Builder(Json& root) : root_(root) {}
+  Builder(Json& root, std::size_t max_values, const char* cap_name)
+      : root_(root), max_values_(max_values), cap_name_(cap_name) {}
 
   bool null() { return put(nullptr); }
   bool boolean(bool v) { return put(v); }
@@ -130,10 +134,17 @@ class Builder {
   }
 
   // put: v placed as the root, the array's next element or the member
-  // whose key came last. Pointers into a container stay valid while its
+  // whose key came last, once it is counted: value max_values_ + 1 is
+  // refused before it is stored (every value goes through here, arrays
+  // and objects too). Pointers into a container stay valid while its
   // child is built: the container grows again only after the child ends.
   template <class V>
   bool put(V&& v) {
+    if (values_ == max_values_) {
+      throw Error(errc::too_many_json_values, "spindle::http: JSON of more than " + std::to_string(max_values_) +
+                                                  " values (" + cap_name_ + ")");
+    }
+    ++values_;
     if (stack_.empty()) {
       root_ = Json(std::forward<V>(v));
       last_ = &root_;
@@ -148,6 +159,9 @@ class Builder {
   }
 
   Json& root_;
+  const std::size_t max_values_;
+  const char* const cap_name_;  // the option that set max_values_, for the error's text
+  std::size_t values_ = 0;      // values put so far: at most max_values_
   std::vector<Json*> stack_;  // the open arrays and objects, innermost last
   Json* member_ = nullptr;     // the member of the innermost object whose value comes next
   Json* last_ = nullptr;       // the value put last
@@ -155,9 +169,9 @@ class Builder {
 
 }  // namespace
 
-Json parse_ordered_json(std::string_view text) {
+Json parse_ordered_json(std::string_view text, std::size_t max_values, const char* cap_name) {
   Json root;
-  Builder b(root);
+  Builder b(root, max_values, cap_name);
   Json::sax_parse(text.begin(), text.end(), &b);
   return root;
 }

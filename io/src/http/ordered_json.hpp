@@ -4,7 +4,8 @@
 // every key up linearly in its object: quadratic in the number of keys
 // (40,000 keys, 0.43 MB: 0.82 s, against 0.007 s here; docs/http.md
 // "URLs and query strings"), so a peer's body could hold a worker for
-// seconds. Request::json and Response::json parse with this.
+// seconds. Request::json and Response::json parse with this, under a cap
+// on values and one on depth.
 #pragma once
 
 #include <cstddef>
@@ -19,7 +20,16 @@ namespace spindle::http::detail {
 // its last value (as nlohmann's parse and Python's json.loads). Errors:
 // nlohmann::json::parse_error, as nlohmann's parse; also for arrays and
 // objects nested more than kMaxJsonDepth deep (serde_json's limit).
+// max_values: more values than this (every scalar, array and object,
+// the root included; keys are not values) is
+// http::Error(errc::too_many_json_values), raised when value
+// max_values + 1 begins, before it is stored; `cap_name` names the
+// option that set it in that error's text. Why: a value costs 16 bytes
+// in its container (32 with the vector's growth) plus its own allocation
+// (a string, array or object: ~48 bytes), so 1 MiB of `["","",...]`
+// built 25 MB, 1 MiB of `[[],[],...]` 19.6 MB (docs/http.md "JSON
+// values"), bounded by the body's size only.
 inline constexpr std::size_t kMaxJsonDepth = 128;
-nlohmann::ordered_json parse_ordered_json(std::string_view text);
+nlohmann::ordered_json parse_ordered_json(std::string_view text, std::size_t max_values, const char* cap_name);
 
 }  // namespace spindle::http::detail

@@ -567,7 +567,7 @@ class BodyReader final : public BodySource {
     if (!p.is_done() && opt.body_timeout.count() > 0) stream_deadline_ = spindle::detail::deadline_after(opt.body_timeout);
   }
 
-  std::size_t read_some(std::span<std::byte> out) override { return read(out, kUncapped); }
+  std::size_t read_some(std::span<std::byte> out) override { return read(out, detail::kUncapped); }
 
   void load(std::string& into, std::size_t limit) override {
     if (p_.is_done()) return;
@@ -617,7 +617,7 @@ class BodyReader final : public BodySource {
     const auto all = [&] {
       while (got <= max) {
         const std::size_t n = read(sink, cap);
-        if (n == kOverCap) return false;
+        if (n == detail::kOverCap) return false;
         if (n == 0) return true;
         got += n;
       }
@@ -634,11 +634,6 @@ class BodyReader final : public BodySource {
   }
 
  private:
-  // kUncapped, kOverCap: read's cap for none, and its answer when the
-  // cap is passed (never a byte count: a span is never that large).
-  static constexpr std::uint64_t kUncapped = std::numeric_limits<std::uint64_t>::max();
-  static constexpr std::size_t kOverCap = std::numeric_limits<std::size_t>::max();
-
   // read: read_some, which the handler's reads are; load and drain give a
   // `cap`: the most body (in bytes from its start, as received_) they
   // may take. Once the chunk lines announce more than that (one
@@ -655,7 +650,7 @@ class BodyReader final : public BodySource {
       // Before every wait for bytes, a chunk line parsed included (Beast
       // returns after one with no data): a size the reader cannot take is
       // refused now, not after the wait for data that may never come.
-      if (p_.chunked() && chunks_.announced() > cap) return kOverCap;
+      if (p_.chunked() && chunks_.announced() > cap) return detail::kOverCap;
       auto& b = p_.get().body();
       b.data = out.data();
       b.size = out.size();
@@ -737,7 +732,7 @@ class BodyReader final : public BodySource {
           into.resize(have + std::min(room, want - have));
         }
         const std::size_t n = read(std::as_writable_bytes(std::span(into)).subspan(have), cap);
-        if (n == kOverCap) {
+        if (n == detail::kOverCap) {
           fail_ = Fail::too_large;
           throw error();
         }
@@ -1883,13 +1878,13 @@ void Server::State::serve_conn(Conn& c) {
       // below).
       std::exception_ptr thrown;
       Response res = [&] {
-        if (!watched) return detail::call_handler(handler, req, thrown);
+        if (!watched) return detail::call_handler(handler, req, opt, thrown);
         struct Watch {
           Conn& c;
           ~Watch() { c.leave_handler(); }
         } watch{c};
         c.enter_handler(coarse_ms());
-        return detail::call_handler(handler, req, thrown);
+        return detail::call_handler(handler, req, opt, thrown);
       }();
       req.set_body_source(nullptr);
       // A handler failure caused by its body's (the Router's load_body) is

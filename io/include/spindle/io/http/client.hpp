@@ -121,6 +121,13 @@ struct ClientOptions {
   // Response body; more: body_too_large, as soon as a Content-Length or a
   // chunk line announces more (before its data).
   std::size_t max_body = 64u << 20;
+  // Values (every scalar, array and object) Response::json() builds at
+  // most, on a Response this Client returned; more:
+  // http::Error(errc::too_many_json_values), before the value is stored.
+  // A value costs up to ~72 bytes of tree: at the default the tree stays
+  // under ~72 MB (about max_body), and an answer of ~10 MB of typical
+  // JSON passes. SIZE_MAX: no cap. docs/http.md "JSON values".
+  std::size_t max_json_values = Response::kDefaultMaxJsonValues;
   std::string user_agent = "spindle-http";
   // A pooled connection idle this long is closed (an HTTP/2 one once its
   // last stream ended this long ago), and an origin with nothing left

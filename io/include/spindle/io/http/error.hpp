@@ -26,7 +26,10 @@ enum class errc {
   invalid_url,         // not http://host[:port][/path]
   connect_failed,      // any other connect failure (unreachable, DNS)
   malformed_request,   // server side: a streamed request body's chunked framing is bad
-  too_many_params,     // QueryParams::parse: more items than its max_items (a server answers 400)
+  too_many_params,     // QueryParams::parse: more items than its max_items (a server answers 400
+                       // when it came from the request's own query_params() or form_params())
+  too_many_json_values,  // Request::json / Response::json: more values than the cap (ServerOptions /
+                         // ClientOptions::max_json_values; a server answers 413 for the request's own)
 };
 
 const std::error_category& http_category() noexcept;

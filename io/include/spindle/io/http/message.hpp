@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -68,10 +69,21 @@ class BodySource {
 };
 
 struct Request;
+struct Response;
 namespace detail {
 // load_body_first: Request::load_body through BodySource::load_first (the
 // server and the Router, before a handler runs).
 SPINDLE_MAY_SUSPEND void load_body_first(Request& req);
+// set_max_json_values: the cap json() applies from now on: the server's
+// ServerOptions::max_json_values on each Request before its handler, the
+// client's ClientOptions::max_json_values on each Response it returns.
+void set_max_json_values(Request& req, std::size_t n) noexcept;
+void set_max_json_values(Response& res, std::size_t n) noexcept;
+// own_refusal: called in a catch block, whether the exception being
+// handled is the one req's own query_params(), form_params() or json()
+// raised for its cap (the same object, let pass or rethrown with
+// `throw;`), which the server answers for the handler (call_handler.hpp).
+bool own_refusal(const Request& req) noexcept;
 }  // namespace detail
 
 // Headers: an ordered list of (name, value) fields. Names compare without
@@ -132,10 +144,16 @@ struct Request {
 
   // path / query: target split at the first '?' (query without it), as
   // on the wire (still percent-encoded). query_params: query() decoded
-  // (QueryParams::parse: '+' is a space, repeated keys kept in order; more
-  // than max_items is http::Error(errc::too_many_params), which the server
-  // answers 400 if the handler lets it pass). A form body is parsed the
-  // same way: QueryParams::parse(req.body).
+  // (QueryParams::parse: '+' is a space, repeated keys kept in order);
+  // form_params: `body` decoded the same way (an
+  // application/x-www-form-urlencoded form; the body as loaded: a
+  // streamed one is load_body()'d first). More than max_items is
+  // http::Error(errc::too_many_params), which the server answers 400 if
+  // the handler lets that exception pass (the client's fault, not
+  // reported to on_error). Only these two: the same error from any other
+  // parse (QueryParams::parse(req.body) called directly, a URL's or a
+  // backend's query) is the handler's failure, a 500 reported like any
+  // other throw.
   std::string_view path() const noexcept;
   // decoded_path: path() percent-decoded ('+' stays '+', %2F becomes '/'),
   // what the Router's literal segments compare against (aiohttp's
@@ -148,15 +166,20 @@ struct Request {
   // strings"); a guard that refuses a prefix is not fooled.
   std::string decoded_path() const;
   std::string_view query() const noexcept;
-  QueryParams query_params(std::size_t max_items = QueryParams::kDefaultMaxItems) const {
-    return QueryParams::parse(query(), max_items);
-  }
+  QueryParams query_params(std::size_t max_items = QueryParams::kDefaultMaxItems) const;
+  QueryParams form_params(std::size_t max_items = QueryParams::kDefaultMaxItems) const;
   // param: a path parameter by name ("" when absent).
   std::string_view param(std::string_view name) const noexcept;
   // json: body parsed as JSON, keys in the body's order (a repeated key:
   // first place, last value), in O(n log n) of the body's size; throws
-  // nlohmann::json::parse_error.
+  // nlohmann::json::parse_error (also past 128 levels of nesting). More
+  // values than ServerOptions::max_json_values (on a Request the server
+  // passed; kDefaultMaxJsonValues on any other) is
+  // http::Error(errc::too_many_json_values), refused before the value is
+  // stored, which the server answers 413 if the handler lets that
+  // exception pass (not reported). docs/http.md "JSON values".
   nlohmann::ordered_json json() const;
+  static constexpr std::size_t kDefaultMaxJsonValues = 100'000;
 
   // Streamed request bodies (server side). body_streamed(): the body is
   // still on the connection (a Router route added with Body::stream, or
@@ -188,8 +211,15 @@ struct Request {
 
  private:
   friend void detail::load_body_first(Request& req);
+  friend void detail::set_max_json_values(Request& req, std::size_t n) noexcept;
+  friend bool detail::own_refusal(const Request& req) noexcept;
   BodySource* body_source_ = nullptr;  // owned by the server's connection
   std::size_t body_pos_ = 0;           // read_body_some's offset in `body`
+  std::size_t max_json_values_ = kDefaultMaxJsonValues;  // json()'s cap
+  // refused_: the cap error query_params(), form_params() or json()
+  // raised last (detail::own_refusal); mutable: they are const. Touched by
+  // the fiber that has the Request only, as every other member.
+  mutable std::exception_ptr refused_;
 };
 
 // Upgraded: the connection a Response::upgrade takes over. tcp is always
@@ -280,8 +310,11 @@ struct Response {
   std::span<const std::byte> bytes() const noexcept {
     return {reinterpret_cast<const std::byte*>(body.data()), body.size()};
   }
-  // json: as Request::json.
+  // json: as Request::json, under ClientOptions::max_json_values (on a
+  // Response a Client returned; kDefaultMaxJsonValues on any other): more
+  // values is http::Error(errc::too_many_json_values).
   nlohmann::ordered_json json() const;
+  static constexpr std::size_t kDefaultMaxJsonValues = 1'000'000;
 
   // Factories for handlers: a body with its Content-Type.
   static Response text_body(int status, std::string body,
@@ -307,6 +340,10 @@ struct Response {
   // file_body of a file the handler opened (body_opened above); an
   // io::File that is not open is std::invalid_argument.
   static Response file_body(int status, io::File file, std::string_view content_type = "application/octet-stream");
+
+ private:
+  friend void detail::set_max_json_values(Response& res, std::size_t n) noexcept;
+  std::size_t max_json_values_ = kDefaultMaxJsonValues;  // json()'s cap
 };
 
 // reason_phrase: the standard phrase for a status ("Not Found"), or "".

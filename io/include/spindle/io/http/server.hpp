@@ -33,6 +33,10 @@
 //    the request's body can still be framed. A body generator that throws
 //    once the head is out ends its connection (the client sees a truncated
 //    body). Cancelled passes (the connection fiber unwinds and closes).
+//    Not the handler's failure: the cap errors of its request's own
+//    parses, let pass, are answered 400 (errc::too_many_params from
+//    Request::query_params or form_params) and 413
+//    (errc::too_many_json_values from Request::json), not reported.
 //  - A peer that goes away mid-head or mid-body just ends its connection.
 //  - Request bodies are read whole into Request::body before the handler
 //    runs (bounded by max_body), except when streamed (below).
@@ -240,6 +244,15 @@ struct ServerOptions {
   // arrives (before its data). Not applied to a body streamed to its
   // handler (but to its load_body()).
   std::size_t max_body = 1024 * 1024;
+  // Values (every scalar, array and object) Request::json() builds at
+  // most; more: http::Error(errc::too_many_json_values) before the value
+  // is stored, which the server answers 413 if the handler lets it pass
+  // (not reported; the connection goes on). Why: a value costs up to
+  // ~72 bytes of tree, so 1 MiB of `["","",...]` built 25 MB; at the
+  // default the tree stays under ~7 MB, and a 1 MiB body of typical API
+  // records (~11 bytes a value) passes. SIZE_MAX: no cap. docs/http.md
+  // "JSON values".
+  std::size_t max_json_values = Request::kDefaultMaxJsonValues;
   // stream_bodies: a Server built from a plain Handler calls it right after
   // the head for every request, the body unread (Request::body_streamed()).
   // Always on for a Server built from a Router (which reads the body whole
