@@ -336,9 +336,11 @@ spawn_keeps_pinned_affinity :: io/src/process.cpp :: s{const detail::WideAffinit
 helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p->low_priority\(\)\)}{p != nullptr && false)} :: io_helper_threads :: ^io_helper_threads$
 helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
 event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\) \{\s*mu_\.lock\(\);\s*mu_\.unlock\(\);\s*\}}{~Event() \x7b\x7d} :: sync_teardown :: ^sync_teardown$
-mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{while \(state_\.load\(std::memory_order_acquire\) >= kUnlocking\) std::this_thread::yield\(\);}{} :: sync_teardown :: ^sync_teardown$
-mutex_count_dropped_before_wait_list :: sync/src/mutex.cpp :: s{compare_exchange_weak\(st, st \| kWoken, std::memory_order_relaxed,([\s\S]*?)std::uint32_t sub = kUnlocking;}{compare_exchange_weak(st, (st | kWoken) - kUnlocking, std::memory_order_relaxed,$1std::uint32_t sub = 0;} :: sync_teardown :: ^sync_teardown$
-mutex_no_wake_keeps_count :: sync/src/mutex.cpp :: s{st - kUnlocking, std::memory_order_release,}{st, std::memory_order_release,} :: sync_teardown sync_mutex :: ^sync_(teardown|mutex)$
+mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{if \(\(state_\.load\(std::memory_order_acquire\) & kEverQueued\) != 0\) detail::wait_for_unlocks\(this\);}{} :: sync_teardown :: ^sync_teardown$
+mutex_unlock_slot_not_set :: sync/src/mutex.cpp :: s{slot\.in\.store\(this, std::memory_order_relaxed\);}{} :: sync_teardown :: ^sync_teardown$
+mutex_ever_queued_not_set :: sync/src/mutex.cpp :: s{cur \| kWaiters \| kEverQueued;}{cur | kWaiters;} :: sync_teardown :: ^sync_teardown$
+mutex_slot_in_wait_skipped :: sync/src/unlock_slots.cpp :: s{while \(slot_at\(i\)\.in\.load\(std::memory_order_acquire\) == p\)}{if (false)} :: sync_teardown :: ^sync_teardown$
+mutex_unlock_slot_left_set :: sync/src/mutex.cpp :: s{slot\.in\.store\(nullptr, std::memory_order_release\);}{} :: sync_teardown sync_mutex :: ^sync_(teardown|mutex)$
 io_resolve_cap_whole_pool :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound;} :: io_endpoint :: ^io_endpoint$
 io_resolve_cap_zero_for_one_thread :: io/src/endpoint.cpp :: s{bound / 2 == 0 \? 1 : bound / 2;}{bound / 2;} :: io_endpoint :: ^io_endpoint$
 io_resolve_turns_process_wide :: io/src/endpoint.cpp :: s{const Key key\{spindle::detail::offload_group_key\(\),}{const Key key\x7bnullptr,} :: io_endpoint :: ^io_endpoint$

@@ -15,15 +15,17 @@
 //    with STARVING set is "being handed over": nobody else takes it.
 //  - Lock order: mu_ is a leaf (taken inside publish); no wake happens
 //    under mu_.
-//  - An unlock touches the mutex after releasing LOCKED only while it is
-//    counted in the word's UNLOCKING field, which ~Mutex waits to be zero:
-//    the last user may delete the mutex right after its own unlock while an
-//    earlier unlock is still on its way out (unlock_contended).
+//  - An unlock touches the mutex after releasing LOCKED only while its
+//    thread's unlock slot holds the mutex's address (unlock_slots.hpp),
+//    which ~Mutex waits to be cleared: the last user may delete the mutex
+//    right after its own unlock while an earlier unlock is still on its
+//    way out (unlock).
+//  - EVER_QUEUED is set by the first waiter's publish and never cleared:
+//    ~Mutex of a mutex nobody ever waited on has no unlock to wait for.
 #include <spindle/sync/mutex.hpp>
 
-#include <thread>
-
 #include "test_hooks.hpp"
+#include "unlock_slots.hpp"
 
 namespace spindle {
 
@@ -128,7 +130,7 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
               w.try_complete(detail::Waiter::notified);  // nobody else can see w
               return false;
             }
-            std::uint32_t nw = cur | kWaiters;
+            std::uint32_t nw = cur | kWaiters | kEverQueued;
             if (awoke) nw &= ~kWoken;
             if (starving) nw |= kStarving;
             if (state_.compare_exchange_weak(cur, nw, std::memory_order_relaxed,
@@ -154,7 +156,7 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
           // pending): give WOKEN back and do the wake an unlock skipped
           // because of it.
           const std::uint32_t now = state_.fetch_and(~kWoken, std::memory_order_relaxed) & ~kWoken;
-          next = wake_one_locked(now);
+          if (claim_wake(now)) next = pop_woken_locked();
         }
       }
       if (next != nullptr) detail::wake(*next->waiter);
@@ -189,126 +191,63 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
   }
 }
 
-void Mutex::unlock() {
-  // Uncontended: one CAS LOCKED -> 0 where the RMW it replaces was a
-  // fetch_sub; after it unlock touches nothing. release; pairs with the
-  // acquire CAS that takes LOCKED next.
-  std::uint32_t old = state_.load(std::memory_order_relaxed);
-  if (old == kLocked && state_.compare_exchange_strong(old, 0, std::memory_order_release,
-                                                       std::memory_order_relaxed)) {
-    return;
-  }
-  unlock_contended(old);
-}
-
-// unlock_contended: `old` is the word unlock's CAS found (not just LOCKED).
+// unlock: one fetch_sub releases the word, whatever it holds; the wait
+// list and its spin lock are touched only when waiters need a wake or a
+// hand-over.
 //
 // The last touch rule: the moment LOCKED is clear, a newcomer can take the
 // mutex, and it (or whoever it hands the mutex to: the waiter its unlock
 // wakes) may be the last user, which deletes the mutex right after its own
 // unlock. POSIX allows exactly that (pthread_mutex_destroy's rationale: the
-// reference-count pattern), and so do we
-// (docs/sync.md "When a primitive may be destroyed"). So after the release
-// an unlock may touch nothing that a deleter does not wait for:
-//  - Word values that need nothing after the release -- nobody queued, or
-//    a waiter already woken (a spinner holding WOKEN) in normal mode -- are
-//    released by a CAS, and unlock returns: Go's unlock does nothing more
-//    for them either.
-//  - The rest (WAITERS without WOKEN: maybe wake one; STARVING: hand over)
-//    are released by a CAS that also counts this unlock in the word's
-//    UNLOCKING field, and the count goes down (a release RMW) as its last
-//    touch of the mutex. ~Mutex waits for the count to be zero (acquire),
-//    then for mu_: a deleter took LOCKED after our release, so its reads of
-//    the word come after our count went up. The wake after that touches
-//    only the woken waiter's node (its stack).
-//
-// Normal mode, as Go's unlockSlow: after the release, wake nobody if the
-// word is locked again (a newcomer took it; its unlock wakes), a waiter is
-// woken, or nobody waits. That check is a CAS on the word outside mu_ (the
-// count goes down in it when nothing is to be done: one RMW more than
-// before the count, no spin lock), and when it wakes it sets WOKEN and
-// keeps the count until mu_ is held: the count goes down in the one RMW
-// that also clears WAITERS/WOKEN after the pop, where the code before the
-// count had a fetch_and. Measured (spindle_bench_table
-// --filter=mutex_contention, alternated with the build before the count,
-// 2-core VM; docs/benchmarks.md "The wake check outside the spin lock
-// again"): against the build before the count, 1 worker +6..17%, 2
-// workers +15..27% (four sets of 5 rounds); against the first counted
-// version, which took mu_ for every counted unlock even when a newcomer
-// had locked again, no gain beyond the spread (kept for the spin lock it
-// no longer takes). One that cleared LOCKED under mu_ cost +45%. A release that always counts (fetch_add,
-// then fetch_sub when nothing is to be done) cost far more at 2 workers
-// (a second RMW on the common path). What would cost
-// nothing is a wait list outside the mutex (a parking lot keyed by its
-// address, as futexes and WebKit's locks have): an unlock would then never
-// touch the mutex after its release. Not done.
-void Mutex::unlock_contended(std::uint32_t old) {
-  bool after = false;
-  for (;;) {
-    SPINDLE_CHECK((old & kLocked) != 0, kNotLocked);
-    after = (old & kStarving) != 0 || ((old & kWaiters) != 0 && (old & kWoken) == 0);
-    const std::uint32_t nw = (old & ~kLocked) + (after ? kUnlocking : 0);
-    // release; pairs with the acquire CAS that takes LOCKED next.
-    if (state_.compare_exchange_weak(old, nw, std::memory_order_release, std::memory_order_relaxed)) {
-      old = nw;
-      break;
-    }
-  }
-  if (!after) return;
-  SPINDLE_SYNC_TEST_POINT(mutex_unlock_released, this);
-  detail::WaitNode* next;
-  if ((old & kStarving) != 0) {
-    // STARVING as our release left it: it is set only in a publish that
-    // found LOCKED held (under mu_), so by then a newcomer holds the mutex
-    // and its unlock hands over.
+// reference-count pattern), and so do we (docs/sync.md "When a primitive
+// may be destroyed"). Go's unlockSlow keeps touching the word after its
+// release (a GC keeps the memory); here the thread's unlock slot holds the
+// mutex's address from before the release until after the last touch, and
+// ~Mutex waits until no slot holds it (unlock_slots.hpp). The release
+// itself is then Go's: one fetch_sub that cannot fail, whatever a
+// spinner or a queuing waiter did to the word meanwhile. The count in the
+// word that came before the slots needed a CAS loop on the contended path
+// and a load before the uncontended CAS; the slot's two plain stores cost
+// less than either (docs/benchmarks.md "Unlock slots instead of the count
+// in the word").
+void Mutex::unlock() {
+  detail::UnlockSlot* mine = detail::t_unlock_slot;
+  detail::UnlockSlot& slot = mine != nullptr ? *mine : detail::claim_unlock_slot();
+  // Ordered before the release below, so before everything the next owner
+  // (and a deleter after it) does.
+  slot.in.store(this, std::memory_order_relaxed);
+  // release; pairs with the acquire CAS that takes LOCKED next.
+  const std::uint32_t old = state_.fetch_sub(kLocked, std::memory_order_release);
+  SPINDLE_CHECK((old & kLocked) != 0, kNotLocked);
+  const std::uint32_t st = old - kLocked;
+  detail::WaitNode* next = nullptr;
+  if ((st & kStarving) != 0) {
+    // Hand-off mode: STARVING, still set, keeps newcomers off the free
+    // word; the oldest waiter gets it.
+    SPINDLE_SYNC_TEST_POINT(mutex_unlock_released, this);
     std::lock_guard g(mu_);
     next = hand_off_locked();
-    // The count goes down with mu_ held (release: our mu_ lock comes
-    // before a deleter's acquire load of zero, so its own lock of mu_ then
-    // waits for our unlock, the last touch).
-    state_.fetch_sub(kUnlocking, std::memory_order_release);
-  } else {
-    std::uint32_t st = old;
-    for (;;) {
-      if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) {
-        // Nothing to do: the count goes, our last touch (release; pairs
-        // with ~Mutex's acquire load).
-        if (state_.compare_exchange_weak(st, st - kUnlocking, std::memory_order_release,
-                                         std::memory_order_relaxed)) {
-          return;
-        }
-        continue;
-      }
-      if (state_.compare_exchange_weak(st, st | kWoken, std::memory_order_relaxed,
-                                       std::memory_order_relaxed)) {
-        break;
-      }
+  } else if ((st & kWaiters) != 0) {
+    SPINDLE_SYNC_TEST_POINT(mutex_unlock_released, this);
+    // Go's check after the release: nobody to wake when a newcomer has
+    // locked it again (its unlock wakes) or a waiter is already woken.
+    if (claim_wake(st)) {
+      SPINDLE_SYNC_TEST_POINT(mutex_unlock_waking, this);
+      std::lock_guard g(mu_);
+      next = pop_woken_locked();
     }
-    SPINDLE_SYNC_TEST_POINT(mutex_unlock_waking, this);
-    // We hold WOKEN: nobody else clears it, so it can be subtracted below.
-    std::lock_guard g(mu_);
-    next = waiters_.pop_winner();
-    if (next != nullptr) next->outcome = kOutcomeWake;
-    std::uint32_t sub = kUnlocking;
-    // WAITERS changes only under mu_: a waiter that left since our CAS may
-    // have cleared it already.
-    if (waiters_.empty() && (state_.load(std::memory_order_relaxed) & kWaiters) != 0) sub += kWaiters;
-    if (next == nullptr) sub += kWoken;  // nobody to hand WOKEN to
-    // Each subtracted bit is set, so this clears them; with the count it
-    // is our last touch of the word, with mu_ held (release, as above).
-    state_.fetch_sub(sub, std::memory_order_release);
   }
+  // The last touch (mu_'s unlock above comes before it). release; pairs
+  // with the acquire load in wait_for_unlocks.
+  slot.in.store(nullptr, std::memory_order_release);
   if (next != nullptr) detail::wake(*next->waiter);
 }
 
 Mutex::~Mutex() {
-  // An unlock past its release (counted in UNLOCKING) may still touch the
-  // wait list or mu_: wait for its count to go (it is a few instructions
-  // away unless its thread was preempted; a plain yield then), then for
-  // its unlock of mu_, its last touch (unlock_contended).
-  while (state_.load(std::memory_order_acquire) >= kUnlocking) std::this_thread::yield();
-  mu_.lock();
-  mu_.unlock();
+  // Only a mutex that ever had a waiter can have an unlock on its
+  // contended path (EVER_QUEUED is set in publish, before any such
+  // unlock's release, and never cleared): wait for it to leave.
+  if ((state_.load(std::memory_order_acquire) & kEverQueued) != 0) detail::wait_for_unlocks(this);
 }
 
 // hand_off_locked: under mu_, starvation mode, LOCKED clear. Pops the
@@ -327,20 +266,26 @@ detail::WaitNode* Mutex::hand_off_locked() noexcept {
   return next;
 }
 
-// wake_one_locked: under mu_, normal mode, `st` a recent state. Pops one
-// waiter to wake (handing it WOKEN) unless nobody waits, someone holds the
+// claim_wake: Go's check, from `st`, a recent state: whether a waiter is
+// to be woken (WOKEN then set: the caller holds it and must call
+// pop_woken_locked under mu_). Nobody when nobody waits, someone holds the
 // lock again, a waiter is already woken (or spinning), or the mutex is in
-// hand-off mode. The caller wakes what it returns after releasing mu_.
-// Used by a waiter that leaves holding WOKEN (lock_slow); it holds the
-// mutex alive itself (a waiter), so no count is needed.
-detail::WaitNode* Mutex::wake_one_locked(std::uint32_t st) noexcept {
+// hand-off mode.
+bool Mutex::claim_wake(std::uint32_t st) noexcept {
   for (;;) {
-    if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) return nullptr;
+    if ((st & kWaiters) == 0 || (st & (kLocked | kWoken | kStarving)) != 0) return false;
     if (state_.compare_exchange_weak(st, st | kWoken, std::memory_order_relaxed,
                                      std::memory_order_relaxed)) {
-      break;
+      return true;
     }
   }
+}
+
+// pop_woken_locked: under mu_, WOKEN claimed by the caller (claim_wake).
+// Pops one waiter to hand WOKEN to; with nobody left (all timed out or
+// cancelled) WOKEN goes again. The caller wakes what it returns after
+// releasing mu_.
+detail::WaitNode* Mutex::pop_woken_locked() noexcept {
   detail::WaitNode* next = waiters_.pop_winner();
   if (next != nullptr) next->outcome = kOutcomeWake;
   std::uint32_t clear = 0;

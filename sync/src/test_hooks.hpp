@@ -30,11 +30,13 @@ enum class Point {
   // Event::set(): set_ stored (waiters' lock-free is_set() can see it),
   // mu_ still held, no waiter popped yet.
   event_set_published,
-  // Mutex::unlock() on its contended path: LOCKED cleared (a newcomer can
-  // take the mutex) and this unlock counted in UNLOCKING, nobody woken yet.
+  // Mutex::unlock() on its contended path, with a wake or hand-over to
+  // do: LOCKED cleared (a newcomer can take the mutex), the thread's unlock
+  // slot naming the mutex, nobody woken yet.
   mutex_unlock_released,
   // Mutex::unlock() on its contended path, normal mode: it has set WOKEN
-  // to wake a waiter (still counted in UNLOCKING) and has not taken mu_.
+  // to wake a waiter (its slot still naming the mutex) and has not taken
+  // mu_.
   mutex_unlock_waking,
   // Mutex::lock(): the waiter's node linked and WAITERS set (publish,
   // under mu_). The test's way to know a plain thread is queued.

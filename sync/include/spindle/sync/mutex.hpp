@@ -26,13 +26,13 @@
 // wake a second waiter for nothing.
 //
 // Fast path: one atomic word, state_ = LOCKED | WOKEN | STARVING | WAITERS
-// | UNLOCKING (a count). A lock() that finds the word free is a load and
-// one CAS (any word without LOCKED and STARVING -> the same with LOCKED),
-// an uncontended unlock() one CAS (LOCKED -> 0); the wait list and its
-// spin lock are touched only when an unlock must wake or hand over
-// (WAITERS without WOKEN, or STARVING), and then the unlock is counted in
-// UNLOCKING until it is done (Destruction, below). WAITERS changes only under mu_ (it mirrors "the
-// list is not empty"); LOCKED, WOKEN and STARVING change by CAS anywhere.
+// | EVER_QUEUED. A lock() that finds the word free is a load and one CAS
+// (any word without LOCKED and STARVING -> the same with LOCKED), an
+// unlock() one fetch_sub (and two stores to its thread's unlock slot:
+// Destruction, below); it touches the wait list and its spin lock only
+// when it must wake or hand over (WAITERS without WOKEN, or STARVING). WAITERS changes only under mu_ (it mirrors "the list is not
+// empty"); LOCKED, WOKEN and STARVING change by atomic RMW anywhere;
+// EVER_QUEUED, set by the first waiter, stays.
 //
 // Memory ordering: everything the owner did before unlock() happens before
 // everything the next owner does after its lock()/try_lock() returns: the
@@ -45,9 +45,9 @@
 // reference count that each user locks, decrements and unlocks, the last
 // one deleting it. That holds even while another thread's unlock() is
 // still on its way out: its release let the last user in, and what it
-// does after the release (wake a waiter, hand over) it does while counted
-// in UNLOCKING, which the destructor waits to be zero (mutex.cpp,
-// unlock_contended;
+// does after the release (wake a waiter, hand over) it does while its
+// thread's unlock slot names the mutex, which the destructor waits to be
+// cleared (mutex.cpp, unlock; sync/src/unlock_slots.hpp;
 // docs/sync.md "When a primitive may be destroyed").
 #pragma once
 
@@ -67,8 +67,7 @@ class Mutex {
   // Precondition: unlocked, no waiters. It may follow the last user's
   // unlock() at once, even while an earlier unlock() is still on its way
   // out (the reference-count pattern; see Destruction above): it waits
-  // until no unlock is counted in UNLOCKING, then for mu_ (mutex.cpp,
-  // unlock_contended).
+  // until no thread's unlock slot names it (mutex.cpp, unlock).
   ~Mutex();
 
   // lock: acquires the mutex, waiting while it is held (who gets it next:
@@ -94,21 +93,22 @@ class Mutex {
   // unlock: releases the mutex (see Fairness for who gets it next). Never
   // suspends. Any fiber or thread may call it (it is not checked that
   // the caller is the owner); unlocking a free mutex aborts.
-  void unlock();
+  // Never inlined (link-time optimisation included): it reads the calling
+  // thread's unlock slot (mutex.cpp), and a fiber may move to another
+  // thread at any wait of its caller.
+  [[gnu::noinline]] void unlock();
 
  private:
   detail::Waiter::State lock_slow(const detail::TimePoint* deadline);  // notified: held
-  void unlock_contended(std::uint32_t old);
   detail::WaitNode* hand_off_locked() noexcept;
-  detail::WaitNode* wake_one_locked(std::uint32_t st) noexcept;
+  bool claim_wake(std::uint32_t st) noexcept;
+  detail::WaitNode* pop_woken_locked() noexcept;
   bool grab_if_free(std::uint32_t& st, bool& awoke) noexcept;
 
   static constexpr std::uint32_t kLocked = 1, kWoken = 2, kStarving = 4, kWaiters = 8;
-  // UNLOCKING (bits 4 and up): unlocks past their release that still touch
-  // the mutex (a wake or hand-over under way); ~Mutex waits for zero.
-  // Every other update of the word sets or clears flag bits of the value
-  // it read, so the count rides along.
-  static constexpr std::uint32_t kUnlocking = 16;
+  // EVER_QUEUED: some waiter has queued at some time (never cleared); only
+  // then can an unlock be on its contended path, which ~Mutex waits for.
+  static constexpr std::uint32_t kEverQueued = 16;
   // WaitNode::outcome written by unlock for the waiter it wakes.
   // kOutcomeTaken: publish found it free and took it.
   static constexpr std::uint32_t kOutcomeWake = 1, kOutcomeHandoff = 2, kOutcomeTaken = 3;
