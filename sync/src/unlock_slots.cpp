@@ -64,10 +64,18 @@ UnlockSlot& claim() noexcept {
   return s;
 }
 
-// SlotOwner: gives the thread's slot back when the thread exits.
+constinit thread_local bool t_owner_gone = false;
+
+// SlotOwner: gives the thread's slot back when the thread exits. A
+// thread_local destroyed after it may still unlock a mutex (thread_locals
+// go in reverse order of construction): that unlock claims a slot anew,
+// which is then never given back (t_owner_gone), rather than write into a
+// slot another thread may have claimed since.
 struct SlotOwner {
   UnlockSlot* slot = nullptr;
   ~SlotOwner() {
+    t_unlock_slot = nullptr;
+    t_owner_gone = true;
     // release; pairs with the acquire in claim().
     if (slot != nullptr) slot->owned.store(false, std::memory_order_release);
   }
@@ -81,7 +89,7 @@ constinit thread_local UnlockSlot* t_unlock_slot = nullptr;
 
 UnlockSlot& claim_unlock_slot() noexcept {
   UnlockSlot& s = claim();
-  t_owner.slot = &s;
+  if (!t_owner_gone) t_owner.slot = &s;
   t_unlock_slot = &s;
   return s;
 }
