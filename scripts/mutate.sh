@@ -337,7 +337,7 @@ helper_thread_started_lowered :: runtime/src/offload.cpp :: s{p != nullptr && p-
 helper_thread_unnamed :: io/src/helper_thread.hpp :: s{pthread_setname_np\(pthread_self\(\), name\);}{(void)name;} :: io_helper_threads :: ^io_helper_threads$
 event_destroyed_under_set :: sync/include/spindle/sync/event.hpp :: s{~Event\(\) \{\s*mu_\.lock\(\);\s*mu_\.unlock\(\);\s*\}}{~Event() \x7b\x7d} :: sync_teardown :: ^sync_teardown$
 mutex_destroyed_under_unlock :: sync/src/mutex.cpp :: s{if \(\(state_\.load\(std::memory_order_acquire\) & kEverQueued\) != 0\) detail::wait_for_unlocks\(this\);}{} :: sync_teardown :: ^sync_teardown$
-mutex_unlock_slot_not_set :: sync/src/mutex.cpp :: s{slot\.in\.store\(this, std::memory_order_relaxed\);}{} :: sync_teardown :: ^sync_teardown$
+mutex_unlock_slot_not_set :: sync/src/mutex.cpp :: s{slot\.in\.store\(this, std::memory_order_release\);}{} :: sync_teardown :: ^sync_teardown$
 mutex_ever_queued_not_set :: sync/src/mutex.cpp :: s{cur \| kWaiters \| kEverQueued;}{cur | kWaiters;} :: sync_teardown :: ^sync_teardown$
 mutex_slot_in_wait_skipped :: sync/src/unlock_slots.cpp :: s{while \(slot_at\(i\)\.in\.load\(std::memory_order_acquire\) == p\)}{if (false)} :: sync_teardown :: ^sync_teardown$
 mutex_unlock_slot_left_set :: sync/src/mutex.cpp :: s{slot\.in\.store\(nullptr, std::memory_order_release\);}{} :: sync_teardown sync_mutex :: ^sync_(teardown|mutex)$
@@ -393,6 +393,7 @@ http_json_values_is_500 :: io/src/http/call_handler.hpp :: s{if \(e\.kind\(\) ==
 http_server_json_cap_not_set :: io/src/http/call_handler.hpp :: s{detail::set_max_json_values\(req, opt\.max_json_values\);}{} :: http_request_limits :: ^http_request_limits$
 http_h2_json_cap_default :: io/src/http/h2_server.cpp :: s{call_handler\(env_\.handler, st\.req, env_\.opt, thrown\)}{call_handler(env_.handler, st.req, ServerOptions{}, thrown)} :: http_request_limits :: ^http_request_limits$
 http_client_json_cap_not_set :: io/src/http/client.cpp :: s{detail::set_max_json_values\(r, pool_->opt\.max_json_values\);}{} :: http_request_limits :: ^http_request_limits$
+mutex_late_slot_kept :: sync/src/mutex.cpp :: s{if \(mine == nullptr\) detail::give_back_unlock_slot\(slot\);}{} :: sync_teardown :: ^sync_teardown$
 EOF
 )
 

@@ -214,8 +214,10 @@ void Mutex::unlock() {
   detail::UnlockSlot* mine = detail::t_unlock_slot;
   detail::UnlockSlot& slot = mine != nullptr ? *mine : detail::claim_unlock_slot();
   // Ordered before the release below, so before everything the next owner
-  // (and a deleter after it) does.
-  slot.in.store(this, std::memory_order_relaxed);
+  // (and a deleter after it) does; itself a release store so that a scan
+  // that reads it synchronizes with this thread's earlier unlocks too
+  // (unlock_slots.hpp).
+  slot.in.store(this, std::memory_order_release);
   // release; pairs with the acquire CAS that takes LOCKED next.
   const std::uint32_t old = state_.fetch_sub(kLocked, std::memory_order_release);
   SPINDLE_CHECK((old & kLocked) != 0, kNotLocked);
@@ -240,6 +242,7 @@ void Mutex::unlock() {
   // The last touch (mu_'s unlock above comes before it). release; pairs
   // with the acquire load in wait_for_unlocks.
   slot.in.store(nullptr, std::memory_order_release);
+  if (mine == nullptr) detail::give_back_unlock_slot(slot);  // claimed just now: see there
   if (next != nullptr) detail::wake(*next->waiter);
 }
 

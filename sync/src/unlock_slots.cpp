@@ -35,42 +35,57 @@ UnlockSlot& slot_at(unsigned i) noexcept {
 }
 
 UnlockSlot& claim() noexcept {
-  std::lock_guard g(g_claim_mu);
-  const unsigned n = g_high.load(std::memory_order_relaxed);
-  for (unsigned i = 0; i < n; ++i) {
-    UnlockSlot& s = slot_at(i);
-    // acquire; pairs with the release in SlotOwner's destructor: the last
-    // owner's stores to `in` come before ours.
-    if (!s.owned.load(std::memory_order_acquire)) {
-      s.owned.store(true, std::memory_order_relaxed);
-      return s;
+  // A new block is allocated with g_claim_mu released: an allocator whose
+  // own lock is a spindle::Mutex would unlock it inside `new`, and that
+  // thread's first unlock would claim again (and wait for g_claim_mu).
+  Block* spare = nullptr;
+  for (;;) {
+    {
+      std::lock_guard g(g_claim_mu);
+      const unsigned n = g_high.load(std::memory_order_relaxed);
+      for (unsigned i = 0; i < n; ++i) {
+        UnlockSlot& s = slot_at(i);
+        // acquire; pairs with the release that gave it back (SlotOwner,
+        // give_back_unlock_slot): the last owner's stores to `in` come
+        // before ours.
+        if (!s.owned.load(std::memory_order_acquire)) {
+          s.owned.store(true, std::memory_order_relaxed);
+          delete spare;  // not needed after all (never a spindle::Mutex: not under the lock)
+          return s;
+        }
+      }
+      if (n / kBlock >= kMaxBlocks) {
+        std::fputs("spindle: more than 65,536 threads unlock mutexes at once\n", stderr);
+        std::abort();
+      }
+      const bool new_block = n >= kBlock && n % kBlock == 0;
+      if (!new_block || spare != nullptr) {
+        if (new_block) {
+          g_more[n / kBlock].store(spare, std::memory_order_release);
+          spare = nullptr;
+        }
+        UnlockSlot& s = slot_at(n);
+        s.owned.store(true, std::memory_order_relaxed);
+        g_high.store(n + 1, std::memory_order_release);
+        return s;
+      }
     }
-  }
-  if (n / kBlock >= kMaxBlocks) {
-    std::fputs("spindle: more than 65,536 threads unlock mutexes at once\n", stderr);
-    std::abort();
-  }
-  if (n >= kBlock && n % kBlock == 0) {
-    Block* b = new (std::nothrow) Block;
-    if (b == nullptr) {
+    spare = new (std::nothrow) Block;
+    if (spare == nullptr) {
       std::fputs("spindle: out of memory for a Mutex unlock slot\n", stderr);
       std::abort();
     }
-    g_more[n / kBlock].store(b, std::memory_order_release);
   }
-  UnlockSlot& s = slot_at(n);
-  s.owned.store(true, std::memory_order_relaxed);
-  g_high.store(n + 1, std::memory_order_release);
-  return s;
 }
 
 constinit thread_local bool t_owner_gone = false;
 
 // SlotOwner: gives the thread's slot back when the thread exits. A
 // thread_local destroyed after it may still unlock a mutex (thread_locals
-// go in reverse order of construction): that unlock claims a slot anew,
-// which is then never given back (t_owner_gone), rather than write into a
-// slot another thread may have claimed since.
+// go in reverse order of construction): each such unlock claims a slot
+// for itself and gives it back when done (t_owner_gone:
+// give_back_unlock_slot), rather than write into the slot given back here,
+// which another thread may hold by then.
 struct SlotOwner {
   UnlockSlot* slot = nullptr;
   ~SlotOwner() {
@@ -85,14 +100,25 @@ thread_local SlotOwner t_owner;  // touched once per thread (its destructor)
 
 }  // namespace
 
-constinit thread_local UnlockSlot* t_unlock_slot = nullptr;
+[[gnu::tls_model("initial-exec")]] constinit thread_local UnlockSlot* t_unlock_slot = nullptr;
 
 UnlockSlot& claim_unlock_slot() noexcept {
   UnlockSlot& s = claim();
-  if (!t_owner_gone) t_owner.slot = &s;
+  if (t_owner_gone) return s;  // for this unlock only (give_back_unlock_slot)
+  // t_unlock_slot first: an unlock inside t_owner's first use (its
+  // destructor's registration may allocate) then finds the slot.
   t_unlock_slot = &s;
+  t_owner.slot = &s;
   return s;
 }
+
+void give_back_unlock_slot(UnlockSlot& s) noexcept {
+  if (t_unlock_slot == &s) return;  // the thread's own
+  // release; pairs with the acquire in claim().
+  s.owned.store(false, std::memory_order_release);
+}
+
+unsigned unlock_slots_handed_out() noexcept { return g_high.load(std::memory_order_acquire); }
 
 void wait_for_unlocks(const void* p) noexcept {
   const unsigned n = g_high.load(std::memory_order_acquire);

@@ -29,6 +29,7 @@
 
 #include "sync_test_util.hpp"
 #include "test_hooks.hpp"
+#include "unlock_slots.hpp"
 
 #if !defined(SPINDLE_SYNC_TEST_HOOKS)
 #error "teardown_test.cpp needs the sync module's test hooks (tests/sync/CMakeLists.txt)"
@@ -332,4 +333,47 @@ TEST_CASE("Event and Mutex destroyed by their last user at once, over and over (
     }
     wg.wait();
   });
+}
+
+namespace {
+sp::Mutex g_late_mutex;  // unlocked by thread_locals at their threads' exit
+int g_late_count = 0;    // guarded by g_late_mutex
+
+// Late: a thread_local made before its thread's first unlock, so it is
+// destroyed after the thread's unlock slot was given back, and unlocks
+// then.
+struct Late {
+  ~Late() {
+    g_late_mutex.lock();
+    ++g_late_count;
+    g_late_mutex.unlock();
+  }
+};
+thread_local Late t_late;
+}  // namespace
+
+TEST_CASE("Mutex: an unlock in a thread_local's destructor after the thread's unlock slot went "
+          "back takes a slot only for itself",
+          "[mutex][teardown]") {
+  // Threads one after another: each makes t_late first, then unlocks (its
+  // slot claimed), then exits (the slot given back, then t_late unlocks
+  // once more). Until the fix each such last unlock kept a slot of its
+  // own for good: the slots grew by one per thread that ever ran (and
+  // every ~Mutex of a once-contended mutex scans them all).
+  constexpr int kThreads = 200;
+  const unsigned before = sp::detail::unlock_slots_handed_out();
+  for (int i = 0; i < kThreads; ++i) {
+    std::thread t([] {
+      (void)&t_late;  // made now: before the slot's owner
+      g_late_mutex.lock();
+      g_late_mutex.unlock();
+    });
+    t.join();
+  }
+  const unsigned after = sp::detail::unlock_slots_handed_out();
+  g_late_mutex.lock();
+  const int late = g_late_count;
+  g_late_mutex.unlock();
+  CHECK(late >= kThreads);  // the destructors did unlock
+  CHECK(after - before <= 2);
 }
