@@ -207,9 +207,9 @@ detail::Waiter::State Mutex::lock_slow(const detail::TimePoint* deadline) {
 // itself is then Go's: one fetch_sub that cannot fail, whatever a
 // spinner or a queuing waiter did to the word meanwhile. The count in the
 // word that came before the slots needed a CAS loop on the contended path
-// and a load before the uncontended CAS; the slot's two plain stores cost
-// less than either (docs/benchmarks.md "Unlock slots instead of the count
-// in the word").
+// and a load before the uncontended CAS; the slot's two stores (plain
+// moves on x86-64, release or not) cost less than either
+// (docs/benchmarks.md "Unlock slots instead of the count in the word").
 void Mutex::unlock() {
   detail::UnlockSlot* mine = detail::t_unlock_slot;
   detail::UnlockSlot& slot = mine != nullptr ? *mine : detail::claim_unlock_slot();
