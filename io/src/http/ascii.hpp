@@ -8,6 +8,14 @@ namespace spindle::http::detail {
 
 inline char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
+// trim_ows: v without the optional whitespace (spaces and tabs) around it
+// (RFC 9110 5.6.3): what Beast's basic_fields stores of a value.
+inline std::string_view trim_ows(std::string_view v) noexcept {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
 // host_field_ok: v holds only the characters of reg-name, IPv4,
 // IP-literal ("[...]") and ":" port: unreserved, pct-encoded, sub-delims,
 // ":", "[", "]" (Go's httpguts.ValidHostHeader allows the same). Not "@"

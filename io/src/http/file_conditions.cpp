@@ -26,12 +26,6 @@ constexpr std::int64_t kLastDate = 253402300799;
 
 bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 // number: the n-digit decimal at s[at..], or -1 (short, or not digits).
 int number(std::string_view s, std::size_t at, std::size_t n) noexcept {
   if (at > s.size() || n > s.size() - at) return -1;
@@ -218,7 +212,7 @@ std::string format_http_date(std::int64_t unix_s) {
 }
 
 std::optional<std::int64_t> parse_http_date(std::string_view v, std::int64_t now_s) noexcept {
-  v = trim(v);
+  v = trim_ows(v);
   if (v.size() < 4) return {};
   if (v[3] == ',') return imf_fixdate(v);
   if (v[3] == ' ') return asctime(v);
@@ -242,14 +236,14 @@ bool etag_matches_weak(std::string_view list, std::string_view etag) noexcept {
 }
 
 bool etag_matches_strong(std::string_view tag, std::string_view etag) noexcept {
-  tag = trim(tag);
+  tag = trim_ows(tag);
   // Neither weak: a tag that opens with its quote has no W/, and the tag
   // it equals then has none either.
   return tag.starts_with('"') && tag == etag;
 }
 
 ByteRange parse_range(std::string_view value, std::uint64_t size) noexcept {
-  value = trim(value);
+  value = trim_ows(value);
   const std::size_t eq = value.find('=');
   if (eq == std::string_view::npos || eq != 5) return {};
   for (std::size_t i = 0; i < 5; ++i) {
@@ -261,7 +255,7 @@ ByteRange parse_range(std::string_view value, std::uint64_t size) noexcept {
   std::string_view spec;
   for (std::size_t i = 0;;) {
     const std::size_t comma = set.find(',', i);
-    const std::string_view member = trim(set.substr(i, comma == std::string_view::npos ? set.npos : comma - i));
+    const std::string_view member = trim_ows(set.substr(i, comma == std::string_view::npos ? set.npos : comma - i));
     if (!member.empty()) {
       if (!spec.empty()) return {};
       spec = member;

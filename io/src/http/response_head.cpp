@@ -9,6 +9,8 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include "ascii.hpp"
+
 namespace spindle::http::detail {
 
 namespace beast = boost::beast;
@@ -18,18 +20,10 @@ namespace {
 
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
 
-// What Beast's basic_fields stores of a value: without the spaces and tabs
-// around it.
-std::string_view trim(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return v;
-}
-
 void append_field(std::string& out, std::string_view name, std::string_view value) {
   out += name;
   out += ": ";
-  out += trim(value);
+  out += trim_ows(value);  // as Beast's basic_fields stores it
   out += "\r\n";
 }
 
