@@ -109,6 +109,7 @@
 #include "body_opened.hpp"
 #include "call_handler.hpp"
 #include "chunk_lines.hpp"
+#include "file_conditions.hpp"
 #include "head_scan.hpp"
 #include "head_fields.hpp"
 #include "limits.hpp"
@@ -347,9 +348,11 @@ std::uint64_t coarse_ms() noexcept {
 }
 
 // http_date: the Date field's value (RFC 9110 IMF-fixdate), formatted once
-// per second per thread. Never inlined: a caller that waits between two
-// calls must not reuse the thread_locals' addresses of the first (with LTO
-// the compiler could; docs/decisions/0012-lto.md). The view is valid until
+// per second per thread by static_files' formatter (format_http_date:
+// English names whatever the process's locale, where strftime's %a and %b
+// follow LC_TIME). Never inlined: a caller that waits between two calls
+// must not reuse the thread_locals' addresses of the first (with LTO the
+// compiler could; docs/decisions/0012-lto.md). The view is valid until
 // the calling fiber next waits.
 [[gnu::noinline]] std::string_view http_date() {
   thread_local std::time_t cached = 0;
@@ -357,9 +360,8 @@ std::uint64_t coarse_ms() noexcept {
   thread_local std::size_t len = 0;
   const std::time_t now = std::time(nullptr);
   if (now != cached) {
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    len = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    const std::string date = detail::format_http_date(now);
+    len = date.copy(buf, sizeof buf);
     cached = now;
   }
   return {buf, len};
