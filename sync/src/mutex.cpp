@@ -247,9 +247,11 @@ void Mutex::unlock() {
 }
 
 Mutex::~Mutex() {
-  // Only a mutex that ever had a waiter can have an unlock on its
-  // contended path (EVER_QUEUED is set in publish, before any such
-  // unlock's release, and never cleared): wait for it to leave.
+  // Only a mutex that ever had a waiter can have an unlock that touches
+  // it after its release (EVER_QUEUED is set in publish, before any such
+  // unlock's release, and never cleared): wait for those to leave.
+  // acquire; the deleter's own lock read from the release sequence of
+  // every earlier unlock's fetch_sub, so this load sees the bit.
   if ((state_.load(std::memory_order_acquire) & kEverQueued) != 0) detail::wait_for_unlocks(this);
 }
 

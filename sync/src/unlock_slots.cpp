@@ -12,8 +12,7 @@ namespace spindle::detail {
 namespace {
 
 // Slots come in blocks of 64; the first block is static, so a program
-// with up to 64 threads that unlock contended mutexes at once allocates
-// nothing. Blocks are never freed.
+// with up to 64 threads that unlock mutexes at once allocates nothing. Blocks are never freed.
 constexpr unsigned kBlock = 64;
 constexpr unsigned kMaxBlocks = 1024;  // 65,536 threads at once
 
