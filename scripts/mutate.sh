@@ -394,6 +394,8 @@ http_server_json_cap_not_set :: io/src/http/call_handler.hpp :: s{detail::set_ma
 http_h2_json_cap_default :: io/src/http/h2_server.cpp :: s{call_handler\(env_\.handler, st\.req, env_\.opt, thrown\)}{call_handler(env_.handler, st.req, ServerOptions{}, thrown)} :: http_request_limits :: ^http_request_limits$
 http_client_json_cap_not_set :: io/src/http/client.cpp :: s{detail::set_max_json_values\(r, pool_->opt\.max_json_values\);}{} :: http_request_limits :: ^http_request_limits$
 mutex_late_slot_kept :: sync/src/mutex.cpp :: s{if \(mine == nullptr\) detail::give_back_unlock_slot\(slot\);}{} :: sync_teardown :: ^sync_teardown$
+trim_budget_not_spent :: io/src/http/trim_pacer.hpp :: s{budget_us_ -= static_cast}{budget_us_ += 0 * static_cast} :: http_trim_pacer :: ^http_trim_pacer$
+trim_no_saved_budget :: io/src/http/trim_pacer.hpp :: s{(kBurstUs = )100'000;}{${1}1;} :: http_trim_pacer :: ^http_trim_pacer$
 EOF
 )
 

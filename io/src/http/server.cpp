@@ -116,6 +116,7 @@
 #include "response_head.hpp"
 #include "spread_count.hpp"
 #include "transport.hpp"
+#include "trim_pacer.hpp"
 #if SPINDLE_HAVE_HTTP2
 #include "h2_server.hpp"
 #endif
@@ -319,15 +320,10 @@ bool peer_gone(int fd) noexcept {
 // response scratch (about 4.3 KiB), but those chunks lie between live
 // ones, so free() keeps them resident: without this, 10,000 released
 // connections still held 5 KiB of heap each (docs/http.md "Idle
-// connections"). The sweep calls it once kTrimAfter connections were
-// released since the last trim, so a trickle of releases does not pay a
-// walk of the heap each period; and it waits kTrimShare times the last
-// trim's duration before the next, so trims take at most 1% of a core
-// however fast connections go idle (a walk of a 30 MB heap took 1.3 to
-// 2.6 ms: 10,000 released connections, the 2-core VM). Returns how long
-// it took, in microseconds. Elsewhere than glibc: nothing.
-constexpr std::size_t kTrimAfter = 64;
-constexpr std::uint64_t kTrimShare = 100;
+// connections"). When the sweep calls it: detail::TrimPacer
+// (trim_pacer.hpp: after 64 releases, within a budget of 1% of a core).
+// Returns how long it took, in microseconds. Elsewhere than glibc:
+// nothing.
 std::uint64_t trim_heap() noexcept {
 #if defined(__GLIBC__)
   const auto t0 = std::chrono::steady_clock::now();
@@ -2282,8 +2278,7 @@ void Server::State::sweep_idle() {
   if (timeout > 0) period = std::min(period, opt.idle_timeout / 8);
   if (release_after > 0) period = std::min(period, opt.idle_release_after / 2);
   period = std::max(period, milliseconds(5));
-  std::uint64_t trimmed_at = 0;   // `releases` at the last trim
-  std::uint64_t trim_next = 0;    // coarse ms: no trim before this
+  detail::TrimPacer trims;
   std::uint64_t cancel_next = 0;  // coarse ms: idle_timeout's scan, every eighth of it (5 ms to 5 s)
   const auto cancel_every = static_cast<std::uint64_t>(
       std::clamp(opt.idle_timeout / 8, milliseconds(5), milliseconds(5000)).count());
@@ -2298,10 +2293,8 @@ void Server::State::sweep_idle() {
         if (now >= timeout) cancel_idle(now - timeout + 1);
         cancel_next = now + cancel_every;
       }
-      if (const std::uint64_t r = releases.load(std::memory_order_relaxed);
-          r - trimmed_at >= kTrimAfter && now >= trim_next) {
-        trim_next = now + trim_heap() * kTrimShare / 1000;
-        trimmed_at = r;
+      if (const std::uint64_t r = releases.load(std::memory_order_relaxed); trims.due(now, r)) {
+        trims.trimmed(now, r, trim_heap());
       }
       if (release_after > 0 && now >= release_after) release_idle(now - release_after + 1);
     } catch (const std::exception&) {
