@@ -26,6 +26,12 @@
 #include <thread>
 #include <vector>
 
+#include <sched.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <boost/fiber/all.hpp>
 #include <spindle/runtime/offload.hpp>
 #include <spindle/spindle.hpp>
@@ -220,6 +226,40 @@ double offload_threads_ms(unsigned threads) {
   }
   for (auto& t : ts) t.join();
   return ms_between(t0, Clock::now());
+}
+
+double offload_threads_tick_ms(unsigned threads) {
+  expected();
+  threads = std::max(1u, threads);
+  std::atomic<bool> stop{false};
+  double worst = 0;
+  std::thread ticker([&] {
+    const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (fd < 0) return;
+    worst = tick(stop, [fd] {
+      itimerspec its{};
+      its.it_value.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(kTick).count();
+      std::uint64_t expirations = 0;
+      if (::timerfd_settime(fd, 0, &its, nullptr) == 0) {
+        while (::read(fd, &expirations, sizeof expirations) < 0 && errno == EINTR) {
+        }
+      }
+    });
+    ::close(fd);
+  });
+  std::vector<std::thread> ts;
+  std::atomic<int> next{0};
+  for (unsigned t = 0; t < threads; ++t) {
+    ts.emplace_back([&next] {
+      sched_param param{};
+      (void)::sched_setscheduler(0, SCHED_IDLE, &param);  // as spindle's offload pool; without it, normal priority
+      for (int i = next.fetch_add(1); i < kFibers; i = next.fetch_add(1)) check(i, job(seed(i)), "offload_threads_tick_ms");
+    });
+  }
+  for (auto& t : ts) t.join();
+  stop.store(true, std::memory_order_release);
+  ticker.join();
+  return worst;
 }
 
 double offload_boost_here_ms(double* worst_tick_ms) {

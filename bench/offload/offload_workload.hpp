@@ -43,6 +43,16 @@ double offload_job_ms();
 // than alone, which the 64 x one job / cores estimate does not see.
 double offload_threads_ms(unsigned threads);
 
+// offload_threads_tick_ms: the floor under the worst-tick row on this
+// machine, now: the 64 jobs on `threads` plain threads at SCHED_IDLE (as
+// spindle's offload pool runs them) while one more plain thread, at normal
+// priority, sleeps 1 ms at a time on a timerfd (the kind of timer a parked
+// spindle worker waits on) and records how late each wake-up came. Returns
+// the worst lateness in ms. No runtime is involved: what it reads is the
+// kernel's and the hypervisor's wake-up latency (on the 2-core VM, 0.1-0.4
+// ms on some days and 0.04 on others).
+double offload_threads_tick_ms(unsigned threads);
+
 // The Boost.Fiber peer on the calling thread, under whatever Boost.Fiber
 // scheduler is installed there (bench::BoostEnv, for the table's harness).
 double offload_boost_here_ms(double* worst_tick_ms);

@@ -257,6 +257,17 @@ std::string extra_sections(const std::map<std::string, std::vector<double>>& spi
                     it->second[1] / plain);
       out += buf;
     }
+    // The worst tick's floor (same run): a plain thread's 1 ms timerfd
+    // sleeps beside the jobs on plain SCHED_IDLE threads, no runtime. The
+    // row moves between days with this machine's wake-up latency
+    // (docs/benchmarks.md "Offload"); read it against this line.
+    const double floor_ms = median_in_children("offload plain ticker",
+                                               [cores] { return offload_bench::offload_threads_tick_ms(cores); });
+    std::snprintf(buf, sizeof buf,
+                  ";\na plain thread's 1 ms timerfd sleeps beside them (jobs at SCHED_IDLE, as spindle's pool): "
+                  "worst lateness %.2f ms,\nthe floor this machine puts under the worst-tick row now",
+                  floor_ms);
+    out += buf;
     out += "\n";
   }
 #else
