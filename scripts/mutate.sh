@@ -396,6 +396,10 @@ http_client_json_cap_not_set :: io/src/http/client.cpp :: s{detail::set_max_json
 mutex_late_slot_kept :: sync/src/mutex.cpp :: s{if \(mine == nullptr\) detail::give_back_unlock_slot\(slot\);}{} :: sync_teardown :: ^sync_teardown$
 trim_budget_not_spent :: io/src/http/trim_pacer.hpp :: s{budget_us_ -= static_cast}{budget_us_ += 0 * static_cast} :: http_trim_pacer :: ^http_trim_pacer$
 trim_no_saved_budget :: io/src/http/trim_pacer.hpp :: s{(kBurstUs = )100'000;}{${1}1;} :: http_trim_pacer :: ^http_trim_pacer$
+static_future_ims_taken :: io/src/http/static_files.cpp :: s{return t && \*t <= now && v\.mtime_s <= \*t;}{return t && v.mtime_s <= *t;} :: http_static_files_range :: ^http_static_files_range$
+static_future_mtime_kept :: io/src/http/static_files.cpp :: s{\n\s*v\.mtime_s = now\.tv_sec;}{} :: http_static_files_range :: ^http_static_files_range$
+http1_file_failure_unreported :: io/src/http/server.cpp :: s{report\(req, std::current_exception\(\)\);\n(\s*throw ConnectionEnds\{\};)}{$1} :: http_static_files_range :: ^http_static_files_range$
+h2_file_failure_unreported :: io/src/http/h2_server.cpp :: s{(\(HTTP/1\.1's write_streamed does the same\)\.\n)\s*env_\.report\(st\.req, failed\);}{$1} :: http_static_files_range :: ^http_static_files_range$
 EOF
 )
 

@@ -11,12 +11,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include <spindle/io/file.hpp>
 #include <spindle/io/http/static_files.hpp>
@@ -505,3 +508,115 @@ TEST_CASE("static_files over HTTP/2: 206 with exactly the range, 304, 416") {
   });
 }
 #endif
+
+// A modification time in the future (a clock that was ahead, `touch -d`)
+// is sent as now (RFC 9110 8.8.2.1), and an If-Modified-Since later than
+// now is ignored: before, a file stamped 2030 went out with
+// "Last-Modified: ... 2030", and that date, sent back, answered 304 to
+// every content the file had until 2030 (a reviewer's repro).
+TEST_CASE("static_files: a future mtime is sent as now, and an If-Modified-Since later than now is ignored") {
+  Files f;
+  constexpr std::int64_t k2030 = 1893456000;  // Tue, 01 Jan 2030 00:00:00 GMT
+  const std::string ims_2030 = "If-Modified-Since: Tue, 01 Jan 2030 00:00:00 GMT\r\n";
+  FileTree::write(f.t.root / "skew.txt", "v1\n");
+  set_mtime(f.t.root / "skew.txt", k2030, 0);
+  run_checked(2, [&] {
+    LiveServer srv(files_router(f.t.root));
+    const std::string res = ask(srv.port(), "GET", "/static/skew.txt");
+    FIBER_CHECK(status_of(res) == "HTTP/1.1 200 OK");
+    const auto lm = http::detail::parse_http_date(field(res, "last-modified").value_or(""), ::time(nullptr));
+    const auto date = http::detail::parse_http_date(field(res, "date").value_or(""), ::time(nullptr));
+    FIBER_CHECK(lm.has_value());
+    FIBER_CHECK(date.has_value());
+    FIBER_CHECK((lm && date && *lm <= *date));
+    FIBER_CHECK((lm && *lm < k2030));
+    // The far-future date, sent back, validates neither that file nor
+    // one with a past mtime.
+    FIBER_CHECK(status_of(ask(srv.port(), "GET", "/static/skew.txt", ims_2030)) == "HTTP/1.1 200 OK");
+    FIBER_CHECK(is_whole(ask(srv.port(), "GET", "/static/data.bin", ims_2030)));
+    // A date up to now still validates (the 304 case above is unchanged).
+    FIBER_CHECK(status_of(ask(srv.port(), "GET", "/static/data.bin",
+                              "If-Modified-Since: " + field(res, "date").value_or("") + "\r\n")) ==
+                "HTTP/1.1 304 Not Modified");
+  });
+}
+
+// A file that fails while its body is sent (here: truncated after the
+// head went out, so a pread finds its end early) cuts the response (the
+// connection closes; over HTTP/2 the stream is reset) and is reported to
+// on_error, as a failing body generator is. Before, the cut was silent:
+// nothing reached on_error or stderr.
+TEST_CASE("static_files: a file that fails mid-body is reported to on_error") {
+  Files f;
+  const fs::path huge = f.t.root / "huge.bin";
+  constexpr std::uint64_t kHuge = 256ull << 20;  // sparse: more than any socket buffer holds
+  auto make_huge = [&] {
+    FileTree::write(huge, "");
+    fs::resize_file(huge, kHuge);
+  };
+  make_huge();
+  run_checked(2, [&] {
+    std::mutex mu;
+    std::vector<std::string> errors;
+    http::ServerOptions o;
+    o.on_error = [&](const http::Request&, std::exception_ptr e) {
+      std::string what = "?";
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        what = x.what();
+      } catch (...) {
+      }
+      std::lock_guard lk(mu);
+      errors.push_back(what);
+    };
+    LiveServer srv(files_router(f.t.root), o);
+    auto shrank_reported = [&] {
+      for (int i = 0; i < 200; ++i) {
+        {
+          std::lock_guard lk(mu);
+          for (const std::string& e : errors) {
+            if (e.find("shrank") != std::string::npos) return true;
+          }
+        }
+        spindle::sleep_for(std::chrono::milliseconds(10));
+      }
+      return false;
+    };
+    {
+      auto s = raw_connect(srv.port());
+      s.write_all("GET /static/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+      std::string got(4096, '\0');
+      got.resize(s.read_some(got.data(), got.size()));
+      FIBER_CHECK(got.starts_with("HTTP/1.1 200 OK"));
+      fs::resize_file(huge, 0);
+      const std::string rest = read_all(s);  // until the server closes
+      FIBER_CHECK(got.size() + rest.size() < kHuge);
+      FIBER_CHECK(shrank_reported());
+    }
+#if defined(STATIC_FILES_HTTP2)
+    {
+      std::lock_guard lk(mu);
+      errors.clear();
+    }
+    make_huge();
+    http::ClientOptions co;
+    co.http2 = http::ClientHttp2::prior_knowledge;
+    http::Client c(co);
+    auto r = c.open("GET", srv.url("/static/huge.bin"));
+    FIBER_CHECK(r.status == 200);
+    FIBER_CHECK(!r.read_chunk().empty());
+    fs::resize_file(huge, 0);
+    bool cut = false;
+    std::uint64_t read = 0;
+    try {
+      for (std::string piece = r.read_chunk(1 << 20); !piece.empty(); piece = r.read_chunk(1 << 20)) read += piece.size();
+    } catch (const std::exception&) {
+      cut = true;
+    }
+    FIBER_CHECK(cut);
+    FIBER_CHECK(read < kHuge);
+    FIBER_CHECK(shrank_reported());
+#endif
+  });
+}

@@ -1854,13 +1854,21 @@ void H2Conn::respond(H2Stream& st, Response& res) {
       if (most == 0) return;
       piece.resize(static_cast<std::size_t>(std::min<std::uint64_t>(left, most)));
       std::size_t n = 0;
+      std::exception_ptr failed;
       try {
         n = file->pread(piece.data(), piece.size(), at);
-      } catch (const std::system_error&) {
-        n = 0;
+        if (n == 0) throw std::runtime_error("spindle::http: file shrank while being sent");
+      } catch (const TimedOut&) {
+        throw;  // an enclosing deadline's, not the file's
+      } catch (const std::exception&) {
+        failed = std::current_exception();
       }
-      if (n == 0) {
-        std::lock_guard lk(mu_);  // the file shrank or failed: Content-Length cannot be met
+      if (failed) {
+        // The file failed us (EIO, shrank): Content-Length cannot be met,
+        // and on_error (or stderr) hears it, as of a failed generator
+        // (HTTP/1.1's write_streamed does the same).
+        env_.report(st.req, failed);
+        std::lock_guard lk(mu_);
         reset(st, NGHTTP2_INTERNAL_ERROR);
         return;
       }

@@ -1510,11 +1510,25 @@ std::uint64_t Server::State::write_streamed(detail::Transport& s, Response& res,
   if (!res.body_stream) {
     std::vector<char> piece(64 * 1024);
     for (std::uint64_t left = size, at = offset; left > 0;) {
-      const std::size_t n =
-          file.pread(piece.data(), static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), left)), at);
-      // Shrank under us: the promised length cannot be kept; the close
-      // tells the client (truncated).
-      if (n == 0) throw std::runtime_error("spindle::http: file shrank while being sent");
+      std::size_t n = 0;
+      try {
+        n = file.pread(piece.data(), static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), left)), at);
+        // Shrank under us: the promised length cannot be kept; the close
+        // tells the client (truncated).
+        if (n == 0) throw std::runtime_error("spindle::http: file shrank while being sent");
+      } catch (const Cancelled&) {
+        throw;
+      } catch (const TimedOut&) {
+        throw;  // an enclosing deadline's, not the file's
+      } catch (abi::__forced_unwind&) {
+        throw;
+      } catch (...) {
+        // The file failed us (EIO, shrank), not the peer: the close is all
+        // the client learns, so on_error (or stderr) hears it, as of a
+        // generator that throws. A write's failure below is the peer's.
+        report(req, std::current_exception());
+        throw ConnectionEnds{};
+      }
       timed_write([&] { s.write_all({piece.data(), n}); });
       left -= n;
       at += n;

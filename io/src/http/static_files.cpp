@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <memory>
 #include <new>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include <spindle/io/file.hpp>
 
+#include "../file_ops.hpp"
 #include "../no_nul.hpp"
 #include "file_conditions.hpp"
 
@@ -97,6 +99,15 @@ Validators validators(const struct stat& st) {
   v.size = static_cast<std::uint64_t>(st.st_size);
   v.mtime_s = st.st_mtim.tv_sec;
   v.settled = settled(st.st_mtim, now);
+  if (st.st_mtim.tv_sec > now.tv_sec) {
+    // A modification time in the future (a clock that was ahead, touch
+    // -d, an archive's) is replaced by now (RFC 9110 8.8.2.1, as Apache's
+    // ap_rationalize_mtime): sent as it was, an If-Modified-Since copied
+    // from it answered 304 for every later content until that date (a
+    // reviewer's repro). Such a file stays unsettled (weak tag, no date
+    // If-Range): its mtime says nothing of when it was last written.
+    v.mtime_s = now.tv_sec;
+  }
   // Unsigned: an mtime far from 1970 wraps, which keeps the tag opaque
   // and defined.
   const std::uint64_t ns = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1'000'000'000u +
@@ -125,8 +136,9 @@ std::optional<std::string_view> single(const Headers& h, std::string_view name) 
 
 // not_modified: RFC 9110 13.2.2 steps 3 and 4 for GET and HEAD. With an
 // If-None-Match (every field of it: it is a list), a weak match of the
-// ETag; without one, an If-Modified-Since that parses and is no earlier
-// than the mtime's second. An unparsable date is ignored.
+// ETag; without one, an If-Modified-Since that parses, is no later than
+// now and no earlier than the mtime's second. An unparsable date is
+// ignored.
 bool not_modified(const Headers& h, const Validators& v) noexcept {
   bool none_match_sent = false;
   for (const auto& [n, value] : h) {
@@ -137,8 +149,13 @@ bool not_modified(const Headers& h, const Validators& v) noexcept {
   if (none_match_sent || v.last_modified.empty()) return false;
   const std::optional<std::string_view> since = single(h, "If-Modified-Since");
   if (!since) return false;
-  const std::optional<std::int64_t> t = detail::parse_http_date(*since, ::time(nullptr));
-  return t && v.mtime_s <= *t;
+  const std::time_t now = ::time(nullptr);
+  const std::optional<std::int64_t> t = detail::parse_http_date(*since, now);
+  // A date later than now is not one this server sent (its Last-Modified
+  // is never later than its Date): ignored, as Apache does (RFC 2616
+  // 14.25 called it invalid). Taken, a far-future date answered 304 for
+  // every content to come.
+  return t && *t <= now && v.mtime_s <= *t;
 }
 
 // if_range_holds: no If-Range, or one that matches (RFC 9110 13.1.5): an
@@ -164,8 +181,14 @@ void set_validators(Response& res, const Validators& v) {
 // serve: the answer for the opened file f (GET or HEAD when `conditional`:
 // 304, 416, 206 or 200; any other method: 200).
 Response serve(io::File f, std::string_view rel, const Request& req) {
+  // On the blocking pool, as the open was: an fstat waits for the file
+  // system (a FUSE daemon's GETATTR, a hung NFS server), and on a worker
+  // it stalled every connection there (a reviewer's FUSE mount whose
+  // GETATTR slept 3 s: another route's request took 5.7 s).
   struct stat st{};
-  if (::fstat(f.fd(), &st) != 0) throw std::system_error(errno, std::generic_category(), "fstat");
+  const int fd = f.fd();
+  const int err = io::detail::in_pool([&]() noexcept { return ::fstat(fd, &st) == 0 ? 0 : errno; });
+  if (err != 0) throw std::system_error(err, std::generic_category(), "fstat");
   const Validators v = validators(st);
   const bool conditional = req.method == "GET" || req.method == "HEAD";
   if (conditional && not_modified(req.headers, v)) {
@@ -185,7 +208,14 @@ Response serve(io::File f, std::string_view rel, const Request& req) {
     res.headers.set("Content-Range", "bytes */" + std::to_string(v.size));
     return res;
   }
-  Response res = Response::file_body(200, std::move(f), content_type_for(rel));
+  // Not Response::file_body(status, File): its check (a regular file open
+  // for reading) runs fstat and fcntl inline, and open_in_root has made
+  // both checks on the pool already.
+  Response res;
+  res.status = 200;
+  res.headers.set("Content-Type", content_type_for(rel));
+  res.body_file = f.path();
+  res.body_opened = std::make_shared<io::File>(std::move(f));
   res.headers.set("X-Content-Type-Options", "nosniff");
   res.headers.set("Accept-Ranges", "bytes");
   set_validators(res, v);
