@@ -400,6 +400,11 @@ static_future_ims_taken :: io/src/http/static_files.cpp :: s{return t && \*t <= 
 static_future_mtime_kept :: io/src/http/static_files.cpp :: s{\n\s*v\.mtime_s = now\.tv_sec;}{} :: http_static_files_range :: ^http_static_files_range$
 http1_file_failure_unreported :: io/src/http/server.cpp :: s{report\(req, std::current_exception\(\)\);\n(\s*throw ConnectionEnds\{\};)}{$1} :: http_static_files_range :: ^http_static_files_range$
 h2_file_failure_unreported :: io/src/http/h2_server.cpp :: s{(\(HTTP/1\.1's write_streamed does the same\)\.\n)\s*env_\.report\(st\.req, failed\);}{$1} :: http_static_files_range :: ^http_static_files_range$
+http10_close_line_ignored :: io/src/http/server.cpp :: s{p\.keep_alive\(\) && !detail::lists_close\(p\.get\(\)\) && }{p.keep_alive() && } :: http_server_hostile :: ^http_server_hostile$
+http_handler_connection_close_ignored :: io/src/http/server.cpp :: s{\n\s*!detail::lists_close\(res\.headers\) && }{ } :: http_server_hostile :: ^http_server_hostile$
+client_http10_close_ignored_whole :: io/src/http/client.cpp :: s{p\.keep_alive\(\) && !detail::lists_close\(r\) && }{p.keep_alive() && } :: http_client_hostile :: ^http_client_hostile$
+client_http10_close_ignored_streamed :: io/src/http/client.cpp :: s{lease && p\.keep_alive\(\) && !detail::lists_close\(p\.get\(\)\) && }{lease && p.keep_alive() && } :: http_client_hostile :: ^http_client_hostile$
+h2_preface_piece_taken_for_h1 :: io/src/http/server.cpp :: s{if \(!open_prefix\(\)\) return true;}{return true;} :: http_h2_hostile :: ^http_h2_hostile$
 EOF
 )
 

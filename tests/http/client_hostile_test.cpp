@@ -282,6 +282,35 @@ TEST_CASE("client hostile: close on a second Connection line is heard: the conne
   });
 }
 
+// HTTP/1.0 too: "close" on any line wins over "keep-alive" on another
+// (RFC 9112 9.3 looks for close first). Before, Beast's parser looked for
+// close only in HTTP/1.1, and the client pooled the connection and sent
+// the next request on it (an attacker's review). Streamed and whole
+// responses both.
+TEST_CASE("client hostile: an HTTP/1.0 response with keep-alive and close is not pooled") {
+  for (const char* lines : {"Connection: keep-alive\r\nConnection: close\r\n", "Connection: keep-alive, close\r\n"}) {
+    INFO(lines);
+    run_checked(2, [lines] {
+      RawPeer p([&](io::TcpStream& s) {
+        std::string buf;
+        for (;;) {
+          read_head(s, buf);
+          s.write_all(std::string("HTTP/1.0 200 OK\r\n") + lines + "Content-Length: 2\r\n\r\nok");
+        }
+      });
+      http::Client c;
+      FIBER_CHECK(c.get(p.url()).text() == "ok");
+      FIBER_CHECK(c.stats().idle == 0);
+      auto r = c.open("GET", p.url());
+      FIBER_CHECK(r.read_all() == "ok");
+      FIBER_CHECK(c.stats().idle == 0);
+      FIBER_CHECK(c.get(p.url()).text() == "ok");
+      FIBER_CHECK(p.accepted() == 3);
+      FIBER_CHECK(c.stats().connections_opened == 3);
+    });
+  }
+}
+
 TEST_CASE("client hostile: a 101 the client never asked for is the final response, and its connection is not pooled") {
   run_checked(2, [] {
     FdCheck fds;

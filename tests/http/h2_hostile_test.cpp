@@ -1125,3 +1125,36 @@ TEST_CASE("h2 hostile: streams a client opens after its own GOAWAY are refused b
     FIBER_CHECK(serves(srv.port(), slack(10s)));
   });
 }
+
+// The preface may come in pieces: a connection whose first read is "P" or
+// "PR" cannot yet be told from an HTTP/1.1 request line, and the server
+// reads on (within read_timeout) before it chooses. Before, such a first
+// read was taken for HTTP/1.1 and answered 400 (an attacker's review:
+// "PR", then the rest 50 ms later).
+TEST_CASE("h2 hostile: a preface whose first piece is one or two bytes is HTTP/2, not a 400") {
+  run_checked(2, [] {
+    http::Router r;
+    ok_route(r);
+    H2Server srv(std::move(r));
+    for (const std::size_t first : {std::size_t{1}, std::size_t{2}}) {
+      RawConn c(srv.port());
+      FIBER_CHECK(c.send(kPreface.substr(0, first)));
+      sp::sleep_for(std::chrono::milliseconds(50));
+      FIBER_CHECK(c.send(std::string(kPreface.substr(first)) + settings({})));
+      const auto f = c.until([](const Frame& x) { return x.type == SETTINGS && !(x.flags & ACK); }, slack(10s));
+      expect(f.has_value(), "no SETTINGS after a preface split at " + std::to_string(first) + ":" + describe(c));
+    }
+    // A request line that starts the same way is still HTTP/1.1.
+    RawConn h1(srv.port());
+    FIBER_CHECK(h1.send("P"));
+    sp::sleep_for(std::chrono::milliseconds(50));
+    FIBER_CHECK(h1.send("OST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    std::string got;
+    char tmp[4096];
+    for (std::size_t n; (n = sp::with_timeout(slack(10s), [&] { return h1.stream().read_some(tmp, sizeof tmp); })) > 0;)
+      got.append(tmp, n);
+    FIBER_CHECK(got.starts_with("HTTP/1.1 "));
+    FIBER_CHECK(!got.starts_with("HTTP/1.1 400 "));
+    FIBER_CHECK(serves(srv.port(), slack(10s)));
+  });
+}

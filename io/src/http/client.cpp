@@ -60,6 +60,7 @@
 
 #include "../file_ops.hpp"
 #include "chunk_lines.hpp"
+#include "connection_tokens.hpp"
 #include "head_fields.hpp"
 #include "limits.hpp"
 #include "transport.hpp"
@@ -1023,7 +1024,7 @@ bool final_keeps_alive(Conn& c, const Url& u, const ClientOptions& opt) {
   for (;;) {
     beast::error_code ec;
     p.put(c.buf.data(), ec);
-    if (p.is_header_done()) return p.keep_alive();
+    if (p.is_header_done()) return p.keep_alive() && !detail::lists_close(p.get());
     if (ec != bhttp::error::need_more) return false;
     try {
       const std::size_t n = ts.read_some(c.buf.prepare(4096), ec);
@@ -1519,8 +1520,9 @@ struct Exchange {
     copy_trailers(r.base(), head_fields, out.trailers);
     out.body = std::move(r.body());
     // The parser's keep_alive (every Connection line; a body that ends at
-    // EOF), not the message's, which reads the first line only.
-    if (p.keep_alive() && c.buf.size() == 0) lease->release();
+    // EOF), not the message's, which reads the first line only; and
+    // "close" on any line in HTTP/1.0 too (connection_tokens.hpp).
+    if (p.keep_alive() && !detail::lists_close(r) && c.buf.size() == 0) lease->release();
     return true;
   }
 };
@@ -1573,7 +1575,8 @@ struct detail::BodyReader {
         trailers = Headers();
       }
     }
-    if (lease && p.keep_alive() && lease->conn().buf.size() == 0) lease->release();  // every Connection line
+    // every Connection line, "close" in HTTP/1.0 too (connection_tokens.hpp)
+    if (lease && p.keep_alive() && !detail::lists_close(p.get()) && lease->conn().buf.size() == 0) lease->release();
     lease.reset();
 #if SPINDLE_HAVE_HTTP2
     if (h2.call) trailers = h2.call->take_trailers();

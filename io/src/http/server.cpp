@@ -109,6 +109,7 @@
 #include "body_opened.hpp"
 #include "call_handler.hpp"
 #include "chunk_lines.hpp"
+#include "connection_tokens.hpp"
 #include "file_conditions.hpp"
 #include "head_scan.hpp"
 #include "head_fields.hpp"
@@ -921,6 +922,7 @@ struct Server::State {
   [[gnu::noinline]] void serve_http2(Conn& c, std::string_view preread, detail::H2Upgrade* upgrade = nullptr);
   [[gnu::noinline]] bool upgrade_h2c(Conn& c, Request& req, beast::flat_buffer& buf);
   bool wait_for_request(Conn& c, beast::flat_buffer& buf);
+  [[gnu::noinline]] bool tell_preface(detail::Transport& s, beast::flat_buffer& buf);
   bool release(const std::shared_ptr<Conn>& c);
   void wake_released(TaskGroup& group, io::detail::EpollSource& src, const std::shared_ptr<State>& self);
   void drop(Conn& c) noexcept;
@@ -1213,6 +1215,37 @@ bool Server::State::wait_for_request(Conn& c, beast::flat_buffer& buf) {
   if (ec || n == 0) return false;  // end of stream between requests: the usual close
   buf.commit(n);
   return true;
+}
+
+// tell_preface: a connection's first bytes that are a proper prefix of
+// "PRI" ("P", "PR": the HTTP/2 preface sent in pieces) cannot yet be told
+// from an HTTP/1.1 request line; read until they can, within read_timeout.
+// Before, the preface's first read of under three bytes was taken for
+// HTTP/1.1 and answered 400 (an attacker's review: "PR", then the rest 50
+// ms later). False: the peer left, failed or ran out of time (the
+// connection ends).
+bool Server::State::tell_preface(detail::Transport& s, beast::flat_buffer& buf) {
+  constexpr std::string_view kPri = "PRI";
+  auto open_prefix = [&] {
+    return buf.size() < kPri.size() &&
+           kPri.starts_with(std::string_view(static_cast<const char*>(buf.data().data()), buf.size()));
+  };
+  auto read = [&] {
+    while (open_prefix()) {
+      beast::error_code ec;
+      const std::size_t n = s.read_some(buf.prepare(64), ec);
+      if (ec || n == 0) return false;
+      buf.commit(n);
+    }
+    return true;
+  };
+  if (!open_prefix()) return true;
+  if (opt.read_timeout.count() <= 0) return read();
+  try {
+    return with_deadline(spindle::detail::deadline_after(opt.read_timeout), read);
+  } catch (const TimedOut&) {
+    return false;
+  }
 }
 
 // release: the fiber's last act for a connection idle past
@@ -1690,20 +1723,6 @@ void Server::State::serve_http2(Conn& c, std::string_view preread, detail::H2Upg
   c.state.store((now > quiet ? now - quiet : 0) << Conn::kStampShift | Conn::kParking, std::memory_order_seq_cst);
 }
 
-// has_token: a comma-separated field value lists `token` (any case).
-static bool has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    const std::size_t comma = list.find(',');
-    std::string_view t = list.substr(0, comma);
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (iequals(t, token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 // upgrade_h2c: a plain HTTP/1.1 request without a body that asks to go on
 // in HTTP/2 (`Upgrade: h2c`, one `HTTP2-Settings`, both named in
 // Connection: RFC 7540 3.2, which curl --http2 sends on http://) gets 101
@@ -1716,8 +1735,8 @@ bool Server::State::upgrade_h2c(Conn& c, Request& req, beast::flat_buffer& buf) 
   const auto conn = req.headers.get("connection");
   const auto settings = req.headers.get("http2-settings");
   // HTTP/1.1 only: RFC 9110 7.8 ignores Upgrade in an HTTP/1.0 request.
-  if (req.version != 11 || !up || !conn || !settings || !has_token(*up, "h2c") || !has_token(*conn, "upgrade") ||
-      !has_token(*conn, "http2-settings")) {
+  if (req.version != 11 || !up || !conn || !settings || !detail::has_token(*up, "h2c") ||
+      !detail::has_token(*conn, "upgrade") || !detail::has_token(*conn, "http2-settings")) {
     return false;
   }
   detail::H2Upgrade u;
@@ -1781,10 +1800,11 @@ void Server::State::serve_conn(Conn& c) {
         // HTTP/1.1 request has the method PRI (RFC 9113 3.4). Opens: no
         // blank line skipped before it (the preface is the connection's
         // first bytes; "\nPRI" is an HTTP/1.1 request line, a 400).
-        if (!c.spoke_h1 && c.blank_left == Conn::kMaxBlankBytes && opt.http2.enabled && !s.is_tls() &&
-            buf.size() >= 3 &&
-            std::string_view(static_cast<const char*>(buf.data().data()), 3) == "PRI") {
-          return serve_http2(c, {static_cast<const char*>(buf.data().data()), buf.size()});
+        if (!c.spoke_h1 && c.blank_left == Conn::kMaxBlankBytes && opt.http2.enabled && !s.is_tls()) {
+          if (!tell_preface(s, buf)) return;
+          if (buf.size() >= 3 && std::string_view(static_cast<const char*>(buf.data().data()), 3) == "PRI") {
+            return serve_http2(c, {static_cast<const char*>(buf.data().data()), buf.size()});
+          }
         }
 #endif
         c.spoke_h1 = true;
@@ -1988,7 +2008,14 @@ void Server::State::serve_conn(Conn& c) {
       // reads any 2xx to it as the start of a tunnel (RFC 9110 9.3.6)
       // passes the client's next bytes through unread, and they must not
       // be served here as requests. A tunnel is an upgrade (above).
-      bool keep = body_ended && p.keep_alive() && !res.close && req.method != "CONNECT" &&
+      //
+      // "close" on any Connection line closes in HTTP/1.0 too (the parser's
+      // keep_alive looks for it only in 1.1: connection_tokens.hpp), and a
+      // handler's own `Connection: close` is taken as res.close (Beast's
+      // keep_alive(true) struck it from the head and the next request was
+      // served, where Go closes).
+      bool keep = body_ended && p.keep_alive() && !detail::lists_close(p.get()) && !res.close &&
+                  !detail::lists_close(res.headers) && req.method != "CONNECT" &&
                   !stopping.load(std::memory_order_seq_cst);
       // Counted before the write, so a peer that has its response can rely
       // on the count (tests do).
