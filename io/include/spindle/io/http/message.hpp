@@ -242,7 +242,8 @@ struct Response {
   std::string reason;  // empty: the standard phrase for status
   Headers headers;
   std::string body;
-  // Server side: true closes the connection after this response.
+  // Server side: true closes the connection after this response (so does
+  // a `Connection: close` field in headers, as in Go).
   bool close = false;
   // Server side: when set, the server sends nothing for this response and
   // hands the connection over: it calls upgrade(conn, buffered) on the
