@@ -405,6 +405,11 @@ http_handler_connection_close_ignored :: io/src/http/server.cpp :: s{\n\s*!detai
 client_http10_close_ignored_whole :: io/src/http/client.cpp :: s{p\.keep_alive\(\) && !detail::lists_close\(r\) && }{p.keep_alive() && } :: http_client_hostile :: ^http_client_hostile$
 client_http10_close_ignored_streamed :: io/src/http/client.cpp :: s{lease && p\.keep_alive\(\) && !detail::lists_close\(p\.get\(\)\) && }{lease && p.keep_alive() && } :: http_client_hostile :: ^http_client_hostile$
 h2_preface_piece_taken_for_h1 :: io/src/http/server.cpp :: s{if \(!open_prefix\(\)\) return true;}{return true;} :: http_h2_hostile :: ^http_h2_hostile$
+ws_close_code_unchecked :: io/src/http/websocket.cpp :: s{\} else if \(!sendable_close_code\(code\)\) \{}{\} else if (false) \{} :: http_websocket :: ^http_websocket$
+ws_close_1005_sent :: io/src/http/websocket.cpp :: s{if \(code == ws_close::no_status \|\| code == 1006 \|\| code == 1015\) \{}{if (false) \{} :: http_websocket :: ^http_websocket$
+ws_close_reason_cut_mid_char :: io/src/http/websocket.cpp :: s{while \(n > 0 && \(static_cast<unsigned char>\(reason\[n\]\) & 0xC0\) == 0x80\) --n;}{} :: http_websocket :: ^http_websocket$
+ws_partial_message_kept :: io/src/http/websocket.cpp :: s{\n\s*msg\.clear\(\);\n\s*msg\.shrink_to_fit\(\);\n}{\n} :: http_websocket :: ^http_websocket$
+ws_handshake_names_beast :: io/src/http/websocket.cpp :: s{res\.set\(bhttp::field::server, "spindle"\);}{(void)res;} :: http_websocket :: ^http_websocket$
 EOF
 )
 

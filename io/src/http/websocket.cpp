@@ -122,6 +122,7 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/detail/utf8_checker.hpp>  // check_utf8: close()'s reason
 #include <boost/beast/websocket/stream.hpp>
 
 #include <spindle/io/asio_stream.hpp>
@@ -914,6 +915,14 @@ struct WebSocket::Impl {
   // fail_read: a Beast read error, under mu. Returns the close message for
   // a close frame received; throws otherwise.
   WsMessage on_read_error(const beast::error_code& ec) {
+    // Whatever part of a message was read goes now: the connection takes
+    // no more. Kept, a closed WebSocket held up to max_message_size until
+    // it was destroyed (a reviewer's 10 sessions each closed after a 4 MiB
+    // fragment: +41.9 MB while a hub kept them), where the message_timeout
+    // path already gave it back.
+    msg.clear();
+    msg.shrink_to_fit();
+    msg_since = {};
     if (ec == bws::error::closed && ws.reason().code >= 5000) {
       // Answered with 1002 (Wire::bad_close_code): a protocol error, not a
       // close the peer may make.
@@ -1384,6 +1393,14 @@ WebSocket WebSocket::accept_on(detail::Transport&& conn, const Request& upgrade,
     }
     req.insert(bsv(name), bsv(value));
   }
+  // Beast's 101 (and its 400/426) carried "Server: Boost.Beast/300": the
+  // library and its version to any scanner (an attacker's review). Beast
+  // puts its own back when a decorator leaves none, so the handshake
+  // answers say "spindle", ServerOptions::server_name's default
+  // (ServerOptions does not reach this far: a server_name of the user's,
+  // or minimal, is not applied to them).
+  impl->ws.set_option(
+      bws::stream_base::decorator([](bws::response_type& res) { res.set(bhttp::field::server, "spindle"); }));
   beast::error_code ec;
   impl->ws.accept(req, ec);  // on a bad request Beast answers 400 itself
   try {
@@ -1544,8 +1561,51 @@ WsMessage WebSocket::receive() {
   }
 }
 
+namespace {
+// sendable_close_code: a code RFC 6455 7.4 lets an endpoint put in a close
+// frame (Beast's is_valid_close_code less 1014, which Beast refuses to
+// receive, and 5000 and up, which we refuse: Wire::bad_close_code).
+bool sendable_close_code(std::uint16_t c) noexcept {
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1013) || (c >= 3000 && c <= 4999);
+}
+
+// close_reason_cut: at most 123 bytes of reason (a close frame's payload
+// is at most 125, the code included), cut back to a whole UTF-8 sequence;
+// a reason that is not UTF-8 is refused (the peer fails the connection
+// with 1007 on it).
+std::string_view close_reason_cut(std::string_view reason) {
+  std::size_t n = std::min<std::size_t>(reason.size(), 123);
+  if (n < reason.size()) {
+    // Back to the start of the sequence the cut falls in (at most three
+    // continuation bytes back), dropping it whole.
+    while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
+  }
+  reason = reason.substr(0, n);
+  // (Beast's checker reads through a null pointer given nothing to check.)
+  if (!reason.empty() && !bws::detail::check_utf8(reason.data(), reason.size())) {
+    throw std::invalid_argument("spindle::http::WebSocket::close: the reason is not UTF-8");
+  }
+  return reason;
+}
+}  // namespace
+
 void WebSocket::close(std::uint16_t code, std::string_view reason) {
   if (!impl_) return;
+  // RFC 6455 7.4.1: 1005, 1006 and 1015 name what a receiver saw (no code,
+  // no close frame, a TLS failure) and MUST NOT be sent: a close with no
+  // code goes instead, which the peer reads as 1005 (a relay that passes a
+  // received 1005 on sends what it got). Before, they went on the wire
+  // and a strict peer (spindle's own) failed the connection with 1002.
+  // Any other code outside the registry's sendable ranges is a mistake of
+  // the caller's: invalid_argument, nothing sent.
+  if (code == ws_close::no_status || code == 1006 || code == 1015) {
+    code = 0;
+    reason = {};
+  } else if (!sendable_close_code(code)) {
+    throw std::invalid_argument("spindle::http::WebSocket::close: close code " + std::to_string(code) +
+                                " may not be sent (RFC 6455 7.4: 1000-1003, 1007-1013, 3000-4999; 1005 sends none)");
+  }
+  reason = close_reason_cut(reason);
   Impl& I = *impl_;
   ReadingGuard guard(I.reading);
   close_as_reader(I, code, reason);

@@ -134,7 +134,10 @@ struct WsMessage {
 // counts as ten years; zero (and negative) values mean what each says.
 struct WsOptions {
   // A received message over this many bytes: WsError(message_too_big), and
-  // the connection is closed with 1009. 4 MiB, aiohttp's default.
+  // the connection is closed with 1009. 4 MiB, aiohttp's default. 0: no
+  // limit (aiohttp's max_msg_size=0, Beast's read_message_max(0)): a peer
+  // may then make one message as large as memory allows, bounded only by
+  // message_timeout.
   std::size_t max_message_size = 4u << 20;
   // close(), and the teardown after a close frame: how long to wait for the
   // peer's close frame and for its end of stream before the socket is
@@ -302,6 +305,12 @@ class WebSocket {
   // reads slowly is written out first, so that the close frame can follow
   // (that wait counts in close_timeout; a ping not out by then, or by the
   // caller's own deadline, is cut and the connection is lost).
+  // The code must be one a close frame may carry (RFC 6455 7.4: 1000-1003,
+  // 1007-1013, 3000-4999), else std::invalid_argument and nothing is sent;
+  // ws_close::no_status (1005), 1006 and 1015 send a close with no code
+  // (a relay that passes on a received 1005 sends what it got). The
+  // reason must be UTF-8 (std::invalid_argument); past 123 bytes it is
+  // cut at the last whole character.
   SPINDLE_MAY_SUSPEND void close(std::uint16_t code = ws_close::normal, std::string_view reason = {});
 
   // is_open: no close frame sent or received, no error seen.
