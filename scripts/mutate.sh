@@ -410,6 +410,8 @@ ws_close_1005_sent :: io/src/http/websocket.cpp :: s{if \(code == ws_close::no_s
 ws_close_reason_cut_mid_char :: io/src/http/websocket.cpp :: s{while \(n > 0 && \(static_cast<unsigned char>\(reason\[n\]\) & 0xC0\) == 0x80\) --n;}{} :: http_websocket :: ^http_websocket$
 ws_partial_message_kept :: io/src/http/websocket.cpp :: s{\n\s*msg\.clear\(\);\n\s*msg\.shrink_to_fit\(\);\n}{\n} :: http_websocket :: ^http_websocket$
 ws_handshake_names_beast :: io/src/http/websocket.cpp :: s{res\.set\(bhttp::field::server, "spindle"\);}{(void)res;} :: http_websocket :: ^http_websocket$
+url_numeric_host_taken :: io/src/http/url.cpp :: s{if \(!bracketed && ends_in_number\(out\.host\)\) \{}{if (false) \{} :: http_url :: ^http_url$
+client_transfer_coding_unchecked :: io/src/http/client.cpp :: s{if \(const char\* why = bad_transfer_coding\(p\.get\(\)\)\) \{}{if (const char* why = nullptr) \{} :: http_client_hostile :: ^http_client_hostile$
 EOF
 )
 

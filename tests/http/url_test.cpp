@@ -192,6 +192,28 @@ TEST_CASE("url: bad URLs are errc::invalid_url and never show the password") {
   CHECK(error_of_url("http://h/ok") == http::errc{});
 }
 
+// A host whose last label is a number is IPv4, and only the dotted quad
+// is taken (WHATWG's "ends in a number"; Go's ParseIP): the resolver reads
+// inet_aton's other forms as addresses too, so a check of host() against
+// a list was passed by "127.1", "0x7f000001", "2130706433" or
+// "0177.0.0.1" (octal), and the request went to 127.0.0.1 (an attacker's
+// review).
+TEST_CASE("url: a numeric host is a dotted-quad IPv4 address or invalid") {
+  for (const char* u : {"http://127.1/", "http://0x7f000001/", "http://2130706433/", "http://0177.0.0.1/",
+                        "http://127.0.0.01/", "http://0x7f.0.0.1/", "http://1.2.3.4.5/", "http://256.0.0.1/",
+                        "http://example.123/", "http://a.0x1f/", "http://127.0.0.1./", "http://0X7F000001/"}) {
+    INFO(u);
+    CHECK(error_of_url(u) == http::errc::invalid_url);
+  }
+  CHECK(http::URL("http://127.0.0.1:8080/").host() == "127.0.0.1");
+  CHECK(http::URL("http://169.254.169.254/").host() == "169.254.169.254");
+  // Names that only look numeric in part are names.
+  CHECK(http::URL("http://1.2.3.example/").host() == "1.2.3.example");
+  CHECK(http::URL("http://0x.example/").host() == "0x.example");
+  CHECK(http::URL("http://a.0xg/").host() == "a.0xg");
+  CHECK(http::URL("http://123abc/").host() == "123abc");
+}
+
 TEST_CASE("url: with_query, with_params and with_fragment") {
   const http::URL u("http://h/p?x=1#f");
   CHECK(u.with_params({{"q", "a b"}, {"q", "c&d"}}).str() == "http://h/p?x=1&q=a+b&q=c%26d#f");

@@ -1267,6 +1267,43 @@ bool send_h2(H2Pick& h2, std::string_view method, const Url& u, const RequestOpt
 }
 #endif
 
+// bad_transfer_coding: why a response's Transfer-Encoding cannot frame
+// it here (RFC 9112 6.1, 6.3), or null. Beast refuses only chunked with a
+// Content-Length; it framed "Transfer-Encoding: gzip" with a Content-Length
+// by the length and pooled the connection, and returned "gzip, chunked"
+// bodies still gzip'd as if plain (an attacker's review). Go's client
+// refuses both ("unsupported transfer encoding"). The connection is not
+// pooled (the exception drops the lease).
+template <class Message>
+const char* bad_transfer_coding(const Message& m) {
+  bool te = false, last_chunked = false, other = false;
+  int chunked = 0;
+  for (const auto& f : m) {
+    if (f.name() != bhttp::field::transfer_encoding) continue;
+    te = true;
+    std::string_view v(f.value().data(), f.value().size());
+    while (!v.empty()) {
+      const std::size_t comma = v.find(',');
+      const std::string_view tok = detail::trim_ows(v.substr(0, comma));
+      v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
+      if (tok.empty()) continue;
+      last_chunked = iequals(tok, "chunked");
+      if (last_chunked) {
+        ++chunked;
+      } else {
+        other = true;
+      }
+    }
+  }
+  if (!te) return nullptr;
+  // 6.1: a server must not send Transfer-Encoding to HTTP/1.1's requests
+  // only; in an HTTP/1.0 response the framing is faulty.
+  if (m.version() < 11) return "Transfer-Encoding in an HTTP/1.0 response";
+  if (!last_chunked || chunked > 1) return "a Transfer-Encoding whose last coding is not chunked, once";
+  if (other) return "a transfer coding other than chunked, which the client does not decode";
+  return nullptr;
+}
+
 template <class Body>
 bool start(detail::ClientPool& pool, std::string_view method, const Url& u, const RequestOptions& ro,
            bool& gen_called, std::optional<Lease>& lease, bhttp::response_parser<Body>& p, H2Pick& h2) {
@@ -1358,6 +1395,9 @@ bool start(detail::ClientPool& pool, std::string_view method, const Url& u, cons
   if (charge > opt.max_head)
     throw Error(errc::malformed_response, "response head too large: its fields, charged 32 bytes each beyond name and value, over max_head (" +
                                               u.str() + ")");
+  if (const char* why = bad_transfer_coding(p.get())) {
+    throw Error(errc::malformed_response, std::string("response framing: ") + why + " (" + u.str() + ")");
+  }
   return true;
 }
 // grow_for_read: makes room in `buf` (which holds `have` bytes) for the

@@ -137,6 +137,21 @@ bool valid_host(std::string_view h, bool bracketed) {
   return true;
 }
 
+// ends_in_number: the host's last label (after its last '.'; a final
+// '.' ends an empty label, and then the one before counts) is decimal
+// digits, or "0x" and hex digits: WHATWG's test for a host to be read as
+// IPv4.
+bool ends_in_number(std::string_view h) noexcept {
+  if (h.ends_with('.')) h.remove_suffix(1);
+  const std::size_t dot = h.rfind('.');
+  const std::string_view last = dot == std::string_view::npos ? h : h.substr(dot + 1);
+  if (last.empty()) return false;
+  if (std::all_of(last.begin(), last.end(), [](char c) { return c >= '0' && c <= '9'; })) return true;
+  if (last.size() < 2 || last[0] != '0' || last[1] != 'x') return false;
+  return std::all_of(last.begin() + 2, last.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
 std::optional<std::uint16_t> parse_port(std::string_view port, std::string_view u) {
   if (port.empty()) return std::nullopt;  // "host:" is the default port (RFC 3986 3.2.3)
   unsigned long p = 0;
@@ -192,6 +207,17 @@ Authority parse_authority(std::string_view auth, std::string_view u) {
   }
   if (!valid_host(out.host, bracketed)) bad_url(u, "invalid character in host");
   for (char& c : out.host) c = ascii_lower(c);  // DNS names compare without case: one pool key, one origin
+  if (!bracketed && ends_in_number(out.host)) {
+    // A host whose last label is a number is an IPv4 address (WHATWG's
+    // "ends in a number"), and only the dotted quad is taken: the
+    // resolver reads "127.1", "0x7f000001", "2130706433" and "0177.0.0.1"
+    // (octal: 127) as addresses too (inet_aton's forms), so a check of
+    // host() against a list ("not 169.254.169.254") passed them and the
+    // request went there anyway (an attacker's review: all four reached
+    // 127.0.0.1). Go's ParseIP refuses them too.
+    in_addr a4{};
+    if (::inet_pton(AF_INET, out.host.c_str(), &a4) != 1) bad_url(u, "a numeric host that is not a dotted-quad IPv4 address");
+  }
   out.port = parse_port(port, u);
   return out;
 }

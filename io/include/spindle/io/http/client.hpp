@@ -365,7 +365,7 @@ class Client {
                                             RequestOptions options = {});
   // download: GET url and stream a 2xx body into `path` (created or
   // replaced). The bytes go to a temporary file next to it
-  // ("<path>.part-<n>"), which is renamed to `path` only after the last
+  // ("<path>.part-<pid>-<n>"), which is renamed to `path` only after the last
   // byte was read and written; a failure, timeout or cancel at any point
   // removes the temporary and leaves `path` as it was, so a file at `path`
   // is always a complete body. A non-2xx response writes nothing (written =

@@ -109,7 +109,9 @@ class QueryParams {
 //  - control bytes (0x00-0x1f, 0x7f) anywhere are refused;
 //  - the scheme is lowercased; the host, when there is an authority, must
 //    be a DNS name or IP literal (letters, digits, '-', '.', '_'; IPv6 in
-//    brackets) and is lowercased; a port is 1-65535;
+//    brackets) and is lowercased; a host whose last label is a number
+//    must be a dotted-quad IPv4 address ("127.1", "0x7f000001" refused:
+//    the resolver reads them as addresses); a port is 1-65535;
 //  - userinfo (user:password@) is percent-decoded (a bad escape there is an
 //    error) and kept for user()/password(), never shown by str();
 //  - in path, query and fragment, spaces, non-ASCII bytes and " < > \ ^ `
