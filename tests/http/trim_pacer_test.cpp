@@ -88,3 +88,14 @@ TEST_CASE("a clock that steps back earns nothing and breaks nothing") {
   CHECK_FALSE(p.due(kStart + 4'999, 2 * TrimPacer::kAfter));
   CHECK(p.due(kStart + 5'001, 2 * TrimPacer::kAfter));
 }
+
+TEST_CASE("a long quiet stretch earns back even a trim far past the burst") {
+  // A 500 ms trim leaves the budget 400 ms below zero; an hour later it is
+  // full again, and the next burst is trimmed on its first pass. A cap of
+  // its own on each refill's credit threw most of the hour away (161
+  // passes of waiting, a reviewer's count).
+  TrimPacer p;
+  REQUIRE(p.due(kStart, TrimPacer::kAfter));
+  p.trimmed(kStart, TrimPacer::kAfter, 500'000);
+  CHECK(p.due(kStart + 3'600'000, 2 * TrimPacer::kAfter));
+}

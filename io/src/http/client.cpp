@@ -1007,6 +1007,16 @@ int read_interim(Conn& c, const Url& u, const ClientOptions& opt) {
   return interim.get().result_int();
 }
 
+// may_pool: whether a response's head lets its connection go back to the
+// pool, beyond the parser's keep_alive: not with "close" on any Connection
+// line (in HTTP/1.0 too: connection_tokens.hpp), nor an HTTP/1.0 response
+// with a Transfer-Encoding (RFC 9112 6.1: its framing is faulty; close
+// after it).
+template <class Message>
+bool may_pool(const Message& m) {
+  return !detail::lists_close(m) && !(m.version() < 11 && m.count(bhttp::field::transfer_encoding) > 0);
+}
+
 // final_keeps_alive: whether the final response that starts c.buf keeps
 // the connection open (HTTP/1.1 without Connection: close; HTTP/1.0 with
 // keep-alive). Reads until its whole head is buffered (under max_head and
@@ -1024,7 +1034,7 @@ bool final_keeps_alive(Conn& c, const Url& u, const ClientOptions& opt) {
   for (;;) {
     beast::error_code ec;
     p.put(c.buf.data(), ec);
-    if (p.is_header_done()) return p.keep_alive() && !detail::lists_close(p.get());
+    if (p.is_header_done()) return p.keep_alive() && may_pool(p.get());
     if (ec != bhttp::error::need_more) return false;
     try {
       const std::size_t n = ts.read_some(c.buf.prepare(4096), ec);
@@ -1296,9 +1306,10 @@ const char* bad_transfer_coding(const Message& m) {
     }
   }
   if (!te) return nullptr;
-  // 6.1: a server must not send Transfer-Encoding to HTTP/1.1's requests
-  // only; in an HTTP/1.0 response the framing is faulty.
-  if (m.version() < 11) return "Transfer-Encoding in an HTTP/1.0 response";
+  // (An HTTP/1.0 response with "chunked" is read as chunked, as before, but
+  // never pooled: may_pool. RFC 9112 6.1 calls its framing faulty and says
+  // to close after it; old servers, Python's http.server among them, send
+  // it.)
   if (!last_chunked || chunked > 1) return "a Transfer-Encoding whose last coding is not chunked, once";
   if (other) return "a transfer coding other than chunked, which the client does not decode";
   return nullptr;
@@ -1562,7 +1573,7 @@ struct Exchange {
     // The parser's keep_alive (every Connection line; a body that ends at
     // EOF), not the message's, which reads the first line only; and
     // "close" on any line in HTTP/1.0 too (connection_tokens.hpp).
-    if (p.keep_alive() && !detail::lists_close(r) && c.buf.size() == 0) lease->release();
+    if (p.keep_alive() && may_pool(r) && c.buf.size() == 0) lease->release();
     return true;
   }
 };
@@ -1616,7 +1627,7 @@ struct detail::BodyReader {
       }
     }
     // every Connection line, "close" in HTTP/1.0 too (connection_tokens.hpp)
-    if (lease && p.keep_alive() && !detail::lists_close(p.get()) && lease->conn().buf.size() == 0) lease->release();
+    if (lease && p.keep_alive() && may_pool(p.get()) && lease->conn().buf.size() == 0) lease->release();
     lease.reset();
 #if SPINDLE_HAVE_HTTP2
     if (h2.call) trailers = h2.call->take_trailers();

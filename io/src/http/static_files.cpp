@@ -99,14 +99,16 @@ Validators validators(const struct stat& st) {
   v.size = static_cast<std::uint64_t>(st.st_size);
   v.mtime_s = st.st_mtim.tv_sec;
   v.settled = settled(st.st_mtim, now);
-  if (st.st_mtim.tv_sec > now.tv_sec) {
+  // time(), not now.tv_sec: the Date field's clock (http_date), which
+  // lags CLOCK_REALTIME by a tick across a second's edge now and then.
+  if (const std::time_t date_now = ::time(nullptr); st.st_mtim.tv_sec > date_now) {
     // A modification time in the future (a clock that was ahead, touch
     // -d, an archive's) is replaced by now (RFC 9110 8.8.2.1, as Apache's
     // ap_rationalize_mtime): sent as it was, an If-Modified-Since copied
     // from it answered 304 for every later content until that date (a
     // reviewer's repro). Such a file stays unsettled (weak tag, no date
     // If-Range): its mtime says nothing of when it was last written.
-    v.mtime_s = now.tv_sec;
+    v.mtime_s = date_now;
   }
   // Unsigned: an mtime far from 1970 wraps, which keeps the tag opaque
   // and defined.

@@ -57,9 +57,13 @@ class TrimPacer {
   // 1 ms of wall time earns 1000 / kShare us of trim time.
   void refill(std::uint64_t now_ms) noexcept {
     if (now_ms > filled_at_ms_) {
-      const std::uint64_t earned = (now_ms - filled_at_ms_) * 1000 / kShare;
-      budget_us_ = std::min<std::int64_t>(static_cast<std::int64_t>(kBurstUs),
-                                          budget_us_ + static_cast<std::int64_t>(std::min(earned, kBurstUs * 2)));
+      // Capped at what the budget can take (it may be deep below zero
+      // after a long trim): a cap of its own on `earned` threw away the
+      // rest of a long quiet stretch, and a burst after it waited.
+      const std::uint64_t room = static_cast<std::uint64_t>(static_cast<std::int64_t>(kBurstUs) - budget_us_);
+      const std::uint64_t dt = std::min<std::uint64_t>(now_ms - filled_at_ms_, room);  // >= room / 10 us: enough
+      const std::uint64_t earned = std::min(dt * 1000 / kShare, room);
+      budget_us_ += static_cast<std::int64_t>(earned);
     }
     filled_at_ms_ = std::max(filled_at_ms_, now_ms);
   }

@@ -1554,6 +1554,11 @@ WsMessage WebSocket::receive() {
     if (e || n == 0) {
       std::lock_guard lk(I.mu);
       if (I.state.load(std::memory_order_acquire) == Impl::kOpen) I.end(Impl::kBroken);
+      // The part read goes now (the end of stream or a reset, as
+      // on_read_error does for a close frame or a protocol error).
+      I.msg.clear();
+      I.msg.shrink_to_fit();
+      I.msg_since = {};
       I.throw_lost("connection lost: " + (e ? e.message() : std::string("end of stream")));
     }
     I.wire.in.commit(n);
@@ -1596,9 +1601,10 @@ void WebSocket::close(std::uint16_t code, std::string_view reason) {
   // code goes instead, which the peer reads as 1005 (a relay that passes a
   // received 1005 on sends what it got). Before, they went on the wire
   // and a strict peer (spindle's own) failed the connection with 1002.
+  // 0 (close_code()'s "none yet") does the same, as it did before.
   // Any other code outside the registry's sendable ranges is a mistake of
   // the caller's: invalid_argument, nothing sent.
-  if (code == ws_close::no_status || code == 1006 || code == 1015) {
+  if (code == 0 || code == ws_close::no_status || code == 1006 || code == 1015) {
     code = 0;
     reason = {};
   } else if (!sendable_close_code(code)) {

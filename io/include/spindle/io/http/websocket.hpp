@@ -307,7 +307,7 @@ class WebSocket {
   // caller's own deadline, is cut and the connection is lost).
   // The code must be one a close frame may carry (RFC 6455 7.4: 1000-1003,
   // 1007-1013, 3000-4999), else std::invalid_argument and nothing is sent;
-  // ws_close::no_status (1005), 1006 and 1015 send a close with no code
+  // 0, ws_close::no_status (1005), 1006 and 1015 send a close with no code
   // (a relay that passes on a received 1005 sends what it got). The
   // reason must be UTF-8 (std::invalid_argument); past 123 bytes it is
   // cut at the last whole character.
