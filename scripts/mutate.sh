@@ -314,7 +314,7 @@ http_json_body_throws_on_bad_utf8 :: io/src/http/message.cpp :: s{value\.dump\(-
 http_allow_without_head :: io/src/http/router.cpp :: s{if \(listed\(allow, "GET"\) && !listed\(allow, "HEAD"\)\) allow \+= ", HEAD";}{} :: http_router :: ^http_router$
 http_upgrade_while_stopping :: io/src/http/server.cpp :: s{if \(stopping\.load\(std::memory_order_seq_cst\)\) return reject\(s, 503, head, peer, &req\);}{} :: http_server :: ^http_server$
 http_connection_first_line_only :: io/src/http/server.cpp :: s{bool keep = body_ended && p\.keep_alive\(\)}{bool keep = body_ended && h.keep_alive()} :: http_server_hostile :: ^http_server_hostile$
-client_connection_first_line_only :: io/src/http/client.cpp :: s{if \(p\.keep_alive\(\) && c\.buf\.size\(\) == 0\) lease->release\(\);}{if (p.get().keep_alive() && c.buf.size() == 0) lease->release();} :: http_client_hostile :: ^http_client_hostile$
+client_connection_first_line_only :: io/src/http/client.cpp :: s{if \(p\.keep_alive\(\) && may_pool\(r\) && c\.buf\.size\(\) == 0\) lease->release\(\);}{if (p.get().keep_alive() && c.buf.size() == 0) lease->release();} :: http_client_hostile :: ^http_client_hostile$
 http_connect_kept_open :: io/src/http/server.cpp :: s{ && req\.method != "CONNECT" &&}{ &&} :: http_server_hostile :: ^http_server_hostile$
 http_trailer_fold_unfolded :: io/src/http/server.cpp :: s{/\*refuse_folds=\*/true}{false} :: http_server_hostile :: ^http_server_hostile$
 tls_ffdhe_groups_taken :: io/src/tls.cpp :: s{if \(SSL_CTX_set1_groups_list\(impl->ctx, "X25519:P-256:P-384:P-521"\) != 1\)}{if (false)} :: io_tls_hostile :: ^io_tls_hostile$
@@ -379,7 +379,7 @@ static_range_number_wraps :: io/src/http/file_conditions.cpp :: s{d\.value = d\.
 static_if_none_match_ignored :: io/src/http/static_files.cpp :: s{if \(detail::etag_matches_weak\(value, v\.etag\)\) return true;}{} :: http_static_files_range :: ^http_static_files_range$
 static_none_match_weak_prefix_kept :: io/src/http/file_conditions.cpp :: s{if \(list\.substr\(i, 2\) == "W/"\) i \+= 2;}{} :: http_static_files_range :: ^http_static_files_range$
 static_modified_since_beside_none_match :: io/src/http/static_files.cpp :: s{if \(none_match_sent \|\| v\.last_modified\.empty\(\)\) return false;}{if (v.last_modified.empty()) return false;} :: http_static_files_range :: ^http_static_files_range$
-static_modified_since_equal_is_modified :: io/src/http/static_files.cpp :: s{return t && v\.mtime_s <= \*t;}{return t && v.mtime_s < *t;} :: http_static_files_range :: ^http_static_files_range$
+static_modified_since_equal_is_modified :: io/src/http/static_files.cpp :: s{return t && \*t <= now && v\.mtime_s <= \*t;}{return t && *t <= now && v.mtime_s < *t;} :: http_static_files_range :: ^http_static_files_range$
 static_if_range_weak_trusted :: io/src/http/file_conditions.cpp :: s{return tag\.starts_with\('"'\) && tag == etag;}{return tag == etag;} :: http_static_files_range :: ^http_static_files_range$
 static_if_range_date_unsettled :: io/src/http/static_files.cpp :: s{return t && v\.settled && }{return t && } :: http_static_files_range :: ^http_static_files_range$
 static_etag_never_weak :: io/src/http/static_files.cpp :: s{v\.settled = settled\(st\.st_mtim, now\);}{v.settled = true;} :: http_static_files_range :: ^http_static_files_range$
@@ -397,16 +397,16 @@ mutex_late_slot_kept :: sync/src/mutex.cpp :: s{if \(mine == nullptr\) detail::g
 trim_budget_not_spent :: io/src/http/trim_pacer.hpp :: s{budget_us_ -= static_cast}{budget_us_ += 0 * static_cast} :: http_trim_pacer :: ^http_trim_pacer$
 trim_no_saved_budget :: io/src/http/trim_pacer.hpp :: s{(kBurstUs = )100'000;}{${1}1;} :: http_trim_pacer :: ^http_trim_pacer$
 static_future_ims_taken :: io/src/http/static_files.cpp :: s{return t && \*t <= now && v\.mtime_s <= \*t;}{return t && v.mtime_s <= *t;} :: http_static_files_range :: ^http_static_files_range$
-static_future_mtime_kept :: io/src/http/static_files.cpp :: s{\n\s*v\.mtime_s = now\.tv_sec;}{} :: http_static_files_range :: ^http_static_files_range$
+static_future_mtime_kept :: io/src/http/static_files.cpp :: s{\n\s*v\.mtime_s = date_now;}{} :: http_static_files_range :: ^http_static_files_range$
 http1_file_failure_unreported :: io/src/http/server.cpp :: s{report\(req, std::current_exception\(\)\);\n(\s*throw ConnectionEnds\{\};)}{$1} :: http_static_files_range :: ^http_static_files_range$
 h2_file_failure_unreported :: io/src/http/h2_server.cpp :: s{(\(HTTP/1\.1's write_streamed does the same\)\.\n)\s*env_\.report\(st\.req, failed\);}{$1} :: http_static_files_range :: ^http_static_files_range$
 http10_close_line_ignored :: io/src/http/server.cpp :: s{p\.keep_alive\(\) && !detail::lists_close\(p\.get\(\)\) && }{p.keep_alive() && } :: http_server_hostile :: ^http_server_hostile$
 http_handler_connection_close_ignored :: io/src/http/server.cpp :: s{\n\s*!detail::lists_close\(res\.headers\) && }{ } :: http_server_hostile :: ^http_server_hostile$
-client_http10_close_ignored_whole :: io/src/http/client.cpp :: s{p\.keep_alive\(\) && !detail::lists_close\(r\) && }{p.keep_alive() && } :: http_client_hostile :: ^http_client_hostile$
-client_http10_close_ignored_streamed :: io/src/http/client.cpp :: s{lease && p\.keep_alive\(\) && !detail::lists_close\(p\.get\(\)\) && }{lease && p.keep_alive() && } :: http_client_hostile :: ^http_client_hostile$
+client_http10_close_ignored :: io/src/http/client.cpp :: s{return !detail::lists_close\(m\) && }{return } :: http_client_hostile :: ^http_client_hostile$
+client_http10_chunked_pooled :: io/src/http/client.cpp :: s{ && !\(m\.version\(\) < 11 && m\.count\(bhttp::field::transfer_encoding\) > 0\)}{} :: http_client_hostile :: ^http_client_hostile$
 h2_preface_piece_taken_for_h1 :: io/src/http/server.cpp :: s{if \(!open_prefix\(\)\) return true;}{return true;} :: http_h2_hostile :: ^http_h2_hostile$
 ws_close_code_unchecked :: io/src/http/websocket.cpp :: s{\} else if \(!sendable_close_code\(code\)\) \{}{\} else if (false) \{} :: http_websocket :: ^http_websocket$
-ws_close_1005_sent :: io/src/http/websocket.cpp :: s{if \(code == ws_close::no_status \|\| code == 1006 \|\| code == 1015\) \{}{if (false) \{} :: http_websocket :: ^http_websocket$
+ws_close_1005_sent :: io/src/http/websocket.cpp :: s{if \(code == 0 \|\| code == ws_close::no_status \|\| code == 1006 \|\| code == 1015\) \{}{if (false) \{} :: http_websocket :: ^http_websocket$
 ws_close_reason_cut_mid_char :: io/src/http/websocket.cpp :: s{while \(n > 0 && \(static_cast<unsigned char>\(reason\[n\]\) & 0xC0\) == 0x80\) --n;}{} :: http_websocket :: ^http_websocket$
 ws_partial_message_kept :: io/src/http/websocket.cpp :: s{\n\s*msg\.clear\(\);\n\s*msg\.shrink_to_fit\(\);\n}{\n} :: http_websocket :: ^http_websocket$
 ws_handshake_names_beast :: io/src/http/websocket.cpp :: s{res\.set\(bhttp::field::server, "spindle"\);}{(void)res;} :: http_websocket :: ^http_websocket$
