@@ -412,6 +412,7 @@ ws_partial_message_kept :: io/src/http/websocket.cpp :: s{\n\s*msg\.clear\(\);\n
 ws_handshake_names_beast :: io/src/http/websocket.cpp :: s{res\.set\(bhttp::field::server, "spindle"\);}{(void)res;} :: http_websocket :: ^http_websocket$
 url_numeric_host_taken :: io/src/http/url.cpp :: s{if \(!bracketed && ends_in_number\(out\.host\)\) \{}{if (false) \{} :: http_url :: ^http_url$
 client_transfer_coding_unchecked :: io/src/http/client.cpp :: s{if \(const char\* why = bad_transfer_coding\(p\.get\(\)\)\) \{}{if (const char* why = nullptr) \{} :: http_client_hostile :: ^http_client_hostile$
+transfer_coding_chunked_twice_taken :: io/src/http/connection_tokens.hpp :: s{last_chunked && chunked == 1;}{last_chunked && chunked >= 1;} :: http_server_hostile :: ^http_server_hostile$
 EOF
 )
 

@@ -1286,32 +1286,17 @@ bool send_h2(H2Pick& h2, std::string_view method, const Url& u, const RequestOpt
 // pooled (the exception drops the lease).
 template <class Message>
 const char* bad_transfer_coding(const Message& m) {
-  bool te = false, last_chunked = false, other = false;
-  int chunked = 0;
+  detail::TransferCodings te;
   for (const auto& f : m) {
-    if (f.name() != bhttp::field::transfer_encoding) continue;
-    te = true;
-    std::string_view v(f.value().data(), f.value().size());
-    while (!v.empty()) {
-      const std::size_t comma = v.find(',');
-      const std::string_view tok = detail::trim_ows(v.substr(0, comma));
-      v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
-      if (tok.empty()) continue;
-      last_chunked = iequals(tok, "chunked");
-      if (last_chunked) {
-        ++chunked;
-      } else {
-        other = true;
-      }
-    }
+    if (f.name() == bhttp::field::transfer_encoding) te.add(std::string_view(f.value().data(), f.value().size()));
   }
-  if (!te) return nullptr;
+  if (!te.present) return nullptr;
   // (An HTTP/1.0 response with "chunked" is read as chunked, as before, but
   // never pooled: may_pool. RFC 9112 6.1 calls its framing faulty and says
   // to close after it; old servers, Python's http.server among them, send
   // it.)
-  if (!last_chunked || chunked > 1) return "a Transfer-Encoding whose last coding is not chunked, once";
-  if (other) return "a transfer coding other than chunked, which the client does not decode";
+  if (!te.chunked_once_last()) return "a Transfer-Encoding whose last coding is not chunked, once";
+  if (te.other) return "a transfer coding other than chunked, which the client does not decode";
   return nullptr;
 }
 

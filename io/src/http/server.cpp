@@ -418,36 +418,19 @@ std::size_t conn_buffer_limit(const ServerOptions& o) noexcept {
 template <class Fields>
 int framing_status(const Fields& h) {
   int hosts = 0;
-  bool te = false, last_chunked = false, other = false;
-  int chunked = 0, codings = 0;
+  detail::TransferCodings te;
   for (const auto& f : h) {
     if (f.name() == bhttp::field::host) {
       if (!detail::host_field_ok(sv(f.value()))) return 400;
       ++hosts;
     } else if (f.name() == bhttp::field::transfer_encoding) {
-      te = true;
-      std::string_view v = sv(f.value());
-      while (!v.empty()) {
-        const std::size_t comma = v.find(',');
-        std::string_view tok = v.substr(0, comma);
-        v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
-        while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
-        while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
-        if (tok.empty()) continue;  // "a, , b": empty list elements are allowed
-        ++codings;
-        last_chunked = iequals(tok, "chunked");
-        if (last_chunked) {
-          ++chunked;
-        } else {
-          other = true;
-        }
-      }
+      te.add(sv(f.value()));
     }
   }
   if (hosts > 1 || (h.version() >= 11 && hosts == 0)) return 400;
-  if (!te) return 0;
-  if (h.version() < 11 || codings == 0 || !last_chunked || chunked > 1) return 400;
-  return other ? 501 : 0;
+  if (!te.present) return 0;
+  if (h.version() < 11 || !te.chunked_once_last()) return 400;
+  return te.other ? 501 : 0;
 }
 
 // origin_form: a request-target in absolute-form ("http://h:8080/p?q",
